@@ -1,0 +1,90 @@
+"""The composition root: settings in, a wired application out.
+
+The only module that chooses a backend. Adapters are named by dotted path and
+imported when a backend is built, so the local backend never imports a cloud
+SDK (fsspec's registry of lazily imported implementations, in small).
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any
+
+from minimlops.config import Settings
+from minimlops.domain.schema import table_schema
+from minimlops.errors import BackendNotInstalled
+from minimlops.services.deps import Deps, Names, Progress, _no_progress
+from minimlops.services.predict import PredictionLog, Predictor
+from minimlops.services.registry import ModelRegistry
+from minimlops.services.train import registry_of
+
+BACKENDS: dict[str, dict[str, str]] = {
+    "local": {
+        "store": "minimlops.adapters.local_fs:LocalObjectStore",
+        "warehouse": "minimlops.adapters.duckdb_warehouse:DuckDBWarehouse",
+        "bus": "minimlops.adapters.sqlite_bus:SQLiteMessageBus",
+    },
+}
+EXTRAS = {"gcp": "pip install 'minimlops[gcp]'"}
+SCHEMA_OF = {"training_table": "training_data", "predictions_table": "predictions_data",
+             "feedback_table": "feedback", "ledger_table": "ingestion_ledger"}  # fmt: skip
+
+
+def load_class(backend: str, port: str) -> Any:
+    """Import an adapter class by its registered dotted path."""
+    try:
+        path = BACKENDS[backend][port]
+    except KeyError:
+        raise BackendNotInstalled(f"backend {backend!r} has no {port} adapter") from None
+    module, _, name = path.partition(":")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except ImportError as exc:
+        hint = EXTRAS.get(backend, "")
+        raise BackendNotInstalled(f"the {backend} backend needs {hint} ({exc})") from exc
+
+
+def names_of(settings: Settings) -> Names:
+    return Names(**{f: getattr(settings, f) for f in Names.__dataclass_fields__})
+
+
+@dataclass
+class App:
+    """Everything a running minimlops needs, built once per process."""
+
+    settings: Settings
+    deps: Deps
+    registry: ModelRegistry
+    predictor: Predictor
+    log: PredictionLog
+
+    def close(self) -> None:
+        for part in (self.deps.warehouse, self.deps.bus):
+            close = getattr(part, "close", None)
+            if close:
+                close()
+
+
+def build(settings: Settings, *, progress: Progress = _no_progress) -> App:
+    """Open the backend's adapters and wire the handlers' dependencies."""
+    if settings.backend != "local":
+        raise BackendNotInstalled(
+            f"backend {settings.backend!r} is not available in this version")
+    settings.home.mkdir(parents=True, exist_ok=True)
+    names = names_of(settings)
+    store = load_class("local", "store")(settings.buckets_dir)
+    schemas = {getattr(settings, f): table_schema(s) for f, s in SCHEMA_OF.items()}
+    warehouse = load_class("local", "warehouse")(
+        settings.warehouse_path, schemas, settings.ledger_table)
+    warehouse.ensure_tables()
+    bus = load_class("local", "bus")(
+        settings.bus_path, max_attempts=settings.bus_max_attempts,
+        lease_seconds=settings.bus_lease_seconds)
+    deps = Deps(store=store, warehouse=warehouse, bus=bus, names=names,
+                max_bad_rows=settings.max_bad_rows, cv_folds=settings.cv_folds,
+                promotion_tolerance=settings.promotion_tolerance, progress=progress)
+    registry = registry_of(deps)
+    log = PredictionLog(lambda t: warehouse.append(names.predictions_table, t),
+                        flush_ms=settings.log_flush_ms, max_rows=settings.log_batch_rows)
+    return App(settings, deps, registry, Predictor(registry, deps.now), log)

@@ -1,0 +1,116 @@
+"""Settings: the one place that reads configuration from the environment.
+
+Precedence, applied here and in the command line: explicit argument (a flag,
+passed as an override) > ``MINIMLOPS_*`` environment variable > default.
+Nothing else in the package reads ``os.environ``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+
+PREFIX = "MINIMLOPS_"
+EXAMPLE_URL = (
+    "https://raw.githubusercontent.com/datasciencedojo/datasets/master/titanic.csv"
+)
+
+
+class ConfigError(ValueError):
+    """A setting has a value that cannot be used; the message names it."""
+
+
+class Settings(BaseModel):
+    """Every setting of minimlops, with the exercise's names as defaults."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    home: Path = Field(Path(".minimlops"), description="data home")
+    backend: Literal["local", "gcp"] = "local"
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+
+    project: str | None = Field(None, description="Google Cloud project (gcp)")
+    landing_bucket: str = "my-data-landing-zone"
+    model_bucket: str = "my-model-storage"
+    dataset: str = "titanic"
+    training_table: str = "training_data"
+    predictions_table: str = "predictions_data"
+    feedback_table: str = "feedback"
+    ledger_table: str = "ingestion_ledger"
+    ingestion_topic: str = "ingestion_complete"
+    promoted_topic: str = "model_promoted"
+    retrain_topic: str = "retrain_requested"
+    model_name: str = "titanic"
+
+    example_data: Path | None = None
+    example_url: str = EXAMPLE_URL
+
+    max_bad_rows: int = Field(0, ge=0)
+    promotion_tolerance: float = Field(0.0, ge=0.0, le=1.0)
+    cv_folds: int = Field(5, ge=2, le=20)
+    max_batch: int = Field(10_000, ge=1)
+    max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
+    log_flush_ms: float = Field(2.0, gt=0)
+    log_batch_rows: int = Field(1024, ge=1)
+    bus_max_attempts: int = Field(5, ge=1)
+    bus_lease_seconds: float = Field(600.0, gt=0)
+    watch_interval: float = Field(0.2, gt=0)
+    settle_seconds: float = Field(0.5, ge=0)
+    admin_token: SecretStr | None = None
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(
+        cls, env: Mapping[str, str], **overrides: Any
+    ) -> Settings:
+        """Build settings from ``MINIMLOPS_*`` variables, then explicit overrides.
+
+        Args:
+            env: the environment, usually ``os.environ``.
+            **overrides: values given on the command line; ``None`` means unset.
+
+        Raises:
+            ConfigError: a value is invalid; the message names the variable.
+        """
+        values: dict[str, Any] = {}
+        for name in cls.model_fields:
+            raw = env.get(PREFIX + name.upper())
+            if raw not in (None, ""):
+                values[name] = raw
+        if not values.get("project") and env.get("GOOGLE_CLOUD_PROJECT"):
+            values["project"] = env["GOOGLE_CLOUD_PROJECT"]
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        try:
+            return cls(**values)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{PREFIX}{'.'.join(map(str, e['loc'])).upper()}: {e['msg']}"
+                for e in exc.errors()
+            )
+            raise ConfigError(f"invalid setting: {problems}") from None
+
+    # Derived locations of the local backend, all under the data home.
+    @property
+    def buckets_dir(self) -> Path:
+        return self.home / "buckets"
+
+    @property
+    def warehouse_path(self) -> Path:
+        return self.home / "warehouse.duckdb"
+
+    @property
+    def bus_path(self) -> Path:
+        return self.home / "bus.sqlite3"
+
+    @property
+    def runtime_file(self) -> Path:
+        """Written by a running server: its address and a local admin token."""
+        return self.home / "server.json"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.home / "cache"

@@ -1,0 +1,1 @@
+"""Plain-Python domain: table schemas, events and pure decisions."""

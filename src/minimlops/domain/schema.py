@@ -1,0 +1,86 @@
+"""Table schemas (from ``infrastructure/bigquery/*.json``), value rules and the split.
+
+The JSON files are the single source of truth for columns, types and modes, on
+every backend. This module is the only place that names the Titanic columns.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+
+DATA_COLUMNS = (
+    "PassengerId", "Survived", "Pclass", "Name", "Sex", "Age",
+    "SibSp", "Parch", "Ticket", "Fare", "Cabin", "Embarked",
+)  # fmt: skip
+INPUT_COLUMNS = tuple(c for c in DATA_COLUMNS if c != "Survived")
+LABEL = "Survived"
+KEY = "PassengerId"
+
+# Values a column may take beyond its type (None = any value of the type).
+ALLOWED_VALUES: dict[str, tuple[object, ...]] = {
+    "Survived": (0, 1),
+    "Pclass": (1, 2, 3),
+    "Sex": ("male", "female"),
+    "Embarked": ("C", "Q", "S"),
+}
+# Inclusive numeric ranges; the key bound keeps the split hash in 64 bits.
+RANGES: dict[str, tuple[float, float]] = {
+    "PassengerId": (1, 2**31 - 1),
+    "Age": (0, 150),
+    "SibSp": (0, 100),
+    "Parch": (0, 100),
+    "Fare": (0, 1_000_000),
+}
+
+SPLITS = ("TRAIN", "VALIDATION", "TEST")
+SPLIT_BOUNDS = (0.70, 0.85)  # u < 0.70 TRAIN, < 0.85 VALIDATION, else TEST
+_GOLDEN = 2654435761  # Knuth's multiplicative hash: well spread, SQL-friendly
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of a BigQuery JSON schema."""
+
+    name: str
+    type: str
+    mode: str = "NULLABLE"
+    description: str = ""
+
+    @property
+    def required(self) -> bool:
+        return self.mode == "REQUIRED"
+
+
+@cache
+def table_schema(table: str) -> tuple[Column, ...]:
+    """The columns of a table, read once from its JSON schema file.
+
+    Args:
+        table: schema name: training_data, predictions_data, feedback or
+            ingestion_ledger.
+
+    Raises:
+        FileNotFoundError: there is no schema file of that name.
+    """
+    text = resources.files("minimlops").joinpath("schemas", f"{table}.json")
+    fields = json.loads(text.read_text(encoding="utf-8"))
+    return tuple(
+        Column(f["name"], f["type"].upper(), f.get("mode", "NULLABLE").upper(),
+               f.get("description", ""))
+        for f in fields
+    )  # fmt: skip
+
+
+def split_unit(passenger_id: int) -> float:
+    """The row key mapped into [0, 1), the same in Python, Arrow and SQL."""
+    return ((passenger_id * _GOLDEN) % 2**32) / 2**32
+
+
+def split_for(passenger_id: int) -> str:
+    """TRAIN, VALIDATION or TEST for a row key; a row keeps its split forever."""
+    u = split_unit(passenger_id)
+    return SPLITS[0] if u < SPLIT_BOUNDS[0] else (
+        SPLITS[1] if u < SPLIT_BOUNDS[1] else SPLITS[2])  # fmt: skip

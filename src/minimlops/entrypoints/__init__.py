@@ -1,0 +1,1 @@
+"""Entry points: the command line, the HTTP server and the local runtime."""

@@ -1,0 +1,263 @@
+"""The ``minimlops`` command line (typer).
+
+Settings come from ``MINIMLOPS_*`` variables; a flag given here wins over the
+variable (see ``Settings.from_env``).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.table import Table
+
+from minimlops.config import ConfigError, Settings
+from minimlops.errors import MinimlopsError
+
+app = typer.Typer(help="A minimal, production-grade MLOps pipeline (Titanic example).",
+                  no_args_is_help=True, pretty_exceptions_enable=False)  # fmt: skip
+models_app = typer.Typer(help="List, promote and roll back model versions.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+console = Console()
+err = Console(stderr=True)
+HomeOpt = Annotated[Optional[Path], typer.Option("--home", help="data home [MINIMLOPS_HOME]")]
+
+
+def _settings(**overrides: Any) -> Settings:
+    try:
+        return Settings.from_env(os.environ, **overrides)
+    except ConfigError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), format="%(message)s", datefmt="[%X]",
+                        handlers=[RichHandler(console=err, show_path=False,
+                                              rich_tracebacks=True)], force=True)  # fmt: skip
+
+
+def _ops(settings: Settings) -> Any:
+    from minimlops.entrypoints.client import InProcess, Remote, running_server
+
+    info = running_server(settings)
+    if info is not None:
+        return Remote(info)
+    from minimlops.bootstrap import build
+    from minimlops.entrypoints.progress import ThrottledProgress
+
+    return InProcess(build(settings, progress=ThrottledProgress()))
+
+
+def _fail(exc: Exception) -> None:
+    err.print(f"[red]error:[/] {exc}")
+    raise typer.Exit(1) from None
+
+
+@app.command()
+def up(
+    home: HomeOpt = None,
+    port: Annotated[Optional[int], typer.Option(help="port [MINIMLOPS_PORT, 8080]")] = None,
+    host: Annotated[Optional[str], typer.Option(help="address [127.0.0.1]")] = None,
+) -> None:
+    """Run everything: landing-zone watcher, ingest, train and the HTTP server."""
+    settings = _settings(home=home, port=port, host=host)
+    _setup_logging(settings.log_level)
+    from minimlops.entrypoints.serve import serve
+
+    try:
+        serve(settings)
+    except MinimlopsError as exc:
+        _fail(exc)
+
+
+@app.command()
+def ingest(
+    files: Annotated[list[Path], typer.Argument(exists=True, dir_okay=False, readable=True)],
+    home: HomeOpt = None,
+) -> None:
+    """Copy files into the landing zone (like `gsutil cp`); the trigger loads them."""
+    settings = _settings(home=home)
+    _setup_logging(settings.log_level)
+    from minimlops.adapters.local_fs import LocalObjectStore
+    from minimlops.entrypoints.client import InProcess, running_server
+
+    store = LocalObjectStore(settings.buckets_dir)
+    for f in files:
+        info = store.write_file(settings.landing_bucket, f.name, f)
+        console.print(f"landed {info.uri} ({info.size:,} bytes)")
+    if running_server(settings):
+        console.print("the running server ingests it; follow with `minimlops status`")
+        return
+    from minimlops.bootstrap import build
+    from minimlops.entrypoints.progress import ThrottledProgress
+
+    ops = InProcess(build(settings, progress=ThrottledProgress()))
+    ops.runtime.drain()
+    for f in files:
+        ledger = ops.app.deps.warehouse.ledger(source_uri=f"gs://{settings.landing_bucket}/{f.name}")
+        if ledger:
+            row = ledger[0]
+            console.print(f"{f.name}: {row['status']}, {row['rows_loaded']:,} rows loaded"
+                          + (f" — {row['message']}" if row["message"] else ""))  # fmt: skip
+
+
+@app.command()
+def train(
+    reason: Annotated[str, typer.Option(help="why; recorded with the version")] = "requested by a person",
+    home: HomeOpt = None,
+) -> None:
+    """Train a new model version now (the champion gate still applies)."""
+    settings = _settings(home=home)
+    _setup_logging(settings.log_level)
+    try:
+        result = _ops(settings).train(reason)
+    except (MinimlopsError, RuntimeError) as exc:
+        _fail(exc)
+    console.print_json(json.dumps(result, default=str))
+
+
+@app.command()
+def predict(
+    passenger: Annotated[Optional[str], typer.Argument(help="a passenger (or list) as JSON")] = None,
+    file: Annotated[Optional[Path], typer.Option("--file", "-f", help="CSV or JSON file of passengers")] = None,
+    home: HomeOpt = None,
+) -> None:
+    """Predict survival; every prediction is logged like the HTTP endpoint's."""
+    settings = _settings(home=home)
+    _setup_logging("WARNING")
+    people = _read_passengers(passenger, file)
+    from minimlops.entrypoints.schemas import Passenger
+
+    try:
+        checked = [Passenger.model_validate(p).model_dump() for p in people]
+        result = _ops(settings).predict(checked)
+    except (MinimlopsError, RuntimeError, ValueError) as exc:
+        _fail(exc)
+    console.print_json(json.dumps(result, default=str))
+
+
+def _read_passengers(text: str | None, file: Path | None) -> list[dict[str, Any]]:
+    if file is not None and file.suffix.lower() == ".csv":
+        with open(file, newline="", encoding="utf-8-sig") as fh:
+            return [{k: (v if v != "" else None) for k, v in row.items()}
+                    for row in csv.DictReader(fh)]  # fmt: skip
+    raw = file.read_text() if file is not None else (text or sys.stdin.read())
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        err.print(f"[red]error:[/] invalid JSON: {exc}")
+        raise typer.Exit(2) from None
+    return data if isinstance(data, list) else [data]
+
+
+@models_app.command("list")
+def models_list(home: HomeOpt = None, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Versions, metrics on VALIDATION, and each promotion decision."""
+    settings = _settings(home=home)
+    data = _ops(settings).models()
+    if as_json:
+        console.print_json(json.dumps(data, default=str))
+        return
+    table = Table("version", "champion", "algorithm", "accuracy", "ROC AUC", "baseline",
+                  "decision", "created", title=f"model {data['model']}")  # fmt: skip
+    for v in data["versions"]:
+        m, d = v["metrics"], v.get("decision") or {}
+        table.add_row(v["version"], "★" if v["champion"] else "", v["algorithm"],
+                      f"{m.get('accuracy', float('nan')):.3f}", f"{m.get('roc_auc', float('nan')):.3f}",
+                      f"{(v.get('baseline') or {}).get('gender_only_accuracy', float('nan')):.3f}",
+                      ("promoted: " if d.get("promote") else "kept: ") + d.get("reason", ""),
+                      v["created_at"][:19])  # fmt: skip
+    console.print(table)
+
+
+@models_app.command("promote")
+def models_promote(version: str, reason: str = "promoted by a person", home: HomeOpt = None) -> None:
+    """Make VERSION the champion; a running server switches within seconds."""
+    try:
+        pointer = _ops(_settings(home=home)).promote(version, reason)
+    except (MinimlopsError, RuntimeError) as exc:
+        _fail(exc)
+    console.print(f"champion is now version {pointer['version']} (was {pointer['previous']})")
+
+
+@models_app.command("rollback")
+def models_rollback(home: HomeOpt = None) -> None:
+    """Make the previous champion the champion again."""
+    try:
+        pointer = _ops(_settings(home=home)).rollback()
+    except (MinimlopsError, RuntimeError) as exc:
+        _fail(exc)
+    console.print(f"rolled back: champion is now version {pointer['version']} "
+                  f"(was {pointer['previous']})")  # fmt: skip
+
+
+@app.command()
+def status(home: HomeOpt = None, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """What is in each table, the champion, the last ingestion and training."""
+    data = _ops(_settings(home=home)).status()
+    if as_json:
+        console.print_json(json.dumps(data, default=str))
+        return
+    from minimlops.entrypoints.report import print_status
+
+    print_status(console, data)
+
+
+@app.command()
+def query(
+    sql: str,
+    fmt: Annotated[str, typer.Option("--format", help="table, csv or json")] = "table",
+    home: HomeOpt = None,
+) -> None:
+    """Run read-only SQL on the warehouse (works while `up` runs)."""
+    if fmt not in ("table", "csv", "json"):
+        err.print("[red]error:[/] --format must be table, csv or json")
+        raise typer.Exit(2)
+    try:
+        result = _ops(_settings(home=home)).query(sql)
+    except (MinimlopsError, RuntimeError) as exc:
+        _fail(exc)
+    cols, rows = result["columns"], result["rows"]
+    if fmt == "json":
+        sys.stdout.write(json.dumps(rows, default=str) + "\n")
+    elif fmt == "csv":
+        out = io.StringIO()
+        writer = csv.DictWriter(out, cols, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        sys.stdout.write(out.getvalue())
+    else:
+        table = Table(*cols)
+        for r in rows:
+            table.add_row(*("" if r[c] is None else str(r[c]) for c in cols))
+        console.print(table)
+
+
+@app.command()
+def generate(
+    output: Annotated[Path, typer.Option("--output", "-o", help="CSV file to write")],
+    rows: Annotated[int, typer.Option(min=1)] = 1000,
+    seed: int = 0,
+    bad_rows: Annotated[int, typer.Option(min=0)] = 0,
+    start_id: Annotated[int, typer.Option(min=1)] = 1,
+) -> None:
+    """Write synthetic passengers in the data set's shape (tests, benchmarks)."""
+    from minimlops.generate import write_csv
+
+    planted = write_csv(output, rows, seed=seed, bad_rows=bad_rows, start_id=start_id)
+    console.print(f"wrote {rows:,} passengers to {output}" + (f" ({planted} bad)" if planted else ""))
+
+
+def main() -> None:
+    """Console script entry point."""
+    app()

@@ -1,0 +1,141 @@
+"""How the command line reaches minimlops: the running server, or in process.
+
+DuckDB lets one process write a database file, and ``minimlops up`` holds it.
+So while a server runs, commands ask it over HTTP (authenticated with the
+token it wrote to ``server.json``, readable only by its owner); otherwise they
+open the data home themselves. Both paths call the same service functions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from minimlops.bootstrap import App
+from minimlops.config import Settings
+from minimlops.services import admin
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    url: str
+    token: str
+    pid: int
+
+
+def write_runtime_file(settings: Settings, url: str) -> ServerInfo:
+    """Record a running server's address and a fresh local admin token (0600)."""
+    info = ServerInfo(url, secrets.token_urlsafe(32), os.getpid())
+    path = settings.runtime_file
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump({"url": info.url, "token": info.token, "pid": info.pid}, fh)
+    os.replace(tmp, path)
+    return info
+
+
+def running_server(settings: Settings) -> ServerInfo | None:
+    """The server that holds this data home, if one is alive."""
+    try:
+        data = json.loads(Path(settings.runtime_file).read_text())
+        os.kill(int(data["pid"]), 0)
+    except (OSError, ValueError, KeyError):
+        return None
+    return ServerInfo(data["url"], data["token"], int(data["pid"]))
+
+
+class RemoteError(RuntimeError):
+    """The server answered with an error; the message is its detail."""
+
+
+class Remote:
+    """Operations through a running server's HTTP API."""
+
+    def __init__(self, info: ServerInfo) -> None:
+        self.http = httpx.Client(base_url=info.url, timeout=120,
+                                 headers={"Authorization": f"Bearer {info.token}"})  # fmt: skip
+
+    def _call(self, method: str, path: str, **kw: Any) -> Any:
+        resp = self.http.request(method, path, **kw)
+        if resp.status_code >= 400:
+            try:
+                detail = resp.json()
+            except ValueError:
+                detail = resp.text
+            raise RemoteError(f"{resp.status_code}: {detail}")
+        return resp.json()
+
+    def status(self) -> dict[str, Any]:
+        return self._call("GET", "/status")  # type: ignore[no-any-return]
+
+    def models(self) -> dict[str, Any]:
+        return self._call("GET", "/models")  # type: ignore[no-any-return]
+
+    def promote(self, version: str, reason: str) -> dict[str, Any]:
+        return self._call("POST", f"/models/{version}/promote", json={"reason": reason})  # type: ignore[no-any-return]
+
+    def rollback(self) -> dict[str, Any]:
+        return self._call("POST", "/models/rollback")  # type: ignore[no-any-return]
+
+    def train(self, reason: str) -> dict[str, Any]:
+        return self._call("POST", "/train", json={"reason": reason})  # type: ignore[no-any-return]
+
+    def query(self, sql: str) -> dict[str, Any]:
+        return self._call("POST", "/query", json={"sql": sql})  # type: ignore[no-any-return]
+
+    def predict(self, passengers: list[dict[str, Any]]) -> dict[str, Any]:
+        return self._call("POST", "/predict", json=passengers)  # type: ignore[no-any-return]
+
+
+class InProcess:
+    """The same operations on a data home no server holds."""
+
+    def __init__(self, app: App) -> None:
+        from minimlops.entrypoints.runtime import Runtime
+
+        self.app, self.runtime = app, Runtime(app)
+
+    def status(self) -> dict[str, Any]:
+        self.app.predictor.refresh()
+        return admin.status(self.app.deps, self.app.registry, None)
+
+    def models(self) -> dict[str, Any]:
+        return admin.list_models(self.app.registry)
+
+    def promote(self, version: str, reason: str) -> dict[str, Any]:
+        return admin.promote(self.app.deps, self.app.registry, version, reason)
+
+    def rollback(self) -> dict[str, Any]:
+        return admin.rollback(self.app.deps, self.app.registry)
+
+    def train(self, reason: str) -> dict[str, Any]:
+        message = admin.request_training(self.app.deps, reason)
+        self.runtime.drain(scan=False)
+        return {"status": "done", "message_id": message, "reason": reason}
+
+    def query(self, sql: str) -> dict[str, Any]:
+        table = self.app.deps.warehouse.query(sql)
+        return {"columns": table.column_names, "rows": table.to_pylist()}
+
+    def predict(self, passengers: list[dict[str, Any]]) -> dict[str, Any]:
+        self.app.predictor.refresh()
+        rows = self.app.predictor.predict(passengers)
+
+        async def _log() -> None:
+            task = asyncio.create_task(self.app.log.run())
+            await self.app.log.log(rows)
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+        asyncio.run(_log())
+        answers = [{k: r[k] for k in ("prediction", "probability", "uuid", "model_version")}
+                   for r in rows]  # fmt: skip
+        return {"predictions": answers, "model_version": rows[0]["model_version"]}

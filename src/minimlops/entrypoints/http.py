@@ -1,0 +1,193 @@
+"""predictions_endpoint and the admin API: an ASGI app over one built App.
+
+``/predict`` reads the body itself (orjson + pydantic) instead of going through
+FastAPI's body injection: same validation and messages, a third of the cost.
+Domain errors become HTTP codes here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import orjson
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import TypeAdapter, ValidationError
+
+from minimlops import __version__
+from minimlops.bootstrap import App
+from minimlops.entrypoints.schemas import Passenger, PromoteRequest, QueryRequest, TrainRequest
+from minimlops.errors import ConflictError, ModelNotFoundError, NoChampionError, QueryError
+from minimlops.services import admin
+
+logger = logging.getLogger(__name__)
+_one = TypeAdapter(Passenger)
+_many = TypeAdapter(list[Passenger])
+_bearer = HTTPBearer(auto_error=False)
+PREDICT_BODY = {
+    "required": True,
+    "content": {"application/json": {"schema": {"oneOf": [
+        {"$ref": "#/components/schemas/Passenger"},
+        {"type": "array", "items": {"$ref": "#/components/schemas/Passenger"}}]}}},
+}  # fmt: skip
+
+
+def _json(body: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(body, default=str), status, media_type="application/json")
+
+
+def _problem(status: int, detail: str, **extra: Any) -> Response:
+    return _json({"detail": detail, **extra}, status)
+
+
+def _field_errors(exc: ValidationError, batch: bool) -> list[dict[str, Any]]:
+    out = []
+    for e in exc.errors(include_url=False, include_input=False):
+        loc = list(e["loc"])
+        item = {"field": str(loc[-1]) if loc else None, "message": e["msg"]}
+        if batch and loc and isinstance(loc[0], int):
+            item["index"] = loc[0]
+        out.append(item)
+    return out
+
+
+def create_app(app: App, *, admin_tokens: Sequence[str] = (),
+               lifespan_tasks: bool = True) -> FastAPI:  # fmt: skip
+    """The HTTP API of a running minimlops.
+
+    Args:
+        app: the built application (backend, predictor, prediction log).
+        admin_tokens: bearer tokens accepted for admin endpoints; with none,
+            admin endpoints answer 403 (off, not open).
+        lifespan_tasks: run the prediction log's flusher with the server.
+    """
+    s = app.settings
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        task = asyncio.create_task(app.log.run()) if lifespan_tasks else None
+        await asyncio.to_thread(app.predictor.refresh)
+        yield
+        if task:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    api = FastAPI(title="minimlops", version=__version__, lifespan=lifespan,
+                  description="Predictions, models and pipeline status.")  # fmt: skip
+    api.add_middleware(CORSMiddleware, allow_origins=["*"], allow_methods=["GET", "POST"],
+                       allow_headers=["Content-Type"], allow_credentials=False)  # fmt: skip
+
+    def require_admin(cred: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> None:
+        if not admin_tokens:
+            raise HTTPException(403, "admin endpoints are off: set MINIMLOPS_ADMIN_TOKEN")
+        given = (cred.credentials if cred else "").encode()
+        if not any(hmac.compare_digest(given, t.encode()) for t in admin_tokens):
+            raise HTTPException(401, "a valid admin bearer token is required",
+                                headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
+
+    @api.post("/predict", openapi_extra={"requestBody": PREDICT_BODY}, tags=["serving"],
+              summary="Predict survival for one passenger or a list of them")  # fmt: skip
+    async def predict(request: Request) -> Response:
+        ctype = request.headers.get("content-type", "")
+        if not ctype.startswith("application/json"):
+            return _problem(415, "send JSON with Content-Type: application/json")
+        body = await request.body()
+        if len(body) > s.max_body_bytes:
+            return _problem(413, f"body larger than {s.max_body_bytes} bytes")
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            return _problem(400, f"invalid JSON: {exc}")
+        batch = isinstance(data, list)
+        if batch and len(data) > s.max_batch:
+            return _problem(413, f"batch of {len(data)} passengers exceeds the limit of {s.max_batch}")
+        if batch and not data:
+            return _problem(422, "empty list: send at least one passenger")
+        try:
+            people = _many.validate_python(data) if batch else [_one.validate_python(data)]
+        except ValidationError as exc:
+            return _problem(422, "invalid passenger", errors=_field_errors(exc, batch))
+        try:
+            rows = app.predictor.predict([p.model_dump() for p in people])
+        except NoChampionError as exc:
+            return _problem(503, f"no model to serve: {exc}")
+        try:
+            await app.log.log(rows)
+        except Exception as exc:
+            return _problem(503, f"prediction not stored, so not answered: {exc}")
+        answers = [{"prediction": r["prediction"], "probability": r["probability"],
+                    "uuid": r["uuid"], "model_version": r["model_version"]} for r in rows]  # fmt: skip
+        if batch:
+            return _json({"predictions": answers, "model_version": rows[0]["model_version"]})
+        return _json(answers[0])
+
+    @api.get("/healthz", tags=["operations"])
+    async def healthz() -> Response:
+        version, error = app.predictor.version, app.predictor.error
+        body = {"status": "ok" if version else "unavailable", "model_version": version,
+                "error": error}  # fmt: skip
+        if version is None:
+            body["reason"] = error or "no champion model loaded yet"
+        return _json(body, 200 if version else 503)
+
+    @api.get("/models", tags=["models"])
+    async def models() -> Response:
+        return _json(await asyncio.to_thread(admin.list_models, app.registry))
+
+    @api.get("/status", tags=["operations"])
+    async def status() -> Response:
+        return _json(await asyncio.to_thread(admin.status, app.deps, app.registry,
+                                             app.predictor.version))  # fmt: skip
+
+    @api.post("/models/{version}/promote", tags=["models"], dependencies=[Depends(require_admin)])
+    async def promote(version: str, body: PromoteRequest | None = None) -> Response:
+        reason = body.reason if body else "promoted by a person"
+        try:
+            pointer = await asyncio.to_thread(admin.promote, app.deps, app.registry, version, reason)
+        except ModelNotFoundError as exc:
+            return _problem(404, str(exc))
+        await asyncio.to_thread(app.predictor.refresh)
+        return _json(pointer)
+
+    @api.post("/models/rollback", tags=["models"], dependencies=[Depends(require_admin)])
+    async def rollback() -> Response:
+        try:
+            pointer = await asyncio.to_thread(admin.rollback, app.deps, app.registry)
+        except ConflictError as exc:
+            return _problem(409, str(exc))
+        await asyncio.to_thread(app.predictor.refresh)
+        return _json(pointer)
+
+    @api.post("/train", tags=["models"], status_code=202, dependencies=[Depends(require_admin)])
+    async def train(body: TrainRequest | None = None) -> Response:
+        reason = body.reason if body else "requested by a person"
+        message = await asyncio.to_thread(admin.request_training, app.deps, reason)
+        return _json({"status": "queued", "message_id": message, "reason": reason}, 202)
+
+    @api.post("/query", tags=["operations"], dependencies=[Depends(require_admin)])
+    async def query(body: QueryRequest) -> Response:
+        try:
+            table = await asyncio.to_thread(app.deps.warehouse.query, body.sql)
+        except QueryError as exc:
+            return _problem(400, str(exc))
+        return _json({"columns": table.column_names, "rows": table.to_pylist()})
+
+    def openapi() -> dict[str, Any]:
+        if api.openapi_schema is None:
+            schema = get_openapi(title=api.title, version=api.version,
+                                 description=api.description, routes=api.routes)
+            schema.setdefault("components", {}).setdefault("schemas", {})["Passenger"] = (
+                Passenger.model_json_schema(ref_template="#/components/schemas/{model}"))
+            api.openapi_schema = schema
+        return api.openapi_schema
+
+    api.openapi = openapi  # type: ignore[method-assign]
+    return api

@@ -1,0 +1,124 @@
+"""The local runtime: watcher and bus consumers in threads beside the server.
+
+Each subscription has one consumer thread, so ingestions run one at a time and
+trainings run one at a time (a burst of triggers queues up, it does not run in
+parallel). A handler that raises is retried with backoff, then dead-lettered.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from minimlops.adapters.local_watcher import scan_once
+from minimlops.bootstrap import App
+from minimlops.domain.events import Event, ObjectFinalized, UnknownEventError, from_message
+from minimlops.services import messagebus
+
+logger = logging.getLogger(__name__)
+
+
+def subscriptions(app: App) -> dict[str, list[tuple[str, str]]]:
+    """Worker name -> the (subscription, topic) pairs it consumes."""
+    n = app.deps.names
+    return {
+        "ingest_data": [("ingest_data", ObjectFinalized.default_topic)],
+        "train_model": [("train_model", n.ingestion_topic),
+                        ("train_model-retrain", n.retrain_topic)],
+        "serving": [("serving", n.promoted_topic)],
+    }  # fmt: skip
+
+
+class Runtime:
+    """Starts and stops the local triggers and consumers."""
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+        self.stop_event = threading.Event()
+        self.threads: list[threading.Thread] = []
+        self.subs = subscriptions(app)
+        for pairs in self.subs.values():
+            for sub, topic in pairs:
+                app.deps.bus.create_subscription(sub, topic)
+
+    def handle_one(self, worker: str) -> bool:
+        """Take one message for a worker and handle it; False if none was ready."""
+        bus = self.app.deps.bus
+        for sub, _ in self.subs[worker]:
+            for msg in bus.pull(sub, 1):
+                try:
+                    event = from_message(msg.data, msg.attributes)
+                except UnknownEventError as exc:
+                    logger.error("%s: dropping message %s: %s", sub, msg.id, exc)
+                    bus.ack(sub, msg.id)
+                    return True
+                self._dispatch(worker, sub, msg.id, msg.attempt, event)
+                return True
+        return False
+
+    def _dispatch(self, worker: str, sub: str, msg_id: str, attempt: int, event: Event) -> None:
+        bus = self.app.deps.bus
+        try:
+            if worker == "serving":
+                self.app.predictor.refresh()
+            else:
+                messagebus.handle(event, self.app.deps)
+        except Exception as exc:
+            logger.exception("%s: %s failed (attempt %d): %s", sub, event.type, attempt, exc)
+            bus.nack(sub, msg_id, f"{type(exc).__name__}: {exc}")
+            return
+        bus.ack(sub, msg_id)
+
+    def scan(self, settle_seconds: float | None = None) -> int:
+        """Look at the landing zone once."""
+        s = self.app.settings
+        settle = s.settle_seconds if settle_seconds is None else settle_seconds
+        return scan_once(self.app.deps.store, self.app.deps.bus, s.landing_bucket,
+                         ObjectFinalized.default_topic, settle_seconds=settle)  # fmt: skip
+
+    def drain(self, scan: bool = True) -> None:
+        """Process everything until idle (one-shot commands without a server).
+
+        Files there were written whole by this user's own command, so they
+        need no settling time.
+        """
+        if scan:
+            self.scan(settle_seconds=0)
+        while any(self.handle_one(w) for w in self.subs):
+            pass
+
+    def start(self) -> None:
+        released = self.app.deps.bus.release_leases()
+        if released:
+            logger.warning("redelivering %d unacknowledged messages", released)
+        self._spawn("watcher", self._watch)
+        for worker in self.subs:
+            self._spawn(worker, lambda w=worker: self._consume(w))  # type: ignore[misc]
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self.stop_event.set()
+        for t in self.threads:
+            t.join(timeout)
+
+    def _spawn(self, name: str, target: Callable[[], None]) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        thread.start()
+        self.threads.append(thread)
+
+    def _watch(self) -> None:
+        while not self.stop_event.is_set():
+            try:
+                self.scan()
+                self.app.predictor.refresh()  # also catches promotions by other processes
+            except Exception:
+                logger.exception("watcher: scan failed; retrying")
+            self.stop_event.wait(self.app.settings.watch_interval)
+
+    def _consume(self, worker: str) -> None:
+        bus = self.app.deps.bus
+        while not self.stop_event.is_set():
+            if not self.handle_one(worker):
+                bus.pull(self.subs[worker][0][0], 0, timeout=0.2)  # wait for a publish
+                time.sleep(0.05 if len(self.subs[worker]) > 1 else 0)

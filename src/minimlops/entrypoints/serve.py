@@ -1,0 +1,84 @@
+"""``minimlops up``: the whole pipeline in one process on 127.0.0.1.
+
+Order on start: open the data home, register subscriptions, put the example
+file in the landing zone when the warehouse is empty, start the server; once
+it listens, start the watcher and consumers (which redeliver what a previous
+run left unacknowledged). Ctrl-C stops the server, then the consumers, then
+flushes the prediction log and closes the database.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import uvicorn
+
+from minimlops import example_data
+from minimlops.bootstrap import App, build
+from minimlops.config import Settings
+from minimlops.entrypoints.client import running_server, write_runtime_file
+from minimlops.entrypoints.http import create_app
+from minimlops.entrypoints.progress import ThrottledProgress
+from minimlops.entrypoints.runtime import Runtime
+from minimlops.errors import MinimlopsError
+
+logger = logging.getLogger("minimlops")
+CURL = ("curl -X POST -H 'Content-Type: application/json' -d '{\"Pclass\": 3, \"Sex\": "
+        "\"male\", \"Age\": 22, \"SibSp\": 1, \"Parch\": 0, \"Fare\": 7.25, \"Embarked\": "
+        "\"S\"}' %s/predict")  # fmt: skip
+
+
+class _Server(uvicorn.Server):
+    """uvicorn, plus our start-up once the socket listens (so port 0 works)."""
+
+    def __init__(self, config: uvicorn.Config, on_listen: Any) -> None:
+        super().__init__(config)
+        self.on_listen = on_listen
+
+    async def startup(self, sockets: Any = None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            host, port = self.servers[0].sockets[0].getsockname()[:2]
+            self.on_listen(f"http://{host}:{port}")
+
+
+def seed_example_data(app: App) -> None:
+    """On first start (empty warehouse, empty landing zone) land the example file."""
+    s, deps = app.settings, app.deps
+    if deps.warehouse.ledger() or deps.store.list(s.landing_bucket):
+        return
+    path = example_data.ensure(s.cache_dir, local=s.example_data, url=s.example_url)
+    info = deps.store.write_file(s.landing_bucket, example_data.FILENAME, path)  # type: ignore[attr-defined]
+    logger.info("first start: landed the example data as %s", info.uri)
+
+
+def serve(settings: Settings) -> None:
+    """Run until interrupted."""
+    other = running_server(settings)
+    if other is not None:
+        raise MinimlopsError(f"a server (pid {other.pid}) already runs on {settings.home} at {other.url}")
+    app = build(settings, progress=ThrottledProgress())
+    runtime = Runtime(app)
+    try:
+        seed_example_data(app)
+        tokens = [settings.admin_token.get_secret_value()] if settings.admin_token else []
+        holder: dict[str, Any] = {}
+
+        def on_listen(url: str) -> None:
+            holder["info"] = write_runtime_file(settings, url)
+            tokens.append(holder["info"].token)
+            runtime.start()
+            logger.info("predictions_endpoint listening on %s (data home %s)", url,
+                        settings.home.resolve())  # fmt: skip
+            logger.info("try: " + CURL, url)
+
+        api = create_app(app, admin_tokens=tokens)  # the list is shared: filled on listen
+        config = uvicorn.Config(api, host=settings.host, port=settings.port,
+                                log_level="warning", access_log=False, lifespan="on")  # fmt: skip
+        _Server(config, on_listen).run()
+    finally:
+        runtime.stop()
+        app.close()
+        settings.runtime_file.unlink(missing_ok=True)
+        logger.info("stopped")

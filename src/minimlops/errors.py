@@ -1,0 +1,37 @@
+"""The exception tree of minimlops: one base class, one subclass per kind."""
+
+
+class MinimlopsError(Exception):
+    """Base of every error minimlops raises on purpose."""
+
+
+class SchemaError(MinimlopsError):
+    """Input does not match a table's schema; the message says where."""
+
+
+class ArtifactIntegrityError(MinimlopsError):
+    """A model artifact is missing, truncated, tampered with or not a model."""
+
+
+class NoChampionError(MinimlopsError):
+    """No model is serving yet."""
+
+
+class ModelNotFoundError(MinimlopsError):
+    """A model version that does not exist was asked for."""
+
+
+class ConflictError(MinimlopsError):
+    """A concurrent change won (compare-and-swap failed); retry."""
+
+
+class BackendNotInstalled(MinimlopsError, ImportError):
+    """The backend needs an extra that is not installed; the message names it."""
+
+
+class ExampleDataError(MinimlopsError):
+    """The example data could not be found, downloaded or verified."""
+
+
+class QueryError(MinimlopsError):
+    """A query was refused (not read-only) or failed; the message says why."""

@@ -1,0 +1,1 @@
+"""Machine learning as pure functions: features, training, evaluation, artifacts."""

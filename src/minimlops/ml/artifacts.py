@@ -1,0 +1,63 @@
+"""Model artifacts: skops bytes (no pickle), SHA-256, and a checked load.
+
+``skops.io`` rebuilds objects without running arbitrary code; it refuses types
+outside its default trust list unless they are named. We name the only two our
+candidates need and refuse everything else, and we check the hash first.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import skops.io as sio
+
+from minimlops.errors import ArtifactIntegrityError
+from minimlops.ml.training import TrainedModel
+
+FORMAT = 1
+TRUSTED_TYPES = (
+    "sklearn.tree._tree.Tree",
+    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+)
+
+
+def sha256(data: bytes) -> str:
+    """Hex SHA-256 of bytes."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def to_bytes(model: TrainedModel) -> bytes:
+    """Serialize a trained model with skops."""
+    payload: dict[str, Any] = {
+        "format": FORMAT, "estimator": model.estimator, "spec": model.spec,
+        "algorithm": model.algorithm, "feature_names": list(model.feature_names),
+    }  # fmt: skip
+    return bytes(sio.dumps(payload))
+
+
+def from_bytes(data: bytes, expected_sha256: str) -> TrainedModel:
+    """Load a model after checking its hash and the types it contains.
+
+    Raises:
+        ArtifactIntegrityError: the hash differs, the bytes are not a skops
+            file, or they hold a type that is not trusted.
+    """
+    actual = sha256(data)
+    if actual != expected_sha256:
+        raise ArtifactIntegrityError(
+            f"artifact hash {actual[:12]}… does not match metadata {expected_sha256[:12]}…"
+        )
+    try:
+        untrusted = set(sio.get_untrusted_types(data=data)) - set(TRUSTED_TYPES)
+        if untrusted:
+            raise ArtifactIntegrityError(f"artifact holds untrusted types {sorted(untrusted)}")
+        payload = sio.loads(data, trusted=list(TRUSTED_TYPES))
+    except ArtifactIntegrityError:
+        raise
+    except Exception as exc:  # skops raises many kinds for bad input
+        raise ArtifactIntegrityError(f"artifact is not a readable skops model: {exc}") from exc
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise ArtifactIntegrityError("artifact is not a minimlops model")
+    return TrainedModel(payload["estimator"], payload["spec"], payload["algorithm"],
+                        tuple(payload["feature_names"]))  # fmt: skip

@@ -1,0 +1,111 @@
+"""Feature building on plain dicts, shared by training and serving.
+
+Training calls :func:`matrix` on every row and serving calls :func:`vector` on
+one request: both run the same Python, so they cannot disagree. The few
+statistics a feature needs (imputation values) are learned from TRAIN rows
+only (:func:`fit_spec`) and stored inside the model artifact.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import statistics
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+TITLES = ("Mr", "Mrs", "Miss", "Master", "Rare")
+DECKS = ("A", "B", "C", "D", "E", "F", "G", "U")
+PORTS = ("C", "Q", "S")
+_TITLE_MAP = {"Mlle": "Miss", "Ms": "Miss", "Mme": "Mrs", "Lady": "Rare",
+              "Countess": "Rare", "the Countess": "Rare", "Dona": "Rare"}  # fmt: skip
+_TITLE_RE = re.compile(r",\s*([^.]+)\.")
+
+FEATURE_NAMES: tuple[str, ...] = (
+    "pclass_1", "pclass_2", "pclass_3", "female", "age", "age_missing",
+    "sibsp", "parch", "family_size", "alone", "fare", "log_fare",
+    "fare_per_person", *(f"embarked_{p}" for p in PORTS),
+    *(f"title_{t}" for t in TITLES), *(f"deck_{d}" for d in DECKS),
+)  # fmt: skip
+# The request fields the model reads (Name and Cabin only for title and deck).
+MODEL_INPUTS = ("Pclass", "Sex", "Age", "SibSp", "Parch", "Fare", "Embarked",
+                "Name", "Cabin")  # fmt: skip
+
+
+def title(row: Mapping[str, Any]) -> str:
+    """Title from the name ("Braund, Mr. Owen" -> Mr), or a guess without one.
+
+    Without a name, boys under 13 are "Master", other males "Mr", females
+    under 18 "Miss", other females "Mrs": the titles' meaning in 1912.
+    """
+    name = row.get("Name") or ""
+    match = _TITLE_RE.search(name)
+    if match:
+        raw = match.group(1).strip()
+        mapped = _TITLE_MAP.get(raw, raw)
+        return mapped if mapped in TITLES else "Rare"
+    age = row.get("Age")
+    if row.get("Sex") == "female":
+        return "Miss" if age is not None and age < 18 else "Mrs"
+    return "Master" if age is not None and age < 13 else "Mr"
+
+
+def deck(row: Mapping[str, Any]) -> str:
+    """Deck letter from the cabin ("C85" -> C); U when unknown."""
+    cabin = (row.get("Cabin") or "").strip()
+    letter = cabin[:1].upper()
+    return letter if letter in DECKS else "U"
+
+
+def fit_spec(rows: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """Imputation values learned from training rows (never VALIDATION/TEST)."""
+    ages: dict[str, list[float]] = {t: [] for t in TITLES}
+    fares: dict[str, list[float]] = {"1": [], "2": [], "3": []}
+    ports: dict[str, int] = dict.fromkeys(PORTS, 0)
+    for row in rows:
+        if row.get("Age") is not None:
+            ages[title(row)].append(float(row["Age"]))
+        if row.get("Fare") is not None:
+            fares[str(row["Pclass"])].append(float(row["Fare"]))
+        if row.get("Embarked") in ports:
+            ports[row["Embarked"]] += 1
+    all_ages = [a for v in ages.values() for a in v] or [28.0]
+    all_fares = [f for v in fares.values() for f in v] or [14.45]
+    age_all, fare_all = statistics.median(all_ages), statistics.median(all_fares)
+    return {
+        "age_by_title": {t: statistics.median(v) if v else age_all
+                         for t, v in ages.items()},
+        "fare_by_class": {c: statistics.median(v) if v else fare_all
+                          for c, v in fares.items()},
+        "embarked_mode": max(ports, key=lambda p: ports[p]),
+    }  # fmt: skip
+
+
+def vector(row: Mapping[str, Any], spec: Mapping[str, Any]) -> list[float]:
+    """The feature vector of one passenger, in :data:`FEATURE_NAMES` order."""
+    pclass, sibsp, parch = int(row["Pclass"]), int(row["SibSp"]), int(row["Parch"])
+    t, d = title(row), deck(row)
+    age = row.get("Age")
+    age_value = float(age) if age is not None else spec["age_by_title"][t]
+    fare = row.get("Fare")
+    fare_value = float(fare) if fare is not None else spec["fare_by_class"][str(pclass)]
+    port = row.get("Embarked") or spec["embarked_mode"]
+    family = sibsp + parch + 1
+    return [
+        float(pclass == 1), float(pclass == 2), float(pclass == 3),
+        float(row["Sex"] == "female"), age_value, float(age is None),
+        float(sibsp), float(parch), float(family), float(family == 1),
+        fare_value, math.log1p(fare_value), fare_value / family,
+        *(float(port == p) for p in PORTS),
+        *(float(t == x) for x in TITLES), *(float(d == x) for x in DECKS),
+    ]  # fmt: skip
+
+
+def matrix(rows: Sequence[Mapping[str, Any]], spec: Mapping[str, Any]) -> np.ndarray:
+    """Feature vectors of many rows as a float64 matrix (one row per passenger)."""
+    out = np.empty((len(rows), len(FEATURE_NAMES)), dtype=np.float64)
+    for i, row in enumerate(rows):
+        out[i] = vector(row, spec)
+    return out

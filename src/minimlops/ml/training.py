@@ -1,0 +1,114 @@
+"""Model selection, fitting and evaluation: data in, fitted model and numbers out."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from sklearn.base import ClassifierMixin, clone
+from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import accuracy_score, brier_score_loss, log_loss, roc_auc_score
+from sklearn.model_selection import StratifiedKFold, cross_val_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from minimlops.ml import features
+
+Progress = Callable[[str, int, int], None]
+SELECTION_SAMPLE = 50_000  # rows used for cross-validation on big data sets
+
+
+def candidates(seed: int) -> dict[str, ClassifierMixin]:
+    """The estimators model selection chooses from, by name."""
+    return {
+        "logistic_regression": make_pipeline(
+            StandardScaler(), LogisticRegression(C=1.0, max_iter=2000)),
+        "random_forest": RandomForestClassifier(
+            n_estimators=200, max_depth=7, min_samples_leaf=2,
+            max_samples=None, n_jobs=2, random_state=seed),
+        "gradient_boosting": HistGradientBoostingClassifier(
+            max_iter=200, learning_rate=0.05, max_leaf_nodes=15,
+            l2_regularization=1.0, random_state=seed),
+    }  # fmt: skip
+
+
+@dataclass
+class TrainedModel:
+    """A fitted estimator with the feature spec it needs; predicts from dicts."""
+
+    estimator: Any
+    spec: dict[str, Any]
+    algorithm: str
+    feature_names: tuple[str, ...] = features.FEATURE_NAMES
+    cv_scores: dict[str, float] = field(default_factory=dict)
+
+    def predict_proba(self, rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        """Survival probability of each passenger."""
+        X = features.matrix(rows, self.spec)
+        return np.asarray(self.estimator.predict_proba(X)[:, 1], dtype=np.float64)
+
+
+def _sample(n: int, y: np.ndarray, seed: int) -> np.ndarray:
+    if n <= SELECTION_SAMPLE:
+        return np.arange(n)
+    rng = np.random.default_rng(seed)
+    return np.sort(rng.choice(n, SELECTION_SAMPLE, replace=False))
+
+
+def select_and_fit(
+    rows: Sequence[Mapping[str, Any]], *, folds: int = 5, seed: int = 0,
+    progress: Progress | None = None,
+) -> TrainedModel:  # fmt: skip
+    """Choose an estimator by cross-validated log loss on TRAIN rows, then fit it.
+
+    Args:
+        rows: TRAIN rows only, each with the label ``Survived``.
+        folds: number of stratified folds.
+        seed: fixes the folds and the estimators' randomness.
+        progress: called as ``progress(step, done, total)``.
+    """
+    spec = features.fit_spec(rows)
+    X = features.matrix(rows, spec)
+    y = np.array([int(r["Survived"]) for r in rows])
+    if len(np.unique(y)) < 2:
+        raise ValueError("training needs both classes (Survived 0 and 1)")
+    folds = max(2, min(folds, int(np.bincount(y).min())))
+    pick = _sample(len(y), y, seed)
+    cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    scores: dict[str, float] = {}
+    models = candidates(seed)
+    for i, (name, est) in enumerate(models.items()):
+        if progress:
+            progress(f"cross-validating {name}", i, len(models) + 1)
+        s = cross_val_score(clone(est), X[pick], y[pick], cv=cv, scoring="neg_log_loss")
+        scores[name] = float(-s.mean())
+    best = min(scores, key=lambda n: scores[n])
+    if progress:
+        progress(f"fitting {best} on {len(y):,} rows", len(models), len(models) + 1)
+    fitted = clone(models[best]).fit(X, y)
+    return TrainedModel(fitted, spec, best, cv_scores=scores)
+
+
+def evaluate(model: TrainedModel, rows: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+    """Accuracy, ROC AUC, log loss and Brier score on labelled rows."""
+    y = np.array([int(r["Survived"]) for r in rows])
+    if len(y) == 0:
+        return {"rows": 0}
+    p = model.predict_proba(rows)
+    out = {"rows": float(len(y)), "accuracy": float(accuracy_score(y, p >= 0.5)),
+           "log_loss": float(log_loss(y, p, labels=[0, 1])),
+           "brier": float(brier_score_loss(y, p))}  # fmt: skip
+    if len(np.unique(y)) == 2:
+        out["roc_auc"] = float(roc_auc_score(y, p))
+    return out
+
+
+def gender_baseline(rows: Sequence[Mapping[str, Any]]) -> float:
+    """Accuracy of "women survive, men do not" on labelled rows."""
+    if not rows:
+        return 0.0
+    hits = sum(int(r["Survived"]) == int(r["Sex"] == "female") for r in rows)
+    return hits / len(rows)

@@ -1,0 +1,148 @@
+"""Ports: the three capabilities the pipeline needs, as small Protocols.
+
+Adapters (``minimlops.adapters``) implement them for the local backend (a
+directory, DuckDB, SQLite) and for Google Cloud (Cloud Storage, BigQuery,
+Pub/Sub). The contract tests in ``tests/contract`` pin down the behaviour.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import IO, Any, Protocol
+
+import pyarrow as pa
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """An object's name, generation (changes on every write) and size."""
+
+    bucket: str
+    name: str
+    generation: str
+    size: int
+    updated: float = 0.0  # seconds since the epoch
+
+    @property
+    def uri(self) -> str:
+        return f"gs://{self.bucket}/{self.name}"
+
+
+@dataclass(frozen=True)
+class Message:
+    """A delivered message: ``attempt`` counts deliveries, starting at 1."""
+
+    id: str
+    data: bytes
+    attributes: dict[str, str] = field(default_factory=dict)
+    attempt: int = 1
+
+
+class ObjectStore(Protocol):
+    """Buckets of immutable-per-generation objects (a directory, or GCS)."""
+
+    def write_bytes(
+        self, bucket: str, name: str, data: bytes, *, if_generation_match: str | None = None
+    ) -> ObjectInfo:
+        """Write an object whole, atomically.
+
+        Args:
+            if_generation_match: "0" creates only if absent; another value
+                replaces only if the current generation is that one.
+
+        Raises:
+            ConflictError: the precondition failed.
+        """
+        ...
+
+    def read_bytes(self, bucket: str, name: str) -> bytes:
+        """The object's bytes. Raises FileNotFoundError when absent."""
+        ...
+
+    def open(self, bucket: str, name: str) -> IO[bytes]:
+        """A binary stream of the object, for files too big to read at once."""
+        ...
+
+    def stat(self, bucket: str, name: str) -> ObjectInfo | None:
+        """The object's info, or None when it does not exist."""
+        ...
+
+    def list(self, bucket: str, prefix: str = "") -> list[ObjectInfo]:
+        """Objects whose name starts with prefix, sorted by name."""
+        ...
+
+    def move(self, bucket: str, name: str, new_name: str) -> ObjectInfo:
+        """Rename an object within its bucket."""
+        ...
+
+    def delete(self, bucket: str, name: str) -> None:
+        """Remove an object; no error when it is already gone."""
+        ...
+
+
+class Warehouse(Protocol):
+    """Tables made from the JSON schemas: atomic loads, appends, queries."""
+
+    def ensure_tables(self) -> None:
+        """Create every table from its schema if it does not exist."""
+        ...
+
+    def load(
+        self, table: str, batches: Iterable[pa.RecordBatch], ledger_row: Mapping[str, Any]
+    ) -> int:
+        """Append all batches and one ledger row in ONE transaction.
+
+        If iterating ``batches`` raises, nothing is loaded and the error
+        propagates. Returns the number of rows loaded.
+        """
+        ...
+
+    def append(self, table: str, rows: pa.Table) -> None:
+        """Append rows durably in one transaction (the prediction log's flush)."""
+        ...
+
+    def ledger(self, *, content_sha256: str | None = None,
+               source_uri: str | None = None) -> list[dict[str, Any]]:  # fmt: skip
+        """Ledger rows for a content hash or an object URI, newest first."""
+        ...
+
+    def latest_rows(self, table: str) -> pa.Table:
+        """The newest row per row key (PassengerId) of a data table."""
+        ...
+
+    def counts(self) -> dict[str, int]:
+        """Row count of every table."""
+        ...
+
+    def query(self, sql: str, params: Mapping[str, Any] | None = None) -> pa.Table:
+        """Run read-only SQL. Raises QueryError for anything else."""
+        ...
+
+
+class MessageBus(Protocol):
+    """Topics with subscriptions; at-least-once delivery with ack."""
+
+    def create_subscription(self, subscription: str, topic: str) -> None:
+        """Attach a subscription to a topic (idempotent)."""
+        ...
+
+    def publish(self, topic: str, data: bytes, attributes: Mapping[str, str]) -> str:
+        """Deliver a message to every subscription of topic; returns its id."""
+        ...
+
+    def pull(self, subscription: str, max_messages: int = 1) -> list[Message]:
+        """Lease up to max_messages ready messages."""
+        ...
+
+    def ack(self, subscription: str, message_id: str) -> None:
+        """The message was handled; never deliver it again."""
+        ...
+
+    def nack(self, subscription: str, message_id: str, error: str) -> None:
+        """Handling failed: redeliver later, or dead-letter after N attempts."""
+        ...
+
+    def stats(self) -> list[dict[str, Any]]:
+        """Per subscription: pending, leased, acked and dead-lettered counts."""
+        ...

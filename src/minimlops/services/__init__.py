@@ -1,0 +1,1 @@
+"""Pipeline logic: handlers of events, talking only to ports."""

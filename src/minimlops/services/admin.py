@@ -1,0 +1,78 @@
+"""Operations a person runs: status, model list, promote, rollback, retrain.
+
+The HTTP API and the command line both call these, so the two always agree.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from minimlops.domain.events import ModelPromoted, RetrainRequested
+from minimlops.errors import ConflictError
+from minimlops.services import messagebus
+from minimlops.services.deps import Deps
+from minimlops.services.registry import ModelRegistry
+
+
+def list_models(registry: ModelRegistry) -> dict[str, Any]:
+    """Every version with its metrics and decision, and which one is champion."""
+    pointer, _ = registry.champion()
+    champion = pointer["version"] if pointer else None
+    versions = []
+    for meta in registry.versions():
+        v = meta["version"]
+        versions.append({
+            "version": v, "champion": v == champion, "algorithm": meta["algorithm"],
+            "created_at": meta["created_at"], "trigger": meta.get("trigger"),
+            "metrics": meta["metrics"]["validation"], "baseline": meta.get("baseline"),
+            "decision": meta.get("decision"), "training_rows": meta["training"]["rows"],
+            "sha256": meta["sha256"],
+            "champion_periods": [h for h in (pointer or {}).get("history", [])
+                                 if h["version"] == v],
+        })  # fmt: skip
+    return {"model": registry.name, "champion": champion, "versions": versions}
+
+
+def promote(deps: Deps, registry: ModelRegistry, version: str, reason: str) -> dict[str, Any]:
+    """Make a version champion by hand; serving instances pick it up."""
+    pointer = registry.set_champion(version, reason=reason, at=deps.now().isoformat())
+    messagebus.publish(ModelPromoted(model=registry.name, version=version,
+                                     previous=pointer["previous"], reason=reason), deps)  # fmt: skip
+    return pointer
+
+
+def rollback(deps: Deps, registry: ModelRegistry, reason: str = "rollback") -> dict[str, Any]:
+    """Make the previous champion champion again.
+
+    Raises:
+        ConflictError: there is no earlier champion to return to.
+    """
+    pointer, _ = registry.champion()
+    if not pointer or not pointer.get("previous"):
+        raise ConflictError("there is no previous champion to roll back to")
+    return promote(deps, registry, pointer["previous"], f"{reason} from {pointer['version']}")
+
+
+def request_training(deps: Deps, reason: str) -> str:
+    """Ask for a new model; the training worker takes it (one at a time)."""
+    return messagebus.publish(RetrainRequested(reason=reason), deps)
+
+
+def status(deps: Deps, registry: ModelRegistry, serving: str | None = None) -> dict[str, Any]:
+    """Tables, champion, last ingestion and training, and the message queues."""
+    pointer, _ = registry.champion()
+    ledger = deps.warehouse.ledger()
+    versions = registry.versions()
+    last = versions[-1] if versions else None
+    bus_stats = getattr(deps.bus, "stats", lambda: [])()
+    return {
+        "tables": deps.warehouse.counts(),
+        "champion": pointer and {k: pointer[k] for k in ("version", "updated_at", "reason")},
+        "serving": serving,
+        "last_ingestion": ledger[0] if ledger else None,
+        "last_training": last and {"version": last["version"], "created_at": last["created_at"],
+                                   "algorithm": last["algorithm"],
+                                   "accuracy": last["metrics"]["validation"].get("accuracy"),
+                                   "decision": last["decision"]},
+        "queues": bus_stats,
+    }  # fmt: skip

@@ -1,0 +1,55 @@
+"""What the handlers depend on, bundled: ports plus the names and knobs they need.
+
+The composition root (``minimlops.bootstrap``) builds one ``Deps`` from the
+settings; handlers take it as a keyword argument and never read configuration.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from minimlops.ports import MessageBus, ObjectStore, Warehouse
+
+Progress = Callable[[str, int, int], None]
+
+
+def _no_progress(step: str, done: int, total: int) -> None:
+    return None
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class Names:
+    """Names of buckets, tables and topics (the exercise's by default)."""
+
+    landing_bucket: str = "my-data-landing-zone"
+    model_bucket: str = "my-model-storage"
+    training_table: str = "training_data"
+    predictions_table: str = "predictions_data"
+    feedback_table: str = "feedback"
+    ledger_table: str = "ingestion_ledger"
+    ingestion_topic: str = "ingestion_complete"
+    promoted_topic: str = "model_promoted"
+    retrain_topic: str = "retrain_requested"
+    model_name: str = "titanic"
+
+
+@dataclass(frozen=True)
+class Deps:
+    """Ports and settings handed to every handler."""
+
+    store: ObjectStore
+    warehouse: Warehouse
+    bus: MessageBus
+    names: Names = field(default_factory=Names)
+    max_bad_rows: int = 0
+    promotion_tolerance: float = 0.0
+    cv_folds: int = 5
+    seed: int = 0
+    progress: Progress = _no_progress
+    now: Callable[[], datetime] = utc_now

@@ -1,0 +1,173 @@
+"""ingest_data: a landed file -> validated -> loaded in one transaction -> event.
+
+Safe to run twice on the same event (at-least-once delivery): an object
+generation that was loaded before only republishes its ``IngestionComplete``;
+the same bytes under another name are recorded as a duplicate and load
+nothing; a bad file is moved to ``rejected/`` with a JSON report.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import pyarrow as pa
+
+from minimlops.domain.events import Event, IngestionComplete, ObjectFinalized
+from minimlops.errors import SchemaError
+from minimlops.ports import ObjectInfo
+from minimlops.services import validate
+from minimlops.services.deps import Deps
+from minimlops.services.tables import arrow_schema
+
+logger = logging.getLogger(__name__)
+RESERVED_PREFIXES = ("rejected/", "reports/")
+
+
+class _TooManyBadRows(Exception):
+    pass
+
+
+def ingest_data(event: ObjectFinalized, *, deps: Deps) -> list[Event]:
+    """Handle one landed object; return the events to publish."""
+    if event.name.startswith(RESERVED_PREFIXES):
+        return []
+    info = deps.store.stat(event.bucket, event.name)
+    if info is None:
+        logger.warning("ingest_data: %s is gone, nothing to do", event.uri)
+        return []
+    done = [r for r in deps.warehouse.ledger(source_uri=info.uri)
+            if r["generation"] == info.generation and r["status"] == "loaded"]  # fmt: skip
+    if done:
+        logger.info("ingest_data: %s was loaded before; republishing", info.uri)
+        return [_complete(done[0], deps)]
+    digest = _sha256(deps, info)
+    ingestion_id = f"{deps.now():%Y%m%dT%H%M%S%fZ}-{digest[:8]}"
+    row: dict[str, Any] = {
+        "ingestion_id": ingestion_id, "source_uri": info.uri,
+        "generation": info.generation, "content_sha256": digest,
+        "rows_loaded": 0, "rows_rejected": 0, "report_uri": None,
+        "message": None, "ingested_at": deps.now(),
+    }  # fmt: skip
+    earlier = [r for r in deps.warehouse.ledger(content_sha256=digest)
+               if r["status"] == "loaded"]  # fmt: skip
+    if earlier:
+        msg = f"same content as {earlier[0]['source_uri']} (loaded before): nothing loaded"
+        logger.warning("ingest_data: %s: %s", info.uri, msg)
+        _record(deps, row, status="duplicate", message=msg)
+        return []
+    return _load(deps, info, row)
+
+
+def _load(deps: Deps, info: ObjectInfo, row: dict[str, Any]) -> list[Event]:
+    report = validate.Report()
+    ledger_row = dict(row, status="loaded")  # completed by _checked before commit
+    try:
+        with deps.store.open(info.bucket, info.name) as raw:
+            names = validate.read_header(raw)
+        with deps.store.open(info.bucket, info.name) as raw:
+            stream = validate.CountingReader(
+                raw, lambda n: deps.progress(f"loading {info.name}", n, info.size))
+            rows = deps.warehouse.load(
+                deps.names.training_table,
+                _checked(deps, info, stream, names, report, ledger_row),
+                ledger_row,
+            )  # fmt: skip
+    except SchemaError as exc:
+        report.file_errors.append(str(exc))
+        return _reject(deps, info, row, report)
+    except _TooManyBadRows:
+        return _reject(deps, info, row, report)
+    logger.info("ingest_data: %s: %s rows loaded into %s (%s)%s", info.uri, f"{rows:,}",
+                deps.names.training_table, row["ingestion_id"],
+                f"; {report.bad_rows:,} bad rows skipped, report {ledger_row['report_uri']}"
+                if report.bad_rows else "")  # fmt: skip
+    return [_complete(dict(ledger_row, rows_loaded=rows), deps)]
+
+
+def _checked(deps: Deps, info: ObjectInfo, stream: validate.CountingReader,
+             names: list[str], report: validate.Report,
+             row: dict[str, Any]) -> Iterator[pa.RecordBatch]:  # fmt: skip
+    """Yield valid typed batches; abort (rolling the load back) past the limit.
+
+    At the end, before the warehouse commits, the ledger row gets the count of
+    skipped rows and their report (only when MAX_BAD_ROWS allows any).
+    """
+    try:
+        raw = validate.batches(stream, names)
+        for batch in raw:
+            good = validate.check_batch(batch, report.rows + 1, report)
+            if report.bad_rows > deps.max_bad_rows:
+                for rest in raw:  # validate the rest too: the report counts every bad row
+                    validate.check_batch(rest, report.rows + 1, report)
+                raise _TooManyBadRows
+            yield from _with_meta(good, row).to_batches()
+    except pa.ArrowInvalid as exc:
+        msg = validate._first_line(exc)
+        raise SchemaError(f"unreadable data after row {report.rows:,}: {msg}") from None
+    if report.rows == 0:
+        raise SchemaError("the file has a header but no data rows")
+    if report.bad_rows:
+        row["rows_rejected"] = report.bad_rows
+        row["message"] = f"{report.bad_rows:,} bad rows skipped: {report.summary()}"
+        row["report_uri"] = _write_report(deps, info, row, report, prefix="reports/")
+
+
+def _with_meta(good: pa.Table, row: dict[str, Any]) -> pa.Table:
+    n = good.num_rows
+    return (good.append_column("split", validate.add_split(good))
+            .append_column("ingestion_id", pa.array([row["ingestion_id"]] * n))
+            .append_column("source_uri", pa.array([row["source_uri"]] * n))
+            .append_column("ingested_at", pa.array([row["ingested_at"]] * n,
+                                                   pa.timestamp("us", tz="UTC"))))  # fmt: skip
+
+
+def _reject(deps: Deps, info: ObjectInfo, row: dict[str, Any],
+            report: validate.Report) -> list[Event]:  # fmt: skip
+    moved = deps.store.move(info.bucket, info.name, f"rejected/{info.name}")
+    row = dict(row, rows_rejected=report.bad_rows)
+    row["report_uri"] = _write_report(deps, moved, row, report, prefix="")
+    logger.error("ingest_data: %s rejected: %s; moved to %s, report %s", info.uri,
+                 report.summary(), moved.uri, row["report_uri"])  # fmt: skip
+    _record(deps, row, status="rejected", message=report.summary())
+    return []
+
+
+def _write_report(deps: Deps, info: ObjectInfo, row: dict[str, Any],
+                  report: validate.Report, prefix: str) -> str:  # fmt: skip
+    body = {"source_uri": row["source_uri"], "ingestion_id": row["ingestion_id"],
+            "content_sha256": row["content_sha256"], "rows": report.rows,
+            "bad_rows": report.bad_rows, "max_bad_rows": deps.max_bad_rows,
+            "file_errors": report.file_errors, "errors": report.errors,
+            "errors_listed": len(report.errors), "summary": report.summary()}  # fmt: skip
+    name = f"{prefix}{info.name}.report.json"
+    deps.store.write_bytes(info.bucket, name, json.dumps(body, indent=2, default=str).encode())
+    return f"gs://{info.bucket}/{name}"
+
+
+def _record(deps: Deps, row: dict[str, Any], *, status: str, message: str) -> None:
+    ledger = deps.names.ledger_table
+    deps.warehouse.append(ledger, _ledger_table(dict(row, status=status, message=message)))
+
+
+def _ledger_table(row: dict[str, Any]) -> pa.Table:
+    return pa.Table.from_pylist([row], schema=arrow_schema("ingestion_ledger"))
+
+
+def _complete(row: dict[str, Any], deps: Deps) -> IngestionComplete:
+    return IngestionComplete(
+        ingestion_id=row["ingestion_id"], table=deps.names.training_table,
+        rows_loaded=int(row["rows_loaded"]), source_uri=row["source_uri"],
+        content_sha256=row["content_sha256"],
+    )  # fmt: skip
+
+
+def _sha256(deps: Deps, info: ObjectInfo) -> str:
+    h = hashlib.sha256()
+    with deps.store.open(info.bucket, info.name) as fh:
+        while chunk := fh.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()

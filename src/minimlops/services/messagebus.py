@@ -1,0 +1,58 @@
+"""Routing: which handler takes which event, and publishing what it returns.
+
+The same ``handle`` runs behind the local bus consumers and behind the
+Google Cloud function entry points.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from minimlops.domain.events import (
+    Event, IngestionComplete, ModelPromoted, ObjectFinalized, RetrainRequested,
+)  # fmt: skip
+from minimlops.services.deps import Deps, Names
+from minimlops.services.ingest import ingest_data
+from minimlops.services.train import train_model
+
+logger = logging.getLogger(__name__)
+Handler = Callable[..., list[Event]]
+
+HANDLERS: dict[type[Event], Handler] = {
+    ObjectFinalized: ingest_data,
+    IngestionComplete: train_model,
+    RetrainRequested: train_model,
+}
+
+
+def topic_for(event: Event, names: Names) -> str:
+    """The configured topic of an event type."""
+    return {
+        IngestionComplete: names.ingestion_topic,
+        RetrainRequested: names.retrain_topic,
+        ModelPromoted: names.promoted_topic,
+    }.get(type(event), event.default_topic)
+
+
+def publish(event: Event, deps: Deps) -> str:
+    """Publish one event on its topic."""
+    data, attributes = event.to_message()
+    return deps.bus.publish(topic_for(event, deps.names), data, attributes)
+
+
+def handle(event: Event, deps: Deps) -> list[Event]:
+    """Run the handler of an event and publish the events it returns.
+
+    A handler raises to have the message delivered again (transient error)
+    and returns to acknowledge it (done, or a permanent input error that it
+    recorded).
+    """
+    handler = HANDLERS.get(type(event))
+    if handler is None:
+        logger.debug("no handler for %s", event.type)
+        return []
+    results = handler(event, deps=deps)
+    for new in results:
+        publish(new, deps)
+    return results

@@ -1,0 +1,148 @@
+"""Serving: the champion held in memory, and a group-commit prediction log.
+
+``Predictor`` loads the champion once and swaps it (one reference assignment)
+when the champion pointer changes; a version that fails its hash check is
+refused and the one already loaded keeps serving. ``PredictionLog`` gathers
+the rows of concurrent requests for a few milliseconds, writes them in one
+transaction, and only then lets each request answer: a 200 means the row is
+durable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from typing import Any
+
+import pyarrow as pa
+
+from minimlops.domain.schema import INPUT_COLUMNS
+from minimlops.errors import ArtifactIntegrityError, ModelNotFoundError, NoChampionError
+from minimlops.ml.training import TrainedModel
+from minimlops.services.registry import ModelRegistry
+from minimlops.services.tables import arrow_schema
+
+logger = logging.getLogger(__name__)
+
+
+class Predictor:
+    """The serving model: champion version and its loaded model."""
+
+    def __init__(self, registry: ModelRegistry, now: Callable[[], datetime]) -> None:
+        self.registry, self.now = registry, now
+        self.current: tuple[str, TrainedModel] | None = None
+        self.generation = ""
+        self.error: str | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def version(self) -> str | None:
+        current = self.current
+        return current[0] if current else None
+
+    def refresh(self) -> bool:
+        """Load the champion if the pointer changed; True if the model changed."""
+        with self._lock:
+            pointer, generation = self.registry.champion()
+            if generation == self.generation:
+                return False
+            self.generation = generation
+            if pointer is None or pointer["version"] == self.version:
+                return False
+            try:
+                model = self.registry.load(pointer["version"])
+            except (ArtifactIntegrityError, ModelNotFoundError) as exc:
+                self.error = f"champion version {pointer['version']} refused: {exc}"
+                logger.error("serving: %s; still serving %s", self.error, self.version)
+                return False
+            self.current, self.error = (pointer["version"], model), None
+            logger.info("serving: now serving model %s version %s (%s)",
+                        self.registry.name, pointer["version"], model.algorithm)  # fmt: skip
+            return True
+
+    def predict(self, passengers: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """One log row per passenger: inputs, probability, prediction, ids.
+
+        Raises:
+            NoChampionError: no model has been loaded yet.
+        """
+        current = self.current  # one read: a swap mid-request cannot mix versions
+        if current is None:
+            raise NoChampionError(self.error or "no model is serving yet")
+        version, model = current
+        probabilities = model.predict_proba(passengers)
+        created = self.now()
+        return [
+            {"uuid": str(uuid.uuid4()), "created_at": created, "model_version": version,
+             **{c: p.get(c) for c in INPUT_COLUMNS},
+             "probability": float(prob), "prediction": int(prob >= 0.5)}
+            for p, prob in zip(passengers, probabilities, strict=True)
+        ]  # fmt: skip
+
+
+class PredictionLog:
+    """Group commit of prediction rows into the predictions table.
+
+    ``await log(rows)`` returns once the rows are committed, or raises the
+    write's error (the caller then answers 5xx, not 200).
+    """
+
+    def __init__(
+        self, write: Callable[[pa.Table], None], *, flush_ms: float = 2.0,
+        max_rows: int = 1024, schema_name: str = "predictions_data",
+    ) -> None:  # fmt: skip
+        self._write, self.flush_s, self.max_rows = write, flush_ms / 1000, max_rows
+        self.schema = arrow_schema(schema_name)
+        self._pending: list[tuple[list[dict[str, Any]], asyncio.Future[None]]] = []
+        self._wake: asyncio.Event | None = None
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="prediction-log")
+        self.batches = self.rows = 0
+
+    async def log(self, rows: list[dict[str, Any]]) -> None:
+        """Queue rows and wait until they are durable."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((rows, future))
+        if self._wake is not None:
+            self._wake.set()
+        await future
+
+    async def run(self) -> None:
+        """The flusher: runs until cancelled, then flushes what is pending."""
+        self._wake = asyncio.Event()
+        try:
+            while True:
+                await self._wake.wait()
+                await asyncio.sleep(self.flush_s)  # let concurrent requests join
+                self._wake.clear()
+                await self.flush()
+        finally:
+            await self.flush()
+            self._executor.shutdown(wait=True)
+
+    async def flush(self) -> None:
+        """Write everything pending now, in batches of at most max_rows."""
+        while self._pending:
+            group, size = [], 0
+            while self._pending and size < self.max_rows:
+                group.append(self._pending.pop(0))
+                size += len(group[-1][0])
+            table = pa.Table.from_pylist([r for rows, _ in group for r in rows],
+                                         schema=self.schema)  # fmt: skip
+            loop = asyncio.get_running_loop()
+            try:
+                await loop.run_in_executor(self._executor, self._write, table)
+            except Exception as exc:  # every waiter gets the error, none is lost
+                logger.error("prediction log: write of %d rows failed: %s", size, exc)
+                for _, fut in group:
+                    if not fut.done():
+                        fut.set_exception(exc)
+                continue
+            self.batches, self.rows = self.batches + 1, self.rows + size
+            for _, fut in group:
+                if not fut.done():
+                    fut.set_result(None)

@@ -1,0 +1,129 @@
+"""ModelRegistry: versions, metadata and the champion pointer in an object store.
+
+Layout in the model bucket (DESIGN.md section 3)::
+
+    models/<name>/<version>/model.skops     the artifact (skops, never pickle)
+    models/<name>/<version>/metadata.json   hash, metrics, data, decision; written last
+    models/<name>/champion.json             the serving version, compare-and-swap
+
+A version exists once its metadata.json does; an artifact without metadata is
+an unfinished write and is ignored.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from minimlops.errors import ArtifactIntegrityError, ConflictError, ModelNotFoundError
+from minimlops.ml import artifacts
+from minimlops.ml.training import TrainedModel
+from minimlops.ports import ObjectStore
+
+logger = logging.getLogger(__name__)
+ARTIFACT, METADATA, CHAMPION = "model.skops", "metadata.json", "champion.json"
+
+
+class ModelRegistry:
+    """Model versions of one model name in one bucket."""
+
+    def __init__(self, store: ObjectStore, bucket: str, name: str) -> None:
+        self.store, self.bucket, self.name = store, bucket, name
+        self.prefix = f"models/{name}/"
+
+    def versions(self) -> list[dict[str, Any]]:
+        """Metadata of every complete version, oldest first."""
+        found = []
+        for obj in self.store.list(self.bucket, self.prefix):
+            parts = obj.name[len(self.prefix):].split("/")
+            if len(parts) == 2 and parts[1] == METADATA and parts[0].isdigit():
+                found.append(self.metadata(parts[0]))
+        return sorted(found, key=lambda m: int(m["version"]))
+
+    def metadata(self, version: str) -> dict[str, Any]:
+        """One version's metadata. Raises ModelNotFoundError."""
+        try:
+            data = self.store.read_bytes(self.bucket, f"{self.prefix}{version}/{METADATA}")
+        except (FileNotFoundError, ValueError):
+            raise ModelNotFoundError(f"model {self.name} has no version {version!r}") from None
+        meta: dict[str, Any] = json.loads(data)
+        return meta
+
+    def save(self, model: TrainedModel, metadata: dict[str, Any]) -> dict[str, Any]:
+        """Store a new version: artifact first, metadata last; returns metadata."""
+        blob = artifacts.to_bytes(model)
+        for _ in range(100):
+            existing = [int(m["version"]) for m in self.versions()]
+            version = str(max(existing, default=0) + 1)
+            try:  # create-only: two trainers can never share a version
+                self.store.write_bytes(self.bucket, f"{self.prefix}{version}/{ARTIFACT}",
+                                       blob, if_generation_match="0")  # fmt: skip
+            except ConflictError:
+                self._clear_orphan(version)
+                continue
+            meta = dict(metadata, version=version, model=self.name, artifact=ARTIFACT,
+                        sha256=artifacts.sha256(blob), size=len(blob))  # fmt: skip
+            self._write_json(f"{version}/{METADATA}", meta, if_generation_match="0")
+            return meta
+        raise ConflictError("could not allocate a model version")
+
+    def _clear_orphan(self, version: str) -> None:
+        """An artifact without metadata is a crashed write: remove it so the
+        version number can be reused."""
+        if self.store.stat(self.bucket, f"{self.prefix}{version}/{METADATA}") is None:
+            logger.warning("registry: removing unfinished version %s", version)
+            self.store.delete(self.bucket, f"{self.prefix}{version}/{ARTIFACT}")
+
+    def load(self, version: str) -> TrainedModel:
+        """A version's model, refused unless its hash matches the metadata.
+
+        Raises:
+            ModelNotFoundError: no such version.
+            ArtifactIntegrityError: the artifact is missing, altered or not a model.
+        """
+        meta = self.metadata(version)
+        try:
+            blob = self.store.read_bytes(self.bucket, f"{self.prefix}{version}/{ARTIFACT}")
+        except FileNotFoundError:
+            raise ArtifactIntegrityError(f"version {version}: artifact is missing") from None
+        return artifacts.from_bytes(blob, meta["sha256"])
+
+    def champion(self) -> tuple[dict[str, Any] | None, str]:
+        """The champion pointer and its generation ("0" when there is none)."""
+        name = f"{self.prefix}{CHAMPION}"
+        info = self.store.stat(self.bucket, name)
+        if info is None:
+            return None, "0"
+        try:
+            pointer: dict[str, Any] = json.loads(self.store.read_bytes(self.bucket, name))
+        except FileNotFoundError:
+            return None, "0"
+        return pointer, info.generation
+
+    def set_champion(self, version: str, *, reason: str, at: str) -> dict[str, Any]:
+        """Make a complete version champion (compare-and-swap, retried).
+
+        Raises:
+            ModelNotFoundError: the version does not exist.
+        """
+        self.metadata(version)
+        for _ in range(20):
+            current, generation = self.champion()
+            history = list(current.get("history", [])) if current else []
+            history.append({"version": version, "at": at, "reason": reason})
+            pointer = {"model": self.name, "version": version, "updated_at": at,
+                       "reason": reason,
+                       "previous": current["version"] if current else None,
+                       "history": history[-100:]}  # fmt: skip
+            try:
+                self._write_json(CHAMPION, pointer, if_generation_match=generation)
+                return pointer
+            except ConflictError:
+                continue
+        raise ConflictError("champion pointer keeps changing; try again")
+
+    def _write_json(self, name: str, body: dict[str, Any], *, if_generation_match: str) -> None:
+        data = json.dumps(body, indent=2, sort_keys=True, default=str).encode()
+        self.store.write_bytes(self.bucket, f"{self.prefix}{name}", data,
+                               if_generation_match=if_generation_match)  # fmt: skip

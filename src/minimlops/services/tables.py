@@ -1,0 +1,24 @@
+"""Arrow schemas built from the BigQuery JSON schemas."""
+
+from __future__ import annotations
+
+from functools import cache
+
+import pyarrow as pa
+
+from minimlops.domain.schema import table_schema
+
+ARROW_TYPES = {
+    "INTEGER": pa.int64(), "INT64": pa.int64(), "FLOAT": pa.float64(),
+    "FLOAT64": pa.float64(), "NUMERIC": pa.float64(), "STRING": pa.string(),
+    "BOOLEAN": pa.bool_(), "BOOL": pa.bool_(), "TIMESTAMP": pa.timestamp("us", tz="UTC"),
+}  # fmt: skip
+
+
+@cache
+def arrow_schema(schema_name: str) -> pa.Schema:
+    """The Arrow schema of a table's JSON schema (REQUIRED -> not nullable)."""
+    return pa.schema(
+        [pa.field(c.name, ARROW_TYPES[c.type], nullable=not c.required)
+         for c in table_schema(schema_name)]
+    )  # fmt: skip
