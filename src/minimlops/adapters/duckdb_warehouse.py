@@ -8,6 +8,7 @@ data only enters as Arrow batches handed over by the pipeline.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -25,6 +26,11 @@ DUCKDB_TYPES = {
     "TIMESTAMP": "TIMESTAMPTZ", "DATE": "DATE", "BYTES": "BLOB", "JSON": "JSON",
 }  # fmt: skip
 READ_ONLY = {duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN}
+
+
+def _run(cur: duckdb.DuckDBPyConnection, sql: str) -> list[Any]:
+    """Execute and fetch, so the cursor is free for the next statement."""
+    return cur.execute(sql).fetchall()
 
 
 def _q(identifier: str) -> str:
@@ -65,13 +71,13 @@ class DuckDBWarehouse:
                 + (" NOT NULL" if c.required else "")
                 for c in columns
             )
-            cur.execute(f"CREATE TABLE IF NOT EXISTS {_q(table)} ({cols})")
+            _run(cur, f"CREATE TABLE IF NOT EXISTS {_q(table)} ({cols})")
 
     def load(
         self, table: str, batches: Iterable[pa.RecordBatch], ledger_row: Mapping[str, Any]
     ) -> int:
         cur = self._cursor()
-        cur.execute("BEGIN TRANSACTION")
+        _run(cur, "BEGIN TRANSACTION")
         try:
             loaded = 0
             for batch in batches:
@@ -79,20 +85,20 @@ class DuckDBWarehouse:
                 loaded += batch.num_rows
             row = dict(ledger_row, rows_loaded=loaded)
             self._insert(cur, self.ledger_table, pa.Table.from_pylist([row]))
-            cur.execute("COMMIT")
+            _run(cur, "COMMIT")
         except BaseException:
-            cur.execute("ROLLBACK")
+            _run(cur, "ROLLBACK")
             raise
         return loaded
 
     def append(self, table: str, rows: pa.Table) -> None:
         cur = self._cursor()
-        cur.execute("BEGIN TRANSACTION")
+        _run(cur, "BEGIN TRANSACTION")
         try:
             self._insert(cur, table, rows)
-            cur.execute("COMMIT")
+            _run(cur, "COMMIT")
         except BaseException:
-            cur.execute("ROLLBACK")
+            _run(cur, "ROLLBACK")
             raise
 
     def _insert(
@@ -102,11 +108,12 @@ class DuckDBWarehouse:
             raise KeyError(f"unknown table {table!r}")
         cur.register("_minimlops_batch", data)
         try:
-            cur.execute(
-                f"INSERT INTO {_q(table)} BY NAME SELECT * FROM _minimlops_batch"
-            )
+            _run(cur, f"INSERT INTO {_q(table)} BY NAME SELECT * FROM _minimlops_batch")
         finally:
-            cur.unregister("_minimlops_batch")
+            # In an aborted transaction unregister fails too; keep the first
+            # error. The name is replaced by the next register anyway.
+            with contextlib.suppress(duckdb.Error):
+                cur.unregister("_minimlops_batch")
 
     def ledger(self, *, content_sha256: str | None = None,
                source_uri: str | None = None) -> list[dict[str, Any]]:  # fmt: skip
@@ -135,8 +142,7 @@ class DuckDBWarehouse:
         cur = self._cursor()
         out = {}
         for table in self.schemas:
-            row = cur.execute(f"SELECT count(*) FROM {_q(table)}").fetchone()
-            out[table] = int(row[0]) if row else 0
+            out[table] = int(_run(cur, f"SELECT count(*) FROM {_q(table)}")[0][0])
         return out
 
     def query(self, sql: str, params: Mapping[str, Any] | None = None) -> pa.Table:

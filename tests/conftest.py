@@ -1,0 +1,44 @@
+"""Shared fixtures: settings in a temporary data home, generated data, fakes."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from minimlops.config import Settings
+from minimlops.domain.schema import table_schema
+from minimlops.generate import write_csv
+from minimlops.services.deps import Deps
+from tests.fakes import InMemoryMessageBus, InMemoryObjectStore, InMemoryWarehouse
+
+REPO = Path(__file__).resolve().parents[1]
+SCHEMAS = {t: table_schema(t) for t in
+           ("training_data", "predictions_data", "feedback", "ingestion_ledger")}  # fmt: skip
+
+
+def example_csv() -> Path | None:
+    """The real Titanic file when MINIMLOPS_EXAMPLE_DATA points at it."""
+    value = os.environ.get("MINIMLOPS_EXAMPLE_DATA")
+    return Path(value) if value and Path(value).is_file() else None
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings.from_env({}, home=tmp_path / "home", port=0, settle_seconds=0.0,
+                             cv_folds=3)  # fmt: skip
+
+
+@pytest.fixture
+def fake_deps() -> Deps:
+    return Deps(store=InMemoryObjectStore(), warehouse=InMemoryWarehouse(SCHEMAS),
+                bus=InMemoryMessageBus(), cv_folds=3)  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def passengers_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """800 generated passengers, valid."""
+    path = tmp_path_factory.mktemp("data") / "passengers.csv"
+    write_csv(path, 800, seed=7)
+    return path

@@ -1,0 +1,286 @@
+"""One contract per port; every implementation (fake, local, later Google Cloud)
+runs the same tests."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from minimlops.adapters.duckdb_warehouse import DuckDBWarehouse
+from minimlops.adapters.local_fs import LocalObjectStore
+from minimlops.adapters.sqlite_bus import SQLiteMessageBus
+from minimlops.errors import ConflictError, QueryError
+from minimlops.services.tables import arrow_schema
+from tests.conftest import SCHEMAS
+from tests.fakes import InMemoryMessageBus, InMemoryObjectStore, InMemoryWarehouse
+
+B = "bucket"
+
+
+class AbstractObjectStoreTests:
+    @pytest.fixture
+    def store(self, tmp_path: Path):  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def test_write_read_stat_list(self, store) -> None:
+        info = store.write_bytes(B, "a/b.csv", b"hello")
+        assert store.read_bytes(B, "a/b.csv") == b"hello"
+        assert store.stat(B, "a/b.csv").size == 5
+        assert store.stat(B, "a/b.csv").generation == info.generation
+        assert store.stat(B, "nope") is None
+        store.write_bytes(B, "c.csv", b"x")
+        assert [o.name for o in store.list(B)] == ["a/b.csv", "c.csv"]
+        assert [o.name for o in store.list(B, "a/")] == ["a/b.csv"]
+        with store.open(B, "a/b.csv") as fh:
+            assert fh.read() == b"hello"
+
+    def test_generation_changes_on_every_write(self, store) -> None:
+        g1 = store.write_bytes(B, "x", b"1").generation
+        g2 = store.write_bytes(B, "x", b"2").generation
+        assert g1 != g2
+
+    def test_create_only_and_compare_and_swap(self, store) -> None:
+        g1 = store.write_bytes(B, "p.json", b"1", if_generation_match="0").generation
+        with pytest.raises(ConflictError):
+            store.write_bytes(B, "p.json", b"2", if_generation_match="0")
+        g2 = store.write_bytes(B, "p.json", b"2", if_generation_match=g1).generation
+        with pytest.raises(ConflictError):  # stale generation loses
+            store.write_bytes(B, "p.json", b"3", if_generation_match=g1)
+        assert store.read_bytes(B, "p.json") == b"2"
+        assert store.stat(B, "p.json").generation == g2
+
+    def test_move_and_delete(self, store) -> None:
+        store.write_bytes(B, "f.csv", b"data")
+        store.move(B, "f.csv", "rejected/f.csv")
+        assert store.stat(B, "f.csv") is None
+        assert store.read_bytes(B, "rejected/f.csv") == b"data"
+        store.delete(B, "rejected/f.csv")
+        store.delete(B, "rejected/f.csv")  # already gone: no error
+        assert store.list(B) == []
+
+    def test_missing_object_raises_file_not_found(self, store) -> None:
+        with pytest.raises(FileNotFoundError):
+            store.read_bytes(B, "missing")
+
+
+class TestInMemoryObjectStore(AbstractObjectStoreTests):
+    @pytest.fixture
+    def store(self, tmp_path: Path):
+        return InMemoryObjectStore()
+
+
+class TestLocalObjectStore(AbstractObjectStoreTests):
+    @pytest.fixture
+    def store(self, tmp_path: Path):
+        return LocalObjectStore(tmp_path)
+
+    @pytest.mark.parametrize("name", ["../escape", "a/../../b", "/abs", "a//b", "", "a/./b"])
+    def test_names_never_leave_the_bucket(self, store, tmp_path: Path, name: str) -> None:
+        with pytest.raises(ValueError):
+            store.write_bytes(B, name, b"x")
+        assert not (tmp_path.parent / "escape").exists()
+
+    def test_unicode_and_spaces_in_names(self, store) -> None:
+        store.write_bytes(B, "données d'été/ü ñ.csv", b"ok")
+        assert [o.name for o in store.list(B)] == ["données d'été/ü ñ.csv"]
+
+    def test_partial_and_hidden_files_are_not_objects(self, store, tmp_path: Path) -> None:
+        bucket = tmp_path / B
+        bucket.mkdir(exist_ok=True)
+        (bucket / ".file.csv.swp").write_bytes(b"x")
+        (bucket / "big.csv.part").write_bytes(b"x")
+        assert store.list(B) == []
+
+
+def _ledger_row(**kw):
+    row = {"ingestion_id": "i1", "source_uri": "gs://b/f.csv", "generation": "1",
+           "content_sha256": "abc", "status": "loaded", "rows_loaded": 0,
+           "rows_rejected": 0, "report_uri": None, "message": None,
+           "ingested_at": datetime(2026, 1, 1, tzinfo=UTC)}  # fmt: skip
+    row.update(kw)
+    return row
+
+
+def _training_rows(ids, ingestion_id="i1", when=datetime(2026, 1, 1, tzinfo=UTC), age=30.0):
+    n = len(ids)
+    return pa.table({
+        "PassengerId": pa.array(ids, pa.int64()), "Survived": pa.array([1] * n, pa.int64()),
+        "Pclass": pa.array([1] * n, pa.int64()), "Name": ["N"] * n, "Sex": ["female"] * n,
+        "Age": pa.array([age] * n, pa.float64()), "SibSp": pa.array([0] * n, pa.int64()),
+        "Parch": pa.array([0] * n, pa.int64()), "Ticket": ["T"] * n,
+        "Fare": pa.array([10.0] * n), "Cabin": [None] * n, "Embarked": ["S"] * n,
+        "split": ["TRAIN"] * n, "ingestion_id": [ingestion_id] * n,
+        "source_uri": ["gs://b/f.csv"] * n,
+        "ingested_at": pa.array([when] * n, pa.timestamp("us", tz="UTC")),
+    })  # fmt: skip
+
+
+class AbstractWarehouseTests:
+    @pytest.fixture
+    def wh(self, tmp_path: Path):  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def test_load_is_all_or_nothing(self, wh) -> None:
+        def failing():
+            yield from _training_rows([1, 2]).to_batches()
+            raise RuntimeError("disk on fire")
+
+        with pytest.raises(RuntimeError):
+            wh.load("training_data", failing(), _ledger_row())
+        assert wh.counts()["training_data"] == 0
+        assert wh.counts()["ingestion_ledger"] == 0
+        n = wh.load("training_data", _training_rows([1, 2, 3]).to_batches(), _ledger_row())
+        assert n == 3
+        assert wh.counts()["training_data"] == 3
+        assert wh.ledger(content_sha256="abc")[0]["rows_loaded"] == 3
+
+    def test_latest_rows_keeps_the_newest_row_per_key(self, wh) -> None:
+        wh.load("training_data", _training_rows([1, 2]).to_batches(), _ledger_row())
+        later = datetime(2026, 2, 1, tzinfo=UTC)
+        wh.load("training_data", _training_rows([2], "i2", later, age=50.0).to_batches(),
+                _ledger_row(ingestion_id="i2", ingested_at=later))  # fmt: skip
+        rows = wh.latest_rows("training_data").to_pylist()
+        assert [(r["PassengerId"], r["Age"]) for r in rows] == [(1, 30.0), (2, 50.0)]
+
+    def test_ledger_lookup_by_uri_and_hash(self, wh) -> None:
+        wh.append("ingestion_ledger", pa.Table.from_pylist(
+            [_ledger_row(), _ledger_row(ingestion_id="i2", source_uri="gs://b/g.csv",
+                                        content_sha256="def")],
+            schema=arrow_schema("ingestion_ledger")))  # fmt: skip
+        assert [r["ingestion_id"] for r in wh.ledger(source_uri="gs://b/g.csv")] == ["i2"]
+        assert [r["ingestion_id"] for r in wh.ledger(content_sha256="abc")] == ["i1"]
+        assert len(wh.ledger()) == 2
+
+
+class TestInMemoryWarehouse(AbstractWarehouseTests):
+    @pytest.fixture
+    def wh(self, tmp_path: Path):
+        return InMemoryWarehouse(SCHEMAS)
+
+
+class TestDuckDBWarehouse(AbstractWarehouseTests):
+    @pytest.fixture
+    def wh(self, tmp_path: Path):
+        wh = DuckDBWarehouse(tmp_path / "w.duckdb", SCHEMAS, "ingestion_ledger")
+        wh.ensure_tables()
+        yield wh
+        wh.close()
+
+    def test_required_columns_are_enforced(self, wh) -> None:
+        bad = _training_rows([1]).set_column(0, "PassengerId", pa.array([None], pa.int64()))
+        with pytest.raises(Exception, match="NOT NULL"):
+            wh.load("training_data", bad.to_batches(), _ledger_row())
+        assert wh.counts()["training_data"] == 0
+
+    @pytest.mark.parametrize("sql", [
+        "DELETE FROM training_data", "DROP TABLE training_data",
+        "INSERT INTO feedback VALUES (NULL, 1, 1, now())", "SELECT 1; DROP TABLE feedback",
+        "COPY training_data TO '/tmp/x.csv'", "ATTACH '/tmp/other.db'",
+    ])  # fmt: skip
+    def test_query_refuses_anything_but_reading(self, wh, sql: str) -> None:
+        with pytest.raises(QueryError):
+            wh.query(sql)
+        assert wh.counts()["training_data"] == 0
+
+    def test_query_cannot_read_files(self, wh) -> None:
+        with pytest.raises(QueryError, match="disabled"):
+            wh.query("SELECT * FROM read_csv('/etc/passwd')")
+
+    def test_query_reads(self, wh) -> None:
+        wh.load("training_data", _training_rows([1, 2]).to_batches(), _ledger_row())
+        t = wh.query("SELECT count(*) AS n FROM training_data WHERE Age > $a", {"a": 1})
+        assert t.to_pylist() == [{"n": 2}]
+
+    def test_committed_rows_survive_reopen(self, tmp_path: Path) -> None:
+        path = tmp_path / "d.duckdb"
+        wh = DuckDBWarehouse(path, SCHEMAS, "ingestion_ledger")
+        wh.ensure_tables()
+        wh.load("training_data", _training_rows([1]).to_batches(), _ledger_row())
+        wh.close()
+        again = DuckDBWarehouse(path, SCHEMAS, "ingestion_ledger")
+        assert again.counts()["training_data"] == 1
+        again.close()
+
+
+class AbstractMessageBusTests:
+    @pytest.fixture
+    def bus(self, tmp_path: Path):  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def test_fan_out_pull_ack(self, bus) -> None:
+        bus.create_subscription("s1", "t")
+        bus.create_subscription("s2", "t")
+        bus.publish("t", b"hello", {"type": "X"})
+        bus.publish("other", b"nobody listens", {})
+        (m1,) = bus.pull("s1", 10)
+        (m2,) = bus.pull("s2", 10)
+        assert m1.data == m2.data == b"hello" and m1.attributes == {"type": "X"}
+        assert m1.attempt == 1
+        assert bus.pull("s1", 10) == []  # leased: not delivered twice at once
+        bus.ack("s1", m1.id)
+        assert bus.pull("s1", 10) == []
+
+    def test_nack_redelivers_then_dead_letters(self, bus) -> None:
+        bus.create_subscription("s", "t")
+        bus.publish("t", b"poison", {})
+        attempts = []
+        for _ in range(10):
+            msgs = bus.pull("s", 1)
+            if not msgs:
+                break
+            attempts.append(msgs[0].attempt)
+            bus.nack("s", msgs[0].id, "boom")
+        assert attempts == [1, 2, 3]
+        stats = {s["subscription"]: s for s in bus.stats()}
+        assert stats["s"]["dead_lettered"] == 1 and stats["s"]["pending"] == 0
+
+    def test_unacked_messages_are_delivered_again_after_restart(self, bus) -> None:
+        bus.create_subscription("s", "t")
+        bus.publish("t", b"m", {})
+        (m,) = bus.pull("s", 1)
+        assert bus.release_leases() == 1  # what a restart does
+        (again,) = bus.pull("s", 1)
+        assert again.id == m.id and again.attempt == 2
+
+
+class TestInMemoryMessageBus(AbstractMessageBusTests):
+    @pytest.fixture
+    def bus(self, tmp_path: Path):
+        return InMemoryMessageBus(max_attempts=3)
+
+
+class TestSQLiteMessageBus(AbstractMessageBusTests):
+    @pytest.fixture
+    def bus(self, tmp_path: Path):
+        bus = SQLiteMessageBus(tmp_path / "bus.sqlite3", max_attempts=3, backoff_base=0.0)
+        yield bus
+        bus.close()
+
+    def test_messages_survive_reopen(self, tmp_path: Path) -> None:
+        path = tmp_path / "b.sqlite3"
+        bus = SQLiteMessageBus(path)
+        bus.create_subscription("s", "t")
+        bus.publish("t", b"durable", {"k": "v"})
+        bus.close()
+        again = SQLiteMessageBus(path)
+        (m,) = again.pull("s", 1)
+        assert m.data == b"durable" and m.attributes == {"k": "v"}
+        again.close()
+
+    def test_publish_once_publishes_a_key_once(self, bus) -> None:
+        bus.create_subscription("s", "t")
+        assert bus.publish_once("k", "t", b"1", {})
+        assert bus.publish_once("k", "t", b"1", {}) is None
+        assert len(bus.pull("s", 10)) == 1
+
+    def test_backoff_delays_redelivery(self, tmp_path: Path) -> None:
+        bus = SQLiteMessageBus(tmp_path / "c.sqlite3", backoff_base=30)
+        bus.create_subscription("s", "t")
+        bus.publish("t", b"m", {})
+        (m,) = bus.pull("s", 1)
+        bus.nack("s", m.id, "transient")
+        assert bus.pull("s", 1) == []
+        bus.close()

@@ -1,0 +1,65 @@
+"""Schema, split, events and the promotion policy."""
+
+from __future__ import annotations
+
+import duckdb
+import pyarrow as pa
+import pytest
+
+from minimlops.domain import events
+from minimlops.domain.policy import decide_promotion
+from minimlops.domain.schema import DATA_COLUMNS, split_for, table_schema
+from minimlops.services.validate import add_split
+
+
+def test_training_schema_has_the_data_set_columns_then_pipeline_columns() -> None:
+    names = [c.name for c in table_schema("training_data")]
+    assert tuple(names[:12]) == DATA_COLUMNS
+    assert names[12:] == ["split", "ingestion_id", "source_uri", "ingested_at"]
+    types = {c.name: c.type for c in table_schema("training_data")}
+    assert types["PassengerId"] == "INTEGER" and types["Age"] == "FLOAT"
+
+
+def test_split_is_about_70_15_15_and_the_same_in_python_arrow_and_sql() -> None:
+    ids = list(range(1, 20_001))
+    py = [split_for(i) for i in ids]
+    arrow = add_split(pa.table({"PassengerId": pa.array(ids, pa.int64())})).to_pylist()
+    sql = [r[0] for r in duckdb.sql(
+        "SELECT CASE WHEN u < 0.70 THEN 'TRAIN' WHEN u < 0.85 THEN 'VALIDATION' ELSE 'TEST' END "
+        "FROM (SELECT i, ((i * 2654435761) % 4294967296) / 4294967296.0 AS u "
+        "FROM range(1, 20001) t(i)) ORDER BY i").fetchall()]  # fmt: skip
+    assert py == arrow == sql
+    share = {s: py.count(s) / len(py) for s in ("TRAIN", "VALIDATION", "TEST")}
+    assert share["TRAIN"] == pytest.approx(0.70, abs=0.01)
+    assert share["VALIDATION"] == pytest.approx(0.15, abs=0.01)
+
+
+def test_events_round_trip_through_the_wire_format() -> None:
+    e = events.IngestionComplete(ingestion_id="i", table="t", rows_loaded=3,
+                                 source_uri="gs://b/f", content_sha256="abc")  # fmt: skip
+    data, attrs = e.to_message()
+    assert attrs["type"] == "IngestionComplete" and attrs["schema_version"] == "1"
+    assert events.from_message(data, attrs) == e
+
+
+def test_unknown_or_malformed_messages_are_refused() -> None:
+    with pytest.raises(events.UnknownEventError):
+        events.from_message(b"{}", {"type": "Nope"})
+    with pytest.raises(events.UnknownEventError):
+        events.from_message(b"not json", {"type": "RetrainRequested"})
+
+
+@pytest.mark.parametrize(
+    ("new", "old", "tol", "promote"),
+    [(0.80, None, 0.0, True), (0.80, 0.80, 0.0, True), (0.81, 0.80, 0.0, True),
+     (0.79, 0.80, 0.0, False), (0.79, 0.80, 0.02, True), (0.70, 0.80, 0.02, False)],
+)  # fmt: skip
+def test_promotion_gate(new: float, old: float | None, tol: float, promote: bool) -> None:
+    champion = None if old is None else {"accuracy": old, "rows": 100}
+    decision = decide_promotion({"accuracy": new, "rows": 100}, champion, tolerance=tol)
+    assert decision.promote is promote
+    assert decision.reason
+
+
+def test_too_few_evaluation_rows_never_promote() -> None:
+    assert not decide_promotion({"accuracy": 1.0, "rows": 5}, None).promote

@@ -1,0 +1,144 @@
+"""ingest_data on fakes: every bad-input case of the issue, duplicates, redelivery."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from minimlops.domain.events import IngestionComplete, ObjectFinalized
+from minimlops.domain.schema import DATA_COLUMNS
+from minimlops.services import messagebus
+from minimlops.services.deps import Deps
+
+HEADER = ",".join(DATA_COLUMNS)
+GOOD = [
+    '1,0,3,"Braund, Mr. Owen Harris",male,22,1,0,A/5 21171,7.25,,S',
+    '2,1,1,"Cumings, Mrs. John Bradley",female,38,1,0,PC 17599,71.2833,C85,C',
+    '3,1,3,"Heikkinen, Miss. Laina",female,26,0,0,STON/O2. 3101282,7.925,,S',
+]
+LAND = "my-data-landing-zone"
+
+
+def land(deps: Deps, name: str, data: bytes) -> list:
+    info = deps.store.write_bytes(LAND, name, data)
+    event = ObjectFinalized(bucket=LAND, name=name, generation=info.generation, size=info.size)
+    return messagebus.handle(event, deps)
+
+
+def csv_bytes(*lines: str, sep: str = "\n") -> bytes:
+    return (sep.join([HEADER, *lines]) + sep).encode()
+
+
+def report_of(deps: Deps, name: str) -> dict:
+    return json.loads(deps.store.read_bytes(LAND, f"rejected/{name}.report.json"))
+
+
+def assert_rejected(deps: Deps, name: str) -> dict:
+    assert deps.warehouse.counts()["training_data"] == 0
+    assert deps.store.stat(LAND, name) is None, "a bad file is moved aside"
+    assert deps.store.stat(LAND, f"rejected/{name}") is not None
+    (row,) = deps.warehouse.ledger()
+    assert row["status"] == "rejected"
+    return report_of(deps, name)
+
+
+def test_good_file_loads_every_row_and_announces_it(fake_deps: Deps) -> None:
+    (event,) = land(fake_deps, "t.csv", csv_bytes(*GOOD))
+    assert isinstance(event, IngestionComplete) and event.rows_loaded == 3
+    rows = fake_deps.warehouse.tables["training_data"]
+    assert [r["PassengerId"] for r in rows] == [1, 2, 3]
+    assert rows[0]["Name"] == "Braund, Mr. Owen Harris" and rows[0]["Cabin"] is None
+    assert rows[1]["Fare"] == pytest.approx(71.2833)
+    assert {r["split"] for r in rows} <= {"TRAIN", "VALIDATION", "TEST"}
+    assert fake_deps.bus.published[0][0] == "ingestion_complete"
+
+
+@pytest.mark.parametrize("variant", ["bom", "crlf", "quoted_newline", "padded"])
+def test_csv_dialect_variants_load(fake_deps: Deps, variant: str) -> None:
+    data = {
+        "bom": b"\xef\xbb\xbf" + csv_bytes(*GOOD),
+        "crlf": csv_bytes(*GOOD, sep="\r\n"),
+        "quoted_newline": csv_bytes('1,0,3,"Braund,\nMr. Owen",male,22,1,0,A/5,7.25,,S'),
+        "padded": csv_bytes("1, 0 ,3,Name, male ,22,1,0,T, 7.25 ,, S"),
+    }[variant]
+    (event,) = land(fake_deps, "v.csv", data)
+    assert event.rows_loaded == data.count(b"\n") - 1 - (variant == "quoted_newline")
+
+
+def test_duplicate_content_loads_once(fake_deps: Deps) -> None:
+    land(fake_deps, "a.csv", csv_bytes(*GOOD))
+    assert land(fake_deps, "copy-of-a.csv", csv_bytes(*GOOD)) == []
+    assert fake_deps.warehouse.counts()["training_data"] == 3
+    statuses = sorted(r["status"] for r in fake_deps.warehouse.ledger())
+    assert statuses == ["duplicate", "loaded"]
+
+
+def test_redelivered_event_loads_nothing_but_announces_again(fake_deps: Deps) -> None:
+    info = fake_deps.store.write_bytes(LAND, "a.csv", csv_bytes(*GOOD))
+    event = ObjectFinalized(bucket=LAND, name="a.csv", generation=info.generation)
+    first = messagebus.handle(event, fake_deps)
+    second = messagebus.handle(event, fake_deps)
+    assert fake_deps.warehouse.counts()["training_data"] == 3
+    assert first[0].ingestion_id == second[0].ingestion_id  # training dedups on it
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "needle"),
+    [
+        ("empty.csv", b"", "not a readable CSV"),
+        ("header.csv", (HEADER + "\n").encode(), "no data rows"),
+        ("semicolon.csv", csv_bytes().replace(b",", b";") + b"1;0;3;N;male;22;1;0;T;7;;S\n",
+         "delimiter"),
+        ("missing.csv", b"PassengerId,Survived\n1,0\n", "missing columns"),
+        ("extra.csv", (HEADER + ",Boat\n" + GOOD[0] + ",7\n").encode(), "unknown columns ['Boat']"),
+        ("latin1.csv", csv_bytes('1,0,3,"M\xfcller, Mr. J",male,22,1,0,T,7.25,,S'.encode("latin-1").decode("latin-1")).replace("\xfc".encode(), b"\xfc"), "UTF"),
+        ("binary.csv", bytes(range(256)) * 64, ""),
+    ],
+)  # fmt: skip
+def test_bad_files_are_set_aside_with_a_report(fake_deps: Deps, name: str, data: bytes,
+                                               needle: str) -> None:  # fmt: skip
+    assert land(fake_deps, name, data) == []
+    report = assert_rejected(fake_deps, name)
+    assert report["file_errors"], report
+    assert needle in report["file_errors"][0]
+
+
+def test_wrong_types_are_reported_by_row_and_column(fake_deps: Deps) -> None:
+    lines = [*GOOD, '4,0,3,"X, Mr. Y",male,abc,0,0,T,7.25,,S',
+             '5,0,,"X, Mr. Z",male,30,0,0,T,7.25,,S', '6,2,3,"X, Mr. Q",male,30,0,0,T,-1,,X']
+    assert land(fake_deps, "types.csv", csv_bytes(*lines)) == []
+    report = assert_rejected(fake_deps, "types.csv")
+    found = {(e["row"], e["column"]) for e in report["errors"]}
+    assert found == {(4, "Age"), (5, "Pclass"), (6, "Survived"), (6, "Fare"), (6, "Embarked")}
+    reasons = {e["column"]: e["reason"] for e in report["errors"]}
+    assert reasons["Age"] == "not a valid FLOAT"
+    assert reasons["Pclass"] == "required value is missing"
+    assert report["bad_rows"] == 3 and report["rows"] == 6
+
+
+def test_max_bad_rows_loads_the_good_rows_and_reports_the_rest(fake_deps: Deps) -> None:
+    deps = Deps(**{**fake_deps.__dict__, "max_bad_rows": 1})
+    lines = [*GOOD, '4,0,3,"X, Mr. Y",male,abc,0,0,T,7.25,,S']
+    (event,) = land(deps, "some-bad.csv", csv_bytes(*lines))
+    assert event.rows_loaded == 3
+    (row,) = deps.warehouse.ledger()
+    assert row["status"] == "loaded" and row["rows_rejected"] == 1
+    report = json.loads(deps.store.read_bytes(LAND, "reports/some-bad.csv.report.json"))
+    assert report["errors"][0]["row"] == 4
+
+
+def test_a_big_bad_file_reports_every_bad_row_and_loads_nothing(fake_deps: Deps, tmp_path) -> None:
+    from minimlops.generate import write_csv
+
+    path = tmp_path / "g.csv"
+    write_csv(path, 20_000, seed=3, bad_rows=250)
+    assert land(fake_deps, "g.csv", path.read_bytes()) == []
+    report = assert_rejected(fake_deps, "g.csv")
+    assert report["bad_rows"] == 250 and report["rows"] == 20_000
+    assert len(report["errors"]) == 100  # the first 100 listed, all counted
+
+
+def test_objects_under_reserved_prefixes_are_ignored(fake_deps: Deps) -> None:
+    assert land(fake_deps, "rejected/old.csv", csv_bytes(*GOOD)) == []
+    assert fake_deps.warehouse.counts()["ingestion_ledger"] == 0

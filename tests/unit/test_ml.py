@@ -1,0 +1,93 @@
+"""Features, training and artifacts: code, data and behavioural model tests."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from minimlops.errors import ArtifactIntegrityError
+from minimlops.generate import passengers
+from minimlops.ml import artifacts, features, training
+
+
+@pytest.fixture(scope="module")
+def rows() -> list[dict]:
+    return passengers(1500, seed=11).to_pylist()
+
+
+@pytest.fixture(scope="module")
+def model(rows) -> training.TrainedModel:
+    return training.select_and_fit(rows[:1000], folds=3, seed=0)
+
+
+@pytest.mark.parametrize(
+    ("name", "sex", "age", "title"),
+    [("Braund, Mr. Owen Harris", "male", 22, "Mr"), ("Oliva y Ocana, Dona. Fermina", "female", 39, "Rare"),
+     ("Moran, Mlle. Bertha", "female", 28, "Miss"), ("Rothes, the Countess. of", "female", 33, "Rare"),
+     (None, "male", 8, "Master"), (None, "male", None, "Mr"), (None, "female", 10, "Miss"),
+     ("", "female", 40, "Mrs"), ("Dr Who", "male", 40, "Mr")],
+)  # fmt: skip
+def test_title(name, sex, age, title) -> None:
+    assert features.title({"Name": name, "Sex": sex, "Age": age}) == title
+
+
+@pytest.mark.parametrize(("cabin", "deck"), [("C85", "C"), ("", "U"), (None, "U"), ("T", "U"), (" b12", "B")])
+def test_deck(cabin, deck) -> None:
+    assert features.deck({"Cabin": cabin}) == deck
+
+
+def test_imputation_uses_only_the_rows_it_is_fitted_on(rows) -> None:
+    spec = features.fit_spec(rows[:100])
+    other = features.fit_spec(rows[:100] + [{**rows[0], "Age": 1000.0, "Name": "X, Mr. Y"}] * 500)
+    assert spec["age_by_title"]["Mr"] != other["age_by_title"]["Mr"]
+
+
+def test_matrix_and_vector_agree_on_every_row(rows) -> None:
+    spec = features.fit_spec(rows)
+    m = features.matrix(rows, spec)
+    assert m.shape == (len(rows), len(features.FEATURE_NAMES))
+    for i in range(0, len(rows), 37):
+        assert list(m[i]) == features.vector(rows[i], spec)
+    assert not np.isnan(m).any()
+
+
+def test_model_beats_the_gender_baseline(model, rows) -> None:
+    metrics = training.evaluate(model, rows[1000:])
+    assert metrics["accuracy"] > training.gender_baseline(rows[1000:])
+    assert set(metrics) >= {"accuracy", "roc_auc", "log_loss", "brier"}
+
+
+def test_behaviour_invariance_to_the_name_beyond_the_title(model) -> None:
+    base = {"Pclass": 3, "Sex": "male", "Age": 30.0, "SibSp": 0, "Parch": 0, "Fare": 8.0,
+            "Embarked": "S", "Cabin": None}  # fmt: skip
+    a = model.predict_proba([{**base, "Name": "Smith, Mr. John"}])[0]
+    b = model.predict_proba([{**base, "Name": "Jones, Mr. Alfred Walter"}])[0]
+    assert a == pytest.approx(b)
+
+
+def test_behaviour_first_class_and_women_survive_more(model) -> None:
+    man3 = {"Pclass": 3, "Sex": "male", "Age": 30.0, "SibSp": 0, "Parch": 0, "Fare": 8.0,
+            "Embarked": "S", "Name": None, "Cabin": None}  # fmt: skip
+    p3, p1, woman = model.predict_proba(
+        [man3, {**man3, "Pclass": 1, "Fare": 80.0}, {**man3, "Sex": "female"}])
+    assert p1 > p3 and woman > p3
+
+
+def test_artifact_round_trip_gives_the_same_probabilities(model, rows) -> None:
+    blob = artifacts.to_bytes(model)
+    again = artifacts.from_bytes(blob, artifacts.sha256(blob))
+    assert np.array_equal(again.predict_proba(rows[:50]), model.predict_proba(rows[:50]))
+
+
+def test_tampered_truncated_or_foreign_artifacts_are_refused(model) -> None:
+    blob = artifacts.to_bytes(model)
+    with pytest.raises(ArtifactIntegrityError, match="does not match"):
+        artifacts.from_bytes(blob + b"x", artifacts.sha256(blob))
+    cut = blob[: len(blob) // 2]
+    with pytest.raises(ArtifactIntegrityError, match="not a readable"):
+        artifacts.from_bytes(cut, artifacts.sha256(cut))
+    import pickle
+
+    evil = pickle.dumps({"format": 1})
+    with pytest.raises(ArtifactIntegrityError):
+        artifacts.from_bytes(evil, artifacts.sha256(evil))

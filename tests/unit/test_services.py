@@ -1,0 +1,141 @@
+"""Training, the gate, serving and the prediction log, on fakes of the ports."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pytest
+
+from minimlops.domain.events import ModelPromoted, RetrainRequested
+from minimlops.domain.schema import split_for
+from minimlops.errors import ConflictError, NoChampionError
+from minimlops.generate import passengers
+from minimlops.services import admin, messagebus
+from minimlops.services.deps import Deps
+from minimlops.services.predict import PredictionLog, Predictor
+from minimlops.services.train import registry_of
+from tests.unit.test_ingest import LAND, land
+
+
+def _csv(table: pa.Table) -> bytes:
+    out = io.BytesIO()
+    pacsv.write_csv(table, out)
+    return out.getvalue()
+
+
+def _ingest_and_train(deps: Deps, name: str, table: pa.Table) -> list:
+    (done,) = land(deps, name, _csv(table))
+    return messagebus.handle(done, deps)
+
+
+def test_first_model_becomes_champion_with_its_metadata(fake_deps: Deps) -> None:
+    (promoted,) = _ingest_and_train(fake_deps, "a.csv", passengers(600, seed=1))
+    assert isinstance(promoted, ModelPromoted) and promoted.version == "1"
+    meta = registry_of(fake_deps).metadata("1")
+    assert meta["decision"]["promote"] and meta["training"]["rows"] == 600
+    assert meta["metrics"]["validation"]["accuracy"] > meta["baseline"]["gender_only_accuracy"] - 0.05
+    assert len(meta["sha256"]) == 64 and meta["libraries"]["scikit-learn"]
+    assert fake_deps.bus.published[-1][0] == "model_promoted"
+
+
+def test_the_same_ingestion_event_twice_trains_once(fake_deps: Deps) -> None:
+    (done,) = land(fake_deps, "a.csv", _csv(passengers(400, seed=1)))
+    messagebus.handle(done, fake_deps)
+    assert messagebus.handle(done, fake_deps) == []
+    assert [m["version"] for m in registry_of(fake_deps).versions()] == ["1"]
+
+
+def test_a_worse_challenger_is_kept_out_and_the_decision_recorded(fake_deps: Deps) -> None:
+    _ingest_and_train(fake_deps, "a.csv", passengers(800, seed=1))
+    # The same passengers again, TRAIN rows only, with their labels shuffled:
+    # the challenger learns noise; VALIDATION rows (the yardstick) stay true.
+    table = passengers(800, seed=1)
+    train_ids = pa.array([split_for(i) == "TRAIN" for i in table.column("PassengerId").to_pylist()])
+    shuffled = table.filter(train_ids)
+    labels = np.random.default_rng(0).permutation(shuffled.column("Survived").to_numpy())
+    shuffled = shuffled.set_column(1, "Survived", pa.array(labels))
+    assert _ingest_and_train(fake_deps, "shuffled.csv", shuffled) == []
+    registry = registry_of(fake_deps)
+    meta = registry.metadata("2")
+    assert not meta["decision"]["promote"] and "worse" in meta["decision"]["reason"]
+    assert meta["champion_compared"]["version"] == "1"
+    assert registry.champion()[0]["version"] == "1"
+
+
+def test_promote_and_rollback(fake_deps: Deps) -> None:
+    _ingest_and_train(fake_deps, "a.csv", passengers(500, seed=1))
+    messagebus.handle(RetrainRequested(reason="test"), fake_deps)
+    registry = registry_of(fake_deps)
+    admin.promote(fake_deps, registry, "1", "by hand")
+    assert registry.champion()[0]["version"] == "1"
+    pointer = admin.rollback(fake_deps, registry)
+    assert pointer["version"] == "2" and pointer["previous"] == "1"
+    versions = admin.list_models(registry)["versions"]
+    assert [v["champion"] for v in versions] == [False, True]
+
+
+def test_rollback_without_history_is_a_clear_error(fake_deps: Deps) -> None:
+    with pytest.raises(ConflictError, match="no previous champion"):
+        admin.rollback(fake_deps, registry_of(fake_deps))
+
+
+def test_predictor_serves_the_champion_and_refuses_a_tampered_one(fake_deps: Deps) -> None:
+    registry = registry_of(fake_deps)
+    predictor = Predictor(registry, fake_deps.now)
+    with pytest.raises(NoChampionError):
+        predictor.predict([{}])
+    _ingest_and_train(fake_deps, "a.csv", passengers(500, seed=1))
+    assert predictor.refresh() and predictor.version == "1"
+    (row,) = predictor.predict([{"Pclass": 1, "Sex": "female", "Age": 30.0, "SibSp": 0,
+                                 "Parch": 0, "Fare": 80.0, "Embarked": "C"}])  # fmt: skip
+    assert row["model_version"] == "1" and 0.5 < row["probability"] <= 1 and row["prediction"] == 1
+    messagebus.handle(RetrainRequested(reason="again"), fake_deps)
+    name = "models/titanic/2/model.skops"
+    blob = fake_deps.store.read_bytes("my-model-storage", name)
+    fake_deps.store.write_bytes("my-model-storage", name, blob[:-10])  # tampered
+    admin.promote(fake_deps, registry, "2", "test")
+    assert not predictor.refresh()
+    assert predictor.version == "1" and "refused" in predictor.error
+
+
+def test_prediction_log_commits_groups_and_fails_loudly(fake_deps: Deps) -> None:
+    wh = fake_deps.warehouse
+    log = PredictionLog(lambda t: wh.append("predictions_data", t), flush_ms=5)
+    row = {"uuid": "u", "created_at": fake_deps.now(), "model_version": "1", "Pclass": 3,
+           "Sex": "male", "SibSp": 0, "Parch": 0, "probability": 0.1, "prediction": 0}  # fmt: skip
+
+    async def scenario() -> None:
+        task = asyncio.create_task(log.run())
+        await asyncio.sleep(0)
+        await asyncio.gather(*(log.log([{**row, "uuid": str(i)}]) for i in range(50)))
+        assert len(wh.tables["predictions_data"]) == 50
+        assert log.batches < 50  # grouped
+        wh.fail_next_append = OSError("No space left on device")
+        with pytest.raises(OSError, match="No space"):
+            await log.log([{**row, "uuid": "lost"}])
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    asyncio.run(scenario())
+    assert "lost" not in {r["uuid"] for r in wh.tables["predictions_data"]}
+
+
+def test_a_handler_error_propagates_so_the_message_is_redelivered(fake_deps: Deps) -> None:
+    class Broken(type(fake_deps.warehouse)):  # type: ignore[misc]
+        def latest_rows(self, table: str) -> pa.Table:
+            raise OSError("warehouse unreachable")
+
+    deps = Deps(**{**fake_deps.__dict__, "warehouse": Broken(fake_deps.warehouse.schemas)})
+    with pytest.raises(OSError):
+        messagebus.handle(RetrainRequested(reason="x"), deps)
+
+
+def test_status_reports_tables_champion_and_queues(fake_deps: Deps) -> None:
+    _ingest_and_train(fake_deps, "a.csv", passengers(300, seed=2))
+    s = admin.status(fake_deps, registry_of(fake_deps), "1")
+    assert s["tables"]["training_data"] == 300 and s["champion"]["version"] == "1"
+    assert s["last_ingestion"]["source_uri"] == f"gs://{LAND}/a.csv"
