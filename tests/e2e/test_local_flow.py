@@ -1,0 +1,155 @@
+"""The whole local flow as a user runs it: ``minimlops up``, curl, ``ingest``, ``query``."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from minimlops.generate import write_csv
+from tests.conftest import example_csv
+from tests.e2e.harness import EXERCISE_REQUEST, MODEL_FIELDS_ONLY, Server, cli
+
+LAND = "buckets/my-data-landing-zone"
+
+
+def need_example_data() -> Path:
+    path = example_csv()
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI must set MINIMLOPS_EXAMPLE_DATA to the Titanic file")
+        pytest.skip("MINIMLOPS_EXAMPLE_DATA is not set")
+    return path
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    need_example_data()
+    home = tmp_path_factory.mktemp("e2e") / "home"
+    srv = Server(home)
+    srv.wait_healthy()
+    yield srv
+    code = srv.stop()  # Ctrl-C: uvicorn re-raises SIGINT after a clean shutdown (130)
+    assert code in (0, 130) and "stopped" in srv.output(), srv.output()
+
+
+def ledger(server: Server) -> list[dict]:
+    out = cli(server.home, "query", "SELECT * FROM ingestion_ledger ORDER BY ingested_at",
+              "--format", "json")  # fmt: skip
+    return json.loads(out.stdout)
+
+
+def test_first_start_serves_the_exercise_request(server: Server) -> None:
+    for body in (EXERCISE_REQUEST, MODEL_FIELDS_ONLY):
+        r = server.http.post("/predict", json=body)
+        assert r.status_code == 200, r.text
+        answer = r.json()
+        assert set(answer) == {"prediction", "probability", "uuid", "model_version"}
+        assert answer["prediction"] == 0 and 0 <= answer["probability"] < 0.5
+        assert answer["model_version"] == "1"
+    (row,) = ledger(server)[:1]
+    assert row["status"] == "loaded" and row["rows_loaded"] == 891
+    models = server.http.get("/models").json()
+    v1 = models["versions"][0]
+    assert models["champion"] == "1" and v1["metrics"]["accuracy"] > v1["baseline"]["gender_only_accuracy"]
+
+
+def test_every_answered_prediction_is_a_row_queryable_while_serving(server: Server) -> None:
+    uuids = [server.http.post("/predict", json=MODEL_FIELDS_ONLY).json()["uuid"] for _ in range(5)]
+    out = cli(server.home, "query", "SELECT uuid, Pclass, Sex, model_version FROM predictions_data",
+              "--format", "csv")  # fmt: skip
+    lines = out.stdout.splitlines()
+    assert lines[0] == "uuid,Pclass,Sex,model_version"
+    logged = {line.split(",")[0] for line in lines[1:]}
+    assert set(uuids) <= logged
+    refused = cli(server.home, "query", "DELETE FROM predictions_data", check=False)
+    assert refused.returncode != 0 and "read-only" in refused.stderr
+
+
+def test_duplicate_file_loads_nothing(server: Server, tmp_path: Path) -> None:
+    copy = tmp_path / "same-content.csv"
+    shutil.copy(need_example_data(), copy)
+    cli(server.home, "ingest", str(copy))
+    row = server.wait_for(lambda: next((r for r in ledger(server)
+                                        if r["source_uri"].endswith("same-content.csv")), None),
+                          what="the duplicate in the ledger")  # fmt: skip
+    assert row["status"] == "duplicate" and row["rows_loaded"] == 0
+    status = json.loads(cli(server.home, "status", "--json").stdout)
+    assert status["tables"]["training_data"] == 891
+
+
+def test_malformed_file_is_set_aside_and_serving_goes_on(server: Server, tmp_path: Path) -> None:
+    bad = tmp_path / "broken.csv"
+    write_csv(bad, 200, seed=9, bad_rows=5)
+    cli(server.home, "ingest", str(bad))
+    report = server.home / LAND / "rejected" / "broken.csv.report.json"
+    server.wait_for(report.exists, what="the rejection report")
+    body = json.loads(report.read_text())
+    assert body["bad_rows"] == 5 and body["errors"][0]["row"] >= 1
+    assert not (server.home / LAND / "broken.csv").exists()
+    assert server.http.post("/predict", json=MODEL_FIELDS_ONLY).status_code == 200
+
+
+def test_second_file_trains_and_the_gate_decides_without_restart(server: Server, tmp_path: Path) -> None:
+    more = tmp_path / "more.csv"
+    write_csv(more, 3000, seed=21, start_id=10_001)
+    cli(server.home, "ingest", str(more))
+
+    def version2() -> dict | None:
+        vs = server.http.get("/models").json()["versions"]
+        return vs[1] if len(vs) > 1 else None
+
+    v2 = server.wait_for(version2, what="model version 2")
+    assert v2["training_rows"] == 891 + 3000
+    assert v2["decision"]["reason"]
+    expected = "2" if v2["decision"]["promote"] else "1"
+    server.wait_for(lambda: server.http.get("/healthz").json()["model_version"] == expected,
+                    timeout=10, what=f"serving version {expected}")  # fmt: skip
+    assert server.http.post("/predict", json=EXERCISE_REQUEST).json()["model_version"] == expected
+
+
+def test_bad_requests_get_specific_errors_never_500(server: Server) -> None:
+    r = server.http.post("/predict", json={**MODEL_FIELDS_ONLY, "Age": -3, "Sex": "robot"})
+    assert r.status_code == 422
+    fields = {e["field"]: e["message"] for e in r.json()["errors"]}
+    assert set(fields) == {"Age", "Sex"} and "greater than or equal to 0" in fields["Age"]
+    assert server.http.post("/predict", json={"Sex": "male"}).status_code == 422
+    r = server.http.post("/predict", content=b"{not json", headers={"Content-Type": "application/json"})
+    assert r.status_code == 400 and "invalid JSON" in r.json()["detail"]
+    r = server.http.post("/predict", content=b"Pclass=3", headers={"Content-Type": "text/plain"})
+    assert r.status_code == 415
+    r = server.http.post("/predict", content=b'{"Pclass": NaN}', headers={"Content-Type": "application/json"})
+    assert r.status_code == 400
+    batch = server.http.post("/predict", json=[MODEL_FIELDS_ONLY] * 3)
+    assert batch.status_code == 200 and len(batch.json()["predictions"]) == 3
+    r = server.http.post("/predict", json=[MODEL_FIELDS_ONLY, {"Pclass": 9}])
+    assert r.status_code == 422 and {e.get("index") for e in r.json()["errors"]} == {1}
+
+
+def test_cors_preflight_and_openapi(server: Server) -> None:
+    r = server.http.options("/predict", headers={"Origin": "http://127.0.0.1:5500",
+                                                 "Access-Control-Request-Method": "POST",
+                                                 "Access-Control-Request-Headers": "content-type"})  # fmt: skip
+    assert r.status_code == 200 and r.headers["access-control-allow-origin"] == "*"
+    spec = server.http.get("/openapi.json").json()
+    assert "/predict" in spec["paths"] and "Passenger" in spec["components"]["schemas"]
+
+
+def test_admin_endpoints_need_the_token(server: Server) -> None:
+    assert server.http.post("/models/rollback").status_code == 401
+    wrong = {"Authorization": "Bearer nope"}
+    assert server.http.post("/train", headers=wrong).status_code == 401
+    assert server.http.post("/query", json={"sql": "SELECT 1"}, headers=server.admin()).status_code == 200
+
+
+def test_models_list_and_status_work_while_serving(server: Server) -> None:
+    assert "model titanic" in cli(server.home, "models", "list").stdout
+    listed = json.loads(cli(server.home, "models", "list", "--json").stdout)
+    assert listed["champion"] in [v["version"] for v in listed["versions"]]
+    status = json.loads(cli(server.home, "status", "--json").stdout)
+    assert status["champion"]["version"] and status["serving"]
+    assert {q["subscription"] for q in status["queues"]} >= {"ingest_data", "train_model"}
