@@ -8,10 +8,12 @@ SDK (fsspec's registry of lazily imported implementations, in small).
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from minimlops.config import Settings
+from minimlops.domain.events import ObjectFinalized
 from minimlops.domain.schema import table_schema
 from minimlops.errors import BackendNotInstalled
 from minimlops.services.deps import Deps, Names, Progress, _no_progress
@@ -58,12 +60,18 @@ class App:
     registry: ModelRegistry
     predictor: Predictor
     log: PredictionLog
+    scan_landing_zone: Callable[[float], int]
 
     def close(self) -> None:
         for part in (self.deps.warehouse, self.deps.bus):
             close = getattr(part, "close", None)
             if close:
                 close()
+
+
+def open_store(settings: Settings) -> Any:
+    """Only the object store (e.g. to land a file while a server holds the rest)."""
+    return load_class(settings.backend, "store")(settings.buckets_dir)
 
 
 def build(settings: Settings, *, progress: Progress = _no_progress) -> App:
@@ -73,7 +81,7 @@ def build(settings: Settings, *, progress: Progress = _no_progress) -> App:
             f"backend {settings.backend!r} is not available in this version")
     settings.home.mkdir(parents=True, exist_ok=True)
     names = names_of(settings)
-    store = load_class("local", "store")(settings.buckets_dir)
+    store = open_store(settings)
     schemas = {getattr(settings, f): table_schema(s) for f, s in SCHEMA_OF.items()}
     warehouse = load_class("local", "warehouse")(
         settings.warehouse_path, schemas, settings.ledger_table)
@@ -87,4 +95,10 @@ def build(settings: Settings, *, progress: Progress = _no_progress) -> App:
     registry = registry_of(deps)
     log = PredictionLog(lambda t: warehouse.append(names.predictions_table, t),
                         flush_ms=settings.log_flush_ms, max_rows=settings.log_batch_rows)
-    return App(settings, deps, registry, Predictor(registry, deps.now), log)
+    def scan(settle_seconds: float) -> int:
+        """The local storage trigger: announce new files in the landing zone."""
+        watcher = importlib.import_module("minimlops.adapters.local_watcher")
+        return int(watcher.scan_once(store, bus, names.landing_bucket, ObjectFinalized.default_topic,
+                                     settle_seconds=settle_seconds))
+
+    return App(settings, deps, registry, Predictor(registry, deps.now), log, scan)

@@ -110,7 +110,7 @@ def test_generator_is_deterministic_shaped_and_plants_bad_rows(tmp_path: Path) -
     assert t.num_rows == 2000 and t.column_names[:3] == ["PassengerId", "Survived", "Pclass"]
     female = [s == "female" for s in t.column("Sex").to_pylist()]
     surv = t.column("Survived").to_pylist()
-    rate_f = sum(s for s, f in zip(surv, female) if f) / sum(female)
-    rate_m = sum(s for s, f in zip(surv, female) if not f) / (2000 - sum(female))
+    rate_f = sum(s for s, f in zip(surv, female, strict=False) if f) / sum(female)
+    rate_m = sum(s for s, f in zip(surv, female, strict=False) if not f) / (2000 - sum(female))
     assert rate_f > rate_m + 0.3  # the known rule: women first
     assert write_csv(tmp_path / "bad.csv", 100, seed=1, bad_rows=7) == 7

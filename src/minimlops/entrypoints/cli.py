@@ -13,7 +13,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -29,7 +29,7 @@ models_app = typer.Typer(help="List, promote and roll back model versions.", no_
 app.add_typer(models_app, name="models")
 console = Console()
 err = Console(stderr=True)
-HomeOpt = Annotated[Optional[Path], typer.Option("--home", help="data home [MINIMLOPS_HOME]")]
+HomeOpt = Annotated[Path | None, typer.Option("--home", help="data home [MINIMLOPS_HOME]")]
 
 
 def _settings(**overrides: Any) -> Settings:
@@ -66,8 +66,8 @@ def _fail(exc: Exception) -> None:
 @app.command()
 def up(
     home: HomeOpt = None,
-    port: Annotated[Optional[int], typer.Option(help="port [MINIMLOPS_PORT, 8080]")] = None,
-    host: Annotated[Optional[str], typer.Option(help="address [127.0.0.1]")] = None,
+    port: Annotated[int | None, typer.Option(help="port [MINIMLOPS_PORT, 8080]")] = None,
+    host: Annotated[str | None, typer.Option(help="address [127.0.0.1]")] = None,
 ) -> None:
     """Run everything: landing-zone watcher, ingest, train and the HTTP server."""
     settings = _settings(home=home, port=port, host=host)
@@ -88,10 +88,10 @@ def ingest(
     """Copy files into the landing zone (like `gsutil cp`); the trigger loads them."""
     settings = _settings(home=home)
     _setup_logging(settings.log_level)
-    from minimlops.adapters.local_fs import LocalObjectStore
+    from minimlops.bootstrap import open_store
     from minimlops.entrypoints.client import InProcess, running_server
 
-    store = LocalObjectStore(settings.buckets_dir)
+    store = open_store(settings)
     for f in files:
         info = store.write_file(settings.landing_bucket, f.name, f)
         console.print(f"landed {info.uri} ({info.size:,} bytes)")
@@ -128,8 +128,8 @@ def train(
 
 @app.command()
 def predict(
-    passenger: Annotated[Optional[str], typer.Argument(help="a passenger (or list) as JSON")] = None,
-    file: Annotated[Optional[Path], typer.Option("--file", "-f", help="CSV or JSON file of passengers")] = None,
+    passenger: Annotated[str | None, typer.Argument(help="a passenger (or list) as JSON")] = None,
+    file: Annotated[Path | None, typer.Option("--file", "-f", help="CSV or JSON file of passengers")] = None,
     home: HomeOpt = None,
 ) -> None:
     """Predict survival; every prediction is logged like the HTTP endpoint's."""

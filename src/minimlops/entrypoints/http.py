@@ -12,13 +12,13 @@ import hmac
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import TypeAdapter, ValidationError
 
@@ -85,7 +85,9 @@ def create_app(app: App, *, admin_tokens: Sequence[str] = (),
     api.add_middleware(CORSMiddleware, allow_origins=["*"], allow_methods=["GET", "POST"],
                        allow_headers=["Content-Type"], allow_credentials=False)  # fmt: skip
 
-    def require_admin(cred: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> None:
+    def require_admin(
+        cred: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    ) -> None:
         if not admin_tokens:
             raise HTTPException(403, "admin endpoints are off: set MINIMLOPS_ADMIN_TOKEN")
         given = (cred.credentials if cred else "").encode()

@@ -12,7 +12,6 @@ import threading
 import time
 from collections.abc import Callable
 
-from minimlops.adapters.local_watcher import scan_once
 from minimlops.bootstrap import App
 from minimlops.domain.events import Event, ObjectFinalized, UnknownEventError, from_message
 from minimlops.services import messagebus
@@ -73,10 +72,8 @@ class Runtime:
 
     def scan(self, settle_seconds: float | None = None) -> int:
         """Look at the landing zone once."""
-        s = self.app.settings
-        settle = s.settle_seconds if settle_seconds is None else settle_seconds
-        return scan_once(self.app.deps.store, self.app.deps.bus, s.landing_bucket,
-                         ObjectFinalized.default_topic, settle_seconds=settle)  # fmt: skip
+        settle = self.app.settings.settle_seconds if settle_seconds is None else settle_seconds
+        return self.app.scan_landing_zone(settle)
 
     def drain(self, scan: bool = True) -> None:
         """Process everything until idle (one-shot commands without a server).

@@ -89,6 +89,9 @@ def select_and_fit(
     if progress:
         progress(f"fitting {best} on {len(y):,} rows", len(models), len(models) + 1)
     fitted = clone(models[best]).fit(X, y)
+    if "n_jobs" in fitted.get_params():
+        # Threads help fitting; on one row at serving time they cost ~10 ms.
+        fitted.set_params(n_jobs=1)
     return TrainedModel(fitted, spec, best, cv_scores=scores)
 
 

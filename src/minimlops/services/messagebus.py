@@ -10,7 +10,11 @@ import logging
 from collections.abc import Callable
 
 from minimlops.domain.events import (
-    Event, IngestionComplete, ModelPromoted, ObjectFinalized, RetrainRequested,
+    Event,
+    IngestionComplete,
+    ModelPromoted,
+    ObjectFinalized,
+    RetrainRequested,
 )  # fmt: skip
 from minimlops.services.deps import Deps, Names
 from minimlops.services.ingest import ingest_data

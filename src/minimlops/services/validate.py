@@ -17,7 +17,12 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from minimlops.domain.schema import (
-    ALLOWED_VALUES, DATA_COLUMNS, RANGES, SPLIT_BOUNDS, SPLITS, table_schema,
+    ALLOWED_VALUES,
+    DATA_COLUMNS,
+    RANGES,
+    SPLIT_BOUNDS,
+    SPLITS,
+    table_schema,
 )  # fmt: skip
 from minimlops.errors import SchemaError
 

@@ -1,0 +1,34 @@
+# The README's two commands: `make run` and `make test`. Everything else is optional.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: run test test-slow lint lock clean
+
+# Creates the virtual environment and installs the project with the locked versions.
+$(STAMP): pyproject.toml requirements.lock
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c requirements.lock -e ".[dev]"
+	touch $(STAMP)
+
+run: $(STAMP) ## the whole pipeline on 127.0.0.1:8080
+	$(BIN)/minimlops up
+
+test: $(STAMP) lint ## the default test tier (a few minutes)
+	$(BIN)/python -m pytest -m "not slow"
+
+test-slow: $(STAMP) ## many-crash trials
+	$(BIN)/python -m pytest -m slow
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests
+	$(BIN)/lint-imports
+
+lock: ## re-resolve requirements.lock from pyproject.toml
+	$(BIN)/python -m pip install --quiet uv
+	$(BIN)/uv pip compile pyproject.toml --extra dev --upgrade -o requirements.lock
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

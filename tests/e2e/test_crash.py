@@ -1,0 +1,115 @@
+"""Crash safety: ``kill -9`` during a burst of predictions, and restarts."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from pathlib import Path
+
+import duckdb
+import httpx
+import pytest
+
+from minimlops.generate import write_csv
+from tests.e2e.harness import MODEL_FIELDS_ONLY, Server
+
+LAND = "buckets/my-data-landing-zone"
+
+
+def prepared_home(tmp_path: Path) -> Path:
+    """A data home whose landing zone already holds generated passengers."""
+    home = tmp_path / "home"
+    (home / LAND).mkdir(parents=True)
+    write_csv(home / LAND / "passengers.csv", 1500, seed=4)
+    return home
+
+
+def burst_then_kill(server: Server, seed: int, clients: int = 4) -> list[str]:
+    """Concurrent clients predict until the server is killed at a random moment."""
+    answered: list[str] = []
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def client() -> None:
+        with httpx.Client(base_url=server.url, timeout=10) as http:
+            while not stop.is_set():
+                try:
+                    r = http.post("/predict", json=MODEL_FIELDS_ONLY)
+                except httpx.TransportError:
+                    return
+                if r.status_code == 200:
+                    with lock:
+                        answered.append(r.json()["uuid"])
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + 30
+    while len(answered) < 20 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(random.Random(seed).uniform(0.0, 0.5))  # then a random moment
+    server.kill9()
+    stop.set()
+    for t in threads:
+        t.join()
+    return answered
+
+
+def logged(home: Path) -> tuple[set[str], int]:
+    con = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
+    rows = [r[0] for r in con.execute("SELECT uuid FROM predictions_data").fetchall()]
+    con.close()
+    return set(rows), len(rows)
+
+
+def _trial(tmp_path: Path, seed: int) -> None:
+    home = prepared_home(tmp_path)
+    server = Server(home)
+    server.wait_healthy()
+    answered = burst_then_kill(server, seed)
+    assert len(answered) > 20, "the burst should have been answered for a while"
+    uuids, total = logged(home)
+    missing = set(answered) - uuids
+    assert not missing, f"{len(missing)} predictions answered 200 are not in predictions_data"
+    assert total == len(uuids), "a prediction is logged twice"
+    again = Server(home)  # restart on the same data home: recovers, serves, retrains nothing
+    try:
+        health = again.wait_healthy()
+        assert health["model_version"] == "1"
+        assert again.http.post("/predict", json=MODEL_FIELDS_ONLY).status_code == 200
+        assert len(again.http.get("/models").json()["versions"]) == 1
+    finally:
+        again.stop()
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_kill9_during_a_burst_loses_no_answered_prediction(tmp_path: Path, seed: int) -> None:
+    _trial(tmp_path, seed)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(100, 120))
+def test_kill9_during_a_burst_many_trials(tmp_path: Path, seed: int) -> None:
+    _trial(tmp_path, seed)
+
+
+def test_files_that_land_while_down_are_loaded_at_start(tmp_path: Path) -> None:
+    home = prepared_home(tmp_path)
+    server = Server(home)
+    server.wait_healthy()
+    server.stop()
+    write_csv(home / LAND / "while-down.csv", 500, seed=8, start_id=50_000)
+    again = Server(home)
+    try:
+        again.wait_healthy()
+
+        def loaded() -> bool:
+            status = again.http.get("/status").json()
+            return status["tables"]["training_data"] == 2000
+
+        again.wait_for(loaded, what="the file that landed while down")
+        again.wait_for(lambda: len(again.http.get("/models").json()["versions"]) == 2,
+                       what="a model trained on it")  # fmt: skip
+    finally:
+        again.stop()
