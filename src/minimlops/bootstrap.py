@@ -19,6 +19,7 @@ from minimlops.errors import BackendNotInstalled
 from minimlops.services.deps import Deps, Names, Progress, _no_progress
 from minimlops.services.predict import PredictionLog, Predictor
 from minimlops.services.registry import ModelRegistry
+from minimlops.services.tables import arrow_schema
 from minimlops.services.train import registry_of
 
 BACKENDS: dict[str, dict[str, str]] = {
@@ -26,6 +27,7 @@ BACKENDS: dict[str, dict[str, str]] = {
         "store": "minimlops.adapters.local_fs:LocalObjectStore",
         "warehouse": "minimlops.adapters.duckdb_warehouse:DuckDBWarehouse",
         "bus": "minimlops.adapters.sqlite_bus:SQLiteMessageBus",
+        "journal": "minimlops.adapters.journal:PredictionJournal",
     },
 }
 EXTRAS = {"gcp": "pip install 'minimlops[gcp]'"}
@@ -61,9 +63,15 @@ class App:
     predictor: Predictor
     log: PredictionLog
     scan_landing_zone: Callable[[float], int]
+    journal: Any = None
+
+    def start_background(self) -> None:
+        """Recover and start moving logged predictions into the warehouse."""
+        if self.journal is not None:
+            self.journal.start()
 
     def close(self) -> None:
-        for part in (self.deps.warehouse, self.deps.bus):
+        for part in (self.journal, self.deps.warehouse, self.deps.bus):
             close = getattr(part, "close", None)
             if close:
                 close()
@@ -93,12 +101,16 @@ def build(settings: Settings, *, progress: Progress = _no_progress) -> App:
                 max_bad_rows=settings.max_bad_rows, cv_folds=settings.cv_folds,
                 promotion_tolerance=settings.promotion_tolerance, progress=progress)
     registry = registry_of(deps)
-    log = PredictionLog(lambda t: warehouse.append(names.predictions_table, t),
-                        flush_ms=settings.log_flush_ms, max_rows=settings.log_batch_rows)
+    journal = load_class("local", "journal")(
+        settings.home / "journal", warehouse, names.predictions_table,
+        arrow_schema("predictions_data"))
+    journal.import_pending()  # recovery: rows logged before a crash
+    log = PredictionLog(journal.write, flush_ms=settings.log_flush_ms,
+                        max_rows=settings.log_batch_rows)
     def scan(settle_seconds: float) -> int:
         """The local storage trigger: announce new files in the landing zone."""
         watcher = importlib.import_module("minimlops.adapters.local_watcher")
         return int(watcher.scan_once(store, bus, names.landing_bucket, ObjectFinalized.default_topic,
                                      settle_seconds=settle_seconds))
 
-    return App(settings, deps, registry, Predictor(registry, deps.now), log, scan)
+    return App(settings, deps, registry, Predictor(registry, deps.now), log, scan, journal)

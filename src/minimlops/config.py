@@ -54,7 +54,7 @@ class Settings(BaseModel):
     cv_folds: int = Field(5, ge=2, le=20)
     max_batch: int = Field(10_000, ge=1)
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
-    log_flush_ms: float = Field(2.0, gt=0)
+    log_flush_ms: float = Field(0.0, ge=0)
     log_batch_rows: int = Field(1024, ge=1)
     bus_max_attempts: int = Field(5, ge=1)
     bus_lease_seconds: float = Field(600.0, gt=0)

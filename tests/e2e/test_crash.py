@@ -69,18 +69,19 @@ def _trial(tmp_path: Path, seed: int) -> None:
     server.wait_healthy()
     answered = burst_then_kill(server, seed)
     assert len(answered) > 20, "the burst should have been answered for a while"
-    uuids, total = logged(home)
-    missing = set(answered) - uuids
-    assert not missing, f"{len(missing)} predictions answered 200 are not in predictions_data"
-    assert total == len(uuids), "a prediction is logged twice"
     again = Server(home)  # restart on the same data home: recovers, serves, retrains nothing
     try:
         health = again.wait_healthy()
         assert health["model_version"] == "1"
-        assert again.http.post("/predict", json=MODEL_FIELDS_ONLY).status_code == 200
+        after = again.http.post("/predict", json=MODEL_FIELDS_ONLY).json()["uuid"]
         assert len(again.http.get("/models").json()["versions"]) == 1
     finally:
         again.stop()
+    uuids, total = logged(home)
+    missing = set(answered) - uuids
+    assert not missing, f"{len(missing)} predictions answered 200 are not in predictions_data"
+    assert after in uuids
+    assert total == len(uuids), "a prediction is logged twice"
 
 
 @pytest.mark.parametrize("seed", [1, 2])

@@ -91,3 +91,19 @@ def test_tampered_truncated_or_foreign_artifacts_are_refused(model) -> None:
     evil = pickle.dumps({"format": 1})
     with pytest.raises(ArtifactIntegrityError):
         artifacts.from_bytes(evil, artifacts.sha256(evil))
+
+
+def test_fast_path_matches_on_every_row_of_the_data_set(model, rows) -> None:
+    from minimlops.ml import fast
+    from tests.conftest import example_csv
+
+    served = fast.OnnxModel(fast.to_onnx(model), model.spec, model.algorithm)
+    every = list(rows)
+    real = example_csv()
+    if real is not None:
+        import pyarrow.csv as pacsv
+
+        every += pacsv.read_csv(real).to_pylist()
+    assert fast.parity(model, served, every) <= fast.TOLERANCE
+    one = every[0]
+    assert served.predict_proba([one])[0] == pytest.approx(model.predict_proba([one])[0], abs=1e-5)

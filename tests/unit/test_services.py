@@ -94,7 +94,7 @@ def test_predictor_serves_the_champion_and_refuses_a_tampered_one(fake_deps: Dep
                                  "Parch": 0, "Fare": 80.0, "Embarked": "C"}])  # fmt: skip
     assert row["model_version"] == "1" and 0.5 < row["probability"] <= 1 and row["prediction"] == 1
     messagebus.handle(RetrainRequested(reason="again"), fake_deps)
-    name = "models/titanic/2/model.skops"
+    name = "models/titanic/2/model.onnx"  # the artifact that serves
     blob = fake_deps.store.read_bytes("my-model-storage", name)
     fake_deps.store.write_bytes("my-model-storage", name, blob[:-10])  # tampered
     admin.promote(fake_deps, registry, "2", "test")
@@ -104,7 +104,8 @@ def test_predictor_serves_the_champion_and_refuses_a_tampered_one(fake_deps: Dep
 
 def test_prediction_log_commits_groups_and_fails_loudly(fake_deps: Deps) -> None:
     wh = fake_deps.warehouse
-    log = PredictionLog(lambda t: wh.append("predictions_data", t), flush_ms=5)
+    log = PredictionLog(lambda rows: wh.append("predictions_data", pa.Table.from_pylist(rows)),
+                        flush_ms=5)  # fmt: skip
     row = {"uuid": "u", "created_at": fake_deps.now(), "model_version": "1", "Pclass": 3,
            "Sex": "male", "SibSp": 0, "Parch": 0, "probability": 0.1, "prediction": 0}  # fmt: skip
 
@@ -139,3 +140,15 @@ def test_status_reports_tables_champion_and_queues(fake_deps: Deps) -> None:
     s = admin.status(fake_deps, registry_of(fake_deps), "1")
     assert s["tables"]["training_data"] == 300 and s["champion"]["version"] == "1"
     assert s["last_ingestion"]["source_uri"] == f"gs://{LAND}/a.csv"
+
+
+def test_the_served_form_gives_the_trained_models_probabilities(fake_deps: Deps) -> None:
+    _ingest_and_train(fake_deps, "a.csv", passengers(1200, seed=5))
+    registry = registry_of(fake_deps)
+    meta = registry.metadata("1")
+    assert meta["serving"]["runtime"] == "onnxruntime"
+    assert meta["serving"]["max_abs_diff"] <= 1e-5 and meta["serving"]["checked_rows"] > 100
+    served, trained = registry.load_serving("1"), registry.load("1")
+    rows = passengers(3000, seed=99).to_pylist()  # rows neither model has seen
+    diff = np.abs(served.predict_proba(rows) - trained.predict_proba(rows)).max()
+    assert diff <= 1e-5

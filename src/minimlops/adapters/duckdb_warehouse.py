@@ -72,6 +72,8 @@ class DuckDBWarehouse:
                 for c in columns
             )
             _run(cur, f"CREATE TABLE IF NOT EXISTS {_q(table)} ({cols})")
+        _run(cur, "CREATE TABLE IF NOT EXISTS _minimlops_markers "
+                  "(key VARCHAR PRIMARY KEY, position BIGINT NOT NULL)")
 
     def load(
         self, table: str, batches: Iterable[pa.RecordBatch], ledger_row: Mapping[str, Any]
@@ -100,6 +102,29 @@ class DuckDBWarehouse:
         except BaseException:
             _run(cur, "ROLLBACK")
             raise
+
+    def append_marked(self, table: str, rows: pa.Table, key: str, position: int) -> None:
+        """Append rows and record ``position`` under ``key``, in one transaction
+        (how far a journal has been imported)."""
+        cur = self._cursor()
+        _run(cur, "BEGIN TRANSACTION")
+        try:
+            self._insert(cur, table, rows)
+            cur.execute("INSERT OR REPLACE INTO _minimlops_markers VALUES ($k, $p)",
+                        {"k": key, "p": position}).fetchall()  # fmt: skip
+            _run(cur, "COMMIT")
+        except BaseException:
+            _run(cur, "ROLLBACK")
+            raise
+
+    def marker(self, key: str) -> int:
+        """The position recorded under key (0 if none)."""
+        rows = self._cursor().execute(
+            "SELECT position FROM _minimlops_markers WHERE key = $k", {"k": key}).fetchall()
+        return int(rows[0][0]) if rows else 0
+
+    def forget_marker(self, key: str) -> None:
+        self._cursor().execute("DELETE FROM _minimlops_markers WHERE key = $k", {"k": key}).fetchall()
 
     def _insert(
         self, cur: duckdb.DuckDBPyConnection, table: str, data: pa.Table | pa.RecordBatch

@@ -6,6 +6,7 @@ variable (see ``Settings.from_env``).
 
 from __future__ import annotations
 
+import atexit
 import csv
 import io
 import json
@@ -55,7 +56,9 @@ def _ops(settings: Settings) -> Any:
     from minimlops.bootstrap import build
     from minimlops.entrypoints.progress import ThrottledProgress
 
-    return InProcess(build(settings, progress=ThrottledProgress()))
+    app = build(settings, progress=ThrottledProgress())
+    atexit.register(app.close)  # moves logged predictions in, releases the database
+    return InProcess(app)
 
 
 def _fail(exc: Exception) -> None:
@@ -101,7 +104,9 @@ def ingest(
     from minimlops.bootstrap import build
     from minimlops.entrypoints.progress import ThrottledProgress
 
-    ops = InProcess(build(settings, progress=ThrottledProgress()))
+    built = build(settings, progress=ThrottledProgress())
+    atexit.register(built.close)
+    ops = InProcess(built)
     ops.runtime.drain()
     for f in files:
         ledger = ops.app.deps.warehouse.ledger(source_uri=f"gs://{settings.landing_bucket}/{f.name}")

@@ -48,6 +48,10 @@ def _problem(status: int, detail: str, **extra: Any) -> Response:
     return _json({"detail": detail, **extra}, status)
 
 
+def _err(status: int, detail: str, **extra: Any) -> tuple[int, bytes]:
+    return status, orjson.dumps({"detail": detail, **extra})
+
+
 def _field_errors(exc: ValidationError, batch: bool) -> list[dict[str, Any]]:
     out = []
     for e in exc.errors(include_url=False, include_input=False):
@@ -95,41 +99,61 @@ def create_app(app: App, *, admin_tokens: Sequence[str] = (),
             raise HTTPException(401, "a valid admin bearer token is required",
                                 headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
 
-    @api.post("/predict", openapi_extra={"requestBody": PREDICT_BODY}, tags=["serving"],
-              summary="Predict survival for one passenger or a list of them")  # fmt: skip
-    async def predict(request: Request) -> Response:
-        ctype = request.headers.get("content-type", "")
-        if not ctype.startswith("application/json"):
-            return _problem(415, "send JSON with Content-Type: application/json")
-        body = await request.body()
+    async def answer_predict(body: bytes, content_type: str) -> tuple[int, bytes]:
+        """The whole of POST /predict on raw bytes: (status, JSON body)."""
+        if not content_type.startswith("application/json"):
+            return _err(415, "send JSON with Content-Type: application/json")
         if len(body) > s.max_body_bytes:
-            return _problem(413, f"body larger than {s.max_body_bytes} bytes")
+            return _err(413, f"body larger than {s.max_body_bytes} bytes")
         try:
             data = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
-            return _problem(400, f"invalid JSON: {exc}")
+            return _err(400, f"invalid JSON: {exc}")
         batch = isinstance(data, list)
         if batch and len(data) > s.max_batch:
-            return _problem(413, f"batch of {len(data)} passengers exceeds the limit of {s.max_batch}")
+            return _err(413, f"batch of {len(data)} passengers exceeds the limit of {s.max_batch}")
         if batch and not data:
-            return _problem(422, "empty list: send at least one passenger")
+            return _err(422, "empty list: send at least one passenger")
         try:
             people = _many.validate_python(data) if batch else [_one.validate_python(data)]
         except ValidationError as exc:
-            return _problem(422, "invalid passenger", errors=_field_errors(exc, batch))
+            return _err(422, "invalid passenger", errors=_field_errors(exc, batch))
         try:
-            rows = app.predictor.predict([p.model_dump() for p in people])
+            rows = app.predictor.predict([p.__dict__ for p in people])
         except NoChampionError as exc:
-            return _problem(503, f"no model to serve: {exc}")
+            return _err(503, f"no model to serve: {exc}")
         try:
             await app.log.log(rows)
         except Exception as exc:
-            return _problem(503, f"prediction not stored, so not answered: {exc}")
+            return _err(503, f"prediction not stored, so not answered: {exc}")
         answers = [{"prediction": r["prediction"], "probability": r["probability"],
                     "uuid": r["uuid"], "model_version": r["model_version"]} for r in rows]  # fmt: skip
         if batch:
-            return _json({"predictions": answers, "model_version": rows[0]["model_version"]})
-        return _json(answers[0])
+            return 200, orjson.dumps({"predictions": answers,
+                                      "model_version": rows[0]["model_version"]})  # fmt: skip
+        return 200, orjson.dumps(answers[0])
+
+    @api.post("/predict", openapi_extra={"requestBody": PREDICT_BODY}, tags=["serving"],
+              summary="Predict survival for one passenger or a list of them")  # fmt: skip
+    async def predict(request: Request) -> Response:
+        # Served by FastPredict in front of this app; kept for the OpenAPI
+        # document and for use without the front (e.g. a test client).
+        status, body = await answer_predict(await request.body(),
+                                            request.headers.get("content-type", ""))  # fmt: skip
+        return Response(body, status, media_type="application/json")
+
+    @api.get("/metrics", tags=["operations"], include_in_schema=True)
+    async def metrics() -> Response:
+        log = app.log
+        lines = [
+            "# TYPE minimlops_prediction_log_batches_total counter",
+            f"minimlops_prediction_log_batches_total {log.batches}",
+            "# TYPE minimlops_prediction_log_rows_total counter",
+            f"minimlops_prediction_log_rows_total {log.rows}",
+            "# TYPE minimlops_prediction_log_write_seconds_total counter",
+            f"minimlops_prediction_log_write_seconds_total {log.write_seconds:.6f}",
+        ]
+        return Response("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")
 
     @api.get("/healthz", tags=["operations"])
     async def healthz() -> Response:
@@ -192,4 +216,5 @@ def create_app(app: App, *, admin_tokens: Sequence[str] = (),
         return api.openapi_schema
 
     api.openapi = openapi  # type: ignore[method-assign]
+    api.state.answer_predict = answer_predict
     return api

@@ -18,6 +18,7 @@ from minimlops import example_data
 from minimlops.bootstrap import App, build
 from minimlops.config import Settings
 from minimlops.entrypoints.client import running_server, write_runtime_file
+from minimlops.entrypoints.fastpath import FastPredict
 from minimlops.entrypoints.http import create_app
 from minimlops.entrypoints.progress import ThrottledProgress
 from minimlops.entrypoints.runtime import Runtime
@@ -68,13 +69,15 @@ def serve(settings: Settings) -> None:
         def on_listen(url: str) -> None:
             holder["info"] = write_runtime_file(settings, url)
             tokens.append(holder["info"].token)
+            app.start_background()
             runtime.start()
             logger.info("predictions_endpoint listening on %s (data home %s)", url,
                         settings.home.resolve())  # fmt: skip
             logger.info("try: " + CURL, url)
 
         api = create_app(app, admin_tokens=tokens)  # the list is shared: filled on listen
-        config = uvicorn.Config(api, host=settings.host, port=settings.port,
+        front = FastPredict(api, api.state.answer_predict, settings.max_body_bytes)
+        config = uvicorn.Config(front, host=settings.host, port=settings.port,
                                 log_level="warning", access_log=False, lifespan="on")  # fmt: skip
         _Server(config, on_listen).run()
     finally:

@@ -1,7 +1,7 @@
 """Model artifacts: skops bytes (no pickle), SHA-256, and a checked load.
 
 ``skops.io`` rebuilds objects without running arbitrary code; it refuses types
-outside its default trust list unless they are named. We name the only two our
+outside its default trust list unless they are named. We name the only one our
 candidates need and refuse everything else, and we check the hash first.
 """
 
@@ -16,10 +16,7 @@ from minimlops.errors import ArtifactIntegrityError
 from minimlops.ml.training import TrainedModel
 
 FORMAT = 1
-TRUSTED_TYPES = (
-    "sklearn.tree._tree.Tree",
-    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
-)
+TRUSTED_TYPES = ("sklearn.tree._tree.Tree",)
 
 
 def sha256(data: bytes) -> str:

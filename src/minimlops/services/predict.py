@@ -13,21 +13,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
 
-import pyarrow as pa
-
 from minimlops.domain.schema import INPUT_COLUMNS
 from minimlops.errors import ArtifactIntegrityError, ModelNotFoundError, NoChampionError
+from minimlops.ml.fast import OnnxModel
 from minimlops.ml.training import TrainedModel
 from minimlops.services.registry import ModelRegistry
-from minimlops.services.tables import arrow_schema
 
 logger = logging.getLogger(__name__)
+Scorer = TrainedModel | OnnxModel  # both: predict_proba(rows) and .algorithm
 
 
 class Predictor:
@@ -35,7 +36,7 @@ class Predictor:
 
     def __init__(self, registry: ModelRegistry, now: Callable[[], datetime]) -> None:
         self.registry, self.now = registry, now
-        self.current: tuple[str, TrainedModel] | None = None
+        self.current: tuple[str, Scorer] | None = None
         self.generation = ""
         self.error: str | None = None
         self._lock = threading.Lock()
@@ -55,7 +56,7 @@ class Predictor:
             if pointer is None or pointer["version"] == self.version:
                 return False
             try:
-                model = self.registry.load(pointer["version"])
+                model = self.registry.load_serving(pointer["version"])
             except (ArtifactIntegrityError, ModelNotFoundError) as exc:
                 self.error = f"champion version {pointer['version']} refused: {exc}"
                 logger.error("serving: %s; still serving %s", self.error, self.version)
@@ -86,22 +87,24 @@ class Predictor:
 
 
 class PredictionLog:
-    """Group commit of prediction rows into the predictions table.
+    """Group commit of prediction rows through a durable ``write``.
 
     ``await log(rows)`` returns once the rows are committed, or raises the
-    write's error (the caller then answers 5xx, not 200).
+    write's error (the caller then answers 5xx, not 200). One write runs at a
+    time; rows that arrive while it runs form the next batch, so batches grow
+    with load by themselves and a lone request waits for one commit only.
     """
 
     def __init__(
-        self, write: Callable[[pa.Table], None], *, flush_ms: float = 2.0,
-        max_rows: int = 1024, schema_name: str = "predictions_data",
+        self, write: Callable[[list[dict[str, Any]]], None], *, flush_ms: float = 0.0,
+        max_rows: int = 1024,
     ) -> None:  # fmt: skip
         self._write, self.flush_s, self.max_rows = write, flush_ms / 1000, max_rows
-        self.schema = arrow_schema(schema_name)
-        self._pending: list[tuple[list[dict[str, Any]], asyncio.Future[None]]] = []
+        self._pending: deque[tuple[list[dict[str, Any]], asyncio.Future[None]]] = deque()
         self._wake: asyncio.Event | None = None
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="prediction-log")
         self.batches = self.rows = 0
+        self.write_seconds = 0.0
 
     async def log(self, rows: list[dict[str, Any]]) -> None:
         """Queue rows and wait until they are durable."""
@@ -117,8 +120,9 @@ class PredictionLog:
         try:
             while True:
                 await self._wake.wait()
-                await asyncio.sleep(self.flush_s)  # let concurrent requests join
                 self._wake.clear()
+                if self.flush_s:  # optional extra wait for more rows to join
+                    await asyncio.sleep(self.flush_s)
                 await self.flush()
         finally:
             await self.flush()
@@ -129,13 +133,13 @@ class PredictionLog:
         while self._pending:
             group, size = [], 0
             while self._pending and size < self.max_rows:
-                group.append(self._pending.pop(0))
+                group.append(self._pending.popleft())
                 size += len(group[-1][0])
-            table = pa.Table.from_pylist([r for rows, _ in group for r in rows],
-                                         schema=self.schema)  # fmt: skip
+            batch = [r for rows, _ in group for r in rows]
             loop = asyncio.get_running_loop()
+            started = time.perf_counter()
             try:
-                await loop.run_in_executor(self._executor, self._write, table)
+                await loop.run_in_executor(self._executor, self._write, batch)
             except Exception as exc:  # every waiter gets the error, none is lost
                 logger.error("prediction log: write of %d rows failed: %s", size, exc)
                 for _, fut in group:
@@ -143,6 +147,7 @@ class PredictionLog:
                         fut.set_exception(exc)
                 continue
             self.batches, self.rows = self.batches + 1, self.rows + size
+            self.write_seconds += time.perf_counter() - started
             for _, fut in group:
                 if not fut.done():
                     fut.set_result(None)

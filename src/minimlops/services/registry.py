@@ -17,12 +17,13 @@ import logging
 from typing import Any
 
 from minimlops.errors import ArtifactIntegrityError, ConflictError, ModelNotFoundError
-from minimlops.ml import artifacts
+from minimlops.ml import artifacts, fast
 from minimlops.ml.training import TrainedModel
 from minimlops.ports import ObjectStore
 
 logger = logging.getLogger(__name__)
 ARTIFACT, METADATA, CHAMPION = "model.skops", "metadata.json", "champion.json"
+FAST_ARTIFACT = "model.onnx"
 
 
 class ModelRegistry:
@@ -50,8 +51,13 @@ class ModelRegistry:
         meta: dict[str, Any] = json.loads(data)
         return meta
 
-    def save(self, model: TrainedModel, metadata: dict[str, Any]) -> dict[str, Any]:
-        """Store a new version: artifact first, metadata last; returns metadata."""
+    def save(self, model: TrainedModel, metadata: dict[str, Any],
+             fast: bytes | None = None) -> dict[str, Any]:  # fmt: skip
+        """Store a new version: artifacts first, metadata last; returns metadata.
+
+        Args:
+            fast: the ONNX form of the estimator, when it passed the parity check.
+        """
         blob = artifacts.to_bytes(model)
         for _ in range(100):
             existing = [int(m["version"]) for m in self.versions()]
@@ -64,6 +70,10 @@ class ModelRegistry:
                 continue
             meta = dict(metadata, version=version, model=self.name, artifact=ARTIFACT,
                         sha256=artifacts.sha256(blob), size=len(blob))  # fmt: skip
+            if fast is not None:
+                self.store.write_bytes(self.bucket, f"{self.prefix}{version}/{FAST_ARTIFACT}", fast)
+                meta["serving"] = dict(meta.get("serving", {}), artifact=FAST_ARTIFACT,
+                                       sha256=artifacts.sha256(fast), size=len(fast))  # fmt: skip
             self._write_json(f"{version}/{METADATA}", meta, if_generation_match="0")
             return meta
         raise ConflictError("could not allocate a model version")
@@ -88,6 +98,29 @@ class ModelRegistry:
         except FileNotFoundError:
             raise ArtifactIntegrityError(f"version {version}: artifact is missing") from None
         return artifacts.from_bytes(blob, meta["sha256"])
+
+    def load_serving(self, version: str) -> Any:
+        """The model to serve: the ONNX form when the version has one, else skops.
+
+        Raises:
+            ModelNotFoundError: no such version.
+            ArtifactIntegrityError: an artifact is missing, altered or unreadable.
+        """
+        meta = self.metadata(version)
+        serving = meta.get("serving") or {}
+        if serving.get("runtime") != "onnxruntime":
+            return self.load(version)
+        name = f"{self.prefix}{version}/{serving['artifact']}"
+        try:
+            blob = self.store.read_bytes(self.bucket, name)
+        except FileNotFoundError:
+            raise ArtifactIntegrityError(f"version {version}: {name} is missing") from None
+        if artifacts.sha256(blob) != serving["sha256"]:
+            raise ArtifactIntegrityError(f"version {version}: {name} hash does not match metadata")
+        try:
+            return fast.OnnxModel(blob, serving["spec"], meta["algorithm"])
+        except Exception as exc:  # onnxruntime raises its own kinds for bad bytes
+            raise ArtifactIntegrityError(f"version {version}: {name} is not a model: {exc}") from exc
 
     def champion(self) -> tuple[dict[str, Any] | None, str]:
         """The champion pointer and its generation ("0" when there is none)."""

@@ -21,7 +21,7 @@ from minimlops.domain.events import Event, IngestionComplete, ModelPromoted, Ret
 from minimlops.domain.policy import decide_promotion
 from minimlops.domain.schema import DATA_COLUMNS
 from minimlops.errors import ArtifactIntegrityError, ModelNotFoundError
-from minimlops.ml import training
+from minimlops.ml import fast, training
 from minimlops.services.deps import Deps
 from minimlops.services.registry import ModelRegistry
 
@@ -60,6 +60,7 @@ def train_model(event: IngestionComplete | RetrainRequested, *, deps: Deps) -> l
     model = training.select_and_fit(train, folds=deps.cv_folds, seed=deps.seed,
                                     progress=deps.progress)  # fmt: skip
     metrics = training.evaluate(model, valid)
+    onnx_bytes, serving = _fast_form(model, valid or train[:1000])
     champ_meta, champ_metrics = _champion_on(registry, valid)
     decision = decide_promotion(metrics, champ_metrics, tolerance=deps.promotion_tolerance)
     meta = registry.save(model, {
@@ -71,8 +72,8 @@ def train_model(event: IngestionComplete | RetrainRequested, *, deps: Deps) -> l
         "baseline": {"gender_only_accuracy": training.gender_baseline(valid)},
         "champion_compared": {"version": champ_meta and champ_meta["version"],
                               "validation": champ_metrics},
-        "decision": decision.to_dict(), "libraries": _libraries(),
-    })  # fmt: skip
+        "decision": decision.to_dict(), "libraries": _libraries(), "serving": serving,
+    }, onnx_bytes)  # fmt: skip
     logger.info("train_model: version %s (%s): accuracy %.3f, ROC AUC %.3f on "
                 "VALIDATION; gender-only baseline %.3f; %s: %s", meta["version"],
                 model.algorithm, metrics.get("accuracy", float("nan")),
@@ -80,6 +81,23 @@ def train_model(event: IngestionComplete | RetrainRequested, *, deps: Deps) -> l
                 meta["baseline"]["gender_only_accuracy"],
                 "PROMOTED" if decision.promote else "KEPT champion", decision.reason)  # fmt: skip
     return _finish(registry, meta, deps)
+
+
+def _fast_form(model: training.TrainedModel,
+               rows: list[dict[str, Any]]) -> tuple[bytes | None, dict[str, Any]]:  # fmt: skip
+    """The ONNX form, if it reproduces the model's probabilities on rows."""
+    try:
+        blob = fast.to_onnx(model)
+        diff = fast.parity(model, fast.OnnxModel(blob, model.spec, model.algorithm), rows)
+    except Exception as exc:  # a converter gap must not stop training
+        logger.warning("train_model: no fast path for %s: %s", model.algorithm, exc)
+        return None, {"runtime": "scikit-learn", "reason": f"conversion failed: {exc}"}
+    if diff > fast.TOLERANCE:
+        logger.warning("train_model: ONNX differs by %.2e > %.0e; serving scikit-learn",
+                       diff, fast.TOLERANCE)  # fmt: skip
+        return None, {"runtime": "scikit-learn", "max_abs_diff": diff, "checked_rows": len(rows)}
+    return blob, {"runtime": "onnxruntime", "max_abs_diff": diff, "checked_rows": len(rows),
+                  "spec": model.spec}  # fmt: skip
 
 
 def _finish(registry: ModelRegistry, meta: dict[str, Any], deps: Deps) -> list[Event]:
