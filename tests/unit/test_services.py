@@ -152,3 +152,15 @@ def test_the_served_form_gives_the_trained_models_probabilities(fake_deps: Deps)
     rows = passengers(3000, seed=99).to_pylist()  # rows neither model has seen
     diff = np.abs(served.predict_proba(rows) - trained.predict_proba(rows)).max()
     assert diff <= 1e-5
+
+
+def test_uuid4_strings_are_valid_distinct_version_4_uuids() -> None:
+    import uuid
+
+    from minimlops.services.predict import uuid4_strings
+
+    ids = uuid4_strings(2000)
+    assert len(set(ids)) == 2000
+    for s in ids[:200]:
+        u = uuid.UUID(s)
+        assert u.version == 4 and u.variant == uuid.RFC_4122 and str(u) == s

@@ -263,6 +263,22 @@ def generate(
     console.print(f"wrote {rows:,} passengers to {output}" + (f" ({planted} bad)" if planted else ""))
 
 
+@app.command()
+def bench(
+    out: Annotated[Path, typer.Option(help="where latest.json and latest.md go")] = Path("bench/results"),
+    smoke: Annotated[bool, typer.Option(help="tiny sizes and durations: checks it works")] = False,
+) -> None:
+    """Measure serving and ingestion against baselines run alongside (needs wrk)."""
+    from minimlops.entrypoints.benchmark import run
+
+    try:
+        report = run(out, smoke=smoke)
+    except RuntimeError as exc:
+        _fail(exc)
+    console.print((out / "latest.md").read_text())
+    console.print(f"written to {out}/latest.json and latest.md ({len(report['results'])} rows)")
+
+
 def main() -> None:
     """Console script entry point."""
     app()

@@ -78,7 +78,9 @@ def serve(settings: Settings) -> None:
         api = create_app(app, admin_tokens=tokens)  # the list is shared: filled on listen
         front = FastPredict(api, api.state.answer_predict, settings.max_body_bytes)
         config = uvicorn.Config(front, host=settings.host, port=settings.port,
-                                log_level="warning", access_log=False, lifespan="on")  # fmt: skip
+                                log_level="warning", access_log=False, lifespan="on",
+                                # loopback, no proxy in front: skip per-request header work
+                                proxy_headers=False, server_header=False)  # fmt: skip
         _Server(config, on_listen).run()
     finally:
         runtime.stop()

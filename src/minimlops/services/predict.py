@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
 import time
-import uuid
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -76,14 +76,26 @@ class Predictor:
         if current is None:
             raise NoChampionError(self.error or "no model is serving yet")
         version, model = current
-        probabilities = model.predict_proba(passengers)
+        probabilities = model.predict_proba(passengers).tolist()
         created = self.now()
+        ids = uuid4_strings(len(passengers))
         return [
-            {"uuid": str(uuid.uuid4()), "created_at": created, "model_version": version,
+            {"uuid": i, "created_at": created, "model_version": version,
              **{c: p.get(c) for c in INPUT_COLUMNS},
-             "probability": float(prob), "prediction": int(prob >= 0.5)}
-            for p, prob in zip(passengers, probabilities, strict=True)
+             "probability": prob, "prediction": 1 if prob >= 0.5 else 0}
+            for i, p, prob in zip(ids, passengers, probabilities, strict=True)
         ]  # fmt: skip
+
+
+def uuid4_strings(n: int) -> list[str]:
+    """n random (version 4) UUIDs as strings, from one read of the OS's randomness
+    (``str(uuid.uuid4())`` reads it once per id and costs 4x as much)."""
+    raw = bytearray(os.urandom(16 * n))
+    raw[6::16] = bytes((b & 0x0F) | 0x40 for b in raw[6::16])  # version 4
+    raw[8::16] = bytes((b & 0x3F) | 0x80 for b in raw[8::16])  # RFC 4122 variant
+    h = raw.hex()
+    return [f"{h[k:k + 8]}-{h[k + 8:k + 12]}-{h[k + 12:k + 16]}-{h[k + 16:k + 20]}-{h[k + 20:k + 32]}"
+            for k in range(0, 32 * n, 32)]  # fmt: skip
 
 
 class PredictionLog:

@@ -1,0 +1,275 @@
+"""``minimlops bench``: serving and ingestion, measured side by side in one run.
+
+Every figure is reported with a ratio to a baseline measured in the same run
+on the same machine: the bare ASGI floor for serving, pandas for ingestion.
+The load generator is wrk (Debian package), one thread, in its own process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from minimlops.generate import write_csv
+
+ONE = {"Pclass": 3, "Sex": "male", "Age": 22, "SibSp": 1, "Parch": 0, "Fare": 7.25, "Embarked": "S"}
+LUA = """wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = io.open("{body}"):read("*a")
+"""
+UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+
+
+@dataclass
+class Plan:
+    """Durations and sizes; ``smoke`` shrinks everything to check it still works."""
+
+    seconds: float = 10.0
+    pause: float = 3.0
+    ingest_rows: tuple[int, ...] = (100_000, 1_000_000)
+    smoke: bool = False
+
+    @classmethod
+    def make(cls, smoke: bool) -> Plan:
+        return cls(2.0, 0.5, (5_000, 20_000), True) if smoke else cls()
+
+
+@dataclass
+class Results:
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+    def add(self, group: str, name: str, value: float, unit: str,
+            baseline: float | None = None, note: str = "") -> None:  # fmt: skip
+        ratio = value / baseline if baseline else None
+        self.rows.append({"group": group, "name": name, "value": value, "unit": unit,
+                          "ratio": ratio, "note": note})  # fmt: skip
+
+
+def wrk(url: str, body_file: Path, connections: int, seconds: float) -> dict[str, float]:
+    """Requests/s and latency percentiles (ms) from one wrk run."""
+    script = body_file.with_suffix(".lua")
+    script.write_text(LUA.format(body=body_file))
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency",
+         "-s", str(script), url], capture_output=True, text=True, check=True).stdout  # fmt: skip
+    result = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))}  # type: ignore[union-attr]
+    for pct in ("50", "99"):
+        m = re.search(rf"\s{pct}%\s+([\d.]+)(us|ms|s)", out)
+        if m:
+            result[f"p{pct}_ms"] = float(m.group(1)) * UNITS[m.group(2)]
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    result["non_2xx"] = float(errors.group(1)) if errors else 0.0
+    return result
+
+
+def _wait(url: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} did not become healthy")
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def serving(plan: Plan, work: Path, results: Results) -> None:
+    """Floor vs our server: single @32, @1 (latency), batch of 1,000 @4."""
+    one, batch = work / "one.json", work / "batch.json"
+    one.write_text(json.dumps(ONE))
+    batch.write_text(json.dumps([ONE] * 1000))
+    port = _free_port()
+    floor = subprocess.Popen([sys.executable, "-m", "uvicorn", "minimlops.entrypoints.floor:app",
+                              "--port", str(port), "--log-level", "warning"])  # fmt: skip
+    try:
+        time.sleep(1.5)
+        base = wrk(f"http://127.0.0.1:{port}/", one, 32, plan.seconds)
+    finally:
+        floor.terminate()
+        floor.wait()
+    results.add("serving", "bare ASGI floor, 32 connections", base["rps"], "req/s", base["rps"])
+    home = work / "home"
+    landing = home / "buckets" / "my-data-landing-zone"
+    landing.mkdir(parents=True)
+    write_csv(landing / "passengers.csv", 891, seed=1)
+    port = _free_port()
+    env = {**os.environ, "MINIMLOPS_HOME": str(home), "MINIMLOPS_PORT": str(port),
+           "MINIMLOPS_LOG_LEVEL": "WARNING"}  # fmt: skip
+    server = subprocess.Popen([sys.executable, "-m", "minimlops", "up"], env=env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait(url + "/healthz")
+        single = wrk(url + "/predict", one, 32, plan.seconds)
+        time.sleep(plan.pause)  # let the queue drain before measuring latency
+        lone = wrk(url + "/predict", one, 1, plan.seconds)
+        time.sleep(plan.pause)
+        many = wrk(url + "/predict", batch, 4, plan.seconds)
+        algorithm = httpx.get(url + "/models").json()["versions"][0]["algorithm"]
+    finally:
+        server.terminate()
+        server.wait()
+    cold = _cold_start(env, url)
+    note = f"model: {algorithm}; every prediction durably logged before the answer"
+    results.add("serving", "minimlops /predict, 1 passenger, 32 connections", single["rps"],
+                "req/s", base["rps"], note)  # fmt: skip
+    results.add("serving", "minimlops /predict, 1 connection, p50", lone.get("p50_ms", 0), "ms")
+    results.add("serving", "minimlops /predict, 1 connection, p99", lone.get("p99_ms", 0), "ms")
+    results.add("serving", "minimlops /predict, batches of 1,000, 4 connections",
+                many["rps"] * 1000, "rows/s")  # fmt: skip
+    results.add("serving", "cold start: `minimlops up` on an existing home to first prediction",
+                cold, "s")  # fmt: skip
+    errors = single["non_2xx"] + lone["non_2xx"] + many["non_2xx"]
+    results.add("serving", "non-2xx answers during the runs", errors, "responses")
+
+
+def _cold_start(env: dict[str, str], url: str) -> float:
+    """Seconds from starting ``minimlops up`` on an existing data home to the
+    first answered prediction."""
+    started = time.perf_counter()
+    server = subprocess.Popen([sys.executable, "-m", "minimlops", "up"], env=env)
+    try:
+        while time.perf_counter() - started < 60:
+            try:
+                if httpx.post(url + "/predict", json=ONE, timeout=2).status_code == 200:
+                    return time.perf_counter() - started
+            except httpx.TransportError:
+                pass
+            time.sleep(0.02)
+        raise RuntimeError("no prediction within 60 s of a restart")
+    finally:
+        server.terminate()
+        server.wait()
+
+
+def _child(kind: str, csv: Path, work: Path) -> dict[str, float]:
+    out = subprocess.run([sys.executable, "-m", "minimlops.entrypoints.benchmark", kind,
+                          str(csv), str(work)], capture_output=True, text=True)  # fmt: skip
+    if out.returncode != 0:
+        raise RuntimeError(f"{kind} failed: {out.stderr[-2000:]}")
+    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def ingestion(plan: Plan, work: Path, results: Results) -> None:
+    """Our validated load vs pandas read_csv + row-wise validation + to_sql."""
+    for rows in plan.ingest_rows:
+        csv = work / f"passengers-{rows}.csv"
+        write_csv(csv, rows, seed=2)
+        ours = _child("ingest-ours", csv, work / f"ours-{rows}")
+        theirs = _child("ingest-pandas", csv, work / f"pandas-{rows}")
+        label = f"{rows:,} rows"
+        results.add("ingestion", f"pandas baseline, {label}", theirs["seconds"], "s",
+                    note=f"peak RSS {theirs['rss_mb']:.0f} MB")  # fmt: skip
+        results.add("ingestion", f"minimlops ingest_data, {label}", ours["seconds"], "s",
+                    theirs["seconds"], f"peak RSS {ours['rss_mb']:.0f} MB")  # fmt: skip
+        results.rows[-1]["ratio"] = theirs["seconds"] / ours["seconds"]  # speed-up
+
+
+def ingest_ours(csv: Path, work: Path) -> dict[str, float]:
+    """In a child process: the ingest handler on the local backend."""
+    from minimlops.bootstrap import build
+    from minimlops.config import Settings
+    from minimlops.domain.events import ObjectFinalized
+    from minimlops.services.ingest import ingest_data
+
+    app = build(Settings.from_env({}, home=work))
+    info = app.deps.store.write_file("my-data-landing-zone", csv.name, csv)
+    event = ObjectFinalized(bucket=info.bucket, name=info.name, generation=info.generation)
+    started = time.perf_counter()
+    (done,) = ingest_data(event, deps=app.deps)
+    seconds = time.perf_counter() - started
+    assert done.rows_loaded > 0
+    app.close()
+    return {"seconds": seconds, "rss_mb": _rss_mb()}
+
+
+def ingest_pandas(csv: Path, work: Path) -> dict[str, float]:
+    """In a child process: the usual way, for comparison."""
+    import sqlite3
+
+    import pandas as pd
+
+    started = time.perf_counter()
+    df = pd.read_csv(csv)
+
+    def valid(row: Any) -> bool:
+        return (row["Pclass"] in (1, 2, 3) and row["Sex"] in ("male", "female")
+                and row["Survived"] in (0, 1) and (pd.isna(row["Age"]) or 0 <= row["Age"] <= 150)
+                and (pd.isna(row["Fare"]) or row["Fare"] >= 0))  # fmt: skip
+
+    df = df[df.apply(valid, axis=1)]
+    work.mkdir(parents=True, exist_ok=True)
+    with sqlite3.connect(work / "baseline.sqlite3") as con:
+        df.to_sql("training_data", con, if_exists="append", index=False)
+    return {"seconds": time.perf_counter() - started, "rss_mb": _rss_mb()}
+
+
+def _rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def machine() -> dict[str, Any]:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
+            "system": platform.platform(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}  # fmt: skip
+
+
+def markdown(results: Results, info: dict[str, Any], smoke: bool) -> str:
+    lines = [f"Machine: {info['cpu']}, {info['cores']} cores, Python {info['python']}, "
+             f"{info['date']}{' (smoke run: figures are not meaningful)' if smoke else ''}", "",
+             "| group | measurement | value | ratio | note |", "| --- | --- | ---: | ---: | --- |"]  # fmt: skip
+    for r in results.rows:
+        ratio = f"{r['ratio']:.2f}×" if r["ratio"] else ""
+        lines.append(f"| {r['group']} | {r['name']} | {r['value']:,.2f} {r['unit']} | {ratio} | {r['note']} |")
+    return "\n".join(lines) + "\n"
+
+
+def run(out_dir: Path, *, smoke: bool = False) -> dict[str, Any]:
+    """Run every benchmark; write latest.json and latest.md into out_dir."""
+    if shutil.which("wrk") is None:
+        raise RuntimeError("wrk is not installed: apt-get install wrk")
+    plan, results = Plan.make(smoke), Results()
+    with tempfile.TemporaryDirectory(prefix="minimlops-bench-") as tmp:
+        work = Path(tmp)
+        serving(plan, work, results)
+        ingestion(plan, work, results)
+    info = machine()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    report = {"machine": info, "smoke": smoke, "results": results.rows}
+    (out_dir / "latest.json").write_text(json.dumps(report, indent=2))
+    (out_dir / "latest.md").write_text(markdown(results, info, smoke))
+    return report
+
+
+if __name__ == "__main__":  # child processes of the ingestion benchmark
+    kind, csv_path, work_dir = sys.argv[1:4]
+    fn = {"ingest-ours": ingest_ours, "ingest-pandas": ingest_pandas}[kind]
+    print(json.dumps(fn(Path(csv_path), Path(work_dir))))
