@@ -164,3 +164,17 @@ def test_uuid4_strings_are_valid_distinct_version_4_uuids() -> None:
     for s in ids[:200]:
         u = uuid.UUID(s)
         assert u.version == 4 and u.variant == uuid.RFC_4122 and str(u) == s
+
+
+def test_explanation_effects_point_the_right_way(fake_deps: Deps) -> None:
+    from minimlops.services.explain import explain
+
+    _ingest_and_train(fake_deps, "a.csv", passengers(1200, seed=6))
+    model = registry_of(fake_deps).load_serving("1")
+    woman = {"Pclass": 1, "Sex": "female", "Age": 30.0, "SibSp": 0, "Parch": 0, "Fare": 80.0,
+             "Embarked": "C", "Name": None, "Cabin": None}  # fmt: skip
+    result = explain(model, woman)
+    effects = {e["input"]: e["effect"] for e in result["effects"]}
+    assert effects["Sex"] > 0 and effects["Pclass"] > 0  # both raise her chances
+    assert result["probability"] == pytest.approx(model.predict_proba([woman])[0])
+    assert len(effects) == 9

@@ -10,25 +10,31 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Annotated, Any
 
 import orjson
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import Response
+from fastapi.responses import FileResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.staticfiles import StaticFiles
 from pydantic import TypeAdapter, ValidationError
 
 from minimlops import __version__
 from minimlops.bootstrap import App
 from minimlops.entrypoints.schemas import Passenger, PromoteRequest, QueryRequest, TrainRequest
+from minimlops.entrypoints.stats import ServingStats
 from minimlops.errors import ConflictError, ModelNotFoundError, NoChampionError, QueryError
 from minimlops.services import admin
+from minimlops.services.explain import explain as explain_passenger
 
 logger = logging.getLogger(__name__)
+WEB = Path(__file__).resolve().parent.parent / "web"
 _one = TypeAdapter(Passenger)
 _many = TypeAdapter(list[Passenger])
 _bearer = HTTPBearer(auto_error=False)
@@ -48,8 +54,9 @@ def _problem(status: int, detail: str, **extra: Any) -> Response:
     return _json({"detail": detail, **extra}, status)
 
 
-def _err(status: int, detail: str, **extra: Any) -> tuple[int, bytes]:
-    return status, orjson.dumps({"detail": detail, **extra})
+def _err(status: int, detail: str, **extra: Any) -> tuple[int, bytes, int]:
+    """An error answer of /predict: status, JSON body, no rows predicted."""
+    return status, orjson.dumps({"detail": detail, **extra}), 0
 
 
 def _field_errors(exc: ValidationError, batch: bool) -> list[dict[str, Any]]:
@@ -74,6 +81,7 @@ def create_app(app: App, *, admin_tokens: Sequence[str] = (),
         lifespan_tasks: run the prediction log's flusher with the server.
     """
     s = app.settings
+    stats = ServingStats()
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -101,6 +109,12 @@ def create_app(app: App, *, admin_tokens: Sequence[str] = (),
 
     async def answer_predict(body: bytes, content_type: str) -> tuple[int, bytes]:
         """The whole of POST /predict on raw bytes: (status, JSON body)."""
+        started = time.perf_counter()
+        status, payload, rows = await _answer(body, content_type)
+        stats.record(time.perf_counter() - started, rows, status == 200)
+        return status, payload
+
+    async def _answer(body: bytes, content_type: str) -> tuple[int, bytes, int]:
         if not content_type.startswith("application/json"):
             return _err(415, "send JSON with Content-Type: application/json")
         if len(body) > s.max_body_bytes:
@@ -130,8 +144,8 @@ def create_app(app: App, *, admin_tokens: Sequence[str] = (),
                     "uuid": r["uuid"], "model_version": r["model_version"]} for r in rows]  # fmt: skip
         if batch:
             return 200, orjson.dumps({"predictions": answers,
-                                      "model_version": rows[0]["model_version"]})  # fmt: skip
-        return 200, orjson.dumps(answers[0])
+                                      "model_version": rows[0]["model_version"]}), len(rows)  # fmt: skip
+        return 200, orjson.dumps(answers[0]), 1
 
     @api.post("/predict", openapi_extra={"requestBody": PREDICT_BODY}, tags=["serving"],
               summary="Predict survival for one passenger or a list of them")  # fmt: skip
@@ -153,7 +167,53 @@ def create_app(app: App, *, admin_tokens: Sequence[str] = (),
             "# TYPE minimlops_prediction_log_write_seconds_total counter",
             f"minimlops_prediction_log_write_seconds_total {log.write_seconds:.6f}",
         ]
+        lines += stats.prometheus()
         return Response("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")
+
+    @api.post("/explain", tags=["serving"], openapi_extra={"requestBody": {
+        "required": True, "content": {"application/json": {
+            "schema": {"$ref": "#/components/schemas/Passenger"}}}}})  # fmt: skip
+    async def explain(request: Request) -> Response:
+        """How each input moved this passenger's probability (not logged)."""
+        try:
+            person = _one.validate_json(await request.body())
+        except ValidationError as exc:
+            return _problem(422, "invalid passenger", errors=_field_errors(exc, False))
+        current = app.predictor.current
+        if current is None:
+            return _problem(503, "no model to serve yet")
+        result = explain_passenger(current[1], person.__dict__)
+        return _json({**result, "model_version": current[0]})
+
+    @api.get("/events", tags=["operations"])
+    async def events(limit: int = 100) -> Response:
+        """The pipeline's timeline, newest first."""
+        limit = max(1, min(limit, 1000))
+        return _json(await asyncio.to_thread(admin.timeline, app.deps, app.registry, limit))
+
+    @api.get("/ingestions/{ingestion_id}/report", tags=["operations"])
+    async def ingestion_report(ingestion_id: str) -> Response:
+        """The JSON report of a rejected file or of skipped rows."""
+        report = await asyncio.to_thread(admin.ingestion_report, app.deps, ingestion_id)
+        if report is None:
+            return _problem(404, f"no report for ingestion {ingestion_id!r}")
+        return _json(report)
+
+    @api.get("/stats/serving", tags=["operations"])
+    async def serving_stats() -> Response:
+        """Per minute (this process): requests, predictions, p50/p99 latency."""
+        return _json({"minutes": stats.series(), "requests": stats.requests,
+                      "predictions": stats.rows})  # fmt: skip
+
+    @api.get("/", include_in_schema=False)
+    async def page() -> Response:
+        return FileResponse(WEB / "index.html")
+
+    @api.get("/dashboard", include_in_schema=False)
+    async def dashboard() -> Response:
+        return FileResponse(WEB / "dashboard.html")
+
+    api.mount("/static", StaticFiles(directory=WEB), name="static")
 
     @api.get("/healthz", tags=["operations"])
     async def healthz() -> Response:
@@ -217,4 +277,5 @@ def create_app(app: App, *, admin_tokens: Sequence[str] = (),
 
     api.openapi = openapi  # type: ignore[method-assign]
     api.state.answer_predict = answer_predict
+    api.state.stats = stats
     return api

@@ -64,7 +64,9 @@ def fit_spec(rows: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     ages: dict[str, list[float]] = {t: [] for t in TITLES}
     fares: dict[str, list[float]] = {"1": [], "2": [], "3": []}
     ports: dict[str, int] = dict.fromkeys(PORTS, 0)
+    rows_seen: list[Mapping[str, Any]] = []
     for row in rows:
+        rows_seen.append(row)
         if row.get("Age") is not None:
             ages[title(row)].append(float(row["Age"]))
         if row.get("Fare") is not None:
@@ -75,12 +77,26 @@ def fit_spec(rows: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     all_fares = [f for v in fares.values() for f in v] or [14.45]
     age_all, fare_all = statistics.median(all_ages), statistics.median(all_fares)
     return {
+        "reference": _reference(rows_seen, age_all, fare_all,
+                                max(ports, key=lambda p: ports[p])),
         "age_by_title": {t: statistics.median(v) if v else age_all
                          for t, v in ages.items()},
         "fare_by_class": {c: statistics.median(v) if v else fare_all
                           for c, v in fares.items()},
         "embarked_mode": max(ports, key=lambda p: ports[p]),
     }  # fmt: skip
+
+
+def _reference(rows: list[Mapping[str, Any]], age: float, fare: float,
+               port: str) -> dict[str, Any]:  # fmt: skip
+    """A typical passenger of the training rows: medians and modes (for explanations)."""
+    def mode(column: str) -> Any:
+        values = [r[column] for r in rows if r.get(column) is not None]
+        return statistics.mode(values) if values else None
+
+    return {"Pclass": mode("Pclass") or 3, "Sex": mode("Sex") or "male", "Age": age,
+            "SibSp": mode("SibSp") or 0, "Parch": mode("Parch") or 0, "Fare": fare,
+            "Embarked": port, "Name": None, "Cabin": None}  # fmt: skip
 
 
 def vector(row: Mapping[str, Any], spec: Mapping[str, Any]) -> list[float]:

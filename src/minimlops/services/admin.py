@@ -5,6 +5,7 @@ The HTTP API and the command line both call these, so the two always agree.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from minimlops.domain.events import ModelPromoted, RetrainRequested
@@ -76,3 +77,55 @@ def status(deps: Deps, registry: ModelRegistry, serving: str | None = None) -> d
                                    "decision": last["decision"]},
         "queues": bus_stats,
     }  # fmt: skip
+
+
+def timeline(deps: Deps, registry: ModelRegistry, limit: int = 100) -> list[dict[str, Any]]:
+    """Pipeline events, newest first: files landed and their fate, trainings,
+    promotions and rollbacks, each with its reason."""
+    events: list[dict[str, Any]] = []
+    for row in deps.warehouse.ledger():
+        kind = {"loaded": "ingested", "rejected": "rejected", "duplicate": "duplicate"}
+        events.append({
+            "at": _iso(row["ingested_at"]), "kind": kind.get(row["status"], row["status"]),
+            "subject": row["source_uri"], "rows": row["rows_loaded"],
+            "detail": row["message"] or f"{row['rows_loaded']:,} rows loaded",
+            "report": f"/ingestions/{row['ingestion_id']}/report" if row["report_uri"] else None,
+        })  # fmt: skip
+    for meta in registry.versions():
+        d = meta.get("decision") or {}
+        acc = meta["metrics"]["validation"].get("accuracy")
+        events.append({
+            "at": meta["created_at"], "kind": "trained", "subject": f"version {meta['version']}",
+            "detail": f"{meta['algorithm']}, accuracy {acc:.3f} on VALIDATION; "
+                      f"{'promoted' if d.get('promote') else 'kept champion'}: {d.get('reason', '')}"
+                      f" (trigger: {(meta.get('trigger') or {}).get('reason', '?')})",
+            "report": None, "rows": meta["training"]["rows"],
+        })  # fmt: skip
+    pointer, _ = registry.champion()
+    previous = None
+    for h in (pointer or {}).get("history", []):
+        kind = "rolled back" if h["reason"].startswith("rollback") else "promoted"
+        events.append({"at": h["at"], "kind": kind, "subject": f"version {h['version']}",
+                       "detail": h["reason"] + (f" (was {previous})" if previous else ""),
+                       "report": None, "rows": None})  # fmt: skip
+        previous = h["version"]
+    events.sort(key=lambda e: e["at"], reverse=True)
+    return events[:limit]
+
+
+def ingestion_report(deps: Deps, ingestion_id: str) -> dict[str, Any] | None:
+    """The report of an ingestion (rejected file or skipped rows), by ledger id."""
+    rows = [r for r in deps.warehouse.ledger() if r["ingestion_id"] == ingestion_id]
+    uri = rows[0]["report_uri"] if rows else None
+    if not uri or not uri.startswith("gs://"):
+        return None
+    bucket, _, name = uri[len("gs://"):].partition("/")
+    try:
+        report: dict[str, Any] = json.loads(deps.store.read_bytes(bucket, name))
+    except FileNotFoundError:
+        return None
+    return report
+
+
+def _iso(value: Any) -> str:
+    return value.isoformat() if hasattr(value, "isoformat") else str(value)

@@ -1,0 +1,116 @@
+// The dashboard: polls the public API every 2 s and redraws. No private endpoints.
+"use strict";
+const charts = {};
+
+async function get(path) {
+  const r = await fetch(path, { headers: { Accept: "application/json" } });
+  if (!r.ok) throw new Error(`${path}: ${r.status}`);
+  return r.json();
+}
+
+function cell(row, text, cls) {
+  const td = document.createElement("td");
+  td.textContent = text;
+  if (cls) td.className = cls;
+  row.append(td);
+  return td;
+}
+
+function num(v, digits = 3) { return typeof v === "number" ? v.toFixed(digits) : "—"; }
+
+function renderStatus(s) {
+  document.getElementById("champion").textContent = s.champion ? `version ${s.champion.version}` : "none yet";
+  document.getElementById("serving").textContent = s.serving ? `version ${s.serving}` : "nothing yet";
+  const tables = document.getElementById("tables");
+  tables.replaceChildren();
+  for (const [name, count] of Object.entries(s.tables)) {
+    const tr = document.createElement("tr");
+    cell(tr, name); cell(tr, count.toLocaleString());
+    tables.append(tr);
+  }
+  const queues = document.getElementById("queues");
+  queues.replaceChildren();
+  for (const q of s.queues) {
+    const tr = document.createElement("tr");
+    cell(tr, q.subscription); cell(tr, q.pending + q.leased); cell(tr, q.acked); cell(tr, q.dead_lettered);
+    queues.append(tr);
+  }
+}
+
+function renderModels(m) {
+  const body = document.getElementById("models");
+  body.replaceChildren();
+  for (const v of [...m.versions].reverse()) {
+    const tr = document.createElement("tr");
+    cell(tr, v.version + (v.champion ? " ★ champion" : ""));
+    cell(tr, v.algorithm);
+    cell(tr, num(v.metrics.accuracy)); cell(tr, num(v.metrics.roc_auc));
+    cell(tr, num((v.baseline || {}).gender_only_accuracy));
+    cell(tr, v.live_accuracy === undefined || v.live_accuracy === null ? "no labels yet" : num(v.live_accuracy));
+    const d = v.decision || {};
+    cell(tr, `${d.promote ? "promoted" : "kept out"}: ${d.reason || ""}`);
+    body.append(tr);
+  }
+}
+
+function renderTimeline(events) {
+  const body = document.getElementById("timeline");
+  body.replaceChildren();
+  for (const e of events) {
+    const tr = document.createElement("tr");
+    cell(tr, new Date(e.at).toLocaleString());
+    cell(tr, e.kind, "kind " + e.kind.replace(" ", "-"));
+    cell(tr, e.subject);
+    const td = cell(tr, e.detail || "");
+    if (e.report) {
+      const a = document.createElement("a");
+      a.href = e.report; a.textContent = " report";
+      td.append(a);
+    }
+    body.append(tr);
+  }
+}
+
+function drawChart(id, series, data, opts = {}) {
+  const el = document.getElementById(id);
+  const width = Math.max(260, el.clientWidth || 300);
+  if (charts[id]) { charts[id].setData(data); charts[id].setSize({ width, height: 200 }); return; }
+  charts[id] = new uPlot({ width, height: 200, series: [{}, ...series], scales: { x: { time: true } },
+                           axes: [{}, { size: 50 }], ...opts }, data, el);
+}
+
+function lastMinutes(stats, n = 30) {
+  // One point per minute for the last n minutes; minutes without traffic are 0 / gaps.
+  const byMinute = new Map(stats.minutes.map((m) => [m.minute, m]));
+  const now = Math.floor(Date.now() / 60000) * 60;
+  const xs = [], preds = [], p50 = [], p99 = [];
+  for (let t = now - (n - 1) * 60; t <= now; t += 60) {
+    const m = byMinute.get(t);
+    xs.push(t); preds.push(m ? m.predictions : 0);
+    p50.push(m ? m.p50_ms : null); p99.push(m ? m.p99_ms : null);
+  }
+  return { xs, preds, p50, p99 };
+}
+
+function renderServing(stats) {
+  const { xs, preds, p50, p99 } = lastMinutes(stats);
+  drawChart("chart-predictions", [{ label: "predictions", stroke: "#0b57d0", fill: "rgba(11,87,208,.1)" }],
+            [xs, preds]);
+  drawChart("chart-latency", [{ label: "p50 ms", stroke: "#137333", spanGaps: false, points: { show: true, size: 6 } },
+                              { label: "p99 ms", stroke: "#b3261e", spanGaps: false, points: { show: true, size: 6 } }], [xs, p50, p99]);
+  document.getElementById("chart-predictions").dataset.points = String(preds.filter((v) => v > 0).length);
+}
+
+async function refresh() {
+  try {
+    const [status, models, events, serving] = await Promise.all([
+      get("/status"), get("/models"), get("/events?limit=50"), get("/stats/serving")]);
+    renderStatus(status); renderModels(models); renderTimeline(events); renderServing(serving);
+    document.getElementById("updated").textContent = "updated " + new Date().toLocaleTimeString();
+  } catch (err) {
+    document.getElementById("updated").textContent = "cannot reach the server: " + err.message;
+  }
+}
+
+refresh();
+setInterval(refresh, 2000);

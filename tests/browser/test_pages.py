@@ -1,0 +1,145 @@
+"""The prediction page and the dashboard in a real headless Chromium (Debian's).
+
+Each test saves a screenshot under artifacts/screenshots/ (a CI artefact).
+"""
+
+from __future__ import annotations
+
+import http.server
+import os
+import shutil
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from minimlops.generate import write_csv
+from tests.e2e.harness import MODEL_FIELDS_ONLY, Server
+
+REPO = Path(__file__).resolve().parents[2]
+SHOTS = REPO / "artifacts" / "screenshots"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("CI"):
+            pytest.fail("CI must install chromium (apt-get install chromium)")
+        pytest.skip("chromium is not installed")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    home = tmp_path_factory.mktemp("browser") / "home"
+    landing = home / "buckets" / "my-data-landing-zone"
+    landing.mkdir(parents=True)
+    write_csv(landing / "passengers.csv", 900, seed=12)
+    srv = Server(home)
+    srv.wait_healthy()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def page(browser):  # type: ignore[no-untyped-def]
+    context = browser.new_context(viewport={"width": 1200, "height": 900})
+    pg = context.new_page()
+    yield pg
+    context.close()
+
+
+def shot(page, name: str) -> None:  # type: ignore[no-untyped-def]
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+def test_prediction_form_shows_probability_version_and_effects(server: Server, page) -> None:  # type: ignore[no-untyped-def]
+    page.goto(server.url + "/")
+    page.select_option("#Pclass", "1")
+    page.select_option("#Sex", "female")
+    page.fill("#Age", "29")
+    page.fill("#Fare", "80")
+    page.fill("#Name", "Allen, Miss. Elisabeth Walton")
+    page.click("#submit")
+    page.wait_for_selector("#result:not([hidden])")
+    page.wait_for_selector("#effects li")
+    probability = page.text_content("#probability") or ""
+    assert probability.endswith("%") and 50 < float(probability[:-1]) <= 100
+    assert page.text_content("#model-version") == "1"
+    assert page.text_content("#verdict") == "Survives"
+    assert page.locator("#effects li").count() == 9
+    shot(page, "predict")
+
+
+def test_a_bad_value_shows_the_servers_message_at_the_field(server: Server, page) -> None:  # type: ignore[no-untyped-def]
+    page.goto(server.url + "/")
+    page.fill("#Age", "-5")
+    page.click("#submit")
+    page.wait_for_function("document.getElementById('Age-error').textContent.length > 0")
+    assert "greater than or equal to 0" in (page.text_content("#Age-error") or "")
+    assert page.get_attribute("#Age", "aria-invalid") == "true"
+    assert page.evaluate("document.activeElement.id") == "Age"
+    shot(page, "predict-error")
+
+
+def test_the_form_works_from_the_keyboard_on_a_phone_screen(server: Server, browser) -> None:  # type: ignore[no-untyped-def]
+    context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
+    page = context.new_page()
+    page.goto(server.url + "/")
+    for field in ("Pclass", "Sex", "Age", "SibSp", "Parch", "Fare", "Embarked", "Name", "Ticket", "Cabin"):
+        assert page.locator(f"label[for={field}]").count() == 1
+    page.focus("#Age")
+    page.keyboard.press("Control+a")
+    page.keyboard.type("4")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#result:not([hidden])")
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 390, "no horizontal scrolling on a phone"
+    shot(page, "predict-phone")
+    context.close()
+
+
+def test_dashboard_shows_ingestion_training_and_a_chart(server: Server, page) -> None:  # type: ignore[no-untyped-def]
+    for _ in range(5):
+        assert server.http.post("/predict", json=MODEL_FIELDS_ONLY).status_code == 200
+    page.goto(server.url + "/dashboard")
+    page.wait_for_selector("#timeline tr")
+    page.wait_for_function("document.getElementById('chart-predictions').dataset.points >= 1")
+    kinds = page.locator("#timeline td.kind").all_text_contents()
+    assert "ingested" in kinds and "trained" in kinds and "promoted" in kinds
+    assert page.locator("#chart-predictions canvas").count() == 1
+    assert "version 1" in (page.text_content("#champion") or "")
+    assert "★ champion" in (page.text_content("#models") or "")
+    shot(page, "dashboard")
+
+
+def test_a_page_on_another_origin_can_call_predict(server: Server, page, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "index.html").write_text(f"""<!doctype html><html><body><pre id="out">waiting</pre>
+<script>
+fetch("{server.url}/predict", {{method: "POST", headers: {{"Content-Type": "application/json"}},
+  body: JSON.stringify({{"Pclass": 3, "Sex": "male", "Age": 22, "SibSp": 1, "Parch": 0,
+                         "Fare": 7.25, "Embarked": "S"}})}})
+  .then(r => r.json()).then(j => document.getElementById("out").textContent = JSON.stringify(j))
+  .catch(e => document.getElementById("out").textContent = "failed: " + e);
+</script></body></html>""")
+    handler = lambda *a, **kw: http.server.SimpleHTTPRequestHandler(*a, directory=str(tmp_path), **kw)  # noqa: E731
+    other = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=other.serve_forever, daemon=True).start()
+    try:
+        page.goto(f"http://127.0.0.1:{other.server_port}/index.html")
+        page.wait_for_function("document.getElementById('out').textContent !== 'waiting'")
+        text = page.text_content("#out") or ""
+        assert '"model_version":"1"' in text and '"uuid"' in text, text
+        shot(page, "cors-other-origin")
+    finally:
+        other.shutdown()
