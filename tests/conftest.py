@@ -15,7 +15,8 @@ from tests.fakes import InMemoryMessageBus, InMemoryObjectStore, InMemoryWarehou
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMAS = {t: table_schema(t) for t in
-           ("training_data", "predictions_data", "feedback", "ingestion_ledger")}  # fmt: skip
+           ("training_data", "predictions_data", "feedback", "ingestion_ledger",
+            "retrain_triggers")}  # fmt: skip
 
 
 def example_csv() -> Path | None:

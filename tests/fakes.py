@@ -108,6 +108,52 @@ class InMemoryWarehouse:
     def query(self, sql: str, params: Mapping[str, Any] | None = None) -> pa.Table:
         raise QueryError("the in-memory warehouse does not run SQL")
 
+    def read(self, table: str) -> pa.Table:
+        from minimlops.services.tables import arrow_schema
+
+        return pa.Table.from_pylist(self.tables[table], schema=arrow_schema(table))
+
+    def labelled_predictions(self, predictions: str, feedback: str) -> pa.Table:
+        labels: dict[str, tuple[Any, int]] = {}
+        preds = self.tables[predictions]
+        by_pid = {p["PassengerId"]: p["uuid"] for p in preds if p.get("PassengerId") is not None}
+        for f in self.tables[feedback]:
+            uid = f["uuid"] if f["uuid"] is not None else by_pid.get(f["PassengerId"])
+            if uid is not None and (uid not in labels or f["received_at"] >= labels[uid][0]):
+                labels[uid] = (f["received_at"], f["Survived"])
+        rows = [{**p, "label": labels[p["uuid"]][1]} for p in preds if p["uuid"] in labels]
+        if not rows:
+            return pa.table({"model_version": pa.array([], pa.string()),
+                             "prediction": pa.array([], pa.int64()), "label": pa.array([], pa.int64())})
+        return pa.Table.from_pylist(rows)
+
+    def recent_predictions(self, predictions: str, limit: int, since: Any = None) -> pa.Table:
+        rows = [r for r in self.tables[predictions] if since is None or r["created_at"] >= since]
+        rows = sorted(rows, key=lambda r: r["created_at"], reverse=True)[:limit]
+        from minimlops.services.tables import arrow_schema
+
+        return pa.Table.from_pylist(rows, schema=arrow_schema("predictions_data"))
+
+    def served_per_version(self, predictions: str) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for r in self.tables[predictions]:
+            out[r["model_version"]] = out.get(r["model_version"], 0) + 1
+        return out
+
+    def labels_from_ingestion(self, training: str, predictions: str, feedback: str,
+                              ingestion_id: str, source: str) -> int:  # fmt: skip
+        predicted = {r["PassengerId"] for r in self.tables[predictions]}
+        new = [{"uuid": None, "PassengerId": r["PassengerId"], "Survived": r["Survived"],
+                "received_at": r["ingested_at"], "source": source}
+               for r in self.tables[training]
+               if r["ingestion_id"] == ingestion_id and r["PassengerId"] in predicted]  # fmt: skip
+        self.tables[feedback].extend(new)
+        return len(new)
+
+    def known_uuids(self, predictions: str, uuids: list[str]) -> set[str]:
+        have = {r["uuid"] for r in self.tables[predictions]}
+        return {u for u in uuids if u in have}
+
 
 class InMemoryMessageBus:
     def __init__(self, max_attempts: int = 5) -> None:

@@ -17,6 +17,7 @@ from minimlops.domain.events import ObjectFinalized
 from minimlops.domain.schema import table_schema
 from minimlops.errors import BackendNotInstalled
 from minimlops.services.deps import Deps, Names, Progress, _no_progress
+from minimlops.services.monitor import MonitorConfig
 from minimlops.services.predict import PredictionLog, Predictor
 from minimlops.services.registry import ModelRegistry
 from minimlops.services.tables import arrow_schema
@@ -32,7 +33,8 @@ BACKENDS: dict[str, dict[str, str]] = {
 }
 EXTRAS = {"gcp": "pip install 'minimlops[gcp]'"}
 SCHEMA_OF = {"training_table": "training_data", "predictions_table": "predictions_data",
-             "feedback_table": "feedback", "ledger_table": "ingestion_ledger"}  # fmt: skip
+             "feedback_table": "feedback", "ledger_table": "ingestion_ledger",
+             "triggers_table": "retrain_triggers"}  # fmt: skip
 
 
 def load_class(backend: str, port: str) -> Any:
@@ -63,7 +65,17 @@ class App:
     predictor: Predictor
     log: PredictionLog
     scan_landing_zone: Callable[[float], int]
+    monitor: MonitorConfig
     journal: Any = None
+
+    @property
+    def monitor_every(self) -> float:
+        return self.settings.monitor_every
+
+    def flush_predictions(self) -> None:
+        """Make every logged prediction visible in the warehouse now."""
+        if self.journal is not None:
+            self.journal.import_pending()
 
     def start_background(self) -> None:
         """Recover and start moving logged predictions into the warehouse."""
@@ -113,4 +125,10 @@ def build(settings: Settings, *, progress: Progress = _no_progress) -> App:
         return int(watcher.scan_once(store, bus, names.landing_bucket, ObjectFinalized.default_topic,
                                      settle_seconds=settle_seconds))
 
-    return App(settings, deps, registry, Predictor(registry, deps.now), log, scan, journal)
+    monitor = MonitorConfig(
+        drift_window=settings.drift_window, drift_hours=settings.drift_hours,
+        drift_min_rows=settings.drift_min_rows, psi_warn=settings.psi_warn,
+        psi_drift=settings.psi_drift, accuracy_threshold=settings.accuracy_threshold,
+        min_labels=settings.min_labels, retrain_every=settings.retrain_every)
+    predictor = Predictor(registry, deps.now, shadow=settings.shadow)
+    return App(settings, deps, registry, predictor, log, scan, monitor, journal)

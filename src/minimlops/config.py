@@ -41,6 +41,7 @@ class Settings(BaseModel):
     predictions_table: str = "predictions_data"
     feedback_table: str = "feedback"
     ledger_table: str = "ingestion_ledger"
+    triggers_table: str = "retrain_triggers"
     ingestion_topic: str = "ingestion_complete"
     promoted_topic: str = "model_promoted"
     retrain_topic: str = "retrain_requested"
@@ -61,6 +62,18 @@ class Settings(BaseModel):
     watch_interval: float = Field(0.2, gt=0)
     settle_seconds: float = Field(0.5, ge=0)
     admin_token: SecretStr | None = None
+
+    # The retraining cycle (monitoring, triggers, shadow scoring).
+    monitor_every: float = Field(30.0, gt=0, description="seconds between monitor runs")
+    drift_window: int = Field(500, ge=10, description="recent predictions compared")
+    drift_hours: float | None = Field(None, gt=0, description="or: predictions of the last T hours")
+    drift_min_rows: int = Field(100, ge=10)
+    psi_warn: float = Field(0.1, gt=0)
+    psi_drift: float = Field(0.25, gt=0)
+    accuracy_threshold: float = Field(0.7, ge=0, le=1)
+    min_labels: int = Field(30, ge=1)
+    retrain_every: float | None = Field(None, gt=0, description="seconds; off by default")
+    shadow: bool = False
     log_level: str = "INFO"
 
     @classmethod

@@ -115,6 +115,32 @@ class Warehouse(Protocol):
         """Row count of every table."""
         ...
 
+    def labelled_predictions(self, predictions: str, feedback: str) -> pa.Table:
+        """Predictions joined with their newest true label (column ``label``),
+        by uuid, or by PassengerId for labels that came in a file."""
+        ...
+
+    def recent_predictions(self, predictions: str, limit: int, since: Any = None) -> pa.Table:
+        """The newest predictions, at most limit, none older than since."""
+        ...
+
+    def served_per_version(self, predictions: str) -> dict[str, int]:
+        """Number of predictions per model version."""
+        ...
+
+    def read(self, table: str) -> pa.Table:
+        """A whole small table (e.g. the retrain triggers)."""
+        ...
+
+    def labels_from_ingestion(self, training: str, predictions: str, feedback: str,
+                              ingestion_id: str, source: str) -> int:  # fmt: skip
+        """Turn rows of an ingestion whose PassengerId was predicted into feedback."""
+        ...
+
+    def known_uuids(self, predictions: str, uuids: list[str]) -> set[str]:
+        """Which of these prediction ids exist."""
+        ...
+
     def query(self, sql: str, params: Mapping[str, Any] | None = None) -> pa.Table:
         """Run read-only SQL. Raises QueryError for anything else."""
         ...

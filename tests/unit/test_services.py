@@ -61,7 +61,10 @@ def test_a_worse_challenger_is_kept_out_and_the_decision_recorded(fake_deps: Dep
     assert _ingest_and_train(fake_deps, "shuffled.csv", shuffled) == []
     registry = registry_of(fake_deps)
     meta = registry.metadata("2")
-    assert not meta["decision"]["promote"] and "worse" in meta["decision"]["reason"]
+    decision = meta["decision"]
+    assert not decision["promote"] and decision["challenger"] < decision["champion"]
+    assert "worse" in decision["reason"] or "calibration broken" in decision["reason"]
+    assert decision["paired"]["champion_only_right"] > decision["paired"]["challenger_only_right"]
     assert meta["champion_compared"]["version"] == "1"
     assert registry.champion()[0]["version"] == "1"
 

@@ -64,6 +64,8 @@ class DuckDBWarehouse:
         return cur
 
     def ensure_tables(self) -> None:
+        """Create missing tables; add NULLABLE columns a newer schema has (the
+        schemas are extended, never renamed)."""
         cur = self._cursor()
         for table, columns in self.schemas.items():
             cols = ", ".join(
@@ -72,6 +74,12 @@ class DuckDBWarehouse:
                 for c in columns
             )
             _run(cur, f"CREATE TABLE IF NOT EXISTS {_q(table)} ({cols})")
+            have = {r[0] for r in cur.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_name = $t",
+                {"t": table}).fetchall()}  # fmt: skip
+            for c in columns:
+                if c.name not in have and not c.required:
+                    _run(cur, f"ALTER TABLE {_q(table)} ADD COLUMN {_q(c.name)} {DUCKDB_TYPES[c.type]}")
         _run(cur, "CREATE TABLE IF NOT EXISTS _minimlops_markers "
                   "(key VARCHAR PRIMARY KEY, position BIGINT NOT NULL)")
 
@@ -162,6 +170,65 @@ class DuckDBWarehouse:
             f" ORDER BY {_q(KEY)}"
         )
         return self._cursor().sql(sql).to_arrow_table()
+
+    def labelled_predictions(self, predictions: str, feedback: str) -> pa.Table:
+        """Predictions that have a true label (the newest label per prediction),
+        matched by uuid, or by PassengerId for labels that came in a file."""
+        p, f = _q(predictions), _q(feedback)
+        sql = f"""
+            WITH labels AS (
+                SELECT p.*, f.Survived AS label, f.received_at AS labelled_at
+                FROM {p} p JOIN {f} f ON f.uuid = p.uuid
+                UNION ALL
+                SELECT p.*, f.Survived AS label, f.received_at AS labelled_at
+                FROM {p} p JOIN {f} f ON f.uuid IS NULL AND f.PassengerId = p.PassengerId
+            )
+            SELECT * FROM labels
+            QUALIFY row_number() OVER (PARTITION BY uuid ORDER BY labelled_at DESC) = 1
+            ORDER BY created_at"""
+        return self._cursor().sql(sql).to_arrow_table()
+
+    def recent_predictions(self, predictions: str, limit: int, since: Any = None) -> pa.Table:
+        """The newest predictions: at most ``limit``, none older than ``since``."""
+        sql = f"SELECT * FROM {_q(predictions)}"
+        params: dict[str, Any] = {"n": limit}
+        if since is not None:
+            sql += " WHERE created_at >= $since"
+            params["since"] = since
+        sql += " ORDER BY created_at DESC LIMIT $n"
+        return self._cursor().sql(sql, params=params).to_arrow_table()
+
+    def read(self, table: str) -> pa.Table:
+        """A whole (small) table."""
+        return self._cursor().sql(f"SELECT * FROM {_q(table)}").to_arrow_table()
+
+    def labels_from_ingestion(self, training: str, predictions: str, feedback: str,
+                              ingestion_id: str, source: str) -> int:  # fmt: skip
+        """Rows of an ingestion whose PassengerId was predicted before become
+        feedback (true labels arriving in a file). Returns how many."""
+        cur = self._cursor()
+        rows = cur.execute(
+            f"INSERT INTO {_q(feedback)} (uuid, PassengerId, Survived, received_at, source) "
+            f"SELECT NULL, t.PassengerId, t.Survived, now(), $src FROM {_q(training)} t "
+            f"WHERE t.ingestion_id = $id AND t.PassengerId IN "
+            f"(SELECT PassengerId FROM {_q(predictions)} WHERE PassengerId IS NOT NULL)",
+            {"id": ingestion_id, "src": source}).fetchall()  # fmt: skip
+        return int(rows[0][0]) if rows else 0
+
+    def known_uuids(self, predictions: str, uuids: list[str]) -> set[str]:
+        """Which of these prediction ids exist."""
+        if not uuids:
+            return set()
+        rows = self._cursor().execute(
+            f"SELECT uuid FROM {_q(predictions)} WHERE list_contains($ids, uuid)",
+            {"ids": uuids}).fetchall()  # fmt: skip
+        return {r[0] for r in rows}
+
+    def served_per_version(self, predictions: str) -> dict[str, int]:
+        """How many predictions each model version answered."""
+        rows = self._cursor().execute(
+            f"SELECT model_version, count(*) FROM {_q(predictions)} GROUP BY 1").fetchall()
+        return {str(v): int(n) for v, n in rows}
 
     def counts(self) -> dict[str, int]:
         cur = self._cursor()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -20,14 +21,44 @@ class Decision:
     challenger: float | None = None
     champion: float | None = None
     tolerance: float = 0.0
+    failed_checks: tuple[str, ...] = ()
+    paired: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
+MAX_BRIER_LOSS = 0.05  # calibration "not broken": Brier score at most this much worse
+MAX_ECE = 0.15  # and expected calibration error at most this
+
+
+def sanity_checks(challenger: Mapping[str, float], champion: Mapping[str, float] | None,
+                  missing_features: list[str]) -> tuple[str, ...]:  # fmt: skip
+    """Reasons a challenger must not serve whatever its accuracy."""
+    failed = []
+    if missing_features:
+        failed.append(f"features missing: {missing_features}")
+    if challenger.get("ece", 0.0) > MAX_ECE:
+        failed.append(f"calibration broken: ECE {challenger['ece']:.3f} > {MAX_ECE}")
+    if champion and challenger.get("brier", 0) > champion.get("brier", 1) + MAX_BRIER_LOSS:
+        failed.append(f"calibration broken: Brier {challenger['brier']:.3f} vs champion "
+                      f"{champion['brier']:.3f}")  # fmt: skip
+    return tuple(failed)
+
+
+def mcnemar(champion_right: list[bool], challenger_right: list[bool]) -> dict[str, Any]:
+    """Exact McNemar test on paired correctness (same rows, two models)."""
+    b = sum(1 for x, y in zip(champion_right, challenger_right, strict=True) if x and not y)
+    c = sum(1 for x, y in zip(champion_right, challenger_right, strict=True) if y and not x)
+    n, k = b + c, min(b, c)
+    p = min(1.0, 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2**n) if n else 1.0
+    return {"champion_only_right": b, "challenger_only_right": c, "p_value": p}
+
+
 def decide_promotion(
     challenger: Mapping[str, float], champion: Mapping[str, float] | None,
-    *, tolerance: float = 0.0,
+    *, tolerance: float = 0.0, failed_checks: tuple[str, ...] = (),
+    paired: dict[str, Any] | None = None,
 ) -> Decision:  # fmt: skip
     """Promote the challenger unless it is worse than the champion by more than
     ``tolerance`` on the primary metric, both scored on the same rows.
@@ -40,6 +71,13 @@ def decide_promotion(
     """
     new = challenger.get(PRIMARY_METRIC)
     rows = int(challenger.get("rows", 0))
+    if failed_checks:
+        old = champion.get(PRIMARY_METRIC) if champion else None
+        versus = f" ({PRIMARY_METRIC} {new:.4f} vs champion's {old:.4f})" if (
+            new is not None and old is not None) else ""  # fmt: skip
+        return Decision(False, "sanity checks failed: " + "; ".join(failed_checks) + versus,
+                        challenger=new, champion=old, tolerance=tolerance,
+                        failed_checks=failed_checks, paired=paired)  # fmt: skip
     if new is None or rows < MIN_EVAL_ROWS:
         return Decision(False, f"only {rows} evaluation rows (need {MIN_EVAL_ROWS})",
                         challenger=new, tolerance=tolerance)  # fmt: skip
@@ -50,8 +88,8 @@ def decide_promotion(
     if new >= old - tolerance:
         verdict = "better than" if new > old else "not worse than"
         return Decision(True, f"{PRIMARY_METRIC} {new:.4f} is {verdict} champion's "
-                        f"{old:.4f} (tolerance {tolerance})", challenger=new,
-                        champion=old, tolerance=tolerance)  # fmt: skip
+                        f"{old:.4f} on the same {rows} rows (tolerance {tolerance})",
+                        challenger=new, champion=old, tolerance=tolerance, paired=paired)  # fmt: skip
     return Decision(False, f"{PRIMARY_METRIC} {new:.4f} is worse than champion's "
-                    f"{old:.4f} by more than {tolerance}", challenger=new,
-                    champion=old, tolerance=tolerance)  # fmt: skip
+                    f"{old:.4f} on the same {rows} rows by more than {tolerance}",
+                    challenger=new, champion=old, tolerance=tolerance, paired=paired)  # fmt: skip

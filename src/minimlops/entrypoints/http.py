@@ -27,10 +27,16 @@ from pydantic import TypeAdapter, ValidationError
 
 from minimlops import __version__
 from minimlops.bootstrap import App
-from minimlops.entrypoints.schemas import Passenger, PromoteRequest, QueryRequest, TrainRequest
+from minimlops.entrypoints.schemas import (
+    Feedback,
+    Passenger,
+    PromoteRequest,
+    QueryRequest,
+    TrainRequest,
+)
 from minimlops.entrypoints.stats import ServingStats
 from minimlops.errors import ConflictError, ModelNotFoundError, NoChampionError, QueryError
-from minimlops.services import admin
+from minimlops.services import admin, messagebus, monitor
 from minimlops.services.explain import explain as explain_passenger
 
 logger = logging.getLogger(__name__)
@@ -224,9 +230,51 @@ def create_app(app: App, *, admin_tokens: Sequence[str] = (),
             body["reason"] = error or "no champion model loaded yet"
         return _json(body, 200 if version else 503)
 
+    def models_with_live() -> dict[str, Any]:
+        live = {v["version"]: v for v in monitor.live_accuracy(app.deps, app.registry)}
+        return admin.list_models(app.registry, live)
+
     @api.get("/models", tags=["models"])
     async def models() -> Response:
-        return _json(await asyncio.to_thread(admin.list_models, app.registry))
+        return _json(await asyncio.to_thread(models_with_live))
+
+    @api.post("/feedback", tags=["monitoring"])
+    async def feedback(body: Feedback | list[Feedback]) -> Response:
+        """True labels for earlier predictions: {"uuid", "Survived"} or a list."""
+        items = body if isinstance(body, list) else [body]
+        if len(items) > s.max_batch:
+            return _problem(413, f"{len(items)} labels exceed the limit of {s.max_batch}")
+
+        def store() -> dict[str, Any]:
+            app.flush_predictions()  # a prediction answered a moment ago is known
+            return admin.feedback(app.deps, [(i.uuid, i.Survived) for i in items])
+
+        result = await asyncio.to_thread(store)
+        return _json(result, 200 if result["accepted"] else 404)
+
+    @api.get("/monitoring", tags=["monitoring"])
+    async def monitoring() -> Response:
+        """Live accuracy per version, drift per feature, recorded triggers."""
+        def collect() -> dict[str, Any]:
+            app.flush_predictions()
+            return {"versions": monitor.live_accuracy(app.deps, app.registry),
+                    "drift": monitor.drift(app.deps, app.registry, app.monitor),
+                    "triggers": monitor.triggers(app.deps)[:50],
+                    "config": monitor.config_dict(app.monitor)}  # fmt: skip
+
+        return _json(await asyncio.to_thread(collect))
+
+    @api.post("/monitoring/check", tags=["monitoring"], dependencies=[Depends(require_admin)])
+    async def monitoring_check() -> Response:
+        """Run the automatic triggers now (they also run every MONITOR_EVERY seconds)."""
+        def run() -> list[str]:
+            app.flush_predictions()
+            events = monitor.check(app.deps, app.registry, app.monitor)
+            for e in events:
+                messagebus.publish(e, app.deps)
+            return [e.reason for e in events]
+
+        return _json({"triggered": await asyncio.to_thread(run)})
 
     @api.get("/status", tags=["operations"])
     async def status() -> Response:

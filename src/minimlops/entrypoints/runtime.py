@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from minimlops.bootstrap import App
 from minimlops.domain.events import Event, ObjectFinalized, UnknownEventError, from_message
-from minimlops.services import messagebus
+from minimlops.services import messagebus, monitor
 
 logger = logging.getLogger(__name__)
 
@@ -57,8 +57,23 @@ class Runtime:
                 return True
         return False
 
+    def _coalesce(self, worker: str, keep: str) -> int:
+        """Acknowledge every other waiting trigger of the training worker: the
+        run about to start reads all data there is, so they are served by it."""
+        bus, taken = self.app.deps.bus, 0
+        for sub, _ in self.subs[worker]:
+            for msg in bus.pull(sub, 1000):
+                if msg.id != keep:
+                    bus.ack(sub, msg.id)
+                    taken += 1
+        if taken:
+            logger.info("train_model: %d more triggers coalesced into this run", taken)
+        return taken
+
     def _dispatch(self, worker: str, sub: str, msg_id: str, attempt: int, event: Event) -> None:
         bus = self.app.deps.bus
+        if worker == "train_model":
+            self._coalesce(worker, msg_id)
         try:
             if worker == "serving":
                 self.app.predictor.refresh()
@@ -91,6 +106,7 @@ class Runtime:
         if released:
             logger.warning("redelivering %d unacknowledged messages", released)
         self._spawn("watcher", self._watch)
+        self._spawn("monitor", self._monitor)
         for worker in self.subs:
             self._spawn(worker, lambda w=worker: self._consume(w))  # type: ignore[misc]
 
@@ -109,9 +125,19 @@ class Runtime:
             try:
                 self.scan()
                 self.app.predictor.refresh()  # also catches promotions by other processes
+                self.app.predictor.refresh_shadow()
             except Exception:
                 logger.exception("watcher: scan failed; retrying")
             self.stop_event.wait(self.app.settings.watch_interval)
+
+    def _monitor(self) -> None:
+        while not self.stop_event.wait(self.app.monitor_every):
+            try:
+                self.app.flush_predictions()
+                for event in monitor.check(self.app.deps, self.app.registry, self.app.monitor):
+                    messagebus.publish(event, self.app.deps)
+            except Exception:
+                logger.exception("monitor: check failed; retrying next time")
 
     def _consume(self, worker: str) -> None:
         bus = self.app.deps.bus

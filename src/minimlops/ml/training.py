@@ -103,7 +103,7 @@ def select_and_fit(
     return TrainedModel(fitted, spec, best, cv_scores=scores)
 
 
-def evaluate(model: TrainedModel, rows: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+def evaluate(model: Any, rows: Sequence[Mapping[str, Any]]) -> dict[str, float]:
     """Accuracy, ROC AUC, log loss and Brier score on labelled rows."""
     y = np.array([int(r["Survived"]) for r in rows])
     if len(y) == 0:
@@ -114,7 +114,25 @@ def evaluate(model: TrainedModel, rows: Sequence[Mapping[str, Any]]) -> dict[str
            "brier": float(brier_score_loss(y, p))}  # fmt: skip
     if len(np.unique(y)) == 2:
         out["roc_auc"] = float(roc_auc_score(y, p))
+    out["ece"] = expected_calibration_error(y, p)
     return out
+
+
+def expected_calibration_error(y: np.ndarray, p: np.ndarray, bins: int = 10) -> float:
+    """Mean |observed rate - predicted probability| over probability bins, weighted."""
+    which = np.minimum((p * bins).astype(int), bins - 1)
+    total = 0.0
+    for b in range(bins):
+        mask = which == b
+        if mask.any():
+            total += mask.sum() * abs(y[mask].mean() - p[mask].mean())
+    return float(total / len(y))
+
+
+def correct(model: Any, rows: Sequence[Mapping[str, Any]]) -> list[bool]:
+    """Per row: did the model predict the label?"""
+    p = model.predict_proba(rows)
+    return [bool((pi >= 0.5) == (int(r["Survived"]) == 1)) for pi, r in zip(p, rows, strict=True)]
 
 
 def gender_baseline(rows: Sequence[Mapping[str, Any]]) -> float:

@@ -15,8 +15,13 @@ from minimlops.services.deps import Deps
 from minimlops.services.registry import ModelRegistry
 
 
-def list_models(registry: ModelRegistry) -> dict[str, Any]:
-    """Every version with its metrics and decision, and which one is champion."""
+def list_models(registry: ModelRegistry, live: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Every version with its metrics and decision, and which one is champion.
+
+    Args:
+        live: live accuracy per version (monitor.live_accuracy), when known.
+    """
+    live = live or {}
     pointer, _ = registry.champion()
     champion = pointer["version"] if pointer else None
     versions = []
@@ -27,7 +32,10 @@ def list_models(registry: ModelRegistry) -> dict[str, Any]:
             "created_at": meta["created_at"], "trigger": meta.get("trigger"),
             "metrics": meta["metrics"]["validation"], "baseline": meta.get("baseline"),
             "decision": meta.get("decision"), "training_rows": meta["training"]["rows"],
-            "sha256": meta["sha256"],
+            "sha256": meta["sha256"], "evaluation": meta["metrics"].get("evaluation"),
+            "live_accuracy": (live.get(v) or {}).get("live_accuracy"),
+            "labelled": (live.get(v) or {}).get("labelled", 0),
+            "served": (live.get(v) or {}).get("served", 0),
             "champion_periods": [h for h in (pointer or {}).get("history", [])
                                  if h["version"] == v],
         })  # fmt: skip
@@ -56,7 +64,27 @@ def rollback(deps: Deps, registry: ModelRegistry, reason: str = "rollback") -> d
 
 def request_training(deps: Deps, reason: str) -> str:
     """Ask for a new model; the training worker takes it (one at a time)."""
-    return messagebus.publish(RetrainRequested(reason=reason), deps)
+    from minimlops.services.monitor import record_trigger
+
+    event = RetrainRequested(reason=f"requested by a person: {reason}")
+    record_trigger(deps, event, "person", {})
+    return messagebus.publish(event, deps)
+
+
+def feedback(deps: Deps, labels: list[tuple[str, int]]) -> dict[str, Any]:
+    """Store true labels of earlier predictions; unknown ids are reported, not stored."""
+    import pyarrow as pa
+
+    from minimlops.services.tables import arrow_schema
+
+    known = deps.warehouse.known_uuids(deps.names.predictions_table, [u for u, _ in labels])
+    now = deps.now()
+    rows = [{"uuid": u, "PassengerId": None, "Survived": y, "received_at": now, "source": "api"}
+            for u, y in labels if u in known]  # fmt: skip
+    if rows:
+        deps.warehouse.append(deps.names.feedback_table,
+                              pa.Table.from_pylist(rows, schema=arrow_schema("feedback")))
+    return {"accepted": len(rows), "unknown": [u for u, _ in labels if u not in known]}
 
 
 def status(deps: Deps, registry: ModelRegistry, serving: str | None = None) -> dict[str, Any]:
@@ -103,6 +131,9 @@ def timeline(deps: Deps, registry: ModelRegistry, limit: int = 100) -> list[dict
         })  # fmt: skip
     pointer, _ = registry.champion()
     previous = None
+    for t in _triggers(deps):
+        events.append({"at": _iso(t["requested_at"]), "kind": "trigger", "subject": t["kind"],
+                       "detail": t["reason"], "report": None, "rows": None})  # fmt: skip
     for h in (pointer or {}).get("history", []):
         kind = "rolled back" if h["reason"].startswith("rollback") else "promoted"
         events.append({"at": h["at"], "kind": kind, "subject": f"version {h['version']}",
@@ -111,6 +142,12 @@ def timeline(deps: Deps, registry: ModelRegistry, limit: int = 100) -> list[dict
         previous = h["version"]
     events.sort(key=lambda e: e["at"], reverse=True)
     return events[:limit]
+
+
+def _triggers(deps: Deps) -> list[dict[str, Any]]:
+    from minimlops.services.monitor import triggers
+
+    return [t for t in triggers(deps) if t["kind"] != "new_data"]  # ingestions show those
 
 
 def ingestion_report(deps: Deps, ingestion_id: str) -> dict[str, Any] | None:

@@ -33,6 +33,7 @@ class Names:
     predictions_table: str = "predictions_data"
     feedback_table: str = "feedback"
     ledger_table: str = "ingestion_ledger"
+    triggers_table: str = "retrain_triggers"
     ingestion_topic: str = "ingestion_complete"
     promoted_topic: str = "model_promoted"
     retrain_topic: str = "retrain_requested"

@@ -16,11 +16,12 @@ from typing import Any
 
 import pyarrow as pa
 
-from minimlops.domain.events import Event, IngestionComplete, ObjectFinalized
+from minimlops.domain.events import Event, IngestionComplete, ObjectFinalized, RetrainRequested
 from minimlops.errors import SchemaError
 from minimlops.ports import ObjectInfo
 from minimlops.services import validate
 from minimlops.services.deps import Deps
+from minimlops.services.monitor import record_trigger
 from minimlops.services.tables import arrow_schema
 
 logger = logging.getLogger(__name__)
@@ -81,11 +82,19 @@ def _load(deps: Deps, info: ObjectInfo, row: dict[str, Any]) -> list[Event]:
         return _reject(deps, info, row, report)
     except _TooManyBadRows:
         return _reject(deps, info, row, report)
+    labels = deps.warehouse.labels_from_ingestion(
+        deps.names.training_table, deps.names.predictions_table, deps.names.feedback_table,
+        row["ingestion_id"], info.uri)  # fmt: skip
+    if labels:
+        logger.info("ingest_data: %s: %d rows label earlier predictions (feedback)", info.uri, labels)
     logger.info("ingest_data: %s: %s rows loaded into %s (%s)%s", info.uri, f"{rows:,}",
                 deps.names.training_table, row["ingestion_id"],
                 f"; {report.bad_rows:,} bad rows skipped, report {ledger_row['report_uri']}"
                 if report.bad_rows else "")  # fmt: skip
-    return [_complete(dict(ledger_row, rows_loaded=rows), deps)]
+    done = _complete(dict(ledger_row, rows_loaded=rows), deps)
+    record_trigger(deps, RetrainRequested(reason="new data ingested", event_id=done.event_id),
+                   "new_data", {"source_uri": info.uri, "rows": rows})  # fmt: skip
+    return [done]
 
 
 def _checked(deps: Deps, info: ObjectInfo, stream: validate.CountingReader,

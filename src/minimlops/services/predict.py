@@ -34,9 +34,11 @@ Scorer = TrainedModel | OnnxModel  # both: predict_proba(rows) and .algorithm
 class Predictor:
     """The serving model: champion version and its loaded model."""
 
-    def __init__(self, registry: ModelRegistry, now: Callable[[], datetime]) -> None:
-        self.registry, self.now = registry, now
+    def __init__(self, registry: ModelRegistry, now: Callable[[], datetime],
+                 *, shadow: bool = False) -> None:  # fmt: skip
+        self.registry, self.now, self.shadow_enabled = registry, now, shadow
         self.current: tuple[str, Scorer] | None = None
+        self.shadow: tuple[str, Scorer] | None = None
         self.generation = ""
         self.error: str | None = None
         self._lock = threading.Lock()
@@ -66,6 +68,25 @@ class Predictor:
                         self.registry.name, pointer["version"], model.algorithm)  # fmt: skip
             return True
 
+    def refresh_shadow(self) -> None:
+        """With shadow scoring on: load the newest version that never was champion."""
+        if not self.shadow_enabled:
+            return
+        pointer, _ = self.registry.champion()
+        served = {h["version"] for h in (pointer or {}).get("history", [])}
+        candidates = [m["version"] for m in self.registry.versions() if m["version"] not in served]
+        newest = candidates[-1] if candidates else None
+        if newest == (self.shadow[0] if self.shadow else None):
+            return
+        try:
+            self.shadow = (newest, self.registry.load_serving(newest)) if newest else None
+        except (ArtifactIntegrityError, ModelNotFoundError) as exc:
+            logger.error("serving: shadow version %s refused: %s", newest, exc)
+            self.shadow = None
+            return
+        if newest:
+            logger.info("serving: shadow-scoring with challenger version %s", newest)
+
     def predict(self, passengers: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         """One log row per passenger: inputs, probability, prediction, ids.
 
@@ -79,12 +100,17 @@ class Predictor:
         probabilities = model.predict_proba(passengers).tolist()
         created = self.now()
         ids = uuid4_strings(len(passengers))
-        return [
+        rows = [
             {"uuid": i, "created_at": created, "model_version": version,
              **{c: p.get(c) for c in INPUT_COLUMNS},
              "probability": prob, "prediction": 1 if prob >= 0.5 else 0}
             for i, p, prob in zip(ids, passengers, probabilities, strict=True)
         ]  # fmt: skip
+        shadow = self.shadow
+        if shadow is not None:  # logged beside the answer, never returned
+            for row, prob in zip(rows, shadow[1].predict_proba(passengers).tolist(), strict=True):
+                row["shadow_model_version"], row["shadow_probability"] = shadow[0], prob
+        return rows
 
 
 def uuid4_strings(n: int) -> list[str]:

@@ -18,10 +18,10 @@ import sklearn
 import skops
 
 from minimlops.domain.events import Event, IngestionComplete, ModelPromoted, RetrainRequested
-from minimlops.domain.policy import decide_promotion
+from minimlops.domain.policy import decide_promotion, mcnemar, sanity_checks
 from minimlops.domain.schema import DATA_COLUMNS
 from minimlops.errors import ArtifactIntegrityError, ModelNotFoundError
-from minimlops.ml import fast, training
+from minimlops.ml import fast, features, training
 from minimlops.services.deps import Deps
 from minimlops.services.registry import ModelRegistry
 
@@ -44,9 +44,11 @@ def train_model(event: IngestionComplete | RetrainRequested, *, deps: Deps) -> l
     ids = sorted(pc.unique(table.column("ingestion_id")).to_pylist())
     snapshot = hashlib.sha256("\n".join(ids).encode()).hexdigest()[:16]
     forced = isinstance(event, RetrainRequested) and event.force
-    done = [m for m in registry.versions() if m["training"]["snapshot"] == snapshot]
-    if done and not forced:
-        logger.info("train_model: snapshot %s already has version %s", snapshot,
+    versions = registry.versions()
+    same_trigger = [m for m in versions if (m.get("trigger") or {}).get("event_id") == event.event_id]
+    done = same_trigger or [m for m in versions if m["training"]["snapshot"] == snapshot]
+    if done and (same_trigger or not forced):
+        logger.info("train_model: %s already handled by version %s", event.type,
                     done[-1]["version"])  # fmt: skip
         return _finish(registry, done[-1], deps)
     rows = table.select([*DATA_COLUMNS, "split"]).to_pylist()
@@ -59,21 +61,29 @@ def train_model(event: IngestionComplete | RetrainRequested, *, deps: Deps) -> l
                 f"{len(by_split['TEST']):,}")  # fmt: skip
     model = training.select_and_fit(train, folds=deps.cv_folds, seed=deps.seed,
                                     progress=deps.progress)  # fmt: skip
-    metrics = training.evaluate(model, valid)
+    labelled = _feedback_rows(deps)
+    scored = valid + labelled  # champion and challenger are scored on these same rows
+    metrics = training.evaluate(model, scored)
     onnx_bytes, serving = _fast_form(model, valid or train[:1000])
-    champ_meta, champ_metrics = _champion_on(registry, valid)
-    decision = decide_promotion(metrics, champ_metrics, tolerance=deps.promotion_tolerance)
+    champ_meta, champ_metrics, paired = _champion_on(registry, model, scored)
+    missing = [f for f in features.FEATURE_NAMES if f not in model.feature_names]
+    checks = sanity_checks(metrics, champ_metrics, missing)
+    decision = decide_promotion(metrics, champ_metrics, tolerance=deps.promotion_tolerance,
+                                failed_checks=checks, paired=paired)  # fmt: skip
     meta = registry.save(model, {
         "algorithm": model.algorithm, "created_at": deps.now().isoformat(),
         "trigger": _trigger(event), "features": list(model.feature_names),
         "training": {"snapshot": snapshot, "ingestion_ids": ids, "rows": len(rows),
                      **{f"{k.lower()}_rows": len(v) for k, v in by_split.items()}},
-        "metrics": {"validation": metrics, "cv_log_loss": model.cv_scores},
+        "metrics": {"validation": training.evaluate(model, valid), "evaluation": metrics,
+                    "evaluation_rows": {"validation": len(valid), "feedback": len(labelled)},
+                    "cv_log_loss": model.cv_scores},
         "baseline": {"gender_only_accuracy": training.gender_baseline(valid)},
         "champion_compared": {"version": champ_meta and champ_meta["version"],
-                              "validation": champ_metrics},
+                              "evaluation": champ_metrics},
         "decision": decision.to_dict(), "libraries": _libraries(), "serving": serving,
     }, onnx_bytes)  # fmt: skip
+    metrics = meta["metrics"]["validation"]
     logger.info("train_model: version %s (%s): accuracy %.3f, ROC AUC %.3f on "
                 "VALIDATION; gender-only baseline %.3f; %s: %s", meta["version"],
                 model.algorithm, metrics.get("accuracy", float("nan")),
@@ -115,27 +125,41 @@ def _finish(registry: ModelRegistry, meta: dict[str, Any], deps: Deps) -> list[E
 
 
 def _champion_on(
-    registry: ModelRegistry, rows: list[dict[str, Any]]
-) -> tuple[dict[str, Any] | None, dict[str, float] | None]:
-    """The champion's metrics on the challenger's evaluation rows."""
+    registry: ModelRegistry, challenger: training.TrainedModel, rows: list[dict[str, Any]]
+) -> tuple[dict[str, Any] | None, dict[str, float] | None, dict[str, Any] | None]:
+    """The champion's metrics on the challenger's evaluation rows, and the
+    paired (McNemar) comparison of the two on those rows."""
     pointer, _ = registry.champion()
     if pointer is None:
-        return None, None
+        return None, None, None
     try:
         champion = registry.load(pointer["version"])
     except (ArtifactIntegrityError, ModelNotFoundError) as exc:
         logger.error("train_model: champion %s cannot be loaded (%s); comparing "
                      "against no champion", pointer["version"], exc)  # fmt: skip
-        return None, None
-    return registry.metadata(pointer["version"]), training.evaluate(champion, rows)
+        return None, None, None
+    paired = mcnemar(training.correct(champion, rows), training.correct(challenger, rows))
+    return registry.metadata(pointer["version"]), training.evaluate(champion, rows), paired
+
+
+def _feedback_rows(deps: Deps) -> list[dict[str, Any]]:
+    """Labelled predictions as evaluation rows: the request's inputs, the true label."""
+    n = deps.names
+    table = deps.warehouse.labelled_predictions(n.predictions_table, n.feedback_table)
+    if table.num_rows == 0:
+        return []
+    rows = table.select([c for c in DATA_COLUMNS if c != "Survived"] + ["label"]).to_pylist()
+    for r in rows:
+        r["Survived"] = r.pop("label")
+    return rows
 
 
 def _trigger(event: Event) -> dict[str, Any]:
     if isinstance(event, IngestionComplete):
-        return {"type": event.type, "reason": "new data ingested",
+        return {"type": event.type, "reason": "new data ingested", "event_id": event.event_id,
                 "ingestion_id": event.ingestion_id, "source_uri": event.source_uri}  # fmt: skip
     reason = event.reason if isinstance(event, RetrainRequested) else event.type
-    return {"type": event.type, "reason": reason}
+    return {"type": event.type, "reason": reason, "event_id": event.event_id}
 
 
 def _libraries() -> dict[str, str]:

@@ -1,0 +1,213 @@
+"""The retraining cycle's eyes: live accuracy, drift, and the triggers they pull.
+
+Numbers come from the warehouse as Arrow and are computed with numpy on whole
+columns. Drift compares the recent requests with the champion's own training
+rows: PSI on categories and on training-decile bins of numbers, plus the
+two-sample Kolmogorov-Smirnov statistic for numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from scipy import stats
+
+from minimlops.domain.events import RetrainRequested
+from minimlops.services.deps import Deps
+from minimlops.services.registry import ModelRegistry
+from minimlops.services.tables import arrow_schema
+
+logger = logging.getLogger(__name__)
+CATEGORICAL = ("Pclass", "Sex", "Embarked")
+NUMERIC = ("Age", "Fare", "SibSp", "Parch")
+EPS = 1e-4
+
+
+@dataclass(frozen=True)
+class MonitorConfig:
+    """Windows and thresholds of monitoring and of the automatic triggers."""
+
+    drift_window: int = 500
+    drift_hours: float | None = None
+    drift_min_rows: int = 100
+    psi_warn: float = 0.1
+    psi_drift: float = 0.25
+    accuracy_threshold: float = 0.7
+    min_labels: int = 30
+    retrain_every: float | None = None
+
+
+def wilson(correct: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95 % Wilson score interval of a proportion."""
+    if n == 0:
+        return 0.0, 1.0
+    p = correct / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def live_accuracy(deps: Deps, registry: ModelRegistry) -> list[dict[str, Any]]:
+    """Per model version: served, labelled, live accuracy with its interval,
+    and when it was champion."""
+    n = deps.names
+    served = deps.warehouse.served_per_version(n.predictions_table)
+    labelled = deps.warehouse.labelled_predictions(n.predictions_table, n.feedback_table)
+    pointer, _ = registry.champion()
+    history = (pointer or {}).get("history", [])
+    out = []
+    versions = sorted({m["version"] for m in registry.versions()} | set(served), key=int)
+    for v in versions:
+        mask = pc.equal(labelled.column("model_version"), v) if labelled.num_rows else None
+        rows = labelled.filter(mask) if mask is not None else labelled
+        total = rows.num_rows
+        correct = int(pc.sum(pc.equal(rows.column("prediction"), rows.column("label"))).as_py() or 0) if total else 0
+        low, high = wilson(correct, total)
+        periods = [{"from": h["at"], "to": nxt["at"] if nxt else None, "reason": h["reason"]}
+                   for h, nxt in zip(history, [*history[1:], None], strict=True)
+                   if h["version"] == v]  # fmt: skip
+        out.append({"version": v, "served": served.get(v, 0), "labelled": total,
+                    "live_accuracy": correct / total if total else None,
+                    "interval_95": [low, high] if total else None,
+                    "champion_periods": periods})  # fmt: skip
+    return out
+
+
+def _psi(expected: np.ndarray, actual: np.ndarray) -> float:
+    e = np.clip(expected / max(expected.sum(), 1), EPS, None)
+    a = np.clip(actual / max(actual.sum(), 1), EPS, None)
+    return float(np.sum((a - e) * np.log(a / e)))
+
+
+def _status(psi: float, cfg: MonitorConfig) -> str:
+    return "drift" if psi >= cfg.psi_drift else ("warn" if psi >= cfg.psi_warn else "ok")
+
+
+def _categorical(name: str, train: pa.Array, recent: pa.Array, cfg: MonitorConfig) -> dict[str, Any]:
+    t, r = train.to_pylist(), recent.to_pylist()
+    cats = sorted({*t, *r}, key=str)
+    e = np.array([t.count(c) for c in cats], float)
+    a = np.array([r.count(c) for c in cats], float)
+    psi = _psi(e, a)
+    return {"feature": name, "kind": "categorical", "psi": psi, "status": _status(psi, cfg),
+            "train": {str(c): x / max(e.sum(), 1) for c, x in zip(cats, e, strict=True)},
+            "recent": {str(c): x / max(a.sum(), 1) for c, x in zip(cats, a, strict=True)}}  # fmt: skip
+
+
+def _numeric(name: str, train: pa.Array, recent: pa.Array, cfg: MonitorConfig) -> dict[str, Any]:
+    t = train.drop_null().to_numpy(zero_copy_only=False).astype(float)
+    r = recent.drop_null().to_numpy(zero_copy_only=False).astype(float)
+    if len(t) == 0 or len(r) == 0:
+        return {"feature": name, "kind": "numeric", "psi": None, "status": "no data"}
+    edges = np.unique(np.quantile(t, np.linspace(0, 1, 11)))
+    edges[0], edges[-1] = -np.inf, np.inf
+    psi = _psi(np.histogram(t, edges)[0].astype(float), np.histogram(r, edges)[0].astype(float))
+    ks = stats.ks_2samp(t, r)
+    return {"feature": name, "kind": "numeric", "psi": psi, "status": _status(psi, cfg),
+            "ks_statistic": float(ks.statistic), "ks_pvalue": float(ks.pvalue),
+            "train_median": float(np.median(t)), "recent_median": float(np.median(r))}  # fmt: skip
+
+
+def drift(deps: Deps, registry: ModelRegistry, cfg: MonitorConfig) -> dict[str, Any]:
+    """Each input's drift between the champion's TRAIN rows and recent requests."""
+    pointer, _ = registry.champion()
+    thresholds = {"psi_warn": cfg.psi_warn, "psi_drift": cfg.psi_drift}
+    if pointer is None:
+        return {"status": "no champion yet", "features": [], "thresholds": thresholds}
+    meta = registry.metadata(pointer["version"])
+    rows = deps.warehouse.latest_rows(deps.names.training_table)
+    ids = pa.array(meta["training"]["ingestion_ids"], pa.string())
+    train = rows.filter(pc.and_(pc.is_in(rows.column("ingestion_id"), ids),
+                                pc.equal(rows.column("split"), "TRAIN")))  # fmt: skip
+    since = deps.now() - timedelta(hours=cfg.drift_hours) if cfg.drift_hours else None
+    recent = deps.warehouse.recent_predictions(deps.names.predictions_table, cfg.drift_window, since)
+    window = {"rows": recent.num_rows, "limit": cfg.drift_window, "hours": cfg.drift_hours}
+    if recent.num_rows < cfg.drift_min_rows:
+        return {"status": f"not enough recent predictions ({recent.num_rows} < {cfg.drift_min_rows})",
+                "features": [], "window": window, "thresholds": thresholds,
+                "champion": pointer["version"]}  # fmt: skip
+    features = [_categorical(c, train.column(c), recent.column(c), cfg) for c in CATEGORICAL]
+    features += [_numeric(c, train.column(c), recent.column(c), cfg) for c in NUMERIC]
+    worst = max((f["psi"] or 0 for f in features), default=0)
+    return {"status": _status(worst, cfg), "champion": pointer["version"], "window": window,
+            "reference_rows": train.num_rows, "features": features, "thresholds": thresholds}  # fmt: skip
+
+
+def snapshot_id(deps: Deps) -> str:
+    """Which training data exists now: the loaded ingestion ids, hashed."""
+    import hashlib
+
+    ids = sorted(r["ingestion_id"] for r in deps.warehouse.ledger() if r["status"] == "loaded")
+    return hashlib.sha256("\n".join(ids).encode()).hexdigest()[:16]
+
+
+def record_trigger(deps: Deps, event: RetrainRequested, kind: str, details: dict[str, Any]) -> None:
+    """Keep a trigger and its reason in the triggers table."""
+    row = {"trigger_id": event.event_id, "kind": kind, "reason": event.reason,
+           "requested_at": deps.now(), "details": json.dumps(details, default=str)}  # fmt: skip
+    deps.warehouse.append(deps.names.triggers_table,
+                          pa.Table.from_pylist([row], schema=arrow_schema("retrain_triggers")))
+
+
+def triggers(deps: Deps) -> list[dict[str, Any]]:
+    """Recorded triggers, newest first."""
+    table = deps.warehouse.read(deps.names.triggers_table)
+    rows = table.to_pylist()
+    for r in rows:
+        r["details"] = json.loads(r["details"]) if r.get("details") else None
+    return sorted(rows, key=lambda r: r["requested_at"], reverse=True)
+
+
+def check(deps: Deps, registry: ModelRegistry, cfg: MonitorConfig) -> list[RetrainRequested]:
+    """Decide which automatic triggers fire now, record them, return the events.
+
+    Drift and accuracy each fire at most once per training-data snapshot:
+    retraining on the same rows would not cure them, and firing again would
+    train in a loop. The schedule fires when the newest model is old enough.
+    """
+    snapshot, fired = snapshot_id(deps), []
+    earlier = {(t["kind"], (t["details"] or {}).get("snapshot")) for t in triggers(deps)}
+    report = drift(deps, registry, cfg)
+    drifted = [f for f in report["features"] if f["status"] == "drift"]
+    if drifted and ("drift", snapshot) not in earlier:
+        names = ", ".join(f"{f['feature']} (PSI {f['psi']:.2f})" for f in drifted)
+        fired.append(("drift", f"drift over threshold {cfg.psi_drift} in {names} over the last "
+                      f"{report['window']['rows']} predictions", {"features": drifted}))  # fmt: skip
+    pointer, _ = registry.champion()
+    champ = next((v for v in live_accuracy(deps, registry)
+                  if pointer and v["version"] == pointer["version"]), None)  # fmt: skip
+    if (champ and champ["labelled"] >= cfg.min_labels and champ["live_accuracy"] is not None
+            and champ["live_accuracy"] < cfg.accuracy_threshold
+            and ("accuracy", snapshot) not in earlier):  # fmt: skip
+        fired.append(("accuracy", f"live accuracy {champ['live_accuracy']:.3f} of version "
+                      f"{champ['version']} on {champ['labelled']} labels is under "
+                      f"{cfg.accuracy_threshold}", {"version": champ}))  # fmt: skip
+    if cfg.retrain_every and _due(deps, registry, cfg.retrain_every):
+        fired.append(("schedule", f"schedule: no model trained in the last {cfg.retrain_every:g} s", {}))
+    events = []
+    for kind, reason, details in fired:
+        event = RetrainRequested(reason=reason)
+        record_trigger(deps, event, kind, {**details, "snapshot": snapshot})
+        logger.warning("monitor: retraining requested: %s", reason)
+        events.append(event)
+    return events
+
+
+def _due(deps: Deps, registry: ModelRegistry, every: float) -> bool:
+    versions = registry.versions()
+    if not versions:
+        return False
+    newest = datetime.fromisoformat(versions[-1]["created_at"])
+    return (deps.now() - newest).total_seconds() >= every
+
+
+def config_dict(cfg: MonitorConfig) -> dict[str, Any]:
+    return asdict(cfg)

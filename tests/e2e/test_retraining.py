@@ -1,0 +1,122 @@
+"""The retraining cycle through the public HTTP API and the command line."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from minimlops.bootstrap import build
+from minimlops.config import Settings
+from minimlops.domain.events import RetrainRequested
+from minimlops.entrypoints.runtime import Runtime
+from minimlops.generate import passengers, write_csv
+from minimlops.services import messagebus
+from tests.e2e.harness import Server, cli
+
+LAND = "buckets/my-data-landing-zone"
+INPUTS = ("Pclass", "Sex", "Age", "SibSp", "Parch", "Fare", "Embarked")
+
+
+def shifted(n: int, seed: int) -> list[dict]:
+    """First-class passengers with high fares; every other input as in training."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for p in passengers(n, seed=seed).to_pylist():
+        row = {k: p[k] for k in INPUTS}
+        row["Embarked"] = row["Embarked"] or None
+        row.update(Pclass=1, Fare=float(rng.uniform(150, 300)))
+        out.append(row)
+    return out
+
+
+def wrong_labels(answers: list[dict]) -> list[dict]:
+    return [{"uuid": a["uuid"], "Survived": 1 - a["prediction"]} for a in answers]
+
+
+@pytest.fixture
+def server(tmp_path: Path):
+    home = tmp_path / "home"
+    (home / LAND).mkdir(parents=True)
+    write_csv(home / LAND / "passengers.csv", 1500, seed=3)
+    srv = Server(home, MINIMLOPS_MONITOR_EVERY="3600", MINIMLOPS_DRIFT_WINDOW="300",
+                 MINIMLOPS_MIN_LABELS="30", MINIMLOPS_ACCURACY_THRESHOLD="0.7")  # fmt: skip
+    srv.wait_healthy()
+    yield srv
+    srv.stop()
+
+
+def versions(server: Server) -> list[dict]:
+    return server.http.get("/models").json()["versions"]
+
+
+def test_drift_accuracy_triggers_decisions_and_rollback(server: Server) -> None:
+    # 1. Shifted traffic: drift is flagged for the shifted inputs only.
+    answers = server.http.post("/predict", json=shifted(300, seed=5)).json()["predictions"]
+    drift = server.http.get("/monitoring").json()["drift"]
+    status = {f["feature"]: f["status"] for f in drift["features"]}
+    assert status["Pclass"] == "drift" and status["Fare"] == "drift", drift
+    assert all(status[f] != "drift" for f in ("Sex", "Age", "SibSp", "Parch", "Embarked")), drift
+    fare = next(f for f in drift["features"] if f["feature"] == "Fare")
+    assert fare["ks_statistic"] > 0.5 and drift["thresholds"]["psi_drift"] == 0.25
+
+    # 2. The monitor fires the drift trigger once, with its reason; one training.
+    fired = server.http.post("/monitoring/check", headers=server.admin()).json()["triggered"]
+    assert len(fired) == 1 and fired[0].startswith("drift over threshold")
+    v2 = server.wait_for(lambda: versions(server)[1:], what="the drift-triggered training")[0]
+    assert v2["trigger"]["reason"].startswith("drift over threshold")
+    settled = "2" if v2["decision"]["promote"] else "1"
+    server.wait_for(lambda: server.http.get("/healthz").json()["model_version"] == settled,
+                    timeout=10, what="the decision applied")  # fmt: skip
+    assert server.http.post("/monitoring/check", headers=server.admin()).json()["triggered"] == []
+
+    # 3. Labels that contradict the champion's answers: live accuracy falls.
+    champion = server.http.get("/healthz").json()["model_version"]
+    answers = server.http.post("/predict", json=shifted(60, seed=6)).json()["predictions"]
+    assert {a["model_version"] for a in answers} == {champion}
+    stored = server.http.post("/feedback", json=wrong_labels(answers)).json()
+    assert stored == {"accepted": 60, "unknown": []}
+    live = {v["version"]: v for v in server.http.get("/monitoring").json()["versions"]}
+    assert live[champion]["labelled"] == 60 and live[champion]["live_accuracy"] == 0.0
+    assert live[champion]["interval_95"][1] < 0.1
+
+    fired = server.http.post("/monitoring/check", headers=server.admin()).json()["triggered"]
+    assert len(fired) == 1 and fired[0].startswith("live accuracy 0.000")
+    server.wait_for(lambda: len(versions(server)) == 3, what="the accuracy-triggered training")
+    time.sleep(1.5)
+    assert len(versions(server)) == 3, "exactly one retraining"
+    triggers = server.http.get("/monitoring").json()["triggers"]
+    assert [t["kind"] for t in triggers].count("accuracy") == 1
+    v3 = versions(server)[-1]
+    assert "live accuracy" in v3["trigger"]["reason"]
+    assert v3["decision"]["reason"] and v3["evaluation"]["rows"] > v3["metrics"]["rows"]
+
+    # 4. Roll back from the command line; the previous champion serves.
+    before = server.http.get("/healthz").json()["model_version"]
+    out = cli(server.home, "models", "rollback").stdout
+    assert "rolled back" in out
+    pointer = server.http.get("/models").json()["champion"]
+    assert pointer != before or before == champion
+    server.wait_for(lambda: server.http.get("/healthz").json()["model_version"] == pointer,
+                    timeout=10, what="serving the rolled-back version")  # fmt: skip
+
+
+def test_duplicate_and_simultaneous_triggers_start_one_training(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    (home / LAND).mkdir(parents=True)
+    write_csv(home / LAND / "passengers.csv", 600, seed=8)
+    app = build(Settings.from_env({}, home=home, cv_folds=3))
+    runtime = Runtime(app)
+    runtime.drain()
+    assert [m["version"] for m in app.registry.versions()] == ["1"]
+    a, b = RetrainRequested(reason="a person"), RetrainRequested(reason="the schedule")
+    for event in (a, a, b):  # the same message twice, and another at once
+        messagebus.publish(event, app.deps)
+    runtime.drain(scan=False)
+    assert [m["version"] for m in app.registry.versions()] == ["1", "2"]
+    messagebus.publish(a, app.deps)  # redelivered after it was handled
+    runtime.drain(scan=False)
+    assert len(app.registry.versions()) == 2
+    app.close()
