@@ -143,3 +143,17 @@ fetch("{server.url}/predict", {{method: "POST", headers: {{"Content-Type": "appl
         shot(page, "cors-other-origin")
     finally:
         other.shutdown()
+
+
+def test_dashboard_shows_drift_and_live_accuracy_once_there_is_data(server: Server, page) -> None:  # type: ignore[no-untyped-def]
+    from tests.e2e.test_retraining import shifted, wrong_labels
+
+    answers = server.http.post("/predict", json=shifted(150, seed=3)).json()["predictions"]
+    assert server.http.post("/feedback", json=wrong_labels(answers[:40])).status_code == 200
+    page.goto(server.url + "/dashboard")
+    page.wait_for_function("document.querySelectorAll('#drift tr').length === 7")
+    page.wait_for_selector("#live-accuracy canvas")
+    drift = page.locator("#drift").text_content() or ""
+    assert "Pclass" in drift and "drift" in drift
+    assert page.is_hidden("#live-accuracy-na")
+    shot(page, "dashboard-monitoring")

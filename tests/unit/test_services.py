@@ -181,3 +181,23 @@ def test_explanation_effects_point_the_right_way(fake_deps: Deps) -> None:
     assert effects["Sex"] > 0 and effects["Pclass"] > 0  # both raise her chances
     assert result["probability"] == pytest.approx(model.predict_proba([woman])[0])
     assert len(effects) == 9
+
+
+def test_shadow_scoring_logs_the_challenger_without_changing_the_answer(fake_deps: Deps) -> None:
+    _ingest_and_train(fake_deps, "a.csv", passengers(800, seed=1))
+    table = passengers(800, seed=1)
+    train_ids = pa.array([split_for(i) == "TRAIN" for i in table.column("PassengerId").to_pylist()])
+    shuffled = table.filter(train_ids)
+    labels = np.random.default_rng(0).permutation(shuffled.column("Survived").to_numpy())
+    _ingest_and_train(fake_deps, "noise.csv", shuffled.set_column(1, "Survived", pa.array(labels)))
+    registry = registry_of(fake_deps)
+    plain, shadowed = Predictor(registry, fake_deps.now), Predictor(registry, fake_deps.now, shadow=True)
+    for p in (plain, shadowed):
+        p.refresh()
+        p.refresh_shadow()
+    person = {"Pclass": 2, "Sex": "male", "Age": 40.0, "SibSp": 0, "Parch": 0, "Fare": 13.0,
+              "Embarked": "S"}  # fmt: skip
+    (a,), (b,) = plain.predict([person]), shadowed.predict([person])
+    assert a["model_version"] == b["model_version"] == "1" and a["probability"] == b["probability"]
+    assert b["shadow_model_version"] == "2" and 0 <= b["shadow_probability"] <= 1
+    assert "shadow_model_version" not in a

@@ -218,6 +218,41 @@ def status(home: HomeOpt = None, as_json: Annotated[bool, typer.Option("--json")
     print_status(console, data)
 
 
+@app.command("monitor")
+def monitor_cmd(
+    check: Annotated[bool, typer.Option(help="run the automatic triggers now")] = False,
+    home: HomeOpt = None, as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Live accuracy per version, drift per feature, retraining triggers."""
+    try:
+        data = _ops(_settings(home=home)).monitoring(check)
+    except (MinimlopsError, RuntimeError) as exc:
+        _fail(exc)
+    if as_json:
+        console.print_json(json.dumps(data, default=str))
+        return
+    acc = Table("version", "served", "labelled", "live accuracy", "95% interval", title="live accuracy")
+    for v in data["versions"]:
+        ci = v["interval_95"]
+        acc.add_row(v["version"], str(v["served"]), str(v["labelled"]),
+                    "—" if v["live_accuracy"] is None else f"{v['live_accuracy']:.3f}",
+                    "—" if ci is None else f"{ci[0]:.3f}–{ci[1]:.3f}")  # fmt: skip
+    console.print(acc)
+    d = data["drift"]
+    if d["features"]:
+        drift = Table("feature", "PSI", "KS", "status", title=f"drift: last {d['window']['rows']} "
+                      f"predictions vs champion {d['champion']}'s training rows")  # fmt: skip
+        for f in d["features"]:
+            ks = f.get("ks_statistic")
+            drift.add_row(f["feature"], f"{f['psi']:.3f}" if f["psi"] is not None else "—",
+                          "" if ks is None else f"{ks:.3f}", f["status"])  # fmt: skip
+        console.print(drift)
+    else:
+        console.print(f"drift: {d['status']}")
+    for reason in data.get("triggered", []):
+        console.print(f"[yellow]retraining requested:[/] {reason}")
+
+
 @app.command()
 def query(
     sql: str,

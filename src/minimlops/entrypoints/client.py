@@ -20,7 +20,7 @@ import httpx
 
 from minimlops.bootstrap import App
 from minimlops.config import Settings
-from minimlops.services import admin
+from minimlops.services import admin, messagebus, monitor
 
 
 @dataclass(frozen=True)
@@ -94,6 +94,10 @@ class Remote:
     def predict(self, passengers: list[dict[str, Any]]) -> dict[str, Any]:
         return self._call("POST", "/predict", json=passengers)  # type: ignore[no-any-return]
 
+    def monitoring(self, check: bool = False) -> dict[str, Any]:
+        triggered = self._call("POST", "/monitoring/check")["triggered"] if check else []
+        return {**self._call("GET", "/monitoring"), "triggered": triggered}
+
 
 class InProcess:
     """The same operations on a data home no server holds."""
@@ -120,6 +124,18 @@ class InProcess:
         message = admin.request_training(self.app.deps, reason)
         self.runtime.drain(scan=False)
         return {"status": "done", "message_id": message, "reason": reason}
+
+    def monitoring(self, check: bool = False) -> dict[str, Any]:
+        deps, registry, cfg = self.app.deps, self.app.registry, self.app.monitor
+        triggered = []
+        if check:
+            for event in monitor.check(deps, registry, cfg):
+                messagebus.publish(event, deps)
+                triggered.append(event.reason)
+            self.runtime.drain(scan=False)
+        return {"versions": monitor.live_accuracy(deps, registry),
+                "drift": monitor.drift(deps, registry, cfg),
+                "triggers": monitor.triggers(deps)[:50], "triggered": triggered}
 
     def query(self, sql: str) -> dict[str, Any]:
         table = self.app.deps.warehouse.query(sql)

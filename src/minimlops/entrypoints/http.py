@@ -258,6 +258,7 @@ def create_app(app: App, *, admin_tokens: Sequence[str] = (),
         def collect() -> dict[str, Any]:
             app.flush_predictions()
             return {"versions": monitor.live_accuracy(app.deps, app.registry),
+                    "accuracy_over_time": monitor.accuracy_series(app.deps),
                     "drift": monitor.drift(app.deps, app.registry, app.monitor),
                     "triggers": monitor.triggers(app.deps)[:50],
                     "config": monitor.config_dict(app.monitor)}  # fmt: skip

@@ -81,6 +81,22 @@ def live_accuracy(deps: Deps, registry: ModelRegistry) -> list[dict[str, Any]]:
     return out
 
 
+def accuracy_series(deps: Deps, bucket_seconds: int = 60) -> list[dict[str, Any]]:
+    """Per version and time bucket (of the prediction): labelled rows and accuracy."""
+    n = deps.names
+    table = deps.warehouse.labelled_predictions(n.predictions_table, n.feedback_table)
+    if table.num_rows == 0:
+        return []
+    micros = pc.cast(table.column("created_at"), pa.int64()).to_numpy()
+    buckets = pa.array(micros // (bucket_seconds * 1_000_000) * bucket_seconds)
+    right = pc.cast(pc.equal(table.column("prediction"), table.column("label")), pa.int64())
+    grouped = pa.table({"version": table.column("model_version"), "at": buckets, "right": right}) \
+        .group_by(["version", "at"]).aggregate([("right", "sum"), ("right", "count")])  # fmt: skip
+    return sorted(({"version": r["version"], "at": r["at"], "labelled": r["right_count"],
+                    "accuracy": r["right_sum"] / r["right_count"]} for r in grouped.to_pylist()),
+                  key=lambda r: (r["version"], r["at"]))  # fmt: skip
+
+
 def _psi(expected: np.ndarray, actual: np.ndarray) -> float:
     e = np.clip(expected / max(expected.sum(), 1), EPS, None)
     a = np.clip(actual / max(actual.sum(), 1), EPS, None)

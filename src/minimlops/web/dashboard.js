@@ -75,8 +75,10 @@ function drawChart(id, series, data, opts = {}) {
   const el = document.getElementById(id);
   const width = Math.max(260, el.clientWidth || 300);
   if (charts[id]) { charts[id].setData(data); charts[id].setSize({ width, height: 200 }); return; }
-  charts[id] = new uPlot({ width, height: 200, series: [{}, ...series], scales: { x: { time: true } },
-                           axes: [{}, { size: 50 }], ...opts }, data, el);
+  // A lone point would stretch the time axis over years: pad it by ten minutes.
+  const x = { time: true, range: (u, min, max) => (min === max ? [min - 600, max + 600] : [min, max]) };
+  charts[id] = new uPlot({ width, height: 200, series: [{}, ...series], axes: [{}, { size: 50 }],
+                           ...opts, scales: { ...(opts.scales || {}), x } }, data, el);
 }
 
 function lastMinutes(stats, n = 30) {
@@ -101,11 +103,59 @@ function renderServing(stats) {
   document.getElementById("chart-predictions").dataset.points = String(preds.filter((v) => v > 0).length);
 }
 
+const COLORS = ["#0b57d0", "#137333", "#b3261e", "#e37400", "#8430ce", "#007b83"];
+
+function renderAccuracy(points) {
+  const na = document.getElementById("live-accuracy-na");
+  na.hidden = points.length > 0;
+  if (!points.length) return;
+  const xs = [...new Set(points.map((p) => p.at))].sort((a, b) => a - b);
+  const versions = [...new Set(points.map((p) => p.version))];
+  const data = [xs, ...versions.map((v) => xs.map((x) => {
+    const p = points.find((q) => q.version === v && q.at === x);
+    return p ? p.accuracy : null;
+  }))];
+  const series = versions.map((v, i) => ({ label: `version ${v}`, stroke: COLORS[i % COLORS.length],
+                                           points: { show: true, size: 6 }, spanGaps: true }));
+  const key = "live-accuracy:" + versions.join(",");
+  if (charts["live-accuracy"] && charts["live-accuracy"].key !== key) {
+    charts["live-accuracy"].destroy(); delete charts["live-accuracy"];
+  }
+  drawChart("live-accuracy", series, data, { scales: { x: { time: true }, y: { range: [0, 1] } } });
+  charts["live-accuracy"].key = key;
+}
+
+function renderDrift(m) {
+  const d = m.drift;
+  document.getElementById("drift-summary").textContent = d.features.length
+    ? `champion ${d.champion} · last ${d.window.rows} predictions vs its ${d.reference_rows} training rows · warn at PSI ${d.thresholds.psi_warn}, drift at ${d.thresholds.psi_drift}`
+    : `not available yet: ${d.status}`;
+  const body = document.getElementById("drift");
+  body.replaceChildren();
+  for (const f of d.features) {
+    const tr = document.createElement("tr");
+    cell(tr, f.feature); cell(tr, num(f.psi));
+    const td = document.createElement("td");
+    td.innerHTML = `<div class="gauge" style="width:8rem"><div style="width:${Math.min(100, (f.psi || 0) / 0.5 * 100)}%"></div></div>`;
+    tr.append(td);
+    cell(tr, f.status, "kind " + f.status);
+    body.append(tr);
+  }
+  const triggers = document.getElementById("triggers");
+  triggers.replaceChildren();
+  for (const t of m.triggers.slice(0, 10)) {
+    const tr = document.createElement("tr");
+    cell(tr, new Date(t.requested_at).toLocaleString()); cell(tr, t.kind, "kind"); cell(tr, t.reason);
+    triggers.append(tr);
+  }
+}
+
 async function refresh() {
   try {
-    const [status, models, events, serving] = await Promise.all([
-      get("/status"), get("/models"), get("/events?limit=50"), get("/stats/serving")]);
+    const [status, models, events, serving, monitoring] = await Promise.all([
+      get("/status"), get("/models"), get("/events?limit=50"), get("/stats/serving"), get("/monitoring")]);
     renderStatus(status); renderModels(models); renderTimeline(events); renderServing(serving);
+    renderAccuracy(monitoring.accuracy_over_time); renderDrift(monitoring);
     document.getElementById("updated").textContent = "updated " + new Date().toLocaleTimeString();
   } catch (err) {
     document.getElementById("updated").textContent = "cannot reach the server: " + err.message;
