@@ -77,6 +77,9 @@ class InMemoryWarehouse:
     def load(self, table: str, batches: Iterable[pa.RecordBatch],
              ledger_row: Mapping[str, Any]) -> int:  # fmt: skip
         staged = [r for b in batches for r in b.to_pylist()]  # raises -> nothing kept
+        if any(r["content_sha256"] == ledger_row["content_sha256"] and r["status"] == "loaded"
+               for r in self.tables[self.ledger_table]):  # fmt: skip
+            raise ConflictError("this content was loaded by a concurrent delivery")
         self.tables[table].extend(staged)
         self.tables[self.ledger_table].append(dict(ledger_row, rows_loaded=len(staged)))
         return len(staged)
@@ -195,6 +198,10 @@ class InMemoryMessageBus:
         d["leased"], d["error"] = False, error
         if d["attempts"] >= self.max_attempts:
             d["state"] = "dead"
+
+    def dead_letter(self, subscription: str, message_id: str, error: str) -> None:
+        d = self.deliveries[(subscription, message_id)]
+        d["state"], d["leased"], d["error"] = "dead", False, error
 
     def release_leases(self) -> int:
         n = 0

@@ -62,6 +62,8 @@ class Settings(BaseModel):
     watch_interval: float = Field(0.2, gt=0)
     settle_seconds: float = Field(0.5, ge=0)
     admin_token: SecretStr | None = None
+    api_key: SecretStr | None = Field(None, description="required on /predict, /explain, /feedback")
+    cors_origins: str = Field("*", description="comma-separated origins allowed to call the public API")
 
     # The retraining cycle (monitoring, triggers, shadow scoring).
     monitor_every: float = Field(30.0, gt=0, description="seconds between monitor runs")
@@ -107,6 +109,10 @@ class Settings(BaseModel):
             raise ConfigError(f"invalid setting: {problems}") from None
 
     # Derived locations of the local backend, all under the data home.
+    @property
+    def origins(self) -> list[str]:
+        return [o.strip() for o in self.cors_origins.split(",") if o.strip()]
+
     @property
     def buckets_dir(self) -> Path:
         return self.home / "buckets"

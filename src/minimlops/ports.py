@@ -169,6 +169,10 @@ class MessageBus(Protocol):
         """Handling failed: redeliver later, or dead-letter after N attempts."""
         ...
 
+    def dead_letter(self, subscription: str, message_id: str, error: str) -> None:
+        """Set a message aside at once, with the reason (it can never succeed)."""
+        ...
+
     def stats(self) -> list[dict[str, Any]]:
         """Per subscription: pending, leased, acked and dead-lettered counts."""
         ...

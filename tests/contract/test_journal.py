@@ -55,3 +55,30 @@ def test_a_torn_last_line_is_never_imported(tmp_path: Path) -> None:
     assert journal.import_pending() == 1
     assert _uuids(wh) == ["u1"]
     wh.close()
+
+
+def test_a_failed_write_is_cut_off_and_later_rows_stay_readable(tmp_path: Path, monkeypatch) -> None:
+    import os
+
+    wh, journal = _open(tmp_path)
+    journal.write([_row(1)])
+    real_write = os.write
+
+    calls = []
+
+    def half_then_fail(fd: int, data: bytes) -> int:
+        calls.append(len(data))
+        if len(calls) == 1:
+            return real_write(fd, bytes(data[: len(data) // 2]))  # a short write
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "write", half_then_fail)
+    try:
+        journal.write([_row(2)])
+    except OSError as exc:
+        assert exc.errno == 28
+    monkeypatch.setattr(os, "write", real_write)
+    journal.write([_row(3)])
+    assert journal.import_pending() == 2
+    assert _uuids(wh) == ["u1", "u3"]
+    wh.close()

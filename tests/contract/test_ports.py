@@ -141,9 +141,16 @@ class AbstractWarehouseTests:
         wh.load("training_data", _training_rows([1, 2]).to_batches(), _ledger_row())
         later = datetime(2026, 2, 1, tzinfo=UTC)
         wh.load("training_data", _training_rows([2], "i2", later, age=50.0).to_batches(),
-                _ledger_row(ingestion_id="i2", ingested_at=later))  # fmt: skip
+                _ledger_row(ingestion_id="i2", ingested_at=later, content_sha256="def"))  # fmt: skip
         rows = wh.latest_rows("training_data").to_pylist()
         assert [(r["PassengerId"], r["Age"]) for r in rows] == [(1, 30.0), (2, 50.0)]
+
+    def test_the_same_content_loads_once_even_when_two_loads_race(self, wh) -> None:
+        wh.load("training_data", _training_rows([1, 2]).to_batches(), _ledger_row())
+        with pytest.raises(ConflictError):
+            wh.load("training_data", _training_rows([1, 2]).to_batches(),
+                    _ledger_row(ingestion_id="i2", source_uri="gs://b/copy.csv"))  # fmt: skip
+        assert wh.counts()["training_data"] == 2 and len(wh.ledger()) == 1
 
     def test_ledger_lookup_by_uri_and_hash(self, wh) -> None:
         wh.append("ingestion_ledger", pa.Table.from_pylist(

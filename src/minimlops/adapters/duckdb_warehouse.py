@@ -18,7 +18,7 @@ import duckdb
 import pyarrow as pa
 
 from minimlops.domain.schema import KEY, Column
-from minimlops.errors import QueryError
+from minimlops.errors import ConflictError, QueryError
 
 DUCKDB_TYPES = {
     "INTEGER": "BIGINT", "INT64": "BIGINT", "FLOAT": "DOUBLE", "FLOAT64": "DOUBLE",
@@ -82,6 +82,7 @@ class DuckDBWarehouse:
                     _run(cur, f"ALTER TABLE {_q(table)} ADD COLUMN {_q(c.name)} {DUCKDB_TYPES[c.type]}")
         _run(cur, "CREATE TABLE IF NOT EXISTS _minimlops_markers "
                   "(key VARCHAR PRIMARY KEY, position BIGINT NOT NULL)")
+        _run(cur, "CREATE TABLE IF NOT EXISTS _minimlops_loaded (content_sha256 VARCHAR PRIMARY KEY)")
 
     def load(
         self, table: str, batches: Iterable[pa.RecordBatch], ledger_row: Mapping[str, Any]
@@ -94,12 +95,21 @@ class DuckDBWarehouse:
                 self._insert(cur, table, batch)
                 loaded += batch.num_rows
             row = dict(ledger_row, rows_loaded=loaded)
+            self._claim(cur, row["content_sha256"])
             self._insert(cur, self.ledger_table, pa.Table.from_pylist([row]))
             _run(cur, "COMMIT")
         except BaseException:
             _run(cur, "ROLLBACK")
             raise
         return loaded
+
+    def _claim(self, cur: duckdb.DuckDBPyConnection, content_sha256: str) -> None:
+        """Load each content once, even for deliveries running at the same time:
+        the second transaction to claim a hash fails and rolls back whole."""
+        try:
+            cur.execute("INSERT INTO _minimlops_loaded VALUES ($h)", {"h": content_sha256}).fetchall()
+        except duckdb.ConstraintException:
+            raise ConflictError("this content was loaded by a concurrent delivery") from None
 
     def append(self, table: str, rows: pa.Table) -> None:
         cur = self._cursor()

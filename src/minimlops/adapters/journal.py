@@ -54,12 +54,21 @@ class PredictionJournal:
         return fd, path
 
     def write(self, rows: list[dict[str, Any]]) -> None:
-        """Append rows and sync: when this returns, they survive a crash."""
+        """Append rows and sync: when this returns, they survive a crash.
+
+        A failed write (disk full, I/O error) is cut back off the segment, so
+        the rows after it never join a torn line.
+        """
         data = b"".join(orjson.dumps(r) + b"\n" for r in rows)
-        written = os.write(self._fd, data)
-        if written != len(data):  # disk full mid-write: the torn line is skipped on import
-            raise OSError(f"short write to the prediction journal ({written} of {len(data)} bytes)")
-        os.fdatasync(self._fd)
+        good = os.lseek(self._fd, 0, os.SEEK_END)
+        try:
+            view = memoryview(data)
+            while view:  # a short write is retried: a full disk then says so (ENOSPC)
+                view = view[os.write(self._fd, view):]
+            os.fdatasync(self._fd)
+        except OSError:
+            os.ftruncate(self._fd, good)
+            raise
         if os.fstat(self._fd).st_size > SEGMENT_BYTES:
             old = self._fd
             self._fd, self._segment = self._open_segment()

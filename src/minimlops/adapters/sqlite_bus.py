@@ -163,6 +163,13 @@ class SQLiteMessageBus:
                 (subscription, message_id),
             )
 
+    def dead_letter(self, subscription: str, message_id: str, error: str) -> None:
+        """Set a message aside at once (it can never be handled, e.g. undecodable)."""
+        with self._lock:
+            self._db.execute(
+                "UPDATE deliveries SET leased = 0, state = 'dead', last_error = ? "
+                "WHERE subscription = ? AND message_id = ?", (error[:2000], subscription, message_id))  # fmt: skip
+
     def nack(self, subscription: str, message_id: str, error: str) -> None:
         with self._lock:
             row = self._db.execute(

@@ -9,8 +9,10 @@ CORS answer, and hands everything else (preflight included) to the app.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any
+
+from minimlops.entrypoints.security import allow_origin, key_matches
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -22,27 +24,36 @@ JSON = (b"content-type", b"application/json")
 class FastPredict:
     """ASGI app: POST /predict here, everything else to ``app``."""
 
-    def __init__(self, app: Any, answer: Answer, max_body: int) -> None:
+    def __init__(self, app: Any, answer: Answer, max_body: int, *,
+                 origins: Sequence[str] = ("*",), api_key: str | None = None) -> None:  # fmt: skip
         self.app, self.answer, self.max_body = app, answer, max_body
+        self.origins, self.api_key = tuple(origins), api_key
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] != "/predict" or scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
-        ctype, origin = "", None
+        ctype, origin, key = "", None, None
         for name, value in scope["headers"]:
             if name == b"content-type":
                 ctype = value.decode("latin-1")
             elif name == b"origin":
                 origin = value
+            elif name == b"x-api-key":
+                key = value.decode("latin-1")
         body = await self._body(receive)
-        if body is None:
+        if not key_matches(key, self.api_key):
+            status, payload = 401, b'{"detail":"a valid X-API-Key header is required"}'
+        elif body is None:
             status, payload = 413, b'{"detail":"body larger than %d bytes"}' % self.max_body
         else:
             status, payload = await self.answer(body, ctype)
         headers = [JSON, (b"content-length", str(len(payload)).encode())]
-        if origin is not None:
-            headers.append((b"access-control-allow-origin", b"*"))
+        allowed = allow_origin(origin, self.origins) if origin is not None else None
+        if allowed is not None:
+            headers.append((b"access-control-allow-origin", allowed))
+            if allowed != b"*":
+                headers.append((b"vary", b"Origin"))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": payload})
 

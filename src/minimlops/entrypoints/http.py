@@ -18,7 +18,6 @@ from typing import Annotated, Any
 
 import orjson
 from fastapi import Depends, FastAPI, HTTPException, Request
-from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import FileResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -34,6 +33,7 @@ from minimlops.entrypoints.schemas import (
     QueryRequest,
     TrainRequest,
 )
+from minimlops.entrypoints.security import key_matches
 from minimlops.entrypoints.stats import ServingStats
 from minimlops.errors import ConflictError, ModelNotFoundError, NoChampionError, QueryError
 from minimlops.services import admin, messagebus, monitor
@@ -100,8 +100,12 @@ def create_app(app: App, *, admin_tokens: Sequence[str] = (),
 
     api = FastAPI(title="minimlops", version=__version__, lifespan=lifespan,
                   description="Predictions, models and pipeline status.")  # fmt: skip
-    api.add_middleware(CORSMiddleware, allow_origins=["*"], allow_methods=["GET", "POST"],
-                       allow_headers=["Content-Type"], allow_credentials=False)  # fmt: skip
+    api_key = s.api_key.get_secret_value() if s.api_key else None
+
+    def keyed(request: Request) -> Response | None:
+        if key_matches(request.headers.get("x-api-key"), api_key):
+            return None
+        return _problem(401, "a valid X-API-Key header is required")
 
     def require_admin(
         cred: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
@@ -109,7 +113,7 @@ def create_app(app: App, *, admin_tokens: Sequence[str] = (),
         if not admin_tokens:
             raise HTTPException(403, "admin endpoints are off: set MINIMLOPS_ADMIN_TOKEN")
         given = (cred.credentials if cred else "").encode()
-        if not any(hmac.compare_digest(given, t.encode()) for t in admin_tokens):
+        if not any(hmac.compare_digest(given, t.encode()) for t in list(admin_tokens)):
             raise HTTPException(401, "a valid admin bearer token is required",
                                 headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
 
@@ -158,6 +162,8 @@ def create_app(app: App, *, admin_tokens: Sequence[str] = (),
     async def predict(request: Request) -> Response:
         # Served by FastPredict in front of this app; kept for the OpenAPI
         # document and for use without the front (e.g. a test client).
+        if (refused := keyed(request)) is not None:
+            return refused
         status, body = await answer_predict(await request.body(),
                                             request.headers.get("content-type", ""))  # fmt: skip
         return Response(body, status, media_type="application/json")
@@ -181,6 +187,8 @@ def create_app(app: App, *, admin_tokens: Sequence[str] = (),
             "schema": {"$ref": "#/components/schemas/Passenger"}}}}})  # fmt: skip
     async def explain(request: Request) -> Response:
         """How each input moved this passenger's probability (not logged)."""
+        if (refused := keyed(request)) is not None:
+            return refused
         try:
             person = _one.validate_json(await request.body())
         except ValidationError as exc:
@@ -239,8 +247,10 @@ def create_app(app: App, *, admin_tokens: Sequence[str] = (),
         return _json(await asyncio.to_thread(models_with_live))
 
     @api.post("/feedback", tags=["monitoring"])
-    async def feedback(body: Feedback | list[Feedback]) -> Response:
+    async def feedback(request: Request, body: Feedback | list[Feedback]) -> Response:
         """True labels for earlier predictions: {"uuid", "Survived"} or a list."""
+        if (refused := keyed(request)) is not None:
+            return refused
         items = body if isinstance(body, list) else [body]
         if len(items) > s.max_batch:
             return _problem(413, f"{len(items)} labels exceed the limit of {s.max_batch}")

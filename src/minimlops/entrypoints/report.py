@@ -34,3 +34,6 @@ def print_status(console: Console, data: dict[str, Any]) -> None:
         queues.add_row(q["subscription"], q["topic"], str(q["pending"]), str(q["leased"]),
                        str(q["acked"]), str(q["dead_lettered"]))  # fmt: skip
     console.print(queues)
+    for d in data.get("dead_letters", []):
+        console.print(f"[red]dead letter[/] {d['subscription']} {d['id']} after {d['attempts']} "
+                      f"attempts: {d['error']}")  # fmt: skip

@@ -49,9 +49,9 @@ class Runtime:
             for msg in bus.pull(sub, 1):
                 try:
                     event = from_message(msg.data, msg.attributes)
-                except UnknownEventError as exc:
-                    logger.error("%s: dropping message %s: %s", sub, msg.id, exc)
-                    bus.ack(sub, msg.id)
+                except UnknownEventError as exc:  # retrying cannot help: set it aside
+                    logger.error("%s: dead-lettering message %s: %s", sub, msg.id, exc)
+                    bus.dead_letter(sub, msg.id, f"undecodable: {exc}")
                     return True
                 self._dispatch(worker, sub, msg.id, msg.attempt, event)
                 return True

@@ -22,6 +22,7 @@ from minimlops.entrypoints.fastpath import FastPredict
 from minimlops.entrypoints.http import create_app
 from minimlops.entrypoints.progress import ThrottledProgress
 from minimlops.entrypoints.runtime import Runtime
+from minimlops.entrypoints.security import PublicCORS
 from minimlops.errors import MinimlopsError
 
 logger = logging.getLogger("minimlops")
@@ -76,7 +77,9 @@ def serve(settings: Settings) -> None:
             logger.info("try: " + CURL, url)
 
         api = create_app(app, admin_tokens=tokens)  # the list is shared: filled on listen
-        front = FastPredict(api, api.state.answer_predict, settings.max_body_bytes)
+        key = settings.api_key.get_secret_value() if settings.api_key else None
+        front = FastPredict(PublicCORS(api, settings.origins), api.state.answer_predict,
+                            settings.max_body_bytes, origins=settings.origins, api_key=key)
         config = uvicorn.Config(front, host=settings.host, port=settings.port,
                                 log_level="warning", access_log=False, lifespan="on",
                                 # loopback, no proxy in front: skip per-request header work

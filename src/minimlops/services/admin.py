@@ -94,6 +94,7 @@ def status(deps: Deps, registry: ModelRegistry, serving: str | None = None) -> d
     versions = registry.versions()
     last = versions[-1] if versions else None
     bus_stats = getattr(deps.bus, "stats", lambda: [])()
+    dead = getattr(deps.bus, "dead_letters", lambda: [])()[:20]
     return {
         "tables": deps.warehouse.counts(),
         "champion": pointer and {k: pointer[k] for k in ("version", "updated_at", "reason")},
@@ -104,6 +105,7 @@ def status(deps: Deps, registry: ModelRegistry, serving: str | None = None) -> d
                                    "accuracy": last["metrics"]["validation"].get("accuracy"),
                                    "decision": last["decision"]},
         "queues": bus_stats,
+        "dead_letters": dead,
     }  # fmt: skip
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import pyarrow as pa
 
 from minimlops.domain.events import Event, IngestionComplete, ObjectFinalized, RetrainRequested
-from minimlops.errors import SchemaError
+from minimlops.errors import ConflictError, SchemaError
 from minimlops.ports import ObjectInfo
 from minimlops.services import validate
 from minimlops.services.deps import Deps
@@ -82,6 +82,9 @@ def _load(deps: Deps, info: ObjectInfo, row: dict[str, Any]) -> list[Event]:
         return _reject(deps, info, row, report)
     except _TooManyBadRows:
         return _reject(deps, info, row, report)
+    except ConflictError:  # the same bytes were loaded by a delivery running alongside
+        logger.warning("ingest_data: %s: loaded concurrently by another delivery", info.uri)
+        return []
     labels = deps.warehouse.labels_from_ingestion(
         deps.names.training_table, deps.names.predictions_table, deps.names.feedback_table,
         row["ingestion_id"], info.uri)  # fmt: skip
