@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: run test test-slow lint lock clean
+.PHONY: run test test-slow lint audit bench soak lock clean
 
 # Creates the virtual environment and installs the project with the locked versions.
 $(STAMP): pyproject.toml requirements.lock
@@ -21,6 +21,15 @@ test: $(STAMP) lint ## the default test tier (a few minutes)
 
 test-slow: $(STAMP) ## many-crash trials
 	$(BIN)/python -m pytest -m slow
+
+audit: $(STAMP) ## known vulnerabilities with a fix, in requirements.lock (needs PyPI)
+	$(BIN)/python bench/audit.py
+
+bench: $(STAMP) ## serving and ingestion benchmarks (needs wrk); writes bench/results/latest.*
+	$(BIN)/minimlops bench --out bench/results
+
+soak: $(STAMP) ## 10 minutes of mixed traffic; writes bench/results/soak.md
+	$(BIN)/python bench/soak.py --minutes 10 --rate 200 --out bench/results/soak.md
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests

@@ -2,4 +2,6 @@
 
 from minimlops.entrypoints.cli import main
 
-main()
+# The guard matters: worker processes (forkserver, spawn) import __main__ again.
+if __name__ == "__main__":
+    main()

@@ -16,7 +16,7 @@ from minimlops.config import Settings
 from minimlops.domain.events import ObjectFinalized
 from minimlops.domain.schema import table_schema
 from minimlops.errors import BackendNotInstalled
-from minimlops.services.deps import Deps, Names, Progress, _no_progress
+from minimlops.services.deps import Deps, Names, Progress, _no_progress, run_here
 from minimlops.services.monitor import MonitorConfig
 from minimlops.services.predict import PredictionLog, Predictor
 from minimlops.services.registry import ModelRegistry
@@ -111,7 +111,8 @@ def build(settings: Settings, *, progress: Progress = _no_progress) -> App:
         lease_seconds=settings.bus_lease_seconds)
     deps = Deps(store=store, warehouse=warehouse, bus=bus, names=names,
                 max_bad_rows=settings.max_bad_rows, cv_folds=settings.cv_folds,
-                promotion_tolerance=settings.promotion_tolerance, progress=progress)
+                promotion_tolerance=settings.promotion_tolerance, progress=progress,
+                compute=run_here)
     registry = registry_of(deps)
     journal = load_class("local", "journal")(
         settings.home / "journal", warehouse, names.predictions_table,

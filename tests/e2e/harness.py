@@ -28,8 +28,8 @@ def env_for(home: Path, **extra: str) -> dict[str, str]:
     real = example_csv()
     if real is not None:
         env["MINIMLOPS_EXAMPLE_DATA"] = str(real)
-    env.update(MINIMLOPS_HOME=str(home), MINIMLOPS_SETTLE_SECONDS="0.2",
-               MINIMLOPS_CV_FOLDS="3", **extra)  # fmt: skip
+    env.update({"MINIMLOPS_HOME": str(home), "MINIMLOPS_SETTLE_SECONDS": "0.2",
+                "MINIMLOPS_CV_FOLDS": "3", **extra})
     return env
 
 

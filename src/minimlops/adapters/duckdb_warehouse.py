@@ -50,7 +50,9 @@ class DuckDBWarehouse:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._con = duckdb.connect(
             str(self.path), read_only=read_only,
-            config={"enable_external_access": False, "threads": 2},
+            # A memory cap makes DuckDB spill big loads to its temp directory
+            # instead of growing with the file.
+            config={"enable_external_access": False, "threads": 2, "memory_limit": "512MB"},
         )  # fmt: skip
         self._local = threading.local()
 
@@ -98,8 +100,14 @@ class DuckDBWarehouse:
             self._claim(cur, row["content_sha256"])
             self._insert(cur, self.ledger_table, pa.Table.from_pylist([row]))
             _run(cur, "COMMIT")
+        except (duckdb.ConstraintException, duckdb.TransactionException) as exc:
+            # Two loads of the same content raced; the other one committed first.
+            with contextlib.suppress(duckdb.Error):
+                _run(cur, "ROLLBACK")
+            raise ConflictError(f"this content was loaded by a concurrent delivery ({exc})") from None
         except BaseException:
-            _run(cur, "ROLLBACK")
+            with contextlib.suppress(duckdb.Error):
+                _run(cur, "ROLLBACK")
             raise
         return loaded
 

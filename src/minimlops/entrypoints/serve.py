@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import pyarrow as pa
 import uvicorn
 
 from minimlops import example_data
@@ -60,6 +61,10 @@ def serve(settings: Settings) -> None:
     other = running_server(settings)
     if other is not None:
         raise MinimlopsError(f"a server (pid {other.pid}) already runs on {settings.home} at {other.url}")
+    # Arrow's default pool (mimalloc) keeps freed blocks; after each landed
+    # file a long-running server would hold on to the peak. The system
+    # allocator gives large blocks back.
+    pa.set_memory_pool(pa.system_memory_pool())
     app = build(settings, progress=ThrottledProgress())
     runtime = Runtime(app)
     try:
@@ -83,7 +88,10 @@ def serve(settings: Settings) -> None:
         config = uvicorn.Config(front, host=settings.host, port=settings.port,
                                 log_level="warning", access_log=False, lifespan="on",
                                 # loopback, no proxy in front: skip per-request header work
-                                proxy_headers=False, server_header=False)  # fmt: skip
+                                proxy_headers=False, server_header=False,
+                                # longer than clients' and proxies' idle timeouts, so the
+                                # server is never the side closing a connection in use
+                                timeout_keep_alive=75)  # fmt: skip
         _Server(config, on_listen).run()
     finally:
         runtime.stop()

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from minimlops.ports import MessageBus, ObjectStore, Warehouse
 
@@ -17,6 +18,11 @@ Progress = Callable[[str, int, int], None]
 
 def _no_progress(step: str, done: int, total: int) -> None:
     return None
+
+
+def run_here(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Run a compute job in this process (the default; tests, one-shot commands)."""
+    return fn(*args, **kwargs)
 
 
 def utc_now() -> datetime:
@@ -54,3 +60,4 @@ class Deps:
     seed: int = 0
     progress: Progress = _no_progress
     now: Callable[[], datetime] = utc_now
+    compute: Callable[..., Any] = run_here  # where training's compute runs

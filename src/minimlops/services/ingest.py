@@ -82,7 +82,9 @@ def _load(deps: Deps, info: ObjectInfo, row: dict[str, Any]) -> list[Event]:
         return _reject(deps, info, row, report)
     except _TooManyBadRows:
         return _reject(deps, info, row, report)
-    except ConflictError:  # the same bytes were loaded by a delivery running alongside
+    except ConflictError:  # the same bytes were loaded by a delivery running alongside?
+        if not any(r["status"] == "loaded" for r in deps.warehouse.ledger(content_sha256=row["content_sha256"])):
+            raise  # a conflict of another kind: let the message come back
         logger.warning("ingest_data: %s: loaded concurrently by another delivery", info.uri)
         return []
     labels = deps.warehouse.labels_from_ingestion(

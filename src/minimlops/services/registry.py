@@ -53,12 +53,17 @@ class ModelRegistry:
 
     def save(self, model: TrainedModel, metadata: dict[str, Any],
              fast: bytes | None = None) -> dict[str, Any]:  # fmt: skip
+        """Store a new version of a model object (see save_artifacts)."""
+        return self.save_artifacts(artifacts.to_bytes(model), metadata, fast)
+
+    def save_artifacts(self, blob: bytes, metadata: dict[str, Any],
+                       fast: bytes | None = None) -> dict[str, Any]:  # fmt: skip
         """Store a new version: artifacts first, metadata last; returns metadata.
 
         Args:
+            blob: the skops artifact.
             fast: the ONNX form of the estimator, when it passed the parity check.
         """
-        blob = artifacts.to_bytes(model)
         for _ in range(100):
             existing = [int(m["version"]) for m in self.versions()]
             version = str(max(existing, default=0) + 1)
@@ -84,6 +89,13 @@ class ModelRegistry:
         if self.store.stat(self.bucket, f"{self.prefix}{version}/{METADATA}") is None:
             logger.warning("registry: removing unfinished version %s", version)
             self.store.delete(self.bucket, f"{self.prefix}{version}/{ARTIFACT}")
+
+    def artifact(self, version: str) -> bytes:
+        """A version's skops bytes, unverified (``artifacts.from_bytes`` checks them)."""
+        try:
+            return self.store.read_bytes(self.bucket, f"{self.prefix}{version}/{ARTIFACT}")
+        except FileNotFoundError:
+            raise ArtifactIntegrityError(f"version {version}: artifact is missing") from None
 
     def load(self, version: str) -> TrainedModel:
         """A version's model, refused unless its hash matches the metadata.

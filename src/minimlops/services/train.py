@@ -13,15 +13,17 @@ import platform
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.compute as pc
 import sklearn
 import skops
 
 from minimlops.domain.events import Event, IngestionComplete, ModelPromoted, RetrainRequested
-from minimlops.domain.policy import decide_promotion, mcnemar, sanity_checks
-from minimlops.domain.schema import DATA_COLUMNS
+from minimlops.domain.policy import decide_promotion, sanity_checks
+from minimlops.domain.schema import DATA_COLUMNS, SPLITS
 from minimlops.errors import ArtifactIntegrityError, ModelNotFoundError
-from minimlops.ml import fast, features, training
+from minimlops.ml import features
+from minimlops.ml.job import fit_and_score
 from minimlops.services.deps import Deps
 from minimlops.services.registry import ModelRegistry
 
@@ -51,63 +53,46 @@ def train_model(event: IngestionComplete | RetrainRequested, *, deps: Deps) -> l
         logger.info("train_model: %s already handled by version %s", event.type,
                     done[-1]["version"])  # fmt: skip
         return _finish(registry, done[-1], deps)
-    rows = table.select([*DATA_COLUMNS, "split"]).to_pylist()
-    by_split: dict[str, list[dict[str, Any]]] = {"TRAIN": [], "VALIDATION": [], "TEST": []}
-    for row in rows:
-        by_split[row["split"]].append(row)
-    train, valid = by_split["TRAIN"], by_split["VALIDATION"]
-    logger.info("train_model: %s rows (%s TRAIN, %s VALIDATION, %s TEST)",
-                f"{len(rows):,}", f"{len(train):,}", f"{len(valid):,}",
-                f"{len(by_split['TEST']):,}")  # fmt: skip
-    model = training.select_and_fit(train, folds=deps.cv_folds, seed=deps.seed,
-                                    progress=deps.progress)  # fmt: skip
+    data = table.select([*DATA_COLUMNS, "split"])
+    parts = {name: data.filter(pc.equal(data.column("split"), name)) for name in SPLITS}
     labelled = _feedback_rows(deps)
-    scored = valid + labelled  # champion and challenger are scored on these same rows
-    metrics = training.evaluate(model, scored)
-    onnx_bytes, serving = _fast_form(model, valid or train[:1000])
-    champ_meta, champ_metrics, paired = _champion_on(registry, model, scored)
-    missing = [f for f in features.FEATURE_NAMES if f not in model.feature_names]
+    logger.info("train_model: %s rows (%s TRAIN, %s VALIDATION, %s TEST) and %s labelled "
+                "predictions", f"{data.num_rows:,}", f"{parts['TRAIN'].num_rows:,}",
+                f"{parts['VALIDATION'].num_rows:,}", f"{parts['TEST'].num_rows:,}",
+                f"{labelled.num_rows:,}")  # fmt: skip
+    champ_meta, champ_blob = _champion_artifact(registry)
+    result = deps.compute(fit_and_score, parts["TRAIN"], parts["VALIDATION"], labelled,
+                          folds=deps.cv_folds, seed=deps.seed, champion=champ_blob,
+                          champion_sha256=champ_meta and champ_meta["sha256"])  # fmt: skip
+    metrics, champ_metrics = result["metrics"], result["champion_metrics"]
+    missing = [f for f in features.FEATURE_NAMES if f not in result["features"]]
     checks = sanity_checks(metrics, champ_metrics, missing)
     decision = decide_promotion(metrics, champ_metrics, tolerance=deps.promotion_tolerance,
-                                failed_checks=checks, paired=paired)  # fmt: skip
-    meta = registry.save(model, {
-        "algorithm": model.algorithm, "created_at": deps.now().isoformat(),
-        "trigger": _trigger(event), "features": list(model.feature_names),
-        "training": {"snapshot": snapshot, "ingestion_ids": ids, "rows": len(rows),
-                     **{f"{k.lower()}_rows": len(v) for k, v in by_split.items()}},
-        "metrics": {"validation": training.evaluate(model, valid), "evaluation": metrics,
-                    "evaluation_rows": {"validation": len(valid), "feedback": len(labelled)},
-                    "cv_log_loss": model.cv_scores},
-        "baseline": {"gender_only_accuracy": training.gender_baseline(valid)},
+                                failed_checks=checks, paired=result["paired"])  # fmt: skip
+    meta = registry.save_artifacts(result["artifact"], {
+        "algorithm": result["algorithm"], "created_at": deps.now().isoformat(),
+        "trigger": _trigger(event), "features": result["features"],
+        "training": {"snapshot": snapshot, "ingestion_ids": ids, "rows": data.num_rows,
+                     **{f"{k.lower()}_rows": v.num_rows for k, v in parts.items()}},
+        "metrics": {"validation": result["validation"], "evaluation": metrics,
+                    "evaluation_rows": {"validation": parts["VALIDATION"].num_rows,
+                                        "feedback": labelled.num_rows},
+                    "cv_log_loss": result["cv_log_loss"]},
+        "baseline": {"gender_only_accuracy": _gender_baseline(parts["VALIDATION"])},
         "champion_compared": {"version": champ_meta and champ_meta["version"],
                               "evaluation": champ_metrics},
-        "decision": decision.to_dict(), "libraries": _libraries(), "serving": serving,
-    }, onnx_bytes)  # fmt: skip
+        "decision": decision.to_dict(), "libraries": _libraries(),
+        "serving": result["serving"],
+    }, result["onnx"])  # fmt: skip
+    model_algorithm = result["algorithm"]
     metrics = meta["metrics"]["validation"]
     logger.info("train_model: version %s (%s): accuracy %.3f, ROC AUC %.3f on "
                 "VALIDATION; gender-only baseline %.3f; %s: %s", meta["version"],
-                model.algorithm, metrics.get("accuracy", float("nan")),
+                model_algorithm, metrics.get("accuracy", float("nan")),
                 metrics.get("roc_auc", float("nan")),
                 meta["baseline"]["gender_only_accuracy"],
                 "PROMOTED" if decision.promote else "KEPT champion", decision.reason)  # fmt: skip
     return _finish(registry, meta, deps)
-
-
-def _fast_form(model: training.TrainedModel,
-               rows: list[dict[str, Any]]) -> tuple[bytes | None, dict[str, Any]]:  # fmt: skip
-    """The ONNX form, if it reproduces the model's probabilities on rows."""
-    try:
-        blob = fast.to_onnx(model)
-        diff = fast.parity(model, fast.OnnxModel(blob, model.spec, model.algorithm), rows)
-    except Exception as exc:  # a converter gap must not stop training
-        logger.warning("train_model: no fast path for %s: %s", model.algorithm, exc)
-        return None, {"runtime": "scikit-learn", "reason": f"conversion failed: {exc}"}
-    if diff > fast.TOLERANCE:
-        logger.warning("train_model: ONNX differs by %.2e > %.0e; serving scikit-learn",
-                       diff, fast.TOLERANCE)  # fmt: skip
-        return None, {"runtime": "scikit-learn", "max_abs_diff": diff, "checked_rows": len(rows)}
-    return blob, {"runtime": "onnxruntime", "max_abs_diff": diff, "checked_rows": len(rows),
-                  "spec": model.spec}  # fmt: skip
 
 
 def _finish(registry: ModelRegistry, meta: dict[str, Any], deps: Deps) -> list[Event]:
@@ -124,34 +109,36 @@ def _finish(registry: ModelRegistry, meta: dict[str, Any], deps: Deps) -> list[E
                           previous=new["previous"], reason=new["reason"])]  # fmt: skip
 
 
-def _champion_on(
-    registry: ModelRegistry, challenger: training.TrainedModel, rows: list[dict[str, Any]]
-) -> tuple[dict[str, Any] | None, dict[str, float] | None, dict[str, Any] | None]:
-    """The champion's metrics on the challenger's evaluation rows, and the
-    paired (McNemar) comparison of the two on those rows."""
+def _champion_artifact(registry: ModelRegistry) -> tuple[dict[str, Any] | None, bytes | None]:
+    """The champion's metadata and skops bytes, to score it on the same rows."""
     pointer, _ = registry.champion()
     if pointer is None:
-        return None, None, None
+        return None, None
     try:
-        champion = registry.load(pointer["version"])
+        meta = registry.metadata(pointer["version"])
+        return meta, registry.artifact(pointer["version"])
     except (ArtifactIntegrityError, ModelNotFoundError) as exc:
-        logger.error("train_model: champion %s cannot be loaded (%s); comparing "
-                     "against no champion", pointer["version"], exc)  # fmt: skip
-        return None, None, None
-    paired = mcnemar(training.correct(champion, rows), training.correct(challenger, rows))
-    return registry.metadata(pointer["version"]), training.evaluate(champion, rows), paired
+        logger.error("train_model: champion %s cannot be read (%s); comparing against "
+                     "no champion", pointer["version"], exc)  # fmt: skip
+        return None, None
 
 
-def _feedback_rows(deps: Deps) -> list[dict[str, Any]]:
+def _gender_baseline(valid: pa.Table) -> float:
+    """Accuracy of "women survive, men do not" on VALIDATION."""
+    if valid.num_rows == 0:
+        return 0.0
+    guess = pc.cast(pc.equal(valid.column("Sex"), "female"), pa.int64())
+    return float(pc.mean(pc.cast(pc.equal(guess, valid.column("Survived")), pa.float64())).as_py())
+
+
+def _feedback_rows(deps: Deps) -> pa.Table:
     """Labelled predictions as evaluation rows: the request's inputs, the true label."""
     n = deps.names
     table = deps.warehouse.labelled_predictions(n.predictions_table, n.feedback_table)
+    inputs = [c for c in DATA_COLUMNS if c != "Survived"]
     if table.num_rows == 0:
-        return []
-    rows = table.select([c for c in DATA_COLUMNS if c != "Survived"] + ["label"]).to_pylist()
-    for r in rows:
-        r["Survived"] = r.pop("label")
-    return rows
+        return pa.table({c: pa.array([], pa.null()) for c in [*inputs, "Survived"]})
+    return table.select([*inputs, "label"]).rename_columns([*inputs, "Survived"])
 
 
 def _trigger(event: Event) -> dict[str, Any]:
