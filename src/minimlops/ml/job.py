@@ -31,7 +31,7 @@ def fit_and_score(
     Returns:
         ``artifact`` (skops bytes), ``onnx`` (bytes or None), ``serving``,
         ``algorithm``, ``features``, ``cv_log_loss``, ``metrics`` (on the
-        scored rows), ``validation`` (on VALIDATION), ``champion_metrics`` and
+        scored rows), ``validation`` (on VALIDATION), ``gender_baseline``, ``champion_metrics`` and
         ``paired`` (None without a champion), ``rows_scored``.
     """
     train_rows, valid_rows = train.to_pylist(), valid.to_pylist()
@@ -46,6 +46,7 @@ def fit_and_score(
         "algorithm": model.algorithm, "features": list(model.feature_names),
         "cv_log_loss": model.cv_scores, "metrics": metrics,
         "validation": training.evaluate(model, valid_rows), "rows_scored": len(scored),
+        "gender_baseline": training.gender_baseline(valid_rows),
         "champion_metrics": None, "paired": None,
     }  # fmt: skip
     if champion is not None and champion_sha256 is not None:

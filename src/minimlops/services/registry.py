@@ -51,11 +51,6 @@ class ModelRegistry:
         meta: dict[str, Any] = json.loads(data)
         return meta
 
-    def save(self, model: TrainedModel, metadata: dict[str, Any],
-             fast: bytes | None = None) -> dict[str, Any]:  # fmt: skip
-        """Store a new version of a model object (see save_artifacts)."""
-        return self.save_artifacts(artifacts.to_bytes(model), metadata, fast)
-
     def save_artifacts(self, blob: bytes, metadata: dict[str, Any],
                        fast: bytes | None = None) -> dict[str, Any]:  # fmt: skip
         """Store a new version: artifacts first, metadata last; returns metadata.
