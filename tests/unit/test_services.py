@@ -201,3 +201,21 @@ def test_shadow_scoring_logs_the_challenger_without_changing_the_answer(fake_dep
     assert a["model_version"] == b["model_version"] == "1" and a["probability"] == b["probability"]
     assert b["shadow_model_version"] == "2" and 0 <= b["shadow_probability"] <= 1
     assert "shadow_model_version" not in a
+
+
+def test_schedule_and_person_triggers_are_recorded_with_their_reason(fake_deps: Deps) -> None:
+    from datetime import timedelta
+
+    from minimlops.services import monitor
+
+    _ingest_and_train(fake_deps, "a.csv", passengers(400, seed=2))
+    registry = registry_of(fake_deps)
+    cfg = monitor.MonitorConfig(retrain_every=3600)
+    assert monitor.check(fake_deps, registry, cfg) == []  # the model is fresh
+    later = Deps(**{**fake_deps.__dict__, "now": lambda: fake_deps.now() + timedelta(hours=2)})
+    (event,) = monitor.check(later, registry, cfg)
+    assert event.reason.startswith("schedule")
+    admin.request_training(fake_deps, "a person wants one")
+    kinds = [(t["kind"], t["reason"]) for t in monitor.triggers(fake_deps)]
+    assert ("person", "requested by a person: a person wants one") in kinds
+    assert any(k == "schedule" for k, _ in kinds) and any(k == "new_data" for k, _ in kinds)

@@ -30,6 +30,7 @@ class Decision:
 
 MAX_BRIER_LOSS = 0.05  # calibration "not broken": Brier score at most this much worse
 MAX_ECE = 0.15  # and expected calibration error at most this
+MIN_CALIBRATION_ROWS = 100
 
 
 def sanity_checks(challenger: Mapping[str, float], champion: Mapping[str, float] | None,
@@ -38,7 +39,8 @@ def sanity_checks(challenger: Mapping[str, float], champion: Mapping[str, float]
     failed = []
     if missing_features:
         failed.append(f"features missing: {missing_features}")
-    if challenger.get("ece", 0.0) > MAX_ECE:
+    # ECE is noise on a few dozen rows: judge calibration on 100 rows or more.
+    if challenger.get("rows", 0) >= MIN_CALIBRATION_ROWS and challenger.get("ece", 0.0) > MAX_ECE:
         failed.append(f"calibration broken: ECE {challenger['ece']:.3f} > {MAX_ECE}")
     if champion and challenger.get("brier", 0) > champion.get("brier", 1) + MAX_BRIER_LOSS:
         failed.append(f"calibration broken: Brier {challenger['brier']:.3f} vs champion "

@@ -72,7 +72,7 @@ def live_accuracy(deps: Deps, registry: ModelRegistry) -> list[dict[str, Any]]:
         correct = int(pc.sum(pc.equal(rows.column("prediction"), rows.column("label"))).as_py() or 0) if total else 0
         low, high = wilson(correct, total)
         periods = [{"from": h["at"], "to": nxt["at"] if nxt else None, "reason": h["reason"]}
-                   for h, nxt in zip(history, [*history[1:], None], strict=True)
+                   for h, nxt in zip(history, [*history[1:], None][: len(history)], strict=True)
                    if h["version"] == v]  # fmt: skip
         out.append({"version": v, "served": served.get(v, 0), "labelled": total,
                     "live_accuracy": correct / total if total else None,
