@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -94,11 +95,12 @@ def test_drift_accuracy_triggers_decisions_and_rollback(server: Server) -> None:
     assert v3["decision"]["reason"] and v3["evaluation"]["rows"] > v3["metrics"]["rows"]
 
     # 4. Roll back from the command line; the previous champion serves.
-    before = server.http.get("/healthz").json()["model_version"]
+    before = server.http.get("/models").json()["champion"]
     out = cli(server.home, "models", "rollback").stdout
-    assert "rolled back" in out
+    now, was = re.search(r"champion is now version (\d+) \(was (\d+)\)", out).groups()
+    assert was == before and now != before
     pointer = server.http.get("/models").json()["champion"]
-    assert pointer != before or before == champion
+    assert pointer == now
     server.wait_for(lambda: server.http.get("/healthz").json()["model_version"] == pointer,
                     timeout=10, what="serving the rolled-back version")  # fmt: skip
 

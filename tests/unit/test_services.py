@@ -32,6 +32,17 @@ def _ingest_and_train(deps: Deps, name: str, table: pa.Table) -> list:
     return messagebus.handle(done, deps)
 
 
+def _noise_challenger(deps: Deps) -> list:
+    """Version 1 on 800 passengers, then the same TRAIN rows with shuffled labels:
+    the challenger learns noise; VALIDATION rows (the yardstick) stay true."""
+    _ingest_and_train(deps, "a.csv", passengers(800, seed=1))
+    table = passengers(800, seed=1)
+    train_ids = pa.array([split_for(i) == "TRAIN" for i in table.column("PassengerId").to_pylist()])
+    shuffled = table.filter(train_ids)
+    labels = np.random.default_rng(0).permutation(shuffled.column("Survived").to_numpy())
+    return _ingest_and_train(deps, "noise.csv", shuffled.set_column(1, "Survived", pa.array(labels)))
+
+
 def test_first_model_becomes_champion_with_its_metadata(fake_deps: Deps) -> None:
     (promoted,) = _ingest_and_train(fake_deps, "a.csv", passengers(600, seed=1))
     assert isinstance(promoted, ModelPromoted) and promoted.version == "1"
@@ -50,15 +61,7 @@ def test_the_same_ingestion_event_twice_trains_once(fake_deps: Deps) -> None:
 
 
 def test_a_worse_challenger_is_kept_out_and_the_decision_recorded(fake_deps: Deps) -> None:
-    _ingest_and_train(fake_deps, "a.csv", passengers(800, seed=1))
-    # The same passengers again, TRAIN rows only, with their labels shuffled:
-    # the challenger learns noise; VALIDATION rows (the yardstick) stay true.
-    table = passengers(800, seed=1)
-    train_ids = pa.array([split_for(i) == "TRAIN" for i in table.column("PassengerId").to_pylist()])
-    shuffled = table.filter(train_ids)
-    labels = np.random.default_rng(0).permutation(shuffled.column("Survived").to_numpy())
-    shuffled = shuffled.set_column(1, "Survived", pa.array(labels))
-    assert _ingest_and_train(fake_deps, "shuffled.csv", shuffled) == []
+    assert _noise_challenger(fake_deps) == []
     registry = registry_of(fake_deps)
     meta = registry.metadata("2")
     decision = meta["decision"]
@@ -184,12 +187,7 @@ def test_explanation_effects_point_the_right_way(fake_deps: Deps) -> None:
 
 
 def test_shadow_scoring_logs_the_challenger_without_changing_the_answer(fake_deps: Deps) -> None:
-    _ingest_and_train(fake_deps, "a.csv", passengers(800, seed=1))
-    table = passengers(800, seed=1)
-    train_ids = pa.array([split_for(i) == "TRAIN" for i in table.column("PassengerId").to_pylist()])
-    shuffled = table.filter(train_ids)
-    labels = np.random.default_rng(0).permutation(shuffled.column("Survived").to_numpy())
-    _ingest_and_train(fake_deps, "noise.csv", shuffled.set_column(1, "Survived", pa.array(labels)))
+    assert _noise_challenger(fake_deps) == []  # version 2 is kept out, so it is shadowed
     registry = registry_of(fake_deps)
     plain, shadowed = Predictor(registry, fake_deps.now), Predictor(registry, fake_deps.now, shadow=True)
     for p in (plain, shadowed):

@@ -24,6 +24,7 @@ import pyarrow as pa
 import pyarrow.json as pajson
 
 from minimlops.adapters.duckdb_warehouse import DuckDBWarehouse
+from minimlops.adapters.local_fs import fsync_dir
 
 logger = logging.getLogger(__name__)
 SEGMENT_BYTES = 64 << 20
@@ -50,7 +51,7 @@ class PredictionJournal:
         number = int(existing[-1].stem) + 1 if existing else 1
         path = self.dir / f"{number:09d}.jsonl"
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        _fsync_dir(self.dir)
+        fsync_dir(self.dir)
         return fd, path
 
     def write(self, rows: list[dict[str, Any]]) -> None:
@@ -124,11 +125,3 @@ class PredictionJournal:
 
 def _key(segment: Path) -> str:
     return f"prediction-journal/{segment.name}"
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -64,7 +64,7 @@ class LocalObjectStore:
                 os.replace(tmp, target)
         finally:
             tmp.unlink(missing_ok=True)
-        _fsync_dir(target.parent)
+        fsync_dir(target.parent)
         return self._info(bucket, name, target)
 
     def write_file(self, bucket: str, name: str, source: Path) -> ObjectInfo:
@@ -78,7 +78,7 @@ class LocalObjectStore:
             dst.flush()
             os.fsync(dst.fileno())
         os.replace(tmp, target)
-        _fsync_dir(target.parent)
+        fsync_dir(target.parent)
         return self._info(bucket, name, target)
 
     def read_bytes(self, bucket: str, name: str) -> bytes:
@@ -113,7 +113,7 @@ class LocalObjectStore:
         source, target = self.path(bucket, name), self.path(bucket, new_name)
         target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(source, target)
-        _fsync_dir(target.parent)
+        fsync_dir(target.parent)
         return self._info(bucket, new_name, target)
 
     def delete(self, bucket: str, name: str) -> None:
@@ -156,7 +156,8 @@ def _safe_part(bucket: str) -> str:
     return bucket
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
+    """Make a rename or a new file in a directory durable."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
