@@ -150,12 +150,17 @@ function renderDrift(m) {
   }
 }
 
+let rounds = 0;
+
 async function refresh() {
   try {
+    // /monitoring scans the champion's training rows: every 30 s, not every 2 s.
+    const heavy = rounds++ % 15 === 0;
     const [status, models, events, serving, monitoring] = await Promise.all([
-      get("/status"), get("/models"), get("/events?limit=50"), get("/stats/serving"), get("/monitoring")]);
+      get("/status"), get("/models"), get("/events?limit=50"), get("/stats/serving"),
+      heavy ? get("/monitoring") : Promise.resolve(null)]);
     renderStatus(status); renderModels(models); renderTimeline(events); renderServing(serving);
-    renderAccuracy(monitoring.accuracy_over_time); renderDrift(monitoring);
+    if (monitoring) { renderAccuracy(monitoring.accuracy_over_time); renderDrift(monitoring); }
     document.getElementById("updated").textContent = "updated " + new Date().toLocaleTimeString();
   } catch (err) {
     document.getElementById("updated").textContent = "cannot reach the server: " + err.message;
