@@ -43,3 +43,24 @@ def passengers_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("data") / "passengers.csv"
     write_csv(path, 800, seed=7)
     return path
+
+
+EMULATOR_VARS = ("PUBSUB_EMULATOR_HOST", "STORAGE_EMULATOR_HOST", "BIGQUERY_EMULATOR_HOST")
+
+
+@pytest.fixture(scope="session")
+def gcp_emulators() -> dict[str, str]:
+    """The emulators' environment (scripts/emulators/start.sh; `make test-gcp`).
+
+    Missing emulators fail the test in CI and skip it elsewhere, with the
+    command that starts them.
+    """
+    missing = [v for v in EMULATOR_VARS if not os.environ.get(v)]
+    if missing:
+        msg = (f"Google Cloud emulators not running ({', '.join(missing)} unset): "
+               "run `make test-gcp`")  # fmt: skip
+        if os.environ.get("CI"):
+            pytest.fail(msg)
+        pytest.skip(msg)
+    return {v: os.environ[v] for v in EMULATOR_VARS} | {
+        "GOOGLE_CLOUD_PROJECT": os.environ.get("GOOGLE_CLOUD_PROJECT", "test-project")}

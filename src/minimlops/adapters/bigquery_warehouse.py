@@ -1,0 +1,383 @@
+"""BigQueryWarehouse: the Warehouse port on BigQuery (google-cloud-bigquery).
+
+Loading a file (``load``) follows BigQuery's batch path, never row-by-row
+inserts: the validated rows are written to one Parquet object in a staging
+area of Cloud Storage, then ONE load job appends it. A load job is atomic (all
+rows or none), and its job id is derived from the content's SHA-256, so a
+retried or duplicated event finds the job that already ran instead of loading
+twice. The ledger row is written after the job succeeded; the staged object
+carries that row, so a crash between the two is repaired by the next delivery.
+
+Prediction rows (``append``) go in with one streaming-insert request per
+batch, with the prediction's uuid as insert id (BigQuery's best-effort
+de-duplication of retried requests). Every request has a bounded timeout and
+a bounded retry.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Iterable, Mapping, MutableMapping
+from datetime import date, datetime
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from google.api_core import exceptions as gexc
+from google.cloud import bigquery
+
+from minimlops.domain.schema import KEY, Column
+from minimlops.errors import ConflictError, QueryError
+from minimlops.services.tables import ARROW_TYPES
+
+logger = logging.getLogger(__name__)
+TIMEOUT = 120.0  # seconds to wait for one job or request
+RETRY = bigquery.DEFAULT_RETRY.with_timeout(60.0)  # bounded: never the library's 10 minutes
+LEDGER_META = b"minimlops.ledger_row"
+STAGING_PREFIX = "staging/"
+READ_ONLY = {"SELECT"}
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    return value
+
+
+def _param(name: str, value: Any) -> bigquery.ScalarQueryParameter | bigquery.ArrayQueryParameter:
+    if isinstance(value, list | tuple):
+        kind = "INT64" if value and isinstance(value[0], int) else "STRING"
+        return bigquery.ArrayQueryParameter(name, kind, list(value))
+    kind = ("BOOL" if isinstance(value, bool) else "INT64" if isinstance(value, int)
+            else "FLOAT64" if isinstance(value, float)
+            else "TIMESTAMP" if isinstance(value, datetime) else "STRING")  # fmt: skip
+    return bigquery.ScalarQueryParameter(name, kind, value)
+
+
+class BigQueryWarehouse:
+    """The Warehouse port on one BigQuery dataset; tables come from the JSON schemas.
+
+    Args:
+        client: a BigQuery client for the project.
+        dataset: the dataset id (``titanic``).
+        schemas: table name -> columns (from ``infrastructure/bigquery``).
+        ledger_table: the ingestion ledger's table name.
+        staging: (storage client, bucket) where ``load`` stages its Parquet files.
+        location: the dataset's location when it is created.
+        storage_api: read query results through the BigQuery Storage Read API
+            (much faster for training reads; off on emulators).
+    """
+
+    def __init__(
+        self, client: bigquery.Client, dataset: str, schemas: Mapping[str, tuple[Column, ...]],
+        ledger_table: str, *, staging: tuple[Any, str], location: str = "US",
+        storage_api: bool = True,
+    ) -> None:  # fmt: skip
+        self.client, self.dataset = client, dataset
+        self.schemas, self.ledger_table = dict(schemas), ledger_table
+        self.storage, self.staging_bucket = staging
+        self.location, self.storage_api = location, storage_api
+
+    # -- names and plumbing ------------------------------------------------------
+    def table_id(self, table: str) -> str:
+        if table not in self.schemas:
+            raise KeyError(f"unknown table {table!r}")
+        return f"{self.client.project}.{self.dataset}.{table}"
+
+    def _t(self, table: str) -> str:
+        return f"`{self.table_id(table)}`"
+
+    def _schema(self, table: str) -> list[bigquery.SchemaField]:
+        return [bigquery.SchemaField(c.name, "FLOAT64" if c.type == "NUMERIC" else c.type,
+                                     mode=c.mode, description=c.description or None)
+                for c in self.schemas[table]]  # fmt: skip
+
+    def _arrow_schema(self, table: str) -> pa.Schema:
+        return pa.schema([pa.field(c.name, ARROW_TYPES[c.type], nullable=not c.required)
+                          for c in self.schemas[table]])  # fmt: skip
+
+    def _job(self, sql: str, params: Mapping[str, Any] | None = None, **config: Any) -> Any:
+        job_config = bigquery.QueryJobConfig(
+            query_parameters=[_param(k, v) for k, v in (params or {}).items()], **config)
+        return self.client.query(sql, job_config=job_config, retry=RETRY, job_retry=None,
+                                 timeout=TIMEOUT)  # fmt: skip
+
+    def _arrow(self, sql: str, params: Mapping[str, Any] | None = None) -> pa.Table:
+        job = self._job(sql, params)
+        rows = job.result(timeout=TIMEOUT, retry=RETRY)
+        return rows.to_arrow(create_bqstorage_client=self.storage_api)
+
+    def _cast(self, table: str, data: pa.Table) -> pa.Table:
+        """Query results typed like the table's schema (empty results too)."""
+        schema = pa.schema([f.with_nullable(True) for f in self._arrow_schema(table)])
+        if data.num_rows == 0:
+            return schema.empty_table()
+        cols = [data.column(f.name).cast(f.type) if f.name in data.column_names
+                else pa.nulls(data.num_rows, f.type) for f in schema]  # fmt: skip
+        return pa.Table.from_arrays(cols, schema=schema)
+
+    # -- tables ------------------------------------------------------------------
+    def ensure_tables(self) -> None:
+        """Create the dataset and missing tables; add NULLABLE columns a newer
+        schema has (schemas are extended, never renamed)."""
+        ds = bigquery.Dataset(f"{self.client.project}.{self.dataset}")
+        ds.location = self.location
+        self.client.create_dataset(ds, exists_ok=True, retry=RETRY, timeout=TIMEOUT)
+        for table in self.schemas:
+            self.ensure_table(table)
+
+    def ensure_table(self, table: str) -> str:
+        """Create one table (or add its new columns); 'created', 'updated' or 'found'."""
+        wanted = self._schema(table)
+        try:
+            current = self.client.get_table(self.table_id(table), retry=RETRY, timeout=TIMEOUT)
+        except gexc.NotFound:
+            with contextlib.suppress(gexc.Conflict):
+                self.client.create_table(bigquery.Table(self.table_id(table), schema=wanted),
+                                         retry=RETRY, timeout=TIMEOUT)  # fmt: skip
+                return "created"
+            return "found"
+        have = {f.name for f in current.schema}
+        extra = [f for f in wanted if f.name not in have and f.mode != "REQUIRED"]
+        if not extra:
+            return "found"
+        current.schema = [*current.schema, *extra]
+        self.client.update_table(current, ["schema"], retry=RETRY, timeout=TIMEOUT)
+        return "updated"
+
+    # -- loading -----------------------------------------------------------------
+    def load(
+        self, table: str, batches: Iterable[pa.RecordBatch], ledger_row: Mapping[str, Any]
+    ) -> int:
+        """Stage the rows as Parquet, append them with one load job, then record
+        the ledger row. See the module docstring for the crash and retry story.
+
+        When an earlier delivery of the same content staged or loaded it, this
+        one adopts that delivery's ledger row (``ledger_row`` is updated in
+        place when it is mutable) instead of loading again.
+        """
+        digest = str(ledger_row["content_sha256"])
+        staged_name = f"{STAGING_PREFIX}{digest}.parquet"
+        job, staged_row = self._finished_load(table, digest), None
+        if job is None:
+            staged_row = self._stage(table, batches, ledger_row, staged_name)
+            job = self._run_load(table, digest, staged_name)
+        if any(r["status"] == "loaded" for r in self.ledger(content_sha256=digest)):
+            # Recorded already: another delivery loaded this content and wrote the
+            # ledger (a redelivery of that same object stops before this call).
+            self._drop_staged(staged_name)
+            raise ConflictError(f"content {digest[:12]} was loaded by another delivery")
+        row = staged_row or self._staged_ledger_row(staged_name)
+        row = dict(row, rows_loaded=int(row.get("rows_loaded") or job.output_rows or 0))
+        self._insert_rows(self.ledger_table, [row], [f"{row['ingestion_id']}-loaded"])
+        self._drop_staged(staged_name)
+        if isinstance(ledger_row, MutableMapping):
+            ledger_row.update(row)
+        return int(row["rows_loaded"])
+
+    def _stage(self, table: str, batches: Iterable[pa.RecordBatch],
+               ledger_row: Mapping[str, Any], name: str) -> dict[str, Any]:  # fmt: skip
+        """Write the validated rows to the staging object (create-only).
+
+        Iterating ``batches`` validates the file; if it raises, nothing was
+        uploaded. If another delivery staged the same content first, its
+        staged ledger row is returned instead of ours.
+        """
+        schema = self._arrow_schema(table)
+        fd, path = tempfile.mkstemp(suffix=".parquet")
+        os.close(fd)
+        try:
+            rows = 0
+            with pq.ParquetWriter(path, schema, compression="zstd") as writer:
+                for batch in batches:
+                    writer.write_table(pa.Table.from_batches([batch]).select(schema.names)
+                                       .cast(schema))  # fmt: skip
+                    rows += batch.num_rows
+                # Complete only now that every row was seen (the bad-row counts).
+                row = {k: _jsonable(v) for k, v in dict(ledger_row, rows_loaded=rows).items()}
+                writer.add_key_value_metadata({LEDGER_META: json.dumps(row).encode()})
+            try:
+                self.storage.bucket(self.staging_bucket).blob(name).upload_from_filename(
+                    path, if_generation_match=0, timeout=TIMEOUT)
+            except gexc.PreconditionFailed:
+                logger.info("bigquery: %s was staged by another delivery; adopting it", name)
+                return self._staged_ledger_row(name)
+            row["ingested_at"] = datetime.fromisoformat(row["ingested_at"])
+            return row
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+
+    def _staged_ledger_row(self, name: str) -> dict[str, Any]:
+        blob = self.storage.bucket(self.staging_bucket).blob(name)
+        with blob.open("rb") as fh:
+            meta = pq.read_metadata(fh).metadata or {}
+        row = json.loads(meta[LEDGER_META])
+        row["ingested_at"] = datetime.fromisoformat(row["ingested_at"])
+        return dict(row)
+
+    def _drop_staged(self, name: str) -> None:
+        with contextlib.suppress(gexc.NotFound):
+            self.storage.bucket(self.staging_bucket).delete_blob(name, timeout=TIMEOUT)
+
+    def _job_ids(self, table: str, digest: str) -> Iterable[str]:
+        """Job ids are per project: derived from the destination table and the content."""
+        key = hashlib.sha256(f"{self.table_id(table)}\n{digest}".encode()).hexdigest()[:40]
+        return (f"minimlops_load_{key}_{n}" for n in range(5))
+
+    def _finished_load(self, table: str, digest: str) -> Any:
+        """The successful load job of this content, if one ran; waits for a running one."""
+        for job_id in self._job_ids(table, digest):
+            try:
+                job = self.client.get_job(job_id, location=self.location, retry=RETRY,
+                                          timeout=TIMEOUT)  # fmt: skip
+            except gexc.NotFound:
+                return None
+            with contextlib.suppress(gexc.GoogleAPICallError):
+                job.result(timeout=TIMEOUT, retry=RETRY)
+            if job.error_result is None:
+                return job
+        return None
+
+    def _run_load(self, table: str, digest: str, staged_name: str) -> Any:
+        """One load job from the staged gs:// URI, under the first unused job id."""
+        config = bigquery.LoadJobConfig(
+            source_format=bigquery.SourceFormat.PARQUET,
+            write_disposition=bigquery.WriteDisposition.WRITE_APPEND,
+            schema=self._schema(table))
+        uri = f"gs://{self.staging_bucket}/{staged_name}"
+        last: Exception | None = None
+        for job_id in self._job_ids(table, digest):
+            try:
+                job = self.client.load_table_from_uri(
+                    uri, self.table_id(table), job_id=job_id, job_config=config,
+                    location=self.location, retry=RETRY, timeout=TIMEOUT)  # fmt: skip
+            except gexc.Conflict:  # the id exists: a delivery running alongside, or a failed try
+                job = self.client.get_job(job_id, location=self.location, retry=RETRY,
+                                          timeout=TIMEOUT)  # fmt: skip
+            try:
+                job.result(timeout=TIMEOUT, retry=RETRY)
+            except gexc.GoogleAPICallError as exc:
+                last = exc
+                logger.warning("bigquery: load job %s failed: %s", job_id, exc)
+                continue
+            return job
+        raise RuntimeError(f"loading {uri} failed after retries: {last}")
+
+    # -- appends -----------------------------------------------------------------
+    def _insert_rows(self, table: str, rows: list[dict[str, Any]], ids: list[str]) -> None:
+        payload = [{k: _jsonable(v) for k, v in r.items()} for r in rows]
+        errors = self.client.insert_rows_json(self.table_id(table), payload, row_ids=ids,
+                                              retry=RETRY, timeout=TIMEOUT)  # fmt: skip
+        if errors:
+            raise RuntimeError(f"BigQuery refused rows of {table}: {errors[:3]}")
+
+    def append(self, table: str, rows: pa.Table) -> None:
+        """One streaming-insert request for the whole batch."""
+        data = rows.to_pylist()
+        if not data:
+            return
+        key = "uuid" if "uuid" in rows.column_names else None
+        ids = [str(r[key]) if key and r.get(key) else
+               hashlib.sha256(json.dumps(r, default=str, sort_keys=True).encode()).hexdigest()
+               for r in data]  # fmt: skip
+        self._insert_rows(table, data, ids)
+
+    # -- reads -------------------------------------------------------------------
+    def ledger(self, *, content_sha256: str | None = None,
+               source_uri: str | None = None) -> list[dict[str, Any]]:  # fmt: skip
+        where, params = [], {}
+        if content_sha256 is not None:
+            where.append("content_sha256 = @sha")
+            params["sha"] = content_sha256
+        if source_uri is not None:
+            where.append("source_uri = @uri")
+            params["uri"] = source_uri
+        # A retried streaming insert may leave a row twice; keep one per id and status.
+        sql = (f"SELECT * FROM {self._t(self.ledger_table)} WHERE "
+               + (" AND ".join(where) or "TRUE")
+               + " QUALIFY row_number() OVER (PARTITION BY ingestion_id, status) = 1"
+               " ORDER BY ingested_at DESC, ingestion_id DESC")  # fmt: skip
+        return self._cast(self.ledger_table, self._arrow(sql, params)).to_pylist()
+
+    def latest_rows(self, table: str) -> pa.Table:
+        sql = (f"SELECT * FROM {self._t(table)} WHERE TRUE QUALIFY row_number() OVER "
+               f"(PARTITION BY {KEY} ORDER BY ingested_at DESC, ingestion_id DESC) = 1 "
+               f"ORDER BY {KEY}")  # fmt: skip
+        return self._cast(table, self._arrow(sql))
+
+    def labelled_predictions(self, predictions: str, feedback: str) -> pa.Table:
+        p, f = self._t(predictions), self._t(feedback)
+        sql = f"""
+            WITH labels AS (
+                SELECT p.*, f.Survived AS label, f.received_at AS labelled_at
+                FROM {p} p JOIN {f} f ON f.uuid = p.uuid
+                UNION ALL
+                SELECT p.*, f.Survived AS label, f.received_at AS labelled_at
+                FROM {p} p JOIN {f} f ON f.uuid IS NULL AND f.PassengerId = p.PassengerId
+            )
+            SELECT * FROM labels WHERE TRUE
+            QUALIFY row_number() OVER (PARTITION BY uuid ORDER BY labelled_at DESC) = 1
+            ORDER BY created_at"""
+        return self._arrow(sql)
+
+    def recent_predictions(self, predictions: str, limit: int, since: Any = None) -> pa.Table:
+        sql = f"SELECT * FROM {self._t(predictions)}"
+        params: dict[str, Any] = {"n": int(limit)}
+        if since is not None:
+            sql += " WHERE created_at >= @since"
+            params["since"] = since
+        sql += " ORDER BY created_at DESC LIMIT @n"
+        return self._cast(predictions, self._arrow(sql, params))
+
+    def read(self, table: str) -> pa.Table:
+        return self._cast(table, self._arrow(f"SELECT * FROM {self._t(table)}"))
+
+    def labels_from_ingestion(self, training: str, predictions: str, feedback: str,
+                              ingestion_id: str, source: str) -> int:  # fmt: skip
+        job = self._job(
+            f"INSERT INTO {self._t(feedback)} (uuid, PassengerId, Survived, received_at, source) "
+            f"SELECT NULL, t.PassengerId, t.Survived, CURRENT_TIMESTAMP(), @src "
+            f"FROM {self._t(training)} t WHERE t.ingestion_id = @id AND t.PassengerId IN "
+            f"(SELECT PassengerId FROM {self._t(predictions)} WHERE PassengerId IS NOT NULL)",
+            {"id": ingestion_id, "src": source})  # fmt: skip
+        job.result(timeout=TIMEOUT, retry=RETRY)
+        return int(job.num_dml_affected_rows or 0)
+
+    def known_uuids(self, predictions: str, uuids: list[str]) -> set[str]:
+        if not uuids:
+            return set()
+        sql = f"SELECT uuid FROM {self._t(predictions)} WHERE uuid IN UNNEST(@ids)"
+        return {r["uuid"] for r in self._arrow(sql, {"ids": [str(u) for u in uuids]}).to_pylist()}
+
+    def served_per_version(self, predictions: str) -> dict[str, int]:
+        sql = f"SELECT model_version, COUNT(*) AS n FROM {self._t(predictions)} GROUP BY 1"
+        return {str(r["model_version"]): int(r["n"]) for r in self._arrow(sql).to_pylist()}
+
+    def counts(self) -> dict[str, int]:
+        parts = [f"SELECT '{t}' AS t, COUNT(*) AS n FROM {self._t(t)}" for t in self.schemas]
+        rows = self._arrow(" UNION ALL ".join(parts)).to_pylist()
+        return {r["t"]: int(r["n"]) for r in rows}
+
+    def query(self, sql: str, params: Mapping[str, Any] | None = None) -> pa.Table:
+        """Read-only SQL: a dry run tells the statement type before anything runs."""
+        try:
+            dry = self._job(sql, params, dry_run=True, use_query_cache=False,
+                            default_dataset=f"{self.client.project}.{self.dataset}")  # fmt: skip
+        except gexc.GoogleAPICallError as exc:
+            raise QueryError(f"SQL refused by BigQuery: {exc.message}") from None
+        if (dry.statement_type or "").upper() not in READ_ONLY:
+            raise QueryError("query runs exactly one read-only statement (SELECT or WITH); "
+                             f"this is {dry.statement_type}")  # fmt: skip
+        try:
+            job = self._job(sql, params,
+                            default_dataset=f"{self.client.project}.{self.dataset}")  # fmt: skip
+            return job.result(timeout=TIMEOUT, retry=RETRY).to_arrow(
+                create_bqstorage_client=self.storage_api)
+        except gexc.GoogleAPICallError as exc:
+            raise QueryError(str(exc.message).splitlines()[0]) from None
