@@ -12,6 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import pyarrow as pa
+
 from minimlops.config import Settings
 from minimlops.domain.events import ObjectFinalized
 from minimlops.domain.schema import table_schema
@@ -29,6 +31,12 @@ BACKENDS: dict[str, dict[str, str]] = {
         "warehouse": "minimlops.adapters.duckdb_warehouse:DuckDBWarehouse",
         "bus": "minimlops.adapters.sqlite_bus:SQLiteMessageBus",
         "journal": "minimlops.adapters.journal:PredictionJournal",
+    },
+    "gcp": {
+        "clients": "minimlops.adapters.gcp_clients:make_clients",
+        "store": "minimlops.adapters.gcs:GCSObjectStore",
+        "warehouse": "minimlops.adapters.bigquery_warehouse:BigQueryWarehouse",
+        "bus": "minimlops.adapters.pubsub_bus:PubSubMessageBus",
     },
 }
 EXTRAS = {"gcp": "pip install 'minimlops[gcp]'"}
@@ -91,20 +99,67 @@ class App:
 
 def open_store(settings: Settings) -> Any:
     """Only the object store (e.g. to land a file while a server holds the rest)."""
+    if settings.backend == "gcp":
+        return load_class("gcp", "store")(load_class("gcp", "clients")(settings).storage)
     return load_class(settings.backend, "store")(settings.buckets_dir)
+
+
+def monitor_config(settings: Settings) -> MonitorConfig:
+    return MonitorConfig(
+        drift_window=settings.drift_window, drift_hours=settings.drift_hours,
+        drift_min_rows=settings.drift_min_rows, psi_warn=settings.psi_warn,
+        psi_drift=settings.psi_drift, accuracy_threshold=settings.accuracy_threshold,
+        min_labels=settings.min_labels, retrain_every=settings.retrain_every)
+
+
+def schemas_of(settings: Settings) -> dict[str, Any]:
+    """Configured table name -> its columns from the JSON schema files."""
+    return {getattr(settings, f): table_schema(s) for f, s in SCHEMA_OF.items()}
+
+
+def build_gcp(settings: Settings, *, progress: Progress = _no_progress) -> App:
+    """The Google Cloud backend: Cloud Storage, BigQuery, Pub/Sub.
+
+    Builds clients only (no request is made), so a function instance starts
+    fast; tables, buckets and topics are created by ``minimlops gcp provision``.
+    Validated files are staged for BigQuery load jobs in the landing bucket,
+    under ``staging/`` (ingestion ignores that prefix).
+    """
+    clients = load_class("gcp", "clients")(settings)
+    names = names_of(settings)
+    store = load_class("gcp", "store")(clients.storage)
+    warehouse = load_class("gcp", "warehouse")(
+        clients.bigquery, settings.dataset, schemas_of(settings), settings.ledger_table,
+        staging=(clients.storage, settings.landing_bucket), location=settings.location,
+        storage_api=clients.storage_api)  # fmt: skip
+    bus = load_class("gcp", "bus")(settings.project, dead_letter_topic=settings.dead_letter_topic,
+                                   max_attempts=settings.bus_max_attempts)  # fmt: skip
+    deps = Deps(store=store, warehouse=warehouse, bus=bus, names=names,
+                max_bad_rows=settings.max_bad_rows, cv_folds=settings.cv_folds,
+                promotion_tolerance=settings.promotion_tolerance, progress=progress,
+                compute=run_here)  # fmt: skip
+    registry = registry_of(deps)
+    schema = arrow_schema("predictions_data")
+
+    def write(rows: list[dict[str, Any]]) -> None:
+        """One streaming-insert request per group-committed batch."""
+        warehouse.append(names.predictions_table, pa.Table.from_pylist(rows, schema=schema))
+
+    log = PredictionLog(write, flush_ms=settings.log_flush_ms, max_rows=settings.log_batch_rows)
+    predictor = Predictor(registry, deps.now, shadow=settings.shadow)
+    return App(settings, deps, registry, predictor, log, lambda _settle: 0,
+               monitor_config(settings), None)
 
 
 def build(settings: Settings, *, progress: Progress = _no_progress) -> App:
     """Open the backend's adapters and wire the handlers' dependencies."""
-    if settings.backend != "local":
-        raise BackendNotInstalled(
-            f"backend {settings.backend!r} is not available in this version")
+    if settings.backend == "gcp":
+        return build_gcp(settings, progress=progress)
     settings.home.mkdir(parents=True, exist_ok=True)
     names = names_of(settings)
     store = open_store(settings)
-    schemas = {getattr(settings, f): table_schema(s) for f, s in SCHEMA_OF.items()}
     warehouse = load_class("local", "warehouse")(
-        settings.warehouse_path, schemas, settings.ledger_table)
+        settings.warehouse_path, schemas_of(settings), settings.ledger_table)
     warehouse.ensure_tables()
     bus = load_class("local", "bus")(
         settings.bus_path, max_attempts=settings.bus_max_attempts,
@@ -126,10 +181,6 @@ def build(settings: Settings, *, progress: Progress = _no_progress) -> App:
         return int(watcher.scan_once(store, bus, names.landing_bucket, ObjectFinalized.default_topic,
                                      settle_seconds=settle_seconds))
 
-    monitor = MonitorConfig(
-        drift_window=settings.drift_window, drift_hours=settings.drift_hours,
-        drift_min_rows=settings.drift_min_rows, psi_warn=settings.psi_warn,
-        psi_drift=settings.psi_drift, accuracy_threshold=settings.accuracy_threshold,
-        min_labels=settings.min_labels, retrain_every=settings.retrain_every)
+    monitor = monitor_config(settings)
     predictor = Predictor(registry, deps.now, shadow=settings.shadow)
     return App(settings, deps, registry, predictor, log, scan, monitor, journal)

@@ -34,6 +34,16 @@ class Settings(BaseModel):
     port: int = Field(8080, ge=0, le=65535)
 
     project: str | None = Field(None, description="Google Cloud project (gcp)")
+    region: str = Field("us-central1", description="Cloud Run functions region (gcp)")
+    location: str = Field("US", description="BigQuery dataset and bucket location (gcp)")
+    dead_letter_topic: str = "minimlops-dead-letter"
+    model_check_seconds: float = Field(
+        10.0, ge=0, description="gcp serving: how often an instance checks the champion pointer")
+    # Emulator endpoints: the client libraries' own variables, read here like
+    # every other setting (tests and `make test-gcp` set them).
+    storage_emulator_host: str | None = None
+    bigquery_emulator_host: str | None = None
+    pubsub_emulator_host: str | None = None
     landing_bucket: str = "my-data-landing-zone"
     model_bucket: str = "my-model-storage"
     dataset: str = "titanic"
@@ -98,6 +108,9 @@ class Settings(BaseModel):
                 values[name] = raw
         if not values.get("project") and env.get("GOOGLE_CLOUD_PROJECT"):
             values["project"] = env["GOOGLE_CLOUD_PROJECT"]
+        for name in ("storage_emulator_host", "bigquery_emulator_host", "pubsub_emulator_host"):
+            if env.get(name.upper()):
+                values.setdefault(name, env[name.upper()])
         values.update({k: v for k, v in overrides.items() if v is not None})
         try:
             return cls(**values)
@@ -112,6 +125,12 @@ class Settings(BaseModel):
     @property
     def origins(self) -> list[str]:
         return [o.strip() for o in self.cors_origins.split(",") if o.strip()]
+
+    @property
+    def emulated(self) -> bool:
+        """Google Cloud services are emulators on this machine (tests)."""
+        return bool(self.storage_emulator_host or self.bigquery_emulator_host
+                    or self.pubsub_emulator_host)  # fmt: skip
 
     @property
     def buckets_dir(self) -> Path:

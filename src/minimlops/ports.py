@@ -94,7 +94,12 @@ class Warehouse(Protocol):
         """Append all batches and one ledger row in ONE transaction.
 
         If iterating ``batches`` raises, nothing is loaded and the error
-        propagates. Returns the number of rows loaded.
+        propagates. Returns the number of rows loaded. An adapter that finds
+        an earlier, interrupted delivery of the same content finishes that one
+        and updates ``ledger_row`` (a dict) in place with its identity.
+
+        Raises:
+            ConflictError: this content was loaded by another delivery.
         """
         ...
 

@@ -314,6 +314,57 @@ def bench(
     console.print(f"written to {out}/latest.json and latest.md ({len(report['results'])} rows)")
 
 
+gcp_app = typer.Typer(help="Provision and deploy the pipeline on Google Cloud.", no_args_is_help=True)
+app.add_typer(gcp_app, name="gcp")
+
+
+def _gcp_settings(project: str | None, region: str | None) -> Settings:
+    settings = _settings(backend="gcp", project=project, region=region)
+    if not settings.project:
+        err.print("[red]error:[/] set GOOGLE_CLOUD_PROJECT or pass --project")
+        raise typer.Exit(2)
+    return settings
+
+
+@gcp_app.command("provision")
+def gcp_provision(
+    project: Annotated[str | None, typer.Option(help="[GOOGLE_CLOUD_PROJECT]")] = None,
+    push_endpoint: Annotated[str | None, typer.Option(
+        help="also push the training topics to this URL (emulators, self-managed endpoints)")] = None,
+) -> None:
+    """Create buckets, dataset, tables, topics and subscriptions (idempotent)."""
+    settings = _gcp_settings(project, None)
+    _setup_logging("WARNING")
+    from minimlops.entrypoints.gcp import provision
+
+    try:
+        done = provision(settings, push_endpoint=push_endpoint)
+    except (MinimlopsError, ImportError, ConfigError) as exc:
+        _fail(exc)
+    for r in done:
+        console.print(f"{r.status:8} {r.kind:13} {r.name}")
+    created = sum(r.status != "found" for r in done)
+    console.print(f"{created} created or updated, {len(done) - created} found (project {settings.project})")
+
+
+@gcp_app.command("deploy")
+def gcp_deploy(
+    project: Annotated[str | None, typer.Option(help="[GOOGLE_CLOUD_PROJECT]")] = None,
+    region: Annotated[str | None, typer.Option(help="[MINIMLOPS_REGION]")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="print every command; run nothing")] = False,
+    allow_unauthenticated: Annotated[bool, typer.Option(
+        "--allow-unauthenticated", help="make predictions_endpoint public")] = False,
+    bundle: Annotated[Path, typer.Option(help="where the source bundle is built")] = Path("build/gcp-bundle"),
+) -> None:
+    """Build the source bundle and deploy the four functions with gcloud."""
+    settings = _gcp_settings(project, region)
+    from minimlops.entrypoints.gcp import deploy
+
+    code = deploy(settings, bundle.resolve(), dry_run=dry_run,
+                  allow_unauthenticated=allow_unauthenticated, echo=lambda line: print(line))
+    raise typer.Exit(code)
+
+
 def main() -> None:
     """Console script entry point."""
     app()

@@ -25,7 +25,7 @@ from minimlops.services.monitor import record_trigger
 from minimlops.services.tables import arrow_schema
 
 logger = logging.getLogger(__name__)
-RESERVED_PREFIXES = ("rejected/", "reports/")
+RESERVED_PREFIXES = ("rejected/", "reports/", "staging/")  # written by the pipeline
 
 
 class _TooManyBadRows(Exception):
@@ -89,11 +89,11 @@ def _load(deps: Deps, info: ObjectInfo, row: dict[str, Any]) -> list[Event]:
         return []
     labels = deps.warehouse.labels_from_ingestion(
         deps.names.training_table, deps.names.predictions_table, deps.names.feedback_table,
-        row["ingestion_id"], info.uri)  # fmt: skip
+        ledger_row["ingestion_id"], info.uri)  # fmt: skip
     if labels:
         logger.info("ingest_data: %s: %d rows label earlier predictions (feedback)", info.uri, labels)
     logger.info("ingest_data: %s: %s rows loaded into %s (%s)%s", info.uri, f"{rows:,}",
-                deps.names.training_table, row["ingestion_id"],
+                deps.names.training_table, ledger_row["ingestion_id"],
                 f"; {report.bad_rows:,} bad rows skipped, report {ledger_row['report_uri']}"
                 if report.bad_rows else "")  # fmt: skip
     done = _complete(dict(ledger_row, rows_loaded=rows), deps)

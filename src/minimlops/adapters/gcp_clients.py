@@ -1,0 +1,42 @@
+"""Google Cloud clients made from the settings (the only place that makes them).
+
+On Google Cloud the clients find their credentials themselves (the function's
+service account). Against emulators, Cloud Storage and Pub/Sub switch to
+anonymous access from their ``*_EMULATOR_HOST`` variables by themselves;
+BigQuery is given its endpoint and anonymous credentials here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from minimlops.config import Settings
+
+
+@dataclass
+class Clients:
+    storage: Any
+    bigquery: Any
+    storage_api: bool  # read big query results through the BigQuery Storage API
+
+
+def make_clients(settings: Settings) -> Clients:
+    from google.cloud import bigquery, storage
+
+    if not settings.project:
+        from minimlops.config import ConfigError
+
+        raise ConfigError("the gcp backend needs a project: set GOOGLE_CLOUD_PROJECT "
+                          "(or MINIMLOPS_PROJECT)")  # fmt: skip
+    if settings.bigquery_emulator_host:
+        from google.api_core.client_options import ClientOptions
+        from google.auth.credentials import AnonymousCredentials
+
+        bq = bigquery.Client(project=settings.project, credentials=AnonymousCredentials(),
+                             client_options=ClientOptions(
+                                 api_endpoint=settings.bigquery_emulator_host))  # fmt: skip
+    else:
+        bq = bigquery.Client(project=settings.project, location=settings.location)
+    gcs = storage.Client(project=settings.project)
+    return Clients(storage=gcs, bigquery=bq, storage_api=not settings.bigquery_emulator_host)

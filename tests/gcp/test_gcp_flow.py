@@ -1,0 +1,226 @@
+"""The whole Google Cloud path on this machine, against the emulators.
+
+`minimlops gcp provision` creates the resources; the deployment bundle that
+`minimlops gcp deploy` builds is served by functions-framework, one process per
+function, as Cloud Run would. The Cloud Storage emulator publishes object
+notifications; a small bridge turns each into the storage CloudEvent Eventarc
+would deliver to ``ingest_data``. Pub/Sub pushes ``ingestion_complete`` to
+``train_model``. Then the exercise's curl request goes to
+``predictions_endpoint`` and its row is looked up in BigQuery.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from minimlops.generate import write_csv
+from tests.conftest import example_csv
+from tests.e2e.harness import free_port
+
+pytestmark = pytest.mark.gcp
+FUNCTIONS = ("ingest_data", "train_model", "predictions_endpoint")
+EXERCISE_REQUEST = {"PassengerId": 892, "Pclass": 3, "Name": "Kelly, Mr. James", "Sex": "male",
+                    "Age": 34.5, "SibSp": 0, "Parch": 0, "Ticket": "330911", "Fare": 7.8292,
+                    "Cabin": None, "Embarked": "Q"}  # fmt: skip
+
+
+class Cloud:
+    """Emulated project: names unique to this test, functions, the bridge."""
+
+    def __init__(self, tmp: Path, emulators: dict[str, str]) -> None:
+        self.tmp, self.suffix = tmp, uuid.uuid4().hex[:8]
+        self.project = emulators["GOOGLE_CLOUD_PROJECT"]
+        self.landing, self.models = f"landing-{self.suffix}", f"models-{self.suffix}"
+        self.dataset = f"titanic_{self.suffix}"
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("MINIMLOPS_")}
+        self.env.update(emulators)
+        self.env.update({
+            "MINIMLOPS_BACKEND": "gcp", "MINIMLOPS_LANDING_BUCKET": self.landing,
+            "MINIMLOPS_MODEL_BUCKET": self.models, "MINIMLOPS_DATASET": self.dataset,
+            "MINIMLOPS_INGESTION_TOPIC": f"ingestion_complete-{self.suffix}",
+            "MINIMLOPS_RETRAIN_TOPIC": f"retrain_requested-{self.suffix}",
+            "MINIMLOPS_PROMOTED_TOPIC": f"model_promoted-{self.suffix}",
+            "MINIMLOPS_DEAD_LETTER_TOPIC": f"dead-letter-{self.suffix}",
+            "MINIMLOPS_CV_FOLDS": "3", "MINIMLOPS_MODEL_CHECK_SECONDS": "1",
+        })  # fmt: skip
+        self.ports = {fn: free_port() for fn in FUNCTIONS}
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    def cli(self, *args: str) -> str:
+        proc = subprocess.run([sys.executable, "-m", "minimlops", *args], env=self.env,
+                              capture_output=True, text=True, timeout=300)  # fmt: skip
+        assert proc.returncode == 0, f"minimlops {args}: {proc.stdout}\n{proc.stderr}"
+        return proc.stdout
+
+    def start_functions(self, bundle: Path) -> None:
+        ff = Path(sys.executable).parent / "functions-framework"
+        for fn, port in self.ports.items():
+            log = open(self.tmp / f"{fn}.log", "w")  # noqa: SIM115
+            self.procs[fn] = subprocess.Popen(
+                [str(ff), f"--target={fn}", f"--source={bundle / 'main.py'}",
+                 "--host=127.0.0.1", f"--port={port}"],
+                env=self.env, cwd=bundle, stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+        for fn, port in self.ports.items():
+            deadline = time.monotonic() + 60
+            while True:
+                assert self.procs[fn].poll() is None, self.logs(fn)
+                try:
+                    httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
+                    break
+                except httpx.TransportError:
+                    assert time.monotonic() < deadline, f"{fn} did not start: {self.logs(fn)}"
+                    time.sleep(0.2)
+
+    def logs(self, fn: str) -> str:
+        return (self.tmp / f"{fn}.log").read_text()[-4000:]
+
+    def stop(self) -> None:
+        for proc in self.procs.values():
+            proc.terminate()
+        for proc in self.procs.values():
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+    def url(self, fn: str) -> str:
+        return f"http://127.0.0.1:{self.ports[fn]}"
+
+
+@pytest.fixture
+def cloud(tmp_path: Path, gcp_emulators):
+    c = Cloud(tmp_path, gcp_emulators)
+    yield c
+    c.stop()
+
+
+def _clients(project: str) -> tuple[Any, Any, Any]:
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import bigquery, pubsub_v1, storage
+
+    return (storage.Client(project=project),
+            bigquery.Client(project=project, credentials=AnonymousCredentials()),
+            pubsub_v1.SubscriberClient())  # fmt: skip
+
+
+def _bridge(cloud: Cloud, sub: Any, subscription: str, name: str) -> int:
+    """Deliver the storage emulator's notification of `name` to ingest_data as a
+    binary-mode CloudEvent (what Eventarc sends); returns the HTTP status."""
+    from cloudevents.conversion import to_binary
+    from cloudevents.http import CloudEvent
+
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        resp = sub.pull(request={"subscription": subscription, "max_messages": 50}, timeout=5)
+        if resp.received_messages:
+            sub.acknowledge(request={"subscription": subscription,
+                                     "ack_ids": [m.ack_id for m in resp.received_messages]})  # fmt: skip
+        for m in resp.received_messages:
+            attrs = m.message.attributes
+            if attrs.get("eventType") == "OBJECT_FINALIZE" and attrs.get("objectId") == name \
+                    and attrs.get("bucketId") == cloud.landing:
+                obj = json.loads(m.message.data)
+                event = CloudEvent({
+                    "type": "google.cloud.storage.object.v1.finalized",
+                    "source": f"//storage.googleapis.com/projects/_/buckets/{obj['bucket']}",
+                    "subject": f"objects/{obj['name']}", "id": m.message.message_id,
+                    "time": obj.get("updated") or obj.get("timeCreated")}, obj)  # fmt: skip
+                headers, body = to_binary(event)
+                r = httpx.post(cloud.url("ingest_data"), headers=headers, content=body, timeout=300)
+                return r.status_code
+    raise AssertionError(f"no storage notification for {name}")
+
+
+def _wait(predicate: Any, timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.3)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_the_exercise_flow_on_emulated_google_cloud(cloud: Cloud, tmp_path: Path) -> None:
+    gcs, bq, sub = _clients(cloud.project)
+    # 1. provision (twice: idempotent), with Pub/Sub pushing training topics to train_model
+    out = cloud.cli("gcp", "provision", "--push-endpoint", cloud.url("train_model"))
+    assert f"created  bucket        gs://{cloud.landing}" in out
+    assert "created  table" in out and "train_model-ingestion_complete" in out
+    again = cloud.cli("gcp", "provision", "--push-endpoint", cloud.url("train_model"))
+    assert "0 created or updated" in again
+    # 2. the bundle `gcp deploy` builds, served by functions-framework
+    bundle = tmp_path / "bundle"
+    cloud.cli("gcp", "deploy", "--dry-run", "--project", cloud.project, "--bundle", str(bundle))
+    cloud.start_functions(bundle)
+    notifications = sub.subscription_path(cloud.project, f"bridge-{cloud.suffix}")
+    sub.create_subscription(name=notifications,
+                            topic=f"projects/{cloud.project}/topics/gcs-notifications")  # fmt: skip
+    # 3. a file lands; Eventarc's storage event reaches ingest_data
+    data = example_csv()
+    if data is None:  # outside CI, without MINIMLOPS_EXAMPLE_DATA: the data set's shape
+        data = tmp_path / "titanic.csv"
+        write_csv(data, 891, seed=3)
+    landing = gcs.bucket(cloud.landing)
+    landing.blob("titanic.csv").upload_from_filename(str(data), content_type="text/csv")
+    assert _bridge(cloud, sub, notifications, "titanic.csv") == 200, cloud.logs("ingest_data")
+    table = f"{cloud.project}.{cloud.dataset}"
+
+    def count(sql: str) -> int:
+        return int(next(iter(bq.query(sql).result()))[0])
+
+    rows = count(f"SELECT COUNT(*) FROM `{table}.training_data`")
+    assert rows == 891
+    ledger = list(bq.query(f"SELECT status, rows_loaded FROM `{table}.ingestion_ledger`").result())
+    assert [(r.status, r.rows_loaded) for r in ledger] == [("loaded", 891)]
+    assert not list(landing.list_blobs(prefix="staging/")), "the staged load file is cleaned up"
+    # 4. Pub/Sub pushes ingestion_complete to train_model: a champion appears
+    models = gcs.bucket(cloud.models)
+    pointer = _wait(lambda: models.get_blob("models/titanic/champion.json"), 180,
+                    "a champion model (train_model log:\n" + cloud.logs("train_model") + ")")
+    version = json.loads(pointer.download_as_bytes())["version"]
+    # 5. the exercise's curl request to the function's URL
+    r = _wait(lambda: (x := httpx.post(cloud.url("predictions_endpoint"), json=EXERCISE_REQUEST,
+                                       timeout=60)).status_code == 200 and x, 30,
+              "predictions_endpoint to serve (log:\n" + cloud.logs("predictions_endpoint") + ")")
+    answer = r.json()
+    assert answer["prediction"] in (0, 1) and 0 <= answer["probability"] <= 1
+    assert answer["model_version"] == version
+    from google.cloud import bigquery
+
+    logged = list(bq.query(
+        f"SELECT uuid, model_version, Sex, Age FROM `{table}.predictions_data` WHERE uuid = @u",
+        job_config=bigquery.QueryJobConfig(query_parameters=[
+            bigquery.ScalarQueryParameter("u", "STRING", answer["uuid"])])).result())  # fmt: skip
+    assert [(x.model_version, x.Sex, x.Age) for x in logged] == [(version, "male", 34.5)]
+    batch = httpx.post(cloud.url("predictions_endpoint") + "/predict",
+                       json=[EXERCISE_REQUEST] * 3, timeout=60)  # fmt: skip
+    assert batch.status_code == 200 and len(batch.json()["predictions"]) == 3
+    bad = httpx.post(cloud.url("predictions_endpoint"), json={**EXERCISE_REQUEST, "Age": -3})
+    assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "Age"
+    # 6. the same content again, under another name: nothing new is loaded
+    landing.blob("copy-of-titanic.csv").upload_from_filename(str(data), content_type="text/csv")
+    assert _bridge(cloud, sub, notifications, "copy-of-titanic.csv") == 200
+    assert count(f"SELECT COUNT(*) FROM `{table}.training_data`") == 891
+    statuses = sorted(r.status for r in bq.query(
+        f"SELECT status FROM `{table}.ingestion_ledger`").result())  # fmt: skip
+    assert statuses == ["duplicate", "loaded"]
+    # 7. a bad file is set aside with a report; the pipeline still serves
+    landing.blob("broken.csv").upload_from_string(b"PassengerId;Survived\n1;0\n", content_type="text/csv")
+    assert _bridge(cloud, sub, notifications, "broken.csv") == 200
+    assert landing.get_blob("broken.csv") is None
+    assert landing.get_blob("rejected/broken.csv") is not None
+    report = json.loads(landing.blob("rejected/broken.csv.report.json").download_as_bytes())
+    assert report["file_errors"], report
+    assert count(f"SELECT COUNT(*) FROM `{table}.training_data`") == 891
+    assert httpx.post(cloud.url("predictions_endpoint"), json=EXERCISE_REQUEST).status_code == 200
