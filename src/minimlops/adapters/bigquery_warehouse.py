@@ -33,7 +33,6 @@ from google.cloud import bigquery
 
 from minimlops.domain.schema import KEY, Column
 from minimlops.errors import ConflictError, QueryError
-from minimlops.services.tables import ARROW_TYPES
 
 logger = logging.getLogger(__name__)
 TIMEOUT = 120.0  # seconds to wait for one job or request
@@ -41,6 +40,11 @@ RETRY = bigquery.DEFAULT_RETRY.with_timeout(60.0)  # bounded: never the library'
 LEDGER_META = b"minimlops.ledger_row"
 STAGING_PREFIX = "staging/"
 READ_ONLY = {"SELECT"}
+ARROW_TYPES = {
+    "INTEGER": pa.int64(), "INT64": pa.int64(), "FLOAT": pa.float64(), "FLOAT64": pa.float64(),
+    "NUMERIC": pa.float64(), "STRING": pa.string(), "BOOLEAN": pa.bool_(), "BOOL": pa.bool_(),
+    "TIMESTAMP": pa.timestamp("us", tz="UTC"),
+}  # fmt: skip
 
 
 def _jsonable(value: Any) -> Any:
