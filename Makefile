@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: run test test-slow lint audit bench soak lock clean
+.PHONY: run test test-gcp test-slow lint audit bench soak lock clean emulators
 
 # Creates the virtual environment and installs the project with the locked versions.
 $(STAMP): pyproject.toml requirements.lock
@@ -17,7 +17,14 @@ run: $(STAMP) ## the whole pipeline on 127.0.0.1:8080
 	$(BIN)/minimlops up
 
 test: $(STAMP) lint ## the default test tier (a few minutes)
-	$(BIN)/python -m pytest -m "not slow"
+	$(BIN)/python -m pytest -m "not slow and not gcp"
+
+test-gcp: $(STAMP) ## the Google Cloud path on emulators (builds, starts and stops them)
+	scripts/emulators/run.sh $(BIN)/python -m pytest -m gcp
+
+emulators: ## start the emulators for manual use: eval "$$(make -s emulators)"
+	@scripts/emulators/setup.sh
+	@scripts/emulators/start.sh
 
 test-slow: $(STAMP) ## many-crash trials
 	$(BIN)/python -m pytest -m slow
@@ -40,4 +47,4 @@ lock: ## re-resolve requirements.lock from pyproject.toml
 	$(BIN)/uv pip compile pyproject.toml --extra dev --upgrade -o requirements.lock
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache .emulators build

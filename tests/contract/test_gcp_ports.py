@@ -211,7 +211,7 @@ class _Renamed:
 
     def pull(self, subscription, max_messages=1):
         # Pub/Sub redelivers a nacked message after a moment, not at once.
-        return self.bus.pull(self._n(subscription), max_messages, wait=3.0)
+        return self.bus.pull(self._n(subscription), max_messages, wait=6.0)
 
     def ack(self, subscription, message_id):
         return self.bus.ack(self._n(subscription), message_id)

@@ -69,7 +69,9 @@ class Cloud:
             self.procs[fn] = subprocess.Popen(
                 [str(ff), f"--target={fn}", f"--source={bundle / 'main.py'}",
                  "--host=127.0.0.1", f"--port={port}"],
-                env=self.env, cwd=bundle, stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+                # as on Cloud Run: the bundle's own copy of minimlops is imported
+                env={**self.env, "PYTHONPATH": str(bundle)}, cwd=bundle,
+                stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
         for fn, port in self.ports.items():
             deadline = time.monotonic() + 60
             while True:
@@ -163,6 +165,10 @@ def test_the_exercise_flow_on_emulated_google_cloud(cloud: Cloud, tmp_path: Path
     bundle = tmp_path / "bundle"
     cloud.cli("gcp", "deploy", "--dry-run", "--project", cloud.project, "--bundle", str(bundle))
     cloud.start_functions(bundle)
+    probe = subprocess.run([sys.executable, "-c", "import minimlops; print(minimlops.__file__)"],
+                           env={**cloud.env, "PYTHONPATH": str(bundle)}, cwd=bundle,
+                           capture_output=True, text=True)  # fmt: skip
+    assert probe.stdout.startswith(str(bundle)), probe.stdout
     notifications = sub.subscription_path(cloud.project, f"bridge-{cloud.suffix}")
     sub.create_subscription(name=notifications,
                             topic=f"projects/{cloud.project}/topics/gcs-notifications")  # fmt: skip

@@ -9,6 +9,7 @@ nothing).
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -181,6 +182,25 @@ def commands(settings: Settings, bundle: Path, *,
             f"--service-account={service_account(s, fn.name)}",
             f"--set-env-vars={env_vars(s)}", *fn.trigger, *fn.extra,
         ])  # fmt: skip
+    trainer = service_account(s, "train_model")
+    # A function has one trigger; retrain_requested reaches the same service
+    # through a second Eventarc trigger.
+    out.append(["gcloud", "eventarc", "triggers", "create", "train-model-retrain",
+                f"--project={s.project}", f"--location={s.region}",
+                "--destination-run-service=train-model", f"--destination-run-region={s.region}",
+                "--event-filters=type=google.cloud.pubsub.topic.v1.messagePublished",
+                f"--transport-topic={s.retrain_topic}", f"--service-account={trainer}"])  # fmt: skip
+    # Eventarc creates the Pub/Sub subscriptions behind the triggers: give each the
+    # dead-letter topic, so a message that keeps failing is set aside, not retried for days.
+    for trigger_of in ("ingest_data", "train_model"):
+        sub = (f"$(gcloud functions describe {trigger_of} --gen2 --region={s.region} "
+               f"--project={s.project} --format='value(eventTrigger.trigger)' | xargs -I{{}} "
+               f"gcloud eventarc triggers describe {{}} --location={s.region} "
+               f"--format='value(transport.pubsub.subscription)')")
+        out.append(["sh", "-c", f"gcloud pubsub subscriptions update {sub} "
+                    f"--dead-letter-topic={s.dead_letter_topic} "
+                    f"--max-delivery-attempts={max(5, s.bus_max_attempts)} "
+                    "--min-retry-delay=10s --max-retry-delay=600s"])  # fmt: skip
     scheduler = service_account(s, "monitor_pipeline")
     out.append(["gcloud", "functions", "add-invoker-policy-binding", "monitor_pipeline",
                 f"--region={s.region}", f"--project={s.project}",
@@ -196,9 +216,12 @@ def bundle_files(repo_src: Path) -> list[tuple[Path, str]]:
     """(source file, path in the bundle) for the minimlops package."""
     pkg = repo_src / "minimlops"
     files = []
-    for path in sorted(pkg.rglob("*")):
-        if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
-            files.append((path.resolve(), "minimlops/" + path.relative_to(pkg).as_posix()))
+    for root, dirs, names in os.walk(pkg, followlinks=True):  # schemas/ is a symlink
+        dirs[:] = sorted(d for d in dirs if d != "__pycache__")
+        for name in sorted(names):
+            path = Path(root) / name
+            if path.suffix != ".pyc":
+                files.append((path.resolve(), "minimlops/" + path.relative_to(pkg).as_posix()))
     return files
 
 
@@ -228,7 +251,7 @@ def runtime_requirements() -> list[str]:
     out = []
     for req in requires("minimlops") or []:
         marker = req.split(";", 1)[1] if ";" in req else ""
-        if not marker or 'extra == "gcp"' in marker:
+        if not marker or "extra == 'gcp'" in marker.replace('"', "'"):
             out.append(req.split(";", 1)[0].strip())
     return out
 
