@@ -55,6 +55,7 @@ def test_each_function_is_deployed_with_its_trigger_runtime_and_own_account(tmp_
     train = deploys["train_model"]
     assert "--trigger-topic=ingestion_complete" in train and "--retry" in train
     assert "--memory=4Gi" in train and "--timeout=1800s" in train
+    assert "--max-instances=1" in train and "--concurrency=1" in train
     serve = deploys["predictions_endpoint"]
     assert "--trigger-http" in serve and "--no-allow-unauthenticated" in serve
     assert "--allow-unauthenticated" not in serve

@@ -95,10 +95,19 @@ def ingest_data(cloud_event: Any) -> None:
     _handle(cloud_event)
 
 
+_training = threading.Lock()
+
+
 @functions_framework.cloud_event
 def train_model(cloud_event: Any) -> None:
-    """ingestion_complete or retrain_requested -> a new version, maybe promoted."""
-    _handle(cloud_event)
+    """ingestion_complete or retrain_requested -> a new version, maybe promoted.
+
+    One training at a time per instance (deployed with one instance and
+    concurrency 1): a duplicate delivered meanwhile waits, then finds its data
+    snapshot trained already.
+    """
+    with _training:
+        _handle(cloud_event)
 
 
 @functions_framework.http

@@ -117,7 +117,9 @@ def functions(settings: Settings, *, allow_unauthenticated: bool = False) -> lis
             f"{models} roles/storage.objectAdmin (write versions, swap the champion pointer)",
             f"topic {s.promoted_topic} roles/pubsub.publisher",
             "project roles/eventarc.eventReceiver (receive the Pub/Sub event)",
-        ), (f"--trigger-topic={s.ingestion_topic}", "--retry"), ("--cpu=2",)),
+        ), (f"--trigger-topic={s.ingestion_topic}", "--retry"),
+            # one training at a time: a burst of triggers queues up (Pub/Sub retries)
+            ("--cpu=2", "--max-instances=1", "--concurrency=1")),
         Function("predictions_endpoint", "1Gi", 60, (
             f"{models} roles/storage.objectViewer (load the champion)",
             f"{ds} roles/bigquery.dataEditor (log predictions, store feedback)",

@@ -103,6 +103,14 @@ def _finish(registry: ModelRegistry, meta: dict[str, Any], deps: Deps) -> list[E
     pointer, _ = registry.champion()
     if pointer and any(h["version"] == meta["version"] for h in pointer.get("history", [])):
         return []
+    compared = (meta.get("champion_compared") or {}).get("version")
+    if pointer and pointer["version"] != compared:
+        # Another version became champion while this one trained: the decision
+        # was made against a champion that no longer serves, so it does not stand.
+        logger.warning("train_model: version %s was compared with %s, but %s is champion now; "
+                       "not promoted (promote it by hand after a look)", meta["version"],
+                       compared or "no champion", pointer["version"])  # fmt: skip
+        return []
     new = registry.set_champion(meta["version"], reason=meta["decision"]["reason"],
                                 at=deps.now().isoformat())  # fmt: skip
     return [ModelPromoted(model=registry.name, version=meta["version"],
