@@ -239,3 +239,11 @@ def test_the_exercise_flow_on_emulated_google_cloud(cloud: Cloud, tmp_path: Path
     assert report["file_errors"], report
     assert count(f"SELECT COUNT(*) FROM `{table}.training_data`") == 891
     assert httpx.post(cloud.url("predictions_endpoint"), json=EXERCISE_REQUEST).status_code == 200
+    # 8. the command line works against the gcp backend (in-process, no local runtime)
+    listed = json.loads(cloud.cli("models", "list", "--json"))
+    assert version in json.dumps(listed)
+    status = json.loads(cloud.cli("status", "--json"))
+    assert json.dumps(status).count("891") >= 1
+    landed = cloud.cli("ingest", str(data))
+    assert f"gs://{cloud.landing}/" in landed and "ingest_data runs on" in landed
+    assert landing.get_blob(Path(data).name) is not None

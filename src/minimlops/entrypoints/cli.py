@@ -98,6 +98,9 @@ def ingest(
     for f in files:
         info = store.write_file(settings.landing_bucket, f.name, f)
         console.print(f"landed {info.uri} ({info.size:,} bytes)")
+    if settings.backend == "gcp":
+        console.print("ingest_data runs on the object-finalized event; follow with `minimlops status`")
+        return
     if running_server(settings):
         console.print("the running server ingests it; follow with `minimlops status`")
         return

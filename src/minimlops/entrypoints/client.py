@@ -105,7 +105,13 @@ class InProcess:
     def __init__(self, app: App) -> None:
         from minimlops.entrypoints.runtime import Runtime
 
-        self.app, self.runtime = app, Runtime(app)
+        # On Google Cloud the functions consume the topics; here we only publish.
+        self.app = app
+        self.runtime = Runtime(app) if app.settings.backend == "local" else None
+
+    def _drain(self) -> None:
+        if self.runtime is not None:
+            self.runtime.drain(scan=False)
 
     def status(self) -> dict[str, Any]:
         self.app.predictor.refresh()
@@ -122,8 +128,9 @@ class InProcess:
 
     def train(self, reason: str) -> dict[str, Any]:
         message = admin.request_training(self.app.deps, reason)
-        self.runtime.drain(scan=False)
-        return {"status": "done", "message_id": message, "reason": reason}
+        self._drain()
+        status = "done" if self.runtime is not None else "requested (train_model runs it)"
+        return {"status": status, "message_id": message, "reason": reason}
 
     def monitoring(self, check: bool = False) -> dict[str, Any]:
         deps, registry, cfg = self.app.deps, self.app.registry, self.app.monitor
@@ -132,7 +139,7 @@ class InProcess:
             for event in monitor.check(deps, registry, cfg):
                 messagebus.publish(event, deps)
                 triggered.append(event.reason)
-            self.runtime.drain(scan=False)
+            self._drain()
         return {"versions": monitor.live_accuracy(deps, registry),
                 "drift": monitor.drift(deps, registry, cfg),
                 "triggers": monitor.triggers(deps)[:50], "triggered": triggered}
