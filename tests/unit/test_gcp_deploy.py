@@ -135,3 +135,11 @@ def test_the_local_backend_never_imports_google_cloud(tmp_path: Path, module: st
                          capture_output=True, text=True, timeout=120)  # fmt: skip
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
+
+
+def test_up_refuses_the_gcp_backend_with_what_to_do(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MINIMLOPS_")}
+    env.update(MINIMLOPS_BACKEND="gcp", GOOGLE_CLOUD_PROJECT="acme-ml", MINIMLOPS_HOME=str(tmp_path))
+    proc = subprocess.run([sys.executable, "-m", "minimlops", "up"], env=env,
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert proc.returncode == 2 and "minimlops gcp deploy" in proc.stderr

@@ -74,6 +74,10 @@ def up(
 ) -> None:
     """Run everything: landing-zone watcher, ingest, train and the HTTP server."""
     settings = _settings(home=home, port=port, host=host)
+    if settings.backend != "local":
+        err.print("[red]error:[/] `minimlops up` runs the local backend; on Google Cloud the "
+                  "functions run the pipeline: `minimlops gcp provision` and `minimlops gcp deploy`")
+        raise typer.Exit(2)
     _setup_logging(settings.log_level)
     from minimlops.entrypoints.serve import serve
 
