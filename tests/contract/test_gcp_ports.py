@@ -64,7 +64,7 @@ class TestGCSObjectStore(AbstractObjectStoreTests):
         store.write_bytes(B, "données d'été/ü ñ.csv", b"ok")
         assert [o.name for o in store.list(B)] == ["données d'été/ü ñ.csv"]
 
-    def test_open_never_mixes_two_versions(self, store) -> None:
+    def test_open_reads_its_generation_or_fails_never_a_mix(self, store) -> None:
         from google.api_core import exceptions as gexc
 
         store.write_bytes(B, "f", b"first")

@@ -23,6 +23,18 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def wait_until(predicate: Any, timeout: float, what: Any) -> Any:
+    """Poll until predicate() is truthy and return it; ``what`` (a text, or a
+    callable giving one, e.g. a log read at the end) names it on timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what() if callable(what) else what}")
+
+
 def env_for(home: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MINIMLOPS_")}
     real = example_csv()
@@ -81,13 +93,7 @@ class Server:
         return (self.home.parent / f"server-{self.port}.log").read_text()
 
     def wait_for(self, predicate: Any, timeout: float = 90, what: str = "condition") -> Any:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            value = predicate()
-            if value:
-                return value
-            time.sleep(0.2)
-        raise AssertionError(f"timed out waiting for {what}:\n{self.output()}")
+        return wait_until(predicate, timeout, lambda: f"{what}:\n{self.output()}")
 
     def stop(self) -> int:
         if self.proc.poll() is None:

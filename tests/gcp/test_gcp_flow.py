@@ -25,7 +25,7 @@ import pytest
 
 from minimlops.generate import write_csv
 from tests.conftest import example_csv
-from tests.e2e.harness import free_port
+from tests.e2e.harness import free_port, wait_until
 
 pytestmark = pytest.mark.gcp
 FUNCTIONS = ("ingest_data", "train_model", "predictions_endpoint")
@@ -146,16 +146,6 @@ def _bridge(cloud: Cloud, sub: Any, subscription: str, name: str, times: int = 1
     raise AssertionError(f"no storage notification for {name}")
 
 
-def _wait(predicate: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def test_the_exercise_flow_on_emulated_google_cloud(cloud: Cloud, tmp_path: Path) -> None:
     gcs, bq, sub = _clients(cloud.project)
     # 1. provision (twice: idempotent), with Pub/Sub pushing training topics to train_model
@@ -196,18 +186,18 @@ def test_the_exercise_flow_on_emulated_google_cloud(cloud: Cloud, tmp_path: Path
     assert not list(landing.list_blobs(prefix="staging/")), "the staged load file is cleaned up"
     # 4. Pub/Sub pushes ingestion_complete to train_model: a champion appears
     models = gcs.bucket(cloud.models)
-    pointer = _wait(lambda: models.get_blob("models/titanic/champion.json"), 180,
-                    "a champion model (train_model log:\n" + cloud.logs("train_model") + ")")
+    pointer = wait_until(lambda: models.get_blob("models/titanic/champion.json"), 180,
+                         lambda: "a champion model:\n" + cloud.logs("train_model"))
     version = json.loads(pointer.download_as_bytes())["version"]
     # the redelivered ingestion_complete reached train_model too: no second version
-    _wait(lambda: "already handled by version" in cloud.logs("train_model"), 60,
-          "the second ingestion_complete to be recognised:\n" + cloud.logs("train_model"))
+    wait_until(lambda: "already handled by version" in cloud.logs("train_model"), 60,
+               lambda: "the second ingestion_complete to be recognised:\n" + cloud.logs("train_model"))
     assert [b.name for b in models.list_blobs(prefix="models/titanic/") if
             b.name.endswith("metadata.json")] == [f"models/titanic/{version}/metadata.json"]
     # 5. the exercise's curl request to the function's URL
-    r = _wait(lambda: (x := httpx.post(cloud.url("predictions_endpoint"), json=EXERCISE_REQUEST,
-                                       timeout=60)).status_code == 200 and x, 30,
-              "predictions_endpoint to serve (log:\n" + cloud.logs("predictions_endpoint") + ")")
+    r = wait_until(lambda: (x := httpx.post(cloud.url("predictions_endpoint"),
+                                            json=EXERCISE_REQUEST, timeout=60)).status_code == 200
+                   and x, 30, lambda: "predictions_endpoint:\n" + cloud.logs("predictions_endpoint"))
     answer = r.json()
     assert answer["prediction"] in (0, 1) and 0 <= answer["probability"] <= 1
     assert answer["model_version"] == version
@@ -243,7 +233,9 @@ def test_the_exercise_flow_on_emulated_google_cloud(cloud: Cloud, tmp_path: Path
     listed = json.loads(cloud.cli("models", "list", "--json"))
     assert version in json.dumps(listed)
     status = json.loads(cloud.cli("status", "--json"))
-    assert json.dumps(status).count("891") >= 1
+    assert status["tables"]["training_data"] == 891
+    assert status["champion"]["version"] == version
+    assert status["last_ingestion"]["status"] == "rejected"  # broken.csv, the newest
     landed = cloud.cli("ingest", str(data))
     assert f"gs://{cloud.landing}/" in landed and "ingest_data runs on" in landed
     assert landing.get_blob(Path(data).name) is not None

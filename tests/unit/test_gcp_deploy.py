@@ -9,8 +9,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 
 def _dry_run(tmp_path: Path, *flags: str) -> tuple[list[list[str]], list[str], Path]:
     fake_bin = tmp_path / "bin"
@@ -122,19 +120,18 @@ def test_deploy_needs_a_project(tmp_path: Path) -> None:
     assert proc.returncode == 2 and "GOOGLE_CLOUD_PROJECT" in proc.stderr
 
 
-@pytest.mark.parametrize("module", ["google.cloud.storage", "google.cloud.bigquery",
-                                    "google.cloud.pubsub_v1", "functions_framework"])  # fmt: skip
-def test_the_local_backend_never_imports_google_cloud(tmp_path: Path, module: str) -> None:
+def test_the_local_backend_never_imports_google_cloud(tmp_path: Path) -> None:
     probe = (
         "import sys; from minimlops.config import Settings; from minimlops.bootstrap import build; "
-        f"app = build(Settings.from_env({{}}, home=sys.argv[1])); app.close(); "
+        "app = build(Settings.from_env({}, home=sys.argv[1])); app.close(); "
         "from minimlops.entrypoints import cli, http, serve; "
-        f"print({module!r} in sys.modules)"
+        "print(sorted(m for m in ('google.cloud.storage', 'google.cloud.bigquery', "
+        "'google.cloud.pubsub_v1', 'functions_framework') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", probe, str(tmp_path / "home")],
                          capture_output=True, text=True, timeout=120)  # fmt: skip
     assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "False"
+    assert out.stdout.strip() == "[]"
 
 
 def test_up_refuses_the_gcp_backend_with_what_to_do(tmp_path: Path) -> None:

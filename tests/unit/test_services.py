@@ -217,3 +217,25 @@ def test_schedule_and_person_triggers_are_recorded_with_their_reason(fake_deps: 
     kinds = [(t["kind"], t["reason"]) for t in monitor.triggers(fake_deps)]
     assert ("person", "requested by a person: a person wants one") in kinds
     assert any(k == "schedule" for k, _ in kinds) and any(k == "new_data" for k, _ in kinds)
+
+
+def test_a_decision_against_a_champion_replaced_during_training_does_not_stand(
+    fake_deps: Deps,
+) -> None:
+    """Two trainings at once, both starting with no champion: the one finishing
+    second must not replace the first one's promotion on a stale comparison."""
+    import dataclasses
+
+    from minimlops.services.deps import run_here
+
+    def racing(fn, *args, **kwargs):  # another delivery trains and promotes meanwhile
+        messagebus.handle(RetrainRequested(reason="the other delivery"), fake_deps)
+        return run_here(fn, *args, **kwargs)
+
+    (done,) = land(fake_deps, "a.csv", _csv(passengers(500, seed=1)))
+    slow = dataclasses.replace(fake_deps, compute=racing)
+    assert messagebus.handle(done, slow) == []  # not promoted
+    registry = registry_of(fake_deps)
+    assert registry.champion()[0]["version"] == "1"
+    late = registry.metadata("2")
+    assert late["decision"]["promote"] and late["champion_compared"]["version"] is None

@@ -129,11 +129,19 @@ class BigQueryWarehouse:
     def ensure_tables(self) -> None:
         """Create the dataset and missing tables; add NULLABLE columns a newer
         schema has (schemas are extended, never renamed)."""
-        ds = bigquery.Dataset(f"{self.client.project}.{self.dataset}")
-        ds.location = self.location
-        self.client.create_dataset(ds, exists_ok=True, retry=RETRY, timeout=TIMEOUT)
+        self.ensure_dataset()
         for table in self.schemas:
             self.ensure_table(table)
+
+    def ensure_dataset(self) -> str:
+        """Create the dataset if missing: 'created' or 'found'."""
+        ds = bigquery.Dataset(f"{self.client.project}.{self.dataset}")
+        ds.location = self.location
+        try:
+            self.client.create_dataset(ds, retry=RETRY, timeout=TIMEOUT)
+            return "created"
+        except gexc.Conflict:
+            return "found"
 
     def ensure_table(self, table: str) -> str:
         """Create one table (or add its new columns); 'created', 'updated' or 'found'."""

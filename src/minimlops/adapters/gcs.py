@@ -34,6 +34,14 @@ class GCSObjectStore:
     def __init__(self, client: storage.Client) -> None:
         self.client = client
 
+    def ensure_bucket(self, bucket: str, location: str) -> str:
+        """Create a bucket if missing: 'created' or 'found'."""
+        try:
+            self.client.create_bucket(bucket, location=location, timeout=TIMEOUT, retry=RETRY)
+            return "created"
+        except gexc.Conflict:
+            return "found"
+
     def _blob(self, bucket: str, name: str) -> Any:
         if not name or name.startswith("/") or "\x00" in name:
             raise ValueError(f"invalid object name {name!r}")
@@ -42,27 +50,23 @@ class GCSObjectStore:
     def write_bytes(
         self, bucket: str, name: str, data: bytes, *, if_generation_match: str | None = None
     ) -> ObjectInfo:
-        blob = self._blob(bucket, name)
-        match = None if if_generation_match is None else int(if_generation_match)
-        try:
-            blob.upload_from_string(data, if_generation_match=match, timeout=TIMEOUT,
-                                    retry=RETRY)  # fmt: skip
-        except gexc.PreconditionFailed:
-            raise ConflictError(
-                f"gs://{bucket}/{name} changed (expected generation {if_generation_match})"
-            ) from None
-        return _info(blob)
+        return self._upload(bucket, name, "upload_from_string", data, if_generation_match)
 
     def write_file(self, bucket: str, name: str, path: str, *,
                    if_generation_match: str | None = None) -> ObjectInfo:  # fmt: skip
         """Upload a local file (resumable for big files), with the same precondition."""
+        return self._upload(bucket, name, "upload_from_filename", str(path), if_generation_match)
+
+    def _upload(self, bucket: str, name: str, method: str, source: Any,
+                if_generation_match: str | None) -> ObjectInfo:  # fmt: skip
         blob = self._blob(bucket, name)
         match = None if if_generation_match is None else int(if_generation_match)
         try:
-            blob.upload_from_filename(path, if_generation_match=match, timeout=TIMEOUT,
-                                      retry=RETRY)  # fmt: skip
+            getattr(blob, method)(source, if_generation_match=match, timeout=TIMEOUT, retry=RETRY)
         except gexc.PreconditionFailed:
-            raise ConflictError(f"gs://{bucket}/{name} exists") from None
+            raise ConflictError(
+                f"gs://{bucket}/{name} changed (expected generation {if_generation_match})"
+            ) from None
         return _info(blob)
 
     def read_bytes(self, bucket: str, name: str) -> bytes:

@@ -136,6 +136,8 @@ class _Serving:
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> Any:
+        if self.front is not None:  # every request after the first
+            return self.front
         async with self._starting:
             if self.front is None:
                 from minimlops.entrypoints.fastpath import FastPredict

@@ -10,8 +10,10 @@ nothing).
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,30 +46,14 @@ def provision(settings: Settings, *, push_endpoint: str | None = None) -> list[R
             training topics to this base URL, at ``/projects/P/topics/T`` (what
             Eventarc does on Google Cloud; used with emulators).
     """
-    from google.api_core import exceptions as gexc
-
     from minimlops.bootstrap import build_gcp
 
     app = build_gcp(settings)
     deps, s = app.deps, settings
-    out: list[Resource] = []
-    gcs = deps.store.client  # type: ignore[attr-defined]
-    for bucket in (s.landing_bucket, s.model_bucket):
-        try:
-            gcs.create_bucket(bucket, location=s.location)
-            out.append(Resource("bucket", f"gs://{bucket}", "created"))
-        except gexc.Conflict:
-            out.append(Resource("bucket", f"gs://{bucket}", "found"))
-    wh = deps.warehouse
-    from google.cloud import bigquery
-
-    ds = bigquery.Dataset(f"{s.project}.{s.dataset}")
-    ds.location = s.location
-    try:
-        wh.client.create_dataset(ds)  # type: ignore[attr-defined]
-        out.append(Resource("dataset", f"{s.project}.{s.dataset}", "created"))
-    except gexc.Conflict:
-        out.append(Resource("dataset", f"{s.project}.{s.dataset}", "found"))
+    store, wh = deps.store, deps.warehouse
+    out = [Resource("bucket", f"gs://{b}", store.ensure_bucket(b, s.location))  # type: ignore[attr-defined]
+           for b in (s.landing_bucket, s.model_bucket)]
+    out.append(Resource("dataset", f"{s.project}.{s.dataset}", wh.ensure_dataset()))  # type: ignore[attr-defined]
     for table in wh.schemas:  # type: ignore[attr-defined]
         out.append(Resource("table", wh.table_id(table), wh.ensure_table(table)))  # type: ignore[attr-defined]
     bus = deps.bus
@@ -86,11 +72,21 @@ def provision(settings: Settings, *, push_endpoint: str | None = None) -> list[R
 
 # -- deploy ----------------------------------------------------------------------
 @dataclass(frozen=True)
+class Grant:
+    """One role on one resource, and why the function needs it."""
+
+    scope: str  # project | bucket | dataset | topic
+    resource: str
+    role: str
+    why: str = ""
+
+
+@dataclass(frozen=True)
 class Function:
     name: str
     memory: str
     timeout: int  # seconds
-    roles: tuple[str, ...]  # what its service account may do, and nothing else
+    grants: tuple[Grant, ...]  # what its service account may do, and nothing else
     trigger: tuple[str, ...]
     extra: tuple[str, ...] = ()
 
@@ -98,42 +94,53 @@ class Function:
 def functions(settings: Settings, *, allow_unauthenticated: bool = False) -> list[Function]:
     """The four functions, their triggers, sizes and service account roles."""
     s = settings
-    landing, models = f"gs://{s.landing_bucket}", f"gs://{s.model_bucket}"
-    ds = f"{s.project}:{s.dataset}"
+    landing, models, ds = s.landing_bucket, s.model_bucket, f"{s.project}:{s.dataset}"
+    project = str(s.project)
+
+    def job_user(why: str) -> Grant:
+        return Grant("project", project, "roles/bigquery.jobUser", why)
+
+    def publisher(topic: str, why: str = "") -> Grant:
+        return Grant("topic", topic, "roles/pubsub.publisher", why)
+
+    receiver = Grant("project", project, "roles/eventarc.eventReceiver", "receive the event")
+    public = "--allow-unauthenticated" if allow_unauthenticated else "--no-allow-unauthenticated"
     return [
         Function("ingest_data", "1Gi", 540, (
-            f"{landing} roles/storage.objectAdmin (read the file, set aside rejects, stage loads)",
-            f"{ds} roles/bigquery.dataEditor (load into training_data, write the ledger)",
-            "project roles/bigquery.jobUser (run load and query jobs)",
-            f"topic {s.ingestion_topic} roles/pubsub.publisher",
-            f"topic {s.retrain_topic} roles/pubsub.publisher (record the new-data trigger)",
-            "project roles/eventarc.eventReceiver (receive the storage event)",
+            Grant("bucket", landing, "roles/storage.objectAdmin",
+                  "read the file, set aside rejects, stage loads"),
+            Grant("dataset", ds, "roles/bigquery.dataEditor", "load training_data, write the ledger"),
+            job_user("run load and query jobs"),
+            publisher(s.ingestion_topic), publisher(s.retrain_topic, "record the new-data trigger"),
+            receiver,
         ), ("--trigger-event-filters=type=google.cloud.storage.object.v1.finalized",
-            f"--trigger-event-filters=bucket={s.landing_bucket}", "--retry")),
+            f"--trigger-event-filters=bucket={landing}", "--retry")),
         Function("train_model", "4Gi", 1800, (
-            f"{ds} roles/bigquery.dataEditor (read training rows and feedback, record triggers)",
-            "project roles/bigquery.jobUser (run queries)",
-            "project roles/bigquery.readSessionUser (fast reads with the Storage Read API)",
-            f"{models} roles/storage.objectAdmin (write versions, swap the champion pointer)",
-            f"topic {s.promoted_topic} roles/pubsub.publisher",
-            "project roles/eventarc.eventReceiver (receive the Pub/Sub event)",
+            Grant("dataset", ds, "roles/bigquery.dataEditor",
+                  "read training rows and feedback, record triggers"),
+            job_user("run queries"),
+            Grant("project", project, "roles/bigquery.readSessionUser",
+                  "fast reads with the Storage Read API"),
+            Grant("bucket", models, "roles/storage.objectAdmin",
+                  "write versions, swap the champion pointer"),
+            publisher(s.promoted_topic), receiver,
         ), (f"--trigger-topic={s.ingestion_topic}", "--retry"),
             # one training at a time: a burst of triggers queues up (Pub/Sub retries)
             ("--cpu=2", "--max-instances=1", "--concurrency=1")),
         Function("predictions_endpoint", "1Gi", 60, (
-            f"{models} roles/storage.objectViewer (load the champion)",
-            f"{ds} roles/bigquery.dataEditor (log predictions, store feedback)",
-            "project roles/bigquery.jobUser (monitoring and status queries)",
-            f"topic {s.retrain_topic} roles/pubsub.publisher (admin: train)",
-        ), ("--trigger-http",), ("--concurrency=80", "--cpu=1",
-            "--allow-unauthenticated" if allow_unauthenticated else "--no-allow-unauthenticated")),
+            Grant("bucket", models, "roles/storage.objectViewer", "load the champion"),
+            Grant("dataset", ds, "roles/bigquery.dataEditor", "log predictions, store feedback"),
+            job_user("monitoring and status queries"),
+            publisher(s.retrain_topic, "admin: train"),
+        ), ("--trigger-http",), ("--concurrency=80", "--cpu=1", public)),
         Function("monitor_pipeline", "1Gi", 300, (
-            f"{ds} roles/bigquery.dataEditor (read predictions and labels, record triggers)",
-            "project roles/bigquery.jobUser (run queries)",
-            f"{models} roles/storage.objectViewer (read the champion's metadata)",
-            f"topic {s.retrain_topic} roles/pubsub.publisher",
+            Grant("dataset", ds, "roles/bigquery.dataEditor",
+                  "read predictions and labels, record triggers"),
+            job_user("run queries"),
+            Grant("bucket", models, "roles/storage.objectViewer", "read the champion's metadata"),
+            publisher(s.retrain_topic),
         ), ("--trigger-http",), ("--no-allow-unauthenticated",)),
-    ]
+    ]  # fmt: skip
 
 
 def service_account(settings: Settings, fn: str) -> str:
@@ -141,21 +148,17 @@ def service_account(settings: Settings, fn: str) -> str:
     return f"{short}@{settings.project}.iam.gserviceaccount.com"
 
 
-def _grant(settings: Settings, sa: str, role_line: str) -> list[str]:
-    scope, role = role_line.split(" ")[:2]
-    member = f"serviceAccount:{sa}"
-    if scope == "project":
-        return ["gcloud", "projects", "add-iam-policy-binding", str(settings.project),
-                f"--member={member}", f"--role={role}", "--condition=None", "--quiet"]
-    if scope.startswith("gs://"):
-        return ["gcloud", "storage", "buckets", "add-iam-policy-binding", scope,
-                f"--member={member}", f"--role={role}"]
-    if scope == "topic":
-        topic = role_line.split(" ")[1]
-        role = role_line.split(" ")[2]
-        return ["gcloud", "pubsub", "topics", "add-iam-policy-binding", topic,
-                f"--member={member}", f"--role={role}", f"--project={settings.project}"]
-    return ["bq", "add-iam-policy-binding", f"--member={member}", f"--role={role}", scope]
+def _grant(settings: Settings, sa: str, g: Grant) -> list[str]:
+    member, role = f"--member=serviceAccount:{sa}", f"--role={g.role}"
+    return {
+        "project": ["gcloud", "projects", "add-iam-policy-binding", g.resource, member, role,
+                    "--condition=None", "--quiet"],
+        "bucket": ["gcloud", "storage", "buckets", "add-iam-policy-binding", f"gs://{g.resource}",
+                   member, role],
+        "topic": ["gcloud", "pubsub", "topics", "add-iam-policy-binding", g.resource, member, role,
+                  f"--project={settings.project}"],
+        "dataset": ["bq", "add-iam-policy-binding", member, role, g.resource],
+    }[g.scope]  # fmt: skip
 
 
 def env_vars(settings: Settings) -> str:
@@ -175,7 +178,7 @@ def commands(settings: Settings, bundle: Path, *,
         sa = service_account(s, fn.name)
         out.append(["gcloud", "iam", "service-accounts", "create", sa.split("@")[0],
                     f"--project={s.project}", f"--display-name=minimlops {fn.name}"])
-        out += [_grant(s, sa, r) for r in fn.roles]
+        out += [_grant(s, sa, g) for g in fn.grants]
     for fn in functions(s, allow_unauthenticated=allow_unauthenticated):
         out.append([
             "gcloud", "functions", "deploy", fn.name, "--gen2", "--runtime=python311",
@@ -265,16 +268,18 @@ def deploy(settings: Settings, bundle: Path, *, dry_run: bool,
     echo(f"# bundle {bundle} ({len(files)} files):")
     for name in files:
         echo(f"#   {name}")
+    echo("# service accounts and why each role:")
+    for fn in functions(settings, allow_unauthenticated=allow_unauthenticated):
+        for g in fn.grants:
+            echo(f"# {service_account(settings, fn.name).split('@')[0]}: {g.role} on {g.scope} "
+                 f"{g.resource}" + (f" ({g.why})" if g.why else ""))
     for cmd in cmds:
-        echo(" ".join(_quote(c) for c in cmd))
-        if not dry_run:
-            result = subprocess.run(cmd, check=False)
-            if result.returncode and cmd[1] not in ("iam", "scheduler"):  # exists already: go on
-                return result.returncode
+        echo(" ".join(shlex.quote(c) for c in cmd))
+        if dry_run:
+            continue
+        result = subprocess.run(cmd, check=False, capture_output=True, text=True)
+        sys.stdout.write(result.stdout)
+        sys.stderr.write(result.stderr)
+        if result.returncode and "already exists" not in result.stderr.lower():
+            return result.returncode  # a second deploy goes past what the first created
     return 0
-
-
-def _quote(arg: str) -> str:
-    import shlex
-
-    return shlex.quote(arg)
