@@ -31,6 +31,7 @@ BACKENDS: dict[str, dict[str, str]] = {
         "warehouse": "minimlops.adapters.duckdb_warehouse:DuckDBWarehouse",
         "bus": "minimlops.adapters.sqlite_bus:SQLiteMessageBus",
         "journal": "minimlops.adapters.journal:PredictionJournal",
+        "compute": "minimlops.adapters.process_compute:ProcessCompute",
     },
     "gcp": {
         "clients": "minimlops.adapters.gcp_clients:make_clients",
@@ -91,7 +92,7 @@ class App:
             self.journal.start()
 
     def close(self) -> None:
-        for part in (self.journal, self.deps.warehouse, self.deps.bus):
+        for part in (self.deps.compute, self.journal, self.deps.warehouse, self.deps.bus):
             close = getattr(part, "close", None)
             if close:
                 close()
@@ -151,8 +152,15 @@ def build_gcp(settings: Settings, *, progress: Progress = _no_progress) -> App:
                monitor_config(settings), None)
 
 
-def build(settings: Settings, *, progress: Progress = _no_progress) -> App:
-    """Open the backend's adapters and wire the handlers' dependencies."""
+def build(settings: Settings, *, progress: Progress = _no_progress,
+          isolate_training: bool = False) -> App:  # fmt: skip
+    """Open the backend's adapters and wire the handlers' dependencies.
+
+    Args:
+        isolate_training: run each training's compute in a fresh child process
+            (a long-running server: its memory then does not keep the peak of
+            the biggest training); one-shot commands train in-process.
+    """
     if settings.backend == "gcp":
         return build_gcp(settings, progress=progress)
     settings.home.mkdir(parents=True, exist_ok=True)
@@ -167,7 +175,7 @@ def build(settings: Settings, *, progress: Progress = _no_progress) -> App:
     deps = Deps(store=store, warehouse=warehouse, bus=bus, names=names,
                 max_bad_rows=settings.max_bad_rows, cv_folds=settings.cv_folds,
                 promotion_tolerance=settings.promotion_tolerance, progress=progress,
-                compute=run_here)
+                compute=load_class("local", "compute")() if isolate_training else run_here)
     registry = registry_of(deps)
     journal = load_class("local", "journal")(
         settings.home / "journal", warehouse, names.predictions_table,

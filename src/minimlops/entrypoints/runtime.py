@@ -7,6 +7,9 @@ parallel). A handler that raises is retried with backoff, then dead-lettered.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import functools
 import logging
 import threading
 import time
@@ -17,6 +20,24 @@ from minimlops.domain.events import Event, ObjectFinalized, UnknownEventError, f
 from minimlops.services import messagebus, monitor
 
 logger = logging.getLogger(__name__)
+
+
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    """glibc's malloc_trim, or None on other C libraries."""
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim  # type: ignore[no-any-return]
+    except (OSError, AttributeError):
+        return None
+
+
+def release_memory() -> None:
+    """Give freed heap pages back to the system after a big job (training,
+    ingestion). glibc keeps them otherwise, and a long-running server's
+    resident memory would creep up with every job it ran."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
 
 
 def subscriptions(app: App) -> dict[str, list[tuple[str, str]]]:
@@ -80,10 +101,13 @@ class Runtime:
             else:
                 messagebus.handle(event, self.app.deps)
         except Exception as exc:
+            release_memory()
             logger.exception("%s: %s failed (attempt %d): %s", sub, event.type, attempt, exc)
             bus.nack(sub, msg_id, f"{type(exc).__name__}: {exc}")
             return
         bus.ack(sub, msg_id)
+        if worker != "serving":
+            release_memory()
 
     def scan(self, settle_seconds: float | None = None) -> int:
         """Look at the landing zone once."""

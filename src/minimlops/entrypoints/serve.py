@@ -65,7 +65,7 @@ def serve(settings: Settings) -> None:
     # file a long-running server would hold on to the peak. The system
     # allocator gives large blocks back.
     pa.set_memory_pool(pa.system_memory_pool())
-    app = build(settings, progress=ThrottledProgress())
+    app = build(settings, progress=ThrottledProgress(), isolate_training=True)
     runtime = Runtime(app)
     try:
         seed_example_data(app)
@@ -76,6 +76,8 @@ def serve(settings: Settings) -> None:
             holder["info"] = write_runtime_file(settings, url)
             tokens.append(holder["info"].token)
             app.start_background()
+            # the training process imports while the server already answers
+            getattr(app.deps.compute, "prestart", lambda: None)()
             runtime.start()
             logger.info("predictions_endpoint listening on %s (data home %s)", url,
                         settings.home.resolve())  # fmt: skip

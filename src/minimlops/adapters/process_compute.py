@@ -1,0 +1,111 @@
+"""ProcessCompute: each training's compute in a fresh process, started ahead.
+
+A long-running server that trains in its own process keeps the peak working
+set of the biggest training as resident memory (the allocator does not give it
+all back), so its memory creeps up as the data grows. Here every job runs in a
+child process that exits afterwards, returning all of it to the system.
+
+The child is started (spawn: a clean interpreter, no inherited threads or
+locks) and imports the training code *before* a job comes, and the next one is
+started as soon as a job ends, so a job does not wait for Python and
+scikit-learn to import. On Linux the child is killed when the server dies
+(``PR_SET_PDEATHSIG``), so a ``kill -9`` leaves no orphan behind.
+
+Arguments and results cross a pipe: Arrow tables, bytes and plain dicts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import multiprocessing as mp
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from typing import Any
+
+logger = logging.getLogger(__name__)
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def _child(conn: Connection, log_level: int, warm: tuple[str, ...]) -> None:
+    """Import ahead, run one job, send its result (or its exception), exit."""
+    _die_with_parent()
+    logging.basicConfig(level=log_level, format="%(message)s")
+    for module in warm:
+        __import__(module)
+    try:
+        fn, args, kwargs = conn.recv()
+    except EOFError:  # the server closed without a job for us
+        return
+    try:
+        conn.send((True, fn(*args, **kwargs)))
+    except BaseException as exc:  # the server re-raises it
+        conn.send((False, exc))
+
+
+class ProcessCompute:
+    """A ``deps.compute`` that runs each job in its own fresh process."""
+
+    def __init__(self, warm: tuple[str, ...] = ("minimlops.ml.job",)) -> None:
+        self._ctx = mp.get_context("spawn")
+        self._warm = warm
+        self._next: tuple[Any, Connection] | None = None
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def _start(self) -> tuple[Any, Connection]:
+        parent, child = self._ctx.Pipe()
+        proc = self._ctx.Process(target=_child, name="minimlops-train",
+                                 args=(child, logging.getLogger().level, self._warm),
+                                 daemon=True)  # fmt: skip
+        proc.start()
+        child.close()
+        return proc, parent
+
+    def prestart(self) -> None:
+        """Start the first child now (e.g. when the server starts)."""
+        with self._lock:
+            if self._next is None and not self._closed:
+                self._next = self._start()
+
+    def __call__(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            proc, conn = self._next or self._start()
+            self._next = None
+        try:
+            conn.send((fn, args, kwargs))
+            ok, value = conn.recv()
+        except (EOFError, OSError, BrokenPipeError) as exc:
+            raise RuntimeError(f"the training process died (exit code {proc.exitcode}): "
+                               f"{exc or 'no result'}") from None  # fmt: skip
+        finally:
+            conn.close()
+            proc.join(timeout=30)
+            if proc.is_alive():
+                proc.kill()
+            with self._lock:  # the next job's process, while this one's result is used
+                if self._next is None and not self._closed:
+                    self._next = self._start()
+        if not ok:
+            raise value
+        return value
+
+    def close(self) -> None:
+        with self._lock:
+            nxt, self._next, self._closed = self._next, None, True
+        if nxt is not None:
+            proc, conn = nxt
+            conn.close()  # the idle child sees EOF and exits
+            proc.join(timeout=5)
+            if proc.is_alive():
+                proc.kill()
