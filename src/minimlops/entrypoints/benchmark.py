@@ -201,7 +201,7 @@ def ingest_ours(csv: Path, work: Path) -> dict[str, float]:
     seconds = time.perf_counter() - started
     assert done.rows_loaded > 0
     app.close()
-    return {"seconds": seconds, "rss_mb": _rss_mb()}
+    return {"seconds": seconds, "rss_mb": _rss_mb(), "rows": done.rows_loaded}
 
 
 def ingest_pandas(csv: Path, work: Path) -> dict[str, float]:
