@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import uuid
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,14 @@ READ_ONLY = {duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN}
 def _run(cur: duckdb.DuckDBPyConnection, sql: str) -> list[Any]:
     """Execute and fetch, so the cursor is free for the next statement."""
     return cur.execute(sql).fetchall()
+
+
+STAGING = "_minimlops_staging_"
+
+
+def _columns_ddl(columns: tuple[Column, ...]) -> str:
+    return ", ".join(f"{_q(c.name)} {DUCKDB_TYPES[c.type]}" + (" NOT NULL" if c.required else "")
+                     for c in columns)  # fmt: skip
 
 
 def _q(identifier: str) -> str:
@@ -70,12 +79,7 @@ class DuckDBWarehouse:
         schemas are extended, never renamed)."""
         cur = self._cursor()
         for table, columns in self.schemas.items():
-            cols = ", ".join(
-                f"{_q(c.name)} {DUCKDB_TYPES[c.type]}"
-                + (" NOT NULL" if c.required else "")
-                for c in columns
-            )
-            _run(cur, f"CREATE TABLE IF NOT EXISTS {_q(table)} ({cols})")
+            _run(cur, f"CREATE TABLE IF NOT EXISTS {_q(table)} ({_columns_ddl(columns)})")
             have = {r[0] for r in cur.execute(
                 "SELECT column_name FROM information_schema.columns WHERE table_name = $t",
                 {"t": table}).fetchall()}  # fmt: skip
@@ -85,30 +89,43 @@ class DuckDBWarehouse:
         _run(cur, "CREATE TABLE IF NOT EXISTS _minimlops_markers "
                   "(key VARCHAR PRIMARY KEY, position BIGINT NOT NULL)")
         _run(cur, "CREATE TABLE IF NOT EXISTS _minimlops_loaded (content_sha256 VARCHAR PRIMARY KEY)")
+        for (leftover,) in _run(cur, "SELECT table_name FROM information_schema.tables "
+                                     f"WHERE table_name LIKE '{STAGING}%'"):  # fmt: skip
+            _run(cur, f"DROP TABLE {_q(leftover)}")  # a load interrupted by a crash
 
     def load(
         self, table: str, batches: Iterable[pa.RecordBatch], ledger_row: Mapping[str, Any]
     ) -> int:
+        """Stage the batches in a private table (each batch committed, so DuckDB
+        can keep them on disk: a big file does not have to fit in memory), then
+        move them and write the ledger row in ONE transaction."""
         cur = self._cursor()
-        _run(cur, "BEGIN TRANSACTION")
+        staging = f"{STAGING}{uuid.uuid4().hex}"
+        _run(cur, f"CREATE TABLE {_q(staging)} ({_columns_ddl(self.schemas[table])})")
         try:
             loaded = 0
             for batch in batches:
-                self._insert(cur, table, batch)
+                self._insert(cur, staging, batch)
                 loaded += batch.num_rows
-            row = dict(ledger_row, rows_loaded=loaded)
-            self._claim(cur, row["content_sha256"])
-            self._insert(cur, self.ledger_table, pa.Table.from_pylist([row]))
-            _run(cur, "COMMIT")
-        except (duckdb.ConstraintException, duckdb.TransactionException) as exc:
-            # Two loads of the same content raced; the other one committed first.
+            _run(cur, "BEGIN TRANSACTION")
+            try:
+                _run(cur, f"INSERT INTO {_q(table)} SELECT * FROM {_q(staging)}")
+                row = dict(ledger_row, rows_loaded=loaded)
+                self._claim(cur, row["content_sha256"])
+                self._insert(cur, self.ledger_table, pa.Table.from_pylist([row]))
+                _run(cur, "COMMIT")
+            except (duckdb.ConstraintException, duckdb.TransactionException) as exc:
+                # Two loads of the same content raced; the other one committed first.
+                with contextlib.suppress(duckdb.Error):
+                    _run(cur, "ROLLBACK")
+                raise ConflictError(f"this content was loaded by a concurrent delivery ({exc})") from None
+            except BaseException:
+                with contextlib.suppress(duckdb.Error):
+                    _run(cur, "ROLLBACK")
+                raise
+        finally:
             with contextlib.suppress(duckdb.Error):
-                _run(cur, "ROLLBACK")
-            raise ConflictError(f"this content was loaded by a concurrent delivery ({exc})") from None
-        except BaseException:
-            with contextlib.suppress(duckdb.Error):
-                _run(cur, "ROLLBACK")
-            raise
+                _run(cur, f"DROP TABLE IF EXISTS {_q(staging)}")
         return loaded
 
     def _claim(self, cur: duckdb.DuckDBPyConnection, content_sha256: str) -> None:
@@ -155,7 +172,7 @@ class DuckDBWarehouse:
     def _insert(
         self, cur: duckdb.DuckDBPyConnection, table: str, data: pa.Table | pa.RecordBatch
     ) -> None:
-        if table not in self.schemas:
+        if table not in self.schemas and not table.startswith(STAGING):
             raise KeyError(f"unknown table {table!r}")
         cur.register("_minimlops_batch", data)
         try:
