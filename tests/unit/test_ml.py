@@ -16,6 +16,17 @@ def rows() -> list[dict]:
 
 
 @pytest.fixture(scope="module")
+def example_rows() -> list[dict]:
+    """Every row of the example data set (MINIMLOPS_EXAMPLE_DATA; CI sets it)."""
+    import pyarrow.csv as pacsv
+
+    from tests.conftest import example_csv
+
+    real = example_csv()
+    return pacsv.read_csv(real).to_pylist() if real is not None else []
+
+
+@pytest.fixture(scope="module")
 def model(rows) -> training.TrainedModel:
     return training.select_and_fit(rows[:1000], folds=3, seed=0)
 
@@ -42,13 +53,31 @@ def test_imputation_uses_only_the_rows_it_is_fitted_on(rows) -> None:
     assert spec["age_by_title"]["Mr"] != other["age_by_title"]["Mr"]
 
 
-def test_matrix_and_vector_agree_on_every_row(rows) -> None:
+EDGES = [
+    {"Pclass": 1, "Sex": "female", "SibSp": 0, "Parch": 0},  # every optional field missing
+    {"Pclass": 2, "Sex": "male", "Age": 12.5, "SibSp": 3, "Parch": 2, "Fare": 0.0, "Name": "",
+     "Cabin": "", "Embarked": None},
+    {"Pclass": 3, "Sex": "male", "Age": 0.42, "SibSp": 0, "Parch": 1, "Fare": 512.3292,
+     "Name": "Dr Who", "Cabin": " t12", "Embarked": "Q"},
+    {"Pclass": 3, "Sex": "female", "Age": 17.999, "SibSp": 8, "Parch": 0, "Fare": None,
+     "Name": "Rothes, the Countess. of", "Cabin": "g6 F2", "Embarked": "C"},
+    # without a name the title is guessed from sex and age, at the boundaries
+    *({"Pclass": 3, "Sex": sex, "Age": age, "SibSp": 0, "Parch": 0, "Fare": 8.05}
+      for sex in ("male", "female") for age in (None, 12.9, 13, 17.5, 18)),
+]  # fmt: skip
+
+
+def test_matrix_and_vector_agree_on_every_row(rows, example_rows) -> None:
+    """Training (matrix, by columns) and serving (vector, one dict) build the
+    same features for every row of the example data, generated rows and edge cases."""
+    everything = [*example_rows, *rows, *EDGES]
     spec = features.fit_spec(rows)
-    m = features.matrix(rows, spec)
-    assert m.shape == (len(rows), len(features.FEATURE_NAMES))
-    for i in range(0, len(rows), 37):
-        assert list(m[i]) == features.vector(rows[i], spec)
+    m = features.matrix(everything, spec)
+    assert m.shape == (len(everything), len(features.FEATURE_NAMES))
+    by_row = np.array([features.vector(r, spec) for r in everything])
+    np.testing.assert_array_max_ulp(m, by_row, maxulp=1)  # log1p may round in the last bit
     assert not np.isnan(m).any()
+    assert features.matrix([], spec).shape == (0, len(features.FEATURE_NAMES))
 
 
 def test_model_beats_the_gender_baseline(model, rows) -> None:
@@ -93,17 +122,11 @@ def test_tampered_truncated_or_foreign_artifacts_are_refused(model) -> None:
         artifacts.from_bytes(evil, artifacts.sha256(evil))
 
 
-def test_fast_path_matches_on_every_row_of_the_data_set(model, rows) -> None:
+def test_fast_path_matches_on_every_row_of_the_data_set(model, rows, example_rows) -> None:
     from minimlops.ml import fast
-    from tests.conftest import example_csv
 
     served = fast.OnnxModel(fast.to_onnx(model), model.spec, model.algorithm)
-    every = list(rows)
-    real = example_csv()
-    if real is not None:
-        import pyarrow.csv as pacsv
-
-        every += pacsv.read_csv(real).to_pylist()
+    every = [*rows, *example_rows, *EDGES]
     assert fast.parity(model, served, every) <= fast.TOLERANCE
     one = every[0]
     assert served.predict_proba([one])[0] == pytest.approx(model.predict_proba([one])[0], abs=1e-5)

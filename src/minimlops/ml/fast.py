@@ -1,7 +1,8 @@
 """The fast serving path: the fitted estimator as ONNX, run by onnxruntime.
 
-Only the estimator is converted; features are still built by
-``features.vector`` in plain Python, exactly as in training. Trees compare in
+Only the estimator is converted; features are built by the same code as in
+training (``features.vector`` for one passenger, ``features.matrix`` for many,
+held equal by a test). Trees compare in
 float32 in scikit-learn too, so float32 input reproduces its probabilities;
 :func:`parity` measures the largest difference, and a model is served this way
 only when it is within ``TOLERANCE`` on the evaluation rows.
@@ -49,7 +50,10 @@ class OnnxModel:
 
     def predict_proba(self, rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
         """Survival probability of each passenger."""
-        X = np.array([features.vector(r, self.spec) for r in rows], dtype=np.float32)
+        if len(rows) == 1:  # a dict to a vector in plain Python: ~2 us, numpy's set-up ~30 us
+            X = np.array([features.vector(rows[0], self.spec)], dtype=np.float32)
+        else:
+            X = features.matrix(rows, self.spec).astype(np.float32)
         out = self.session.run(self.outputs, {self.input: X})[0]
         return np.asarray(out[:, 1], dtype=np.float64)
 

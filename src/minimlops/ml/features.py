@@ -120,8 +120,64 @@ def vector(row: Mapping[str, Any], spec: Mapping[str, Any]) -> list[float]:
 
 
 def matrix(rows: Sequence[Mapping[str, Any]], spec: Mapping[str, Any]) -> np.ndarray:
-    """Feature vectors of many rows as a float64 matrix (one row per passenger)."""
-    out = np.empty((len(rows), len(FEATURE_NAMES)), dtype=np.float64)
-    for i, row in enumerate(rows):
-        out[i] = vector(row, spec)
+    """Feature vectors of many rows as a float64 matrix (one row per passenger).
+
+    The same features as :func:`vector`, computed a column at a time with
+    numpy (~10x faster on a batch); ``test_matrix_and_vector_agree`` holds
+    the two equal on every row of the data set.
+    """
+    n = len(rows)
+    out = np.zeros((n, len(FEATURE_NAMES)), dtype=np.float64)
+    if n == 0:
+        return out
+    pclass = np.fromiter((int(r["Pclass"]) for r in rows), np.int64, n)
+    sibsp = np.fromiter((int(r["SibSp"]) for r in rows), np.int64, n)
+    parch = np.fromiter((int(r["Parch"]) for r in rows), np.int64, n)
+    female = np.fromiter((r["Sex"] == "female" for r in rows), np.bool_, n)
+    age = _floats(rows, "Age", n)
+    fare = _floats(rows, "Fare", n)
+    titles = _title_indices(rows, female, age)
+    age_missing = np.isnan(age)
+    by_title = np.array([spec["age_by_title"][t] for t in TITLES], dtype=np.float64)
+    age = np.where(age_missing, by_title[titles], age)
+    by_class = np.array([0.0, *(spec["fare_by_class"][c] for c in ("1", "2", "3"))])
+    fare = np.where(np.isnan(fare), by_class[pclass], fare)
+    family = sibsp + parch + 1
+    columns = (pclass == 1, pclass == 2, pclass == 3, female, age, age_missing, sibsp, parch,
+               family, family == 1, fare, np.log1p(fare), fare / family)  # fmt: skip
+    for j, column in enumerate(columns):
+        out[:, j] = column
+    every = np.arange(n)
+    mode = spec["embarked_mode"]
+    ports = np.fromiter((PORTS.index(r.get("Embarked") or mode) for r in rows), np.int64, n)
+    out[every, len(columns) + ports] = 1.0
+    out[every, len(columns) + len(PORTS) + titles] = 1.0
+    decks = np.fromiter((_DECK_INDEX.get((r.get("Cabin") or " ").lstrip()[:1].upper(), _U)
+                         for r in rows), np.int64, n)  # fmt: skip
+    out[every, len(columns) + len(PORTS) + len(TITLES) + decks] = 1.0
     return out
+
+
+_DECK_INDEX = {d: i for i, d in enumerate(DECKS)}
+_U = DECKS.index("U")
+_TITLE_INDEX = {t: i for i, t in enumerate(TITLES)}
+
+
+def _floats(rows: Sequence[Mapping[str, Any]], column: str, n: int) -> np.ndarray:
+    """A column as float64, missing values as NaN."""
+    return np.fromiter((math.nan if (v := r.get(column)) is None else float(v) for r in rows),
+                       np.float64, n)  # fmt: skip
+
+
+def _title_indices(rows: Sequence[Mapping[str, Any]], female: np.ndarray,
+                   age: np.ndarray) -> np.ndarray:  # fmt: skip
+    """:func:`title` of every row as an index into TITLES: the guess from sex
+    and age for all rows at once, then the rows that have a name."""
+    i = _TITLE_INDEX
+    with np.errstate(invalid="ignore"):  # NaN ages compare False, as None does
+        guess = np.where(female, np.where(age < 18, i["Miss"], i["Mrs"]),
+                         np.where(age < 13, i["Master"], i["Mr"]))  # fmt: skip
+    for k, r in enumerate(rows):
+        if r.get("Name"):
+            guess[k] = i[title(r)]
+    return guess.astype(np.int64)
