@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +33,7 @@ def _run(cur: duckdb.DuckDBPyConnection, sql: str) -> list[Any]:
     return cur.execute(sql).fetchall()
 
 
-STAGING = "_minimlops_staging_"
+STAGING = "_minimlops_staging_"  # left by a load interrupted in an earlier version
 
 
 def _columns_ddl(columns: tuple[Column, ...]) -> str:
@@ -44,6 +43,38 @@ def _columns_ddl(columns: tuple[Column, ...]) -> str:
 
 def _q(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
+
+
+class _Stream:
+    """Batches as one Arrow stream for DuckDB, counting rows and keeping the
+    exception the batches raised (DuckDB reports it as its own error)."""
+
+    def __init__(self, batches: Iterable[pa.RecordBatch]) -> None:
+        self._it = iter(batches)
+        self.rows = 0
+        self.failure: BaseException | None = None
+
+    def reader(self) -> pa.RecordBatchReader | None:
+        """The stream (None when there are no batches at all)."""
+        first = next(self._it, None)
+        if first is None:
+            return None
+        self.rows = first.num_rows
+        return pa.RecordBatchReader.from_batches(first.schema, self._rest(first))
+
+    def _rest(self, first: pa.RecordBatch) -> Iterator[pa.RecordBatch]:
+        yield first
+        try:
+            for batch in self._it:
+                self.rows += batch.num_rows
+                yield batch
+        except BaseException as exc:
+            self.failure = exc
+            raise
+
+    def raise_failure(self) -> None:
+        if self.failure is not None:
+            raise self.failure
 
 
 class DuckDBWarehouse:
@@ -96,37 +127,51 @@ class DuckDBWarehouse:
     def load(
         self, table: str, batches: Iterable[pa.RecordBatch], ledger_row: Mapping[str, Any]
     ) -> int:
-        """Stage the batches in a private table (each batch committed, so DuckDB
-        can keep them on disk: a big file does not have to fit in memory), then
-        move them and write the ledger row in ONE transaction."""
+        """Append every batch and the ledger row in ONE transaction.
+
+        The batches reach DuckDB as one Arrow stream read by ONE INSERT, so
+        DuckDB writes full row groups to the database file as they come (a
+        2 GB file loads in bounded memory; appending batch by batch kept the
+        whole transaction in memory) and validation of the next batch runs
+        while DuckDB compresses the last. An error raised by the batches
+        (bad rows, unreadable CSV) rolls everything back and is re-raised
+        as it was.
+        """
+        stream = _Stream(batches)
         cur = self._cursor()
-        staging = f"{STAGING}{uuid.uuid4().hex}"
-        _run(cur, f"CREATE TABLE {_q(staging)} ({_columns_ddl(self.schemas[table])})")
+        reader = stream.reader()  # reads the first batch: a file without rows fails here
+        if table not in self.schemas:
+            raise KeyError(f"unknown table {table!r}")
+        _run(cur, "BEGIN TRANSACTION")
         try:
-            loaded = 0
-            for batch in batches:
-                self._insert(cur, staging, batch)
-                loaded += batch.num_rows
-            _run(cur, "BEGIN TRANSACTION")
-            try:
-                _run(cur, f"INSERT INTO {_q(table)} SELECT * FROM {_q(staging)}")
-                row = dict(ledger_row, rows_loaded=loaded)
-                self._claim(cur, row["content_sha256"])
-                self._insert(cur, self.ledger_table, pa.Table.from_pylist([row]))
-                _run(cur, "COMMIT")
-            except (duckdb.ConstraintException, duckdb.TransactionException) as exc:
-                # Two loads of the same content raced; the other one committed first.
-                with contextlib.suppress(duckdb.Error):
-                    _run(cur, "ROLLBACK")
-                raise ConflictError(f"this content was loaded by a concurrent delivery ({exc})") from None
-            except BaseException:
-                with contextlib.suppress(duckdb.Error):
-                    _run(cur, "ROLLBACK")
-                raise
+            if reader is not None:
+                self._insert_stream(cur, table, reader, stream)
+            row = dict(ledger_row, rows_loaded=stream.rows)
+            self._claim(cur, row["content_sha256"])
+            self._insert(cur, self.ledger_table, pa.Table.from_pylist([row]))
+            _run(cur, "COMMIT")
+        except (duckdb.ConstraintException, duckdb.TransactionException) as exc:
+            # Two loads of the same content raced; the other one committed first.
+            with contextlib.suppress(duckdb.Error):
+                _run(cur, "ROLLBACK")
+            raise ConflictError(f"this content was loaded by a concurrent delivery ({exc})") from None
+        except BaseException:
+            with contextlib.suppress(duckdb.Error):
+                _run(cur, "ROLLBACK")
+            raise
+        return stream.rows
+
+    def _insert_stream(self, cur: duckdb.DuckDBPyConnection, table: str,
+                       reader: pa.RecordBatchReader, stream: _Stream) -> None:  # fmt: skip
+        cur.register("_minimlops_stream", reader)
+        try:
+            _run(cur, f"INSERT INTO {_q(table)} BY NAME SELECT * FROM _minimlops_stream")
+        except duckdb.Error:
+            stream.raise_failure()  # the batches' own error, when they raised one
+            raise
         finally:
             with contextlib.suppress(duckdb.Error):
-                _run(cur, f"DROP TABLE IF EXISTS {_q(staging)}")
-        return loaded
+                cur.unregister("_minimlops_stream")
 
     def _claim(self, cur: duckdb.DuckDBPyConnection, content_sha256: str) -> None:
         """Load each content once, even for deliveries running at the same time:
@@ -172,7 +217,7 @@ class DuckDBWarehouse:
     def _insert(
         self, cur: duckdb.DuckDBPyConnection, table: str, data: pa.Table | pa.RecordBatch
     ) -> None:
-        if table not in self.schemas and not table.startswith(STAGING):
+        if table not in self.schemas:
             raise KeyError(f"unknown table {table!r}")
         cur.register("_minimlops_batch", data)
         try:

@@ -133,10 +133,10 @@ def _checked(deps: Deps, info: ObjectInfo, stream: validate.CountingReader,
 def _with_meta(good: pa.Table, row: dict[str, Any]) -> pa.Table:
     n = good.num_rows
     return (good.append_column("split", validate.add_split(good))
-            .append_column("ingestion_id", pa.array([row["ingestion_id"]] * n))
-            .append_column("source_uri", pa.array([row["source_uri"]] * n))
-            .append_column("ingested_at", pa.array([row["ingested_at"]] * n,
-                                                   pa.timestamp("us", tz="UTC"))))  # fmt: skip
+            .append_column("ingestion_id", pa.repeat(pa.scalar(row["ingestion_id"]), n))
+            .append_column("source_uri", pa.repeat(pa.scalar(row["source_uri"]), n))
+            .append_column("ingested_at", pa.repeat(
+                pa.scalar(row["ingested_at"], pa.timestamp("us", tz="UTC")), n)))  # fmt: skip
 
 
 def _reject(deps: Deps, info: ObjectInfo, row: dict[str, Any],

@@ -121,6 +121,9 @@ def check_batch(batch: pa.RecordBatch, first_row: int, report: Report) -> pa.Tab
 def _check_column(
     raw: pa.Array, name: str, bq_type: str, required: bool, first_row: int, report: Report
 ) -> tuple[pa.Array, pa.Array]:
+    if bq_type in PATTERNS and (typed := _clean_cast(raw, bq_type)) is not None:
+        return _check_values(typed, raw, pa.array([False] * len(raw)), name, required,
+                             first_row, report)  # fmt: skip
     text = pc.utf8_trim_whitespace(raw)
     text = pc.if_else(pc.equal(text, ""), pa.scalar(None, pa.string()), text)
     present = pc.is_valid(text)
@@ -131,9 +134,30 @@ def _check_column(
         _note(report, wrong, text, name, first_row, f"not a valid {bq_type}")
         bad = pc.or_(bad, wrong)
         text = pc.if_else(wrong, pa.scalar(None, pa.string()), text)
+    if bq_type == "INTEGER":  # Arrow's integer parser refuses a leading plus
+        text = pc.replace_substring_regex(text, r"^\+", "")
     typed = pc.cast(text, TYPES.get(bq_type, pa.string()))
+    return _check_values(typed, text, bad, name, required, first_row, report)
+
+
+def _clean_cast(raw: pa.Array, bq_type: str) -> pa.Array | None:
+    """The common case in one step: every value of a numeric column parses as
+    it is (no spaces, finite). Arrow's parser accepts only what PATTERNS
+    accepts, bar integers of 19 digits, which RANGES refuses; None sends the
+    column through the slow path that names each bad value."""
+    try:
+        typed = pc.cast(raw, TYPES[bq_type])
+    except pa.ArrowInvalid:
+        return None
+    if bq_type == "FLOAT" and pc.any(pc.invert(pc.is_finite(typed))).as_py():
+        return None  # NaN or infinity: refused by the slow path, with its row
+    return typed
+
+
+def _check_values(typed: pa.Array, text: pa.Array, bad: pa.Array, name: str, required: bool,
+                  first_row: int, report: Report) -> tuple[pa.Array, pa.Array]:  # fmt: skip
     if required:
-        missing = pc.and_(pc.invert(present), pc.invert(bad))
+        missing = pc.and_(pc.is_null(typed), pc.invert(bad))
         _note(report, missing, text, name, first_row, "required value is missing")
         bad = pc.or_(bad, missing)
     if name in ALLOWED_VALUES:
