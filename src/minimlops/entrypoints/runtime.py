@@ -23,12 +23,33 @@ logger = logging.getLogger(__name__)
 
 
 @functools.cache
+def _libc() -> ctypes.CDLL | None:
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    except OSError:
+        return None
+
+
 def _malloc_trim() -> Callable[[int], int] | None:
     """glibc's malloc_trim, or None on other C libraries."""
-    try:
-        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim  # type: ignore[no-any-return]
-    except (OSError, AttributeError):
-        return None
+    return getattr(_libc(), "malloc_trim", None)
+
+
+M_ARENA_MAX = -8  # glibc's mallopt parameter
+
+
+def limit_malloc_arenas(arenas: int = 2) -> None:
+    """At most ``arenas`` glibc heaps, before the server starts its threads.
+
+    glibc gives each thread that allocates at the same time as another its
+    own heap (up to 8 per core); every heap keeps its own free pages, so a
+    server with a dozen threads (consumers, journal, DuckDB, onnxruntime)
+    grows with the number of heaps that have been busy. Two is what
+    MALLOC_ARENA_MAX=2 gives: the usual setting for threaded Python servers.
+    """
+    mallopt = getattr(_libc(), "mallopt", None)
+    if mallopt is not None:
+        mallopt(M_ARENA_MAX, arenas)
 
 
 def release_memory() -> None:

@@ -22,7 +22,7 @@ from minimlops.entrypoints.client import running_server, write_runtime_file
 from minimlops.entrypoints.fastpath import FastPredict
 from minimlops.entrypoints.http import create_app
 from minimlops.entrypoints.progress import ThrottledProgress
-from minimlops.entrypoints.runtime import Runtime
+from minimlops.entrypoints.runtime import Runtime, limit_malloc_arenas
 from minimlops.entrypoints.security import PublicCORS
 from minimlops.errors import MinimlopsError
 
@@ -65,6 +65,7 @@ def serve(settings: Settings) -> None:
     # file a long-running server would hold on to the peak. The system
     # allocator gives large blocks back.
     pa.set_memory_pool(pa.system_memory_pool())
+    limit_malloc_arenas()
     app = build(settings, progress=ThrottledProgress(), isolate_training=True)
     runtime = Runtime(app)
     try:
