@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: run test test-gcp test-slow lint audit bench soak lock clean emulators
+.PHONY: run test test-gcp test-slow lint audit bench bench-peers test-peers soak lock clean emulators
 
 # Creates the virtual environment and installs the project with the locked versions.
 $(STAMP): pyproject.toml requirements.lock
@@ -35,6 +35,18 @@ audit: $(STAMP) ## known vulnerabilities with a fix, in requirements.lock (needs
 bench: $(STAMP) ## serving and ingestion benchmarks (needs wrk); writes bench/results/latest.*
 	$(BIN)/minimlops bench --out bench/results
 
+PEERS := .bench-peers
+$(PEERS)/.installed-stamp: bench/peers/requirements.lock
+	$(PYTHON) -m venv $(PEERS)
+	$(PEERS)/bin/python -m pip install --quiet -r bench/peers/requirements.lock
+	touch $@
+
+bench-peers: $(STAMP) $(PEERS)/.installed-stamp ## make bench, plus mlflow models serve and the exercise's function (own venv)
+	$(BIN)/minimlops bench --peers $(PEERS)/bin/python --out bench/results
+
+test-peers: $(STAMP) $(PEERS)/.installed-stamp ## smoke of make bench-peers (installs the peers' venv)
+	MINIMLOPS_PEERS_PYTHON=$(PEERS)/bin/python $(BIN)/python -m pytest tests/e2e/test_bench_smoke.py -k peers
+
 soak: $(STAMP) ## 10 minutes of mixed traffic; writes bench/results/soak.md
 	$(BIN)/python bench/soak.py --minutes 10 --rate 200 --out bench/results/soak.md
 
@@ -47,4 +59,4 @@ lock: ## re-resolve requirements.lock from pyproject.toml
 	$(BIN)/uv pip compile pyproject.toml --extra dev --upgrade -o requirements.lock
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .emulators build
+	rm -rf $(VENV) $(PEERS) .pytest_cache .ruff_cache .emulators build

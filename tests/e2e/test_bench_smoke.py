@@ -27,3 +27,21 @@ def test_bench_smoke_writes_every_measurement(tmp_path: Path) -> None:
     errors = next(r for r in report["results"] if r["name"].startswith("non-2xx"))
     assert errors["value"] == 0
     assert (out / "latest.md").read_text().startswith("Machine:")
+
+
+def test_bench_peers_smoke(tmp_path: Path) -> None:
+    """`make bench-peers` keeps working: MLflow's server and the exercise's
+    function, from their own venv, measured in the same run (`make test-peers`)."""
+    peers = os.environ.get("MINIMLOPS_PEERS_PYTHON")
+    if not peers:
+        pytest.skip("MINIMLOPS_PEERS_PYTHON unset: `make test-peers` builds the peers' venv")
+    if shutil.which("wrk") is None:
+        pytest.fail("wrk is not installed (apt-get install wrk)")
+    out = tmp_path / "results"
+    cli(tmp_path / "home", "bench", "--smoke", "--peers", peers, "--out", str(out))
+    rows = json.loads((out / "latest.json").read_text())["results"]
+    peer_rows = [r for r in rows if r["group"] == "peers"]
+    names = " ".join(r["name"] for r in peer_rows)
+    assert "mlflow models serve" in names and "functions-framework" in names
+    throughput = [r for r in peer_rows if r["unit"] == "req/s"]
+    assert len(throughput) == 2 and all(r["value"] > 0 and r["ratio"] > 0 for r in throughput)

@@ -41,15 +41,21 @@ class Plan:
     pause: float = 3.0
     ingest_rows: tuple[int, ...] = (100_000, 1_000_000)
     smoke: bool = False
+    peers: Path | None = None  # the Python of the peers' venv (make bench-peers)
 
     @classmethod
-    def make(cls, smoke: bool) -> Plan:
-        return cls(2.0, 0.5, (5_000, 20_000), True) if smoke else cls()
+    def make(cls, smoke: bool, peers: Path | None = None) -> Plan:
+        plan = cls(2.0, 0.5, (5_000, 20_000), True) if smoke else cls()
+        plan.peers = peers
+        return plan
 
 
 @dataclass
 class Results:
     rows: list[dict[str, Any]] = field(default_factory=list)
+    ours: dict[str, float] = field(default_factory=dict)  # /predict @32, for the peers
+    ours_lone: dict[str, float] = field(default_factory=dict)  # /predict @1
+    algorithm: str = "random_forest"
 
     def add(self, group: str, name: str, value: float, unit: str,
             baseline: float | None = None, note: str = "") -> None:  # fmt: skip
@@ -134,6 +140,8 @@ def serving(plan: Plan, work: Path, results: Results) -> None:
     note = f"model: {algorithm}; every prediction durably logged before the answer"
     results.add("serving", "minimlops /predict, 1 passenger, 32 connections", single["rps"],
                 "req/s", base["rps"], note)  # fmt: skip
+    results.ours, results.algorithm = single, algorithm
+    results.ours_lone = lone
     results.add("serving", "minimlops /predict, 1 connection, p50", lone.get("p50_ms", 0), "ms")
     results.add("serving", "minimlops /predict, 1 connection, p99", lone.get("p99_ms", 0), "ms")
     results.add("serving", "minimlops /predict, batches of 1,000, 4 connections",
@@ -142,6 +150,86 @@ def serving(plan: Plan, work: Path, results: Results) -> None:
                 cold, "s")  # fmt: skip
     errors = single["non_2xx"] + lone["non_2xx"] + many["non_2xx"]
     results.add("serving", "non-2xx answers during the runs", errors, "responses")
+
+
+def peers(plan: Plan, work: Path, results: Results) -> None:
+    """The usual ways of serving the same data and model family, in the same run:
+    ``mlflow models serve`` and the exercise's functions-framework + pandas
+    function, both from the peers' own venv; ratios are ours / theirs."""
+    assert plan.peers is not None
+    script_dir = Path(__file__).resolve().parents[3] / "bench" / "peers"
+    if not (script_dir / "peer_model.py").is_file():
+        raise RuntimeError(f"{script_dir}/peer_model.py not found: run from a checkout")
+    data = work / "peer-data.csv"
+    write_csv(data, 891, seed=1)  # the rows our server trained on
+    models = work / "peer-models"
+    fitted = subprocess.run([str(plan.peers), str(script_dir / "peer_model.py"), str(data),
+                             results.algorithm, str(models)], capture_output=True, text=True)  # fmt: skip
+    if fitted.returncode != 0:
+        raise RuntimeError(f"peer_model.py failed: {fitted.stderr[-2000:]}")
+    one = work / "one.json"
+    mlflow_body = work / "mlflow.json"
+    mlflow_body.write_text(json.dumps({"dataframe_records": [ONE]}))
+    bin_dir = plan.peers.parent
+    servers = {
+        "mlflow models serve": (
+            [str(bin_dir / "mlflow"), "models", "serve", "-m", str(models / "mlflow-model"),
+             "--env-manager", "local", "-h", "127.0.0.1", "-p", "{port}"],
+            "/invocations", mlflow_body, "/ping", {}),
+        "the exercise's way: functions-framework + pandas + pipeline.predict_proba": (
+            [str(bin_dir / "functions-framework"), "--target", "predict", "--source",
+             str(script_dir / "exercise_main.py"), "--host", "127.0.0.1", "--port", "{port}"],
+            "/", one, None, {"PEER_MODEL": str(models / "model.pkl")}),
+    }  # fmt: skip
+    # the peers' venv first on PATH: mlflow starts its server as plain `uvicorn`
+    path_env = {"PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
+    for name, (command, path, body, health, extra_env) in servers.items():
+        port = _free_port()
+        log = work / f"peer-{port}.log"
+        with open(log, "wb") as out:
+            proc = subprocess.Popen([c.replace("{port}", str(port)) for c in command],
+                                    env={**os.environ, **path_env, **extra_env},
+                                    stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
+        url = f"http://127.0.0.1:{port}"
+        try:
+            _wait_answering(proc, url + path, body, health and url + health, log)
+            busy = wrk(url + path, body, 32, plan.seconds)
+            time.sleep(plan.pause)
+            lone = wrk(url + path, body, 1, plan.seconds)
+        finally:
+            proc.terminate()
+            proc.wait()
+        model = f"model: scikit-learn pipeline ({results.algorithm}); nothing logged"
+        results.add("peers", f"{name}, 1 passenger, 32 connections", busy["rps"], "req/s",
+                    note=model + f"; minimlops is {results.ours['rps'] / busy['rps']:,.0f}× this")  # fmt: skip
+        results.add("peers", f"{name}, 1 connection, p50", lone.get("p50_ms", 0), "ms",
+                    note=f"minimlops: {results.ours_lone.get('p50_ms', 0):.2f} ms")  # fmt: skip
+        results.rows[-2]["ratio"] = results.ours["rps"] / busy["rps"]  # speed-up of ours
+        if busy["non_2xx"]:
+            raise RuntimeError(f"{name} answered {busy['non_2xx']:.0f} errors")
+
+
+def _wait_answering(proc: subprocess.Popen[bytes], url: str, body: Path, health: str | None,
+                    log: Path, timeout: float = 180) -> None:  # fmt: skip
+    """Until the peer answers a real request; its log if it exits first."""
+    deadline = time.monotonic() + timeout
+    probe = health or url
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{' '.join(map(str, proc.args))} exited ({proc.returncode}):\n"
+                               + log.read_text(errors="replace")[-2000:])  # fmt: skip
+        try:
+            if probe == health:
+                if httpx.get(health, timeout=5).status_code == 200:
+                    probe = url
+                    continue
+            elif httpx.post(url, content=body.read_bytes(), timeout=10,
+                            headers={"content-type": "application/json"}).status_code == 200:  # fmt: skip
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.5)
+    raise RuntimeError(f"{url} never answered a prediction:\n" + log.read_text(errors="replace")[-2000:])
 
 
 def _cold_start(env: dict[str, str], url: str) -> float:
@@ -252,14 +340,25 @@ def markdown(results: Results, info: dict[str, Any], smoke: bool) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run(out_dir: Path, *, smoke: bool = False) -> dict[str, Any]:
-    """Run every benchmark; write latest.json and latest.md into out_dir."""
+def run(out_dir: Path, *, smoke: bool = False, peers_python: Path | None = None) -> dict[str, Any]:
+    """Run every benchmark; write latest.json and latest.md into out_dir.
+
+    With ``peers_python`` (the Python of a venv made from
+    bench/peers/requirements.lock) the usual serving stacks run in the same
+    session, compared with our server.
+    """
     if shutil.which("wrk") is None:
         raise RuntimeError("wrk is not installed: apt-get install wrk")
-    plan, results = Plan.make(smoke), Results()
+    if peers_python is not None and not peers_python.exists():
+        raise RuntimeError(f"{peers_python} not found: make bench-peers creates it")
+    # absolute, not resolved: a venv's python is a symlink out of the venv
+    peers_python = peers_python.absolute() if peers_python is not None else None
+    plan, results = Plan.make(smoke, peers_python), Results()
     with tempfile.TemporaryDirectory(prefix="minimlops-bench-") as tmp:
         work = Path(tmp)
         serving(plan, work, results)
+        if plan.peers is not None:
+            peers(plan, work, results)
         ingestion(plan, work, results)
     info = machine()
     out_dir.mkdir(parents=True, exist_ok=True)

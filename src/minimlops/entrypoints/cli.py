@@ -309,12 +309,15 @@ def generate(
 def bench(
     out: Annotated[Path, typer.Option(help="where latest.json and latest.md go")] = Path("bench/results"),
     smoke: Annotated[bool, typer.Option(help="tiny sizes and durations: checks it works")] = False,
+    peers: Annotated[Path | None, typer.Option(
+        help="Python of the peers' venv: adds mlflow models serve and the exercise's "
+             "function to the run (make bench-peers)")] = None,  # fmt: skip
 ) -> None:
     """Measure serving and ingestion against baselines run alongside (needs wrk)."""
     from minimlops.entrypoints.benchmark import run
 
     try:
-        report = run(out, smoke=smoke)
+        report = run(out, smoke=smoke, peers_python=peers)
     except RuntimeError as exc:
         _fail(exc)
     console.print((out / "latest.md").read_text())
