@@ -142,6 +142,7 @@ class _Serving:
             if self.front is None:
                 from minimlops.entrypoints.fastpath import FastPredict
                 from minimlops.entrypoints.http import create_app
+                from minimlops.entrypoints.runtime import freeze_long_lived
                 from minimlops.entrypoints.security import PublicCORS
 
                 app = await asyncio.to_thread(_app)
@@ -154,6 +155,7 @@ class _Serving:
                                asyncio.create_task(self._refresh(app))]  # fmt: skip
                 self.front = FastPredict(PublicCORS(api, s.origins), api.state.answer_predict,
                                          s.max_body_bytes, origins=s.origins, api_key=key)  # fmt: skip
+                freeze_long_lived()
         return self.front
 
     async def _refresh(self, app: App) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import functools
+import gc
 import logging
 import threading
 import time
@@ -36,6 +37,20 @@ def _malloc_trim() -> Callable[[int], int] | None:
 
 
 M_ARENA_MAX = -8  # glibc's mallopt parameter
+
+
+def freeze_long_lived() -> None:
+    """Exclude what start-up created (modules, the model, the app) from the
+    cycle collector's future passes.
+
+    A batch of 1,000 passengers allocates tens of thousands of containers, so
+    the collector runs full passes every few requests; each walked the
+    hundreds of thousands of objects of scikit-learn, pandas and the app:
+    pauses of ~100 ms (p99 at 4 connections 162 ms, 91 batches/s; frozen:
+    54 ms, 147 batches/s). New objects are still collected as before.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def limit_malloc_arenas(arenas: int = 2) -> None:

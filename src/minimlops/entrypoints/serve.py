@@ -22,7 +22,7 @@ from minimlops.entrypoints.client import running_server, write_runtime_file
 from minimlops.entrypoints.fastpath import FastPredict
 from minimlops.entrypoints.http import create_app
 from minimlops.entrypoints.progress import ThrottledProgress
-from minimlops.entrypoints.runtime import Runtime, limit_malloc_arenas
+from minimlops.entrypoints.runtime import Runtime, freeze_long_lived, limit_malloc_arenas
 from minimlops.entrypoints.security import PublicCORS
 from minimlops.errors import MinimlopsError
 
@@ -80,6 +80,7 @@ def serve(settings: Settings) -> None:
             # the training process imports while the server already answers
             getattr(app.deps.compute, "prestart", lambda: None)()
             runtime.start()
+            freeze_long_lived()  # the model is loaded by now (lifespan runs first)
             logger.info("predictions_endpoint listening on %s (data home %s)", url,
                         settings.home.resolve())  # fmt: skip
             logger.info("try: " + CURL, url)
