@@ -23,7 +23,7 @@ def test_bench_smoke_writes_every_measurement(tmp_path: Path) -> None:
     names = [r["name"] for r in report["results"]]
     assert any("floor" in n for n in names) and any("batches of 1,000" in n for n in names)
     assert any("pandas baseline" in n for n in names) and any("ingest_data" in n for n in names)
-    assert any("cold start" in n for n in names)
+    assert any("cold start" in n for n in names) and any("end to end" in n for n in names)
     errors = next(r for r in report["results"] if r["name"].startswith("non-2xx"))
     assert errors["value"] == 0
     assert (out / "latest.md").read_text().startswith("Machine:")
