@@ -239,3 +239,31 @@ def test_a_decision_against_a_champion_replaced_during_training_does_not_stand(
     assert registry.champion()[0]["version"] == "1"
     late = registry.metadata("2")
     assert late["decision"]["promote"] and late["champion_compared"]["version"] is None
+
+
+def test_the_registry_reads_each_versions_metadata_once_until_it_changes() -> None:
+    """The dashboard polls /status, /models and /events; on Cloud Storage each
+    metadata read is a request, so unchanged versions are not read again."""
+    import json
+
+    from minimlops.services.registry import ModelRegistry
+    from tests.fakes import InMemoryObjectStore
+
+    class CountingStore(InMemoryObjectStore):
+        reads = 0
+
+        def read_bytes(self, bucket: str, name: str) -> bytes:
+            CountingStore.reads += 1
+            return super().read_bytes(bucket, name)
+
+    store = CountingStore()
+    registry = ModelRegistry(store, "models-bucket", "titanic")
+    for v in ("1", "2"):
+        store.write_bytes("models-bucket", f"models/titanic/{v}/metadata.json",
+                          json.dumps({"version": v, "algorithm": "a"}).encode())  # fmt: skip
+    assert [m["version"] for m in registry.versions()] == ["1", "2"] and store.reads == 2
+    registry.versions()
+    assert store.reads == 2, "unchanged versions are not read again"
+    store.write_bytes("models-bucket", "models/titanic/2/metadata.json",
+                      json.dumps({"version": "2", "algorithm": "b"}).encode())  # fmt: skip
+    assert registry.versions()[1]["algorithm"] == "b" and store.reads == 3

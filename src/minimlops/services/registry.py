@@ -32,14 +32,22 @@ class ModelRegistry:
     def __init__(self, store: ObjectStore, bucket: str, name: str) -> None:
         self.store, self.bucket, self.name = store, bucket, name
         self.prefix = f"models/{name}/"
+        # metadata.json is written once (create-only), so a version's parsed
+        # metadata is reused while its object keeps the same generation: the
+        # dashboard's polling of /status, /models and /events costs one
+        # listing, not one read per version (one HTTP request each on GCS).
+        self._seen: dict[str, tuple[str, dict[str, Any]]] = {}
 
     def versions(self) -> list[dict[str, Any]]:
-        """Metadata of every complete version, oldest first."""
+        """Metadata of every complete version, oldest first (shared: read only)."""
         found = []
         for obj in self.store.list(self.bucket, self.prefix):
             parts = obj.name[len(self.prefix):].split("/")
             if len(parts) == 2 and parts[1] == METADATA and parts[0].isdigit():
-                found.append(self.metadata(parts[0]))
+                cached = self._seen.get(obj.name)
+                if cached is None or cached[0] != obj.generation:
+                    cached = self._seen[obj.name] = (obj.generation, self.metadata(parts[0]))
+                found.append(cached[1])
         return sorted(found, key=lambda m: int(m["version"]))
 
     def metadata(self, version: str) -> dict[str, Any]:
