@@ -267,3 +267,30 @@ def test_the_registry_reads_each_versions_metadata_once_until_it_changes() -> No
     store.write_bytes("models-bucket", "models/titanic/2/metadata.json",
                       json.dumps({"version": "2", "algorithm": "b"}).encode())  # fmt: skip
     assert registry.versions()[1]["algorithm"] == "b" and store.reads == 3
+
+
+def test_drift_reads_the_training_rows_once_per_champion(fake_deps: Deps) -> None:
+    """The dashboard asks for drift every 30 s: the champion's TRAIN rows are
+    scanned once, and again only when another version becomes champion."""
+    from minimlops.services import monitor
+
+    scans = []
+    warehouse = fake_deps.warehouse
+    latest = warehouse.latest_rows
+    warehouse.latest_rows = lambda table: scans.append(table) or latest(table)  # type: ignore[method-assign]
+    _ingest_and_train(fake_deps, "a.csv", passengers(600, seed=1))
+    registry, cfg = registry_of(fake_deps), monitor.MonitorConfig(drift_min_rows=10)
+    predictor = Predictor(registry, fake_deps.now)
+    predictor.refresh()
+    warehouse.append("predictions_data", pa.Table.from_pylist(
+        predictor.predict(passengers(50, seed=9).to_pylist())))  # fmt: skip
+    scans.clear()
+    first = monitor.drift(fake_deps, registry, cfg)
+    again = monitor.drift(fake_deps, registry, cfg)
+    assert first == again and first["reference_rows"] > 0 and len(scans) == 1
+    _ingest_and_train(fake_deps, "b.csv", passengers(900, seed=2))  # more data, a new champion?
+    champion = registry.champion()[0]["version"]
+    scans.clear()
+    third = monitor.drift(fake_deps, registry, cfg)
+    assert third["champion"] == champion
+    assert len(scans) == (1 if champion != "1" else 0)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import weakref
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -107,20 +108,30 @@ def _status(psi: float, cfg: MonitorConfig) -> str:
     return "drift" if psi >= cfg.psi_drift else ("warn" if psi >= cfg.psi_warn else "ok")
 
 
-def _categorical(name: str, train: pa.Array, recent: pa.Array, cfg: MonitorConfig) -> dict[str, Any]:
-    t, r = train.to_pylist(), recent.to_pylist()
-    cats = sorted({*t, *r}, key=str)
-    e = np.array([t.count(c) for c in cats], float)
-    a = np.array([r.count(c) for c in cats], float)
+def _categorical(name: str, train: dict[Any, int], recent: pa.Array,
+                 cfg: MonitorConfig) -> dict[str, Any]:  # fmt: skip
+    r = _counts(recent)
+    cats = sorted({*train, *r}, key=str)
+    e = np.array([train.get(c, 0) for c in cats], float)
+    a = np.array([r.get(c, 0) for c in cats], float)
     psi = _psi(e, a)
     return {"feature": name, "kind": "categorical", "psi": psi, "status": _status(psi, cfg),
             "train": {str(c): x / max(e.sum(), 1) for c, x in zip(cats, e, strict=True)},
             "recent": {str(c): x / max(a.sum(), 1) for c, x in zip(cats, a, strict=True)}}  # fmt: skip
 
 
-def _numeric(name: str, train: pa.Array, recent: pa.Array, cfg: MonitorConfig) -> dict[str, Any]:
-    t = train.drop_null().to_numpy(zero_copy_only=False).astype(float)
-    r = recent.drop_null().to_numpy(zero_copy_only=False).astype(float)
+def _counts(values: pa.Array) -> dict[Any, int]:
+    """How often each value occurs (missing values counted under None)."""
+    counts = {v["values"]: v["counts"] for v in pc.value_counts(values).to_pylist()}
+    return counts
+
+
+def _numbers(values: pa.Array) -> np.ndarray:
+    return np.asarray(values.drop_null().to_numpy(zero_copy_only=False), dtype=float)
+
+
+def _numeric(name: str, t: np.ndarray, recent: pa.Array, cfg: MonitorConfig) -> dict[str, Any]:
+    r = _numbers(recent)
     if len(t) == 0 or len(r) == 0:
         return {"feature": name, "kind": "numeric", "psi": None, "status": "no data"}
     edges = np.unique(np.quantile(t, np.linspace(0, 1, 11)))
@@ -132,17 +143,44 @@ def _numeric(name: str, train: pa.Array, recent: pa.Array, cfg: MonitorConfig) -
             "train_median": float(np.median(t)), "recent_median": float(np.median(r))}  # fmt: skip
 
 
+@dataclass(frozen=True)
+class _Reference:
+    """What drift needs of a champion's TRAIN rows: category counts, numbers."""
+
+    key: tuple[str, str]  # (version, training snapshot)
+    rows: int
+    categorical: dict[str, dict[Any, int]]
+    numeric: dict[str, np.ndarray]
+
+
+# One reference per warehouse (weakly held: it goes with its app), rebuilt
+# when the champion changes. Building it scans the training table; the
+# dashboard asks for drift every 30 s and the monitor on every tick.
+_references: weakref.WeakKeyDictionary[Any, _Reference] = weakref.WeakKeyDictionary()
+
+
+def _reference(deps: Deps, meta: dict[str, Any]) -> _Reference:
+    key = (str(meta["version"]), str(meta["training"].get("snapshot", "")))
+    cached = _references.get(deps.warehouse)
+    if cached is not None and cached.key == key:
+        return cached
+    rows = deps.warehouse.latest_rows(deps.names.training_table)
+    ids = pa.array(meta["training"]["ingestion_ids"], pa.string())
+    train = rows.filter(pc.and_(pc.is_in(rows.column("ingestion_id"), ids),
+                                pc.equal(rows.column("split"), "TRAIN")))  # fmt: skip
+    ref = _Reference(key, train.num_rows,
+                     {c: _counts(train.column(c).combine_chunks()) for c in CATEGORICAL},
+                     {c: _numbers(train.column(c).combine_chunks()) for c in NUMERIC})  # fmt: skip
+    _references[deps.warehouse] = ref
+    return ref
+
+
 def drift(deps: Deps, registry: ModelRegistry, cfg: MonitorConfig) -> dict[str, Any]:
     """Each input's drift between the champion's TRAIN rows and recent requests."""
     pointer, _ = registry.champion()
     thresholds = {"psi_warn": cfg.psi_warn, "psi_drift": cfg.psi_drift}
     if pointer is None:
         return {"status": "no champion yet", "features": [], "thresholds": thresholds}
-    meta = registry.metadata(pointer["version"])
-    rows = deps.warehouse.latest_rows(deps.names.training_table)
-    ids = pa.array(meta["training"]["ingestion_ids"], pa.string())
-    train = rows.filter(pc.and_(pc.is_in(rows.column("ingestion_id"), ids),
-                                pc.equal(rows.column("split"), "TRAIN")))  # fmt: skip
     since = deps.now() - timedelta(hours=cfg.drift_hours) if cfg.drift_hours else None
     recent = deps.warehouse.recent_predictions(deps.names.predictions_table, cfg.drift_window, since)
     window = {"rows": recent.num_rows, "limit": cfg.drift_window, "hours": cfg.drift_hours}
@@ -150,11 +188,14 @@ def drift(deps: Deps, registry: ModelRegistry, cfg: MonitorConfig) -> dict[str, 
         return {"status": f"not enough recent predictions ({recent.num_rows} < {cfg.drift_min_rows})",
                 "features": [], "window": window, "thresholds": thresholds,
                 "champion": pointer["version"]}  # fmt: skip
-    features = [_categorical(c, train.column(c), recent.column(c), cfg) for c in CATEGORICAL]
-    features += [_numeric(c, train.column(c), recent.column(c), cfg) for c in NUMERIC]
+    ref = _reference(deps, registry.metadata(pointer["version"]))
+    features = [_categorical(c, ref.categorical[c], recent.column(c).combine_chunks(), cfg)
+                for c in CATEGORICAL]  # fmt: skip
+    features += [_numeric(c, ref.numeric[c], recent.column(c).combine_chunks(), cfg)
+                 for c in NUMERIC]  # fmt: skip
     worst = max((f["psi"] or 0 for f in features), default=0)
     return {"status": _status(worst, cfg), "champion": pointer["version"], "window": window,
-            "reference_rows": train.num_rows, "features": features, "thresholds": thresholds}  # fmt: skip
+            "reference_rows": ref.rows, "features": features, "thresholds": thresholds}  # fmt: skip
 
 
 def snapshot_id(deps: Deps) -> str:
