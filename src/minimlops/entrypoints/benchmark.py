@@ -42,6 +42,7 @@ class Plan:
     ingest_rows: tuple[int, ...] = (100_000, 1_000_000)
     smoke: bool = False
     peers: Path | None = None  # the Python of the peers' venv (make bench-peers)
+    example: Path | None = None  # the Titanic file, found or fetched before anything runs
 
     @classmethod
     def make(cls, smoke: bool, peers: Path | None = None) -> Plan:
@@ -235,14 +236,9 @@ def _wait_answering(proc: subprocess.Popen[bytes], url: str, body: Path, health:
 def end_to_end(plan: Plan, work: Path, results: Results) -> None:
     """Seconds from the example file (891 rows) landing on a server that has
     no model yet to the first prediction answered by the model trained on it."""
-    from minimlops import example_data
-    from minimlops.config import Settings
-
     home, port = work / "e2e-home", _free_port()
     env = {**os.environ, "MINIMLOPS_HOME": str(home), "MINIMLOPS_PORT": str(port),
-           "MINIMLOPS_LOG_LEVEL": "WARNING"}  # fmt: skip
-    s = Settings.from_env(env)  # the Titanic file, fetched (or found) before the clock starts
-    example_data.ensure(s.cache_dir, local=s.example_data, url=s.example_url)
+           "MINIMLOPS_LOG_LEVEL": "WARNING", "MINIMLOPS_EXAMPLE_DATA": str(plan.example)}  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     server = subprocess.Popen([sys.executable, "-m", "minimlops", "up"], env=env)
     try:  # on first start the server lands the example data itself
@@ -266,6 +262,24 @@ def end_to_end(plan: Plan, work: Path, results: Results) -> None:
                 served - landed, "s",
                 note="watcher settle 0.5 s, validate and load, train and gate in a child "
                      "process, promote, load the ONNX model")  # fmt: skip
+
+
+def _example_data(work: Path) -> Path:
+    """The example file for the end-to-end run: MINIMLOPS_EXAMPLE_DATA or a
+    download, checked now so a machine without either fails before measuring.
+
+    Raises:
+        RuntimeError: with the message that says how to provide it.
+    """
+    from minimlops import example_data
+    from minimlops.config import Settings
+    from minimlops.errors import ExampleDataError
+
+    s = Settings.from_env(os.environ, home=work / "example")
+    try:
+        return example_data.ensure(s.cache_dir, local=s.example_data, url=s.example_url)
+    except ExampleDataError as exc:
+        raise RuntimeError(str(exc)) from None
 
 
 def _cold_start(env: dict[str, str], url: str) -> float:
@@ -392,6 +406,7 @@ def run(out_dir: Path, *, smoke: bool = False, peers_python: Path | None = None)
     plan, results = Plan.make(smoke, peers_python), Results()
     with tempfile.TemporaryDirectory(prefix="minimlops-bench-") as tmp:
         work = Path(tmp)
+        plan.example = _example_data(work)
         serving(plan, work, results)
         end_to_end(plan, work, results)
         if plan.peers is not None:
