@@ -130,3 +130,31 @@ def test_fast_path_matches_on_every_row_of_the_data_set(model, rows, example_row
     assert fast.parity(model, served, every) <= fast.TOLERANCE
     one = every[0]
     assert served.predict_proba([one])[0] == pytest.approx(model.predict_proba([one])[0], abs=1e-5)
+
+
+def test_serving_never_loads_the_training_libraries(model, tmp_path) -> None:
+    """scikit-learn, scipy and skops take ~1 s to import: a server that serves
+    the ONNX form and trains in another process must not pay for them on its
+    way to the first prediction."""
+    import subprocess
+    import sys
+
+    from minimlops.ml import fast
+
+    (tmp_path / "model.onnx").write_bytes(fast.to_onnx(model))
+    (tmp_path / "spec.json").write_text(__import__("json").dumps(model.spec))
+    probe = (
+        "import json, sys; from pathlib import Path; d = Path(sys.argv[1])\n"
+        "from minimlops.config import Settings\nfrom minimlops.bootstrap import build\n"
+        "from minimlops.entrypoints import serve\nfrom minimlops.entrypoints.http import create_app\n"
+        "app = build(Settings.from_env({}, home=d / 'home'), isolate_training=True)\n"
+        "create_app(app, admin_tokens=[])\nfrom minimlops.ml.fast import OnnxModel\n"
+        "m = OnnxModel((d / 'model.onnx').read_bytes(), json.loads((d / 'spec.json').read_text()), 'x')\n"
+        "m.predict_proba([{'Pclass': 3, 'Sex': 'male', 'Age': 22, 'SibSp': 1, 'Parch': 0}] * 2)\n"
+        "app.close()\n"
+        "print(sorted(m for m in ('sklearn', 'scipy', 'skops', 'skl2onnx') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe, str(tmp_path)], capture_output=True,
+                         text=True, timeout=120)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "[]"

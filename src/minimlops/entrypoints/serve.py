@@ -77,8 +77,6 @@ def serve(settings: Settings) -> None:
             holder["info"] = write_runtime_file(settings, url)
             tokens.append(holder["info"].token)
             app.start_background()
-            # the training process imports while the server already answers
-            getattr(app.deps.compute, "prestart", lambda: None)()
             runtime.start()
             freeze_long_lived()  # the model is loaded by now (lifespan runs first)
             logger.info("predictions_endpoint listening on %s (data home %s)", url,
@@ -96,6 +94,10 @@ def serve(settings: Settings) -> None:
                                 # longer than clients' and proxies' idle timeouts, so the
                                 # server is never the side closing a connection in use
                                 timeout_keep_alive=75)  # fmt: skip
+        # The training process imports scikit-learn (~1.4 s) on the other core
+        # while this one starts the server: a file that landed meanwhile is
+        # trained on without waiting for it.
+        getattr(app.deps.compute, "prestart", lambda: None)()
         _Server(config, on_listen).run()
     finally:
         runtime.stop()

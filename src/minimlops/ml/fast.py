@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from minimlops.ml import features
-from minimlops.ml.training import TrainedModel
+
+if TYPE_CHECKING:
+    from minimlops.ml.training import TrainedModel
 
 TOLERANCE = 1e-5
 

@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import logging
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
 from minimlops.domain.policy import mcnemar
-from minimlops.ml import artifacts, fast, training
+from minimlops.ml import artifacts, fast
+
+if TYPE_CHECKING:
+    from minimlops.ml import training
 
 logger = logging.getLogger("minimlops.train")
 
@@ -34,6 +37,8 @@ def fit_and_score(
         scored rows), ``validation`` (on VALIDATION), ``gender_baseline``, ``champion_metrics`` and
         ``paired`` (None without a champion), ``rows_scored``.
     """
+    from minimlops.ml import training  # scikit-learn: only where training runs
+
     train_rows, valid_rows = train.to_pylist(), valid.to_pylist()
     scored = valid_rows + labelled.to_pylist()
     with warnings.catch_warnings():

@@ -18,16 +18,18 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, Union
 
 from minimlops.domain.schema import INPUT_COLUMNS
 from minimlops.errors import ArtifactIntegrityError, ModelNotFoundError, NoChampionError
 from minimlops.ml.fast import OnnxModel
-from minimlops.ml.training import TrainedModel
 from minimlops.services.registry import ModelRegistry
 
+if TYPE_CHECKING:  # scikit-learn is loaded only if a model must serve through it
+    from minimlops.ml.training import TrainedModel
+
 logger = logging.getLogger(__name__)
-Scorer = TrainedModel | OnnxModel  # both: predict_proba(rows) and .algorithm
+Scorer = Union["TrainedModel", OnnxModel]  # both: predict_proba(rows) and .algorithm
 
 
 class Predictor:

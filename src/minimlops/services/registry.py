@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from minimlops.errors import ArtifactIntegrityError, ConflictError, ModelNotFoundError
 from minimlops.ml import artifacts, fast
-from minimlops.ml.training import TrainedModel
 from minimlops.ports import ObjectStore
+
+if TYPE_CHECKING:
+    from minimlops.ml.training import TrainedModel
 
 logger = logging.getLogger(__name__)
 ARTIFACT, METADATA, CHAMPION = "model.skops", "metadata.json", "champion.json"

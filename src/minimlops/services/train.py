@@ -15,15 +15,12 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import sklearn
-import skops
 
 from minimlops.domain.events import Event, IngestionComplete, ModelPromoted, RetrainRequested
 from minimlops.domain.policy import decide_promotion, sanity_checks
 from minimlops.domain.schema import DATA_COLUMNS, SPLITS
 from minimlops.errors import ArtifactIntegrityError, ModelNotFoundError
 from minimlops.ml import features
-from minimlops.ml.job import fit_and_score
 from minimlops.services.deps import Deps
 from minimlops.services.registry import ModelRegistry
 
@@ -61,6 +58,8 @@ def train_model(event: IngestionComplete | RetrainRequested, *, deps: Deps) -> l
                 f"{parts['VALIDATION'].num_rows:,}", f"{parts['TEST'].num_rows:,}",
                 f"{labelled.num_rows:,}")  # fmt: skip
     champ_meta, champ_blob = _champion_artifact(registry)
+    from minimlops.ml.job import fit_and_score  # scikit-learn: in the training process only
+
     result = deps.compute(fit_and_score, parts["TRAIN"], parts["VALIDATION"], labelled,
                           folds=deps.cv_folds, seed=deps.seed, champion=champ_blob,
                           champion_sha256=champ_meta and champ_meta["sha256"])  # fmt: skip
@@ -150,5 +149,7 @@ def _trigger(event: Event) -> dict[str, Any]:
 
 
 def _libraries() -> dict[str, str]:
-    return {"python": platform.python_version(), "scikit-learn": sklearn.__version__,
-            "skops": skops.__version__, "numpy": np.__version__}  # fmt: skip
+    from importlib.metadata import version
+
+    return {"python": platform.python_version(), "scikit-learn": version("scikit-learn"),
+            "skops": version("skops"), "numpy": np.__version__}  # fmt: skip
