@@ -242,18 +242,8 @@ def end_to_end(plan: Plan, work: Path, results: Results) -> None:
     url = f"http://127.0.0.1:{port}"
     server = subprocess.Popen([sys.executable, "-m", "minimlops", "up"], env=env)
     try:  # on first start the server lands the example data itself
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                answer = httpx.post(url + "/predict", json=ONE, timeout=2)
-                if answer.status_code == 200:
-                    served = time.time()
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.02)
-        else:
-            raise RuntimeError("no model served within 120 s of the file landing")
+        _first_prediction(url, 120, "of the file landing")
+        served = time.time()
         landed = next((home / "buckets").glob("*/titanic.csv")).stat().st_mtime
     finally:
         server.terminate()
@@ -288,17 +278,24 @@ def _cold_start(env: dict[str, str], url: str) -> float:
     started = time.perf_counter()
     server = subprocess.Popen([sys.executable, "-m", "minimlops", "up"], env=env)
     try:
-        while time.perf_counter() - started < 60:
-            try:
-                if httpx.post(url + "/predict", json=ONE, timeout=2).status_code == 200:
-                    return time.perf_counter() - started
-            except httpx.TransportError:
-                pass
-            time.sleep(0.02)
-        raise RuntimeError("no prediction within 60 s of a restart")
+        _first_prediction(url, 60, "of a restart")
+        return time.perf_counter() - started
     finally:
         server.terminate()
         server.wait()
+
+
+def _first_prediction(url: str, timeout: float, after: str) -> None:
+    """Return as soon as ``POST /predict`` answers 200 (polled every 20 ms)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.post(url + "/predict", json=ONE, timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.02)
+    raise RuntimeError(f"no prediction within {timeout:g} s {after}")
 
 
 def _child(kind: str, csv: Path, work: Path) -> dict[str, float]:

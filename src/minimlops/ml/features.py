@@ -152,14 +152,12 @@ def matrix(rows: Sequence[Mapping[str, Any]], spec: Mapping[str, Any]) -> np.nda
     ports = np.fromiter((PORTS.index(r.get("Embarked") or mode) for r in rows), np.int64, n)
     out[every, len(columns) + ports] = 1.0
     out[every, len(columns) + len(PORTS) + titles] = 1.0
-    decks = np.fromiter((_DECK_INDEX.get((r.get("Cabin") or " ").lstrip()[:1].upper(), _U)
-                         for r in rows), np.int64, n)  # fmt: skip
+    decks = np.fromiter((_DECK_INDEX[deck(r)] for r in rows), np.int64, n)
     out[every, len(columns) + len(PORTS) + len(TITLES) + decks] = 1.0
     return out
 
 
 _DECK_INDEX = {d: i for i, d in enumerate(DECKS)}
-_U = DECKS.index("U")
 _TITLE_INDEX = {t: i for i, t in enumerate(TITLES)}
 
 

@@ -121,8 +121,7 @@ def _categorical(name: str, train: dict[Any, int], recent: pa.Array,
 
 def _counts(values: pa.Array) -> dict[Any, int]:
     """How often each value occurs (missing values counted under None)."""
-    counts = {v["values"]: v["counts"] for v in pc.value_counts(values).to_pylist()}
-    return counts
+    return {v["values"]: v["counts"] for v in pc.value_counts(values).to_pylist()}
 
 
 def _numbers(values: pa.Array) -> np.ndarray:

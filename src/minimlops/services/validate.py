@@ -105,7 +105,7 @@ def batches(stream: IO[bytes], names: list[str]) -> Iterator[pa.RecordBatch]:
 def check_batch(batch: pa.RecordBatch, first_row: int, report: Report) -> pa.Table:
     """Typed, valid rows of a raw batch; errors of the others go to report."""
     columns: dict[str, pa.Array] = {}
-    ok = pa.array([True] * batch.num_rows)
+    ok = pa.repeat(pa.scalar(True), batch.num_rows)
     for col in table_schema("training_data"):
         if col.name not in DATA_COLUMNS:
             continue
@@ -122,12 +122,12 @@ def _check_column(
     raw: pa.Array, name: str, bq_type: str, required: bool, first_row: int, report: Report
 ) -> tuple[pa.Array, pa.Array]:
     if bq_type in PATTERNS and (typed := _clean_cast(raw, bq_type)) is not None:
-        return _check_values(typed, raw, pa.array([False] * len(raw)), name, required,
+        return _check_values(typed, raw, pa.repeat(pa.scalar(False), len(raw)), name, required,
                              first_row, report)  # fmt: skip
     text = pc.utf8_trim_whitespace(raw)
     text = pc.if_else(pc.equal(text, ""), pa.scalar(None, pa.string()), text)
     present = pc.is_valid(text)
-    bad = pa.array([False] * len(text))
+    bad = pa.repeat(pa.scalar(False), len(text))
     if bq_type in PATTERNS:
         matches = pc.match_substring_regex(text, PATTERNS[bq_type])
         wrong = pc.fill_null(pc.and_(present, pc.invert(matches)), False)
