@@ -18,7 +18,7 @@ from minimlops.config import Settings
 from minimlops.domain.events import ObjectFinalized
 from minimlops.domain.schema import table_schema
 from minimlops.errors import BackendNotInstalled
-from minimlops.services.deps import Deps, Names, Progress, _no_progress, run_here
+from minimlops.services.deps import Deps, Names, Progress, _no_progress, run_here, utc_now
 from minimlops.services.monitor import MonitorConfig
 from minimlops.services.predict import PredictionLog, Predictor
 from minimlops.services.registry import ModelRegistry
@@ -31,6 +31,7 @@ BACKENDS: dict[str, dict[str, str]] = {
         "warehouse": "minimlops.adapters.duckdb_warehouse:DuckDBWarehouse",
         "bus": "minimlops.adapters.sqlite_bus:SQLiteMessageBus",
         "journal": "minimlops.adapters.journal:PredictionJournal",
+        "journal_writer": "minimlops.adapters.journal:SegmentWriter",
         "compute": "minimlops.adapters.process_compute:ProcessCompute",
     },
     "gcp": {
@@ -103,6 +104,34 @@ def open_store(settings: Settings) -> Any:
     if settings.backend == "gcp":
         return load_class("gcp", "store")(load_class("gcp", "clients")(settings).storage)
     return load_class(settings.backend, "store")(settings.buckets_dir)
+
+
+@dataclass
+class ServingApp:
+    """What an extra serving process of the local backend holds: the model
+    (read from the registry), its predictor and its own prediction log."""
+
+    settings: Settings
+    registry: ModelRegistry
+    predictor: Predictor
+    log: PredictionLog
+    writer: Any
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def build_serving(settings: Settings, name: str) -> ServingApp:
+    """An extra serving process named ``name``: no warehouse, no bus; its
+    prediction rows go to its own journal directory, which the server imports."""
+    names = names_of(settings)
+    store = open_store(settings)
+    registry = ModelRegistry(store, names.model_bucket, names.model_name)
+    writer = load_class("local", "journal_writer")(settings.journal_dir / name)
+    log = PredictionLog(writer.write, flush_ms=settings.log_flush_ms,
+                        max_rows=settings.log_batch_rows)  # fmt: skip
+    predictor = Predictor(registry, utc_now, shadow=settings.shadow)
+    return ServingApp(settings, registry, predictor, log, writer)
 
 
 def monitor_config(settings: Settings) -> MonitorConfig:
@@ -178,7 +207,7 @@ def build(settings: Settings, *, progress: Progress = _no_progress,
                 compute=load_class("local", "compute")() if isolate_training else run_here)
     registry = registry_of(deps)
     journal = load_class("local", "journal")(
-        settings.home / "journal", warehouse, names.predictions_table,
+        settings.journal_dir, warehouse, names.predictions_table,
         arrow_schema("predictions_data"))
     journal.import_pending()  # recovery: rows logged before a crash
     log = PredictionLog(journal.write, flush_ms=settings.log_flush_ms,

@@ -66,6 +66,8 @@ class Settings(BaseModel):
     max_batch: int = Field(10_000, ge=1)
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
     log_flush_ms: float = Field(0.0, ge=0)
+    serving_processes: int = Field(
+        1, ge=1, le=64, description="processes answering /predict under `minimlops up`")
     log_batch_rows: int = Field(1024, ge=1)
     bus_max_attempts: int = Field(5, ge=1)
     bus_lease_seconds: float = Field(600.0, gt=0)
@@ -131,6 +133,10 @@ class Settings(BaseModel):
         """Google Cloud services are emulators on this machine (tests)."""
         return bool(self.storage_emulator_host or self.bigquery_emulator_host
                     or self.pubsub_emulator_host)  # fmt: skip
+
+    @property
+    def journal_dir(self) -> Path:
+        return self.home / "journal"
 
     @property
     def buckets_dir(self) -> Path:

@@ -50,7 +50,7 @@ def test_rows_written_before_a_crash_are_imported_once_at_restart(tmp_path: Path
 def test_a_torn_last_line_is_never_imported(tmp_path: Path) -> None:
     wh, journal = _open(tmp_path)
     journal.write([_row(1)])
-    with open(journal._segment, "ab") as fh:
+    with open(journal._writer.segment, "ab") as fh:
         fh.write(b'{"uuid": "half-writ')  # a crash in the middle of a write
     assert journal.import_pending() == 1
     assert _uuids(wh) == ["u1"]
@@ -81,4 +81,29 @@ def test_a_failed_write_is_cut_off_and_later_rows_stay_readable(tmp_path: Path, 
     journal.write([_row(3)])
     assert journal.import_pending() == 2
     assert _uuids(wh) == ["u1", "u3"]
+    wh.close()
+
+
+def test_rows_of_every_serving_process_are_imported_once_and_old_segments_go(tmp_path: Path,
+                                                                             monkeypatch) -> None:  # fmt: skip
+    import minimlops.adapters.journal as journal_module
+    from minimlops.adapters.journal import SegmentWriter
+
+    wh, journal = _open(tmp_path)
+    other = SegmentWriter(journal.writer_dir("serving-1"))
+    journal.write([_row(1)])
+    other.write([_row(2), _row(3)])
+    assert journal.import_pending() == 3
+    monkeypatch.setattr(journal_module, "SEGMENT_BYTES", 1)  # every write rotates
+    other.write([_row(4)])  # its old segment is now complete, the new one empty
+    other.close()
+    restarted = SegmentWriter(journal.writer_dir("serving-1"))  # the process came back
+    restarted.write([_row(5)])
+    assert journal.import_pending() == 2
+    assert journal.import_pending() == 0
+    assert _uuids(wh) == ["u1", "u2", "u3", "u4", "u5"]
+    left = sorted(p.name for p in journal.writer_dir("serving-1").glob("*.jsonl"))
+    assert left == [restarted.segment.name]  # imported, no longer written: deleted
+    restarted.close()
+    journal.close()
     wh.close()

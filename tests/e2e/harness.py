@@ -23,6 +23,14 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def alive(pid: int) -> bool:
+    """Running (not gone, not a zombie waiting for its dead parent's reaper)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def wait_until(predicate: Any, timeout: float, what: Any) -> Any:
     """Poll until predicate() is truthy and return it; ``what`` (a text, or a
     callable giving one, e.g. a log read at the end) names it on timeout."""

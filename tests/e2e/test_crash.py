@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from minimlops.generate import write_csv
-from tests.e2e.harness import MODEL_FIELDS_ONLY, Server
+from tests.e2e.harness import MODEL_FIELDS_ONLY, Server, alive, wait_until
 
 LAND = "buckets/my-data-landing-zone"
 
@@ -63,12 +63,18 @@ def logged(home: Path) -> tuple[set[str], int]:
     return set(rows), len(rows)
 
 
-def _trial(tmp_path: Path, seed: int) -> None:
+def _trial(tmp_path: Path, seed: int, processes: int = 1) -> None:
     home = prepared_home(tmp_path)
-    server = Server(home)
+    server = Server(home, MINIMLOPS_SERVING_PROCESSES=str(processes))
     server.wait_healthy()
-    answered = burst_then_kill(server, seed)
+    if processes > 1:
+        server.wait_for(lambda: "serving process serving-1 (pid" in server.output(),
+                        what="the second serving process")
+    kids = server.children()
+    answered = burst_then_kill(server, seed, clients=4 * processes)
     assert len(answered) > 20, "the burst should have been answered for a while"
+    wait_until(lambda: not [k for k in kids if alive(k)], 2.0,
+               "the server's child processes to die with it")
     again = Server(home)  # restart on the same data home: recovers, serves, retrains nothing
     try:
         health = again.wait_healthy()
@@ -84,15 +90,16 @@ def _trial(tmp_path: Path, seed: int) -> None:
     assert total == len(uuids), "a prediction is logged twice"
 
 
-@pytest.mark.parametrize("seed", [1, 2])
-def test_kill9_during_a_burst_loses_no_answered_prediction(tmp_path: Path, seed: int) -> None:
-    _trial(tmp_path, seed)
+@pytest.mark.parametrize(("seed", "processes"), [(1, 1), (2, 2)])
+def test_kill9_during_a_burst_loses_no_answered_prediction(tmp_path: Path, seed: int,
+                                                           processes: int) -> None:  # fmt: skip
+    _trial(tmp_path, seed, processes)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", range(100, 120))
 def test_kill9_during_a_burst_many_trials(tmp_path: Path, seed: int) -> None:
-    _trial(tmp_path, seed)
+    _trial(tmp_path, seed, processes=1 + seed % 2)
 
 
 def test_files_that_land_while_down_are_loaded_at_start(tmp_path: Path) -> None:

@@ -21,7 +21,7 @@ from minimlops.domain.events import ObjectFinalized
 from minimlops.entrypoints.runtime import Runtime
 from minimlops.generate import write_csv
 from minimlops.services import messagebus
-from tests.e2e.harness import MODEL_FIELDS_ONLY, Server, cli, wait_until
+from tests.e2e.harness import MODEL_FIELDS_ONLY, Server, alive, cli, wait_until
 
 LAND = "buckets/my-data-landing-zone"
 
@@ -108,14 +108,6 @@ def test_messages_that_can_never_succeed_are_dead_lettered_and_shown(tmp_path: P
     assert dead["ingest_data"]["attempts"] == 3
 
 
-def _alive(pid: int) -> bool:
-    """Running (not gone, not a zombie waiting for its dead parent's reaper)."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
 def _kill_during(tmp_path: Path, seed: int, work: str, rows: int) -> None:
     home = prepared(tmp_path)
     server = Server(home)
@@ -137,7 +129,7 @@ def _kill_during(tmp_path: Path, seed: int, work: str, rows: int) -> None:
     if work == "training":
         assert kids, "training runs in a child process of the server"
     server.kill9()
-    wait_until(lambda: not [k for k in kids if _alive(k)], 1.0,
+    wait_until(lambda: not [k for k in kids if alive(k)], 1.0,
                "the server's child processes to die with it")
     check_invariants(home)
     again = Server(home)

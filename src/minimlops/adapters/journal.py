@@ -9,6 +9,11 @@ requests); a background thread moves new lines into ``predictions_data`` every
 At start every segment is imported from that mark, so a row answered 200 before
 a crash is in the table after restart, exactly once. A torn last line (a crash
 mid-write, never acknowledged) is skipped.
+
+Each serving process appends to its own directory (``SegmentWriter``: the
+server's at the journal's top, each extra serving process's in a
+sub-directory); the server's importer reads them all. Only the newest segment
+of a directory is ever written to, so an older one, once imported, is deleted.
 """
 
 from __future__ import annotations
@@ -17,17 +22,64 @@ import logging
 import os
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
-import pyarrow as pa
-import pyarrow.json as pajson
 
-from minimlops.adapters.duckdb_warehouse import DuckDBWarehouse
 from minimlops.adapters.local_fs import fsync_dir
+
+if TYPE_CHECKING:  # the serving processes write segments without DuckDB or Arrow
+    import pyarrow as pa
+
+    from minimlops.adapters.duckdb_warehouse import DuckDBWarehouse
 
 logger = logging.getLogger(__name__)
 SEGMENT_BYTES = 64 << 20
+
+
+class SegmentWriter:
+    """Appends rows to the newest segment of one directory, durably."""
+
+    def __init__(self, directory: Path) -> None:
+        self.dir = Path(directory)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._fd, self.segment = self._open_segment()
+
+    def _open_segment(self) -> tuple[int, Path]:
+        existing = sorted(self.dir.glob("*.jsonl"))
+        number = int(existing[-1].stem) + 1 if existing else 1
+        path = self.dir / f"{number:09d}.jsonl"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        fsync_dir(self.dir)
+        self._size = os.fstat(fd).st_size
+        return fd, path
+
+    def write(self, rows: list[dict[str, Any]]) -> None:
+        """Append rows and sync: when this returns, they survive a crash.
+
+        A failed write (disk full, I/O error) is cut back off the segment, so
+        the rows after it never join a torn line. Only this writer appends, so
+        the size is tracked here rather than asked of the system: every system
+        call lets go of the interpreter and waits to get it back from the busy
+        event loop.
+        """
+        data = b"".join([orjson.dumps(r) + b"\n" for r in rows])
+        try:
+            view = memoryview(data)
+            while view:  # a short write is retried: a full disk then says so (ENOSPC)
+                view = view[os.write(self._fd, view):]
+            os.fdatasync(self._fd)
+        except OSError:
+            os.ftruncate(self._fd, self._size)
+            raise
+        self._size += len(data)
+        if self._size > SEGMENT_BYTES:
+            old = self._fd
+            self._fd, self.segment = self._open_segment()
+            os.close(old)
+
+    def close(self) -> None:
+        os.close(self._fd)
 
 
 class PredictionJournal:
@@ -37,57 +89,37 @@ class PredictionJournal:
                  schema: pa.Schema, *, import_every: float = 0.1) -> None:  # fmt: skip
         self.dir, self.warehouse, self.table = Path(directory), warehouse, table
         self.schema, self.import_every = schema, import_every
-        self.dir.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()  # one importer at a time
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._fd, self._segment = self._open_segment()
+        self._writer = SegmentWriter(self.dir)
+        self.write = self._writer.write
 
-    def _segments(self) -> list[Path]:
-        return sorted(self.dir.glob("*.jsonl"))
-
-    def _open_segment(self) -> tuple[int, Path]:
-        existing = self._segments()
-        number = int(existing[-1].stem) + 1 if existing else 1
-        path = self.dir / f"{number:09d}.jsonl"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        fsync_dir(self.dir)
-        return fd, path
-
-    def write(self, rows: list[dict[str, Any]]) -> None:
-        """Append rows and sync: when this returns, they survive a crash.
-
-        A failed write (disk full, I/O error) is cut back off the segment, so
-        the rows after it never join a torn line.
-        """
-        data = b"".join(orjson.dumps(r) + b"\n" for r in rows)
-        good = os.lseek(self._fd, 0, os.SEEK_END)
-        try:
-            view = memoryview(data)
-            while view:  # a short write is retried: a full disk then says so (ENOSPC)
-                view = view[os.write(self._fd, view):]
-            os.fdatasync(self._fd)
-        except OSError:
-            os.ftruncate(self._fd, good)
-            raise
-        if os.fstat(self._fd).st_size > SEGMENT_BYTES:
-            old = self._fd
-            self._fd, self._segment = self._open_segment()
-            os.close(old)
+    def writer_dir(self, name: str) -> Path:
+        """The directory another serving process appends to."""
+        return self.dir / name
 
     def import_pending(self) -> int:
         """Move journal lines not yet in the table into it; returns rows moved."""
         with self._lock:
             moved = 0
-            for segment in self._segments():
-                moved += self._import(segment)
-                if segment != self._segment:
-                    segment.unlink()  # fully imported and no longer written
-                    self.warehouse.forget_marker(_key(segment))
+            for directory in [self.dir, *sorted(p for p in self.dir.iterdir() if p.is_dir())]:
+                segments = sorted(directory.glob("*.jsonl"))
+                for segment in segments:
+                    moved += self._import(segment)
+                    if segment != segments[-1]:  # fully imported, never written again
+                        segment.unlink()
+                        self.warehouse.forget_marker(self._key(segment))
             return moved
 
+    def _key(self, segment: Path) -> str:
+        return "prediction-journal/" + segment.relative_to(self.dir).as_posix()
+
     def _import(self, segment: Path) -> int:
-        key = _key(segment)
+        import pyarrow as pa
+        import pyarrow.json as pajson
+
+        key = self._key(segment)
         start = self.warehouse.marker(key)
         with open(segment, "rb") as fh:
             fh.seek(start)
@@ -120,8 +152,4 @@ class PredictionJournal:
         if self._thread is not None:
             self._thread.join()
         self.import_pending()
-        os.close(self._fd)
-
-
-def _key(segment: Path) -> str:
-    return f"prediction-journal/{segment.name}"
+        self._writer.close()

@@ -16,30 +16,19 @@ Arguments and results cross a pipe: Arrow tables, bytes and plain dicts.
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import logging
 import multiprocessing as mp
-import signal
-import sys
 import threading
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
+from minimlops.process import die_with_parent
+
 logger = logging.getLogger(__name__)
-PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
 def _child(conn: Connection, log_level: int, warm: tuple[str, ...]) -> None:
     """Import ahead, run one job, send its result (or its exception), exit."""
-    _die_with_parent()
+    die_with_parent()
     logging.basicConfig(level=log_level, format="%(message)s")
     for module in warm:
         __import__(module)

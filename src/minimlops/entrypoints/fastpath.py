@@ -5,20 +5,100 @@ router; on a request whose real work (validation, model, log) costs tens of
 microseconds, that wrapping is most of the cost. This front handles exactly
 ``POST /predict`` itself, with the same code (``answer_predict``) and the same
 CORS answer, and hands everything else (preflight included) to the app.
+
+``predict_answerer`` is the whole of ``POST /predict`` on raw bytes: the
+FastAPI route, this front and the extra serving processes all answer with it.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import orjson
+from pydantic import TypeAdapter, ValidationError
+
+from minimlops.entrypoints.schemas import Passenger
 from minimlops.entrypoints.security import allow_origin, key_matches
+from minimlops.errors import NoChampionError
+
+if TYPE_CHECKING:
+    from minimlops.entrypoints.stats import ServingStats
+    from minimlops.services.predict import PredictionLog, Predictor
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 Answer = Callable[[bytes, str], Awaitable[tuple[int, bytes]]]
 JSON = (b"content-type", b"application/json")
+one_passenger = TypeAdapter(Passenger)
+many_passengers = TypeAdapter(list[Passenger])
+
+
+def field_errors(exc: ValidationError, batch: bool) -> list[dict[str, Any]]:
+    """Pydantic's errors as the API reports them: field, message, batch index."""
+    out = []
+    for e in exc.errors(include_url=False, include_input=False):
+        loc = list(e["loc"])
+        item = {"field": str(loc[-1]) if loc else None, "message": e["msg"]}
+        if batch and loc and isinstance(loc[0], int):
+            item["index"] = loc[0]
+        out.append(item)
+    return out
+
+
+def _err(status: int, detail: str, **extra: Any) -> tuple[int, bytes, int]:
+    """An error answer of /predict: status, JSON body, no rows predicted."""
+    return status, orjson.dumps({"detail": detail, **extra}), 0
+
+
+def predict_answerer(predictor: Predictor, log: PredictionLog, stats: ServingStats, *,
+                     max_body: int, max_batch: int) -> Answer:  # fmt: skip
+    """``answer(body, content_type) -> (status, JSON body)`` for POST /predict:
+    validate, predict, wait until the rows are durable, answer."""
+
+    async def answer(body: bytes, content_type: str) -> tuple[int, bytes]:
+        started = time.perf_counter()
+        status, payload, rows = await _answer(body, content_type)
+        stats.record(time.perf_counter() - started, rows, status == 200)
+        return status, payload
+
+    async def _answer(body: bytes, content_type: str) -> tuple[int, bytes, int]:
+        if not content_type.startswith("application/json"):
+            return _err(415, "send JSON with Content-Type: application/json")
+        if len(body) > max_body:
+            return _err(413, f"body larger than {max_body} bytes")
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            return _err(400, f"invalid JSON: {exc}")
+        batch = isinstance(data, list)
+        if batch and len(data) > max_batch:
+            return _err(413, f"batch of {len(data)} passengers exceeds the limit of {max_batch}")
+        if batch and not data:
+            return _err(422, "empty list: send at least one passenger")
+        try:
+            people = (many_passengers.validate_python(data) if batch
+                      else [one_passenger.validate_python(data)])  # fmt: skip
+        except ValidationError as exc:
+            return _err(422, "invalid passenger", errors=field_errors(exc, batch))
+        try:
+            rows = predictor.predict([p.__dict__ for p in people])
+        except NoChampionError as exc:
+            return _err(503, f"no model to serve: {exc}")
+        try:
+            await log.log(rows)
+        except Exception as exc:
+            return _err(503, f"prediction not stored, so not answered: {exc}")
+        answers = [{"prediction": r["prediction"], "probability": r["probability"],
+                    "uuid": r["uuid"], "model_version": r["model_version"]} for r in rows]  # fmt: skip
+        if batch:
+            return 200, orjson.dumps({"predictions": answers,
+                                      "model_version": rows[0]["model_version"]}), len(rows)  # fmt: skip
+        return 200, orjson.dumps(answers[0]), 1
+
+    return answer
 
 
 class FastPredict:

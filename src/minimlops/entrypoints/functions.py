@@ -142,8 +142,8 @@ class _Serving:
             if self.front is None:
                 from minimlops.entrypoints.fastpath import FastPredict
                 from minimlops.entrypoints.http import create_app
-                from minimlops.entrypoints.runtime import freeze_long_lived
                 from minimlops.entrypoints.security import PublicCORS
+                from minimlops.process import freeze_long_lived
 
                 app = await asyncio.to_thread(_app)
                 s = app.settings

@@ -10,8 +10,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
-import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any
@@ -22,10 +21,11 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import FileResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ValidationError
 
 from minimlops import __version__
 from minimlops.bootstrap import App
+from minimlops.entrypoints.fastpath import field_errors, one_passenger, predict_answerer
 from minimlops.entrypoints.schemas import (
     Feedback,
     Passenger,
@@ -35,14 +35,12 @@ from minimlops.entrypoints.schemas import (
 )
 from minimlops.entrypoints.security import key_matches
 from minimlops.entrypoints.stats import ServingStats
-from minimlops.errors import ConflictError, ModelNotFoundError, NoChampionError, QueryError
+from minimlops.errors import ConflictError, ModelNotFoundError, QueryError
 from minimlops.services import admin, messagebus, monitor
 from minimlops.services.explain import explain as explain_passenger
 
 logger = logging.getLogger(__name__)
 WEB = Path(__file__).resolve().parent.parent / "web"
-_one = TypeAdapter(Passenger)
-_many = TypeAdapter(list[Passenger])
 _bearer = HTTPBearer(auto_error=False)
 PREDICT_BODY = {
     "required": True,
@@ -60,24 +58,8 @@ def _problem(status: int, detail: str, **extra: Any) -> Response:
     return _json({"detail": detail, **extra}, status)
 
 
-def _err(status: int, detail: str, **extra: Any) -> tuple[int, bytes, int]:
-    """An error answer of /predict: status, JSON body, no rows predicted."""
-    return status, orjson.dumps({"detail": detail, **extra}), 0
-
-
-def _field_errors(exc: ValidationError, batch: bool) -> list[dict[str, Any]]:
-    out = []
-    for e in exc.errors(include_url=False, include_input=False):
-        loc = list(e["loc"])
-        item = {"field": str(loc[-1]) if loc else None, "message": e["msg"]}
-        if batch and loc and isinstance(loc[0], int):
-            item["index"] = loc[0]
-        out.append(item)
-    return out
-
-
-def create_app(app: App, *, admin_tokens: Sequence[str] = (),
-               lifespan_tasks: bool = True) -> FastAPI:  # fmt: skip
+def create_app(app: App, *, admin_tokens: Sequence[str] = (), lifespan_tasks: bool = True,
+               peers: Callable[[], list[dict[str, Any]]] = list) -> FastAPI:  # fmt: skip
     """The HTTP API of a running minimlops.
 
     Args:
@@ -85,6 +67,8 @@ def create_app(app: App, *, admin_tokens: Sequence[str] = (),
         admin_tokens: bearer tokens accepted for admin endpoints; with none,
             admin endpoints answer 403 (off, not open).
         lifespan_tasks: run the prediction log's flusher with the server.
+        peers: the other serving processes' counters (``/metrics`` and
+            ``/stats/serving`` report all of them), each ``{"stats", "log"}``.
     """
     s = app.settings
     stats = ServingStats()
@@ -117,45 +101,8 @@ def create_app(app: App, *, admin_tokens: Sequence[str] = (),
             raise HTTPException(401, "a valid admin bearer token is required",
                                 headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
 
-    async def answer_predict(body: bytes, content_type: str) -> tuple[int, bytes]:
-        """The whole of POST /predict on raw bytes: (status, JSON body)."""
-        started = time.perf_counter()
-        status, payload, rows = await _answer(body, content_type)
-        stats.record(time.perf_counter() - started, rows, status == 200)
-        return status, payload
-
-    async def _answer(body: bytes, content_type: str) -> tuple[int, bytes, int]:
-        if not content_type.startswith("application/json"):
-            return _err(415, "send JSON with Content-Type: application/json")
-        if len(body) > s.max_body_bytes:
-            return _err(413, f"body larger than {s.max_body_bytes} bytes")
-        try:
-            data = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            return _err(400, f"invalid JSON: {exc}")
-        batch = isinstance(data, list)
-        if batch and len(data) > s.max_batch:
-            return _err(413, f"batch of {len(data)} passengers exceeds the limit of {s.max_batch}")
-        if batch and not data:
-            return _err(422, "empty list: send at least one passenger")
-        try:
-            people = _many.validate_python(data) if batch else [_one.validate_python(data)]
-        except ValidationError as exc:
-            return _err(422, "invalid passenger", errors=_field_errors(exc, batch))
-        try:
-            rows = app.predictor.predict([p.__dict__ for p in people])
-        except NoChampionError as exc:
-            return _err(503, f"no model to serve: {exc}")
-        try:
-            await app.log.log(rows)
-        except Exception as exc:
-            return _err(503, f"prediction not stored, so not answered: {exc}")
-        answers = [{"prediction": r["prediction"], "probability": r["probability"],
-                    "uuid": r["uuid"], "model_version": r["model_version"]} for r in rows]  # fmt: skip
-        if batch:
-            return 200, orjson.dumps({"predictions": answers,
-                                      "model_version": rows[0]["model_version"]}), len(rows)  # fmt: skip
-        return 200, orjson.dumps(answers[0]), 1
+    answer_predict = predict_answerer(app.predictor, app.log, stats, max_body=s.max_body_bytes,
+                                      max_batch=s.max_batch)  # fmt: skip
 
     @api.post("/predict", openapi_extra={"requestBody": PREDICT_BODY}, tags=["serving"],
               summary="Predict survival for one passenger or a list of them")  # fmt: skip
@@ -170,16 +117,19 @@ def create_app(app: App, *, admin_tokens: Sequence[str] = (),
 
     @api.get("/metrics", tags=["operations"], include_in_schema=True)
     async def metrics() -> Response:
-        log = app.log
+        others = await asyncio.to_thread(peers)
+        logs = [{"batches": app.log.batches, "rows": app.log.rows,
+                 "write_seconds": app.log.write_seconds}, *(o["log"] for o in others)]  # fmt: skip
         lines = [
             "# TYPE minimlops_prediction_log_batches_total counter",
-            f"minimlops_prediction_log_batches_total {log.batches}",
+            f"minimlops_prediction_log_batches_total {sum(g['batches'] for g in logs)}",
             "# TYPE minimlops_prediction_log_rows_total counter",
-            f"minimlops_prediction_log_rows_total {log.rows}",
+            f"minimlops_prediction_log_rows_total {sum(g['rows'] for g in logs)}",
             "# TYPE minimlops_prediction_log_write_seconds_total counter",
-            f"minimlops_prediction_log_write_seconds_total {log.write_seconds:.6f}",
+            "minimlops_prediction_log_write_seconds_total "
+            f"{sum(g['write_seconds'] for g in logs):.6f}",
         ]
-        lines += stats.prometheus()
+        lines += stats.merged(o["stats"] for o in others).prometheus()
         return Response("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")
 
     @api.post("/explain", tags=["serving"], openapi_extra={"requestBody": {
@@ -190,9 +140,9 @@ def create_app(app: App, *, admin_tokens: Sequence[str] = (),
         if (refused := keyed(request)) is not None:
             return refused
         try:
-            person = _one.validate_json(await request.body())
+            person = one_passenger.validate_json(await request.body())
         except ValidationError as exc:
-            return _problem(422, "invalid passenger", errors=_field_errors(exc, False))
+            return _problem(422, "invalid passenger", errors=field_errors(exc, False))
         current = app.predictor.current
         if current is None:
             return _problem(503, "no model to serve yet")
@@ -215,9 +165,10 @@ def create_app(app: App, *, admin_tokens: Sequence[str] = (),
 
     @api.get("/stats/serving", tags=["operations"])
     async def serving_stats() -> Response:
-        """Per minute (this process): requests, predictions, p50/p99 latency."""
-        return _json({"minutes": stats.series(), "requests": stats.requests,
-                      "predictions": stats.rows})  # fmt: skip
+        """Per minute (every serving process): requests, predictions, p50/p99 latency."""
+        every = stats.merged(o["stats"] for o in await asyncio.to_thread(peers))
+        return _json({"minutes": every.series(), "requests": every.requests,
+                      "predictions": every.rows})  # fmt: skip
 
     @api.get("/", include_in_schema=False)
     async def page() -> Response:

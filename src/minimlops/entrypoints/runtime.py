@@ -7,10 +7,6 @@ parallel). A handler that raises is retried with backoff, then dead-lettered.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
-import functools
-import gc
 import logging
 import threading
 import time
@@ -18,62 +14,10 @@ from collections.abc import Callable
 
 from minimlops.bootstrap import App
 from minimlops.domain.events import Event, ObjectFinalized, UnknownEventError, from_message
+from minimlops.process import release_memory
 from minimlops.services import messagebus, monitor
 
 logger = logging.getLogger(__name__)
-
-
-@functools.cache
-def _libc() -> ctypes.CDLL | None:
-    try:
-        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-    except OSError:
-        return None
-
-
-def _malloc_trim() -> Callable[[int], int] | None:
-    """glibc's malloc_trim, or None on other C libraries."""
-    return getattr(_libc(), "malloc_trim", None)
-
-
-M_ARENA_MAX = -8  # glibc's mallopt parameter
-
-
-def freeze_long_lived() -> None:
-    """Exclude what start-up created (modules, the model, the app) from the
-    cycle collector's future passes.
-
-    A batch of 1,000 passengers allocates tens of thousands of containers, so
-    the collector runs full passes every few requests; each walked the
-    hundreds of thousands of objects of scikit-learn, pandas and the app:
-    pauses of ~100 ms (p99 at 4 connections 162 ms, 91 batches/s; frozen:
-    54 ms, 147 batches/s). New objects are still collected as before.
-    """
-    gc.collect()
-    gc.freeze()
-
-
-def limit_malloc_arenas(arenas: int = 2) -> None:
-    """At most ``arenas`` glibc heaps, before the server starts its threads.
-
-    glibc gives each thread that allocates at the same time as another its
-    own heap (up to 8 per core); every heap keeps its own free pages, so a
-    server with a dozen threads (consumers, journal, DuckDB, onnxruntime)
-    grows with the number of heaps that have been busy. Two is what
-    MALLOC_ARENA_MAX=2 gives: the usual setting for threaded Python servers.
-    """
-    mallopt = getattr(_libc(), "mallopt", None)
-    if mallopt is not None:
-        mallopt(M_ARENA_MAX, arenas)
-
-
-def release_memory() -> None:
-    """Give freed heap pages back to the system after a big job (training,
-    ingestion). glibc keeps them otherwise, and a long-running server's
-    resident memory would creep up with every job it ran."""
-    trim = _malloc_trim()
-    if trim is not None:
-        trim(0)
 
 
 def subscriptions(app: App) -> dict[str, list[tuple[str, str]]]:

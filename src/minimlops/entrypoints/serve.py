@@ -9,7 +9,9 @@ flushes the prediction log and closes the database.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Generator
 from typing import Any
 
 import pyarrow as pa
@@ -22,9 +24,11 @@ from minimlops.entrypoints.client import running_server, write_runtime_file
 from minimlops.entrypoints.fastpath import FastPredict
 from minimlops.entrypoints.http import create_app
 from minimlops.entrypoints.progress import ThrottledProgress
-from minimlops.entrypoints.runtime import Runtime, freeze_long_lived, limit_malloc_arenas
+from minimlops.entrypoints.runtime import Runtime
 from minimlops.entrypoints.security import PublicCORS
+from minimlops.entrypoints.workers import ServingProcesses, listen
 from minimlops.errors import MinimlopsError
+from minimlops.process import freeze_long_lived, limit_malloc_arenas
 
 logger = logging.getLogger("minimlops")
 CURL = ("curl -X POST -H 'Content-Type: application/json' -d '{\"Pclass\": 3, \"Sex\": "
@@ -38,6 +42,16 @@ class _Server(uvicorn.Server):
     def __init__(self, config: uvicorn.Config, on_listen: Any) -> None:
         super().__init__(config)
         self.on_listen = on_listen
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        """uvicorn stops on SIGINT/SIGTERM, then raises the signal again, and a
+        re-raised SIGTERM kills the process before ``serve`` can stop the
+        consumers, import the last predictions and close the database. The
+        orderly stop below is what the signal asks for: it is not re-raised."""
+        with super().capture_signals():
+            yield
+            self._captured_signals.clear()
 
     async def startup(self, sockets: Any = None) -> None:
         await super().startup(sockets)
@@ -66,29 +80,42 @@ def serve(settings: Settings) -> None:
     # allocator gives large blocks back.
     pa.set_memory_pool(pa.system_memory_pool())
     limit_malloc_arenas()
+    count = settings.serving_processes
+    public = listen(settings.host, settings.port, shared=count > 1)  # before building: a
+    # taken port fails here, with nothing opened yet
+    private = listen("127.0.0.1", 0, shared=False) if count > 1 else None
     app = build(settings, progress=ThrottledProgress(), isolate_training=True)
     runtime = Runtime(app)
+    processes: ServingProcesses | None = None
     try:
         seed_example_data(app)
         tokens = [settings.admin_token.get_secret_value()] if settings.admin_token else []
         holder: dict[str, Any] = {}
 
         def on_listen(url: str) -> None:
+            nonlocal processes
             holder["info"] = write_runtime_file(settings, url)
             tokens.append(holder["info"].token)
             app.start_background()
             runtime.start()
             freeze_long_lived()  # the model is loaded by now (lifespan runs first)
-            logger.info("predictions_endpoint listening on %s (data home %s)", url,
-                        settings.home.resolve())  # fmt: skip
+            if private is not None:
+                inside = f"http://127.0.0.1:{private.getsockname()[1]}"
+                processes = ServingProcesses(settings, count, public.getsockname()[:2], inside)
+                app.predictor.before_swap = processes.refresh
+                processes.start()
+            logger.info("predictions_endpoint listening on %s (data home %s, %d serving "
+                        "processes)", url, settings.home.resolve(), count)  # fmt: skip
             logger.info("try: " + CURL, url)
 
-        api = create_app(app, admin_tokens=tokens)  # the list is shared: filled on listen
+        def peers() -> list[dict[str, Any]]:
+            return processes.counters() if processes is not None else []
+
+        api = create_app(app, admin_tokens=tokens, peers=peers)  # tokens: filled on listen
         key = settings.api_key.get_secret_value() if settings.api_key else None
         front = FastPredict(PublicCORS(api, settings.origins), api.state.answer_predict,
                             settings.max_body_bytes, origins=settings.origins, api_key=key)
-        config = uvicorn.Config(front, host=settings.host, port=settings.port,
-                                log_level="warning", access_log=False, lifespan="on",
+        config = uvicorn.Config(front, log_level="warning", access_log=False, lifespan="on",
                                 # loopback, no proxy in front: skip per-request header work
                                 proxy_headers=False, server_header=False,
                                 # longer than clients' and proxies' idle timeouts, so the
@@ -98,9 +125,14 @@ def serve(settings: Settings) -> None:
         # while this one starts the server: a file that landed meanwhile is
         # trained on without waiting for it.
         getattr(app.deps.compute, "prestart", lambda: None)()
-        _Server(config, on_listen).run()
+        _Server(config, on_listen).run(sockets=[public] + ([private] if private else []))
     finally:
         runtime.stop()
+        if processes is not None:  # their last rows reach the journal before it closes
+            processes.stop()
         app.close()
+        for sock in (public, private):
+            if sock is not None:
+                sock.close()
         settings.runtime_file.unlink(missing_ok=True)
         logger.info("stopped")

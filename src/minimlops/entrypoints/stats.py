@@ -1,4 +1,4 @@
-"""Serving statistics of this process: per-minute counts and latency percentiles.
+"""Serving statistics of a serving process: per-minute counts and latency percentiles.
 
 Fixed log-spaced latency buckets per minute (the last 60 minutes), so that
 recording costs a bisect and two increments, and percentiles are read from
@@ -10,6 +10,7 @@ from __future__ import annotations
 import bisect
 import time
 from collections import OrderedDict
+from collections.abc import Iterable
 from typing import Any
 
 BOUNDS_MS = (0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 3, 5, 7.5, 10, 15, 25, 50, 100, 250,
@@ -42,6 +43,28 @@ class ServingStats:
         self.rows += rows
         self.seconds += seconds
         self.errors += 0 if ok else 1
+
+    def snapshot(self) -> dict[str, Any]:
+        """Everything recorded, as plain data (sent by each serving process)."""
+        return {"minutes": [[m, list(b)] for m, b in self.minutes.items()],
+                "total": list(self.total), "rows": self.rows, "requests": self.requests,
+                "errors": self.errors, "seconds": self.seconds}  # fmt: skip
+
+    def merged(self, snapshots: Iterable[dict[str, Any]]) -> ServingStats:
+        """This process's statistics plus other processes' snapshots. Exact,
+        percentiles included: every process counts into the same buckets."""
+        out = ServingStats()
+        for part in [self.snapshot(), *snapshots]:
+            for minute, buckets in part["minutes"]:
+                mine = out.minutes.setdefault(minute, [0] * (len(BOUNDS_MS) + 2))
+                mine[:] = [a + b for a, b in zip(mine, buckets, strict=True)]
+            out.total = [a + b for a, b in zip(out.total, part["total"], strict=True)]
+            out.rows += part["rows"]
+            out.requests += part["requests"]
+            out.errors += part["errors"]
+            out.seconds += part["seconds"]
+        out.minutes = OrderedDict(sorted(out.minutes.items())[-KEEP_MINUTES:])
+        return out
 
     def series(self) -> list[dict[str, Any]]:
         """Per minute: requests, predictions, p50 and p99 latency (ms)."""

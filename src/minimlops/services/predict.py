@@ -43,6 +43,9 @@ class Predictor:
         self.generation = ""
         self.error: str | None = None
         self._lock = threading.Lock()
+        # Called with a newly loaded model's version before this process swaps
+        # to it: the server makes its other serving processes serve it first.
+        self.before_swap: Callable[[str], None] | None = None
 
     @property
     def version(self) -> str | None:
@@ -64,6 +67,8 @@ class Predictor:
                 self.error = f"champion version {pointer['version']} refused: {exc}"
                 logger.error("serving: %s; still serving %s", self.error, self.version)
                 return False
+            if self.before_swap is not None:
+                self.before_swap(pointer["version"])
             self.current, self.error = (pointer["version"], model), None
             logger.info("serving: now serving model %s version %s (%s)",
                         self.registry.name, pointer["version"], model.algorithm)  # fmt: skip
