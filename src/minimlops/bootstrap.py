@@ -20,7 +20,7 @@ from minimlops.domain.schema import table_schema
 from minimlops.errors import BackendNotInstalled
 from minimlops.services.deps import Deps, Names, Progress, _no_progress, run_here, utc_now
 from minimlops.services.monitor import MonitorConfig
-from minimlops.services.predict import PredictionLog, Predictor
+from minimlops.services.predict import DurableLog, PredictionLog, Predictor
 from minimlops.services.registry import ModelRegistry
 from minimlops.services.tables import arrow_schema
 from minimlops.services.train import registry_of
@@ -31,7 +31,7 @@ BACKENDS: dict[str, dict[str, str]] = {
         "warehouse": "minimlops.adapters.duckdb_warehouse:DuckDBWarehouse",
         "bus": "minimlops.adapters.sqlite_bus:SQLiteMessageBus",
         "journal": "minimlops.adapters.journal:PredictionJournal",
-        "journal_writer": "minimlops.adapters.journal:SegmentWriter",
+        "journal_log": "minimlops.adapters.journal:JournalLog",
         "compute": "minimlops.adapters.process_compute:ProcessCompute",
     },
     "gcp": {
@@ -73,7 +73,7 @@ class App:
     deps: Deps
     registry: ModelRegistry
     predictor: Predictor
-    log: PredictionLog
+    log: DurableLog
     scan_landing_zone: Callable[[float], int]
     monitor: MonitorConfig
     journal: Any = None
@@ -114,11 +114,7 @@ class ServingApp:
     settings: Settings
     registry: ModelRegistry
     predictor: Predictor
-    log: PredictionLog
-    writer: Any
-
-    def close(self) -> None:
-        self.writer.close()
+    log: DurableLog
 
 
 def build_serving(settings: Settings, name: str) -> ServingApp:
@@ -127,11 +123,11 @@ def build_serving(settings: Settings, name: str) -> ServingApp:
     names = names_of(settings)
     store = open_store(settings)
     registry = ModelRegistry(store, names.model_bucket, names.model_name)
-    writer = load_class("local", "journal_writer")(settings.journal_dir / name)
-    log = PredictionLog(writer.write, flush_ms=settings.log_flush_ms,
-                        max_rows=settings.log_batch_rows)  # fmt: skip
+    log = load_class("local", "journal_log")(settings.journal_dir / name,
+                                             flush_ms=settings.log_flush_ms,
+                                             max_rows=settings.log_batch_rows)  # fmt: skip
     predictor = Predictor(registry, utc_now, shadow=settings.shadow)
-    return ServingApp(settings, registry, predictor, log, writer)
+    return ServingApp(settings, registry, predictor, log)
 
 
 def monitor_config(settings: Settings) -> MonitorConfig:
@@ -210,8 +206,8 @@ def build(settings: Settings, *, progress: Progress = _no_progress,
         settings.journal_dir, warehouse, names.predictions_table,
         arrow_schema("predictions_data"))
     journal.import_pending()  # recovery: rows logged before a crash
-    log = PredictionLog(journal.write, flush_ms=settings.log_flush_ms,
-                        max_rows=settings.log_batch_rows)
+    log = load_class("local", "journal_log")(settings.journal_dir, flush_ms=settings.log_flush_ms,
+                                             max_rows=settings.log_batch_rows)  # fmt: skip
     def scan(settle_seconds: float) -> int:
         """The local storage trigger: announce new files in the landing zone."""
         watcher = importlib.import_module("minimlops.adapters.local_watcher")

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from minimlops.adapters.duckdb_warehouse import DuckDBWarehouse
-from minimlops.adapters.journal import PredictionJournal
+from minimlops.adapters.journal import PredictionJournal, SegmentWriter
 from minimlops.services.tables import arrow_schema
 from tests.conftest import SCHEMAS
 
@@ -18,11 +18,25 @@ def _row(i: int) -> dict:
             "Embarked": "S", "probability": 0.25, "prediction": 0}  # fmt: skip
 
 
-def _open(tmp_path: Path) -> tuple[DuckDBWarehouse, PredictionJournal]:
+class Journal:
+    """The importer, and a writer to its top directory (as the server's journal process)."""
+
+    def __init__(self, tmp_path: Path, wh: DuckDBWarehouse) -> None:
+        self.importer = PredictionJournal(tmp_path / "journal", wh, "predictions_data",
+                                          arrow_schema("predictions_data"))  # fmt: skip
+        self._writer = SegmentWriter(tmp_path / "journal")
+        self.write, self.import_pending = self._writer.write, self.importer.import_pending
+        self.writer_dir = self.importer.writer_dir
+
+    def close(self) -> None:
+        self.importer.close()
+        self._writer.close()
+
+
+def _open(tmp_path: Path) -> tuple[DuckDBWarehouse, Journal]:
     wh = DuckDBWarehouse(tmp_path / "w.duckdb", SCHEMAS, "ingestion_ledger")
     wh.ensure_tables()
-    return wh, PredictionJournal(tmp_path / "journal", wh, "predictions_data",
-                                 arrow_schema("predictions_data"))  # fmt: skip
+    return wh, Journal(tmp_path, wh)
 
 
 def _uuids(wh: DuckDBWarehouse) -> list[str]:
@@ -87,7 +101,6 @@ def test_a_failed_write_is_cut_off_and_later_rows_stay_readable(tmp_path: Path, 
 def test_rows_of_every_serving_process_are_imported_once_and_old_segments_go(tmp_path: Path,
                                                                              monkeypatch) -> None:  # fmt: skip
     import minimlops.adapters.journal as journal_module
-    from minimlops.adapters.journal import SegmentWriter
 
     wh, journal = _open(tmp_path)
     other = SegmentWriter(journal.writer_dir("serving-1"))

@@ -25,7 +25,7 @@ from minimlops.errors import NoChampionError
 
 if TYPE_CHECKING:
     from minimlops.entrypoints.stats import ServingStats
-    from minimlops.services.predict import PredictionLog, Predictor
+    from minimlops.services.predict import DurableLog, Predictor
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -53,7 +53,7 @@ def _err(status: int, detail: str, **extra: Any) -> tuple[int, bytes, int]:
     return status, orjson.dumps({"detail": detail, **extra}), 0
 
 
-def predict_answerer(predictor: Predictor, log: PredictionLog, stats: ServingStats, *,
+def predict_answerer(predictor: Predictor, log: DurableLog, stats: ServingStats, *,
                      max_body: int, max_batch: int) -> Answer:  # fmt: skip
     """``answer(body, content_type) -> (status, JSON body)`` for POST /predict:
     validate, predict, wait until the rows are durable, answer."""

@@ -259,10 +259,7 @@ def _serve(conn: Connection, settings: Settings, name: str, address: tuple[str, 
         threading.Thread(target=obey, name="control", daemon=True).start()
 
     forward.on_ready = on_ready
-    try:
-        server.run(sockets=[sock])
-    finally:
-        part.close()
+    server.run(sockets=[sock])
 
 
 class _Quiet(uvicorn.Server):

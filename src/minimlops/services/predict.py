@@ -18,7 +18,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any, Protocol, Union
 
 from minimlops.domain.schema import INPUT_COLUMNS
 from minimlops.errors import ArtifactIntegrityError, ModelNotFoundError, NoChampionError
@@ -129,6 +129,19 @@ def uuid4_strings(n: int) -> list[str]:
     h = raw.hex()
     return [f"{h[k:k + 8]}-{h[k + 8:k + 12]}-{h[k + 12:k + 16]}-{h[k + 16:k + 20]}-{h[k + 20:k + 32]}"
             for k in range(0, 32 * n, 32)]  # fmt: skip
+
+
+class DurableLog(Protocol):
+    """Where answered predictions go: ``await log(rows)`` returns once they are
+    durable; ``run()`` is the log's task for the server's lifetime."""
+
+    batches: int
+    rows: int
+    write_seconds: float
+
+    async def log(self, rows: list[dict[str, Any]]) -> None: ...
+
+    async def run(self) -> None: ...
 
 
 class PredictionLog:
