@@ -31,11 +31,31 @@ from minimlops.generate import write_csv
 ONE = {"Pclass": 3, "Sex": "male", "Age": 22, "SibSp": 1, "Parch": 0, "Fare": 7.25, "Embarked": "S"}
 
 
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
+def _own_rss_mb(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:  # it just exited
+        pass
     return 0.0
+
+
+def rss_mb(pid: int) -> float:
+    """The server's resident memory plus its journal process's (the prediction
+    log's writer, a child since it left the server's threads). The training
+    child is left out: a fresh one per job, its memory is given back each time."""
+    total = _own_rss_mb(pid)
+    for child in Path("/proc").glob("[0-9]*"):
+        try:
+            stat = (child / "stat").read_text()
+            if int(stat.rsplit(")", 1)[1].split()[1]) != pid:
+                continue
+            if b"minimlops.adapters.journal" in (child / "cmdline").read_bytes():
+                total += _own_rss_mb(int(child.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return total
 
 
 async def traffic(url: str, minutes: float, rate: float, home: Path, token: str,
@@ -157,7 +177,7 @@ def main() -> int:
     growth = (last - first) / first * 100
     lines = [f"Soak: {args.minutes:g} min at {args.rate:g} predictions/s (+5 % feedback) after "
              f"{args.warmup:g} min of warm-up, {result['files']} files landed, {versions} model "
-             f"versions; errors: {len(result['errors'])}; RSS (median of each minute's samples) "
+             f"versions; errors: {len(result['errors'])}; RSS of the server and its journal process (median of each minute's samples) "
              f"{first:.0f} MB in the first minute → {last:.0f} MB in the last ({growth:+.1f} %); "
              f"single samples {before:.0f} → {after:.0f} MB", "",
              "| minute | requests | p50 ms | p99 ms |", "| ---: | ---: | ---: | ---: |"]

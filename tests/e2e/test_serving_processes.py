@@ -25,7 +25,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     need_example_data()
     srv = Server(tmp_path_factory.mktemp("processes") / "home", MINIMLOPS_SERVING_PROCESSES="2")
     srv.wait_healthy()
-    srv.wait_for(lambda: _serving_pids(srv), what="the second serving process")
+    srv.wait_for(lambda: srv.http.get("/healthz").json()["serving_processes"] == 2,
+                 what="the second serving process")
     yield srv
     srv.stop()
 

@@ -138,19 +138,42 @@ def serving(plan: Plan, work: Path, results: Results) -> None:
         server.terminate()
         server.wait()
     cold = _cold_start(env, url)
+    two = _two_processes({**env, "MINIMLOPS_SERVING_PROCESSES": "2"}, url, one, plan)
     note = f"model: {algorithm}; every prediction durably logged before the answer"
     results.add("serving", "minimlops /predict, 1 passenger, 32 connections", single["rps"],
                 "req/s", base["rps"], note)  # fmt: skip
     results.ours, results.algorithm = single, algorithm
     results.ours_lone = lone
+    results.add("serving", "minimlops /predict, 1 passenger, 32 connections, 2 serving processes",
+                two["rps"], "req/s", base["rps"], "MINIMLOPS_SERVING_PROCESSES=2")  # fmt: skip
     results.add("serving", "minimlops /predict, 1 connection, p50", lone.get("p50_ms", 0), "ms")
     results.add("serving", "minimlops /predict, 1 connection, p99", lone.get("p99_ms", 0), "ms")
     results.add("serving", "minimlops /predict, batches of 1,000, 4 connections",
                 many["rps"] * 1000, "rows/s")  # fmt: skip
     results.add("serving", "cold start: `minimlops up` on an existing home to first prediction",
                 cold, "s")  # fmt: skip
-    errors = single["non_2xx"] + lone["non_2xx"] + many["non_2xx"]
+    errors = single["non_2xx"] + lone["non_2xx"] + many["non_2xx"] + two["non_2xx"]
     results.add("serving", "non-2xx answers during the runs", errors, "responses")
+
+
+def _two_processes(env: dict[str, str], url: str, body: Path, plan: Plan) -> dict[str, float]:
+    """/predict at 32 connections with a second serving process."""
+    server = subprocess.Popen([sys.executable, "-m", "minimlops", "up"], env=env)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:  # both processes serve (the second starts after)
+            try:
+                if httpx.get(url + "/healthz", timeout=2).json().get("serving_processes") == 2:
+                    break
+            except (httpx.HTTPError, ValueError):
+                pass
+            time.sleep(0.2)
+        else:
+            raise RuntimeError("the second serving process did not start")
+        return wrk(url + "/predict", body, 32, plan.seconds)
+    finally:
+        server.terminate()
+        server.wait()
 
 
 def peers(plan: Plan, work: Path, results: Results) -> None:

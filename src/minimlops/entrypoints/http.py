@@ -183,8 +183,9 @@ def create_app(app: App, *, admin_tokens: Sequence[str] = (), lifespan_tasks: bo
     @api.get("/healthz", tags=["operations"])
     async def healthz() -> Response:
         version, error = app.predictor.version, app.predictor.error
+        others = await asyncio.to_thread(peers)
         body = {"status": "ok" if version else "unavailable", "model_version": version,
-                "error": error}  # fmt: skip
+                "error": error, "serving_processes": 1 + len(others)}  # fmt: skip
         if version is None:
             body["reason"] = error or "no champion model loaded yet"
         return _json(body, 200 if version else 503)
