@@ -104,8 +104,8 @@ def serve(settings: Settings) -> None:
                 processes = ServingProcesses(settings, count, public.getsockname()[:2], inside)
                 app.predictor.before_swap = processes.refresh
                 processes.start()
-            logger.info("predictions_endpoint listening on %s (data home %s, %d serving "
-                        "processes)", url, settings.home.resolve(), count)  # fmt: skip
+            logger.info("predictions_endpoint listening on %s (data home %s; serving "
+                        "processes: %d)", url, settings.home.resolve(), count)  # fmt: skip
             logger.info("try: " + CURL, url)
 
         def peers() -> list[dict[str, Any]]:

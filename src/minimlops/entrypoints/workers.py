@@ -1,13 +1,14 @@
 """Extra serving processes: POST /predict on more than one core.
 
-One Python process answers at most ~13,000 single-passenger requests a second
-here, whatever the code: the event loop, the model call and the commit thread
-share one interpreter. ``minimlops up`` therefore starts, beside the server,
+One Python process answers at most ~15,000 single-passenger requests a second
+on one core of these machines: the event loop and the model call share one
+interpreter. With ``MINIMLOPS_SERVING_PROCESSES=N``, ``minimlops up`` starts, beside the server,
 ``serving_processes - 1`` processes that listen on the same address
 (``SO_REUSEPORT``: the kernel spreads new connections over the listening
 sockets). Each holds the champion model, answers ``POST /predict`` itself with
 the server's own code (``predict_answerer``) and logs its rows to its own
-journal directory (durable before the answer, like the server's), which the
+journal directory through its own journal process (durable before the
+answer, like the server's), which the
 server imports into ``predictions_data``. Every other request is forwarded to
 the server on a private loopback port, so a connection can carry any request
 whichever process accepted it.
