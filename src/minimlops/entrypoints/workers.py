@@ -75,13 +75,20 @@ class _Child:
     def __init__(self, name: str, process: Any, conn: Connection) -> None:
         self.name, self.process, self.conn = name, process, conn
         self.lock = threading.Lock()  # one question at a time on the pipe
+        self.asked = 0
 
-    def ask(self, *question: Any, timeout: float = ANSWER_TIMEOUT) -> Any:
+    def ask(self, kind: str, timeout: float = ANSWER_TIMEOUT) -> Any:
+        """Ask and wait for the answer. Questions are numbered: the late answer
+        to a question that timed out is dropped, never taken for the next one's."""
         with self.lock:
-            self.conn.send(question)
-            if not self.conn.poll(timeout):
-                raise TimeoutError(f"serving process {self.name} did not answer {question[0]!r}")
-            return self.conn.recv()
+            self.asked += 1
+            self.conn.send((self.asked, kind))
+            deadline = time.monotonic() + timeout
+            while self.conn.poll(max(0.0, deadline - time.monotonic())):
+                number, answer = self.conn.recv()
+                if number == self.asked:
+                    return answer
+            raise TimeoutError(f"serving process {self.name} did not answer {kind!r}")
 
 
 class ServingProcesses:
@@ -227,37 +234,55 @@ def _serve(conn: Connection, settings: Settings, name: str, address: tuple[str, 
                             timeout_keep_alive=75)  # fmt: skip
     server = _Quiet(config)
 
-    def obey() -> None:
+    def counters() -> dict[str, Any]:
+        log = part.log
+        return {"stats": stats.snapshot(), "log": {
+            "batches": log.batches, "rows": log.rows, "write_seconds": log.write_seconds}}
+
+    def answer(kind: str, loop: asyncio.AbstractEventLoop) -> Any:
+        if kind == "refresh":
+            part.predictor.refresh()
+            part.predictor.refresh_shadow()
+            return part.predictor.version
+        if kind == "counters":  # read on the event loop, which writes them
+            async def read() -> dict[str, Any]:
+                return counters()
+
+            return asyncio.run_coroutine_threadsafe(read(), loop).result(ANSWER_TIMEOUT)
+        if kind == "stop":
+            server.should_exit = True
+            return "stopping"
+        raise ValueError(f"unknown question {kind!r}")
+
+    def obey(loop: asyncio.AbstractEventLoop) -> None:
         """Answer the server's questions until it says stop or goes away."""
         while True:
             try:
-                question = conn.recv() if conn.poll(1.0) else ("tick",)
+                number, kind = conn.recv() if conn.poll(1.0) else (0, "tick")
             except (EOFError, OSError):
                 server.should_exit = True
                 return
-            kind = question[0]
             if kind == "tick":  # also catch what a missed message would have said
-                with contextlib.suppress(Exception):
+                try:
                     part.predictor.refresh()
                     part.predictor.refresh_shadow()
+                except Exception:
+                    logger.exception("%s: checking the champion failed", name)
                 continue
-            if kind == "refresh":
-                part.predictor.refresh()
-                part.predictor.refresh_shadow()
-                conn.send(part.predictor.version)
-            elif kind == "counters":
-                log = part.log
-                conn.send({"stats": stats.snapshot(), "log": {
-                    "batches": log.batches, "rows": log.rows, "write_seconds": log.write_seconds}})
-            elif kind == "stop":
-                server.should_exit = True
-                conn.send("stopping")
+            try:
+                reply = answer(kind, loop)
+            except Exception:  # answered (None), logged; the process goes on serving
+                logger.exception("%s: %s failed", name, kind)
+                reply = None
+            conn.send((number, reply))
+            if kind == "stop":
                 return
 
     def on_ready() -> None:
         freeze_long_lived()
         conn.send({"version": part.predictor.version, "pid": os.getpid()})
-        threading.Thread(target=obey, name="control", daemon=True).start()
+        threading.Thread(target=obey, args=(asyncio.get_running_loop(),), name="control",
+                         daemon=True).start()  # fmt: skip
 
     forward.on_ready = on_ready
     server.run(sockets=[sock])
