@@ -71,9 +71,11 @@ def up(
     home: HomeOpt = None,
     port: Annotated[int | None, typer.Option(help="port [MINIMLOPS_PORT, 8080]")] = None,
     host: Annotated[str | None, typer.Option(help="address [127.0.0.1]")] = None,
+    processes: Annotated[int | None, typer.Option(
+        "--processes", help="processes answering /predict [MINIMLOPS_SERVING_PROCESSES, 1]")] = None,
 ) -> None:
     """Run everything: landing-zone watcher, ingest, train and the HTTP server."""
-    settings = _settings(home=home, port=port, host=host)
+    settings = _settings(home=home, port=port, host=host, serving_processes=processes)
     if settings.backend != "local":
         err.print("[red]error:[/] `minimlops up` runs the local backend; on Google Cloud the "
                   "functions run the pipeline: `minimlops gcp provision` and `minimlops gcp deploy`")
