@@ -2,10 +2,10 @@
 
 ``Predictor`` loads the champion once and swaps it (one reference assignment)
 when the champion pointer changes; a version that fails its hash check is
-refused and the one already loaded keeps serving. ``PredictionLog`` gathers
-the rows of concurrent requests for a few milliseconds, writes them in one
-transaction, and only then lets each request answer: a 200 means the row is
-durable.
+refused and the one already loaded keeps serving. A ``DurableLog`` gathers
+the rows of concurrent requests while the previous group is being written,
+writes them as one group, and only then lets each request answer: a 200
+means the row is durable. ``PredictionLog`` is the thread-based one.
 """
 
 from __future__ import annotations
@@ -153,7 +153,12 @@ class PredictionLog:
     so batches grow with load by themselves and a lone request waits for one
     commit only. The thread starts the next write as soon as the last one
     returns: it never waits for the event loop, whose turn can take a
-    millisecond or more under load (five times an fdatasync here).
+    millisecond or more under load.
+
+    Used where a write is a network call that waits without the interpreter
+    (Google Cloud: one BigQuery streaming insert per group). The local backend
+    syncs a file instead, where a thread's hand-overs of the interpreter cost
+    more than the sync: it uses a journal process (``adapters.journal``).
     """
 
     def __init__(
