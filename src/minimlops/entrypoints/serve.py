@@ -21,6 +21,7 @@ from minimlops import example_data
 from minimlops.bootstrap import App, build
 from minimlops.config import Settings
 from minimlops.entrypoints.client import running_server, write_runtime_file
+from minimlops.entrypoints.coalesce import CoalescingHttpTools
 from minimlops.entrypoints.fastpath import FastPredict
 from minimlops.entrypoints.http import create_app
 from minimlops.entrypoints.progress import ThrottledProgress
@@ -116,6 +117,7 @@ def serve(settings: Settings) -> None:
         front = FastPredict(PublicCORS(api, settings.origins), api.state.answer_predict,
                             settings.max_body_bytes, origins=settings.origins, api_key=key)
         config = uvicorn.Config(front, log_level="warning", access_log=False, lifespan="on",
+                                http=CoalescingHttpTools,  # head and body in one send
                                 # loopback, no proxy in front: skip per-request header work
                                 proxy_headers=False, server_header=False,
                                 # longer than clients' and proxies' idle timeouts, so the

@@ -208,6 +208,7 @@ def _serve(conn: Connection, settings: Settings, name: str, address: tuple[str, 
            primary_url: str, log_level: int) -> None:  # fmt: skip
     """A serving process: answer /predict, forward the rest, obey the pipe."""
     from minimlops.bootstrap import build_serving
+    from minimlops.entrypoints.coalesce import CoalescingHttpTools
     from minimlops.entrypoints.fastpath import FastPredict, predict_answerer
     from minimlops.entrypoints.stats import ServingStats
     from minimlops.process import die_with_parent, freeze_long_lived, limit_malloc_arenas
@@ -230,7 +231,7 @@ def _serve(conn: Connection, settings: Settings, name: str, address: tuple[str, 
     sock.bind(address)
     sock.listen(2048)
     config = uvicorn.Config(front, log_level="warning", access_log=False, lifespan="on",
-                            proxy_headers=False, server_header=False,
+                            http=CoalescingHttpTools, proxy_headers=False, server_header=False,
                             timeout_keep_alive=75)  # fmt: skip
     server = _Quiet(config)
 
