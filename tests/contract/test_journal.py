@@ -26,7 +26,6 @@ class Journal:
                                           arrow_schema("predictions_data"))  # fmt: skip
         self._writer = SegmentWriter(tmp_path / "journal")
         self.write, self.import_pending = self._writer.write, self.importer.import_pending
-        self.writer_dir = self.importer.writer_dir
 
     def close(self) -> None:
         self.importer.close()
@@ -103,19 +102,19 @@ def test_rows_of_every_serving_process_are_imported_once_and_old_segments_go(tmp
     import minimlops.adapters.journal as journal_module
 
     wh, journal = _open(tmp_path)
-    other = SegmentWriter(journal.writer_dir("serving-1"))
+    other = SegmentWriter(tmp_path / "journal" / "serving-1")  # another serving process
     journal.write([_row(1)])
     other.write([_row(2), _row(3)])
     assert journal.import_pending() == 3
     monkeypatch.setattr(journal_module, "SEGMENT_BYTES", 1)  # every write rotates
     other.write([_row(4)])  # its old segment is now complete, the new one empty
     other.close()
-    restarted = SegmentWriter(journal.writer_dir("serving-1"))  # the process came back
+    restarted = SegmentWriter(tmp_path / "journal" / "serving-1")  # the process came back
     restarted.write([_row(5)])
     assert journal.import_pending() == 2
     assert journal.import_pending() == 0
     assert _uuids(wh) == ["u1", "u2", "u3", "u4", "u5"]
-    left = sorted(p.name for p in journal.writer_dir("serving-1").glob("*.jsonl"))
+    left = sorted(p.name for p in (tmp_path / "journal" / "serving-1").glob("*.jsonl"))
     assert left == [restarted.segment.name]  # imported, no longer written: deleted
     restarted.close()
     journal.close()

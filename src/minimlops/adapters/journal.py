@@ -111,10 +111,6 @@ class PredictionJournal:
         self._thread: threading.Thread | None = None
         self.dir.mkdir(parents=True, exist_ok=True)
 
-    def writer_dir(self, name: str) -> Path:
-        """The directory another serving process appends to."""
-        return self.dir / name
-
     def import_pending(self) -> int:
         """Move journal lines not yet in the table into it; returns rows moved."""
         with self._lock:

@@ -59,7 +59,8 @@ def _problem(status: int, detail: str, **extra: Any) -> Response:
 
 
 def create_app(app: App, *, admin_tokens: Sequence[str] = (), lifespan_tasks: bool = True,
-               peers: Callable[[], list[dict[str, Any]]] = list) -> FastAPI:  # fmt: skip
+               peers: Callable[[], list[dict[str, Any]]] = list,
+               peer_count: Callable[[], int] = int) -> FastAPI:  # fmt: skip
     """The HTTP API of a running minimlops.
 
     Args:
@@ -68,7 +69,8 @@ def create_app(app: App, *, admin_tokens: Sequence[str] = (), lifespan_tasks: bo
             admin endpoints answer 403 (off, not open).
         lifespan_tasks: run the prediction log's flusher with the server.
         peers: the other serving processes' counters (``/metrics`` and
-            ``/stats/serving`` report all of them), each ``{"stats", "log"}``.
+            ``/stats/serving`` report all of them), each ``{"stats", "log"}``;
+        peer_count: how many of them serve (``/healthz``, without asking them).
     """
     s = app.settings
     stats = ServingStats()
@@ -183,9 +185,8 @@ def create_app(app: App, *, admin_tokens: Sequence[str] = (), lifespan_tasks: bo
     @api.get("/healthz", tags=["operations"])
     async def healthz() -> Response:
         version, error = app.predictor.version, app.predictor.error
-        others = await asyncio.to_thread(peers)
         body = {"status": "ok" if version else "unavailable", "model_version": version,
-                "error": error, "serving_processes": 1 + len(others)}  # fmt: skip
+                "error": error, "serving_processes": 1 + peer_count()}  # fmt: skip
         if version is None:
             body["reason"] = error or "no champion model loaded yet"
         return _json(body, 200 if version else 503)

@@ -112,7 +112,10 @@ def serve(settings: Settings) -> None:
         def peers() -> list[dict[str, Any]]:
             return processes.counters() if processes is not None else []
 
-        api = create_app(app, admin_tokens=tokens, peers=peers)  # tokens: filled on listen
+        def peer_count() -> int:
+            return processes.live() if processes is not None else 0
+
+        api = create_app(app, admin_tokens=tokens, peers=peers, peer_count=peer_count)  # tokens: filled on listen
         key = settings.api_key.get_secret_value() if settings.api_key else None
         front = FastPredict(PublicCORS(api, settings.origins), api.state.answer_predict,
                             settings.max_body_bytes, origins=settings.origins, api_key=key)

@@ -48,14 +48,17 @@ READY_TIMEOUT = 60.0
 ANSWER_TIMEOUT = 10.0
 
 
-def listen(host: str, port: int, *, shared: bool) -> socket.socket:
-    """The server's public socket. With ``shared`` other processes may listen on
-    the same address; a plain bind first makes sure nothing else listens there
-    (another server would otherwise share the port silently) and picks the port
-    when ``port`` is 0."""
+def listen(host: str, port: int, *, shared: bool = False, join: bool = False) -> socket.socket:
+    """A listening socket. The server's: a plain bind first makes sure nothing
+    else listens there (another server would otherwise share the port
+    silently) and picks the port when ``port`` is 0; with ``shared`` other
+    processes may then listen on the same address. A serving process's
+    (``join``): bound beside the server's."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if join:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
         sock.bind((host, port))
     except OSError as exc:
@@ -102,7 +105,6 @@ class ServingProcesses:
         self._stopping = threading.Event()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
-        self.restarts = 0
 
     def start(self) -> None:
         """Start them in the background; the server answers everything meanwhile."""
@@ -141,7 +143,6 @@ class ServingProcesses:
                 if child is not None and child.process.is_alive():
                     continue
                 if child is not None:
-                    self.restarts += 1
                     logger.error("serving process %s exited (code %s); starting it again",
                                  name, child.process.exitcode)  # fmt: skip
                     with self._lock:
@@ -174,6 +175,10 @@ class ServingProcesses:
                 continue
             if served != version:
                 logger.error("serving process %s serves %s, not %s", child.name, served, version)
+
+    def live(self) -> int:
+        """How many serving processes answer now (the server not counted)."""
+        return sum(1 for child in self._each() if child.process.is_alive())
 
     def counters(self) -> list[dict[str, Any]]:
         """Each live serving process's statistics and prediction-log counters."""
@@ -226,10 +231,7 @@ def _serve(conn: Connection, settings: Settings, name: str, address: tuple[str, 
     forward = Forward(primary_url, part.log)
     front = FastPredict(forward, answer, settings.max_body_bytes, origins=settings.origins,
                         api_key=key)  # fmt: skip
-    sock = socket.socket(socket.AF_INET6 if ":" in address[0] else socket.AF_INET)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind(address)
-    sock.listen(2048)
+    sock = listen(*address, join=True)
     config = uvicorn.Config(front, log_level="warning", access_log=False, lifespan="on",
                             http=CoalescingHttpTools, proxy_headers=False, server_header=False,
                             timeout_keep_alive=75)  # fmt: skip
