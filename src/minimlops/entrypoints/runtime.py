@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from minimlops.bootstrap import App
 from minimlops.domain.events import Event, ObjectFinalized, UnknownEventError, from_message
-from minimlops.process import release_memory
+from minimlops.process import freeze_new_modules, release_memory
 from minimlops.services import messagebus, monitor
 
 logger = logging.getLogger(__name__)
@@ -142,6 +142,7 @@ class Runtime:
                     messagebus.publish(event, self.app.deps)
             except Exception:
                 logger.exception("monitor: check failed; retrying next time")
+            freeze_new_modules()  # what the check imported (scipy) is never garbage
 
     def _consume(self, worker: str) -> None:
         bus = self.app.deps.bus
