@@ -150,10 +150,10 @@ def predict(
     settings = _settings(home=home)
     _setup_logging("WARNING")
     people = _read_passengers(passenger, file)
-    from minimlops.entrypoints.schemas import Passenger
+    from minimlops.entrypoints.fastpath import one_passenger
 
     try:
-        checked = [Passenger.model_validate(p).model_dump() for p in people]
+        checked = [one_passenger.validate_python(p) for p in people]
         result = _ops(settings).predict(checked)
     except (MinimlopsError, RuntimeError, ValueError) as exc:
         _fail(exc)

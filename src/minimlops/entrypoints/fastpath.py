@@ -84,7 +84,7 @@ def predict_answerer(predictor: Predictor, log: DurableLog, stats: ServingStats,
         except ValidationError as exc:
             return _err(422, "invalid passenger", errors=field_errors(exc, batch))
         try:
-            rows = predictor.predict([p.__dict__ for p in people])
+            rows = predictor.predict(people)
         except NoChampionError as exc:
             return _err(503, f"no model to serve: {exc}")
         try:

@@ -28,7 +28,6 @@ from minimlops.bootstrap import App
 from minimlops.entrypoints.fastpath import field_errors, one_passenger, predict_answerer
 from minimlops.entrypoints.schemas import (
     Feedback,
-    Passenger,
     PromoteRequest,
     QueryRequest,
     TrainRequest,
@@ -148,7 +147,7 @@ def create_app(app: App, *, admin_tokens: Sequence[str] = (), lifespan_tasks: bo
         current = app.predictor.current
         if current is None:
             return _problem(503, "no model to serve yet")
-        result = explain_passenger(current[1], person.__dict__)
+        result = explain_passenger(current[1], person)
         return _json({**result, "model_version": current[0]})
 
     @api.get("/events", tags=["operations"])
@@ -283,7 +282,7 @@ def create_app(app: App, *, admin_tokens: Sequence[str] = (), lifespan_tasks: bo
             schema = get_openapi(title=api.title, version=api.version,
                                  description=api.description, routes=api.routes)
             schema.setdefault("components", {}).setdefault("schemas", {})["Passenger"] = (
-                Passenger.model_json_schema(ref_template="#/components/schemas/{model}"))
+                one_passenger.json_schema(ref_template="#/components/schemas/{model}"))
             api.openapi_schema = schema
         return api.openapi_schema
 
