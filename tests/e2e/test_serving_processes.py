@@ -74,7 +74,15 @@ def test_both_processes_answer_and_every_answer_is_logged_once(server: Server) -
     assert f"minimlops_predictions_total {after['predictions']}" in metrics
 
 
+def _per_process(server: Server) -> dict[tuple[str, str], int]:
+    """minimlops_process_requests_total by (process, kind), from /metrics."""
+    text = server.http.get("/metrics").text
+    return {(p, k): int(n) for p, k, n in re.findall(
+        r'minimlops_process_requests_total\{process="([^"]+)",kind="(\w+)"\} (\d+)', text)}
+
+
 def test_every_request_is_answered_whichever_process_takes_it(server: Server) -> None:
+    before = _per_process(server)
     for _ in range(12):
         assert _fresh(server, "GET", "/healthz").json()["status"] == "ok"
         assert "<html" in _fresh(server, "GET", "/dashboard").text.lower()
@@ -89,6 +97,11 @@ def test_every_request_is_answered_whichever_process_takes_it(server: Server) ->
         r = _fresh(server, "POST", "/predict", content=b"{not json",
                    headers={"Content-Type": "application/json"})
         assert r.status_code == 400 and "invalid JSON" in r.json()["detail"]
+    after = _per_process(server)
+    took_part = {key for key, n in after.items() if n > before.get(key, 0)}
+    # 72 fresh connections: both processes answered /predict, and the second
+    # one forwarded what it does not answer itself
+    assert {("server", "predict"), ("serving-1", "predict"), ("serving-1", "forwarded")} <= took_part
 
 
 def test_a_promotion_reaches_every_process_before_it_is_answered(server: Server) -> None:

@@ -91,8 +91,14 @@ class DuckDBWarehouse:
         self._con = duckdb.connect(
             str(self.path), read_only=read_only,
             # A memory cap makes DuckDB spill big loads to its temp directory
-            # instead of growing with the file.
-            config={"enable_external_access": False, "threads": 2, "memory_limit": "512MB"},
+            # instead of growing with the file. Small appends (the prediction
+            # log's) stay in memory until a checkpoint, which DuckDB runs when
+            # its write-ahead log reaches the threshold: 16 MB by default, and
+            # a server's memory climbed by that much between checkpoints.
+            # At 4 MB it stays within 4 MB, for ~20 % more CPU per imported row
+            # (measured: 1.7 -> 2.0 us); big loads skip the log either way.
+            config={"enable_external_access": False, "threads": 2, "memory_limit": "512MB",
+                    "checkpoint_threshold": "4MB"},
         )  # fmt: skip
         self._local = threading.local()
 

@@ -131,6 +131,14 @@ def create_app(app: App, *, admin_tokens: Sequence[str] = (), lifespan_tasks: bo
             f"{sum(g['write_seconds'] for g in logs):.6f}",
         ]
         lines += stats.merged(o["stats"] for o in others).prometheus()
+        # per process: how the kernel spread the connections over them
+        lines += ["# TYPE minimlops_process_requests_total counter",
+                  f'minimlops_process_requests_total{{process="server",kind="predict"}} {stats.requests}']
+        for o in others:
+            lines += [f'minimlops_process_requests_total{{process="{o["name"]}",kind="predict"}} '
+                      f'{o["stats"]["requests"]}',
+                      f'minimlops_process_requests_total{{process="{o["name"]}",kind="forwarded"}} '
+                      f'{o["forwarded"]}']  # fmt: skip
         return Response("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")
 
     @api.post("/explain", tags=["serving"], openapi_extra={"requestBody": {

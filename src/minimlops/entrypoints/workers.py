@@ -239,7 +239,7 @@ def _serve(conn: Connection, settings: Settings, name: str, address: tuple[str, 
 
     def counters() -> dict[str, Any]:
         log = part.log
-        return {"stats": stats.snapshot(), "log": {
+        return {"name": name, "stats": stats.snapshot(), "forwarded": forward.forwarded, "log": {
             "batches": log.batches, "rows": log.rows, "write_seconds": log.write_seconds}}
 
     def answer(kind: str, loop: asyncio.AbstractEventLoop) -> Any:
@@ -305,6 +305,7 @@ class Forward:
 
     def __init__(self, primary_url: str, log: Any) -> None:
         self.primary_url, self.log = primary_url, log
+        self.forwarded = 0  # requests handed to the server
         self.client: Any = None
         self.on_ready: Any = None
 
@@ -347,6 +348,7 @@ class Forward:
                 if not message.get("more_body", False):
                     return
 
+        self.forwarded += 1
         path = scope["raw_path"].decode("latin-1") if scope.get("raw_path") else scope["path"]
         if scope["query_string"]:
             path += "?" + scope["query_string"].decode("latin-1")
