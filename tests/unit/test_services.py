@@ -165,11 +165,12 @@ def test_uuid4_strings_are_valid_distinct_version_4_uuids() -> None:
 
     from minimlops.services.predict import uuid4_strings
 
-    ids = uuid4_strings(2000)
-    assert len(set(ids)) == 2000
-    for s in ids[:200]:
+    ids = uuid4_strings(2000) + [uuid4_strings(1)[0] for _ in range(100)]
+    assert len(set(ids)) == 2100
+    for s in ids:
         u = uuid.UUID(s)
         assert u.version == 4 and u.variant == uuid.RFC_4122 and str(u) == s
+    assert {s[19] for s in ids} == set("89ab")  # the variant keeps its two random bits
 
 
 def test_explanation_effects_point_the_right_way(fake_deps: Deps) -> None:

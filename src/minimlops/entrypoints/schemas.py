@@ -25,8 +25,9 @@ class Passenger(TypedDict):
     """
 
     # A TypedDict, not a BaseModel: validation builds the plain dict the model
-    # and the log read, and a batch of 1,000 validates in 0.74 ms instead of
-    # 1.27 ms (no model instances to build and free; measured).
+    # and the log read, and a batch of 1,000 validates in ~0.6 ms instead of
+    # ~1.3 ms (no model instance and fields-set to build and free; measured).
+    # Absent optional fields stay absent: readers use .get().
     PassengerId: NotRequired[Annotated[int, Field(ge=1, le=2**31 - 1)] | None]
     Pclass: Annotated[int, Field(ge=1, le=3, description="ticket class: 1, 2 or 3")]
     Name: NotRequired[Annotated[Annotated[str, Field(max_length=300)] | None, Missing]]

@@ -114,9 +114,17 @@ def vector(row: Mapping[str, Any], spec: Mapping[str, Any]) -> list[float]:
         float(row["Sex"] == "female"), age_value, float(age is None),
         float(sibsp), float(parch), float(family), float(family == 1),
         fare_value, math.log1p(fare_value), fare_value / family,
-        *(float(port == p) for p in PORTS),
-        *(float(t == x) for x in TITLES), *(float(d == x) for x in DECKS),
+        *_PORT_HOT.get(port, _NO_PORT), *_TITLE_HOT[t], *_DECK_HOT[d],
     ]  # fmt: skip
+
+
+def _one_hot(values: tuple[str, ...]) -> dict[str, tuple[float, ...]]:
+    return {v: tuple(float(v == x) for x in values) for v in values}
+
+
+# The one-hot parts of vector(), looked up instead of built per request (~1 us of 2)
+_PORT_HOT, _TITLE_HOT, _DECK_HOT = _one_hot(PORTS), _one_hot(TITLES), _one_hot(DECKS)
+_NO_PORT = (0.0,) * len(PORTS)
 
 
 def matrix(rows: Sequence[Mapping[str, Any]], spec: Mapping[str, Any]) -> np.ndarray:

@@ -122,13 +122,12 @@ class Predictor:
 
 def uuid4_strings(n: int) -> list[str]:
     """n random (version 4) UUIDs as strings, from one read of the OS's randomness
-    (``str(uuid.uuid4())`` reads it once per id and costs 4x as much)."""
-    raw = bytearray(os.urandom(16 * n))
-    raw[6::16] = bytes((b & 0x0F) | 0x40 for b in raw[6::16])  # version 4
-    raw[8::16] = bytes((b & 0x3F) | 0x80 for b in raw[8::16])  # RFC 4122 variant
-    h = raw.hex()
-    return [f"{h[k:k + 8]}-{h[k + 8:k + 12]}-{h[k + 12:k + 16]}-{h[k + 16:k + 20]}-{h[k + 20:k + 32]}"
-            for k in range(0, 32 * n, 32)]  # fmt: skip
+    (``str(uuid.uuid4())`` reads it once per id and costs 1.5x as much for one,
+    4x for many): the hex digits of 16 random bytes, with the version digit set
+    to 4 and the variant digit to 8, 9, a or b (RFC 4122)."""
+    h = os.urandom(16 * n).hex()
+    return [f"{h[k:k + 8]}-{h[k + 8:k + 12]}-4{h[k + 13:k + 16]}-{'89ab'[int(h[k + 16], 16) & 3]}"
+            f"{h[k + 17:k + 20]}-{h[k + 20:k + 32]}" for k in range(0, 32 * n, 32)]  # fmt: skip
 
 
 class DurableLog(Protocol):
