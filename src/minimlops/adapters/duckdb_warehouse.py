@@ -19,6 +19,7 @@ import pyarrow as pa
 
 from minimlops.domain.schema import KEY, Column
 from minimlops.errors import ConflictError, QueryError
+from minimlops.process import release_memory
 
 DUCKDB_TYPES = {
     "INTEGER": "BIGINT", "INT64": "BIGINT", "FLOAT": "DOUBLE", "FLOAT64": "DOUBLE",
@@ -255,7 +256,12 @@ class DuckDBWarehouse:
             f"(PARTITION BY {_q(KEY)} ORDER BY ingested_at DESC, ingestion_id DESC) = 1"
             f" ORDER BY {_q(KEY)}"
         )
-        return self._cursor().sql(sql).to_arrow_table()
+        out = self._cursor().sql(sql).to_arrow_table()
+        # The window and the sort of a big table take a few hundred MB that
+        # the C allocator keeps after they are freed (1,000,000 rows: +470 MB
+        # resident, of which 264 MB is handed back by this).
+        release_memory()
+        return out
 
     def labelled_predictions(self, predictions: str, feedback: str) -> pa.Table:
         """Predictions that have a true label (the newest label per prediction),

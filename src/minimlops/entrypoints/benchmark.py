@@ -321,7 +321,7 @@ def _first_prediction(url: str, timeout: float, after: str) -> None:
     raise RuntimeError(f"no prediction within {timeout:g} s {after}")
 
 
-def _child(kind: str, csv: Path, work: Path) -> dict[str, float]:
+def _child(kind: str, csv: Path, work: Path) -> dict[str, Any]:
     out = subprocess.run([sys.executable, "-m", "minimlops.entrypoints.benchmark", kind,
                           str(csv), str(work)], capture_output=True, text=True)  # fmt: skip
     if out.returncode != 0:
@@ -342,6 +342,12 @@ def ingestion(plan: Plan, work: Path, results: Results) -> None:
         results.add("ingestion", f"minimlops ingest_data, {label}", ours["seconds"], "s",
                     theirs["seconds"], f"peak RSS {ours['rss_mb']:.0f} MB")  # fmt: skip
         results.rows[-1]["ratio"] = theirs["seconds"] / ours["seconds"]  # speed-up
+    rows = plan.ingest_rows[-1]  # training on what the largest ingestion loaded
+    trained = _child("train-ours", work / f"passengers-{rows}.csv", work / f"ours-{rows}")
+    results.add("training", f"minimlops train_model, {rows:,} rows", trained["seconds"], "s",
+                note=f"peak RSS {trained['rss_mb']:.0f} MB; {trained['algorithm']} chosen by "
+                     f"{trained['folds']}-fold cross-validation; ONNX export and parity check "
+                     "included")  # fmt: skip
 
 
 def ingest_ours(csv: Path, work: Path) -> dict[str, float]:
@@ -360,6 +366,24 @@ def ingest_ours(csv: Path, work: Path) -> dict[str, float]:
     assert done.rows_loaded > 0
     app.close()
     return {"seconds": seconds, "rss_mb": _rss_mb(), "rows": done.rows_loaded}
+
+
+def train_ours(csv: Path, work: Path) -> dict[str, Any]:
+    """In a child process: the training handler (model selection, evaluation,
+    ONNX export, storing the version) on the rows ``ingest_ours`` loaded."""
+    from minimlops.bootstrap import build
+    from minimlops.config import Settings
+    from minimlops.domain.events import RetrainRequested
+    from minimlops.services.train import registry_of, train_model
+
+    app = build(Settings.from_env({}, home=work))  # trains in this process: measured here
+    started = time.perf_counter()
+    train_model(RetrainRequested(reason="benchmark"), deps=app.deps)
+    seconds = time.perf_counter() - started
+    meta = registry_of(app.deps).versions()[-1]
+    app.close()
+    return {"seconds": seconds, "rss_mb": _rss_mb(), "algorithm": meta["algorithm"],
+            "folds": app.deps.cv_folds}
 
 
 def ingest_pandas(csv: Path, work: Path) -> dict[str, float]:
@@ -442,5 +466,5 @@ def run(out_dir: Path, *, smoke: bool = False, peers_python: Path | None = None)
 
 if __name__ == "__main__":  # child processes of the ingestion benchmark
     kind, csv_path, work_dir = sys.argv[1:4]
-    fn = {"ingest-ours": ingest_ours, "ingest-pandas": ingest_pandas}[kind]
+    fn = {"ingest-ours": ingest_ours, "ingest-pandas": ingest_pandas, "train-ours": train_ours}[kind]
     print(json.dumps(fn(Path(csv_path), Path(work_dir))))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import re
 import statistics
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -60,13 +61,19 @@ def deck(row: Mapping[str, Any]) -> str:
 
 
 def fit_spec(rows: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
-    """Imputation values learned from training rows (never VALIDATION/TEST)."""
+    """Imputation values learned from training rows (never VALIDATION/TEST).
+
+    One pass that keeps numbers and counts, not the rows: the rows may be
+    streamed (training on a million rows reads them a chunk at a time).
+    """
     ages: dict[str, list[float]] = {t: [] for t in TITLES}
     fares: dict[str, list[float]] = {"1": [], "2": [], "3": []}
     ports: dict[str, int] = dict.fromkeys(PORTS, 0)
-    rows_seen: list[Mapping[str, Any]] = []
+    seen: dict[str, Counter[Any]] = {c: Counter() for c in _MODE_COLUMNS}
     for row in rows:
-        rows_seen.append(row)
+        for column, counts in seen.items():
+            if (value := row.get(column)) is not None:
+                counts[value] += 1
         if row.get("Age") is not None:
             ages[title(row)].append(float(row["Age"]))
         if row.get("Fare") is not None:
@@ -76,27 +83,23 @@ def fit_spec(rows: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     all_ages = [a for v in ages.values() for a in v] or [28.0]
     all_fares = [f for v in fares.values() for f in v] or [14.45]
     age_all, fare_all = statistics.median(all_ages), statistics.median(all_fares)
+    # a typical passenger of the training rows: medians and modes (for explanations);
+    # most_common keeps first-seen order on ties, as statistics.mode does
+    mode = {c: counts.most_common(1)[0][0] if counts else None for c, counts in seen.items()}
+    port = max(ports, key=lambda p: ports[p])
     return {
-        "reference": _reference(rows_seen, age_all, fare_all,
-                                max(ports, key=lambda p: ports[p])),
+        "reference": {"Pclass": mode["Pclass"] or 3, "Sex": mode["Sex"] or "male", "Age": age_all,
+                      "SibSp": mode["SibSp"] or 0, "Parch": mode["Parch"] or 0,
+                      "Fare": fare_all, "Embarked": port, "Name": None, "Cabin": None},
         "age_by_title": {t: statistics.median(v) if v else age_all
                          for t, v in ages.items()},
         "fare_by_class": {c: statistics.median(v) if v else fare_all
                           for c, v in fares.items()},
-        "embarked_mode": max(ports, key=lambda p: ports[p]),
+        "embarked_mode": port,
     }  # fmt: skip
 
 
-def _reference(rows: list[Mapping[str, Any]], age: float, fare: float,
-               port: str) -> dict[str, Any]:  # fmt: skip
-    """A typical passenger of the training rows: medians and modes (for explanations)."""
-    def mode(column: str) -> Any:
-        values = [r[column] for r in rows if r.get(column) is not None]
-        return statistics.mode(values) if values else None
-
-    return {"Pclass": mode("Pclass") or 3, "Sex": mode("Sex") or "male", "Age": age,
-            "SibSp": mode("SibSp") or 0, "Parch": mode("Parch") or 0, "Fare": fare,
-            "Embarked": port, "Name": None, "Cabin": None}  # fmt: skip
+_MODE_COLUMNS = ("Pclass", "Sex", "SibSp", "Parch")
 
 
 def vector(row: Mapping[str, Any], spec: Mapping[str, Any]) -> list[float]:

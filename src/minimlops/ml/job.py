@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
     from minimlops.ml import training
 
 logger = logging.getLogger("minimlops.train")
+CHUNK_ROWS = 50_000  # TRAIN rows held as Python dicts at once
 
 
 def _log_progress(step: str, done: int, total: int) -> None:
@@ -39,13 +41,17 @@ def fit_and_score(
     """
     from minimlops.ml import training  # scikit-learn: only where training runs
 
-    train_rows, valid_rows = train.to_pylist(), valid.to_pylist()
+    def train_rows() -> Iterator[list[dict[str, Any]]]:  # as dicts a chunk at a time
+        for batch in train.to_batches(max_chunksize=CHUNK_ROWS):
+            yield batch.to_pylist()
+
+    valid_rows = valid.to_pylist()
     scored = valid_rows + labelled.to_pylist()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", category=UserWarning)
         model = training.select_and_fit(train_rows, folds=folds, seed=seed, progress=_log_progress)
     metrics = training.evaluate(model, scored)
-    onnx, serving = _fast_form(model, valid_rows or train_rows[:1000])
+    onnx, serving = _fast_form(model, valid_rows or train.slice(0, 1000).to_pylist())
     out: dict[str, Any] = {
         "artifact": artifacts.to_bytes(model), "onnx": onnx, "serving": serving,
         "algorithm": model.algorithm, "features": list(model.feature_names),

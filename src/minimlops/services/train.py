@@ -52,9 +52,11 @@ def train_model(event: IngestionComplete | RetrainRequested, *, deps: Deps) -> l
         return _finish(registry, done[-1], deps)
     data = table.select([*DATA_COLUMNS, "split"])
     parts = {name: data.filter(pc.equal(data.column("split"), name)) for name in SPLITS}
+    total = data.num_rows
+    del table, data  # the splits are copies: hold one set of rows while training
     labelled = _feedback_rows(deps)
     logger.info("train_model: %s rows (%s TRAIN, %s VALIDATION, %s TEST) and %s labelled "
-                "predictions", f"{data.num_rows:,}", f"{parts['TRAIN'].num_rows:,}",
+                "predictions", f"{total:,}", f"{parts['TRAIN'].num_rows:,}",
                 f"{parts['VALIDATION'].num_rows:,}", f"{parts['TEST'].num_rows:,}",
                 f"{labelled.num_rows:,}")  # fmt: skip
     champ_meta, champ_blob = _champion_artifact(registry)
@@ -71,7 +73,7 @@ def train_model(event: IngestionComplete | RetrainRequested, *, deps: Deps) -> l
     meta = registry.save_artifacts(result["artifact"], {
         "algorithm": result["algorithm"], "created_at": deps.now().isoformat(),
         "trigger": _trigger(event), "features": result["features"],
-        "training": {"snapshot": snapshot, "ingestion_ids": ids, "rows": data.num_rows,
+        "training": {"snapshot": snapshot, "ingestion_ids": ids, "rows": total,
                      **{f"{k.lower()}_rows": v.num_rows for k, v in parts.items()}},
         "metrics": {"validation": result["validation"], "evaluation": metrics,
                     "evaluation_rows": {"validation": parts["VALIDATION"].num_rows,
