@@ -464,7 +464,7 @@ def run(out_dir: Path, *, smoke: bool = False, peers_python: Path | None = None)
     return report
 
 
-if __name__ == "__main__":  # child processes of the ingestion benchmark
+if __name__ == "__main__":  # child processes of the ingestion and training benchmarks
     kind, csv_path, work_dir = sys.argv[1:4]
     fn = {"ingest-ours": ingest_ours, "ingest-pandas": ingest_pandas, "train-ours": train_ours}[kind]
     print(json.dumps(fn(Path(csv_path), Path(work_dir))))
