@@ -7,6 +7,7 @@ The load generator is wrk (Debian package), one thread, in its own process.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -17,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -124,9 +126,8 @@ def serving(plan: Plan, work: Path, results: Results) -> None:
     port = _free_port()
     env = {**os.environ, "MINIMLOPS_HOME": str(home), "MINIMLOPS_PORT": str(port),
            "MINIMLOPS_LOG_LEVEL": "WARNING"}  # fmt: skip
-    server = subprocess.Popen([sys.executable, "-m", "minimlops", "up"], env=env)
     url = f"http://127.0.0.1:{port}"
-    try:
+    with _minimlops_up(env):
         _wait(url + "/healthz")
         single = wrk(url + "/predict", one, 32, plan.seconds)
         time.sleep(plan.pause)  # let the queue drain before measuring latency
@@ -134,9 +135,6 @@ def serving(plan: Plan, work: Path, results: Results) -> None:
         time.sleep(plan.pause)
         many = wrk(url + "/predict", batch, 4, plan.seconds)
         algorithm = httpx.get(url + "/models").json()["versions"][0]["algorithm"]
-    finally:
-        server.terminate()
-        server.wait()
     cold = _cold_start(env, url)
     two = _two_processes({**env, "MINIMLOPS_SERVING_PROCESSES": "2"}, url, one, plan)
     note = f"model: {algorithm}; every prediction durably logged before the answer"
@@ -158,8 +156,7 @@ def serving(plan: Plan, work: Path, results: Results) -> None:
 
 def _two_processes(env: dict[str, str], url: str, body: Path, plan: Plan) -> dict[str, float]:
     """/predict at 32 connections with a second serving process."""
-    server = subprocess.Popen([sys.executable, "-m", "minimlops", "up"], env=env)
-    try:
+    with _minimlops_up(env):
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:  # both processes serve (the second starts after)
             try:
@@ -171,6 +168,14 @@ def _two_processes(env: dict[str, str], url: str, body: Path, plan: Plan) -> dic
         else:
             raise RuntimeError("the second serving process did not start")
         return wrk(url + "/predict", body, 32, plan.seconds)
+
+
+@contextlib.contextmanager
+def _minimlops_up(env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
+    """``minimlops up`` in its own process, stopped (SIGTERM, waited for) on leaving."""
+    server = subprocess.Popen([sys.executable, "-m", "minimlops", "up"], env=env)
+    try:
+        yield server
     finally:
         server.terminate()
         server.wait()
@@ -263,14 +268,10 @@ def end_to_end(plan: Plan, work: Path, results: Results) -> None:
     env = {**os.environ, "MINIMLOPS_HOME": str(home), "MINIMLOPS_PORT": str(port),
            "MINIMLOPS_LOG_LEVEL": "WARNING", "MINIMLOPS_EXAMPLE_DATA": str(plan.example)}  # fmt: skip
     url = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen([sys.executable, "-m", "minimlops", "up"], env=env)
-    try:  # on first start the server lands the example data itself
+    with _minimlops_up(env):  # on first start the server lands the example data itself
         _first_prediction(url, 120, "of the file landing")
         served = time.time()
         landed = next((home / "buckets").glob("*/titanic.csv")).stat().st_mtime
-    finally:
-        server.terminate()
-        server.wait()
     results.add("serving", "end to end: a file landing (891 rows) to its model's first prediction",
                 served - landed, "s",
                 note="watcher settle 0.5 s, validate and load, train and gate in a child "
@@ -299,13 +300,9 @@ def _cold_start(env: dict[str, str], url: str) -> float:
     """Seconds from starting ``minimlops up`` on an existing data home to the
     first answered prediction."""
     started = time.perf_counter()
-    server = subprocess.Popen([sys.executable, "-m", "minimlops", "up"], env=env)
-    try:
+    with _minimlops_up(env):
         _first_prediction(url, 60, "of a restart")
         return time.perf_counter() - started
-    finally:
-        server.terminate()
-        server.wait()
 
 
 def _first_prediction(url: str, timeout: float, after: str) -> None:
