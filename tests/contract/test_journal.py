@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from minimlops.adapters.duckdb_warehouse import DuckDBWarehouse
-from minimlops.adapters.journal import PredictionJournal, SegmentWriter
+from minimlops.adapters.journal import PredictionJournal, SegmentWriter, encode
 from minimlops.services.tables import arrow_schema
 from tests.conftest import SCHEMAS
 
@@ -25,7 +25,11 @@ class Journal:
         self.importer = PredictionJournal(tmp_path / "journal", wh, "predictions_data",
                                           arrow_schema("predictions_data"))  # fmt: skip
         self._writer = SegmentWriter(tmp_path / "journal")
-        self.write, self.import_pending = self._writer.write, self.importer.import_pending
+        self.import_pending = self.importer.import_pending
+
+    def write(self, rows: list[dict]) -> None:
+        """As a journal process appends one group: encoded JSON lines, synced."""
+        self._writer.append(encode(rows))
 
     def close(self) -> None:
         self.importer.close()
@@ -104,13 +108,13 @@ def test_rows_of_every_serving_process_are_imported_once_and_old_segments_go(tmp
     wh, journal = _open(tmp_path)
     other = SegmentWriter(tmp_path / "journal" / "serving-1")  # another serving process
     journal.write([_row(1)])
-    other.write([_row(2), _row(3)])
+    other.append(encode([_row(2), _row(3)]))
     assert journal.import_pending() == 3
     monkeypatch.setattr(journal_module, "SEGMENT_BYTES", 1)  # every write rotates
-    other.write([_row(4)])  # its old segment is now complete, the new one empty
+    other.append(encode([_row(4)]))  # its old segment is now complete, the new one empty
     other.close()
     restarted = SegmentWriter(tmp_path / "journal" / "serving-1")  # the process came back
-    restarted.write([_row(5)])
+    restarted.append(encode([_row(5)]))
     assert journal.import_pending() == 2
     assert journal.import_pending() == 0
     assert _uuids(wh) == ["u1", "u2", "u3", "u4", "u5"]

@@ -70,10 +70,6 @@ class SegmentWriter:
         self._size = os.fstat(fd).st_size
         return fd, path
 
-    def write(self, rows: list[dict[str, Any]]) -> None:
-        """Append rows and sync: when this returns, they survive a crash."""
-        self.append(encode(rows))
-
     def append(self, data: bytes) -> None:
         """Append whole JSON lines and sync them.
 
