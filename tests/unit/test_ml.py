@@ -158,3 +158,26 @@ def test_serving_never_loads_the_training_libraries(model, tmp_path) -> None:
                          text=True, timeout=120)  # fmt: skip
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_training_on_rows_read_in_chunks_gives_the_same_model(rows, model) -> None:
+    """Big tables are read a chunk at a time; the model must not notice."""
+    import numpy as np
+
+    data = rows[:1000]
+    chunked = training.select_and_fit(lambda: (data[i:i + 128] for i in range(0, len(data), 128)),
+                                      folds=3, seed=0)  # fmt: skip
+    assert chunked.algorithm == model.algorithm and chunked.spec == model.spec
+    assert chunked.cv_scores == model.cv_scores
+    assert np.array_equal(chunked.predict_proba(rows), model.predict_proba(rows))
+
+
+def test_rows_that_change_between_the_two_reads_are_refused(rows) -> None:
+    reads = []
+
+    def growing():
+        reads.append(1)
+        yield rows[:300] if len(reads) == 1 else rows[:310]
+
+    with pytest.raises(ValueError, match="changed between their two reads"):
+        training.select_and_fit(growing, folds=2)

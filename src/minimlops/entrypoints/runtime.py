@@ -128,8 +128,7 @@ class Runtime:
         while not self.stop_event.is_set():
             try:
                 self.scan()
-                self.app.predictor.refresh()  # also catches promotions by other processes
-                self.app.predictor.refresh_shadow()
+                self.app.predictor.follow()  # also catches promotions by other processes
             except Exception:
                 logger.exception("watcher: scan failed; retrying")
             self.stop_event.wait(self.app.settings.watch_interval)

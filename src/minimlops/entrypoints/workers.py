@@ -244,9 +244,7 @@ def _serve(conn: Connection, settings: Settings, name: str, address: tuple[str, 
 
     def answer(kind: str, loop: asyncio.AbstractEventLoop) -> Any:
         if kind == "refresh":
-            part.predictor.refresh()
-            part.predictor.refresh_shadow()
-            return part.predictor.version
+            return part.predictor.follow()
         if kind == "counters":  # read on the event loop, which writes them
             async def read() -> dict[str, Any]:
                 return counters()
@@ -267,8 +265,7 @@ def _serve(conn: Connection, settings: Settings, name: str, address: tuple[str, 
                 return
             if kind == "tick":  # also catch what a missed message would have said
                 try:
-                    part.predictor.refresh()
-                    part.predictor.refresh_shadow()
+                    part.predictor.follow()
                 except Exception:
                     logger.exception("%s: checking the champion failed", name)
                 continue

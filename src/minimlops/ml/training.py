@@ -98,13 +98,16 @@ def select_and_fit(
     spec = features.fit_spec(counted())
     X = np.empty((sum(sizes), len(features.FEATURE_NAMES)), dtype=np.float64)
     y = np.empty(sum(sizes), dtype=np.int64)
-    at = 0
+    at, changed = 0, "the training rows changed between their two reads"
     for chunk in chunks():  # written in place: one matrix, never two
-        X[at:at + len(chunk)] = features.matrix(chunk, spec)
-        y[at:at + len(chunk)] = [int(r["Survived"]) for r in chunk]
-        at += len(chunk)
+        end = at + len(chunk)
+        if end > len(y):
+            raise ValueError(changed)
+        X[at:end] = features.matrix(chunk, spec)
+        y[at:end] = [int(r["Survived"]) for r in chunk]
+        at = end
     if at != len(y):
-        raise ValueError(f"the training rows changed while being read ({len(y)} then {at})")
+        raise ValueError(changed)
     if len(np.unique(y)) < 2:
         raise ValueError("training needs both classes (Survived 0 and 1)")
     folds = max(2, min(folds, int(np.bincount(y).min())))

@@ -74,6 +74,13 @@ class Predictor:
                         self.registry.name, pointer["version"], model.algorithm)  # fmt: skip
             return True
 
+    def follow(self) -> str | None:
+        """Catch up with the registry: the champion, and the challenger when
+        shadow scoring is on. Returns the version now serving."""
+        self.refresh()
+        self.refresh_shadow()
+        return self.version
+
     def refresh_shadow(self) -> None:
         """With shadow scoring on: load the newest version that never was champion."""
         if not self.shadow_enabled:
