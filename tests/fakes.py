@@ -10,13 +10,15 @@ import io
 import itertools
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from typing import IO, Any
 
 import pyarrow as pa
 
+from minimlops.domain.schema import sample_rank
 from minimlops.errors import ConflictError, QueryError
-from minimlops.ports import Message, ObjectInfo
+from minimlops.ports import DataSummary, Message, ObjectInfo
 
 _gen = itertools.count(1)
 
@@ -97,13 +99,35 @@ class InMemoryWarehouse:
                 and (source_uri is None or r["source_uri"] == source_uri)]  # fmt: skip
         return sorted(rows, key=lambda r: (r["ingested_at"], r["ingestion_id"]), reverse=True)
 
-    def latest_rows(self, table: str) -> pa.Table:
+    def _newest(self, table: str, ingestion_ids: Sequence[str] | None = None) -> list[dict[str, Any]]:
         newest: dict[Any, dict[str, Any]] = {}
         for r in self.tables[table]:
+            if ingestion_ids is not None and r["ingestion_id"] not in ingestion_ids:
+                continue
             old = newest.get(r[self.key])
             if old is None or (r["ingested_at"], r["ingestion_id"]) >= (old["ingested_at"], old["ingestion_id"]):
                 newest[r[self.key]] = r
-        return pa.Table.from_pylist([newest[k] for k in sorted(newest)])
+        return [newest[k] for k in sorted(newest)]
+
+    def latest_summary(self, table: str) -> DataSummary:
+        return DataSummary.of_counts((r["split"], r["ingestion_id"], 1) for r in self._newest(table))
+
+    def latest_rows(self, table: str, *, ingestion_ids: Sequence[str] | None = None,
+                    splits: Sequence[str] | None = None,
+                    per_split: int | None = None) -> pa.Table:  # fmt: skip
+        rows = [r for r in self._newest(table, ingestion_ids) if splits is None or r["split"] in splits]
+        if per_split is not None:
+            ranked = sorted(rows, key=lambda r: (sample_rank(r[self.key]), r[self.key]))
+            taken: Counter[str] = Counter()
+            rows = []
+            for r in ranked:
+                taken[r["split"]] += 1
+                if taken[r["split"]] <= per_split:
+                    rows.append(r)
+            rows.sort(key=lambda r: r[self.key])
+        from minimlops.services.tables import arrow_schema
+
+        return pa.Table.from_pylist(rows, schema=arrow_schema(table))
 
     def counts(self) -> dict[str, int]:
         return {t: len(rows) for t, rows in self.tables.items()}
@@ -116,7 +140,8 @@ class InMemoryWarehouse:
 
         return pa.Table.from_pylist(self.tables[table], schema=arrow_schema(table))
 
-    def labelled_predictions(self, predictions: str, feedback: str) -> pa.Table:
+    def labelled_predictions(self, predictions: str, feedback: str,
+                             limit: int | None = None) -> pa.Table:  # fmt: skip
         labels: dict[str, tuple[Any, int]] = {}
         preds = self.tables[predictions]
         by_pid = {p["PassengerId"]: p["uuid"] for p in preds if p.get("PassengerId") is not None}
@@ -124,7 +149,10 @@ class InMemoryWarehouse:
             uid = f["uuid"] if f["uuid"] is not None else by_pid.get(f["PassengerId"])
             if uid is not None and (uid not in labels or f["received_at"] >= labels[uid][0]):
                 labels[uid] = (f["received_at"], f["Survived"])
-        rows = [{**p, "label": labels[p["uuid"]][1]} for p in preds if p["uuid"] in labels]
+        rows = sorted(({**p, "label": labels[p["uuid"]][1]} for p in preds if p["uuid"] in labels),
+                      key=lambda r: (r["created_at"], r["uuid"]))  # fmt: skip
+        if limit is not None:
+            rows = rows[len(rows) - min(limit, len(rows)):]
         if not rows:
             return pa.table({"model_version": pa.array([], pa.string()),
                              "prediction": pa.array([], pa.int64()), "label": pa.array([], pa.int64())})

@@ -162,6 +162,7 @@ def build_gcp(settings: Settings, *, progress: Progress = _no_progress) -> App:
                                    max_attempts=settings.bus_max_attempts)  # fmt: skip
     deps = Deps(store=store, warehouse=warehouse, bus=bus, names=names,
                 max_bad_rows=settings.max_bad_rows, cv_folds=settings.cv_folds,
+                training_max_rows=settings.training_max_rows,
                 promotion_tolerance=settings.promotion_tolerance, progress=progress,
                 compute=run_here)  # fmt: skip
     registry = registry_of(deps)
@@ -199,6 +200,7 @@ def build(settings: Settings, *, progress: Progress = _no_progress,
         lease_seconds=settings.bus_lease_seconds)
     deps = Deps(store=store, warehouse=warehouse, bus=bus, names=names,
                 max_bad_rows=settings.max_bad_rows, cv_folds=settings.cv_folds,
+                training_max_rows=settings.training_max_rows,
                 promotion_tolerance=settings.promotion_tolerance, progress=progress,
                 compute=load_class("local", "compute")() if isolate_training else run_here)
     registry = registry_of(deps)

@@ -63,6 +63,8 @@ class Settings(BaseModel):
     max_bad_rows: int = Field(0, ge=0)
     promotion_tolerance: float = Field(0.0, ge=0.0, le=1.0)
     cv_folds: int = Field(5, ge=2, le=20)
+    training_max_rows: int = Field(
+        250_000, ge=100, description="rows of each split training reads; beyond it, a sample")
     max_batch: int = Field(10_000, ge=1)
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
     log_flush_ms: float = Field(0.0, ge=0)

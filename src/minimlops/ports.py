@@ -7,7 +7,7 @@ Pub/Sub). The contract tests in ``tests/contract`` pin down the behaviour.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any, Protocol
 
@@ -38,6 +38,29 @@ class Message:
     data: bytes
     attributes: dict[str, str] = field(default_factory=dict)
     attempt: int = 1
+
+
+@dataclass(frozen=True)
+class DataSummary:
+    """Of a data table's newest row per key: how many rows each split has, and
+    the ingestions those rows came from (sorted)."""
+
+    splits: dict[str, int]
+    ingestion_ids: tuple[str, ...]
+
+    @property
+    def rows(self) -> int:
+        return sum(self.splits.values())
+
+    @classmethod
+    def of_counts(cls, counts: Iterable[tuple[str, str, int]]) -> DataSummary:
+        """From (split, ingestion id, rows) groups, as a warehouse counts them."""
+        splits: dict[str, int] = {}
+        ids = set()
+        for split, ingestion_id, n in counts:
+            splits[split] = splits.get(split, 0) + int(n)
+            ids.add(ingestion_id)
+        return cls(splits, tuple(sorted(ids)))
 
 
 class ObjectStore(Protocol):
@@ -113,17 +136,36 @@ class Warehouse(Protocol):
         """Ledger rows for a content hash or an object URI, newest first."""
         ...
 
-    def latest_rows(self, table: str) -> pa.Table:
-        """The newest row per row key (PassengerId) of a data table."""
+    def latest_summary(self, table: str) -> DataSummary:
+        """Row counts per split and ingestion ids of the newest row per key,
+        without reading the rows themselves."""
+        ...
+
+    def latest_rows(self, table: str, *, ingestion_ids: Sequence[str] | None = None,
+                    splits: Sequence[str] | None = None,
+                    per_split: int | None = None) -> pa.Table:  # fmt: skip
+        """The newest row per row key (PassengerId) of a data table, by key.
+
+        Args:
+            ingestion_ids: only rows these ingestions loaded (a snapshot taken
+                earlier with ``latest_summary``: rows loaded since are not read).
+            splits: only rows of these splits.
+            per_split: at most this many rows of each split: those whose key
+                has the smallest ``domain.schema.sample_rank``, a uniform sample
+                that is the same on every backend. The adapter reads no more
+                rows than it returns, so memory stays bounded.
+        """
         ...
 
     def counts(self) -> dict[str, int]:
         """Row count of every table."""
         ...
 
-    def labelled_predictions(self, predictions: str, feedback: str) -> pa.Table:
+    def labelled_predictions(self, predictions: str, feedback: str,
+                             limit: int | None = None) -> pa.Table:  # fmt: skip
         """Predictions joined with their newest true label (column ``label``),
-        by uuid, or by PassengerId for labels that came in a file."""
+        by uuid, or by PassengerId for labels that came in a file; oldest
+        first. With ``limit``: only the newest ``limit`` of them."""
         ...
 
     def recent_predictions(self, predictions: str, limit: int, since: Any = None) -> pa.Table:

@@ -12,6 +12,7 @@ import pytest
 from minimlops.adapters.duckdb_warehouse import DuckDBWarehouse
 from minimlops.adapters.local_fs import LocalObjectStore
 from minimlops.adapters.sqlite_bus import SQLiteMessageBus
+from minimlops.domain.schema import sample_rank, split_for
 from minimlops.errors import ConflictError, QueryError
 from minimlops.services.tables import arrow_schema
 from tests.conftest import SCHEMAS
@@ -144,6 +145,51 @@ class AbstractWarehouseTests:
                 _ledger_row(ingestion_id="i2", ingested_at=later, content_sha256="def"))  # fmt: skip
         rows = wh.latest_rows("training_data").to_pylist()
         assert [(r["PassengerId"], r["Age"]) for r in rows] == [(1, 30.0), (2, 50.0)]
+
+    def test_a_summary_and_a_read_of_that_snapshot(self, wh) -> None:
+        """Training counts the newest rows, then reads the rows of exactly
+        those ingestions: a file landing in between is not half in."""
+        wh.load("training_data", _training_rows([1, 2, 3]).to_batches(), _ledger_row())
+        later = datetime(2026, 2, 1, tzinfo=UTC)
+        wh.load("training_data", _training_rows([2, 4], "i2", later, age=50.0).to_batches(),
+                _ledger_row(ingestion_id="i2", ingested_at=later, content_sha256="def"))  # fmt: skip
+        summary = wh.latest_summary("training_data")
+        assert summary.splits == {"TRAIN": 4} and summary.ingestion_ids == ("i1", "i2")
+        assert summary.rows == 4
+        early = wh.latest_rows("training_data", ingestion_ids=["i1"]).to_pylist()
+        assert [(r["PassengerId"], r["Age"]) for r in early] == [(1, 30.0), (2, 30.0), (3, 30.0)]
+        assert wh.latest_rows("training_data", splits=["TEST"]).num_rows == 0
+
+    def test_a_sample_per_split_is_the_same_on_every_backend(self, wh) -> None:
+        ids = list(range(1, 301))
+        rows = _training_rows(ids)
+        rows = rows.set_column(rows.schema.get_field_index("split"), "split",
+                               pa.array([split_for(i) for i in ids]))  # fmt: skip
+        wh.load("training_data", rows.to_batches(), _ledger_row())
+        got = wh.latest_rows("training_data", splits=["TRAIN", "VALIDATION"], per_split=20)
+        expected = sorted(
+            i for split in ("TRAIN", "VALIDATION")
+            for i in sorted((i for i in ids if split_for(i) == split), key=sample_rank)[:20])
+        assert got.column("PassengerId").to_pylist() == expected
+        assert got.num_rows == 40 and wh.latest_summary("training_data").rows == 300
+        everything = wh.latest_rows("training_data", per_split=1000)
+        assert everything.num_rows == 300
+
+    def test_labelled_predictions_newest_first_when_limited(self, wh) -> None:
+        base = datetime(2026, 3, 1, tzinfo=UTC)
+        preds = pa.Table.from_pylist([
+            {"uuid": f"u{i}", "created_at": base.replace(minute=i), "model_version": "1",
+             "PassengerId": None, "Pclass": 1, "Sex": "female", "Age": 30.0, "SibSp": 0,
+             "Parch": 0, "Fare": 10.0, "Embarked": "S", "probability": 0.9, "prediction": 1}
+            for i in range(5)], schema=arrow_schema("predictions_data"))  # fmt: skip
+        wh.append("predictions_data", preds)
+        wh.append("feedback", pa.Table.from_pylist(
+            [{"uuid": f"u{i}", "PassengerId": None, "Survived": i % 2, "received_at": base}
+             for i in range(5)], schema=arrow_schema("feedback")))  # fmt: skip
+        every = wh.labelled_predictions("predictions_data", "feedback")
+        assert every.column("uuid").to_pylist() == ["u0", "u1", "u2", "u3", "u4"]
+        newest = wh.labelled_predictions("predictions_data", "feedback", limit=2)
+        assert [(r["uuid"], r["label"]) for r in newest.to_pylist()] == [("u3", 1), ("u4", 0)]
 
     def test_the_same_content_loads_once_even_when_two_loads_race(self, wh) -> None:
         wh.load("training_data", _training_rows([1, 2]).to_batches(), _ledger_row())

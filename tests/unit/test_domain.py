@@ -7,7 +7,7 @@ import pyarrow as pa
 import pytest
 
 from minimlops.domain import events
-from minimlops.domain.policy import decide_promotion
+from minimlops.domain.policy import decide_promotion, mcnemar
 from minimlops.domain.schema import DATA_COLUMNS, split_for, table_schema
 from minimlops.services.validate import add_split
 
@@ -63,3 +63,26 @@ def test_promotion_gate(new: float, old: float | None, tol: float, promote: bool
 
 def test_too_few_evaluation_rows_never_promote() -> None:
     assert not decide_promotion({"accuracy": 1.0, "rows": 5}, None).promote
+
+
+def test_mcnemar_p_values_are_exact_and_stay_fast_on_big_evaluations() -> None:
+    """The gate's paired test: exact on small counts, and seconds (not the
+    minutes of summing big binomial coefficients) on 500,000 scored rows."""
+    import math
+    import time
+
+    def pairs(b: int, c: int, same: int = 0) -> tuple[list[bool], list[bool]]:
+        return [True] * b + [False] * c + [True] * same, [False] * b + [True] * c + [True] * same
+
+    assert mcnemar(*pairs(0, 0, 5))["p_value"] == 1.0
+    assert mcnemar(*pairs(0, 10)) == {"champion_only_right": 0, "challenger_only_right": 10,
+                                      "p_value": 2 / 1024}  # fmt: skip
+    exact = 2 * sum(math.comb(100, i) for i in range(41)) / 2**100
+    assert mcnemar(*pairs(60, 40))["p_value"] == pytest.approx(exact, rel=1e-12)
+    from scipy.stats import binomtest
+
+    started = time.perf_counter()
+    big = mcnemar(*pairs(24_000, 26_000, 450_000))
+    assert time.perf_counter() - started < 5  # a gate that waits minutes is broken
+    assert big["p_value"] == pytest.approx(binomtest(24_000, 50_000).pvalue, rel=1e-9)
+    assert mcnemar(*pairs(25_000, 25_000))["p_value"] == 1.0

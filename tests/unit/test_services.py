@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -51,6 +52,28 @@ def test_first_model_becomes_champion_with_its_metadata(fake_deps: Deps) -> None
     assert meta["metrics"]["validation"]["accuracy"] > meta["baseline"]["gender_only_accuracy"] - 0.05
     assert len(meta["sha256"]) == 64 and meta["libraries"]["scikit-learn"]
     assert fake_deps.bus.published[-1][0] == "model_promoted"
+
+
+def test_training_reads_a_bounded_sample_and_says_so(fake_deps: Deps) -> None:
+    """Past MINIMLOPS_TRAINING_MAX_ROWS rows a split is read as a sample: the
+    version records how many rows there were and how many it was fitted on,
+    and drift is measured against exactly the rows it was fitted on."""
+    from minimlops.services import monitor
+
+    deps = Deps(**{**fake_deps.__dict__, "training_max_rows": 150})
+    (promoted,) = _ingest_and_train(deps, "a.csv", passengers(2000, seed=1))
+    meta = registry_of(deps).metadata(promoted.version)
+    training = meta["training"]
+    assert training["rows"] == 2000 and training["train_rows"] > 1300
+    assert training["fit_rows"] == 150 and training["max_rows_per_split"] == 150
+    assert meta["metrics"]["evaluation_rows"]["validation"] == 150 < training["validation_rows"]
+    assert meta["metrics"]["validation"]["rows"] == 150
+    predictor = Predictor(registry_of(deps), deps.now)
+    predictor.refresh()
+    deps.warehouse.append("predictions_data", pa.Table.from_pylist(
+        predictor.predict(passengers(50, seed=9).to_pylist())))  # fmt: skip
+    drift = monitor.drift(deps, registry_of(deps), monitor.MonitorConfig(drift_min_rows=10))
+    assert drift["reference_rows"] == 150
 
 
 def test_the_same_ingestion_event_twice_trains_once(fake_deps: Deps) -> None:
@@ -133,7 +156,7 @@ def test_prediction_log_commits_groups_and_fails_loudly(fake_deps: Deps) -> None
 
 def test_a_handler_error_propagates_so_the_message_is_redelivered(fake_deps: Deps) -> None:
     class Broken(type(fake_deps.warehouse)):  # type: ignore[misc]
-        def latest_rows(self, table: str) -> pa.Table:
+        def latest_summary(self, table: str) -> Any:
             raise OSError("warehouse unreachable")
 
     deps = Deps(**{**fake_deps.__dict__, "warehouse": Broken(fake_deps.warehouse.schemas)})
@@ -278,7 +301,7 @@ def test_drift_reads_the_training_rows_once_per_champion(fake_deps: Deps) -> Non
     scans = []
     warehouse = fake_deps.warehouse
     latest = warehouse.latest_rows
-    warehouse.latest_rows = lambda table: scans.append(table) or latest(table)  # type: ignore[method-assign]
+    warehouse.latest_rows = lambda table, **kw: scans.append(table) or latest(table, **kw)  # type: ignore[method-assign]
     _ingest_and_train(fake_deps, "a.csv", passengers(600, seed=1))
     registry, cfg = registry_of(fake_deps), monitor.MonitorConfig(drift_min_rows=10)
     predictor = Predictor(registry, fake_deps.now)

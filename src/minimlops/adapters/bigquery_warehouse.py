@@ -22,7 +22,7 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import Iterable, Mapping, MutableMapping
+from collections.abc import Iterable, Mapping, MutableMapping, Sequence
 from datetime import date, datetime
 from typing import Any
 
@@ -31,8 +31,9 @@ import pyarrow.parquet as pq
 from google.api_core import exceptions as gexc
 from google.cloud import bigquery
 
-from minimlops.domain.schema import KEY, Column
+from minimlops.domain.schema import KEY, Column, sample_rank_sql
 from minimlops.errors import ConflictError, QueryError
+from minimlops.ports import DataSummary
 
 logger = logging.getLogger(__name__)
 TIMEOUT = 120.0  # seconds to wait for one job or request
@@ -40,6 +41,9 @@ RETRY = bigquery.DEFAULT_RETRY.with_timeout(60.0)  # bounded: never the library'
 LEDGER_META = b"minimlops.ledger_row"
 STAGING_PREFIX = "staging/"
 READ_ONLY = {"SELECT"}
+_NEWEST = (f"row_number() OVER (PARTITION BY {KEY} "
+           f"ORDER BY ingested_at DESC, ingestion_id DESC) = 1")  # the newest row of each key
+_RANK = sample_rank_sql(KEY, lambda a, b: f"({a} ^ {b})")
 ARROW_TYPES = {
     "INTEGER": pa.int64(), "INT64": pa.int64(), "FLOAT": pa.float64(), "FLOAT64": pa.float64(),
     "NUMERIC": pa.float64(), "STRING": pa.string(), "BOOLEAN": pa.bool_(), "BOOL": pa.bool_(),
@@ -317,13 +321,31 @@ class BigQueryWarehouse:
                " ORDER BY ingested_at DESC, ingestion_id DESC")  # fmt: skip
         return self._cast(self.ledger_table, self._arrow(sql, params)).to_pylist()
 
-    def latest_rows(self, table: str) -> pa.Table:
-        sql = (f"SELECT * FROM {self._t(table)} WHERE TRUE QUALIFY row_number() OVER "
-               f"(PARTITION BY {KEY} ORDER BY ingested_at DESC, ingestion_id DESC) = 1 "
-               f"ORDER BY {KEY}")  # fmt: skip
-        return self._cast(table, self._arrow(sql))
+    def latest_summary(self, table: str) -> DataSummary:
+        sql = (f"SELECT split, ingestion_id, COUNT(*) AS n FROM (SELECT split, ingestion_id "
+               f"FROM {self._t(table)} WHERE TRUE QUALIFY {_NEWEST}) "
+               f"GROUP BY split, ingestion_id")  # fmt: skip
+        return DataSummary.of_counts(tuple(r.values()) for r in self._arrow(sql).to_pylist())
 
-    def labelled_predictions(self, predictions: str, feedback: str) -> pa.Table:
+    def latest_rows(self, table: str, *, ingestion_ids: Sequence[str] | None = None,
+                    splits: Sequence[str] | None = None,
+                    per_split: int | None = None) -> pa.Table:  # fmt: skip
+        where, params = ["TRUE"], {}
+        if ingestion_ids is not None:
+            where.append("ingestion_id IN UNNEST(@ids)")
+            params["ids"] = list(ingestion_ids)
+        if splits is not None:  # a key's split never changes: filter before the newest
+            where.append("split IN UNNEST(@splits)")
+            params["splits"] = list(splits)
+        sql = f"SELECT * FROM {self._t(table)} WHERE {' AND '.join(where)} QUALIFY {_NEWEST}"
+        if per_split is not None:  # BigQuery does the work: only the sample comes back
+            sql = (f"SELECT * FROM ({sql}) WHERE TRUE QUALIFY row_number() OVER "
+                   f"(PARTITION BY split ORDER BY {_RANK}, {KEY}) <= @n")  # fmt: skip
+            params["n"] = int(per_split)
+        return self._cast(table, self._arrow(sql + f" ORDER BY {KEY}", params))
+
+    def labelled_predictions(self, predictions: str, feedback: str,
+                             limit: int | None = None) -> pa.Table:  # fmt: skip
         p, f = self._t(predictions), self._t(feedback)
         sql = f"""
             WITH labels AS (
@@ -334,9 +356,12 @@ class BigQueryWarehouse:
                 FROM {p} p JOIN {f} f ON f.uuid IS NULL AND f.PassengerId = p.PassengerId
             )
             SELECT * FROM labels WHERE TRUE
-            QUALIFY row_number() OVER (PARTITION BY uuid ORDER BY labelled_at DESC) = 1
-            ORDER BY created_at"""
-        return self._arrow(sql)
+            QUALIFY row_number() OVER (PARTITION BY uuid ORDER BY labelled_at DESC) = 1"""
+        if limit is None:
+            return self._arrow(sql + " ORDER BY created_at, uuid")
+        sql = (f"SELECT * FROM ({sql} ORDER BY created_at DESC, uuid DESC LIMIT @n) "
+               "ORDER BY created_at, uuid")  # fmt: skip
+        return self._arrow(sql, {"n": int(limit)})
 
     def recent_predictions(self, predictions: str, limit: int, since: Any = None) -> pa.Table:
         sql = f"SELECT * FROM {self._t(predictions)}"

@@ -53,8 +53,20 @@ def mcnemar(champion_right: list[bool], challenger_right: list[bool]) -> dict[st
     b = sum(1 for x, y in zip(champion_right, challenger_right, strict=True) if x and not y)
     c = sum(1 for x, y in zip(champion_right, challenger_right, strict=True) if y and not x)
     n, k = b + c, min(b, c)
-    p = min(1.0, 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2**n) if n else 1.0
+    p = min(1.0, 2 * _half_binomial_cdf(k, n)) if n else 1.0
     return {"champion_only_right": b, "challenger_only_right": c, "p_value": p}
+
+
+def _half_binomial_cdf(k: int, n: int) -> float:
+    """P(X <= k) for X ~ Binomial(n, 1/2), summed in log space: O(k) float
+    steps. (Summing exact binomial coefficients took 4 minutes at n = 50,000.)"""
+    log_term = -n * math.log(2)  # log P(X = 0)
+    logs = [log_term]
+    for i in range(k):
+        log_term += math.log((n - i) / (i + 1))
+        logs.append(log_term)
+    top = max(logs)
+    return math.exp(top) * math.fsum(math.exp(x - top) for x in logs)
 
 
 def decide_promotion(

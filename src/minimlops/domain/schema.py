@@ -7,6 +7,7 @@ every backend. This module is the only place that names the Titanic columns.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -38,6 +39,11 @@ RANGES: dict[str, tuple[float, float]] = {
 SPLITS = ("TRAIN", "VALIDATION", "TEST")
 SPLIT_BOUNDS = (0.70, 0.85)  # u < 0.70 TRAIN, < 0.85 VALIDATION, else TEST
 _GOLDEN = 2654435761  # Knuth's multiplicative hash: well spread, SQL-friendly
+# The sample's order: two multiply-xorshift rounds (constants of xxHash and
+# MurmurHash2), each product under 2**63 for keys under 2**31, so SQL's 64-bit
+# integers compute it exactly. Independent of the split's hash.
+SAMPLE_MULTIPLIERS = (2246822519, 1540483477)
+SAMPLE_SHIFTS = (13, 16)
 
 
 @dataclass(frozen=True)
@@ -84,3 +90,23 @@ def split_for(passenger_id: int) -> str:
     u = split_unit(passenger_id)
     return SPLITS[0] if u < SPLIT_BOUNDS[0] else (
         SPLITS[1] if u < SPLIT_BOUNDS[1] else SPLITS[2])  # fmt: skip
+
+
+def sample_rank(passenger_id: int) -> int:
+    """Where a row key stands in a sample: training reads the rows of a split
+    with the smallest ranks first. The same in Python and SQL (see the
+    warehouse adapters), so the same rows give the same sample on every backend.
+    """
+    x = (passenger_id * SAMPLE_MULTIPLIERS[0]) % 2**32
+    x ^= x >> SAMPLE_SHIFTS[0]
+    x = (x * SAMPLE_MULTIPLIERS[1]) % 2**32
+    return x ^ (x >> SAMPLE_SHIFTS[1])
+
+
+def sample_rank_sql(column: str, xor: Callable[[str, str], str]) -> str:
+    """:func:`sample_rank` as a SQL expression over an integer column, in a
+    dialect given by how it writes a bitwise exclusive or."""
+    x = f"(({column} * {SAMPLE_MULTIPLIERS[0]}) % 4294967296)"
+    x = xor(x, f"({x} >> {SAMPLE_SHIFTS[0]})")
+    x = f"(({x} * {SAMPLE_MULTIPLIERS[1]}) % 4294967296)"
+    return xor(x, f"({x} >> {SAMPLE_SHIFTS[1]})")

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from minimlops.domain.policy import mcnemar
 from minimlops.ml import artifacts, fast
@@ -19,11 +21,21 @@ if TYPE_CHECKING:
     from minimlops.ml import training
 
 logger = logging.getLogger("minimlops.train")
-CHUNK_ROWS = 50_000  # TRAIN rows held as Python dicts at once
+CHUNK_ROWS = 50_000  # rows held as Python dicts at once
 
 
 def _log_progress(step: str, done: int, total: int) -> None:
     logger.info("train_model: %s (%d/%d)", step, done + 1, total)
+
+
+def _chunks(table: pa.Table) -> Callable[[], Iterator[list[dict[str, Any]]]]:
+    """A table's rows as dicts, a chunk at a time, each time it is called."""
+
+    def read() -> Iterator[list[dict[str, Any]]]:
+        for batch in table.to_batches(max_chunksize=CHUNK_ROWS):
+            yield batch.to_pylist()
+
+    return read
 
 
 def fit_and_score(
@@ -33,6 +45,10 @@ def fit_and_score(
     """Select and fit a model on TRAIN rows; score it (and the champion, on the
     same rows: VALIDATION plus labelled predictions); convert it for serving.
 
+    Rows are turned into dicts a chunk at a time, for fitting and scoring
+    alike: memory grows with the tables given (the caller bounds them), not
+    with their Python form.
+
     Returns:
         ``artifact`` (skops bytes), ``onnx`` (bytes or None), ``serving``,
         ``algorithm``, ``features``, ``cv_log_loss``, ``metrics`` (on the
@@ -41,44 +57,53 @@ def fit_and_score(
     """
     from minimlops.ml import training  # scikit-learn: only where training runs
 
-    def train_rows() -> Iterator[list[dict[str, Any]]]:  # as dicts a chunk at a time
-        for batch in train.to_batches(max_chunksize=CHUNK_ROWS):
-            yield batch.to_pylist()
-
-    valid_rows = valid.to_pylist()
-    scored = valid_rows + labelled.to_pylist()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", category=UserWarning)
-        model = training.select_and_fit(train_rows, folds=folds, seed=seed, progress=_log_progress)
-    metrics = training.evaluate(model, scored)
-    onnx, serving = _fast_form(model, valid_rows or train.slice(0, 1000).to_pylist())
+        model = training.select_and_fit(_chunks(train), folds=folds, seed=seed,
+                                        progress=_log_progress)  # fmt: skip
+    valid_y, valid_p = training.scores(model, _chunks(valid)())
+    feedback_y, feedback_p = training.scores(model, _chunks(labelled)())
+    y, p = np.concatenate([valid_y, feedback_y]), np.concatenate([valid_p, feedback_p])
+    onnx, serving = _fast_form(model, _chunks(valid if valid.num_rows else train.slice(0, 1000)))
     out: dict[str, Any] = {
         "artifact": artifacts.to_bytes(model), "onnx": onnx, "serving": serving,
         "algorithm": model.algorithm, "features": list(model.feature_names),
-        "cv_log_loss": model.cv_scores, "metrics": metrics,
-        "validation": training.evaluate(model, valid_rows), "rows_scored": len(scored),
-        "gender_baseline": training.gender_baseline(valid_rows),
+        "cv_log_loss": model.cv_scores, "metrics": training.metrics(y, p),
+        "validation": training.metrics(valid_y, valid_p), "rows_scored": len(y),
+        "gender_baseline": _gender_baseline(valid),
         "champion_metrics": None, "paired": None,
     }  # fmt: skip
     if champion is not None and champion_sha256 is not None:
         previous = artifacts.from_bytes(champion, champion_sha256)
-        out["champion_metrics"] = training.evaluate(previous, scored)
-        out["paired"] = mcnemar(training.correct(previous, scored), training.correct(model, scored))
+        p_old = np.concatenate([training.scores(previous, _chunks(t)())[1] for t in (valid, labelled)])
+        out["champion_metrics"] = training.metrics(y, p_old)
+        out["paired"] = mcnemar(((p_old >= 0.5) == (y == 1)).tolist(), ((p >= 0.5) == (y == 1)).tolist())
     return out
 
 
-def _fast_form(model: training.TrainedModel,
-               rows: list[dict[str, Any]]) -> tuple[bytes | None, dict[str, Any]]:  # fmt: skip
-    """The ONNX form, if it reproduces the model's probabilities on rows."""
+def _gender_baseline(rows: pa.Table) -> float:
+    """Accuracy of "women survive, men do not" on labelled rows."""
+    if rows.num_rows == 0:
+        return 0.0
+    female, survived = pc.equal(rows.column("Sex"), "female"), pc.equal(rows.column("Survived"), 1)
+    return int(pc.sum(pc.equal(female, survived)).as_py() or 0) / rows.num_rows
+
+
+def _fast_form(model: training.TrainedModel, chunks: Callable[[], Iterator[list[dict[str, Any]]]],
+               ) -> tuple[bytes | None, dict[str, Any]]:  # fmt: skip
+    """The ONNX form, if it reproduces the model's probabilities on the rows."""
+    checked, diff = 0, 0.0
     try:
         blob = fast.to_onnx(model)
-        diff = fast.parity(model, fast.OnnxModel(blob, model.spec, model.algorithm), rows)
+        served = fast.OnnxModel(blob, model.spec, model.algorithm)
+        for rows in chunks():
+            diff, checked = max(diff, fast.parity(model, served, rows)), checked + len(rows)
     except Exception as exc:  # a converter gap must not stop training
         logger.warning("train_model: no fast path for %s: %s", model.algorithm, exc)
         return None, {"runtime": "scikit-learn", "reason": f"conversion failed: {exc}"}
     if diff > fast.TOLERANCE:
         logger.warning("train_model: ONNX differs by %.2e > %.0e; serving scikit-learn",
                        diff, fast.TOLERANCE)  # fmt: skip
-        return None, {"runtime": "scikit-learn", "max_abs_diff": diff, "checked_rows": len(rows)}
-    return blob, {"runtime": "onnxruntime", "max_abs_diff": diff, "checked_rows": len(rows),
+        return None, {"runtime": "scikit-learn", "max_abs_diff": diff, "checked_rows": checked}
+    return blob, {"runtime": "onnxruntime", "max_abs_diff": diff, "checked_rows": checked,
                   "spec": model.spec}  # fmt: skip

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -130,12 +130,22 @@ def select_and_fit(
     return TrainedModel(fitted, spec, best, cv_scores=scores)
 
 
-def evaluate(model: Any, rows: Sequence[Mapping[str, Any]]) -> dict[str, float]:
-    """Accuracy, ROC AUC, log loss and Brier score on labelled rows."""
-    y = np.array([int(r["Survived"]) for r in rows])
+def scores(model: Any, chunks: Iterable[Sequence[Mapping[str, Any]]]) -> tuple[np.ndarray, np.ndarray]:
+    """Labels and the model's survival probabilities of labelled rows, given a
+    chunk at a time (only one chunk is held as dicts)."""
+    ys, ps = [np.empty(0, np.int64)], [np.empty(0, np.float64)]
+    for chunk in chunks:
+        if len(chunk):
+            ys.append(np.fromiter((int(r["Survived"]) for r in chunk), np.int64, len(chunk)))
+            ps.append(model.predict_proba(chunk))
+    return np.concatenate(ys), np.concatenate(ps)
+
+
+def metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
+    """Accuracy, ROC AUC, log loss, Brier score and calibration error of
+    probabilities p for labels y."""
     if len(y) == 0:
         return {"rows": 0}
-    p = model.predict_proba(rows)
     out = {"rows": float(len(y)), "accuracy": float(accuracy_score(y, p >= 0.5)),
            "log_loss": float(log_loss(y, p, labels=[0, 1])),
            "brier": float(brier_score_loss(y, p))}  # fmt: skip
@@ -143,6 +153,11 @@ def evaluate(model: Any, rows: Sequence[Mapping[str, Any]]) -> dict[str, float]:
         out["roc_auc"] = float(roc_auc_score(y, p))
     out["ece"] = expected_calibration_error(y, p)
     return out
+
+
+def evaluate(model: Any, rows: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+    """:func:`metrics` of a model on labelled rows."""
+    return metrics(*scores(model, [rows]))
 
 
 def expected_calibration_error(y: np.ndarray, p: np.ndarray, bins: int = 10) -> float:
@@ -154,12 +169,6 @@ def expected_calibration_error(y: np.ndarray, p: np.ndarray, bins: int = 10) -> 
         if mask.any():
             total += mask.sum() * abs(y[mask].mean() - p[mask].mean())
     return float(total / len(y))
-
-
-def correct(model: Any, rows: Sequence[Mapping[str, Any]]) -> list[bool]:
-    """Per row: did the model predict the label?"""
-    p = model.predict_proba(rows)
-    return [bool((pi >= 0.5) == (int(r["Survived"]) == 1)) for pi, r in zip(p, rows, strict=True)]
 
 
 def gender_baseline(rows: Sequence[Mapping[str, Any]]) -> float:

@@ -32,6 +32,7 @@ def list_models(registry: ModelRegistry, live: dict[str, dict[str, Any]] | None 
             "created_at": meta["created_at"], "trigger": meta.get("trigger"),
             "metrics": meta["metrics"]["validation"], "baseline": meta.get("baseline"),
             "decision": meta.get("decision"), "training_rows": meta["training"]["rows"],
+            "fit_rows": meta["training"].get("fit_rows", meta["training"].get("train_rows")),
             "sha256": meta["sha256"], "evaluation": meta["metrics"].get("evaluation"),
             "live_accuracy": (live.get(v) or {}).get("live_accuracy"),
             "labelled": (live.get(v) or {}).get("labelled", 0),

@@ -57,6 +57,7 @@ class Deps:
     max_bad_rows: int = 0
     promotion_tolerance: float = 0.0
     cv_folds: int = 5
+    training_max_rows: int = 250_000  # rows per split training reads; a sample beyond it
     seed: int = 0
     progress: Progress = _no_progress
     now: Callable[[], datetime] = utc_now

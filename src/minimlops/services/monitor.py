@@ -164,10 +164,12 @@ def _reference(deps: Deps, meta: dict[str, Any]) -> _Reference:
     cached = _references.get(deps.warehouse)
     if cached is not None and cached.key == key:
         return cached
-    rows = deps.warehouse.latest_rows(deps.names.training_table)
-    ids = pa.array(meta["training"]["ingestion_ids"], pa.string())
-    train = rows.filter(pc.and_(pc.is_in(rows.column("ingestion_id"), ids),
-                                pc.equal(rows.column("split"), "TRAIN")))  # fmt: skip
+    # The rows the champion was fitted on: its snapshot's TRAIN rows, the same
+    # sample when training read one.
+    training = meta["training"]
+    train = deps.warehouse.latest_rows(
+        deps.names.training_table, ingestion_ids=training["ingestion_ids"], splits=["TRAIN"],
+        per_split=training.get("max_rows_per_split") or deps.training_max_rows)  # fmt: skip
     ref = _Reference(key, train.num_rows,
                      {c: _counts(train.column(c).combine_chunks()) for c in CATEGORICAL},
                      {c: _numbers(train.column(c).combine_chunks()) for c in NUMERIC})  # fmt: skip

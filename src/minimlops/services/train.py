@@ -35,12 +35,12 @@ def registry_of(deps: Deps) -> ModelRegistry:
 def train_model(event: IngestionComplete | RetrainRequested, *, deps: Deps) -> list[Event]:
     """Train, evaluate and store a version; promote it if the gate allows."""
     registry = registry_of(deps)
-    table = deps.warehouse.latest_rows(deps.names.training_table)
-    if table.num_rows == 0:
-        logger.warning("train_model: %s is empty; nothing to train on",
-                       deps.names.training_table)  # fmt: skip
+    table_name, cap = deps.names.training_table, deps.training_max_rows
+    summary = deps.warehouse.latest_summary(table_name)
+    if summary.rows == 0:
+        logger.warning("train_model: %s is empty; nothing to train on", table_name)
         return []
-    ids = sorted(pc.unique(table.column("ingestion_id")).to_pylist())
+    ids = list(summary.ingestion_ids)
     snapshot = hashlib.sha256("\n".join(ids).encode()).hexdigest()[:16]
     forced = isinstance(event, RetrainRequested) and event.force
     versions = registry.versions()
@@ -50,15 +50,20 @@ def train_model(event: IngestionComplete | RetrainRequested, *, deps: Deps) -> l
         logger.info("train_model: %s already handled by version %s", event.type,
                     done[-1]["version"])  # fmt: skip
         return _finish(registry, done[-1], deps)
-    data = table.select([*DATA_COLUMNS, "split"])
-    parts = {name: data.filter(pc.equal(data.column("split"), name)) for name in SPLITS}
-    total = data.num_rows
-    del table, data  # the splits are copies: hold one set of rows while training
-    labelled = _feedback_rows(deps)
-    logger.info("train_model: %s rows (%s TRAIN, %s VALIDATION, %s TEST) and %s labelled "
-                "predictions", f"{total:,}", f"{parts['TRAIN'].num_rows:,}",
-                f"{parts['VALIDATION'].num_rows:,}", f"{parts['TEST'].num_rows:,}",
-                f"{labelled.num_rows:,}")  # fmt: skip
+    # Memory stays bounded however big the table grows: at most ``cap`` rows
+    # of TRAIN and of VALIDATION are read (a sample by key, the same on every
+    # backend), and as many labelled predictions, the newest.
+    read = deps.warehouse.latest_rows(table_name, ingestion_ids=ids, splits=SPLITS[:2],
+                                      per_split=cap)  # fmt: skip
+    parts = {name: read.filter(pc.equal(read.column("split"), name)).select(list(DATA_COLUMNS))
+             for name in SPLITS[:2]}  # fmt: skip
+    del read
+    labelled = _feedback_rows(deps, cap)
+    counts = {name: summary.splits.get(name, 0) for name in SPLITS}
+    logger.info("train_model: %s rows (%s TRAIN, %s VALIDATION, %s TEST)%s and %s labelled "
+                "predictions", f"{summary.rows:,}", f"{counts['TRAIN']:,}",
+                f"{counts['VALIDATION']:,}", f"{counts['TEST']:,}",
+                _sampled(parts, counts), f"{labelled.num_rows:,}")  # fmt: skip
     champ_meta, champ_blob = _champion_artifact(registry)
     from minimlops.ml.job import fit_and_score  # scikit-learn: in the training process only
 
@@ -73,8 +78,9 @@ def train_model(event: IngestionComplete | RetrainRequested, *, deps: Deps) -> l
     meta = registry.save_artifacts(result["artifact"], {
         "algorithm": result["algorithm"], "created_at": deps.now().isoformat(),
         "trigger": _trigger(event), "features": result["features"],
-        "training": {"snapshot": snapshot, "ingestion_ids": ids, "rows": total,
-                     **{f"{k.lower()}_rows": v.num_rows for k, v in parts.items()}},
+        "training": {"snapshot": snapshot, "ingestion_ids": ids, "rows": summary.rows,
+                     **{f"{k.lower()}_rows": v for k, v in counts.items()},
+                     "fit_rows": parts["TRAIN"].num_rows, "max_rows_per_split": cap},
         "metrics": {"validation": result["validation"], "evaluation": metrics,
                     "evaluation_rows": {"validation": parts["VALIDATION"].num_rows,
                                         "feedback": labelled.num_rows},
@@ -132,10 +138,16 @@ def _champion_artifact(registry: ModelRegistry) -> tuple[dict[str, Any] | None, 
         return None, None
 
 
-def _feedback_rows(deps: Deps) -> pa.Table:
-    """Labelled predictions as evaluation rows: the request's inputs, the true label."""
+def _sampled(parts: dict[str, pa.Table], counts: dict[str, int]) -> str:
+    """For the log: which splits were read as a sample, and how big."""
+    cut = [f"{t.num_rows:,} of {counts[k]:,} {k}" for k, t in parts.items() if t.num_rows < counts[k]]
+    return f" (read as a sample: {', '.join(cut)})" if cut else ""
+
+
+def _feedback_rows(deps: Deps, limit: int) -> pa.Table:
+    """The newest labelled predictions as evaluation rows: the request's inputs, the true label."""
     n = deps.names
-    table = deps.warehouse.labelled_predictions(n.predictions_table, n.feedback_table)
+    table = deps.warehouse.labelled_predictions(n.predictions_table, n.feedback_table, limit)
     inputs = [c for c in DATA_COLUMNS if c != "Survived"]
     if table.num_rows == 0:
         return pa.table({c: pa.array([], pa.null()) for c in [*inputs, "Survived"]})
