@@ -158,6 +158,20 @@ class InMemoryWarehouse:
                              "prediction": pa.array([], pa.int64()), "label": pa.array([], pa.int64())})
         return pa.Table.from_pylist(rows)
 
+    def labelled_accuracy(self, predictions: str, feedback: str,
+                          bucket_seconds: int | None = None) -> list[dict[str, Any]]:  # fmt: skip
+        groups: dict[tuple[Any, ...], list[int]] = {}
+        for r in self.labelled_predictions(predictions, feedback).to_pylist():
+            key: tuple[Any, ...] = (r["model_version"],)
+            if bucket_seconds:
+                key += (int(r["created_at"].timestamp()) // bucket_seconds * bucket_seconds,)
+            counts = groups.setdefault(key, [0, 0])
+            counts[0] += 1
+            counts[1] += int(r["prediction"] == r["label"])
+        names = ("model_version", "at")
+        return [{**dict(zip(names, k, strict=False)), "labelled": n, "correct": c}
+                for k, (n, c) in sorted(groups.items())]  # fmt: skip
+
     def recent_predictions(self, predictions: str, limit: int, since: Any = None) -> pa.Table:
         rows = [r for r in self.tables[predictions] if since is None or r["created_at"] >= since]
         rows = sorted(rows, key=lambda r: r["created_at"], reverse=True)[:limit]

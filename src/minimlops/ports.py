@@ -168,6 +168,15 @@ class Warehouse(Protocol):
         first. With ``limit``: only the newest ``limit`` of them."""
         ...
 
+    def labelled_accuracy(self, predictions: str, feedback: str,
+                          bucket_seconds: int | None = None) -> list[dict[str, Any]]:  # fmt: skip
+        """Of the labelled predictions, per model version (and, with
+        ``bucket_seconds``, per time bucket of the prediction: ``at``, its
+        start in seconds since the epoch): ``labelled`` and ``correct``
+        counts, ordered by version (and ``at``). Counted by the warehouse, so
+        monitoring never reads the predictions themselves."""
+        ...
+
     def recent_predictions(self, predictions: str, limit: int, since: Any = None) -> pa.Table:
         """The newest predictions, at most limit, none older than since."""
         ...

@@ -175,10 +175,10 @@ class AbstractWarehouseTests:
         everything = wh.latest_rows("training_data", per_split=1000)
         assert everything.num_rows == 300
 
-    def test_labelled_predictions_newest_first_when_limited(self, wh) -> None:
+    def test_labelled_predictions_and_their_accuracy(self, wh) -> None:
         base = datetime(2026, 3, 1, tzinfo=UTC)
         preds = pa.Table.from_pylist([
-            {"uuid": f"u{i}", "created_at": base.replace(minute=i), "model_version": "1",
+            {"uuid": f"u{i}", "created_at": base.replace(minute=i), "model_version": "12"[i > 2],
              "PassengerId": None, "Pclass": 1, "Sex": "female", "Age": 30.0, "SibSp": 0,
              "Parch": 0, "Fare": 10.0, "Embarked": "S", "probability": 0.9, "prediction": 1}
             for i in range(5)], schema=arrow_schema("predictions_data"))  # fmt: skip
@@ -190,6 +190,16 @@ class AbstractWarehouseTests:
         assert every.column("uuid").to_pylist() == ["u0", "u1", "u2", "u3", "u4"]
         newest = wh.labelled_predictions("predictions_data", "feedback", limit=2)
         assert [(r["uuid"], r["label"]) for r in newest.to_pylist()] == [("u3", 1), ("u4", 0)]
+        # Counted by the warehouse: every prediction says 1; u1 and u3 were right.
+        assert wh.labelled_accuracy("predictions_data", "feedback") == [
+            {"model_version": "1", "labelled": 3, "correct": 1},
+            {"model_version": "2", "labelled": 2, "correct": 1}]
+        start = int(base.timestamp())
+        assert wh.labelled_accuracy("predictions_data", "feedback", bucket_seconds=120) == [
+            {"model_version": "1", "at": start, "labelled": 2, "correct": 1},
+            {"model_version": "1", "at": start + 120, "labelled": 1, "correct": 0},
+            {"model_version": "2", "at": start + 120, "labelled": 1, "correct": 1},
+            {"model_version": "2", "at": start + 240, "labelled": 1, "correct": 0}]
 
     def test_the_same_content_loads_once_even_when_two_loads_race(self, wh) -> None:
         wh.load("training_data", _training_rows([1, 2]).to_batches(), _ledger_row())

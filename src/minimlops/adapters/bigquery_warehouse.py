@@ -344,10 +344,9 @@ class BigQueryWarehouse:
             params["n"] = int(per_split)
         return self._cast(table, self._arrow(sql + f" ORDER BY {KEY}", params))
 
-    def labelled_predictions(self, predictions: str, feedback: str,
-                             limit: int | None = None) -> pa.Table:  # fmt: skip
+    def _labelled(self, predictions: str, feedback: str) -> str:
         p, f = self._t(predictions), self._t(feedback)
-        sql = f"""
+        return f"""
             WITH labels AS (
                 SELECT p.*, f.Survived AS label, f.received_at AS labelled_at
                 FROM {p} p JOIN {f} f ON f.uuid = p.uuid
@@ -357,11 +356,30 @@ class BigQueryWarehouse:
             )
             SELECT * FROM labels WHERE TRUE
             QUALIFY row_number() OVER (PARTITION BY uuid ORDER BY labelled_at DESC) = 1"""
+
+    def labelled_predictions(self, predictions: str, feedback: str,
+                             limit: int | None = None) -> pa.Table:  # fmt: skip
+        sql = self._labelled(predictions, feedback)
         if limit is None:
             return self._arrow(sql + " ORDER BY created_at, uuid")
         sql = (f"SELECT * FROM ({sql} ORDER BY created_at DESC, uuid DESC LIMIT @n) "
                "ORDER BY created_at, uuid")  # fmt: skip
         return self._arrow(sql, {"n": int(limit)})
+
+    def labelled_accuracy(self, predictions: str, feedback: str,
+                          bucket_seconds: int | None = None) -> list[dict[str, Any]]:  # fmt: skip
+        keys, params = ["model_version"], {}
+        at = "NULL"
+        if bucket_seconds:
+            keys.append("at")
+            at, params["b"] = ("UNIX_SECONDS(created_at) - MOD(UNIX_SECONDS(created_at), @b)",
+                              int(bucket_seconds))
+        sql = (f"SELECT {', '.join(keys)}, COUNT(*) AS labelled, COUNTIF(prediction = label) "
+               f"AS correct FROM (SELECT model_version, {at} AS at, prediction, label FROM "
+               f"({self._labelled(predictions, feedback)})) GROUP BY {', '.join(keys)} "
+               f"ORDER BY {', '.join(keys)}")  # fmt: skip
+        return [{**r, "labelled": int(r["labelled"]), "correct": int(r["correct"])}
+                for r in self._arrow(sql, params).to_pylist()]  # fmt: skip
 
     def recent_predictions(self, predictions: str, limit: int, since: Any = None) -> pa.Table:
         sql = f"SELECT * FROM {self._t(predictions)}"

@@ -287,12 +287,11 @@ class DuckDBWarehouse:
         release_memory()
         return out
 
-    def labelled_predictions(self, predictions: str, feedback: str,
-                             limit: int | None = None) -> pa.Table:  # fmt: skip
+    def _labelled(self, predictions: str, feedback: str) -> str:
         """Predictions that have a true label (the newest label per prediction),
         matched by uuid, or by PassengerId for labels that came in a file."""
         p, f = _q(predictions), _q(feedback)
-        sql = f"""
+        return f"""
             WITH labels AS (
                 SELECT p.*, f.Survived AS label, f.received_at AS labelled_at
                 FROM {p} p JOIN {f} f ON f.uuid = p.uuid
@@ -302,11 +301,26 @@ class DuckDBWarehouse:
             )
             SELECT * FROM labels
             QUALIFY row_number() OVER (PARTITION BY uuid ORDER BY labelled_at DESC) = 1"""
+
+    def labelled_predictions(self, predictions: str, feedback: str,
+                             limit: int | None = None) -> pa.Table:  # fmt: skip
+        sql = self._labelled(predictions, feedback)
         if limit is None:
             return self._cursor().sql(sql + " ORDER BY created_at, uuid").to_arrow_table()
         sql = (f"SELECT * FROM ({sql} ORDER BY created_at DESC, uuid DESC LIMIT $n) "
                "ORDER BY created_at, uuid")  # fmt: skip
         return self._cursor().sql(sql, params={"n": int(limit)}).to_arrow_table()
+
+    def labelled_accuracy(self, predictions: str, feedback: str,
+                          bucket_seconds: int | None = None) -> list[dict[str, Any]]:  # fmt: skip
+        keys, params = "model_version", {}
+        if bucket_seconds:
+            keys += ", epoch_us(created_at) // ($b * 1000000) * $b AS at"
+            params["b"] = int(bucket_seconds)
+        sql = (f"SELECT {keys}, count(*) AS labelled, count(*) FILTER (WHERE prediction = label) "
+               f"AS correct FROM ({self._labelled(predictions, feedback)}) GROUP BY ALL "
+               "ORDER BY ALL")  # fmt: skip
+        return self._cursor().sql(sql, params=params).to_arrow_table().to_pylist()
 
     def recent_predictions(self, predictions: str, limit: int, since: Any = None) -> pa.Table:
         """The newest predictions: at most ``limit``, none older than ``since``."""

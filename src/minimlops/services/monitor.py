@@ -1,7 +1,8 @@
 """The retraining cycle's eyes: live accuracy, drift, and the triggers they pull.
 
-Numbers come from the warehouse as Arrow and are computed with numpy on whole
-columns. Drift compares the recent requests with the champion's own training
+Live accuracy is counted by the warehouse (labelled and right, per version and
+time bucket), so it never reads the predictions themselves; drift numbers come
+from the warehouse as Arrow and are computed with numpy on whole columns. Drift compares the recent requests with the champion's own training
 rows: PSI on categories and on training-decile bins of numbers, plus the
 two-sample Kolmogorov-Smirnov statistic for numbers.
 """
@@ -60,16 +61,14 @@ def live_accuracy(deps: Deps, registry: ModelRegistry) -> list[dict[str, Any]]:
     and when it was champion."""
     n = deps.names
     served = deps.warehouse.served_per_version(n.predictions_table)
-    labelled = deps.warehouse.labelled_predictions(n.predictions_table, n.feedback_table)
+    counted = {r["model_version"]: r
+               for r in deps.warehouse.labelled_accuracy(n.predictions_table, n.feedback_table)}
     pointer, _ = registry.champion()
     history = (pointer or {}).get("history", [])
     out = []
     versions = sorted({m["version"] for m in registry.versions()} | set(served), key=int)
     for v in versions:
-        mask = pc.equal(labelled.column("model_version"), v) if labelled.num_rows else None
-        rows = labelled.filter(mask) if mask is not None else labelled
-        total = rows.num_rows
-        correct = int(pc.sum(pc.equal(rows.column("prediction"), rows.column("label"))).as_py() or 0) if total else 0
+        total, correct = (counted[v]["labelled"], counted[v]["correct"]) if v in counted else (0, 0)
         low, high = wilson(correct, total)
         periods = [{"from": h["at"], "to": nxt["at"] if nxt else None, "reason": h["reason"]}
                    for h, nxt in zip(history, [*history[1:], None][: len(history)], strict=True)
@@ -84,17 +83,10 @@ def live_accuracy(deps: Deps, registry: ModelRegistry) -> list[dict[str, Any]]:
 def accuracy_series(deps: Deps, bucket_seconds: int = 60) -> list[dict[str, Any]]:
     """Per version and time bucket (of the prediction): labelled rows and accuracy."""
     n = deps.names
-    table = deps.warehouse.labelled_predictions(n.predictions_table, n.feedback_table)
-    if table.num_rows == 0:
-        return []
-    micros = pc.cast(table.column("created_at"), pa.int64()).to_numpy()
-    buckets = pa.array(micros // (bucket_seconds * 1_000_000) * bucket_seconds)
-    right = pc.cast(pc.equal(table.column("prediction"), table.column("label")), pa.int64())
-    grouped = pa.table({"version": table.column("model_version"), "at": buckets, "right": right}) \
-        .group_by(["version", "at"]).aggregate([("right", "sum"), ("right", "count")])  # fmt: skip
-    return sorted(({"version": r["version"], "at": r["at"], "labelled": r["right_count"],
-                    "accuracy": r["right_sum"] / r["right_count"]} for r in grouped.to_pylist()),
-                  key=lambda r: (r["version"], r["at"]))  # fmt: skip
+    return [{"version": r["model_version"], "at": r["at"], "labelled": r["labelled"],
+             "accuracy": r["correct"] / r["labelled"]}
+            for r in deps.warehouse.labelled_accuracy(n.predictions_table, n.feedback_table,
+                                                      bucket_seconds)]  # fmt: skip
 
 
 def _psi(expected: np.ndarray, actual: np.ndarray) -> float:
