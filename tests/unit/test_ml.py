@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pyarrow as pa
 import pytest
 
 from minimlops.errors import ArtifactIntegrityError
@@ -81,8 +82,8 @@ def test_matrix_and_vector_agree_on_every_row(rows, example_rows) -> None:
 
 
 def test_model_beats_the_gender_baseline(model, rows) -> None:
-    metrics = training.evaluate(model, rows[1000:])
-    assert metrics["accuracy"] > training.gender_baseline(rows[1000:])
+    metrics = training.metrics(*training.scores(model, [rows[1000:]]))
+    assert metrics["accuracy"] > training.gender_baseline(pa.Table.from_pylist(rows[1000:]))
     assert set(metrics) >= {"accuracy", "roc_auc", "log_loss", "brier"}
 
 

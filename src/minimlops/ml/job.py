@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from minimlops.domain.policy import mcnemar
 from minimlops.ml import artifacts, fast
@@ -70,7 +69,7 @@ def fit_and_score(
         "algorithm": model.algorithm, "features": list(model.feature_names),
         "cv_log_loss": model.cv_scores, "metrics": training.metrics(y, p),
         "validation": training.metrics(valid_y, valid_p), "rows_scored": len(y),
-        "gender_baseline": _gender_baseline(valid),
+        "gender_baseline": training.gender_baseline(valid),
         "champion_metrics": None, "paired": None,
     }  # fmt: skip
     if champion is not None and champion_sha256 is not None:
@@ -79,14 +78,6 @@ def fit_and_score(
         out["champion_metrics"] = training.metrics(y, p_old)
         out["paired"] = mcnemar(((p_old >= 0.5) == (y == 1)).tolist(), ((p >= 0.5) == (y == 1)).tolist())
     return out
-
-
-def _gender_baseline(rows: pa.Table) -> float:
-    """Accuracy of "women survive, men do not" on labelled rows."""
-    if rows.num_rows == 0:
-        return 0.0
-    female, survived = pc.equal(rows.column("Sex"), "female"), pc.equal(rows.column("Survived"), 1)
-    return int(pc.sum(pc.equal(female, survived)).as_py() or 0) / rows.num_rows
 
 
 def _fast_form(model: training.TrainedModel, chunks: Callable[[], Iterator[list[dict[str, Any]]]],

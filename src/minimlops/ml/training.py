@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 from sklearn.base import ClassifierMixin, clone
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
@@ -155,11 +157,6 @@ def metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
     return out
 
 
-def evaluate(model: Any, rows: Sequence[Mapping[str, Any]]) -> dict[str, float]:
-    """:func:`metrics` of a model on labelled rows."""
-    return metrics(*scores(model, [rows]))
-
-
 def expected_calibration_error(y: np.ndarray, p: np.ndarray, bins: int = 10) -> float:
     """Mean |observed rate - predicted probability| over probability bins, weighted."""
     which = np.minimum((p * bins).astype(int), bins - 1)
@@ -171,9 +168,9 @@ def expected_calibration_error(y: np.ndarray, p: np.ndarray, bins: int = 10) -> 
     return float(total / len(y))
 
 
-def gender_baseline(rows: Sequence[Mapping[str, Any]]) -> float:
+def gender_baseline(rows: pa.Table) -> float:
     """Accuracy of "women survive, men do not" on labelled rows."""
-    if not rows:
+    if rows.num_rows == 0:
         return 0.0
-    hits = sum(int(r["Survived"]) == int(r["Sex"] == "female") for r in rows)
-    return hits / len(rows)
+    female, survived = pc.equal(rows.column("Sex"), "female"), pc.equal(rows.column("Survived"), 1)
+    return int(pc.sum(pc.equal(female, survived)).as_py() or 0) / rows.num_rows
