@@ -152,8 +152,8 @@ class Warehouse(Protocol):
             splits: only rows of these splits.
             per_split: at most this many rows of each split: those whose key
                 has the smallest ``domain.schema.sample_rank``, a uniform sample
-                that is the same on every backend. The adapter reads no more
-                rows than it returns, so memory stays bounded.
+                that is the same on every backend. The warehouse picks them:
+                only the sample leaves it, so the caller's memory stays bounded.
         """
         ...
 
