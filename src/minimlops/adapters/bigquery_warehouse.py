@@ -325,7 +325,8 @@ class BigQueryWarehouse:
         sql = (f"SELECT split, ingestion_id, COUNT(*) AS n FROM (SELECT split, ingestion_id "
                f"FROM {self._t(table)} WHERE TRUE QUALIFY {_NEWEST}) "
                f"GROUP BY split, ingestion_id")  # fmt: skip
-        return DataSummary.of_counts(tuple(r.values()) for r in self._arrow(sql).to_pylist())
+        return DataSummary.of_counts((r["split"], r["ingestion_id"], r["n"])
+                                     for r in self._arrow(sql).to_pylist())  # fmt: skip
 
     def latest_rows(self, table: str, *, ingestion_ids: Sequence[str] | None = None,
                     splits: Sequence[str] | None = None,

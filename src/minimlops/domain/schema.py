@@ -97,16 +97,17 @@ def sample_rank(passenger_id: int) -> int:
     with the smallest ranks first. The same in Python and SQL (see the
     warehouse adapters), so the same rows give the same sample on every backend.
     """
-    x = (passenger_id * SAMPLE_MULTIPLIERS[0]) % 2**32
+    x = (passenger_id * SAMPLE_MULTIPLIERS[0]) & 0xFFFFFFFF
     x ^= x >> SAMPLE_SHIFTS[0]
-    x = (x * SAMPLE_MULTIPLIERS[1]) % 2**32
+    x = (x * SAMPLE_MULTIPLIERS[1]) & 0xFFFFFFFF
     return x ^ (x >> SAMPLE_SHIFTS[1])
 
 
 def sample_rank_sql(column: str, xor: Callable[[str, str], str]) -> str:
     """:func:`sample_rank` as a SQL expression over an integer column, in a
-    dialect given by how it writes a bitwise exclusive or."""
-    x = f"(({column} * {SAMPLE_MULTIPLIERS[0]}) % 4294967296)"
+    dialect given by how it writes a bitwise exclusive or. Only ``*``, ``&``
+    and ``>>``, which BigQuery and DuckDB share (BigQuery has no ``%``)."""
+    x = f"(({column} * {SAMPLE_MULTIPLIERS[0]}) & 4294967295)"
     x = xor(x, f"({x} >> {SAMPLE_SHIFTS[0]})")
-    x = f"(({x} * {SAMPLE_MULTIPLIERS[1]}) % 4294967296)"
+    x = f"(({x} * {SAMPLE_MULTIPLIERS[1]}) & 4294967295)"
     return xor(x, f"({x} >> {SAMPLE_SHIFTS[1]})")
