@@ -182,11 +182,12 @@ def models_list(home: HomeOpt = None, as_json: Annotated[bool, typer.Option("--j
     if as_json:
         console.print_json(json.dumps(data, default=str))
         return
-    table = Table("version", "champion", "algorithm", "accuracy", "ROC AUC", "baseline",
-                  "decision", "created", title=f"model {data['model']}")  # fmt: skip
+    table = Table("version", "champion", "algorithm", "rows (fitted on)", "accuracy", "ROC AUC",
+                  "baseline", "decision", "created", title=f"model {data['model']}")  # fmt: skip
     for v in data["versions"]:
         m, d = v["metrics"], v.get("decision") or {}
-        table.add_row(v["version"], "★" if v["champion"] else "", v["algorithm"],
+        rows = f"{v['training_rows']:,}" + (f" ({v['fit_rows']:,})" if v.get("fit_rows") else "")
+        table.add_row(v["version"], "★" if v["champion"] else "", v["algorithm"], rows,
                       f"{m.get('accuracy', float('nan')):.3f}", f"{m.get('roc_auc', float('nan')):.3f}",
                       f"{(v.get('baseline') or {}).get('gender_only_accuracy', float('nan')):.3f}",
                       ("promoted: " if d.get("promote") else "kept: ") + d.get("reason", ""),
