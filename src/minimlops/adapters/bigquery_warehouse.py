@@ -31,7 +31,7 @@ import pyarrow.parquet as pq
 from google.api_core import exceptions as gexc
 from google.cloud import bigquery
 
-from minimlops.domain.schema import KEY, Column, sample_rank_sql
+from minimlops.domain.schema import KEY, NEWEST_ROW_SQL, Column, sample_rank_sql
 from minimlops.errors import ConflictError, QueryError
 from minimlops.ports import DataSummary
 
@@ -41,8 +41,6 @@ RETRY = bigquery.DEFAULT_RETRY.with_timeout(60.0)  # bounded: never the library'
 LEDGER_META = b"minimlops.ledger_row"
 STAGING_PREFIX = "staging/"
 READ_ONLY = {"SELECT"}
-_NEWEST = (f"row_number() OVER (PARTITION BY {KEY} "
-           f"ORDER BY ingested_at DESC, ingestion_id DESC) = 1")  # the newest row of each key
 _RANK = sample_rank_sql(KEY, lambda a, b: f"({a} ^ {b})")
 ARROW_TYPES = {
     "INTEGER": pa.int64(), "INT64": pa.int64(), "FLOAT": pa.float64(), "FLOAT64": pa.float64(),
@@ -323,7 +321,7 @@ class BigQueryWarehouse:
 
     def latest_summary(self, table: str) -> DataSummary:
         sql = (f"SELECT split, ingestion_id, COUNT(*) AS n FROM (SELECT split, ingestion_id "
-               f"FROM {self._t(table)} WHERE TRUE QUALIFY {_NEWEST}) "
+               f"FROM {self._t(table)} WHERE TRUE QUALIFY {NEWEST_ROW_SQL}) "
                f"GROUP BY split, ingestion_id")  # fmt: skip
         return DataSummary.of_counts((r["split"], r["ingestion_id"], r["n"])
                                      for r in self._arrow(sql).to_pylist())  # fmt: skip
@@ -338,7 +336,7 @@ class BigQueryWarehouse:
         if splits is not None:  # a key's split never changes: filter before the newest
             where.append("split IN UNNEST(@splits)")
             params["splits"] = list(splits)
-        sql = f"SELECT * FROM {self._t(table)} WHERE {' AND '.join(where)} QUALIFY {_NEWEST}"
+        sql = f"SELECT * FROM {self._t(table)} WHERE {' AND '.join(where)} QUALIFY {NEWEST_ROW_SQL}"
         if per_split is not None:  # BigQuery does the work: only the sample comes back
             sql = (f"SELECT * FROM ({sql}) WHERE TRUE QUALIFY row_number() OVER "
                    f"(PARTITION BY split ORDER BY {_RANK}, {KEY}) <= @n")  # fmt: skip

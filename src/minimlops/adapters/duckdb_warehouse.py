@@ -17,7 +17,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from minimlops.domain.schema import KEY, Column, sample_rank_sql
+from minimlops.domain.schema import KEY, NEWEST_ROW_SQL, Column, sample_rank_sql
 from minimlops.errors import ConflictError, QueryError
 from minimlops.ports import DataSummary
 from minimlops.process import release_memory
@@ -43,8 +43,6 @@ def _columns_ddl(columns: tuple[Column, ...]) -> str:
                      for c in columns)  # fmt: skip
 
 
-_NEWEST = (f"row_number() OVER (PARTITION BY {KEY} "
-           f"ORDER BY ingested_at DESC, ingestion_id DESC) = 1")  # the newest row of each key
 _RANK = sample_rank_sql("k", lambda a, b: f"xor({a}, {b})")
 
 
@@ -258,7 +256,7 @@ class DuckDBWarehouse:
 
     def latest_summary(self, table: str) -> DataSummary:
         sql = (f"SELECT split, ingestion_id, count(*) FROM (SELECT split, ingestion_id "
-               f"FROM {_q(table)} QUALIFY {_NEWEST}) GROUP BY ALL")  # fmt: skip
+               f"FROM {_q(table)} QUALIFY {NEWEST_ROW_SQL}) GROUP BY ALL")  # fmt: skip
         return DataSummary.of_counts(self._cursor().sql(sql).fetchall())
 
     def latest_rows(self, table: str, *, ingestion_ids: Sequence[str] | None = None,
@@ -274,7 +272,7 @@ class DuckDBWarehouse:
         # Which rows, found on the keys alone; then only those rows are read.
         # (With every column in the window, 1,000,000 rows took +470 MB.)
         picked = f"SELECT rowid AS r, split, {_q(KEY)} AS k FROM {_q(table)} " \
-                 f"WHERE {' AND '.join(where)} QUALIFY {_NEWEST}"  # fmt: skip
+                 f"WHERE {' AND '.join(where)} QUALIFY {NEWEST_ROW_SQL}"  # fmt: skip
         if per_split is not None:
             picked = (f"SELECT r FROM ({picked}) QUALIFY row_number() OVER (PARTITION BY split "
                       f"ORDER BY {_RANK}, k) <= $n")  # fmt: skip

@@ -44,6 +44,9 @@ _GOLDEN = 2654435761  # Knuth's multiplicative hash: well spread, SQL-friendly
 # integers compute it exactly. Independent of the split's hash.
 SAMPLE_MULTIPLIERS = (2246822519, 1540483477)
 SAMPLE_SHIFTS = (13, 16)
+# In SQL (DuckDB and BigQuery alike): the newest row of each key, for QUALIFY.
+NEWEST_ROW_SQL = (f"row_number() OVER (PARTITION BY {KEY} "
+                  "ORDER BY ingested_at DESC, ingestion_id DESC) = 1")
 
 
 @dataclass(frozen=True)

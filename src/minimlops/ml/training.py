@@ -82,9 +82,8 @@ def select_and_fit(
         rows: TRAIN rows only, each with the label ``Survived``; or a function
             that yields them a chunk at a time, each time it is called (read
             twice: imputation values, then features). Only one chunk is ever
-            held as Python dicts: training on a million rows (700,000 TRAIN)
-            peaked at 2.0 GB with them all as dicts, 1.3 GB this way; their
-            feature matrix is 180 MB.
+            held as Python dicts; the features go into one matrix (256 bytes
+            a row). The caller bounds the rows (MINIMLOPS_TRAINING_MAX_ROWS).
         folds: number of stratified folds.
         seed: fixes the folds and the estimators' randomness.
         progress: called as ``progress(step, done, total)``.
