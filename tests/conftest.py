@@ -7,16 +7,37 @@ from pathlib import Path
 
 import pytest
 
+from minimlops import projects
 from minimlops.config import Settings
+from minimlops.domain.project import Project
 from minimlops.domain.schema import table_schema
 from minimlops.generate import write_csv
+from minimlops.ports import KeySpec
 from minimlops.services.deps import Deps
 from tests.fakes import InMemoryMessageBus, InMemoryObjectStore, InMemoryWarehouse
 
 REPO = Path(__file__).resolve().parents[1]
-SCHEMAS = {t: table_schema(t) for t in
-           ("training_data", "predictions_data", "feedback", "ingestion_ledger",
-            "retrain_triggers")}  # fmt: skip
+TITANIC = projects.load("titanic")
+TABLES = ("training_data", "predictions_data", "feedback", "ingestion_ledger", "retrain_triggers")
+
+
+def schemas_of(project: Project) -> dict[str, tuple]:
+    return {t: table_schema(t, project) for t in TABLES}
+
+
+def key_of(project: Project) -> KeySpec:
+    return KeySpec(project.key, project.key_column.type, project.target, project.task)
+
+
+SCHEMAS = schemas_of(TITANIC)
+
+
+def fake_deps_for(project: Project, **knobs: object) -> Deps:
+    """Deps on the in-memory fakes for a project."""
+    return Deps(store=InMemoryObjectStore(),
+                warehouse=InMemoryWarehouse(schemas_of(project), key=key_of(project)),
+                bus=InMemoryMessageBus(), project=project,
+                derive=projects.derived_functions(project), **knobs)  # type: ignore[arg-type]
 
 
 def example_csv() -> Path | None:
@@ -33,8 +54,7 @@ def settings(tmp_path: Path) -> Settings:
 
 @pytest.fixture
 def fake_deps() -> Deps:
-    return Deps(store=InMemoryObjectStore(), warehouse=InMemoryWarehouse(SCHEMAS),
-                bus=InMemoryMessageBus(), cv_folds=3)  # fmt: skip
+    return fake_deps_for(TITANIC, cv_folds=3)
 
 
 @pytest.fixture(scope="session")

@@ -18,7 +18,8 @@ import pyarrow as pa
 
 from minimlops.domain.schema import sample_rank
 from minimlops.errors import ConflictError, QueryError
-from minimlops.ports import DataSummary, Message, ObjectInfo
+from minimlops.ports import DataSummary, KeySpec, Message, ObjectInfo
+from minimlops.services.tables import ARROW_TYPES
 
 _gen = itertools.count(1)
 
@@ -67,10 +68,16 @@ class InMemoryObjectStore:
 
 class InMemoryWarehouse:
     def __init__(self, schemas: Mapping[str, Any], ledger_table: str = "ingestion_ledger",
-                 key: str = "PassengerId") -> None:  # fmt: skip
-        self.schemas, self.ledger_table, self.key = dict(schemas), ledger_table, key
+                 key: KeySpec | None = None) -> None:  # fmt: skip
+        self.schemas, self.ledger_table = dict(schemas), ledger_table
+        self.spec = key or KeySpec()
+        self.key, self.target = self.spec.key, self.spec.target
         self.tables: dict[str, list[dict[str, Any]]] = {t: [] for t in self.schemas}
         self.fail_next_append: Exception | None = None
+
+    def _schema(self, table: str) -> pa.Schema:
+        return pa.schema([pa.field(c.name, ARROW_TYPES[c.type], nullable=not c.required)
+                          for c in self.schemas[table]])  # fmt: skip
 
     def ensure_tables(self) -> None:
         for t in self.schemas:
@@ -125,9 +132,7 @@ class InMemoryWarehouse:
                 if taken[r["split"]] <= per_split:
                     rows.append(r)
             rows.sort(key=lambda r: r[self.key])
-        from minimlops.services.tables import arrow_schema
-
-        return pa.Table.from_pylist(rows, schema=arrow_schema(table))
+        return pa.Table.from_pylist(rows, schema=self._schema(table))
 
     def counts(self) -> dict[str, int]:
         return {t: len(rows) for t, rows in self.tables.items()}
@@ -136,19 +141,17 @@ class InMemoryWarehouse:
         raise QueryError("the in-memory warehouse does not run SQL")
 
     def read(self, table: str) -> pa.Table:
-        from minimlops.services.tables import arrow_schema
-
-        return pa.Table.from_pylist(self.tables[table], schema=arrow_schema(table))
+        return pa.Table.from_pylist(self.tables[table], schema=self._schema(table))
 
     def labelled_predictions(self, predictions: str, feedback: str,
                              limit: int | None = None) -> pa.Table:  # fmt: skip
         labels: dict[str, tuple[Any, int]] = {}
         preds = self.tables[predictions]
-        by_pid = {p["PassengerId"]: p["uuid"] for p in preds if p.get("PassengerId") is not None}
+        by_pid = {p[self.key]: p["uuid"] for p in preds if p.get(self.key) is not None}
         for f in self.tables[feedback]:
-            uid = f["uuid"] if f["uuid"] is not None else by_pid.get(f["PassengerId"])
+            uid = f["uuid"] if f["uuid"] is not None else by_pid.get(f[self.key])
             if uid is not None and (uid not in labels or f["received_at"] >= labels[uid][0]):
-                labels[uid] = (f["received_at"], f["Survived"])
+                labels[uid] = (f["received_at"], f[self.target])
         rows = sorted(({**p, "label": labels[p["uuid"]][1]} for p in preds if p["uuid"] in labels),
                       key=lambda r: (r["created_at"], r["uuid"]))  # fmt: skip
         if limit is not None:
@@ -160,24 +163,29 @@ class InMemoryWarehouse:
 
     def labelled_accuracy(self, predictions: str, feedback: str,
                           bucket_seconds: int | None = None) -> list[dict[str, Any]]:  # fmt: skip
-        groups: dict[tuple[Any, ...], list[int]] = {}
+        groups: dict[tuple[Any, ...], list[float]] = {}
         for r in self.labelled_predictions(predictions, feedback).to_pylist():
             key: tuple[Any, ...] = (r["model_version"],)
             if bucket_seconds:
                 key += (int(r["created_at"].timestamp()) // bucket_seconds * bucket_seconds,)
-            counts = groups.setdefault(key, [0, 0])
+            counts = groups.setdefault(key, [0, 0, 0.0, 0.0])
             counts[0] += 1
-            counts[1] += int(r["prediction"] == r["label"])
+            if self.spec.regression:
+                err = r["prediction"] - r["label"]
+                counts[2] += abs(err)
+                counts[3] += err * err
+            else:
+                counts[1] += int(r["prediction"] == r["label"])
         names = ("model_version", "at")
-        return [{**dict(zip(names, k, strict=False)), "labelled": n, "correct": c}
-                for k, (n, c) in sorted(groups.items())]  # fmt: skip
+        extra = (lambda a, q: {"abs_error": a, "squared_error": q}) if self.spec.regression else (
+            lambda a, q: {})  # fmt: skip
+        return [{**dict(zip(names, k, strict=False)), "labelled": int(n), "correct": int(c),
+                 **extra(a, q)} for k, (n, c, a, q) in sorted(groups.items())]  # fmt: skip
 
     def recent_predictions(self, predictions: str, limit: int, since: Any = None) -> pa.Table:
         rows = [r for r in self.tables[predictions] if since is None or r["created_at"] >= since]
         rows = sorted(rows, key=lambda r: r["created_at"], reverse=True)[:limit]
-        from minimlops.services.tables import arrow_schema
-
-        return pa.Table.from_pylist(rows, schema=arrow_schema("predictions_data"))
+        return pa.Table.from_pylist(rows, schema=self._schema(predictions))
 
     def served_per_version(self, predictions: str) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -187,11 +195,11 @@ class InMemoryWarehouse:
 
     def labels_from_ingestion(self, training: str, predictions: str, feedback: str,
                               ingestion_id: str, source: str) -> int:  # fmt: skip
-        predicted = {r["PassengerId"] for r in self.tables[predictions]}
-        new = [{"uuid": None, "PassengerId": r["PassengerId"], "Survived": r["Survived"],
-                "received_at": r["ingested_at"], "source": source}
+        k, y = self.key, self.target
+        predicted = {r[k] for r in self.tables[predictions]}
+        new = [{"uuid": None, k: r[k], y: r[y], "received_at": r["ingested_at"], "source": source}
                for r in self.tables[training]
-               if r["ingestion_id"] == ingestion_id and r["PassengerId"] in predicted]  # fmt: skip
+               if r["ingestion_id"] == ingestion_id and r[k] in predicted]  # fmt: skip
         self.tables[feedback].extend(new)
         return len(new)
 

@@ -8,16 +8,21 @@ SDK (fsspec's registry of lazily imported implementations, in small).
 from __future__ import annotations
 
 import importlib
+import json
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
+from minimlops import projects
 from minimlops.config import Settings
 from minimlops.domain.events import ObjectFinalized
+from minimlops.domain.project import Project, compatible
 from minimlops.domain.schema import table_schema
-from minimlops.errors import BackendNotInstalled
+from minimlops.errors import BackendNotInstalled, ProjectMismatchError
 from minimlops.services.deps import Deps, Names, Progress, _no_progress, run_here, utc_now
 from minimlops.services.monitor import MonitorConfig
 from minimlops.services.predict import DurableLog, PredictionLog, Predictor
@@ -61,8 +66,57 @@ def load_class(backend: str, port: str) -> Any:
         raise BackendNotInstalled(f"the {backend} backend needs {hint} ({exc})") from exc
 
 
-def names_of(settings: Settings) -> Names:
-    return Names(**{f: getattr(settings, f) for f in Names.__dataclass_fields__})
+def names_of(settings: Settings, project: Project | None = None) -> Names:
+    """Bucket, table and topic names; the model is named after the project
+    unless MINIMLOPS_MODEL_NAME says otherwise."""
+    values = {f: getattr(settings, f) for f in Names.__dataclass_fields__}
+    if project is not None and "model_name" not in settings.model_fields_set:
+        values["model_name"] = project.name
+    return Names(**values)
+
+
+def project_of(settings: Settings) -> Project:
+    """The project the settings name (MINIMLOPS_PROJECT or --project), checked,
+    code included; without one, the project recorded in the data home (so
+    every command on a home uses its project), else the Titanic example.
+
+    Raises:
+        ProjectError: the project file or its code is wrong.
+    """
+    if settings.project is None and settings.backend == "local":
+        record = settings.home / "project.json"
+        if record.exists():
+            directory = json.loads(record.read_text(encoding="utf-8")).get("directory")
+            if directory and Path(directory).exists():
+                return projects.load(directory)
+    return projects.load(settings.project)
+
+
+def check_home(settings: Settings, project: Project) -> None:
+    """Record the project in a new data home; refuse an incompatible one.
+
+    A compatible change (descriptions, rules, features, a new nullable column)
+    updates the record; anything else is refused before anything is written.
+
+    Raises:
+        ProjectMismatchError: the home holds data of an incompatible project.
+    """
+    record = settings.home / "project.json"
+    if record.exists():
+        recorded = projects.from_dict(json.loads(record.read_text(encoding="utf-8"))["project"])
+        problems = compatible(recorded, project)
+        if recorded.name != project.name:
+            problems.insert(0, f"the home holds project {recorded.name!r}, not {project.name!r}")
+        if problems:
+            raise ProjectMismatchError(
+                f"data home {settings.home} holds data of project {recorded.name!r}; "
+                f"{project.name!r} cannot use it: {'; '.join(problems)}. Use a new home "
+                f"(MINIMLOPS_HOME=... or --home), or start it with the recorded project.")
+    settings.home.mkdir(parents=True, exist_ok=True)
+    tmp = record.with_suffix(".tmp")
+    data = {"project": project.to_dict(), "directory": project.directory}
+    tmp.write_text(json.dumps(data, indent=2, default=list), encoding="utf-8")
+    os.replace(tmp, record)
 
 
 @dataclass
@@ -120,13 +174,15 @@ class ServingApp:
 def build_serving(settings: Settings, name: str) -> ServingApp:
     """An extra serving process named ``name``: no warehouse, no bus; its
     prediction rows go to its own journal directory, which the server imports."""
-    names = names_of(settings)
+    project = project_of(settings)
+    names = names_of(settings, project)
     store = open_store(settings)
-    registry = ModelRegistry(store, names.model_bucket, names.model_name)
+    registry = ModelRegistry(store, names.model_bucket, names.model_name,
+                             projects.derived_functions(project))
     log = load_class("local", "journal_log")(settings.journal_dir / name,
                                              flush_ms=settings.log_flush_ms,
                                              max_rows=settings.log_batch_rows)  # fmt: skip
-    predictor = Predictor(registry, utc_now, shadow=settings.shadow)
+    predictor = Predictor(registry, utc_now, project, shadow=settings.shadow)
     return ServingApp(settings, registry, predictor, log)
 
 
@@ -138,9 +194,9 @@ def monitor_config(settings: Settings) -> MonitorConfig:
         min_labels=settings.min_labels, retrain_every=settings.retrain_every)
 
 
-def schemas_of(settings: Settings) -> dict[str, Any]:
-    """Configured table name -> its columns from the JSON schema files."""
-    return {getattr(settings, f): table_schema(s) for f, s in SCHEMA_OF.items()}
+def schemas_of(settings: Settings, project: Project) -> dict[str, Any]:
+    """Configured table name -> its columns (composed from the project)."""
+    return {getattr(settings, f): table_schema(s, project) for f, s in SCHEMA_OF.items()}
 
 
 def build_gcp(settings: Settings, *, progress: Progress = _no_progress) -> App:
@@ -152,28 +208,31 @@ def build_gcp(settings: Settings, *, progress: Progress = _no_progress) -> App:
     under ``staging/`` (ingestion ignores that prefix).
     """
     clients = load_class("gcp", "clients")(settings)
-    names = names_of(settings)
+    project = project_of(settings)
+    names = names_of(settings, project)
     store = load_class("gcp", "store")(clients.storage)
     warehouse = load_class("gcp", "warehouse")(
-        clients.bigquery, settings.dataset, schemas_of(settings), settings.ledger_table,
+        clients.bigquery, settings.dataset, schemas_of(settings, project), settings.ledger_table,
+        key=_key_of(project),
         staging=(clients.storage, settings.landing_bucket), location=settings.location,
         storage_api=clients.storage_api)  # fmt: skip
-    bus = load_class("gcp", "bus")(settings.project, dead_letter_topic=settings.dead_letter_topic,
+    bus = load_class("gcp", "bus")(settings.gcp_project, dead_letter_topic=settings.dead_letter_topic,
                                    max_attempts=settings.bus_max_attempts)  # fmt: skip
-    deps = Deps(store=store, warehouse=warehouse, bus=bus, names=names,
+    deps = Deps(store=store, warehouse=warehouse, bus=bus, project=project,
+                derive=projects.derived_functions(project), names=names,
                 max_bad_rows=settings.max_bad_rows, cv_folds=settings.cv_folds,
                 training_max_rows=settings.training_max_rows,
                 promotion_tolerance=settings.promotion_tolerance, progress=progress,
                 compute=run_here)  # fmt: skip
     registry = registry_of(deps)
-    schema = arrow_schema("predictions_data")
+    schema = arrow_schema("predictions_data", project)
 
     def write(rows: list[dict[str, Any]]) -> None:
         """One streaming-insert request per group-committed batch."""
         warehouse.append(names.predictions_table, pa.Table.from_pylist(rows, schema=schema))
 
     log = PredictionLog(write, flush_ms=settings.log_flush_ms, max_rows=settings.log_batch_rows)
-    predictor = Predictor(registry, deps.now, shadow=settings.shadow)
+    predictor = Predictor(registry, deps.now, project, shadow=settings.shadow)
     return App(settings, deps, registry, predictor, log, lambda _settle: 0,
                monitor_config(settings), None)
 
@@ -189,16 +248,19 @@ def build(settings: Settings, *, progress: Progress = _no_progress,
     """
     if settings.backend == "gcp":
         return build_gcp(settings, progress=progress)
-    settings.home.mkdir(parents=True, exist_ok=True)
-    names = names_of(settings)
+    project = project_of(settings)
+    check_home(settings, project)
+    names = names_of(settings, project)
     store = open_store(settings)
     warehouse = load_class("local", "warehouse")(
-        settings.warehouse_path, schemas_of(settings), settings.ledger_table)
+        settings.warehouse_path, schemas_of(settings, project), settings.ledger_table,
+        key=_key_of(project))
     warehouse.ensure_tables()
     bus = load_class("local", "bus")(
         settings.bus_path, max_attempts=settings.bus_max_attempts,
         lease_seconds=settings.bus_lease_seconds)
-    deps = Deps(store=store, warehouse=warehouse, bus=bus, names=names,
+    deps = Deps(store=store, warehouse=warehouse, bus=bus, project=project,
+                derive=projects.derived_functions(project), names=names,
                 max_bad_rows=settings.max_bad_rows, cv_folds=settings.cv_folds,
                 training_max_rows=settings.training_max_rows,
                 promotion_tolerance=settings.promotion_tolerance, progress=progress,
@@ -206,7 +268,7 @@ def build(settings: Settings, *, progress: Progress = _no_progress,
     registry = registry_of(deps)
     journal = load_class("local", "journal")(
         settings.journal_dir, warehouse, names.predictions_table,
-        arrow_schema("predictions_data"))
+        arrow_schema("predictions_data", project))
     journal.import_pending()  # recovery: rows logged before a crash
     log = load_class("local", "journal_log")(settings.journal_dir, flush_ms=settings.log_flush_ms,
                                              max_rows=settings.log_batch_rows)  # fmt: skip
@@ -217,5 +279,12 @@ def build(settings: Settings, *, progress: Progress = _no_progress,
                                      settle_seconds=settle_seconds))
 
     monitor = monitor_config(settings)
-    predictor = Predictor(registry, deps.now, shadow=settings.shadow)
+    predictor = Predictor(registry, deps.now, project, shadow=settings.shadow)
     return App(settings, deps, registry, predictor, log, scan, monitor, journal)
+
+
+def _key_of(project: Project) -> Any:
+    """What the warehouse adapters need of the project: key, its type, target."""
+    from minimlops.ports import KeySpec
+
+    return KeySpec(project.key, project.key_column.type, project.target, project.task)

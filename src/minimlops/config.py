@@ -33,7 +33,10 @@ class Settings(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
 
-    project: str | None = Field(None, description="Google Cloud project (gcp)")
+    project: str | None = Field(
+        None, description="the data set's project: a directory with project.toml, or an "
+        "example's name (titanic, wine, diabetes); default: the Titanic example")
+    gcp_project: str | None = Field(None, description="Google Cloud project (gcp)")
     region: str = Field("us-central1", description="Cloud Run functions region (gcp)")
     location: str = Field("US", description="BigQuery dataset and bucket location (gcp)")
     dead_letter_topic: str = "minimlops-dead-letter"
@@ -110,8 +113,8 @@ class Settings(BaseModel):
             raw = env.get(PREFIX + name.upper())
             if raw not in (None, ""):
                 values[name] = raw
-        if not values.get("project") and env.get("GOOGLE_CLOUD_PROJECT"):
-            values["project"] = env["GOOGLE_CLOUD_PROJECT"]
+        if not values.get("gcp_project") and env.get("GOOGLE_CLOUD_PROJECT"):
+            values["gcp_project"] = env["GOOGLE_CLOUD_PROJECT"]
         for name in ("storage_emulator_host", "bigquery_emulator_host", "pubsub_emulator_host"):
             if env.get(name.upper()):
                 values.setdefault(name, env[name.upper()])

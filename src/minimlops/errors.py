@@ -35,3 +35,16 @@ class ExampleDataError(MinimlopsError):
 
 class QueryError(MinimlopsError):
     """A query was refused (not read-only) or failed; the message says why."""
+
+
+class DerivedFeatureError(MinimlopsError):
+    """A project's derived feature raised on a row; names the feature and the row."""
+
+    def __init__(self, feature: str, where: object, cause: BaseException) -> None:
+        self.feature, self.where, self.cause = feature, where, cause
+        super().__init__(f"derived feature {feature!r} failed on row {where!r}: "
+                         f"{type(cause).__name__}: {cause}")  # fmt: skip
+
+
+class ProjectMismatchError(MinimlopsError):
+    """The data home holds another, incompatible project; the message says what to do."""

@@ -41,6 +41,21 @@ class Message:
 
 
 @dataclass(frozen=True)
+class KeySpec:
+    """What a warehouse must know of the data set: the row key, its type
+    (integer or string) and the target column."""
+
+    key: str = "PassengerId"
+    key_type: str = "integer"
+    target: str = "Survived"
+    task: str = "binary"
+
+    @property
+    def regression(self) -> bool:
+        return self.task == "regression"
+
+
+@dataclass(frozen=True)
 class DataSummary:
     """Of a data table's newest row per key: how many rows each split has, and
     the ingestions those rows came from (sorted)."""

@@ -13,7 +13,7 @@ import pyarrow as pa
 import pytest
 
 from minimlops.errors import ConflictError, QueryError
-from tests.conftest import SCHEMAS
+from tests.conftest import SCHEMAS, TITANIC
 from tests.contract.test_ports import (
     AbstractMessageBusTests,
     AbstractObjectStoreTests,
@@ -143,14 +143,14 @@ class TestBigQueryWarehouse(AbstractWarehouseTests):
             {"uuid": f"u{i}", "created_at": now, "model_version": "v1", "PassengerId": i,
              "Pclass": 1, "Sex": "female", "Age": 30.0, "SibSp": 0, "Parch": 0,
              "Fare": 10.0, "Embarked": "S", "probability": 0.9, "prediction": 1}
-            for i in range(3)], schema=arrow_schema("predictions_data"))  # fmt: skip
+            for i in range(3)], schema=arrow_schema("predictions_data", TITANIC))  # fmt: skip
         wh.append("predictions_data", preds)
         assert wh.served_per_version("predictions_data") == {"v1": 3}
         assert wh.known_uuids("predictions_data", ["u0", "u2", "nope"]) == {"u0", "u2"}
         assert wh.recent_predictions("predictions_data", 2).num_rows == 2
         wh.append("feedback", pa.Table.from_pylist(
             [{"uuid": "u1", "PassengerId": None, "Survived": 0, "received_at": now}],
-            schema=arrow_schema("feedback")))  # fmt: skip
+            schema=arrow_schema("feedback", TITANIC)))  # fmt: skip
         labelled = wh.labelled_predictions("predictions_data", "feedback").to_pylist()
         assert [(r["uuid"], r["label"]) for r in labelled] == [("u1", 0)]
 

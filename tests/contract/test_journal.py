@@ -8,7 +8,7 @@ from pathlib import Path
 from minimlops.adapters.duckdb_warehouse import DuckDBWarehouse
 from minimlops.adapters.journal import PredictionJournal, SegmentWriter, encode
 from minimlops.services.tables import arrow_schema
-from tests.conftest import SCHEMAS
+from tests.conftest import SCHEMAS, TITANIC
 
 
 def _row(i: int) -> dict:
@@ -23,7 +23,7 @@ class Journal:
 
     def __init__(self, tmp_path: Path, wh: DuckDBWarehouse) -> None:
         self.importer = PredictionJournal(tmp_path / "journal", wh, "predictions_data",
-                                          arrow_schema("predictions_data"))  # fmt: skip
+                                          arrow_schema("predictions_data", TITANIC))  # fmt: skip
         self._writer = SegmentWriter(tmp_path / "journal")
         self.import_pending = self.importer.import_pending
 

@@ -15,7 +15,7 @@ from minimlops.adapters.sqlite_bus import SQLiteMessageBus
 from minimlops.domain.schema import sample_rank, split_for
 from minimlops.errors import ConflictError, QueryError
 from minimlops.services.tables import arrow_schema
-from tests.conftest import SCHEMAS
+from tests.conftest import SCHEMAS, TITANIC
 from tests.fakes import InMemoryMessageBus, InMemoryObjectStore, InMemoryWarehouse
 
 B = "bucket"
@@ -181,11 +181,11 @@ class AbstractWarehouseTests:
             {"uuid": f"u{i}", "created_at": base.replace(minute=i), "model_version": "12"[i > 2],
              "PassengerId": None, "Pclass": 1, "Sex": "female", "Age": 30.0, "SibSp": 0,
              "Parch": 0, "Fare": 10.0, "Embarked": "S", "probability": 0.9, "prediction": 1}
-            for i in range(5)], schema=arrow_schema("predictions_data"))  # fmt: skip
+            for i in range(5)], schema=arrow_schema("predictions_data", TITANIC))  # fmt: skip
         wh.append("predictions_data", preds)
         wh.append("feedback", pa.Table.from_pylist(
             [{"uuid": f"u{i}", "PassengerId": None, "Survived": i % 2, "received_at": base}
-             for i in range(5)], schema=arrow_schema("feedback")))  # fmt: skip
+             for i in range(5)], schema=arrow_schema("feedback", TITANIC)))  # fmt: skip
         every = wh.labelled_predictions("predictions_data", "feedback")
         assert every.column("uuid").to_pylist() == ["u0", "u1", "u2", "u3", "u4"]
         newest = wh.labelled_predictions("predictions_data", "feedback", limit=2)

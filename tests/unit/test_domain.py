@@ -8,22 +8,23 @@ import pytest
 
 from minimlops.domain import events
 from minimlops.domain.policy import decide_promotion, mcnemar
-from minimlops.domain.schema import DATA_COLUMNS, split_for, table_schema
+from minimlops.domain.schema import split_for, table_schema
 from minimlops.services.validate import add_split
+from tests.conftest import TITANIC
 
 
 def test_training_schema_has_the_data_set_columns_then_pipeline_columns() -> None:
-    names = [c.name for c in table_schema("training_data")]
-    assert tuple(names[:12]) == DATA_COLUMNS
+    names = [c.name for c in table_schema("training_data", TITANIC)]
+    assert tuple(names[:12]) == TITANIC.column_names
     assert names[12:] == ["split", "ingestion_id", "source_uri", "ingested_at"]
-    types = {c.name: c.type for c in table_schema("training_data")}
+    types = {c.name: c.type for c in table_schema("training_data", TITANIC)}
     assert types["PassengerId"] == "INTEGER" and types["Age"] == "FLOAT"
 
 
 def test_split_is_about_70_15_15_and_the_same_in_python_arrow_and_sql() -> None:
     ids = list(range(1, 20_001))
     py = [split_for(i) for i in ids]
-    arrow = add_split(pa.table({"PassengerId": pa.array(ids, pa.int64())})).to_pylist()
+    arrow = add_split(pa.table({"PassengerId": pa.array(ids, pa.int64())}), TITANIC).to_pylist()
     sql = [r[0] for r in duckdb.sql(
         "SELECT CASE WHEN u < 0.70 THEN 'TRAIN' WHEN u < 0.85 THEN 'VALIDATION' ELSE 'TEST' END "
         "FROM (SELECT i, ((i * 2654435761) % 4294967296) / 4294967296.0 AS u "
@@ -75,7 +76,8 @@ def test_mcnemar_p_values_are_exact_and_stay_fast_on_big_evaluations() -> None:
         return [True] * b + [False] * c + [True] * same, [False] * b + [True] * c + [True] * same
 
     assert mcnemar(*pairs(0, 0, 5))["p_value"] == 1.0
-    assert mcnemar(*pairs(0, 10)) == {"champion_only_right": 0, "challenger_only_right": 10,
+    assert mcnemar(*pairs(0, 10)) == {"test": "mcnemar", "champion_only_right": 0,
+                                      "challenger_only_right": 10,
                                       "p_value": 2 / 1024}  # fmt: skip
     exact = 2 * sum(math.comb(100, i) for i in range(41)) / 2**100
     assert mcnemar(*pairs(60, 40))["p_value"] == pytest.approx(exact, rel=1e-12)

@@ -7,11 +7,11 @@ import json
 import pytest
 
 from minimlops.domain.events import IngestionComplete, ObjectFinalized
-from minimlops.domain.schema import DATA_COLUMNS
 from minimlops.services import messagebus
 from minimlops.services.deps import Deps
+from tests.conftest import TITANIC
 
-HEADER = ",".join(DATA_COLUMNS)
+HEADER = ",".join(TITANIC.column_names)
 GOOD = [
     '1,0,3,"Braund, Mr. Owen Harris",male,22,1,0,A/5 21171,7.25,,S',
     '2,1,1,"Cumings, Mrs. John Bradley",female,38,1,0,PC 17599,71.2833,C85,C',

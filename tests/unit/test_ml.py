@@ -6,9 +6,22 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from minimlops import projects
 from minimlops.errors import ArtifactIntegrityError
 from minimlops.generate import passengers
 from minimlops.ml import artifacts, features, training
+from tests.conftest import TITANIC
+
+DERIVE = projects.derived_functions(TITANIC)
+title, deck = DERIVE["title"], DERIVE["deck"]
+
+
+def fit(rows, **kw):
+    return training.select_and_fit(rows, TITANIC, DERIVE, **kw)
+
+
+def scored(model, rows):
+    return training.scores(model, [rows], "Survived", TITANIC.classes)
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +42,7 @@ def example_rows() -> list[dict]:
 
 @pytest.fixture(scope="module")
 def model(rows) -> training.TrainedModel:
-    return training.select_and_fit(rows[:1000], folds=3, seed=0)
+    return fit(rows[:1000], folds=3, seed=0)
 
 
 @pytest.mark.parametrize(
@@ -40,18 +53,20 @@ def model(rows) -> training.TrainedModel:
      ("", "female", 40, "Mrs"), ("Dr Who", "male", 40, "Mr")],
 )  # fmt: skip
 def test_title(name, sex, age, title) -> None:
-    assert features.title({"Name": name, "Sex": sex, "Age": age}) == title
+    assert globals()["title"]({"Name": name, "Sex": sex, "Age": age}) == title
 
 
 @pytest.mark.parametrize(("cabin", "deck"), [("C85", "C"), ("", "U"), (None, "U"), ("T", "U"), (" b12", "B")])
 def test_deck(cabin, deck) -> None:
-    assert features.deck({"Cabin": cabin}) == deck
+    assert globals()["deck"]({"Cabin": cabin}) == deck
 
 
 def test_imputation_uses_only_the_rows_it_is_fitted_on(rows) -> None:
-    spec = features.fit_spec(rows[:100])
-    other = features.fit_spec(rows[:100] + [{**rows[0], "Age": 1000.0, "Name": "X, Mr. Y"}] * 500)
-    assert spec["age_by_title"]["Mr"] != other["age_by_title"]["Mr"]
+    spec = features.fit_spec(rows[:100], TITANIC, DERIVE)
+    other = features.fit_spec(rows[:100] + [{**rows[0], "Age": 1000.0, "Name": "X, Mr. Y"}] * 500,
+                              TITANIC, DERIVE)  # fmt: skip
+    fill = {c["name"]: c.get("fill") for c in spec["columns"]}
+    assert fill["Age"] != {c["name"]: c.get("fill") for c in other["columns"]}["Age"]
 
 
 EDGES = [
@@ -72,17 +87,17 @@ def test_matrix_and_vector_agree_on_every_row(rows, example_rows) -> None:
     """Training (matrix, by columns) and serving (vector, one dict) build the
     same features for every row of the example data, generated rows and edge cases."""
     everything = [*example_rows, *rows, *EDGES]
-    spec = features.fit_spec(rows)
-    m = features.matrix(everything, spec)
-    assert m.shape == (len(everything), len(features.FEATURE_NAMES))
-    by_row = np.array([features.vector(r, spec) for r in everything])
+    fs = features.FeatureSet(features.fit_spec(rows, TITANIC, DERIVE), DERIVE)
+    m = fs.matrix(everything)
+    assert m.shape == (len(everything), fs.width)
+    by_row = np.array([fs.vector(r) for r in everything])
     np.testing.assert_array_max_ulp(m, by_row, maxulp=1)  # log1p may round in the last bit
     assert not np.isnan(m).any()
-    assert features.matrix([], spec).shape == (0, len(features.FEATURE_NAMES))
+    assert fs.matrix([]).shape == (0, fs.width)
 
 
 def test_model_beats_the_gender_baseline(model, rows) -> None:
-    metrics = training.metrics(*training.scores(model, [rows[1000:]]))
+    metrics = training.metrics("binary", *scored(model, rows[1000:]))
     assert metrics["accuracy"] > training.gender_baseline(pa.Table.from_pylist(rows[1000:]))
     assert set(metrics) >= {"accuracy", "roc_auc", "log_loss", "brier"}
 
@@ -105,7 +120,7 @@ def test_behaviour_first_class_and_women_survive_more(model) -> None:
 
 def test_artifact_round_trip_gives_the_same_probabilities(model, rows) -> None:
     blob = artifacts.to_bytes(model)
-    again = artifacts.from_bytes(blob, artifacts.sha256(blob))
+    again = artifacts.from_bytes(blob, artifacts.sha256(blob), DERIVE)
     assert np.array_equal(again.predict_proba(rows[:50]), model.predict_proba(rows[:50]))
 
 
@@ -126,7 +141,7 @@ def test_tampered_truncated_or_foreign_artifacts_are_refused(model) -> None:
 def test_fast_path_matches_on_every_row_of_the_data_set(model, rows, example_rows) -> None:
     from minimlops.ml import fast
 
-    served = fast.OnnxModel(fast.to_onnx(model), model.spec, model.algorithm)
+    served = fast.OnnxModel(fast.to_onnx(model), model.spec, model.algorithm, DERIVE)
     every = [*rows, *example_rows, *EDGES]
     assert fast.parity(model, served, every) <= fast.TOLERANCE
     one = every[0]
@@ -150,7 +165,9 @@ def test_serving_never_loads_the_training_libraries(model, tmp_path) -> None:
         "from minimlops.entrypoints import serve\nfrom minimlops.entrypoints.http import create_app\n"
         "app = build(Settings.from_env({}, home=d / 'home'), isolate_training=True)\n"
         "create_app(app, admin_tokens=[])\nfrom minimlops.ml.fast import OnnxModel\n"
-        "m = OnnxModel((d / 'model.onnx').read_bytes(), json.loads((d / 'spec.json').read_text()), 'x')\n"
+        "from minimlops import projects\np = projects.load('titanic')\n"
+        "m = OnnxModel((d / 'model.onnx').read_bytes(), json.loads((d / 'spec.json').read_text()), "
+        "'x', projects.derived_functions(p))\n"
         "m.predict_proba([{'Pclass': 3, 'Sex': 'male', 'Age': 22, 'SibSp': 1, 'Parch': 0}] * 2)\n"
         "app.close()\n"
         "print(sorted(m for m in ('sklearn', 'scipy', 'skops', 'skl2onnx') if m in sys.modules))"
@@ -166,8 +183,7 @@ def test_training_on_rows_read_in_chunks_gives_the_same_model(rows, model) -> No
     import numpy as np
 
     data = rows[:1000]
-    chunked = training.select_and_fit(lambda: (data[i:i + 128] for i in range(0, len(data), 128)),
-                                      folds=3, seed=0)  # fmt: skip
+    chunked = fit(lambda: (data[i:i + 128] for i in range(0, len(data), 128)), folds=3, seed=0)
     assert chunked.algorithm == model.algorithm and chunked.spec == model.spec
     assert chunked.cv_scores == model.cv_scores
     assert np.array_equal(chunked.predict_proba(rows), model.predict_proba(rows))
@@ -181,4 +197,4 @@ def test_rows_that_change_between_the_two_reads_are_refused(rows) -> None:
         yield rows[:300] if len(reads) == 1 else rows[:310]
 
     with pytest.raises(ValueError, match="changed between their two reads"):
-        training.select_and_fit(growing, folds=2)
+        fit(growing, folds=2)

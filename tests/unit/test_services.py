@@ -68,7 +68,7 @@ def test_training_reads_a_bounded_sample_and_says_so(fake_deps: Deps) -> None:
     assert training["fit_rows"] == 150 and training["max_rows_per_split"] == 150
     assert meta["metrics"]["evaluation_rows"]["validation"] == 150 < training["validation_rows"]
     assert meta["metrics"]["validation"]["rows"] == 150
-    predictor = Predictor(registry_of(deps), deps.now)
+    predictor = Predictor(registry_of(deps), deps.now, deps.project)
     predictor.refresh()
     deps.warehouse.append("predictions_data", pa.Table.from_pylist(
         predictor.predict(passengers(50, seed=9).to_pylist())))  # fmt: skip
@@ -114,7 +114,7 @@ def test_rollback_without_history_is_a_clear_error(fake_deps: Deps) -> None:
 
 def test_predictor_serves_the_champion_and_refuses_a_tampered_one(fake_deps: Deps) -> None:
     registry = registry_of(fake_deps)
-    predictor = Predictor(registry, fake_deps.now)
+    predictor = Predictor(registry, fake_deps.now, fake_deps.project)
     with pytest.raises(NoChampionError):
         predictor.predict([{}])
     _ingest_and_train(fake_deps, "a.csv", passengers(500, seed=1))
@@ -203,7 +203,7 @@ def test_explanation_effects_point_the_right_way(fake_deps: Deps) -> None:
     model = registry_of(fake_deps).load_serving("1")
     woman = {"Pclass": 1, "Sex": "female", "Age": 30.0, "SibSp": 0, "Parch": 0, "Fare": 80.0,
              "Embarked": "C", "Name": None, "Cabin": None}  # fmt: skip
-    result = explain(model, woman)
+    result = explain(model, woman, fake_deps.project)
     effects = {e["input"]: e["effect"] for e in result["effects"]}
     assert effects["Sex"] > 0 and effects["Pclass"] > 0  # both raise her chances
     assert result["probability"] == pytest.approx(model.predict_proba([woman])[0])
@@ -213,7 +213,7 @@ def test_explanation_effects_point_the_right_way(fake_deps: Deps) -> None:
 def test_shadow_scoring_logs_the_challenger_without_changing_the_answer(fake_deps: Deps) -> None:
     assert _noise_challenger(fake_deps) == []  # version 2 is kept out, so it is shadowed
     registry = registry_of(fake_deps)
-    plain, shadowed = Predictor(registry, fake_deps.now), Predictor(registry, fake_deps.now, shadow=True)
+    plain, shadowed = Predictor(registry, fake_deps.now, fake_deps.project), Predictor(registry, fake_deps.now, fake_deps.project, shadow=True)
     for p in (plain, shadowed):
         p.refresh()
         p.refresh_shadow()
@@ -304,7 +304,7 @@ def test_drift_reads_the_training_rows_once_per_champion(fake_deps: Deps) -> Non
     warehouse.latest_rows = lambda table, **kw: scans.append(table) or latest(table, **kw)  # type: ignore[method-assign]
     _ingest_and_train(fake_deps, "a.csv", passengers(600, seed=1))
     registry, cfg = registry_of(fake_deps), monitor.MonitorConfig(drift_min_rows=10)
-    predictor = Predictor(registry, fake_deps.now)
+    predictor = Predictor(registry, fake_deps.now, fake_deps.project)
     predictor.refresh()
     warehouse.append("predictions_data", pa.Table.from_pylist(
         predictor.predict(passengers(50, seed=9).to_pylist())))  # fmt: skip

@@ -31,9 +31,9 @@ import pyarrow.parquet as pq
 from google.api_core import exceptions as gexc
 from google.cloud import bigquery
 
-from minimlops.domain.schema import KEY, NEWEST_ROW_SQL, Column, sample_rank_sql
+from minimlops.domain.schema import Column, key_int_sql, newest_row_sql, sample_rank_sql
 from minimlops.errors import ConflictError, QueryError
-from minimlops.ports import DataSummary
+from minimlops.ports import DataSummary, KeySpec
 
 logger = logging.getLogger(__name__)
 TIMEOUT = 120.0  # seconds to wait for one job or request
@@ -41,7 +41,6 @@ RETRY = bigquery.DEFAULT_RETRY.with_timeout(60.0)  # bounded: never the library'
 LEDGER_META = b"minimlops.ledger_row"
 STAGING_PREFIX = "staging/"
 READ_ONLY = {"SELECT"}
-_RANK = sample_rank_sql(KEY, lambda a, b: f"({a} ^ {b})")
 ARROW_TYPES = {
     "INTEGER": pa.int64(), "INT64": pa.int64(), "FLOAT": pa.float64(), "FLOAT64": pa.float64(),
     "NUMERIC": pa.float64(), "STRING": pa.string(), "BOOLEAN": pa.bool_(), "BOOL": pa.bool_(),
@@ -82,8 +81,13 @@ class BigQueryWarehouse:
     def __init__(
         self, client: bigquery.Client, dataset: str, schemas: Mapping[str, tuple[Column, ...]],
         ledger_table: str, *, staging: tuple[Any, str], location: str = "US",
-        storage_api: bool = True,
+        storage_api: bool = True, key: KeySpec | None = None,
     ) -> None:  # fmt: skip
+        self.key = key or KeySpec()
+        k = self.key.key
+        self._newest = newest_row_sql(k)
+        self._rank = sample_rank_sql(key_int_sql(k, self.key.key_type, "bigquery"),
+                                     lambda a, b: f"({a} ^ {b})")  # fmt: skip
         self.client, self.dataset = client, dataset
         self.schemas, self.ledger_table = dict(schemas), ledger_table
         self.storage, self.staging_bucket = staging
@@ -321,7 +325,7 @@ class BigQueryWarehouse:
 
     def latest_summary(self, table: str) -> DataSummary:
         sql = (f"SELECT split, ingestion_id, COUNT(*) AS n FROM (SELECT split, ingestion_id "
-               f"FROM {self._t(table)} WHERE TRUE QUALIFY {NEWEST_ROW_SQL}) "
+               f"FROM {self._t(table)} WHERE TRUE QUALIFY {self._newest}) "
                f"GROUP BY split, ingestion_id")  # fmt: skip
         return DataSummary.of_counts((r["split"], r["ingestion_id"], r["n"])
                                      for r in self._arrow(sql).to_pylist())  # fmt: skip
@@ -336,22 +340,22 @@ class BigQueryWarehouse:
         if splits is not None:  # a key's split never changes: filter before the newest
             where.append("split IN UNNEST(@splits)")
             params["splits"] = list(splits)
-        sql = f"SELECT * FROM {self._t(table)} WHERE {' AND '.join(where)} QUALIFY {NEWEST_ROW_SQL}"
+        sql = f"SELECT * FROM {self._t(table)} WHERE {' AND '.join(where)} QUALIFY {self._newest}"
         if per_split is not None:  # BigQuery does the work: only the sample comes back
             sql = (f"SELECT * FROM ({sql}) WHERE TRUE QUALIFY row_number() OVER "
-                   f"(PARTITION BY split ORDER BY {_RANK}, {KEY}) <= @n")  # fmt: skip
+                   f"(PARTITION BY split ORDER BY {self._rank}, {self.key.key}) <= @n")  # fmt: skip
             params["n"] = int(per_split)
-        return self._cast(table, self._arrow(sql + f" ORDER BY {KEY}", params))
+        return self._cast(table, self._arrow(sql + f" ORDER BY {self.key.key}", params))
 
     def _labelled(self, predictions: str, feedback: str) -> str:
-        p, f = self._t(predictions), self._t(feedback)
+        p, f, k, y = self._t(predictions), self._t(feedback), self.key.key, self.key.target
         return f"""
             WITH labels AS (
-                SELECT p.*, f.Survived AS label, f.received_at AS labelled_at
+                SELECT p.*, f.{y} AS label, f.received_at AS labelled_at
                 FROM {p} p JOIN {f} f ON f.uuid = p.uuid
                 UNION ALL
-                SELECT p.*, f.Survived AS label, f.received_at AS labelled_at
-                FROM {p} p JOIN {f} f ON f.uuid IS NULL AND f.PassengerId = p.PassengerId
+                SELECT p.*, f.{y} AS label, f.received_at AS labelled_at
+                FROM {p} p JOIN {f} f ON f.uuid IS NULL AND f.{k} = p.{k}
             )
             SELECT * FROM labels WHERE TRUE
             QUALIFY row_number() OVER (PARTITION BY uuid ORDER BY labelled_at DESC) = 1"""
@@ -373,8 +377,11 @@ class BigQueryWarehouse:
             keys.append("at")
             at, params["b"] = ("UNIX_SECONDS(created_at) - MOD(UNIX_SECONDS(created_at), @b)",
                               int(bucket_seconds))
-        sql = (f"SELECT {', '.join(keys)}, COUNT(*) AS labelled, COUNTIF(prediction = label) "
-               f"AS correct FROM (SELECT model_version, {at} AS at, prediction, label FROM "
+        counted = ("0 AS correct, SUM(ABS(prediction - label)) AS abs_error, "
+                   "SUM((prediction - label) * (prediction - label)) AS squared_error"
+                   if self.key.regression else "COUNTIF(prediction = label) AS correct")
+        sql = (f"SELECT {', '.join(keys)}, COUNT(*) AS labelled, {counted} "
+               f"FROM (SELECT model_version, {at} AS at, prediction, label FROM "
                f"({self._labelled(predictions, feedback)})) GROUP BY {', '.join(keys)} "
                f"ORDER BY {', '.join(keys)}")  # fmt: skip
         return [{**r, "labelled": int(r["labelled"]), "correct": int(r["correct"])}
@@ -394,11 +401,12 @@ class BigQueryWarehouse:
 
     def labels_from_ingestion(self, training: str, predictions: str, feedback: str,
                               ingestion_id: str, source: str) -> int:  # fmt: skip
+        k, y = self.key.key, self.key.target
         job = self._job(
-            f"INSERT INTO {self._t(feedback)} (uuid, PassengerId, Survived, received_at, source) "
-            f"SELECT NULL, t.PassengerId, t.Survived, CURRENT_TIMESTAMP(), @src "
-            f"FROM {self._t(training)} t WHERE t.ingestion_id = @id AND t.PassengerId IN "
-            f"(SELECT PassengerId FROM {self._t(predictions)} WHERE PassengerId IS NOT NULL)",
+            f"INSERT INTO {self._t(feedback)} (uuid, {k}, {y}, received_at, source) "
+            f"SELECT NULL, t.{k}, t.{y}, CURRENT_TIMESTAMP(), @src "
+            f"FROM {self._t(training)} t WHERE t.ingestion_id = @id AND t.{k} IN "
+            f"(SELECT {k} FROM {self._t(predictions)} WHERE {k} IS NOT NULL)",
             {"id": ingestion_id, "src": source})  # fmt: skip
         job.result(timeout=TIMEOUT, retry=RETRY)
         return int(job.num_dml_affected_rows or 0)

@@ -17,9 +17,9 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from minimlops.domain.schema import KEY, NEWEST_ROW_SQL, Column, sample_rank_sql
+from minimlops.domain.schema import Column, key_int_sql, newest_row_sql, sample_rank_sql
 from minimlops.errors import ConflictError, QueryError
-from minimlops.ports import DataSummary
+from minimlops.ports import DataSummary, KeySpec
 from minimlops.process import release_memory
 
 DUCKDB_TYPES = {
@@ -43,7 +43,9 @@ def _columns_ddl(columns: tuple[Column, ...]) -> str:
                      for c in columns)  # fmt: skip
 
 
-_RANK = sample_rank_sql("k", lambda a, b: f"xor({a}, {b})")
+def _rank(key: KeySpec) -> str:
+    """The sample's order over the picked keys ``k`` (see domain.schema.sample_rank)."""
+    return sample_rank_sql(key_int_sql("k", key.key_type, "duckdb"), lambda a, b: f"xor({a}, {b})")
 
 
 def _q(identifier: str) -> str:
@@ -87,8 +89,10 @@ class DuckDBWarehouse:
 
     def __init__(
         self, path: Path, schemas: Mapping[str, tuple[Column, ...]], ledger_table: str,
-        *, read_only: bool = False,
+        *, key: KeySpec | None = None, read_only: bool = False,
     ) -> None:  # fmt: skip
+        self.key = key or KeySpec()
+        self._newest = newest_row_sql(_q(self.key.key))
         self.path = Path(path)
         self.schemas = dict(schemas)
         self.ledger_table = ledger_table
@@ -120,6 +124,15 @@ class DuckDBWarehouse:
         """Create missing tables; add NULLABLE columns a newer schema has (the
         schemas are extended, never renamed)."""
         cur = self._cursor()
+        _run(cur, "BEGIN TRANSACTION")  # all tables and columns, or none: never half-migrated
+        try:
+            self._ensure(cur)
+        except BaseException:
+            _run(cur, "ROLLBACK")
+            raise
+        _run(cur, "COMMIT")
+
+    def _ensure(self, cur: duckdb.DuckDBPyConnection) -> None:
         for table, columns in self.schemas.items():
             _run(cur, f"CREATE TABLE IF NOT EXISTS {_q(table)} ({_columns_ddl(columns)})")
             have = {r[0] for r in cur.execute(
@@ -256,7 +269,7 @@ class DuckDBWarehouse:
 
     def latest_summary(self, table: str) -> DataSummary:
         sql = (f"SELECT split, ingestion_id, count(*) FROM (SELECT split, ingestion_id "
-               f"FROM {_q(table)} QUALIFY {NEWEST_ROW_SQL}) GROUP BY ALL")  # fmt: skip
+               f"FROM {_q(table)} QUALIFY {self._newest}) GROUP BY ALL")  # fmt: skip
         return DataSummary.of_counts(self._cursor().sql(sql).fetchall())
 
     def latest_rows(self, table: str, *, ingestion_ids: Sequence[str] | None = None,
@@ -271,14 +284,15 @@ class DuckDBWarehouse:
             params["splits"] = list(splits)
         # Which rows, found on the keys alone; then only those rows are read.
         # (With every column in the window, 1,000,000 rows took +470 MB.)
-        picked = f"SELECT rowid AS r, split, {_q(KEY)} AS k FROM {_q(table)} " \
-                 f"WHERE {' AND '.join(where)} QUALIFY {NEWEST_ROW_SQL}"  # fmt: skip
+        key = _q(self.key.key)
+        picked = f"SELECT rowid AS r, split, {key} AS k FROM {_q(table)} " \
+                 f"WHERE {' AND '.join(where)} QUALIFY {self._newest}"  # fmt: skip
         if per_split is not None:
             picked = (f"SELECT r FROM ({picked}) QUALIFY row_number() OVER (PARTITION BY split "
-                      f"ORDER BY {_RANK}, k) <= $n")  # fmt: skip
+                      f"ORDER BY {_rank(self.key)}, k) <= $n")  # fmt: skip
             params["n"] = int(per_split)
         sql = (f"SELECT * FROM {_q(table)} WHERE rowid IN (SELECT r FROM ({picked})) "
-               f"ORDER BY {_q(KEY)}")  # fmt: skip
+               f"ORDER BY {key}")  # fmt: skip
         out = self._cursor().sql(sql, params=params).to_arrow_table()
         # The window and the sort take memory the C allocator keeps after they
         # are freed; hand it back (this runs before training, not per request).
@@ -287,15 +301,15 @@ class DuckDBWarehouse:
 
     def _labelled(self, predictions: str, feedback: str) -> str:
         """Predictions that have a true label (the newest label per prediction),
-        matched by uuid, or by PassengerId for labels that came in a file."""
-        p, f = _q(predictions), _q(feedback)
+        matched by uuid, or by the row key for labels that came in a file."""
+        p, f, k, y = _q(predictions), _q(feedback), _q(self.key.key), _q(self.key.target)
         return f"""
             WITH labels AS (
-                SELECT p.*, f.Survived AS label, f.received_at AS labelled_at
+                SELECT p.*, f.{y} AS label, f.received_at AS labelled_at
                 FROM {p} p JOIN {f} f ON f.uuid = p.uuid
                 UNION ALL
-                SELECT p.*, f.Survived AS label, f.received_at AS labelled_at
-                FROM {p} p JOIN {f} f ON f.uuid IS NULL AND f.PassengerId = p.PassengerId
+                SELECT p.*, f.{y} AS label, f.received_at AS labelled_at
+                FROM {p} p JOIN {f} f ON f.uuid IS NULL AND f.{k} = p.{k}
             )
             SELECT * FROM labels
             QUALIFY row_number() OVER (PARTITION BY uuid ORDER BY labelled_at DESC) = 1"""
@@ -315,8 +329,12 @@ class DuckDBWarehouse:
         if bucket_seconds:
             keys += ", epoch_us(created_at) // ($b * 1000000) * $b AS at"
             params["b"] = int(bucket_seconds)
-        sql = (f"SELECT {keys}, count(*) AS labelled, count(*) FILTER (WHERE prediction = label) "
-               f"AS correct FROM ({self._labelled(predictions, feedback)}) GROUP BY ALL "
+        counted = ("0 AS correct, sum(abs(prediction - label)) AS abs_error, "
+                   "sum((prediction - label) * (prediction - label)) AS squared_error"
+                   if self.key.regression else
+                   "count(*) FILTER (WHERE prediction = label) AS correct")  # fmt: skip
+        sql = (f"SELECT {keys}, count(*) AS labelled, {counted} "
+               f"FROM ({self._labelled(predictions, feedback)}) GROUP BY ALL "
                "ORDER BY ALL")  # fmt: skip
         return self._cursor().sql(sql, params=params).to_arrow_table().to_pylist()
 
@@ -336,14 +354,15 @@ class DuckDBWarehouse:
 
     def labels_from_ingestion(self, training: str, predictions: str, feedback: str,
                               ingestion_id: str, source: str) -> int:  # fmt: skip
-        """Rows of an ingestion whose PassengerId was predicted before become
-        feedback (true labels arriving in a file). Returns how many."""
+        """Rows of an ingestion whose key was predicted before become feedback
+        (true labels arriving in a file). Returns how many."""
         cur = self._cursor()
+        k, y = _q(self.key.key), _q(self.key.target)
         rows = cur.execute(
-            f"INSERT INTO {_q(feedback)} (uuid, PassengerId, Survived, received_at, source) "
-            f"SELECT NULL, t.PassengerId, t.Survived, now(), $src FROM {_q(training)} t "
-            f"WHERE t.ingestion_id = $id AND t.PassengerId IN "
-            f"(SELECT PassengerId FROM {_q(predictions)} WHERE PassengerId IS NOT NULL)",
+            f"INSERT INTO {_q(feedback)} (uuid, {k}, {y}, received_at, source) "
+            f"SELECT NULL, t.{k}, t.{y}, now(), $src FROM {_q(training)} t "
+            f"WHERE t.ingestion_id = $id AND t.{k} IN "
+            f"(SELECT {k} FROM {_q(predictions)} WHERE {k} IS NOT NULL)",
             {"id": ingestion_id, "src": source}).fetchall()  # fmt: skip
         return int(rows[0][0]) if rows else 0
 

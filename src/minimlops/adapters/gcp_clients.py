@@ -24,19 +24,19 @@ class Clients:
 def make_clients(settings: Settings) -> Clients:
     from google.cloud import bigquery, storage
 
-    if not settings.project:
+    if not settings.gcp_project:
         from minimlops.config import ConfigError
 
         raise ConfigError("the gcp backend needs a project: set GOOGLE_CLOUD_PROJECT "
-                          "(or MINIMLOPS_PROJECT)")  # fmt: skip
+                          "(or MINIMLOPS_GCP_PROJECT)")  # fmt: skip
     if settings.bigquery_emulator_host:
         from google.api_core.client_options import ClientOptions
         from google.auth.credentials import AnonymousCredentials
 
-        bq = bigquery.Client(project=settings.project, credentials=AnonymousCredentials(),
+        bq = bigquery.Client(project=settings.gcp_project, credentials=AnonymousCredentials(),
                              client_options=ClientOptions(
                                  api_endpoint=settings.bigquery_emulator_host))  # fmt: skip
     else:
-        bq = bigquery.Client(project=settings.project, location=settings.location)
-    gcs = storage.Client(project=settings.project)
+        bq = bigquery.Client(project=settings.gcp_project, location=settings.location)
+    gcs = storage.Client(project=settings.gcp_project)
     return Clients(storage=gcs, bigquery=bq, storage_api=not settings.bigquery_emulator_host)

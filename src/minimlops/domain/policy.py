@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-PRIMARY_METRIC = "accuracy"
+PRIMARY_METRIC = "accuracy"  # the Titanic example's; a project names its own
 MIN_EVAL_ROWS = 20
 
 
@@ -54,7 +54,8 @@ def mcnemar(champion_right: list[bool], challenger_right: list[bool]) -> dict[st
     c = sum(1 for x, y in zip(champion_right, challenger_right, strict=True) if y and not x)
     n, k = b + c, min(b, c)
     p = min(1.0, 2 * _half_binomial_cdf(k, n)) if n else 1.0
-    return {"champion_only_right": b, "challenger_only_right": c, "p_value": p}
+    return {"test": "mcnemar", "champion_only_right": b, "challenger_only_right": c,
+            "p_value": p}
 
 
 def _half_binomial_cdf(k: int, n: int) -> float:
@@ -72,7 +73,8 @@ def _half_binomial_cdf(k: int, n: int) -> float:
 def decide_promotion(
     challenger: Mapping[str, float], champion: Mapping[str, float] | None,
     *, tolerance: float = 0.0, failed_checks: tuple[str, ...] = (),
-    paired: dict[str, Any] | None = None,
+    paired: dict[str, Any] | None = None, metric: str = PRIMARY_METRIC,
+    direction: str = "max",
 ) -> Decision:  # fmt: skip
     """Promote the challenger unless it is worse than the champion by more than
     ``tolerance`` on the primary metric, both scored on the same rows.
@@ -82,28 +84,32 @@ def decide_promotion(
         champion: the champion's metrics on the SAME rows, or None if there is
             no champion yet.
         tolerance: how much worse (absolute) the challenger may be.
+        metric: the project's primary metric.
+        direction: "max" if higher is better (accuracy), "min" if lower is (log loss, RMSE).
     """
-    new = challenger.get(PRIMARY_METRIC)
+    new = challenger.get(metric)
     rows = int(challenger.get("rows", 0))
+    common = {"metric": metric, "tolerance": tolerance}
     if failed_checks:
-        old = champion.get(PRIMARY_METRIC) if champion else None
-        versus = f" ({PRIMARY_METRIC} {new:.4f} vs champion's {old:.4f})" if (
+        old = champion.get(metric) if champion else None
+        versus = f" ({metric} {new:.4f} vs champion's {old:.4f})" if (
             new is not None and old is not None) else ""  # fmt: skip
         return Decision(False, "sanity checks failed: " + "; ".join(failed_checks) + versus,
-                        challenger=new, champion=old, tolerance=tolerance,
-                        failed_checks=failed_checks, paired=paired)  # fmt: skip
+                        challenger=new, champion=old, failed_checks=failed_checks,
+                        paired=paired, **common)  # fmt: skip
     if new is None or rows < MIN_EVAL_ROWS:
         return Decision(False, f"only {rows} evaluation rows (need {MIN_EVAL_ROWS})",
-                        challenger=new, tolerance=tolerance)  # fmt: skip
-    if champion is None or champion.get(PRIMARY_METRIC) is None:
-        return Decision(True, "first model: no champion yet", challenger=new,
-                        tolerance=tolerance)  # fmt: skip
-    old = float(champion[PRIMARY_METRIC])
-    if new >= old - tolerance:
-        verdict = "better than" if new > old else "not worse than"
-        return Decision(True, f"{PRIMARY_METRIC} {new:.4f} is {verdict} champion's "
+                        challenger=new, **common)  # fmt: skip
+    if champion is None or champion.get(metric) is None:
+        return Decision(True, "first model: no champion yet", challenger=new, **common)
+    old = float(champion[metric])
+    sign = 1.0 if direction == "max" else -1.0
+    gain = sign * (new - old)  # > 0: the challenger is better
+    if gain >= -tolerance:
+        verdict = "better than" if gain > 0 else "not worse than"
+        return Decision(True, f"{metric} {new:.4f} is {verdict} champion's "
                         f"{old:.4f} on the same {rows} rows (tolerance {tolerance})",
-                        challenger=new, champion=old, tolerance=tolerance, paired=paired)  # fmt: skip
-    return Decision(False, f"{PRIMARY_METRIC} {new:.4f} is worse than champion's "
+                        challenger=new, champion=old, paired=paired, **common)  # fmt: skip
+    return Decision(False, f"{metric} {new:.4f} is worse than champion's "
                     f"{old:.4f} on the same {rows} rows by more than {tolerance}",
-                    challenger=new, champion=old, tolerance=tolerance, paired=paired)  # fmt: skip
+                    challenger=new, champion=old, paired=paired, **common)  # fmt: skip

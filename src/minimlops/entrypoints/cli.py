@@ -150,10 +150,12 @@ def predict(
     settings = _settings(home=home)
     _setup_logging("WARNING")
     people = _read_passengers(passenger, file)
-    from minimlops.entrypoints.fastpath import one_passenger
+    from minimlops.bootstrap import project_of
+    from minimlops.entrypoints.schemas import request_models
 
     try:
-        checked = [one_passenger.validate_python(p) for p in people]
+        one = request_models(project_of(settings)).one
+        checked = [one.validate_python(p) for p in people]
         result = _ops(settings).predict(checked)
     except (MinimlopsError, RuntimeError, ValueError) as exc:
         _fail(exc)
@@ -332,8 +334,8 @@ app.add_typer(gcp_app, name="gcp")
 
 
 def _gcp_settings(project: str | None, region: str | None) -> Settings:
-    settings = _settings(backend="gcp", project=project, region=region)
-    if not settings.project:
+    settings = _settings(backend="gcp", gcp_project=project, region=region)
+    if not settings.gcp_project:
         err.print("[red]error:[/] set GOOGLE_CLOUD_PROJECT or pass --project")
         raise typer.Exit(2)
     return settings
@@ -357,7 +359,7 @@ def gcp_provision(
     for r in done:
         console.print(f"{r.status:8} {r.kind:13} {r.name}")
     created = sum(r.status != "found" for r in done)
-    console.print(f"{created} created or updated, {len(done) - created} found (project {settings.project})")
+    console.print(f"{created} created or updated, {len(done) - created} found (project {settings.gcp_project})")
 
 
 @gcp_app.command("deploy")

@@ -17,11 +17,11 @@ from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ValidationError
 
-from minimlops.entrypoints.schemas import Passenger
+from minimlops.entrypoints.schemas import RequestModels
 from minimlops.entrypoints.security import allow_origin, key_matches
-from minimlops.errors import NoChampionError
+from minimlops.errors import DerivedFeatureError, NoChampionError
 
 if TYPE_CHECKING:
     from minimlops.entrypoints.stats import ServingStats
@@ -32,8 +32,6 @@ Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 Answer = Callable[[bytes, str], Awaitable[tuple[int, bytes]]]
 JSON = (b"content-type", b"application/json")
-one_passenger = TypeAdapter(Passenger)
-many_passengers = TypeAdapter(list[Passenger])
 
 
 def field_errors(exc: ValidationError, batch: bool) -> list[dict[str, Any]]:
@@ -53,10 +51,20 @@ def _err(status: int, detail: str, **extra: Any) -> tuple[int, bytes, int]:
     return status, orjson.dumps({"detail": detail, **extra}), 0
 
 
-def predict_answerer(predictor: Predictor, log: DurableLog, stats: ServingStats, *,
-                     max_body: int, max_batch: int) -> Answer:  # fmt: skip
+def answer_keys(task: str) -> tuple[str, ...]:
+    """The fields of an answer, by task (binary: the exercise's shape)."""
+    return {"binary": ("prediction", "probability", "uuid", "model_version"),
+            "multiclass": ("prediction", "probability", "probabilities", "uuid", "model_version"),
+            "regression": ("prediction", "uuid", "model_version")}[task]  # fmt: skip
+
+
+def predict_answerer(predictor: Predictor, log: DurableLog, stats: ServingStats,
+                     models: RequestModels, *, max_body: int, max_batch: int) -> Answer:  # fmt: skip
     """``answer(body, content_type) -> (status, JSON body)`` for POST /predict:
     validate, predict, wait until the rows are durable, answer."""
+    one, many, noun = models.one, models.many, models.name.lower()
+    keys = answer_keys(predictor.task)
+    multiclass = predictor.task == "multiclass"
 
     async def answer(body: bytes, content_type: str) -> tuple[int, bytes]:
         started = time.perf_counter()
@@ -75,24 +83,31 @@ def predict_answerer(predictor: Predictor, log: DurableLog, stats: ServingStats,
             return _err(400, f"invalid JSON: {exc}")
         batch = isinstance(data, list)
         if batch and len(data) > max_batch:
-            return _err(413, f"batch of {len(data)} passengers exceeds the limit of {max_batch}")
+            return _err(413, f"batch of {len(data)} rows exceeds the limit of {max_batch}")
         if batch and not data:
-            return _err(422, "empty list: send at least one passenger")
+            return _err(422, f"empty list: send at least one {noun}")
         try:
-            people = (many_passengers.validate_python(data) if batch
-                      else [one_passenger.validate_python(data)])  # fmt: skip
+            people = many.validate_python(data) if batch else [one.validate_python(data)]
         except ValidationError as exc:
-            return _err(422, "invalid passenger", errors=field_errors(exc, batch))
+            return _err(422, f"invalid {noun}", errors=field_errors(exc, batch))
         try:
             rows = predictor.predict(people)
         except NoChampionError as exc:
             return _err(503, f"no model to serve: {exc}")
+        except DerivedFeatureError as exc:
+            where = {"index": exc.where} if batch else {}
+            return _err(422, f"invalid {noun}", errors=[{
+                "field": exc.feature, **where,
+                "message": f"derived feature {exc.feature!r} failed: "
+                           f"{type(exc.cause).__name__}: {exc.cause}"}])  # fmt: skip
         try:
             await log.log(rows)
         except Exception as exc:
             return _err(503, f"prediction not stored, so not answered: {exc}")
-        answers = [{"prediction": r["prediction"], "probability": r["probability"],
-                    "uuid": r["uuid"], "model_version": r["model_version"]} for r in rows]  # fmt: skip
+        answers = [{k: r[k] for k in keys} for r in rows]
+        if multiclass:
+            for a in answers:
+                a["probabilities"] = orjson.loads(a["probabilities"])
         if batch:
             return 200, orjson.dumps({"predictions": answers,
                                       "model_version": rows[0]["model_version"]}), len(rows)  # fmt: skip

@@ -53,7 +53,7 @@ def provision(settings: Settings, *, push_endpoint: str | None = None) -> list[R
     store, wh = deps.store, deps.warehouse
     out = [Resource("bucket", f"gs://{b}", store.ensure_bucket(b, s.location))  # type: ignore[attr-defined]
            for b in (s.landing_bucket, s.model_bucket)]
-    out.append(Resource("dataset", f"{s.project}.{s.dataset}", wh.ensure_dataset()))  # type: ignore[attr-defined]
+    out.append(Resource("dataset", f"{s.gcp_project}.{s.dataset}", wh.ensure_dataset()))  # type: ignore[attr-defined]
     for table in wh.schemas:  # type: ignore[attr-defined]
         out.append(Resource("table", wh.table_id(table), wh.ensure_table(table)))  # type: ignore[attr-defined]
     bus = deps.bus
@@ -63,7 +63,7 @@ def provision(settings: Settings, *, push_endpoint: str | None = None) -> list[R
     out.append(Resource("subscription", s.dead_letter_topic, bus.ensure_dead_letter()))  # type: ignore[attr-defined]
     if push_endpoint:
         for topic in (s.ingestion_topic, s.retrain_topic):
-            name, url = f"train_model-{topic}", f"{push_endpoint.rstrip('/')}/projects/{s.project}/topics/{topic}"
+            name, url = f"train_model-{topic}", f"{push_endpoint.rstrip('/')}/projects/{s.gcp_project}/topics/{topic}"
             status = bus.create_subscription(name, topic, push_endpoint=url)  # type: ignore[call-arg]
             out.append(Resource("subscription", f"{name} -> {url}", status))
     app.close()
@@ -94,8 +94,8 @@ class Function:
 def functions(settings: Settings, *, allow_unauthenticated: bool = False) -> list[Function]:
     """The four functions, their triggers, sizes and service account roles."""
     s = settings
-    landing, models, ds = s.landing_bucket, s.model_bucket, f"{s.project}:{s.dataset}"
-    project = str(s.project)
+    landing, models, ds = s.landing_bucket, s.model_bucket, f"{s.gcp_project}:{s.dataset}"
+    project = str(s.gcp_project)
 
     def job_user(why: str) -> Grant:
         return Grant("project", project, "roles/bigquery.jobUser", why)
@@ -145,7 +145,7 @@ def functions(settings: Settings, *, allow_unauthenticated: bool = False) -> lis
 
 def service_account(settings: Settings, fn: str) -> str:
     short = "mlops-" + fn.replace("_", "-")[:23]
-    return f"{short}@{settings.project}.iam.gserviceaccount.com"
+    return f"{short}@{settings.gcp_project}.iam.gserviceaccount.com"
 
 
 def _grant(settings: Settings, sa: str, g: Grant) -> list[str]:
@@ -156,7 +156,7 @@ def _grant(settings: Settings, sa: str, g: Grant) -> list[str]:
         "bucket": ["gcloud", "storage", "buckets", "add-iam-policy-binding", f"gs://{g.resource}",
                    member, role],
         "topic": ["gcloud", "pubsub", "topics", "add-iam-policy-binding", g.resource, member, role,
-                  f"--project={settings.project}"],
+                  f"--project={settings.gcp_project}"],
         "dataset": ["bq", "add-iam-policy-binding", member, role, g.resource],
     }[g.scope]  # fmt: skip
 
@@ -167,7 +167,7 @@ def env_vars(settings: Settings) -> str:
             "promoted_topic", "retrain_topic", "model_name", "location", "dead_letter_topic",
             "max_bad_rows", "promotion_tolerance", "bus_max_attempts"}  # fmt: skip
     pairs = [f"MINIMLOPS_{k.upper()}={getattr(settings, k)}" for k in sorted(keep)]
-    return ",".join(["MINIMLOPS_BACKEND=gcp", f"GOOGLE_CLOUD_PROJECT={settings.project}", *pairs])
+    return ",".join(["MINIMLOPS_BACKEND=gcp", f"GOOGLE_CLOUD_PROJECT={settings.gcp_project}", *pairs])
 
 
 def commands(settings: Settings, bundle: Path, *,
@@ -177,12 +177,12 @@ def commands(settings: Settings, bundle: Path, *,
     for fn in functions(s, allow_unauthenticated=allow_unauthenticated):
         sa = service_account(s, fn.name)
         out.append(["gcloud", "iam", "service-accounts", "create", sa.split("@")[0],
-                    f"--project={s.project}", f"--display-name=minimlops {fn.name}"])
+                    f"--project={s.gcp_project}", f"--display-name=minimlops {fn.name}"])
         out += [_grant(s, sa, g) for g in fn.grants]
     for fn in functions(s, allow_unauthenticated=allow_unauthenticated):
         out.append([
             "gcloud", "functions", "deploy", fn.name, "--gen2", "--runtime=python311",
-            f"--project={s.project}", f"--region={s.region}", f"--source={bundle}",
+            f"--project={s.gcp_project}", f"--region={s.region}", f"--source={bundle}",
             f"--entry-point={fn.name}", f"--memory={fn.memory}", f"--timeout={fn.timeout}s",
             f"--service-account={service_account(s, fn.name)}",
             f"--set-env-vars={env_vars(s)}", *fn.trigger, *fn.extra,
@@ -191,7 +191,7 @@ def commands(settings: Settings, bundle: Path, *,
     # A function has one trigger; retrain_requested reaches the same service
     # through a second Eventarc trigger.
     out.append(["gcloud", "eventarc", "triggers", "create", "train-model-retrain",
-                f"--project={s.project}", f"--location={s.region}",
+                f"--project={s.gcp_project}", f"--location={s.region}",
                 "--destination-run-service=train-model", f"--destination-run-region={s.region}",
                 "--event-filters=type=google.cloud.pubsub.topic.v1.messagePublished",
                 f"--transport-topic={s.retrain_topic}", f"--service-account={trainer}"])  # fmt: skip
@@ -199,7 +199,7 @@ def commands(settings: Settings, bundle: Path, *,
     # dead-letter topic, so a message that keeps failing is set aside, not retried for days.
     for trigger_of in ("ingest_data", "train_model"):
         sub = (f"$(gcloud functions describe {trigger_of} --gen2 --region={s.region} "
-               f"--project={s.project} --format='value(eventTrigger.trigger)' | xargs -I{{}} "
+               f"--project={s.gcp_project} --format='value(eventTrigger.trigger)' | xargs -I{{}} "
                f"gcloud eventarc triggers describe {{}} --location={s.region} "
                f"--format='value(transport.pubsub.subscription)')")
         out.append(["sh", "-c", f"gcloud pubsub subscriptions update {sub} "
@@ -208,11 +208,11 @@ def commands(settings: Settings, bundle: Path, *,
                     "--min-retry-delay=10s --max-retry-delay=600s"])  # fmt: skip
     scheduler = service_account(s, "monitor_pipeline")
     out.append(["gcloud", "functions", "add-invoker-policy-binding", "monitor_pipeline",
-                f"--region={s.region}", f"--project={s.project}",
+                f"--region={s.region}", f"--project={s.gcp_project}",
                 f"--member=serviceAccount:{scheduler}"])  # fmt: skip
     out.append(["gcloud", "scheduler", "jobs", "create", "http", "minimlops-monitor",
-                f"--project={s.project}", f"--location={s.region}", "--schedule=*/15 * * * *",
-                f"--uri=https://{s.region}-{s.project}.cloudfunctions.net/monitor_pipeline",
+                f"--project={s.gcp_project}", f"--location={s.region}", "--schedule=*/15 * * * *",
+                f"--uri=https://{s.region}-{s.gcp_project}.cloudfunctions.net/monitor_pipeline",
                 "--http-method=POST", f"--oidc-service-account-email={scheduler}"])  # fmt: skip
     return out
 

@@ -25,28 +25,28 @@ from pydantic import ValidationError
 
 from minimlops import __version__
 from minimlops.bootstrap import App
-from minimlops.entrypoints.fastpath import field_errors, one_passenger, predict_answerer
+from minimlops.entrypoints.fastpath import field_errors, predict_answerer
 from minimlops.entrypoints.schemas import (
-    Feedback,
     PromoteRequest,
     QueryRequest,
     TrainRequest,
+    request_models,
 )
 from minimlops.entrypoints.security import key_matches
 from minimlops.entrypoints.stats import ServingStats
-from minimlops.errors import ConflictError, ModelNotFoundError, QueryError
+from minimlops.errors import ConflictError, DerivedFeatureError, ModelNotFoundError, QueryError
 from minimlops.services import admin, messagebus, monitor
 from minimlops.services.explain import explain as explain_passenger
 
 logger = logging.getLogger(__name__)
 WEB = Path(__file__).resolve().parent.parent / "web"
 _bearer = HTTPBearer(auto_error=False)
-PREDICT_BODY = {
-    "required": True,
-    "content": {"application/json": {"schema": {"oneOf": [
-        {"$ref": "#/components/schemas/Passenger"},
-        {"type": "array", "items": {"$ref": "#/components/schemas/Passenger"}}]}}},
-}  # fmt: skip
+def _body(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"required": True, "content": {"application/json": {"schema": schema}}}
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
 
 
 def _json(body: Any, status: int = 200) -> Response:
@@ -102,11 +102,14 @@ def create_app(app: App, *, admin_tokens: Sequence[str] = (), lifespan_tasks: bo
             raise HTTPException(401, "a valid admin bearer token is required",
                                 headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
 
-    answer_predict = predict_answerer(app.predictor, app.log, stats, max_body=s.max_body_bytes,
-                                      max_batch=s.max_batch)  # fmt: skip
+    shapes = request_models(app.deps.project)
+    noun, target = shapes.name, app.deps.project.target
+    answer_predict = predict_answerer(app.predictor, app.log, stats, shapes,
+                                      max_body=s.max_body_bytes, max_batch=s.max_batch)  # fmt: skip
+    one_or_many = _body({"oneOf": [_ref(noun), {"type": "array", "items": _ref(noun)}]})
 
-    @api.post("/predict", openapi_extra={"requestBody": PREDICT_BODY}, tags=["serving"],
-              summary="Predict survival for one passenger or a list of them")  # fmt: skip
+    @api.post("/predict", openapi_extra={"requestBody": one_or_many}, tags=["serving"],
+              summary=f"Predict {target} for one {noun.lower()} or a list of them")  # fmt: skip
     async def predict(request: Request) -> Response:
         # Served by FastPredict in front of this app; kept for the OpenAPI
         # document and for use without the front (e.g. a test client).
@@ -141,22 +144,29 @@ def create_app(app: App, *, admin_tokens: Sequence[str] = (), lifespan_tasks: bo
                       f'{o["forwarded"]}']  # fmt: skip
         return Response("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")
 
-    @api.post("/explain", tags=["serving"], openapi_extra={"requestBody": {
-        "required": True, "content": {"application/json": {
-            "schema": {"$ref": "#/components/schemas/Passenger"}}}}})  # fmt: skip
+    @api.post("/explain", tags=["serving"], openapi_extra={"requestBody": _body(_ref(noun))})
     async def explain(request: Request) -> Response:
-        """How each input moved this passenger's probability (not logged)."""
+        """How each input moved this row's answer (not logged)."""
         if (refused := keyed(request)) is not None:
             return refused
         try:
-            person = one_passenger.validate_json(await request.body())
+            person = shapes.one.validate_json(await request.body())
         except ValidationError as exc:
-            return _problem(422, "invalid passenger", errors=field_errors(exc, False))
+            return _problem(422, f"invalid {noun.lower()}", errors=field_errors(exc, False))
         current = app.predictor.current
         if current is None:
             return _problem(503, "no model to serve yet")
-        result = explain_passenger(current[1], person)
+        try:
+            result = explain_passenger(current[1], person, app.deps.project)
+        except DerivedFeatureError as exc:
+            return _problem(422, f"invalid {noun.lower()}", errors=[
+                {"field": exc.feature, "message": str(exc)}])  # fmt: skip
         return _json({**result, "model_version": current[0]})
+
+    @api.get("/project", tags=["models"])
+    async def project() -> Response:
+        """The data set: columns and rules, key, target, task, and a typical row."""
+        return _json(await asyncio.to_thread(admin.project_view, app.deps, app.registry))
 
     @api.get("/events", tags=["operations"])
     async def events(limit: int = 100) -> Response:
@@ -206,18 +216,25 @@ def create_app(app: App, *, admin_tokens: Sequence[str] = (), lifespan_tasks: bo
     async def models() -> Response:
         return _json(await asyncio.to_thread(models_with_live))
 
-    @api.post("/feedback", tags=["monitoring"])
-    async def feedback(request: Request, body: Feedback | list[Feedback]) -> Response:
-        """True labels for earlier predictions: {"uuid", "Survived"} or a list."""
+    feedback_body = _body({"oneOf": [_ref("Feedback"), {"type": "array",
+                                                          "items": _ref("Feedback")}]})
+
+    @api.post("/feedback", tags=["monitoring"], openapi_extra={"requestBody": feedback_body})
+    async def feedback(request: Request) -> Response:
+        """True labels for earlier predictions: {"uuid", "<target>"} or a list."""
         if (refused := keyed(request)) is not None:
             return refused
+        try:
+            body = shapes.feedback.validate_json(await request.body())
+        except ValidationError as exc:
+            return _problem(422, "invalid feedback", errors=field_errors(exc, True))
         items = body if isinstance(body, list) else [body]
         if len(items) > s.max_batch:
             return _problem(413, f"{len(items)} labels exceed the limit of {s.max_batch}")
 
         def store() -> dict[str, Any]:
             app.flush_predictions()  # a prediction answered a moment ago is known
-            return admin.feedback(app.deps, [(i.uuid, i.Survived) for i in items])
+            return admin.feedback(app.deps, [(i["uuid"], i[target]) for i in items])
 
         result = await asyncio.to_thread(store)
         return _json(result, 200 if result["accepted"] else 404)
@@ -289,8 +306,10 @@ def create_app(app: App, *, admin_tokens: Sequence[str] = (), lifespan_tasks: bo
         if api.openapi_schema is None:
             schema = get_openapi(title=api.title, version=api.version,
                                  description=api.description, routes=api.routes)
-            schema.setdefault("components", {}).setdefault("schemas", {})["Passenger"] = (
-                one_passenger.json_schema(ref_template="#/components/schemas/{model}"))
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            components[noun] = shapes.one.json_schema(ref_template="#/components/schemas/{model}")
+            one_label = shapes.feedback.json_schema(ref_template="#/components/schemas/{model}")
+            components.update(one_label.pop("$defs", {}))
             api.openapi_schema = schema
         return api.openapi_schema
 

@@ -225,8 +225,11 @@ def _serve(conn: Connection, settings: Settings, name: str, address: tuple[str, 
     part = build_serving(settings, name)
     part.predictor.refresh()
     stats = ServingStats()
-    answer = predict_answerer(part.predictor, part.log, stats, max_body=settings.max_body_bytes,
-                              max_batch=settings.max_batch)  # fmt: skip
+    from minimlops.entrypoints.schemas import request_models
+
+    answer = predict_answerer(part.predictor, part.log, stats,
+                              request_models(part.predictor.project),
+                              max_body=settings.max_body_bytes, max_batch=settings.max_batch)  # fmt: skip
     key = settings.api_key.get_secret_value() if settings.api_key else None
     forward = Forward(primary_url, part.log)
     front = FastPredict(forward, answer, settings.max_body_bytes, origins=settings.origins,

@@ -8,6 +8,7 @@ candidates need and refuse everything else, and we check the hash first.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from minimlops.errors import ArtifactIntegrityError
@@ -38,7 +39,8 @@ def to_bytes(model: TrainedModel) -> bytes:
     return bytes(sio.dumps(payload))
 
 
-def from_bytes(data: bytes, expected_sha256: str) -> TrainedModel:
+def from_bytes(data: bytes, expected_sha256: str,
+               derive: Mapping[str, Callable[..., Any]] | None = None) -> TrainedModel:
     """Load a model after checking its hash and the types it contains.
 
     Raises:
@@ -65,5 +67,8 @@ def from_bytes(data: bytes, expected_sha256: str) -> TrainedModel:
         raise ArtifactIntegrityError(f"artifact is not a readable skops model: {exc}") from exc
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ArtifactIntegrityError("artifact is not a minimlops model")
+    if not isinstance(payload.get("spec"), dict) or payload["spec"].get("format") != 2:
+        raise ArtifactIntegrityError("artifact was made by an older minimlops (before projects); "
+                                     "train a new version")  # fmt: skip
     return TrainedModel(payload["estimator"], payload["spec"], payload["algorithm"],
-                        tuple(payload["feature_names"]))  # fmt: skip
+                        tuple(payload["feature_names"]), derive=derive or {})  # fmt: skip

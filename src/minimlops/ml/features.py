@@ -1,192 +1,201 @@
-"""Feature building on plain dicts, shared by training and serving.
+"""Feature building on plain dicts, by column kind, shared by training and serving.
 
-Training calls :func:`matrix` on every row and serving calls :func:`vector` on
-one request: both run the same Python, so they cannot disagree. The few
-statistics a feature needs (imputation values) are learned from TRAIN rows
-only (:func:`fit_spec`) and stored inside the model artifact.
+:func:`fit_spec` learns from TRAIN rows only what the features need (medians
+for imputation, the categories seen) and returns plain data stored in the
+model. :class:`FeatureSet` compiles a spec into lookups once; serving calls
+:meth:`FeatureSet.vector` on one request (plain Python, no numpy) and batches
+and training call :meth:`FeatureSet.matrix` (numpy a column at a time).
+``test_matrix_and_vector_agree`` holds the two equal on every row of every example.
+
+Encodings: a number is its value, the TRAIN median when missing, plus a
+missing indicator for an optional column; a boolean is 0/1 (missing: the TRAIN
+mode plus an indicator); a category is one-hot over the categories seen in
+TRAIN (at most ``MAX_CATEGORIES``, the most frequent) plus one "other" slot for
+missing, rare and unseen values, so a new value at serving time is no error.
 """
 
 from __future__ import annotations
 
 import math
-import re
 import statistics
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-TITLES = ("Mr", "Mrs", "Miss", "Master", "Rare")
-DECKS = ("A", "B", "C", "D", "E", "F", "G", "U")
-PORTS = ("C", "Q", "S")
-_TITLE_MAP = {"Mlle": "Miss", "Ms": "Miss", "Mme": "Mrs", "Lady": "Rare",
-              "Countess": "Rare", "the Countess": "Rare", "Dona": "Rare"}  # fmt: skip
-_TITLE_RE = re.compile(r",\s*([^.]+)\.")
+from minimlops.domain.project import Project
+from minimlops.errors import DerivedFeatureError
 
-FEATURE_NAMES: tuple[str, ...] = (
-    "pclass_1", "pclass_2", "pclass_3", "female", "age", "age_missing",
-    "sibsp", "parch", "family_size", "alone", "fare", "log_fare",
-    "fare_per_person", *(f"embarked_{p}" for p in PORTS),
-    *(f"title_{t}" for t in TITLES), *(f"deck_{d}" for d in DECKS),
-)  # fmt: skip
-# The request fields the model reads (Name and Cabin only for title and deck).
-MODEL_INPUTS = ("Pclass", "Sex", "Age", "SibSp", "Parch", "Fare", "Embarked",
-                "Name", "Cabin")  # fmt: skip
+MAX_CATEGORIES = 50  # one-hot slots per column at most; the rest share "other"
+MIN_CATEGORY_ROWS = 1
+Derive = Mapping[str, Callable[[Mapping[str, Any]], Any]]
 
 
-def title(row: Mapping[str, Any]) -> str:
-    """Title from the name ("Braund, Mr. Owen" -> Mr), or a guess without one.
-
-    Without a name, boys under 13 are "Master", other males "Mr", females
-    under 18 "Miss", other females "Mrs": the titles' meaning in 1912.
-    """
-    name = row.get("Name") or ""
-    match = _TITLE_RE.search(name)
-    if match:
-        raw = match.group(1).strip()
-        mapped = _TITLE_MAP.get(raw, raw)
-        return mapped if mapped in TITLES else "Rare"
-    age = row.get("Age")
-    if row.get("Sex") == "female":
-        return "Miss" if age is not None and age < 18 else "Mrs"
-    return "Master" if age is not None and age < 13 else "Mr"
-
-
-def deck(row: Mapping[str, Any]) -> str:
-    """Deck letter from the cabin ("C85" -> C); U when unknown."""
-    cabin = (row.get("Cabin") or "").strip()
-    letter = cabin[:1].upper()
-    return letter if letter in DECKS else "U"
-
-
-def fit_spec(rows: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
-    """Imputation values learned from training rows (never VALIDATION/TEST).
-
-    One pass that keeps numbers and counts, not the rows: the rows may be
-    streamed (training on a million rows reads them a chunk at a time).
-    """
-    ages: dict[str, list[float]] = {t: [] for t in TITLES}
-    fares: dict[str, list[float]] = {"1": [], "2": [], "3": []}
-    ports: dict[str, int] = dict.fromkeys(PORTS, 0)
-    seen: dict[str, Counter[Any]] = {c: Counter() for c in _MODE_COLUMNS}
-    for row in rows:
-        for column, counts in seen.items():
-            if (value := row.get(column)) is not None:
-                counts[value] += 1
-        if row.get("Age") is not None:
-            ages[title(row)].append(float(row["Age"]))
-        if row.get("Fare") is not None:
-            fares[str(row["Pclass"])].append(float(row["Fare"]))
-        if row.get("Embarked") in ports:
-            ports[row["Embarked"]] += 1
-    all_ages = [a for v in ages.values() for a in v] or [28.0]
-    all_fares = [f for v in fares.values() for f in v] or [14.45]
-    age_all, fare_all = statistics.median(all_ages), statistics.median(all_fares)
-    # a typical passenger of the training rows: medians and modes (for explanations);
-    # most_common keeps first-seen order on ties, as statistics.mode does
-    mode = {c: counts.most_common(1)[0][0] if counts else None for c, counts in seen.items()}
-    port = max(ports, key=lambda p: ports[p])
-    return {
-        "reference": {"Pclass": mode["Pclass"] or 3, "Sex": mode["Sex"] or "male", "Age": age_all,
-                      "SibSp": mode["SibSp"] or 0, "Parch": mode["Parch"] or 0,
-                      "Fare": fare_all, "Embarked": port, "Name": None, "Cabin": None},
-        "age_by_title": {t: statistics.median(v) if v else age_all
-                         for t, v in ages.items()},
-        "fare_by_class": {c: statistics.median(v) if v else fare_all
-                          for c, v in fares.items()},
-        "embarked_mode": port,
-    }  # fmt: skip
-
-
-_MODE_COLUMNS = ("Pclass", "Sex", "SibSp", "Parch")
-
-
-def vector(row: Mapping[str, Any], spec: Mapping[str, Any]) -> list[float]:
-    """The feature vector of one passenger, in :data:`FEATURE_NAMES` order."""
-    pclass, sibsp, parch = int(row["Pclass"]), int(row["SibSp"]), int(row["Parch"])
-    t, d = title(row), deck(row)
-    age = row.get("Age")
-    age_value = float(age) if age is not None else spec["age_by_title"][t]
-    fare = row.get("Fare")
-    fare_value = float(fare) if fare is not None else spec["fare_by_class"][str(pclass)]
-    port = row.get("Embarked") or spec["embarked_mode"]
-    family = sibsp + parch + 1
-    return [
-        float(pclass == 1), float(pclass == 2), float(pclass == 3),
-        float(row["Sex"] == "female"), age_value, float(age is None),
-        float(sibsp), float(parch), float(family), float(family == 1),
-        fare_value, math.log1p(fare_value), fare_value / family,
-        *_PORT_HOT.get(port, _NO_PORT), *_TITLE_HOT[t], *_DECK_HOT[d],
-    ]  # fmt: skip
-
-
-def _one_hot(values: tuple[str, ...]) -> dict[str, tuple[float, ...]]:
-    return {v: tuple(float(v == x) for x in values) for v in values}
-
-
-# The one-hot parts of vector(), looked up instead of built per request (~1 us of 2)
-_PORT_HOT, _TITLE_HOT, _DECK_HOT = _one_hot(PORTS), _one_hot(TITLES), _one_hot(DECKS)
-_NO_PORT = (0.0,) * len(PORTS)
-
-
-def matrix(rows: Sequence[Mapping[str, Any]], spec: Mapping[str, Any]) -> np.ndarray:
-    """Feature vectors of many rows as a float64 matrix (one row per passenger).
-
-    The same features as :func:`vector`, computed a column at a time with
-    numpy (~10x faster on a batch); ``test_matrix_and_vector_agree`` holds
-    the two equal on every row of the data set.
-    """
-    n = len(rows)
-    out = np.zeros((n, len(FEATURE_NAMES)), dtype=np.float64)
-    if n == 0:
-        return out
-    pclass = np.fromiter((int(r["Pclass"]) for r in rows), np.int64, n)
-    sibsp = np.fromiter((int(r["SibSp"]) for r in rows), np.int64, n)
-    parch = np.fromiter((int(r["Parch"]) for r in rows), np.int64, n)
-    female = np.fromiter((r["Sex"] == "female" for r in rows), np.bool_, n)
-    age = _floats(rows, "Age", n)
-    fare = _floats(rows, "Fare", n)
-    titles = _title_indices(rows, female, age)
-    age_missing = np.isnan(age)
-    by_title = np.array([spec["age_by_title"][t] for t in TITLES], dtype=np.float64)
-    age = np.where(age_missing, by_title[titles], age)
-    by_class = np.array([0.0, *(spec["fare_by_class"][c] for c in ("1", "2", "3"))])
-    fare = np.where(np.isnan(fare), by_class[pclass], fare)
-    family = sibsp + parch + 1
-    columns = (pclass == 1, pclass == 2, pclass == 3, female, age, age_missing, sibsp, parch,
-               family, family == 1, fare, np.log1p(fare), fare / family)  # fmt: skip
-    for j, column in enumerate(columns):
-        out[:, j] = column
-    every = np.arange(n)
-    mode = spec["embarked_mode"]
-    ports = np.fromiter((PORTS.index(r.get("Embarked") or mode) for r in rows), np.int64, n)
-    out[every, len(columns) + ports] = 1.0
-    out[every, len(columns) + len(PORTS) + titles] = 1.0
-    decks = np.fromiter((_DECK_INDEX[deck(r)] for r in rows), np.int64, n)
-    out[every, len(columns) + len(PORTS) + len(TITLES) + decks] = 1.0
+def _columns(project: Project) -> list[dict[str, Any]]:
+    derived = {d.name: d for d in project.derived}
+    out = []
+    for name in project.features:
+        if name in derived:
+            d = derived[name]
+            out.append({"name": name, "kind": d.kind, "derived": True, "optional": True})
+        else:
+            c = project.column(name)
+            kind = "categorical" if c.kind == "text" else c.kind
+            out.append({"name": name, "kind": kind, "derived": False, "optional": not c.required})
     return out
 
 
-_DECK_INDEX = {d: i for i, d in enumerate(DECKS)}
-_TITLE_INDEX = {t: i for i, t in enumerate(TITLES)}
+def fit_spec(rows: Iterable[Mapping[str, Any]], project: Project, derive: Derive) -> dict[str, Any]:
+    """What the features need, learned from TRAIN rows (never VALIDATION/TEST).
+
+    One pass that keeps counts and numbers, not the rows: the rows may be
+    streamed a chunk at a time.
+
+    Raises:
+        DerivedFeatureError: a derived feature raised on a row (named by its key).
+    """
+    columns = _columns(project)
+    numbers: dict[str, list[float]] = {c["name"]: [] for c in columns if c["kind"] != "categorical"}
+    counts: dict[str, Counter[Any]] = {c["name"]: Counter() for c in columns}
+    missing: dict[str, int] = dict.fromkeys(numbers, 0)
+    raw_counts: dict[str, Counter[Any]] = {c: Counter() for c in project.input_columns}
+    for row in rows:
+        for c in project.input_columns:
+            if (v := row.get(c)) is not None:
+                raw_counts[c][v] += 1
+        for col in columns:
+            value = _value(row, col, derive, project.key)
+            if col["kind"] == "categorical":
+                counts[col["name"]][value] += 1
+            elif value is None:
+                missing[col["name"]] += 1
+            else:
+                numbers[col["name"]].append(float(value))
+    for col in columns:
+        name = col["name"]
+        if col["kind"] == "categorical":
+            common = [v for v, n in counts[name].most_common() if v is not None
+                      and n >= MIN_CATEGORY_ROWS][:MAX_CATEGORIES]  # fmt: skip
+            col["categories"] = sorted(common, key=str)
+        else:
+            values = numbers[name]
+            fill = statistics.median(values) if values else 0.0
+            col["fill"] = float(round(fill) if col["kind"] == "boolean" else fill)
+            col["indicator"] = col["optional"] and (not col["derived"] or missing[name] > 0)
+    return {"format": 2, "task": project.task, "columns": columns,
+            "classes": list(project.classes) if project.classes else None,
+            "reference": _reference(project, raw_counts, numbers)}  # fmt: skip
 
 
-def _floats(rows: Sequence[Mapping[str, Any]], column: str, n: int) -> np.ndarray:
-    """A column as float64, missing values as NaN."""
-    return np.fromiter((math.nan if (v := r.get(column)) is None else float(v) for r in rows),
-                       np.float64, n)  # fmt: skip
+def _reference(project: Project, counts: Mapping[str, Counter[Any]],
+               numbers: Mapping[str, list[float]]) -> dict[str, Any]:  # fmt: skip
+    """A typical row of the training rows: medians of numbers, modes of the
+    rest (for explanations and the page's defaults); optional text is None."""
+    ref: dict[str, Any] = {}
+    for c in project.columns:
+        if c.name in (project.target, project.key):
+            continue
+        seen = counts.get(c.name) or Counter()
+        if c.kind == "text" and not c.required:
+            ref[c.name] = None
+        elif c.kind == "numeric" and seen:
+            med = statistics.median(v for v, n in seen.items() for _ in range(min(n, 1000)))
+            ref[c.name] = int(round(med)) if c.type == "integer" else float(med)
+        else:
+            # most_common keeps first-seen order on ties, as statistics.mode does
+            ref[c.name] = seen.most_common(1)[0][0] if seen else None
+    return ref
 
 
-def _title_indices(rows: Sequence[Mapping[str, Any]], female: np.ndarray,
-                   age: np.ndarray) -> np.ndarray:  # fmt: skip
-    """:func:`title` of every row as an index into TITLES: the guess from sex
-    and age for all rows at once, then the rows that have a name."""
-    i = _TITLE_INDEX
-    with np.errstate(invalid="ignore"):  # NaN ages compare False, as None does
-        guess = np.where(female, np.where(age < 18, i["Miss"], i["Mrs"]),
-                         np.where(age < 13, i["Master"], i["Mr"]))  # fmt: skip
-    for k, r in enumerate(rows):
-        if r.get("Name"):
-            guess[k] = i[title(r)]
-    return guess.astype(np.int64)
+def _value(row: Mapping[str, Any], col: Mapping[str, Any], derive: Derive, key: str) -> Any:
+    if not col["derived"]:
+        return row.get(col["name"])
+    try:
+        return derive[col["name"]](row)
+    except Exception as exc:
+        raise DerivedFeatureError(col["name"], row.get(key), exc) from exc
+
+
+def feature_names(spec: Mapping[str, Any]) -> tuple[str, ...]:
+    """The model's input columns, in order (one-hot columns as ``name=value``)."""
+    names: list[str] = []
+    for col in spec["columns"]:
+        if col["kind"] == "categorical":
+            names += [f"{col['name']}={v}" for v in col["categories"]] + [f"{col['name']}=other"]
+        else:
+            names.append(col["name"])
+            if col["indicator"]:
+                names.append(f"{col['name']}_missing")
+    return tuple(names)
+
+
+class FeatureSet:
+    """A spec compiled into lookups, with the project's derived-feature code."""
+
+    def __init__(self, spec: Mapping[str, Any], derive: Derive) -> None:
+        self.spec, self.derive = spec, derive
+        self.names = feature_names(spec)
+        self.width = len(self.names)
+        self._plan: list[tuple[Any, ...]] = []
+        at = 0
+        for col in spec["columns"]:
+            fn = derive[col["name"]] if col["derived"] else None
+            if col["kind"] == "categorical":
+                cats = col["categories"]
+                hot = {v: tuple(float(i == j) for j in range(len(cats) + 1))
+                       for i, v in enumerate(cats)}  # fmt: skip
+                other = tuple(float(j == len(cats)) for j in range(len(cats) + 1))
+                index = {v: i for i, v in enumerate(cats)}
+                self._plan.append(("c", col["name"], fn, hot, other, index, at))
+                at += len(cats) + 1
+            else:
+                self._plan.append(("n", col["name"], fn, col["fill"], col["indicator"], None, at))
+                at += 2 if col["indicator"] else 1
+
+    def _get(self, name: str, fn: Any, row: Mapping[str, Any], i: int) -> Any:
+        if fn is None:
+            return row.get(name)
+        try:
+            return fn(row)
+        except Exception as exc:
+            raise DerivedFeatureError(name, i, exc) from exc
+
+    def vector(self, row: Mapping[str, Any]) -> list[float]:
+        """The feature vector of one row, in :attr:`names` order (plain Python)."""
+        out: list[float] = []
+        for kind, name, fn, a, b, _, _ in self._plan:
+            v = row.get(name) if fn is None else self._get(name, fn, row, 0)
+            if kind == "c":
+                out += a.get(v, b)
+            elif v is None:
+                out.append(a)
+                if b:
+                    out.append(1.0)
+            else:
+                out.append(float(v))
+                if b:
+                    out.append(0.0)
+        return out
+
+    def matrix(self, rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        """Feature vectors of many rows as a float64 matrix, a column at a time."""
+        n = len(rows)
+        out = np.zeros((n, self.width), dtype=np.float64)
+        if n == 0:
+            return out
+        every = np.arange(n)
+        for kind, name, fn, a, b, index, at in self._plan:
+            values = ([r.get(name) for r in rows] if fn is None
+                      else [self._get(name, fn, r, i) for i, r in enumerate(rows)])  # fmt: skip
+            if kind == "c":
+                other = len(index)
+                slots = np.fromiter((index.get(v, other) for v in values), np.int64, n)
+                out[every, at + slots] = 1.0
+                continue
+            x = np.fromiter((math.nan if v is None else float(v) for v in values), np.float64, n)
+            gap = np.isnan(x)
+            out[:, at] = np.where(gap, a, x)
+            if b:
+                out[:, at + 1] = gap
+        return out

@@ -14,6 +14,7 @@ import numpy as np
 import pyarrow as pa
 
 from minimlops.domain.policy import mcnemar
+from minimlops.domain.project import Project
 from minimlops.ml import artifacts, fast
 
 if TYPE_CHECKING:
@@ -38,8 +39,8 @@ def _chunks(table: pa.Table) -> Callable[[], Iterator[list[dict[str, Any]]]]:
 
 
 def fit_and_score(
-    train: pa.Table, valid: pa.Table, labelled: pa.Table, *, folds: int, seed: int,
-    champion: bytes | None = None, champion_sha256: str | None = None,
+    train: pa.Table, valid: pa.Table, labelled: pa.Table, project: Project, *, folds: int,
+    seed: int, champion: bytes | None = None, champion_sha256: str | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """Select and fit a model on TRAIN rows; score it (and the champion, on the
     same rows: VALIDATION plus labelled predictions); convert it for serving.
@@ -50,34 +51,70 @@ def fit_and_score(
 
     Returns:
         ``artifact`` (skops bytes), ``onnx`` (bytes or None), ``serving``,
-        ``algorithm``, ``features``, ``cv_log_loss``, ``metrics`` (on the
-        scored rows), ``validation`` (on VALIDATION), ``gender_baseline``, ``champion_metrics`` and
-        ``paired`` (None without a champion), ``rows_scored``.
+        ``algorithm``, ``features``, ``cv_scores`` (the selection's loss per
+        candidate), ``cv_metric``, ``metrics`` (on the scored rows),
+        ``validation`` (on VALIDATION), ``baseline`` (the task's, on
+        VALIDATION), ``extra_baselines`` (the example's own), ``champion_metrics``
+        and ``paired`` (None without a champion), ``rows_scored``.
     """
     from minimlops.ml import training  # scikit-learn: only where training runs
+    from minimlops.projects import derived_functions
 
+    derive = derived_functions(project)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", category=UserWarning)
-        model = training.select_and_fit(_chunks(train), folds=folds, seed=seed,
+        model = training.select_and_fit(_chunks(train), project, derive, folds=folds, seed=seed,
                                         progress=_log_progress)  # fmt: skip
-    valid_y, valid_p = training.scores(model, _chunks(valid)())
-    feedback_y, feedback_p = training.scores(model, _chunks(labelled)())
-    y, p = np.concatenate([valid_y, feedback_y]), np.concatenate([valid_p, feedback_p])
+    target, classes, task = project.target, project.classes, project.task
+    k = len(classes or ())
+    valid_y, valid_out = training.scores(model, _chunks(valid)(), target, classes)
+    feedback_y, feedback_out = training.scores(model, _chunks(labelled)(), target, classes)
+    y, out = np.concatenate([valid_y, feedback_y]), np.concatenate([valid_out, feedback_out])
     onnx, serving = _fast_form(model, _chunks(valid if valid.num_rows else train.slice(0, 1000)))
-    out: dict[str, Any] = {
+    train_y = training.labels(project, train.column(target).to_pylist())
+    result: dict[str, Any] = {
         "artifact": artifacts.to_bytes(model), "onnx": onnx, "serving": serving,
         "algorithm": model.algorithm, "features": list(model.feature_names),
-        "cv_log_loss": model.cv_scores, "metrics": training.metrics(y, p),
-        "validation": training.metrics(valid_y, valid_p), "rows_scored": len(y),
-        "gender_baseline": training.gender_baseline(valid),
+        "cv_scores": model.cv_scores, "cv_metric": training.CV_SCORING[task].removeprefix("neg_"),
+        "metrics": training.metrics(task, y, out, k),
+        "validation": training.metrics(task, valid_y, valid_out, k), "rows_scored": len(y),
+        "baseline": training.baseline(task, train_y, valid_y, k),
+        "extra_baselines": _extra_baselines(project, valid),
         "champion_metrics": None, "paired": None,
     }  # fmt: skip
     if champion is not None and champion_sha256 is not None:
-        previous = artifacts.from_bytes(champion, champion_sha256)
-        p_old = np.concatenate([training.scores(previous, _chunks(t)())[1] for t in (valid, labelled)])
-        out["champion_metrics"] = training.metrics(y, p_old)
-        out["paired"] = mcnemar(((p_old >= 0.5) == (y == 1)).tolist(), ((p >= 0.5) == (y == 1)).tolist())
-    return out
+        previous = artifacts.from_bytes(champion, champion_sha256, derive)
+        old = np.concatenate([training.scores(previous, _chunks(t)(), target, classes)[1]
+                              for t in (valid, labelled)])  # fmt: skip
+        result["champion_metrics"] = training.metrics(task, y, old, k)
+        result["paired"] = paired_test(task, y, old, out)
+    return result
+
+
+def paired_test(task: str, y: np.ndarray, old: np.ndarray, new: np.ndarray) -> dict[str, Any]:
+    """The gate's paired test of two models on the same rows: McNemar's exact
+    test on correctness (classification), the Wilcoxon signed-rank test on
+    absolute errors (regression)."""
+    from minimlops.ml.training import predicted
+
+    if task != "regression":
+        return mcnemar((predicted(task, old) == y).tolist(), (predicted(task, new) == y).tolist())
+    from scipy.stats import wilcoxon
+
+    a, b = np.abs(old - y), np.abs(new - y)
+    better, worse = int(np.sum(b < a)), int(np.sum(b > a))
+    p = 1.0 if better + worse == 0 else float(wilcoxon(a, b, zero_method="wilcox").pvalue)
+    return {"test": "wilcoxon", "challenger_closer": better, "champion_closer": worse,
+            "p_value": p}
+
+
+def _extra_baselines(project: Project, valid: pa.Table) -> dict[str, float]:
+    """The example's own baselines (Titanic: women survive, men do not)."""
+    from minimlops.ml import training
+
+    if project.extras.get("gender_baseline") and valid.num_rows:
+        return {"gender_only_accuracy": training.gender_baseline(valid)}
+    return {}
 
 
 def _fast_form(model: training.TrainedModel, chunks: Callable[[], Iterator[list[dict[str, Any]]]],
@@ -86,7 +123,7 @@ def _fast_form(model: training.TrainedModel, chunks: Callable[[], Iterator[list[
     checked, diff = 0, 0.0
     try:
         blob = fast.to_onnx(model)
-        served = fast.OnnxModel(blob, model.spec, model.algorithm)
+        served = fast.OnnxModel(blob, model.spec, model.algorithm, model.derive)
         for rows in chunks():
             diff, checked = max(diff, fast.parity(model, served, rows)), checked + len(rows)
     except Exception as exc:  # a converter gap must not stop training

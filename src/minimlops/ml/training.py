@@ -1,4 +1,9 @@
-"""Model selection, fitting and evaluation: data in, fitted model and numbers out."""
+"""Model selection, fitting and evaluation per task: data in, fitted model and numbers out.
+
+The task (binary, multiclass, regression) comes from the project; classes are
+the target's values as written in the data, encoded as their index in the
+project's class list (for binary: 0 the negative, 1 the positive class).
+"""
 
 from __future__ import annotations
 
@@ -9,23 +14,36 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from sklearn.base import ClassifierMixin, clone
-from sklearn.ensemble import RandomForestClassifier
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import accuracy_score, brier_score_loss, log_loss, roc_auc_score
-from sklearn.model_selection import StratifiedKFold, cross_val_score
+from sklearn.base import BaseEstimator, clone
+from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
+from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.metrics import (
+    accuracy_score,
+    brier_score_loss,
+    f1_score,
+    log_loss,
+    mean_absolute_error,
+    r2_score,
+    roc_auc_score,
+)
+from sklearn.model_selection import KFold, StratifiedKFold, cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from minimlops.domain.project import Project
 from minimlops.ml import features
+from minimlops.ml.fast import expand
 
 Progress = Callable[[str, int, int], None]
+Rows = Sequence[Mapping[str, Any]]
 SELECTION_SAMPLE = 50_000  # rows used for cross-validation on big data sets
 TREE_SAMPLE = 100_000  # rows each tree of a forest sees at most (bounds time and memory)
+CV_SCORING = {"binary": "neg_log_loss", "multiclass": "neg_log_loss",
+              "regression": "neg_root_mean_squared_error"}  # fmt: skip
 
 
-def candidates(seed: int, n_rows: int = 0) -> dict[str, ClassifierMixin]:
-    """The estimators model selection chooses from, by name.
+def candidates(task: str, seed: int, n_rows: int = 0) -> dict[str, BaseEstimator]:
+    """The estimators model selection chooses from, by name, for a task.
 
     Only estimators the fast serving path (ONNX) reproduces to 1e-5 are here:
     linear models and random forests. Histogram gradient boosting does not
@@ -37,13 +55,16 @@ def candidates(seed: int, n_rows: int = 0) -> dict[str, ClassifierMixin]:
     # per fold their start-up costs more than they save (1.6 s vs 2.0 s for
     # the whole selection). The trees are the same either way.
     jobs = 1 if n_rows < 2000 else 2
+    forest = RandomForestRegressor if task == "regression" else RandomForestClassifier
+    linear = (make_pipeline(StandardScaler(), Ridge(alpha=1.0)) if task == "regression" else
+              make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=2000)))  # fmt: skip
+    name = "ridge_regression" if task == "regression" else "logistic_regression"
     return {
-        "logistic_regression": make_pipeline(
-            StandardScaler(), LogisticRegression(C=1.0, max_iter=2000)),
-        "random_forest": RandomForestClassifier(
+        name: linear,
+        "random_forest": forest(
             n_estimators=200, max_depth=7, min_samples_leaf=2,
             max_samples=per_tree, n_jobs=jobs, random_state=seed),
-        "random_forest_deep": RandomForestClassifier(
+        "random_forest_deep": forest(
             n_estimators=150, max_depth=12, min_samples_leaf=3, max_features=0.5,
             max_samples=per_tree, n_jobs=jobs, random_state=seed),
     }  # fmt: skip
@@ -56,35 +77,67 @@ class TrainedModel:
     estimator: Any
     spec: dict[str, Any]
     algorithm: str
-    feature_names: tuple[str, ...] = features.FEATURE_NAMES
+    feature_names: tuple[str, ...] = ()
     cv_scores: dict[str, float] = field(default_factory=dict)
+    derive: features.Derive = field(default_factory=dict, repr=False)
 
-    def predict_proba(self, rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
-        """Survival probability of each passenger."""
-        X = features.matrix(rows, self.spec)
-        return np.asarray(self.estimator.predict_proba(X)[:, 1], dtype=np.float64)
+    def __post_init__(self) -> None:
+        self.features = features.FeatureSet(self.spec, self.derive)
+        self.task = self.spec["task"]
+        if not self.feature_names:
+            self.feature_names = self.features.names
+
+    def output(self, rows: Rows) -> np.ndarray:
+        """Per row: binary, the positive class's probability; multiclass, every
+        class's probability (one column per project class); regression, the value."""
+        X = self.features.matrix(rows)
+        if self.task == "regression":
+            return np.asarray(self.estimator.predict(X), dtype=np.float64)
+        return expand(self.spec, np.asarray(self.estimator.predict_proba(X), dtype=np.float64))
+
+    predict_proba = output  # the binary name, kept for callers that read probabilities
 
 
-def _sample(n: int, y: np.ndarray, seed: int) -> np.ndarray:
+def _sample(n: int, seed: int) -> np.ndarray:
     if n <= SELECTION_SAMPLE:
         return np.arange(n)
     rng = np.random.default_rng(seed)
     return np.sort(rng.choice(n, SELECTION_SAMPLE, replace=False))
 
 
+def labels(project: Project | Mapping[str, Any], values: Sequence[Any]) -> np.ndarray:
+    """Target values as the model's labels: class indices, or floats for regression.
+
+    Raises:
+        ValueError: a value is not one of the project's classes.
+    """
+    task = project.task if isinstance(project, Project) else project["task"]
+    if task == "regression":
+        return np.asarray(values, dtype=np.float64)
+    classes = project.classes if isinstance(project, Project) else project["classes"]
+    index = {c: i for i, c in enumerate(classes or ())}
+    try:
+        return np.fromiter((index[v] for v in values), np.int64, len(values))
+    except KeyError as exc:
+        raise ValueError(f"target value {exc.args[0]!r} is not one of the classes "
+                         f"{list(classes or ())}") from None  # fmt: skip
+
+
 def select_and_fit(
-    rows: Sequence[Mapping[str, Any]] | Callable[[], Iterator[Sequence[Mapping[str, Any]]]],
-    *, folds: int = 5, seed: int = 0, progress: Progress | None = None,
+    rows: Rows | Callable[[], Iterator[Rows]], project: Project, derive: features.Derive, *,
+    folds: int = 5, seed: int = 0, progress: Progress | None = None,
 ) -> TrainedModel:  # fmt: skip
-    """Choose an estimator by cross-validated log loss on TRAIN rows, then fit it.
+    """Choose an estimator by cross-validated loss on TRAIN rows, then fit it.
 
     Args:
-        rows: TRAIN rows only, each with the label ``Survived``; or a function
-            that yields them a chunk at a time, each time it is called (read
-            twice: imputation values, then features). Only one chunk is ever
-            held as Python dicts; the features go into one matrix (256 bytes
-            a row). The caller bounds the rows (MINIMLOPS_TRAINING_MAX_ROWS).
-        folds: number of stratified folds.
+        rows: TRAIN rows only, each with the target; or a function that yields
+            them a chunk at a time, each time it is called (read twice:
+            feature statistics, then features). Only one chunk is ever held as
+            Python dicts; the features go into one matrix. The caller bounds
+            the rows (MINIMLOPS_TRAINING_MAX_ROWS).
+        project: the data set (task, target, classes, features).
+        derive: the project's derived-feature functions.
+        folds: number of (stratified, for classification) folds.
         seed: fixes the folds and the estimators' randomness.
         progress: called as ``progress(step, done, total)``.
     """
@@ -96,30 +149,47 @@ def select_and_fit(
             sizes.append(len(chunk))
             yield from chunk
 
-    spec = features.fit_spec(counted())
-    X = np.empty((sum(sizes), len(features.FEATURE_NAMES)), dtype=np.float64)
-    y = np.empty(sum(sizes), dtype=np.int64)
+    spec = features.fit_spec(counted(), project, derive)
+    fs = features.FeatureSet(spec, derive)
+    X = np.empty((sum(sizes), fs.width), dtype=np.float64)
+    y = np.empty(sum(sizes), dtype=np.float64 if project.task == "regression" else np.int64)
     at, changed = 0, "the training rows changed between their two reads"
     for chunk in chunks():  # written in place: one matrix, never two
         end = at + len(chunk)
         if end > len(y):
             raise ValueError(changed)
-        X[at:end] = features.matrix(chunk, spec)
-        y[at:end] = [int(r["Survived"]) for r in chunk]
+        X[at:end] = fs.matrix(chunk)
+        y[at:end] = labels(project, [r[project.target] for r in chunk])
         at = end
     if at != len(y):
         raise ValueError(changed)
-    if len(np.unique(y)) < 2:
-        raise ValueError("training needs both classes (Survived 0 and 1)")
-    folds = max(2, min(folds, int(np.bincount(y).min())))
-    pick = _sample(len(y), y, seed)
-    cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    return _choose(X, y, spec, project, derive, folds=folds, seed=seed, progress=progress)
+
+
+def _choose(X: np.ndarray, y: np.ndarray, spec: dict[str, Any], project: Project,
+            derive: features.Derive, *, folds: int, seed: int,
+            progress: Progress | None) -> TrainedModel:  # fmt: skip
+    task = project.task
+    if task == "regression":
+        if len(y) < 4:
+            raise ValueError(f"training needs at least 4 rows; TRAIN has {len(y)}")
+        cv: Any = KFold(n_splits=max(2, min(folds, len(y) // 2)), shuffle=True,
+                        random_state=seed)  # fmt: skip
+    else:
+        present = np.unique(y)
+        if len(present) < 2:
+            raise ValueError(f"training needs two classes or more of {project.target}; "
+                             f"TRAIN has only {[project.classes[i] for i in present]}")  # fmt: skip
+        spec["fitted_classes"] = [int(c) for c in present]
+        cv = StratifiedKFold(n_splits=max(2, min(folds, int(np.bincount(y)[present].min()))),
+                             shuffle=True, random_state=seed)  # fmt: skip
+    pick = _sample(len(y), seed)
     scores: dict[str, float] = {}
-    models = candidates(seed, len(y))
+    models = candidates(task, seed, len(y))
     for i, (name, est) in enumerate(models.items()):
         if progress:
             progress(f"cross-validating {name}", i, len(models) + 1)
-        s = cross_val_score(clone(est), X[pick], y[pick], cv=cv, scoring="neg_log_loss")
+        s = cross_val_score(clone(est), X[pick], y[pick], cv=cv, scoring=CV_SCORING[task])
         scores[name] = float(-s.mean())
     best = min(scores, key=lambda n: scores[n])
     if progress:
@@ -128,32 +198,69 @@ def select_and_fit(
     if "n_jobs" in fitted.get_params():
         # Threads help fitting; on one row at serving time they cost ~10 ms.
         fitted.set_params(n_jobs=1)
-    return TrainedModel(fitted, spec, best, cv_scores=scores)
+    return TrainedModel(fitted, spec, best, cv_scores=scores, derive=derive)
 
 
-def scores(model: Any, chunks: Iterable[Sequence[Mapping[str, Any]]]) -> tuple[np.ndarray, np.ndarray]:
-    """Labels and the model's survival probabilities of labelled rows, given a
-    chunk at a time (only one chunk is held as dicts)."""
-    ys, ps = [np.empty(0, np.int64)], [np.empty(0, np.float64)]
+def scores(model: Any, chunks: Iterable[Rows], target: str,
+           classes: Sequence[Any] | None) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """Labels and the model's outputs on labelled rows, given a chunk at a time
+    (only one chunk is held as dicts)."""
+    task = model.spec["task"]
+    spec = {"task": task, "classes": classes}
+    ys, outs = [], []
     for chunk in chunks:
         if len(chunk):
-            ys.append(np.fromiter((int(r["Survived"]) for r in chunk), np.int64, len(chunk)))
-            ps.append(model.predict_proba(chunk))
-    return np.concatenate(ys), np.concatenate(ps)
+            ys.append(labels(spec, [r[target] for r in chunk]))
+            outs.append(model.output(chunk))
+    if not ys:
+        k = len(classes or ())
+        empty = np.empty((0, k)) if task == "multiclass" else np.empty(0)
+        return np.empty(0, np.float64 if task == "regression" else np.int64), empty
+    return np.concatenate(ys), np.concatenate(outs)
 
 
-def metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
-    """Accuracy, ROC AUC, log loss, Brier score and calibration error of
-    probabilities p for labels y."""
+def predicted(task: str, out: np.ndarray) -> np.ndarray:
+    """The predicted label of each output: 1 at probability >= 0.5 (binary), the
+    most probable class (multiclass), the value (regression)."""
+    if task == "binary":
+        return (out >= 0.5).astype(np.int64)
+    if task == "multiclass":
+        return np.argmax(out, axis=1) if len(out) else np.empty(0, np.int64)
+    return out
+
+
+def metrics(task: str, y: np.ndarray, out: np.ndarray, n_classes: int = 2) -> dict[str, float]:
+    """The task's metrics of outputs ``out`` for labels ``y``.
+
+    binary: accuracy, ROC AUC, log loss, Brier score, F1 and calibration error;
+    multiclass: accuracy, macro F1, log loss; regression: RMSE, MAE, R².
+    """
     if len(y) == 0:
         return {"rows": 0}
-    out = {"rows": float(len(y)), "accuracy": float(accuracy_score(y, p >= 0.5)),
-           "log_loss": float(log_loss(y, p, labels=[0, 1])),
-           "brier": float(brier_score_loss(y, p))}  # fmt: skip
+    out_m: dict[str, float] = {"rows": float(len(y))}
+    if task == "regression":
+        err = out - y
+        out_m.update(rmse=float(np.sqrt(np.mean(err**2))), mae=float(mean_absolute_error(y, out)))
+        if len(y) > 1 and np.var(y) > 0:
+            out_m["r2"] = float(r2_score(y, out))
+        return out_m
+    guess = predicted(task, out)
+    out_m["accuracy"] = float(accuracy_score(y, guess))
+    if task == "multiclass":
+        labels_ = list(range(n_classes))
+        clipped = np.clip(out, 1e-15, 1)
+        out_m["macro_f1"] = float(f1_score(y, guess, labels=labels_, average="macro",
+                                           zero_division=0))  # fmt: skip
+        out_m["log_loss"] = float(log_loss(y, clipped / clipped.sum(axis=1, keepdims=True),
+                                           labels=labels_))  # fmt: skip
+        return out_m
+    out_m.update(log_loss=float(log_loss(y, out, labels=[0, 1])),
+                 brier=float(brier_score_loss(y, out, pos_label=1)),
+                 f1=float(f1_score(y, guess, zero_division=0)))  # fmt: skip
     if len(np.unique(y)) == 2:
-        out["roc_auc"] = float(roc_auc_score(y, p))
-    out["ece"] = expected_calibration_error(y, p)
-    return out
+        out_m["roc_auc"] = float(roc_auc_score(y, out))
+    out_m["ece"] = expected_calibration_error(y, out)
+    return out_m
 
 
 def expected_calibration_error(y: np.ndarray, p: np.ndarray, bins: int = 10) -> float:
@@ -167,8 +274,23 @@ def expected_calibration_error(y: np.ndarray, p: np.ndarray, bins: int = 10) -> 
     return float(total / len(y))
 
 
+def baseline(task: str, train_y: np.ndarray, y: np.ndarray, n_classes: int = 2) -> dict[str, float]:
+    """The task's baseline on labels ``y``, learned from TRAIN labels: the class
+    priors (classification: the majority class's accuracy, the priors' log
+    loss) or the TRAIN mean (regression)."""
+    if len(y) == 0 or len(train_y) == 0:
+        return {}
+    if task == "regression":
+        return metrics(task, y, np.full(len(y), float(np.mean(train_y))))
+    priors = np.bincount(train_y, minlength=n_classes) / len(train_y)
+    out = np.tile(priors, (len(y), 1))
+    result = metrics(task, y, out[:, 1] if task == "binary" else out, n_classes)
+    result["accuracy"] = float(np.mean(y == int(np.argmax(priors))))
+    return result
+
+
 def gender_baseline(rows: pa.Table) -> float:
-    """Accuracy of "women survive, men do not" on labelled rows."""
+    """Titanic's own extra baseline: accuracy of "women survive, men do not"."""
     if rows.num_rows == 0:
         return 0.0
     female, survived = pc.equal(rows.column("Sex"), "female"), pc.equal(rows.column("Survived"), 1)

@@ -72,7 +72,7 @@ def request_training(deps: Deps, reason: str) -> str:
     return messagebus.publish(event, deps)
 
 
-def feedback(deps: Deps, labels: list[tuple[str, int]]) -> dict[str, Any]:
+def feedback(deps: Deps, labels: list[tuple[str, Any]]) -> dict[str, Any]:
     """Store true labels of earlier predictions; unknown ids are reported, not stored."""
     import pyarrow as pa
 
@@ -80,11 +80,12 @@ def feedback(deps: Deps, labels: list[tuple[str, int]]) -> dict[str, Any]:
 
     known = deps.warehouse.known_uuids(deps.names.predictions_table, [u for u, _ in labels])
     now = deps.now()
-    rows = [{"uuid": u, "PassengerId": None, "Survived": y, "received_at": now, "source": "api"}
+    key, target = deps.project.key, deps.project.target
+    rows = [{"uuid": u, key: None, target: y, "received_at": now, "source": "api"}
             for u, y in labels if u in known]  # fmt: skip
     if rows:
-        deps.warehouse.append(deps.names.feedback_table,
-                              pa.Table.from_pylist(rows, schema=arrow_schema("feedback")))
+        schema = arrow_schema("feedback", deps.project)
+        deps.warehouse.append(deps.names.feedback_table, pa.Table.from_pylist(rows, schema=schema))
     return {"accepted": len(rows), "unknown": [u for u, _ in labels if u not in known]}
 
 
@@ -104,6 +105,8 @@ def status(deps: Deps, registry: ModelRegistry, serving: str | None = None) -> d
         "last_training": last and {"version": last["version"], "created_at": last["created_at"],
                                    "algorithm": last["algorithm"],
                                    "accuracy": last["metrics"]["validation"].get("accuracy"),
+                                   "metric": last["decision"].get("metric"),
+                                   "score": last["decision"].get("challenger"),
                                    "decision": last["decision"]},
         "queues": bus_stats,
         "dead_letters": dead,
@@ -169,3 +172,38 @@ def ingestion_report(deps: Deps, ingestion_id: str) -> dict[str, Any] | None:
 
 def _iso(value: Any) -> str:
     return value.isoformat() if hasattr(value, "isoformat") else str(value)
+
+
+def project_view(deps: Deps, registry: ModelRegistry) -> dict[str, Any]:
+    """The data set as the pages need it: columns with their rules, key,
+    target, task, classes, metrics, and a typical row (from the champion's
+    training rows when there is one) to fill a form with."""
+    from minimlops.domain.project import METRICS
+
+    p = deps.project
+    typical: dict[str, Any] = {}
+    pointer, _ = registry.champion()
+    if pointer is not None:
+        try:
+            meta = registry.metadata(pointer["version"])
+            typical = dict(((meta.get("serving") or {}).get("spec") or {}).get("reference") or {})
+        except Exception:  # a page must render without a readable champion
+            typical = {}
+    if not typical:
+        from minimlops.projects import typical_row
+
+        typical = {k: v for k, v in typical_row(p).items() if k != p.target}
+    columns = [{"name": c.name, "type": c.type, "required": c.required and c.name != p.key,
+                "description": c.description, "kind": c.kind,
+                "allowed": list(c.allowed) if c.allowed is not None else None,
+                "min": c.min, "max": c.max, "max_length": c.max_length,
+                "feature": c.name in p.features or any(c.name in d.inputs for d in p.derived),
+                "default": typical.get(c.name)}
+               for c in p.columns if c.name != p.target]  # fmt: skip
+    return {"name": p.name, "description": p.description, "key": p.key, "target": p.target,
+            "target_description": p.target_column.description, "task": p.task,
+            "classes": list(p.classes) if p.classes else None,
+            "positive_class": p.positive_class, "primary_metric": p.primary_metric,
+            "metrics": list(METRICS[p.task]), "columns": columns,
+            "derived": [{"name": d.name, "inputs": list(d.inputs), "description": d.description}
+                        for d in p.derived]}  # fmt: skip

@@ -6,11 +6,12 @@ settings; handlers take it as a keyword argument and never read configuration.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from minimlops.domain.project import Project
 from minimlops.ports import MessageBus, ObjectStore, Warehouse
 
 Progress = Callable[[str, int, int], None]
@@ -53,6 +54,8 @@ class Deps:
     store: ObjectStore
     warehouse: Warehouse
     bus: MessageBus
+    project: Project  # the data set: columns, key, target, task
+    derive: Mapping[str, Callable[[Mapping[str, Any]], Any]] = field(default_factory=dict)
     names: Names = field(default_factory=Names)
     max_bad_rows: int = 0
     promotion_tolerance: float = 0.0

@@ -1,10 +1,11 @@
-"""Why a passenger got their probability: each input against a typical passenger.
+"""Why a row got its answer: each input against a typical row of the training data.
 
-For every model input, the input is replaced by its value in the training
-rows' typical passenger (median or mode; no name, no cabin) and the passenger
-is scored again. The difference is that input's effect: positive when the
-passenger's own value pushes the probability up. It works for any model, and
-costs one batch prediction of ten rows.
+For every input the model reads (a feature column, or a column a derived
+feature reads), the input is replaced by its value in the training rows'
+typical row (median or mode) and the row is scored again. The difference is
+that input's effect on the answer: on the positive class's probability
+(binary), on the predicted class's probability (multiclass), on the value
+(regression). It works for any model, and costs one batch prediction.
 """
 
 from __future__ import annotations
@@ -12,32 +13,42 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from minimlops.ml import features
+import numpy as np
 
-INPUTS = ("Sex", "Pclass", "Age", "Fare", "SibSp", "Parch", "Embarked", "Name", "Cabin")
-LABELS = {"Name": "title (from Name)", "Cabin": "deck (from Cabin)"}
-DEFAULT_REFERENCE = {"Pclass": 3, "Sex": "male", "Age": 28.0, "SibSp": 0, "Parch": 0,
-                     "Fare": 14.45, "Embarked": "S", "Name": None, "Cabin": None}  # fmt: skip
+from minimlops.domain.project import Project
 
 
-def explain(model: Any, passenger: Mapping[str, Any]) -> dict[str, Any]:
-    """The probability and the effect of each input, largest effect first."""
-    reference = {**DEFAULT_REFERENCE, **model.spec.get("reference", {})}
-    variants = [dict(passenger)] + [{**passenger, name: reference[name]} for name in INPUTS]
-    probs = model.predict_proba(variants).tolist()
-    base = probs[0]
+def inputs_of(project: Project) -> list[str]:
+    """The request columns the model reads, in the project's column order."""
+    used = set(project.features)
+    for d in project.derived:
+        if d.name in used:
+            used.update(d.inputs)
+    return [c for c in project.input_columns if c in used]
+
+
+def explain(model: Any, row: Mapping[str, Any], project: Project) -> dict[str, Any]:
+    """The answer and the effect of each input, largest effect first."""
+    reference = dict(model.spec.get("reference", {}))
+    names = inputs_of(project)
+    variants = [dict(row)] + [{**row, name: reference.get(name)} for name in names]
+    out = np.asarray(model.output(variants))
+    derived_of = {c: [d.name for d in project.derived if c in d.inputs] for c in names}
+    if project.task == "multiclass":
+        best = int(np.argmax(out[0]))
+        scores = out[:, best]
+        answer: dict[str, Any] = {"prediction": project.classes[best],
+                                  "probability": float(scores[0])}  # fmt: skip
+    else:
+        scores = out
+        answer = ({"probability": float(out[0]), "prediction":
+                   project.classes[1] if out[0] >= 0.5 else project.classes[0]}
+                  if project.task == "binary" else {"prediction": float(out[0])})  # fmt: skip
     effects = []
-    for name, p in zip(INPUTS, probs[1:], strict=True):
-        shown = _shown(name, passenger)
-        effects.append({"input": name, "label": LABELS.get(name, name), "value": shown,
-                        "reference": _shown(name, reference), "effect": base - p})  # fmt: skip
+    for name, s in zip(names, scores[1:].tolist(), strict=True):
+        via = derived_of[name]
+        label = f"{name} (via {', '.join(via)})" if via and name not in project.features else name
+        effects.append({"input": name, "label": label, "value": row.get(name),
+                        "reference": reference.get(name), "effect": float(scores[0]) - s})
     effects.sort(key=lambda e: -abs(e["effect"]))
-    return {"probability": base, "prediction": int(base >= 0.5), "effects": effects}
-
-
-def _shown(name: str, row: Mapping[str, Any]) -> Any:
-    if name == "Name":
-        return features.title(row)
-    if name == "Cabin":
-        return features.deck(row)
-    return row.get(name)
+    return {**answer, "effects": effects}

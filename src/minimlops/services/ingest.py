@@ -68,7 +68,7 @@ def _load(deps: Deps, info: ObjectInfo, row: dict[str, Any]) -> list[Event]:
     ledger_row = dict(row, status="loaded")  # completed by _checked before commit
     try:
         with deps.store.open(info.bucket, info.name) as raw:
-            names = validate.read_header(raw)
+            names = validate.read_header(raw, deps.project)
         with deps.store.open(info.bucket, info.name) as raw:
             stream = validate.CountingReader(
                 raw, lambda n: deps.progress(f"loading {info.name}", n, info.size))
@@ -111,28 +111,30 @@ def _checked(deps: Deps, info: ObjectInfo, stream: validate.CountingReader,
     skipped rows and their report (only when MAX_BAD_ROWS allows any).
     """
     try:
-        raw = validate.batches(stream, names)
+        project = deps.project
+        raw = validate.batches(stream, names, report)
         for batch in raw:
-            good = validate.check_batch(batch, report.rows + 1, report)
+            good = validate.check_batch(batch, report.rows + 1, report, project)
             if report.bad_rows > deps.max_bad_rows:
                 for rest in raw:  # validate the rest too: the report counts every bad row
-                    validate.check_batch(rest, report.rows + 1, report)
+                    validate.check_batch(rest, report.rows + 1, report, project)
                 raise _TooManyBadRows
-            yield from _with_meta(good, row).to_batches()
+            yield from _with_meta(good, row, project).to_batches()
     except pa.ArrowInvalid as exc:
-        msg = validate._first_line(exc)
+        msg = validate.plain_reason(exc)
         raise SchemaError(f"unreadable data after row {report.rows:,}: {msg}") from None
     if report.rows == 0:
         raise SchemaError("the file has a header but no data rows")
+    validate.check_keys(report, deps.project.key)  # before the warehouse commits
     if report.bad_rows:
         row["rows_rejected"] = report.bad_rows
         row["message"] = f"{report.bad_rows:,} bad rows skipped: {report.summary()}"
         row["report_uri"] = _write_report(deps, info, row, report, prefix="reports/")
 
 
-def _with_meta(good: pa.Table, row: dict[str, Any]) -> pa.Table:
+def _with_meta(good: pa.Table, row: dict[str, Any], project: Any) -> pa.Table:
     n = good.num_rows
-    return (good.append_column("split", validate.add_split(good))
+    return (good.append_column("split", validate.add_split(good, project))
             .append_column("ingestion_id", pa.repeat(pa.scalar(row["ingestion_id"]), n))
             .append_column("source_uri", pa.repeat(pa.scalar(row["source_uri"]), n))
             .append_column("ingested_at", pa.repeat(

@@ -27,9 +27,15 @@ from minimlops.services.registry import ModelRegistry
 from minimlops.services.tables import arrow_schema
 
 logger = logging.getLogger(__name__)
-CATEGORICAL = ("Pclass", "Sex", "Embarked")
-NUMERIC = ("Age", "Fare", "SibSp", "Parch")
 EPS = 1e-4
+
+
+def drift_columns(project: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The request columns drift is measured on, by kind: (categorical, numeric).
+    Every raw feature column; free text is not compared."""
+    raw = [project.column(f) for f in project.features if f in project.column_names]
+    return (tuple(c.name for c in raw if c.kind in ("categorical", "boolean")),
+            tuple(c.name for c in raw if c.kind == "numeric"))
 
 
 @dataclass(frozen=True)
@@ -41,7 +47,8 @@ class MonitorConfig:
     drift_min_rows: int = 100
     psi_warn: float = 0.1
     psi_drift: float = 0.25
-    accuracy_threshold: float = 0.7
+    accuracy_threshold: float = 0.7  # classification: live accuracy under this retrains
+    error_ratio: float = 1.5  # regression: live RMSE over this times VALIDATION's retrains
     min_labels: int = 30
     retrain_every: float | None = None
 
@@ -67,24 +74,33 @@ def live_accuracy(deps: Deps, registry: ModelRegistry) -> list[dict[str, Any]]:
     history = (pointer or {}).get("history", [])
     out = []
     versions = sorted({m["version"] for m in registry.versions()} | set(served), key=int)
+    regression = deps.project.task == "regression"
     for v in versions:
-        total, correct = (counted[v]["labelled"], counted[v]["correct"]) if v in counted else (0, 0)
+        c = counted.get(v) or {"labelled": 0, "correct": 0}
+        total, correct = c["labelled"], c["correct"]
         low, high = wilson(correct, total)
         periods = [{"from": h["at"], "to": nxt["at"] if nxt else None, "reason": h["reason"]}
                    for h, nxt in zip(history, [*history[1:], None][: len(history)], strict=True)
                    if h["version"] == v]  # fmt: skip
-        out.append({"version": v, "served": served.get(v, 0), "labelled": total,
-                    "live_accuracy": correct / total if total else None,
-                    "interval_95": [low, high] if total else None,
-                    "champion_periods": periods})  # fmt: skip
+        row = {"version": v, "served": served.get(v, 0), "labelled": total,
+               "live_accuracy": None if regression or not total else correct / total,
+               "interval_95": [low, high] if total and not regression else None,
+               "champion_periods": periods}  # fmt: skip
+        if regression:
+            row["live_mae"] = c["abs_error"] / total if total else None
+            row["live_rmse"] = math.sqrt(c["squared_error"] / total) if total else None
+        out.append(row)
     return out
 
 
 def accuracy_series(deps: Deps, bucket_seconds: int = 60) -> list[dict[str, Any]]:
     """Per version and time bucket (of the prediction): labelled rows and accuracy."""
     n = deps.names
+    regression = deps.project.task == "regression"
     return [{"version": r["model_version"], "at": r["at"], "labelled": r["labelled"],
-             "accuracy": r["correct"] / r["labelled"]}
+             "accuracy": None if regression else r["correct"] / r["labelled"],
+             **({"mae": r["abs_error"] / r["labelled"],
+                 "rmse": math.sqrt(r["squared_error"] / r["labelled"])} if regression else {})}
             for r in deps.warehouse.labelled_accuracy(n.predictions_table, n.feedback_table,
                                                       bucket_seconds)]  # fmt: skip
 
@@ -162,9 +178,10 @@ def _reference(deps: Deps, meta: dict[str, Any]) -> _Reference:
     train = deps.warehouse.latest_rows(
         deps.names.training_table, ingestion_ids=training["ingestion_ids"], splits=["TRAIN"],
         per_split=training.get("max_rows_per_split") or deps.training_max_rows)  # fmt: skip
+    categorical, numeric = drift_columns(deps.project)
     ref = _Reference(key, train.num_rows,
-                     {c: _counts(train.column(c).combine_chunks()) for c in CATEGORICAL},
-                     {c: _numbers(train.column(c).combine_chunks()) for c in NUMERIC})  # fmt: skip
+                     {c: _counts(train.column(c).combine_chunks()) for c in categorical},
+                     {c: _numbers(train.column(c).combine_chunks()) for c in numeric})  # fmt: skip
     _references[deps.warehouse] = ref
     return ref
 
@@ -183,10 +200,10 @@ def drift(deps: Deps, registry: ModelRegistry, cfg: MonitorConfig) -> dict[str, 
                 "features": [], "window": window, "thresholds": thresholds,
                 "champion": pointer["version"]}  # fmt: skip
     ref = _reference(deps, registry.metadata(pointer["version"]))
-    features = [_categorical(c, ref.categorical[c], recent.column(c).combine_chunks(), cfg)
-                for c in CATEGORICAL]  # fmt: skip
-    features += [_numeric(c, ref.numeric[c], recent.column(c).combine_chunks(), cfg)
-                 for c in NUMERIC]  # fmt: skip
+    features = [_categorical(c, counts, recent.column(c).combine_chunks(), cfg)
+                for c, counts in ref.categorical.items()]  # fmt: skip
+    features += [_numeric(c, values, recent.column(c).combine_chunks(), cfg)
+                 for c, values in ref.numeric.items()]  # fmt: skip
     worst = max((f["psi"] or 0 for f in features), default=0)
     return {"status": _status(worst, cfg), "champion": pointer["version"], "window": window,
             "reference_rows": ref.rows, "features": features, "thresholds": thresholds}  # fmt: skip
@@ -241,6 +258,14 @@ def check(deps: Deps, registry: ModelRegistry, cfg: MonitorConfig) -> list[Retra
         fired.append(("accuracy", f"live accuracy {champ['live_accuracy']:.3f} of version "
                       f"{champ['version']} on {champ['labelled']} labels is under "
                       f"{cfg.accuracy_threshold}", {"version": champ}))  # fmt: skip
+    if (champ and pointer and champ.get("live_rmse") is not None
+            and champ["labelled"] >= cfg.min_labels and ("accuracy", snapshot) not in earlier):
+        expected = registry.metadata(pointer["version"])["metrics"]["validation"].get("rmse")
+        if expected and champ["live_rmse"] > cfg.error_ratio * expected:
+            fired.append(("accuracy", f"live RMSE {champ['live_rmse']:.4g} of version "
+                          f"{champ['version']} on {champ['labelled']} labels is over "
+                          f"{cfg.error_ratio} x its VALIDATION RMSE {expected:.4g}",
+                          {"version": champ}))  # fmt: skip
     if cfg.retrain_every and _due(deps, registry, cfg.retrain_every):
         fired.append(("schedule", f"schedule: no model trained in the last {cfg.retrain_every:g} s", {}))
     events = []

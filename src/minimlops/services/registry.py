@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from minimlops.errors import ArtifactIntegrityError, ConflictError, ModelNotFoundError
@@ -31,8 +32,10 @@ FAST_ARTIFACT = "model.onnx"
 class ModelRegistry:
     """Model versions of one model name in one bucket."""
 
-    def __init__(self, store: ObjectStore, bucket: str, name: str) -> None:
+    def __init__(self, store: ObjectStore, bucket: str, name: str,
+                 derive: Mapping[str, Callable[..., Any]] | None = None) -> None:  # fmt: skip
         self.store, self.bucket, self.name = store, bucket, name
+        self.derive = dict(derive or {})  # the project's derived-feature code
         self.prefix = f"models/{name}/"
         # metadata.json is written once (create-only), so a version's parsed
         # metadata is reused while its object keeps the same generation: the
@@ -114,7 +117,7 @@ class ModelRegistry:
             blob = self.store.read_bytes(self.bucket, f"{self.prefix}{version}/{ARTIFACT}")
         except FileNotFoundError:
             raise ArtifactIntegrityError(f"version {version}: artifact is missing") from None
-        return artifacts.from_bytes(blob, meta["sha256"])
+        return artifacts.from_bytes(blob, meta["sha256"], self.derive)
 
     def load_serving(self, version: str) -> Any:
         """The model to serve: the ONNX form when the version has one, else skops.
@@ -135,7 +138,7 @@ class ModelRegistry:
         if artifacts.sha256(blob) != serving["sha256"]:
             raise ArtifactIntegrityError(f"version {version}: {name} hash does not match metadata")
         try:
-            return fast.OnnxModel(blob, serving["spec"], meta["algorithm"])
+            return fast.OnnxModel(blob, serving["spec"], meta["algorithm"], self.derive)
         except Exception as exc:  # onnxruntime raises its own kinds for bad bytes
             raise ArtifactIntegrityError(f"version {version}: {name} is not a model: {exc}") from exc
 

@@ -6,6 +6,7 @@ from functools import cache
 
 import pyarrow as pa
 
+from minimlops.domain.project import Project
 from minimlops.domain.schema import table_schema
 
 ARROW_TYPES = {
@@ -15,10 +16,16 @@ ARROW_TYPES = {
 }  # fmt: skip
 
 
+def arrow_schema(schema_name: str, project: Project | None = None) -> pa.Schema:
+    """The Arrow schema of a table (REQUIRED -> not nullable); the data tables
+    need the project they are composed from."""
+    if project is None:
+        return _fixed(schema_name)
+    return pa.schema([pa.field(c.name, ARROW_TYPES[c.type], nullable=not c.required)
+                      for c in table_schema(schema_name, project)])  # fmt: skip
+
+
 @cache
-def arrow_schema(schema_name: str) -> pa.Schema:
-    """The Arrow schema of a table's JSON schema (REQUIRED -> not nullable)."""
-    return pa.schema(
-        [pa.field(c.name, ARROW_TYPES[c.type], nullable=not c.required)
-         for c in table_schema(schema_name)]
-    )  # fmt: skip
+def _fixed(schema_name: str) -> pa.Schema:
+    return pa.schema([pa.field(c.name, ARROW_TYPES[c.type], nullable=not c.required)
+                      for c in table_schema(schema_name)])  # fmt: skip

@@ -18,9 +18,8 @@ import pyarrow.compute as pc
 
 from minimlops.domain.events import Event, IngestionComplete, ModelPromoted, RetrainRequested
 from minimlops.domain.policy import decide_promotion, sanity_checks
-from minimlops.domain.schema import DATA_COLUMNS, SPLITS
+from minimlops.domain.schema import SPLITS
 from minimlops.errors import ArtifactIntegrityError, ModelNotFoundError
-from minimlops.ml import features
 from minimlops.services.deps import Deps
 from minimlops.services.registry import ModelRegistry
 
@@ -29,7 +28,7 @@ logger = logging.getLogger(__name__)
 
 def registry_of(deps: Deps) -> ModelRegistry:
     """The model registry the handlers and the server share."""
-    return ModelRegistry(deps.store, deps.names.model_bucket, deps.names.model_name)
+    return ModelRegistry(deps.store, deps.names.model_bucket, deps.names.model_name, deps.derive)
 
 
 def train_model(event: IngestionComplete | RetrainRequested, *, deps: Deps) -> list[Event]:
@@ -55,7 +54,8 @@ def train_model(event: IngestionComplete | RetrainRequested, *, deps: Deps) -> l
     # backend), and as many labelled predictions, the newest.
     read = deps.warehouse.latest_rows(table_name, ingestion_ids=ids, splits=SPLITS[:2],
                                       per_split=cap)  # fmt: skip
-    parts = {name: read.filter(pc.equal(read.column("split"), name)).select(list(DATA_COLUMNS))
+    columns = list(deps.project.column_names)
+    parts = {name: read.filter(pc.equal(read.column("split"), name)).select(columns)
              for name in SPLITS[:2]}  # fmt: skip
     del read
     labelled = _feedback_rows(deps, cap)
@@ -67,14 +67,18 @@ def train_model(event: IngestionComplete | RetrainRequested, *, deps: Deps) -> l
     champ_meta, champ_blob = _champion_artifact(registry)
     from minimlops.ml.job import fit_and_score  # scikit-learn: in the training process only
 
-    result = deps.compute(fit_and_score, parts["TRAIN"], parts["VALIDATION"], labelled,
+    project = deps.project
+    result = deps.compute(fit_and_score, parts["TRAIN"], parts["VALIDATION"], labelled, project,
                           folds=deps.cv_folds, seed=deps.seed, champion=champ_blob,
                           champion_sha256=champ_meta and champ_meta["sha256"])  # fmt: skip
     metrics, champ_metrics = result["metrics"], result["champion_metrics"]
-    missing = [f for f in features.FEATURE_NAMES if f not in result["features"]]
+    expected = (champ_meta or {}).get("project", {}).get("features") or list(project.features)
+    missing = [f for f in project.features if f not in expected]
     checks = sanity_checks(metrics, champ_metrics, missing)
     decision = decide_promotion(metrics, champ_metrics, tolerance=deps.promotion_tolerance,
-                                failed_checks=checks, paired=result["paired"])  # fmt: skip
+                                failed_checks=checks, paired=result["paired"],
+                                metric=project.primary_metric,
+                                direction=project.metric_direction)  # fmt: skip
     meta = registry.save_artifacts(result["artifact"], {
         "algorithm": result["algorithm"], "created_at": deps.now().isoformat(),
         "trigger": _trigger(event), "features": result["features"],
@@ -84,20 +88,23 @@ def train_model(event: IngestionComplete | RetrainRequested, *, deps: Deps) -> l
         "metrics": {"validation": result["validation"], "evaluation": metrics,
                     "evaluation_rows": {"validation": parts["VALIDATION"].num_rows,
                                         "feedback": labelled.num_rows},
-                    "cv_log_loss": result["cv_log_loss"]},
-        "baseline": {"gender_only_accuracy": result["gender_baseline"]},
+                    f"cv_{result['cv_metric']}": result["cv_scores"]},
+        "baseline": {"task": result["baseline"], **result["extra_baselines"]},
+        "project": {"name": project.name, "task": project.task, "target": project.target,
+                    "key": project.key, "classes": list(project.classes or []) or None,
+                    "positive_class": project.positive_class,
+                    "primary_metric": project.primary_metric,
+                    "features": list(project.features), "fingerprint": project.fingerprint()},
         "champion_compared": {"version": champ_meta and champ_meta["version"],
                               "evaluation": champ_metrics},
         "decision": decision.to_dict(), "libraries": _libraries(),
         "serving": result["serving"],
     }, result["onnx"])  # fmt: skip
-    model_algorithm = result["algorithm"]
-    metrics = meta["metrics"]["validation"]
-    logger.info("train_model: version %s (%s): accuracy %.3f, ROC AUC %.3f on "
-                "VALIDATION; gender-only baseline %.3f; %s: %s", meta["version"],
-                model_algorithm, metrics.get("accuracy", float("nan")),
-                metrics.get("roc_auc", float("nan")),
-                meta["baseline"]["gender_only_accuracy"],
+    metric, valid = project.primary_metric, meta["metrics"]["validation"]
+    extra = "".join(f"; {k.replace('_', ' ')} {v:.3f}" for k, v in result["extra_baselines"].items())
+    logger.info("train_model: version %s (%s): %s %.4f on VALIDATION (baseline %.4f)%s; %s: %s",
+                meta["version"], result["algorithm"], metric, valid.get(metric, float("nan")),
+                result["baseline"].get(metric, float("nan")), extra,
                 "PROMOTED" if decision.promote else "KEPT champion", decision.reason)  # fmt: skip
     return _finish(registry, meta, deps)
 
@@ -146,12 +153,12 @@ def _sampled(parts: dict[str, pa.Table], counts: dict[str, int]) -> str:
 
 def _feedback_rows(deps: Deps, limit: int) -> pa.Table:
     """The newest labelled predictions as evaluation rows: the request's inputs, the true label."""
-    n = deps.names
+    n, target = deps.names, deps.project.target
     table = deps.warehouse.labelled_predictions(n.predictions_table, n.feedback_table, limit)
-    inputs = [c for c in DATA_COLUMNS if c != "Survived"]
+    inputs = list(deps.project.input_columns)
     if table.num_rows == 0:
-        return pa.table({c: pa.array([], pa.null()) for c in [*inputs, "Survived"]})
-    return table.select([*inputs, "label"]).rename_columns([*inputs, "Survived"])
+        return pa.table({c: pa.array([], pa.null()) for c in [*inputs, target]})
+    return table.select([*inputs, "label"]).rename_columns([*inputs, target])
 
 
 def _trigger(event: Event) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""CSV validation against the training_data schema, streamed with Arrow.
+"""CSV validation against the project's columns and rules, streamed with Arrow.
 
 Arrow reads the file in blocks (quoted fields, CRLF, a UTF-8 BOM and quoted
 newlines handled); every value is checked with vectorized Arrow compute, never
@@ -8,6 +8,7 @@ header), the column, the value and the reason.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any
@@ -16,14 +17,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from minimlops.domain.schema import (
-    ALLOWED_VALUES,
-    DATA_COLUMNS,
-    RANGES,
-    SPLIT_BOUNDS,
-    SPLITS,
-    table_schema,
-)  # fmt: skip
+from minimlops.domain.project import Project
+from minimlops.domain.schema import SPLIT_BOUNDS, SPLITS, key_int
 from minimlops.errors import SchemaError
 
 BLOCK_SIZE = 4 << 20
@@ -31,8 +26,13 @@ MAX_LISTED_ERRORS = 100
 PATTERNS = {
     "INTEGER": r"^[+-]?[0-9]{1,18}$",
     "FLOAT": r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?$",
+    "BOOLEAN": r"^(?i:true|false|t|f|yes|no|y|n|1|0)$",
 }
-TYPES = {"INTEGER": pa.int64(), "FLOAT": pa.float64(), "STRING": pa.string()}
+TYPES = {"INTEGER": pa.int64(), "FLOAT": pa.float64(), "STRING": pa.string(),
+         "BOOLEAN": pa.bool_()}  # fmt: skip
+# What a file that is not CSV text starts with, and what to tell the user.
+MAGIC = {b"PK\x03\x04": "a ZIP archive", b"\x1f\x8b": "a gzip file", b"%PDF": "a PDF document",
+         b"\xd0\xcf\x11\xe0": "an old Excel (.xls) file", b"PAR1": "a Parquet file"}  # fmt: skip
 
 
 @dataclass
@@ -43,6 +43,7 @@ class Report:
     bad_rows: int = 0
     errors: list[dict[str, Any]] = field(default_factory=list)
     file_errors: list[str] = field(default_factory=list)
+    keys: list[tuple[int, pa.Array]] = field(default_factory=list, repr=False)
 
     def add(self, row: int, column: str, value: Any, reason: str) -> None:
         if len(self.errors) < MAX_LISTED_ERRORS:
@@ -58,12 +59,20 @@ class Report:
         return f"{self.bad_rows:,} of {self.rows:,} rows invalid{where}"
 
 
-def read_header(stream: IO[bytes]) -> list[str]:
-    """The column names of a CSV file, checked against the schema.
+def read_header(stream: IO[bytes], project: Project) -> list[str]:
+    """The column names of a CSV file, checked against the project's columns.
+
+    Optional columns may be absent (they load as null); required ones may not.
 
     Raises:
-        SchemaError: empty, unreadable, or columns missing, unknown or doubled.
+        SchemaError: empty, not CSV, unreadable, or columns missing, unknown or doubled.
     """
+    head = stream.read(8)
+    for magic, what in MAGIC.items():
+        if head.startswith(magic):
+            raise SchemaError(f"this is {what}, not a CSV file: export or extract the CSV "
+                              "and land that")  # fmt: skip
+    stream = _Prefixed(head, stream)
     try:
         reader = pacsv.open_csv(
             stream, read_options=pacsv.ReadOptions(block_size=1 << 16),
@@ -73,8 +82,9 @@ def read_header(stream: IO[bytes]) -> list[str]:
     except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
         raise SchemaError(f"not a readable CSV file: {_first_line(exc)}") from None
     problems = []
-    missing = [c for c in DATA_COLUMNS if c not in names]
-    unknown = [c for c in names if c not in DATA_COLUMNS]
+    declared = project.column_names
+    missing = [c.name for c in project.columns if c.required and c.name not in names]
+    unknown = [c for c in names if c not in declared]
     doubled = sorted({c for c in names if names.count(c) > 1})
     if missing:
         problems.append(f"missing columns {missing}")
@@ -84,16 +94,52 @@ def read_header(stream: IO[bytes]) -> list[str]:
         problems.append(f"repeated columns {doubled}")
     if problems:
         hint = " (is the delimiter a comma?)" if len(names) == 1 else ""
-        raise SchemaError("; ".join(problems) + f"; expected {list(DATA_COLUMNS)}{hint}")
+        raise SchemaError("; ".join(problems) + f"; project {project.name!r} declares "
+                          f"{list(declared)}{hint}")  # fmt: skip
     return names
 
 
-def batches(stream: IO[bytes], names: list[str]) -> Iterator[pa.RecordBatch]:
-    """Raw record batches, every column as text, empty fields as null."""
+class _Prefixed:
+    """A stream with bytes already read put back in front."""
+
+    def __init__(self, head: bytes, rest: IO[bytes]) -> None:
+        self.head, self.rest, self.closed = head, rest, False
+
+    def read(self, size: int = -1) -> bytes:
+        if not self.head:
+            return self.rest.read(size)
+        if size < 0:
+            out, self.head = self.head + self.rest.read(), b""
+            return out
+        out, self.head = self.head[:size], self.head[size:]
+        return out if len(out) == size else out + self.rest.read(size - len(out))
+
+    def readable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def batches(stream: IO[bytes], names: list[str],
+            report: Report | None = None) -> Iterator[pa.RecordBatch]:  # fmt: skip
+    """Raw record batches, every column as text, empty fields as null. A row
+    with too few or too many fields is a bad row of the report."""
+
+    def invalid(row: Any) -> str:
+        if report is None:
+            return "error"
+        where = row.number if row.number and row.number > 0 else report.rows + 1
+        report.bad_rows += 1
+        report.rows += 1
+        report.add(where, None, row.text[:200], f"has {row.actual_columns} fields; the header "
+                   f"has {row.expected_columns} (a missing or extra comma, or a broken quote?)")
+        return "skip"
+
     reader = pacsv.open_csv(
         stream,
         read_options=pacsv.ReadOptions(block_size=BLOCK_SIZE),
-        parse_options=pacsv.ParseOptions(newlines_in_values=True),
+        parse_options=pacsv.ParseOptions(newlines_in_values=True, invalid_row_handler=invalid),
         convert_options=pacsv.ConvertOptions(
             column_types={n: pa.string() for n in names}, null_values=[""],
             strings_can_be_null=True, quoted_strings_can_be_null=True,
@@ -102,28 +148,63 @@ def batches(stream: IO[bytes], names: list[str]) -> Iterator[pa.RecordBatch]:
     yield from reader
 
 
-def check_batch(batch: pa.RecordBatch, first_row: int, report: Report) -> pa.Table:
-    """Typed, valid rows of a raw batch; errors of the others go to report."""
+def check_batch(batch: pa.RecordBatch, first_row: int, report: Report,
+                project: Project) -> pa.Table:  # fmt: skip
+    """Typed, valid rows of a raw batch; errors of the others go to report.
+    The keys of every row are kept in the report, for :func:`check_keys`."""
     columns: dict[str, pa.Array] = {}
     ok = pa.repeat(pa.scalar(True), batch.num_rows)
-    for col in table_schema("training_data"):
-        if col.name not in DATA_COLUMNS:
+    names = set(batch.schema.names)
+    for col in project.columns:
+        if col.name not in names:  # an optional column the file does not have
+            columns[col.name] = pa.nulls(batch.num_rows, TYPES[col.bq_type])
             continue
-        typed, bad = _check_column(batch.column(col.name), col.name, col.type,
-                                   col.required, first_row, report)  # fmt: skip
+        typed, bad = _check_column(batch.column(col.name), col.name, col.bq_type,
+                                   col.required, first_row, report, col)  # fmt: skip
         columns[col.name] = typed
         ok = pc.and_(ok, pc.invert(bad))
+    report.keys.append((first_row, columns[project.key]))
     report.rows += batch.num_rows
     report.bad_rows += batch.num_rows - pc.sum(ok).as_py() if batch.num_rows else 0
     return pa.table(columns).filter(ok)
 
 
+def check_keys(report: Report, key: str) -> None:
+    """Refuse a file that holds a row key twice, naming both rows: which one
+    would be the newest is not defined.
+
+    Raises:
+        SchemaError: the first repeated key and the rows that hold it.
+    """
+    if not report.keys:
+        return
+    keys = pa.chunked_array([k for _, k in report.keys]).combine_chunks()
+    counts = pc.value_counts(keys.drop_null())
+    repeated = counts.filter(pc.greater(counts.field("counts"), 1))
+    if len(repeated) == 0:
+        return
+    value = repeated.field("values")[0]
+    positions = pc.indices_nonzero(pc.fill_null(pc.equal(keys, value), False)).to_pylist()
+    starts = [s for s, _ in report.keys]
+    offsets = [0]
+    for _, k in report.keys:
+        offsets.append(offsets[-1] + len(k))
+    rows = [starts[i] + p - offsets[i] for p in positions[:2]
+            for i in range(len(starts)) if offsets[i] <= p < offsets[i + 1]]  # fmt: skip
+    more = f" ({len(repeated):,} keys repeat in all)" if len(repeated) > 1 else ""
+    raise SchemaError(f"{key} {value.as_py()!r} appears more than once: rows {rows[0]} and "
+                      f"{rows[1]}{more}; each {key} may appear once in a file (land a "
+                      "corrected row in a later file to replace one)")
+
+
 def _check_column(
-    raw: pa.Array, name: str, bq_type: str, required: bool, first_row: int, report: Report
+    raw: pa.Array, name: str, bq_type: str, required: bool, first_row: int, report: Report,
+    rules: Any,
 ) -> tuple[pa.Array, pa.Array]:
-    if bq_type in PATTERNS and (typed := _clean_cast(raw, bq_type)) is not None:
+    if bq_type in PATTERNS and bq_type != "BOOLEAN" and (
+            typed := _clean_cast(raw, bq_type)) is not None:  # fmt: skip
         return _check_values(typed, raw, pa.repeat(pa.scalar(False), len(raw)), name, required,
-                             first_row, report)  # fmt: skip
+                             first_row, report, rules)  # fmt: skip
     text = pc.utf8_trim_whitespace(raw)
     text = pc.if_else(pc.equal(text, ""), pa.scalar(None, pa.string()), text)
     present = pc.is_valid(text)
@@ -136,8 +217,13 @@ def _check_column(
         text = pc.if_else(wrong, pa.scalar(None, pa.string()), text)
     if bq_type == "INTEGER":  # Arrow's integer parser refuses a leading plus
         text = pc.replace_substring_regex(text, r"^\+", "")
-    typed = pc.cast(text, TYPES.get(bq_type, pa.string()))
-    return _check_values(typed, text, bad, name, required, first_row, report)
+    if bq_type == "BOOLEAN":
+        lower = pc.utf8_lower(text)
+        typed = pc.if_else(pc.is_in(lower, pa.array(["true", "t", "yes", "y", "1"])), True,
+                           pc.if_else(pc.is_valid(lower), False, pa.scalar(None, pa.bool_())))
+    else:
+        typed = pc.cast(text, TYPES.get(bq_type, pa.string()))
+    return _check_values(typed, text, bad, name, required, first_row, report, rules)
 
 
 def _clean_cast(raw: pa.Array, bq_type: str) -> pa.Array | None:
@@ -155,21 +241,32 @@ def _clean_cast(raw: pa.Array, bq_type: str) -> pa.Array | None:
 
 
 def _check_values(typed: pa.Array, text: pa.Array, bad: pa.Array, name: str, required: bool,
-                  first_row: int, report: Report) -> tuple[pa.Array, pa.Array]:  # fmt: skip
+                  first_row: int, report: Report, rules: Any) -> tuple[pa.Array, pa.Array]:  # fmt: skip
     if required:
         missing = pc.and_(pc.is_null(typed), pc.invert(bad))
         _note(report, missing, text, name, first_row, "required value is missing")
         bad = pc.or_(bad, missing)
-    if name in ALLOWED_VALUES:
-        allowed = pa.array(ALLOWED_VALUES[name], typed.type)
+    if rules.allowed is not None:
+        allowed = pa.array(rules.allowed, typed.type)
         outside = pc.and_(pc.is_valid(typed), pc.invert(pc.is_in(typed, allowed)))
-        _note(report, outside, typed, name, first_row, f"must be one of {list(ALLOWED_VALUES[name])}")
+        _note(report, outside, typed, name, first_row, f"must be one of {list(rules.allowed)}")
         bad = pc.or_(bad, outside)
-    if name in RANGES:
-        lo, hi = RANGES[name]
-        outside = pc.fill_null(pc.or_(pc.less(typed, lo), pc.greater(typed, hi)), False)
-        _note(report, outside, typed, name, first_row, f"must be between {lo:g} and {hi:g}")
+    lo, hi = rules.min, rules.max
+    if pa.types.is_integer(typed.type):  # compare as integers: 19 digits do not fit a double
+        lo = None if lo is None else math.ceil(lo)
+        hi = None if hi is None else math.floor(hi)
+    if lo is not None or hi is not None:
+        low = pc.less(typed, lo) if lo is not None else pa.repeat(pa.scalar(False), len(typed))
+        high = pc.greater(typed, hi) if hi is not None else pa.repeat(pa.scalar(False), len(typed))
+        outside = pc.fill_null(pc.or_(low, high), False)
+        what = (f"between {lo:g} and {hi:g}" if lo is not None and hi is not None else
+                f"at least {lo:g}" if lo is not None else f"at most {hi:g}")  # fmt: skip
+        _note(report, outside, typed, name, first_row, f"must be {what}")
         bad = pc.or_(bad, outside)
+    if rules.max_length is not None:
+        long = pc.fill_null(pc.greater(pc.utf8_length(typed), rules.max_length), False)
+        _note(report, long, typed, name, first_row, f"longer than {rules.max_length} characters")
+        bad = pc.or_(bad, long)
     return typed, bad
 
 
@@ -182,9 +279,11 @@ def _note(report: Report, mask: pa.Array, values: pa.Array, column: str,
         report.add(first_row + i, column, values[i].as_py(), reason)
 
 
-def add_split(table: pa.Table) -> pa.Array:
-    """The split of each row, from its PassengerId (see domain.schema.split_for)."""
-    pid = table.column("PassengerId")
+def add_split(table: pa.Table, project: Project) -> pa.Array:
+    """The split of each row, from its key (see domain.schema.split_for)."""
+    pid = table.column(project.key)
+    if project.key_column.type == "string":  # MD5 per key: Arrow has no MD5 kernel
+        pid = pa.array([key_int(k) for k in pid.to_pylist()], pa.int64())
     h = pc.bit_wise_and(pc.multiply(pid, 2654435761), 0xFFFFFFFF)
     u = pc.divide(pc.cast(h, pa.float64()), float(2**32))
     return pc.if_else(pc.less(u, SPLIT_BOUNDS[0]), SPLITS[0],
@@ -214,3 +313,14 @@ class CountingReader:
 
 def _first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def plain_reason(exc: BaseException) -> str:
+    """Arrow's reading errors in the user's words, with what to do."""
+    text = _first_line(exc)
+    if "straddling" in text or "block size" in text:
+        return (f"a field or row is longer than {BLOCK_SIZE >> 20} MB, most often a quote that "
+                "is opened and never closed; check the quotes near that row")  # fmt: skip
+    if "invalid UTF8" in text or "UTF-8" in text or "utf8" in text.lower():
+        return "the file is not UTF-8 text: save it as CSV UTF-8 and land it again"
+    return text

@@ -1,0 +1,374 @@
+"""A project: one tabular data set declared in one reviewed file (project.toml).
+
+Every layer reads the data set's columns, key, target, task and rules from a
+:class:`Project` and nothing else names them. :func:`parse` turns the file's
+data into a checked Project; every refusal names the field and what is wrong.
+Reading the file and importing derived-feature code are in ``minimlops.projects``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+TYPES = ("integer", "float", "string", "boolean")
+KINDS = ("numeric", "categorical", "boolean", "text")
+TASKS = ("binary", "multiclass", "regression")
+BQ_TYPES = {"integer": "INTEGER", "float": "FLOAT", "string": "STRING", "boolean": "BOOLEAN"}
+# Each task's metrics, and for the gate: the primary metric's direction.
+METRICS = {
+    "binary": {"accuracy": "max", "roc_auc": "max", "log_loss": "min", "brier": "min",
+               "f1": "max"},
+    "multiclass": {"accuracy": "max", "macro_f1": "max", "log_loss": "min"},
+    "regression": {"rmse": "min", "mae": "min", "r2": "max"},
+}  # fmt: skip
+DEFAULT_METRIC = {"binary": "log_loss", "multiclass": "log_loss", "regression": "rmse"}
+# Names the pipeline's own columns take in its tables; a data set may not use them.
+RESERVED = ("split", "ingestion_id", "source_uri", "ingested_at", "uuid", "created_at",
+            "model_version", "probability", "probabilities", "prediction",
+            "shadow_model_version", "shadow_probability", "shadow_prediction",
+            "label", "received_at", "source", "labelled_at")  # fmt: skip
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+MAX_KEY = 2**31 - 1  # integer keys: the split and sample hashes stay in 64-bit SQL
+
+
+class ProjectError(ValueError):
+    """The project file is wrong; the message names the field."""
+
+
+@dataclass(frozen=True)
+class ColumnSpec:
+    """One column of the data set, with its value rules."""
+
+    name: str
+    type: str
+    required: bool = False
+    description: str = ""
+    kind: str = "numeric"  # how a feature is encoded: numeric, categorical, boolean, text
+    allowed: tuple[Any, ...] | None = None
+    min: float | None = None
+    max: float | None = None
+    max_length: int | None = None
+
+    @property
+    def bq_type(self) -> str:
+        return BQ_TYPES[self.type]
+
+
+@dataclass(frozen=True)
+class DerivedSpec:
+    """A feature computed by a Python function of one row (the project's code)."""
+
+    name: str
+    type: str
+    function: str
+    inputs: tuple[str, ...]
+    kind: str = "numeric"
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Project:
+    """One data set: columns, key, target, task, features and the gate's metric."""
+
+    name: str
+    columns: tuple[ColumnSpec, ...]
+    key: str
+    target: str
+    task: str
+    features: tuple[str, ...]
+    primary_metric: str
+    positive_class: Any = None
+    classes: tuple[Any, ...] | None = None
+    derived: tuple[DerivedSpec, ...] = ()
+    derived_module: str | None = None
+    description: str = ""
+    directory: str = ""  # where the project file (and its derived-feature code) lives
+    extras: Mapping[str, Any] = field(default_factory=dict)  # example-specific options
+
+    def column(self, name: str) -> ColumnSpec:
+        return next(c for c in self.columns if c.name == name)
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.columns)
+
+    @property
+    def input_columns(self) -> tuple[str, ...]:
+        """What a prediction request carries: every column but the target."""
+        return tuple(c.name for c in self.columns if c.name != self.target)
+
+    @property
+    def key_column(self) -> ColumnSpec:
+        return self.column(self.key)
+
+    @property
+    def target_column(self) -> ColumnSpec:
+        return self.column(self.target)
+
+    @property
+    def classification(self) -> bool:
+        return self.task != "regression"
+
+    @property
+    def metric_direction(self) -> str:
+        return METRICS[self.task][self.primary_metric]
+
+    def fingerprint(self) -> str:
+        """A hash of everything that shapes the tables and the model (not descriptions)."""
+        shape = {"columns": [(c.name, c.type, c.required) for c in self.columns],
+                 "key": self.key, "target": self.target, "task": self.task}  # fmt: skip
+        return hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()[:16]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The declaration as plain data in the file's shape (recorded in the
+        data home; :func:`parse` reads it back)."""
+        data = asdict(self)
+        for derived_only in ("directory", "classes"):
+            data.pop(derived_only)
+        data["example"] = dict(data.pop("extras"))
+        data["columns"] = [{k: list(v) if isinstance(v, tuple) else v for k, v in c.items()
+                            if v is not None} for c in data["columns"]]  # fmt: skip
+        data["derived"] = [{**d, "inputs": list(d["inputs"])} for d in data["derived"]]
+        data["features"] = list(data["features"])
+        if self.task != "binary":
+            data.pop("positive_class")
+        return {k: v for k, v in data.items() if v is not None and v != []}
+
+
+def _fail(where: str, message: str) -> ProjectError:
+    return ProjectError(f"project file: {where}: {message}")
+
+
+def _typed(value: Any, type_: str, where: str) -> Any:
+    ok = {"integer": isinstance(value, int) and not isinstance(value, bool),
+          "float": isinstance(value, int | float) and not isinstance(value, bool)
+          and math.isfinite(value),
+          "string": isinstance(value, str), "boolean": isinstance(value, bool)}[type_]  # fmt: skip
+    if not ok:
+        raise _fail(where, f"{value!r} is not a {type_}")
+    return float(value) if type_ == "float" else value
+
+
+def _column(raw: Any, i: int) -> ColumnSpec:
+    where = f"columns[{i}]"
+    if not isinstance(raw, Mapping):
+        raise _fail(where, "must be a table with name and type")
+    unknown = set(raw) - {"name", "type", "required", "description", "kind", "allowed",
+                          "min", "max", "max_length"}  # fmt: skip
+    if unknown:
+        raise _fail(where, f"unknown fields {sorted(unknown)}")
+    name = raw.get("name")
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise _fail(f"{where}.name", f"{name!r} is not a column name (letters, digits, _)")
+    where = f"column {name!r}"
+    type_ = raw.get("type")
+    if type_ not in TYPES:
+        raise _fail(f"{where}.type", f"unknown type {type_!r}; one of {list(TYPES)}")
+    default_kind = {"integer": "numeric", "float": "numeric", "string": "categorical",
+                    "boolean": "boolean"}[type_]  # fmt: skip
+    kind = raw.get("kind", default_kind)
+    if kind not in KINDS:
+        raise _fail(f"{where}.kind", f"unknown kind {kind!r}; one of {list(KINDS)}")
+    if kind == "numeric" and type_ not in ("integer", "float"):
+        raise _fail(f"{where}.kind", f"a {type_} column cannot be numeric")
+    if kind == "boolean" and type_ != "boolean":
+        raise _fail(f"{where}.kind", "only a boolean column is of kind boolean")
+    allowed = raw.get("allowed")
+    if allowed is not None:
+        if not isinstance(allowed, list) or not allowed:
+            raise _fail(f"{where}.allowed", "must be a non-empty list of values")
+        allowed = tuple(_typed(v, type_, f"{where}.allowed") for v in allowed)
+        if len(set(allowed)) != len(allowed):
+            raise _fail(f"{where}.allowed", "lists a value twice")
+    bounds = {}
+    for b in ("min", "max"):
+        if (v := raw.get(b)) is not None:
+            if type_ not in ("integer", "float"):
+                raise _fail(f"{where}.{b}", f"a {type_} column has no {b}")
+            bounds[b] = float(_typed(v, "float", f"{where}.{b}"))
+    if "min" in bounds and "max" in bounds and bounds["min"] > bounds["max"]:
+        raise _fail(where, f"min {bounds['min']:g} is above max {bounds['max']:g}")
+    max_length = raw.get("max_length")
+    if max_length is not None and (type_ != "string" or not isinstance(max_length, int)
+                                   or max_length < 1):  # fmt: skip
+        raise _fail(f"{where}.max_length", "only a string column has one, a positive integer")
+    required = raw.get("required", False)
+    if not isinstance(required, bool):
+        raise _fail(f"{where}.required", "must be true or false")
+    return ColumnSpec(name, type_, required, str(raw.get("description", "")), kind, allowed,
+                      bounds.get("min"), bounds.get("max"), max_length)  # fmt: skip
+
+
+def _derived(raw: Any, i: int, columns: Sequence[str]) -> DerivedSpec:
+    where = f"derived[{i}]"
+    if not isinstance(raw, Mapping):
+        raise _fail(where, "must be a table with name, type, function and inputs")
+    name = raw.get("name")
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise _fail(f"{where}.name", f"{name!r} is not a feature name")
+    where = f"derived feature {name!r}"
+    type_ = raw.get("type")
+    if type_ not in TYPES:
+        raise _fail(f"{where}.type", f"unknown type {type_!r}; one of {list(TYPES)}")
+    function = raw.get("function", name)
+    if not isinstance(function, str) or not function.isidentifier():
+        raise _fail(f"{where}.function", f"{function!r} is not a Python function name")
+    inputs = raw.get("inputs")
+    if not isinstance(inputs, list) or not inputs or not all(isinstance(c, str) for c in inputs):
+        raise _fail(f"{where}.inputs", "must list the columns the function reads")
+    if unknown := [c for c in inputs if c not in columns]:
+        raise _fail(f"{where}.inputs", f"{unknown} are not columns of the project")
+    kind = raw.get("kind", "numeric" if type_ in ("integer", "float") else
+                   "boolean" if type_ == "boolean" else "categorical")  # fmt: skip
+    if kind not in ("numeric", "categorical", "boolean"):
+        raise _fail(f"{where}.kind", f"unknown kind {kind!r}")
+    return DerivedSpec(name, type_, function, tuple(inputs), kind, str(raw.get("description", "")))
+
+
+def parse(data: Mapping[str, Any], directory: str = "") -> Project:
+    """A checked Project from the project file's data.
+
+    Raises:
+        ProjectError: a field is missing or wrong; the message names it.
+    """
+    known = {"name", "description", "key", "target", "task", "positive_class", "features",
+             "primary_metric", "columns", "derived", "derived_module", "example"}  # fmt: skip
+    if unknown := set(data) - known:
+        raise _fail("top level", f"unknown fields {sorted(unknown)}; known: {sorted(known)}")
+    name = data.get("name")
+    if not isinstance(name, str) or not re.match(r"^[a-z][a-z0-9_-]{0,62}$", name):
+        raise _fail("name", f"{name!r}: use lower-case letters, digits, - and _")
+    raw_columns = data.get("columns")
+    if not isinstance(raw_columns, list) or not raw_columns:
+        raise _fail("columns", "declare at least the key and the target ([[columns]])")
+    columns = tuple(_column(c, i) for i, c in enumerate(raw_columns))
+    names = [c.name for c in columns]
+    if doubled := sorted({n for n in names if names.count(n) > 1}):
+        raise _fail("columns", f"declared twice: {doubled}")
+    if reserved := [n for n in names if n in RESERVED]:
+        raise _fail("columns", f"{reserved} are names of the pipeline's own columns; rename")
+    by_name = {c.name: c for c in columns}
+    key, target = data.get("key"), data.get("target")
+    for field_, value in (("key", key), ("target", target)):
+        if value not in by_name:
+            raise _fail(field_, f"{value!r} is not a declared column; columns: {names}")
+    if key == target:
+        raise _fail("target", "the target cannot be the key")
+    key_col = by_name[key]
+    if key_col.type not in ("integer", "string"):
+        raise _fail("key", f"the key {key!r} must be an integer or string column")
+    if not key_col.required:
+        raise _fail("key", f"the key column {key!r} must be required = true")
+    if key_col.type == "integer" and (key_col.min is None or key_col.min < 0
+                                      or key_col.max is None or key_col.max > MAX_KEY):  # fmt: skip
+        raise _fail(f"column {key!r}", f"an integer key needs min >= 0 and max <= {MAX_KEY}")
+    target_col = by_name[target]
+    if not target_col.required:
+        raise _fail("target", f"the target column {target!r} must be required = true")
+    task = data.get("task")
+    if task not in TASKS:
+        raise _fail("task", f"{task!r}; one of {list(TASKS)}")
+    positive, classes = _classes(data, task, target_col)
+    raw_derived = data.get("derived", [])
+    if not isinstance(raw_derived, list):
+        raise _fail("derived", "must be a list of tables ([[derived]])")
+    derived = tuple(_derived(d, i, names) for i, d in enumerate(raw_derived))
+    if clash := [d.name for d in derived if d.name in by_name or d.name in RESERVED]:
+        raise _fail("derived", f"{clash} already name a column")
+    module = data.get("derived_module")
+    if derived and not module:
+        raise _fail("derived_module", "name the Python file of the derived features")
+    features = _features(data, names, key, target, derived)
+    metric = data.get("primary_metric", DEFAULT_METRIC[task])
+    if metric not in METRICS[task]:
+        raise _fail("primary_metric", f"{metric!r} is not a {task} metric; "
+                    f"one of {list(METRICS[task])}")  # fmt: skip
+    extras = data.get("example", {})
+    if not isinstance(extras, Mapping):
+        raise _fail("example", "must be a table")
+    return Project(name, columns, key, target, task, features, metric, positive, classes,
+                   derived, module, str(data.get("description", "")), directory,
+                   dict(extras))  # fmt: skip
+
+
+def _classes(data: Mapping[str, Any], task: str, target: ColumnSpec) -> tuple[Any, Any]:
+    if task == "regression":
+        if target.type not in ("integer", "float"):
+            raise _fail("task", f"regression needs a numeric target; {target.name!r} is "
+                        f"{target.type}")  # fmt: skip
+        if "positive_class" in data:
+            raise _fail("positive_class", "only a binary task has one")
+        return None, None
+    if target.type == "float":
+        raise _fail("task", f"{task} needs an integer, string or boolean target; "
+                    f"{target.name!r} is float (is the task regression?)")  # fmt: skip
+    classes = target.allowed
+    if target.type == "boolean":
+        classes = (False, True)
+    if classes is None:
+        raise _fail(f"column {target.name!r}.allowed", f"a {task} target must list its classes")
+    if task == "binary":
+        if len(classes) != 2:
+            raise _fail("task", f"binary needs exactly 2 classes; {target.name!r} allows "
+                        f"{list(classes)}")  # fmt: skip
+        if "positive_class" not in data:
+            raise _fail("positive_class", f"name the positive class: one of {list(classes)}")
+        positive = _typed(data["positive_class"], target.type, "positive_class")
+        if positive not in classes:
+            raise _fail("positive_class", f"{positive!r} is not one of {list(classes)}")
+        negative = next(c for c in classes if c != positive)
+        return positive, (negative, positive)
+    if len(classes) < 3:
+        raise _fail("task", f"multiclass needs 3 classes or more; {target.name!r} allows "
+                    f"{list(classes)} (is the task binary?)")  # fmt: skip
+    if "positive_class" in data:
+        raise _fail("positive_class", "only a binary task has one")
+    return None, tuple(classes)
+
+
+def _features(data: Mapping[str, Any], names: Sequence[str], key: str, target: str,
+              derived: Sequence[DerivedSpec]) -> tuple[str, ...]:  # fmt: skip
+    raw = data.get("features")
+    if raw is None:
+        return tuple(n for n in names if n not in (key, target)) + tuple(d.name for d in derived)
+    if not isinstance(raw, list) or not raw or not all(isinstance(f, str) for f in raw):
+        raise _fail("features", "must be a non-empty list of column or derived feature names")
+    known = set(names) | {d.name for d in derived}
+    if unknown := [f for f in raw if f not in known]:
+        raise _fail("features", f"{unknown} are neither columns nor derived features")
+    if target in raw:
+        raise _fail("features", f"the target {target!r} cannot be a feature")
+    if len(set(raw)) != len(raw):
+        raise _fail("features", "lists a feature twice")
+    return tuple(raw)
+
+
+def compatible(recorded: Project, new: Project) -> list[str]:
+    """Why ``new`` cannot run on a data home that holds ``recorded``'s data ([] = it can).
+
+    Adding a nullable column is the only change allowed in place; descriptions,
+    rules, features and the metric may change freely (they change no table).
+    """
+    problems = []
+    for field_ in ("key", "target", "task"):
+        if getattr(recorded, field_) != getattr(new, field_):
+            problems.append(f"{field_} changed from {getattr(recorded, field_)!r} to "
+                            f"{getattr(new, field_)!r}")  # fmt: skip
+    new_cols = {c.name: c for c in new.columns}
+    for c in recorded.columns:
+        if c.name not in new_cols:
+            problems.append(f"column {c.name!r} removed")
+        elif new_cols[c.name].type != c.type:
+            problems.append(f"column {c.name!r} retyped from {c.type} to {new_cols[c.name].type}")
+        elif new_cols[c.name].required and not c.required:
+            problems.append(f"column {c.name!r} made required (old rows may have no value)")
+    old = {c.name for c in recorded.columns}
+    problems += [f"column {c.name!r} added as required (only nullable columns can be added)"
+                 for c in new.columns if c.name not in old and c.required]  # fmt: skip
+    return problems
