@@ -79,3 +79,41 @@ def _download(url: str, target: Path, timeout: float) -> Path:
             f"datasciencedojo train file, {SIZE:,} bytes, SHA-256 {SHA256}).") from None
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def bundled(name: str, cache_dir: Path) -> Path:
+    """A CSV of a data set that ships inside scikit-learn (wine, diabetes),
+    written once into the cache in the shape of its example project."""
+    target = cache_dir / f"{name}.csv"
+    if target.is_file():
+        return target
+    from sklearn import datasets  # only for these examples, on their first start
+
+    if name == "wine":
+        data = datasets.load_wine()
+        names = [n.replace("od280/od315_of_diluted_wines", "od280_od315") for n in data.feature_names]
+        header = ["sample_id", "cultivar", *names]
+        rows = [[f"wine-{i + 1:03d}", f"cultivar_{int(t) + 1}", *(f"{v:g}" for v in x)]
+                for i, (x, t) in enumerate(zip(data.data, data.target, strict=True))]  # fmt: skip
+    elif name == "diabetes":
+        data = datasets.load_diabetes(scaled=False)
+        header = ["patient_id", "progression", *data.feature_names]
+        rows = [[str(i + 1), f"{t:g}", *(f"{int(v)}" if j == 1 else f"{v:g}" for j, v in enumerate(x))]
+                for i, (x, t) in enumerate(zip(data.data, data.target, strict=True))]  # fmt: skip
+    else:
+        raise ExampleDataError(f"no bundled data set {name!r}")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_suffix(".tmp")
+    tmp.write_text("\n".join(",".join(r) for r in [header, *rows]) + "\n", encoding="utf-8")
+    os.replace(tmp, target)
+    return target
+
+
+def for_project(extras: dict[str, object], cache_dir: Path, *, local: Path | None,
+                url: str) -> Path | None:  # fmt: skip
+    """The example file of an example project (None for a user's own project)."""
+    if extras.get("data") == "titanic":
+        return ensure(cache_dir, local=local, url=url)
+    if isinstance(extras.get("sklearn"), str):
+        return bundled(str(extras["sklearn"]), cache_dir)
+    return None

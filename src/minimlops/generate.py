@@ -9,6 +9,7 @@ something true to find. ``bad_rows`` plants rows that break the schema.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -90,3 +91,103 @@ def _plant_faults(table: pa.Table, k: int, seed: int) -> pa.Table:
         column, value = FAULTS[kind]
         cols[column][row] = value
     return pa.table({n: pa.array(v, pa.string()) for n, v in cols.items()})
+
+
+# -- any project: rows from its rules, the target from a known rule plus noise --
+
+def rows_for(project: Any, rows: int, *, seed: int = 0, start_id: int = 1,
+             missing: float = 0.1) -> pa.Table:  # fmt: skip
+    """Synthetic rows of a project from its columns and rules (Titanic: its own
+    generator). Every feature moves the target through a hidden linear score
+    (random weights, fixed by ``seed``) plus noise, so a model has something to
+    learn: the classes by the score's bands, or a number from it."""
+    if project.extras.get("data") == "titanic":
+        return passengers(rows, seed=seed, start_id=start_id)
+    rng = np.random.default_rng(seed)
+    weights = np.random.default_rng(12345)  # the rule: the same for every seed
+    columns: dict[str, Any] = {}
+    score = np.zeros(rows)
+    for c in project.columns:
+        if c.name in (project.key, project.target):
+            continue
+        values, signal = _column_values(c, rows, rng)
+        if not c.required:
+            gone = rng.random(rows) < missing
+            values = pa.array([None if g else v for v, g in zip(values.to_pylist(), gone,
+                                                                strict=True)], values.type)
+            signal = np.where(gone, 0.0, signal)
+        columns[c.name] = values
+        score += weights.normal(0, 1) * signal
+    score = (score - score.mean()) / (score.std() or 1.0)
+    key = project.key_column
+    columns[project.key] = (pa.array(np.arange(start_id, start_id + rows, dtype=np.int64))
+                            if key.type == "integer" else
+                            pa.array([f"{project.name}-{i:09d}" for i in
+                                      range(start_id, start_id + rows)]))  # fmt: skip
+    columns[project.target] = _target(project, score, rng)
+    return pa.table({c.name: columns[c.name] for c in project.columns})
+
+
+def _column_values(c: Any, n: int, rng: np.random.Generator) -> tuple[pa.Array, np.ndarray]:
+    """Values of one column within its rules, and their standardized signal."""
+    arrow = {"integer": pa.int64(), "float": pa.float64(), "string": pa.string(),
+             "boolean": pa.bool_()}[c.type]  # fmt: skip
+    if c.allowed:
+        pick = rng.integers(0, len(c.allowed), n)
+        effect = np.random.default_rng(len(c.name)).normal(0, 1, len(c.allowed))
+        return pa.array([c.allowed[i] for i in pick], arrow), effect[pick]
+    if c.type == "boolean":
+        b = rng.random(n) < 0.4
+        return pa.array(b), b - 0.4
+    if c.type in ("integer", "float"):
+        lo = c.min if c.min is not None else 0.0
+        hi = c.max if c.max is not None else lo + 100.0
+        span = hi - lo
+        x = np.clip(rng.normal(lo + span * 0.4, span * 0.15, n), lo, hi)
+        x = np.round(x).astype(np.int64) if c.type == "integer" else np.round(x, 4)
+        return pa.array(x, arrow), (x - x.mean()) / (x.std() or 1.0)
+    cats = [f"{c.name[:8]}_{i}" for i in range(6)]
+    pick = rng.integers(0, len(cats), n)
+    width = c.max_length or 100
+    effect = np.random.default_rng(len(c.name) + 1).normal(0, 1, len(cats))
+    return pa.array([cats[i][:width] for i in pick]), effect[pick]
+
+
+def _target(project: Any, score: np.ndarray, rng: np.random.Generator) -> pa.Array:
+    t = project.target_column
+    arrow = {"integer": pa.int64(), "float": pa.float64(), "string": pa.string(),
+             "boolean": pa.bool_()}[t.type]  # fmt: skip
+    noisy = score + rng.normal(0, 0.5, len(score))
+    if project.task == "regression":
+        lo = t.min if t.min is not None else 0.0
+        hi = t.max if t.max is not None else lo + 100.0
+        y = np.clip(lo + (hi - lo) * (0.5 + 0.15 * noisy), lo, hi)
+        return pa.array(np.round(y) if t.type == "integer" else np.round(y, 4), arrow)
+    classes = list(project.classes)
+    edges = np.quantile(noisy, np.linspace(0, 1, len(classes) + 1)[1:-1])
+    if project.task == "binary":  # about a third positive
+        edges = np.quantile(noisy, [0.65])
+    which = np.searchsorted(edges, noisy)
+    return pa.array([classes[i] for i in which], arrow)
+
+
+def write_project_csv(project: Any, path: Path, rows: int, *, seed: int = 0,
+                      bad_rows: int = 0, start_id: int = 1) -> int:  # fmt: skip
+    """Write generated rows of a project as CSV; returns how many were planted bad
+    (a value that breaks the column's rule, or a required value left out)."""
+    if project.extras.get("data") == "titanic":
+        return write_csv(path, rows, seed=seed, bad_rows=bad_rows, start_id=start_id)
+    table = rows_for(project, rows, seed=seed, start_id=start_id)
+    k = min(bad_rows, rows)
+    if k:
+        rng = np.random.default_rng(seed + 1)
+        cols = {n: table.column(n).cast(pa.string()).to_pylist() for n in table.column_names}
+        breakable = [c for c in project.columns if c.name != project.key and (
+            c.required or c.allowed or c.type in ("integer", "float", "boolean"))]  # fmt: skip
+        for row in rng.choice(rows, k, replace=False):
+            c = breakable[int(rng.integers(0, len(breakable)))]
+            cols[c.name][row] = ("" if c.required and not c.allowed and c.type == "string"
+                                 else "not-a-value" if c.type != "string" else "__unknown__")
+        table = pa.table({n: pa.array(v, pa.string()) for n, v in cols.items()})
+    pacsv.write_csv(table, path, pacsv.WriteOptions(quoting_style="needed"))
+    return k

@@ -156,7 +156,7 @@ def test_the_exercise_flow_on_emulated_google_cloud(cloud: Cloud, tmp_path: Path
     assert "0 created or updated" in again
     # 2. the bundle `gcp deploy` builds, served by functions-framework
     bundle = tmp_path / "bundle"
-    cloud.cli("gcp", "deploy", "--dry-run", "--project", cloud.project, "--bundle", str(bundle))
+    cloud.cli("gcp", "deploy", "--dry-run", "--gcp-project", cloud.project, "--bundle", str(bundle))
     cloud.start_functions(bundle)
     probe = subprocess.run([sys.executable, "-c", "import minimlops; print(minimlops.__file__)"],
                            env={**cloud.env, "PYTHONPATH": str(bundle)}, cwd=bundle,

@@ -34,6 +34,10 @@ RESERVED = ("split", "ingestion_id", "source_uri", "ingested_at", "uuid", "creat
             "shadow_model_version", "shadow_probability", "shadow_prediction",
             "label", "received_at", "source", "labelled_at")  # fmt: skip
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+# A column may be named as in the user's file (spaces, dashes: "education-num"),
+# which DuckDB and BigQuery's flexible column names both take quoted; not with
+# quotes, backticks, backslashes, dots or control characters.
+_COLUMN_NAME = re.compile(r"^[^\x00-\x1f\"`\\.\[\]]{1,300}$")
 MAX_KEY = 2**31 - 1  # integer keys: the split and sample hashes stay in 64-bit SQL
 
 
@@ -164,8 +168,9 @@ def _column(raw: Any, i: int) -> ColumnSpec:
     if unknown:
         raise _fail(where, f"unknown fields {sorted(unknown)}")
     name = raw.get("name")
-    if not isinstance(name, str) or not _NAME.match(name):
-        raise _fail(f"{where}.name", f"{name!r} is not a column name (letters, digits, _)")
+    if not isinstance(name, str) or not _COLUMN_NAME.match(name) or name != name.strip():
+        raise _fail(f"{where}.name", f"{name!r} is not a usable column name (no quotes, "
+                    "backticks, backslashes, dots, brackets or leading/trailing spaces)")
     where = f"column {name!r}"
     type_ = raw.get("type")
     if type_ not in TYPES:

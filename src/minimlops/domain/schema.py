@@ -82,10 +82,11 @@ def _fixed_table(table: str) -> tuple[Column, ...]:
 
 def key_int(key: int | str) -> int:
     """The integer the split and the sample hash: an integer key itself, a
-    string key the first 32 bits of the MD5 of its UTF-8 bytes (MD5 because
-    Python, DuckDB and BigQuery all have it; not used for security)."""
+    string key the first 31 bits of the MD5 of its UTF-8 bytes (MD5 because
+    Python, DuckDB and BigQuery all have it, not for security; 31 bits, like
+    integer keys, keep the sample's products within SQL's 64-bit integers)."""
     if isinstance(key, str):
-        return int.from_bytes(hashlib.md5(key.encode("utf-8")).digest()[:4], "big")
+        return int.from_bytes(hashlib.md5(key.encode("utf-8")).digest()[:4], "big") >> 1
     return key
 
 
@@ -94,8 +95,8 @@ def key_int_sql(column: str, key_type: str, dialect: str) -> str:
     if key_type != "string":
         return column
     if dialect == "bigquery":
-        return f"CAST(CONCAT('0x', SUBSTR(TO_HEX(MD5({column})), 1, 8)) AS INT64)"
-    return f"CAST('0x' || substr(md5({column}), 1, 8) AS BIGINT)"
+        return f"(CAST(CONCAT('0x', SUBSTR(TO_HEX(MD5({column})), 1, 8)) AS INT64) >> 1)"
+    return f"(CAST('0x' || substr(md5({column}), 1, 8) AS BIGINT) >> 1)"
 
 
 def split_unit(key: int | str) -> float:

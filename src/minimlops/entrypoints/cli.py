@@ -24,13 +24,17 @@ from rich.table import Table
 from minimlops.config import ConfigError, Settings
 from minimlops.errors import MinimlopsError
 
-app = typer.Typer(help="A minimal, production-grade MLOps pipeline (Titanic example).",
+app = typer.Typer(help="A minimal, production-grade MLOps pipeline for tabular data "
+                  "(Titanic is the built-in example).",
                   no_args_is_help=True, pretty_exceptions_enable=False)  # fmt: skip
 models_app = typer.Typer(help="List, promote and roll back model versions.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
 console = Console()
 err = Console(stderr=True)
 HomeOpt = Annotated[Path | None, typer.Option("--home", help="data home [MINIMLOPS_HOME]")]
+ProjectOpt = Annotated[str | None, typer.Option(
+    "--project", "-p", help="project directory (with project.toml) or example name (titanic, "
+    "wine, diabetes) [MINIMLOPS_PROJECT]; default: the data home's, else titanic")]
 
 
 def _settings(**overrides: Any) -> Settings:
@@ -69,13 +73,15 @@ def _fail(exc: Exception) -> None:
 @app.command()
 def up(
     home: HomeOpt = None,
+    project: ProjectOpt = None,
     port: Annotated[int | None, typer.Option(help="port [MINIMLOPS_PORT, 8080]")] = None,
     host: Annotated[str | None, typer.Option(help="address [127.0.0.1]")] = None,
     processes: Annotated[int | None, typer.Option(
         "--processes", help="processes answering /predict [MINIMLOPS_SERVING_PROCESSES, 1]")] = None,
 ) -> None:
     """Run everything: landing-zone watcher, ingest, train and the HTTP server."""
-    settings = _settings(home=home, port=port, host=host, serving_processes=processes)
+    settings = _settings(home=home, port=port, host=host, serving_processes=processes,
+                         project=project)  # fmt: skip
     if settings.backend != "local":
         err.print("[red]error:[/] `minimlops up` runs the local backend; on Google Cloud the "
                   "functions run the pipeline: `minimlops gcp provision` and `minimlops gcp deploy`")
@@ -93,9 +99,10 @@ def up(
 def ingest(
     files: Annotated[list[Path], typer.Argument(exists=True, dir_okay=False, readable=True)],
     home: HomeOpt = None,
+    project: ProjectOpt = None,
 ) -> None:
     """Copy files into the landing zone (like `gsutil cp`); the trigger loads them."""
-    settings = _settings(home=home)
+    settings = _settings(home=home, project=project)
     _setup_logging(settings.log_level)
     from minimlops.bootstrap import open_store
     from minimlops.entrypoints.client import InProcess, running_server
@@ -142,12 +149,13 @@ def train(
 
 @app.command()
 def predict(
-    passenger: Annotated[str | None, typer.Argument(help="a passenger (or list) as JSON")] = None,
-    file: Annotated[Path | None, typer.Option("--file", "-f", help="CSV or JSON file of passengers")] = None,
+    passenger: Annotated[str | None, typer.Argument(help="a row (or list) as JSON")] = None,
+    file: Annotated[Path | None, typer.Option("--file", "-f", help="CSV or JSON file of rows")] = None,
     home: HomeOpt = None,
+    project: ProjectOpt = None,
 ) -> None:
-    """Predict survival; every prediction is logged like the HTTP endpoint's."""
-    settings = _settings(home=home)
+    """Predict the target; every prediction is logged like the HTTP endpoint's."""
+    settings = _settings(home=home, project=project)
     _setup_logging("WARNING")
     people = _read_passengers(passenger, file)
     from minimlops.bootstrap import project_of
@@ -178,23 +186,34 @@ def _read_passengers(text: str | None, file: Path | None) -> list[dict[str, Any]
 
 @models_app.command("list")
 def models_list(home: HomeOpt = None, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
-    """Versions, metrics on VALIDATION, and each promotion decision."""
+    """Versions, the primary metric on VALIDATION, the baseline, each decision
+    (in full: `minimlops models show VERSION`)."""
     settings = _settings(home=home)
     data = _ops(settings).models()
     if as_json:
         console.print_json(json.dumps(data, default=str))
         return
-    table = Table("version", "champion", "algorithm", "rows (fitted on)", "accuracy", "ROC AUC",
-                  "baseline", "decision", "created", title=f"model {data['model']}")  # fmt: skip
-    for v in data["versions"]:
-        m, d = v["metrics"], v.get("decision") or {}
-        rows = f"{v['training_rows']:,}" + (f" ({v['fit_rows']:,})" if v.get("fit_rows") else "")
-        table.add_row(v["version"], "★" if v["champion"] else "", v["algorithm"], rows,
-                      f"{m.get('accuracy', float('nan')):.3f}", f"{m.get('roc_auc', float('nan')):.3f}",
-                      f"{(v.get('baseline') or {}).get('gender_only_accuracy', float('nan')):.3f}",
-                      ("promoted: " if d.get("promote") else "kept: ") + d.get("reason", ""),
-                      v["created_at"][:19])  # fmt: skip
-    console.print(table)
+    from minimlops.entrypoints.report import models_table
+
+    console.print(models_table(data))
+
+
+@models_app.command("show")
+def models_show(version: str, home: HomeOpt = None,
+                as_json: Annotated[bool, typer.Option("--json")] = False) -> None:  # fmt: skip
+    """One version: its metrics, baseline, the champion it was compared with,
+    the paired test and the gate's decision in words."""
+    data = _ops(_settings(home=home)).models()
+    found = [v for v in data["versions"] if v["version"] == version]
+    if not found:
+        _fail(MinimlopsError(f"no version {version!r}; versions: "
+                             f"{[v['version'] for v in data['versions']]}"))  # fmt: skip
+    if as_json:
+        console.print_json(json.dumps(found[0], default=str))
+        return
+    from minimlops.entrypoints.report import print_version
+
+    print_version(console, found[0])
 
 
 @models_app.command("promote")
@@ -219,9 +238,10 @@ def models_rollback(home: HomeOpt = None) -> None:
 
 
 @app.command()
-def status(home: HomeOpt = None, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+def status(home: HomeOpt = None, project: ProjectOpt = None,
+           as_json: Annotated[bool, typer.Option("--json")] = False) -> None:  # fmt: skip
     """What is in each table, the champion, the last ingestion and training."""
-    data = _ops(_settings(home=home)).status()
+    data = _ops(_settings(home=home, project=project)).status()
     if as_json:
         console.print_json(json.dumps(data, default=str))
         return
@@ -243,13 +263,9 @@ def monitor_cmd(
     if as_json:
         console.print_json(json.dumps(data, default=str))
         return
-    acc = Table("version", "served", "labelled", "live accuracy", "95% interval", title="live accuracy")
-    for v in data["versions"]:
-        ci = v["interval_95"]
-        acc.add_row(v["version"], str(v["served"]), str(v["labelled"]),
-                    "—" if v["live_accuracy"] is None else f"{v['live_accuracy']:.3f}",
-                    "—" if ci is None else f"{ci[0]:.3f}–{ci[1]:.3f}")  # fmt: skip
-    console.print(acc)
+    from minimlops.entrypoints.report import live_table
+
+    console.print(live_table(data["versions"]))
     d = data["drift"]
     if d["features"]:
         drift = Table("feature", "PSI", "KS", "status", title=f"drift: last {d['window']['rows']} "
@@ -296,21 +312,6 @@ def query(
 
 
 @app.command()
-def generate(
-    output: Annotated[Path, typer.Option("--output", "-o", help="CSV file to write")],
-    rows: Annotated[int, typer.Option(min=1)] = 1000,
-    seed: int = 0,
-    bad_rows: Annotated[int, typer.Option(min=0)] = 0,
-    start_id: Annotated[int, typer.Option(min=1)] = 1,
-) -> None:
-    """Write synthetic passengers in the data set's shape (tests, benchmarks)."""
-    from minimlops.generate import write_csv
-
-    planted = write_csv(output, rows, seed=seed, bad_rows=bad_rows, start_id=start_id)
-    console.print(f"wrote {rows:,} passengers to {output}" + (f" ({planted} bad)" if planted else ""))
-
-
-@app.command()
 def bench(
     out: Annotated[Path, typer.Option(help="where latest.json and latest.md go")] = Path("bench/results"),
     smoke: Annotated[bool, typer.Option(help="tiny sizes and durations: checks it works")] = False,
@@ -333,22 +334,24 @@ gcp_app = typer.Typer(help="Provision and deploy the pipeline on Google Cloud.",
 app.add_typer(gcp_app, name="gcp")
 
 
-def _gcp_settings(project: str | None, region: str | None) -> Settings:
-    settings = _settings(backend="gcp", gcp_project=project, region=region)
+def _gcp_settings(gcp_project: str | None, region: str | None,
+                  project: str | None = None) -> Settings:  # fmt: skip
+    settings = _settings(backend="gcp", gcp_project=gcp_project, region=region, project=project)
     if not settings.gcp_project:
-        err.print("[red]error:[/] set GOOGLE_CLOUD_PROJECT or pass --project")
+        err.print("[red]error:[/] set GOOGLE_CLOUD_PROJECT or pass --gcp-project")
         raise typer.Exit(2)
     return settings
 
 
 @gcp_app.command("provision")
 def gcp_provision(
-    project: Annotated[str | None, typer.Option(help="[GOOGLE_CLOUD_PROJECT]")] = None,
+    gcp_project: Annotated[str | None, typer.Option(help="[GOOGLE_CLOUD_PROJECT]")] = None,
+    project: ProjectOpt = None,
     push_endpoint: Annotated[str | None, typer.Option(
         help="also push the training topics to this URL (emulators, self-managed endpoints)")] = None,
 ) -> None:
     """Create buckets, dataset, tables, topics and subscriptions (idempotent)."""
-    settings = _gcp_settings(project, None)
+    settings = _gcp_settings(gcp_project, None, project)
     _setup_logging("WARNING")
     from minimlops.entrypoints.gcp import provision
 
@@ -364,7 +367,8 @@ def gcp_provision(
 
 @gcp_app.command("deploy")
 def gcp_deploy(
-    project: Annotated[str | None, typer.Option(help="[GOOGLE_CLOUD_PROJECT]")] = None,
+    gcp_project: Annotated[str | None, typer.Option(help="[GOOGLE_CLOUD_PROJECT]")] = None,
+    project: ProjectOpt = None,
     region: Annotated[str | None, typer.Option(help="[MINIMLOPS_REGION]")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="print every command; run nothing")] = False,
     allow_unauthenticated: Annotated[bool, typer.Option(
@@ -372,12 +376,18 @@ def gcp_deploy(
     bundle: Annotated[Path, typer.Option(help="where the source bundle is built")] = Path("build/gcp-bundle"),
 ) -> None:
     """Build the source bundle and deploy the four functions with gcloud."""
-    settings = _gcp_settings(project, region)
+    settings = _gcp_settings(gcp_project, region, project)
     from minimlops.entrypoints.gcp import deploy
 
     code = deploy(settings, bundle.resolve(), dry_run=dry_run,
                   allow_unauthenticated=allow_unauthenticated, echo=lambda line: print(line))
     raise typer.Exit(code)
+
+
+from minimlops.entrypoints.cli_project import generate, init  # noqa: E402 (the commands below)
+
+app.command()(init)
+app.command()(generate)
 
 
 def main() -> None:

@@ -225,10 +225,15 @@ def create_app(app: App, *, admin_tokens: Sequence[str] = (), lifespan_tasks: bo
         if (refused := keyed(request)) is not None:
             return refused
         try:
-            body = shapes.feedback.validate_json(await request.body())
+            data = orjson.loads(await request.body())
+        except orjson.JSONDecodeError as exc:
+            return _problem(400, f"invalid JSON: {exc}")
+        many = isinstance(data, list)
+        try:
+            body = (shapes.feedbacks if many else shapes.feedback).validate_python(data)
         except ValidationError as exc:
-            return _problem(422, "invalid feedback", errors=field_errors(exc, True))
-        items = body if isinstance(body, list) else [body]
+            return _problem(422, "invalid feedback", errors=field_errors(exc, many))
+        items = body if many else [body]
         if len(items) > s.max_batch:
             return _problem(413, f"{len(items)} labels exceed the limit of {s.max_batch}")
 
@@ -308,8 +313,8 @@ def create_app(app: App, *, admin_tokens: Sequence[str] = (), lifespan_tasks: bo
                                  description=api.description, routes=api.routes)
             components = schema.setdefault("components", {}).setdefault("schemas", {})
             components[noun] = shapes.one.json_schema(ref_template="#/components/schemas/{model}")
-            one_label = shapes.feedback.json_schema(ref_template="#/components/schemas/{model}")
-            components.update(one_label.pop("$defs", {}))
+            components["Feedback"] = shapes.feedback.json_schema(
+                ref_template="#/components/schemas/{model}")
             api.openapi_schema = schema
         return api.openapi_schema
 

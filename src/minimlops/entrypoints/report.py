@@ -25,8 +25,10 @@ def print_status(console: Console, data: dict[str, Any]) -> None:
                       + (f" — {ing['message']}" if ing.get("message") else ""))  # fmt: skip
     tr = data.get("last_training")
     if tr:
-        console.print(f"last training: version {tr['version']} ({tr['algorithm']}), accuracy "
-                      f"{tr['accuracy']:.3f}, {'promoted' if tr['decision']['promote'] else 'kept'}: "
+        metric = tr.get("metric") or "accuracy"
+        score = tr.get("score") if tr.get("score") is not None else tr.get("accuracy")
+        console.print(f"last training: version {tr['version']} ({tr['algorithm']}), {metric} "
+                      f"{_num(score)}, {'promoted' if tr['decision']['promote'] else 'kept'}: "
                       f"{tr['decision']['reason']}")  # fmt: skip
     queues = Table("subscription", "topic", "pending", "in flight", "done", "dead-lettered",
                    title="message bus")  # fmt: skip
@@ -37,3 +39,82 @@ def print_status(console: Console, data: dict[str, Any]) -> None:
     for d in data.get("dead_letters", []):
         console.print(f"[red]dead letter[/] {d['subscription']} {d['id']} after {d['attempts']} "
                       f"attempts: {d['error']}")  # fmt: skip
+
+
+def _num(value: Any) -> str:
+    return "—" if value is None else f"{value:.4g}" if abs(value) >= 1000 else f"{value:.3f}"
+
+
+def _metric_of(v: dict[str, Any]) -> str:
+    return (v.get("decision") or {}).get("metric") or "accuracy"
+
+
+def _baseline(v: dict[str, Any], metric: str) -> Any:
+    base = v.get("baseline") or {}
+    task = base.get("task") if isinstance(base.get("task"), dict) else {}
+    return task.get(metric, base.get("gender_only_accuracy") if metric == "accuracy" else None)
+
+
+def models_table(data: dict[str, Any]) -> Table:
+    """Model versions in a table that fits 80 columns: the decision's reason
+    is cut to the width left (``models show`` prints it whole)."""
+    versions = data["versions"]
+    metric = _metric_of(versions[-1]) if versions else "metric"
+    table = Table("ver", "", "algorithm", "fit rows", metric, "baseline", "decision",
+                  title=f"model {data['model']}", expand=False)  # fmt: skip
+    table.columns[6].overflow, table.columns[6].no_wrap = "ellipsis", True
+    table.columns[2].overflow, table.columns[2].no_wrap = "ellipsis", True
+    table.columns[2].max_width = 19
+    for v in versions:
+        d = v.get("decision") or {}
+        table.add_row(v["version"], "★" if v["champion"] else "", v["algorithm"],
+                      f"{v.get('fit_rows') or v['training_rows']:,}",
+                      _num(v["metrics"].get(metric)), _num(_baseline(v, metric)),
+                      ("promoted: " if d.get("promote") else "kept: ") + d.get("reason", ""))  # fmt: skip
+    return table
+
+
+def print_version(console: Console, v: dict[str, Any]) -> None:
+    """One version in full: metrics, baseline, the champion compared and the decision."""
+    d, p = v.get("decision") or {}, v.get("project") or {}
+    console.print(f"version {v['version']}{' (champion)' if v['champion'] else ''}: "
+                  f"{v['algorithm']}, {p.get('task', 'binary')} {p.get('target', '')}, "
+                  f"created {v['created_at'][:19]}")  # fmt: skip
+    compared = v.get("champion_compared") or {}
+    table = Table("metric", "VALIDATION", "baseline", "evaluation rows",
+                  f"champion {compared.get('version') or '—'}", title="metrics")  # fmt: skip
+    champ = compared.get("evaluation") or {}
+    for name, value in v["metrics"].items():
+        if name == "rows":
+            continue
+        table.add_row(name, _num(value), _num(_baseline(v, name)),
+                      _num((v.get("evaluation") or {}).get(name)), _num(champ.get(name)))  # fmt: skip
+    console.print(table)
+    paired = d.get("paired")
+    if paired:
+        console.print(f"paired test ({paired.get('test', 'mcnemar')}): p = {paired['p_value']:.3g}")
+    console.print(f"decision: {'promoted' if d.get('promote') else 'kept the champion'} — "
+                  f"{d.get('reason', '')}")  # fmt: skip
+    serving = v.get("serving") or {}
+    if serving:
+        console.print(f"serving: {serving.get('runtime')}"
+                      + (f" (largest difference {serving['max_abs_diff']:.1e})"
+                         if serving.get("max_abs_diff") is not None else ""))  # fmt: skip
+
+
+def live_table(versions: list[dict[str, Any]]) -> Table:
+    """Live metrics per version from feedback: accuracy, or MAE and RMSE."""
+    regression = any(v.get("live_rmse") is not None or "live_mae" in v for v in versions)
+    if regression:
+        table = Table("version", "served", "labelled", "live MAE", "live RMSE", title="live error")
+        for v in versions:
+            table.add_row(v["version"], str(v["served"]), str(v["labelled"]),
+                          _num(v.get("live_mae")), _num(v.get("live_rmse")))  # fmt: skip
+        return table
+    table = Table("version", "served", "labelled", "live accuracy", "95% interval",
+                  title="live accuracy")  # fmt: skip
+    for v in versions:
+        ci = v["interval_95"]
+        table.add_row(v["version"], str(v["served"]), str(v["labelled"]),
+                      _num(v["live_accuracy"]), "—" if ci is None else f"{ci[0]:.3f}–{ci[1]:.3f}")
+    return table

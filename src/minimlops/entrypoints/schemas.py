@@ -49,7 +49,8 @@ class RequestModels:
     row: Any  # the TypedDict
     one: TypeAdapter[Any]
     many: TypeAdapter[Any]
-    feedback: TypeAdapter[Any]
+    feedback: TypeAdapter[Any]  # one label
+    feedbacks: TypeAdapter[Any]  # a list of them
 
 
 def request_models(project: Project) -> RequestModels:
@@ -83,7 +84,7 @@ def request_models(project: Project) -> RequestModels:
     })
     feedback.__doc__ = f"A true {project.target} for an earlier prediction (used by monitoring)."
     return RequestModels(title, row, TypeAdapter(row), TypeAdapter(list[row]),
-                         TypeAdapter(feedback | list[feedback]))  # fmt: skip
+                         TypeAdapter(feedback), TypeAdapter(list[feedback]))  # fmt: skip
 
 
 class TrainRequest(BaseModel):

@@ -62,12 +62,19 @@ class _Server(uvicorn.Server):
 
 
 def seed_example_data(app: App) -> None:
-    """On first start (empty warehouse, empty landing zone) land the example file."""
+    """On first start (empty warehouse, empty landing zone) land the example
+    project's file; a user's own project waits for `minimlops ingest FILE`."""
     s, deps = app.settings, app.deps
     if deps.warehouse.ledger() or deps.store.list(s.landing_bucket):
         return
-    path = example_data.ensure(s.cache_dir, local=s.example_data, url=s.example_url)
-    info = deps.store.write_file(s.landing_bucket, example_data.FILENAME, path)  # type: ignore[attr-defined]
+    project = deps.project
+    path = example_data.for_project(dict(project.extras), s.cache_dir, local=s.example_data,
+                                    url=s.example_url)  # fmt: skip
+    if path is None:
+        logger.info("project %s has no data yet: land a CSV with `minimlops ingest FILE.csv` "
+                    "(or copy it into %s)", project.name, s.buckets_dir / s.landing_bucket)
+        return
+    info = deps.store.write_file(s.landing_bucket, path.name, path)  # type: ignore[attr-defined]
     logger.info("first start: landed the example data as %s", info.uri)
 
 

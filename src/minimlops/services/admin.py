@@ -34,7 +34,11 @@ def list_models(registry: ModelRegistry, live: dict[str, dict[str, Any]] | None 
             "decision": meta.get("decision"), "training_rows": meta["training"]["rows"],
             "fit_rows": meta["training"].get("fit_rows", meta["training"].get("train_rows")),
             "sha256": meta["sha256"], "evaluation": meta["metrics"].get("evaluation"),
+            "project": meta.get("project"), "champion_compared": meta.get("champion_compared"),
+            "serving": {k: x for k, x in (meta.get("serving") or {}).items() if k != "spec"},
             "live_accuracy": (live.get(v) or {}).get("live_accuracy"),
+            "live_mae": (live.get(v) or {}).get("live_mae"),
+            "live_rmse": (live.get(v) or {}).get("live_rmse"),
             "labelled": (live.get(v) or {}).get("labelled", 0),
             "served": (live.get(v) or {}).get("served", 0),
             "champion_periods": [h for h in (pointer or {}).get("history", [])

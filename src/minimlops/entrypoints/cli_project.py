@@ -1,0 +1,114 @@
+"""``minimlops init`` and ``minimlops generate``: making a project and data for it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from minimlops.domain.project import ProjectError
+
+console = Console()
+err = Console(stderr=True)
+_ORDER = ("name", "type", "required", "kind", "allowed", "min", "max", "max_length",
+          "description")  # fmt: skip
+
+
+def _toml(data: dict[str, Any], checks: list[str]) -> str:
+    """The project file: top-level fields, then one [[columns]] table per column;
+    each column's doubtful decision as a comment above it (tomli-w writes the values)."""
+    import tomli_w
+
+    notes: dict[str, list[str]] = {}
+    for c in checks:
+        notes.setdefault(c.split(":", 1)[0].split(" ")[-1], []).append(c)
+    out = ["# A minimlops project, drafted by `minimlops init`: review every field,",
+           "# especially the ones marked CHECK, then run `minimlops up --project DIR`.", ""]
+    for key, value in data.items():
+        if key == "columns":
+            continue
+        for note in notes.get(key, []):
+            out.append(f"# CHECK {note}")
+        out.append(tomli_w.dumps({key: value}).strip())
+    for col in data["columns"]:
+        out.append("")
+        for note in notes.get(col["name"], []):
+            out.append(f"# CHECK {note}")
+        out.append("[[columns]]")
+        out += [tomli_w.dumps({k: col[k]}).strip() for k in _ORDER if k in col]
+    return "\n".join(out) + "\n"
+
+
+def init(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True,
+                                         help="a CSV file of your data set")],
+    target: Annotated[str, typer.Option("--target", "-t", help="the column to predict")],
+    key: Annotated[str | None, typer.Option(help="the column that identifies a row")] = None,
+    task: Annotated[str | None, typer.Option(help="binary, multiclass or regression")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="project directory "
+                                                "[./<file name>]")] = None,
+    force: Annotated[bool, typer.Option(help="overwrite an existing project.toml")] = False,
+) -> None:
+    """Draft a project (project.toml) from a CSV file, printing every decision."""
+    from minimlops import infer, projects
+
+    if task not in (None, "binary", "multiclass", "regression"):
+        err.print("[red]error:[/] --task must be binary, multiclass or regression")
+        raise typer.Exit(2)
+    try:
+        draft = infer.draft(file, target, key=key, task=task)
+    except ProjectError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+    directory = output or Path(draft.data["name"])
+    path = directory / projects.FILENAME
+    if path.exists() and not force:
+        err.print(f"[red]error:[/] {path} exists; pass --force to overwrite it")
+        raise typer.Exit(2)
+    text = _toml(draft.data, draft.checks)
+    try:  # the draft must be a valid project before it is written
+        projects.from_dict(__import__("tomllib").loads(text), str(directory))
+    except ProjectError as exc:
+        err.print(f"[red]error:[/] the inferred project is not valid ({exc}); please report it")
+        raise typer.Exit(1) from None
+    directory.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    for line in draft.decisions:
+        console.print(f"  {line}", highlight=False)
+    landed = file
+    if draft.key_added:
+        landed = directory / f"{file.stem}-with-{draft.data['key']}.csv"
+        n = infer.write_with_key(file, landed, draft.data["key"])
+        console.print(f"  wrote {landed} ({n:,} rows with a {draft.data['key']} column)")
+    if draft.checks:
+        console.print("[yellow]check before you start[/] (marked CHECK in the file):")
+        for line in draft.checks:
+            console.print(f"  - {line}", highlight=False)
+    console.print(f"wrote {path}. Next:\n  minimlops up --project {directory} --home "
+                  f"{directory}/.home &\n  minimlops ingest {landed} --home {directory}/.home")
+
+
+def generate(
+    output: Annotated[Path, typer.Option("--output", "-o", help="CSV file to write")],
+    rows: Annotated[int, typer.Option(min=1)] = 1000,
+    seed: int = 0,
+    bad_rows: Annotated[int, typer.Option(min=0)] = 0,
+    start_id: Annotated[int, typer.Option(min=1)] = 1,
+    project: Annotated[str | None, typer.Option(
+        "--project", "-p", help="project directory or example name [titanic]")] = None,
+) -> None:
+    """Write synthetic rows from a project's rules (tests, soak, benchmarks);
+    the target follows a hidden rule plus noise, so models have something to learn."""
+    from minimlops import projects
+    from minimlops.generate import write_project_csv
+
+    try:
+        p = projects.load(project)
+    except ProjectError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+    planted = write_project_csv(p, output, rows, seed=seed, bad_rows=bad_rows, start_id=start_id)
+    console.print(f"wrote {rows:,} rows of {p.name} to {output}"
+                  + (f" ({planted} bad)" if planted else ""))  # fmt: skip

@@ -1,0 +1,369 @@
+"""``minimlops init``: a draft project inferred from a CSV file, for a person to review.
+
+The file is read with Arrow a block at a time, every column as text; per column
+we count what its values parse as, how many are missing, how many distinct
+values there are (up to a cap) and their range. From those counts come the
+decisions, each with its reason and, when doubtful, what to check: the tools
+our users know fail most often here (numbers read as categories, 0/1 columns
+read as continuous, a regression target with few values read as classes), so
+nothing doubtful is decided silently.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+
+from minimlops.domain.project import RESERVED, ProjectError
+from minimlops.services.validate import PATTERNS
+
+DISTINCT_CAP = 1000  # distinct values remembered per column
+FEW_VALUES = 10  # an integer column with at most this many values may be categories
+MAX_CLASSES = 50  # a string target with more distinct values is not a classification
+TRUE = {"true", "t", "yes", "y"}
+FALSE = {"false", "f", "no", "n"}
+_ID_NAME = re.compile(r"(^|_)(id|key|uuid)$|Id$|ID$", re.IGNORECASE)
+
+
+@dataclass
+class Profile:
+    """What one column's values look like."""
+
+    name: str
+    rows: int = 0
+    missing: int = 0
+    integers: int = 0
+    floats: int = 0
+    booleans: int = 0
+    distinct: Counter[str] = field(default_factory=Counter)
+    overflow: bool = False  # more distinct values than DISTINCT_CAP
+    low: float = math.inf
+    high: float = -math.inf
+    longest: int = 0
+
+    @property
+    def present(self) -> int:
+        return self.rows - self.missing
+
+    @property
+    def type(self) -> str:
+        if self.present == 0:
+            return "string"
+        if self.integers == self.present:
+            return "integer"
+        if self.floats == self.present:
+            return "float"
+        if self.booleans == self.present:
+            return "boolean"
+        return "string"
+
+    @property
+    def n_distinct(self) -> int:
+        return len(self.distinct)
+
+    @property
+    def unique(self) -> bool:
+        return (not self.overflow and self.missing == 0 and self.present > 0
+                and all(n == 1 for n in self.distinct.values())) or (
+                    self.overflow and self.missing == 0 and max(self.distinct.values()) == 1)
+
+
+def profile(path: Path) -> tuple[list[Profile], int]:
+    """Per column, counts over the whole file; and the number of rows.
+
+    Raises:
+        ProjectError: the file is not a readable CSV.
+    """
+    try:
+        head = pacsv.open_csv(path, read_options=pacsv.ReadOptions(block_size=1 << 16))
+        names = head.schema.names
+    except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
+        raise ProjectError(f"{path}: not a readable CSV file: {str(exc).splitlines()[0]}") from None
+    reader = pacsv.open_csv(
+        path, read_options=pacsv.ReadOptions(block_size=4 << 20),
+        parse_options=pacsv.ParseOptions(newlines_in_values=True),
+        convert_options=pacsv.ConvertOptions(column_types={n: pa.string() for n in names},
+                                             null_values=[""], strings_can_be_null=True))
+    profiles = [Profile(n) for n in names]
+    rows = 0
+    for batch in reader:
+        rows += batch.num_rows
+        for p, column in zip(profiles, batch.columns, strict=True):
+            _count(p, pc.utf8_trim_whitespace(column))
+    return profiles, rows
+
+
+def _count(p: Profile, text: pa.Array) -> None:
+    text = pc.if_else(pc.equal(text, ""), pa.scalar(None, pa.string()), text)
+    p.rows += len(text)
+    p.missing += text.null_count
+    present = text.drop_null()
+    if len(present) == 0:
+        return
+    p.integers += int(pc.sum(pc.match_substring_regex(present, PATTERNS["INTEGER"])).as_py() or 0)
+    p.floats += int(pc.sum(pc.match_substring_regex(present, PATTERNS["FLOAT"])).as_py() or 0)
+    lower = pc.utf8_lower(present)
+    p.booleans += int(pc.sum(pc.is_in(lower, pa.array(sorted(TRUE | FALSE)))).as_py() or 0)
+    p.longest = max(p.longest, int(pc.max(pc.utf8_length(present)).as_py() or 0))
+    if not p.overflow:
+        for item in pc.value_counts(present).to_pylist():
+            p.distinct[item["values"]] += item["counts"]
+        if len(p.distinct) > DISTINCT_CAP:
+            p.overflow = True
+    elif max(p.distinct.values(), default=0) == 1:  # still checking uniqueness for a key
+        for item in pc.value_counts(present).to_pylist():
+            p.distinct[item["values"]] += item["counts"]
+    numbers = pc.cast(present, pa.float64(), safe=False) if _all_numbers(present) else None
+    if numbers is not None:
+        p.low = min(p.low, float(pc.min(numbers).as_py()))
+        p.high = max(p.high, float(pc.max(numbers).as_py()))
+
+
+def _all_numbers(present: pa.Array) -> bool:
+    return bool(pc.all(pc.match_substring_regex(present, PATTERNS["FLOAT"])).as_py())
+
+
+@dataclass
+class Draft:
+    """The inferred project as file data, and the decisions that made it."""
+
+    data: dict[str, Any]
+    decisions: list[str]
+    checks: list[str]
+    key_added: bool = False
+
+
+def _name_of(path: Path) -> str:
+    name = re.sub(r"[^a-z0-9_-]+", "-", path.stem.lower()).strip("-_") or "project"
+    return name if name[0].isalpha() else f"p-{name}"[:63]
+
+
+def _positive(values: list[str]) -> tuple[str, str]:
+    lowered = {v.lower(): v for v in values}
+    for word in ("1", "yes", "true", "y", "t", "positive", "pos"):
+        if word in lowered:
+            return lowered[word], f"{lowered[word]!r} reads as the positive answer"
+    return sorted(values)[-1], "neither value reads as yes/true/1: the last in sorted order"
+
+
+def draft(path: Path, target: str, *, key: str | None = None,
+          task: str | None = None) -> Draft:  # fmt: skip
+    """Infer a project from a CSV file.
+
+    Raises:
+        ProjectError: the target or key is not a column, the key is not unique,
+            or the task cannot be decided (the message says which flag to pass).
+    """
+    profiles, rows = profile(path)
+    by = {p.name: p for p in profiles}
+    if target not in by:
+        raise ProjectError(f"--target {target!r} is not a column of {path.name}; columns: "
+                           f"{list(by)}")  # fmt: skip
+    if rows == 0:
+        raise ProjectError(f"{path.name} has a header but no rows: nothing to infer from")
+    decisions, checks = [f"read {rows:,} rows and {len(profiles)} columns of {path.name}"], []
+    if clash := [n for n in by if n in RESERVED]:
+        raise ProjectError(f"columns {clash} have names the pipeline uses for its own columns; "
+                           "rename them in the file")  # fmt: skip
+    key_name, key_added = _pick_key(by, target, key, decisions, checks)
+    t = by[target]
+    if t.missing:
+        raise ProjectError(f"target {target!r} is empty in {t.missing:,} of {rows:,} rows; "
+                           "remove those rows (a row without its answer cannot train)")
+    task, classes, positive = _pick_task(t, task, decisions, checks)
+    columns = []
+    if key_added:
+        columns.append({"name": key_name, "type": "integer", "required": True, "min": 1,
+                        "max": 2147483647, "description": "row number (added by init)"})
+    for p in profiles:
+        columns.append(_column(p, p.name == key_name, p.name == target, task, classes,
+                               decisions, checks))  # fmt: skip
+    data: dict[str, Any] = {"name": _name_of(path), "description": f"from {path.name}",
+                            "key": key_name, "target": target, "task": task}  # fmt: skip
+    if positive is not None:
+        data["positive_class"] = positive
+    data["primary_metric"] = {"binary": "log_loss", "multiclass": "log_loss",
+                              "regression": "rmse"}[task]  # fmt: skip
+    decisions.append(f"gate: {data['primary_metric']} (the default for {task}; "
+                     "primary_metric changes it)")  # fmt: skip
+    data["columns"] = columns
+    full = [c["name"] for c in columns if c["required"] and c["name"] not in (key_name, target)]
+    if full:
+        checks.append(f"required: {len(full)} columns were never empty here and are marked "
+                      f"required ({', '.join(full[:6])}{', ...' if len(full) > 6 else ''}); "
+                      "set required = false for any that later files or requests may leave "
+                      "blank (then it is imputed)")  # fmt: skip
+    return Draft(data, decisions, checks, key_added)
+
+
+def _pick_key(by: dict[str, Profile], target: str, key: str | None,
+              decisions: list[str], checks: list[str]) -> tuple[str, bool]:  # fmt: skip
+    if key is not None:
+        if key not in by:
+            raise ProjectError(f"--key {key!r} is not a column; columns: {list(by)}")
+        p = by[key]
+        if not p.unique or p.type not in ("integer", "string"):
+            raise ProjectError(f"--key {key!r} is not a key: " + (
+                f"{p.missing:,} rows have no value" if p.missing else
+                "some values repeat" if not p.unique else f"it holds {p.type} values"))
+        decisions.append(f"key: {key} (given; unique and never empty)")
+        return key, False
+    fits = [p for p in by.values() if p.name != target and p.unique
+            and p.type in ("integer", "string")
+            and (p.type == "string" or p.low >= 0)]  # fmt: skip
+    named = [p for p in fits if _ID_NAME.search(p.name)]
+    if named or fits:
+        p = (named or fits)[0]
+        decisions.append(f"key: {p.name} (unique and never empty"
+                         + (", and named like an id)" if named else ")"))  # fmt: skip
+        if not named:
+            checks.append(f"key {p.name}: chosen only because it is unique; pass --key "
+                          "if another column identifies a row")  # fmt: skip
+        return p.name, False
+    name = next(n for n in ("row_id", "row_number", "minimlops_row") if n not in by)
+    decisions.append(f"key: none of the columns is unique and never empty; init writes a copy "
+                     f"of the file with a {name} column (1, 2, ...)")  # fmt: skip
+    checks.append(f"key {name}: land the copy init wrote, and give later files a {name} too "
+                  "(a row with a known key replaces that row)")  # fmt: skip
+    return name, True
+
+
+def _pick_task(t: Profile, task: str | None, decisions: list[str],
+               checks: list[str]) -> tuple[str, list[Any] | None, Any]:  # fmt: skip
+    values = sorted(t.distinct)
+    if task is None:
+        if t.type == "float" and t.integers < t.present:
+            task = "regression"
+            decisions.append(f"task: regression (target {t.name} holds decimal numbers)")
+        elif t.n_distinct == 2:
+            task = "binary"
+            decisions.append(f"task: binary (target {t.name} has two values: {values})")
+        elif t.type in ("integer", "float") and t.n_distinct > 2:
+            if t.n_distinct > 20 or t.overflow:
+                task = "regression"
+                decisions.append(f"task: regression (target {t.name}: "
+                                 f"{'many' if t.overflow else t.n_distinct} whole numbers)")
+                checks.append(f"task: {t.name} holds whole numbers only; if they are codes of "
+                              "classes, pass --task multiclass")
+            else:
+                raise ProjectError(
+                    f"target {t.name!r} has {t.n_distinct} distinct whole numbers {values[:10]}: "
+                    "they may be classes or quantities. Pass --task multiclass or "
+                    "--task regression")  # fmt: skip
+        elif t.n_distinct > MAX_CLASSES or t.overflow:
+            raise ProjectError(f"target {t.name!r} holds text with {t.n_distinct:,}+ distinct "
+                               "values: too many for classes. Is it the right column?")
+        elif t.n_distinct < 2:
+            raise ProjectError(f"target {t.name!r} has a single value {values}: nothing to learn")
+        else:
+            task = "multiclass"
+            decisions.append(f"task: multiclass (target {t.name} has {t.n_distinct} values)")
+    else:
+        decisions.append(f"task: {task} (given)")
+    if task == "regression":
+        if t.type not in ("integer", "float"):
+            raise ProjectError(f"--task regression needs a numeric target; {t.name!r} holds text")
+        return task, None, None
+    if t.overflow or t.n_distinct > MAX_CLASSES:
+        raise ProjectError(f"target {t.name!r} has too many distinct values for {task}")
+    if task == "binary" and t.n_distinct != 2:
+        raise ProjectError(f"--task binary needs two values; {t.name!r} has {values}")
+    if task == "multiclass" and t.n_distinct < 3:
+        raise ProjectError(f"--task multiclass needs 3 values or more; {t.name!r} has {values}"
+                           " (binary?)")  # fmt: skip
+    classes = [_typed(v, t.type) for v in values]
+    positive = None
+    if task == "binary":
+        raw, why = _positive(values)
+        positive = _typed(raw, t.type)
+        share = t.distinct[raw] / t.present
+        decisions.append(f"positive class: {raw!r} ({why}; {share:.0%} of rows)")
+        checks.append(f"positive_class {raw!r}: the class whose probability is served; "
+                      "swap it if the other is the one you care about")  # fmt: skip
+    return task, classes, positive
+
+
+def _typed(value: str, type_: str) -> Any:
+    if type_ == "integer":
+        return int(value)
+    if type_ == "float":
+        return float(value)
+    if type_ == "boolean":
+        return value.lower() in TRUE or value == "1"
+    return value
+
+
+def _column(p: Profile, is_key: bool, is_target: bool, task: str, classes: list[Any] | None,
+            decisions: list[str], checks: list[str]) -> dict[str, Any]:  # fmt: skip
+    col: dict[str, Any] = {"name": p.name, "type": p.type, "required": p.missing == 0}
+    say = f"{p.name}: {p.type}"
+    if p.missing:
+        say += f", optional ({p.missing:,} of {p.rows:,} empty)"
+    if is_target and classes is not None:
+        col["allowed"] = classes
+        say += f", classes {classes}"
+    elif p.type in ("integer", "float") and not is_key:
+        if p.low >= 0:
+            col["min"] = 0
+            say += ", never negative (min = 0)"
+        if p.type == "integer" and not is_target and 2 <= p.n_distinct <= FEW_VALUES \
+                and not p.overflow:  # fmt: skip
+            observed = sorted(int(v) for v in p.distinct)
+            if observed == [0, 1]:
+                col["kind"] = "categorical"
+                say += ", 0/1 (encoded as a category)"
+                checks.append(f"{p.name}: 0/1 values, encoded as a category; fine as a number "
+                              "too (kind = \"numeric\")")  # fmt: skip
+            else:
+                checks.append(f"{p.name}: only {p.n_distinct} distinct whole numbers "
+                              f"{observed}: codes of categories? then kind = \"categorical\"")
+    elif is_key and p.type == "integer":
+        col.update(min=0, max=2147483647)
+    if p.type == "string" and not is_target and not is_key:
+        share = p.n_distinct / max(p.present, 1)
+        if p.overflow or (p.n_distinct > 50 and share > 0.5):
+            col["kind"] = "text"
+            say += f", free text ({'over ' if p.overflow else ''}{p.n_distinct:,} distinct)," \
+                   " not a feature"  # fmt: skip
+            checks.append(f"{p.name}: mostly distinct text, so not used by the model; a derived "
+                          "feature can extract something from it")  # fmt: skip
+        else:
+            say += f", a category ({p.n_distinct} values seen)"
+        col["max_length"] = max(64, 2 ** math.ceil(math.log2(max(p.longest, 1) * 2)))
+    if is_key:
+        say += ", the key"
+        if p.type == "string":
+            col["kind"] = "text"
+            col["max_length"] = max(64, p.longest * 2)
+    if is_target:
+        say += ", the target"
+    decisions.append(say)
+    return col
+
+
+def write_with_key(source: Path, target: Path, name: str) -> int:
+    """A copy of a CSV file with a row-number key column in front."""
+    names = pacsv.open_csv(source).schema.names
+    reader = pacsv.open_csv(
+        source, parse_options=pacsv.ParseOptions(newlines_in_values=True),
+        convert_options=pacsv.ConvertOptions(column_types={n: pa.string() for n in names}))
+    first, writer = 1, None
+    for batch in reader:
+        table = pa.Table.from_batches([batch])
+        table = table.add_column(0, name, pa.array(range(first, first + batch.num_rows),
+                                                   pa.int64()))  # fmt: skip
+        first += batch.num_rows
+        if writer is None:
+            writer = pacsv.CSVWriter(str(target), table.schema)
+        writer.write_table(table)
+    if writer is not None:
+        writer.close()
+    return first - 1
