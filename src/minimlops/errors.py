@@ -40,9 +40,11 @@ class QueryError(MinimlopsError):
 class DerivedFeatureError(MinimlopsError):
     """A project's derived feature raised on a row; names the feature and the row."""
 
-    def __init__(self, feature: str, where: object, cause: BaseException) -> None:
-        self.feature, self.where, self.cause = feature, where, cause
-        super().__init__(f"derived feature {feature!r} failed on row {where!r}: "
+    def __init__(self, feature: str, where: object, cause: BaseException,
+                 key: object = None) -> None:  # fmt: skip
+        self.feature, self.where, self.cause, self.key = feature, where, cause, key
+        row = f"the row with key {key!r}" if key is not None else f"row {where!r}"
+        super().__init__(f"derived feature {feature!r} failed on {row}: "
                          f"{type(cause).__name__}: {cause}")  # fmt: skip
 
 

@@ -117,3 +117,16 @@ def for_project(extras: dict[str, object], cache_dir: Path, *, local: Path | Non
     if isinstance(extras.get("sklearn"), str):
         return bundled(str(extras["sklearn"]), cache_dir)
     return None
+
+
+def generated(project: object, rows: int, cache_dir: Path) -> Path:
+    """A generated example's file (churn): its rows, written once into the cache."""
+    from minimlops.generate import write_project_csv
+
+    target = cache_dir / f"{project.name}.csv"  # type: ignore[attr-defined]
+    if not target.is_file():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_suffix(".tmp")
+        write_project_csv(project, tmp, rows, seed=0)
+        os.replace(tmp, target)
+    return target

@@ -19,7 +19,7 @@ from typing import Any
 
 from minimlops.domain.project import Project, ProjectError, parse
 
-EXAMPLES = ("titanic", "wine", "diabetes")
+EXAMPLES = ("titanic", "wine", "diabetes", "churn")
 DEFAULT = "titanic"
 FILENAME = "project.toml"
 

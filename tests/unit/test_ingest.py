@@ -163,3 +163,40 @@ def test_a_big_bad_file_reports_every_bad_row_and_loads_nothing(fake_deps: Deps,
 def test_objects_under_reserved_prefixes_are_ignored(fake_deps: Deps) -> None:
     assert land(fake_deps, "rejected/old.csv", csv_bytes(*GOOD)) == []
     assert fake_deps.warehouse.counts()["ingestion_ledger"] == 0
+
+
+def test_a_key_twice_in_one_file_is_refused_naming_both_rows(fake_deps: Deps) -> None:
+    """Which of two rows with one key would be 'newest' is not defined: refused."""
+    lines = [*GOOD, '2,0,3,"Dup, Mr. A",male,40,0,0,T,7.25,,S']
+    assert land(fake_deps, "dup.csv", csv_bytes(*lines)) == []
+    report = assert_rejected(fake_deps, "dup.csv")
+    assert "PassengerId 2 appears more than once: rows 2 and 4" in report["summary"]
+
+
+def test_a_zip_file_named_csv_says_what_it_is(fake_deps: Deps) -> None:
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("train.csv", csv_bytes(*GOOD))
+    assert land(fake_deps, "train.csv", buf.getvalue()) == []
+    report = assert_rejected(fake_deps, "train.csv")
+    assert "this is a ZIP archive, not a CSV file" in report["summary"]
+
+
+def test_a_short_row_names_its_row_and_what_is_wrong(fake_deps: Deps) -> None:
+    lines = [GOOD[0], "2,1,1", GOOD[2]]
+    assert land(fake_deps, "short.csv", csv_bytes(*lines)) == []
+    report = report_of(fake_deps, "short.csv")
+    (error,) = report["errors"]
+    assert error["row"] == 2 and "has 3 fields; the header has 12" in error["reason"]
+
+
+def test_a_field_longer_than_a_block_says_what_to_check(fake_deps: Deps) -> None:
+    from minimlops.services import validate
+
+    huge = '4,0,3,"' + "x\n" * validate.BLOCK_SIZE + '",male,22,1,0,T,7.25,,S'
+    assert land(fake_deps, "long.csv", csv_bytes(*GOOD, huge)) == []
+    report = assert_rejected(fake_deps, "long.csv")
+    assert "longer than 4 MB" in report["summary"] and "straddl" not in report["summary"]

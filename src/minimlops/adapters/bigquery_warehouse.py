@@ -84,7 +84,8 @@ class BigQueryWarehouse:
         storage_api: bool = True, key: KeySpec | None = None,
     ) -> None:  # fmt: skip
         self.key = key or KeySpec()
-        k = self.key.key
+        self._k, self._y = f"`{self.key.key}`", f"`{self.key.target}`"  # quoted: any column name
+        k = self._k
         self._newest = newest_row_sql(k)
         self._rank = sample_rank_sql(key_int_sql(k, self.key.key_type, "bigquery"),
                                      lambda a, b: f"({a} ^ {b})")  # fmt: skip
@@ -343,12 +344,12 @@ class BigQueryWarehouse:
         sql = f"SELECT * FROM {self._t(table)} WHERE {' AND '.join(where)} QUALIFY {self._newest}"
         if per_split is not None:  # BigQuery does the work: only the sample comes back
             sql = (f"SELECT * FROM ({sql}) WHERE TRUE QUALIFY row_number() OVER "
-                   f"(PARTITION BY split ORDER BY {self._rank}, {self.key.key}) <= @n")  # fmt: skip
+                   f"(PARTITION BY split ORDER BY {self._rank}, {self._k}) <= @n")  # fmt: skip
             params["n"] = int(per_split)
-        return self._cast(table, self._arrow(sql + f" ORDER BY {self.key.key}", params))
+        return self._cast(table, self._arrow(sql + f" ORDER BY {self._k}", params))
 
     def _labelled(self, predictions: str, feedback: str) -> str:
-        p, f, k, y = self._t(predictions), self._t(feedback), self.key.key, self.key.target
+        p, f, k, y = self._t(predictions), self._t(feedback), self._k, self._y
         return f"""
             WITH labels AS (
                 SELECT p.*, f.{y} AS label, f.received_at AS labelled_at
@@ -401,7 +402,7 @@ class BigQueryWarehouse:
 
     def labels_from_ingestion(self, training: str, predictions: str, feedback: str,
                               ingestion_id: str, source: str) -> int:  # fmt: skip
-        k, y = self.key.key, self.key.target
+        k, y = self._k, self._y
         job = self._job(
             f"INSERT INTO {self._t(feedback)} (uuid, {k}, {y}, received_at, source) "
             f"SELECT NULL, t.{k}, t.{y}, CURRENT_TIMESTAMP(), @src "

@@ -98,7 +98,7 @@ def predict_answerer(predictor: Predictor, log: DurableLog, stats: ServingStats,
             where = {"index": exc.where} if batch else {}
             return _err(422, f"invalid {noun}", errors=[{
                 "field": exc.feature, **where,
-                "message": f"derived feature {exc.feature!r} failed: "
+                "message": f"derived feature {exc.feature!r} failed on this {noun}: "
                            f"{type(exc.cause).__name__}: {exc.cause}"}])  # fmt: skip
         try:
             await log.log(rows)

@@ -70,6 +70,8 @@ def seed_example_data(app: App) -> None:
     project = deps.project
     path = example_data.for_project(dict(project.extras), s.cache_dir, local=s.example_data,
                                     url=s.example_url)  # fmt: skip
+    if path is None and isinstance(project.extras.get("generate"), int):
+        path = example_data.generated(project, int(project.extras["generate"]), s.cache_dir)
     if path is None:
         logger.info("project %s has no data yet: land a CSV with `minimlops ingest FILE.csv` "
                     "(or copy it into %s)", project.name, s.buckets_dir / s.landing_bucket)

@@ -28,7 +28,11 @@ def to_onnx(model: TrainedModel) -> bytes:
     """Convert a trained model's estimator to ONNX (float32 input, no ZipMap)."""
     from skl2onnx import to_onnx as convert  # training-time only
 
-    sample = np.zeros((1, len(model.feature_names)), dtype=np.float32)
+    # Trees compare in float32 in scikit-learn too: float32 input reproduces them.
+    # A linear regression's value loses ~1e-5 of itself in float32 (centring
+    # values near their mean), more than TOLERANCE: it gets float64 input.
+    double = model.task == "regression" and not hasattr(model.estimator, "estimators_")
+    sample = np.zeros((1, len(model.feature_names)), dtype=np.float64 if double else np.float32)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         options = {} if model.task == "regression" else {id(model.estimator): {"zipmap": False}}
@@ -61,6 +65,7 @@ class OnnxModel:
         self.session = ort.InferenceSession(onnx_bytes, options,
                                             providers=["CPUExecutionProvider"])  # fmt: skip
         self.input = self.session.get_inputs()[0].name
+        self.dtype = np.float64 if self.session.get_inputs()[0].type == "tensor(double)" else np.float32
         self.spec, self.algorithm = dict(spec), algorithm
         self.task = self.spec["task"]
         # classifiers: [label, probabilities]; regressors: [value]
@@ -71,9 +76,9 @@ class OnnxModel:
         """As :meth:`TrainedModel.output`: the positive class's probability,
         every class's probabilities, or the value."""
         if len(rows) == 1:  # a dict to a vector in plain Python: ~2 us, numpy's set-up ~30 us
-            X = np.array([self.features.vector(rows[0])], dtype=np.float32)
+            X = np.array([self.features.vector(rows[0])], dtype=self.dtype)
         else:
-            X = self.features.matrix(rows).astype(np.float32)
+            X = self.features.matrix(rows).astype(self.dtype, copy=False)
         out = np.asarray(self.session.run(self.outputs, {self.input: X})[0], dtype=np.float64)
         if self.task == "regression":
             return out.reshape(-1)

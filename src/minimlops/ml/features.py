@@ -83,7 +83,7 @@ def fit_spec(rows: Iterable[Mapping[str, Any]], project: Project, derive: Derive
             fill = statistics.median(values) if values else 0.0
             col["fill"] = float(round(fill) if col["kind"] == "boolean" else fill)
             col["indicator"] = col["optional"] and (not col["derived"] or missing[name] > 0)
-    return {"format": 2, "task": project.task, "columns": columns,
+    return {"format": 2, "task": project.task, "key": project.key, "columns": columns,
             "classes": list(project.classes) if project.classes else None,
             "reference": _reference(project, raw_counts, numbers)}  # fmt: skip
 
@@ -114,7 +114,7 @@ def _value(row: Mapping[str, Any], col: Mapping[str, Any], derive: Derive, key: 
     try:
         return derive[col["name"]](row)
     except Exception as exc:
-        raise DerivedFeatureError(col["name"], row.get(key), exc) from exc
+        raise DerivedFeatureError(col["name"], None, exc, row.get(key)) from exc
 
 
 def feature_names(spec: Mapping[str, Any]) -> tuple[str, ...]:
@@ -135,6 +135,7 @@ class FeatureSet:
 
     def __init__(self, spec: Mapping[str, Any], derive: Derive) -> None:
         self.spec, self.derive = spec, derive
+        self.key = spec.get("key")
         self.names = feature_names(spec)
         self.width = len(self.names)
         self._plan: list[tuple[Any, ...]] = []
@@ -159,7 +160,7 @@ class FeatureSet:
         try:
             return fn(row)
         except Exception as exc:
-            raise DerivedFeatureError(name, i, exc) from exc
+            raise DerivedFeatureError(name, i, exc, row.get(self.key) if self.key else None) from exc
 
     def vector(self, row: Mapping[str, Any]) -> list[float]:
         """The feature vector of one row, in :attr:`names` order (plain Python)."""

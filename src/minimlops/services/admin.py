@@ -186,13 +186,16 @@ def project_view(deps: Deps, registry: ModelRegistry) -> dict[str, Any]:
 
     p = deps.project
     typical: dict[str, Any] = {}
+    seen: dict[str, list[Any]] = {}
     pointer, _ = registry.champion()
     if pointer is not None:
         try:
-            meta = registry.metadata(pointer["version"])
-            typical = dict(((meta.get("serving") or {}).get("spec") or {}).get("reference") or {})
+            spec = (registry.metadata(pointer["version"]).get("serving") or {}).get("spec") or {}
         except Exception:  # a page must render without a readable champion
-            typical = {}
+            spec = {}
+        typical = dict(spec.get("reference") or {})
+        seen = {c["name"]: c["categories"] for c in spec.get("columns", [])
+                if c.get("kind") == "categorical" and not c.get("derived")}  # fmt: skip
     if not typical:
         from minimlops.projects import typical_row
 
@@ -202,12 +205,15 @@ def project_view(deps: Deps, registry: ModelRegistry) -> dict[str, Any]:
                 "allowed": list(c.allowed) if c.allowed is not None else None,
                 "min": c.min, "max": c.max, "max_length": c.max_length,
                 "feature": c.name in p.features or any(c.name in d.inputs for d in p.derived),
-                "default": typical.get(c.name)}
+                "default": typical.get(c.name), "categories": seen.get(c.name)}
                for c in p.columns if c.name != p.target]  # fmt: skip
     return {"name": p.name, "description": p.description, "key": p.key, "target": p.target,
             "target_description": p.target_column.description, "task": p.task,
             "classes": list(p.classes) if p.classes else None,
             "positive_class": p.positive_class, "primary_metric": p.primary_metric,
             "metrics": list(METRICS[p.task]), "columns": columns,
+            "row_name": p.extras.get("request_name", "Row"),
+            "verdicts": dict(p.extras.get("verdicts", {})),
+            "probability_label": p.extras.get("probability_label"),
             "derived": [{"name": d.name, "inputs": list(d.inputs), "description": d.description}
                         for d in p.derived]}  # fmt: skip

@@ -154,6 +154,11 @@ def _reject(deps: Deps, info: ObjectInfo, row: dict[str, Any],
 
 def _write_report(deps: Deps, info: ObjectInfo, row: dict[str, Any],
                   report: validate.Report, prefix: str) -> str:  # fmt: skip
+    if any(e["column"] is None for e in report.errors):
+        # Arrow skips a row with the wrong number of fields without its number:
+        # find the numbers with a second, plain read (only files with such rows)
+        with deps.store.open(info.bucket, info.name) as raw:
+            validate.number_field_count_errors(raw, report)
     body = {"source_uri": row["source_uri"], "ingestion_id": row["ingestion_id"],
             "content_sha256": row["content_sha256"], "rows": report.rows,
             "bad_rows": report.bad_rows, "max_bad_rows": deps.max_bad_rows,

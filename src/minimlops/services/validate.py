@@ -76,8 +76,9 @@ def read_header(stream: IO[bytes], project: Project) -> list[str]:
     try:
         reader = pacsv.open_csv(
             stream, read_options=pacsv.ReadOptions(block_size=1 << 16),
-            parse_options=pacsv.ParseOptions(newlines_in_values=True),
-        )  # fmt: skip
+            parse_options=pacsv.ParseOptions(newlines_in_values=True,
+                                             invalid_row_handler=lambda row: "skip"),
+        )  # fmt: skip  (a short row is reported by the full read, with its number)
         names = reader.schema.names
     except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
         raise SchemaError(f"not a readable CSV file: {_first_line(exc)}") from None
@@ -313,6 +314,23 @@ class CountingReader:
 
 def _first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def number_field_count_errors(stream: IO[bytes], report: Report) -> None:
+    """Give the rows Arrow skipped for their number of fields their data row
+    numbers, found by reading the file with Python's csv module (quoted
+    newlines included); only the first MAX_LISTED_ERRORS matter."""
+    import csv
+    import io
+
+    text = io.TextIOWrapper(stream, encoding="utf-8-sig", errors="replace", newline="")
+    reader = csv.reader(text)
+    header = next(reader, [])
+    wrong = [(i, len(r)) for i, r in enumerate(reader, start=1) if r and len(r) != len(header)]
+    short = iter(wrong[:MAX_LISTED_ERRORS])
+    for e in report.errors:
+        if e["column"] is None and (found := next(short, None)) is not None:
+            e["row"] = found[0]
 
 
 def plain_reason(exc: BaseException) -> str:

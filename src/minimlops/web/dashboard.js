@@ -1,6 +1,9 @@
 // The dashboard: polls the public API every 2 s and redraws. No private endpoints.
 "use strict";
 const charts = {};
+let project = { task: "binary", primary_metric: "accuracy" };
+// The version table's columns follow the task: its primary metric, one more, the baseline.
+const SECOND = { binary: "roc_auc", multiclass: "macro_f1", regression: "mae" };
 
 async function get(path) {
   const r = await fetch(path, { headers: { Accept: "application/json" } });
@@ -37,16 +40,33 @@ function renderStatus(s) {
   }
 }
 
+function metricsHeader() {
+  const primary = project.primary_metric, second = SECOND[project.task];
+  const cols = ["version", "algorithm", primary, ...(second !== primary ? [second] : []),
+                `baseline (${primary})`, project.task === "regression" ? "live MAE" : "live accuracy", "decision"];
+  const tr = document.getElementById("models-head");
+  tr.replaceChildren(...cols.map((c) => { const th = document.createElement("th"); th.textContent = c.replaceAll("_", " "); return th; }));
+}
+
+function baselineOf(v, metric) {
+  const b = v.baseline || {};
+  const task = typeof b.task === "object" && b.task ? b.task : {};
+  return task[metric] !== undefined ? task[metric] : (metric === "accuracy" ? b.gender_only_accuracy : undefined);
+}
+
 function renderModels(m) {
   const body = document.getElementById("models");
   body.replaceChildren();
+  const primary = project.primary_metric, second = SECOND[project.task];
   for (const v of [...m.versions].reverse()) {
     const tr = document.createElement("tr");
     cell(tr, v.version + (v.champion ? " ★ champion" : ""));
     cell(tr, v.algorithm);
-    cell(tr, num(v.metrics.accuracy)); cell(tr, num(v.metrics.roc_auc));
-    cell(tr, num((v.baseline || {}).gender_only_accuracy));
-    cell(tr, v.live_accuracy === undefined || v.live_accuracy === null ? "no labels yet" : num(v.live_accuracy));
+    cell(tr, num(v.metrics[primary]));
+    if (second !== primary) cell(tr, num(v.metrics[second]));
+    cell(tr, num(baselineOf(v, primary)));
+    const live = project.task === "regression" ? v.live_mae : v.live_accuracy;
+    cell(tr, live === undefined || live === null ? "no labels yet" : num(live));
     const d = v.decision || {};
     cell(tr, `${d.promote ? "promoted" : "kept out"}: ${d.reason || ""}`);
     body.append(tr);
@@ -113,7 +133,7 @@ function renderAccuracy(points) {
   const versions = [...new Set(points.map((p) => p.version))];
   const data = [xs, ...versions.map((v) => xs.map((x) => {
     const p = points.find((q) => q.version === v && q.at === x);
-    return p ? p.accuracy : null;
+    return p ? (project.task === "regression" ? p.mae : p.accuracy) : null;
   }))];
   const series = versions.map((v, i) => ({ label: `version ${v}`, stroke: COLORS[i % COLORS.length],
                                            points: { show: true, size: 6 }, spanGaps: true }));
@@ -121,7 +141,8 @@ function renderAccuracy(points) {
   if (charts["live-accuracy"] && charts["live-accuracy"].key !== key) {
     charts["live-accuracy"].destroy(); delete charts["live-accuracy"];
   }
-  drawChart("live-accuracy", series, data, { scales: { x: { time: true }, y: { range: [0, 1] } } });
+  const y = project.task === "regression" ? {} : { range: [0, 1] };
+  drawChart("live-accuracy", series, data, { scales: { x: { time: true }, y } });
   charts["live-accuracy"].key = key;
 }
 
@@ -167,5 +188,17 @@ async function refresh() {
   }
 }
 
-refresh();
-setInterval(refresh, 2000);
+async function start() {
+  try {
+    project = await get("/project");
+  } catch (err) { /* the defaults above; refresh() reports an unreachable server */ }
+  const live = project.task === "regression" ? "Live MAE over time (mean absolute error)" : "Live accuracy over time";
+  document.getElementById("live-title").textContent = live;
+  document.getElementById("project-name").textContent =
+    `${project.name || ""} · ${project.task || ""} · target ${project.target || ""}`;
+  metricsHeader();
+  refresh();
+  setInterval(refresh, 2000);
+}
+
+start();

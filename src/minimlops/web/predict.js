@@ -1,22 +1,68 @@
-// The prediction page: POST /predict (logged, like any client), then /explain.
+// The prediction page, built from GET /project: a field per column (a select
+// for allowed values, number inputs with the ranges, defaults from a typical
+// training row); POST /predict (logged, like any client), then /explain.
+// The answer fits the task: a probability gauge (binary), each class's
+// probability (multiclass), a number (regression).
 "use strict";
-const FIELDS = ["Pclass", "Sex", "Age", "SibSp", "Parch", "Fare", "Embarked", "Name", "Ticket", "Cabin"];
-const NUMBERS = new Set(["Pclass", "Age", "SibSp", "Parch", "Fare"]);
+let project = null;
 
-function passenger() {
+function el(tag, attrs, text) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) if (v !== null && v !== undefined) node.setAttribute(k, v);
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+function field(col) {
+  const box = el("div");
+  const label = col.description ? `${col.name}: ${col.description}` : col.name;
+  box.append(el("label", { for: col.name }, label + (col.required ? "" : " (optional)")));
+  const dflt = col.default === null || col.default === undefined ? "" : String(col.default);
+  let input;
+  if (col.allowed || col.type === "boolean") {
+    input = el("select", { id: col.name, name: col.name });
+    const values = col.allowed || [true, false];
+    if (!col.required) input.append(el("option", { value: "" }, "unknown"));
+    for (const v of values) {
+      const opt = el("option", { value: String(v) }, String(v));
+      if (String(v) === dflt) opt.selected = true;
+      input.append(opt);
+    }
+  } else if (col.type === "integer" || col.type === "float") {
+    input = el("input", { id: col.name, name: col.name, type: "number", value: dflt,
+      step: col.type === "integer" ? "1" : "any", min: col.min, max: col.max,
+      inputmode: col.type === "integer" ? "numeric" : "decimal" });
+  } else {
+    input = el("input", { id: col.name, name: col.name, type: "text", value: dflt,
+      maxlength: col.max_length, list: col.categories ? col.name + "-values" : null });
+    if (col.categories) {
+      const list = el("datalist", { id: col.name + "-values" });
+      for (const v of col.categories) list.append(el("option", { value: String(v) }));
+      box.append(list);
+    }
+  }
+  input.setAttribute("aria-describedby", col.name + "-error");
+  box.append(input, el("div", { class: "error", id: col.name + "-error" }));
+  return box;
+}
+
+function row() {
   const body = {};
-  for (const f of FIELDS) {
-    const raw = document.getElementById(f).value.trim();
+  for (const col of project.columns) {
+    const input = document.getElementById(col.name);
+    const raw = input.value.trim();
     if (raw === "") continue;  // optional: left out, the server imputes or ignores it
-    body[f] = NUMBERS.has(f) && !Number.isNaN(Number(raw)) ? Number(raw) : raw;
+    if (col.type === "boolean") body[col.name] = raw === "true";
+    else if ((col.type === "integer" || col.type === "float") && !Number.isNaN(Number(raw))) body[col.name] = Number(raw);
+    else body[col.name] = raw;
   }
   return body;
 }
 
 function clearErrors() {
-  for (const f of FIELDS) {
-    document.getElementById(f + "-error").textContent = "";
-    document.getElementById(f).removeAttribute("aria-invalid");
+  for (const col of project.columns) {
+    document.getElementById(col.name + "-error").textContent = "";
+    document.getElementById(col.name).removeAttribute("aria-invalid");
   }
   document.getElementById("form-error").textContent = "";
 }
@@ -25,37 +71,85 @@ function showErrors(answer) {
   let first = null;
   for (const e of answer.errors || []) {
     const input = document.getElementById(e.field);
-    if (!input) continue;
-    document.getElementById(e.field + "-error").textContent = e.message;
+    const box = document.getElementById(e.field + "-error");
+    if (!input || !box) continue;
+    box.textContent = e.message;
     input.setAttribute("aria-invalid", "true");
     first = first || input;
   }
   if (first) first.focus();
-  else document.getElementById("form-error").textContent = answer.detail || "request failed";
+  else document.getElementById("form-error").textContent =
+    (answer.errors && answer.errors.length ? answer.errors.map(e => e.message).join("; ") : answer.detail) || "request failed";
 }
 
 function fmt(v) { return v === null || v === undefined ? "—" : String(v); }
+function number(v) { return Math.abs(v) >= 1000 ? v.toFixed(0) : Number(v.toPrecision(4)).toString(); }
 
-function showEffects(list) {
-  const ul = document.getElementById("effects");
+function bars(ul, items) {  // items: [{label, value (0..1 or signed), text, aria}]
   ul.replaceChildren();
-  for (const e of list) {
-    const li = document.createElement("li");
-    const pct = Math.min(50, Math.abs(e.effect) * 100);
-    const dir = e.effect >= 0 ? "up" : "down";
-    li.innerHTML = `<span></span><span class="bar" aria-hidden="true"><span class="${dir}" style="width:${pct}%"></span></span><span></span>`;
-    li.children[0].textContent = `${e.label}: ${fmt(e.value)}`;
-    li.children[0].title = `typical: ${fmt(e.reference)}`;
-    li.children[2].textContent = `${e.effect >= 0 ? "+" : "−"}${Math.abs(e.effect * 100).toFixed(1)} pts`;
-    li.setAttribute("aria-label", `${e.label} ${fmt(e.value)} moves the probability ${dir} by ${Math.abs(e.effect * 100).toFixed(1)} points`);
+  for (const it of items) {
+    const li = el("li");
+    const pct = Math.min(50, Math.abs(it.value) * 100);
+    li.innerHTML = `<span></span><span class="bar" aria-hidden="true"><span class="${it.value >= 0 ? "up" : "down"}" style="width:${pct}%"></span></span><span></span>`;
+    li.children[0].textContent = it.label;
+    if (it.title) li.children[0].title = it.title;
+    li.children[2].textContent = it.text;
+    li.setAttribute("aria-label", it.aria);
     ul.append(li);
   }
+}
+
+function showEffects(list) {
+  const regression = project.task === "regression";
+  const shown = (v) => regression ? number(v) : v.toFixed(1);
+  bars(document.getElementById("effects"), list.map(e => {
+    const size = regression ? e.effect : e.effect * 100;
+    const unit = regression ? "" : " pts";
+    const sign = size >= 0 ? "+" : "−";
+    return { label: `${e.label}: ${fmt(e.value)}`, title: `typical: ${fmt(e.reference)}`,
+      value: regression ? Math.sign(e.effect) * Math.min(0.5, Math.abs(e.effect) / (Math.abs(list[0].effect) || 1) / 2) : e.effect,
+      text: `${sign}${shown(Math.abs(size))}${unit}`,
+      aria: `${e.label} ${fmt(e.value)} moves the answer ${size >= 0 ? "up" : "down"} by ${shown(Math.abs(size))}${unit}` };
+  }));
+}
+
+function verdict(answer) {
+  const words = (project.verdicts || {})[String(answer.prediction)];
+  return words || `${project.target}: ${answer.prediction}`;
+}
+
+function showAnswer(answer) {
+  document.getElementById("result").hidden = false;
+  const gauge = document.getElementById("gauge"), classes = document.getElementById("classes");
+  const p = project.task === "regression" ? null : answer.probability;
+  gauge.hidden = project.task !== "binary";
+  classes.hidden = project.task !== "multiclass";
+  if (project.task === "regression") {
+    document.getElementById("probability").textContent = number(answer.prediction);
+    document.getElementById("probability-label").textContent = `predicted ${project.target}`;
+  } else {
+    const pct = (p * 100).toFixed(1);
+    document.getElementById("probability").textContent = pct + "%";
+    document.getElementById("gauge-bar").style.width = pct + "%";
+    gauge.setAttribute("aria-valuenow", pct);
+    gauge.setAttribute("aria-label", `probability of ${project.target} = ${project.task === "binary" ? project.positive_class : answer.prediction}`);
+    document.getElementById("probability-label").textContent = project.probability_label ||
+      (project.task === "binary" ? `chance of ${project.target} = ${project.positive_class}` : `chance of ${answer.prediction}`);
+  }
+  if (project.task === "multiclass") {
+    const items = Object.entries(answer.probabilities).sort((a, b) => b[1] - a[1]);
+    bars(classes, items.map(([c, q]) => ({ label: c, value: q / 2, text: (q * 100).toFixed(1) + "%",
+      aria: `${c}: ${(q * 100).toFixed(1)} percent` })));
+  }
+  document.getElementById("verdict").textContent = verdict(answer);
+  document.getElementById("model-version").textContent = answer.model_version;
+  document.getElementById("uuid").textContent = answer.uuid;
 }
 
 async function submit(event) {
   event.preventDefault();
   clearErrors();
-  const body = JSON.stringify(passenger());
+  const body = JSON.stringify(row());
   const headers = { "Content-Type": "application/json" };
   let resp;
   try {
@@ -66,16 +160,27 @@ async function submit(event) {
   }
   const answer = await resp.json();
   if (!resp.ok) { showErrors(answer); return; }
-  const pct = (answer.probability * 100).toFixed(1);
-  document.getElementById("result").hidden = false;
-  document.getElementById("probability").textContent = pct + "%";
-  document.getElementById("gauge-bar").style.width = pct + "%";
-  document.getElementById("gauge").setAttribute("aria-valuenow", pct);
-  document.getElementById("verdict").textContent = answer.prediction === 1 ? "Survives" : "Does not survive";
-  document.getElementById("model-version").textContent = answer.model_version;
-  document.getElementById("uuid").textContent = answer.uuid;
+  showAnswer(answer);
   const why = await fetch("/explain", { method: "POST", headers, body });
   if (why.ok) showEffects((await why.json()).effects);
 }
 
-document.getElementById("passenger").addEventListener("submit", submit);
+async function start() {
+  const resp = await fetch("/project");
+  project = await resp.json();
+  project.columns = project.columns.filter(c => c.name !== project.key);  // optional in a request
+  document.title = `minimlops — ${project.name}: predict ${project.target}`;
+  document.getElementById("row-title").textContent = project.row_name || "Input";
+  document.getElementById("project-description").textContent =
+    `${project.description || project.name} · predicts ${project.target} (${project.task})`;
+  document.getElementById("effects-note").textContent = project.task === "regression"
+    ? `Each input against a typical row of the training data (change of the predicted ${project.target} when only that input is set to the typical value).`
+    : `Each input against a typical row of the training data (probability change when only that input is set to the typical value).`;
+  const fields = document.getElementById("fields");
+  for (const col of project.columns) fields.append(field(col));
+  document.getElementById("row").addEventListener("submit", submit);
+  document.getElementById("submit").disabled = false;
+}
+
+document.getElementById("submit").disabled = true;
+start();

@@ -1,0 +1,353 @@
+"""Projects: the file is checked field by field, and the whole pipeline holds
+for data sets of every shape (tests/projects.py), on the fakes."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pytest
+
+from minimlops import projects
+from minimlops.domain.events import ObjectFinalized
+from minimlops.domain.project import ProjectError, compatible, parse
+from minimlops.domain.schema import split_for, table_schema
+from minimlops.ml import artifacts, fast, features, training
+from minimlops.services import admin, messagebus, monitor
+from minimlops.services.predict import Predictor
+from minimlops.services.train import registry_of
+from minimlops.services.validate import add_split
+from tests import projects as shapes
+from tests.conftest import fake_deps_for
+
+LAND = "my-data-landing-zone"
+BASE = tomllib.loads((projects.example_dir("diabetes") / "project.toml").read_text())
+
+
+def _variant(**changes) -> dict:
+    data = json.loads(json.dumps(BASE))
+    for k, v in changes.items():
+        if v is None:
+            data.pop(k, None)
+        else:
+            data[k] = v
+    return data
+
+
+def _col(name, **changes) -> list:
+    cols = json.loads(json.dumps(BASE["columns"]))
+    for c in cols:
+        if c["name"] == name:
+            c.update(changes)
+            for k in [k for k, v in c.items() if v is None]:
+                del c[k]
+    return cols
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    (_variant(columns=_col("bmi", type="decimal")), "column 'bmi'.type: unknown type 'decimal'"),
+    (_variant(target="outcome"), "target: 'outcome' is not a declared column"),
+    (_variant(key="id"), "key: 'id' is not a declared column"),
+    (_variant(columns=_col("sex", type="string")), "column 'sex'.allowed: 1 is not a string"),
+    (_variant(columns=_col("sex", min=0, allowed=None, type="string", kind=None)),
+     "column 'sex'.min: a string column has no min"),
+    (_variant(columns=_col("bmi", min=50, max=10)), "min 50 is above max 10"),
+    (_variant(task="clustering"), "task: 'clustering'"),
+    (_variant(task="binary"), "needs an integer, string or boolean target"),
+    (_variant(primary_metric="accuracy"), "'accuracy' is not a regression metric"),
+    (_variant(features=["bmi", "weight"]), "['weight'] are neither columns nor derived"),
+    (_variant(columns=_col("patient_id", required=False)), "must be required = true"),
+    (_variant(columns=[*BASE["columns"], {"name": "split", "type": "string"}]),
+     "names of the pipeline's own columns"),
+    (_variant(colour="blue"), "unknown fields ['colour']"),
+], ids=lambda v: v if isinstance(v, str) else "")  # fmt: skip
+def test_a_wrong_project_file_is_refused_naming_the_field(data, message) -> None:
+    with pytest.raises(ProjectError, match=_escape(message)):
+        parse(data)
+
+
+def _escape(text: str) -> str:
+    import re
+
+    return re.escape(text)
+
+
+def test_binary_and_multiclass_need_their_classes() -> None:
+    titanic = tomllib.loads((projects.example_dir("titanic") / "project.toml").read_text())
+    with pytest.raises(ProjectError, match="positive_class: 2 is not one of"):
+        parse({**titanic, "positive_class": 2, "derived": [], "derived_module": None,
+               "features": None} | {"features": ["Pclass"]})  # fmt: skip
+    wine = tomllib.loads((projects.example_dir("wine") / "project.toml").read_text())
+    two = [dict(c, allowed=["a", "b"]) if c["name"] == "cultivar" else c for c in wine["columns"]]
+    with pytest.raises(ProjectError, match="multiclass needs 3 classes or more"):
+        parse({**wine, "columns": two})
+
+
+def _project_dir(tmp_path: Path, code: str) -> Path:
+    d = tmp_path / "p"
+    d.mkdir()
+    text = (projects.example_dir("diabetes") / "project.toml").read_text()
+    text = 'derived_module = "derived.py"\n' + text  # a top-level field: before any table
+    text += '\n[[derived]]\nname = "bmi_per_age"\ntype = "float"\ninputs = ["bmi", "age"]\n'
+    (d / "project.toml").write_text(text.replace('[example]\nsklearn = "diabetes"\n', ""))
+    (d / "derived.py").write_text(code)
+    return d
+
+
+def test_a_derived_feature_that_raises_or_lies_about_its_type_is_refused_at_load(tmp_path) -> None:
+    d = _project_dir(tmp_path, "def bmi_per_age(row):\n    return row['bmi'] / (row['age'] - row['age'])\n")
+    with pytest.raises(ProjectError, match="derived feature 'bmi_per_age' raises.*ZeroDivisionError"):
+        projects.load(d)
+    (d / "derived.py").write_text("def bmi_per_age(row):\n    return 'fat'\n")
+    projects._module.cache_clear()
+    with pytest.raises(ProjectError, match="declared float but returned 'fat'"):
+        projects.load(d)
+    (d / "derived.py").write_text("def other(row):\n    return 1.0\n")
+    projects._module.cache_clear()
+    with pytest.raises(ProjectError, match="has no function 'bmi_per_age'"):
+        projects.load(d)
+    (d / "project.toml").write_text("name = \n")
+    with pytest.raises(ProjectError, match="not valid TOML"):
+        projects.load(d)
+
+
+def test_only_a_new_nullable_column_is_a_compatible_change() -> None:
+    old = shapes.load("diabetes")
+    added = parse(_variant(columns=[*BASE["columns"], {"name": "smoker", "type": "boolean"}]))
+    assert compatible(old, added) == []
+    required = parse(_variant(columns=[*BASE["columns"],
+                                       {"name": "smoker", "type": "boolean", "required": True}]))
+    assert "added as required" in compatible(old, required)[0]
+    retyped = parse(_variant(columns=_col("age", type="integer")))
+    assert compatible(old, retyped) == ["column 'age' retyped from float to integer"]
+    removed = parse(_variant(columns=[c for c in BASE["columns"] if c["name"] != "s6"]))
+    assert compatible(old, removed) == ["column 's6' removed"]
+    assert "target changed" in compatible(old, parse(_variant(target="bmi")))[0]
+
+
+def test_every_example_round_trips_through_its_record() -> None:
+    for name in shapes.NAMES:
+        p = shapes.load(name)
+        again = projects.from_dict(json.loads(json.dumps(p.to_dict())), p.directory)
+        assert again == p
+
+
+def test_the_titanic_tables_are_the_committed_json_schemas() -> None:
+    """The exercise's contract: the composed schemas are the reviewed files."""
+    p = shapes.load("titanic")
+    for table in ("training_data", "predictions_data", "feedback"):
+        committed = json.loads((Path(__file__).parents[2] / "infrastructure" / "bigquery" /
+                                f"{table}.json").read_text())  # fmt: skip
+        assert [(c.name, c.type, c.mode) for c in table_schema(table, p)] == [
+            (c["name"], c["type"], c.get("mode", "NULLABLE")) for c in committed]
+
+
+def test_string_keys_split_the_same_in_python_arrow_and_duckdb() -> None:
+    import duckdb
+
+    p = shapes.load("wine")
+    keys = [f"wine-{i:05d}" for i in range(5000)]
+    py = [split_for(k) for k in keys]
+    arrow = add_split(pa.table({"sample_id": keys}), p).to_pylist()
+    from minimlops.domain.schema import key_int_sql
+
+    con = duckdb.connect()
+    con.execute("CREATE TABLE t (k VARCHAR, i INTEGER)")
+    con.executemany("INSERT INTO t VALUES (?, ?)", [(k, i) for i, k in enumerate(keys)])
+    u = f"((({key_int_sql('k', 'string', 'duckdb')}) * 2654435761) % 4294967296) / 4294967296.0"
+    sql = [r[0] for r in con.execute(
+        f"SELECT CASE WHEN {u} < 0.70 THEN 'TRAIN' WHEN {u} < 0.85 THEN 'VALIDATION' ELSE 'TEST' "
+        "END FROM t ORDER BY i").fetchall()]  # fmt: skip
+    assert py == arrow == sql
+    assert 0.67 < py.count("TRAIN") / len(py) < 0.73
+
+
+# -- the pipeline, on every shape ----------------------------------------------
+
+@pytest.fixture(scope="module", params=shapes.NAMES)
+def trained(request):
+    """A project's deps with 1,200 generated rows ingested and a model trained."""
+    p = shapes.load(request.param)
+    deps = fake_deps_for(p, cv_folds=3)
+    table = shapes.rows(p, 1200, seed=1)
+    data = _csv(table)
+    info = deps.store.write_bytes(LAND, "first.csv", data)
+    event = ObjectFinalized(bucket=LAND, name="first.csv", generation=info.generation, size=info.size)
+    for e in messagebus.handle(event, deps):
+        messagebus.handle(e, deps)
+    return p, deps, table
+
+
+def _csv(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    pacsv.write_csv(table, sink)
+    return sink.getvalue().to_pybytes()
+
+
+def test_training_gives_a_version_with_the_tasks_metrics_and_baseline(trained) -> None:
+    p, deps, _ = trained
+    meta = registry_of(deps).versions()[-1]
+    expected = {"binary": {"accuracy", "roc_auc", "log_loss", "brier", "f1"},
+                "multiclass": {"accuracy", "macro_f1", "log_loss"},
+                "regression": {"rmse", "mae", "r2"}}[p.task]  # fmt: skip
+    assert expected <= set(meta["metrics"]["validation"])
+    assert meta["decision"]["metric"] == p.primary_metric and meta["decision"]["promote"]
+    assert p.primary_metric in meta["baseline"]["task"]
+    model, base = meta["metrics"]["validation"][p.primary_metric], meta["baseline"]["task"][p.primary_metric]
+    better = model > base if p.metric_direction == "max" else model < base
+    assert better, f"{p.name}: {p.primary_metric} {model} vs baseline {base}"
+    assert meta["project"]["task"] == p.task and meta["serving"]["runtime"] == "onnxruntime"
+
+
+def test_vector_and_matrix_agree_and_onnx_matches_on_every_row(trained) -> None:
+    p, deps, table = trained
+    registry = registry_of(deps)
+    version = registry.versions()[-1]["version"]
+    model = registry.load(version)
+    served = registry.load_serving(version)
+    rows = [shapes.request_of(p, r) for r in table.to_pylist()]
+    every = rows + [shapes.sparse(p, r) for r in rows[:50]]
+    fs = model.features
+    assert np.allclose(fs.matrix(every), np.array([fs.vector(r) for r in every]), equal_nan=False)
+    assert fast.parity(model, served, every) <= fast.TOLERANCE
+    one = served.output(every[:1])
+    assert np.allclose(one, model.output(every[:1]), rtol=1e-5, atol=1e-5)
+
+
+def test_answers_fit_the_task_and_speak_the_datas_values(trained) -> None:
+    p, deps, table = trained
+    predictor = Predictor(registry_of(deps), deps.now, p)
+    predictor.refresh()
+    requests = [shapes.request_of(p, r) for r in table.to_pylist()[:20]]
+    rows = predictor.predict(requests)
+    single = predictor.predict(requests[:1])[0]
+    for r in rows:
+        if p.task == "regression":
+            assert isinstance(r["prediction"], float) and "probability" not in r
+        else:
+            assert r["prediction"] in p.classes and 0 <= r["probability"] <= 1
+        if p.task == "multiclass":
+            probs = json.loads(r["probabilities"])
+            assert set(probs) == {str(c) for c in p.classes}
+            assert abs(sum(probs.values()) - 1) < 1e-5
+            assert r["prediction"] == max(probs, key=probs.get)
+    key = "prediction" if p.task == "regression" else "probability"
+    assert single[key] == pytest.approx(rows[0][key], rel=1e-6, abs=1e-6)
+    assert pa.Table.from_pylist(rows, schema=_schema(p))  # the log row fits predictions_data
+
+
+def _schema(p):
+    from minimlops.services.tables import arrow_schema
+
+    return arrow_schema("predictions_data", p)
+
+
+def test_feedback_is_typed_by_the_task_and_counted_by_the_warehouse(trained) -> None:
+    p, deps, table = trained
+    predictor = Predictor(registry_of(deps), deps.now, p)
+    predictor.refresh()
+    data = table.to_pylist()[:40]
+    logged = predictor.predict([shapes.request_of(p, r) for r in data])
+    deps.warehouse.append(deps.names.predictions_table, pa.Table.from_pylist(logged, schema=_schema(p)))
+    result = admin.feedback(deps, [(r["uuid"], d[p.target]) for r, d in zip(logged, data, strict=True)])
+    assert result["accepted"] == 40
+    live = {v["version"]: v for v in monitor.live_accuracy(deps, registry_of(deps))}
+    champion = live[registry_of(deps).versions()[-1]["version"]]
+    assert champion["labelled"] == 40
+    if p.task == "regression":
+        errors = [abs(r["prediction"] - d[p.target]) for r, d in zip(logged, data, strict=True)]
+        assert champion["live_mae"] == pytest.approx(sum(errors) / 40)
+        assert champion["live_rmse"] >= champion["live_mae"]
+    else:
+        right = sum(r["prediction"] == d[p.target] for r, d in zip(logged, data, strict=True))
+        assert champion["live_accuracy"] == pytest.approx(right / 40)
+
+
+def test_drift_covers_every_raw_feature_by_its_kind(trained) -> None:
+    p, deps, table = trained
+    categorical, numeric = monitor.drift_columns(p)
+    raw = [f for f in p.features if f in p.column_names and p.column(f).kind != "text"]
+    assert sorted(categorical + numeric) == sorted(raw)
+    assert all(p.column(c).kind in ("categorical", "boolean") for c in categorical)
+
+
+def test_a_second_file_retrains_and_the_gate_compares_on_the_same_rows(trained) -> None:
+    p, deps, _ = trained
+    before = len(registry_of(deps).versions())
+    more = shapes.rows(p, 600, seed=2, start=5001)
+    info = deps.store.write_bytes(LAND, "second.csv", _csv(more))
+    event = ObjectFinalized(bucket=LAND, name="second.csv", generation=info.generation, size=info.size)
+    for e in messagebus.handle(event, deps):
+        messagebus.handle(e, deps)
+    meta = registry_of(deps).versions()[-1]
+    assert len(registry_of(deps).versions()) == before + 1
+    assert meta["champion_compared"]["version"] is not None
+    paired = meta["decision"]["paired"]
+    assert paired["test"] == ("wilcoxon" if p.task == "regression" else "mcnemar")
+    assert 0 <= paired["p_value"] <= 1
+
+
+def test_a_derived_feature_that_raises_on_a_row_is_a_422_naming_it_and_fails_training(tmp_path) -> None:
+    import asyncio
+
+    import orjson
+
+    from minimlops.entrypoints.fastpath import predict_answerer
+    from minimlops.entrypoints.schemas import request_models
+    from minimlops.entrypoints.stats import ServingStats
+
+    code = ("def bmi_per_age(row):\n    if row['age'] == 99:\n        raise ValueError('no age 99')\n"
+            "    return row['bmi'] / max(row['age'], 1)\n")
+    p = projects.load(_project_dir(tmp_path, code))
+    deps = fake_deps_for(p, cv_folds=3)
+    table = shapes.rows(p, 400, seed=3)
+    info = deps.store.write_bytes(LAND, "a.csv", _csv(table))
+    for e in messagebus.handle(ObjectFinalized(bucket=LAND, name="a.csv", generation=info.generation,
+                                               size=info.size), deps):  # fmt: skip
+        messagebus.handle(e, deps)
+    predictor = Predictor(registry_of(deps), deps.now, p)
+    predictor.refresh()
+
+    class Log:
+        async def log(self, rows):
+            return None
+
+    answer = predict_answerer(predictor, Log(), ServingStats(), request_models(p), max_body=1 << 20,
+                              max_batch=100)  # fmt: skip
+    good = shapes.request_of(p, table.to_pylist()[0])
+    status, body = asyncio.run(answer(orjson.dumps([good, {**good, "age": 99}]), "application/json"))
+    assert status == 422
+    (error,) = orjson.loads(body)["errors"]
+    assert error["field"] == "bmi_per_age" and error["index"] == 1 and "no age 99" in error["message"]
+    # at training: the row is named, never silently dropped
+    bad = table.slice(0, 1).to_pylist()[0] | {"patient_id": 9999, "age": 99.0}
+    info = deps.store.write_bytes(LAND, "b.csv", _csv(pa.Table.from_pylist([bad], table.schema)))
+    from minimlops.errors import DerivedFeatureError
+
+    (done,) = messagebus.handle(ObjectFinalized(bucket=LAND, name="b.csv",
+                                                generation=info.generation, size=info.size), deps)
+    with pytest.raises(DerivedFeatureError, match="'bmi_per_age' failed on the row with key 9999"):
+        messagebus.handle(done, deps)
+
+
+def test_artifacts_round_trip_for_every_task(trained) -> None:
+    p, deps, table = trained
+    registry = registry_of(deps)
+    version = registry.versions()[-1]["version"]
+    model = registry.load(version)
+    blob = artifacts.to_bytes(model)
+    again = artifacts.from_bytes(blob, artifacts.sha256(blob), projects.derived_functions(p))
+    rows = [shapes.request_of(p, r) for r in table.to_pylist()[:30]]
+    assert np.array_equal(again.output(rows), model.output(rows))
+
+
+def test_labels_are_the_datas_values() -> None:
+    p = shapes.load("churn")
+    assert training.labels(p, ["No", "Yes", "Yes"]).tolist() == [0, 1, 1]
+    with pytest.raises(ValueError, match="'Maybe' is not one of the classes"):
+        training.labels(p, ["Maybe"])
+    assert features.MAX_CATEGORIES >= 20
