@@ -28,8 +28,10 @@ from minimlops.services.validate import PATTERNS
 DISTINCT_CAP = 1000  # distinct values remembered per column
 FEW_VALUES = 10  # an integer column with at most this many values may be categories
 MAX_CLASSES = 50  # a string target with more distinct values is not a classification
-TRUE = {"true", "t", "yes", "y"}
-FALSE = {"false", "f", "no", "n"}
+# Only true/false reads as boolean: "Yes"/"No" stay text, so answers and
+# feedback speak the data's own values ("Yes"), as the user wrote them.
+TRUE = {"true"}
+FALSE = {"false"}
 _ID_NAME = re.compile(r"(^|_)(id|key|uuid)$|Id$|ID$", re.IGNORECASE)
 
 
@@ -297,7 +299,7 @@ def _typed(value: str, type_: str) -> Any:
     if type_ == "float":
         return float(value)
     if type_ == "boolean":
-        return value.lower() in TRUE or value == "1"
+        return value.lower() in TRUE
     return value
 
 

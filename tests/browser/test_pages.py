@@ -157,3 +157,52 @@ def test_dashboard_shows_drift_and_live_accuracy_once_there_is_data(server: Serv
     assert "Pclass" in drift and "drift" in drift
     assert page.is_hidden("#live-accuracy-na")
     shot(page, "dashboard-monitoring")
+
+
+@pytest.fixture(scope="module", params=["wine", "diabetes"])
+def other_server(request, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Server]]:
+    home = tmp_path_factory.mktemp(request.param) / "home"
+    srv = Server(home, MINIMLOPS_PROJECT=request.param)
+    srv.wait_healthy(120)
+    yield request.param, srv
+    srv.stop()
+
+
+def test_the_page_is_built_from_the_project_and_answers_for_its_task(other_server, page) -> None:  # type: ignore[no-untyped-def]
+    from tests import projects as shapes
+
+    name, server = other_server
+    p = shapes.load(name)
+    page.goto(server.url + "/")
+    page.wait_for_selector("#fields label")
+    inputs = [c for c in p.input_columns if c != p.key]
+    assert page.locator("#fields label").count() == len(inputs)
+    for c in inputs:  # a label per column, from its description
+        assert p.column(c).description in (page.text_content(f"label[for={c}]") or "")
+    if name == "diabetes":
+        assert page.locator("#sex option").count() == 2  # allowed values: a select
+        assert page.get_attribute("#bmi", "min") == "10"  # the range on the input
+    page.click("#submit")  # the defaults are a typical training row
+    page.wait_for_selector("#result:not([hidden])")
+    page.wait_for_selector("#effects li")
+    if p.task == "multiclass":
+        assert page.locator("#classes li").count() == 3
+        assert (page.text_content("#verdict") or "").startswith("cultivar: cultivar_")
+        assert page.is_hidden("#gauge")
+    else:
+        value = float(page.text_content("#probability") or "nan")
+        assert 0 <= value <= 1000 and page.is_hidden("#gauge") and page.is_hidden("#classes")
+        assert "predicted progression" in (page.text_content("#probability-label") or "")
+    page.goto(server.url + "/dashboard")
+    page.wait_for_selector("#models tr")
+    head = page.text_content("#models-head") or ""
+    assert p.primary_metric.replace("_", " ") in head
+    shot(page, f"dashboard-{name}")
+    page.goto(server.url + "/")
+    page.wait_for_selector("#fields label")
+    first, second = [c for c in inputs if p.column(c).type == "float"][:2]
+    page.fill(f"#{first}", str((p.column(first).max or 10) * 0.8))  # away from the typical row
+    page.fill(f"#{second}", str((p.column(second).min or 0) + 0.1))
+    page.click("#submit")
+    page.wait_for_selector("#effects li")
+    shot(page, f"predict-{name}")

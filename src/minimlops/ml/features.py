@@ -101,7 +101,8 @@ def _reference(project: Project, counts: Mapping[str, Counter[Any]],
             ref[c.name] = None
         elif c.kind == "numeric" and seen:
             med = statistics.median(v for v, n in seen.items() for _ in range(min(n, 1000)))
-            ref[c.name] = int(round(med)) if c.type == "integer" else float(med)
+            # 10 significant digits: the median of 2.09 and 2.11 is 2.1, not 2.0999999999999996
+            ref[c.name] = int(round(med)) if c.type == "integer" else float(f"{med:.10g}")
         else:
             # most_common keeps first-seen order on ties, as statistics.mode does
             ref[c.name] = seen.most_common(1)[0][0] if seen else None

@@ -131,10 +131,12 @@ def timeline(deps: Deps, registry: ModelRegistry, limit: int = 100) -> list[dict
         })  # fmt: skip
     for meta in registry.versions():
         d = meta.get("decision") or {}
-        acc = meta["metrics"]["validation"].get("accuracy")
+        metric = d.get("metric") or "accuracy"
+        score = meta["metrics"]["validation"].get(metric)
+        shown = "—" if score is None else f"{score:.3f}" if abs(score) < 1000 else f"{score:,.0f}"
         events.append({
             "at": meta["created_at"], "kind": "trained", "subject": f"version {meta['version']}",
-            "detail": f"{meta['algorithm']}, accuracy {acc:.3f} on VALIDATION; "
+            "detail": f"{meta['algorithm']}, {metric} {shown} on VALIDATION; "
                       f"{'promoted' if d.get('promote') else 'kept champion'}: {d.get('reason', '')}"
                       f" (trigger: {(meta.get('trigger') or {}).get('reason', '?')})",
             "report": None, "rows": meta["training"]["rows"],

@@ -83,7 +83,7 @@ function showErrors(answer) {
 }
 
 function fmt(v) { return v === null || v === undefined ? "—" : String(v); }
-function number(v) { return Math.abs(v) >= 1000 ? v.toFixed(0) : Number(v.toPrecision(4)).toString(); }
+function number(v) { return Math.abs(v) >= 1000 ? v.toFixed(0) : Number(v.toPrecision(4)).toString(); }  // 4 digits
 
 function bars(ul, items) {  // items: [{label, value (0..1 or signed), text, aria}]
   ul.replaceChildren();
@@ -115,7 +115,8 @@ function showEffects(list) {
 
 function verdict(answer) {
   const words = (project.verdicts || {})[String(answer.prediction)];
-  return words || `${project.target}: ${answer.prediction}`;
+  const value = project.task === "regression" ? number(answer.prediction) : answer.prediction;
+  return words || `${project.target}: ${value}`;
 }
 
 function showAnswer(answer) {

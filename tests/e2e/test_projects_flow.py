@@ -1,0 +1,135 @@
+"""Your own data set, as a new user meets it: `init` a CSV, `up --project`,
+predictions, a second file, feedback; the built-in multiclass, regression and
+wide examples through the real server; one home, one project."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pyarrow.csv as pacsv
+import pytest
+
+from minimlops.generate import write_project_csv
+from tests import projects as shapes
+from tests.e2e.harness import Server, cli
+
+LAND = "buckets/my-data-landing-zone"
+
+
+@pytest.mark.parametrize("name", ["wine", "diabetes", "churn"])
+def test_an_example_project_serves_learns_from_feedback_and_retrains(tmp_path: Path, name) -> None:
+    p = shapes.load(name)
+    home = tmp_path / "home"
+    srv = Server(home, MINIMLOPS_PROJECT=name, MINIMLOPS_MONITOR_EVERY="3600")
+    try:
+        srv.wait_healthy(120)  # the example's file lands on first start, version 1 serves
+        rows = shapes.rows(p, 60, seed=9, start=100_000).to_pylist()
+        requests = [shapes.request_of(p, r) for r in rows]
+        one = srv.http.post("/predict", json=requests[0])
+        assert one.status_code == 200, one.text
+        answer = one.json()
+        keys = {"binary": {"prediction", "probability", "uuid", "model_version"},
+                "multiclass": {"prediction", "probability", "probabilities", "uuid", "model_version"},
+                "regression": {"prediction", "uuid", "model_version"}}[p.task]  # fmt: skip
+        assert set(answer) == keys
+        if p.classes:
+            assert answer["prediction"] in p.classes
+        batch = srv.http.post("/predict", json=requests).json()["predictions"]
+        labels = [{"uuid": a["uuid"], p.target: r[p.target]} for a, r in zip(batch, rows, strict=True)]
+        fb = srv.http.post("/feedback", json=labels)
+        assert fb.status_code == 200 and fb.json()["accepted"] == 60, fb.text
+        wrong = srv.http.post("/feedback", json={"uuid": batch[0]["uuid"], p.target: "??"})
+        assert wrong.status_code == 422 and wrong.json()["errors"][0]["field"] == p.target
+        versions = srv.http.get("/monitoring").json()["versions"]
+        live = next(v for v in versions if v["version"] == answer["model_version"])
+        assert live["labelled"] == 60
+        assert (live["live_mae"] if p.task == "regression" else live["live_accuracy"]) is not None
+        # a second file, landed with the CLI while the server runs: a new version, gated
+        more = tmp_path / "more.csv"
+        write_project_csv(p, more, 300, seed=4, start_id=200_000)
+        cli(home, "ingest", str(more))
+        srv.wait_for(lambda: len(srv.http.get("/models").json()["versions"]) >= 2, 120,
+                     "a second version")  # fmt: skip
+        v2 = srv.http.get("/models").json()["versions"][-1]
+        assert v2["decision"]["metric"] == p.primary_metric
+        page = srv.http.get("/project").json()
+        assert page["task"] == p.task and page["target"] == p.target
+        spec = srv.http.get("/openapi.json").json()
+        assert "Row" in spec["components"]["schemas"] and "Feedback" in spec["components"]["schemas"]
+        listing = cli(home, "models", "list", COLUMNS="80")
+        assert max(len(line) for line in listing.stdout.splitlines()) <= 80, listing.stdout
+        shown = cli(home, "models", "show", "2")
+        assert "decision:" in shown.stdout and p.primary_metric in shown.stdout
+    finally:
+        srv.stop()
+
+
+def test_from_a_csv_to_a_served_model_with_init(tmp_path: Path) -> None:
+    """The README's worked example: init, review, up, ingest, predict."""
+    p = shapes.load("churn")
+    data = tmp_path / "customers.csv"
+    write_project_csv(p, data, 1500, seed=1)
+    out = cli(tmp_path, "init", str(data), "--target", "churned", "-o", str(tmp_path / "proj"))
+    assert "key: customer_id" in out.stdout and "task: binary" in out.stdout
+    assert "positive class: 'Yes'" in out.stdout
+    home = tmp_path / "home"
+    srv = Server(home, MINIMLOPS_PROJECT=str(tmp_path / "proj"))
+    try:
+        srv.wait_for(lambda: _reachable(srv), 60, "the server")
+        health = srv.http.get("/healthz")  # no example data: it waits for a file
+        assert health.status_code == 503 and "no champion" in health.json()["reason"]
+        cli(home, "ingest", str(data))
+        srv.wait_healthy(120)
+        row = shapes.request_of(p, pacsv.read_csv(data).slice(0, 1).to_pylist()[0])
+        answer = srv.http.post("/predict", json=row).json()
+        assert answer["prediction"] in ("Yes", "No") and 0 <= answer["probability"] <= 1
+        # the CLI uses the home's project without being told
+        predicted = cli(home, "predict", __import__("json").dumps(row))
+        assert '"prediction"' in predicted.stdout
+    finally:
+        srv.stop()
+
+
+def _reachable(srv: Server) -> bool:
+    import httpx
+
+    try:
+        return srv.http.get("/status").status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+def test_one_home_holds_one_project_and_a_nullable_column_can_be_added(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    proj = tmp_path / "proj"
+    shutil.copytree(shapes.load("diabetes").directory, proj)
+    srv = Server(home, MINIMLOPS_PROJECT=str(proj))
+    srv.wait_healthy(120)
+    srv.stop()
+    # another project on this home is refused, and nothing is written
+    before = sorted(p.name for p in home.iterdir())
+    refused = cli(home, "status", "--project", "wine", check=False)
+    assert refused.returncode != 0
+    assert "holds data of project 'diabetes'" in refused.stderr + refused.stdout
+    assert sorted(p.name for p in home.iterdir()) == before
+    # retyping a column is refused with what to do
+    text = (proj / "project.toml").read_text()
+    (proj / "project.toml").write_text(text.replace('name = "s6"\ntype = "float"',
+                                                    'name = "s6"\ntype = "integer"'))
+    retyped = cli(home, "status", check=False)
+    assert retyped.returncode != 0 and "column 's6' retyped from float to integer" in (
+        retyped.stderr + retyped.stdout) and "new home" in retyped.stderr + retyped.stdout
+    # a new nullable column is applied in place: old rows read as null
+    (proj / "project.toml").write_text(text + '\n[[columns]]\nname = "smoker"\ntype = "boolean"\n'
+                                       'description = "smokes"\n')  # fmt: skip
+    srv = Server(home)
+    try:
+        srv.wait_healthy(120)
+        rows = srv.http.post("/query", json={"sql": "SELECT count(*) AS n, count(smoker) AS s "
+                                                    "FROM training_data"},
+                             headers=srv.admin()).json()["rows"]
+        assert rows == [{"n": 442, "s": 0}]
+        assert "smoker" in [c["name"] for c in srv.http.get("/project").json()["columns"]]
+    finally:
+        srv.stop()
