@@ -75,6 +75,14 @@ def names_of(settings: Settings, project: Project | None = None) -> Names:
     return Names(**values)
 
 
+def dataset_of(settings: Settings, project: Project) -> str:
+    """The BigQuery dataset: MINIMLOPS_DATASET, else the project's name
+    ("titanic" for the example, as before)."""
+    if "dataset" in settings.model_fields_set:
+        return settings.dataset
+    return project.name.replace("-", "_")
+
+
 def project_of(settings: Settings) -> Project:
     """The project the settings name (MINIMLOPS_PROJECT or --project), checked,
     code included; without one, the project recorded in the data home (so
@@ -191,6 +199,7 @@ def monitor_config(settings: Settings) -> MonitorConfig:
         drift_window=settings.drift_window, drift_hours=settings.drift_hours,
         drift_min_rows=settings.drift_min_rows, psi_warn=settings.psi_warn,
         psi_drift=settings.psi_drift, accuracy_threshold=settings.accuracy_threshold,
+        error_ratio=settings.error_ratio,
         min_labels=settings.min_labels, retrain_every=settings.retrain_every)
 
 
@@ -212,7 +221,8 @@ def build_gcp(settings: Settings, *, progress: Progress = _no_progress) -> App:
     names = names_of(settings, project)
     store = load_class("gcp", "store")(clients.storage)
     warehouse = load_class("gcp", "warehouse")(
-        clients.bigquery, settings.dataset, schemas_of(settings, project), settings.ledger_table,
+        clients.bigquery, dataset_of(settings, project), schemas_of(settings, project),
+        settings.ledger_table,
         key=_key_of(project),
         staging=(clients.storage, settings.landing_bucket), location=settings.location,
         storage_api=clients.storage_api)  # fmt: skip

@@ -90,6 +90,8 @@ class Settings(BaseModel):
     psi_warn: float = Field(0.1, gt=0)
     psi_drift: float = Field(0.25, gt=0)
     accuracy_threshold: float = Field(0.7, ge=0, le=1)
+    error_ratio: float = Field(
+        1.5, gt=1, description="regression: live RMSE over this times VALIDATION's retrains")
     min_labels: int = Field(30, ge=1)
     retrain_every: float | None = Field(None, gt=0, description="seconds; off by default")
     shadow: bool = False

@@ -17,6 +17,7 @@ from tests.conftest import SCHEMAS, TITANIC
 from tests.contract.test_ports import (
     AbstractMessageBusTests,
     AbstractObjectStoreTests,
+    AbstractProjectWarehouseTests,
     AbstractWarehouseTests,
     B,
     _ledger_row,
@@ -93,6 +94,24 @@ def bq_wh(bq, gcs, make_bucket):
                            staging=(gcs, staging), storage_api=False)  # fmt: skip
     wh.ensure_tables()
     return wh
+
+
+class TestBigQueryProjects(AbstractProjectWarehouseTests):
+    """String keys sampled by BigQuery's MD5, regression errors summed by it."""
+
+    @pytest.fixture
+    def make_wh(self, bq, gcs, make_bucket):
+        from minimlops.adapters.bigquery_warehouse import BigQueryWarehouse
+        from tests.conftest import key_of, schemas_of
+
+        def make(p):
+            staging = make_bucket(_unique("staging").replace("_", "-"))
+            wh = BigQueryWarehouse(bq, _unique("ds"), schemas_of(p), "ingestion_ledger",
+                                   staging=(gcs, staging), storage_api=False, key=key_of(p))
+            wh.ensure_tables()
+            return wh
+
+        return make
 
 
 class TestBigQueryWarehouse(AbstractWarehouseTests):

@@ -218,19 +218,97 @@ class AbstractWarehouseTests:
         assert len(wh.ledger()) == 2
 
 
-class TestInMemoryWarehouse(AbstractWarehouseTests):
+class AbstractProjectWarehouseTests:
+    """What every warehouse does with any project's key, target and task."""
+
+    @pytest.fixture
+    def make_wh(self, tmp_path: Path):  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def test_string_keys_are_sampled_the_same_on_every_backend(self, make_wh) -> None:
+        from minimlops.services.validate import add_split
+        from tests import projects as shapes
+
+        p = shapes.load("wine")
+        wh = make_wh(p)
+        rows = shapes.rows(p, 300, seed=5)
+        n = rows.num_rows
+        rows = rows.append_column("split", add_split(rows, p)).append_column(
+            "ingestion_id", pa.array(["i1"] * n)).append_column(
+            "source_uri", pa.array(["gs://b/w.csv"] * n)).append_column(
+            "ingested_at", pa.array([datetime(2026, 1, 1, tzinfo=UTC)] * n,
+                                    pa.timestamp("us", tz="UTC")))  # fmt: skip
+        wh.load("training_data", rows.to_batches(), _ledger_row())
+        got = wh.latest_rows("training_data", splits=["TRAIN", "VALIDATION"], per_split=15)
+        keys = rows.column("sample_id").to_pylist()
+        expected = sorted(k for split in ("TRAIN", "VALIDATION") for k in sorted(
+            (k for k in keys if split_for(k) == split), key=lambda k: (sample_rank(k), k))[:15])
+        assert got.column("sample_id").to_pylist() == expected
+        summary = wh.latest_summary("training_data")
+        assert summary.rows == 300 and summary.splits["TRAIN"] == sum(
+            split_for(k) == "TRAIN" for k in keys)
+
+    def test_regression_errors_are_counted_by_the_warehouse(self, make_wh) -> None:
+        from tests import projects as shapes
+
+        p = shapes.load("diabetes")
+        wh = make_wh(p)
+        base = datetime(2026, 3, 1, tzinfo=UTC)
+        inputs = {k: v for k, v in shapes.rows(p, 1).to_pylist()[0].items() if k != p.target}
+        preds = [{**inputs, "patient_id": None, "uuid": f"u{i}", "created_at": base,
+                  "model_version": "1", "prediction": 100.0 + i} for i in range(4)]
+        wh.append("predictions_data", pa.Table.from_pylist(preds, schema=arrow_schema(
+            "predictions_data", p)))  # fmt: skip
+        labels = [{"uuid": f"u{i}", "patient_id": None, "progression": 100.0 - i,
+                   "received_at": base} for i in range(4)]  # errors 0, 2, 4, 6
+        wh.append("feedback", pa.Table.from_pylist(labels, schema=arrow_schema("feedback", p)))
+        (row,) = wh.labelled_accuracy("predictions_data", "feedback")
+        assert row["labelled"] == 4 and row["abs_error"] == pytest.approx(12.0)
+        assert row["squared_error"] == pytest.approx(0 + 4 + 16 + 36)
+
+
+def _project_schemas(p):
+    from tests.conftest import key_of, schemas_of
+
+    return schemas_of(p), key_of(p)
+
+
+class TestInMemoryWarehouse(AbstractWarehouseTests, AbstractProjectWarehouseTests):
     @pytest.fixture
     def wh(self, tmp_path: Path):
         return InMemoryWarehouse(SCHEMAS)
 
+    @pytest.fixture
+    def make_wh(self, tmp_path: Path):
+        def make(p):
+            schemas, key = _project_schemas(p)
+            return InMemoryWarehouse(schemas, key=key)
 
-class TestDuckDBWarehouse(AbstractWarehouseTests):
+        return make
+
+
+class TestDuckDBWarehouse(AbstractWarehouseTests, AbstractProjectWarehouseTests):
     @pytest.fixture
     def wh(self, tmp_path: Path):
         wh = DuckDBWarehouse(tmp_path / "w.duckdb", SCHEMAS, "ingestion_ledger")
         wh.ensure_tables()
         yield wh
         wh.close()
+
+    @pytest.fixture
+    def make_wh(self, tmp_path: Path):
+        opened = []
+
+        def make(p):
+            schemas, key = _project_schemas(p)
+            wh = DuckDBWarehouse(tmp_path / f"{p.name}.duckdb", schemas, "ingestion_ledger", key=key)
+            wh.ensure_tables()
+            opened.append(wh)
+            return wh
+
+        yield make
+        for wh in opened:
+            wh.close()
 
     def test_required_columns_are_enforced(self, wh) -> None:
         bad = _training_rows([1]).set_column(0, "PassengerId", pa.array([None], pa.int64()))

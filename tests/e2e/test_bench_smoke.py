@@ -24,6 +24,8 @@ def test_bench_smoke_writes_every_measurement(tmp_path: Path) -> None:
     assert any("floor" in n for n in names) and any("batches of 1,000" in n for n in names)
     assert any("pandas baseline" in n for n in names) and any("ingest_data" in n for n in names)
     assert any("cold start" in n for n in names) and any("end to end" in n for n in names)
+    wide = [r for r in report["results"] if "wide project" in r["name"]]
+    assert len(wide) == 2 and all(r["value"] > 0 for r in wide) and wide[0]["ratio"] > 0
     training = [r for r in report["results"] if r["name"].startswith("minimlops train_model")]
     assert len(training) == 2 and all(r["value"] > 0 and "peak RSS" in r["note"] for r in training)
     assert training[1]["ratio"] > 0  # memory for three times the rows, against the first

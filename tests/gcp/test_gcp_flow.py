@@ -239,3 +239,60 @@ def test_the_exercise_flow_on_emulated_google_cloud(cloud: Cloud, tmp_path: Path
     landed = cloud.cli("ingest", str(data))
     assert f"gs://{cloud.landing}/" in landed and "ingest_data runs on" in landed
     assert landing.get_blob(Path(data).name) is not None
+
+
+def test_a_multiclass_project_with_string_keys_on_emulated_google_cloud(cloud: Cloud,
+                                                                         tmp_path: Path) -> None:  # fmt: skip
+    """The same path for the wine example: the project is bundled, its tables
+    provisioned, its string keys split and sampled by BigQuery's MD5."""
+    from minimlops.example_data import bundled
+
+    gcs, bq, sub = _clients(cloud.project)
+    cloud.env["MINIMLOPS_PROJECT"] = "wine"
+    cloud.env["MINIMLOPS_DATASET"] = f"wine_{cloud.suffix}"
+    out = cloud.cli("gcp", "provision", "--push-endpoint", cloud.url("train_model"))
+    assert f"{cloud.project}.wine_{cloud.suffix}" in out
+    bundle = tmp_path / "bundle"
+    deployed = cloud.cli("gcp", "deploy", "--dry-run", "--gcp-project", cloud.project,
+                         "--bundle", str(bundle))  # fmt: skip
+    assert "project wine: multiclass cultivar" in deployed
+    assert (bundle / "project" / "project.toml").is_file() and "MINIMLOPS_PROJECT=project" in deployed
+    cloud.env["MINIMLOPS_PROJECT"] = "project"  # as deployed: the bundle's copy
+    cloud.start_functions(bundle)
+    notifications = sub.subscription_path(cloud.project, f"bridge-{cloud.suffix}")
+    sub.create_subscription(name=notifications,
+                            topic=f"projects/{cloud.project}/topics/gcs-notifications")  # fmt: skip
+    data = bundled("wine", tmp_path)
+    landing = gcs.bucket(cloud.landing)
+    landing.blob("wine.csv").upload_from_filename(str(data), content_type="text/csv")
+    assert _bridge(cloud, sub, notifications, "wine.csv") == 200, cloud.logs("ingest_data")
+    table = f"{cloud.project}.wine_{cloud.suffix}"
+    splits = {r.split: r.n for r in bq.query(
+        f"SELECT split, COUNT(*) AS n FROM `{table}.training_data` GROUP BY split").result()}
+    from minimlops.domain.schema import split_for
+
+    keys = [f"wine-{i:03d}" for i in range(1, 179)]
+    assert splits == {s: sum(split_for(k) == s for k in keys) for s in ("TRAIN", "VALIDATION", "TEST")}
+    models = gcs.bucket(cloud.models)
+    pointer = wait_until(lambda: models.get_blob("models/wine/champion.json"), 180,
+                         lambda: "a champion model:\n" + cloud.logs("train_model"))
+    version = json.loads(pointer.download_as_bytes())["version"]
+    row = {"alcohol": 13.2, "malic_acid": 1.78, "ash": 2.14, "alcalinity_of_ash": 11.2,
+           "magnesium": 100, "total_phenols": 2.65, "flavanoids": 2.76,
+           "nonflavanoid_phenols": 0.26, "proanthocyanins": 1.28, "color_intensity": 4.38,
+           "hue": 1.05, "od280_od315": 3.4, "proline": 1050}  # fmt: skip
+    r = wait_until(lambda: (x := httpx.post(cloud.url("predictions_endpoint"), json=row,
+                                            timeout=60)).status_code == 200 and x, 30,
+                   lambda: "predictions_endpoint:\n" + cloud.logs("predictions_endpoint"))
+    answer = r.json()
+    assert answer["prediction"] in ("cultivar_1", "cultivar_2", "cultivar_3")
+    assert set(answer["probabilities"]) == {"cultivar_1", "cultivar_2", "cultivar_3"}
+    assert answer["model_version"] == version
+    from google.cloud import bigquery
+
+    logged = list(bq.query(
+        f"SELECT prediction, probabilities FROM `{table}.predictions_data` WHERE uuid = @u",
+        job_config=bigquery.QueryJobConfig(query_parameters=[
+            bigquery.ScalarQueryParameter("u", "STRING", answer["uuid"])])).result())  # fmt: skip
+    assert [(x.prediction, json.loads(x.probabilities)) for x in logged] == [
+        (answer["prediction"], answer["probabilities"])]

