@@ -114,6 +114,12 @@ def derived_functions(project: Project) -> dict[str, Callable[[Mapping[str, Any]
         if not callable(fn):
             raise ProjectError(f"derived feature {d.name!r}: {path.name} has no function "
                                f"{d.function!r}")  # fmt: skip
+        # An optional batch form, `<function>_batch(columns) -> values`, builds the
+        # feature for many rows at once (training, batches); a test holds it equal
+        # to the one-row function on every row.
+        batch = getattr(module, f"{d.function}_batch", None)
+        if callable(batch):
+            fn.minimlops_batch = batch
         out[d.name] = fn
     return out
 

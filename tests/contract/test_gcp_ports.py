@@ -247,3 +247,29 @@ class _Renamed:
 
     def close(self):
         self.bus.close()
+
+
+def test_bigquery_adds_a_nullable_column_and_refuses_a_retyped_one(bq, gcs, make_bucket) -> None:
+    """On Google Cloud there is no data home: provisioning checks the tables."""
+    import dataclasses
+
+    from minimlops.adapters.bigquery_warehouse import BigQueryWarehouse
+    from minimlops.domain.project import ColumnSpec
+    from minimlops.errors import ProjectMismatchError
+    from tests import projects as shapes
+    from tests.conftest import key_of, schemas_of
+
+    p = shapes.load("diabetes")
+    staging, dataset = make_bucket(_unique("staging").replace("_", "-")), _unique("ds")
+
+    def warehouse(project):
+        return BigQueryWarehouse(bq, dataset, schemas_of(project), "ingestion_ledger",
+                                 staging=(gcs, staging), storage_api=False, key=key_of(project))
+
+    warehouse(p).ensure_tables()
+    added = dataclasses.replace(p, columns=(*p.columns, ColumnSpec("smoker", "boolean")))
+    assert warehouse(added).ensure_table("training_data") == "updated"
+    retyped = dataclasses.replace(p, columns=tuple(
+        dataclasses.replace(c, type="integer") if c.name == "s6" else c for c in p.columns))
+    with pytest.raises(ProjectMismatchError, match="column 's6' retyped from FLOAT to INTEGER"):
+        warehouse(retyped).ensure_table("training_data")

@@ -351,3 +351,25 @@ def test_labels_are_the_datas_values() -> None:
     with pytest.raises(ValueError, match="'Maybe' is not one of the classes"):
         training.labels(p, ["Maybe"])
     assert features.MAX_CATEGORIES >= 20
+
+
+def test_a_regression_model_whose_live_error_grows_is_retrained() -> None:
+    p = shapes.load("diabetes")
+    deps = fake_deps_for(p, cv_folds=3)
+    table = shapes.rows(p, 800, seed=1)
+    info = deps.store.write_bytes(LAND, "first.csv", _csv(table))
+    for e in messagebus.handle(ObjectFinalized(bucket=LAND, name="first.csv",
+                                               generation=info.generation, size=info.size), deps):
+        messagebus.handle(e, deps)
+    registry = registry_of(deps)
+    predictor = Predictor(registry, deps.now, p)
+    predictor.refresh()
+    data = table.to_pylist()[:40]
+    logged = predictor.predict([shapes.request_of(p, r) for r in data])
+    deps.warehouse.append(deps.names.predictions_table, pa.Table.from_pylist(logged, schema=_schema(p)))
+    cfg = monitor.MonitorConfig(min_labels=30, drift_min_rows=10_000, error_ratio=1.5)
+    admin.feedback(deps, [(r["uuid"], r["prediction"] + 1.0) for r in logged])  # small errors
+    assert monitor.check(deps, registry, cfg) == []
+    admin.feedback(deps, [(r["uuid"], r["prediction"] + 500.0) for r in logged])  # far off
+    (fired,) = monitor.check(deps, registry, cfg)
+    assert "live RMSE" in fired.reason and "VALIDATION RMSE" in fired.reason

@@ -32,7 +32,7 @@ from google.api_core import exceptions as gexc
 from google.cloud import bigquery
 
 from minimlops.domain.schema import Column, key_int_sql, newest_row_sql, sample_rank_sql
-from minimlops.errors import ConflictError, QueryError
+from minimlops.errors import ConflictError, ProjectMismatchError, QueryError
 from minimlops.ports import DataSummary, KeySpec
 
 logger = logging.getLogger(__name__)
@@ -161,7 +161,23 @@ class BigQueryWarehouse:
                                          retry=RETRY, timeout=TIMEOUT)  # fmt: skip
                 return "created"
             return "found"
-        have = {f.name for f in current.schema}
+        have = {f.name: f for f in current.schema}
+        names = {f.name: f for f in wanted}
+        problems = [f"column {n!r} removed" for n in have if n not in names]
+        same = {"INT64": "INTEGER", "FLOAT64": "FLOAT", "BOOL": "BOOLEAN"}  # legacy = standard
+
+        def kind(f: bigquery.SchemaField) -> str:
+            return same.get(f.field_type, f.field_type)
+
+        problems += [f"column {f.name!r} retyped from {kind(have[f.name])} to {kind(f)}"
+                     for f in wanted if f.name in have and kind(have[f.name]) != kind(f)]
+        problems += [f"column {f.name!r} added as REQUIRED" for f in wanted
+                     if f.name not in have and f.mode == "REQUIRED"]  # fmt: skip
+        if problems:  # never half-migrated: refused before any change
+            raise ProjectMismatchError(
+                f"table {self.table_id(table)} does not fit the project: {'; '.join(problems)}. "
+                "Only a new nullable column is added in place; use another dataset "
+                "(MINIMLOPS_DATASET) for an incompatible project")  # fmt: skip
         extra = [f for f in wanted if f.name not in have and f.mode != "REQUIRED"]
         if not extra:
             return "found"

@@ -38,7 +38,11 @@ def _field_type(c: ColumnSpec) -> Any:
     typed: Any = Annotated[base, Field(**{k: v for k, v in kwargs.items() if v is not None})]
     if c.required:
         return typed
-    return NotRequired[Annotated[typed | None, Missing]]
+    if c.type == "string":  # "" from a form or a CSV export means not given
+        return NotRequired[Annotated[typed | None, Missing]]
+    # no Python hook on numbers and booleans: one per field and row costs a batch
+    # of 1,000 wide rows ~4 ms (measured); "" there is refused with a message
+    return NotRequired[typed | None]
 
 
 @dataclass(frozen=True)

@@ -71,6 +71,9 @@ class OnnxModel:
         # classifiers: [label, probabilities]; regressors: [value]
         self.outputs = [self.session.get_outputs()[0 if self.task == "regression" else 1].name]
         self.features = features.FeatureSet(self.spec, derive or {})
+        fitted = self.spec.get("fitted_classes")
+        # binary with both classes fitted (always, in practice): the positive column as is
+        self._positive_only = self.task == "binary" and list(fitted or [0, 1]) == [0, 1]
 
     def output(self, rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
         """As :meth:`TrainedModel.output`: the positive class's probability,
@@ -80,6 +83,8 @@ class OnnxModel:
         else:
             X = self.features.matrix(rows).astype(self.dtype, copy=False)
         out = np.asarray(self.session.run(self.outputs, {self.input: X})[0], dtype=np.float64)
+        if self._positive_only:
+            return out[:, 1]
         if self.task == "regression":
             return out.reshape(-1)
         return expand(self.spec, out)

@@ -38,7 +38,8 @@ def _columns(project: Project) -> list[dict[str, Any]]:
     for name in project.features:
         if name in derived:
             d = derived[name]
-            out.append({"name": name, "kind": d.kind, "derived": True, "optional": True})
+            out.append({"name": name, "kind": d.kind, "derived": True, "optional": True,
+                        "inputs": list(d.inputs)})
         else:
             c = project.column(name)
             kind = "categorical" if c.kind == "text" else c.kind
@@ -141,8 +142,11 @@ class FeatureSet:
         self.width = len(self.names)
         self._plan: list[tuple[Any, ...]] = []
         at = 0
+        self._batch: dict[str, tuple[Any, list[str]]] = {}
         for col in spec["columns"]:
             fn = derive[col["name"]] if col["derived"] else None
+            if fn is not None and getattr(fn, "minimlops_batch", None) and col.get("inputs"):
+                self._batch[col["name"]] = (fn.minimlops_batch, col["inputs"])
             if col["kind"] == "categorical":
                 cats = col["categories"]
                 hot = {v: tuple(float(i == j) for j in range(len(cats) + 1))
@@ -198,24 +202,44 @@ class FeatureSet:
         if n == 0:
             return out
         every = np.arange(n)
+        columns: dict[str, list[Any]] = {}  # each input column read out of the rows once
+
+        def column(c: str) -> list[Any]:
+            if c not in columns:
+                columns[c] = [r.get(c) for r in rows]
+            return columns[c]
+
         for kind, name, fn, a, b, index, at in self._plan:
+            values: Any
             if fn is None:
-                values = [r.get(name) for r in rows]
+                values = column(name)
             else:
                 try:
-                    values = [fn(r) for r in rows]
+                    values = self._derived(name, fn, rows, column)
                 except Exception as exc:
                     raise self._failed(name, fn, rows, exc) from exc
             if kind == "c":
                 other, get = len(index), index.get
                 out[every, at + np.array([get(v, other) for v in values], np.int64)] = 1.0
                 continue
-            x = np.array([nan if v is None else v for v in values], np.float64)
+            x = (values.astype(np.float64) if isinstance(values, np.ndarray) else
+                 np.array([nan if v is None else v for v in values], np.float64))  # fmt: skip
             gap = np.isnan(x)
             out[:, at] = np.where(gap, a, x)
             if b:
                 out[:, at + 1] = gap
         return out
+
+
+    def _derived(self, name: str, fn: Any, rows: Sequence[Mapping[str, Any]],
+                 column: Callable[[str], list[Any]]) -> Any:  # fmt: skip
+        """A derived feature of many rows: its batch form when the project has
+        one (NaN for missing), else the one-row function on each row."""
+        batch = self._batch.get(name)
+        if batch is None:
+            return [fn(r) for r in rows]
+        function, inputs = batch
+        return function({c: column(c) for c in inputs})
 
 
 nan = math.nan

@@ -41,6 +41,7 @@ class Predictor:
         self.registry, self.now, self.shadow_enabled = registry, now, shadow
         self.project = project
         self.inputs = project.input_columns
+        self._known = frozenset(self.inputs)
         self.task = project.task
         self.classes = list(project.classes or ())
         self.current: tuple[str, Scorer] | None = None
@@ -124,31 +125,36 @@ class Predictor:
         out = model.output(passengers)
         created = self.now()
         ids = uuid4_strings(len(passengers))
-        rows = []
-        for i, p in zip(ids, passengers, strict=True):
-            row = {"uuid": i, "created_at": created, "model_version": version}
-            for column in self.inputs:  # a plain loop: 40 % faster than ** of a dict comprehension
-                row[column] = p.get(column)
+        rows, known, inputs = [], self._known, self.inputs
+        binary = self.task == "binary"
+        values = out.tolist()
+        negative, positive = (self.classes if binary else (None, None))
+        for i, p, value in zip(ids, passengers, values, strict=True):
+            if p.keys() <= known:  # validated: only the project's fields (absent ones read as null)
+                row = {"uuid": i, "created_at": created, "model_version": version, **p}
+            else:  # a caller's own dict: only the input columns are logged
+                row = {"uuid": i, "created_at": created, "model_version": version}
+                for column in inputs:
+                    row[column] = p.get(column)
+            if binary:  # the common case, answered in this loop
+                row["probability"], row["prediction"] = value, positive if value >= 0.5 else negative
             rows.append(row)
-        self._answers(rows, out)
+        if not binary:
+            self._answers(rows, values)
         shadow = self.shadow
         if shadow is not None:  # logged beside the answer, never returned
             self._shadow(rows, shadow[0], shadow[1].output(passengers))
         return rows
 
-    def _answers(self, rows: list[dict[str, Any]], out: Any) -> None:
-        if self.task == "binary":
-            negative, positive = self.classes
-            for row, prob in zip(rows, out.tolist(), strict=True):
-                row["probability"], row["prediction"] = prob, positive if prob >= 0.5 else negative
-        elif self.task == "multiclass":
+    def _answers(self, rows: list[dict[str, Any]], values: list[Any]) -> None:
+        if self.task == "multiclass":
             classes = self.classes
-            for row, probs in zip(rows, out.tolist(), strict=True):
+            for row, probs in zip(rows, values, strict=True):
                 best = max(range(len(probs)), key=probs.__getitem__)
                 row["probability"], row["prediction"] = probs[best], classes[best]
                 row["probabilities"] = json.dumps(dict(zip(map(str, classes), probs, strict=True)))
         else:
-            for row, value in zip(rows, out.tolist(), strict=True):
+            for row, value in zip(rows, values, strict=True):
                 row["prediction"] = value
 
     def _shadow(self, rows: list[dict[str, Any]], version: str, out: Any) -> None:

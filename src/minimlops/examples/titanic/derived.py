@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
+
+import numpy as np
 
 TITLES = ("Mr", "Mrs", "Miss", "Master", "Rare")
 DECKS = ("A", "B", "C", "D", "E", "F", "G")
@@ -19,11 +21,11 @@ _TITLE_RE = re.compile(r",\s*([^.]+)\.")
 
 
 def family_size(row: Mapping[str, Any]) -> int:
-    return int(row["SibSp"]) + int(row["Parch"]) + 1
+    return row["SibSp"] + row["Parch"] + 1
 
 
 def alone(row: Mapping[str, Any]) -> bool:
-    return family_size(row) == 1
+    return row["SibSp"] + row["Parch"] == 0
 
 
 def log_fare(row: Mapping[str, Any]) -> float | None:
@@ -33,7 +35,7 @@ def log_fare(row: Mapping[str, Any]) -> float | None:
 
 def fare_per_person(row: Mapping[str, Any]) -> float | None:
     fare = row.get("Fare")
-    return None if fare is None else fare / family_size(row)
+    return None if fare is None else fare / (row["SibSp"] + row["Parch"] + 1)
 
 
 def title(row: Mapping[str, Any]) -> str:
@@ -57,3 +59,44 @@ def deck(row: Mapping[str, Any]) -> str:
     """Deck letter from the cabin ("C85" -> C); U when unknown."""
     letter = (row.get("Cabin") or "").strip()[:1].upper()
     return letter if letter in DECKS else "U"
+
+
+# Batch forms (optional): the same features for many rows at once, from the
+# columns they read (lists, None for missing); NaN means missing. minimlops uses
+# them for training and batches, the functions above for one request, and a
+# test holds the two equal on every row.
+Columns = Mapping[str, Sequence[Any]]
+
+
+def _numbers(values: Sequence[Any]) -> np.ndarray:
+    return np.array([math.nan if v is None else v for v in values], dtype=np.float64)
+
+
+def family_size_batch(c: Columns) -> np.ndarray:
+    return np.asarray(c["SibSp"], np.int64) + np.asarray(c["Parch"], np.int64) + 1
+
+
+def alone_batch(c: Columns) -> np.ndarray:
+    return (np.asarray(c["SibSp"], np.int64) + np.asarray(c["Parch"], np.int64)) == 0
+
+
+def log_fare_batch(c: Columns) -> np.ndarray:
+    return np.log1p(_numbers(c["Fare"]))
+
+
+def fare_per_person_batch(c: Columns) -> np.ndarray:
+    return _numbers(c["Fare"]) / family_size_batch(c)
+
+
+def title_batch(c: Columns) -> list[str]:
+    """:func:`title` of every row: the guess from sex and age for all rows at
+    once, then the rows that have a name."""
+    age = _numbers(c["Age"])
+    female = np.array([s == "female" for s in c["Sex"]])
+    with np.errstate(invalid="ignore"):  # NaN ages compare False, as None does
+        guess = np.where(female, np.where(age < 18, "Miss", "Mrs"),
+                         np.where(age < 13, "Master", "Mr")).tolist()
+    for i, name in enumerate(c["Name"]):
+        if name:
+            guess[i] = title({"Name": name, "Sex": c["Sex"][i], "Age": c["Age"][i]})
+    return guess
