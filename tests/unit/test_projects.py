@@ -373,3 +373,14 @@ def test_a_regression_model_whose_live_error_grows_is_retrained() -> None:
     admin.feedback(deps, [(r["uuid"], r["prediction"] + 500.0) for r in logged])  # far off
     (fired,) = monitor.check(deps, registry, cfg)
     assert "live RMSE" in fired.reason and "VALIDATION RMSE" in fired.reason
+
+
+def test_the_typical_row_uses_exact_medians() -> None:
+    import random
+    import statistics
+    from collections import Counter
+
+    rng = random.Random(3)
+    for _ in range(500):
+        xs = [rng.choice([1, 2, 3, 5.5, 7, 10]) for _ in range(rng.randint(1, 3000))]
+        assert features._weighted_median(Counter(xs)) == float(statistics.median(xs))

@@ -101,13 +101,27 @@ def _reference(project: Project, counts: Mapping[str, Counter[Any]],
         if c.kind == "text" and not c.required:
             ref[c.name] = None
         elif c.kind == "numeric" and seen:
-            med = statistics.median(v for v, n in seen.items() for _ in range(min(n, 1000)))
+            med = _weighted_median(seen)
             # 10 significant digits: the median of 2.09 and 2.11 is 2.1, not 2.0999999999999996
             ref[c.name] = int(round(med)) if c.type == "integer" else float(f"{med:.10g}")
         else:
             # most_common keeps first-seen order on ties, as statistics.mode does
             ref[c.name] = seen.most_common(1)[0][0] if seen else None
     return ref
+
+
+def _weighted_median(counts: Counter[Any]) -> float:
+    """The median of values given as value -> count (as statistics.median of
+    the values repeated, without repeating them)."""
+    items = sorted(counts.items())
+    total = sum(n for _, n in items)
+    below, middle = 0, []
+    for value, n in items:
+        for rank in {(total - 1) // 2, total // 2}:  # the one or two middle ranks
+            if below <= rank < below + n:
+                middle.append(float(value))
+        below += n
+    return sum(middle) / len(middle) if len(middle) == 2 else middle[0]
 
 
 def _value(row: Mapping[str, Any], col: Mapping[str, Any], derive: Derive, key: str) -> Any:
