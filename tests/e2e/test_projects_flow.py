@@ -59,6 +59,9 @@ def test_an_example_project_serves_learns_from_feedback_and_retrains(tmp_path: P
         assert "Row" in spec["components"]["schemas"] and "Feedback" in spec["components"]["schemas"]
         listing = cli(home, "models", "list", COLUMNS="80")
         assert max(len(line) for line in listing.stdout.splitlines()) <= 80, listing.stdout
+        header = next(line for line in listing.stdout.splitlines() if "decision" in line)
+        for column in ("ver", "rows", p.primary_metric, "baseline", "algorithm"):
+            assert column in header, listing.stdout  # every column visible, none squeezed out
         shown = cli(home, "models", "show", "2")
         assert "decision:" in shown.stdout and p.primary_metric in shown.stdout
     finally:

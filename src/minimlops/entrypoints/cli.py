@@ -195,7 +195,7 @@ def models_list(home: HomeOpt = None, as_json: Annotated[bool, typer.Option("--j
         return
     from minimlops.entrypoints.report import models_table
 
-    console.print(models_table(data))
+    console.print(models_table(data, console.width))
 
 
 @models_app.command("show")

@@ -55,21 +55,24 @@ def _baseline(v: dict[str, Any], metric: str) -> Any:
     return task.get(metric, base.get("gender_only_accuracy") if metric == "accuracy" else None)
 
 
-def models_table(data: dict[str, Any]) -> Table:
+def models_table(data: dict[str, Any], width: int = 80) -> Table:
     """Model versions in a table that fits 80 columns: the decision's reason
     is cut to the width left (``models show`` prints it whole)."""
     versions = data["versions"]
     metric = _metric_of(versions[-1]) if versions else "metric"
-    table = Table("ver", "", "algorithm", "fit rows", metric, "baseline", "decision",
-                  title=f"model {data['model']}", expand=False)  # fmt: skip
-    table.columns[6].overflow, table.columns[6].no_wrap = "ellipsis", True
-    table.columns[2].overflow, table.columns[2].no_wrap = "ellipsis", True
-    table.columns[2].max_width = 19
+    table = Table(title=f"model {data['model']}", expand=False)
+    # the short columns never wrap or shrink; the decision takes what is left, cut
+    short = ("ver", "", "rows", metric, "baseline")
+    for name in short:
+        table.add_column(name, no_wrap=True)
+    table.add_column("algorithm", no_wrap=True, overflow="ellipsis", max_width=14)
+    used = 8 + 3 * 7 + len(metric) + len("baseline") + 7 + 14  # borders, padding, contents
+    table.add_column("decision", no_wrap=True, overflow="ellipsis", max_width=max(12, width - used))
     for v in versions:
         d = v.get("decision") or {}
-        table.add_row(v["version"], "★" if v["champion"] else "", v["algorithm"],
+        table.add_row(v["version"], "★" if v["champion"] else "",
                       f"{v.get('fit_rows') or v['training_rows']:,}",
-                      _num(v["metrics"].get(metric)), _num(_baseline(v, metric)),
+                      _num(v["metrics"].get(metric)), _num(_baseline(v, metric)), v["algorithm"],
                       ("promoted: " if d.get("promote") else "kept: ") + d.get("reason", ""))  # fmt: skip
     return table
 
