@@ -27,7 +27,8 @@ from minimlops.entrypoints.http import create_app
 from minimlops.entrypoints.progress import ThrottledProgress
 from minimlops.entrypoints.runtime import Runtime
 from minimlops.entrypoints.security import PublicCORS
-from minimlops.entrypoints.workers import ServingProcesses, listen
+from minimlops.entrypoints.sockets import listen
+from minimlops.entrypoints.workers import ServingProcesses
 from minimlops.errors import MinimlopsError
 from minimlops.process import freeze_long_lived, limit_malloc_arenas
 

@@ -23,53 +23,20 @@ process that dies is started again; one whose server dies is killed with it
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import multiprocessing as mp
-import os
-import signal
-import socket
 import threading
 import time
-from collections.abc import Generator
 from multiprocessing.connection import Connection
 from typing import Any
 
-import uvicorn
-
 from minimlops.config import Settings
-from minimlops.errors import MinimlopsError
+from minimlops.entrypoints.serving_process import serve_process
 
 logger = logging.getLogger(__name__)
-HOP_BY_HOP = {b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer",
-              b"transfer-encoding", b"upgrade"}  # fmt: skip
 READY_TIMEOUT = 60.0
 ANSWER_TIMEOUT = 10.0
-
-
-def listen(host: str, port: int, *, shared: bool = False, join: bool = False) -> socket.socket:
-    """A listening socket. The server's: a plain bind first makes sure nothing
-    else listens there (another server would otherwise share the port
-    silently) and picks the port when ``port`` is 0; with ``shared`` other
-    processes may then listen on the same address. A serving process's
-    (``join``): bound beside the server's."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    if join:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        raise MinimlopsError(f"cannot listen on {host}:{port}: {exc.strerror} (another server "
-                             "there? choose another with --port or MINIMLOPS_PORT)") from None
-    if shared:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.listen(2048)
-    sock.set_inheritable(False)
-    return sock
 
 
 class _Child:
@@ -115,7 +82,7 @@ class ServingProcesses:
     def _spawn(self, name: str) -> _Child | None:
         ctx = mp.get_context("spawn")
         ours, theirs = ctx.Pipe()
-        process = ctx.Process(target=_serve, name=f"minimlops-{name}", daemon=True,
+        process = ctx.Process(target=serve_process, name=f"minimlops-{name}", daemon=True,
                               args=(theirs, self.settings, name, self.address,
                                     self.primary_url, logging.getLogger().level))  # fmt: skip
         process.start()
@@ -204,174 +171,3 @@ class ServingProcesses:
                 child.process.kill()
                 child.process.join()
         self.children.clear()
-
-
-# --- the serving process itself ---------------------------------------------
-
-
-def _serve(conn: Connection, settings: Settings, name: str, address: tuple[str, int],
-           primary_url: str, log_level: int) -> None:  # fmt: skip
-    """A serving process: answer /predict, forward the rest, obey the pipe."""
-    from minimlops.bootstrap import build_serving
-    from minimlops.entrypoints.coalesce import CoalescingHttpTools
-    from minimlops.entrypoints.fastpath import FastPredict, predict_answerer
-    from minimlops.entrypoints.stats import ServingStats
-    from minimlops.process import die_with_parent, freeze_long_lived, limit_malloc_arenas
-
-    die_with_parent()
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the group: the server stops us
-    limit_malloc_arenas()
-    logging.basicConfig(level=log_level, format=f"%(asctime)s {name} %(levelname)s %(message)s")
-    part = build_serving(settings, name)
-    part.predictor.refresh()
-    stats = ServingStats()
-    from minimlops.entrypoints.schemas import request_models
-
-    answer = predict_answerer(part.predictor, part.log, stats,
-                              request_models(part.predictor.project),
-                              max_body=settings.max_body_bytes, max_batch=settings.max_batch)  # fmt: skip
-    key = settings.api_key.get_secret_value() if settings.api_key else None
-    forward = Forward(primary_url, part.log)
-    front = FastPredict(forward, answer, settings.max_body_bytes, origins=settings.origins,
-                        api_key=key)  # fmt: skip
-    sock = listen(*address, join=True)
-    config = uvicorn.Config(front, log_level="warning", access_log=False, lifespan="on",
-                            http=CoalescingHttpTools, proxy_headers=False, server_header=False,
-                            timeout_keep_alive=75)  # fmt: skip
-    server = _Quiet(config)
-
-    def counters() -> dict[str, Any]:
-        log = part.log
-        return {"name": name, "stats": stats.snapshot(), "forwarded": forward.forwarded, "log": {
-            "batches": log.batches, "rows": log.rows, "write_seconds": log.write_seconds}}
-
-    def answer(kind: str, loop: asyncio.AbstractEventLoop) -> Any:
-        if kind == "refresh":
-            return part.predictor.follow()
-        if kind == "counters":  # read on the event loop, which writes them
-            async def read() -> dict[str, Any]:
-                return counters()
-
-            return asyncio.run_coroutine_threadsafe(read(), loop).result(ANSWER_TIMEOUT)
-        if kind == "stop":
-            server.should_exit = True
-            return "stopping"
-        raise ValueError(f"unknown question {kind!r}")
-
-    def obey(loop: asyncio.AbstractEventLoop) -> None:
-        """Answer the server's questions until it says stop or goes away."""
-        while True:
-            try:
-                number, kind = conn.recv() if conn.poll(1.0) else (0, "tick")
-            except (EOFError, OSError):
-                server.should_exit = True
-                return
-            if kind == "tick":  # also catch what a missed message would have said
-                try:
-                    part.predictor.follow()
-                except Exception:
-                    logger.exception("%s: checking the champion failed", name)
-                continue
-            try:
-                reply = answer(kind, loop)
-            except Exception:  # answered (None), logged; the process goes on serving
-                logger.exception("%s: %s failed", name, kind)
-                reply = None
-            conn.send((number, reply))
-            if kind == "stop":
-                return
-
-    def on_ready() -> None:
-        freeze_long_lived()
-        conn.send({"version": part.predictor.version, "pid": os.getpid()})
-        threading.Thread(target=obey, args=(asyncio.get_running_loop(),), name="control",
-                         daemon=True).start()  # fmt: skip
-
-    forward.on_ready = on_ready
-    server.run(sockets=[sock])
-
-
-class _Quiet(uvicorn.Server):
-    """uvicorn without signal handlers: the server stops this process."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Generator[None, None, None]:
-        yield
-
-
-class Forward:
-    """ASGI: every request this process does not answer itself goes to the
-    server, streamed both ways; the lifespan runs this process's prediction log."""
-
-    def __init__(self, primary_url: str, log: Any) -> None:
-        self.primary_url, self.log = primary_url, log
-        self.forwarded = 0  # requests handed to the server
-        self.client: Any = None
-        self.on_ready: Any = None
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "lifespan":
-            await self._lifespan(receive, send)
-        elif scope["type"] == "http":
-            await self._forward(scope, receive, send)
-
-    async def _lifespan(self, receive: Any, send: Any) -> None:
-        import httpx
-
-        task = None
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                self.client = httpx.AsyncClient(
-                    base_url=self.primary_url,
-                    timeout=httpx.Timeout(None, connect=5.0),  # admin actions may take long
-                    limits=httpx.Limits(max_connections=64, max_keepalive_connections=16))
-                task = asyncio.create_task(self.log.run())
-                await send({"type": "lifespan.startup.complete"})
-                if self.on_ready is not None:
-                    asyncio.get_running_loop().call_soon(self.on_ready)
-            elif message["type"] == "lifespan.shutdown":
-                if task is not None:
-                    task.cancel()  # the log writes what is pending, then stops
-                    await asyncio.gather(task, return_exceptions=True)
-                await self.client.aclose()
-                await send({"type": "lifespan.shutdown.complete"})
-                return
-
-    async def _forward(self, scope: Any, receive: Any, send: Any) -> None:
-        import httpx
-
-        async def body() -> Any:
-            while True:
-                message = await receive()
-                yield message.get("body", b"")
-                if not message.get("more_body", False):
-                    return
-
-        self.forwarded += 1
-        path = scope["raw_path"].decode("latin-1") if scope.get("raw_path") else scope["path"]
-        if scope["query_string"]:
-            path += "?" + scope["query_string"].decode("latin-1")
-        headers = [(k, v) for k, v in scope["headers"] if k not in HOP_BY_HOP]
-        request = self.client.build_request(scope["method"], path, headers=headers,
-                                            content=body())  # fmt: skip
-        try:
-            response = await self.client.send(request, stream=True)
-        except httpx.HTTPError as exc:
-            payload = b'{"detail":"the server behind this serving process is unavailable"}'
-            logger.error("forwarding %s %s failed: %s", scope["method"], scope["path"], exc)
-            await send({"type": "http.response.start", "status": 502, "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(payload)).encode())]})
-            await send({"type": "http.response.body", "body": payload})
-            return
-        try:
-            await send({"type": "http.response.start", "status": response.status_code,
-                        "headers": [(k.lower(), v) for k, v in response.headers.raw
-                                    if k.lower() not in HOP_BY_HOP]})  # fmt: skip
-            async for chunk in response.aiter_raw():
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            await send({"type": "http.response.body", "body": b""})
-        finally:
-            await response.aclose()
-

@@ -1,0 +1,58 @@
+"""Operations: the timeline, ingestion reports, status, read-only SQL, and
+the pages (prediction page, dashboard) with their static files."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from fastapi import APIRouter
+from fastapi.responses import FileResponse, Response
+
+from minimlops.entrypoints.routes.common import Context, json_response, problem
+from minimlops.entrypoints.schemas import QueryRequest
+from minimlops.errors import QueryError
+from minimlops.services import admin
+
+WEB = Path(__file__).resolve().parent.parent.parent / "web"
+
+
+def router(ctx: Context) -> APIRouter:
+    api, app = APIRouter(tags=["operations"]), ctx.app
+
+    @api.get("/events")
+    async def events(limit: int = 100) -> Response:
+        """The pipeline's timeline, newest first."""
+        limit = max(1, min(limit, 1000))
+        return json_response(await asyncio.to_thread(admin.timeline, app.deps, app.registry, limit))
+
+    @api.get("/ingestions/{ingestion_id}/report")
+    async def ingestion_report(ingestion_id: str) -> Response:
+        """The JSON report of a rejected file or of skipped rows."""
+        report = await asyncio.to_thread(admin.ingestion_report, app.deps, ingestion_id)
+        if report is None:
+            return problem(404, f"no report for ingestion {ingestion_id!r}")
+        return json_response(report)
+
+    @api.get("/status")
+    async def status() -> Response:
+        return json_response(await asyncio.to_thread(admin.status, app.deps, app.registry,
+                                                     app.predictor.version))  # fmt: skip
+
+    @api.post("/query", dependencies=[ctx.admin_dependency()])
+    async def query(body: QueryRequest) -> Response:
+        try:
+            table = await asyncio.to_thread(app.deps.warehouse.query, body.sql)
+        except QueryError as exc:
+            return problem(400, str(exc))
+        return json_response({"columns": table.column_names, "rows": table.to_pylist()})
+
+    @api.get("/", include_in_schema=False)
+    async def page() -> Response:
+        return FileResponse(WEB / "index.html")
+
+    @api.get("/dashboard", include_in_schema=False)
+    async def dashboard() -> Response:
+        return FileResponse(WEB / "dashboard.html")
+
+    return api
