@@ -106,8 +106,13 @@ class Predictor:
         if newest:
             logger.info("serving: shadow-scoring with challenger version %s", newest)
 
-    def predict(self, passengers: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    def predict(self, passengers: Sequence[Mapping[str, Any]], *,
+                owned: bool = False) -> list[dict[str, Any]]:  # fmt: skip
         """One log row per input row: inputs, the answer, ids.
+
+        ``owned``: the rows are validated dicts (the project's fields only)
+        that the caller hands over; they become the log rows in place instead
+        of being copied (a wide batch of 1,000: ~1.3 ms less).
 
         The answer by task: binary ``probability`` (of the positive class) and
         ``prediction`` (the class as written in the data); multiclass also
@@ -123,6 +128,8 @@ class Predictor:
             raise NoChampionError(self.error or "no model is serving yet")
         version, model = current
         out = model.output(passengers)
+        shadow = self.shadow  # scored before the rows change (owned ones in place)
+        shadow_out = shadow[1].output(passengers) if shadow is not None else None
         created = self.now()
         ids = uuid4_strings(len(passengers))
         rows, known, inputs = [], self._known, self.inputs
@@ -130,7 +137,10 @@ class Predictor:
         values = out.tolist()
         negative, positive = (self.classes if binary else (None, None))
         for i, p, value in zip(ids, passengers, values, strict=True):
-            if p.keys() <= known:  # validated: only the project's fields (absent ones read as null)
+            if owned:  # validated and handed over: the row itself becomes the log row
+                row = p  # type: ignore[assignment]
+                row["uuid"], row["created_at"], row["model_version"] = i, created, version
+            elif p.keys() <= known:  # validated: only the project's fields (absent ones read as null)
                 row = {"uuid": i, "created_at": created, "model_version": version, **p}
             else:  # a caller's own dict: only the input columns are logged
                 row = {"uuid": i, "created_at": created, "model_version": version}
@@ -141,9 +151,8 @@ class Predictor:
             rows.append(row)
         if not binary:
             self._answers(rows, values)
-        shadow = self.shadow
         if shadow is not None:  # logged beside the answer, never returned
-            self._shadow(rows, shadow[0], shadow[1].output(passengers))
+            self._shadow(rows, shadow[0], shadow_out)
         return rows
 
     def _answers(self, rows: list[dict[str, Any]], values: list[Any]) -> None:
@@ -172,11 +181,37 @@ class Predictor:
 def uuid4_strings(n: int) -> list[str]:
     """n random (version 4) UUIDs as strings, from one read of the OS's randomness
     (``str(uuid.uuid4())`` reads it once per id and costs 1.5x as much for one,
-    4x for many): the hex digits of 16 random bytes, with the version digit set
-    to 4 and the variant digit to 8, 9, a or b (RFC 4122)."""
+    4x for many): 16 random bytes each, with the version digit set to 4 and the
+    variant digit to 8, 9, a or b (RFC 4122). Many at once are written by numpy
+    (a batch of 1,000: ~0.5 instead of ~1.6 ms; numpy's set-up costs more below
+    a few dozen)."""
+    if n >= 32:
+        return _uuid4_strings_many(n)
     h = os.urandom(16 * n).hex()
     return [f"{h[k:k + 8]}-{h[k + 8:k + 12]}-4{h[k + 13:k + 16]}-{'89ab'[int(h[k + 16], 16) & 3]}"
             f"{h[k + 17:k + 20]}-{h[k + 20:k + 32]}" for k in range(0, 32 * n, 32)]  # fmt: skip
+
+
+_HEX = b"0123456789abcdef"
+_GROUPS = ((0, 8), (9, 13), (14, 18), (19, 23), (24, 36))  # where the hex digits go, between dashes
+
+
+def _uuid4_strings_many(n: int) -> list[str]:
+    import numpy as np
+
+    raw = np.frombuffer(os.urandom(16 * n), np.uint8).reshape(n, 16).copy()
+    raw[:, 6] = (raw[:, 6] & 0x0F) | 0x40  # version 4
+    raw[:, 8] = (raw[:, 8] & 0x3F) | 0x80  # variant RFC 4122
+    hexdigits = np.frombuffer(_HEX, np.uint8)
+    digits = np.empty((n, 32), np.uint8)
+    digits[:, 0::2], digits[:, 1::2] = hexdigits[raw >> 4], hexdigits[raw & 0x0F]
+    text = np.full((n, 36), ord("-"), np.uint8)
+    at = 0
+    for begin, end in _GROUPS:
+        text[:, begin:end] = digits[:, at:at + end - begin]
+        at += end - begin
+    s = text.tobytes().decode("ascii")
+    return [s[k:k + 36] for k in range(0, 36 * n, 36)]
 
 
 class DurableLog(Protocol):
