@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: run test test-gcp test-slow lint audit bench bench-peers test-peers soak lock clean emulators
+.PHONY: run test test-gcp test-slow lint audit bench bench-quality bench-peers test-peers soak lock clean emulators
 
 # Creates the virtual environment and installs the project with the locked versions.
 $(STAMP): pyproject.toml requirements.lock
@@ -34,6 +34,9 @@ audit: $(STAMP) ## known vulnerabilities with a fix, in requirements.lock (needs
 
 bench: $(STAMP) ## serving and ingestion benchmarks (needs wrk); writes bench/results/latest.*
 	$(BIN)/minimlops bench --out bench/results
+
+bench-quality: $(STAMP) ## model quality against LightGBM, HistGradientBoosting and linear defaults; writes bench/results/quality.*
+	$(BIN)/minimlops bench --quality --out bench/results
 
 PEERS := .bench-peers
 $(PEERS)/.installed-stamp: bench/peers/requirements.lock

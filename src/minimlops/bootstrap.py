@@ -232,6 +232,8 @@ def build_gcp(settings: Settings, *, progress: Progress = _no_progress) -> App:
                 derive=projects.derived_functions(project), names=names,
                 max_bad_rows=settings.max_bad_rows, cv_folds=settings.cv_folds,
                 training_max_rows=settings.training_max_rows,
+                training_budget_s=settings.training_budget,
+                imbalance_threshold=settings.imbalance_threshold,
                 promotion_tolerance=settings.promotion_tolerance, progress=progress,
                 compute=run_here)  # fmt: skip
     registry = registry_of(deps)
@@ -273,6 +275,8 @@ def build(settings: Settings, *, progress: Progress = _no_progress,
                 derive=projects.derived_functions(project), names=names,
                 max_bad_rows=settings.max_bad_rows, cv_folds=settings.cv_folds,
                 training_max_rows=settings.training_max_rows,
+                training_budget_s=settings.training_budget,
+                imbalance_threshold=settings.imbalance_threshold,
                 promotion_tolerance=settings.promotion_tolerance, progress=progress,
                 compute=load_class("local", "compute")() if isolate_training else run_here)
     registry = registry_of(deps)

@@ -68,6 +68,12 @@ class Settings(BaseModel):
     cv_folds: int = Field(5, ge=2, le=20)
     training_max_rows: int = Field(
         250_000, ge=100, description="rows of each split training reads; beyond it, a sample")
+    training_budget: float = Field(
+        30.0, gt=0, description="seconds model selection may take; candidates not started "
+                                "by then are skipped (listed as such in the version)")
+    imbalance_threshold: float = Field(
+        0.1, ge=0, le=0.5, description="minority-class share under which class weights "
+                                       "are tried as well")
     max_batch: int = Field(10_000, ge=1)
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
     log_flush_ms: float = Field(0.0, ge=0)

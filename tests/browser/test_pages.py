@@ -206,3 +206,60 @@ def test_the_page_is_built_from_the_project_and_answers_for_its_task(other_serve
     page.click("#submit")
     page.wait_for_selector("#effects li")
     shot(page, f"predict-{name}")
+
+
+def _open_evaluation(page, server: Server) -> None:  # type: ignore[no-untyped-def]
+    """From the dashboard's version table to the champion's evaluation page."""
+    page.goto(server.url + "/dashboard")
+    page.wait_for_selector("#models tr a")
+    page.click("#models tr a")
+    page.wait_for_function("document.body.dataset.ready !== undefined")
+    assert page.get_attribute("body", "data-ready") == "true", page.text_content("#failure")
+
+
+def _drawn(page, chart_id: str) -> int:  # type: ignore[no-untyped-def]
+    assert page.locator(f"#{chart_id} canvas").count() == 1, chart_id
+    return int(page.get_attribute(f"#{chart_id}", "data-points") or 0)
+
+
+def test_the_evaluation_page_of_a_binary_version_draws_its_curves(server: Server, page) -> None:  # type: ignore[no-untyped-def]
+    _open_evaluation(page, server)  # the newest version (earlier tests may have trained more)
+    version = page.url.rsplit("/", 1)[-1]
+    data = server.http.get(f"/models/{version}").json()
+    assert f"Version {version}" in (page.text_content("#title") or "")
+    for chart in ("roc", "precision-recall", "reliability"):
+        assert _drawn(page, chart) >= 2
+    assert page.get_attribute("#confusion", "data-cells") == "4"
+    cells = [int(x) for x in page.locator("#confusion td").all_text_contents()]
+    assert sum(cells) == data["metrics"]["rows"] == data["report"]["rows"]
+    assert int(page.get_attribute("#importance", "data-columns") or 0) >= 5  # raw columns
+    assert "Sex" in (page.text_content("#importance") or "")
+    assert int(page.get_attribute("#leaderboard", "data-candidates") or 0) >= 5
+    assert "★ chosen" in (page.text_content("#leaderboard") or "")
+    assert "accuracy" in (page.text_content("#metrics") or "")
+    paired = page.text_content("#paired") or ""
+    assert ("no champion to compare with" in paired) if version == "1" else ("McNemar" in paired)
+    shot(page, "model-binary")
+
+
+def test_the_evaluation_page_follows_the_task(other_server, page) -> None:  # type: ignore[no-untyped-def]
+    name, server = other_server
+    _open_evaluation(page, server)
+    if name == "wine":  # multiclass: a 3x3 confusion matrix, per-class precision and recall
+        assert page.get_attribute("#confusion", "data-cells") == "9"
+        assert _drawn(page, "per-class") == 3
+        assert page.locator("#roc").count() == 0
+    else:  # regression: predicted against actual, residuals, the errors' distribution
+        assert _drawn(page, "predicted-actual") >= 20
+        assert _drawn(page, "residuals") >= 20
+        assert _drawn(page, "errors") == 20
+        assert page.locator("#confusion").count() == 0
+        assert "rmse" in (page.text_content("#metrics") or "")
+    assert int(page.get_attribute("#importance", "data-columns") or 0) >= 4
+    shot(page, f"model-{'multiclass' if name == 'wine' else 'regression'}")
+
+
+def test_an_unknown_version_says_so(server: Server, page) -> None:  # type: ignore[no-untyped-def]
+    page.goto(server.url + "/models/999")
+    page.wait_for_function("document.body.dataset.ready !== undefined")
+    assert "999" in (page.text_content("#failure") or "") and page.is_visible("#failure")

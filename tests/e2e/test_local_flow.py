@@ -58,6 +58,36 @@ def test_first_start_serves_the_exercise_request(server: Server) -> None:
     assert models["champion"] == "1" and v1["metrics"]["accuracy"] > v1["baseline"]["gender_only_accuracy"]
 
 
+def test_a_version_has_its_evaluation_in_the_api_the_page_and_the_cli(server: Server) -> None:
+    """GET /models/1: metrics with intervals, the leaderboard, the plots'
+    numbers and importance of the raw columns; HTML for a browser; 404 for
+    an unknown version; `minimlops models show 1` prints the same."""
+    r = server.http.get("/models/1")
+    assert r.status_code == 200 and "Accept" in r.headers["vary"]
+    v = r.json()
+    sel, report = v["selection"], v["report"]
+    assert sel["metric"] == "accuracy" and sel["chosen"] == v["algorithm"]
+    assert {e["name"] for e in sel["leaderboard"]} >= {"logistic_regression", "lightgbm",
+                                                      "random_forest"}  # fmt: skip
+    chosen = [e for e in sel["leaderboard"] if e.get("chosen")]
+    assert len(chosen) == 1 and chosen[0]["name"] == v["algorithm"]
+    assert report["rows"] == v["metrics"]["rows"] and report["task"] == "binary"
+    assert sum(map(sum, report["confusion"]["matrix"])) == report["rows"]
+    low, high = report["intervals"]["accuracy"]
+    assert low <= v["metrics"]["accuracy"] <= high
+    columns = {c["column"] for c in report["importance"]["columns"]}
+    assert columns == {"Pclass", "Name", "Sex", "Age", "SibSp", "Parch", "Ticket", "Fare",
+                       "Cabin", "Embarked"}  # the request's fields, not the one-hot columns
+    top = report["importance"]["columns"][0]
+    assert top["column"] in ("Sex", "Name") and top["importance"] > 0.02  # sex, or the title
+    page = server.http.get("/models/1", headers={"Accept": "text/html,*/*"})
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+    assert server.http.get("/models/99").status_code == 404
+    out = cli(server.home, "models", "show", "1").stdout
+    assert "95% interval" in out and "selection" in out and "permutation importance" in out
+    assert "chosen" in out and v["algorithm"] in out
+
+
 def test_every_answered_prediction_is_a_row_queryable_while_serving(server: Server) -> None:
     uuids = [server.http.post("/predict", json=MODEL_FIELDS_ONLY).json()["uuid"] for _ in range(5)]
     out = cli(server.home, "query", "SELECT uuid, Pclass, Sex, model_version FROM predictions_data",

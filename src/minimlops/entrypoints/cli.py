@@ -201,19 +201,21 @@ def models_list(home: HomeOpt = None, as_json: Annotated[bool, typer.Option("--j
 @models_app.command("show")
 def models_show(version: str, home: HomeOpt = None,
                 as_json: Annotated[bool, typer.Option("--json")] = False) -> None:  # fmt: skip
-    """One version: its metrics, baseline, the champion it was compared with,
-    the paired test and the gate's decision in words."""
-    data = _ops(_settings(home=home)).models()
-    found = [v for v in data["versions"] if v["version"] == version]
-    if not found:
-        _fail(MinimlopsError(f"no version {version!r}; versions: "
-                             f"{[v['version'] for v in data['versions']]}"))  # fmt: skip
+    """One version: its metrics with intervals, baseline, the champion it was
+    compared with, the paired test, the gate's decision in words, the
+    candidates selection compared and the columns that matter most. The same
+    as its evaluation page, /models/VERSION, without the plots."""
+    ops = _ops(_settings(home=home))
+    known = [v["version"] for v in ops.models()["versions"]]
+    if version not in known:
+        _fail(MinimlopsError(f"no version {version!r}; versions: {known}"))
+    found = ops.model(version)
     if as_json:
-        console.print_json(json.dumps(found[0], default=str))
+        console.print_json(json.dumps(found, default=str))
         return
     from minimlops.entrypoints.report import print_version
 
-    print_version(console, found[0])
+    print_version(console, found)
 
 
 @models_app.command("promote")
@@ -318,8 +320,31 @@ def bench(
     peers: Annotated[Path | None, typer.Option(
         help="Python of the peers' venv: adds mlflow models serve and the exercise's "
              "function to the run (make bench-peers)")] = None,  # fmt: skip
+    quality: Annotated[bool, typer.Option(
+        help="model quality instead: minimlops' selection against LightGBM, "
+             "HistGradientBoosting and linear defaults on every example and two generated "
+             "data sets, scored on TEST; writes quality.json and quality.md")] = False,
 ) -> None:
-    """Measure serving and ingestion against baselines run alongside (needs wrk)."""
+    """Measure serving and ingestion against baselines run alongside (needs wrk),
+    or, with --quality, model quality against well-known defaults."""
+    if quality:
+        from minimlops import example_data
+        from minimlops.entrypoints.bench_quality import run as run_quality
+        from minimlops.projects import load
+
+        settings = _settings()
+        try:
+            example = example_data.for_project(dict(load("titanic").extras), settings.cache_dir,
+                                               local=settings.example_data,
+                                               url=settings.example_url)  # fmt: skip
+        except Exception as exc:  # no internet and no MINIMLOPS_EXAMPLE_DATA: Titanic is left out
+            console.print(f"[yellow]Titanic left out: {exc}[/yellow]")
+            example = None
+        report = run_quality(out, example=example, smoke=smoke)
+        console.print((out / "quality.md").read_text())
+        console.print(f"written to {out}/quality.json and quality.md "
+                      f"({len(report['data_sets'])} data sets)")  # fmt: skip
+        return
     from minimlops.entrypoints.benchmark import run
 
     try:

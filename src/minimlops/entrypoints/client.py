@@ -79,6 +79,9 @@ class Remote:
     def models(self) -> dict[str, Any]:
         return self._call("GET", "/models")  # type: ignore[no-any-return]
 
+    def model(self, version: str) -> dict[str, Any]:
+        return self._call("GET", f"/models/{version}")  # type: ignore[no-any-return]
+
     def promote(self, version: str, reason: str) -> dict[str, Any]:
         return self._call("POST", f"/models/{version}/promote", json={"reason": reason})  # type: ignore[no-any-return]
 
@@ -119,6 +122,9 @@ class InProcess:
 
     def models(self) -> dict[str, Any]:
         return admin.list_models(self.app.registry)
+
+    def model(self, version: str) -> dict[str, Any]:
+        return admin.model_view(self.app.registry, version)
 
     def promote(self, version: str, reason: str) -> dict[str, Any]:
         return admin.promote(self.app.deps, self.app.registry, version, reason)

@@ -25,8 +25,7 @@ from minimlops import __version__
 from minimlops.bootstrap import App
 from minimlops.entrypoints.fastpath import predict_answerer
 from minimlops.entrypoints.routes import models, monitoring, operations, serving
-from minimlops.entrypoints.routes.common import Context
-from minimlops.entrypoints.routes.operations import WEB
+from minimlops.entrypoints.routes.common import WEB, Context
 from minimlops.entrypoints.schemas import request_models
 from minimlops.entrypoints.stats import ServingStats
 

@@ -41,8 +41,10 @@ def print_status(console: Console, data: dict[str, Any]) -> None:
                       f"attempts: {d['error']}")  # fmt: skip
 
 
-def _num(value: Any) -> str:
-    return "—" if value is None else f"{value:.4g}" if abs(value) >= 1000 else f"{value:.3f}"
+def _num(value: Any, digits: int = 3) -> str:
+    if value is None:
+        return "—"
+    return f"{value:.4g}" if abs(value) >= 1000 else f"{value:.{digits}f}"
 
 
 def _metric_of(v: dict[str, Any]) -> str:
@@ -77,27 +79,66 @@ def models_table(data: dict[str, Any], width: int = 80) -> Table:
     return table
 
 
+def _interval(ci: Any) -> str:
+    return "—" if not ci else f"{ci[0]:.3f}–{ci[1]:.3f}"
+
+
 def print_version(console: Console, v: dict[str, Any]) -> None:
-    """One version in full: metrics, baseline, the champion compared and the decision."""
+    """One version in full: metrics with intervals, baseline, the champion
+    compared, the decision, the candidates and the most important columns."""
     d, p = v.get("decision") or {}, v.get("project") or {}
+    report = v.get("report") or {}
     console.print(f"version {v['version']}{' (champion)' if v['champion'] else ''}: "
                   f"{v['algorithm']}, {p.get('task', 'binary')} {p.get('target', '')}, "
                   f"created {v['created_at'][:19]}")  # fmt: skip
     compared = v.get("champion_compared") or {}
-    table = Table("metric", "VALIDATION", "baseline", "evaluation rows",
+    table = Table("metric", "VALIDATION", "95% interval", "baseline", "evaluation rows",
                   f"champion {compared.get('version') or '—'}", title="metrics")  # fmt: skip
-    champ = compared.get("evaluation") or {}
+    champ, ci = compared.get("evaluation") or {}, report.get("intervals") or {}
     for name, value in v["metrics"].items():
         if name == "rows":
             continue
-        table.add_row(name, _num(value), _num(_baseline(v, name)),
+        table.add_row(name, _num(value), _interval(ci.get(name)), _num(_baseline(v, name)),
                       _num((v.get("evaluation") or {}).get(name)), _num(champ.get(name)))  # fmt: skip
     console.print(table)
+    live = v.get("live") or {}
+    if live.get("labelled"):
+        if live.get("live_mae") is not None:
+            console.print(f"live: MAE {_num(live['live_mae'])} ({_interval(live.get('mae_interval_95'))}), "
+                          f"RMSE {_num(live.get('live_rmse'))} on {live['labelled']} labelled predictions")
+        else:
+            console.print(f"live: accuracy {_num(live.get('live_accuracy'))} "
+                          f"({_interval(live.get('interval_95'))}) on {live['labelled']} "
+                          "labelled predictions")  # fmt: skip
     paired = d.get("paired")
     if paired:
         console.print(f"paired test ({paired.get('test', 'mcnemar')}): p = {paired['p_value']:.3g}")
     console.print(f"decision: {'promoted' if d.get('promote') else 'kept the champion'} — "
                   f"{d.get('reason', '')}")  # fmt: skip
+    sel = v.get("selection") or {}
+    if sel.get("leaderboard"):
+        metric = sel.get("metric", "")
+        board = Table("candidate", f"CV {metric}", "rounds", "seconds", "",
+                      title=f"selection: {sel.get('folds', '?')}-fold cross-validation on "
+                            f"{sel.get('rows', 0):,} TRAIN rows")  # fmt: skip
+        for e in sel["leaderboard"]:
+            board.add_row(e["name"], _num((e.get("cv") or {}).get(metric)),
+                          str(e.get("rounds") or ""), _num(e.get("seconds"), 1),
+                          "chosen" if e.get("chosen") else
+                          ("" if e.get("status") == "scored" else str(e.get("status"))))  # fmt: skip
+        console.print(board)
+        weights = sel.get("class_weight") or {}
+        if weights.get("weighted"):
+            console.print(f"class weights tried: minority share {weights['minority_share']:.3f} "
+                          f"< {weights['threshold']}; chosen "
+                          f"{'with' if weights.get('chosen_weighted') else 'without'} them")
+    importance = (report.get("importance") or {}).get("columns") or []
+    if importance:
+        top = Table("column", "importance", "±", title=f"permutation importance "
+                    f"({report['importance']['metric']} worse by, on VALIDATION)")  # fmt: skip
+        for e in importance[:10]:
+            top.add_row(e["column"], _num(e["importance"], 4), _num(e["spread"], 4))
+        console.print(top)
     serving = v.get("serving") or {}
     if serving:
         console.print(f"serving: {serving.get('runtime')}"

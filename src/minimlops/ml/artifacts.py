@@ -1,7 +1,7 @@
 """Model artifacts: skops bytes (no pickle), SHA-256, and a checked load.
 
 ``skops.io`` rebuilds objects without running arbitrary code; it refuses types
-outside its default trust list unless they are named. We name the only one our
+outside its default trust list unless they are named. We name the ones our
 candidates need and refuse everything else, and we check the hash first.
 """
 
@@ -21,7 +21,10 @@ if TYPE_CHECKING:
 # (~1 s of its cold start).
 
 FORMAT = 1
-TRUSTED_TYPES = ("sklearn.tree._tree.Tree",)
+# LightGBM's estimators and Booster rebuild themselves from the booster's model
+# text (LightGBM's own format), with no code of their own in the file.
+TRUSTED_TYPES = ("sklearn.tree._tree.Tree", "collections.OrderedDict", "lightgbm.basic.Booster",
+                 "lightgbm.sklearn.LGBMClassifier", "lightgbm.sklearn.LGBMRegressor")
 
 
 def sha256(data: bytes) -> str:

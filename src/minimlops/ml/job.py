@@ -41,6 +41,7 @@ def _chunks(table: pa.Table) -> Callable[[], Iterator[list[dict[str, Any]]]]:
 def fit_and_score(
     train: pa.Table, valid: pa.Table, labelled: pa.Table, project: Project, *, folds: int,
     seed: int, champion: bytes | None = None, champion_sha256: str | None = None,
+    budget_s: float | None = None, imbalance_threshold: float | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """Select and fit a model on TRAIN rows; score it (and the champion, on the
     same rows: VALIDATION plus labelled predictions); convert it for serving.
@@ -51,36 +52,42 @@ def fit_and_score(
 
     Returns:
         ``artifact`` (skops bytes), ``onnx`` (bytes or None), ``serving``,
-        ``algorithm``, ``features``, ``cv_scores`` (the selection's loss per
-        candidate), ``cv_metric``, ``metrics`` (on the scored rows),
+        ``algorithm``, ``features``, ``cv_scores`` (the primary metric per
+        candidate), ``cv_metric``, ``selection`` (the leaderboard, the round
+        count, the class-weight decision), ``metrics`` (on the scored rows),
         ``validation`` (on VALIDATION), ``baseline`` (the task's, on
         VALIDATION), ``extra_baselines`` (the example's own), ``champion_metrics``
-        and ``paired`` (None without a champion), ``rows_scored``.
+        and ``paired`` (None without a champion), ``rows_scored``,
+        ``evaluation`` (the numbers of the version's evaluation page, on VALIDATION).
     """
     from minimlops.ml import training  # scikit-learn: only where training runs
     from minimlops.projects import derived_functions
 
     derive = derived_functions(project)
+    knobs = {k: v for k, v in (("budget_s", budget_s), ("imbalance_threshold", imbalance_threshold))
+             if v is not None}  # fmt: skip
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", category=UserWarning)
         model = training.select_and_fit(_chunks(train), project, derive, folds=folds, seed=seed,
-                                        progress=_log_progress)  # fmt: skip
+                                        progress=_log_progress, **knobs)  # fmt: skip
     target, classes, task = project.target, project.classes, project.task
     k = len(classes or ())
     valid_y, valid_out = training.scores(model, _chunks(valid)(), target, classes)
     feedback_y, feedback_out = training.scores(model, _chunks(labelled)(), target, classes)
     y, out = np.concatenate([valid_y, feedback_y]), np.concatenate([valid_out, feedback_out])
     onnx, serving = _fast_form(model, _chunks(valid if valid.num_rows else train.slice(0, 1000)))
+    evaluated = _evaluation(model, project, valid, valid_y, valid_out, seed)
     train_y = training.labels(project, train.column(target).to_pylist())
     result: dict[str, Any] = {
         "artifact": artifacts.to_bytes(model), "onnx": onnx, "serving": serving,
         "algorithm": model.algorithm, "features": list(model.feature_names),
-        "cv_scores": model.cv_scores, "cv_metric": training.CV_SCORING[task].removeprefix("neg_"),
+        "cv_scores": model.cv_scores, "cv_metric": project.primary_metric,
+        "selection": _selection(model),
         "metrics": training.metrics(task, y, out, k),
         "validation": training.metrics(task, valid_y, valid_out, k), "rows_scored": len(y),
         "baseline": training.baseline(task, train_y, valid_y, k),
         "extra_baselines": _extra_baselines(project, valid),
-        "champion_metrics": None, "paired": None,
+        "champion_metrics": None, "paired": None, "evaluation": evaluated,
     }  # fmt: skip
     if champion is not None and champion_sha256 is not None:
         previous = artifacts.from_bytes(champion, champion_sha256, derive)
@@ -89,6 +96,42 @@ def fit_and_score(
         result["champion_metrics"] = training.metrics(task, y, old, k)
         result["paired"] = paired_test(task, y, old, out)
     return result
+
+
+def _evaluation(model: training.TrainedModel, project: Project, valid: pa.Table,
+                y: np.ndarray, out: np.ndarray, seed: int) -> dict[str, Any]:  # fmt: skip
+    """Plots' numbers, intervals and permutation importance on VALIDATION."""
+    from minimlops.ml import evaluation, training
+
+    result = evaluation.evaluate(project.task, y, out, project.classes, seed=seed)
+    if not len(y):
+        return result
+    k, metric, direction = len(project.classes or ()), project.primary_metric, project.metric_direction
+    if valid.num_rows > evaluation.IMPORTANCE_ROWS:
+        valid = valid.take(np.sort(np.random.default_rng(seed).choice(
+            valid.num_rows, evaluation.IMPORTANCE_ROWS, replace=False)))  # fmt: skip
+    rows = valid.to_pylist()
+    labels = training.labels(project, [r[project.target] for r in rows])
+
+    def score(o: np.ndarray) -> float:
+        return training.metrics(project.task, labels, o, k).get(metric, float("nan"))
+
+    columns = [c for c in project.input_columns if c != project.key]
+    result["importance"] = {"metric": metric, "direction": direction, "rows": len(rows),
+                            "columns": evaluation.permutation_importance(
+                                model.output, rows, columns, score, direction, seed)}  # fmt: skip
+    return result
+
+
+def _selection(model: training.TrainedModel) -> dict[str, Any]:
+    """What selection compared and decided, for the version's metadata."""
+    sel = model.selection
+    if sel is None:
+        return {}
+    return {"metric": sel.metric, "direction": sel.direction, "chosen": sel.chosen.name,
+            "settings": sel.chosen.describe(), "rounds": sel.rounds, "folds": sel.folds,
+            "rows": sel.rows,
+            "class_weight": sel.class_weight, "leaderboard": sel.leaderboard}
 
 
 def paired_test(task: str, y: np.ndarray, old: np.ndarray, new: np.ndarray) -> dict[str, Any]:

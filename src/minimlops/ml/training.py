@@ -14,9 +14,6 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from sklearn.base import BaseEstimator, clone
-from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
-from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.metrics import (
     accuracy_score,
     brier_score_loss,
@@ -26,48 +23,15 @@ from sklearn.metrics import (
     r2_score,
     roc_auc_score,
 )
-from sklearn.model_selection import KFold, StratifiedKFold, cross_val_score
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 
 from minimlops.domain.project import Project
-from minimlops.ml import features
+from minimlops.ml import features, selection
 from minimlops.ml.fast import expand
 
 Progress = Callable[[str, int, int], None]
 Rows = Sequence[Mapping[str, Any]]
-SELECTION_SAMPLE = 50_000  # rows used for cross-validation on big data sets
-TREE_SAMPLE = 100_000  # rows each tree of a forest sees at most (bounds time and memory)
-CV_SCORING = {"binary": "neg_log_loss", "multiclass": "neg_log_loss",
-              "regression": "neg_root_mean_squared_error"}  # fmt: skip
-
-
-def candidates(task: str, seed: int, n_rows: int = 0) -> dict[str, BaseEstimator]:
-    """The estimators model selection chooses from, by name, for a task.
-
-    Only estimators the fast serving path (ONNX) reproduces to 1e-5 are here:
-    linear models and random forests. Histogram gradient boosting does not
-    convert with the installed skl2onnx, and classic gradient boosting takes
-    over 30 s on 700,000 rows, so neither is a candidate.
-    """
-    per_tree = None if n_rows <= TREE_SAMPLE else TREE_SAMPLE / n_rows
-    # Two threads pay off from a few thousand rows; on the example's ~500 rows
-    # per fold their start-up costs more than they save (1.6 s vs 2.0 s for
-    # the whole selection). The trees are the same either way.
-    jobs = 1 if n_rows < 2000 else 2
-    forest = RandomForestRegressor if task == "regression" else RandomForestClassifier
-    linear = (make_pipeline(StandardScaler(), Ridge(alpha=1.0)) if task == "regression" else
-              make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=2000)))  # fmt: skip
-    name = "ridge_regression" if task == "regression" else "logistic_regression"
-    return {
-        name: linear,
-        "random_forest": forest(
-            n_estimators=200, max_depth=7, min_samples_leaf=2,
-            max_samples=per_tree, n_jobs=jobs, random_state=seed),
-        "random_forest_deep": forest(
-            n_estimators=150, max_depth=12, min_samples_leaf=3, max_features=0.5,
-            max_samples=per_tree, n_jobs=jobs, random_state=seed),
-    }  # fmt: skip
+BUDGET_S = 30.0  # seconds model selection may take by default (MINIMLOPS_TRAINING_BUDGET)
+IMBALANCE = 0.1  # minority share under which class weights are tried (MINIMLOPS_IMBALANCE)
 
 
 @dataclass
@@ -80,6 +44,7 @@ class TrainedModel:
     feature_names: tuple[str, ...] = ()
     cv_scores: dict[str, float] = field(default_factory=dict)
     derive: features.Derive = field(default_factory=dict, repr=False)
+    selection: selection.Selection | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         self.features = features.FeatureSet(self.spec, self.derive)
@@ -96,13 +61,6 @@ class TrainedModel:
         return expand(self.spec, np.asarray(self.estimator.predict_proba(X), dtype=np.float64))
 
     predict_proba = output  # the binary name, kept for callers that read probabilities
-
-
-def _sample(n: int, seed: int) -> np.ndarray:
-    if n <= SELECTION_SAMPLE:
-        return np.arange(n)
-    rng = np.random.default_rng(seed)
-    return np.sort(rng.choice(n, SELECTION_SAMPLE, replace=False))
 
 
 def labels(project: Project | Mapping[str, Any], values: Sequence[Any]) -> np.ndarray:
@@ -126,8 +84,10 @@ def labels(project: Project | Mapping[str, Any], values: Sequence[Any]) -> np.nd
 def select_and_fit(
     rows: Rows | Callable[[], Iterator[Rows]], project: Project, derive: features.Derive, *,
     folds: int = 5, seed: int = 0, progress: Progress | None = None,
+    budget_s: float = BUDGET_S, imbalance_threshold: float = IMBALANCE,
 ) -> TrainedModel:  # fmt: skip
-    """Choose an estimator by cross-validated loss on TRAIN rows, then fit it.
+    """Choose an estimator by cross-validation on TRAIN rows on the project's
+    primary metric (see ``ml.selection``), then fit it on all of them.
 
     Args:
         rows: TRAIN rows only, each with the target; or a function that yields
@@ -140,6 +100,10 @@ def select_and_fit(
         folds: number of (stratified, for classification) folds.
         seed: fixes the folds and the estimators' randomness.
         progress: called as ``progress(step, done, total)``.
+        budget_s: seconds selection may take; candidates not started by then
+            are skipped (and listed as such).
+        imbalance_threshold: minority-class share under which class weights
+            are tried as well.
     """
     chunks = rows if callable(rows) else lambda: iter([rows])
     sizes: list[int] = []
@@ -163,42 +127,36 @@ def select_and_fit(
         at = end
     if at != len(y):
         raise ValueError(changed)
-    return _choose(X, y, spec, project, derive, folds=folds, seed=seed, progress=progress)
+    return _choose(X, y, spec, project, derive, folds=folds, seed=seed, progress=progress,
+                   budget_s=budget_s, imbalance_threshold=imbalance_threshold)
 
 
 def _choose(X: np.ndarray, y: np.ndarray, spec: dict[str, Any], project: Project,
-            derive: features.Derive, *, folds: int, seed: int,
-            progress: Progress | None) -> TrainedModel:  # fmt: skip
+            derive: features.Derive, *, folds: int, seed: int, progress: Progress | None,
+            budget_s: float, imbalance_threshold: float) -> TrainedModel:  # fmt: skip
     task = project.task
-    if task == "regression":
-        if len(y) < 4:
-            raise ValueError(f"training needs at least 4 rows; TRAIN has {len(y)}")
-        cv: Any = KFold(n_splits=max(2, min(folds, len(y) // 2)), shuffle=True,
-                        random_state=seed)  # fmt: skip
-    else:
+    if task != "regression":
         present = np.unique(y)
         if len(present) < 2:
             raise ValueError(f"training needs two classes or more of {project.target}; "
                              f"TRAIN has only {[project.classes[i] for i in present]}")  # fmt: skip
         spec["fitted_classes"] = [int(c) for c in present]
-        cv = StratifiedKFold(n_splits=max(2, min(folds, int(np.bincount(y)[present].min()))),
-                             shuffle=True, random_state=seed)  # fmt: skip
-    pick = _sample(len(y), seed)
-    scores: dict[str, float] = {}
-    models = candidates(task, seed, len(y))
-    for i, (name, est) in enumerate(models.items()):
-        if progress:
-            progress(f"cross-validating {name}", i, len(models) + 1)
-        s = cross_val_score(clone(est), X[pick], y[pick], cv=cv, scoring=CV_SCORING[task])
-        scores[name] = float(-s.mean())
-    best = min(scores, key=lambda n: scores[n])
+    n_classes = len(project.classes or ()) if task != "regression" else 0
+    chosen = selection.select(X, y, task=task, n_classes=n_classes, metric=project.primary_metric,
+                              direction=project.metric_direction, folds=folds, seed=seed,
+                              budget_s=budget_s, imbalance_threshold=imbalance_threshold,
+                              progress=progress)  # fmt: skip
+    name = chosen.chosen.name
+    steps = len(chosen.leaderboard) + 1
     if progress:
-        progress(f"fitting {best} on {len(y):,} rows", len(models), len(models) + 1)
-    fitted = clone(models[best]).fit(X, y)
+        progress(f"fitting {name} on {len(y):,} rows", steps - 1, steps)
+    fitted = selection.fit_chosen(chosen, task, X, y, seed)
     if "n_jobs" in fitted.get_params():
         # Threads help fitting; on one row at serving time they cost ~10 ms.
         fitted.set_params(n_jobs=1)
-    return TrainedModel(fitted, spec, best, cv_scores=scores, derive=derive)
+    scores = {e["name"]: e["cv"][project.primary_metric] for e in chosen.leaderboard
+              if e.get("status") == "scored" and project.primary_metric in e["cv"]}  # fmt: skip
+    return TrainedModel(fitted, spec, name, cv_scores=scores, derive=derive, selection=chosen)
 
 
 def scores(model: Any, chunks: Iterable[Rows], target: str,

@@ -47,6 +47,27 @@ def list_models(registry: ModelRegistry, live: dict[str, dict[str, Any]] | None 
     return {"model": registry.name, "champion": champion, "versions": versions}
 
 
+def model_view(registry: ModelRegistry, version: str,
+               live: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:  # fmt: skip
+    """One version in full, for its evaluation page and ``models show``: what
+    :func:`list_models` lists, plus the selection's leaderboard, the training
+    data, the live metrics with their interval, and the plots' numbers stored
+    at training (``report``; None for a version trained before they were).
+
+    Raises:
+        ModelNotFoundError: no such version.
+    """
+    meta = registry.metadata(version)  # raises for an unknown version
+    listed = next(v for v in list_models(registry, live)["versions"] if v["version"] == version)
+    live_row = (live or {}).get(version) or {}
+    return {**listed, "selection": meta.get("selection") or {}, "training": meta.get("training"),
+            "evaluation_rows": meta["metrics"].get("evaluation_rows"),
+            "live": {k: live_row.get(k) for k in ("served", "labelled", "live_accuracy",
+                                                  "interval_95", "live_mae", "live_rmse",
+                                                  "mae_interval_95")},
+            "libraries": meta.get("libraries"), "report": registry.evaluation(version)}  # fmt: skip
+
+
 def promote(deps: Deps, registry: ModelRegistry, version: str, reason: str) -> dict[str, Any]:
     """Make a version champion by hand; serving instances pick it up."""
     pointer = registry.set_champion(version, reason=reason, at=deps.now().isoformat())
@@ -139,7 +160,7 @@ def timeline(deps: Deps, registry: ModelRegistry, limit: int = 100) -> list[dict
             "detail": f"{meta['algorithm']}, {metric} {shown} on VALIDATION; "
                       f"{'promoted' if d.get('promote') else 'kept champion'}: {d.get('reason', '')}"
                       f" (trigger: {(meta.get('trigger') or {}).get('reason', '?')})",
-            "report": None, "rows": meta["training"]["rows"],
+            "report": None, "rows": meta["training"]["rows"], "version": meta["version"],
         })  # fmt: skip
     pointer, _ = registry.champion()
     previous = None
@@ -150,7 +171,7 @@ def timeline(deps: Deps, registry: ModelRegistry, limit: int = 100) -> list[dict
         kind = "rolled back" if h["reason"].startswith("rollback") else "promoted"
         events.append({"at": h["at"], "kind": kind, "subject": f"version {h['version']}",
                        "detail": h["reason"] + (f" (was {previous})" if previous else ""),
-                       "report": None, "rows": None})  # fmt: skip
+                       "report": None, "rows": None, "version": h["version"]})  # fmt: skip
         previous = h["version"]
     events.sort(key=lambda e: e["at"], reverse=True)
     return events[:limit]

@@ -89,6 +89,11 @@ def live_accuracy(deps: Deps, registry: ModelRegistry) -> list[dict[str, Any]]:
         if regression:
             row["live_mae"] = c["abs_error"] / total if total else None
             row["live_rmse"] = math.sqrt(c["squared_error"] / total) if total else None
+            # the absolute errors' mean and spread (|e|^2 = e^2): a normal interval
+            if total > 1:
+                spread = max(0.0, c["squared_error"] / total - row["live_mae"] ** 2)
+                half = 1.96 * math.sqrt(spread / total)
+                row["mae_interval_95"] = [max(0.0, row["live_mae"] - half), row["live_mae"] + half]
         out.append(row)
     return out
 

@@ -3,6 +3,8 @@
 Layout in the model bucket (DESIGN.md section 3)::
 
     models/<name>/<version>/model.skops     the artifact (skops, never pickle)
+    models/<name>/<version>/model.onnx      its fast form, when it passed the parity check
+    models/<name>/<version>/evaluation.json the evaluation page's numbers (VALIDATION)
     models/<name>/<version>/metadata.json   hash, metrics, data, decision; written last
     models/<name>/champion.json             the serving version, compare-and-swap
 
@@ -27,6 +29,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 ARTIFACT, METADATA, CHAMPION = "model.skops", "metadata.json", "champion.json"
 FAST_ARTIFACT = "model.onnx"
+EVALUATION = "evaluation.json"
 
 
 class ModelRegistry:
@@ -64,13 +67,15 @@ class ModelRegistry:
         meta: dict[str, Any] = json.loads(data)
         return meta
 
-    def save_artifacts(self, blob: bytes, metadata: dict[str, Any],
-                       fast: bytes | None = None) -> dict[str, Any]:  # fmt: skip
+    def save_artifacts(self, blob: bytes, metadata: dict[str, Any], fast: bytes | None = None,
+                       evaluation: Mapping[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
         """Store a new version: artifacts first, metadata last; returns metadata.
 
         Args:
             blob: the skops artifact.
             fast: the ONNX form of the estimator, when it passed the parity check.
+            evaluation: the numbers of the version's evaluation page (kept out
+                of the metadata, which every listing of the versions reads).
         """
         for _ in range(100):
             existing = [int(m["version"]) for m in self.versions()]
@@ -87,9 +92,27 @@ class ModelRegistry:
                 self.store.write_bytes(self.bucket, f"{self.prefix}{version}/{FAST_ARTIFACT}", fast)
                 meta["serving"] = dict(meta.get("serving", {}), artifact=FAST_ARTIFACT,
                                        sha256=artifacts.sha256(fast), size=len(fast))  # fmt: skip
+            if evaluation is not None:
+                self.store.write_bytes(self.bucket, f"{self.prefix}{version}/{EVALUATION}",
+                                       json.dumps(evaluation, default=str).encode())  # fmt: skip
+                meta["evaluation_file"] = EVALUATION
             self._write_json(f"{version}/{METADATA}", meta, if_generation_match="0")
             return meta
         raise ConflictError("could not allocate a model version")
+
+    def evaluation(self, version: str) -> dict[str, Any] | None:
+        """A version's evaluation numbers (None for a version trained before
+        they were stored). Raises ModelNotFoundError."""
+        meta = self.metadata(version)
+        if not meta.get("evaluation_file"):
+            return None
+        try:
+            data = self.store.read_bytes(self.bucket,
+                                         f"{self.prefix}{version}/{meta['evaluation_file']}")  # fmt: skip
+        except (FileNotFoundError, ValueError):
+            return None
+        found: dict[str, Any] = json.loads(data)
+        return found
 
     def _clear_orphan(self, version: str) -> None:
         """An artifact without metadata is a crashed write: remove it so the

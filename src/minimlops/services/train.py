@@ -70,7 +70,9 @@ def train_model(event: IngestionComplete | RetrainRequested, *, deps: Deps) -> l
     project = deps.project
     result = deps.compute(fit_and_score, parts["TRAIN"], parts["VALIDATION"], labelled, project,
                           folds=deps.cv_folds, seed=deps.seed, champion=champ_blob,
-                          champion_sha256=champ_meta and champ_meta["sha256"])  # fmt: skip
+                          champion_sha256=champ_meta and champ_meta["sha256"],
+                          budget_s=deps.training_budget_s,
+                          imbalance_threshold=deps.imbalance_threshold)  # fmt: skip
     metrics, champ_metrics = result["metrics"], result["champion_metrics"]
     expected = (champ_meta or {}).get("project", {}).get("features") or list(project.features)
     missing = [f for f in project.features if f not in expected]
@@ -89,6 +91,7 @@ def train_model(event: IngestionComplete | RetrainRequested, *, deps: Deps) -> l
                     "evaluation_rows": {"validation": parts["VALIDATION"].num_rows,
                                         "feedback": labelled.num_rows},
                     f"cv_{result['cv_metric']}": result["cv_scores"]},
+        "selection": result["selection"],
         "baseline": {"task": result["baseline"], **result["extra_baselines"]},
         "project": {"name": project.name, "task": project.task, "target": project.target,
                     "key": project.key, "classes": list(project.classes or []) or None,
@@ -99,7 +102,7 @@ def train_model(event: IngestionComplete | RetrainRequested, *, deps: Deps) -> l
                               "evaluation": champ_metrics},
         "decision": decision.to_dict(), "libraries": _libraries(),
         "serving": result["serving"],
-    }, result["onnx"])  # fmt: skip
+    }, result["onnx"], evaluation=result["evaluation"])  # fmt: skip
     metric, valid = project.primary_metric, meta["metrics"]["validation"]
     extra = "".join(f"; {k.replace('_', ' ')} {v:.3f}" for k, v in result["extra_baselines"].items())
     logger.info("train_model: version %s (%s): %s %.4f on VALIDATION (baseline %.4f)%s; %s: %s",

@@ -19,6 +19,13 @@ function cell(row, text, cls) {
   return td;
 }
 
+function link(td, href, text, label) {
+  const a = document.createElement("a");
+  a.href = href; a.textContent = text; a.setAttribute("aria-label", label);
+  td.append(a);
+  return a;
+}
+
 function num(v, digits = 3) { return typeof v === "number" ? v.toFixed(digits) : "—"; }
 
 function renderStatus(s) {
@@ -60,7 +67,8 @@ function renderModels(m) {
   const primary = project.primary_metric, second = SECOND[project.task];
   for (const v of [...m.versions].reverse()) {
     const tr = document.createElement("tr");
-    cell(tr, v.version + (v.champion ? " ★ champion" : ""));
+    link(cell(tr, ""), `/models/${encodeURIComponent(v.version)}`,
+         v.version + (v.champion ? " ★ champion" : ""), `evaluation of version ${v.version}`);
     cell(tr, v.algorithm);
     cell(tr, num(v.metrics[primary]));
     if (second !== primary) cell(tr, num(v.metrics[second]));
@@ -80,7 +88,8 @@ function renderTimeline(events) {
     const tr = document.createElement("tr");
     cell(tr, new Date(e.at).toLocaleString());
     cell(tr, e.kind, "kind " + e.kind.replace(" ", "-"));
-    cell(tr, e.subject);
+    const subject = cell(tr, e.version ? "" : e.subject);
+    if (e.version) link(subject, `/models/${encodeURIComponent(e.version)}`, e.subject, `evaluation of ${e.subject}`);
     const td = cell(tr, e.detail || "");
     if (e.report) {
       const a = document.createElement("a");

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hmac
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated, Any
 
 import orjson
@@ -20,6 +21,7 @@ from minimlops.entrypoints.security import key_matches
 from minimlops.entrypoints.stats import ServingStats
 
 _bearer = HTTPBearer(auto_error=False)
+WEB = Path(__file__).resolve().parent.parent.parent / "web"  # the pages and their scripts
 
 
 def body_schema(schema: dict[str, Any]) -> dict[str, Any]:

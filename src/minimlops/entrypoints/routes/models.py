@@ -6,10 +6,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from fastapi import APIRouter
-from fastapi.responses import Response
+from fastapi import APIRouter, Request
+from fastapi.responses import FileResponse, Response
 
-from minimlops.entrypoints.routes.common import Context, json_response, problem
+from minimlops.entrypoints.routes.common import WEB, Context, json_response, problem
 from minimlops.entrypoints.schemas import PromoteRequest, TrainRequest
 from minimlops.errors import ConflictError, ModelNotFoundError
 from minimlops.services import admin, monitor
@@ -30,6 +30,30 @@ def router(ctx: Context) -> APIRouter:
     @api.get("/models")
     async def models() -> Response:
         return json_response(await asyncio.to_thread(models_with_live))
+
+    def model_with_live(version: str) -> dict[str, Any]:
+        live = {v["version"]: v for v in monitor.live_accuracy(app.deps, app.registry)}
+        return admin.model_view(app.registry, version, live)
+
+    @api.get("/models/{version}")
+    async def model(version: str, request: Request) -> Response:
+        """One version in full: metrics on VALIDATION with intervals, the
+        baseline, the champion on the same rows and the paired test, the
+        gate's decision, the candidates selection compared, and the numbers
+        of its plots. A browser asking for HTML gets the evaluation page."""
+        accept = request.headers.get("accept", "")
+        vary = {"Vary": "Accept"}  # one URL, two forms: a cache must keep them apart
+        if "text/html" in accept and "application/json" not in accept:
+            return FileResponse(WEB / "model.html", headers=vary)
+        try:
+            found = await asyncio.to_thread(model_with_live, version)
+        except ModelNotFoundError as exc:
+            found = None
+            answer = problem(404, str(exc))
+        if found is not None:
+            answer = json_response(found)
+        answer.headers.update(vary)
+        return answer
 
     @api.post("/models/{version}/promote", dependencies=admin_only)
     async def promote(version: str, body: PromoteRequest | None = None) -> Response:

@@ -4,17 +4,14 @@ the pages (prediction page, dashboard) with their static files."""
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
 from fastapi import APIRouter
 from fastapi.responses import FileResponse, Response
 
-from minimlops.entrypoints.routes.common import Context, json_response, problem
+from minimlops.entrypoints.routes.common import WEB, Context, json_response, problem
 from minimlops.entrypoints.schemas import QueryRequest
 from minimlops.errors import QueryError
 from minimlops.services import admin
-
-WEB = Path(__file__).resolve().parent.parent.parent / "web"
 
 
 def router(ctx: Context) -> APIRouter:

@@ -1,0 +1,159 @@
+"""The numbers behind a version's evaluation page, computed once at training
+on VALIDATION rows and stored with the version (never recomputed per view).
+
+Per task: binary, the ROC and precision-recall curves, a reliability diagram
+and the confusion matrix at the serving threshold; multiclass, the confusion
+matrix and per-class precision and recall; regression, predicted against
+actual, residuals and their distribution. For every task: bootstrap intervals
+of the metrics, and permutation importance of the raw input columns (what the
+user sends, not the one-hot columns the model sees). Every list is bounded,
+so a version's evaluation stays a few tens of kilobytes whatever the data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+CURVE_POINTS = 101  # at most, per curve
+SCATTER_POINTS = 400  # at most, predicted against actual
+HISTOGRAM_BINS = 20
+RELIABILITY_BINS = 10
+MAX_CLASSES = 50  # a confusion matrix beyond it is cut to the most frequent classes
+IMPORTANCE_ROWS = 2000  # VALIDATION rows permutation importance uses at most
+IMPORTANCE_REPEATS = 3
+BOOTSTRAP = 200  # resamples for the metrics' intervals
+FORMAT = 1
+
+
+def _r(x: float, digits: int = 6) -> float:
+    return float(round(float(x), digits))
+
+
+def _thin(*columns: np.ndarray, at_most: int = CURVE_POINTS) -> list[list[float]]:
+    """Columns of a curve kept at ``at_most`` evenly spaced points (ends kept)."""
+    n = len(columns[0])
+    keep = np.unique(np.linspace(0, n - 1, min(n, at_most)).round().astype(int)) if n else []
+    return [[_r(c[i], 5) for c in columns] for i in keep]
+
+
+def binary(y: np.ndarray, p: np.ndarray, classes: Sequence[Any]) -> dict[str, Any]:
+    from sklearn.metrics import average_precision_score, precision_recall_curve, roc_curve
+
+    out: dict[str, Any] = {}
+    if len(np.unique(y)) == 2:
+        fpr, tpr, _ = roc_curve(y, p)
+        precision, recall, _ = precision_recall_curve(y, p)
+        out["roc"] = {"points": _thin(fpr, tpr), "columns": ["fpr", "tpr"]}
+        out["precision_recall"] = {"points": _thin(recall[::-1], precision[::-1]),
+                                   "columns": ["recall", "precision"],
+                                   "average_precision": _r(average_precision_score(y, p)),
+                                   "prevalence": _r(np.mean(y))}  # fmt: skip
+    which = np.minimum((p * RELIABILITY_BINS).astype(int), RELIABILITY_BINS - 1)
+    bins = []
+    for b in range(RELIABILITY_BINS):
+        mask = which == b
+        if mask.any():
+            bins.append({"from": b / RELIABILITY_BINS, "to": (b + 1) / RELIABILITY_BINS,
+                         "predicted": _r(p[mask].mean()), "observed": _r(y[mask].mean()),
+                         "rows": int(mask.sum())})  # fmt: skip
+    out["reliability"] = bins
+    guess = (p >= 0.5).astype(int)
+    matrix = [[int(np.sum((y == a) & (guess == b))) for b in (0, 1)] for a in (0, 1)]
+    out["confusion"] = {"labels": [str(c) for c in classes], "matrix": matrix, "threshold": 0.5}
+    return out
+
+
+def multiclass(y: np.ndarray, proba: np.ndarray, classes: Sequence[Any]) -> dict[str, Any]:
+    k = len(classes)
+    guess = np.argmax(proba, axis=1)
+    keep = list(range(k))
+    if k > MAX_CLASSES:  # the most frequent classes; the rest are left out and said so
+        keep = sorted(np.argsort(-np.bincount(y, minlength=k))[:MAX_CLASSES].tolist())
+    matrix = [[int(np.sum((y == a) & (guess == b))) for b in keep] for a in keep]
+    per_class = []
+    for c in keep:
+        tp = int(np.sum((y == c) & (guess == c)))
+        predicted, actual = int(np.sum(guess == c)), int(np.sum(y == c))
+        per_class.append({"class": str(classes[c]), "support": actual,
+                          "precision": _r(tp / predicted) if predicted else None,
+                          "recall": _r(tp / actual) if actual else None})  # fmt: skip
+    return {"confusion": {"labels": [str(classes[c]) for c in keep], "matrix": matrix,
+                          "classes_left_out": k - len(keep)},
+            "per_class": per_class}  # fmt: skip
+
+
+def regression(y: np.ndarray, value: np.ndarray, seed: int) -> dict[str, Any]:
+    rng = np.random.default_rng(seed)
+    at = np.sort(rng.choice(len(y), min(len(y), SCATTER_POINTS), replace=False))
+    residual = value - y
+    counts, edges = np.histogram(residual, bins=HISTOGRAM_BINS)
+    return {"scatter": {"columns": ["actual", "predicted"],
+                        "points": [[_r(y[i], 5), _r(value[i], 5)] for i in at],
+                        "rows": len(y)},
+            "residuals": {"columns": ["predicted", "residual"],
+                          "points": [[_r(value[i], 5), _r(residual[i], 5)] for i in at]},
+            "errors": {"edges": [_r(e, 5) for e in edges], "counts": counts.tolist()}}  # fmt: skip
+
+
+def intervals(task: str, y: np.ndarray, out: np.ndarray, n_classes: int,
+              seed: int) -> dict[str, list[float]]:  # fmt: skip
+    """95 % bootstrap intervals of the task's metrics on these rows."""
+    from minimlops.ml.training import metrics
+
+    if len(y) < 10:
+        return {}
+    rng = np.random.default_rng(seed)
+    draws: dict[str, list[float]] = {}
+    for _ in range(BOOTSTRAP):
+        at = rng.integers(0, len(y), len(y))
+        if task != "regression" and len(np.unique(y[at])) < 2:
+            continue
+        for name, value in metrics(task, y[at], out[at], n_classes).items():
+            if name != "rows" and np.isfinite(value):
+                draws.setdefault(name, []).append(value)
+    return {name: [_r(np.percentile(v, 2.5)), _r(np.percentile(v, 97.5))]
+            for name, v in draws.items() if len(v) >= BOOTSTRAP // 2}  # fmt: skip
+
+
+def permutation_importance(output: Callable[[Sequence[Mapping[str, Any]]], np.ndarray],
+                           rows: Sequence[Mapping[str, Any]], columns: Sequence[str],
+                           score: Callable[[np.ndarray], float], direction: str,
+                           seed: int) -> list[dict[str, Any]]:  # fmt: skip
+    """How much the primary metric (``score`` of the outputs on ``rows``)
+    worsens when one raw column's values are shuffled across the rows (mean
+    and spread over a few shuffles), most important first. Derived features
+    follow the columns they are made of."""
+    rng = np.random.default_rng(seed)
+    base = score(output(rows))
+    worse = 1.0 if direction == "min" else -1.0
+    found = []
+    for column in columns:
+        values = [r.get(column) for r in rows]
+        drops = []
+        for _ in range(IMPORTANCE_REPEATS):
+            order = rng.permutation(len(rows))
+            shuffled = [{**r, column: values[j]} for r, j in zip(rows, order, strict=True)]
+            drops.append(worse * (score(output(shuffled)) - base))
+        found.append({"column": column, "importance": _r(np.mean(drops)),
+                      "spread": _r(np.std(drops))})  # fmt: skip
+    return sorted(found, key=lambda e: -e["importance"])
+
+
+def evaluate(task: str, y: np.ndarray, out: np.ndarray, classes: Sequence[Any] | None, *,
+             seed: int = 0) -> dict[str, Any]:  # fmt: skip
+    """The task's plots' numbers and the metrics' intervals (without importance)."""
+    result: dict[str, Any] = {"format": FORMAT, "task": task, "rows": len(y)}
+    if len(y) == 0:
+        return result
+    k = len(classes or ())
+    if task == "binary":
+        result.update(binary(y, out, classes or (0, 1)))
+    elif task == "multiclass":
+        result.update(multiclass(y, out, classes or ()))
+    else:
+        result.update(regression(y, out, seed))
+    result["intervals"] = intervals(task, y, out, k, seed)
+    return result

@@ -1,0 +1,209 @@
+"""Model selection: every candidate cross-validated on TRAIN rows, scored on
+the project's primary metric from its out-of-fold predictions, within a
+time budget; then the chosen one fitted on all TRAIN rows.
+
+Out-of-fold predictions (each row predicted by the fold that did not see it)
+let one pass give every metric of the task, so the leaderboard shows the
+candidates on the primary metric and on the usual others, and a project whose
+primary metric is accuracy or MAE is selected on that, not on a proxy.
+
+Boosted trees stop early on rows held out of each fold's training part (never
+on the rows they are scored on); the chosen one is then fitted on all TRAIN
+rows for the mean of the folds' best round counts, scaled up a little for
+the larger training set.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from minimlops.ml.candidates import PATIENCE, Candidate, candidates, lightgbm
+
+logger = logging.getLogger("minimlops.train")
+Progress = Callable[[str, int, int], None]
+SELECTION_SAMPLE = 30_000  # rows cross-validation uses on big data sets
+FEW_FOLDS_FROM = 10_000  # rows from which 3 folds do (each scores 3,000+ rows)
+EARLY_STOPPING_SHARE = 0.15  # of a fold's training rows, held out to stop boosting
+ROUNDS_SCALE = 1.15  # the final fit sees ~1/(1 - share) x (folds / (folds - 1)) more rows
+SELECTION_SHARE = 0.6  # of the budget: later candidates start only before this much is spent
+
+
+@dataclass
+class Selection:
+    """What selection did: the chosen candidate, and every candidate's scores."""
+
+    chosen: Candidate
+    rounds: int | None  # boosted trees: the count the final fit uses
+    metric: str
+    direction: str
+    leaderboard: list[dict[str, Any]] = field(default_factory=list)
+    class_weight: dict[str, Any] = field(default_factory=dict)  # the imbalance decision
+    folds: int = 0
+    rows: int = 0  # rows cross-validated (a sample on big data sets)
+
+
+def _folds(task: str, y: np.ndarray, folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    from sklearn.model_selection import KFold, StratifiedKFold
+
+    if task == "regression":
+        if len(y) < 4:
+            raise ValueError(f"training needs at least 4 rows; TRAIN has {len(y)}")
+        cv: Any = KFold(n_splits=max(2, min(folds, len(y) // 2)), shuffle=True, random_state=seed)
+        return list(cv.split(np.zeros(len(y))))
+    counts = np.bincount(y)
+    smallest = int(counts[counts > 0].min())
+    cv = StratifiedKFold(n_splits=max(2, min(folds, smallest)), shuffle=True, random_state=seed)
+    return list(cv.split(np.zeros(len(y)), y))
+
+
+def _held_out(task: str, y: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Positions of ``y`` to fit on and to stop boosting on (stratified when it can be)."""
+    from sklearn.model_selection import train_test_split
+
+    index = np.arange(len(y))
+    stratify = None
+    if task != "regression":
+        counts = np.bincount(y)
+        if counts[counts > 0].min() >= 2:
+            stratify = y
+    fit, stop = train_test_split(index, test_size=EARLY_STOPPING_SHARE, random_state=seed,
+                                 stratify=stratify)  # fmt: skip
+    return np.sort(fit), np.sort(stop)
+
+
+def _output(task: str, estimator: Any, X: np.ndarray, n_classes: int) -> np.ndarray:
+    """The task's output (as ``TrainedModel.output``): the positive class's
+    probability, every project class's probability, or the value."""
+    if task == "regression":
+        return np.asarray(estimator.predict(X), dtype=np.float64)
+    proba = np.asarray(estimator.predict_proba(X), dtype=np.float64)
+    full = np.zeros((len(X), n_classes))
+    full[:, np.asarray(estimator.classes_, dtype=np.int64)] = proba
+    return full[:, 1] if task == "binary" else full
+
+
+def _fit(candidate: Candidate, task: str, X: np.ndarray, y: np.ndarray, seed: int) -> tuple[Any, int | None]:
+    """Fit one candidate; boosted trees stop early on held-out rows. Returns the
+    estimator and, for boosted trees, the best round count."""
+    est = candidate.make()
+    if not candidate.early_stopping:
+        return est.fit(X, y), None
+    import lightgbm as lgb
+
+    fit, stop = _held_out(task, y, seed)
+    est.fit(X[fit], y[fit], eval_X=(X[stop],), eval_y=(y[stop],),
+            callbacks=[lgb.early_stopping(PATIENCE, first_metric_only=True, verbose=False)])  # fmt: skip
+    return est, int(est.best_iteration_ or est.n_estimators)
+
+
+def imbalance(task: str, y: np.ndarray, threshold: float) -> dict[str, Any]:
+    """Whether the minority class is rare enough to try class weights."""
+    if task == "regression" or len(y) == 0:
+        return {}
+    counts = np.bincount(y)
+    present = counts[counts > 0]
+    share = float(present.min() / len(y))
+    return {"minority_share": round(share, 4), "threshold": threshold, "weighted": share < threshold}
+
+
+def select(X: np.ndarray, y: np.ndarray, *, task: str, n_classes: int, metric: str,
+           direction: str, folds: int, seed: int, budget_s: float, imbalance_threshold: float,
+           progress: Progress | None = None) -> Selection:  # fmt: skip
+    """Cross-validate every candidate on (a sample of) the rows; choose the best
+    on ``metric``. A candidate is started only while less than
+    ``SELECTION_SHARE`` of ``budget_s`` is spent; the first always runs.
+
+    With a rare minority class (share under ``imbalance_threshold``), the
+    linear and first boosted candidates are also tried with balanced class
+    weights, and the primary metric decides between weighted and not.
+    """
+    from minimlops.ml.training import metrics
+
+    started = time.monotonic()
+    pick = _sample(len(y), seed)
+    Xs, ys = X[pick], y[pick]
+    splits = _folds(task, ys, folds if len(ys) < FEW_FOLDS_FROM else min(folds, 3), seed)
+    weights = imbalance(task, y, imbalance_threshold)
+    pool = candidates(task, seed, len(y))
+    if weights.get("weighted"):
+        balanced = {c.name: c for c in candidates(task, seed, len(y), class_weight="balanced")}
+        pool[1:1] = [_renamed(balanced[c.name], c.name + "_balanced")
+                     for c in pool if c.family == "linear" or c.name == "lightgbm"]  # fmt: skip
+    board: list[dict[str, Any]] = []
+    sign = 1.0 if direction == "min" else -1.0
+    best: tuple[float, int] | None = None
+    rounds_of: dict[str, int] = {}
+    for i, cand in enumerate(pool):
+        entry: dict[str, Any] = {"name": cand.name, "family": cand.family,
+                                 "settings": cand.describe()}  # fmt: skip
+        board.append(entry)
+        spent = time.monotonic() - started
+        if i > 0 and spent > SELECTION_SHARE * budget_s:
+            entry["status"] = f"skipped: {spent:.0f} s of the {budget_s:.0f} s training budget spent"
+            continue
+        if progress:
+            progress(f"cross-validating {cand.name}", i, len(pool) + 1)
+        t0 = time.monotonic()
+        oof = np.zeros((len(ys), n_classes)) if task == "multiclass" else np.zeros(len(ys))
+        counts = []
+        try:
+            for k, (train_at, test_at) in enumerate(splits):
+                est, rounds = _fit(cand, task, Xs[train_at], ys[train_at], seed + k)
+                oof[test_at] = _output(task, est, Xs[test_at], n_classes)
+                if rounds is not None:
+                    counts.append(rounds)
+        except Exception as exc:  # a candidate that cannot fit these rows is reported, not fatal
+            logger.warning("train_model: %s failed in cross-validation: %s", cand.name, exc)
+            entry["status"] = f"failed: {type(exc).__name__}: {exc}"[:300]
+            continue
+        scores = metrics(task, ys, oof, n_classes)
+        scores.pop("rows", None)
+        entry.update(status="scored", cv=scores, seconds=round(time.monotonic() - t0, 2))
+        if counts:
+            rounds_of[cand.name] = max(1, int(round(float(np.mean(counts)) * ROUNDS_SCALE)))
+            entry["rounds"] = rounds_of[cand.name]
+        value = scores.get(metric)
+        if value is None or not np.isfinite(value):
+            continue
+        if best is None or sign * value < best[0]:  # ties: the earlier (simpler) one
+            best = (sign * value, i)
+    if best is None:
+        raise ValueError("no candidate could be fitted on the TRAIN rows: " +
+                         "; ".join(f"{e['name']}: {e.get('status')}" for e in board))  # fmt: skip
+    chosen = pool[best[1]]
+    board[best[1]]["chosen"] = True
+    if weights:
+        weights["chosen_weighted"] = chosen.name.endswith("_balanced")
+    return Selection(chosen, rounds_of.get(chosen.name), metric, direction, board, weights,
+                     folds=len(splits), rows=len(ys))
+
+
+def fit_chosen(selection: Selection, task: str, X: np.ndarray, y: np.ndarray, seed: int) -> Any:
+    """The chosen candidate fitted on all the rows (boosted trees: for the
+    selected round count, without holding rows out)."""
+    cand = selection.chosen
+    if cand.early_stopping and selection.rounds is not None:
+        params = {k: v for k, v in cand.params.items() if k != "class_weight"}
+        est = lightgbm(task, params, seed=seed, n_rows=len(y), n_estimators=selection.rounds,
+                       class_weight=cand.params.get("class_weight"))  # fmt: skip
+    else:
+        est = cand.make()
+    return est.fit(X, y)
+
+
+def _renamed(c: Candidate, name: str) -> Candidate:
+    return Candidate(name, c.family, {**c.params, "class_weight": "balanced"}, c.make,
+                     c.early_stopping)  # fmt: skip
+
+
+def _sample(n: int, seed: int) -> np.ndarray:
+    if n <= SELECTION_SAMPLE:
+        return np.arange(n)
+    rng = np.random.default_rng(seed)
+    return np.sort(rng.choice(n, SELECTION_SAMPLE, replace=False))

@@ -1,0 +1,214 @@
+"""Model quality: boosted trees among the candidates, selection on the
+project's primary metric within a budget, class weights for a rare class,
+and the evaluation numbers stored with a version. On data of every task."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from minimlops import projects
+from minimlops.ml import evaluation, fast, selection, training
+from minimlops.ml.candidates import BOOSTED
+from tests import projects as shapes
+
+
+def _interaction(task: str, n: int = 1000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Rows where the target depends on a product of two columns: a linear
+    model cannot see it, trees can."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 6))
+    signal = X[:, 0] * X[:, 1] * 2 + np.sin(X[:, 2] * 2)
+    if task == "regression":
+        return X, signal * 10 + rng.normal(scale=0.5, size=n)
+    if task == "binary":
+        return X, (signal + rng.normal(scale=0.3, size=n) > 0).astype(np.int64)
+    return X, np.digitize(signal + rng.normal(scale=0.3, size=n), [-1.0, 1.0]).astype(np.int64)
+
+
+METRIC = {"binary": ("log_loss", "min"), "multiclass": ("log_loss", "min"),
+          "regression": ("rmse", "min")}  # fmt: skip
+
+
+@pytest.mark.parametrize("task", ["binary", "multiclass", "regression"])
+def test_boosted_trees_win_where_the_signal_is_an_interaction(task) -> None:
+    X, y = _interaction(task)
+    metric, direction = METRIC[task]
+    k = 0 if task == "regression" else len(np.unique(y))
+    chosen = selection.select(X, y, task=task, n_classes=k, metric=metric, direction=direction,
+                              folds=3, seed=0, budget_s=600, imbalance_threshold=0.05)  # fmt: skip
+    board = {e["name"]: e for e in chosen.leaderboard}
+    assert set(board) >= {name for name, _ in BOOSTED}
+    assert chosen.chosen.family == "boosted_trees", board
+    linear = next(e for e in chosen.leaderboard if e["family"] == "linear")
+    best = board[chosen.chosen.name]
+    assert best["cv"][metric] < 0.8 * linear["cv"][metric]  # clearly, not by noise
+    assert best["chosen"] and sum(bool(e.get("chosen")) for e in chosen.leaderboard) == 1
+    # the chosen one is the best scored on the primary metric
+    scored = [e["cv"][metric] for e in chosen.leaderboard if e.get("status") == "scored"]
+    assert best["cv"][metric] == min(scored)
+    assert 1 <= chosen.rounds < 2000  # early stopping stopped
+
+
+@pytest.mark.parametrize("name", shapes.NAMES)
+def test_selection_uses_the_projects_primary_metric_and_serves_fast(name) -> None:
+    """On every shape: the leaderboard ranks on the project's metric, the
+    chosen model (whatever family) is served by ONNX within tolerance."""
+    project = shapes.load(name)
+    rows = shapes.rows(project, 600, seed=3).to_pylist()
+    model = training.select_and_fit(rows, project, projects.derived_functions(project), folds=3,
+                                    seed=0)  # fmt: skip
+    sel = model.selection
+    assert sel.metric == project.primary_metric and sel.direction == project.metric_direction
+    sign = 1 if sel.direction == "min" else -1
+    scored = [e for e in sel.leaderboard if e.get("status") == "scored"]
+    best = min(scored, key=lambda e: sign * e["cv"][sel.metric])
+    assert best["name"] == model.algorithm
+    served = fast.OnnxModel(fast.to_onnx(model), model.spec, model.algorithm, model.derive)
+    assert fast.parity(model, served, rows) <= fast.TOLERANCE
+
+
+@pytest.mark.parametrize("task", ["binary", "multiclass", "regression"])
+def test_lightgbm_is_served_by_onnx_within_tolerance_on_every_row(task) -> None:
+    """The boosted trees through the fast path, forced (whatever selection
+    would choose), on rows with missing values and categories."""
+    name = {"binary": "churn", "multiclass": "wine", "regression": "diabetes"}[task]
+    project = shapes.load(name)
+    rows = shapes.rows(project, 800, seed=5).to_pylist()
+    from minimlops.ml import features
+    from minimlops.ml.candidates import lightgbm
+
+    spec = features.fit_spec(iter(rows), project, {})
+    fs = features.FeatureSet(spec, {})
+    X, y = fs.matrix(rows), training.labels(project, [r[project.target] for r in rows])
+    if task != "regression":
+        spec["fitted_classes"] = sorted(int(c) for c in set(y))
+    est = lightgbm(task, dict(BOOSTED[0][1]), seed=0, n_rows=len(y), n_estimators=150).fit(X, y)
+    model = training.TrainedModel(est, spec, "lightgbm")
+    served = fast.OnnxModel(fast.to_onnx(model), spec, "lightgbm")
+    assert fast.parity(model, served, rows) <= fast.TOLERANCE
+    one = rows[7]
+    assert np.allclose(served.output([one]), model.output([one]), atol=fast.TOLERANCE, rtol=1e-5)
+
+
+def test_a_budget_that_runs_out_skips_the_later_candidates_and_says_so() -> None:
+    X, y = _interaction("binary", n=800)
+    chosen = selection.select(X, y, task="binary", n_classes=2, metric="log_loss", direction="min",
+                              folds=3, seed=0, budget_s=1e-9, imbalance_threshold=0.05)  # fmt: skip
+    first, *rest = chosen.leaderboard
+    assert first["status"] == "scored" and first.get("chosen")
+    assert rest and all(e["status"].startswith("skipped: ") and "training budget" in e["status"]
+                        for e in rest)  # fmt: skip
+
+
+def test_a_rare_class_tries_class_weights_and_records_the_decision() -> None:
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(3000, 5))
+    y = ((X[:, 0] + rng.normal(scale=0.5, size=3000)) > 2.0).astype(np.int64)  # ~3 % positive
+    chosen = selection.select(X, y, task="binary", n_classes=2, metric="log_loss", direction="min",
+                              folds=3, seed=0, budget_s=600, imbalance_threshold=0.1)  # fmt: skip
+    w = chosen.class_weight
+    assert w["weighted"] and w["minority_share"] < 0.1 and w["threshold"] == 0.1
+    names = [e["name"] for e in chosen.leaderboard]
+    assert "lightgbm_balanced" in names and "logistic_regression_balanced" in names
+    assert w["chosen_weighted"] == chosen.chosen.name.endswith("_balanced")
+    common = selection.select(X, (X[:, 0] > 0).astype(np.int64), task="binary", n_classes=2,
+                              metric="log_loss", direction="min", folds=3, seed=0, budget_s=600,
+                              imbalance_threshold=0.1)  # fmt: skip
+    assert not common.class_weight["weighted"]
+    assert not any(e["name"].endswith("_balanced") for e in common.leaderboard)
+
+
+def test_binary_evaluation_numbers_are_bounded_and_consistent() -> None:
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 5000)
+    p = np.clip(y * 0.6 + rng.normal(0.2, 0.2, 5000), 0, 1)
+    r = evaluation.evaluate("binary", y, p, ("No", "Yes"), seed=0)
+    roc = r["roc"]["points"]
+    assert len(roc) <= evaluation.CURVE_POINTS and roc[0] == [0.0, 0.0] and roc[-1] == [1.0, 1.0]
+    assert all(a[0] <= b[0] for a, b in zip(roc, roc[1:], strict=False))
+    assert len(r["precision_recall"]["points"]) <= evaluation.CURVE_POINTS
+    assert sum(b["rows"] for b in r["reliability"]) == 5000
+    matrix = r["confusion"]["matrix"]
+    assert sum(map(sum, matrix)) == 5000 and r["confusion"]["labels"] == ["No", "Yes"]
+    assert matrix[1][1] == int(np.sum((y == 1) & (p >= 0.5)))
+    low, high = r["intervals"]["accuracy"]
+    assert low <= training.metrics("binary", y, p)["accuracy"] <= high and high - low < 0.05
+
+
+def test_multiclass_and_regression_evaluation_numbers() -> None:
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 900)
+    proba = np.full((900, 3), 0.1)
+    proba[np.arange(900), y] = 0.8
+    proba[:100] = [0.8, 0.1, 0.1]  # some wrong answers
+    r = evaluation.evaluate("multiclass", y, proba, ("a", "b", "c"), seed=0)
+    assert sum(map(sum, r["confusion"]["matrix"])) == 900
+    recall = {c["class"]: c["recall"] for c in r["per_class"]}
+    assert recall["a"] == 1.0 and recall["b"] < 1.0
+    value = rng.normal(size=3000) * 10
+    truth = value + rng.normal(scale=2.0, size=3000)
+    g = evaluation.evaluate("regression", truth, value, None, seed=0)
+    assert len(g["scatter"]["points"]) == evaluation.SCATTER_POINTS and g["scatter"]["rows"] == 3000
+    assert sum(g["errors"]["counts"]) == 3000 and len(g["errors"]["edges"]) == evaluation.HISTOGRAM_BINS + 1
+    low, high = g["intervals"]["rmse"]
+    assert low < 2.0 < high
+
+
+def test_permutation_importance_ranks_the_column_the_model_uses_first() -> None:
+    rows = [{"signal": float(i % 10), "noise": float((i * 7919) % 13)} for i in range(500)]
+    y = np.array([r["signal"] for r in rows])
+
+    def output(batch):
+        return np.array([r["signal"] for r in batch], dtype=float)
+
+    def score(out):
+        return float(np.sqrt(np.mean((out - y) ** 2)))
+
+    found = evaluation.permutation_importance(output, rows, ["noise", "signal"], score, "min", 0)
+    assert [e["column"] for e in found] == ["signal", "noise"]
+    assert found[0]["importance"] > 1.0 and found[1]["importance"] == 0.0
+
+
+def _many_values_project():  # type: ignore[no-untyped-def]
+    return projects.from_dict({
+        "name": "zips", "key": "id", "target": "bought", "task": "binary", "positive_class": 1,
+        "columns": [{"name": "id", "type": "integer", "required": True},
+                    {"name": "bought", "type": "integer", "required": True, "allowed": [0, 1]},
+                    {"name": "zip", "type": "integer", "required": False, "kind": "categorical"},
+                    {"name": "x", "type": "float", "required": True}]})  # fmt: skip
+
+
+def test_a_category_of_many_values_gets_its_train_frequency_not_a_column_per_value() -> None:
+    """A 1,000-value category: 50 one-hot slots, "other", and its TRAIN frequency;
+    a value only VALIDATION has counts 0 (no leakage); the spec survives JSON
+    (the serving spec is stored as JSON) and one row equals the batch."""
+    import json
+
+    from minimlops.ml import features
+
+    project = _many_values_project()
+    rng = np.random.default_rng(0)
+    zips = rng.zipf(1.2, 4000) % 1000
+    train = [{"id": i, "bought": int(z % 3 == 0), "zip": int(z), "x": float(i % 7)}
+             for i, z in enumerate(zips)]  # fmt: skip
+    train[5]["zip"] = None
+    spec = features.fit_spec(iter(train), project, {})
+    fs = features.FeatureSet(spec, {})
+    assert fs.width == features.MAX_CATEGORIES + 1 + 1 + 1  # one-hot, other, frequency, x
+    at = fs.names.index("zip_frequency")
+    counts = {z: int(np.sum(zips == z)) for z in set(zips.tolist())}
+    X = fs.matrix(train)
+    for i in (0, 1, 2, 100, 3999):
+        assert X[i, at] == pytest.approx(counts[int(zips[i])] / 3999)  # one row is missing
+    assert X[5, at] == 0.0
+    validation_only = max(counts) + 1000  # a value TRAIN never had
+    valid = [{"id": 9000, "zip": validation_only, "x": 1.0}, {"id": 9001, "zip": int(zips[0]), "x": 2.0}]
+    assert fs.matrix(valid)[0, at] == 0.0 and fs.vector(valid[0])[at] == 0.0
+    # nothing of VALIDATION is learned: fitting on TRAIN again gives the same spec
+    assert features.fit_spec(iter(train), project, {}) == spec
+    served = features.FeatureSet(json.loads(json.dumps(spec)), {})
+    for i, row in enumerate(train[:200]):
+        assert served.vector(row) == list(X[i])  # one row (JSON-read spec) = the batch
+    for row in valid:
+        assert served.vector(row) == list(fs.matrix([row])[0])
