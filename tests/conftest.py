@@ -32,8 +32,15 @@ def key_of(project: Project) -> KeySpec:
 SCHEMAS = schemas_of(TITANIC)
 
 
+# Tests of the flow train with a short selection budget (the candidates past it
+# are listed as skipped); selection itself is tested with the full budget in
+# tests/unit/test_model_quality.py, and the local flow runs with the default.
+TEST_BUDGET_S = 3.0
+
+
 def fake_deps_for(project: Project, **knobs: object) -> Deps:
     """Deps on the in-memory fakes for a project."""
+    knobs.setdefault("training_budget_s", TEST_BUDGET_S)
     return Deps(store=InMemoryObjectStore(),
                 warehouse=InMemoryWarehouse(schemas_of(project), key=key_of(project)),
                 bus=InMemoryMessageBus(), project=project,

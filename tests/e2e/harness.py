@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from tests.conftest import example_csv
+from tests.conftest import TEST_BUDGET_S, example_csv
 
 
 def free_port() -> int:
@@ -49,7 +49,8 @@ def env_for(home: Path, **extra: str) -> dict[str, str]:
     if real is not None:
         env["MINIMLOPS_EXAMPLE_DATA"] = str(real)
     env.update({"MINIMLOPS_HOME": str(home), "MINIMLOPS_SETTLE_SECONDS": "0.2",
-                "MINIMLOPS_CV_FOLDS": "3", **extra})
+                "MINIMLOPS_CV_FOLDS": "3", "MINIMLOPS_TRAINING_BUDGET": str(TEST_BUDGET_S),
+                **extra})
     return env
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from minimlops.config import Settings
 from minimlops.generate import write_csv
 from tests.conftest import example_csv
 from tests.e2e.harness import EXERCISE_REQUEST, MODEL_FIELDS_ONLY, Server, cli
@@ -30,7 +31,8 @@ def need_example_data() -> Path:
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     need_example_data()
     home = tmp_path_factory.mktemp("e2e") / "home"
-    srv = Server(home)
+    default = Settings.model_fields["training_budget"].default  # the flow as users get it
+    srv = Server(home, MINIMLOPS_TRAINING_BUDGET=str(default))
     srv.wait_healthy()
     yield srv
     code = srv.stop()  # Ctrl-C: uvicorn re-raises SIGINT after a clean shutdown (130)

@@ -45,8 +45,10 @@ def _child(conn: Connection, log_level: int, warm: tuple[str, ...]) -> None:
 class ProcessCompute:
     """A ``deps.compute`` that runs each job in its own fresh process."""
 
-    def __init__(self, warm: tuple[str, ...] = ("minimlops.ml.job", "minimlops.ml.training",
-                                                "skops.io", "skl2onnx", "onnxruntime")) -> None:  # fmt: skip
+    def __init__(self, warm: tuple[str, ...] = (
+            "minimlops.ml.job", "minimlops.ml.training", "minimlops.ml.evaluation", "skops.io",
+            "skl2onnx", "onnxruntime", "lightgbm", "onnxmltools", "sklearn.ensemble",
+            "sklearn.linear_model", "sklearn.model_selection", "scipy.stats")) -> None:  # fmt: skip
         self._ctx = mp.get_context("spawn")
         self._warm = warm
         self._next: tuple[Any, Connection] | None = None

@@ -22,7 +22,7 @@ SCATTER_POINTS = 400  # at most, predicted against actual
 HISTOGRAM_BINS = 20
 RELIABILITY_BINS = 10
 MAX_CLASSES = 50  # a confusion matrix beyond it is cut to the most frequent classes
-IMPORTANCE_ROWS = 2000  # VALIDATION rows permutation importance uses at most
+IMPORTANCE_ROWS = 1000  # VALIDATION rows permutation importance uses at most
 IMPORTANCE_REPEATS = 3
 BOOTSTRAP = 200  # resamples for the metrics' intervals
 FORMAT = 1
@@ -98,10 +98,54 @@ def regression(y: np.ndarray, value: np.ndarray, seed: int) -> dict[str, Any]:
             "errors": {"edges": [_r(e, 5) for e in edges], "counts": counts.tolist()}}  # fmt: skip
 
 
+def _auc(y: np.ndarray, p: np.ndarray) -> float:
+    """ROC AUC as the Mann-Whitney statistic (ties counted half), in numpy."""
+    from scipy.stats import rankdata
+
+    pos = y == 1
+    n_pos, n_neg = int(pos.sum()), int(len(y) - pos.sum())
+    if not n_pos or not n_neg:
+        return float("nan")
+    ranks = rankdata(p)
+    return float((ranks[pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def _f1(y: np.ndarray, guess: np.ndarray, c: int) -> float:
+    tp = np.sum((guess == c) & (y == c))
+    denominator = np.sum(guess == c) + np.sum(y == c)
+    return float(2 * tp / denominator) if denominator else 0.0
+
+
+def quick_metrics(task: str, y: np.ndarray, out: np.ndarray, n_classes: int = 2) -> dict[str, float]:
+    """The task's metrics as :func:`training.metrics` computes them (bar the
+    calibration error), in plain numpy: ~50x cheaper, for the bootstrap and
+    permutation importance, which compute them hundreds of times."""
+    if task == "regression":
+        err = out - y
+        found = {"rmse": float(np.sqrt(np.mean(err**2))), "mae": float(np.mean(np.abs(err)))}
+        spread = float(np.sum((y - y.mean()) ** 2))
+        if len(y) > 1 and spread > 0:
+            found["r2"] = 1.0 - float(np.sum(err**2)) / spread
+        return found
+    if task == "multiclass":
+        clipped = np.clip(out, 1e-15, 1)
+        clipped = clipped / clipped.sum(axis=1, keepdims=True)
+        guess = np.argmax(out, axis=1)
+        return {"accuracy": float(np.mean(guess == y)),
+                "log_loss": float(-np.mean(np.log(clipped[np.arange(len(y)), y]))),
+                "macro_f1": float(np.mean([_f1(y, guess, c) for c in range(n_classes)]))}  # fmt: skip
+    p = np.clip(out, 1e-15, 1 - 1e-15)
+    guess = (out >= 0.5).astype(np.int64)
+    return {"accuracy": float(np.mean(guess == y)),
+            "log_loss": float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p))),
+            "brier": float(np.mean((out - y) ** 2)), "f1": _f1(y, guess, 1),
+            "roc_auc": _auc(y, out)}  # fmt: skip
+
+
 def intervals(task: str, y: np.ndarray, out: np.ndarray, n_classes: int,
               seed: int) -> dict[str, list[float]]:  # fmt: skip
     """95 % bootstrap intervals of the task's metrics on these rows."""
-    from minimlops.ml.training import metrics
+    metrics = quick_metrics
 
     if len(y) < 10:
         return {}

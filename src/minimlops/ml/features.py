@@ -12,6 +12,11 @@ missing indicator for an optional column; a boolean is 0/1 (missing: the TRAIN
 mode plus an indicator); a category is one-hot over the categories seen in
 TRAIN (at most ``MAX_CATEGORIES``, the most frequent) plus one "other" slot for
 missing, rare and unseen values, so a new value at serving time is no error.
+A category with more values than that (a state, a ticket number) also gets its
+TRAIN frequency as a number (``name_frequency``: the share of TRAIN rows with
+the value; 0 for a value TRAIN never had), so the rare values that share
+"other" still differ: never a thousand one-hot columns, and no label is used
+(nothing from VALIDATION or TEST, and no target leakage even across folds).
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from minimlops.domain.project import Project
 from minimlops.errors import DerivedFeatureError
 
 MAX_CATEGORIES = 50  # one-hot slots per column at most; the rest share "other"
+MAX_FREQUENCIES = 5000  # values whose TRAIN frequency is kept; rarer ones get the smallest kept
 MIN_CATEGORY_ROWS = 1
 Derive = Mapping[str, Callable[[Mapping[str, Any]], Any]]
 
@@ -76,9 +82,16 @@ def fit_spec(rows: Iterable[Mapping[str, Any]], project: Project, derive: Derive
     for col in columns:
         name = col["name"]
         if col["kind"] == "categorical":
-            common = [v for v, n in counts[name].most_common() if v is not None
-                      and n >= MIN_CATEGORY_ROWS][:MAX_CATEGORIES]  # fmt: skip
+            ranked = [(v, n) for v, n in counts[name].most_common() if v is not None]
+            common = [v for v, n in ranked if n >= MIN_CATEGORY_ROWS][:MAX_CATEGORIES]
             col["categories"] = sorted(common, key=str)
+            if len(ranked) > MAX_CATEGORIES:
+                total = sum(counts[name].values())
+                kept = ranked[:MAX_FREQUENCIES]
+                col["frequency"] = {str(v): n / total for v, n in kept}
+                # a value past the kept ones is at most as frequent as the last kept;
+                # a value TRAIN never had is 0
+                col["frequency_rest"] = kept[-1][1] / total if len(ranked) > len(kept) else 0.0
         else:
             values = numbers[name]
             fill = statistics.median(values) if values else 0.0
@@ -139,6 +152,8 @@ def feature_names(spec: Mapping[str, Any]) -> tuple[str, ...]:
     for col in spec["columns"]:
         if col["kind"] == "categorical":
             names += [f"{col['name']}={v}" for v in col["categories"]] + [f"{col['name']}=other"]
+            if col.get("frequency") is not None:
+                names.append(f"{col['name']}_frequency")
         else:
             names.append(col["name"])
             if col["indicator"]:
@@ -169,6 +184,10 @@ class FeatureSet:
                 index = {v: i for i, v in enumerate(cats)}
                 self._plan.append(("c", col["name"], fn, hot, other, index, at))
                 at += len(cats) + 1
+                if col.get("frequency") is not None:  # by the value's text, as JSON keeps it
+                    self._plan.append(("f", col["name"], fn, col["frequency"],
+                                       col.get("frequency_rest", 0.0), None, at))
+                    at += 1
             else:
                 self._plan.append(("n", col["name"], fn, col["fill"], col["indicator"], None, at))
                 at += 2 if col["indicator"] else 1
@@ -199,6 +218,8 @@ class FeatureSet:
                     raise self._failed(name, fn, [row], exc) from exc
             if kind == "c":
                 extend(a.get(v, b))
+            elif kind == "f":
+                append(0.0 if v is None else a.get(str(v), b))
             elif v is None:
                 append(a)
                 if b:
@@ -217,6 +238,7 @@ class FeatureSet:
             return out
         every = np.arange(n)
         columns: dict[str, list[Any]] = {}  # each input column read out of the rows once
+        derived: dict[str, Any] = {}
 
         def column(c: str) -> list[Any]:
             if c not in columns:
@@ -227,14 +249,20 @@ class FeatureSet:
             values: Any
             if fn is None:
                 values = column(name)
+            elif name in derived:
+                values = derived[name]
             else:
                 try:
-                    values = self._derived(name, fn, rows, column)
+                    values = derived[name] = self._derived(name, fn, rows, column)
                 except Exception as exc:
                     raise self._failed(name, fn, rows, exc) from exc
             if kind == "c":
                 other, get = len(index), index.get
                 out[every, at + np.array([get(v, other) for v in values], np.int64)] = 1.0
+                continue
+            if kind == "f":
+                get = a.get
+                out[:, at] = [0.0 if v is None else get(str(v), b) for v in values]
                 continue
             x = (values.astype(np.float64) if isinstance(values, np.ndarray) else
                  np.array([nan if v is None else v for v in values], np.float64))  # fmt: skip

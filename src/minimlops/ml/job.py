@@ -76,7 +76,8 @@ def fit_and_score(
     feedback_y, feedback_out = training.scores(model, _chunks(labelled)(), target, classes)
     y, out = np.concatenate([valid_y, feedback_y]), np.concatenate([valid_out, feedback_out])
     onnx, serving = _fast_form(model, _chunks(valid if valid.num_rows else train.slice(0, 1000)))
-    evaluated = _evaluation(model, project, valid, valid_y, valid_out, seed)
+    served = fast.OnnxModel(onnx, model.spec, model.algorithm, model.derive) if onnx else model
+    evaluated = _evaluation(served, project, valid, valid_y, valid_out, seed)
     train_y = training.labels(project, train.column(target).to_pylist())
     result: dict[str, Any] = {
         "artifact": artifacts.to_bytes(model), "onnx": onnx, "serving": serving,
@@ -98,9 +99,11 @@ def fit_and_score(
     return result
 
 
-def _evaluation(model: training.TrainedModel, project: Project, valid: pa.Table,
-                y: np.ndarray, out: np.ndarray, seed: int) -> dict[str, Any]:  # fmt: skip
-    """Plots' numbers, intervals and permutation importance on VALIDATION."""
+def _evaluation(served: Any, project: Project, valid: pa.Table, y: np.ndarray, out: np.ndarray,
+                seed: int) -> dict[str, Any]:  # fmt: skip
+    """Plots' numbers, intervals and permutation importance on VALIDATION
+    (importance through ``served``, the form that serves: equal to 1e-5 and
+    several times faster on trees)."""
     from minimlops.ml import evaluation, training
 
     result = evaluation.evaluate(project.task, y, out, project.classes, seed=seed)
@@ -114,12 +117,15 @@ def _evaluation(model: training.TrainedModel, project: Project, valid: pa.Table,
     labels = training.labels(project, [r[project.target] for r in rows])
 
     def score(o: np.ndarray) -> float:
+        quick = evaluation.quick_metrics(project.task, labels, o, k)
+        if metric in quick:
+            return quick[metric]
         return training.metrics(project.task, labels, o, k).get(metric, float("nan"))
 
     columns = [c for c in project.input_columns if c != project.key]
     result["importance"] = {"metric": metric, "direction": direction, "rows": len(rows),
                             "columns": evaluation.permutation_importance(
-                                model.output, rows, columns, score, direction, seed)}  # fmt: skip
+                                served.output, rows, columns, score, direction, seed)}  # fmt: skip
     return result
 
 

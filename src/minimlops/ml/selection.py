@@ -89,9 +89,12 @@ def _output(task: str, estimator: Any, X: np.ndarray, n_classes: int) -> np.ndar
 
 
 def _fit(candidate: Candidate, task: str, X: np.ndarray, y: np.ndarray, seed: int) -> tuple[Any, int | None]:
-    """Fit one candidate; boosted trees stop early on held-out rows. Returns the
-    estimator and, for boosted trees, the best round count."""
+    """Fit one candidate for a fold (with its ``cv_params``); boosted trees stop
+    early on held-out rows. Returns the estimator and, for boosted trees, the
+    best round count."""
     est = candidate.make()
+    if candidate.cv_params:
+        est.set_params(**candidate.cv_params)
     if not candidate.early_stopping:
         return est.fit(X, y), None
     import lightgbm as lgb
@@ -117,7 +120,9 @@ def select(X: np.ndarray, y: np.ndarray, *, task: str, n_classes: int, metric: s
            progress: Progress | None = None) -> Selection:  # fmt: skip
     """Cross-validate every candidate on (a sample of) the rows; choose the best
     on ``metric``. A candidate is started only while less than
-    ``SELECTION_SHARE`` of ``budget_s`` is spent; the first always runs.
+    ``SELECTION_SHARE`` of ``budget_s`` is spent, and not when the time its
+    family's last one took, times its ``cost``, would overrun the budget; the
+    first always runs.
 
     With a rare minority class (share under ``imbalance_threshold``), the
     linear and first boosted candidates are also tried with balanced class
@@ -139,6 +144,7 @@ def select(X: np.ndarray, y: np.ndarray, *, task: str, n_classes: int, metric: s
     sign = 1.0 if direction == "min" else -1.0
     best: tuple[float, int] | None = None
     rounds_of: dict[str, int] = {}
+    took: dict[str, float] = {}  # seconds the last scored candidate of each family took
     for i, cand in enumerate(pool):
         entry: dict[str, Any] = {"name": cand.name, "family": cand.family,
                                  "settings": cand.describe()}  # fmt: skip
@@ -146,6 +152,11 @@ def select(X: np.ndarray, y: np.ndarray, *, task: str, n_classes: int, metric: s
         spent = time.monotonic() - started
         if i > 0 and spent > SELECTION_SHARE * budget_s:
             entry["status"] = f"skipped: {spent:.0f} s of the {budget_s:.0f} s training budget spent"
+            continue
+        expected = cand.cost * took.get(cand.family, 0.0)
+        if i > 0 and spent + expected > budget_s:
+            entry["status"] = (f"skipped: would take ~{expected:.0f} s more, past the "
+                               f"{budget_s:.0f} s training budget")  # fmt: skip
             continue
         if progress:
             progress(f"cross-validating {cand.name}", i, len(pool) + 1)
@@ -164,7 +175,8 @@ def select(X: np.ndarray, y: np.ndarray, *, task: str, n_classes: int, metric: s
             continue
         scores = metrics(task, ys, oof, n_classes)
         scores.pop("rows", None)
-        entry.update(status="scored", cv=scores, seconds=round(time.monotonic() - t0, 2))
+        took[cand.family] = time.monotonic() - t0
+        entry.update(status="scored", cv=scores, seconds=round(took[cand.family], 2))
         if counts:
             rounds_of[cand.name] = max(1, int(round(float(np.mean(counts)) * ROUNDS_SCALE)))
             entry["rounds"] = rounds_of[cand.name]
