@@ -213,7 +213,8 @@ def _open_evaluation(page, server: Server) -> None:  # type: ignore[no-untyped-d
     page.goto(server.url + "/dashboard")
     page.wait_for_selector("#models tr a")
     page.click("#models tr a")
-    page.wait_for_function("document.body.dataset.ready !== undefined")
+    page.wait_for_url("**/models/*")
+    page.wait_for_function("document.body && document.body.dataset.ready !== undefined")
     assert page.get_attribute("body", "data-ready") == "true", page.text_content("#failure")
 
 
@@ -261,5 +262,5 @@ def test_the_evaluation_page_follows_the_task(other_server, page) -> None:  # ty
 
 def test_an_unknown_version_says_so(server: Server, page) -> None:  # type: ignore[no-untyped-def]
     page.goto(server.url + "/models/999")
-    page.wait_for_function("document.body.dataset.ready !== undefined")
+    page.wait_for_function("document.body && document.body.dataset.ready !== undefined")
     assert "999" in (page.text_content("#failure") or "") and page.is_visible("#failure")
