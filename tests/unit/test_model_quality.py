@@ -213,3 +213,56 @@ def test_a_category_of_many_values_gets_its_train_frequency_not_a_column_per_val
         assert served.vector(row) == list(X[i])  # one row (JSON-read spec) = the batch
     for row in valid:
         assert served.vector(row) == list(fs.matrix([row])[0])
+
+
+def test_a_calibration_is_kept_only_when_it_lowers_validation_log_loss() -> None:
+    """Balanced class weights make a rare class's probabilities too high:
+    Platt scaling on the out-of-fold outputs brings them back and is kept;
+    a well-calibrated logistic regression gets none. A kept calibration is
+    in the spec, and the ONNX form applies it equally (one row and many)."""
+    from minimlops.ml import calibration
+    from minimlops.ml.candidates import candidates
+
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(6000, 4))
+    y = ((X[:, 0] + rng.normal(scale=0.8, size=6000)) > 2.2).astype(np.int64)  # ~4 %
+    weighted = next(c for c in candidates("binary", 0, 6000, class_weight="balanced")
+                    if c.family == "linear")  # fmt: skip
+    train, valid = slice(0, 4000), slice(4000, None)
+    est = weighted.make().fit(X[train], y[train])
+    from sklearn.model_selection import cross_val_predict
+
+    oof = cross_val_predict(weighted.make(), X[train], y[train], cv=3, method="predict_proba")[:, 1]
+    out = est.predict_proba(X[valid])[:, 1]
+    kept = calibration.decide("binary", oof, y[train], y[valid], out)
+    assert kept["kept"] and kept["params"]["method"] == "platt"
+    assert kept["validation_log_loss_after"] < kept["validation_log_loss_before"] - calibration.MARGIN
+    plain = next(c for c in candidates("binary", 0, 6000) if c.family == "linear")
+    oof = cross_val_predict(plain.make(), X[train], y[train], cv=3, method="predict_proba")[:, 1]
+    out = plain.make().fit(X[train], y[train]).predict_proba(X[valid])[:, 1]
+    assert not calibration.decide("binary", oof, y[train], y[valid], out)["kept"]
+    # through the pipeline: a calibration in the spec is applied by both forms
+    project = shapes.load("churn")
+    rows = shapes.rows(project, 700, seed=9).to_pylist()
+    model = training.select_and_fit(rows, project, {}, folds=3, seed=0, budget_s=1e-9)
+    model.spec["calibration"] = {"method": "platt", "a": 0.7, "b": -0.3}
+    served = fast.OnnxModel(fast.to_onnx(model), model.spec, model.algorithm)
+    assert fast.parity(model, served, rows) <= fast.TOLERANCE
+    assert np.allclose(served.output(rows[:1]), model.output(rows[:1]), atol=fast.TOLERANCE)
+    raw = dict(model.spec)
+    raw.pop("calibration")
+    assert not np.allclose(training.TrainedModel(model.estimator, raw, "x").output(rows), model.output(rows))
+
+
+def test_multiclass_temperature_scaling_fits_an_overconfident_model() -> None:
+    from minimlops.ml import calibration
+
+    rng = np.random.default_rng(2)
+    y = rng.integers(0, 3, 3000)
+    logits = rng.normal(size=(3000, 3))
+    logits[np.arange(3000), y] += 1.0
+    honest = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    sharp = np.exp(3 * logits) / np.exp(3 * logits).sum(axis=1, keepdims=True)  # overconfident
+    found = calibration.decide("multiclass", sharp[:2000], y[:2000], y[2000:], sharp[2000:])
+    assert found["kept"] and 2.0 < found["params"]["t"] < 4.0
+    assert not calibration.decide("multiclass", honest[:2000], y[:2000], y[2000:], honest[2000:])["kept"]

@@ -318,7 +318,8 @@ def evaluate(ds: DataSet, *, seed: int = 0, budget_s: float | None = None) -> di
     return {"data_set": ds.name, "note": ds.note, "task": project.task, "metric": metric,
             "direction": direction, "rows": {k_: t.num_rows for k_, t in parts.items()},
             "methods": rows, "best_peer": best["method"], "gap": gap, "gap_95": [low, high],
-            "goal_met": met, "selection": result["selection"]}  # fmt: skip
+            "goal_met": met, "selection": result["selection"],
+            "calibration": result["calibration"]}  # fmt: skip
 
 
 def _gap_interval(project: Project, y: np.ndarray, ours: np.ndarray, peer: np.ndarray,
@@ -362,6 +363,9 @@ def markdown(report: dict[str, Any]) -> str:
             name = f"**{r['method']}**" if r["ours"] else r["method"]
             ratio = f"{r['ratio']:.3f}" if r["ratio"] is not None else ""
             lines.append(f"| {name} | " + " | ".join(cells) + f" | {ratio} | {r['seconds']:.1f} |")
+        cal = d.get("calibration") or {}
+        if cal.get("reason"):
+            lines += ["", f"Calibration {'kept' if cal.get('kept') else 'not kept'}: {cal['reason']}."]
         lines.append("")
     return "\n".join(lines)
 

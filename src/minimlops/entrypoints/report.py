@@ -113,6 +113,9 @@ def print_version(console: Console, v: dict[str, Any]) -> None:
     paired = d.get("paired")
     if paired:
         console.print(f"paired test ({paired.get('test', 'mcnemar')}): p = {paired['p_value']:.3g}")
+    cal = v.get("calibration") or {}
+    if cal.get("reason"):
+        console.print(f"calibration: {'kept' if cal.get('kept') else 'not kept'} — {cal['reason']}")
     console.print(f"decision: {'promoted' if d.get('promote') else 'kept the champion'} — "
                   f"{d.get('reason', '')}")  # fmt: skip
     sel = v.get("selection") or {}

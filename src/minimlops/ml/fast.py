@@ -70,6 +70,22 @@ def expand(spec: Mapping[str, Any], proba: np.ndarray) -> np.ndarray:
     return proba[:, 1] if spec["task"] == "binary" else proba
 
 
+def calibrate(calibration: Mapping[str, Any] | None, out: np.ndarray) -> np.ndarray:
+    """Probabilities through the version's calibration, if it kept one:
+    binary, Platt scaling of the log-odds (``a * logit(p) + b``); multiclass,
+    temperature scaling (``softmax(log(p) / t)``). The same in both forms."""
+    if not calibration:
+        return out
+    if calibration["method"] == "platt":
+        p = np.clip(out, 1e-12, 1 - 1e-12)
+        z = calibration["a"] * np.log(p / (1 - p)) + calibration["b"]
+        return 1.0 / (1.0 + np.exp(-z))
+    logits = np.log(np.clip(out, 1e-12, 1.0)) / calibration["t"]
+    logits -= logits.max(axis=1, keepdims=True)
+    e = np.exp(logits)
+    return e / e.sum(axis=1, keepdims=True)
+
+
 class OnnxModel:
     """Predicts like the TrainedModel it was converted from, ~500x faster on one row."""
 
@@ -94,6 +110,7 @@ class OnnxModel:
         fitted = self.spec.get("fitted_classes")
         # binary with both classes fitted (always, in practice): the positive column as is
         self._positive_only = self.task == "binary" and list(fitted or [0, 1]) == [0, 1]
+        self._calibration = self.spec.get("calibration")
 
     def output(self, rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
         """As :meth:`TrainedModel.output`: the positive class's probability,
@@ -103,11 +120,10 @@ class OnnxModel:
         else:
             X = self.features.matrix(rows).astype(self.dtype, copy=False)
         out = np.asarray(self.session.run(self.outputs, {self.input: X})[0], dtype=np.float64)
-        if self._positive_only:
-            return out[:, 1]
         if self.task == "regression":
             return out.reshape(-1)
-        return expand(self.spec, out)
+        out = out[:, 1] if self._positive_only else expand(self.spec, out)
+        return calibrate(self._calibration, out) if self._calibration else out
 
     predict_proba = output
 

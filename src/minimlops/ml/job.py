@@ -15,7 +15,7 @@ import pyarrow as pa
 
 from minimlops.domain.policy import mcnemar
 from minimlops.domain.project import Project
-from minimlops.ml import artifacts, fast
+from minimlops.ml import artifacts, calibration, fast
 
 if TYPE_CHECKING:
     from minimlops.ml import training
@@ -58,7 +58,8 @@ def fit_and_score(
         ``validation`` (on VALIDATION), ``baseline`` (the task's, on
         VALIDATION), ``extra_baselines`` (the example's own), ``champion_metrics``
         and ``paired`` (None without a champion), ``rows_scored``,
-        ``evaluation`` (the numbers of the version's evaluation page, on VALIDATION).
+        ``evaluation`` (the numbers of the version's evaluation page, on VALIDATION),
+        ``calibration`` (whether a calibrator was kept, and why).
     """
     from minimlops.ml import training  # scikit-learn: only where training runs
     from minimlops.projects import derived_functions
@@ -73,6 +74,12 @@ def fit_and_score(
     target, classes, task = project.target, project.classes, project.task
     k = len(classes or ())
     valid_y, valid_out = training.scores(model, _chunks(valid)(), target, classes)
+    sel = model.selection
+    calibrated = calibration.decide(task, sel.oof if sel else None, sel.oof_y if sel else None,
+                                    valid_y, valid_out)  # fmt: skip
+    if calibrated.get("kept"):  # part of the spec: both forms, and every score below, apply it
+        model.spec["calibration"] = calibrated["params"]
+        valid_out = fast.calibrate(calibrated["params"], valid_out)
     feedback_y, feedback_out = training.scores(model, _chunks(labelled)(), target, classes)
     y, out = np.concatenate([valid_y, feedback_y]), np.concatenate([valid_out, feedback_out])
     onnx, serving = _fast_form(model, _chunks(valid if valid.num_rows else train.slice(0, 1000)))
@@ -89,6 +96,7 @@ def fit_and_score(
         "baseline": training.baseline(task, train_y, valid_y, k),
         "extra_baselines": _extra_baselines(project, valid),
         "champion_metrics": None, "paired": None, "evaluation": evaluated,
+        "calibration": calibrated,
     }  # fmt: skip
     if champion is not None and champion_sha256 is not None:
         previous = artifacts.from_bytes(champion, champion_sha256, derive)

@@ -46,6 +46,8 @@ class Selection:
     class_weight: dict[str, Any] = field(default_factory=dict)  # the imbalance decision
     folds: int = 0
     rows: int = 0  # rows cross-validated (a sample on big data sets)
+    oof: np.ndarray | None = field(default=None, repr=False)  # the chosen one's out-of-fold outputs
+    oof_y: np.ndarray | None = field(default=None, repr=False)  # and their labels
 
 
 def _folds(task: str, y: np.ndarray, folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -145,6 +147,7 @@ def select(X: np.ndarray, y: np.ndarray, *, task: str, n_classes: int, metric: s
     best: tuple[float, int] | None = None
     rounds_of: dict[str, int] = {}
     took: dict[str, float] = {}  # seconds the last scored candidate of each family took
+    outputs: dict[str, np.ndarray] = {}
     for i, cand in enumerate(pool):
         entry: dict[str, Any] = {"name": cand.name, "family": cand.family,
                                  "settings": cand.describe()}  # fmt: skip
@@ -173,6 +176,7 @@ def select(X: np.ndarray, y: np.ndarray, *, task: str, n_classes: int, metric: s
             logger.warning("train_model: %s failed in cross-validation: %s", cand.name, exc)
             entry["status"] = f"failed: {type(exc).__name__}: {exc}"[:300]
             continue
+        outputs[cand.name] = oof
         scores = metrics(task, ys, oof, n_classes)
         scores.pop("rows", None)
         took[cand.family] = time.monotonic() - t0
@@ -193,7 +197,7 @@ def select(X: np.ndarray, y: np.ndarray, *, task: str, n_classes: int, metric: s
     if weights:
         weights["chosen_weighted"] = chosen.name.endswith("_balanced")
     return Selection(chosen, rounds_of.get(chosen.name), metric, direction, board, weights,
-                     folds=len(splits), rows=len(ys))
+                     folds=len(splits), rows=len(ys), oof=outputs[chosen.name], oof_y=ys)
 
 
 def fit_chosen(selection: Selection, task: str, X: np.ndarray, y: np.ndarray, seed: int) -> Any:

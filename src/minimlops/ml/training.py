@@ -26,7 +26,7 @@ from sklearn.metrics import (
 
 from minimlops.domain.project import Project
 from minimlops.ml import features, selection
-from minimlops.ml.fast import expand
+from minimlops.ml.fast import calibrate, expand
 
 Progress = Callable[[str, int, int], None]
 Rows = Sequence[Mapping[str, Any]]
@@ -58,7 +58,8 @@ class TrainedModel:
         X = self.features.matrix(rows)
         if self.task == "regression":
             return np.asarray(self.estimator.predict(X), dtype=np.float64)
-        return expand(self.spec, np.asarray(self.estimator.predict_proba(X), dtype=np.float64))
+        out = expand(self.spec, np.asarray(self.estimator.predict_proba(X), dtype=np.float64))
+        return calibrate(self.spec.get("calibration"), out)
 
     predict_proba = output  # the binary name, kept for callers that read probabilities
 

@@ -65,6 +65,7 @@ def model_view(registry: ModelRegistry, version: str,
             "live": {k: live_row.get(k) for k in ("served", "labelled", "live_accuracy",
                                                   "interval_95", "live_mae", "live_rmse",
                                                   "mae_interval_95")},
+            "calibration": meta.get("calibration") or {},
             "libraries": meta.get("libraries"), "report": registry.evaluation(version)}  # fmt: skip
 
 

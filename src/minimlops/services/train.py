@@ -91,7 +91,7 @@ def train_model(event: IngestionComplete | RetrainRequested, *, deps: Deps) -> l
                     "evaluation_rows": {"validation": parts["VALIDATION"].num_rows,
                                         "feedback": labelled.num_rows},
                     f"cv_{result['cv_metric']}": result["cv_scores"]},
-        "selection": result["selection"],
+        "selection": result["selection"], "calibration": result["calibration"],
         "baseline": {"task": result["baseline"], **result["extra_baselines"]},
         "project": {"name": project.name, "task": project.task, "target": project.target,
                     "key": project.key, "classes": list(project.classes or []) or None,

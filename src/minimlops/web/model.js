@@ -229,7 +229,9 @@ async function start() {
     const d = v.decision || {};
     const decision = document.getElementById("decision");
     decision.append(el("strong", d.promote ? "Promoted. " : "Kept the champion. "), document.createTextNode(d.reason || ""));
-    document.getElementById("paired").textContent = pairedWords(d.paired);
+    const cal = v.calibration || {};
+    document.getElementById("paired").textContent = pairedWords(d.paired) +
+      (cal.reason ? ` · calibration ${cal.kept ? "kept" : "not kept"}: ${cal.reason}` : "");
     renderMetrics(v);
     const r = v.report;
     if (!r) {
