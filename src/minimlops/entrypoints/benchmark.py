@@ -196,7 +196,8 @@ def train_ours(csv: Path, work: Path) -> dict[str, Any]:
     meta = registry_of(app.deps).versions()[-1]
     app.close()
     return {"seconds": seconds, "rss_mb": _rss_mb(), "algorithm": meta["algorithm"],
-            "folds": app.deps.cv_folds, "fit_rows": meta["training"]["fit_rows"]}
+            "folds": (meta.get("selection") or {}).get("folds") or app.deps.cv_folds,
+            "fit_rows": meta["training"]["fit_rows"]}
 
 
 def ingest_pandas(csv: Path, work: Path) -> dict[str, float]:
