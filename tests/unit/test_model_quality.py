@@ -266,3 +266,26 @@ def test_multiclass_temperature_scaling_fits_an_overconfident_model() -> None:
     found = calibration.decide("multiclass", sharp[:2000], y[:2000], y[2000:], sharp[2000:])
     assert found["kept"] and 2.0 < found["params"]["t"] < 4.0
     assert not calibration.decide("multiclass", honest[:2000], y[:2000], y[2000:], honest[2000:])["kept"]
+
+
+@pytest.mark.parametrize("task", ["binary", "multiclass", "regression"])
+def test_the_quick_metrics_equal_scikit_learns(task) -> None:
+    """The bootstrap and permutation importance use numpy metrics: they must
+    give the numbers the version reports (``training.metrics``)."""
+    rng = np.random.default_rng(3)
+    if task == "regression":
+        y = rng.normal(size=500) * 5
+        out = y + rng.normal(size=500)
+    elif task == "binary":
+        y = rng.integers(0, 2, 500)
+        out = np.clip(0.3 * y + rng.random(500) * 0.7, 0.001, 0.999)
+    else:
+        y = rng.integers(0, 3, 500)
+        out = rng.dirichlet(np.ones(3), 500)
+        out[np.arange(500), y] += 0.5
+        out /= out.sum(axis=1, keepdims=True)
+    quick = evaluation.quick_metrics(task, y, out, 3)
+    full = training.metrics(task, y, out, 3)
+    assert set(quick) <= set(full) and len(quick) >= 3
+    for name, value in quick.items():
+        assert value == pytest.approx(full[name], rel=1e-9, abs=1e-12), name

@@ -212,16 +212,6 @@ def _labels(project: Project, table: pa.Table) -> np.ndarray:
     return labels(project, table.column(project.target).to_pylist())
 
 
-def _as_output(project: Project, est: Any, X: Any) -> np.ndarray:
-    if project.task == "regression":
-        return np.asarray(est.predict(X), dtype=np.float64)
-    proba = np.asarray(est.predict_proba(X), dtype=np.float64)
-    k = len(project.classes or ())
-    full = np.zeros((len(proba), k))
-    full[:, np.asarray(est.classes_, dtype=np.int64)] = proba
-    return full[:, 1] if project.task == "binary" else full
-
-
 def peer_methods(project: Project) -> dict[str, Callable[[Any, np.ndarray], Any]]:
     """name -> fit(X, y) returning an estimator with predict/predict_proba."""
     import lightgbm as lgb
@@ -267,6 +257,7 @@ def evaluate(ds: DataSet, *, seed: int = 0, budget_s: float | None = None) -> di
     """minimlops and the peers on one data set, scored on TEST."""
     from minimlops.ml import artifacts
     from minimlops.ml.job import fit_and_score
+    from minimlops.ml.selection import output_of
     from minimlops.ml.training import metrics
     from minimlops.projects import derived_functions
 
@@ -295,7 +286,7 @@ def evaluate(ds: DataSet, *, seed: int = 0, budget_s: float | None = None) -> di
             warnings.simplefilter("ignore")
             est = fit(X_train, y_train)
             seconds = time.perf_counter() - started
-            out = _as_output(project, est, X_test)
+            out = output_of(project.task, est, X_test, k)
         outputs.append(out)
         rows.append({"method": name, "ours": False, "seconds": seconds,
                      "test": metrics(project.task, y_test, out, k)})  # fmt: skip
@@ -372,14 +363,13 @@ def markdown(report: dict[str, Any]) -> str:
 
 def run(out_dir: Path, *, example: Path | None, smoke: bool = False) -> dict[str, Any]:
     """Every data set; writes quality.json and quality.md into out_dir."""
+    import os
     import platform
     import tempfile
 
     with tempfile.TemporaryDirectory(prefix="minimlops-quality-") as tmp:
         found = [evaluate(ds, budget_s=10 if smoke else None)
                  for ds in data_sets(example, Path(tmp), smoke)]  # fmt: skip
-    import os
-
     machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     report = {"machine": machine, "smoke": smoke, "data_sets": found}
     out_dir.mkdir(parents=True, exist_ok=True)

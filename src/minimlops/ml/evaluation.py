@@ -145,8 +145,6 @@ def quick_metrics(task: str, y: np.ndarray, out: np.ndarray, n_classes: int = 2)
 def intervals(task: str, y: np.ndarray, out: np.ndarray, n_classes: int,
               seed: int) -> dict[str, list[float]]:  # fmt: skip
     """95 % bootstrap intervals of the task's metrics on these rows."""
-    metrics = quick_metrics
-
     if len(y) < 10:
         return {}
     rng = np.random.default_rng(seed)
@@ -155,7 +153,7 @@ def intervals(task: str, y: np.ndarray, out: np.ndarray, n_classes: int,
         at = rng.integers(0, len(y), len(y))
         if task != "regression" and len(np.unique(y[at])) < 2:
             continue
-        for name, value in metrics(task, y[at], out[at], n_classes).items():
+        for name, value in quick_metrics(task, y[at], out[at], n_classes).items():
             if name != "rows" and np.isfinite(value):
                 draws.setdefault(name, []).append(value)
     return {name: [_r(np.percentile(v, 2.5)), _r(np.percentile(v, 97.5))]

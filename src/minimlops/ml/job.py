@@ -124,11 +124,8 @@ def _evaluation(served: Any, project: Project, valid: pa.Table, y: np.ndarray, o
     rows = valid.to_pylist()
     labels = training.labels(project, [r[project.target] for r in rows])
 
-    def score(o: np.ndarray) -> float:
-        quick = evaluation.quick_metrics(project.task, labels, o, k)
-        if metric in quick:
-            return quick[metric]
-        return training.metrics(project.task, labels, o, k).get(metric, float("nan"))
+    def score(o: np.ndarray) -> float:  # every primary metric is among the quick ones
+        return evaluation.quick_metrics(project.task, labels, o, k).get(metric, float("nan"))
 
     columns = [c for c in project.input_columns if c != project.key]
     result["importance"] = {"metric": metric, "direction": direction, "rows": len(rows),

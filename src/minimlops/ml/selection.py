@@ -79,7 +79,7 @@ def _held_out(task: str, y: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarr
     return np.sort(fit), np.sort(stop)
 
 
-def _output(task: str, estimator: Any, X: np.ndarray, n_classes: int) -> np.ndarray:
+def output_of(task: str, estimator: Any, X: Any, n_classes: int) -> np.ndarray:
     """The task's output (as ``TrainedModel.output``): the positive class's
     probability, every project class's probability, or the value."""
     if task == "regression":
@@ -169,7 +169,7 @@ def select(X: np.ndarray, y: np.ndarray, *, task: str, n_classes: int, metric: s
         try:
             for k, (train_at, test_at) in enumerate(splits):
                 est, rounds = _fit(cand, task, Xs[train_at], ys[train_at], seed + k)
-                oof[test_at] = _output(task, est, Xs[test_at], n_classes)
+                oof[test_at] = output_of(task, est, Xs[test_at], n_classes)
                 if rounds is not None:
                     counts.append(rounds)
         except Exception as exc:  # a candidate that cannot fit these rows is reported, not fatal

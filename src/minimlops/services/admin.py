@@ -21,30 +21,30 @@ def list_models(registry: ModelRegistry, live: dict[str, dict[str, Any]] | None 
     Args:
         live: live accuracy per version (monitor.live_accuracy), when known.
     """
-    live = live or {}
     pointer, _ = registry.champion()
-    champion = pointer["version"] if pointer else None
-    versions = []
-    for meta in registry.versions():
-        v = meta["version"]
-        versions.append({
-            "version": v, "champion": v == champion, "algorithm": meta["algorithm"],
-            "created_at": meta["created_at"], "trigger": meta.get("trigger"),
-            "metrics": meta["metrics"]["validation"], "baseline": meta.get("baseline"),
-            "decision": meta.get("decision"), "training_rows": meta["training"]["rows"],
-            "fit_rows": meta["training"].get("fit_rows", meta["training"].get("train_rows")),
-            "sha256": meta["sha256"], "evaluation": meta["metrics"].get("evaluation"),
-            "project": meta.get("project"), "champion_compared": meta.get("champion_compared"),
-            "serving": {k: x for k, x in (meta.get("serving") or {}).items() if k != "spec"},
-            "live_accuracy": (live.get(v) or {}).get("live_accuracy"),
-            "live_mae": (live.get(v) or {}).get("live_mae"),
-            "live_rmse": (live.get(v) or {}).get("live_rmse"),
-            "labelled": (live.get(v) or {}).get("labelled", 0),
-            "served": (live.get(v) or {}).get("served", 0),
-            "champion_periods": [h for h in (pointer or {}).get("history", [])
-                                 if h["version"] == v],
-        })  # fmt: skip
-    return {"model": registry.name, "champion": champion, "versions": versions}
+    versions = [_version_entry(meta, pointer, live or {}) for meta in registry.versions()]
+    return {"model": registry.name, "champion": pointer["version"] if pointer else None,
+            "versions": versions}  # fmt: skip
+
+
+def _version_entry(meta: dict[str, Any], pointer: dict[str, Any] | None,
+                   live: dict[str, dict[str, Any]]) -> dict[str, Any]:  # fmt: skip
+    v, seen = meta["version"], live.get(meta["version"]) or {}
+    return {
+        "version": v, "champion": bool(pointer and pointer["version"] == v),
+        "algorithm": meta["algorithm"],
+        "created_at": meta["created_at"], "trigger": meta.get("trigger"),
+        "metrics": meta["metrics"]["validation"], "baseline": meta.get("baseline"),
+        "decision": meta.get("decision"), "training_rows": meta["training"]["rows"],
+        "fit_rows": meta["training"].get("fit_rows", meta["training"].get("train_rows")),
+        "sha256": meta["sha256"], "evaluation": meta["metrics"].get("evaluation"),
+        "project": meta.get("project"), "champion_compared": meta.get("champion_compared"),
+        "serving": {k: x for k, x in (meta.get("serving") or {}).items() if k != "spec"},
+        "live_accuracy": seen.get("live_accuracy"), "live_mae": seen.get("live_mae"),
+        "live_rmse": seen.get("live_rmse"), "labelled": seen.get("labelled", 0),
+        "served": seen.get("served", 0),
+        "champion_periods": [h for h in (pointer or {}).get("history", []) if h["version"] == v],
+    }  # fmt: skip
 
 
 def model_view(registry: ModelRegistry, version: str,
@@ -58,7 +58,7 @@ def model_view(registry: ModelRegistry, version: str,
         ModelNotFoundError: no such version.
     """
     meta = registry.metadata(version)  # raises for an unknown version
-    listed = next(v for v in list_models(registry, live)["versions"] if v["version"] == version)
+    listed = _version_entry(meta, registry.champion()[0], live or {})
     live_row = (live or {}).get(version) or {}
     return {**listed, "selection": meta.get("selection") or {}, "training": meta.get("training"),
             "evaluation_rows": meta["metrics"].get("evaluation_rows"),
