@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from minimlops.config import Settings
 from tests.e2e.harness import MODEL_FIELDS_ONLY, Server, env_for, free_port, wait_until
 from tests.e2e.test_local_flow import need_example_data
 
@@ -23,7 +24,11 @@ from tests.e2e.test_local_flow import need_example_data
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     need_example_data()
-    srv = Server(tmp_path_factory.mktemp("processes") / "home", MINIMLOPS_SERVING_PROCESSES="2")
+    # the promotion test retrains on the same rows and expects the same model: the
+    # default budget, so a loaded machine cannot cut selection short
+    default = Settings.model_fields["training_budget"].default
+    srv = Server(tmp_path_factory.mktemp("processes") / "home", MINIMLOPS_SERVING_PROCESSES="2",
+                 MINIMLOPS_TRAINING_BUDGET=str(default))
     srv.wait_healthy()
     srv.wait_for(lambda: srv.http.get("/healthz").json()["serving_processes"] == 2,
                  what="the second serving process")
