@@ -13,6 +13,7 @@ from pathlib import Path
 
 import mlflow.sklearn
 import pandas as pd
+from lightgbm import LGBMClassifier
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.impute import SimpleImputer
@@ -22,10 +23,27 @@ from sklearn.preprocessing import OneHotEncoder
 
 NUMBERS = ["Pclass", "Age", "SibSp", "Parch", "Fare"]
 CATEGORIES = ["Sex", "Embarked"]
-ESTIMATORS = {
-    "logistic_regression": lambda: LogisticRegression(max_iter=1000),
-    "random_forest": lambda: RandomForestClassifier(n_estimators=100, random_state=0),
+# The champion's family (its algorithm name starts with it) -> the estimator,
+# with the library's defaults, and the types MLflow's skops format must be told
+# to trust for it: numpy.dtype for any pipeline, plus the family's own.
+FAMILIES = {
+    "logistic_regression": (lambda: LogisticRegression(max_iter=1000), []),
+    "random_forest": (lambda: RandomForestClassifier(n_estimators=100, random_state=0),
+                      ["sklearn.tree._tree.Tree"]),
+    "lightgbm": (lambda: LGBMClassifier(random_state=0, verbose=-1),
+                 ["collections.OrderedDict", "lightgbm.basic.Booster",
+                  "lightgbm.sklearn.LGBMClassifier"]),
 }
+
+
+def family(algorithm: str) -> str:
+    """The longest family name the algorithm starts with (random_forest_deep ->
+    random_forest); an unknown one is an error, not a silent substitute."""
+    known = [f for f in FAMILIES if algorithm.startswith(f)]
+    if not known:
+        raise SystemExit(f"peer_model.py: no peer for algorithm {algorithm!r}; "
+                         f"known families: {sorted(FAMILIES)}")
+    return max(known, key=len)
 
 
 def main(csv: str, algorithm: str, out: str) -> None:
@@ -35,13 +53,14 @@ def main(csv: str, algorithm: str, out: str) -> None:
         ("categories", make_pipeline(SimpleImputer(strategy="most_frequent"),
                                      OneHotEncoder(handle_unknown="ignore")), CATEGORIES),
     ])
-    estimator = ESTIMATORS.get(algorithm, ESTIMATORS["random_forest"])()
+    make, trusted = FAMILIES[family(algorithm)]
+    estimator = make()
     model = Pipeline([("features", features), ("model", estimator)])
     model.fit(data[NUMBERS + CATEGORIES], data["Survived"])
     out_dir = Path(out)
-    # MLflow 3 saves scikit-learn models with skops by default; numpy.dtype is
-    # the one type it asks to be trusted for this pipeline.
-    mlflow.sklearn.save_model(model, out_dir / "mlflow-model", skops_trusted_types=["numpy.dtype"])
+    # MLflow 3 saves scikit-learn models with skops by default
+    mlflow.sklearn.save_model(model, out_dir / "mlflow-model",
+                              skops_trusted_types=["numpy.dtype", *trusted])
     (out_dir / "model.pkl").write_bytes(pickle.dumps(model))
 
 

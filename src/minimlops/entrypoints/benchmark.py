@@ -73,7 +73,8 @@ def peers(plan: Plan, work: Path, results: Results) -> None:
         finally:
             proc.terminate()
             proc.wait()
-        model = f"model: scikit-learn pipeline ({results.algorithm}); nothing logged"
+        model = (f"model: scikit-learn pipeline, {results.algorithm}'s family with its library's "
+                 "defaults; nothing logged")
         results.add("peers", f"{name}, 1 passenger, 32 connections", busy["rps"], "req/s",
                     note=model + f"; minimlops is {results.ours['rps'] / busy['rps']:,.0f}× this")  # fmt: skip
         results.add("peers", f"{name}, 1 connection, p50", lone.get("p50_ms", 0), "ms",
