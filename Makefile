@@ -17,7 +17,7 @@ run: $(STAMP) ## the whole pipeline on 127.0.0.1:8080
 	$(BIN)/minimlops up
 
 test: $(STAMP) lint ## the default test tier (a few minutes)
-	$(BIN)/python -m pytest -m "not slow and not gcp"
+	$(BIN)/python -m pytest -m "not slow and not gcp" --durations=15
 
 test-gcp: $(STAMP) ## the Google Cloud path on emulators (builds, starts and stops them)
 	scripts/emulators/run.sh $(BIN)/python -m pytest -m gcp

@@ -189,5 +189,7 @@ def write_project_csv(project: Any, path: Path, rows: int, *, seed: int = 0,
             cols[c.name][row] = ("" if c.required and not c.allowed and c.type == "string"
                                  else "not-a-value" if c.type != "string" else "__unknown__")
         table = pa.table({n: pa.array(v, pa.string()) for n, v in cols.items()})
+    if project.key_column.generated:  # written by ingestion, as for the user's own files
+        table = table.drop_columns([project.key])
     pacsv.write_csv(table, path, pacsv.WriteOptions(quoting_style="needed"))
     return k

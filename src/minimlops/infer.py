@@ -94,13 +94,23 @@ def profile(path: Path) -> tuple[list[Profile], int]:
         parse_options=pacsv.ParseOptions(newlines_in_values=True),
         convert_options=pacsv.ConvertOptions(column_types={n: pa.string() for n in names},
                                              null_values=[""], strings_can_be_null=True))
-    profiles = [Profile(n) for n in names]
+    profiles = [Profile(n.strip()) for n in names]  # as ingestion reads the header
     rows = 0
     for batch in reader:
         rows += batch.num_rows
         for p, column in zip(profiles, batch.columns, strict=True):
             _count(p, pc.utf8_trim_whitespace(column))
+    for p in profiles:
+        if p.type == "integer":  # "3.0" and "+3" are the whole number 3, as ingestion reads them
+            whole: Counter[str] = Counter()
+            for value, n in p.distinct.items():
+                whole[str(_whole(value))] += n
+            p.distinct = whole
     return profiles, rows
+
+
+def _whole(value: str) -> int:
+    return int(value.split(".", 1)[0])
 
 
 def _count(p: Profile, text: pa.Array) -> None:
@@ -183,8 +193,9 @@ def draft(path: Path, target: str, *, key: str | None = None,
     task, classes, positive = _pick_task(t, task, decisions, checks)
     columns = []
     if key_added:
-        columns.append({"name": key_name, "type": "integer", "required": True, "min": 1,
-                        "max": 2147483647, "description": "row number (added by init)"})
+        columns.append({"name": key_name, "type": "string", "required": True, "kind": "text",
+                        "generated": True, "description": "generated at ingestion for files "
+                        "without it: <file hash>-<row number>"})  # fmt: skip
     for p in profiles:
         columns.append(_column(p, p.name == key_name, p.name == target, task, classes,
                                decisions, checks))  # fmt: skip
@@ -231,10 +242,11 @@ def _pick_key(by: dict[str, Profile], target: str, key: str | None,
                           "if another column identifies a row")  # fmt: skip
         return p.name, False
     name = next(n for n in ("row_id", "row_number", "minimlops_row") if n not in by)
-    decisions.append(f"key: none of the columns is unique and never empty; init writes a copy "
-                     f"of the file with a {name} column (1, 2, ...)")  # fmt: skip
-    checks.append(f"key {name}: land the copy init wrote, and give later files a {name} too "
-                  "(a row with a known key replaces that row)")  # fmt: skip
+    decisions.append(f"key: none of the columns is unique and never empty; {name} is "
+                     "generated at ingestion (<file hash>-<row number>): land your files as "
+                     "they are")  # fmt: skip
+    checks.append(f"key {name}: every landed row is a new row; if a column does identify a row, "
+                  "pass --key (then a later row with a known key replaces that row)")  # fmt: skip
     return name, True
 
 
@@ -349,23 +361,3 @@ def _column(p: Profile, is_key: bool, is_target: bool, task: str, classes: list[
         say += ", the target"
     decisions.append(say)
     return col
-
-
-def write_with_key(source: Path, target: Path, name: str) -> int:
-    """A copy of a CSV file with a row-number key column in front."""
-    names = pacsv.open_csv(source).schema.names
-    reader = pacsv.open_csv(
-        source, parse_options=pacsv.ParseOptions(newlines_in_values=True),
-        convert_options=pacsv.ConvertOptions(column_types={n: pa.string() for n in names}))
-    first, writer = 1, None
-    for batch in reader:
-        table = pa.Table.from_batches([batch])
-        table = table.add_column(0, name, pa.array(range(first, first + batch.num_rows),
-                                                   pa.int64()))  # fmt: skip
-        first += batch.num_rows
-        if writer is None:
-            writer = pacsv.CSVWriter(str(target), table.schema)
-        writer.write_table(table)
-    if writer is not None:
-        writer.close()
-    return first - 1

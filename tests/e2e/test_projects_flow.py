@@ -69,12 +69,17 @@ def test_an_example_project_serves_learns_from_feedback_and_retrains(tmp_path: P
 
 
 def test_from_a_csv_to_a_served_model_with_init(tmp_path: Path) -> None:
-    """The README's worked example: init, review, up, ingest, predict."""
+    """The README's worked example, on an export with no id column (init
+    generates the key): init, up, ingest, predict, a second file, feedback."""
     p = shapes.load("churn")
+    full, more = tmp_path / "full.csv", tmp_path / "more.csv"
+    write_project_csv(p, full, 1500, seed=1)
+    write_project_csv(p, more, 500, seed=2, start_id=5000)
     data = tmp_path / "customers.csv"
-    write_project_csv(p, data, 1500, seed=1)
+    pacsv.write_csv(pacsv.read_csv(full).drop_columns([p.key]), data)
+    pacsv.write_csv(pacsv.read_csv(more).drop_columns([p.key]), more)
     out = cli(tmp_path, "init", str(data), "--target", "churned", "-o", str(tmp_path / "proj"))
-    assert "key: customer_id" in out.stdout and "task: binary" in out.stdout
+    assert "key: none of the columns is unique" in out.stdout and "task: binary" in out.stdout
     assert "positive class: 'Yes'" in out.stdout
     home = tmp_path / "home"
     srv = Server(home, MINIMLOPS_PROJECT=str(tmp_path / "proj"))
@@ -90,6 +95,16 @@ def test_from_a_csv_to_a_served_model_with_init(tmp_path: Path) -> None:
         # the CLI uses the home's project without being told
         predicted = cli(home, "predict", __import__("json").dumps(row))
         assert '"prediction"' in predicted.stdout
+        # a second export, landed as it is: its rows are new rows
+        cli(home, "ingest", str(more))
+        srv.wait_for(lambda: len(srv.http.get("/models").json()["versions"]) >= 2, 120,
+                     "a second version")  # fmt: skip
+        counted = srv.http.post("/query", json={"sql": "SELECT count(*) AS n, count(DISTINCT "
+                                                       "row_id) AS k FROM training_data"},
+                                headers=srv.admin()).json()["rows"]  # fmt: skip
+        assert counted == [{"n": 2000, "k": 2000}]
+        fb = srv.http.post("/feedback", json={"uuid": answer["uuid"], "churned": "No"})
+        assert fb.status_code == 200 and fb.json()["accepted"] == 1, fb.text
     finally:
         srv.stop()
 

@@ -118,24 +118,26 @@ def test_wrong_types_are_reported_by_row_and_column(fake_deps: Deps) -> None:
 
 
 def test_numbers_are_read_the_same_whichever_way_they_are_written(fake_deps: Deps) -> None:
-    """Signs, padding, exponents and leading zeros load; NaN, infinity and
-    19-digit ids are bad rows named in the report (a file of clean numbers
+    """Signs, padding, exponents, leading zeros and whole numbers written
+    "3.0" load; NaN, infinity, 19-digit ids and 2.5 for an integer are bad rows
+    named in the report (a file of clean numbers
     takes a faster path than one with padding: both must agree)."""
     lines = ['+1,0,+3,"A, Mr. B",male,2.2e1,007,0,T,+7.25,,S',
              '2,1,1,"C, Mrs. D",female, 38 ,1,0,T,.5,,C',
-             '3,1,3,"E, Miss. F",female,26.,0,0,T,7.,,S']
+             '3.0,1,3.,"E, Miss. F",female,26.,0.00,0,T,7.,,S']  # pandas' whole floats
     (event,) = land(fake_deps, "n.csv", csv_bytes(*lines))
     rows = fake_deps.warehouse.tables["training_data"]
     assert event.rows_loaded == 3
     assert [(r["PassengerId"], r["Pclass"], r["Age"], r["SibSp"], r["Fare"]) for r in rows] == [
         (1, 3, 22.0, 7, 7.25), (2, 1, 38.0, 1, 0.5), (3, 3, 26.0, 0, 7.0)]
     bad = ['4,0,3,"G, Mr. H",male,nan,0,0,T,7,,S', '5,0,3,"I, Mr. J",male,30,0,0,T,inf,,S',
-           '1234567890123456789,0,3,"K, Mr. L",male,30,0,0,T,7,,S']
+           '1234567890123456789,0,3,"K, Mr. L",male,30,0,0,T,7,,S',
+           '6,0,2.5,"M, Mr. N",male,30,0,0,T,7,,S']
     assert land(fake_deps, "bad-n.csv", csv_bytes(*bad)) == []
     report = report_of(fake_deps, "bad-n.csv")
     assert {(e["row"], e["column"]) for e in report["errors"]} == {
-        (1, "Age"), (2, "Fare"), (3, "PassengerId")}
-    assert report["bad_rows"] == 3
+        (1, "Age"), (2, "Fare"), (3, "PassengerId"), (4, "Pclass")}
+    assert report["bad_rows"] == 4
 
 
 def test_max_bad_rows_loads_the_good_rows_and_reports_the_rest(fake_deps: Deps) -> None:

@@ -58,6 +58,9 @@ class ColumnSpec:
     min: float | None = None
     max: float | None = None
     max_length: int | None = None
+    # the key only: a file without this column gets one per row at ingestion,
+    # "<the file's SHA-256, 16 hex>-<data row number>" (every landed row is new)
+    generated: bool = False
 
     @property
     def bq_type(self) -> str:
@@ -137,7 +140,8 @@ class Project:
             data.pop(derived_only)
         data["example"] = dict(data.pop("extras"))
         data["columns"] = [{k: list(v) if isinstance(v, tuple) else v for k, v in c.items()
-                            if v is not None} for c in data["columns"]]  # fmt: skip
+                            if v is not None and (k != "generated" or v)}
+                           for c in data["columns"]]  # fmt: skip
         data["derived"] = [{**d, "inputs": list(d["inputs"])} for d in data["derived"]]
         data["features"] = list(data["features"])
         if self.task != "binary":
@@ -164,7 +168,7 @@ def _column(raw: Any, i: int) -> ColumnSpec:
     if not isinstance(raw, Mapping):
         raise _fail(where, "must be a table with name and type")
     unknown = set(raw) - {"name", "type", "required", "description", "kind", "allowed",
-                          "min", "max", "max_length"}  # fmt: skip
+                          "min", "max", "max_length", "generated"}  # fmt: skip
     if unknown:
         raise _fail(where, f"unknown fields {sorted(unknown)}")
     name = raw.get("name")
@@ -206,8 +210,11 @@ def _column(raw: Any, i: int) -> ColumnSpec:
     required = raw.get("required", False)
     if not isinstance(required, bool):
         raise _fail(f"{where}.required", "must be true or false")
+    generated = raw.get("generated", False)
+    if not isinstance(generated, bool):
+        raise _fail(f"{where}.generated", "must be true or false")
     return ColumnSpec(name, type_, required, str(raw.get("description", "")), kind, allowed,
-                      bounds.get("min"), bounds.get("max"), max_length)  # fmt: skip
+                      bounds.get("min"), bounds.get("max"), max_length, generated)  # fmt: skip
 
 
 def _derived(raw: Any, i: int, columns: Sequence[str]) -> DerivedSpec:
@@ -270,6 +277,11 @@ def parse(data: Mapping[str, Any], directory: str = "") -> Project:
         raise _fail("key", f"the key {key!r} must be an integer or string column")
     if not key_col.required:
         raise _fail("key", f"the key column {key!r} must be required = true")
+    if others := [c.name for c in columns if c.generated and c.name != key]:
+        raise _fail(f"column {others[0]!r}.generated", "only the key column can be generated")
+    if key_col.generated and key_col.type != "string":
+        raise _fail(f"column {key!r}.generated", "a generated key is a string column (its "
+                    "values are '<file hash>-<row number>')")
     if key_col.type == "integer" and (key_col.min is None or key_col.min < 0
                                       or key_col.max is None or key_col.max > MAX_KEY):  # fmt: skip
         raise _fail(f"column {key!r}", f"an integer key needs min >= 0 and max <= {MAX_KEY}")

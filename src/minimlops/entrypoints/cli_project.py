@@ -12,7 +12,7 @@ from minimlops.domain.project import ProjectError
 
 console = Console()
 err = Console(stderr=True)
-_ORDER = ("name", "type", "required", "kind", "allowed", "min", "max", "max_length",
+_ORDER = ("name", "type", "required", "generated", "kind", "allowed", "min", "max", "max_length",
           "description")  # fmt: skip
 
 
@@ -37,6 +37,8 @@ def _toml(data: dict[str, Any], checks: list[str]) -> str:
         for note in notes.get(col["name"], []):
             out.append(f"# CHECK {note}")
         out.append("[[columns]]")
+        if unwritten := set(col) - set(_ORDER):
+            raise ValueError(f"column fields {sorted(unwritten)} have no place in the file")
         out += [tomli_w.dumps({k: col[k]}).strip() for k in _ORDER if k in col]
     return "\n".join(out) + "\n"
 
@@ -77,17 +79,12 @@ def init(
     path.write_text(text, encoding="utf-8")
     for line in draft.decisions:
         console.print(f"  {line}", highlight=False)
-    landed = file
-    if draft.key_added:
-        landed = directory / f"{file.stem}-with-{draft.data['key']}.csv"
-        n = infer.write_with_key(file, landed, draft.data["key"])
-        console.print(f"  wrote {landed} ({n:,} rows with a {draft.data['key']} column)")
     if draft.checks:
         console.print("[yellow]check before you start[/] (marked CHECK in the file):")
         for line in draft.checks:
             console.print(f"  - {line}", highlight=False)
     console.print(f"wrote {path}. Next:\n  minimlops up --project {directory} --home "
-                  f"{directory}/.home &\n  minimlops ingest {landed} --home {directory}/.home")
+                  f"{directory}/.home &\n  minimlops ingest {file} --home {directory}/.home")
 
 
 def generate(

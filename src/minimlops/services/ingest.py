@@ -112,12 +112,13 @@ def _checked(deps: Deps, info: ObjectInfo, stream: validate.CountingReader,
     """
     try:
         project = deps.project
+        prefix = row["content_sha256"][:16]  # of generated keys: unique per file's content
         raw = validate.batches(stream, names, report)
         for batch in raw:
-            good = validate.check_batch(batch, report.rows + 1, report, project)
+            good = validate.check_batch(batch, report.rows + 1, report, project, prefix)
             if report.bad_rows > deps.max_bad_rows:
                 for rest in raw:  # validate the rest too: the report counts every bad row
-                    validate.check_batch(rest, report.rows + 1, report, project)
+                    validate.check_batch(rest, report.rows + 1, report, project, prefix)
                 raise _TooManyBadRows
             yield from _with_meta(good, row, project).to_batches()
     except pa.ArrowInvalid as exc:

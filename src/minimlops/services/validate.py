@@ -24,7 +24,7 @@ from minimlops.errors import SchemaError
 BLOCK_SIZE = 4 << 20
 MAX_LISTED_ERRORS = 100
 PATTERNS = {
-    "INTEGER": r"^[+-]?[0-9]{1,18}$",
+    "INTEGER": r"^[+-]?[0-9]{1,18}(\.0*)?$",  # "3.0": how pandas writes a float column of whole numbers
     "FLOAT": r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?$",
     "BOOLEAN": r"^(?i:true|false|t|f|yes|no|y|n|1|0)$",
 }
@@ -79,12 +79,14 @@ def read_header(stream: IO[bytes], project: Project) -> list[str]:
             parse_options=pacsv.ParseOptions(newlines_in_values=True,
                                              invalid_row_handler=lambda row: "skip"),
         )  # fmt: skip  (a short row is reported by the full read, with its number)
-        names = reader.schema.names
+        # "age, workclass" (a space after each comma) names the column "workclass"
+        names = [n.strip() for n in reader.schema.names]
     except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
         raise SchemaError(f"not a readable CSV file: {_first_line(exc)}") from None
     problems = []
     declared = project.column_names
-    missing = [c.name for c in project.columns if c.required and c.name not in names]
+    missing = [c.name for c in project.columns
+               if c.required and not c.generated and c.name not in names]  # fmt: skip
     unknown = [c for c in names if c not in declared]
     doubled = sorted({c for c in names if names.count(c) > 1})
     if missing:
@@ -124,8 +126,9 @@ class _Prefixed:
 
 def batches(stream: IO[bytes], names: list[str],
             report: Report | None = None) -> Iterator[pa.RecordBatch]:  # fmt: skip
-    """Raw record batches, every column as text, empty fields as null. A row
-    with too few or too many fields is a bad row of the report."""
+    """Raw record batches, every column as text, empty fields as null, the
+    columns named ``names`` (the header's, trimmed; the header row is skipped).
+    A row with too few or too many fields is a bad row of the report."""
 
     def invalid(row: Any) -> str:
         if report is None:
@@ -139,7 +142,7 @@ def batches(stream: IO[bytes], names: list[str],
 
     reader = pacsv.open_csv(
         stream,
-        read_options=pacsv.ReadOptions(block_size=BLOCK_SIZE),
+        read_options=pacsv.ReadOptions(block_size=BLOCK_SIZE, column_names=names, skip_rows=1),
         parse_options=pacsv.ParseOptions(newlines_in_values=True, invalid_row_handler=invalid),
         convert_options=pacsv.ConvertOptions(
             column_types={n: pa.string() for n in names}, null_values=[""],
@@ -150,13 +153,17 @@ def batches(stream: IO[bytes], names: list[str],
 
 
 def check_batch(batch: pa.RecordBatch, first_row: int, report: Report,
-                project: Project) -> pa.Table:  # fmt: skip
+                project: Project, key_prefix: str = "") -> pa.Table:  # fmt: skip
     """Typed, valid rows of a raw batch; errors of the others go to report.
-    The keys of every row are kept in the report, for :func:`check_keys`."""
+    The keys of every row are kept in the report, for :func:`check_keys`.
+    A generated key the file does not carry is ``<key_prefix>-<row number>``."""
     columns: dict[str, pa.Array] = {}
     ok = pa.repeat(pa.scalar(True), batch.num_rows)
     names = set(batch.schema.names)
     for col in project.columns:
+        if col.name not in names and col.generated:
+            columns[col.name] = generated_keys(key_prefix, first_row, batch.num_rows)
+            continue
         if col.name not in names:  # an optional column the file does not have
             columns[col.name] = pa.nulls(batch.num_rows, TYPES[col.bq_type])
             continue
@@ -168,6 +175,14 @@ def check_batch(batch: pa.RecordBatch, first_row: int, report: Report,
     report.rows += batch.num_rows
     report.bad_rows += batch.num_rows - pc.sum(ok).as_py() if batch.num_rows else 0
     return pa.table(columns).filter(ok)
+
+
+def generated_keys(prefix: str, first_row: int, n: int) -> pa.Array:
+    """Keys of rows a file numbers from ``first_row``: ``<prefix>-<row number>``."""
+    if not prefix:
+        raise ValueError("a generated key needs the file's prefix")
+    numbers = pc.cast(pa.array(range(first_row, first_row + n), pa.int64()), pa.string())
+    return pc.binary_join_element_wise(pa.repeat(pa.scalar(prefix), n), numbers, "-")
 
 
 def check_keys(report: Report, key: str) -> None:
@@ -216,8 +231,9 @@ def _check_column(
         _note(report, wrong, text, name, first_row, f"not a valid {bq_type}")
         bad = pc.or_(bad, wrong)
         text = pc.if_else(wrong, pa.scalar(None, pa.string()), text)
-    if bq_type == "INTEGER":  # Arrow's integer parser refuses a leading plus
-        text = pc.replace_substring_regex(text, r"^\+", "")
+    if bq_type == "INTEGER":  # Arrow's integer parser refuses a leading plus and ".0"
+        text = pc.replace_substring_regex(pc.replace_substring_regex(text, r"^\+", ""),
+                                          r"\.0*$", "")  # fmt: skip
     if bq_type == "BOOLEAN":
         lower = pc.utf8_lower(text)
         typed = pc.if_else(pc.is_in(lower, pa.array(["true", "t", "yes", "y", "1"])), True,

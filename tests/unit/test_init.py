@@ -1,0 +1,145 @@
+"""`minimlops init`: a project drafted from a CSV file, for data sets of every
+shape; a file with no key gets a generated one and lands as it is."""
+
+from __future__ import annotations
+
+import hashlib
+import tomllib
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pytest
+
+from minimlops import infer, projects
+from minimlops.domain.events import ObjectFinalized
+from minimlops.domain.project import ProjectError
+from minimlops.entrypoints.cli_project import _toml
+from minimlops.generate import write_project_csv
+from minimlops.services import messagebus
+from tests import projects as shapes
+from tests.conftest import fake_deps_for
+
+LAND = "my-data-landing-zone"
+
+
+def _drafted(path: Path, target: str, **options) -> tuple[infer.Draft, object]:
+    """The draft and the project its file parses back to (as `init` checks)."""
+    d = infer.draft(path, target, **options)
+    return d, projects.from_dict(tomllib.loads(_toml(d.data, d.checks)), str(path.parent))
+
+
+@pytest.mark.parametrize("name", shapes.NAMES)
+def test_init_drafts_the_task_key_and_types_of_every_example(tmp_path: Path, name: str) -> None:
+    p = shapes.load(name)
+    data = tmp_path / f"{name}.csv"
+    write_project_csv(p, data, 1500, seed=3)
+    draft, drafted = _drafted(data, p.target)
+    assert (drafted.task, drafted.key, drafted.target) == (p.task, p.key, p.target)
+    assert drafted.positive_class == p.positive_class
+    declared = {c.name: c.type for c in p.columns}
+    assert {c.name: c.type for c in drafted.columns} == declared
+    assert any(line.startswith(f"task: {p.task}") for line in draft.decisions)
+
+
+def test_a_file_without_a_key_gets_a_generated_one_and_lands_as_it_is(tmp_path: Path) -> None:
+    """No column is unique: the key is generated at ingestion, per file, so the
+    user's first and later files land unchanged and no row replaces another."""
+    p = shapes.load("diabetes")
+    full = tmp_path / "full.csv"
+    write_project_csv(p, full, 900, seed=2)
+    table = pacsv.read_csv(full).drop_columns([p.key])
+    first, second = tmp_path / "first.csv", tmp_path / "second.csv"
+    pacsv.write_csv(table.slice(0, 600), first)
+    pacsv.write_csv(table.slice(600), second)
+    draft, drafted = _drafted(first, p.target)
+    assert drafted.key == "row_id" and drafted.key_column.generated
+    assert drafted.key not in drafted.features
+    assert any("land your files as they are" in line for line in draft.decisions)
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["first.csv", "full.csv", "second.csv"]
+
+    deps = fake_deps_for(drafted)
+    for f in (first, second):
+        info = deps.store.write_bytes(LAND, f.name, f.read_bytes())
+        (done,) = messagebus.handle(ObjectFinalized(LAND, f.name, info.generation, info.size), deps)
+        assert done.rows_loaded == pacsv.read_csv(f).num_rows
+    rows = deps.warehouse.tables["training_data"]
+    keys = [r["row_id"] for r in rows]
+    assert len(rows) == 900 and len(set(keys)) == 900
+    digest = hashlib.sha256(first.read_bytes()).hexdigest()[:16]
+    assert keys[:3] == [f"{digest}-1", f"{digest}-2", f"{digest}-3"]
+    assert {r["split"] for r in rows} == {"TRAIN", "VALIDATION", "TEST"}
+    # a file that carries the column keeps its values (a row can then be replaced)
+    carried = table.slice(0, 2).add_column(0, "row_id", pa.array(["fix-1", "fix-2"]))
+    pacsv.write_csv(carried, tmp_path / "fix.csv")
+    info = deps.store.write_bytes(LAND, "fix.csv", (tmp_path / "fix.csv").read_bytes())
+    messagebus.handle(ObjectFinalized(LAND, "fix.csv", info.generation, info.size), deps)
+    assert [r["row_id"] for r in deps.warehouse.tables["training_data"][-2:]] == ["fix-1", "fix-2"]
+
+
+GENERATED = {"name": "row_id", "type": "string", "required": True, "generated": True}
+
+
+@pytest.mark.parametrize(("key", "other", "message"), [
+    (dict(GENERATED, type="integer", min=0, max=10), {}, "a generated key is a string column"),
+    (dict(GENERATED, generated="yes"), {}, "row_id'.generated: must be true or false"),
+    (GENERATED, {"generated": True}, "column 'bmi'.generated: only the key column"),
+], ids=["integer", "not-a-bool", "not-the-key"])  # fmt: skip
+def test_a_generated_key_is_a_string_key(key: dict, other: dict, message: str) -> None:
+    data = tomllib.loads((projects.example_dir("diabetes") / "project.toml").read_text())
+    columns = [dict(c, **other) if c["name"] == "bmi" else c for c in data["columns"]]
+    with pytest.raises(ProjectError, match=message):
+        projects.from_dict({**data, "key": "row_id", "columns": [key, *columns]}, "")
+    assert projects.from_dict({**data, "key": "row_id", "columns": [GENERATED, *data["columns"]]},
+                              "").key_column.generated  # fmt: skip
+
+
+def test_init_never_guesses_a_task_it_is_unsure_of(tmp_path: Path) -> None:
+    path = tmp_path / "grades.csv"
+    path.write_text("student,hours,grade\n" + "".join(
+        f"s{i},{i % 7},{i % 5}\n" for i in range(200)))
+    with pytest.raises(ProjectError, match="Pass --task multiclass or --task regression"):
+        infer.draft(path, "grade")
+    _, multiclass = _drafted(path, "grade", task="multiclass")
+    assert multiclass.task == "multiclass" and multiclass.classes == (0, 1, 2, 3, 4)
+    _, regression = _drafted(path, "grade", task="regression")
+    assert regression.task == "regression" and regression.key == "student"
+
+
+def test_a_file_with_a_space_after_each_comma_drafts_and_lands(tmp_path: Path) -> None:
+    """As the UCI exports are written ("39, State-gov, 77516"): names and values
+    are read trimmed, by init and by ingestion alike."""
+    path = tmp_path / "adult.csv"
+    path.write_text("id, age, workclass, income\n" + "".join(
+        f"{i}, {20 + i % 50}, {('Private', 'State-gov', 'Self-emp')[i % 3]}, "
+        f"{('<=50K', '>50K')[i % 2]}\n" for i in range(300)))
+    _, drafted = _drafted(path, "income")
+    assert drafted.column_names == ("id", "age", "workclass", "income")
+    assert drafted.column("workclass").kind == "categorical"
+    deps = fake_deps_for(drafted)
+    info = deps.store.write_bytes(LAND, path.name, path.read_bytes())
+    (done,) = messagebus.handle(ObjectFinalized(LAND, path.name, info.generation, info.size), deps)
+    assert done.rows_loaded == 300
+    first = deps.warehouse.tables["training_data"][0]
+    assert (first["id"], first["age"], first["workclass"], first["income"]) == (0, 20, "Private",
+                                                                                 "<=50K")
+
+
+def test_whole_numbers_written_as_floats_are_integers(tmp_path: Path) -> None:
+    """pandas writes a float column of whole numbers as "3.0" (the statsmodels
+    and many Kaggle exports): a 0.0/1.0 target is binary, not regression, and
+    ingestion reads "3.0" as the integer 3."""
+    path = tmp_path / "votes.csv"
+    path.write_text("age,party,score,vote\n" + "".join(
+        f"{30 + i % 40}.0,{i % 7}.0,{i * 0.37:.3f},{float(i % 3 == 0)}\n" for i in range(400)))
+    draft, drafted = _drafted(path, "vote")
+    assert drafted.task == "binary" and drafted.classes == (0, 1) and drafted.positive_class == 1
+    assert [c.type for c in drafted.columns][:3] == ["string", "integer", "integer"]  # row_id first
+    assert drafted.column("score").type == "float"
+    assert any("party: only 7 distinct whole numbers [0, 1, 2, 3, 4, 5, 6]" in c for c in draft.checks)
+    deps = fake_deps_for(drafted)
+    info = deps.store.write_bytes(LAND, path.name, path.read_bytes())
+    (done,) = messagebus.handle(ObjectFinalized(LAND, path.name, info.generation, info.size), deps)
+    assert done.rows_loaded == 400
+    first = deps.warehouse.tables["training_data"][0]
+    assert (first["age"], first["party"], first["vote"]) == (30, 0, 1)
