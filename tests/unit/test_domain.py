@@ -62,8 +62,15 @@ def test_promotion_gate(new: float, old: float | None, tol: float, promote: bool
     assert decision.reason
 
 
-def test_too_few_evaluation_rows_never_promote() -> None:
-    assert not decide_promotion({"accuracy": 1.0, "rows": 5}, None).promote
+def test_too_few_evaluation_rows_never_promote_a_challenger_but_a_first_model_serves() -> None:
+    """A first file of a hundred rows gives ~15 VALIDATION rows: serving that
+    model beats serving none, and the reason says how little it was judged on."""
+    champion = {"accuracy": 0.5, "rows": 5}
+    kept = decide_promotion({"accuracy": 1.0, "rows": 5}, champion)
+    assert not kept.promote and kept.reason == "only 5 evaluation rows (need 20)"
+    first = decide_promotion({"accuracy": 1.0, "rows": 5}, None)
+    assert first.promote and "judged on only 5 evaluation rows" in first.reason
+    assert decide_promotion({"rows": 0}, None).promote
 
 
 def test_mcnemar_p_values_are_exact_and_stay_fast_on_big_evaluations() -> None:
