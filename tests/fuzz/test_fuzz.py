@@ -7,6 +7,7 @@ import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
+import orjson
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
@@ -99,3 +100,74 @@ def test_any_json_gets_200_or_a_4xx_with_a_message(answer, body) -> None:  # typ
 def test_any_bytes_get_200_or_a_4xx(answer, body: bytes) -> None:  # type: ignore[no-untyped-def]
     status, _ = asyncio.run(answer(body, "application/json"))
     assert status in (200, 400, 413, 422)
+
+
+ODD = st.sampled_from([None, "", " ", "  x", "x ", "x", "3", "3.5", "true", 3, 3.0, 3.5, -1, 0,
+                       1, True, False, 2**63, -(2**63) - 1, 1e308, -1e308, 10**400, [], {},
+                       "male", "Yes", "basic", "\u00a0basic", "S", "x" * 300])  # fmt: skip
+ODD_TEXT = ["1e400", "-1e400", "NaN", "Infinity", "1.0e2", "-0.0", "00", "1E+2"]
+
+
+def _mutated(draw, base: dict, names: list[str]) -> str:
+    """A row's JSON with some fields changed, dropped, doubled or added, and
+    some values written as raw JSON tokens (1e400, NaN, ...)."""
+    import json
+
+    row, raw = dict(base), {}
+    for name in draw(st.lists(st.sampled_from(names), max_size=4, unique=True)):
+        how = draw(st.sampled_from(["value", "drop", "raw"]))
+        if how == "drop":
+            row.pop(name, None)
+        elif how == "raw":
+            raw[name] = draw(st.sampled_from(ODD_TEXT))
+            row.pop(name, None)
+        else:
+            row[name] = draw(ODD)
+    if draw(st.booleans()):
+        row["not_a_column"] = draw(ODD)
+    text = json.dumps(row)[:-1]
+    extra = "".join(f', {json.dumps(k)}: {v}' for k, v in raw.items())
+    if draw(st.integers(0, 9)) == 0 and names:  # a key twice: the last one counts
+        extra += f', {json.dumps(names[0])}: {json.dumps(draw(ODD))}'
+    return ("{" + text[1:] + extra + "}") if text != "{" else "{" + extra.lstrip(", ") + "}"
+
+
+@pytest.mark.parametrize("name", ["titanic", "wine", "diabetes", "churn"])
+def test_the_fast_request_check_accepts_only_what_pydantic_accepts_and_gives_the_same_rows(
+        name: str) -> None:  # fmt: skip
+    """msgspec checks /predict bodies on the common path; pydantic has the last
+    word. Whatever msgspec accepts, pydantic must accept, giving rows that are
+    equal value for value and type for type (else a fast path could change an
+    answer); what msgspec refuses goes to pydantic anyway."""
+    from minimlops import projects
+    from minimlops.entrypoints.schemas import request_models
+    from tests import projects as shapes
+
+    project = projects.load(name)
+    models = request_models(project)
+    assert models.fast is not None, "every example takes the fast path"
+    rows = [{k: v for k, v in r.items() if k != project.target}
+            for r in shapes.rows(project, 30, seed=4).to_pylist()]  # fmt: skip
+    names = [c.name for c in project.columns if c.name != project.target]
+    assert models.fast.rows(orjson.dumps(rows), True) is not None, "good rows take the fast path"
+    assert all(models.fast.rows(orjson.dumps(r), False) is not None for r in rows)
+    fast_taken = []
+
+    @given(st.data())
+    @settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck),
+              database=None)  # fmt: skip
+    def check(data: st.DataObject) -> None:
+        body = _mutated(data.draw, data.draw(st.sampled_from(rows)), names)
+        if data.draw(st.booleans()):
+            body = "[" + body + ", " + _mutated(data.draw, rows[0], names) + "]"
+        batch = body.startswith("[")
+        fast = models.fast.rows(body.encode(), batch)
+        if fast is None:
+            return
+        fast_taken.append(body)
+        slow = models.many.validate_json(body) if batch else [models.one.validate_json(body)]
+        typed = [sorted((k, type(v).__name__, v) for k, v in r.items()) for r in fast]
+        assert typed == [sorted((k, type(v).__name__, v) for k, v in r.items()) for r in slow], body
+
+    check()
+    assert len(fast_taken) > 20, "the mutated bodies msgspec takes were compared"

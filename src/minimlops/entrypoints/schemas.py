@@ -46,6 +46,42 @@ def _field_type(c: ColumnSpec) -> Any:
 
 
 @dataclass(frozen=True)
+class FastCheck:
+    """The prediction request's check on the common path: msgspec decodes and
+    checks a body ~3x faster than pydantic (a wide batch of 1,000: 1.6 instead
+    of 4.9 ms, measured), accepting only what pydantic accepts and giving the
+    same rows. What it refuses goes to pydantic, which accepts it or says what
+    is wrong; so the fast check changes speed, never an answer. A test holds the
+    two equal on generated bodies, good and bad.
+
+    Text is then looked at: "" of an optional field becomes None (not given),
+    as pydantic reads it; free text with spaces around it (pydantic strips
+    them) sends the body to pydantic."""
+
+    one: Any  # msgspec.json.Decoder of one row
+    many: Any  # of a list of rows
+    texts: tuple[tuple[str, bool, bool], ...]  # text fields: name, optional, free (no allowed)
+
+    def rows(self, body: bytes, batch: bool) -> list[dict[str, Any]] | None:
+        """The checked rows, or None: let pydantic decide."""
+        import msgspec
+
+        try:
+            rows = self.many.decode(body) if batch else [self.one.decode(body)]
+        except (msgspec.ValidationError, msgspec.DecodeError):
+            return None
+        for name, optional, free in self.texts:
+            for row in rows:
+                v = row.get(name)
+                if not v:
+                    if v == "" and optional:
+                        row[name] = None
+                elif free and (v[0].isspace() or v[-1].isspace()):
+                    return None
+        return rows
+
+
+@dataclass(frozen=True)
 class RequestModels:
     """What the API validates, compiled once from the project."""
 
@@ -55,6 +91,50 @@ class RequestModels:
     many: TypeAdapter[Any]
     feedback: TypeAdapter[Any]  # one label
     feedbacks: TypeAdapter[Any]  # a list of them
+    fast: FastCheck | None = None  # None: every body through pydantic
+
+
+_LARGEST = 1.7976931348623157e308  # bounds that refuse infinity (pydantic: allow_inf_nan=False)
+
+
+def fast_check(project: Project) -> FastCheck | None:
+    """The msgspec form of the request model, or None when the project has a
+    rule msgspec cannot say the way pydantic does (allowed values of a float
+    or some of a boolean's)."""
+    import typing
+
+    import msgspec
+
+    fields: dict[str, Any] = {}
+    texts = []
+    for c in project.columns:
+        if c.name == project.target:
+            continue
+        base: Any = PY[c.type]
+        meta: dict[str, Any] = {}
+        required = c.required and c.name != project.key
+        if c.type == "string" and (not required or c.allowed is None):
+            texts.append((c.name, not required, c.allowed is None))
+        if c.allowed is not None and c.type == "integer":
+            base = Literal[tuple(c.allowed)]  # type: ignore[valid-type]
+        elif c.allowed is not None and c.type == "string":  # "" of an optional one: None, after
+            blank = ("",) if not required and "" not in c.allowed else ()
+            base = Literal[(*c.allowed, *blank)]  # type: ignore[valid-type]
+        elif c.allowed is not None and not (c.type == "boolean" and set(c.allowed) == {True, False}):
+            return None
+        if c.min is not None:
+            meta["ge"] = int(c.min) if c.type == "integer" else c.min
+        if c.max is not None:
+            meta["le"] = int(c.max) if c.type == "integer" else c.max
+        if c.type == "float":
+            meta.setdefault("ge", -_LARGEST)
+            meta.setdefault("le", _LARGEST)
+        if c.type == "string" and c.allowed is None and c.max_length is not None:
+            meta["max_length"] = c.max_length
+        typed = Annotated[base, msgspec.Meta(**meta)] if meta else base
+        fields[c.name] = typed if required else NotRequired[typed | None]
+    row = typing.TypedDict("FastRow", fields)  # type: ignore[operator]
+    return FastCheck(msgspec.json.Decoder(row), msgspec.json.Decoder(list[row]), tuple(texts))
 
 
 def request_models(project: Project) -> RequestModels:
@@ -88,7 +168,8 @@ def request_models(project: Project) -> RequestModels:
     })
     feedback.__doc__ = f"A true {project.target} for an earlier prediction (used by monitoring)."
     return RequestModels(title, row, TypeAdapter(row), TypeAdapter(list[row]),
-                         TypeAdapter(feedback), TypeAdapter(list[feedback]))  # fmt: skip
+                         TypeAdapter(feedback), TypeAdapter(list[feedback]),
+                         fast_check(project))  # fmt: skip
 
 
 class TrainRequest(BaseModel):

@@ -21,7 +21,6 @@ the value; 0 for a value TRAIN never had), so the rare values that share
 
 from __future__ import annotations
 
-import math
 import statistics
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -264,8 +263,9 @@ class FeatureSet:
                 get = a.get
                 out[:, at] = [0.0 if v is None else get(str(v), b) for v in values]
                 continue
+            # numpy reads None as NaN when it builds a float64 array
             x = (values.astype(np.float64) if isinstance(values, np.ndarray) else
-                 np.array([nan if v is None else v for v in values], np.float64))  # fmt: skip
+                 np.array(values, np.float64))  # fmt: skip
             gap = np.isnan(x)
             out[:, at] = np.where(gap, a, x)
             if b:
@@ -282,6 +282,3 @@ class FeatureSet:
             return [fn(r) for r in rows]
         function, inputs = batch
         return function({c: column(c) for c in inputs})
-
-
-nan = math.nan
