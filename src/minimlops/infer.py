@@ -158,6 +158,18 @@ def _name_of(path: Path) -> str:
     return name if name[0].isalpha() else f"p-{name}"[:63]
 
 
+def _hint(name: str, columns: list[str]) -> str:
+    """What the user probably meant: another delimiter, or a column spelt alike."""
+    import difflib
+
+    if len(columns) == 1 and (sep := next((s for s in ";\t|" if s in columns[0]), None)):
+        return (f" (one column was read: the file seems separated by {sep!r}, not commas; "
+                "save it as comma-separated CSV)")
+    close = difflib.get_close_matches(name, columns, n=1, cutoff=0.6) or [
+        c for c in columns if c.lower() == name.lower()]
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
 def _positive(values: list[str]) -> tuple[str, str]:
     lowered = {v.lower(): v for v in values}
     for word in ("1", "yes", "true", "y", "t", "positive", "pos"):
@@ -177,8 +189,8 @@ def draft(path: Path, target: str, *, key: str | None = None,
     profiles, rows = profile(path)
     by = {p.name: p for p in profiles}
     if target not in by:
-        raise ProjectError(f"--target {target!r} is not a column of {path.name}; columns: "
-                           f"{list(by)}")  # fmt: skip
+        raise ProjectError(f"--target {target!r} is not a column of {path.name}"
+                           f"{_hint(target, list(by))}; columns: {list(by)}")  # fmt: skip
     if rows == 0:
         raise ProjectError(f"{path.name} has a header but no rows: nothing to infer from")
     decisions, checks = [f"read {rows:,} rows and {len(profiles)} columns of {path.name}"], []
@@ -221,7 +233,8 @@ def _pick_key(by: dict[str, Profile], target: str, key: str | None,
               decisions: list[str], checks: list[str]) -> tuple[str, bool]:  # fmt: skip
     if key is not None:
         if key not in by:
-            raise ProjectError(f"--key {key!r} is not a column; columns: {list(by)}")
+            raise ProjectError(f"--key {key!r} is not a column{_hint(key, list(by))}; "
+                               f"columns: {list(by)}")  # fmt: skip
         p = by[key]
         if not p.unique or p.type not in ("integer", "string"):
             raise ProjectError(f"--key {key!r} is not a key: " + (

@@ -143,3 +143,14 @@ def test_whole_numbers_written_as_floats_are_integers(tmp_path: Path) -> None:
     assert done.rows_loaded == 400
     first = deps.warehouse.tables["training_data"][0]
     assert (first["age"], first["party"], first["vote"]) == (30, 0, 1)
+
+
+def test_init_says_what_the_user_probably_meant(tmp_path: Path) -> None:
+    semi = tmp_path / "semi.csv"
+    semi.write_text("a;b;churned\n1;2;Yes\n3;4;No\n")
+    with pytest.raises(ProjectError, match="separated by ';', not commas"):
+        infer.draft(semi, "churned")
+    path = tmp_path / "t.csv"
+    path.write_text("id,Survived,Age\n1,0,22\n2,1,38\n")
+    with pytest.raises(ProjectError, match="did you mean 'Survived'"):
+        infer.draft(path, "survived")
