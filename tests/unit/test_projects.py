@@ -381,3 +381,20 @@ def test_the_typical_row_uses_exact_medians() -> None:
     for _ in range(500):
         xs = [rng.choice([1, 2, 3, 5.5, 7, 10]) for _ in range(rng.randint(1, 3000))]
         assert features._weighted_median(Counter(xs)) == float(statistics.median(xs))
+
+
+@pytest.mark.parametrize("name", ["wine", "diabetes"])
+def test_a_first_file_of_a_hundred_rows_serves_a_model_and_says_how_little_judged_it(name) -> None:
+    """~15 VALIDATION rows: too few for a challenger, but a first model serves
+    (serving none would leave a new user with nothing), and its decision says so."""
+    p = shapes.load(name)
+    deps = fake_deps_for(p, cv_folds=3)
+    _land_and_train(deps, "small.csv", shapes.rows(p, 100, seed=8))
+    (meta,) = registry_of(deps).versions()
+    assert meta["decision"]["promote"] and "judged on only" in meta["decision"]["reason"]
+    pointer, _ = registry_of(deps).champion()
+    assert pointer is not None and pointer["version"] == meta["version"]
+    row = shapes.request_of(p, shapes.rows(p, 1, seed=9).to_pylist()[0])
+    predictor = Predictor(registry_of(deps), deps.now, p)
+    predictor.refresh()
+    assert predictor.predict([row])[0]["model_version"] == meta["version"]
