@@ -30,6 +30,8 @@ FEW_VALUES = 10  # an integer column with at most this many values may be catego
 MAX_CLASSES = 50  # a string target with more distinct values is not a classification
 # Only true/false reads as boolean: "Yes"/"No" stay text, so answers and
 # feedback speak the data's own values ("Yes"), as the user wrote them.
+# How files write "no value" besides an empty field (R's NA, UCI's ?, SQL's NULL, ...)
+MISSING_WORDS = ("NA", "N/A", "n/a", "NaN", "nan", "NULL", "null", "None", "?", "#N/A", "-")
 TRUE = {"true"}
 FALSE = {"false"}
 _ID_NAME = re.compile(r"(^|_)(id|key|uuid)$|Id$|ID$", re.IGNORECASE)
@@ -50,6 +52,7 @@ class Profile:
     low: float = math.inf
     high: float = -math.inf
     longest: int = 0
+    words: Counter[str] = field(default_factory=Counter)  # MISSING_WORDS seen, and how often
 
     @property
     def present(self) -> int:
@@ -78,8 +81,10 @@ class Profile:
                     self.overflow and self.missing == 0 and max(self.distinct.values()) == 1)
 
 
-def profile(path: Path) -> tuple[list[Profile], int]:
-    """Per column, counts over the whole file; and the number of rows.
+def profile(path: Path) -> tuple[list[Profile], int, tuple[str, ...], list[str]]:
+    """Per column, counts over the whole file; the number of rows; the words
+    the file writes for no value (read as missing in the counts); and the text
+    columns where those words may be values.
 
     Raises:
         ProjectError: the file is not a readable CSV.
@@ -89,37 +94,65 @@ def profile(path: Path) -> tuple[list[Profile], int]:
         names = head.schema.names
     except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
         raise ProjectError(f"{path}: not a readable CSV file: {str(exc).splitlines()[0]}") from None
-    reader = pacsv.open_csv(
-        path, read_options=pacsv.ReadOptions(block_size=4 << 20),
-        parse_options=pacsv.ParseOptions(newlines_in_values=True),
-        convert_options=pacsv.ConvertOptions(column_types={n: pa.string() for n in names},
-                                             null_values=[""], strings_can_be_null=True))
-    profiles = [Profile(n.strip()) for n in names]  # as ingestion reads the header
-    rows = 0
-    for batch in reader:
-        rows += batch.num_rows
-        for p, column in zip(profiles, batch.columns, strict=True):
-            _count(p, pc.utf8_trim_whitespace(column))
+
+    def read(missing: tuple[str, ...]) -> tuple[list[Profile], int]:
+        reader = pacsv.open_csv(
+            path, read_options=pacsv.ReadOptions(block_size=4 << 20),
+            parse_options=pacsv.ParseOptions(newlines_in_values=True),
+            convert_options=pacsv.ConvertOptions(column_types={n: pa.string() for n in names},
+                                                 null_values=[""], strings_can_be_null=True))
+        profiles = [Profile(n.strip()) for n in names]  # as ingestion reads the header
+        rows = 0
+        for batch in reader:
+            rows += batch.num_rows
+            for p, column in zip(profiles, batch.columns, strict=True):
+                _count(p, pc.utf8_trim_whitespace(column), missing)
+        return profiles, rows
+
+    profiles, rows = read(())
+    words, texts = missing_words(profiles), []
+    if words:  # read again, those words as no value
+        texts = [p.name for p in profiles if set(p.words) & set(words) and p.type == "string"]
+        profiles, rows = read(words)
     for p in profiles:
         if p.type == "integer":  # "3.0" and "+3" are the whole number 3, as ingestion reads them
             whole: Counter[str] = Counter()
             for value, n in p.distinct.items():
                 whole[str(_whole(value))] += n
             p.distinct = whole
-    return profiles, rows
+    return profiles, rows, words, texts
+
+
+def missing_words(profiles: list[Profile]) -> tuple[str, ...]:
+    """The MISSING_WORDS a file uses for no value: those found in a column whose
+    other values are all numbers (or all true/false), where they cannot be data."""
+    found: set[str] = set()
+    for p in profiles:
+        seen = sum(p.words.values())
+        if seen and seen < p.present and (p.floats + seen == p.present
+                                          or p.booleans + seen == p.present):  # fmt: skip
+            found |= set(p.words)
+    return tuple(w for w in MISSING_WORDS if w in found)
 
 
 def _whole(value: str) -> int:
     return int(value.split(".", 1)[0])
 
 
-def _count(p: Profile, text: pa.Array) -> None:
-    text = pc.if_else(pc.equal(text, ""), pa.scalar(None, pa.string()), text)
+def _count(p: Profile, text: pa.Array, missing: tuple[str, ...] = ()) -> None:
+    blank = pc.equal(text, "")
+    if missing:
+        blank = pc.or_(blank, pc.is_in(text, pa.array(missing, pa.string())))
+    text = pc.if_else(blank, pa.scalar(None, pa.string()), text)
     p.rows += len(text)
     p.missing += text.null_count
     present = text.drop_null()
     if len(present) == 0:
         return
+    words = pc.is_in(present, pa.array(MISSING_WORDS, pa.string()))
+    if pc.any(words).as_py():
+        for item in pc.value_counts(present.filter(words)).to_pylist():
+            p.words[item["values"]] += item["counts"]
     p.integers += int(pc.sum(pc.match_substring_regex(present, PATTERNS["INTEGER"])).as_py() or 0)
     p.floats += int(pc.sum(pc.match_substring_regex(present, PATTERNS["FLOAT"])).as_py() or 0)
     lower = pc.utf8_lower(present)
@@ -186,7 +219,7 @@ def draft(path: Path, target: str, *, key: str | None = None,
         ProjectError: the target or key is not a column, the key is not unique,
             or the task cannot be decided (the message says which flag to pass).
     """
-    profiles, rows = profile(path)
+    profiles, rows, words, texts = profile(path)
     by = {p.name: p for p in profiles}
     if target not in by:
         raise ProjectError(f"--target {target!r} is not a column of {path.name}"
@@ -194,6 +227,14 @@ def draft(path: Path, target: str, *, key: str | None = None,
     if rows == 0:
         raise ProjectError(f"{path.name} has a header but no rows: nothing to infer from")
     decisions, checks = [f"read {rows:,} rows and {len(profiles)} columns of {path.name}"], []
+    if words:
+        where = [n for n in texts if by[n].type == "string"]  # text even without the words
+        decisions.append(f"missing values: {list(words)} read as no value (seen among numbers "
+                         "or true/false)")  # fmt: skip
+        checks.append(f"missing_values {list(words)}: read as no value in every column; "
+                      f"remove one if a text column uses it as a value ({', '.join(where[:6])} "
+                      "hold it too)" if where else
+                      f"missing_values {list(words)}: read as no value in every column")  # fmt: skip
     if clash := [n for n in by if n in RESERVED]:
         raise ProjectError(f"columns {clash} have names the pipeline uses for its own columns; "
                            "rename them in the file")  # fmt: skip
@@ -215,6 +256,8 @@ def draft(path: Path, target: str, *, key: str | None = None,
                             "key": key_name, "target": target, "task": task}  # fmt: skip
     if positive is not None:
         data["positive_class"] = positive
+    if words:
+        data["missing_values"] = list(words)
     data["primary_metric"] = {"binary": "log_loss", "multiclass": "log_loss",
                               "regression": "rmse"}[task]  # fmt: skip
     decisions.append(f"gate: {data['primary_metric']} (the default for {task}; "

@@ -154,3 +154,31 @@ def test_init_says_what_the_user_probably_meant(tmp_path: Path) -> None:
     path.write_text("id,Survived,Age\n1,0,22\n2,1,38\n")
     with pytest.raises(ProjectError, match="did you mean 'Survived'"):
         infer.draft(path, "survived")
+
+
+def test_words_for_no_value_are_found_and_read_as_missing_everywhere(tmp_path: Path) -> None:
+    """R writes NA, the UCI files ?: found where numbers were expected, declared
+    as missing_values, and read as no value by ingestion and by the API alike;
+    a text column that also holds the word is named for review."""
+    from minimlops.entrypoints.schemas import request_models
+
+    path = tmp_path / "census.csv"
+    path.write_text("age, workclass, hours, region, income\n" + "".join(
+        f"{'NA' if i % 17 == 0 else 20 + i % 50}, {'?' if i % 13 == 0 else ('Private', 'State')[i % 2]}, "
+        f"{'?' if i % 19 == 0 else 10 + i % 40}, {('NA', 'EU', 'APAC')[i % 3]}, {('<=50K', '>50K')[i % 2]}\n"
+        for i in range(400)))  # fmt: skip
+    draft, drafted = _drafted(path, "income")
+    assert drafted.missing_values == ("NA", "?")
+    assert (drafted.column("age").type, drafted.column("hours").type) == ("integer", "integer")
+    assert any("workclass, region hold it too" in c for c in draft.checks)
+    deps = fake_deps_for(drafted)
+    info = deps.store.write_bytes(LAND, path.name, path.read_bytes())
+    (done,) = messagebus.handle(ObjectFinalized(LAND, path.name, info.generation, info.size), deps)
+    assert done.rows_loaded == 400
+    rows = deps.warehouse.tables["training_data"]
+    assert rows[0]["age"] is None and rows[0]["workclass"] is None and rows[1]["age"] == 21
+    assert sum(r["hours"] is None for r in rows) == 22
+    models = request_models(drafted)
+    body = b'{"age": 30, "workclass": "?", "hours": 40, "region": "EU"}'
+    assert models.one.validate_json(body)["workclass"] is None
+    assert models.fast.rows(body, False)[0]["workclass"] is None

@@ -97,6 +97,8 @@ class Project:
     description: str = ""
     directory: str = ""  # where the project file (and its derived-feature code) lives
     extras: Mapping[str, Any] = field(default_factory=dict)  # example-specific options
+    # words a file writes for "no value" ("NA", "?"), read as missing in every column
+    missing_values: tuple[str, ...] = ()
 
     def column(self, name: str) -> ColumnSpec:
         return next(c for c in self.columns if c.name == name)
@@ -144,6 +146,7 @@ class Project:
                            for c in data["columns"]]  # fmt: skip
         data["derived"] = [{**d, "inputs": list(d["inputs"])} for d in data["derived"]]
         data["features"] = list(data["features"])
+        data["missing_values"] = list(data["missing_values"])
         if self.task != "binary":
             data.pop("positive_class")
         return {k: v for k, v in data.items() if v is not None and v != []}
@@ -250,7 +253,8 @@ def parse(data: Mapping[str, Any], directory: str = "") -> Project:
         ProjectError: a field is missing or wrong; the message names it.
     """
     known = {"name", "description", "key", "target", "task", "positive_class", "features",
-             "primary_metric", "columns", "derived", "derived_module", "example"}  # fmt: skip
+             "primary_metric", "columns", "derived", "derived_module", "example",
+             "missing_values"}  # fmt: skip
     if unknown := set(data) - known:
         raise _fail("top level", f"unknown fields {sorted(unknown)}; known: {sorted(known)}")
     name = data.get("name")
@@ -309,9 +313,14 @@ def parse(data: Mapping[str, Any], directory: str = "") -> Project:
     extras = data.get("example", {})
     if not isinstance(extras, Mapping):
         raise _fail("example", "must be a table")
+    missing = data.get("missing_values", [])
+    if not isinstance(missing, list) or not all(
+            isinstance(m, str) and m.strip() == m and m for m in missing):  # fmt: skip
+        raise _fail("missing_values", "must be a list of non-empty words without spaces "
+                    'around them, for instance ["NA", "?"]')
     return Project(name, columns, key, target, task, features, metric, positive, classes,
                    derived, module, str(data.get("description", "")), directory,
-                   dict(extras))  # fmt: skip
+                   dict(extras), tuple(missing))  # fmt: skip
 
 
 def _classes(data: Mapping[str, Any], task: str, target: ColumnSpec) -> tuple[Any, Any]:

@@ -20,7 +20,16 @@ Missing = BeforeValidator(_empty_is_missing)  # "" from a form or a CSV means no
 PY = {"integer": int, "float": float, "string": str, "boolean": bool}
 
 
-def _field_type(c: ColumnSpec) -> Any:
+def _missing(words: tuple[str, ...]) -> Any:
+    """"" and the project's words for no value ("NA", "?") mean not given."""
+    if not words:
+        return Missing
+    blank = frozenset(("", *words))
+    return BeforeValidator(lambda value: None if isinstance(value, str) and value in blank
+                           else value)  # fmt: skip
+
+
+def _field_type(c: ColumnSpec, missing: Any = Missing) -> Any:
     """One column as an annotated type: its rules become pydantic constraints,
     so a bad value gets a message that names the field."""
     base: Any = PY[c.type]
@@ -39,7 +48,7 @@ def _field_type(c: ColumnSpec) -> Any:
     if c.required:
         return typed
     if c.type == "string":  # "" from a form or a CSV export means not given
-        return NotRequired[Annotated[typed | None, Missing]]
+        return NotRequired[Annotated[typed | None, missing]]
     # no Python hook on numbers and booleans: one per field and row costs a batch
     # of 1,000 wide rows ~4 ms (measured); "" there is refused with a message
     return NotRequired[typed | None]
@@ -61,6 +70,7 @@ class FastCheck:
     one: Any  # msgspec.json.Decoder of one row
     many: Any  # of a list of rows
     texts: tuple[tuple[str, bool, bool], ...]  # text fields: name, optional, free (no allowed)
+    blank: frozenset[str] = frozenset()  # the project's words for no value ("NA", "?")
 
     def rows(self, body: bytes, batch: bool) -> list[dict[str, Any]] | None:
         """The checked rows, or None: let pydantic decide."""
@@ -78,6 +88,8 @@ class FastCheck:
                         row[name] = None
                 elif free and (v[0].isspace() or v[-1].isspace()):
                     return None
+                elif optional and v in self.blank:
+                    row[name] = None
         return rows
 
 
@@ -118,7 +130,8 @@ def fast_check(project: Project) -> FastCheck | None:
         if c.allowed is not None and c.type == "integer":
             base = Literal[tuple(c.allowed)]  # type: ignore[valid-type]
         elif c.allowed is not None and c.type == "string":  # "" of an optional one: None, after
-            blank = ("",) if not required and "" not in c.allowed else ()
+            blank = () if required else tuple(w for w in ("", *project.missing_values)
+                                              if w not in c.allowed)  # fmt: skip
             base = Literal[(*c.allowed, *blank)]  # type: ignore[valid-type]
         elif c.allowed is not None and not (c.type == "boolean" and set(c.allowed) == {True, False}):
             return None
@@ -134,7 +147,8 @@ def fast_check(project: Project) -> FastCheck | None:
         typed = Annotated[base, msgspec.Meta(**meta)] if meta else base
         fields[c.name] = typed if required else NotRequired[typed | None]
     row = typing.TypedDict("FastRow", fields)  # type: ignore[operator]
-    return FastCheck(msgspec.json.Decoder(row), msgspec.json.Decoder(list[row]), tuple(texts))
+    return FastCheck(msgspec.json.Decoder(row), msgspec.json.Decoder(list[row]), tuple(texts),
+                     frozenset(project.missing_values))  # fmt: skip
 
 
 def request_models(project: Project) -> RequestModels:
@@ -147,11 +161,12 @@ def request_models(project: Project) -> RequestModels:
     optional in a request; unknown fields are ignored.
     """
     fields: dict[str, Any] = {}
+    missing = _missing(project.missing_values)
     for c in project.columns:
         if c.name == project.target:
             continue
         spec = c if c.name != project.key else ColumnSpec(**{**c.__dict__, "required": False})
-        fields[c.name] = _field_type(spec)
+        fields[c.name] = _field_type(spec, missing)
     title = str(project.extras.get("request_name", "Row"))
     row = with_config(ConfigDict(extra="ignore", str_strip_whitespace=True))(
         TypedDict(title, fields))  # type: ignore[operator]

@@ -168,7 +168,8 @@ def check_batch(batch: pa.RecordBatch, first_row: int, report: Report,
             columns[col.name] = pa.nulls(batch.num_rows, TYPES[col.bq_type])
             continue
         typed, bad = _check_column(batch.column(col.name), col.name, col.bq_type,
-                                   col.required, first_row, report, col)  # fmt: skip
+                                   col.required, first_row, report, col,
+                                   project.missing_values)  # fmt: skip
         columns[col.name] = typed
         ok = pc.and_(ok, pc.invert(bad))
     report.keys.append((first_row, columns[project.key]))
@@ -215,14 +216,17 @@ def check_keys(report: Report, key: str) -> None:
 
 def _check_column(
     raw: pa.Array, name: str, bq_type: str, required: bool, first_row: int, report: Report,
-    rules: Any,
+    rules: Any, missing: tuple[str, ...] = (),
 ) -> tuple[pa.Array, pa.Array]:
     if bq_type in PATTERNS and bq_type != "BOOLEAN" and (
             typed := _clean_cast(raw, bq_type)) is not None:  # fmt: skip
         return _check_values(typed, raw, pa.repeat(pa.scalar(False), len(raw)), name, required,
                              first_row, report, rules)  # fmt: skip
     text = pc.utf8_trim_whitespace(raw)
-    text = pc.if_else(pc.equal(text, ""), pa.scalar(None, pa.string()), text)
+    blank = pc.equal(text, "")
+    if missing:  # the project's words for no value ("NA", "?"), after trimming
+        blank = pc.or_(blank, pc.is_in(text, pa.array(missing, pa.string())))
+    text = pc.if_else(blank, pa.scalar(None, pa.string()), text)
     present = pc.is_valid(text)
     bad = pa.repeat(pa.scalar(False), len(text))
     if bq_type in PATTERNS:
