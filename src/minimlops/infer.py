@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from minimlops.domain.project import RESERVED, ProjectError
-from minimlops.services.validate import PATTERNS
+from minimlops.services.validate import PATTERNS, header_names
 
 DISTINCT_CAP = 1000  # distinct values remembered per column
 FEW_VALUES = 10  # an integer column with at most this many values may be categories
@@ -53,6 +53,7 @@ class Profile:
     high: float = -math.inf
     longest: int = 0
     words: Counter[str] = field(default_factory=Counter)  # MISSING_WORDS seen, and how often
+    unnamed: bool = False  # no name in the header (pandas' index)
 
     @property
     def present(self) -> int:
@@ -101,7 +102,8 @@ def profile(path: Path) -> tuple[list[Profile], int, tuple[str, ...], list[str]]
             parse_options=pacsv.ParseOptions(newlines_in_values=True),
             convert_options=pacsv.ConvertOptions(column_types={n: pa.string() for n in names},
                                                  null_values=[""], strings_can_be_null=True))
-        profiles = [Profile(n.strip()) for n in names]  # as ingestion reads the header
+        profiles = [Profile(n, unnamed=not raw.strip())  # as ingestion reads the header
+                    for n, raw in zip(header_names(names), names, strict=True)]
         rows = 0
         for batch in reader:
             rows += batch.num_rows
@@ -285,7 +287,7 @@ def _pick_key(by: dict[str, Profile], target: str, key: str | None,
                 "some values repeat" if not p.unique else f"it holds {p.type} values"))
         decisions.append(f"key: {key} (given; unique and never empty)")
         return key, False
-    fits = [p for p in by.values() if p.name != target and p.unique
+    fits = [p for p in by.values() if p.name != target and p.unique and not p.unnamed
             and p.type in ("integer", "string")
             and (p.type == "string" or p.low >= 0)]  # fmt: skip
     named = [p for p in fits if _ID_NAME.search(p.name)]
@@ -377,6 +379,13 @@ def _column(p: Profile, is_key: bool, is_target: bool, task: str, classes: list[
     say = f"{p.name}: {p.type}"
     if p.missing:
         say += f", optional ({p.missing:,} of {p.rows:,} empty)"
+    if p.unnamed and not is_target and not is_key:
+        col.update(required=False, kind="text")  # later files may leave it out
+        decisions.append(say + ", no name in the header (pandas' index?), optional, not a feature")
+        checks.append(f"{p.name}: a column with no name, as pandas writes its index "
+                      "(to_csv(index=False) leaves it out); not a feature and not the key: a "
+                      "row's position is nothing to learn from, and every file restarts it")
+        return col
     if is_target and classes is not None:
         col["allowed"] = classes
         say += f", classes {classes}"

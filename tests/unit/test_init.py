@@ -182,3 +182,25 @@ def test_words_for_no_value_are_found_and_read_as_missing_everywhere(tmp_path: P
     body = b'{"age": 30, "workclass": "?", "hours": 40, "region": "EU"}'
     assert models.one.validate_json(body)["workclass"] is None
     assert models.fast.rows(body, False)[0]["workclass"] is None
+
+
+def test_pandas_index_column_is_neither_a_feature_nor_the_key(tmp_path: Path) -> None:
+    """DataFrame.to_csv writes its index as a first column with no name: read
+    as unnamed_0 by init and ingestion alike, left out of the features, never
+    the key (every file restarts it at 0), and later files may leave it out."""
+    path = tmp_path / "export.csv"
+    path.write_text(",customer,age,note,churned\n" + "".join(
+        f"{i},c{i:04d},{20 + i % 50},called on day {i},{('Yes', 'No')[i % 3 == 0]}\n"
+        for i in range(300)))  # fmt: skip
+    draft, drafted = _drafted(path, "churned")
+    assert drafted.column_names[0] == "unnamed_0" and drafted.key == "customer"
+    assert "unnamed_0" not in drafted.features and not drafted.column("unnamed_0").required
+    assert drafted.features == ("age",), "free text (kind text) is no feature either"
+    deps = fake_deps_for(drafted)
+    later = tmp_path / "later.csv"
+    later.write_text("customer,age,note,churned\nc9000,33,x,No\nc9001,44,y,Yes\n")
+    for f in (path, later):
+        info = deps.store.write_bytes(LAND, f.name, f.read_bytes())
+        (done,) = messagebus.handle(ObjectFinalized(LAND, f.name, info.generation, info.size), deps)
+    assert done.rows_loaded == 2 and len(deps.warehouse.tables["training_data"]) == 302
+    assert deps.warehouse.tables["training_data"][5]["unnamed_0"] == 5

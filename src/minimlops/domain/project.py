@@ -305,7 +305,8 @@ def parse(data: Mapping[str, Any], directory: str = "") -> Project:
     module = data.get("derived_module")
     if derived and not module:
         raise _fail("derived_module", "name the Python file of the derived features")
-    features = _features(data, names, key, target, derived)
+    features = _features(data, names, key, target, derived,
+                         {c.name for c in columns if c.kind == "text"})  # fmt: skip
     metric = data.get("primary_metric", DEFAULT_METRIC[task])
     if metric not in METRICS[task]:
         raise _fail("primary_metric", f"{metric!r} is not a {task} metric; "
@@ -359,10 +360,13 @@ def _classes(data: Mapping[str, Any], task: str, target: ColumnSpec) -> tuple[An
 
 
 def _features(data: Mapping[str, Any], names: Sequence[str], key: str, target: str,
-              derived: Sequence[DerivedSpec]) -> tuple[str, ...]:  # fmt: skip
+              derived: Sequence[DerivedSpec], text: set[str]) -> tuple[str, ...]:  # fmt: skip
+    """The features: as listed, or every column but key, target and free text
+    (kind text), plus the derived ones."""
     raw = data.get("features")
     if raw is None:
-        return tuple(n for n in names if n not in (key, target)) + tuple(d.name for d in derived)
+        return tuple(n for n in names if n not in (key, target) and n not in text) + tuple(
+            d.name for d in derived)
     if not isinstance(raw, list) or not raw or not all(isinstance(f, str) for f in raw):
         raise _fail("features", "must be a non-empty list of column or derived feature names")
     known = set(names) | {d.name for d in derived}

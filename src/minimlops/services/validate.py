@@ -79,8 +79,7 @@ def read_header(stream: IO[bytes], project: Project) -> list[str]:
             parse_options=pacsv.ParseOptions(newlines_in_values=True,
                                              invalid_row_handler=lambda row: "skip"),
         )  # fmt: skip  (a short row is reported by the full read, with its number)
-        # "age, workclass" (a space after each comma) names the column "workclass"
-        names = [n.strip() for n in reader.schema.names]
+        names = header_names(reader.schema.names)
     except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
         raise SchemaError(f"not a readable CSV file: {_first_line(exc)}") from None
     problems = []
@@ -100,6 +99,13 @@ def read_header(stream: IO[bytes], project: Project) -> list[str]:
         raise SchemaError("; ".join(problems) + f"; project {project.name!r} declares "
                           f"{list(declared)}{hint}")  # fmt: skip
     return names
+
+
+def header_names(raw: list[str]) -> list[str]:
+    """The column names of a header as the project declares them: trimmed
+    ("age, workclass" names "workclass"), and a column with no name, as pandas
+    writes its index, ``unnamed_<position>`` (pandas reads it "Unnamed: 0")."""
+    return [n.strip() or f"unnamed_{i}" for i, n in enumerate(raw)]
 
 
 class _Prefixed:
