@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from minimlops.domain.project import RESERVED, ProjectError
-from minimlops.services.validate import PATTERNS, header_names
+from minimlops.services.validate import PATTERNS, blank_as_null, header_names
 
 DISTINCT_CAP = 1000  # distinct values remembered per column
 FEW_VALUES = 10  # an integer column with at most this many values may be categories
@@ -114,8 +114,10 @@ def profile(path: Path) -> tuple[list[Profile], int, tuple[str, ...], list[str]]
     profiles, rows = read(())
     words, texts = missing_words(profiles), []
     if words:  # read again, those words as no value
-        texts = [p.name for p in profiles if set(p.words) & set(words) and p.type == "string"]
+        first = profiles
         profiles, rows = read(words)
+        texts = [p.name for p, before in zip(profiles, first, strict=True)
+                 if p.type == "string" and set(before.words) & set(words)]  # fmt: skip
     for p in profiles:
         if p.type == "integer":  # "3.0" and "+3" are the whole number 3, as ingestion reads them
             whole: Counter[str] = Counter()
@@ -142,10 +144,7 @@ def _whole(value: str) -> int:
 
 
 def _count(p: Profile, text: pa.Array, missing: tuple[str, ...] = ()) -> None:
-    blank = pc.equal(text, "")
-    if missing:
-        blank = pc.or_(blank, pc.is_in(text, pa.array(missing, pa.string())))
-    text = pc.if_else(blank, pa.scalar(None, pa.string()), text)
+    text = blank_as_null(text, missing)  # as ingestion reads it
     p.rows += len(text)
     p.missing += text.null_count
     present = text.drop_null()
@@ -230,13 +229,11 @@ def draft(path: Path, target: str, *, key: str | None = None,
         raise ProjectError(f"{path.name} has a header but no rows: nothing to infer from")
     decisions, checks = [f"read {rows:,} rows and {len(profiles)} columns of {path.name}"], []
     if words:
-        where = [n for n in texts if by[n].type == "string"]  # text even without the words
         decisions.append(f"missing values: {list(words)} read as no value (seen among numbers "
                          "or true/false)")  # fmt: skip
-        checks.append(f"missing_values {list(words)}: read as no value in every column; "
-                      f"remove one if a text column uses it as a value ({', '.join(where[:6])} "
-                      "hold it too)" if where else
-                      f"missing_values {list(words)}: read as no value in every column")  # fmt: skip
+        also = (f"; remove one if a text column uses it as a value ({', '.join(texts[:6])} "
+                "hold it too)") if texts else ""  # fmt: skip
+        checks.append(f"missing_values {list(words)}: read as no value in every column{also}")
     if clash := [n for n in by if n in RESERVED]:
         raise ProjectError(f"columns {clash} have names the pipeline uses for its own columns; "
                            "rename them in the file")  # fmt: skip

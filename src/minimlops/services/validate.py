@@ -228,11 +228,7 @@ def _check_column(
             typed := _clean_cast(raw, bq_type)) is not None:  # fmt: skip
         return _check_values(typed, raw, pa.repeat(pa.scalar(False), len(raw)), name, required,
                              first_row, report, rules)  # fmt: skip
-    text = pc.utf8_trim_whitespace(raw)
-    blank = pc.equal(text, "")
-    if missing:  # the project's words for no value ("NA", "?"), after trimming
-        blank = pc.or_(blank, pc.is_in(text, pa.array(missing, pa.string())))
-    text = pc.if_else(blank, pa.scalar(None, pa.string()), text)
+    text = blank_as_null(pc.utf8_trim_whitespace(raw), missing)
     present = pc.is_valid(text)
     bad = pa.repeat(pa.scalar(False), len(text))
     if bq_type in PATTERNS:
@@ -251,6 +247,14 @@ def _check_column(
     else:
         typed = pc.cast(text, TYPES.get(bq_type, pa.string()))
     return _check_values(typed, text, bad, name, required, first_row, report, rules)
+
+
+def blank_as_null(text: pa.Array, missing: tuple[str, ...] = ()) -> pa.Array:
+    """Trimmed text with "" and the project's words for no value ("NA", "?") as null."""
+    blank = pc.equal(text, "")
+    if missing:
+        blank = pc.or_(blank, pc.is_in(text, pa.array(missing, pa.string())))
+    return pc.if_else(blank, pa.scalar(None, pa.string()), text)
 
 
 def _clean_cast(raw: pa.Array, bq_type: str) -> pa.Array | None:
