@@ -98,13 +98,11 @@ def decide_promotion(
                         challenger=new, champion=old, failed_checks=failed_checks,
                         paired=paired, **common)  # fmt: skip
     first = champion is None or champion.get(metric) is None
-    if (new is None or rows < MIN_EVAL_ROWS) and first:
-        # a small first file: serving a model beats serving none, but say how
-        # little it was judged on
-        return Decision(True, f"first model: no champion yet; judged on only {rows} evaluation "
-                        f"rows (a challenger needs {MIN_EVAL_ROWS}): land more rows",
-                        challenger=new, **common)  # fmt: skip
     if new is None or rows < MIN_EVAL_ROWS:
+        if first:  # a small first file: serving a model beats serving none; say how little judged it
+            return Decision(True, f"first model: no champion yet; judged on only {rows} "
+                            f"evaluation rows (a challenger needs {MIN_EVAL_ROWS}): land more rows",
+                            challenger=new, **common)  # fmt: skip
         return Decision(False, f"only {rows} evaluation rows (need {MIN_EVAL_ROWS})",
                         challenger=new, **common)  # fmt: skip
     if first:
