@@ -96,6 +96,7 @@ def test_the_form_works_from_the_keyboard_on_a_phone_screen(server: Server, brow
     context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
     page = context.new_page()
     page.goto(server.url + "/")
+    page.wait_for_selector("label[for=Cabin]")  # the form is built from /project once it loads
     for field in ("Pclass", "Sex", "Age", "SibSp", "Parch", "Fare", "Embarked", "Name", "Ticket", "Cabin"):
         assert page.locator(f"label[for={field}]").count() == 1
     page.focus("#Age")
