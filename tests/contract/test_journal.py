@@ -123,3 +123,19 @@ def test_rows_of_every_serving_process_are_imported_once_and_old_segments_go(tmp
     restarted.close()
     journal.close()
     wh.close()
+
+
+def test_every_value_reads_back_as_it_was_answered(tmp_path: Path) -> None:
+    """What the journal writes is what the table holds: timestamps with and
+    without microseconds, integers at the ends of BIGINT, floats, text."""
+    wh, journal = _open(tmp_path)
+    at = datetime(2026, 12, 2, 12, 31, 28, 484924, tzinfo=UTC)
+    rows = [_row(1) | {"created_at": at, "SibSp": 2**63 - 1, "Parch": -(2**63), "Fare": 0.1,
+                       "Name": "Zoë \"Q\" O'Neil\n", "probability": 1e-300},
+            _row(2) | {"created_at": at.replace(microsecond=0), "Age": 22.5}]  # fmt: skip
+    journal.write(rows)
+    journal.import_pending()
+    got = wh.query("SELECT * FROM predictions_data ORDER BY uuid").to_pylist()
+    for want, row in zip(rows, got, strict=True):
+        assert {k: row[k] for k in want} == want
+    journal.close()

@@ -398,3 +398,49 @@ def test_a_first_file_of_a_hundred_rows_serves_a_model_and_says_how_little_judge
     predictor = Predictor(registry_of(deps), deps.now, p)
     predictor.refresh()
     assert predictor.predict([row])[0]["model_version"] == meta["version"]
+
+
+def test_an_integer_outside_bigint_is_refused_naming_the_field() -> None:
+    """Integer columns are BIGINT in every table: a request's number that no
+    table could hold is a 422 on the field (fast check and pydantic alike),
+    not an answer whose log row could never be imported."""
+    import asyncio
+
+    import orjson
+
+    from minimlops.entrypoints.fastpath import predict_answerer
+    from minimlops.entrypoints.schemas import request_models
+    from minimlops.entrypoints.stats import ServingStats
+
+    p = projects.from_dict({"name": "counts", "key": "id", "target": "y", "task": "regression",
+                            "columns": [{"name": "id", "type": "string", "required": True},
+                                        {"name": "visits", "type": "integer", "required": False},
+                                        {"name": "y", "type": "integer", "required": True}]})  # fmt: skip
+    models = request_models(p)
+    for inside in (2**63 - 1, -(2**63)):
+        body = b'{"visits": %d}' % inside
+        assert models.fast.rows(body, False) == [{"visits": inside}] == [models.one.validate_json(body)]
+    logged = []
+
+    class Log:
+        async def log(self, rows):
+            logged.extend(rows)
+
+    class Predictor:  # answers only what passed the check
+        task, version = "regression", "1"
+
+        def predict(self, rows, owned):
+            return [{**r, "prediction": 1.0, "uuid": "u", "model_version": "1"} for r in rows]
+
+    answer = predict_answerer(Predictor(), Log(), ServingStats(), models, max_body=1 << 20,
+                              max_batch=10)  # fmt: skip
+    for outside in (2**63, 2**64 - 1, -(2**63) - 1):
+        for body in (b'{"visits": %d}' % outside, b'[{"visits": 1}, {"visits": %d}]' % outside):
+            status, answer_body = asyncio.run(answer(body, "application/json"))
+            assert status == 422, answer_body
+            (error,) = orjson.loads(answer_body)["errors"]
+            assert error["field"] == "visits"
+            assert "9223372036854775" in error["message"] or "maximum size" in error["message"]
+    assert logged == []
+    with pytest.raises(ValueError, match="less than or equal to 9223372036854775807"):
+        models.feedback.validate_json(b'{"uuid": "u", "y": %d}' % 2**63)

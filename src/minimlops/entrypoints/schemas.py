@@ -18,6 +18,10 @@ def _empty_is_missing(value: Any) -> Any:
 
 Missing = BeforeValidator(_empty_is_missing)  # "" from a form or a CSV means not given
 PY = {"integer": int, "float": float, "string": str, "boolean": bool}
+# An integer column is a BIGINT (INT64) in every table: a request's number
+# outside it is refused, naming the field (it was answered, then could never
+# be imported into predictions_data).
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 
 def _missing(words: tuple[str, ...]) -> Any:
@@ -40,6 +44,9 @@ def _field_type(c: ColumnSpec, missing: Any = Missing) -> Any:
         kwargs["ge"] = int(c.min) if c.type == "integer" else c.min
     if c.max is not None:
         kwargs["le"] = int(c.max) if c.type == "integer" else c.max
+    if c.type == "integer" and c.allowed is None:  # the tables' BIGINT: a larger one could never be stored
+        kwargs.setdefault("ge", INT64_MIN)
+        kwargs.setdefault("le", INT64_MAX)
     if c.type == "float":
         kwargs["allow_inf_nan"] = False
     if c.max_length is not None:
@@ -143,6 +150,9 @@ def fast_check(project: Project) -> FastCheck | None:
         if c.type == "float":
             meta.setdefault("ge", -_LARGEST)
             meta.setdefault("le", _LARGEST)
+        if c.type == "integer" and c.allowed is None:
+            meta.setdefault("ge", INT64_MIN)
+            meta.setdefault("le", INT64_MAX)
         if c.type == "string" and c.allowed is None and c.max_length is not None:
             meta["max_length"] = c.max_length
         typed = Annotated[base, msgspec.Meta(**meta)] if meta else base
@@ -175,12 +185,16 @@ def request_models(project: Project) -> RequestModels:
                    f"{project.target!r}. Optional fields may be missing.")  # fmt: skip
     target = project.target_column
     label: Any = PY[target.type]
+    rule: dict[str, Any] = {"description": "the true value"}
     if project.classes:
         label = Literal[tuple(project.classes)]  # type: ignore[valid-type]
+    elif target.type == "float":
+        rule["allow_inf_nan"] = False
+    elif target.type == "integer":
+        rule.update(ge=INT64_MIN, le=INT64_MAX)
     feedback = TypedDict("Feedback", {  # type: ignore[operator]
         "uuid": Annotated[str, Field(min_length=1, max_length=64)],
-        project.target: Annotated[label, Field(description="the true value", allow_inf_nan=False)
-                                  if target.type == "float" else Field(description="the true value")],
+        project.target: Annotated[label, Field(**rule)],
     })
     feedback.__doc__ = f"A true {project.target} for an earlier prediction (used by monitoring)."
     return RequestModels(title, row, TypeAdapter(row), TypeAdapter(list[row]),
