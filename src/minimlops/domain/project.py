@@ -39,6 +39,7 @@ _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 # quotes, backticks, backslashes, dots or control characters.
 _COLUMN_NAME = re.compile(r"^[^\x00-\x1f\"`\\.\[\]]{1,300}$")
 MAX_KEY = 2**31 - 1  # integer keys: the split and sample hashes stay in 64-bit SQL
+INT64 = (-(2**63), 2**63 - 1)  # an integer column is BIGINT/INT64 in every table
 
 
 class ProjectError(ValueError):

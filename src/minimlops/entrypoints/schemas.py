@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal, NotRequired
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, with_config
 from typing_extensions import TypedDict  # pydantic needs this one on Python 3.11
 
-from minimlops.domain.project import ColumnSpec, Project
+from minimlops.domain.project import INT64, ColumnSpec, Project
 
 
 def _empty_is_missing(value: Any) -> Any:
@@ -18,10 +18,21 @@ def _empty_is_missing(value: Any) -> Any:
 
 Missing = BeforeValidator(_empty_is_missing)  # "" from a form or a CSV means not given
 PY = {"integer": int, "float": float, "string": str, "boolean": bool}
-# An integer column is a BIGINT (INT64) in every table: a request's number
-# outside it is refused, naming the field (it was answered, then could never
-# be imported into predictions_data).
-INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
+def _range(c: ColumnSpec) -> dict[str, Any]:
+    """A number column's bounds as ``ge``/``le``: the project's rules, and for
+    an integer at most what its BIGINT column holds (a request's number outside
+    it was answered, then could never be imported into predictions_data)."""
+    bounds: dict[str, Any] = {}
+    if c.min is not None:
+        bounds["ge"] = int(c.min) if c.type == "integer" else c.min
+    if c.max is not None:
+        bounds["le"] = int(c.max) if c.type == "integer" else c.max
+    if c.type == "integer" and c.allowed is None:
+        bounds.setdefault("ge", INT64[0])
+        bounds.setdefault("le", INT64[1])
+    return bounds
 
 
 def _missing(words: tuple[str, ...]) -> Any:
@@ -40,13 +51,7 @@ def _field_type(c: ColumnSpec, missing: Any = Missing) -> Any:
     kwargs: dict[str, Any] = {"description": c.description or None}
     if c.allowed is not None:
         base = Literal[tuple(c.allowed)]  # type: ignore[valid-type]
-    if c.min is not None:
-        kwargs["ge"] = int(c.min) if c.type == "integer" else c.min
-    if c.max is not None:
-        kwargs["le"] = int(c.max) if c.type == "integer" else c.max
-    if c.type == "integer" and c.allowed is None:  # the tables' BIGINT: a larger one could never be stored
-        kwargs.setdefault("ge", INT64_MIN)
-        kwargs.setdefault("le", INT64_MAX)
+    kwargs.update(_range(c))
     if c.type == "float":
         kwargs["allow_inf_nan"] = False
     if c.max_length is not None:
@@ -143,16 +148,10 @@ def fast_check(project: Project) -> FastCheck | None:
             base = Literal[(*c.allowed, *blank)]  # type: ignore[valid-type]
         elif c.allowed is not None and not (c.type == "boolean" and set(c.allowed) == {True, False}):
             return None
-        if c.min is not None:
-            meta["ge"] = int(c.min) if c.type == "integer" else c.min
-        if c.max is not None:
-            meta["le"] = int(c.max) if c.type == "integer" else c.max
+        meta.update(_range(c))
         if c.type == "float":
             meta.setdefault("ge", -_LARGEST)
             meta.setdefault("le", _LARGEST)
-        if c.type == "integer" and c.allowed is None:
-            meta.setdefault("ge", INT64_MIN)
-            meta.setdefault("le", INT64_MAX)
         if c.type == "string" and c.allowed is None and c.max_length is not None:
             meta["max_length"] = c.max_length
         typed = Annotated[base, msgspec.Meta(**meta)] if meta else base
@@ -191,7 +190,7 @@ def request_models(project: Project) -> RequestModels:
     elif target.type == "float":
         rule["allow_inf_nan"] = False
     elif target.type == "integer":
-        rule.update(ge=INT64_MIN, le=INT64_MAX)
+        rule.update(ge=INT64[0], le=INT64[1])
     feedback = TypedDict("Feedback", {  # type: ignore[operator]
         "uuid": Annotated[str, Field(min_length=1, max_length=64)],
         project.target: Annotated[label, Field(**rule)],
