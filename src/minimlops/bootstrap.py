@@ -239,8 +239,10 @@ def build_gcp(settings: Settings, *, progress: Progress = _no_progress) -> App:
     registry = registry_of(deps)
     schema = arrow_schema("predictions_data", project)
 
-    def write(rows: list[dict[str, Any]]) -> None:
-        """One streaming-insert request per group-committed batch."""
+    def write(rows: list[Any]) -> None:
+        """One streaming-insert request per group-committed batch (the
+        request's structs read as dicts: ``entrypoints.schemas.row_class``)."""
+        rows = [r if isinstance(r, dict) else dict(r) for r in rows]
         warehouse.append(names.predictions_table, pa.Table.from_pylist(rows, schema=schema))
 
     log = PredictionLog(write, flush_ms=settings.log_flush_ms, max_rows=settings.log_batch_rows)

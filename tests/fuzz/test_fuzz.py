@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -170,8 +171,13 @@ def test_the_fast_request_check_accepts_only_what_pydantic_accepts_and_gives_the
             return
         fast_taken.append(body)
         slow = models.many.validate_json(body) if batch else [models.one.validate_json(body)]
-        typed = [sorted((k, type(v).__name__, v) for k, v in r.items()) for r in fast]
-        assert typed == [sorted((k, type(v).__name__, v) for k, v in r.items()) for r in slow], body
+        # a batch gives structs, where an absent field and a null read the same
+        # (None), as the features and the log read them; pydantic gives dicts
+        def typed(rows: list[Any]) -> list[list[tuple[str, str, Any]]]:
+            return [sorted((k, type(v).__name__, v) for k, v in dict(r).items() if v is not None)
+                    for r in rows]  # fmt: skip
+
+        assert typed(fast) == typed(slow), body
 
     check()
     assert len(fast_taken) > 20, "the mutated bodies msgspec takes were compared"

@@ -222,6 +222,15 @@ def test_vector_and_matrix_agree_and_onnx_matches_on_every_row(trained) -> None:
     every = rows + [shapes.sparse(p, r) for r in rows[:50]]
     fs = model.features
     assert np.allclose(fs.matrix(every), np.array([fs.vector(r) for r in every]), equal_nan=False)
+    # the server's rows: the request's structs, decoded by the fast check
+    import orjson
+
+    from minimlops.entrypoints.schemas import request_models
+
+    structs = request_models(p).fast.rows(orjson.dumps(every), True)
+    assert structs is not None, "every row takes the fast path"
+    assert np.array_equal(fs.matrix(structs), fs.matrix(every))
+    assert [fs.vector(s) for s in structs] == [fs.vector(r) for r in every]
     assert fast.parity(model, served, every) <= fast.TOLERANCE
     one = served.output(every[:1])
     assert np.allclose(one, model.output(every[:1]), rtol=1e-5, atol=1e-5)
@@ -247,6 +256,26 @@ def test_answers_fit_the_task_and_speak_the_datas_values(trained) -> None:
     key = "prediction" if p.task == "regression" else "probability"
     assert single[key] == pytest.approx(rows[0][key], rel=1e-6, abs=1e-6)
     assert pa.Table.from_pylist(rows, schema=_schema(p))  # the log row fits predictions_data
+    # the server's path: the fast check's structs, handed over, become the log
+    # rows; the journal and BigQuery's insert get the same rows from them
+    import orjson
+
+    from minimlops.adapters.journal import encode
+    from minimlops.entrypoints.schemas import request_models
+
+    models = request_models(p)
+    served = predictor.predict(models.fast.rows(orjson.dumps(requests), True), owned=True)
+    rows = predictor.predict(models.many.validate_python(requests), owned=True)  # pydantic's dicts
+
+    def logged(rows):
+        return [{k: v for k, v in orjson.loads(line).items() if k not in ("uuid", "created_at")
+                 and v is not None} for line in encode(rows).splitlines()]  # fmt: skip
+
+    assert logged(served) == logged(rows)
+    assert all(r.uuid and r.created_at and r.model_version == rows[0]["model_version"] for r in served)
+    as_dicts = pa.Table.from_pylist([dict(r) for r in served], schema=_schema(p))
+    assert as_dicts.drop(["uuid", "created_at"]).equals(
+        pa.Table.from_pylist(rows, schema=_schema(p)).drop(["uuid", "created_at"]))
 
 
 def _schema(p):
@@ -297,20 +326,15 @@ def test_a_second_file_retrains_and_the_gate_compares_on_the_same_rows(trained) 
     assert 0 <= paired["p_value"] <= 1
 
 
-def test_a_derived_feature_that_raises_on_a_row_is_a_422_naming_it_and_fails_training(tmp_path) -> None:
-    import asyncio
-
-    import orjson
-
+def _served(p, rows: int, seed: int = 3):
+    """A project trained on generated rows, its predictor and its /predict
+    answerer (a log that keeps nothing): (table, predictor, answer)."""
     from minimlops.entrypoints.fastpath import predict_answerer
     from minimlops.entrypoints.schemas import request_models
     from minimlops.entrypoints.stats import ServingStats
 
-    code = ("def bmi_per_age(row):\n    if row['age'] == 99:\n        raise ValueError('no age 99')\n"
-            "    return row['bmi'] / max(row['age'], 1)\n")
-    p = projects.load(_project_dir(tmp_path, code))
     deps = fake_deps_for(p, cv_folds=3)
-    table = shapes.rows(p, 400, seed=3)
+    table = shapes.rows(p, rows, seed=seed)
     _land_and_train(deps, "a.csv", table)
     predictor = Predictor(registry_of(deps), deps.now, p)
     predictor.refresh()
@@ -321,11 +345,31 @@ def test_a_derived_feature_that_raises_on_a_row_is_a_422_naming_it_and_fails_tra
 
     answer = predict_answerer(predictor, Log(), ServingStats(), request_models(p), max_body=1 << 20,
                               max_batch=100)  # fmt: skip
+    return deps, table, predictor, answer
+
+
+def test_a_derived_feature_that_raises_on_a_row_is_a_422_naming_it_and_fails_training(tmp_path) -> None:
+    import asyncio
+
+    import orjson
+
+    code = ("def bmi_per_age(row):\n    if row['age'] == 99:\n        raise ValueError('no age 99')\n"
+            "    return row['bmi'] / max(row['age'], 1)\n")
+    p = projects.load(_project_dir(tmp_path, code))
+    deps, table, predictor, answer = _served(p, 400)
     good = shapes.request_of(p, table.to_pylist()[0])
     status, body = asyncio.run(answer(orjson.dumps([good, {**good, "age": 99}]), "application/json"))
     assert status == 422
     (error,) = orjson.loads(body)["errors"]
     assert error["field"] == "bmi_per_age" and error["index"] == 1 and "no age 99" in error["message"]
+    status, body = asyncio.run(answer(orjson.dumps({**good, "age": 99}), "application/json"))
+    assert status == 422
+    (error,) = orjson.loads(body)["errors"]
+    assert error["field"] == "bmi_per_age" and "index" not in error and "no age 99" in error["message"]
+    status, body = asyncio.run(answer(orjson.dumps([good, good]), "application/json"))
+    assert status == 200
+    assert orjson.loads(body)["predictions"][0]["prediction"] == pytest.approx(
+        predictor.predict([good])[0]["prediction"], rel=1e-6)  # fmt: skip
     # at training: the row is named, never silently dropped
     bad = table.slice(0, 1).to_pylist()[0] | {"patient_id": 9999, "age": 99.0}
     from minimlops.errors import DerivedFeatureError
@@ -333,6 +377,32 @@ def test_a_derived_feature_that_raises_on_a_row_is_a_422_naming_it_and_fails_tra
     (done,) = _landed(deps, "b.csv", pa.Table.from_pylist([bad], table.schema))
     with pytest.raises(DerivedFeatureError, match="'bmi_per_age' failed on the row with key 9999"):
         messagebus.handle(done, deps)
+
+
+def test_a_derived_feature_reads_an_absent_optional_column_as_none_in_every_path(tmp_path) -> None:
+    """A derived feature sees every column, an absent optional one as None, at
+    training and for one request, a batch (structs) and pydantic's rows alike."""
+    import asyncio
+
+    import orjson
+
+    from minimlops.entrypoints.schemas import request_models
+
+    d = tmp_path / "p"
+    d.mkdir()
+    text = 'derived_module = "derived.py"\n' + (projects.example_dir("churn") / "project.toml").read_text()
+    text += '\n[[derived]]\nname = "charges_known"\ntype = "boolean"\ninputs = ["total_charges"]\n'
+    (d / "project.toml").write_text(text)
+    (d / "derived.py").write_text("def charges_known(row):\n    return row['total_charges'] is not None\n")
+    p = projects.load(d)
+    _, table, predictor, answer = _served(p, 600)
+    models = request_models(p)
+    without = {k: v for k, v in shapes.request_of(p, table.to_pylist()[0]).items() if k != "total_charges"}
+    for body in (without, [without, without]):
+        status, out = asyncio.run(answer(orjson.dumps(body), "application/json"))
+        assert status == 200, out
+    assert predictor.predict(models.many.validate_python([without]))  # pydantic's dicts
+    assert predictor.predict([without])  # a caller's own dict
 
 
 def test_artifacts_round_trip_for_every_task(trained) -> None:
@@ -419,7 +489,8 @@ def test_an_integer_outside_bigint_is_refused_naming_the_field() -> None:
     models = request_models(p)
     for inside in (2**63 - 1, -(2**63)):
         body = b'{"visits": %d}' % inside
-        assert models.fast.rows(body, False) == [{"visits": inside}] == [models.one.validate_json(body)]
+        fast = [dict(r) for r in models.fast.rows(body, False)]  # a struct read as a dict
+        assert fast == [{"visits": inside}] == [models.one.validate_json(body)]
     logged = []
 
     class Log:

@@ -12,6 +12,7 @@ FastAPI route, this front and the extra serving processes all answer with it.
 
 from __future__ import annotations
 
+import operator
 import time
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -64,6 +65,7 @@ def predict_answerer(predictor: Predictor, log: DurableLog, stats: ServingStats,
     validate, predict, wait until the rows are durable, answer."""
     one, many, noun, fast = models.one, models.many, models.name.lower(), models.fast
     keys = answer_keys(predictor.task)
+    pick = operator.attrgetter(*keys)  # the answer's fields of a checked struct
     multiclass, binary = predictor.task == "multiclass", predictor.task == "binary"
 
     async def answer(body: bytes, content_type: str) -> tuple[int, bytes]:
@@ -111,7 +113,11 @@ def predict_answerer(predictor: Predictor, log: DurableLog, stats: ServingStats,
             await log.log(rows)
         except Exception as exc:
             return _err(503, f"prediction not stored, so not answered: {exc}")
-        if binary:  # the exercise's shape; a literal is a third cheaper than a comprehension
+        if not isinstance(rows[0], dict):  # a batch's structs (FastCheck)
+            answers = ([{"prediction": r.prediction, "probability": r.probability,
+                         "uuid": r.uuid, "model_version": r.model_version} for r in rows]
+                       if binary else [dict(zip(keys, pick(r), strict=True)) for r in rows])  # fmt: skip
+        elif binary:  # the exercise's shape; a literal is a third cheaper than a comprehension
             answers = [{"prediction": r["prediction"], "probability": r["probability"],
                         "uuid": r["uuid"], "model_version": r["model_version"]} for r in rows]  # fmt: skip
         else:

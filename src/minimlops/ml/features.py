@@ -24,6 +24,8 @@ from __future__ import annotations
 import statistics
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from itertools import repeat
+from operator import attrgetter
 from typing import Any
 
 import numpy as np
@@ -169,6 +171,11 @@ class FeatureSet:
         self.names = feature_names(spec)
         self.width = len(self.names)
         self._plan: list[tuple[Any, ...]] = []
+        self._readers: dict[type, _StructReader | None] = {}
+        # the inputs of derived features, so that a request's dict without an
+        # optional one reads it as None, as a training row (every column) does
+        self._inputs = dict.fromkeys(c for col in spec["columns"] if col["derived"]
+                                     for c in col.get("inputs") or ())  # fmt: skip
         at = 0
         self._batch: dict[str, tuple[Any, list[str]]] = {}
         for col in spec["columns"]:
@@ -191,6 +198,15 @@ class FeatureSet:
                 self._plan.append(("n", col["name"], fn, col["fill"], col["indicator"], None, at))
                 at += 2 if col["indicator"] else 1
 
+    def _reader(self, cls: type) -> _StructReader | None:
+        """How rows of this class are read: None for a mapping, else a
+        reader of the request's structs (``minimlops_attrs``: column ->
+        attribute; see ``entrypoints.schemas.row_class``)."""
+        if cls not in self._readers:
+            attrs = getattr(cls, "minimlops_attrs", None)
+            self._readers[cls] = None if attrs is None else _StructReader(self._plan, self._batch, attrs)
+        return self._readers[cls]
+
     def _failed(self, name: str, fn: Any, rows: Sequence[Mapping[str, Any]],
                 exc: Exception) -> DerivedFeatureError:  # fmt: skip
         """The error of the first row ``fn`` fails on (found again, row by row)."""
@@ -204,12 +220,14 @@ class FeatureSet:
     def vector(self, row: Mapping[str, Any]) -> list[float]:
         """The feature vector of one row, in :attr:`names` order (plain Python:
         ~3 us for the Titanic example's 13 features; numpy's set-up alone costs
-        ~30 us)."""
+        ~30 us). The row is a mapping (absent means None), a request struct too."""
+        if self._inputs and isinstance(row, dict) and not self._inputs.keys() <= row.keys():
+            row = {**self._inputs, **row}
         out: list[float] = []
-        append, extend = out.append, out.extend
+        append, extend, get = out.append, out.extend, row.get
         for kind, name, fn, a, b, _, _ in self._plan:
             if fn is None:
-                v = row.get(name)
+                v = get(name)
             else:
                 try:
                     v = fn(row)
@@ -230,16 +248,25 @@ class FeatureSet:
         return out
 
     def matrix(self, rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
-        """Feature vectors of many rows as a float64 matrix, a column at a time."""
+        """Feature vectors of many rows as a float64 matrix, a column at a time.
+        Rows are mappings (absent means None) or request structs, whose columns
+        are read with one ``attrgetter`` call a row (a wide batch of 1,000:
+        ~0.8 instead of ~2 ms)."""
         n = len(rows)
         out = np.zeros((n, self.width), dtype=np.float64)
         if n == 0:
             return out
         every = np.arange(n)
-        columns: dict[str, list[Any]] = {}  # each input column read out of the rows once
+        reader = self._reader(type(rows[0]))
+        if self._inputs and reader is None:
+            inputs = self._inputs
+            rows = [r if not isinstance(r, dict) or inputs.keys() <= r.keys() else {**inputs, **r}
+                    for r in rows]  # fmt: skip
+        # each input column read out of the rows once
+        columns: dict[str, Sequence[Any]] = {} if reader is None else reader.columns(rows)
         derived: dict[str, Any] = {}
 
-        def column(c: str) -> list[Any]:
+        def column(c: str) -> Sequence[Any]:
             if c not in columns:
                 columns[c] = [r.get(c) for r in rows]
             return columns[c]
@@ -256,8 +283,8 @@ class FeatureSet:
                 except Exception as exc:
                     raise self._failed(name, fn, rows, exc) from exc
             if kind == "c":
-                other, get = len(index), index.get
-                out[every, at + np.array([get(v, other) for v in values], np.int64)] = 1.0
+                get = index.get
+                out[every, at + np.fromiter(map(get, values, repeat(len(index))), np.int64, n)] = 1.0
                 continue
             if kind == "f":
                 get = a.get
@@ -272,7 +299,6 @@ class FeatureSet:
                 out[:, at + 1] = gap
         return out
 
-
     def _derived(self, name: str, fn: Any, rows: Sequence[Mapping[str, Any]],
                  column: Callable[[str], list[Any]]) -> Any:  # fmt: skip
         """A derived feature of many rows: its batch form when the project has
@@ -281,4 +307,23 @@ class FeatureSet:
         if batch is None:
             return [fn(r) for r in rows]
         function, inputs = batch
-        return function({c: column(c) for c in inputs})
+        return function({c: list(column(c)) for c in inputs})
+
+
+class _StructReader:
+    """Reads the input columns of many request structs for a :class:`FeatureSet`."""
+
+    def __init__(self, plan: Sequence[tuple[Any, ...]], batch: Mapping[str, Any],
+                 attrs: Mapping[str, str]) -> None:  # fmt: skip
+        some = next(iter(attrs.values()))  # attrgetter of one name gives no tuple: one more
+        needed = [step[1] for step in plan if step[2] is None]
+        needed += [c for _, inputs in batch.values() for c in inputs]
+        self.needed = tuple(dict.fromkeys(c for c in needed if c in attrs))
+        self._columns = attrgetter(*(attrs[c] for c in self.needed), some)
+
+    def columns(self, rows: Sequence[Any]) -> dict[str, Sequence[Any]]:
+        """The needed input columns of many rows (tuples)."""
+        if not self.needed:
+            return {}
+        columns = zip(*map(self._columns, rows), strict=True)
+        return dict(zip(self.needed, columns, strict=False))  # the one more: dropped

@@ -1,7 +1,8 @@
 """Derived features of the Titanic example: plain functions of one row.
 
-minimlops calls each with the row as a dict (missing values are None) at
-training and at serving alike; the project file names them and their types.
+minimlops calls each with the row as a read-only mapping of column names to
+values (every column, a missing value as None), at training and at serving
+alike; the project file names them, their types and the columns they read.
 """
 
 from __future__ import annotations
@@ -100,3 +101,9 @@ def title_batch(c: Columns) -> list[str]:
         if name:
             guess[i] = title({"Name": name, "Sex": c["Sex"][i], "Age": c["Age"][i]})
     return guess
+
+
+def deck_batch(c: Columns) -> list[str]:
+    """:func:`deck` of every row."""
+    return [letter if (letter := (cabin or "").strip()[:1].upper()) in DECKS else "U"
+            for cabin in c["Cabin"]]  # fmt: skip
