@@ -118,6 +118,9 @@ def test_predictor_serves_the_champion_and_refuses_a_tampered_one(fake_deps: Dep
     with pytest.raises(NoChampionError):
         predictor.predict([{}])
     _ingest_and_train(fake_deps, "a.csv", passengers(500, seed=1))
+    # nothing loaded yet: a request looks at the pointer itself (no 503 until the next poll)
+    later = Predictor(registry, fake_deps.now, fake_deps.project)
+    assert later.predict([{"Pclass": 1, "Sex": "male", "SibSp": 0, "Parch": 0}])[0]["model_version"] == "1"
     assert predictor.refresh() and predictor.version == "1"
     (row,) = predictor.predict([{"Pclass": 1, "Sex": "female", "Age": 30.0, "SibSp": 0,
                                  "Parch": 0, "Fare": 80.0, "Embarked": "C"}])  # fmt: skip

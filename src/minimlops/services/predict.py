@@ -51,6 +51,7 @@ class Predictor:
         self.generation = ""
         self.error: str | None = None
         self._lock = threading.Lock()
+        self._looked = -1.0  # when predict last looked for a champion itself (monotonic)
         # Called with a newly loaded model's version before this process swaps
         # to it: the server makes its other serving processes serve it first.
         self.before_swap: Callable[[str], None] | None = None
@@ -128,7 +129,7 @@ class Predictor:
             DerivedFeatureError: a derived feature raised on a row.
         """
         current = self.current  # one read: a swap mid-request cannot mix versions
-        if current is None:
+        if current is None and (current := self._catch_up()) is None:
             raise NoChampionError(self.error or "no model is serving yet")
         version, model = current
         out = model.output(passengers)
@@ -169,6 +170,20 @@ class Predictor:
         if shadow is not None:  # logged beside the answer, never returned
             self._shadow(rows, shadow[0], shadow_out, put)
         return rows
+
+    def _catch_up(self) -> tuple[str, Scorer] | None:
+        """Nothing loaded yet: look at the champion pointer now (at most every
+        half second) rather than answer 503 until the next poll or promotion
+        event (up to a second after the first model was promoted)."""
+        now = time.monotonic()
+        if now - self._looked < 0.5:
+            return None
+        self._looked = now
+        try:
+            self.refresh()
+        except Exception as exc:  # the registry cannot be read: still nothing to serve
+            logger.warning("serving: cannot read the champion pointer: %s", exc)
+        return self.current
 
     def _answers(self, rows: list[Any], values: list[Any], put: Callable[[Any, str, Any], None]) -> None:
         if self.task == "multiclass":
