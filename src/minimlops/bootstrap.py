@@ -266,9 +266,10 @@ def build(settings: Settings, *, progress: Progress = _no_progress,
     check_home(settings, project)
     names = names_of(settings, project)
     store = open_store(settings)
+    settings.journal_dir.mkdir(parents=True, exist_ok=True)
     warehouse = load_class("local", "warehouse")(
         settings.warehouse_path, schemas_of(settings, project), settings.ledger_table,
-        key=_key_of(project))
+        key=_key_of(project), readable=(settings.journal_dir,))
     warehouse.ensure_tables()
     bus = load_class("local", "bus")(
         settings.bus_path, max_attempts=settings.bus_max_attempts,
@@ -282,9 +283,7 @@ def build(settings: Settings, *, progress: Progress = _no_progress,
                 promotion_tolerance=settings.promotion_tolerance, progress=progress,
                 compute=load_class("local", "compute")() if isolate_training else run_here)
     registry = registry_of(deps)
-    journal = load_class("local", "journal")(
-        settings.journal_dir, warehouse, names.predictions_table,
-        arrow_schema("predictions_data", project))
+    journal = load_class("local", "journal")(settings.journal_dir, warehouse, names.predictions_table)
     journal.import_pending()  # recovery: rows logged before a crash
     log = load_class("local", "journal_log")(settings.journal_dir, flush_ms=settings.log_flush_ms,
                                              max_rows=settings.log_batch_rows)  # fmt: skip

@@ -5,10 +5,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
+
 from minimlops.adapters.duckdb_warehouse import DuckDBWarehouse
 from minimlops.adapters.journal import PredictionJournal, SegmentWriter, encode
-from minimlops.services.tables import arrow_schema
-from tests.conftest import SCHEMAS, TITANIC
+from minimlops.errors import QueryError
+from tests.conftest import SCHEMAS
 
 
 def _row(i: int) -> dict:
@@ -22,8 +24,7 @@ class Journal:
     """The importer, and a writer to its top directory (as the server's journal process)."""
 
     def __init__(self, tmp_path: Path, wh: DuckDBWarehouse) -> None:
-        self.importer = PredictionJournal(tmp_path / "journal", wh, "predictions_data",
-                                          arrow_schema("predictions_data", TITANIC))  # fmt: skip
+        self.importer = PredictionJournal(tmp_path / "journal", wh, "predictions_data")
         self._writer = SegmentWriter(tmp_path / "journal")
         self.import_pending = self.importer.import_pending
 
@@ -37,7 +38,7 @@ class Journal:
 
 
 def _open(tmp_path: Path) -> tuple[DuckDBWarehouse, Journal]:
-    wh = DuckDBWarehouse(tmp_path / "w.duckdb", SCHEMAS, "ingestion_ledger")
+    wh = DuckDBWarehouse(tmp_path / "w.duckdb", SCHEMAS, "ingestion_ledger", readable=(tmp_path / "journal",))
     wh.ensure_tables()
     return wh, Journal(tmp_path, wh)
 
@@ -138,4 +139,19 @@ def test_every_value_reads_back_as_it_was_answered(tmp_path: Path) -> None:
     got = wh.query("SELECT * FROM predictions_data ORDER BY uuid").to_pylist()
     for want, row in zip(rows, got, strict=True):
         assert {k: row[k] for k in want} == want
+    journal.close()
+
+
+def test_the_warehouse_reads_files_from_the_journal_only(tmp_path: Path) -> None:
+    """The importer's DuckDB may read the journal's directory (what
+    predictions_data holds); user SQL still reads no other file."""
+    wh, journal = _open(tmp_path)
+    journal.write([_row(1)])
+    assert journal.import_pending() == 1
+    beside = tmp_path / "journal-other"  # a name the journal's is a prefix of
+    beside.mkdir()
+    (beside / "x.csv").write_text("a\n1\n")
+    for path in ("/etc/passwd", str(beside / "x.csv")):
+        with pytest.raises(QueryError, match="disabled"):
+            wh.query(f"SELECT * FROM read_csv('{path}')")
     journal.close()

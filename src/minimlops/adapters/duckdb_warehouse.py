@@ -52,6 +52,10 @@ def _q(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
 
 
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
 class _Stream:
     """Batches as one Arrow stream for DuckDB, counting rows and keeping the
     exception the batches raised (DuckDB reports it as its own error)."""
@@ -89,7 +93,7 @@ class DuckDBWarehouse:
 
     def __init__(
         self, path: Path, schemas: Mapping[str, tuple[Column, ...]], ledger_table: str,
-        *, key: KeySpec | None = None, read_only: bool = False,
+        *, key: KeySpec | None = None, read_only: bool = False, readable: Sequence[Path] = (),
     ) -> None:  # fmt: skip
         self.key = key or KeySpec()
         self._newest = newest_row_sql(_q(self.key.key))
@@ -106,9 +110,20 @@ class DuckDBWarehouse:
             # a server's memory climbed by that much between checkpoints.
             # At 4 MB it stays within 4 MB, for ~20 % more CPU per imported row
             # (measured: 1.7 -> 2.0 us); big loads skip the log either way.
-            config={"enable_external_access": False, "threads": 2, "memory_limit": "512MB",
-                    "checkpoint_threshold": "4MB"},
+            config={"threads": 2, "memory_limit": "512MB", "checkpoint_threshold": "4MB",
+                    **({} if readable else {"enable_external_access": False})},
         )  # fmt: skip
+        if readable:
+            # The one place SQL may read files from (the prediction journal's
+            # directory, which holds what predictions_data holds), set before
+            # file access is turned off, which cannot be undone while it runs.
+            dirs = ", ".join(_literal(str(Path(d).resolve()) + "/") for d in readable)
+            try:
+                self._con.execute(f"SET allowed_directories = [{dirs}]")
+                self._con.execute("SET enable_external_access = false")
+            except BaseException:
+                self._con.close()
+                raise
         self._local = threading.local()
 
     def close(self) -> None:
@@ -228,6 +243,30 @@ class DuckDBWarehouse:
         except BaseException:
             _run(cur, "ROLLBACK")
             raise
+
+    def append_marked_json(self, table: str, path: Path, key: str, position: int) -> int:
+        """Append the rows of a JSON-lines file (in a directory given as
+        ``readable``) and record ``position`` under ``key``, in one
+        transaction; returns the rows appended. DuckDB's own reader: a wide
+        journal row in ~0.45x the CPU of pyarrow's reader and an Arrow insert
+        (measured, one thread: 7.5 against 16.5 us)."""
+        if table not in self.schemas:
+            raise KeyError(f"unknown table {table!r}")
+        columns = ", ".join(f"{_literal(c.name)}: {_literal(DUCKDB_TYPES[c.type])}"
+                            for c in self.schemas[table])  # fmt: skip
+        cur = self._cursor()
+        _run(cur, "BEGIN TRANSACTION")
+        try:
+            (rows,) = cur.execute(f"INSERT INTO {_q(table)} BY NAME SELECT * FROM "
+                                  f"read_ndjson($path, columns={{{columns}}})",
+                                  {"path": str(path)}).fetchone() or (0,)  # fmt: skip
+            cur.execute("INSERT OR REPLACE INTO _minimlops_markers VALUES ($k, $p)",
+                        {"k": key, "p": position}).fetchall()  # fmt: skip
+            _run(cur, "COMMIT")
+        except BaseException:
+            _run(cur, "ROLLBACK")
+            raise
+        return int(rows)
 
     def marker(self, key: str) -> int:
         """The position recorded under key (0 if none)."""
