@@ -153,10 +153,6 @@ def _getitem(row: Any, name: str) -> Any:
     return getattr(row, row.minimlops_attrs[name])
 
 
-def _setitem(row: Any, name: str, value: Any) -> None:
-    setattr(row, row.minimlops_attrs[name], value)
-
-
 def _keys(row: Any) -> list[str]:
     return [*row.minimlops_columns, *(n for n in row.minimlops_own if getattr(row, n) is not None)]
 
@@ -214,7 +210,7 @@ def row_class(project: Project, fields: list[tuple[str, str, Any, bool]]) -> typ
         rename={attr: name for name, attr, _, _ in fields}, omit_defaults=True, gc=False,
         namespace={"minimlops_attrs": attrs, "minimlops_columns": tuple(f[0] for f in fields),
                    "minimlops_own": tuple(own), "get": _get, "__getitem__": _getitem,
-                   "__setitem__": _setitem, "keys": _keys, "__contains__": _contains,
+                   "keys": _keys, "__contains__": _contains,
                    "__iter__": _iter, "__len__": _len, "items": _items, "values": _values})  # fmt: skip
     Mapping.register(cls)
     return cls  # type: ignore[no-any-return]
