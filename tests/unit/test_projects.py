@@ -234,6 +234,20 @@ def test_vector_and_matrix_agree_and_onnx_matches_on_every_row(trained) -> None:
     assert fast.parity(model, served, every) <= fast.TOLERANCE
     one = served.output(every[:1])
     assert np.allclose(one, model.output(every[:1]), rtol=1e-5, atol=1e-5)
+    # one row at a time through the bound input (rewritten each time), from two
+    # threads at once (each has its own): exactly what session.run gives that
+    # row, and what the batch gives within float32 (a row alone and in a
+    # matrix are summed in a different order)
+    from concurrent.futures import ThreadPoolExecutor
+
+    session = served.session
+    by_run = [session.run(served.outputs, {served.input: np.array([fs.vector(r)], served.dtype)})[0]
+              for r in every]  # fmt: skip
+    with ThreadPoolExecutor(2) as pool:
+        bound = list(pool.map(lambda r: served._one(fs.vector(r)), every))
+    assert all(np.array_equal(a, b) for a, b in zip(bound, by_run, strict=True))
+    alone = np.concatenate([served.output([r]) for r in every])
+    assert np.allclose(alone, served.output(every), rtol=0, atol=fast.TOLERANCE)
 
 
 def test_answers_fit_the_task_and_speak_the_datas_values(trained) -> None:
