@@ -175,6 +175,29 @@ def test_a_key_twice_in_one_file_is_refused_naming_both_rows(fake_deps: Deps) ->
     assert "PassengerId 2 appears more than once: rows 2 and 4" in report["summary"]
 
 
+@pytest.mark.parametrize("typ", ["int64", "string"])
+def test_repeated_keys_across_batches_name_the_first_in_file_order(typ: str) -> None:
+    """Keys are compared over the whole file, batch after batch (the check
+    sorts them instead of counting them in a hash table): the message names
+    the first key in the file's order that repeats, its two rows, and how
+    many keys repeat."""
+    import pyarrow as pa
+
+    from minimlops.errors import SchemaError
+    from minimlops.services.validate import Report, check_keys
+
+    def keys(*values: object) -> pa.Array:
+        return pa.array([v if v is None or typ == "int64" else f"k{v}" for v in values],
+                        getattr(pa, typ)())  # fmt: skip
+
+    report = Report(keys=[(1, keys(9, 4, None, 7)), (5, keys(3, None, 8)), (8, keys(4, 2, 3, 9))])
+    with pytest.raises(SchemaError) as caught:
+        check_keys(report, "id")
+    first = 9 if typ == "int64" else "k9"
+    assert f"id {first!r} appears more than once: rows 1 and 11 (3 keys repeat in all)" in str(caught.value)
+    check_keys(Report(keys=[(1, keys(1, None, None)), (4, keys(2, 3))]), "id")  # nulls repeat freely
+
+
 def test_a_zip_file_named_csv_says_what_it_is(fake_deps: Deps) -> None:
     import io
     import zipfile
