@@ -31,10 +31,12 @@ MAX_CLASSES = 50  # a string target with more distinct values is not a classific
 # Only true/false reads as boolean: "Yes"/"No" stay text, so answers and
 # feedback speak the data's own values ("Yes"), as the user wrote them.
 # How files write "no value" besides an empty field (R's NA, UCI's ?, SQL's NULL, ...)
+_DATE = r"^(\d{4}-\d{1,2}-\d{1,2}|\d{1,2}/\d{1,2}/\d{2,4})([ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?Z?)?$"
+SHOWN = 12  # observed categories written per column
 MISSING_WORDS = ("NA", "N/A", "n/a", "NaN", "nan", "NULL", "null", "None", "?", "#N/A", "-")
 TRUE = {"true"}
 FALSE = {"false"}
-_ID_NAME = re.compile(r"(^|_)(id|key|uuid)$|Id$|ID$", re.IGNORECASE)
+_ID_NAME = re.compile(r"(^|[_ .-])(id|key|uuid)$|Id$|ID$", re.IGNORECASE)
 
 
 @dataclass
@@ -54,6 +56,7 @@ class Profile:
     longest: int = 0
     words: Counter[str] = field(default_factory=Counter)  # MISSING_WORDS seen, and how often
     unnamed: bool = False  # no name in the header (pandas' index)
+    dates: int = 0  # values written like a date (2007-11-11, 11/11/2007), times allowed
 
     @property
     def present(self) -> int:
@@ -159,6 +162,7 @@ def _count(p: Profile, text: pa.Array, missing: tuple[str, ...] = ()) -> None:
     lower = pc.utf8_lower(present)
     p.booleans += int(pc.sum(pc.is_in(lower, pa.array(sorted(TRUE | FALSE)))).as_py() or 0)
     p.longest = max(p.longest, int(pc.max(pc.utf8_length(present)).as_py() or 0))
+    p.dates += int(pc.sum(pc.match_substring_regex(present, _DATE)).as_py() or 0)
     if not p.overflow:
         for item in pc.value_counts(present).to_pylist():
             p.distinct[item["values"]] += item["counts"]
@@ -177,14 +181,31 @@ def _all_numbers(present: pa.Array) -> bool:
     return bool(pc.all(pc.match_substring_regex(present, PATTERNS["FLOAT"])).as_py())
 
 
+class Checks(list[str]):
+    """The doubtful decisions, printed by ``init`` and each written above the
+    field or column it is about (``where``: a field or a column name; "" for
+    the columns as a whole)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.where: dict[str, list[str]] = {}
+
+    def add(self, where: str, text: str) -> None:
+        self.append(text)
+        self.where.setdefault(where, []).append(text)
+
+
 @dataclass
 class Draft:
-    """The inferred project as file data, and the decisions that made it."""
+    """The inferred project as file data, the decisions that made it, and per
+    column what the file held (written as comments, not rules)."""
 
     data: dict[str, Any]
     decisions: list[str]
-    checks: list[str]
+    checks: Checks
     key_added: bool = False
+    observed: dict[str, str] = field(default_factory=dict)
+    unlabelled: int = 0  # rows without a target
 
 
 def _name_of(path: Path) -> str:
@@ -227,30 +248,38 @@ def draft(path: Path, target: str, *, key: str | None = None,
                            f"{_hint(target, list(by))}; columns: {list(by)}")  # fmt: skip
     if rows == 0:
         raise ProjectError(f"{path.name} has a header but no rows: nothing to infer from")
-    decisions, checks = [f"read {rows:,} rows and {len(profiles)} columns of {path.name}"], []
+    decisions, checks = [f"read {rows:,} rows and {len(profiles)} columns of {path.name}"], Checks()
     if words:
         decisions.append(f"missing values: {list(words)} read as no value (seen among numbers "
                          "or true/false)")  # fmt: skip
         also = (f"; remove one if a text column uses it as a value ({', '.join(texts[:6])} "
                 "hold it too)") if texts else ""  # fmt: skip
-        checks.append(f"missing_values {list(words)}: read as no value in every column{also}")
+        checks.add("missing_values", f"missing_values {list(words)}: read as no value in every column{also}")
     if clash := [n for n in by if n in RESERVED]:
         raise ProjectError(f"columns {clash} have names the pipeline uses for its own columns; "
                            "rename them in the file")  # fmt: skip
     key_name, key_added = _pick_key(by, target, key, decisions, checks)
     t = by[target]
-    if t.missing:
-        raise ProjectError(f"target {target!r} is empty in {t.missing:,} of {rows:,} rows; "
-                           "remove those rows (a row without its answer cannot train)")
+    if t.present == 0:
+        raise ProjectError(f"target {target!r} is empty in every row: nothing to learn from")
+    if t.missing:  # the file still drafts a project; ingestion names those rows
+        checks.add(target, f"{target}: empty in {t.missing:,} of {rows:,} rows. A row without "
+                   "its answer cannot train, so ingestion sets this file aside with a report "
+                   "naming them: remove those rows, or start the server with "
+                   f"MINIMLOPS_MAX_BAD_ROWS={t.missing} to load the others (skipped rows "
+                   "are reported)")  # fmt: skip
     task, classes, positive = _pick_task(t, task, decisions, checks)
     columns = []
     if key_added:
         columns.append({"name": key_name, "type": "string", "required": True, "kind": "text",
                         "generated": True, "description": "generated at ingestion for files "
                         "without it: <file hash>-<row number>"})  # fmt: skip
+    observed = {}
     for p in profiles:
-        columns.append(_column(p, p.name == key_name, p.name == target, task, classes,
-                               decisions, checks))  # fmt: skip
+        col = _column(p, p.name == key_name, p.name == target, task, classes, decisions, checks)
+        columns.append(col)
+        if note := _observed(p, col, p.name == key_name):
+            observed[p.name] = note
     data: dict[str, Any] = {"name": _name_of(path), "description": f"from {path.name}",
                             "key": key_name, "target": target, "task": task}  # fmt: skip
     if positive is not None:
@@ -264,15 +293,15 @@ def draft(path: Path, target: str, *, key: str | None = None,
     data["columns"] = columns
     full = [c["name"] for c in columns if c["required"] and c["name"] not in (key_name, target)]
     if full:
-        checks.append(f"required: {len(full)} columns were never empty here and are marked "
+        checks.add("", f"required: {len(full)} columns were never empty here and are marked "
                       f"required ({', '.join(full[:6])}{', ...' if len(full) > 6 else ''}); "
                       "set required = false for any that later files or requests may leave "
                       "blank (then it is imputed)")  # fmt: skip
-    return Draft(data, decisions, checks, key_added)
+    return Draft(data, decisions, checks, key_added, observed, t.missing)
 
 
 def _pick_key(by: dict[str, Profile], target: str, key: str | None,
-              decisions: list[str], checks: list[str]) -> tuple[str, bool]:  # fmt: skip
+              decisions: list[str], checks: Checks) -> tuple[str, bool]:  # fmt: skip
     if key is not None:
         if key not in by:
             raise ProjectError(f"--key {key!r} is not a column{_hint(key, list(by))}; "
@@ -293,20 +322,24 @@ def _pick_key(by: dict[str, Profile], target: str, key: str | None,
         decisions.append(f"key: {p.name} (unique and never empty"
                          + (", and named like an id)" if named else ")"))  # fmt: skip
         if not named:
-            checks.append(f"key {p.name}: chosen only because it is unique; pass --key "
+            checks.add(p.name, f"key {p.name}: chosen only because it is unique; pass --key "
                           "if another column identifies a row")  # fmt: skip
+        if p.type == "string" and p.dates == p.present:
+            checks.add(p.name, f"key {p.name}: dates; a key is not a feature, so a derived "
+                       "feature of it (a month, a day of the week) is how a model could use "
+                       "them")  # fmt: skip
         return p.name, False
     name = next(n for n in ("row_id", "row_number", "minimlops_row") if n not in by)
     decisions.append(f"key: none of the columns is unique and never empty; {name} is "
                      "generated at ingestion (<file hash>-<row number>): land your files as "
                      "they are")  # fmt: skip
-    checks.append(f"key {name}: every landed row is a new row; if a column does identify a row, "
+    checks.add(name, f"key {name}: every landed row is a new row; if a column does identify a row, "
                   "pass --key (then a later row with a known key replaces that row)")  # fmt: skip
     return name, True
 
 
 def _pick_task(t: Profile, task: str | None, decisions: list[str],
-               checks: list[str]) -> tuple[str, list[Any] | None, Any]:  # fmt: skip
+               checks: Checks) -> tuple[str, list[Any] | None, Any]:  # fmt: skip
     values = sorted(t.distinct)
     if task is None:
         if t.type == "float" and t.integers < t.present:
@@ -320,7 +353,7 @@ def _pick_task(t: Profile, task: str | None, decisions: list[str],
                 task = "regression"
                 decisions.append(f"task: regression (target {t.name}: "
                                  f"{'many' if t.overflow else t.n_distinct} whole numbers)")
-                checks.append(f"task: {t.name} holds whole numbers only; if they are codes of "
+                checks.add("task", f"task: {t.name} holds whole numbers only; if they are codes of "
                               "classes, pass --task multiclass")
             else:
                 raise ProjectError(
@@ -355,9 +388,38 @@ def _pick_task(t: Profile, task: str | None, decisions: list[str],
         positive = _typed(raw, t.type)
         share = t.distinct[raw] / t.present
         decisions.append(f"positive class: {raw!r} ({why}; {share:.0%} of rows)")
-        checks.append(f"positive_class {raw!r}: the class whose probability is served; "
+        checks.add("positive_class", f"positive_class {raw!r}: the class whose probability is served; "
                       "swap it if the other is the one you care about")  # fmt: skip
     return task, classes, positive
+
+
+def _shown(value: str) -> str:
+    """A value as a TOML comment can hold it: quoted, escaped, at most 40 characters."""
+    import json
+
+    text = json.dumps(value if len(value) <= 40 else value[:39] + "…", ensure_ascii=False)
+    return text.replace("\x7f", "\\u007f")
+
+
+def _number(value: float, type_: str) -> str:
+    return str(int(value)) if type_ == "integer" else f"{value:.6g}"
+
+
+def _observed(p: Profile, col: dict[str, Any], is_key: bool) -> str | None:
+    """What this file held, to copy into rules if they should hold for every
+    file and request: the range of a number, the categories of a text column."""
+    if is_key or p.unnamed or p.present == 0 or "allowed" in col or col.get("kind") == "text":
+        return None
+    if p.type in ("integer", "float"):
+        if p.type == "integer" and not p.overflow and p.n_distinct <= FEW_VALUES:
+            return "observed values " + ", ".join(str(v) for v in sorted(int(v) for v in p.distinct))
+        return f"observed {_number(p.low, p.type)} to {_number(p.high, p.type)}"
+    if p.type != "string":
+        return None
+    top = [v for v, _ in p.distinct.most_common(SHOWN)]
+    more = "" if not p.overflow and p.n_distinct <= SHOWN else (
+        f" and {'over ' if p.overflow else ''}{p.n_distinct - SHOWN:,} more")
+    return "observed " + ", ".join(_shown(v) for v in top) + more
 
 
 def _typed(value: str, type_: str) -> Any:
@@ -371,15 +433,15 @@ def _typed(value: str, type_: str) -> Any:
 
 
 def _column(p: Profile, is_key: bool, is_target: bool, task: str, classes: list[Any] | None,
-            decisions: list[str], checks: list[str]) -> dict[str, Any]:  # fmt: skip
-    col: dict[str, Any] = {"name": p.name, "type": p.type, "required": p.missing == 0}
+            decisions: list[str], checks: Checks) -> dict[str, Any]:  # fmt: skip
+    col: dict[str, Any] = {"name": p.name, "type": p.type, "required": p.missing == 0 or is_target}
     say = f"{p.name}: {p.type}"
     if p.missing:
         say += f", optional ({p.missing:,} of {p.rows:,} empty)"
     if p.unnamed and not is_target and not is_key:
         col.update(required=False, kind="text")  # later files may leave it out
         decisions.append(say + ", no name in the header (pandas' index?), optional, not a feature")
-        checks.append(f"{p.name}: a column with no name, as pandas writes its index "
+        checks.add(p.name, f"{p.name}: a column with no name, as pandas writes its index "
                       "(to_csv(index=False) leaves it out); not a feature and not the key: a "
                       "row's position is nothing to learn from, and every file restarts it")
         return col
@@ -396,10 +458,10 @@ def _column(p: Profile, is_key: bool, is_target: bool, task: str, classes: list[
             if observed == [0, 1]:
                 col["kind"] = "categorical"
                 say += ", 0/1 (encoded as a category)"
-                checks.append(f"{p.name}: 0/1 values, encoded as a category; fine as a number "
+                checks.add(p.name, f"{p.name}: 0/1 values, encoded as a category; fine as a number "
                               "too (kind = \"numeric\")")  # fmt: skip
             else:
-                checks.append(f"{p.name}: only {p.n_distinct} distinct whole numbers "
+                checks.add(p.name, f"{p.name}: only {p.n_distinct} distinct whole numbers "
                               f"{observed}: codes of categories? then kind = \"categorical\"")
     elif is_key and p.type == "integer":
         col.update(min=0, max=2147483647)
@@ -409,11 +471,22 @@ def _column(p: Profile, is_key: bool, is_target: bool, task: str, classes: list[
             col["kind"] = "text"
             say += f", free text ({'over ' if p.overflow else ''}{p.n_distinct:,} distinct)," \
                    " not a feature"  # fmt: skip
-            checks.append(f"{p.name}: mostly distinct text, so not used by the model; a derived "
+            checks.add(p.name, f"{p.name}: mostly distinct text, so not used by the model; a derived "
                           "feature can extract something from it")  # fmt: skip
         else:
-            say += f", a category ({p.n_distinct} values seen)"
+            say += f", a category ({p.n_distinct} value{'s' if p.n_distinct != 1 else ''} seen)"
+        if p.dates == p.present:
+            checks.add(p.name, f"{p.name}: dates (such as {min(p.distinct)!r}), read as "
+                       f"{'text' if col.get('kind') == 'text' else 'a category'}: a derived "
+                       "feature can turn them into what a model can use on new dates (a "
+                       "year, a month, a day of the week, days since an event)")  # fmt: skip
         col["max_length"] = max(64, 2 ** math.ceil(math.log2(max(p.longest, 1) * 2)))
+    if not is_key and not is_target and not p.overflow and p.n_distinct == 1:
+        only = next(iter(p.distinct))
+        checks.add(p.name, f"{p.name}: one value only ({only!r}"
+                   + (f", empty in {p.missing:,} rows" if p.missing else " in every row")
+                   + "): " + ("only whether it is empty can be learnt" if p.missing else
+                              "nothing to learn from; leave it out of features"))
     if is_key:
         say += ", the key"
         if p.type == "string":

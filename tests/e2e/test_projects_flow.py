@@ -4,6 +4,8 @@ wide examples through the real server; one home, one project."""
 
 from __future__ import annotations
 
+import json
+import shlex
 import shutil
 from pathlib import Path
 
@@ -92,8 +94,18 @@ def test_from_a_csv_to_a_served_model_with_init(tmp_path: Path) -> None:
         row = shapes.request_of(p, pacsv.read_csv(data).slice(0, 1).to_pylist()[0])
         answer = srv.http.post("/predict", json=row).json()
         assert answer["prediction"] in ("Yes", "No") and 0 <= answer["probability"] <= 1
+        # once the first model is served, `up` prints a curl to paste, in the
+        # project's own columns, which the server answers
+        line = srv.wait_for(lambda: next((x for x in srv.output().splitlines()
+                                          if x.startswith("curl ")), None), 30, "a curl to try")
+        assert "no model yet" in srv.output()
+        words = shlex.split(line)
+        assert words[-1] == f"{srv.url}/predict" and "plan" in json.loads(words[words.index("-d") + 1])
+        tried = srv.http.post("/predict", content=words[words.index("-d") + 1],
+                              headers={"Content-Type": "application/json"})  # fmt: skip
+        assert tried.status_code == 200 and tried.json()["prediction"] in ("Yes", "No"), tried.text
         # the CLI uses the home's project without being told
-        predicted = cli(home, "predict", __import__("json").dumps(row))
+        predicted = cli(home, "predict", json.dumps(row))
         assert '"prediction"' in predicted.stdout
         # a second export, landed as it is: its rows are new rows
         cli(home, "ingest", str(more))

@@ -204,3 +204,63 @@ def test_pandas_index_column_is_neither_a_feature_nor_the_key(tmp_path: Path) ->
         (done,) = messagebus.handle(ObjectFinalized(LAND, f.name, info.generation, info.size), deps)
     assert done.rows_loaded == 2 and len(deps.warehouse.tables["training_data"]) == 302
     assert deps.warehouse.tables["training_data"][5]["unnamed_0"] == 5
+
+
+def test_the_file_says_what_was_observed_and_every_check_above_its_place(tmp_path: Path) -> None:
+    """What the file held is written as comments, not rules (a later file's new
+    category still lands); every CHECK sits above the field or column it is
+    about, whatever its name; rows without a target do not stop the draft."""
+    path = tmp_path / "birds.csv"
+    lines = ["bird id,Island (site),Mass (g),Date Egg,Region,Weight,Sex,nested"]
+    for i in range(120):
+        nested = "" if i in (7, 9) else ("yes" if i % 3 else "no")
+        weight = "NA" if i % 10 == 5 else i / 4
+        lines.append(f"{i},{['Biscoe', 'Dream', 'Torgersen'][i % 3]},{2700 + i * 30},"
+                     f"2007-11-{1 + i % 28:02d},Anvers,{weight},{'MF'[i % 2]},{nested}")  # fmt: skip
+    path.write_text("\n".join(lines) + "\n")
+    d = infer.draft(path, "nested")
+    text = _toml(d.data, d.checks, d.observed)
+    drafted = projects.from_dict(tomllib.loads(text), str(tmp_path))
+    file = text.splitlines()
+
+    def above(table_line: str) -> list[str]:
+        """The comment lines just above a field or a column's table."""
+        i = file.index(table_line)
+        if file[i - 1] == "[[columns]]":
+            i -= 1
+        out = []
+        while i > 0 and file[i - 1].startswith("#"):
+            i -= 1
+            out.insert(0, file[i])
+        return out
+
+    assert above('name = "Island (site)"') == ['# observed "Biscoe", "Dream", "Torgersen"']
+    assert above('name = "Mass (g)"') == ["# observed 2700 to 6270"]
+    assert above('name = "Weight"') == ["# observed 0 to 29.75"]
+    assert any("Date Egg: dates (such as '2007-11-01'), read as a category" in c
+               for c in above('name = "Date Egg"'))  # fmt: skip
+    assert any("Region: one value only ('Anvers' in every row)" in c for c in above('name = "Region"'))
+    assert any("nested: empty in 2 of 120 rows" in c and "MINIMLOPS_MAX_BAD_ROWS=2" in c
+               for c in above('name = "nested"'))  # fmt: skip
+    assert any(c.startswith("# CHECK positive_class 'yes'") for c in above('positive_class = "yes"'))
+    assert any(c.startswith("# CHECK missing_values ['NA']") for c in above("missing_values = ["))
+    assert all(f"# CHECK {c}" in file for c in d.checks)  # none is only printed
+    assert "a category (1 value seen)" in " ".join(d.decisions)
+    assert drafted.column("Island (site)").allowed is None and drafted.column("Mass (g)").max is None
+    assert drafted.target_column.required
+
+    # the file as it is: refused naming the rows without a target; with
+    # MINIMLOPS_MAX_BAD_ROWS=2 the others load; a new island still lands
+    for max_bad in (0, 2):
+        deps = fake_deps_for(drafted, max_bad_rows=max_bad)
+        info = deps.store.write_bytes(LAND, path.name, path.read_bytes())
+        messagebus.handle(ObjectFinalized(LAND, path.name, info.generation, info.size), deps)
+        (row,) = deps.warehouse.ledger(source_uri=f"gs://{LAND}/{path.name}")
+        assert (row["status"], row["rows_loaded"]) == (("rejected", 0) if not max_bad else
+                                                       ("loaded", 118))  # fmt: skip
+        assert "row 8, column nested: required value is missing" in row["message"]
+    more = tmp_path / "more.csv"
+    more.write_text(lines[0] + "\n200,Elephant Island,3000,2008-11-02,Anvers,1.5,F,yes\n")
+    info = deps.store.write_bytes(LAND, more.name, more.read_bytes())
+    (done,) = messagebus.handle(ObjectFinalized(LAND, more.name, info.generation, info.size), deps)
+    assert done.rows_loaded == 1

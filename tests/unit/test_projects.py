@@ -292,6 +292,27 @@ def test_answers_fit_the_task_and_speak_the_datas_values(trained) -> None:
         pa.Table.from_pylist(rows, schema=_schema(p)).drop(["uuid", "created_at"]))
 
 
+def test_the_start_up_hint_is_a_request_in_the_projects_own_columns(trained) -> None:
+    """`up` logs a curl to try: Titanic's is the exercise's request; any other
+    project's is its champion's typical row, which the server answers."""
+    p, deps, _ = trained
+    example = admin.example_request(deps, registry_of(deps))
+    if p.name == "titanic":
+        assert example == {"Pclass": 3, "Sex": "male", "Age": 22, "SibSp": 1, "Parch": 0,
+                           "Fare": 7.25, "Embarked": "S"}  # fmt: skip
+    else:
+        assert example and set(example) <= set(p.input_columns) - {p.key}
+        assert {c.name for c in p.columns if c.required} - {p.key, p.target} <= set(example)
+    from minimlops.entrypoints.schemas import request_models
+
+    row = request_models(p).one.validate_python(json.loads(json.dumps(example)))
+    predictor = Predictor(registry_of(deps), deps.now, p)
+    predictor.refresh()
+    assert predictor.predict([row])[0]["prediction"] is not None
+    if p.name != "titanic":  # before a first model there is nothing to try yet
+        assert admin.example_request(fake_deps_for(p), registry_of(fake_deps_for(p))) is None
+
+
 def _schema(p):
     from minimlops.services.tables import arrow_schema
 

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 
 from minimlops.domain.project import ProjectError
+
+if TYPE_CHECKING:
+    from minimlops import infer
 
 console = Console()
 err = Console(stderr=True)
@@ -16,14 +19,14 @@ _ORDER = ("name", "type", "required", "generated", "kind", "allowed", "min", "ma
           "description")  # fmt: skip
 
 
-def _toml(data: dict[str, Any], checks: list[str]) -> str:
+def _toml(data: dict[str, Any], checks: infer.Checks,
+          observed: dict[str, str] | None = None) -> str:  # fmt: skip
     """The project file: top-level fields, then one [[columns]] table per column;
-    each column's doubtful decision as a comment above it (tomli-w writes the values)."""
+    each doubtful decision as a CHECK comment above its field or column, and
+    what the file held in each column as a comment (tomli-w writes the values)."""
     import tomli_w
 
-    notes: dict[str, list[str]] = {}
-    for c in checks:
-        notes.setdefault(c.split(":", 1)[0].split(" ")[-1], []).append(c)
+    notes, observed = checks.where, observed or {}
     out = ["# A minimlops project, drafted by `minimlops init`: review every field,",
            "# especially the ones marked CHECK, then run `minimlops up --project DIR`.", ""]
     for key, value in data.items():
@@ -32,10 +35,17 @@ def _toml(data: dict[str, Any], checks: list[str]) -> str:
         for note in notes.get(key, []):
             out.append(f"# CHECK {note}")
         out.append(tomli_w.dumps({key: value}).strip())
+    out += ["", "# Columns. \"observed\" notes are what this file held; they are not rules,",
+            "# so a later file's new category loads and a request's new category is scored",
+            "# as \"other\". To refuse anything else, write them as rules: allowed = [...],",
+            "# min = ..., max = ..."]
+    out += [f"# CHECK {note}" for note in notes.get("", [])]
     for col in data["columns"]:
         out.append("")
         for note in notes.get(col["name"], []):
             out.append(f"# CHECK {note}")
+        if col["name"] in observed:
+            out.append(f"# {observed[col['name']]}")
         out.append("[[columns]]")
         if unwritten := set(col) - set(_ORDER):
             raise ValueError(f"column fields {sorted(unwritten)} have no place in the file")
@@ -69,7 +79,7 @@ def init(
     if path.exists() and not force:
         err.print(f"[red]error:[/] {path} exists; pass --force to overwrite it")
         raise typer.Exit(2)
-    text = _toml(draft.data, draft.checks)
+    text = _toml(draft.data, draft.checks, draft.observed)
     try:  # the draft must be a valid project before it is written
         projects.from_dict(__import__("tomllib").loads(text), str(directory))
     except ProjectError as exc:
@@ -83,8 +93,10 @@ def init(
         console.print("[yellow]check before you start[/] (marked CHECK in the file):")
         for line in draft.checks:
             console.print(f"  - {line}", highlight=False)
-    console.print(f"wrote {path}. Next:\n  minimlops up --project {directory} --home "
-                  f"{directory}/.home &\n  minimlops ingest {file} --home {directory}/.home")
+    skip = f"MINIMLOPS_MAX_BAD_ROWS={draft.unlabelled} " if draft.unlabelled else ""
+    console.print(f"wrote {path}. Next:\n  {skip}minimlops up --project {directory} --home "
+                  f"{directory}/.home &\n  minimlops ingest {file} --home {directory}/.home",
+                  highlight=False)  # fmt: skip
 
 
 def generate(

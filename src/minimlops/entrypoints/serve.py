@@ -10,7 +10,10 @@ flushes the prediction log and closes the database.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
+import shlex
+import sys
 from collections.abc import Generator
 from typing import Any
 
@@ -31,11 +34,9 @@ from minimlops.entrypoints.sockets import listen
 from minimlops.entrypoints.workers import ServingProcesses
 from minimlops.errors import MinimlopsError
 from minimlops.process import freeze_long_lived, limit_malloc_arenas
+from minimlops.services import admin
 
 logger = logging.getLogger("minimlops")
-CURL = ("curl -X POST -H 'Content-Type: application/json' -d '{\"Pclass\": 3, \"Sex\": "
-        "\"male\", \"Age\": 22, \"SibSp\": 1, \"Parch\": 0, \"Fare\": 7.25, \"Embarked\": "
-        "\"S\"}' %s/predict")  # fmt: skip
 
 
 class _Server(uvicorn.Server):
@@ -60,6 +61,32 @@ class _Server(uvicorn.Server):
         if self.started:
             host, port = self.servers[0].sockets[0].getsockname()[:2]
             self.on_listen(f"http://{host}:{port}")
+
+
+def hint(app: App, url: str) -> None:
+    """Log a request to try, one the project's model answers, in its own
+    columns; before a first model, once that model is loaded."""
+    example = admin.example_request(app.deps, app.registry)
+    if example is None:
+        project = app.deps.project
+        logger.info("no model yet: one is trained when data lands; then open %s/ for the "
+                    "form or POST a row of %s to %s/predict", url,
+                    ", ".join(c for c in project.input_columns if c != project.key), url)
+        before = app.predictor.before_swap
+
+        def first_model(version: str) -> None:
+            app.predictor.before_swap = before
+            if before is not None:
+                before(version)
+            hint(app, url)
+
+        app.predictor.before_swap = first_model
+        return
+    body = shlex.quote(json.dumps(example, ensure_ascii=False))
+    logger.info("try a prediction (the command on the next line):")
+    # on a line of its own, unwrapped, so it can be copied into a shell
+    print(f"curl -X POST -H 'Content-Type: application/json' -d {body} {url}/predict",
+          file=sys.stderr, flush=True)  # fmt: skip
 
 
 def seed_example_data(app: App) -> None:
@@ -117,7 +144,7 @@ def serve(settings: Settings) -> None:
                 processes.start()
             logger.info("predictions_endpoint listening on %s (data home %s; serving "
                         "processes: %d)", url, settings.home.resolve(), count)  # fmt: skip
-            logger.info("try: " + CURL, url)
+            hint(app, url)
 
         def peers() -> list[dict[str, Any]]:
             return processes.counters() if processes is not None else []

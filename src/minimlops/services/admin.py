@@ -202,6 +202,31 @@ def _iso(value: Any) -> str:
     return value.isoformat() if hasattr(value, "isoformat") else str(value)
 
 
+def _champion_spec(registry: ModelRegistry) -> dict[str, Any]:
+    """The champion's serving spec (its typical row, categories), or {}."""
+    pointer, _ = registry.champion()
+    if pointer is None:
+        return {}
+    try:
+        return dict((registry.metadata(pointer["version"]).get("serving") or {}).get("spec") or {})
+    except Exception:  # a page or a hint must not fail on an unreadable champion
+        return {}
+
+
+def example_request(deps: Deps, registry: ModelRegistry) -> dict[str, Any] | None:
+    """A request the server answers, for the start-up hint: the project's own
+    (``[example] request``, Titanic's is the exercise's), else the champion's
+    typical training row without key and target; None before a first model."""
+    p = deps.project
+    own = p.extras.get("request")
+    if isinstance(own, dict):
+        return dict(own)
+    typical = _champion_spec(registry).get("reference") or {}
+    row = {c: typical[c] for c in p.input_columns
+           if c != p.key and typical.get(c) is not None}  # fmt: skip
+    return row or None
+
+
 def project_view(deps: Deps, registry: ModelRegistry) -> dict[str, Any]:
     """The data set as the pages need it: columns with their rules, key,
     target, task, classes, metrics, and a typical row (from the champion's
@@ -209,17 +234,10 @@ def project_view(deps: Deps, registry: ModelRegistry) -> dict[str, Any]:
     from minimlops.domain.project import METRICS
 
     p = deps.project
-    typical: dict[str, Any] = {}
-    seen: dict[str, list[Any]] = {}
-    pointer, _ = registry.champion()
-    if pointer is not None:
-        try:
-            spec = (registry.metadata(pointer["version"]).get("serving") or {}).get("spec") or {}
-        except Exception:  # a page must render without a readable champion
-            spec = {}
-        typical = dict(spec.get("reference") or {})
-        seen = {c["name"]: c["categories"] for c in spec.get("columns", [])
-                if c.get("kind") == "categorical" and not c.get("derived")}  # fmt: skip
+    spec = _champion_spec(registry)
+    typical = dict(spec.get("reference") or {})
+    seen = {c["name"]: c["categories"] for c in spec.get("columns", [])
+            if c.get("kind") == "categorical" and not c.get("derived")}  # fmt: skip
     if not typical:
         from minimlops.projects import typical_row
 
