@@ -82,6 +82,8 @@ def hint(app: App, url: str) -> None:
 
         app.predictor.before_swap = first_model
         return
+    if not logger.isEnabledFor(logging.INFO):
+        return
     body = shlex.quote(json.dumps(example, ensure_ascii=False))
     logger.info("try a prediction (the command on the next line):")
     # on a line of its own, unwrapped, so it can be copied into a shell
