@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from minimlops.domain.project import RESERVED, ProjectError
-from minimlops.services.validate import PATTERNS, blank_as_null, header_names
+from minimlops.services.validate import PATTERNS, blank_as_null, delimiter, header_names
 
 DISTINCT_CAP = 1000  # distinct values remembered per column
 FEW_VALUES = 10  # an integer column with at most this many values may be categories
@@ -217,7 +217,7 @@ def _hint(name: str, columns: list[str]) -> str:
     """What the user probably meant: another delimiter, or a column spelt alike."""
     import difflib
 
-    if len(columns) == 1 and (sep := next((s for s in ";\t|" if s in columns[0]), None)):
+    if len(columns) == 1 and (sep := delimiter(columns[0])):
         return (f" (one column was read: the file seems separated by {sep!r}, not commas; "
                 "save it as comma-separated CSV)")
     close = difflib.get_close_matches(name, columns, n=1, cutoff=0.6) or [

@@ -89,9 +89,11 @@ def test_redelivered_event_loads_nothing_but_announces_again(fake_deps: Deps) ->
         ("empty.csv", b"", "not a readable CSV"),
         ("header.csv", (HEADER + "\n").encode(), "no data rows"),
         ("semicolon.csv", csv_bytes().replace(b",", b";") + b"1;0;3;N;male;22;1;0;T;7;;S\n",
-         "delimiter"),
-        ("missing.csv", b"PassengerId,Survived\n1,0\n", "missing columns"),
-        ("extra.csv", (HEADER + ",Boat\n" + GOOD[0] + ",7\n").encode(), "unknown columns ['Boat']"),
+         "the file seems separated by ';', not commas"),
+        ("missing.csv", b"PassengerId,Survived\n1,0\n", "missing columns ['Pclass', 'Sex', 'SibSp', 'Parch'] "
+         "(required: add them to the file)"),
+        ("extra.csv", (HEADER + ",Boat\n" + GOOD[0] + ",7\n").encode(), "unknown columns ['Boat'] "
+         "(remove them from the file, or declare them in project.toml with required = false"),
         ("latin1.csv", csv_bytes('1,0,3,"M\xfcller, Mr. J",male,22,1,0,T,7.25,,S'.encode("latin-1").decode("latin-1")).replace("\xfc".encode(), b"\xfc"), "UTF"),
         ("binary.csv", bytes(range(256)) * 64, ""),
     ],
@@ -113,6 +115,7 @@ def test_wrong_types_are_reported_by_row_and_column(fake_deps: Deps) -> None:
     assert found == {(4, "Age"), (5, "Pclass"), (6, "Survived"), (6, "Fare"), (6, "Embarked")}
     reasons = {e["column"]: e["reason"] for e in report["errors"]}
     assert reasons["Age"] == "not a valid FLOAT"
+    assert "first: row 4, column Age value 'abc': not a valid FLOAT" in report["summary"]
     assert reasons["Pclass"] == "required value is missing"
     assert report["bad_rows"] == 3 and report["rows"] == 6
 

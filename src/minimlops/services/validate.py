@@ -54,8 +54,10 @@ class Report:
     def summary(self) -> str:
         if self.file_errors:
             return "; ".join(self.file_errors)
-        first = self.errors[0] if self.errors else None
-        where = (f"; first: row {first['row']}, column {first['column']}: "
+        # the earliest row (errors are found a column at a time)
+        first = min(self.errors, key=lambda e: e["row"] or 0) if self.errors else None
+        value = "" if not first or first["value"] is None else f" value {first['value']!r}"
+        where = (f"; first: row {first['row']}, column {first['column']}{value}: "
                  f"{first['reason']}") if first else ""  # fmt: skip
         return f"{self.bad_rows:,} of {self.rows:,} rows invalid{where}"
 
@@ -89,17 +91,27 @@ def read_header(stream: IO[bytes], project: Project) -> list[str]:
                if c.required and not c.generated and c.name not in names]  # fmt: skip
     unknown = [c for c in names if c not in declared]
     doubled = sorted({c for c in names if names.count(c) > 1})
+    if len(names) == 1 and (sep := delimiter(names[0])):
+        raise SchemaError(f"one column was read: the file seems separated by {sep!r}, not "
+                          "commas; save it as comma-separated CSV and land it again")
     if missing:
-        problems.append(f"missing columns {missing}")
+        problems.append(f"missing columns {missing} (required: add them to the file)")
     if unknown:
-        problems.append(f"unknown columns {unknown}")
+        problems.append(f"unknown columns {unknown} (remove them from the file, or declare "
+                        "them in project.toml with required = false and restart: a home "
+                        "takes a new optional column)")  # fmt: skip
     if doubled:
         problems.append(f"repeated columns {doubled}")
     if problems:
-        hint = " (is the delimiter a comma?)" if len(names) == 1 else ""
+        expected = [c.name for c in project.columns if not c.generated]
         raise SchemaError("; ".join(problems) + f"; project {project.name!r} declares "
-                          f"{list(declared)}{hint}")  # fmt: skip
+                          f"{expected}")  # fmt: skip
     return names
+
+
+def delimiter(header: str) -> str | None:
+    """The delimiter a one-column header seems to use instead of commas."""
+    return next((s for s in ";\t|" if s in header), None)
 
 
 def header_names(raw: list[str]) -> list[str]:
