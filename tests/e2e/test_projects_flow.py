@@ -105,8 +105,10 @@ def test_from_a_csv_to_a_served_model_with_init(tmp_path: Path) -> None:
                               headers={"Content-Type": "application/json"})  # fmt: skip
         assert tried.status_code == 200 and tried.json()["prediction"] in ("Yes", "No"), tried.text
         # the CLI uses the home's project without being told
-        predicted = cli(home, "predict", json.dumps(row))
-        assert '"prediction"' in predicted.stdout
+        predicted = json.loads(cli(home, "predict", json.dumps(row)).stdout)
+        assert predicted["prediction"] in ("Yes", "No") and predicted["model_version"]  # as /predict
+        many = json.loads(cli(home, "predict", json.dumps([row, row])).stdout)
+        assert len(many["predictions"]) == 2
         # a second export, landed as it is: its rows are new rows
         cli(home, "ingest", str(more))
         srv.wait_for(lambda: len(srv.http.get("/models").json()["versions"]) >= 2, 120,

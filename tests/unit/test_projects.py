@@ -550,3 +550,20 @@ def test_an_integer_outside_bigint_is_refused_naming_the_field() -> None:
     assert logged == []
     with pytest.raises(ValueError, match="less than or equal to 9223372036854775807"):
         models.feedback.validate_json(b'{"uuid": "u", "y": %d}' % 2**63)
+
+
+@pytest.mark.parametrize("name", ["wine", "churn"])
+def test_a_feedback_label_is_read_as_a_requests_text_is(name) -> None:
+    """Spaces around a class are dropped, as in a request's fields and in
+    ingestion (a label copied from "39, State-gov"-style files); another
+    value is still refused, naming the classes."""
+    from pydantic import ValidationError
+
+    from minimlops.entrypoints.schemas import request_models
+
+    p = shapes.load(name)
+    feedback = request_models(p).feedback
+    first = p.classes[0]
+    assert feedback.validate_python({"uuid": "u", p.target: f" {first} "})[p.target] == first
+    with pytest.raises(ValidationError, match=repr(first)):
+        feedback.validate_python({"uuid": "u", p.target: f"{first}!"})

@@ -149,7 +149,8 @@ def train(
 
 @app.command()
 def predict(
-    passenger: Annotated[str | None, typer.Argument(help="a row (or list) as JSON")] = None,
+    passenger: Annotated[str | None, typer.Argument(help="a row (or list) as JSON; one row "
+                                                    "answers as POST /predict does")] = None,
     file: Annotated[Path | None, typer.Option("--file", "-f", help="CSV or JSON file of rows")] = None,
     home: HomeOpt = None,
     project: ProjectOpt = None,
@@ -167,6 +168,8 @@ def predict(
         result = _ops(settings).predict(checked)
     except (MinimlopsError, RuntimeError, ValueError) as exc:
         _fail(exc)
+    if passenger is not None and passenger.lstrip().startswith("{"):
+        result = result["predictions"][0]  # one row in, one answer out, as POST /predict
     console.print_json(json.dumps(result, default=str))
 
 

@@ -19,6 +19,10 @@ def _empty_is_missing(value: Any) -> Any:
     return None if value == "" else value
 
 
+def _strip(value: Any) -> Any:
+    return value.strip() if isinstance(value, str) else value
+
+
 Missing = BeforeValidator(_empty_is_missing)  # "" from a form or a CSV means not given
 PY = {"integer": int, "float": float, "string": str, "boolean": bool}
 
@@ -295,8 +299,9 @@ def request_models(project: Project) -> RequestModels:
     target = project.target_column
     label: Any = PY[target.type]
     rule: dict[str, Any] = {"description": "the true value"}
-    if project.classes:
-        label = Literal[tuple(project.classes)]  # type: ignore[valid-type]
+    if project.classes:  # spaces around a class are dropped, as in a request's text
+        label = Annotated[Literal[tuple(project.classes)],  # type: ignore[valid-type]
+                          BeforeValidator(_strip)]
     elif target.type == "float":
         rule["allow_inf_nan"] = False
     elif target.type == "integer":
