@@ -488,6 +488,26 @@ def test_the_typical_row_uses_exact_medians() -> None:
         assert features._weighted_median(Counter(xs)) == float(statistics.median(xs))
 
 
+def test_the_typical_row_of_a_mostly_empty_optional_column_is_empty() -> None:
+    """The page's defaults, the start-up curl and "what moved it" compare with
+    a typical row: a category empty in most rows is typically empty, not its
+    commonest value; a number's is the median of the values given."""
+    p = shapes.load("churn")
+    category = next(c.name for c in p.columns if c.kind == "categorical" and not c.required
+                    and c.type == "string")  # fmt: skip
+    number = next(c.name for c in p.columns if c.kind == "numeric" and not c.required)
+    rows = shapes.rows(p, 300, seed=4).to_pylist()
+    value = next(r[category] for r in rows if r[category] is not None)
+    for i, r in enumerate(rows):
+        r[category] = value if i % 3 == 0 else None
+        r[number] = None if i % 3 else 5
+    ref = features.fit_spec(rows, p, projects.derived_functions(p))["reference"]
+    assert ref[category] is None and ref[number] == 5
+    for i, r in enumerate(rows):
+        r[category] = value if i % 3 else None
+    assert features.fit_spec(rows, p, projects.derived_functions(p))["reference"][category] == value
+
+
 @pytest.mark.parametrize("name", ["wine", "diabetes"])
 def test_a_first_file_of_a_hundred_rows_serves_a_model_and_says_how_little_judged_it(name) -> None:
     """~15 VALIDATION rows: too few for a challenger, but a first model serves

@@ -69,8 +69,7 @@ def fit_spec(rows: Iterable[Mapping[str, Any]], project: Project, derive: Derive
     raw_counts: dict[str, Counter[Any]] = {c: Counter() for c in project.input_columns}
     for row in rows:
         for c in project.input_columns:
-            if (v := row.get(c)) is not None:
-                raw_counts[c][v] += 1
+            raw_counts[c][row.get(c)] += 1  # None too: a column mostly empty is typically empty
         for col in columns:
             value = _value(row, col, derive, project.key)
             if col["kind"] == "categorical":
@@ -111,15 +110,18 @@ def _reference(project: Project, counts: Mapping[str, Counter[Any]],
         if c.name in (project.target, project.key):
             continue
         seen = counts.get(c.name) or Counter()
+        empty = seen.pop(None, 0)
         if c.kind == "text" and not c.required:
             ref[c.name] = None
         elif c.kind == "numeric" and seen:
-            med = _weighted_median(seen)
+            med = _weighted_median(seen)  # of the values given (a missing one is imputed so)
             # 10 significant digits: the median of 2.09 and 2.11 is 2.1, not 2.0999999999999996
             ref[c.name] = int(round(med)) if c.type == "integer" else float(f"{med:.10g}")
         else:
-            # most_common keeps first-seen order on ties, as statistics.mode does
-            ref[c.name] = seen.most_common(1)[0][0] if seen else None
+            # most_common keeps first-seen order on ties, as statistics.mode does; an
+            # optional column empty in more rows than its commonest value is typically empty
+            mode = seen.most_common(1)[0] if seen else (None, 0)
+            ref[c.name] = mode[0] if mode[1] >= empty else None
     return ref
 
 
