@@ -127,6 +127,11 @@ def test_only_a_new_nullable_column_is_a_compatible_change() -> None:
     removed = parse(_variant(columns=[c for c in BASE["columns"] if c["name"] != "s6"]))
     assert compatible(old, removed) == ["column 's6' removed"]
     assert "target changed" in compatible(old, parse(_variant(target="bmi")))[0]
+    # another data set altogether: one line per kind of change, a few names each
+    other = compatible(old, shapes.load("wine"))
+    assert any(line.startswith("columns 'patient_id', 'progression', 'age', 'sex', 'bmi', 'bp' and ")
+               and line.endswith(" more removed") for line in other), other  # fmt: skip
+    assert sum("added as required" in line for line in other) == 1
 
 
 def test_every_example_round_trips_through_its_record() -> None:

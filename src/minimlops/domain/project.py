@@ -392,14 +392,29 @@ def compatible(recorded: Project, new: Project) -> list[str]:
             problems.append(f"{field_} changed from {getattr(recorded, field_)!r} to "
                             f"{getattr(new, field_)!r}")  # fmt: skip
     new_cols = {c.name: c for c in new.columns}
+    removed, retyped, required = [], [], []
     for c in recorded.columns:
         if c.name not in new_cols:
-            problems.append(f"column {c.name!r} removed")
+            removed.append(c.name)
         elif new_cols[c.name].type != c.type:
-            problems.append(f"column {c.name!r} retyped from {c.type} to {new_cols[c.name].type}")
+            retyped.append(f"{c.name!r} retyped from {c.type} to {new_cols[c.name].type}")
         elif new_cols[c.name].required and not c.required:
-            problems.append(f"column {c.name!r} made required (old rows may have no value)")
+            required.append(c.name)
     old = {c.name for c in recorded.columns}
-    problems += [f"column {c.name!r} added as required (only nullable columns can be added)"
-                 for c in new.columns if c.name not in old and c.required]  # fmt: skip
+    added = [c.name for c in new.columns if c.name not in old and c.required]
+    # one line per kind of change, a few names each: two unrelated data sets
+    # would otherwise list every column twice
+    for names, one, many in (
+            (removed, "column {} removed", "columns {} removed"),
+            (retyped, "column {}", "columns {}"),
+            (required, "column {} made required", "columns {} made required"),
+            (added, "column {} added as required", "columns {} added as required")):  # fmt: skip
+        if names:
+            shown = [n if names is retyped else repr(n) for n in names[:6]]
+            listed = ", ".join(shown) + (f" and {len(names) - 6} more" if len(names) > 6 else "")
+            problems.append((one if len(names) == 1 else many).format(listed))
+    if required:
+        problems[-1 - bool(added)] += " (old rows may have no value)"
+    if added:
+        problems[-1] += " (only nullable columns can be added)"
     return problems
