@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from minimlops.domain.project import RESERVED, ProjectError
+from minimlops.domain.project import NAME_RULE, RESERVED, ProjectError, usable_name
 from minimlops.services.validate import PATTERNS, blank_as_null, delimiter, header_names
 
 DISTINCT_CAP = 1000  # distinct values remembered per column
@@ -255,6 +255,9 @@ def draft(path: Path, target: str, *, key: str | None = None,
         also = (f"; remove one if a text column uses it as a value ({', '.join(texts[:6])} "
                 "hold it too)") if texts else ""  # fmt: skip
         checks.add("missing_values", f"missing_values {list(words)}: read as no value in every column{also}")
+    if bad := [n for n in by if not usable_name(n)]:
+        raise ProjectError(f"columns {bad} cannot be warehouse columns ({NAME_RULE}); rename "
+                           "them in the file's header")  # fmt: skip
     if clash := [n for n in by if n in RESERVED]:
         raise ProjectError(f"columns {clash} have names the pipeline uses for its own columns; "
                            "rename them in the file")  # fmt: skip

@@ -154,6 +154,25 @@ def test_init_says_what_the_user_probably_meant(tmp_path: Path) -> None:
     path.write_text("id,Survived,Age\n1,0,22\n2,1,38\n")
     with pytest.raises(ProjectError, match="did you mean 'Survived'"):
         infer.draft(path, "survived")
+    odd = tmp_path / "odd.csv"
+    odd.write_text('id,"say ""hi""",a.b,Größe (cm),y\n1,x,0.5,170,yes\n2,y,0.7,180,no\n')
+    with pytest.raises(ProjectError, match=r"""columns \['say "hi"', 'a.b'\] cannot be warehouse """
+                                           "columns .*rename them in the file's header"):
+        infer.draft(odd, "y")
+
+
+def test_ingest_into_a_new_home_says_which_project_it_gets(tmp_path: Path) -> None:
+    """A user's file landed with `ingest` on a home no `up --project` has made
+    yet goes to the built-in example: the command says so, and how to choose."""
+    from tests.e2e.harness import cli
+
+    data = tmp_path / "mine.csv"
+    data.write_text("id,y\n1,yes\n")
+    out = cli(tmp_path / "home", "ingest", str(data), check=False)
+    assert "is a new data home, so it gets the built-in example project 'titanic'" in (
+        " ".join(out.stderr.split()))
+    again = cli(tmp_path / "home", "ingest", str(data), check=False)
+    assert "new data home" not in again.stderr
 
 
 def test_words_for_no_value_are_found_and_read_as_missing_everywhere(tmp_path: Path) -> None:

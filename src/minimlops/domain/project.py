@@ -38,6 +38,14 @@ _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 # which DuckDB and BigQuery's flexible column names both take quoted; not with
 # quotes, backticks, backslashes, dots or control characters.
 _COLUMN_NAME = re.compile(r"^[^\x00-\x1f\"`\\.\[\]]{1,300}$")
+NAME_RULE = "no quotes, backticks, backslashes, dots, brackets or leading/trailing spaces"
+
+
+def usable_name(name: Any) -> bool:
+    """A column name both warehouses and the pipeline's SQL can hold."""
+    return isinstance(name, str) and bool(_COLUMN_NAME.match(name)) and name == name.strip()
+
+
 MAX_KEY = 2**31 - 1  # integer keys: the split and sample hashes stay in 64-bit SQL
 INT64 = (-(2**63), 2**63 - 1)  # an integer column is BIGINT/INT64 in every table
 
@@ -176,9 +184,8 @@ def _column(raw: Any, i: int) -> ColumnSpec:
     if unknown:
         raise _fail(where, f"unknown fields {sorted(unknown)}")
     name = raw.get("name")
-    if not isinstance(name, str) or not _COLUMN_NAME.match(name) or name != name.strip():
-        raise _fail(f"{where}.name", f"{name!r} is not a usable column name (no quotes, "
-                    "backticks, backslashes, dots, brackets or leading/trailing spaces)")
+    if not usable_name(name):
+        raise _fail(f"{where}.name", f"{name!r} is not a usable column name ({NAME_RULE})")
     where = f"column {name!r}"
     type_ = raw.get("type")
     if type_ not in TYPES:

@@ -104,6 +104,11 @@ def ingest(
     """Copy files into the landing zone (like `gsutil cp`); the trigger loads them."""
     settings = _settings(home=home, project=project)
     _setup_logging(settings.log_level)
+    if settings.backend == "local" and settings.project is None \
+            and not (settings.home / "project.json").exists():  # fmt: skip
+        err.print(f"note: {settings.home} is a new data home, so it gets the built-in example "
+                  "project 'titanic'; for your own data set pass --project DIR (or start "
+                  "`minimlops up --project DIR` on it first)", highlight=False)
     from minimlops.bootstrap import open_store
     from minimlops.entrypoints.client import InProcess, running_server
 
