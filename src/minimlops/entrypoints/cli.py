@@ -87,10 +87,13 @@ def up(
                   "functions run the pipeline: `minimlops gcp provision` and `minimlops gcp deploy`")
         raise typer.Exit(2)
     _setup_logging(settings.log_level)
+    from minimlops.bootstrap import start_training_process
+
+    compute = start_training_process()  # first: it imports while the server does
     from minimlops.entrypoints.serve import serve
 
     try:
-        serve(settings)
+        serve(settings, compute=compute)
     except MinimlopsError as exc:
         _fail(exc)
 

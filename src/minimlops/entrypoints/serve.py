@@ -110,8 +110,9 @@ def seed_example_data(app: App) -> None:
     logger.info("first start: landed the example data as %s", info.uri)
 
 
-def serve(settings: Settings) -> None:
-    """Run until interrupted."""
+def serve(settings: Settings, compute: Any = None) -> None:
+    """Run until interrupted (``compute``: the training process, if started
+    earlier by :func:`minimlops.bootstrap.start_training_process`)."""
     other = running_server(settings)
     if other is not None:
         raise MinimlopsError(f"a server (pid {other.pid}) already runs on {settings.home} at {other.url}")
@@ -124,7 +125,7 @@ def serve(settings: Settings) -> None:
     public = listen(settings.host, settings.port, shared=count > 1)  # before building: a
     # taken port fails here, with nothing opened yet
     private = listen("127.0.0.1", 0, shared=False) if count > 1 else None
-    app = build(settings, progress=ThrottledProgress(), isolate_training=True)
+    app = build(settings, progress=ThrottledProgress(), isolate_training=True, compute=compute)
     runtime = Runtime(app)
     processes: ServingProcesses | None = None
     try:
@@ -165,9 +166,9 @@ def serve(settings: Settings) -> None:
                                 # longer than clients' and proxies' idle timeouts, so the
                                 # server is never the side closing a connection in use
                                 timeout_keep_alive=75)  # fmt: skip
-        # The training process imports scikit-learn (~1.4 s) on the other core
+        # The training process imports scikit-learn (~2.4 s) on the other core
         # while this one starts the server: a file that landed meanwhile is
-        # trained on without waiting for it.
+        # trained on without waiting for it (`up` started it first; a no-op then).
         getattr(app.deps.compute, "prestart", lambda: None)()
         _Server(config, on_listen).run(sockets=[public] + ([private] if private else []))
     finally:
