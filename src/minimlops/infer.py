@@ -30,9 +30,10 @@ FEW_VALUES = 10  # an integer column with at most this many values may be catego
 MAX_CLASSES = 50  # a string target with more distinct values is not a classification
 # Only true/false reads as boolean: "Yes"/"No" stay text, so answers and
 # feedback speak the data's own values ("Yes"), as the user wrote them.
-# How files write "no value" besides an empty field (R's NA, UCI's ?, SQL's NULL, ...)
+# A date as exports write it (2007-11-11, 11/11/2007), a time of day allowed
 _DATE = r"^(\d{4}-\d{1,2}-\d{1,2}|\d{1,2}/\d{1,2}/\d{2,4})([ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?Z?)?$"
 SHOWN = 12  # observed categories written per column
+# How files write "no value" besides an empty field (R's NA, UCI's ?, SQL's NULL, ...)
 MISSING_WORDS = ("NA", "N/A", "n/a", "NaN", "nan", "NULL", "null", "None", "?", "#N/A", "-")
 TRUE = {"true"}
 FALSE = {"false"}
@@ -478,12 +479,15 @@ def _column(p: Profile, is_key: bool, is_target: bool, task: str, classes: list[
                           "feature can extract something from it")  # fmt: skip
         else:
             say += f", a category ({p.n_distinct} value{'s' if p.n_distinct != 1 else ''} seen)"
-        if p.dates == p.present:
+        if p.present and p.dates == p.present:
             checks.add(p.name, f"{p.name}: dates (such as {min(p.distinct)!r}), read as "
                        f"{'text' if col.get('kind') == 'text' else 'a category'}: a derived "
                        "feature can turn them into what a model can use on new dates (a "
                        "year, a month, a day of the week, days since an event)")  # fmt: skip
         col["max_length"] = max(64, 2 ** math.ceil(math.log2(max(p.longest, 1) * 2)))
+    if not is_key and not is_target and p.present == 0:
+        checks.add(p.name, f"{p.name}: empty in every row: nothing to learn from; leave it "
+                   "out of features")  # fmt: skip
     if not is_key and not is_target and not p.overflow and p.n_distinct == 1:
         only = next(iter(p.distinct))
         checks.add(p.name, f"{p.name}: one value only ({only!r}"

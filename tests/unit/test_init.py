@@ -230,12 +230,12 @@ def test_the_file_says_what_was_observed_and_every_check_above_its_place(tmp_pat
     category still lands); every CHECK sits above the field or column it is
     about, whatever its name; rows without a target do not stop the draft."""
     path = tmp_path / "birds.csv"
-    lines = ["bird id,Island (site),Mass (g),Date Egg,Region,Weight,Sex,nested"]
+    lines = ["bird id,Island (site),Mass (g),Date Egg,Region,Weight,Sex,nested,Notes"]
     for i in range(120):
         nested = "" if i in (7, 9) else ("yes" if i % 3 else "no")
         weight = "NA" if i % 10 == 5 else i / 4
         lines.append(f"{i},{['Biscoe', 'Dream', 'Torgersen'][i % 3]},{2700 + i * 30},"
-                     f"2007-11-{1 + i % 28:02d},Anvers,{weight},{'MF'[i % 2]},{nested}")  # fmt: skip
+                     f"2007-11-{1 + i % 28:02d},Anvers,{weight},{'MF'[i % 2]},{nested},")  # fmt: skip
     path.write_text("\n".join(lines) + "\n")
     d = infer.draft(path, "nested")
     text = _toml(d.data, d.checks, d.observed)
@@ -259,6 +259,7 @@ def test_the_file_says_what_was_observed_and_every_check_above_its_place(tmp_pat
     assert any("Date Egg: dates (such as '2007-11-01'), read as a category" in c
                for c in above('name = "Date Egg"'))  # fmt: skip
     assert any("Region: one value only ('Anvers' in every row)" in c for c in above('name = "Region"'))
+    assert any("Notes: empty in every row" in c for c in above('name = "Notes"'))
     assert any("nested: empty in 2 of 120 rows" in c and "MINIMLOPS_MAX_BAD_ROWS=2" in c
                for c in above('name = "nested"'))  # fmt: skip
     assert any(c.startswith("# CHECK positive_class 'yes'") for c in above('positive_class = "yes"'))
@@ -279,7 +280,7 @@ def test_the_file_says_what_was_observed_and_every_check_above_its_place(tmp_pat
                                                        ("loaded", 118))  # fmt: skip
         assert "row 8, column nested: required value is missing" in row["message"]
     more = tmp_path / "more.csv"
-    more.write_text(lines[0] + "\n200,Elephant Island,3000,2008-11-02,Anvers,1.5,F,yes\n")
+    more.write_text(lines[0] + "\n200,Elephant Island,3000,2008-11-02,Anvers,1.5,F,yes,\n")
     info = deps.store.write_bytes(LAND, more.name, more.read_bytes())
     (done,) = messagebus.handle(ObjectFinalized(LAND, more.name, info.generation, info.size), deps)
     assert done.rows_loaded == 1
