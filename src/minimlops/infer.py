@@ -11,6 +11,7 @@ nothing doubtful is decided silently.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections import Counter
@@ -399,8 +400,6 @@ def _pick_task(t: Profile, task: str | None, decisions: list[str],
 
 def _shown(value: str) -> str:
     """A value as a TOML comment can hold it: quoted, escaped, at most 40 characters."""
-    import json
-
     text = json.dumps(value if len(value) <= 40 else value[:39] + "…", ensure_ascii=False)
     return text.replace("\x7f", "\\u007f")
 

@@ -411,17 +411,13 @@ def compatible(recorded: Project, new: Project) -> list[str]:
     added = [c.name for c in new.columns if c.name not in old and c.required]
     # one line per kind of change, a few names each: two unrelated data sets
     # would otherwise list every column twice
-    for names, one, many in (
-            (removed, "column {} removed", "columns {} removed"),
-            (retyped, "column {}", "columns {}"),
-            (required, "column {} made required", "columns {} made required"),
-            (added, "column {} added as required", "columns {} added as required")):  # fmt: skip
+    for names, what, why in (
+            (removed, "{} removed", ""), (retyped, "{}", ""),
+            (required, "{} made required", " (old rows may have no value)"),
+            (added, "{} added as required", " (only nullable columns can be added)")):  # fmt: skip
         if names:
             shown = [n if names is retyped else repr(n) for n in names[:6]]
             listed = ", ".join(shown) + (f" and {len(names) - 6} more" if len(names) > 6 else "")
-            problems.append((one if len(names) == 1 else many).format(listed))
-    if required:
-        problems[-1 - bool(added)] += " (old rows may have no value)"
-    if added:
-        problems[-1] += " (only nullable columns can be added)"
+            problems.append(("column " if len(names) == 1 else "columns ")
+                            + what.format(listed) + why)
     return problems

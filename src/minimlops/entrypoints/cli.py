@@ -166,7 +166,7 @@ def predict(
     """Predict the target; every prediction is logged like the HTTP endpoint's."""
     settings = _settings(home=home, project=project)
     _setup_logging("WARNING")
-    people = _read_passengers(passenger, file)
+    people, single = _read_passengers(passenger, file)
     from minimlops.bootstrap import project_of
     from minimlops.entrypoints.schemas import request_models
 
@@ -176,23 +176,24 @@ def predict(
         result = _ops(settings).predict(checked)
     except (MinimlopsError, RuntimeError, ValueError) as exc:
         _fail(exc)
-    if passenger is not None and passenger.lstrip().startswith("{"):
+    if single:
         result = result["predictions"][0]  # one row in, one answer out, as POST /predict
     console.print_json(json.dumps(result, default=str))
 
 
-def _read_passengers(text: str | None, file: Path | None) -> list[dict[str, Any]]:
+def _read_passengers(text: str | None, file: Path | None) -> tuple[list[dict[str, Any]], bool]:
+    """The rows to predict, and whether one JSON object (not a list) was given."""
     if file is not None and file.suffix.lower() == ".csv":
         with open(file, newline="", encoding="utf-8-sig") as fh:
             return [{k: (v if v != "" else None) for k, v in row.items()}
-                    for row in csv.DictReader(fh)]  # fmt: skip
+                    for row in csv.DictReader(fh)], False  # fmt: skip
     raw = file.read_text() if file is not None else (text or sys.stdin.read())
     try:
         data = json.loads(raw)
     except json.JSONDecodeError as exc:
         err.print(f"[red]error:[/] invalid JSON: {exc}")
         raise typer.Exit(2) from None
-    return data if isinstance(data, list) else [data]
+    return (data, False) if isinstance(data, list) else ([data], True)
 
 
 @models_app.command("list")

@@ -110,7 +110,7 @@ def _reference(project: Project, counts: Mapping[str, Counter[Any]],
         if c.name in (project.target, project.key):
             continue
         seen = counts.get(c.name) or Counter()
-        empty = seen.pop(None, 0)
+        empty = seen.pop(None, 0)  # fit_spec's own counts, read once: no copy
         if c.kind == "text" and not c.required:
             ref[c.name] = None
         elif c.kind == "numeric" and seen:
