@@ -24,6 +24,9 @@ def test_bench_smoke_writes_every_measurement(tmp_path: Path) -> None:
     assert any("floor" in n for n in names) and any("batches of 1,000" in n for n in names)
     assert any("pandas baseline" in n for n in names) and any("ingest_data" in n for n in names)
     assert any("cold start" in n for n in names) and any("end to end" in n for n in names)
+    single = next(r for r in report["results"]
+                  if r["name"] == "minimlops /predict, 1 passenger, 32 connections")  # fmt: skip
+    assert single["ratio"] > 0 and "median of 3 rounds" in single["note"]  # paired with the floor
     wide = [r for r in report["results"] if "wide project" in r["name"]]
     assert len(wide) == 2 and all(r["value"] > 0 for r in wide) and wide[0]["ratio"] > 0
     training = [r for r in report["results"] if r["name"].startswith("minimlops train_model")]

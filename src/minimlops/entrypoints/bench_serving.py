@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
+import statistics
 import time
 from pathlib import Path
 
@@ -15,12 +14,14 @@ import httpx
 
 from minimlops.entrypoints.bench_tools import (
     ONE,
+    Paired,
     Plan,
     Results,
     cold_start,
     first_prediction,
     free_port,
     minimlops_up,
+    paired,
     wait_healthy,
     wrk,
 )
@@ -33,21 +34,12 @@ from minimlops.generate import write_csv
 QUIET = {"MINIMLOPS_MONITOR_EVERY": "3600"}
 
 
-def serving(plan: Plan, work: Path, results: Results) -> None:
-    """Floor vs our server: single @32, @1 (latency), batch of 1,000 @4."""
+def serving(plan: Plan, work: Path, results: Results, floor: str) -> None:
+    """Our server against the floor, in turns (see ``bench_tools.paired``):
+    one passenger @32, then @1 (latency) and batches of 1,000 @4."""
     one, batch = work / "one.json", work / "batch.json"
     one.write_text(json.dumps(ONE))
     batch.write_text(json.dumps([ONE] * 1000))
-    port = free_port()
-    floor = subprocess.Popen([sys.executable, "-m", "uvicorn", "minimlops.entrypoints.floor:app",
-                              "--port", str(port), "--log-level", "warning"])  # fmt: skip
-    try:
-        time.sleep(1.5)
-        base = wrk(f"http://127.0.0.1:{port}/", one, 32, plan.seconds)
-    finally:
-        floor.terminate()
-        floor.wait()
-    results.add("serving", "bare ASGI floor, 32 connections", base["rps"], "req/s", base["rps"])
     home = work / "home"
     landing = home / "buckets" / "my-data-landing-zone"
     landing.mkdir(parents=True)
@@ -56,35 +48,41 @@ def serving(plan: Plan, work: Path, results: Results) -> None:
     env = {**os.environ, "MINIMLOPS_HOME": str(home), "MINIMLOPS_PORT": str(port),
            "MINIMLOPS_LOG_LEVEL": "WARNING", **QUIET}  # fmt: skip
     url = f"http://127.0.0.1:{port}"
+    seconds = plan.seconds / 2  # a round is two runs
     with minimlops_up(env):
         wait_healthy(url + "/healthz")
-        single = wrk(url + "/predict", one, 32, plan.seconds)
+        single = paired(floor, one, url + "/predict", one, seconds)
         time.sleep(plan.pause)  # let the queue drain before measuring latency
         lone = wrk(url + "/predict", one, 1, plan.seconds)
         time.sleep(plan.pause)
         many = wrk(url + "/predict", batch, 4, plan.seconds)
         algorithm = httpx.get(url + "/models").json()["versions"][0]["algorithm"]
     cold = cold_start(env, url)
-    two = _two_processes({**env, "MINIMLOPS_SERVING_PROCESSES": "2"}, url, one, plan)
+    two = _two_processes({**env, "MINIMLOPS_SERVING_PROCESSES": "2"}, url, floor, one, seconds)
     note = f"model: {algorithm}; every prediction durably logged before the answer"
-    results.add("serving", "minimlops /predict, 1 passenger, 32 connections", single["rps"],
-                "req/s", base["rps"], note)  # fmt: skip
-    results.ours, results.algorithm = single, algorithm
+    results.add("serving", "bare ASGI floor, 32 connections", statistics.median(single.floor),
+                "req/s", ratio=1.0, note="median of the runs paired with the next row's")  # fmt: skip
+    results.floor = statistics.median(single.floor)
+    results.add("serving", "minimlops /predict, 1 passenger, 32 connections", single.rps,
+                "req/s", ratio=single.ratio, note=f"{note}; {single.note()}")  # fmt: skip
+    results.ours, results.algorithm = {"rps": single.rps}, algorithm
     results.ours_lone = lone
     results.add("serving", "minimlops /predict, 1 passenger, 32 connections, 2 serving processes",
-                two["rps"], "req/s", base["rps"], "MINIMLOPS_SERVING_PROCESSES=2")  # fmt: skip
+                two.rps, "req/s", ratio=two.ratio,
+                note=f"MINIMLOPS_SERVING_PROCESSES=2; {two.note()}")  # fmt: skip
     results.add("serving", "minimlops /predict, 1 connection, p50", lone.get("p50_ms", 0), "ms")
     results.add("serving", "minimlops /predict, 1 connection, p99", lone.get("p99_ms", 0), "ms")
     results.add("serving", "minimlops /predict, batches of 1,000, 4 connections",
                 many["rps"] * 1000, "rows/s")  # fmt: skip
     results.add("serving", "cold start: `minimlops up` on an existing home to first prediction",
                 cold, "s")  # fmt: skip
-    errors = single["non_2xx"] + lone["non_2xx"] + many["non_2xx"] + two["non_2xx"]
+    errors = single.non_2xx + lone["non_2xx"] + many["non_2xx"] + two.non_2xx
     results.add("serving", "non-2xx answers during the runs", errors, "responses")
 
 
-def _two_processes(env: dict[str, str], url: str, body: Path, plan: Plan) -> dict[str, float]:
-    """/predict at 32 connections with a second serving process."""
+def _two_processes(env: dict[str, str], url: str, floor: str, body: Path,
+                   seconds: float) -> Paired:  # fmt: skip
+    """/predict at 32 connections with a second serving process, against the floor."""
     with minimlops_up(env):
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:  # both processes serve (the second starts after)
@@ -96,7 +94,7 @@ def _two_processes(env: dict[str, str], url: str, body: Path, plan: Plan) -> dic
             time.sleep(0.2)
         else:
             raise RuntimeError("the second serving process did not start")
-        return wrk(url + "/predict", body, 32, plan.seconds)
+        return paired(floor, body, url + "/predict", body, seconds)
 
 
 def end_to_end(plan: Plan, work: Path, results: Results) -> None:
@@ -121,9 +119,10 @@ def end_to_end(plan: Plan, work: Path, results: Results) -> None:
 WIDE = "churn"  # the example with 28 columns of every type, names with spaces and dashes
 
 
-def serving_wide(plan: Plan, work: Path, results: Results) -> None:
+def serving_wide(plan: Plan, work: Path, results: Results, floor: str) -> None:
     """The same serving rows on the wide generated project: one row at 32
-    connections against the same floor, batches of 1,000 at 4."""
+    connections against the same floor (with the passenger's body, as the
+    first row's), in turns; batches of 1,000 at 4."""
     from minimlops import projects
     from minimlops.generate import rows_for, write_project_csv
 
@@ -143,17 +142,16 @@ def serving_wide(plan: Plan, work: Path, results: Results) -> None:
     url = f"http://127.0.0.1:{port}"
     with minimlops_up(env):
         wait_healthy(url + "/healthz")
-        single = wrk(url + "/predict", one, 32, plan.seconds)
+        single = paired(floor, work / "one.json", url + "/predict", one, plan.seconds / 2)
         time.sleep(plan.pause)
         many = wrk(url + "/predict", batch, 4, plan.seconds)
         algorithm = httpx.get(url + "/models").json()["versions"][0]["algorithm"]
-    floor = next(r["value"] for r in results.rows if r["name"].startswith("bare ASGI floor"))
     note = (f"project {WIDE}: {len(project.columns)} columns, {len(project.features)} features; "
             f"model: {algorithm}")  # fmt: skip
     results.add("serving", "minimlops /predict, wide project, 1 row, 32 connections",
-                single["rps"], "req/s", floor, note)  # fmt: skip
+                single.rps, "req/s", ratio=single.ratio, note=f"{note}; {single.note()}")  # fmt: skip
     results.add("serving", "minimlops /predict, wide project, batches of 1,000, 4 connections",
                 many["rps"] * 1000, "rows/s", note=note)  # fmt: skip
-    if single["non_2xx"] or many["non_2xx"]:
-        raise RuntimeError(f"the wide project answered {single['non_2xx'] + many['non_2xx']:.0f} "
+    if single.non_2xx or many["non_2xx"]:
+        raise RuntimeError(f"the wide project answered {single.non_2xx + many['non_2xx']:.0f} "
                            "errors")  # fmt: skip

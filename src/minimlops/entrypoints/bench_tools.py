@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import statistics
 import subprocess
 import sys
 import time
@@ -46,11 +47,15 @@ class Results:
     rows: list[dict[str, Any]] = field(default_factory=list)
     ours: dict[str, float] = field(default_factory=dict)  # /predict @32, for the peers
     ours_lone: dict[str, float] = field(default_factory=dict)  # /predict @1
+    floor: float = 0.0  # the floor's req/s (median of its runs)
     algorithm: str = "random_forest"
 
     def add(self, group: str, name: str, value: float, unit: str,
-            baseline: float | None = None, note: str = "") -> None:  # fmt: skip
-        ratio = value / baseline if baseline else None
+            baseline: float | None = None, note: str = "", *,
+            ratio: float | None = None) -> None:  # fmt: skip
+        """A row; its ratio is ``value / baseline``, or ``ratio`` as given."""
+        if ratio is None and baseline:
+            ratio = value / baseline
         self.rows.append({"group": group, "name": name, "value": value, "unit": unit,
                           "ratio": ratio, "note": note})  # fmt: skip
 
@@ -70,6 +75,76 @@ def wrk(url: str, body_file: Path, connections: int, seconds: float) -> dict[str
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     result["non_2xx"] = float(errors.group(1)) if errors else 0.0
     return result
+
+
+# Rounds of the floor and a server in turns. These machines share their cores:
+# their speed drifts by half within a minute (the floor measured 12,000 and
+# 29,000 req/s a minute apart). A ratio of two runs made a minute apart
+# measures that drift as much as the server; a round's two runs are seconds
+# apart, and the median of the rounds' ratios is what is reported.
+ROUNDS = 3
+
+
+@dataclass
+class Paired:
+    """A server's req/s against the floor's, round by round."""
+
+    floor: list[float]
+    ours: list[float]
+    non_2xx: float
+
+    @property
+    def ratios(self) -> list[float]:
+        return [o / f for o, f in zip(self.ours, self.floor, strict=True)]
+
+    @property
+    def ratio(self) -> float:
+        return statistics.median(self.ratios)
+
+    @property
+    def rps(self) -> float:
+        return statistics.median(self.ours)
+
+    def note(self) -> str:
+        return (f"median of {len(self.ours)} rounds, each against a floor run just before it: "
+                + " / ".join(f"{r:.2f}" for r in self.ratios))  # fmt: skip
+
+
+def paired(floor_url: str, floor_body: Path, url: str, body: Path, seconds: float,
+           rounds: int = ROUNDS) -> Paired:  # fmt: skip
+    """The floor then our server at 32 connections, ``rounds`` times, each run
+    ``seconds`` long."""
+    floors, ours, errors = [], [], 0.0
+    for _ in range(rounds):
+        floors.append(wrk(floor_url, floor_body, 32, seconds)["rps"])
+        run = wrk(url, body, 32, seconds)
+        ours.append(run["rps"])
+        errors += run["non_2xx"]
+    return Paired(floors, ours, errors)
+
+
+@contextlib.contextmanager
+def floor_server() -> Iterator[str]:
+    """The bare ASGI floor (``entrypoints.floor``) in its own process, as long
+    as the block runs: its URL, once it answers."""
+    port = free_port()
+    floor = subprocess.Popen([sys.executable, "-m", "uvicorn", "minimlops.entrypoints.floor:app",
+                              "--port", str(port), "--log-level", "warning"])  # fmt: skip
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.post(url, json={}, timeout=2)
+                break
+            except httpx.TransportError:
+                if time.monotonic() > deadline or floor.poll() is not None:
+                    raise RuntimeError("the floor server did not start") from None
+                time.sleep(0.05)
+        yield url
+    finally:
+        floor.terminate()
+        floor.wait()
 
 
 def wait_healthy(url: str, timeout: float = 120) -> None:

@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 
 from minimlops.entrypoints.bench_serving import end_to_end, serving, serving_wide
-from minimlops.entrypoints.bench_tools import ONE, Plan, Results, free_port, wrk
+from minimlops.entrypoints.bench_tools import ONE, Plan, Results, floor_server, free_port, wrk
 from minimlops.generate import write_csv
 
 
@@ -278,8 +278,9 @@ def run(out_dir: Path, *, smoke: bool = False, peers_python: Path | None = None)
     with tempfile.TemporaryDirectory(prefix="minimlops-bench-") as tmp:
         work = Path(tmp)
         plan.example = _example_data(work)
-        serving(plan, work, results)
-        serving_wide(plan, work, results)
+        with floor_server() as floor:  # kept up: the servers are measured in turns with it
+            serving(plan, work, results, floor)
+            serving_wide(plan, work, results, floor)
         end_to_end(plan, work, results)
         if plan.peers is not None:
             peers(plan, work, results)
