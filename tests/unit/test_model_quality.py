@@ -249,9 +249,25 @@ def test_a_calibration_is_kept_only_when_it_lowers_validation_log_loss() -> None
     served = fast.OnnxModel(fast.to_onnx(model), model.spec, model.algorithm)
     assert fast.parity(model, served, rows) <= fast.TOLERANCE
     assert np.allclose(served.output(rows[:1]), model.output(rows[:1]), atol=fast.TOLERANCE)
+    one_by_one = [served.values([r])[0] for r in rows[:100]]  # Platt in plain Python
+    by_numpy = np.concatenate([served.output([r]) for r in rows[:100]])
+    assert np.allclose(one_by_one, by_numpy, rtol=1e-12, atol=1e-15)
     raw = dict(model.spec)
     raw.pop("calibration")
     assert not np.allclose(training.TrainedModel(model.estimator, raw, "x").output(rows), model.output(rows))
+
+
+def test_platt_scaling_of_one_value_is_numpys_at_the_extremes() -> None:
+    """One row's calibration (plain Python) gives what a batch's (numpy) does,
+    where the log-odds are clipped and where exp would overflow a float."""
+    from minimlops.ml import fast
+
+    for a, b in [(0.7, -0.3), (60.0, 0.0), (-60.0, 5.0), (1.0, 800.0)]:
+        calibration = {"method": "platt", "a": a, "b": b}
+        ps = [0.0, 1e-13, 0.2, 0.5, 0.999, 1.0]
+        with np.errstate(over="ignore"):
+            batch = fast.calibrate(calibration, np.array(ps)).tolist()
+        assert [fast.platt_one(calibration, p) for p in ps] == pytest.approx(batch, rel=1e-12, abs=1e-300)
 
 
 def test_multiclass_temperature_scaling_fits_an_overconfident_model() -> None:

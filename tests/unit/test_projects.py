@@ -251,8 +251,17 @@ def test_vector_and_matrix_agree_and_onnx_matches_on_every_row(trained) -> None:
     with ThreadPoolExecutor(2) as pool:
         bound = list(pool.map(lambda r: served._one(fs.vector(r)), every))
     assert all(np.array_equal(a, b) for a, b in zip(bound, by_run, strict=True))
+    huge = [1e39] * fs.width  # beyond float32: written as inf, as numpy writes it
+    with np.errstate(over="ignore"):
+        expected = session.run(served.outputs, {served.input: np.array([huge], served.dtype)})[0]
+    assert np.array_equal(served._one(huge), expected, equal_nan=True)
     alone = np.concatenate([served.output([r]) for r in every])
     assert np.allclose(alone, served.output(every), rtol=0, atol=fast.TOLERANCE)
+    # what the predictor reads: one row's values (plain Python past
+    # onnxruntime for binary and regression) are its output, to a float's last digit
+    singles = np.array([served.values([r])[0] for r in every])
+    assert np.allclose(singles, alone, rtol=1e-12, atol=1e-15)
+    assert served.values(every) == served.output(every).tolist()
 
 
 def test_answers_fit_the_task_and_speak_the_datas_values(trained) -> None:

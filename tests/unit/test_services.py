@@ -199,6 +199,32 @@ def test_uuid4_strings_are_valid_distinct_version_4_uuids() -> None:
     assert {s[19] for s in ids} == set("89ab")  # the variant keeps its two random bits
 
 
+def test_pooled_uuids_are_never_handed_out_twice_across_threads_or_a_fork() -> None:
+    """A few ids come from a pool: four threads taking them at once, and a
+    forked child (which inherits the pool's memory), never get the same one."""
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
+    from minimlops.services.predict import uuid4_strings
+
+    with ThreadPoolExecutor(4) as pool:
+        parts = list(pool.map(lambda _: [i for _ in range(500) for i in uuid4_strings(3)], range(4)))
+    ids = [i for part in parts for i in part]
+    assert len(set(ids)) == len(ids) == 6000
+    uuid4_strings(1)  # the pool holds ids now
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # the child: its first ids, to the parent
+        os.write(write, "\n".join(uuid4_strings(1) + uuid4_strings(5)).encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(child, 0)
+    with os.fdopen(read) as fh:
+        childs = fh.read().split("\n")
+    mine = uuid4_strings(6)
+    assert len(childs) == 6 and not set(childs) & set(mine)
+
+
 def test_explanation_effects_point_the_right_way(fake_deps: Deps) -> None:
     from minimlops.services.explain import explain
 

@@ -63,6 +63,10 @@ class TrainedModel:
 
     predict_proba = output  # the binary name, kept for callers that read probabilities
 
+    def values(self, rows: Rows) -> list[Any]:
+        """:meth:`output` as Python values, one a row (as ``OnnxModel.values``)."""
+        return self.output(rows).tolist()  # type: ignore[no-any-return]
+
 
 def labels(project: Project | Mapping[str, Any], values: Sequence[Any]) -> np.ndarray:
     """Target values as the model's labels: class indices, or floats for regression.

@@ -32,7 +32,7 @@ if TYPE_CHECKING:  # scikit-learn is loaded only if a model must serve through i
     from minimlops.ml.training import TrainedModel
 
 logger = logging.getLogger(__name__)
-Scorer = Union["TrainedModel", OnnxModel]  # both: output(rows) and .algorithm
+Scorer = Union["TrainedModel", OnnxModel]  # both: output(rows), values(rows) and .algorithm
 
 
 class Predictor:
@@ -132,13 +132,12 @@ class Predictor:
         if current is None and (current := self._catch_up()) is None:
             raise NoChampionError(self.error or "no model is serving yet")
         version, model = current
-        out = model.output(passengers)
+        values = model.values(passengers)
         shadow = self.shadow  # scored before the rows change (owned ones in place)
-        shadow_out = shadow[1].output(passengers) if shadow is not None else None
+        shadow_out = shadow[1].values(passengers) if shadow is not None else None
         created = self.now()
         ids = uuid4_strings(len(passengers))
         binary = self.task == "binary"
-        values = out.tolist()
         negative, positive = (self.classes if binary else (None, None))
         structs = bool(passengers) and not isinstance(passengers[0], dict) and hasattr(
             passengers[0], "minimlops_attrs")  # fmt: skip
@@ -197,9 +196,9 @@ class Predictor:
             for row, value in zip(rows, values, strict=True):
                 put(row, "prediction", value)
 
-    def _shadow(self, rows: list[Any], version: str, out: Any,
+    def _shadow(self, rows: list[Any], version: str, out: list[Any],
                 put: Callable[[Any, str, Any], None]) -> None:  # fmt: skip
-        for row, value in zip(rows, out.tolist(), strict=True):
+        for row, value in zip(rows, out, strict=True):
             put(row, "shadow_model_version", version)
             if self.task == "binary":
                 put(row, "shadow_probability", value)
@@ -210,17 +209,33 @@ class Predictor:
 
 
 def uuid4_strings(n: int) -> list[str]:
-    """n random (version 4) UUIDs as strings, from one read of the OS's randomness
-    (``str(uuid.uuid4())`` reads it once per id and costs 1.5x as much for one,
-    4x for many): 16 random bytes each, with the version digit set to 4 and the
-    variant digit to 8, 9, a or b (RFC 4122). Many at once are written by numpy
-    (a batch of 1,000: ~0.5 instead of ~1.6 ms; numpy's set-up costs more below
-    a few dozen)."""
+    """n random (version 4) UUIDs as strings: 16 bytes of the OS's randomness
+    each, with the version digit set to 4 and the variant digit to 8, 9, a or
+    b (RFC 4122), written by numpy many at a time (a batch of 1,000: ~0.5
+    instead of ~1.6 ms for ``str(uuid.uuid4())`` each). A few are taken from
+    a pool written 256 at a time (one: ~0.3 instead of ~1.6 us; numpy's set-up
+    costs more than that below a few dozen). The pool belongs to the process
+    that wrote it: a forked child never hands out its parent's ids."""
     if n >= 32:
         return _uuid4_strings_many(n)
-    h = os.urandom(16 * n).hex()
-    return [f"{h[k:k + 8]}-{h[k + 8:k + 12]}-4{h[k + 13:k + 16]}-{'89ab'[int(h[k + 16], 16) & 3]}"
-            f"{h[k + 17:k + 20]}-{h[k + 20:k + 32]}" for k in range(0, 32 * n, 32)]  # fmt: skip
+    pool = _POOL
+    if pool.pid != os.getpid():
+        pool.ids, pool.pid = [], os.getpid()
+    out = []
+    while len(out) < n:
+        try:
+            out.append(pool.ids.pop())  # one atomic step: two threads never get the same id
+        except IndexError:
+            pool.ids = _uuid4_strings_many(_POOL_SIZE)
+    return out
+
+
+class _Pool:
+    ids: list[str] = []
+    pid = -1
+
+
+_POOL, _POOL_SIZE = _Pool(), 256
 
 
 _HEX = b"0123456789abcdef"
