@@ -258,10 +258,70 @@ def test_vector_and_matrix_agree_and_onnx_matches_on_every_row(trained) -> None:
     alone = np.concatenate([served.output([r]) for r in every])
     assert np.allclose(alone, served.output(every), rtol=0, atol=fast.TOLERANCE)
     # what the predictor reads: one row's values (plain Python past
-    # onnxruntime for binary and regression) are its output, to a float's last digit
+    # onnxruntime for binary and regression) are its output, to a float's last
+    # digit; a linear champion's one row is scikit-learn's float64 number
     singles = np.array([served.values([r])[0] for r in every])
-    assert np.allclose(singles, alone, rtol=1e-12, atol=1e-15)
+    if served._linear is not None:
+        assert np.allclose(singles, model.output(every), rtol=1e-12, atol=1e-12)
+        assert np.allclose(singles, alone, rtol=fast.TOLERANCE, atol=fast.TOLERANCE)
+    else:
+        assert np.allclose(singles, alone, rtol=1e-12, atol=1e-15)
     assert served.values(every) == served.output(every).tolist()
+    linear = registry.metadata(version)["serving"].get("linear")
+    assert (linear is not None) == (model.algorithm in ("logistic_regression", "ridge_regression")
+                                    and p.task != "multiclass")  # fmt: skip
+    assert (served._linear is not None) == (linear is not None)
+
+
+@pytest.mark.parametrize("name", shapes.NAMES)
+def test_a_linear_models_one_row_is_its_weights_on_the_features(name) -> None:
+    """A logistic or ridge regression serves one row from its weights, the
+    scaler folded in, by lookups (no feature vector, no onnxruntime): on every
+    row, sparse and struct rows too, scikit-learn's number, calibrated or not,
+    and onnxruntime's within its float32. Multiclass and trees keep ONNX."""
+    import orjson
+
+    from minimlops.entrypoints.schemas import request_models
+    from minimlops.ml.candidates import candidates
+
+    p = shapes.load(name)
+    derive = projects.derived_functions(p)
+    data = shapes.rows(p, 600, seed=5).to_pylist()
+    spec = features.fit_spec(data, p, derive)
+    fs = features.FeatureSet(spec, derive)
+    estimator = candidates(p.task, 0)[0].make().fit(
+        fs.matrix(data), training.labels(p, [r[p.target] for r in data]))  # fmt: skip
+    model = training.TrainedModel(estimator, spec, candidates(p.task, 0)[0].name, derive=derive)
+    linear = fast.linear_form(model)
+    if p.task == "multiclass":
+        assert linear is None
+        return
+    assert linear is not None
+    requests = [shapes.request_of(p, r) for r in data]
+    every = requests + [shapes.sparse(p, r) for r in requests[:50]]
+    structs = request_models(p).fast.rows(orjson.dumps(every), True)
+    score, w = fs.linear(linear["weights"], linear["bias"]), np.array(linear["weights"])
+    for row in [*every, *structs]:
+        assert score(row) == pytest.approx(float(np.dot(fs.vector(row), w)) + linear["bias"],
+                                           rel=1e-12, abs=1e-12)  # fmt: skip
+    blob = fast.to_onnx(model)
+    if p.task == "binary":  # and once more with a Platt calibration kept
+        calibrated = training.TrainedModel(estimator, {**spec, "calibration": {
+            "method": "platt", "a": 1.3, "b": -0.2}}, model.algorithm, derive=derive)  # fmt: skip
+    for m in [model] + ([calibrated] if p.task == "binary" else []):
+        served = fast.OnnxModel(blob, m.spec, m.algorithm, derive, linear=linear)
+        assert served._linear is not None
+        singles = np.array([served.values([r])[0] for r in every])
+        assert np.allclose(singles, m.output(every), rtol=1e-12, atol=1e-12)
+        alone = np.concatenate([served.output([r]) for r in every])  # onnxruntime, float32
+        assert np.allclose(singles, alone, rtol=fast.TOLERANCE, atol=fast.TOLERANCE)
+    assert np.allclose(fast.linear_output(p.task, linear, fs.matrix(data)),
+                       estimator.predict(fs.matrix(data)) if p.task == "regression"
+                       else estimator.predict_proba(fs.matrix(data))[:, 1], rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError, match="weights for"):
+        fs.linear(linear["weights"][1:], 0.0)
+    forest = candidates(p.task, 0)[-1]
+    assert fast.linear_form(training.TrainedModel(forest.make(), spec, forest.name, derive=derive)) is None
 
 
 def test_answers_fit_the_task_and_speak_the_datas_values(trained) -> None:

@@ -146,7 +146,9 @@ def print_version(console: Console, v: dict[str, Any]) -> None:
     if serving:
         console.print(f"serving: {serving.get('runtime')}"
                       + (f" (largest difference {serving['max_abs_diff']:.1e})"
-                         if serving.get("max_abs_diff") is not None else ""))  # fmt: skip
+                         if serving.get("max_abs_diff") is not None else "")
+                      + ("; one row: its linear weights"
+                         if serving.get("linear") else ""))  # fmt: skip
 
 
 def live_table(versions: list[dict[str, Any]]) -> Table:

@@ -247,6 +247,48 @@ class FeatureSet:
                     append(0.0)
         return out
 
+    def linear(self, weights: Sequence[float], bias: float) -> Callable[[Mapping[str, Any]], float]:
+        """``score(row)``: ``bias`` plus the dot product of ``weights`` with
+        :meth:`vector` of the row, without building the vector: a category's
+        one-hot slots and their weights become one looked-up number, a missing
+        number's filled value and indicator another (wide churn row: ~2 us,
+        against ~4 us for the vector and ~1.5 for the product)."""
+        if len(weights) != self.width:
+            raise ValueError(f"{len(weights)} weights for {self.width} features")
+        w = [float(x) for x in weights]
+        plan: list[tuple[Any, ...]] = []
+        for kind, name, fn, a, b, index, at in self._plan:
+            if kind == "c":  # the value's slot's weight; "other" for the rest
+                plan.append(("c", name, fn, {v: w[at + i] for v, i in index.items()},
+                             w[at + len(index)]))  # fmt: skip
+            elif kind == "f":
+                plan.append(("f", name, fn, {v: w[at] * f for v, f in a.items()}, w[at] * b))
+            else:  # a number: its weight, and what a missing one adds (filled, indicator)
+                plan.append(("n", name, fn, w[at], w[at] * a + (w[at + 1] if b else 0.0)))
+        inputs, failed = self._inputs, self._failed
+
+        def score(row: Mapping[str, Any]) -> float:
+            if inputs and isinstance(row, dict) and not inputs.keys() <= row.keys():
+                row = {**inputs, **row}
+            z, get = bias, row.get
+            for kind, name, fn, a, b in plan:
+                if fn is None:
+                    v = get(name)
+                else:
+                    try:
+                        v = fn(row)
+                    except Exception as exc:
+                        raise failed(name, fn, [row], exc) from exc
+                if kind == "c":
+                    z += a.get(v, b)
+                elif kind == "n":
+                    z += b if v is None else a * float(v)
+                elif v is not None:  # a frequency (absent: 0, as vector writes it)
+                    z += a.get(str(v), b)
+            return z
+
+        return score
+
     def matrix(self, rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
         """Feature vectors of many rows as a float64 matrix, a column at a time.
         Rows are mappings (absent means None) or request structs, whose columns

@@ -83,7 +83,8 @@ def fit_and_score(
     feedback_y, feedback_out = training.scores(model, _chunks(labelled)(), target, classes)
     y, out = np.concatenate([valid_y, feedback_y]), np.concatenate([valid_out, feedback_out])
     onnx, serving = _fast_form(model, _chunks(valid if valid.num_rows else train.slice(0, 1000)))
-    served = fast.OnnxModel(onnx, model.spec, model.algorithm, model.derive) if onnx else model
+    served = (fast.OnnxModel(onnx, model.spec, model.algorithm, model.derive,
+                             linear=serving.get("linear")) if onnx else model)  # fmt: skip
     evaluated = _evaluation(served, project, valid, valid_y, valid_out, seed)
     train_y = training.labels(project, train.column(target).to_pylist())
     result: dict[str, Any] = {
@@ -187,5 +188,32 @@ def _fast_form(model: training.TrainedModel, chunks: Callable[[], Iterator[list[
         logger.warning("train_model: ONNX differs by %.2e > %.0e; serving scikit-learn",
                        diff, fast.TOLERANCE)  # fmt: skip
         return None, {"runtime": "scikit-learn", "max_abs_diff": diff, "checked_rows": checked}
-    return blob, {"runtime": "onnxruntime", "max_abs_diff": diff, "checked_rows": checked,
-                  "spec": model.spec}  # fmt: skip
+    serving = {"runtime": "onnxruntime", "max_abs_diff": diff, "checked_rows": checked,
+               "spec": model.spec}  # fmt: skip
+    if (linear := _linear_form(model, chunks)) is not None:
+        serving["linear"] = linear
+    return blob, serving
+
+
+def _linear_form(model: training.TrainedModel,
+                 chunks: Callable[[], Iterator[list[dict[str, Any]]]]) -> dict[str, Any] | None:  # fmt: skip
+    """A linear model's weights for one-row serving (``fast.linear_form``), if
+    they reproduce its output on the rows (before calibration, which both
+    forms apply the same way)."""
+    linear = fast.linear_form(model)
+    if linear is None:
+        return None
+    diff = 0.0
+    for rows in chunks():
+        X = model.features.matrix(rows)
+        ours = fast.linear_output(model.task, linear, X)
+        if model.task == "regression":
+            theirs = np.asarray(model.estimator.predict(X), dtype=np.float64)
+            diff = max(diff, float((np.abs(ours - theirs) / np.maximum(np.abs(theirs), 1.0)).max()))
+        else:
+            theirs = np.asarray(model.estimator.predict_proba(X), dtype=np.float64)[:, 1]
+            diff = max(diff, float(np.abs(ours - theirs).max()))
+    if diff > fast.TOLERANCE:  # never seen: the fold is exact to a few ulps
+        logger.warning("train_model: the linear form differs by %.2e; one row goes through ONNX", diff)
+        return None
+    return {**linear, "max_abs_diff": diff}

@@ -161,7 +161,8 @@ class ModelRegistry:
         if artifacts.sha256(blob) != serving["sha256"]:
             raise ArtifactIntegrityError(f"version {version}: {name} hash does not match metadata")
         try:
-            return fast.OnnxModel(blob, serving["spec"], meta["algorithm"], self.derive)
+            return fast.OnnxModel(blob, serving["spec"], meta["algorithm"], self.derive,
+                                  linear=serving.get("linear"))  # fmt: skip
         except Exception as exc:  # onnxruntime raises its own kinds for bad bytes
             raise ArtifactIntegrityError(f"version {version}: {name} is not a model: {exc}") from exc
 
