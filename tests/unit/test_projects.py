@@ -249,12 +249,18 @@ def test_vector_and_matrix_agree_and_onnx_matches_on_every_row(trained) -> None:
     by_run = [session.run(served.outputs, {served.input: np.array([fs.vector(r)], served.dtype)})[0]
               for r in every]  # fmt: skip
     with ThreadPoolExecutor(2) as pool:
-        bound = list(pool.map(lambda r: served._one(fs.vector(r)), every))
+        bound = list(pool.map(lambda r: served._one(fs.vector(r)).copy(), every))
     assert all(np.array_equal(a, b) for a, b in zip(bound, by_run, strict=True))
     huge = [1e39] * fs.width  # beyond float32: written as inf, as numpy writes it
     with np.errstate(over="ignore"):
         expected = session.run(served.outputs, {served.input: np.array([huge], served.dtype)})[0]
     assert np.array_equal(served._one(huge), expected, equal_nan=True)
+    # one row's output is written into the thread's bound buffer: what a
+    # caller got is not changed by the next row (output() copies it)
+    first = served.output(every[:1])
+    kept = first.copy()
+    second = served.output(every[1:2])
+    assert np.array_equal(first, kept) and not np.shares_memory(first, second)
     alone = np.concatenate([served.output([r]) for r in every])
     assert np.allclose(alone, served.output(every), rtol=0, atol=fast.TOLERANCE)
     # what the predictor reads: one row's values (plain Python past
