@@ -27,6 +27,8 @@ def test_bench_smoke_writes_every_measurement(tmp_path: Path) -> None:
     single = next(r for r in report["results"]
                   if r["name"] == "minimlops /predict, 1 passenger, 32 connections")  # fmt: skip
     assert single["ratio"] > 0 and "median of 3 rounds" in single["note"]  # paired with the floor
+    example = next(r for r in report["results"] if r["name"].endswith("the exercise's file"))
+    assert example["ratio"] > 0 and "trained on the exercise's titanic.csv" in example["note"]
     wide = [r for r in report["results"] if "wide project" in r["name"]]
     assert len(wide) == 2 and all(r["value"] > 0 for r in wide) and wide[0]["ratio"] > 0
     training = [r for r in report["results"] if r["name"].startswith("minimlops train_model")]

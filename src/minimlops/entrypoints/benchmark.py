@@ -281,7 +281,7 @@ def run(out_dir: Path, *, smoke: bool = False, peers_python: Path | None = None)
         with floor_server() as floor:  # kept up: the servers are measured in turns with it
             serving(plan, work, results, floor)
             serving_wide(plan, work, results, floor)
-        end_to_end(plan, work, results)
+            end_to_end(plan, work, results, floor)
         if plan.peers is not None:
             peers(plan, work, results)
         ingestion(plan, work, results)
