@@ -257,11 +257,15 @@ class OnnxModel:
 
 
 def parity(model: TrainedModel, fast: OnnxModel, rows: Sequence[Mapping[str, Any]]) -> float:
-    """Largest difference between the two on rows: absolute on probabilities,
-    relative to the value's size (at least 1) on regression outputs."""
+    """Largest difference between the two on rows (see :func:`difference`)."""
     if not rows:
         return 0.0
-    a, b = model.output(rows), fast.output(rows)
-    if model.task == "regression":
+    return difference(model.task, model.output(rows), fast.output(rows))
+
+
+def difference(task: str, a: np.ndarray, b: np.ndarray) -> float:
+    """Largest difference of ``b`` from ``a``: absolute on probabilities,
+    relative to the value's size (at least 1) on regression outputs."""
+    if task == "regression":
         return float((np.abs(a - b) / np.maximum(np.abs(a), 1.0)).max())
     return float(np.abs(a - b).max())

@@ -205,14 +205,13 @@ def _linear_form(model: training.TrainedModel,
         return None
     diff = 0.0
     for rows in chunks():
+        if not rows:
+            continue
         X = model.features.matrix(rows)
         ours = fast.linear_output(model.task, linear, X)
-        if model.task == "regression":
-            theirs = np.asarray(model.estimator.predict(X), dtype=np.float64)
-            diff = max(diff, float((np.abs(ours - theirs) / np.maximum(np.abs(theirs), 1.0)).max()))
-        else:
-            theirs = np.asarray(model.estimator.predict_proba(X), dtype=np.float64)[:, 1]
-            diff = max(diff, float(np.abs(ours - theirs).max()))
+        theirs = (np.asarray(model.estimator.predict(X), dtype=np.float64) if model.task == "regression"
+                  else np.asarray(model.estimator.predict_proba(X), dtype=np.float64)[:, 1])  # fmt: skip
+        diff = max(diff, fast.difference(model.task, theirs, ours))
     if diff > fast.TOLERANCE:  # never seen: the fold is exact to a few ulps
         logger.warning("train_model: the linear form differs by %.2e; one row goes through ONNX", diff)
         return None

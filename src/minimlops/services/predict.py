@@ -231,8 +231,13 @@ def uuid4_strings(n: int) -> list[str]:
 
 
 class _Pool:
-    ids: list[str] = []
-    pid = -1
+    """Ids written ahead, and the process they were written in."""
+
+    __slots__ = ("ids", "pid")
+
+    def __init__(self) -> None:
+        self.ids: list[str] = []
+        self.pid = -1
 
 
 _POOL, _POOL_SIZE = _Pool(), 256
