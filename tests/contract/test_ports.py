@@ -335,6 +335,31 @@ class TestDuckDBWarehouse(AbstractWarehouseTests, AbstractProjectWarehouseTests)
         t = wh.query("SELECT count(*) AS n FROM training_data WHERE Age > $a", {"a": 1})
         assert t.to_pylist() == [{"n": 2}]
 
+    def test_a_load_runs_on_two_threads_and_everything_else_on_one(self, wh) -> None:
+        def threads() -> int:
+            # The setting is the database's; read it on a connection of its own
+            # (the loading thread's cursor is busy with the INSERT).
+            return int(wh._con.cursor().execute("SELECT current_setting('threads')").fetchone()[0])
+
+        seen = []
+
+        def batches(fail: bool):
+            for batch in _training_rows([1, 2, 3]).to_batches(max_chunksize=1):
+                seen.append(threads())
+                yield batch
+            if fail:
+                raise RuntimeError("disk on fire")
+
+        assert threads() == 1
+        with pytest.raises(RuntimeError):
+            wh.load("training_data", batches(True), _ledger_row())
+        assert threads() == 1
+        wh.load("training_data", batches(False), _ledger_row())
+        assert threads() == 1
+        # the first batch of each load is read before its INSERT starts
+        assert seen == [1, 2, 2, 1, 2, 2]
+        assert wh.counts()["training_data"] == 3
+
     def test_committed_rows_survive_reopen(self, tmp_path: Path) -> None:
         path = tmp_path / "d.duckdb"
         wh = DuckDBWarehouse(path, SCHEMAS, "ingestion_ledger")
