@@ -335,7 +335,7 @@ class TestDuckDBWarehouse(AbstractWarehouseTests, AbstractProjectWarehouseTests)
         t = wh.query("SELECT count(*) AS n FROM training_data WHERE Age > $a", {"a": 1})
         assert t.to_pylist() == [{"n": 2}]
 
-    def test_a_load_runs_on_two_threads_and_everything_else_on_one(self, wh) -> None:
+    def test_loads_and_whole_table_reads_run_on_two_threads_and_leave_one(self, wh) -> None:
         def threads() -> int:
             # The setting is the database's; read it on a connection of its own
             # (the loading thread's cursor is busy with the INSERT).
@@ -359,6 +359,8 @@ class TestDuckDBWarehouse(AbstractWarehouseTests, AbstractProjectWarehouseTests)
         # the first batch of each load is read before its INSERT starts
         assert seen == [1, 2, 2, 1, 2, 2]
         assert wh.counts()["training_data"] == 3
+        assert wh.query("SELECT current_setting('threads') AS t").to_pylist() == [{"t": 2}]
+        assert threads() == 1
 
     def test_committed_rows_survive_reopen(self, tmp_path: Path) -> None:
         path = tmp_path / "d.duckdb"
