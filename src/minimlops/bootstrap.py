@@ -224,8 +224,12 @@ def build_gcp(settings: Settings, *, progress: Progress = _no_progress) -> App:
         clients.bigquery, dataset_of(settings, project), schemas_of(settings, project),
         settings.ledger_table,
         key=_key_of(project),
-        staging=(clients.storage, settings.landing_bucket), location=settings.location,
-        storage_api=clients.storage_api)  # fmt: skip
+        staging=(clients.storage, names.landing_bucket), location=settings.gcp_location,
+        storage_api=clients.storage_api, max_bytes_billed=settings.max_bytes_billed,
+        # by day, so the recent window reads recent partitions; clustered for
+        # reads by version (predictions) and joins on uuid (feedback)
+        partitioning={names.predictions_table: ("created_at", ("model_version",)),
+                      names.feedback_table: ("received_at", ("uuid",))})  # fmt: skip
     bus = load_class("gcp", "bus")(settings.gcp_project, dead_letter_topic=settings.dead_letter_topic,
                                    max_attempts=settings.bus_max_attempts)  # fmt: skip
     deps = Deps(store=store, warehouse=warehouse, bus=bus, project=project,

@@ -19,6 +19,9 @@ EXAMPLE_URL = (
 )
 
 
+GCP_BUCKETS = {"landing_bucket": "data-landing-zone", "model_bucket": "model-storage"}
+
+
 class ConfigError(ValueError):
     """A setting has a value that cannot be used; the message names it."""
 
@@ -37,8 +40,23 @@ class Settings(BaseModel):
         None, description="the data set's project: a directory with project.toml, or an "
         "example's name (titanic, wine, diabetes); default: the Titanic example")
     gcp_project: str | None = Field(None, description="Google Cloud project (gcp)")
-    region: str = Field("us-central1", description="Cloud Run functions region (gcp)")
-    location: str = Field("US", description="BigQuery dataset and bucket location (gcp)")
+    region: str = Field(
+        "europe-west3", description="Cloud Run functions region (gcp); the exercise's region")
+    location: str | None = Field(
+        None, description="bucket and BigQuery dataset location (gcp); default: the region, "
+        "so buckets, dataset and functions sit together, as in the exercise")
+    max_bytes_billed: int = Field(
+        20 * 2**30, ge=10 * 2**20, description="gcp: the most bytes one BigQuery query may bill; "
+        "a query that would read more fails instead of running")
+    min_instances: int = Field(
+        0, ge=0, le=100, description="gcp: predictions_endpoint instances kept warm (billed "
+        "while idle; 1 removes most cold starts)")
+    max_instances: int = Field(
+        10, ge=1, le=1000, description="gcp: the most predictions_endpoint instances (bounds "
+        "cost and BigQuery write load)")
+    status_cache_seconds: float = Field(
+        0.0, ge=0, description="how long /status, /models and /events answers are reused; "
+        "deployed with 30 on gcp, so the pages' 2 s polling runs no BigQuery job each time")
     dead_letter_topic: str = "minimlops-dead-letter"
     model_check_seconds: float = Field(
         10.0, ge=0, description="gcp serving: how often an instance checks the champion pointer")
@@ -47,8 +65,12 @@ class Settings(BaseModel):
     storage_emulator_host: str | None = None
     bigquery_emulator_host: str | None = None
     pubsub_emulator_host: str | None = None
-    landing_bucket: str = "my-data-landing-zone"
-    model_bucket: str = "my-model-storage"
+    landing_bucket: str = Field(
+        "my-data-landing-zone", description="where files land; on gcp the default is "
+        "<gcp project>-data-landing-zone (bucket names are global)")
+    model_bucket: str = Field(
+        "my-model-storage", description="model versions; on gcp the default is "
+        "<gcp project>-model-storage")
     dataset: str = "titanic"
     training_table: str = "training_data"
     predictions_table: str = "predictions_data"
@@ -86,6 +108,9 @@ class Settings(BaseModel):
     settle_seconds: float = Field(0.5, ge=0)
     admin_token: SecretStr | None = None
     api_key: SecretStr | None = Field(None, description="required on /predict, /explain, /feedback")
+    public_routes: str | None = Field(
+        None, description="comma-separated 'METHOD /path' routes anyone may call; when set, "
+        "every other route needs the API key or the admin token (gcp deploy sets it)")
     cors_origins: str = Field("*", description="comma-separated origins allowed to call the public API")
 
     # The retraining cycle (monitoring, triggers, shadow scoring).
@@ -127,6 +152,11 @@ class Settings(BaseModel):
             if env.get(name.upper()):
                 values.setdefault(name, env[name.upper()])
         values.update({k: v for k, v in overrides.items() if v is not None})
+        if values.get("backend") == "gcp" and values.get("gcp_project"):
+            # Bucket names are global: the exercise's names are someone else's on
+            # Google Cloud. The project id (itself globally unique) makes them ours.
+            for name, suffix in GCP_BUCKETS.items():
+                values.setdefault(name, f"{values['gcp_project']}-{suffix}")
         try:
             return cls(**values)
         except ValidationError as exc:
@@ -140,6 +170,11 @@ class Settings(BaseModel):
     @property
     def origins(self) -> list[str]:
         return [o.strip() for o in self.cors_origins.split(",") if o.strip()]
+
+    @property
+    def gcp_location(self) -> str:
+        """Where buckets and the dataset live: MINIMLOPS_LOCATION, else the region."""
+        return self.location or self.region
 
     @property
     def emulated(self) -> bool:

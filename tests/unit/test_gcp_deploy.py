@@ -1,115 +1,380 @@
-"""`minimlops gcp deploy --dry-run`: the commands and the bundle, checked as a
-reviewer of a deployment would. Runs nothing (a `gcloud` on PATH would tell)."""
+"""`minimlops gcp deploy --dry-run`: the printed plan, checked against what
+Google documents and the emulators never check (limits, locations,
+identities, IAM, secrets). Each test names the page it holds the plan to.
+Runs nothing (a `gcloud` on PATH would tell)."""
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 
-def _dry_run(tmp_path: Path, *flags: str) -> tuple[list[list[str]], list[str], Path]:
-    fake_bin = tmp_path / "bin"
-    fake_bin.mkdir()
-    for tool in ("gcloud", "bq"):
-        script = fake_bin / tool
-        script.write_text(f"#!/bin/sh\necho called >> {tmp_path}/ran\n")
-        script.chmod(0o755)
-    bundle = tmp_path / "bundle"
+from minimlops.config import Settings
+from minimlops.entrypoints.gcp import limits, permissions
+from minimlops.entrypoints.gcp import plan as plans
+from minimlops.entrypoints.gcp.bundle import LEFT_OUT, lock_pins
+
+ROLES = json.loads((Path(__file__).parent.parent / "data" / "gcp_predefined_roles.json").read_text())["roles"]
+ROLES.update({f"projects/acme-ml/roles/{name}": {"permissions": list(perms)}
+              for name, perms in plans.CUSTOM_ROLES.items()})
+REPO = Path(__file__).resolve().parents[2]
+EVENT_FUNCTIONS = ("ingest_data", "train_model")
+
+
+def _env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MINIMLOPS_")}
-    env.update(PATH=f"{fake_bin}:{env['PATH']}", GOOGLE_CLOUD_PROJECT="acme-ml")
+    env.update(GOOGLE_CLOUD_PROJECT="acme-ml", **extra)
+    return env
+
+
+def _fake_tools(tmp_path: Path, script: str = "") -> Path:
+    """gcloud and bq that record their arguments (and run `script`)."""
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir(exist_ok=True)
+    for tool in ("gcloud", "bq"):
+        path = fake_bin / tool
+        path.write_text(f'#!/bin/sh\necho "{tool} $*" >> {tmp_path}/ran\n{script}\n')
+        path.chmod(0o755)
+    return fake_bin
+
+
+def _dry_run(tmp_path: Path, *flags: str, env: dict[str, str] | None = None,
+             ok: bool = True) -> tuple[list[list[str]], list[str], str]:  # fmt: skip
+    fake_bin = _fake_tools(tmp_path)
+    env = env or _env()
+    env["PATH"] = f"{fake_bin}:{os.environ['PATH']}"
     proc = subprocess.run([sys.executable, "-m", "minimlops", "gcp", "deploy", "--dry-run",
-                           "--region", "europe-west1", "--bundle", str(bundle), *flags],
+                           "--bundle", str(tmp_path / "bundle"), *flags],
                           env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
+    assert (proc.returncode == 0) == ok, proc.stdout + proc.stderr
     assert not (tmp_path / "ran").exists(), "a dry run must not run gcloud"
     lines = proc.stdout.splitlines()
     files = [ln.removeprefix("#   ") for ln in lines if ln.startswith("#   ")]
     cmds = [shlex.split(ln) for ln in lines if ln and not ln.startswith("#")]
-    return cmds, files, bundle
+    return cmds, files, proc.stdout + proc.stderr
+
+
+@pytest.fixture(scope="module")
+def printed(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[list[str]], list[str], Path]:
+    tmp = tmp_path_factory.mktemp("plan")
+    cmds, files, _ = _dry_run(tmp, "--allow-unauthenticated")
+    return cmds, files, tmp / "bundle"
 
 
 def _deploys(cmds: list[list[str]]) -> dict[str, list[str]]:
     return {c[3]: c for c in cmds if c[:3] == ["gcloud", "functions", "deploy"]}
 
 
-def test_each_function_is_deployed_with_its_trigger_runtime_and_own_account(tmp_path: Path) -> None:
-    cmds, _, bundle = _dry_run(tmp_path)
-    deploys = _deploys(cmds)
-    assert set(deploys) == {"ingest_data", "train_model", "predictions_endpoint", "monitor_pipeline"}
+def _flag(cmd: list[str], name: str) -> str:
+    return next(a.split("=", 1)[1] for a in cmd if a.startswith(f"--{name}="))
+
+
+def _flags(cmd: list[str], name: str) -> list[str]:
+    return [a.split("=", 1)[1] for a in cmd if a.startswith(f"--{name}=")]
+
+
+def test_event_driven_functions_stay_within_540_seconds(printed) -> None:
+    """https://cloud.google.com/functions/docs/configuring/timeout: 'The maximum
+    timeout duration is 60 minutes (3600 seconds) for HTTP functions and 9
+    minutes (540 seconds) for event-driven functions.'"""
+    deploys = _deploys(printed[0])
     for name, cmd in deploys.items():
-        assert "--gen2" in cmd and "--runtime=python311" in cmd
-        assert f"--entry-point={name}" in cmd and f"--source={bundle}" in cmd
-        assert "--region=europe-west1" in cmd and "--project=acme-ml" in cmd
-        env = next(a for a in cmd if a.startswith("--set-env-vars="))
-        assert "MINIMLOPS_BACKEND=gcp" in env and "GOOGLE_CLOUD_PROJECT=acme-ml" in env
-    accounts = {n: next(a for a in c if a.startswith("--service-account=")) for n, c in deploys.items()}
-    assert len(set(accounts.values())) == 4, "one service account per function"
-    ingest = deploys["ingest_data"]
-    assert "--trigger-event-filters=type=google.cloud.storage.object.v1.finalized" in ingest
-    assert "--trigger-event-filters=bucket=my-data-landing-zone" in ingest and "--retry" in ingest
-    train = deploys["train_model"]
-    assert "--trigger-topic=ingestion_complete" in train and "--retry" in train
-    assert "--memory=4Gi" in train and "--timeout=1800s" in train
-    assert "--max-instances=1" in train and "--concurrency=1" in train
-    serve = deploys["predictions_endpoint"]
-    assert "--trigger-http" in serve and "--no-allow-unauthenticated" in serve
-    assert "--allow-unauthenticated" not in serve
-    retrain = next(c for c in cmds if c[:4] == ["gcloud", "eventarc", "triggers", "create"])
-    assert "--transport-topic=retrain_requested" in retrain
-    assert "--destination-run-service=train-model" in retrain
-    scheduler = next(c for c in cmds if c[:3] == ["gcloud", "scheduler", "jobs"])
-    assert any(a.endswith("/monitor_pipeline") for a in scheduler)
-    assert any(a.startswith("--oidc-service-account-email=") for a in scheduler)
-    dead_letter = [c for c in cmds if c[0] == "sh" and "--dead-letter-topic=minimlops-dead-letter" in c[2]]
-    assert len(dead_letter) == 2
+        seconds = int(_flag(cmd, "timeout").removesuffix("s"))
+        cap = 3600 if "--trigger-http" in cmd else 540
+        assert 0 < seconds <= cap, f"{name}: {seconds}s"
+    assert {n for n, c in deploys.items() if "--trigger-http" not in c} == set(EVENT_FUNCTIONS)
 
 
-def test_public_predictions_only_with_the_flag(tmp_path: Path) -> None:
-    cmds, _, _ = _dry_run(tmp_path, "--allow-unauthenticated")
+def test_a_training_budget_that_cannot_finish_in_540_seconds_is_refused(tmp_path: Path) -> None:
+    """train_model is event-driven (540 s, same page): the plan refuses a
+    selection budget that leaves no time to read, fit and store the model."""
+    _, _, out = _dry_run(tmp_path, env=_env(MINIMLOPS_TRAINING_BUDGET="400"), ok=False)
+    assert "MINIMLOPS_TRAINING_BUDGET=400" in out and "540" in out and "at most 300" in out
+
+
+def test_buckets_dataset_and_functions_share_one_region_by_default(printed) -> None:
+    """The exercise keeps everything in europe-west3; BigQuery load jobs must
+    run where the dataset is (https://cloud.google.com/bigquery/docs/locations)."""
+    cmds = printed[0]
+    for cmd in _deploys(cmds).values():
+        assert "--region=europe-west3" in cmd
+        env = _flag(cmd, "set-env-vars")
+        assert "MINIMLOPS_LOCATION=europe-west3" in env
+    settings = Settings.from_env({"GOOGLE_CLOUD_PROJECT": "acme-ml"}, backend="gcp")
+    assert settings.gcp_location == settings.region == "europe-west3"
+
+
+@pytest.mark.parametrize(("location", "trigger"), [(None, "europe-west3"), ("EU", "eu")])
+def test_the_storage_trigger_sits_in_the_buckets_location(tmp_path: Path, location: str | None,
+                                                          trigger: str) -> None:  # fmt: skip
+    """https://cloud.google.com/eventarc/docs/understand-locations: 'since the
+    Cloud Storage bucket is in the europe-west1 region, the trigger must also
+    be located in europe-west1' (a multi-region bucket: its multi-region)."""
+    env = _env(**({"MINIMLOPS_LOCATION": location} if location else {}))
+    ingest = _deploys(_dry_run(tmp_path, env=env)[0])["ingest_data"]
+    assert _flag(ingest, "trigger-location") == trigger
+    assert f"bucket=acme-ml-data-landing-zone" in _flags(ingest, "trigger-event-filters")
+
+
+def test_every_trigger_has_a_named_identity_that_may_invoke_its_function(printed) -> None:
+    """https://cloud.google.com/run/docs/triggering/trigger-with-events: 'the
+    service account for the Eventarc trigger must have the Cloud Run Invoker
+    role'; Cloud Storage (not Pub/Sub) triggers also need
+    roles/eventarc.eventReceiver
+    (https://cloud.google.com/eventarc/standard/docs/functions/roles-permissions)."""
+    cmds = printed[0]
     deploys = _deploys(cmds)
-    assert "--allow-unauthenticated" in deploys["predictions_endpoint"]
+    trigger_sa = "mlops-trigger@acme-ml.iam.gserviceaccount.com"
+    for name in EVENT_FUNCTIONS:
+        assert _flag(deploys[name], "trigger-service-account") == trigger_sa
+        assert ["gcloud", "functions", "add-invoker-policy-binding", name] == \
+            next(c for c in cmds if c[:3] == ["gcloud", "functions", "add-invoker-policy-binding"]
+                 and c[3] == name and f"--member=serviceAccount:{trigger_sa}" in c)[:4]
+    retrain = next(c for c in cmds if c[:4] == ["gcloud", "eventarc", "triggers", "create"])
+    assert _flag(retrain, "service-account") == trigger_sa
+    assert _flag(retrain, "transport-topic") == "projects/acme-ml/topics/retrain_requested"
+    receivers = [c for c in cmds if "--role=roles/eventarc.eventReceiver" in c]
+    assert [_flag(c, "member") for c in receivers] == [f"serviceAccount:{trigger_sa}"]
+    scheduler = next(c for c in cmds if c[:5] == ["gcloud", "scheduler", "jobs", "create", "http"])
+    invoker = next(c for c in cmds if c[:4] == ["gcloud", "functions", "add-invoker-policy-binding",
+                                                 "monitor_pipeline"])  # fmt: skip
+    assert _flag(invoker, "member").endswith(_flag(scheduler, "oidc-service-account-email"))
+    assert _flag(scheduler, "oidc-token-audience") == _flag(scheduler, "uri")  # the function's URL
+
+
+def test_service_agents_get_what_triggers_and_dead_letters_need(printed) -> None:
+    """https://cloud.google.com/functions/docs/calling/storage: 'the Cloud
+    Storage service agent must have the Pub/Sub Publisher role on your project';
+    https://cloud.google.com/pubsub/docs/handling-failures: to forward dead
+    letters the Pub/Sub service agent needs publisher on the dead-letter topic
+    and subscriber on the source subscription."""
+    cmds = printed[0]
+    storage_agent = next(c for c in cmds if "service-agent" in " ".join(c)
+                         and "--role=roles/pubsub.publisher" in c)  # fmt: skip
+    assert storage_agent[:4] == ["gcloud", "projects", "add-iam-policy-binding", "acme-ml"]
+    pubsub_agent = [c for c in cmds if "gcp-sa-pubsub" in " ".join(c)]
+    dl_topic = [c for c in pubsub_agent if c[:3] == ["gcloud", "pubsub", "topics"]]
+    assert [c[4] for c in dl_topic] == ["minimlops-dead-letter"]
+    assert all("--role=roles/pubsub.publisher" in c for c in dl_topic)
+    subscribers = [c[4] for c in pubsub_agent if c[:4] == ["gcloud", "pubsub", "subscriptions",
+                                                           "add-iam-policy-binding"]]  # fmt: skip
+    updates = [c[4] for c in cmds if c[:4] == ["gcloud", "pubsub", "subscriptions", "update"]]
+    assert len(updates) == 3 and sorted(subscribers) == sorted(updates)
+
+
+def test_every_subscription_behind_a_trigger_dead_letters(printed) -> None:
+    """https://cloud.google.com/eventarc/docs/retry-events: without a dead-letter
+    topic an event is retried for 24 h, then dropped. max_delivery_attempts
+    must be 5 to 100, backoff 0 to 600 s
+    (https://cloud.google.com/pubsub/docs/handling-failures)."""
+    cmds = printed[0]
+    updates = [c for c in cmds if c[:4] == ["gcloud", "pubsub", "subscriptions", "update"]]
+    described = " ".join(u[4] for u in updates)
+    for name in EVENT_FUNCTIONS:
+        assert f"functions describe {name}" in described
+    assert f"triggers describe {plans.RETRAIN_TRIGGER}" in described
+    for cmd in updates:
+        assert _flag(cmd, "dead-letter-topic") == "minimlops-dead-letter"
+        assert 5 <= int(_flag(cmd, "max-delivery-attempts")) <= 100
+        for delay in ("min-retry-delay", "max-retry-delay"):
+            assert 0 <= int(_flag(cmd, delay).removesuffix("s")) <= 600
+
+
+def test_every_call_is_granted_by_a_role_that_holds_its_permission(printed) -> None:
+    """The permission map (entrypoints/gcp/permissions.py) against a snapshot
+    of the predefined roles (tests/data/gcp_predefined_roles.json, from
+    https://cloud.google.com/iam/docs/roles-permissions)."""
+    plan = plans.build(Settings.from_env({"GOOGLE_CLOUD_PROJECT": "acme-ml"}, backend="gcp"))
+    grants = {i.account: i.grants for i in plan.identities}
+    missing, used = [], set()
+    for account, calls in permissions.calls(plan).items():
+        for call in calls:
+            by = [g for g in grants[account] if call.permission in ROLES[g.role]["permissions"]
+                  and permissions.covers(g.scope, g.resource, call, plan)
+                  and (g.condition is None or (call.object and f'/objects/{call.object}"' in g.condition))]
+            used.update((account, g) for g in by)
+            if not by:
+                missing.append(f"{account}: {call.what} needs {call.permission} on {call.resource}")
+    assert not missing, "\n".join(missing)
+    unused = [f"{a}: {g.role} on {g.resource}" for a, gs in grants.items() for g in gs
+              if (a, g) not in used]
+    assert not unused, "grants no call needs:\n" + "\n".join(unused)
+    # and the plan printed is the plan checked
+    bindings = [c for c in printed[0] if (any(a.startswith("--role=") for a in c)
+                                          or "add-invoker-policy-binding" in c)
+                and any(a.startswith("--member=serviceAccount:mlops-") for a in c)]
+    assert len(bindings) == sum(len(gs) for gs in grants.values())
+
+
+def test_no_function_can_change_data_it_does_not_write(printed) -> None:
+    """Least privilege: the endpoint appends predictions and feedback but can
+    neither delete nor change training_data; nobody can delete a table or
+    administer the project."""
+    plan = plans.build(Settings.from_env({"GOOGLE_CLOUD_PROJECT": "acme-ml"}, backend="gcp"))
+    training = permissions.Call("", "", "table", "acme-ml:titanic.training_data")
+    predictions = permissions.Call("", "", "table", "acme-ml:titanic.predictions_data")
+    for ident in plan.identities:
+        on_training = {p for g in ident.grants if permissions.covers(g.scope, g.resource, training, plan)
+                       for p in ROLES[g.role]["permissions"]}  # fmt: skip
+        assert not {"bigquery.tables.delete", "bigquery.tables.update"} & on_training
+        if ident.account != "mlops-ingest-data":
+            assert "bigquery.tables.updateData" not in on_training, ident.account
+        for g in ident.grants:
+            assert g.role not in {"roles/owner", "roles/editor", "roles/bigquery.admin",
+                                  "roles/bigquery.dataOwner", "roles/storage.admin",
+                                  "roles/storage.objectAdmin", "roles/pubsub.admin"}  # fmt: skip
+    endpoint = next(i for i in plan.identities if i.account == "mlops-predictions-endpoint")
+    assert any("bigquery.tables.updateData" in ROLES[g.role]["permissions"]
+               and permissions.covers(g.scope, g.resource, predictions, plan) for g in endpoint.grants)
+
+
+def test_secrets_come_from_secret_manager_and_are_never_printed(tmp_path: Path) -> None:
+    """https://cloud.google.com/functions/docs/env-var#managing_secrets: env vars
+    are 'not recommended as a way to store secrets'; --set-secrets reads them
+    from Secret Manager (https://cloud.google.com/functions/docs/configuring/secrets)."""
+    env = _env(MINIMLOPS_API_KEY="key-that-must-not-show", MINIMLOPS_ADMIN_TOKEN="token-not-shown")
+    cmds, _, out = _dry_run(tmp_path, env=env)
+    assert "key-that-must-not-show" not in out and "token-not-shown" not in out
+    endpoint = _deploys(cmds)["predictions_endpoint"]
+    assert set(_flag(endpoint, "set-secrets").split(",")) == {
+        "MINIMLOPS_API_KEY=minimlops-api-key:latest",
+        "MINIMLOPS_ADMIN_TOKEN=minimlops-admin-token:latest"}
+    for cmd in _deploys(cmds).values():
+        names = {kv.split("=", 1)[0] for kv in _flag(cmd, "set-env-vars").split(",")}
+        assert not names & {"MINIMLOPS_API_KEY", "MINIMLOPS_ADMIN_TOKEN"}
+    creates = [c for c in cmds if c[:3] == ["gcloud", "secrets", "create"]]
+    assert {c[3] for c in creates} == {"minimlops-api-key", "minimlops-admin-token"}
+    assert all("--data-file=-" in c for c in creates)  # the value goes on stdin
+
+
+def test_only_predictions_are_public_and_instances_are_bounded(printed) -> None:
+    """--allow-unauthenticated opens the endpoint to allUsers; the app then
+    asks the API key or admin token of every route but POST /predict and
+    /healthz. Instances: --max-instances on every function (cost),
+    concurrency > 1 only with a whole vCPU
+    (https://cloud.google.com/run/docs/about-concurrency), memory over 4 GiB
+    only with 2 vCPU (https://cloud.google.com/functions/docs/configuring/memory)."""
+    deploys = _deploys(printed[0])
+    endpoint = deploys["predictions_endpoint"]
+    assert "--allow-unauthenticated" in endpoint
+    assert "MINIMLOPS_PUBLIC_ROUTES=POST /predict" in _flag(endpoint, "set-env-vars")
     assert "--no-allow-unauthenticated" in deploys["monitor_pipeline"]
+    assert _flag(endpoint, "min-instances") == "0" and _flag(endpoint, "max-instances") == "10"
+    assert _flag(deploys["train_model"], "max-instances") == "1"
+    for cmd in deploys.values():
+        memory, cpu = limits.mib(_flag(cmd, "memory")), int(_flag(cmd, "cpu"))
+        assert cpu >= limits.min_cpu(memory) and memory <= 32 * 1024
+        if int(_flag(cmd, "concurrency")) > 1:
+            assert cpu >= 1
+        assert int(_flag(cmd, "max-instances")) >= 1
 
 
-def test_service_accounts_get_only_their_roles(tmp_path: Path) -> None:
-    cmds, _, _ = _dry_run(tmp_path)
-    grants: dict[str, set[str]] = {}
-    for c in cmds:
-        member = next((a for a in c if a.startswith("--member=serviceAccount:")), None)
-        role = next((a for a in c if a.startswith("--role=")), None)
-        if member and role and "add-iam-policy-binding" in c:
-            grants.setdefault(member.split(":")[1].split("@")[0], set()).add(role.split("=")[1])
-    assert "roles/storage.objectViewer" in grants["mlops-predictions-endpoint"]
-    assert "roles/storage.objectAdmin" not in grants["mlops-predictions-endpoint"]
-    assert "roles/storage.objectAdmin" in grants["mlops-train-model"]
-    for roles in grants.values():
-        assert not roles & {"roles/owner", "roles/editor", "roles/bigquery.admin",
-                            "roles/storage.admin", "roles/pubsub.admin"}  # fmt: skip
-
-
-def test_the_bundle_holds_main_requirements_and_the_package(tmp_path: Path) -> None:
-    _, files, bundle = _dry_run(tmp_path)
+def test_the_bundle_pins_the_lock_and_holds_only_what_functions_run(printed) -> None:
+    """https://cloud.google.com/functions/docs/writing/specifying-dependencies-python:
+    pip installs the latest versions a requirement allows; every line is
+    therefore `==` the lock's version."""
+    _, files, bundle = printed
     assert files[:2] == ["main.py", "requirements.txt"]
+    reqs = (bundle / "requirements.txt").read_text().split()
+    locked = lock_pins(REPO / "requirements.lock")
+    assert reqs and all("==" in r for r in reqs)
+    assert {r.split("==")[0]: r.split("==")[1] for r in reqs}.items() <= locked.items()
+    names = {r.split("==")[0] for r in reqs}
+    assert {"scikit-learn", "skops", "onnxruntime", "google-cloud-bigquery",
+            "functions-framework"} <= names  # fmt: skip
+    assert not names & {"pytest", "pandas", "playwright", "ruff"}
+    assert not [f for f in files if Path(f).name in LEFT_OUT]
     for needed in ("minimlops/entrypoints/functions.py", "minimlops/schemas/training_data.json",
                    "minimlops/web/index.html"):  # fmt: skip
-        assert needed in files
-        assert (bundle / needed).is_file() and not (bundle / needed).is_symlink()
-    reqs = (bundle / "requirements.txt").read_text()
-    assert "google-cloud-bigquery" in reqs and "functions-framework" in reqs
-    assert "pytest" not in reqs and "pandas" not in reqs
-    # the entry points import from the bundle alone, and building builds nothing else
+        assert needed in files and (bundle / needed).is_file() and not (bundle / needed).is_symlink()
     probe = ("import sys; sys.path.insert(0, sys.argv[1]); import main, minimlops; "
              "assert minimlops.__file__.startswith(sys.argv[1]), minimlops.__file__; "
              "print(sorted(n for n in ('ingest_data', 'train_model', 'predictions_endpoint', "
              "'monitor_pipeline') if callable(getattr(main, n))))")
     out = subprocess.run([sys.executable, "-c", probe, str(bundle)], capture_output=True,
-                         text=True, timeout=60, cwd=tmp_path)  # fmt: skip
+                         text=True, timeout=60, cwd=bundle.parent)  # fmt: skip
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == str(sorted(["ingest_data", "train_model", "predictions_endpoint",
                                              "monitor_pipeline"]))  # fmt: skip
+
+
+def test_another_project_is_deployed_with_access_to_its_own_dataset(tmp_path: Path) -> None:
+    """The dataset the functions are told is the dataset they are granted."""
+    cmds, _, out = _dry_run(tmp_path, "--project", "wine")
+    assert "project wine: multiclass cultivar" in out
+    env = _flag(_deploys(cmds)["train_model"], "set-env-vars")
+    assert "MINIMLOPS_DATASET=wine" in env and "MINIMLOPS_MODEL_NAME=wine" in env
+    datasets = {c[-1].split(".")[0] for c in cmds if c[:2] == ["bq", "add-iam-policy-binding"]}
+    assert datasets == {"acme-ml:wine"}
+
+
+@pytest.mark.parametrize(("env", "says"), [
+    ({"MINIMLOPS_LANDING_BUCKET": "google-landing"}, "may not start with 'goog' or contain 'google'"),
+    ({"MINIMLOPS_MODEL_BUCKET": "Models"}, "3 to 63 characters"),
+    ({"MINIMLOPS_BUS_MAX_ATTEMPTS": "200"}, "5 to 100 attempts"),
+])  # fmt: skip
+def test_a_plan_google_would_refuse_is_refused_before_anything_runs(tmp_path: Path, env: dict[str, str],
+                                                                    says: str) -> None:  # fmt: skip
+    """https://cloud.google.com/storage/docs/buckets#naming,
+    https://cloud.google.com/pubsub/docs/handling-failures."""
+    _, _, out = _dry_run(tmp_path, env=_env(**env), ok=False)
+    assert "Google Cloud would refuse this deployment" in out and says in out
+
+
+def test_the_default_bucket_names_are_the_projects_own() -> None:
+    """Bucket names are global (https://cloud.google.com/storage/docs/buckets#naming):
+    the exercise's names are taken; the project id makes them unique."""
+    s = Settings.from_env({"GOOGLE_CLOUD_PROJECT": "acme-ml"}, backend="gcp")
+    assert (s.landing_bucket, s.model_bucket) == ("acme-ml-data-landing-zone", "acme-ml-model-storage")
+    local = Settings.from_env({})
+    assert local.landing_bucket == "my-data-landing-zone"
+    chosen = Settings.from_env({"GOOGLE_CLOUD_PROJECT": "p", "MINIMLOPS_LANDING_BUCKET": "mine"},
+                               backend="gcp")  # fmt: skip
+    assert chosen.landing_bucket == "mine"
+
+
+def test_running_deploy_again_updates_what_exists(tmp_path: Path) -> None:
+    """A second deploy applies changed settings: `gcloud functions deploy`
+    creates or updates; a trigger or schedule that exists is updated; an
+    account or secret that exists is kept; values only known then are looked up."""
+    script = ('case "$*" in\n'
+              '  *"triggers create"*|*"jobs create"*|*"service-accounts create"*|*"secrets create"*)'
+              ' echo "ERROR: (gcloud) resource already exists" >&2; exit 1;;\n'
+              '  *"describe"*|*"service-agent"*) echo "looked-up-value";;\n'
+              "esac\nexit 0")
+    fake_bin = _fake_tools(tmp_path, script)
+    env = _env(PATH=f"{fake_bin}:{os.environ['PATH']}")
+    proc = subprocess.run([sys.executable, "-m", "minimlops", "gcp", "deploy", "--bundle",
+                           str(tmp_path / "bundle")], env=env, capture_output=True, text=True,
+                          timeout=180)  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    ran = (tmp_path / "ran").read_text().splitlines()
+    assert any(r.startswith(f"gcloud eventarc triggers update {plans.RETRAIN_TRIGGER}") for r in ran)
+    assert any(r.startswith("gcloud scheduler jobs update http minimlops-monitor") for r in ran)
+    assert sum(r.startswith("gcloud functions deploy") for r in ran) == 4
+    assert any("subscriptions update looked-up-value" in r for r in ran)
+    assert "--member=serviceAccount:service-looked-up-value@gcp-sa-pubsub.iam.gserviceaccount.com" in "\n".join(ran)
+
+
+def test_destroy_removes_what_deploy_made(tmp_path: Path) -> None:
+    fake_bin = _fake_tools(tmp_path)
+    env = _env(PATH=f"{fake_bin}:{os.environ['PATH']}")
+    proc = subprocess.run([sys.executable, "-m", "minimlops", "gcp", "destroy", "--dry-run",
+                           "--delete-data"], env=env, capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    cmds = [shlex.split(ln) for ln in proc.stdout.splitlines() if ln and not ln.startswith("#")]
+    deleted = {(c[1], c[2] if c[1] != "functions" else c[3]) for c in cmds if "delete" in c or "rm" in c}
+    for fn in ("ingest_data", "train_model", "predictions_endpoint", "monitor_pipeline"):
+        assert ("functions", fn) in deleted
+    assert {("scheduler", "jobs"), ("eventarc", "triggers"), ("secrets", "delete"),
+            ("iam", "service-accounts"), ("pubsub", "topics"), ("storage", "rm")} <= deleted
+    assert any(c[:2] == ["bq", "rm"] and c[-1] == "acme-ml:titanic" for c in cmds)
+    assert not (tmp_path / "ran").exists()
 
 
 def test_deploy_needs_a_project(tmp_path: Path) -> None:

@@ -1,17 +1,26 @@
 """BigQueryWarehouse: the Warehouse port on BigQuery (google-cloud-bigquery).
 
 Loading a file (``load``) follows BigQuery's batch path, never row-by-row
-inserts: the validated rows are written to one Parquet object in a staging
-area of Cloud Storage, then ONE load job appends it. A load job is atomic (all
+inserts: the validated rows are streamed, as Parquet, straight into an object
+in a staging area of Cloud Storage (a resumable upload, 8 MiB at a time: no
+temporary file, since a Cloud Run instance's disk is its memory), then ONE
+load job appends it. A load job is atomic (all
 rows or none), and its job id is derived from the content's SHA-256, so a
 retried or duplicated event finds the job that already ran instead of loading
 twice. The ledger row is written after the job succeeded; the staged object
 carries that row, so a crash between the two is repaired by the next delivery.
 
-Prediction rows (``append``) go in with one streaming-insert request per
-batch, with the prediction's uuid as insert id (BigQuery's best-effort
-de-duplication of retried requests). Every request has a bounded timeout and
-a bounded retry.
+Prediction rows (``append``) go in with streaming inserts, split so that no
+request passes BigQuery's documented limits (500 rows, as Google recommends,
+and well under 10 MB), with the prediction's uuid as insert id. BigQuery's
+de-duplication of insert ids is best effort, so a retried request can leave a
+prediction twice in the table: every read of predictions keeps one row per
+uuid. Every request has a bounded timeout and a bounded retry, and every
+query a bound on the bytes it may bill.
+
+Only training's reads go through the BigQuery Storage Read API (fast for
+hundreds of thousands of rows, and a permission only ``train_model`` has);
+other reads page through the query's results.
 """
 
 from __future__ import annotations
@@ -20,10 +29,9 @@ import contextlib
 import hashlib
 import json
 import logging
-import os
-import tempfile
+import uuid
 from collections.abc import Iterable, Mapping, MutableMapping, Sequence
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 import pyarrow as pa
@@ -40,6 +48,10 @@ TIMEOUT = 120.0  # seconds to wait for one job or request
 RETRY = bigquery.DEFAULT_RETRY.with_timeout(60.0)  # bounded: never the library's 10 minutes
 LEDGER_META = b"minimlops.ledger_row"
 STAGING_PREFIX = "staging/"
+STAGE_CHUNK = 8 << 20  # bytes a staged upload holds in memory (a multiple of 256 KiB)
+INSERT_ROWS = 500  # rows per insertAll request: Google's recommendation (limit 50,000)
+INSERT_BYTES = 9_000_000  # JSON bytes per insertAll request (limit 10 MB)
+RECENT_DAYS = 7  # recent predictions are looked for in the last week's partitions first
 READ_ONLY = {"SELECT"}
 ARROW_TYPES = {
     "INTEGER": pa.int64(), "INT64": pa.int64(), "FLOAT": pa.float64(), "FLOAT64": pa.float64(),
@@ -74,14 +86,20 @@ class BigQueryWarehouse:
         ledger_table: the ingestion ledger's table name.
         staging: (storage client, bucket) where ``load`` stages its Parquet files.
         location: the dataset's location when it is created.
-        storage_api: read query results through the BigQuery Storage Read API
-            (much faster for training reads; off on emulators).
+        storage_api: read training's rows through the BigQuery Storage Read
+            API (much faster; off on emulators).
+        partitioning: table -> (its day-partitioning column, its clustering
+            columns), applied when the table is created.
+        max_bytes_billed: the most bytes one query may bill (it fails, unbilled,
+            instead of reading more).
     """
 
     def __init__(
         self, client: bigquery.Client, dataset: str, schemas: Mapping[str, tuple[Column, ...]],
         ledger_table: str, *, staging: tuple[Any, str], location: str = "US",
         storage_api: bool = True, key: KeySpec | None = None,
+        partitioning: Mapping[str, tuple[str, tuple[str, ...]]] | None = None,
+        max_bytes_billed: int | None = None,
     ) -> None:  # fmt: skip
         self.key = key or KeySpec()
         self._k, self._y = f"`{self.key.key}`", f"`{self.key.target}`"  # quoted: any column name
@@ -93,6 +111,8 @@ class BigQueryWarehouse:
         self.schemas, self.ledger_table = dict(schemas), ledger_table
         self.storage, self.staging_bucket = staging
         self.location, self.storage_api = location, storage_api
+        self.partitioning = dict(partitioning or {})
+        self.max_bytes_billed = max_bytes_billed
 
     # -- names and plumbing ------------------------------------------------------
     def table_id(self, table: str) -> str:
@@ -114,14 +134,22 @@ class BigQueryWarehouse:
 
     def _job(self, sql: str, params: Mapping[str, Any] | None = None, **config: Any) -> Any:
         job_config = bigquery.QueryJobConfig(
-            query_parameters=[_param(k, v) for k, v in (params or {}).items()], **config)
+            query_parameters=[_param(k, v) for k, v in (params or {}).items()],
+            maximum_bytes_billed=self.max_bytes_billed, **config)
         return self.client.query(sql, job_config=job_config, retry=RETRY, job_retry=None,
                                  timeout=TIMEOUT)  # fmt: skip
 
-    def _arrow(self, sql: str, params: Mapping[str, Any] | None = None) -> pa.Table:
+    def _arrow(self, sql: str, params: Mapping[str, Any] | None = None, *,
+               read_api: bool = False) -> pa.Table:  # fmt: skip
         job = self._job(sql, params)
         rows = job.result(timeout=TIMEOUT, retry=RETRY)
-        return rows.to_arrow(create_bqstorage_client=self.storage_api)
+        return rows.to_arrow(create_bqstorage_client=read_api and self.storage_api)
+
+    def _predictions(self, table: str, where: str = "TRUE") -> str:
+        """The predictions table with one row per uuid (a retried streaming
+        insert may have left one twice), as a subquery."""
+        return (f"(SELECT * FROM {self._t(table)} WHERE {where} "
+                "QUALIFY row_number() OVER (PARTITION BY uuid ORDER BY created_at) = 1)")
 
     def _cast(self, table: str, data: pa.Table) -> pa.Table:
         """Query results typed like the table's schema (empty results too)."""
@@ -156,9 +184,14 @@ class BigQueryWarehouse:
         try:
             current = self.client.get_table(self.table_id(table), retry=RETRY, timeout=TIMEOUT)
         except gexc.NotFound:
+            new = bigquery.Table(self.table_id(table), schema=wanted)
+            if table in self.partitioning:  # by day; clustered for reads by version or uuid
+                column, cluster = self.partitioning[table]
+                new.time_partitioning = bigquery.TimePartitioning(
+                    type_=bigquery.TimePartitioningType.DAY, field=column)
+                new.clustering_fields = list(cluster) or None
             with contextlib.suppress(gexc.Conflict):
-                self.client.create_table(bigquery.Table(self.table_id(table), schema=wanted),
-                                         retry=RETRY, timeout=TIMEOUT)  # fmt: skip
+                self.client.create_table(new, retry=RETRY, timeout=TIMEOUT)
                 return "created"
             return "found"
         have = {f.name: f for f in current.schema}
@@ -179,6 +212,9 @@ class BigQueryWarehouse:
                 "Only a new nullable column is added in place; use another dataset "
                 "(MINIMLOPS_DATASET) for an incompatible project")  # fmt: skip
         extra = [f for f in wanted if f.name not in have and f.mode != "REQUIRED"]
+        if table in self.partitioning and current.time_partitioning is None:
+            logger.warning("bigquery: %s is not partitioned (made before partitioning); reads "
+                           "scan all of it. A partitioned copy: see docs/gcp.md", self.table_id(table))
         if not extra:
             return "found"
         current.schema = [*current.schema, *extra]
@@ -224,11 +260,12 @@ class BigQueryWarehouse:
         staged ledger row is returned instead of ours.
         """
         schema = self._arrow_schema(table)
-        fd, path = tempfile.mkstemp(suffix=".parquet")
-        os.close(fd)
+        bucket = self.storage.bucket(self.staging_bucket)
+        partial = bucket.blob(f"{name}.{uuid.uuid4().hex}.partial")
+        sink = partial.open("wb", chunk_size=STAGE_CHUNK, timeout=TIMEOUT)
         try:
             rows = 0
-            with pq.ParquetWriter(path, schema, compression="zstd") as writer:
+            with pq.ParquetWriter(sink, schema, compression="zstd") as writer:
                 for batch in batches:
                     writer.write_table(pa.Table.from_batches([batch]).select(schema.names)
                                        .cast(schema))  # fmt: skip
@@ -236,17 +273,26 @@ class BigQueryWarehouse:
                 # Complete only now that every row was seen (the bad-row counts).
                 row = {k: _jsonable(v) for k, v in dict(ledger_row, rows_loaded=rows).items()}
                 writer.add_key_value_metadata({LEDGER_META: json.dumps(row).encode()})
+            sink.close()  # the upload completes here, under a name nothing reads
+            final, token = bucket.blob(name), None
             try:
-                self.storage.bucket(self.staging_bucket).blob(name).upload_from_filename(
-                    path, if_generation_match=0, timeout=TIMEOUT)
+                while True:  # a server-side copy; big objects take several calls
+                    token, _, _ = final.rewrite(partial, token=token, if_generation_match=0,
+                                                timeout=TIMEOUT, retry=RETRY)  # fmt: skip
+                    if token is None:
+                        break
             except gexc.PreconditionFailed:
                 logger.info("bigquery: %s was staged by another delivery; adopting it", name)
                 return self._staged_ledger_row(name)
             row["ingested_at"] = datetime.fromisoformat(row["ingested_at"])
             return row
         finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(path)
+            # A file that failed validation never reaches the staged name; the
+            # partial object (finished by close, if it was not) is removed.
+            with contextlib.suppress(Exception):
+                sink.close()
+            with contextlib.suppress(gexc.NotFound):
+                partial.delete(timeout=TIMEOUT, retry=RETRY)
 
     def _staged_ledger_row(self, name: str) -> dict[str, Any]:
         blob = self.storage.bucket(self.staging_bucket).blob(name)
@@ -306,14 +352,16 @@ class BigQueryWarehouse:
 
     # -- appends -----------------------------------------------------------------
     def _insert_rows(self, table: str, rows: list[dict[str, Any]], ids: list[str]) -> None:
+        """insertAll requests of at most INSERT_ROWS rows and INSERT_BYTES of JSON."""
         payload = [{k: _jsonable(v) for k, v in r.items()} for r in rows]
-        errors = self.client.insert_rows_json(self.table_id(table), payload, row_ids=ids,
-                                              retry=RETRY, timeout=TIMEOUT)  # fmt: skip
-        if errors:
-            raise RuntimeError(f"BigQuery refused rows of {table}: {errors[:3]}")
+        for part, part_ids in _requests(payload, ids):
+            errors = self.client.insert_rows_json(self.table_id(table), part, row_ids=part_ids,
+                                                  retry=RETRY, timeout=TIMEOUT)  # fmt: skip
+            if errors:
+                raise RuntimeError(f"BigQuery refused rows of {table}: {errors[:3]}")
 
     def append(self, table: str, rows: pa.Table) -> None:
-        """One streaming-insert request for the whole batch."""
+        """Streaming inserts, in as few requests as BigQuery's limits allow."""
         data = rows.to_pylist()
         if not data:
             return
@@ -362,10 +410,10 @@ class BigQueryWarehouse:
             sql = (f"SELECT * FROM ({sql}) WHERE TRUE QUALIFY row_number() OVER "
                    f"(PARTITION BY split ORDER BY {self._rank}, {self._k}) <= @n")  # fmt: skip
             params["n"] = int(per_split)
-        return self._cast(table, self._arrow(sql + f" ORDER BY {self._k}", params))
+        return self._cast(table, self._arrow(sql + f" ORDER BY {self._k}", params, read_api=True))
 
     def _labelled(self, predictions: str, feedback: str) -> str:
-        p, f, k, y = self._t(predictions), self._t(feedback), self._k, self._y
+        p, f, k, y = self._predictions(predictions), self._t(feedback), self._k, self._y
         return f"""
             WITH labels AS (
                 SELECT p.*, f.{y} AS label, f.received_at AS labelled_at
@@ -405,13 +453,21 @@ class BigQueryWarehouse:
                 for r in self._arrow(sql, params).to_pylist()]  # fmt: skip
 
     def recent_predictions(self, predictions: str, limit: int, since: Any = None) -> pa.Table:
-        sql = f"SELECT * FROM {self._t(predictions)}"
-        params: dict[str, Any] = {"n": int(limit)}
-        if since is not None:
-            sql += " WHERE created_at >= @since"
-            params["since"] = since
-        sql += " ORDER BY created_at DESC LIMIT @n"
-        return self._cast(predictions, self._arrow(sql, params))
+        """The newest predictions: from the last RECENT_DAYS days' partitions
+        when they hold enough, else from all of them (a quiet endpoint)."""
+        from datetime import timedelta
+
+        floors = [since] if since is not None else [
+            datetime.now(UTC) - timedelta(days=RECENT_DAYS), None]
+        for floor in floors:
+            where, params = "TRUE", {"n": int(limit)}
+            if floor is not None:  # a constant: BigQuery reads only those partitions
+                where, params["since"] = "created_at >= @since", floor
+            sql = f"SELECT * FROM {self._predictions(predictions, where)} ORDER BY created_at DESC LIMIT @n"
+            table = self._arrow(sql, params)
+            if table.num_rows >= limit or floor is None or since is not None:
+                break
+        return self._cast(predictions, table)
 
     def read(self, table: str) -> pa.Table:
         return self._cast(table, self._arrow(f"SELECT * FROM {self._t(table)}"))
@@ -435,7 +491,7 @@ class BigQueryWarehouse:
         return {r["uuid"] for r in self._arrow(sql, {"ids": [str(u) for u in uuids]}).to_pylist()}
 
     def served_per_version(self, predictions: str) -> dict[str, int]:
-        sql = f"SELECT model_version, COUNT(*) AS n FROM {self._t(predictions)} GROUP BY 1"
+        sql = f"SELECT model_version, COUNT(DISTINCT uuid) AS n FROM {self._t(predictions)} GROUP BY 1"
         return {str(r["model_version"]): int(r["n"]) for r in self._arrow(sql).to_pylist()}
 
     def counts(self) -> dict[str, int]:
@@ -456,7 +512,20 @@ class BigQueryWarehouse:
         try:
             job = self._job(sql, params,
                             default_dataset=f"{self.client.project}.{self.dataset}")  # fmt: skip
-            return job.result(timeout=TIMEOUT, retry=RETRY).to_arrow(
-                create_bqstorage_client=self.storage_api)
+            return job.result(timeout=TIMEOUT, retry=RETRY).to_arrow(create_bqstorage_client=False)
         except gexc.GoogleAPICallError as exc:
             raise QueryError(str(exc.message).splitlines()[0]) from None
+
+
+def _requests(rows: list[dict[str, Any]], ids: list[str]) -> Iterable[tuple[list[Any], list[str]]]:
+    """Rows (and their insert ids) grouped into insertAll requests that stay
+    within INSERT_ROWS rows and INSERT_BYTES bytes of JSON."""
+    start, size = 0, 0
+    for i, row in enumerate(rows):
+        n = len(json.dumps(row, default=str)) + len(ids[i]) + 32  # + the request's framing
+        if i > start and (i - start >= INSERT_ROWS or size + n > INSERT_BYTES):
+            yield rows[start:i], ids[start:i]
+            start, size = i, 0
+        size += n
+    if start < len(rows):
+        yield rows[start:], ids[start:]

@@ -37,6 +37,6 @@ def make_clients(settings: Settings) -> Clients:
                              client_options=ClientOptions(
                                  api_endpoint=settings.bigquery_emulator_host))  # fmt: skip
     else:
-        bq = bigquery.Client(project=settings.gcp_project, location=settings.location)
+        bq = bigquery.Client(project=settings.gcp_project, location=settings.gcp_location)
     gcs = storage.Client(project=settings.gcp_project)
     return Clients(storage=gcs, bigquery=bq, storage_api=not settings.bigquery_emulator_host)

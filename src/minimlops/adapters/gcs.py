@@ -34,13 +34,38 @@ class GCSObjectStore:
     def __init__(self, client: storage.Client) -> None:
         self.client = client
 
-    def ensure_bucket(self, bucket: str, location: str) -> str:
-        """Create a bucket if missing: 'created' or 'found'."""
+    def ensure_bucket(self, bucket: str, location: str, project: str | None = None) -> str:
+        """Create a bucket if missing: 'created' or 'found'.
+
+        Bucket names are global: a 409 means the name exists, not that it is
+        ours. A found bucket must be one of this project's and in ``location``
+        (a Cloud Storage trigger sits in its bucket's location); otherwise this
+        raises ConflictError saying what to do. New buckets get uniform
+        bucket-level access (IAM only, which the deployment's per-object
+        conditions need) and public access prevention.
+        """
+        new = self.client.bucket(bucket)
+        new.iam_configuration.uniform_bucket_level_access_enabled = True
+        new.iam_configuration.public_access_prevention = "enforced"
         try:
-            self.client.create_bucket(bucket, location=location, timeout=TIMEOUT, retry=RETRY)
+            self.client.create_bucket(new, location=location, project=project,
+                                      timeout=TIMEOUT, retry=RETRY)  # fmt: skip
             return "created"
         except gexc.Conflict:
-            return "found"
+            pass
+        ours = {b.name: b for b in self.client.list_buckets(project=project, timeout=TIMEOUT,
+                                                             retry=RETRY)}  # fmt: skip
+        if bucket not in ours:
+            raise ConflictError(
+                f"the bucket name {bucket!r} belongs to another project (bucket names are "
+                "global): choose another with MINIMLOPS_LANDING_BUCKET / MINIMLOPS_MODEL_BUCKET")
+        found = (ours[bucket].location or "").upper()
+        if found and found != location.upper():
+            raise ConflictError(
+                f"gs://{bucket} is in {found}, the deployment in {location.upper()}: a Cloud "
+                "Storage trigger must sit in its bucket's location; set MINIMLOPS_LOCATION="
+                f"{found} (and a region in it) or use another bucket")
+        return "found"
 
     def _blob(self, bucket: str, name: str) -> Any:
         if not name or name.startswith("/") or "\x00" in name:

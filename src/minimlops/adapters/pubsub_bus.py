@@ -162,18 +162,14 @@ class PubSubMessageBus:
         self.nack(subscription, message_id, error)
 
     def stats(self) -> list[dict[str, Any]]:
-        """Subscriptions of the project, with dead-lettered messages per source.
+        """Subscriptions of the project.
 
         Pub/Sub reports backlog sizes through Cloud Monitoring only, so
-        ``pending`` and ``leased`` are None here.
+        ``pending``, ``leased`` and ``dead_lettered`` are None here: counting
+        dead letters would mean pulling them (a read that changes delivery
+        state, and a permission the functions do not have). ``minimlops gcp
+        dead-letters`` lists them, with the operator's credentials.
         """
-        dead: dict[str, int] = {}
-        held = self.pull(self.dead_letter_subscription, 1000, wait=0.5)
-        for m in held:
-            source = m.attributes.get("CloudPubSubDeadLetterSourceSubscription", "")
-            dead[source.rsplit("/", 1)[-1]] = dead.get(source.rsplit("/", 1)[-1], 0) + 1
-        for m in held:  # only counted: give them back at once
-            self.nack(self.dead_letter_subscription, m.id, "")
         out = []
         for sub in self.subscriber.list_subscriptions(request={"project": f"projects/{self.project}"},
                                                       retry=RETRY, timeout=TIMEOUT):  # fmt: skip
@@ -182,5 +178,35 @@ class PubSubMessageBus:
                 continue
             out.append({"subscription": name, "topic": sub.topic.rsplit("/", 1)[-1],
                         "pending": None, "leased": None, "acked": None,
-                        "dead_lettered": dead.get(name, 0)})  # fmt: skip
+                        "dead_lettered": None})  # fmt: skip
         return out
+
+    def redrive(self, *, apply: bool, batch: int = 100) -> list[tuple[str, str, dict[str, str]]]:
+        """The dead-lettered messages: (source subscription, its topic,
+        attributes) each. With ``apply``, each is published again to its
+        source subscription's topic and then acknowledged (published first:
+        a crash between the two redelivers it once more, which handlers
+        tolerate); without, each is given back untouched."""
+        out: list[tuple[str, str, dict[str, str]]] = []
+        topics: dict[str, str] = {}
+        while True:
+            held = self.pull(self.dead_letter_subscription, batch, wait=2.0)
+            stuck = False
+            for m in held:
+                source = m.attributes.get("CloudPubSubDeadLetterSourceSubscription", "")
+                if source and source not in topics:
+                    sub = self.subscriber.get_subscription(
+                        request={"subscription": self.subscription_path(source.rsplit("/", 1)[-1])},
+                        retry=RETRY, timeout=TIMEOUT)  # fmt: skip
+                    topics[source] = sub.topic.rsplit("/", 1)[-1]
+                topic = topics.get(source, "")
+                out.append((source.rsplit("/", 1)[-1], topic, dict(m.attributes)))
+                if apply and topic:
+                    self._publish(topic, m.data, {k: v for k, v in m.attributes.items()
+                                                  if not k.startswith("CloudPubSubDeadLetter")})
+                    self.ack(self.dead_letter_subscription, m.id)
+                else:  # listed only, or no source to send it back to
+                    self.nack(self.dead_letter_subscription, m.id, "")
+                    stuck = True
+            if not held or not apply or stuck:
+                return out

@@ -409,16 +409,62 @@ def gcp_deploy(
     region: Annotated[str | None, typer.Option(help="[MINIMLOPS_REGION]")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="print every command; run nothing")] = False,
     allow_unauthenticated: Annotated[bool, typer.Option(
-        "--allow-unauthenticated", help="make predictions_endpoint public")] = False,
+        "--allow-unauthenticated",
+        help="anyone may call POST /predict; every other route needs the API key or admin token")] = False,
     bundle: Annotated[Path, typer.Option(help="where the source bundle is built")] = Path("build/gcp-bundle"),
 ) -> None:
-    """Build the source bundle and deploy the four functions with gcloud."""
+    """Check the plan against Google's limits, build the source bundle, deploy
+    the four functions, their identities, triggers, secrets and schedule with
+    gcloud. Safe to run again: it applies changed settings."""
     settings = _gcp_settings(gcp_project, region, project)
-    from minimlops.entrypoints.gcp import deploy
+    from minimlops.entrypoints.gcp import PlanError, deploy
 
-    code = deploy(settings, bundle.resolve(), dry_run=dry_run,
-                  allow_unauthenticated=allow_unauthenticated, echo=lambda line: print(line))
+    try:
+        code = deploy(settings, bundle.resolve(), dry_run=dry_run,
+                      allow_unauthenticated=allow_unauthenticated, echo=lambda line: print(line))
+    except (PlanError, MinimlopsError, ConfigError) as exc:
+        _fail(exc)
     raise typer.Exit(code)
+
+
+@gcp_app.command("destroy")
+def gcp_destroy(
+    gcp_project: Annotated[str | None, typer.Option(help="[GOOGLE_CLOUD_PROJECT]")] = None,
+    project: ProjectOpt = None,
+    region: Annotated[str | None, typer.Option(help="[MINIMLOPS_REGION]")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="print every command; run nothing")] = False,
+    delete_data: Annotated[bool, typer.Option(
+        "--delete-data", help="also delete the buckets, the dataset and the topics, with all data")] = False,
+) -> None:
+    """Remove what deploy made (functions, triggers, schedule, secrets, service
+    accounts); with --delete-data also what provision made."""
+    settings = _gcp_settings(gcp_project, region, project)
+    from minimlops.entrypoints.gcp import destroy
+
+    try:
+        code = destroy(settings, dry_run=dry_run, delete_data=delete_data, echo=lambda line: print(line))
+    except (MinimlopsError, ConfigError) as exc:
+        _fail(exc)
+    raise typer.Exit(code)
+
+
+@gcp_app.command("dead-letters")
+def gcp_dead_letters(
+    gcp_project: Annotated[str | None, typer.Option(help="[GOOGLE_CLOUD_PROJECT]")] = None,
+    project: ProjectOpt = None,
+    redrive: Annotated[bool, typer.Option(
+        "--redrive", help="publish each again to its topic and remove it from the dead letters")] = False,
+) -> None:
+    """List the messages that kept failing; --redrive sends them again."""
+    settings = _gcp_settings(gcp_project, None, project)
+    _setup_logging("WARNING")
+    from minimlops.entrypoints.gcp import redrive as run_redrive
+
+    try:
+        n = run_redrive(settings, apply=redrive, echo=lambda line: console.print(line, markup=False))
+    except (MinimlopsError, ImportError, ConfigError) as exc:
+        _fail(exc)
+    console.print(f"{n} dead-lettered message(s)" + (" republished" if redrive and n else ""))
 
 
 from minimlops.entrypoints.cli_project import generate, init  # noqa: E402 (the commands below)

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, Response
 
 from minimlops.entrypoints.routes.common import WEB, Context, json_response, problem
+from minimlops.entrypoints.routes.reuse import Reuse
 from minimlops.entrypoints.schemas import PromoteRequest, TrainRequest
 from minimlops.errors import ConflictError, ModelNotFoundError
 from minimlops.services import admin, monitor
@@ -17,6 +18,7 @@ from minimlops.services import admin, monitor
 
 def router(ctx: Context) -> APIRouter:
     api, app, admin_only = APIRouter(tags=["models"]), ctx.app, [ctx.admin_dependency()]
+    reuse = Reuse(app.settings.status_cache_seconds)
 
     @api.get("/project")
     async def project() -> Response:
@@ -29,7 +31,7 @@ def router(ctx: Context) -> APIRouter:
 
     @api.get("/models")
     async def models() -> Response:
-        return json_response(await asyncio.to_thread(models_with_live))
+        return json_response(await reuse.get("models", lambda: asyncio.to_thread(models_with_live)))
 
     def model_with_live(version: str) -> dict[str, Any]:
         live = {v["version"]: v for v in monitor.live_accuracy(app.deps, app.registry)}

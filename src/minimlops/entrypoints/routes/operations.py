@@ -9,6 +9,7 @@ from fastapi import APIRouter
 from fastapi.responses import FileResponse, Response
 
 from minimlops.entrypoints.routes.common import WEB, Context, json_response, problem
+from minimlops.entrypoints.routes.reuse import Reuse
 from minimlops.entrypoints.schemas import QueryRequest
 from minimlops.errors import QueryError
 from minimlops.services import admin
@@ -16,12 +17,14 @@ from minimlops.services import admin
 
 def router(ctx: Context) -> APIRouter:
     api, app = APIRouter(tags=["operations"]), ctx.app
+    reuse = Reuse(app.settings.status_cache_seconds)
 
     @api.get("/events")
     async def events(limit: int = 100) -> Response:
         """The pipeline's timeline, newest first."""
         limit = max(1, min(limit, 1000))
-        return json_response(await asyncio.to_thread(admin.timeline, app.deps, app.registry, limit))
+        return json_response(await reuse.get(("events", limit), lambda: asyncio.to_thread(
+            admin.timeline, app.deps, app.registry, limit)))
 
     @api.get("/ingestions/{ingestion_id}/report")
     async def ingestion_report(ingestion_id: str) -> Response:
@@ -33,8 +36,8 @@ def router(ctx: Context) -> APIRouter:
 
     @api.get("/status")
     async def status() -> Response:
-        return json_response(await asyncio.to_thread(admin.status, app.deps, app.registry,
-                                                     app.predictor.version))  # fmt: skip
+        return json_response(await reuse.get("status", lambda: asyncio.to_thread(
+            admin.status, app.deps, app.registry, app.predictor.version)))
 
     @api.post("/query", dependencies=[ctx.admin_dependency()])
     async def query(body: QueryRequest) -> Response:
