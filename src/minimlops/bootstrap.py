@@ -219,7 +219,8 @@ def build_gcp(settings: Settings, *, progress: Progress = _no_progress) -> App:
     clients = load_class("gcp", "clients")(settings)
     project = project_of(settings)
     names = names_of(settings, project)
-    store = load_class("gcp", "store")(clients.storage)
+    store = load_class("gcp", "store")(clients.storage,
+                                       check_location=not settings.storage_emulator_host)
     warehouse = load_class("gcp", "warehouse")(
         clients.bigquery, dataset_of(settings, project), schemas_of(settings, project),
         settings.ledger_table,

@@ -31,8 +31,9 @@ def _info(blob: Any) -> ObjectInfo:
 class GCSObjectStore:
     """The ObjectStore port on Cloud Storage; buckets must exist (``gcp provision``)."""
 
-    def __init__(self, client: storage.Client) -> None:
+    def __init__(self, client: storage.Client, *, check_location: bool = True) -> None:
         self.client = client
+        self.check_location = check_location  # off on the emulator, which keeps no location
 
     def ensure_bucket(self, bucket: str, location: str, project: str | None = None) -> str:
         """Create a bucket if missing: 'created' or 'found'.
@@ -60,7 +61,7 @@ class GCSObjectStore:
                 f"the bucket name {bucket!r} belongs to another project (bucket names are "
                 "global): choose another with MINIMLOPS_LANDING_BUCKET / MINIMLOPS_MODEL_BUCKET")
         found = (ours[bucket].location or "").upper()
-        if found and found != location.upper():
+        if self.check_location and found and found != location.upper():
             raise ConflictError(
                 f"gs://{bucket} is in {found}, the deployment in {location.upper()}: a Cloud "
                 "Storage trigger must sit in its bucket's location; set MINIMLOPS_LOCATION="
