@@ -265,3 +265,39 @@ def test_an_unknown_version_says_so(server: Server, page) -> None:  # type: igno
     page.goto(server.url + "/models/999")
     page.wait_for_function("document.body && document.body.dataset.ready !== undefined")
     assert "999" in (page.text_content("#failure") or "") and page.is_visible("#failure")
+
+
+@pytest.fixture(scope="module")
+def keyed_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """MINIMLOPS_PUBLIC_ROUTES on: the pages load, their data needs the API key."""
+    home = tmp_path_factory.mktemp("keyed") / "home"
+    landing = home / "buckets" / "my-data-landing-zone"
+    landing.mkdir(parents=True)
+    write_csv(landing / "passengers.csv", 900, seed=12)
+    srv = Server(home, MINIMLOPS_API_KEY="page-k3y",
+                 MINIMLOPS_PUBLIC_ROUTES="GET /,GET /dashboard,GET /static/*,GET /healthz")  # fmt: skip
+    srv.wait_healthy()
+    yield srv
+    srv.stop()
+
+
+def test_a_401_asks_for_the_api_key_inline_and_the_pages_work_with_it(keyed_server: Server, page) -> None:  # type: ignore[no-untyped-def]
+    page.goto(keyed_server.url + "/")
+    page.wait_for_selector("#key-prompt label[for=api-key]")  # GET /project answered 401
+    assert page.evaluate("document.activeElement.id") == "api-key"
+    assert "X-API-Key" in (page.text_content("#key-prompt [role=alert]") or "")
+    page.fill("#api-key", "not-the-key")
+    page.keyboard.press("Enter")
+    page.wait_for_function("(document.querySelector('#key-prompt [role=alert]') || {}).textContent"
+                           "?.startsWith('that key was refused')")  # fmt: skip
+    page.fill("#api-key", "page-k3y")
+    page.click("#key-prompt button")
+    page.wait_for_selector("label[for=Pclass]")  # the form, built from /project
+    assert page.locator("#key-prompt").count() == 0
+    page.click("#submit")
+    page.wait_for_selector("#effects li")  # /predict and /explain sent the key
+    assert page.evaluate("sessionStorage.getItem('minimlops-api-key')") == "page-k3y"
+    shot(page, "predict-api-key")
+    page.goto(keyed_server.url + "/dashboard")  # same tab: the key is kept, no prompt
+    page.wait_for_selector("#timeline tr")
+    assert page.locator("#key-prompt").count() == 0

@@ -228,9 +228,15 @@ class _Renamed:
     def publish(self, topic, data, attributes):
         return self.bus.publish(self._n(topic), data, attributes)
 
-    def pull(self, subscription, max_messages=1):
+    def pull(self, subscription, max_messages=1, wait=6.0):
         # Pub/Sub redelivers a nacked message after a moment, not at once.
-        return self.bus.pull(self._n(subscription), max_messages, wait=6.0)
+        return self.bus.pull(self._n(subscription), max_messages, wait=wait)
+
+    def redrive(self, *, apply):
+        """Dead letters of this test's subscriptions, under their short names."""
+        cut = "-" + self.suffix
+        return [(src.removesuffix(cut), topic.removesuffix(cut), attrs)
+                for src, topic, attrs in self.bus.redrive(apply=apply)]
 
     def ack(self, subscription, message_id):
         return self.bus.ack(self._n(subscription), message_id)

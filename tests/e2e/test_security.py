@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 
+from minimlops.config import ConfigError
+from minimlops.entrypoints.fastpath import FastPredict
+from minimlops.entrypoints.security import Access, Credentials, PublicCORS, RequireCredential
 from minimlops.generate import write_csv
-from tests.e2e.harness import MODEL_FIELDS_ONLY, Server
+from tests.e2e.harness import MODEL_FIELDS_ONLY, Server, cli
 
 LAND = "buckets/my-data-landing-zone"
 TOKEN, KEY = "admin-s3cret-token", "api-k3y-value"
@@ -89,3 +95,141 @@ def test_no_code_is_ever_loaded_from_data() -> None:
         imports = re.search(r"^\s*(import|from)\s+(pickle|joblib|cloudpickle|dill|marshal)\b",
                             text, re.MULTILINE)  # fmt: skip
         assert not imports and "pickle.load" not in text and "torch.load" not in text, path
+
+
+# MINIMLOPS_PUBLIC_ROUTES: the listed routes are public, everything else needs a credential.
+PUBLIC = "POST /predict,GET /healthz"
+GUARDED = [  # every route but the listed and the admin ones, with a body where one is needed
+    ("POST", "/feedback", {"uuid": "no-such-prediction", "Survived": 1}),
+    ("POST", "/explain", MODEL_FIELDS_ONLY),
+    ("GET", "/status", None), ("GET", "/monitoring", None), ("GET", "/events", None),
+    ("GET", "/models", None), ("GET", "/models/1", None), ("GET", "/project", None),
+    ("GET", "/ingestions/x/report", None), ("GET", "/metrics", None),
+    ("GET", "/stats/serving", None), ("GET", "/openapi.json", None), ("GET", "/docs", None),
+    ("GET", "/", None), ("GET", "/dashboard", None), ("GET", "/static/predict.js", None),
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def guarded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    home = tmp_path_factory.mktemp("public-routes") / "home"
+    (home / LAND).mkdir(parents=True)
+    write_csv(home / LAND / "passengers.csv", 900, seed=2)
+    srv = Server(home, MINIMLOPS_ADMIN_TOKEN=TOKEN, MINIMLOPS_API_KEY=KEY,
+                 MINIMLOPS_PUBLIC_ROUTES=PUBLIC)  # fmt: skip
+    srv.wait_healthy()  # GET /healthz is listed
+    yield srv
+    srv.stop()
+
+
+def test_listed_routes_need_no_credential_even_with_an_api_key_set(guarded: Server) -> None:
+    r = guarded.http.post("/predict", json=MODEL_FIELDS_ONLY)
+    assert r.status_code == 200 and r.json()["model_version"] == "1", r.text
+    assert guarded.http.post("/predict", json=[MODEL_FIELDS_ONLY] * 3).status_code == 200
+    assert guarded.http.get("/healthz").status_code == 200
+
+
+@pytest.mark.parametrize(("method", "path", "body"), GUARDED, ids=[f"{m} {p}" for m, p, _ in GUARDED])
+def test_every_other_route_needs_the_api_key_or_the_admin_token(
+        guarded: Server, method: str, path: str, body: Any) -> None:  # fmt: skip
+    def call(**headers: str) -> httpx.Response:
+        return guarded.http.request(method, path, json=body, headers=headers)
+
+    refused = call()
+    assert refused.status_code == 401, refused.text
+    assert refused.json()["detail"] == ("this route needs a valid X-API-Key header or an admin "
+                                        "token (Authorization: Bearer <token>)")  # fmt: skip
+    wrong = call(**{"X-API-Key": "guessed-key"}, Authorization="Bearer guessed-token")
+    assert wrong.status_code == 401 and "guessed" not in wrong.text
+    assert call(**{"X-API-Key": KEY}).status_code not in (401, 403)
+    assert call(Authorization=f"Bearer {TOKEN}").status_code not in (401, 403)
+    assert call(Authorization=f"Bearer {guarded.token}").status_code not in (401, 403)  # the CLI's
+
+
+def test_admin_routes_still_need_the_admin_token_the_api_key_is_not_enough(guarded: Server) -> None:
+    sql = {"sql": "SELECT 1 AS one"}
+    assert guarded.http.post("/query", json=sql).status_code == 401
+    assert guarded.http.post("/query", json=sql, headers={"X-API-Key": KEY}).status_code == 401
+    r = guarded.http.post("/query", json=sql, headers={"Authorization": f"Bearer {TOKEN}"})
+    assert r.status_code == 200 and r.json()["rows"] == [{"one": 1}]
+    r = guarded.http.post("/models/rollback", headers={"Authorization": f"Bearer {TOKEN}",
+                                                       "Origin": "http://evil.example"})  # fmt: skip
+    assert r.status_code == 403
+    assert "warehouse" in cli(guarded.home, "status").stdout  # the CLI sends its local token
+    output = guarded.output()
+    assert TOKEN not in output and KEY not in output
+
+
+def test_a_page_elsewhere_gets_the_preflight_and_can_read_the_401(guarded: Server) -> None:
+    pre = guarded.http.options("/predict", headers={
+        "Origin": "http://page.example", "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "content-type,x-api-key"})  # fmt: skip
+    assert pre.status_code == 200 and pre.headers["access-control-allow-origin"] == "*"
+    r = guarded.http.post("/predict", json=MODEL_FIELDS_ONLY, headers={"Origin": "http://page.example"})
+    assert r.status_code == 200 and r.headers["access-control-allow-origin"] == "*"
+    refused = guarded.http.get("/status", headers={"Origin": "http://page.example"})
+    assert refused.status_code == 401 and refused.headers["access-control-allow-origin"] == "*"
+
+
+def test_a_malformed_public_routes_setting_stops_the_server_at_start(tmp_path: Path) -> None:
+    proc = cli(tmp_path / "home", "up", "--port", "0", check=False,
+               MINIMLOPS_PUBLIC_ROUTES="POST /predict,GET/healthz")  # fmt: skip
+    assert proc.returncode != 0
+    assert "MINIMLOPS_PUBLIC_ROUTES" in proc.stderr and "GET/healthz" in proc.stderr, proc.stderr
+    assert not (tmp_path / "home" / "server.json").exists()
+
+
+@pytest.mark.parametrize("text", ["GET/healthz", "FETCH /healthz", "GET healthz", "GET /a*b",
+                                  "POST /train", "POST /models/3/promote"])  # fmt: skip
+def test_public_routes_entries_are_checked(text: str) -> None:
+    with pytest.raises(ConfigError, match="MINIMLOPS_PUBLIC_ROUTES") as err:
+        Access.parse(f"GET /healthz,{text}")
+    assert repr(text) in str(err.value)
+
+
+def test_public_routes_match_exactly_or_by_a_trailing_star() -> None:
+    assert not Access.parse(None).on and not Access.parse(None).public("POST", "/predict")
+    access = Access.parse(" post /predict , GET /static/*,")
+    assert access.on and access.public("POST", "/predict") and access.public("GET", "/static/a.js")
+    assert not access.public("GET", "/predict") and not access.public("POST", "/predict/")
+    assert not access.public("POST", "/predictx") and not access.public("GET", "/static")
+    assert not access.public("GET", "/static/../status")
+    assert Access.parse("") == Access(on=True)  # set, nothing listed: everything needs a credential
+
+
+def test_the_fast_path_lets_in_a_key_or_an_admin_token_and_leaves_the_rest_to_the_app() -> None:
+    """In process: with /predict not listed, a request the fast path cannot let
+    in goes to the app behind it (a serving process forwards it to the server,
+    which also knows the local admin token added once it listens)."""
+    tokens = [TOKEN]
+
+    async def answer(body: bytes, content_type: str) -> tuple[int, bytes]:
+        return 200, b'{"answered":"fast"}'
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b'{"answered":"app"}'})
+
+    access = Access.parse("GET /healthz")
+    front = FastPredict(PublicCORS(RequireCredential(app, access, Credentials(KEY, tokens)), ["*"]),
+                        answer, 1024, api_key=KEY, access=access, admin_tokens=tokens)  # fmt: skip
+    off = FastPredict(app, answer, 1024, api_key=KEY)  # the setting unset: as before
+
+    async def calls() -> list[tuple[int, str]]:
+        out = []
+        for asgi, headers in [(front, {}), (front, {"X-API-Key": KEY}),
+                              (front, {"Authorization": f"Bearer {TOKEN}"}),
+                              (front, {"Authorization": "Bearer local"}),
+                              (off, {}), (off, {"X-API-Key": KEY})]:  # fmt: skip
+            if headers.get("Authorization") == "Bearer local":
+                tokens.append("local")
+            transport = httpx.ASGITransport(app=asgi)
+            async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+                r = await client.post("/predict", json={}, headers=headers)
+                out.append((r.status_code, r.text))
+        return out
+
+    refused, keyed, admin, local, off_refused, off_keyed = asyncio.run(calls())
+    assert refused[0] == 401 and "X-API-Key" in refused[1]
+    assert keyed == admin == local == off_keyed == (200, '{"answered":"fast"}')
+    assert off_refused[0] == 401

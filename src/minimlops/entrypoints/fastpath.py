@@ -21,7 +21,7 @@ import orjson
 from pydantic import ValidationError
 
 from minimlops.entrypoints.schemas import RequestModels
-from minimlops.entrypoints.security import allow_origin, key_matches
+from minimlops.entrypoints.security import Access, Credentials, allow_origin, key_matches
 from minimlops.errors import DerivedFeatureError, NoChampionError
 
 if TYPE_CHECKING:
@@ -151,15 +151,30 @@ def predict_answerer(predictor: Predictor, log: DurableLog, stats: ServingStats,
 
 
 class FastPredict:
-    """ASGI app: POST /predict here, everything else to ``app``."""
+    """ASGI app: POST /predict here, everything else to ``app``.
+
+    With ``MINIMLOPS_PUBLIC_ROUTES`` on (``access``), a listed ``POST /predict``
+    needs no key; an unlisted one needs the API key or an admin token, and a
+    request without either goes to ``app``, which answers the 401 (in an extra
+    serving process, the server behind it decides: it also knows the local
+    admin token). Off, the one added cost is the ``guarded`` check.
+    """
 
     def __init__(self, app: Any, answer: Answer, max_body: int, *,
-                 origins: Sequence[str] = ("*",), api_key: str | None = None) -> None:  # fmt: skip
+                 origins: Sequence[str] = ("*",), api_key: str | None = None,
+                 access: Access | None = None, admin_tokens: Sequence[str] = ()) -> None:  # fmt: skip
         self.app, self.answer, self.max_body = app, answer, max_body
-        self.origins, self.api_key = tuple(origins), api_key
+        access = access if access is not None else Access()
+        self.origins = tuple(origins)
+        self.api_key = None if access.on else api_key  # on: listed, or checked just below
+        self.guarded = access.on and not access.public("POST", "/predict")
+        self.credentials = Credentials(api_key, admin_tokens)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] != "/predict" or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        if self.guarded and not self.credentials.given(scope["headers"]):
             await self.app(scope, receive, send)
             return
         ctype, origin, key = "", None, None

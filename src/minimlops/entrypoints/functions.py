@@ -142,19 +142,21 @@ class _Serving:
             if self.front is None:
                 from minimlops.entrypoints.fastpath import FastPredict
                 from minimlops.entrypoints.http import create_app
-                from minimlops.entrypoints.security import PublicCORS
+                from minimlops.entrypoints.security import Access, PublicCORS
                 from minimlops.process import freeze_long_lived
 
                 app = await asyncio.to_thread(_app)
                 s = app.settings
+                access = Access.parse(s.public_routes)  # a wrong entry: a 500, the log says why
                 await asyncio.to_thread(app.predictor.refresh)  # lazily, once per instance
                 tokens = [s.admin_token.get_secret_value()] if s.admin_token else []
-                api = create_app(app, admin_tokens=tokens, lifespan_tasks=False)
+                api = create_app(app, admin_tokens=tokens, lifespan_tasks=False, access=access)
                 key = s.api_key.get_secret_value() if s.api_key else None
                 self._tasks = [asyncio.create_task(app.log.run()),
                                asyncio.create_task(self._refresh(app))]  # fmt: skip
                 self.front = FastPredict(PublicCORS(api, s.origins), api.state.answer_predict,
-                                         s.max_body_bytes, origins=s.origins, api_key=key)  # fmt: skip
+                                         s.max_body_bytes, origins=s.origins, api_key=key,
+                                         access=access, admin_tokens=tokens)  # fmt: skip
                 freeze_long_lived()
         return self.front
 

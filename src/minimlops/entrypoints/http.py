@@ -27,6 +27,7 @@ from minimlops.entrypoints.fastpath import predict_answerer
 from minimlops.entrypoints.routes import models, monitoring, operations, serving
 from minimlops.entrypoints.routes.common import WEB, Context
 from minimlops.entrypoints.schemas import request_models
+from minimlops.entrypoints.security import Access, Credentials, RequireCredential
 from minimlops.entrypoints.stats import ServingStats
 
 logger = logging.getLogger(__name__)
@@ -34,7 +35,7 @@ logger = logging.getLogger(__name__)
 
 def create_app(app: App, *, admin_tokens: Sequence[str] = (), lifespan_tasks: bool = True,
                peers: Callable[[], list[dict[str, Any]]] = list,
-               peer_count: Callable[[], int] = int) -> FastAPI:  # fmt: skip
+               peer_count: Callable[[], int] = int, access: Access | None = None) -> FastAPI:  # fmt: skip
     """The HTTP API of a running minimlops.
 
     Args:
@@ -46,14 +47,19 @@ def create_app(app: App, *, admin_tokens: Sequence[str] = (), lifespan_tasks: bo
         peers: the other serving processes' counters (``/metrics`` and
             ``/stats/serving`` report all of them), each ``{"stats", "log"}``;
         peer_count: how many of them serve (``/healthz``, without asking them).
+        access: ``MINIMLOPS_PUBLIC_ROUTES`` parsed (default: parsed from the
+            settings). When on, :class:`RequireCredential` checks every request
+            and the routes' own API key check is off (a listed route is public).
     """
     s = app.settings
+    access = Access.parse(s.public_routes) if access is None else access
+    key = s.api_key.get_secret_value() if s.api_key else None
     stats = ServingStats()
     shapes = request_models(app.deps.project)
     answer_predict = predict_answerer(app.predictor, app.log, stats, shapes,
                                       max_body=s.max_body_bytes, max_batch=s.max_batch)  # fmt: skip
     ctx = Context(app, stats, shapes, answer_predict, admin_tokens, peers, peer_count,
-                  s.api_key.get_secret_value() if s.api_key else None)  # fmt: skip
+                  None if access.on else key)  # fmt: skip
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -69,6 +75,9 @@ def create_app(app: App, *, admin_tokens: Sequence[str] = (), lifespan_tasks: bo
     for part in (serving, models, monitoring, operations):
         api.include_router(part.router(ctx))
     api.mount("/static", StaticFiles(directory=WEB), name="static")
+    if access.on:  # inside the CORS layer its callers add: a page elsewhere reads the 401
+        api.add_middleware(RequireCredential, access=access,
+                           credentials=Credentials(key, admin_tokens))  # fmt: skip
 
     def openapi() -> dict[str, Any]:
         if api.openapi_schema is None:

@@ -22,14 +22,14 @@ import uvicorn
 
 from minimlops import example_data
 from minimlops.bootstrap import App, build
-from minimlops.config import Settings
+from minimlops.config import ConfigError, Settings
 from minimlops.entrypoints.client import running_server, write_runtime_file
 from minimlops.entrypoints.coalesce import CoalescingHttpTools
 from minimlops.entrypoints.fastpath import FastPredict
 from minimlops.entrypoints.http import create_app
 from minimlops.entrypoints.progress import ThrottledProgress
 from minimlops.entrypoints.runtime import Runtime
-from minimlops.entrypoints.security import PublicCORS
+from minimlops.entrypoints.security import Access, PublicCORS
 from minimlops.entrypoints.sockets import listen
 from minimlops.entrypoints.workers import ServingProcesses
 from minimlops.errors import MinimlopsError
@@ -113,6 +113,10 @@ def seed_example_data(app: App) -> None:
 def serve(settings: Settings, compute: Any = None) -> None:
     """Run until interrupted (``compute``: the training process, if started
     earlier by :func:`minimlops.bootstrap.start_training_process`)."""
+    try:
+        access = Access.parse(settings.public_routes)  # a wrong entry stops here, nothing opened
+    except ConfigError as exc:
+        raise MinimlopsError(str(exc)) from None
     other = running_server(settings)
     if other is not None:
         raise MinimlopsError(f"a server (pid {other.pid}) already runs on {settings.home} at {other.url}")
@@ -155,10 +159,12 @@ def serve(settings: Settings, compute: Any = None) -> None:
         def peer_count() -> int:
             return processes.live() if processes is not None else 0
 
-        api = create_app(app, admin_tokens=tokens, peers=peers, peer_count=peer_count)  # tokens: filled on listen
+        api = create_app(app, admin_tokens=tokens, peers=peers, peer_count=peer_count,
+                         access=access)  # tokens: filled on listen
         key = settings.api_key.get_secret_value() if settings.api_key else None
         front = FastPredict(PublicCORS(api, settings.origins), api.state.answer_predict,
-                            settings.max_body_bytes, origins=settings.origins, api_key=key)
+                            settings.max_body_bytes, origins=settings.origins, api_key=key,
+                            access=access, admin_tokens=tokens)  # fmt: skip
         config = uvicorn.Config(front, log_level="warning", access_log=False, lifespan="on",
                                 http=CoalescingHttpTools,  # head and body in one send
                                 # loopback, no proxy in front: skip per-request header work

@@ -43,14 +43,19 @@ def serve_process(conn: Connection, settings: Settings, name: str, address: tupl
     part.predictor.refresh()
     stats = ServingStats()
     from minimlops.entrypoints.schemas import request_models
+    from minimlops.entrypoints.security import Access
 
     answer = predict_answerer(part.predictor, part.log, stats,
                               request_models(part.predictor.project),
                               max_body=settings.max_body_bytes, max_batch=settings.max_batch)  # fmt: skip
     key = settings.api_key.get_secret_value() if settings.api_key else None
+    tokens = [settings.admin_token.get_secret_value()] if settings.admin_token else []
     forward = Forward(primary_url, part.log)
+    # MINIMLOPS_PUBLIC_ROUTES: what this process cannot let in (no credential, or the
+    # server's local token, which it does not know) is forwarded: the server decides.
     front = FastPredict(forward, answer, settings.max_body_bytes, origins=settings.origins,
-                        api_key=key)  # fmt: skip
+                        api_key=key, access=Access.parse(settings.public_routes),
+                        admin_tokens=tokens)  # fmt: skip
     sock = listen(*address, join=True)
     config = uvicorn.Config(front, log_level="warning", access_log=False, lifespan="on",
                             http=CoalescingHttpTools, proxy_headers=False, server_header=False,

@@ -6,6 +6,41 @@
 "use strict";
 let project = null;
 
+// With MINIMLOPS_PUBLIC_ROUTES set, a request may answer 401: then ask for the API
+// key inline, keep it in this tab (sessionStorage) and send it as X-API-Key from then on.
+const KEY_ITEM = "minimlops-api-key";
+let asking = null;  // the open prompt: every request refused meanwhile waits for it
+
+function askKey(message) {
+  if (asking) return asking;
+  asking = new Promise((resolve) => {
+    const box = document.createElement("section");
+    box.className = "wide"; box.id = "key-prompt";
+    box.innerHTML = '<h2>API key needed</h2><form><label for="api-key">API key (sent as X-API-Key)</label>' +
+      '<input id="api-key" type="password" autocomplete="off" required><button type="submit">Use this key</button>' +
+      '<p role="alert"></p></form>';
+    box.querySelector("p").textContent = message || "";
+    box.querySelector("form").addEventListener("submit", (event) => {
+      event.preventDefault();
+      sessionStorage.setItem(KEY_ITEM, box.querySelector("input").value.trim());
+      box.remove(); asking = null; resolve();
+    });
+    document.querySelector("main").prepend(box);
+    box.querySelector("input").focus();
+  });
+  return asking;
+}
+
+async function call(path, init = {}) {  // fetch; on a 401, ask for the key and try again
+  for (;;) {
+    const key = sessionStorage.getItem(KEY_ITEM);
+    const r = await fetch(path, key ? { ...init, headers: { ...init.headers, "X-API-Key": key } } : init);
+    if (r.status !== 401) return r;
+    const detail = (await r.json().catch(() => ({}))).detail || "this server needs an API key";
+    await askKey(key ? `that key was refused: ${detail}` : detail);
+  }
+}
+
 function el(tag, attrs, text) {
   const node = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs || {})) if (v !== null && v !== undefined) node.setAttribute(k, v);
@@ -154,7 +189,7 @@ async function submit(event) {
   const headers = { "Content-Type": "application/json" };
   let resp;
   try {
-    resp = await fetch("/predict", { method: "POST", headers, body });
+    resp = await call("/predict", { method: "POST", headers, body });
   } catch (err) {
     document.getElementById("form-error").textContent = "the server cannot be reached";
     return;
@@ -162,12 +197,12 @@ async function submit(event) {
   const answer = await resp.json();
   if (!resp.ok) { showErrors(answer); return; }
   showAnswer(answer);
-  const why = await fetch("/explain", { method: "POST", headers, body });
+  const why = await call("/explain", { method: "POST", headers, body });
   if (why.ok) showEffects((await why.json()).effects);
 }
 
 async function start() {
-  const resp = await fetch("/project");
+  const resp = await call("/project");
   project = await resp.json();
   project.columns = project.columns.filter(c => c.name !== project.key);  // optional in a request
   document.title = `minimlops — ${project.name}: predict ${project.target}`;

@@ -44,6 +44,7 @@ SCHEDULER_JOB = "minimlops-monitor"
 SECRETS = {"MINIMLOPS_API_KEY": "minimlops-api-key",
            "MINIMLOPS_ADMIN_TOKEN": "minimlops-admin-token"}  # fmt: skip
 PUBLIC_ROUTES = "POST /predict,GET /healthz"
+ENV_DELIMITER = "|"  # between --set-env-vars entries; no value may hold it
 # A table's writers get this, not roles/bigquery.dataEditor, which would also
 # let them delete or re-schema the table. Created in the project by deploy.
 APPENDER = "minimlopsTableAppender"
@@ -342,6 +343,9 @@ def violations(plan: Plan) -> list[str]:
                    f"{limits.EVENT_TIMEOUT.value}s ({limits.EVENT_TIMEOUT.source}): at most "
                    f"{limits.EVENT_TIMEOUT.value - TRAINING_RESERVE_S}s leaves time to read, fit "
                    "and store the model")
+    held = [k for k, v in plan.env.items() if ENV_DELIMITER in v]
+    if held:
+        out.append(f"{', '.join(held)}: a value may not contain {ENV_DELIMITER!r}")
     low, high = limits.DELIVERY_ATTEMPTS
     if not low <= plan.settings.bus_max_attempts <= high:
         out.append(f"MINIMLOPS_BUS_MAX_ATTEMPTS={plan.settings.bus_max_attempts}: Pub/Sub "
@@ -401,7 +405,9 @@ def deploy_step(plan: Plan, fn: Function, bundle: Path) -> Step:
         f"--timeout={fn.timeout}s", f"--concurrency={fn.concurrency}",
         f"--max-instances={fn.max_instances}", f"--min-instances={fn.min_instances}",
         f"--service-account={plan.email(runtime_account(fn.name))}",
-        "--set-env-vars=" + ",".join(f"{k}={v}" for k, v in env.items()),
+        # gcloud splits a list flag on commas unless told another delimiter
+        # (`gcloud topic escaping`); MINIMLOPS_PUBLIC_ROUTES holds commas.
+        f"--set-env-vars=^{ENV_DELIMITER}^" + ENV_DELIMITER.join(f"{k}={v}" for k, v in env.items()),
     ]
     if fn.secrets:
         argv.append("--set-secrets=" + ",".join(f"{e}={SECRETS[e]}:latest" for e in fn.secrets))
