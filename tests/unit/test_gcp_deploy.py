@@ -270,6 +270,10 @@ def test_only_predictions_are_public_and_instances_are_bounded(printed) -> None:
     endpoint = deploys["predictions_endpoint"]
     assert "--allow-unauthenticated" in endpoint
     assert _env_of(endpoint)["MINIMLOPS_PUBLIC_ROUTES"] == "POST /predict,GET /healthz"
+    pages = "POST /predict,GET /healthz,GET /,GET /static/*,GET /project"
+    wider = plans.build(Settings.from_env({"GOOGLE_CLOUD_PROJECT": "acme-ml",
+                                           "MINIMLOPS_PUBLIC_ROUTES": pages}, backend="gcp"))
+    assert dict(wider.function("predictions_endpoint").env)["MINIMLOPS_PUBLIC_ROUTES"] == pages
     assert "--no-allow-unauthenticated" in deploys["monitor_pipeline"]
     assert _flag(endpoint, "min-instances") == "0" and _flag(endpoint, "max-instances") == "10"
     assert _flag(deploys["train_model"], "max-instances") == "1"
@@ -324,6 +328,8 @@ def test_another_project_is_deployed_with_access_to_its_own_dataset(tmp_path: Pa
     ({"MINIMLOPS_LANDING_BUCKET": "google-landing"}, "may not start with 'goog' or contain 'google'"),
     ({"MINIMLOPS_MODEL_BUCKET": "Models"}, "3 to 63 characters"),
     ({"MINIMLOPS_BUS_MAX_ATTEMPTS": "200"}, "5 to 100 attempts"),
+    ({"MINIMLOPS_PUBLIC_ROUTES": "GET/healthz"}, "MINIMLOPS_PUBLIC_ROUTES: 'GET/healthz' is not"),
+    ({"MINIMLOPS_MIN_INSTANCES": "20"}, "MINIMLOPS_MIN_INSTANCES=20 is over MINIMLOPS_MAX_INSTANCES=10"),
 ])  # fmt: skip
 def test_a_plan_google_would_refuse_is_refused_before_anything_runs(tmp_path: Path, env: dict[str, str],
                                                                     says: str) -> None:  # fmt: skip

@@ -5,41 +5,6 @@ let project = { task: "binary", primary_metric: "accuracy" };
 // The version table's columns follow the task: its primary metric, one more, the baseline.
 const SECOND = { binary: "roc_auc", multiclass: "macro_f1", regression: "mae" };
 
-// With MINIMLOPS_PUBLIC_ROUTES set, a request may answer 401: then ask for the API
-// key inline, keep it in this tab (sessionStorage) and send it as X-API-Key from then on.
-const KEY_ITEM = "minimlops-api-key";
-let asking = null;  // the open prompt: every request refused meanwhile waits for it
-
-function askKey(message) {
-  if (asking) return asking;
-  asking = new Promise((resolve) => {
-    const box = document.createElement("section");
-    box.className = "wide"; box.id = "key-prompt";
-    box.innerHTML = '<h2>API key needed</h2><form><label for="api-key">API key (sent as X-API-Key)</label>' +
-      '<input id="api-key" type="password" autocomplete="off" required><button type="submit">Use this key</button>' +
-      '<p role="alert"></p></form>';
-    box.querySelector("p").textContent = message || "";
-    box.querySelector("form").addEventListener("submit", (event) => {
-      event.preventDefault();
-      sessionStorage.setItem(KEY_ITEM, box.querySelector("input").value.trim());
-      box.remove(); asking = null; resolve();
-    });
-    document.querySelector("main").prepend(box);
-    box.querySelector("input").focus();
-  });
-  return asking;
-}
-
-async function call(path, init = {}) {  // fetch; on a 401, ask for the key and try again
-  for (;;) {
-    const key = sessionStorage.getItem(KEY_ITEM);
-    const r = await fetch(path, key ? { ...init, headers: { ...init.headers, "X-API-Key": key } } : init);
-    if (r.status !== 401) return r;
-    const detail = (await r.json().catch(() => ({}))).detail || "this server needs an API key";
-    await askKey(key ? `that key was refused: ${detail}` : detail);
-  }
-}
-
 async function get(path) {
   const r = await call(path, { headers: { Accept: "application/json" } });
   if (!r.ok) throw new Error(`${path}: ${r.status}`);

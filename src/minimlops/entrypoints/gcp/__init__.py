@@ -173,16 +173,16 @@ def destroy(settings: Settings, *, dry_run: bool, delete_data: bool = False,
     plan = plans.build(settings)
     steps = plans.teardown(plan)
     if delete_data:
-        s, p = settings, plan.project
-        names = (s.ingestion_topic, s.retrain_topic, s.promoted_topic, s.dead_letter_topic)
+        s, p, n = settings, plan.project, plan.names
+        names = (n.ingestion_topic, n.retrain_topic, n.promoted_topic, s.dead_letter_topic)
         steps += [Step(("gcloud", "pubsub", "subscriptions", "delete", s.dead_letter_topic,
                         f"--project={p}", "--quiet"), "the dead-letter subscription"),
                   Step(("gcloud", "pubsub", "topics", "delete", *names, f"--project={p}", "--quiet"),
                        "the topics"),
                   Step(("bq", "rm", "-r", "-f", "-d", f"{p}:{plan.dataset}"),
                        "the dataset and every table in it"),
-                  Step(("gcloud", "storage", "rm", "--recursive", f"gs://{plan.landing}",
-                        f"gs://{plan.models}"), "both buckets and every object in them")]  # fmt: skip
+                  Step(("gcloud", "storage", "rm", "--recursive", f"gs://{plan.names.landing_bucket}",
+                        f"gs://{plan.names.model_bucket}"), "both buckets and every object in them")]  # fmt: skip
     failed = 0
     for step in steps:
         echo(f"# {step.why}")

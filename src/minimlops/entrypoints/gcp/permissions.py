@@ -35,11 +35,10 @@ class Call:
 
 def calls(plan: Plan) -> dict[str, list[Call]]:
     """Service account id -> the calls it makes."""
-    p, ds = plan.project, f"{plan.project}:{plan.dataset}"
-    s = plan.settings
-    table = {k: f"{ds}.{getattr(s, k)}" for k in
+    p, ds, n = plan.project, f"{plan.project}:{plan.dataset}", plan.names
+    table = {k: f"{ds}.{getattr(n, k)}" for k in
              ("training_table", "predictions_table", "feedback_table", "ledger_table", "triggers_table")}
-    champion = f"models/{plan.model_name}/champion.json"
+    champion = f"models/{n.model_name}/champion.json"
 
     def query(*tables: str) -> list[Call]:  # a query job reading these tables
         return [Call("query job", "bigquery.jobs.create", "project", p),
@@ -52,11 +51,11 @@ def calls(plan: Plan) -> dict[str, list[Call]]:
 
     every = tuple(table)
     ingest = [
-        Call("read the landed file", "storage.objects.get", "bucket", plan.landing),
-        Call("stage validated rows (create only)", "storage.objects.create", "bucket", plan.landing),
-        Call("drop the staged file", "storage.objects.delete", "bucket", plan.landing),
-        Call("move a rejected file (copy, delete)", "storage.objects.delete", "bucket", plan.landing),
-        Call("list staged files", "storage.objects.list", "bucket", plan.landing),
+        Call("read the landed file", "storage.objects.get", "bucket", n.landing_bucket),
+        Call("stage validated rows (create only)", "storage.objects.create", "bucket", n.landing_bucket),
+        Call("drop the staged file", "storage.objects.delete", "bucket", n.landing_bucket),
+        Call("move a rejected file (copy, delete)", "storage.objects.delete", "bucket", n.landing_bucket),
+        Call("list staged files", "storage.objects.list", "bucket", n.landing_bucket),
         *query("ledger_table", "predictions_table", "training_table"),
         Call("load job", "bigquery.jobs.create", "project", p),
         *append("training_table", "load job"),
@@ -64,33 +63,33 @@ def calls(plan: Plan) -> dict[str, list[Call]]:
         *append("feedback_table", "DML INSERT of labels"),
         *append("triggers_table", "insertAll"),
         Call("insertAll: the dataset", "bigquery.datasets.get", "dataset", ds),
-        Call("publish ingestion_complete", "pubsub.topics.publish", "topic", s.ingestion_topic),
+        Call("publish ingestion_complete", "pubsub.topics.publish", "topic", n.ingestion_topic),
     ]
     train = [
         *query(*every),
         Call("Storage Read API session", "bigquery.readsessions.create", "project", p),
         Call("Storage Read API rows", "bigquery.readsessions.getData", "project", p),
-        Call("read versions and the pointer", "storage.objects.get", "bucket", plan.models),
-        Call("list versions", "storage.objects.list", "bucket", plan.models),
-        Call("write a version (create only)", "storage.objects.create", "bucket", plan.models),
+        Call("read versions and the pointer", "storage.objects.get", "bucket", n.model_bucket),
+        Call("list versions", "storage.objects.list", "bucket", n.model_bucket),
+        Call("write a version (create only)", "storage.objects.create", "bucket", n.model_bucket),
         Call("swap the champion pointer (overwrite)", "storage.objects.delete", "bucket",
-             plan.models, champion),
-        Call("publish model_promoted", "pubsub.topics.publish", "topic", s.promoted_topic),
+             n.model_bucket, champion),
+        Call("publish model_promoted", "pubsub.topics.publish", "topic", n.promoted_topic),
     ]
     endpoint = [
-        Call("load the champion", "storage.objects.get", "bucket", plan.models),
-        Call("list versions", "storage.objects.list", "bucket", plan.models),
-        Call("admin: swap the champion pointer", "storage.objects.create", "bucket", plan.models,
+        Call("load the champion", "storage.objects.get", "bucket", n.model_bucket),
+        Call("list versions", "storage.objects.list", "bucket", n.model_bucket),
+        Call("admin: swap the champion pointer", "storage.objects.create", "bucket", n.model_bucket,
              champion),
         Call("admin: swap the champion pointer (overwrite)", "storage.objects.delete", "bucket",
-             plan.models, champion),
-        Call("read a rejected file's report", "storage.objects.get", "bucket", plan.landing),
+             n.model_bucket, champion),
+        Call("read a rejected file's report", "storage.objects.get", "bucket", n.landing_bucket),
         *query(*every),
         *append("predictions_table", "insertAll"),
         *append("feedback_table", "insertAll"),
         *append("triggers_table", "insertAll"),
         Call("insertAll: the dataset", "bigquery.datasets.get", "dataset", ds),
-        Call("admin: request a training", "pubsub.topics.publish", "topic", s.retrain_topic),
+        Call("admin: request a training", "pubsub.topics.publish", "topic", n.retrain_topic),
         Call("MINIMLOPS_API_KEY at start", "secretmanager.versions.access", "secret",
              "minimlops-api-key"),
         Call("MINIMLOPS_ADMIN_TOKEN at start", "secretmanager.versions.access", "secret",
@@ -100,9 +99,9 @@ def calls(plan: Plan) -> dict[str, list[Call]]:
         *query(*every),
         *append("triggers_table", "insertAll"),
         Call("insertAll: the dataset", "bigquery.datasets.get", "dataset", ds),
-        Call("the champion's metadata", "storage.objects.get", "bucket", plan.models),
-        Call("list versions", "storage.objects.list", "bucket", plan.models),
-        Call("request a training", "pubsub.topics.publish", "topic", s.retrain_topic),
+        Call("the champion's metadata", "storage.objects.get", "bucket", n.model_bucket),
+        Call("list versions", "storage.objects.list", "bucket", n.model_bucket),
+        Call("request a training", "pubsub.topics.publish", "topic", n.retrain_topic),
     ]
     trigger = [
         Call("receive Cloud Storage events", "eventarc.events.receiveEvent", "project", p),

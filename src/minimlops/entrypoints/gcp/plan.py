@@ -33,8 +33,10 @@ import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from minimlops.config import Settings
+from minimlops.config import ConfigError, Settings
 from minimlops.entrypoints.gcp import limits
+from minimlops.entrypoints.security import Access
+from minimlops.services.deps import Names
 
 STORAGE_FINALIZED = "google.cloud.storage.object.v1.finalized"
 PUBSUB_PUBLISHED = "google.cloud.pubsub.topic.v1.messagePublished"
@@ -43,7 +45,9 @@ RETRAIN_TRIGGER = "train-model-retrain"  # train_model's second trigger
 SCHEDULER_JOB = "minimlops-monitor"
 SECRETS = {"MINIMLOPS_API_KEY": "minimlops-api-key",
            "MINIMLOPS_ADMIN_TOKEN": "minimlops-admin-token"}  # fmt: skip
-PUBLIC_ROUTES = "POST /predict,GET /healthz"
+PUBLIC_ROUTES = "POST /predict,GET /healthz"  # the default; MINIMLOPS_PUBLIC_ROUTES widens it
+RUNTIME = "python311"  # the Python the lock is resolved for
+RETRY_DELAYS = (10, 600)  # seconds: a trigger subscription's backoff, first and longest
 ENV_DELIMITER = "|"  # between --set-env-vars entries; no value may hold it
 # A table's writers get this, not roles/bigquery.dataEditor, which would also
 # let them delete or re-schema the table. Created in the project by deploy.
@@ -159,9 +163,7 @@ class Plan:
     region: str
     location: str
     dataset: str
-    landing: str
-    models: str
-    model_name: str
+    names: Names  # buckets, tables, topics, the model's name: as the functions resolve them
     functions: list[Function]
     identities: list[Identity]
     agents: list[tuple[str, Lookup, Grant]]  # Google's service agents: who, member, grant
@@ -249,7 +251,7 @@ def build(settings: Settings, *, allow_unauthenticated: bool = False) -> Plan:
             secret("MINIMLOPS_ADMIN_TOKEN", "check the admin token"),
         ), min_instances=s.min_instances, secrets=tuple(SECRETS),
             public=allow_unauthenticated,
-            env=(("MINIMLOPS_PUBLIC_ROUTES", PUBLIC_ROUTES),
+            env=(("MINIMLOPS_PUBLIC_ROUTES", s.public_routes or PUBLIC_ROUTES),
                  ("MINIMLOPS_STATUS_CACHE_SECONDS", "30"))),
         Function("monitor_pipeline", "1Gi", 1, 300, 1, 1, Trigger("http"), (
             reader("predictions, labels and training rows"),
@@ -286,8 +288,7 @@ def build(settings: Settings, *, allow_unauthenticated: bool = False) -> Plan:
             "topic", s.dead_letter_topic, "roles/pubsub.publisher",
             "forward messages that keep failing to the dead-letter topic")),
     ]  # fmt: skip
-    return Plan(gcp, s.region, location, dataset, names.landing_bucket, names.model_bucket,
-                names.model_name, functions, identities, agents,
+    return Plan(gcp, s.region, location, dataset, names, functions, identities, agents,
                 env_vars(s, dataset, names.model_name), allow_unauthenticated, s)
 
 
@@ -333,7 +334,7 @@ def violations(plan: Plan) -> list[str]:
         if not limits.SERVICE_ACCOUNT_ID.match(ident.account):
             out.append(f"service account {ident.account!r}: 6 to 30 lowercase letters, digits "
                        f"and dashes, starting with a letter ({limits.SERVICE_ACCOUNT_ID_SOURCE})")
-    for bucket in (plan.landing, plan.models):
+    for bucket in (plan.names.landing_bucket, plan.names.model_bucket):
         problem = limits.bucket_name_problem(bucket)
         if problem:
             out.append(f"bucket name {bucket!r}: {problem} ({limits.BUCKET_NAME_SOURCE})")
@@ -343,6 +344,20 @@ def violations(plan: Plan) -> list[str]:
                    f"{limits.EVENT_TIMEOUT.value}s ({limits.EVENT_TIMEOUT.source}): at most "
                    f"{limits.EVENT_TIMEOUT.value - TRAINING_RESERVE_S}s leaves time to read, fit "
                    "and store the model")
+    if RUNTIME not in limits.RUNTIMES:
+        out.append(f"runtime {RUNTIME}: not one of {limits.RUNTIMES} ({limits.RUNTIMES_SOURCE})")
+    low, high = limits.BACKOFF_SECONDS
+    if not low <= RETRY_DELAYS[0] <= RETRY_DELAYS[1] <= high:
+        out.append(f"retry delays {RETRY_DELAYS}: {low} to {high} s "
+                   f"({limits.DELIVERY_ATTEMPTS_SOURCE})")
+    s = plan.settings
+    if s.min_instances > s.max_instances:
+        out.append(f"MINIMLOPS_MIN_INSTANCES={s.min_instances} is over "
+                   f"MINIMLOPS_MAX_INSTANCES={s.max_instances}")
+    try:  # checked here: on Cloud Run a wrong entry would only show as a 500
+        Access.parse(dict(plan.function("predictions_endpoint").env)["MINIMLOPS_PUBLIC_ROUTES"])
+    except ConfigError as exc:
+        out.append(str(exc))
     held = [k for k, v in plan.env.items() if ENV_DELIMITER in v]
     if held:
         out.append(f"{', '.join(held)}: a value may not contain {ENV_DELIMITER!r}")
@@ -399,7 +414,7 @@ def deploy_step(plan: Plan, fn: Function, bundle: Path) -> Step:
     p, region = plan.project, plan.region
     env = {**plan.env, **dict(fn.env)}
     argv: list[Arg] = [
-        "gcloud", "functions", "deploy", fn.name, "--gen2", "--runtime=python311",
+        "gcloud", "functions", "deploy", fn.name, "--gen2", f"--runtime={RUNTIME}",
         f"--project={p}", f"--region={region}", f"--source={bundle}",
         f"--entry-point={fn.name}", f"--memory={fn.memory}", f"--cpu={fn.cpu}",
         f"--timeout={fn.timeout}s", f"--concurrency={fn.concurrency}",
@@ -461,10 +476,10 @@ def steps(plan: Plan, bundle: Path) -> list[Step]:
                f"--service-account={plan.email('mlops-trigger')}")
     out.append(Step(("gcloud", "eventarc", "triggers", "create", RETRAIN_TRIGGER, *retrain,
                      f"--event-filters=type={PUBSUB_PUBLISHED}",
-                     f"--transport-topic=projects/{p}/topics/{s.retrain_topic}"),
+                     f"--transport-topic=projects/{p}/topics/{plan.names.retrain_topic}"),
                     "train_model's second trigger: retrain_requested",
                     update=("gcloud", "eventarc", "triggers", "update", RETRAIN_TRIGGER, *retrain)))
-    attempts = max(limits.DELIVERY_ATTEMPTS[0], min(limits.DELIVERY_ATTEMPTS[1], s.bus_max_attempts))
+    attempts = s.bus_max_attempts  # 5 to 100: violations() refuses others
     agent = plan.agents[1][1]
     for sub in (_subscription_of(plan, "ingest_data"), _subscription_of(plan, "train_model"),
                 _trigger_subscription(plan)):
@@ -474,7 +489,8 @@ def steps(plan: Plan, bundle: Path) -> list[Step]:
         out.append(Step(("gcloud", "pubsub", "subscriptions", "update", sub, f"--project={p}",
                          f"--dead-letter-topic={s.dead_letter_topic}",
                          f"--max-delivery-attempts={attempts}",
-                         "--min-retry-delay=10s", "--max-retry-delay=600s"),
+                         f"--min-retry-delay={RETRY_DELAYS[0]}s",
+                         f"--max-retry-delay={RETRY_DELAYS[1]}s"),
                         "a message that keeps failing goes to the dead-letter topic"))
     uri = Lookup(("gcloud", "functions", "describe", "monitor_pipeline", "--gen2",
                   f"--region={region}", f"--project={p}", "--format=value(serviceConfig.uri)"))
