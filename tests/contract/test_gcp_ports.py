@@ -91,7 +91,9 @@ def bq_wh(bq, gcs, make_bucket):
 
     staging = make_bucket(_unique("staging").replace("_", "-"))
     wh = BigQueryWarehouse(bq, _unique("ds"), SCHEMAS, "ingestion_ledger",
-                           staging=(gcs, staging), storage_api=False)  # fmt: skip
+                           staging=(gcs, staging), storage_api=False, max_bytes_billed=2**30,
+                           partitioning={"predictions_data": ("created_at", ("model_version",)),
+                                         "feedback": ("received_at", ("uuid",))})  # fmt: skip
     wh.ensure_tables()
     return wh
 
@@ -172,6 +174,34 @@ class TestBigQueryWarehouse(AbstractWarehouseTests):
             schema=arrow_schema("feedback", TITANIC)))  # fmt: skip
         labelled = wh.labelled_predictions("predictions_data", "feedback").to_pylist()
         assert [(r["uuid"], r["label"]) for r in labelled] == [("u1", 0)]
+
+    def test_a_prediction_stored_twice_is_read_once(self, wh) -> None:
+        """Streaming inserts are at-least-once: BigQuery drops a repeated insert
+        id only on a best-effort basis (and bqemulator not at all), so a retried
+        request can store a prediction twice. Every read keeps one row per uuid."""
+        from datetime import UTC, datetime
+
+        from minimlops.services.tables import arrow_schema
+
+        now = datetime(2026, 3, 1, tzinfo=UTC)
+        preds = pa.Table.from_pylist([
+            {"uuid": f"u{i}", "created_at": now, "model_version": "v1", "PassengerId": i,
+             "Pclass": 1, "Sex": "female", "Age": 30.0, "SibSp": 0, "Parch": 0,
+             "Fare": 10.0, "Embarked": "S", "probability": 0.9, "prediction": 1}
+            for i in range(3)], schema=arrow_schema("predictions_data", TITANIC))  # fmt: skip
+        wh.append("predictions_data", preds)
+        wh.append("predictions_data", preds)  # the retried request
+        assert wh.counts()["predictions_data"] == 6, "the emulator keeps both copies"
+        assert wh.served_per_version("predictions_data") == {"v1": 3}
+        assert sorted(wh.recent_predictions("predictions_data", 10).column("uuid").to_pylist()) \
+            == ["u0", "u1", "u2"]
+        wh.append("feedback", pa.Table.from_pylist(
+            [{"uuid": "u1", "PassengerId": None, "Survived": 0, "received_at": now}],
+            schema=arrow_schema("feedback", TITANIC)))  # fmt: skip
+        assert [r["uuid"] for r in wh.labelled_predictions("predictions_data", "feedback")
+                .to_pylist()] == ["u1"]  # fmt: skip
+        [row] = wh.labelled_accuracy("predictions_data", "feedback")
+        assert (row["labelled"], row["correct"]) == (1, 0)
 
     @pytest.mark.parametrize("sql", ["DELETE FROM training_data WHERE TRUE",
                                      "DROP TABLE training_data",

@@ -62,17 +62,19 @@ class Cloud:
         assert proc.returncode == 0, f"minimlops {args}: {proc.stdout}\n{proc.stderr}"
         return proc.stdout
 
-    def start_functions(self, bundle: Path) -> None:
+    def start_functions(self, bundle: Path, only: tuple[str, ...] = FUNCTIONS,
+                        **env: str) -> None:  # fmt: skip
         ff = Path(sys.executable).parent / "functions-framework"
-        for fn, port in self.ports.items():
+        for fn in only:
             log = open(self.tmp / f"{fn}.log", "w")  # noqa: SIM115
             self.procs[fn] = subprocess.Popen(
                 [str(ff), f"--target={fn}", f"--source={bundle / 'main.py'}",
-                 "--host=127.0.0.1", f"--port={port}"],
+                 "--host=127.0.0.1", f"--port={self.ports[fn]}"],
                 # as on Cloud Run: the bundle's own copy of minimlops is imported
-                env={**self.env, "PYTHONPATH": str(bundle)}, cwd=bundle,
+                env={**self.env, "PYTHONPATH": str(bundle), **env}, cwd=bundle,
                 stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
-        for fn, port in self.ports.items():
+        for fn in only:
+            port = self.ports[fn]
             deadline = time.monotonic() + 60
             while True:
                 assert self.procs[fn].poll() is None, self.logs(fn)
@@ -296,3 +298,46 @@ def test_a_multiclass_project_with_string_keys_on_emulated_google_cloud(cloud: C
             bigquery.ScalarQueryParameter("u", "STRING", answer["uuid"])])).result())  # fmt: skip
     assert [(x.prediction, json.loads(x.probabilities)) for x in logged] == [
         (answer["prediction"], answer["probabilities"])]
+
+
+def _peak_rss_mib(pid: int) -> float:
+    """The process's peak resident memory (VmHWM), MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmHWM")
+
+
+def test_a_large_file_streams_through_ingest_data_without_local_disk(cloud: Cloud,
+                                                                    tmp_path: Path) -> None:  # fmt: skip
+    """On Cloud Run the disk is memory (https://cloud.google.com/run/docs/container-contract#filesystem):
+    ingest_data must not stage a file on it. The function gets an empty
+    TMPDIR, which must stay empty, and its peak memory may not grow with the
+    file: a file ten times bigger adds less than a tenth of its size."""
+    gcs, bq, sub = _clients(cloud.project)
+    cloud.cli("gcp", "provision")
+    bundle = tmp_path / "bundle"
+    cloud.cli("gcp", "deploy", "--dry-run", "--gcp-project", cloud.project, "--bundle", str(bundle))
+    scratch = tmp_path / "function-tmp"
+    scratch.mkdir()
+    cloud.start_functions(bundle, only=("ingest_data",), TMPDIR=str(scratch))
+    notifications = sub.subscription_path(cloud.project, f"bridge-{cloud.suffix}")
+    sub.create_subscription(name=notifications,
+                            topic=f"projects/{cloud.project}/topics/gcs-notifications")  # fmt: skip
+    landing = gcs.bucket(cloud.landing)
+    table = f"`{cloud.project}.{cloud.dataset}.training_data`"
+    peaks, sizes, loaded = [], [], 0
+    for rows, seed in ((40_000, 11), (400_000, 12)):
+        data = tmp_path / f"passengers-{rows}.csv"
+        write_csv(data, rows, seed=seed)
+        landing.blob(data.name).upload_from_filename(str(data), content_type="text/csv")
+        assert _bridge(cloud, sub, notifications, data.name) == 200, cloud.logs("ingest_data")
+        loaded += rows
+        assert int(next(iter(bq.query(f"SELECT COUNT(*) FROM {table}").result()))[0]) == loaded
+        peaks.append(_peak_rss_mib(cloud.procs["ingest_data"].pid))
+        sizes.append(data.stat().st_size / 2**20)
+        assert not list(scratch.iterdir()), "ingest_data wrote to its (memory-backed) disk"
+    assert not list(landing.list_blobs(prefix="staging/")), "staged files are cleaned up"
+    growth = peaks[1] - peaks[0]
+    print(f"files {sizes[0]:.0f} and {sizes[1]:.0f} MiB: peak RSS {peaks[0]:.0f} -> {peaks[1]:.0f} MiB")
+    assert growth < (sizes[1] - sizes[0]) / 10 + 16, (sizes, peaks)

@@ -216,6 +216,7 @@ def test_every_call_is_granted_by_a_role_that_holds_its_permission(printed) -> N
     bindings = [c for c in printed[0] if (any(a.startswith("--role=") for a in c)
                                           or "add-invoker-policy-binding" in c)
                 and any(a.startswith("--member=serviceAccount:mlops-") for a in c)]
+    bindings += [c for c in printed[0] if c[:2] == ["bq", "query"] and c[-1].startswith("GRANT ")]
     assert len(bindings) == sum(len(gs) for gs in grants.values())
 
 
@@ -320,8 +321,9 @@ def test_another_project_is_deployed_with_access_to_its_own_dataset(tmp_path: Pa
     assert "project wine: multiclass cultivar" in out
     env = _env_of(_deploys(cmds)["train_model"])
     assert env["MINIMLOPS_DATASET"] == "wine" and env["MINIMLOPS_MODEL_NAME"] == "wine"
-    datasets = {c[-1].split(".")[0] for c in cmds if c[:2] == ["bq", "add-iam-policy-binding"]}
-    assert datasets == {"acme-ml:wine"}
+    tables = {c[-1].split(".")[0] for c in cmds if c[:2] == ["bq", "add-iam-policy-binding"]}
+    schemas = {c[-1].split(" ON SCHEMA ")[1].split()[0] for c in cmds if c[:2] == ["bq", "query"]}
+    assert tables == {"acme-ml:wine"} and schemas == {"`acme-ml.wine`"}
 
 
 @pytest.mark.parametrize(("env", "says"), [

@@ -388,7 +388,12 @@ def grant_step(plan: Plan, member: Arg, g: Grant) -> Step:
                          g.resource, member, role, f"--project={p}"),
         "secret": ("gcloud", "secrets", "add-iam-policy-binding", g.resource, member, role,
                    f"--project={p}"),
-        "dataset": ("bq", "add-iam-policy-binding", member, role, g.resource),
+        # `bq add-iam-policy-binding` takes tables, not datasets: a dataset's
+        # grant is GoogleSQL's GRANT ... ON SCHEMA
+        # (https://cloud.google.com/bigquery/docs/reference/standard-sql/data-control-language)
+        "dataset": ("bq", "query", f"--project_id={p}", f"--location={plan.location}",
+                    "--use_legacy_sql=false", f"GRANT `{g.role}` ON SCHEMA "
+                    f"`{str(g.resource).replace(':', '.')}` TO \"{str(member).removeprefix('--member=')}\""),
         "table": ("bq", "add-iam-policy-binding", member, role, g.resource),
         "function": ("gcloud", "functions", "add-invoker-policy-binding", g.resource,
                      f"--region={plan.region}", f"--project={p}", member),
@@ -398,7 +403,7 @@ def grant_step(plan: Plan, member: Arg, g: Grant) -> Step:
 
 def _subscription_of(plan: Plan, fn: str) -> Lookup:
     """The Pub/Sub subscription behind a function's Eventarc trigger."""
-    trigger = Lookup(("gcloud", "functions", "describe", fn, "--gen2", f"--region={plan.region}",
+    trigger = Lookup(("gcloud", "functions", "describe", fn, f"--region={plan.region}",
                       f"--project={plan.project}", "--format=value(eventTrigger.trigger)"))
     return Lookup(("gcloud", "eventarc", "triggers", "describe", trigger,
                    "--format=value(transport.pubsub.subscription)"))  # fmt: skip
@@ -492,7 +497,7 @@ def steps(plan: Plan, bundle: Path) -> list[Step]:
                          f"--min-retry-delay={RETRY_DELAYS[0]}s",
                          f"--max-retry-delay={RETRY_DELAYS[1]}s"),
                         "a message that keeps failing goes to the dead-letter topic"))
-    uri = Lookup(("gcloud", "functions", "describe", "monitor_pipeline", "--gen2",
+    uri = Lookup(("gcloud", "functions", "describe", "monitor_pipeline",
                   f"--region={region}", f"--project={p}", "--format=value(serviceConfig.uri)"))
     schedule = (f"--project={p}", f"--location={region}", "--schedule=*/15 * * * *",
                 "--http-method=POST", f"--oidc-service-account-email={plan.email('mlops-scheduler')}")
@@ -517,7 +522,7 @@ def teardown(plan: Plan) -> list[Step]:
                  f"--location={region}", "--quiet"), "the monitor's schedule"),
            Step(("gcloud", "eventarc", "triggers", "delete", RETRAIN_TRIGGER, f"--project={p}",
                  f"--location={region}", "--quiet"), "train_model's second trigger")]
-    out += [Step(("gcloud", "functions", "delete", fn.name, "--gen2", f"--region={region}",
+    out += [Step(("gcloud", "functions", "delete", fn.name, f"--region={region}",
                   f"--project={p}", "--quiet"), f"{fn.name} and its trigger")
             for fn in plan.functions]
     out += [Step(("gcloud", "secrets", "delete", name, f"--project={p}", "--quiet"), env)
