@@ -72,7 +72,8 @@ def passengers_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-EMULATOR_VARS = ("PUBSUB_EMULATOR_HOST", "STORAGE_EMULATOR_HOST", "BIGQUERY_EMULATOR_HOST")
+EMULATOR_VARS = ("PUBSUB_EMULATOR_HOST", "STORAGE_EMULATOR_HOST", "BIGQUERY_EMULATOR_HOST",
+                 "BIGQUERY_STORAGE_EMULATOR_HOST")
 
 
 @pytest.fixture(scope="session")

@@ -15,8 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-
 from minimlops import projects
 from minimlops.config import Settings
 from minimlops.domain.events import ObjectFinalized
@@ -27,7 +25,6 @@ from minimlops.services.deps import Deps, Names, Progress, _no_progress, run_her
 from minimlops.services.monitor import MonitorConfig
 from minimlops.services.predict import DurableLog, PredictionLog, Predictor
 from minimlops.services.registry import ModelRegistry
-from minimlops.services.tables import arrow_schema
 from minimlops.services.train import registry_of
 
 BACKENDS: dict[str, dict[str, str]] = {
@@ -227,6 +224,7 @@ def build_gcp(settings: Settings, *, progress: Progress = _no_progress) -> App:
         key=_key_of(project),
         staging=(clients.storage, names.landing_bucket), location=settings.gcp_location,
         storage_api=clients.storage_api, max_bytes_billed=settings.max_bytes_billed,
+        write_client=clients.bigquery_write,
         # by day, so the recent window reads recent partitions; clustered for
         # reads by version (predictions) and joins on uuid (feedback)
         partitioning={names.predictions_table: ("created_at", ("model_version",)),
@@ -242,13 +240,12 @@ def build_gcp(settings: Settings, *, progress: Progress = _no_progress) -> App:
                 promotion_tolerance=settings.promotion_tolerance, progress=progress,
                 compute=run_here)  # fmt: skip
     registry = registry_of(deps)
-    schema = arrow_schema("predictions_data", project)
 
     def write(rows: list[Any]) -> None:
-        """One streaming-insert request per group-committed batch (the
-        request's structs read as dicts: ``entrypoints.schemas.row_class``)."""
-        rows = [r if isinstance(r, dict) else dict(r) for r in rows]
-        warehouse.append(names.predictions_table, pa.Table.from_pylist(rows, schema=schema))
+        """One group-committed batch (the request's structs read as dicts:
+        ``entrypoints.schemas.row_class``), exactly once where it can."""
+        warehouse.log_rows(names.predictions_table,
+                           [r if isinstance(r, dict) else dict(r) for r in rows])
 
     log = PredictionLog(write, flush_ms=settings.log_flush_ms, max_rows=settings.log_batch_rows)
     predictor = Predictor(registry, deps.now, project, shadow=settings.shadow)

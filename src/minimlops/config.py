@@ -64,6 +64,7 @@ class Settings(BaseModel):
     # every other setting (tests and `make test-gcp` set them).
     storage_emulator_host: str | None = None
     bigquery_emulator_host: str | None = None
+    bigquery_storage_emulator_host: str | None = None  # its gRPC port: the Storage Write API
     pubsub_emulator_host: str | None = None
     landing_bucket: str = Field(
         "my-data-landing-zone", description="where files land; on gcp the default is "
@@ -148,7 +149,8 @@ class Settings(BaseModel):
                 values[name] = raw
         if not values.get("gcp_project") and env.get("GOOGLE_CLOUD_PROJECT"):
             values["gcp_project"] = env["GOOGLE_CLOUD_PROJECT"]
-        for name in ("storage_emulator_host", "bigquery_emulator_host", "pubsub_emulator_host"):
+        for name in ("storage_emulator_host", "bigquery_emulator_host",
+                     "bigquery_storage_emulator_host", "pubsub_emulator_host"):
             if env.get(name.upper()):
                 values.setdefault(name, env[name.upper()])
         values.update({k: v for k, v in overrides.items() if v is not None})

@@ -7,6 +7,7 @@ fails these tests instead of skipping them.
 from __future__ import annotations
 
 import contextlib
+import os
 import uuid
 
 import pyarrow as pa
@@ -90,8 +91,13 @@ def bq_wh(bq, gcs, make_bucket):
     from minimlops.adapters.bigquery_warehouse import BigQueryWarehouse
 
     staging = make_bucket(_unique("staging").replace("_", "-"))
+    from minimlops.adapters.gcp_clients import make_clients
+    from minimlops.config import Settings
+
+    write_client = make_clients(Settings.from_env(os.environ, backend="gcp")).bigquery_write
     wh = BigQueryWarehouse(bq, _unique("ds"), SCHEMAS, "ingestion_ledger",
                            staging=(gcs, staging), storage_api=False, max_bytes_billed=2**30,
+                           write_client=write_client,
                            partitioning={"predictions_data": ("created_at", ("model_version",)),
                                          "feedback": ("received_at", ("uuid",))})  # fmt: skip
     wh.ensure_tables()
@@ -174,6 +180,37 @@ class TestBigQueryWarehouse(AbstractWarehouseTests):
             schema=arrow_schema("feedback", TITANIC)))  # fmt: skip
         labelled = wh.labelled_predictions("predictions_data", "feedback").to_pylist()
         assert [(r["uuid"], r["label"]) for r in labelled] == [("u1", 0)]
+
+    def test_the_prediction_log_appends_exactly_once_through_a_committed_stream(self, wh) -> None:
+        """https://cloud.google.com/bigquery/docs/write-api#exactly-once: an
+        append retried at the same offset is refused as ALREADY_EXISTS, not
+        written twice; a stream that is gone is replaced."""
+        from datetime import UTC, datetime
+
+        def rows(start: int, n: int) -> list[dict]:
+            return [{"uuid": f"w{i}", "created_at": datetime(2026, 3, 1, 12, tzinfo=UTC),
+                     "model_version": "v1", "PassengerId": i, "Pclass": 3, "Sex": "male",
+                     "Age": None, "Name": "O'Brien, Mr. Ünal", "probability": 0.25,
+                     "prediction": 0} for i in range(start, start + n)]  # fmt: skip
+
+        wh.log_rows("predictions_data", rows(0, 3))
+        stream = wh._writers["predictions_data"]
+        assert stream is not None, "the emulator has the Storage Write API"
+        assert wh.counts()["predictions_data"] == 3
+        # an append whose answer was lost: sent again at the same offset
+        stream._offset -= 3
+        stream._append(stream.encode(rows(0, 3)))
+        assert stream.already_written == 1 and wh.counts()["predictions_data"] == 3
+        stream._connection.close()  # a broken connection: the same stream, reconnected
+        stream._connection = None
+        wh.log_rows("predictions_data", rows(3, 2))
+        stream._stream = stream._stream.rsplit("/", 1)[0] + "/0123456789abcdef"  # one that expired
+        wh.log_rows("predictions_data", rows(5, 1))
+        got = wh.read("predictions_data").to_pylist()
+        assert sorted(r["uuid"] for r in got) == [f"w{i}" for i in range(6)]
+        first = next(r for r in got if r["uuid"] == "w0")
+        assert first["created_at"] == datetime(2026, 3, 1, 12, tzinfo=UTC)
+        assert (first["Name"], first["Age"], first["probability"]) == ("O'Brien, Mr. Ünal", None, 0.25)
 
     def test_a_prediction_stored_twice_is_read_once(self, wh) -> None:
         """Streaming inserts are at-least-once: BigQuery drops a repeated insert

@@ -10,7 +10,9 @@ retried or duplicated event finds the job that already ran instead of loading
 twice. The ledger row is written after the job succeeded; the staged object
 carries that row, so a crash between the two is repaired by the next delivery.
 
-Prediction rows (``append``) go in with streaming inserts, split so that no
+Prediction rows go in exactly once through the Storage Write API
+(``log_rows``, :mod:`.bigquery_write`). Other rows (``append``) go in with
+streaming inserts, split so that no
 request passes BigQuery's documented limits (500 rows, as Google recommends,
 and well under 10 MB), with the prediction's uuid as insert id. BigQuery's
 de-duplication of insert ids is best effort, so a retried request can leave a
@@ -39,6 +41,7 @@ import pyarrow.parquet as pq
 from google.api_core import exceptions as gexc
 from google.cloud import bigquery
 
+from minimlops.adapters.bigquery_write import CommittedStreamWriter
 from minimlops.domain.schema import Column, key_int_sql, newest_row_sql, sample_rank_sql
 from minimlops.errors import ConflictError, ProjectMismatchError, QueryError
 from minimlops.ports import DataSummary, KeySpec
@@ -92,6 +95,8 @@ class BigQueryWarehouse:
             columns), applied when the table is created.
         max_bytes_billed: the most bytes one query may bill (it fails, unbilled,
             instead of reading more).
+        write_client: makes a BigQuery Storage Write API client (None: the
+            prediction log uses streaming inserts).
     """
 
     def __init__(
@@ -99,7 +104,7 @@ class BigQueryWarehouse:
         ledger_table: str, *, staging: tuple[Any, str], location: str = "US",
         storage_api: bool = True, key: KeySpec | None = None,
         partitioning: Mapping[str, tuple[str, tuple[str, ...]]] | None = None,
-        max_bytes_billed: int | None = None,
+        max_bytes_billed: int | None = None, write_client: Any = None,
     ) -> None:  # fmt: skip
         self.key = key or KeySpec()
         self._k, self._y = f"`{self.key.key}`", f"`{self.key.target}`"  # quoted: any column name
@@ -113,6 +118,8 @@ class BigQueryWarehouse:
         self.location, self.storage_api = location, storage_api
         self.partitioning = dict(partitioning or {})
         self.max_bytes_billed = max_bytes_billed
+        self.write_client = write_client
+        self._writers: dict[str, Any] = {}
 
     # -- names and plumbing ------------------------------------------------------
     def table_id(self, table: str) -> str:
@@ -370,6 +377,32 @@ class BigQueryWarehouse:
                hashlib.sha256(json.dumps(r, default=str, sort_keys=True).encode()).hexdigest()
                for r in data]  # fmt: skip
         self._insert_rows(table, data, ids)
+
+    def log_rows(self, table: str, rows: list[dict[str, Any]]) -> None:
+        """The prediction log's write: exactly once through a committed
+        stream of the Storage Write API; streaming inserts (de-duplicated
+        where read) when there is no Write API client or the table's column
+        names cannot be protocol buffer fields."""
+        if not rows:
+            return
+        if table not in self._writers:
+            columns = self.schemas[table]
+            self._writers[table] = (
+                CommittedStreamWriter(self.write_client, f"projects/{self.client.project}/datasets/"
+                                      f"{self.dataset}/tables/{table}", columns,
+                                      self._arrow_schema(table))
+                if self.write_client is not None and CommittedStreamWriter.supports(columns)
+                else None)  # fmt: skip
+        stream = self._writers[table]
+        if stream is None:
+            self.append(table, pa.Table.from_pylist(rows, schema=self._arrow_schema(table)))
+        else:
+            stream.write(rows)
+
+    def close(self) -> None:
+        for stream in self._writers.values():
+            if stream is not None:
+                stream.close()
 
     # -- reads -------------------------------------------------------------------
     def ledger(self, *, content_sha256: str | None = None,

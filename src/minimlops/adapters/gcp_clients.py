@@ -19,6 +19,7 @@ class Clients:
     storage: Any
     bigquery: Any
     storage_api: bool  # read big query results through the BigQuery Storage API
+    bigquery_write: Any  # makes a BigQuery Storage Write API client; None: streaming inserts
 
 
 def make_clients(settings: Settings) -> Clients:
@@ -39,4 +40,25 @@ def make_clients(settings: Settings) -> Clients:
     else:
         bq = bigquery.Client(project=settings.gcp_project, location=settings.gcp_location)
     gcs = storage.Client(project=settings.gcp_project)
-    return Clients(storage=gcs, bigquery=bq, storage_api=not settings.bigquery_emulator_host)
+    return Clients(storage=gcs, bigquery=bq, storage_api=not settings.bigquery_emulator_host,
+                   bigquery_write=_write_client(settings))
+
+
+def _write_client(settings: Settings) -> Any:
+    """A maker of the Storage Write API client: Google's, or the emulator's
+    gRPC port (a BigQuery emulator without one: None, streaming inserts)."""
+    from google.cloud.bigquery_storage_v1 import BigQueryWriteClient
+
+    host = settings.bigquery_storage_emulator_host
+    if host:
+        def emulated() -> Any:
+            import grpc
+            from google.cloud.bigquery_storage_v1.services.big_query_write.transports import (
+                BigQueryWriteGrpcTransport,
+            )
+
+            channel = grpc.insecure_channel(host.removeprefix("http://"))
+            return BigQueryWriteClient(transport=BigQueryWriteGrpcTransport(channel=channel))
+
+        return emulated
+    return None if settings.bigquery_emulator_host else BigQueryWriteClient

@@ -85,7 +85,9 @@ def calls(plan: Plan) -> dict[str, list[Call]]:
              n.model_bucket, champion),
         Call("read a rejected file's report", "storage.objects.get", "bucket", n.landing_bucket),
         *query(*every),
-        *append("predictions_table", "insertAll"),
+        # the Storage Write API needs updateData (https://cloud.google.com/bigquery/docs/write-api);
+        # insertAll, its fallback, also the table and the dataset
+        *append("predictions_table", "Storage Write API append"),
         *append("feedback_table", "insertAll"),
         *append("triggers_table", "insertAll"),
         Call("insertAll: the dataset", "bigquery.datasets.get", "dataset", ds),

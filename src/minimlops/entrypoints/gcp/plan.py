@@ -60,6 +60,7 @@ APIS = ("cloudfunctions", "run", "cloudbuild", "artifactregistry", "eventarc", "
 # that reach it otherwise (secrets, the resolved names).
 NOT_DEPLOYED = {"home", "backend", "host", "port", "project", "gcp_project", "region",
                 "storage_emulator_host", "bigquery_emulator_host", "pubsub_emulator_host",
+                "bigquery_storage_emulator_host",
                 "example_data", "example_url", "admin_token", "api_key", "serving_processes",
                 "watch_interval", "settle_seconds", "bus_lease_seconds", "dataset", "model_name",
                 "public_routes", "min_instances", "max_instances", "status_cache_seconds"}
