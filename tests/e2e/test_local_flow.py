@@ -185,3 +185,24 @@ def test_models_list_and_status_work_while_serving(server: Server) -> None:
     status = json.loads(cli(server.home, "status", "--json").stdout)
     assert status["champion"]["version"] and status["serving"]
     assert {q["subscription"] for q in status["queues"]} >= {"ingest_data", "train_model"}
+
+
+def test_predict_without_a_server_answers_and_logs_the_row(tmp_path: Path) -> None:
+    """`minimlops predict` on a home no server holds scores in-process and
+    logs the row like the server would (it used to wait forever)."""
+    home = tmp_path / "home"
+    data = tmp_path / "passengers.csv"
+    write_csv(data, 300, seed=21)
+    cli(home, "ingest", str(data))
+    answer = json.loads(cli(home, "predict", json.dumps(MODEL_FIELDS_ONLY)).stdout)
+    assert answer["prediction"] in (0, 1) and answer["model_version"] == "1"
+    logged = cli(home, "query", f"SELECT uuid FROM predictions_data WHERE uuid = '{answer['uuid']}'",
+                 "--format", "json").stdout
+    assert answer["uuid"] in logged
+
+
+def test_a_mistyped_project_is_an_error_line_not_a_traceback(tmp_path: Path) -> None:
+    for command in (("status",), ("up", "--port", "0")):
+        proc = cli(tmp_path / "home", *command, "--project", str(tmp_path / "custmers"), check=False)
+        assert proc.returncode == 1 and "error: no project.toml in" in proc.stderr
+        assert "Traceback" not in proc.stderr

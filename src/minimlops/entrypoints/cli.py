@@ -474,5 +474,12 @@ app.command()(generate)
 
 
 def main() -> None:
-    """Console script entry point."""
-    app()
+    """Console script entry point. A wrong project file or setting that a
+    command did not catch itself is a message, not a traceback."""
+    from minimlops.domain.project import ProjectError
+
+    try:
+        app()
+    except (ProjectError, ConfigError) as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise SystemExit(1) from None

@@ -160,9 +160,12 @@ class InProcess:
 
         async def _log() -> None:
             task = asyncio.create_task(self.app.log.run())
-            await self.app.log.log(rows)
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+            await asyncio.sleep(0)  # the log starts (it refuses rows before), then takes ours
+            try:
+                await self.app.log.log(rows)
+            finally:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
 
         asyncio.run(_log())
         answers = [{k: r[k] for k in ("prediction", "probability", "uuid", "model_version")}
