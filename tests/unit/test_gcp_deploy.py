@@ -389,6 +389,9 @@ def test_destroy_removes_what_deploy_made(tmp_path: Path) -> None:
     assert {("scheduler", "jobs"), ("eventarc", "triggers"), ("secrets", "delete"),
             ("iam", "service-accounts"), ("pubsub", "topics"), ("storage", "rm")} <= deleted
     assert any(c[:2] == ["bq", "rm"] and c[-1] == "acme-ml:titanic" for c in cmds)
+    assert any(c[:4] == ["gcloud", "iam", "roles", "delete"] for c in cmds)
+    unbound = {_flag(c, "role") for c in cmds if c[:3] == ["gcloud", "projects", "remove-iam-policy-binding"]}
+    assert {"roles/bigquery.jobUser", "roles/eventarc.eventReceiver"} <= unbound
     assert not (tmp_path / "ran").exists()
 
 

@@ -63,7 +63,8 @@ NOT_DEPLOYED = {"home", "backend", "host", "port", "project", "gcp_project", "re
                 "bigquery_storage_emulator_host",
                 "example_data", "example_url", "admin_token", "api_key", "serving_processes",
                 "watch_interval", "settle_seconds", "bus_lease_seconds", "dataset", "model_name",
-                "public_routes", "min_instances", "max_instances", "status_cache_seconds"}
+                "public_routes", "min_instances", "max_instances", "status_cache_seconds",
+                "monitor_every"}  # Cloud Scheduler calls the monitor (every 15 minutes)
 
 
 class PlanError(ValueError):
@@ -528,6 +529,13 @@ def teardown(plan: Plan) -> list[Step]:
             for fn in plan.functions]
     out += [Step(("gcloud", "secrets", "delete", name, f"--project={p}", "--quiet"), env)
             for env, name in SECRETS.items()]
+    # project-level bindings first: a deleted account's would stay as 'deleted:...'
+    out += [Step(("gcloud", "projects", "remove-iam-policy-binding", p,
+                  f"--member=serviceAccount:{plan.email(i.account)}", f"--role={g.role}",
+                  "--condition=None", "--quiet"), f"{i.account}: {g.role}")
+            for i in plan.identities for g in i.grants if g.scope == "project"]
     out += [Step(("gcloud", "iam", "service-accounts", "delete", plan.email(i.account),
                   f"--project={p}", "--quiet"), i.display) for i in plan.identities]
+    out += [Step(("gcloud", "iam", "roles", "delete", role, f"--project={p}", "--quiet"),
+                 "the table appender role") for role in CUSTOM_ROLES]
     return out
