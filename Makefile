@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: run test test-gcp test-slow lint audit bench bench-quality bench-peers test-peers soak lock clean emulators
+.PHONY: docs run test test-gcp test-slow lint audit bench bench-quality bench-peers test-peers soak lock clean emulators
 
 # Creates the virtual environment and installs the project with the locked versions.
 $(STAMP): pyproject.toml requirements.lock
@@ -52,6 +52,9 @@ test-peers: $(STAMP) $(PEERS)/.installed-stamp ## smoke of make bench-peers (ins
 
 soak: $(STAMP) ## 10 minutes of mixed traffic; writes bench/results/soak.md
 	$(BIN)/python bench/soak.py --minutes 10 --rate 200 --out bench/results/soak.md
+
+docs: $(STAMP) ## regenerate docs/reference/ from the code (the tests check it is current)
+	$(BIN)/python scripts/reference.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests

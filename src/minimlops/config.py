@@ -32,9 +32,11 @@ class Settings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     home: Path = Field(Path(".minimlops"), description="data home")
-    backend: Literal["local", "gcp"] = "local"
-    host: str = "127.0.0.1"
-    port: int = Field(8080, ge=0, le=65535)
+    backend: Literal["local", "gcp"] = Field(
+        "local", description="local (embedded parts) or gcp (Cloud Storage, BigQuery, Pub/Sub; "
+        "needs the [gcp] extra; `up` is local only)")
+    host: str = Field("127.0.0.1", description="the server's address (loopback by default)")
+    port: int = Field(8080, ge=0, le=65535, description="the server's port")
 
     project: str | None = Field(
         None, description="the data set's project: a directory with project.toml, or an "
@@ -57,38 +59,60 @@ class Settings(BaseModel):
     status_cache_seconds: float = Field(
         0.0, ge=0, description="how long /status, /models and /events answers are reused; "
         "deployed with 30 on gcp, so the pages' 2 s polling runs no BigQuery job each time")
-    dead_letter_topic: str = "minimlops-dead-letter"
+    dead_letter_topic: str = Field(
+        "minimlops-dead-letter", description="gcp: where Pub/Sub sets aside messages that keep "
+        "failing")
     model_check_seconds: float = Field(
         10.0, ge=0, description="gcp serving: how often an instance checks the champion pointer")
     # Emulator endpoints: the client libraries' own variables, read here like
     # every other setting (tests and `make test-gcp` set them).
-    storage_emulator_host: str | None = None
-    bigquery_emulator_host: str | None = None
-    bigquery_storage_emulator_host: str | None = None  # its gRPC port: the Storage Write API
-    pubsub_emulator_host: str | None = None
+    storage_emulator_host: str | None = Field(
+        None, description="STORAGE_EMULATOR_HOST: a Cloud Storage emulator (tests)")
+    bigquery_emulator_host: str | None = Field(
+        None, description="BIGQUERY_EMULATOR_HOST: a BigQuery emulator's REST address (tests)")
+    bigquery_storage_emulator_host: str | None = Field(
+        None, description="BIGQUERY_STORAGE_EMULATOR_HOST: its gRPC address, for the Storage Write "
+        "API (tests)")
+    pubsub_emulator_host: str | None = Field(
+        None, description="PUBSUB_EMULATOR_HOST: a Pub/Sub emulator (tests)")
     landing_bucket: str = Field(
         "my-data-landing-zone", description="where files land; on gcp the default is "
         "<gcp project>-data-landing-zone (bucket names are global)")
     model_bucket: str = Field(
         "my-model-storage", description="model versions; on gcp the default is "
         "<gcp project>-model-storage")
-    dataset: str = "titanic"
-    training_table: str = "training_data"
-    predictions_table: str = "predictions_data"
-    feedback_table: str = "feedback"
-    ledger_table: str = "ingestion_ledger"
-    triggers_table: str = "retrain_triggers"
-    ingestion_topic: str = "ingestion_complete"
-    promoted_topic: str = "model_promoted"
-    retrain_topic: str = "retrain_requested"
-    model_name: str = "titanic"
+    dataset: str = Field(
+        "titanic", description="gcp: the BigQuery dataset; default: the project's name")
+    training_table: str = Field("training_data", description="the table of ingested rows")
+    predictions_table: str = Field(
+        "predictions_data", description="the table of logged predictions")
+    feedback_table: str = Field("feedback", description="the table of true labels")
+    ledger_table: str = Field(
+        "ingestion_ledger", description="one row per landed file: loaded, duplicate or rejected")
+    triggers_table: str = Field(
+        "retrain_triggers", description="every retraining trigger and its reason")
+    ingestion_topic: str = Field(
+        "ingestion_complete", description="published when a file is loaded")
+    promoted_topic: str = Field(
+        "model_promoted", description="published when a version becomes champion")
+    retrain_topic: str = Field("retrain_requested", description="published to ask for a training")
+    model_name: str = Field(
+        "titanic", description="the model's name in the model bucket (models/<name>/...); default: "
+        "the project's name")
 
-    example_data: Path | None = None
-    example_url: str = EXAMPLE_URL
+    example_data: Path | None = Field(
+        None, description="a local copy of the example's titanic.csv; nothing is downloaded")
+    example_url: str = Field(
+        EXAMPLE_URL, description="where the example data is downloaded from (checked against its "
+        "SHA-256)")
 
-    max_bad_rows: int = Field(0, ge=0)
-    promotion_tolerance: float = Field(0.0, ge=0.0, le=1.0)
-    cv_folds: int = Field(5, ge=2, le=20)
+    max_bad_rows: int = Field(
+        0, ge=0, description="load a file with up to this many bad rows (skipped and reported), "
+        "like BigQuery's max bad records")
+    promotion_tolerance: float = Field(
+        0.0, ge=0.0, le=1.0, description="how much worse on the primary metric a challenger may "
+        "score and still be promoted")
+    cv_folds: int = Field(5, ge=2, le=20, description="cross-validation folds for model selection")
     training_max_rows: int = Field(
         250_000, ge=100, description="rows of each split training reads; beyond it, a sample")
     training_budget: float = Field(
@@ -97,37 +121,55 @@ class Settings(BaseModel):
     imbalance_threshold: float = Field(
         0.1, ge=0, le=0.5, description="minority-class share under which class weights "
                                        "are tried as well")
-    max_batch: int = Field(10_000, ge=1)
-    max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
-    log_flush_ms: float = Field(0.0, ge=0)
+    max_batch: int = Field(10_000, ge=1, description="the most rows one POST /predict may hold")
+    max_body_bytes: int = Field(
+        8 * 1024 * 1024, ge=1024, description="the largest request body accepted")
+    log_flush_ms: float = Field(
+        0.0, ge=0, description="prediction log: extra wait before a flush (rows arriving during "
+        "one form the next)")
     serving_processes: int = Field(
         1, ge=1, le=64, description="processes answering /predict under `minimlops up`")
-    log_batch_rows: int = Field(1024, ge=1)
-    bus_max_attempts: int = Field(5, ge=1)
-    bus_lease_seconds: float = Field(600.0, gt=0)
-    watch_interval: float = Field(0.2, gt=0)
-    settle_seconds: float = Field(0.5, ge=0)
-    admin_token: SecretStr | None = None
+    log_batch_rows: int = Field(
+        1024, ge=1, description="prediction log: the most rows one flush writes")
+    bus_max_attempts: int = Field(
+        5, ge=1, description="deliveries before a message is dead-lettered (Pub/Sub: 5 to 100)")
+    bus_lease_seconds: float = Field(
+        600.0, gt=0, description="local bus: a delivery not acknowledged in this time is delivered "
+        "again")
+    watch_interval: float = Field(
+        0.2, gt=0, description="seconds between looks at the local landing zone")
+    settle_seconds: float = Field(
+        0.5, ge=0, description="a landed file is read once it has not changed for this long")
+    admin_token: SecretStr | None = Field(
+        None, description="bearer token for the admin endpoints (besides the local server's own)")
     api_key: SecretStr | None = Field(None, description="required on /predict, /explain, /feedback")
     public_routes: str | None = Field(
         None, description="comma-separated 'METHOD /path' routes anyone may call; when set, "
         "every other route needs the API key or the admin token (gcp deploy sets it)")
-    cors_origins: str = Field("*", description="comma-separated origins allowed to call the public API")
+    cors_origins: str = Field(
+        "*", description="comma-separated origins allowed to call the public API")
 
     # The retraining cycle (monitoring, triggers, shadow scoring).
     monitor_every: float = Field(30.0, gt=0, description="seconds between monitor runs")
     drift_window: int = Field(500, ge=10, description="recent predictions compared")
     drift_hours: float | None = Field(None, gt=0, description="or: predictions of the last T hours")
-    drift_min_rows: int = Field(100, ge=10)
-    psi_warn: float = Field(0.1, gt=0)
-    psi_drift: float = Field(0.25, gt=0)
-    accuracy_threshold: float = Field(0.7, ge=0, le=1)
+    drift_min_rows: int = Field(
+        100, ge=10, description="fewer recent predictions than this: no drift verdict")
+    psi_warn: float = Field(
+        0.1, gt=0, description="population stability index from which a feature is flagged")
+    psi_drift: float = Field(
+        0.25, gt=0, description="population stability index from which a feature has drifted (a "
+        "retraining trigger)")
+    accuracy_threshold: float = Field(
+        0.7, ge=0, le=1, description="classification: retrain when live accuracy falls under this")
     error_ratio: float = Field(
         1.5, gt=1, description="regression: live RMSE over this times VALIDATION's retrains")
-    min_labels: int = Field(30, ge=1)
+    min_labels: int = Field(
+        30, ge=1, description="labelled predictions needed before live metrics count")
     retrain_every: float | None = Field(None, gt=0, description="seconds; off by default")
-    shadow: bool = False
-    log_level: str = "INFO"
+    shadow: bool = Field(
+        False, description="also score each request with the newest challenger, logged only")
+    log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR")
 
     @classmethod
     def from_env(
