@@ -121,3 +121,42 @@ def test_files_that_land_while_down_are_loaded_at_start(tmp_path: Path) -> None:
                        what="a model trained on it")  # fmt: skip
     finally:
         again.stop()
+
+
+def test_a_restart_right_after_kill9_and_a_stale_runtime_file_are_not_refused(tmp_path: Path) -> None:
+    """The home is held by a lock the kernel drops when the server dies: a
+    supervisor's restart within 100 ms of kill -9 starts, and a server.json
+    naming a live unrelated process blocks nothing (the pid alone cannot tell)."""
+    import json
+    import subprocess
+    import sys
+
+    from tests.e2e.harness import cli
+
+    home = prepared_home(tmp_path)
+    first = Server(home)
+    first.wait_healthy()
+    first.wait_for(lambda: first.http.get("/status").json()["champion"], what="a champion")
+    first.kill9()
+    killed = time.monotonic()
+    second = Server(home)  # at once, as a supervisor restarts it (most of the time is the harness)
+    assert second.proc.pid and time.monotonic() - killed < 0.5
+    try:
+        second.wait_healthy()
+        assert "already runs" not in second.output()
+    finally:
+        second.stop()
+    unrelated = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        (home / "server.json").write_text(json.dumps(
+            {"url": "http://127.0.0.1:9", "token": "t", "pid": unrelated.pid}))
+        status = cli(home, "status", "--json")  # not sent to the dead address
+        assert json.loads(status.stdout)["champion"] is not None
+        third = Server(home)
+        try:
+            third.wait_healthy()
+        finally:
+            third.stop()
+    finally:
+        unrelated.kill()
+        unrelated.wait()

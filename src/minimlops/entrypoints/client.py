@@ -9,6 +9,7 @@ open the data home themselves. Both paths call the same service functions.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import json
 import os
 import secrets
@@ -21,6 +22,8 @@ import httpx
 from minimlops.bootstrap import App
 from minimlops.config import Settings
 from minimlops.services import admin, messagebus, monitor
+
+HOME_LOCK = "server.lock"
 
 
 @dataclass(frozen=True)
@@ -42,14 +45,46 @@ def write_runtime_file(settings: Settings, url: str) -> ServerInfo:
     return info
 
 
+def hold_home(settings: Settings) -> int | None:
+    """Hold the data home for a server: an exclusive lock on ``server.lock``
+    that the kernel drops when the process ends, however it ends (kill -9
+    included). Returns the descriptor to keep open, or None when another
+    process holds the home. A pid in ``server.json`` cannot tell this: after
+    a crash or a reboot it may name any other process."""
+    settings.home.mkdir(parents=True, exist_ok=True)
+    fd = os.open(settings.home / HOME_LOCK, os.O_RDWR | os.O_CREAT, 0o600)  # not inherited
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def _home_held(settings: Settings) -> bool:
+    try:
+        fd = os.open(settings.home / HOME_LOCK, os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)  # granted only when no server holds it
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+
+
 def running_server(settings: Settings) -> ServerInfo | None:
-    """The server that holds this data home, if one is alive."""
+    """The server that holds this data home, if one runs (a ``server.json``
+    left by a server that died is ignored)."""
+    if not _home_held(settings):
+        return None
     try:
         data = json.loads(Path(settings.runtime_file).read_text())
-        os.kill(int(data["pid"]), 0)
+        return ServerInfo(data["url"], data["token"], int(data["pid"]))
     except (OSError, ValueError, KeyError):
-        return None
-    return ServerInfo(data["url"], data["token"], int(data["pid"]))
+        return None  # holding the home, not yet listening
 
 
 class RemoteError(RuntimeError):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import shlex
 import sys
 from collections.abc import Generator
@@ -23,7 +24,7 @@ import uvicorn
 from minimlops import example_data
 from minimlops.bootstrap import App, build
 from minimlops.config import ConfigError, Settings
-from minimlops.entrypoints.client import running_server, write_runtime_file
+from minimlops.entrypoints.client import hold_home, running_server, write_runtime_file
 from minimlops.entrypoints.coalesce import CoalescingHttpTools
 from minimlops.entrypoints.fastpath import FastPredict
 from minimlops.entrypoints.http import create_app
@@ -117,9 +118,11 @@ def serve(settings: Settings, compute: Any = None) -> None:
         access = Access.parse(settings.public_routes)  # a wrong entry stops here, nothing opened
     except ConfigError as exc:
         raise MinimlopsError(str(exc)) from None
-    other = running_server(settings)
-    if other is not None:
-        raise MinimlopsError(f"a server (pid {other.pid}) already runs on {settings.home} at {other.url}")
+    held = hold_home(settings)  # released by the kernel when this process ends
+    if held is None:
+        other = running_server(settings)
+        where = f" (pid {other.pid}) at {other.url}" if other else ""
+        raise MinimlopsError(f"a server{where} already runs on {settings.home}")
     # Arrow's default pool (mimalloc) keeps freed blocks; after each landed
     # file a long-running server would hold on to the peak. The system
     # allocator gives large blocks back.
@@ -186,4 +189,5 @@ def serve(settings: Settings, compute: Any = None) -> None:
             if sock is not None:
                 sock.close()
         settings.runtime_file.unlink(missing_ok=True)
+        os.close(held)
         logger.info("stopped")
