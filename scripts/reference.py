@@ -43,7 +43,7 @@ def cli_page() -> str:
     import typer.main
     from typer.testing import CliRunner
 
-    from minimlops.entrypoints.cli import app
+    from minimlops.entrypoints.cli.main import app
 
     os.environ.update(TERMINAL_WIDTH="100", _TYPER_FORCE_DISABLE_TERMINAL="1", NO_COLOR="1")
     group = typer.main.get_command(app)

@@ -18,7 +18,7 @@ import pytest
 from minimlops.bootstrap import build
 from minimlops.config import Settings
 from minimlops.domain.events import ObjectFinalized
-from minimlops.entrypoints.runtime import Runtime
+from minimlops.entrypoints.runtime.consumers import Runtime
 from minimlops.generate import write_csv
 from minimlops.services import messagebus
 from tests.e2e.harness import MODEL_FIELDS_ONLY, Server, alive, cli, wait_until
@@ -269,7 +269,7 @@ def test_a_2_gb_file_is_streamed_with_bounded_memory(tmp_path: Path) -> None:
             chunk = passengers(1_000_000, seed=start, start_id=start)
             writer.write_table(pa.Table.from_batches(chunk.to_batches()))
             start += 1_000_000
-    from minimlops.entrypoints.benchmark import _child
+    from minimlops_bench.benchmark import _child
 
     result = _child("ingest-ours", big, tmp_path / "home")
     assert result["rows"] == start - 1, "every row validated and loaded"

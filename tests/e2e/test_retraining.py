@@ -12,7 +12,7 @@ import pytest
 from minimlops.bootstrap import build
 from minimlops.config import Settings
 from minimlops.domain.events import RetrainRequested
-from minimlops.entrypoints.runtime import Runtime
+from minimlops.entrypoints.runtime.consumers import Runtime
 from minimlops.generate import passengers, write_csv
 from minimlops.services import messagebus
 from tests.e2e.harness import Server, cli

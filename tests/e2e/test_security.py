@@ -13,8 +13,8 @@ import httpx
 import pytest
 
 from minimlops.config import ConfigError
-from minimlops.entrypoints.fastpath import FastPredict
-from minimlops.entrypoints.security import Access, Credentials, PublicCORS, RequireCredential
+from minimlops.entrypoints.http.fastpath import FastPredict
+from minimlops.entrypoints.http.security import Access, Credentials, PublicCORS, RequireCredential
 from minimlops.generate import write_csv
 from tests.e2e.harness import MODEL_FIELDS_ONLY, Server, cli
 

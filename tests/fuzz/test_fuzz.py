@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 
 from minimlops.bootstrap import build
 from minimlops.config import Settings
-from minimlops.entrypoints.http import create_app
-from minimlops.entrypoints.runtime import Runtime
+from minimlops.entrypoints.http.app import create_app
+from minimlops.entrypoints.runtime.consumers import Runtime
 from minimlops.generate import write_csv
 from tests.e2e.harness import Server
 
@@ -143,7 +143,7 @@ def test_the_fast_request_check_accepts_only_what_pydantic_accepts_and_gives_the
     import dataclasses
 
     from minimlops import projects
-    from minimlops.entrypoints.schemas import request_models
+    from minimlops.entrypoints.http.schemas import request_models
     from tests import projects as shapes
 
     project = projects.load(name.removesuffix("-missing-words"))

@@ -75,13 +75,13 @@ def deployed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     Run), over an App on the local backend."""
     import functions_framework
 
-    from minimlops.entrypoints import functions
+    from minimlops.entrypoints.gcp import functions
 
     settings = Settings.from_env({}, home=tmp_path / "home", cv_folds=3, training_budget=5.0)
     app = build(settings)
     monkeypatch.setitem(functions._state, "app", app)
     main = tmp_path / "main.py"
-    main.write_text("from minimlops.entrypoints.functions import ingest_data, train_model  # noqa\n")
+    main.write_text("from minimlops.entrypoints.gcp.functions import ingest_data, train_model  # noqa\n")
 
     def client(target: str) -> Any:
         return functions_framework.create_app(target, str(main)).test_client()

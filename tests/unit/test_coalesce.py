@@ -7,7 +7,7 @@ from typing import Any
 
 import uvicorn
 
-from minimlops.entrypoints.coalesce import CoalescingHttpTools, CoalescingTransport
+from minimlops.entrypoints.runtime.coalesce import CoalescingHttpTools, CoalescingTransport
 
 
 class RecordingTransport(asyncio.Transport):

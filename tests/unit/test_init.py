@@ -14,7 +14,7 @@ import pytest
 from minimlops import infer, projects
 from minimlops.domain.events import ObjectFinalized
 from minimlops.domain.project import ProjectError
-from minimlops.entrypoints.cli_project import _toml
+from minimlops.entrypoints.cli.project import _toml
 from minimlops.generate import write_project_csv
 from minimlops.services import messagebus
 from tests import projects as shapes
@@ -179,7 +179,7 @@ def test_words_for_no_value_are_found_and_read_as_missing_everywhere(tmp_path: P
     """R writes NA, the UCI files ?: found where numbers were expected, declared
     as missing_values, and read as no value by ingestion and by the API alike;
     a text column that also holds the word is named for review."""
-    from minimlops.entrypoints.schemas import request_models
+    from minimlops.entrypoints.http.schemas import request_models
 
     path = tmp_path / "census.csv"
     path.write_text("age, workclass, hours, region, income\n" + "".join(

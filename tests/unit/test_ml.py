@@ -9,7 +9,9 @@ import pytest
 from minimlops import projects
 from minimlops.errors import ArtifactIntegrityError
 from minimlops.generate import passengers
-from minimlops.ml import artifacts, features, training
+from minimlops.ml import artifacts, export, features, metrics, training
+from minimlops.ml.model import TrainedModel
+from minimlops.ml.serving import OnnxModel
 from tests.conftest import TITANIC
 
 DERIVE = projects.derived_functions(TITANIC)
@@ -21,7 +23,7 @@ def fit(rows, **kw):
 
 
 def scored(model, rows):
-    return training.scores(model, [rows], "Survived", TITANIC.classes)
+    return metrics.scores(model, [rows], "Survived", TITANIC.classes)
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +43,7 @@ def example_rows() -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def model(rows) -> training.TrainedModel:
+def model(rows) -> TrainedModel:
     return fit(rows[:1000], folds=3, seed=0)
 
 
@@ -97,9 +99,9 @@ def test_matrix_and_vector_agree_on_every_row(rows, example_rows) -> None:
 
 
 def test_model_beats_the_gender_baseline(model, rows) -> None:
-    metrics = training.metrics("binary", *scored(model, rows[1000:]))
-    assert metrics["accuracy"] > training.gender_baseline(pa.Table.from_pylist(rows[1000:]))
-    assert set(metrics) >= {"accuracy", "roc_auc", "log_loss", "brier"}
+    scores = metrics.metrics("binary", *scored(model, rows[1000:]))
+    assert scores["accuracy"] > metrics.gender_baseline(pa.Table.from_pylist(rows[1000:]))
+    assert set(scores) >= {"accuracy", "roc_auc", "log_loss", "brier"}
 
 
 def test_behaviour_invariance_to_the_name_beyond_the_title(model) -> None:
@@ -139,11 +141,10 @@ def test_tampered_truncated_or_foreign_artifacts_are_refused(model) -> None:
 
 
 def test_fast_path_matches_on_every_row_of_the_data_set(model, rows, example_rows) -> None:
-    from minimlops.ml import fast
 
-    served = fast.OnnxModel(fast.to_onnx(model), model.spec, model.algorithm, DERIVE)
+    served = OnnxModel(export.to_onnx(model), model.spec, model.algorithm, DERIVE)
     every = [*rows, *example_rows, *EDGES]
-    assert fast.parity(model, served, every) <= fast.TOLERANCE
+    assert export.parity(model, served, every) <= export.TOLERANCE
     one = every[0]
     assert served.predict_proba([one])[0] == pytest.approx(model.predict_proba([one])[0], abs=1e-5)
 
@@ -155,16 +156,15 @@ def test_serving_never_loads_the_training_libraries(model, tmp_path) -> None:
     import subprocess
     import sys
 
-    from minimlops.ml import fast
 
-    (tmp_path / "model.onnx").write_bytes(fast.to_onnx(model))
+    (tmp_path / "model.onnx").write_bytes(export.to_onnx(model))
     (tmp_path / "spec.json").write_text(__import__("json").dumps(model.spec))
     probe = (
         "import json, sys; from pathlib import Path; d = Path(sys.argv[1])\n"
         "from minimlops.config import Settings\nfrom minimlops.bootstrap import build\n"
-        "from minimlops.entrypoints import serve\nfrom minimlops.entrypoints.http import create_app\n"
+        "from minimlops.entrypoints import serve\nfrom minimlops.entrypoints.http.app import create_app\n"
         "app = build(Settings.from_env({}, home=d / 'home'), isolate_training=True)\n"
-        "create_app(app, admin_tokens=[])\nfrom minimlops.ml.fast import OnnxModel\n"
+        "create_app(app, admin_tokens=[])\nfrom minimlops.ml.serving import OnnxModel\n"
         "from minimlops import projects\np = projects.load('titanic')\n"
         "m = OnnxModel((d / 'model.onnx').read_bytes(), json.loads((d / 'spec.json').read_text()), "
         "'x', projects.derived_functions(p))\n"

@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 
 from minimlops import projects
-from minimlops.ml import evaluation, fast, selection, training
+from minimlops.ml import evaluation, export, metrics, outputs, selection, training
 from minimlops.ml.candidates import BOOSTED
+from minimlops.ml.model import TrainedModel
+from minimlops.ml.serving import OnnxModel
 from tests import projects as shapes
 
 
@@ -64,8 +66,8 @@ def test_selection_uses_the_projects_primary_metric_and_serves_fast(name) -> Non
     scored = [e for e in sel.leaderboard if e.get("status") == "scored"]
     best = min(scored, key=lambda e: sign * e["cv"][sel.metric])
     assert best["name"] == model.algorithm
-    served = fast.OnnxModel(fast.to_onnx(model), model.spec, model.algorithm, model.derive)
-    assert fast.parity(model, served, rows) <= fast.TOLERANCE
+    served = OnnxModel(export.to_onnx(model), model.spec, model.algorithm, model.derive)
+    assert export.parity(model, served, rows) <= export.TOLERANCE
 
 
 @pytest.mark.parametrize("task", ["binary", "multiclass", "regression"])
@@ -80,15 +82,15 @@ def test_lightgbm_is_served_by_onnx_within_tolerance_on_every_row(task) -> None:
 
     spec = features.fit_spec(iter(rows), project, {})
     fs = features.FeatureSet(spec, {})
-    X, y = fs.matrix(rows), training.labels(project, [r[project.target] for r in rows])
+    X, y = fs.matrix(rows), outputs.labels(project, [r[project.target] for r in rows])
     if task != "regression":
         spec["fitted_classes"] = sorted(int(c) for c in set(y))
     est = lightgbm(task, dict(BOOSTED[0][1]), seed=0, n_rows=len(y), n_estimators=150).fit(X, y)
-    model = training.TrainedModel(est, spec, "lightgbm")
-    served = fast.OnnxModel(fast.to_onnx(model), spec, "lightgbm")
-    assert fast.parity(model, served, rows) <= fast.TOLERANCE
+    model = TrainedModel(est, spec, "lightgbm")
+    served = OnnxModel(export.to_onnx(model), spec, "lightgbm")
+    assert export.parity(model, served, rows) <= export.TOLERANCE
     one = rows[7]
-    assert np.allclose(served.output([one]), model.output([one]), atol=fast.TOLERANCE, rtol=1e-5)
+    assert np.allclose(served.output([one]), model.output([one]), atol=export.TOLERANCE, rtol=1e-5)
 
 
 def test_a_budget_that_runs_out_skips_the_later_candidates_and_says_so() -> None:
@@ -133,7 +135,7 @@ def test_binary_evaluation_numbers_are_bounded_and_consistent() -> None:
     assert sum(map(sum, matrix)) == 5000 and r["confusion"]["labels"] == ["No", "Yes"]
     assert matrix[1][1] == int(np.sum((y == 1) & (p >= 0.5)))
     low, high = r["intervals"]["accuracy"]
-    assert low <= training.metrics("binary", y, p)["accuracy"] <= high and high - low < 0.05
+    assert low <= metrics.metrics("binary", y, p)["accuracy"] <= high and high - low < 0.05
 
 
 def test_multiclass_and_regression_evaluation_numbers() -> None:
@@ -246,28 +248,27 @@ def test_a_calibration_is_kept_only_when_it_lowers_validation_log_loss() -> None
     rows = shapes.rows(project, 700, seed=9).to_pylist()
     model = training.select_and_fit(rows, project, {}, folds=3, seed=0, budget_s=1e-9)
     model.spec["calibration"] = {"method": "platt", "a": 0.7, "b": -0.3}
-    served = fast.OnnxModel(fast.to_onnx(model), model.spec, model.algorithm)
-    assert fast.parity(model, served, rows) <= fast.TOLERANCE
-    assert np.allclose(served.output(rows[:1]), model.output(rows[:1]), atol=fast.TOLERANCE)
+    served = OnnxModel(export.to_onnx(model), model.spec, model.algorithm)
+    assert export.parity(model, served, rows) <= export.TOLERANCE
+    assert np.allclose(served.output(rows[:1]), model.output(rows[:1]), atol=export.TOLERANCE)
     one_by_one = [served.values([r])[0] for r in rows[:100]]  # Platt in plain Python
     by_numpy = np.concatenate([served.output([r]) for r in rows[:100]])
     assert np.allclose(one_by_one, by_numpy, rtol=1e-12, atol=1e-15)
     raw = dict(model.spec)
     raw.pop("calibration")
-    assert not np.allclose(training.TrainedModel(model.estimator, raw, "x").output(rows), model.output(rows))
+    assert not np.allclose(TrainedModel(model.estimator, raw, "x").output(rows), model.output(rows))
 
 
 def test_platt_scaling_of_one_value_is_numpys_at_the_extremes() -> None:
     """One row's calibration (plain Python) gives what a batch's (numpy) does,
     where the log-odds are clipped and where exp would overflow a float."""
-    from minimlops.ml import fast
 
     for a, b in [(0.7, -0.3), (60.0, 0.0), (-60.0, 5.0), (1.0, 800.0)]:
         calibration = {"method": "platt", "a": a, "b": b}
         ps = [0.0, 1e-13, 0.2, 0.5, 0.999, 1.0]
         with np.errstate(over="ignore"):
-            batch = fast.calibrate(calibration, np.array(ps)).tolist()
-        assert [fast.platt_one(calibration, p) for p in ps] == pytest.approx(batch, rel=1e-12, abs=1e-300)
+            batch = outputs.calibrate(calibration, np.array(ps)).tolist()
+        assert [outputs.platt_one(calibration, p) for p in ps] == pytest.approx(batch, rel=1e-12, abs=1e-300)
 
 
 def test_multiclass_temperature_scaling_fits_an_overconfident_model() -> None:
@@ -287,7 +288,7 @@ def test_multiclass_temperature_scaling_fits_an_overconfident_model() -> None:
 @pytest.mark.parametrize("task", ["binary", "multiclass", "regression"])
 def test_the_quick_metrics_equal_scikit_learns(task) -> None:
     """The bootstrap and permutation importance use numpy metrics: they must
-    give the numbers the version reports (``training.metrics``)."""
+    give the numbers the version reports (``metrics.metrics``)."""
     rng = np.random.default_rng(3)
     if task == "regression":
         y = rng.normal(size=500) * 5
@@ -301,7 +302,7 @@ def test_the_quick_metrics_equal_scikit_learns(task) -> None:
         out[np.arange(500), y] += 0.5
         out /= out.sum(axis=1, keepdims=True)
     quick = evaluation.quick_metrics(task, y, out, 3)
-    full = training.metrics(task, y, out, 3)
+    full = metrics.metrics(task, y, out, 3)
     assert set(quick) <= set(full) and len(quick) >= 3
     for name, value in quick.items():
         assert value == pytest.approx(full[name], rel=1e-9, abs=1e-12), name

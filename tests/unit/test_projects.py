@@ -16,7 +16,9 @@ from minimlops import projects
 from minimlops.domain.events import ObjectFinalized
 from minimlops.domain.project import ProjectError, compatible, parse
 from minimlops.domain.schema import split_for, table_schema
-from minimlops.ml import artifacts, fast, features, training
+from minimlops.ml import artifacts, export, features, outputs
+from minimlops.ml.model import TrainedModel
+from minimlops.ml.serving import OnnxModel
 from minimlops.services import admin, messagebus, monitor
 from minimlops.services.predict import Predictor
 from minimlops.services.train import registry_of
@@ -230,13 +232,13 @@ def test_vector_and_matrix_agree_and_onnx_matches_on_every_row(trained) -> None:
     # the server's rows: the request's structs, decoded by the fast check
     import orjson
 
-    from minimlops.entrypoints.schemas import request_models
+    from minimlops.entrypoints.http.schemas import request_models
 
     structs = request_models(p).fast.rows(orjson.dumps(every), True)
     assert structs is not None, "every row takes the fast path"
     assert np.array_equal(fs.matrix(structs), fs.matrix(every))
     assert [fs.vector(s) for s in structs] == [fs.vector(r) for r in every]
-    assert fast.parity(model, served, every) <= fast.TOLERANCE
+    assert export.parity(model, served, every) <= export.TOLERANCE
     one = served.output(every[:1])
     assert np.allclose(one, model.output(every[:1]), rtol=1e-5, atol=1e-5)
     # one row at a time through the bound input (rewritten each time), from two
@@ -262,14 +264,14 @@ def test_vector_and_matrix_agree_and_onnx_matches_on_every_row(trained) -> None:
     second = served.output(every[1:2])
     assert np.array_equal(first, kept) and not np.shares_memory(first, second)
     alone = np.concatenate([served.output([r]) for r in every])
-    assert np.allclose(alone, served.output(every), rtol=0, atol=fast.TOLERANCE)
+    assert np.allclose(alone, served.output(every), rtol=0, atol=export.TOLERANCE)
     # what the predictor reads: one row's values (plain Python past
     # onnxruntime for binary and regression) are its output, to a float's last
     # digit; a linear champion's one row is scikit-learn's float64 number
     singles = np.array([served.values([r])[0] for r in every])
     if served._linear is not None:
         assert np.allclose(singles, model.output(every), rtol=1e-12, atol=1e-12)
-        assert np.allclose(singles, alone, rtol=fast.TOLERANCE, atol=fast.TOLERANCE)
+        assert np.allclose(singles, alone, rtol=export.TOLERANCE, atol=export.TOLERANCE)
     else:
         assert np.allclose(singles, alone, rtol=1e-12, atol=1e-15)
     assert served.values(every) == served.output(every).tolist()
@@ -287,7 +289,7 @@ def test_a_linear_models_one_row_is_its_weights_on_the_features(name) -> None:
     and onnxruntime's within its float32. Multiclass and trees keep ONNX."""
     import orjson
 
-    from minimlops.entrypoints.schemas import request_models
+    from minimlops.entrypoints.http.schemas import request_models
     from minimlops.ml.candidates import candidates
 
     p = shapes.load(name)
@@ -296,9 +298,9 @@ def test_a_linear_models_one_row_is_its_weights_on_the_features(name) -> None:
     spec = features.fit_spec(data, p, derive)
     fs = features.FeatureSet(spec, derive)
     estimator = candidates(p.task, 0)[0].make().fit(
-        fs.matrix(data), training.labels(p, [r[p.target] for r in data]))  # fmt: skip
-    model = training.TrainedModel(estimator, spec, candidates(p.task, 0)[0].name, derive=derive)
-    linear = fast.linear_form(model)
+        fs.matrix(data), outputs.labels(p, [r[p.target] for r in data]))  # fmt: skip
+    model = TrainedModel(estimator, spec, candidates(p.task, 0)[0].name, derive=derive)
+    linear = export.linear_form(model)
     if p.task == "multiclass":
         assert linear is None
         return
@@ -310,24 +312,24 @@ def test_a_linear_models_one_row_is_its_weights_on_the_features(name) -> None:
     for row in [*every, *structs]:
         assert score(row) == pytest.approx(float(np.dot(fs.vector(row), w)) + linear["bias"],
                                            rel=1e-12, abs=1e-12)  # fmt: skip
-    blob = fast.to_onnx(model)
+    blob = export.to_onnx(model)
     if p.task == "binary":  # and once more with a Platt calibration kept
-        calibrated = training.TrainedModel(estimator, {**spec, "calibration": {
+        calibrated = TrainedModel(estimator, {**spec, "calibration": {
             "method": "platt", "a": 1.3, "b": -0.2}}, model.algorithm, derive=derive)  # fmt: skip
     for m in [model] + ([calibrated] if p.task == "binary" else []):
-        served = fast.OnnxModel(blob, m.spec, m.algorithm, derive, linear=linear)
+        served = OnnxModel(blob, m.spec, m.algorithm, derive, linear=linear)
         assert served._linear is not None
         singles = np.array([served.values([r])[0] for r in every])
         assert np.allclose(singles, m.output(every), rtol=1e-12, atol=1e-12)
         alone = np.concatenate([served.output([r]) for r in every])  # onnxruntime, float32
-        assert np.allclose(singles, alone, rtol=fast.TOLERANCE, atol=fast.TOLERANCE)
-    assert np.allclose(fast.linear_output(p.task, linear, fs.matrix(data)),
+        assert np.allclose(singles, alone, rtol=export.TOLERANCE, atol=export.TOLERANCE)
+    assert np.allclose(outputs.linear_output(p.task, linear, fs.matrix(data)),
                        estimator.predict(fs.matrix(data)) if p.task == "regression"
                        else estimator.predict_proba(fs.matrix(data))[:, 1], rtol=1e-12, atol=1e-12)
     with pytest.raises(ValueError, match="weights for"):
         fs.linear(linear["weights"][1:], 0.0)
     forest = candidates(p.task, 0)[-1]
-    assert fast.linear_form(training.TrainedModel(forest.make(), spec, forest.name, derive=derive)) is None
+    assert export.linear_form(TrainedModel(forest.make(), spec, forest.name, derive=derive)) is None
 
 
 def test_answers_fit_the_task_and_speak_the_datas_values(trained) -> None:
@@ -355,7 +357,7 @@ def test_answers_fit_the_task_and_speak_the_datas_values(trained) -> None:
     import orjson
 
     from minimlops.adapters.journal import encode
-    from minimlops.entrypoints.schemas import request_models
+    from minimlops.entrypoints.http.schemas import request_models
 
     models = request_models(p)
     served = predictor.predict(models.fast.rows(orjson.dumps(requests), True), owned=True)
@@ -383,7 +385,7 @@ def test_the_start_up_hint_is_a_request_in_the_projects_own_columns(trained) -> 
     else:
         assert example and set(example) <= set(p.input_columns) - {p.key}
         assert {c.name for c in p.columns if c.required} - {p.key, p.target} <= set(example)
-    from minimlops.entrypoints.schemas import request_models
+    from minimlops.entrypoints.http.schemas import request_models
 
     row = request_models(p).one.validate_python(json.loads(json.dumps(example)))
     predictor = Predictor(registry_of(deps), deps.now, p)
@@ -444,9 +446,9 @@ def test_a_second_file_retrains_and_the_gate_compares_on_the_same_rows(trained) 
 def _served(p, rows: int, seed: int = 3):
     """A project trained on generated rows, its predictor and its /predict
     answerer (a log that keeps nothing): (table, predictor, answer)."""
-    from minimlops.entrypoints.fastpath import predict_answerer
-    from minimlops.entrypoints.schemas import request_models
-    from minimlops.entrypoints.stats import ServingStats
+    from minimlops.entrypoints.http.fastpath import predict_answerer
+    from minimlops.entrypoints.http.schemas import request_models
+    from minimlops.entrypoints.http.stats import ServingStats
 
     deps = fake_deps_for(p, cv_folds=3)
     table = shapes.rows(p, rows, seed=seed)
@@ -501,7 +503,7 @@ def test_a_derived_feature_reads_an_absent_optional_column_as_none_in_every_path
 
     import orjson
 
-    from minimlops.entrypoints.schemas import request_models
+    from minimlops.entrypoints.http.schemas import request_models
 
     d = tmp_path / "p"
     d.mkdir()
@@ -533,9 +535,9 @@ def test_artifacts_round_trip_for_every_task(trained) -> None:
 
 def test_labels_are_the_datas_values() -> None:
     p = shapes.load("churn")
-    assert training.labels(p, ["No", "Yes", "Yes"]).tolist() == [0, 1, 1]
+    assert outputs.labels(p, ["No", "Yes", "Yes"]).tolist() == [0, 1, 1]
     with pytest.raises(ValueError, match="'Maybe' is not one of the classes"):
-        training.labels(p, ["Maybe"])
+        outputs.labels(p, ["Maybe"])
 
 
 def test_a_regression_model_whose_live_error_grows_is_retrained() -> None:
@@ -613,9 +615,9 @@ def test_an_integer_outside_bigint_is_refused_naming_the_field() -> None:
 
     import orjson
 
-    from minimlops.entrypoints.fastpath import predict_answerer
-    from minimlops.entrypoints.schemas import request_models
-    from minimlops.entrypoints.stats import ServingStats
+    from minimlops.entrypoints.http.fastpath import predict_answerer
+    from minimlops.entrypoints.http.schemas import request_models
+    from minimlops.entrypoints.http.stats import ServingStats
 
     p = projects.from_dict({"name": "counts", "key": "id", "target": "y", "task": "regression",
                             "columns": [{"name": "id", "type": "string", "required": True},
@@ -659,7 +661,7 @@ def test_a_feedback_label_is_read_as_a_requests_text_is(name) -> None:
     value is still refused, naming the classes."""
     from pydantic import ValidationError
 
-    from minimlops.entrypoints.schemas import request_models
+    from minimlops.entrypoints.http.schemas import request_models
 
     p = shapes.load(name)
     feedback = request_models(p).feedback

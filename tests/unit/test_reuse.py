@@ -8,7 +8,7 @@ import asyncio
 
 import pytest
 
-from minimlops.entrypoints.routes.reuse import Reuse
+from minimlops.entrypoints.http.routes.reuse import Reuse
 
 
 def test_answers_are_reused_within_the_window_and_shared_by_concurrent_callers() -> None:

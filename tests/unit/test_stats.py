@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from minimlops.entrypoints.stats import ServingStats
+from minimlops.entrypoints.http.stats import ServingStats
 
 
 def test_merged_statistics_equal_one_process_having_seen_every_request() -> None:

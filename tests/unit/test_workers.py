@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from minimlops.entrypoints.workers import _Child
+from minimlops.entrypoints.runtime.workers import _Child
 
 
 def test_a_late_answer_is_never_taken_for_the_next_questions() -> None:

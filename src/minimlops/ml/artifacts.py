@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from minimlops.errors import ArtifactIntegrityError
 
 if TYPE_CHECKING:
-    from minimlops.ml.training import TrainedModel
+    from minimlops.ml.model import TrainedModel
 
 # skops and scikit-learn are imported by the functions that need them: a
 # server that serves ONNX and trains in another process never loads them
@@ -52,7 +52,7 @@ def from_bytes(data: bytes, expected_sha256: str,
     """
     import skops.io as sio
 
-    from minimlops.ml.training import TrainedModel
+    from minimlops.ml.model import TrainedModel
 
     actual = sha256(data)
     if actual != expected_sha256:

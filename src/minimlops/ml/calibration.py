@@ -6,7 +6,7 @@ binary task, one temperature for multiclass. It is kept only when it lowers
 the VALIDATION log loss measurably: by at least ``MARGIN`` and by more than
 twice the standard error of the rows' paired differences. The decision and
 both figures are recorded in the version. A kept calibration is part of the model's spec,
-so the scikit-learn and ONNX forms apply it alike (``fast.calibrate``).
+so the scikit-learn and ONNX forms apply it alike (``outputs.calibrate``).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from minimlops.ml.fast import calibrate
+from minimlops.ml.outputs import calibrate
 
 MARGIN = 0.001  # VALIDATION log loss must fall by at least this
 MIN_ROWS = 30  # fewer VALIDATION rows: no decision worth making

@@ -117,7 +117,7 @@ def _f1(y: np.ndarray, guess: np.ndarray, c: int) -> float:
 
 
 def quick_metrics(task: str, y: np.ndarray, out: np.ndarray, n_classes: int = 2) -> dict[str, float]:
-    """The task's metrics as :func:`training.metrics` computes them (bar the
+    """The task's metrics as :func:`metrics.metrics` computes them (bar the
     calibration error), in plain numpy: ~50x cheaper, for the bootstrap and
     permutation importance, which compute them hundreds of times."""
     if task == "regression":

@@ -15,10 +15,11 @@ import pyarrow as pa
 
 from minimlops.domain.policy import mcnemar
 from minimlops.domain.project import Project
-from minimlops.ml import artifacts, calibration, fast
+from minimlops.ml import artifacts, calibration, export, metrics, outputs
+from minimlops.ml.serving import OnnxModel
 
 if TYPE_CHECKING:
-    from minimlops.ml import training
+    from minimlops.ml.model import TrainedModel
 
 logger = logging.getLogger("minimlops.train")
 CHUNK_ROWS = 50_000  # rows held as Python dicts at once
@@ -73,37 +74,37 @@ def fit_and_score(
                                         progress=_log_progress, **knobs)  # fmt: skip
     target, classes, task = project.target, project.classes, project.task
     k = len(classes or ())
-    valid_y, valid_out = training.scores(model, _chunks(valid)(), target, classes)
+    valid_y, valid_out = metrics.scores(model, _chunks(valid)(), target, classes)
     sel = model.selection
     calibrated = calibration.decide(task, sel.oof if sel else None, sel.oof_y if sel else None,
                                     valid_y, valid_out)  # fmt: skip
     if calibrated.get("kept"):  # part of the spec: both forms, and every score below, apply it
         model.spec["calibration"] = calibrated["params"]
-        valid_out = fast.calibrate(calibrated["params"], valid_out)
-    feedback_y, feedback_out = training.scores(model, _chunks(labelled)(), target, classes)
+        valid_out = outputs.calibrate(calibrated["params"], valid_out)
+    feedback_y, feedback_out = metrics.scores(model, _chunks(labelled)(), target, classes)
     y, out = np.concatenate([valid_y, feedback_y]), np.concatenate([valid_out, feedback_out])
     onnx, serving = _fast_form(model, _chunks(valid if valid.num_rows else train.slice(0, 1000)))
-    served = (fast.OnnxModel(onnx, model.spec, model.algorithm, model.derive,
+    served = (OnnxModel(onnx, model.spec, model.algorithm, model.derive,
                              linear=serving.get("linear")) if onnx else model)  # fmt: skip
     evaluated = _evaluation(served, project, valid, valid_y, valid_out, seed)
-    train_y = training.labels(project, train.column(target).to_pylist())
+    train_y = outputs.labels(project, train.column(target).to_pylist())
     result: dict[str, Any] = {
         "artifact": artifacts.to_bytes(model), "onnx": onnx, "serving": serving,
         "algorithm": model.algorithm, "features": list(model.feature_names),
         "cv_scores": model.cv_scores, "cv_metric": project.primary_metric,
         "selection": _selection(model),
-        "metrics": training.metrics(task, y, out, k),
-        "validation": training.metrics(task, valid_y, valid_out, k), "rows_scored": len(y),
-        "baseline": training.baseline(task, train_y, valid_y, k),
+        "metrics": metrics.metrics(task, y, out, k),
+        "validation": metrics.metrics(task, valid_y, valid_out, k), "rows_scored": len(y),
+        "baseline": metrics.baseline(task, train_y, valid_y, k),
         "extra_baselines": _extra_baselines(project, valid),
         "champion_metrics": None, "paired": None, "evaluation": evaluated,
         "calibration": calibrated,
     }  # fmt: skip
     if champion is not None and champion_sha256 is not None:
         previous = artifacts.from_bytes(champion, champion_sha256, derive)
-        old = np.concatenate([training.scores(previous, _chunks(t)(), target, classes)[1]
+        old = np.concatenate([metrics.scores(previous, _chunks(t)(), target, classes)[1]
                               for t in (valid, labelled)])  # fmt: skip
-        result["champion_metrics"] = training.metrics(task, y, old, k)
+        result["champion_metrics"] = metrics.metrics(task, y, old, k)
         result["paired"] = paired_test(task, y, old, out)
     return result
 
@@ -113,7 +114,7 @@ def _evaluation(served: Any, project: Project, valid: pa.Table, y: np.ndarray, o
     """Plots' numbers, intervals and permutation importance on VALIDATION
     (importance through ``served``, the form that serves: equal to 1e-5 and
     several times faster on trees)."""
-    from minimlops.ml import evaluation, training
+    from minimlops.ml import evaluation
 
     result = evaluation.evaluate(project.task, y, out, project.classes, seed=seed)
     if not len(y):
@@ -123,7 +124,7 @@ def _evaluation(served: Any, project: Project, valid: pa.Table, y: np.ndarray, o
         valid = valid.take(np.sort(np.random.default_rng(seed).choice(
             valid.num_rows, evaluation.IMPORTANCE_ROWS, replace=False)))  # fmt: skip
     rows = valid.to_pylist()
-    labels = training.labels(project, [r[project.target] for r in rows])
+    labels = outputs.labels(project, [r[project.target] for r in rows])
 
     def score(o: np.ndarray) -> float:  # every primary metric is among the quick ones
         return evaluation.quick_metrics(project.task, labels, o, k).get(metric, float("nan"))
@@ -135,7 +136,7 @@ def _evaluation(served: Any, project: Project, valid: pa.Table, y: np.ndarray, o
     return result
 
 
-def _selection(model: training.TrainedModel) -> dict[str, Any]:
+def _selection(model: TrainedModel) -> dict[str, Any]:
     """What selection compared and decided, for the version's metadata."""
     sel = model.selection
     if sel is None:
@@ -150,7 +151,7 @@ def paired_test(task: str, y: np.ndarray, old: np.ndarray, new: np.ndarray) -> d
     """The gate's paired test of two models on the same rows: McNemar's exact
     test on correctness (classification), the Wilcoxon signed-rank test on
     absolute errors (regression)."""
-    from minimlops.ml.training import predicted
+    from minimlops.ml.outputs import predicted
 
     if task != "regression":
         return mcnemar((predicted(task, old) == y).tolist(), (predicted(task, new) == y).tolist())
@@ -165,28 +166,27 @@ def paired_test(task: str, y: np.ndarray, old: np.ndarray, new: np.ndarray) -> d
 
 def _extra_baselines(project: Project, valid: pa.Table) -> dict[str, float]:
     """The example's own baselines (Titanic: women survive, men do not)."""
-    from minimlops.ml import training
 
     if project.extras.get("gender_baseline") and valid.num_rows:
-        return {"gender_only_accuracy": training.gender_baseline(valid)}
+        return {"gender_only_accuracy": metrics.gender_baseline(valid)}
     return {}
 
 
-def _fast_form(model: training.TrainedModel, chunks: Callable[[], Iterator[list[dict[str, Any]]]],
+def _fast_form(model: TrainedModel, chunks: Callable[[], Iterator[list[dict[str, Any]]]],
                ) -> tuple[bytes | None, dict[str, Any]]:  # fmt: skip
     """The ONNX form, if it reproduces the model's probabilities on the rows."""
     checked, diff = 0, 0.0
     try:
-        blob = fast.to_onnx(model)
-        served = fast.OnnxModel(blob, model.spec, model.algorithm, model.derive)
+        blob = export.to_onnx(model)
+        served = OnnxModel(blob, model.spec, model.algorithm, model.derive)
         for rows in chunks():
-            diff, checked = max(diff, fast.parity(model, served, rows)), checked + len(rows)
+            diff, checked = max(diff, export.parity(model, served, rows)), checked + len(rows)
     except Exception as exc:  # a converter gap must not stop training
         logger.warning("train_model: no fast path for %s: %s", model.algorithm, exc)
         return None, {"runtime": "scikit-learn", "reason": f"conversion failed: {exc}"}
-    if diff > fast.TOLERANCE:
+    if diff > export.TOLERANCE:
         logger.warning("train_model: ONNX differs by %.2e > %.0e; serving scikit-learn",
-                       diff, fast.TOLERANCE)  # fmt: skip
+                       diff, export.TOLERANCE)  # fmt: skip
         return None, {"runtime": "scikit-learn", "max_abs_diff": diff, "checked_rows": checked}
     serving = {"runtime": "onnxruntime", "max_abs_diff": diff, "checked_rows": checked,
                "spec": model.spec}  # fmt: skip
@@ -195,12 +195,12 @@ def _fast_form(model: training.TrainedModel, chunks: Callable[[], Iterator[list[
     return blob, serving
 
 
-def _linear_form(model: training.TrainedModel,
+def _linear_form(model: TrainedModel,
                  chunks: Callable[[], Iterator[list[dict[str, Any]]]]) -> dict[str, Any] | None:  # fmt: skip
-    """A linear model's weights for one-row serving (``fast.linear_form``), if
+    """A linear model's weights for one-row serving (``export.linear_form``), if
     they reproduce its output on the rows (before calibration, which both
     forms apply the same way)."""
-    linear = fast.linear_form(model)
+    linear = export.linear_form(model)
     if linear is None:
         return None
     diff = 0.0
@@ -208,11 +208,11 @@ def _linear_form(model: training.TrainedModel,
         if not rows:
             continue
         X = model.features.matrix(rows)
-        ours = fast.linear_output(model.task, linear, X)
+        ours = outputs.linear_output(model.task, linear, X)
         theirs = (np.asarray(model.estimator.predict(X), dtype=np.float64) if model.task == "regression"
                   else np.asarray(model.estimator.predict_proba(X), dtype=np.float64)[:, 1])  # fmt: skip
-        diff = max(diff, fast.difference(model.task, theirs, ours))
-    if diff > fast.TOLERANCE:  # never seen: the fold is exact to a few ulps
+        diff = max(diff, outputs.difference(model.task, theirs, ours))
+    if diff > export.TOLERANCE:  # never seen: the fold is exact to a few ulps
         logger.warning("train_model: the linear form differs by %.2e; one row goes through ONNX", diff)
         return None
     return {**linear, "max_abs_diff": diff}

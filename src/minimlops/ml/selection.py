@@ -130,7 +130,7 @@ def select(X: np.ndarray, y: np.ndarray, *, task: str, n_classes: int, metric: s
     linear and first boosted candidates are also tried with balanced class
     weights, and the primary metric decides between weighted and not.
     """
-    from minimlops.ml.training import metrics
+    from minimlops.ml.metrics import metrics
 
     started = time.monotonic()
     pick = _sample(len(y), seed)

@@ -25,11 +25,11 @@ from typing import TYPE_CHECKING, Any, Protocol, Union
 
 from minimlops.domain.project import Project
 from minimlops.errors import ArtifactIntegrityError, ModelNotFoundError, NoChampionError
-from minimlops.ml.fast import OnnxModel
+from minimlops.ml.serving import OnnxModel
 from minimlops.services.registry import ModelRegistry
 
 if TYPE_CHECKING:  # scikit-learn is loaded only if a model must serve through it
-    from minimlops.ml.training import TrainedModel
+    from minimlops.ml.model import TrainedModel
 
 logger = logging.getLogger(__name__)
 Scorer = Union["TrainedModel", OnnxModel]  # both: output(rows), values(rows) and .algorithm

@@ -20,11 +20,12 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from minimlops.errors import ArtifactIntegrityError, ConflictError, ModelNotFoundError
-from minimlops.ml import artifacts, fast
+from minimlops.ml import artifacts
+from minimlops.ml.serving import OnnxModel
 from minimlops.ports import ObjectStore
 
 if TYPE_CHECKING:
-    from minimlops.ml.training import TrainedModel
+    from minimlops.ml.model import TrainedModel
 
 logger = logging.getLogger(__name__)
 ARTIFACT, METADATA, CHAMPION = "model.skops", "metadata.json", "champion.json"
@@ -161,7 +162,7 @@ class ModelRegistry:
         if artifacts.sha256(blob) != serving["sha256"]:
             raise ArtifactIntegrityError(f"version {version}: {name} hash does not match metadata")
         try:
-            return fast.OnnxModel(blob, serving["spec"], meta["algorithm"], self.derive,
+            return OnnxModel(blob, serving["spec"], meta["algorithm"], self.derive,
                                   linear=serving.get("linear"))  # fmt: skip
         except Exception as exc:  # onnxruntime raises its own kinds for bad bytes
             raise ArtifactIntegrityError(f"version {version}: {name} is not a model: {exc}") from exc

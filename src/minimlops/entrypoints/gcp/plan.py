@@ -35,7 +35,7 @@ from pathlib import Path
 
 from minimlops.config import ConfigError, Settings
 from minimlops.entrypoints.gcp import limits
-from minimlops.entrypoints.security import Access
+from minimlops.entrypoints.http.security import Access
 from minimlops.services.deps import Names
 
 STORAGE_FINALIZED = "google.cloud.storage.object.v1.finalized"

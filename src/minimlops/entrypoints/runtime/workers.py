@@ -32,7 +32,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from minimlops.config import Settings
-from minimlops.entrypoints.serving_process import serve_process
+from minimlops.entrypoints.runtime.serving_process import serve_process
 
 logger = logging.getLogger(__name__)
 READY_TIMEOUT = 60.0

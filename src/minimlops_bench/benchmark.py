@@ -21,9 +21,9 @@ from typing import Any
 
 import httpx
 
-from minimlops.entrypoints.bench_serving import end_to_end, serving, serving_wide
-from minimlops.entrypoints.bench_tools import ONE, Plan, Results, floor_server, free_port, wrk
 from minimlops.generate import write_csv
+from minimlops_bench.serving import end_to_end, serving, serving_wide
+from minimlops_bench.tools import ONE, Plan, Results, floor_server, free_port, wrk
 
 
 def peers(plan: Plan, work: Path, results: Results) -> None:
@@ -31,7 +31,7 @@ def peers(plan: Plan, work: Path, results: Results) -> None:
     ``mlflow models serve`` and the exercise's functions-framework + pandas
     function, both from the peers' own venv; ratios are ours / theirs."""
     assert plan.peers is not None
-    script_dir = Path(__file__).resolve().parents[3] / "bench" / "peers"
+    script_dir = Path(__file__).resolve().parents[2] / "bench" / "peers"
     if not (script_dir / "peer_model.py").is_file():
         raise RuntimeError(f"{script_dir}/peer_model.py not found: run from a checkout")
     data = work / "peer-data.csv"
@@ -126,7 +126,7 @@ def _example_data(work: Path) -> Path:
 
 
 def _child(kind: str, csv: Path, work: Path) -> dict[str, Any]:
-    out = subprocess.run([sys.executable, "-m", "minimlops.entrypoints.benchmark", kind,
+    out = subprocess.run([sys.executable, "-m", "minimlops_bench.benchmark", kind,
                           str(csv), str(work)], capture_output=True, text=True)  # fmt: skip
     if out.returncode != 0:
         raise RuntimeError(f"{kind} failed: {out.stderr[-2000:]}")

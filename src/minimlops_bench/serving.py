@@ -12,7 +12,8 @@ from pathlib import Path
 
 import httpx
 
-from minimlops.entrypoints.bench_tools import (
+from minimlops.generate import write_csv
+from minimlops_bench.tools import (
     ONE,
     Paired,
     Plan,
@@ -25,7 +26,6 @@ from minimlops.entrypoints.bench_tools import (
     wait_healthy,
     wrk,
 )
-from minimlops.generate import write_csv
 
 # The serving runs measure serving. The monitor stays away during them: the
 # same request repeated drifts on every feature, so its first check (30 s in)

@@ -24,15 +24,15 @@ import uvicorn
 from minimlops import example_data
 from minimlops.bootstrap import App, build
 from minimlops.config import ConfigError, Settings
-from minimlops.entrypoints.client import hold_home, running_server, write_runtime_file
-from minimlops.entrypoints.coalesce import CoalescingHttpTools
-from minimlops.entrypoints.fastpath import FastPredict
-from minimlops.entrypoints.http import create_app
-from minimlops.entrypoints.progress import ThrottledProgress
-from minimlops.entrypoints.runtime import Runtime
-from minimlops.entrypoints.security import Access, PublicCORS
-from minimlops.entrypoints.sockets import listen
-from minimlops.entrypoints.workers import ServingProcesses
+from minimlops.entrypoints.http.app import create_app
+from minimlops.entrypoints.http.fastpath import FastPredict
+from minimlops.entrypoints.http.security import Access, PublicCORS
+from minimlops.entrypoints.runtime.coalesce import CoalescingHttpTools
+from minimlops.entrypoints.runtime.consumers import Runtime
+from minimlops.entrypoints.runtime.home import hold_home, running_server, write_runtime_file
+from minimlops.entrypoints.runtime.progress import ThrottledProgress
+from minimlops.entrypoints.runtime.sockets import listen
+from minimlops.entrypoints.runtime.workers import ServingProcesses
 from minimlops.errors import MinimlopsError
 from minimlops.process import freeze_long_lived, limit_malloc_arenas
 from minimlops.services import admin

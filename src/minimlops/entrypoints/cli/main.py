@@ -52,13 +52,14 @@ def _setup_logging(level: str) -> None:
 
 
 def _ops(settings: Settings) -> Any:
-    from minimlops.entrypoints.client import InProcess, Remote, running_server
+    from minimlops.entrypoints.cli.client import InProcess, Remote
+    from minimlops.entrypoints.runtime.home import running_server
 
     info = running_server(settings)
     if info is not None:
         return Remote(info)
     from minimlops.bootstrap import build
-    from minimlops.entrypoints.progress import ThrottledProgress
+    from minimlops.entrypoints.runtime.progress import ThrottledProgress
 
     app = build(settings, progress=ThrottledProgress())
     atexit.register(app.close)  # moves logged predictions in, releases the database
@@ -90,7 +91,7 @@ def up(
     from minimlops.bootstrap import start_training_process
 
     compute = start_training_process()  # first: it imports while the server does
-    from minimlops.entrypoints.serve import serve
+    from minimlops.entrypoints.runtime.serve import serve
 
     try:
         serve(settings, compute=compute)
@@ -113,7 +114,8 @@ def ingest(
                   "project 'titanic'; for your own data set pass --project DIR (or start "
                   "`minimlops up --project DIR` on it first)", highlight=False)
     from minimlops.bootstrap import open_store
-    from minimlops.entrypoints.client import InProcess, running_server
+    from minimlops.entrypoints.cli.client import InProcess
+    from minimlops.entrypoints.runtime.home import running_server
 
     store = open_store(settings)
     for f in files:
@@ -126,7 +128,7 @@ def ingest(
         console.print("the running server ingests it; follow with `minimlops status`")
         return
     from minimlops.bootstrap import build
-    from minimlops.entrypoints.progress import ThrottledProgress
+    from minimlops.entrypoints.runtime.progress import ThrottledProgress
 
     built = build(settings, progress=ThrottledProgress())
     atexit.register(built.close)
@@ -168,7 +170,7 @@ def predict(
     _setup_logging("WARNING")
     people, single = _read_passengers(passenger, file)
     from minimlops.bootstrap import project_of
-    from minimlops.entrypoints.schemas import request_models
+    from minimlops.entrypoints.http.schemas import request_models
 
     try:
         one = request_models(project_of(settings)).one
@@ -205,7 +207,7 @@ def models_list(home: HomeOpt = None, as_json: Annotated[bool, typer.Option("--j
     if as_json:
         console.print_json(json.dumps(data, default=str))
         return
-    from minimlops.entrypoints.report import models_table
+    from minimlops.entrypoints.cli.report import models_table
 
     console.print(models_table(data, console.width))
 
@@ -225,7 +227,7 @@ def models_show(version: str, home: HomeOpt = None,
     if as_json:
         console.print_json(json.dumps(found, default=str))
         return
-    from minimlops.entrypoints.report import print_version
+    from minimlops.entrypoints.cli.report import print_version
 
     print_version(console, found)
 
@@ -259,7 +261,7 @@ def status(home: HomeOpt = None, project: ProjectOpt = None,
     if as_json:
         console.print_json(json.dumps(data, default=str))
         return
-    from minimlops.entrypoints.report import print_status
+    from minimlops.entrypoints.cli.report import print_status
 
     print_status(console, data)
 
@@ -277,7 +279,7 @@ def monitor_cmd(
     if as_json:
         console.print_json(json.dumps(data, default=str))
         return
-    from minimlops.entrypoints.report import live_table
+    from minimlops.entrypoints.cli.report import live_table
 
     console.print(live_table(data["versions"]))
     d = data["drift"]
@@ -341,8 +343,8 @@ def bench(
     or, with --quality, model quality against well-known defaults."""
     if quality:
         from minimlops import example_data
-        from minimlops.entrypoints.bench_quality import run as run_quality
         from minimlops.projects import load
+        from minimlops_bench.quality import run as run_quality
 
         settings = _settings()
         try:
@@ -357,7 +359,7 @@ def bench(
         console.print(f"written to {out}/quality.json and quality.md "
                       f"({len(report['data_sets'])} data sets)")  # fmt: skip
         return
-    from minimlops.entrypoints.benchmark import run
+    from minimlops_bench.benchmark import run
 
     try:
         report = run(out, smoke=smoke, peers_python=peers)
@@ -467,7 +469,7 @@ def gcp_dead_letters(
     console.print(f"{n} dead-lettered message(s)" + (" republished" if redrive and n else ""))
 
 
-from minimlops.entrypoints.cli_project import generate, init  # noqa: E402 (the commands below)
+from minimlops.entrypoints.cli.project import generate, init  # noqa: E402 (the commands below)
 
 app.command()(init)
 app.command()(generate)

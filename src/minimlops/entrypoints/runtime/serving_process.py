@@ -2,7 +2,7 @@
 ``POST /predict`` with the server's own code, logs through its own journal
 process, forwards every other request to the server, and obeys the server's
 questions on a pipe (load the new champion, counters, stop). Started and
-supervised by :class:`minimlops.entrypoints.workers.ServingProcesses`."""
+supervised by :class:`minimlops.entrypoints.runtime.workers.ServingProcesses`."""
 
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ from typing import Any
 import uvicorn
 
 from minimlops.config import Settings
-from minimlops.entrypoints.forward import Forward
-from minimlops.entrypoints.sockets import listen
+from minimlops.entrypoints.runtime.forward import Forward
+from minimlops.entrypoints.runtime.sockets import listen
 
 logger = logging.getLogger(__name__)
 ANSWER_TIMEOUT = 10.0
@@ -30,9 +30,9 @@ def serve_process(conn: Connection, settings: Settings, name: str, address: tupl
            primary_url: str, log_level: int) -> None:  # fmt: skip
     """A serving process: answer /predict, forward the rest, obey the pipe."""
     from minimlops.bootstrap import build_serving
-    from minimlops.entrypoints.coalesce import CoalescingHttpTools
-    from minimlops.entrypoints.fastpath import FastPredict, predict_answerer
-    from minimlops.entrypoints.stats import ServingStats
+    from minimlops.entrypoints.http.fastpath import FastPredict, predict_answerer
+    from minimlops.entrypoints.http.stats import ServingStats
+    from minimlops.entrypoints.runtime.coalesce import CoalescingHttpTools
     from minimlops.process import die_with_parent, freeze_long_lived, limit_malloc_arenas
 
     die_with_parent()
@@ -42,8 +42,8 @@ def serve_process(conn: Connection, settings: Settings, name: str, address: tupl
     part = build_serving(settings, name)
     part.predictor.refresh()
     stats = ServingStats()
-    from minimlops.entrypoints.schemas import request_models
-    from minimlops.entrypoints.security import Access
+    from minimlops.entrypoints.http.schemas import request_models
+    from minimlops.entrypoints.http.security import Access
 
     answer = predict_answerer(part.predictor, part.log, stats,
                               request_models(part.predictor.project),

@@ -23,12 +23,12 @@ from fastapi.staticfiles import StaticFiles
 
 from minimlops import __version__
 from minimlops.bootstrap import App
-from minimlops.entrypoints.fastpath import predict_answerer
-from minimlops.entrypoints.routes import models, monitoring, operations, serving
-from minimlops.entrypoints.routes.common import WEB, Context
-from minimlops.entrypoints.schemas import request_models
-from minimlops.entrypoints.security import Access, Credentials, RequireCredential
-from minimlops.entrypoints.stats import ServingStats
+from minimlops.entrypoints.http.fastpath import predict_answerer
+from minimlops.entrypoints.http.routes import models, monitoring, operations, serving
+from minimlops.entrypoints.http.routes.common import WEB, Context
+from minimlops.entrypoints.http.schemas import request_models
+from minimlops.entrypoints.http.security import Access, Credentials, RequireCredential
+from minimlops.entrypoints.http.stats import ServingStats
 
 logger = logging.getLogger(__name__)
 

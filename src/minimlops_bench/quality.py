@@ -207,7 +207,7 @@ def _frame(project: Project, table: pa.Table, categories: dict[str, Any] | None 
 
 
 def _labels(project: Project, table: pa.Table) -> np.ndarray:
-    from minimlops.ml.training import labels
+    from minimlops.ml.outputs import labels
 
     return labels(project, table.column(project.target).to_pylist())
 
@@ -257,8 +257,8 @@ def evaluate(ds: DataSet, *, seed: int = 0, budget_s: float | None = None) -> di
     """minimlops and the peers on one data set, scored on TEST."""
     from minimlops.ml import artifacts
     from minimlops.ml.job import fit_and_score
+    from minimlops.ml.metrics import metrics
     from minimlops.ml.selection import output_of
-    from minimlops.ml.training import metrics
     from minimlops.projects import derived_functions
 
     project = ds.project

@@ -140,9 +140,9 @@ class _Serving:
             return self.front
         async with self._starting:
             if self.front is None:
-                from minimlops.entrypoints.fastpath import FastPredict
-                from minimlops.entrypoints.http import create_app
-                from minimlops.entrypoints.security import Access, PublicCORS
+                from minimlops.entrypoints.http.app import create_app
+                from minimlops.entrypoints.http.fastpath import FastPredict
+                from minimlops.entrypoints.http.security import Access, PublicCORS
                 from minimlops.process import freeze_long_lived
 
                 app = await asyncio.to_thread(_app)

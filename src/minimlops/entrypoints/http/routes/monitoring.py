@@ -11,8 +11,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
 
-from minimlops.entrypoints.fastpath import field_errors
-from minimlops.entrypoints.routes.common import (
+from minimlops.entrypoints.http.fastpath import field_errors
+from minimlops.entrypoints.http.routes.common import (
     Context,
     body_schema,
     json_response,

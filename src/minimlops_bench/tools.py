@@ -128,7 +128,7 @@ def floor_server() -> Iterator[str]:
     """The bare ASGI floor (``entrypoints.floor``) in its own process, as long
     as the block runs: its URL, once it answers."""
     port = free_port()
-    floor = subprocess.Popen([sys.executable, "-m", "uvicorn", "minimlops.entrypoints.floor:app",
+    floor = subprocess.Popen([sys.executable, "-m", "uvicorn", "minimlops_bench.floor:app",
                               "--port", str(port), "--log-level", "warning"])  # fmt: skip
     url = f"http://127.0.0.1:{port}/"
     try:

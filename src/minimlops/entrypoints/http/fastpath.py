@@ -20,12 +20,12 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from pydantic import ValidationError
 
-from minimlops.entrypoints.schemas import RequestModels
-from minimlops.entrypoints.security import Access, Credentials, allow_origin, key_matches
+from minimlops.entrypoints.http.schemas import RequestModels
+from minimlops.entrypoints.http.security import Access, Credentials, allow_origin, key_matches
 from minimlops.errors import DerivedFeatureError, NoChampionError
 
 if TYPE_CHECKING:
-    from minimlops.entrypoints.stats import ServingStats
+    from minimlops.entrypoints.http.stats import ServingStats
     from minimlops.services.predict import DurableLog, Predictor
 
 Scope = MutableMapping[str, Any]

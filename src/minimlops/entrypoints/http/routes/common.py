@@ -15,13 +15,13 @@ from fastapi.responses import Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from minimlops.bootstrap import App
-from minimlops.entrypoints.fastpath import Answer
-from minimlops.entrypoints.schemas import RequestModels
-from minimlops.entrypoints.security import key_matches
-from minimlops.entrypoints.stats import ServingStats
+from minimlops.entrypoints.http.fastpath import Answer
+from minimlops.entrypoints.http.schemas import RequestModels
+from minimlops.entrypoints.http.security import key_matches
+from minimlops.entrypoints.http.stats import ServingStats
 
 _bearer = HTTPBearer(auto_error=False)
-WEB = Path(__file__).resolve().parent.parent.parent / "web"  # the pages and their scripts
+WEB = Path(__file__).resolve().parents[3] / "web"  # the pages and their scripts
 
 
 def body_schema(schema: dict[str, Any]) -> dict[str, Any]:
