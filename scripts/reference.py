@@ -1,7 +1,10 @@
 """Write the reference pages from the code: docs/reference/settings.md from
 the settings' fields (config.py), docs/reference/cli.md from the command
-line's own help. ``--check`` writes nothing and fails when a page is out of
-date (the default test tier runs it), so the reference cannot drift.
+line's own help, docs/reference/http.md from the OpenAPI document; and the
+figures between ``<!-- BEGIN generated: NAME -->`` and ``<!-- END generated
+-->`` in the README and docs/ from bench/results/. ``--check`` writes nothing
+and fails when a page is out of date (the default test tier runs it), so the
+reference and the figures cannot drift.
 
     python scripts/reference.py          # rewrite the pages (make docs)
     python scripts/reference.py --check  # exit 1 when one differs
@@ -9,8 +12,11 @@ date (the default test tier runs it), so the reference cannot drift.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -65,11 +71,150 @@ def cli_page() -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
+def http_page() -> str:
+    """Every route of the Titanic example's API from its OpenAPI document
+    (a user's project changes the row's fields, nothing else)."""
+    from minimlops.bootstrap import build
+    from minimlops.config import Settings
+    from minimlops.entrypoints.http.app import create_app
+
+    with tempfile.TemporaryDirectory() as tmp:
+        app = build(Settings.from_env({}, home=Path(tmp) / "home"))
+        try:
+            spec = create_app(app, admin_tokens=[]).openapi()
+        finally:
+            app.close()
+    lines = [NOTE, "", "# HTTP API", "",
+             "Every route, from the OpenAPI document the server publishes at `/openapi.json` "
+             "(interactive at `/docs`). Shown for the Titanic example: a project of your own "
+             "changes the fields of a row, nothing else. [The API explained](../http-api.md).", ""]
+    for path, ops in spec["paths"].items():
+        for method, op in ops.items():
+            lines += [f"## {method.upper()} {path}", "", op.get("summary", "").strip(), ""]
+            if op.get("description"):
+                lines += [op["description"].strip(), ""]
+            params = [f"`{p['name']}` ({p['in']}{', required' if p.get('required') else ''})"
+                      + (f": {p['description']}" if p.get("description") else "")
+                      for p in op.get("parameters", [])]  # fmt: skip
+            if params:
+                lines += ["Parameters: " + "; ".join(params) + ".", ""]
+            body = op.get("requestBody", {}).get("content", {})
+            for kind, media in body.items():
+                lines += [f"Body: `{kind}`, {_schema_name(media.get('schema', {}))}.", ""]
+            codes = ", ".join(f"{code} {r.get('description', '')}".strip()
+                              for code, r in op.get("responses", {}).items())  # fmt: skip
+            lines += [f"Answers: {codes}.", ""]
+    lines += ["## Schemas", ""]
+    for name, schema in sorted(spec.get("components", {}).get("schemas", {}).items()):
+        props = schema.get("properties", {})
+        if not props:
+            continue
+        required = set(schema.get("required", []))
+        lines += [f"### {name}", "", "| field | type | required | description |",
+                  "| --- | --- | --- | --- |"]  # fmt: skip
+        for field, info in props.items():
+            desc = (info.get("description") or "").replace("|", "/").replace("\n", " ")
+            lines.append(f"| `{field}` | {_schema_name(info)} | {'yes' if field in required else ''}"
+                         f" | {desc} |")
+        lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _schema_name(schema: dict[str, Any]) -> str:
+    if "$ref" in schema:
+        return schema["$ref"].rsplit("/", 1)[-1]
+    for key in ("anyOf", "oneOf"):
+        if key in schema:
+            return " or ".join(_schema_name(s) for s in schema[key])
+    if schema.get("type") == "array":
+        return f"array of {_schema_name(schema.get('items', {}))}"
+    if "enum" in schema:
+        return " / ".join(f"`{v}`" for v in schema["enum"])
+    return str(schema.get("type", "any"))
+
+
+RESULTS = ROOT / "bench" / "results"
+HEADLINE = (  # (label, the measurement's name in latest.json, how to show it)
+    ("Predictions, one row each, 32 connections (every one durably logged)",
+     "minimlops /predict, 1 passenger, 32 connections", "ratio"),
+    ("Latency at one connection, p50 / p99", "minimlops /predict, 1 connection, p50", "p50p99"),
+    ("Batches of 1,000 rows", "minimlops /predict, batches of 1,000, 4 connections", "value"),
+    ("Loading 1,000,000 rows", "minimlops ingest_data, 1,000,000 rows", "pandas"),
+    ("A file landing to its model's first prediction",
+     "end to end: a file landing (891 rows) to its model's first prediction", "value"),
+)
+
+
+def _figure(row: dict[str, Any]) -> str:
+    value, unit = row["value"], row["unit"]
+    return f"{value:,.0f} {unit}" if value >= 100 else f"{value:,.2f} {unit}"
+
+
+def headline_block() -> str:
+    data = json.loads((RESULTS / "latest.json").read_text())
+    rows = {r["name"]: r for r in data["results"]}
+    floor = rows.get("bare ASGI floor, 32 connections")
+    lines = []
+    for label, name, how in HEADLINE:
+        row = rows.get(name)
+        if row is None:
+            continue
+        if how == "ratio" and floor:
+            shown = (f"{_figure(row)}, {row['ratio']:.2f}× a bare ASGI app that parses the JSON "
+                     f"and answers a constant ({_figure(floor)})")
+        elif how == "p50p99" and "minimlops /predict, 1 connection, p99" in rows:
+            shown = f"{row['value']:.2f} / {rows['minimlops /predict, 1 connection, p99']['value']:.2f} ms"
+        elif how == "pandas" and row.get("ratio"):
+            shown = f"{_figure(row)}, {row['ratio']:.1f}× the usual pandas way (`read_csv`, a row check, `to_sql`)"
+        else:
+            shown = _figure(row)
+        lines.append(f"- {label}: **{shown}**")
+    m = data["machine"]
+    lines += ["", f"Measured by `make bench` on {m['cores']} cores ({m['cpu']}), {m['date'][:10]}; "
+              "[method and every figure](docs/performance.md)."]
+    return "\n".join(lines)
+
+
+def performance_block() -> str:
+    return (RESULTS / "latest.md").read_text().strip() + (
+        "\n\nReproduce: `make bench` (needs `wrk`); it rewrites `bench/results/latest.*`, appends "
+        "a line to `bench/results/history.jsonl` and refreshes this page.")
+
+
+def quality_block() -> str:
+    """quality.md under the page's own heading: its title dropped, its
+    sections one level down."""
+    text = (RESULTS / "quality.md").read_text().strip().split("\n", 1)[1].strip()
+    return re.sub(r"^## ", "### ", text, flags=re.M) + (
+        "\n\nReproduce: `make bench-quality`; it rewrites `bench/results/quality.*` and this page.")
+
+
+BLOCKS = {"headline figures": headline_block, "performance figures": performance_block,
+          "quality figures": quality_block}
+BLOCK = re.compile(r"(<!-- BEGIN generated: (?P<name>[^>]+?) -->\n)(?P<body>.*?)(<!-- END generated -->)",
+                   re.S)
+
+
+def with_blocks(text: str) -> str:
+    def fill(m: re.Match[str]) -> str:
+        make = BLOCKS.get(m.group("name"))
+        if make is None:
+            raise SystemExit(f"unknown generated block {m.group('name')!r}")
+        return f"{m.group(1)}{make()}\n{m.group(4)}"
+
+    return BLOCK.sub(fill, text)
+
+
 def main(argv: list[str]) -> int:
     check = "--check" in argv
     stale = []
-    for name, make in (("settings.md", settings_page), ("cli.md", cli_page)):
-        page, text = PAGES / name, make()
+    pages = [(PAGES / name, make) for name, make in
+             (("settings.md", settings_page), ("cli.md", cli_page), ("http.md", http_page))]
+    for doc in [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]:
+        if doc.parent != PAGES and BLOCK.search(doc.read_text()):
+            pages.append((doc, lambda d=doc: with_blocks(d.read_text())))  # type: ignore[misc]
+    for page, make in pages:
+        text = make()
         if page.exists() and page.read_text() == text:
             continue
         if check:

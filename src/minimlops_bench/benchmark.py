@@ -290,7 +290,26 @@ def run(out_dir: Path, *, smoke: bool = False, peers_python: Path | None = None)
     report = {"machine": info, "smoke": smoke, "results": results.rows}
     (out_dir / "latest.json").write_text(json.dumps(report, indent=2))
     (out_dir / "latest.md").write_text(markdown(results, info, smoke))
+    if not smoke:
+        append_history(out_dir / "history.jsonl", info, results.rows)
     return report
+
+
+def append_history(path: Path, info: dict[str, Any], rows: list[dict[str, Any]]) -> None:
+    """One line per run, appended: when, which commit, which machine, the
+    floor it was measured against, and every figure with its ratio. latest.*
+    are the current figures; this is how they moved."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                                text=True, cwd=Path(__file__).parent, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    floor = next((r["value"] for r in rows if r["name"].startswith("bare ASGI floor")), None)
+    line = {"date": info["date"], "commit": commit or None, "machine": info, "floor_req_s": floor,
+            "figures": {r["name"]: {"value": r["value"], "unit": r["unit"], "ratio": r["ratio"]}
+                        for r in rows}}  # fmt: skip
+    with path.open("a") as fh:
+        fh.write(json.dumps(line, ensure_ascii=False) + "\n")
 
 
 if __name__ == "__main__":  # child processes of the ingestion and training benchmarks

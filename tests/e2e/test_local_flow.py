@@ -60,6 +60,33 @@ def test_first_start_serves_the_exercise_request(server: Server) -> None:
     assert models["champion"] == "1" and v1["metrics"]["accuracy"] > v1["baseline"]["gender_only_accuracy"]
 
 
+def _readme_block(marker: str) -> str:
+    """The first ```bash block after ``marker`` in the README."""
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    after = text[text.index(marker):]
+    start = after.index("```bash\n") + len("```bash\n")
+    return after[start:after.index("```", start)]
+
+
+def test_the_readme_curl_is_answered_as_the_readme_shows(server: Server) -> None:
+    """The README's first request, run with curl as a reader pastes it (only
+    the port differs): the answer has the fields and values the README shows."""
+    import re
+    import subprocess
+
+    block = _readme_block("<!-- example: exercise-curl")
+    command = "\n".join(ln for ln in block.splitlines() if not ln.startswith("#"))
+    shown = next(ln for ln in block.splitlines() if ln.startswith("# {"))
+    assert "http://127.0.0.1:8080/predict" in command
+    out = subprocess.run(["bash", "-c", command.replace("http://127.0.0.1:8080", server.url)],
+                         capture_output=True, text=True, timeout=30, check=True).stdout  # fmt: skip
+    answer = json.loads(out)
+    assert set(answer) == set(re.findall(r'"(\w+)":', shown))
+    assert f'"prediction":{answer["prediction"]}' in shown
+    assert f'"model_version":"{answer["model_version"]}"' in shown
+    assert 0 <= answer["probability"] <= 1
+
+
 def test_a_version_has_its_evaluation_in_the_api_the_page_and_the_cli(server: Server) -> None:
     """GET /models/1: metrics with intervals, the leaderboard, the plots'
     numbers and importance of the raw columns; HTML for a browser; 404 for
@@ -206,3 +233,4 @@ def test_a_mistyped_project_is_an_error_line_not_a_traceback(tmp_path: Path) -> 
         proc = cli(tmp_path / "home", *command, "--project", str(tmp_path / "custmers"), check=False)
         assert proc.returncode == 1 and "error: no project.toml in" in proc.stderr
         assert "Traceback" not in proc.stderr
+

@@ -7,7 +7,7 @@ data; LightGBM rather than scikit-learn's HistGradientBoosting because the
 installed skl2onnx cannot convert the latter (it writes a Python ``False``
 into an integer attribute, which protobuf 7 refuses), while onnxmltools
 converts LightGBM's trees within ~1e-7 of its own probabilities; it also
-fits 1,000,000 rows in seconds on two cores (measured: README, Training).
+fits 1,000,000 rows in seconds on two cores (measured: docs/performance.md, training).
 
 The boosted trees stop early: each fit holds out a part of the rows it is
 given and stops when their loss has not improved for ``PATIENCE`` rounds.

@@ -1,5 +1,5 @@
 """The compute of one training run, as one pure function: tables in, bytes and
-numbers out. It may run in another process (see ``adapters.process_pool``), so
+numbers out. It may run in another process (see ``adapters.process_compute``), so
 its arguments and result are plain data.
 """
 

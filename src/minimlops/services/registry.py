@@ -1,6 +1,6 @@
 """ModelRegistry: versions, metadata and the champion pointer in an object store.
 
-Layout in the model bucket (DESIGN.md section 3)::
+Layout in the model bucket::
 
     models/<name>/<version>/model.skops     the artifact (skops, never pickle)
     models/<name>/<version>/model.onnx      its fast form, when it passed the parity check

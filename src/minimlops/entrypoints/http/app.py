@@ -1,6 +1,6 @@
 """predictions_endpoint and the admin API: an ASGI app over one built App.
 
-The routes live in ``entrypoints/routes/`` by part (serving, models,
+The routes live in ``entrypoints/http/routes/`` by part (serving, models,
 monitoring, operations); this module builds their shared context, runs the
 prediction log with the app, and writes the OpenAPI document from the
 project's request models. ``/predict`` reads the body itself (pydantic-core
