@@ -32,11 +32,13 @@ test-slow: $(STAMP) ## many-crash trials
 audit: $(STAMP) ## known vulnerabilities with a fix, in requirements.lock (needs PyPI)
 	$(BIN)/python bench/audit.py
 
-bench: $(STAMP) ## serving and ingestion benchmarks (needs wrk); writes bench/results/latest.*
+bench: $(STAMP) ## serving and ingestion benchmarks (needs wrk); writes bench/results/latest.*, appends history.jsonl, refreshes the docs' figures
 	$(BIN)/minimlops bench --out bench/results
+	$(BIN)/python scripts/reference.py
 
 bench-quality: $(STAMP) ## model quality against LightGBM, HistGradientBoosting and linear defaults; writes bench/results/quality.*
 	$(BIN)/minimlops bench --quality --out bench/results
+	$(BIN)/python scripts/reference.py
 
 PEERS := .bench-peers
 $(PEERS)/.installed-stamp: bench/peers/requirements.lock
@@ -53,7 +55,7 @@ test-peers: $(STAMP) $(PEERS)/.installed-stamp ## smoke of make bench-peers (ins
 soak: $(STAMP) ## 10 minutes of mixed traffic; writes bench/results/soak.md
 	$(BIN)/python bench/soak.py --minutes 10 --rate 200 --out bench/results/soak.md
 
-docs: $(STAMP) ## regenerate docs/reference/ from the code (the tests check it is current)
+docs: $(STAMP) ## regenerate docs/reference/ and the figures in the README and docs/ (the tests check they are current)
 	$(BIN)/python scripts/reference.py
 
 lint: $(STAMP)

@@ -48,5 +48,10 @@ class DerivedFeatureError(MinimlopsError):
                          f"{type(cause).__name__}: {cause}")  # fmt: skip
 
 
+class Cancelled(MinimlopsError):
+    """Work stopped because the server is stopping; its trigger is delivered
+    again at the next start (nothing was promoted or acknowledged)."""
+
+
 class ProjectMismatchError(MinimlopsError):
     """The data home holds another, incompatible project; the message says what to do."""

@@ -66,13 +66,17 @@ def cli(home: Path, *args: str, check: bool = True, **extra: str) -> subprocess.
 class Server:
     """``minimlops up`` in a child process."""
 
-    def __init__(self, home: Path, **extra: str) -> None:
+    def __init__(self, home: Path, *, own_group: bool = False, **extra: str) -> None:
+        """``own_group``: in a process group of its own, as a shell or a
+        supervisor starts it, so :meth:`signal_group` reaches every process
+        of it as Ctrl-C does."""
         self.home, self.port = home, free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = open(home.parent / f"server-{self.port}.log", "w")  # noqa: SIM115
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "minimlops", "up", "--port", str(self.port)],
-            env=env_for(home, **extra), stdout=self.log, stderr=subprocess.STDOUT)  # fmt: skip
+            env=env_for(home, **extra), stdout=self.log, stderr=subprocess.STDOUT,
+            start_new_session=own_group)  # fmt: skip
         self.http = httpx.Client(base_url=self.url, timeout=30)
 
     def wait_healthy(self, timeout: float = 90) -> dict[str, Any]:
@@ -127,6 +131,17 @@ class Server:
             if int(fields[1]) == self.proc.pid:
                 kids.append(int(stat.parent.name))
         return kids
+
+    def signal_group(self, sig: int, timeout: float = 60) -> float:
+        """Send ``sig`` to the whole process group (Ctrl-C in a terminal, or a
+        supervisor's stop); return the seconds until the server exited."""
+        sent = time.monotonic()
+        os.killpg(self.proc.pid, sig)
+        self.proc.wait(timeout)
+        took = time.monotonic() - sent
+        self.http.close()
+        self.log.close()
+        return took
 
     def kill9(self) -> None:
         self.proc.send_signal(signal.SIGKILL)

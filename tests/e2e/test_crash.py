@@ -160,3 +160,36 @@ def test_a_restart_right_after_kill9_and_a_stale_runtime_file_are_not_refused(tm
     finally:
         unrelated.kill()
         unrelated.wait()
+
+
+def test_ctrl_c_during_a_training_stops_promptly_and_quietly_and_the_next_start_trains(
+        tmp_path: Path) -> None:  # fmt: skip
+    """Ctrl-C (SIGINT to the whole process group) while a training runs:
+    the server stops in seconds, not when the training ends; it says the
+    training runs again at the next start, promotes nothing and prints no
+    traceback. The next start trains it; a supervisor's SIGTERM to the group
+    then stops it without an alarming line."""
+    import signal
+
+    home = tmp_path / "home"
+    (home / LAND).mkdir(parents=True)
+    write_csv(home / LAND / "passengers.csv", 30_000, seed=4)
+    first = Server(home, own_group=True, MINIMLOPS_TRAINING_BUDGET="120")
+    first.wait_for(lambda: "cross-validating" in first.output(), what="the training to start")
+    time.sleep(1.0)
+    took = first.signal_group(signal.SIGINT)
+    out = first.output()
+    assert "runs again at the next start" in out, out
+    assert took < 15, f"stopped {took:.1f} s after Ctrl-C:\n{out}"
+    assert "Traceback" not in out and "KeyboardInterrupt" not in out, out
+    assert "exited (code" not in out and "PROMOTED" not in out, out
+    again = Server(home, own_group=True)
+    again.wait_healthy()
+    again.wait_for(lambda: again.http.get("/status").json()["champion"],
+                   what="the interrupted training, run at the next start")  # fmt: skip
+    assert again.http.post("/predict", json=MODEL_FIELDS_ONLY).status_code == 200
+    again.signal_group(signal.SIGTERM)
+    out = again.output()
+    assert "Traceback" not in out and "exited (code" not in out and "ERROR" not in out, out
+    assert again.proc.returncode == 0, out
+

@@ -323,7 +323,10 @@ def serve_journal(directory: Path, requests: int = 0, replies: int = 1) -> None:
     ``k`` or ``e`` with the error (4-byte length, text). Ends when the server
     closes the pipe; dies with the server (a kill -9 leaves no orphan)."""
     die_with_parent()
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the group; the server stops us
+    # Ctrl-C and a SIGTERM to the process group (a supervisor's stop) reach us
+    # too: the server writes its last rows through us, then closes the pipe.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     writer: SegmentWriter | None = None
     while (header := _read_exactly(requests, 4)) is not None:
         data = _read_exactly(requests, int.from_bytes(header, "little"))

@@ -18,17 +18,23 @@ from __future__ import annotations
 
 import logging
 import multiprocessing as mp
+import signal
 import threading
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
+from minimlops.errors import Cancelled
 from minimlops.process import die_with_parent
 
 logger = logging.getLogger(__name__)
 def _child(conn: Connection, log_level: int, warm: tuple[str, ...]) -> None:
     """Import ahead, run one job, send its result (or its exception), exit."""
     die_with_parent()
+    # Ctrl-C and a SIGTERM to the process group reach us too: the server
+    # decides (it cancels a job it will not wait for), so no traceback here.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     logging.basicConfig(level=log_level, format="%(message)s")
     for module in warm:
         __import__(module)
@@ -54,6 +60,8 @@ class ProcessCompute:
         self._next: tuple[Any, Connection] | None = None
         self._lock = threading.Lock()
         self._closed = False
+        self._running: Any = None  # the process of the job in flight
+        self._cancelled = False
 
     def _start(self) -> tuple[Any, Connection]:
         parent, child = self._ctx.Pipe()
@@ -72,12 +80,16 @@ class ProcessCompute:
 
     def __call__(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         with self._lock:
+            if self._cancelled:
+                raise Cancelled("the server is stopping: no new training starts")
             proc, conn = self._next or self._start()
-            self._next = None
+            self._next, self._running = None, proc
         try:
             conn.send((fn, args, kwargs))
             ok, value = conn.recv()
         except (EOFError, OSError, BrokenPipeError) as exc:
+            if self._cancelled:
+                raise Cancelled("training stopped: the server is stopping") from None
             raise RuntimeError(f"the training process died (exit code {proc.exitcode}): "
                                f"{exc or 'no result'}") from None  # fmt: skip
         finally:
@@ -86,11 +98,20 @@ class ProcessCompute:
             if proc.is_alive():
                 proc.kill()
             with self._lock:  # the next job's process, while this one's result is used
-                if self._next is None and not self._closed:
+                self._running = None
+                if self._next is None and not self._closed and not self._cancelled:
                     self._next = self._start()
         if not ok:
             raise value
         return value
+
+    def cancel(self) -> None:
+        """Stop the job in flight now (its caller gets :class:`Cancelled`) and
+        start no other: the server is stopping and will not wait for it."""
+        with self._lock:
+            self._cancelled, running = True, self._running
+        if running is not None and running.is_alive():
+            running.kill()
 
     def close(self) -> None:
         with self._lock:

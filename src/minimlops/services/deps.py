@@ -66,4 +66,4 @@ class Deps:
     imbalance_threshold: float = 0.1  # minority share under which class weights are tried
     progress: Progress = _no_progress
     now: Callable[[], datetime] = utc_now
-    compute: Callable[..., Any] = run_here  # where training's compute runs
+    compute: Callable[..., Any] = run_here  # where training's compute runs (may offer cancel())

@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 from minimlops.bootstrap import App
 from minimlops.domain.events import Event, ObjectFinalized, UnknownEventError, from_message
+from minimlops.errors import Cancelled
 from minimlops.process import freeze_new_modules, release_memory
 from minimlops.services import messagebus, monitor
 
@@ -80,6 +81,9 @@ class Runtime:
                 self.app.predictor.refresh()
             else:
                 messagebus.handle(event, self.app.deps)
+        except Cancelled as exc:  # left unacknowledged: delivered again at the next start
+            logger.warning("%s: %s; it runs again at the next start", sub, exc)
+            return
         except Exception as exc:
             release_memory()
             logger.exception("%s: %s failed (attempt %d): %s", sub, event.type, attempt, exc)
@@ -115,7 +119,12 @@ class Runtime:
             self._spawn(worker, lambda w=worker: self._consume(w))  # type: ignore[misc]
 
     def stop(self, timeout: float = 30.0) -> None:
+        """Stop the threads; a training in flight is cancelled, not waited for
+        (its trigger stays unacknowledged, so the next start runs it)."""
         self.stop_event.set()
+        cancel = getattr(self.app.deps.compute, "cancel", None)
+        if cancel is not None:
+            cancel()
         for t in self.threads:
             t.join(timeout)
 

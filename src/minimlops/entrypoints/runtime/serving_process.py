@@ -36,7 +36,10 @@ def serve_process(conn: Connection, settings: Settings, name: str, address: tupl
     from minimlops.process import die_with_parent, freeze_long_lived, limit_malloc_arenas
 
     die_with_parent()
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the group: the server stops us
+    # Ctrl-C and a SIGTERM to the process group reach us too: the server stops
+    # us in order (our last rows reach our journal), so neither ends us here.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     limit_malloc_arenas()
     logging.basicConfig(level=log_level, format=f"%(asctime)s {name} %(levelname)s %(message)s")
     part = build_serving(settings, name)
