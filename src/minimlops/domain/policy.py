@@ -89,7 +89,7 @@ def decide_promotion(
     """
     new = challenger.get(metric)
     rows = int(challenger.get("rows", 0))
-    common = {"metric": metric, "tolerance": tolerance}
+    common: dict[str, Any] = {"metric": metric, "tolerance": tolerance}
     if failed_checks:
         old = champion.get(metric) if champion else None
         versus = f" ({metric} {new:.4f} vs champion's {old:.4f})" if (
@@ -105,7 +105,7 @@ def decide_promotion(
                             challenger=new, **common)  # fmt: skip
         return Decision(False, f"only {rows} evaluation rows (need {MIN_EVAL_ROWS})",
                         challenger=new, **common)  # fmt: skip
-    if first:
+    if first or champion is None:
         return Decision(True, "first model: no champion yet", challenger=new, **common)
     old = float(champion[metric])
     sign = 1.0 if direction == "max" else -1.0

@@ -246,7 +246,8 @@ def check(deps: Deps, registry: ModelRegistry, cfg: MonitorConfig) -> list[Retra
     retraining on the same rows would not cure them, and firing again would
     train in a loop. The schedule fires when the newest model is old enough.
     """
-    snapshot, fired = snapshot_id(deps), []
+    snapshot = snapshot_id(deps)
+    fired: list[tuple[str, str, dict[str, Any]]] = []
     earlier = {(t["kind"], (t["details"] or {}).get("snapshot")) for t in triggers(deps)}
     report = drift(deps, registry, cfg)
     drifted = [f for f in report["features"] if f["status"] == "drift"]

@@ -21,7 +21,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol, Union
+from typing import TYPE_CHECKING, Any, Protocol, Union, cast
 
 from minimlops.domain.project import Project
 from minimlops.errors import ArtifactIntegrityError, ModelNotFoundError, NoChampionError
@@ -152,7 +152,7 @@ class Predictor:
             rows, known, inputs = [], self._known, self.inputs
             for i, p, value in zip(ids, passengers, values, strict=True):
                 if owned:  # validated and handed over: the row itself becomes the log row
-                    row = p
+                    row = cast("dict[str, Any]", p)  # validated rows are dicts
                     row["uuid"], row["created_at"], row["model_version"] = i, created, version
                 elif p.keys() <= known:  # validated: only the project's fields (absent: null)
                     row = {"uuid": i, "created_at": created, "model_version": version, **p}
@@ -166,7 +166,7 @@ class Predictor:
         put: Callable[[Any, str, Any], None] = setattr if structs else operator.setitem
         if not binary:
             self._answers(rows, values, put)
-        if shadow is not None:  # logged beside the answer, never returned
+        if shadow is not None and shadow_out is not None:  # logged beside the answer, never returned
             self._shadow(rows, shadow[0], shadow_out, put)
         return rows
 
@@ -221,7 +221,7 @@ def uuid4_strings(n: int) -> list[str]:
     pool = _POOL
     if pool.pid != os.getpid():
         pool.ids, pool.pid = [], os.getpid()
-    out = []
+    out: list[str] = []
     while len(out) < n:
         try:
             out.append(pool.ids.pop())  # one atomic step: two threads never get the same id

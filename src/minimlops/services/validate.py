@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 import numpy as np
 import pyarrow as pa
@@ -21,6 +21,14 @@ import pyarrow.csv as pacsv
 from minimlops.domain.project import Project
 from minimlops.domain.schema import SPLIT_BOUNDS, SPLITS, key_int
 from minimlops.errors import SchemaError
+
+
+class Readable(Protocol):
+    """What the CSV reader needs of a stream."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+
+    def close(self) -> None: ...
 
 BLOCK_SIZE = 4 << 20
 MAX_LISTED_ERRORS = 100
@@ -46,7 +54,7 @@ class Report:
     file_errors: list[str] = field(default_factory=list)
     keys: list[tuple[int, pa.Array]] = field(default_factory=list, repr=False)
 
-    def add(self, row: int, column: str, value: Any, reason: str) -> None:
+    def add(self, row: int, column: str | None, value: Any, reason: str) -> None:
         if len(self.errors) < MAX_LISTED_ERRORS:
             self.errors.append({"row": row, "column": column, "value": value,
                                 "reason": reason})  # fmt: skip
@@ -62,7 +70,7 @@ class Report:
         return f"{self.bad_rows:,} of {self.rows:,} rows invalid{where}"
 
 
-def read_header(stream: IO[bytes], project: Project) -> list[str]:
+def read_header(stream: Readable, project: Project) -> list[str]:
     """The column names of a CSV file, checked against the project's columns.
 
     Optional columns may be absent (they load as null); required ones may not.
@@ -75,10 +83,10 @@ def read_header(stream: IO[bytes], project: Project) -> list[str]:
         if head.startswith(magic):
             raise SchemaError(f"this is {what}, not a CSV file: export or extract the CSV "
                               "and land that")  # fmt: skip
-    stream = _Prefixed(head, stream)
+    prefixed = _Prefixed(head, stream)
     try:
         reader = pacsv.open_csv(
-            stream, read_options=pacsv.ReadOptions(block_size=1 << 16),
+            prefixed, read_options=pacsv.ReadOptions(block_size=1 << 16),
             parse_options=pacsv.ParseOptions(newlines_in_values=True,
                                              invalid_row_handler=lambda row: "skip"),
         )  # fmt: skip  (a short row is reported by the full read, with its number)
@@ -124,7 +132,7 @@ def header_names(raw: list[str]) -> list[str]:
 class _Prefixed:
     """A stream with bytes already read put back in front."""
 
-    def __init__(self, head: bytes, rest: IO[bytes]) -> None:
+    def __init__(self, head: bytes, rest: Readable) -> None:
         self.head, self.rest, self.closed = head, rest, False
 
     def read(self, size: int = -1) -> bytes:
@@ -143,7 +151,7 @@ class _Prefixed:
         self.closed = True
 
 
-def batches(stream: IO[bytes], names: list[str],
+def batches(stream: Readable, names: list[str],
             report: Report | None = None) -> Iterator[pa.RecordBatch]:  # fmt: skip
     """Raw record batches, every column as text, empty fields as null, the
     columns named ``names`` (the header's, trimmed; the header row is skipped).
@@ -358,7 +366,7 @@ def add_split(table: pa.Table, project: Project) -> pa.Array:
 class CountingReader:
     """A binary stream that reports how many bytes were read, for progress."""
 
-    def __init__(self, raw: IO[bytes], on_read: Callable[[int], None]) -> None:
+    def __init__(self, raw: Readable, on_read: Callable[[int], None]) -> None:
         self.raw, self.on_read, self.done = raw, on_read, 0
         self.closed = False
 
