@@ -9,6 +9,7 @@ import http.server
 import os
 import shutil
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -52,7 +53,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 @pytest.fixture
 def page(browser):  # type: ignore[no-untyped-def]
-    context = browser.new_context(viewport={"width": 1200, "height": 900})
+    context = browser.new_context(viewport={"width": 1200, "height": 900}, locale="en-US")
     pg = context.new_page()
     yield pg
     context.close()
@@ -77,8 +78,29 @@ def test_prediction_form_shows_probability_version_and_effects(server: Server, p
     assert probability.endswith("%") and 50 < float(probability[:-1]) <= 100
     assert page.text_content("#model-version") == "1"
     assert page.text_content("#verdict") == "Survives"
-    assert page.locator("#effects li").count() == 9
+    # a bar for each input away from the typical row; the others named in one line
+    bars = page.locator("#effects li").all_text_contents()
+    assert len(bars) == 5 and all(any(c in b for b in bars) for c in ("Pclass", "Sex", "Age", "Fare", "Name"))
+    summary = page.text_content("#effects-summary") or ""
+    assert summary.startswith("At their typical value, so no effect:")
+    assert all(c in summary for c in ("SibSp = 0", "Parch = 0", "Embarked = S")), summary
     shot(page, "predict")
+
+
+def test_the_typical_row_says_nothing_moved_it_and_a_change_shows_its_effect(server: Server, page) -> None:  # type: ignore[no-untyped-def]
+    page.goto(server.url + "/")
+    page.wait_for_selector("label[for=Age]")
+    page.click("#submit")  # the form starts with the typical training row
+    page.wait_for_selector("#effects-summary[data-typical-row=true]")
+    assert page.locator("#effects li").count() == 0  # no column of +0.0
+    summary = page.text_content("#effects-summary") or ""
+    assert "this is the typical row of the training data" in summary and "nothing moved" in summary
+    page.fill("#Age", "4")
+    page.click("#submit")
+    page.wait_for_selector("#effects-summary[data-typical-row=false]")
+    (bar,) = page.locator("#effects li").all_text_contents()
+    assert bar.startswith("Age: 4") and "+0.0" not in bar, bar
+    assert "Age" not in (page.text_content("#effects-summary") or "")
 
 
 def test_a_bad_value_shows_the_servers_message_at_the_field(server: Server, page) -> None:  # type: ignore[no-untyped-def]
@@ -185,7 +207,8 @@ def test_the_page_is_built_from_the_project_and_answers_for_its_task(other_serve
         assert page.get_attribute("#bmi", "min") == "10"  # the range on the input
     page.click("#submit")  # the defaults are a typical training row
     page.wait_for_selector("#result:not([hidden])")
-    page.wait_for_selector("#effects li")
+    page.wait_for_selector("#effects-summary[data-typical-row=true]")
+    assert page.locator("#effects li").count() == 0
     if p.task == "multiclass":
         assert page.locator("#classes li").count() == 3
         assert (page.text_content("#verdict") or "").startswith("cultivar: cultivar_")
@@ -295,9 +318,223 @@ def test_a_401_asks_for_the_api_key_inline_and_the_pages_work_with_it(keyed_serv
     page.wait_for_selector("label[for=Pclass]")  # the form, built from /project
     assert page.locator("#key-prompt").count() == 0
     page.click("#submit")
-    page.wait_for_selector("#effects li")  # /predict and /explain sent the key
+    page.wait_for_selector("#effects-summary[data-typical-row]")  # /predict and /explain sent the key
     assert page.evaluate("sessionStorage.getItem('minimlops-api-key')") == "page-k3y"
     shot(page, "predict-api-key")
     page.goto(keyed_server.url + "/dashboard")  # same tab: the key is kept, no prompt
     page.wait_for_selector("#timeline tr")
     assert page.locator("#key-prompt").count() == 0
+
+
+class _Recorder(http.server.BaseHTTPRequestHandler):
+    """A loopback proxy for GETs in front of a server, noting every path asked
+    for: the browser asks for /favicon.ico itself, out of the page's sight."""
+
+    target = ""
+    paths: list[str] = []
+
+    def do_GET(self) -> None:
+        import httpx
+
+        self.paths.append(self.path)
+        if self.path == "/no-icon":  # the control: a page without an icon
+            body, status, kind = b"<!doctype html><title>no icon</title>", 200, "text/html"
+        else:
+            r = httpx.get(self.target + self.path, headers={"Accept": self.headers.get("Accept", "*/*")})
+            body, status, kind = r.content, r.status_code, r.headers.get("content-type", "")
+        self.send_response(status)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_every_page_has_an_icon_so_no_favicon_request_404s(server: Server, browser) -> None:  # type: ignore[no-untyped-def]
+    recorder = type("Recorder", (_Recorder,), {"target": server.url, "paths": []})
+    proxy = http.server.ThreadingHTTPServer(("127.0.0.1", 0), recorder)
+    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{proxy.server_port}"
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        for path, ready in (("/", "#fields label"), ("/dashboard", "#timeline tr"), ("/models/1", "body[data-ready]")):
+            page.goto(base + path)
+            page.wait_for_selector(ready)
+            icon = page.get_attribute("link[rel=icon]", "href") or ""
+            assert icon.startswith("data:image/svg+xml,"), path
+        page.wait_for_timeout(1000)
+        assert "/favicon.ico" not in recorder.paths, recorder.paths
+        page.goto(base + "/no-icon")  # the control: this browser does ask when a page has no icon
+        deadline = time.monotonic() + 10
+        while "/favicon.ico" not in recorder.paths and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert "/favicon.ico" in recorder.paths, "the browser no longer asks for /favicon.ico: the test sees nothing"
+    finally:
+        context.close()
+        proxy.shutdown()
+
+
+def test_the_timeline_shows_a_landed_file_by_its_local_path(server: Server, page) -> None:  # type: ignore[no-untyped-def]
+    (landed,) = [e for e in server.http.get("/events").json()
+                 if e["kind"] == "ingested" and e["subject"].endswith("passengers.csv")]  # fmt: skip
+    assert landed["subject"] == "gs://my-data-landing-zone/passengers.csv"  # the ledger's id, unchanged
+    assert Path(landed["where"]).expanduser() == server.home / "buckets" / "my-data-landing-zone" / "passengers.csv"
+    page.goto(server.url + "/dashboard")
+    page.wait_for_selector("#timeline td.kind.ingested")
+    what = page.locator("#timeline tr:has(td.kind.ingested) td").nth(2)
+    assert what.text_content() == landed["where"]
+    assert what.get_attribute("title") == landed["subject"]  # the id, on hover
+    assert "gs://" not in (page.text_content("#timeline") or "")
+
+
+def _long_drift(monitoring: dict) -> dict:  # type: ignore[type-arg]
+    """The monitoring answer with seven drifting features of long names."""
+    names = ["household_income_reported_last_twelve_months", "Embarked", "x",
+             "a-name-with-dashes-and-no-spaces-at-all-from-an-export", "SibSp", "Parch", "Fare"]  # fmt: skip
+    features = [{"feature": n, "kind": "numeric", "psi": 0.000925 * 10 ** i,
+                 "status": ["ok", "warn", "drift"][i % 3]} for i, n in enumerate(names)]  # fmt: skip
+    drift = {"status": "ok", "features": features, "champion": "1", "reference_rows": 624,
+             "window": {"rows": 500, "limit": 500, "hours": None},
+             "thresholds": {"psi_warn": 0.1, "psi_drift": 0.25}}  # fmt: skip
+    return {**monitoring, "drift": drift}
+
+
+def _routed(page, path: str, change) -> None:  # type: ignore[no-untyped-def]
+    """The page's fetches of ``path`` answered by the server, then changed."""
+
+    def handle(route) -> None:  # type: ignore[no-untyped-def]
+        if route.request.resource_type != "fetch":
+            route.continue_()
+            return
+        answer = route.fetch()
+        route.fulfill(response=answer, json=change(answer.json()))
+
+    page.route(path, handle)
+
+
+@pytest.mark.parametrize("width", [1200, 390])
+def test_a_wide_drift_table_stays_inside_its_card(server: Server, browser, width: int) -> None:  # type: ignore[no-untyped-def]
+    context = browser.new_context(viewport={"width": width, "height": 900}, locale="en-US")
+    page = context.new_page()
+    _routed(page, "**/monitoring", _long_drift)
+    page.goto(server.url + "/dashboard")
+    page.wait_for_function("document.querySelectorAll('#drift tr').length === 7")
+    page.wait_for_selector("#timeline tr")
+    cards = page.evaluate("""[...document.querySelectorAll('section')].map(s => {
+        const r = s.getBoundingClientRect();
+        const out = [...s.querySelectorAll('table')].filter(t => {
+          const box = t.closest('.scroll') || t, b = box.getBoundingClientRect();
+          return b.right > r.right + 0.5 || b.left < r.left - 0.5;
+        }).length;
+        return [s.querySelector('h2').textContent, s.scrollWidth - s.clientWidth, out];
+      })""")
+    for title, overflow, tables_out in cards:
+        assert overflow <= 0 and tables_out == 0, (title, overflow, tables_out)
+    drift = page.evaluate("""(() => { const s = document.querySelector('#drift').closest('section'),
+        t = document.querySelector('#drift').closest('table');
+        return [t.getBoundingClientRect().right, s.getBoundingClientRect().right]; })()""")
+    assert drift[0] <= drift[1], "the drift table ends inside its card"
+    assert page.evaluate("document.documentElement.scrollWidth") <= width
+    shot(page, f"dashboard-drift-{width}")
+    context.close()
+
+
+def _fits(page, plot: str) -> bool:  # type: ignore[no-untyped-def]
+    """The y axis of a uPlot is as wide as its widest tick label needs."""
+    return bool(page.evaluate(f"""(() => {{ const u = {plot}, a = u.axes[1];
+        u.ctx.font = a.font[0];
+        const widest = Math.max(...a._values.map(v => u.ctx.measureText(v).width)) / devicePixelRatio;
+        return a._size >= widest + a.ticks.size + a.gap; }})()"""))
+
+
+def test_a_regressions_live_chart_names_its_metric_and_one_point_gets_its_day(other_server, page) -> None:  # type: ignore[no-untyped-def]
+    name, server = other_server
+    if name != "diabetes":
+        pytest.skip("a regression's chart")
+    at = 1796726400 + 10 * 3600 + 31 * 60  # 2026-12-09 10:31 UTC: one point, one December day
+    point = {"version": "1", "at": at, "labelled": 40, "accuracy": None, "mae": 21345.6, "rmse": 25001.2}
+    _routed(page, "**/monitoring", lambda m: {**m, "accuracy_over_time": [point]})
+    page.goto(server.url + "/dashboard")
+    page.wait_for_selector("#live-accuracy canvas")
+    label = page.get_attribute("#live-accuracy", "aria-label") or ""
+    assert "MAE" in label and "accuracy" not in label, label
+    assert "MAE" in (page.text_content("#live-title") or "")
+    assert page.get_attribute("#live-accuracy", "data-metric") == "mae"
+    x = page.evaluate("""(at) => { const s = charts['live-accuracy'].scales.x, day = new Date(at * 1000);
+        day.setHours(0, 0, 0, 0);
+        return [s.min, s.max, day.getTime() / 1000, charts['live-accuracy'].axes[0]._values]; }""", at)
+    assert x[0] == x[2] and 23 * 3600 <= x[1] - x[0] <= 25 * 3600, x  # its day, not 2027-2029
+    assert not any(y in v for v in x[3] for y in ("2027", "2028", "2029")), x[3]
+    ticks = page.evaluate("charts['live-accuracy'].axes[1]._values")
+    assert any("," in t for t in ticks), ticks  # 20,000, not 2e4
+    assert _fits(page, "charts['live-accuracy']"), "the y axis fits its labels"
+    shot(page, "dashboard-live-mae")
+
+
+def _large(version: dict) -> dict:  # type: ignore[type-arg]
+    """A diabetes version as if it priced houses: its errors 4,500 times larger."""
+    k = 4500.0
+    report = version["report"]
+    for metric in ("mae", "rmse"):
+        for part in (version["metrics"], version["baseline"]["task"], version.get("evaluation") or {}):
+            part[metric] *= k
+        report["intervals"][metric] = [x * k for x in report["intervals"][metric]]
+        for entry in version["selection"]["leaderboard"]:
+            if metric in (entry.get("cv") or {}):
+                entry["cv"][metric] *= k
+    for plot in ("scatter", "residuals"):
+        report[plot]["points"] = [[x * k, y * k] for x, y in report[plot]["points"]]
+    report["errors"]["edges"] = [x * k for x in report["errors"]["edges"]]
+    return version
+
+
+def test_the_evaluation_page_writes_large_regression_values_readably(other_server, page) -> None:  # type: ignore[no-untyped-def]
+    name, server = other_server
+    if name != "diabetes":
+        pytest.skip("a regression's page")
+    data = _large(server.http.get("/models/1").json())
+    _routed(page, "**/models/1", _large)
+    page.goto(server.url + "/models/1")
+    page.wait_for_function("document.body.dataset.ready !== undefined")
+    metrics, board = page.text_content("#metrics") or "", page.text_content("#leaderboard") or ""
+    assert "e+" not in metrics and "e+" not in board, metrics
+    mae = page.locator("#metrics tr:has(td:text-is('mae')) td").nth(1).text_content()
+    assert mae == f"{round(data['metrics']['mae']):,}", mae  # 198,085
+    assert page.locator("#metrics tr:has(td:text-is('r2')) td").nth(1).text_content() == f"{data['metrics']['r2']:.3f}"
+    for plot in ("predicted-actual", "residuals", "errors"):
+        assert _fits(page, f"plots['{plot}']"), plot
+    shot(page, "model-regression-large")
+
+
+@pytest.fixture(scope="module")
+def churn_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """The churn project: "region" is a category without allowed values."""
+    srv = Server(tmp_path_factory.mktemp("churn") / "home", MINIMLOPS_PROJECT="churn")
+    srv.wait_healthy(120)
+    yield srv
+    srv.stop()
+
+
+def test_a_free_category_offers_the_values_seen_and_takes_another(churn_server: Server, page) -> None:  # type: ignore[no-untyped-def]
+    region = next(c for c in churn_server.http.get("/project").json()["columns"] if c["name"] == "region")
+    assert region["allowed"] is None and len(region["categories"]) >= 2
+    page.goto(churn_server.url + "/")
+    page.wait_for_selector("#fields label")
+    options = page.locator("#region option").all_text_contents()
+    assert options == ["unknown", *region["categories"], "another value…"]  # optional: "unknown" first
+    assert page.input_value("#region") == region["default"]  # the typical row's
+    assert page.is_hidden("#region-other")
+    assert "another value…" not in page.locator("#plan option").all_text_contents()  # allowed values only
+    page.select_option("#region", label="another value…")
+    assert page.is_visible("#region-other") and page.evaluate("document.activeElement.id") == "region-other"
+    page.fill("#region-other", "region_new")  # the server takes an unseen category
+    page.click("#submit")
+    page.wait_for_selector("#effects li")
+    assert "region: region_new" in (page.text_content("#effects") or "")
+    assert page.is_hidden("#form-error") or not page.text_content("#form-error")
+    page.select_option("#region", region["categories"][0])
+    assert page.is_hidden("#region-other")
+    shot(page, "predict-category")

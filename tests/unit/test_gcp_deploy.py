@@ -407,7 +407,8 @@ def test_the_local_backend_never_imports_google_cloud(tmp_path: Path) -> None:
     probe = (
         "import sys; from minimlops.config import Settings; from minimlops.bootstrap import build; "
         "app = build(Settings.from_env({}, home=sys.argv[1])); app.close(); "
-        "from minimlops.entrypoints import cli, http, serve; "
+        "import minimlops.entrypoints.cli.main, minimlops.entrypoints.http.app, "
+        "minimlops.entrypoints.runtime.serve; "
         "print(sorted(m for m in ('google.cloud.storage', 'google.cloud.bigquery', "
         "'google.cloud.pubsub_v1', 'functions_framework') if m in sys.modules))"
     )

@@ -162,7 +162,7 @@ def test_serving_never_loads_the_training_libraries(model, tmp_path) -> None:
     probe = (
         "import json, sys; from pathlib import Path; d = Path(sys.argv[1])\n"
         "from minimlops.config import Settings\nfrom minimlops.bootstrap import build\n"
-        "from minimlops.entrypoints import serve\nfrom minimlops.entrypoints.http.app import create_app\n"
+        "from minimlops.entrypoints.runtime import serve\nfrom minimlops.entrypoints.http.app import create_app\n"
         "app = build(Settings.from_env({}, home=d / 'home'), isolate_training=True)\n"
         "create_app(app, admin_tokens=[])\nfrom minimlops.ml.serving import OnnxModel\n"
         "from minimlops import projects\np = projects.load('titanic')\n"

@@ -6,6 +6,7 @@ The HTTP API and the command line both call these, so the two always agree.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from minimlops.domain.events import ModelPromoted, RetrainRequested
@@ -139,16 +140,31 @@ def status(deps: Deps, registry: ModelRegistry, serving: str | None = None) -> d
     }  # fmt: skip
 
 
-def timeline(deps: Deps, registry: ModelRegistry, limit: int = 100) -> list[dict[str, Any]]:
+def timeline(deps: Deps, registry: ModelRegistry, limit: int = 100,
+             files: Path | None = None) -> list[dict[str, Any]]:  # fmt: skip
     """Pipeline events, newest first: files landed and their fate, trainings,
-    promotions and rollbacks, each with its reason."""
+    promotions and rollbacks, each with its reason.
+
+    Args:
+        files: the local backend's buckets directory. A landed file's event
+            then shows (``where``, and in its detail) the file on this machine
+            rather than its ``gs://bucket/name`` URI, which stays its
+            ``subject``: the ledger keys ingestions by that URI, so that a
+            file is loaded once. Without it, ``where`` is the URI.
+    """
     events: list[dict[str, Any]] = []
-    for row in deps.warehouse.ledger():
+    ledger = deps.warehouse.ledger()
+    shown = {r["source_uri"]: local_path(r["source_uri"], files) for r in ledger}
+    for row in ledger:
         kind = {"loaded": "ingested", "rejected": "rejected", "duplicate": "duplicate"}
+        detail = row["message"] or f"{row['rows_loaded']:,} rows loaded"
+        if files is not None and "gs://" in detail:  # "same content as gs://… (loaded before)"
+            for uri in sorted(shown, key=len, reverse=True):
+                detail = detail.replace(uri, shown[uri])
         events.append({
             "at": _iso(row["ingested_at"]), "kind": kind.get(row["status"], row["status"]),
-            "subject": row["source_uri"], "rows": row["rows_loaded"],
-            "detail": row["message"] or f"{row['rows_loaded']:,} rows loaded",
+            "subject": row["source_uri"], "where": shown[row["source_uri"]],
+            "rows": row["rows_loaded"], "detail": detail,
             "report": f"/ingestions/{row['ingestion_id']}/report" if row["report_uri"] else None,
         })  # fmt: skip
     for meta in registry.versions():
@@ -176,6 +192,20 @@ def timeline(deps: Deps, registry: ModelRegistry, limit: int = 100) -> list[dict
         previous = h["version"]
     events.sort(key=lambda e: e["at"], reverse=True)
     return events[:limit]
+
+
+def local_path(uri: str, files: Path | None) -> str:
+    """How a page shows an object: the file under ``files`` (the local
+    backend's buckets directory, written ``~/…`` under the home directory),
+    else the URI itself. For display only: never an identifier."""
+    if files is None or not uri.startswith("gs://"):
+        return uri
+    bucket, _, name = uri[len("gs://"):].partition("/")
+    path = Path(files, bucket, *name.split("/"))
+    try:
+        return str(Path("~") / path.relative_to(Path.home()))
+    except (ValueError, RuntimeError):  # not under the home directory, or no home
+        return str(path)
 
 
 def _triggers(deps: Deps) -> list[dict[str, Any]]:

@@ -6,10 +6,17 @@ typical row (median or mode) and the row is scored again. The difference is
 that input's effect on the answer: on the positive class's probability
 (binary), on the predicted class's probability (multiclass), on the value
 (regression). It works for any model, and costs one batch prediction.
+
+An input already at its typical value has no effect by construction (the
+row scored again is the same row): each effect says whether it is
+(``at_typical``), and ``typical_row`` says every input is, as on the
+prediction page's first answer, where nothing moved the answer away from the
+typical row's.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -49,6 +56,17 @@ def explain(model: Any, row: Mapping[str, Any], project: Project) -> dict[str, A
         via = derived_of[name]
         label = f"{name} (via {', '.join(via)})" if via and name not in project.features else name
         effects.append({"input": name, "label": label, "value": row.get(name),
-                        "reference": reference.get(name), "effect": float(scores[0]) - s})
+                        "reference": reference.get(name), "effect": float(scores[0]) - s,
+                        "at_typical": same_value(row.get(name), reference.get(name))})
     effects.sort(key=lambda e: -abs(e["effect"]))
-    return {**answer, "effects": effects}
+    return {**answer, "effects": effects, "typical_row": all(e["at_typical"] for e in effects)}
+
+
+def same_value(value: Any, typical: Any) -> bool:
+    """The request's value is the typical one: 28 and 28.0 are; None and a
+    number are not (a missing value is imputed, which can move the answer)."""
+    if value is None or typical is None:
+        return value is None and typical is None
+    if isinstance(value, int | float) and isinstance(typical, int | float):
+        return math.isclose(value, typical, rel_tol=1e-9, abs_tol=1e-12)
+    return bool(value == typical)

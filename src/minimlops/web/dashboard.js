@@ -26,7 +26,14 @@ function link(td, href, text, label) {
   return a;
 }
 
-function num(v, digits = 3) { return typeof v === "number" ? v.toFixed(digits) : "—"; }
+function num(v, digits = 3) { return readable(v, digits); }
+
+// The live chart's metric: accuracy, or MAE for a regression (in the target's units).
+function liveMetric() {
+  return project.task === "regression"
+    ? { key: "mae", short: "MAE", long: "live MAE (mean absolute error)" }
+    : { key: "accuracy", short: "accuracy", long: "live accuracy" };
+}
 
 function renderStatus(s) {
   document.getElementById("champion").textContent = s.champion ? `version ${s.champion.version}` : "none yet";
@@ -50,7 +57,7 @@ function renderStatus(s) {
 function metricsHeader() {
   const primary = project.primary_metric, second = SECOND[project.task];
   const cols = ["version", "algorithm", primary, ...(second !== primary ? [second] : []),
-                `baseline (${primary})`, project.task === "regression" ? "live MAE" : "live accuracy", "decision"];
+                `baseline (${primary})`, `live ${liveMetric().short}`, "decision"];
   const tr = document.getElementById("models-head");
   tr.replaceChildren(...cols.map((c) => { const th = document.createElement("th"); th.textContent = c.replaceAll("_", " "); return th; }));
 }
@@ -88,7 +95,9 @@ function renderTimeline(events) {
     const tr = document.createElement("tr");
     cell(tr, new Date(e.at).toLocaleString());
     cell(tr, e.kind, "kind " + e.kind.replace(" ", "-"));
-    const subject = cell(tr, e.version ? "" : e.subject);
+    // a landed file: where it is (its path, on the local backend); its id (gs://bucket/name) on hover
+    const subject = cell(tr, e.version ? "" : (e.where || e.subject), "wrap");
+    if (e.where && e.where !== e.subject) subject.title = e.subject;
     if (e.version) link(subject, `/models/${encodeURIComponent(e.version)}`, e.subject, `evaluation of ${e.subject}`);
     const td = cell(tr, e.detail || "");
     if (e.report) {
@@ -104,10 +113,20 @@ function drawChart(id, series, data, opts = {}) {
   const el = document.getElementById(id);
   const width = Math.max(260, el.clientWidth || 300);
   if (charts[id]) { charts[id].setData(data); charts[id].setSize({ width, height: 200 }); return; }
-  // A lone point would stretch the time axis over years: pad it by ten minutes.
-  const x = { time: true, range: (u, min, max) => (min === max ? [min - 600, max + 600] : [min, max]) };
-  charts[id] = new uPlot({ width, height: 200, series: [{}, ...series], axes: [{}, { size: 50 }],
-                           ...opts, scales: { ...(opts.scales || {}), x } }, data, el);
+  charts[id] = new uPlot({ width, height: 200, series: [{}, ...series], axes: [{}, { size: fitAxis }],
+                           ...opts, scales: { ...(opts.scales || {}), x: { time: true, range: timeRange } } }, data, el);
+}
+
+// The time axis spans the points; a lone point gets its day (uPlot would
+// stretch a single time over 1,000 days: 2027-2029 for one December day).
+function timeRange(u, min, max) {
+  const xs = u.data[0] || [];
+  if (!xs.length || xs[0] !== xs[xs.length - 1]) return [min, max];
+  const day = new Date(xs[0] * 1000);
+  day.setHours(0, 0, 0, 0);
+  const next = new Date(day);
+  next.setDate(day.getDate() + 1);
+  return [day.getTime() / 1000, next.getTime() / 1000];
 }
 
 function lastMinutes(stats, n = 30) {
@@ -142,16 +161,17 @@ function renderAccuracy(points) {
   const versions = [...new Set(points.map((p) => p.version))];
   const data = [xs, ...versions.map((v) => xs.map((x) => {
     const p = points.find((q) => q.version === v && q.at === x);
-    return p ? (project.task === "regression" ? p.mae : p.accuracy) : null;
+    return p ? p[liveMetric().key] : null;
   }))];
   const series = versions.map((v, i) => ({ label: `version ${v}`, stroke: COLORS[i % COLORS.length],
-                                           points: { show: true, size: 6 }, spanGaps: true }));
+                                           points: { show: true, size: 6 }, spanGaps: true,
+                                           value: (u, y) => (y === null || y === undefined ? "—" : readable(y)) }));
   const key = "live-accuracy:" + versions.join(",");
   if (charts["live-accuracy"] && charts["live-accuracy"].key !== key) {
     charts["live-accuracy"].destroy(); delete charts["live-accuracy"];
   }
   const y = project.task === "regression" ? {} : { range: [0, 1] };
-  drawChart("live-accuracy", series, data, { scales: { x: { time: true }, y } });
+  drawChart("live-accuracy", series, data, { scales: { y } });
   charts["live-accuracy"].key = key;
 }
 
@@ -164,9 +184,10 @@ function renderDrift(m) {
   body.replaceChildren();
   for (const f of d.features) {
     const tr = document.createElement("tr");
-    cell(tr, f.feature); cell(tr, num(f.psi));
+    cell(tr, f.feature, "wrap"); cell(tr, num(f.psi));
     const td = document.createElement("td");
-    td.innerHTML = `<div class="gauge" style="width:8rem"><div style="width:${Math.min(100, (f.psi || 0) / 0.5 * 100)}%"></div></div>`;
+    td.innerHTML = `<div class="gauge psi"><div style="width:${Math.min(100, (f.psi || 0) / 0.5 * 100)}%"></div></div>`;
+    td.className = "meter";
     tr.append(td);
     cell(tr, f.status, "kind " + f.status);
     body.append(tr);
@@ -202,8 +223,12 @@ async function start() {
   try {
     project = await get("/project");
   } catch (err) { /* the defaults above; refresh() reports an unreachable server */ }
-  const live = project.task === "regression" ? "Live MAE over time (mean absolute error)" : "Live accuracy over time";
-  document.getElementById("live-title").textContent = live;
+  const live = liveMetric();
+  document.getElementById("live-title").textContent = project.task === "regression"
+    ? "Live MAE over time (mean absolute error)" : "Live accuracy over time";
+  const chart = document.getElementById("live-accuracy");
+  chart.setAttribute("aria-label", `${live.long} per model version over time`);
+  chart.dataset.metric = live.key;
   document.getElementById("project-name").textContent =
     `${project.name || ""} · ${project.task || ""} · target ${project.target || ""}`;
   metricsHeader();

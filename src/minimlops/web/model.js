@@ -3,6 +3,7 @@
 "use strict";
 const version = decodeURIComponent(location.pathname.split("/").filter(Boolean).pop());
 const COLORS = ["#0b57d0", "#b3261e", "#137333", "#e37400", "#8430ce", "#007b83"];
+const plots = {};  // the uPlot of each chart, by its element's id
 
 async function get(path) {
   const r = await call(path, { headers: { Accept: "application/json" } });
@@ -17,12 +18,11 @@ function el(tag, text, cls) {
   return e;
 }
 
-function num(v, digits = 3) {
-  if (typeof v !== "number") return "—";
-  return Math.abs(v) >= 1000 ? v.toPrecision(4) : v.toFixed(digits);
-}
+function num(v, digits = 3) { return readable(v, digits); }  // 21,345 and 0.0123, no exponents
 
-function sig(v) { return typeof v === "number" ? (v === 0 ? "0" : v.toPrecision(2)) : "—"; }
+function sig(v) {  // two significant digits, grouped: 1,200, 0.034
+  return typeof v === "number" && Number.isFinite(v) ? v.toLocaleString(undefined, { maximumSignificantDigits: 2 }) : "—";
+}
 
 function interval(ci) { return ci ? `${num(ci[0])}–${num(ci[1])}` : "—"; }
 
@@ -46,12 +46,18 @@ function chart(title, id, xLabel, yLabel, series, data, opts = {}) {
     fill: x.bars ? x.stroke + "55" : undefined,
     points: x.points ? { show: true, size: 5, fill: x.stroke, stroke: x.stroke } : { show: false },
   }));
-  new uPlot({ width, height: 240, series: [{ label: xLabel }, ...ser],
-              axes: [{ label: xLabel, size: 40 }, { label: yLabel, size: 60 }],
-              scales: { x: { time: false, ...(opts.x || {}) }, y: opts.y || {} },
-              legend: { show: true, live: false } }, data, div);
+  plots[id] = new uPlot({ width, height: 240, series: [{ label: xLabel }, ...ser],
+                         axes: [{ label: xLabel, size: 40, space: 60 }, { label: yLabel, size: fitAxis }],
+                         scales: { x: { time: false, ...(opts.x || {}) }, y: opts.y || {} },
+                         legend: { show: true, live: false } }, data, div);
   div.dataset.points = String(data[0].length);
   return s;
+}
+
+function scrolling(table) {  // a wide table scrolls inside its card
+  const box = el("div", undefined, "scroll");
+  box.append(table);
+  return box;
 }
 
 function byX(points) { return [...points].sort((a, b) => a[0] - b[0]); }
@@ -75,7 +81,7 @@ function confusion(title, c) {
     });
     table.append(tr);
   });
-  s.append(table);
+  s.append(scrolling(table));
   s.dataset.cells = String(c.matrix.flat().length);
   if (c.threshold !== undefined) s.append(el("p", `at the serving threshold: probability ≥ ${c.threshold}`, "muted"));
   if (c.classes_left_out) s.append(el("p", `${c.classes_left_out} rare classes left out`, "muted"));
@@ -117,7 +123,7 @@ function multiclassPlots(r) {
     tr.append(el("td", `${i}: ${c.class}`), el("td", `precision ${num(c.precision)}`), el("td", `recall ${num(c.recall)}`), el("td", `${c.support} rows`));
     return tr;
   }));
-  s.append(table);
+  s.append(scrolling(table));
 }
 
 function regressionPlots(r) {

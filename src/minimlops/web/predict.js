@@ -1,6 +1,8 @@
 // The prediction page, built from GET /project: a field per column (a select
-// for allowed values, number inputs with the ranges, defaults from a typical
-// training row); POST /predict (logged, like any client), then /explain.
+// for allowed values; for a category without them, a select of the values
+// training saw plus "another value", as the API takes an unseen category;
+// number inputs with the ranges; defaults from a typical training row);
+// POST /predict (logged, like any client), then /explain.
 // The answer fits the task: a probability gauge (binary), each class's
 // probability (multiclass), a number (regression).
 "use strict";
@@ -18,8 +20,11 @@ function field(col) {
   const label = col.description ? `${col.name}: ${col.description}` : col.name;
   box.append(el("label", { for: col.name }, label + (col.required ? "" : " (optional)")));
   const dflt = col.default === null || col.default === undefined ? "" : String(col.default);
-  let input;
-  if (col.allowed || col.type === "boolean") {
+  let input, other = null;
+  const seen = col.allowed || col.type === "boolean" ? null : col.categories;
+  if (seen && seen.length) {
+    [input, other] = categoryField(col, seen, dflt);
+  } else if (col.allowed || col.type === "boolean") {
     input = el("select", { id: col.name, name: col.name });
     const values = col.allowed || [true, false];
     if (!col.required) input.append(el("option", { value: "" }, "unknown"));
@@ -33,24 +38,50 @@ function field(col) {
       step: col.type === "integer" ? "1" : "any", min: col.min, max: col.max,
       inputmode: col.type === "integer" ? "numeric" : "decimal" });
   } else {
-    input = el("input", { id: col.name, name: col.name, type: "text", value: dflt,
-      maxlength: col.max_length, list: col.categories ? col.name + "-values" : null });
-    if (col.categories) {
-      const list = el("datalist", { id: col.name + "-values" });
-      for (const v of col.categories) list.append(el("option", { value: String(v) }));
-      box.append(list);
-    }
+    input = el("input", { id: col.name, name: col.name, type: "text", value: dflt, maxlength: col.max_length });
   }
-  input.setAttribute("aria-describedby", col.name + "-error");
-  box.append(input, el("div", { class: "error", id: col.name + "-error" }));
+  for (const x of [input, other]) if (x) x.setAttribute("aria-describedby", col.name + "-error");
+  box.append(...[input, other].filter(Boolean), el("div", { class: "error", id: col.name + "-error" }));
   return box;
+}
+
+// A category the project does not restrict: the values TRAIN held to choose
+// from, and "another value…" opening a box for one it did not (the server
+// takes it; the model reads any unseen value as its "other" category).
+function categoryField(col, seen, dflt) {
+  const select = el("select", { id: col.name, name: col.name });
+  if (!col.required) select.append(el("option", { value: "" }, "unknown"));
+  for (const v of seen) select.append(el("option", { value: String(v) }, String(v)));
+  const another = el("option", { value: "", "data-other": "" }, "another value…");
+  select.append(another);
+  const number = col.type === "integer" || col.type === "float";
+  const other = el("input", { id: col.name + "-other", type: number ? "number" : "text",
+    step: number ? (col.type === "integer" ? "1" : "any") : null, min: col.min, max: col.max,
+    maxlength: col.max_length, class: "other", "aria-label": `${col.name}: another value`,
+    placeholder: "another value" });
+  const known = seen.map(String).includes(dflt);
+  if (known) select.value = dflt;
+  else if (dflt !== "") { another.selected = true; other.value = dflt; }
+  else if (!col.required) select.value = "";
+  other.hidden = !another.selected;
+  select.addEventListener("change", () => {
+    other.hidden = !another.selected;
+    if (!other.hidden) other.focus();
+  });
+  return [select, other];
+}
+
+function valueOf(col) {  // the text of a field: a select's choice, or the other-value box
+  const input = document.getElementById(col.name);
+  const choice = input.selectedOptions && input.selectedOptions[0];
+  if (choice && choice.dataset.other !== undefined) return document.getElementById(col.name + "-other").value.trim();
+  return input.value.trim();
 }
 
 function row() {
   const body = {};
   for (const col of project.columns) {
-    const input = document.getElementById(col.name);
-    const raw = input.value.trim();
+    const raw = valueOf(col);
     if (raw === "") continue;  // optional: left out, the server imputes or ignores it
     if (col.type === "boolean") body[col.name] = raw === "true";
     else if ((col.type === "integer" || col.type === "float") && !Number.isNaN(Number(raw))) body[col.name] = Number(raw);
@@ -83,7 +114,9 @@ function showErrors(answer) {
 }
 
 function fmt(v) { return v === null || v === undefined ? "—" : String(v); }
-function number(v) { return Math.abs(v) >= 1000 ? v.toFixed(0) : Number(v.toPrecision(4)).toString(); }  // 4 digits
+function number(v) {  // 4 significant digits, grouped from 1,000 on (212,345)
+  return Math.abs(v) >= 1000 ? v.toLocaleString(undefined, { maximumFractionDigits: 0 }) : Number(v.toPrecision(4)).toString();
+}
 
 function bars(ul, items) {  // items: [{label, value (0..1 or signed), text, aria}]
   ul.replaceChildren();
@@ -99,18 +132,36 @@ function bars(ul, items) {  // items: [{label, value (0..1 or signed), text, ari
   }
 }
 
-function showEffects(list) {
+// The effects of the inputs that differ from the typical row, as bars; the
+// inputs at their typical value cannot move the answer (swapping in the
+// typical value changes nothing), so they are named in one line instead, and
+// a row at the typical value everywhere (the form's first answer) says so.
+function showEffects(why) {
   const regression = project.task === "regression";
   const shown = (v) => regression ? number(v) : v.toFixed(1);
-  bars(document.getElementById("effects"), list.map(e => {
+  const moved = why.effects.filter(e => !e.at_typical), still = why.effects.filter(e => e.at_typical);
+  const summary = document.getElementById("effects-summary");
+  bars(document.getElementById("effects"), moved.map(e => {
     const size = regression ? e.effect : e.effect * 100;
     const unit = regression ? "" : " pts";
     const sign = size >= 0 ? "+" : "−";
     return { label: `${e.label}: ${fmt(e.value)}`, title: `typical: ${fmt(e.reference)}`,
-      value: regression ? Math.sign(e.effect) * Math.min(0.5, Math.abs(e.effect) / (Math.abs(list[0].effect) || 1) / 2) : e.effect,
+      value: regression ? Math.sign(e.effect) * Math.min(0.5, Math.abs(e.effect) / (Math.abs(moved[0].effect) || 1) / 2) : e.effect,
       text: `${sign}${shown(Math.abs(size))}${unit}`,
       aria: `${e.label} ${fmt(e.value)} moves the answer ${size >= 0 ? "up" : "down"} by ${shown(Math.abs(size))}${unit}` };
   }));
+  const answer = regression ? `predicted ${project.target}` : "probability";
+  if (!moved.length) {
+    summary.textContent = `Every input is at its typical value: this is the typical row of the training data ` +
+      `(the form starts with it), so nothing moved the ${answer} away from the typical row's. ` +
+      `Change an input to see how it moves the answer.`;
+  } else {
+    const none = moved.every(e => e.effect === 0)
+      ? `Changing ${moved.length === 1 ? "this input" : "any one of these inputs"} back to its typical value does not change the ${answer}. ` : "";
+    summary.textContent = none + (still.length
+      ? `At their typical value, so no effect: ${still.map(e => `${e.label} ${e.value === null || e.value === undefined ? "(empty)" : "= " + e.value}`).join(", ")}.` : "");
+  }
+  summary.dataset.typicalRow = String(!moved.length);
 }
 
 function verdict(answer) {
@@ -163,7 +214,7 @@ async function submit(event) {
   if (!resp.ok) { showErrors(answer); return; }
   showAnswer(answer);
   const why = await call("/explain", { method: "POST", headers, body });
-  if (why.ok) showEffects((await why.json()).effects);
+  if (why.ok) showEffects(await why.json());
 }
 
 async function start() {

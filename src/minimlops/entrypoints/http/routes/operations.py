@@ -18,13 +18,16 @@ from minimlops.services import admin
 def router(ctx: Context) -> APIRouter:
     api, app = APIRouter(tags=["operations"]), ctx.app
     reuse = Reuse(app.settings.status_cache_seconds)
+    # A landed file's event: its subject is the gs://bucket/name URI the ledger
+    # keys it by; its "where", on the local backend, the file on this machine.
+    files = app.settings.buckets_dir if app.settings.backend == "local" else None
 
     @api.get("/events")
     async def events(limit: int = 100) -> Response:
         """The pipeline's timeline, newest first."""
         limit = max(1, min(limit, 1000))
         return json_response(await reuse.get(("events", limit), lambda: asyncio.to_thread(
-            admin.timeline, app.deps, app.registry, limit)))
+            admin.timeline, app.deps, app.registry, limit, files)))
 
     @api.get("/ingestions/{ingestion_id}/report")
     async def ingestion_report(ingestion_id: str) -> Response:
