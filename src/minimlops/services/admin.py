@@ -122,8 +122,8 @@ def status(deps: Deps, registry: ModelRegistry, serving: str | None = None) -> d
     ledger = deps.warehouse.ledger()
     versions = registry.versions()
     last = versions[-1] if versions else None
-    bus_stats = getattr(deps.bus, "stats", lambda: [])()
-    dead = getattr(deps.bus, "dead_letters", lambda: [])()[:20]
+    bus_stats: list[dict[str, Any]] = getattr(deps.bus, "stats", lambda: [])()
+    dead: list[dict[str, Any]] = getattr(deps.bus, "dead_letters", lambda: [])()[:20]
     return {
         "tables": deps.warehouse.counts(),
         "champion": pointer and {k: pointer[k] for k in ("version", "updated_at", "reason")},
@@ -171,10 +171,10 @@ def timeline(deps: Deps, registry: ModelRegistry, limit: int = 100,
         d = meta.get("decision") or {}
         metric = d.get("metric") or "accuracy"
         score = meta["metrics"]["validation"].get(metric)
-        shown = "—" if score is None else f"{score:.3f}" if abs(score) < 1000 else f"{score:,.0f}"
+        value = "—" if score is None else f"{score:.3f}" if abs(score) < 1000 else f"{score:,.0f}"
         events.append({
             "at": meta["created_at"], "kind": "trained", "subject": f"version {meta['version']}",
-            "detail": f"{meta['algorithm']}, {metric} {shown} on VALIDATION; "
+            "detail": f"{meta['algorithm']}, {metric} {value} on VALIDATION; "
                       f"{'promoted' if d.get('promote') else 'kept champion'}: {d.get('reason', '')}"
                       f" (trigger: {(meta.get('trigger') or {}).get('reason', '?')})",
             "report": None, "rows": meta["training"]["rows"], "version": meta["version"],
@@ -185,8 +185,8 @@ def timeline(deps: Deps, registry: ModelRegistry, limit: int = 100,
         events.append({"at": _iso(t["requested_at"]), "kind": "trigger", "subject": t["kind"],
                        "detail": t["reason"], "report": None, "rows": None})  # fmt: skip
     for h in (pointer or {}).get("history", []):
-        kind = "rolled back" if h["reason"].startswith("rollback") else "promoted"
-        events.append({"at": h["at"], "kind": kind, "subject": f"version {h['version']}",
+        moved = "rolled back" if h["reason"].startswith("rollback") else "promoted"
+        events.append({"at": h["at"], "kind": moved, "subject": f"version {h['version']}",
                        "detail": h["reason"] + (f" (was {previous})" if previous else ""),
                        "report": None, "rows": None, "version": h["version"]})  # fmt: skip
         previous = h["version"]

@@ -41,15 +41,16 @@ def explain(model: Any, row: Mapping[str, Any], project: Project) -> dict[str, A
     variants = [dict(row)] + [{**row, name: reference.get(name)} for name in names]
     out = np.asarray(model.output(variants))
     derived_of = {c: [d.name for d in project.derived if c in d.inputs] for c in names}
+    classes = project.classes or ()
     if project.task == "multiclass":
         best = int(np.argmax(out[0]))
         scores = out[:, best]
-        answer: dict[str, Any] = {"prediction": project.classes[best],
+        answer: dict[str, Any] = {"prediction": classes[best],
                                   "probability": float(scores[0])}  # fmt: skip
     else:
         scores = out
         answer = ({"probability": float(out[0]), "prediction":
-                   project.classes[1] if out[0] >= 0.5 else project.classes[0]}
+                   classes[1] if out[0] >= 0.5 else classes[0]}
                   if project.task == "binary" else {"prediction": float(out[0])})  # fmt: skip
     effects = []
     for name, s in zip(names, scores[1:].tolist(), strict=True):
