@@ -62,7 +62,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests
 	$(BIN)/lint-imports
 
-lock: ## re-resolve requirements.lock from pyproject.toml
+lock: $(STAMP) ## re-resolve requirements.lock from pyproject.toml
 	$(BIN)/python -m pip install --quiet uv
 	$(BIN)/uv pip compile pyproject.toml --extra dev --upgrade -o requirements.lock
 
