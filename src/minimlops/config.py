@@ -7,6 +7,8 @@ Nothing else in the package reads ``os.environ``.
 
 from __future__ import annotations
 
+import difflib
+import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -20,6 +22,14 @@ EXAMPLE_URL = (
 
 
 GCP_BUCKETS = {"landing_bucket": "data-landing-zone", "model_bucket": "model-storage"}
+# Variables with our prefix that are not settings, read by the project's own
+# scripts and tests (scripts/emulators/, tests/gcp/, tests/e2e/, the Makefile):
+# never a typo of a setting. MINIMLOPS_TEST_* is the tests' own knobs.
+NOT_SETTINGS = frozenset({"MINIMLOPS_EMU_DIR", "MINIMLOPS_EMU_STATE",
+                          "MINIMLOPS_EMULATOR_NOTIFICATIONS", "MINIMLOPS_PEERS_PYTHON"})  # fmt: skip
+NOT_SETTINGS_PREFIXES = ("MINIMLOPS_TEST_",)
+logger = logging.getLogger(__name__)
+_warned: set[str] = set()
 
 
 class ConfigError(ValueError):
@@ -184,6 +194,10 @@ class Settings(BaseModel):
         Raises:
             ConfigError: a value is invalid; the message names the variable.
         """
+        for line in cls.unknown_variables(env):
+            if line not in _warned:  # once per process, however often settings are read
+                _warned.add(line)
+                logger.warning("warning: %s", line)
         values: dict[str, Any] = {}
         for name in cls.model_fields:
             raw = env.get(PREFIX + name.upper())
@@ -209,6 +223,32 @@ class Settings(BaseModel):
                 for e in exc.errors()
             )
             raise ConfigError(f"invalid setting: {problems}") from None
+
+    @classmethod
+    def unknown_variables(cls, env: Mapping[str, str]) -> list[str]:
+        """A line per ``MINIMLOPS_*`` variable that is no setting (a typo:
+        ``MINIMLOPS_PROT``), naming the closest setting.
+
+        Warned about, not refused: the environment is shared (a shell profile,
+        a CI job, a container image, another version of minimlops whose
+        settings differ), so refusing would stop every command over a variable
+        that may not be meant for it; ignoring it without a word hides the
+        typo (the server listens on 8080, not on the 9000 asked for). So a
+        line names it and goes on, as Cargo does with a key it does not know
+        ("warning: unused manifest key"). It goes to the log: stderr on the
+        command line, Cloud Logging in a function.
+        """
+        settings = {name.upper(): name for name in cls.model_fields}
+        lines = []
+        for var in sorted(env):
+            if (not var.startswith(PREFIX) or var[len(PREFIX):] in settings
+                    or var in NOT_SETTINGS or var.startswith(NOT_SETTINGS_PREFIXES)):  # fmt: skip
+                continue
+            close = difflib.get_close_matches(var[len(PREFIX):], list(settings), n=1, cutoff=0.6)
+            hint = (f"did you mean {PREFIX}{close[0]}?" if close else
+                    "the settings are listed in docs/reference/settings.md")  # fmt: skip
+            lines.append(f"{var} is not a setting of minimlops and is ignored; {hint}")
+        return lines
 
     # Derived locations of the local backend, all under the data home.
     @property

@@ -210,9 +210,15 @@ class Draft:
     unlabelled: int = 0  # rows without a target
 
 
+def project_name(text: str) -> str:
+    """A project name (lower-case letters, digits, - and _) from a file's or
+    a directory's name."""
+    name = re.sub(r"[^a-z0-9_-]+", "-", text.lower()).strip("-_") or "project"
+    return (name if name[0].isalpha() else f"p-{name}")[:63]
+
+
 def _name_of(path: Path) -> str:
-    name = re.sub(r"[^a-z0-9_-]+", "-", path.stem.lower()).strip("-_") or "project"
-    return name if name[0].isalpha() else f"p-{name}"[:63]
+    return project_name(path.stem)
 
 
 def _hint(name: str, columns: list[str]) -> str:
@@ -228,16 +234,17 @@ def _hint(name: str, columns: list[str]) -> str:
 
 
 def _positive(values: list[str]) -> tuple[str, str]:
+    """``values`` in their order (:func:`_sorted`)."""
     lowered = {v.lower(): v for v in values}
     for word in ("1", "yes", "true", "y", "t", "positive", "pos"):
         if word in lowered:
             return lowered[word], f"{lowered[word]!r} reads as the positive answer"
-    return sorted(values)[-1], "neither value reads as yes/true/1: the last in sorted order"
+    return values[-1], "neither value reads as yes/true/1: the last in sorted order"
 
 
-def draft(path: Path, target: str, *, key: str | None = None,
-          task: str | None = None) -> Draft:  # fmt: skip
-    """Infer a project from a CSV file.
+def draft(path: Path, target: str, *, key: str | None = None, task: str | None = None,
+          name: str | None = None) -> Draft:  # fmt: skip
+    """Infer a project from a CSV file (named ``name``, else after the file).
 
     Raises:
         ProjectError: the target or key is not a column, the key is not unique,
@@ -285,7 +292,7 @@ def draft(path: Path, target: str, *, key: str | None = None,
         columns.append(col)
         if note := _observed(p, col, p.name == key_name):
             observed[p.name] = note
-    data: dict[str, Any] = {"name": _name_of(path), "description": f"from {path.name}",
+    data: dict[str, Any] = {"name": name or _name_of(path), "description": f"from {path.name}",
                             "key": key_name, "target": target, "task": task}  # fmt: skip
     if positive is not None:
         data["positive_class"] = positive
@@ -343,9 +350,17 @@ def _pick_key(by: dict[str, Profile], target: str, key: str | None,
     return name, True
 
 
+def _sorted(p: Profile) -> list[str]:
+    """A column's distinct values in their order: numbers by value (1, 2, 10,
+    not 1, 10, 2), text as text."""
+    if p.type in ("integer", "float"):
+        return sorted(p.distinct, key=float)
+    return sorted(p.distinct)
+
+
 def _pick_task(t: Profile, task: str | None, decisions: list[str],
                checks: Checks) -> tuple[str, list[Any] | None, Any]:  # fmt: skip
-    values = sorted(t.distinct)
+    values = _sorted(t)
     if task is None:
         if t.type == "float" and t.integers < t.present:
             task = "regression"
@@ -358,11 +373,18 @@ def _pick_task(t: Profile, task: str | None, decisions: list[str],
                 task = "regression"
                 decisions.append(f"task: regression (target {t.name}: "
                                  f"{'many' if t.overflow else t.n_distinct} whole numbers)")
-                checks.add("task", f"task: {t.name} holds whole numbers only; if they are codes of "
-                              "classes, pass --task multiclass")
+                # Codes of classes are a doubt only while a multiclass target
+                # could hold them: more distinct values than MAX_CLASSES (a
+                # price, a count) are quantities, and --task multiclass would
+                # be refused, so the note would be a false alarm.
+                if not t.overflow and t.n_distinct <= MAX_CLASSES:
+                    checks.add("task", f"task: {t.name} holds {t.n_distinct} distinct whole "
+                               "numbers only; if they are codes of classes, pass --task "
+                               "multiclass")  # fmt: skip
             else:
                 raise ProjectError(
-                    f"target {t.name!r} has {t.n_distinct} distinct whole numbers {values[:10]}: "
+                    f"target {t.name!r} has {t.n_distinct} distinct whole numbers "
+                    f"{[_typed(v, t.type) for v in values[:10]]}: "
                     "they may be classes or quantities. Pass --task multiclass or "
                     "--task regression")  # fmt: skip
         elif t.n_distinct > MAX_CLASSES or t.overflow:

@@ -17,7 +17,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from minimlops.domain.project import Project, ProjectError, parse
+from minimlops.domain.project import Project, ProjectError, nearest, parse
 
 EXAMPLES = ("titanic", "wine", "diabetes", "churn")
 DEFAULT = "titanic"
@@ -45,9 +45,26 @@ def resolve(where: str | Path | None) -> Path:
     if path.is_file() and path.name.endswith(".toml"):
         path = path.parent
     if not (path / FILENAME).is_file():
-        raise ProjectError(f"no {FILENAME} in {path} (a directory made by `minimlops init`, "
-                           f"or one of the examples {list(EXAMPLES)})")  # fmt: skip
+        missing = ("" if path.is_dir() else ": a file, not a directory" if path.exists()
+                   else ": no such directory")  # fmt: skip
+        raise ProjectError(f"no {FILENAME} in {path}{missing}{_near(path)} (a directory made by "
+                           f"`minimlops init`, or one of the examples {list(EXAMPLES)})")  # fmt: skip
     return path.resolve()
+
+
+def _near(path: Path) -> str:
+    """" (did you mean 'x'?)": a project directory beside ``path``, or an
+    example, spelt like it."""
+    parent = path.parent
+    try:
+        beside = [p.name for p in parent.iterdir() if (p / FILENAME).is_file()]
+    except OSError:
+        beside = []
+    if (found := nearest(path.name, beside)) is not None:
+        return f" (did you mean {str(parent / found)!r}?)"
+    if (found := nearest(path.name, EXAMPLES)) is not None:
+        return f" (did you mean {found!r}?)"
+    return ""
 
 
 def load(where: str | Path | None = None, *, check_code: bool = True) -> Project:

@@ -223,6 +223,11 @@ def test_predict_without_a_server_answers_and_logs_the_row(tmp_path: Path) -> No
     cli(home, "ingest", str(data))
     answer = json.loads(cli(home, "predict", json.dumps(MODEL_FIELDS_ONLY)).stdout)
     assert answer["prediction"] in (0, 1) and answer["model_version"] == "1"
+    # a field the request has not is ignored, and the command says so
+    misspelt = cli(home, "predict", json.dumps({**MODEL_FIELDS_ONLY, "Agee": 3}))
+    assert json.loads(misspelt.stdout)["prediction"] in (0, 1)
+    assert ("warning: 'Agee' is not a field of Passenger, so it was ignored (did you mean "
+            "'Age'?)") in misspelt.stderr.splitlines(), misspelt.stderr
     logged = cli(home, "query", f"SELECT uuid FROM predictions_data WHERE uuid = '{answer['uuid']}'",
                  "--format", "json").stdout
     assert answer["uuid"] in logged

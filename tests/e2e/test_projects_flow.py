@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import shlex
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pyarrow.csv as pacsv
@@ -14,7 +16,7 @@ import pytest
 
 from minimlops.generate import write_project_csv
 from tests import projects as shapes
-from tests.e2e.harness import Server, cli
+from tests.e2e.harness import Server, cli, env_for
 
 LAND = "buckets/my-data-landing-zone"
 
@@ -89,7 +91,20 @@ def test_from_a_csv_to_a_served_model_with_init(tmp_path: Path) -> None:
         srv.wait_for(lambda: _reachable(srv), 60, "the server")
         health = srv.http.get("/healthz")  # no example data: it waits for a file
         assert health.status_code == 503 and "no champion" in health.json()["reason"]
-        cli(home, "ingest", str(data))
+        # `up` says how to land a file, as a command that works pasted into
+        # another shell, elsewhere, without MINIMLOPS_HOME: it names the home
+        hint = srv.wait_for(lambda: next((x for x in srv.output().splitlines()
+                                          if x.startswith("minimlops ingest ")), None), 30,
+                            "the ingest command to paste")  # fmt: skip
+        assert shlex.split(hint)[2:] == ["FILE.csv", "--home", str(home.resolve())], hint
+        elsewhere = tmp_path / "another-shell"
+        elsewhere.mkdir()
+        pasted = subprocess.run(
+            [sys.executable, "-m", *shlex.split(hint.replace("FILE.csv", shlex.quote(str(data))))],
+            cwd=elsewhere, capture_output=True, text=True, timeout=120,
+            env={k: v for k, v in env_for(home).items() if k != "MINIMLOPS_HOME"})  # fmt: skip
+        assert pasted.returncode == 0, pasted.stderr
+        assert list(elsewhere.iterdir()) == [], "no other home was made"
         srv.wait_healthy(120)
         row = shapes.request_of(p, pacsv.read_csv(data).slice(0, 1).to_pylist()[0])
         answer = srv.http.post("/predict", json=row).json()
@@ -119,6 +134,11 @@ def test_from_a_csv_to_a_served_model_with_init(tmp_path: Path) -> None:
         assert counted == [{"n": 2000, "k": 2000}]
         fb = srv.http.post("/feedback", json={"uuid": answer["uuid"], "churned": "No"})
         assert fb.status_code == 200 and fb.json()["accepted"] == 1, fb.text
+        # a training asked for from the command line: its answer, without the
+        # HTTP client's own log lines ("INFO HTTP Request: POST ...")
+        trained = cli(home, "train", "--reason", "the README's example")
+        assert json.loads(trained.stdout)["reason"] == "the README's example"
+        assert "HTTP Request" not in trained.stderr and "httpx" not in trained.stderr, trained.stderr
     finally:
         srv.stop()
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import http.server
+import json
+import re
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -39,6 +41,39 @@ def test_a_bad_value_names_the_variable() -> None:
         Settings.from_env({"MINIMLOPS_PORT": "eighty"})
     with pytest.raises(ConfigError, match="MINIMLOPS_BACKEND"):
         Settings.from_env({"MINIMLOPS_BACKEND": "azure"})
+
+
+def test_a_misspelt_setting_is_a_warning_naming_the_closest_setting(tmp_path: Path) -> None:
+    """MINIMLOPS_PROT=9000 was ignored without a word: the command says so,
+    once, on stderr, and goes on (the variable may be meant for another
+    version or tool); a real setting and the project's own variables that
+    are no settings (tests, scripts) get no warning."""
+    from tests.e2e.harness import cli
+
+    out = cli(tmp_path / "home", "status", "--json", MINIMLOPS_PROT="9000",
+              MINIMLOPS_PORT="9001", MINIMLOPS_TEST_BIG_ROWS="10", MINIMLOPS_PEERS_PYTHON="python",
+              MINIMLOPS_EMU_DIR=str(tmp_path))  # fmt: skip
+    warned = [line for line in out.stderr.splitlines() if "MINIMLOPS_" in line]
+    assert warned == ["warning: MINIMLOPS_PROT is not a setting of minimlops and is ignored; "
+                      "did you mean MINIMLOPS_PORT?"], out.stderr
+    assert json.loads(out.stdout)["tables"]  # the command did its work
+
+
+def test_no_variable_the_project_itself_uses_is_taken_for_a_typo() -> None:
+    """Every MINIMLOPS_* name written in the code, tests, scripts, CI and docs
+    is a setting or one of the project's own variables (NOT_SETTINGS)."""
+    root = Path(__file__).resolve().parents[2]
+    mine = {Path(__file__).resolve(), root / "src" / "minimlops" / "config.py"}  # the typos above
+    files = [root / "Makefile", *(root / ".ci").glob("*"), root / "README.md"]
+    for base in ("src", "tests", "scripts", "docs", "infrastructure"):
+        files += [f for f in (root / base).rglob("*") if f.is_file()
+                  and f.suffix in (".py", ".sh", ".md", ".toml", ".yaml", ".yml", ".tf", ".js")]
+    names = set()
+    for f in files:
+        if f.resolve() not in mine:
+            names |= set(re.findall(r"\bMINIMLOPS_[A-Z0-9_]*[A-Z0-9]", f.read_text(errors="replace")))
+    assert {"MINIMLOPS_EXAMPLE_DATA", "MINIMLOPS_PEERS_PYTHON", "MINIMLOPS_TEST_BIG_ROWS"} <= names
+    assert Settings.unknown_variables(dict.fromkeys(names, "1")) == []
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):

@@ -284,3 +284,88 @@ def test_the_file_says_what_was_observed_and_every_check_above_its_place(tmp_pat
     info = deps.store.write_bytes(LAND, more.name, more.read_bytes())
     (done,) = messagebus.handle(ObjectFinalized(LAND, more.name, info.generation, info.size), deps)
     assert done.rows_loaded == 1
+
+
+def _init(*args: str) -> object:
+    """`minimlops init` as a user runs it (the real command, in this process)."""
+    from typer.testing import CliRunner
+
+    from minimlops.entrypoints.cli.main import app
+
+    return CliRunner().invoke(app, ["init", *args])
+
+
+def test_numeric_classes_are_in_numeric_order(tmp_path: Path) -> None:
+    """Classes 1 to 12 are listed 1, 2, ..., 10, 11, 12 (not 1, 10, 11, 12, 2):
+    in the file's allowed values, the decisions and the question asked."""
+    path = tmp_path / "grades.csv"
+    path.write_text("student,hours,grade\n" + "".join(
+        f"s{i},{i % 7},{1 + i % 12}\n" for i in range(240)))
+    with pytest.raises(ProjectError, match=r"12 distinct whole numbers \[1, 2, 3, 4, 5, 6, 7, 8, "
+                                           r"9, 10\]"):
+        infer.draft(path, "grade")
+    result = _init(str(path), "--target", "grade", "--task", "multiclass", "-o",
+                   str(tmp_path / "grades"))
+    assert result.exit_code == 0, result.output
+    written = tomllib.loads((tmp_path / "grades" / "project.toml").read_text())
+    target = next(c for c in written["columns"] if c["name"] == "grade")
+    assert target["allowed"] == list(range(1, 13))
+    assert "classes [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]" in " ".join(result.stdout.split())
+    two = tmp_path / "two.csv"  # neither reads as yes: the larger number is the positive class
+    two.write_text("id,x,y\n" + "".join(f"{i},{i % 3},{(9, 10)[i % 2]}\n" for i in range(50)))
+    assert infer.draft(two, "y").data["positive_class"] == 10
+
+
+def test_init_with_an_output_directory_names_the_project_after_it(tmp_path: Path,
+                                                                 monkeypatch) -> None:  # fmt: skip
+    data = tmp_path / "export-2024.csv"
+    data.write_text("id,x,y\n" + "".join(f"{i},{i % 3},{'ab'[i % 2]}\n" for i in range(50)))
+    result = _init(str(data), "--target", "y", "-o", str(tmp_path / "Churn Model"))
+    assert result.exit_code == 0, result.output
+    written = tomllib.loads((tmp_path / "Churn Model" / "project.toml").read_text())
+    assert written["name"] == "churn-model" and written["description"] == "from export-2024.csv"
+    here = tmp_path / "here"  # without -o: the directory and the project are the file's name
+    here.mkdir()
+    monkeypatch.chdir(here)
+    assert _init(str(data), "--target", "y").exit_code == 0
+    assert tomllib.loads((here / "export-2024" / "project.toml").read_text())["name"] == "export-2024"
+
+
+def test_a_regression_target_of_prices_raises_no_false_alarm(tmp_path: Path) -> None:
+    """Sale prices are whole numbers, hundreds of distinct ones: a quantity,
+    which no multiclass task could hold, so init does not ask whether they
+    are codes of classes. A few dozen whole numbers still ask."""
+    import random
+
+    rng = random.Random(1)
+    path = tmp_path / "houses.csv"
+    path.write_text("Id,LotArea,Neighborhood,SalePrice\n" + "".join(
+        f"{i},{rng.randint(2000, 20000)},{rng.choice('ABC')},{rng.randint(50_000, 500_000)}\n"
+        for i in range(1, 1461)))
+    result = _init(str(path), "--target", "SalePrice", "-o", str(tmp_path / "houses"))
+    assert result.exit_code == 0, result.output
+    text = (tmp_path / "houses" / "project.toml").read_text()
+    assert 'task = "regression"' in text and "codes of classes" not in text
+    assert not [line for line in text.splitlines() if "CHECK" in line and "SalePrice" in line]
+    assert "task: regression (target SalePrice: many whole numbers)" in result.stdout
+    scores = tmp_path / "scores.csv"  # 30 distinct whole numbers: codes, maybe
+    scores.write_text("id,x,score\n" + "".join(f"{i},{i % 7},{i % 30}\n" for i in range(300)))
+    d = infer.draft(scores, "score")
+    assert d.data["task"] == "regression" and any("codes of classes" in c for c in d.checks)
+
+
+def test_a_rejected_file_is_a_failed_ingest_saying_why(tmp_path: Path) -> None:
+    """`ingest` of a file its home's project refuses (here: a new home, so the
+    Titanic example, and a file of other columns) exits non-zero with the
+    reason; a loaded file exits 0."""
+    from tests.e2e.harness import cli
+
+    data = tmp_path / "houses.csv"
+    data.write_text("id,price,size\n1,100.5,20\n2,200,30\n")
+    out = cli(tmp_path / "home", "ingest", str(data), check=False)
+    assert out.returncode == 1, out.stdout + out.stderr
+    error = [line for line in out.stderr.splitlines() if line.startswith("error:")]
+    assert len(error) == 1 and error[0].startswith("error: houses.csv was rejected: missing "
+                                                   "columns ['PassengerId', 'Survived'"), out.stderr
+    assert "(report: gs://my-data-landing-zone/rejected/houses.csv.report.json)" in error[0]
+    assert "houses.csv: rejected, nothing loaded" in out.stdout

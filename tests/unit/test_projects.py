@@ -65,11 +65,101 @@ def _col(name, **changes) -> list:
     (_variant(columns=_col("patient_id", required=False)), "must be required = true"),
     (_variant(columns=[*BASE["columns"], {"name": "split", "type": "string"}]),
      "names of the pipeline's own columns"),
-    (_variant(colour="blue"), "unknown fields ['colour']"),
+    (_variant(colour="blue"), "top level: unknown field 'colour'"),
+    (_variant(primary_metirc="rmse"), "unknown field 'primary_metirc' (did you mean "
+                                      "'primary_metric'?)"),
+    (_variant(columns=_col("bmi", requried=True)), "column 'bmi': unknown field 'requried' "
+                                                   "(did you mean 'required'?)"),
+    (_variant(columns=_col("bmi", type="double")), "unknown type 'double' (did you mean 'float'?)"),
+    (_variant(columns=_col("bmi", kind="category")), "(did you mean 'categorical'?)"),
+    (_variant(task="regresion"), "task: 'regresion' (did you mean 'regression'?)"),
+    (_variant(primary_metric="log_loss"), "'log_loss' is not a regression metric (it is a "
+                                          "binary one); one of ['rmse', 'mae', 'r2']"),
+    (_variant(primary_metric="rsme"), "(did you mean 'rmse'?)"),
+    (_variant(target="Progression"), "(did you mean 'progression'?)"),
+    (_variant(features=["bmi", "BP"]), "(did you mean 'bp'?)"),
+    (_variant(columns=[*BASE["columns"][:3], {"name": 5, "type": "float"}]),
+     "[[columns]] table 4 (after column 'age').name: 5 is not a usable column name"),
+    # bounds a 64-bit integer column cannot hold stopped `up` with msgspec's traceback
+    (_variant(columns=_col("age", type="integer", max=1e30)),
+     "column 'age'.max: 1e+30 does not fit an integer column (-9223372036854775808 to "),
+    (_variant(columns=_col("sex", allowed=[1, 2**70])), "column 'sex'.allowed: "
+                                                        "1180591620717411303424 does not fit"),
+    (_variant(columns=_col("bmi", max=float("inf"))), "column 'bmi'.max: inf is not a finite number"),
 ], ids=lambda v: v if isinstance(v, str) else "")  # fmt: skip
 def test_a_wrong_project_file_is_refused_naming_the_field(data, message) -> None:
     with pytest.raises(ProjectError, match=_escape(message)):
         parse(data)
+
+
+def _mistaken(tmp_path: Path, name: str, old: str, new: str) -> Path:
+    """The diabetes example, copied, with one mistake a person makes."""
+    d = tmp_path / name
+    d.mkdir()
+    text = (projects.example_dir("diabetes") / "project.toml").read_text()
+    assert old in text
+    (d / "project.toml").write_text(text.replace(old, new, 1))
+    return d
+
+
+@pytest.mark.parametrize(("old", "new", "said"), [
+    ('name = "bmi"\ntype = "float"\nrequired = true', 'name = "bmi"\ntype = "float"\nrequried = true',
+     ["column 'bmi'", "unknown field 'requried'", "(did you mean 'required'?)",
+      "known: ['name', 'type', 'required'"]),
+    ('name = "bmi"\ntype = "float"', 'name = "bmi"\ntype = "decimal"',
+     ["column 'bmi'.type", "unknown type 'decimal'", "(did you mean 'float'?)",
+      "one of ['integer', 'float', 'string', 'boolean']"]),
+    ('primary_metric = "rmse"', 'primary_metric = "accuracy"',
+     ["primary_metric", "'accuracy' is not a regression metric", "one of ['rmse', 'mae', 'r2']"]),
+], ids=["typo-in-a-column", "unknown-type", "metric-of-another-task"])  # fmt: skip
+def test_a_project_file_mistake_is_one_error_line_naming_the_column_and_what_is_allowed(
+        tmp_path: Path, old: str, new: str, said: list[str]) -> None:  # fmt: skip
+    """What a person who mistyped the file sees from the command line: one
+    line (no traceback, no `columns[9]`), a non-zero exit, the column by its
+    name, the wrong key or value, the closest right one and what is allowed;
+    and nothing written in the data home."""
+    from typer.testing import CliRunner
+
+    from minimlops.entrypoints.cli.main import app
+
+    d = _mistaken(tmp_path, "proj", old, new)
+    home = tmp_path / "home"
+    for command in (["status"], ["predict", "{}"], ["up", "--port", "0"]):
+        result = CliRunner().invoke(app, [*command, "--project", str(d), "--home", str(home)])
+        assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: project file: "), result.stderr
+        for words in said:
+            assert words in lines[0], lines[0]
+        assert "columns[" not in lines[0] and "Traceback" not in result.output
+        assert not home.exists(), f"{command}: nothing is written for a wrong project"
+
+
+def test_a_missing_project_directory_or_another_homes_project_is_one_error_line(tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from minimlops.bootstrap import check_home
+    from minimlops.config import Settings
+    from minimlops.entrypoints.cli.main import app
+
+    (tmp_path / "customers").mkdir()
+    (tmp_path / "customers" / "project.toml").write_text(
+        (projects.example_dir("diabetes") / "project.toml").read_text())
+    home = tmp_path / "home"
+    for command in (["status"], ["ingest", str(tmp_path / "customers" / "project.toml")]):
+        result = CliRunner().invoke(app, [*command, "--project", str(tmp_path / "custmers"),
+                                          "--home", str(home)])  # fmt: skip
+        assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+        (line,) = result.stderr.strip().splitlines()[-1:]
+        assert line.startswith(f"error: no project.toml in {tmp_path / 'custmers'}: no such "
+                               f"directory (did you mean '{tmp_path / 'customers'}'?)"), line
+        assert not home.exists(), "ingest lands nothing for a project that is not there"
+    # a home that holds another project's data: said in one line, not a traceback
+    check_home(Settings.from_env({}, home=home), projects.load("diabetes"))
+    result = CliRunner().invoke(app, ["status", "--project", "wine", "--home", str(home)])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"error: data home {home} holds data of project 'diabetes'"), line
 
 
 def _escape(text: str) -> str:
@@ -669,3 +759,84 @@ def test_a_feedback_label_is_read_as_a_requests_text_is(name) -> None:
     assert feedback.validate_python({"uuid": "u", p.target: f" {first} "})[p.target] == first
     with pytest.raises(ValidationError, match=repr(first)):
         feedback.validate_python({"uuid": "u", p.target: f"{first}!"})
+
+
+@pytest.mark.parametrize("width", [80, 100])
+def test_models_list_fits_the_terminal_and_cuts_no_word(trained, width: int) -> None:
+    """`minimlops models list` on an 80- or 100-column terminal: no line wider,
+    every column there, the algorithm's name and the decision's reason whole
+    (wrapped, not cut with "…")."""
+    import io
+
+    from rich.console import Console
+
+    from minimlops.entrypoints.cli.report import models_table
+
+    p, deps, _ = trained
+    data = admin.list_models(registry_of(deps))
+    out = io.StringIO()
+    Console(file=out, width=width, color_system=None).print(models_table(data))
+    lines = out.getvalue().splitlines()
+    assert max(len(line) for line in lines) <= width, out.getvalue()
+    assert "…" not in out.getvalue()
+    header = next(i for i, line in enumerate(lines) if line.startswith("ver "))
+    for column in ("rows", p.primary_metric, "baseline", "algorithm", "decision"):
+        assert column in lines[header], lines[header]
+    at = lines[header].index("decision")
+    end = next(i for i, line in enumerate(lines) if line.startswith("★ champion"))
+    shown = " ".join(" ".join(line[at:].split()) for line in lines[header + 2:end])
+    for v in data["versions"]:
+        assert v["algorithm"] in out.getvalue()
+        d = v["decision"]
+        assert ("promoted: " if d["promote"] else "kept: ") + d["reason"] in shown, shown
+
+
+def test_a_misspelt_field_in_a_prediction_request_is_answered_with_a_warning() -> None:
+    """An unknown field is ignored (the documented contract), so a misspelt
+    optional field ("Agee") was answered as if the age were unknown, without
+    a word: the answer now says so, naming the field and the closest one,
+    on the fast path and pydantic's, for one row and a batch. The target and
+    the key are request fields or expected, and get none."""
+    import asyncio
+
+    import orjson
+
+    from minimlops.entrypoints.http.schemas import request_models
+
+    p = shapes.load("titanic")
+    _, table, _, answer = _served(p, 600)
+    models = request_models(p)
+    row = shapes.request_of(p, table.slice(0, 1).to_pylist()[0])
+    row.update(Age=30.0, Sex="female")
+    without_age = {k: v for k, v in row.items() if k != "Age"}
+
+    def post(body: object, raw: bytes | None = None) -> dict:
+        status, out = asyncio.run(answer(raw if raw is not None else orjson.dumps(body),
+                                         "application/json"))  # fmt: skip
+        assert status == 200, out
+        return orjson.loads(out)
+
+    said = "'Agee' is not a field of Passenger, so it was ignored (did you mean 'Age'?)"
+    one = post({**without_age, "Agee": 30})
+    assert one["warnings"] == [{"field": "Agee", "message": said}]
+    plain = post(without_age)
+    assert "warnings" not in plain and plain["probability"] == one["probability"]  # Age imputed
+    # pydantic's path (spaces around a text: the fast check leaves it to pydantic) says the same
+    assert post({**without_age, "Name": f" {row['Name']} ", "Agee": 30})["warnings"][0]["field"] == "Agee"
+    # the target (a row of the data file), the key and JSON with spaces before colons: no warning
+    for body in ({**row, "Survived": 1}, {**row, "PassengerId": 77}):
+        assert "warnings" not in post(body)
+    spaced = orjson.dumps(row).replace(b'":', b'" :')
+    assert "warnings" not in post(None, spaced)
+    # a batch: its decoder refuses the unknown field, pydantic reads it, the answer says where
+    batch = [row, {**without_age, "Agee": 30}, {**row, "Embarkd": "S"}, {**row, "Agee": 1}]
+    assert models.fast.rows(orjson.dumps(batch), True) is None
+    assert models.fast.rows(orjson.dumps([row, row]), True) is not None
+    many = post(batch)
+    assert len(many["predictions"]) == 4
+    assert many["warnings"] == [
+        {"field": "Agee", "message": said, "index": 1, "rows": 2},
+        {"field": "Embarkd", "index": 2, "rows": 1,
+         "message": "'Embarkd' is not a field of Passenger, so it was ignored (did you mean "
+                    "'Embarked'?)"}]  # fmt: skip
+    assert "warnings" not in post([row, {**row, "Survived": 0}])

@@ -16,6 +16,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from minimlops.errors import MinimlopsError
+
 TYPES = ("integer", "float", "string", "boolean")
 KINDS = ("numeric", "categorical", "boolean", "text")
 TASKS = ("binary", "multiclass", "regression")
@@ -50,8 +52,10 @@ MAX_KEY = 2**31 - 1  # integer keys: the split and sample hashes stay in 64-bit 
 INT64 = (-(2**63), 2**63 - 1)  # an integer column is BIGINT/INT64 in every table
 
 
-class ProjectError(ValueError):
-    """The project file is wrong; the message names the field."""
+class ProjectError(MinimlopsError, ValueError):
+    """The project file is wrong; the message names the field (a column by its
+    name), the wrong value and what is allowed. A MinimlopsError, so every
+    command reports it as an error line; a ValueError, as it always was."""
 
 
 @dataclass(frozen=True)
@@ -165,36 +169,94 @@ def _fail(where: str, message: str) -> ProjectError:
     return ProjectError(f"project file: {where}: {message}")
 
 
+# Types other tools name: what a user coming from them most likely meant.
+_TYPE_ALIASES = {"int": "integer", "int64": "integer", "long": "integer", "bigint": "integer",
+                 "number": "float", "decimal": "float", "double": "float", "real": "float",
+                 "numeric": "float", "float64": "float", "str": "string", "text": "string",
+                 "category": "string", "categorical": "string", "object": "string",
+                 "varchar": "string", "bool": "boolean"}  # fmt: skip
+
+
+def nearest(value: Any, choices: Sequence[Any], aliases: Mapping[str, str] | None = None
+            ) -> str | None:  # fmt: skip
+    """The choice spelt most like ``value`` (case aside, difflib's ratio at
+    least 0.6), or the one an alias names; None when none is close."""
+    import difflib
+
+    if not isinstance(value, str) or not value:
+        return None
+    lower = {c.lower(): c for c in choices if isinstance(c, str)}
+    found = (aliases or {}).get(value.lower())
+    if found is None:
+        match = difflib.get_close_matches(value.lower(), list(lower), n=1, cutoff=0.6)
+        found = lower[match[0]] if match else None
+    return found if found != value else None
+
+
+def closest(value: Any, choices: Sequence[Any], aliases: Mapping[str, str] | None = None) -> str:
+    """" (did you mean 'x'?)" for :func:`nearest`, else ""."""
+    found = nearest(value, choices, aliases)
+    return "" if found is None else f" (did you mean {found!r}?)"
+
+
+def _unknown(fields: Sequence[str], known: Sequence[str]) -> str:
+    """Unknown fields, each with its closest known field, and what is known."""
+    shown = ", ".join(f"{f!r}{closest(f, known)}" for f in sorted(fields))
+    return f"unknown field{'s' if len(fields) > 1 else ''} {shown}; known: {list(known)}"
+
+
+def _a(type_: str) -> str:
+    return f"an {type_}" if type_[0] in "aeiou" else f"a {type_}"
+
+
 def _typed(value: Any, type_: str, where: str) -> Any:
     ok = {"integer": isinstance(value, int) and not isinstance(value, bool),
           "float": isinstance(value, int | float) and not isinstance(value, bool)
           and math.isfinite(value),
           "string": isinstance(value, str), "boolean": isinstance(value, bool)}[type_]  # fmt: skip
+    if not ok and type_ == "float" and isinstance(value, float):
+        raise _fail(where, f"{value!r} is not a finite number")
     if not ok:
-        raise _fail(where, f"{value!r} is not a {type_}")
+        raise _fail(where, f"{value!r} is not {_a(type_)}")
     return float(value) if type_ == "float" else value
 
 
-def _column(raw: Any, i: int) -> ColumnSpec:
-    where = f"columns[{i}]"
+COLUMN_FIELDS = ("name", "type", "required", "description", "kind", "allowed", "min", "max",
+                 "max_length", "generated")  # fmt: skip
+
+
+def _column_where(raws: Sequence[Any], i: int) -> str:
+    """A column by its name; one without a usable name by its place, after the
+    last column that has one (a person reads names, not indices)."""
+    raw = raws[i]
+    name = raw.get("name") if isinstance(raw, Mapping) else None
+    if usable_name(name):
+        return f"column {name!r}"
+    before = next((r["name"] for r in reversed(raws[:i])
+                   if isinstance(r, Mapping) and usable_name(r.get("name"))), None)  # fmt: skip
+    return f"[[columns]] table {i + 1}" + (f" (after column {before!r})" if before else "")
+
+
+def _column(raws: Sequence[Any], i: int) -> ColumnSpec:
+    raw = raws[i]
+    where = _column_where(raws, i)
     if not isinstance(raw, Mapping):
         raise _fail(where, "must be a table with name and type")
-    unknown = set(raw) - {"name", "type", "required", "description", "kind", "allowed",
-                          "min", "max", "max_length", "generated"}  # fmt: skip
-    if unknown:
-        raise _fail(where, f"unknown fields {sorted(unknown)}")
+    if unknown := [f for f in raw if f not in COLUMN_FIELDS]:
+        raise _fail(where, _unknown(unknown, COLUMN_FIELDS))
     name = raw.get("name")
     if not usable_name(name):
         raise _fail(f"{where}.name", f"{name!r} is not a usable column name ({NAME_RULE})")
-    where = f"column {name!r}"
     type_ = raw.get("type")
     if type_ not in TYPES:
-        raise _fail(f"{where}.type", f"unknown type {type_!r}; one of {list(TYPES)}")
+        raise _fail(f"{where}.type", f"unknown type {type_!r}{closest(type_, TYPES, _TYPE_ALIASES)}"
+                    f"; one of {list(TYPES)}")  # fmt: skip
     default_kind = {"integer": "numeric", "float": "numeric", "string": "categorical",
                     "boolean": "boolean"}[type_]  # fmt: skip
     kind = raw.get("kind", default_kind)
     if kind not in KINDS:
-        raise _fail(f"{where}.kind", f"unknown kind {kind!r}; one of {list(KINDS)}")
+        raise _fail(f"{where}.kind", f"unknown kind {kind!r}{closest(kind, KINDS)}; one of "
+                    f"{list(KINDS)}")  # fmt: skip
     if kind == "numeric" and type_ not in ("integer", "float"):
         raise _fail(f"{where}.kind", f"a {type_} column cannot be numeric")
     if kind == "boolean" and type_ != "boolean":
@@ -204,6 +266,9 @@ def _column(raw: Any, i: int) -> ColumnSpec:
         if not isinstance(allowed, list) or not allowed:
             raise _fail(f"{where}.allowed", "must be a non-empty list of values")
         allowed = tuple(_typed(v, type_, f"{where}.allowed") for v in allowed)
+        if type_ == "integer" and (wide := [v for v in allowed if not INT64[0] <= v <= INT64[1]]):
+            raise _fail(f"{where}.allowed", f"{wide[0]} does not fit an integer column "
+                        f"({INT64[0]} to {INT64[1]})")  # fmt: skip
         if len(set(allowed)) != len(allowed):
             raise _fail(f"{where}.allowed", "lists a value twice")
     bounds = {}
@@ -212,6 +277,9 @@ def _column(raw: Any, i: int) -> ColumnSpec:
             if type_ not in ("integer", "float"):
                 raise _fail(f"{where}.{b}", f"a {type_} column has no {b}")
             bounds[b] = float(_typed(v, "float", f"{where}.{b}"))
+            if type_ == "integer" and not INT64[0] <= v <= INT64[1]:
+                raise _fail(f"{where}.{b}", f"{v!r} does not fit an integer column "
+                            f"({INT64[0]} to {INT64[1]})")  # fmt: skip
     if "min" in bounds and "max" in bounds and bounds["min"] > bounds["max"]:
         raise _fail(where, f"min {bounds['min']:g} is above max {bounds['max']:g}")
     max_length = raw.get("max_length")
@@ -229,7 +297,7 @@ def _column(raw: Any, i: int) -> ColumnSpec:
 
 
 def _derived(raw: Any, i: int, columns: Sequence[str]) -> DerivedSpec:
-    where = f"derived[{i}]"
+    where = f"[[derived]] table {i + 1}"
     if not isinstance(raw, Mapping):
         raise _fail(where, "must be a table with name, type, function and inputs")
     name = raw.get("name")
@@ -238,7 +306,8 @@ def _derived(raw: Any, i: int, columns: Sequence[str]) -> DerivedSpec:
     where = f"derived feature {name!r}"
     type_ = raw.get("type")
     if type_ not in TYPES:
-        raise _fail(f"{where}.type", f"unknown type {type_!r}; one of {list(TYPES)}")
+        raise _fail(f"{where}.type", f"unknown type {type_!r}{closest(type_, TYPES, _TYPE_ALIASES)}"
+                    f"; one of {list(TYPES)}")  # fmt: skip
     function = raw.get("function", name)
     if not isinstance(function, str) or not function.isidentifier():
         raise _fail(f"{where}.function", f"{function!r} is not a Python function name")
@@ -246,12 +315,20 @@ def _derived(raw: Any, i: int, columns: Sequence[str]) -> DerivedSpec:
     if not isinstance(inputs, list) or not inputs or not all(isinstance(c, str) for c in inputs):
         raise _fail(f"{where}.inputs", "must list the columns the function reads")
     if unknown := [c for c in inputs if c not in columns]:
-        raise _fail(f"{where}.inputs", f"{unknown} are not columns of the project")
+        raise _fail(f"{where}.inputs", f"{unknown} are not columns of the project"
+                    f"{closest(unknown[0], columns)}")  # fmt: skip
     kind = raw.get("kind", "numeric" if type_ in ("integer", "float") else
                    "boolean" if type_ == "boolean" else "categorical")  # fmt: skip
     if kind not in ("numeric", "categorical", "boolean"):
-        raise _fail(f"{where}.kind", f"unknown kind {kind!r}")
+        raise _fail(f"{where}.kind", f"unknown kind {kind!r}"
+                    f"{closest(kind, ('numeric', 'categorical', 'boolean'))}; one of "
+                    "['numeric', 'categorical', 'boolean']")  # fmt: skip
     return DerivedSpec(name, type_, function, tuple(inputs), kind, str(raw.get("description", "")))
+
+
+TOP_FIELDS = ("name", "description", "key", "target", "task", "positive_class", "features",
+              "primary_metric", "columns", "derived", "derived_module", "example",
+              "missing_values")  # fmt: skip
 
 
 def parse(data: Mapping[str, Any], directory: str = "") -> Project:
@@ -260,18 +337,15 @@ def parse(data: Mapping[str, Any], directory: str = "") -> Project:
     Raises:
         ProjectError: a field is missing or wrong; the message names it.
     """
-    known = {"name", "description", "key", "target", "task", "positive_class", "features",
-             "primary_metric", "columns", "derived", "derived_module", "example",
-             "missing_values"}  # fmt: skip
-    if unknown := set(data) - known:
-        raise _fail("top level", f"unknown fields {sorted(unknown)}; known: {sorted(known)}")
+    if unknown := [f for f in data if f not in TOP_FIELDS]:
+        raise _fail("top level", _unknown(unknown, TOP_FIELDS))
     name = data.get("name")
     if not isinstance(name, str) or not re.match(r"^[a-z][a-z0-9_-]{0,62}$", name):
         raise _fail("name", f"{name!r}: use lower-case letters, digits, - and _")
     raw_columns = data.get("columns")
     if not isinstance(raw_columns, list) or not raw_columns:
         raise _fail("columns", "declare at least the key and the target ([[columns]])")
-    columns = tuple(_column(c, i) for i, c in enumerate(raw_columns))
+    columns = tuple(_column(raw_columns, i) for i in range(len(raw_columns)))
     names = [c.name for c in columns]
     if doubled := sorted({n for n in names if names.count(n) > 1}):
         raise _fail("columns", f"declared twice: {doubled}")
@@ -281,7 +355,8 @@ def parse(data: Mapping[str, Any], directory: str = "") -> Project:
     key, target = data.get("key"), data.get("target")
     for field_, value in (("key", key), ("target", target)):
         if value not in by_name:
-            raise _fail(field_, f"{value!r} is not a declared column; columns: {names}")
+            raise _fail(field_, f"{value!r} is not a declared column{closest(value, names)}; "
+                        f"columns: {names}")  # fmt: skip
     if key == target:
         raise _fail("target", "the target cannot be the key")
     key_col = by_name[key]
@@ -302,7 +377,7 @@ def parse(data: Mapping[str, Any], directory: str = "") -> Project:
         raise _fail("target", f"the target column {target!r} must be required = true")
     task = data.get("task")
     if task not in TASKS:
-        raise _fail("task", f"{task!r}; one of {list(TASKS)}")
+        raise _fail("task", f"{task!r}{closest(task, TASKS)}; one of {list(TASKS)}")
     positive, classes = _classes(data, task, target_col)
     raw_derived = data.get("derived", [])
     if not isinstance(raw_derived, list):
@@ -317,8 +392,10 @@ def parse(data: Mapping[str, Any], directory: str = "") -> Project:
                          {c.name for c in columns if c.kind == "text"})  # fmt: skip
     metric = data.get("primary_metric", DEFAULT_METRIC[task])
     if metric not in METRICS[task]:
-        raise _fail("primary_metric", f"{metric!r} is not a {task} metric; "
-                    f"one of {list(METRICS[task])}")  # fmt: skip
+        other = next((t for t, m in METRICS.items() if metric in m), None)
+        raise _fail("primary_metric", f"{metric!r} is not a {task} metric"
+                    + (f" (it is a {other} one)" if other else closest(metric, list(METRICS[task])))
+                    + f"; one of {list(METRICS[task])}")  # fmt: skip
     extras = data.get("example", {})
     if not isinstance(extras, Mapping):
         raise _fail("example", "must be a table")
@@ -356,7 +433,8 @@ def _classes(data: Mapping[str, Any], task: str, target: ColumnSpec) -> tuple[An
             raise _fail("positive_class", f"name the positive class: one of {list(classes)}")
         positive = _typed(data["positive_class"], target.type, "positive_class")
         if positive not in classes:
-            raise _fail("positive_class", f"{positive!r} is not one of {list(classes)}")
+            raise _fail("positive_class", f"{positive!r} is not one of {list(classes)}"
+                        f"{closest(positive, classes)}")  # fmt: skip
         negative = next(c for c in classes if c != positive)
         return positive, (negative, positive)
     if len(classes) < 3:
@@ -379,7 +457,8 @@ def _features(data: Mapping[str, Any], names: Sequence[str], key: str, target: s
         raise _fail("features", "must be a non-empty list of column or derived feature names")
     known = set(names) | {d.name for d in derived}
     if unknown := [f for f in raw if f not in known]:
-        raise _fail("features", f"{unknown} are neither columns nor derived features")
+        raise _fail("features", f"{unknown} are neither columns nor derived features"
+                    f"{closest(unknown[0], sorted(known))}")  # fmt: skip
     if target in raw:
         raise _fail("features", f"the target {target!r} cannot be a feature")
     if len(set(raw)) != len(raw):

@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.logging import RichHandler
 from rich.table import Table
 
 from minimlops.config import ConfigError, Settings
+from minimlops.entrypoints.cli.output import console, err, fail, warn
 from minimlops.errors import MinimlopsError
 
 app = typer.Typer(help="A minimal, production-grade MLOps pipeline for tabular data "
@@ -29,8 +29,6 @@ app = typer.Typer(help="A minimal, production-grade MLOps pipeline for tabular d
                   no_args_is_help=True, pretty_exceptions_enable=False)  # fmt: skip
 models_app = typer.Typer(help="List, promote and roll back model versions.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
-console = Console()
-err = Console(stderr=True)
 HomeOpt = Annotated[Path | None, typer.Option("--home", help="data home [MINIMLOPS_HOME]")]
 ProjectOpt = Annotated[str | None, typer.Option(
     "--project", "-p", help="project directory (with project.toml) or example name (titanic, "
@@ -41,14 +39,21 @@ def _settings(**overrides: Any) -> Settings:
     try:
         return Settings.from_env(os.environ, **overrides)
     except ConfigError as exc:
-        err.print(f"[red]error:[/] {exc}")
-        raise typer.Exit(2) from None
+        fail(exc, 2)
+
+
+# Libraries whose INFO lines are their own plumbing, not something the user
+# did: httpx logs every request the commands send to a running server
+# ("HTTP Request: POST http://127.0.0.1:8080/train ..."). Their warnings stay.
+QUIET_LOGGERS = ("httpx", "httpcore")
 
 
 def _setup_logging(level: str) -> None:
     logging.basicConfig(level=level.upper(), format="%(message)s", datefmt="[%X]",
                         handlers=[RichHandler(console=err, show_path=False,
                                               rich_tracebacks=True)], force=True)  # fmt: skip
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
 def _ops(settings: Settings) -> Any:
@@ -61,14 +66,16 @@ def _ops(settings: Settings) -> Any:
     from minimlops.bootstrap import build
     from minimlops.entrypoints.runtime.progress import ThrottledProgress
 
-    app = build(settings, progress=ThrottledProgress())
+    try:  # a wrong project file, or a home holding another project
+        app = build(settings, progress=ThrottledProgress())
+    except MinimlopsError as exc:
+        fail(exc)
     atexit.register(app.close)  # moves logged predictions in, releases the database
     return InProcess(app)
 
 
 def _fail(exc: Exception) -> None:
-    err.print(f"[red]error:[/] {exc}")
-    raise typer.Exit(1) from None
+    fail(exc)
 
 
 @app.command()
@@ -88,14 +95,18 @@ def up(
                   "functions run the pipeline: `minimlops gcp provision` and `minimlops gcp deploy`")
         raise typer.Exit(2)
     _setup_logging(settings.log_level)
-    from minimlops.bootstrap import start_training_process
+    from minimlops.bootstrap import project_of, start_training_process
 
+    try:  # a wrong project is said before anything starts or is written
+        project_of(settings)
+    except MinimlopsError as exc:
+        _fail(exc)
     compute = start_training_process()  # first: it imports while the server does
     from minimlops.entrypoints.runtime.serve import serve
 
     try:
         serve(settings, compute=compute)
-    except MinimlopsError as exc:
+    except MinimlopsError as exc:  # ProjectError included: a wrong project file
         _fail(exc)
 
 
@@ -113,13 +124,20 @@ def ingest(
         err.print(f"note: {settings.home} is a new data home, so it gets the built-in example "
                   "project 'titanic'; for your own data set pass --project DIR (or start "
                   "`minimlops up --project DIR` on it first)", highlight=False)
-    from minimlops.bootstrap import open_store
+    from minimlops.bootstrap import open_store, project_of
     from minimlops.entrypoints.cli.client import InProcess
     from minimlops.entrypoints.runtime.home import running_server
 
+    if settings.backend == "local":
+        try:  # a wrong project is said before anything lands
+            project_of(settings)
+        except MinimlopsError as exc:
+            fail(exc)
     store = open_store(settings)
+    landed = []
     for f in files:
         info = store.write_file(settings.landing_bucket, f.name, f)
+        landed.append(info)
         console.print(f"landed {info.uri} ({info.size:,} bytes)")
     if settings.backend == "gcp":
         console.print("ingest_data runs on the object-finalized event; follow with `minimlops status`")
@@ -130,16 +148,30 @@ def ingest(
     from minimlops.bootstrap import build
     from minimlops.entrypoints.runtime.progress import ThrottledProgress
 
-    built = build(settings, progress=ThrottledProgress())
+    try:
+        built = build(settings, progress=ThrottledProgress())
+    except MinimlopsError as exc:
+        fail(exc)
     atexit.register(built.close)
     ops = InProcess(built)
     ops.runtime.drain()
-    for f in files:
-        ledger = ops.app.deps.warehouse.ledger(source_uri=f"gs://{settings.landing_bucket}/{f.name}")
-        if ledger:
-            row = ledger[0]
-            console.print(f"{f.name}: {row['status']}, {row['rows_loaded']:,} rows loaded"
-                          + (f" — {row['message']}" if row["message"] else ""))  # fmt: skip
+    refused = []
+    for f, info in zip(files, landed, strict=True):
+        ledger = ops.app.deps.warehouse.ledger(source_uri=info.uri)  # newest first
+        row = next((r for r in ledger if r["generation"] == info.generation), None)
+        if row is None:
+            refused.append(f"{f.name} was not ingested: the ingestion ledger has no row for it "
+                           "(`minimlops status` lists the messages that failed)")
+            continue
+        if row["status"] == "rejected":  # why: on the error line below
+            console.print(f"{f.name}: rejected, nothing loaded")
+            refused.append(f"{f.name} was rejected: {row['message']}"
+                           + (f" (report: {row['report_uri']})" if row.get("report_uri") else ""))
+            continue
+        console.print(f"{f.name}: {row['status']}, {row['rows_loaded']:,} rows loaded"
+                      + (f" — {row['message']}" if row["message"] else ""))  # fmt: skip
+    if refused:  # a script or CI job must see it: not loaded is a failure
+        fail("; ".join(refused))
 
 
 @app.command()
@@ -173,11 +205,13 @@ def predict(
     from minimlops.entrypoints.http.schemas import request_models
 
     try:
-        one = request_models(project_of(settings)).one
-        checked = [one.validate_python(p) for p in people]
+        models = request_models(project_of(settings))
+        checked = [models.one.validate_python(p) for p in people]
         result = _ops(settings).predict(checked)
     except (MinimlopsError, RuntimeError, ValueError) as exc:
         _fail(exc)
+    for w in models.unknown_fields(people):  # dropped, so imputed: the user must know
+        warn(w["message"] + (f" (in {w['rows']:,} of {len(people):,} rows)" if "rows" in w else ""))
     if single:
         result = result["predictions"][0]  # one row in, one answer out, as POST /predict
     console.print_json(json.dumps(result, default=str))
@@ -193,8 +227,7 @@ def _read_passengers(text: str | None, file: Path | None) -> tuple[list[dict[str
     try:
         data = json.loads(raw)
     except json.JSONDecodeError as exc:
-        err.print(f"[red]error:[/] invalid JSON: {exc}")
-        raise typer.Exit(2) from None
+        fail(f"invalid JSON: {exc}", 2)
     return (data, False) if isinstance(data, list) else ([data], True)
 
 
@@ -209,7 +242,7 @@ def models_list(home: HomeOpt = None, as_json: Annotated[bool, typer.Option("--j
         return
     from minimlops.entrypoints.cli.report import models_table
 
-    console.print(models_table(data, console.width))
+    console.print(models_table(data))
 
 
 @models_app.command("show")
@@ -305,8 +338,7 @@ def query(
 ) -> None:
     """Run read-only SQL on the warehouse (works while `up` runs)."""
     if fmt not in ("table", "csv", "json"):
-        err.print("[red]error:[/] --format must be table, csv or json")
-        raise typer.Exit(2)
+        fail("--format must be table, csv or json", 2)
     try:
         result = _ops(_settings(home=home)).query(sql)
     except (MinimlopsError, RuntimeError) as exc:
@@ -478,10 +510,10 @@ app.command()(generate)
 def main() -> None:
     """Console script entry point. A wrong project file or setting that a
     command did not catch itself is a message, not a traceback."""
-    from minimlops.domain.project import ProjectError
+    from rich.markup import escape
 
     try:
         app()
-    except (ProjectError, ConfigError) as exc:
-        err.print(f"[red]error:[/] {exc}")
+    except (MinimlopsError, ConfigError) as exc:  # ProjectError is a MinimlopsError
+        err.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
         raise SystemExit(1) from None

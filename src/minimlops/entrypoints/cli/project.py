@@ -6,15 +6,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
 
 from minimlops.domain.project import ProjectError
+from minimlops.entrypoints.cli.output import console, fail
 
 if TYPE_CHECKING:
     from minimlops import infer
 
-console = Console()
-err = Console(stderr=True)
 _ORDER = ("name", "type", "required", "generated", "kind", "allowed", "min", "max", "max_length",
           "description")  # fmt: skip
 
@@ -67,24 +65,23 @@ def init(
     from minimlops import infer, projects
 
     if task not in (None, "binary", "multiclass", "regression"):
-        err.print("[red]error:[/] --task must be binary, multiclass or regression")
-        raise typer.Exit(2)
+        fail("--task must be binary, multiclass or regression", 2)
+    # named after its directory when one is given (-o churn-model: project
+    # "churn-model", whatever the file is called), else after the file
+    name = infer.project_name(output.resolve().name) if output is not None else None
     try:
-        draft = infer.draft(file, target, key=key, task=task)
+        draft = infer.draft(file, target, key=key, task=task, name=name)
     except ProjectError as exc:
-        err.print(f"[red]error:[/] {exc}")
-        raise typer.Exit(2) from None
+        fail(exc, 2)
     directory = output or Path(draft.data["name"])
     path = directory / projects.FILENAME
     if path.exists() and not force:
-        err.print(f"[red]error:[/] {path} exists; pass --force to overwrite it")
-        raise typer.Exit(2)
+        fail(f"{path} exists; pass --force to overwrite it", 2)
     text = _toml(draft.data, draft.checks, draft.observed)
     try:  # the draft must be a valid project before it is written
         projects.from_dict(__import__("tomllib").loads(text), str(directory))
     except ProjectError as exc:
-        err.print(f"[red]error:[/] the inferred project is not valid ({exc}); please report it")
-        raise typer.Exit(1) from None
+        fail(f"the inferred project is not valid ({exc}); please report it")
     directory.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")
     for line in draft.decisions:
@@ -116,8 +113,7 @@ def generate(
     try:
         p = projects.load(project)
     except ProjectError as exc:
-        err.print(f"[red]error:[/] {exc}")
-        raise typer.Exit(2) from None
+        fail(exc, 2)
     planted = write_project_csv(p, output, rows, seed=seed, bad_rows=bad_rows, start_id=start_id)
     console.print(f"wrote {rows:,} rows of {p.name} to {output}"
                   + (f" ({planted} bad)" if planted else ""))  # fmt: skip

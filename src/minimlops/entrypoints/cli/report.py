@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -57,22 +58,27 @@ def _baseline(v: dict[str, Any], metric: str) -> Any:
     return task.get(metric, base.get("gender_only_accuracy") if metric == "accuracy" else None)
 
 
-def models_table(data: dict[str, Any], width: int = 80) -> Table:
-    """Model versions in a table that fits 80 columns: the decision's reason
-    is cut to the width left (``models show`` prints it whole)."""
+def models_table(data: dict[str, Any]) -> Table:
+    """Model versions in a table that fits the terminal (80 columns and up)
+    without cutting a word: no vertical rules, the champion's star beside its
+    version, the numbers and the algorithm on one line each, and the decision,
+    which takes the width left, wrapped onto as many lines as it needs
+    (``models show VERSION`` has the rest: metrics, paired test, candidates)."""
     versions = data["versions"]
     metric = _metric_of(versions[-1]) if versions else "metric"
-    table = Table(title=f"model {data['model']}", expand=False)
-    # the short columns never wrap or shrink; the decision takes what is left, cut
-    short = ("ver", "", "rows", metric, "baseline")
-    for name in short:
-        table.add_column(name, no_wrap=True)
-    table.add_column("algorithm", no_wrap=True, overflow="ellipsis", max_width=14)
-    used = 8 + 3 * 7 + len(metric) + len("baseline") + 7 + 14  # borders, padding, contents
-    table.add_column("decision", no_wrap=True, overflow="ellipsis", max_width=max(12, width - used))
+    table = Table(title=f"model {data['model']}", box=box.SIMPLE_HEAD, show_edge=False,
+                  padding=(0, 1, 0, 0), expand=False, title_justify="left",
+                  caption="★ champion; in full: minimlops models show VERSION",
+                  caption_justify="left")  # fmt: skip
+    table.add_column("ver", no_wrap=True)
+    for name in ("rows", metric, "baseline"):
+        table.add_column(name, no_wrap=True, justify="right")
+    # whole from 80 columns up; folded (never cut) only on a narrower terminal
+    table.add_column("algorithm", overflow="fold")
+    table.add_column("decision", overflow="fold")
     for v in versions:
         d = v.get("decision") or {}
-        table.add_row(v["version"], "★" if v["champion"] else "",
+        table.add_row(v["version"] + (" ★" if v["champion"] else ""),
                       f"{v.get('fit_rows') or v['training_rows']:,}",
                       _num(v["metrics"].get(metric)), _num(_baseline(v, metric)), v["algorithm"],
                       ("promoted: " if d.get("promote") else "kept: ") + d.get("reason", ""))  # fmt: skip

@@ -99,6 +99,14 @@ def predict_answerer(predictor: Predictor, log: DurableLog, stats: ServingStats,
             return _err(413, f"batch of {len(people)} rows exceeds the limit of {max_batch}")
         if batch and not people:
             return _err(422, f"empty list: send at least one {noun}")
+        # A field no column has is ignored; the answer says so. A batch of
+        # structs has none (their decoder refuses one: pydantic's dicts take
+        # the body then). Dicts cost a count of the body's `":` against their
+        # keys; only a difference parses it again (RequestModels.warnings).
+        warned = None
+        if type(people[0]) is dict and body.count(b'":') != (
+                sum(map(len, people)) if batch else len(people[0])):  # fmt: skip
+            warned = models.dropped(body)
         try:
             rows = predictor.predict(people, owned=True)
         except NoChampionError as exc:
@@ -126,8 +134,12 @@ def predict_answerer(predictor: Predictor, log: DurableLog, stats: ServingStats,
             for a in answers:
                 a["probabilities"] = orjson.loads(a["probabilities"])
         if batch:
-            return 200, orjson.dumps({"predictions": answers,
-                                      "model_version": rows[0]["model_version"]}), len(rows)  # fmt: skip
+            out = {"predictions": answers, "model_version": rows[0]["model_version"]}
+            if warned:
+                out["warnings"] = warned
+            return 200, orjson.dumps(out), len(rows)
+        if warned:
+            answers[0]["warnings"] = warned
         return 200, orjson.dumps(answers[0]), 1
 
     def checked_slowly(body: bytes) -> list[Any] | tuple[int, bytes, int]:

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from operator import attrgetter
@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal, NotRequired
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, with_config
 from typing_extensions import TypedDict  # pydantic needs this one on Python 3.11
 
-from minimlops.domain.project import INT64, ColumnSpec, Project
+from minimlops.domain.project import INT64, ColumnSpec, Project, closest
 
 
 def _empty_is_missing(value: Any) -> Any:
@@ -32,10 +32,10 @@ def _range(c: ColumnSpec) -> dict[str, Any]:
     an integer at most what its BIGINT column holds (a request's number outside
     it was answered, then could never be imported into predictions_data)."""
     bounds: dict[str, Any] = {}
-    if c.min is not None:
-        bounds["ge"] = int(c.min) if c.type == "integer" else c.min
+    if c.min is not None:  # (a bound is kept as a float: 2**63 - 1 reads back as 2**63)
+        bounds["ge"] = max(int(c.min), INT64[0]) if c.type == "integer" else c.min
     if c.max is not None:
-        bounds["le"] = int(c.max) if c.type == "integer" else c.max
+        bounds["le"] = min(int(c.max), INT64[1]) if c.type == "integer" else c.max
     if c.type == "integer" and c.allowed is None:
         bounds.setdefault("ge", INT64[0])
         bounds.setdefault("le", INT64[1])
@@ -149,6 +149,51 @@ class RequestModels:
     feedback: TypeAdapter[Any]  # one label
     feedbacks: TypeAdapter[Any]  # a list of them
     fast: FastCheck | None = None  # None: every body through pydantic
+    fields: tuple[str, ...] = ()  # a row's fields: every column but the target
+    target: str = ""  # sent along (a row of the data file), ignored without a word
+
+    def unknown_fields(self, rows: Sequence[Any]) -> list[dict[str, Any]]:
+        """A warning per field the rows hold that a request has not: it is
+        ignored (the documented contract), so an optional field misspelt is
+        answered as if it were absent, imputed. Each names the field, the
+        closest known one, and in a batch the first row holding it
+        (``index``) and how many do (``rows``). The target is no surprise
+        and gets none."""
+        known = {*self.fields, self.target}
+        found: dict[str, list[int]] = {}
+        for i, row in enumerate(rows):
+            if isinstance(row, Mapping) and not known.issuperset(row):
+                for name in row:
+                    if name not in known:
+                        found.setdefault(str(name), []).append(i)
+        batch = len(rows) > 1
+        return [{"field": name, "message": f"{name!r} is not a field of {self.name}, so it was "
+                 f"ignored{closest(name, self.fields)}", **({"index": where[0], "rows": len(where)}
+                                                           if batch else {})}
+                for name, where in found.items()]  # fmt: skip
+
+    def warnings(self, body: bytes, rows: Sequence[Any]) -> list[dict[str, Any]] | None:
+        """:meth:`unknown_fields` of a body whose ``rows`` were read as dicts
+        (known fields only), or None. It costs a count over the body's bytes:
+        a row's fields are its keys, each written ``"name":``, so as many of
+        those as the rows' keys means none was dropped (no parse; /predict
+        inlines this test). Only when they differ (a field dropped, the
+        target, a duplicate key, spaces before a colon, an escaped quote
+        before a colon inside a text) is the body parsed again, to name what
+        was dropped (:meth:`dropped`)."""
+        if body.count(b'":') == sum(map(len, rows)):
+            return None
+        return self.dropped(body)
+
+    def dropped(self, body: bytes) -> list[dict[str, Any]] | None:
+        """:meth:`unknown_fields` of a JSON body (one row or a list), or None."""
+        import orjson
+
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return None
+        return self.unknown_fields(data if isinstance(data, list) else [data]) or None
 
 
 _LARGEST = 1.7976931348623157e308  # bounds that refuse infinity (pydantic: allow_inf_nan=False)
@@ -222,6 +267,9 @@ def row_class(project: Project, fields: list[tuple[str, str, Any, bool]]) -> typ
     cls = msgspec.defstruct(
         str(project.extras.get("request_name", "Row")), specs,
         rename={attr: name for name, attr, _, _ in fields}, omit_defaults=True, gc=False,
+        # a batch with a field no column has goes to pydantic, which ignores
+        # it, and the answer says so (RequestModels.warnings); none: no cost
+        forbid_unknown_fields=True,
         namespace={"minimlops_attrs": attrs, "minimlops_columns": tuple(f[0] for f in fields),
                    "minimlops_own": tuple(own),
                    # every field's value, in this order: a row's columns in one C call
@@ -282,7 +330,8 @@ def request_models(project: Project) -> RequestModels:
     and the log read, and a batch of 1,000 validates in ~0.6 ms instead of
     ~1.3 ms (no model instance and fields-set to build and free; measured).
     Absent optional fields stay absent: readers use .get(). The row key is
-    optional in a request; unknown fields are ignored.
+    optional in a request; unknown fields are ignored, and the answer says
+    so (:meth:`RequestModels.unknown_fields`).
     """
     fields: dict[str, Any] = {}
     missing = _missing(project.missing_values)
@@ -313,7 +362,7 @@ def request_models(project: Project) -> RequestModels:
     feedback.__doc__ = f"A true {project.target} for an earlier prediction (used by monitoring)."
     return RequestModels(title, row, TypeAdapter(row), TypeAdapter(list[row]),
                          TypeAdapter(feedback), TypeAdapter(list[feedback]),
-                         fast_check(project))  # fmt: skip
+                         fast_check(project), project.input_columns, project.target)  # fmt: skip
 
 
 class TrainRequest(BaseModel):

@@ -92,6 +92,18 @@ def hint(app: App, url: str) -> None:
           file=sys.stderr, flush=True)  # fmt: skip
 
 
+def ingest_command(settings: Settings) -> str:
+    """``minimlops ingest FILE.csv`` as it works pasted into another shell:
+    with ``--home`` (absolute) unless the home is the default one. No
+    ``--project``: while this server runs, it ingests the file with its own
+    project, and after, the home's record names that project to every
+    command (``bootstrap.project_of``)."""
+    words = ["minimlops", "ingest", "FILE.csv"]
+    if settings.home != Settings.model_fields["home"].default:
+        words += ["--home", str(settings.home.resolve())]
+    return shlex.join(words)
+
+
 def seed_example_data(app: App) -> None:
     """On first start (empty warehouse, empty landing zone) land the example
     project's file; a user's own project waits for `minimlops ingest FILE`."""
@@ -104,8 +116,10 @@ def seed_example_data(app: App) -> None:
     if path is None and isinstance(project.extras.get("generate"), int):
         path = example_data.generated(project, int(project.extras["generate"]), s.cache_dir)
     if path is None:
-        logger.info("project %s has no data yet: land a CSV with `minimlops ingest FILE.csv` "
-                    "(or copy it into %s)", project.name, s.buckets_dir / s.landing_bucket)
+        logger.info("project %s has no data yet: land a CSV with the command on the next line "
+                    "(or copy it into %s)", project.name, s.buckets_dir.resolve() / s.landing_bucket)
+        # on a line of its own, unwrapped, so it can be copied into a shell
+        print(ingest_command(s), file=sys.stderr, flush=True)
         return
     info = deps.store.write_file(s.landing_bucket, path.name, path)  # type: ignore[attr-defined]
     logger.info("first start: landed the example data as %s", info.uri)

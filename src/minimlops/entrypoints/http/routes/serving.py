@@ -40,10 +40,12 @@ def router(ctx: Context) -> APIRouter:
         """How each input moved this row's answer (not logged)."""
         if (refused := ctx.keyed(request)) is not None:
             return refused
+        body = await request.body()
         try:
-            row = ctx.shapes.one.validate_json(await request.body())
+            row = ctx.shapes.one.validate_json(body)
         except ValidationError as exc:
             return problem(422, f"invalid {noun.lower()}", errors=field_errors(exc, False))
+        warned = ctx.shapes.warnings(body, [row])  # before explaining: it may add keys
         current = app.predictor.current
         if current is None:
             return problem(503, "no model to serve yet")
@@ -52,7 +54,8 @@ def router(ctx: Context) -> APIRouter:
         except DerivedFeatureError as exc:
             return problem(422, f"invalid {noun.lower()}", errors=[
                 {"field": exc.feature, "message": str(exc)}])  # fmt: skip
-        return json_response({**result, "model_version": current[0]})
+        return json_response({**result, "model_version": current[0],
+                              **({"warnings": warned} if warned else {})})
 
     @api.get("/healthz", tags=["operations"])
     async def healthz() -> Response:
