@@ -14,7 +14,7 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
 from minimlops.errors import MinimlopsError
 
@@ -43,7 +43,7 @@ _COLUMN_NAME = re.compile(r"^[^\x00-\x1f\"`\\.\[\]]{1,300}$")
 NAME_RULE = "no quotes, backticks, backslashes, dots, brackets or leading/trailing spaces"
 
 
-def usable_name(name: Any) -> bool:
+def usable_name(name: Any) -> TypeGuard[str]:
     """A column name both warehouses and the pipeline's SQL can hold."""
     return isinstance(name, str) and bool(_COLUMN_NAME.match(name)) and name == name.strip()
 
@@ -357,6 +357,7 @@ def parse(data: Mapping[str, Any], directory: str = "") -> Project:
         if value not in by_name:
             raise _fail(field_, f"{value!r} is not a declared column{closest(value, names)}; "
                         f"columns: {names}")  # fmt: skip
+    key, target = str(key), str(target)  # declared columns: names
     if key == target:
         raise _fail("target", "the target cannot be the key")
     key_col = by_name[key]
