@@ -58,9 +58,11 @@ soak: $(STAMP) ## 10 minutes of mixed traffic; writes bench/results/soak.md
 docs: $(STAMP) ## regenerate docs/reference/ and the figures in the README and docs/ (the tests check they are current)
 	$(BIN)/python scripts/reference.py
 
-lint: $(STAMP)
-	$(BIN)/ruff check src tests
+lint: $(STAMP) ## ruff (lint and format), the import contracts, mypy
+	$(BIN)/ruff check src tests scripts bench
+	$(BIN)/ruff format --check src tests scripts bench
 	$(BIN)/lint-imports
+	$(BIN)/mypy
 
 lock: $(STAMP) ## re-resolve requirements.lock from pyproject.toml
 	$(BIN)/python -m pip install --quiet uv

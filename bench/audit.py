@@ -11,9 +11,23 @@ import json
 import subprocess
 import sys
 
-out = subprocess.run([sys.executable, "-m", "pip_audit", "-r", "requirements.lock", "--format", "json",
-                      "--progress-spinner", "off", "--disable-pip", "--no-deps"],
-                     capture_output=True, text=True)  # fmt: skip
+out = subprocess.run(
+    [
+        sys.executable,
+        "-m",
+        "pip_audit",
+        "-r",
+        "requirements.lock",
+        "--format",
+        "json",
+        "--progress-spinner",
+        "off",
+        "--disable-pip",
+        "--no-deps",
+    ],
+    capture_output=True,
+    text=True,
+)
 if not out.stdout.strip():
     print(out.stderr, file=sys.stderr)
     sys.exit(2)
@@ -25,5 +39,7 @@ for dep in report.get("dependencies", []):
         print(line)
         if vuln["fix_versions"]:
             fixable.append(line)
-print(f"{len(report.get('dependencies', []))} locked packages audited; {len(fixable)} fixable vulnerabilities")
+print(
+    f"{len(report.get('dependencies', []))} locked packages audited; {len(fixable)} fixable vulnerabilities"
+)
 sys.exit(1 if fixable else 0)

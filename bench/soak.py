@@ -58,8 +58,15 @@ def rss_mb(pid: int) -> float:
     return total
 
 
-async def traffic(url: str, minutes: float, rate: float, home: Path, token: str,
-                  first_file: int = 0, retrain: bool = True) -> dict:
+async def traffic(
+    url: str,
+    minutes: float,
+    rate: float,
+    home: Path,
+    token: str,
+    first_file: int = 0,
+    retrain: bool = True,
+) -> dict:
     latencies: dict[int, list[float]] = {}
     errors: list[str] = []
     start = time.monotonic()
@@ -67,6 +74,7 @@ async def traffic(url: str, minutes: float, rate: float, home: Path, token: str,
     rng = random.Random(1)
     limits = httpx.Limits(max_connections=64, keepalive_expiry=2)
     async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits) as http:
+
         async def one() -> None:
             body = {**ONE, "Age": rng.randint(1, 70), "Pclass": rng.choice([1, 2, 3])}
             t0 = time.monotonic()
@@ -80,7 +88,9 @@ async def traffic(url: str, minutes: float, rate: float, home: Path, token: str,
             if r.status_code != 200:
                 errors.append(f"predict {r.status_code}: {r.text[:200]}")
             elif rng.random() < 0.05:  # a label arrives for 5 % of the answers
-                f = await http.post("/feedback", json={"uuid": r.json()["uuid"], "Survived": rng.randint(0, 1)})
+                f = await http.post(
+                    "/feedback", json={"uuid": r.json()["uuid"], "Survived": rng.randint(0, 1)}
+                )
                 if f.status_code != 200:
                     errors.append(f"feedback {f.status_code}: {f.text[:200]}")
 
@@ -90,11 +100,15 @@ async def traffic(url: str, minutes: float, rate: float, home: Path, token: str,
             now = time.monotonic()
             if now >= next_file:  # a file lands every minute
                 path = home / "buckets" / "my-data-landing-zone" / f"soak-{i}.csv"
-                write_csv(Path(str(path) + ".part"), 2000, seed=100 + i, start_id=1_000_000 + i * 2000)
+                write_csv(
+                    Path(str(path) + ".part"), 2000, seed=100 + i, start_id=1_000_000 + i * 2000
+                )
                 os.replace(str(path) + ".part", path)
                 next_file, i = now + 60, i + 1
             if not trained and now - start > minutes * 30:  # one retraining, half-way
-                r = await http.post("/train", json={"reason": "soak"}, headers={"Authorization": f"Bearer {token}"})
+                r = await http.post(
+                    "/train", json={"reason": "soak"}, headers={"Authorization": f"Bearer {token}"}
+                )
                 trained = r.status_code == 202
                 if not trained:
                     errors.append(f"train {r.status_code}")
@@ -106,8 +120,14 @@ async def traffic(url: str, minutes: float, rate: float, home: Path, token: str,
     per_minute = []
     for m in sorted(latencies):
         xs = sorted(latencies[m])
-        per_minute.append({"minute": m + 1, "requests": len(xs), "p50_ms": statistics.median(xs),
-                           "p99_ms": xs[min(len(xs) - 1, int(len(xs) * 0.99))]})
+        per_minute.append(
+            {
+                "minute": m + 1,
+                "requests": len(xs),
+                "p50_ms": statistics.median(xs),
+                "p99_ms": xs[min(len(xs) - 1, int(len(xs) * 0.99))],
+            }
+        )
     return {"errors": errors, "per_minute": per_minute, "files": i - first_file}
 
 
@@ -115,7 +135,9 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--minutes", type=float, default=10)
     ap.add_argument("--rate", type=float, default=200)
-    ap.add_argument("--warmup", type=float, default=1, help="minutes of mixed traffic before measuring")
+    ap.add_argument(
+        "--warmup", type=float, default=1, help="minutes of mixed traffic before measuring"
+    )
     ap.add_argument("--out", default="bench/results/soak.md")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="minimlops-soak-") as tmp:
@@ -123,8 +145,13 @@ def main() -> int:
         (home / "buckets" / "my-data-landing-zone").mkdir(parents=True)
         write_csv(home / "buckets" / "my-data-landing-zone" / "start.csv", 891, seed=1)
         port = 18000 + os.getpid() % 1000
-        env = {**os.environ, "MINIMLOPS_HOME": str(home), "MINIMLOPS_PORT": str(port),
-               "MINIMLOPS_LOG_LEVEL": "WARNING", "MINIMLOPS_MONITOR_EVERY": "60"}
+        env = {
+            **os.environ,
+            "MINIMLOPS_HOME": str(home),
+            "MINIMLOPS_PORT": str(port),
+            "MINIMLOPS_LOG_LEVEL": "WARNING",
+            "MINIMLOPS_MONITOR_EVERY": "60",
+        }
         server = subprocess.Popen([sys.executable, "-m", "minimlops", "up"], env=env)
         url = f"http://127.0.0.1:{port}"
         try:
@@ -140,8 +167,11 @@ def main() -> int:
                     warm.post("/predict", json=ONE)
             token = json.loads((home / "server.json").read_text())["token"]
             if args.warmup:  # every kind of work once: landing, training, feedback
-                warm_result = asyncio.run(traffic(url, args.warmup, args.rate, home, token,
-                                                  first_file=1000, retrain=False))
+                warm_result = asyncio.run(
+                    traffic(
+                        url, args.warmup, args.rate, home, token, first_file=1000, retrain=False
+                    )
+                )
                 if warm_result["errors"]:
                     print("warm-up errors:", warm_result["errors"][:5])
             before = rss_mb(server.pid)
@@ -152,7 +182,9 @@ def main() -> int:
 
             def sample() -> None:
                 auth = {"Authorization": f"Bearer {token}"}
-                sql = {"sql": "SELECT CAST(sum(memory_usage_bytes) AS BIGINT) AS b FROM duckdb_memory()"}
+                sql = {
+                    "sql": "SELECT CAST(sum(memory_usage_bytes) AS BIGINT) AS b FROM duckdb_memory()"
+                }
                 while not sampler_stop:
                     samples.append(rss_mb(server.pid))
                     try:
@@ -175,16 +207,26 @@ def main() -> int:
             server.wait()
     first, last = statistics.median(samples[:6]), statistics.median(samples[-6:])
     growth = (last - first) / first * 100
-    lines = [f"Soak: {args.minutes:g} min at {args.rate:g} predictions/s (+5 % feedback) after "
-             f"{args.warmup:g} min of warm-up, {result['files']} files landed, {versions} model "
-             f"versions; errors: {len(result['errors'])}; RSS of the server and its journal process (median of each minute's samples) "
-             f"{first:.0f} MB in the first minute → {last:.0f} MB in the last ({growth:+.1f} %); "
-             f"single samples {before:.0f} → {after:.0f} MB", "",
-             "| minute | requests | p50 ms | p99 ms |", "| ---: | ---: | ---: | ---: |"]
-    lines += [f"| {m['minute']} | {m['requests']} | {m['p50_ms']:.2f} | {m['p99_ms']:.2f} |"
-              for m in result["per_minute"]]
-    lines += ["", "RSS every 10 s (MB): " + ", ".join(f"{x:.0f}" for x in samples),
-              "", "of which DuckDB's buffer pool (MB): " + ", ".join(f"{x:.0f}" for x in duck)]
+    lines = [
+        f"Soak: {args.minutes:g} min at {args.rate:g} predictions/s (+5 % feedback) after "
+        f"{args.warmup:g} min of warm-up, {result['files']} files landed, {versions} model "
+        f"versions; errors: {len(result['errors'])}; RSS of the server and its journal process (median of each minute's samples) "
+        f"{first:.0f} MB in the first minute → {last:.0f} MB in the last ({growth:+.1f} %); "
+        f"single samples {before:.0f} → {after:.0f} MB",
+        "",
+        "| minute | requests | p50 ms | p99 ms |",
+        "| ---: | ---: | ---: | ---: |",
+    ]
+    lines += [
+        f"| {m['minute']} | {m['requests']} | {m['p50_ms']:.2f} | {m['p99_ms']:.2f} |"
+        for m in result["per_minute"]
+    ]
+    lines += [
+        "",
+        "RSS every 10 s (MB): " + ", ".join(f"{x:.0f}" for x in samples),
+        "",
+        "of which DuckDB's buffer pool (MB): " + ", ".join(f"{x:.0f}" for x in duck),
+    ]
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

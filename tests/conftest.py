@@ -41,10 +41,14 @@ TEST_BUDGET_S = 3.0
 def fake_deps_for(project: Project, **knobs: object) -> Deps:
     """Deps on the in-memory fakes for a project."""
     knobs.setdefault("training_budget_s", TEST_BUDGET_S)
-    return Deps(store=InMemoryObjectStore(),
-                warehouse=InMemoryWarehouse(schemas_of(project), key=key_of(project)),
-                bus=InMemoryMessageBus(), project=project,
-                derive=projects.derived_functions(project), **knobs)  # type: ignore[arg-type]
+    return Deps(
+        store=InMemoryObjectStore(),
+        warehouse=InMemoryWarehouse(schemas_of(project), key=key_of(project)),
+        bus=InMemoryMessageBus(),
+        project=project,
+        derive=projects.derived_functions(project),
+        **knobs,
+    )  # type: ignore[arg-type]
 
 
 def example_csv() -> Path | None:
@@ -55,8 +59,7 @@ def example_csv() -> Path | None:
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings.from_env({}, home=tmp_path / "home", port=0, settle_seconds=0.0,
-                             cv_folds=3)  # fmt: skip
+    return Settings.from_env({}, home=tmp_path / "home", port=0, settle_seconds=0.0, cv_folds=3)
 
 
 @pytest.fixture
@@ -72,8 +75,12 @@ def passengers_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-EMULATOR_VARS = ("PUBSUB_EMULATOR_HOST", "STORAGE_EMULATOR_HOST", "BIGQUERY_EMULATOR_HOST",
-                 "BIGQUERY_STORAGE_EMULATOR_HOST")
+EMULATOR_VARS = (
+    "PUBSUB_EMULATOR_HOST",
+    "STORAGE_EMULATOR_HOST",
+    "BIGQUERY_EMULATOR_HOST",
+    "BIGQUERY_STORAGE_EMULATOR_HOST",
+)
 
 
 @pytest.fixture(scope="session")
@@ -85,10 +92,12 @@ def gcp_emulators() -> dict[str, str]:
     """
     missing = [v for v in EMULATOR_VARS if not os.environ.get(v)]
     if missing:
-        msg = (f"Google Cloud emulators not running ({', '.join(missing)} unset): "
-               "run `make test-gcp`")  # fmt: skip
+        msg = (
+            f"Google Cloud emulators not running ({', '.join(missing)} unset): run `make test-gcp`"
+        )
         if os.environ.get("CI"):
             pytest.fail(msg)
         pytest.skip(msg)
     return {v: os.environ[v] for v in EMULATOR_VARS} | {
-        "GOOGLE_CLOUD_PROJECT": os.environ.get("GOOGLE_CLOUD_PROJECT", "test-project")}
+        "GOOGLE_CLOUD_PROJECT": os.environ.get("GOOGLE_CLOUD_PROJECT", "test-project")
+    }

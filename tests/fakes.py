@@ -28,8 +28,9 @@ class InMemoryObjectStore:
     def __init__(self) -> None:
         self.objects: dict[tuple[str, str], tuple[bytes, str, float]] = {}
 
-    def write_bytes(self, bucket: str, name: str, data: bytes, *,
-                    if_generation_match: str | None = None) -> ObjectInfo:  # fmt: skip
+    def write_bytes(
+        self, bucket: str, name: str, data: bytes, *, if_generation_match: str | None = None
+    ) -> ObjectInfo:
         if if_generation_match is not None:
             current = self.stat(bucket, name)
             actual = current.generation if current else "0"
@@ -67,8 +68,12 @@ class InMemoryObjectStore:
 
 
 class InMemoryWarehouse:
-    def __init__(self, schemas: Mapping[str, Any], ledger_table: str = "ingestion_ledger",
-                 key: KeySpec | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        schemas: Mapping[str, Any],
+        ledger_table: str = "ingestion_ledger",
+        key: KeySpec | None = None,
+    ) -> None:
         self.schemas, self.ledger_table = dict(schemas), ledger_table
         self.spec = key or KeySpec()
         self.key, self.target = self.spec.key, self.spec.target
@@ -76,18 +81,25 @@ class InMemoryWarehouse:
         self.fail_next_append: Exception | None = None
 
     def _schema(self, table: str) -> pa.Schema:
-        return pa.schema([pa.field(c.name, ARROW_TYPES[c.type], nullable=not c.required)
-                          for c in self.schemas[table]])  # fmt: skip
+        return pa.schema(
+            [
+                pa.field(c.name, ARROW_TYPES[c.type], nullable=not c.required)
+                for c in self.schemas[table]
+            ]
+        )
 
     def ensure_tables(self) -> None:
         for t in self.schemas:
             self.tables.setdefault(t, [])
 
-    def load(self, table: str, batches: Iterable[pa.RecordBatch],
-             ledger_row: Mapping[str, Any]) -> int:  # fmt: skip
+    def load(
+        self, table: str, batches: Iterable[pa.RecordBatch], ledger_row: Mapping[str, Any]
+    ) -> int:
         staged = [r for b in batches for r in b.to_pylist()]  # raises -> nothing kept
-        if any(r["content_sha256"] == ledger_row["content_sha256"] and r["status"] == "loaded"
-               for r in self.tables[self.ledger_table]):  # fmt: skip
+        if any(
+            r["content_sha256"] == ledger_row["content_sha256"] and r["status"] == "loaded"
+            for r in self.tables[self.ledger_table]
+        ):
             raise ConflictError("this content was loaded by a concurrent delivery")
         self.tables[table].extend(staged)
         self.tables[self.ledger_table].append(dict(ledger_row, rows_loaded=len(staged)))
@@ -99,30 +111,48 @@ class InMemoryWarehouse:
             raise exc
         self.tables[table].extend(rows.to_pylist())
 
-    def ledger(self, *, content_sha256: str | None = None,
-               source_uri: str | None = None) -> list[dict[str, Any]]:  # fmt: skip
-        rows = [r for r in self.tables[self.ledger_table]
-                if (content_sha256 is None or r["content_sha256"] == content_sha256)
-                and (source_uri is None or r["source_uri"] == source_uri)]  # fmt: skip
+    def ledger(
+        self, *, content_sha256: str | None = None, source_uri: str | None = None
+    ) -> list[dict[str, Any]]:
+        rows = [
+            r
+            for r in self.tables[self.ledger_table]
+            if (content_sha256 is None or r["content_sha256"] == content_sha256)
+            and (source_uri is None or r["source_uri"] == source_uri)
+        ]
         return sorted(rows, key=lambda r: (r["ingested_at"], r["ingestion_id"]), reverse=True)
 
-    def _newest(self, table: str, ingestion_ids: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    def _newest(
+        self, table: str, ingestion_ids: Sequence[str] | None = None
+    ) -> list[dict[str, Any]]:
         newest: dict[Any, dict[str, Any]] = {}
         for r in self.tables[table]:
             if ingestion_ids is not None and r["ingestion_id"] not in ingestion_ids:
                 continue
             old = newest.get(r[self.key])
-            if old is None or (r["ingested_at"], r["ingestion_id"]) >= (old["ingested_at"], old["ingestion_id"]):
+            if old is None or (r["ingested_at"], r["ingestion_id"]) >= (
+                old["ingested_at"],
+                old["ingestion_id"],
+            ):
                 newest[r[self.key]] = r
         return [newest[k] for k in sorted(newest)]
 
     def latest_summary(self, table: str) -> DataSummary:
-        return DataSummary.of_counts((r["split"], r["ingestion_id"], 1) for r in self._newest(table))
+        return DataSummary.of_counts(
+            (r["split"], r["ingestion_id"], 1) for r in self._newest(table)
+        )
 
-    def latest_rows(self, table: str, *, ingestion_ids: Sequence[str] | None = None,
-                    splits: Sequence[str] | None = None,
-                    per_split: int | None = None) -> pa.Table:  # fmt: skip
-        rows = [r for r in self._newest(table, ingestion_ids) if splits is None or r["split"] in splits]
+    def latest_rows(
+        self,
+        table: str,
+        *,
+        ingestion_ids: Sequence[str] | None = None,
+        splits: Sequence[str] | None = None,
+        per_split: int | None = None,
+    ) -> pa.Table:
+        rows = [
+            r for r in self._newest(table, ingestion_ids) if splits is None or r["split"] in splits
+        ]
         if per_split is not None:
             ranked = sorted(rows, key=lambda r: (sample_rank(r[self.key]), r[self.key]))
             taken: Counter[str] = Counter()
@@ -143,8 +173,9 @@ class InMemoryWarehouse:
     def read(self, table: str) -> pa.Table:
         return pa.Table.from_pylist(self.tables[table], schema=self._schema(table))
 
-    def labelled_predictions(self, predictions: str, feedback: str,
-                             limit: int | None = None) -> pa.Table:  # fmt: skip
+    def labelled_predictions(
+        self, predictions: str, feedback: str, limit: int | None = None
+    ) -> pa.Table:
         labels: dict[str, tuple[Any, int]] = {}
         preds = self.tables[predictions]
         by_pid = {p[self.key]: p["uuid"] for p in preds if p.get(self.key) is not None}
@@ -152,17 +183,25 @@ class InMemoryWarehouse:
             uid = f["uuid"] if f["uuid"] is not None else by_pid.get(f[self.key])
             if uid is not None and (uid not in labels or f["received_at"] >= labels[uid][0]):
                 labels[uid] = (f["received_at"], f[self.target])
-        rows = sorted(({**p, "label": labels[p["uuid"]][1]} for p in preds if p["uuid"] in labels),
-                      key=lambda r: (r["created_at"], r["uuid"]))  # fmt: skip
+        rows = sorted(
+            ({**p, "label": labels[p["uuid"]][1]} for p in preds if p["uuid"] in labels),
+            key=lambda r: (r["created_at"], r["uuid"]),
+        )
         if limit is not None:
-            rows = rows[len(rows) - min(limit, len(rows)):]
+            rows = rows[len(rows) - min(limit, len(rows)) :]
         if not rows:
-            return pa.table({"model_version": pa.array([], pa.string()),
-                             "prediction": pa.array([], pa.int64()), "label": pa.array([], pa.int64())})
+            return pa.table(
+                {
+                    "model_version": pa.array([], pa.string()),
+                    "prediction": pa.array([], pa.int64()),
+                    "label": pa.array([], pa.int64()),
+                }
+            )
         return pa.Table.from_pylist(rows)
 
-    def labelled_accuracy(self, predictions: str, feedback: str,
-                          bucket_seconds: int | None = None) -> list[dict[str, Any]]:  # fmt: skip
+    def labelled_accuracy(
+        self, predictions: str, feedback: str, bucket_seconds: int | None = None
+    ) -> list[dict[str, Any]]:
         groups: dict[tuple[Any, ...], list[float]] = {}
         for r in self.labelled_predictions(predictions, feedback).to_pylist():
             key: tuple[Any, ...] = (r["model_version"],)
@@ -177,10 +216,20 @@ class InMemoryWarehouse:
             else:
                 counts[1] += int(r["prediction"] == r["label"])
         names = ("model_version", "at")
-        extra = (lambda a, q: {"abs_error": a, "squared_error": q}) if self.spec.regression else (
-            lambda a, q: {})  # fmt: skip
-        return [{**dict(zip(names, k, strict=False)), "labelled": int(n), "correct": int(c),
-                 **extra(a, q)} for k, (n, c, a, q) in sorted(groups.items())]  # fmt: skip
+        extra = (
+            (lambda a, q: {"abs_error": a, "squared_error": q})
+            if self.spec.regression
+            else (lambda a, q: {})
+        )
+        return [
+            {
+                **dict(zip(names, k, strict=False)),
+                "labelled": int(n),
+                "correct": int(c),
+                **extra(a, q),
+            }
+            for k, (n, c, a, q) in sorted(groups.items())
+        ]
 
     def recent_predictions(self, predictions: str, limit: int, since: Any = None) -> pa.Table:
         rows = [r for r in self.tables[predictions] if since is None or r["created_at"] >= since]
@@ -193,13 +242,16 @@ class InMemoryWarehouse:
             out[r["model_version"]] = out.get(r["model_version"], 0) + 1
         return out
 
-    def labels_from_ingestion(self, training: str, predictions: str, feedback: str,
-                              ingestion_id: str, source: str) -> int:  # fmt: skip
+    def labels_from_ingestion(
+        self, training: str, predictions: str, feedback: str, ingestion_id: str, source: str
+    ) -> int:
         k, y = self.key, self.target
         predicted = {r[k] for r in self.tables[predictions]}
-        new = [{"uuid": None, k: r[k], y: r[y], "received_at": r["ingested_at"], "source": source}
-               for r in self.tables[training]
-               if r["ingestion_id"] == ingestion_id and r[k] in predicted]  # fmt: skip
+        new = [
+            {"uuid": None, k: r[k], y: r[y], "received_at": r["ingested_at"], "source": source}
+            for r in self.tables[training]
+            if r["ingestion_id"] == ingestion_id and r[k] in predicted
+        ]
         self.tables[feedback].extend(new)
         return len(new)
 
@@ -264,9 +316,14 @@ class InMemoryMessageBus:
         out = []
         for sub, topic in sorted(self.subs.items()):
             ds = [d for (s, _), d in self.deliveries.items() if s == sub]
-            out.append({"subscription": sub, "topic": topic,
-                        "pending": sum(d["state"] == "ready" and not d["leased"] for d in ds),
-                        "leased": sum(d["state"] == "ready" and d["leased"] for d in ds),
-                        "acked": sum(d["state"] == "acked" for d in ds),
-                        "dead_lettered": sum(d["state"] == "dead" for d in ds)})  # fmt: skip
+            out.append(
+                {
+                    "subscription": sub,
+                    "topic": topic,
+                    "pending": sum(d["state"] == "ready" and not d["leased"] for d in ds),
+                    "leased": sum(d["state"] == "ready" and d["leased"] for d in ds),
+                    "acked": sum(d["state"] == "acked" for d in ds),
+                    "dead_lettered": sum(d["state"] == "dead" for d in ds),
+                }
+            )
         return out

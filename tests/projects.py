@@ -34,5 +34,8 @@ def request_of(project: Project, row: dict) -> dict:
 
 def sparse(project: Project, row: dict) -> dict:
     """The same request with every optional value left out."""
-    return {k: v for k, v in request_of(project, row).items()
-            if project.column(k).required and k != project.key}
+    return {
+        k: v
+        for k, v in request_of(project, row).items()
+        if project.column(k).required and k != project.key
+    }

@@ -28,11 +28,14 @@ CATEGORIES = ["Sex", "Embarked"]
 # to trust for it: numpy.dtype for any pipeline, plus the family's own.
 FAMILIES = {
     "logistic_regression": (lambda: LogisticRegression(max_iter=1000), []),
-    "random_forest": (lambda: RandomForestClassifier(n_estimators=100, random_state=0),
-                      ["sklearn.tree._tree.Tree"]),
-    "lightgbm": (lambda: LGBMClassifier(random_state=0, verbose=-1),
-                 ["collections.OrderedDict", "lightgbm.basic.Booster",
-                  "lightgbm.sklearn.LGBMClassifier"]),
+    "random_forest": (
+        lambda: RandomForestClassifier(n_estimators=100, random_state=0),
+        ["sklearn.tree._tree.Tree"],
+    ),
+    "lightgbm": (
+        lambda: LGBMClassifier(random_state=0, verbose=-1),
+        ["collections.OrderedDict", "lightgbm.basic.Booster", "lightgbm.sklearn.LGBMClassifier"],
+    ),
 }
 
 
@@ -41,26 +44,36 @@ def family(algorithm: str) -> str:
     random_forest); an unknown one is an error, not a silent substitute."""
     known = [f for f in FAMILIES if algorithm.startswith(f)]
     if not known:
-        raise SystemExit(f"peer_model.py: no peer for algorithm {algorithm!r}; "
-                         f"known families: {sorted(FAMILIES)}")
+        raise SystemExit(
+            f"peer_model.py: no peer for algorithm {algorithm!r}; "
+            f"known families: {sorted(FAMILIES)}"
+        )
     return max(known, key=len)
 
 
 def main(csv: str, algorithm: str, out: str) -> None:
     data = pd.read_csv(csv)
-    features = ColumnTransformer([
-        ("numbers", SimpleImputer(strategy="median"), NUMBERS),
-        ("categories", make_pipeline(SimpleImputer(strategy="most_frequent"),
-                                     OneHotEncoder(handle_unknown="ignore")), CATEGORIES),
-    ])
+    features = ColumnTransformer(
+        [
+            ("numbers", SimpleImputer(strategy="median"), NUMBERS),
+            (
+                "categories",
+                make_pipeline(
+                    SimpleImputer(strategy="most_frequent"), OneHotEncoder(handle_unknown="ignore")
+                ),
+                CATEGORIES,
+            ),
+        ]
+    )
     make, trusted = FAMILIES[family(algorithm)]
     estimator = make()
     model = Pipeline([("features", features), ("model", estimator)])
     model.fit(data[NUMBERS + CATEGORIES], data["Survived"])
     out_dir = Path(out)
     # MLflow 3 saves scikit-learn models with skops by default
-    mlflow.sklearn.save_model(model, out_dir / "mlflow-model",
-                              skops_trusted_types=["numpy.dtype", *trusted])
+    mlflow.sklearn.save_model(
+        model, out_dir / "mlflow-model", skops_trusted_types=["numpy.dtype", *trusted]
+    )
     (out_dir / "model.pkl").write_bytes(pickle.dumps(model))
 
 

@@ -44,9 +44,13 @@ BACKENDS: dict[str, dict[str, str]] = {
     },
 }
 EXTRAS = {"gcp": "pip install 'minimlops[gcp]'"}
-SCHEMA_OF = {"training_table": "training_data", "predictions_table": "predictions_data",
-             "feedback_table": "feedback", "ledger_table": "ingestion_ledger",
-             "triggers_table": "retrain_triggers"}  # fmt: skip
+SCHEMA_OF = {
+    "training_table": "training_data",
+    "predictions_table": "predictions_data",
+    "feedback_table": "feedback",
+    "ledger_table": "ingestion_ledger",
+    "triggers_table": "retrain_triggers",
+}
 
 
 def load_class(backend: str, port: str) -> Any:
@@ -116,7 +120,8 @@ def check_home(settings: Settings, project: Project) -> None:
             raise ProjectMismatchError(
                 f"data home {settings.home} holds data of project {recorded.name!r}; "
                 f"{project.name!r} cannot use it: {'; '.join(problems)}. Use a new home "
-                f"(MINIMLOPS_HOME=... or --home), or start it with the recorded project.")
+                f"(MINIMLOPS_HOME=... or --home), or start it with the recorded project."
+            )
     settings.home.mkdir(parents=True, exist_ok=True)
     tmp = record.with_suffix(".tmp")
     data = {"project": project.to_dict(), "directory": project.directory}
@@ -182,22 +187,30 @@ def build_serving(settings: Settings, name: str) -> ServingApp:
     project = project_of(settings)
     names = names_of(settings, project)
     store = open_store(settings)
-    registry = ModelRegistry(store, names.model_bucket, names.model_name,
-                             projects.derived_functions(project))
-    log = load_class("local", "journal_log")(settings.journal_dir / name,
-                                             flush_ms=settings.log_flush_ms,
-                                             max_rows=settings.log_batch_rows)  # fmt: skip
+    registry = ModelRegistry(
+        store, names.model_bucket, names.model_name, projects.derived_functions(project)
+    )
+    log = load_class("local", "journal_log")(
+        settings.journal_dir / name,
+        flush_ms=settings.log_flush_ms,
+        max_rows=settings.log_batch_rows,
+    )
     predictor = Predictor(registry, utc_now, project, shadow=settings.shadow)
     return ServingApp(settings, registry, predictor, log)
 
 
 def monitor_config(settings: Settings) -> MonitorConfig:
     return MonitorConfig(
-        drift_window=settings.drift_window, drift_hours=settings.drift_hours,
-        drift_min_rows=settings.drift_min_rows, psi_warn=settings.psi_warn,
-        psi_drift=settings.psi_drift, accuracy_threshold=settings.accuracy_threshold,
+        drift_window=settings.drift_window,
+        drift_hours=settings.drift_hours,
+        drift_min_rows=settings.drift_min_rows,
+        psi_warn=settings.psi_warn,
+        psi_drift=settings.psi_drift,
+        accuracy_threshold=settings.accuracy_threshold,
         error_ratio=settings.error_ratio,
-        min_labels=settings.min_labels, retrain_every=settings.retrain_every)
+        min_labels=settings.min_labels,
+        retrain_every=settings.retrain_every,
+    )
 
 
 def schemas_of(settings: Settings, project: Project) -> dict[str, Any]:
@@ -216,41 +229,62 @@ def build_gcp(settings: Settings, *, progress: Progress = _no_progress) -> App:
     clients = load_class("gcp", "clients")(settings)
     project = project_of(settings)
     names = names_of(settings, project)
-    store = load_class("gcp", "store")(clients.storage,
-                                       check_location=not settings.storage_emulator_host)
+    store = load_class("gcp", "store")(
+        clients.storage, check_location=not settings.storage_emulator_host
+    )
     warehouse = load_class("gcp", "warehouse")(
-        clients.bigquery, dataset_of(settings, project), schemas_of(settings, project),
+        clients.bigquery,
+        dataset_of(settings, project),
+        schemas_of(settings, project),
         settings.ledger_table,
         key=_key_of(project),
-        staging=(clients.storage, names.landing_bucket), location=settings.gcp_location,
-        storage_api=clients.storage_api, max_bytes_billed=settings.max_bytes_billed,
+        staging=(clients.storage, names.landing_bucket),
+        location=settings.gcp_location,
+        storage_api=clients.storage_api,
+        max_bytes_billed=settings.max_bytes_billed,
         write_client=clients.bigquery_write,
         # by day, so the recent window reads recent partitions; clustered for
         # reads by version (predictions) and joins on uuid (feedback)
-        partitioning={names.predictions_table: ("created_at", ("model_version",)),
-                      names.feedback_table: ("received_at", ("uuid",))})  # fmt: skip
-    bus = load_class("gcp", "bus")(settings.gcp_project, dead_letter_topic=settings.dead_letter_topic,
-                                   max_attempts=settings.bus_max_attempts)  # fmt: skip
-    deps = Deps(store=store, warehouse=warehouse, bus=bus, project=project,
-                derive=projects.derived_functions(project), names=names,
-                max_bad_rows=settings.max_bad_rows, cv_folds=settings.cv_folds,
-                training_max_rows=settings.training_max_rows,
-                training_budget_s=settings.training_budget,
-                imbalance_threshold=settings.imbalance_threshold,
-                promotion_tolerance=settings.promotion_tolerance, progress=progress,
-                compute=run_here)  # fmt: skip
+        partitioning={
+            names.predictions_table: ("created_at", ("model_version",)),
+            names.feedback_table: ("received_at", ("uuid",)),
+        },
+    )
+    bus = load_class("gcp", "bus")(
+        settings.gcp_project,
+        dead_letter_topic=settings.dead_letter_topic,
+        max_attempts=settings.bus_max_attempts,
+    )
+    deps = Deps(
+        store=store,
+        warehouse=warehouse,
+        bus=bus,
+        project=project,
+        derive=projects.derived_functions(project),
+        names=names,
+        max_bad_rows=settings.max_bad_rows,
+        cv_folds=settings.cv_folds,
+        training_max_rows=settings.training_max_rows,
+        training_budget_s=settings.training_budget,
+        imbalance_threshold=settings.imbalance_threshold,
+        promotion_tolerance=settings.promotion_tolerance,
+        progress=progress,
+        compute=run_here,
+    )
     registry = registry_of(deps)
 
     def write(rows: list[Any]) -> None:
         """One group-committed batch (the request's structs read as dicts:
         ``entrypoints.schemas.row_class``), exactly once where it can."""
-        warehouse.log_rows(names.predictions_table,
-                           [r if isinstance(r, dict) else dict(r) for r in rows])
+        warehouse.log_rows(
+            names.predictions_table, [r if isinstance(r, dict) else dict(r) for r in rows]
+        )
 
     log = PredictionLog(write, flush_ms=settings.log_flush_ms, max_rows=settings.log_batch_rows)
     predictor = Predictor(registry, deps.now, project, shadow=settings.shadow)
-    return App(settings, deps, registry, predictor, log, lambda _settle: 0,
-               monitor_config(settings), None)
+    return App(
+        settings, deps, registry, predictor, log, lambda _settle: 0, monitor_config(settings), None
+    )
 
 
 def start_training_process() -> Any:
@@ -263,8 +297,13 @@ def start_training_process() -> Any:
     return compute
 
 
-def build(settings: Settings, *, progress: Progress = _no_progress,
-          isolate_training: bool = False, compute: Any = None) -> App:  # fmt: skip
+def build(
+    settings: Settings,
+    *,
+    progress: Progress = _no_progress,
+    isolate_training: bool = False,
+    compute: Any = None,
+) -> App:
     """Open the backend's adapters and wire the handlers' dependencies.
 
     Args:
@@ -282,31 +321,55 @@ def build(settings: Settings, *, progress: Progress = _no_progress,
     store = open_store(settings)
     settings.journal_dir.mkdir(parents=True, exist_ok=True)
     warehouse = load_class("local", "warehouse")(
-        settings.warehouse_path, schemas_of(settings, project), settings.ledger_table,
-        key=_key_of(project), readable=(settings.journal_dir,))
+        settings.warehouse_path,
+        schemas_of(settings, project),
+        settings.ledger_table,
+        key=_key_of(project),
+        readable=(settings.journal_dir,),
+    )
     warehouse.ensure_tables()
     bus = load_class("local", "bus")(
-        settings.bus_path, max_attempts=settings.bus_max_attempts,
-        lease_seconds=settings.bus_lease_seconds)
-    deps = Deps(store=store, warehouse=warehouse, bus=bus, project=project,
-                derive=projects.derived_functions(project), names=names,
-                max_bad_rows=settings.max_bad_rows, cv_folds=settings.cv_folds,
-                training_max_rows=settings.training_max_rows,
-                training_budget_s=settings.training_budget,
-                imbalance_threshold=settings.imbalance_threshold,
-                promotion_tolerance=settings.promotion_tolerance, progress=progress,
-                compute=(compute or load_class("local", "compute")()) if isolate_training
-                else run_here)  # fmt: skip
+        settings.bus_path,
+        max_attempts=settings.bus_max_attempts,
+        lease_seconds=settings.bus_lease_seconds,
+    )
+    deps = Deps(
+        store=store,
+        warehouse=warehouse,
+        bus=bus,
+        project=project,
+        derive=projects.derived_functions(project),
+        names=names,
+        max_bad_rows=settings.max_bad_rows,
+        cv_folds=settings.cv_folds,
+        training_max_rows=settings.training_max_rows,
+        training_budget_s=settings.training_budget,
+        imbalance_threshold=settings.imbalance_threshold,
+        promotion_tolerance=settings.promotion_tolerance,
+        progress=progress,
+        compute=(compute or load_class("local", "compute")()) if isolate_training else run_here,
+    )
     registry = registry_of(deps)
-    journal = load_class("local", "journal")(settings.journal_dir, warehouse, names.predictions_table)
+    journal = load_class("local", "journal")(
+        settings.journal_dir, warehouse, names.predictions_table
+    )
     journal.import_pending()  # recovery: rows logged before a crash
-    log = load_class("local", "journal_log")(settings.journal_dir, flush_ms=settings.log_flush_ms,
-                                             max_rows=settings.log_batch_rows)  # fmt: skip
+    log = load_class("local", "journal_log")(
+        settings.journal_dir, flush_ms=settings.log_flush_ms, max_rows=settings.log_batch_rows
+    )
+
     def scan(settle_seconds: float) -> int:
         """The local storage trigger: announce new files in the landing zone."""
         watcher = importlib.import_module("minimlops.adapters.local_watcher")
-        return int(watcher.scan_once(store, bus, names.landing_bucket, ObjectFinalized.default_topic,
-                                     settle_seconds=settle_seconds))
+        return int(
+            watcher.scan_once(
+                store,
+                bus,
+                names.landing_bucket,
+                ObjectFinalized.default_topic,
+                settle_seconds=settle_seconds,
+            )
+        )
 
     monitor = monitor_config(settings)
     predictor = Predictor(registry, deps.now, project, shadow=settings.shadow)

@@ -40,12 +40,14 @@ class QueryError(MinimlopsError):
 class DerivedFeatureError(MinimlopsError):
     """A project's derived feature raised on a row; names the feature and the row."""
 
-    def __init__(self, feature: str, where: object, cause: BaseException,
-                 key: object = None) -> None:  # fmt: skip
+    def __init__(
+        self, feature: str, where: object, cause: BaseException, key: object = None
+    ) -> None:
         self.feature, self.where, self.cause, self.key = feature, where, cause, key
         row = f"the row with key {key!r}" if key is not None else f"row {where!r}"
-        super().__init__(f"derived feature {feature!r} failed on {row}: "
-                         f"{type(cause).__name__}: {cause}")  # fmt: skip
+        super().__init__(
+            f"derived feature {feature!r} failed on {row}: {type(cause).__name__}: {cause}"
+        )
 
 
 class Cancelled(MinimlopsError):

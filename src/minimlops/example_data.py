@@ -49,7 +49,8 @@ def ensure(cache_dir: Path, *, local: Path | None, url: str, timeout: float = 30
             raise ExampleDataError(
                 f"MINIMLOPS_EXAMPLE_DATA={local} is not the Titanic training file "
                 f"(SHA-256 differs from {SHA256[:12]}…); to load your own data use "
-                "`minimlops ingest FILE`")  # fmt: skip
+                "`minimlops ingest FILE`"
+            )
         return local
     cached = cache_dir / FILENAME
     if cached.is_file() and _sha256(cached) == SHA256:
@@ -69,14 +70,16 @@ def _download(url: str, target: Path, timeout: float) -> Path:
             raise ExampleDataError(
                 f"downloaded {url} but its SHA-256 is {digest[:12]}…, expected "
                 f"{SHA256[:12]}…; refusing it. Set MINIMLOPS_EXAMPLE_DATA=PATH to a "
-                "verified copy.")  # fmt: skip
+                "verified copy."
+            )
         os.replace(tmp, target)
         return target
     except (urllib.error.URLError, OSError, TimeoutError) as exc:
         raise ExampleDataError(
             f"cannot download the example data from {url} ({exc}). Without internet "
             "access, set MINIMLOPS_EXAMPLE_DATA=/path/to/titanic.csv (the "
-            f"datasciencedojo train file, {SIZE:,} bytes, SHA-256 {SHA256}).") from None
+            f"datasciencedojo train file, {SIZE:,} bytes, SHA-256 {SHA256})."
+        ) from None
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -91,15 +94,21 @@ def bundled(name: str, cache_dir: Path) -> Path:
 
     if name == "wine":
         data = datasets.load_wine()
-        names = [n.replace("od280/od315_of_diluted_wines", "od280_od315") for n in data.feature_names]
+        names = [
+            n.replace("od280/od315_of_diluted_wines", "od280_od315") for n in data.feature_names
+        ]
         header = ["sample_id", "cultivar", *names]
-        rows = [[f"wine-{i + 1:03d}", f"cultivar_{int(t) + 1}", *(f"{v:g}" for v in x)]
-                for i, (x, t) in enumerate(zip(data.data, data.target, strict=True))]  # fmt: skip
+        rows = [
+            [f"wine-{i + 1:03d}", f"cultivar_{int(t) + 1}", *(f"{v:g}" for v in x)]
+            for i, (x, t) in enumerate(zip(data.data, data.target, strict=True))
+        ]
     elif name == "diabetes":
         data = datasets.load_diabetes(scaled=False)
         header = ["patient_id", "progression", *data.feature_names]
-        rows = [[str(i + 1), f"{t:g}", *(f"{int(v)}" if j == 1 else f"{v:g}" for j, v in enumerate(x))]
-                for i, (x, t) in enumerate(zip(data.data, data.target, strict=True))]  # fmt: skip
+        rows = [
+            [str(i + 1), f"{t:g}", *(f"{int(v)}" if j == 1 else f"{v:g}" for j, v in enumerate(x))]
+            for i, (x, t) in enumerate(zip(data.data, data.target, strict=True))
+        ]
     else:
         raise ExampleDataError(f"no bundled data set {name!r}")
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -109,8 +118,9 @@ def bundled(name: str, cache_dir: Path) -> Path:
     return target
 
 
-def for_project(extras: dict[str, object], cache_dir: Path, *, local: Path | None,
-                url: str) -> Path | None:  # fmt: skip
+def for_project(
+    extras: dict[str, object], cache_dir: Path, *, local: Path | None, url: str
+) -> Path | None:
     """The example file of an example project (None for a user's own project)."""
     if extras.get("data") == "titanic":
         return ensure(cache_dir, local=local, url=url)

@@ -15,20 +15,48 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-SURNAMES = ("Smith", "Brown", "Andersson", "Sage", "Goodwin", "Johnson", "Carter",
-            "Panula", "Skoog", "Rice", "Fortune", "Asplund", "Kelly", "Baclini")  # fmt: skip
+SURNAMES = (
+    "Smith",
+    "Brown",
+    "Andersson",
+    "Sage",
+    "Goodwin",
+    "Johnson",
+    "Carter",
+    "Panula",
+    "Skoog",
+    "Rice",
+    "Fortune",
+    "Asplund",
+    "Kelly",
+    "Baclini",
+)
 FIRST_M = ("John", "William", "Owen", "Karl", "Patrick", "James", "Ernst", "Leo")
 FIRST_F = ("Mary", "Anna", "Elizabeth", "Margaret", "Helen", "Ellen", "Alice")
-FAULTS = (("Age", "abc"), ("Pclass", ""), ("Sex", "unknown"), ("Survived", "2"),
-          ("Fare", "-5"), ("SibSp", "1.5"), ("Embarked", "X"))  # fmt: skip
+FAULTS = (
+    ("Age", "abc"),
+    ("Pclass", ""),
+    ("Sex", "unknown"),
+    ("Survived", "2"),
+    ("Fare", "-5"),
+    ("SibSp", "1.5"),
+    ("Embarked", "X"),
+)
 
 
-def survival_probability(female: np.ndarray, pclass: np.ndarray, age: np.ndarray,
-                         family: np.ndarray) -> np.ndarray:  # fmt: skip
+def survival_probability(
+    female: np.ndarray, pclass: np.ndarray, age: np.ndarray, family: np.ndarray
+) -> np.ndarray:
     """The known rule: women, children and first class first."""
     age = np.where(np.isnan(age), 30.0, age)
-    logit = (-0.6 + 2.6 * female - 1.0 * (pclass - 2) + 1.6 * (age < 13)
-             - 0.02 * (age - 30) - 0.5 * np.maximum(family - 4, 0))  # fmt: skip
+    logit = (
+        -0.6
+        + 2.6 * female
+        - 1.0 * (pclass - 2)
+        + 1.6 * (age < 13)
+        - 0.02 * (age - 30)
+        - 0.5 * np.maximum(family - 4, 0)
+    )
     return 1 / (1 + np.exp(-logit))
 
 
@@ -39,8 +67,12 @@ def passengers(rows: int, *, seed: int = 0, start_id: int = 1) -> pa.Table:
     female = rng.random(rows) < 0.35
     age = np.clip(rng.normal(29.5, 14, rows), 0.42, 80).round(1)
     age = np.where(rng.random(rows) < 0.2, np.nan, age)
-    sibsp = rng.choice([0, 1, 2, 3, 4, 5, 8], rows, p=[.68, .235, .031, .018, .02, .006, .01])
-    parch = rng.choice([0, 1, 2, 3, 4, 5, 6], rows, p=[.76, .132, .09, .006, .004, .006, .002])
+    sibsp = rng.choice(
+        [0, 1, 2, 3, 4, 5, 8], rows, p=[0.68, 0.235, 0.031, 0.018, 0.02, 0.006, 0.01]
+    )
+    parch = rng.choice(
+        [0, 1, 2, 3, 4, 5, 6], rows, p=[0.76, 0.132, 0.09, 0.006, 0.004, 0.006, 0.002]
+    )
     mu = np.choose(pclass - 1, [np.log(60), np.log(15), np.log(8)])
     fare = np.round(np.exp(rng.normal(mu, 0.5)), 4)
     embarked = rng.choice(np.array(["S", "C", "Q", ""]), rows, p=[0.72, 0.19, 0.087, 0.003])
@@ -49,31 +81,39 @@ def passengers(rows: int, *, seed: int = 0, start_id: int = 1) -> pa.Table:
     cabin = np.where(has_cabin, np.char.add(deck, rng.integers(1, 130, rows).astype(str)), "")
     p = survival_probability(female, pclass, age, sibsp + parch + 1)
     survived = (rng.random(rows) < p).astype(np.int64)
-    return pa.table({
-        "PassengerId": np.arange(start_id, start_id + rows, dtype=np.int64),
-        "Survived": survived, "Pclass": pclass.astype(np.int64),
-        "Name": _names(rng, female, age), "Sex": np.where(female, "female", "male"),
-        "Age": pa.array(age, from_pandas=True), "SibSp": sibsp.astype(np.int64),
-        "Parch": parch.astype(np.int64),
-        "Ticket": np.char.add("A/5 ", rng.integers(1000, 400000, rows).astype(str)),
-        "Fare": fare, "Cabin": cabin, "Embarked": embarked,
-    })  # fmt: skip
+    return pa.table(
+        {
+            "PassengerId": np.arange(start_id, start_id + rows, dtype=np.int64),
+            "Survived": survived,
+            "Pclass": pclass.astype(np.int64),
+            "Name": _names(rng, female, age),
+            "Sex": np.where(female, "female", "male"),
+            "Age": pa.array(age, from_pandas=True),
+            "SibSp": sibsp.astype(np.int64),
+            "Parch": parch.astype(np.int64),
+            "Ticket": np.char.add("A/5 ", rng.integers(1000, 400000, rows).astype(str)),
+            "Fare": fare,
+            "Cabin": cabin,
+            "Embarked": embarked,
+        }
+    )
 
 
 def _names(rng: np.random.Generator, female: np.ndarray, age: np.ndarray) -> np.ndarray:
     n = len(female)
     young = np.nan_to_num(age, nan=30) < 13
-    title = np.where(female, np.where((np.nan_to_num(age, nan=30) < 18)
-                                      | (rng.random(n) < 0.4), "Miss", "Mrs"),
-                     np.where(young, "Master", "Mr"))  # fmt: skip
+    title = np.where(
+        female,
+        np.where((np.nan_to_num(age, nan=30) < 18) | (rng.random(n) < 0.4), "Miss", "Mrs"),
+        np.where(young, "Master", "Mr"),
+    )
     title = np.where(rng.random(n) < 0.01, rng.choice(np.array(["Dr", "Rev", "Col"]), n), title)
     first = np.where(female, rng.choice(np.array(FIRST_F), n), rng.choice(np.array(FIRST_M), n))
     last = rng.choice(np.array(SURNAMES), n)
     return np.char.add(np.char.add(np.char.add(last, ", "), np.char.add(title, ". ")), first)
 
 
-def write_csv(path: Path, rows: int, *, seed: int = 0, bad_rows: int = 0,
-              start_id: int = 1) -> int:  # fmt: skip
+def write_csv(path: Path, rows: int, *, seed: int = 0, bad_rows: int = 0, start_id: int = 1) -> int:
     """Write generated passengers as CSV; returns the number of rows planted bad."""
     table = passengers(rows, seed=seed, start_id=start_id)
     if bad_rows:
@@ -95,8 +135,10 @@ def _plant_faults(table: pa.Table, k: int, seed: int) -> pa.Table:
 
 # -- any project: rows from its rules, the target from a known rule plus noise --
 
-def rows_for(project: Any, rows: int, *, seed: int = 0, start_id: int = 1,
-             missing: float = 0.1) -> pa.Table:  # fmt: skip
+
+def rows_for(
+    project: Any, rows: int, *, seed: int = 0, start_id: int = 1, missing: float = 0.1
+) -> pa.Table:
     """Synthetic rows of a project from its columns and rules (Titanic: its own
     generator). Every feature moves the target through a hidden linear score
     (random weights, fixed by ``seed``) plus noise, so a model has something to
@@ -113,25 +155,32 @@ def rows_for(project: Any, rows: int, *, seed: int = 0, start_id: int = 1,
         values, signal = _column_values(c, rows, rng)
         if not c.required:
             gone = rng.random(rows) < missing
-            values = pa.array([None if g else v for v, g in zip(values.to_pylist(), gone,
-                                                                strict=True)], values.type)
+            values = pa.array(
+                [None if g else v for v, g in zip(values.to_pylist(), gone, strict=True)],
+                values.type,
+            )
             signal = np.where(gone, 0.0, signal)
         columns[c.name] = values
         score += weights.normal(0, 1) * signal
     score = (score - score.mean()) / (score.std() or 1.0)
     key = project.key_column
-    columns[project.key] = (pa.array(np.arange(start_id, start_id + rows, dtype=np.int64))
-                            if key.type == "integer" else
-                            pa.array([f"{project.name}-{i:09d}" for i in
-                                      range(start_id, start_id + rows)]))  # fmt: skip
+    columns[project.key] = (
+        pa.array(np.arange(start_id, start_id + rows, dtype=np.int64))
+        if key.type == "integer"
+        else pa.array([f"{project.name}-{i:09d}" for i in range(start_id, start_id + rows)])
+    )
     columns[project.target] = _target(project, score, rng)
     return pa.table({c.name: columns[c.name] for c in project.columns})
 
 
 def _column_values(c: Any, n: int, rng: np.random.Generator) -> tuple[pa.Array, np.ndarray]:
     """Values of one column within its rules, and their standardized signal."""
-    arrow = {"integer": pa.int64(), "float": pa.float64(), "string": pa.string(),
-             "boolean": pa.bool_()}[c.type]  # fmt: skip
+    arrow = {
+        "integer": pa.int64(),
+        "float": pa.float64(),
+        "string": pa.string(),
+        "boolean": pa.bool_(),
+    }[c.type]
     if c.allowed:
         pick = rng.integers(0, len(c.allowed), n)
         effect = np.random.default_rng(len(c.name)).normal(0, 1, len(c.allowed))
@@ -155,8 +204,12 @@ def _column_values(c: Any, n: int, rng: np.random.Generator) -> tuple[pa.Array, 
 
 def _target(project: Any, score: np.ndarray, rng: np.random.Generator) -> pa.Array:
     t = project.target_column
-    arrow = {"integer": pa.int64(), "float": pa.float64(), "string": pa.string(),
-             "boolean": pa.bool_()}[t.type]  # fmt: skip
+    arrow = {
+        "integer": pa.int64(),
+        "float": pa.float64(),
+        "string": pa.string(),
+        "boolean": pa.bool_(),
+    }[t.type]
     noisy = score + rng.normal(0, 0.5, len(score))
     if project.task == "regression":
         lo = t.min if t.min is not None else 0.0
@@ -171,8 +224,9 @@ def _target(project: Any, score: np.ndarray, rng: np.random.Generator) -> pa.Arr
     return pa.array([classes[i] for i in which], arrow)
 
 
-def write_project_csv(project: Any, path: Path, rows: int, *, seed: int = 0,
-                      bad_rows: int = 0, start_id: int = 1) -> int:  # fmt: skip
+def write_project_csv(
+    project: Any, path: Path, rows: int, *, seed: int = 0, bad_rows: int = 0, start_id: int = 1
+) -> int:
     """Write generated rows of a project as CSV; returns how many were planted bad
     (a value that breaks the column's rule, or a required value left out)."""
     if project.extras.get("data") == "titanic":
@@ -182,12 +236,21 @@ def write_project_csv(project: Any, path: Path, rows: int, *, seed: int = 0,
     if k:
         rng = np.random.default_rng(seed + 1)
         cols = {n: table.column(n).cast(pa.string()).to_pylist() for n in table.column_names}
-        breakable = [c for c in project.columns if c.name != project.key and (
-            c.required or c.allowed or c.type in ("integer", "float", "boolean"))]  # fmt: skip
+        breakable = [
+            c
+            for c in project.columns
+            if c.name != project.key
+            and (c.required or c.allowed or c.type in ("integer", "float", "boolean"))
+        ]
         for row in rng.choice(rows, k, replace=False):
             c = breakable[int(rng.integers(0, len(breakable)))]
-            cols[c.name][row] = ("" if c.required and not c.allowed and c.type == "string"
-                                 else "not-a-value" if c.type != "string" else "__unknown__")
+            cols[c.name][row] = (
+                ""
+                if c.required and not c.allowed and c.type == "string"
+                else "not-a-value"
+                if c.type != "string"
+                else "__unknown__"
+            )
         table = pa.table({n: pa.array(v, pa.string()) for n, v in cols.items()})
     if project.key_column.generated:  # written by ingestion, as for the user's own files
         table = table.drop_columns([project.key])

@@ -146,8 +146,9 @@ class Warehouse(Protocol):
         """Append rows durably in one transaction (the prediction log's flush)."""
         ...
 
-    def ledger(self, *, content_sha256: str | None = None,
-               source_uri: str | None = None) -> list[dict[str, Any]]:  # fmt: skip
+    def ledger(
+        self, *, content_sha256: str | None = None, source_uri: str | None = None
+    ) -> list[dict[str, Any]]:
         """Ledger rows for a content hash or an object URI, newest first."""
         ...
 
@@ -156,9 +157,14 @@ class Warehouse(Protocol):
         without reading the rows themselves."""
         ...
 
-    def latest_rows(self, table: str, *, ingestion_ids: Sequence[str] | None = None,
-                    splits: Sequence[str] | None = None,
-                    per_split: int | None = None) -> pa.Table:  # fmt: skip
+    def latest_rows(
+        self,
+        table: str,
+        *,
+        ingestion_ids: Sequence[str] | None = None,
+        splits: Sequence[str] | None = None,
+        per_split: int | None = None,
+    ) -> pa.Table:
         """The newest row per row key (PassengerId) of a data table, by key.
 
         Args:
@@ -176,15 +182,17 @@ class Warehouse(Protocol):
         """Row count of every table."""
         ...
 
-    def labelled_predictions(self, predictions: str, feedback: str,
-                             limit: int | None = None) -> pa.Table:  # fmt: skip
+    def labelled_predictions(
+        self, predictions: str, feedback: str, limit: int | None = None
+    ) -> pa.Table:
         """Predictions joined with their newest true label (column ``label``),
         by uuid, or by PassengerId for labels that came in a file; oldest
         first. With ``limit``: only the newest ``limit`` of them."""
         ...
 
-    def labelled_accuracy(self, predictions: str, feedback: str,
-                          bucket_seconds: int | None = None) -> list[dict[str, Any]]:  # fmt: skip
+    def labelled_accuracy(
+        self, predictions: str, feedback: str, bucket_seconds: int | None = None
+    ) -> list[dict[str, Any]]:
         """Of the labelled predictions, per model version (and, with
         ``bucket_seconds``, per time bucket of the prediction: ``at``, its
         start in seconds since the epoch): ``labelled`` and ``correct``
@@ -204,8 +212,9 @@ class Warehouse(Protocol):
         """A whole small table (e.g. the retrain triggers)."""
         ...
 
-    def labels_from_ingestion(self, training: str, predictions: str, feedback: str,
-                              ingestion_id: str, source: str) -> int:  # fmt: skip
+    def labels_from_ingestion(
+        self, training: str, predictions: str, feedback: str, ingestion_id: str, source: str
+    ) -> int:
         """Turn rows of an ingestion whose PassengerId was predicted into feedback."""
         ...
 

@@ -45,15 +45,22 @@ def resolve(where: str | Path | None) -> Path:
     if path.is_file() and path.name.endswith(".toml"):
         path = path.parent
     if not (path / FILENAME).is_file():
-        missing = ("" if path.is_dir() else ": a file, not a directory" if path.exists()
-                   else ": no such directory")  # fmt: skip
-        raise ProjectError(f"no {FILENAME} in {path}{missing}{_near(path)} (a directory made by "
-                           f"`minimlops init`, or one of the examples {list(EXAMPLES)})")  # fmt: skip
+        missing = (
+            ""
+            if path.is_dir()
+            else ": a file, not a directory"
+            if path.exists()
+            else ": no such directory"
+        )
+        raise ProjectError(
+            f"no {FILENAME} in {path}{missing}{_near(path)} (a directory made by "
+            f"`minimlops init`, or one of the examples {list(EXAMPLES)})"
+        )
     return path.resolve()
 
 
 def _near(path: Path) -> str:
-    """" (did you mean 'x'?)": a project directory beside ``path``, or an
+    """ " (did you mean 'x'?)": a project directory beside ``path``, or an
     example, spelt like it."""
     parent = path.parent
     try:
@@ -108,8 +115,9 @@ def _module(path: str) -> Any:
         spec.loader.exec_module(module)
     except Exception as exc:
         del sys.modules[name]
-        raise ProjectError(f"derived_module: {path} fails to import: "
-                           f"{type(exc).__name__}: {exc}") from exc  # fmt: skip
+        raise ProjectError(
+            f"derived_module: {path} fails to import: {type(exc).__name__}: {exc}"
+        ) from exc
     return module
 
 
@@ -129,8 +137,9 @@ def derived_functions(project: Project) -> dict[str, Callable[[Mapping[str, Any]
     for d in project.derived:
         fn = getattr(module, d.function, None)
         if not callable(fn):
-            raise ProjectError(f"derived feature {d.name!r}: {path.name} has no function "
-                               f"{d.function!r}")  # fmt: skip
+            raise ProjectError(
+                f"derived feature {d.name!r}: {path.name} has no function {d.function!r}"
+            )
         # An optional batch form, `<function>_batch(columns) -> values`, builds the
         # feature for many rows at once (training, batches); a test holds it equal
         # to the one-row function on every row.
@@ -160,8 +169,12 @@ def typical_row(project: Project) -> dict[str, Any]:
     return row
 
 
-_PY_TYPES: dict[str, tuple[type, ...]] = {"integer": (int,), "float": (int, float),
-                                          "string": (str,), "boolean": (bool,)}  # fmt: skip
+_PY_TYPES: dict[str, tuple[type, ...]] = {
+    "integer": (int,),
+    "float": (int, float),
+    "string": (str,),
+    "boolean": (bool,),
+}
 
 
 def check_derived(project: Project) -> None:
@@ -179,9 +192,14 @@ def check_derived(project: Project) -> None:
             try:
                 value = functions[d.name](row)
             except Exception as exc:
-                raise ProjectError(f"derived feature {d.name!r} raises on the row {row}: "
-                                   f"{type(exc).__name__}: {exc}") from None  # fmt: skip
-            if value is not None and (not isinstance(value, _PY_TYPES[d.type]) or (
-                    d.type != "boolean" and isinstance(value, bool))):  # fmt: skip
-                raise ProjectError(f"derived feature {d.name!r} is declared {d.type} but "
-                                   f"returned {value!r}")  # fmt: skip
+                raise ProjectError(
+                    f"derived feature {d.name!r} raises on the row {row}: "
+                    f"{type(exc).__name__}: {exc}"
+                ) from None
+            if value is not None and (
+                not isinstance(value, _PY_TYPES[d.type])
+                or (d.type != "boolean" and isinstance(value, bool))
+            ):
+                raise ProjectError(
+                    f"derived feature {d.name!r} is declared {d.type} but returned {value!r}"
+                )

@@ -37,8 +37,17 @@ def peers(plan: Plan, work: Path, results: Results) -> None:
     data = work / "peer-data.csv"
     write_csv(data, 891, seed=1)  # the rows our server trained on
     models = work / "peer-models"
-    fitted = subprocess.run([str(plan.peers), str(script_dir / "peer_model.py"), str(data),
-                             results.algorithm, str(models)], capture_output=True, text=True)  # fmt: skip
+    fitted = subprocess.run(
+        [
+            str(plan.peers),
+            str(script_dir / "peer_model.py"),
+            str(data),
+            results.algorithm,
+            str(models),
+        ],
+        capture_output=True,
+        text=True,
+    )
     if fitted.returncode != 0:
         raise RuntimeError(f"peer_model.py failed: {fitted.stderr[-2000:]}")
     one = work / "one.json"
@@ -47,23 +56,54 @@ def peers(plan: Plan, work: Path, results: Results) -> None:
     bin_dir = plan.peers.parent
     servers = {
         "mlflow models serve": (
-            [str(bin_dir / "mlflow"), "models", "serve", "-m", str(models / "mlflow-model"),
-             "--env-manager", "local", "-h", "127.0.0.1", "-p", "{port}"],
-            "/invocations", mlflow_body, "/ping", {}),
+            [
+                str(bin_dir / "mlflow"),
+                "models",
+                "serve",
+                "-m",
+                str(models / "mlflow-model"),
+                "--env-manager",
+                "local",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                "{port}",
+            ],
+            "/invocations",
+            mlflow_body,
+            "/ping",
+            {},
+        ),
         "the exercise's way: functions-framework + pandas + pipeline.predict_proba": (
-            [str(bin_dir / "functions-framework"), "--target", "predict", "--source",
-             str(script_dir / "exercise_main.py"), "--host", "127.0.0.1", "--port", "{port}"],
-            "/", one, None, {"PEER_MODEL": str(models / "model.pkl")}),
-    }  # fmt: skip
+            [
+                str(bin_dir / "functions-framework"),
+                "--target",
+                "predict",
+                "--source",
+                str(script_dir / "exercise_main.py"),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "{port}",
+            ],
+            "/",
+            one,
+            None,
+            {"PEER_MODEL": str(models / "model.pkl")},
+        ),
+    }
     # the peers' venv first on PATH: mlflow starts its server as plain `uvicorn`
     path_env = {"PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
     for name, (command, path, body, health, extra_env) in servers.items():
         port = free_port()
         log = work / f"peer-{port}.log"
         with open(log, "wb") as out:
-            proc = subprocess.Popen([c.replace("{port}", str(port)) for c in command],
-                                    env={**os.environ, **path_env, **extra_env},
-                                    stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
+            proc = subprocess.Popen(
+                [c.replace("{port}", str(port)) for c in command],
+                env={**os.environ, **path_env, **extra_env},
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
         url = f"http://127.0.0.1:{port}"
         try:
             _wait_answering(proc, url + path, body, health and url + health, log)
@@ -73,38 +113,67 @@ def peers(plan: Plan, work: Path, results: Results) -> None:
         finally:
             proc.terminate()
             proc.wait()
-        model = (f"model: scikit-learn pipeline, {results.algorithm}'s family with its library's "
-                 "defaults; nothing logged")
-        results.add("peers", f"{name}, 1 passenger, 32 connections", busy["rps"], "req/s",
-                    note=model + f"; minimlops is {results.ours['rps'] / busy['rps']:,.0f}× this")  # fmt: skip
-        results.add("peers", f"{name}, 1 connection, p50", lone.get("p50_ms", 0), "ms",
-                    note=f"minimlops: {results.ours_lone.get('p50_ms', 0):.2f} ms")  # fmt: skip
+        model = (
+            f"model: scikit-learn pipeline, {results.algorithm}'s family with its library's "
+            "defaults; nothing logged"
+        )
+        results.add(
+            "peers",
+            f"{name}, 1 passenger, 32 connections",
+            busy["rps"],
+            "req/s",
+            note=model + f"; minimlops is {results.ours['rps'] / busy['rps']:,.0f}× this",
+        )
+        results.add(
+            "peers",
+            f"{name}, 1 connection, p50",
+            lone.get("p50_ms", 0),
+            "ms",
+            note=f"minimlops: {results.ours_lone.get('p50_ms', 0):.2f} ms",
+        )
         results.rows[-2]["ratio"] = results.ours["rps"] / busy["rps"]  # speed-up of ours
         if busy["non_2xx"]:
             raise RuntimeError(f"{name} answered {busy['non_2xx']:.0f} errors")
 
 
-def _wait_answering(proc: subprocess.Popen[bytes], url: str, body: Path, health: str | None,
-                    log: Path, timeout: float = 180) -> None:  # fmt: skip
+def _wait_answering(
+    proc: subprocess.Popen[bytes],
+    url: str,
+    body: Path,
+    health: str | None,
+    log: Path,
+    timeout: float = 180,
+) -> None:
     """Until the peer answers a real request; its log if it exits first."""
     deadline = time.monotonic() + timeout
     probe = health or url
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"{' '.join(map(str, proc.args))} exited ({proc.returncode}):\n"
-                               + log.read_text(errors="replace")[-2000:])  # fmt: skip
+            raise RuntimeError(
+                f"{' '.join(map(str, proc.args))} exited ({proc.returncode}):\n"
+                + log.read_text(errors="replace")[-2000:]
+            )
         try:
             if probe == health:
                 if httpx.get(health, timeout=5).status_code == 200:
                     probe = url
                     continue
-            elif httpx.post(url, content=body.read_bytes(), timeout=10,
-                            headers={"content-type": "application/json"}).status_code == 200:  # fmt: skip
+            elif (
+                httpx.post(
+                    url,
+                    content=body.read_bytes(),
+                    timeout=10,
+                    headers={"content-type": "application/json"},
+                ).status_code
+                == 200
+            ):
                 return
         except httpx.TransportError:
             pass
         time.sleep(0.5)
-    raise RuntimeError(f"{url} never answered a prediction:\n" + log.read_text(errors="replace")[-2000:])
+    raise RuntimeError(
+        f"{url} never answered a prediction:\n" + log.read_text(errors="replace")[-2000:]
+    )
 
 
 def _example_data(work: Path) -> Path:
@@ -126,8 +195,11 @@ def _example_data(work: Path) -> Path:
 
 
 def _child(kind: str, csv: Path, work: Path) -> dict[str, Any]:
-    out = subprocess.run([sys.executable, "-m", "minimlops_bench.benchmark", kind,
-                          str(csv), str(work)], capture_output=True, text=True)  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-m", "minimlops_bench.benchmark", kind, str(csv), str(work)],
+        capture_output=True,
+        text=True,
+    )
     if out.returncode != 0:
         raise RuntimeError(f"{kind} failed: {out.stderr[-2000:]}")
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
@@ -141,10 +213,21 @@ def ingestion(plan: Plan, work: Path, results: Results) -> None:
         ours = _child("ingest-ours", csv, work / f"ours-{rows}")
         theirs = _child("ingest-pandas", csv, work / f"pandas-{rows}")
         label = f"{rows:,} rows"
-        results.add("ingestion", f"pandas baseline, {label}", theirs["seconds"], "s",
-                    note=f"peak RSS {theirs['rss_mb']:.0f} MB")  # fmt: skip
-        results.add("ingestion", f"minimlops ingest_data, {label}", ours["seconds"], "s",
-                    theirs["seconds"], f"peak RSS {ours['rss_mb']:.0f} MB")  # fmt: skip
+        results.add(
+            "ingestion",
+            f"pandas baseline, {label}",
+            theirs["seconds"],
+            "s",
+            note=f"peak RSS {theirs['rss_mb']:.0f} MB",
+        )
+        results.add(
+            "ingestion",
+            f"minimlops ingest_data, {label}",
+            ours["seconds"],
+            "s",
+            theirs["seconds"],
+            f"peak RSS {ours['rss_mb']:.0f} MB",
+        )
         results.rows[-1]["ratio"] = theirs["seconds"] / ours["seconds"]  # speed-up
     # Training on what the largest ingestion loaded; then on three times as
     # many rows (twice as many more land), to show its memory is bounded.
@@ -156,10 +239,15 @@ def ingestion(plan: Plan, work: Path, results: Results) -> None:
     _child("ingest-ours", more, home)
     again = _child("train-ours", more, home)
     for n, trained in ((rows, first), (3 * rows, again)):
-        results.add("training", f"minimlops train_model, {n:,} rows", trained["seconds"], "s",
-                    note=f"peak RSS {trained['rss_mb']:.0f} MB; fitted on {trained['fit_rows']:,} "
-                         f"TRAIN rows; {trained['algorithm']} chosen by {trained['folds']}-fold "
-                         "cross-validation; ONNX export and parity check included")  # fmt: skip
+        results.add(
+            "training",
+            f"minimlops train_model, {n:,} rows",
+            trained["seconds"],
+            "s",
+            note=f"peak RSS {trained['rss_mb']:.0f} MB; fitted on {trained['fit_rows']:,} "
+            f"TRAIN rows; {trained['algorithm']} chosen by {trained['folds']}-fold "
+            "cross-validation; ONNX export and parity check included",
+        )
     results.rows[-1]["ratio"] = again["rss_mb"] / first["rss_mb"]  # memory for 3x the rows
     results.rows[-1]["note"] += f"; ratio: peak RSS vs {rows:,} rows"
 
@@ -196,9 +284,13 @@ def train_ours(csv: Path, work: Path) -> dict[str, Any]:
     seconds = time.perf_counter() - started
     meta = registry_of(app.deps).versions()[-1]
     app.close()
-    return {"seconds": seconds, "rss_mb": _rss_mb(), "algorithm": meta["algorithm"],
-            "folds": (meta.get("selection") or {}).get("folds") or app.deps.cv_folds,
-            "fit_rows": meta["training"]["fit_rows"]}
+    return {
+        "seconds": seconds,
+        "rss_mb": _rss_mb(),
+        "algorithm": meta["algorithm"],
+        "folds": (meta.get("selection") or {}).get("folds") or app.deps.cv_folds,
+        "fit_rows": meta["training"]["fit_rows"],
+    }
 
 
 def ingest_pandas(csv: Path, work: Path) -> dict[str, float]:
@@ -211,9 +303,13 @@ def ingest_pandas(csv: Path, work: Path) -> dict[str, float]:
     df = pd.read_csv(csv)
 
     def valid(row: Any) -> bool:
-        return (row["Pclass"] in (1, 2, 3) and row["Sex"] in ("male", "female")
-                and row["Survived"] in (0, 1) and (pd.isna(row["Age"]) or 0 <= row["Age"] <= 150)
-                and (pd.isna(row["Fare"]) or row["Fare"] >= 0))  # fmt: skip
+        return (
+            row["Pclass"] in (1, 2, 3)
+            and row["Sex"] in ("male", "female")
+            and row["Survived"] in (0, 1)
+            and (pd.isna(row["Age"]) or 0 <= row["Age"] <= 150)
+            and (pd.isna(row["Fare"]) or row["Fare"] >= 0)
+        )
 
     df = df[df.apply(valid, axis=1)]
     work.mkdir(parents=True, exist_ok=True)
@@ -247,17 +343,28 @@ def machine() -> dict[str, Any]:
                 break
     except OSError:
         pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
-            "system": platform.platform(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}  # fmt: skip
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "system": platform.platform(),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    }
 
 
 def markdown(results: Results, info: dict[str, Any], smoke: bool) -> str:
-    lines = [f"Machine: {info['cpu']}, {info['cores']} cores, Python {info['python']}, "
-             f"{info['date']}{' (smoke run: figures are not meaningful)' if smoke else ''}", "",
-             "| group | measurement | value | ratio | note |", "| --- | --- | ---: | ---: | --- |"]  # fmt: skip
+    lines = [
+        f"Machine: {info['cpu']}, {info['cores']} cores, Python {info['python']}, "
+        f"{info['date']}{' (smoke run: figures are not meaningful)' if smoke else ''}",
+        "",
+        "| group | measurement | value | ratio | note |",
+        "| --- | --- | ---: | ---: | --- |",
+    ]
     for r in results.rows:
         ratio = f"{r['ratio']:.2f}×" if r["ratio"] else ""
-        lines.append(f"| {r['group']} | {r['name']} | {r['value']:,.2f} {r['unit']} | {ratio} | {r['note']} |")
+        lines.append(
+            f"| {r['group']} | {r['name']} | {r['value']:,.2f} {r['unit']} | {ratio} | {r['note']} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -300,19 +407,32 @@ def append_history(path: Path, info: dict[str, Any], rows: list[dict[str, Any]])
     floor it was measured against, and every figure with its ratio. latest.*
     are the current figures; this is how they moved."""
     try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                                text=True, cwd=Path(__file__).parent, timeout=10).stdout.strip()
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            cwd=Path(__file__).parent,
+            timeout=10,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         commit = ""
     floor = next((r["value"] for r in rows if r["name"].startswith("bare ASGI floor")), None)
-    line = {"date": info["date"], "commit": commit or None, "machine": info, "floor_req_s": floor,
-            "figures": {r["name"]: {"value": r["value"], "unit": r["unit"], "ratio": r["ratio"]}
-                        for r in rows}}  # fmt: skip
+    line = {
+        "date": info["date"],
+        "commit": commit or None,
+        "machine": info,
+        "floor_req_s": floor,
+        "figures": {
+            r["name"]: {"value": r["value"], "unit": r["unit"], "ratio": r["ratio"]} for r in rows
+        },
+    }
     with path.open("a") as fh:
         fh.write(json.dumps(line, ensure_ascii=False) + "\n")
 
 
 if __name__ == "__main__":  # child processes of the ingestion and training benchmarks
     kind, csv_path, work_dir = sys.argv[1:4]
-    fn = {"ingest-ours": ingest_ours, "ingest-pandas": ingest_pandas, "train-ours": train_ours}[kind]
+    fn = {"ingest-ours": ingest_ours, "ingest-pandas": ingest_pandas, "train-ours": train_ours}[
+        kind
+    ]
     print(json.dumps(fn(Path(csv_path), Path(work_dir))))

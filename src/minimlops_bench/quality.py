@@ -36,10 +36,15 @@ from minimlops import example_data, projects
 from minimlops.domain.project import Project
 from minimlops.domain.schema import split_for
 
-GOAL = {"log_loss": ("abs", 0.005), "rmse": ("rel", 0.01)}  # the issue's: how far above the best peer
-SHOWN = {"binary": ("log_loss", "accuracy", "roc_auc", "f1", "brier"),
-         "multiclass": ("log_loss", "accuracy", "macro_f1"),
-         "regression": ("rmse", "mae", "r2")}  # fmt: skip
+GOAL = {
+    "log_loss": ("abs", 0.005),
+    "rmse": ("rel", 0.01),
+}  # the issue's: how far above the best peer
+SHOWN = {
+    "binary": ("log_loss", "accuracy", "roc_auc", "f1", "brier"),
+    "multiclass": ("log_loss", "accuracy", "macro_f1"),
+    "regression": ("rmse", "mae", "r2"),
+}
 
 
 @dataclass
@@ -53,14 +58,31 @@ class DataSet:
 # --- the generated data sets --------------------------------------------------
 
 
-def _generated_project(name: str, columns: list[dict[str, Any]], target: dict[str, Any],
-                       description: str) -> Project:  # fmt: skip
-    return projects.from_dict({
-        "name": name, "description": description, "key": "row_id", "target": target["name"],
-        "task": "binary", "positive_class": "yes", "primary_metric": "log_loss",
-        "columns": [{"name": "row_id", "type": "integer", "required": True, "min": 0,
-                     "max": 10_000_000}, target, *columns],
-    })  # fmt: skip
+def _generated_project(
+    name: str, columns: list[dict[str, Any]], target: dict[str, Any], description: str
+) -> Project:
+    return projects.from_dict(
+        {
+            "name": name,
+            "description": description,
+            "key": "row_id",
+            "target": target["name"],
+            "task": "binary",
+            "positive_class": "yes",
+            "primary_metric": "log_loss",
+            "columns": [
+                {
+                    "name": "row_id",
+                    "type": "integer",
+                    "required": True,
+                    "min": 0,
+                    "max": 10_000_000,
+                },
+                target,
+                *columns,
+            ],
+        }
+    )
 
 
 def wide_mixed(n: int, seed: int = 7) -> DataSet:
@@ -84,16 +106,24 @@ def wide_mixed(n: int, seed: int = 7) -> DataSet:
         pick = rng.integers(0, k, n)
         cols[f"cat_{i}"] = np.array([f"c{i}_{v}" for v in pick], dtype=object)
         score += np.random.default_rng(100 + i).normal(0, 0.5, k)[pick]
-        declared.append({"name": f"cat_{i}", "type": "string", "required": True,
-                         "allowed": [f"c{i}_{v}" for v in range(k)]})  # fmt: skip
+        declared.append(
+            {
+                "name": f"cat_{i}",
+                "type": "string",
+                "required": True,
+                "allowed": [f"c{i}_{v}" for v in range(k)],
+            }
+        )
     state = rng.integers(0, 50, n)
     cols["state"] = np.array([f"S{v:02d}" for v in state], dtype=object)
     score += np.random.default_rng(200).normal(0, 0.6, 50)[state]
     zip3 = rng.zipf(1.3, n) % 600
     cols["zip3"] = np.array([f"Z{v:03d}" for v in zip3], dtype=object)
     score += np.random.default_rng(201).normal(0, 0.4, 600)[zip3]
-    declared += [{"name": "state", "type": "string", "required": True, "kind": "categorical"},
-                 {"name": "zip3", "type": "string", "required": True, "kind": "categorical"}]
+    declared += [
+        {"name": "state", "type": "string", "required": True, "kind": "categorical"},
+        {"name": "zip3", "type": "string", "required": True, "kind": "categorical"},
+    ]
     for i in range(6):
         b = rng.random(n) < 0.3 + 0.05 * i
         cols[f"flag_{i}"] = b
@@ -108,11 +138,19 @@ def wide_mixed(n: int, seed: int = 7) -> DataSet:
     y = rng.random(n) < 1 / (1 + np.exp(-2.5 * score))
     cols["outcome"] = np.where(y, "yes", "no").astype(object)
     target = {"name": "outcome", "type": "string", "required": True, "allowed": ["no", "yes"]}
-    project = _generated_project("wide_mixed", declared, target,
-                                 "generated: 30 mixed columns, interactions, large categories")
-    return DataSet("wide_mixed", project, _table(project, cols),
-                   f"generated, {n:,} rows, 30 columns (2 of 50 and 600 categories), "
-                   f"{np.mean(y):.0%} positive")  # fmt: skip
+    project = _generated_project(
+        "wide_mixed",
+        declared,
+        target,
+        "generated: 30 mixed columns, interactions, large categories",
+    )
+    return DataSet(
+        "wide_mixed",
+        project,
+        _table(project, cols),
+        f"generated, {n:,} rows, 30 columns (2 of 50 and 600 categories), "
+        f"{np.mean(y):.0%} positive",
+    )
 
 
 def imbalanced(n: int, seed: int = 11) -> DataSet:
@@ -128,16 +166,27 @@ def imbalanced(n: int, seed: int = 11) -> DataSet:
         pick = rng.integers(0, k, n)
         cols[f"group_{i}"] = np.array([f"g{i}_{v}" for v in pick], dtype=object)
         score += np.random.default_rng(300 + i).normal(0, 0.7, k)[pick]
-        declared.append({"name": f"group_{i}", "type": "string", "required": True,
-                         "allowed": [f"g{i}_{v}" for v in range(k)]})  # fmt: skip
+        declared.append(
+            {
+                "name": f"group_{i}",
+                "type": "string",
+                "required": True,
+                "allowed": [f"g{i}_{v}" for v in range(k)],
+            }
+        )
     threshold = np.quantile(score, 0.97)
     y = (score + rng.normal(0, 0.4, n)) > threshold
     cols["rare"] = np.where(y, "yes", "no").astype(object)
     target = {"name": "rare", "type": "string", "required": True, "allowed": ["no", "yes"]}
-    project = _generated_project("imbalanced", declared, target,
-                                 "generated: a rare positive class through a nonlinear rule")
-    return DataSet("imbalanced", project, _table(project, cols),
-                   f"generated, {n:,} rows, {np.mean(y):.1%} positive")
+    project = _generated_project(
+        "imbalanced", declared, target, "generated: a rare positive class through a nonlinear rule"
+    )
+    return DataSet(
+        "imbalanced",
+        project,
+        _table(project, cols),
+        f"generated, {n:,} rows, {np.mean(y):.1%} positive",
+    )
 
 
 def _table(project: Project, cols: dict[str, Any]) -> pa.Table:
@@ -166,8 +215,14 @@ def data_sets(example: Path | None, cache: Path, smoke: bool) -> list[DataSet]:
             found.append(DataSet(name, project, pacsv.read_csv(example), "the exercise's file"))
         elif isinstance(extras.get("generate"), int):
             n = 2000 if smoke else 20_000
-            found.append(DataSet(name, project, rows_for(project, n, seed=1),
-                                 f"generated (a hidden linear rule), {n:,} rows"))  # fmt: skip
+            found.append(
+                DataSet(
+                    name,
+                    project,
+                    rows_for(project, n, seed=1),
+                    f"generated (a hidden linear rule), {n:,} rows",
+                )
+            )
         else:
             import pyarrow.csv as pacsv
 
@@ -231,26 +286,50 @@ def peer_methods(project: Project) -> dict[str, Callable[[Any, np.ndarray], Any]
     def hist_gb(X: Any, y: np.ndarray) -> Any:
         cls = HistGradientBoostingRegressor if regression else HistGradientBoostingClassifier
         cats = list(X.select_dtypes("category").columns)
-        prep = ColumnTransformer([
-            ("cat", OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=np.nan,
-                                   encoded_missing_value=np.nan, max_categories=254), cats),
-        ], remainder="passthrough", verbose_feature_names_out=False)  # fmt: skip
+        prep = ColumnTransformer(
+            [
+                (
+                    "cat",
+                    OrdinalEncoder(
+                        handle_unknown="use_encoded_value",
+                        unknown_value=np.nan,
+                        encoded_missing_value=np.nan,
+                        max_categories=254,
+                    ),
+                    cats,
+                ),
+            ],
+            remainder="passthrough",
+            verbose_feature_names_out=False,
+        )
         prep.set_output(transform="pandas")  # names kept: the categories are declared by name
         return make_pipeline(prep, cls(categorical_features=cats or None, random_state=0)).fit(X, y)
 
     def linear(X: Any, y: np.ndarray) -> Any:
-        prep = ColumnTransformer([
-            ("cat", OneHotEncoder(handle_unknown="ignore"),
-             make_column_selector(dtype_include="category")),
-            ("num", make_pipeline(SimpleImputer(strategy="median", add_indicator=True),
-                                  StandardScaler()),
-             make_column_selector(dtype_exclude="category")),
-        ])  # fmt: skip
+        prep = ColumnTransformer(
+            [
+                (
+                    "cat",
+                    OneHotEncoder(handle_unknown="ignore"),
+                    make_column_selector(dtype_include="category"),
+                ),
+                (
+                    "num",
+                    make_pipeline(
+                        SimpleImputer(strategy="median", add_indicator=True), StandardScaler()
+                    ),
+                    make_column_selector(dtype_exclude="category"),
+                ),
+            ]
+        )
         est = Ridge() if regression else LogisticRegression(max_iter=5000)
         return make_pipeline(prep, est).fit(X, y)
 
-    return {"LightGBM defaults": lightgbm, "HistGradientBoosting defaults": hist_gb,
-            ("ridge" if regression else "logistic") + " regression, one-hot + scaled": linear}
+    return {
+        "LightGBM defaults": lightgbm,
+        "HistGradientBoosting defaults": hist_gb,
+        ("ridge" if regression else "logistic") + " regression, one-hot + scaled": linear,
+    }
 
 
 def evaluate(ds: DataSet, *, seed: int = 0, budget_s: float | None = None) -> dict[str, Any]:
@@ -271,12 +350,19 @@ def evaluate(ds: DataSet, *, seed: int = 0, budget_s: float | None = None) -> di
     extra = {"budget_s": budget_s} if budget_s else {}
     result = fit_and_score(train, valid, valid.slice(0, 0), project, folds=5, seed=seed, **extra)
     seconds = time.perf_counter() - started
-    model = artifacts.from_bytes(result["artifact"], artifacts.sha256(result["artifact"]),
-                                 derived_functions(project))  # fmt: skip
+    model = artifacts.from_bytes(
+        result["artifact"], artifacts.sha256(result["artifact"]), derived_functions(project)
+    )
     out = model.output(test.to_pylist())
     outputs = [out]
-    rows.append({"method": f"minimlops ({result['algorithm']})", "ours": True,
-                 "seconds": seconds, "test": metrics(project.task, y_test, out, k)})  # fmt: skip
+    rows.append(
+        {
+            "method": f"minimlops ({result['algorithm']})",
+            "ours": True,
+            "seconds": seconds,
+            "test": metrics(project.task, y_test, out, k),
+        }
+    )
     X_train, cats = _frame(project, train)
     X_test, _ = _frame(project, test, cats)
     y_train = _labels(project, train)
@@ -288,8 +374,14 @@ def evaluate(ds: DataSet, *, seed: int = 0, budget_s: float | None = None) -> di
             seconds = time.perf_counter() - started
             out = output_of(project.task, est, X_test, k)
         outputs.append(out)
-        rows.append({"method": name, "ours": False, "seconds": seconds,
-                     "test": metrics(project.task, y_test, out, k)})  # fmt: skip
+        rows.append(
+            {
+                "method": name,
+                "ours": False,
+                "seconds": seconds,
+                "test": metrics(project.task, y_test, out, k),
+            }
+        )
     metric, direction = project.primary_metric, project.metric_direction
     sign = 1 if direction == "min" else -1
     peers = [r for r in rows if not r["ours"]]
@@ -306,15 +398,32 @@ def evaluate(ds: DataSet, *, seed: int = 0, budget_s: float | None = None) -> di
     elif direction == "max":
         met = bool(gap >= -0.005)
     low, high = _gap_interval(project, y_test, outputs[0], outputs[rows.index(best)], metric, k)
-    return {"data_set": ds.name, "note": ds.note, "task": project.task, "metric": metric,
-            "direction": direction, "rows": {k_: t.num_rows for k_, t in parts.items()},
-            "methods": rows, "best_peer": best["method"], "gap": gap, "gap_95": [low, high],
-            "goal_met": met, "selection": result["selection"],
-            "calibration": result["calibration"]}  # fmt: skip
+    return {
+        "data_set": ds.name,
+        "note": ds.note,
+        "task": project.task,
+        "metric": metric,
+        "direction": direction,
+        "rows": {k_: t.num_rows for k_, t in parts.items()},
+        "methods": rows,
+        "best_peer": best["method"],
+        "gap": gap,
+        "gap_95": [low, high],
+        "goal_met": met,
+        "selection": result["selection"],
+        "calibration": result["calibration"],
+    }
 
 
-def _gap_interval(project: Project, y: np.ndarray, ours: np.ndarray, peer: np.ndarray,
-                  metric: str, k: int, draws: int = 1000) -> tuple[float, float]:  # fmt: skip
+def _gap_interval(
+    project: Project,
+    y: np.ndarray,
+    ours: np.ndarray,
+    peer: np.ndarray,
+    metric: str,
+    k: int,
+    draws: int = 1000,
+) -> tuple[float, float]:
     """95 % paired bootstrap interval of (minimlops - best peer) on the TEST
     rows: how much of the gap the TEST split's size can explain."""
     from minimlops.ml.evaluation import quick_metrics
@@ -331,23 +440,33 @@ def _gap_interval(project: Project, y: np.ndarray, ours: np.ndarray, peer: np.nd
 
 
 def markdown(report: dict[str, Any]) -> str:
-    lines = ["# Model quality: minimlops against the defaults a careful user would try", "",
-             f"Machine: {report['machine']}. Every method fits on the same TRAIN rows and is "
-             "scored once on TEST (never used by minimlops for selection or the gate). "
-             "Ratio: to the best peer on the data set's primary metric.", ""]  # fmt: skip
+    lines = [
+        "# Model quality: minimlops against the defaults a careful user would try",
+        "",
+        f"Machine: {report['machine']}. Every method fits on the same TRAIN rows and is "
+        "scored once on TEST (never used by minimlops for selection or the gate). "
+        "Ratio: to the best peer on the data set's primary metric.",
+        "",
+    ]
     for d in report["data_sets"]:
         metric = d["metric"]
         shown = [m for m in SHOWN[d["task"]] if m != metric]
         rows = d["rows"]
-        verdict = {True: "goal met", False: "goal NOT met", None: "no goal for this metric"}[d["goal_met"]]
-        lines += [f"## {d['data_set']} ({d['task']}; {d['note']})", "",
-                  f"TRAIN {rows['TRAIN']:,} · VALIDATION {rows['VALIDATION']:,} · TEST "
-                  f"{rows['TEST']:,} rows. Primary metric **{metric}** "
-                  f"({'lower' if d['direction'] == 'min' else 'higher'} is better); minimlops "
-                  f"vs the best peer ({d['best_peer']}): {d['gap']:+.4f} (95 % paired bootstrap "
-                  f"interval on TEST {d['gap_95'][0]:+.4f} to {d['gap_95'][1]:+.4f}), {verdict}.", "",
-                  "| method | " + " | ".join([metric, *shown]) + " | ratio | fit s |",
-                  "| --- | " + " | ".join(["---:"] * (len(shown) + 3)) + " |"]  # fmt: skip
+        verdict = {True: "goal met", False: "goal NOT met", None: "no goal for this metric"}[
+            d["goal_met"]
+        ]
+        lines += [
+            f"## {d['data_set']} ({d['task']}; {d['note']})",
+            "",
+            f"TRAIN {rows['TRAIN']:,} · VALIDATION {rows['VALIDATION']:,} · TEST "
+            f"{rows['TEST']:,} rows. Primary metric **{metric}** "
+            f"({'lower' if d['direction'] == 'min' else 'higher'} is better); minimlops "
+            f"vs the best peer ({d['best_peer']}): {d['gap']:+.4f} (95 % paired bootstrap "
+            f"interval on TEST {d['gap_95'][0]:+.4f} to {d['gap_95'][1]:+.4f}), {verdict}.",
+            "",
+            "| method | " + " | ".join([metric, *shown]) + " | ratio | fit s |",
+            "| --- | " + " | ".join(["---:"] * (len(shown) + 3)) + " |",
+        ]
         for r in d["methods"]:
             t = r["test"]
             cells = [f"{t.get(m, float('nan')):.4f}" for m in [metric, *shown]]
@@ -356,7 +475,10 @@ def markdown(report: dict[str, Any]) -> str:
             lines.append(f"| {name} | " + " | ".join(cells) + f" | {ratio} | {r['seconds']:.1f} |")
         cal = d.get("calibration") or {}
         if cal.get("reason"):
-            lines += ["", f"Calibration {'kept' if cal.get('kept') else 'not kept'}: {cal['reason']}."]
+            lines += [
+                "",
+                f"Calibration {'kept' if cal.get('kept') else 'not kept'}: {cal['reason']}.",
+            ]
         lines.append("")
     return "\n".join(lines)
 
@@ -368,8 +490,10 @@ def run(out_dir: Path, *, example: Path | None, smoke: bool = False) -> dict[str
     import tempfile
 
     with tempfile.TemporaryDirectory(prefix="minimlops-quality-") as tmp:
-        found = [evaluate(ds, budget_s=10 if smoke else None)
-                 for ds in data_sets(example, Path(tmp), smoke)]  # fmt: skip
+        found = [
+            evaluate(ds, budget_s=10 if smoke else None)
+            for ds in data_sets(example, Path(tmp), smoke)
+        ]
     machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     report = {"machine": machine, "smoke": smoke, "data_sets": found}
     out_dir.mkdir(parents=True, exist_ok=True)

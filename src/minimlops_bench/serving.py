@@ -45,8 +45,13 @@ def serving(plan: Plan, work: Path, results: Results, floor: str) -> None:
     landing.mkdir(parents=True)
     write_csv(landing / "passengers.csv", 891, seed=1)
     port = free_port()
-    env = {**os.environ, "MINIMLOPS_HOME": str(home), "MINIMLOPS_PORT": str(port),
-           "MINIMLOPS_LOG_LEVEL": "WARNING", **QUIET}  # fmt: skip
+    env = {
+        **os.environ,
+        "MINIMLOPS_HOME": str(home),
+        "MINIMLOPS_PORT": str(port),
+        "MINIMLOPS_LOG_LEVEL": "WARNING",
+        **QUIET,
+    }
     url = f"http://127.0.0.1:{port}"
     seconds = plan.seconds / 2  # a round is two runs
     with minimlops_up(env):
@@ -60,28 +65,49 @@ def serving(plan: Plan, work: Path, results: Results, floor: str) -> None:
     cold = cold_start(env, url)
     two = _two_processes({**env, "MINIMLOPS_SERVING_PROCESSES": "2"}, url, floor, one, seconds)
     note = f"model: {algorithm}; every prediction durably logged before the answer"
-    results.add("serving", "bare ASGI floor, 32 connections", statistics.median(single.floor),
-                "req/s", ratio=1.0, note="median of the runs paired with the next row's")  # fmt: skip
+    results.add(
+        "serving",
+        "bare ASGI floor, 32 connections",
+        statistics.median(single.floor),
+        "req/s",
+        ratio=1.0,
+        note="median of the runs paired with the next row's",
+    )
     results.floor = statistics.median(single.floor)
-    results.add("serving", "minimlops /predict, 1 passenger, 32 connections", single.rps,
-                "req/s", ratio=single.ratio, note=f"{note}; {single.note()}")  # fmt: skip
+    results.add(
+        "serving",
+        "minimlops /predict, 1 passenger, 32 connections",
+        single.rps,
+        "req/s",
+        ratio=single.ratio,
+        note=f"{note}; {single.note()}",
+    )
     results.ours, results.algorithm = {"rps": single.rps}, algorithm
     results.ours_lone = lone
-    results.add("serving", "minimlops /predict, 1 passenger, 32 connections, 2 serving processes",
-                two.rps, "req/s", ratio=two.ratio,
-                note=f"MINIMLOPS_SERVING_PROCESSES=2; {two.note()}")  # fmt: skip
+    results.add(
+        "serving",
+        "minimlops /predict, 1 passenger, 32 connections, 2 serving processes",
+        two.rps,
+        "req/s",
+        ratio=two.ratio,
+        note=f"MINIMLOPS_SERVING_PROCESSES=2; {two.note()}",
+    )
     results.add("serving", "minimlops /predict, 1 connection, p50", lone.get("p50_ms", 0), "ms")
     results.add("serving", "minimlops /predict, 1 connection, p99", lone.get("p99_ms", 0), "ms")
-    results.add("serving", "minimlops /predict, batches of 1,000, 4 connections",
-                many["rps"] * 1000, "rows/s")  # fmt: skip
-    results.add("serving", "cold start: `minimlops up` on an existing home to first prediction",
-                cold, "s")  # fmt: skip
+    results.add(
+        "serving",
+        "minimlops /predict, batches of 1,000, 4 connections",
+        many["rps"] * 1000,
+        "rows/s",
+    )
+    results.add(
+        "serving", "cold start: `minimlops up` on an existing home to first prediction", cold, "s"
+    )
     errors = single.non_2xx + lone["non_2xx"] + many["non_2xx"] + two.non_2xx
     results.add("serving", "non-2xx answers during the runs", errors, "responses")
 
 
-def _two_processes(env: dict[str, str], url: str, floor: str, body: Path,
-                   seconds: float) -> Paired:  # fmt: skip
+def _two_processes(env: dict[str, str], url: str, floor: str, body: Path, seconds: float) -> Paired:
     """/predict at 32 connections with a second serving process, against the floor."""
     with minimlops_up(env):
         deadline = time.monotonic() + 120
@@ -103,24 +129,40 @@ def end_to_end(plan: Plan, work: Path, results: Results, floor: str) -> None:
     then one passenger at 32 connections against the floor on that model (the
     rows above serve a model of generated passengers: the champions differ)."""
     home, port = work / "e2e-home", free_port()
-    env = {**os.environ, "MINIMLOPS_HOME": str(home), "MINIMLOPS_PORT": str(port),
-           "MINIMLOPS_LOG_LEVEL": "WARNING", "MINIMLOPS_EXAMPLE_DATA": str(plan.example),
-           **QUIET}  # fmt: skip
+    env = {
+        **os.environ,
+        "MINIMLOPS_HOME": str(home),
+        "MINIMLOPS_PORT": str(port),
+        "MINIMLOPS_LOG_LEVEL": "WARNING",
+        "MINIMLOPS_EXAMPLE_DATA": str(plan.example),
+        **QUIET,
+    }
     url = f"http://127.0.0.1:{port}"
     with minimlops_up(env):  # on first start the server lands the example data itself
         first_prediction(url, 120, "of the file landing")
         served = time.time()
         landed = next((home / "buckets").glob("*/titanic.csv")).stat().st_mtime
-        single = paired(floor, work / "one.json", url + "/predict", work / "one.json", plan.seconds / 2)
+        single = paired(
+            floor, work / "one.json", url + "/predict", work / "one.json", plan.seconds / 2
+        )
         algorithm = httpx.get(url + "/models").json()["versions"][0]["algorithm"]
-    results.add("serving", "end to end: a file landing (891 rows) to its model's first prediction",
-                served - landed, "s",
-                note="watcher settle 0.5 s, validate and load, train and gate in a child "
-                     "process, promote, load the ONNX model")  # fmt: skip
-    results.add("serving", "minimlops /predict, 1 passenger, 32 connections, the exercise's file",
-                single.rps, "req/s", ratio=single.ratio,
-                note=f"model: {algorithm}, trained on the exercise's titanic.csv (the rows "
-                     f"above: on 891 generated passengers); {single.note()}")  # fmt: skip
+    results.add(
+        "serving",
+        "end to end: a file landing (891 rows) to its model's first prediction",
+        served - landed,
+        "s",
+        note="watcher settle 0.5 s, validate and load, train and gate in a child "
+        "process, promote, load the ONNX model",
+    )
+    results.add(
+        "serving",
+        "minimlops /predict, 1 passenger, 32 connections, the exercise's file",
+        single.rps,
+        "req/s",
+        ratio=single.ratio,
+        note=f"model: {algorithm}, trained on the exercise's titanic.csv (the rows "
+        f"above: on 891 generated passengers); {single.note()}",
+    )
     if single.non_2xx:
         raise RuntimeError(f"the example's server answered {single.non_2xx:.0f} errors")
 
@@ -146,8 +188,14 @@ def serving_wide(plan: Plan, work: Path, results: Results, floor: str) -> None:
     one.write_text(json.dumps(requests[0]))
     batch.write_text(json.dumps(requests))
     port = free_port()
-    env = {**os.environ, "MINIMLOPS_HOME": str(home), "MINIMLOPS_PORT": str(port),
-           "MINIMLOPS_LOG_LEVEL": "WARNING", "MINIMLOPS_PROJECT": WIDE, **QUIET}  # fmt: skip
+    env = {
+        **os.environ,
+        "MINIMLOPS_HOME": str(home),
+        "MINIMLOPS_PORT": str(port),
+        "MINIMLOPS_LOG_LEVEL": "WARNING",
+        "MINIMLOPS_PROJECT": WIDE,
+        **QUIET,
+    }
     url = f"http://127.0.0.1:{port}"
     with minimlops_up(env):
         wait_healthy(url + "/healthz")
@@ -155,12 +203,26 @@ def serving_wide(plan: Plan, work: Path, results: Results, floor: str) -> None:
         time.sleep(plan.pause)
         many = wrk(url + "/predict", batch, 4, plan.seconds)
         algorithm = httpx.get(url + "/models").json()["versions"][0]["algorithm"]
-    note = (f"project {WIDE}: {len(project.columns)} columns, {len(project.features)} features; "
-            f"model: {algorithm}")  # fmt: skip
-    results.add("serving", "minimlops /predict, wide project, 1 row, 32 connections",
-                single.rps, "req/s", ratio=single.ratio, note=f"{note}; {single.note()}")  # fmt: skip
-    results.add("serving", "minimlops /predict, wide project, batches of 1,000, 4 connections",
-                many["rps"] * 1000, "rows/s", note=note)  # fmt: skip
+    note = (
+        f"project {WIDE}: {len(project.columns)} columns, {len(project.features)} features; "
+        f"model: {algorithm}"
+    )
+    results.add(
+        "serving",
+        "minimlops /predict, wide project, 1 row, 32 connections",
+        single.rps,
+        "req/s",
+        ratio=single.ratio,
+        note=f"{note}; {single.note()}",
+    )
+    results.add(
+        "serving",
+        "minimlops /predict, wide project, batches of 1,000, 4 connections",
+        many["rps"] * 1000,
+        "rows/s",
+        note=note,
+    )
     if single.non_2xx or many["non_2xx"]:
-        raise RuntimeError(f"the wide project answered {single.non_2xx + many['non_2xx']:.0f} "
-                           "errors")  # fmt: skip
+        raise RuntimeError(
+            f"the wide project answered {single.non_2xx + many['non_2xx']:.0f} errors"
+        )

@@ -50,14 +50,30 @@ class Results:
     floor: float = 0.0  # the floor's req/s (median of its runs)
     algorithm: str = "random_forest"
 
-    def add(self, group: str, name: str, value: float, unit: str,
-            baseline: float | None = None, note: str = "", *,
-            ratio: float | None = None) -> None:  # fmt: skip
+    def add(
+        self,
+        group: str,
+        name: str,
+        value: float,
+        unit: str,
+        baseline: float | None = None,
+        note: str = "",
+        *,
+        ratio: float | None = None,
+    ) -> None:
         """A row; its ratio is ``value / baseline``, or ``ratio`` as given."""
         if ratio is None and baseline:
             ratio = value / baseline
-        self.rows.append({"group": group, "name": name, "value": value, "unit": unit,
-                          "ratio": ratio, "note": note})  # fmt: skip
+        self.rows.append(
+            {
+                "group": group,
+                "name": name,
+                "value": value,
+                "unit": unit,
+                "ratio": ratio,
+                "note": note,
+            }
+        )
 
 
 def wrk(url: str, body_file: Path, connections: int, seconds: float) -> dict[str, float]:
@@ -65,8 +81,20 @@ def wrk(url: str, body_file: Path, connections: int, seconds: float) -> dict[str
     script = body_file.with_suffix(".lua")
     script.write_text(LUA.format(body=body_file))
     out = subprocess.run(
-        ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency",
-         "-s", str(script), url], capture_output=True, text=True, check=True).stdout  # fmt: skip
+        [
+            "wrk",
+            "-t1",
+            f"-c{connections}",
+            f"-d{max(1, round(seconds))}s",
+            "--latency",
+            "-s",
+            str(script),
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     result = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))}  # type: ignore[union-attr]
     for pct in ("50", "99"):
         m = re.search(rf"\s{pct}%\s+([\d.]+)(us|ms|s)", out)
@@ -106,12 +134,15 @@ class Paired:
         return statistics.median(self.ours)
 
     def note(self) -> str:
-        return (f"median of {len(self.ours)} rounds, each against a floor run just before it: "
-                + " / ".join(f"{r:.2f}" for r in self.ratios))  # fmt: skip
+        return (
+            f"median of {len(self.ours)} rounds, each against a floor run just before it: "
+            + " / ".join(f"{r:.2f}" for r in self.ratios)
+        )
 
 
-def paired(floor_url: str, floor_body: Path, url: str, body: Path, seconds: float,
-           rounds: int = ROUNDS) -> Paired:  # fmt: skip
+def paired(
+    floor_url: str, floor_body: Path, url: str, body: Path, seconds: float, rounds: int = ROUNDS
+) -> Paired:
     """The floor then our server at 32 connections, ``rounds`` times, each run
     ``seconds`` long."""
     floors, ours, errors = [], [], 0.0
@@ -128,8 +159,18 @@ def floor_server() -> Iterator[str]:
     """The bare ASGI floor (``entrypoints.floor``) in its own process, as long
     as the block runs: its URL, once it answers."""
     port = free_port()
-    floor = subprocess.Popen([sys.executable, "-m", "uvicorn", "minimlops_bench.floor:app",
-                              "--port", str(port), "--log-level", "warning"])  # fmt: skip
+    floor = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "minimlops_bench.floor:app",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ]
+    )
     url = f"http://127.0.0.1:{port}/"
     try:
         deadline = time.monotonic() + 30
@@ -198,5 +239,3 @@ def first_prediction(url: str, timeout: float, after: str) -> None:
             pass
         time.sleep(0.02)
     raise RuntimeError(f"no prediction within {timeout:g} s {after}")
-
-

@@ -5,6 +5,7 @@ Each test saves a screenshot under artifacts/screenshots/ (a CI artefact).
 
 from __future__ import annotations
 
+import functools
 import http.server
 import os
 import shutil
@@ -21,8 +22,15 @@ from tests.e2e.harness import MODEL_FIELDS_ONLY, Server
 REPO = Path(__file__).resolve().parents[2]
 SHOTS = REPO / "artifacts" / "screenshots"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 @pytest.fixture(scope="module")
@@ -80,14 +88,18 @@ def test_prediction_form_shows_probability_version_and_effects(server: Server, p
     assert page.text_content("#verdict") == "Survives"
     # a bar for each input away from the typical row; the others named in one line
     bars = page.locator("#effects li").all_text_contents()
-    assert len(bars) == 5 and all(any(c in b for b in bars) for c in ("Pclass", "Sex", "Age", "Fare", "Name"))
+    assert len(bars) == 5 and all(
+        any(c in b for b in bars) for c in ("Pclass", "Sex", "Age", "Fare", "Name")
+    )
     summary = page.text_content("#effects-summary") or ""
     assert summary.startswith("At their typical value, so no effect:")
     assert all(c in summary for c in ("SibSp = 0", "Parch = 0", "Embarked = S")), summary
     shot(page, "predict")
 
 
-def test_the_typical_row_says_nothing_moved_it_and_a_change_shows_its_effect(server: Server, page) -> None:  # type: ignore[no-untyped-def]
+def test_the_typical_row_says_nothing_moved_it_and_a_change_shows_its_effect(
+    server: Server, page
+) -> None:  # type: ignore[no-untyped-def]
     page.goto(server.url + "/")
     page.wait_for_selector("label[for=Age]")
     page.click("#submit")  # the form starts with the typical training row
@@ -119,7 +131,18 @@ def test_the_form_works_from_the_keyboard_on_a_phone_screen(server: Server, brow
     page = context.new_page()
     page.goto(server.url + "/")
     page.wait_for_selector("label[for=Cabin]")  # the form is built from /project once it loads
-    for field in ("Pclass", "Sex", "Age", "SibSp", "Parch", "Fare", "Embarked", "Name", "Ticket", "Cabin"):
+    for field in (
+        "Pclass",
+        "Sex",
+        "Age",
+        "SibSp",
+        "Parch",
+        "Fare",
+        "Embarked",
+        "Name",
+        "Ticket",
+        "Cabin",
+    ):
         assert page.locator(f"label[for={field}]").count() == 1
     page.focus("#Age")
     page.keyboard.press("Control+a")
@@ -155,7 +178,7 @@ fetch("{server.url}/predict", {{method: "POST", headers: {{"Content-Type": "appl
   .then(r => r.json()).then(j => document.getElementById("out").textContent = JSON.stringify(j))
   .catch(e => document.getElementById("out").textContent = "failed: " + e);
 </script></body></html>""")
-    handler = lambda *a, **kw: http.server.SimpleHTTPRequestHandler(*a, directory=str(tmp_path), **kw)  # noqa: E731
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
     other = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=other.serve_forever, daemon=True).start()
     try:
@@ -297,28 +320,37 @@ def keyed_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     landing = home / "buckets" / "my-data-landing-zone"
     landing.mkdir(parents=True)
     write_csv(landing / "passengers.csv", 900, seed=12)
-    srv = Server(home, MINIMLOPS_API_KEY="page-k3y",
-                 MINIMLOPS_PUBLIC_ROUTES="GET /,GET /dashboard,GET /static/*,GET /healthz")  # fmt: skip
+    srv = Server(
+        home,
+        MINIMLOPS_API_KEY="page-k3y",
+        MINIMLOPS_PUBLIC_ROUTES="GET /,GET /dashboard,GET /static/*,GET /healthz",
+    )
     srv.wait_healthy()
     yield srv
     srv.stop()
 
 
-def test_a_401_asks_for_the_api_key_inline_and_the_pages_work_with_it(keyed_server: Server, page) -> None:  # type: ignore[no-untyped-def]
+def test_a_401_asks_for_the_api_key_inline_and_the_pages_work_with_it(
+    keyed_server: Server, page
+) -> None:  # type: ignore[no-untyped-def]
     page.goto(keyed_server.url + "/")
     page.wait_for_selector("#key-prompt label[for=api-key]")  # GET /project answered 401
     assert page.evaluate("document.activeElement.id") == "api-key"
     assert "X-API-Key" in (page.text_content("#key-prompt [role=alert]") or "")
     page.fill("#api-key", "not-the-key")
     page.keyboard.press("Enter")
-    page.wait_for_function("(document.querySelector('#key-prompt [role=alert]') || {}).textContent"
-                           "?.startsWith('that key was refused')")  # fmt: skip
+    page.wait_for_function(
+        "(document.querySelector('#key-prompt [role=alert]') || {}).textContent"
+        "?.startsWith('that key was refused')"
+    )
     page.fill("#api-key", "page-k3y")
     page.click("#key-prompt button")
     page.wait_for_selector("label[for=Pclass]")  # the form, built from /project
     assert page.locator("#key-prompt").count() == 0
     page.click("#submit")
-    page.wait_for_selector("#effects-summary[data-typical-row]")  # /predict and /explain sent the key
+    page.wait_for_selector(
+        "#effects-summary[data-typical-row]"
+    )  # /predict and /explain sent the key
     assert page.evaluate("sessionStorage.getItem('minimlops-api-key')") == "page-k3y"
     shot(page, "predict-api-key")
     page.goto(keyed_server.url + "/dashboard")  # same tab: the key is kept, no prompt
@@ -340,7 +372,9 @@ class _Recorder(http.server.BaseHTTPRequestHandler):
         if self.path == "/no-icon":  # the control: a page without an icon
             body, status, kind = b"<!doctype html><title>no icon</title>", 200, "text/html"
         else:
-            r = httpx.get(self.target + self.path, headers={"Accept": self.headers.get("Accept", "*/*")})
+            r = httpx.get(
+                self.target + self.path, headers={"Accept": self.headers.get("Accept", "*/*")}
+            )
             body, status, kind = r.content, r.status_code, r.headers.get("content-type", "")
         self.send_response(status)
         self.send_header("Content-Type", kind)
@@ -360,7 +394,11 @@ def test_every_page_has_an_icon_so_no_favicon_request_404s(server: Server, brows
     context = browser.new_context()
     try:
         page = context.new_page()
-        for path, ready in (("/", "#fields label"), ("/dashboard", "#timeline tr"), ("/models/1", "body[data-ready]")):
+        for path, ready in (
+            ("/", "#fields label"),
+            ("/dashboard", "#timeline tr"),
+            ("/models/1", "body[data-ready]"),
+        ):
             page.goto(base + path)
             page.wait_for_selector(ready)
             icon = page.get_attribute("link[rel=icon]", "href") or ""
@@ -371,17 +409,27 @@ def test_every_page_has_an_icon_so_no_favicon_request_404s(server: Server, brows
         deadline = time.monotonic() + 10
         while "/favicon.ico" not in recorder.paths and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert "/favicon.ico" in recorder.paths, "the browser no longer asks for /favicon.ico: the test sees nothing"
+        assert "/favicon.ico" in recorder.paths, (
+            "the browser no longer asks for /favicon.ico: the test sees nothing"
+        )
     finally:
         context.close()
         proxy.shutdown()
 
 
 def test_the_timeline_shows_a_landed_file_by_its_local_path(server: Server, page) -> None:  # type: ignore[no-untyped-def]
-    (landed,) = [e for e in server.http.get("/events").json()
-                 if e["kind"] == "ingested" and e["subject"].endswith("passengers.csv")]  # fmt: skip
-    assert landed["subject"] == "gs://my-data-landing-zone/passengers.csv"  # the ledger's id, unchanged
-    assert Path(landed["where"]).expanduser() == server.home / "buckets" / "my-data-landing-zone" / "passengers.csv"
+    (landed,) = [
+        e
+        for e in server.http.get("/events").json()
+        if e["kind"] == "ingested" and e["subject"].endswith("passengers.csv")
+    ]
+    assert (
+        landed["subject"] == "gs://my-data-landing-zone/passengers.csv"
+    )  # the ledger's id, unchanged
+    assert (
+        Path(landed["where"]).expanduser()
+        == server.home / "buckets" / "my-data-landing-zone" / "passengers.csv"
+    )
     page.goto(server.url + "/dashboard")
     page.wait_for_selector("#timeline td.kind.ingested")
     what = page.locator("#timeline tr:has(td.kind.ingested) td").nth(2)
@@ -392,13 +440,32 @@ def test_the_timeline_shows_a_landed_file_by_its_local_path(server: Server, page
 
 def _long_drift(monitoring: dict) -> dict:  # type: ignore[type-arg]
     """The monitoring answer with seven drifting features of long names."""
-    names = ["household_income_reported_last_twelve_months", "Embarked", "x",
-             "a-name-with-dashes-and-no-spaces-at-all-from-an-export", "SibSp", "Parch", "Fare"]  # fmt: skip
-    features = [{"feature": n, "kind": "numeric", "psi": 0.000925 * 10 ** i,
-                 "status": ["ok", "warn", "drift"][i % 3]} for i, n in enumerate(names)]  # fmt: skip
-    drift = {"status": "ok", "features": features, "champion": "1", "reference_rows": 624,
-             "window": {"rows": 500, "limit": 500, "hours": None},
-             "thresholds": {"psi_warn": 0.1, "psi_drift": 0.25}}  # fmt: skip
+    names = [
+        "household_income_reported_last_twelve_months",
+        "Embarked",
+        "x",
+        "a-name-with-dashes-and-no-spaces-at-all-from-an-export",
+        "SibSp",
+        "Parch",
+        "Fare",
+    ]
+    features = [
+        {
+            "feature": n,
+            "kind": "numeric",
+            "psi": 0.000925 * 10**i,
+            "status": ["ok", "warn", "drift"][i % 3],
+        }
+        for i, n in enumerate(names)
+    ]
+    drift = {
+        "status": "ok",
+        "features": features,
+        "champion": "1",
+        "reference_rows": 624,
+        "window": {"rows": 500, "limit": 500, "hours": None},
+        "thresholds": {"psi_warn": 0.1, "psi_drift": 0.25},
+    }
     return {**monitoring, "drift": drift}
 
 
@@ -444,18 +511,29 @@ def test_a_wide_drift_table_stays_inside_its_card(server: Server, browser, width
 
 def _fits(page, plot: str) -> bool:  # type: ignore[no-untyped-def]
     """The y axis of a uPlot is as wide as its widest tick label needs."""
-    return bool(page.evaluate(f"""(() => {{ const u = {plot}, a = u.axes[1];
+    return bool(
+        page.evaluate(f"""(() => {{ const u = {plot}, a = u.axes[1];
         u.ctx.font = a.font[0];
         const widest = Math.max(...a._values.map(v => u.ctx.measureText(v).width)) / devicePixelRatio;
-        return a._size >= widest + a.ticks.size + a.gap; }})()"""))
+        return a._size >= widest + a.ticks.size + a.gap; }})()""")
+    )
 
 
-def test_a_regressions_live_chart_names_its_metric_and_one_point_gets_its_day(other_server, page) -> None:  # type: ignore[no-untyped-def]
+def test_a_regressions_live_chart_names_its_metric_and_one_point_gets_its_day(
+    other_server, page
+) -> None:  # type: ignore[no-untyped-def]
     name, server = other_server
     if name != "diabetes":
         pytest.skip("a regression's chart")
     at = 1796726400 + 10 * 3600 + 31 * 60  # 2026-12-09 10:31 UTC: one point, one December day
-    point = {"version": "1", "at": at, "labelled": 40, "accuracy": None, "mae": 21345.6, "rmse": 25001.2}
+    point = {
+        "version": "1",
+        "at": at,
+        "labelled": 40,
+        "accuracy": None,
+        "mae": 21345.6,
+        "rmse": 25001.2,
+    }
     _routed(page, "**/monitoring", lambda m: {**m, "accuracy_over_time": [point]})
     page.goto(server.url + "/dashboard")
     page.wait_for_selector("#live-accuracy canvas")
@@ -463,9 +541,12 @@ def test_a_regressions_live_chart_names_its_metric_and_one_point_gets_its_day(ot
     assert "MAE" in label and "accuracy" not in label, label
     assert "MAE" in (page.text_content("#live-title") or "")
     assert page.get_attribute("#live-accuracy", "data-metric") == "mae"
-    x = page.evaluate("""(at) => { const s = charts['live-accuracy'].scales.x, day = new Date(at * 1000);
+    x = page.evaluate(
+        """(at) => { const s = charts['live-accuracy'].scales.x, day = new Date(at * 1000);
         day.setHours(0, 0, 0, 0);
-        return [s.min, s.max, day.getTime() / 1000, charts['live-accuracy'].axes[0]._values]; }""", at)
+        return [s.min, s.max, day.getTime() / 1000, charts['live-accuracy'].axes[0]._values]; }""",
+        at,
+    )
     assert x[0] == x[2] and 23 * 3600 <= x[1] - x[0] <= 25 * 3600, x  # its day, not 2027-2029
     assert not any(y in v for v in x[3] for y in ("2027", "2028", "2029")), x[3]
     ticks = page.evaluate("charts['live-accuracy'].axes[1]._values")
@@ -479,7 +560,11 @@ def _large(version: dict) -> dict:  # type: ignore[type-arg]
     k = 4500.0
     report = version["report"]
     for metric in ("mae", "rmse"):
-        for part in (version["metrics"], version["baseline"]["task"], version.get("evaluation") or {}):
+        for part in (
+            version["metrics"],
+            version["baseline"]["task"],
+            version.get("evaluation") or {},
+        ):
             part[metric] *= k
         report["intervals"][metric] = [x * k for x in report["intervals"][metric]]
         for entry in version["selection"]["leaderboard"]:
@@ -503,7 +588,10 @@ def test_the_evaluation_page_writes_large_regression_values_readably(other_serve
     assert "e+" not in metrics and "e+" not in board, metrics
     mae = page.locator("#metrics tr:has(td:text-is('mae')) td").nth(1).text_content()
     assert mae == f"{round(data['metrics']['mae']):,}", mae  # 198,085
-    assert page.locator("#metrics tr:has(td:text-is('r2')) td").nth(1).text_content() == f"{data['metrics']['r2']:.3f}"
+    assert (
+        page.locator("#metrics tr:has(td:text-is('r2')) td").nth(1).text_content()
+        == f"{data['metrics']['r2']:.3f}"
+    )
     for plot in ("predicted-actual", "residuals", "errors"):
         assert _fits(page, f"plots['{plot}']"), plot
     shot(page, "model-regression-large")
@@ -518,18 +606,31 @@ def churn_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     srv.stop()
 
 
-def test_a_free_category_offers_the_values_seen_and_takes_another(churn_server: Server, page) -> None:  # type: ignore[no-untyped-def]
-    region = next(c for c in churn_server.http.get("/project").json()["columns"] if c["name"] == "region")
+def test_a_free_category_offers_the_values_seen_and_takes_another(
+    churn_server: Server, page
+) -> None:  # type: ignore[no-untyped-def]
+    region = next(
+        c for c in churn_server.http.get("/project").json()["columns"] if c["name"] == "region"
+    )
     assert region["allowed"] is None and len(region["categories"]) >= 2
     page.goto(churn_server.url + "/")
     page.wait_for_selector("#fields label")
     options = page.locator("#region option").all_text_contents()
-    assert options == ["unknown", *region["categories"], "another value…"]  # optional: "unknown" first
+    assert options == [
+        "unknown",
+        *region["categories"],
+        "another value…",
+    ]  # optional: "unknown" first
     assert page.input_value("#region") == region["default"]  # the typical row's
     assert page.is_hidden("#region-other")
-    assert "another value…" not in page.locator("#plan option").all_text_contents()  # allowed values only
+    assert (
+        "another value…" not in page.locator("#plan option").all_text_contents()
+    )  # allowed values only
     page.select_option("#region", label="another value…")
-    assert page.is_visible("#region-other") and page.evaluate("document.activeElement.id") == "region-other"
+    assert (
+        page.is_visible("#region-other")
+        and page.evaluate("document.activeElement.id") == "region-other"
+    )
     page.fill("#region-other", "region_new")  # the server takes an unseen category
     page.click("#submit")
     page.wait_for_selector("#effects li")

@@ -82,8 +82,9 @@ def bq(gcp_emulators):
     from google.auth.credentials import AnonymousCredentials
     from google.cloud import bigquery
 
-    return bigquery.Client(project=gcp_emulators["GOOGLE_CLOUD_PROJECT"],
-                           credentials=AnonymousCredentials())  # fmt: skip
+    return bigquery.Client(
+        project=gcp_emulators["GOOGLE_CLOUD_PROJECT"], credentials=AnonymousCredentials()
+    )
 
 
 @pytest.fixture
@@ -95,11 +96,20 @@ def bq_wh(bq, gcs, make_bucket):
     from minimlops.config import Settings
 
     write_client = make_clients(Settings.from_env(os.environ, backend="gcp")).bigquery_write
-    wh = BigQueryWarehouse(bq, _unique("ds"), SCHEMAS, "ingestion_ledger",
-                           staging=(gcs, staging), storage_api=False, max_bytes_billed=2**30,
-                           write_client=write_client,
-                           partitioning={"predictions_data": ("created_at", ("model_version",)),
-                                         "feedback": ("received_at", ("uuid",))})  # fmt: skip
+    wh = BigQueryWarehouse(
+        bq,
+        _unique("ds"),
+        SCHEMAS,
+        "ingestion_ledger",
+        staging=(gcs, staging),
+        storage_api=False,
+        max_bytes_billed=2**30,
+        write_client=write_client,
+        partitioning={
+            "predictions_data": ("created_at", ("model_version",)),
+            "feedback": ("received_at", ("uuid",)),
+        },
+    )
     wh.ensure_tables()
     return wh
 
@@ -114,8 +124,15 @@ class TestBigQueryProjects(AbstractProjectWarehouseTests):
 
         def make(p):
             staging = make_bucket(_unique("staging").replace("_", "-"))
-            wh = BigQueryWarehouse(bq, _unique("ds"), schemas_of(p), "ingestion_ledger",
-                                   staging=(gcs, staging), storage_api=False, key=key_of(p))
+            wh = BigQueryWarehouse(
+                bq,
+                _unique("ds"),
+                schemas_of(p),
+                "ingestion_ledger",
+                staging=(gcs, staging),
+                storage_api=False,
+                key=key_of(p),
+            )
             wh.ensure_tables()
             return wh
 
@@ -166,18 +183,38 @@ class TestBigQueryWarehouse(AbstractWarehouseTests):
         from minimlops.services.tables import arrow_schema
 
         now = datetime(2026, 3, 1, tzinfo=UTC)
-        preds = pa.Table.from_pylist([
-            {"uuid": f"u{i}", "created_at": now, "model_version": "v1", "PassengerId": i,
-             "Pclass": 1, "Sex": "female", "Age": 30.0, "SibSp": 0, "Parch": 0,
-             "Fare": 10.0, "Embarked": "S", "probability": 0.9, "prediction": 1}
-            for i in range(3)], schema=arrow_schema("predictions_data", TITANIC))  # fmt: skip
+        preds = pa.Table.from_pylist(
+            [
+                {
+                    "uuid": f"u{i}",
+                    "created_at": now,
+                    "model_version": "v1",
+                    "PassengerId": i,
+                    "Pclass": 1,
+                    "Sex": "female",
+                    "Age": 30.0,
+                    "SibSp": 0,
+                    "Parch": 0,
+                    "Fare": 10.0,
+                    "Embarked": "S",
+                    "probability": 0.9,
+                    "prediction": 1,
+                }
+                for i in range(3)
+            ],
+            schema=arrow_schema("predictions_data", TITANIC),
+        )
         wh.append("predictions_data", preds)
         assert wh.served_per_version("predictions_data") == {"v1": 3}
         assert wh.known_uuids("predictions_data", ["u0", "u2", "nope"]) == {"u0", "u2"}
         assert wh.recent_predictions("predictions_data", 2).num_rows == 2
-        wh.append("feedback", pa.Table.from_pylist(
-            [{"uuid": "u1", "PassengerId": None, "Survived": 0, "received_at": now}],
-            schema=arrow_schema("feedback", TITANIC)))  # fmt: skip
+        wh.append(
+            "feedback",
+            pa.Table.from_pylist(
+                [{"uuid": "u1", "PassengerId": None, "Survived": 0, "received_at": now}],
+                schema=arrow_schema("feedback", TITANIC),
+            ),
+        )
         labelled = wh.labelled_predictions("predictions_data", "feedback").to_pylist()
         assert [(r["uuid"], r["label"]) for r in labelled] == [("u1", 0)]
 
@@ -188,10 +225,21 @@ class TestBigQueryWarehouse(AbstractWarehouseTests):
         from datetime import UTC, datetime
 
         def rows(start: int, n: int) -> list[dict]:
-            return [{"uuid": f"w{i}", "created_at": datetime(2026, 3, 1, 12, tzinfo=UTC),
-                     "model_version": "v1", "PassengerId": i, "Pclass": 3, "Sex": "male",
-                     "Age": None, "Name": "O'Brien, Mr. Ünal", "probability": 0.25,
-                     "prediction": 0} for i in range(start, start + n)]  # fmt: skip
+            return [
+                {
+                    "uuid": f"w{i}",
+                    "created_at": datetime(2026, 3, 1, 12, tzinfo=UTC),
+                    "model_version": "v1",
+                    "PassengerId": i,
+                    "Pclass": 3,
+                    "Sex": "male",
+                    "Age": None,
+                    "Name": "O'Brien, Mr. Ünal",
+                    "probability": 0.25,
+                    "prediction": 0,
+                }
+                for i in range(start, start + n)
+            ]
 
         wh.log_rows("predictions_data", rows(0, 3))
         stream = wh._writers["predictions_data"]
@@ -210,7 +258,11 @@ class TestBigQueryWarehouse(AbstractWarehouseTests):
         assert sorted(r["uuid"] for r in got) == [f"w{i}" for i in range(6)]
         first = next(r for r in got if r["uuid"] == "w0")
         assert first["created_at"] == datetime(2026, 3, 1, 12, tzinfo=UTC)
-        assert (first["Name"], first["Age"], first["probability"]) == ("O'Brien, Mr. Ünal", None, 0.25)
+        assert (first["Name"], first["Age"], first["probability"]) == (
+            "O'Brien, Mr. Ünal",
+            None,
+            0.25,
+        )
 
     def test_a_prediction_stored_twice_is_read_once(self, wh) -> None:
         """Streaming inserts are at-least-once: BigQuery drops a repeated insert
@@ -221,28 +273,57 @@ class TestBigQueryWarehouse(AbstractWarehouseTests):
         from minimlops.services.tables import arrow_schema
 
         now = datetime(2026, 3, 1, tzinfo=UTC)
-        preds = pa.Table.from_pylist([
-            {"uuid": f"u{i}", "created_at": now, "model_version": "v1", "PassengerId": i,
-             "Pclass": 1, "Sex": "female", "Age": 30.0, "SibSp": 0, "Parch": 0,
-             "Fare": 10.0, "Embarked": "S", "probability": 0.9, "prediction": 1}
-            for i in range(3)], schema=arrow_schema("predictions_data", TITANIC))  # fmt: skip
+        preds = pa.Table.from_pylist(
+            [
+                {
+                    "uuid": f"u{i}",
+                    "created_at": now,
+                    "model_version": "v1",
+                    "PassengerId": i,
+                    "Pclass": 1,
+                    "Sex": "female",
+                    "Age": 30.0,
+                    "SibSp": 0,
+                    "Parch": 0,
+                    "Fare": 10.0,
+                    "Embarked": "S",
+                    "probability": 0.9,
+                    "prediction": 1,
+                }
+                for i in range(3)
+            ],
+            schema=arrow_schema("predictions_data", TITANIC),
+        )
         wh.append("predictions_data", preds)
         wh.append("predictions_data", preds)  # the retried request
         assert wh.counts()["predictions_data"] == 6, "the emulator keeps both copies"
         assert wh.served_per_version("predictions_data") == {"v1": 3}
-        assert sorted(wh.recent_predictions("predictions_data", 10).column("uuid").to_pylist()) \
-            == ["u0", "u1", "u2"]
-        wh.append("feedback", pa.Table.from_pylist(
-            [{"uuid": "u1", "PassengerId": None, "Survived": 0, "received_at": now}],
-            schema=arrow_schema("feedback", TITANIC)))  # fmt: skip
-        assert [r["uuid"] for r in wh.labelled_predictions("predictions_data", "feedback")
-                .to_pylist()] == ["u1"]  # fmt: skip
+        assert sorted(wh.recent_predictions("predictions_data", 10).column("uuid").to_pylist()) == [
+            "u0",
+            "u1",
+            "u2",
+        ]
+        wh.append(
+            "feedback",
+            pa.Table.from_pylist(
+                [{"uuid": "u1", "PassengerId": None, "Survived": 0, "received_at": now}],
+                schema=arrow_schema("feedback", TITANIC),
+            ),
+        )
+        assert [
+            r["uuid"] for r in wh.labelled_predictions("predictions_data", "feedback").to_pylist()
+        ] == ["u1"]
         [row] = wh.labelled_accuracy("predictions_data", "feedback")
         assert (row["labelled"], row["correct"]) == (1, 0)
 
-    @pytest.mark.parametrize("sql", ["DELETE FROM training_data WHERE TRUE",
-                                     "DROP TABLE training_data",
-                                     "INSERT INTO feedback (Survived) VALUES (1)"])  # fmt: skip
+    @pytest.mark.parametrize(
+        "sql",
+        [
+            "DELETE FROM training_data WHERE TRUE",
+            "DROP TABLE training_data",
+            "INSERT INTO feedback (Survived) VALUES (1)",
+        ],
+    )
     def test_query_refuses_anything_but_reading(self, wh, sql: str) -> None:
         wh.load("training_data", _training_rows([1]).to_batches(), _ledger_row())
         with pytest.raises(QueryError):
@@ -257,8 +338,11 @@ class TestBigQueryWarehouse(AbstractWarehouseTests):
     def test_a_different_delivery_of_loaded_content_conflicts(self, wh) -> None:
         wh.load("training_data", _training_rows([1]).to_batches(), _ledger_row())
         with pytest.raises(ConflictError):
-            wh.load("training_data", _training_rows([1]).to_batches(),
-                    _ledger_row(ingestion_id="i9", source_uri="gs://b/other.csv"))  # fmt: skip
+            wh.load(
+                "training_data",
+                _training_rows([1]).to_batches(),
+                _ledger_row(ingestion_id="i9", source_uri="gs://b/other.csv"),
+            )
         assert wh.counts()["training_data"] == 1
 
 
@@ -268,9 +352,15 @@ class TestPubSubMessageBus(AbstractMessageBusTests):
         from minimlops.adapters.pubsub_bus import PubSubMessageBus
 
         suffix = uuid.uuid4().hex[:8]
-        bus = _Renamed(PubSubMessageBus(gcp_emulators["GOOGLE_CLOUD_PROJECT"],
-                                        dead_letter_topic=f"dead-{suffix}",
-                                        min_backoff=0, max_attempts=5), suffix)  # fmt: skip
+        bus = _Renamed(
+            PubSubMessageBus(
+                gcp_emulators["GOOGLE_CLOUD_PROJECT"],
+                dead_letter_topic=f"dead-{suffix}",
+                min_backoff=0,
+                max_attempts=5,
+            ),
+            suffix,
+        )
         yield bus
         bus.close()
 
@@ -302,8 +392,10 @@ class _Renamed:
     def redrive(self, *, apply):
         """Dead letters of this test's subscriptions, under their short names."""
         cut = "-" + self.suffix
-        return [(src.removesuffix(cut), topic.removesuffix(cut), attrs)
-                for src, topic, attrs in self.bus.redrive(apply=apply)]
+        return [
+            (src.removesuffix(cut), topic.removesuffix(cut), attrs)
+            for src, topic, attrs in self.bus.redrive(apply=apply)
+        ]
 
     def ack(self, subscription, message_id):
         return self.bus.ack(self._n(subscription), message_id)
@@ -336,13 +428,24 @@ def test_bigquery_adds_a_nullable_column_and_refuses_a_retyped_one(bq, gcs, make
     staging, dataset = make_bucket(_unique("staging").replace("_", "-")), _unique("ds")
 
     def warehouse(project):
-        return BigQueryWarehouse(bq, dataset, schemas_of(project), "ingestion_ledger",
-                                 staging=(gcs, staging), storage_api=False, key=key_of(project))
+        return BigQueryWarehouse(
+            bq,
+            dataset,
+            schemas_of(project),
+            "ingestion_ledger",
+            staging=(gcs, staging),
+            storage_api=False,
+            key=key_of(project),
+        )
 
     warehouse(p).ensure_tables()
     added = dataclasses.replace(p, columns=(*p.columns, ColumnSpec("smoker", "boolean")))
     assert warehouse(added).ensure_table("training_data") == "updated"
-    retyped = dataclasses.replace(p, columns=tuple(
-        dataclasses.replace(c, type="integer") if c.name == "s6" else c for c in p.columns))
+    retyped = dataclasses.replace(
+        p,
+        columns=tuple(
+            dataclasses.replace(c, type="integer") if c.name == "s6" else c for c in p.columns
+        ),
+    )
     with pytest.raises(ProjectMismatchError, match="column 's6' retyped from FLOAT to INTEGER"):
         warehouse(retyped).ensure_table("training_data")

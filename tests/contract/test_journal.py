@@ -14,10 +14,24 @@ from tests.conftest import SCHEMAS
 
 
 def _row(i: int) -> dict:
-    return {"uuid": f"u{i}", "created_at": datetime(2026, 1, 1, tzinfo=UTC), "model_version": "1",
-            "PassengerId": None, "Pclass": 3, "Name": None, "Sex": "male", "Age": None,
-            "SibSp": 0, "Parch": 0, "Ticket": None, "Fare": 7.25, "Cabin": None,
-            "Embarked": "S", "probability": 0.25, "prediction": 0}  # fmt: skip
+    return {
+        "uuid": f"u{i}",
+        "created_at": datetime(2026, 1, 1, tzinfo=UTC),
+        "model_version": "1",
+        "PassengerId": None,
+        "Pclass": 3,
+        "Name": None,
+        "Sex": "male",
+        "Age": None,
+        "SibSp": 0,
+        "Parch": 0,
+        "Ticket": None,
+        "Fare": 7.25,
+        "Cabin": None,
+        "Embarked": "S",
+        "probability": 0.25,
+        "prediction": 0,
+    }
 
 
 class Journal:
@@ -38,7 +52,9 @@ class Journal:
 
 
 def _open(tmp_path: Path) -> tuple[DuckDBWarehouse, Journal]:
-    wh = DuckDBWarehouse(tmp_path / "w.duckdb", SCHEMAS, "ingestion_ledger", readable=(tmp_path / "journal",))
+    wh = DuckDBWarehouse(
+        tmp_path / "w.duckdb", SCHEMAS, "ingestion_ledger", readable=(tmp_path / "journal",)
+    )
     wh.ensure_tables()
     return wh, Journal(tmp_path, wh)
 
@@ -75,7 +91,9 @@ def test_a_torn_last_line_is_never_imported(tmp_path: Path) -> None:
     wh.close()
 
 
-def test_a_failed_write_is_cut_off_and_later_rows_stay_readable(tmp_path: Path, monkeypatch) -> None:
+def test_a_failed_write_is_cut_off_and_later_rows_stay_readable(
+    tmp_path: Path, monkeypatch
+) -> None:
     import os
 
     wh, journal = _open(tmp_path)
@@ -102,8 +120,9 @@ def test_a_failed_write_is_cut_off_and_later_rows_stay_readable(tmp_path: Path, 
     wh.close()
 
 
-def test_rows_of_every_serving_process_are_imported_once_and_old_segments_go(tmp_path: Path,
-                                                                             monkeypatch) -> None:  # fmt: skip
+def test_rows_of_every_serving_process_are_imported_once_and_old_segments_go(
+    tmp_path: Path, monkeypatch
+) -> None:
     import minimlops.adapters.journal as journal_module
 
     wh, journal = _open(tmp_path)
@@ -131,9 +150,18 @@ def test_every_value_reads_back_as_it_was_answered(tmp_path: Path) -> None:
     without microseconds, integers at the ends of BIGINT, floats, text."""
     wh, journal = _open(tmp_path)
     at = datetime(2026, 12, 2, 12, 31, 28, 484924, tzinfo=UTC)
-    rows = [_row(1) | {"created_at": at, "SibSp": 2**63 - 1, "Parch": -(2**63), "Fare": 0.1,
-                       "Name": "Zoë \"Q\" O'Neil\n", "probability": 1e-300},
-            _row(2) | {"created_at": at.replace(microsecond=0), "Age": 22.5}]  # fmt: skip
+    rows = [
+        _row(1)
+        | {
+            "created_at": at,
+            "SibSp": 2**63 - 1,
+            "Parch": -(2**63),
+            "Fare": 0.1,
+            "Name": 'Zoë "Q" O\'Neil\n',
+            "probability": 1e-300,
+        },
+        _row(2) | {"created_at": at.replace(microsecond=0), "Age": 22.5},
+    ]
     journal.write(rows)
     journal.import_pending()
     got = wh.query("SELECT * FROM predictions_data ORDER BY uuid").to_pylist()

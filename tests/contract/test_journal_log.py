@@ -34,7 +34,9 @@ async def _stop(task: asyncio.Task[None]) -> None:
     await asyncio.gather(task, return_exceptions=True)
 
 
-def test_logged_rows_are_on_disk_when_log_returns_and_groups_form_under_load(tmp_path: Path) -> None:
+def test_logged_rows_are_on_disk_when_log_returns_and_groups_form_under_load(
+    tmp_path: Path,
+) -> None:
     async def main() -> None:
         log = JournalLog(tmp_path / "j")
         task = await _running(log)
@@ -48,7 +50,9 @@ def test_logged_rows_are_on_disk_when_log_returns_and_groups_form_under_load(tmp
     asyncio.run(main())
 
 
-def test_a_failed_write_fails_its_requests_with_the_reason_and_later_ones_succeed(tmp_path: Path) -> None:
+def test_a_failed_write_fails_its_requests_with_the_reason_and_later_ones_succeed(
+    tmp_path: Path,
+) -> None:
     async def main() -> None:
         blocked = tmp_path / "j"
         blocked.write_text("a file where the journal directory should be")
@@ -71,8 +75,9 @@ def test_a_killed_journal_process_fails_what_it_held_and_is_started_again(tmp_pa
         await log.log(_rows(1))
         assert log._proc is not None
         os.kill(log._proc.pid, signal.SIGKILL)
-        answers = await asyncio.gather(*(log.log(_rows(i)) for i in range(2, 12)),
-                                       return_exceptions=True)  # fmt: skip
+        answers = await asyncio.gather(
+            *(log.log(_rows(i)) for i in range(2, 12)), return_exceptions=True
+        )
         failed = [a for a in answers if isinstance(a, Exception)]
         assert all("exited" in str(a) or "not running" in str(a) for a in failed)
         ok = [f"u{i}-0" for i, a in zip(range(2, 12), answers, strict=True) if a is None]

@@ -97,26 +97,44 @@ class TestLocalObjectStore(AbstractObjectStoreTests):
 
 
 def _ledger_row(**kw):
-    row = {"ingestion_id": "i1", "source_uri": "gs://b/f.csv", "generation": "1",
-           "content_sha256": "abc", "status": "loaded", "rows_loaded": 0,
-           "rows_rejected": 0, "report_uri": None, "message": None,
-           "ingested_at": datetime(2026, 1, 1, tzinfo=UTC)}  # fmt: skip
+    row = {
+        "ingestion_id": "i1",
+        "source_uri": "gs://b/f.csv",
+        "generation": "1",
+        "content_sha256": "abc",
+        "status": "loaded",
+        "rows_loaded": 0,
+        "rows_rejected": 0,
+        "report_uri": None,
+        "message": None,
+        "ingested_at": datetime(2026, 1, 1, tzinfo=UTC),
+    }
     row.update(kw)
     return row
 
 
 def _training_rows(ids, ingestion_id="i1", when=datetime(2026, 1, 1, tzinfo=UTC), age=30.0):
     n = len(ids)
-    return pa.table({
-        "PassengerId": pa.array(ids, pa.int64()), "Survived": pa.array([1] * n, pa.int64()),
-        "Pclass": pa.array([1] * n, pa.int64()), "Name": ["N"] * n, "Sex": ["female"] * n,
-        "Age": pa.array([age] * n, pa.float64()), "SibSp": pa.array([0] * n, pa.int64()),
-        "Parch": pa.array([0] * n, pa.int64()), "Ticket": ["T"] * n,
-        "Fare": pa.array([10.0] * n), "Cabin": [None] * n, "Embarked": ["S"] * n,
-        "split": ["TRAIN"] * n, "ingestion_id": [ingestion_id] * n,
-        "source_uri": ["gs://b/f.csv"] * n,
-        "ingested_at": pa.array([when] * n, pa.timestamp("us", tz="UTC")),
-    })  # fmt: skip
+    return pa.table(
+        {
+            "PassengerId": pa.array(ids, pa.int64()),
+            "Survived": pa.array([1] * n, pa.int64()),
+            "Pclass": pa.array([1] * n, pa.int64()),
+            "Name": ["N"] * n,
+            "Sex": ["female"] * n,
+            "Age": pa.array([age] * n, pa.float64()),
+            "SibSp": pa.array([0] * n, pa.int64()),
+            "Parch": pa.array([0] * n, pa.int64()),
+            "Ticket": ["T"] * n,
+            "Fare": pa.array([10.0] * n),
+            "Cabin": [None] * n,
+            "Embarked": ["S"] * n,
+            "split": ["TRAIN"] * n,
+            "ingestion_id": [ingestion_id] * n,
+            "source_uri": ["gs://b/f.csv"] * n,
+            "ingested_at": pa.array([when] * n, pa.timestamp("us", tz="UTC")),
+        }
+    )
 
 
 class AbstractWarehouseTests:
@@ -141,8 +159,11 @@ class AbstractWarehouseTests:
     def test_latest_rows_keeps_the_newest_row_per_key(self, wh) -> None:
         wh.load("training_data", _training_rows([1, 2]).to_batches(), _ledger_row())
         later = datetime(2026, 2, 1, tzinfo=UTC)
-        wh.load("training_data", _training_rows([2], "i2", later, age=50.0).to_batches(),
-                _ledger_row(ingestion_id="i2", ingested_at=later, content_sha256="def"))  # fmt: skip
+        wh.load(
+            "training_data",
+            _training_rows([2], "i2", later, age=50.0).to_batches(),
+            _ledger_row(ingestion_id="i2", ingested_at=later, content_sha256="def"),
+        )
         rows = wh.latest_rows("training_data").to_pylist()
         assert [(r["PassengerId"], r["Age"]) for r in rows] == [(1, 30.0), (2, 50.0)]
 
@@ -151,8 +172,11 @@ class AbstractWarehouseTests:
         those ingestions: a file landing in between is not half in."""
         wh.load("training_data", _training_rows([1, 2, 3]).to_batches(), _ledger_row())
         later = datetime(2026, 2, 1, tzinfo=UTC)
-        wh.load("training_data", _training_rows([2, 4], "i2", later, age=50.0).to_batches(),
-                _ledger_row(ingestion_id="i2", ingested_at=later, content_sha256="def"))  # fmt: skip
+        wh.load(
+            "training_data",
+            _training_rows([2, 4], "i2", later, age=50.0).to_batches(),
+            _ledger_row(ingestion_id="i2", ingested_at=later, content_sha256="def"),
+        )
         summary = wh.latest_summary("training_data")
         assert summary.splits == {"TRAIN": 4} and summary.ingestion_ids == ("i1", "i2")
         assert summary.rows == 4
@@ -163,13 +187,16 @@ class AbstractWarehouseTests:
     def test_a_sample_per_split_is_the_same_on_every_backend(self, wh) -> None:
         ids = list(range(1, 301))
         rows = _training_rows(ids)
-        rows = rows.set_column(rows.schema.get_field_index("split"), "split",
-                               pa.array([split_for(i) for i in ids]))  # fmt: skip
+        rows = rows.set_column(
+            rows.schema.get_field_index("split"), "split", pa.array([split_for(i) for i in ids])
+        )
         wh.load("training_data", rows.to_batches(), _ledger_row())
         got = wh.latest_rows("training_data", splits=["TRAIN", "VALIDATION"], per_split=20)
         expected = sorted(
-            i for split in ("TRAIN", "VALIDATION")
-            for i in sorted((i for i in ids if split_for(i) == split), key=sample_rank)[:20])
+            i
+            for split in ("TRAIN", "VALIDATION")
+            for i in sorted((i for i in ids if split_for(i) == split), key=sample_rank)[:20]
+        )
         assert got.column("PassengerId").to_pylist() == expected
         assert got.num_rows == 40 and wh.latest_summary("training_data").rows == 300
         everything = wh.latest_rows("training_data", per_split=1000)
@@ -177,15 +204,38 @@ class AbstractWarehouseTests:
 
     def test_labelled_predictions_and_their_accuracy(self, wh) -> None:
         base = datetime(2026, 3, 1, tzinfo=UTC)
-        preds = pa.Table.from_pylist([
-            {"uuid": f"u{i}", "created_at": base.replace(minute=i), "model_version": "12"[i > 2],
-             "PassengerId": None, "Pclass": 1, "Sex": "female", "Age": 30.0, "SibSp": 0,
-             "Parch": 0, "Fare": 10.0, "Embarked": "S", "probability": 0.9, "prediction": 1}
-            for i in range(5)], schema=arrow_schema("predictions_data", TITANIC))  # fmt: skip
+        preds = pa.Table.from_pylist(
+            [
+                {
+                    "uuid": f"u{i}",
+                    "created_at": base.replace(minute=i),
+                    "model_version": "12"[i > 2],
+                    "PassengerId": None,
+                    "Pclass": 1,
+                    "Sex": "female",
+                    "Age": 30.0,
+                    "SibSp": 0,
+                    "Parch": 0,
+                    "Fare": 10.0,
+                    "Embarked": "S",
+                    "probability": 0.9,
+                    "prediction": 1,
+                }
+                for i in range(5)
+            ],
+            schema=arrow_schema("predictions_data", TITANIC),
+        )
         wh.append("predictions_data", preds)
-        wh.append("feedback", pa.Table.from_pylist(
-            [{"uuid": f"u{i}", "PassengerId": None, "Survived": i % 2, "received_at": base}
-             for i in range(5)], schema=arrow_schema("feedback", TITANIC)))  # fmt: skip
+        wh.append(
+            "feedback",
+            pa.Table.from_pylist(
+                [
+                    {"uuid": f"u{i}", "PassengerId": None, "Survived": i % 2, "received_at": base}
+                    for i in range(5)
+                ],
+                schema=arrow_schema("feedback", TITANIC),
+            ),
+        )
         every = wh.labelled_predictions("predictions_data", "feedback")
         assert every.column("uuid").to_pylist() == ["u0", "u1", "u2", "u3", "u4"]
         newest = wh.labelled_predictions("predictions_data", "feedback", limit=2)
@@ -193,26 +243,37 @@ class AbstractWarehouseTests:
         # Counted by the warehouse: every prediction says 1; u1 and u3 were right.
         assert wh.labelled_accuracy("predictions_data", "feedback") == [
             {"model_version": "1", "labelled": 3, "correct": 1},
-            {"model_version": "2", "labelled": 2, "correct": 1}]
+            {"model_version": "2", "labelled": 2, "correct": 1},
+        ]
         start = int(base.timestamp())
         assert wh.labelled_accuracy("predictions_data", "feedback", bucket_seconds=120) == [
             {"model_version": "1", "at": start, "labelled": 2, "correct": 1},
             {"model_version": "1", "at": start + 120, "labelled": 1, "correct": 0},
             {"model_version": "2", "at": start + 120, "labelled": 1, "correct": 1},
-            {"model_version": "2", "at": start + 240, "labelled": 1, "correct": 0}]
+            {"model_version": "2", "at": start + 240, "labelled": 1, "correct": 0},
+        ]
 
     def test_the_same_content_loads_once_even_when_two_loads_race(self, wh) -> None:
         wh.load("training_data", _training_rows([1, 2]).to_batches(), _ledger_row())
         with pytest.raises(ConflictError):
-            wh.load("training_data", _training_rows([1, 2]).to_batches(),
-                    _ledger_row(ingestion_id="i2", source_uri="gs://b/copy.csv"))  # fmt: skip
+            wh.load(
+                "training_data",
+                _training_rows([1, 2]).to_batches(),
+                _ledger_row(ingestion_id="i2", source_uri="gs://b/copy.csv"),
+            )
         assert wh.counts()["training_data"] == 2 and len(wh.ledger()) == 1
 
     def test_ledger_lookup_by_uri_and_hash(self, wh) -> None:
-        wh.append("ingestion_ledger", pa.Table.from_pylist(
-            [_ledger_row(), _ledger_row(ingestion_id="i2", source_uri="gs://b/g.csv",
-                                        content_sha256="def")],
-            schema=arrow_schema("ingestion_ledger")))  # fmt: skip
+        wh.append(
+            "ingestion_ledger",
+            pa.Table.from_pylist(
+                [
+                    _ledger_row(),
+                    _ledger_row(ingestion_id="i2", source_uri="gs://b/g.csv", content_sha256="def"),
+                ],
+                schema=arrow_schema("ingestion_ledger"),
+            ),
+        )
         assert [r["ingestion_id"] for r in wh.ledger(source_uri="gs://b/g.csv")] == ["i2"]
         assert [r["ingestion_id"] for r in wh.ledger(content_sha256="abc")] == ["i1"]
         assert len(wh.ledger()) == 2
@@ -233,20 +294,30 @@ class AbstractProjectWarehouseTests:
         wh = make_wh(p)
         rows = shapes.rows(p, 300, seed=5)
         n = rows.num_rows
-        rows = rows.append_column("split", add_split(rows, p)).append_column(
-            "ingestion_id", pa.array(["i1"] * n)).append_column(
-            "source_uri", pa.array(["gs://b/w.csv"] * n)).append_column(
-            "ingested_at", pa.array([datetime(2026, 1, 1, tzinfo=UTC)] * n,
-                                    pa.timestamp("us", tz="UTC")))  # fmt: skip
+        rows = (
+            rows.append_column("split", add_split(rows, p))
+            .append_column("ingestion_id", pa.array(["i1"] * n))
+            .append_column("source_uri", pa.array(["gs://b/w.csv"] * n))
+            .append_column(
+                "ingested_at",
+                pa.array([datetime(2026, 1, 1, tzinfo=UTC)] * n, pa.timestamp("us", tz="UTC")),
+            )
+        )
         wh.load("training_data", rows.to_batches(), _ledger_row())
         got = wh.latest_rows("training_data", splits=["TRAIN", "VALIDATION"], per_split=15)
         keys = rows.column("sample_id").to_pylist()
-        expected = sorted(k for split in ("TRAIN", "VALIDATION") for k in sorted(
-            (k for k in keys if split_for(k) == split), key=lambda k: (sample_rank(k), k))[:15])
+        expected = sorted(
+            k
+            for split in ("TRAIN", "VALIDATION")
+            for k in sorted(
+                (k for k in keys if split_for(k) == split), key=lambda k: (sample_rank(k), k)
+            )[:15]
+        )
         assert got.column("sample_id").to_pylist() == expected
         summary = wh.latest_summary("training_data")
         assert summary.rows == 300 and summary.splits["TRAIN"] == sum(
-            split_for(k) == "TRAIN" for k in keys)
+            split_for(k) == "TRAIN" for k in keys
+        )
 
     def test_regression_errors_are_counted_by_the_warehouse(self, make_wh) -> None:
         from tests import projects as shapes
@@ -255,12 +326,25 @@ class AbstractProjectWarehouseTests:
         wh = make_wh(p)
         base = datetime(2026, 3, 1, tzinfo=UTC)
         inputs = {k: v for k, v in shapes.rows(p, 1).to_pylist()[0].items() if k != p.target}
-        preds = [{**inputs, "patient_id": None, "uuid": f"u{i}", "created_at": base,
-                  "model_version": "1", "prediction": 100.0 + i} for i in range(4)]
-        wh.append("predictions_data", pa.Table.from_pylist(preds, schema=arrow_schema(
-            "predictions_data", p)))  # fmt: skip
-        labels = [{"uuid": f"u{i}", "patient_id": None, "progression": 100.0 - i,
-                   "received_at": base} for i in range(4)]  # errors 0, 2, 4, 6
+        preds = [
+            {
+                **inputs,
+                "patient_id": None,
+                "uuid": f"u{i}",
+                "created_at": base,
+                "model_version": "1",
+                "prediction": 100.0 + i,
+            }
+            for i in range(4)
+        ]
+        wh.append(
+            "predictions_data",
+            pa.Table.from_pylist(preds, schema=arrow_schema("predictions_data", p)),
+        )
+        labels = [
+            {"uuid": f"u{i}", "patient_id": None, "progression": 100.0 - i, "received_at": base}
+            for i in range(4)
+        ]  # errors 0, 2, 4, 6
         wh.append("feedback", pa.Table.from_pylist(labels, schema=arrow_schema("feedback", p)))
         (row,) = wh.labelled_accuracy("predictions_data", "feedback")
         assert row["labelled"] == 4 and row["abs_error"] == pytest.approx(12.0)
@@ -301,7 +385,9 @@ class TestDuckDBWarehouse(AbstractWarehouseTests, AbstractProjectWarehouseTests)
 
         def make(p):
             schemas, key = _project_schemas(p)
-            wh = DuckDBWarehouse(tmp_path / f"{p.name}.duckdb", schemas, "ingestion_ledger", key=key)
+            wh = DuckDBWarehouse(
+                tmp_path / f"{p.name}.duckdb", schemas, "ingestion_ledger", key=key
+            )
             wh.ensure_tables()
             opened.append(wh)
             return wh
@@ -316,11 +402,17 @@ class TestDuckDBWarehouse(AbstractWarehouseTests, AbstractProjectWarehouseTests)
             wh.load("training_data", bad.to_batches(), _ledger_row())
         assert wh.counts()["training_data"] == 0
 
-    @pytest.mark.parametrize("sql", [
-        "DELETE FROM training_data", "DROP TABLE training_data",
-        "INSERT INTO feedback VALUES (NULL, 1, 1, now())", "SELECT 1; DROP TABLE feedback",
-        "COPY training_data TO '/tmp/x.csv'", "ATTACH '/tmp/other.db'",
-    ])  # fmt: skip
+    @pytest.mark.parametrize(
+        "sql",
+        [
+            "DELETE FROM training_data",
+            "DROP TABLE training_data",
+            "INSERT INTO feedback VALUES (NULL, 1, 1, now())",
+            "SELECT 1; DROP TABLE feedback",
+            "COPY training_data TO '/tmp/x.csv'",
+            "ATTACH '/tmp/other.db'",
+        ],
+    )
     def test_query_refuses_anything_but_reading(self, wh, sql: str) -> None:
         with pytest.raises(QueryError):
             wh.query(sql)

@@ -48,18 +48,33 @@ def env_for(home: Path, **extra: str) -> dict[str, str]:
     real = example_csv()
     if real is not None:
         env["MINIMLOPS_EXAMPLE_DATA"] = str(real)
-    env.update({"MINIMLOPS_HOME": str(home), "MINIMLOPS_SETTLE_SECONDS": "0.2",
-                "MINIMLOPS_CV_FOLDS": "3", "MINIMLOPS_TRAINING_BUDGET": str(TEST_BUDGET_S),
-                **extra})
+    env.update(
+        {
+            "MINIMLOPS_HOME": str(home),
+            "MINIMLOPS_SETTLE_SECONDS": "0.2",
+            "MINIMLOPS_CV_FOLDS": "3",
+            "MINIMLOPS_TRAINING_BUDGET": str(TEST_BUDGET_S),
+            **extra,
+        }
+    )
     return env
 
 
-def cli(home: Path, *args: str, check: bool = True, **extra: str) -> subprocess.CompletedProcess[str]:
+def cli(
+    home: Path, *args: str, check: bool = True, **extra: str
+) -> subprocess.CompletedProcess[str]:
     """Run the command line as a user would."""
-    proc = subprocess.run([sys.executable, "-m", "minimlops", *args], env=env_for(home, **extra),
-                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-m", "minimlops", *args],
+        env=env_for(home, **extra),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     if check and proc.returncode != 0:
-        raise AssertionError(f"minimlops {args} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+        raise AssertionError(
+            f"minimlops {args} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+        )
     return proc
 
 
@@ -75,8 +90,11 @@ class Server:
         self.log = open(home.parent / f"server-{self.port}.log", "w")  # noqa: SIM115
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "minimlops", "up", "--port", str(self.port)],
-            env=env_for(home, **extra), stdout=self.log, stderr=subprocess.STDOUT,
-            start_new_session=own_group)  # fmt: skip
+            env=env_for(home, **extra),
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=own_group,
+        )
         self.http = httpx.Client(base_url=self.url, timeout=30)
 
     def wait_healthy(self, timeout: float = 90) -> dict[str, Any]:
@@ -150,8 +168,18 @@ class Server:
         self.log.close()
 
 
-EXERCISE_REQUEST = {"Pclass": 3, "Name": "Some Name", "Sex": "male", "Age": 22, "SibSp": 1,
-                    "Parch": 0, "Ticket": "A/5 21171", "Fare": 7.25, "Cabin": "",
-                    "Embarked": "S"}  # fmt: skip
-MODEL_FIELDS_ONLY = {k: EXERCISE_REQUEST[k]
-                     for k in ("Pclass", "Sex", "Age", "SibSp", "Parch", "Fare", "Embarked")}
+EXERCISE_REQUEST = {
+    "Pclass": 3,
+    "Name": "Some Name",
+    "Sex": "male",
+    "Age": 22,
+    "SibSp": 1,
+    "Parch": 0,
+    "Ticket": "A/5 21171",
+    "Fare": 7.25,
+    "Cabin": "",
+    "Embarked": "S",
+}
+MODEL_FIELDS_ONLY = {
+    k: EXERCISE_REQUEST[k] for k in ("Pclass", "Sex", "Age", "SibSp", "Parch", "Fare", "Embarked")
+}

@@ -24,8 +24,11 @@ def test_bench_smoke_writes_every_measurement(tmp_path: Path) -> None:
     assert any("floor" in n for n in names) and any("batches of 1,000" in n for n in names)
     assert any("pandas baseline" in n for n in names) and any("ingest_data" in n for n in names)
     assert any("cold start" in n for n in names) and any("end to end" in n for n in names)
-    single = next(r for r in report["results"]
-                  if r["name"] == "minimlops /predict, 1 passenger, 32 connections")  # fmt: skip
+    single = next(
+        r
+        for r in report["results"]
+        if r["name"] == "minimlops /predict, 1 passenger, 32 connections"
+    )
     assert single["ratio"] > 0 and "median of 3 rounds" in single["note"]  # paired with the floor
     example = next(r for r in report["results"] if r["name"].endswith("the exercise's file"))
     assert example["ratio"] > 0 and "trained on the exercise's titanic.csv" in example["note"]

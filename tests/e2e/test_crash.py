@@ -68,13 +68,18 @@ def _trial(tmp_path: Path, seed: int, processes: int = 1) -> None:
     server = Server(home, MINIMLOPS_SERVING_PROCESSES=str(processes))
     server.wait_healthy()
     if processes > 1:
-        server.wait_for(lambda: "serving process serving-1 (pid" in server.output(),
-                        what="the second serving process")
+        server.wait_for(
+            lambda: "serving process serving-1 (pid" in server.output(),
+            what="the second serving process",
+        )
     kids = server.children()
     answered = burst_then_kill(server, seed, clients=4 * processes)
     assert len(answered) > 20, "the burst should have been answered for a while"
-    wait_until(lambda: not [k for k in kids if alive(k)], 2.0,
-               "the server's child processes to die with it")
+    wait_until(
+        lambda: not [k for k in kids if alive(k)],
+        2.0,
+        "the server's child processes to die with it",
+    )
     again = Server(home)  # restart on the same data home: recovers, serves, retrains nothing
     try:
         health = again.wait_healthy()
@@ -91,8 +96,9 @@ def _trial(tmp_path: Path, seed: int, processes: int = 1) -> None:
 
 
 @pytest.mark.parametrize(("seed", "processes"), [(1, 1), (2, 2)])
-def test_kill9_during_a_burst_loses_no_answered_prediction(tmp_path: Path, seed: int,
-                                                           processes: int) -> None:  # fmt: skip
+def test_kill9_during_a_burst_loses_no_answered_prediction(
+    tmp_path: Path, seed: int, processes: int
+) -> None:
     _trial(tmp_path, seed, processes)
 
 
@@ -117,13 +123,17 @@ def test_files_that_land_while_down_are_loaded_at_start(tmp_path: Path) -> None:
             return status["tables"]["training_data"] == 2000
 
         again.wait_for(loaded, what="the file that landed while down")
-        again.wait_for(lambda: len(again.http.get("/models").json()["versions"]) == 2,
-                       what="a model trained on it")  # fmt: skip
+        again.wait_for(
+            lambda: len(again.http.get("/models").json()["versions"]) == 2,
+            what="a model trained on it",
+        )
     finally:
         again.stop()
 
 
-def test_a_restart_right_after_kill9_and_a_stale_runtime_file_are_not_refused(tmp_path: Path) -> None:
+def test_a_restart_right_after_kill9_and_a_stale_runtime_file_are_not_refused(
+    tmp_path: Path,
+) -> None:
     """The home is held by a lock the kernel drops when the server dies: a
     supervisor's restart within 100 ms of kill -9 starts, and a server.json
     naming a live unrelated process blocks nothing (the pid alone cannot tell)."""
@@ -148,8 +158,9 @@ def test_a_restart_right_after_kill9_and_a_stale_runtime_file_are_not_refused(tm
         second.stop()
     unrelated = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
     try:
-        (home / "server.json").write_text(json.dumps(
-            {"url": "http://127.0.0.1:9", "token": "t", "pid": unrelated.pid}))
+        (home / "server.json").write_text(
+            json.dumps({"url": "http://127.0.0.1:9", "token": "t", "pid": unrelated.pid})
+        )
         status = cli(home, "status", "--json")  # not sent to the dead address
         assert json.loads(status.stdout)["champion"] is not None
         third = Server(home)
@@ -163,7 +174,8 @@ def test_a_restart_right_after_kill9_and_a_stale_runtime_file_are_not_refused(tm
 
 
 def test_ctrl_c_during_a_training_stops_promptly_and_quietly_and_the_next_start_trains(
-        tmp_path: Path) -> None:  # fmt: skip
+    tmp_path: Path,
+) -> None:
     """Ctrl-C (SIGINT to the whole process group) while a training runs:
     the server stops in seconds, not when the training ends; it says the
     training runs again at the next start, promotes nothing and prints no
@@ -185,11 +197,12 @@ def test_ctrl_c_during_a_training_stops_promptly_and_quietly_and_the_next_start_
     assert "exited (code" not in out and "PROMOTED" not in out, out
     again = Server(home, own_group=True)
     again.wait_healthy()
-    again.wait_for(lambda: again.http.get("/status").json()["champion"],
-                   what="the interrupted training, run at the next start")  # fmt: skip
+    again.wait_for(
+        lambda: again.http.get("/status").json()["champion"],
+        what="the interrupted training, run at the next start",
+    )
     assert again.http.post("/predict", json=MODEL_FIELDS_ONLY).status_code == 200
     again.signal_group(signal.SIGTERM)
     out = again.output()
     assert "Traceback" not in out and "exited (code" not in out and "ERROR" not in out, out
     assert again.proc.returncode == 0, out
-

@@ -40,8 +40,12 @@ def check_invariants(home: Path) -> dict:
     try:
         wh = app.deps.warehouse
         loaded = [r for r in wh.ledger() if r["status"] == "loaded"]
-        per_id = {r["ingestion_id"]: r["n"] for r in wh.query(
-            "SELECT ingestion_id, count(*) AS n FROM training_data GROUP BY 1").to_pylist()}  # fmt: skip
+        per_id = {
+            r["ingestion_id"]: r["n"]
+            for r in wh.query(
+                "SELECT ingestion_id, count(*) AS n FROM training_data GROUP BY 1"
+            ).to_pylist()
+        }
         assert per_id == {r["ingestion_id"]: r["rows_loaded"] for r in loaded}
         hashes = [r["content_sha256"] for r in loaded]
         assert len(hashes) == len(set(hashes)), "a content loaded twice"
@@ -122,26 +126,38 @@ def _kill_during(tmp_path: Path, seed: int, work: str, rows: int) -> None:
     else:
         server.http.post("/train", json={"reason": "fault test"}, headers=server.admin())
         deadline = time.monotonic() + 30
-        while "train_model:" not in server.output().split("fault test")[-1] and time.monotonic() < deadline:
+        while (
+            "train_model:" not in server.output().split("fault test")[-1]
+            and time.monotonic() < deadline
+        ):
             time.sleep(0.02)
     time.sleep(random.Random(seed).uniform(0.0, 1.0))
     kids = server.children()
     if work == "training":
         assert kids, "training runs in a child process of the server"
     server.kill9()
-    wait_until(lambda: not [k for k in kids if alive(k)], 1.0,
-               "the server's child processes to die with it")
+    wait_until(
+        lambda: not [k for k in kids if alive(k)],
+        1.0,
+        "the server's child processes to die with it",
+    )
     check_invariants(home)
     again = Server(home)
     try:
         again.wait_healthy()
         if work == "ingestion":
-            done = again.wait_for(lambda: [r for r in again.http.get("/events").json()
-                                           if r["subject"].endswith("big.csv")], what="big.csv")  # fmt: skip
+            done = again.wait_for(
+                lambda: [
+                    r for r in again.http.get("/events").json() if r["subject"].endswith("big.csv")
+                ],
+                what="big.csv",
+            )
             assert done[0]["kind"] == "ingested" and done[0]["rows"] == rows
         else:
-            again.wait_for(lambda: len(again.http.get("/models").json()["versions"]) >= 2,
-                           what="the interrupted training, redelivered")  # fmt: skip
+            again.wait_for(
+                lambda: len(again.http.get("/models").json()["versions"]) >= 2,
+                what="the interrupted training, redelivered",
+            )
         assert again.http.post("/predict", json=MODEL_FIELDS_ONLY).status_code == 200
     finally:
         again.stop()
@@ -168,16 +184,23 @@ def test_a_tampered_artifact_is_refused_and_the_champion_keeps_serving(tmp_path:
     try:
         server.wait_healthy()
         server.http.post("/train", json={"reason": "a second version"}, headers=server.admin())
-        server.wait_for(lambda: len(server.http.get("/models").json()["versions"]) == 2,
-                        what="version 2")  # fmt: skip
+        server.wait_for(
+            lambda: len(server.http.get("/models").json()["versions"]) == 2, what="version 2"
+        )
         cli(home, "models", "promote", "1")
-        server.wait_for(lambda: server.http.get("/healthz").json()["model_version"] == "1",
-                        timeout=10, what="version 1 serving")  # fmt: skip
+        server.wait_for(
+            lambda: server.http.get("/healthz").json()["model_version"] == "1",
+            timeout=10,
+            what="version 1 serving",
+        )
         artifact = home / "buckets/my-model-storage/models/titanic/2/model.onnx"
         artifact.write_bytes(artifact.read_bytes()[:1000])  # truncated
         cli(home, "models", "promote", "2")
-        health = server.wait_for(lambda: (h := server.http.get("/healthz").json())["error"] and h,
-                                 timeout=10, what="the refusal")  # fmt: skip
+        health = server.wait_for(
+            lambda: (h := server.http.get("/healthz").json())["error"] and h,
+            timeout=10,
+            what="the refusal",
+        )
         assert health["model_version"] == "1" and "version 2 refused" in health["error"]
         assert "hash does not match" in health["error"]
         assert server.http.post("/predict", json=MODEL_FIELDS_ONLY).json()["model_version"] == "1"
@@ -190,8 +213,9 @@ def _mount_tmpfs(path: Path, size: str) -> bool:
     path.mkdir(parents=True, exist_ok=True)
     if shutil.which("mount") is None or os.geteuid() != 0:
         return False
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
-                          capture_output=True)  # fmt: skip
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True
+    )
     return done.returncode == 0
 
 
@@ -245,8 +269,12 @@ def test_a_file_still_being_written_is_loaded_once_complete(tmp_path: Path) -> N
             fh.flush()
             time.sleep(0.8)
             fh.write(data[len(data) // 2 :])
-        server.wait_for(lambda: [r for r in server.http.get("/events").json()
-                                 if r["subject"].endswith("slow.csv")], what="slow.csv")  # fmt: skip
+        server.wait_for(
+            lambda: [
+                r for r in server.http.get("/events").json() if r["subject"].endswith("slow.csv")
+            ],
+            what="slow.csv",
+        )
         time.sleep(0.5)
         events = [r for r in server.http.get("/events").json() if r["subject"].endswith("slow.csv")]
         assert len(events) == 1 and events[0]["kind"] == "ingested" and events[0]["rows"] == 20_000

@@ -40,8 +40,13 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 
 def ledger(server: Server) -> list[dict]:
-    out = cli(server.home, "query", "SELECT * FROM ingestion_ledger ORDER BY ingested_at",
-              "--format", "json")  # fmt: skip
+    out = cli(
+        server.home,
+        "query",
+        "SELECT * FROM ingestion_ledger ORDER BY ingested_at",
+        "--format",
+        "json",
+    )
     return json.loads(out.stdout)
 
 
@@ -57,15 +62,18 @@ def test_first_start_serves_the_exercise_request(server: Server) -> None:
     assert row["status"] == "loaded" and row["rows_loaded"] == 891
     models = server.http.get("/models").json()
     v1 = models["versions"][0]
-    assert models["champion"] == "1" and v1["metrics"]["accuracy"] > v1["baseline"]["gender_only_accuracy"]
+    assert (
+        models["champion"] == "1"
+        and v1["metrics"]["accuracy"] > v1["baseline"]["gender_only_accuracy"]
+    )
 
 
 def _readme_block(marker: str) -> str:
     """The first ```bash block after ``marker`` in the README."""
     text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    after = text[text.index(marker):]
+    after = text[text.index(marker) :]
     start = after.index("```bash\n") + len("```bash\n")
-    return after[start:after.index("```", start)]
+    return after[start : after.index("```", start)]
 
 
 def test_the_readme_curl_is_answered_as_the_readme_shows(server: Server) -> None:
@@ -78,8 +86,13 @@ def test_the_readme_curl_is_answered_as_the_readme_shows(server: Server) -> None
     command = "\n".join(ln for ln in block.splitlines() if not ln.startswith("#"))
     shown = next(ln for ln in block.splitlines() if ln.startswith("# {"))
     assert "http://127.0.0.1:8080/predict" in command
-    out = subprocess.run(["bash", "-c", command.replace("http://127.0.0.1:8080", server.url)],
-                         capture_output=True, text=True, timeout=30, check=True).stdout  # fmt: skip
+    out = subprocess.run(
+        ["bash", "-c", command.replace("http://127.0.0.1:8080", server.url)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    ).stdout
     answer = json.loads(out)
     assert set(answer) == set(re.findall(r'"(\w+)":', shown))
     assert f'"prediction":{answer["prediction"]}' in shown
@@ -96,8 +109,11 @@ def test_a_version_has_its_evaluation_in_the_api_the_page_and_the_cli(server: Se
     v = r.json()
     sel, report = v["selection"], v["report"]
     assert sel["metric"] == "accuracy" and sel["chosen"] == v["algorithm"]
-    assert {e["name"] for e in sel["leaderboard"]} >= {"logistic_regression", "lightgbm",
-                                                      "random_forest"}  # fmt: skip
+    assert {e["name"] for e in sel["leaderboard"]} >= {
+        "logistic_regression",
+        "lightgbm",
+        "random_forest",
+    }
     chosen = [e for e in sel["leaderboard"] if e.get("chosen")]
     assert len(chosen) == 1 and chosen[0]["name"] == v["algorithm"]
     assert report["rows"] == v["metrics"]["rows"] and report["task"] == "binary"
@@ -105,8 +121,18 @@ def test_a_version_has_its_evaluation_in_the_api_the_page_and_the_cli(server: Se
     low, high = report["intervals"]["accuracy"]
     assert low <= v["metrics"]["accuracy"] <= high
     columns = {c["column"] for c in report["importance"]["columns"]}
-    assert columns == {"Pclass", "Name", "Sex", "Age", "SibSp", "Parch", "Ticket", "Fare",
-                       "Cabin", "Embarked"}  # the request's fields, not the one-hot columns
+    assert columns == {
+        "Pclass",
+        "Name",
+        "Sex",
+        "Age",
+        "SibSp",
+        "Parch",
+        "Ticket",
+        "Fare",
+        "Cabin",
+        "Embarked",
+    }  # the request's fields, not the one-hot columns
     top = report["importance"]["columns"][0]
     assert top["column"] in ("Sex", "Name") and top["importance"] > 0.02  # sex, or the title
     page = server.http.get("/models/1", headers={"Accept": "text/html,*/*"})
@@ -119,8 +145,13 @@ def test_a_version_has_its_evaluation_in_the_api_the_page_and_the_cli(server: Se
 
 def test_every_answered_prediction_is_a_row_queryable_while_serving(server: Server) -> None:
     uuids = [server.http.post("/predict", json=MODEL_FIELDS_ONLY).json()["uuid"] for _ in range(5)]
-    out = cli(server.home, "query", "SELECT uuid, Pclass, Sex, model_version FROM predictions_data",
-              "--format", "csv")  # fmt: skip
+    out = cli(
+        server.home,
+        "query",
+        "SELECT uuid, Pclass, Sex, model_version FROM predictions_data",
+        "--format",
+        "csv",
+    )
     lines = out.stdout.splitlines()
     assert lines[0] == "uuid,Pclass,Sex,model_version"
     logged = {line.split(",")[0] for line in lines[1:]}
@@ -133,9 +164,12 @@ def test_duplicate_file_loads_nothing(server: Server, tmp_path: Path) -> None:
     copy = tmp_path / "same-content.csv"
     shutil.copy(need_example_data(), copy)
     cli(server.home, "ingest", str(copy))
-    row = server.wait_for(lambda: next((r for r in ledger(server)
-                                        if r["source_uri"].endswith("same-content.csv")), None),
-                          what="the duplicate in the ledger")  # fmt: skip
+    row = server.wait_for(
+        lambda: next(
+            (r for r in ledger(server) if r["source_uri"].endswith("same-content.csv")), None
+        ),
+        what="the duplicate in the ledger",
+    )
     assert row["status"] == "duplicate" and row["rows_loaded"] == 0
     status = json.loads(cli(server.home, "status", "--json").stdout)
     assert status["tables"]["training_data"] == 891
@@ -153,7 +187,9 @@ def test_malformed_file_is_set_aside_and_serving_goes_on(server: Server, tmp_pat
     assert server.http.post("/predict", json=MODEL_FIELDS_ONLY).status_code == 200
 
 
-def test_second_file_trains_and_the_gate_decides_without_restart(server: Server, tmp_path: Path) -> None:
+def test_second_file_trains_and_the_gate_decides_without_restart(
+    server: Server, tmp_path: Path
+) -> None:
     more = tmp_path / "more.csv"
     write_csv(more, 3000, seed=21, start_id=10_001)
     cli(server.home, "ingest", str(more))
@@ -166,8 +202,11 @@ def test_second_file_trains_and_the_gate_decides_without_restart(server: Server,
     assert v2["training_rows"] == 891 + 3000
     assert v2["decision"]["reason"]
     expected = "2" if v2["decision"]["promote"] else "1"
-    server.wait_for(lambda: server.http.get("/healthz").json()["model_version"] == expected,
-                    timeout=10, what=f"serving version {expected}")  # fmt: skip
+    server.wait_for(
+        lambda: server.http.get("/healthz").json()["model_version"] == expected,
+        timeout=10,
+        what=f"serving version {expected}",
+    )
     assert server.http.post("/predict", json=EXERCISE_REQUEST).json()["model_version"] == expected
 
 
@@ -177,11 +216,15 @@ def test_bad_requests_get_specific_errors_never_500(server: Server) -> None:
     fields = {e["field"]: e["message"] for e in r.json()["errors"]}
     assert set(fields) == {"Age", "Sex"} and "greater than or equal to 0" in fields["Age"]
     assert server.http.post("/predict", json={"Sex": "male"}).status_code == 422
-    r = server.http.post("/predict", content=b"{not json", headers={"Content-Type": "application/json"})
+    r = server.http.post(
+        "/predict", content=b"{not json", headers={"Content-Type": "application/json"}
+    )
     assert r.status_code == 400 and "invalid JSON" in r.json()["detail"]
     r = server.http.post("/predict", content=b"Pclass=3", headers={"Content-Type": "text/plain"})
     assert r.status_code == 415
-    r = server.http.post("/predict", content=b'{"Pclass": NaN}', headers={"Content-Type": "application/json"})
+    r = server.http.post(
+        "/predict", content=b'{"Pclass": NaN}', headers={"Content-Type": "application/json"}
+    )
     assert r.status_code == 400
     batch = server.http.post("/predict", json=[MODEL_FIELDS_ONLY] * 3)
     assert batch.status_code == 200 and len(batch.json()["predictions"]) == 3
@@ -190,9 +233,14 @@ def test_bad_requests_get_specific_errors_never_500(server: Server) -> None:
 
 
 def test_cors_preflight_and_openapi(server: Server) -> None:
-    r = server.http.options("/predict", headers={"Origin": "http://127.0.0.1:5500",
-                                                 "Access-Control-Request-Method": "POST",
-                                                 "Access-Control-Request-Headers": "content-type"})  # fmt: skip
+    r = server.http.options(
+        "/predict",
+        headers={
+            "Origin": "http://127.0.0.1:5500",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type",
+        },
+    )
     assert r.status_code == 200 and r.headers["access-control-allow-origin"] == "*"
     spec = server.http.get("/openapi.json").json()
     assert "/predict" in spec["paths"] and "Passenger" in spec["components"]["schemas"]
@@ -202,7 +250,10 @@ def test_admin_endpoints_need_the_token(server: Server) -> None:
     assert server.http.post("/models/rollback").status_code == 401
     wrong = {"Authorization": "Bearer nope"}
     assert server.http.post("/train", headers=wrong).status_code == 401
-    assert server.http.post("/query", json={"sql": "SELECT 1"}, headers=server.admin()).status_code == 200
+    assert (
+        server.http.post("/query", json={"sql": "SELECT 1"}, headers=server.admin()).status_code
+        == 200
+    )
 
 
 def test_models_list_and_status_work_while_serving(server: Server) -> None:
@@ -226,16 +277,23 @@ def test_predict_without_a_server_answers_and_logs_the_row(tmp_path: Path) -> No
     # a field the request has not is ignored, and the command says so
     misspelt = cli(home, "predict", json.dumps({**MODEL_FIELDS_ONLY, "Agee": 3}))
     assert json.loads(misspelt.stdout)["prediction"] in (0, 1)
-    assert ("warning: 'Agee' is not a field of Passenger, so it was ignored (did you mean "
-            "'Age'?)") in misspelt.stderr.splitlines(), misspelt.stderr
-    logged = cli(home, "query", f"SELECT uuid FROM predictions_data WHERE uuid = '{answer['uuid']}'",
-                 "--format", "json").stdout
+    assert (
+        "warning: 'Agee' is not a field of Passenger, so it was ignored (did you mean 'Age'?)"
+    ) in misspelt.stderr.splitlines(), misspelt.stderr
+    logged = cli(
+        home,
+        "query",
+        f"SELECT uuid FROM predictions_data WHERE uuid = '{answer['uuid']}'",
+        "--format",
+        "json",
+    ).stdout
     assert answer["uuid"] in logged
 
 
 def test_a_mistyped_project_is_an_error_line_not_a_traceback(tmp_path: Path) -> None:
     for command in (("status",), ("up", "--port", "0")):
-        proc = cli(tmp_path / "home", *command, "--project", str(tmp_path / "custmers"), check=False)
+        proc = cli(
+            tmp_path / "home", *command, "--project", str(tmp_path / "custmers"), check=False
+        )
         assert proc.returncode == 1 and "error: no project.toml in" in proc.stderr
         assert "Traceback" not in proc.stderr
-

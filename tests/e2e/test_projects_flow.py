@@ -33,14 +33,18 @@ def test_an_example_project_serves_learns_from_feedback_and_retrains(tmp_path: P
         one = srv.http.post("/predict", json=requests[0])
         assert one.status_code == 200, one.text
         answer = one.json()
-        keys = {"binary": {"prediction", "probability", "uuid", "model_version"},
-                "multiclass": {"prediction", "probability", "probabilities", "uuid", "model_version"},
-                "regression": {"prediction", "uuid", "model_version"}}[p.task]  # fmt: skip
+        keys = {
+            "binary": {"prediction", "probability", "uuid", "model_version"},
+            "multiclass": {"prediction", "probability", "probabilities", "uuid", "model_version"},
+            "regression": {"prediction", "uuid", "model_version"},
+        }[p.task]
         assert set(answer) == keys
         if p.classes:
             assert answer["prediction"] in p.classes
         batch = srv.http.post("/predict", json=requests).json()["predictions"]
-        labels = [{"uuid": a["uuid"], p.target: r[p.target]} for a, r in zip(batch, rows, strict=True)]
+        labels = [
+            {"uuid": a["uuid"], p.target: r[p.target]} for a, r in zip(batch, rows, strict=True)
+        ]
         fb = srv.http.post("/feedback", json=labels)
         assert fb.status_code == 200 and fb.json()["accepted"] == 60, fb.text
         wrong = srv.http.post("/feedback", json={"uuid": batch[0]["uuid"], p.target: "??"})
@@ -53,14 +57,17 @@ def test_an_example_project_serves_learns_from_feedback_and_retrains(tmp_path: P
         more = tmp_path / "more.csv"
         write_project_csv(p, more, 300, seed=4, start_id=200_000)
         cli(home, "ingest", str(more))
-        srv.wait_for(lambda: len(srv.http.get("/models").json()["versions"]) >= 2, 120,
-                     "a second version")  # fmt: skip
+        srv.wait_for(
+            lambda: len(srv.http.get("/models").json()["versions"]) >= 2, 120, "a second version"
+        )
         v2 = srv.http.get("/models").json()["versions"][-1]
         assert v2["decision"]["metric"] == p.primary_metric
         page = srv.http.get("/project").json()
         assert page["task"] == p.task and page["target"] == p.target
         spec = srv.http.get("/openapi.json").json()
-        assert "Row" in spec["components"]["schemas"] and "Feedback" in spec["components"]["schemas"]
+        assert (
+            "Row" in spec["components"]["schemas"] and "Feedback" in spec["components"]["schemas"]
+        )
         listing = cli(home, "models", "list", COLUMNS="80")
         assert max(len(line) for line in listing.stdout.splitlines()) <= 80, listing.stdout
         header = next(line for line in listing.stdout.splitlines() if "decision" in line)
@@ -93,16 +100,24 @@ def test_from_a_csv_to_a_served_model_with_init(tmp_path: Path) -> None:
         assert health.status_code == 503 and "no champion" in health.json()["reason"]
         # `up` says how to land a file, as a command that works pasted into
         # another shell, elsewhere, without MINIMLOPS_HOME: it names the home
-        hint = srv.wait_for(lambda: next((x for x in srv.output().splitlines()
-                                          if x.startswith("minimlops ingest ")), None), 30,
-                            "the ingest command to paste")  # fmt: skip
+        hint = srv.wait_for(
+            lambda: next(
+                (x for x in srv.output().splitlines() if x.startswith("minimlops ingest ")), None
+            ),
+            30,
+            "the ingest command to paste",
+        )
         assert shlex.split(hint)[2:] == ["FILE.csv", "--home", str(home.resolve())], hint
         elsewhere = tmp_path / "another-shell"
         elsewhere.mkdir()
         pasted = subprocess.run(
             [sys.executable, "-m", *shlex.split(hint.replace("FILE.csv", shlex.quote(str(data))))],
-            cwd=elsewhere, capture_output=True, text=True, timeout=120,
-            env={k: v for k, v in env_for(home).items() if k != "MINIMLOPS_HOME"})  # fmt: skip
+            cwd=elsewhere,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={k: v for k, v in env_for(home).items() if k != "MINIMLOPS_HOME"},
+        )
         assert pasted.returncode == 0, pasted.stderr
         assert list(elsewhere.iterdir()) == [], "no other home was made"
         srv.wait_healthy(120)
@@ -111,26 +126,39 @@ def test_from_a_csv_to_a_served_model_with_init(tmp_path: Path) -> None:
         assert answer["prediction"] in ("Yes", "No") and 0 <= answer["probability"] <= 1
         # once the first model is served, `up` prints a curl to paste, in the
         # project's own columns, which the server answers
-        line = srv.wait_for(lambda: next((x for x in srv.output().splitlines()
-                                          if x.startswith("curl ")), None), 30, "a curl to try")
+        line = srv.wait_for(
+            lambda: next((x for x in srv.output().splitlines() if x.startswith("curl ")), None),
+            30,
+            "a curl to try",
+        )
         assert "no model yet" in srv.output()
         words = shlex.split(line)
-        assert words[-1] == f"{srv.url}/predict" and "plan" in json.loads(words[words.index("-d") + 1])
-        tried = srv.http.post("/predict", content=words[words.index("-d") + 1],
-                              headers={"Content-Type": "application/json"})  # fmt: skip
+        assert words[-1] == f"{srv.url}/predict" and "plan" in json.loads(
+            words[words.index("-d") + 1]
+        )
+        tried = srv.http.post(
+            "/predict",
+            content=words[words.index("-d") + 1],
+            headers={"Content-Type": "application/json"},
+        )
         assert tried.status_code == 200 and tried.json()["prediction"] in ("Yes", "No"), tried.text
         # the CLI uses the home's project without being told
         predicted = json.loads(cli(home, "predict", json.dumps(row)).stdout)
-        assert predicted["prediction"] in ("Yes", "No") and predicted["model_version"]  # as /predict
+        assert (
+            predicted["prediction"] in ("Yes", "No") and predicted["model_version"]
+        )  # as /predict
         many = json.loads(cli(home, "predict", json.dumps([row, row])).stdout)
         assert len(many["predictions"]) == 2
         # a second export, landed as it is: its rows are new rows
         cli(home, "ingest", str(more))
-        srv.wait_for(lambda: len(srv.http.get("/models").json()["versions"]) >= 2, 120,
-                     "a second version")  # fmt: skip
-        counted = srv.http.post("/query", json={"sql": "SELECT count(*) AS n, count(DISTINCT "
-                                                       "row_id) AS k FROM training_data"},
-                                headers=srv.admin()).json()["rows"]  # fmt: skip
+        srv.wait_for(
+            lambda: len(srv.http.get("/models").json()["versions"]) >= 2, 120, "a second version"
+        )
+        counted = srv.http.post(
+            "/query",
+            json={"sql": "SELECT count(*) AS n, count(DISTINCT row_id) AS k FROM training_data"},
+            headers=srv.admin(),
+        ).json()["rows"]
         assert counted == [{"n": 2000, "k": 2000}]
         fb = srv.http.post("/feedback", json={"uuid": answer["uuid"], "churned": "No"})
         assert fb.status_code == 200 and fb.json()["accepted"] == 1, fb.text
@@ -138,7 +166,9 @@ def test_from_a_csv_to_a_served_model_with_init(tmp_path: Path) -> None:
         # HTTP client's own log lines ("INFO HTTP Request: POST ...")
         trained = cli(home, "train", "--reason", "the README's example")
         assert json.loads(trained.stdout)["reason"] == "the README's example"
-        assert "HTTP Request" not in trained.stderr and "httpx" not in trained.stderr, trained.stderr
+        assert "HTTP Request" not in trained.stderr and "httpx" not in trained.stderr, (
+            trained.stderr
+        )
     finally:
         srv.stop()
 
@@ -167,20 +197,27 @@ def test_one_home_holds_one_project_and_a_nullable_column_can_be_added(tmp_path:
     assert sorted(p.name for p in home.iterdir()) == before
     # retyping a column is refused with what to do
     text = (proj / "project.toml").read_text()
-    (proj / "project.toml").write_text(text.replace('name = "s6"\ntype = "float"',
-                                                    'name = "s6"\ntype = "integer"'))
+    (proj / "project.toml").write_text(
+        text.replace('name = "s6"\ntype = "float"', 'name = "s6"\ntype = "integer"')
+    )
     retyped = cli(home, "status", check=False)
-    assert retyped.returncode != 0 and "column 's6' retyped from float to integer" in (
-        retyped.stderr + retyped.stdout) and "new home" in retyped.stderr + retyped.stdout
+    assert (
+        retyped.returncode != 0
+        and "column 's6' retyped from float to integer" in (retyped.stderr + retyped.stdout)
+        and "new home" in retyped.stderr + retyped.stdout
+    )
     # a new nullable column is applied in place: old rows read as null
-    (proj / "project.toml").write_text(text + '\n[[columns]]\nname = "smoker"\ntype = "boolean"\n'
-                                       'description = "smokes"\n')  # fmt: skip
+    (proj / "project.toml").write_text(
+        text + '\n[[columns]]\nname = "smoker"\ntype = "boolean"\ndescription = "smokes"\n'
+    )
     srv = Server(home)
     try:
         srv.wait_healthy(120)
-        rows = srv.http.post("/query", json={"sql": "SELECT count(*) AS n, count(smoker) AS s "
-                                                    "FROM training_data"},
-                             headers=srv.admin()).json()["rows"]
+        rows = srv.http.post(
+            "/query",
+            json={"sql": "SELECT count(*) AS n, count(smoker) AS s FROM training_data"},
+            headers=srv.admin(),
+        ).json()["rows"]
         assert rows == [{"n": 442, "s": 0}]
         assert "smoker" in [c["name"] for c in srv.http.get("/project").json()["columns"]]
     finally:

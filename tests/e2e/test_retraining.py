@@ -42,8 +42,13 @@ def server(tmp_path: Path):
     home = tmp_path / "home"
     (home / LAND).mkdir(parents=True)
     write_csv(home / LAND / "passengers.csv", 1500, seed=3)
-    srv = Server(home, MINIMLOPS_MONITOR_EVERY="3600", MINIMLOPS_DRIFT_WINDOW="300",
-                 MINIMLOPS_MIN_LABELS="30", MINIMLOPS_ACCURACY_THRESHOLD="0.7")  # fmt: skip
+    srv = Server(
+        home,
+        MINIMLOPS_MONITOR_EVERY="3600",
+        MINIMLOPS_DRIFT_WINDOW="300",
+        MINIMLOPS_MIN_LABELS="30",
+        MINIMLOPS_ACCURACY_THRESHOLD="0.7",
+    )
     srv.wait_healthy()
     yield srv
     srv.stop()
@@ -69,8 +74,11 @@ def test_drift_accuracy_triggers_decisions_and_rollback(server: Server) -> None:
     v2 = server.wait_for(lambda: versions(server)[1:], what="the drift-triggered training")[0]
     assert v2["trigger"]["reason"].startswith("drift over threshold")
     settled = "2" if v2["decision"]["promote"] else "1"
-    server.wait_for(lambda: server.http.get("/healthz").json()["model_version"] == settled,
-                    timeout=10, what="the decision applied")  # fmt: skip
+    server.wait_for(
+        lambda: server.http.get("/healthz").json()["model_version"] == settled,
+        timeout=10,
+        what="the decision applied",
+    )
     assert server.http.post("/monitoring/check", headers=server.admin()).json()["triggered"] == []
 
     # 3. Labels that contradict the champion's answers: live accuracy falls.
@@ -101,8 +109,11 @@ def test_drift_accuracy_triggers_decisions_and_rollback(server: Server) -> None:
     assert was == before and now != before
     pointer = server.http.get("/models").json()["champion"]
     assert pointer == now
-    server.wait_for(lambda: server.http.get("/healthz").json()["model_version"] == pointer,
-                    timeout=10, what="serving the rolled-back version")  # fmt: skip
+    server.wait_for(
+        lambda: server.http.get("/healthz").json()["model_version"] == pointer,
+        timeout=10,
+        what="serving the rolled-back version",
+    )
 
 
 def test_duplicate_and_simultaneous_triggers_start_one_training(tmp_path: Path) -> None:

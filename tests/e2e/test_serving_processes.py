@@ -27,11 +27,16 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     # the promotion test retrains on the same rows and expects the same model: the
     # default budget, so a loaded machine cannot cut selection short
     default = Settings.model_fields["training_budget"].default
-    srv = Server(tmp_path_factory.mktemp("processes") / "home", MINIMLOPS_SERVING_PROCESSES="2",
-                 MINIMLOPS_TRAINING_BUDGET=str(default))
+    srv = Server(
+        tmp_path_factory.mktemp("processes") / "home",
+        MINIMLOPS_SERVING_PROCESSES="2",
+        MINIMLOPS_TRAINING_BUDGET=str(default),
+    )
     srv.wait_healthy()
-    srv.wait_for(lambda: srv.http.get("/healthz").json()["serving_processes"] == 2,
-                 what="the second serving process")
+    srv.wait_for(
+        lambda: srv.http.get("/healthz").json()["serving_processes"] == 2,
+        what="the second serving process",
+    )
     yield srv
     srv.stop()
 
@@ -57,8 +62,11 @@ def _predictions(server: Server, n: int) -> list[dict]:
 
 def _logged(server: Server, uuids: list[str]) -> list[str]:
     listed = ", ".join(f"'{u}'" for u in uuids)
-    r = server.http.post("/query", headers=server.admin(),
-                         json={"sql": f"SELECT uuid FROM predictions_data WHERE uuid IN ({listed})"})
+    r = server.http.post(
+        "/query",
+        headers=server.admin(),
+        json={"sql": f"SELECT uuid FROM predictions_data WHERE uuid IN ({listed})"},
+    )
     assert r.status_code == 200, r.text
     return [row["uuid"] for row in r.json()["rows"]]
 
@@ -68,10 +76,13 @@ def test_both_processes_answer_and_every_answer_is_logged_once(server: Server) -
     uuids = [a["uuid"] for a in _predictions(server, 120)]
     journal = server.home / "journal"
     assert any(p.stat().st_size for p in journal.glob("*.jsonl")), "the server answered none"
-    assert any(p.stat().st_size for p in (journal / "serving-1").glob("*.jsonl")), \
+    assert any(p.stat().st_size for p in (journal / "serving-1").glob("*.jsonl")), (
         "the second serving process answered none of 120 connections"
-    found = server.wait_for(lambda: (rows := _logged(server, uuids)) and len(rows) == 120 and rows,
-                            what="120 answered predictions in predictions_data")
+    )
+    found = server.wait_for(
+        lambda: (rows := _logged(server, uuids)) and len(rows) == 120 and rows,
+        what="120 answered predictions in predictions_data",
+    )
     assert sorted(found) == sorted(uuids)  # each once
     after = server.http.get("/stats/serving").json()
     assert after["predictions"] - before == 120  # both processes counted
@@ -82,8 +93,12 @@ def test_both_processes_answer_and_every_answer_is_logged_once(server: Server) -
 def _per_process(server: Server) -> dict[tuple[str, str], int]:
     """minimlops_process_requests_total by (process, kind), from /metrics."""
     text = server.http.get("/metrics").text
-    return {(p, k): int(n) for p, k, n in re.findall(
-        r'minimlops_process_requests_total\{process="([^"]+)",kind="(\w+)"\} (\d+)', text)}
+    return {
+        (p, k): int(n)
+        for p, k, n in re.findall(
+            r'minimlops_process_requests_total\{process="([^"]+)",kind="(\w+)"\} (\d+)', text
+        )
+    }
 
 
 def test_every_request_is_answered_whichever_process_takes_it(server: Server) -> None:
@@ -93,31 +108,52 @@ def test_every_request_is_answered_whichever_process_takes_it(server: Server) ->
         assert "<html" in _fresh(server, "GET", "/dashboard").text.lower()
         r = _fresh(server, "POST", "/explain", json=MODEL_FIELDS_ONLY)  # a body, forwarded
         assert r.status_code == 200 and r.json()["model_version"], r.text
-        r = _fresh(server, "OPTIONS", "/predict", headers={
-            "Origin": "http://elsewhere.example", "Access-Control-Request-Method": "POST"})
+        r = _fresh(
+            server,
+            "OPTIONS",
+            "/predict",
+            headers={"Origin": "http://elsewhere.example", "Access-Control-Request-Method": "POST"},
+        )
         assert r.headers.get("access-control-allow-origin") == "*"
-        r = _fresh(server, "POST", "/models/rollback", json={"reason": "x"},
-                   headers={"Origin": "http://elsewhere.example"})
+        r = _fresh(
+            server,
+            "POST",
+            "/models/rollback",
+            json={"reason": "x"},
+            headers={"Origin": "http://elsewhere.example"},
+        )
         assert r.status_code in (401, 403)  # admin: never from another origin, never open
-        r = _fresh(server, "POST", "/predict", content=b"{not json",
-                   headers={"Content-Type": "application/json"})
+        r = _fresh(
+            server,
+            "POST",
+            "/predict",
+            content=b"{not json",
+            headers={"Content-Type": "application/json"},
+        )
         assert r.status_code == 400 and "invalid JSON" in r.json()["detail"]
     after = _per_process(server)
     took_part = {key for key, n in after.items() if n > before.get(key, 0)}
     # 72 fresh connections: both processes answered /predict, and the second
     # one forwarded what it does not answer itself
-    assert {("server", "predict"), ("serving-1", "predict"), ("serving-1", "forwarded")} <= took_part
+    assert {
+        ("server", "predict"),
+        ("serving-1", "predict"),
+        ("serving-1", "forwarded"),
+    } <= took_part
 
 
 def test_a_promotion_reaches_every_process_before_it_is_answered(server: Server) -> None:
     r = server.http.post("/train", headers=server.admin(), json={"reason": "a second version"})
     assert r.status_code == 202, r.text
     # the same rows again: not worse than the champion, so training promotes it
-    server.wait_for(lambda: server.http.get("/healthz").json()["model_version"] == "2",
-                    what="a second model version serving")
+    server.wait_for(
+        lambda: server.http.get("/healthz").json()["model_version"] == "2",
+        what="a second model version serving",
+    )
     for version in ("1", "2", "1"):
-        r = server.http.post(f"/models/{version}/promote", headers=server.admin(),
-                             json={"reason": "test"})  # fmt: skip
+        r = server.http.post(
+            f"/models/{version}/promote", headers=server.admin(), json={"reason": "test"}
+        )
         assert r.status_code == 200, r.text
         served = {a["model_version"] for a in _predictions(server, 16)}
         assert served == {version}
@@ -160,9 +196,13 @@ def test_a_port_in_use_is_refused_with_a_clear_error(tmp_path: Path) -> None:
         taken.bind(("127.0.0.1", port))
         taken.listen()
         started = time.monotonic()
-        proc = subprocess.run([sys.executable, "-m", "minimlops", "up", "--port", str(port)],
-                              env=env_for(tmp_path / "home"), capture_output=True, text=True,
-                              timeout=60)  # fmt: skip
+        proc = subprocess.run(
+            [sys.executable, "-m", "minimlops", "up", "--port", str(port)],
+            env=env_for(tmp_path / "home"),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
     assert proc.returncode != 0
     assert f"cannot listen on 127.0.0.1:{port}" in proc.stderr + proc.stdout
     assert "Traceback" not in proc.stderr

@@ -46,26 +46,39 @@ def test_no_endpoint_answers_500(server: Server) -> None:
     for operation in operations:
 
         @given(operation.as_strategy())
-        @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck),
-                  database=None)  # fmt: skip
+        @settings(
+            max_examples=25, deadline=None, suppress_health_check=list(HealthCheck), database=None
+        )
         def fuzz(case: schemathesis.Case) -> None:
             response = case.call(base_url=server.url, headers=headers)
             assert response.status_code < 500, (
-                f"{case.method} {case.formatted_path}: {response.status_code} {response.text[:300]}")
+                f"{case.method} {case.formatted_path}: {response.status_code} {response.text[:300]}"
+            )
 
         fuzz()
 
 
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=5),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=5)
+    ),
     max_leaves=20,
-)  # fmt: skip
-FIELDS = st.fixed_dictionaries({}, optional={
-    "Pclass": JSON | st.integers(-5, 5), "Sex": JSON | st.sampled_from(["male", "female", "MALE", ""]),
-    "Age": JSON | st.floats(), "SibSp": JSON, "Parch": JSON, "Fare": JSON | st.floats(),
-    "Embarked": JSON | st.sampled_from(["S", "C", "Q", "", "s"]), "Name": JSON, "Cabin": JSON,
-})  # fmt: skip
+)
+FIELDS = st.fixed_dictionaries(
+    {},
+    optional={
+        "Pclass": JSON | st.integers(-5, 5),
+        "Sex": JSON | st.sampled_from(["male", "female", "MALE", ""]),
+        "Age": JSON | st.floats(),
+        "SibSp": JSON,
+        "Parch": JSON,
+        "Fare": JSON | st.floats(),
+        "Embarked": JSON | st.sampled_from(["S", "C", "Q", "", "s"]),
+        "Name": JSON,
+        "Cabin": JSON,
+    },
+)
 
 
 @pytest.fixture(scope="module")
@@ -103,9 +116,42 @@ def test_any_bytes_get_200_or_a_4xx(answer, body: bytes) -> None:  # type: ignor
     assert status in (200, 400, 413, 422)
 
 
-ODD = st.sampled_from([None, "", " ", "  x", "x ", "x", "3", "3.5", "true", 3, 3.0, 3.5, -1, 0,
-                       1, True, False, 2**63, -(2**63) - 1, 1e308, -1e308, 10**400, [], {},
-                       "male", "Yes", "basic", "\u00a0basic", "S", "x" * 300, "NA", "?"])  # fmt: skip
+ODD = st.sampled_from(
+    [
+        None,
+        "",
+        " ",
+        "  x",
+        "x ",
+        "x",
+        "3",
+        "3.5",
+        "true",
+        3,
+        3.0,
+        3.5,
+        -1,
+        0,
+        1,
+        True,
+        False,
+        2**63,
+        -(2**63) - 1,
+        1e308,
+        -1e308,
+        10**400,
+        [],
+        {},
+        "male",
+        "Yes",
+        "basic",
+        "\u00a0basic",
+        "S",
+        "x" * 300,
+        "NA",
+        "?",
+    ]
+)
 ODD_TEXT = ["1e400", "-1e400", "NaN", "Infinity", "1.0e2", "-0.0", "00", "1E+2"]
 
 
@@ -127,15 +173,16 @@ def _mutated(draw, base: dict, names: list[str]) -> str:
     if draw(st.booleans()):
         row["not_a_column"] = draw(ODD)
     text = json.dumps(row)[:-1]
-    extra = "".join(f', {json.dumps(k)}: {v}' for k, v in raw.items())
+    extra = "".join(f", {json.dumps(k)}: {v}" for k, v in raw.items())
     if draw(st.integers(0, 9)) == 0 and names:  # a key twice: the last one counts
-        extra += f', {json.dumps(names[0])}: {json.dumps(draw(ODD))}'
+        extra += f", {json.dumps(names[0])}: {json.dumps(draw(ODD))}"
     return ("{" + text[1:] + extra + "}") if text != "{" else "{" + extra.lstrip(", ") + "}"
 
 
 @pytest.mark.parametrize("name", ["titanic", "wine", "diabetes", "churn", "churn-missing-words"])
 def test_the_fast_request_check_accepts_only_what_pydantic_accepts_and_gives_the_same_rows(
-        name: str) -> None:  # fmt: skip
+    name: str,
+) -> None:
     """msgspec checks /predict bodies on the common path; pydantic has the last
     word. Whatever msgspec accepts, pydantic must accept, giving rows that are
     equal value for value and type for type (else a fast path could change an
@@ -151,16 +198,19 @@ def test_the_fast_request_check_accepts_only_what_pydantic_accepts_and_gives_the
         project = dataclasses.replace(project, missing_values=("NA", "?"))
     models = request_models(project)
     assert models.fast is not None, "every example takes the fast path"
-    rows = [{k: v for k, v in r.items() if k != project.target}
-            for r in shapes.rows(project, 30, seed=4).to_pylist()]  # fmt: skip
+    rows = [
+        {k: v for k, v in r.items() if k != project.target}
+        for r in shapes.rows(project, 30, seed=4).to_pylist()
+    ]
     names = [c.name for c in project.columns if c.name != project.target]
     assert models.fast.rows(orjson.dumps(rows), True) is not None, "good rows take the fast path"
     assert all(models.fast.rows(orjson.dumps(r), False) is not None for r in rows)
     fast_taken = []
 
     @given(st.data())
-    @settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck),
-              database=None)  # fmt: skip
+    @settings(
+        max_examples=400, deadline=None, suppress_health_check=list(HealthCheck), database=None
+    )
     def check(data: st.DataObject) -> None:
         body = _mutated(data.draw, data.draw(st.sampled_from(rows)), names)
         if data.draw(st.booleans()):
@@ -171,11 +221,14 @@ def test_the_fast_request_check_accepts_only_what_pydantic_accepts_and_gives_the
             return
         fast_taken.append(body)
         slow = models.many.validate_json(body) if batch else [models.one.validate_json(body)]
+
         # a batch gives structs, where an absent field and a null read the same
         # (None), as the features and the log read them; pydantic gives dicts
         def typed(rows: list[Any]) -> list[list[tuple[str, str, Any]]]:
-            return [sorted((k, type(v).__name__, v) for k, v in dict(r).items() if v is not None)
-                    for r in rows]  # fmt: skip
+            return [
+                sorted((k, type(v).__name__, v) for k, v in dict(r).items() if v is not None)
+                for r in rows
+            ]
 
         assert typed(fast) == typed(slow), body
 

@@ -29,9 +29,19 @@ from tests.e2e.harness import free_port, wait_until
 
 pytestmark = pytest.mark.gcp
 FUNCTIONS = ("ingest_data", "train_model", "predictions_endpoint")
-EXERCISE_REQUEST = {"PassengerId": 892, "Pclass": 3, "Name": "Kelly, Mr. James", "Sex": "male",
-                    "Age": 34.5, "SibSp": 0, "Parch": 0, "Ticket": "330911", "Fare": 7.8292,
-                    "Cabin": None, "Embarked": "Q"}  # fmt: skip
+EXERCISE_REQUEST = {
+    "PassengerId": 892,
+    "Pclass": 3,
+    "Name": "Kelly, Mr. James",
+    "Sex": "male",
+    "Age": 34.5,
+    "SibSp": 0,
+    "Parch": 0,
+    "Ticket": "330911",
+    "Fare": 7.8292,
+    "Cabin": None,
+    "Embarked": "Q",
+}
 
 
 class Cloud:
@@ -44,35 +54,52 @@ class Cloud:
         self.dataset = f"titanic_{self.suffix}"
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("MINIMLOPS_")}
         self.env.update(emulators)
-        self.env.update({
-            "MINIMLOPS_BACKEND": "gcp", "MINIMLOPS_LANDING_BUCKET": self.landing,
-            "MINIMLOPS_MODEL_BUCKET": self.models, "MINIMLOPS_DATASET": self.dataset,
-            "MINIMLOPS_INGESTION_TOPIC": f"ingestion_complete-{self.suffix}",
-            "MINIMLOPS_RETRAIN_TOPIC": f"retrain_requested-{self.suffix}",
-            "MINIMLOPS_PROMOTED_TOPIC": f"model_promoted-{self.suffix}",
-            "MINIMLOPS_DEAD_LETTER_TOPIC": f"dead-letter-{self.suffix}",
-            "MINIMLOPS_CV_FOLDS": "3", "MINIMLOPS_MODEL_CHECK_SECONDS": "1",
-        })  # fmt: skip
+        self.env.update(
+            {
+                "MINIMLOPS_BACKEND": "gcp",
+                "MINIMLOPS_LANDING_BUCKET": self.landing,
+                "MINIMLOPS_MODEL_BUCKET": self.models,
+                "MINIMLOPS_DATASET": self.dataset,
+                "MINIMLOPS_INGESTION_TOPIC": f"ingestion_complete-{self.suffix}",
+                "MINIMLOPS_RETRAIN_TOPIC": f"retrain_requested-{self.suffix}",
+                "MINIMLOPS_PROMOTED_TOPIC": f"model_promoted-{self.suffix}",
+                "MINIMLOPS_DEAD_LETTER_TOPIC": f"dead-letter-{self.suffix}",
+                "MINIMLOPS_CV_FOLDS": "3",
+                "MINIMLOPS_MODEL_CHECK_SECONDS": "1",
+            }
+        )
         self.ports = {fn: free_port() for fn in FUNCTIONS}
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
 
     def cli(self, *args: str) -> str:
-        proc = subprocess.run([sys.executable, "-m", "minimlops", *args], env=self.env,
-                              capture_output=True, text=True, timeout=300)  # fmt: skip
+        proc = subprocess.run(
+            [sys.executable, "-m", "minimlops", *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert proc.returncode == 0, f"minimlops {args}: {proc.stdout}\n{proc.stderr}"
         return proc.stdout
 
-    def start_functions(self, bundle: Path, only: tuple[str, ...] = FUNCTIONS,
-                        **env: str) -> None:  # fmt: skip
+    def start_functions(self, bundle: Path, only: tuple[str, ...] = FUNCTIONS, **env: str) -> None:
         ff = Path(sys.executable).parent / "functions-framework"
         for fn in only:
             log = open(self.tmp / f"{fn}.log", "w")  # noqa: SIM115
             self.procs[fn] = subprocess.Popen(
-                [str(ff), f"--target={fn}", f"--source={bundle / 'main.py'}",
-                 "--host=127.0.0.1", f"--port={self.ports[fn]}"],
+                [
+                    str(ff),
+                    f"--target={fn}",
+                    f"--source={bundle / 'main.py'}",
+                    "--host=127.0.0.1",
+                    f"--port={self.ports[fn]}",
+                ],
                 # as on Cloud Run: the bundle's own copy of minimlops is imported
-                env={**self.env, "PYTHONPATH": str(bundle), **env}, cwd=bundle,
-                stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+                env={**self.env, "PYTHONPATH": str(bundle), **env},
+                cwd=bundle,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         for fn in only:
             port = self.ports[fn]
             deadline = time.monotonic() + 60
@@ -112,9 +139,11 @@ def _clients(project: str) -> tuple[Any, Any, Any]:
     from google.auth.credentials import AnonymousCredentials
     from google.cloud import bigquery, pubsub_v1, storage
 
-    return (storage.Client(project=project),
-            bigquery.Client(project=project, credentials=AnonymousCredentials()),
-            pubsub_v1.SubscriberClient())  # fmt: skip
+    return (
+        storage.Client(project=project),
+        bigquery.Client(project=project, credentials=AnonymousCredentials()),
+        pubsub_v1.SubscriberClient(),
+    )
 
 
 def _bridge(cloud: Cloud, sub: Any, subscription: str, name: str, times: int = 1) -> int:
@@ -128,22 +157,35 @@ def _bridge(cloud: Cloud, sub: Any, subscription: str, name: str, times: int = 1
     while time.monotonic() < deadline:
         resp = sub.pull(request={"subscription": subscription, "max_messages": 50}, timeout=5)
         if resp.received_messages:
-            sub.acknowledge(request={"subscription": subscription,
-                                     "ack_ids": [m.ack_id for m in resp.received_messages]})  # fmt: skip
+            sub.acknowledge(
+                request={
+                    "subscription": subscription,
+                    "ack_ids": [m.ack_id for m in resp.received_messages],
+                }
+            )
         for m in resp.received_messages:
             attrs = m.message.attributes
-            if attrs.get("eventType") == "OBJECT_FINALIZE" and attrs.get("objectId") == name \
-                    and attrs.get("bucketId") == cloud.landing:
+            if (
+                attrs.get("eventType") == "OBJECT_FINALIZE"
+                and attrs.get("objectId") == name
+                and attrs.get("bucketId") == cloud.landing
+            ):
                 obj = json.loads(m.message.data)
-                event = CloudEvent({
-                    "type": "google.cloud.storage.object.v1.finalized",
-                    "source": f"//storage.googleapis.com/projects/_/buckets/{obj['bucket']}",
-                    "subject": f"objects/{obj['name']}", "id": m.message.message_id,
-                    "time": obj.get("updated") or obj.get("timeCreated")}, obj)  # fmt: skip
+                event = CloudEvent(
+                    {
+                        "type": "google.cloud.storage.object.v1.finalized",
+                        "source": f"//storage.googleapis.com/projects/_/buckets/{obj['bucket']}",
+                        "subject": f"objects/{obj['name']}",
+                        "id": m.message.message_id,
+                        "time": obj.get("updated") or obj.get("timeCreated"),
+                    },
+                    obj,
+                )
                 headers, body = to_binary(event)
                 for _ in range(times):
-                    r = httpx.post(cloud.url("ingest_data"), headers=headers, content=body,
-                                   timeout=300)  # fmt: skip
+                    r = httpx.post(
+                        cloud.url("ingest_data"), headers=headers, content=body, timeout=300
+                    )
                 return r.status_code
     raise AssertionError(f"no storage notification for {name}")
 
@@ -160,13 +202,18 @@ def test_the_exercise_flow_on_emulated_google_cloud(cloud: Cloud, tmp_path: Path
     bundle = tmp_path / "bundle"
     cloud.cli("gcp", "deploy", "--dry-run", "--gcp-project", cloud.project, "--bundle", str(bundle))
     cloud.start_functions(bundle)
-    probe = subprocess.run([sys.executable, "-c", "import minimlops; print(minimlops.__file__)"],
-                           env={**cloud.env, "PYTHONPATH": str(bundle)}, cwd=bundle,
-                           capture_output=True, text=True)  # fmt: skip
+    probe = subprocess.run(
+        [sys.executable, "-c", "import minimlops; print(minimlops.__file__)"],
+        env={**cloud.env, "PYTHONPATH": str(bundle)},
+        cwd=bundle,
+        capture_output=True,
+        text=True,
+    )
     assert probe.stdout.startswith(str(bundle)), probe.stdout
     notifications = sub.subscription_path(cloud.project, f"bridge-{cloud.suffix}")
-    sub.create_subscription(name=notifications,
-                            topic=f"projects/{cloud.project}/topics/gcs-notifications")  # fmt: skip
+    sub.create_subscription(
+        name=notifications, topic=f"projects/{cloud.project}/topics/gcs-notifications"
+    )
     # 3. a file lands; Eventarc's storage event reaches ingest_data
     data = example_csv()
     if data is None:  # outside CI, without MINIMLOPS_EXAMPLE_DATA: the data set's shape
@@ -175,7 +222,9 @@ def test_the_exercise_flow_on_emulated_google_cloud(cloud: Cloud, tmp_path: Path
     landing = gcs.bucket(cloud.landing)
     landing.blob("titanic.csv").upload_from_filename(str(data), content_type="text/csv")
     # delivered twice (at-least-once): loaded once, ingestion_complete published again
-    assert _bridge(cloud, sub, notifications, "titanic.csv", times=2) == 200, cloud.logs("ingest_data")
+    assert _bridge(cloud, sub, notifications, "titanic.csv", times=2) == 200, cloud.logs(
+        "ingest_data"
+    )
     table = f"{cloud.project}.{cloud.dataset}"
 
     def count(sql: str) -> int:
@@ -188,30 +237,54 @@ def test_the_exercise_flow_on_emulated_google_cloud(cloud: Cloud, tmp_path: Path
     assert not list(landing.list_blobs(prefix="staging/")), "the staged load file is cleaned up"
     # 4. Pub/Sub pushes ingestion_complete to train_model: a champion appears
     models = gcs.bucket(cloud.models)
-    pointer = wait_until(lambda: models.get_blob("models/titanic/champion.json"), 180,
-                         lambda: "a champion model:\n" + cloud.logs("train_model"))
+    pointer = wait_until(
+        lambda: models.get_blob("models/titanic/champion.json"),
+        180,
+        lambda: "a champion model:\n" + cloud.logs("train_model"),
+    )
     version = json.loads(pointer.download_as_bytes())["version"]
     # the redelivered ingestion_complete reached train_model too: no second version
-    wait_until(lambda: "already handled by version" in cloud.logs("train_model"), 60,
-               lambda: "the second ingestion_complete to be recognised:\n" + cloud.logs("train_model"))
-    assert [b.name for b in models.list_blobs(prefix="models/titanic/") if
-            b.name.endswith("metadata.json")] == [f"models/titanic/{version}/metadata.json"]
+    wait_until(
+        lambda: "already handled by version" in cloud.logs("train_model"),
+        60,
+        lambda: "the second ingestion_complete to be recognised:\n" + cloud.logs("train_model"),
+    )
+    assert [
+        b.name
+        for b in models.list_blobs(prefix="models/titanic/")
+        if b.name.endswith("metadata.json")
+    ] == [f"models/titanic/{version}/metadata.json"]
     # 5. the exercise's curl request to the function's URL
-    r = wait_until(lambda: (x := httpx.post(cloud.url("predictions_endpoint"),
-                                            json=EXERCISE_REQUEST, timeout=60)).status_code == 200
-                   and x, 30, lambda: "predictions_endpoint:\n" + cloud.logs("predictions_endpoint"))
+    r = wait_until(
+        lambda: (
+            (
+                x := httpx.post(
+                    cloud.url("predictions_endpoint"), json=EXERCISE_REQUEST, timeout=60
+                )
+            ).status_code
+            == 200
+            and x
+        ),
+        30,
+        lambda: "predictions_endpoint:\n" + cloud.logs("predictions_endpoint"),
+    )
     answer = r.json()
     assert answer["prediction"] in (0, 1) and 0 <= answer["probability"] <= 1
     assert answer["model_version"] == version
     from google.cloud import bigquery
 
-    logged = list(bq.query(
-        f"SELECT uuid, model_version, Sex, Age FROM `{table}.predictions_data` WHERE uuid = @u",
-        job_config=bigquery.QueryJobConfig(query_parameters=[
-            bigquery.ScalarQueryParameter("u", "STRING", answer["uuid"])])).result())  # fmt: skip
+    logged = list(
+        bq.query(
+            f"SELECT uuid, model_version, Sex, Age FROM `{table}.predictions_data` WHERE uuid = @u",
+            job_config=bigquery.QueryJobConfig(
+                query_parameters=[bigquery.ScalarQueryParameter("u", "STRING", answer["uuid"])]
+            ),
+        ).result()
+    )
     assert [(x.model_version, x.Sex, x.Age) for x in logged] == [(version, "male", 34.5)]
-    batch = httpx.post(cloud.url("predictions_endpoint") + "/predict",
-                       json=[EXERCISE_REQUEST] * 3, timeout=60)  # fmt: skip
+    batch = httpx.post(
+        cloud.url("predictions_endpoint") + "/predict", json=[EXERCISE_REQUEST] * 3, timeout=60
+    )
     assert batch.status_code == 200 and len(batch.json()["predictions"]) == 3
     bad = httpx.post(cloud.url("predictions_endpoint"), json={**EXERCISE_REQUEST, "Age": -3})
     assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "Age"
@@ -219,11 +292,14 @@ def test_the_exercise_flow_on_emulated_google_cloud(cloud: Cloud, tmp_path: Path
     landing.blob("copy-of-titanic.csv").upload_from_filename(str(data), content_type="text/csv")
     assert _bridge(cloud, sub, notifications, "copy-of-titanic.csv") == 200
     assert count(f"SELECT COUNT(*) FROM `{table}.training_data`") == 891
-    statuses = sorted(r.status for r in bq.query(
-        f"SELECT status FROM `{table}.ingestion_ledger`").result())  # fmt: skip
+    statuses = sorted(
+        r.status for r in bq.query(f"SELECT status FROM `{table}.ingestion_ledger`").result()
+    )
     assert statuses == ["duplicate", "loaded"]
     # 7. a bad file is set aside with a report; the pipeline still serves
-    landing.blob("broken.csv").upload_from_string(b"PassengerId;Survived\n1;0\n", content_type="text/csv")
+    landing.blob("broken.csv").upload_from_string(
+        b"PassengerId;Survived\n1;0\n", content_type="text/csv"
+    )
     assert _bridge(cloud, sub, notifications, "broken.csv") == 200
     assert landing.get_blob("broken.csv") is None
     assert landing.get_blob("rejected/broken.csv") is not None
@@ -243,8 +319,9 @@ def test_the_exercise_flow_on_emulated_google_cloud(cloud: Cloud, tmp_path: Path
     assert landing.get_blob(Path(data).name) is not None
 
 
-def test_a_multiclass_project_with_string_keys_on_emulated_google_cloud(cloud: Cloud,
-                                                                         tmp_path: Path) -> None:  # fmt: skip
+def test_a_multiclass_project_with_string_keys_on_emulated_google_cloud(
+    cloud: Cloud, tmp_path: Path
+) -> None:
     """The same path for the wine example: the project is bundled, its tables
     provisioned, its string keys split and sampled by BigQuery's MD5."""
     from minimlops.example_data import bundled
@@ -255,49 +332,84 @@ def test_a_multiclass_project_with_string_keys_on_emulated_google_cloud(cloud: C
     out = cloud.cli("gcp", "provision", "--push-endpoint", cloud.url("train_model"))
     assert f"{cloud.project}.wine_{cloud.suffix}" in out
     bundle = tmp_path / "bundle"
-    deployed = cloud.cli("gcp", "deploy", "--dry-run", "--gcp-project", cloud.project,
-                         "--bundle", str(bundle))  # fmt: skip
+    deployed = cloud.cli(
+        "gcp", "deploy", "--dry-run", "--gcp-project", cloud.project, "--bundle", str(bundle)
+    )
     assert "project wine: multiclass cultivar" in deployed
-    assert (bundle / "project" / "project.toml").is_file() and "MINIMLOPS_PROJECT=project" in deployed
+    assert (
+        bundle / "project" / "project.toml"
+    ).is_file() and "MINIMLOPS_PROJECT=project" in deployed
     cloud.env["MINIMLOPS_PROJECT"] = "project"  # as deployed: the bundle's copy
     cloud.start_functions(bundle)
     notifications = sub.subscription_path(cloud.project, f"bridge-{cloud.suffix}")
-    sub.create_subscription(name=notifications,
-                            topic=f"projects/{cloud.project}/topics/gcs-notifications")  # fmt: skip
+    sub.create_subscription(
+        name=notifications, topic=f"projects/{cloud.project}/topics/gcs-notifications"
+    )
     data = bundled("wine", tmp_path)
     landing = gcs.bucket(cloud.landing)
     landing.blob("wine.csv").upload_from_filename(str(data), content_type="text/csv")
     assert _bridge(cloud, sub, notifications, "wine.csv") == 200, cloud.logs("ingest_data")
     table = f"{cloud.project}.wine_{cloud.suffix}"
-    splits = {r.split: r.n for r in bq.query(
-        f"SELECT split, COUNT(*) AS n FROM `{table}.training_data` GROUP BY split").result()}
+    splits = {
+        r.split: r.n
+        for r in bq.query(
+            f"SELECT split, COUNT(*) AS n FROM `{table}.training_data` GROUP BY split"
+        ).result()
+    }
     from minimlops.domain.schema import split_for
 
     keys = [f"wine-{i:03d}" for i in range(1, 179)]
-    assert splits == {s: sum(split_for(k) == s for k in keys) for s in ("TRAIN", "VALIDATION", "TEST")}
+    assert splits == {
+        s: sum(split_for(k) == s for k in keys) for s in ("TRAIN", "VALIDATION", "TEST")
+    }
     models = gcs.bucket(cloud.models)
-    pointer = wait_until(lambda: models.get_blob("models/wine/champion.json"), 180,
-                         lambda: "a champion model:\n" + cloud.logs("train_model"))
+    pointer = wait_until(
+        lambda: models.get_blob("models/wine/champion.json"),
+        180,
+        lambda: "a champion model:\n" + cloud.logs("train_model"),
+    )
     version = json.loads(pointer.download_as_bytes())["version"]
-    row = {"alcohol": 13.2, "malic_acid": 1.78, "ash": 2.14, "alcalinity_of_ash": 11.2,
-           "magnesium": 100, "total_phenols": 2.65, "flavanoids": 2.76,
-           "nonflavanoid_phenols": 0.26, "proanthocyanins": 1.28, "color_intensity": 4.38,
-           "hue": 1.05, "od280_od315": 3.4, "proline": 1050}  # fmt: skip
-    r = wait_until(lambda: (x := httpx.post(cloud.url("predictions_endpoint"), json=row,
-                                            timeout=60)).status_code == 200 and x, 30,
-                   lambda: "predictions_endpoint:\n" + cloud.logs("predictions_endpoint"))
+    row = {
+        "alcohol": 13.2,
+        "malic_acid": 1.78,
+        "ash": 2.14,
+        "alcalinity_of_ash": 11.2,
+        "magnesium": 100,
+        "total_phenols": 2.65,
+        "flavanoids": 2.76,
+        "nonflavanoid_phenols": 0.26,
+        "proanthocyanins": 1.28,
+        "color_intensity": 4.38,
+        "hue": 1.05,
+        "od280_od315": 3.4,
+        "proline": 1050,
+    }
+    r = wait_until(
+        lambda: (
+            (x := httpx.post(cloud.url("predictions_endpoint"), json=row, timeout=60)).status_code
+            == 200
+            and x
+        ),
+        30,
+        lambda: "predictions_endpoint:\n" + cloud.logs("predictions_endpoint"),
+    )
     answer = r.json()
     assert answer["prediction"] in ("cultivar_1", "cultivar_2", "cultivar_3")
     assert set(answer["probabilities"]) == {"cultivar_1", "cultivar_2", "cultivar_3"}
     assert answer["model_version"] == version
     from google.cloud import bigquery
 
-    logged = list(bq.query(
-        f"SELECT prediction, probabilities FROM `{table}.predictions_data` WHERE uuid = @u",
-        job_config=bigquery.QueryJobConfig(query_parameters=[
-            bigquery.ScalarQueryParameter("u", "STRING", answer["uuid"])])).result())  # fmt: skip
+    logged = list(
+        bq.query(
+            f"SELECT prediction, probabilities FROM `{table}.predictions_data` WHERE uuid = @u",
+            job_config=bigquery.QueryJobConfig(
+                query_parameters=[bigquery.ScalarQueryParameter("u", "STRING", answer["uuid"])]
+            ),
+        ).result()
+    )
     assert [(x.prediction, json.loads(x.probabilities)) for x in logged] == [
-        (answer["prediction"], answer["probabilities"])]
+        (answer["prediction"], answer["probabilities"])
+    ]
 
 
 def _peak_rss_mib(pid: int) -> float:
@@ -308,8 +420,9 @@ def _peak_rss_mib(pid: int) -> float:
     raise AssertionError("no VmHWM")
 
 
-def test_a_large_file_streams_through_ingest_data_without_local_disk(cloud: Cloud,
-                                                                    tmp_path: Path) -> None:  # fmt: skip
+def test_a_large_file_streams_through_ingest_data_without_local_disk(
+    cloud: Cloud, tmp_path: Path
+) -> None:
     """On Cloud Run the disk is memory (https://cloud.google.com/run/docs/container-contract#filesystem):
     ingest_data must not stage a file on it. The function gets an empty
     TMPDIR, which must stay empty, and its peak memory may not grow with the
@@ -322,8 +435,9 @@ def test_a_large_file_streams_through_ingest_data_without_local_disk(cloud: Clou
     scratch.mkdir()
     cloud.start_functions(bundle, only=("ingest_data",), TMPDIR=str(scratch))
     notifications = sub.subscription_path(cloud.project, f"bridge-{cloud.suffix}")
-    sub.create_subscription(name=notifications,
-                            topic=f"projects/{cloud.project}/topics/gcs-notifications")  # fmt: skip
+    sub.create_subscription(
+        name=notifications, topic=f"projects/{cloud.project}/topics/gcs-notifications"
+    )
     landing = gcs.bucket(cloud.landing)
     table = f"`{cloud.project}.{cloud.dataset}.training_data`"
     peaks, sizes, loaded = [], [], 0
@@ -340,5 +454,7 @@ def test_a_large_file_streams_through_ingest_data_without_local_disk(cloud: Clou
         assert not list(scratch.iterdir()), "ingest_data wrote to its (memory-backed) disk"
     assert not list(landing.list_blobs(prefix="staging/")), "staged files are cleaned up"
     growth = peaks[1] - peaks[0]
-    print(f"files {sizes[0]:.0f} and {sizes[1]:.0f} MiB: peak RSS {peaks[0]:.0f} -> {peaks[1]:.0f} MiB")
+    print(
+        f"files {sizes[0]:.0f} and {sizes[1]:.0f} MiB: peak RSS {peaks[0]:.0f} -> {peaks[1]:.0f} MiB"
+    )
     assert growth < (sizes[1] - sizes[0]) / 10 + 16, (sizes, peaks)

@@ -35,38 +35,63 @@ GENERATION = "1733389200123456"  # Cloud Storage's are int64 (ingestion reads th
 def storage_event(name: str, size: int, generation: str) -> CloudEvent:
     """google.cloud.storage.object.v1.finalized, as Eventarc sends it."""
     data = {
-        "kind": "storage#object", "id": f"{BUCKET}/{name}/{generation}",
+        "kind": "storage#object",
+        "id": f"{BUCKET}/{name}/{generation}",
         "selfLink": f"https://www.googleapis.com/storage/v1/b/{BUCKET}/o/{name}",
-        "name": name, "bucket": BUCKET, "generation": generation, "metageneration": "1",
-        "contentType": "text/csv", "timeCreated": "2026-12-05T09:00:00.000Z",
-        "updated": "2026-12-05T09:00:00.000Z", "storageClass": "STANDARD",
-        "timeStorageClassUpdated": "2026-12-05T09:00:00.000Z", "size": str(size),
+        "name": name,
+        "bucket": BUCKET,
+        "generation": generation,
+        "metageneration": "1",
+        "contentType": "text/csv",
+        "timeCreated": "2026-12-05T09:00:00.000Z",
+        "updated": "2026-12-05T09:00:00.000Z",
+        "storageClass": "STANDARD",
+        "timeStorageClassUpdated": "2026-12-05T09:00:00.000Z",
+        "size": str(size),
         "md5Hash": "Z2Y5Y2E4ZWNmNGQ4NGIzYQ==",
         "mediaLink": f"https://storage.googleapis.com/download/storage/v1/b/{BUCKET}/o/{name}"
-                     f"?generation={generation}&alt=media",
-        "crc32c": "xaQjqw==", "etag": "CMi3yqG2+/UCEAE=",
-    }  # fmt: skip
+        f"?generation={generation}&alt=media",
+        "crc32c": "xaQjqw==",
+        "etag": "CMi3yqG2+/UCEAE=",
+    }
     StorageObjectData.from_json(json.dumps(data), ignore_unknown_fields=False)
-    return CloudEvent({
-        "specversion": "1.0", "type": "google.cloud.storage.object.v1.finalized",
-        "source": f"//storage.googleapis.com/projects/_/buckets/{BUCKET}",
-        "subject": f"objects/{name}", "id": "8915736381484018",
-        "time": "2026-12-05T09:00:00.000Z", "datacontenttype": "application/json"}, data)  # fmt: skip
+    return CloudEvent(
+        {
+            "specversion": "1.0",
+            "type": "google.cloud.storage.object.v1.finalized",
+            "source": f"//storage.googleapis.com/projects/_/buckets/{BUCKET}",
+            "subject": f"objects/{name}",
+            "id": "8915736381484018",
+            "time": "2026-12-05T09:00:00.000Z",
+            "datacontenttype": "application/json",
+        },
+        data,
+    )
 
 
 def pubsub_event(body: bytes, attributes: dict[str, str]) -> CloudEvent:
     """google.cloud.pubsub.topic.v1.messagePublished, as Eventarc sends it."""
     data = {
-        "message": {"attributes": attributes, "data": base64.b64encode(body).decode(),
-                    "messageId": "2070443601311540", "publishTime": "2026-12-05T09:00:01.000Z"},
+        "message": {
+            "attributes": attributes,
+            "data": base64.b64encode(body).decode(),
+            "messageId": "2070443601311540",
+            "publishTime": "2026-12-05T09:00:01.000Z",
+        },
         "subscription": "projects/acme-ml/subscriptions/eventarc-europe-west3-train-model-sub-042",
-    }  # fmt: skip
+    }
     MessagePublishedData.from_json(json.dumps(data), ignore_unknown_fields=False)
-    return CloudEvent({
-        "specversion": "1.0", "type": "google.cloud.pubsub.topic.v1.messagePublished",
-        "source": "//pubsub.googleapis.com/projects/acme-ml/topics/ingestion_complete",
-        "id": "2070443601311540", "time": "2026-12-05T09:00:01.000Z",
-        "datacontenttype": "application/json"}, data)  # fmt: skip
+    return CloudEvent(
+        {
+            "specversion": "1.0",
+            "type": "google.cloud.pubsub.topic.v1.messagePublished",
+            "source": "//pubsub.googleapis.com/projects/acme-ml/topics/ingestion_complete",
+            "id": "2070443601311540",
+            "time": "2026-12-05T09:00:01.000Z",
+            "datacontenttype": "application/json",
+        },
+        data,
+    )
 
 
 @pytest.fixture
@@ -81,7 +106,9 @@ def deployed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     app = build(settings)
     monkeypatch.setitem(functions._state, "app", app)
     main = tmp_path / "main.py"
-    main.write_text("from minimlops.entrypoints.gcp.functions import ingest_data, train_model  # noqa\n")
+    main.write_text(
+        "from minimlops.entrypoints.gcp.functions import ingest_data, train_model  # noqa\n"
+    )
 
     def client(target: str) -> Any:
         return functions_framework.create_app(target, str(main)).test_client()
@@ -96,8 +123,9 @@ def _post(client: Any, event: CloudEvent, mode: str) -> Any:
 
 
 @pytest.mark.parametrize("mode", ["binary", "structured"])
-def test_a_storage_event_reaches_ingest_data_and_loads_the_file(deployed: Any, tmp_path: Path,
-                                                               mode: str) -> None:  # fmt: skip
+def test_a_storage_event_reaches_ingest_data_and_loads_the_file(
+    deployed: Any, tmp_path: Path, mode: str
+) -> None:
     app, client = deployed
     csv = tmp_path / "passengers.csv"
     write_csv(csv, 120, seed=5)
@@ -116,12 +144,20 @@ def test_a_pubsub_event_reaches_train_model_in_both_modes(deployed: Any, tmp_pat
     csv = tmp_path / "passengers.csv"
     write_csv(csv, 300, seed=6)
     info = app.deps.store.write_file(BUCKET, csv.name, csv)
-    assert _post(client("ingest_data"), storage_event(csv.name, info.size, GENERATION),
-                 "binary").status_code == 200  # fmt: skip
+    assert (
+        _post(
+            client("ingest_data"), storage_event(csv.name, info.size, GENERATION), "binary"
+        ).status_code
+        == 200
+    )
     row = app.deps.warehouse.ledger(source_uri=f"gs://{BUCKET}/{csv.name}")[0]
-    done = IngestionComplete(ingestion_id=row["ingestion_id"], table="training_data",
-                             rows_loaded=row["rows_loaded"], source_uri=row["source_uri"],
-                             content_sha256=row["content_sha256"])  # fmt: skip
+    done = IngestionComplete(
+        ingestion_id=row["ingestion_id"],
+        table="training_data",
+        rows_loaded=row["rows_loaded"],
+        source_uri=row["source_uri"],
+        content_sha256=row["content_sha256"],
+    )
     body, attributes = done.to_message()
     train = client("train_model")
     assert _post(train, pubsub_event(body, attributes), "binary").status_code == 200

@@ -28,7 +28,9 @@ class RecordingTransport(asyncio.Transport):
         return self.closed
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return {"sockname": ("127.0.0.1", 8080), "peername": ("127.0.0.1", 50000)}.get(name, default)
+        return {"sockname": ("127.0.0.1", 8080), "peername": ("127.0.0.1", 50000)}.get(
+            name, default
+        )
 
     def pause_reading(self) -> None:
         pass
@@ -42,8 +44,13 @@ class RecordingTransport(asyncio.Transport):
 
 async def answer(scope: dict, receive: Any, send: Any) -> None:
     await receive()
-    await send({"type": "http.response.start", "status": 200,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", b"11")]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", b"11")],
+        }
+    )
     await send({"type": "http.response.body", "body": b'{"ok":true}'})
 
 
@@ -51,8 +58,9 @@ def _serve_one(request: bytes) -> RecordingTransport:
     async def main() -> RecordingTransport:
         config = uvicorn.Config(answer, lifespan="off", log_level="warning")
         config.load()
-        protocol = CoalescingHttpTools(config, uvicorn.server.ServerState(), {},
-                                       _loop=asyncio.get_running_loop())  # fmt: skip
+        protocol = CoalescingHttpTools(
+            config, uvicorn.server.ServerState(), {}, _loop=asyncio.get_running_loop()
+        )
         transport = RecordingTransport()
         protocol.connection_made(transport)
         protocol.data_received(request)

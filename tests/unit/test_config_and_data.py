@@ -22,10 +22,23 @@ from tests.conftest import example_csv
 
 def test_defaults_are_the_exercise_names() -> None:
     s = Settings.from_env({})
-    assert (s.landing_bucket, s.model_bucket, s.training_table, s.predictions_table,
-            s.ingestion_topic, s.port, s.host) == (
-        "my-data-landing-zone", "my-model-storage", "training_data", "predictions_data",
-        "ingestion_complete", 8080, "127.0.0.1")  # fmt: skip
+    assert (
+        s.landing_bucket,
+        s.model_bucket,
+        s.training_table,
+        s.predictions_table,
+        s.ingestion_topic,
+        s.port,
+        s.host,
+    ) == (
+        "my-data-landing-zone",
+        "my-model-storage",
+        "training_data",
+        "predictions_data",
+        "ingestion_complete",
+        8080,
+        "127.0.0.1",
+    )
     assert s.home == Path(".minimlops")
 
 
@@ -50,12 +63,21 @@ def test_a_misspelt_setting_is_a_warning_naming_the_closest_setting(tmp_path: Pa
     are no settings (tests, scripts) get no warning."""
     from tests.e2e.harness import cli
 
-    out = cli(tmp_path / "home", "status", "--json", MINIMLOPS_PROT="9000",
-              MINIMLOPS_PORT="9001", MINIMLOPS_TEST_BIG_ROWS="10", MINIMLOPS_PEERS_PYTHON="python",
-              MINIMLOPS_EMU_DIR=str(tmp_path))  # fmt: skip
+    out = cli(
+        tmp_path / "home",
+        "status",
+        "--json",
+        MINIMLOPS_PROT="9000",
+        MINIMLOPS_PORT="9001",
+        MINIMLOPS_TEST_BIG_ROWS="10",
+        MINIMLOPS_PEERS_PYTHON="python",
+        MINIMLOPS_EMU_DIR=str(tmp_path),
+    )
     warned = [line for line in out.stderr.splitlines() if "MINIMLOPS_" in line]
-    assert warned == ["warning: MINIMLOPS_PROT is not a setting of minimlops and is ignored; "
-                      "did you mean MINIMLOPS_PORT?"], out.stderr
+    assert warned == [
+        "warning: MINIMLOPS_PROT is not a setting of minimlops and is ignored; "
+        "did you mean MINIMLOPS_PORT?"
+    ], out.stderr
     assert json.loads(out.stdout)["tables"]  # the command did its work
 
 
@@ -66,12 +88,18 @@ def test_no_variable_the_project_itself_uses_is_taken_for_a_typo() -> None:
     mine = {Path(__file__).resolve(), root / "src" / "minimlops" / "config.py"}  # the typos above
     files = [root / "Makefile", *(root / ".ci").glob("*"), root / "README.md"]
     for base in ("src", "tests", "scripts", "docs", "infrastructure"):
-        files += [f for f in (root / base).rglob("*") if f.is_file()
-                  and f.suffix in (".py", ".sh", ".md", ".toml", ".yaml", ".yml", ".tf", ".js")]
+        files += [
+            f
+            for f in (root / base).rglob("*")
+            if f.is_file()
+            and f.suffix in (".py", ".sh", ".md", ".toml", ".yaml", ".yml", ".tf", ".js")
+        ]
     names = set()
     for f in files:
         if f.resolve() not in mine:
-            names |= set(re.findall(r"\bMINIMLOPS_[A-Z0-9_]*[A-Z0-9]", f.read_text(errors="replace")))
+            names |= set(
+                re.findall(r"\bMINIMLOPS_[A-Z0-9_]*[A-Z0-9]", f.read_text(errors="replace"))
+            )
     assert {"MINIMLOPS_EXAMPLE_DATA", "MINIMLOPS_PEERS_PYTHON", "MINIMLOPS_TEST_BIG_ROWS"} <= names
     assert Settings.unknown_variables(dict.fromkeys(names, "1")) == []
 

@@ -16,8 +16,12 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_the_generated_reference_is_current() -> None:
-    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "reference.py"), "--check"],
-                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "reference.py"), "--check"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
 
 
@@ -69,9 +73,15 @@ def test_the_readme_starts_people_and_keeps_no_history() -> None:
     periods, no dated narrative, no issue numbers in the README or docs/."""
     readme = (ROOT / "README.md").read_text()
     assert len(readme.splitlines()) <= 200
-    diary = re.compile(r"\bsession \d|\bissue #?\d|\(#\d+\)|\bthe run before\b|\bpreviously measured\b",
-                       re.I)  # fmt: skip
-    found = [f"{p.relative_to(ROOT)}: {m.group(0)}" for p in PAGES if p.name != "CHANGELOG.md"
-             for m in diary.finditer(re.sub(r"<!-- BEGIN generated.*?END generated -->", "",
-                                            p.read_text(), flags=re.S))]  # fmt: skip
+    diary = re.compile(
+        r"\bsession \d|\bissue #?\d|\(#\d+\)|\bthe run before\b|\bpreviously measured\b", re.I
+    )
+    found = [
+        f"{p.relative_to(ROOT)}: {m.group(0)}"
+        for p in PAGES
+        if p.name != "CHANGELOG.md"
+        for m in diary.finditer(
+            re.sub(r"<!-- BEGIN generated.*?END generated -->", "", p.read_text(), flags=re.S)
+        )
+    ]
     assert not found, found

@@ -25,10 +25,14 @@ def test_split_is_about_70_15_15_and_the_same_in_python_arrow_and_sql() -> None:
     ids = list(range(1, 20_001))
     py = [split_for(i) for i in ids]
     arrow = add_split(pa.table({"PassengerId": pa.array(ids, pa.int64())}), TITANIC).to_pylist()
-    sql = [r[0] for r in duckdb.sql(
-        "SELECT CASE WHEN u < 0.70 THEN 'TRAIN' WHEN u < 0.85 THEN 'VALIDATION' ELSE 'TEST' END "
-        "FROM (SELECT i, ((i * 2654435761) % 4294967296) / 4294967296.0 AS u "
-        "FROM range(1, 20001) t(i)) ORDER BY i").fetchall()]  # fmt: skip
+    sql = [
+        r[0]
+        for r in duckdb.sql(
+            "SELECT CASE WHEN u < 0.70 THEN 'TRAIN' WHEN u < 0.85 THEN 'VALIDATION' ELSE 'TEST' END "
+            "FROM (SELECT i, ((i * 2654435761) % 4294967296) / 4294967296.0 AS u "
+            "FROM range(1, 20001) t(i)) ORDER BY i"
+        ).fetchall()
+    ]
     assert py == arrow == sql
     share = {s: py.count(s) / len(py) for s in ("TRAIN", "VALIDATION", "TEST")}
     assert share["TRAIN"] == pytest.approx(0.70, abs=0.01)
@@ -36,8 +40,9 @@ def test_split_is_about_70_15_15_and_the_same_in_python_arrow_and_sql() -> None:
 
 
 def test_events_round_trip_through_the_wire_format() -> None:
-    e = events.IngestionComplete(ingestion_id="i", table="t", rows_loaded=3,
-                                 source_uri="gs://b/f", content_sha256="abc")  # fmt: skip
+    e = events.IngestionComplete(
+        ingestion_id="i", table="t", rows_loaded=3, source_uri="gs://b/f", content_sha256="abc"
+    )
     data, attrs = e.to_message()
     assert attrs["type"] == "IngestionComplete" and attrs["schema_version"] == "1"
     assert events.from_message(data, attrs) == e
@@ -52,9 +57,15 @@ def test_unknown_or_malformed_messages_are_refused() -> None:
 
 @pytest.mark.parametrize(
     ("new", "old", "tol", "promote"),
-    [(0.80, None, 0.0, True), (0.80, 0.80, 0.0, True), (0.81, 0.80, 0.0, True),
-     (0.79, 0.80, 0.0, False), (0.79, 0.80, 0.02, True), (0.70, 0.80, 0.02, False)],
-)  # fmt: skip
+    [
+        (0.80, None, 0.0, True),
+        (0.80, 0.80, 0.0, True),
+        (0.81, 0.80, 0.0, True),
+        (0.79, 0.80, 0.0, False),
+        (0.79, 0.80, 0.02, True),
+        (0.70, 0.80, 0.02, False),
+    ],
+)
 def test_promotion_gate(new: float, old: float | None, tol: float, promote: bool) -> None:
     champion = None if old is None else {"accuracy": old, "rows": 100}
     decision = decide_promotion({"accuracy": new, "rows": 100}, champion, tolerance=tol)
@@ -83,9 +94,12 @@ def test_mcnemar_p_values_are_exact_and_stay_fast_on_big_evaluations() -> None:
         return [True] * b + [False] * c + [True] * same, [False] * b + [True] * c + [True] * same
 
     assert mcnemar(*pairs(0, 0, 5))["p_value"] == 1.0
-    assert mcnemar(*pairs(0, 10)) == {"test": "mcnemar", "champion_only_right": 0,
-                                      "challenger_only_right": 10,
-                                      "p_value": 2 / 1024}  # fmt: skip
+    assert mcnemar(*pairs(0, 10)) == {
+        "test": "mcnemar",
+        "champion_only_right": 0,
+        "challenger_only_right": 10,
+        "p_value": 2 / 1024,
+    }
     exact = 2 * sum(math.comb(100, i) for i in range(41)) / 2**100
     assert mcnemar(*pairs(60, 40))["p_value"] == pytest.approx(exact, rel=1e-12)
     from scipy.stats import binomtest

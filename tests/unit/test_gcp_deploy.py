@@ -19,9 +19,15 @@ from minimlops.entrypoints.gcp import limits, permissions
 from minimlops.entrypoints.gcp import plan as plans
 from minimlops.entrypoints.gcp.bundle import lock_pins
 
-ROLES = json.loads((Path(__file__).parent.parent / "data" / "gcp_predefined_roles.json").read_text())["roles"]
-ROLES.update({f"projects/acme-ml/roles/{name}": {"permissions": list(perms)}
-              for name, perms in plans.CUSTOM_ROLES.items()})
+ROLES = json.loads(
+    (Path(__file__).parent.parent / "data" / "gcp_predefined_roles.json").read_text()
+)["roles"]
+ROLES.update(
+    {
+        f"projects/acme-ml/roles/{name}": {"permissions": list(perms)}
+        for name, perms in plans.CUSTOM_ROLES.items()
+    }
+)
 REPO = Path(__file__).resolve().parents[2]
 EVENT_FUNCTIONS = ("ingest_data", "train_model")
 
@@ -43,14 +49,29 @@ def _fake_tools(tmp_path: Path, script: str = "") -> Path:
     return fake_bin
 
 
-def _dry_run(tmp_path: Path, *flags: str, env: dict[str, str] | None = None,
-             ok: bool = True) -> tuple[list[list[str]], list[str], str]:  # fmt: skip
+def _dry_run(
+    tmp_path: Path, *flags: str, env: dict[str, str] | None = None, ok: bool = True
+) -> tuple[list[list[str]], list[str], str]:
     fake_bin = _fake_tools(tmp_path)
     env = env or _env()
     env["PATH"] = f"{fake_bin}:{os.environ['PATH']}"
-    proc = subprocess.run([sys.executable, "-m", "minimlops", "gcp", "deploy", "--dry-run",
-                           "--bundle", str(tmp_path / "bundle"), *flags],
-                          env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "minimlops",
+            "gcp",
+            "deploy",
+            "--dry-run",
+            "--bundle",
+            str(tmp_path / "bundle"),
+            *flags,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert (proc.returncode == 0) == ok, proc.stdout + proc.stderr
     assert not (tmp_path / "ran").exists(), "a dry run must not run gcloud"
     lines = proc.stdout.splitlines()
@@ -118,8 +139,9 @@ def test_buckets_dataset_and_functions_share_one_region_by_default(printed) -> N
 
 
 @pytest.mark.parametrize(("location", "trigger"), [(None, "europe-west3"), ("EU", "eu")])
-def test_the_storage_trigger_sits_in_the_buckets_location(tmp_path: Path, location: str | None,
-                                                          trigger: str) -> None:  # fmt: skip
+def test_the_storage_trigger_sits_in_the_buckets_location(
+    tmp_path: Path, location: str | None, trigger: str
+) -> None:
     """https://cloud.google.com/eventarc/docs/understand-locations: 'since the
     Cloud Storage bucket is in the europe-west1 region, the trigger must also
     be located in europe-west1' (a multi-region bucket: its multi-region)."""
@@ -140,17 +162,24 @@ def test_every_trigger_has_a_named_identity_that_may_invoke_its_function(printed
     trigger_sa = "mlops-trigger@acme-ml.iam.gserviceaccount.com"
     for name in EVENT_FUNCTIONS:
         assert _flag(deploys[name], "trigger-service-account") == trigger_sa
-        assert ["gcloud", "functions", "add-invoker-policy-binding", name] == \
-            next(c for c in cmds if c[:3] == ["gcloud", "functions", "add-invoker-policy-binding"]
-                 and c[3] == name and f"--member=serviceAccount:{trigger_sa}" in c)[:4]
+        assert ["gcloud", "functions", "add-invoker-policy-binding", name] == next(
+            c
+            for c in cmds
+            if c[:3] == ["gcloud", "functions", "add-invoker-policy-binding"]
+            and c[3] == name
+            and f"--member=serviceAccount:{trigger_sa}" in c
+        )[:4]
     retrain = next(c for c in cmds if c[:4] == ["gcloud", "eventarc", "triggers", "create"])
     assert _flag(retrain, "service-account") == trigger_sa
     assert _flag(retrain, "transport-topic") == "projects/acme-ml/topics/retrain_requested"
     receivers = [c for c in cmds if "--role=roles/eventarc.eventReceiver" in c]
     assert [_flag(c, "member") for c in receivers] == [f"serviceAccount:{trigger_sa}"]
     scheduler = next(c for c in cmds if c[:5] == ["gcloud", "scheduler", "jobs", "create", "http"])
-    invoker = next(c for c in cmds if c[:4] == ["gcloud", "functions", "add-invoker-policy-binding",
-                                                 "monitor_pipeline"])  # fmt: skip
+    invoker = next(
+        c
+        for c in cmds
+        if c[:4] == ["gcloud", "functions", "add-invoker-policy-binding", "monitor_pipeline"]
+    )
     assert _flag(invoker, "member").endswith(_flag(scheduler, "oidc-service-account-email"))
     assert _flag(scheduler, "oidc-token-audience") == _flag(scheduler, "uri")  # the function's URL
 
@@ -162,15 +191,19 @@ def test_service_agents_get_what_triggers_and_dead_letters_need(printed) -> None
     letters the Pub/Sub service agent needs publisher on the dead-letter topic
     and subscriber on the source subscription."""
     cmds = printed[0]
-    storage_agent = next(c for c in cmds if "service-agent" in " ".join(c)
-                         and "--role=roles/pubsub.publisher" in c)  # fmt: skip
+    storage_agent = next(
+        c for c in cmds if "service-agent" in " ".join(c) and "--role=roles/pubsub.publisher" in c
+    )
     assert storage_agent[:4] == ["gcloud", "projects", "add-iam-policy-binding", "acme-ml"]
     pubsub_agent = [c for c in cmds if "gcp-sa-pubsub" in " ".join(c)]
     dl_topic = [c for c in pubsub_agent if c[:3] == ["gcloud", "pubsub", "topics"]]
     assert [c[4] for c in dl_topic] == ["minimlops-dead-letter"]
     assert all("--role=roles/pubsub.publisher" in c for c in dl_topic)
-    subscribers = [c[4] for c in pubsub_agent if c[:4] == ["gcloud", "pubsub", "subscriptions",
-                                                           "add-iam-policy-binding"]]  # fmt: skip
+    subscribers = [
+        c[4]
+        for c in pubsub_agent
+        if c[:4] == ["gcloud", "pubsub", "subscriptions", "add-iam-policy-binding"]
+    ]
     updates = [c[4] for c in cmds if c[:4] == ["gcloud", "pubsub", "subscriptions", "update"]]
     assert len(updates) == 3 and sorted(subscribers) == sorted(updates)
 
@@ -202,20 +235,34 @@ def test_every_call_is_granted_by_a_role_that_holds_its_permission(printed) -> N
     missing, used = [], set()
     for account, calls in permissions.calls(plan).items():
         for call in calls:
-            by = [g for g in grants[account] if call.permission in ROLES[g.role]["permissions"]
-                  and permissions.covers(g.scope, g.resource, call, plan)
-                  and (g.condition is None or (call.object and f'/objects/{call.object}"' in g.condition))]
+            by = [
+                g
+                for g in grants[account]
+                if call.permission in ROLES[g.role]["permissions"]
+                and permissions.covers(g.scope, g.resource, call, plan)
+                and (
+                    g.condition is None
+                    or (call.object and f'/objects/{call.object}"' in g.condition)
+                )
+            ]
             used.update((account, g) for g in by)
             if not by:
                 missing.append(f"{account}: {call.what} needs {call.permission} on {call.resource}")
     assert not missing, "\n".join(missing)
-    unused = [f"{a}: {g.role} on {g.resource}" for a, gs in grants.items() for g in gs
-              if (a, g) not in used]
+    unused = [
+        f"{a}: {g.role} on {g.resource}"
+        for a, gs in grants.items()
+        for g in gs
+        if (a, g) not in used
+    ]
     assert not unused, "grants no call needs:\n" + "\n".join(unused)
     # and the plan printed is the plan checked
-    bindings = [c for c in printed[0] if (any(a.startswith("--role=") for a in c)
-                                          or "add-invoker-policy-binding" in c)
-                and any(a.startswith("--member=serviceAccount:mlops-") for a in c)]
+    bindings = [
+        c
+        for c in printed[0]
+        if (any(a.startswith("--role=") for a in c) or "add-invoker-policy-binding" in c)
+        and any(a.startswith("--member=serviceAccount:mlops-") for a in c)
+    ]
     bindings += [c for c in printed[0] if c[:2] == ["bq", "query"] and c[-1].startswith("GRANT ")]
     assert len(bindings) == sum(len(gs) for gs in grants.values())
 
@@ -228,18 +275,31 @@ def test_no_function_can_change_data_it_does_not_write(printed) -> None:
     training = permissions.Call("", "", "table", "acme-ml:titanic.training_data")
     predictions = permissions.Call("", "", "table", "acme-ml:titanic.predictions_data")
     for ident in plan.identities:
-        on_training = {p for g in ident.grants if permissions.covers(g.scope, g.resource, training, plan)
-                       for p in ROLES[g.role]["permissions"]}  # fmt: skip
+        on_training = {
+            p
+            for g in ident.grants
+            if permissions.covers(g.scope, g.resource, training, plan)
+            for p in ROLES[g.role]["permissions"]
+        }
         assert not {"bigquery.tables.delete", "bigquery.tables.update"} & on_training
         if ident.account != "mlops-ingest-data":
             assert "bigquery.tables.updateData" not in on_training, ident.account
         for g in ident.grants:
-            assert g.role not in {"roles/owner", "roles/editor", "roles/bigquery.admin",
-                                  "roles/bigquery.dataOwner", "roles/storage.admin",
-                                  "roles/storage.objectAdmin", "roles/pubsub.admin"}  # fmt: skip
+            assert g.role not in {
+                "roles/owner",
+                "roles/editor",
+                "roles/bigquery.admin",
+                "roles/bigquery.dataOwner",
+                "roles/storage.admin",
+                "roles/storage.objectAdmin",
+                "roles/pubsub.admin",
+            }
     endpoint = next(i for i in plan.identities if i.account == "mlops-predictions-endpoint")
-    assert any("bigquery.tables.updateData" in ROLES[g.role]["permissions"]
-               and permissions.covers(g.scope, g.resource, predictions, plan) for g in endpoint.grants)
+    assert any(
+        "bigquery.tables.updateData" in ROLES[g.role]["permissions"]
+        and permissions.covers(g.scope, g.resource, predictions, plan)
+        for g in endpoint.grants
+    )
 
 
 def test_secrets_come_from_secret_manager_and_are_never_printed(tmp_path: Path) -> None:
@@ -252,7 +312,8 @@ def test_secrets_come_from_secret_manager_and_are_never_printed(tmp_path: Path) 
     endpoint = _deploys(cmds)["predictions_endpoint"]
     assert set(_flag(endpoint, "set-secrets").split(",")) == {
         "MINIMLOPS_API_KEY=minimlops-api-key:latest",
-        "MINIMLOPS_ADMIN_TOKEN=minimlops-admin-token:latest"}
+        "MINIMLOPS_ADMIN_TOKEN=minimlops-admin-token:latest",
+    }
     for cmd in _deploys(cmds).values():
         assert not set(_env_of(cmd)) & {"MINIMLOPS_API_KEY", "MINIMLOPS_ADMIN_TOKEN"}
     creates = [c for c in cmds if c[:3] == ["gcloud", "secrets", "create"]]
@@ -272,8 +333,11 @@ def test_only_predictions_are_public_and_instances_are_bounded(printed) -> None:
     assert "--allow-unauthenticated" in endpoint
     assert _env_of(endpoint)["MINIMLOPS_PUBLIC_ROUTES"] == "POST /predict,GET /healthz"
     pages = "POST /predict,GET /healthz,GET /,GET /static/*,GET /project"
-    wider = plans.build(Settings.from_env({"GOOGLE_CLOUD_PROJECT": "acme-ml",
-                                           "MINIMLOPS_PUBLIC_ROUTES": pages}, backend="gcp"))
+    wider = plans.build(
+        Settings.from_env(
+            {"GOOGLE_CLOUD_PROJECT": "acme-ml", "MINIMLOPS_PUBLIC_ROUTES": pages}, backend="gcp"
+        )
+    )
     assert dict(wider.function("predictions_endpoint").env)["MINIMLOPS_PUBLIC_ROUTES"] == pages
     assert "--no-allow-unauthenticated" in deploys["monitor_pipeline"]
     assert _flag(endpoint, "min-instances") == "0" and _flag(endpoint, "max-instances") == "10"
@@ -297,22 +361,40 @@ def test_the_bundle_pins_the_lock_and_holds_only_what_functions_run(printed) -> 
     assert reqs and all("==" in r for r in reqs)
     assert {r.split("==")[0]: r.split("==")[1] for r in reqs}.items() <= locked.items()
     names = {r.split("==")[0] for r in reqs}
-    assert {"scikit-learn", "skops", "onnxruntime", "google-cloud-bigquery",
-            "functions-framework"} <= names  # fmt: skip
+    assert {
+        "scikit-learn",
+        "skops",
+        "onnxruntime",
+        "google-cloud-bigquery",
+        "functions-framework",
+    } <= names
     assert not names & {"pytest", "pandas", "playwright", "ruff"}
     assert not [f for f in files if "minimlops_bench" in f or "bench" in Path(f).name]
-    for needed in ("minimlops/entrypoints/gcp/functions.py", "minimlops/schemas/training_data.json",
-                   "minimlops/web/index.html"):  # fmt: skip
-        assert needed in files and (bundle / needed).is_file() and not (bundle / needed).is_symlink()
-    probe = ("import sys; sys.path.insert(0, sys.argv[1]); import main, minimlops; "
-             "assert minimlops.__file__.startswith(sys.argv[1]), minimlops.__file__; "
-             "print(sorted(n for n in ('ingest_data', 'train_model', 'predictions_endpoint', "
-             "'monitor_pipeline') if callable(getattr(main, n))))")
-    out = subprocess.run([sys.executable, "-c", probe, str(bundle)], capture_output=True,
-                         text=True, timeout=60, cwd=bundle.parent)  # fmt: skip
+    for needed in (
+        "minimlops/entrypoints/gcp/functions.py",
+        "minimlops/schemas/training_data.json",
+        "minimlops/web/index.html",
+    ):
+        assert (
+            needed in files and (bundle / needed).is_file() and not (bundle / needed).is_symlink()
+        )
+    probe = (
+        "import sys; sys.path.insert(0, sys.argv[1]); import main, minimlops; "
+        "assert minimlops.__file__.startswith(sys.argv[1]), minimlops.__file__; "
+        "print(sorted(n for n in ('ingest_data', 'train_model', 'predictions_endpoint', "
+        "'monitor_pipeline') if callable(getattr(main, n))))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe, str(bundle)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=bundle.parent,
+    )
     assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == str(sorted(["ingest_data", "train_model", "predictions_endpoint",
-                                             "monitor_pipeline"]))  # fmt: skip
+    assert out.stdout.strip() == str(
+        sorted(["ingest_data", "train_model", "predictions_endpoint", "monitor_pipeline"])
+    )
 
 
 def test_another_project_is_deployed_with_access_to_its_own_dataset(tmp_path: Path) -> None:
@@ -326,15 +408,28 @@ def test_another_project_is_deployed_with_access_to_its_own_dataset(tmp_path: Pa
     assert tables == {"acme-ml:wine"} and schemas == {"`acme-ml.wine`"}
 
 
-@pytest.mark.parametrize(("env", "says"), [
-    ({"MINIMLOPS_LANDING_BUCKET": "google-landing"}, "may not start with 'goog' or contain 'google'"),
-    ({"MINIMLOPS_MODEL_BUCKET": "Models"}, "3 to 63 characters"),
-    ({"MINIMLOPS_BUS_MAX_ATTEMPTS": "200"}, "5 to 100 attempts"),
-    ({"MINIMLOPS_PUBLIC_ROUTES": "GET/healthz"}, "MINIMLOPS_PUBLIC_ROUTES: 'GET/healthz' is not"),
-    ({"MINIMLOPS_MIN_INSTANCES": "20"}, "MINIMLOPS_MIN_INSTANCES=20 is over MINIMLOPS_MAX_INSTANCES=10"),
-])  # fmt: skip
-def test_a_plan_google_would_refuse_is_refused_before_anything_runs(tmp_path: Path, env: dict[str, str],
-                                                                    says: str) -> None:  # fmt: skip
+@pytest.mark.parametrize(
+    ("env", "says"),
+    [
+        (
+            {"MINIMLOPS_LANDING_BUCKET": "google-landing"},
+            "may not start with 'goog' or contain 'google'",
+        ),
+        ({"MINIMLOPS_MODEL_BUCKET": "Models"}, "3 to 63 characters"),
+        ({"MINIMLOPS_BUS_MAX_ATTEMPTS": "200"}, "5 to 100 attempts"),
+        (
+            {"MINIMLOPS_PUBLIC_ROUTES": "GET/healthz"},
+            "MINIMLOPS_PUBLIC_ROUTES: 'GET/healthz' is not",
+        ),
+        (
+            {"MINIMLOPS_MIN_INSTANCES": "20"},
+            "MINIMLOPS_MIN_INSTANCES=20 is over MINIMLOPS_MAX_INSTANCES=10",
+        ),
+    ],
+)
+def test_a_plan_google_would_refuse_is_refused_before_anything_runs(
+    tmp_path: Path, env: dict[str, str], says: str
+) -> None:
     """https://cloud.google.com/storage/docs/buckets#naming,
     https://cloud.google.com/pubsub/docs/handling-failures."""
     _, _, out = _dry_run(tmp_path, env=_env(**env), ok=False)
@@ -345,11 +440,15 @@ def test_the_default_bucket_names_are_the_projects_own() -> None:
     """Bucket names are global (https://cloud.google.com/storage/docs/buckets#naming):
     the exercise's names are taken; the project id makes them unique."""
     s = Settings.from_env({"GOOGLE_CLOUD_PROJECT": "acme-ml"}, backend="gcp")
-    assert (s.landing_bucket, s.model_bucket) == ("acme-ml-data-landing-zone", "acme-ml-model-storage")
+    assert (s.landing_bucket, s.model_bucket) == (
+        "acme-ml-data-landing-zone",
+        "acme-ml-model-storage",
+    )
     local = Settings.from_env({})
     assert local.landing_bucket == "my-data-landing-zone"
-    chosen = Settings.from_env({"GOOGLE_CLOUD_PROJECT": "p", "MINIMLOPS_LANDING_BUCKET": "mine"},
-                               backend="gcp")  # fmt: skip
+    chosen = Settings.from_env(
+        {"GOOGLE_CLOUD_PROJECT": "p", "MINIMLOPS_LANDING_BUCKET": "mine"}, backend="gcp"
+    )
     assert chosen.landing_bucket == "mine"
 
 
@@ -357,49 +456,86 @@ def test_running_deploy_again_updates_what_exists(tmp_path: Path) -> None:
     """A second deploy applies changed settings: `gcloud functions deploy`
     creates or updates; a trigger or schedule that exists is updated; an
     account or secret that exists is kept; values only known then are looked up."""
-    script = ('case "$*" in\n'
-              '  *"triggers create"*|*"jobs create"*|*"service-accounts create"*|*"secrets create"*)'
-              ' echo "ERROR: (gcloud) resource already exists" >&2; exit 1;;\n'
-              '  *"describe"*|*"service-agent"*) echo "looked-up-value";;\n'
-              "esac\nexit 0")
+    script = (
+        'case "$*" in\n'
+        '  *"triggers create"*|*"jobs create"*|*"service-accounts create"*|*"secrets create"*)'
+        ' echo "ERROR: (gcloud) resource already exists" >&2; exit 1;;\n'
+        '  *"describe"*|*"service-agent"*) echo "looked-up-value";;\n'
+        "esac\nexit 0"
+    )
     fake_bin = _fake_tools(tmp_path, script)
     env = _env(PATH=f"{fake_bin}:{os.environ['PATH']}")
-    proc = subprocess.run([sys.executable, "-m", "minimlops", "gcp", "deploy", "--bundle",
-                           str(tmp_path / "bundle")], env=env, capture_output=True, text=True,
-                          timeout=180)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-m", "minimlops", "gcp", "deploy", "--bundle", str(tmp_path / "bundle")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     ran = (tmp_path / "ran").read_text().splitlines()
-    assert any(r.startswith(f"gcloud eventarc triggers update {plans.RETRAIN_TRIGGER}") for r in ran)
+    assert any(
+        r.startswith(f"gcloud eventarc triggers update {plans.RETRAIN_TRIGGER}") for r in ran
+    )
     assert any(r.startswith("gcloud scheduler jobs update http minimlops-monitor") for r in ran)
     assert sum(r.startswith("gcloud functions deploy") for r in ran) == 4
     assert any("subscriptions update looked-up-value" in r for r in ran)
-    assert "--member=serviceAccount:service-looked-up-value@gcp-sa-pubsub.iam.gserviceaccount.com" in "\n".join(ran)
+    assert (
+        "--member=serviceAccount:service-looked-up-value@gcp-sa-pubsub.iam.gserviceaccount.com"
+        in "\n".join(ran)
+    )
 
 
 def test_destroy_removes_what_deploy_made(tmp_path: Path) -> None:
     fake_bin = _fake_tools(tmp_path)
     env = _env(PATH=f"{fake_bin}:{os.environ['PATH']}")
-    proc = subprocess.run([sys.executable, "-m", "minimlops", "gcp", "destroy", "--dry-run",
-                           "--delete-data"], env=env, capture_output=True, text=True, timeout=60)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-m", "minimlops", "gcp", "destroy", "--dry-run", "--delete-data"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stderr
     cmds = [shlex.split(ln) for ln in proc.stdout.splitlines() if ln and not ln.startswith("#")]
-    deleted = {(c[1], c[2] if c[1] != "functions" else c[3]) for c in cmds if "delete" in c or "rm" in c}
+    deleted = {
+        (c[1], c[2] if c[1] != "functions" else c[3]) for c in cmds if "delete" in c or "rm" in c
+    }
     for fn in ("ingest_data", "train_model", "predictions_endpoint", "monitor_pipeline"):
         assert ("functions", fn) in deleted
-    assert {("scheduler", "jobs"), ("eventarc", "triggers"), ("secrets", "delete"),
-            ("iam", "service-accounts"), ("pubsub", "topics"), ("storage", "rm")} <= deleted
+    assert {
+        ("scheduler", "jobs"),
+        ("eventarc", "triggers"),
+        ("secrets", "delete"),
+        ("iam", "service-accounts"),
+        ("pubsub", "topics"),
+        ("storage", "rm"),
+    } <= deleted
     assert any(c[:2] == ["bq", "rm"] and c[-1] == "acme-ml:titanic" for c in cmds)
     assert any(c[:4] == ["gcloud", "iam", "roles", "delete"] for c in cmds)
-    unbound = {_flag(c, "role") for c in cmds if c[:3] == ["gcloud", "projects", "remove-iam-policy-binding"]}
+    unbound = {
+        _flag(c, "role")
+        for c in cmds
+        if c[:3] == ["gcloud", "projects", "remove-iam-policy-binding"]
+    }
     assert {"roles/bigquery.jobUser", "roles/eventarc.eventReceiver"} <= unbound
     assert not (tmp_path / "ran").exists()
 
 
 def test_deploy_needs_a_project(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("MINIMLOPS_") and k != "GOOGLE_CLOUD_PROJECT"}  # fmt: skip
-    proc = subprocess.run([sys.executable, "-m", "minimlops", "gcp", "deploy", "--dry-run"],
-                          env=env, capture_output=True, text=True, timeout=60, cwd=tmp_path)  # fmt: skip
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("MINIMLOPS_") and k != "GOOGLE_CLOUD_PROJECT"
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "minimlops", "gcp", "deploy", "--dry-run"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 2 and "GOOGLE_CLOUD_PROJECT" in proc.stderr
 
 
@@ -412,15 +548,26 @@ def test_the_local_backend_never_imports_google_cloud(tmp_path: Path) -> None:
         "print(sorted(m for m in ('google.cloud.storage', 'google.cloud.bigquery', "
         "'google.cloud.pubsub_v1', 'functions_framework') if m in sys.modules))"
     )
-    out = subprocess.run([sys.executable, "-c", probe, str(tmp_path / "home")],
-                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-c", probe, str(tmp_path / "home")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
 
 
 def test_up_refuses_the_gcp_backend_with_what_to_do(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MINIMLOPS_")}
-    env.update(MINIMLOPS_BACKEND="gcp", GOOGLE_CLOUD_PROJECT="acme-ml", MINIMLOPS_HOME=str(tmp_path))
-    proc = subprocess.run([sys.executable, "-m", "minimlops", "up"], env=env,
-                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    env.update(
+        MINIMLOPS_BACKEND="gcp", GOOGLE_CLOUD_PROJECT="acme-ml", MINIMLOPS_HOME=str(tmp_path)
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "minimlops", "up"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 2 and "minimlops gcp deploy" in proc.stderr

@@ -88,18 +88,35 @@ def test_redelivered_event_loads_nothing_but_announces_again(fake_deps: Deps) ->
     [
         ("empty.csv", b"", "not a readable CSV"),
         ("header.csv", (HEADER + "\n").encode(), "no data rows"),
-        ("semicolon.csv", csv_bytes().replace(b",", b";") + b"1;0;3;N;male;22;1;0;T;7;;S\n",
-         "the file seems separated by ';', not commas"),
-        ("missing.csv", b"PassengerId,Survived\n1,0\n", "missing columns ['Pclass', 'Sex', 'SibSp', 'Parch'] "
-         "(required: add them to the file)"),
-        ("extra.csv", (HEADER + ",Boat\n" + GOOD[0] + ",7\n").encode(), "unknown columns ['Boat'] "
-         "(remove them from the file, or declare them in project.toml with required = false"),
-        ("latin1.csv", csv_bytes('1,0,3,"M\xfcller, Mr. J",male,22,1,0,T,7.25,,S'.encode("latin-1").decode("latin-1")).replace("\xfc".encode(), b"\xfc"), "UTF"),
+        (
+            "semicolon.csv",
+            csv_bytes().replace(b",", b";") + b"1;0;3;N;male;22;1;0;T;7;;S\n",
+            "the file seems separated by ';', not commas",
+        ),
+        (
+            "missing.csv",
+            b"PassengerId,Survived\n1,0\n",
+            "missing columns ['Pclass', 'Sex', 'SibSp', 'Parch'] (required: add them to the file)",
+        ),
+        (
+            "extra.csv",
+            (HEADER + ",Boat\n" + GOOD[0] + ",7\n").encode(),
+            "unknown columns ['Boat'] "
+            "(remove them from the file, or declare them in project.toml with required = false",
+        ),
+        (
+            "latin1.csv",
+            csv_bytes(
+                '1,0,3,"M\xfcller, Mr. J",male,22,1,0,T,7.25,,S'.encode("latin-1").decode("latin-1")
+            ).replace("\xfc".encode(), b"\xfc"),
+            "UTF",
+        ),
         ("binary.csv", bytes(range(256)) * 64, ""),
     ],
-)  # fmt: skip
-def test_bad_files_are_set_aside_with_a_report(fake_deps: Deps, name: str, data: bytes,
-                                               needle: str) -> None:  # fmt: skip
+)
+def test_bad_files_are_set_aside_with_a_report(
+    fake_deps: Deps, name: str, data: bytes, needle: str
+) -> None:
     assert land(fake_deps, name, data) == []
     report = assert_rejected(fake_deps, name)
     assert report["file_errors"], report
@@ -107,8 +124,12 @@ def test_bad_files_are_set_aside_with_a_report(fake_deps: Deps, name: str, data:
 
 
 def test_wrong_types_are_reported_by_row_and_column(fake_deps: Deps) -> None:
-    lines = [*GOOD, '4,0,3,"X, Mr. Y",male,abc,0,0,T,7.25,,S',
-             '5,0,,"X, Mr. Z",male,30,0,0,T,7.25,,S', '6,2,3,"X, Mr. Q",male,30,0,0,T,-1,,X']
+    lines = [
+        *GOOD,
+        '4,0,3,"X, Mr. Y",male,abc,0,0,T,7.25,,S',
+        '5,0,,"X, Mr. Z",male,30,0,0,T,7.25,,S',
+        '6,2,3,"X, Mr. Q",male,30,0,0,T,-1,,X',
+    ]
     assert land(fake_deps, "types.csv", csv_bytes(*lines)) == []
     report = assert_rejected(fake_deps, "types.csv")
     found = {(e["row"], e["column"]) for e in report["errors"]}
@@ -125,21 +146,33 @@ def test_numbers_are_read_the_same_whichever_way_they_are_written(fake_deps: Dep
     "3.0" load; NaN, infinity, 19-digit ids and 2.5 for an integer are bad rows
     named in the report (a file of clean numbers
     takes a faster path than one with padding: both must agree)."""
-    lines = ['+1,0,+3,"A, Mr. B",male,2.2e1,007,0,T,+7.25,,S',
-             '2,1,1,"C, Mrs. D",female, 38 ,1,0,T,.5,,C',
-             '3.0,1,3.,"E, Miss. F",female,26.,0.00,0,T,7.,,S']  # pandas' whole floats
+    lines = [
+        '+1,0,+3,"A, Mr. B",male,2.2e1,007,0,T,+7.25,,S',
+        '2,1,1,"C, Mrs. D",female, 38 ,1,0,T,.5,,C',
+        '3.0,1,3.,"E, Miss. F",female,26.,0.00,0,T,7.,,S',
+    ]  # pandas' whole floats
     (event,) = land(fake_deps, "n.csv", csv_bytes(*lines))
     rows = fake_deps.warehouse.tables["training_data"]
     assert event.rows_loaded == 3
     assert [(r["PassengerId"], r["Pclass"], r["Age"], r["SibSp"], r["Fare"]) for r in rows] == [
-        (1, 3, 22.0, 7, 7.25), (2, 1, 38.0, 1, 0.5), (3, 3, 26.0, 0, 7.0)]
-    bad = ['4,0,3,"G, Mr. H",male,nan,0,0,T,7,,S', '5,0,3,"I, Mr. J",male,30,0,0,T,inf,,S',
-           '1234567890123456789,0,3,"K, Mr. L",male,30,0,0,T,7,,S',
-           '6,0,2.5,"M, Mr. N",male,30,0,0,T,7,,S']
+        (1, 3, 22.0, 7, 7.25),
+        (2, 1, 38.0, 1, 0.5),
+        (3, 3, 26.0, 0, 7.0),
+    ]
+    bad = [
+        '4,0,3,"G, Mr. H",male,nan,0,0,T,7,,S',
+        '5,0,3,"I, Mr. J",male,30,0,0,T,inf,,S',
+        '1234567890123456789,0,3,"K, Mr. L",male,30,0,0,T,7,,S',
+        '6,0,2.5,"M, Mr. N",male,30,0,0,T,7,,S',
+    ]
     assert land(fake_deps, "bad-n.csv", csv_bytes(*bad)) == []
     report = report_of(fake_deps, "bad-n.csv")
     assert {(e["row"], e["column"]) for e in report["errors"]} == {
-        (1, "Age"), (2, "Fare"), (3, "PassengerId"), (4, "Pclass")}
+        (1, "Age"),
+        (2, "Fare"),
+        (3, "PassengerId"),
+        (4, "Pclass"),
+    }
     assert report["bad_rows"] == 4
 
 
@@ -190,15 +223,20 @@ def test_repeated_keys_across_batches_name_the_first_in_file_order(typ: str) -> 
     from minimlops.services.validate import Report, check_keys
 
     def keys(*values: object) -> pa.Array:
-        return pa.array([v if v is None or typ == "int64" else f"k{v}" for v in values],
-                        getattr(pa, typ)())  # fmt: skip
+        return pa.array(
+            [v if v is None or typ == "int64" else f"k{v}" for v in values], getattr(pa, typ)()
+        )
 
     report = Report(keys=[(1, keys(9, 4, None, 7)), (5, keys(3, None, 8)), (8, keys(4, 2, 3, 9))])
     with pytest.raises(SchemaError) as caught:
         check_keys(report, "id")
     first = 9 if typ == "int64" else "k9"
-    assert f"id {first!r} appears more than once: rows 1 and 11 (3 keys repeat in all)" in str(caught.value)
-    check_keys(Report(keys=[(1, keys(1, None, None)), (4, keys(2, 3))]), "id")  # nulls repeat freely
+    assert f"id {first!r} appears more than once: rows 1 and 11 (3 keys repeat in all)" in str(
+        caught.value
+    )
+    check_keys(
+        Report(keys=[(1, keys(1, None, None)), (4, keys(2, 3))]), "id"
+    )  # nulls repeat freely
 
 
 def test_a_zip_file_named_csv_says_what_it_is(fake_deps: Deps) -> None:

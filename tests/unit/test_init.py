@@ -80,24 +80,30 @@ def test_a_file_without_a_key_gets_a_generated_one_and_lands_as_it_is(tmp_path: 
 GENERATED = {"name": "row_id", "type": "string", "required": True, "generated": True}
 
 
-@pytest.mark.parametrize(("key", "other", "message"), [
-    (dict(GENERATED, type="integer", min=0, max=10), {}, "a generated key is a string column"),
-    (dict(GENERATED, generated="yes"), {}, "row_id'.generated: must be true or false"),
-    (GENERATED, {"generated": True}, "column 'bmi'.generated: only the key column"),
-], ids=["integer", "not-a-bool", "not-the-key"])  # fmt: skip
+@pytest.mark.parametrize(
+    ("key", "other", "message"),
+    [
+        (dict(GENERATED, type="integer", min=0, max=10), {}, "a generated key is a string column"),
+        (dict(GENERATED, generated="yes"), {}, "row_id'.generated: must be true or false"),
+        (GENERATED, {"generated": True}, "column 'bmi'.generated: only the key column"),
+    ],
+    ids=["integer", "not-a-bool", "not-the-key"],
+)
 def test_a_generated_key_is_a_string_key(key: dict, other: dict, message: str) -> None:
     data = tomllib.loads((projects.example_dir("diabetes") / "project.toml").read_text())
     columns = [dict(c, **other) if c["name"] == "bmi" else c for c in data["columns"]]
     with pytest.raises(ProjectError, match=message):
         projects.from_dict({**data, "key": "row_id", "columns": [key, *columns]}, "")
-    assert projects.from_dict({**data, "key": "row_id", "columns": [GENERATED, *data["columns"]]},
-                              "").key_column.generated  # fmt: skip
+    assert projects.from_dict(
+        {**data, "key": "row_id", "columns": [GENERATED, *data["columns"]]}, ""
+    ).key_column.generated
 
 
 def test_init_never_guesses_a_task_it_is_unsure_of(tmp_path: Path) -> None:
     path = tmp_path / "grades.csv"
-    path.write_text("student,hours,grade\n" + "".join(
-        f"s{i},{i % 7},{i % 5}\n" for i in range(200)))
+    path.write_text(
+        "student,hours,grade\n" + "".join(f"s{i},{i % 7},{i % 5}\n" for i in range(200))
+    )
     with pytest.raises(ProjectError, match="Pass --task multiclass or --task regression"):
         infer.draft(path, "grade")
     _, multiclass = _drafted(path, "grade", task="multiclass")
@@ -110,9 +116,14 @@ def test_a_file_with_a_space_after_each_comma_drafts_and_lands(tmp_path: Path) -
     """As the UCI exports are written ("39, State-gov, 77516"): names and values
     are read trimmed, by init and by ingestion alike."""
     path = tmp_path / "adult.csv"
-    path.write_text("id, age, workclass, income\n" + "".join(
-        f"{i}, {20 + i % 50}, {('Private', 'State-gov', 'Self-emp')[i % 3]}, "
-        f"{('<=50K', '>50K')[i % 2]}\n" for i in range(300)))
+    path.write_text(
+        "id, age, workclass, income\n"
+        + "".join(
+            f"{i}, {20 + i % 50}, {('Private', 'State-gov', 'Self-emp')[i % 3]}, "
+            f"{('<=50K', '>50K')[i % 2]}\n"
+            for i in range(300)
+        )
+    )
     _, drafted = _drafted(path, "income")
     assert drafted.column_names == ("id", "age", "workclass", "income")
     assert drafted.column("workclass").kind == "categorical"
@@ -121,8 +132,12 @@ def test_a_file_with_a_space_after_each_comma_drafts_and_lands(tmp_path: Path) -
     (done,) = messagebus.handle(ObjectFinalized(LAND, path.name, info.generation, info.size), deps)
     assert done.rows_loaded == 300
     first = deps.warehouse.tables["training_data"][0]
-    assert (first["id"], first["age"], first["workclass"], first["income"]) == (0, 20, "Private",
-                                                                                 "<=50K")
+    assert (first["id"], first["age"], first["workclass"], first["income"]) == (
+        0,
+        20,
+        "Private",
+        "<=50K",
+    )
 
 
 def test_whole_numbers_written_as_floats_are_integers(tmp_path: Path) -> None:
@@ -130,13 +145,19 @@ def test_whole_numbers_written_as_floats_are_integers(tmp_path: Path) -> None:
     and many Kaggle exports): a 0.0/1.0 target is binary, not regression, and
     ingestion reads "3.0" as the integer 3."""
     path = tmp_path / "votes.csv"
-    path.write_text("age,party,score,vote\n" + "".join(
-        f"{30 + i % 40}.0,{i % 7}.0,{i * 0.37:.3f},{float(i % 3 == 0)}\n" for i in range(400)))
+    path.write_text(
+        "age,party,score,vote\n"
+        + "".join(
+            f"{30 + i % 40}.0,{i % 7}.0,{i * 0.37:.3f},{float(i % 3 == 0)}\n" for i in range(400)
+        )
+    )
     draft, drafted = _drafted(path, "vote")
     assert drafted.task == "binary" and drafted.classes == (0, 1) and drafted.positive_class == 1
     assert [c.type for c in drafted.columns][:3] == ["string", "integer", "integer"]  # row_id first
     assert drafted.column("score").type == "float"
-    assert any("party: only 7 distinct whole numbers [0, 1, 2, 3, 4, 5, 6]" in c for c in draft.checks)
+    assert any(
+        "party: only 7 distinct whole numbers [0, 1, 2, 3, 4, 5, 6]" in c for c in draft.checks
+    )
     deps = fake_deps_for(drafted)
     info = deps.store.write_bytes(LAND, path.name, path.read_bytes())
     (done,) = messagebus.handle(ObjectFinalized(LAND, path.name, info.generation, info.size), deps)
@@ -156,8 +177,11 @@ def test_init_says_what_the_user_probably_meant(tmp_path: Path) -> None:
         infer.draft(path, "survived")
     odd = tmp_path / "odd.csv"
     odd.write_text('id,"say ""hi""",a.b,Größe (cm),y\n1,x,0.5,170,yes\n2,y,0.7,180,no\n')
-    with pytest.raises(ProjectError, match=r"""columns \['say "hi"', 'a.b'\] cannot be warehouse """
-                                           "columns .*rename them in the file's header"):
+    with pytest.raises(
+        ProjectError,
+        match=r"""columns \['say "hi"', 'a.b'\] cannot be warehouse """
+        "columns .*rename them in the file's header",
+    ):
         infer.draft(odd, "y")
 
 
@@ -170,7 +194,8 @@ def test_ingest_into_a_new_home_says_which_project_it_gets(tmp_path: Path) -> No
     data.write_text("id,y\n1,yes\n")
     out = cli(tmp_path / "home", "ingest", str(data), check=False)
     assert "is a new data home, so it gets the built-in example project 'titanic'" in (
-        " ".join(out.stderr.split()))
+        " ".join(out.stderr.split())
+    )
     again = cli(tmp_path / "home", "ingest", str(data), check=False)
     assert "new data home" not in again.stderr
 
@@ -182,10 +207,14 @@ def test_words_for_no_value_are_found_and_read_as_missing_everywhere(tmp_path: P
     from minimlops.entrypoints.http.schemas import request_models
 
     path = tmp_path / "census.csv"
-    path.write_text("age, workclass, hours, region, income\n" + "".join(
-        f"{'NA' if i % 17 == 0 else 20 + i % 50}, {'?' if i % 13 == 0 else ('Private', 'State')[i % 2]}, "
-        f"{'?' if i % 19 == 0 else 10 + i % 40}, {('NA', 'EU', 'APAC')[i % 3]}, {('<=50K', '>50K')[i % 2]}\n"
-        for i in range(400)))  # fmt: skip
+    path.write_text(
+        "age, workclass, hours, region, income\n"
+        + "".join(
+            f"{'NA' if i % 17 == 0 else 20 + i % 50}, {'?' if i % 13 == 0 else ('Private', 'State')[i % 2]}, "
+            f"{'?' if i % 19 == 0 else 10 + i % 40}, {('NA', 'EU', 'APAC')[i % 3]}, {('<=50K', '>50K')[i % 2]}\n"
+            for i in range(400)
+        )
+    )
     draft, drafted = _drafted(path, "income")
     assert drafted.missing_values == ("NA", "?")
     assert (drafted.column("age").type, drafted.column("hours").type) == ("integer", "integer")
@@ -208,9 +237,13 @@ def test_pandas_index_column_is_neither_a_feature_nor_the_key(tmp_path: Path) ->
     as unnamed_0 by init and ingestion alike, left out of the features, never
     the key (every file restarts it at 0), and later files may leave it out."""
     path = tmp_path / "export.csv"
-    path.write_text(",customer,age,note,churned\n" + "".join(
-        f"{i},c{i:04d},{20 + i % 50},called on day {i},{('Yes', 'No')[i % 3 == 0]}\n"
-        for i in range(300)))  # fmt: skip
+    path.write_text(
+        ",customer,age,note,churned\n"
+        + "".join(
+            f"{i},c{i:04d},{20 + i % 50},called on day {i},{('Yes', 'No')[i % 3 == 0]}\n"
+            for i in range(300)
+        )
+    )
     draft, drafted = _drafted(path, "churned")
     assert drafted.column_names[0] == "unnamed_0" and drafted.key == "customer"
     assert "unnamed_0" not in drafted.features and not drafted.column("unnamed_0").required
@@ -234,8 +267,10 @@ def test_the_file_says_what_was_observed_and_every_check_above_its_place(tmp_pat
     for i in range(120):
         nested = "" if i in (7, 9) else ("yes" if i % 3 else "no")
         weight = "NA" if i % 10 == 5 else i / 4
-        lines.append(f"{i},{['Biscoe', 'Dream', 'Torgersen'][i % 3]},{2700 + i * 30},"
-                     f"2007-11-{1 + i % 28:02d},Anvers,{weight},{'MF'[i % 2]},{nested},")  # fmt: skip
+        lines.append(
+            f"{i},{['Biscoe', 'Dream', 'Torgersen'][i % 3]},{2700 + i * 30},"
+            f"2007-11-{1 + i % 28:02d},Anvers,{weight},{'MF'[i % 2]},{nested},"
+        )
     path.write_text("\n".join(lines) + "\n")
     d = infer.draft(path, "nested")
     text = _toml(d.data, d.checks, d.observed)
@@ -256,17 +291,27 @@ def test_the_file_says_what_was_observed_and_every_check_above_its_place(tmp_pat
     assert above('name = "Island (site)"') == ['# observed "Biscoe", "Dream", "Torgersen"']
     assert above('name = "Mass (g)"') == ["# observed 2700 to 6270"]
     assert above('name = "Weight"') == ["# observed 0 to 29.75"]
-    assert any("Date Egg: dates (such as '2007-11-01'), read as a category" in c
-               for c in above('name = "Date Egg"'))  # fmt: skip
-    assert any("Region: one value only ('Anvers' in every row)" in c for c in above('name = "Region"'))
+    assert any(
+        "Date Egg: dates (such as '2007-11-01'), read as a category" in c
+        for c in above('name = "Date Egg"')
+    )
+    assert any(
+        "Region: one value only ('Anvers' in every row)" in c for c in above('name = "Region"')
+    )
     assert any("Notes: empty in every row" in c for c in above('name = "Notes"'))
-    assert any("nested: empty in 2 of 120 rows" in c and "MINIMLOPS_MAX_BAD_ROWS=2" in c
-               for c in above('name = "nested"'))  # fmt: skip
-    assert any(c.startswith("# CHECK positive_class 'yes'") for c in above('positive_class = "yes"'))
+    assert any(
+        "nested: empty in 2 of 120 rows" in c and "MINIMLOPS_MAX_BAD_ROWS=2" in c
+        for c in above('name = "nested"')
+    )
+    assert any(
+        c.startswith("# CHECK positive_class 'yes'") for c in above('positive_class = "yes"')
+    )
     assert any(c.startswith("# CHECK missing_values ['NA']") for c in above("missing_values = ["))
     assert all(f"# CHECK {c}" in file for c in d.checks)  # none is only printed
     assert "a category (1 value seen)" in " ".join(d.decisions)
-    assert drafted.column("Island (site)").allowed is None and drafted.column("Mass (g)").max is None
+    assert (
+        drafted.column("Island (site)").allowed is None and drafted.column("Mass (g)").max is None
+    )
     assert drafted.target_column.required
 
     # the file as it is: refused naming the rows without a target; with
@@ -276,8 +321,9 @@ def test_the_file_says_what_was_observed_and_every_check_above_its_place(tmp_pat
         info = deps.store.write_bytes(LAND, path.name, path.read_bytes())
         messagebus.handle(ObjectFinalized(LAND, path.name, info.generation, info.size), deps)
         (row,) = deps.warehouse.ledger(source_uri=f"gs://{LAND}/{path.name}")
-        assert (row["status"], row["rows_loaded"]) == (("rejected", 0) if not max_bad else
-                                                       ("loaded", 118))  # fmt: skip
+        assert (row["status"], row["rows_loaded"]) == (
+            ("rejected", 0) if not max_bad else ("loaded", 118)
+        )
         assert "row 8, column nested: required value is missing" in row["message"]
     more = tmp_path / "more.csv"
     more.write_text(lines[0] + "\n200,Elephant Island,3000,2008-11-02,Anvers,1.5,F,yes,\n")
@@ -299,13 +345,18 @@ def test_numeric_classes_are_in_numeric_order(tmp_path: Path) -> None:
     """Classes 1 to 12 are listed 1, 2, ..., 10, 11, 12 (not 1, 10, 11, 12, 2):
     in the file's allowed values, the decisions and the question asked."""
     path = tmp_path / "grades.csv"
-    path.write_text("student,hours,grade\n" + "".join(
-        f"s{i},{i % 7},{1 + i % 12}\n" for i in range(240)))
-    with pytest.raises(ProjectError, match=r"12 distinct whole numbers \[1, 2, 3, 4, 5, 6, 7, 8, "
-                                           r"9, 10\]"):
+    path.write_text(
+        "student,hours,grade\n" + "".join(f"s{i},{i % 7},{1 + i % 12}\n" for i in range(240))
+    )
+    with pytest.raises(
+        ProjectError,
+        match=r"12 distinct whole numbers \[1, 2, 3, 4, 5, 6, 7, 8, "
+        r"9, 10\]",
+    ):
         infer.draft(path, "grade")
-    result = _init(str(path), "--target", "grade", "--task", "multiclass", "-o",
-                   str(tmp_path / "grades"))
+    result = _init(
+        str(path), "--target", "grade", "--task", "multiclass", "-o", str(tmp_path / "grades")
+    )
     assert result.exit_code == 0, result.output
     written = tomllib.loads((tmp_path / "grades" / "project.toml").read_text())
     target = next(c for c in written["columns"] if c["name"] == "grade")
@@ -316,8 +367,9 @@ def test_numeric_classes_are_in_numeric_order(tmp_path: Path) -> None:
     assert infer.draft(two, "y").data["positive_class"] == 10
 
 
-def test_init_with_an_output_directory_names_the_project_after_it(tmp_path: Path,
-                                                                 monkeypatch) -> None:  # fmt: skip
+def test_init_with_an_output_directory_names_the_project_after_it(
+    tmp_path: Path, monkeypatch
+) -> None:
     data = tmp_path / "export-2024.csv"
     data.write_text("id,x,y\n" + "".join(f"{i},{i % 3},{'ab'[i % 2]}\n" for i in range(50)))
     result = _init(str(data), "--target", "y", "-o", str(tmp_path / "Churn Model"))
@@ -328,7 +380,9 @@ def test_init_with_an_output_directory_names_the_project_after_it(tmp_path: Path
     here.mkdir()
     monkeypatch.chdir(here)
     assert _init(str(data), "--target", "y").exit_code == 0
-    assert tomllib.loads((here / "export-2024" / "project.toml").read_text())["name"] == "export-2024"
+    assert (
+        tomllib.loads((here / "export-2024" / "project.toml").read_text())["name"] == "export-2024"
+    )
 
 
 def test_a_regression_target_of_prices_raises_no_false_alarm(tmp_path: Path) -> None:
@@ -339,9 +393,13 @@ def test_a_regression_target_of_prices_raises_no_false_alarm(tmp_path: Path) -> 
 
     rng = random.Random(1)
     path = tmp_path / "houses.csv"
-    path.write_text("Id,LotArea,Neighborhood,SalePrice\n" + "".join(
-        f"{i},{rng.randint(2000, 20000)},{rng.choice('ABC')},{rng.randint(50_000, 500_000)}\n"
-        for i in range(1, 1461)))
+    path.write_text(
+        "Id,LotArea,Neighborhood,SalePrice\n"
+        + "".join(
+            f"{i},{rng.randint(2000, 20000)},{rng.choice('ABC')},{rng.randint(50_000, 500_000)}\n"
+            for i in range(1, 1461)
+        )
+    )
     result = _init(str(path), "--target", "SalePrice", "-o", str(tmp_path / "houses"))
     assert result.exit_code == 0, result.output
     text = (tmp_path / "houses" / "project.toml").read_text()
@@ -365,7 +423,8 @@ def test_a_rejected_file_is_a_failed_ingest_saying_why(tmp_path: Path) -> None:
     out = cli(tmp_path / "home", "ingest", str(data), check=False)
     assert out.returncode == 1, out.stdout + out.stderr
     error = [line for line in out.stderr.splitlines() if line.startswith("error:")]
-    assert len(error) == 1 and error[0].startswith("error: houses.csv was rejected: missing "
-                                                   "columns ['PassengerId', 'Survived'"), out.stderr
+    assert len(error) == 1 and error[0].startswith(
+        "error: houses.csv was rejected: missing columns ['PassengerId', 'Survived'"
+    ), out.stderr
     assert "(report: gs://my-data-landing-zone/rejected/houses.csv.report.json)" in error[0]
     assert "houses.csv: rejected, nothing loaded" in out.stdout

@@ -49,40 +49,80 @@ def model(rows) -> TrainedModel:
 
 @pytest.mark.parametrize(
     ("name", "sex", "age", "title"),
-    [("Braund, Mr. Owen Harris", "male", 22, "Mr"), ("Oliva y Ocana, Dona. Fermina", "female", 39, "Rare"),
-     ("Moran, Mlle. Bertha", "female", 28, "Miss"), ("Rothes, the Countess. of", "female", 33, "Rare"),
-     (None, "male", 8, "Master"), (None, "male", None, "Mr"), (None, "female", 10, "Miss"),
-     ("", "female", 40, "Mrs"), ("Dr Who", "male", 40, "Mr")],
-)  # fmt: skip
+    [
+        ("Braund, Mr. Owen Harris", "male", 22, "Mr"),
+        ("Oliva y Ocana, Dona. Fermina", "female", 39, "Rare"),
+        ("Moran, Mlle. Bertha", "female", 28, "Miss"),
+        ("Rothes, the Countess. of", "female", 33, "Rare"),
+        (None, "male", 8, "Master"),
+        (None, "male", None, "Mr"),
+        (None, "female", 10, "Miss"),
+        ("", "female", 40, "Mrs"),
+        ("Dr Who", "male", 40, "Mr"),
+    ],
+)
 def test_title(name, sex, age, title) -> None:
     assert globals()["title"]({"Name": name, "Sex": sex, "Age": age}) == title
 
 
-@pytest.mark.parametrize(("cabin", "deck"), [("C85", "C"), ("", "U"), (None, "U"), ("T", "U"), (" b12", "B")])
+@pytest.mark.parametrize(
+    ("cabin", "deck"), [("C85", "C"), ("", "U"), (None, "U"), ("T", "U"), (" b12", "B")]
+)
 def test_deck(cabin, deck) -> None:
     assert globals()["deck"]({"Cabin": cabin}) == deck
 
 
 def test_imputation_uses_only_the_rows_it_is_fitted_on(rows) -> None:
     spec = features.fit_spec(rows[:100], TITANIC, DERIVE)
-    other = features.fit_spec(rows[:100] + [{**rows[0], "Age": 1000.0, "Name": "X, Mr. Y"}] * 500,
-                              TITANIC, DERIVE)  # fmt: skip
+    other = features.fit_spec(
+        rows[:100] + [{**rows[0], "Age": 1000.0, "Name": "X, Mr. Y"}] * 500, TITANIC, DERIVE
+    )
     fill = {c["name"]: c.get("fill") for c in spec["columns"]}
     assert fill["Age"] != {c["name"]: c.get("fill") for c in other["columns"]}["Age"]
 
 
 EDGES = [
     {"Pclass": 1, "Sex": "female", "SibSp": 0, "Parch": 0},  # every optional field missing
-    {"Pclass": 2, "Sex": "male", "Age": 12.5, "SibSp": 3, "Parch": 2, "Fare": 0.0, "Name": "",
-     "Cabin": "", "Embarked": None},
-    {"Pclass": 3, "Sex": "male", "Age": 0.42, "SibSp": 0, "Parch": 1, "Fare": 512.3292,
-     "Name": "Dr Who", "Cabin": " t12", "Embarked": "Q"},
-    {"Pclass": 3, "Sex": "female", "Age": 17.999, "SibSp": 8, "Parch": 0, "Fare": None,
-     "Name": "Rothes, the Countess. of", "Cabin": "g6 F2", "Embarked": "C"},
+    {
+        "Pclass": 2,
+        "Sex": "male",
+        "Age": 12.5,
+        "SibSp": 3,
+        "Parch": 2,
+        "Fare": 0.0,
+        "Name": "",
+        "Cabin": "",
+        "Embarked": None,
+    },
+    {
+        "Pclass": 3,
+        "Sex": "male",
+        "Age": 0.42,
+        "SibSp": 0,
+        "Parch": 1,
+        "Fare": 512.3292,
+        "Name": "Dr Who",
+        "Cabin": " t12",
+        "Embarked": "Q",
+    },
+    {
+        "Pclass": 3,
+        "Sex": "female",
+        "Age": 17.999,
+        "SibSp": 8,
+        "Parch": 0,
+        "Fare": None,
+        "Name": "Rothes, the Countess. of",
+        "Cabin": "g6 F2",
+        "Embarked": "C",
+    },
     # without a name the title is guessed from sex and age, at the boundaries
-    *({"Pclass": 3, "Sex": sex, "Age": age, "SibSp": 0, "Parch": 0, "Fare": 8.05}
-      for sex in ("male", "female") for age in (None, 12.9, 13, 17.5, 18)),
-]  # fmt: skip
+    *(
+        {"Pclass": 3, "Sex": sex, "Age": age, "SibSp": 0, "Parch": 0, "Fare": 8.05}
+        for sex in ("male", "female")
+        for age in (None, 12.9, 13, 17.5, 18)
+    ),
+]
 
 
 def test_matrix_and_vector_agree_on_every_row(rows, example_rows) -> None:
@@ -105,18 +145,36 @@ def test_model_beats_the_gender_baseline(model, rows) -> None:
 
 
 def test_behaviour_invariance_to_the_name_beyond_the_title(model) -> None:
-    base = {"Pclass": 3, "Sex": "male", "Age": 30.0, "SibSp": 0, "Parch": 0, "Fare": 8.0,
-            "Embarked": "S", "Cabin": None}  # fmt: skip
+    base = {
+        "Pclass": 3,
+        "Sex": "male",
+        "Age": 30.0,
+        "SibSp": 0,
+        "Parch": 0,
+        "Fare": 8.0,
+        "Embarked": "S",
+        "Cabin": None,
+    }
     a = model.predict_proba([{**base, "Name": "Smith, Mr. John"}])[0]
     b = model.predict_proba([{**base, "Name": "Jones, Mr. Alfred Walter"}])[0]
     assert a == pytest.approx(b)
 
 
 def test_behaviour_first_class_and_women_survive_more(model) -> None:
-    man3 = {"Pclass": 3, "Sex": "male", "Age": 30.0, "SibSp": 0, "Parch": 0, "Fare": 8.0,
-            "Embarked": "S", "Name": None, "Cabin": None}  # fmt: skip
+    man3 = {
+        "Pclass": 3,
+        "Sex": "male",
+        "Age": 30.0,
+        "SibSp": 0,
+        "Parch": 0,
+        "Fare": 8.0,
+        "Embarked": "S",
+        "Name": None,
+        "Cabin": None,
+    }
     p3, p1, woman = model.predict_proba(
-        [man3, {**man3, "Pclass": 1, "Fare": 80.0}, {**man3, "Sex": "female"}])
+        [man3, {**man3, "Pclass": 1, "Fare": 80.0}, {**man3, "Sex": "female"}]
+    )
     assert p1 > p3 and woman > p3
 
 
@@ -156,7 +214,6 @@ def test_serving_never_loads_the_training_libraries(model, tmp_path) -> None:
     import subprocess
     import sys
 
-
     (tmp_path / "model.onnx").write_bytes(export.to_onnx(model))
     (tmp_path / "spec.json").write_text(__import__("json").dumps(model.spec))
     probe = (
@@ -172,8 +229,9 @@ def test_serving_never_loads_the_training_libraries(model, tmp_path) -> None:
         "app.close()\n"
         "print(sorted(m for m in ('sklearn', 'scipy', 'skops', 'skl2onnx') if m in sys.modules))"
     )
-    out = subprocess.run([sys.executable, "-c", probe, str(tmp_path)], capture_output=True,
-                         text=True, timeout=120)  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-c", probe, str(tmp_path)], capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "[]"
 
@@ -183,7 +241,7 @@ def test_training_on_rows_read_in_chunks_gives_the_same_model(rows, model) -> No
     import numpy as np
 
     data = rows[:1000]
-    chunked = fit(lambda: (data[i:i + 128] for i in range(0, len(data), 128)), folds=3, seed=0)
+    chunked = fit(lambda: (data[i : i + 128] for i in range(0, len(data), 128)), folds=3, seed=0)
     assert chunked.algorithm == model.algorithm and chunked.spec == model.spec
     assert chunked.cv_scores == model.cv_scores
     assert np.array_equal(chunked.predict_proba(rows), model.predict_proba(rows))

@@ -28,8 +28,11 @@ def _interaction(task: str, n: int = 1000, seed: int = 0) -> tuple[np.ndarray, n
     return X, np.digitize(signal + rng.normal(scale=0.3, size=n), [-1.0, 1.0]).astype(np.int64)
 
 
-METRIC = {"binary": ("log_loss", "min"), "multiclass": ("log_loss", "min"),
-          "regression": ("rmse", "min")}  # fmt: skip
+METRIC = {
+    "binary": ("log_loss", "min"),
+    "multiclass": ("log_loss", "min"),
+    "regression": ("rmse", "min"),
+}
 
 
 @pytest.mark.parametrize("task", ["binary", "multiclass", "regression"])
@@ -37,8 +40,18 @@ def test_boosted_trees_win_where_the_signal_is_an_interaction(task) -> None:
     X, y = _interaction(task)
     metric, direction = METRIC[task]
     k = 0 if task == "regression" else len(np.unique(y))
-    chosen = selection.select(X, y, task=task, n_classes=k, metric=metric, direction=direction,
-                              folds=3, seed=0, budget_s=600, imbalance_threshold=0.05)  # fmt: skip
+    chosen = selection.select(
+        X,
+        y,
+        task=task,
+        n_classes=k,
+        metric=metric,
+        direction=direction,
+        folds=3,
+        seed=0,
+        budget_s=600,
+        imbalance_threshold=0.05,
+    )
     board = {e["name"]: e for e in chosen.leaderboard}
     assert set(board) >= {name for name, _ in BOOSTED}
     assert chosen.chosen.family == "boosted_trees", board
@@ -58,8 +71,9 @@ def test_selection_uses_the_projects_primary_metric_and_serves_fast(name) -> Non
     chosen model (whatever family) is served by ONNX within tolerance."""
     project = shapes.load(name)
     rows = shapes.rows(project, 600, seed=3).to_pylist()
-    model = training.select_and_fit(rows, project, projects.derived_functions(project), folds=3,
-                                    seed=0)  # fmt: skip
+    model = training.select_and_fit(
+        rows, project, projects.derived_functions(project), folds=3, seed=0
+    )
     sel = model.selection
     assert sel.metric == project.primary_metric and sel.direction == project.metric_direction
     sign = 1 if sel.direction == "min" else -1
@@ -95,28 +109,58 @@ def test_lightgbm_is_served_by_onnx_within_tolerance_on_every_row(task) -> None:
 
 def test_a_budget_that_runs_out_skips_the_later_candidates_and_says_so() -> None:
     X, y = _interaction("binary", n=800)
-    chosen = selection.select(X, y, task="binary", n_classes=2, metric="log_loss", direction="min",
-                              folds=3, seed=0, budget_s=1e-9, imbalance_threshold=0.05)  # fmt: skip
+    chosen = selection.select(
+        X,
+        y,
+        task="binary",
+        n_classes=2,
+        metric="log_loss",
+        direction="min",
+        folds=3,
+        seed=0,
+        budget_s=1e-9,
+        imbalance_threshold=0.05,
+    )
     first, *rest = chosen.leaderboard
     assert first["status"] == "scored" and first.get("chosen")
-    assert rest and all(e["status"].startswith("skipped: ") and "training budget" in e["status"]
-                        for e in rest)  # fmt: skip
+    assert rest and all(
+        e["status"].startswith("skipped: ") and "training budget" in e["status"] for e in rest
+    )
 
 
 def test_a_rare_class_tries_class_weights_and_records_the_decision() -> None:
     rng = np.random.default_rng(1)
     X = rng.normal(size=(3000, 5))
     y = ((X[:, 0] + rng.normal(scale=0.5, size=3000)) > 2.0).astype(np.int64)  # ~3 % positive
-    chosen = selection.select(X, y, task="binary", n_classes=2, metric="log_loss", direction="min",
-                              folds=3, seed=0, budget_s=600, imbalance_threshold=0.1)  # fmt: skip
+    chosen = selection.select(
+        X,
+        y,
+        task="binary",
+        n_classes=2,
+        metric="log_loss",
+        direction="min",
+        folds=3,
+        seed=0,
+        budget_s=600,
+        imbalance_threshold=0.1,
+    )
     w = chosen.class_weight
     assert w["weighted"] and w["minority_share"] < 0.1 and w["threshold"] == 0.1
     names = [e["name"] for e in chosen.leaderboard]
     assert "lightgbm_balanced" in names and "logistic_regression_balanced" in names
     assert w["chosen_weighted"] == chosen.chosen.name.endswith("_balanced")
-    common = selection.select(X, (X[:, 0] > 0).astype(np.int64), task="binary", n_classes=2,
-                              metric="log_loss", direction="min", folds=3, seed=0, budget_s=600,
-                              imbalance_threshold=0.1)  # fmt: skip
+    common = selection.select(
+        X,
+        (X[:, 0] > 0).astype(np.int64),
+        task="binary",
+        n_classes=2,
+        metric="log_loss",
+        direction="min",
+        folds=3,
+        seed=0,
+        budget_s=600,
+        imbalance_threshold=0.1,
+    )
     assert not common.class_weight["weighted"]
     assert not any(e["name"].endswith("_balanced") for e in common.leaderboard)
 
@@ -152,7 +196,10 @@ def test_multiclass_and_regression_evaluation_numbers() -> None:
     truth = value + rng.normal(scale=2.0, size=3000)
     g = evaluation.evaluate("regression", truth, value, None, seed=0)
     assert len(g["scatter"]["points"]) == evaluation.SCATTER_POINTS and g["scatter"]["rows"] == 3000
-    assert sum(g["errors"]["counts"]) == 3000 and len(g["errors"]["edges"]) == evaluation.HISTOGRAM_BINS + 1
+    assert (
+        sum(g["errors"]["counts"]) == 3000
+        and len(g["errors"]["edges"]) == evaluation.HISTOGRAM_BINS + 1
+    )
     low, high = g["intervals"]["rmse"]
     assert low < 2.0 < high
 
@@ -173,13 +220,21 @@ def test_permutation_importance_ranks_the_column_the_model_uses_first() -> None:
 
 
 def _many_values_project():  # type: ignore[no-untyped-def]
-    return projects.from_dict({
-        "name": "zips", "key": "id", "target": "bought", "task": "binary", "positive_class": 1,
-        "columns": [{"name": "id", "type": "integer", "required": True, "min": 0,
-                     "max": 1_000_000},
-                    {"name": "bought", "type": "integer", "required": True, "allowed": [0, 1]},
-                    {"name": "zip", "type": "integer", "required": False, "kind": "categorical"},
-                    {"name": "x", "type": "float", "required": True}]})  # fmt: skip
+    return projects.from_dict(
+        {
+            "name": "zips",
+            "key": "id",
+            "target": "bought",
+            "task": "binary",
+            "positive_class": 1,
+            "columns": [
+                {"name": "id", "type": "integer", "required": True, "min": 0, "max": 1_000_000},
+                {"name": "bought", "type": "integer", "required": True, "allowed": [0, 1]},
+                {"name": "zip", "type": "integer", "required": False, "kind": "categorical"},
+                {"name": "x", "type": "float", "required": True},
+            ],
+        }
+    )
 
 
 def test_a_category_of_many_values_gets_its_train_frequency_not_a_column_per_value() -> None:
@@ -193,8 +248,10 @@ def test_a_category_of_many_values_gets_its_train_frequency_not_a_column_per_val
     project = _many_values_project()
     rng = np.random.default_rng(0)
     zips = rng.zipf(1.2, 4000) % 1000
-    train = [{"id": i, "bought": int(z % 3 == 0), "zip": int(z), "x": float(i % 7)}
-             for i, z in enumerate(zips)]  # fmt: skip
+    train = [
+        {"id": i, "bought": int(z % 3 == 0), "zip": int(z), "x": float(i % 7)}
+        for i, z in enumerate(zips)
+    ]
     train[5]["zip"] = None
     spec = features.fit_spec(iter(train), project, {})
     fs = features.FeatureSet(spec, {})
@@ -206,7 +263,10 @@ def test_a_category_of_many_values_gets_its_train_frequency_not_a_column_per_val
         assert X[i, at] == pytest.approx(counts[int(zips[i])] / 4000)  # of all TRAIN rows
     assert X[5, at] == 0.0
     validation_only = max(counts) + 1000  # a value TRAIN never had
-    valid = [{"id": 9000, "zip": validation_only, "x": 1.0}, {"id": 9001, "zip": int(zips[0]), "x": 2.0}]
+    valid = [
+        {"id": 9000, "zip": validation_only, "x": 1.0},
+        {"id": 9001, "zip": int(zips[0]), "x": 2.0},
+    ]
     assert fs.matrix(valid)[0, at] == 0.0 and fs.vector(valid[0])[at] == 0.0
     # nothing of VALIDATION is learned: fitting on TRAIN again gives the same spec
     assert features.fit_spec(iter(train), project, {}) == spec
@@ -228,8 +288,9 @@ def test_a_calibration_is_kept_only_when_it_lowers_validation_log_loss() -> None
     rng = np.random.default_rng(4)
     X = rng.normal(size=(6000, 4))
     y = ((X[:, 0] + rng.normal(scale=0.8, size=6000)) > 2.2).astype(np.int64)  # ~4 %
-    weighted = next(c for c in candidates("binary", 0, 6000, class_weight="balanced")
-                    if c.family == "linear")  # fmt: skip
+    weighted = next(
+        c for c in candidates("binary", 0, 6000, class_weight="balanced") if c.family == "linear"
+    )
     train, valid = slice(0, 4000), slice(4000, None)
     est = weighted.make().fit(X[train], y[train])
     from sklearn.model_selection import cross_val_predict
@@ -238,7 +299,9 @@ def test_a_calibration_is_kept_only_when_it_lowers_validation_log_loss() -> None
     out = est.predict_proba(X[valid])[:, 1]
     kept = calibration.decide("binary", oof, y[train], y[valid], out)
     assert kept["kept"] and kept["params"]["method"] == "platt"
-    assert kept["validation_log_loss_after"] < kept["validation_log_loss_before"] - calibration.MARGIN
+    assert (
+        kept["validation_log_loss_after"] < kept["validation_log_loss_before"] - calibration.MARGIN
+    )
     plain = next(c for c in candidates("binary", 0, 6000) if c.family == "linear")
     oof = cross_val_predict(plain.make(), X[train], y[train], cv=3, method="predict_proba")[:, 1]
     out = plain.make().fit(X[train], y[train]).predict_proba(X[valid])[:, 1]
@@ -268,7 +331,9 @@ def test_platt_scaling_of_one_value_is_numpys_at_the_extremes() -> None:
         ps = [0.0, 1e-13, 0.2, 0.5, 0.999, 1.0]
         with np.errstate(over="ignore"):
             batch = outputs.calibrate(calibration, np.array(ps)).tolist()
-        assert [outputs.platt_one(calibration, p) for p in ps] == pytest.approx(batch, rel=1e-12, abs=1e-300)
+        assert [outputs.platt_one(calibration, p) for p in ps] == pytest.approx(
+            batch, rel=1e-12, abs=1e-300
+        )
 
 
 def test_multiclass_temperature_scaling_fits_an_overconfident_model() -> None:
@@ -282,7 +347,9 @@ def test_multiclass_temperature_scaling_fits_an_overconfident_model() -> None:
     sharp = np.exp(3 * logits) / np.exp(3 * logits).sum(axis=1, keepdims=True)  # overconfident
     found = calibration.decide("multiclass", sharp[:2000], y[:2000], y[2000:], sharp[2000:])
     assert found["kept"] and 2.0 < found["params"]["t"] < 4.0
-    assert not calibration.decide("multiclass", honest[:2000], y[:2000], y[2000:], honest[2000:])["kept"]
+    assert not calibration.decide("multiclass", honest[:2000], y[:2000], y[2000:], honest[2000:])[
+        "kept"
+    ]
 
 
 @pytest.mark.parametrize("task", ["binary", "multiclass", "regression"])

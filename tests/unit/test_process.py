@@ -9,9 +9,12 @@ import sys
 from minimlops.process import freeze_long_lived, freeze_new_modules
 
 
-def test_modules_imported_after_start_up_are_frozen_at_the_next_check(tmp_path, monkeypatch) -> None:
+def test_modules_imported_after_start_up_are_frozen_at_the_next_check(
+    tmp_path, monkeypatch
+) -> None:
     (tmp_path / "late_library.py").write_text(
-        "TABLE = [{'row': i, 'cells': [i, str(i)]} for i in range(2000)]\n")
+        "TABLE = [{'row': i, 'cells': [i, str(i)]} for i in range(2000)]\n"
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     freeze_long_lived()
     try:

@@ -50,43 +50,73 @@ def _col(name, **changes) -> list:
     return cols
 
 
-@pytest.mark.parametrize(("data", "message"), [
-    (_variant(columns=_col("bmi", type="decimal")), "column 'bmi'.type: unknown type 'decimal'"),
-    (_variant(target="outcome"), "target: 'outcome' is not a declared column"),
-    (_variant(key="id"), "key: 'id' is not a declared column"),
-    (_variant(columns=_col("sex", type="string")), "column 'sex'.allowed: 1 is not a string"),
-    (_variant(columns=_col("sex", min=0, allowed=None, type="string", kind=None)),
-     "column 'sex'.min: a string column has no min"),
-    (_variant(columns=_col("bmi", min=50, max=10)), "min 50 is above max 10"),
-    (_variant(task="clustering"), "task: 'clustering'"),
-    (_variant(task="binary"), "needs an integer, string or boolean target"),
-    (_variant(primary_metric="accuracy"), "'accuracy' is not a regression metric"),
-    (_variant(features=["bmi", "weight"]), "['weight'] are neither columns nor derived"),
-    (_variant(columns=_col("patient_id", required=False)), "must be required = true"),
-    (_variant(columns=[*BASE["columns"], {"name": "split", "type": "string"}]),
-     "names of the pipeline's own columns"),
-    (_variant(colour="blue"), "top level: unknown field 'colour'"),
-    (_variant(primary_metirc="rmse"), "unknown field 'primary_metirc' (did you mean "
-                                      "'primary_metric'?)"),
-    (_variant(columns=_col("bmi", requried=True)), "column 'bmi': unknown field 'requried' "
-                                                   "(did you mean 'required'?)"),
-    (_variant(columns=_col("bmi", type="double")), "unknown type 'double' (did you mean 'float'?)"),
-    (_variant(columns=_col("bmi", kind="category")), "(did you mean 'categorical'?)"),
-    (_variant(task="regresion"), "task: 'regresion' (did you mean 'regression'?)"),
-    (_variant(primary_metric="log_loss"), "'log_loss' is not a regression metric (it is a "
-                                          "binary one); one of ['rmse', 'mae', 'r2']"),
-    (_variant(primary_metric="rsme"), "(did you mean 'rmse'?)"),
-    (_variant(target="Progression"), "(did you mean 'progression'?)"),
-    (_variant(features=["bmi", "BP"]), "(did you mean 'bp'?)"),
-    (_variant(columns=[*BASE["columns"][:3], {"name": 5, "type": "float"}]),
-     "[[columns]] table 4 (after column 'age').name: 5 is not a usable column name"),
-    # bounds a 64-bit integer column cannot hold stopped `up` with msgspec's traceback
-    (_variant(columns=_col("age", type="integer", max=1e30)),
-     "column 'age'.max: 1e+30 does not fit an integer column (-9223372036854775808 to "),
-    (_variant(columns=_col("sex", allowed=[1, 2**70])), "column 'sex'.allowed: "
-                                                        "1180591620717411303424 does not fit"),
-    (_variant(columns=_col("bmi", max=float("inf"))), "column 'bmi'.max: inf is not a finite number"),
-], ids=lambda v: v if isinstance(v, str) else "")  # fmt: skip
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (
+            _variant(columns=_col("bmi", type="decimal")),
+            "column 'bmi'.type: unknown type 'decimal'",
+        ),
+        (_variant(target="outcome"), "target: 'outcome' is not a declared column"),
+        (_variant(key="id"), "key: 'id' is not a declared column"),
+        (_variant(columns=_col("sex", type="string")), "column 'sex'.allowed: 1 is not a string"),
+        (
+            _variant(columns=_col("sex", min=0, allowed=None, type="string", kind=None)),
+            "column 'sex'.min: a string column has no min",
+        ),
+        (_variant(columns=_col("bmi", min=50, max=10)), "min 50 is above max 10"),
+        (_variant(task="clustering"), "task: 'clustering'"),
+        (_variant(task="binary"), "needs an integer, string or boolean target"),
+        (_variant(primary_metric="accuracy"), "'accuracy' is not a regression metric"),
+        (_variant(features=["bmi", "weight"]), "['weight'] are neither columns nor derived"),
+        (_variant(columns=_col("patient_id", required=False)), "must be required = true"),
+        (
+            _variant(columns=[*BASE["columns"], {"name": "split", "type": "string"}]),
+            "names of the pipeline's own columns",
+        ),
+        (_variant(colour="blue"), "top level: unknown field 'colour'"),
+        (
+            _variant(primary_metirc="rmse"),
+            "unknown field 'primary_metirc' (did you mean 'primary_metric'?)",
+        ),
+        (
+            _variant(columns=_col("bmi", requried=True)),
+            "column 'bmi': unknown field 'requried' (did you mean 'required'?)",
+        ),
+        (
+            _variant(columns=_col("bmi", type="double")),
+            "unknown type 'double' (did you mean 'float'?)",
+        ),
+        (_variant(columns=_col("bmi", kind="category")), "(did you mean 'categorical'?)"),
+        (_variant(task="regresion"), "task: 'regresion' (did you mean 'regression'?)"),
+        (
+            _variant(primary_metric="log_loss"),
+            "'log_loss' is not a regression metric (it is a "
+            "binary one); one of ['rmse', 'mae', 'r2']",
+        ),
+        (_variant(primary_metric="rsme"), "(did you mean 'rmse'?)"),
+        (_variant(target="Progression"), "(did you mean 'progression'?)"),
+        (_variant(features=["bmi", "BP"]), "(did you mean 'bp'?)"),
+        (
+            _variant(columns=[*BASE["columns"][:3], {"name": 5, "type": "float"}]),
+            "[[columns]] table 4 (after column 'age').name: 5 is not a usable column name",
+        ),
+        # bounds a 64-bit integer column cannot hold stopped `up` with msgspec's traceback
+        (
+            _variant(columns=_col("age", type="integer", max=1e30)),
+            "column 'age'.max: 1e+30 does not fit an integer column (-9223372036854775808 to ",
+        ),
+        (
+            _variant(columns=_col("sex", allowed=[1, 2**70])),
+            "column 'sex'.allowed: 1180591620717411303424 does not fit",
+        ),
+        (
+            _variant(columns=_col("bmi", max=float("inf"))),
+            "column 'bmi'.max: inf is not a finite number",
+        ),
+    ],
+    ids=lambda v: v if isinstance(v, str) else "",
+)
 def test_a_wrong_project_file_is_refused_naming_the_field(data, message) -> None:
     with pytest.raises(ProjectError, match=_escape(message)):
         parse(data)
@@ -102,18 +132,44 @@ def _mistaken(tmp_path: Path, name: str, old: str, new: str) -> Path:
     return d
 
 
-@pytest.mark.parametrize(("old", "new", "said"), [
-    ('name = "bmi"\ntype = "float"\nrequired = true', 'name = "bmi"\ntype = "float"\nrequried = true',
-     ["column 'bmi'", "unknown field 'requried'", "(did you mean 'required'?)",
-      "known: ['name', 'type', 'required'"]),
-    ('name = "bmi"\ntype = "float"', 'name = "bmi"\ntype = "decimal"',
-     ["column 'bmi'.type", "unknown type 'decimal'", "(did you mean 'float'?)",
-      "one of ['integer', 'float', 'string', 'boolean']"]),
-    ('primary_metric = "rmse"', 'primary_metric = "accuracy"',
-     ["primary_metric", "'accuracy' is not a regression metric", "one of ['rmse', 'mae', 'r2']"]),
-], ids=["typo-in-a-column", "unknown-type", "metric-of-another-task"])  # fmt: skip
+@pytest.mark.parametrize(
+    ("old", "new", "said"),
+    [
+        (
+            'name = "bmi"\ntype = "float"\nrequired = true',
+            'name = "bmi"\ntype = "float"\nrequried = true',
+            [
+                "column 'bmi'",
+                "unknown field 'requried'",
+                "(did you mean 'required'?)",
+                "known: ['name', 'type', 'required'",
+            ],
+        ),
+        (
+            'name = "bmi"\ntype = "float"',
+            'name = "bmi"\ntype = "decimal"',
+            [
+                "column 'bmi'.type",
+                "unknown type 'decimal'",
+                "(did you mean 'float'?)",
+                "one of ['integer', 'float', 'string', 'boolean']",
+            ],
+        ),
+        (
+            'primary_metric = "rmse"',
+            'primary_metric = "accuracy"',
+            [
+                "primary_metric",
+                "'accuracy' is not a regression metric",
+                "one of ['rmse', 'mae', 'r2']",
+            ],
+        ),
+    ],
+    ids=["typo-in-a-column", "unknown-type", "metric-of-another-task"],
+)
 def test_a_project_file_mistake_is_one_error_line_naming_the_column_and_what_is_allowed(
-        tmp_path: Path, old: str, new: str, said: list[str]) -> None:  # fmt: skip
+    tmp_path: Path, old: str, new: str, said: list[str]
+) -> None:
     """What a person who mistyped the file sees from the command line: one
     line (no traceback, no `columns[9]`), a non-zero exit, the column by its
     name, the wrong key or value, the closest right one and what is allowed;
@@ -144,15 +200,19 @@ def test_a_missing_project_directory_or_another_homes_project_is_one_error_line(
 
     (tmp_path / "customers").mkdir()
     (tmp_path / "customers" / "project.toml").write_text(
-        (projects.example_dir("diabetes") / "project.toml").read_text())
+        (projects.example_dir("diabetes") / "project.toml").read_text()
+    )
     home = tmp_path / "home"
     for command in (["status"], ["ingest", str(tmp_path / "customers" / "project.toml")]):
-        result = CliRunner().invoke(app, [*command, "--project", str(tmp_path / "custmers"),
-                                          "--home", str(home)])  # fmt: skip
+        result = CliRunner().invoke(
+            app, [*command, "--project", str(tmp_path / "custmers"), "--home", str(home)]
+        )
         assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
         (line,) = result.stderr.strip().splitlines()[-1:]
-        assert line.startswith(f"error: no project.toml in {tmp_path / 'custmers'}: no such "
-                               f"directory (did you mean '{tmp_path / 'customers'}'?)"), line
+        assert line.startswith(
+            f"error: no project.toml in {tmp_path / 'custmers'}: no such "
+            f"directory (did you mean '{tmp_path / 'customers'}'?)"
+        ), line
         assert not home.exists(), "ingest lands nothing for a project that is not there"
     # a home that holds another project's data: said in one line, not a traceback
     check_home(Settings.from_env({}, home=home), projects.load("diabetes"))
@@ -171,8 +231,16 @@ def _escape(text: str) -> str:
 def test_binary_and_multiclass_need_their_classes() -> None:
     titanic = tomllib.loads((projects.example_dir("titanic") / "project.toml").read_text())
     with pytest.raises(ProjectError, match="positive_class: 2 is not one of"):
-        parse({**titanic, "positive_class": 2, "derived": [], "derived_module": None,
-               "features": None} | {"features": ["Pclass"]})  # fmt: skip
+        parse(
+            {
+                **titanic,
+                "positive_class": 2,
+                "derived": [],
+                "derived_module": None,
+                "features": None,
+            }
+            | {"features": ["Pclass"]}
+        )
     wine = tomllib.loads((projects.example_dir("wine") / "project.toml").read_text())
     two = [dict(c, allowed=["a", "b"]) if c["name"] == "cultivar" else c for c in wine["columns"]]
     with pytest.raises(ProjectError, match="multiclass needs 3 classes or more"):
@@ -191,8 +259,12 @@ def _project_dir(tmp_path: Path, code: str) -> Path:
 
 
 def test_a_derived_feature_that_raises_or_lies_about_its_type_is_refused_at_load(tmp_path) -> None:
-    d = _project_dir(tmp_path, "def bmi_per_age(row):\n    return row['bmi'] / (row['age'] - row['age'])\n")
-    with pytest.raises(ProjectError, match="derived feature 'bmi_per_age' raises.*ZeroDivisionError"):
+    d = _project_dir(
+        tmp_path, "def bmi_per_age(row):\n    return row['bmi'] / (row['age'] - row['age'])\n"
+    )
+    with pytest.raises(
+        ProjectError, match="derived feature 'bmi_per_age' raises.*ZeroDivisionError"
+    ):
         projects.load(d)
     (d / "derived.py").write_text("def bmi_per_age(row):\n    return 'fat'\n")
     projects._module.cache_clear()
@@ -211,8 +283,11 @@ def test_only_a_new_nullable_column_is_a_compatible_change() -> None:
     old = shapes.load("diabetes")
     added = parse(_variant(columns=[*BASE["columns"], {"name": "smoker", "type": "boolean"}]))
     assert compatible(old, added) == []
-    required = parse(_variant(columns=[*BASE["columns"],
-                                       {"name": "smoker", "type": "boolean", "required": True}]))
+    required = parse(
+        _variant(
+            columns=[*BASE["columns"], {"name": "smoker", "type": "boolean", "required": True}]
+        )
+    )
     assert "added as required" in compatible(old, required)[0]
     retyped = parse(_variant(columns=_col("age", type="integer")))
     assert compatible(old, retyped) == ["column 'age' retyped from float to integer"]
@@ -221,8 +296,11 @@ def test_only_a_new_nullable_column_is_a_compatible_change() -> None:
     assert "target changed" in compatible(old, parse(_variant(target="bmi")))[0]
     # another data set altogether: one line per kind of change, a few names each
     other = compatible(old, shapes.load("wine"))
-    assert any(line.startswith("columns 'patient_id', 'progression', 'age', 'sex', 'bmi', 'bp' and ")
-               and line.endswith(" more removed") for line in other), other  # fmt: skip
+    assert any(
+        line.startswith("columns 'patient_id', 'progression', 'age', 'sex', 'bmi', 'bp' and ")
+        and line.endswith(" more removed")
+        for line in other
+    ), other
     assert sum("added as required" in line for line in other) == 1
 
 
@@ -237,10 +315,14 @@ def test_the_titanic_tables_are_the_committed_json_schemas() -> None:
     """The exercise's contract: the composed schemas are the reviewed files."""
     p = shapes.load("titanic")
     for table in ("training_data", "predictions_data", "feedback"):
-        committed = json.loads((Path(__file__).parents[2] / "infrastructure" / "bigquery" /
-                                f"{table}.json").read_text())  # fmt: skip
+        committed = json.loads(
+            (
+                Path(__file__).parents[2] / "infrastructure" / "bigquery" / f"{table}.json"
+            ).read_text()
+        )
         assert [(c.name, c.type, c.mode) for c in table_schema(table, p)] == [
-            (c["name"], c["type"], c.get("mode", "NULLABLE")) for c in committed]
+            (c["name"], c["type"], c.get("mode", "NULLABLE")) for c in committed
+        ]
 
 
 def test_string_keys_split_the_same_in_python_arrow_and_duckdb() -> None:
@@ -256,14 +338,19 @@ def test_string_keys_split_the_same_in_python_arrow_and_duckdb() -> None:
     con.execute("CREATE TABLE t (k VARCHAR, i INTEGER)")
     con.executemany("INSERT INTO t VALUES (?, ?)", [(k, i) for i, k in enumerate(keys)])
     u = f"((({key_int_sql('k', 'string', 'duckdb')}) * 2654435761) % 4294967296) / 4294967296.0"
-    sql = [r[0] for r in con.execute(
-        f"SELECT CASE WHEN {u} < 0.70 THEN 'TRAIN' WHEN {u} < 0.85 THEN 'VALIDATION' ELSE 'TEST' "
-        "END FROM t ORDER BY i").fetchall()]  # fmt: skip
+    sql = [
+        r[0]
+        for r in con.execute(
+            f"SELECT CASE WHEN {u} < 0.70 THEN 'TRAIN' WHEN {u} < 0.85 THEN 'VALIDATION' ELSE 'TEST' "
+            "END FROM t ORDER BY i"
+        ).fetchall()
+    ]
     assert py == arrow == sql
     assert 0.67 < py.count("TRAIN") / len(py) < 0.73
 
 
 # -- the pipeline, on every shape ----------------------------------------------
+
 
 @pytest.fixture(scope="module", params=shapes.NAMES)
 def trained(request):
@@ -278,8 +365,9 @@ def trained(request):
 def _landed(deps, name: str, table: pa.Table) -> list:
     """A file lands: ingest_data's events (ingestion_complete when it loaded)."""
     info = deps.store.write_bytes(LAND, name, _csv(table))
-    return messagebus.handle(ObjectFinalized(bucket=LAND, name=name, generation=info.generation,
-                                             size=info.size), deps)  # fmt: skip
+    return messagebus.handle(
+        ObjectFinalized(bucket=LAND, name=name, generation=info.generation, size=info.size), deps
+    )
 
 
 def _land_and_train(deps, name: str, table: pa.Table) -> None:
@@ -297,13 +385,18 @@ def _csv(table: pa.Table) -> bytes:
 def test_training_gives_a_version_with_the_tasks_metrics_and_baseline(trained) -> None:
     p, deps, _ = trained
     meta = registry_of(deps).versions()[-1]
-    expected = {"binary": {"accuracy", "roc_auc", "log_loss", "brier", "f1"},
-                "multiclass": {"accuracy", "macro_f1", "log_loss"},
-                "regression": {"rmse", "mae", "r2"}}[p.task]  # fmt: skip
+    expected = {
+        "binary": {"accuracy", "roc_auc", "log_loss", "brier", "f1"},
+        "multiclass": {"accuracy", "macro_f1", "log_loss"},
+        "regression": {"rmse", "mae", "r2"},
+    }[p.task]
     assert expected <= set(meta["metrics"]["validation"])
     assert meta["decision"]["metric"] == p.primary_metric and meta["decision"]["promote"]
     assert p.primary_metric in meta["baseline"]["task"]
-    model, base = meta["metrics"]["validation"][p.primary_metric], meta["baseline"]["task"][p.primary_metric]
+    model, base = (
+        meta["metrics"]["validation"][p.primary_metric],
+        meta["baseline"]["task"][p.primary_metric],
+    )
     better = model > base if p.metric_direction == "max" else model < base
     assert better, f"{p.name}: {p.primary_metric} {model} vs baseline {base}"
     assert meta["project"]["task"] == p.task and meta["serving"]["runtime"] == "onnxruntime"
@@ -338,8 +431,10 @@ def test_vector_and_matrix_agree_and_onnx_matches_on_every_row(trained) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
     session = served.session
-    by_run = [session.run(served.outputs, {served.input: np.array([fs.vector(r)], served.dtype)})[0]
-              for r in every]  # fmt: skip
+    by_run = [
+        session.run(served.outputs, {served.input: np.array([fs.vector(r)], served.dtype)})[0]
+        for r in every
+    ]
     with ThreadPoolExecutor(2) as pool:
         bound = list(pool.map(lambda r: served._one(fs.vector(r)).copy(), every))
     assert all(np.array_equal(a, b) for a, b in zip(bound, by_run, strict=True))
@@ -366,8 +461,9 @@ def test_vector_and_matrix_agree_and_onnx_matches_on_every_row(trained) -> None:
         assert np.allclose(singles, alone, rtol=1e-12, atol=1e-15)
     assert served.values(every) == served.output(every).tolist()
     linear = registry.metadata(version)["serving"].get("linear")
-    assert (linear is not None) == (model.algorithm in ("logistic_regression", "ridge_regression")
-                                    and p.task != "multiclass")  # fmt: skip
+    assert (linear is not None) == (
+        model.algorithm in ("logistic_regression", "ridge_regression") and p.task != "multiclass"
+    )
     assert (served._linear is not None) == (linear is not None)
 
 
@@ -387,8 +483,11 @@ def test_a_linear_models_one_row_is_its_weights_on_the_features(name) -> None:
     data = shapes.rows(p, 600, seed=5).to_pylist()
     spec = features.fit_spec(data, p, derive)
     fs = features.FeatureSet(spec, derive)
-    estimator = candidates(p.task, 0)[0].make().fit(
-        fs.matrix(data), outputs.labels(p, [r[p.target] for r in data]))  # fmt: skip
+    estimator = (
+        candidates(p.task, 0)[0]
+        .make()
+        .fit(fs.matrix(data), outputs.labels(p, [r[p.target] for r in data]))
+    )
     model = TrainedModel(estimator, spec, candidates(p.task, 0)[0].name, derive=derive)
     linear = export.linear_form(model)
     if p.task == "multiclass":
@@ -400,12 +499,17 @@ def test_a_linear_models_one_row_is_its_weights_on_the_features(name) -> None:
     structs = request_models(p).fast.rows(orjson.dumps(every), True)
     score, w = fs.linear(linear["weights"], linear["bias"]), np.array(linear["weights"])
     for row in [*every, *structs]:
-        assert score(row) == pytest.approx(float(np.dot(fs.vector(row), w)) + linear["bias"],
-                                           rel=1e-12, abs=1e-12)  # fmt: skip
+        assert score(row) == pytest.approx(
+            float(np.dot(fs.vector(row), w)) + linear["bias"], rel=1e-12, abs=1e-12
+        )
     blob = export.to_onnx(model)
     if p.task == "binary":  # and once more with a Platt calibration kept
-        calibrated = TrainedModel(estimator, {**spec, "calibration": {
-            "method": "platt", "a": 1.3, "b": -0.2}}, model.algorithm, derive=derive)  # fmt: skip
+        calibrated = TrainedModel(
+            estimator,
+            {**spec, "calibration": {"method": "platt", "a": 1.3, "b": -0.2}},
+            model.algorithm,
+            derive=derive,
+        )
     for m in [model] + ([calibrated] if p.task == "binary" else []):
         served = OnnxModel(blob, m.spec, m.algorithm, derive, linear=linear)
         assert served._linear is not None
@@ -413,9 +517,14 @@ def test_a_linear_models_one_row_is_its_weights_on_the_features(name) -> None:
         assert np.allclose(singles, m.output(every), rtol=1e-12, atol=1e-12)
         alone = np.concatenate([served.output([r]) for r in every])  # onnxruntime, float32
         assert np.allclose(singles, alone, rtol=export.TOLERANCE, atol=export.TOLERANCE)
-    assert np.allclose(outputs.linear_output(p.task, linear, fs.matrix(data)),
-                       estimator.predict(fs.matrix(data)) if p.task == "regression"
-                       else estimator.predict_proba(fs.matrix(data))[:, 1], rtol=1e-12, atol=1e-12)
+    assert np.allclose(
+        outputs.linear_output(p.task, linear, fs.matrix(data)),
+        estimator.predict(fs.matrix(data))
+        if p.task == "regression"
+        else estimator.predict_proba(fs.matrix(data))[:, 1],
+        rtol=1e-12,
+        atol=1e-12,
+    )
     with pytest.raises(ValueError, match="weights for"):
         fs.linear(linear["weights"][1:], 0.0)
     forest = candidates(p.task, 0)[-1]
@@ -454,14 +563,23 @@ def test_answers_fit_the_task_and_speak_the_datas_values(trained) -> None:
     rows = predictor.predict(models.many.validate_python(requests), owned=True)  # pydantic's dicts
 
     def logged(rows):
-        return [{k: v for k, v in orjson.loads(line).items() if k not in ("uuid", "created_at")
-                 and v is not None} for line in encode(rows).splitlines()]  # fmt: skip
+        return [
+            {
+                k: v
+                for k, v in orjson.loads(line).items()
+                if k not in ("uuid", "created_at") and v is not None
+            }
+            for line in encode(rows).splitlines()
+        ]
 
     assert logged(served) == logged(rows)
-    assert all(r.uuid and r.created_at and r.model_version == rows[0]["model_version"] for r in served)
+    assert all(
+        r.uuid and r.created_at and r.model_version == rows[0]["model_version"] for r in served
+    )
     as_dicts = pa.Table.from_pylist([dict(r) for r in served], schema=_schema(p))
     assert as_dicts.drop(["uuid", "created_at"]).equals(
-        pa.Table.from_pylist(rows, schema=_schema(p)).drop(["uuid", "created_at"]))
+        pa.Table.from_pylist(rows, schema=_schema(p)).drop(["uuid", "created_at"])
+    )
 
 
 def test_the_start_up_hint_is_a_request_in_the_projects_own_columns(trained) -> None:
@@ -470,8 +588,15 @@ def test_the_start_up_hint_is_a_request_in_the_projects_own_columns(trained) -> 
     p, deps, _ = trained
     example = admin.example_request(deps, registry_of(deps))
     if p.name == "titanic":
-        assert example == {"Pclass": 3, "Sex": "male", "Age": 22, "SibSp": 1, "Parch": 0,
-                           "Fare": 7.25, "Embarked": "S"}  # fmt: skip
+        assert example == {
+            "Pclass": 3,
+            "Sex": "male",
+            "Age": 22,
+            "SibSp": 1,
+            "Parch": 0,
+            "Fare": 7.25,
+            "Embarked": "S",
+        }
     else:
         assert example and set(example) <= set(p.input_columns) - {p.key}
         assert {c.name for c in p.columns if c.required} - {p.key, p.target} <= set(example)
@@ -497,8 +622,12 @@ def test_feedback_is_typed_by_the_task_and_counted_by_the_warehouse(trained) -> 
     predictor.refresh()
     data = table.to_pylist()[:40]
     logged = predictor.predict([shapes.request_of(p, r) for r in data])
-    deps.warehouse.append(deps.names.predictions_table, pa.Table.from_pylist(logged, schema=_schema(p)))
-    result = admin.feedback(deps, [(r["uuid"], d[p.target]) for r, d in zip(logged, data, strict=True)])
+    deps.warehouse.append(
+        deps.names.predictions_table, pa.Table.from_pylist(logged, schema=_schema(p))
+    )
+    result = admin.feedback(
+        deps, [(r["uuid"], d[p.target]) for r, d in zip(logged, data, strict=True)]
+    )
     assert result["accepted"] == 40
     live = {v["version"]: v for v in monitor.live_accuracy(deps, registry_of(deps))}
     champion = live[registry_of(deps).versions()[-1]["version"]]
@@ -550,33 +679,45 @@ def _served(p, rows: int, seed: int = 3):
         async def log(self, rows):
             return None
 
-    answer = predict_answerer(predictor, Log(), ServingStats(), request_models(p), max_body=1 << 20,
-                              max_batch=100)  # fmt: skip
+    answer = predict_answerer(
+        predictor, Log(), ServingStats(), request_models(p), max_body=1 << 20, max_batch=100
+    )
     return deps, table, predictor, answer
 
 
-def test_a_derived_feature_that_raises_on_a_row_is_a_422_naming_it_and_fails_training(tmp_path) -> None:
+def test_a_derived_feature_that_raises_on_a_row_is_a_422_naming_it_and_fails_training(
+    tmp_path,
+) -> None:
     import asyncio
 
     import orjson
 
-    code = ("def bmi_per_age(row):\n    if row['age'] == 99:\n        raise ValueError('no age 99')\n"
-            "    return row['bmi'] / max(row['age'], 1)\n")
+    code = (
+        "def bmi_per_age(row):\n    if row['age'] == 99:\n        raise ValueError('no age 99')\n"
+        "    return row['bmi'] / max(row['age'], 1)\n"
+    )
     p = projects.load(_project_dir(tmp_path, code))
     deps, table, predictor, answer = _served(p, 400)
     good = shapes.request_of(p, table.to_pylist()[0])
-    status, body = asyncio.run(answer(orjson.dumps([good, {**good, "age": 99}]), "application/json"))
+    status, body = asyncio.run(
+        answer(orjson.dumps([good, {**good, "age": 99}]), "application/json")
+    )
     assert status == 422
     (error,) = orjson.loads(body)["errors"]
-    assert error["field"] == "bmi_per_age" and error["index"] == 1 and "no age 99" in error["message"]
+    assert (
+        error["field"] == "bmi_per_age" and error["index"] == 1 and "no age 99" in error["message"]
+    )
     status, body = asyncio.run(answer(orjson.dumps({**good, "age": 99}), "application/json"))
     assert status == 422
     (error,) = orjson.loads(body)["errors"]
-    assert error["field"] == "bmi_per_age" and "index" not in error and "no age 99" in error["message"]
+    assert (
+        error["field"] == "bmi_per_age" and "index" not in error and "no age 99" in error["message"]
+    )
     status, body = asyncio.run(answer(orjson.dumps([good, good]), "application/json"))
     assert status == 200
     assert orjson.loads(body)["predictions"][0]["prediction"] == pytest.approx(
-        predictor.predict([good])[0]["prediction"], rel=1e-6)  # fmt: skip
+        predictor.predict([good])[0]["prediction"], rel=1e-6
+    )
     # at training: the row is named, never silently dropped
     bad = table.slice(0, 1).to_pylist()[0] | {"patient_id": 9999, "age": 99.0}
     from minimlops.errors import DerivedFeatureError
@@ -597,14 +738,21 @@ def test_a_derived_feature_reads_an_absent_optional_column_as_none_in_every_path
 
     d = tmp_path / "p"
     d.mkdir()
-    text = 'derived_module = "derived.py"\n' + (projects.example_dir("churn") / "project.toml").read_text()
+    text = (
+        'derived_module = "derived.py"\n'
+        + (projects.example_dir("churn") / "project.toml").read_text()
+    )
     text += '\n[[derived]]\nname = "charges_known"\ntype = "boolean"\ninputs = ["total_charges"]\n'
     (d / "project.toml").write_text(text)
-    (d / "derived.py").write_text("def charges_known(row):\n    return row['total_charges'] is not None\n")
+    (d / "derived.py").write_text(
+        "def charges_known(row):\n    return row['total_charges'] is not None\n"
+    )
     p = projects.load(d)
     _, table, predictor, answer = _served(p, 600)
     models = request_models(p)
-    without = {k: v for k, v in shapes.request_of(p, table.to_pylist()[0]).items() if k != "total_charges"}
+    without = {
+        k: v for k, v in shapes.request_of(p, table.to_pylist()[0]).items() if k != "total_charges"
+    }
     for body in (without, [without, without]):
         status, out = asyncio.run(answer(orjson.dumps(body), "application/json"))
         assert status == 200, out
@@ -640,7 +788,9 @@ def test_a_regression_model_whose_live_error_grows_is_retrained() -> None:
     predictor.refresh()
     data = table.to_pylist()[:40]
     logged = predictor.predict([shapes.request_of(p, r) for r in data])
-    deps.warehouse.append(deps.names.predictions_table, pa.Table.from_pylist(logged, schema=_schema(p)))
+    deps.warehouse.append(
+        deps.names.predictions_table, pa.Table.from_pylist(logged, schema=_schema(p))
+    )
     cfg = monitor.MonitorConfig(min_labels=30, drift_min_rows=10_000, error_ratio=1.5)
     admin.feedback(deps, [(r["uuid"], r["prediction"] + 1.0) for r in logged])  # small errors
     assert monitor.check(deps, registry, cfg) == []
@@ -665,8 +815,11 @@ def test_the_typical_row_of_a_mostly_empty_optional_column_is_empty() -> None:
     a typical row: a category empty in most rows is typically empty, not its
     commonest value; a number's is the median of the values given."""
     p = shapes.load("churn")
-    category = next(c.name for c in p.columns if c.kind == "categorical" and not c.required
-                    and c.type == "string")  # fmt: skip
+    category = next(
+        c.name
+        for c in p.columns
+        if c.kind == "categorical" and not c.required and c.type == "string"
+    )
     number = next(c.name for c in p.columns if c.kind == "numeric" and not c.required)
     rows = shapes.rows(p, 300, seed=4).to_pylist()
     value = next(r[category] for r in rows if r[category] is not None)
@@ -709,10 +862,19 @@ def test_an_integer_outside_bigint_is_refused_naming_the_field() -> None:
     from minimlops.entrypoints.http.schemas import request_models
     from minimlops.entrypoints.http.stats import ServingStats
 
-    p = projects.from_dict({"name": "counts", "key": "id", "target": "y", "task": "regression",
-                            "columns": [{"name": "id", "type": "string", "required": True},
-                                        {"name": "visits", "type": "integer", "required": False},
-                                        {"name": "y", "type": "integer", "required": True}]})  # fmt: skip
+    p = projects.from_dict(
+        {
+            "name": "counts",
+            "key": "id",
+            "target": "y",
+            "task": "regression",
+            "columns": [
+                {"name": "id", "type": "string", "required": True},
+                {"name": "visits", "type": "integer", "required": False},
+                {"name": "y", "type": "integer", "required": True},
+            ],
+        }
+    )
     models = request_models(p)
     for inside in (2**63 - 1, -(2**63)):
         body = b'{"visits": %d}' % inside
@@ -730,8 +892,9 @@ def test_an_integer_outside_bigint_is_refused_naming_the_field() -> None:
         def predict(self, rows, owned):
             return [{**r, "prediction": 1.0, "uuid": "u", "model_version": "1"} for r in rows]
 
-    answer = predict_answerer(Predictor(), Log(), ServingStats(), models, max_body=1 << 20,
-                              max_batch=10)  # fmt: skip
+    answer = predict_answerer(
+        Predictor(), Log(), ServingStats(), models, max_body=1 << 20, max_batch=10
+    )
     for outside in (2**63, 2**64 - 1, -(2**63) - 1):
         for body in (b'{"visits": %d}' % outside, b'[{"visits": 1}, {"visits": %d}]' % outside):
             status, answer_body = asyncio.run(answer(body, "application/json"))
@@ -784,7 +947,7 @@ def test_models_list_fits_the_terminal_and_cuts_no_word(trained, width: int) -> 
         assert column in lines[header], lines[header]
     at = lines[header].index("decision")
     end = next(i for i, line in enumerate(lines) if line.startswith("★ champion"))
-    shown = " ".join(" ".join(line[at:].split()) for line in lines[header + 2:end])
+    shown = " ".join(" ".join(line[at:].split()) for line in lines[header + 2 : end])
     for v in data["versions"]:
         assert v["algorithm"] in out.getvalue()
         d = v["decision"]
@@ -811,8 +974,9 @@ def test_a_misspelt_field_in_a_prediction_request_is_answered_with_a_warning() -
     without_age = {k: v for k, v in row.items() if k != "Age"}
 
     def post(body: object, raw: bytes | None = None) -> dict:
-        status, out = asyncio.run(answer(raw if raw is not None else orjson.dumps(body),
-                                         "application/json"))  # fmt: skip
+        status, out = asyncio.run(
+            answer(raw if raw is not None else orjson.dumps(body), "application/json")
+        )
         assert status == 200, out
         return orjson.loads(out)
 
@@ -822,7 +986,10 @@ def test_a_misspelt_field_in_a_prediction_request_is_answered_with_a_warning() -
     plain = post(without_age)
     assert "warnings" not in plain and plain["probability"] == one["probability"]  # Age imputed
     # pydantic's path (spaces around a text: the fast check leaves it to pydantic) says the same
-    assert post({**without_age, "Name": f" {row['Name']} ", "Agee": 30})["warnings"][0]["field"] == "Agee"
+    assert (
+        post({**without_age, "Name": f" {row['Name']} ", "Agee": 30})["warnings"][0]["field"]
+        == "Agee"
+    )
     # the target (a row of the data file), the key and JSON with spaces before colons: no warning
     for body in ({**row, "Survived": 1}, {**row, "PassengerId": 77}):
         assert "warnings" not in post(body)
@@ -836,7 +1003,12 @@ def test_a_misspelt_field_in_a_prediction_request_is_answered_with_a_warning() -
     assert len(many["predictions"]) == 4
     assert many["warnings"] == [
         {"field": "Agee", "message": said, "index": 1, "rows": 2},
-        {"field": "Embarkd", "index": 2, "rows": 1,
-         "message": "'Embarkd' is not a field of Passenger, so it was ignored (did you mean "
-                    "'Embarked'?)"}]  # fmt: skip
+        {
+            "field": "Embarkd",
+            "index": 2,
+            "rows": 1,
+            "message": "'Embarkd' is not a field of Passenger, so it was ignored (did you mean "
+            "'Embarked'?)",
+        },
+    ]
     assert "warnings" not in post([row, {**row, "Survived": 0}])

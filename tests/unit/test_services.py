@@ -41,7 +41,9 @@ def _noise_challenger(deps: Deps) -> list:
     train_ids = pa.array([split_for(i) == "TRAIN" for i in table.column("PassengerId").to_pylist()])
     shuffled = table.filter(train_ids)
     labels = np.random.default_rng(0).permutation(shuffled.column("Survived").to_numpy())
-    return _ingest_and_train(deps, "noise.csv", shuffled.set_column(1, "Survived", pa.array(labels)))
+    return _ingest_and_train(
+        deps, "noise.csv", shuffled.set_column(1, "Survived", pa.array(labels))
+    )
 
 
 def test_first_model_becomes_champion_with_its_metadata(fake_deps: Deps) -> None:
@@ -49,7 +51,9 @@ def test_first_model_becomes_champion_with_its_metadata(fake_deps: Deps) -> None
     assert isinstance(promoted, ModelPromoted) and promoted.version == "1"
     meta = registry_of(fake_deps).metadata("1")
     assert meta["decision"]["promote"] and meta["training"]["rows"] == 600
-    assert meta["metrics"]["validation"]["accuracy"] > meta["baseline"]["gender_only_accuracy"] - 0.05
+    assert (
+        meta["metrics"]["validation"]["accuracy"] > meta["baseline"]["gender_only_accuracy"] - 0.05
+    )
     assert len(meta["sha256"]) == 64 and meta["libraries"]["scikit-learn"]
     assert fake_deps.bus.published[-1][0] == "model_promoted"
 
@@ -70,8 +74,10 @@ def test_training_reads_a_bounded_sample_and_says_so(fake_deps: Deps) -> None:
     assert meta["metrics"]["validation"]["rows"] == 150
     predictor = Predictor(registry_of(deps), deps.now, deps.project)
     predictor.refresh()
-    deps.warehouse.append("predictions_data", pa.Table.from_pylist(
-        predictor.predict(passengers(50, seed=9).to_pylist())))  # fmt: skip
+    deps.warehouse.append(
+        "predictions_data",
+        pa.Table.from_pylist(predictor.predict(passengers(50, seed=9).to_pylist())),
+    )
     drift = monitor.drift(deps, registry_of(deps), monitor.MonitorConfig(drift_min_rows=10))
     assert drift["reference_rows"] == 150
 
@@ -120,10 +126,24 @@ def test_predictor_serves_the_champion_and_refuses_a_tampered_one(fake_deps: Dep
     _ingest_and_train(fake_deps, "a.csv", passengers(500, seed=1))
     # nothing loaded yet: a request looks at the pointer itself (no 503 until the next poll)
     later = Predictor(registry, fake_deps.now, fake_deps.project)
-    assert later.predict([{"Pclass": 1, "Sex": "male", "SibSp": 0, "Parch": 0}])[0]["model_version"] == "1"
+    assert (
+        later.predict([{"Pclass": 1, "Sex": "male", "SibSp": 0, "Parch": 0}])[0]["model_version"]
+        == "1"
+    )
     assert predictor.refresh() and predictor.version == "1"
-    (row,) = predictor.predict([{"Pclass": 1, "Sex": "female", "Age": 30.0, "SibSp": 0,
-                                 "Parch": 0, "Fare": 80.0, "Embarked": "C"}])  # fmt: skip
+    (row,) = predictor.predict(
+        [
+            {
+                "Pclass": 1,
+                "Sex": "female",
+                "Age": 30.0,
+                "SibSp": 0,
+                "Parch": 0,
+                "Fare": 80.0,
+                "Embarked": "C",
+            }
+        ]
+    )
     assert row["model_version"] == "1" and 0.5 < row["probability"] <= 1 and row["prediction"] == 1
     messagebus.handle(RetrainRequested(reason="again"), fake_deps)
     name = "models/titanic/2/model.onnx"  # the artifact that serves
@@ -136,10 +156,20 @@ def test_predictor_serves_the_champion_and_refuses_a_tampered_one(fake_deps: Dep
 
 def test_prediction_log_commits_groups_and_fails_loudly(fake_deps: Deps) -> None:
     wh = fake_deps.warehouse
-    log = PredictionLog(lambda rows: wh.append("predictions_data", pa.Table.from_pylist(rows)),
-                        flush_ms=5)  # fmt: skip
-    row = {"uuid": "u", "created_at": fake_deps.now(), "model_version": "1", "Pclass": 3,
-           "Sex": "male", "SibSp": 0, "Parch": 0, "probability": 0.1, "prediction": 0}  # fmt: skip
+    log = PredictionLog(
+        lambda rows: wh.append("predictions_data", pa.Table.from_pylist(rows)), flush_ms=5
+    )
+    row = {
+        "uuid": "u",
+        "created_at": fake_deps.now(),
+        "model_version": "1",
+        "Pclass": 3,
+        "Sex": "male",
+        "SibSp": 0,
+        "Parch": 0,
+        "probability": 0.1,
+        "prediction": 0,
+    }
 
     async def scenario() -> None:
         task = asyncio.create_task(log.run())
@@ -208,7 +238,9 @@ def test_pooled_uuids_are_never_handed_out_twice_across_threads_or_a_fork() -> N
     from minimlops.services.predict import uuid4_strings
 
     with ThreadPoolExecutor(4) as pool:
-        parts = list(pool.map(lambda _: [i for _ in range(500) for i in uuid4_strings(3)], range(4)))
+        parts = list(
+            pool.map(lambda _: [i for _ in range(500) for i in uuid4_strings(3)], range(4))
+        )
     ids = [i for part in parts for i in part]
     assert len(set(ids)) == len(ids) == 6000
     uuid4_strings(1)  # the pool holds ids now
@@ -230,8 +262,17 @@ def test_explanation_effects_point_the_right_way(fake_deps: Deps) -> None:
 
     _ingest_and_train(fake_deps, "a.csv", passengers(1200, seed=6))
     model = registry_of(fake_deps).load_serving("1")
-    woman = {"Pclass": 1, "Sex": "female", "Age": 30.0, "SibSp": 0, "Parch": 0, "Fare": 80.0,
-             "Embarked": "C", "Name": None, "Cabin": None}  # fmt: skip
+    woman = {
+        "Pclass": 1,
+        "Sex": "female",
+        "Age": 30.0,
+        "SibSp": 0,
+        "Parch": 0,
+        "Fare": 80.0,
+        "Embarked": "C",
+        "Name": None,
+        "Cabin": None,
+    }
     result = explain(model, woman, fake_deps.project)
     effects = {e["input"]: e["effect"] for e in result["effects"]}
     assert effects["Sex"] > 0 and effects["Pclass"] > 0  # both raise her chances
@@ -242,12 +283,22 @@ def test_explanation_effects_point_the_right_way(fake_deps: Deps) -> None:
 def test_shadow_scoring_logs_the_challenger_without_changing_the_answer(fake_deps: Deps) -> None:
     assert _noise_challenger(fake_deps) == []  # version 2 is kept out, so it is shadowed
     registry = registry_of(fake_deps)
-    plain, shadowed = Predictor(registry, fake_deps.now, fake_deps.project), Predictor(registry, fake_deps.now, fake_deps.project, shadow=True)
+    plain, shadowed = (
+        Predictor(registry, fake_deps.now, fake_deps.project),
+        Predictor(registry, fake_deps.now, fake_deps.project, shadow=True),
+    )
     for p in (plain, shadowed):
         p.refresh()
         p.refresh_shadow()
-    person = {"Pclass": 2, "Sex": "male", "Age": 40.0, "SibSp": 0, "Parch": 0, "Fare": 13.0,
-              "Embarked": "S"}  # fmt: skip
+    person = {
+        "Pclass": 2,
+        "Sex": "male",
+        "Age": 40.0,
+        "SibSp": 0,
+        "Parch": 0,
+        "Fare": 13.0,
+        "Embarked": "S",
+    }
     (a,), (b,) = plain.predict([person]), shadowed.predict([person])
     assert a["model_version"] == b["model_version"] == "1" and a["probability"] == b["probability"]
     assert b["shadow_model_version"] == "2" and 0 <= b["shadow_probability"] <= 1
@@ -312,13 +363,19 @@ def test_the_registry_reads_each_versions_metadata_once_until_it_changes() -> No
     store = CountingStore()
     registry = ModelRegistry(store, "models-bucket", "titanic")
     for v in ("1", "2"):
-        store.write_bytes("models-bucket", f"models/titanic/{v}/metadata.json",
-                          json.dumps({"version": v, "algorithm": "a"}).encode())  # fmt: skip
+        store.write_bytes(
+            "models-bucket",
+            f"models/titanic/{v}/metadata.json",
+            json.dumps({"version": v, "algorithm": "a"}).encode(),
+        )
     assert [m["version"] for m in registry.versions()] == ["1", "2"] and store.reads == 2
     registry.versions()
     assert store.reads == 2, "unchanged versions are not read again"
-    store.write_bytes("models-bucket", "models/titanic/2/metadata.json",
-                      json.dumps({"version": "2", "algorithm": "b"}).encode())  # fmt: skip
+    store.write_bytes(
+        "models-bucket",
+        "models/titanic/2/metadata.json",
+        json.dumps({"version": "2", "algorithm": "b"}).encode(),
+    )
     assert registry.versions()[1]["algorithm"] == "b" and store.reads == 3
 
 
@@ -335,8 +392,10 @@ def test_drift_reads_the_training_rows_once_per_champion(fake_deps: Deps) -> Non
     registry, cfg = registry_of(fake_deps), monitor.MonitorConfig(drift_min_rows=10)
     predictor = Predictor(registry, fake_deps.now, fake_deps.project)
     predictor.refresh()
-    warehouse.append("predictions_data", pa.Table.from_pylist(
-        predictor.predict(passengers(50, seed=9).to_pylist())))  # fmt: skip
+    warehouse.append(
+        "predictions_data",
+        pa.Table.from_pylist(predictor.predict(passengers(50, seed=9).to_pylist())),
+    )
     scans.clear()
     first = monitor.drift(fake_deps, registry, cfg)
     again = monitor.drift(fake_deps, registry, cfg)

@@ -57,10 +57,16 @@ INSERT_BYTES = 9_000_000  # JSON bytes per insertAll request (limit 10 MB)
 RECENT_DAYS = 7  # recent predictions are looked for in the last week's partitions first
 READ_ONLY = {"SELECT"}
 ARROW_TYPES = {
-    "INTEGER": pa.int64(), "INT64": pa.int64(), "FLOAT": pa.float64(), "FLOAT64": pa.float64(),
-    "NUMERIC": pa.float64(), "STRING": pa.string(), "BOOLEAN": pa.bool_(), "BOOL": pa.bool_(),
+    "INTEGER": pa.int64(),
+    "INT64": pa.int64(),
+    "FLOAT": pa.float64(),
+    "FLOAT64": pa.float64(),
+    "NUMERIC": pa.float64(),
+    "STRING": pa.string(),
+    "BOOLEAN": pa.bool_(),
+    "BOOL": pa.bool_(),
     "TIMESTAMP": pa.timestamp("us", tz="UTC"),
-}  # fmt: skip
+}
 
 
 def _jsonable(value: Any) -> Any:
@@ -73,9 +79,17 @@ def _param(name: str, value: Any) -> bigquery.ScalarQueryParameter | bigquery.Ar
     if isinstance(value, list | tuple):
         kind = "INT64" if value and isinstance(value[0], int) else "STRING"
         return bigquery.ArrayQueryParameter(name, kind, list(value))
-    kind = ("BOOL" if isinstance(value, bool) else "INT64" if isinstance(value, int)
-            else "FLOAT64" if isinstance(value, float)
-            else "TIMESTAMP" if isinstance(value, datetime) else "STRING")  # fmt: skip
+    kind = (
+        "BOOL"
+        if isinstance(value, bool)
+        else "INT64"
+        if isinstance(value, int)
+        else "FLOAT64"
+        if isinstance(value, float)
+        else "TIMESTAMP"
+        if isinstance(value, datetime)
+        else "STRING"
+    )
     return bigquery.ScalarQueryParameter(name, kind, value)
 
 
@@ -100,18 +114,27 @@ class BigQueryWarehouse:
     """
 
     def __init__(
-        self, client: bigquery.Client, dataset: str, schemas: Mapping[str, tuple[Column, ...]],
-        ledger_table: str, *, staging: tuple[Any, str], location: str = "US",
-        storage_api: bool = True, key: KeySpec | None = None,
+        self,
+        client: bigquery.Client,
+        dataset: str,
+        schemas: Mapping[str, tuple[Column, ...]],
+        ledger_table: str,
+        *,
+        staging: tuple[Any, str],
+        location: str = "US",
+        storage_api: bool = True,
+        key: KeySpec | None = None,
         partitioning: Mapping[str, tuple[str, tuple[str, ...]]] | None = None,
-        max_bytes_billed: int | None = None, write_client: Any = None,
-    ) -> None:  # fmt: skip
+        max_bytes_billed: int | None = None,
+        write_client: Any = None,
+    ) -> None:
         self.key = key or KeySpec()
         self._k, self._y = f"`{self.key.key}`", f"`{self.key.target}`"  # quoted: any column name
         k = self._k
         self._newest = newest_row_sql(k)
-        self._rank = sample_rank_sql(key_int_sql(k, self.key.key_type, "bigquery"),
-                                     lambda a, b: f"({a} ^ {b})")  # fmt: skip
+        self._rank = sample_rank_sql(
+            key_int_sql(k, self.key.key_type, "bigquery"), lambda a, b: f"({a} ^ {b})"
+        )
         self.client, self.dataset = client, dataset
         self.schemas, self.ledger_table = dict(schemas), ledger_table
         self.storage, self.staging_bucket = staging
@@ -131,23 +154,37 @@ class BigQueryWarehouse:
         return f"`{self.table_id(table)}`"
 
     def _schema(self, table: str) -> list[bigquery.SchemaField]:
-        return [bigquery.SchemaField(c.name, "FLOAT64" if c.type == "NUMERIC" else c.type,
-                                     mode=c.mode, description=c.description or None)
-                for c in self.schemas[table]]  # fmt: skip
+        return [
+            bigquery.SchemaField(
+                c.name,
+                "FLOAT64" if c.type == "NUMERIC" else c.type,
+                mode=c.mode,
+                description=c.description or None,
+            )
+            for c in self.schemas[table]
+        ]
 
     def _arrow_schema(self, table: str) -> pa.Schema:
-        return pa.schema([pa.field(c.name, ARROW_TYPES[c.type], nullable=not c.required)
-                          for c in self.schemas[table]])  # fmt: skip
+        return pa.schema(
+            [
+                pa.field(c.name, ARROW_TYPES[c.type], nullable=not c.required)
+                for c in self.schemas[table]
+            ]
+        )
 
     def _job(self, sql: str, params: Mapping[str, Any] | None = None, **config: Any) -> Any:
         job_config = bigquery.QueryJobConfig(
             query_parameters=[_param(k, v) for k, v in (params or {}).items()],
-            maximum_bytes_billed=self.max_bytes_billed, **config)
-        return self.client.query(sql, job_config=job_config, retry=RETRY, job_retry=None,
-                                 timeout=TIMEOUT)  # fmt: skip
+            maximum_bytes_billed=self.max_bytes_billed,
+            **config,
+        )
+        return self.client.query(
+            sql, job_config=job_config, retry=RETRY, job_retry=None, timeout=TIMEOUT
+        )
 
-    def _arrow(self, sql: str, params: Mapping[str, Any] | None = None, *,
-               read_api: bool = False) -> pa.Table:  # fmt: skip
+    def _arrow(
+        self, sql: str, params: Mapping[str, Any] | None = None, *, read_api: bool = False
+    ) -> pa.Table:
         job = self._job(sql, params)
         rows = job.result(timeout=TIMEOUT, retry=RETRY)
         return rows.to_arrow(create_bqstorage_client=read_api and self.storage_api)
@@ -155,16 +192,22 @@ class BigQueryWarehouse:
     def _predictions(self, table: str, where: str = "TRUE") -> str:
         """The predictions table with one row per uuid (a retried streaming
         insert may have left one twice), as a subquery."""
-        return (f"(SELECT * FROM {self._t(table)} WHERE {where} "
-                "QUALIFY row_number() OVER (PARTITION BY uuid ORDER BY created_at) = 1)")
+        return (
+            f"(SELECT * FROM {self._t(table)} WHERE {where} "
+            "QUALIFY row_number() OVER (PARTITION BY uuid ORDER BY created_at) = 1)"
+        )
 
     def _cast(self, table: str, data: pa.Table) -> pa.Table:
         """Query results typed like the table's schema (empty results too)."""
         schema = pa.schema([f.with_nullable(True) for f in self._arrow_schema(table)])
         if data.num_rows == 0:
             return schema.empty_table()
-        cols = [data.column(f.name).cast(f.type) if f.name in data.column_names
-                else pa.nulls(data.num_rows, f.type) for f in schema]  # fmt: skip
+        cols = [
+            data.column(f.name).cast(f.type)
+            if f.name in data.column_names
+            else pa.nulls(data.num_rows, f.type)
+            for f in schema
+        ]
         return pa.Table.from_arrays(cols, schema=schema)
 
     # -- tables ------------------------------------------------------------------
@@ -195,7 +238,8 @@ class BigQueryWarehouse:
             if table in self.partitioning:  # by day; clustered for reads by version or uuid
                 column, cluster = self.partitioning[table]
                 new.time_partitioning = bigquery.TimePartitioning(
-                    type_=bigquery.TimePartitioningType.DAY, field=column)
+                    type_=bigquery.TimePartitioningType.DAY, field=column
+                )
                 new.clustering_fields = list(cluster) or None
             with contextlib.suppress(gexc.Conflict):
                 self.client.create_table(new, retry=RETRY, timeout=TIMEOUT)
@@ -209,19 +253,29 @@ class BigQueryWarehouse:
         def kind(f: bigquery.SchemaField) -> str:
             return same.get(f.field_type, f.field_type)
 
-        problems += [f"column {f.name!r} retyped from {kind(have[f.name])} to {kind(f)}"
-                     for f in wanted if f.name in have and kind(have[f.name]) != kind(f)]
-        problems += [f"column {f.name!r} added as REQUIRED" for f in wanted
-                     if f.name not in have and f.mode == "REQUIRED"]  # fmt: skip
+        problems += [
+            f"column {f.name!r} retyped from {kind(have[f.name])} to {kind(f)}"
+            for f in wanted
+            if f.name in have and kind(have[f.name]) != kind(f)
+        ]
+        problems += [
+            f"column {f.name!r} added as REQUIRED"
+            for f in wanted
+            if f.name not in have and f.mode == "REQUIRED"
+        ]
         if problems:  # never half-migrated: refused before any change
             raise ProjectMismatchError(
                 f"table {self.table_id(table)} does not fit the project: {'; '.join(problems)}. "
                 "Only a new nullable column is added in place; use another dataset "
-                "(MINIMLOPS_DATASET) for an incompatible project")  # fmt: skip
+                "(MINIMLOPS_DATASET) for an incompatible project"
+            )
         extra = [f for f in wanted if f.name not in have and f.mode != "REQUIRED"]
         if table in self.partitioning and current.time_partitioning is None:
-            logger.warning("bigquery: %s is not partitioned (made before partitioning); reads "
-                           "scan all of it. A partitioned copy: see docs/gcp.md", self.table_id(table))
+            logger.warning(
+                "bigquery: %s is not partitioned (made before partitioning); reads "
+                "scan all of it. A partitioned copy: see docs/gcp.md",
+                self.table_id(table),
+            )
         if not extra:
             return "found"
         current.schema = [*current.schema, *extra]
@@ -258,8 +312,13 @@ class BigQueryWarehouse:
             ledger_row.update(row)
         return int(row["rows_loaded"])
 
-    def _stage(self, table: str, batches: Iterable[pa.RecordBatch],
-               ledger_row: Mapping[str, Any], name: str) -> dict[str, Any]:  # fmt: skip
+    def _stage(
+        self,
+        table: str,
+        batches: Iterable[pa.RecordBatch],
+        ledger_row: Mapping[str, Any],
+        name: str,
+    ) -> dict[str, Any]:
         """Write the validated rows to the staging object (create-only).
 
         Iterating ``batches`` validates the file; if it raises, nothing was
@@ -274,8 +333,9 @@ class BigQueryWarehouse:
             rows = 0
             with pq.ParquetWriter(sink, schema, compression="zstd") as writer:
                 for batch in batches:
-                    writer.write_table(pa.Table.from_batches([batch]).select(schema.names)
-                                       .cast(schema))  # fmt: skip
+                    writer.write_table(
+                        pa.Table.from_batches([batch]).select(schema.names).cast(schema)
+                    )
                     rows += batch.num_rows
                 # Complete only now that every row was seen (the bad-row counts).
                 row = {k: _jsonable(v) for k, v in dict(ledger_row, rows_loaded=rows).items()}
@@ -284,8 +344,9 @@ class BigQueryWarehouse:
             final, token = bucket.blob(name), None
             try:
                 while True:  # a server-side copy; big objects take several calls
-                    token, _, _ = final.rewrite(partial, token=token, if_generation_match=0,
-                                                timeout=TIMEOUT, retry=RETRY)  # fmt: skip
+                    token, _, _ = final.rewrite(
+                        partial, token=token, if_generation_match=0, timeout=TIMEOUT, retry=RETRY
+                    )
                     if token is None:
                         break
             except gexc.PreconditionFailed:
@@ -322,8 +383,9 @@ class BigQueryWarehouse:
         """The successful load job of this content, if one ran; waits for a running one."""
         for job_id in self._job_ids(table, digest):
             try:
-                job = self.client.get_job(job_id, location=self.location, retry=RETRY,
-                                          timeout=TIMEOUT)  # fmt: skip
+                job = self.client.get_job(
+                    job_id, location=self.location, retry=RETRY, timeout=TIMEOUT
+                )
             except gexc.NotFound:
                 return None
             with contextlib.suppress(gexc.GoogleAPICallError):
@@ -337,17 +399,25 @@ class BigQueryWarehouse:
         config = bigquery.LoadJobConfig(
             source_format=bigquery.SourceFormat.PARQUET,
             write_disposition=bigquery.WriteDisposition.WRITE_APPEND,
-            schema=self._schema(table))
+            schema=self._schema(table),
+        )
         uri = f"gs://{self.staging_bucket}/{staged_name}"
         last: Exception | None = None
         for job_id in self._job_ids(table, digest):
             try:
                 job = self.client.load_table_from_uri(
-                    uri, self.table_id(table), job_id=job_id, job_config=config,
-                    location=self.location, retry=RETRY, timeout=TIMEOUT)  # fmt: skip
+                    uri,
+                    self.table_id(table),
+                    job_id=job_id,
+                    job_config=config,
+                    location=self.location,
+                    retry=RETRY,
+                    timeout=TIMEOUT,
+                )
             except gexc.Conflict:  # the id exists: a delivery running alongside, or a failed try
-                job = self.client.get_job(job_id, location=self.location, retry=RETRY,
-                                          timeout=TIMEOUT)  # fmt: skip
+                job = self.client.get_job(
+                    job_id, location=self.location, retry=RETRY, timeout=TIMEOUT
+                )
             try:
                 job.result(timeout=TIMEOUT, retry=RETRY)
             except gexc.GoogleAPICallError as exc:
@@ -362,8 +432,9 @@ class BigQueryWarehouse:
         """insertAll requests of at most INSERT_ROWS rows and INSERT_BYTES of JSON."""
         payload = [{k: _jsonable(v) for k, v in r.items()} for r in rows]
         for part, part_ids in _requests(payload, ids):
-            errors = self.client.insert_rows_json(self.table_id(table), part, row_ids=part_ids,
-                                                  retry=RETRY, timeout=TIMEOUT)  # fmt: skip
+            errors = self.client.insert_rows_json(
+                self.table_id(table), part, row_ids=part_ids, retry=RETRY, timeout=TIMEOUT
+            )
             if errors:
                 raise RuntimeError(f"BigQuery refused rows of {table}: {errors[:3]}")
 
@@ -373,9 +444,12 @@ class BigQueryWarehouse:
         if not data:
             return
         key = "uuid" if "uuid" in rows.column_names else None
-        ids = [str(r[key]) if key and r.get(key) else
-               hashlib.sha256(json.dumps(r, default=str, sort_keys=True).encode()).hexdigest()
-               for r in data]  # fmt: skip
+        ids = [
+            str(r[key])
+            if key and r.get(key)
+            else hashlib.sha256(json.dumps(r, default=str, sort_keys=True).encode()).hexdigest()
+            for r in data
+        ]
         self._insert_rows(table, data, ids)
 
     def log_rows(self, table: str, rows: list[dict[str, Any]]) -> None:
@@ -388,11 +462,15 @@ class BigQueryWarehouse:
         if table not in self._writers:
             columns = self.schemas[table]
             self._writers[table] = (
-                CommittedStreamWriter(self.write_client, f"projects/{self.client.project}/datasets/"
-                                      f"{self.dataset}/tables/{table}", columns,
-                                      self._arrow_schema(table))
+                CommittedStreamWriter(
+                    self.write_client,
+                    f"projects/{self.client.project}/datasets/{self.dataset}/tables/{table}",
+                    columns,
+                    self._arrow_schema(table),
+                )
                 if self.write_client is not None and CommittedStreamWriter.supports(columns)
-                else None)  # fmt: skip
+                else None
+            )
         stream = self._writers[table]
         if stream is None:
             self.append(table, pa.Table.from_pylist(rows, schema=self._arrow_schema(table)))
@@ -405,8 +483,9 @@ class BigQueryWarehouse:
                 stream.close()
 
     # -- reads -------------------------------------------------------------------
-    def ledger(self, *, content_sha256: str | None = None,
-               source_uri: str | None = None) -> list[dict[str, Any]]:  # fmt: skip
+    def ledger(
+        self, *, content_sha256: str | None = None, source_uri: str | None = None
+    ) -> list[dict[str, Any]]:
         where, params = [], {}
         if content_sha256 is not None:
             where.append("content_sha256 = @sha")
@@ -415,22 +494,32 @@ class BigQueryWarehouse:
             where.append("source_uri = @uri")
             params["uri"] = source_uri
         # A retried streaming insert may leave a row twice; keep one per id and status.
-        sql = (f"SELECT * FROM {self._t(self.ledger_table)} WHERE "
-               + (" AND ".join(where) or "TRUE")
-               + " QUALIFY row_number() OVER (PARTITION BY ingestion_id, status) = 1"
-               " ORDER BY ingested_at DESC, ingestion_id DESC")  # fmt: skip
+        sql = (
+            f"SELECT * FROM {self._t(self.ledger_table)} WHERE "
+            + (" AND ".join(where) or "TRUE")
+            + " QUALIFY row_number() OVER (PARTITION BY ingestion_id, status) = 1"
+            " ORDER BY ingested_at DESC, ingestion_id DESC"
+        )
         return self._cast(self.ledger_table, self._arrow(sql, params)).to_pylist()
 
     def latest_summary(self, table: str) -> DataSummary:
-        sql = (f"SELECT split, ingestion_id, COUNT(*) AS n FROM (SELECT split, ingestion_id "
-               f"FROM {self._t(table)} WHERE TRUE QUALIFY {self._newest}) "
-               f"GROUP BY split, ingestion_id")  # fmt: skip
-        return DataSummary.of_counts((r["split"], r["ingestion_id"], r["n"])
-                                     for r in self._arrow(sql).to_pylist())  # fmt: skip
+        sql = (
+            f"SELECT split, ingestion_id, COUNT(*) AS n FROM (SELECT split, ingestion_id "
+            f"FROM {self._t(table)} WHERE TRUE QUALIFY {self._newest}) "
+            f"GROUP BY split, ingestion_id"
+        )
+        return DataSummary.of_counts(
+            (r["split"], r["ingestion_id"], r["n"]) for r in self._arrow(sql).to_pylist()
+        )
 
-    def latest_rows(self, table: str, *, ingestion_ids: Sequence[str] | None = None,
-                    splits: Sequence[str] | None = None,
-                    per_split: int | None = None) -> pa.Table:  # fmt: skip
+    def latest_rows(
+        self,
+        table: str,
+        *,
+        ingestion_ids: Sequence[str] | None = None,
+        splits: Sequence[str] | None = None,
+        per_split: int | None = None,
+    ) -> pa.Table:
         where, params = ["TRUE"], {}
         if ingestion_ids is not None:
             where.append("ingestion_id IN UNNEST(@ids)")
@@ -440,8 +529,10 @@ class BigQueryWarehouse:
             params["splits"] = list(splits)
         sql = f"SELECT * FROM {self._t(table)} WHERE {' AND '.join(where)} QUALIFY {self._newest}"
         if per_split is not None:  # BigQuery does the work: only the sample comes back
-            sql = (f"SELECT * FROM ({sql}) WHERE TRUE QUALIFY row_number() OVER "
-                   f"(PARTITION BY split ORDER BY {self._rank}, {self._k}) <= @n")  # fmt: skip
+            sql = (
+                f"SELECT * FROM ({sql}) WHERE TRUE QUALIFY row_number() OVER "
+                f"(PARTITION BY split ORDER BY {self._rank}, {self._k}) <= @n"
+            )
             params["n"] = int(per_split)
         return self._cast(table, self._arrow(sql + f" ORDER BY {self._k}", params, read_api=True))
 
@@ -458,40 +549,56 @@ class BigQueryWarehouse:
             SELECT * FROM labels WHERE TRUE
             QUALIFY row_number() OVER (PARTITION BY uuid ORDER BY labelled_at DESC) = 1"""
 
-    def labelled_predictions(self, predictions: str, feedback: str,
-                             limit: int | None = None) -> pa.Table:  # fmt: skip
+    def labelled_predictions(
+        self, predictions: str, feedback: str, limit: int | None = None
+    ) -> pa.Table:
         sql = self._labelled(predictions, feedback)
         if limit is None:
             return self._arrow(sql + " ORDER BY created_at, uuid")
-        sql = (f"SELECT * FROM ({sql} ORDER BY created_at DESC, uuid DESC LIMIT @n) "
-               "ORDER BY created_at, uuid")  # fmt: skip
+        sql = (
+            f"SELECT * FROM ({sql} ORDER BY created_at DESC, uuid DESC LIMIT @n) "
+            "ORDER BY created_at, uuid"
+        )
         return self._arrow(sql, {"n": int(limit)})
 
-    def labelled_accuracy(self, predictions: str, feedback: str,
-                          bucket_seconds: int | None = None) -> list[dict[str, Any]]:  # fmt: skip
+    def labelled_accuracy(
+        self, predictions: str, feedback: str, bucket_seconds: int | None = None
+    ) -> list[dict[str, Any]]:
         keys, params = ["model_version"], {}
         at = "NULL"
         if bucket_seconds:
             keys.append("at")
-            at, params["b"] = ("UNIX_SECONDS(created_at) - MOD(UNIX_SECONDS(created_at), @b)",
-                              int(bucket_seconds))
-        counted = ("0 AS correct, SUM(ABS(prediction - label)) AS abs_error, "
-                   "SUM((prediction - label) * (prediction - label)) AS squared_error"
-                   if self.key.regression else "COUNTIF(prediction = label) AS correct")
-        sql = (f"SELECT {', '.join(keys)}, COUNT(*) AS labelled, {counted} "
-               f"FROM (SELECT model_version, {at} AS at, prediction, label FROM "
-               f"({self._labelled(predictions, feedback)})) GROUP BY {', '.join(keys)} "
-               f"ORDER BY {', '.join(keys)}")  # fmt: skip
-        return [{**r, "labelled": int(r["labelled"]), "correct": int(r["correct"])}
-                for r in self._arrow(sql, params).to_pylist()]  # fmt: skip
+            at, params["b"] = (
+                "UNIX_SECONDS(created_at) - MOD(UNIX_SECONDS(created_at), @b)",
+                int(bucket_seconds),
+            )
+        counted = (
+            "0 AS correct, SUM(ABS(prediction - label)) AS abs_error, "
+            "SUM((prediction - label) * (prediction - label)) AS squared_error"
+            if self.key.regression
+            else "COUNTIF(prediction = label) AS correct"
+        )
+        sql = (
+            f"SELECT {', '.join(keys)}, COUNT(*) AS labelled, {counted} "
+            f"FROM (SELECT model_version, {at} AS at, prediction, label FROM "
+            f"({self._labelled(predictions, feedback)})) GROUP BY {', '.join(keys)} "
+            f"ORDER BY {', '.join(keys)}"
+        )
+        return [
+            {**r, "labelled": int(r["labelled"]), "correct": int(r["correct"])}
+            for r in self._arrow(sql, params).to_pylist()
+        ]
 
     def recent_predictions(self, predictions: str, limit: int, since: Any = None) -> pa.Table:
         """The newest predictions: from the last RECENT_DAYS days' partitions
         when they hold enough, else from all of them (a quiet endpoint)."""
         from datetime import timedelta
 
-        floors = [since] if since is not None else [
-            datetime.now(UTC) - timedelta(days=RECENT_DAYS), None]
+        floors = (
+            [since]
+            if since is not None
+            else [datetime.now(UTC) - timedelta(days=RECENT_DAYS), None]
+        )
         for floor in floors:
             where, params = "TRUE", {"n": int(limit)}
             if floor is not None:  # a constant: BigQuery reads only those partitions
@@ -505,15 +612,17 @@ class BigQueryWarehouse:
     def read(self, table: str) -> pa.Table:
         return self._cast(table, self._arrow(f"SELECT * FROM {self._t(table)}"))
 
-    def labels_from_ingestion(self, training: str, predictions: str, feedback: str,
-                              ingestion_id: str, source: str) -> int:  # fmt: skip
+    def labels_from_ingestion(
+        self, training: str, predictions: str, feedback: str, ingestion_id: str, source: str
+    ) -> int:
         k, y = self._k, self._y
         job = self._job(
             f"INSERT INTO {self._t(feedback)} (uuid, {k}, {y}, received_at, source) "
             f"SELECT NULL, t.{k}, t.{y}, CURRENT_TIMESTAMP(), @src "
             f"FROM {self._t(training)} t WHERE t.ingestion_id = @id AND t.{k} IN "
             f"(SELECT {k} FROM {self._t(predictions)} WHERE {k} IS NOT NULL)",
-            {"id": ingestion_id, "src": source})  # fmt: skip
+            {"id": ingestion_id, "src": source},
+        )
         job.result(timeout=TIMEOUT, retry=RETRY)
         return int(job.num_dml_affected_rows or 0)
 
@@ -535,16 +644,22 @@ class BigQueryWarehouse:
     def query(self, sql: str, params: Mapping[str, Any] | None = None) -> pa.Table:
         """Read-only SQL: a dry run tells the statement type before anything runs."""
         try:
-            dry = self._job(sql, params, dry_run=True, use_query_cache=False,
-                            default_dataset=f"{self.client.project}.{self.dataset}")  # fmt: skip
+            dry = self._job(
+                sql,
+                params,
+                dry_run=True,
+                use_query_cache=False,
+                default_dataset=f"{self.client.project}.{self.dataset}",
+            )
         except gexc.GoogleAPICallError as exc:
             raise QueryError(f"SQL refused by BigQuery: {exc.message}") from None
         if (dry.statement_type or "").upper() not in READ_ONLY:
-            raise QueryError("query runs exactly one read-only statement (SELECT or WITH); "
-                             f"this is {dry.statement_type}")  # fmt: skip
+            raise QueryError(
+                "query runs exactly one read-only statement (SELECT or WITH); "
+                f"this is {dry.statement_type}"
+            )
         try:
-            job = self._job(sql, params,
-                            default_dataset=f"{self.client.project}.{self.dataset}")  # fmt: skip
+            job = self._job(sql, params, default_dataset=f"{self.client.project}.{self.dataset}")
             return job.result(timeout=TIMEOUT, retry=RETRY).to_arrow(create_bqstorage_client=False)
         except gexc.GoogleAPICallError as exc:
             raise QueryError(str(exc.message).splitlines()[0]) from None

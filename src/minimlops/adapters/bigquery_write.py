@@ -39,9 +39,17 @@ ATTEMPTS = 4
 TIMEOUT = 30.0  # seconds to wait for one append's answer
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 F = descriptor_pb2.FieldDescriptorProto
-PROTO_TYPES = {"INTEGER": F.TYPE_INT64, "INT64": F.TYPE_INT64, "FLOAT": F.TYPE_DOUBLE,
-               "FLOAT64": F.TYPE_DOUBLE, "NUMERIC": F.TYPE_DOUBLE, "STRING": F.TYPE_STRING,
-               "BOOLEAN": F.TYPE_BOOL, "BOOL": F.TYPE_BOOL, "TIMESTAMP": F.TYPE_INT64}  # fmt: skip
+PROTO_TYPES = {
+    "INTEGER": F.TYPE_INT64,
+    "INT64": F.TYPE_INT64,
+    "FLOAT": F.TYPE_DOUBLE,
+    "FLOAT64": F.TYPE_DOUBLE,
+    "NUMERIC": F.TYPE_DOUBLE,
+    "STRING": F.TYPE_STRING,
+    "BOOLEAN": F.TYPE_BOOL,
+    "BOOL": F.TYPE_BOOL,
+    "TIMESTAMP": F.TYPE_INT64,
+}
 
 
 class StreamGone(Exception):
@@ -59,8 +67,9 @@ class CommittedStreamWriter:
         arrow_schema: the same columns as Arrow types (rows are typed with it).
     """
 
-    def __init__(self, make_client: Any, table_path: str, columns: Sequence[Column],
-                 arrow_schema: pa.Schema) -> None:  # fmt: skip
+    def __init__(
+        self, make_client: Any, table_path: str, columns: Sequence[Column], arrow_schema: pa.Schema
+    ) -> None:
         self.make_client, self.client, self.table_path = make_client, None, table_path
         self.arrow_schema = arrow_schema
         self.names = [c.name for c in columns]
@@ -80,11 +89,17 @@ class CommittedStreamWriter:
     def encode(self, rows: list[dict[str, Any]]) -> list[bytes]:
         """Serialized protocol buffer rows, typed like the table."""
         table = pa.Table.from_pylist(rows, schema=self.arrow_schema)
-        columns = [table.column(n).cast(pa.int64()) if n in self._timestamps else table.column(n)
-                   for n in self.names]  # fmt: skip
+        columns = [
+            table.column(n).cast(pa.int64()) if n in self._timestamps else table.column(n)
+            for n in self.names
+        ]
         make, names = self._row, self.names
-        return [make(**{n: v for n, v in zip(names, values, strict=True) if v is not None})
-                .SerializeToString() for values in zip(*(c.to_pylist() for c in columns), strict=True)]
+        return [
+            make(
+                **{n: v for n, v in zip(names, values, strict=True) if v is not None}
+            ).SerializeToString()
+            for values in zip(*(c.to_pylist() for c in columns), strict=True)
+        ]
 
     def write(self, rows: list[dict[str, Any]]) -> None:
         """Append rows exactly once; returns when BigQuery has them."""
@@ -104,11 +119,15 @@ class CommittedStreamWriter:
             self.client = self.make_client()
         stream = self.client.create_write_stream(
             parent=self.table_path,
-            write_stream=types.WriteStream(type_=types.WriteStream.Type.COMMITTED), timeout=TIMEOUT)
+            write_stream=types.WriteStream(type_=types.WriteStream.Type.COMMITTED),
+            timeout=TIMEOUT,
+        )
         template = types.AppendRowsRequest(
             write_stream=stream.name,
             proto_rows=types.AppendRowsRequest.ProtoData(
-                writer_schema=types.ProtoSchema(proto_descriptor=self._descriptor)))
+                writer_schema=types.ProtoSchema(proto_descriptor=self._descriptor)
+            ),
+        )
         self._stream, self._offset = stream.name, 0
         self._connection = writer.AppendRowsStream(self.client, template)
         logger.info("bigquery: writing predictions through stream %s", stream.name)
@@ -119,7 +138,9 @@ class CommittedStreamWriter:
         template = types.AppendRowsRequest(
             write_stream=self._stream,
             proto_rows=types.AppendRowsRequest.ProtoData(
-                writer_schema=types.ProtoSchema(proto_descriptor=self._descriptor)))
+                writer_schema=types.ProtoSchema(proto_descriptor=self._descriptor)
+            ),
+        )
         self._connection = writer.AppendRowsStream(self.client, template)
 
     def _close_connection(self) -> None:
@@ -136,9 +157,12 @@ class CommittedStreamWriter:
             elif self._connection is None:
                 self._reconnect()
             request = types.AppendRowsRequest(
-                write_stream=self._stream, offset=self._offset,  # the stream on each: the emulator asks
+                write_stream=self._stream,
+                offset=self._offset,  # the stream on each: the emulator asks
                 proto_rows=types.AppendRowsRequest.ProtoData(
-                    rows=types.ProtoRows(serialized_rows=rows)))
+                    rows=types.ProtoRows(serialized_rows=rows)
+                ),
+            )
             try:
                 self._connection.send(request).result(timeout=TIMEOUT)
             except gexc.AlreadyExists:  # an earlier try of this very append was written
@@ -146,15 +170,19 @@ class CommittedStreamWriter:
             except (gexc.NotFound, gexc.FailedPrecondition, gexc.OutOfRange) as exc:
                 # The stream takes no more rows (finalized, expired, missing):
                 # refused before anything was written. A new stream, from 0.
-                logger.warning("bigquery: write stream %s refused an append (%s); opening "
-                               "another", self._stream, exc)  # fmt: skip
+                logger.warning(
+                    "bigquery: write stream %s refused an append (%s); opening another",
+                    self._stream,
+                    exc,
+                )
                 self._close_connection()
                 self._stream, last = None, exc
                 self.retried += 1
                 continue
             except Exception as exc:  # unknown outcome: the same offset again, if the stream lives
-                logger.warning("bigquery: append at offset %d failed (%s); retrying",
-                               self._offset, exc)  # fmt: skip
+                logger.warning(
+                    "bigquery: append at offset %d failed (%s); retrying", self._offset, exc
+                )
                 self._close_connection()
                 if not self._alive():
                     self._stream = None
@@ -164,8 +192,9 @@ class CommittedStreamWriter:
             self._offset += len(rows)
             self.appends += 1
             return
-        raise RuntimeError(f"BigQuery refused an append of {len(rows)} rows after "
-                           f"{ATTEMPTS} tries: {last}")
+        raise RuntimeError(
+            f"BigQuery refused an append of {len(rows)} rows after {ATTEMPTS} tries: {last}"
+        )
 
     def _alive(self) -> bool:
         """The stream still takes rows (asked of BigQuery: GetWriteStream).
@@ -188,12 +217,14 @@ class CommittedStreamWriter:
 def _row_class(columns: Sequence[Column]) -> tuple[descriptor_pb2.DescriptorProto, Any]:
     """The rows' protocol buffer (proto2, as the Write API reads it): its
     descriptor, sent once a connection, and a class that builds rows."""
-    file = descriptor_pb2.FileDescriptorProto(name="minimlops_row.proto", package="minimlops",
-                                              syntax="proto2")  # fmt: skip
+    file = descriptor_pb2.FileDescriptorProto(
+        name="minimlops_row.proto", package="minimlops", syntax="proto2"
+    )
     message = file.message_type.add(name="Row")
     for number, column in enumerate(columns, start=1):
-        message.field.add(name=column.name, number=number, type=PROTO_TYPES[column.type],
-                          label=F.LABEL_OPTIONAL)  # fmt: skip
+        message.field.add(
+            name=column.name, number=number, type=PROTO_TYPES[column.type], label=F.LABEL_OPTIONAL
+        )
     pool = descriptor_pool.DescriptorPool()
     pool.Add(file)
     return message, message_factory.GetMessageClass(pool.FindMessageTypeByName("minimlops.Row"))

@@ -23,10 +23,19 @@ from minimlops.ports import DataSummary, KeySpec
 from minimlops.process import release_memory
 
 DUCKDB_TYPES = {
-    "INTEGER": "BIGINT", "INT64": "BIGINT", "FLOAT": "DOUBLE", "FLOAT64": "DOUBLE",
-    "NUMERIC": "DOUBLE", "STRING": "VARCHAR", "BOOLEAN": "BOOLEAN", "BOOL": "BOOLEAN",
-    "TIMESTAMP": "TIMESTAMPTZ", "DATE": "DATE", "BYTES": "BLOB", "JSON": "JSON",
-}  # fmt: skip
+    "INTEGER": "BIGINT",
+    "INT64": "BIGINT",
+    "FLOAT": "DOUBLE",
+    "FLOAT64": "DOUBLE",
+    "NUMERIC": "DOUBLE",
+    "STRING": "VARCHAR",
+    "BOOLEAN": "BOOLEAN",
+    "BOOL": "BOOLEAN",
+    "TIMESTAMP": "TIMESTAMPTZ",
+    "DATE": "DATE",
+    "BYTES": "BLOB",
+    "JSON": "JSON",
+}
 READ_ONLY = {duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN}
 
 
@@ -40,8 +49,10 @@ THREADS, PARALLEL_THREADS = 1, 2  # DuckDB threads: any statement, a big one (_p
 
 
 def _columns_ddl(columns: tuple[Column, ...]) -> str:
-    return ", ".join(f"{_q(c.name)} {DUCKDB_TYPES[c.type]}" + (" NOT NULL" if c.required else "")
-                     for c in columns)  # fmt: skip
+    return ", ".join(
+        f"{_q(c.name)} {DUCKDB_TYPES[c.type]}" + (" NOT NULL" if c.required else "")
+        for c in columns
+    )
 
 
 def _rank(key: KeySpec) -> str:
@@ -93,9 +104,15 @@ class DuckDBWarehouse:
     """The Warehouse port on DuckDB; table names and schemas are given."""
 
     def __init__(
-        self, path: Path, schemas: Mapping[str, tuple[Column, ...]], ledger_table: str,
-        *, key: KeySpec | None = None, read_only: bool = False, readable: Sequence[Path] = (),
-    ) -> None:  # fmt: skip
+        self,
+        path: Path,
+        schemas: Mapping[str, tuple[Column, ...]],
+        ledger_table: str,
+        *,
+        key: KeySpec | None = None,
+        read_only: bool = False,
+        readable: Sequence[Path] = (),
+    ) -> None:
         self.key = key or KeySpec()
         self._newest = newest_row_sql(_q(self.key.key))
         self.path = Path(path)
@@ -103,7 +120,8 @@ class DuckDBWarehouse:
         self.ledger_table = ledger_table
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._con = duckdb.connect(
-            str(self.path), read_only=read_only,
+            str(self.path),
+            read_only=read_only,
             # A memory cap makes DuckDB spill big loads to its temp directory
             # instead of growing with the file. Small appends (the prediction
             # log's) stay in memory until a checkpoint, which DuckDB runs when
@@ -115,9 +133,13 @@ class DuckDBWarehouse:
             # imports, ten a second on a busy server, cost a row ~20 % less
             # CPU on one DuckDB thread than split over two (measured on 2
             # cores, wide rows, server busy: ~6.3 against ~7.5 us).
-            config={"threads": THREADS, "memory_limit": "512MB", "checkpoint_threshold": "4MB",
-                    **({} if readable else {"enable_external_access": False})},
-        )  # fmt: skip
+            config={
+                "threads": THREADS,
+                "memory_limit": "512MB",
+                "checkpoint_threshold": "4MB",
+                **({} if readable else {"enable_external_access": False}),
+            },
+        )
         if readable:
             # The one place SQL may read files from (the prediction journal's
             # directory, which holds what predictions_data holds), set before
@@ -156,17 +178,31 @@ class DuckDBWarehouse:
     def _ensure(self, cur: duckdb.DuckDBPyConnection) -> None:
         for table, columns in self.schemas.items():
             _run(cur, f"CREATE TABLE IF NOT EXISTS {_q(table)} ({_columns_ddl(columns)})")
-            have = {r[0] for r in cur.execute(
-                "SELECT column_name FROM information_schema.columns WHERE table_name = $t",
-                {"t": table}).fetchall()}  # fmt: skip
+            have = {
+                r[0]
+                for r in cur.execute(
+                    "SELECT column_name FROM information_schema.columns WHERE table_name = $t",
+                    {"t": table},
+                ).fetchall()
+            }
             for c in columns:
                 if c.name not in have and not c.required:
-                    _run(cur, f"ALTER TABLE {_q(table)} ADD COLUMN {_q(c.name)} {DUCKDB_TYPES[c.type]}")
-        _run(cur, "CREATE TABLE IF NOT EXISTS _minimlops_markers "
-                  "(key VARCHAR PRIMARY KEY, position BIGINT NOT NULL)")
-        _run(cur, "CREATE TABLE IF NOT EXISTS _minimlops_loaded (content_sha256 VARCHAR PRIMARY KEY)")
-        for (leftover,) in _run(cur, "SELECT table_name FROM information_schema.tables "
-                                     f"WHERE table_name LIKE '{STAGING}%'"):  # fmt: skip
+                    _run(
+                        cur,
+                        f"ALTER TABLE {_q(table)} ADD COLUMN {_q(c.name)} {DUCKDB_TYPES[c.type]}",
+                    )
+        _run(
+            cur,
+            "CREATE TABLE IF NOT EXISTS _minimlops_markers "
+            "(key VARCHAR PRIMARY KEY, position BIGINT NOT NULL)",
+        )
+        _run(
+            cur, "CREATE TABLE IF NOT EXISTS _minimlops_loaded (content_sha256 VARCHAR PRIMARY KEY)"
+        )
+        for (leftover,) in _run(
+            cur,
+            f"SELECT table_name FROM information_schema.tables WHERE table_name LIKE '{STAGING}%'",
+        ):
             _run(cur, f"DROP TABLE {_q(leftover)}")  # a load interrupted by a crash
 
     def load(
@@ -199,15 +235,22 @@ class DuckDBWarehouse:
             # Two loads of the same content raced; the other one committed first.
             with contextlib.suppress(duckdb.Error):
                 _run(cur, "ROLLBACK")
-            raise ConflictError(f"this content was loaded by a concurrent delivery ({exc})") from None
+            raise ConflictError(
+                f"this content was loaded by a concurrent delivery ({exc})"
+            ) from None
         except BaseException:
             with contextlib.suppress(duckdb.Error):
                 _run(cur, "ROLLBACK")
             raise
         return stream.rows
 
-    def _insert_stream(self, cur: duckdb.DuckDBPyConnection, table: str,
-                       reader: pa.RecordBatchReader, stream: _Stream) -> None:  # fmt: skip
+    def _insert_stream(
+        self,
+        cur: duckdb.DuckDBPyConnection,
+        table: str,
+        reader: pa.RecordBatchReader,
+        stream: _Stream,
+    ) -> None:
         cur.register("_minimlops_stream", reader)
         try:
             with self._parallel():
@@ -243,7 +286,9 @@ class DuckDBWarehouse:
         """Load each content once, even for deliveries running at the same time:
         the second transaction to claim a hash fails and rolls back whole."""
         try:
-            cur.execute("INSERT INTO _minimlops_loaded VALUES ($h)", {"h": content_sha256}).fetchall()
+            cur.execute(
+                "INSERT INTO _minimlops_loaded VALUES ($h)", {"h": content_sha256}
+            ).fetchall()
         except duckdb.ConstraintException:
             raise ConflictError("this content was loaded by a concurrent delivery") from None
 
@@ -266,16 +311,21 @@ class DuckDBWarehouse:
         (measured, one thread: 7.5 against 16.5 us)."""
         if table not in self.schemas:
             raise KeyError(f"unknown table {table!r}")
-        columns = ", ".join(f"{_literal(c.name)}: {_literal(DUCKDB_TYPES[c.type])}"
-                            for c in self.schemas[table])  # fmt: skip
+        columns = ", ".join(
+            f"{_literal(c.name)}: {_literal(DUCKDB_TYPES[c.type])}" for c in self.schemas[table]
+        )
         cur = self._cursor()
         _run(cur, "BEGIN TRANSACTION")
         try:
-            (rows,) = cur.execute(f"INSERT INTO {_q(table)} BY NAME SELECT * FROM "
-                                  f"read_ndjson($path, columns={{{columns}}})",
-                                  {"path": str(path)}).fetchone() or (0,)  # fmt: skip
-            cur.execute("INSERT OR REPLACE INTO _minimlops_markers VALUES ($k, $p)",
-                        {"k": key, "p": position}).fetchall()  # fmt: skip
+            (rows,) = cur.execute(
+                f"INSERT INTO {_q(table)} BY NAME SELECT * FROM "
+                f"read_ndjson($path, columns={{{columns}}})",
+                {"path": str(path)},
+            ).fetchone() or (0,)
+            cur.execute(
+                "INSERT OR REPLACE INTO _minimlops_markers VALUES ($k, $p)",
+                {"k": key, "p": position},
+            ).fetchall()
             _run(cur, "COMMIT")
         except BaseException:
             _run(cur, "ROLLBACK")
@@ -284,12 +334,17 @@ class DuckDBWarehouse:
 
     def marker(self, key: str) -> int:
         """The position recorded under key (0 if none)."""
-        rows = self._cursor().execute(
-            "SELECT position FROM _minimlops_markers WHERE key = $k", {"k": key}).fetchall()
+        rows = (
+            self._cursor()
+            .execute("SELECT position FROM _minimlops_markers WHERE key = $k", {"k": key})
+            .fetchall()
+        )
         return int(rows[0][0]) if rows else 0
 
     def forget_marker(self, key: str) -> None:
-        self._cursor().execute("DELETE FROM _minimlops_markers WHERE key = $k", {"k": key}).fetchall()
+        self._cursor().execute(
+            "DELETE FROM _minimlops_markers WHERE key = $k", {"k": key}
+        ).fetchall()
 
     def _insert(
         self, cur: duckdb.DuckDBPyConnection, table: str, data: pa.Table | pa.RecordBatch
@@ -305,8 +360,9 @@ class DuckDBWarehouse:
             with contextlib.suppress(duckdb.Error):
                 cur.unregister("_minimlops_batch")
 
-    def ledger(self, *, content_sha256: str | None = None,
-               source_uri: str | None = None) -> list[dict[str, Any]]:  # fmt: skip
+    def ledger(
+        self, *, content_sha256: str | None = None, source_uri: str | None = None
+    ) -> list[dict[str, Any]]:
         where, params = [], {}
         if content_sha256 is not None:
             where.append("content_sha256 = $sha")
@@ -321,14 +377,21 @@ class DuckDBWarehouse:
         return self._cursor().sql(sql, params=params).to_arrow_table().to_pylist()
 
     def latest_summary(self, table: str) -> DataSummary:
-        sql = (f"SELECT split, ingestion_id, count(*) FROM (SELECT split, ingestion_id "
-               f"FROM {_q(table)} QUALIFY {self._newest}) GROUP BY ALL")  # fmt: skip
+        sql = (
+            f"SELECT split, ingestion_id, count(*) FROM (SELECT split, ingestion_id "
+            f"FROM {_q(table)} QUALIFY {self._newest}) GROUP BY ALL"
+        )
         with self._parallel():
             return DataSummary.of_counts(self._cursor().sql(sql).fetchall())
 
-    def latest_rows(self, table: str, *, ingestion_ids: Sequence[str] | None = None,
-                    splits: Sequence[str] | None = None,
-                    per_split: int | None = None) -> pa.Table:  # fmt: skip
+    def latest_rows(
+        self,
+        table: str,
+        *,
+        ingestion_ids: Sequence[str] | None = None,
+        splits: Sequence[str] | None = None,
+        per_split: int | None = None,
+    ) -> pa.Table:
         where, params = ["TRUE"], {}
         if ingestion_ids is not None:
             where.append("list_contains($ids, ingestion_id)")
@@ -339,14 +402,17 @@ class DuckDBWarehouse:
         # Which rows, found on the keys alone; then only those rows are read.
         # (With every column in the window, 1,000,000 rows took +470 MB.)
         key = _q(self.key.key)
-        picked = f"SELECT rowid AS r, split, {key} AS k FROM {_q(table)} " \
-                 f"WHERE {' AND '.join(where)} QUALIFY {self._newest}"  # fmt: skip
+        picked = (
+            f"SELECT rowid AS r, split, {key} AS k FROM {_q(table)} "
+            f"WHERE {' AND '.join(where)} QUALIFY {self._newest}"
+        )
         if per_split is not None:
-            picked = (f"SELECT r FROM ({picked}) QUALIFY row_number() OVER (PARTITION BY split "
-                      f"ORDER BY {_rank(self.key)}, k) <= $n")  # fmt: skip
+            picked = (
+                f"SELECT r FROM ({picked}) QUALIFY row_number() OVER (PARTITION BY split "
+                f"ORDER BY {_rank(self.key)}, k) <= $n"
+            )
             params["n"] = int(per_split)
-        sql = (f"SELECT * FROM {_q(table)} WHERE rowid IN (SELECT r FROM ({picked})) "
-               f"ORDER BY {key}")  # fmt: skip
+        sql = f"SELECT * FROM {_q(table)} WHERE rowid IN (SELECT r FROM ({picked})) ORDER BY {key}"
         with self._parallel():
             out = self._cursor().sql(sql, params=params).to_arrow_table()
         # The window and the sort take memory the C allocator keeps after they
@@ -369,31 +435,39 @@ class DuckDBWarehouse:
             SELECT * FROM labels
             QUALIFY row_number() OVER (PARTITION BY uuid ORDER BY labelled_at DESC) = 1"""
 
-    def labelled_predictions(self, predictions: str, feedback: str,
-                             limit: int | None = None) -> pa.Table:  # fmt: skip
+    def labelled_predictions(
+        self, predictions: str, feedback: str, limit: int | None = None
+    ) -> pa.Table:
         sql, params = self._labelled(predictions, feedback), {}
         if limit is None:
             sql += " ORDER BY created_at, uuid"
         else:
-            sql = (f"SELECT * FROM ({sql} ORDER BY created_at DESC, uuid DESC LIMIT $n) "
-                   "ORDER BY created_at, uuid")  # fmt: skip
+            sql = (
+                f"SELECT * FROM ({sql} ORDER BY created_at DESC, uuid DESC LIMIT $n) "
+                "ORDER BY created_at, uuid"
+            )
             params["n"] = int(limit)
         with self._parallel():
             return self._cursor().sql(sql, params=params).to_arrow_table()
 
-    def labelled_accuracy(self, predictions: str, feedback: str,
-                          bucket_seconds: int | None = None) -> list[dict[str, Any]]:  # fmt: skip
+    def labelled_accuracy(
+        self, predictions: str, feedback: str, bucket_seconds: int | None = None
+    ) -> list[dict[str, Any]]:
         keys, params = "model_version", {}
         if bucket_seconds:
             keys += ", epoch_us(created_at) // ($b * 1000000) * $b AS at"
             params["b"] = int(bucket_seconds)
-        counted = ("0 AS correct, sum(abs(prediction - label)) AS abs_error, "
-                   "sum((prediction - label) * (prediction - label)) AS squared_error"
-                   if self.key.regression else
-                   "count(*) FILTER (WHERE prediction = label) AS correct")  # fmt: skip
-        sql = (f"SELECT {keys}, count(*) AS labelled, {counted} "
-               f"FROM ({self._labelled(predictions, feedback)}) GROUP BY ALL "
-               "ORDER BY ALL")  # fmt: skip
+        counted = (
+            "0 AS correct, sum(abs(prediction - label)) AS abs_error, "
+            "sum((prediction - label) * (prediction - label)) AS squared_error"
+            if self.key.regression
+            else "count(*) FILTER (WHERE prediction = label) AS correct"
+        )
+        sql = (
+            f"SELECT {keys}, count(*) AS labelled, {counted} "
+            f"FROM ({self._labelled(predictions, feedback)}) GROUP BY ALL "
+            "ORDER BY ALL"
+        )
         with self._parallel():
             return self._cursor().sql(sql, params=params).to_arrow_table().to_pylist()
 
@@ -411,8 +485,9 @@ class DuckDBWarehouse:
         """A whole (small) table."""
         return self._cursor().sql(f"SELECT * FROM {_q(table)}").to_arrow_table()
 
-    def labels_from_ingestion(self, training: str, predictions: str, feedback: str,
-                              ingestion_id: str, source: str) -> int:  # fmt: skip
+    def labels_from_ingestion(
+        self, training: str, predictions: str, feedback: str, ingestion_id: str, source: str
+    ) -> int:
         """Rows of an ingestion whose key was predicted before become feedback
         (true labels arriving in a file). Returns how many."""
         cur = self._cursor()
@@ -423,22 +498,31 @@ class DuckDBWarehouse:
                 f"SELECT NULL, t.{k}, t.{y}, now(), $src FROM {_q(training)} t "
                 f"WHERE t.ingestion_id = $id AND t.{k} IN "
                 f"(SELECT {k} FROM {_q(predictions)} WHERE {k} IS NOT NULL)",
-                {"id": ingestion_id, "src": source}).fetchall()  # fmt: skip
+                {"id": ingestion_id, "src": source},
+            ).fetchall()
         return int(rows[0][0]) if rows else 0
 
     def known_uuids(self, predictions: str, uuids: list[str]) -> set[str]:
         """Which of these prediction ids exist."""
         if not uuids:
             return set()
-        rows = self._cursor().execute(
-            f"SELECT uuid FROM {_q(predictions)} WHERE list_contains($ids, uuid)",
-            {"ids": uuids}).fetchall()  # fmt: skip
+        rows = (
+            self._cursor()
+            .execute(
+                f"SELECT uuid FROM {_q(predictions)} WHERE list_contains($ids, uuid)",
+                {"ids": uuids},
+            )
+            .fetchall()
+        )
         return {r[0] for r in rows}
 
     def served_per_version(self, predictions: str) -> dict[str, int]:
         """How many predictions each model version answered."""
-        rows = self._cursor().execute(
-            f"SELECT model_version, count(*) FROM {_q(predictions)} GROUP BY 1").fetchall()
+        rows = (
+            self._cursor()
+            .execute(f"SELECT model_version, count(*) FROM {_q(predictions)} GROUP BY 1")
+            .fetchall()
+        )
         return {str(v): int(n) for v, n in rows}
 
     def counts(self) -> dict[str, int]:

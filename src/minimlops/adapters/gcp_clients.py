@@ -28,20 +28,27 @@ def make_clients(settings: Settings) -> Clients:
     if not settings.gcp_project:
         from minimlops.config import ConfigError
 
-        raise ConfigError("the gcp backend needs a project: set GOOGLE_CLOUD_PROJECT "
-                          "(or MINIMLOPS_GCP_PROJECT)")  # fmt: skip
+        raise ConfigError(
+            "the gcp backend needs a project: set GOOGLE_CLOUD_PROJECT (or MINIMLOPS_GCP_PROJECT)"
+        )
     if settings.bigquery_emulator_host:
         from google.api_core.client_options import ClientOptions
         from google.auth.credentials import AnonymousCredentials
 
-        bq = bigquery.Client(project=settings.gcp_project, credentials=AnonymousCredentials(),
-                             client_options=ClientOptions(
-                                 api_endpoint=settings.bigquery_emulator_host))  # fmt: skip
+        bq = bigquery.Client(
+            project=settings.gcp_project,
+            credentials=AnonymousCredentials(),
+            client_options=ClientOptions(api_endpoint=settings.bigquery_emulator_host),
+        )
     else:
         bq = bigquery.Client(project=settings.gcp_project, location=settings.gcp_location)
     gcs = storage.Client(project=settings.gcp_project)
-    return Clients(storage=gcs, bigquery=bq, storage_api=not settings.bigquery_emulator_host,
-                   bigquery_write=_write_client(settings))
+    return Clients(
+        storage=gcs,
+        bigquery=bq,
+        storage_api=not settings.bigquery_emulator_host,
+        bigquery_write=_write_client(settings),
+    )
 
 
 def _write_client(settings: Settings) -> Any:
@@ -51,6 +58,7 @@ def _write_client(settings: Settings) -> Any:
 
     host = settings.bigquery_storage_emulator_host
     if host:
+
         def emulated() -> Any:
             import grpc
             from google.cloud.bigquery_storage_v1.services.big_query_write.transports import (

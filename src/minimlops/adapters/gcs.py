@@ -25,7 +25,9 @@ RETRY = DEFAULT_RETRY.with_timeout(120.0)  # overall deadline of one call's retr
 
 def _info(blob: Any) -> ObjectInfo:
     updated = blob.updated.timestamp() if blob.updated else 0.0
-    return ObjectInfo(blob.bucket.name, blob.name, str(blob.generation), int(blob.size or 0), updated)
+    return ObjectInfo(
+        blob.bucket.name, blob.name, str(blob.generation), int(blob.size or 0), updated
+    )
 
 
 class GCSObjectStore:
@@ -49,23 +51,28 @@ class GCSObjectStore:
         new.iam_configuration.uniform_bucket_level_access_enabled = True
         new.iam_configuration.public_access_prevention = "enforced"
         try:
-            self.client.create_bucket(new, location=location, project=project,
-                                      timeout=TIMEOUT, retry=RETRY)  # fmt: skip
+            self.client.create_bucket(
+                new, location=location, project=project, timeout=TIMEOUT, retry=RETRY
+            )
             return "created"
         except gexc.Conflict:
             pass
-        ours = {b.name: b for b in self.client.list_buckets(project=project, timeout=TIMEOUT,
-                                                             retry=RETRY)}  # fmt: skip
+        ours = {
+            b.name: b
+            for b in self.client.list_buckets(project=project, timeout=TIMEOUT, retry=RETRY)
+        }
         if bucket not in ours:
             raise ConflictError(
                 f"the bucket name {bucket!r} belongs to another project (bucket names are "
-                "global): choose another with MINIMLOPS_LANDING_BUCKET / MINIMLOPS_MODEL_BUCKET")
+                "global): choose another with MINIMLOPS_LANDING_BUCKET / MINIMLOPS_MODEL_BUCKET"
+            )
         found = (ours[bucket].location or "").upper()
         if self.check_location and found and found != location.upper():
             raise ConflictError(
                 f"gs://{bucket} is in {found}, the deployment in {location.upper()}: a Cloud "
                 "Storage trigger must sit in its bucket's location; set MINIMLOPS_LOCATION="
-                f"{found} (and a region in it) or use another bucket")
+                f"{found} (and a region in it) or use another bucket"
+            )
         return "found"
 
     def _blob(self, bucket: str, name: str) -> Any:
@@ -78,13 +85,15 @@ class GCSObjectStore:
     ) -> ObjectInfo:
         return self._upload(bucket, name, "upload_from_string", data, if_generation_match)
 
-    def write_file(self, bucket: str, name: str, path: str, *,
-                   if_generation_match: str | None = None) -> ObjectInfo:  # fmt: skip
+    def write_file(
+        self, bucket: str, name: str, path: str, *, if_generation_match: str | None = None
+    ) -> ObjectInfo:
         """Upload a local file (resumable for big files), with the same precondition."""
         return self._upload(bucket, name, "upload_from_filename", str(path), if_generation_match)
 
-    def _upload(self, bucket: str, name: str, method: str, source: Any,
-                if_generation_match: str | None) -> ObjectInfo:  # fmt: skip
+    def _upload(
+        self, bucket: str, name: str, method: str, source: Any, if_generation_match: str | None
+    ) -> ObjectInfo:
         blob = self._blob(bucket, name)
         match = None if if_generation_match is None else int(if_generation_match)
         try:
@@ -127,8 +136,9 @@ class GCSObjectStore:
             raise FileNotFoundError(f"gs://{bucket}/{name}")
         # Copy pinned to the generation read, then delete that generation only:
         # a newer upload under the old name is never deleted by mistake.
-        copied = src.copy_blob(blob, src, new_name, source_generation=blob.generation,
-                               timeout=TIMEOUT, retry=RETRY)  # fmt: skip
+        copied = src.copy_blob(
+            blob, src, new_name, source_generation=blob.generation, timeout=TIMEOUT, retry=RETRY
+        )
         with contextlib.suppress(gexc.NotFound):
             src.delete_blob(name, generation=blob.generation, timeout=TIMEOUT, retry=RETRY)
         return _info(copied)

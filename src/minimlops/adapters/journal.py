@@ -89,7 +89,7 @@ class SegmentWriter:
         try:
             view = memoryview(data)
             while view:  # a short write is retried: a full disk then says so (ENOSPC)
-                view = view[os.write(self._fd, view):]
+                view = view[os.write(self._fd, view) :]
             os.fdatasync(self._fd)
         except OSError:
             os.ftruncate(self._fd, self._size)
@@ -107,8 +107,9 @@ class SegmentWriter:
 class PredictionJournal:
     """Moves what the journal processes wrote into ``predictions_data``."""
 
-    def __init__(self, directory: Path, warehouse: DuckDBWarehouse, table: str, *,
-                 import_every: float = 0.1) -> None:  # fmt: skip
+    def __init__(
+        self, directory: Path, warehouse: DuckDBWarehouse, table: str, *, import_every: float = 0.1
+    ) -> None:
         """``warehouse`` must be able to read ``directory`` (``readable``)."""
         self.dir, self.warehouse, self.table = Path(directory), warehouse, table
         self.import_every = import_every
@@ -257,8 +258,13 @@ class JournalLog:
             while True:
                 try:
                     proc = await asyncio.create_subprocess_exec(
-                        sys.executable, "-m", "minimlops.adapters.journal", str(self.dir),
-                        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+                        sys.executable,
+                        "-m",
+                        "minimlops.adapters.journal",
+                        str(self.dir),
+                        stdin=asyncio.subprocess.PIPE,
+                        stdout=asyncio.subprocess.PIPE,
+                    )
                 except OSError as exc:
                     self._fail_pending(f"cannot start the prediction journal process: {exc}")
                     await asyncio.sleep(backoff)

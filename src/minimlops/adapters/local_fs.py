@@ -130,9 +130,7 @@ class LocalObjectStore:
         current = self.stat(bucket, name)
         actual = current.generation if current else "0"
         if actual != expected:
-            raise ConflictError(
-                f"{bucket}/{name}: generation is {actual}, expected {expected}"
-            )
+            raise ConflictError(f"{bucket}/{name}: generation is {actual}, expected {expected}")
 
     @contextmanager
     def _lock(self, bucket: str) -> Iterator[None]:
@@ -146,8 +144,9 @@ class LocalObjectStore:
     @staticmethod
     def _info(bucket: str, name: str, path: Path) -> ObjectInfo:
         st = path.stat()
-        return ObjectInfo(bucket, name, f"{st.st_mtime_ns}{st.st_ino:012d}",
-                          st.st_size, st.st_mtime)  # fmt: skip
+        return ObjectInfo(
+            bucket, name, f"{st.st_mtime_ns}{st.st_ino:012d}", st.st_size, st.st_mtime
+        )
 
 
 def _safe_part(bucket: str) -> str:

@@ -22,9 +22,13 @@ RESERVED_PREFIXES = ("rejected/", "reports/")
 
 
 def scan_once(
-    store: LocalObjectStore, bus: SQLiteMessageBus, bucket: str, topic: str,
-    *, settle_seconds: float = 0.5,
-) -> int:  # fmt: skip
+    store: LocalObjectStore,
+    bus: SQLiteMessageBus,
+    bucket: str,
+    topic: str,
+    *,
+    settle_seconds: float = 0.5,
+) -> int:
     """Announce every complete object generation not announced before.
 
     Returns the number of new announcements.
@@ -34,8 +38,9 @@ def scan_once(
     for obj in store.list(bucket):
         if obj.name.startswith(RESERVED_PREFIXES) or now - obj.updated < settle_seconds:
             continue
-        event = ObjectFinalized(bucket=bucket, name=obj.name,
-                                generation=obj.generation, size=obj.size)  # fmt: skip
+        event = ObjectFinalized(
+            bucket=bucket, name=obj.name, generation=obj.generation, size=obj.size
+        )
         data, attrs = event.to_message()
         key = f"{bucket}/{obj.name}#{obj.generation}"
         if bus.publish_once(key, topic, data, attrs):

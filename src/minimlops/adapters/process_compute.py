@@ -28,6 +28,8 @@ from minimlops.errors import Cancelled
 from minimlops.process import die_with_parent
 
 logger = logging.getLogger(__name__)
+
+
 def _child(conn: Connection, log_level: int, warm: tuple[str, ...]) -> None:
     """Import ahead, run one job, send its result (or its exception), exit."""
     die_with_parent()
@@ -51,10 +53,23 @@ def _child(conn: Connection, log_level: int, warm: tuple[str, ...]) -> None:
 class ProcessCompute:
     """A ``deps.compute`` that runs each job in its own fresh process."""
 
-    def __init__(self, warm: tuple[str, ...] = (
-            "minimlops.ml.job", "minimlops.ml.training", "minimlops.ml.evaluation", "skops.io",
-            "skl2onnx", "onnxruntime", "lightgbm", "onnxmltools", "sklearn.ensemble",
-            "sklearn.linear_model", "sklearn.model_selection", "scipy.stats")) -> None:  # fmt: skip
+    def __init__(
+        self,
+        warm: tuple[str, ...] = (
+            "minimlops.ml.job",
+            "minimlops.ml.training",
+            "minimlops.ml.evaluation",
+            "skops.io",
+            "skl2onnx",
+            "onnxruntime",
+            "lightgbm",
+            "onnxmltools",
+            "sklearn.ensemble",
+            "sklearn.linear_model",
+            "sklearn.model_selection",
+            "scipy.stats",
+        ),
+    ) -> None:
         self._ctx = mp.get_context("spawn")
         self._warm = warm
         self._next: tuple[Any, Connection] | None = None
@@ -65,9 +80,12 @@ class ProcessCompute:
 
     def _start(self) -> tuple[Any, Connection]:
         parent, child = self._ctx.Pipe()
-        proc = self._ctx.Process(target=_child, name="minimlops-train",
-                                 args=(child, logging.getLogger().level, self._warm),
-                                 daemon=True)  # fmt: skip
+        proc = self._ctx.Process(
+            target=_child,
+            name="minimlops-train",
+            args=(child, logging.getLogger().level, self._warm),
+            daemon=True,
+        )
         proc.start()
         child.close()
         return proc, parent
@@ -90,8 +108,9 @@ class ProcessCompute:
         except (EOFError, OSError, BrokenPipeError) as exc:
             if self._cancelled:
                 raise Cancelled("training stopped: the server is stopping") from None
-            raise RuntimeError(f"the training process died (exit code {proc.exitcode}): "
-                               f"{exc or 'no result'}") from None  # fmt: skip
+            raise RuntimeError(
+                f"the training process died (exit code {proc.exitcode}): {exc or 'no result'}"
+            ) from None
         finally:
             conn.close()
             proc.join(timeout=30)

@@ -24,8 +24,9 @@ from google.protobuf import duration_pb2
 from minimlops.ports import Message
 
 TIMEOUT = 30.0
-RETRY = gretry.Retry(initial=0.2, maximum=5.0, multiplier=2.0, timeout=60.0,
-                     predicate=gretry.if_transient_error)  # fmt: skip
+RETRY = gretry.Retry(
+    initial=0.2, maximum=5.0, multiplier=2.0, timeout=60.0, predicate=gretry.if_transient_error
+)
 
 
 class PubSubMessageBus:
@@ -39,9 +40,16 @@ class PubSubMessageBus:
         ack_deadline: seconds a pulled message stays leased.
     """
 
-    def __init__(self, project: str, *, dead_letter_topic: str = "minimlops-dead-letter",
-                 max_attempts: int = 5, min_backoff: float = 10.0, max_backoff: float = 600.0,
-                 ack_deadline: int = 600) -> None:  # fmt: skip
+    def __init__(
+        self,
+        project: str,
+        *,
+        dead_letter_topic: str = "minimlops-dead-letter",
+        max_attempts: int = 5,
+        min_backoff: float = 10.0,
+        max_backoff: float = 600.0,
+        ack_deadline: int = 600,
+    ) -> None:
         self.project, self.dead_letter_topic = project, dead_letter_topic
         self.max_attempts = max(5, min(100, max_attempts))
         self.min_backoff, self.max_backoff = min_backoff, max_backoff
@@ -74,11 +82,13 @@ class PubSubMessageBus:
     def ensure_dead_letter(self) -> str:
         """The dead-letter topic and the subscription that keeps its messages."""
         self.ensure_topic(self.dead_letter_topic)
-        return self._create(self.dead_letter_subscription, self.dead_letter_topic,
-                            dead_letter=False)  # fmt: skip
+        return self._create(
+            self.dead_letter_subscription, self.dead_letter_topic, dead_letter=False
+        )
 
-    def create_subscription(self, subscription: str, topic: str, *,
-                            push_endpoint: str | None = None) -> str:  # fmt: skip
+    def create_subscription(
+        self, subscription: str, topic: str, *, push_endpoint: str | None = None
+    ) -> str:
         """Attach a subscription (with dead letter and retry policies) to a topic.
 
         Idempotent: returns 'created' or 'found'.
@@ -87,8 +97,9 @@ class PubSubMessageBus:
         self.ensure_dead_letter()
         return self._create(subscription, topic, dead_letter=True, push_endpoint=push_endpoint)
 
-    def _create(self, subscription: str, topic: str, *, dead_letter: bool,
-                push_endpoint: str | None = None) -> str:  # fmt: skip
+    def _create(
+        self, subscription: str, topic: str, *, dead_letter: bool, push_endpoint: str | None = None
+    ) -> str:
         request: dict[str, Any] = {
             "name": self.subscription_path(subscription),
             "topic": self.topic_path(topic),
@@ -120,8 +131,9 @@ class PubSubMessageBus:
             return self._publish(topic, data, attributes)
 
     def _publish(self, topic: str, data: bytes, attributes: Mapping[str, str]) -> str:
-        future = self.publisher.publish(self.topic_path(topic), data, retry=RETRY,
-                                        timeout=TIMEOUT, **dict(attributes))  # fmt: skip
+        future = self.publisher.publish(
+            self.topic_path(topic), data, retry=RETRY, timeout=TIMEOUT, **dict(attributes)
+        )
         return str(future.result(timeout=TIMEOUT))
 
     def pull(self, subscription: str, max_messages: int = 1, *, wait: float = 1.0) -> list[Message]:
@@ -133,28 +145,46 @@ class PubSubMessageBus:
             left = max(0.3, deadline - time.monotonic())
             try:
                 response = self.subscriber.pull(
-                    request={"subscription": self.subscription_path(subscription),
-                             "max_messages": max_messages}, retry=None, timeout=left)  # fmt: skip
+                    request={
+                        "subscription": self.subscription_path(subscription),
+                        "max_messages": max_messages,
+                    },
+                    retry=None,
+                    timeout=left,
+                )
                 received = list(response.received_messages)
             except (gexc.DeadlineExceeded, gexc.ServiceUnavailable):
                 received = []
             if received or time.monotonic() >= deadline:
-                return [Message(id=r.ack_id, data=bytes(r.message.data),
-                                attributes=dict(r.message.attributes),
-                                attempt=max(1, int(r.delivery_attempt or 1)))
-                        for r in received]  # fmt: skip
+                return [
+                    Message(
+                        id=r.ack_id,
+                        data=bytes(r.message.data),
+                        attributes=dict(r.message.attributes),
+                        attempt=max(1, int(r.delivery_attempt or 1)),
+                    )
+                    for r in received
+                ]
 
     def ack(self, subscription: str, message_id: str) -> None:
-        self.subscriber.acknowledge(request={"subscription": self.subscription_path(subscription),
-                                             "ack_ids": [message_id]}, retry=RETRY, timeout=TIMEOUT)  # fmt: skip
+        self.subscriber.acknowledge(
+            request={"subscription": self.subscription_path(subscription), "ack_ids": [message_id]},
+            retry=RETRY,
+            timeout=TIMEOUT,
+        )
 
     def nack(self, subscription: str, message_id: str, error: str) -> None:
         """Give the message back; Pub/Sub redelivers it with backoff and
         dead-letters it after max_attempts deliveries."""
         self.subscriber.modify_ack_deadline(
-            request={"subscription": self.subscription_path(subscription),
-                     "ack_ids": [message_id], "ack_deadline_seconds": 0},
-            retry=RETRY, timeout=TIMEOUT)  # fmt: skip
+            request={
+                "subscription": self.subscription_path(subscription),
+                "ack_ids": [message_id],
+                "ack_deadline_seconds": 0,
+            },
+            retry=RETRY,
+            timeout=TIMEOUT,
+        )
 
     def dead_letter(self, subscription: str, message_id: str, error: str) -> None:
         """Pub/Sub cannot move one delivery by request: nack it, and it reaches
@@ -171,14 +201,22 @@ class PubSubMessageBus:
         dead-letters`` lists them, with the operator's credentials.
         """
         out = []
-        for sub in self.subscriber.list_subscriptions(request={"project": f"projects/{self.project}"},
-                                                      retry=RETRY, timeout=TIMEOUT):  # fmt: skip
+        for sub in self.subscriber.list_subscriptions(
+            request={"project": f"projects/{self.project}"}, retry=RETRY, timeout=TIMEOUT
+        ):
             name = sub.name.rsplit("/", 1)[-1]
             if name == self.dead_letter_subscription:
                 continue
-            out.append({"subscription": name, "topic": sub.topic.rsplit("/", 1)[-1],
-                        "pending": None, "leased": None, "acked": None,
-                        "dead_lettered": None})  # fmt: skip
+            out.append(
+                {
+                    "subscription": name,
+                    "topic": sub.topic.rsplit("/", 1)[-1],
+                    "pending": None,
+                    "leased": None,
+                    "acked": None,
+                    "dead_lettered": None,
+                }
+            )
         return out
 
     def redrive(self, *, apply: bool, batch: int = 100) -> list[tuple[str, str, dict[str, str]]]:
@@ -197,13 +235,22 @@ class PubSubMessageBus:
                 if source and source not in topics:
                     sub = self.subscriber.get_subscription(
                         request={"subscription": self.subscription_path(source.rsplit("/", 1)[-1])},
-                        retry=RETRY, timeout=TIMEOUT)  # fmt: skip
+                        retry=RETRY,
+                        timeout=TIMEOUT,
+                    )
                     topics[source] = sub.topic.rsplit("/", 1)[-1]
                 topic = topics.get(source, "")
                 out.append((source.rsplit("/", 1)[-1], topic, dict(m.attributes)))
                 if apply and topic:
-                    self._publish(topic, m.data, {k: v for k, v in m.attributes.items()
-                                                  if not k.startswith("CloudPubSubDeadLetter")})
+                    self._publish(
+                        topic,
+                        m.data,
+                        {
+                            k: v
+                            for k, v in m.attributes.items()
+                            if not k.startswith("CloudPubSubDeadLetter")
+                        },
+                    )
                     self.ack(self.dead_letter_subscription, m.id)
                 else:  # listed only, or no source to send it back to
                     self.nack(self.dead_letter_subscription, m.id, "")

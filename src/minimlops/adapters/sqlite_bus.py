@@ -44,9 +44,14 @@ class SQLiteMessageBus:
     """The MessageBus port on SQLite (WAL, synchronous=FULL)."""
 
     def __init__(
-        self, path: Path, *, max_attempts: int = 5, lease_seconds: float = 600.0,
-        backoff_base: float = 0.5, backoff_max: float = 60.0,
-    ) -> None:  # fmt: skip
+        self,
+        path: Path,
+        *,
+        max_attempts: int = 5,
+        lease_seconds: float = 600.0,
+        backoff_base: float = 0.5,
+        backoff_max: float = 60.0,
+    ) -> None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         self.max_attempts = max_attempts
         self.lease_seconds = lease_seconds
@@ -69,7 +74,9 @@ class SQLiteMessageBus:
         with self._lock:
             cur = self._db.execute(
                 "UPDATE deliveries SET leased = 0, visible_at = ? "
-                "WHERE leased = 1 AND state = 'ready'", (time.time(),))  # fmt: skip
+                "WHERE leased = 1 AND state = 'ready'",
+                (time.time(),),
+            )
             return cur.rowcount
 
     def create_subscription(self, subscription: str, topic: str) -> None:
@@ -100,7 +107,8 @@ class SQLiteMessageBus:
                 if key is not None:
                     seen = self._db.execute(
                         "INSERT INTO published_keys VALUES (?, ?) ON CONFLICT DO NOTHING",
-                        (key, message_id))  # fmt: skip
+                        (key, message_id),
+                    )
                     if seen.rowcount == 0:
                         self._db.execute("ROLLBACK")
                         return None
@@ -120,9 +128,7 @@ class SQLiteMessageBus:
             self._published.notify_all()
         return message_id
 
-    def pull(
-        self, subscription: str, max_messages: int = 1, timeout: float = 0.0
-    ) -> list[Message]:
+    def pull(self, subscription: str, max_messages: int = 1, timeout: float = 0.0) -> list[Message]:
         """Lease ready messages, waiting up to ``timeout`` seconds for one."""
         deadline = time.monotonic() + timeout
         with self._lock:
@@ -168,13 +174,16 @@ class SQLiteMessageBus:
         with self._lock:
             self._db.execute(
                 "UPDATE deliveries SET leased = 0, state = 'dead', last_error = ? "
-                "WHERE subscription = ? AND message_id = ?", (error[:2000], subscription, message_id))  # fmt: skip
+                "WHERE subscription = ? AND message_id = ?",
+                (error[:2000], subscription, message_id),
+            )
 
     def nack(self, subscription: str, message_id: str, error: str) -> None:
         with self._lock:
             row = self._db.execute(
-                "SELECT attempts FROM deliveries WHERE subscription = ? "
-                "AND message_id = ?", (subscription, message_id)).fetchone()  # fmt: skip
+                "SELECT attempts FROM deliveries WHERE subscription = ? AND message_id = ?",
+                (subscription, message_id),
+            ).fetchone()
             if row is None:
                 return
             attempts = int(row[0])
@@ -183,10 +192,14 @@ class SQLiteMessageBus:
             self._db.execute(
                 "UPDATE deliveries SET leased = 0, state = ?, visible_at = ?, "
                 "last_error = ? WHERE subscription = ? AND message_id = ?",
-                ("dead" if dead else "ready",
-                 time.time() + min(cap, base * 2 ** (attempts - 1)),
-                 error[:2000], subscription, message_id),
-            )  # fmt: skip
+                (
+                    "dead" if dead else "ready",
+                    time.time() + min(cap, base * 2 ** (attempts - 1)),
+                    error[:2000],
+                    subscription,
+                    message_id,
+                ),
+            )
 
     def stats(self) -> list[dict[str, Any]]:
         with self._lock:
@@ -209,7 +222,8 @@ class SQLiteMessageBus:
                 "SELECT d.subscription, m.id, m.topic, m.attributes, d.attempts, "
                 "d.last_error FROM deliveries d JOIN messages m ON m.id = d.message_id "
                 "WHERE d.state = 'dead' AND (? IS NULL OR d.subscription = ?) "
-                "ORDER BY m.published_at DESC", (subscription, subscription),
-            ).fetchall()  # fmt: skip
+                "ORDER BY m.published_at DESC",
+                (subscription, subscription),
+            ).fetchall()
         keys = ("subscription", "id", "topic", "attributes", "attempts", "error")
         return [dict(zip(keys, r, strict=True)) for r in rows]

@@ -33,8 +33,7 @@ class Event:
     def to_message(self) -> tuple[bytes, dict[str, str]]:
         """The body and attributes this event is published with."""
         body = {k: v for k, v in asdict(self).items() if k != "event_id"}
-        attrs = {"type": self.type, "event_id": self.event_id,
-                 "schema_version": SCHEMA_VERSION}  # fmt: skip
+        attrs = {"type": self.type, "event_id": self.event_id, "schema_version": SCHEMA_VERSION}
         return json.dumps(body, sort_keys=True).encode(), attrs
 
 

@@ -33,8 +33,11 @@ MAX_ECE = 0.15  # and expected calibration error at most this
 MIN_CALIBRATION_ROWS = 100
 
 
-def sanity_checks(challenger: Mapping[str, float], champion: Mapping[str, float] | None,
-                  missing_features: list[str]) -> tuple[str, ...]:  # fmt: skip
+def sanity_checks(
+    challenger: Mapping[str, float],
+    champion: Mapping[str, float] | None,
+    missing_features: list[str],
+) -> tuple[str, ...]:
     """Reasons a challenger must not serve whatever its accuracy."""
     failed = []
     if missing_features:
@@ -43,8 +46,10 @@ def sanity_checks(challenger: Mapping[str, float], champion: Mapping[str, float]
     if challenger.get("rows", 0) >= MIN_CALIBRATION_ROWS and challenger.get("ece", 0.0) > MAX_ECE:
         failed.append(f"calibration broken: ECE {challenger['ece']:.3f} > {MAX_ECE}")
     if champion and challenger.get("brier", 0) > champion.get("brier", 1) + MAX_BRIER_LOSS:
-        failed.append(f"calibration broken: Brier {challenger['brier']:.3f} vs champion "
-                      f"{champion['brier']:.3f}")  # fmt: skip
+        failed.append(
+            f"calibration broken: Brier {challenger['brier']:.3f} vs champion "
+            f"{champion['brier']:.3f}"
+        )
     return tuple(failed)
 
 
@@ -54,8 +59,7 @@ def mcnemar(champion_right: list[bool], challenger_right: list[bool]) -> dict[st
     c = sum(1 for x, y in zip(champion_right, challenger_right, strict=True) if y and not x)
     n, k = b + c, min(b, c)
     p = min(1.0, 2 * _half_binomial_cdf(k, n)) if n else 1.0
-    return {"test": "mcnemar", "champion_only_right": b, "challenger_only_right": c,
-            "p_value": p}
+    return {"test": "mcnemar", "champion_only_right": b, "challenger_only_right": c, "p_value": p}
 
 
 def _half_binomial_cdf(k: int, n: int) -> float:
@@ -71,11 +75,15 @@ def _half_binomial_cdf(k: int, n: int) -> float:
 
 
 def decide_promotion(
-    challenger: Mapping[str, float], champion: Mapping[str, float] | None,
-    *, tolerance: float = 0.0, failed_checks: tuple[str, ...] = (),
-    paired: dict[str, Any] | None = None, metric: str = PRIMARY_METRIC,
+    challenger: Mapping[str, float],
+    champion: Mapping[str, float] | None,
+    *,
+    tolerance: float = 0.0,
+    failed_checks: tuple[str, ...] = (),
+    paired: dict[str, Any] | None = None,
+    metric: str = PRIMARY_METRIC,
     direction: str = "max",
-) -> Decision:  # fmt: skip
+) -> Decision:
     """Promote the challenger unless it is worse than the champion by more than
     ``tolerance`` on the primary metric, both scored on the same rows.
 
@@ -92,19 +100,35 @@ def decide_promotion(
     common: dict[str, Any] = {"metric": metric, "tolerance": tolerance}
     if failed_checks:
         old = champion.get(metric) if champion else None
-        versus = f" ({metric} {new:.4f} vs champion's {old:.4f})" if (
-            new is not None and old is not None) else ""  # fmt: skip
-        return Decision(False, "sanity checks failed: " + "; ".join(failed_checks) + versus,
-                        challenger=new, champion=old, failed_checks=failed_checks,
-                        paired=paired, **common)  # fmt: skip
+        versus = (
+            f" ({metric} {new:.4f} vs champion's {old:.4f})"
+            if (new is not None and old is not None)
+            else ""
+        )
+        return Decision(
+            False,
+            "sanity checks failed: " + "; ".join(failed_checks) + versus,
+            challenger=new,
+            champion=old,
+            failed_checks=failed_checks,
+            paired=paired,
+            **common,
+        )
     first = champion is None or champion.get(metric) is None
     if new is None or rows < MIN_EVAL_ROWS:
-        if first:  # a small first file: serving a model beats serving none; say how little judged it
-            return Decision(True, f"first model: no champion yet; judged on only {rows} "
-                            f"evaluation rows (a challenger needs {MIN_EVAL_ROWS}): land more rows",
-                            challenger=new, **common)  # fmt: skip
-        return Decision(False, f"only {rows} evaluation rows (need {MIN_EVAL_ROWS})",
-                        challenger=new, **common)  # fmt: skip
+        if (
+            first
+        ):  # a small first file: serving a model beats serving none; say how little judged it
+            return Decision(
+                True,
+                f"first model: no champion yet; judged on only {rows} "
+                f"evaluation rows (a challenger needs {MIN_EVAL_ROWS}): land more rows",
+                challenger=new,
+                **common,
+            )
+        return Decision(
+            False, f"only {rows} evaluation rows (need {MIN_EVAL_ROWS})", challenger=new, **common
+        )
     if first or champion is None:
         return Decision(True, "first model: no champion yet", challenger=new, **common)
     old = float(champion[metric])
@@ -112,9 +136,21 @@ def decide_promotion(
     gain = sign * (new - old)  # > 0: the challenger is better
     if gain >= -tolerance:
         verdict = "better than" if gain > 0 else "not worse than"
-        return Decision(True, f"{metric} {new:.4f} is {verdict} champion's "
-                        f"{old:.4f} on the same {rows} rows (tolerance {tolerance})",
-                        challenger=new, champion=old, paired=paired, **common)  # fmt: skip
-    return Decision(False, f"{metric} {new:.4f} is worse than champion's "
-                    f"{old:.4f} on the same {rows} rows by more than {tolerance}",
-                    challenger=new, champion=old, paired=paired, **common)  # fmt: skip
+        return Decision(
+            True,
+            f"{metric} {new:.4f} is {verdict} champion's "
+            f"{old:.4f} on the same {rows} rows (tolerance {tolerance})",
+            challenger=new,
+            champion=old,
+            paired=paired,
+            **common,
+        )
+    return Decision(
+        False,
+        f"{metric} {new:.4f} is worse than champion's "
+        f"{old:.4f} on the same {rows} rows by more than {tolerance}",
+        challenger=new,
+        champion=old,
+        paired=paired,
+        **common,
+    )

@@ -24,17 +24,31 @@ TASKS = ("binary", "multiclass", "regression")
 BQ_TYPES = {"integer": "INTEGER", "float": "FLOAT", "string": "STRING", "boolean": "BOOLEAN"}
 # Each task's metrics, and for the gate: the primary metric's direction.
 METRICS = {
-    "binary": {"accuracy": "max", "roc_auc": "max", "log_loss": "min", "brier": "min",
-               "f1": "max"},
+    "binary": {"accuracy": "max", "roc_auc": "max", "log_loss": "min", "brier": "min", "f1": "max"},
     "multiclass": {"accuracy": "max", "macro_f1": "max", "log_loss": "min"},
     "regression": {"rmse": "min", "mae": "min", "r2": "max"},
-}  # fmt: skip
+}
 DEFAULT_METRIC = {"binary": "log_loss", "multiclass": "log_loss", "regression": "rmse"}
 # Names the pipeline's own columns take in its tables; a data set may not use them.
-RESERVED = ("split", "ingestion_id", "source_uri", "ingested_at", "uuid", "created_at",
-            "model_version", "probability", "probabilities", "prediction",
-            "shadow_model_version", "shadow_probability", "shadow_prediction",
-            "label", "received_at", "source", "labelled_at")  # fmt: skip
+RESERVED = (
+    "split",
+    "ingestion_id",
+    "source_uri",
+    "ingested_at",
+    "uuid",
+    "created_at",
+    "model_version",
+    "probability",
+    "probabilities",
+    "prediction",
+    "shadow_model_version",
+    "shadow_probability",
+    "shadow_prediction",
+    "label",
+    "received_at",
+    "source",
+    "labelled_at",
+)
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 # A column may be named as in the user's file (spaces, dashes: "education-num"),
 # which DuckDB and BigQuery's flexible column names both take quoted; not with
@@ -143,8 +157,12 @@ class Project:
 
     def fingerprint(self) -> str:
         """A hash of everything that shapes the tables and the model (not descriptions)."""
-        shape = {"columns": [(c.name, c.type, c.required) for c in self.columns],
-                 "key": self.key, "target": self.target, "task": self.task}  # fmt: skip
+        shape = {
+            "columns": [(c.name, c.type, c.required) for c in self.columns],
+            "key": self.key,
+            "target": self.target,
+            "task": self.task,
+        }
         return hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()[:16]
 
     def to_dict(self) -> dict[str, Any]:
@@ -154,9 +172,14 @@ class Project:
         for derived_only in ("directory", "classes"):
             data.pop(derived_only)
         data["example"] = dict(data.pop("extras"))
-        data["columns"] = [{k: list(v) if isinstance(v, tuple) else v for k, v in c.items()
-                            if v is not None and (k != "generated" or v)}
-                           for c in data["columns"]]  # fmt: skip
+        data["columns"] = [
+            {
+                k: list(v) if isinstance(v, tuple) else v
+                for k, v in c.items()
+                if v is not None and (k != "generated" or v)
+            }
+            for c in data["columns"]
+        ]
         data["derived"] = [{**d, "inputs": list(d["inputs"])} for d in data["derived"]]
         data["features"] = list(data["features"])
         data["missing_values"] = list(data["missing_values"])
@@ -170,15 +193,30 @@ def _fail(where: str, message: str) -> ProjectError:
 
 
 # Types other tools name: what a user coming from them most likely meant.
-_TYPE_ALIASES = {"int": "integer", "int64": "integer", "long": "integer", "bigint": "integer",
-                 "number": "float", "decimal": "float", "double": "float", "real": "float",
-                 "numeric": "float", "float64": "float", "str": "string", "text": "string",
-                 "category": "string", "categorical": "string", "object": "string",
-                 "varchar": "string", "bool": "boolean"}  # fmt: skip
+_TYPE_ALIASES = {
+    "int": "integer",
+    "int64": "integer",
+    "long": "integer",
+    "bigint": "integer",
+    "number": "float",
+    "decimal": "float",
+    "double": "float",
+    "real": "float",
+    "numeric": "float",
+    "float64": "float",
+    "str": "string",
+    "text": "string",
+    "category": "string",
+    "categorical": "string",
+    "object": "string",
+    "varchar": "string",
+    "bool": "boolean",
+}
 
 
-def nearest(value: Any, choices: Sequence[Any], aliases: Mapping[str, str] | None = None
-            ) -> str | None:  # fmt: skip
+def nearest(
+    value: Any, choices: Sequence[Any], aliases: Mapping[str, str] | None = None
+) -> str | None:
     """The choice spelt most like ``value`` (case aside, difflib's ratio at
     least 0.6), or the one an alias names; None when none is close."""
     import difflib
@@ -194,7 +232,7 @@ def nearest(value: Any, choices: Sequence[Any], aliases: Mapping[str, str] | Non
 
 
 def closest(value: Any, choices: Sequence[Any], aliases: Mapping[str, str] | None = None) -> str:
-    """" (did you mean 'x'?)" for :func:`nearest`, else ""."""
+    """ " (did you mean 'x'?)" for :func:`nearest`, else ""."""
     found = nearest(value, choices, aliases)
     return "" if found is None else f" (did you mean {found!r}?)"
 
@@ -210,10 +248,14 @@ def _a(type_: str) -> str:
 
 
 def _typed(value: Any, type_: str, where: str) -> Any:
-    ok = {"integer": isinstance(value, int) and not isinstance(value, bool),
-          "float": isinstance(value, int | float) and not isinstance(value, bool)
-          and math.isfinite(value),
-          "string": isinstance(value, str), "boolean": isinstance(value, bool)}[type_]  # fmt: skip
+    ok = {
+        "integer": isinstance(value, int) and not isinstance(value, bool),
+        "float": isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value),
+        "string": isinstance(value, str),
+        "boolean": isinstance(value, bool),
+    }[type_]
     if not ok and type_ == "float" and isinstance(value, float):
         raise _fail(where, f"{value!r} is not a finite number")
     if not ok:
@@ -221,8 +263,18 @@ def _typed(value: Any, type_: str, where: str) -> Any:
     return float(value) if type_ == "float" else value
 
 
-COLUMN_FIELDS = ("name", "type", "required", "description", "kind", "allowed", "min", "max",
-                 "max_length", "generated")  # fmt: skip
+COLUMN_FIELDS = (
+    "name",
+    "type",
+    "required",
+    "description",
+    "kind",
+    "allowed",
+    "min",
+    "max",
+    "max_length",
+    "generated",
+)
 
 
 def _column_where(raws: Sequence[Any], i: int) -> str:
@@ -232,8 +284,14 @@ def _column_where(raws: Sequence[Any], i: int) -> str:
     name = raw.get("name") if isinstance(raw, Mapping) else None
     if usable_name(name):
         return f"column {name!r}"
-    before = next((r["name"] for r in reversed(raws[:i])
-                   if isinstance(r, Mapping) and usable_name(r.get("name"))), None)  # fmt: skip
+    before = next(
+        (
+            r["name"]
+            for r in reversed(raws[:i])
+            if isinstance(r, Mapping) and usable_name(r.get("name"))
+        ),
+        None,
+    )
     return f"[[columns]] table {i + 1}" + (f" (after column {before!r})" if before else "")
 
 
@@ -249,14 +307,21 @@ def _column(raws: Sequence[Any], i: int) -> ColumnSpec:
         raise _fail(f"{where}.name", f"{name!r} is not a usable column name ({NAME_RULE})")
     type_ = raw.get("type")
     if type_ not in TYPES:
-        raise _fail(f"{where}.type", f"unknown type {type_!r}{closest(type_, TYPES, _TYPE_ALIASES)}"
-                    f"; one of {list(TYPES)}")  # fmt: skip
-    default_kind = {"integer": "numeric", "float": "numeric", "string": "categorical",
-                    "boolean": "boolean"}[type_]  # fmt: skip
+        raise _fail(
+            f"{where}.type",
+            f"unknown type {type_!r}{closest(type_, TYPES, _TYPE_ALIASES)}; one of {list(TYPES)}",
+        )
+    default_kind = {
+        "integer": "numeric",
+        "float": "numeric",
+        "string": "categorical",
+        "boolean": "boolean",
+    }[type_]
     kind = raw.get("kind", default_kind)
     if kind not in KINDS:
-        raise _fail(f"{where}.kind", f"unknown kind {kind!r}{closest(kind, KINDS)}; one of "
-                    f"{list(KINDS)}")  # fmt: skip
+        raise _fail(
+            f"{where}.kind", f"unknown kind {kind!r}{closest(kind, KINDS)}; one of {list(KINDS)}"
+        )
     if kind == "numeric" and type_ not in ("integer", "float"):
         raise _fail(f"{where}.kind", f"a {type_} column cannot be numeric")
     if kind == "boolean" and type_ != "boolean":
@@ -267,8 +332,10 @@ def _column(raws: Sequence[Any], i: int) -> ColumnSpec:
             raise _fail(f"{where}.allowed", "must be a non-empty list of values")
         allowed = tuple(_typed(v, type_, f"{where}.allowed") for v in allowed)
         if type_ == "integer" and (wide := [v for v in allowed if not INT64[0] <= v <= INT64[1]]):
-            raise _fail(f"{where}.allowed", f"{wide[0]} does not fit an integer column "
-                        f"({INT64[0]} to {INT64[1]})")  # fmt: skip
+            raise _fail(
+                f"{where}.allowed",
+                f"{wide[0]} does not fit an integer column ({INT64[0]} to {INT64[1]})",
+            )
         if len(set(allowed)) != len(allowed):
             raise _fail(f"{where}.allowed", "lists a value twice")
     bounds = {}
@@ -278,13 +345,16 @@ def _column(raws: Sequence[Any], i: int) -> ColumnSpec:
                 raise _fail(f"{where}.{b}", f"a {type_} column has no {b}")
             bounds[b] = float(_typed(v, "float", f"{where}.{b}"))
             if type_ == "integer" and not INT64[0] <= v <= INT64[1]:
-                raise _fail(f"{where}.{b}", f"{v!r} does not fit an integer column "
-                            f"({INT64[0]} to {INT64[1]})")  # fmt: skip
+                raise _fail(
+                    f"{where}.{b}",
+                    f"{v!r} does not fit an integer column ({INT64[0]} to {INT64[1]})",
+                )
     if "min" in bounds and "max" in bounds and bounds["min"] > bounds["max"]:
         raise _fail(where, f"min {bounds['min']:g} is above max {bounds['max']:g}")
     max_length = raw.get("max_length")
-    if max_length is not None and (type_ != "string" or not isinstance(max_length, int)
-                                   or max_length < 1):  # fmt: skip
+    if max_length is not None and (
+        type_ != "string" or not isinstance(max_length, int) or max_length < 1
+    ):
         raise _fail(f"{where}.max_length", "only a string column has one, a positive integer")
     required = raw.get("required", False)
     if not isinstance(required, bool):
@@ -292,8 +362,18 @@ def _column(raws: Sequence[Any], i: int) -> ColumnSpec:
     generated = raw.get("generated", False)
     if not isinstance(generated, bool):
         raise _fail(f"{where}.generated", "must be true or false")
-    return ColumnSpec(name, type_, required, str(raw.get("description", "")), kind, allowed,
-                      bounds.get("min"), bounds.get("max"), max_length, generated)  # fmt: skip
+    return ColumnSpec(
+        name,
+        type_,
+        required,
+        str(raw.get("description", "")),
+        kind,
+        allowed,
+        bounds.get("min"),
+        bounds.get("max"),
+        max_length,
+        generated,
+    )
 
 
 def _derived(raw: Any, i: int, columns: Sequence[str]) -> DerivedSpec:
@@ -306,8 +386,10 @@ def _derived(raw: Any, i: int, columns: Sequence[str]) -> DerivedSpec:
     where = f"derived feature {name!r}"
     type_ = raw.get("type")
     if type_ not in TYPES:
-        raise _fail(f"{where}.type", f"unknown type {type_!r}{closest(type_, TYPES, _TYPE_ALIASES)}"
-                    f"; one of {list(TYPES)}")  # fmt: skip
+        raise _fail(
+            f"{where}.type",
+            f"unknown type {type_!r}{closest(type_, TYPES, _TYPE_ALIASES)}; one of {list(TYPES)}",
+        )
     function = raw.get("function", name)
     if not isinstance(function, str) or not function.isidentifier():
         raise _fail(f"{where}.function", f"{function!r} is not a Python function name")
@@ -315,20 +397,43 @@ def _derived(raw: Any, i: int, columns: Sequence[str]) -> DerivedSpec:
     if not isinstance(inputs, list) or not inputs or not all(isinstance(c, str) for c in inputs):
         raise _fail(f"{where}.inputs", "must list the columns the function reads")
     if unknown := [c for c in inputs if c not in columns]:
-        raise _fail(f"{where}.inputs", f"{unknown} are not columns of the project"
-                    f"{closest(unknown[0], columns)}")  # fmt: skip
-    kind = raw.get("kind", "numeric" if type_ in ("integer", "float") else
-                   "boolean" if type_ == "boolean" else "categorical")  # fmt: skip
+        raise _fail(
+            f"{where}.inputs",
+            f"{unknown} are not columns of the project{closest(unknown[0], columns)}",
+        )
+    kind = raw.get(
+        "kind",
+        "numeric"
+        if type_ in ("integer", "float")
+        else "boolean"
+        if type_ == "boolean"
+        else "categorical",
+    )
     if kind not in ("numeric", "categorical", "boolean"):
-        raise _fail(f"{where}.kind", f"unknown kind {kind!r}"
-                    f"{closest(kind, ('numeric', 'categorical', 'boolean'))}; one of "
-                    "['numeric', 'categorical', 'boolean']")  # fmt: skip
+        raise _fail(
+            f"{where}.kind",
+            f"unknown kind {kind!r}"
+            f"{closest(kind, ('numeric', 'categorical', 'boolean'))}; one of "
+            "['numeric', 'categorical', 'boolean']",
+        )
     return DerivedSpec(name, type_, function, tuple(inputs), kind, str(raw.get("description", "")))
 
 
-TOP_FIELDS = ("name", "description", "key", "target", "task", "positive_class", "features",
-              "primary_metric", "columns", "derived", "derived_module", "example",
-              "missing_values")  # fmt: skip
+TOP_FIELDS = (
+    "name",
+    "description",
+    "key",
+    "target",
+    "task",
+    "positive_class",
+    "features",
+    "primary_metric",
+    "columns",
+    "derived",
+    "derived_module",
+    "example",
+    "missing_values",
+)
 
 
 def parse(data: Mapping[str, Any], directory: str = "") -> Project:
@@ -355,8 +460,10 @@ def parse(data: Mapping[str, Any], directory: str = "") -> Project:
     key, target = data.get("key"), data.get("target")
     for field_, value in (("key", key), ("target", target)):
         if value not in by_name:
-            raise _fail(field_, f"{value!r} is not a declared column{closest(value, names)}; "
-                        f"columns: {names}")  # fmt: skip
+            raise _fail(
+                field_,
+                f"{value!r} is not a declared column{closest(value, names)}; columns: {names}",
+            )
     key, target = str(key), str(target)  # declared columns: names
     if key == target:
         raise _fail("target", "the target cannot be the key")
@@ -368,10 +475,13 @@ def parse(data: Mapping[str, Any], directory: str = "") -> Project:
     if others := [c.name for c in columns if c.generated and c.name != key]:
         raise _fail(f"column {others[0]!r}.generated", "only the key column can be generated")
     if key_col.generated and key_col.type != "string":
-        raise _fail(f"column {key!r}.generated", "a generated key is a string column (its "
-                    "values are '<file hash>-<row number>')")
-    if key_col.type == "integer" and (key_col.min is None or key_col.min < 0
-                                      or key_col.max is None or key_col.max > MAX_KEY):  # fmt: skip
+        raise _fail(
+            f"column {key!r}.generated",
+            "a generated key is a string column (its values are '<file hash>-<row number>')",
+        )
+    if key_col.type == "integer" and (
+        key_col.min is None or key_col.min < 0 or key_col.max is None or key_col.max > MAX_KEY
+    ):
         raise _fail(f"column {key!r}", f"an integer key needs min >= 0 and max <= {MAX_KEY}")
     target_col = by_name[target]
     if not target_col.required:
@@ -389,38 +499,64 @@ def parse(data: Mapping[str, Any], directory: str = "") -> Project:
     module = data.get("derived_module")
     if derived and not module:
         raise _fail("derived_module", "name the Python file of the derived features")
-    features = _features(data, names, key, target, derived,
-                         {c.name for c in columns if c.kind == "text"})  # fmt: skip
+    features = _features(
+        data, names, key, target, derived, {c.name for c in columns if c.kind == "text"}
+    )
     metric = data.get("primary_metric", DEFAULT_METRIC[task])
     if metric not in METRICS[task]:
         other = next((t for t, m in METRICS.items() if metric in m), None)
-        raise _fail("primary_metric", f"{metric!r} is not a {task} metric"
-                    + (f" (it is a {other} one)" if other else closest(metric, list(METRICS[task])))
-                    + f"; one of {list(METRICS[task])}")  # fmt: skip
+        raise _fail(
+            "primary_metric",
+            f"{metric!r} is not a {task} metric"
+            + (f" (it is a {other} one)" if other else closest(metric, list(METRICS[task])))
+            + f"; one of {list(METRICS[task])}",
+        )
     extras = data.get("example", {})
     if not isinstance(extras, Mapping):
         raise _fail("example", "must be a table")
     missing = data.get("missing_values", [])
     if not isinstance(missing, list) or not all(
-            isinstance(m, str) and m.strip() == m and m for m in missing):  # fmt: skip
-        raise _fail("missing_values", "must be a list of non-empty words without spaces "
-                    'around them, for instance ["NA", "?"]')
-    return Project(name, columns, key, target, task, features, metric, positive, classes,
-                   derived, module, str(data.get("description", "")), directory,
-                   dict(extras), tuple(missing))  # fmt: skip
+        isinstance(m, str) and m.strip() == m and m for m in missing
+    ):
+        raise _fail(
+            "missing_values",
+            "must be a list of non-empty words without spaces "
+            'around them, for instance ["NA", "?"]',
+        )
+    return Project(
+        name,
+        columns,
+        key,
+        target,
+        task,
+        features,
+        metric,
+        positive,
+        classes,
+        derived,
+        module,
+        str(data.get("description", "")),
+        directory,
+        dict(extras),
+        tuple(missing),
+    )
 
 
 def _classes(data: Mapping[str, Any], task: str, target: ColumnSpec) -> tuple[Any, Any]:
     if task == "regression":
         if target.type not in ("integer", "float"):
-            raise _fail("task", f"regression needs a numeric target; {target.name!r} is "
-                        f"{target.type}")  # fmt: skip
+            raise _fail(
+                "task", f"regression needs a numeric target; {target.name!r} is {target.type}"
+            )
         if "positive_class" in data:
             raise _fail("positive_class", "only a binary task has one")
         return None, None
     if target.type == "float":
-        raise _fail("task", f"{task} needs an integer, string or boolean target; "
-                    f"{target.name!r} is float (is the task regression?)")  # fmt: skip
+        raise _fail(
+            "task",
+            f"{task} needs an integer, string or boolean target; "
+            f"{target.name!r} is float (is the task regression?)",
+        )
     classes = target.allowed
     if target.type == "boolean":
         classes = (False, True)
@@ -428,38 +564,54 @@ def _classes(data: Mapping[str, Any], task: str, target: ColumnSpec) -> tuple[An
         raise _fail(f"column {target.name!r}.allowed", f"a {task} target must list its classes")
     if task == "binary":
         if len(classes) != 2:
-            raise _fail("task", f"binary needs exactly 2 classes; {target.name!r} allows "
-                        f"{list(classes)}")  # fmt: skip
+            raise _fail(
+                "task", f"binary needs exactly 2 classes; {target.name!r} allows {list(classes)}"
+            )
         if "positive_class" not in data:
             raise _fail("positive_class", f"name the positive class: one of {list(classes)}")
         positive = _typed(data["positive_class"], target.type, "positive_class")
         if positive not in classes:
-            raise _fail("positive_class", f"{positive!r} is not one of {list(classes)}"
-                        f"{closest(positive, classes)}")  # fmt: skip
+            raise _fail(
+                "positive_class",
+                f"{positive!r} is not one of {list(classes)}{closest(positive, classes)}",
+            )
         negative = next(c for c in classes if c != positive)
         return positive, (negative, positive)
     if len(classes) < 3:
-        raise _fail("task", f"multiclass needs 3 classes or more; {target.name!r} allows "
-                    f"{list(classes)} (is the task binary?)")  # fmt: skip
+        raise _fail(
+            "task",
+            f"multiclass needs 3 classes or more; {target.name!r} allows "
+            f"{list(classes)} (is the task binary?)",
+        )
     if "positive_class" in data:
         raise _fail("positive_class", "only a binary task has one")
     return None, tuple(classes)
 
 
-def _features(data: Mapping[str, Any], names: Sequence[str], key: str, target: str,
-              derived: Sequence[DerivedSpec], text: set[str]) -> tuple[str, ...]:  # fmt: skip
+def _features(
+    data: Mapping[str, Any],
+    names: Sequence[str],
+    key: str,
+    target: str,
+    derived: Sequence[DerivedSpec],
+    text: set[str],
+) -> tuple[str, ...]:
     """The features: as listed, or every column but key, target and free text
     (kind text), plus the derived ones."""
     raw = data.get("features")
     if raw is None:
         return tuple(n for n in names if n not in (key, target) and n not in text) + tuple(
-            d.name for d in derived)
+            d.name for d in derived
+        )
     if not isinstance(raw, list) or not raw or not all(isinstance(f, str) for f in raw):
         raise _fail("features", "must be a non-empty list of column or derived feature names")
     known = set(names) | {d.name for d in derived}
     if unknown := [f for f in raw if f not in known]:
-        raise _fail("features", f"{unknown} are neither columns nor derived features"
-                    f"{closest(unknown[0], sorted(known))}")  # fmt: skip
+        raise _fail(
+            "features",
+            f"{unknown} are neither columns nor derived features"
+            f"{closest(unknown[0], sorted(known))}",
+        )
     if target in raw:
         raise _fail("features", f"the target {target!r} cannot be a feature")
     if len(set(raw)) != len(raw):
@@ -476,8 +628,9 @@ def compatible(recorded: Project, new: Project) -> list[str]:
     problems = []
     for field_ in ("key", "target", "task"):
         if getattr(recorded, field_) != getattr(new, field_):
-            problems.append(f"{field_} changed from {getattr(recorded, field_)!r} to "
-                            f"{getattr(new, field_)!r}")  # fmt: skip
+            problems.append(
+                f"{field_} changed from {getattr(recorded, field_)!r} to {getattr(new, field_)!r}"
+            )
     new_cols = {c.name: c for c in new.columns}
     removed, retyped, required = [], [], []
     for c in recorded.columns:
@@ -492,12 +645,15 @@ def compatible(recorded: Project, new: Project) -> list[str]:
     # one line per kind of change, a few names each: two unrelated data sets
     # would otherwise list every column twice
     for names, what, why in (
-            (removed, "{} removed", ""), (retyped, "{}", ""),
-            (required, "{} made required", " (old rows may have no value)"),
-            (added, "{} added as required", " (only nullable columns can be added)")):  # fmt: skip
+        (removed, "{} removed", ""),
+        (retyped, "{}", ""),
+        (required, "{} made required", " (old rows may have no value)"),
+        (added, "{} added as required", " (only nullable columns can be added)"),
+    ):
         if names:
             shown = [n if names is retyped else repr(n) for n in names[:6]]
             listed = ", ".join(shown) + (f" and {len(names) - 6} more" if len(names) > 6 else "")
-            problems.append(("column " if len(names) == 1 else "columns ")
-                            + what.format(listed) + why)
+            problems.append(
+                ("column " if len(names) == 1 else "columns ") + what.format(listed) + why
+            )
     return problems

@@ -33,8 +33,9 @@ DATA_TABLES = ("training_data", "predictions_data", "feedback")
 
 def newest_row_sql(key: str) -> str:
     """In SQL (DuckDB and BigQuery alike): the newest row of each key, for QUALIFY."""
-    return (f"row_number() OVER (PARTITION BY {key} "
-            "ORDER BY ingested_at DESC, ingestion_id DESC) = 1")  # fmt: skip
+    return (
+        f"row_number() OVER (PARTITION BY {key} ORDER BY ingested_at DESC, ingestion_id DESC) = 1"
+    )
 
 
 @dataclass(frozen=True)
@@ -74,10 +75,14 @@ def _fixed_table(table: str) -> tuple[Column, ...]:
     text = resources.files("minimlops").joinpath("schemas", f"{table}.json")
     fields = json.loads(text.read_text(encoding="utf-8"))
     return tuple(
-        Column(f["name"], f["type"].upper(), f.get("mode", "NULLABLE").upper(),
-               f.get("description", ""))
+        Column(
+            f["name"],
+            f["type"].upper(),
+            f.get("mode", "NULLABLE").upper(),
+            f.get("description", ""),
+        )
         for f in fields
-    )  # fmt: skip
+    )
 
 
 def key_int(key: int | str) -> int:
@@ -107,8 +112,7 @@ def split_unit(key: int | str) -> float:
 def split_for(key: int | str) -> str:
     """TRAIN, VALIDATION or TEST for a row key; a row keeps its split forever."""
     u = split_unit(key)
-    return SPLITS[0] if u < SPLIT_BOUNDS[0] else (
-        SPLITS[1] if u < SPLIT_BOUNDS[1] else SPLITS[2])  # fmt: skip
+    return SPLITS[0] if u < SPLIT_BOUNDS[0] else (SPLITS[1] if u < SPLIT_BOUNDS[1] else SPLITS[2])
 
 
 def sample_rank(key: int | str) -> int:
@@ -153,42 +157,78 @@ def _mode(required: bool) -> str:
 def _data_table(table: str, project: Project) -> tuple[Column, ...]:
     p, target = project, project.target_column
     if table == "training_data":
-        return tuple(Column(c.name, c.bq_type, _mode(c.required), c.description)
-                     for c in p.columns) + _TRAINING_OWN  # fmt: skip
+        return (
+            tuple(Column(c.name, c.bq_type, _mode(c.required), c.description) for c in p.columns)
+            + _TRAINING_OWN
+        )
     if table == "feedback":
-        return (Column("uuid", "STRING", "NULLABLE", "The prediction this label belongs to."),
-                Column(p.key, p.key_column.bq_type, "NULLABLE",
-                       "Or the row key, for labels that arrive in a landed file."),
-                Column(p.target, target.bq_type, "REQUIRED", "The true label."),
-                Column("received_at", "TIMESTAMP", "REQUIRED", "When the label arrived."),
-                Column("source", "STRING", "NULLABLE", "api, or the landed file's URI."))
+        return (
+            Column("uuid", "STRING", "NULLABLE", "The prediction this label belongs to."),
+            Column(
+                p.key,
+                p.key_column.bq_type,
+                "NULLABLE",
+                "Or the row key, for labels that arrive in a landed file.",
+            ),
+            Column(p.target, target.bq_type, "REQUIRED", "The true label."),
+            Column("received_at", "TIMESTAMP", "REQUIRED", "When the label arrived."),
+            Column("source", "STRING", "NULLABLE", "api, or the landed file's URI."),
+        )
     # predictions_data: the key is optional in a request, the rest as declared
-    inputs = tuple(Column(c.name, c.bq_type, _mode(c.required and c.name != p.key), "")
-                   for c in p.columns if c.name != p.target)  # fmt: skip
+    inputs = tuple(
+        Column(c.name, c.bq_type, _mode(c.required and c.name != p.key), "")
+        for c in p.columns
+        if c.name != p.target
+    )
     return _PREDICTION_IDS + inputs + _answer_columns(project)
 
 
 def _answer_columns(project: Project) -> tuple[Column, ...]:
     prediction = project.target_column.bq_type
     if project.task == "binary":
-        return (Column("probability", "FLOAT", "REQUIRED", "Probability of the positive class."),
-                Column("prediction", prediction, "REQUIRED", "The predicted class."),
-                Column("shadow_model_version", "STRING", "NULLABLE",
-                       "The challenger scored in the shadow, if any."),
-                Column("shadow_probability", "FLOAT", "NULLABLE",
-                       "The challenger's probability (never returned)."))  # fmt: skip
+        return (
+            Column("probability", "FLOAT", "REQUIRED", "Probability of the positive class."),
+            Column("prediction", prediction, "REQUIRED", "The predicted class."),
+            Column(
+                "shadow_model_version",
+                "STRING",
+                "NULLABLE",
+                "The challenger scored in the shadow, if any.",
+            ),
+            Column(
+                "shadow_probability",
+                "FLOAT",
+                "NULLABLE",
+                "The challenger's probability (never returned).",
+            ),
+        )
     if project.task == "multiclass":
-        return (Column("probability", "FLOAT", "REQUIRED",
-                       "Probability of the predicted class."),
-                Column("probabilities", "STRING", "REQUIRED",
-                       "Every class's probability, as JSON."),
-                Column("prediction", prediction, "REQUIRED", "The predicted class."),
-                Column("shadow_model_version", "STRING", "NULLABLE",
-                       "The challenger scored in the shadow, if any."),
-                Column("shadow_prediction", prediction, "NULLABLE",
-                       "The challenger's class (never returned)."))  # fmt: skip
-    return (Column("prediction", "FLOAT", "REQUIRED", "The predicted value."),
-            Column("shadow_model_version", "STRING", "NULLABLE",
-                   "The challenger scored in the shadow, if any."),
-            Column("shadow_prediction", "FLOAT", "NULLABLE",
-                   "The challenger's value (never returned)."))  # fmt: skip
+        return (
+            Column("probability", "FLOAT", "REQUIRED", "Probability of the predicted class."),
+            Column("probabilities", "STRING", "REQUIRED", "Every class's probability, as JSON."),
+            Column("prediction", prediction, "REQUIRED", "The predicted class."),
+            Column(
+                "shadow_model_version",
+                "STRING",
+                "NULLABLE",
+                "The challenger scored in the shadow, if any.",
+            ),
+            Column(
+                "shadow_prediction",
+                prediction,
+                "NULLABLE",
+                "The challenger's class (never returned).",
+            ),
+        )
+    return (
+        Column("prediction", "FLOAT", "REQUIRED", "The predicted value."),
+        Column(
+            "shadow_model_version",
+            "STRING",
+            "NULLABLE",
+            "The challenger scored in the shadow, if any.",
+        ),
+        Column(
+            "shadow_prediction", "FLOAT", "NULLABLE", "The challenger's value (never returned)."
+        ),
+    )

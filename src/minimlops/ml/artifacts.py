@@ -23,8 +23,13 @@ if TYPE_CHECKING:
 FORMAT = 1
 # LightGBM's estimators and Booster rebuild themselves from the booster's model
 # text (LightGBM's own format), with no code of their own in the file.
-TRUSTED_TYPES = ("sklearn.tree._tree.Tree", "collections.OrderedDict", "lightgbm.basic.Booster",
-                 "lightgbm.sklearn.LGBMClassifier", "lightgbm.sklearn.LGBMRegressor")
+TRUSTED_TYPES = (
+    "sklearn.tree._tree.Tree",
+    "collections.OrderedDict",
+    "lightgbm.basic.Booster",
+    "lightgbm.sklearn.LGBMClassifier",
+    "lightgbm.sklearn.LGBMRegressor",
+)
 
 
 def sha256(data: bytes) -> str:
@@ -35,15 +40,20 @@ def sha256(data: bytes) -> str:
 def to_bytes(model: TrainedModel) -> bytes:
     """Serialize a trained model with skops."""
     import skops.io as sio
+
     payload: dict[str, Any] = {
-        "format": FORMAT, "estimator": model.estimator, "spec": model.spec,
-        "algorithm": model.algorithm, "feature_names": list(model.feature_names),
-    }  # fmt: skip
+        "format": FORMAT,
+        "estimator": model.estimator,
+        "spec": model.spec,
+        "algorithm": model.algorithm,
+        "feature_names": list(model.feature_names),
+    }
     return bytes(sio.dumps(payload))
 
 
-def from_bytes(data: bytes, expected_sha256: str,
-               derive: Mapping[str, Callable[..., Any]] | None = None) -> TrainedModel:
+def from_bytes(
+    data: bytes, expected_sha256: str, derive: Mapping[str, Callable[..., Any]] | None = None
+) -> TrainedModel:
     """Load a model after checking its hash and the types it contains.
 
     Raises:
@@ -71,7 +81,13 @@ def from_bytes(data: bytes, expected_sha256: str,
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ArtifactIntegrityError("artifact is not a minimlops model")
     if not isinstance(payload.get("spec"), dict) or payload["spec"].get("format") != 2:
-        raise ArtifactIntegrityError("artifact was made by an older minimlops (before projects); "
-                                     "train a new version")  # fmt: skip
-    return TrainedModel(payload["estimator"], payload["spec"], payload["algorithm"],
-                        tuple(payload["feature_names"]), derive=derive or {})  # fmt: skip
+        raise ArtifactIntegrityError(
+            "artifact was made by an older minimlops (before projects); train a new version"
+        )
+    return TrainedModel(
+        payload["estimator"],
+        payload["spec"],
+        payload["algorithm"],
+        tuple(payload["feature_names"]),
+        derive=derive or {},
+    )

@@ -49,15 +49,18 @@ def fit(task: str, oof: np.ndarray, y: np.ndarray) -> dict[str, Any] | None:
     if task == "multiclass":
         from scipy.optimize import minimize_scalar
 
-        best = minimize_scalar(lambda t: _log_loss(task, y, calibrate({"method": "temperature",
-                                                                          "t": t}, oof)),
-                               bounds=(0.05, 20.0), method="bounded")  # fmt: skip
+        best = minimize_scalar(
+            lambda t: _log_loss(task, y, calibrate({"method": "temperature", "t": t}, oof)),
+            bounds=(0.05, 20.0),
+            method="bounded",
+        )
         return {"method": "temperature", "t": float(best.x)}
     return None
 
 
-def decide(task: str, oof: np.ndarray | None, oof_y: np.ndarray | None, y: np.ndarray,
-           out: np.ndarray) -> dict[str, Any]:  # fmt: skip
+def decide(
+    task: str, oof: np.ndarray | None, oof_y: np.ndarray | None, y: np.ndarray, out: np.ndarray
+) -> dict[str, Any]:
     """Fit on TRAIN's out-of-fold outputs; keep if VALIDATION's log loss falls."""
     if task == "regression":
         return {}
@@ -73,9 +76,18 @@ def decide(task: str, oof: np.ndarray | None, oof_y: np.ndarray | None, y: np.nd
     diff = fixed - raw
     noise = 2 * float(diff.std(ddof=1)) / np.sqrt(len(diff)) if len(diff) > 1 else float("inf")
     kept = after < before - MARGIN and float(diff.mean()) + noise < 0
-    return {"kept": kept, "params": params, "validation_log_loss_before": before,
-            "validation_log_loss_after": after, "margin": MARGIN, "noise": noise,
-            "reason": (f"{params['method']} lowers VALIDATION log loss {before:.4f} -> {after:.4f} "
-                       f"(by more than twice its standard error, {noise / 2:.4f})" if kept else
-                       f"{params['method']} would give {after:.4f} against {before:.4f}: not "
-                       f"lower by {MARGIN} and by twice its standard error ({noise / 2:.4f})")}  # fmt: skip
+    return {
+        "kept": kept,
+        "params": params,
+        "validation_log_loss_before": before,
+        "validation_log_loss_after": after,
+        "margin": MARGIN,
+        "noise": noise,
+        "reason": (
+            f"{params['method']} lowers VALIDATION log loss {before:.4f} -> {after:.4f} "
+            f"(by more than twice its standard error, {noise / 2:.4f})"
+            if kept
+            else f"{params['method']} would give {after:.4f} against {before:.4f}: not "
+            f"lower by {MARGIN} and by twice its standard error ({noise / 2:.4f})"
+        ),
+    }

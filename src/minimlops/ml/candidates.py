@@ -29,14 +29,33 @@ MAX_ROUNDS = 2000
 # (name, settings): the grid of LightGBM settings, in the order they are tried
 BOOSTED = (
     ("lightgbm", {"learning_rate": 0.1, "num_leaves": 31, "min_child_samples": 20}),  # its defaults
-    ("lightgbm_small", {"learning_rate": 0.1, "num_leaves": 7, "max_depth": 3,
-                        "min_child_samples": 10, "reg_lambda": 5.0}),  # few rows
-    ("lightgbm_regularised", {"learning_rate": 0.05, "num_leaves": 15, "min_child_samples": 20,
-                              "reg_lambda": 1.0, "subsample": 0.8, "subsample_freq": 1,
-                              "colsample_bytree": 0.8}),
-    ("lightgbm_large", {"learning_rate": 0.1, "num_leaves": 63, "min_child_samples": 20,
-                        "reg_lambda": 0.1}),  # many rows
-)  # fmt: skip
+    (
+        "lightgbm_small",
+        {
+            "learning_rate": 0.1,
+            "num_leaves": 7,
+            "max_depth": 3,
+            "min_child_samples": 10,
+            "reg_lambda": 5.0,
+        },
+    ),  # few rows
+    (
+        "lightgbm_regularised",
+        {
+            "learning_rate": 0.05,
+            "num_leaves": 15,
+            "min_child_samples": 20,
+            "reg_lambda": 1.0,
+            "subsample": 0.8,
+            "subsample_freq": 1,
+            "colsample_bytree": 0.8,
+        },
+    ),
+    (
+        "lightgbm_large",
+        {"learning_rate": 0.1, "num_leaves": 63, "min_child_samples": 20, "reg_lambda": 0.1},
+    ),  # many rows
+)
 
 
 @dataclass(frozen=True)
@@ -56,8 +75,9 @@ class Candidate:
 
     def describe(self) -> str:
         """The settings a person compares, in one line."""
-        shown = {k: v for k, v in self.params.items() if k not in ("random_state", "n_jobs",
-                                                                     "verbose")}  # fmt: skip
+        shown = {
+            k: v for k, v in self.params.items() if k not in ("random_state", "n_jobs", "verbose")
+        }
         return ", ".join(f"{k}={v}" for k, v in shown.items())
 
 
@@ -67,18 +87,34 @@ def threads(n_rows: int) -> int:
     return 1 if n_rows < 5000 else max(1, min(os.cpu_count() or 1, 4))
 
 
-def lightgbm(task: str, params: dict[str, Any], *, seed: int, n_rows: int,
-             n_estimators: int = MAX_ROUNDS, class_weight: str | None = None) -> Any:  # fmt: skip
+def lightgbm(
+    task: str,
+    params: dict[str, Any],
+    *,
+    seed: int,
+    n_rows: int,
+    n_estimators: int = MAX_ROUNDS,
+    class_weight: str | None = None,
+) -> Any:
     import lightgbm as lgb
 
     cls = lgb.LGBMRegressor if task == "regression" else lgb.LGBMClassifier
     extra = {} if task == "regression" else {"class_weight": class_weight}
-    return cls(n_estimators=n_estimators, random_state=seed, n_jobs=threads(n_rows),
-               deterministic=True, force_col_wise=True, verbose=-1, **params, **extra)  # fmt: skip
+    return cls(
+        n_estimators=n_estimators,
+        random_state=seed,
+        n_jobs=threads(n_rows),
+        deterministic=True,
+        force_col_wise=True,
+        verbose=-1,
+        **params,
+        **extra,
+    )
 
 
-def candidates(task: str, seed: int, n_rows: int = 0, *,
-               class_weight: str | None = None) -> list[Candidate]:  # fmt: skip
+def candidates(
+    task: str, seed: int, n_rows: int = 0, *, class_weight: str | None = None
+) -> list[Candidate]:
     """The candidates for a task, cheapest and likeliest first (a training
     budget that runs out skips the ones at the end).
 
@@ -95,23 +131,46 @@ def candidates(task: str, seed: int, n_rows: int = 0, *,
     jobs = threads(n_rows)
     forest = RandomForestRegressor if regression else RandomForestClassifier
     weight = {} if regression else {"class_weight": class_weight}
-    out = [Candidate(
-        "ridge_regression" if regression else "logistic_regression", "linear",
-        {"alpha": 1.0} if regression else {"C": 1.0},
-        (lambda: make_pipeline(StandardScaler(), Ridge(alpha=1.0))) if regression else
-        (lambda: make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=2000,
-                                                                    **weight))))]  # fmt: skip
+    out = [
+        Candidate(
+            "ridge_regression" if regression else "logistic_regression",
+            "linear",
+            {"alpha": 1.0} if regression else {"C": 1.0},
+            (lambda: make_pipeline(StandardScaler(), Ridge(alpha=1.0)))
+            if regression
+            else (
+                lambda: make_pipeline(
+                    StandardScaler(), LogisticRegression(C=1.0, max_iter=2000, **weight)
+                )
+            ),
+        )
+    ]
     for name, params in BOOSTED:
-        out.append(Candidate(name, "boosted_trees", dict(params),
-                             lambda p=params: lightgbm(task, p, seed=seed, n_rows=n_rows,
-                                                       class_weight=class_weight),
-                             early_stopping=True))  # fmt: skip
+        out.append(
+            Candidate(
+                name,
+                "boosted_trees",
+                dict(params),
+                lambda p=params: lightgbm(
+                    task, p, seed=seed, n_rows=n_rows, class_weight=class_weight
+                ),
+                early_stopping=True,
+            )
+        )
     shallow = {"n_estimators": 200, "max_depth": 7, "min_samples_leaf": 2}
     deep = {"n_estimators": 150, "max_depth": 12, "min_samples_leaf": 3, "max_features": 0.5}
     # measured: the deep forest takes 3-4x the shallow one's time from a few thousand rows
     for name, params, cost in (("random_forest", shallow, 1.0), ("random_forest_deep", deep, 3.5)):
-        out.append(Candidate(name, "random_forest", dict(params),
-                             lambda p=params: forest(**p, max_samples=per_tree, n_jobs=jobs,
-                                                     random_state=seed, **weight),
-                             cost=cost, cv_params={"n_estimators": 100}))  # fmt: skip
+        out.append(
+            Candidate(
+                name,
+                "random_forest",
+                dict(params),
+                lambda p=params: forest(
+                    **p, max_samples=per_tree, n_jobs=jobs, random_state=seed, **weight
+                ),
+                cost=cost,
+                cv_params={"n_estimators": 100},
+            )
+        )
     return out

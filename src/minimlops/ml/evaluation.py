@@ -47,18 +47,26 @@ def binary(y: np.ndarray, p: np.ndarray, classes: Sequence[Any]) -> dict[str, An
         fpr, tpr, _ = roc_curve(y, p)
         precision, recall, _ = precision_recall_curve(y, p)
         out["roc"] = {"points": _thin(fpr, tpr), "columns": ["fpr", "tpr"]}
-        out["precision_recall"] = {"points": _thin(recall[::-1], precision[::-1]),
-                                   "columns": ["recall", "precision"],
-                                   "average_precision": _r(average_precision_score(y, p)),
-                                   "prevalence": _r(np.mean(y))}  # fmt: skip
+        out["precision_recall"] = {
+            "points": _thin(recall[::-1], precision[::-1]),
+            "columns": ["recall", "precision"],
+            "average_precision": _r(average_precision_score(y, p)),
+            "prevalence": _r(np.mean(y)),
+        }
     which = np.minimum((p * RELIABILITY_BINS).astype(int), RELIABILITY_BINS - 1)
     bins = []
     for b in range(RELIABILITY_BINS):
         mask = which == b
         if mask.any():
-            bins.append({"from": b / RELIABILITY_BINS, "to": (b + 1) / RELIABILITY_BINS,
-                         "predicted": _r(p[mask].mean()), "observed": _r(y[mask].mean()),
-                         "rows": int(mask.sum())})  # fmt: skip
+            bins.append(
+                {
+                    "from": b / RELIABILITY_BINS,
+                    "to": (b + 1) / RELIABILITY_BINS,
+                    "predicted": _r(p[mask].mean()),
+                    "observed": _r(y[mask].mean()),
+                    "rows": int(mask.sum()),
+                }
+            )
     out["reliability"] = bins
     guess = (p >= 0.5).astype(int)
     matrix = [[int(np.sum((y == a) & (guess == b))) for b in (0, 1)] for a in (0, 1)]
@@ -77,12 +85,22 @@ def multiclass(y: np.ndarray, proba: np.ndarray, classes: Sequence[Any]) -> dict
     for c in keep:
         tp = int(np.sum((y == c) & (guess == c)))
         predicted, actual = int(np.sum(guess == c)), int(np.sum(y == c))
-        per_class.append({"class": str(classes[c]), "support": actual,
-                          "precision": _r(tp / predicted) if predicted else None,
-                          "recall": _r(tp / actual) if actual else None})  # fmt: skip
-    return {"confusion": {"labels": [str(classes[c]) for c in keep], "matrix": matrix,
-                          "classes_left_out": k - len(keep)},
-            "per_class": per_class}  # fmt: skip
+        per_class.append(
+            {
+                "class": str(classes[c]),
+                "support": actual,
+                "precision": _r(tp / predicted) if predicted else None,
+                "recall": _r(tp / actual) if actual else None,
+            }
+        )
+    return {
+        "confusion": {
+            "labels": [str(classes[c]) for c in keep],
+            "matrix": matrix,
+            "classes_left_out": k - len(keep),
+        },
+        "per_class": per_class,
+    }
 
 
 def regression(y: np.ndarray, value: np.ndarray, seed: int) -> dict[str, Any]:
@@ -90,12 +108,18 @@ def regression(y: np.ndarray, value: np.ndarray, seed: int) -> dict[str, Any]:
     at = np.sort(rng.choice(len(y), min(len(y), SCATTER_POINTS), replace=False))
     residual = value - y
     counts, edges = np.histogram(residual, bins=HISTOGRAM_BINS)
-    return {"scatter": {"columns": ["actual", "predicted"],
-                        "points": [[_r(y[i], 5), _r(value[i], 5)] for i in at],
-                        "rows": len(y)},
-            "residuals": {"columns": ["predicted", "residual"],
-                          "points": [[_r(value[i], 5), _r(residual[i], 5)] for i in at]},
-            "errors": {"edges": [_r(e, 5) for e in edges], "counts": counts.tolist()}}  # fmt: skip
+    return {
+        "scatter": {
+            "columns": ["actual", "predicted"],
+            "points": [[_r(y[i], 5), _r(value[i], 5)] for i in at],
+            "rows": len(y),
+        },
+        "residuals": {
+            "columns": ["predicted", "residual"],
+            "points": [[_r(value[i], 5), _r(residual[i], 5)] for i in at],
+        },
+        "errors": {"edges": [_r(e, 5) for e in edges], "counts": counts.tolist()},
+    }
 
 
 def _auc(y: np.ndarray, p: np.ndarray) -> float:
@@ -116,7 +140,9 @@ def _f1(y: np.ndarray, guess: np.ndarray, c: int) -> float:
     return float(2 * tp / denominator) if denominator else 0.0
 
 
-def quick_metrics(task: str, y: np.ndarray, out: np.ndarray, n_classes: int = 2) -> dict[str, float]:
+def quick_metrics(
+    task: str, y: np.ndarray, out: np.ndarray, n_classes: int = 2
+) -> dict[str, float]:
     """The task's metrics as :func:`metrics.metrics` computes them (bar the
     calibration error), in plain numpy: ~50x cheaper, for the bootstrap and
     permutation importance, which compute them hundreds of times."""
@@ -131,19 +157,25 @@ def quick_metrics(task: str, y: np.ndarray, out: np.ndarray, n_classes: int = 2)
         clipped = np.clip(out, 1e-15, 1)
         clipped = clipped / clipped.sum(axis=1, keepdims=True)
         guess = np.argmax(out, axis=1)
-        return {"accuracy": float(np.mean(guess == y)),
-                "log_loss": float(-np.mean(np.log(clipped[np.arange(len(y)), y]))),
-                "macro_f1": float(np.mean([_f1(y, guess, c) for c in range(n_classes)]))}  # fmt: skip
+        return {
+            "accuracy": float(np.mean(guess == y)),
+            "log_loss": float(-np.mean(np.log(clipped[np.arange(len(y)), y]))),
+            "macro_f1": float(np.mean([_f1(y, guess, c) for c in range(n_classes)])),
+        }
     p = np.clip(out, 1e-15, 1 - 1e-15)
     guess = (out >= 0.5).astype(np.int64)
-    return {"accuracy": float(np.mean(guess == y)),
-            "log_loss": float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p))),
-            "brier": float(np.mean((out - y) ** 2)), "f1": _f1(y, guess, 1),
-            "roc_auc": _auc(y, out)}  # fmt: skip
+    return {
+        "accuracy": float(np.mean(guess == y)),
+        "log_loss": float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p))),
+        "brier": float(np.mean((out - y) ** 2)),
+        "f1": _f1(y, guess, 1),
+        "roc_auc": _auc(y, out),
+    }
 
 
-def intervals(task: str, y: np.ndarray, out: np.ndarray, n_classes: int,
-              seed: int) -> dict[str, list[float]]:  # fmt: skip
+def intervals(
+    task: str, y: np.ndarray, out: np.ndarray, n_classes: int, seed: int
+) -> dict[str, list[float]]:
     """95 % bootstrap intervals of the task's metrics on these rows."""
     if len(y) < 10:
         return {}
@@ -156,14 +188,21 @@ def intervals(task: str, y: np.ndarray, out: np.ndarray, n_classes: int,
         for name, value in quick_metrics(task, y[at], out[at], n_classes).items():
             if name != "rows" and np.isfinite(value):
                 draws.setdefault(name, []).append(value)
-    return {name: [_r(np.percentile(v, 2.5)), _r(np.percentile(v, 97.5))]
-            for name, v in draws.items() if len(v) >= BOOTSTRAP // 2}  # fmt: skip
+    return {
+        name: [_r(np.percentile(v, 2.5)), _r(np.percentile(v, 97.5))]
+        for name, v in draws.items()
+        if len(v) >= BOOTSTRAP // 2
+    }
 
 
-def permutation_importance(output: Callable[[Sequence[Mapping[str, Any]]], np.ndarray],
-                           rows: Sequence[Mapping[str, Any]], columns: Sequence[str],
-                           score: Callable[[np.ndarray], float], direction: str,
-                           seed: int) -> list[dict[str, Any]]:  # fmt: skip
+def permutation_importance(
+    output: Callable[[Sequence[Mapping[str, Any]]], np.ndarray],
+    rows: Sequence[Mapping[str, Any]],
+    columns: Sequence[str],
+    score: Callable[[np.ndarray], float],
+    direction: str,
+    seed: int,
+) -> list[dict[str, Any]]:
     """How much the primary metric (``score`` of the outputs on ``rows``)
     worsens when one raw column's values are shuffled across the rows (mean
     and spread over a few shuffles), most important first. Derived features
@@ -179,13 +218,15 @@ def permutation_importance(output: Callable[[Sequence[Mapping[str, Any]]], np.nd
             order = rng.permutation(len(rows))
             shuffled = [{**r, column: values[j]} for r, j in zip(rows, order, strict=True)]
             drops.append(worse * (score(output(shuffled)) - base))
-        found.append({"column": column, "importance": _r(np.mean(drops)),
-                      "spread": _r(np.std(drops))})  # fmt: skip
+        found.append(
+            {"column": column, "importance": _r(np.mean(drops)), "spread": _r(np.std(drops))}
+        )
     return sorted(found, key=lambda e: -e["importance"])
 
 
-def evaluate(task: str, y: np.ndarray, out: np.ndarray, classes: Sequence[Any] | None, *,
-             seed: int = 0) -> dict[str, Any]:  # fmt: skip
+def evaluate(
+    task: str, y: np.ndarray, out: np.ndarray, classes: Sequence[Any] | None, *, seed: int = 0
+) -> dict[str, Any]:
     """The task's plots' numbers and the metrics' intervals (without importance)."""
     result: dict[str, Any] = {"format": FORMAT, "task": task, "rows": len(y)}
     if len(y) == 0:

@@ -48,8 +48,11 @@ def _lightgbm_to_onnx(model: TrainedModel) -> bytes:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        onx = convert_lightgbm(model.estimator, zipmap=False,
-                               initial_types=[("input", FloatTensorType([None, len(model.feature_names)]))])  # fmt: skip
+        onx = convert_lightgbm(
+            model.estimator,
+            zipmap=False,
+            initial_types=[("input", FloatTensorType([None, len(model.feature_names)]))],
+        )
     return bytes(onx.SerializeToString())
 
 
@@ -66,7 +69,9 @@ def linear_form(model: TrainedModel) -> dict[str, Any] | None:
     if model.task not in ("binary", "regression") or not steps or len(steps) != 2:
         return None
     (_, scaler), (_, linear) = steps
-    if not isinstance(scaler, StandardScaler) or not isinstance(linear, (LogisticRegression, Ridge)):
+    if not isinstance(scaler, StandardScaler) or not isinstance(
+        linear, (LogisticRegression, Ridge)
+    ):
         return None
     coef = np.asarray(linear.coef_, dtype=np.float64).reshape(-1)
     intercept = float(np.asarray(linear.intercept_, dtype=np.float64).reshape(-1)[0])

@@ -44,8 +44,15 @@ def _columns(project: Project) -> list[dict[str, Any]]:
     for name in project.features:
         if name in derived:
             d = derived[name]
-            out.append({"name": name, "kind": d.kind, "derived": True, "optional": True,
-                        "inputs": list(d.inputs)})
+            out.append(
+                {
+                    "name": name,
+                    "kind": d.kind,
+                    "derived": True,
+                    "optional": True,
+                    "inputs": list(d.inputs),
+                }
+            )
         else:
             c = project.column(name)
             kind = "categorical" if c.kind == "text" else c.kind
@@ -96,13 +103,19 @@ def fit_spec(rows: Iterable[Mapping[str, Any]], project: Project, derive: Derive
             fill = statistics.median(values) if values else 0.0
             col["fill"] = float(round(fill) if col["kind"] == "boolean" else fill)
             col["indicator"] = col["optional"] and (not col["derived"] or missing[name] > 0)
-    return {"format": 2, "task": project.task, "key": project.key, "columns": columns,
-            "classes": list(project.classes) if project.classes else None,
-            "reference": _reference(project, raw_counts, numbers)}  # fmt: skip
+    return {
+        "format": 2,
+        "task": project.task,
+        "key": project.key,
+        "columns": columns,
+        "classes": list(project.classes) if project.classes else None,
+        "reference": _reference(project, raw_counts, numbers),
+    }
 
 
-def _reference(project: Project, counts: Mapping[str, Counter[Any]],
-               numbers: Mapping[str, list[float]]) -> dict[str, Any]:  # fmt: skip
+def _reference(
+    project: Project, counts: Mapping[str, Counter[Any]], numbers: Mapping[str, list[float]]
+) -> dict[str, Any]:
     """A typical row of the training rows: medians of numbers, modes of the
     rest (for explanations and the page's defaults); optional text is None."""
     ref: dict[str, Any] = {}
@@ -175,8 +188,9 @@ class FeatureSet:
         self._readers: dict[type, _StructReader | None] = {}
         # the inputs of derived features, so that a request's dict without an
         # optional one reads it as None, as a training row (every column) does
-        self._inputs = dict.fromkeys(c for col in spec["columns"] if col["derived"]
-                                     for c in col.get("inputs") or ())  # fmt: skip
+        self._inputs = dict.fromkeys(
+            c for col in spec["columns"] if col["derived"] for c in col.get("inputs") or ()
+        )
         at = 0
         self._batch: dict[str, tuple[Any, list[str]]] = {}
         for col in spec["columns"]:
@@ -185,15 +199,26 @@ class FeatureSet:
                 self._batch[col["name"]] = (fn.minimlops_batch, col["inputs"])
             if col["kind"] == "categorical":
                 cats = col["categories"]
-                hot = {v: tuple(float(i == j) for j in range(len(cats) + 1))
-                       for i, v in enumerate(cats)}  # fmt: skip
+                hot = {
+                    v: tuple(float(i == j) for j in range(len(cats) + 1))
+                    for i, v in enumerate(cats)
+                }
                 other = tuple(float(j == len(cats)) for j in range(len(cats) + 1))
                 index = {v: i for i, v in enumerate(cats)}
                 self._plan.append(("c", col["name"], fn, hot, other, index, at))
                 at += len(cats) + 1
                 if col.get("frequency") is not None:  # by the value's text, as JSON keeps it
-                    self._plan.append(("f", col["name"], fn, col["frequency"],
-                                       col.get("frequency_rest", 0.0), None, at))
+                    self._plan.append(
+                        (
+                            "f",
+                            col["name"],
+                            fn,
+                            col["frequency"],
+                            col.get("frequency_rest", 0.0),
+                            None,
+                            at,
+                        )
+                    )
                     at += 1
             else:
                 self._plan.append(("n", col["name"], fn, col["fill"], col["indicator"], None, at))
@@ -207,8 +232,9 @@ class FeatureSet:
             self._readers[cls] = _StructReader(self._plan, self._batch, cls) if struct else None
         return self._readers[cls]
 
-    def _failed(self, name: str, fn: Any, rows: Sequence[Mapping[str, Any]],
-                exc: Exception) -> DerivedFeatureError:  # fmt: skip
+    def _failed(
+        self, name: str, fn: Any, rows: Sequence[Mapping[str, Any]], exc: Exception
+    ) -> DerivedFeatureError:
         """The error of the first row ``fn`` fails on (found again, row by row)."""
         for i, row in enumerate(rows):
             try:
@@ -260,8 +286,9 @@ class FeatureSet:
         plan: list[tuple[Any, ...]] = []
         for kind, name, fn, a, b, index, at in self._plan:
             if kind == "c":  # the value's slot's weight; "other" for the rest
-                plan.append(("c", name, fn, {v: w[at + i] for v, i in index.items()},
-                             w[at + len(index)]))  # fmt: skip
+                plan.append(
+                    ("c", name, fn, {v: w[at + i] for v, i in index.items()}, w[at + len(index)])
+                )
             elif kind == "f":
                 plan.append(("f", name, fn, {v: w[at] * f for v, f in a.items()}, w[at] * b))
             else:  # a number: its weight, and what a missing one adds (filled, indicator)
@@ -310,8 +337,10 @@ class FeatureSet:
         reader = self._reader(type(rows[0]))
         if self._inputs and reader is None:
             inputs = self._inputs
-            rows = [r if not isinstance(r, dict) or inputs.keys() <= r.keys() else {**inputs, **r}
-                    for r in rows]  # fmt: skip
+            rows = [
+                r if not isinstance(r, dict) or inputs.keys() <= r.keys() else {**inputs, **r}
+                for r in rows
+            ]
         # each input column read out of the rows once
         columns: dict[str, Sequence[Any]] = {} if reader is None else reader.columns(rows)
         derived: dict[str, Any] = {}
@@ -334,23 +363,33 @@ class FeatureSet:
                     raise self._failed(name, fn, rows, exc) from exc
             if kind == "c":
                 get = index.get
-                out[every, at + np.fromiter(map(get, values, repeat(len(index))), np.int64, n)] = 1.0
+                out[every, at + np.fromiter(map(get, values, repeat(len(index))), np.int64, n)] = (
+                    1.0
+                )
                 continue
             if kind == "f":
                 get = a.get
                 out[:, at] = [0.0 if v is None else get(str(v), b) for v in values]
                 continue
             # numpy reads None as NaN when it builds a float64 array
-            x = (values.astype(np.float64) if isinstance(values, np.ndarray) else
-                 np.array(values, np.float64))  # fmt: skip
+            x = (
+                values.astype(np.float64)
+                if isinstance(values, np.ndarray)
+                else np.array(values, np.float64)
+            )
             gap = np.isnan(x)
             out[:, at] = np.where(gap, a, x)
             if b:
                 out[:, at + 1] = gap
         return out
 
-    def _derived(self, name: str, fn: Any, rows: Sequence[Mapping[str, Any]],
-                 column: Callable[[str], list[Any]]) -> Any:  # fmt: skip
+    def _derived(
+        self,
+        name: str,
+        fn: Any,
+        rows: Sequence[Mapping[str, Any]],
+        column: Callable[[str], list[Any]],
+    ) -> Any:
         """A derived feature of many rows: its batch form when the project has
         one (NaN for missing), else the one-row function on each row."""
         batch = self._batch.get(name)
@@ -366,8 +405,9 @@ class _StructReader:
     then one transpose (a wide batch of 1,000: ~0.55x the time of an
     ``attrgetter`` of the needed fields a row)."""
 
-    def __init__(self, plan: Sequence[tuple[Any, ...]], batch: Mapping[str, Any],
-                 cls: type) -> None:  # fmt: skip
+    def __init__(
+        self, plan: Sequence[tuple[Any, ...]], batch: Mapping[str, Any], cls: type
+    ) -> None:
         attrs: Mapping[str, str] = cls.minimlops_attrs  # type: ignore[attr-defined]
         order = {attr: i for i, attr in enumerate(cls.minimlops_order)}  # type: ignore[attr-defined]
         needed = [step[1] for step in plan if step[2] is None]

@@ -40,10 +40,18 @@ def _chunks(table: pa.Table) -> Callable[[], Iterator[list[dict[str, Any]]]]:
 
 
 def fit_and_score(
-    train: pa.Table, valid: pa.Table, labelled: pa.Table, project: Project, *, folds: int,
-    seed: int, champion: bytes | None = None, champion_sha256: str | None = None,
-    budget_s: float | None = None, imbalance_threshold: float | None = None,
-) -> dict[str, Any]:  # fmt: skip
+    train: pa.Table,
+    valid: pa.Table,
+    labelled: pa.Table,
+    project: Project,
+    *,
+    folds: int,
+    seed: int,
+    champion: bytes | None = None,
+    champion_sha256: str | None = None,
+    budget_s: float | None = None,
+    imbalance_threshold: float | None = None,
+) -> dict[str, Any]:
     """Select and fit a model on TRAIN rows; score it (and the champion, on the
     same rows: VALIDATION plus labelled predictions); convert it for serving.
 
@@ -66,51 +74,68 @@ def fit_and_score(
     from minimlops.projects import derived_functions
 
     derive = derived_functions(project)
-    knobs = {k: v for k, v in (("budget_s", budget_s), ("imbalance_threshold", imbalance_threshold))
-             if v is not None}  # fmt: skip
+    knobs = {
+        k: v
+        for k, v in (("budget_s", budget_s), ("imbalance_threshold", imbalance_threshold))
+        if v is not None
+    }
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", category=UserWarning)
-        model = training.select_and_fit(_chunks(train), project, derive, folds=folds, seed=seed,
-                                        progress=_log_progress, **knobs)  # fmt: skip
+        model = training.select_and_fit(
+            _chunks(train), project, derive, folds=folds, seed=seed, progress=_log_progress, **knobs
+        )
     target, classes, task = project.target, project.classes, project.task
     k = len(classes or ())
     valid_y, valid_out = metrics.scores(model, _chunks(valid)(), target, classes)
     sel = model.selection
-    calibrated = calibration.decide(task, sel.oof if sel else None, sel.oof_y if sel else None,
-                                    valid_y, valid_out)  # fmt: skip
+    calibrated = calibration.decide(
+        task, sel.oof if sel else None, sel.oof_y if sel else None, valid_y, valid_out
+    )
     if calibrated.get("kept"):  # part of the spec: both forms, and every score below, apply it
         model.spec["calibration"] = calibrated["params"]
         valid_out = outputs.calibrate(calibrated["params"], valid_out)
     feedback_y, feedback_out = metrics.scores(model, _chunks(labelled)(), target, classes)
     y, out = np.concatenate([valid_y, feedback_y]), np.concatenate([valid_out, feedback_out])
     onnx, serving = _fast_form(model, _chunks(valid if valid.num_rows else train.slice(0, 1000)))
-    served = (OnnxModel(onnx, model.spec, model.algorithm, model.derive,
-                             linear=serving.get("linear")) if onnx else model)  # fmt: skip
+    served = (
+        OnnxModel(onnx, model.spec, model.algorithm, model.derive, linear=serving.get("linear"))
+        if onnx
+        else model
+    )
     evaluated = _evaluation(served, project, valid, valid_y, valid_out, seed)
     train_y = outputs.labels(project, train.column(target).to_pylist())
     result: dict[str, Any] = {
-        "artifact": artifacts.to_bytes(model), "onnx": onnx, "serving": serving,
-        "algorithm": model.algorithm, "features": list(model.feature_names),
-        "cv_scores": model.cv_scores, "cv_metric": project.primary_metric,
+        "artifact": artifacts.to_bytes(model),
+        "onnx": onnx,
+        "serving": serving,
+        "algorithm": model.algorithm,
+        "features": list(model.feature_names),
+        "cv_scores": model.cv_scores,
+        "cv_metric": project.primary_metric,
         "selection": _selection(model),
         "metrics": metrics.metrics(task, y, out, k),
-        "validation": metrics.metrics(task, valid_y, valid_out, k), "rows_scored": len(y),
+        "validation": metrics.metrics(task, valid_y, valid_out, k),
+        "rows_scored": len(y),
         "baseline": metrics.baseline(task, train_y, valid_y, k),
         "extra_baselines": _extra_baselines(project, valid),
-        "champion_metrics": None, "paired": None, "evaluation": evaluated,
+        "champion_metrics": None,
+        "paired": None,
+        "evaluation": evaluated,
         "calibration": calibrated,
-    }  # fmt: skip
+    }
     if champion is not None and champion_sha256 is not None:
         previous = artifacts.from_bytes(champion, champion_sha256, derive)
-        old = np.concatenate([metrics.scores(previous, _chunks(t)(), target, classes)[1]
-                              for t in (valid, labelled)])  # fmt: skip
+        old = np.concatenate(
+            [metrics.scores(previous, _chunks(t)(), target, classes)[1] for t in (valid, labelled)]
+        )
         result["champion_metrics"] = metrics.metrics(task, y, old, k)
         result["paired"] = paired_test(task, y, old, out)
     return result
 
 
-def _evaluation(served: Any, project: Project, valid: pa.Table, y: np.ndarray, out: np.ndarray,
-                seed: int) -> dict[str, Any]:  # fmt: skip
+def _evaluation(
+    served: Any, project: Project, valid: pa.Table, y: np.ndarray, out: np.ndarray, seed: int
+) -> dict[str, Any]:
     """Plots' numbers, intervals and permutation importance on VALIDATION
     (importance through ``served``, the form that serves: equal to 1e-5 and
     several times faster on trees)."""
@@ -119,10 +144,19 @@ def _evaluation(served: Any, project: Project, valid: pa.Table, y: np.ndarray, o
     result = evaluation.evaluate(project.task, y, out, project.classes, seed=seed)
     if not len(y):
         return result
-    k, metric, direction = len(project.classes or ()), project.primary_metric, project.metric_direction
+    k, metric, direction = (
+        len(project.classes or ()),
+        project.primary_metric,
+        project.metric_direction,
+    )
     if valid.num_rows > evaluation.IMPORTANCE_ROWS:
-        valid = valid.take(np.sort(np.random.default_rng(seed).choice(
-            valid.num_rows, evaluation.IMPORTANCE_ROWS, replace=False)))  # fmt: skip
+        valid = valid.take(
+            np.sort(
+                np.random.default_rng(seed).choice(
+                    valid.num_rows, evaluation.IMPORTANCE_ROWS, replace=False
+                )
+            )
+        )
     rows = valid.to_pylist()
     labels = outputs.labels(project, [r[project.target] for r in rows])
 
@@ -130,9 +164,14 @@ def _evaluation(served: Any, project: Project, valid: pa.Table, y: np.ndarray, o
         return evaluation.quick_metrics(project.task, labels, o, k).get(metric, float("nan"))
 
     columns = [c for c in project.input_columns if c != project.key]
-    result["importance"] = {"metric": metric, "direction": direction, "rows": len(rows),
-                            "columns": evaluation.permutation_importance(
-                                served.output, rows, columns, score, direction, seed)}  # fmt: skip
+    result["importance"] = {
+        "metric": metric,
+        "direction": direction,
+        "rows": len(rows),
+        "columns": evaluation.permutation_importance(
+            served.output, rows, columns, score, direction, seed
+        ),
+    }
     return result
 
 
@@ -141,10 +180,17 @@ def _selection(model: TrainedModel) -> dict[str, Any]:
     sel = model.selection
     if sel is None:
         return {}
-    return {"metric": sel.metric, "direction": sel.direction, "chosen": sel.chosen.name,
-            "settings": sel.chosen.describe(), "rounds": sel.rounds, "folds": sel.folds,
-            "rows": sel.rows,
-            "class_weight": sel.class_weight, "leaderboard": sel.leaderboard}
+    return {
+        "metric": sel.metric,
+        "direction": sel.direction,
+        "chosen": sel.chosen.name,
+        "settings": sel.chosen.describe(),
+        "rounds": sel.rounds,
+        "folds": sel.folds,
+        "rows": sel.rows,
+        "class_weight": sel.class_weight,
+        "leaderboard": sel.leaderboard,
+    }
 
 
 def paired_test(task: str, y: np.ndarray, old: np.ndarray, new: np.ndarray) -> dict[str, Any]:
@@ -160,8 +206,7 @@ def paired_test(task: str, y: np.ndarray, old: np.ndarray, new: np.ndarray) -> d
     a, b = np.abs(old - y), np.abs(new - y)
     better, worse = int(np.sum(b < a)), int(np.sum(b > a))
     p = 1.0 if better + worse == 0 else float(wilcoxon(a, b, zero_method="wilcox").pvalue)
-    return {"test": "wilcoxon", "challenger_closer": better, "champion_closer": worse,
-            "p_value": p}
+    return {"test": "wilcoxon", "challenger_closer": better, "champion_closer": worse, "p_value": p}
 
 
 def _extra_baselines(project: Project, valid: pa.Table) -> dict[str, float]:
@@ -172,8 +217,10 @@ def _extra_baselines(project: Project, valid: pa.Table) -> dict[str, float]:
     return {}
 
 
-def _fast_form(model: TrainedModel, chunks: Callable[[], Iterator[list[dict[str, Any]]]],
-               ) -> tuple[bytes | None, dict[str, Any]]:  # fmt: skip
+def _fast_form(
+    model: TrainedModel,
+    chunks: Callable[[], Iterator[list[dict[str, Any]]]],
+) -> tuple[bytes | None, dict[str, Any]]:
     """The ONNX form, if it reproduces the model's probabilities on the rows."""
     checked, diff = 0, 0.0
     try:
@@ -185,18 +232,24 @@ def _fast_form(model: TrainedModel, chunks: Callable[[], Iterator[list[dict[str,
         logger.warning("train_model: no fast path for %s: %s", model.algorithm, exc)
         return None, {"runtime": "scikit-learn", "reason": f"conversion failed: {exc}"}
     if diff > export.TOLERANCE:
-        logger.warning("train_model: ONNX differs by %.2e > %.0e; serving scikit-learn",
-                       diff, export.TOLERANCE)  # fmt: skip
+        logger.warning(
+            "train_model: ONNX differs by %.2e > %.0e; serving scikit-learn", diff, export.TOLERANCE
+        )
         return None, {"runtime": "scikit-learn", "max_abs_diff": diff, "checked_rows": checked}
-    serving = {"runtime": "onnxruntime", "max_abs_diff": diff, "checked_rows": checked,
-               "spec": model.spec}  # fmt: skip
+    serving = {
+        "runtime": "onnxruntime",
+        "max_abs_diff": diff,
+        "checked_rows": checked,
+        "spec": model.spec,
+    }
     if (linear := _linear_form(model, chunks)) is not None:
         serving["linear"] = linear
     return blob, serving
 
 
-def _linear_form(model: TrainedModel,
-                 chunks: Callable[[], Iterator[list[dict[str, Any]]]]) -> dict[str, Any] | None:  # fmt: skip
+def _linear_form(
+    model: TrainedModel, chunks: Callable[[], Iterator[list[dict[str, Any]]]]
+) -> dict[str, Any] | None:
     """A linear model's weights for one-row serving (``export.linear_form``), if
     they reproduce its output on the rows (before calibration, which both
     forms apply the same way)."""
@@ -209,10 +262,15 @@ def _linear_form(model: TrainedModel,
             continue
         X = model.features.matrix(rows)
         ours = outputs.linear_output(model.task, linear, X)
-        theirs = (np.asarray(model.estimator.predict(X), dtype=np.float64) if model.task == "regression"
-                  else np.asarray(model.estimator.predict_proba(X), dtype=np.float64)[:, 1])  # fmt: skip
+        theirs = (
+            np.asarray(model.estimator.predict(X), dtype=np.float64)
+            if model.task == "regression"
+            else np.asarray(model.estimator.predict_proba(X), dtype=np.float64)[:, 1]
+        )
         diff = max(diff, outputs.difference(model.task, theirs, ours))
     if diff > export.TOLERANCE:  # never seen: the fold is exact to a few ulps
-        logger.warning("train_model: the linear form differs by %.2e; one row goes through ONNX", diff)
+        logger.warning(
+            "train_model: the linear form differs by %.2e; one row goes through ONNX", diff
+        )
         return None
     return {**linear, "max_abs_diff": diff}

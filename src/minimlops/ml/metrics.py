@@ -22,6 +22,7 @@ from minimlops.ml.outputs import labels, predicted
 
 Rows = Sequence[Mapping[str, Any]]
 
+
 def metrics(task: str, y: np.ndarray, out: np.ndarray, n_classes: int = 2) -> dict[str, float]:
     """The task's metrics of outputs ``out`` for labels ``y``.
 
@@ -42,14 +43,18 @@ def metrics(task: str, y: np.ndarray, out: np.ndarray, n_classes: int = 2) -> di
     if task == "multiclass":
         labels_ = list(range(n_classes))
         clipped = np.clip(out, 1e-15, 1)
-        out_m["macro_f1"] = float(f1_score(y, guess, labels=labels_, average="macro",
-                                           zero_division=0))  # fmt: skip
-        out_m["log_loss"] = float(log_loss(y, clipped / clipped.sum(axis=1, keepdims=True),
-                                           labels=labels_))  # fmt: skip
+        out_m["macro_f1"] = float(
+            f1_score(y, guess, labels=labels_, average="macro", zero_division=0)
+        )
+        out_m["log_loss"] = float(
+            log_loss(y, clipped / clipped.sum(axis=1, keepdims=True), labels=labels_)
+        )
         return out_m
-    out_m.update(log_loss=float(log_loss(y, out, labels=[0, 1])),
-                 brier=float(brier_score_loss(y, out, pos_label=1)),
-                 f1=float(f1_score(y, guess, zero_division=0)))  # fmt: skip
+    out_m.update(
+        log_loss=float(log_loss(y, out, labels=[0, 1])),
+        brier=float(brier_score_loss(y, out, pos_label=1)),
+        f1=float(f1_score(y, guess, zero_division=0)),
+    )
     if len(np.unique(y)) == 2:
         out_m["roc_auc"] = float(roc_auc_score(y, out))
     out_m["ece"] = expected_calibration_error(y, out)
@@ -90,8 +95,9 @@ def gender_baseline(rows: pa.Table) -> float:
     return int(pc.sum(pc.equal(female, survived)).as_py() or 0) / rows.num_rows
 
 
-def scores(model: Any, chunks: Iterable[Rows], target: str,
-           classes: Sequence[Any] | None) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+def scores(
+    model: Any, chunks: Iterable[Rows], target: str, classes: Sequence[Any] | None
+) -> tuple[np.ndarray, np.ndarray]:
     """Labels and the model's outputs on labelled rows, given a chunk at a time
     (only one chunk is held as dicts)."""
     task = model.spec["task"]

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
 Rows = Sequence[Mapping[str, Any]]
 
+
 @dataclass
 class TrainedModel:
     """A fitted estimator with the feature spec it needs; predicts from dicts."""

@@ -33,7 +33,9 @@ def calibrate(calibration: Mapping[str, Any] | None, out: np.ndarray) -> np.ndar
     temperature scaling (``softmax(log(p) / t)``). The same in both forms."""
     if not calibration:
         return out
-    if calibration["method"] == "platt":  # minimum/maximum: np.clip's Python wrapper costs a row ~1 us
+    if (
+        calibration["method"] == "platt"
+    ):  # minimum/maximum: np.clip's Python wrapper costs a row ~1 us
         p = np.minimum(np.maximum(out, 1e-12), 1 - 1e-12)
         z = calibration["a"] * np.log(p / (1 - p)) + calibration["b"]
         return 1.0 / (1.0 + np.exp(-z))
@@ -102,5 +104,6 @@ def labels(project: Project | Mapping[str, Any], values: Sequence[Any]) -> np.nd
     try:
         return np.fromiter((index[v] for v in values), np.int64, len(values))
     except KeyError as exc:
-        raise ValueError(f"target value {exc.args[0]!r} is not one of the classes "
-                         f"{list(classes or ())}") from None  # fmt: skip
+        raise ValueError(
+            f"target value {exc.args[0]!r} is not one of the classes {list(classes or ())}"
+        ) from None

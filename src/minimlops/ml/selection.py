@@ -74,8 +74,9 @@ def _held_out(task: str, y: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarr
         counts = np.bincount(y)
         if counts[counts > 0].min() >= 2:
             stratify = y
-    fit, stop = train_test_split(index, test_size=EARLY_STOPPING_SHARE, random_state=seed,
-                                 stratify=stratify)  # fmt: skip
+    fit, stop = train_test_split(
+        index, test_size=EARLY_STOPPING_SHARE, random_state=seed, stratify=stratify
+    )
     return np.sort(fit), np.sort(stop)
 
 
@@ -90,7 +91,9 @@ def output_of(task: str, estimator: Any, X: Any, n_classes: int) -> np.ndarray:
     return full[:, 1] if task == "binary" else full
 
 
-def _fit(candidate: Candidate, task: str, X: np.ndarray, y: np.ndarray, seed: int) -> tuple[Any, int | None]:
+def _fit(
+    candidate: Candidate, task: str, X: np.ndarray, y: np.ndarray, seed: int
+) -> tuple[Any, int | None]:
     """Fit one candidate for a fold (with its ``cv_params``); boosted trees stop
     early on held-out rows. Returns the estimator and, for boosted trees, the
     best round count."""
@@ -102,8 +105,13 @@ def _fit(candidate: Candidate, task: str, X: np.ndarray, y: np.ndarray, seed: in
     import lightgbm as lgb
 
     fit, stop = _held_out(task, y, seed)
-    est.fit(X[fit], y[fit], eval_X=(X[stop],), eval_y=(y[stop],),
-            callbacks=[lgb.early_stopping(PATIENCE, first_metric_only=True, verbose=False)])  # fmt: skip
+    est.fit(
+        X[fit],
+        y[fit],
+        eval_X=(X[stop],),
+        eval_y=(y[stop],),
+        callbacks=[lgb.early_stopping(PATIENCE, first_metric_only=True, verbose=False)],
+    )
     return est, int(est.best_iteration_ or est.n_estimators)
 
 
@@ -114,12 +122,27 @@ def imbalance(task: str, y: np.ndarray, threshold: float) -> dict[str, Any]:
     counts = np.bincount(y)
     present = counts[counts > 0]
     share = float(present.min() / len(y))
-    return {"minority_share": round(share, 4), "threshold": threshold, "weighted": share < threshold}
+    return {
+        "minority_share": round(share, 4),
+        "threshold": threshold,
+        "weighted": share < threshold,
+    }
 
 
-def select(X: np.ndarray, y: np.ndarray, *, task: str, n_classes: int, metric: str,
-           direction: str, folds: int, seed: int, budget_s: float, imbalance_threshold: float,
-           progress: Progress | None = None) -> Selection:  # fmt: skip
+def select(
+    X: np.ndarray,
+    y: np.ndarray,
+    *,
+    task: str,
+    n_classes: int,
+    metric: str,
+    direction: str,
+    folds: int,
+    seed: int,
+    budget_s: float,
+    imbalance_threshold: float,
+    progress: Progress | None = None,
+) -> Selection:
     """Cross-validate every candidate on (a sample of) the rows; choose the best
     on ``metric``. A candidate is started only while less than
     ``SELECTION_SHARE`` of ``budget_s`` is spent, and not when the time its
@@ -140,8 +163,11 @@ def select(X: np.ndarray, y: np.ndarray, *, task: str, n_classes: int, metric: s
     pool = candidates(task, seed, len(y))
     if weights.get("weighted"):
         balanced = {c.name: c for c in candidates(task, seed, len(y), class_weight="balanced")}
-        pool[1:1] = [_renamed(balanced[c.name], c.name + "_balanced")
-                     for c in pool if c.family == "linear" or c.name == "lightgbm"]  # fmt: skip
+        pool[1:1] = [
+            _renamed(balanced[c.name], c.name + "_balanced")
+            for c in pool
+            if c.family == "linear" or c.name == "lightgbm"
+        ]
     board: list[dict[str, Any]] = []
     sign = 1.0 if direction == "min" else -1.0
     best: tuple[float, int] | None = None
@@ -149,17 +175,24 @@ def select(X: np.ndarray, y: np.ndarray, *, task: str, n_classes: int, metric: s
     took: dict[str, float] = {}  # seconds the last scored candidate of each family took
     outputs: dict[str, np.ndarray] = {}
     for i, cand in enumerate(pool):
-        entry: dict[str, Any] = {"name": cand.name, "family": cand.family,
-                                 "settings": cand.describe()}  # fmt: skip
+        entry: dict[str, Any] = {
+            "name": cand.name,
+            "family": cand.family,
+            "settings": cand.describe(),
+        }
         board.append(entry)
         spent = time.monotonic() - started
         if i > 0 and spent > SELECTION_SHARE * budget_s:
-            entry["status"] = f"skipped: {spent:.0f} s of the {budget_s:.0f} s training budget spent"
+            entry["status"] = (
+                f"skipped: {spent:.0f} s of the {budget_s:.0f} s training budget spent"
+            )
             continue
         expected = cand.cost * took.get(cand.family, 0.0)
         if i > 0 and spent + expected > budget_s:
-            entry["status"] = (f"skipped: would take ~{expected:.0f} s more, past the "
-                               f"{budget_s:.0f} s training budget")  # fmt: skip
+            entry["status"] = (
+                f"skipped: would take ~{expected:.0f} s more, past the "
+                f"{budget_s:.0f} s training budget"
+            )
             continue
         if progress:
             progress(f"cross-validating {cand.name}", i, len(pool) + 1)
@@ -190,14 +223,26 @@ def select(X: np.ndarray, y: np.ndarray, *, task: str, n_classes: int, metric: s
         if best is None or sign * value < best[0]:  # ties: the earlier (simpler) one
             best = (sign * value, i)
     if best is None:
-        raise ValueError("no candidate could be fitted on the TRAIN rows: " +
-                         "; ".join(f"{e['name']}: {e.get('status')}" for e in board))  # fmt: skip
+        raise ValueError(
+            "no candidate could be fitted on the TRAIN rows: "
+            + "; ".join(f"{e['name']}: {e.get('status')}" for e in board)
+        )
     chosen = pool[best[1]]
     board[best[1]]["chosen"] = True
     if weights:
         weights["chosen_weighted"] = chosen.name.endswith("_balanced")
-    return Selection(chosen, rounds_of.get(chosen.name), metric, direction, board, weights,
-                     folds=len(splits), rows=len(ys), oof=outputs[chosen.name], oof_y=ys)
+    return Selection(
+        chosen,
+        rounds_of.get(chosen.name),
+        metric,
+        direction,
+        board,
+        weights,
+        folds=len(splits),
+        rows=len(ys),
+        oof=outputs[chosen.name],
+        oof_y=ys,
+    )
 
 
 def fit_chosen(selection: Selection, task: str, X: np.ndarray, y: np.ndarray, seed: int) -> Any:
@@ -206,16 +251,23 @@ def fit_chosen(selection: Selection, task: str, X: np.ndarray, y: np.ndarray, se
     cand = selection.chosen
     if cand.early_stopping and selection.rounds is not None:
         params = {k: v for k, v in cand.params.items() if k != "class_weight"}
-        est = lightgbm(task, params, seed=seed, n_rows=len(y), n_estimators=selection.rounds,
-                       class_weight=cand.params.get("class_weight"))  # fmt: skip
+        est = lightgbm(
+            task,
+            params,
+            seed=seed,
+            n_rows=len(y),
+            n_estimators=selection.rounds,
+            class_weight=cand.params.get("class_weight"),
+        )
     else:
         est = cand.make()
     return est.fit(X, y)
 
 
 def _renamed(c: Candidate, name: str) -> Candidate:
-    return Candidate(name, c.family, {**c.params, "class_weight": "balanced"}, c.make,
-                     c.early_stopping)  # fmt: skip
+    return Candidate(
+        name, c.family, {**c.params, "class_weight": "balanced"}, c.make, c.early_stopping
+    )
 
 
 def _sample(n: int, seed: int) -> np.ndarray:

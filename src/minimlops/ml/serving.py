@@ -26,9 +26,14 @@ from minimlops.ml.outputs import calibrate, expand, platt_one, sigmoid
 class OnnxModel:
     """Predicts like the TrainedModel it was converted from, ~500x faster on one row."""
 
-    def __init__(self, onnx_bytes: bytes, spec: Mapping[str, Any], algorithm: str,
-                 derive: features.Derive | None = None,
-                 linear: Mapping[str, Any] | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        onnx_bytes: bytes,
+        spec: Mapping[str, Any],
+        algorithm: str,
+        derive: features.Derive | None = None,
+        linear: Mapping[str, Any] | None = None,
+    ) -> None:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
@@ -36,10 +41,11 @@ class OnnxModel:
         # errors only: LightGBM's converted classifiers declare their unused label
         # output with a wrong shape, and onnxruntime warns about it on every run
         options.log_severity_level = 3
-        self.session = ort.InferenceSession(onnx_bytes, options,
-                                            providers=["CPUExecutionProvider"])  # fmt: skip
+        self.session = ort.InferenceSession(onnx_bytes, options, providers=["CPUExecutionProvider"])
         self.input = self.session.get_inputs()[0].name
-        self.dtype = np.float64 if self.session.get_inputs()[0].type == "tensor(double)" else np.float32
+        self.dtype = (
+            np.float64 if self.session.get_inputs()[0].type == "tensor(double)" else np.float32
+        )
         self.spec, self.algorithm = dict(spec), algorithm
         self.task = self.spec["task"]
         # classifiers: [label, probabilities]; regressors: [value]
@@ -52,12 +58,18 @@ class OnnxModel:
         self._bound = threading.local()  # one row's input and output, bound (see _one)
         # one row in plain Python past onnxruntime: the value, or the positive
         # column (Platt-scaled if kept); multiclass goes through output()
-        self._plain_one = self.task == "regression" or self._positive_only and (
-            not self._calibration or self._calibration["method"] == "platt")
+        self._plain_one = (
+            self.task == "regression"
+            or self._positive_only
+            and (not self._calibration or self._calibration["method"] == "platt")
+        )
         # a linear model's one row: its score from the weights, no onnxruntime
         # (~3.6 instead of ~11 us for a wide churn row; see linear_form)
-        self._linear = (self.features.linear(linear["weights"], linear["bias"])
-                        if linear and self._plain_one else None)  # fmt: skip
+        self._linear = (
+            self.features.linear(linear["weights"], linear["bias"])
+            if linear and self._plain_one
+            else None
+        )
 
     def output(self, rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
         """As :meth:`TrainedModel.output`: the positive class's probability,
@@ -118,7 +130,9 @@ class OnnxModel:
 
     def _bind_one(self) -> tuple[np.ndarray, Any, Any, memoryview, np.ndarray, list[np.ndarray]]:
         x = np.zeros((1, self.features.width), dtype=self.dtype)
-        pack = struct.Struct(f"={self.features.width}{'d' if self.dtype == np.float64 else 'f'}").pack_into
+        pack = struct.Struct(
+            f"={self.features.width}{'d' if self.dtype == np.float64 else 'f'}"
+        ).pack_into
         binding = self.session.io_binding()
         # by address: onnxruntime reads this memory at every run (never a copy)
         binding.bind_input(self.input, "cpu", 0, self.dtype, list(x.shape), x.ctypes.data)
@@ -133,4 +147,11 @@ class OnnxModel:
         for name, buf in zip(names, buffers, strict=True):
             binding.bind_output(name, "cpu", 0, buf.dtype, list(buf.shape), buf.ctypes.data)
         # the buffers live as long as the binding that writes into them
-        return x, binding, pack, memoryview(x).cast("B"), buffers[names.index(self.outputs[0])], buffers
+        return (
+            x,
+            binding,
+            pack,
+            memoryview(x).cast("B"),
+            buffers[names.index(self.outputs[0])],
+            buffers,
+        )

@@ -20,14 +20,22 @@ from minimlops.ml.outputs import labels
 Progress = Callable[[str, int, int], None]
 Rows = Sequence[Mapping[str, Any]]
 BUDGET_S = 30.0  # seconds model selection may take by default (MINIMLOPS_TRAINING_BUDGET)
-IMBALANCE = 0.1  # minority share under which class weights are tried (MINIMLOPS_IMBALANCE_THRESHOLD)
+IMBALANCE = (
+    0.1  # minority share under which class weights are tried (MINIMLOPS_IMBALANCE_THRESHOLD)
+)
 
 
 def select_and_fit(
-    rows: Rows | Callable[[], Iterator[Rows]], project: Project, derive: features.Derive, *,
-    folds: int = 5, seed: int = 0, progress: Progress | None = None,
-    budget_s: float = BUDGET_S, imbalance_threshold: float = IMBALANCE,
-) -> TrainedModel:  # fmt: skip
+    rows: Rows | Callable[[], Iterator[Rows]],
+    project: Project,
+    derive: features.Derive,
+    *,
+    folds: int = 5,
+    seed: int = 0,
+    progress: Progress | None = None,
+    budget_s: float = BUDGET_S,
+    imbalance_threshold: float = IMBALANCE,
+) -> TrainedModel:
     """Choose an estimator by cross-validation on TRAIN rows on the project's
     primary metric (see ``ml.selection``), then fit it on all of them.
 
@@ -69,25 +77,56 @@ def select_and_fit(
         at = end
     if at != len(y):
         raise ValueError(changed)
-    return _choose(X, y, spec, project, derive, folds=folds, seed=seed, progress=progress,
-                   budget_s=budget_s, imbalance_threshold=imbalance_threshold)
+    return _choose(
+        X,
+        y,
+        spec,
+        project,
+        derive,
+        folds=folds,
+        seed=seed,
+        progress=progress,
+        budget_s=budget_s,
+        imbalance_threshold=imbalance_threshold,
+    )
 
 
-def _choose(X: np.ndarray, y: np.ndarray, spec: dict[str, Any], project: Project,
-            derive: features.Derive, *, folds: int, seed: int, progress: Progress | None,
-            budget_s: float, imbalance_threshold: float) -> TrainedModel:  # fmt: skip
+def _choose(
+    X: np.ndarray,
+    y: np.ndarray,
+    spec: dict[str, Any],
+    project: Project,
+    derive: features.Derive,
+    *,
+    folds: int,
+    seed: int,
+    progress: Progress | None,
+    budget_s: float,
+    imbalance_threshold: float,
+) -> TrainedModel:
     task = project.task
     if task != "regression":
         present = np.unique(y)
         if len(present) < 2:
-            raise ValueError(f"training needs two classes or more of {project.target}; "
-                             f"TRAIN has only {[project.classes[i] for i in present]}")  # fmt: skip
+            raise ValueError(
+                f"training needs two classes or more of {project.target}; "
+                f"TRAIN has only {[project.classes[i] for i in present]}"
+            )
         spec["fitted_classes"] = [int(c) for c in present]
     n_classes = len(project.classes or ()) if task != "regression" else 0
-    chosen = selection.select(X, y, task=task, n_classes=n_classes, metric=project.primary_metric,
-                              direction=project.metric_direction, folds=folds, seed=seed,
-                              budget_s=budget_s, imbalance_threshold=imbalance_threshold,
-                              progress=progress)  # fmt: skip
+    chosen = selection.select(
+        X,
+        y,
+        task=task,
+        n_classes=n_classes,
+        metric=project.primary_metric,
+        direction=project.metric_direction,
+        folds=folds,
+        seed=seed,
+        budget_s=budget_s,
+        imbalance_threshold=imbalance_threshold,
+        progress=progress,
+    )
     name = chosen.chosen.name
     steps = len(chosen.leaderboard) + 1
     if progress:
@@ -96,8 +135,9 @@ def _choose(X: np.ndarray, y: np.ndarray, spec: dict[str, Any], project: Project
     if "n_jobs" in fitted.get_params():
         # Threads help fitting; on one row at serving time they cost ~10 ms.
         fitted.set_params(n_jobs=1)
-    scores = {e["name"]: e["cv"][project.primary_metric] for e in chosen.leaderboard
-              if e.get("status") == "scored" and project.primary_metric in e["cv"]}  # fmt: skip
+    scores = {
+        e["name"]: e["cv"][project.primary_metric]
+        for e in chosen.leaderboard
+        if e.get("status") == "scored" and project.primary_metric in e["cv"]
+    }
     return TrainedModel(fitted, spec, name, cv_scores=scores, derive=derive, selection=chosen)
-
-

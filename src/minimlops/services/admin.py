@@ -16,7 +16,9 @@ from minimlops.services.deps import Deps
 from minimlops.services.registry import ModelRegistry
 
 
-def list_models(registry: ModelRegistry, live: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+def list_models(
+    registry: ModelRegistry, live: dict[str, dict[str, Any]] | None = None
+) -> dict[str, Any]:
     """Every version with its metrics and decision, and which one is champion.
 
     Args:
@@ -24,32 +26,45 @@ def list_models(registry: ModelRegistry, live: dict[str, dict[str, Any]] | None 
     """
     pointer, _ = registry.champion()
     versions = [_version_entry(meta, pointer, live or {}) for meta in registry.versions()]
-    return {"model": registry.name, "champion": pointer["version"] if pointer else None,
-            "versions": versions}  # fmt: skip
+    return {
+        "model": registry.name,
+        "champion": pointer["version"] if pointer else None,
+        "versions": versions,
+    }
 
 
-def _version_entry(meta: dict[str, Any], pointer: dict[str, Any] | None,
-                   live: dict[str, dict[str, Any]]) -> dict[str, Any]:  # fmt: skip
+def _version_entry(
+    meta: dict[str, Any], pointer: dict[str, Any] | None, live: dict[str, dict[str, Any]]
+) -> dict[str, Any]:
     v, seen = meta["version"], live.get(meta["version"]) or {}
     return {
-        "version": v, "champion": bool(pointer and pointer["version"] == v),
+        "version": v,
+        "champion": bool(pointer and pointer["version"] == v),
         "algorithm": meta["algorithm"],
-        "created_at": meta["created_at"], "trigger": meta.get("trigger"),
-        "metrics": meta["metrics"]["validation"], "baseline": meta.get("baseline"),
-        "decision": meta.get("decision"), "training_rows": meta["training"]["rows"],
+        "created_at": meta["created_at"],
+        "trigger": meta.get("trigger"),
+        "metrics": meta["metrics"]["validation"],
+        "baseline": meta.get("baseline"),
+        "decision": meta.get("decision"),
+        "training_rows": meta["training"]["rows"],
         "fit_rows": meta["training"].get("fit_rows", meta["training"].get("train_rows")),
-        "sha256": meta["sha256"], "evaluation": meta["metrics"].get("evaluation"),
-        "project": meta.get("project"), "champion_compared": meta.get("champion_compared"),
+        "sha256": meta["sha256"],
+        "evaluation": meta["metrics"].get("evaluation"),
+        "project": meta.get("project"),
+        "champion_compared": meta.get("champion_compared"),
         "serving": {k: x for k, x in (meta.get("serving") or {}).items() if k != "spec"},
-        "live_accuracy": seen.get("live_accuracy"), "live_mae": seen.get("live_mae"),
-        "live_rmse": seen.get("live_rmse"), "labelled": seen.get("labelled", 0),
+        "live_accuracy": seen.get("live_accuracy"),
+        "live_mae": seen.get("live_mae"),
+        "live_rmse": seen.get("live_rmse"),
+        "labelled": seen.get("labelled", 0),
         "served": seen.get("served", 0),
         "champion_periods": [h for h in (pointer or {}).get("history", []) if h["version"] == v],
-    }  # fmt: skip
+    }
 
 
-def model_view(registry: ModelRegistry, version: str,
-               live: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:  # fmt: skip
+def model_view(
+    registry: ModelRegistry, version: str, live: dict[str, dict[str, Any]] | None = None
+) -> dict[str, Any]:
     """One version in full, for its evaluation page and ``models show``: what
     :func:`list_models` lists, plus the selection's leaderboard, the training
     data, the live metrics with their interval, and the plots' numbers stored
@@ -61,20 +76,38 @@ def model_view(registry: ModelRegistry, version: str,
     meta = registry.metadata(version)  # raises for an unknown version
     listed = _version_entry(meta, registry.champion()[0], live or {})
     live_row = (live or {}).get(version) or {}
-    return {**listed, "selection": meta.get("selection") or {}, "training": meta.get("training"),
-            "evaluation_rows": meta["metrics"].get("evaluation_rows"),
-            "live": {k: live_row.get(k) for k in ("served", "labelled", "live_accuracy",
-                                                  "interval_95", "live_mae", "live_rmse",
-                                                  "mae_interval_95")},
-            "calibration": meta.get("calibration") or {},
-            "libraries": meta.get("libraries"), "report": registry.evaluation(version)}  # fmt: skip
+    return {
+        **listed,
+        "selection": meta.get("selection") or {},
+        "training": meta.get("training"),
+        "evaluation_rows": meta["metrics"].get("evaluation_rows"),
+        "live": {
+            k: live_row.get(k)
+            for k in (
+                "served",
+                "labelled",
+                "live_accuracy",
+                "interval_95",
+                "live_mae",
+                "live_rmse",
+                "mae_interval_95",
+            )
+        },
+        "calibration": meta.get("calibration") or {},
+        "libraries": meta.get("libraries"),
+        "report": registry.evaluation(version),
+    }
 
 
 def promote(deps: Deps, registry: ModelRegistry, version: str, reason: str) -> dict[str, Any]:
     """Make a version champion by hand; serving instances pick it up."""
     pointer = registry.set_champion(version, reason=reason, at=deps.now().isoformat())
-    messagebus.publish(ModelPromoted(model=registry.name, version=version,
-                                     previous=pointer["previous"], reason=reason), deps)  # fmt: skip
+    messagebus.publish(
+        ModelPromoted(
+            model=registry.name, version=version, previous=pointer["previous"], reason=reason
+        ),
+        deps,
+    )
     return pointer
 
 
@@ -108,8 +141,11 @@ def feedback(deps: Deps, labels: list[tuple[str, Any]]) -> dict[str, Any]:
     known = deps.warehouse.known_uuids(deps.names.predictions_table, [u for u, _ in labels])
     now = deps.now()
     key, target = deps.project.key, deps.project.target
-    rows = [{"uuid": u, key: None, target: y, "received_at": now, "source": "api"}
-            for u, y in labels if u in known]  # fmt: skip
+    rows = [
+        {"uuid": u, key: None, target: y, "received_at": now, "source": "api"}
+        for u, y in labels
+        if u in known
+    ]
     if rows:
         schema = arrow_schema("feedback", deps.project)
         deps.warehouse.append(deps.names.feedback_table, pa.Table.from_pylist(rows, schema=schema))
@@ -129,19 +165,24 @@ def status(deps: Deps, registry: ModelRegistry, serving: str | None = None) -> d
         "champion": pointer and {k: pointer[k] for k in ("version", "updated_at", "reason")},
         "serving": serving,
         "last_ingestion": ledger[0] if ledger else None,
-        "last_training": last and {"version": last["version"], "created_at": last["created_at"],
-                                   "algorithm": last["algorithm"],
-                                   "accuracy": last["metrics"]["validation"].get("accuracy"),
-                                   "metric": last["decision"].get("metric"),
-                                   "score": last["decision"].get("challenger"),
-                                   "decision": last["decision"]},
+        "last_training": last
+        and {
+            "version": last["version"],
+            "created_at": last["created_at"],
+            "algorithm": last["algorithm"],
+            "accuracy": last["metrics"]["validation"].get("accuracy"),
+            "metric": last["decision"].get("metric"),
+            "score": last["decision"].get("challenger"),
+            "decision": last["decision"],
+        },
         "queues": bus_stats,
         "dead_letters": dead,
-    }  # fmt: skip
+    }
 
 
-def timeline(deps: Deps, registry: ModelRegistry, limit: int = 100,
-             files: Path | None = None) -> list[dict[str, Any]]:  # fmt: skip
+def timeline(
+    deps: Deps, registry: ModelRegistry, limit: int = 100, files: Path | None = None
+) -> list[dict[str, Any]]:
     """Pipeline events, newest first: files landed and their fate, trainings,
     promotions and rollbacks, each with its reason.
 
@@ -161,34 +202,63 @@ def timeline(deps: Deps, registry: ModelRegistry, limit: int = 100,
         if files is not None and "gs://" in detail:  # "same content as gs://… (loaded before)"
             for uri in sorted(shown, key=len, reverse=True):
                 detail = detail.replace(uri, shown[uri])
-        events.append({
-            "at": _iso(row["ingested_at"]), "kind": kind.get(row["status"], row["status"]),
-            "subject": row["source_uri"], "where": shown[row["source_uri"]],
-            "rows": row["rows_loaded"], "detail": detail,
-            "report": f"/ingestions/{row['ingestion_id']}/report" if row["report_uri"] else None,
-        })  # fmt: skip
+        events.append(
+            {
+                "at": _iso(row["ingested_at"]),
+                "kind": kind.get(row["status"], row["status"]),
+                "subject": row["source_uri"],
+                "where": shown[row["source_uri"]],
+                "rows": row["rows_loaded"],
+                "detail": detail,
+                "report": f"/ingestions/{row['ingestion_id']}/report"
+                if row["report_uri"]
+                else None,
+            }
+        )
     for meta in registry.versions():
         d = meta.get("decision") or {}
         metric = d.get("metric") or "accuracy"
         score = meta["metrics"]["validation"].get(metric)
         value = "—" if score is None else f"{score:.3f}" if abs(score) < 1000 else f"{score:,.0f}"
-        events.append({
-            "at": meta["created_at"], "kind": "trained", "subject": f"version {meta['version']}",
-            "detail": f"{meta['algorithm']}, {metric} {value} on VALIDATION; "
-                      f"{'promoted' if d.get('promote') else 'kept champion'}: {d.get('reason', '')}"
-                      f" (trigger: {(meta.get('trigger') or {}).get('reason', '?')})",
-            "report": None, "rows": meta["training"]["rows"], "version": meta["version"],
-        })  # fmt: skip
+        events.append(
+            {
+                "at": meta["created_at"],
+                "kind": "trained",
+                "subject": f"version {meta['version']}",
+                "detail": f"{meta['algorithm']}, {metric} {value} on VALIDATION; "
+                f"{'promoted' if d.get('promote') else 'kept champion'}: {d.get('reason', '')}"
+                f" (trigger: {(meta.get('trigger') or {}).get('reason', '?')})",
+                "report": None,
+                "rows": meta["training"]["rows"],
+                "version": meta["version"],
+            }
+        )
     pointer, _ = registry.champion()
     previous = None
     for t in _triggers(deps):
-        events.append({"at": _iso(t["requested_at"]), "kind": "trigger", "subject": t["kind"],
-                       "detail": t["reason"], "report": None, "rows": None})  # fmt: skip
+        events.append(
+            {
+                "at": _iso(t["requested_at"]),
+                "kind": "trigger",
+                "subject": t["kind"],
+                "detail": t["reason"],
+                "report": None,
+                "rows": None,
+            }
+        )
     for h in (pointer or {}).get("history", []):
         moved = "rolled back" if h["reason"].startswith("rollback") else "promoted"
-        events.append({"at": h["at"], "kind": moved, "subject": f"version {h['version']}",
-                       "detail": h["reason"] + (f" (was {previous})" if previous else ""),
-                       "report": None, "rows": None, "version": h["version"]})  # fmt: skip
+        events.append(
+            {
+                "at": h["at"],
+                "kind": moved,
+                "subject": f"version {h['version']}",
+                "detail": h["reason"] + (f" (was {previous})" if previous else ""),
+                "report": None,
+                "rows": None,
+                "version": h["version"],
+            }
+        )
         previous = h["version"]
     events.sort(key=lambda e: e["at"], reverse=True)
     return events[:limit]
@@ -200,7 +270,7 @@ def local_path(uri: str, files: Path | None) -> str:
     else the URI itself. For display only: never an identifier."""
     if files is None or not uri.startswith("gs://"):
         return uri
-    bucket, _, name = uri[len("gs://"):].partition("/")
+    bucket, _, name = uri[len("gs://") :].partition("/")
     path = Path(files, bucket, *name.split("/"))
     try:
         return str(Path("~") / path.relative_to(Path.home()))
@@ -220,7 +290,7 @@ def ingestion_report(deps: Deps, ingestion_id: str) -> dict[str, Any] | None:
     uri = rows[0]["report_uri"] if rows else None
     if not uri or not uri.startswith("gs://"):
         return None
-    bucket, _, name = uri[len("gs://"):].partition("/")
+    bucket, _, name = uri[len("gs://") :].partition("/")
     try:
         report: dict[str, Any] = json.loads(deps.store.read_bytes(bucket, name))
     except FileNotFoundError:
@@ -252,8 +322,7 @@ def example_request(deps: Deps, registry: ModelRegistry) -> dict[str, Any] | Non
     if isinstance(own, dict):
         return dict(own)
     typical = _champion_spec(registry).get("reference") or {}
-    row = {c: typical[c] for c in p.input_columns
-           if c != p.key and typical.get(c) is not None}  # fmt: skip
+    row = {c: typical[c] for c in p.input_columns if c != p.key and typical.get(c) is not None}
     return row or None
 
 
@@ -266,26 +335,50 @@ def project_view(deps: Deps, registry: ModelRegistry) -> dict[str, Any]:
     p = deps.project
     spec = _champion_spec(registry)
     typical = dict(spec.get("reference") or {})
-    seen = {c["name"]: c["categories"] for c in spec.get("columns", [])
-            if c.get("kind") == "categorical" and not c.get("derived")}  # fmt: skip
+    seen = {
+        c["name"]: c["categories"]
+        for c in spec.get("columns", [])
+        if c.get("kind") == "categorical" and not c.get("derived")
+    }
     if not typical:
         from minimlops.projects import typical_row
 
         typical = {k: v for k, v in typical_row(p).items() if k != p.target}
-    columns = [{"name": c.name, "type": c.type, "required": c.required and c.name != p.key,
-                "description": c.description, "kind": c.kind,
-                "allowed": list(c.allowed) if c.allowed is not None else None,
-                "min": c.min, "max": c.max, "max_length": c.max_length,
-                "feature": c.name in p.features or any(c.name in d.inputs for d in p.derived),
-                "default": typical.get(c.name), "categories": seen.get(c.name)}
-               for c in p.columns if c.name != p.target]  # fmt: skip
-    return {"name": p.name, "description": p.description, "key": p.key, "target": p.target,
-            "target_description": p.target_column.description, "task": p.task,
-            "classes": list(p.classes) if p.classes else None,
-            "positive_class": p.positive_class, "primary_metric": p.primary_metric,
-            "metrics": list(METRICS[p.task]), "columns": columns,
-            "row_name": p.extras.get("request_name", "Row"),
-            "verdicts": dict(p.extras.get("verdicts", {})),
-            "probability_label": p.extras.get("probability_label"),
-            "derived": [{"name": d.name, "inputs": list(d.inputs), "description": d.description}
-                        for d in p.derived]}  # fmt: skip
+    columns = [
+        {
+            "name": c.name,
+            "type": c.type,
+            "required": c.required and c.name != p.key,
+            "description": c.description,
+            "kind": c.kind,
+            "allowed": list(c.allowed) if c.allowed is not None else None,
+            "min": c.min,
+            "max": c.max,
+            "max_length": c.max_length,
+            "feature": c.name in p.features or any(c.name in d.inputs for d in p.derived),
+            "default": typical.get(c.name),
+            "categories": seen.get(c.name),
+        }
+        for c in p.columns
+        if c.name != p.target
+    ]
+    return {
+        "name": p.name,
+        "description": p.description,
+        "key": p.key,
+        "target": p.target,
+        "target_description": p.target_column.description,
+        "task": p.task,
+        "classes": list(p.classes) if p.classes else None,
+        "positive_class": p.positive_class,
+        "primary_metric": p.primary_metric,
+        "metrics": list(METRICS[p.task]),
+        "columns": columns,
+        "row_name": p.extras.get("request_name", "Row"),
+        "verdicts": dict(p.extras.get("verdicts", {})),
+        "probability_label": p.extras.get("probability_label"),
+        "derived": [
+            {"name": d.name, "inputs": list(d.inputs), "description": d.description}
+            for d in p.derived
+        ],
+    }

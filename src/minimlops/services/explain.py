@@ -45,20 +45,31 @@ def explain(model: Any, row: Mapping[str, Any], project: Project) -> dict[str, A
     if project.task == "multiclass":
         best = int(np.argmax(out[0]))
         scores = out[:, best]
-        answer: dict[str, Any] = {"prediction": classes[best],
-                                  "probability": float(scores[0])}  # fmt: skip
+        answer: dict[str, Any] = {"prediction": classes[best], "probability": float(scores[0])}
     else:
         scores = out
-        answer = ({"probability": float(out[0]), "prediction":
-                   classes[1] if out[0] >= 0.5 else classes[0]}
-                  if project.task == "binary" else {"prediction": float(out[0])})  # fmt: skip
+        answer = (
+            {
+                "probability": float(out[0]),
+                "prediction": classes[1] if out[0] >= 0.5 else classes[0],
+            }
+            if project.task == "binary"
+            else {"prediction": float(out[0])}
+        )
     effects = []
     for name, s in zip(names, scores[1:].tolist(), strict=True):
         via = derived_of[name]
         label = f"{name} (via {', '.join(via)})" if via and name not in project.features else name
-        effects.append({"input": name, "label": label, "value": row.get(name),
-                        "reference": reference.get(name), "effect": float(scores[0]) - s,
-                        "at_typical": same_value(row.get(name), reference.get(name))})
+        effects.append(
+            {
+                "input": name,
+                "label": label,
+                "value": row.get(name),
+                "reference": reference.get(name),
+                "effect": float(scores[0]) - s,
+                "at_typical": same_value(row.get(name), reference.get(name)),
+            }
+        )
     effects.sort(key=lambda e: -abs(e["effect"]))
     return {**answer, "effects": effects, "typical_row": all(e["at_typical"] for e in effects)}
 

@@ -40,21 +40,28 @@ def ingest_data(event: ObjectFinalized, *, deps: Deps) -> list[Event]:
     if info is None:
         logger.warning("ingest_data: %s is gone, nothing to do", event.uri)
         return []
-    done = [r for r in deps.warehouse.ledger(source_uri=info.uri)
-            if r["generation"] == info.generation and r["status"] == "loaded"]  # fmt: skip
+    done = [
+        r
+        for r in deps.warehouse.ledger(source_uri=info.uri)
+        if r["generation"] == info.generation and r["status"] == "loaded"
+    ]
     if done:
         logger.info("ingest_data: %s was loaded before; republishing", info.uri)
         return [_complete(done[0], deps)]
     digest = _sha256(deps, info)
     ingestion_id = f"{deps.now():%Y%m%dT%H%M%S%fZ}-{digest[:8]}"
     row: dict[str, Any] = {
-        "ingestion_id": ingestion_id, "source_uri": info.uri,
-        "generation": info.generation, "content_sha256": digest,
-        "rows_loaded": 0, "rows_rejected": 0, "report_uri": None,
-        "message": None, "ingested_at": deps.now(),
-    }  # fmt: skip
-    earlier = [r for r in deps.warehouse.ledger(content_sha256=digest)
-               if r["status"] == "loaded"]  # fmt: skip
+        "ingestion_id": ingestion_id,
+        "source_uri": info.uri,
+        "generation": info.generation,
+        "content_sha256": digest,
+        "rows_loaded": 0,
+        "rows_rejected": 0,
+        "report_uri": None,
+        "message": None,
+        "ingested_at": deps.now(),
+    }
+    earlier = [r for r in deps.warehouse.ledger(content_sha256=digest) if r["status"] == "loaded"]
     if earlier:
         msg = f"same content as {earlier[0]['source_uri']} (loaded before): nothing loaded"
         logger.warning("ingest_data: %s: %s", info.uri, msg)
@@ -71,40 +78,65 @@ def _load(deps: Deps, info: ObjectInfo, row: dict[str, Any]) -> list[Event]:
             names = validate.read_header(raw, deps.project)
         with deps.store.open(info.bucket, info.name) as raw:
             stream = validate.CountingReader(
-                raw, lambda n: deps.progress(f"loading {info.name}", n, info.size))
+                raw, lambda n: deps.progress(f"loading {info.name}", n, info.size)
+            )
             rows = deps.warehouse.load(
                 deps.names.training_table,
                 _checked(deps, info, stream, names, report, ledger_row),
                 ledger_row,
-            )  # fmt: skip
+            )
     except SchemaError as exc:
         report.file_errors.append(str(exc))
         return _reject(deps, info, row, report)
     except _TooManyBadRows:
         return _reject(deps, info, row, report)
     except ConflictError:  # the same bytes were loaded by a delivery running alongside?
-        if not any(r["status"] == "loaded" for r in deps.warehouse.ledger(content_sha256=row["content_sha256"])):
+        if not any(
+            r["status"] == "loaded"
+            for r in deps.warehouse.ledger(content_sha256=row["content_sha256"])
+        ):
             raise  # a conflict of another kind: let the message come back
         logger.warning("ingest_data: %s: loaded concurrently by another delivery", info.uri)
         return []
     labels = deps.warehouse.labels_from_ingestion(
-        deps.names.training_table, deps.names.predictions_table, deps.names.feedback_table,
-        ledger_row["ingestion_id"], info.uri)  # fmt: skip
+        deps.names.training_table,
+        deps.names.predictions_table,
+        deps.names.feedback_table,
+        ledger_row["ingestion_id"],
+        info.uri,
+    )
     if labels:
-        logger.info("ingest_data: %s: %d rows label earlier predictions (feedback)", info.uri, labels)
-    logger.info("ingest_data: %s: %s rows loaded into %s (%s)%s", info.uri, f"{rows:,}",
-                deps.names.training_table, ledger_row["ingestion_id"],
-                f"; {report.bad_rows:,} bad rows skipped, report {ledger_row['report_uri']}"
-                if report.bad_rows else "")  # fmt: skip
+        logger.info(
+            "ingest_data: %s: %d rows label earlier predictions (feedback)", info.uri, labels
+        )
+    logger.info(
+        "ingest_data: %s: %s rows loaded into %s (%s)%s",
+        info.uri,
+        f"{rows:,}",
+        deps.names.training_table,
+        ledger_row["ingestion_id"],
+        f"; {report.bad_rows:,} bad rows skipped, report {ledger_row['report_uri']}"
+        if report.bad_rows
+        else "",
+    )
     done = _complete(dict(ledger_row, rows_loaded=rows), deps)
-    record_trigger(deps, RetrainRequested(reason="new data ingested", event_id=done.event_id),
-                   "new_data", {"source_uri": info.uri, "rows": rows})  # fmt: skip
+    record_trigger(
+        deps,
+        RetrainRequested(reason="new data ingested", event_id=done.event_id),
+        "new_data",
+        {"source_uri": info.uri, "rows": rows},
+    )
     return [done]
 
 
-def _checked(deps: Deps, info: ObjectInfo, stream: validate.CountingReader,
-             names: list[str], report: validate.Report,
-             row: dict[str, Any]) -> Iterator[pa.RecordBatch]:  # fmt: skip
+def _checked(
+    deps: Deps,
+    info: ObjectInfo,
+    stream: validate.CountingReader,
+    names: list[str],
+    report: validate.Report,
+    row: dict[str, Any],
+) -> Iterator[pa.RecordBatch]:
     """Yield valid typed batches; abort (rolling the load back) past the limit.
 
     At the end, before the warehouse commits, the ledger row gets the count of
@@ -135,36 +167,53 @@ def _checked(deps: Deps, info: ObjectInfo, stream: validate.CountingReader,
 
 def _with_meta(good: pa.Table, row: dict[str, Any], project: Any) -> pa.Table:
     n = good.num_rows
-    return (good.append_column("split", validate.add_split(good, project))
-            .append_column("ingestion_id", pa.repeat(pa.scalar(row["ingestion_id"]), n))
-            .append_column("source_uri", pa.repeat(pa.scalar(row["source_uri"]), n))
-            .append_column("ingested_at", pa.repeat(
-                pa.scalar(row["ingested_at"], pa.timestamp("us", tz="UTC")), n)))  # fmt: skip
+    return (
+        good.append_column("split", validate.add_split(good, project))
+        .append_column("ingestion_id", pa.repeat(pa.scalar(row["ingestion_id"]), n))
+        .append_column("source_uri", pa.repeat(pa.scalar(row["source_uri"]), n))
+        .append_column(
+            "ingested_at", pa.repeat(pa.scalar(row["ingested_at"], pa.timestamp("us", tz="UTC")), n)
+        )
+    )
 
 
-def _reject(deps: Deps, info: ObjectInfo, row: dict[str, Any],
-            report: validate.Report) -> list[Event]:  # fmt: skip
+def _reject(
+    deps: Deps, info: ObjectInfo, row: dict[str, Any], report: validate.Report
+) -> list[Event]:
     moved = deps.store.move(info.bucket, info.name, f"rejected/{info.name}")
     row = dict(row, rows_rejected=report.bad_rows)
     row["report_uri"] = _write_report(deps, moved, row, report, prefix="")
-    logger.error("ingest_data: %s rejected: %s; moved to %s, report %s", info.uri,
-                 report.summary(), moved.uri, row["report_uri"])  # fmt: skip
+    logger.error(
+        "ingest_data: %s rejected: %s; moved to %s, report %s",
+        info.uri,
+        report.summary(),
+        moved.uri,
+        row["report_uri"],
+    )
     _record(deps, row, status="rejected", message=report.summary())
     return []
 
 
-def _write_report(deps: Deps, info: ObjectInfo, row: dict[str, Any],
-                  report: validate.Report, prefix: str) -> str:  # fmt: skip
+def _write_report(
+    deps: Deps, info: ObjectInfo, row: dict[str, Any], report: validate.Report, prefix: str
+) -> str:
     if any(e["column"] is None for e in report.errors):
         # Arrow skips a row with the wrong number of fields without its number:
         # find the numbers with a second, plain read (only files with such rows)
         with deps.store.open(info.bucket, info.name) as raw:
             validate.number_field_count_errors(raw, report)
-    body = {"source_uri": row["source_uri"], "ingestion_id": row["ingestion_id"],
-            "content_sha256": row["content_sha256"], "rows": report.rows,
-            "bad_rows": report.bad_rows, "max_bad_rows": deps.max_bad_rows,
-            "file_errors": report.file_errors, "errors": report.errors,
-            "errors_listed": len(report.errors), "summary": report.summary()}  # fmt: skip
+    body = {
+        "source_uri": row["source_uri"],
+        "ingestion_id": row["ingestion_id"],
+        "content_sha256": row["content_sha256"],
+        "rows": report.rows,
+        "bad_rows": report.bad_rows,
+        "max_bad_rows": deps.max_bad_rows,
+        "file_errors": report.file_errors,
+        "errors": report.errors,
+        "errors_listed": len(report.errors),
+        "summary": report.summary(),
+    }
     name = f"{prefix}{info.name}.report.json"
     deps.store.write_bytes(info.bucket, name, json.dumps(body, indent=2, default=str).encode())
     return f"gs://{info.bucket}/{name}"
@@ -181,10 +230,12 @@ def _ledger_table(row: dict[str, Any]) -> pa.Table:
 
 def _complete(row: dict[str, Any], deps: Deps) -> IngestionComplete:
     return IngestionComplete(
-        ingestion_id=row["ingestion_id"], table=deps.names.training_table,
-        rows_loaded=int(row["rows_loaded"]), source_uri=row["source_uri"],
+        ingestion_id=row["ingestion_id"],
+        table=deps.names.training_table,
+        rows_loaded=int(row["rows_loaded"]),
+        source_uri=row["source_uri"],
         content_sha256=row["content_sha256"],
-    )  # fmt: skip
+    )
 
 
 def _sha256(deps: Deps, info: ObjectInfo) -> str:

@@ -15,7 +15,7 @@ from minimlops.domain.events import (
     ModelPromoted,
     ObjectFinalized,
     RetrainRequested,
-)  # fmt: skip
+)
 from minimlops.services.deps import Deps, Names
 from minimlops.services.ingest import ingest_data
 from minimlops.services.train import train_model

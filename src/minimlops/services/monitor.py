@@ -34,8 +34,10 @@ def drift_columns(project: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """The request columns drift is measured on, by kind: (categorical, numeric).
     Every raw feature column; free text is not compared."""
     raw = [project.column(f) for f in project.features if f in project.column_names]
-    return (tuple(c.name for c in raw if c.kind in ("categorical", "boolean")),
-            tuple(c.name for c in raw if c.kind == "numeric"))
+    return (
+        tuple(c.name for c in raw if c.kind in ("categorical", "boolean")),
+        tuple(c.name for c in raw if c.kind == "numeric"),
+    )
 
 
 @dataclass(frozen=True)
@@ -68,8 +70,10 @@ def live_accuracy(deps: Deps, registry: ModelRegistry) -> list[dict[str, Any]]:
     and when it was champion."""
     n = deps.names
     served = deps.warehouse.served_per_version(n.predictions_table)
-    counted = {r["model_version"]: r
-               for r in deps.warehouse.labelled_accuracy(n.predictions_table, n.feedback_table)}
+    counted = {
+        r["model_version"]: r
+        for r in deps.warehouse.labelled_accuracy(n.predictions_table, n.feedback_table)
+    }
     pointer, _ = registry.champion()
     history = (pointer or {}).get("history", [])
     out = []
@@ -79,13 +83,19 @@ def live_accuracy(deps: Deps, registry: ModelRegistry) -> list[dict[str, Any]]:
         c = counted.get(v) or {"labelled": 0, "correct": 0}
         total, correct = c["labelled"], c["correct"]
         low, high = wilson(correct, total)
-        periods = [{"from": h["at"], "to": nxt["at"] if nxt else None, "reason": h["reason"]}
-                   for h, nxt in zip(history, [*history[1:], None][: len(history)], strict=True)
-                   if h["version"] == v]  # fmt: skip
-        row = {"version": v, "served": served.get(v, 0), "labelled": total,
-               "live_accuracy": None if regression or not total else correct / total,
-               "interval_95": [low, high] if total and not regression else None,
-               "champion_periods": periods}  # fmt: skip
+        periods = [
+            {"from": h["at"], "to": nxt["at"] if nxt else None, "reason": h["reason"]}
+            for h, nxt in zip(history, [*history[1:], None][: len(history)], strict=True)
+            if h["version"] == v
+        ]
+        row = {
+            "version": v,
+            "served": served.get(v, 0),
+            "labelled": total,
+            "live_accuracy": None if regression or not total else correct / total,
+            "interval_95": [low, high] if total and not regression else None,
+            "champion_periods": periods,
+        }
         if regression:
             row["live_mae"] = c["abs_error"] / total if total else None
             row["live_rmse"] = math.sqrt(c["squared_error"] / total) if total else None
@@ -102,12 +112,25 @@ def accuracy_series(deps: Deps, bucket_seconds: int = 60) -> list[dict[str, Any]
     """Per version and time bucket (of the prediction): labelled rows and accuracy."""
     n = deps.names
     regression = deps.project.task == "regression"
-    return [{"version": r["model_version"], "at": r["at"], "labelled": r["labelled"],
-             "accuracy": None if regression else r["correct"] / r["labelled"],
-             **({"mae": r["abs_error"] / r["labelled"],
-                 "rmse": math.sqrt(r["squared_error"] / r["labelled"])} if regression else {})}
-            for r in deps.warehouse.labelled_accuracy(n.predictions_table, n.feedback_table,
-                                                      bucket_seconds)]  # fmt: skip
+    return [
+        {
+            "version": r["model_version"],
+            "at": r["at"],
+            "labelled": r["labelled"],
+            "accuracy": None if regression else r["correct"] / r["labelled"],
+            **(
+                {
+                    "mae": r["abs_error"] / r["labelled"],
+                    "rmse": math.sqrt(r["squared_error"] / r["labelled"]),
+                }
+                if regression
+                else {}
+            ),
+        }
+        for r in deps.warehouse.labelled_accuracy(
+            n.predictions_table, n.feedback_table, bucket_seconds
+        )
+    ]
 
 
 def _psi(expected: np.ndarray, actual: np.ndarray) -> float:
@@ -120,16 +143,22 @@ def _status(psi: float, cfg: MonitorConfig) -> str:
     return "drift" if psi >= cfg.psi_drift else ("warn" if psi >= cfg.psi_warn else "ok")
 
 
-def _categorical(name: str, train: dict[Any, int], recent: pa.Array,
-                 cfg: MonitorConfig) -> dict[str, Any]:  # fmt: skip
+def _categorical(
+    name: str, train: dict[Any, int], recent: pa.Array, cfg: MonitorConfig
+) -> dict[str, Any]:
     r = _counts(recent)
     cats = sorted({*train, *r}, key=str)
     e = np.array([train.get(c, 0) for c in cats], float)
     a = np.array([r.get(c, 0) for c in cats], float)
     psi = _psi(e, a)
-    return {"feature": name, "kind": "categorical", "psi": psi, "status": _status(psi, cfg),
-            "train": {str(c): x / max(e.sum(), 1) for c, x in zip(cats, e, strict=True)},
-            "recent": {str(c): x / max(a.sum(), 1) for c, x in zip(cats, a, strict=True)}}  # fmt: skip
+    return {
+        "feature": name,
+        "kind": "categorical",
+        "psi": psi,
+        "status": _status(psi, cfg),
+        "train": {str(c): x / max(e.sum(), 1) for c, x in zip(cats, e, strict=True)},
+        "recent": {str(c): x / max(a.sum(), 1) for c, x in zip(cats, a, strict=True)},
+    }
 
 
 def _counts(values: pa.Array) -> dict[Any, int]:
@@ -151,9 +180,16 @@ def _numeric(name: str, t: np.ndarray, recent: pa.Array, cfg: MonitorConfig) -> 
     from scipy import stats  # ~0.3 s to import: not on the way to the first prediction
 
     ks = stats.ks_2samp(t, r)
-    return {"feature": name, "kind": "numeric", "psi": psi, "status": _status(psi, cfg),
-            "ks_statistic": float(ks.statistic), "ks_pvalue": float(ks.pvalue),
-            "train_median": float(np.median(t)), "recent_median": float(np.median(r))}  # fmt: skip
+    return {
+        "feature": name,
+        "kind": "numeric",
+        "psi": psi,
+        "status": _status(psi, cfg),
+        "ks_statistic": float(ks.statistic),
+        "ks_pvalue": float(ks.pvalue),
+        "train_median": float(np.median(t)),
+        "recent_median": float(np.median(r)),
+    }
 
 
 @dataclass(frozen=True)
@@ -181,12 +217,18 @@ def _reference(deps: Deps, meta: dict[str, Any]) -> _Reference:
     # sample when training read one.
     training = meta["training"]
     train = deps.warehouse.latest_rows(
-        deps.names.training_table, ingestion_ids=training["ingestion_ids"], splits=["TRAIN"],
-        per_split=training.get("max_rows_per_split") or deps.training_max_rows)  # fmt: skip
+        deps.names.training_table,
+        ingestion_ids=training["ingestion_ids"],
+        splits=["TRAIN"],
+        per_split=training.get("max_rows_per_split") or deps.training_max_rows,
+    )
     categorical, numeric = drift_columns(deps.project)
-    ref = _Reference(key, train.num_rows,
-                     {c: _counts(train.column(c).combine_chunks()) for c in categorical},
-                     {c: _numbers(train.column(c).combine_chunks()) for c in numeric})  # fmt: skip
+    ref = _Reference(
+        key,
+        train.num_rows,
+        {c: _counts(train.column(c).combine_chunks()) for c in categorical},
+        {c: _numbers(train.column(c).combine_chunks()) for c in numeric},
+    )
     _references[deps.warehouse] = ref
     return ref
 
@@ -198,20 +240,36 @@ def drift(deps: Deps, registry: ModelRegistry, cfg: MonitorConfig) -> dict[str, 
     if pointer is None:
         return {"status": "no champion yet", "features": [], "thresholds": thresholds}
     since = deps.now() - timedelta(hours=cfg.drift_hours) if cfg.drift_hours else None
-    recent = deps.warehouse.recent_predictions(deps.names.predictions_table, cfg.drift_window, since)
+    recent = deps.warehouse.recent_predictions(
+        deps.names.predictions_table, cfg.drift_window, since
+    )
     window = {"rows": recent.num_rows, "limit": cfg.drift_window, "hours": cfg.drift_hours}
     if recent.num_rows < cfg.drift_min_rows:
-        return {"status": f"not enough recent predictions ({recent.num_rows} < {cfg.drift_min_rows})",
-                "features": [], "window": window, "thresholds": thresholds,
-                "champion": pointer["version"]}  # fmt: skip
+        return {
+            "status": f"not enough recent predictions ({recent.num_rows} < {cfg.drift_min_rows})",
+            "features": [],
+            "window": window,
+            "thresholds": thresholds,
+            "champion": pointer["version"],
+        }
     ref = _reference(deps, registry.metadata(pointer["version"]))
-    features = [_categorical(c, counts, recent.column(c).combine_chunks(), cfg)
-                for c, counts in ref.categorical.items()]  # fmt: skip
-    features += [_numeric(c, values, recent.column(c).combine_chunks(), cfg)
-                 for c, values in ref.numeric.items()]  # fmt: skip
+    features = [
+        _categorical(c, counts, recent.column(c).combine_chunks(), cfg)
+        for c, counts in ref.categorical.items()
+    ]
+    features += [
+        _numeric(c, values, recent.column(c).combine_chunks(), cfg)
+        for c, values in ref.numeric.items()
+    ]
     worst = max((f["psi"] or 0 for f in features), default=0)
-    return {"status": _status(worst, cfg), "champion": pointer["version"], "window": window,
-            "reference_rows": ref.rows, "features": features, "thresholds": thresholds}  # fmt: skip
+    return {
+        "status": _status(worst, cfg),
+        "champion": pointer["version"],
+        "window": window,
+        "reference_rows": ref.rows,
+        "features": features,
+        "thresholds": thresholds,
+    }
 
 
 def snapshot_id(deps: Deps) -> str:
@@ -224,10 +282,17 @@ def snapshot_id(deps: Deps) -> str:
 
 def record_trigger(deps: Deps, event: RetrainRequested, kind: str, details: dict[str, Any]) -> None:
     """Keep a trigger and its reason in the triggers table."""
-    row = {"trigger_id": event.event_id, "kind": kind, "reason": event.reason,
-           "requested_at": deps.now(), "details": json.dumps(details, default=str)}  # fmt: skip
-    deps.warehouse.append(deps.names.triggers_table,
-                          pa.Table.from_pylist([row], schema=arrow_schema("retrain_triggers")))
+    row = {
+        "trigger_id": event.event_id,
+        "kind": kind,
+        "reason": event.reason,
+        "requested_at": deps.now(),
+        "details": json.dumps(details, default=str),
+    }
+    deps.warehouse.append(
+        deps.names.triggers_table,
+        pa.Table.from_pylist([row], schema=arrow_schema("retrain_triggers")),
+    )
 
 
 def triggers(deps: Deps) -> list[dict[str, Any]]:
@@ -253,27 +318,61 @@ def check(deps: Deps, registry: ModelRegistry, cfg: MonitorConfig) -> list[Retra
     drifted = [f for f in report["features"] if f["status"] == "drift"]
     if drifted and ("drift", snapshot) not in earlier:
         names = ", ".join(f"{f['feature']} (PSI {f['psi']:.2f})" for f in drifted)
-        fired.append(("drift", f"drift over threshold {cfg.psi_drift} in {names} over the last "
-                      f"{report['window']['rows']} predictions", {"features": drifted}))  # fmt: skip
+        fired.append(
+            (
+                "drift",
+                f"drift over threshold {cfg.psi_drift} in {names} over the last "
+                f"{report['window']['rows']} predictions",
+                {"features": drifted},
+            )
+        )
     pointer, _ = registry.champion()
-    champ = next((v for v in live_accuracy(deps, registry)
-                  if pointer and v["version"] == pointer["version"]), None)  # fmt: skip
-    if (champ and champ["labelled"] >= cfg.min_labels and champ["live_accuracy"] is not None
-            and champ["live_accuracy"] < cfg.accuracy_threshold
-            and ("accuracy", snapshot) not in earlier):  # fmt: skip
-        fired.append(("accuracy", f"live accuracy {champ['live_accuracy']:.3f} of version "
-                      f"{champ['version']} on {champ['labelled']} labels is under "
-                      f"{cfg.accuracy_threshold}", {"version": champ}))  # fmt: skip
-    if (champ and pointer and champ.get("live_rmse") is not None
-            and champ["labelled"] >= cfg.min_labels and ("accuracy", snapshot) not in earlier):
+    champ = next(
+        (
+            v
+            for v in live_accuracy(deps, registry)
+            if pointer and v["version"] == pointer["version"]
+        ),
+        None,
+    )
+    if (
+        champ
+        and champ["labelled"] >= cfg.min_labels
+        and champ["live_accuracy"] is not None
+        and champ["live_accuracy"] < cfg.accuracy_threshold
+        and ("accuracy", snapshot) not in earlier
+    ):
+        fired.append(
+            (
+                "accuracy",
+                f"live accuracy {champ['live_accuracy']:.3f} of version "
+                f"{champ['version']} on {champ['labelled']} labels is under "
+                f"{cfg.accuracy_threshold}",
+                {"version": champ},
+            )
+        )
+    if (
+        champ
+        and pointer
+        and champ.get("live_rmse") is not None
+        and champ["labelled"] >= cfg.min_labels
+        and ("accuracy", snapshot) not in earlier
+    ):
         expected = registry.metadata(pointer["version"])["metrics"]["validation"].get("rmse")
         if expected and champ["live_rmse"] > cfg.error_ratio * expected:
-            fired.append(("accuracy", f"live RMSE {champ['live_rmse']:.4g} of version "
-                          f"{champ['version']} on {champ['labelled']} labels is over "
-                          f"{cfg.error_ratio} x its VALIDATION RMSE {expected:.4g}",
-                          {"version": champ}))  # fmt: skip
+            fired.append(
+                (
+                    "accuracy",
+                    f"live RMSE {champ['live_rmse']:.4g} of version "
+                    f"{champ['version']} on {champ['labelled']} labels is over "
+                    f"{cfg.error_ratio} x its VALIDATION RMSE {expected:.4g}",
+                    {"version": champ},
+                )
+            )
     if cfg.retrain_every and _due(deps, registry, cfg.retrain_every):
-        fired.append(("schedule", f"schedule: no model trained in the last {cfg.retrain_every:g} s", {}))
+        fired.append(
+            ("schedule", f"schedule: no model trained in the last {cfg.retrain_every:g} s", {})
+        )
     events = []
     for kind, reason, details in fired:
         event = RetrainRequested(reason=reason)

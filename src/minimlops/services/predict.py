@@ -38,8 +38,14 @@ Scorer = Union["TrainedModel", OnnxModel]  # both: output(rows), values(rows) an
 class Predictor:
     """The serving model: champion version and its loaded model."""
 
-    def __init__(self, registry: ModelRegistry, now: Callable[[], datetime],
-                 project: Project, *, shadow: bool = False) -> None:  # fmt: skip
+    def __init__(
+        self,
+        registry: ModelRegistry,
+        now: Callable[[], datetime],
+        project: Project,
+        *,
+        shadow: bool = False,
+    ) -> None:
         self.registry, self.now, self.shadow_enabled = registry, now, shadow
         self.project = project
         self.inputs = project.input_columns
@@ -79,8 +85,12 @@ class Predictor:
             if self.before_swap is not None:
                 self.before_swap(pointer["version"])
             self.current, self.error = (pointer["version"], model), None
-            logger.info("serving: now serving model %s version %s (%s)",
-                        self.registry.name, pointer["version"], model.algorithm)  # fmt: skip
+            logger.info(
+                "serving: now serving model %s version %s (%s)",
+                self.registry.name,
+                pointer["version"],
+                model.algorithm,
+            )
             return True
 
     def follow(self) -> str | None:
@@ -109,8 +119,7 @@ class Predictor:
         if newest:
             logger.info("serving: shadow-scoring with challenger version %s", newest)
 
-    def predict(self, passengers: Sequence[Mapping[str, Any]], *,
-                owned: bool = False) -> list[Any]:  # fmt: skip
+    def predict(self, passengers: Sequence[Mapping[str, Any]], *, owned: bool = False) -> list[Any]:
         """One log row per input row: inputs, the answer, ids.
 
         ``owned``: the rows are validated rows (the project's fields only)
@@ -138,9 +147,12 @@ class Predictor:
         created = self.now()
         ids = uuid4_strings(len(passengers))
         binary = self.task == "binary"
-        negative, positive = (self.classes if binary else (None, None))
-        structs = bool(passengers) and not isinstance(passengers[0], dict) and hasattr(
-            passengers[0], "minimlops_attrs")  # fmt: skip
+        negative, positive = self.classes if binary else (None, None)
+        structs = (
+            bool(passengers)
+            and not isinstance(passengers[0], dict)
+            and hasattr(passengers[0], "minimlops_attrs")
+        )
         rows: list[Any]
         if structs:  # a batch's structs: the log's own fields are attributes
             rows = list(passengers) if owned else [copy.copy(p) for p in passengers]
@@ -161,12 +173,17 @@ class Predictor:
                     for column in inputs:
                         row[column] = p.get(column)
                 if binary:  # the common case, answered in this loop
-                    row["probability"], row["prediction"] = value, positive if value >= 0.5 else negative
+                    row["probability"], row["prediction"] = (
+                        value,
+                        positive if value >= 0.5 else negative,
+                    )
                 rows.append(row)
         put: Callable[[Any, str, Any], None] = setattr if structs else operator.setitem
         if not binary:
             self._answers(rows, values, put)
-        if shadow is not None and shadow_out is not None:  # logged beside the answer, never returned
+        if (
+            shadow is not None and shadow_out is not None
+        ):  # logged beside the answer, never returned
             self._shadow(rows, shadow[0], shadow_out, put)
         return rows
 
@@ -184,26 +201,37 @@ class Predictor:
             logger.warning("serving: cannot read the champion pointer: %s", exc)
         return self.current
 
-    def _answers(self, rows: list[Any], values: list[Any], put: Callable[[Any, str, Any], None]) -> None:
+    def _answers(
+        self, rows: list[Any], values: list[Any], put: Callable[[Any, str, Any], None]
+    ) -> None:
         if self.task == "multiclass":
             classes = self.classes
             for row, probs in zip(rows, values, strict=True):
                 best = max(range(len(probs)), key=probs.__getitem__)
                 put(row, "probability", probs[best])
                 put(row, "prediction", classes[best])
-                put(row, "probabilities", json.dumps(dict(zip(map(str, classes), probs, strict=True))))
+                put(
+                    row,
+                    "probabilities",
+                    json.dumps(dict(zip(map(str, classes), probs, strict=True))),
+                )
         else:
             for row, value in zip(rows, values, strict=True):
                 put(row, "prediction", value)
 
-    def _shadow(self, rows: list[Any], version: str, out: list[Any],
-                put: Callable[[Any, str, Any], None]) -> None:  # fmt: skip
+    def _shadow(
+        self, rows: list[Any], version: str, out: list[Any], put: Callable[[Any, str, Any], None]
+    ) -> None:
         for row, value in zip(rows, out, strict=True):
             put(row, "shadow_model_version", version)
             if self.task == "binary":
                 put(row, "shadow_probability", value)
             elif self.task == "multiclass":
-                put(row, "shadow_prediction", self.classes[max(range(len(value)), key=value.__getitem__)])
+                put(
+                    row,
+                    "shadow_prediction",
+                    self.classes[max(range(len(value)), key=value.__getitem__)],
+                )
             else:
                 put(row, "shadow_prediction", value)
 
@@ -259,10 +287,10 @@ def _uuid4_strings_many(n: int) -> list[str]:
     text = np.full((n, 36), ord("-"), np.uint8)
     at = 0
     for begin, end in _GROUPS:
-        text[:, begin:end] = digits[:, at:at + end - begin]
+        text[:, begin:end] = digits[:, at : at + end - begin]
         at += end - begin
     s = text.tobytes().decode("ascii")
-    return [s[k:k + 36] for k in range(0, 36 * n, 36)]
+    return [s[k : k + 36] for k in range(0, 36 * n, 36)]
 
 
 class DurableLog(Protocol):
@@ -296,9 +324,12 @@ class PredictionLog:
     """
 
     def __init__(
-        self, write: Callable[[list[dict[str, Any]]], None], *, flush_ms: float = 0.0,
+        self,
+        write: Callable[[list[dict[str, Any]]], None],
+        *,
+        flush_ms: float = 0.0,
         max_rows: int = 1024,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self._write, self.flush_s, self.max_rows = write, flush_ms / 1000, max_rows
         self._pending: deque[tuple[list[dict[str, Any]], asyncio.Future[None]]] = deque()
         self._signal = threading.Event()
@@ -317,8 +348,9 @@ class PredictionLog:
         """Run the writer until cancelled, then write what is pending and stop."""
         loop = asyncio.get_running_loop()
         self._stopping = False
-        thread = threading.Thread(target=self._writer, args=(loop,), name="prediction-log",
-                                  daemon=True)  # fmt: skip
+        thread = threading.Thread(
+            target=self._writer, args=(loop,), name="prediction-log", daemon=True
+        )
         thread.start()
         try:
             await loop.create_future()  # until cancelled

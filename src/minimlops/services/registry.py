@@ -36,8 +36,13 @@ EVALUATION = "evaluation.json"
 class ModelRegistry:
     """Model versions of one model name in one bucket."""
 
-    def __init__(self, store: ObjectStore, bucket: str, name: str,
-                 derive: Mapping[str, Callable[..., Any]] | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        store: ObjectStore,
+        bucket: str,
+        name: str,
+        derive: Mapping[str, Callable[..., Any]] | None = None,
+    ) -> None:
         self.store, self.bucket, self.name = store, bucket, name
         self.derive = dict(derive or {})  # the project's derived-feature code
         self.prefix = f"models/{name}/"
@@ -51,7 +56,7 @@ class ModelRegistry:
         """Metadata of every complete version, oldest first (shared: read only)."""
         found = []
         for obj in self.store.list(self.bucket, self.prefix):
-            parts = obj.name[len(self.prefix):].split("/")
+            parts = obj.name[len(self.prefix) :].split("/")
             if len(parts) == 2 and parts[1] == METADATA and parts[0].isdigit():
                 cached = self._seen.get(obj.name)
                 if cached is None or cached[0] != obj.generation:
@@ -68,8 +73,13 @@ class ModelRegistry:
         meta: dict[str, Any] = json.loads(data)
         return meta
 
-    def save_artifacts(self, blob: bytes, metadata: dict[str, Any], fast: bytes | None = None,
-                       evaluation: Mapping[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
+    def save_artifacts(
+        self,
+        blob: bytes,
+        metadata: dict[str, Any],
+        fast: bytes | None = None,
+        evaluation: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
         """Store a new version: artifacts first, metadata last; returns metadata.
 
         Args:
@@ -82,20 +92,34 @@ class ModelRegistry:
             existing = [int(m["version"]) for m in self.versions()]
             version = str(max(existing, default=0) + 1)
             try:  # create-only: two trainers can never share a version
-                self.store.write_bytes(self.bucket, f"{self.prefix}{version}/{ARTIFACT}",
-                                       blob, if_generation_match="0")  # fmt: skip
+                self.store.write_bytes(
+                    self.bucket, f"{self.prefix}{version}/{ARTIFACT}", blob, if_generation_match="0"
+                )
             except ConflictError:
                 self._clear_orphan(version)
                 continue
-            meta = dict(metadata, version=version, model=self.name, artifact=ARTIFACT,
-                        sha256=artifacts.sha256(blob), size=len(blob))  # fmt: skip
+            meta = dict(
+                metadata,
+                version=version,
+                model=self.name,
+                artifact=ARTIFACT,
+                sha256=artifacts.sha256(blob),
+                size=len(blob),
+            )
             if fast is not None:
                 self.store.write_bytes(self.bucket, f"{self.prefix}{version}/{FAST_ARTIFACT}", fast)
-                meta["serving"] = dict(meta.get("serving", {}), artifact=FAST_ARTIFACT,
-                                       sha256=artifacts.sha256(fast), size=len(fast))  # fmt: skip
+                meta["serving"] = dict(
+                    meta.get("serving", {}),
+                    artifact=FAST_ARTIFACT,
+                    sha256=artifacts.sha256(fast),
+                    size=len(fast),
+                )
             if evaluation is not None:
-                self.store.write_bytes(self.bucket, f"{self.prefix}{version}/{EVALUATION}",
-                                       json.dumps(evaluation, default=str).encode())  # fmt: skip
+                self.store.write_bytes(
+                    self.bucket,
+                    f"{self.prefix}{version}/{EVALUATION}",
+                    json.dumps(evaluation, default=str).encode(),
+                )
                 meta["evaluation_file"] = EVALUATION
             self._write_json(f"{version}/{METADATA}", meta, if_generation_match="0")
             return meta
@@ -108,8 +132,9 @@ class ModelRegistry:
         if not meta.get("evaluation_file"):
             return None
         try:
-            data = self.store.read_bytes(self.bucket,
-                                         f"{self.prefix}{version}/{meta['evaluation_file']}")  # fmt: skip
+            data = self.store.read_bytes(
+                self.bucket, f"{self.prefix}{version}/{meta['evaluation_file']}"
+            )
         except (FileNotFoundError, ValueError):
             return None
         found: dict[str, Any] = json.loads(data)
@@ -162,10 +187,13 @@ class ModelRegistry:
         if artifacts.sha256(blob) != serving["sha256"]:
             raise ArtifactIntegrityError(f"version {version}: {name} hash does not match metadata")
         try:
-            return OnnxModel(blob, serving["spec"], meta["algorithm"], self.derive,
-                                  linear=serving.get("linear"))  # fmt: skip
+            return OnnxModel(
+                blob, serving["spec"], meta["algorithm"], self.derive, linear=serving.get("linear")
+            )
         except Exception as exc:  # onnxruntime raises its own kinds for bad bytes
-            raise ArtifactIntegrityError(f"version {version}: {name} is not a model: {exc}") from exc
+            raise ArtifactIntegrityError(
+                f"version {version}: {name} is not a model: {exc}"
+            ) from exc
 
     def champion(self) -> tuple[dict[str, Any] | None, str]:
         """The champion pointer and its generation ("0" when there is none)."""
@@ -190,10 +218,14 @@ class ModelRegistry:
             current, generation = self.champion()
             history = list(current.get("history", [])) if current else []
             history.append({"version": version, "at": at, "reason": reason})
-            pointer = {"model": self.name, "version": version, "updated_at": at,
-                       "reason": reason,
-                       "previous": current["version"] if current else None,
-                       "history": history[-100:]}  # fmt: skip
+            pointer = {
+                "model": self.name,
+                "version": version,
+                "updated_at": at,
+                "reason": reason,
+                "previous": current["version"] if current else None,
+                "history": history[-100:],
+            }
             try:
                 self._write_json(CHAMPION, pointer, if_generation_match=generation)
                 return pointer
@@ -203,5 +235,6 @@ class ModelRegistry:
 
     def _write_json(self, name: str, body: dict[str, Any], *, if_generation_match: str) -> None:
         data = json.dumps(body, indent=2, sort_keys=True, default=str).encode()
-        self.store.write_bytes(self.bucket, f"{self.prefix}{name}", data,
-                               if_generation_match=if_generation_match)  # fmt: skip
+        self.store.write_bytes(
+            self.bucket, f"{self.prefix}{name}", data, if_generation_match=if_generation_match
+        )

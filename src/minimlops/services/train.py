@@ -43,72 +43,132 @@ def train_model(event: IngestionComplete | RetrainRequested, *, deps: Deps) -> l
     snapshot = hashlib.sha256("\n".join(ids).encode()).hexdigest()[:16]
     forced = isinstance(event, RetrainRequested) and event.force
     versions = registry.versions()
-    same_trigger = [m for m in versions if (m.get("trigger") or {}).get("event_id") == event.event_id]
+    same_trigger = [
+        m for m in versions if (m.get("trigger") or {}).get("event_id") == event.event_id
+    ]
     done = same_trigger or [m for m in versions if m["training"]["snapshot"] == snapshot]
     if done and (same_trigger or not forced):
-        logger.info("train_model: %s already handled by version %s", event.type,
-                    done[-1]["version"])  # fmt: skip
+        logger.info(
+            "train_model: %s already handled by version %s", event.type, done[-1]["version"]
+        )
         return _finish(registry, done[-1], deps)
     # Memory stays bounded however big the table grows: at most ``cap`` rows
     # of TRAIN and of VALIDATION are read (a sample by key, the same on every
     # backend), and as many labelled predictions, the newest.
-    read = deps.warehouse.latest_rows(table_name, ingestion_ids=ids, splits=SPLITS[:2],
-                                      per_split=cap)  # fmt: skip
+    read = deps.warehouse.latest_rows(
+        table_name, ingestion_ids=ids, splits=SPLITS[:2], per_split=cap
+    )
     columns = list(deps.project.column_names)
-    parts = {name: read.filter(pc.equal(read.column("split"), name)).select(columns)
-             for name in SPLITS[:2]}  # fmt: skip
+    parts = {
+        name: read.filter(pc.equal(read.column("split"), name)).select(columns)
+        for name in SPLITS[:2]
+    }
     del read
     labelled = _feedback_rows(deps, cap)
     counts = {name: summary.splits.get(name, 0) for name in SPLITS}
-    logger.info("train_model: %s rows (%s TRAIN, %s VALIDATION, %s TEST)%s and %s labelled "
-                "predictions", f"{summary.rows:,}", f"{counts['TRAIN']:,}",
-                f"{counts['VALIDATION']:,}", f"{counts['TEST']:,}",
-                _sampled(parts, counts), f"{labelled.num_rows:,}")  # fmt: skip
+    logger.info(
+        "train_model: %s rows (%s TRAIN, %s VALIDATION, %s TEST)%s and %s labelled predictions",
+        f"{summary.rows:,}",
+        f"{counts['TRAIN']:,}",
+        f"{counts['VALIDATION']:,}",
+        f"{counts['TEST']:,}",
+        _sampled(parts, counts),
+        f"{labelled.num_rows:,}",
+    )
     champ_meta, champ_blob = _champion_artifact(registry)
     from minimlops.ml.job import fit_and_score  # scikit-learn: in the training process only
 
     project = deps.project
-    result = deps.compute(fit_and_score, parts["TRAIN"], parts["VALIDATION"], labelled, project,
-                          folds=deps.cv_folds, seed=deps.seed, champion=champ_blob,
-                          champion_sha256=champ_meta and champ_meta["sha256"],
-                          budget_s=deps.training_budget_s,
-                          imbalance_threshold=deps.imbalance_threshold)  # fmt: skip
+    result = deps.compute(
+        fit_and_score,
+        parts["TRAIN"],
+        parts["VALIDATION"],
+        labelled,
+        project,
+        folds=deps.cv_folds,
+        seed=deps.seed,
+        champion=champ_blob,
+        champion_sha256=champ_meta and champ_meta["sha256"],
+        budget_s=deps.training_budget_s,
+        imbalance_threshold=deps.imbalance_threshold,
+    )
     metrics, champ_metrics = result["metrics"], result["champion_metrics"]
     expected = (champ_meta or {}).get("project", {}).get("features") or list(project.features)
     missing = [f for f in project.features if f not in expected]
     checks = sanity_checks(metrics, champ_metrics, missing)
-    decision = decide_promotion(metrics, champ_metrics, tolerance=deps.promotion_tolerance,
-                                failed_checks=checks, paired=result["paired"],
-                                metric=project.primary_metric,
-                                direction=project.metric_direction)  # fmt: skip
-    meta = registry.save_artifacts(result["artifact"], {
-        "algorithm": result["algorithm"], "created_at": deps.now().isoformat(),
-        "trigger": _trigger(event), "features": result["features"],
-        "training": {"snapshot": snapshot, "ingestion_ids": ids, "rows": summary.rows,
-                     **{f"{k.lower()}_rows": v for k, v in counts.items()},
-                     "fit_rows": parts["TRAIN"].num_rows, "max_rows_per_split": cap},
-        "metrics": {"validation": result["validation"], "evaluation": metrics,
-                    "evaluation_rows": {"validation": parts["VALIDATION"].num_rows,
-                                        "feedback": labelled.num_rows},
-                    f"cv_{result['cv_metric']}": result["cv_scores"]},
-        "selection": result["selection"], "calibration": result["calibration"],
-        "baseline": {"task": result["baseline"], **result["extra_baselines"]},
-        "project": {"name": project.name, "task": project.task, "target": project.target,
-                    "key": project.key, "classes": list(project.classes or []) or None,
-                    "positive_class": project.positive_class,
-                    "primary_metric": project.primary_metric,
-                    "features": list(project.features), "fingerprint": project.fingerprint()},
-        "champion_compared": {"version": champ_meta and champ_meta["version"],
-                              "evaluation": champ_metrics},
-        "decision": decision.to_dict(), "libraries": _libraries(),
-        "serving": result["serving"],
-    }, result["onnx"], evaluation=result["evaluation"])  # fmt: skip
+    decision = decide_promotion(
+        metrics,
+        champ_metrics,
+        tolerance=deps.promotion_tolerance,
+        failed_checks=checks,
+        paired=result["paired"],
+        metric=project.primary_metric,
+        direction=project.metric_direction,
+    )
+    meta = registry.save_artifacts(
+        result["artifact"],
+        {
+            "algorithm": result["algorithm"],
+            "created_at": deps.now().isoformat(),
+            "trigger": _trigger(event),
+            "features": result["features"],
+            "training": {
+                "snapshot": snapshot,
+                "ingestion_ids": ids,
+                "rows": summary.rows,
+                **{f"{k.lower()}_rows": v for k, v in counts.items()},
+                "fit_rows": parts["TRAIN"].num_rows,
+                "max_rows_per_split": cap,
+            },
+            "metrics": {
+                "validation": result["validation"],
+                "evaluation": metrics,
+                "evaluation_rows": {
+                    "validation": parts["VALIDATION"].num_rows,
+                    "feedback": labelled.num_rows,
+                },
+                f"cv_{result['cv_metric']}": result["cv_scores"],
+            },
+            "selection": result["selection"],
+            "calibration": result["calibration"],
+            "baseline": {"task": result["baseline"], **result["extra_baselines"]},
+            "project": {
+                "name": project.name,
+                "task": project.task,
+                "target": project.target,
+                "key": project.key,
+                "classes": list(project.classes or []) or None,
+                "positive_class": project.positive_class,
+                "primary_metric": project.primary_metric,
+                "features": list(project.features),
+                "fingerprint": project.fingerprint(),
+            },
+            "champion_compared": {
+                "version": champ_meta and champ_meta["version"],
+                "evaluation": champ_metrics,
+            },
+            "decision": decision.to_dict(),
+            "libraries": _libraries(),
+            "serving": result["serving"],
+        },
+        result["onnx"],
+        evaluation=result["evaluation"],
+    )
     metric, valid = project.primary_metric, meta["metrics"]["validation"]
-    extra = "".join(f"; {k.replace('_', ' ')} {v:.3f}" for k, v in result["extra_baselines"].items())
-    logger.info("train_model: version %s (%s): %s %.4f on VALIDATION (baseline %.4f)%s; %s: %s",
-                meta["version"], result["algorithm"], metric, valid.get(metric, float("nan")),
-                result["baseline"].get(metric, float("nan")), extra,
-                "PROMOTED" if decision.promote else "KEPT champion", decision.reason)  # fmt: skip
+    extra = "".join(
+        f"; {k.replace('_', ' ')} {v:.3f}" for k, v in result["extra_baselines"].items()
+    )
+    logger.info(
+        "train_model: version %s (%s): %s %.4f on VALIDATION (baseline %.4f)%s; %s: %s",
+        meta["version"],
+        result["algorithm"],
+        metric,
+        valid.get(metric, float("nan")),
+        result["baseline"].get(metric, float("nan")),
+        extra,
+        "PROMOTED" if decision.promote else "KEPT champion",
+        decision.reason,
+    )
     return _finish(registry, meta, deps)
 
 
@@ -124,14 +184,25 @@ def _finish(registry: ModelRegistry, meta: dict[str, Any], deps: Deps) -> list[E
     if pointer and pointer["version"] != compared:
         # Another version became champion while this one trained: the decision
         # was made against a champion that no longer serves, so it does not stand.
-        logger.warning("train_model: version %s was compared with %s, but %s is champion now; "
-                       "not promoted (promote it by hand after a look)", meta["version"],
-                       compared or "no champion", pointer["version"])  # fmt: skip
+        logger.warning(
+            "train_model: version %s was compared with %s, but %s is champion now; "
+            "not promoted (promote it by hand after a look)",
+            meta["version"],
+            compared or "no champion",
+            pointer["version"],
+        )
         return []
-    new = registry.set_champion(meta["version"], reason=meta["decision"]["reason"],
-                                at=deps.now().isoformat())  # fmt: skip
-    return [ModelPromoted(model=registry.name, version=meta["version"],
-                          previous=new["previous"], reason=new["reason"])]  # fmt: skip
+    new = registry.set_champion(
+        meta["version"], reason=meta["decision"]["reason"], at=deps.now().isoformat()
+    )
+    return [
+        ModelPromoted(
+            model=registry.name,
+            version=meta["version"],
+            previous=new["previous"],
+            reason=new["reason"],
+        )
+    ]
 
 
 def _champion_artifact(registry: ModelRegistry) -> tuple[dict[str, Any] | None, bytes | None]:
@@ -143,14 +214,19 @@ def _champion_artifact(registry: ModelRegistry) -> tuple[dict[str, Any] | None, 
         meta = registry.metadata(pointer["version"])
         return meta, registry.artifact(pointer["version"])
     except (ArtifactIntegrityError, ModelNotFoundError) as exc:
-        logger.error("train_model: champion %s cannot be read (%s); comparing against "
-                     "no champion", pointer["version"], exc)  # fmt: skip
+        logger.error(
+            "train_model: champion %s cannot be read (%s); comparing against no champion",
+            pointer["version"],
+            exc,
+        )
         return None, None
 
 
 def _sampled(parts: dict[str, pa.Table], counts: dict[str, int]) -> str:
     """For the log: which splits were read as a sample, and how big."""
-    cut = [f"{t.num_rows:,} of {counts[k]:,} {k}" for k, t in parts.items() if t.num_rows < counts[k]]
+    cut = [
+        f"{t.num_rows:,} of {counts[k]:,} {k}" for k, t in parts.items() if t.num_rows < counts[k]
+    ]
     return f" (read as a sample: {', '.join(cut)})" if cut else ""
 
 
@@ -166,8 +242,13 @@ def _feedback_rows(deps: Deps, limit: int) -> pa.Table:
 
 def _trigger(event: Event) -> dict[str, Any]:
     if isinstance(event, IngestionComplete):
-        return {"type": event.type, "reason": "new data ingested", "event_id": event.event_id,
-                "ingestion_id": event.ingestion_id, "source_uri": event.source_uri}  # fmt: skip
+        return {
+            "type": event.type,
+            "reason": "new data ingested",
+            "event_id": event.event_id,
+            "ingestion_id": event.ingestion_id,
+            "source_uri": event.source_uri,
+        }
     reason = event.reason if isinstance(event, RetrainRequested) else event.type
     return {"type": event.type, "reason": reason, "event_id": event.event_id}
 
@@ -175,5 +256,9 @@ def _trigger(event: Event) -> dict[str, Any]:
 def _libraries() -> dict[str, str]:
     from importlib.metadata import version
 
-    return {"python": platform.python_version(), "scikit-learn": version("scikit-learn"),
-            "skops": version("skops"), "numpy": np.__version__}  # fmt: skip
+    return {
+        "python": platform.python_version(),
+        "scikit-learn": version("scikit-learn"),
+        "skops": version("skops"),
+        "numpy": np.__version__,
+    }

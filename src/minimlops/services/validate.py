@@ -30,6 +30,7 @@ class Readable(Protocol):
 
     def close(self) -> None: ...
 
+
 BLOCK_SIZE = 4 << 20
 MAX_LISTED_ERRORS = 100
 PATTERNS = {
@@ -37,11 +38,15 @@ PATTERNS = {
     "FLOAT": r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?$",
     "BOOLEAN": r"^(?i:true|false|t|f|yes|no|y|n|1|0)$",
 }
-TYPES = {"INTEGER": pa.int64(), "FLOAT": pa.float64(), "STRING": pa.string(),
-         "BOOLEAN": pa.bool_()}  # fmt: skip
+TYPES = {"INTEGER": pa.int64(), "FLOAT": pa.float64(), "STRING": pa.string(), "BOOLEAN": pa.bool_()}
 # What a file that is not CSV text starts with, and what to tell the user.
-MAGIC = {b"PK\x03\x04": "a ZIP archive", b"\x1f\x8b": "a gzip file", b"%PDF": "a PDF document",
-         b"\xd0\xcf\x11\xe0": "an old Excel (.xls) file", b"PAR1": "a Parquet file"}  # fmt: skip
+MAGIC = {
+    b"PK\x03\x04": "a ZIP archive",
+    b"\x1f\x8b": "a gzip file",
+    b"%PDF": "a PDF document",
+    b"\xd0\xcf\x11\xe0": "an old Excel (.xls) file",
+    b"PAR1": "a Parquet file",
+}
 
 
 @dataclass
@@ -56,8 +61,7 @@ class Report:
 
     def add(self, row: int, column: str | None, value: Any, reason: str) -> None:
         if len(self.errors) < MAX_LISTED_ERRORS:
-            self.errors.append({"row": row, "column": column, "value": value,
-                                "reason": reason})  # fmt: skip
+            self.errors.append({"row": row, "column": column, "value": value, "reason": reason})
 
     def summary(self) -> str:
         if self.file_errors:
@@ -65,8 +69,11 @@ class Report:
         # the earliest row (errors are found a column at a time)
         first = min(self.errors, key=lambda e: e["row"] or 0) if self.errors else None
         value = "" if not first or first["value"] is None else f" value {first['value']!r}"
-        where = (f"; first: row {first['row']}, column {first['column']}{value}: "
-                 f"{first['reason']}") if first else ""  # fmt: skip
+        where = (
+            (f"; first: row {first['row']}, column {first['column']}{value}: {first['reason']}")
+            if first
+            else ""
+        )
         return f"{self.bad_rows:,} of {self.rows:,} rows invalid{where}"
 
 
@@ -81,39 +88,46 @@ def read_header(stream: Readable, project: Project) -> list[str]:
     head = stream.read(8)
     for magic, what in MAGIC.items():
         if head.startswith(magic):
-            raise SchemaError(f"this is {what}, not a CSV file: export or extract the CSV "
-                              "and land that")  # fmt: skip
+            raise SchemaError(
+                f"this is {what}, not a CSV file: export or extract the CSV and land that"
+            )
     prefixed = _Prefixed(head, stream)
     try:
         reader = pacsv.open_csv(
-            prefixed, read_options=pacsv.ReadOptions(block_size=1 << 16),
-            parse_options=pacsv.ParseOptions(newlines_in_values=True,
-                                             invalid_row_handler=lambda row: "skip"),
-        )  # fmt: skip  (a short row is reported by the full read, with its number)
+            prefixed,
+            read_options=pacsv.ReadOptions(block_size=1 << 16),
+            parse_options=pacsv.ParseOptions(
+                newlines_in_values=True, invalid_row_handler=lambda row: "skip"
+            ),
+        )  # (a short row is reported by the full read, with its number)
         names = header_names(reader.schema.names)
     except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
         raise SchemaError(f"not a readable CSV file: {_first_line(exc)}") from None
     problems = []
     declared = project.column_names
-    missing = [c.name for c in project.columns
-               if c.required and not c.generated and c.name not in names]  # fmt: skip
+    missing = [
+        c.name for c in project.columns if c.required and not c.generated and c.name not in names
+    ]
     unknown = [c for c in names if c not in declared]
     doubled = sorted({c for c in names if names.count(c) > 1})
     if len(names) == 1 and (sep := delimiter(names[0])):
-        raise SchemaError(f"one column was read: the file seems separated by {sep!r}, not "
-                          "commas; save it as comma-separated CSV and land it again")
+        raise SchemaError(
+            f"one column was read: the file seems separated by {sep!r}, not "
+            "commas; save it as comma-separated CSV and land it again"
+        )
     if missing:
         problems.append(f"missing columns {missing} (required: add them to the file)")
     if unknown:
-        problems.append(f"unknown columns {unknown} (remove them from the file, or declare "
-                        "them in project.toml with required = false and restart: a home "
-                        "takes a new optional column)")  # fmt: skip
+        problems.append(
+            f"unknown columns {unknown} (remove them from the file, or declare "
+            "them in project.toml with required = false and restart: a home "
+            "takes a new optional column)"
+        )
     if doubled:
         problems.append(f"repeated columns {doubled}")
     if problems:
         expected = [c.name for c in project.columns if not c.generated]
-        raise SchemaError("; ".join(problems) + f"; project {project.name!r} declares "
-                          f"{expected}")  # fmt: skip
+        raise SchemaError("; ".join(problems) + f"; project {project.name!r} declares {expected}")
     return names
 
 
@@ -151,8 +165,9 @@ class _Prefixed:
         self.closed = True
 
 
-def batches(stream: Readable, names: list[str],
-            report: Report | None = None) -> Iterator[pa.RecordBatch]:  # fmt: skip
+def batches(
+    stream: Readable, names: list[str], report: Report | None = None
+) -> Iterator[pa.RecordBatch]:
     """Raw record batches, every column as text, empty fields as null, the
     columns named ``names`` (the header's, trimmed; the header row is skipped).
     A row with too few or too many fields is a bad row of the report."""
@@ -163,8 +178,13 @@ def batches(stream: Readable, names: list[str],
         where = row.number if row.number and row.number > 0 else report.rows + 1
         report.bad_rows += 1
         report.rows += 1
-        report.add(where, None, row.text[:200], f"has {row.actual_columns} fields; the header "
-                   f"has {row.expected_columns} (a missing or extra comma, or a broken quote?)")
+        report.add(
+            where,
+            None,
+            row.text[:200],
+            f"has {row.actual_columns} fields; the header "
+            f"has {row.expected_columns} (a missing or extra comma, or a broken quote?)",
+        )
         return "skip"
 
     reader = pacsv.open_csv(
@@ -172,15 +192,18 @@ def batches(stream: Readable, names: list[str],
         read_options=pacsv.ReadOptions(block_size=BLOCK_SIZE, column_names=names, skip_rows=1),
         parse_options=pacsv.ParseOptions(newlines_in_values=True, invalid_row_handler=invalid),
         convert_options=pacsv.ConvertOptions(
-            column_types={n: pa.string() for n in names}, null_values=[""],
-            strings_can_be_null=True, quoted_strings_can_be_null=True,
+            column_types={n: pa.string() for n in names},
+            null_values=[""],
+            strings_can_be_null=True,
+            quoted_strings_can_be_null=True,
         ),
-    )  # fmt: skip
+    )
     yield from reader
 
 
-def check_batch(batch: pa.RecordBatch, first_row: int, report: Report,
-                project: Project, key_prefix: str = "") -> pa.Table:  # fmt: skip
+def check_batch(
+    batch: pa.RecordBatch, first_row: int, report: Report, project: Project, key_prefix: str = ""
+) -> pa.Table:
     """Typed, valid rows of a raw batch; errors of the others go to report.
     The keys of every row are kept in the report, for :func:`check_keys`.
     A generated key the file does not carry is ``<key_prefix>-<row number>``."""
@@ -194,9 +217,16 @@ def check_batch(batch: pa.RecordBatch, first_row: int, report: Report,
         if col.name not in names:  # an optional column the file does not have
             columns[col.name] = pa.nulls(batch.num_rows, TYPES[col.bq_type])
             continue
-        typed, bad = _check_column(batch.column(col.name), col.name, col.bq_type,
-                                   col.required, first_row, report, col,
-                                   project.missing_values)  # fmt: skip
+        typed, bad = _check_column(
+            batch.column(col.name),
+            col.name,
+            col.bq_type,
+            col.required,
+            first_row,
+            report,
+            col,
+            project.missing_values,
+        )
         columns[col.name] = typed
         ok = pc.and_(ok, pc.invert(bad))
     if project.key in names:  # generated keys are unique by construction
@@ -239,18 +269,26 @@ def check_keys(report: Report, key: str) -> None:
     offsets = [0]
     for _, k in report.keys:
         offsets.append(offsets[-1] + len(k))
-    rows = [starts[i] + p - offsets[i] for p in positions[:2]
-            for i in range(len(starts)) if offsets[i] <= p < offsets[i + 1]]  # fmt: skip
+    rows = [
+        starts[i] + p - offsets[i]
+        for p in positions[:2]
+        for i in range(len(starts))
+        if offsets[i] <= p < offsets[i + 1]
+    ]
     more = f" ({len(repeated):,} keys repeat in all)" if len(repeated) > 1 else ""
-    raise SchemaError(f"{key} {value.as_py()!r} appears more than once: rows {rows[0]} and "
-                      f"{rows[1]}{more}; each {key} may appear once in a file (land a "
-                      "corrected row in a later file to replace one)")
+    raise SchemaError(
+        f"{key} {value.as_py()!r} appears more than once: rows {rows[0]} and "
+        f"{rows[1]}{more}; each {key} may appear once in a file (land a "
+        "corrected row in a later file to replace one)"
+    )
 
 
 def _repeated(keys: pa.ChunkedArray) -> pa.Array:
     """The values that appear more than once (nulls aside), each once."""
     if pa.types.is_integer(keys.type):  # numpy sorts in place: one copy of the keys
-        ordered = np.concatenate([c.drop_null().to_numpy() for c in keys.chunks] or [np.array([], np.int64)])
+        ordered = np.concatenate(
+            [c.drop_null().to_numpy() for c in keys.chunks] or [np.array([], np.int64)]
+        )
         ordered.sort()
         same = ordered[1:] == ordered[:-1]
         return pa.array(np.unique(ordered[1:][same]) if same.any() else ordered[:0])
@@ -263,13 +301,30 @@ def _repeated(keys: pa.ChunkedArray) -> pa.Array:
 
 
 def _check_column(
-    raw: pa.Array, name: str, bq_type: str, required: bool, first_row: int, report: Report,
-    rules: Any, missing: tuple[str, ...] = (),
+    raw: pa.Array,
+    name: str,
+    bq_type: str,
+    required: bool,
+    first_row: int,
+    report: Report,
+    rules: Any,
+    missing: tuple[str, ...] = (),
 ) -> tuple[pa.Array, pa.Array]:
-    if bq_type in PATTERNS and bq_type != "BOOLEAN" and (
-            typed := _clean_cast(raw, bq_type)) is not None:  # fmt: skip
-        return _check_values(typed, raw, pa.repeat(pa.scalar(False), len(raw)), name, required,
-                             first_row, report, rules)  # fmt: skip
+    if (
+        bq_type in PATTERNS
+        and bq_type != "BOOLEAN"
+        and (typed := _clean_cast(raw, bq_type)) is not None
+    ):
+        return _check_values(
+            typed,
+            raw,
+            pa.repeat(pa.scalar(False), len(raw)),
+            name,
+            required,
+            first_row,
+            report,
+            rules,
+        )
     text = blank_as_null(pc.utf8_trim_whitespace(raw), missing)
     present = pc.is_valid(text)
     bad = pa.repeat(pa.scalar(False), len(text))
@@ -280,12 +335,16 @@ def _check_column(
         bad = pc.or_(bad, wrong)
         text = pc.if_else(wrong, pa.scalar(None, pa.string()), text)
     if bq_type == "INTEGER":  # Arrow's integer parser refuses a leading plus and ".0"
-        text = pc.replace_substring_regex(pc.replace_substring_regex(text, r"^\+", ""),
-                                          r"\.0*$", "")  # fmt: skip
+        text = pc.replace_substring_regex(
+            pc.replace_substring_regex(text, r"^\+", ""), r"\.0*$", ""
+        )
     if bq_type == "BOOLEAN":
         lower = pc.utf8_lower(text)
-        typed = pc.if_else(pc.is_in(lower, pa.array(["true", "t", "yes", "y", "1"])), True,
-                           pc.if_else(pc.is_valid(lower), False, pa.scalar(None, pa.bool_())))
+        typed = pc.if_else(
+            pc.is_in(lower, pa.array(["true", "t", "yes", "y", "1"])),
+            True,
+            pc.if_else(pc.is_valid(lower), False, pa.scalar(None, pa.bool_())),
+        )
     else:
         typed = pc.cast(text, TYPES.get(bq_type, pa.string()))
     return _check_values(typed, text, bad, name, required, first_row, report, rules)
@@ -313,8 +372,16 @@ def _clean_cast(raw: pa.Array, bq_type: str) -> pa.Array | None:
     return typed
 
 
-def _check_values(typed: pa.Array, text: pa.Array, bad: pa.Array, name: str, required: bool,
-                  first_row: int, report: Report, rules: Any) -> tuple[pa.Array, pa.Array]:  # fmt: skip
+def _check_values(
+    typed: pa.Array,
+    text: pa.Array,
+    bad: pa.Array,
+    name: str,
+    required: bool,
+    first_row: int,
+    report: Report,
+    rules: Any,
+) -> tuple[pa.Array, pa.Array]:
     if required:
         missing = pc.and_(pc.is_null(typed), pc.invert(bad))
         _note(report, missing, text, name, first_row, "required value is missing")
@@ -332,8 +399,13 @@ def _check_values(typed: pa.Array, text: pa.Array, bad: pa.Array, name: str, req
         low = pc.less(typed, lo) if lo is not None else pa.repeat(pa.scalar(False), len(typed))
         high = pc.greater(typed, hi) if hi is not None else pa.repeat(pa.scalar(False), len(typed))
         outside = pc.fill_null(pc.or_(low, high), False)
-        what = (f"between {lo:g} and {hi:g}" if lo is not None and hi is not None else
-                f"at least {lo:g}" if lo is not None else f"at most {hi:g}")  # fmt: skip
+        what = (
+            f"between {lo:g} and {hi:g}"
+            if lo is not None and hi is not None
+            else f"at least {lo:g}"
+            if lo is not None
+            else f"at most {hi:g}"
+        )
         _note(report, outside, typed, name, first_row, f"must be {what}")
         bad = pc.or_(bad, outside)
     if rules.max_length is not None:
@@ -343,8 +415,9 @@ def _check_values(typed: pa.Array, text: pa.Array, bad: pa.Array, name: str, req
     return typed, bad
 
 
-def _note(report: Report, mask: pa.Array, values: pa.Array, column: str,
-          first_row: int, reason: str) -> None:  # fmt: skip
+def _note(
+    report: Report, mask: pa.Array, values: pa.Array, column: str, first_row: int, reason: str
+) -> None:
     room = MAX_LISTED_ERRORS - len(report.errors)
     if room <= 0 or not pc.any(mask).as_py():
         return
@@ -359,8 +432,11 @@ def add_split(table: pa.Table, project: Project) -> pa.Array:
         pid = pa.array([key_int(k) for k in pid.to_pylist()], pa.int64())
     h = pc.bit_wise_and(pc.multiply(pid, 2654435761), 0xFFFFFFFF)
     u = pc.divide(pc.cast(h, pa.float64()), float(2**32))
-    return pc.if_else(pc.less(u, SPLIT_BOUNDS[0]), SPLITS[0],
-                      pc.if_else(pc.less(u, SPLIT_BOUNDS[1]), SPLITS[1], SPLITS[2]))
+    return pc.if_else(
+        pc.less(u, SPLIT_BOUNDS[0]),
+        SPLITS[0],
+        pc.if_else(pc.less(u, SPLIT_BOUNDS[1]), SPLITS[1], SPLITS[2]),
+    )
 
 
 class CountingReader:
@@ -409,8 +485,10 @@ def plain_reason(exc: BaseException) -> str:
     """Arrow's reading errors in the user's words, with what to do."""
     text = _first_line(exc)
     if "straddling" in text or "block size" in text:
-        return (f"a field or row is longer than {BLOCK_SIZE >> 20} MB, most often a quote that "
-                "is opened and never closed; check the quotes near that row")  # fmt: skip
+        return (
+            f"a field or row is longer than {BLOCK_SIZE >> 20} MB, most often a quote that "
+            "is opened and never closed; check the quotes near that row"
+        )
     if "invalid UTF8" in text or "UTF-8" in text or "utf8" in text.lower():
         return "the file is not UTF-8 text: save it as CSV UTF-8 and land it again"
     return text

@@ -26,8 +26,9 @@ class Remote:
     """Operations through a running server's HTTP API."""
 
     def __init__(self, info: ServerInfo) -> None:
-        self.http = httpx.Client(base_url=info.url, timeout=120,
-                                 headers={"Authorization": f"Bearer {info.token}"})  # fmt: skip
+        self.http = httpx.Client(
+            base_url=info.url, timeout=120, headers={"Authorization": f"Bearer {info.token}"}
+        )
 
     def _call(self, method: str, path: str, **kw: Any) -> Any:
         resp = self.http.request(method, path, **kw)
@@ -112,9 +113,12 @@ class InProcess:
                 messagebus.publish(event, deps)
                 triggered.append(event.reason)
             self._drain()
-        return {"versions": monitor.live_accuracy(deps, registry),
-                "drift": monitor.drift(deps, registry, cfg),
-                "triggers": monitor.triggers(deps)[:50], "triggered": triggered}
+        return {
+            "versions": monitor.live_accuracy(deps, registry),
+            "drift": monitor.drift(deps, registry, cfg),
+            "triggers": monitor.triggers(deps)[:50],
+            "triggered": triggered,
+        }
 
     def query(self, sql: str) -> dict[str, Any]:
         table = self.app.deps.warehouse.query(sql)
@@ -134,6 +138,7 @@ class InProcess:
                 await asyncio.gather(task, return_exceptions=True)
 
         asyncio.run(_log())
-        answers = [{k: r[k] for k in ("prediction", "probability", "uuid", "model_version")}
-                   for r in rows]  # fmt: skip
+        answers = [
+            {k: r[k] for k in ("prediction", "probability", "uuid", "model_version")} for r in rows
+        ]
         return {"predictions": answers, "model_version": rows[0]["model_version"]}

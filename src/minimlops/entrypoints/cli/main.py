@@ -24,15 +24,24 @@ from minimlops.config import ConfigError, Settings
 from minimlops.entrypoints.cli.output import console, err, fail, warn
 from minimlops.errors import MinimlopsError
 
-app = typer.Typer(help="A minimal, production-grade MLOps pipeline for tabular data "
-                  "(Titanic is the built-in example).",
-                  no_args_is_help=True, pretty_exceptions_enable=False)  # fmt: skip
+app = typer.Typer(
+    help="A minimal, production-grade MLOps pipeline for tabular data "
+    "(Titanic is the built-in example).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
 models_app = typer.Typer(help="List, promote and roll back model versions.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
 HomeOpt = Annotated[Path | None, typer.Option("--home", help="data home [MINIMLOPS_HOME]")]
-ProjectOpt = Annotated[str | None, typer.Option(
-    "--project", "-p", help="project directory (with project.toml) or example name (titanic, "
-    "wine, diabetes) [MINIMLOPS_PROJECT]; default: the data home's, else titanic")]
+ProjectOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--project",
+        "-p",
+        help="project directory (with project.toml) or example name (titanic, "
+        "wine, diabetes) [MINIMLOPS_PROJECT]; default: the data home's, else titanic",
+    ),
+]
 
 
 def _settings(**overrides: Any) -> Settings:
@@ -49,9 +58,13 @@ QUIET_LOGGERS = ("httpx", "httpcore")
 
 
 def _setup_logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), format="%(message)s", datefmt="[%X]",
-                        handlers=[RichHandler(console=err, show_path=False,
-                                              rich_tracebacks=True)], force=True)  # fmt: skip
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(message)s",
+        datefmt="[%X]",
+        handlers=[RichHandler(console=err, show_path=False, rich_tracebacks=True)],
+        force=True,
+    )
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLogger().level))
 
@@ -84,15 +97,22 @@ def up(
     project: ProjectOpt = None,
     port: Annotated[int | None, typer.Option(help="port [MINIMLOPS_PORT, 8080]")] = None,
     host: Annotated[str | None, typer.Option(help="address [127.0.0.1]")] = None,
-    processes: Annotated[int | None, typer.Option(
-        "--processes", help="processes answering /predict [MINIMLOPS_SERVING_PROCESSES, 1]")] = None,
+    processes: Annotated[
+        int | None,
+        typer.Option(
+            "--processes", help="processes answering /predict [MINIMLOPS_SERVING_PROCESSES, 1]"
+        ),
+    ] = None,
 ) -> None:
     """Run everything: landing-zone watcher, ingest, train and the HTTP server."""
-    settings = _settings(home=home, port=port, host=host, serving_processes=processes,
-                         project=project)  # fmt: skip
+    settings = _settings(
+        home=home, port=port, host=host, serving_processes=processes, project=project
+    )
     if settings.backend != "local":
-        err.print("[red]error:[/] `minimlops up` runs the local backend; on Google Cloud the "
-                  "functions run the pipeline: `minimlops gcp provision` and `minimlops gcp deploy`")
+        err.print(
+            "[red]error:[/] `minimlops up` runs the local backend; on Google Cloud the "
+            "functions run the pipeline: `minimlops gcp provision` and `minimlops gcp deploy`"
+        )
         raise typer.Exit(2)
     _setup_logging(settings.log_level)
     from minimlops.bootstrap import project_of, start_training_process
@@ -119,11 +139,17 @@ def ingest(
     """Copy files into the landing zone (like `gsutil cp`); the trigger loads them."""
     settings = _settings(home=home, project=project)
     _setup_logging(settings.log_level)
-    if settings.backend == "local" and settings.project is None \
-            and not (settings.home / "project.json").exists():  # fmt: skip
-        err.print(f"note: {settings.home} is a new data home, so it gets the built-in example "
-                  "project 'titanic'; for your own data set pass --project DIR (or start "
-                  "`minimlops up --project DIR` on it first)", highlight=False)
+    if (
+        settings.backend == "local"
+        and settings.project is None
+        and not (settings.home / "project.json").exists()
+    ):
+        err.print(
+            f"note: {settings.home} is a new data home, so it gets the built-in example "
+            "project 'titanic'; for your own data set pass --project DIR (or start "
+            "`minimlops up --project DIR` on it first)",
+            highlight=False,
+        )
     from minimlops.bootstrap import open_store, project_of
     from minimlops.entrypoints.cli.client import InProcess
     from minimlops.entrypoints.runtime.home import running_server
@@ -140,7 +166,9 @@ def ingest(
         landed.append(info)
         console.print(f"landed {info.uri} ({info.size:,} bytes)")
     if settings.backend == "gcp":
-        console.print("ingest_data runs on the object-finalized event; follow with `minimlops status`")
+        console.print(
+            "ingest_data runs on the object-finalized event; follow with `minimlops status`"
+        )
         return
     if running_server(settings):
         console.print("the running server ingests it; follow with `minimlops status`")
@@ -160,23 +188,31 @@ def ingest(
         ledger = ops.app.deps.warehouse.ledger(source_uri=info.uri)  # newest first
         row = next((r for r in ledger if r["generation"] == info.generation), None)
         if row is None:
-            refused.append(f"{f.name} was not ingested: the ingestion ledger has no row for it "
-                           "(`minimlops status` lists the messages that failed)")
+            refused.append(
+                f"{f.name} was not ingested: the ingestion ledger has no row for it "
+                "(`minimlops status` lists the messages that failed)"
+            )
             continue
         if row["status"] == "rejected":  # why: on the error line below
             console.print(f"{f.name}: rejected, nothing loaded")
-            refused.append(f"{f.name} was rejected: {row['message']}"
-                           + (f" (report: {row['report_uri']})" if row.get("report_uri") else ""))
+            refused.append(
+                f"{f.name} was rejected: {row['message']}"
+                + (f" (report: {row['report_uri']})" if row.get("report_uri") else "")
+            )
             continue
-        console.print(f"{f.name}: {row['status']}, {row['rows_loaded']:,} rows loaded"
-                      + (f" — {row['message']}" if row["message"] else ""))  # fmt: skip
+        console.print(
+            f"{f.name}: {row['status']}, {row['rows_loaded']:,} rows loaded"
+            + (f" — {row['message']}" if row["message"] else "")
+        )
     if refused:  # a script or CI job must see it: not loaded is a failure
         fail("; ".join(refused))
 
 
 @app.command()
 def train(
-    reason: Annotated[str, typer.Option(help="why; recorded with the version")] = "requested by a person",
+    reason: Annotated[
+        str, typer.Option(help="why; recorded with the version")
+    ] = "requested by a person",
     home: HomeOpt = None,
 ) -> None:
     """Train a new model version now (the champion gate still applies)."""
@@ -191,9 +227,13 @@ def train(
 
 @app.command()
 def predict(
-    passenger: Annotated[str | None, typer.Argument(help="a row (or list) as JSON; one row "
-                                                    "answers as POST /predict does")] = None,
-    file: Annotated[Path | None, typer.Option("--file", "-f", help="CSV or JSON file of rows")] = None,
+    passenger: Annotated[
+        str | None,
+        typer.Argument(help="a row (or list) as JSON; one row answers as POST /predict does"),
+    ] = None,
+    file: Annotated[
+        Path | None, typer.Option("--file", "-f", help="CSV or JSON file of rows")
+    ] = None,
     home: HomeOpt = None,
     project: ProjectOpt = None,
 ) -> None:
@@ -221,8 +261,9 @@ def _read_passengers(text: str | None, file: Path | None) -> tuple[list[dict[str
     """The rows to predict, and whether one JSON object (not a list) was given."""
     if file is not None and file.suffix.lower() == ".csv":
         with open(file, newline="", encoding="utf-8-sig") as fh:
-            return [{k: (v if v != "" else None) for k, v in row.items()}
-                    for row in csv.DictReader(fh)], False  # fmt: skip
+            return [
+                {k: (v if v != "" else None) for k, v in row.items()} for row in csv.DictReader(fh)
+            ], False
     raw = file.read_text() if file is not None else (text or sys.stdin.read())
     try:
         data = json.loads(raw)
@@ -232,7 +273,9 @@ def _read_passengers(text: str | None, file: Path | None) -> tuple[list[dict[str
 
 
 @models_app.command("list")
-def models_list(home: HomeOpt = None, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+def models_list(
+    home: HomeOpt = None, as_json: Annotated[bool, typer.Option("--json")] = False
+) -> None:
     """Versions, the primary metric on VALIDATION, the baseline, each decision
     (in full: `minimlops models show VERSION`)."""
     settings = _settings(home=home)
@@ -246,8 +289,9 @@ def models_list(home: HomeOpt = None, as_json: Annotated[bool, typer.Option("--j
 
 
 @models_app.command("show")
-def models_show(version: str, home: HomeOpt = None,
-                as_json: Annotated[bool, typer.Option("--json")] = False) -> None:  # fmt: skip
+def models_show(
+    version: str, home: HomeOpt = None, as_json: Annotated[bool, typer.Option("--json")] = False
+) -> None:
     """One version: its metrics with intervals, baseline, the champion it was
     compared with, the paired test, the gate's decision in words, the
     candidates selection compared and the columns that matter most. The same
@@ -266,7 +310,9 @@ def models_show(version: str, home: HomeOpt = None,
 
 
 @models_app.command("promote")
-def models_promote(version: str, reason: str = "promoted by a person", home: HomeOpt = None) -> None:
+def models_promote(
+    version: str, reason: str = "promoted by a person", home: HomeOpt = None
+) -> None:
     """Make VERSION the champion; a running server switches within seconds."""
     try:
         pointer = _ops(_settings(home=home)).promote(version, reason)
@@ -282,13 +328,17 @@ def models_rollback(home: HomeOpt = None) -> None:
         pointer = _ops(_settings(home=home)).rollback()
     except (MinimlopsError, RuntimeError) as exc:
         _fail(exc)
-    console.print(f"rolled back: champion is now version {pointer['version']} "
-                  f"(was {pointer['previous']})")  # fmt: skip
+    console.print(
+        f"rolled back: champion is now version {pointer['version']} (was {pointer['previous']})"
+    )
 
 
 @app.command()
-def status(home: HomeOpt = None, project: ProjectOpt = None,
-           as_json: Annotated[bool, typer.Option("--json")] = False) -> None:  # fmt: skip
+def status(
+    home: HomeOpt = None,
+    project: ProjectOpt = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
     """What is in each table, the champion, the last ingestion and training."""
     data = _ops(_settings(home=home, project=project)).status()
     if as_json:
@@ -302,7 +352,8 @@ def status(home: HomeOpt = None, project: ProjectOpt = None,
 @app.command("monitor")
 def monitor_cmd(
     check: Annotated[bool, typer.Option(help="run the automatic triggers now")] = False,
-    home: HomeOpt = None, as_json: Annotated[bool, typer.Option("--json")] = False,
+    home: HomeOpt = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Live accuracy per version, drift per feature, retraining triggers."""
     try:
@@ -317,12 +368,22 @@ def monitor_cmd(
     console.print(live_table(data["versions"]))
     d = data["drift"]
     if d["features"]:
-        drift = Table("feature", "PSI", "KS", "status", title=f"drift: last {d['window']['rows']} "
-                      f"predictions vs champion {d['champion']}'s training rows")  # fmt: skip
+        drift = Table(
+            "feature",
+            "PSI",
+            "KS",
+            "status",
+            title=f"drift: last {d['window']['rows']} "
+            f"predictions vs champion {d['champion']}'s training rows",
+        )
         for f in d["features"]:
             ks = f.get("ks_statistic")
-            drift.add_row(f["feature"], f"{f['psi']:.3f}" if f["psi"] is not None else "—",
-                          "" if ks is None else f"{ks:.3f}", f["status"])  # fmt: skip
+            drift.add_row(
+                f["feature"],
+                f"{f['psi']:.3f}" if f["psi"] is not None else "—",
+                "" if ks is None else f"{ks:.3f}",
+                f["status"],
+            )
         console.print(drift)
     else:
         console.print(f"drift: {d['status']}")
@@ -361,15 +422,25 @@ def query(
 
 @app.command()
 def bench(
-    out: Annotated[Path, typer.Option(help="where latest.json and latest.md go")] = Path("bench/results"),
+    out: Annotated[Path, typer.Option(help="where latest.json and latest.md go")] = Path(
+        "bench/results"
+    ),
     smoke: Annotated[bool, typer.Option(help="tiny sizes and durations: checks it works")] = False,
-    peers: Annotated[Path | None, typer.Option(
-        help="Python of the peers' venv: adds mlflow models serve and the exercise's "
-             "function to the run (make bench-peers)")] = None,  # fmt: skip
-    quality: Annotated[bool, typer.Option(
-        help="model quality instead: minimlops' selection against LightGBM, "
-             "HistGradientBoosting and linear defaults on every example and two generated "
-             "data sets, scored on TEST; writes quality.json and quality.md")] = False,
+    peers: Annotated[
+        Path | None,
+        typer.Option(
+            help="Python of the peers' venv: adds mlflow models serve and the exercise's "
+            "function to the run (make bench-peers)"
+        ),
+    ] = None,
+    quality: Annotated[
+        bool,
+        typer.Option(
+            help="model quality instead: minimlops' selection against LightGBM, "
+            "HistGradientBoosting and linear defaults on every example and two generated "
+            "data sets, scored on TEST; writes quality.json and quality.md"
+        ),
+    ] = False,
 ) -> None:
     """Measure serving and ingestion against baselines run alongside (needs wrk),
     or, with --quality, model quality against well-known defaults."""
@@ -380,16 +451,20 @@ def bench(
 
         settings = _settings()
         try:
-            example = example_data.for_project(dict(load("titanic").extras), settings.cache_dir,
-                                               local=settings.example_data,
-                                               url=settings.example_url)  # fmt: skip
+            example = example_data.for_project(
+                dict(load("titanic").extras),
+                settings.cache_dir,
+                local=settings.example_data,
+                url=settings.example_url,
+            )
         except Exception as exc:  # no internet and no MINIMLOPS_EXAMPLE_DATA: Titanic is left out
             console.print(f"[yellow]Titanic left out: {exc}[/yellow]")
             example = None
         report = run_quality(out, example=example, smoke=smoke)
         console.print((out / "quality.md").read_text())
-        console.print(f"written to {out}/quality.json and quality.md "
-                      f"({len(report['data_sets'])} data sets)")  # fmt: skip
+        console.print(
+            f"written to {out}/quality.json and quality.md ({len(report['data_sets'])} data sets)"
+        )
         return
     from minimlops_bench.benchmark import run
 
@@ -401,12 +476,15 @@ def bench(
     console.print(f"written to {out}/latest.json and latest.md ({len(report['results'])} rows)")
 
 
-gcp_app = typer.Typer(help="Provision and deploy the pipeline on Google Cloud.", no_args_is_help=True)
+gcp_app = typer.Typer(
+    help="Provision and deploy the pipeline on Google Cloud.", no_args_is_help=True
+)
 app.add_typer(gcp_app, name="gcp")
 
 
-def _gcp_settings(gcp_project: str | None, region: str | None,
-                  project: str | None = None) -> Settings:  # fmt: skip
+def _gcp_settings(
+    gcp_project: str | None, region: str | None, project: str | None = None
+) -> Settings:
     settings = _settings(backend="gcp", gcp_project=gcp_project, region=region, project=project)
     if not settings.gcp_project:
         err.print("[red]error:[/] set GOOGLE_CLOUD_PROJECT or pass --gcp-project")
@@ -418,8 +496,12 @@ def _gcp_settings(gcp_project: str | None, region: str | None,
 def gcp_provision(
     gcp_project: Annotated[str | None, typer.Option(help="[GOOGLE_CLOUD_PROJECT]")] = None,
     project: ProjectOpt = None,
-    push_endpoint: Annotated[str | None, typer.Option(
-        help="also push the training topics to this URL (emulators, self-managed endpoints)")] = None,
+    push_endpoint: Annotated[
+        str | None,
+        typer.Option(
+            help="also push the training topics to this URL (emulators, self-managed endpoints)"
+        ),
+    ] = None,
 ) -> None:
     """Create buckets, dataset, tables, topics and subscriptions (idempotent)."""
     settings = _gcp_settings(gcp_project, None, project)
@@ -433,7 +515,9 @@ def gcp_provision(
     for r in done:
         console.print(f"{r.status:8} {r.kind:13} {r.name}")
     created = sum(r.status != "found" for r in done)
-    console.print(f"{created} created or updated, {len(done) - created} found (project {settings.gcp_project})")
+    console.print(
+        f"{created} created or updated, {len(done) - created} found (project {settings.gcp_project})"
+    )
 
 
 @gcp_app.command("deploy")
@@ -441,11 +525,19 @@ def gcp_deploy(
     gcp_project: Annotated[str | None, typer.Option(help="[GOOGLE_CLOUD_PROJECT]")] = None,
     project: ProjectOpt = None,
     region: Annotated[str | None, typer.Option(help="[MINIMLOPS_REGION]")] = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="print every command; run nothing")] = False,
-    allow_unauthenticated: Annotated[bool, typer.Option(
-        "--allow-unauthenticated",
-        help="anyone may call POST /predict; every other route needs the API key or admin token")] = False,
-    bundle: Annotated[Path, typer.Option(help="where the source bundle is built")] = Path("build/gcp-bundle"),
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="print every command; run nothing")
+    ] = False,
+    allow_unauthenticated: Annotated[
+        bool,
+        typer.Option(
+            "--allow-unauthenticated",
+            help="anyone may call POST /predict; every other route needs the API key or admin token",
+        ),
+    ] = False,
+    bundle: Annotated[Path, typer.Option(help="where the source bundle is built")] = Path(
+        "build/gcp-bundle"
+    ),
 ) -> None:
     """Check the plan against Google's limits, build the source bundle, deploy
     the four functions, their identities, triggers, secrets and schedule with
@@ -454,8 +546,13 @@ def gcp_deploy(
     from minimlops.entrypoints.gcp import PlanError, deploy
 
     try:
-        code = deploy(settings, bundle.resolve(), dry_run=dry_run,
-                      allow_unauthenticated=allow_unauthenticated, echo=lambda line: print(line))
+        code = deploy(
+            settings,
+            bundle.resolve(),
+            dry_run=dry_run,
+            allow_unauthenticated=allow_unauthenticated,
+            echo=lambda line: print(line),
+        )
     except (PlanError, MinimlopsError, ConfigError) as exc:
         _fail(exc)
     raise typer.Exit(code)
@@ -466,9 +563,16 @@ def gcp_destroy(
     gcp_project: Annotated[str | None, typer.Option(help="[GOOGLE_CLOUD_PROJECT]")] = None,
     project: ProjectOpt = None,
     region: Annotated[str | None, typer.Option(help="[MINIMLOPS_REGION]")] = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="print every command; run nothing")] = False,
-    delete_data: Annotated[bool, typer.Option(
-        "--delete-data", help="also delete the buckets, the dataset and the topics, with all data")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="print every command; run nothing")
+    ] = False,
+    delete_data: Annotated[
+        bool,
+        typer.Option(
+            "--delete-data",
+            help="also delete the buckets, the dataset and the topics, with all data",
+        ),
+    ] = False,
 ) -> None:
     """Remove what deploy made (functions, triggers, schedule, secrets, service
     accounts); with --delete-data also what provision made."""
@@ -476,7 +580,9 @@ def gcp_destroy(
     from minimlops.entrypoints.gcp import destroy
 
     try:
-        code = destroy(settings, dry_run=dry_run, delete_data=delete_data, echo=lambda line: print(line))
+        code = destroy(
+            settings, dry_run=dry_run, delete_data=delete_data, echo=lambda line: print(line)
+        )
     except (MinimlopsError, ConfigError) as exc:
         _fail(exc)
     raise typer.Exit(code)
@@ -486,8 +592,12 @@ def gcp_destroy(
 def gcp_dead_letters(
     gcp_project: Annotated[str | None, typer.Option(help="[GOOGLE_CLOUD_PROJECT]")] = None,
     project: ProjectOpt = None,
-    redrive: Annotated[bool, typer.Option(
-        "--redrive", help="publish each again to its topic and remove it from the dead letters")] = False,
+    redrive: Annotated[
+        bool,
+        typer.Option(
+            "--redrive", help="publish each again to its topic and remove it from the dead letters"
+        ),
+    ] = False,
 ) -> None:
     """List the messages that kept failing; --redrive sends them again."""
     settings = _gcp_settings(gcp_project, None, project)
@@ -495,7 +605,9 @@ def gcp_dead_letters(
     from minimlops.entrypoints.gcp import redrive as run_redrive
 
     try:
-        n = run_redrive(settings, apply=redrive, echo=lambda line: console.print(line, markup=False))
+        n = run_redrive(
+            settings, apply=redrive, echo=lambda line: console.print(line, markup=False)
+        )
     except (MinimlopsError, ImportError, ConfigError) as exc:
         _fail(exc)
     console.print(f"{n} dead-lettered message(s)" + (" republished" if redrive and n else ""))

@@ -13,30 +13,47 @@ from minimlops.entrypoints.cli.output import console, fail
 if TYPE_CHECKING:
     from minimlops import infer
 
-_ORDER = ("name", "type", "required", "generated", "kind", "allowed", "min", "max", "max_length",
-          "description")  # fmt: skip
+_ORDER = (
+    "name",
+    "type",
+    "required",
+    "generated",
+    "kind",
+    "allowed",
+    "min",
+    "max",
+    "max_length",
+    "description",
+)
 
 
-def _toml(data: dict[str, Any], checks: infer.Checks,
-          observed: dict[str, str] | None = None) -> str:  # fmt: skip
+def _toml(
+    data: dict[str, Any], checks: infer.Checks, observed: dict[str, str] | None = None
+) -> str:
     """The project file: top-level fields, then one [[columns]] table per column;
     each doubtful decision as a CHECK comment above its field or column, and
     what the file held in each column as a comment (tomli-w writes the values)."""
     import tomli_w
 
     notes, observed = checks.where, observed or {}
-    out = ["# A minimlops project, drafted by `minimlops init`: review every field,",
-           "# especially the ones marked CHECK, then run `minimlops up --project DIR`.", ""]
+    out = [
+        "# A minimlops project, drafted by `minimlops init`: review every field,",
+        "# especially the ones marked CHECK, then run `minimlops up --project DIR`.",
+        "",
+    ]
     for key, value in data.items():
         if key == "columns":
             continue
         for note in notes.get(key, []):
             out.append(f"# CHECK {note}")
         out.append(tomli_w.dumps({key: value}).strip())
-    out += ["", "# Columns. \"observed\" notes are what this file held; they are not rules,",
-            "# so a later file's new category loads and a request's new category is scored",
-            "# as \"other\". To refuse anything else, write them as rules: allowed = [...],",
-            "# min = ..., max = ..."]
+    out += [
+        "",
+        '# Columns. "observed" notes are what this file held; they are not rules,',
+        "# so a later file's new category loads and a request's new category is scored",
+        '# as "other". To refuse anything else, write them as rules: allowed = [...],',
+        "# min = ..., max = ...",
+    ]
     out += [f"# CHECK {note}" for note in notes.get("", [])]
     for col in data["columns"]:
         out.append("")
@@ -52,13 +69,18 @@ def _toml(data: dict[str, Any], checks: infer.Checks,
 
 
 def init(
-    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True,
-                                         help="a CSV file of your data set")],
+    file: Annotated[
+        Path,
+        typer.Argument(
+            exists=True, dir_okay=False, readable=True, help="a CSV file of your data set"
+        ),
+    ],
     target: Annotated[str, typer.Option("--target", "-t", help="the column to predict")],
     key: Annotated[str | None, typer.Option(help="the column that identifies a row")] = None,
     task: Annotated[str | None, typer.Option(help="binary, multiclass or regression")] = None,
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="project directory "
-                                                "[./<file name>]")] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="project directory [./<file name>]")
+    ] = None,
     force: Annotated[bool, typer.Option(help="overwrite an existing project.toml")] = False,
 ) -> None:
     """Draft a project (project.toml) from a CSV file, printing every decision."""
@@ -91,9 +113,11 @@ def init(
         for line in draft.checks:
             console.print(f"  - {line}", highlight=False)
     skip = f"MINIMLOPS_MAX_BAD_ROWS={draft.unlabelled} " if draft.unlabelled else ""
-    console.print(f"wrote {path}. Next:\n  {skip}minimlops up --project {directory} --home "
-                  f"{directory}/.home &\n  minimlops ingest {file} --home {directory}/.home",
-                  highlight=False)  # fmt: skip
+    console.print(
+        f"wrote {path}. Next:\n  {skip}minimlops up --project {directory} --home "
+        f"{directory}/.home &\n  minimlops ingest {file} --home {directory}/.home",
+        highlight=False,
+    )
 
 
 def generate(
@@ -102,8 +126,10 @@ def generate(
     seed: int = 0,
     bad_rows: Annotated[int, typer.Option(min=0)] = 0,
     start_id: Annotated[int, typer.Option(min=1)] = 1,
-    project: Annotated[str | None, typer.Option(
-        "--project", "-p", help="project directory or example name [titanic]")] = None,
+    project: Annotated[
+        str | None,
+        typer.Option("--project", "-p", help="project directory or example name [titanic]"),
+    ] = None,
 ) -> None:
     """Write synthetic rows from a project's rules (tests, soak, benchmarks);
     the target follows a hidden rule plus noise, so models have something to learn."""
@@ -115,5 +141,6 @@ def generate(
     except ProjectError as exc:
         fail(exc, 2)
     planted = write_project_csv(p, output, rows, seed=seed, bad_rows=bad_rows, start_id=start_id)
-    console.print(f"wrote {rows:,} rows of {p.name} to {output}"
-                  + (f" ({planted} bad)" if planted else ""))  # fmt: skip
+    console.print(
+        f"wrote {rows:,} rows of {p.name} to {output}" + (f" ({planted} bad)" if planted else "")
+    )

@@ -16,30 +16,51 @@ def print_status(console: Console, data: dict[str, Any]) -> None:
         tables.add_row(name, f"{count:,}")
     console.print(tables)
     champ = data.get("champion")
-    console.print(f"champion: {'version ' + champ['version'] + ' — ' + champ['reason'] if champ else 'none yet'}")
+    console.print(
+        f"champion: {'version ' + champ['version'] + ' — ' + champ['reason'] if champ else 'none yet'}"
+    )
     if data.get("serving"):
         console.print(f"serving: version {data['serving']}")
     ing = data.get("last_ingestion")
     if ing:
-        console.print(f"last ingestion: {ing['source_uri']} {ing['status']} "
-                      f"({ing['rows_loaded']:,} rows) at {ing['ingested_at']}"
-                      + (f" — {ing['message']}" if ing.get("message") else ""))  # fmt: skip
+        console.print(
+            f"last ingestion: {ing['source_uri']} {ing['status']} "
+            f"({ing['rows_loaded']:,} rows) at {ing['ingested_at']}"
+            + (f" — {ing['message']}" if ing.get("message") else "")
+        )
     tr = data.get("last_training")
     if tr:
         metric = tr.get("metric") or "accuracy"
         score = tr.get("score") if tr.get("score") is not None else tr.get("accuracy")
-        console.print(f"last training: version {tr['version']} ({tr['algorithm']}), {metric} "
-                      f"{_num(score)}, {'promoted' if tr['decision']['promote'] else 'kept'}: "
-                      f"{tr['decision']['reason']}")  # fmt: skip
-    queues = Table("subscription", "topic", "pending", "in flight", "done", "dead-lettered",
-                   title="message bus")  # fmt: skip
+        console.print(
+            f"last training: version {tr['version']} ({tr['algorithm']}), {metric} "
+            f"{_num(score)}, {'promoted' if tr['decision']['promote'] else 'kept'}: "
+            f"{tr['decision']['reason']}"
+        )
+    queues = Table(
+        "subscription",
+        "topic",
+        "pending",
+        "in flight",
+        "done",
+        "dead-lettered",
+        title="message bus",
+    )
     for q in data.get("queues", []):
-        queues.add_row(q["subscription"], q["topic"], str(q["pending"]), str(q["leased"]),
-                       str(q["acked"]), str(q["dead_lettered"]))  # fmt: skip
+        queues.add_row(
+            q["subscription"],
+            q["topic"],
+            str(q["pending"]),
+            str(q["leased"]),
+            str(q["acked"]),
+            str(q["dead_lettered"]),
+        )
     console.print(queues)
     for d in data.get("dead_letters", []):
-        console.print(f"[red]dead letter[/] {d['subscription']} {d['id']} after {d['attempts']} "
-                      f"attempts: {d['error']}")  # fmt: skip
+        console.print(
+            f"[red]dead letter[/] {d['subscription']} {d['id']} after {d['attempts']} "
+            f"attempts: {d['error']}"
+        )
 
 
 def _num(value: Any, digits: int = 3) -> str:
@@ -66,10 +87,16 @@ def models_table(data: dict[str, Any]) -> Table:
     (``models show VERSION`` has the rest: metrics, paired test, candidates)."""
     versions = data["versions"]
     metric = _metric_of(versions[-1]) if versions else "metric"
-    table = Table(title=f"model {data['model']}", box=box.SIMPLE_HEAD, show_edge=False,
-                  padding=(0, 1, 0, 0), expand=False, title_justify="left",
-                  caption="★ champion; in full: minimlops models show VERSION",
-                  caption_justify="left")  # fmt: skip
+    table = Table(
+        title=f"model {data['model']}",
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        padding=(0, 1, 0, 0),
+        expand=False,
+        title_justify="left",
+        caption="★ champion; in full: minimlops models show VERSION",
+        caption_justify="left",
+    )
     table.add_column("ver", no_wrap=True)
     for name in ("rows", metric, "baseline"):
         table.add_column(name, no_wrap=True, justify="right")
@@ -78,10 +105,14 @@ def models_table(data: dict[str, Any]) -> Table:
     table.add_column("decision", overflow="fold")
     for v in versions:
         d = v.get("decision") or {}
-        table.add_row(v["version"] + (" ★" if v["champion"] else ""),
-                      f"{v.get('fit_rows') or v['training_rows']:,}",
-                      _num(v["metrics"].get(metric)), _num(_baseline(v, metric)), v["algorithm"],
-                      ("promoted: " if d.get("promote") else "kept: ") + d.get("reason", ""))  # fmt: skip
+        table.add_row(
+            v["version"] + (" ★" if v["champion"] else ""),
+            f"{v.get('fit_rows') or v['training_rows']:,}",
+            _num(v["metrics"].get(metric)),
+            _num(_baseline(v, metric)),
+            v["algorithm"],
+            ("promoted: " if d.get("promote") else "kept: ") + d.get("reason", ""),
+        )
     return table
 
 
@@ -94,67 +125,110 @@ def print_version(console: Console, v: dict[str, Any]) -> None:
     compared, the decision, the candidates and the most important columns."""
     d, p = v.get("decision") or {}, v.get("project") or {}
     report = v.get("report") or {}
-    console.print(f"version {v['version']}{' (champion)' if v['champion'] else ''}: "
-                  f"{v['algorithm']}, {p.get('task', 'binary')} {p.get('target', '')}, "
-                  f"created {v['created_at'][:19]}")  # fmt: skip
+    console.print(
+        f"version {v['version']}{' (champion)' if v['champion'] else ''}: "
+        f"{v['algorithm']}, {p.get('task', 'binary')} {p.get('target', '')}, "
+        f"created {v['created_at'][:19]}"
+    )
     compared = v.get("champion_compared") or {}
-    table = Table("metric", "VALIDATION", "95% interval", "baseline", "evaluation rows",
-                  f"champion {compared.get('version') or '—'}", title="metrics")  # fmt: skip
+    table = Table(
+        "metric",
+        "VALIDATION",
+        "95% interval",
+        "baseline",
+        "evaluation rows",
+        f"champion {compared.get('version') or '—'}",
+        title="metrics",
+    )
     champ, ci = compared.get("evaluation") or {}, report.get("intervals") or {}
     for name, value in v["metrics"].items():
         if name == "rows":
             continue
-        table.add_row(name, _num(value), _interval(ci.get(name)), _num(_baseline(v, name)),
-                      _num((v.get("evaluation") or {}).get(name)), _num(champ.get(name)))  # fmt: skip
+        table.add_row(
+            name,
+            _num(value),
+            _interval(ci.get(name)),
+            _num(_baseline(v, name)),
+            _num((v.get("evaluation") or {}).get(name)),
+            _num(champ.get(name)),
+        )
     console.print(table)
     live = v.get("live") or {}
     if live.get("labelled"):
         if live.get("live_mae") is not None:
-            console.print(f"live: MAE {_num(live['live_mae'])} ({_interval(live.get('mae_interval_95'))}), "
-                          f"RMSE {_num(live.get('live_rmse'))} on {live['labelled']} labelled predictions")
+            console.print(
+                f"live: MAE {_num(live['live_mae'])} ({_interval(live.get('mae_interval_95'))}), "
+                f"RMSE {_num(live.get('live_rmse'))} on {live['labelled']} labelled predictions"
+            )
         else:
-            console.print(f"live: accuracy {_num(live.get('live_accuracy'))} "
-                          f"({_interval(live.get('interval_95'))}) on {live['labelled']} "
-                          "labelled predictions")  # fmt: skip
+            console.print(
+                f"live: accuracy {_num(live.get('live_accuracy'))} "
+                f"({_interval(live.get('interval_95'))}) on {live['labelled']} "
+                "labelled predictions"
+            )
     paired = d.get("paired")
     if paired:
         console.print(f"paired test ({paired.get('test', 'mcnemar')}): p = {paired['p_value']:.3g}")
     cal = v.get("calibration") or {}
     if cal.get("reason"):
         console.print(f"calibration: {'kept' if cal.get('kept') else 'not kept'} — {cal['reason']}")
-    console.print(f"decision: {'promoted' if d.get('promote') else 'kept the champion'} — "
-                  f"{d.get('reason', '')}")  # fmt: skip
+    console.print(
+        f"decision: {'promoted' if d.get('promote') else 'kept the champion'} — "
+        f"{d.get('reason', '')}"
+    )
     sel = v.get("selection") or {}
     if sel.get("leaderboard"):
         metric = sel.get("metric", "")
-        board = Table("candidate", f"CV {metric}", "rounds", "seconds", "",
-                      title=f"selection: {sel.get('folds', '?')}-fold cross-validation on "
-                            f"{sel.get('rows', 0):,} TRAIN rows")  # fmt: skip
+        board = Table(
+            "candidate",
+            f"CV {metric}",
+            "rounds",
+            "seconds",
+            "",
+            title=f"selection: {sel.get('folds', '?')}-fold cross-validation on "
+            f"{sel.get('rows', 0):,} TRAIN rows",
+        )
         for e in sel["leaderboard"]:
-            board.add_row(e["name"], _num((e.get("cv") or {}).get(metric)),
-                          str(e.get("rounds") or ""), _num(e.get("seconds"), 1),
-                          "chosen" if e.get("chosen") else
-                          ("" if e.get("status") == "scored" else str(e.get("status"))))  # fmt: skip
+            board.add_row(
+                e["name"],
+                _num((e.get("cv") or {}).get(metric)),
+                str(e.get("rounds") or ""),
+                _num(e.get("seconds"), 1),
+                "chosen"
+                if e.get("chosen")
+                else ("" if e.get("status") == "scored" else str(e.get("status"))),
+            )
         console.print(board)
         weights = sel.get("class_weight") or {}
         if weights.get("weighted"):
-            console.print(f"class weights tried: minority share {weights['minority_share']:.3f} "
-                          f"< {weights['threshold']}; chosen "
-                          f"{'with' if weights.get('chosen_weighted') else 'without'} them")
+            console.print(
+                f"class weights tried: minority share {weights['minority_share']:.3f} "
+                f"< {weights['threshold']}; chosen "
+                f"{'with' if weights.get('chosen_weighted') else 'without'} them"
+            )
     importance = (report.get("importance") or {}).get("columns") or []
     if importance:
-        top = Table("column", "importance", "±", title=f"permutation importance "
-                    f"({report['importance']['metric']} worse by, on VALIDATION)")  # fmt: skip
+        top = Table(
+            "column",
+            "importance",
+            "±",
+            title=f"permutation importance "
+            f"({report['importance']['metric']} worse by, on VALIDATION)",
+        )
         for e in importance[:10]:
             top.add_row(e["column"], _num(e["importance"], 4), _num(e["spread"], 4))
         console.print(top)
     serving = v.get("serving") or {}
     if serving:
-        console.print(f"serving: {serving.get('runtime')}"
-                      + (f" (largest difference {serving['max_abs_diff']:.1e})"
-                         if serving.get("max_abs_diff") is not None else "")
-                      + ("; one row: its linear weights"
-                         if serving.get("linear") else ""))  # fmt: skip
+        console.print(
+            f"serving: {serving.get('runtime')}"
+            + (
+                f" (largest difference {serving['max_abs_diff']:.1e})"
+                if serving.get("max_abs_diff") is not None
+                else ""
+            )
+            + ("; one row: its linear weights" if serving.get("linear") else "")
+        )
 
 
 def live_table(versions: list[dict[str, Any]]) -> Table:
@@ -163,13 +237,24 @@ def live_table(versions: list[dict[str, Any]]) -> Table:
     if regression:
         table = Table("version", "served", "labelled", "live MAE", "live RMSE", title="live error")
         for v in versions:
-            table.add_row(v["version"], str(v["served"]), str(v["labelled"]),
-                          _num(v.get("live_mae")), _num(v.get("live_rmse")))  # fmt: skip
+            table.add_row(
+                v["version"],
+                str(v["served"]),
+                str(v["labelled"]),
+                _num(v.get("live_mae")),
+                _num(v.get("live_rmse")),
+            )
         return table
-    table = Table("version", "served", "labelled", "live accuracy", "95% interval",
-                  title="live accuracy")  # fmt: skip
+    table = Table(
+        "version", "served", "labelled", "live accuracy", "95% interval", title="live accuracy"
+    )
     for v in versions:
         ci = v["interval_95"]
-        table.add_row(v["version"], str(v["served"]), str(v["labelled"]),
-                      _num(v["live_accuracy"]), "—" if ci is None else f"{ci[0]:.3f}–{ci[1]:.3f}")
+        table.add_row(
+            v["version"],
+            str(v["served"]),
+            str(v["labelled"]),
+            _num(v["live_accuracy"]),
+            "—" if ci is None else f"{ci[0]:.3f}–{ci[1]:.3f}",
+        )
     return table

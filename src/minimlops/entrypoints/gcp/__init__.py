@@ -52,8 +52,10 @@ def provision(settings: Settings, *, push_endpoint: str | None = None) -> list[R
     try:
         deps, s = app.deps, settings
         store, wh, names = deps.store, deps.warehouse, deps.names
-        out = [Resource("bucket", f"gs://{b}", store.ensure_bucket(b, s.gcp_location, s.gcp_project))  # type: ignore[attr-defined]
-               for b in (names.landing_bucket, names.model_bucket)]
+        out = [
+            Resource("bucket", f"gs://{b}", store.ensure_bucket(b, s.gcp_location, s.gcp_project))  # type: ignore[attr-defined]
+            for b in (names.landing_bucket, names.model_bucket)
+        ]
         out.append(Resource("dataset", f"{s.gcp_project}.{wh.dataset}", wh.ensure_dataset()))  # type: ignore[attr-defined]
         for table in wh.schemas:  # type: ignore[attr-defined]
             out.append(Resource("table", wh.table_id(table), wh.ensure_table(table)))  # type: ignore[attr-defined]
@@ -84,8 +86,12 @@ def redrive(settings: Settings, *, apply: bool, echo: Any = print) -> int:
     finally:
         app.close()
     for source, topic, attributes in moved:
-        what = ", ".join(f"{k}={v}" for k, v in sorted(attributes.items()) if not k.startswith("CloudPubSub"))
-        echo(f"{'republished' if apply else 'held'}  from {source or '?'} -> {topic or '?'}  {what}")
+        what = ", ".join(
+            f"{k}={v}" for k, v in sorted(attributes.items()) if not k.startswith("CloudPubSub")
+        )
+        echo(
+            f"{'republished' if apply else 'held'}  from {source or '?'} -> {topic or '?'}  {what}"
+        )
     return len(moved)
 
 
@@ -113,14 +119,16 @@ def _resolve(arg: str | Lookup) -> str:
 def _run(step: Step) -> int:
     """Run one step (its update when the resource exists); the exit status."""
     stdin = secrets.token_urlsafe(32) if step.secret_stdin else None
-    result = subprocess.run([_resolve(a) for a in step.argv], input=stdin, check=False,
-                            capture_output=True, text=True)  # fmt: skip
+    result = subprocess.run(
+        [_resolve(a) for a in step.argv], input=stdin, check=False, capture_output=True, text=True
+    )
     sys.stdout.write(result.stdout)
     exists = "already exists" in result.stderr.lower() or "already_exists" in result.stderr.lower()
     if result.returncode and exists and step.update:
         print(f"# exists: updating ({' '.join(map(str, step.update[:5]))} ...)")
-        result = subprocess.run([_resolve(a) for a in step.update], check=False,
-                                capture_output=True, text=True)  # fmt: skip
+        result = subprocess.run(
+            [_resolve(a) for a in step.update], check=False, capture_output=True, text=True
+        )
         sys.stdout.write(result.stdout)
     elif result.returncode and exists and step.exists_ok:
         print("# exists: kept as it is")
@@ -130,8 +138,14 @@ def _run(step: Step) -> int:
     return result.returncode
 
 
-def deploy(settings: Settings, bundle: Path, *, dry_run: bool,
-           allow_unauthenticated: bool = False, echo: Any = print) -> int:  # fmt: skip
+def deploy(
+    settings: Settings,
+    bundle: Path,
+    *,
+    dry_run: bool,
+    allow_unauthenticated: bool = False,
+    echo: Any = print,
+) -> int:
     """Check the plan, build the bundle, run (or print) every step."""
     from minimlops.bootstrap import project_of
 
@@ -144,13 +158,19 @@ def deploy(settings: Settings, bundle: Path, *, dry_run: bool,
     lock = repo_lock()
     drift = check_against_lock(requirements, lock) if lock else []
     if drift:
-        raise PlanError("the installed versions are not the lock's (make run installs them): "
-                        + "; ".join(drift[:5]))
+        raise PlanError(
+            "the installed versions are not the lock's (make run installs them): "
+            + "; ".join(drift[:5])
+        )
     files = build_bundle(bundle, requirements, Path(project.directory))
-    echo(f"# project {project.name}: {project.task} {project.target} "
-         f"({len(project.columns)} columns)")
-    echo(f"# Google Cloud project {plan.project}: functions in {plan.region}, buckets and "
-         f"dataset {plan.dataset} in {plan.location}")
+    echo(
+        f"# project {project.name}: {project.task} {project.target} "
+        f"({len(project.columns)} columns)"
+    )
+    echo(
+        f"# Google Cloud project {plan.project}: functions in {plan.region}, buckets and "
+        f"dataset {plan.dataset} in {plan.location}"
+    )
     echo(f"# bundle {bundle} ({len(files)} files; {len(requirements)} pinned requirements):")
     for name in files:
         echo(f"#   {name}")
@@ -166,8 +186,9 @@ def deploy(settings: Settings, bundle: Path, *, dry_run: bool,
     return 0
 
 
-def destroy(settings: Settings, *, dry_run: bool, delete_data: bool = False,
-            echo: Any = print) -> int:  # fmt: skip
+def destroy(
+    settings: Settings, *, dry_run: bool, delete_data: bool = False, echo: Any = print
+) -> int:
     """Remove what deploy made; with ``delete_data``, the buckets, dataset and
     topics provision made too (their data is gone for good)."""
     plan = plans.build(settings)
@@ -175,14 +196,39 @@ def destroy(settings: Settings, *, dry_run: bool, delete_data: bool = False,
     if delete_data:
         s, p, n = settings, plan.project, plan.names
         names = (n.ingestion_topic, n.retrain_topic, n.promoted_topic, s.dead_letter_topic)
-        steps += [Step(("gcloud", "pubsub", "subscriptions", "delete", s.dead_letter_topic,
-                        f"--project={p}", "--quiet"), "the dead-letter subscription"),
-                  Step(("gcloud", "pubsub", "topics", "delete", *names, f"--project={p}", "--quiet"),
-                       "the topics"),
-                  Step(("bq", "rm", "-r", "-f", "-d", f"{p}:{plan.dataset}"),
-                       "the dataset and every table in it"),
-                  Step(("gcloud", "storage", "rm", "--recursive", f"gs://{plan.names.landing_bucket}",
-                        f"gs://{plan.names.model_bucket}"), "both buckets and every object in them")]  # fmt: skip
+        steps += [
+            Step(
+                (
+                    "gcloud",
+                    "pubsub",
+                    "subscriptions",
+                    "delete",
+                    s.dead_letter_topic,
+                    f"--project={p}",
+                    "--quiet",
+                ),
+                "the dead-letter subscription",
+            ),
+            Step(
+                ("gcloud", "pubsub", "topics", "delete", *names, f"--project={p}", "--quiet"),
+                "the topics",
+            ),
+            Step(
+                ("bq", "rm", "-r", "-f", "-d", f"{p}:{plan.dataset}"),
+                "the dataset and every table in it",
+            ),
+            Step(
+                (
+                    "gcloud",
+                    "storage",
+                    "rm",
+                    "--recursive",
+                    f"gs://{plan.names.landing_bucket}",
+                    f"gs://{plan.names.model_bucket}",
+                ),
+                "both buckets and every object in them",
+            ),
+        ]
     failed = 0
     for step in steps:
         echo(f"# {step.why}")

@@ -43,8 +43,11 @@ def bundle_files(repo_src: Path) -> list[tuple[Path, str]]:
 def project_files(directory: Path) -> list[Path]:
     """What a project brings to the bundle: project.toml and its Python files
     (derived features and what they import); never data or a data home."""
-    return sorted(p for p in directory.iterdir()
-                  if p.is_file() and (p.name == "project.toml" or p.suffix == ".py"))
+    return sorted(
+        p
+        for p in directory.iterdir()
+        if p.is_file() and (p.name == "project.toml" or p.suffix == ".py")
+    )
 
 
 def runtime_requirements() -> list[str]:
@@ -58,13 +61,19 @@ def runtime_requirements() -> list[str]:
     from packaging.requirements import Requirement
     from packaging.utils import canonicalize_name
 
-    env = {**default_environment(), "sys_platform": "linux", "platform_system": "Linux",
-           "os_name": "posix"}  # fmt: skip
+    env = {
+        **default_environment(),
+        "sys_platform": "linux",
+        "platform_system": "Linux",
+        "os_name": "posix",
+    }
     pins: dict[str, str] = {}
     todo = [(r, ("gcp",)) for r in map(Requirement, distribution("minimlops").requires or [])]
     while todo:
         req, extras = todo.pop()
-        if req.marker and not any(req.marker.evaluate({**env, "extra": e}) for e in extras or ("",)):
+        if req.marker and not any(
+            req.marker.evaluate({**env, "extra": e}) for e in extras or ("",)
+        ):
             continue
         name = canonicalize_name(req.name)
         if name == "minimlops":  # the dev extra names the package itself
@@ -74,8 +83,10 @@ def runtime_requirements() -> list[str]:
         try:
             dist = distribution(req.name)
         except PackageNotFoundError:
-            raise RuntimeError(f"{req.name} is not installed: install minimlops[gcp] "
-                               "(make run does) before building the bundle") from None
+            raise RuntimeError(
+                f"{req.name} is not installed: install minimlops[gcp] "
+                "(make run does) before building the bundle"
+            ) from None
         pins[name] = dist.version
         todo += [(r, tuple(req.extras) or ("",)) for r in map(Requirement, dist.requires or [])]
     return [f"{n}=={v}" for n, v in sorted(pins.items())]
@@ -105,8 +116,9 @@ def check_against_lock(requirements: list[str], lock: Path) -> list[str]:
     return out
 
 
-def build_bundle(target: Path, requirements: list[str],
-                 project_dir: Path | None = None) -> list[str]:  # fmt: skip
+def build_bundle(
+    target: Path, requirements: list[str], project_dir: Path | None = None
+) -> list[str]:
     """Write main.py, requirements.txt, the package and the project into
     target; list its files."""
     import minimlops

@@ -53,7 +53,9 @@ def _app() -> App:
     with _lock:
         if "app" not in _state:
             settings = Settings.from_env(os.environ, backend="gcp")
-            logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+            logging.basicConfig(
+                level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s"
+            )
             _state["app"] = build(settings)
         return _state["app"]  # type: ignore[no-any-return]
 
@@ -63,10 +65,13 @@ def event_of(cloud_event: Any) -> Event | None:
     kind = cloud_event["type"]
     data = cloud_event.data or {}
     if kind == STORAGE_FINALIZED:
-        return ObjectFinalized(bucket=data["bucket"], name=data["name"],
-                               generation=str(data.get("generation", "")),
-                               size=int(data.get("size") or 0),
-                               event_id=str(cloud_event["id"]))  # fmt: skip
+        return ObjectFinalized(
+            bucket=data["bucket"],
+            name=data["name"],
+            generation=str(data.get("generation", "")),
+            size=int(data.get("size") or 0),
+            event_id=str(cloud_event["id"]),
+        )
     if kind == PUBSUB_PUBLISHED:
         message = data.get("message") or {}
         body = base64.b64decode(message.get("data") or b"")
@@ -85,8 +90,12 @@ def _handle(cloud_event: Any) -> None:
         return
     started = time.perf_counter()
     results = messagebus.handle(event, _app().deps)  # raises -> 500 -> delivered again
-    logger.info("%s handled in %.2fs; published %s", event.type, time.perf_counter() - started,
-                [e.type for e in results] or "nothing")  # fmt: skip
+    logger.info(
+        "%s handled in %.2fs; published %s",
+        event.type,
+        time.perf_counter() - started,
+        [e.type for e in results] or "nothing",
+    )
 
 
 @functions_framework.cloud_event
@@ -152,11 +161,19 @@ class _Serving:
                 tokens = [s.admin_token.get_secret_value()] if s.admin_token else []
                 api = create_app(app, admin_tokens=tokens, lifespan_tasks=False, access=access)
                 key = s.api_key.get_secret_value() if s.api_key else None
-                self._tasks = [asyncio.create_task(app.log.run()),
-                               asyncio.create_task(self._refresh(app))]  # fmt: skip
-                self.front = FastPredict(PublicCORS(api, s.origins), api.state.answer_predict,
-                                         s.max_body_bytes, origins=s.origins, api_key=key,
-                                         access=access, admin_tokens=tokens)  # fmt: skip
+                self._tasks = [
+                    asyncio.create_task(app.log.run()),
+                    asyncio.create_task(self._refresh(app)),
+                ]
+                self.front = FastPredict(
+                    PublicCORS(api, s.origins),
+                    api.state.answer_predict,
+                    s.max_body_bytes,
+                    origins=s.origins,
+                    api_key=key,
+                    access=access,
+                    admin_tokens=tokens,
+                )
                 freeze_long_lived()
         return self.front
 

@@ -25,21 +25,33 @@ class Limit:
 
 # -- Cloud Run functions ----------------------------------------------------------
 EVENT_TIMEOUT = Limit(
-    540, "seconds an event-driven function may run",
-    "https://cloud.google.com/functions/docs/configuring/timeout")
+    540,
+    "seconds an event-driven function may run",
+    "https://cloud.google.com/functions/docs/configuring/timeout",
+)
 HTTP_TIMEOUT = Limit(
-    3600, "seconds an HTTP function may run",
-    "https://cloud.google.com/functions/docs/configuring/timeout")
+    3600,
+    "seconds an HTTP function may run",
+    "https://cloud.google.com/functions/docs/configuring/timeout",
+)
 CPU_FOR_MEMORY = (  # (more than this many MiB, needs at least this many vCPU)
-    (4 * 1024, 2), (8 * 1024, 4), (16 * 1024, 6), (24 * 1024, 8))
+    (4 * 1024, 2),
+    (8 * 1024, 4),
+    (16 * 1024, 6),
+    (24 * 1024, 8),
+)
 MEMORY_SOURCE = "https://cloud.google.com/functions/docs/configuring/memory"
 MAX_MEMORY_MIB = Limit(32 * 1024, "MiB of memory an instance may have", MEMORY_SOURCE)
 CONCURRENCY_NEEDS_ONE_CPU = Limit(
-    1, "vCPU an instance needs to handle more than one request at a time",
-    "https://cloud.google.com/functions/docs/configuring/concurrency")
+    1,
+    "vCPU an instance needs to handle more than one request at a time",
+    "https://cloud.google.com/functions/docs/configuring/concurrency",
+)
 MAX_CONCURRENCY = Limit(
-    1000, "requests one instance may handle at a time",
-    "https://cloud.google.com/run/docs/about-concurrency")
+    1000,
+    "requests one instance may handle at a time",
+    "https://cloud.google.com/run/docs/about-concurrency",
+)
 FUNCTION_NAME = re.compile(r"^[a-zA-Z][a-zA-Z0-9_-]{0,61}[a-zA-Z0-9]$")
 FUNCTION_NAME_SOURCE = "https://cloud.google.com/functions/1stgendocs/deploy"
 RUNTIMES = ("python311", "python312", "python313")
@@ -56,14 +68,17 @@ BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$")
 BUCKET_NAME_SOURCE = "https://cloud.google.com/storage/docs/buckets#naming"
 SERVICE_ACCOUNT_ID = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
 SERVICE_ACCOUNT_ID_SOURCE = (
-    "https://cloud.google.com/iam/reference/rest/v1/projects.serviceAccounts/create")
+    "https://cloud.google.com/iam/reference/rest/v1/projects.serviceAccounts/create"
+)
 
 
 def bucket_name_problem(name: str) -> str | None:
     """Why Cloud Storage would refuse this bucket name, or None."""
     if not BUCKET_NAME.match(name) or max(map(len, name.split("."))) > 63:
-        return ("3 to 63 characters (222 with dots, 63 between them): lowercase letters, "
-                "digits, dashes, underscores and dots, starting and ending with a letter or digit")
+        return (
+            "3 to 63 characters (222 with dots, 63 between them): lowercase letters, "
+            "digits, dashes, underscores and dots, starting and ending with a letter or digit"
+        )
     if name.startswith("goog") or "google" in name or "g00gle" in name:
         return "may not start with 'goog' or contain 'google'"
     return None

@@ -36,25 +36,49 @@ class Call:
 def calls(plan: Plan) -> dict[str, list[Call]]:
     """Service account id -> the calls it makes."""
     p, ds, n = plan.project, f"{plan.project}:{plan.dataset}", plan.names
-    table = {k: f"{ds}.{getattr(n, k)}" for k in
-             ("training_table", "predictions_table", "feedback_table", "ledger_table", "triggers_table")}
+    table = {
+        k: f"{ds}.{getattr(n, k)}"
+        for k in (
+            "training_table",
+            "predictions_table",
+            "feedback_table",
+            "ledger_table",
+            "triggers_table",
+        )
+    }
     champion = f"models/{n.model_name}/champion.json"
 
     def query(*tables: str) -> list[Call]:  # a query job reading these tables
-        return [Call("query job", "bigquery.jobs.create", "project", p),
-                *(Call(f"query reads {t}", "bigquery.tables.getData", "table", table[t])
-                  for t in tables)]
+        return [
+            Call("query job", "bigquery.jobs.create", "project", p),
+            *(
+                Call(f"query reads {t}", "bigquery.tables.getData", "table", table[t])
+                for t in tables
+            ),
+        ]
 
     def append(t: str, how: str) -> list[Call]:
-        return [Call(f"{how} into {t}", "bigquery.tables.updateData", "table", table[t]),
-                Call(f"{how}: the table", "bigquery.tables.get", "table", table[t])]
+        return [
+            Call(f"{how} into {t}", "bigquery.tables.updateData", "table", table[t]),
+            Call(f"{how}: the table", "bigquery.tables.get", "table", table[t]),
+        ]
 
     every = tuple(table)
     ingest = [
         Call("read the landed file", "storage.objects.get", "bucket", n.landing_bucket),
-        Call("stage validated rows (create only)", "storage.objects.create", "bucket", n.landing_bucket),
+        Call(
+            "stage validated rows (create only)",
+            "storage.objects.create",
+            "bucket",
+            n.landing_bucket,
+        ),
         Call("drop the staged file", "storage.objects.delete", "bucket", n.landing_bucket),
-        Call("move a rejected file (copy, delete)", "storage.objects.delete", "bucket", n.landing_bucket),
+        Call(
+            "move a rejected file (copy, delete)",
+            "storage.objects.delete",
+            "bucket",
+            n.landing_bucket,
+        ),
         Call("list staged files", "storage.objects.list", "bucket", n.landing_bucket),
         *query("ledger_table", "predictions_table", "training_table"),
         Call("load job", "bigquery.jobs.create", "project", p),
@@ -72,17 +96,32 @@ def calls(plan: Plan) -> dict[str, list[Call]]:
         Call("read versions and the pointer", "storage.objects.get", "bucket", n.model_bucket),
         Call("list versions", "storage.objects.list", "bucket", n.model_bucket),
         Call("write a version (create only)", "storage.objects.create", "bucket", n.model_bucket),
-        Call("swap the champion pointer (overwrite)", "storage.objects.delete", "bucket",
-             n.model_bucket, champion),
+        Call(
+            "swap the champion pointer (overwrite)",
+            "storage.objects.delete",
+            "bucket",
+            n.model_bucket,
+            champion,
+        ),
         Call("publish model_promoted", "pubsub.topics.publish", "topic", n.promoted_topic),
     ]
     endpoint = [
         Call("load the champion", "storage.objects.get", "bucket", n.model_bucket),
         Call("list versions", "storage.objects.list", "bucket", n.model_bucket),
-        Call("admin: swap the champion pointer", "storage.objects.create", "bucket", n.model_bucket,
-             champion),
-        Call("admin: swap the champion pointer (overwrite)", "storage.objects.delete", "bucket",
-             n.model_bucket, champion),
+        Call(
+            "admin: swap the champion pointer",
+            "storage.objects.create",
+            "bucket",
+            n.model_bucket,
+            champion,
+        ),
+        Call(
+            "admin: swap the champion pointer (overwrite)",
+            "storage.objects.delete",
+            "bucket",
+            n.model_bucket,
+            champion,
+        ),
         Call("read a rejected file's report", "storage.objects.get", "bucket", n.landing_bucket),
         *query(*every),
         # the Storage Write API needs updateData (https://cloud.google.com/bigquery/docs/write-api);
@@ -92,10 +131,18 @@ def calls(plan: Plan) -> dict[str, list[Call]]:
         *append("triggers_table", "insertAll"),
         Call("insertAll: the dataset", "bigquery.datasets.get", "dataset", ds),
         Call("admin: request a training", "pubsub.topics.publish", "topic", n.retrain_topic),
-        Call("MINIMLOPS_API_KEY at start", "secretmanager.versions.access", "secret",
-             "minimlops-api-key"),
-        Call("MINIMLOPS_ADMIN_TOKEN at start", "secretmanager.versions.access", "secret",
-             "minimlops-admin-token"),
+        Call(
+            "MINIMLOPS_API_KEY at start",
+            "secretmanager.versions.access",
+            "secret",
+            "minimlops-api-key",
+        ),
+        Call(
+            "MINIMLOPS_ADMIN_TOKEN at start",
+            "secretmanager.versions.access",
+            "secret",
+            "minimlops-admin-token",
+        ),
     ]
     monitor = [
         *query(*every),
@@ -111,9 +158,14 @@ def calls(plan: Plan) -> dict[str, list[Call]]:
         Call("deliver to train_model", "run.routes.invoke", "function", "train_model"),
     ]
     scheduler = [Call("call the monitor", "run.routes.invoke", "function", "monitor_pipeline")]
-    return {"mlops-ingest-data": ingest, "mlops-train-model": train,
-            "mlops-predictions-endpoint": endpoint, "mlops-monitor-pipeline": monitor,
-            "mlops-trigger": trigger, "mlops-scheduler": scheduler}  # fmt: skip
+    return {
+        "mlops-ingest-data": ingest,
+        "mlops-train-model": train,
+        "mlops-predictions-endpoint": endpoint,
+        "mlops-monitor-pipeline": monitor,
+        "mlops-trigger": trigger,
+        "mlops-scheduler": scheduler,
+    }
 
 
 def covers(grant_scope: str, grant_resource: str, call: Call, plan: Plan) -> bool:

@@ -33,9 +33,15 @@ from minimlops.entrypoints.http.stats import ServingStats
 logger = logging.getLogger(__name__)
 
 
-def create_app(app: App, *, admin_tokens: Sequence[str] = (), lifespan_tasks: bool = True,
-               peers: Callable[[], list[dict[str, Any]]] = list,
-               peer_count: Callable[[], int] = int, access: Access | None = None) -> FastAPI:  # fmt: skip
+def create_app(
+    app: App,
+    *,
+    admin_tokens: Sequence[str] = (),
+    lifespan_tasks: bool = True,
+    peers: Callable[[], list[dict[str, Any]]] = list,
+    peer_count: Callable[[], int] = int,
+    access: Access | None = None,
+) -> FastAPI:
     """The HTTP API of a running minimlops.
 
     Args:
@@ -56,10 +62,19 @@ def create_app(app: App, *, admin_tokens: Sequence[str] = (), lifespan_tasks: bo
     key = s.api_key.get_secret_value() if s.api_key else None
     stats = ServingStats()
     shapes = request_models(app.deps.project)
-    answer_predict = predict_answerer(app.predictor, app.log, stats, shapes,
-                                      max_body=s.max_body_bytes, max_batch=s.max_batch)  # fmt: skip
-    ctx = Context(app, stats, shapes, answer_predict, admin_tokens, peers, peer_count,
-                  None if access.on else key)  # fmt: skip
+    answer_predict = predict_answerer(
+        app.predictor, app.log, stats, shapes, max_body=s.max_body_bytes, max_batch=s.max_batch
+    )
+    ctx = Context(
+        app,
+        stats,
+        shapes,
+        answer_predict,
+        admin_tokens,
+        peers,
+        peer_count,
+        None if access.on else key,
+    )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -70,19 +85,25 @@ def create_app(app: App, *, admin_tokens: Sequence[str] = (), lifespan_tasks: bo
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
 
-    api = FastAPI(title="minimlops", version=__version__, lifespan=lifespan,
-                  description="Predictions, models and pipeline status.")  # fmt: skip
+    api = FastAPI(
+        title="minimlops",
+        version=__version__,
+        lifespan=lifespan,
+        description="Predictions, models and pipeline status.",
+    )
     for part in (serving, models, monitoring, operations):
         api.include_router(part.router(ctx))
     api.mount("/static", StaticFiles(directory=WEB), name="static")
     if access.on:  # inside the CORS layer its callers add: a page elsewhere reads the 401
-        api.add_middleware(RequireCredential, access=access,
-                           credentials=Credentials(key, admin_tokens))  # fmt: skip
+        api.add_middleware(
+            RequireCredential, access=access, credentials=Credentials(key, admin_tokens)
+        )
 
     def openapi() -> dict[str, Any]:
         if api.openapi_schema is None:
-            schema = get_openapi(title=api.title, version=api.version,
-                                 description=api.description, routes=api.routes)
+            schema = get_openapi(
+                title=api.title, version=api.version, description=api.description, routes=api.routes
+            )
             components = schema.setdefault("components", {}).setdefault("schemas", {})
             ref_template = "#/components/schemas/{model}"
             components[shapes.name] = shapes.one.json_schema(ref_template=ref_template)

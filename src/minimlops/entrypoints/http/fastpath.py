@@ -54,13 +54,22 @@ def _err(status: int, detail: str, **extra: Any) -> tuple[int, bytes, int]:
 
 def answer_keys(task: str) -> tuple[str, ...]:
     """The fields of an answer, by task (binary: the exercise's shape)."""
-    return {"binary": ("prediction", "probability", "uuid", "model_version"),
-            "multiclass": ("prediction", "probability", "probabilities", "uuid", "model_version"),
-            "regression": ("prediction", "uuid", "model_version")}[task]  # fmt: skip
+    return {
+        "binary": ("prediction", "probability", "uuid", "model_version"),
+        "multiclass": ("prediction", "probability", "probabilities", "uuid", "model_version"),
+        "regression": ("prediction", "uuid", "model_version"),
+    }[task]
 
 
-def predict_answerer(predictor: Predictor, log: DurableLog, stats: ServingStats,
-                     models: RequestModels, *, max_body: int, max_batch: int) -> Answer:  # fmt: skip
+def predict_answerer(
+    predictor: Predictor,
+    log: DurableLog,
+    stats: ServingStats,
+    models: RequestModels,
+    *,
+    max_body: int,
+    max_batch: int,
+) -> Answer:
     """``answer(body, content_type) -> (status, JSON body)`` for POST /predict:
     validate, predict, wait until the rows are durable, answer."""
     one, many, noun, fast = models.one, models.many, models.name.lower(), models.fast
@@ -105,7 +114,8 @@ def predict_answerer(predictor: Predictor, log: DurableLog, stats: ServingStats,
         # keys; only a difference parses it again (RequestModels.warnings).
         warned = None
         if type(people[0]) is dict and body.count(b'":') != (
-                sum(map(len, people)) if batch else len(people[0])):  # fmt: skip
+            sum(map(len, people)) if batch else len(people[0])
+        ):
             warned = models.dropped(body)
         try:
             rows = predictor.predict(people, owned=True)
@@ -113,21 +123,46 @@ def predict_answerer(predictor: Predictor, log: DurableLog, stats: ServingStats,
             return _err(503, f"no model to serve: {exc}")
         except DerivedFeatureError as exc:
             where = {"index": exc.where} if batch else {}
-            return _err(422, f"invalid {noun}", errors=[{
-                "field": exc.feature, **where,
-                "message": f"derived feature {exc.feature!r} failed on this {noun}: "
-                           f"{type(exc.cause).__name__}: {exc.cause}"}])  # fmt: skip
+            return _err(
+                422,
+                f"invalid {noun}",
+                errors=[
+                    {
+                        "field": exc.feature,
+                        **where,
+                        "message": f"derived feature {exc.feature!r} failed on this {noun}: "
+                        f"{type(exc.cause).__name__}: {exc.cause}",
+                    }
+                ],
+            )
         try:
             await log.log(rows)
         except Exception as exc:
             return _err(503, f"prediction not stored, so not answered: {exc}")
         if not isinstance(rows[0], dict):  # a batch's structs (FastCheck)
-            answers = ([{"prediction": r.prediction, "probability": r.probability,
-                         "uuid": r.uuid, "model_version": r.model_version} for r in rows]
-                       if binary else [dict(zip(keys, pick(r), strict=True)) for r in rows])  # fmt: skip
+            answers = (
+                [
+                    {
+                        "prediction": r.prediction,
+                        "probability": r.probability,
+                        "uuid": r.uuid,
+                        "model_version": r.model_version,
+                    }
+                    for r in rows
+                ]
+                if binary
+                else [dict(zip(keys, pick(r), strict=True)) for r in rows]
+            )
         elif binary:  # the exercise's shape; a literal is a third cheaper than a comprehension
-            answers = [{"prediction": r["prediction"], "probability": r["probability"],
-                        "uuid": r["uuid"], "model_version": r["model_version"]} for r in rows]  # fmt: skip
+            answers = [
+                {
+                    "prediction": r["prediction"],
+                    "probability": r["probability"],
+                    "uuid": r["uuid"],
+                    "model_version": r["model_version"],
+                }
+                for r in rows
+            ]
         else:
             answers = [{k: r[k] for k in keys} for r in rows]
         if multiclass:
@@ -172,9 +207,17 @@ class FastPredict:
     admin token). Off, the one added cost is the ``guarded`` check.
     """
 
-    def __init__(self, app: Any, answer: Answer, max_body: int, *,
-                 origins: Sequence[str] = ("*",), api_key: str | None = None,
-                 access: Access | None = None, admin_tokens: Sequence[str] = ()) -> None:  # fmt: skip
+    def __init__(
+        self,
+        app: Any,
+        answer: Answer,
+        max_body: int,
+        *,
+        origins: Sequence[str] = ("*",),
+        api_key: str | None = None,
+        access: Access | None = None,
+        admin_tokens: Sequence[str] = (),
+    ) -> None:
         self.app, self.answer, self.max_body = app, answer, max_body
         access = access if access is not None else Access()
         self.origins = tuple(origins)

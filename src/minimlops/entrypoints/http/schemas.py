@@ -43,12 +43,13 @@ def _range(c: ColumnSpec) -> dict[str, Any]:
 
 
 def _missing(words: tuple[str, ...]) -> Any:
-    """"" and the project's words for no value ("NA", "?") mean not given."""
+    """ "" and the project's words for no value ("NA", "?") mean not given."""
     if not words:
         return Missing
     blank = frozenset(("", *words))
-    return BeforeValidator(lambda value: None if isinstance(value, str) and value in blank
-                           else value)  # fmt: skip
+    return BeforeValidator(
+        lambda value: None if isinstance(value, str) and value in blank else value
+    )
 
 
 def _field_type(c: ColumnSpec, missing: Any = Missing) -> Any:
@@ -97,8 +98,10 @@ class FastCheck:
         """A batch's text check, by column: reader, attribute, the values that
         mean not given ("" and the blank words, of an optional column), free."""
         nulls = frozenset(("", *self.blank))
-        return tuple((attrgetter(attr), attr, nulls if optional else frozenset(), free)
-                     for _, attr, optional, free in self.texts)  # fmt: skip
+        return tuple(
+            (attrgetter(attr), attr, nulls if optional else frozenset(), free)
+            for _, attr, optional, free in self.texts
+        )
 
     def rows(self, body: bytes, batch: bool) -> list[Any] | None:
         """The checked rows, or None: let pydantic decide. One row is a dict
@@ -167,10 +170,15 @@ class RequestModels:
                     if name not in known:
                         found.setdefault(str(name), []).append(i)
         batch = len(rows) > 1
-        return [{"field": name, "message": f"{name!r} is not a field of {self.name}, so it was "
-                 f"ignored{closest(name, self.fields)}", **({"index": where[0], "rows": len(where)}
-                                                           if batch else {})}
-                for name, where in found.items()]  # fmt: skip
+        return [
+            {
+                "field": name,
+                "message": f"{name!r} is not a field of {self.name}, so it was "
+                f"ignored{closest(name, self.fields)}",
+                **({"index": where[0], "rows": len(where)} if batch else {}),
+            }
+            for name, where in found.items()
+        ]
 
     def warnings(self, body: bytes, rows: Sequence[Any]) -> list[dict[str, Any]] | None:
         """:meth:`unknown_fields` of a body whose ``rows`` were read as dicts
@@ -216,8 +224,9 @@ def _keys(row: Any) -> list[str]:
 
 
 def _contains(row: Any, name: object) -> bool:
-    return name in row.minimlops_attrs and (name in row.minimlops_columns
-                                            or getattr(row, name) is not None)  # fmt: skip
+    return name in row.minimlops_attrs and (
+        name in row.minimlops_columns or getattr(row, name) is not None
+    )
 
 
 def _iter(row: Any) -> Any:
@@ -265,19 +274,31 @@ def row_class(project: Project, fields: list[tuple[str, str, Any, bool]]) -> typ
     specs += [(name, None, None) for name in own]
     attrs = {name: attr for name, attr, _, _ in fields} | {name: name for name in own}
     cls = msgspec.defstruct(
-        str(project.extras.get("request_name", "Row")), specs,
-        rename={attr: name for name, attr, _, _ in fields}, omit_defaults=True, gc=False,
+        str(project.extras.get("request_name", "Row")),
+        specs,
+        rename={attr: name for name, attr, _, _ in fields},
+        omit_defaults=True,
+        gc=False,
         # a batch with a field no column has goes to pydantic, which ignores
         # it, and the answer says so (RequestModels.warnings); none: no cost
         forbid_unknown_fields=True,
-        namespace={"minimlops_attrs": attrs, "minimlops_columns": tuple(f[0] for f in fields),
-                   "minimlops_own": tuple(own),
-                   # every field's value, in this order: a row's columns in one C call
-                   "minimlops_values": staticmethod(msgspec.structs.astuple),
-                   "minimlops_order": tuple(f[0] for f in specs),
-                   "get": _get, "__getitem__": _getitem,
-                   "keys": _keys, "__contains__": _contains,
-                   "__iter__": _iter, "__len__": _len, "items": _items, "values": _values})  # fmt: skip
+        namespace={
+            "minimlops_attrs": attrs,
+            "minimlops_columns": tuple(f[0] for f in fields),
+            "minimlops_own": tuple(own),
+            # every field's value, in this order: a row's columns in one C call
+            "minimlops_values": staticmethod(msgspec.structs.astuple),
+            "minimlops_order": tuple(f[0] for f in specs),
+            "get": _get,
+            "__getitem__": _getitem,
+            "keys": _keys,
+            "__contains__": _contains,
+            "__iter__": _iter,
+            "__len__": _len,
+            "items": _items,
+            "values": _values,
+        },
+    )
     Mapping.register(cls)
     return cls  # type: ignore[no-any-return]
 
@@ -304,10 +325,15 @@ def fast_check(project: Project) -> FastCheck | None:
         if c.allowed is not None and c.type == "integer":
             base = Literal[tuple(c.allowed)]  # type: ignore[valid-type]
         elif c.allowed is not None and c.type == "string":  # "" of an optional one: None, after
-            blank = () if required else tuple(w for w in ("", *project.missing_values)
-                                              if w not in c.allowed)  # fmt: skip
+            blank = (
+                ()
+                if required
+                else tuple(w for w in ("", *project.missing_values) if w not in c.allowed)
+            )
             base = Literal[(*c.allowed, *blank)]  # type: ignore[valid-type]
-        elif c.allowed is not None and not (c.type == "boolean" and set(c.allowed) == {True, False}):
+        elif c.allowed is not None and not (
+            c.type == "boolean" and set(c.allowed) == {True, False}
+        ):
             return None
         meta.update(_range(c))
         if c.type == "float":
@@ -315,12 +341,22 @@ def fast_check(project: Project) -> FastCheck | None:
             meta.setdefault("le", _LARGEST)
         if c.type == "string" and c.allowed is None and c.max_length is not None:
             meta["max_length"] = c.max_length
-        fields.append((c.name, attr, Annotated[base, msgspec.Meta(**meta)] if meta else base,
-                       required))  # fmt: skip
-    one = typing.TypedDict("FastRow", {name: typed if required else NotRequired[typed | None]  # type: ignore[operator]
-                                       for name, _, typed, required in fields})  # fmt: skip
-    return FastCheck(msgspec.json.Decoder(one), msgspec.json.Decoder(list[row_class(project, fields)]),
-                     tuple(texts), frozenset(project.missing_values))  # fmt: skip
+        fields.append(
+            (c.name, attr, Annotated[base, msgspec.Meta(**meta)] if meta else base, required)
+        )
+    one = typing.TypedDict(
+        "FastRow",
+        {
+            name: typed if required else NotRequired[typed | None]  # type: ignore[operator]
+            for name, _, typed, required in fields
+        },
+    )
+    return FastCheck(
+        msgspec.json.Decoder(one),
+        msgspec.json.Decoder(list[row_class(project, fields)]),
+        tuple(texts),
+        frozenset(project.missing_values),
+    )
 
 
 def request_models(project: Project) -> RequestModels:
@@ -342,27 +378,43 @@ def request_models(project: Project) -> RequestModels:
         fields[c.name] = _field_type(spec, missing)
     title = str(project.extras.get("request_name", "Row"))
     row = with_config(ConfigDict(extra="ignore", str_strip_whitespace=True))(
-        TypedDict(title, fields))  # type: ignore[operator]
-    row.__doc__ = (f"One row of {project.name!r}: every column but the target "
-                   f"{project.target!r}. Optional fields may be missing.")  # fmt: skip
+        TypedDict(title, fields)
+    )  # type: ignore[operator]
+    row.__doc__ = (
+        f"One row of {project.name!r}: every column but the target "
+        f"{project.target!r}. Optional fields may be missing."
+    )
     target = project.target_column
     label: Any = PY[target.type]
     rule: dict[str, Any] = {"description": "the true value"}
     if project.classes:  # spaces around a class are dropped, as in a request's text
-        label = Annotated[Literal[tuple(project.classes)],  # type: ignore[valid-type]
-                          BeforeValidator(_strip)]
+        label = Annotated[
+            Literal[tuple(project.classes)],  # type: ignore[valid-type]
+            BeforeValidator(_strip),
+        ]
     elif target.type == "float":
         rule["allow_inf_nan"] = False
     elif target.type == "integer":
         rule.update(ge=INT64[0], le=INT64[1])
-    feedback = TypedDict("Feedback", {  # type: ignore[operator]
-        "uuid": Annotated[str, Field(min_length=1, max_length=64)],
-        project.target: Annotated[label, Field(**rule)],
-    })
+    feedback = TypedDict(
+        "Feedback",
+        {  # type: ignore[operator]
+            "uuid": Annotated[str, Field(min_length=1, max_length=64)],
+            project.target: Annotated[label, Field(**rule)],
+        },
+    )
     feedback.__doc__ = f"A true {project.target} for an earlier prediction (used by monitoring)."
-    return RequestModels(title, row, TypeAdapter(row), TypeAdapter(list[row]),
-                         TypeAdapter(feedback), TypeAdapter(list[feedback]),
-                         fast_check(project), project.input_columns, project.target)  # fmt: skip
+    return RequestModels(
+        title,
+        row,
+        TypeAdapter(row),
+        TypeAdapter(list[row]),
+        TypeAdapter(feedback),
+        TypeAdapter(list[feedback]),
+        fast_check(project),
+        project.input_columns,
+        project.target,
+    )
 
 
 class TrainRequest(BaseModel):

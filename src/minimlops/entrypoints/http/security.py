@@ -52,9 +52,13 @@ class PublicCORS:
 
     def __init__(self, app: Any, origins: Sequence[str]) -> None:
         self.app = app
-        self.cors = CORSMiddleware(app, allow_origins=list(origins), allow_credentials=False,
-                                   allow_methods=["GET", "POST"],
-                                   allow_headers=["Content-Type", "X-API-Key"])  # fmt: skip
+        self.cors = CORSMiddleware(
+            app,
+            allow_origins=list(origins),
+            allow_credentials=False,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Content-Type", "X-API-Key"],
+        )
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -66,9 +70,16 @@ class PublicCORS:
         headers = dict(scope["headers"])
         if not same_origin(headers.get(b"origin"), headers.get(b"host")):
             body = b'{"detail":"admin endpoints do not answer cross-origin requests"}'
-            await send({"type": "http.response.start", "status": 403,
-                        "headers": [(b"content-type", b"application/json"),
-                                    (b"content-length", str(len(body)).encode())]})  # fmt: skip
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 403,
+                    "headers": [
+                        (b"content-type", b"application/json"),
+                        (b"content-length", str(len(body)).encode()),
+                    ],
+                }
+            )
             await send({"type": "http.response.body", "body": body})
             return
         await self.app(scope, receive, send)
@@ -123,8 +134,9 @@ class Access:
         """Anyone may call this route (always False when off)."""
         if (method, path) in self.routes:
             return True
-        return any(method == m and path.startswith(p) and "/.." not in path
-                   for m, p in self.prefixes)  # fmt: skip
+        return any(
+            method == m and path.startswith(p) and "/.." not in path for m, p in self.prefixes
+        )
 
 
 def _refused(entry: str, why: str) -> ConfigError:
@@ -151,7 +163,9 @@ class Credentials:
                     return True
             elif name == b"authorization" and value[:7].lower() == b"bearer ":
                 token = value[7:].strip()
-                if any(t and hmac.compare_digest(token, t.encode()) for t in list(self.admin_tokens)):
+                if any(
+                    t and hmac.compare_digest(token, t.encode()) for t in list(self.admin_tokens)
+                ):
                     return True
         return False
 
@@ -166,13 +180,24 @@ class RequireCredential:
         self.app, self.access, self.credentials = app, access, credentials
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if (scope["type"] != "http" or self.access.public(scope["method"], scope["path"])
-                or is_admin(scope["path"]) or self.credentials.given(scope["headers"])):  # fmt: skip
+        if (
+            scope["type"] != "http"
+            or self.access.public(scope["method"], scope["path"])
+            or is_admin(scope["path"])
+            or self.credentials.given(scope["headers"])
+        ):
             await self.app(scope, receive, send)
             return
         body = self.credentials.refusal
-        await send({"type": "http.response.start", "status": 401,
-                    "headers": [(b"content-type", b"application/json"),
-                                (b"content-length", str(len(body)).encode()),
-                                (b"www-authenticate", b"Bearer")]})  # fmt: skip
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 401,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"www-authenticate", b"Bearer"),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": body})

@@ -13,8 +13,29 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Any
 
-BOUNDS_MS = (0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 3, 5, 7.5, 10, 15, 25, 50, 100, 250,
-             500, 1000, 2500, 10000)  # fmt: skip
+BOUNDS_MS = (
+    0.1,
+    0.2,
+    0.3,
+    0.5,
+    0.75,
+    1,
+    1.5,
+    2,
+    3,
+    5,
+    7.5,
+    10,
+    15,
+    25,
+    50,
+    100,
+    250,
+    500,
+    1000,
+    2500,
+    10000,
+)
 KEEP_MINUTES = 60
 
 
@@ -46,9 +67,14 @@ class ServingStats:
 
     def snapshot(self) -> dict[str, Any]:
         """Everything recorded, as plain data (sent by each serving process)."""
-        return {"minutes": [[m, list(b)] for m, b in self.minutes.items()],
-                "total": list(self.total), "rows": self.rows, "requests": self.requests,
-                "errors": self.errors, "seconds": self.seconds}  # fmt: skip
+        return {
+            "minutes": [[m, list(b)] for m, b in self.minutes.items()],
+            "total": list(self.total),
+            "rows": self.rows,
+            "requests": self.requests,
+            "errors": self.errors,
+            "seconds": self.seconds,
+        }
 
     def merged(self, snapshots: Iterable[dict[str, Any]]) -> ServingStats:
         """This process's statistics plus other processes' snapshots. Exact,
@@ -68,23 +94,34 @@ class ServingStats:
 
     def series(self) -> list[dict[str, Any]]:
         """Per minute: requests, predictions, p50 and p99 latency (ms)."""
-        return [{"minute": m * 60, "requests": sum(b[:-1]), "predictions": b[-1],
-                 "p50_ms": _percentile(b[:-1], 0.50), "p99_ms": _percentile(b[:-1], 0.99)}
-                for m, b in self.minutes.items()]  # fmt: skip
+        return [
+            {
+                "minute": m * 60,
+                "requests": sum(b[:-1]),
+                "predictions": b[-1],
+                "p50_ms": _percentile(b[:-1], 0.50),
+                "p99_ms": _percentile(b[:-1], 0.99),
+            }
+            for m, b in self.minutes.items()
+        ]
 
     def prometheus(self) -> list[str]:
         lines = ["# TYPE minimlops_predict_request_seconds histogram"]
         cumulative = 0
         for bound, count in zip(BOUNDS_MS, self.total, strict=False):
             cumulative += count
-            lines.append(f'minimlops_predict_request_seconds_bucket{{le="{bound / 1000}"}} {cumulative}')
-        lines += [f'minimlops_predict_request_seconds_bucket{{le="+Inf"}} {self.requests}',
-                  f"minimlops_predict_request_seconds_sum {self.seconds:.6f}",
-                  f"minimlops_predict_request_seconds_count {self.requests}",
-                  "# TYPE minimlops_predictions_total counter",
-                  f"minimlops_predictions_total {self.rows}",
-                  "# TYPE minimlops_predict_errors_total counter",
-                  f"minimlops_predict_errors_total {self.errors}"]  # fmt: skip
+            lines.append(
+                f'minimlops_predict_request_seconds_bucket{{le="{bound / 1000}"}} {cumulative}'
+            )
+        lines += [
+            f'minimlops_predict_request_seconds_bucket{{le="+Inf"}} {self.requests}',
+            f"minimlops_predict_request_seconds_sum {self.seconds:.6f}",
+            f"minimlops_predict_request_seconds_count {self.requests}",
+            "# TYPE minimlops_predictions_total counter",
+            f"minimlops_predictions_total {self.rows}",
+            "# TYPE minimlops_predict_errors_total counter",
+            f"minimlops_predict_errors_total {self.errors}",
+        ]
         return lines
 
 

@@ -26,10 +26,12 @@ def subscriptions(app: App) -> dict[str, list[tuple[str, str]]]:
     n = app.deps.names
     return {
         "ingest_data": [("ingest_data", ObjectFinalized.default_topic)],
-        "train_model": [("train_model", n.ingestion_topic),
-                        ("train_model-retrain", n.retrain_topic)],
+        "train_model": [
+            ("train_model", n.ingestion_topic),
+            ("train_model-retrain", n.retrain_topic),
+        ],
         "serving": [("serving", n.promoted_topic)],
-    }  # fmt: skip
+    }
 
 
 class Runtime:

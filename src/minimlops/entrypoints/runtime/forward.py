@@ -10,8 +10,15 @@ import logging
 from typing import Any
 
 logger = logging.getLogger(__name__)
-HOP_BY_HOP = {b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer",
-              b"transfer-encoding", b"upgrade"}  # fmt: skip
+HOP_BY_HOP = {
+    b"connection",
+    b"keep-alive",
+    b"proxy-connection",
+    b"te",
+    b"trailer",
+    b"transfer-encoding",
+    b"upgrade",
+}
 
 
 class Forward:
@@ -40,7 +47,8 @@ class Forward:
                 self.client = httpx.AsyncClient(
                     base_url=self.primary_url,
                     timeout=httpx.Timeout(None, connect=5.0),  # admin actions may take long
-                    limits=httpx.Limits(max_connections=64, max_keepalive_connections=16))
+                    limits=httpx.Limits(max_connections=64, max_keepalive_connections=16),
+                )
                 task = asyncio.create_task(self.log.run())
                 await send({"type": "lifespan.startup.complete"})
                 if self.on_ready is not None:
@@ -68,22 +76,36 @@ class Forward:
         if scope["query_string"]:
             path += "?" + scope["query_string"].decode("latin-1")
         headers = [(k, v) for k, v in scope["headers"] if k not in HOP_BY_HOP]
-        request = self.client.build_request(scope["method"], path, headers=headers,
-                                            content=body())  # fmt: skip
+        request = self.client.build_request(scope["method"], path, headers=headers, content=body())
         try:
             response = await self.client.send(request, stream=True)
         except httpx.HTTPError as exc:
             payload = b'{"detail":"the server behind this serving process is unavailable"}'
             logger.error("forwarding %s %s failed: %s", scope["method"], scope["path"], exc)
-            await send({"type": "http.response.start", "status": 502, "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(payload)).encode())]})
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 502,
+                    "headers": [
+                        (b"content-type", b"application/json"),
+                        (b"content-length", str(len(payload)).encode()),
+                    ],
+                }
+            )
             await send({"type": "http.response.body", "body": payload})
             return
         try:
-            await send({"type": "http.response.start", "status": response.status_code,
-                        "headers": [(k.lower(), v) for k, v in response.headers.raw
-                                    if k.lower() not in HOP_BY_HOP]})  # fmt: skip
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": response.status_code,
+                    "headers": [
+                        (k.lower(), v)
+                        for k, v in response.headers.raw
+                        if k.lower() not in HOP_BY_HOP
+                    ],
+                }
+            )
             async for chunk in response.aiter_raw():
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
             await send({"type": "http.response.body", "body": b""})

@@ -22,12 +22,18 @@ class ThrottledProgress:
         with self._lock:
             last = self._last.get(step)
             finished = total > 0 and done >= total
-            if last == float("inf") or (last is not None and not finished
-                                         and now - last < self.every):
+            if last == float("inf") or (
+                last is not None and not finished and now - last < self.every
+            ):
                 return
             self._last[step] = float("inf") if finished else now
         if total > 0:
-            logger.info("%s: %d%% (%s of %s)", step, min(100, 100 * done // total),
-                        f"{done:,}", f"{total:,}")  # fmt: skip
+            logger.info(
+                "%s: %d%% (%s of %s)",
+                step,
+                min(100, 100 * done // total),
+                f"{done:,}",
+                f"{total:,}",
+            )
         else:
             logger.info("%s", step)

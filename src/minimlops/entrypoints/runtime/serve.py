@@ -70,9 +70,13 @@ def hint(app: App, url: str) -> None:
     example = admin.example_request(app.deps, app.registry)
     if example is None:
         project = app.deps.project
-        logger.info("no model yet: one is trained when data lands; then open %s/ for the "
-                    "form or POST a row of %s to %s/predict", url,
-                    ", ".join(c for c in project.input_columns if c != project.key), url)
+        logger.info(
+            "no model yet: one is trained when data lands; then open %s/ for the "
+            "form or POST a row of %s to %s/predict",
+            url,
+            ", ".join(c for c in project.input_columns if c != project.key),
+            url,
+        )
         before = app.predictor.before_swap
 
         def first_model(version: str) -> None:
@@ -88,8 +92,11 @@ def hint(app: App, url: str) -> None:
     body = shlex.quote(json.dumps(example, ensure_ascii=False))
     logger.info("try a prediction (the command on the next line):")
     # on a line of its own, unwrapped, so it can be copied into a shell
-    print(f"curl -X POST -H 'Content-Type: application/json' -d {body} {url}/predict",
-          file=sys.stderr, flush=True)  # fmt: skip
+    print(
+        f"curl -X POST -H 'Content-Type: application/json' -d {body} {url}/predict",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 def ingest_command(settings: Settings) -> str:
@@ -111,13 +118,18 @@ def seed_example_data(app: App) -> None:
     if deps.warehouse.ledger() or deps.store.list(s.landing_bucket):
         return
     project = deps.project
-    path = example_data.for_project(dict(project.extras), s.cache_dir, local=s.example_data,
-                                    url=s.example_url)  # fmt: skip
+    path = example_data.for_project(
+        dict(project.extras), s.cache_dir, local=s.example_data, url=s.example_url
+    )
     if path is None and isinstance(project.extras.get("generate"), int):
         path = example_data.generated(project, int(project.extras["generate"]), s.cache_dir)
     if path is None:
-        logger.info("project %s has no data yet: land a CSV with the command on the next line "
-                    "(or copy it into %s)", project.name, s.buckets_dir.resolve() / s.landing_bucket)
+        logger.info(
+            "project %s has no data yet: land a CSV with the command on the next line "
+            "(or copy it into %s)",
+            project.name,
+            s.buckets_dir.resolve() / s.landing_bucket,
+        )
         # on a line of its own, unwrapped, so it can be copied into a shell
         print(ingest_command(s), file=sys.stderr, flush=True)
         return
@@ -166,8 +178,12 @@ def serve(settings: Settings, compute: Any = None) -> None:
                 processes = ServingProcesses(settings, count, public.getsockname()[:2], inside)
                 app.predictor.before_swap = processes.refresh
                 processes.start()
-            logger.info("predictions_endpoint listening on %s (data home %s; serving "
-                        "processes: %d)", url, settings.home.resolve(), count)  # fmt: skip
+            logger.info(
+                "predictions_endpoint listening on %s (data home %s; serving processes: %d)",
+                url,
+                settings.home.resolve(),
+                count,
+            )
             hint(app, url)
 
         def peers() -> list[dict[str, Any]]:
@@ -176,19 +192,32 @@ def serve(settings: Settings, compute: Any = None) -> None:
         def peer_count() -> int:
             return processes.live() if processes is not None else 0
 
-        api = create_app(app, admin_tokens=tokens, peers=peers, peer_count=peer_count,
-                         access=access)  # tokens: filled on listen
+        api = create_app(
+            app, admin_tokens=tokens, peers=peers, peer_count=peer_count, access=access
+        )  # tokens: filled on listen
         key = settings.api_key.get_secret_value() if settings.api_key else None
-        front = FastPredict(PublicCORS(api, settings.origins), api.state.answer_predict,
-                            settings.max_body_bytes, origins=settings.origins, api_key=key,
-                            access=access, admin_tokens=tokens)  # fmt: skip
-        config = uvicorn.Config(front, log_level="warning", access_log=False, lifespan="on",
-                                http=CoalescingHttpTools,  # head and body in one send
-                                # loopback, no proxy in front: skip per-request header work
-                                proxy_headers=False, server_header=False,
-                                # longer than clients' and proxies' idle timeouts, so the
-                                # server is never the side closing a connection in use
-                                timeout_keep_alive=75)  # fmt: skip
+        front = FastPredict(
+            PublicCORS(api, settings.origins),
+            api.state.answer_predict,
+            settings.max_body_bytes,
+            origins=settings.origins,
+            api_key=key,
+            access=access,
+            admin_tokens=tokens,
+        )
+        config = uvicorn.Config(
+            front,
+            log_level="warning",
+            access_log=False,
+            lifespan="on",
+            http=CoalescingHttpTools,  # head and body in one send
+            # loopback, no proxy in front: skip per-request header work
+            proxy_headers=False,
+            server_header=False,
+            # longer than clients' and proxies' idle timeouts, so the
+            # server is never the side closing a connection in use
+            timeout_keep_alive=75,
+        )
         # The training process imports scikit-learn (~2.4 s) on the other core
         # while this one starts the server: a file that landed meanwhile is
         # trained on without waiting for it (`up` started it first; a no-op then).

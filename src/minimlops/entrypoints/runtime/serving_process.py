@@ -26,8 +26,14 @@ logger = logging.getLogger(__name__)
 ANSWER_TIMEOUT = 10.0
 
 
-def serve_process(conn: Connection, settings: Settings, name: str, address: tuple[str, int],
-           primary_url: str, log_level: int) -> None:  # fmt: skip
+def serve_process(
+    conn: Connection,
+    settings: Settings,
+    name: str,
+    address: tuple[str, int],
+    primary_url: str,
+    log_level: int,
+) -> None:
     """A serving process: answer /predict, forward the rest, obey the pipe."""
     from minimlops.bootstrap import build_serving
     from minimlops.entrypoints.http.fastpath import FastPredict, predict_answerer
@@ -48,32 +54,55 @@ def serve_process(conn: Connection, settings: Settings, name: str, address: tupl
     from minimlops.entrypoints.http.schemas import request_models
     from minimlops.entrypoints.http.security import Access
 
-    answer = predict_answerer(part.predictor, part.log, stats,
-                              request_models(part.predictor.project),
-                              max_body=settings.max_body_bytes, max_batch=settings.max_batch)  # fmt: skip
+    answer = predict_answerer(
+        part.predictor,
+        part.log,
+        stats,
+        request_models(part.predictor.project),
+        max_body=settings.max_body_bytes,
+        max_batch=settings.max_batch,
+    )
     key = settings.api_key.get_secret_value() if settings.api_key else None
     tokens = [settings.admin_token.get_secret_value()] if settings.admin_token else []
     forward = Forward(primary_url, part.log)
     # MINIMLOPS_PUBLIC_ROUTES: what this process cannot let in (no credential, or the
     # server's local token, which it does not know) is forwarded: the server decides.
-    front = FastPredict(forward, answer, settings.max_body_bytes, origins=settings.origins,
-                        api_key=key, access=Access.parse(settings.public_routes),
-                        admin_tokens=tokens)  # fmt: skip
+    front = FastPredict(
+        forward,
+        answer,
+        settings.max_body_bytes,
+        origins=settings.origins,
+        api_key=key,
+        access=Access.parse(settings.public_routes),
+        admin_tokens=tokens,
+    )
     sock = listen(*address, join=True)
-    config = uvicorn.Config(front, log_level="warning", access_log=False, lifespan="on",
-                            http=CoalescingHttpTools, proxy_headers=False, server_header=False,
-                            timeout_keep_alive=75)  # fmt: skip
+    config = uvicorn.Config(
+        front,
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+        http=CoalescingHttpTools,
+        proxy_headers=False,
+        server_header=False,
+        timeout_keep_alive=75,
+    )
     server = _Quiet(config)
 
     def counters() -> dict[str, Any]:
         log = part.log
-        return {"name": name, "stats": stats.snapshot(), "forwarded": forward.forwarded, "log": {
-            "batches": log.batches, "rows": log.rows, "write_seconds": log.write_seconds}}
+        return {
+            "name": name,
+            "stats": stats.snapshot(),
+            "forwarded": forward.forwarded,
+            "log": {"batches": log.batches, "rows": log.rows, "write_seconds": log.write_seconds},
+        }
 
     def answer(kind: str, loop: asyncio.AbstractEventLoop) -> Any:
         if kind == "refresh":
             return part.predictor.follow()
         if kind == "counters":  # read on the event loop, which writes them
+
             async def read() -> dict[str, Any]:
                 return counters()
 
@@ -109,8 +138,9 @@ def serve_process(conn: Connection, settings: Settings, name: str, address: tupl
     def on_ready() -> None:
         freeze_long_lived()
         conn.send({"version": part.predictor.version, "pid": os.getpid()})
-        threading.Thread(target=obey, args=(asyncio.get_running_loop(),), name="control",
-                         daemon=True).start()  # fmt: skip
+        threading.Thread(
+            target=obey, args=(asyncio.get_running_loop(),), name="control", daemon=True
+        ).start()
 
     forward.on_ready = on_ready
     server.run(sockets=[sock])

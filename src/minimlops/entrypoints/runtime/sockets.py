@@ -23,8 +23,10 @@ def listen(host: str, port: int, *, shared: bool = False, join: bool = False) ->
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
-        raise MinimlopsError(f"cannot listen on {host}:{port}: {exc.strerror} (another server "
-                             "there? choose another with --port or MINIMLOPS_PORT)") from None
+        raise MinimlopsError(
+            f"cannot listen on {host}:{port}: {exc.strerror} (another server "
+            "there? choose another with --port or MINIMLOPS_PORT)"
+        ) from None
     if shared:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.listen(2048)

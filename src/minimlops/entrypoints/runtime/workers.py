@@ -64,8 +64,9 @@ class _Child:
 class ServingProcesses:
     """The server's side: start, refresh, ask, restart and stop its serving processes."""
 
-    def __init__(self, settings: Settings, count: int, address: tuple[str, int],
-                 primary_url: str) -> None:  # fmt: skip
+    def __init__(
+        self, settings: Settings, count: int, address: tuple[str, int], primary_url: str
+    ) -> None:
         self.settings, self.count = settings, count
         self.address, self.primary_url = address, primary_url
         self.children: dict[str, _Child] = {}
@@ -75,16 +76,27 @@ class ServingProcesses:
 
     def start(self) -> None:
         """Start them in the background; the server answers everything meanwhile."""
-        self._thread = threading.Thread(target=self._supervise, name="serving-processes",
-                                        daemon=True)  # fmt: skip
+        self._thread = threading.Thread(
+            target=self._supervise, name="serving-processes", daemon=True
+        )
         self._thread.start()
 
     def _spawn(self, name: str) -> _Child | None:
         ctx = mp.get_context("spawn")
         ours, theirs = ctx.Pipe()
-        process = ctx.Process(target=serve_process, name=f"minimlops-{name}", daemon=True,
-                              args=(theirs, self.settings, name, self.address,
-                                    self.primary_url, logging.getLogger().level))  # fmt: skip
+        process = ctx.Process(
+            target=serve_process,
+            name=f"minimlops-{name}",
+            daemon=True,
+            args=(
+                theirs,
+                self.settings,
+                name,
+                self.address,
+                self.primary_url,
+                logging.getLogger().level,
+            ),
+        )
         process.start()
         theirs.close()
         child = _Child(name, process, ours)
@@ -97,8 +109,12 @@ class ServingProcesses:
             process.kill()
             process.join()
             return None
-        logger.info("serving process %s (pid %d) answers /predict with model version %s",
-                    name, process.pid, ready.get("version"))  # fmt: skip
+        logger.info(
+            "serving process %s (pid %d) answers /predict with model version %s",
+            name,
+            process.pid,
+            ready.get("version"),
+        )
         return child
 
     def _supervise(self) -> None:
@@ -110,8 +126,11 @@ class ServingProcesses:
                 if child is not None and child.process.is_alive():
                     continue
                 if child is not None:
-                    logger.error("serving process %s exited (code %s); starting it again",
-                                 name, child.process.exitcode)  # fmt: skip
+                    logger.error(
+                        "serving process %s exited (code %s); starting it again",
+                        name,
+                        child.process.exitcode,
+                    )
                     with self._lock:
                         del self.children[name]
                 started = self._spawn(name)

@@ -16,8 +16,15 @@ import numpy as np
 
 TITLES = ("Mr", "Mrs", "Miss", "Master", "Rare")
 DECKS = ("A", "B", "C", "D", "E", "F", "G")
-_TITLE_MAP = {"Mlle": "Miss", "Ms": "Miss", "Mme": "Mrs", "Lady": "Rare",
-              "Countess": "Rare", "the Countess": "Rare", "Dona": "Rare"}
+_TITLE_MAP = {
+    "Mlle": "Miss",
+    "Ms": "Miss",
+    "Mme": "Mrs",
+    "Lady": "Rare",
+    "Countess": "Rare",
+    "the Countess": "Rare",
+    "Dona": "Rare",
+}
 _TITLE_RE = re.compile(r",\s*([^.]+)\.")
 
 
@@ -95,8 +102,9 @@ def title_batch(c: Columns) -> list[str]:
     age = _numbers(c["Age"])
     female = np.array([s == "female" for s in c["Sex"]])
     with np.errstate(invalid="ignore"):  # NaN ages compare False, as None does
-        guess = np.where(female, np.where(age < 18, "Miss", "Mrs"),
-                         np.where(age < 13, "Master", "Mr")).tolist()
+        guess = np.where(
+            female, np.where(age < 18, "Miss", "Mrs"), np.where(age < 13, "Master", "Mr")
+        ).tolist()
     for i, name in enumerate(c["Name"]):
         if name:
             guess[i] = title({"Name": name, "Sex": c["Sex"][i], "Age": c["Age"][i]})
@@ -105,5 +113,7 @@ def title_batch(c: Columns) -> list[str]:
 
 def deck_batch(c: Columns) -> list[str]:
     """:func:`deck` of every row."""
-    return [letter if (letter := (cabin or "").strip()[:1].upper()) in DECKS else "U"
-            for cabin in c["Cabin"]]  # fmt: skip
+    return [
+        letter if (letter := (cabin or "").strip()[:1].upper()) in DECKS else "U"
+        for cabin in c["Cabin"]
+    ]

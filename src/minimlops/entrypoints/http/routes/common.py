@@ -79,7 +79,10 @@ class Context:
                 raise HTTPException(403, "admin endpoints are off: set MINIMLOPS_ADMIN_TOKEN")
             given = (cred.credentials if cred else "").encode()
             if not any(hmac.compare_digest(given, t.encode()) for t in list(tokens)):
-                raise HTTPException(401, "a valid admin bearer token is required",
-                                    headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
+                raise HTTPException(
+                    401,
+                    "a valid admin bearer token is required",
+                    headers={"WWW-Authenticate": "Bearer"},
+                )
 
         return Depends(require_admin)

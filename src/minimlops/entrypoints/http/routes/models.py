@@ -61,7 +61,9 @@ def router(ctx: Context) -> APIRouter:
     async def promote(version: str, body: PromoteRequest | None = None) -> Response:
         reason = body.reason if body else "promoted by a person"
         try:
-            pointer = await asyncio.to_thread(admin.promote, app.deps, app.registry, version, reason)
+            pointer = await asyncio.to_thread(
+                admin.promote, app.deps, app.registry, version, reason
+            )
         except ModelNotFoundError as exc:
             return problem(404, str(exc))
         await asyncio.to_thread(app.predictor.refresh)

@@ -24,8 +24,9 @@ from minimlops.services import admin, messagebus, monitor
 
 def router(ctx: Context) -> APIRouter:
     api, app, s = APIRouter(tags=["monitoring"]), ctx.app, ctx.app.settings
-    feedback_body = body_schema({"oneOf": [ref("Feedback"), {"type": "array",
-                                                              "items": ref("Feedback")}]})
+    feedback_body = body_schema(
+        {"oneOf": [ref("Feedback"), {"type": "array", "items": ref("Feedback")}]}
+    )
 
     @api.post("/feedback", openapi_extra={"requestBody": feedback_body})
     async def feedback(request: Request) -> Response:
@@ -56,19 +57,23 @@ def router(ctx: Context) -> APIRouter:
     @api.get("/monitoring")
     async def monitoring() -> Response:
         """Live accuracy per version, drift per feature, recorded triggers."""
+
         def collect() -> dict[str, Any]:
             app.flush_predictions()
-            return {"versions": monitor.live_accuracy(app.deps, app.registry),
-                    "accuracy_over_time": monitor.accuracy_series(app.deps),
-                    "drift": monitor.drift(app.deps, app.registry, app.monitor),
-                    "triggers": monitor.triggers(app.deps)[:50],
-                    "config": monitor.config_dict(app.monitor)}  # fmt: skip
+            return {
+                "versions": monitor.live_accuracy(app.deps, app.registry),
+                "accuracy_over_time": monitor.accuracy_series(app.deps),
+                "drift": monitor.drift(app.deps, app.registry, app.monitor),
+                "triggers": monitor.triggers(app.deps)[:50],
+                "config": monitor.config_dict(app.monitor),
+            }
 
         return json_response(await asyncio.to_thread(collect))
 
     @api.post("/monitoring/check", dependencies=[ctx.admin_dependency()])
     async def monitoring_check() -> Response:
         """Run the automatic triggers now (they also run every MONITOR_EVERY seconds)."""
+
         def run() -> list[str]:
             app.flush_predictions()
             events = monitor.check(app.deps, app.registry, app.monitor)

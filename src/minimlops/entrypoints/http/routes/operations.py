@@ -26,8 +26,12 @@ def router(ctx: Context) -> APIRouter:
     async def events(limit: int = 100) -> Response:
         """The pipeline's timeline, newest first."""
         limit = max(1, min(limit, 1000))
-        return json_response(await reuse.get(("events", limit), lambda: asyncio.to_thread(
-            admin.timeline, app.deps, app.registry, limit, files)))
+        return json_response(
+            await reuse.get(
+                ("events", limit),
+                lambda: asyncio.to_thread(admin.timeline, app.deps, app.registry, limit, files),
+            )
+        )
 
     @api.get("/ingestions/{ingestion_id}/report")
     async def ingestion_report(ingestion_id: str) -> Response:
@@ -39,8 +43,14 @@ def router(ctx: Context) -> APIRouter:
 
     @api.get("/status")
     async def status() -> Response:
-        return json_response(await reuse.get("status", lambda: asyncio.to_thread(
-            admin.status, app.deps, app.registry, app.predictor.version)))
+        return json_response(
+            await reuse.get(
+                "status",
+                lambda: asyncio.to_thread(
+                    admin.status, app.deps, app.registry, app.predictor.version
+                ),
+            )
+        )
 
     @api.post("/query", dependencies=[ctx.admin_dependency()])
     async def query(body: QueryRequest) -> Response:

@@ -22,8 +22,11 @@ class Reuse:
             return await compute()
         now = time.monotonic()
         held = self._answers.get(key)
-        if held is None or now - held[0] > self.seconds or (
-                held[1].done() and held[1].exception() is not None):
+        if (
+            held is None
+            or now - held[0] > self.seconds
+            or (held[1].done() and held[1].exception() is not None)
+        ):
             future: asyncio.Future[Any] = asyncio.ensure_future(compute())
             self._answers[key] = held = (now, future)
         return await asyncio.shield(held[1])

@@ -26,13 +26,18 @@ def router(ctx: Context) -> APIRouter:
     api, app, noun = APIRouter(), ctx.app, ctx.noun
     one_or_many = body_schema({"oneOf": [ref(noun), {"type": "array", "items": ref(noun)}]})
 
-    @api.post("/predict", openapi_extra={"requestBody": one_or_many}, tags=["serving"],
-              summary=f"Predict {ctx.target} for one {noun.lower()} or a list of them")  # fmt: skip
+    @api.post(
+        "/predict",
+        openapi_extra={"requestBody": one_or_many},
+        tags=["serving"],
+        summary=f"Predict {ctx.target} for one {noun.lower()} or a list of them",
+    )
     async def predict(request: Request) -> Response:
         if (refused := ctx.keyed(request)) is not None:
             return refused
-        status, body = await ctx.answer_predict(await request.body(),
-                                                request.headers.get("content-type", ""))  # fmt: skip
+        status, body = await ctx.answer_predict(
+            await request.body(), request.headers.get("content-type", "")
+        )
         return Response(body, status, media_type="application/json")
 
     @api.post("/explain", tags=["serving"], openapi_extra={"requestBody": body_schema(ref(noun))})
@@ -52,16 +57,22 @@ def router(ctx: Context) -> APIRouter:
         try:
             result = explain_row(current[1], row, app.deps.project)
         except DerivedFeatureError as exc:
-            return problem(422, f"invalid {noun.lower()}", errors=[
-                {"field": exc.feature, "message": str(exc)}])  # fmt: skip
-        return json_response({**result, "model_version": current[0],
-                              **({"warnings": warned} if warned else {})})
+            return problem(
+                422, f"invalid {noun.lower()}", errors=[{"field": exc.feature, "message": str(exc)}]
+            )
+        return json_response(
+            {**result, "model_version": current[0], **({"warnings": warned} if warned else {})}
+        )
 
     @api.get("/healthz", tags=["operations"])
     async def healthz() -> Response:
         version, error = app.predictor.version, app.predictor.error
-        body = {"status": "ok" if version else "unavailable", "model_version": version,
-                "error": error, "serving_processes": 1 + ctx.peer_count()}  # fmt: skip
+        body = {
+            "status": "ok" if version else "unavailable",
+            "model_version": version,
+            "error": error,
+            "serving_processes": 1 + ctx.peer_count(),
+        }
         if version is None:
             body["reason"] = error or "no champion model loaded yet"
         return json_response(body, 200 if version else 503)
@@ -69,8 +80,14 @@ def router(ctx: Context) -> APIRouter:
     @api.get("/metrics", tags=["operations"], include_in_schema=True)
     async def metrics() -> Response:
         others = await asyncio.to_thread(ctx.peers)
-        logs = [{"batches": app.log.batches, "rows": app.log.rows,
-                 "write_seconds": app.log.write_seconds}, *(o["log"] for o in others)]  # fmt: skip
+        logs = [
+            {
+                "batches": app.log.batches,
+                "rows": app.log.rows,
+                "write_seconds": app.log.write_seconds,
+            },
+            *(o["log"] for o in others),
+        ]
         lines = [
             "# TYPE minimlops_prediction_log_batches_total counter",
             f"minimlops_prediction_log_batches_total {sum(g['batches'] for g in logs)}",
@@ -82,21 +99,26 @@ def router(ctx: Context) -> APIRouter:
         ]
         lines += ctx.stats.merged(o["stats"] for o in others).prometheus()
         # per process: how the kernel spread the connections over them
-        lines += ["# TYPE minimlops_process_requests_total counter",
-                  f'minimlops_process_requests_total{{process="server",kind="predict"}} '
-                  f'{ctx.stats.requests}']  # fmt: skip
+        lines += [
+            "# TYPE minimlops_process_requests_total counter",
+            f'minimlops_process_requests_total{{process="server",kind="predict"}} '
+            f"{ctx.stats.requests}",
+        ]
         for o in others:
-            lines += [f'minimlops_process_requests_total{{process="{o["name"]}",kind="predict"}} '
-                      f'{o["stats"]["requests"]}',
-                      f'minimlops_process_requests_total{{process="{o["name"]}",kind="forwarded"}} '
-                      f'{o["forwarded"]}']  # fmt: skip
+            lines += [
+                f'minimlops_process_requests_total{{process="{o["name"]}",kind="predict"}} '
+                f"{o['stats']['requests']}",
+                f'minimlops_process_requests_total{{process="{o["name"]}",kind="forwarded"}} '
+                f"{o['forwarded']}",
+            ]
         return Response("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")
 
     @api.get("/stats/serving", tags=["operations"])
     async def serving_stats() -> Response:
         """Per minute (every serving process): requests, predictions, p50/p99 latency."""
         every = ctx.stats.merged(o["stats"] for o in await asyncio.to_thread(ctx.peers))
-        return json_response({"minutes": every.series(), "requests": every.requests,
-                              "predictions": every.rows})  # fmt: skip
+        return json_response(
+            {"minutes": every.series(), "requests": every.requests, "predictions": every.rows}
+        )
 
     return api
