@@ -57,7 +57,7 @@ class Settings(BaseModel):
     project: str | None = Field(
         None,
         description="the data set's project: a directory with project.toml, or an "
-        "example's name (titanic, wine, diabetes); default: the Titanic example",
+        "example's name (titanic, wine, diabetes, churn); default: the data home's, else titanic",
     )
     gcp_project: str | None = Field(None, description="Google Cloud project (gcp)")
     region: str = Field(

@@ -85,3 +85,13 @@ def test_the_readme_starts_people_and_keeps_no_history() -> None:
         )
     ]
     assert not found, found
+
+
+def test_the_help_names_every_example() -> None:
+    """The lists of examples in the help and the settings' descriptions are
+    typed, so they are checked: every example the package ships is named."""
+    from minimlops.projects import EXAMPLES
+
+    cli = (ROOT / "docs" / "reference" / "cli.md").read_text()
+    described = Settings.model_fields["project"].description or ""
+    assert [e for e in EXAMPLES if e not in described or e not in cli] == []

@@ -39,7 +39,7 @@ ProjectOpt = Annotated[
         "--project",
         "-p",
         help="project directory (with project.toml) or example name (titanic, "
-        "wine, diabetes) [MINIMLOPS_PROJECT]; default: the data home's, else titanic",
+        "wine, diabetes, churn) [MINIMLOPS_PROJECT]; default: the data home's, else titanic",
     ),
 ]
 
