@@ -275,7 +275,7 @@ def build_gcp(settings: Settings, *, progress: Progress = _no_progress) -> App:
 
     def write(rows: list[Any]) -> None:
         """One group-committed batch (the request's structs read as dicts:
-        ``entrypoints.schemas.row_class``), exactly once where it can."""
+        ``entrypoints.http.request_models.row_class``), exactly once where it can."""
         warehouse.log_rows(
             names.predictions_table, [r if isinstance(r, dict) else dict(r) for r in rows]
         )

@@ -190,7 +190,7 @@ def test_the_fast_request_check_accepts_only_what_pydantic_accepts_and_gives_the
     import dataclasses
 
     from minimlops import projects
-    from minimlops.entrypoints.http.schemas import request_models
+    from minimlops.entrypoints.http.request_models import request_models
     from tests import projects as shapes
 
     project = projects.load(name.removesuffix("-missing-words"))

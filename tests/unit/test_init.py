@@ -204,7 +204,7 @@ def test_words_for_no_value_are_found_and_read_as_missing_everywhere(tmp_path: P
     """R writes NA, the UCI files ?: found where numbers were expected, declared
     as missing_values, and read as no value by ingestion and by the API alike;
     a text column that also holds the word is named for review."""
-    from minimlops.entrypoints.http.schemas import request_models
+    from minimlops.entrypoints.http.request_models import request_models
 
     path = tmp_path / "census.csv"
     path.write_text(

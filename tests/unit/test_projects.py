@@ -415,7 +415,7 @@ def test_vector_and_matrix_agree_and_onnx_matches_on_every_row(trained) -> None:
     # the server's rows: the request's structs, decoded by the fast check
     import orjson
 
-    from minimlops.entrypoints.http.schemas import request_models
+    from minimlops.entrypoints.http.request_models import request_models
 
     structs = request_models(p).fast.rows(orjson.dumps(every), True)
     assert structs is not None, "every row takes the fast path"
@@ -475,7 +475,7 @@ def test_a_linear_models_one_row_is_its_weights_on_the_features(name) -> None:
     and onnxruntime's within its float32. Multiclass and trees keep ONNX."""
     import orjson
 
-    from minimlops.entrypoints.http.schemas import request_models
+    from minimlops.entrypoints.http.request_models import request_models
     from minimlops.ml.candidates import candidates
 
     p = shapes.load(name)
@@ -556,7 +556,7 @@ def test_answers_fit_the_task_and_speak_the_datas_values(trained) -> None:
     import orjson
 
     from minimlops.adapters.journal import encode
-    from minimlops.entrypoints.http.schemas import request_models
+    from minimlops.entrypoints.http.request_models import request_models
 
     models = request_models(p)
     served = predictor.predict(models.fast.rows(orjson.dumps(requests), True), owned=True)
@@ -600,7 +600,7 @@ def test_the_start_up_hint_is_a_request_in_the_projects_own_columns(trained) -> 
     else:
         assert example and set(example) <= set(p.input_columns) - {p.key}
         assert {c.name for c in p.columns if c.required} - {p.key, p.target} <= set(example)
-    from minimlops.entrypoints.http.schemas import request_models
+    from minimlops.entrypoints.http.request_models import request_models
 
     row = request_models(p).one.validate_python(json.loads(json.dumps(example)))
     predictor = Predictor(registry_of(deps), deps.now, p)
@@ -666,7 +666,7 @@ def _served(p, rows: int, seed: int = 3):
     """A project trained on generated rows, its predictor and its /predict
     answerer (a log that keeps nothing): (table, predictor, answer)."""
     from minimlops.entrypoints.http.fastpath import predict_answerer
-    from minimlops.entrypoints.http.schemas import request_models
+    from minimlops.entrypoints.http.request_models import request_models
     from minimlops.entrypoints.http.stats import ServingStats
 
     deps = fake_deps_for(p, cv_folds=3)
@@ -734,7 +734,7 @@ def test_a_derived_feature_reads_an_absent_optional_column_as_none_in_every_path
 
     import orjson
 
-    from minimlops.entrypoints.http.schemas import request_models
+    from minimlops.entrypoints.http.request_models import request_models
 
     d = tmp_path / "p"
     d.mkdir()
@@ -859,7 +859,7 @@ def test_an_integer_outside_bigint_is_refused_naming_the_field() -> None:
     import orjson
 
     from minimlops.entrypoints.http.fastpath import predict_answerer
-    from minimlops.entrypoints.http.schemas import request_models
+    from minimlops.entrypoints.http.request_models import request_models
     from minimlops.entrypoints.http.stats import ServingStats
 
     p = projects.from_dict(
@@ -914,7 +914,7 @@ def test_a_feedback_label_is_read_as_a_requests_text_is(name) -> None:
     value is still refused, naming the classes."""
     from pydantic import ValidationError
 
-    from minimlops.entrypoints.http.schemas import request_models
+    from minimlops.entrypoints.http.request_models import request_models
 
     p = shapes.load(name)
     feedback = request_models(p).feedback
@@ -964,7 +964,7 @@ def test_a_misspelt_field_in_a_prediction_request_is_answered_with_a_warning() -
 
     import orjson
 
-    from minimlops.entrypoints.http.schemas import request_models
+    from minimlops.entrypoints.http.request_models import request_models
 
     p = shapes.load("titanic")
     _, table, _, answer = _served(p, 600)

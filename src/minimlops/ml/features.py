@@ -226,7 +226,7 @@ class FeatureSet:
 
     def _reader(self, cls: type) -> _StructReader | None:
         """How rows of this class are read: None for a mapping, else a
-        reader of the request's structs (see ``entrypoints.schemas.row_class``)."""
+        reader of the request's structs (see ``entrypoints.http.request_models.row_class``)."""
         if cls not in self._readers:
             struct = getattr(cls, "minimlops_values", None) is not None
             self._readers[cls] = _StructReader(self._plan, self._batch, cls) if struct else None

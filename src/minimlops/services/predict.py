@@ -124,7 +124,7 @@ class Predictor:
 
         ``owned``: the rows are validated rows (the project's fields only)
         that the caller hands over: dicts, or the request's structs (see
-        ``entrypoints.schemas.row_class``), which have the log's own fields;
+        ``entrypoints.http.request_models.row_class``), which have the log's own fields;
         they become the log rows in place instead of being copied (a wide
         batch of 1,000: ~1.3 ms less).
 

@@ -242,7 +242,7 @@ def predict(
     _setup_logging("WARNING")
     people, single = _read_passengers(passenger, file)
     from minimlops.bootstrap import project_of
-    from minimlops.entrypoints.http.schemas import request_models
+    from minimlops.entrypoints.http.request_models import request_models
 
     try:
         models = request_models(project_of(settings))

@@ -24,9 +24,9 @@ from fastapi.staticfiles import StaticFiles
 from minimlops import __version__
 from minimlops.bootstrap import App
 from minimlops.entrypoints.http.fastpath import predict_answerer
+from minimlops.entrypoints.http.request_models import request_models
 from minimlops.entrypoints.http.routes import models, monitoring, operations, serving
 from minimlops.entrypoints.http.routes.common import WEB, Context
-from minimlops.entrypoints.http.schemas import request_models
 from minimlops.entrypoints.http.security import Access, Credentials, RequireCredential
 from minimlops.entrypoints.http.stats import ServingStats
 

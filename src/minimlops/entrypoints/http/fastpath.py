@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from pydantic import ValidationError
 
-from minimlops.entrypoints.http.schemas import RequestModels
+from minimlops.entrypoints.http.request_models import RequestModels
 from minimlops.entrypoints.http.security import Access, Credentials, allow_origin, key_matches
 from minimlops.errors import DerivedFeatureError, NoChampionError
 

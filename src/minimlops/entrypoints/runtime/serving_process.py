@@ -51,7 +51,7 @@ def serve_process(
     part = build_serving(settings, name)
     part.predictor.refresh()
     stats = ServingStats()
-    from minimlops.entrypoints.http.schemas import request_models
+    from minimlops.entrypoints.http.request_models import request_models
     from minimlops.entrypoints.http.security import Access
 
     answer = predict_answerer(

@@ -16,7 +16,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from minimlops.bootstrap import App
 from minimlops.entrypoints.http.fastpath import Answer
-from minimlops.entrypoints.http.schemas import RequestModels
+from minimlops.entrypoints.http.request_models import RequestModels
 from minimlops.entrypoints.http.security import key_matches
 from minimlops.entrypoints.http.stats import ServingStats
 

@@ -9,9 +9,9 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, Response
 
+from minimlops.entrypoints.http.request_models import PromoteRequest, TrainRequest
 from minimlops.entrypoints.http.routes.common import WEB, Context, json_response, problem
 from minimlops.entrypoints.http.routes.reuse import Reuse
-from minimlops.entrypoints.http.schemas import PromoteRequest, TrainRequest
 from minimlops.errors import ConflictError, ModelNotFoundError
 from minimlops.services import admin, monitor
 

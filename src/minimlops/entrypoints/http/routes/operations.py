@@ -8,9 +8,9 @@ import asyncio
 from fastapi import APIRouter
 from fastapi.responses import FileResponse, Response
 
+from minimlops.entrypoints.http.request_models import QueryRequest
 from minimlops.entrypoints.http.routes.common import WEB, Context, json_response, problem
 from minimlops.entrypoints.http.routes.reuse import Reuse
-from minimlops.entrypoints.http.schemas import QueryRequest
 from minimlops.errors import QueryError
 from minimlops.services import admin
 
