@@ -152,7 +152,7 @@ def _mistaken(tmp_path: Path, name: str, old: str, new: str) -> Path:
                 "column 'bmi'.type",
                 "unknown type 'decimal'",
                 "(did you mean 'float'?)",
-                "one of ['integer', 'float', 'string', 'boolean']",
+                "one of ['integer', 'float', 'string', 'boolean', 'date', 'timestamp']",
             ],
         ),
         (

@@ -16,12 +16,21 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, TypeGuard
 
+from minimlops.domain.splits import SplitSpec
 from minimlops.errors import MinimlopsError
 
-TYPES = ("integer", "float", "string", "boolean")
-KINDS = ("numeric", "categorical", "boolean", "text")
+TYPES = ("integer", "float", "string", "boolean", "date", "timestamp")
+KINDS = ("numeric", "categorical", "boolean", "text", "date")
+TIME_TYPES = ("date", "timestamp")
 TASKS = ("binary", "multiclass", "regression")
-BQ_TYPES = {"integer": "INTEGER", "float": "FLOAT", "string": "STRING", "boolean": "BOOLEAN"}
+BQ_TYPES = {
+    "integer": "INTEGER",
+    "float": "FLOAT",
+    "string": "STRING",
+    "boolean": "BOOLEAN",
+    "date": "DATE",
+    "timestamp": "TIMESTAMP",
+}
 # Each task's metrics, and for the gate: the primary metric's direction.
 METRICS = {
     "binary": {"accuracy": "max", "roc_auc": "max", "log_loss": "min", "brier": "min", "f1": "max"},
@@ -88,6 +97,9 @@ class ColumnSpec:
     # the key only: a file without this column gets one per row at ingestion,
     # "<the file's SHA-256, 16 hex>-<data row number>" (every landed row is new)
     generated: bool = False
+    # date and timestamp columns: how the file writes them, in strptime's
+    # words ("%d/%m/%Y"); None reads ISO 8601 ("2026-06-20", "2026-06-20T14:05:00+02:00")
+    format: str | None = None
 
     @property
     def bq_type(self) -> str:
@@ -126,6 +138,7 @@ class Project:
     extras: Mapping[str, Any] = field(default_factory=dict)  # example-specific options
     # words a file writes for "no value" ("NA", "?"), read as missing in every column
     missing_values: tuple[str, ...] = ()
+    split: SplitSpec = SplitSpec()  # how labelled rows go to TRAIN, VALIDATION and TEST
 
     def column(self, name: str) -> ColumnSpec:
         return next(c for c in self.columns if c.name == name)
@@ -183,6 +196,7 @@ class Project:
         data["derived"] = [{**d, "inputs": list(d["inputs"])} for d in data["derived"]]
         data["features"] = list(data["features"])
         data["missing_values"] = list(data["missing_values"])
+        data["split"] = self.split.to_dict()
         if self.task != "binary":
             data.pop("positive_class")
         return {k: v for k, v in data.items() if v is not None and v != []}
@@ -274,6 +288,7 @@ COLUMN_FIELDS = (
     "max",
     "max_length",
     "generated",
+    "format",
 )
 
 
@@ -316,6 +331,8 @@ def _column(raws: Sequence[Any], i: int) -> ColumnSpec:
         "float": "numeric",
         "string": "categorical",
         "boolean": "boolean",
+        "date": "date",
+        "timestamp": "date",
     }[type_]
     kind = raw.get("kind", default_kind)
     if kind not in KINDS:
@@ -326,6 +343,24 @@ def _column(raws: Sequence[Any], i: int) -> ColumnSpec:
         raise _fail(f"{where}.kind", f"a {type_} column cannot be numeric")
     if kind == "boolean" and type_ != "boolean":
         raise _fail(f"{where}.kind", "only a boolean column is of kind boolean")
+    if (kind == "date") != (type_ in TIME_TYPES):
+        raise _fail(
+            f"{where}.kind",
+            "only date and timestamp columns are of kind date, and they are of no other kind",
+        )
+    if type_ in TIME_TYPES and (
+        bad := [f for f in ("allowed", "min", "max", "max_length") if raw.get(f) is not None]
+    ):
+        raise _fail(f"{where}.{bad[0]}", f"a {type_} column has no {bad[0]}")
+    fmt = raw.get("format")
+    if fmt is not None:
+        if type_ not in TIME_TYPES:
+            raise _fail(f"{where}.format", "only date and timestamp columns have a format")
+        if not isinstance(fmt, str) or "%" not in fmt:
+            raise _fail(
+                f"{where}.format",
+                f'{fmt!r} is not a strptime format, for instance "%d/%m/%Y" or "%Y-%m-%d %H:%M"',
+            )
     allowed = raw.get("allowed")
     if allowed is not None:
         if not isinstance(allowed, list) or not allowed:
@@ -373,6 +408,7 @@ def _column(raws: Sequence[Any], i: int) -> ColumnSpec:
         bounds.get("max"),
         max_length,
         generated,
+        fmt,
     )
 
 
@@ -385,10 +421,11 @@ def _derived(raw: Any, i: int, columns: Sequence[str]) -> DerivedSpec:
         raise _fail(f"{where}.name", f"{name!r} is not a feature name")
     where = f"derived feature {name!r}"
     type_ = raw.get("type")
-    if type_ not in TYPES:
+    plain = [t for t in TYPES if t not in TIME_TYPES]
+    if type_ not in plain:
         raise _fail(
             f"{where}.type",
-            f"unknown type {type_!r}{closest(type_, TYPES, _TYPE_ALIASES)}; one of {list(TYPES)}",
+            f"unknown type {type_!r}{closest(type_, plain, _TYPE_ALIASES)}; one of {plain}",
         )
     function = raw.get("function", name)
     if not isinstance(function, str) or not function.isidentifier():
@@ -433,6 +470,7 @@ TOP_FIELDS = (
     "derived_module",
     "example",
     "missing_values",
+    "split",
 )
 
 
@@ -499,9 +537,17 @@ def parse(data: Mapping[str, Any], directory: str = "") -> Project:
     module = data.get("derived_module")
     if derived and not module:
         raise _fail("derived_module", "name the Python file of the derived features")
-    features = _features(
-        data, names, key, target, derived, {c.name for c in columns if c.kind == "text"}
-    )
+    from minimlops.domain import splits
+
+    split = splits.parse(data.get("split"), by_name, key, target)
+    # not features unless listed: free text, the split's own labels, the groups
+    # (a model that learns a group's id cannot use it on a group it never saw)
+    left_out = {c.name for c in columns if c.kind == "text"}
+    if split.strategy in ("group", "column") and split.column:
+        left_out.add(split.column)
+    features = _features(data, names, key, target, derived, left_out)
+    if split.strategy == "column" and split.column in features:
+        raise _fail("features", f"{split.column!r} holds the split; it cannot be a feature")
     metric = data.get("primary_metric", DEFAULT_METRIC[task])
     if metric not in METRICS[task]:
         other = next((t for t, m in METRICS.items() if metric in m), None)
@@ -539,6 +585,7 @@ def parse(data: Mapping[str, Any], directory: str = "") -> Project:
         directory,
         dict(extras),
         tuple(missing),
+        split,
     )
 
 

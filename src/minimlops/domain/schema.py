@@ -16,8 +16,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
+from typing import TYPE_CHECKING
 
-from minimlops.domain.project import Project
+if TYPE_CHECKING:
+    from minimlops.domain.project import Project
 
 SPLITS = ("TRAIN", "VALIDATION", "TEST")
 SPLIT_BOUNDS = (0.70, 0.85)  # u < 0.70 TRAIN, < 0.85 VALIDATION, else TEST
