@@ -17,6 +17,7 @@ from typing import IO, Any
 import pyarrow as pa
 
 from minimlops.domain.schema import sample_rank
+from minimlops.domain.splits import Split
 from minimlops.errors import ConflictError, QueryError
 from minimlops.ports import DataSummary, KeySpec, Message, ObjectInfo
 from minimlops.services.tables import ARROW_TYPES
@@ -137,10 +138,21 @@ class InMemoryWarehouse:
                 newest[r[self.key]] = r
         return [newest[k] for k in sorted(newest)]
 
-    def latest_summary(self, table: str) -> DataSummary:
+    def _split(self, r: dict[str, Any], split: Split | None) -> str:
+        return r["split"] if split is None else split.of_row(r, self.key)
+
+    def latest_summary(self, table: str, split: Split | None = None) -> DataSummary:
         return DataSummary.of_counts(
-            (r["split"], r["ingestion_id"], 1) for r in self._newest(table)
+            (self._split(r, split), r["ingestion_id"], 1) for r in self._newest(table)
         )
+
+    def time_counts(
+        self, table: str, column: str, *, ingestion_ids: Sequence[str] | None = None
+    ) -> list[tuple[Any, int]]:
+        counts = Counter(
+            r[column] for r in self._newest(table, ingestion_ids) if r[column] is not None
+        )
+        return sorted(counts.items())
 
     def latest_rows(
         self,
@@ -149,10 +161,10 @@ class InMemoryWarehouse:
         ingestion_ids: Sequence[str] | None = None,
         splits: Sequence[str] | None = None,
         per_split: int | None = None,
+        split: Split | None = None,
     ) -> pa.Table:
-        rows = [
-            r for r in self._newest(table, ingestion_ids) if splits is None or r["split"] in splits
-        ]
+        rows = [{**r, "split": self._split(r, split)} for r in self._newest(table, ingestion_ids)]
+        rows = [r for r in rows if splits is None or r["split"] in splits]
         if per_split is not None:
             ranked = sorted(rows, key=lambda r: (sample_rank(r[self.key]), r[self.key]))
             taken: Counter[str] = Counter()

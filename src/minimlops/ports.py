@@ -14,6 +14,8 @@ from typing import IO, TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:  # types only: the journal process and the CLI's start stay light
     import pyarrow as pa
 
+    from minimlops.domain.splits import Split
+
 
 @dataclass(frozen=True)
 class ObjectInfo:
@@ -152,9 +154,22 @@ class Warehouse(Protocol):
         """Ledger rows for a content hash or an object URI, newest first."""
         ...
 
-    def latest_summary(self, table: str) -> DataSummary:
+    def latest_summary(self, table: str, split: Split | None = None) -> DataSummary:
         """Row counts per split and ingestion ids of the newest row per key,
-        without reading the rows themselves."""
+        without reading the rows themselves.
+
+        Args:
+            split: the split to count by (``Split.sql``); None or a stored one:
+                the ``split`` column ingestion wrote.
+        """
+        ...
+
+    def time_counts(
+        self, table: str, column: str, *, ingestion_ids: Sequence[str] | None = None
+    ) -> list[tuple[Any, int]]:
+        """Of the newest row per key: each value of a date or timestamp column
+        with its number of rows, oldest first, nulls left out (a time split's
+        cut-offs are found from them)."""
         ...
 
     def latest_rows(
@@ -164,6 +179,7 @@ class Warehouse(Protocol):
         ingestion_ids: Sequence[str] | None = None,
         splits: Sequence[str] | None = None,
         per_split: int | None = None,
+        split: Split | None = None,
     ) -> pa.Table:
         """The newest row per row key (PassengerId) of a data table, by key.
 
@@ -175,6 +191,8 @@ class Warehouse(Protocol):
                 has the smallest ``domain.schema.sample_rank``, a uniform sample
                 that is the same on every backend. The warehouse picks them:
                 only the sample leaves it, so the caller's memory stays bounded.
+            split: the split to filter, sample and label by: its ``split``
+                column holds it (see ``latest_summary``).
         """
         ...
 

@@ -3,7 +3,7 @@ runs the same tests."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pyarrow as pa
@@ -349,6 +349,128 @@ class AbstractProjectWarehouseTests:
         (row,) = wh.labelled_accuracy("predictions_data", "feedback")
         assert row["labelled"] == 4 and row["abs_error"] == pytest.approx(12.0)
         assert row["squared_error"] == pytest.approx(0 + 4 + 16 + 36)
+
+    @pytest.mark.parametrize(
+        "declared",
+        [
+            {},
+            {"fractions": [0.5, 0.25, 0.25]},
+            {"strategy": "time", "column": "ordered_on"},
+            {"strategy": "time", "column": "ordered_on", "fractions": [0.6, 0.2, 0.2]},
+            {"strategy": "time", "column": "ordered_on", "validation_from": "2025-09-01"},
+            {
+                "strategy": "time",
+                "column": "ordered_on",
+                "validation_from": "2025-07-01",
+                "test_from": "2025-10-15",
+            },
+            {"strategy": "time", "column": "paid_at"},
+            {"strategy": "group", "column": "customer"},
+            {"strategy": "group", "column": "store", "fractions": [0.6, 0.3, 0.1]},
+            {"strategy": "column", "column": "flag"},
+        ],
+        ids=lambda d: "-".join(str(v) for v in d.values()) or "default",
+    )
+    def test_every_split_strategy_gives_the_same_rows_on_every_backend(
+        self, make_wh, declared
+    ) -> None:
+        """The warehouse splits the newest row of each key as Split.of_row
+        does in Python: counts, filters and the per-split sample alike."""
+        from minimlops.domain import splits as sp
+        from minimlops.domain.project import parse
+        from minimlops.services.validate import add_split
+
+        p = parse(
+            {
+                "name": "orders",
+                "key": "order_id",
+                "target": "amount",
+                "task": "regression",
+                "columns": [
+                    {"name": "order_id", "type": "string", "required": True},
+                    {"name": "customer", "type": "string"},
+                    {"name": "store", "type": "integer"},
+                    {"name": "ordered_on", "type": "date"},
+                    {"name": "paid_at", "type": "timestamp"},
+                    {"name": "flag", "type": "string", "allowed": ["TRAIN", "VALIDATION", "TEST"]},
+                    {"name": "amount", "type": "float", "required": True},
+                ],
+                "split": {"strategy": "random", **declared},
+            }
+        )
+        wh = make_wh(p)
+        day = date(2025, 1, 1)
+        rows = [
+            {
+                "order_id": f"o{i}",
+                "customer": None if i % 17 == 0 else f"c{(i * 7) % 41}",
+                "store": None if i % 23 == 0 else i % 9,
+                "ordered_on": None if i % 19 == 0 else day + timedelta(days=(i * 13) % 360),
+                "paid_at": None
+                if i % 29 == 0
+                else datetime(2025, 1, 1, tzinfo=UTC) + timedelta(minutes=i * 977),
+                "flag": None if i % 5 == 0 else ("TRAIN", "VALIDATION", "TEST")[i % 3],
+                "amount": float(i),
+            }
+            for i in range(300)
+        ]
+        table = pa.Table.from_pylist(rows, schema=_data_schema(p))
+        n = table.num_rows
+        table = (
+            table.append_column("split", add_split(table, p))
+            .append_column("ingestion_id", pa.array(["i1"] * n))
+            .append_column("source_uri", pa.array(["gs://b/o.csv"] * n))
+            .append_column(
+                "ingested_at",
+                pa.array([datetime(2026, 1, 1, tzinfo=UTC)] * n, pa.timestamp("us", tz="UTC")),
+            )
+        )
+        wh.load("training_data", table.to_batches(), _ledger_row())
+        column_type = p.column(p.split.column).type if p.split.column else None
+        split = sp.resolve(
+            p.split, column_type, lambda c: wh.time_counts("training_data", c, ingestion_ids=["i1"])
+        )
+        stored = {r["order_id"]: r for r in table.to_pylist()}
+        expected = {k: split.of_row(r, "order_id") for k, r in stored.items()}
+        got = wh.latest_rows("training_data", split=split).to_pylist()
+        assert {r["order_id"]: r["split"] for r in got} == expected
+        summary = wh.latest_summary("training_data", split)
+        assert summary.splits == {
+            s: sum(v == s for v in expected.values()) for s in set(expected.values())
+        }
+        assert min(summary.splits.get(s, 0) for s in ("TRAIN", "VALIDATION")) > 0
+        sample = wh.latest_rows(
+            "training_data", splits=["VALIDATION", "TEST"], per_split=10, split=split
+        )
+        want = sorted(
+            k
+            for s in ("VALIDATION", "TEST")
+            for k in sorted(
+                (k for k, v in expected.items() if v == s), key=lambda k: (sample_rank(k), k)
+            )[:10]
+        )
+        assert sample.column("order_id").to_pylist() == want
+        if p.split.strategy == "time":  # TRAIN is older than VALIDATION, which is older than TEST
+            c = p.split.column
+            when = {
+                s: [stored[k][c] for k, v in expected.items() if v == s and stored[k][c]]
+                for s in ("TRAIN", "VALIDATION", "TEST")
+            }
+            assert max(when["TRAIN"]) < min(when["VALIDATION"])
+            if when["TEST"]:
+                assert max(when["VALIDATION"]) < min(when["TEST"])
+        if p.split.strategy == "group":  # a group is on one side only
+            c = p.split.column
+            sides = {}
+            for k, v in expected.items():
+                if stored[k][c] is not None:
+                    sides.setdefault(stored[k][c], set()).add(v)
+            assert all(len(v) == 1 for v in sides.values()) and len(sides) > 3
+
+
+def _data_schema(p):
+    schema = arrow_schema("training_data", p)
+    return pa.schema([f for f in schema if f.name in p.column_names])
 
 
 def _project_schemas(p):

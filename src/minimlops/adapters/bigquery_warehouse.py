@@ -43,6 +43,7 @@ from google.cloud import bigquery
 
 from minimlops.adapters.bigquery_write import CommittedStreamWriter
 from minimlops.domain.schema import Column, key_int_sql, newest_row_sql, sample_rank_sql
+from minimlops.domain.splits import Split
 from minimlops.errors import ConflictError, ProjectMismatchError, QueryError
 from minimlops.ports import DataSummary, KeySpec
 
@@ -66,6 +67,7 @@ ARROW_TYPES = {
     "BOOLEAN": pa.bool_(),
     "BOOL": pa.bool_(),
     "TIMESTAMP": pa.timestamp("us", tz="UTC"),
+    "DATE": pa.date32(),
 }
 
 
@@ -88,6 +90,8 @@ def _param(name: str, value: Any) -> bigquery.ScalarQueryParameter | bigquery.Ar
         if isinstance(value, float)
         else "TIMESTAMP"
         if isinstance(value, datetime)
+        else "DATE"
+        if isinstance(value, date)
         else "STRING"
     )
     return bigquery.ScalarQueryParameter(name, kind, value)
@@ -502,15 +506,32 @@ class BigQueryWarehouse:
         )
         return self._cast(self.ledger_table, self._arrow(sql, params)).to_pylist()
 
-    def latest_summary(self, table: str) -> DataSummary:
+    def _split_sql(self, split: Split | None) -> str:
+        if split is None:
+            return "split"
+        return split.sql("bigquery", lambda c: f"`{c}`", self.key.key, self.key.key_type)
+
+    def latest_summary(self, table: str, split: Split | None = None) -> DataSummary:
         sql = (
-            f"SELECT split, ingestion_id, COUNT(*) AS n FROM (SELECT split, ingestion_id "
-            f"FROM {self._t(table)} WHERE TRUE QUALIFY {self._newest}) "
+            f"SELECT {self._split_sql(split)} AS split, ingestion_id, COUNT(*) AS n FROM "
+            f"(SELECT * FROM {self._t(table)} WHERE TRUE QUALIFY {self._newest}) "
             f"GROUP BY split, ingestion_id"
         )
         return DataSummary.of_counts(
             (r["split"], r["ingestion_id"], r["n"]) for r in self._arrow(sql).to_pylist()
         )
+
+    def time_counts(
+        self, table: str, column: str, *, ingestion_ids: Sequence[str] | None = None
+    ) -> list[tuple[Any, int]]:
+        where, params = "TRUE", {}
+        if ingestion_ids is not None:
+            where, params = "ingestion_id IN UNNEST(@ids)", {"ids": list(ingestion_ids)}
+        sql = (
+            f"SELECT t, COUNT(*) AS n FROM (SELECT `{column}` AS t FROM {self._t(table)} "
+            f"WHERE {where} QUALIFY {self._newest}) WHERE t IS NOT NULL GROUP BY t ORDER BY t"
+        )
+        return [(r["t"], int(r["n"])) for r in self._arrow(sql, params).to_pylist()]
 
     def latest_rows(
         self,
@@ -519,15 +540,24 @@ class BigQueryWarehouse:
         ingestion_ids: Sequence[str] | None = None,
         splits: Sequence[str] | None = None,
         per_split: int | None = None,
+        split: Split | None = None,
     ) -> pa.Table:
         where, params = ["TRUE"], {}
         if ingestion_ids is not None:
             where.append("ingestion_id IN UNNEST(@ids)")
             params["ids"] = list(ingestion_ids)
-        if splits is not None:  # a key's split never changes: filter before the newest
+        computed = split is not None and not split.stored
+        if splits is not None and not computed:  # a key's split never changes: filter first
             where.append("split IN UNNEST(@splits)")
             params["splits"] = list(splits)
-        sql = f"SELECT * FROM {self._t(table)} WHERE {' AND '.join(where)} QUALIFY {self._newest}"
+        star = f"* REPLACE ({self._split_sql(split)} AS split)" if computed else "*"
+        sql = (
+            f"SELECT {star} FROM {self._t(table)} WHERE {' AND '.join(where)} "
+            f"QUALIFY {self._newest}"
+        )
+        if splits is not None and computed:  # the newest row's split: filter after
+            sql = f"SELECT * FROM ({sql}) WHERE split IN UNNEST(@splits)"
+            params["splits"] = list(splits)
         if per_split is not None:  # BigQuery does the work: only the sample comes back
             sql = (
                 f"SELECT * FROM ({sql}) WHERE TRUE QUALIFY row_number() OVER "

@@ -18,6 +18,7 @@ import duckdb
 import pyarrow as pa
 
 from minimlops.domain.schema import Column, key_int_sql, newest_row_sql, sample_rank_sql
+from minimlops.domain.splits import Split
 from minimlops.errors import ConflictError, QueryError
 from minimlops.ports import DataSummary, KeySpec
 from minimlops.process import release_memory
@@ -376,13 +377,31 @@ class DuckDBWarehouse:
         sql += " ORDER BY ingested_at DESC, ingestion_id DESC"
         return self._cursor().sql(sql, params=params).to_arrow_table().to_pylist()
 
-    def latest_summary(self, table: str) -> DataSummary:
+    def _split_sql(self, split: Split | None) -> str:
+        if split is None:
+            return "split"
+        return split.sql("duckdb", _q, self.key.key, self.key.key_type)
+
+    def latest_summary(self, table: str, split: Split | None = None) -> DataSummary:
         sql = (
-            f"SELECT split, ingestion_id, count(*) FROM (SELECT split, ingestion_id "
-            f"FROM {_q(table)} QUALIFY {self._newest}) GROUP BY ALL"
+            f"SELECT {self._split_sql(split)} AS split, ingestion_id, count(*) FROM "
+            f"(SELECT * FROM {_q(table)} QUALIFY {self._newest}) GROUP BY ALL"
         )
         with self._parallel():
             return DataSummary.of_counts(self._cursor().sql(sql).fetchall())
+
+    def time_counts(
+        self, table: str, column: str, *, ingestion_ids: Sequence[str] | None = None
+    ) -> list[tuple[Any, int]]:
+        where, params = "TRUE", {}
+        if ingestion_ids is not None:
+            where, params = "list_contains($ids, ingestion_id)", {"ids": list(ingestion_ids)}
+        sql = (
+            f"SELECT t, count(*) FROM (SELECT {_q(column)} AS t FROM {_q(table)} "
+            f"WHERE {where} QUALIFY {self._newest}) WHERE t IS NOT NULL GROUP BY t ORDER BY t"
+        )
+        with self._parallel():
+            return [(t, int(n)) for t, n in self._cursor().sql(sql, params=params).fetchall()]
 
     def latest_rows(
         self,
@@ -391,28 +410,38 @@ class DuckDBWarehouse:
         ingestion_ids: Sequence[str] | None = None,
         splits: Sequence[str] | None = None,
         per_split: int | None = None,
+        split: Split | None = None,
     ) -> pa.Table:
         where, params = ["TRUE"], {}
         if ingestion_ids is not None:
             where.append("list_contains($ids, ingestion_id)")
             params["ids"] = list(ingestion_ids)
-        if splits is not None:  # a key's split never changes: filter before the newest
+        computed = split is not None and not split.stored
+        expr = self._split_sql(split)
+        if splits is not None and not computed:  # a key's split never changes: filter first
             where.append("list_contains($splits, split)")
             params["splits"] = list(splits)
         # Which rows, found on the keys alone; then only those rows are read.
         # (With every column in the window, 1,000,000 rows took +470 MB.)
         key = _q(self.key.key)
         picked = (
-            f"SELECT rowid AS r, split, {key} AS k FROM {_q(table)} "
+            f"SELECT rowid AS r, {expr} AS split, {key} AS k FROM {_q(table)} "
             f"WHERE {' AND '.join(where)} QUALIFY {self._newest}"
         )
+        if splits is not None and computed:  # the newest row's split: filter after
+            picked = f"SELECT * FROM ({picked}) WHERE list_contains($splits, split)"
+            params["splits"] = list(splits)
         if per_split is not None:
             picked = (
                 f"SELECT r FROM ({picked}) QUALIFY row_number() OVER (PARTITION BY split "
                 f"ORDER BY {_rank(self.key)}, k) <= $n"
             )
             params["n"] = int(per_split)
-        sql = f"SELECT * FROM {_q(table)} WHERE rowid IN (SELECT r FROM ({picked})) ORDER BY {key}"
+        star = f"* REPLACE ({expr} AS split)" if computed else "*"
+        sql = (
+            f"SELECT {star} FROM {_q(table)} WHERE rowid IN (SELECT r FROM ({picked})) "
+            f"ORDER BY {key}"
+        )
         with self._parallel():
             out = self._cursor().sql(sql, params=params).to_arrow_table()
         # The window and the sort take memory the C allocator keeps after they

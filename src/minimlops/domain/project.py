@@ -178,6 +178,18 @@ class Project:
         }
         return hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()[:16]
 
+    def model_shape(self) -> dict[str, Any]:
+        """What of the project shapes its models: features, derived features,
+        the split (recorded in each version; compared on start)."""
+        return {
+            "features": list(self.features),
+            "derived": [
+                {"name": d.name, "function": d.function, "inputs": list(d.inputs)}
+                for d in self.derived
+            ],
+            "split": self.split.to_dict(),
+        }
+
     def to_dict(self) -> dict[str, Any]:
         """The declaration as plain data in the file's shape (recorded in the
         data home; :func:`parse` reads it back)."""
@@ -704,3 +716,20 @@ def compatible(recorded: Project, new: Project) -> list[str]:
                 ("column " if len(names) == 1 else "columns ") + what.format(listed) + why
             )
     return problems
+
+
+def shape_changes(recorded: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    """How the project's model shape changed since a version was trained ([]: not)."""
+    changes = []
+    old, new = recorded.get("features") or [], now["features"]
+    if added := [f for f in new if f not in old]:
+        changes.append(f"features added: {added}")
+    if removed := [f for f in old if f not in new]:
+        changes.append(f"features removed: {removed}")
+    if "derived" in recorded and recorded["derived"] != now["derived"] and not (added or removed):
+        changes.append("derived features changed")
+    if recorded.get("split", {"strategy": "random"}) != now["split"]:
+        changes.append(
+            f"split changed from {recorded.get('split', {'strategy': 'random'})} to {now['split']}"
+        )
+    return changes

@@ -259,7 +259,7 @@ class Split:
         """For the version's metadata."""
         out = {**self.spec.to_dict(), "description": self.spec.describe()}
         if self.cutoffs is not None:
-            out["validation_from"], out["test_from"] = (_iso(c) for c in self.cutoffs)
+            out["validation_from"], out["test_from"] = (iso(c) for c in self.cutoffs)
         return out
 
     def _bounds(self) -> tuple[float, float]:
@@ -316,7 +316,7 @@ class Split:
         )
 
 
-def _iso(value: Any) -> str:
+def iso(value: Any) -> str:
     if isinstance(value, dt.datetime):
         return value.astimezone(dt.UTC).isoformat()
     return value.isoformat() if isinstance(value, dt.date) else str(value)
@@ -329,3 +329,26 @@ def _literal(value: Any, dialect: str) -> str:
     if isinstance(value, dt.date):
         return f"DATE '{value.isoformat()}'"
     raise TypeError(f"a time cut-off is a date or a timestamp, not {value!r}")
+
+
+def resolve(
+    spec: SplitSpec,
+    column_type: str | None,
+    time_counts: Callable[[str], Sequence[tuple[Any, int]]],
+) -> Split:
+    """The split of one training run: a time split's cut-offs, declared or
+    found from the rows (``time_counts(column)``: values and their rows,
+    oldest first); the other strategies need nothing from the data."""
+    if spec.strategy != "time" or column_type is None:
+        return Split(spec, column_type)
+    if spec.validation_from:
+        start = parse_time(spec.validation_from, column_type)
+        end = (
+            parse_time(spec.test_from, column_type)
+            if spec.test_from
+            else parse_time("9999-12-31", column_type)  # no TEST
+        )
+        return Split(spec, column_type, (start, end))
+    return Split(
+        spec, column_type, cutoffs_from_counts(time_counts(spec.column or ""), spec.fractions)
+    )

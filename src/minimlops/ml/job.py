@@ -187,6 +187,7 @@ def _selection(model: TrainedModel) -> dict[str, Any]:
         "settings": sel.chosen.describe(),
         "rounds": sel.rounds,
         "folds": sel.folds,
+        "folds_by": sel.folds_by,
         "rows": sel.rows,
         "class_weight": sel.class_weight,
         "leaderboard": sel.leaderboard,

@@ -48,11 +48,27 @@ class Selection:
     rows: int = 0  # rows cross-validated (a sample on big data sets)
     oof: np.ndarray | None = field(default=None, repr=False)  # the chosen one's out-of-fold outputs
     oof_y: np.ndarray | None = field(default=None, repr=False)  # and their labels
+    folds_by: str = "random"  # or "time" (expanding windows), "group" (grouped folds)
 
 
-def _folds(task: str, y: np.ndarray, folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+def _folds(
+    task: str,
+    y: np.ndarray,
+    folds: int,
+    seed: int,
+    order: np.ndarray | None = None,
+    groups: np.ndarray | None = None,
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Cross-validation folds over positions of ``y``: by expanding windows in
+    time (``order``: each fold trains on every row before the rows it scores;
+    the oldest block is only trained on), by group (``groups``: a group's rows
+    in one fold), else shuffled (stratified for classification)."""
     from sklearn.model_selection import KFold, StratifiedKFold
 
+    if order is not None:
+        return _time_folds(order, folds)
+    if groups is not None:
+        return _group_folds(task, y, groups, folds, seed)
     if task == "regression":
         if len(y) < 4:
             raise ValueError(f"training needs at least 4 rows; TRAIN has {len(y)}")
@@ -64,10 +80,70 @@ def _folds(task: str, y: np.ndarray, folds: int, seed: int) -> list[tuple[np.nda
     return list(cv.split(np.zeros(len(y)), y))
 
 
-def _held_out(task: str, y: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Positions of ``y`` to fit on and to stop boosting on (stratified when it can be)."""
-    from sklearn.model_selection import train_test_split
+def _time_folds(order: np.ndarray, folds: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``folds`` expanding windows over rows sorted by time; rows tied in time
+    stay on one side (a window never scores a row as old as one it trained on)."""
+    index = np.argsort(order, kind="stable")
+    t = order[index]
+    n = len(t)
+    if n < 4:
+        raise ValueError(f"training needs at least 4 rows; TRAIN has {n}")
+    cuts = sorted(
+        {int(np.searchsorted(t, t[min(n - 1, n * k // (folds + 1))])) for k in range(1, folds + 1)}
+    )
+    edges = [c for c in cuts if 0 < c < n] + [n]
+    out = [
+        (np.sort(index[:a]), np.sort(index[a:b])) for a, b in zip(edges, edges[1:], strict=False)
+    ]
+    if not out:
+        raise ValueError(
+            "the TRAIN rows have too few distinct times to validate in time order "
+            "(every row has the same time)"
+        )
+    return out
 
+
+def _group_folds(
+    task: str, y: np.ndarray, groups: np.ndarray, folds: int, seed: int
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Folds that keep each group's rows together (stratified for classification)."""
+    from sklearn.model_selection import GroupKFold, StratifiedGroupKFold
+
+    n_groups = len(np.unique(groups))
+    if n_groups < 2:
+        raise ValueError("the TRAIN rows hold a single group; a grouped split needs two or more")
+    k = max(2, min(folds, n_groups))
+    if task == "regression":
+        return list(
+            GroupKFold(n_splits=k, shuffle=True, random_state=seed).split(
+                np.zeros(len(y)), y, groups
+            )
+        )
+    counts = np.bincount(y)
+    k = max(2, min(k, int(counts[counts > 0].min())))
+    cv = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
+    return list(cv.split(np.zeros(len(y)), y, groups))
+
+
+def _held_out(
+    task: str,
+    y: np.ndarray,
+    seed: int,
+    order: np.ndarray | None = None,
+    groups: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Positions of ``y`` to fit on and to stop boosting on: the newest rows
+    (``order``), whole groups (``groups``), else stratified when it can be."""
+    from sklearn.model_selection import GroupShuffleSplit, train_test_split
+
+    if order is not None:
+        ranked = np.argsort(order, kind="stable")
+        cut = max(1, int(round(len(y) * (1 - EARLY_STOPPING_SHARE))))
+        return np.sort(ranked[:cut]), np.sort(ranked[cut:])
+    if groups is not None and len(np.unique(groups)) >= 2:
+        cv = GroupShuffleSplit(n_splits=1, test_size=EARLY_STOPPING_SHARE, random_state=seed)
+        fit_at, stop_at = next(cv.split(np.zeros(len(y)), y, groups))
+        return np.sort(fit_at), np.sort(stop_at)
     index = np.arange(len(y))
     stratify = None
     if task != "regression":
@@ -92,7 +168,13 @@ def output_of(task: str, estimator: Any, X: Any, n_classes: int) -> np.ndarray:
 
 
 def _fit(
-    candidate: Candidate, task: str, X: np.ndarray, y: np.ndarray, seed: int
+    candidate: Candidate,
+    task: str,
+    X: np.ndarray,
+    y: np.ndarray,
+    seed: int,
+    order: np.ndarray | None = None,
+    groups: np.ndarray | None = None,
 ) -> tuple[Any, int | None]:
     """Fit one candidate for a fold (with its ``cv_params``); boosted trees stop
     early on held-out rows. Returns the estimator and, for boosted trees, the
@@ -104,7 +186,7 @@ def _fit(
         return est.fit(X, y), None
     import lightgbm as lgb
 
-    fit, stop = _held_out(task, y, seed)
+    fit, stop = _held_out(task, y, seed, order, groups)
     est.fit(
         X[fit],
         y[fit],
@@ -142,6 +224,8 @@ def select(
     budget_s: float,
     imbalance_threshold: float,
     progress: Progress | None = None,
+    order: np.ndarray | None = None,
+    groups: np.ndarray | None = None,
 ) -> Selection:
     """Cross-validate every candidate on (a sample of) the rows; choose the best
     on ``metric``. A candidate is started only while less than
@@ -152,13 +236,22 @@ def select(
     With a rare minority class (share under ``imbalance_threshold``), the
     linear and first boosted candidates are also tried with balanced class
     weights, and the primary metric decides between weighted and not.
+
+    ``order`` (a number per row that sorts it in time) makes the folds
+    expanding windows in time, ``groups`` (a label per row) grouped folds:
+    what the project's split does to TRAIN, VALIDATION and TEST, cross-
+    validation does inside TRAIN.
     """
     from minimlops.ml.metrics import metrics
 
     started = time.monotonic()
     pick = _sample(len(y), seed)
     Xs, ys = X[pick], y[pick]
-    splits = _folds(task, ys, folds if len(ys) < FEW_FOLDS_FROM else min(folds, 3), seed)
+    os_ = None if order is None else order[pick]
+    gs = None if groups is None else groups[pick]
+    splits = _folds(task, ys, folds if len(ys) < FEW_FOLDS_FROM else min(folds, 3), seed, os_, gs)
+    # expanding windows never score the oldest block: metrics are on the rows scored
+    scored = np.unique(np.concatenate([t for _, t in splits]))
     weights = imbalance(task, y, imbalance_threshold)
     pool = candidates(task, seed, len(y))
     if weights.get("weighted"):
@@ -201,7 +294,15 @@ def select(
         counts = []
         try:
             for k, (train_at, test_at) in enumerate(splits):
-                est, rounds = _fit(cand, task, Xs[train_at], ys[train_at], seed + k)
+                est, rounds = _fit(
+                    cand,
+                    task,
+                    Xs[train_at],
+                    ys[train_at],
+                    seed + k,
+                    None if os_ is None else os_[train_at],
+                    None if gs is None else gs[train_at],
+                )
                 oof[test_at] = output_of(task, est, Xs[test_at], n_classes)
                 if rounds is not None:
                     counts.append(rounds)
@@ -209,8 +310,9 @@ def select(
             logger.warning("train_model: %s failed in cross-validation: %s", cand.name, exc)
             entry["status"] = f"failed: {type(exc).__name__}: {exc}"[:300]
             continue
+        oof = oof[scored]
         outputs[cand.name] = oof
-        scores = metrics(task, ys, oof, n_classes)
+        scores = metrics(task, ys[scored], oof, n_classes)
         scores.pop("rows", None)
         took[cand.family] = time.monotonic() - t0
         entry.update(status="scored", cv=scores, seconds=round(took[cand.family], 2))
@@ -241,7 +343,8 @@ def select(
         folds=len(splits),
         rows=len(ys),
         oof=outputs[chosen.name],
-        oof_y=ys,
+        oof_y=ys[scored],
+        folds_by="time" if order is not None else "group" if groups is not None else "random",
     )
 
 

@@ -68,15 +68,22 @@ def select_and_fit(
     X = np.empty((sum(sizes), fs.width), dtype=np.float64)
     y = np.empty(sum(sizes), dtype=np.float64 if project.task == "regression" else np.int64)
     at, changed = 0, "the training rows changed between their two reads"
+    by = project.split.strategy if project.split.strategy in ("time", "group") else None
+    column = project.split.column or ""
+    fold_by: list[Any] = []
     for chunk in chunks():  # written in place: one matrix, never two
         end = at + len(chunk)
         if end > len(y):
             raise ValueError(changed)
         X[at:end] = fs.matrix(chunk)
         y[at:end] = labels(project, [r[project.target] for r in chunk])
+        if by:
+            fold_by.extend(r.get(column) for r in chunk)
         at = end
     if at != len(y):
         raise ValueError(changed)
+    order = _times(fold_by) if by == "time" else None
+    groups = _groups(fold_by, project, chunks) if by == "group" else None
     return _choose(
         X,
         y,
@@ -88,6 +95,38 @@ def select_and_fit(
         progress=progress,
         budget_s=budget_s,
         imbalance_threshold=imbalance_threshold,
+        order=order,
+        groups=groups,
+    )
+
+
+def _times(values: Sequence[Any]) -> np.ndarray:
+    """Dates and timestamps as sortable numbers (seconds); a row without a
+    time sorts first, as the time split puts it in TRAIN."""
+    import datetime as dt
+
+    def seconds(v: Any) -> float:
+        if v is None:
+            return -np.inf
+        if isinstance(v, dt.datetime):
+            return v.timestamp()
+        if isinstance(v, dt.date):
+            return float(v.toordinal() - 719163) * 86400.0  # days since 1970
+        return float(v)
+
+    return np.array([seconds(v) for v in values], dtype=np.float64)
+
+
+def _groups(
+    values: Sequence[Any], project: Project, chunks: Callable[[], Iterator[Rows]]
+) -> np.ndarray:
+    """Each row's group as text; a row without one is a group of its own (its key)."""
+    if all(v is not None for v in values):
+        return np.array([str(v) for v in values], dtype=object)
+    keys = [r[project.key] for chunk in chunks() for r in chunk]
+    return np.array(
+        [f"g:{v}" if v is not None else f"k:{k}" for v, k in zip(values, keys, strict=True)],
+        dtype=object,
     )
 
 
@@ -103,6 +142,8 @@ def _choose(
     progress: Progress | None,
     budget_s: float,
     imbalance_threshold: float,
+    order: np.ndarray | None = None,
+    groups: np.ndarray | None = None,
 ) -> TrainedModel:
     task = project.task
     if task != "regression":
@@ -126,6 +167,8 @@ def _choose(
         budget_s=budget_s,
         imbalance_threshold=imbalance_threshold,
         progress=progress,
+        order=order,
+        groups=groups,
     )
     name = chosen.chosen.name
     steps = len(chosen.leaderboard) + 1

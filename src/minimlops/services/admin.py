@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from minimlops.domain.events import ModelPromoted, RetrainRequested
+from minimlops.domain.project import shape_changes
 from minimlops.errors import ConflictError
 from minimlops.services import messagebus
 from minimlops.services.deps import Deps
@@ -130,6 +131,33 @@ def request_training(deps: Deps, reason: str) -> str:
     event = RetrainRequested(reason=f"requested by a person: {reason}")
     record_trigger(deps, event, "person", {})
     return messagebus.publish(event, deps)
+
+
+def retrain_if_project_changed(deps: Deps, registry: ModelRegistry) -> str | None:
+    """On start: when the project's features or split changed since the
+    champion was trained, and no version was trained for them yet, ask for
+    a version that uses them. Returns the reason, or None."""
+    pointer, _ = registry.champion()
+    if pointer is None:
+        return None
+    now = deps.project.model_shape()
+    versions = registry.versions()
+    if any(not shape_changes(v.get("project") or {}, now) for v in versions[-1:]):
+        return None  # the newest version was trained for this project already
+    try:
+        champion = registry.metadata(pointer["version"])
+    except Exception:  # unreadable: the server reports it; nothing to compare
+        return None
+    changes = shape_changes(champion.get("project") or {}, now)
+    if not changes:
+        return None
+    reason = f"the project changed since version {pointer['version']}: {'; '.join(changes)}"
+    from minimlops.services.monitor import record_trigger
+
+    event = RetrainRequested(reason=reason)
+    record_trigger(deps, event, "project", {})
+    messagebus.publish(event, deps)
+    return reason
 
 
 def feedback(deps: Deps, labels: list[tuple[str, Any]]) -> dict[str, Any]:

@@ -19,6 +19,7 @@ ARROW_TYPES = {
     "BOOLEAN": pa.bool_(),
     "BOOL": pa.bool_(),
     "TIMESTAMP": pa.timestamp("us", tz="UTC"),
+    "DATE": pa.date32(),
 }
 
 

@@ -16,9 +16,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from minimlops.domain import splits
 from minimlops.domain.events import Event, IngestionComplete, ModelPromoted, RetrainRequested
 from minimlops.domain.policy import decide_promotion, sanity_checks
+from minimlops.domain.project import shape_changes
 from minimlops.domain.schema import SPLITS
+from minimlops.domain.splits import Split
 from minimlops.errors import ArtifactIntegrityError, ModelNotFoundError
 from minimlops.services.deps import Deps
 from minimlops.services.registry import ModelRegistry
@@ -46,17 +49,26 @@ def train_model(event: IngestionComplete | RetrainRequested, *, deps: Deps) -> l
     same_trigger = [
         m for m in versions if (m.get("trigger") or {}).get("event_id") == event.event_id
     ]
-    done = same_trigger or [m for m in versions if m["training"]["snapshot"] == snapshot]
+    shape = deps.project.model_shape()
+    done = same_trigger or [
+        m
+        for m in versions
+        if m["training"]["snapshot"] == snapshot
+        and not shape_changes(m.get("project") or {}, shape)
+    ]
     if done and (same_trigger or not forced):
         logger.info(
             "train_model: %s already handled by version %s", event.type, done[-1]["version"]
         )
         return _finish(registry, done[-1], deps)
+    split = project_split(deps, table_name, ids)
+    if not split.stored:  # counted as this project splits them
+        summary = deps.warehouse.latest_summary(table_name, split)
     # Memory stays bounded however big the table grows: at most ``cap`` rows
     # of TRAIN and of VALIDATION are read (a sample by key, the same on every
     # backend), and as many labelled predictions, the newest.
     read = deps.warehouse.latest_rows(
-        table_name, ingestion_ids=ids, splits=SPLITS[:2], per_split=cap
+        table_name, ingestion_ids=ids, splits=SPLITS[:2], per_split=cap, split=split
     )
     columns = list(deps.project.column_names)
     parts = {
@@ -66,8 +78,18 @@ def train_model(event: IngestionComplete | RetrainRequested, *, deps: Deps) -> l
     del read
     labelled = _feedback_rows(deps, cap)
     counts = {name: summary.splits.get(name, 0) for name in SPLITS}
+    if counts["VALIDATION"] == 0:
+        logger.warning(
+            "train_model: the split (%s) leaves no VALIDATION rows among the %s rows: "
+            "the version's figures are only those of cross-validation. Land more rows, "
+            "or change [split] in the project file",
+            split.spec.describe(),
+            f"{summary.rows:,}",
+        )
     logger.info(
-        "train_model: %s rows (%s TRAIN, %s VALIDATION, %s TEST)%s and %s labelled predictions",
+        "train_model: split %s: %s rows (%s TRAIN, %s VALIDATION, %s TEST)%s "
+        "and %s labelled predictions",
+        split.spec.describe(),
         f"{summary.rows:,}",
         f"{counts['TRAIN']:,}",
         f"{counts['VALIDATION']:,}",
@@ -93,9 +115,7 @@ def train_model(event: IngestionComplete | RetrainRequested, *, deps: Deps) -> l
         imbalance_threshold=deps.imbalance_threshold,
     )
     metrics, champ_metrics = result["metrics"], result["champion_metrics"]
-    expected = (champ_meta or {}).get("project", {}).get("features") or list(project.features)
-    missing = [f for f in project.features if f not in expected]
-    checks = sanity_checks(metrics, champ_metrics, missing)
+    checks = sanity_checks(metrics, champ_metrics)
     decision = decide_promotion(
         metrics,
         champ_metrics,
@@ -119,6 +139,7 @@ def train_model(event: IngestionComplete | RetrainRequested, *, deps: Deps) -> l
                 **{f"{k.lower()}_rows": v for k, v in counts.items()},
                 "fit_rows": parts["TRAIN"].num_rows,
                 "max_rows_per_split": cap,
+                "split": {**split.to_dict(), **_split_facts(split, parts)},
             },
             "metrics": {
                 "validation": result["validation"],
@@ -140,7 +161,7 @@ def train_model(event: IngestionComplete | RetrainRequested, *, deps: Deps) -> l
                 "classes": list(project.classes or []) or None,
                 "positive_class": project.positive_class,
                 "primary_metric": project.primary_metric,
-                "features": list(project.features),
+                **shape,
                 "fingerprint": project.fingerprint(),
             },
             "champion_compared": {
@@ -220,6 +241,44 @@ def _champion_artifact(registry: ModelRegistry) -> tuple[dict[str, Any] | None, 
             exc,
         )
         return None, None
+
+
+def project_split(deps: Deps, table: str, ids: list[str] | None = None) -> Split:
+    """The project's split, resolved over the newest rows of these ingestions
+    (a time split's cut-offs, when given as fractions, come from them)."""
+    spec = deps.project.split
+    column_type = deps.project.column(spec.column).type if spec.column else None
+    return splits.resolve(
+        spec,
+        column_type,
+        lambda column: deps.warehouse.time_counts(table, column, ingestion_ids=ids),
+    )
+
+
+def _split_facts(split: Split, parts: dict[str, pa.Table]) -> dict[str, Any]:
+    """What the evaluation page shows next to the figures: each split's date
+    range (time) or number of groups (group), of the rows read."""
+    column = split.spec.column
+    if split.spec.strategy not in ("time", "group") or not column:
+        return {}
+    out: dict[str, Any] = {}
+    for name, table in parts.items():
+        if column not in table.column_names or table.num_rows == 0:
+            continue
+        values = table.column(column)
+        if split.spec.strategy == "time":
+            lo, hi = pc.min(values).as_py(), pc.max(values).as_py()
+            out[name.lower()] = {
+                "from": splits.iso(lo) if lo is not None else None,
+                "to": splits.iso(hi) if hi is not None else None,
+                "without_time": values.null_count,
+            }
+        else:
+            out[name.lower()] = {
+                "groups": len(pc.unique(values.drop_null())),
+                "without_group": values.null_count,
+            }
+    return out
 
 
 def _sampled(parts: dict[str, pa.Table], counts: dict[str, int]) -> str:

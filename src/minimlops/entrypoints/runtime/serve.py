@@ -163,6 +163,8 @@ def serve(settings: Settings, compute: Any = None) -> None:
     processes: ServingProcesses | None = None
     try:
         seed_example_data(app)
+        if changed := admin.retrain_if_project_changed(app.deps, app.registry):
+            logger.info("%s: a version for it is being trained", changed)
         tokens = [settings.admin_token.get_secret_value()] if settings.admin_token else []
         holder: dict[str, Any] = {}
 
