@@ -15,7 +15,7 @@ import pyarrow as pa
 
 from minimlops.domain.policy import mcnemar
 from minimlops.domain.project import Project
-from minimlops.ml import artifacts, calibration, export, metrics, outputs
+from minimlops.ml import artifacts, calibration, export, leakage, metrics, outputs
 from minimlops.ml.serving import OnnxModel
 
 if TYPE_CHECKING:
@@ -122,6 +122,7 @@ def fit_and_score(
         "paired": None,
         "evaluation": evaluated,
         "calibration": calibrated,
+        "warnings": leakage.check(project, train, valid),
     }
     if champion is not None and champion_sha256 is not None:
         previous = artifacts.from_bytes(champion, champion_sha256, derive)

@@ -168,6 +168,7 @@ def train_model(event: IngestionComplete | RetrainRequested, *, deps: Deps) -> l
                 "version": champ_meta and champ_meta["version"],
                 "evaluation": champ_metrics,
             },
+            "warnings": result["warnings"],
             "decision": decision.to_dict(),
             "libraries": _libraries(),
             "serving": result["serving"],
@@ -175,6 +176,8 @@ def train_model(event: IngestionComplete | RetrainRequested, *, deps: Deps) -> l
         result["onnx"],
         evaluation=result["evaluation"],
     )
+    for warning in result["warnings"]:
+        logger.warning("train_model: %s", warning["message"])
     metric, valid = project.primary_metric, meta["metrics"]["validation"]
     extra = "".join(
         f"; {k.replace('_', ' ')} {v:.3f}" for k, v in result["extra_baselines"].items()
