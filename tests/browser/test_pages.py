@@ -285,6 +285,8 @@ def test_the_evaluation_page_of_a_binary_version_draws_its_curves(server: Server
     assert int(page.get_attribute("#leaderboard", "data-candidates") or 0) >= 5
     assert "★ chosen" in (page.text_content("#leaderboard") or "")
     assert "accuracy" in (page.text_content("#metrics") or "")
+    # how the rows were split, next to the figures
+    assert "split at random by the row key" in (page.text_content("#split") or "")
     paired = page.text_content("#paired") or ""
     assert ("no champion to compare with" in paired) if version == "1" else ("McNemar" in paired)
     shot(page, "model-binary")

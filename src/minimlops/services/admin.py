@@ -95,6 +95,7 @@ def model_view(
             )
         },
         "calibration": meta.get("calibration") or {},
+        "warnings": meta.get("warnings") or [],
         "libraries": meta.get("libraries"),
         "report": registry.evaluation(version),
     }

@@ -219,6 +219,24 @@ function renderSelection(v) {
     : "";
 }
 
+// How the rows were split: the figures below hold for rows like VALIDATION's.
+function renderSplit(v) {
+  const sp = (v.training || {}).split;
+  const out = document.getElementById("split");
+  if (!sp) { out.textContent = "split: at random by the row key (recorded before splits were)"; return; }
+  const part = (name) => {
+    const p = sp[name];
+    if (!p) return "";
+    if (p.groups !== undefined) return `${name.toUpperCase()} ${p.groups.toLocaleString()} groups` + (p.without_group ? ` (+${p.without_group} rows without one)` : "");
+    return `${name.toUpperCase()} ${p.from || "?"} to ${p.to || "?"}` + (p.without_time ? ` (+${p.without_time} rows without a time)` : "");
+  };
+  const parts = ["train", "validation"].map(part).filter(Boolean);
+  if (sp.test_from && sp.strategy === "time") parts.push(`TEST from ${sp.test_from}`);
+  out.textContent = `split ${sp.description}` + (parts.length ? ` · ${parts.join(" · ")}` : "");
+  const list = document.getElementById("warnings");
+  for (const w of v.warnings || []) list.append(el("li", `⚠ ${w.message}`, "warning"));
+}
+
 async function start() {
   try {
     const v = await get(`/models/${encodeURIComponent(version)}`);
@@ -232,6 +250,7 @@ async function start() {
       `created ${new Date(v.created_at).toLocaleString()} · trained on ${(v.fit_rows || 0).toLocaleString()} TRAIN rows · ` +
       `evaluated on ${(v.metrics.rows || 0).toLocaleString()} VALIDATION rows · served by ${s.runtime || "?"}` +
       (typeof s.max_abs_diff === "number" ? ` (largest difference from the library ${s.max_abs_diff.toExponential(1)})` : "");
+    renderSplit(v);
     const d = v.decision || {};
     const decision = document.getElementById("decision");
     decision.append(el("strong", d.promote ? "Promoted. " : "Kept the champion. "), document.createTextNode(d.reason || ""));
