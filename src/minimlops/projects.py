@@ -11,7 +11,8 @@ from __future__ import annotations
 import importlib.util
 import sys
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, date, datetime
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -74,12 +75,18 @@ def _near(path: Path) -> str:
     return ""
 
 
-def load(where: str | Path | None = None, *, check_code: bool = True) -> Project:
+def load(
+    where: str | Path | None = None,
+    *,
+    check_code: bool = True,
+    rows: Iterable[Mapping[str, Any]] | None = None,
+) -> Project:
     """Read, check and return a project (see :func:`resolve` for ``where``).
 
-    With ``check_code`` the derived features are imported and run once on a
-    typical row, so a feature that cannot run is refused before anything is
-    written.
+    With ``check_code`` the derived features are imported and run once on
+    ``rows`` (real ones: a champion's typical training row), else on a
+    typical row (:func:`check_derived`), so a feature that cannot run is
+    refused before anything is written.
 
     Raises:
         ProjectError: the file is not valid TOML, a field is wrong, or a
@@ -93,7 +100,7 @@ def load(where: str | Path | None = None, *, check_code: bool = True) -> Project
         raise ProjectError(f"{path}: not valid TOML: {exc}") from None
     project = parse(data, str(directory))
     if check_code and project.derived:
-        check_derived(project)
+        check_derived(project, rows)
     return project
 
 
@@ -151,11 +158,17 @@ def derived_functions(project: Project) -> dict[str, Callable[[Mapping[str, Any]
 
 
 def typical_row(project: Project) -> dict[str, Any]:
-    """A plausible row from the rules alone: the first allowed value, the
-    middle of a range, None for optional columns without rules."""
+    """A plausible row from the rules alone: the project's own example request
+    (``[example] request``) where it gives a value, else the first allowed
+    value, the middle of a range, today's date (a timestamp: this hour, in
+    UTC), and for text without rules "x", None when optional."""
+    given = project.extras.get("request")
+    example = given if isinstance(given, Mapping) else {}
     row: dict[str, Any] = {}
     for c in project.columns:
-        if c.allowed:
+        if example.get(c.name) is not None:
+            row[c.name] = _typed(c.type, example[c.name])
+        elif c.allowed:
             row[c.name] = c.allowed[0]
         elif c.type in ("integer", "float"):
             lo = c.min if c.min is not None else 0.0
@@ -164,9 +177,27 @@ def typical_row(project: Project) -> dict[str, Any]:
             row[c.name] = int(mid) if c.type == "integer" else mid
         elif c.type == "boolean":
             row[c.name] = False
+        elif c.type == "date":
+            row[c.name] = datetime.now(UTC).date()
+        elif c.type == "timestamp":
+            row[c.name] = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
         else:
             row[c.name] = "x" if c.required else None
     return row
+
+
+def _typed(type_: str, value: Any) -> Any:
+    """A value as a training row holds it: a date or timestamp (UTC) given
+    as ISO 8601 text (a typical row from JSON) becomes one; else as it is."""
+    if not isinstance(value, str) or type_ not in ("date", "timestamp"):
+        return value
+    try:
+        if type_ == "date":
+            return date.fromisoformat(value)
+        t = datetime.fromisoformat(value)
+    except ValueError:
+        return value
+    return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
 
 
 _PY_TYPES: dict[str, tuple[type, ...]] = {
@@ -174,21 +205,40 @@ _PY_TYPES: dict[str, tuple[type, ...]] = {
     "float": (int, float),
     "string": (str,),
     "boolean": (bool,),
+    "date": (date,),
+    "timestamp": (datetime,),
 }
 
 
-def check_derived(project: Project) -> None:
-    """Run every derived feature on a typical row and on one with every
-    optional value missing; refuse one that raises or returns the wrong type.
+def check_derived(project: Project, rows: Iterable[Mapping[str, Any]] | None = None) -> None:
+    """Run every derived feature on real rows when given (a champion's typical
+    training row, ``spec["reference"]``, or a few training rows), else on
+    :func:`typical_row`, and on each with every optional value missing;
+    refuse one that raises or returns the wrong type. A given row's missing
+    columns are taken from :func:`typical_row`, its dates and timestamps as
+    ISO 8601 text are read as training reads them (``date``, ``datetime``).
 
     Raises:
         ProjectError: names the feature and what went wrong.
     """
     functions = derived_functions(project)
-    full = typical_row(project)
-    sparse = {k: (v if project.column(k).required else None) for k, v in full.items()}
+    typical = typical_row(project)
+    fulls = [
+        {
+            **typical,
+            **{
+                c.name: _typed(c.type, r[c.name])
+                for c in project.columns
+                if c.name in r and (r[c.name] is not None or not c.required)
+            },
+        }
+        for r in rows or ()
+    ] or [typical]
+    checked = []
+    for full in fulls:
+        checked += [full, {k: (v if project.column(k).required else None) for k, v in full.items()}]
     for d in project.derived:
-        for row in (full, sparse):
+        for row in checked:
             try:
                 value = functions[d.name](row)
             except Exception as exc:

@@ -190,8 +190,8 @@ def parse(raw: Any, columns: Mapping[str, Any], key: str, target: str) -> SplitS
             raise fail("fractions", "give fractions or cut-off dates, not both")
         if cut["validation_from"] is None:
             raise fail("validation_from", "with test_from, say where VALIDATION starts too")
-        type_ = columns[column].type
-        parsed = {}
+        type_ = columns[str(column)].type
+        parsed: dict[str, Any] = {}
         for name, value in cut.items():
             if value is None:
                 continue
@@ -203,7 +203,7 @@ def parse(raw: Any, columns: Mapping[str, Any], key: str, target: str) -> SplitS
                     name, f"{value!r} is not an ISO 8601 {type_}, for instance 2026-07-01"
                 ) from None
             cut[name] = str(text)
-        if "test_from" in parsed and parsed["test_from"] <= parsed["validation_from"]:  # type: ignore[operator]
+        if "test_from" in parsed and parsed["test_from"] <= parsed["validation_from"]:
             raise fail("test_from", "must come after validation_from")
     return SplitSpec(
         strategy,
@@ -279,7 +279,7 @@ class Split:
         if s.strategy == "column":
             value = row.get(s.column or "")
             return str(value) if value is not None else str(row["split"])
-        value = row.get(s.column) if s.strategy == "group" else row[key]
+        value = row.get(s.column or "") if s.strategy == "group" else row[key]
         if value is None:
             return str(row["split"])
         h = (key_int(value if s.strategy == "random" else str(value)) * _GOLDEN) & _MASK

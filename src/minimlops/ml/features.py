@@ -17,6 +17,13 @@ TRAIN frequency as a number (``name_frequency``: the share of TRAIN rows with
 the value; 0 for a value TRAIN never had), so the rare values that share
 "other" still differ: never a thousand one-hot columns, and no label is used
 (nothing from VALIDATION or TEST, and no target leakage even across folds).
+A date or timestamp column becomes numbers, each a numeric feature as above
+(median fill, indicator when optional): ``name_year``, ``name_month``,
+``name_day``, ``name_day_of_week`` (Monday 0), ``name_day_of_year``,
+``name_days_since_1970`` (a trend) and, of a timestamp, ``name_hour`` (UTC).
+Their values are ``datetime.date`` and timezone-aware ``datetime.datetime``
+(training rows from Arrow, requests as the request models decode them), or
+their ISO 8601 text (a spec's typical row is JSON).
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from __future__ import annotations
 import statistics
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import UTC, date, datetime
 from itertools import repeat
 from typing import Any
 
@@ -36,6 +44,83 @@ MAX_CATEGORIES = 50  # one-hot slots per column at most; the rest share "other"
 MAX_FREQUENCIES = 5000  # values whose TRAIN frequency is kept; rarer ones get the smallest kept
 MIN_CATEGORY_ROWS = 1
 Derive = Mapping[str, Callable[[Mapping[str, Any]], Any]]
+_EPOCH = date(1970, 1, 1).toordinal()
+
+
+def as_time(value: Any) -> Any:
+    """A date or timestamp value as the features read it: a ``date``, or a
+    ``datetime`` in UTC (naive: read as UTC); ISO 8601 text is parsed; None
+    stays None."""
+    kind = type(value)
+    if kind is date or value is None:
+        return value
+    if kind is datetime or isinstance(value, datetime):
+        zone = value.tzinfo
+        return value if zone is UTC or zone is None else value.astimezone(UTC)
+    if isinstance(value, str):
+        text = value.strip()
+        if len(text) == 10:
+            return date.fromisoformat(text)
+        return as_time(datetime.fromisoformat(text))
+    if isinstance(value, date):
+        return value
+    raise TypeError(f"{value!r} is not a date or a timestamp")
+
+
+def _year(v: Any) -> int:
+    return v.year
+
+
+def _month(v: Any) -> int:
+    return v.month
+
+
+def _day(v: Any) -> int:
+    return v.day
+
+
+def _day_of_week(v: Any) -> int:
+    return v.weekday()
+
+
+_BEFORE = (0, 0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334)  # days before a month
+
+
+def _day_of_year(v: Any) -> int:
+    # what timetuple().tm_yday says, in a tenth of its time on a timestamp
+    y, m = v.year, v.month
+    leap = m > 2 and y % 4 == 0 and (y % 100 != 0 or y % 400 == 0)
+    return _BEFORE[m] + v.day + leap
+
+
+def _days_since_1970(v: Any) -> int:
+    return v.toordinal() - _EPOCH
+
+
+def _hour(v: Any) -> int:
+    return v.hour if type(v) is not date else 0
+
+
+# A date's parts, in feature order (a timestamp's add its hour, in UTC)
+DATE_PARTS: dict[str, Callable[[Any], int]] = {
+    "year": _year,
+    "month": _month,
+    "day": _day,
+    "day_of_week": _day_of_week,
+    "day_of_year": _day_of_year,
+    "days_since_1970": _days_since_1970,
+}
+TIMESTAMP_PARTS = {**DATE_PARTS, "hour": _hour}
+
+
+def date_part(part: str) -> Callable[[Any], Any]:
+    """``part`` (a key of ``TIMESTAMP_PARTS``) of one value, None for None."""
+    fn, read = TIMESTAMP_PARTS[part], as_time
+
+    def of(value: Any) -> Any:
+        return None if value is None else fn(read(value))
+
+    return of
 
 
 def _columns(project: Project) -> list[dict[str, Any]]:
@@ -53,8 +138,19 @@ def _columns(project: Project) -> list[dict[str, Any]]:
                     "inputs": list(d.inputs),
                 }
             )
+        elif (c := project.column(name)).kind == "date":
+            parts = TIMESTAMP_PARTS if c.type == "timestamp" else DATE_PARTS
+            out += [
+                {
+                    "name": f"{name}_{part}",
+                    "kind": "numeric",
+                    "derived": False,
+                    "optional": not c.required,
+                    "date": [name, part],  # the column, and which of its parts
+                }
+                for part in parts
+            ]
         else:
-            c = project.column(name)
             kind = "categorical" if c.kind == "text" else c.kind
             out.append({"name": name, "kind": kind, "derived": False, "optional": not c.required})
     return out
@@ -74,11 +170,12 @@ def fit_spec(rows: Iterable[Mapping[str, Any]], project: Project, derive: Derive
     counts: dict[str, Counter[Any]] = {c["name"]: Counter() for c in columns}
     missing: dict[str, int] = dict.fromkeys(numbers, 0)
     raw_counts: dict[str, Counter[Any]] = {c: Counter() for c in project.input_columns}
+    parts = _parts(columns)
     for row in rows:
         for c in project.input_columns:
             raw_counts[c][row.get(c)] += 1  # None too: a column mostly empty is typically empty
         for col in columns:
-            value = _value(row, col, derive, project.key)
+            value = _value(row, col, derive, project.key, parts)
             if col["kind"] == "categorical":
                 counts[col["name"]][value] += 1
             elif value is None:
@@ -126,6 +223,8 @@ def _reference(
         empty = seen.pop(None, 0)  # fit_spec's own counts, read once: no copy
         if c.kind == "text" and not c.required:
             ref[c.name] = None
+        elif c.kind == "date" and seen:  # the median day (or instant), as JSON writes it
+            ref[c.name] = _median_time(seen).isoformat()
         elif c.kind == "numeric" and seen:
             med = _weighted_median(seen)  # of the values given (a missing one is imputed so)
             # 10 significant digits: the median of 2.09 and 2.11 is 2.1, not 2.0999999999999996
@@ -152,7 +251,32 @@ def _weighted_median(counts: Counter[Any]) -> float:
     return sum(middle) / len(middle) if len(middle) == 2 else middle[0]
 
 
-def _value(row: Mapping[str, Any], col: Mapping[str, Any], derive: Derive, key: str) -> Any:
+def _median_time(counts: Counter[Any]) -> Any:
+    """The lower median of dates or timestamps given as value -> count (a value seen)."""
+    items = sorted((as_time(v), n) for v, n in counts.items())
+    rank, below = (sum(n for _, n in items) - 1) // 2, 0
+    for value, n in items:
+        below += n
+        if rank < below:
+            return value
+    raise ValueError("no values")
+
+
+def _parts(columns: Iterable[Mapping[str, Any]]) -> dict[str, tuple[str, Callable[[Any], Any]]]:
+    """The date parts among spec columns: name -> (the date column, part of a value)."""
+    return {c["name"]: (c["date"][0], date_part(c["date"][1])) for c in columns if c.get("date")}
+
+
+def _value(
+    row: Mapping[str, Any],
+    col: Mapping[str, Any],
+    derive: Derive,
+    key: str,
+    parts: Mapping[str, tuple[str, Callable[[Any], Any]]] | None = None,
+) -> Any:
+    if parts and col["name"] in parts:
+        column, part = parts[col["name"]]
+        return part(row.get(column))
     if not col["derived"]:
         return row.get(col["name"])
     try:
@@ -191,10 +315,14 @@ class FeatureSet:
         self._inputs = dict.fromkeys(
             c for col in spec["columns"] if col["derived"] for c in col.get("inputs") or ()
         )
+        # date parts: name -> (the date column, the part of one value)
+        self._parts = _parts(spec["columns"])
         at = 0
         self._batch: dict[str, tuple[Any, list[str]]] = {}
         for col in spec["columns"]:
             fn = derive[col["name"]] if col["derived"] else None
+            if col.get("date"):  # a function of the row, as a derived one is
+                fn = _of_row(*col["date"])
             if fn is not None and getattr(fn, "minimlops_batch", None) and col.get("inputs"):
                 self._batch[col["name"]] = (fn.minimlops_batch, col["inputs"])
             if col["kind"] == "categorical":
@@ -229,7 +357,9 @@ class FeatureSet:
         reader of the request's structs (see ``entrypoints.http.request_models.row_class``)."""
         if cls not in self._readers:
             struct = getattr(cls, "minimlops_values", None) is not None
-            self._readers[cls] = _StructReader(self._plan, self._batch, cls) if struct else None
+            self._readers[cls] = (
+                _StructReader(self._plan, self._batch, cls, self._parts) if struct else None
+            )
         return self._readers[cls]
 
     def _failed(
@@ -350,10 +480,17 @@ class FeatureSet:
                 columns[c] = [r.get(c) for r in rows]
             return columns[c]
 
+        parts = self._parts
         for kind, name, fn, a, b, index, at in self._plan:
             values: Any
             if fn is None:
                 values = column(name)
+            elif name in parts:  # a date's part: of the date column, read once
+                source, part = parts[name]
+                try:
+                    values = list(map(part, column(source)))
+                except Exception as exc:
+                    raise self._failed(name, fn, rows, exc) from exc
             elif name in derived:
                 values = derived[name]
             else:
@@ -399,6 +536,20 @@ class FeatureSet:
         return function({c: list(column(c)) for c in inputs})
 
 
+def _of_row(column: str, part: str) -> Callable[[Mapping[str, Any]], Any]:
+    """A date part as a function of a row (how vector() and linear() read it)."""
+    fn, read = TIMESTAMP_PARTS[part], as_time
+
+    def of(row: Mapping[str, Any]) -> Any:
+        v = row.get(column)
+        if v is None:
+            return None
+        # the common values as they are: a date, a timestamp in UTC
+        return fn(v if type(v) is date or getattr(v, "tzinfo", 0) is UTC else read(v))
+
+    return of
+
+
 class _StructReader:
     """Reads the input columns of many request structs for a :class:`FeatureSet`:
     each row's fields in one C call (``minimlops_values``, in ``minimlops_order``),
@@ -406,12 +557,17 @@ class _StructReader:
     ``attrgetter`` of the needed fields a row)."""
 
     def __init__(
-        self, plan: Sequence[tuple[Any, ...]], batch: Mapping[str, Any], cls: type
+        self,
+        plan: Sequence[tuple[Any, ...]],
+        batch: Mapping[str, Any],
+        cls: type,
+        parts: Mapping[str, tuple[str, Any]] | None = None,
     ) -> None:
         attrs: Mapping[str, str] = cls.minimlops_attrs  # type: ignore[attr-defined]
         order = {attr: i for i, attr in enumerate(cls.minimlops_order)}  # type: ignore[attr-defined]
         needed = [step[1] for step in plan if step[2] is None]
         needed += [c for _, inputs in batch.values() for c in inputs]
+        needed += [column for column, _ in (parts or {}).values()]
         self.needed = tuple(dict.fromkeys(c for c in needed if c in attrs))
         self._at = tuple(order[attrs[c]] for c in self.needed)
         self._values = cls.minimlops_values  # type: ignore[attr-defined]

@@ -4,7 +4,10 @@ Live accuracy is counted by the warehouse (labelled and right, per version and
 time bucket), so it never reads the predictions themselves; drift numbers come
 from the warehouse as Arrow and are computed with numpy on whole columns. Drift compares the recent requests with the champion's own training
 rows: PSI on categories and on training-decile bins of numbers, plus the
-two-sample Kolmogorov-Smirnov statistic for numbers.
+two-sample Kolmogorov-Smirnov statistic for numbers. A date or timestamp is
+compared by the parts that do not grow with time, as categories (month, day of
+week, and a timestamp's hour in UTC: ``name_month``, ...): the date itself
+always moves on, and would always "drift".
 """
 
 from __future__ import annotations
@@ -38,6 +41,40 @@ def drift_columns(project: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:
         tuple(c.name for c in raw if c.kind in ("categorical", "boolean")),
         tuple(c.name for c in raw if c.kind == "numeric"),
     )
+
+
+# a date's parts compared by drift, by column type, and how Arrow reads them
+_PARTS = {"date": ("month", "day_of_week"), "timestamp": ("month", "day_of_week", "hour")}
+_READ = {"month": pc.month, "day_of_week": pc.day_of_week, "hour": pc.hour}
+
+
+def date_parts(project: Any) -> dict[str, tuple[str, str]]:
+    """The date parts drift compares: ``<column>_<part>`` -> (column, part),
+    for every date and timestamp feature column."""
+    raw = [project.column(f) for f in project.features if f in project.column_names]
+    return {
+        f"{c.name}_{part}": (c.name, part)
+        for c in raw
+        if c.kind == "date"
+        for part in _PARTS[c.type]
+    }
+
+
+def _part(values: pa.Array, part: str) -> pa.Array:
+    """One part of a date or timestamp column (a timestamp's read in UTC)."""
+    if pa.types.is_timestamp(values.type):  # the instant, whatever zone the reader gave
+        values = values.cast(pa.timestamp(values.type.unit, tz="UTC"))
+    elif pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
+        values = values.cast(pa.timestamp("us", tz="UTC") if part == "hour" else pa.date32())
+    return _READ[part](values)
+
+
+def _drift_column(table: pa.Table, name: str, parts: dict[str, tuple[str, str]]) -> pa.Array:
+    """A compared column of a table: a column, or a date part of one."""
+    if name in parts:
+        column, part = parts[name]
+        return _part(table.column(column).combine_chunks(), part)
+    return table.column(name).combine_chunks()
 
 
 @dataclass(frozen=True)
@@ -223,10 +260,11 @@ def _reference(deps: Deps, meta: dict[str, Any]) -> _Reference:
         per_split=training.get("max_rows_per_split") or deps.training_max_rows,
     )
     categorical, numeric = drift_columns(deps.project)
+    parts = date_parts(deps.project)
     ref = _Reference(
         key,
         train.num_rows,
-        {c: _counts(train.column(c).combine_chunks()) for c in categorical},
+        {c: _counts(_drift_column(train, c, parts)) for c in (*categorical, *parts)},
         {c: _numbers(train.column(c).combine_chunks()) for c in numeric},
     )
     _references[deps.warehouse] = ref
@@ -253,8 +291,9 @@ def drift(deps: Deps, registry: ModelRegistry, cfg: MonitorConfig) -> dict[str, 
             "champion": pointer["version"],
         }
     ref = _reference(deps, registry.metadata(pointer["version"]))
+    parts = date_parts(deps.project)
     features = [
-        _categorical(c, counts, recent.column(c).combine_chunks(), cfg)
+        _categorical(c, counts, _drift_column(recent, c, parts), cfg)
         for c, counts in ref.categorical.items()
     ]
     features += [

@@ -1,7 +1,8 @@
 // The prediction page, built from GET /project: a field per column (a select
 // for allowed values; for a category without them, a select of the values
 // training saw plus "another value", as the API takes an unseen category;
-// number inputs with the ranges; defaults from a typical training row);
+// number inputs with the ranges; date and datetime-local inputs (UTC) for
+// dates and timestamps; defaults from a typical training row);
 // POST /predict (logged, like any client), then /explain.
 // The answer fits the task: a probability gauge (binary), each class's
 // probability (multiclass), a number (regression).
@@ -18,7 +19,8 @@ function el(tag, attrs, text) {
 function field(col) {
   const box = el("div");
   const label = col.description ? `${col.name}: ${col.description}` : col.name;
-  box.append(el("label", { for: col.name }, label + (col.required ? "" : " (optional)")));
+  const zone = col.type === "timestamp" ? " (UTC)" : "";
+  box.append(el("label", { for: col.name }, label + zone + (col.required ? "" : " (optional)")));
   const dflt = col.default === null || col.default === undefined ? "" : String(col.default);
   let input, other = null;
   const seen = col.allowed || col.type === "boolean" ? null : col.categories;
@@ -33,6 +35,11 @@ function field(col) {
       if (String(v) === dflt) opt.selected = true;
       input.append(opt);
     }
+  } else if (col.type === "date") {  // sent as the input writes it: 2026-06-20
+    input = el("input", { id: col.name, name: col.name, type: "date", value: dflt.slice(0, 10) });
+  } else if (col.type === "timestamp") {  // in UTC, as the server reads a time without offset
+    input = el("input", { id: col.name, name: col.name, type: "datetime-local", step: "1",
+      value: utcLocal(dflt) });
   } else if (col.type === "integer" || col.type === "float") {
     input = el("input", { id: col.name, name: col.name, type: "number", value: dflt,
       step: col.type === "integer" ? "1" : "any", min: col.min, max: col.max,
@@ -43,6 +50,13 @@ function field(col) {
   for (const x of [input, other]) if (x) x.setAttribute("aria-describedby", col.name + "-error");
   box.append(...[input, other].filter(Boolean), el("div", { class: "error", id: col.name + "-error" }));
   return box;
+}
+
+// A timestamp as a datetime-local input's value, in UTC (2026-06-20T14:05:00):
+// the input has no time zone, and the server reads a time without one as UTC.
+function utcLocal(text) {
+  const t = text ? new Date(text) : null;
+  return t && !Number.isNaN(t.getTime()) ? t.toISOString().slice(0, 19) : "";
 }
 
 // A category the project does not restrict: the values TRAIN held to choose

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, date, datetime
 from functools import cached_property
 from operator import attrgetter
 from typing import Annotated, Any, Literal, NotRequired
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, with_config
+from pydantic_core import PydanticCustomError
 from typing_extensions import TypedDict  # pydantic needs this one on Python 3.11
 
 from minimlops.domain.project import INT64, ColumnSpec, Project, closest
@@ -24,7 +26,64 @@ def _strip(value: Any) -> Any:
 
 
 Missing = BeforeValidator(_empty_is_missing)  # "" from a form or a CSV means not given
-PY = {"integer": int, "float": float, "string": str, "boolean": bool}
+PY = {
+    "integer": int,
+    "float": float,
+    "string": str,
+    "boolean": bool,
+    "date": date,
+    "timestamp": datetime,
+}
+# what a date or timestamp field takes, said in its refusal
+TIME_FORMS = {
+    "date": "an ISO 8601 date, like 2026-06-20",
+    "timestamp": "an ISO 8601 timestamp, like 2026-06-20T14:05:00Z or "
+    "2026-06-20T14:05:00+02:00 (no offset: UTC)",
+}
+
+
+def utc(value: datetime) -> datetime:
+    """A timestamp in UTC: one without an offset is read as UTC."""
+    zone = value.tzinfo
+    if zone is UTC:
+        return value
+    return value.replace(tzinfo=UTC) if zone is None else value.astimezone(UTC)
+
+
+def _time_parser(type_: str, blank: frozenset[str] | None) -> Any:
+    """A date or timestamp field's check, before pydantic's: ISO 8601 text
+    only (pydantic alone would also take a number of seconds), read by msgspec
+    first so that a value the fast check takes gets the same value here, then
+    by Python's ``fromisoformat`` (``2026-06-20T14:05`` of a datetime-local
+    input); a timestamp in UTC. ``blank``: an optional field's words for not
+    given, read as None."""
+    import msgspec
+
+    kind = PY[type_]
+
+    def parse(value: Any) -> Any:
+        if value is None or (type(value) is date if type_ == "date" else type(value) is datetime):
+            return value if type_ == "date" or value is None else utc(value)
+        if isinstance(value, str):
+            text = value.strip()
+            if blank is not None and text in blank:
+                return None
+            try:
+                parsed = msgspec.convert(text, kind)
+            except msgspec.ValidationError:
+                try:
+                    parsed = kind.fromisoformat(text)
+                except ValueError:
+                    parsed = None
+            if type_ == "date" and type(parsed) is date:
+                return parsed
+            if type_ == "timestamp" and isinstance(parsed, datetime):
+                return utc(parsed)
+        raise PydanticCustomError(
+            f"{type_}_format", "Input should be {form}", {"form": TIME_FORMS[type_]}
+        )
+
+    return BeforeValidator(parse)
 
 
 def _range(c: ColumnSpec) -> dict[str, Any]:
@@ -52,11 +111,17 @@ def _missing(words: tuple[str, ...]) -> Any:
     )
 
 
-def _field_type(c: ColumnSpec, missing: Any = Missing) -> Any:
+def _field_type(c: ColumnSpec, missing: Any = Missing, words: tuple[str, ...] = ()) -> Any:
     """One column as an annotated type: its rules become pydantic constraints,
-    so a bad value gets a message that names the field."""
+    so a bad value gets a message that names the field. ``words``: the
+    project's for no value, as ``missing`` reads them."""
     base: Any = PY[c.type]
     kwargs: dict[str, Any] = {"description": c.description or None}
+    if c.type in ("date", "timestamp"):  # ISO 8601 text (format: date, date-time)
+        typed = Annotated[base, Field(**_described(kwargs))]
+        if c.required:
+            return Annotated[typed, _time_parser(c.type, None)]
+        return NotRequired[Annotated[typed | None, _time_parser(c.type, frozenset(("", *words)))]]
     if c.allowed is not None:
         base = Literal[tuple(c.allowed)]  # type: ignore[valid-type]
     kwargs.update(_range(c))
@@ -72,6 +137,10 @@ def _field_type(c: ColumnSpec, missing: Any = Missing) -> Any:
     # no Python hook on numbers and booleans: one per field and row costs a batch
     # of 1,000 wide rows ~4 ms (measured); "" there is refused with a message
     return NotRequired[typed | None]
+
+
+def _described(kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in kwargs.items() if v is not None}
 
 
 @dataclass(frozen=True)
@@ -92,6 +161,9 @@ class FastCheck:
     many: Any  # of a list of rows (structs)
     texts: tuple[tuple[str, str, bool, bool], ...]  # text fields: name, attribute, optional, free
     blank: frozenset[str] = frozenset()  # the project's words for no value ("NA", "?")
+    # timestamp fields (name, attribute): msgspec keeps a value's offset, and
+    # none for one without; pydantic's check gives UTC, so they are made UTC
+    stamps: tuple[tuple[str, str], ...] = ()
 
     @cached_property
     def _columns(self) -> tuple[tuple[Any, str, frozenset[str], bool], ...]:
@@ -112,10 +184,20 @@ class FastCheck:
 
         try:
             if not batch:
-                return self._texts_of_one(self.one.decode(body))
+                one = self._texts_of_one(self.one.decode(body))
+                if self.stamps and one is not None:
+                    row = one[0]
+                    for name, _ in self.stamps:
+                        if (v := row.get(name)) is not None and v.tzinfo is not UTC:
+                            row[name] = utc(v)
+                return one
             rows = self.many.decode(body)
         except (msgspec.ValidationError, msgspec.DecodeError):
             return None
+        for _, attr in self.stamps:
+            for row in rows:
+                if (v := getattr(row, attr)) is not None and v.tzinfo is not UTC:
+                    setattr(row, attr, utc(v))
         for read, attr, nulls, free in self._columns:
             values = list(map(read, rows))
             if free:  # pydantic strips spaces around free text: such a body goes to it
@@ -313,6 +395,7 @@ def fast_check(project: Project) -> FastCheck | None:
 
     fields: list[tuple[str, str, Any, bool]] = []
     texts = []
+    stamps = []
     for i, c in enumerate(project.columns):
         if c.name == project.target:
             continue
@@ -322,6 +405,8 @@ def fast_check(project: Project) -> FastCheck | None:
         required = c.required and c.name != project.key
         if c.type == "string" and (not required or c.allowed is None):
             texts.append((c.name, attr, not required, c.allowed is None))
+        if c.type == "timestamp":
+            stamps.append((c.name, attr))
         if c.allowed is not None and c.type == "integer":
             base = Literal[tuple(c.allowed)]  # type: ignore[valid-type]
         elif c.allowed is not None and c.type == "string":  # "" of an optional one: None, after
@@ -356,6 +441,7 @@ def fast_check(project: Project) -> FastCheck | None:
         msgspec.json.Decoder(list[row_class(project, fields)]),
         tuple(texts),
         frozenset(project.missing_values),
+        tuple(stamps),
     )
 
 
@@ -375,7 +461,7 @@ def request_models(project: Project) -> RequestModels:
         if c.name == project.target:
             continue
         spec = c if c.name != project.key else ColumnSpec(**{**c.__dict__, "required": False})
-        fields[c.name] = _field_type(spec, missing)
+        fields[c.name] = _field_type(spec, missing, project.missing_values)
     title = str(project.extras.get("request_name", "Row"))
     row = with_config(ConfigDict(extra="ignore", str_strip_whitespace=True))(
         TypedDict(title, fields)

@@ -24,6 +24,7 @@ from minimlops.services.explain import explain as explain_row
 
 def router(ctx: Context) -> APIRouter:
     api, app, noun = APIRouter(), ctx.app, ctx.noun
+    times = [c.name for c in app.deps.project.columns if c.type in ("date", "timestamp")]
     one_or_many = body_schema({"oneOf": [ref(noun), {"type": "array", "items": ref(noun)}]})
 
     @api.post(
@@ -54,6 +55,11 @@ def router(ctx: Context) -> APIRouter:
         current = app.predictor.current
         if current is None:
             return problem(503, "no model to serve yet")
+        # dates and timestamps as the typical row (JSON) writes them, so that
+        # one at its typical value is said to be (the features read both)
+        for name in times:
+            if row.get(name) is not None:
+                row[name] = row[name].isoformat()
         try:
             result = explain_row(current[1], row, app.deps.project)
         except DerivedFeatureError as exc:
