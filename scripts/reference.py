@@ -244,9 +244,9 @@ def performance_block() -> str:
 
 def quality_block() -> str:
     """quality.md under the page's own heading: its title dropped, its
-    sections one level down."""
+    sections (and theirs) one level down."""
     text = (RESULTS / "quality.md").read_text().strip().split("\n", 1)[1].strip()
-    return re.sub(r"^## ", "### ", text, flags=re.M) + (
+    return re.sub(r"^(##+) ", r"#\1 ", text, flags=re.M) + (
         "\n\nReproduce: `make bench-quality`; it rewrites `bench/results/quality.*` and this page."
     )
 

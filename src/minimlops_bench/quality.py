@@ -17,6 +17,16 @@ numbers on VALIDATION); the peers fit on the same TRAIN rows:
 Everything is scored once on the TEST split, which minimlops never uses for
 selection or gating. The ratio is to the best peer on the project's primary
 metric (> 1 is worse for a loss).
+
+A second section asks what a split promises when rows are not exchangeable,
+on two more generated data sets: daily sales with a level per week that no
+column records (``demand_over_time``, a ``[split]`` by time on a date column)
+and visits of patients with a frailty per patient (``patient_visits``, by
+group). The honest split's TEST (the newest rows, the patients never seen) is
+set aside; the rest is split by each strategy (``random`` and ``time``, or
+``random`` and ``group``), minimlops trains as the pipeline does with the
+project's split set to that strategy, and its figure on VALIDATION is put
+next to the one on the held-out rows.
 """
 
 from __future__ import annotations
@@ -35,6 +45,7 @@ import pyarrow as pa
 from minimlops import example_data, projects
 from minimlops.domain.project import Project
 from minimlops.domain.schema import split_for
+from minimlops.domain.splits import SplitSpec
 
 GOAL = {
     "log_loss": ("abs", 0.005),
@@ -439,6 +450,388 @@ def _gap_interval(
     return float(np.percentile(gaps, 2.5)), float(np.percentile(gaps, 97.5))
 
 
+# --- splits: what VALIDATION promised against later or unseen-group rows --------
+
+SPLITS_TITLE = "Splits: what VALIDATION promised vs what later (or unseen-group) rows got"
+HONEST = 0.15  # the held-out share: the time split's newest rows, the group split's unseen groups
+
+
+@dataclass
+class SplitSet:
+    """A generated data set whose rows are not exchangeable: ``strategies``
+    are the splits compared, the last the honest one, whose TEST is the
+    held-out truth for all of them."""
+
+    name: str
+    project: Project  # declares the honest split
+    table: pa.Table
+    note: str
+    strategies: tuple[str, ...]
+    held_out: str  # what the held-out rows are, for people
+    unit: str  # the rows that go together (a week, a patient): the bootstrap resamples them
+
+
+def _units(ss: SplitSet, table: pa.Table) -> np.ndarray:
+    """Each row's unit: a date column's ISO week, another column's value."""
+    values = table.column(ss.unit).to_pylist()
+    if ss.project.column(ss.unit).type in ("date", "timestamp"):
+        return np.array([f"{v.isocalendar()[0]}-{v.isocalendar()[1]:02d}" for v in values])
+    return np.array([str(v) for v in values])
+
+
+def _split_project(
+    name: str,
+    description: str,
+    target: dict[str, Any],
+    columns: list[dict[str, Any]],
+    task: dict[str, Any],
+    split: dict[str, Any],
+) -> Project:
+    return projects.from_dict(
+        {
+            "name": name,
+            "description": description,
+            "key": "row_id",
+            "target": target["name"],
+            **task,
+            "columns": [
+                {
+                    "name": "row_id",
+                    "type": "integer",
+                    "required": True,
+                    "min": 0,
+                    "max": 10_000_000,
+                },
+                target,
+                *columns,
+            ],
+            # features: every column but key and target (a group split leaves its
+            # column out); a strategy compared keeps the same ones
+            "split": split,
+        }
+    )
+
+
+def demand_over_time(n: int, seed: int = 23) -> SplitSet:
+    """Daily sales of 8 stores over three years: a trend, a yearly season, a
+    weekday pattern, a price effect that strengthens over time and a promotion
+    effect that grows, plus a level shared by every row of a week (weather,
+    events: an AR(1) across weeks) that no column records. A random split
+    puts rows of the same weeks on both sides; the newest rows' weeks are new."""
+    rng = np.random.default_rng(seed)
+    import datetime as dt
+
+    start = dt.date(2022, 1, 3)  # a Monday
+    weeks = 156
+    day = np.sort(rng.integers(0, weeks * 7, n))
+    week = day // 7
+    t = day / (weeks * 7)  # 0 to 1 across the three years
+    level = np.zeros(weeks)
+    for w in range(1, weeks):
+        level[w] = 0.7 * level[w - 1] + rng.normal(0, 1.0)
+    weather = rng.normal(0, 1, weeks)  # a week's temperature anomaly (recorded)
+    season = np.sin(2 * np.pi * (day + 10) / 365.25)
+    temperature = 12 - 9 * np.cos(2 * np.pi * (day - 20) / 365.25) + 3 * weather[week]
+    temperature += rng.normal(0, 1.5, n)
+    store = rng.integers(0, 8, n)
+    price = np.round(rng.uniform(6, 14, n), 2)
+    promo = rng.random(n) < 0.2
+    weekday = (day + start.weekday()) % 7
+    units = (
+        60
+        + 15 * t  # trend
+        + 8 * season
+        + np.array([0, -1, -1, 0, 2, 6, 4])[weekday]
+        + np.random.default_rng(seed + 1).normal(0, 5, 8)[store]
+        - (1.0 + 1.5 * t) * (price - 10)  # shoppers grow more price-sensitive
+        + (4 + 6 * t) * promo
+        + 0.6 * (temperature - 12)
+        + 5 * level[week]  # the week's unrecorded level
+        + rng.normal(0, 3, n)
+    )
+    dates = [start + dt.timedelta(days=int(d)) for d in day]
+    cols: dict[str, Any] = {
+        "row_id": np.arange(1, n + 1),
+        "units": np.round(units, 1),
+        "sold_on": dates,
+        "store": np.array([f"store_{s}" for s in store], dtype=object),
+        "price": price,
+        "promo": promo,
+        "temperature": np.round(temperature, 1),
+    }
+    project = _split_project(
+        "demand_over_time",
+        "generated: daily sales with a trend, a season, drift and weekly levels",
+        {"name": "units", "type": "float", "required": True},
+        [
+            {"name": "sold_on", "type": "date", "required": True},
+            {
+                "name": "store",
+                "type": "string",
+                "required": True,
+                "allowed": [f"store_{s}" for s in range(8)],
+            },
+            {"name": "price", "type": "float", "required": True},
+            {"name": "promo", "type": "boolean", "required": True},
+            {"name": "temperature", "type": "float", "required": True},
+        ],
+        {"task": "regression", "primary_metric": "rmse"},
+        {"strategy": "time", "column": "sold_on"},
+    )
+    return SplitSet(
+        "demand_over_time",
+        project,
+        _table(project, cols),
+        f"generated, {n:,} rows, {dates[0]} to {dates[-1]}, a level per week no column "
+        "records, a trend and a price effect that drift",
+        ("random", "time"),
+        "the newest rows",
+        "sold_on",
+    )
+
+
+def patient_visits(n: int, seed: int = 29) -> SplitSet:
+    """Hospital visits of patients, about 15 each: per patient an age, a BMI,
+    a sex and a region that never change (so a model can recognise the
+    patient) and a frailty no column records; per visit the stay, the
+    medications, a lab value and whether it was an emergency. The target:
+    readmitted within 30 days. A random split puts a patient's visits on both
+    sides; the held-out rows are patients never seen."""
+    rng = np.random.default_rng(seed)
+    patients = max(20, n // 15)
+    per = rng.poisson(14, patients) + 1
+    pid = np.repeat(np.arange(patients), per)[:n]
+    if len(pid) < n:
+        pid = np.concatenate([pid, rng.integers(0, patients, n - len(pid))])
+    pid = np.sort(pid)
+    age = np.round(rng.uniform(25, 90, patients), 1)
+    bmi = np.round(rng.normal(27, 4.5, patients), 1)
+    sex = rng.random(patients) < 0.5
+    region = rng.integers(0, 5, patients)
+    frailty = rng.normal(0, 1.3, patients)  # unrecorded
+    stay = rng.poisson(4, n) + 1
+    meds = rng.poisson(3 + 0.04 * (age[pid] - 25), n)
+    lab = rng.normal(0, 1, n) + 0.4 * frailty[pid]  # partly reflects the frailty
+    emergency = rng.random(n) < 0.35
+    logit = (
+        -1.6
+        + 0.025 * (age[pid] - 60)
+        + 0.04 * (bmi[pid] - 27)
+        + 0.12 * (stay - 5)
+        + 0.08 * (meds - 5)
+        + 0.5 * lab
+        + 0.6 * emergency
+        + np.array([0.0, 0.2, -0.2, 0.3, -0.1])[region[pid]]
+        + frailty[pid]
+    )
+    y = rng.random(n) < 1 / (1 + np.exp(-logit))
+    cols: dict[str, Any] = {
+        "row_id": np.arange(1, n + 1),
+        "readmitted": np.where(y, "yes", "no").astype(object),
+        "patient_id": np.array([f"P{p:05d}" for p in pid], dtype=object),
+        "age": age[pid],
+        "bmi": bmi[pid],
+        "sex": np.where(sex[pid], "F", "M").astype(object),
+        "region": np.array([f"R{r}" for r in region[pid]], dtype=object),
+        "length_of_stay": stay,
+        "medications": meds,
+        "lab_value": np.round(lab, 3),
+        "emergency": emergency,
+    }
+    project = _split_project(
+        "patient_visits",
+        "generated: visits of patients, a frailty per patient no column records",
+        {"name": "readmitted", "type": "string", "required": True, "allowed": ["no", "yes"]},
+        [
+            {"name": "patient_id", "type": "string", "required": True, "kind": "categorical"},
+            {"name": "age", "type": "float", "required": True},
+            {"name": "bmi", "type": "float", "required": True},
+            {"name": "sex", "type": "string", "required": True, "allowed": ["F", "M"]},
+            {
+                "name": "region",
+                "type": "string",
+                "required": True,
+                "allowed": [f"R{r}" for r in range(5)],
+            },
+            {"name": "length_of_stay", "type": "integer", "required": True, "min": 0},
+            {"name": "medications", "type": "integer", "required": True, "min": 0},
+            {"name": "lab_value", "type": "float", "required": True},
+            {"name": "emergency", "type": "boolean", "required": True},
+        ],
+        {"task": "binary", "positive_class": "yes", "primary_metric": "log_loss"},
+        {"strategy": "group", "column": "patient_id"},
+    )
+    groups = len(set(cols["patient_id"].tolist()))
+    return SplitSet(
+        "patient_visits",
+        project,
+        _table(project, cols),
+        f"generated, {n:,} visits of {groups:,} patients, {np.mean(y):.0%} readmitted, "
+        "a frailty per patient no column records",
+        ("random", "group"),
+        "patients never seen",
+        "patient_id",
+    )
+
+
+def split_sets(smoke: bool) -> list[SplitSet]:
+    return [demand_over_time(600 if smoke else 6000), patient_visits(600 if smoke else 6000)]
+
+
+def _time_counts(table: pa.Table) -> Callable[[str], list[tuple[Any, int]]]:
+    def counts(column: str) -> list[tuple[Any, int]]:
+        values = [v for v in table.column(column).to_pylist() if v is not None]
+        seen: dict[Any, int] = {}
+        for v in values:
+            seen[v] = seen.get(v, 0) + 1
+        return sorted(seen.items())
+
+    return counts
+
+
+def split_parts(ss: SplitSet) -> tuple[pa.Table, dict[str, tuple[SplitSpec, pa.Table, pa.Table]]]:
+    """The held-out rows, and per strategy its declaration, TRAIN and
+    VALIDATION. The honest split's TEST (the newest rows, the unseen groups)
+    is set aside first; the rest is split by each strategy, TRAIN and
+    VALIDATION in the honest split's proportions (70 : 15 by default)."""
+    from dataclasses import replace
+
+    from minimlops.domain.splits import Split, resolve
+
+    project, table = ss.project, ss.table
+    spec = project.split
+    column_type = project.column(spec.column).type if spec.column else None
+    honest = resolve(spec, column_type, _time_counts(table))
+    where = np.array([honest.of_row(r, project.key) for r in table.to_pylist()])
+    held = table.filter(pa.array(where == "TEST"))
+    rest = table.filter(pa.array(where != "TEST"))
+    f = spec.fractions
+    share = (f[0] / (f[0] + f[1]), f[1] / (f[0] + f[1]), 0.0)
+    out = {}
+    for strategy in ss.strategies:
+        if strategy == spec.strategy:
+            declared, chosen = spec, where[where != "TEST"]
+        else:
+            declared = replace(SplitSpec(strategy), fractions=share)
+            split = Split(declared)
+            chosen = np.array([split.of_row(r, project.key) for r in rest.to_pylist()])
+        out[strategy] = (
+            declared,
+            rest.filter(pa.array(chosen == "TRAIN")),
+            rest.filter(pa.array(chosen == "VALIDATION")),
+        )
+    return held, out
+
+
+def evaluate_splits(
+    ss: SplitSet, *, seed: int = 0, budget_s: float | None = None
+) -> dict[str, Any]:
+    """minimlops trained under each strategy (its TRAIN, its VALIDATION, the
+    project's split set to it so cross-validation folds as it does), scored
+    on VALIDATION and on the held-out rows."""
+    from dataclasses import replace
+
+    from minimlops.ml import artifacts
+    from minimlops.ml.job import fit_and_score
+    from minimlops.ml.metrics import metrics
+    from minimlops.projects import derived_functions
+
+    metric, direction = ss.project.primary_metric, ss.project.metric_direction
+    sign = 1.0 if direction == "min" else -1.0
+    k = len(ss.project.classes or ())
+    found = []
+    held, parts = split_parts(ss)
+    y_held, units_held = _labels(ss.project, held), _units(ss, held)
+    for strategy, (declared, train, valid) in parts.items():
+        project = replace(ss.project, split=declared)
+        started = time.perf_counter()
+        result = fit_and_score(  # None: the pipeline's default budget
+            train, valid, valid.slice(0, 0), project, folds=5, seed=seed, budget_s=budget_s
+        )
+        seconds = time.perf_counter() - started
+        model = artifacts.from_bytes(
+            result["artifact"], artifacts.sha256(result["artifact"]), derived_functions(project)
+        )
+        out_held = model.output(held.to_pylist())
+        held_scores = metrics(project.task, y_held, out_held, k)
+        out_valid = model.output(valid.to_pylist())  # calibrated as the VALIDATION figures are
+        interval = _over_promise_interval(
+            project,
+            (_labels(project, valid), out_valid, _units(ss, valid)),
+            (y_held, out_held, units_held),
+            metric,
+            k,
+        )
+        chosen = result["algorithm"]
+        cv = (result.get("cv_scores") or {}).get(chosen)
+        promised, got = result["validation"][metric], held_scores[metric]
+        found.append(
+            {
+                "strategy": strategy,
+                "split": project.split.describe(),
+                "rows": {
+                    "TRAIN": train.num_rows,
+                    "VALIDATION": valid.num_rows,
+                    "held_out": held.num_rows,
+                },
+                "algorithm": chosen,
+                "folds_by": result["selection"].get("folds_by"),
+                "cv": cv,
+                "validation": result["validation"],
+                "held_out": held_scores,
+                # > 0: VALIDATION promised better than the held-out rows got
+                "over_promise": sign * (got - promised),
+                "over_promise_95": interval,
+                "seconds": seconds,
+            }
+        )
+    return {
+        "data_set": ss.name,
+        "note": ss.note,
+        "task": ss.project.task,
+        "metric": metric,
+        "direction": direction,
+        "held_out": ss.held_out,
+        "honest": ss.project.split.describe(),
+        "unit": ss.unit,
+        "strategies": found,
+    }
+
+
+def _over_promise_interval(
+    project: Project,
+    valid: tuple[np.ndarray, np.ndarray, np.ndarray],
+    held: tuple[np.ndarray, np.ndarray, np.ndarray],
+    metric: str,
+    k: int,
+    draws: int = 1000,
+) -> tuple[float, float]:
+    """95 % bootstrap interval of the over-promise, resampling whole units
+    (weeks, patients) of VALIDATION and of the held-out rows independently:
+    rows of one unit share what no column records, so a row bootstrap would
+    claim more certainty than the units give."""
+    from minimlops.ml.evaluation import quick_metrics
+
+    rng = np.random.default_rng(0)
+    sign = 1.0 if project.metric_direction == "min" else -1.0
+    sets = []
+    for y, out, units in (valid, held):
+        names, at = np.unique(units, return_inverse=True)
+        sets.append((y, out, [np.flatnonzero(at == i) for i in range(len(names))]))
+
+    def draw(y: np.ndarray, out: np.ndarray, members: list[np.ndarray]) -> float | None:
+        rows = np.concatenate([members[i] for i in rng.integers(0, len(members), len(members))])
+        value = quick_metrics(project.task, y[rows], out[rows], k).get(metric)
+        return value if value is not None and np.isfinite(value) else None
+
+    gaps = []
+    for _ in range(draws):
+        promised, got = draw(*sets[0]), draw(*sets[1])
+        if promised is not None and got is not None:
+            gaps.append(sign * (got - promised))
+    return float(np.percentile(gaps, 2.5)), float(np.percentile(gaps, 97.5))
+
+
 def markdown(report: dict[str, Any]) -> str:
     lines = [
         "# Model quality: minimlops against the defaults a careful user would try",
@@ -480,22 +873,81 @@ def markdown(report: dict[str, Any]) -> str:
                 f"Calibration {'kept' if cal.get('kept') else 'not kept'}: {cal['reason']}.",
             ]
         lines.append("")
+    if report.get("splits"):
+        lines += splits_markdown(report["splits"])
     return "\n".join(lines)
 
 
-def run(out_dir: Path, *, example: Path | None, smoke: bool = False) -> dict[str, Any]:
-    """Every data set; writes quality.json and quality.md into out_dir."""
+def splits_markdown(found: list[dict[str, Any]]) -> list[str]:
+    lines = [
+        f"## {SPLITS_TITLE}",
+        "",
+        "Rows that are not exchangeable: a generated time-ordered data set and a grouped "
+        "one. The honest split's TEST (the newest 15 % of the rows, or the groups hashed "
+        "to TEST) is set aside first and scored for every strategy; the rest is split by "
+        "each strategy into TRAIN and VALIDATION (70 : 15), and minimlops trains as the "
+        "pipeline does, with the project's split set to that strategy (cross-validation "
+        "inside TRAIN folds by time or by group as it says). Over-promise: how much "
+        "better VALIDATION looked than the held-out rows were (> 0: VALIDATION "
+        "over-promised), with a 95 % bootstrap interval that resamples whole weeks or "
+        "patients (their rows share what no column records).",
+        "",
+    ]
+    for d in found:
+        metric = d["metric"]
+        other = next(m for m in SHOWN[d["task"]] if m != metric)
+        lines += [
+            f"### {d['data_set']} ({d['task']}; {d['note']})",
+            "",
+            f"Held out: {d['held_out']} ({d['honest']}). Primary metric **{metric}** "
+            f"({'lower' if d['direction'] == 'min' else 'higher'} is better).",
+            "",
+            f"| split | TRAIN · VALIDATION · held-out rows | chosen | {metric} in CV "
+            f"| {metric} on VALIDATION | {metric} on held-out | over-promise (95 %) "
+            f"| {other} on VALIDATION | {other} on held-out | fit s |",
+            "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        for r in d["strategies"]:
+            n = r["rows"]
+            v, h = r["validation"], r["held_out"]
+            lo, hi = r["over_promise_95"]
+            cv = f"{r['cv']:.4f}" if r.get("cv") is not None else ""
+            lines.append(
+                f"| {r['strategy']}: {r['split']} | {n['TRAIN']:,} · {n['VALIDATION']:,} · "
+                f"{n['held_out']:,} | {r['algorithm']} | {cv} | {v[metric]:.4f} | "
+                f"{h[metric]:.4f} | {r['over_promise']:+.4f} ({lo:+.4f} to {hi:+.4f}) | "
+                f"{v.get(other, float('nan')):.4f} | {h.get(other, float('nan')):.4f} | "
+                f"{r['seconds']:.1f} |"
+            )
+        lines.append("")
+    return lines
+
+
+def run(
+    out_dir: Path,
+    *,
+    example: Path | None,
+    smoke: bool = False,
+    parts: tuple[str, ...] = ("peers", "splits"),
+) -> dict[str, Any]:
+    """Every data set; writes quality.json and quality.md into out_dir.
+    ``parts``: the comparison with the peers, the splits' section, or both."""
     import os
     import platform
     import tempfile
 
-    with tempfile.TemporaryDirectory(prefix="minimlops-quality-") as tmp:
-        found = [
-            evaluate(ds, budget_s=10 if smoke else None)
-            for ds in data_sets(example, Path(tmp), smoke)
-        ]
+    budget = 10 if smoke else None
+    found = []
+    if "peers" in parts:
+        with tempfile.TemporaryDirectory(prefix="minimlops-quality-") as tmp:
+            found = [evaluate(ds, budget_s=budget) for ds in data_sets(example, Path(tmp), smoke)]
+    splits = (  # four trainings: in smoke, the tests' short budget
+        [evaluate_splits(ss, budget_s=3 if smoke else None) for ss in split_sets(smoke)]
+        if "splits" in parts
+        else []
+    )
     machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
-    report = {"machine": machine, "smoke": smoke, "data_sets": found}
+    report = {"machine": machine, "smoke": smoke, "data_sets": found, "splits": splits}
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "quality.json").write_text(json.dumps(report, indent=2, default=float))
     (out_dir / "quality.md").write_text(markdown(report))

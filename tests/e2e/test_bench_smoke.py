@@ -58,3 +58,34 @@ def test_bench_peers_smoke(tmp_path: Path) -> None:
     assert "mlflow models serve" in names and "functions-framework" in names
     throughput = [r for r in peer_rows if r["unit"] == "req/s"]
     assert len(throughput) == 2 and all(r["value"] > 0 and r["ratio"] > 0 for r in throughput)
+
+
+def test_bench_quality_smoke_reports_what_each_split_promised(tmp_path: Path) -> None:
+    """`bench --quality`'s split section: per strategy, minimlops' figure on
+    VALIDATION next to the one on the newest (or unseen-patient) rows, in the
+    JSON and the markdown (the peers' section is left out: the examples'
+    trainings take minutes)."""
+    from minimlops_bench import quality
+
+    out = tmp_path / "results"
+    quality.run(out, example=None, smoke=True, parts=("splits",))
+    report = json.loads((out / "quality.json").read_text())
+    found = {d["data_set"]: d for d in report["splits"]}
+    assert set(found) == {"demand_over_time", "patient_visits"}
+    assert [r["strategy"] for r in found["demand_over_time"]["strategies"]] == ["random", "time"]
+    assert [r["strategy"] for r in found["patient_visits"]["strategies"]] == ["random", "group"]
+    for d in found.values():
+        held = {r["rows"]["held_out"] for r in d["strategies"]}
+        assert len(held) == 1 and held.pop() > 0  # every strategy scored on the same rows
+        for r in d["strategies"]:
+            promised, got = r["validation"][d["metric"]], r["held_out"][d["metric"]]
+            assert promised > 0 and got > 0 and r["rows"]["VALIDATION"] > 0
+            assert abs(r["over_promise"] - (got - promised)) < 1e-9  # both losses: lower is better
+            low, high = r["over_promise_95"]
+            assert low <= high
+    folds = {r["strategy"]: r["folds_by"] for d in found.values() for r in d["strategies"]}
+    assert folds == {"random": "random", "time": "time", "group": "group"}
+    text = (out / "quality.md").read_text()
+    assert quality.SPLITS_TITLE in text
+    assert "### demand_over_time" in text and "### patient_visits" in text
+    assert "rmse on held-out" in text and "log_loss on VALIDATION" in text
