@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 SURNAMES = (
@@ -33,6 +34,8 @@ SURNAMES = (
 )
 FIRST_M = ("John", "William", "Owen", "Karl", "Patrick", "James", "Ernst", "Leo")
 FIRST_F = ("Mary", "Anna", "Elizabeth", "Margaret", "Helen", "Ellen", "Alice")
+# dates and timestamps of generated rows: spread over these years
+TIME_SPAN = (np.datetime64("2019-01-01T00:00:00", "s"), np.datetime64("2026-01-01T00:00:00", "s"))
 FAULTS = (
     ("Age", "abc"),
     ("Pclass", ""),
@@ -175,6 +178,16 @@ def rows_for(
 
 def _column_values(c: Any, n: int, rng: np.random.Generator) -> tuple[pa.Array, np.ndarray]:
     """Values of one column within its rules, and their standardized signal."""
+    if c.type in ("date", "timestamp"):  # uniform over TIME_SPAN; the signal: how late
+        start, end = TIME_SPAN
+        seconds = rng.integers(0, int((end - start) / np.timedelta64(1, "s")), n)
+        moments = start + seconds.astype("timedelta64[s]")
+        values = (
+            pa.array(moments.astype("datetime64[D]"))
+            if c.type == "date"
+            else pa.array(moments).cast(pa.timestamp("us", tz="UTC"))
+        )
+        return values, (seconds - seconds.mean()) / (seconds.std() or 1.0)
     arrow = {
         "integer": pa.int64(),
         "float": pa.float64(),
@@ -232,6 +245,10 @@ def write_project_csv(
     if project.extras.get("data") == "titanic":
         return write_csv(path, rows, seed=seed, bad_rows=bad_rows, start_id=start_id)
     table = rows_for(project, rows, seed=seed, start_id=start_id)
+    for c in project.columns:  # dates and timestamps as the file writes them
+        if c.type in ("date", "timestamp"):
+            i = table.schema.get_field_index(c.name)
+            table = table.set_column(i, c.name, written_times(table.column(c.name), c.format))
     k = min(bad_rows, rows)
     if k:
         rng = np.random.default_rng(seed + 1)
@@ -240,7 +257,11 @@ def write_project_csv(
             c
             for c in project.columns
             if c.name != project.key
-            and (c.required or c.allowed or c.type in ("integer", "float", "boolean"))
+            and (
+                c.required
+                or c.allowed
+                or c.type in ("integer", "float", "boolean", "date", "timestamp")
+            )
         ]
         for row in rng.choice(rows, k, replace=False):
             c = breakable[int(rng.integers(0, len(breakable)))]
@@ -256,3 +277,14 @@ def write_project_csv(
         table = table.drop_columns([project.key])
     pacsv.write_csv(table, path, pacsv.WriteOptions(quoting_style="needed"))
     return k
+
+
+def written_times(values: pa.ChunkedArray | pa.Array, fmt: str | None = None) -> pa.Array:
+    """Dates or UTC timestamps as text: in the strptime format ``fmt`` (whole
+    seconds), or ISO 8601 (``2026-06-20``, ``2026-06-20T14:05:00Z``)."""
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    if pa.types.is_date(values.type):
+        return pc.strftime(values, fmt or "%Y-%m-%d")
+    whole = values.cast(pa.timestamp("s", tz="UTC"), safe=False)  # %S without a fraction
+    return pc.strftime(whole, fmt or "%Y-%m-%dT%H:%M:%SZ")

@@ -12,10 +12,12 @@ now. Streaming inserts de-duplicate retries only on a best-effort basis
 
 Rows travel as protocol buffers whose descriptor is built from the table's
 columns: INT64, FLOAT64, STRING, BOOL as themselves, TIMESTAMP as int64
-microseconds since the epoch. Protocol buffer field names must be
-identifiers; for a column named otherwise (a space, a dash) the Write API's
-column-name annotation is experimental, so such tables log with streaming
-inserts instead (:meth:`supports`).
+microseconds since the epoch, DATE as int32 days since the epoch (the Write
+API's preferred encodings,
+https://cloud.google.com/bigquery/docs/supported-data-types). Protocol buffer
+field names must be identifiers; for a column named otherwise (a space, a
+dash) the Write API's column-name annotation is experimental, so such tables
+log with streaming inserts instead (:meth:`supports`).
 """
 
 from __future__ import annotations
@@ -49,7 +51,10 @@ PROTO_TYPES = {
     "BOOLEAN": F.TYPE_BOOL,
     "BOOL": F.TYPE_BOOL,
     "TIMESTAMP": F.TYPE_INT64,
+    "DATE": F.TYPE_INT32,
 }
+# what a column of each type is cast to before it is written to a row
+ENCODED = {"TIMESTAMP": pa.int64(), "DATE": pa.int32()}
 
 
 class StreamGone(Exception):
@@ -73,7 +78,7 @@ class CommittedStreamWriter:
         self.make_client, self.client, self.table_path = make_client, None, table_path
         self.arrow_schema = arrow_schema
         self.names = [c.name for c in columns]
-        self._timestamps = {c.name for c in columns if c.type == "TIMESTAMP"}
+        self._encoded = {c.name: ENCODED[c.type] for c in columns if c.type in ENCODED}
         self._descriptor, self._row = _row_class(columns)
         self._stream: str | None = None
         self._connection: Any = None
@@ -90,7 +95,7 @@ class CommittedStreamWriter:
         """Serialized protocol buffer rows, typed like the table."""
         table = pa.Table.from_pylist(rows, schema=self.arrow_schema)
         columns = [
-            table.column(n).cast(pa.int64()) if n in self._timestamps else table.column(n)
+            table.column(n).cast(self._encoded[n]) if n in self._encoded else table.column(n)
             for n in self.names
         ]
         make, names = self._row, self.names

@@ -4,13 +4,20 @@ Arrow reads the file in blocks (quoted fields, CRLF, a UTF-8 BOM and quoted
 newlines handled); every value is checked with vectorized Arrow compute, never
 one Python object per row. Errors name the data row (1 = first row after the
 header), the column, the value and the reason.
+
+Dates and timestamps (:func:`parse_times`) are read as ISO 8601 or in the
+strptime format the column declares; timestamps are stored in UTC, and one
+written without an offset is read as UTC.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from functools import cache
 from typing import IO, Any, Protocol
 
 import numpy as np
@@ -38,7 +45,16 @@ PATTERNS = {
     "FLOAT": r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?$",
     "BOOLEAN": r"^(?i:true|false|t|f|yes|no|y|n|1|0)$",
 }
-TYPES = {"INTEGER": pa.int64(), "FLOAT": pa.float64(), "STRING": pa.string(), "BOOLEAN": pa.bool_()}
+UTC_US = pa.timestamp("us", tz="UTC")
+TYPES = {
+    "INTEGER": pa.int64(),
+    "FLOAT": pa.float64(),
+    "STRING": pa.string(),
+    "BOOLEAN": pa.bool_(),
+    "DATE": pa.date32(),
+    "TIMESTAMP": UTC_US,
+}
+TIME_TYPES = ("DATE", "TIMESTAMP")  # read by parse_times
 # What a file that is not CSV text starts with, and what to tell the user.
 MAGIC = {
     b"PK\x03\x04": "a ZIP archive",
@@ -310,6 +326,15 @@ def _check_column(
     rules: Any,
     missing: tuple[str, ...] = (),
 ) -> tuple[pa.Array, pa.Array]:
+    if bq_type in TIME_TYPES:
+        text = blank_as_null(pc.utf8_trim_whitespace(raw), missing)
+        fmt = getattr(rules, "format", None)
+        typed, unread, outside = parse_times(text, bq_type, fmt)
+        _note(report, unread, text, name, first_row, time_reason(bq_type, fmt))
+        _note(report, outside, text, name, first_row, "outside the years 0001 to 9999")
+        return _check_values(
+            typed, text, pc.or_(unread, outside), name, required, first_row, report, rules
+        )
     if (
         bq_type in PATTERNS
         and bq_type != "BOOLEAN"
@@ -423,6 +448,229 @@ def _note(
         return
     for i in pc.indices_nonzero(mask)[:room].to_pylist():
         report.add(first_row + i, column, values[i].as_py(), reason)
+
+
+# -- dates and timestamps -------------------------------------------------------
+
+# ISO 8601 as Arrow's parser reads it: a date, then optionally a time (hours,
+# minutes, seconds, up to six digits of fraction) and after it a zone (Z, +HH,
+# +HHMM or +HH:MM)
+_ISO_DATE = r"^(?P<Y>\d{4})-(?P<m>\d{2})-(?P<d>\d{2})$"
+_ISO_TIMESTAMP = (
+    r"^(?P<Y>\d{4})-(?P<m>\d{2})-(?P<d>\d{2})"
+    r"(?:[T ](?P<H>\d{2})(?::(?P<M>\d{2})(?::(?P<S>\d{2})(?:\.\d{1,6})?)?)?"
+    r"(?P<z>Z|[+-](?P<zh>\d{2})(?::?(?P<zm>\d{2}))?)?)?$"
+)
+_ISO_TIMESTAMP_RE = re.compile(_ISO_TIMESTAMP, re.ASCII)
+# a date with a time part of midnight, as spreadsheets and pandas write dates
+_MIDNIGHT = r"^(\d{4}-\d{2}-\d{2})[T ]00:00(?::00(?:\.0+)?)?$"
+_BEYOND_MICROSECONDS = r"(\.\d{6})\d+"
+TIME_SLICE = 16_384  # rows cast at once; a slice with a bad value is read value by value
+_MONTH_DAYS = np.array([31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])
+_MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
+# strptime's directives as regular expressions (C's strptime reads one or two
+# digits where it writes two); the named ones are checked against the calendar
+_DIRECTIVES = {
+    "Y": r"(?P<Y>\d{4})",
+    "y": r"(?P<y>\d{2})",
+    "m": r"(?P<m>\d{1,2})",
+    "d": r"(?P<d>\d{1,2})",
+    "e": r"(?P<d>\d{1,2})",
+    "b": r"(?P<b>[A-Za-z]+)",
+    "B": r"(?P<b>[A-Za-z]+)",
+    "h": r"(?P<b>[A-Za-z]+)",
+    "a": r"[A-Za-z]+",
+    "A": r"[A-Za-z]+",
+    "H": r"\d{1,2}",
+    "I": r"\d{1,2}",
+    "M": r"\d{1,2}",
+    "S": r"(?P<S>\d{1,2})",
+    "p": r"[AaPp][Mm]",
+    "j": r"\d{1,3}",
+    "z": r"(?:Z|[+-]\d{2}(?::?\d{2})?)",
+    "%": "%",
+}
+_TIME_RANGE = {
+    "DATE": (pa.scalar(date(1, 1, 1)), pa.scalar(date(9999, 12, 31))),
+    "TIMESTAMP": (
+        pa.scalar(datetime(1, 1, 1, tzinfo=UTC), UTC_US),
+        pa.scalar(datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC), UTC_US),
+    ),
+}
+
+
+def time_reason(bq_type: str, fmt: str | None) -> str:
+    """Why a value is not a date or a timestamp, naming the form expected."""
+    what = "date" if bq_type == "DATE" else "timestamp"
+    if fmt is not None:
+        return f"not a {what} in the format {fmt}"
+    if bq_type == "DATE":
+        return "not a date (expected YYYY-MM-DD)"
+    return (
+        "not a timestamp (expected YYYY-MM-DD HH:MM[:SS[.ffffff]], "
+        "optionally ending in Z or an offset such as +02:00)"
+    )
+
+
+def parse_times(
+    text: pa.Array, bq_type: str, fmt: str | None = None
+) -> tuple[pa.Array, pa.Array, pa.Array]:
+    """Dates (date32) or timestamps (microseconds, UTC) from trimmed text
+    (blanks already null), all at once with Arrow; returns the values (null
+    where not read), the values that do not parse and the values outside the
+    years 0001 to 9999 (BigQuery's range).
+
+    Without ``fmt``, ISO 8601: dates ``2026-06-20`` (a time part of exact
+    midnight, ``2026-06-20 00:00:00``, is accepted: spreadsheets and pandas
+    write dates so; any other time is refused); timestamps ``2026-06-20``,
+    ``2026-06-20T14:05``, ``2026-06-20 14:05:00.123456`` (T or a space;
+    digits of a fraction past the microsecond are cut), optionally ending in
+    ``Z``, ``+02``, ``+0200`` or ``+02:00``. With ``fmt``, strptime's format
+    (Arrow's strptime; ``%d``, ``%m``, ``%b`` and the year are checked
+    against the calendar: 30/02/2026 is refused, never read as 2 March; ``%Y``
+    takes four digits). A date read with a format that has a time keeps its day.
+
+    Timestamps are stored in UTC: a value with an offset is converted to UTC,
+    a value without one is read as UTC.
+    """
+    present = pc.is_valid(text)
+    if fmt is None:  # a slice at a time: a bad value sends only its slice value by value
+        pieces = []
+        for start in range(0, len(text), TIME_SLICE):
+            part = text.slice(start, TIME_SLICE)
+            at_once = _iso_at_once(part, bq_type)
+            pieces.append(_iso_each(part, bq_type) if at_once is None else at_once)
+        typed = pa.concat_arrays(pieces) if pieces else pa.array([], TYPES[bq_type])
+    else:
+        typed = _formatted(text, bq_type, fmt)
+    unread = pc.and_(present, pc.is_null(typed))
+    lo, hi = _TIME_RANGE[bq_type]
+    outside = pc.fill_null(pc.or_(pc.less(typed, lo), pc.greater(typed, hi)), False)
+    if pc.any(outside).as_py():
+        typed = pc.if_else(outside, pa.scalar(None, typed.type), typed)
+    return typed, unread, outside
+
+
+def _iso_at_once(text: pa.Array, bq_type: str) -> pa.Array | None:
+    """The common case in one cast: every value parses as ISO 8601 (for
+    timestamps: all with an offset, or all without, as the first value is;
+    Arrow takes ~40x longer to refuse a column of the other kind than to
+    read it). None: some do not."""
+    try:
+        if bq_type == "DATE":
+            return pc.cast(text, pa.date32())
+        first = pc.index(pc.is_valid(text), True).as_py()
+        zoned = first >= 0 and (m := _ISO_TIMESTAMP_RE.match(text[first].as_py())) and m["z"]
+        if zoned:
+            return pc.cast(text, UTC_US)
+        return pc.cast(pc.cast(text, pa.timestamp("us")), UTC_US)
+    except pa.ArrowInvalid:
+        return None
+
+
+def _iso_each(text: pa.Array, bq_type: str) -> pa.Array:
+    """ISO 8601 value by value (still vectorized): the form checked by a
+    regular expression and the calendar, then only valid values cast."""
+    if bq_type == "DATE":
+        text = pc.replace_substring_regex(text, _MIDNIGHT, r"\1")
+        parts = pc.extract_regex(text, _ISO_DATE)
+    else:
+        text = pc.replace_substring_regex(text, _BEYOND_MICROSECONDS, r"\1")
+        parts = pc.extract_regex(text, _ISO_TIMESTAMP)
+    ok = pc.is_valid(parts).to_numpy(zero_copy_only=False) & _calendar(parts)
+    if bq_type == "DATE":
+        return pc.cast(_keep(text, ok), pa.date32())
+    number = {f: _numbers(parts, f) for f in ("H", "M", "S", "zh", "zm")}
+    ok &= (number["H"] <= 23) & (number["M"] <= 59) & (number["S"] <= 59)
+    ok &= (number["zh"] <= 23) & (number["zm"] <= 59)
+    zoned = pc.fill_null(pc.not_equal(pc.struct_field(parts, "z"), ""), False)
+    zoned = zoned.to_numpy(zero_copy_only=False)
+    naive = pc.cast(pc.cast(_keep(text, ok & ~zoned), pa.timestamp("us")), UTC_US)
+    return pc.coalesce(naive, pc.cast(_keep(text, ok & zoned), UTC_US))
+
+
+def _formatted(text: pa.Array, bq_type: str, fmt: str) -> pa.Array:
+    """Values in a strptime format: Arrow's strptime, refusing what it would
+    read leniently (a 31st of a 30-day month, a short year)."""
+    parsed = pc.strptime(text, format=fmt, unit="us", error_is_null=True)
+    pattern = _format_pattern(fmt)
+    if pattern is not None:
+        parts = pc.extract_regex(text, pattern)
+        ok = pc.is_valid(parts).to_numpy(zero_copy_only=False) & _calendar(parts)
+        if "S" in parts.type.names:
+            ok &= _numbers(parts, "S") <= 59
+        parsed = pc.if_else(pa.array(ok), parsed, pa.scalar(None, parsed.type))
+    if bq_type == "DATE":
+        return pc.cast(parsed, pa.date32())
+    return parsed if parsed.type.tz is not None else pc.cast(parsed, UTC_US)
+
+
+@cache
+def _format_pattern(fmt: str) -> str | None:
+    """A strptime format as a regular expression whose named groups hold the
+    day, month and year as written; None for a directive not known here (the
+    values are then only read by strptime)."""
+    out, named, i = ["^"], set(), 0
+    while i < len(fmt):
+        ch = fmt[i]
+        if ch == "%":
+            directive = fmt[i + 1 : i + 2]
+            pattern = _DIRECTIVES.get(directive)
+            group = re.match(r"\(\?P<(\w+)>", pattern or "")
+            if pattern is None or (group and group.group(1) in named):
+                return None
+            if group:
+                named.add(group.group(1))
+            out.append(pattern)
+            i += 2
+            continue
+        out.append(r"\s*" if ch.isspace() else re.escape(ch))
+        i += 1
+    return "".join(out) + "$"
+
+
+def _numbers(parts: pa.Array, name: str) -> np.ndarray:
+    """One group's digits as integers (0 where it is absent)."""
+    if name not in parts.type.names:
+        return np.zeros(len(parts), np.int64)
+    digits = pc.fill_null(pc.struct_field(parts, name), "")
+    digits = pc.if_else(pc.equal(digits, ""), "0", digits)
+    return pc.cast(digits, pa.int64()).to_numpy(zero_copy_only=False)
+
+
+def _calendar(parts: pa.Array) -> np.ndarray:
+    """The day, month and year as written form a date of the calendar (a
+    missing year counts as a leap year; a missing month allows 31 days)."""
+    names = parts.type.names
+    n = len(parts)
+    if "d" not in names:
+        return np.ones(n, bool)
+    day = _numbers(parts, "d")
+    if "Y" in names:
+        year = _numbers(parts, "Y")
+    elif "y" in names:  # as C's strptime: 69-99 are 1969-1999, 00-68 2000-2068
+        short = _numbers(parts, "y")
+        year = np.where(short < 69, 2000 + short, 1900 + short)
+    else:
+        year = np.full(n, 2000)
+    if "m" in names:
+        month = _numbers(parts, "m")
+    elif "b" in names:
+        abbreviated = pc.utf8_slice_codeunits(
+            pc.utf8_lower(pc.fill_null(pc.struct_field(parts, "b"), "")), 0, 3
+        )
+        month = pc.fill_null(pc.index_in(abbreviated, pa.array(_MONTHS)), -1)
+        month = month.to_numpy(zero_copy_only=False).astype(np.int64) + 1
+    else:
+        month = np.ones(n, np.int64)  # January: 31 days
+    known = (month >= 1) & (month <= 12)
+    leap = ((year % 4 == 0) & (year % 100 != 0)) | (year % 400 == 0)
+    days = _MONTH_DAYS[np.where(known, month, 1) - 1] + (leap & (month == 2))
+    return known & (day >= 1) & (day <= days)
+
+
+def _keep(text: pa.Array, ok: np.ndarray) -> pa.Array:
+    return pc.if_else(pa.array(ok), text, pa.scalar(None, pa.string()))
 
 
 def add_split(table: pa.Table, project: Project) -> pa.Array:
