@@ -265,7 +265,7 @@ def test_the_file_says_what_was_observed_and_every_check_above_its_place(tmp_pat
     path = tmp_path / "birds.csv"
     lines = ["bird id,Island (site),Mass (g),Date Egg,Region,Weight,Sex,nested,Notes"]
     for i in range(120):
-        nested = "" if i in (7, 9) else ("yes" if i % 3 else "no")
+        nested = "" if i in (7, 9) else ("yes" if i % 5 else "no")
         weight = "NA" if i % 10 == 5 else i / 4
         lines.append(
             f"{i},{['Biscoe', 'Dream', 'Torgersen'][i % 3]},{2700 + i * 30},"
@@ -291,10 +291,13 @@ def test_the_file_says_what_was_observed_and_every_check_above_its_place(tmp_pat
     assert above('name = "Island (site)"') == ['# observed "Biscoe", "Dream", "Torgersen"']
     assert above('name = "Mass (g)"') == ["# observed 2700 to 6270"]
     assert above('name = "Weight"') == ["# observed 0 to 29.75"]
-    assert any(
-        "Date Egg: dates (such as '2007-11-01'), read as a category" in c
-        for c in above('name = "Date Egg"')
-    )
+    assert above('name = "Date Egg"') == [
+        "# observed 2007-11-01 to 2007-11-28",
+        "# read as ISO 8601",
+        "# minimlops makes year, month, day of the week, day of the year and days since "
+        "1970 features from it",
+    ]
+    assert drafted.column("Date Egg").type == "date" and drafted.split.column == "Date Egg"
     assert any(
         "Region: one value only ('Anvers' in every row)" in c for c in above('name = "Region"')
     )
@@ -428,3 +431,244 @@ def test_a_rejected_file_is_a_failed_ingest_saying_why(tmp_path: Path) -> None:
     ), out.stderr
     assert "(report: gs://my-data-landing-zone/rejected/houses.csv.report.json)" in error[0]
     assert "houses.csv: rejected, nothing loaded" in out.stdout
+
+
+# Dates, the split and leakage. The files are written here with the csv module.
+
+
+def _write(path: Path, header: list[str], rows: list[list[object]]) -> Path:
+    import csv
+
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        w.writerows(rows)
+    return path
+
+
+def _orders(path: Path, n: int = 2400) -> Path:
+    """Orders over two years: customers with many orders each, an order time
+    with UTC offsets, and refund_status, filled in after the order is
+    returned (a leak: it says the answer)."""
+    import datetime as dt
+    import random
+
+    rng = random.Random(5)
+    rows = []
+    for i in range(n):
+        day = dt.date(2024, 1, 3) + dt.timedelta(days=rng.randrange(727))
+        amount = round(rng.uniform(5, 500), 2)
+        returned = rng.random() < (0.35 if amount > 300 else 0.15)
+        zone = dt.timezone(dt.timedelta(hours=rng.choice([0, 2, -5])))
+        placed = dt.datetime(day.year, day.month, day.day, rng.randrange(24), 5, tzinfo=zone)
+        refund = "pending" if i == 7 else ("refunded" if returned else "none")
+        rows.append(
+            [
+                f"o{i:05d}",
+                day.isoformat(),
+                f"C{rng.randrange(300):04d}",
+                amount,
+                rng.choice(["web", "shop", "phone"]),
+                refund,
+                placed.isoformat(),
+                "yes" if returned else "no",
+            ]
+        )
+    header = ["order_id", "order_date", "customer_id", "amount", "channel"]
+    return _write(path, [*header, "refund_status", "placed_at", "returned"], rows)
+
+
+def test_init_reads_dates_proposes_a_time_split_and_names_a_leak(tmp_path: Path) -> None:
+    """An ISO date and a timestamp with offsets are dates, not categories; the
+    order date is the rows' time, so the split is by time (TEST the newest)
+    and the repeating customer_id is named, not split by; the column that says
+    the answer is named in the output and left out of the features."""
+    path = _orders(tmp_path / "orders.csv")
+    result = _init(str(path), "--target", "returned", "-o", str(tmp_path / "orders"))
+    assert result.exit_code == 0, result.output
+    text = (tmp_path / "orders" / "project.toml").read_text()
+    drafted = projects.from_dict(tomllib.loads(text), str(tmp_path / "orders"))
+    assert (
+        drafted.column("order_date").type == "date" and drafted.column("order_date").format is None
+    )
+    assert drafted.column("placed_at").type == "timestamp"
+    assert drafted.column("order_date").kind == "date"
+    assert (drafted.split.strategy, drafted.split.column) == ("time", "order_date")
+    assert drafted.split.fractions == (0.7, 0.15, 0.15)
+    assert "refund_status" not in drafted.features and "customer_id" not in drafted.features
+    assert set(drafted.features) == {"order_date", "amount", "channel", "placed_at"}
+
+    out = " ".join(result.stdout.split())
+    assert (
+        "possible leakage" in out
+        and "refund_status: possible leakage: alone it predicts returned" in out
+    )
+    assert (
+        "minimlops makes year, month, day of the week, day of the year and days since 1970" in out
+    )
+    assert "split: by time on order_date" in out and "not by group on customer_id" in out
+    lines = text.splitlines()
+    split_check = next(line for line in lines if line.startswith("# CHECK split: by time"))
+    assert "order_date: it spans 2024-01-0" in split_check
+    assert "TRAIN is the oldest 70 %, VALIDATION the next 15 %, TEST the newest 15 %" in split_check
+    assert "other dates: placed_at" in split_check and "customer_id repeats too" in split_check
+    assert lines[lines.index(split_check) + 1] == "[split]"
+    assert any(
+        line.startswith("# CHECK customer_id: repeats (300 values")
+        and 'strategy = "group", column = "customer_id"' in line
+        for line in lines
+    )
+    assert any(line.startswith("# CHECK refund_status: possible leakage") for line in lines)
+    assert "# read as ISO 8601; offsets given: converted to UTC" in lines
+    # the cut-off dates that give the same shares, ready to uncomment
+    assert any(line.startswith('# validation_from = "2025-') for line in lines)
+
+
+def test_init_reads_the_common_date_forms_and_says_when_the_order_is_unclear(
+    tmp_path: Path,
+) -> None:
+    """20/06/2026 is day first, 06/20/2026 month first, 20.06.2026 day first,
+    2026/06/20 year first; when no part goes above 12 the draft reads day
+    first and asks. Every format written reads every value of its column."""
+    import datetime as dt
+    import random
+
+    rng = random.Random(2)
+    forms = {
+        "dmy": "%d/%m/%Y",
+        "mdy": "%m/%d/%Y",
+        "dotted": "%d.%m.%Y",
+        "ymd": "%Y/%m/%d",
+        "dmy_time": "%d/%m/%y %H:%M",
+        "naive": "%Y-%m-%d %H:%M:%S",
+        "zulu": "%Y-%m-%dT%H:%M:%SZ",
+        "midnight": "%Y-%m-%d 00:00:00",  # dates as pandas writes them
+    }
+    rows = []
+    for i in range(600):
+        when = dt.datetime(2024, 1, 1) + dt.timedelta(
+            days=rng.randrange(700), minutes=rng.randrange(1440)
+        )
+        early = when.replace(day=min(when.day, 12))  # day and month both 12 or less
+        rows.append(
+            [
+                i,
+                *(when.strftime(f) for f in forms.values()),
+                early.strftime("%d/%m/%Y"),
+                rng.choice("ab"),
+            ]
+        )
+    path = _write(tmp_path / "forms.csv", ["id", *forms, "unclear", "y"], rows)
+    d, drafted = _drafted(path, "y")
+    expected = {"dmy": "%d/%m/%Y", "mdy": "%m/%d/%Y", "dotted": "%d.%m.%Y", "ymd": "%Y/%m/%d"}
+    expected |= {"dmy_time": "%d/%m/%y %H:%M", "unclear": "%d/%m/%Y"}
+    for name, fmt in expected.items():
+        assert drafted.column(name).format == fmt, name
+        assert drafted.column(name).type == ("timestamp" if "%H" in fmt else "date")
+    for name in ("naive", "zulu"):  # ISO 8601, with a space or a T, read as it is
+        assert (drafted.column(name).type, drafted.column(name).format) == ("timestamp", None)
+    assert (drafted.column("midnight").type, drafted.column("midnight").format) == ("date", None)
+    for row in rows:  # the formats read the file's values
+        for name, fmt in expected.items():
+            dt.datetime.strptime(row[[*forms, "unclear"].index(name) + 1], fmt)
+    assert any(
+        c.startswith("unclear: day and month order unclear") and 'format = "%m/%d/%Y"' in c
+        for c in d.checks
+    )
+    assert not any(c.startswith(("dmy:", "mdy:", "dotted:")) for c in d.checks)
+    text = _toml(d.data, d.checks, d.observed)
+    assert "# read as ISO 8601; no offset: read as UTC" in text.splitlines()
+    assert "read with %d/%m/%Y; day first (a first part goes above 12)" in text
+    assert "read with %m/%d/%Y; month first (a second part goes above 12)" in text
+
+
+def test_a_date_typo_is_named_and_dates_in_mixed_forms_stay_text(tmp_path: Path) -> None:
+    rows = [
+        [
+            i,
+            "2025-02-30" if i == 3 else f"2025-0{1 + i % 9}-{1 + i % 28:02d}",
+            f"2025-01-{1 + i % 28:02d}" if i % 2 else f"{1 + i % 28:02d}/01/2025",
+            "ab"[i % 2 ^ (i % 7 == 0)],
+        ]
+        for i in range(300)
+    ]
+    path = _write(tmp_path / "typo.csv", ["id", "day", "mixed", "y"], rows)
+    d, drafted = _drafted(path, "y")
+    assert drafted.column("day").type == "date"
+    assert any("day: '2025-02-30' (1 row) is no date as ISO 8601 reads it" in c for c in d.checks)
+    assert drafted.column("mixed").type == "string"
+    assert any(c.startswith("mixed: dates") and "more than one form" in c for c in d.checks)
+
+
+def test_an_id_that_repeats_is_split_by_group_and_is_no_feature(tmp_path: Path) -> None:
+    """No date: a patient's visits are one group, so a random split would score
+    the model on patients it has seen; the draft splits by patient."""
+    import random
+
+    rng = random.Random(4)
+    rows = [
+        [
+            i,
+            f"P{rng.randrange(120)}",
+            rng.randint(20, 90),
+            round(rng.gauss(120, 15), 1),
+            rng.choice("ab"),
+        ]
+        for i in range(900)
+    ]
+    path = _write(tmp_path / "visits.csv", ["visit_id", "patient_id", "age", "pressure", "y"], rows)
+    d, drafted = _drafted(path, "y")
+    assert (drafted.split.strategy, drafted.split.column) == ("group", "patient_id")
+    assert drafted.features == ("age", "pressure")
+    check = next(c for c in d.checks if c.startswith("split: by group on patient_id"))
+    assert (
+        "120 values, 7.5 rows each on average" in check and "patients it has already seen" in check
+    )
+    assert "[split]" in _toml(d.data, d.checks).splitlines()
+
+
+def test_without_a_time_or_a_group_the_split_is_random_with_the_options_commented(
+    tmp_path: Path,
+) -> None:
+    rows = [[i, i % 7, f"{i * 0.37:.2f}", "ab"[i % 2]] for i in range(200)]
+    path = _write(tmp_path / "plain.csv", ["id", "n", "x", "y"], rows)
+    d, drafted = _drafted(path, "y")
+    assert drafted.split.strategy == "random" and "split" not in d.data
+    text = _toml(d.data, d.checks).splitlines()
+    assert "# [split]" in text and any(line.startswith('# strategy = "random"') for line in text)
+    assert "[split]" not in text
+
+
+def test_init_leaves_out_leaks_and_ids_but_not_honest_columns(tmp_path: Path) -> None:
+    """Regression: a price with tax is the target again (rank correlation 1);
+    a row number and an id are no features; an honest, strong column stays."""
+    import random
+
+    rng = random.Random(8)
+    rows = []
+    for i in range(1500):
+        x = rng.uniform(0, 10)
+        price = 3 * x + rng.gauss(0, 3)
+        rows.append(
+            [
+                i + 1,
+                f"s{rng.randrange(10**9)}",
+                round(x, 3),
+                round(price * 1.2 + 1, 3),
+                round(price, 3),
+            ]
+        )
+    path = _write(tmp_path / "prices.csv", ["n", "sku_id", "x", "price_with_tax", "price"], rows)
+    d, drafted = _drafted(path, "price", key="sku_id")
+    assert drafted.features == ("x",)
+    assert any(
+        c.startswith("price_with_tax: possible leakage: its rank correlation with price is +1.000")
+        for c in d.checks
+    )
+    assert any(c.startswith("n: a row number (1 to 1500, each once)") for c in d.checks)
+    assert d.leaks == ["price_with_tax"]
+    # classification: a unique column predicts nothing, leave-one-out, and is not named
+    rows = [[f"r{i}", rng.random(), "ab"[rng.random() < 0.5]] for i in range(400)]
+    path = _write(tmp_path / "honest.csv", ["row", "noise", "y"], rows)
+    d, drafted = _drafted(path, "y")
+    assert d.leaks == [] and drafted.features == ("noise",)

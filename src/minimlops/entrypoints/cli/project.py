@@ -13,9 +13,30 @@ from minimlops.entrypoints.cli.output import console, fail
 if TYPE_CHECKING:
     from minimlops import infer
 
+# The [split] table's options, as comments: above a proposed split, and as a
+# commented-out example when the rows are split at random (the default).
+_SPLIT_HELP = [
+    "# How the labelled rows are split: TRAIN fits the model, VALIDATION chooses",
+    "# and gates it, TEST is what is reported. strategy: random (the default, a hash",
+    "# of the key: for rows that do not depend on each other), time (the oldest rows",
+    "# TRAIN, the newest TEST), group (every row of one customer, patient... on one",
+    "# side), column (a column of the file says TRAIN, VALIDATION or TEST).",
+]
+_SPLIT_EXAMPLE = [
+    "# [split]",
+    '# strategy = "random"            # random | time | group | column',
+    '# column = "order_date"          # time: a date or timestamp column; group: an id',
+    "#                                # that repeats (customer_id); column: a column",
+    '#                                # whose values are "TRAIN", "VALIDATION", "TEST"',
+    "# fractions = [0.7, 0.15, 0.15]  # TRAIN / VALIDATION / TEST",
+    '# validation_from = "2026-01-01" # time only: cut-off dates instead of fractions',
+    '# test_from = "2026-04-01"',
+]
+
 _ORDER = (
     "name",
     "type",
+    "format",
     "required",
     "generated",
     "kind",
@@ -42,11 +63,26 @@ def _toml(
         "",
     ]
     for key, value in data.items():
-        if key == "columns":
+        if key in ("columns", "split"):
             continue
         for note in notes.get(key, []):
             out.append(f"# CHECK {note}")
         out.append(tomli_w.dumps({key: value}).strip())
+    # [split] comes after every top-level field (a table takes the lines below it)
+    out += ["", *_SPLIT_HELP]
+    split = data.get("split")
+    if split is None:
+        out += _SPLIT_EXAMPLE
+    else:
+        out += [f"# CHECK {note}" for note in notes.get("split", [])]
+        out.append("[split]")
+        for k, v in split.items():
+            if k == "fractions":  # one line, said what each share is
+                shares = ", ".join(f"{f:g}" for f in v)
+                out.append(f"fractions = [{shares}]  # TRAIN / VALIDATION / TEST")
+            else:
+                out.append(tomli_w.dumps({k: v}).strip())
+        out += [f"# {line}" for line in observed.get("split", "").splitlines()]
     out += [
         "",
         '# Columns. "observed" notes are what this file held; they are not rules,',
@@ -60,7 +96,7 @@ def _toml(
         for note in notes.get(col["name"], []):
             out.append(f"# CHECK {note}")
         if col["name"] in observed:
-            out.append(f"# {observed[col['name']]}")
+            out += [f"# {line}" for line in observed[col["name"]].splitlines()]
         out.append("[[columns]]")
         if unwritten := set(col) - set(_ORDER):
             raise ValueError(f"column fields {sorted(unwritten)} have no place in the file")
@@ -108,9 +144,17 @@ def init(
     path.write_text(text, encoding="utf-8")
     for line in draft.decisions:
         console.print(f"  {line}", highlight=False)
-    if draft.checks:
+    leaks = [c for n in draft.leaks for c in draft.checks if c.startswith(f"{n}: possible leakage")]
+    if leaks:
+        console.print(
+            "[red]possible leakage[/]: these columns alone predict the target almost "
+            "perfectly, so they are left out of the features (marked CHECK in the file):"
+        )
+        for line in leaks:
+            console.print(f"  - {line}", highlight=False)
+    if rest := [c for c in draft.checks if c not in leaks]:
         console.print("[yellow]check before you start[/] (marked CHECK in the file):")
-        for line in draft.checks:
+        for line in rest:
             console.print(f"  - {line}", highlight=False)
     skip = f"MINIMLOPS_MAX_BAD_ROWS={draft.unlabelled} " if draft.unlabelled else ""
     console.print(
