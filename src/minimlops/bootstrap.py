@@ -92,13 +92,36 @@ def project_of(settings: Settings) -> Project:
     Raises:
         ProjectError: the project file or its code is wrong.
     """
+    where: str | Path | None = settings.project
     if settings.project is None and settings.backend == "local":
         record = settings.home / "project.json"
         if record.exists():
             directory = json.loads(record.read_text(encoding="utf-8")).get("directory")
             if directory and Path(directory).exists():
-                return projects.load(directory)
-    return projects.load(settings.project)
+                where = directory
+    project = projects.load(where, check_code=False)
+    if project.derived:  # on the champion's typical training row when there is one
+        projects.check_derived(project, _champion_rows(settings, project))
+    return project
+
+
+def _champion_rows(settings: Settings, project: Project) -> list[dict[str, Any]] | None:
+    """The local champion's typical training row, to run derived features on
+    real values at start (None: no champion, or not the local backend)."""
+    if settings.backend != "local":
+        return None
+    names = names_of(settings, project)
+    store = load_class("local", "store")(settings.buckets_dir)
+    registry = ModelRegistry(store, names.model_bucket, names.model_name)
+    try:
+        pointer, _ = registry.champion()
+        if pointer is None:
+            return None
+        spec = (registry.metadata(pointer["version"]).get("serving") or {}).get("spec") or {}
+    except Exception:  # an unreadable champion is reported where it is served
+        return None
+    reference = spec.get("reference")
+    return [dict(reference)] if isinstance(reference, dict) else None
 
 
 def check_home(settings: Settings, project: Project) -> None:
@@ -266,6 +289,7 @@ def build_gcp(settings: Settings, *, progress: Progress = _no_progress) -> App:
         cv_folds=settings.cv_folds,
         training_max_rows=settings.training_max_rows,
         training_budget_s=settings.training_budget,
+        refit=settings.refit,
         imbalance_threshold=settings.imbalance_threshold,
         promotion_tolerance=settings.promotion_tolerance,
         progress=progress,
@@ -344,6 +368,7 @@ def build(
         cv_folds=settings.cv_folds,
         training_max_rows=settings.training_max_rows,
         training_budget_s=settings.training_budget,
+        refit=settings.refit,
         imbalance_threshold=settings.imbalance_threshold,
         promotion_tolerance=settings.promotion_tolerance,
         progress=progress,

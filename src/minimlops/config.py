@@ -184,6 +184,12 @@ class Settings(BaseModel):
         description="seconds model selection may take; candidates not started "
         "by then are skipped (listed as such in the version)",
     )
+    refit: bool = Field(
+        True,
+        description="after selection and the gate, fit the served model again on TRAIN and "
+        "VALIDATION rows with the chosen settings (its figures stay those measured on "
+        "VALIDATION by the TRAIN-only fit); false serves the TRAIN-only fit",
+    )
     imbalance_threshold: float = Field(
         0.1,
         ge=0,

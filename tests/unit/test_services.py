@@ -69,7 +69,9 @@ def test_training_reads_a_bounded_sample_and_says_so(fake_deps: Deps) -> None:
     meta = registry_of(deps).metadata(promoted.version)
     training = meta["training"]
     assert training["rows"] == 2000 and training["train_rows"] > 1300
-    assert training["fit_rows"] == 150 and training["max_rows_per_split"] == 150
+    # refitted on the two samples it read: 150 TRAIN and 150 VALIDATION rows
+    assert training["fit_rows"] == 300 and training["max_rows_per_split"] == 150
+    assert training["fitted_on"] == ["TRAIN", "VALIDATION"] and training["measured_rows"] == 150
     assert meta["metrics"]["evaluation_rows"]["validation"] == 150 < training["validation_rows"]
     assert meta["metrics"]["validation"]["rows"] == 150
     predictor = Predictor(registry_of(deps), deps.now, deps.project)
@@ -79,7 +81,7 @@ def test_training_reads_a_bounded_sample_and_says_so(fake_deps: Deps) -> None:
         pa.Table.from_pylist(predictor.predict(passengers(50, seed=9).to_pylist())),
     )
     drift = monitor.drift(deps, registry_of(deps), monitor.MonitorConfig(drift_min_rows=10))
-    assert drift["reference_rows"] == 150
+    assert drift["reference_rows"] == 300
 
 
 def test_the_same_ingestion_event_twice_trains_once(fake_deps: Deps) -> None:

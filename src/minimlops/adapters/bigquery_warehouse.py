@@ -512,10 +512,11 @@ class BigQueryWarehouse:
         return split.sql("bigquery", lambda c: f"`{c}`", self.key.key, self.key.key_type)
 
     def latest_summary(self, table: str, split: Split | None = None) -> DataSummary:
+        # the split computed a level below: "GROUP BY split" would name the column
         sql = (
-            f"SELECT {self._split_sql(split)} AS split, ingestion_id, COUNT(*) AS n FROM "
-            f"(SELECT * FROM {self._t(table)} WHERE TRUE QUALIFY {self._newest}) "
-            f"GROUP BY split, ingestion_id"
+            f"SELECT split, ingestion_id, COUNT(*) AS n FROM (SELECT {self._split_sql(split)} "
+            f"AS split, ingestion_id FROM (SELECT * FROM {self._t(table)} WHERE TRUE "
+            f"QUALIFY {self._newest})) GROUP BY split, ingestion_id"
         )
         return DataSummary.of_counts(
             (r["split"], r["ingestion_id"], r["n"]) for r in self._arrow(sql).to_pylist()

@@ -384,8 +384,9 @@ class DuckDBWarehouse:
 
     def latest_summary(self, table: str, split: Split | None = None) -> DataSummary:
         sql = (
-            f"SELECT {self._split_sql(split)} AS split, ingestion_id, count(*) FROM "
-            f"(SELECT * FROM {_q(table)} QUALIFY {self._newest}) GROUP BY ALL"
+            f"SELECT split, ingestion_id, count(*) FROM (SELECT {self._split_sql(split)} "
+            f"AS split, ingestion_id FROM (SELECT * FROM {_q(table)} QUALIFY {self._newest})) "
+            "GROUP BY ALL"
         )
         with self._parallel():
             return DataSummary.of_counts(self._cursor().sql(sql).fetchall())

@@ -331,6 +331,30 @@ def _literal(value: Any, dialect: str) -> str:
     raise TypeError(f"a time cut-off is a date or a timestamp, not {value!r}")
 
 
+def recorded_split(project: Any, recorded: Mapping[str, Any] | None) -> Split | None:
+    """The split a version recorded (its strategy, column and cut-offs), to
+    read the rows it was trained on again; None: the stored random split (a
+    version trained before splits were recorded, or one whose split can no
+    longer be read with this project's columns)."""
+    if (
+        not recorded
+        or recorded.get("strategy", "random") == "random"
+        and not recorded.get("fractions")
+    ):
+        return None
+    raw = {k: recorded[k] for k in FIELDS if k in recorded}
+    cut = (raw.pop("validation_from", None), raw.pop("test_from", None))
+    try:
+        spec = parse(raw, {c.name: c for c in project.columns}, project.key, project.target)
+    except ValueError:
+        return None
+    column_type = project.column(spec.column).type if spec.column else None
+    if spec.strategy != "time" or column_type is None or cut[0] is None:
+        return Split(spec, column_type)
+    times = tuple(parse_time(str(c), column_type) for c in cut)
+    return Split(spec, column_type, (times[0], times[1]))
+
+
 def resolve(
     spec: SplitSpec,
     column_type: str | None,

@@ -184,3 +184,40 @@ def _choose(
         if e.get("status") == "scored" and project.primary_metric in e["cv"]
     }
     return TrainedModel(fitted, spec, name, cv_scores=scores, derive=derive, selection=chosen)
+
+
+def refit(
+    model: TrainedModel,
+    rows: Rows | Callable[[], Iterator[Rows]],
+    project: Project,
+    *,
+    seed: int = 0,
+) -> TrainedModel:
+    """The chosen candidate, with the settings selection chose (boosted trees:
+    its round count), fitted again on more rows (TRAIN and VALIDATION): the
+    features' statistics and the estimator learn from all of them. The
+    calibration chosen for ``model`` is kept."""
+    if model.selection is None:
+        raise ValueError("only a model that went through selection can be refitted")
+    chunks = rows if callable(rows) else lambda: iter([rows])
+    spec = features.fit_spec((r for c in chunks() for r in c), project, model.derive)
+    fs = features.FeatureSet(spec, model.derive)
+    parts = [(fs.matrix(c), labels(project, [r[project.target] for r in c])) for c in chunks()]
+    X = np.concatenate([p[0] for p in parts])
+    y = np.concatenate([np.asarray(p[1]) for p in parts])
+    if project.task != "regression":
+        spec["fitted_classes"] = [int(c) for c in np.unique(y)]
+    for kept in ("calibration",):
+        if kept in model.spec:
+            spec[kept] = model.spec[kept]
+    fitted = selection.fit_chosen(model.selection, project.task, X, y, seed)
+    if "n_jobs" in fitted.get_params():
+        fitted.set_params(n_jobs=1)
+    return TrainedModel(
+        fitted,
+        spec,
+        model.algorithm,
+        cv_scores=model.cv_scores,
+        derive=model.derive,
+        selection=model.selection,
+    )

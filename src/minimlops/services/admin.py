@@ -49,6 +49,7 @@ def _version_entry(
         "decision": meta.get("decision"),
         "training_rows": meta["training"]["rows"],
         "fit_rows": meta["training"].get("fit_rows", meta["training"].get("train_rows")),
+        "fitted_on": meta["training"].get("fitted_on", ["TRAIN"]),
         "sha256": meta["sha256"],
         "evaluation": meta["metrics"].get("evaluation"),
         "project": meta.get("project"),

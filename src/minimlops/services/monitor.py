@@ -25,6 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from minimlops.domain.events import RetrainRequested
+from minimlops.domain.splits import recorded_split
 from minimlops.services.deps import Deps
 from minimlops.services.registry import ModelRegistry
 from minimlops.services.tables import arrow_schema
@@ -250,14 +251,16 @@ def _reference(deps: Deps, meta: dict[str, Any]) -> _Reference:
     cached = _references.get(deps.warehouse)
     if cached is not None and cached.key == key:
         return cached
-    # The rows the champion was fitted on: its snapshot's TRAIN rows, the same
-    # sample when training read one.
+    # The rows the champion was fitted on: its snapshot's rows of the splits
+    # it learned from (TRAIN, and VALIDATION when refitted), split as it was
+    # (a time split's recorded cut-offs), the same sample when training read one.
     training = meta["training"]
     train = deps.warehouse.latest_rows(
         deps.names.training_table,
         ingestion_ids=training["ingestion_ids"],
-        splits=["TRAIN"],
+        splits=training.get("fitted_on") or ["TRAIN"],
         per_split=training.get("max_rows_per_split") or deps.training_max_rows,
+        split=recorded_split(deps.project, training.get("split")),
     )
     categorical, numeric = drift_columns(deps.project)
     parts = date_parts(deps.project)

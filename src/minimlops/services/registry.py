@@ -31,6 +31,7 @@ logger = logging.getLogger(__name__)
 ARTIFACT, METADATA, CHAMPION = "model.skops", "metadata.json", "champion.json"
 FAST_ARTIFACT = "model.onnx"
 EVALUATION = "evaluation.json"
+MEASURED = "measured.skops"  # a refitted version: the TRAIN-only fit its figures come from
 
 
 class ModelRegistry:
@@ -79,6 +80,7 @@ class ModelRegistry:
         metadata: dict[str, Any],
         fast: bytes | None = None,
         evaluation: Mapping[str, Any] | None = None,
+        measured: bytes | None = None,
     ) -> dict[str, Any]:
         """Store a new version: artifacts first, metadata last; returns metadata.
 
@@ -87,6 +89,9 @@ class ModelRegistry:
             fast: the ONNX form of the estimator, when it passed the parity check.
             evaluation: the numbers of the version's evaluation page (kept out
                 of the metadata, which every listing of the versions reads).
+            measured: when the served model was refitted on more rows, the
+                TRAIN-only fit its figures were measured on: the next gate
+                scores it, as the served one has seen VALIDATION.
         """
         for _ in range(100):
             existing = [int(m["version"]) for m in self.versions()]
@@ -114,6 +119,13 @@ class ModelRegistry:
                     sha256=artifacts.sha256(fast),
                     size=len(fast),
                 )
+            if measured is not None:
+                self.store.write_bytes(self.bucket, f"{self.prefix}{version}/{MEASURED}", measured)
+                meta["measured"] = {
+                    "artifact": MEASURED,
+                    "sha256": artifacts.sha256(measured),
+                    "size": len(measured),
+                }
             if evaluation is not None:
                 self.store.write_bytes(
                     self.bucket,
@@ -153,6 +165,19 @@ class ModelRegistry:
             return self.store.read_bytes(self.bucket, f"{self.prefix}{version}/{ARTIFACT}")
         except FileNotFoundError:
             raise ArtifactIntegrityError(f"version {version}: artifact is missing") from None
+
+    def measured(self, version: str) -> tuple[bytes, str]:
+        """The model a version's figures were measured with, and its hash: the
+        TRAIN-only fit of a refitted version, else the served one (the gate
+        scores it on VALIDATION rows, which it never saw)."""
+        meta = self.metadata(version)
+        name, digest = ARTIFACT, meta["sha256"]
+        if meta.get("measured"):
+            name, digest = meta["measured"]["artifact"], meta["measured"]["sha256"]
+        try:
+            return self.store.read_bytes(self.bucket, f"{self.prefix}{version}/{name}"), digest
+        except FileNotFoundError:
+            raise ArtifactIntegrityError(f"version {version}: {name} is missing") from None
 
     def load(self, version: str) -> TrainedModel:
         """A version's model, refused unless its hash matches the metadata.

@@ -113,6 +113,7 @@ def train_model(event: IngestionComplete | RetrainRequested, *, deps: Deps) -> l
         champion_sha256=champ_meta and champ_meta["sha256"],
         budget_s=deps.training_budget_s,
         imbalance_threshold=deps.imbalance_threshold,
+        refit=deps.refit,
     )
     metrics, champ_metrics = result["metrics"], result["champion_metrics"]
     checks = sanity_checks(metrics, champ_metrics)
@@ -137,7 +138,9 @@ def train_model(event: IngestionComplete | RetrainRequested, *, deps: Deps) -> l
                 "ingestion_ids": ids,
                 "rows": summary.rows,
                 **{f"{k.lower()}_rows": v for k, v in counts.items()},
-                "fit_rows": parts["TRAIN"].num_rows,
+                "fit_rows": result["fitted_on"]["rows"],
+                "fitted_on": result["fitted_on"]["splits"],
+                "measured_rows": parts["TRAIN"].num_rows,
                 "max_rows_per_split": cap,
                 "split": {**split.to_dict(), **_split_facts(split, parts)},
             },
@@ -175,6 +178,7 @@ def train_model(event: IngestionComplete | RetrainRequested, *, deps: Deps) -> l
         },
         result["onnx"],
         evaluation=result["evaluation"],
+        measured=result["measured_artifact"],
     )
     for warning in result["warnings"]:
         logger.warning("train_model: %s", warning["message"])
@@ -236,7 +240,8 @@ def _champion_artifact(registry: ModelRegistry) -> tuple[dict[str, Any] | None, 
         return None, None
     try:
         meta = registry.metadata(pointer["version"])
-        return meta, registry.artifact(pointer["version"])
+        blob, digest = registry.measured(pointer["version"])
+        return {**meta, "sha256": digest}, blob
     except (ArtifactIntegrityError, ModelNotFoundError) as exc:
         logger.error(
             "train_model: champion %s cannot be read (%s); comparing against no champion",

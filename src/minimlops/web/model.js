@@ -247,7 +247,8 @@ async function start() {
       `Version ${v.version}${v.champion ? " ★ champion" : ""}: ${v.algorithm}`;
     const s = v.serving || {};
     document.getElementById("summary").textContent =
-      `created ${new Date(v.created_at).toLocaleString()} · trained on ${(v.fit_rows || 0).toLocaleString()} TRAIN rows · ` +
+      `created ${new Date(v.created_at).toLocaleString()} · serves a fit on ${(v.fit_rows || 0).toLocaleString()} ${(v.fitted_on || ["TRAIN"]).join(" + ")} rows · ` +
+      ((v.fitted_on || []).includes("VALIDATION") ? "figures from its TRAIN-only fit · " : "") +
       `evaluated on ${(v.metrics.rows || 0).toLocaleString()} VALIDATION rows · served by ${s.runtime || "?"}` +
       (typeof s.max_abs_diff === "number" ? ` (largest difference from the library ${s.max_abs_diff.toExponential(1)})` : "");
     renderSplit(v);

@@ -1,0 +1,286 @@
+"""Splits a project declares, through ingestion and training: what a version
+trains on, what it is measured on, and what it records; features that change
+between versions; leakage warnings."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import datetime as dt
+import io
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from minimlops.domain.events import RetrainRequested
+from minimlops.domain.project import parse
+from minimlops.ml import leakage
+from minimlops.services import admin, messagebus
+from minimlops.services.deps import Deps
+from minimlops.services.train import project_split, registry_of
+from tests.conftest import fake_deps_for
+from tests.unit.test_ingest import land
+
+
+def orders_project(split: dict | None = None, features: list[str] | None = None):
+    """Orders of repeat customers over two years: the amount follows a trend in
+    time and each customer's own level."""
+    data = {
+        "name": "orders",
+        "key": "order_id",
+        "target": "amount",
+        "task": "regression",
+        "columns": [
+            {"name": "order_id", "type": "string", "required": True},
+            {"name": "customer_id", "type": "string"},
+            {"name": "order_date", "type": "date"},
+            {"name": "items", "type": "integer"},
+            {"name": "promo", "type": "float"},
+            {"name": "flag", "type": "string", "allowed": ["TRAIN", "VALIDATION", "TEST"]},
+            {"name": "amount", "type": "float", "required": True},
+        ],
+    }
+    if split is not None:
+        data["split"] = split
+    if features is not None:
+        data["features"] = features
+    return parse(data)
+
+
+def orders_csv(n: int = 900, seed: int = 3) -> bytes:
+    rng = np.random.default_rng(seed)
+    level = rng.normal(0, 3, 60)
+    out = io.StringIO()
+    w = csv.writer(out)
+    w.writerow(["order_id", "customer_id", "order_date", "items", "promo", "flag", "amount"])
+    start = dt.date(2024, 1, 1)
+    for i in range(n):
+        c = int(rng.integers(0, 60))
+        day = start + dt.timedelta(days=int(i * 730 / n))
+        items = int(rng.integers(1, 6))
+        promo = float(rng.uniform(0, 1))
+        amount = 10 + 2 * items + 4 * promo + level[c] + 0.01 * (day - start).days
+        w.writerow(
+            [
+                f"o{i:05d}",
+                f"c{c:03d}",
+                day.isoformat() if i % 50 else "",  # a few rows without a date
+                items,
+                round(promo, 4),
+                ("TRAIN", "TRAIN", "TRAIN", "VALIDATION", "TEST")[i % 5] if i % 7 else "",
+                round(amount + float(rng.normal(0, 0.5)), 3),
+            ]
+        )
+    return out.getvalue().encode()
+
+
+def _land_and_train(deps: Deps) -> None:
+    (done,) = land(deps, "orders.csv", orders_csv())
+    messagebus.handle(done, deps)
+
+
+def _train(project, **knobs) -> tuple[Deps, dict]:
+    deps = fake_deps_for(project, cv_folds=3, **knobs)
+    _land_and_train(deps)
+    registry = registry_of(deps)
+    (meta,) = [registry.metadata(v["version"]) for v in registry.versions()]
+    return deps, meta
+
+
+def test_a_time_split_trains_on_the_past_and_measures_on_later_rows() -> None:
+    project = orders_project({"strategy": "time", "column": "order_date"})
+    _, meta = _train(project)
+    split = meta["training"]["split"]
+    assert split["strategy"] == "time" and split["column"] == "order_date"
+    # TRAIN ends before VALIDATION begins, which ends before TEST begins
+    assert split["train"]["to"] < split["validation_from"] <= split["validation"]["from"]
+    assert split["validation"]["to"] < split["test_from"]
+    # rows without a date are in TRAIN, said
+    assert split["train"]["without_time"] > 0 and split["validation"]["without_time"] == 0
+    rows = meta["training"]
+    assert rows["test_rows"] > 0 and rows["validation_rows"] > 0
+    assert abs(rows["train_rows"] / rows["rows"] - 0.70) < 0.05
+    # cross-validation inside TRAIN goes forward in time too
+    assert meta["selection"]["folds_by"] == "time"
+
+
+def test_declared_cut_off_dates_are_kept() -> None:
+    project = orders_project(
+        {
+            "strategy": "time",
+            "column": "order_date",
+            "validation_from": "2025-06-01",
+            "test_from": "2025-10-01",
+        }
+    )
+    _, meta = _train(project)
+    split = meta["training"]["split"]
+    assert (split["validation_from"], split["test_from"]) == ("2025-06-01", "2025-10-01")
+    assert split["validation"]["from"] >= "2025-06-01" and split["validation"]["to"] < "2025-10-01"
+
+
+def test_a_group_split_keeps_each_customer_on_one_side() -> None:
+    project = orders_project({"strategy": "group", "column": "customer_id"})
+    deps, meta = _train(project)
+    split = meta["training"]["split"]
+    assert split["strategy"] == "group" and meta["selection"]["folds_by"] == "group"
+    table = deps.warehouse.latest_rows("training_data", split=project_split(deps, "training_data"))
+    sides: dict[str, set[str]] = {}
+    for r in table.to_pylist():
+        sides.setdefault(r["customer_id"], set()).add(r["split"])
+    assert all(len(s) == 1 for s in sides.values())
+    assert split["train"]["groups"] + split["validation"]["groups"] <= 60
+    # the group is not a feature: a model cannot use an id it never saw
+    assert "customer_id" not in project.features
+
+
+def test_a_column_split_takes_each_rows_label() -> None:
+    project = orders_project({"strategy": "column", "column": "flag"})
+    _, meta = _train(project)
+    rows = meta["training"]
+    # 900 rows: labelled ones as labelled; the unlabelled seventh by the key's hash
+    labelled = [
+        ("TRAIN", "TRAIN", "TRAIN", "VALIDATION", "TEST")[i % 5] for i in range(900) if i % 7
+    ]
+    assert rows["validation_rows"] >= labelled.count("VALIDATION")
+    assert rows["test_rows"] >= labelled.count("TEST")
+    assert rows["train_rows"] >= labelled.count("TRAIN")
+    assert "flag" not in orders_project({"strategy": "column", "column": "flag"}).features
+
+
+def test_a_random_split_with_a_date_and_a_repeating_customer_warns_naming_them() -> None:
+    _, meta = _train(orders_project(features=["customer_id", "order_date", "items", "promo"]))
+    said = {(w["kind"], w["column"]) for w in meta["warnings"]}
+    assert ("overlap", "customer_id") in said
+    assert ("overlap", "order_date") in said
+
+
+def test_a_challenger_with_new_features_is_judged_on_the_same_rows_and_promoted() -> None:
+    weak = orders_project(features=["promo"])
+    deps = fake_deps_for(weak, cv_folds=3)
+    _land_and_train(deps)
+    registry = registry_of(deps)
+    first = registry.champion()[0]["version"]
+    richer = dataclasses.replace(deps, project=orders_project(features=["promo", "items"]))
+    # restarting `up` after editing the features asks for a version for them
+    reason = admin.retrain_if_project_changed(richer, registry)
+    assert reason and "features added: ['items']" in reason
+    from minimlops.services import monitor
+
+    assert ("project", reason) in [(t["kind"], t["reason"]) for t in monitor.triggers(richer)]
+    messagebus.handle(RetrainRequested(reason=reason), richer)  # as the training worker does
+    champion = registry.champion()[0]["version"]
+    assert champion != first, registry.metadata(registry.versions()[-1]["version"])["decision"]
+    meta = registry.metadata(champion)
+    assert meta["project"]["features"] == ["promo", "items"]
+    assert meta["champion_compared"]["version"] == first
+    # the champion served a refit on TRAIN and VALIDATION; the gate scored its
+    # TRAIN-only fit, which never saw the VALIDATION rows both were judged on
+    old = registry.metadata(first)
+    assert old["training"]["fitted_on"] == ["TRAIN", "VALIDATION"]
+    assert registry.measured(first)[1] == old["measured"]["sha256"] != old["sha256"]
+    # the next start has nothing to ask for
+    assert admin.retrain_if_project_changed(richer, registry) is None
+
+
+def test_encoders_learn_from_train_rows_only() -> None:
+    """A category only VALIDATION has is unseen to the model: nothing of
+    VALIDATION reaches the features' statistics."""
+    from minimlops.ml.job import fit_and_score
+
+    project = orders_project(features=["customer_id", "items"])
+    rows = [
+        {"order_id": f"o{i}", "customer_id": f"c{i % 5}", "items": i % 4, "amount": float(i % 4)}
+        for i in range(200)
+    ]
+    valid = [
+        {"order_id": f"v{i}", "customer_id": "only-in-validation", "items": 1, "amount": 1.0}
+        for i in range(40)
+    ]
+    columns = list(project.column_names)
+    schema = pa.schema(
+        [
+            (c, pa.string() if c in ("order_id", "customer_id", "flag") else pa.float64())
+            for c in columns
+        ]
+    )
+
+    def table(rs: list[dict]) -> pa.Table:
+        return pa.Table.from_pylist([{c: r.get(c) for c in columns} for r in rs], schema=schema)
+
+    from minimlops.ml import artifacts
+
+    def categories(spec: dict) -> list:
+        return next(
+            c.get("categories") or [] for c in spec["columns"] if c["name"] == "customer_id"
+        )
+
+    # the fit whose figures the version reports never saw VALIDATION's values
+    result = fit_and_score(
+        table(rows), table(valid), table([])[:0], project, folds=3, seed=0, budget_s=5
+    )
+    measured = artifacts.from_bytes(
+        result["measured_artifact"], artifacts.sha256(result["measured_artifact"]), {}
+    )
+    assert categories(measured.spec) == [f"c{i}" for i in range(5)]
+    assert result["validation"]["rows"] == 40
+    # the served refit learns from VALIDATION too, and says so
+    assert "only-in-validation" in categories(result["serving"]["spec"])
+    assert result["fitted_on"] == {"splits": ["TRAIN", "VALIDATION"], "rows": 240}
+    alone = fit_and_score(
+        table(rows), table(valid), table([])[:0], project, folds=3, seed=0, budget_s=5, refit=False
+    )
+    assert categories(alone["serving"]["spec"]) == [f"c{i}" for i in range(5)]
+    assert alone["measured_artifact"] is None and alone["fitted_on"]["rows"] == 200
+
+
+@pytest.mark.parametrize("shape", ["titanic", "wine", "diabetes", "churn"])
+def test_no_leakage_warning_on_ordinary_tables(shape: str) -> None:
+    from minimlops.domain.schema import split_for
+    from tests import projects as shapes
+
+    p = shapes.load(shape)
+    t = shapes.rows(p, 3000, seed=1)
+    where = np.array([split_for(k) for k in t.column(p.key).to_pylist()])
+    assert (
+        leakage.check(
+            p, t.filter(pa.array(where == "TRAIN")), t.filter(pa.array(where == "VALIDATION"))
+        )
+        == []
+    )
+
+
+def test_a_column_written_after_the_outcome_and_an_id_are_named() -> None:
+    p = parse(
+        {
+            "name": "churn-leak",
+            "key": "id",
+            "target": "churned",
+            "task": "binary",
+            "positive_class": True,
+            "columns": [
+                {"name": "id", "type": "integer", "required": True, "min": 0, "max": 100000},
+                {"name": "email", "type": "string"},
+                {"name": "refund_issued", "type": "boolean"},
+                {"name": "days_to_cancel", "type": "float"},
+                {"name": "tenure", "type": "float"},
+                {"name": "churned", "type": "boolean", "required": True},
+            ],
+        }
+    )
+    rng = np.random.default_rng(0)
+    n = 1000
+    y = rng.random(n) < 0.3
+    t = pa.table(
+        {
+            "id": np.arange(n),
+            "email": [f"user{i}@example.com" for i in range(n)],
+            "refund_issued": y.tolist(),
+            "days_to_cancel": np.where(y, rng.uniform(0, 30, n), rng.uniform(100, 400, n)),
+            "tenure": rng.uniform(0, 60, n),
+            "churned": y.tolist(),
+        }
+    )
+    said = {(w["kind"], w["column"]) for w in leakage.check(p, t, t.slice(0, 0))}
+    assert said == {("id", "email"), ("proxy", "refund_issued"), ("proxy", "days_to_cancel")}
