@@ -284,3 +284,37 @@ def test_a_column_written_after_the_outcome_and_an_id_are_named() -> None:
     )
     said = {(w["kind"], w["column"]) for w in leakage.check(p, t, t.slice(0, 0))}
     assert said == {("id", "email"), ("proxy", "refund_issued"), ("proxy", "days_to_cancel")}
+
+
+def test_a_challenger_without_a_derived_feature_the_champion_needs_is_judged_alone(
+    tmp_path,
+) -> None:
+    """Removing a derived feature from the project: the champion cannot be
+    scored (its code is gone), so the challenger is judged on its own, and
+    the decision says why, instead of training failing on every file."""
+    (tmp_path / "features.py").write_text(
+        "def busy(row):\n    return None if row['items'] is None else row['items'] > 3\n"
+    )
+
+    def project(derived: bool):
+        data = orders_project(features=["promo", "items"]).to_dict()
+        data["features"] = ["promo", "items", *(["busy"] if derived else [])]
+        if derived:
+            data["derived"] = [{"name": "busy", "type": "boolean", "inputs": ["items"]}]
+            data["derived_module"] = "features.py"
+        return parse(data, str(tmp_path))
+
+    with_it = project(True)
+    deps = fake_deps_for(with_it, cv_folds=3)
+    _land_and_train(deps)
+    registry = registry_of(deps)
+    from minimlops import projects
+
+    without = project(False)
+    later = dataclasses.replace(deps, project=without, derive=projects.derived_functions(without))
+    registry = registry_of(later)
+    messagebus.handle(RetrainRequested(reason="features changed"), later)
+    newest = registry.metadata(registry.versions()[-1]["version"])
+    assert "no longer declares" in newest["champion_compared"]["unscorable"]
+    assert newest["decision"]["promote"], newest["decision"]
+    assert "not compared" in newest["decision"]["reason"]

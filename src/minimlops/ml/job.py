@@ -15,6 +15,7 @@ import pyarrow as pa
 
 from minimlops.domain.policy import mcnemar
 from minimlops.domain.project import Project
+from minimlops.errors import DerivedFeatureError
 from minimlops.ml import artifacts, calibration, export, leakage, metrics, outputs
 from minimlops.ml.serving import OnnxModel
 
@@ -136,12 +137,26 @@ def fit_and_score(
         "measured_artifact": None,
     }
     if champion is not None and champion_sha256 is not None:
-        previous = artifacts.from_bytes(champion, champion_sha256, derive)
-        old = np.concatenate(
-            [metrics.scores(previous, _chunks(t)(), target, classes)[1] for t in (valid, labelled)]
-        )
-        result["champion_metrics"] = metrics.metrics(task, y, old, k)
-        result["paired"] = paired_test(task, y, old, out)
+        try:
+            previous = artifacts.from_bytes(champion, champion_sha256, derive)
+            old = np.concatenate(
+                [
+                    metrics.scores(previous, _chunks(t)(), target, classes)[1]
+                    for t in (valid, labelled)
+                ]
+            )
+        except (KeyError, DerivedFeatureError) as exc:
+            # a derived feature the champion needs is gone from the project:
+            # it cannot be scored (nor served) with this project's code
+            result["champion_unscorable"] = (
+                f"the champion needs derived feature {exc} that the project no longer declares"
+                if isinstance(exc, KeyError)
+                else str(exc)
+            )
+            logger.warning("train_model: %s; judged without it", result["champion_unscorable"])
+        else:
+            result["champion_metrics"] = metrics.metrics(task, y, old, k)
+            result["paired"] = paired_test(task, y, old, out)
     if refit and valid.num_rows:
         _refit(result, model, train, valid, project, seed)
     return result

@@ -7,6 +7,7 @@ a version only finishes what that version's run left undone.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import platform
@@ -126,6 +127,12 @@ def train_model(event: IngestionComplete | RetrainRequested, *, deps: Deps) -> l
         metric=project.primary_metric,
         direction=project.metric_direction,
     )
+    if result.get("champion_unscorable"):
+        decision = dataclasses.replace(
+            decision,
+            reason=f"{result['champion_unscorable']}, so it was not compared; "
+            + decision.reason.replace("first model: no champion yet", "judged on its own"),
+        )
     meta = registry.save_artifacts(
         result["artifact"],
         {
@@ -170,6 +177,11 @@ def train_model(event: IngestionComplete | RetrainRequested, *, deps: Deps) -> l
             "champion_compared": {
                 "version": champ_meta and champ_meta["version"],
                 "evaluation": champ_metrics,
+                **(
+                    {"unscorable": result["champion_unscorable"]}
+                    if result.get("champion_unscorable")
+                    else {}
+                ),
             },
             "warnings": result["warnings"],
             "decision": decision.to_dict(),
