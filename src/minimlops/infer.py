@@ -35,6 +35,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from minimlops.domain.project import NAME_RULE, RESERVED, ProjectError, usable_name
+from minimlops.domain.splits import DEFAULT_FRACTIONS, cutoffs_from_counts
 from minimlops.services.validate import PATTERNS, blank_as_null, delimiter, header_names
 
 DISTINCT_CAP = 1000  # distinct values remembered per column
@@ -79,7 +80,9 @@ _PARTS = {
     "dm": r"^(?P<a>\d{1,2})SEP(?P<b>\d{1,2})SEP(?P<y>\d{2,4})",
 }
 # the date-time features the pipeline makes from a date or timestamp column
-TIME_FEATURES = "year, month, day of the week, day of the year and days since 1970"
+TIME_FEATURES = (
+    "year, month, day of the month, day of the week, day of the year and days since 1970"
+)
 
 
 def _shape_of(shape: str) -> tuple[str, re.Match[str]] | None:
@@ -1354,7 +1357,14 @@ def _cutoffs(p: Profile, sample: pa.Table, rows: int) -> list[str]:
     if len(sample) < rows or len(values) < MIN_ROWS:
         return [*lines, 'validation_from = "2026-01-01"', 'test_from = "2026-04-01"']
     keys = np.sort(_time_keys(_date_parts(values, info.family), info.order))
-    a, b = (_from_key(int(keys[int(f * len(keys))]), False) for f in (0.7, 0.85))
+    # the rule training applies (domain.splits.cutoffs_from_counts), on this file
+    unique, counts = np.unique(keys, return_counts=True)
+    found = cutoffs_from_counts(
+        [(int(k), int(n)) for k, n in zip(unique, counts, strict=True)], DEFAULT_FRACTIONS
+    )
+    if found is None or found[1] > int(unique[-1]):
+        return lines
+    a, b = (_from_key(int(k), False) for k in found)
     if a == b:
         return lines
     return [

@@ -294,7 +294,8 @@ def test_the_file_says_what_was_observed_and_every_check_above_its_place(tmp_pat
     assert above('name = "Date Egg"') == [
         "# observed 2007-11-01 to 2007-11-28",
         "# read as ISO 8601",
-        "# minimlops makes year, month, day of the week, day of the year and days since "
+        "# minimlops makes year, month, day of the month, day of the week, day of the year "
+        "and days since "
         "1970 features from it",
     ]
     assert drafted.column("Date Egg").type == "date" and drafted.split.column == "Date Egg"
@@ -504,7 +505,8 @@ def test_init_reads_dates_proposes_a_time_split_and_names_a_leak(tmp_path: Path)
         and "refund_status: possible leakage: alone it predicts returned" in out
     )
     assert (
-        "minimlops makes year, month, day of the week, day of the year and days since 1970" in out
+        "minimlops makes year, month, day of the month, day of the week, day of the year and "
+        "days since 1970" in out
     )
     assert "split: by time on order_date" in out and "not by group on customer_id" in out
     lines = text.splitlines()

@@ -315,6 +315,19 @@ def test_a_challenger_without_a_derived_feature_the_champion_needs_is_judged_alo
     registry = registry_of(later)
     messagebus.handle(RetrainRequested(reason="features changed"), later)
     newest = registry.metadata(registry.versions()[-1]["version"])
-    assert "no longer declares" in newest["champion_compared"]["unscorable"]
+    assert "no longer declares" in newest["champion_compared"]["not_compared"]
     assert newest["decision"]["promote"], newest["decision"]
     assert "not compared" in newest["decision"]["reason"]
+
+
+def test_after_a_change_of_split_the_old_champion_is_not_judged_on_rows_it_saw() -> None:
+    deps, _ = _train(orders_project({"strategy": "time", "column": "order_date"}))
+    grouped = dataclasses.replace(
+        deps, project=orders_project({"strategy": "group", "column": "customer_id"})
+    )
+    registry = registry_of(grouped)
+    messagebus.handle(RetrainRequested(reason="split changed"), grouped)
+    newest = registry.metadata(registry.versions()[-1]["version"])
+    assert "the split changed since version 1" in newest["champion_compared"]["not_compared"]
+    assert newest["champion_compared"]["evaluation"] is None
+    assert newest["decision"]["promote"] and "not compared" in newest["decision"]["reason"]

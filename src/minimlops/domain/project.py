@@ -373,6 +373,12 @@ def _column(raws: Sequence[Any], i: int) -> ColumnSpec:
                 f"{where}.format",
                 f'{fmt!r} is not a strptime format, for instance "%d/%m/%Y" or "%Y-%m-%d %H:%M"',
             )
+        if "%f" in fmt:
+            raise _fail(
+                f"{where}.format",
+                "fractions of a second (%f) cannot be read with a format; "
+                "leave format out to read ISO 8601, which takes them",
+            )
     allowed = raw.get("allowed")
     if allowed is not None:
         if not isinstance(allowed, list) or not allowed:

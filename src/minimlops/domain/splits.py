@@ -134,6 +134,8 @@ def parse(raw: Any, columns: Mapping[str, Any], key: str, target: str) -> SplitS
     if strategy == "random":
         if column is not None:
             raise fail("column", "a random split is by the row key; it names no column")
+    elif column is None:
+        raise fail("column", f"a {strategy} split needs a column: name one of {names}")
     elif column not in columns:
         raise fail(
             "column",

@@ -75,7 +75,8 @@ def decide(
     # the rows' paired differences (on a few dozen rows a lucky fall is no gain)
     diff = fixed - raw
     noise = 2 * float(diff.std(ddof=1)) / np.sqrt(len(diff)) if len(diff) > 1 else float("inf")
-    kept = after < before - MARGIN and float(diff.mean()) + noise < 0
+    # a Python bool: numpy's would be written to the metadata as the text "False"
+    kept = bool(after < before - MARGIN and float(diff.mean()) + noise < 0)
     return {
         "kept": kept,
         "params": params,

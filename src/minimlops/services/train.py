@@ -102,6 +102,16 @@ def train_model(event: IngestionComplete | RetrainRequested, *, deps: Deps) -> l
     from minimlops.ml.job import fit_and_score  # scikit-learn: in the training process only
 
     project = deps.project
+    # Under another split the champion's fit has seen rows this VALIDATION
+    # holds: scored on them it would look better than it is.
+    recorded = ((champ_meta or {}).get("project") or {}).get("split") or {"strategy": "random"}
+    not_compared = None
+    if champ_meta and recorded != project.split.to_dict():
+        not_compared = (
+            f"the split changed since version {champ_meta['version']} (from {recorded} to "
+            f"{project.split.to_dict()}): its fit saw rows this VALIDATION holds"
+        )
+        champ_blob = None
     result = deps.compute(
         fit_and_score,
         parts["TRAIN"],
@@ -127,10 +137,11 @@ def train_model(event: IngestionComplete | RetrainRequested, *, deps: Deps) -> l
         metric=project.primary_metric,
         direction=project.metric_direction,
     )
-    if result.get("champion_unscorable"):
+    not_compared = not_compared or result.get("champion_unscorable")
+    if not_compared:
         decision = dataclasses.replace(
             decision,
-            reason=f"{result['champion_unscorable']}, so it was not compared; "
+            reason=f"{not_compared}, so it was not compared; "
             + decision.reason.replace("first model: no champion yet", "judged on its own"),
         )
     meta = registry.save_artifacts(
@@ -177,11 +188,7 @@ def train_model(event: IngestionComplete | RetrainRequested, *, deps: Deps) -> l
             "champion_compared": {
                 "version": champ_meta and champ_meta["version"],
                 "evaluation": champ_metrics,
-                **(
-                    {"unscorable": result["champion_unscorable"]}
-                    if result.get("champion_unscorable")
-                    else {}
-                ),
+                **({"not_compared": not_compared} if not_compared else {}),
             },
             "warnings": result["warnings"],
             "decision": decision.to_dict(),

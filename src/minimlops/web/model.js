@@ -257,7 +257,7 @@ async function start() {
     decision.append(el("strong", d.promote ? "Promoted. " : "Kept the champion. "), document.createTextNode(d.reason || ""));
     const cal = v.calibration || {};
     document.getElementById("paired").textContent = pairedWords(d.paired) +
-      (cal.reason ? ` · calibration ${cal.kept ? "kept" : "not kept"}: ${cal.reason}` : "");
+      (cal.reason ? ` · calibration ${cal.kept === true || cal.kept === "True" ? "kept" : "not kept"}: ${cal.reason}` : "");
     renderMetrics(v);
     const r = v.report;
     if (!r) {

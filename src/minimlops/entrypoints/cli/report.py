@@ -171,7 +171,19 @@ def print_version(console: Console, v: dict[str, Any]) -> None:
         console.print(f"paired test ({paired.get('test', 'mcnemar')}): p = {paired['p_value']:.3g}")
     cal = v.get("calibration") or {}
     if cal.get("reason"):
-        console.print(f"calibration: {'kept' if cal.get('kept') else 'not kept'} — {cal['reason']}")
+        kept = cal.get("kept") in (True, "True")  # numpy's bool was once written as text
+        console.print(f"calibration: {'kept' if kept else 'not kept'} — {cal['reason']}")
+    split = (v.get("training") or {}).get("split")
+    if split:
+        console.print(f"split: {split.get('description', split.get('strategy'))}")
+        for name in ("train", "validation"):
+            part = split.get(name) or {}
+            if "groups" in part:
+                console.print(f"  {name.upper()}: {part['groups']:,} groups")
+            elif "from" in part:
+                console.print(f"  {name.upper()}: {part['from']} to {part['to']}")
+    for warning in v.get("warnings") or []:
+        console.print(f"[yellow]warning:[/] {warning['message']}")
     console.print(
         f"decision: {'promoted' if d.get('promote') else 'kept the champion'} — "
         f"{d.get('reason', '')}"
