@@ -710,6 +710,11 @@ def draft(
     found = _relations(by, sample, rows, key_name, target, task, columns, decisions, checks)
     if found.features is not None:
         data["features"] = found.features
+        # a column the model does not use is not asked of every request (a
+        # leaked column is known only after the outcome)
+        for c in columns:
+            if c["name"] not in (key_name, target, *found.features) and c["required"]:
+                c["required"] = False
     if found.split is not None:
         data["split"] = found.split
     if found.split_notes:

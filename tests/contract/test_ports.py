@@ -681,3 +681,51 @@ class TestSQLiteMessageBus(AbstractMessageBusTests, LeaseReleaseTests):
         bus.nack("s", m.id, "transient")
         assert bus.pull("s", 1) == []
         bus.close()
+
+
+def test_a_column_made_optional_in_the_project_is_relaxed_in_place(tmp_path: Path) -> None:
+    """A project may make a required column optional (compatible in place):
+    the tables follow, so a prediction without it is stored, not retried
+    forever against a NOT NULL constraint."""
+    from minimlops.domain.project import parse
+    from tests.conftest import key_of, schemas_of
+
+    def project(required: bool):
+        return parse(
+            {
+                "name": "relax",
+                "key": "id",
+                "target": "y",
+                "task": "regression",
+                "columns": [
+                    {"name": "id", "type": "integer", "required": True, "min": 0, "max": 99},
+                    {"name": "note", "type": "string", "required": required},
+                    {"name": "y", "type": "float", "required": True},
+                ],
+            }
+        )
+
+    path = tmp_path / "w.duckdb"
+    before = project(True)
+    wh = DuckDBWarehouse(path, schemas_of(before), "ingestion_ledger", key=key_of(before))
+    wh.ensure_tables()
+    wh.close()
+    after = project(False)
+    wh = DuckDBWarehouse(path, schemas_of(after), "ingestion_ledger", key=key_of(after))
+    wh.ensure_tables()
+    row = {
+        "uuid": "u1",
+        "created_at": datetime(2026, 1, 1, tzinfo=UTC),
+        "model_version": "1",
+        "id": 1,
+        "note": None,
+        "prediction": 1.0,
+        "shadow_model_version": None,
+        "shadow_prediction": None,
+    }
+    wh.append(
+        "predictions_data",
+        pa.Table.from_pylist([row], schema=arrow_schema("predictions_data", after)),
+    )
+    assert wh.counts()["predictions_data"] == 1
+    wh.close()

@@ -497,6 +497,9 @@ def test_init_reads_dates_proposes_a_time_split_and_names_a_leak(tmp_path: Path)
     assert (drafted.split.strategy, drafted.split.column) == ("time", "order_date")
     assert drafted.split.fractions == (0.7, 0.15, 0.15)
     assert "refund_status" not in drafted.features and "customer_id" not in drafted.features
+    # what the model does not use is not asked of every request (nor a leak's answer)
+    assert not drafted.column("refund_status").required
+    assert not drafted.column("customer_id").required
     assert set(drafted.features) == {"order_date", "amount", "channel", "placed_at"}
 
     out = " ".join(result.stdout.split())

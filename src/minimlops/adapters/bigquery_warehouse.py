@@ -280,9 +280,23 @@ class BigQueryWarehouse:
                 "scan all of it. A partitioned copy: see docs/gcp.md",
                 self.table_id(table),
             )
-        if not extra:
+        # a column the project made optional: REQUIRED relaxed to NULLABLE, which
+        # BigQuery allows in place ("Relax a column's mode", cloud.google.com/
+        # bigquery/docs/managing-table-schemas#relax_a_columns_mode)
+        relaxed = {
+            f.name
+            for f in wanted
+            if f.name in have and f.mode != "REQUIRED" and have[f.name].mode == "REQUIRED"
+        }
+        if not extra and not relaxed:
             return "found"
-        current.schema = [*current.schema, *extra]
+        kept = [
+            bigquery.SchemaField(f.name, f.field_type, mode="NULLABLE", description=f.description)
+            if f.name in relaxed
+            else f
+            for f in current.schema
+        ]
+        current.schema = [*kept, *extra]
         self.client.update_table(current, ["schema"], retry=RETRY, timeout=TIMEOUT)
         return "updated"
 

@@ -179,19 +179,21 @@ class DuckDBWarehouse:
     def _ensure(self, cur: duckdb.DuckDBPyConnection) -> None:
         for table, columns in self.schemas.items():
             _run(cur, f"CREATE TABLE IF NOT EXISTS {_q(table)} ({_columns_ddl(columns)})")
-            have = {
-                r[0]
-                for r in cur.execute(
-                    "SELECT column_name FROM information_schema.columns WHERE table_name = $t",
+            have = dict(
+                cur.execute(
+                    "SELECT column_name, is_nullable FROM information_schema.columns "
+                    "WHERE table_name = $t",
                     {"t": table},
                 ).fetchall()
-            }
+            )
             for c in columns:
                 if c.name not in have and not c.required:
                     _run(
                         cur,
                         f"ALTER TABLE {_q(table)} ADD COLUMN {_q(c.name)} {DUCKDB_TYPES[c.type]}",
                     )
+                elif have.get(c.name) == "NO" and not c.required:  # made optional: relax it
+                    _run(cur, f"ALTER TABLE {_q(table)} ALTER COLUMN {_q(c.name)} DROP NOT NULL")
         _run(
             cur,
             "CREATE TABLE IF NOT EXISTS _minimlops_markers "

@@ -735,7 +735,9 @@ def shape_changes(recorded: dict[str, Any], now: dict[str, Any]) -> list[str]:
     if "derived" in recorded and recorded["derived"] != now["derived"] and not (added or removed):
         changes.append("derived features changed")
     if recorded.get("split", {"strategy": "random"}) != now["split"]:
+        from minimlops.domain.splits import describe
+
         changes.append(
-            f"split changed from {recorded.get('split', {'strategy': 'random'})} to {now['split']}"
+            f"split changed from {describe(recorded.get('split'))} to {describe(now['split'])}"
         )
     return changes

@@ -88,6 +88,14 @@ class SplitSpec:
         return f"at random by the row key: {_shares(self.fractions)}"
 
 
+def describe(recorded: Mapping[str, Any] | None) -> str:
+    """:meth:`SplitSpec.describe` of a split recorded as plain data."""
+    data = dict(recorded or {"strategy": "random"})
+    if "fractions" in data:
+        data["fractions"] = tuple(data["fractions"])
+    return SplitSpec(**{k: v for k, v in data.items() if k in FIELDS}).describe()
+
+
 def _shares(f: Sequence[float]) -> str:
     return " / ".join(f"{x:.0%}" for x in f) + " TRAIN / VALIDATION / TEST"
 

@@ -177,7 +177,9 @@ def _refit(
 
     both = pa.concat_tables([train, valid.select(train.column_names).cast(train.schema)])
     logger.info(
-        "train_model: refitting %s on %d TRAIN and VALIDATION rows", model.algorithm, both.num_rows
+        "train_model: refitting %s on %s TRAIN and VALIDATION rows",
+        model.algorithm,
+        f"{both.num_rows:,}",
     )
     final = training.refit(model, _chunks(both), project, seed=seed)
     onnx, serving = _fast_form(final, _chunks(valid))

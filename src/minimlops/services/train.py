@@ -108,8 +108,9 @@ def train_model(event: IngestionComplete | RetrainRequested, *, deps: Deps) -> l
     not_compared = None
     if champ_meta and recorded != project.split.to_dict():
         not_compared = (
-            f"the split changed since version {champ_meta['version']} (from {recorded} to "
-            f"{project.split.to_dict()}): its fit saw rows this VALIDATION holds"
+            f"the split changed since version {champ_meta['version']} (it was "
+            f"{splits.describe(recorded)}; it is {project.split.describe()}): its fit saw "
+            "rows this VALIDATION holds"
         )
         champ_blob = None
     result = deps.compute(

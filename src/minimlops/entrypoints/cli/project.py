@@ -16,8 +16,10 @@ if TYPE_CHECKING:
 # The [split] table's options, as comments: above a proposed split, and as a
 # commented-out example when the rows are split at random (the default).
 _SPLIT_HELP = [
-    "# How the labelled rows are split: TRAIN fits the model, VALIDATION chooses",
-    "# and gates it, TEST is what is reported. strategy: random (the default, a hash",
+    "# How the labelled rows are split: TRAIN fits the model, VALIDATION measures",
+    "# it and gates it (then the served model is refitted on both); TEST is held",
+    "# back, for your own last check (fractions [0.85, 0.15, 0] use it all).",
+    "# strategy: random (the default, a hash",
     "# of the key: for rows that do not depend on each other), time (the oldest rows",
     "# TRAIN, the newest TEST), group (every row of one customer, patient... on one",
     "# side), column (a column of the file says TRAIN, VALIDATION or TEST).",
