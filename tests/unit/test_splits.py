@@ -162,6 +162,9 @@ def test_a_challenger_with_new_features_is_judged_on_the_same_rows_and_promoted(
     _land_and_train(deps)
     registry = registry_of(deps)
     first = registry.champion()[0]["version"]
+    # importance is measured for the columns the model reads, not every input
+    importance = registry.evaluation(first)["importance"]["columns"]
+    assert [e["column"] for e in importance] == ["promo"]
     richer = dataclasses.replace(deps, project=orders_project(features=["promo", "items"]))
     # restarting `up` after editing the features asks for a version for them
     reason = admin.retrain_if_project_changed(richer, registry)

@@ -223,7 +223,9 @@ def _evaluation(
     def score(o: np.ndarray) -> float:  # every primary metric is among the quick ones
         return evaluation.quick_metrics(project.task, labels, o, k).get(metric, float("nan"))
 
-    columns = [c for c in project.input_columns if c != project.key]
+    # the columns the model reads: its features' own and its derived features' inputs
+    used = set(project.features) | {c for d in project.derived for c in d.inputs}
+    columns = [c for c in project.input_columns if c != project.key and c in used]
     result["importance"] = {
         "metric": metric,
         "direction": direction,
