@@ -280,6 +280,10 @@ def test_predict_without_a_server_answers_and_logs_the_row(tmp_path: Path) -> No
     assert (
         "warning: 'Agee' is not a field of Passenger, so it was ignored (did you mean 'Age'?)"
     ) in misspelt.stderr.splitlines(), misspelt.stderr
+    # a value of the wrong type: one line naming the field, as the API's 422 does
+    wrong = cli(home, "predict", json.dumps({**MODEL_FIELDS_ONLY, "Age": "old"}), check=False)
+    assert wrong.returncode == 1 and "validation error" not in wrong.stderr
+    assert wrong.stderr.strip().splitlines()[-1].startswith("error: Age: "), wrong.stderr
     logged = cli(
         home,
         "query",

@@ -246,7 +246,7 @@ def predict(
 
     try:
         models = request_models(project_of(settings))
-        checked = [models.one.validate_python(p) for p in people]
+        checked = [_checked_row(models, p, i, single) for i, p in enumerate(people, 1)]
         result = _ops(settings).predict(checked)
     except (MinimlopsError, RuntimeError, ValueError) as exc:
         _fail(exc)
@@ -255,6 +255,22 @@ def predict(
     if single:
         result = result["predictions"][0]  # one row in, one answer out, as POST /predict
     console.print_json(json.dumps(result, default=str))
+
+
+def _checked_row(models: Any, row: dict[str, Any], number: int, single: bool) -> Any:
+    """A row as the request model reads it; its errors as the API says them,
+    one line (``row N: field: message``)."""
+    from pydantic import ValidationError
+
+    try:
+        return models.one.validate_python(row)
+    except ValidationError as exc:
+        where = "" if single else f"row {number}: "
+        said = "; ".join(
+            f"{where}{e['loc'][-1] if e['loc'] else 'row'}: {e['msg']}"
+            for e in exc.errors(include_url=False, include_input=False)
+        )
+        raise MinimlopsError(said) from None
 
 
 def _read_passengers(text: str | None, file: Path | None) -> tuple[list[dict[str, Any]], bool]:
