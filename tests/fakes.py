@@ -17,7 +17,7 @@ from typing import IO, Any
 import pyarrow as pa
 
 from minimlops.domain.schema import sample_rank
-from minimlops.domain.splits import Split
+from minimlops.domain.splits import Split, cutoffs_from_counts
 from minimlops.errors import ConflictError, QueryError
 from minimlops.ports import DataSummary, KeySpec, Message, ObjectInfo
 from minimlops.services.tables import ARROW_TYPES
@@ -141,18 +141,30 @@ class InMemoryWarehouse:
     def _split(self, r: dict[str, Any], split: Split | None) -> str:
         return r["split"] if split is None else split.of_row(r, self.key)
 
-    def latest_summary(self, table: str, split: Split | None = None) -> DataSummary:
+    def latest_summary(
+        self,
+        table: str,
+        split: Split | None = None,
+        *,
+        ingestion_ids: Sequence[str] | None = None,
+    ) -> DataSummary:
         return DataSummary.of_counts(
-            (self._split(r, split), r["ingestion_id"], 1) for r in self._newest(table)
+            (self._split(r, split), r["ingestion_id"], 1)
+            for r in self._newest(table, ingestion_ids)
         )
 
-    def time_counts(
-        self, table: str, column: str, *, ingestion_ids: Sequence[str] | None = None
-    ) -> list[tuple[Any, int]]:
+    def time_cutoffs(
+        self,
+        table: str,
+        column: str,
+        marks: tuple[float, float],
+        *,
+        ingestion_ids: Sequence[str] | None = None,
+    ) -> tuple[Any, Any] | None:
         counts = Counter(
             r[column] for r in self._newest(table, ingestion_ids) if r[column] is not None
         )
-        return sorted(counts.items())
+        return cutoffs_from_counts(sorted(counts.items()), marks)
 
     def latest_rows(
         self,

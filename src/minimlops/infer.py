@@ -35,7 +35,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from minimlops.domain.project import NAME_RULE, RESERVED, ProjectError, usable_name
-from minimlops.domain.splits import DEFAULT_FRACTIONS, cutoffs_from_counts
+from minimlops.domain.splits import DEFAULT_FRACTIONS, cutoffs_from_counts, marks
 from minimlops.services.validate import PATTERNS, blank_as_null, delimiter, header_names
 
 DISTINCT_CAP = 1000  # distinct values remembered per column
@@ -1365,7 +1365,7 @@ def _cutoffs(p: Profile, sample: pa.Table, rows: int) -> list[str]:
     # the rule training applies (domain.splits.cutoffs_from_counts), on this file
     unique, counts = np.unique(keys, return_counts=True)
     found = cutoffs_from_counts(
-        [(int(k), int(n)) for k, n in zip(unique, counts, strict=True)], DEFAULT_FRACTIONS
+        [(int(k), int(n)) for k, n in zip(unique, counts, strict=True)], marks(DEFAULT_FRACTIONS)
     )
     if found is None or found[1] > int(unique[-1]):
         return lines

@@ -154,22 +154,36 @@ class Warehouse(Protocol):
         """Ledger rows for a content hash or an object URI, newest first."""
         ...
 
-    def latest_summary(self, table: str, split: Split | None = None) -> DataSummary:
+    def latest_summary(
+        self,
+        table: str,
+        split: Split | None = None,
+        *,
+        ingestion_ids: Sequence[str] | None = None,
+    ) -> DataSummary:
         """Row counts per split and ingestion ids of the newest row per key,
         without reading the rows themselves.
 
         Args:
             split: the split to count by (``Split.sql``); None or a stored one:
                 the ``split`` column ingestion wrote.
+            ingestion_ids: only rows these ingestions loaded (a snapshot).
         """
         ...
 
-    def time_counts(
-        self, table: str, column: str, *, ingestion_ids: Sequence[str] | None = None
-    ) -> list[tuple[Any, int]]:
-        """Of the newest row per key: each value of a date or timestamp column
-        with its number of rows, oldest first, nulls left out (a time split's
-        cut-offs are found from them)."""
+    def time_cutoffs(
+        self,
+        table: str,
+        column: str,
+        marks: tuple[float, float],
+        *,
+        ingestion_ids: Sequence[str] | None = None,
+    ) -> tuple[Any, Any] | None:
+        """Of the newest row per key, a date or timestamp column's two
+        cut-offs: for each share in ``marks``, the first value with at least
+        that share of the rows (nulls left out) before it; None without
+        times. Computed by the warehouse (``domain.splits.cutoffs_from_counts``
+        is the rule): only two values leave it, however many rows there are."""
         ...
 
     def latest_rows(

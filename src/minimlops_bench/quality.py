@@ -696,12 +696,13 @@ def split_parts(ss: SplitSet) -> tuple[pa.Table, dict[str, tuple[SplitSpec, pa.T
     VALIDATION in the honest split's proportions (70 : 15 by default)."""
     from dataclasses import replace
 
-    from minimlops.domain.splits import Split, resolve
+    from minimlops.domain.splits import Split, cutoffs_from_counts, resolve
 
     project, table = ss.project, ss.table
     spec = project.split
     column_type = project.column(spec.column).type if spec.column else None
-    honest = resolve(spec, column_type, _time_counts(table))
+    counts = _time_counts(table)
+    honest = resolve(spec, column_type, lambda c, at: cutoffs_from_counts(counts(c), at))
     where = np.array([honest.of_row(r, project.key) for r in table.to_pylist()])
     held = table.filter(pa.array(where == "TEST"))
     rest = table.filter(pa.array(where != "TEST"))
@@ -752,9 +753,13 @@ def evaluate_splits(
         model = artifacts.from_bytes(
             result["artifact"], artifacts.sha256(result["artifact"]), derived_functions(project)
         )
-        out_held = model.output(held.to_pylist())
+        out_held = model.output(held.to_pylist())  # the served model: what users get
         held_scores = metrics(project.task, y_held, out_held, k)
-        out_valid = model.output(valid.to_pylist())  # calibrated as the VALIDATION figures are
+        # VALIDATION's figures are the TRAIN-only fit's (the served one is
+        # refitted on VALIDATION too): its outputs, calibrated as they are
+        blob = result.get("measured_artifact") or result["artifact"]
+        measured = artifacts.from_bytes(blob, artifacts.sha256(blob), derived_functions(project))
+        out_valid = measured.output(valid.to_pylist())
         interval = _over_promise_interval(
             project,
             (_labels(project, valid), out_valid, _units(ss, valid)),

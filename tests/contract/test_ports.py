@@ -3,6 +3,7 @@ runs the same tests."""
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -428,9 +429,17 @@ class AbstractProjectWarehouseTests:
         wh.load("training_data", table.to_batches(), _ledger_row())
         column_type = p.column(p.split.column).type if p.split.column else None
         split = sp.resolve(
-            p.split, column_type, lambda c: wh.time_counts("training_data", c, ingestion_ids=["i1"])
+            p.split,
+            column_type,
+            lambda c, m: wh.time_cutoffs("training_data", c, m, ingestion_ids=["i1"]),
         )
         stored = {r["order_id"]: r for r in table.to_pylist()}
+        if p.split.strategy == "time" and not p.split.validation_from:  # SQL = Python's rule
+            c = p.split.column
+            counts = Counter(r[c] for r in stored.values() if r[c] is not None)
+            assert split.cutoffs == sp.cutoffs_from_counts(
+                sorted(counts.items()), sp.marks(p.split.fractions)
+            )
         expected = {k: split.of_row(r, "order_id") for k, r in stored.items()}
         got = wh.latest_rows("training_data", split=split).to_pylist()
         assert {r["order_id"]: r["split"] for r in got} == expected

@@ -334,3 +334,22 @@ def test_after_a_change_of_split_the_old_champion_is_not_judged_on_rows_it_saw()
     assert "the split changed since version 1" in newest["champion_compared"]["not_compared"]
     assert newest["champion_compared"]["evaluation"] is None
     assert newest["decision"]["promote"] and "not compared" in newest["decision"]["reason"]
+
+
+def test_when_older_rows_land_the_champion_is_not_judged_on_rows_it_learned_from() -> None:
+    """A time split by fractions: a backfill of older rows moves VALIDATION's
+    start earlier, onto rows the champion trained on; it is not compared."""
+    project = orders_project({"strategy": "time", "column": "order_date"})
+    deps = fake_deps_for(project, cv_folds=3)
+    header, *lines = orders_csv().decode().splitlines()
+    newer, older = lines[450:], lines[:450]
+    for name, part in (("newer.csv", newer), ("older.csv", older)):
+        (done,) = land(deps, name, "\n".join([header, *part, ""]).encode())
+        messagebus.handle(done, deps)
+    registry = registry_of(deps)
+    first, second = (registry.metadata(v["version"]) for v in registry.versions())
+    assert (
+        second["training"]["split"]["validation_from"]
+        < first["training"]["split"]["validation_from"]
+    )
+    assert "its fit learned from rows in between" in second["champion_compared"]["not_compared"]

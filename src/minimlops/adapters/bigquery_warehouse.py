@@ -43,7 +43,7 @@ from google.cloud import bigquery
 
 from minimlops.adapters.bigquery_write import CommittedStreamWriter
 from minimlops.domain.schema import Column, key_int_sql, newest_row_sql, sample_rank_sql
-from minimlops.domain.splits import Split
+from minimlops.domain.splits import Split, cutoffs_sql, finish
 from minimlops.errors import ConflictError, ProjectMismatchError, QueryError
 from minimlops.ports import DataSummary, KeySpec
 
@@ -525,28 +525,45 @@ class BigQueryWarehouse:
             return "split"
         return split.sql("bigquery", lambda c: f"`{c}`", self.key.key, self.key.key_type)
 
-    def latest_summary(self, table: str, split: Split | None = None) -> DataSummary:
-        # the split computed a level below: "GROUP BY split" would name the column
-        sql = (
-            f"SELECT split, ingestion_id, COUNT(*) AS n FROM (SELECT {self._split_sql(split)} "
-            f"AS split, ingestion_id FROM (SELECT * FROM {self._t(table)} WHERE TRUE "
-            f"QUALIFY {self._newest})) GROUP BY split, ingestion_id"
-        )
-        return DataSummary.of_counts(
-            (r["split"], r["ingestion_id"], r["n"]) for r in self._arrow(sql).to_pylist()
-        )
-
-    def time_counts(
-        self, table: str, column: str, *, ingestion_ids: Sequence[str] | None = None
-    ) -> list[tuple[Any, int]]:
+    def latest_summary(
+        self,
+        table: str,
+        split: Split | None = None,
+        *,
+        ingestion_ids: Sequence[str] | None = None,
+    ) -> DataSummary:
         where, params = "TRUE", {}
         if ingestion_ids is not None:
             where, params = "ingestion_id IN UNNEST(@ids)", {"ids": list(ingestion_ids)}
+        # the split computed a level below: "GROUP BY split" would name the column
         sql = (
-            f"SELECT t, COUNT(*) AS n FROM (SELECT `{column}` AS t FROM {self._t(table)} "
-            f"WHERE {where} QUALIFY {self._newest}) WHERE t IS NOT NULL GROUP BY t ORDER BY t"
+            f"SELECT split, ingestion_id, COUNT(*) AS n FROM (SELECT {self._split_sql(split)} "
+            f"AS split, ingestion_id FROM (SELECT * FROM {self._t(table)} WHERE {where} "
+            f"QUALIFY {self._newest})) GROUP BY split, ingestion_id"
         )
-        return [(r["t"], int(r["n"])) for r in self._arrow(sql, params).to_pylist()]
+        return DataSummary.of_counts(
+            (r["split"], r["ingestion_id"], r["n"]) for r in self._arrow(sql, params).to_pylist()
+        )
+
+    def time_cutoffs(
+        self,
+        table: str,
+        column: str,
+        marks: tuple[float, float],
+        *,
+        ingestion_ids: Sequence[str] | None = None,
+    ) -> tuple[Any, Any] | None:
+        where, params = "TRUE", {}
+        if ingestion_ids is not None:
+            where, params = "ingestion_id IN UNNEST(@ids)", {"ids": list(ingestion_ids)}
+        newest = (
+            f"SELECT `{column}` AS t FROM {self._t(table)} WHERE {where} QUALIFY {self._newest}"
+        )
+        rows = self._arrow(cutoffs_sql(newest, marks), params).to_pylist()
+        if not rows or rows[0]["total"] is None:
+            return None
+        r = rows[0]
+        return finish(r["first"], r["second"], r["last"])
 
     def latest_rows(
         self,

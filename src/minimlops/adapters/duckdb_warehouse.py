@@ -18,7 +18,7 @@ import duckdb
 import pyarrow as pa
 
 from minimlops.domain.schema import Column, key_int_sql, newest_row_sql, sample_rank_sql
-from minimlops.domain.splits import Split
+from minimlops.domain.splits import Split, cutoffs_sql, finish
 from minimlops.errors import ConflictError, QueryError
 from minimlops.ports import DataSummary, KeySpec
 from minimlops.process import release_memory
@@ -384,27 +384,42 @@ class DuckDBWarehouse:
             return "split"
         return split.sql("duckdb", _q, self.key.key, self.key.key_type)
 
-    def latest_summary(self, table: str, split: Split | None = None) -> DataSummary:
-        sql = (
-            f"SELECT split, ingestion_id, count(*) FROM (SELECT {self._split_sql(split)} "
-            f"AS split, ingestion_id FROM (SELECT * FROM {_q(table)} QUALIFY {self._newest})) "
-            "GROUP BY ALL"
-        )
-        with self._parallel():
-            return DataSummary.of_counts(self._cursor().sql(sql).fetchall())
-
-    def time_counts(
-        self, table: str, column: str, *, ingestion_ids: Sequence[str] | None = None
-    ) -> list[tuple[Any, int]]:
+    def latest_summary(
+        self,
+        table: str,
+        split: Split | None = None,
+        *,
+        ingestion_ids: Sequence[str] | None = None,
+    ) -> DataSummary:
         where, params = "TRUE", {}
         if ingestion_ids is not None:
             where, params = "list_contains($ids, ingestion_id)", {"ids": list(ingestion_ids)}
         sql = (
-            f"SELECT t, count(*) FROM (SELECT {_q(column)} AS t FROM {_q(table)} "
-            f"WHERE {where} QUALIFY {self._newest}) WHERE t IS NOT NULL GROUP BY t ORDER BY t"
+            f"SELECT split, ingestion_id, count(*) FROM (SELECT {self._split_sql(split)} "
+            f"AS split, ingestion_id FROM (SELECT * FROM {_q(table)} WHERE {where} "
+            f"QUALIFY {self._newest})) GROUP BY ALL"
         )
         with self._parallel():
-            return [(t, int(n)) for t, n in self._cursor().sql(sql, params=params).fetchall()]
+            return DataSummary.of_counts(self._cursor().sql(sql, params=params).fetchall())
+
+    def time_cutoffs(
+        self,
+        table: str,
+        column: str,
+        marks: tuple[float, float],
+        *,
+        ingestion_ids: Sequence[str] | None = None,
+    ) -> tuple[Any, Any] | None:
+        where, params = "TRUE", {}
+        if ingestion_ids is not None:
+            where, params = "list_contains($ids, ingestion_id)", {"ids": list(ingestion_ids)}
+        newest = f"SELECT {_q(column)} AS t FROM {_q(table)} WHERE {where} QUALIFY {self._newest}"
+        with self._parallel():
+            rows = self._cursor().sql(cutoffs_sql(newest, marks), params=params).fetchall()
+        row = rows[0] if rows else None
+        if row is None or row[3] is None:
+            return None
+        return finish(row[0], row[1], row[2])
 
     def latest_rows(
         self,

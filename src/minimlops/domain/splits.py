@@ -18,7 +18,7 @@ The split is computed by the warehouse over the newest row of each key, in
 SQL that DuckDB and BigQuery share (:meth:`Split.sql`), and in Python by
 :meth:`Split.of_row`, which the tests hold equal to it. A time split by
 fractions is resolved into cut-offs once per training run
-(:func:`cutoffs_from_counts`); the version records them.
+(the warehouse's ``time_cutoffs``); the version records them.
 """
 
 from __future__ import annotations
@@ -224,29 +224,57 @@ def parse(raw: Any, columns: Mapping[str, Any], key: str, target: str) -> SplitS
     )
 
 
+def marks(fractions: Sequence[float]) -> tuple[float, float]:
+    """Where VALIDATION and TEST start, as shares of the rows in time order."""
+    return fractions[0], fractions[0] + fractions[1]
+
+
 def cutoffs_from_counts(
-    counts: Sequence[tuple[Any, int]], fractions: Sequence[float]
+    counts: Sequence[tuple[Any, int]], at: tuple[float, float]
 ) -> tuple[Any, Any] | None:
     """Where VALIDATION and TEST start, from a time column's (value, rows)
-    sorted by value: the first value at or past each cumulative share of the
-    rows. Rows tied on a cut-off all go to the later split. None: no times."""
+    sorted by value: the first value with at least ``at[i]`` of the rows
+    before it. Rows tied on a cut-off all go to the later split. None: no
+    times. The warehouses compute the same in SQL (``time_cutoffs``); this is
+    the rule in Python, for the tests and the fakes."""
     total = sum(n for _, n in counts)
     if not total:
         return None
-    marks = (fractions[0] * total, (fractions[0] + fractions[1]) * total)
-    found: list[Any] = []
+    found: list[Any] = [None, None]
     seen = 0
     for value, n in counts:
-        while len(found) < 2 and seen >= marks[len(found)]:
-            found.append(value)
+        for i in (0, 1):
+            if found[i] is None and seen >= at[i] * total:
+                found[i] = value
         seen += n
-    last = counts[-1][0]
-    while len(found) < 2:
-        found.append(_after(last))  # the share is past the last row: nothing beyond
-    return found[0], found[1]
+    return finish(found[0], found[1], counts[-1][0])
+
+
+def cutoffs_sql(newest: str, at: tuple[float, float]) -> str:
+    """:func:`cutoffs_from_counts` in SQL that DuckDB and BigQuery share, over
+    ``newest`` (a query of one column ``t``): one row of ``first``,
+    ``second`` (NULL past the last row), ``last`` and ``total`` (NULL: no times)."""
+    return (
+        "WITH c AS (SELECT t, COUNT(*) AS n FROM (" + newest + ") WHERE t IS NOT NULL "
+        "GROUP BY t), s AS (SELECT t, SUM(n) OVER (ORDER BY t ROWS BETWEEN UNBOUNDED "
+        "PRECEDING AND CURRENT ROW) - n AS seen, SUM(n) OVER () AS total FROM c) "
+        f"SELECT MIN(CASE WHEN seen >= {at[0]!r} * total THEN t END) AS first, "
+        f"MIN(CASE WHEN seen >= {at[1]!r} * total THEN t END) AS second, "
+        "MAX(t) AS last, MAX(total) AS total FROM s"
+    )
+
+
+def finish(first: Any, second: Any, last: Any) -> tuple[Any, Any]:
+    """Cut-offs whose share lies past the last row: just after it (nothing beyond)."""
+    return (
+        _after(last) if first is None else first,
+        _after(last) if second is None else second,
+    )
 
 
 def _after(value: Any) -> Any:
+    if isinstance(value, int):
+        return value + 1
     if isinstance(value, dt.datetime):
         return value + dt.timedelta(microseconds=1)
     return value + dt.timedelta(days=1)
@@ -368,11 +396,11 @@ def recorded_split(project: Any, recorded: Mapping[str, Any] | None) -> Split | 
 def resolve(
     spec: SplitSpec,
     column_type: str | None,
-    time_counts: Callable[[str], Sequence[tuple[Any, int]]],
+    cutoffs: Callable[[str, tuple[float, float]], tuple[Any, Any] | None],
 ) -> Split:
     """The split of one training run: a time split's cut-offs, declared or
-    found from the rows (``time_counts(column)``: values and their rows,
-    oldest first); the other strategies need nothing from the data."""
+    found from the rows (``cutoffs(column, marks)``: the warehouse's
+    ``time_cutoffs``); the other strategies need nothing from the data."""
     if spec.strategy != "time" or column_type is None:
         return Split(spec, column_type)
     if spec.validation_from:
@@ -383,6 +411,4 @@ def resolve(
             else parse_time("9999-12-31", column_type)  # no TEST
         )
         return Split(spec, column_type, (start, end))
-    return Split(
-        spec, column_type, cutoffs_from_counts(time_counts(spec.column or ""), spec.fractions)
-    )
+    return Split(spec, column_type, cutoffs(spec.column or "", marks(spec.fractions)))

@@ -109,16 +109,16 @@ def _group_folds(
     """Folds that keep each group's rows together (stratified for classification)."""
     from sklearn.model_selection import GroupKFold, StratifiedGroupKFold
 
-    n_groups = len(np.unique(groups))
+    names, codes = np.unique(groups, return_inverse=True)
+    n_groups = len(names)
     if n_groups < 2:
         raise ValueError("the TRAIN rows hold a single group; a grouped split needs two or more")
     k = max(2, min(folds, n_groups))
     if task == "regression":
-        return list(
-            GroupKFold(n_splits=k, shuffle=True, random_state=seed).split(
-                np.zeros(len(y)), y, groups
-            )
-        )
+        # groups in a seeded random order (GroupKFold's own shuffle needs
+        # scikit-learn 1.6; the project allows 1.5)
+        shuffled = np.random.default_rng(seed).permutation(n_groups)[codes]
+        return list(GroupKFold(n_splits=k).split(np.zeros(len(y)), y, shuffled))
     counts = np.bincount(y)
     k = max(2, min(k, int(counts[counts > 0].min())))
     cv = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
@@ -249,6 +249,14 @@ def select(
     Xs, ys = X[pick], y[pick]
     os_ = None if order is None else order[pick]
     gs = None if groups is None else groups[pick]
+    if os_ is not None and len(np.unique(os_)) < 2:
+        # every TRAIN row at one time (monthly snapshots whose oldest month is
+        # most rows): no window can be older than another; shuffled folds
+        logger.warning(
+            "train_model: every TRAIN row has the same time; cross-validating on "
+            "shuffled folds, not in time order"
+        )
+        os_ = order = None
     splits = _folds(task, ys, folds if len(ys) < FEW_FOLDS_FROM else min(folds, 3), seed, os_, gs)
     # expanding windows never score the oldest block: metrics are on the rows scored
     scored = np.unique(np.concatenate([t for _, t in splits]))

@@ -200,11 +200,22 @@ def refit(
     if model.selection is None:
         raise ValueError("only a model that went through selection can be refitted")
     chunks = rows if callable(rows) else lambda: iter([rows])
-    spec = features.fit_spec((r for c in chunks() for r in c), project, model.derive)
+    sizes: list[int] = []
+
+    def counted() -> Iterator[Mapping[str, Any]]:
+        for chunk in chunks():
+            sizes.append(len(chunk))
+            yield from chunk
+
+    spec = features.fit_spec(counted(), project, model.derive)
     fs = features.FeatureSet(spec, model.derive)
-    parts = [(fs.matrix(c), labels(project, [r[project.target] for r in c])) for c in chunks()]
-    X = np.concatenate([p[0] for p in parts])
-    y = np.concatenate([np.asarray(p[1]) for p in parts])
+    X = np.empty((sum(sizes), fs.width), dtype=np.float64)  # one matrix, filled in place
+    y = np.empty(sum(sizes), dtype=np.float64 if project.task == "regression" else np.int64)
+    at = 0
+    for chunk in chunks():
+        X[at : at + len(chunk)] = fs.matrix(chunk)
+        y[at : at + len(chunk)] = labels(project, [r[project.target] for r in chunk])
+        at += len(chunk)
     if project.task != "regression":
         spec["fitted_classes"] = [int(c) for c in np.unique(y)]
     for kept in ("calibration",):

@@ -64,7 +64,7 @@ def train_model(event: IngestionComplete | RetrainRequested, *, deps: Deps) -> l
         return _finish(registry, done[-1], deps)
     split = project_split(deps, table_name, ids)
     if not split.stored:  # counted as this project splits them
-        summary = deps.warehouse.latest_summary(table_name, split)
+        summary = deps.warehouse.latest_summary(table_name, split, ingestion_ids=ids)
     # Memory stays bounded however big the table grows: at most ``cap`` rows
     # of TRAIN and of VALIDATION are read (a sample by key, the same on every
     # backend), and as many labelled predictions, the newest.
@@ -113,6 +113,16 @@ def train_model(event: IngestionComplete | RetrainRequested, *, deps: Deps) -> l
             "rows this VALIDATION holds"
         )
         champ_blob = None
+    elif champ_meta and split.cutoffs is not None and split.column_type is not None:
+        # a time split by fractions whose VALIDATION now starts earlier (older
+        # rows landed): the champion's fit learned from the rows in between
+        was = ((champ_meta.get("training") or {}).get("split") or {}).get("validation_from")
+        if was and splits.parse_time(was, split.column_type) > split.cutoffs[0]:
+            not_compared = (
+                f"VALIDATION now starts at {splits.iso(split.cutoffs[0])}, before version "
+                f"{champ_meta['version']}'s ({was}): its fit learned from rows in between"
+            )
+            champ_blob = None
     result = deps.compute(
         fit_and_score,
         parts["TRAIN"],
@@ -279,7 +289,7 @@ def project_split(deps: Deps, table: str, ids: list[str] | None = None) -> Split
     return splits.resolve(
         spec,
         column_type,
-        lambda column: deps.warehouse.time_counts(table, column, ingestion_ids=ids),
+        lambda column, marks: deps.warehouse.time_cutoffs(table, column, marks, ingestion_ids=ids),
     )
 
 
