@@ -288,22 +288,12 @@ class AbstractProjectWarehouseTests:
         raise NotImplementedError
 
     def test_string_keys_are_sampled_the_same_on_every_backend(self, make_wh) -> None:
-        from minimlops.services.validate import add_split
         from tests import projects as shapes
 
         p = shapes.load("wine")
         wh = make_wh(p)
         rows = shapes.rows(p, 300, seed=5)
-        n = rows.num_rows
-        rows = (
-            rows.append_column("split", add_split(rows, p))
-            .append_column("ingestion_id", pa.array(["i1"] * n))
-            .append_column("source_uri", pa.array(["gs://b/w.csv"] * n))
-            .append_column(
-                "ingested_at",
-                pa.array([datetime(2026, 1, 1, tzinfo=UTC)] * n, pa.timestamp("us", tz="UTC")),
-            )
-        )
+        rows = _as_loaded(rows, p, "gs://b/w.csv")
         wh.load("training_data", rows.to_batches(), _ledger_row())
         got = wh.latest_rows("training_data", splits=["TRAIN", "VALIDATION"], per_split=15)
         keys = rows.column("sample_id").to_pylist()
@@ -379,7 +369,6 @@ class AbstractProjectWarehouseTests:
         does in Python: counts, filters and the per-split sample alike."""
         from minimlops.domain import splits as sp
         from minimlops.domain.project import parse
-        from minimlops.services.validate import add_split
 
         p = parse(
             {
@@ -415,17 +404,7 @@ class AbstractProjectWarehouseTests:
             }
             for i in range(300)
         ]
-        table = pa.Table.from_pylist(rows, schema=_data_schema(p))
-        n = table.num_rows
-        table = (
-            table.append_column("split", add_split(table, p))
-            .append_column("ingestion_id", pa.array(["i1"] * n))
-            .append_column("source_uri", pa.array(["gs://b/o.csv"] * n))
-            .append_column(
-                "ingested_at",
-                pa.array([datetime(2026, 1, 1, tzinfo=UTC)] * n, pa.timestamp("us", tz="UTC")),
-            )
-        )
+        table = _as_loaded(pa.Table.from_pylist(rows, schema=_data_schema(p)), p, "gs://b/o.csv")
         wh.load("training_data", table.to_batches(), _ledger_row())
         column_type = p.column(p.split.column).type if p.split.column else None
         split = sp.resolve(
@@ -475,6 +454,22 @@ class AbstractProjectWarehouseTests:
                 if stored[k][c] is not None:
                     sides.setdefault(stored[k][c], set()).add(v)
             assert all(len(v) == 1 for v in sides.values()) and len(sides) > 3
+
+
+def _as_loaded(table: pa.Table, p, uri: str) -> pa.Table:
+    """A project's rows with the columns ingestion adds (split by key, one ingestion)."""
+    from minimlops.services.validate import add_split
+
+    n = table.num_rows
+    return (
+        table.append_column("split", add_split(table, p))
+        .append_column("ingestion_id", pa.array(["i1"] * n))
+        .append_column("source_uri", pa.array([uri] * n))
+        .append_column(
+            "ingested_at",
+            pa.array([datetime(2026, 1, 1, tzinfo=UTC)] * n, pa.timestamp("us", tz="UTC")),
+        )
+    )
 
 
 def _data_schema(p):
