@@ -184,6 +184,12 @@ class Settings(BaseModel):
         description="seconds model selection may take; candidates not started "
         "by then are skipped (listed as such in the version)",
     )
+    ensembles: bool = Field(
+        True,
+        description="try a weighted ensemble of the cross-validated candidates and serve it "
+        "when its cross-fitted figure beats the best single candidate's; false serves "
+        "single candidates only",
+    )
     refit: bool = Field(
         True,
         description="after selection and the gate, fit the served model again on TRAIN and "

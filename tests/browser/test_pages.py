@@ -79,40 +79,51 @@ def test_prediction_form_shows_probability_version_and_effects(server: Server, p
     page.fill("#Age", "29")
     page.fill("#Fare", "80")
     page.fill("#Name", "Allen, Miss. Elisabeth Walton")
-    page.click("#submit")
+    with page.expect_response(lambda r: r.url.endswith("/explain")) as sent:
+        page.click("#submit")
+    explained = sent.value.json()  # what the page draws
     page.wait_for_selector("#result:not([hidden])")
     page.wait_for_selector("#effects li")
     probability = page.text_content("#probability") or ""
     assert probability.endswith("%") and 50 < float(probability[:-1]) <= 100
     assert page.text_content("#model-version") == "1"
     assert page.text_content("#verdict") == "Survives"
-    # a bar for each input away from the typical row; the others named in one line
+    # a bar per input column the model reads (Name through its derived features),
+    # largest first, adding up from the base value to the log-odds
     bars = page.locator("#effects li").all_text_contents()
-    assert len(bars) == 5 and all(
+    assert len(bars) >= 5 and all(
         any(c in b for b in bars) for c in ("Pclass", "Sex", "Age", "Fare", "Name")
     )
     summary = page.text_content("#effects-summary") or ""
-    assert summary.startswith("At their typical value, so no effect:")
-    assert all(c in summary for c in ("SibSp = 0", "Parch = 0", "Embarked = S")), summary
+    assert summary.startswith("base value") and "log-odds" in summary, summary
+    assert page.get_attribute("#effects-summary", "data-space") == "log-odds"
+    assert "log-odds" in (page.text_content("#effects-note") or "")
+    shown = [a for a in explained["attributions"] if a["attribution"] != 0]
+    assert len(bars) == len(shown) and bars[0].startswith(shown[0]["label"])
     shot(page, "predict")
 
 
-def test_the_typical_row_says_nothing_moved_it_and_a_change_shows_its_effect(
+def test_the_typical_row_is_explained_and_a_change_moves_its_inputs_bar(
     server: Server, page
 ) -> None:  # type: ignore[no-untyped-def]
     page.goto(server.url + "/")
     page.wait_for_selector("label[for=Age]")
     page.click("#submit")  # the form starts with the typical training row
-    page.wait_for_selector("#effects-summary[data-typical-row=true]")
-    assert page.locator("#effects li").count() == 0  # no column of +0.0
-    summary = page.text_content("#effects-summary") or ""
-    assert "this is the typical row of the training data" in summary and "nothing moved" in summary
+    page.wait_for_selector("#effects-summary[data-space=log-odds]")
+    # the typical row is not the average prediction: its inputs still move it
+    page.wait_for_selector("#effects li")
+
+    def age_bar() -> str:
+        return next(b for b in page.locator("#effects li").all_text_contents() if "Age" in b)
+
+    before = age_bar()
     page.fill("#Age", "4")
     page.click("#submit")
-    page.wait_for_selector("#effects-summary[data-typical-row=false]")
-    (bar,) = page.locator("#effects li").all_text_contents()
-    assert bar.startswith("Age: 4") and "+0.0" not in bar, bar
-    assert "Age" not in (page.text_content("#effects-summary") or "")
+    page.wait_for_function(
+        "[...document.querySelectorAll('#effects li')].some(li => li.textContent.includes('Age: 4'))"
+    )
+    after = age_bar()
+    assert after.startswith("Age: 4") and after != before, (before, after)
 
 
 def test_a_bad_value_shows_the_servers_message_at_the_field(server: Server, page) -> None:  # type: ignore[no-untyped-def]
@@ -230,8 +241,9 @@ def test_the_page_is_built_from_the_project_and_answers_for_its_task(other_serve
         assert page.get_attribute("#bmi", "min") == "10"  # the range on the input
     page.click("#submit")  # the defaults are a typical training row
     page.wait_for_selector("#result:not([hidden])")
-    page.wait_for_selector("#effects-summary[data-typical-row=true]")
-    assert page.locator("#effects li").count() == 0
+    space = "logit" if p.task == "multiclass" else "value"
+    page.wait_for_selector(f"#effects-summary[data-space={space}]")
+    assert page.locator("#effects li").count() >= 1
     if p.task == "multiclass":
         assert page.locator("#classes li").count() == 3
         assert (page.text_content("#verdict") or "").startswith("cultivar: cultivar_")
@@ -282,6 +294,11 @@ def test_the_evaluation_page_of_a_binary_version_draws_its_curves(server: Server
     assert sum(cells) == data["metrics"]["rows"] == data["report"]["rows"]
     assert int(page.get_attribute("#importance", "data-columns") or 0) >= 5  # raw columns
     assert "Sex" in (page.text_content("#importance") or "")
+    # beside it, mean |attribution| on the same rows, in log-odds
+    assert int(page.get_attribute("#attributions", "data-columns") or 0) >= 5
+    assert "Sex" in (page.text_content("#attributions") or "")
+    assert "log-odds" in (page.text_content("#attributions-note") or "")
+    assert data["report"]["attributions"]["space"] == "log-odds"
     assert int(page.get_attribute("#leaderboard", "data-candidates") or 0) >= 5
     assert "★ chosen" in (page.text_content("#leaderboard") or "")
     assert "accuracy" in (page.text_content("#metrics") or "")
@@ -306,6 +323,7 @@ def test_the_evaluation_page_follows_the_task(other_server, page) -> None:  # ty
         assert page.locator("#confusion").count() == 0
         assert "rmse" in (page.text_content("#metrics") or "")
     assert int(page.get_attribute("#importance", "data-columns") or 0) >= 4
+    assert int(page.get_attribute("#attributions", "data-columns") or 0) >= 4
     shot(page, f"model-{'multiclass' if name == 'wine' else 'regression'}")
 
 
@@ -350,9 +368,7 @@ def test_a_401_asks_for_the_api_key_inline_and_the_pages_work_with_it(
     page.wait_for_selector("label[for=Pclass]")  # the form, built from /project
     assert page.locator("#key-prompt").count() == 0
     page.click("#submit")
-    page.wait_for_selector(
-        "#effects-summary[data-typical-row]"
-    )  # /predict and /explain sent the key
+    page.wait_for_selector("#effects-summary[data-space]")  # /predict and /explain sent the key
     assert page.evaluate("sessionStorage.getItem('minimlops-api-key')") == "page-k3y"
     shot(page, "predict-api-key")
     page.goto(keyed_server.url + "/dashboard")  # same tab: the key is kept, no prompt
@@ -636,7 +652,9 @@ def test_a_free_category_offers_the_values_seen_and_takes_another(
     page.fill("#region-other", "region_new")  # the server takes an unseen category
     page.click("#submit")
     page.wait_for_selector("#effects li")
-    assert "region: region_new" in (page.text_content("#effects") or "")
+    # a bar, or named among the inputs with no effect (a model may not use it)
+    said = (page.text_content("#effects") or "") + (page.text_content("#effects-summary") or "")
+    assert "region: region_new" in said or "region = region_new" in said, said
     assert page.is_hidden("#form-error") or not page.text_content("#form-error")
     page.select_option("#region", region["categories"][0])
     assert page.is_hidden("#region-other")

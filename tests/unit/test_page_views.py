@@ -1,5 +1,5 @@
-"""What the pages are sent: an explanation that says when a row is the
-typical row, and landed files shown by their path on the local backend."""
+"""What the pages are sent: an explanation whose bars add up to the raw
+output, and landed files shown by their path on the local backend."""
 
 from __future__ import annotations
 
@@ -10,47 +10,28 @@ import pytest
 from minimlops.generate import passengers
 from minimlops.services import admin
 from minimlops.services.deps import Deps
-from minimlops.services.explain import explain, same_value
+from minimlops.services.explain import Explainer
 from minimlops.services.train import registry_of
 from tests.unit.test_ingest import LAND, land
 from tests.unit.test_services import _csv, _ingest_and_train
 
 
-def test_the_typical_row_is_said_to_be_typical_and_a_change_moves_only_its_input(
+def test_an_explanation_adds_up_and_a_change_of_one_input_moves_its_attribution(
     fake_deps: Deps,
 ) -> None:
     _ingest_and_train(fake_deps, "a.csv", passengers(600, seed=4))
-    model = registry_of(fake_deps).load_serving("1")
+    registry = registry_of(fake_deps)
+    model = registry.load_serving("1")
+    explainer = Explainer(registry.load, fake_deps.project)
     typical = dict(model.spec["reference"])  # what the page's form starts with
-    result = explain(model, typical, fake_deps.project)
-    assert result["typical_row"] and all(
-        e["at_typical"] and e["effect"] == 0 for e in result["effects"]
-    )
-    younger = explain(model, {**typical, "Age": 4.0}, fake_deps.project)
-    assert not younger["typical_row"]
-    (moved,) = [e for e in younger["effects"] if not e["at_typical"]]
-    assert moved["input"] == "Age" and moved["effect"] != 0
-    assert all(e["effect"] == 0 for e in younger["effects"] if e["at_typical"])
-
-
-@pytest.mark.parametrize(
-    ("value", "typical", "same"),
-    [
-        (28, 28.0, True),
-        (14.4271, 14.4271, True),
-        (0.1 + 0.2, 0.3, True),
-        (28.5, 28.0, False),
-        (None, None, True),
-        (None, 28.0, False),
-        (0, None, False),
-        ("S", "S", True),
-        ("S", "C", False),
-        (True, True, True),
-        (False, True, False),
-    ],
-)
-def test_same_value_reads_numbers_as_numbers(value: object, typical: object, same: bool) -> None:
-    assert same_value(value, typical) is same
+    first, younger = explainer.explain("1", model, [typical, {**typical, "Age": 4.0}])
+    for e in (first, younger):  # what the page draws: base, bars, raw output
+        total = e["base_value"] + sum(a["attribution"] for a in e["attributions"])
+        assert total == pytest.approx(e["raw_output"], abs=1e-6)
+        assert e["output_space"] == "log-odds" and e["attributions"][0]["label"]
+    age = {e["input"]: e["attribution"] for e in first["attributions"]}["Age"]
+    assert {e["input"]: e["attribution"] for e in younger["attributions"]}["Age"] != age
+    assert younger["raw_output"] != first["raw_output"]
 
 
 def test_a_landed_file_is_shown_by_its_path_and_keeps_its_uri_as_id(

@@ -259,11 +259,12 @@ def test_pooled_uuids_are_never_handed_out_twice_across_threads_or_a_fork() -> N
     assert len(childs) == 6 and not set(childs) & set(mine)
 
 
-def test_explanation_effects_point_the_right_way(fake_deps: Deps) -> None:
-    from minimlops.services.explain import explain
+def test_explanation_attributions_point_the_right_way_and_add_up(fake_deps: Deps) -> None:
+    from minimlops.services.explain import Explainer
 
     _ingest_and_train(fake_deps, "a.csv", passengers(1200, seed=6))
-    model = registry_of(fake_deps).load_serving("1")
+    registry = registry_of(fake_deps)
+    model = registry.load_serving("1")
     woman = {
         "Pclass": 1,
         "Sex": "female",
@@ -275,11 +276,15 @@ def test_explanation_effects_point_the_right_way(fake_deps: Deps) -> None:
         "Name": None,
         "Cabin": None,
     }
-    result = explain(model, woman, fake_deps.project)
-    effects = {e["input"]: e["effect"] for e in result["effects"]}
-    assert effects["Sex"] > 0 and effects["Pclass"] > 0  # both raise her chances
+    (result,) = Explainer(registry.load, fake_deps.project).explain("1", model, [woman])
+    found = {a["input"]: a["attribution"] for a in result["attributions"]}
+    assert found["Sex"] > 0 and found["Pclass"] > 0  # both raise her chances
     assert result["probability"] == pytest.approx(model.predict_proba([woman])[0])
-    assert len(effects) == 9
+    assert result["output_space"] == "log-odds"
+    assert result["base_value"] + sum(found.values()) == pytest.approx(
+        result["raw_output"], abs=1e-6
+    )
+    assert len(found) == 9
 
 
 def test_shadow_scoring_logs_the_challenger_without_changing_the_answer(fake_deps: Deps) -> None:

@@ -41,9 +41,18 @@ def to_bytes(model: TrainedModel) -> bytes:
     """Serialize a trained model with skops."""
     import skops.io as sio
 
+    from minimlops.ml.ensemble import Ensemble
+
+    est = model.estimator
     payload: dict[str, Any] = {
         "format": FORMAT,
-        "estimator": model.estimator,
+        # an ensemble as its members, weights and names: no class of ours in the file
+        "estimator": None if isinstance(est, Ensemble) else est,
+        "ensemble": (
+            {"members": est.members, "weights": est.weights, "names": est.names}
+            if isinstance(est, Ensemble)
+            else None
+        ),
         "spec": model.spec,
         "algorithm": model.algorithm,
         "feature_names": list(model.feature_names),
@@ -84,8 +93,14 @@ def from_bytes(
         raise ArtifactIntegrityError(
             "artifact was made by an older minimlops (before projects); train a new version"
         )
+    estimator = payload["estimator"]
+    if payload.get("ensemble"):
+        from minimlops.ml.ensemble import Ensemble
+
+        e = payload["ensemble"]
+        estimator = Ensemble(e["members"], e["weights"], e["names"], payload["spec"]["task"])
     return TrainedModel(
-        payload["estimator"],
+        estimator,
         payload["spec"],
         payload["algorithm"],
         tuple(payload["feature_names"]),

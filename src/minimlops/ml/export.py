@@ -21,24 +21,35 @@ TOLERANCE = 1e-5  # absolute on probabilities; relative (to the value) on regres
 
 
 def to_onnx(model: TrainedModel) -> bytes:
-    """Convert a trained model's estimator to ONNX (float32 input, no ZipMap)."""
-    if type(model.estimator).__module__.startswith("lightgbm"):
-        return _lightgbm_to_onnx(model)
+    """Convert a trained model's estimator to ONNX (float32 input, no ZipMap);
+    an ensemble to one graph (see :func:`_ensemble_to_onnx`)."""
+    from minimlops.ml.ensemble import Ensemble
+
+    if isinstance(model.estimator, Ensemble):
+        return _ensemble_to_onnx(model.estimator, model.task, len(model.feature_names))
+    onx = _estimator_to_onnx(model.estimator, model.task, len(model.feature_names))
+    return bytes(onx.SerializeToString())
+
+
+def _estimator_to_onnx(estimator: Any, task: str, width: int) -> Any:
+    """One fitted estimator as an ONNX ModelProto: classifiers output
+    ``[label, probabilities]``, regressors ``[value]`` (shape ``[N, 1]``)."""
+    if type(estimator).__module__.startswith("lightgbm"):
+        return _lightgbm_to_onnx(estimator, width)
     from skl2onnx import to_onnx as convert  # training-time only
 
     # Trees compare in float32 in scikit-learn too: float32 input reproduces them.
     # A linear regression's value loses ~1e-5 of itself in float32 (centring
     # values near their mean), more than TOLERANCE: it gets float64 input.
-    double = model.task == "regression" and not hasattr(model.estimator, "estimators_")
-    sample = np.zeros((1, len(model.feature_names)), dtype=np.float64 if double else np.float32)
+    double = task == "regression" and not hasattr(estimator, "estimators_")
+    sample = np.zeros((1, width), dtype=np.float64 if double else np.float32)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        options = {} if model.task == "regression" else {id(model.estimator): {"zipmap": False}}
-        onx = convert(model.estimator, sample, options=options)
-    return bytes(onx.SerializeToString())
+        options = {} if task == "regression" else {id(estimator): {"zipmap": False}}
+        return convert(estimator, sample, options=options)
 
 
-def _lightgbm_to_onnx(model: TrainedModel) -> bytes:
+def _lightgbm_to_onnx(estimator: Any, width: int) -> Any:
     """LightGBM's trees through onnxmltools (its converter; skl2onnx has none).
     LightGBM bins float64 features but compares them with float64 thresholds:
     float32 input can only differ on a value within float32 rounding of a
@@ -48,12 +59,81 @@ def _lightgbm_to_onnx(model: TrainedModel) -> bytes:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        onx = convert_lightgbm(
-            model.estimator,
+        return convert_lightgbm(
+            estimator,
             zipmap=False,
-            initial_types=[("input", FloatTensorType([None, len(model.feature_names)]))],
+            initial_types=[("input", FloatTensorType([None, width]))],
         )
-    return bytes(onx.SerializeToString())
+
+
+def _ensemble_to_onnx(ensemble: Any, task: str, width: int) -> bytes:
+    """An ensemble as one ONNX graph: its members' graphs side by side on one
+    input, combined as ``Ensemble`` does (classifiers: ``softmax(sum w_i
+    log(max(p_i, EPS)))``; regressors: ``sum w_i v_i``).
+
+    One graph rather than one inference session per member: one row costs
+    one ``run`` (onnxruntime's per-call overhead, a few microseconds, is paid
+    once, not per member), and the fast path's I/O binding and batch code
+    serve it unchanged. The input is float64 when a member needs it (a
+    linear regression), cast to float32 for the others.
+    """
+    import onnx
+    from onnx import TensorProto, helper
+
+    graphs = [
+        onnx.compose.add_prefix(_estimator_to_onnx(m, task, width), f"m{i}_")
+        for i, m in enumerate(ensemble.members)
+    ]
+    regression = task == "regression"
+    double = any(g.graph.input[0].type.tensor_type.elem_type == TensorProto.DOUBLE for g in graphs)
+    in_type = TensorProto.DOUBLE if double else TensorProto.FLOAT
+    nodes: list[Any] = []
+    inits: list[Any] = []
+    parts: list[str] = []
+    opsets: dict[str, int] = {"": 13}
+    for i, (g, w) in enumerate(zip(graphs, ensemble.weights, strict=True)):
+        for o in g.opset_import:
+            opsets[o.domain] = max(opsets.get(o.domain, 0), o.version)
+        member_in = g.graph.input[0]
+        if member_in.type.tensor_type.elem_type == in_type:
+            nodes.append(helper.make_node("Identity", ["input"], [member_in.name]))
+        else:
+            to = member_in.type.tensor_type.elem_type
+            nodes.append(helper.make_node("Cast", ["input"], [member_in.name], to=to))
+        nodes.extend(g.graph.node)
+        inits.extend(g.graph.initializer)
+        out = g.graph.output[0 if regression else 1].name
+        if regression:
+            nodes.append(helper.make_node("Cast", [out], [f"e{i}_v"], to=TensorProto.DOUBLE))
+            inits.append(helper.make_tensor(f"e{i}_w", TensorProto.DOUBLE, [], [w]))
+            nodes.append(helper.make_node("Mul", [f"e{i}_v", f"e{i}_w"], [f"e{i}_part"]))
+        else:
+            inits.append(helper.make_tensor(f"e{i}_w", TensorProto.FLOAT, [], [w]))
+            nodes.append(helper.make_node("Mul", [out, f"e{i}_w"], [f"e{i}_part"]))
+        parts.append(f"e{i}_part")
+    if regression:
+        nodes.append(helper.make_node("Sum", parts, ["variable"]))
+        outputs = [helper.make_tensor_value_info("variable", TensorProto.DOUBLE, [None, 1])]
+    else:
+        nodes.append(helper.make_node("Sum", parts, ["probabilities"]))
+        nodes.append(helper.make_node("ArgMax", ["probabilities"], ["label"], axis=1, keepdims=0))
+        outputs = [
+            helper.make_tensor_value_info("label", TensorProto.INT64, [None]),
+            helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, [None, None]),
+        ]
+    graph = helper.make_graph(
+        nodes,
+        "ensemble",
+        [helper.make_tensor_value_info("input", in_type, [None, width])],
+        outputs,
+        inits,
+    )
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid(d, v) for d, v in sorted(opsets.items())]
+    )
+    model.ir_version = max(g.ir_version for g in graphs)
+    onnx.checker.check_model(model)
+    return bytes(model.SerializeToString())
 
 
 def linear_form(model: TrainedModel) -> dict[str, Any] | None:

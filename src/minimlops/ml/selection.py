@@ -32,6 +32,11 @@ FEW_FOLDS_FROM = 10_000  # rows from which 3 folds do (each scores 3,000+ rows)
 EARLY_STOPPING_SHARE = 0.15  # of a fold's training rows, held out to stop boosting
 ROUNDS_SCALE = 1.15  # the final fit sees ~1/(1 - share) x (folds / (folds - 1)) more rows
 SELECTION_SHARE = 0.6  # of the budget: later candidates start only before this much is spent
+# small tables: folds of ~100 rows make one cross-validation's ranking noisy
+# (on the Titanic example one row moves accuracy by 0.0016); their folds are
+# drawn REPEATS times and every candidate is scored on all of them
+REPEAT_BELOW = 1_000
+REPEATS = 3
 
 
 @dataclass
@@ -45,10 +50,25 @@ class Selection:
     leaderboard: list[dict[str, Any]] = field(default_factory=list)
     class_weight: dict[str, Any] = field(default_factory=dict)  # the imbalance decision
     folds: int = 0
+    repeats: int = 1  # cross-validations with folds drawn anew (small tables)
     rows: int = 0  # rows cross-validated (a sample on big data sets)
     oof: np.ndarray | None = field(default=None, repr=False)  # the chosen one's out-of-fold outputs
     oof_y: np.ndarray | None = field(default=None, repr=False)  # and their labels
     folds_by: str = "random"  # or "time" (expanding windows), "group" (grouped folds)
+    # a weighted ensemble served instead of ``chosen`` when its cross-fitted figure
+    # beats it: (candidate, round count, weight) per member
+    ensemble: list[tuple[Candidate, int | None, float]] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        """What is served: ``ensemble`` or the chosen candidate's name."""
+        return "ensemble" if self.ensemble else self.chosen.name
+
+    def describe(self) -> str:
+        """The served model's settings, or the ensemble's members and weights."""
+        if self.ensemble:
+            return " + ".join(f"{w:.2f} {c.name}" for c, _, w in self.ensemble)
+        return self.chosen.describe()
 
 
 def _folds(
@@ -224,6 +244,7 @@ def select(
     budget_s: float,
     imbalance_threshold: float,
     progress: Progress | None = None,
+    ensembles: bool = True,
     order: np.ndarray | None = None,
     groups: np.ndarray | None = None,
 ) -> Selection:
@@ -241,6 +262,9 @@ def select(
     expanding windows in time, ``groups`` (a label per row) grouped folds:
     what the project's split does to TRAIN, VALIDATION and TEST, cross-
     validation does inside TRAIN.
+
+    With ``ensembles``, a weighted ensemble of the scored candidates is tried
+    too (``_ensemble``), and served when its cross-fitted figure is better.
     """
     from minimlops.ml.metrics import metrics
 
@@ -257,9 +281,15 @@ def select(
             "shuffled folds, not in time order"
         )
         os_ = order = None
-    splits = _folds(task, ys, folds if len(ys) < FEW_FOLDS_FROM else min(folds, 3), seed, os_, gs)
+    k_folds = folds if len(ys) < FEW_FOLDS_FROM else min(folds, 3)
+    splits = _folds(task, ys, k_folds, seed, os_, gs)
     # expanding windows never score the oldest block: metrics are on the rows scored
     scored = np.unique(np.concatenate([t for _, t in splits]))
+    # repeated on small tables (not in time: its windows are the only ones there are)
+    repeats = REPEATS if os_ is None and len(ys) < REPEAT_BELOW else 1
+    rounds_of_folds = [splits] + [
+        _folds(task, ys, k_folds, seed + 1000 * r, os_, gs) for r in range(1, repeats)
+    ]
     weights = imbalance(task, y, imbalance_threshold)
     pool = candidates(task, seed, len(y))
     if weights.get("weighted"):
@@ -298,29 +328,34 @@ def select(
         if progress:
             progress(f"cross-validating {cand.name}", i, len(pool) + 1)
         t0 = time.monotonic()
-        oof = np.zeros((len(ys), n_classes)) if task == "multiclass" else np.zeros(len(ys))
         counts = []
+        repeated = []  # each repetition's out-of-fold outputs on the rows scored
         try:
-            for k, (train_at, test_at) in enumerate(splits):
-                est, rounds = _fit(
-                    cand,
-                    task,
-                    Xs[train_at],
-                    ys[train_at],
-                    seed + k,
-                    None if os_ is None else os_[train_at],
-                    None if gs is None else gs[train_at],
-                )
-                oof[test_at] = output_of(task, est, Xs[test_at], n_classes)
-                if rounds is not None:
-                    counts.append(rounds)
+            for r, these in enumerate(rounds_of_folds):
+                oof = np.zeros((len(ys), n_classes)) if task == "multiclass" else np.zeros(len(ys))
+                for k, (train_at, test_at) in enumerate(these):
+                    est, rounds = _fit(
+                        cand,
+                        task,
+                        Xs[train_at],
+                        ys[train_at],
+                        seed + k + 1000 * r,
+                        None if os_ is None else os_[train_at],
+                        None if gs is None else gs[train_at],
+                    )
+                    oof[test_at] = output_of(task, est, Xs[test_at], n_classes)
+                    if rounds is not None:
+                        counts.append(rounds)
+                repeated.append(oof[scored])
         except Exception as exc:  # a candidate that cannot fit these rows is reported, not fatal
             logger.warning("train_model: %s failed in cross-validation: %s", cand.name, exc)
             entry["status"] = f"failed: {type(exc).__name__}: {exc}"[:300]
             continue
-        oof = oof[scored]
+        # repetitions one after the other: each row once per repetition, each
+        # output a single fit's (never an average of fits, which would flatter)
+        oof = np.concatenate(repeated)
         outputs[cand.name] = oof
-        scores = metrics(task, ys[scored], oof, n_classes)
+        scores = metrics(task, np.tile(ys[scored], repeats), oof, n_classes)
         scores.pop("rows", None)
         took[cand.family] = time.monotonic() - t0
         entry.update(status="scored", cv=scores, seconds=round(took[cand.family], 2))
@@ -338,10 +373,9 @@ def select(
             + "; ".join(f"{e['name']}: {e.get('status')}" for e in board)
         )
     chosen = pool[best[1]]
-    board[best[1]]["chosen"] = True
     if weights:
         weights["chosen_weighted"] = chosen.name.endswith("_balanced")
-    return Selection(
+    result = Selection(
         chosen,
         rounds_of.get(chosen.name),
         metric,
@@ -349,25 +383,104 @@ def select(
         board,
         weights,
         folds=len(splits),
+        repeats=repeats,
         rows=len(ys),
         oof=outputs[chosen.name],
-        oof_y=ys[scored],
+        oof_y=np.tile(ys[scored], repeats),
         folds_by="time" if order is not None else "group" if groups is not None else "random",
     )
+    if ensembles:
+        _ensemble(result, pool, outputs, rounds_of, task, n_classes, seed)
+    if not result.ensemble:
+        board[best[1]]["chosen"] = True
+    return result
+
+
+def _ensemble(
+    result: Selection,
+    pool: list[Candidate],
+    outputs: dict[str, np.ndarray],
+    rounds_of: dict[str, int],
+    task: str,
+    n_classes: int,
+    seed: int,
+) -> None:
+    """Try a weighted ensemble of the scored candidates (``ml.ensemble``):
+    listed on the leaderboard with its cross-fitted figures, and served
+    (``result.ensemble``) when they beat the best single candidate's."""
+    from minimlops.ml import ensemble
+    from minimlops.ml.metrics import metrics
+
+    scored = [c for c in pool if c.name in outputs]
+    y = result.oof_y
+    assert y is not None
+    choice = ensemble.choose(
+        task,
+        result.metric,
+        result.direction,
+        y,
+        [outputs[c.name] for c in scored],
+        n_classes,
+        seed,
+        repeats=result.repeats,
+    )
+    if choice is None or len(choice.members) < 2:
+        return
+    sign = 1.0 if result.direction == "min" else -1.0
+    members = [
+        (scored[i], rounds_of.get(scored[i].name), w)
+        for i, w in zip(choice.members, choice.weights, strict=True)
+    ]
+    better = sign * choice.cross_fitted < sign * choice.best_single
+    cv = metrics(task, y, choice.outputs, n_classes)
+    cv.pop("rows", None)
+    entry: dict[str, Any] = {
+        "name": "ensemble",
+        "family": "ensemble",
+        "settings": " + ".join(f"{w:.2f} {c.name}" for c, _, w in members),
+        "status": "scored",
+        "cv": cv,
+        "members": [{"name": c.name, "weight": round(w, 4)} for c, _, w in members],
+        "cross_fitted": True,
+    }
+    if not better:
+        entry["note"] = (
+            f"not served: its cross-fitted {result.metric} {choice.cross_fitted:.4f} "
+            f"does not beat {scored[choice.best_index].name}'s {choice.best_single:.4f}"
+        )
+    result.leaderboard.append(entry)
+    if better:
+        entry["chosen"] = True
+        result.ensemble = members
+        result.oof = choice.outputs
 
 
 def fit_chosen(selection: Selection, task: str, X: np.ndarray, y: np.ndarray, seed: int) -> Any:
-    """The chosen candidate fitted on all the rows (boosted trees: for the
-    selected round count, without holding rows out)."""
-    cand = selection.chosen
-    if cand.early_stopping and selection.rounds is not None:
+    """The chosen candidate (or the ensemble's members) fitted on all the
+    rows (boosted trees: for the selected round count, without holding rows out)."""
+    if selection.ensemble:
+        from minimlops.ml.ensemble import Ensemble
+
+        return Ensemble(
+            [_fit_one(c, r, task, X, y, seed) for c, r, _ in selection.ensemble],
+            [w for _, _, w in selection.ensemble],
+            [c.name for c, _, _ in selection.ensemble],
+            task,
+        )
+    return _fit_one(selection.chosen, selection.rounds, task, X, y, seed)
+
+
+def _fit_one(
+    cand: Candidate, rounds: int | None, task: str, X: np.ndarray, y: np.ndarray, seed: int
+) -> Any:
+    if cand.early_stopping and rounds is not None:
         params = {k: v for k, v in cand.params.items() if k != "class_weight"}
         est = lightgbm(
             task,
             params,
             seed=seed,
             n_rows=len(y),
-            n_estimators=selection.rounds,
+            n_estimators=rounds,
             class_weight=cand.params.get("class_weight"),
         )
     else:

@@ -35,6 +35,7 @@ def select_and_fit(
     progress: Progress | None = None,
     budget_s: float = BUDGET_S,
     imbalance_threshold: float = IMBALANCE,
+    ensembles: bool = True,
 ) -> TrainedModel:
     """Choose an estimator by cross-validation on TRAIN rows on the project's
     primary metric (see ``ml.selection``), then fit it on all of them.
@@ -54,6 +55,8 @@ def select_and_fit(
             are skipped (and listed as such).
         imbalance_threshold: minority-class share under which class weights
             are tried as well.
+        ensembles: try a weighted ensemble of the candidates (served when
+            its cross-fitted figure is better; see ``ml.ensemble``).
     """
     chunks = rows if callable(rows) else lambda: iter([rows])
     sizes: list[int] = []
@@ -97,6 +100,7 @@ def select_and_fit(
         imbalance_threshold=imbalance_threshold,
         order=order,
         groups=groups,
+        ensembles=ensembles,
     )
 
 
@@ -144,6 +148,7 @@ def _choose(
     imbalance_threshold: float,
     order: np.ndarray | None = None,
     groups: np.ndarray | None = None,
+    ensembles: bool = True,
 ) -> TrainedModel:
     task = project.task
     if task != "regression":
@@ -169,8 +174,9 @@ def _choose(
         progress=progress,
         order=order,
         groups=groups,
+        ensembles=ensembles,
     )
-    name = chosen.chosen.name
+    name = chosen.name
     steps = len(chosen.leaderboard) + 1
     if progress:
         progress(f"fitting {name} on {len(y):,} rows", steps - 1, steps)

@@ -1,84 +1,165 @@
-"""Why a row got its answer: each input against a typical row of the training data.
+"""Why a row got its answer: Shapley attributions that add up.
 
-For every input the model reads (a feature column, or a column a derived
-feature reads), the input is replaced by its value in the training rows'
-typical row (median or mode) and the row is scored again. The difference is
-that input's effect on the answer: on the positive class's probability
-(binary), on the predicted class's probability (multiclass), on the value
-(regression). It works for any model, and costs one batch prediction.
+Each input column a person typed gets an attribution, and the base value plus
+the attributions is the model's raw output for the row: the log-odds
+(binary), the predicted class's score, a logit (multiclass; every class's in
+``by_class``), the value (regression). How each model is attributed, and how
+features become input columns, is ``ml.attributions``'s docstring.
 
-An input already at its typical value has no effect by construction (the
-row scored again is the same row): each effect says whether it is
-(``at_typical``), and ``typical_row`` says every input is, as on the
-prediction page's first answer, where nothing moved the answer away from the
-typical row's.
+The raw output is the model's BEFORE calibration: a version that keeps
+Platt or temperature scaling (``spec["calibration"]``) answers a probability
+that calibration moved, and says which (``calibration``); calibration is one
+monotone map of the whole output, with no inputs of its own to attribute.
+
+The answer's fields (``prediction``, ``probability``) come from the serving
+model, as /predict's do; the attributions need the native estimator, not its
+ONNX form, so :class:`Explainer` loads the version's skops artifact on the
+first explanation (scikit-learn with it) and keeps it until the champion
+changes: the prediction path never pays for it.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping
-from typing import Any
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from minimlops.domain.project import Project
 
+if TYPE_CHECKING:
+    from minimlops.ml.attributions import Attributor, Explained
+    from minimlops.ml.model import TrainedModel
 
-def inputs_of(project: Project) -> list[str]:
-    """The request columns the model reads, in the project's column order."""
-    used = set(project.features)
-    for d in project.derived:
-        if d.name in used:
-            used.update(d.inputs)
-    return [c for c in project.input_columns if c in used]
+MAX_ROWS = 100  # rows one request may ask to explain (a forest's row costs ~5-15 ms)
 
 
-def explain(model: Any, row: Mapping[str, Any], project: Project) -> dict[str, Any]:
-    """The answer and the effect of each input, largest effect first."""
-    reference = dict(model.spec.get("reference", {}))
-    names = inputs_of(project)
-    variants = [dict(row)] + [{**row, name: reference.get(name)} for name in names]
-    out = np.asarray(model.output(variants))
-    derived_of = {c: [d.name for d in project.derived if c in d.inputs] for c in names}
-    classes = project.classes or ()
-    if project.task == "multiclass":
-        best = int(np.argmax(out[0]))
-        scores = out[:, best]
-        answer: dict[str, Any] = {"prediction": classes[best], "probability": float(scores[0])}
-    else:
-        scores = out
-        answer = (
-            {
-                "probability": float(out[0]),
-                "prediction": classes[1] if out[0] >= 0.5 else classes[0],
+class Explainer:
+    """The serving version's native model and its attribution method, loaded
+    on the first explanation of a version and kept until another is asked."""
+
+    def __init__(self, load: Callable[[str], TrainedModel], project: Project) -> None:
+        self._load, self.project = load, project
+        self._held: tuple[str, Attributor] | None = None
+        # one at a time: the first request loads (~1 s), the rest wait for it,
+        # and shap's explainer is not documented as safe across threads
+        self._lock = threading.Lock()
+
+    def attributor(self, version: str, served: Any) -> Attributor:
+        """The version's attribution method (its skops model loaded on first use).
+
+        Raises:
+            ModelNotFoundError, ArtifactIntegrityError: the version cannot be loaded.
+        """
+        from minimlops.ml.attributions import Attributor
+
+        held = self._held
+        if held is None or held[0] != version:
+            # a model served without ONNX already is the native one
+            model = (
+                served if getattr(served, "estimator", None) is not None else self._load(version)
+            )
+            held = self._held = (version, Attributor(model))
+        return held[1]
+
+    def explain(
+        self, version: str, served: Any, rows: Sequence[Mapping[str, Any]]
+    ) -> list[dict[str, Any]]:
+        """One explanation per row (see :func:`answers`).
+
+        Raises:
+            DerivedFeatureError: a derived feature raised on a row.
+            ModelNotFoundError, ArtifactIntegrityError: the version cannot be loaded.
+        """
+        with self._lock:
+            attributor = self.attributor(version, served)
+            found = attributor.explain(rows)
+        out = np.asarray(served.values(rows))  # as /predict answers (its one-row path too)
+        calibration = (attributor.model.spec.get("calibration") or {}).get("method")
+        return answers(found, out, rows, self.project, calibration)
+
+
+def answers(
+    found: Explained,
+    out: np.ndarray,
+    rows: Sequence[Mapping[str, Any]],
+    project: Project,
+    calibration: str | None = None,
+) -> list[dict[str, Any]]:
+    """Explanations as the API answers them, one per row. ``out`` is the
+    serving model's output for the rows (the answer's fields, as /predict)."""
+    classes = list(project.classes or ())
+    order = {c: i for i, c in enumerate(project.input_columns)}
+    at = sorted(range(len(found.inputs)), key=lambda i: order.get(found.inputs[i], len(order)))
+    names = [found.inputs[i] for i in at]
+    only_derived = {
+        c: [f for f, ins in zip(found.features, found.feature_inputs, strict=True) if c in ins]
+        for c in names
+        if c not in found.features
+    }
+    result = []
+    for r, row in enumerate(rows):
+        if project.task == "multiclass":
+            best = int(np.argmax(out[r]))
+            answer: dict[str, Any] = {
+                "prediction": classes[best],
+                "probability": float(out[r][best]),
             }
-            if project.task == "binary"
-            else {"prediction": float(out[0])}
-        )
-    effects = []
-    for name, s in zip(names, scores[1:].tolist(), strict=True):
-        via = derived_of[name]
-        label = f"{name} (via {', '.join(via)})" if via and name not in project.features else name
-        effects.append(
+            column = found.classes.index(best) if best in found.classes else int(found.shown()[r])
+        elif project.task == "binary":
+            p = float(out[r])
+            answer = {"prediction": classes[1] if p >= 0.5 else classes[0], "probability": p}
+            column = 0
+        else:
+            answer, column = {"prediction": float(out[r])}, 0
+        by_input = found.by_input[r, column, at]
+        attributions = [
             {
                 "input": name,
-                "label": label,
-                "value": row.get(name),
-                "reference": reference.get(name),
-                "effect": float(scores[0]) - s,
-                "at_typical": same_value(row.get(name), reference.get(name)),
+                "label": f"{name} (via {', '.join(only_derived[name])})"
+                if only_derived.get(name)
+                else name,
+                "value": _plain(row.get(name)),
+                "attribution": float(a),
             }
-        )
-    effects.sort(key=lambda e: -abs(e["effect"]))
-    return {**answer, "effects": effects, "typical_row": all(e["at_typical"] for e in effects)}
+            for name, a in zip(names, by_input.tolist(), strict=True)
+        ]
+        attributions.sort(key=lambda e: -abs(e["attribution"]))
+        explanation = {
+            **answer,
+            "output_space": found.space,
+            "base_value": float(found.base[r, column]),
+            "raw_output": float(found.raw[r, column]),
+            "calibration": calibration,
+            "method": found.method,
+            "attributions": attributions,
+            "features": [
+                {"feature": f, "inputs": list(ins), "attribution": float(a)}
+                for f, ins, a in zip(
+                    found.features,
+                    found.feature_inputs,
+                    found.by_feature[r, column].tolist(),
+                    strict=True,
+                )
+            ],
+        }
+        if project.task == "multiclass":
+            explanation["class"] = classes[found.classes[column]]
+            explanation["by_class"] = {
+                str(classes[c]): {
+                    "base_value": float(found.base[r, j]),
+                    "raw_output": float(found.raw[r, j]),
+                    "attributions": dict(
+                        zip(names, found.by_input[r, j, at].tolist(), strict=True)
+                    ),
+                }
+                for j, c in enumerate(found.classes)
+            }
+        result.append(explanation)
+    return result
 
 
-def same_value(value: Any, typical: Any) -> bool:
-    """The request's value is the typical one: 28 and 28.0 are; None and a
-    number are not (a missing value is imputed, which can move the answer)."""
-    if value is None or typical is None:
-        return value is None and typical is None
-    if isinstance(value, int | float) and isinstance(typical, int | float):
-        return math.isclose(value, typical, rel_tol=1e-9, abs_tol=1e-12)
-    return bool(value == typical)
+def _plain(value: Any) -> Any:
+    """A request's value as JSON writes it (a date as its ISO text)."""
+    return value.isoformat() if hasattr(value, "isoformat") else value

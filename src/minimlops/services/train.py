@@ -136,6 +136,7 @@ def train_model(event: IngestionComplete | RetrainRequested, *, deps: Deps) -> l
         budget_s=deps.training_budget_s,
         imbalance_threshold=deps.imbalance_threshold,
         refit=deps.refit,
+        ensembles=deps.ensembles,
     )
     metrics, champ_metrics = result["metrics"], result["champion_metrics"]
     checks = sanity_checks(metrics, champ_metrics)

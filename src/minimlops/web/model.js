@@ -174,6 +174,7 @@ function pairedWords(p) {
 }
 
 function renderImportance(v) {
+  renderAttributions(v);
   const imp = (v.report || {}).importance;
   const list = document.getElementById("importance");
   if (!imp) { document.getElementById("importance-note").textContent = "not stored for this version"; return; }
@@ -192,6 +193,30 @@ function renderImportance(v) {
   list.dataset.columns = String(imp.columns.length);
 }
 
+// Beside how much the metric needs a column: how far it moves the raw output,
+// on average, in the attributions' space (the prediction page's bars, which
+// add up to the raw output), on the same VALIDATION rows.
+function renderAttributions(v) {
+  const att = (v.report || {}).attributions;
+  const list = document.getElementById("attributions");
+  if (!att) { document.getElementById("attributions-note").textContent = "not stored for this version"; return; }
+  const space = att.space === "logit" ? "the predicted class's score (logit)" : att.space;
+  document.getElementById("attributions-note").textContent =
+    `how far each column moves the raw output, on average (mean |Shapley attribution| in ${space}` +
+    `${att.calibrated ? ", before calibration" : ""}; ${att.rows} VALIDATION rows; ${att.method})`;
+  const max = Math.max(1e-12, ...att.columns.map((c) => c.mean_abs));
+  for (const c of att.columns) {
+    const li = el("li");
+    const bar = el("div", undefined, "bar");
+    const span = el("span", undefined, "up");
+    span.style.width = `${c.mean_abs / max * 50}%`;
+    bar.append(span);
+    li.append(el("span", c.column), bar, el("span", sig(c.mean_abs)));
+    list.append(li);
+  }
+  list.dataset.columns = String(att.columns.length);
+}
+
 function renderSelection(v) {
   const sel = v.selection || {};
   const board = sel.leaderboard || [];
@@ -203,15 +228,18 @@ function renderSelection(v) {
   for (const e of board) {
     const tr = el("tr", undefined, e.chosen ? "kind promoted" : "");
     const cv = e.cv || {};
-    tr.append(el("td", e.name), el("td", num(cv[metric], 4)), ...others.map((m) => el("td", num(cv[m], 4))),
+    // an ensemble's row names its members and weights; its CV figures are cross-fitted
+    const name = e.members ? `ensemble of ${e.members.map((m) => `${m.weight.toFixed(2)} × ${m.name}`).join(" + ")}` : e.name;
+    tr.append(el("td", name), el("td", num(cv[metric], 4)), ...others.map((m) => el("td", num(cv[m], 4))),
               el("td", e.rounds ? String(e.rounds) : ""), el("td", num(e.seconds, 1)),
-              el("td", e.chosen ? "★ chosen" : (e.status === "scored" ? "" : e.status)));
+              el("td", e.chosen ? "★ chosen" : (e.status === "scored" ? (e.note || "") : e.status)));
+    if (e.members) tr.dataset.ensemble = "true";
     tr.title = e.settings || "";
     body.append(tr);
   }
   body.dataset.candidates = String(board.length);
   document.getElementById("selection-note").textContent = board.length
-    ? `${sel.folds}-fold cross-validation on ${(sel.rows || 0).toLocaleString()} TRAIN rows, on ${metric.replaceAll("_", " ")} (${sel.direction === "min" ? "lower" : "higher"} is better); chosen: ${sel.chosen} (${sel.settings})`
+    ? `${sel.folds}-fold cross-validation${sel.repeats > 1 ? `, repeated ${sel.repeats} times,` : ""} on ${(sel.rows || 0).toLocaleString()} TRAIN rows, on ${metric.replaceAll("_", " ")} (${sel.direction === "min" ? "lower" : "higher"} is better); chosen: ${sel.chosen} (${sel.settings})`
     : "not recorded for this version";
   const w = sel.class_weight || {};
   document.getElementById("weights").textContent = w.weighted

@@ -3,7 +3,8 @@
 // training saw plus "another value", as the API takes an unseen category;
 // number inputs with the ranges; date and datetime-local inputs (UTC) for
 // dates and timestamps; defaults from a typical training row);
-// POST /predict (logged, like any client), then /explain.
+// POST /predict (logged, like any client), then /explain (attributions that
+// add up to the raw output).
 // The answer fits the task: a probability gauge (binary), each class's
 // probability (multiclass), a number (regression).
 "use strict";
@@ -146,36 +147,33 @@ function bars(ul, items) {  // items: [{label, value (0..1 or signed), text, ari
   }
 }
 
-// The effects of the inputs that differ from the typical row, as bars; the
-// inputs at their typical value cannot move the answer (swapping in the
-// typical value changes nothing), so they are named in one line instead, and
-// a row at the typical value everywhere (the form's first answer) says so.
-function showEffects(why) {
+// Shapley attributions as bars, one per input column, largest first: each
+// says how far the input moved the raw output (log-odds, the predicted
+// class's score, the value) away from the base value, and they add up:
+// base value + bars = raw output, which the summary line writes out. An input
+// with no attribution at all is named in one line instead of a bar of 0.
+function showAttributions(why) {
   const regression = project.task === "regression";
-  const shown = (v) => regression ? number(v) : v.toFixed(1);
-  const moved = why.effects.filter(e => !e.at_typical), still = why.effects.filter(e => e.at_typical);
+  const shown = (v) => regression ? number(v) : v.toFixed(2);
+  const signed = (v) => `${v >= 0 ? "+" : "−"}${shown(Math.abs(v))}`;
+  const moved = why.attributions.filter(a => a.attribution !== 0), still = why.attributions.filter(a => a.attribution === 0);
+  const largest = Math.abs(moved.length ? moved[0].attribution : 1) || 1;
+  const space = { "log-odds": "log-odds", "logit": `score (logit) of ${why.class}`, "value": `predicted ${project.target}` }[why.output_space] || why.output_space;
+  bars(document.getElementById("effects"), moved.map(a => ({
+    label: `${a.label}: ${fmt(a.value)}`,
+    value: Math.sign(a.attribution) * Math.abs(a.attribution) / largest / 2,
+    text: signed(a.attribution),
+    aria: `${a.label} ${fmt(a.value)} moves the ${space} ${a.attribution >= 0 ? "up" : "down"} by ${shown(Math.abs(a.attribution))}`,
+  })));
+  const total = moved.reduce((sum, a) => sum + a.attribution, 0);
   const summary = document.getElementById("effects-summary");
-  bars(document.getElementById("effects"), moved.map(e => {
-    const size = regression ? e.effect : e.effect * 100;
-    const unit = regression ? "" : " pts";
-    const sign = size >= 0 ? "+" : "−";
-    return { label: `${e.label}: ${fmt(e.value)}`, title: `typical: ${fmt(e.reference)}`,
-      value: regression ? Math.sign(e.effect) * Math.min(0.5, Math.abs(e.effect) / (Math.abs(moved[0].effect) || 1) / 2) : e.effect,
-      text: `${sign}${shown(Math.abs(size))}${unit}`,
-      aria: `${e.label} ${fmt(e.value)} moves the answer ${size >= 0 ? "up" : "down"} by ${shown(Math.abs(size))}${unit}` };
-  }));
-  const answer = regression ? `predicted ${project.target}` : "probability";
-  if (!moved.length) {
-    summary.textContent = `Every input is at its typical value: this is the typical row of the training data ` +
-      `(the form starts with it), so nothing moved the ${answer} away from the typical row's. ` +
-      `Change an input to see how it moves the answer.`;
-  } else {
-    const none = moved.every(e => e.effect === 0)
-      ? `Changing ${moved.length === 1 ? "this input" : "any one of these inputs"} back to its typical value does not change the ${answer}. ` : "";
-    summary.textContent = none + (still.length
-      ? `At their typical value, so no effect: ${still.map(e => `${e.label} ${e.value === null || e.value === undefined ? "(empty)" : "= " + e.value}`).join(", ")}.` : "");
-  }
-  summary.dataset.typicalRow = String(!moved.length);
+  const calibrated = why.calibration ? ` The answer's probability then goes through the version's ${why.calibration} calibration.` : "";
+  const link = why.output_space === "log-odds" ? ` (probability ${(100 / (1 + Math.exp(-why.raw_output))).toFixed(1)}% before calibration)`
+    : why.output_space === "logit" ? " (the softmax of every class's score gives the probabilities)" : "";
+  summary.textContent = `base value ${shown(why.base_value)} ${signed(total)} from the inputs = ${shown(why.raw_output)}, ` +
+    `this row's ${space}${link}.${calibrated}` +
+    (still.length ? ` No effect: ${still.map(a => `${a.label} = ${fmt(a.value)}`).join(", ")}.` : "");
+  summary.dataset.space = why.output_space;
 }
 
 function verdict(answer) {
@@ -228,7 +226,7 @@ async function submit(event) {
   if (!resp.ok) { showErrors(answer); return; }
   showAnswer(answer);
   const why = await call("/explain", { method: "POST", headers, body });
-  if (why.ok) showEffects(await why.json());
+  if (why.ok) showAttributions(await why.json());
 }
 
 async function start() {
@@ -239,9 +237,11 @@ async function start() {
   document.getElementById("row-title").textContent = project.row_name || "Input";
   document.getElementById("project-description").textContent =
     `${project.description || project.name} · predicts ${project.target} (${project.task})`;
-  document.getElementById("effects-note").textContent = project.task === "regression"
-    ? `Each input against a typical row of the training data (change of the predicted ${project.target} when only that input is set to the typical value).`
-    : `Each input against a typical row of the training data (probability change when only that input is set to the typical value).`;
+  document.getElementById("effects-note").textContent = {
+    binary: "Shapley attributions in log-odds, before calibration: from the base value (the model's average) each input moves this row's log-odds up or down, and the bars add up to it.",
+    multiclass: "Shapley attributions to the predicted class's score (a logit), before calibration: from the base value each input moves the score up or down, and the bars add up to it.",
+    regression: `Shapley attributions in ${project.target}: from the base value (the model's average) each input moves the prediction up or down, and the bars add up to it.`,
+  }[project.task];
   const fields = document.getElementById("fields");
   for (const col of project.columns) fields.append(field(col));
   document.getElementById("row").addEventListener("submit", submit);

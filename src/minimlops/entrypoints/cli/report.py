@@ -197,18 +197,23 @@ def print_version(console: Console, v: dict[str, Any]) -> None:
             "rounds",
             "seconds",
             "",
-            title=f"selection: {sel.get('folds', '?')}-fold cross-validation on "
+            title=f"selection: {sel.get('folds', '?')}-fold cross-validation"
+            + (f", repeated {sel['repeats']} times," if (sel.get("repeats") or 1) > 1 else "")
+            + " on "
             f"{sel.get('rows', 0):,} TRAIN rows",
         )
         for e in sel["leaderboard"]:
+            members = e.get("members")
             board.add_row(
-                e["name"],
+                "ensemble of " + " + ".join(f"{m['weight']:.2f} × {m['name']}" for m in members)
+                if members
+                else e["name"],
                 _num((e.get("cv") or {}).get(metric)),
                 str(e.get("rounds") or ""),
                 _num(e.get("seconds"), 1),
                 "chosen"
                 if e.get("chosen")
-                else ("" if e.get("status") == "scored" else str(e.get("status"))),
+                else (e.get("note", "") if e.get("status") == "scored" else str(e.get("status"))),
             )
         console.print(board)
         weights = sel.get("class_weight") or {}

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 
+import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
@@ -18,13 +19,13 @@ from minimlops.entrypoints.http.routes.common import (
     problem,
     ref,
 )
-from minimlops.errors import DerivedFeatureError
-from minimlops.services.explain import explain as explain_row
+from minimlops.errors import ArtifactIntegrityError, DerivedFeatureError, ModelNotFoundError
+from minimlops.services.explain import MAX_ROWS as EXPLAIN_ROWS
+from minimlops.services.explain import Explainer
 
 
 def router(ctx: Context) -> APIRouter:
     api, app, noun = APIRouter(), ctx.app, ctx.noun
-    times = [c.name for c in app.deps.project.columns if c.type in ("date", "timestamp")]
     one_or_many = body_schema({"oneOf": [ref(noun), {"type": "array", "items": ref(noun)}]})
 
     @api.post(
@@ -41,34 +42,62 @@ def router(ctx: Context) -> APIRouter:
         )
         return Response(body, status, media_type="application/json")
 
-    @api.post("/explain", tags=["serving"], openapi_extra={"requestBody": body_schema(ref(noun))})
+    explainer = Explainer(app.predictor.registry.load, app.deps.project)  # loads nothing yet
+
+    @api.post(
+        "/explain",
+        tags=["serving"],
+        openapi_extra={"requestBody": one_or_many},
+        summary=f"Attributions of {ctx.target} for one {noun.lower()} or a list of them "
+        f"(at most {EXPLAIN_ROWS})",
+    )
     async def explain(request: Request) -> Response:
-        """How each input moved this row's answer (not logged)."""
+        """Shapley attributions per input column that add up, with the base
+        value, to the raw output (log-odds, class score, value; before
+        calibration). Not logged."""
         if (refused := ctx.keyed(request)) is not None:
             return refused
         body = await request.body()
         try:
-            row = ctx.shapes.one.validate_json(body)
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            return problem(400, f"invalid JSON: {exc}")
+        batch = isinstance(data, list)
+        if batch and len(data) > EXPLAIN_ROWS:
+            return problem(
+                413, f"batch of {len(data)} rows exceeds the explanation limit of {EXPLAIN_ROWS}"
+            )
+        if batch and not data:
+            return problem(422, f"empty list: send at least one {noun.lower()}")
+        try:
+            rows = (
+                ctx.shapes.many.validate_python(data)
+                if batch
+                else [ctx.shapes.one.validate_python(data)]
+            )
         except ValidationError as exc:
-            return problem(422, f"invalid {noun.lower()}", errors=field_errors(exc, False))
-        warned = ctx.shapes.warnings(body, [row])  # before explaining: it may add keys
+            return problem(422, f"invalid {noun.lower()}", errors=field_errors(exc, batch))
+        warned = ctx.shapes.warnings(body, rows)
         current = app.predictor.current
         if current is None:
             return problem(503, "no model to serve yet")
-        # dates and timestamps as the typical row (JSON) writes them, so that
-        # one at its typical value is said to be (the features read both)
-        for name in times:
-            if row.get(name) is not None:
-                row[name] = row[name].isoformat()
-        try:
-            result = explain_row(current[1], row, app.deps.project)
+        try:  # the first explanation of a version loads its native model (~1 s)
+            found = await asyncio.to_thread(explainer.explain, current[0], current[1], rows)
         except DerivedFeatureError as exc:
+            where = {"index": exc.where} if batch and exc.where is not None else {}
             return problem(
-                422, f"invalid {noun.lower()}", errors=[{"field": exc.feature, "message": str(exc)}]
+                422,
+                f"invalid {noun.lower()}",
+                errors=[{"field": exc.feature, **where, "message": str(exc)}],
             )
-        return json_response(
-            {**result, "model_version": current[0], **({"warnings": warned} if warned else {})}
-        )
+        except (ArtifactIntegrityError, ModelNotFoundError) as exc:
+            return problem(503, f"version {current[0]} cannot be explained: {exc}")
+        except ImportError as exc:  # a forest without shap installed: says what to install
+            return problem(501, str(exc))
+        extra = {"warnings": warned} if warned else {}
+        if batch:
+            return json_response({"explanations": found, "model_version": current[0], **extra})
+        return json_response({**found[0], "model_version": current[0], **extra})
 
     @api.get("/healthz", tags=["operations"])
     async def healthz() -> Response:

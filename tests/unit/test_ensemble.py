@@ -1,0 +1,139 @@
+"""Ensembles: greedy selection over out-of-fold outputs, served through one
+ONNX graph, stored without code of ours, chosen only when cross-fitting says so."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from minimlops import projects
+from minimlops.domain.project import parse
+from minimlops.ml import artifacts, ensemble, export, features
+from minimlops.ml.candidates import candidates
+from minimlops.ml.model import TrainedModel
+from minimlops.ml.outputs import labels
+from minimlops.ml.serving import OnnxModel
+from tests import projects as shapes
+
+
+def _members(p, rows):
+    """A linear model, boosted trees and a forest fitted on the rows."""
+    derive = projects.derived_functions(p)
+    spec = features.fit_spec(iter(rows), p, derive)
+    fs = features.FeatureSet(spec, derive)
+    X, y = fs.matrix(rows), labels(p, [r[p.target] for r in rows])
+    if p.task != "regression":
+        spec["fitted_classes"] = [int(c) for c in np.unique(y)]
+    pool = {c.name: c for c in candidates(p.task, 0, len(rows))}
+    fitted = [
+        pool[next(n for n in pool if pool[n].family == "linear")].make().fit(X, y),
+        pool["lightgbm_small"].make().set_params(n_estimators=40).fit(X, y),
+        pool["random_forest"].make().set_params(n_estimators=30).fit(X, y),
+    ]
+    return fitted, spec, derive
+
+
+@pytest.mark.parametrize("shape", shapes.NAMES)
+def test_an_ensemble_is_served_through_one_onnx_graph_and_predicts_as_itself(shape) -> None:
+    p = shapes.load(shape)
+    rows = shapes.rows(p, 500, seed=2).to_pylist()
+    members, spec, derive = _members(p, rows[:400])
+    model = TrainedModel(
+        ensemble.Ensemble(members, [0.5, 0.3, 0.2], ["linear", "boosted", "forest"], p.task),
+        spec,
+        "ensemble",
+        derive=derive,
+    )
+    served = OnnxModel(export.to_onnx(model), model.spec, model.algorithm, derive)
+    held_out = rows[400:]
+    assert export.parity(model, served, held_out) <= export.TOLERANCE
+    # one row (the bound fast path) as a batch
+    one = served.values(held_out[:1])[0]
+    assert np.allclose(one, model.values(held_out[:1])[0], atol=1e-5, rtol=1e-5)
+    # stored as its members: no class of ours is trusted on load
+    blob = artifacts.to_bytes(model)
+    back = artifacts.from_bytes(blob, artifacts.sha256(blob), derive)
+    assert isinstance(back.estimator, ensemble.Ensemble)
+    assert back.estimator.weights == [0.5, 0.3, 0.2]
+    assert np.array_equal(back.output(held_out), model.output(held_out))
+
+
+def test_members_combine_as_a_weighted_mean() -> None:
+    p1, p2 = np.array([0.9, 0.2]), np.array([0.6, 0.05])
+    assert np.allclose(ensemble.blend("binary", [p1, p2], [0.75, 0.25]), [0.825, 0.1625])
+    three = ensemble.blend(
+        "multiclass", [np.array([[0.7, 0.2, 0.1]]), np.array([[0.2, 0.2, 0.6]])], [0.5, 0.5]
+    )
+    assert three.sum() == pytest.approx(1.0) and np.argmax(three) == 0
+
+
+def test_greedy_selection_blends_two_independent_views_and_not_a_useless_one() -> None:
+    rng = np.random.default_rng(0)
+    truth = rng.normal(size=2000)
+    y = truth + rng.normal(0, 0.1, 2000)
+    a = truth + rng.normal(0, 1.0, 2000)  # two models with independent errors
+    b = truth + rng.normal(0, 1.0, 2000)
+    junk = 3 + rng.normal(size=2000)  # one that knows nothing
+    choice = ensemble.choose("regression", "rmse", "min", y, [a, junk, b], 0, seed=0)
+    assert choice is not None
+    weight = dict(zip(choice.members, choice.weights, strict=True))
+    assert weight[0] >= 0.35 and weight[2] >= 0.35 and weight.get(1, 0.0) <= 0.1
+    assert sum(choice.weights) == pytest.approx(1.0)
+    # averaging halves the error variance: the cross-fitted figure shows it
+    assert choice.cross_fitted < 0.8 * choice.best_single
+    # one model far better than the others: the ensemble is no better out of fold
+    good = truth + rng.normal(0, 0.05, 2000)
+    only = ensemble.choose("regression", "rmse", "min", y, [a, good, junk], 0, seed=0)
+    assert only is not None and only.weights[only.members.index(1)] >= 0.8
+    assert ensemble.choose("regression", "rmse", "min", y, [a], 0, seed=0) is None
+
+
+def _interaction(n: int, seed: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """A linear effect in six columns plus a step in two: the linear model
+    and the trees each see half of it."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 8))
+    z = 0.8 * X[:, :6].sum(axis=1) + 2.0 * (X[:, 6] > 0.5) * (X[:, 7] > 0)
+    return X, z + rng.normal(0, 1.0, n)
+
+
+def test_a_version_serves_an_ensemble_when_cross_fitting_says_it_is_better() -> None:
+    """Recorded with its members and weights, on the leaderboard with its
+    cross-fitted figures, refitted on TRAIN and VALIDATION, served by ONNX."""
+    from minimlops.ml.job import fit_and_score
+
+    names = [f"x{i}" for i in range(8)]
+    p = parse(
+        {
+            "name": "blend",
+            "key": "id",
+            "target": "y",
+            "task": "regression",
+            "columns": [
+                {"name": "id", "type": "string", "required": True},
+                *({"name": n, "type": "float"} for n in names),
+                {"name": "y", "type": "float", "required": True},
+            ],
+        }
+    )
+    X, y = _interaction(1800)
+    table = pa.table(
+        {"id": [f"r{i}" for i in range(len(y))], **dict(zip(names, X.T, strict=True)), "y": y}
+    )
+    train, valid = table.slice(0, 1500), table.slice(1500)
+    result = fit_and_score(train, valid, valid.slice(0, 0), p, folds=5, seed=0, budget_s=60)
+    assert result["algorithm"] == "ensemble"
+    board = result["selection"]["leaderboard"]
+    entry = board[-1]
+    assert entry["name"] == "ensemble" and entry["chosen"] and entry["cross_fitted"]
+    singles = [e["cv"]["rmse"] for e in board[:-1] if e.get("status") == "scored"]
+    assert entry["cv"]["rmse"] < min(singles)
+    assert not any(e.get("chosen") for e in board[:-1])
+    members = result["selection"]["ensemble"]
+    assert len(members) >= 2 and sum(m["weight"] for m in members) == pytest.approx(1.0, abs=1e-3)
+    assert result["serving"]["runtime"] == "onnxruntime"
+    assert result["fitted_on"]["rows"] == 1800
+    served = artifacts.from_bytes(result["artifact"], artifacts.sha256(result["artifact"]), {})
+    assert isinstance(served.estimator, ensemble.Ensemble)
+    assert served.estimator.names == [m["name"] for m in members]
