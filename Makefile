@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
+AUTOML := .bench-automl
 
-.PHONY: docs run test test-gcp test-slow lint audit bench bench-quality bench-peers test-peers soak lock clean emulators
+.PHONY: docs run test test-gcp test-slow lint audit bench bench-quality bench-automl bench-peers test-peers soak lock clean emulators
 
 # Creates the virtual environment and installs the project with the locked versions.
 $(STAMP): pyproject.toml requirements.lock
@@ -36,9 +37,19 @@ bench: $(STAMP) ## serving and ingestion benchmarks (needs wrk); writes bench/re
 	$(BIN)/minimlops bench --out bench/results
 	$(BIN)/python scripts/reference.py
 
-bench-quality: $(STAMP) ## model quality against LightGBM, HistGradientBoosting and linear defaults; writes bench/results/quality.*
-	$(BIN)/minimlops bench --quality --out bench/results
+bench-quality: $(STAMP) $(AUTOML)/.installed-stamp ## model quality against LightGBM, HistGradientBoosting and linear defaults, AutoGluon and FLAML (own venv); writes bench/results/quality.*
+	BENCH_AUTOML_PYTHON=$(AUTOML)/bin/python $(BIN)/minimlops bench --quality --out bench/results
 	$(BIN)/python scripts/reference.py
+
+# AutoGluon and FLAML, for make bench-quality: a venv of their own, apart from
+# the project's and from $(PEERS) (AutoGluon caps pandas and pyarrow below what
+# MLflow's venv has); CPU only, no torch (about 1 GB, 2 minutes).
+$(AUTOML)/.installed-stamp: bench/peers/requirements-automl.lock
+	$(PYTHON) -m venv $(AUTOML)
+	$(AUTOML)/bin/python -m pip install --quiet -r bench/peers/requirements-automl.lock
+	touch $@
+
+bench-automl: $(AUTOML)/.installed-stamp ## the AutoML peers' venv alone (.bench-automl)
 
 PEERS := .bench-peers
 $(PEERS)/.installed-stamp: bench/peers/requirements.lock
@@ -69,4 +80,4 @@ lock: $(STAMP) ## re-resolve requirements.lock from pyproject.toml
 	$(BIN)/uv pip compile pyproject.toml --extra dev --upgrade -o requirements.lock
 
 clean:
-	rm -rf $(VENV) $(PEERS) .pytest_cache .ruff_cache .emulators build
+	rm -rf $(VENV) $(PEERS) $(AUTOML) .pytest_cache .ruff_cache .emulators build

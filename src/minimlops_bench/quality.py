@@ -13,11 +13,20 @@ VALIDATION); the peers fit on the same rows the served model learned from:
 - scikit-learn's HistGradientBoosting with its defaults, categories
   ordinal-encoded and declared categorical;
 - a logistic (ridge, for regression) regression on one-hot categories and
-  standardized, median-imputed numbers.
+  standardized, median-imputed numbers;
+- AutoGluon (``TabularPredictor(...).fit(train, time_limit=B)``, its default
+  preset) and FLAML (``AutoML().fit(X, y, time_budget=B)``), B being
+  minimlops' training budget (``MINIMLOPS_TRAINING_BUDGET``), told the task
+  and the primary metric. They run from their own venv (.bench-automl/, from
+  bench/peers/requirements-automl.lock) through bench/peers/automl_runner.py,
+  the rows passed as parquet files; without that venv the report says they
+  were not run, and the rest runs.
 
 Everything is scored once on the TEST split, which minimlops never uses for
-selection or gating. The ratio is to the best peer on the project's primary
-metric (> 1 is worse for a loss).
+selection or gating. The ratio is to the best plain default on the project's
+primary metric (> 1 is worse for a loss); the issue's goal is judged against
+it and, separately, against each AutoML peer, with paired bootstrap
+intervals.
 
 A second section asks what a split promises when rows are not exchangeable,
 on two more generated data sets: daily sales with a level per week that no
@@ -344,12 +353,148 @@ def peer_methods(project: Project) -> dict[str, Callable[[Any, np.ndarray], Any]
     }
 
 
-def evaluate(ds: DataSet, *, seed: int = 0, budget_s: float | None = None) -> dict[str, Any]:
-    """minimlops and the peers on one data set, scored on TEST."""
+# --- the AutoML peers: AutoGluon and FLAML, from their own venv -----------------
+
+AUTOML = {"autogluon": "AutoGluon", "flaml": "FLAML"}  # the runner's names -> people's
+AUTOML_ENV = "BENCH_AUTOML_PYTHON"  # the venv's Python (make bench-quality sets it)
+AUTOML_VENV = Path(".bench-automl")  # else looked for here, from the working directory
+TARGET = "__target__"  # the label's column in the files the runner reads
+
+
+@dataclass
+class AutoML:
+    """Where the AutoML peers run, or why they do not (``python`` None)."""
+
+    python: Path | None
+    reason: str | None = None
+    runner: Path = Path(__file__).resolve().parents[2] / "bench" / "peers" / "automl_runner.py"
+    methods: tuple[str, ...] = tuple(AUTOML)
+
+
+def find_automl(python: Path | None = None, env: dict[str, str] | None = None) -> AutoML:
+    """The AutoML venv's Python: given, else ``BENCH_AUTOML_PYTHON``, else
+    ``.bench-automl/bin/python``; or the reason there is none, for the report."""
+    import os
+
+    env = dict(os.environ) if env is None else env
+    hint = "make bench-automl builds it from bench/peers/requirements-automl.lock"
+    if python is None and env.get(AUTOML_ENV):
+        python = Path(env[AUTOML_ENV])
+    if python is None:
+        python = AUTOML_VENV / "bin" / "python"
+        if not python.exists():
+            return AutoML(
+                None, f"no AutoML venv: {python} not found and {AUTOML_ENV} unset; {hint}"
+            )
+    if not python.exists():
+        return AutoML(None, f"{python} not found; {hint}")
+    automl = AutoML(python.absolute())
+    if not automl.runner.is_file():
+        return AutoML(None, f"{automl.runner} not found: run from a checkout")
+    return automl
+
+
+def automl_peers(
+    automl: AutoML,
+    project: Project,
+    fit_on: tuple[Any, np.ndarray],
+    X_test: Any,
+    budget_s: float,
+    *,
+    seed: int = 0,
+) -> tuple[list[tuple[dict[str, Any], np.ndarray]], list[dict[str, str]]]:
+    """Each AutoML peer fitted, in its own process with its venv's Python, on
+    the rows and columns the defaults get, under minimlops' training budget;
+    its outputs on TEST. Data goes by files: parquet in a temporary directory.
+    Returns (row, TEST outputs) per peer that ran, and one error per peer that
+    did not (a failure is reported, never dropped)."""
+    import subprocess
+    import tempfile
+
+    import pandas as pd
+
+    assert automl.python is not None
+    X_train, y_train = fit_on
+    k = len(project.classes or ())
+    found, errors = [], []
+    with tempfile.TemporaryDirectory(prefix="minimlops-automl-") as tmp:
+        work = Path(tmp)
+        train = X_train.copy()
+        train[TARGET] = y_train
+        train.to_parquet(work / "train.parquet")
+        X_test.to_parquet(work / "test.parquet")
+        spec = {
+            "task": project.task,
+            "n_classes": k,
+            "metric": project.primary_metric,
+            "budget_s": budget_s,
+            "seed": seed,
+        }
+        (work / "spec.json").write_text(json.dumps(spec))
+        for method in automl.methods:
+            name = AUTOML.get(method, method)
+            started = time.perf_counter()
+            try:
+                done = subprocess.run(
+                    [str(automl.python), str(automl.runner), method, str(work)],
+                    capture_output=True,
+                    text=True,
+                    timeout=5 * budget_s + 300,  # imports, the final refit, prediction
+                )
+            except subprocess.TimeoutExpired:
+                errors.append(
+                    {"method": name, "error": f"no answer after {5 * budget_s + 300:.0f} s"}
+                )
+                continue
+            wall = time.perf_counter() - started
+            if done.returncode != 0:
+                last = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
+                errors.append({"method": name, "error": f"exit {done.returncode}: {last[-300:]}"})
+                continue
+            info = json.loads((work / f"{method}.json").read_text())
+            table = pd.read_parquet(work / f"{method}.out.parquet")
+            if project.task == "regression":
+                out = table["value"].to_numpy(dtype=np.float64)
+            else:
+                full = table[[f"p{i}" for i in range(k)]].to_numpy(dtype=np.float64)
+                out = full[:, 1] if project.task == "binary" else full
+            chosen = f" ({info['chosen']})" if info.get("chosen") else ""
+            found.append(
+                (
+                    {
+                        "method": f"{name}{chosen}",
+                        "peer": name,
+                        "kind": "automl",
+                        "ours": False,
+                        "seconds": float(info["seconds"]),
+                        "process_seconds": wall,
+                        "version": info.get("version"),
+                        "chosen": info.get("chosen"),
+                    },
+                    out,
+                )
+            )
+    return found, errors
+
+
+# --- scoring -------------------------------------------------------------------
+
+
+def evaluate(
+    ds: DataSet,
+    *,
+    seed: int = 0,
+    budget_s: float | None = None,
+    automl: AutoML | None = None,
+) -> dict[str, Any]:
+    """minimlops and the peers on one data set, scored on TEST. ``budget_s``:
+    minimlops' training budget (None: the pipeline's default), which the
+    AutoML peers are given too."""
     from minimlops.ml import artifacts
     from minimlops.ml.job import fit_and_score
     from minimlops.ml.metrics import metrics
     from minimlops.ml.selection import output_of
+    from minimlops.ml.training import BUDGET_S
     from minimlops.projects import derived_functions
 
     project = ds.project
@@ -370,6 +515,7 @@ def evaluate(ds: DataSet, *, seed: int = 0, budget_s: float | None = None) -> di
     rows.append(
         {
             "method": f"minimlops ({result['algorithm']})",
+            "kind": "minimlops",
             "ours": True,
             "seconds": seconds,
             "test": metrics(project.task, y_test, out, k),
@@ -394,41 +540,85 @@ def evaluate(ds: DataSet, *, seed: int = 0, budget_s: float | None = None) -> di
         rows.append(
             {
                 "method": name,
+                "kind": "default",
                 "ours": False,
                 "seconds": seconds,
                 "test": metrics(project.task, y_test, out, k),
             }
         )
-    metric, direction = project.primary_metric, project.metric_direction
-    sign = 1 if direction == "min" else -1
-    peers = [r for r in rows if not r["ours"]]
-    best = min(peers, key=lambda r: sign * r["test"][metric])
-    ours = rows[0]
-    for r in rows:
-        r["ratio"] = r["test"][metric] / best["test"][metric] if best["test"][metric] else None
-    gap = ours["test"][metric] - best["test"][metric]
-    goal = GOAL.get(metric)
-    met = None
-    if goal is not None:
-        allowed = goal[1] if goal[0] == "abs" else goal[1] * best["test"][metric]
-        met = bool(gap <= allowed)
-    elif direction == "max":
-        met = bool(gap >= -0.005)
-    low, high = _gap_interval(project, y_test, outputs[0], outputs[rows.index(best)], metric, k)
+    errors: list[dict[str, str]] = []
+    if automl is not None and automl.python is not None:
+        ran, errors = automl_peers(
+            automl, project, (X_train, y_train), X_test, budget_s or BUDGET_S, seed=seed
+        )
+        for row, out in ran:
+            row["test"] = metrics(project.task, y_test, out, k)
+            rows.append(row)
+            outputs.append(out)
     return {
         "data_set": ds.name,
         "note": ds.note,
         "task": project.task,
-        "metric": metric,
-        "direction": direction,
+        "metric": project.primary_metric,
+        "direction": project.metric_direction,
         "rows": {k_: t.num_rows for k_, t in parts.items()},
+        "budget_s": budget_s or BUDGET_S,
+        **compare(project, y_test, rows, outputs),
+        "automl_errors": errors,
+        "selection": result["selection"],
+        "calibration": result["calibration"],
+    }
+
+
+def _meets(metric: str, direction: str, gap: float, reference: float) -> bool | None:
+    """The issue's goal: minimlops at most this far behind ``reference``."""
+    goal = GOAL.get(metric)
+    if goal is not None:
+        allowed = goal[1] if goal[0] == "abs" else goal[1] * reference
+        return bool(gap <= allowed)
+    if direction == "max":
+        return bool(gap >= -0.005)
+    return None
+
+
+def compare(
+    project: Project, y: np.ndarray, rows: list[dict[str, Any]], outputs: list[np.ndarray]
+) -> dict[str, Any]:
+    """minimlops (the first row) against the best plain default (the goal's
+    reference; the ratio's too) and against each AutoML peer, with paired
+    bootstrap intervals of the gap on TEST."""
+    metric, direction = project.primary_metric, project.metric_direction
+    k = len(project.classes or ())
+    sign = 1 if direction == "min" else -1
+    defaults = [r for r in rows if r.get("kind", "default") == "default" and not r["ours"]]
+    best = min(defaults, key=lambda r: sign * r["test"][metric])
+    ours = rows[0]
+    for r in rows:
+        r["ratio"] = r["test"][metric] / best["test"][metric] if best["test"][metric] else None
+    gap = ours["test"][metric] - best["test"][metric]
+    low, high = _gap_interval(project, y, outputs[0], outputs[rows.index(best)], metric, k)
+    automl = []
+    for i, r in enumerate(rows):
+        if r.get("kind") != "automl":
+            continue
+        peer_gap = ours["test"][metric] - r["test"][metric]
+        lo, hi = _gap_interval(project, y, outputs[0], outputs[i], metric, k)
+        automl.append(
+            {
+                "peer": r.get("peer", r["method"]),
+                "method": r["method"],
+                "gap": peer_gap,
+                "gap_95": [lo, hi],
+                "goal_met": _meets(metric, direction, peer_gap, r["test"][metric]),
+            }
+        )
+    return {
         "methods": rows,
         "best_peer": best["method"],
         "gap": gap,
         "gap_95": [low, high],
-        "goal_met": met,
-        "selection": result["selection"],
-        "calibration": result["calibration"],
+        "goal_met": _meets(metric, direction, gap, best["test"][metric]),
+        "automl": automl,
     }
 
 
@@ -843,32 +1033,108 @@ def _over_promise_interval(
     return float(np.percentile(gaps, 2.5)), float(np.percentile(gaps, 97.5))
 
 
-def markdown(report: dict[str, Any]) -> str:
+def _verdict(met: bool | None) -> str:
+    return {True: "goal met", False: "goal NOT met", None: "no goal for this metric"}[met]
+
+
+def goal_lines(report: dict[str, Any]) -> list[str]:
+    """The issue's goal, and how far this run meets it."""
+    found = report["data_sets"]
+    automl = report.get("automl") or {}
+    budget = automl.get("budget_s")
     lines = [
-        "# Model quality: minimlops against the defaults a careful user would try",
+        "Goal (issue #32): on each data set's primary metric, minimlops at least as good as "
+        "the best plain default (at most +0.005 log loss, +1 % RMSE, -0.005 on a "
+        "higher-is-better metric), and as good as AutoGluon under the same training "
+        "budget on nearly every data set.",
+        "",
+    ]
+    judged = [d for d in found if d["goal_met"] is not None]
+    if judged:
+        met = sum(bool(d["goal_met"]) for d in judged)
+        missed = [d["data_set"] for d in judged if not d["goal_met"]]
+        lines.append(
+            f"- Against the best plain default: met on {met} of {len(judged)} data sets"
+            + (f" (not on {', '.join(missed)})." if missed else ".")
+        )
+    if not automl.get("python"):
+        lines += [
+            f"- **AutoGluon and FLAML were not run**: {automl.get('reason') or 'not asked'}. "
+            "Their rows are missing below; the defaults ran.",
+        ]
+    else:
+        for peer in AUTOML.values():
+            versus = [
+                (d["data_set"], a) for d in found for a in d.get("automl", []) if a["peer"] == peer
+            ]
+            failed = [
+                d["data_set"]
+                for d in found
+                for e in d.get("automl_errors", [])
+                if e["method"] == peer
+            ]
+            if not versus and not failed:
+                continue
+            judged_ = [(n, a) for n, a in versus if a["goal_met"] is not None]
+            met = sum(bool(a["goal_met"]) for _, a in judged_)
+            missed = [n for n, a in judged_ if not a["goal_met"]]
+            version = automl.get("versions", {}).get(peer)
+            lines.append(
+                f"- Against {peer}{f' {version}' if version else ''} ({budget:g} s, the same "
+                f"training budget as minimlops): as good on {met} of {len(judged_)} data sets"
+                + (f" (not on {', '.join(missed)})" if missed else "")
+                + (f"; failed on {', '.join(failed)}" if failed else "")
+                + "."
+            )
+    lines.append("")
+    return lines
+
+
+def markdown(report: dict[str, Any]) -> str:
+    automl = report.get("automl") or {}
+    lines = [
+        "# Model quality: minimlops against the defaults a careful user would try, and AutoML",
         "",
         f"Machine: {report['machine']}. Every method learns from the same rows (minimlops "
         "selects on TRAIN, is gated on VALIDATION and serves a refit on both; the peers "
         "fit on both) and is scored once on TEST (never used by minimlops for selection "
         "or the gate). "
-        "Ratio: to the best peer on the data set's primary metric.",
+        "Ratio: to the best plain default on the data set's primary metric. "
+        + (
+            f"AutoGluon (`TabularPredictor(...).fit(train, time_limit={automl['budget_s']:g})`, "
+            f"its default preset) and FLAML (`AutoML().fit(X, y, time_budget="
+            f"{automl['budget_s']:g})`) get minimlops' training budget, the task and the "
+            "primary metric, and run from their own venv (CPU only, no torch: AutoGluon "
+            "skips its neural networks); their fit s is the `fit` call's."
+            if automl.get("python")
+            else ""
+        ),
         "",
+        *goal_lines(report),
     ]
     for d in report["data_sets"]:
         metric = d["metric"]
         shown = [m for m in SHOWN[d["task"]] if m != metric]
         rows = d["rows"]
-        verdict = {True: "goal met", False: "goal NOT met", None: "no goal for this metric"}[
-            d["goal_met"]
-        ]
         lines += [
             f"## {d['data_set']} ({d['task']}; {d['note']})",
             "",
             f"TRAIN {rows['TRAIN']:,} · VALIDATION {rows['VALIDATION']:,} · TEST "
             f"{rows['TEST']:,} rows. Primary metric **{metric}** "
             f"({'lower' if d['direction'] == 'min' else 'higher'} is better); minimlops "
-            f"vs the best peer ({d['best_peer']}): {d['gap']:+.4f} (95 % paired bootstrap "
-            f"interval on TEST {d['gap_95'][0]:+.4f} to {d['gap_95'][1]:+.4f}), {verdict}.",
+            f"vs the best plain default ({d['best_peer']}): {d['gap']:+.4f} (95 % paired "
+            f"bootstrap interval on TEST {d['gap_95'][0]:+.4f} to {d['gap_95'][1]:+.4f}), "
+            f"{_verdict(d['goal_met'])}.",
+        ]
+        for a in d.get("automl", []):
+            lo, hi = a["gap_95"]
+            lines.append(
+                f"minimlops vs {a['peer']}: {a['gap']:+.4f} ({lo:+.4f} to {hi:+.4f}), "
+                f"{_verdict(a['goal_met'])}."
+            )
+        for e in d.get("automl_errors", []):
+            lines.append(f"**{e['method']} failed**: {e['error']}.")
+        lines += [
             "",
             "| method | " + " | ".join([metric, *shown]) + " | ratio | fit s |",
             "| --- | " + " | ".join(["---:"] * (len(shown) + 3)) + " |",
@@ -942,25 +1208,60 @@ def run(
     example: Path | None,
     smoke: bool = False,
     parts: tuple[str, ...] = ("peers", "splits"),
+    automl: AutoML | None = None,
+    only: tuple[str, ...] | None = None,
 ) -> dict[str, Any]:
     """Every data set; writes quality.json and quality.md into out_dir.
-    ``parts``: the comparison with the peers, the splits' section, or both."""
+    ``parts``: the comparison with the peers, the splits' section, or both.
+    ``automl``: where AutoGluon and FLAML run (None: ``find_automl()``; when
+    there is no such venv the report says so and the rest runs). ``only``: the
+    peers' section's data sets by name (None: ``BENCH_QUALITY_ONLY``, comma
+    separated, else all)."""
     import os
     import platform
     import tempfile
 
-    budget = 10 if smoke else None
+    from minimlops.config import Settings
+
+    # minimlops' training budget (MINIMLOPS_TRAINING_BUDGET, 30 s by default):
+    # the AutoML peers get the same
+    budget = 10.0 if smoke else Settings.from_env(os.environ).training_budget
+    automl = find_automl() if automl is None else automl
+    if only is None and os.environ.get("BENCH_QUALITY_ONLY"):
+        only = tuple(n.strip() for n in os.environ["BENCH_QUALITY_ONLY"].split(",") if n.strip())
     found = []
     if "peers" in parts:
         with tempfile.TemporaryDirectory(prefix="minimlops-quality-") as tmp:
-            found = [evaluate(ds, budget_s=budget) for ds in data_sets(example, Path(tmp), smoke)]
+            found = [
+                evaluate(ds, budget_s=budget, automl=automl)
+                for ds in data_sets(example, Path(tmp), smoke)
+                if only is None or ds.name in only
+            ]
     splits = (  # four trainings: in smoke, the tests' short budget
-        [evaluate_splits(ss, budget_s=3 if smoke else None) for ss in split_sets(smoke)]
+        [evaluate_splits(ss, budget_s=3 if smoke else budget) for ss in split_sets(smoke)]
         if "splits" in parts
         else []
     )
     machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
-    report = {"machine": machine, "smoke": smoke, "data_sets": found, "splits": splits}
+    versions = {
+        r["peer"]: r["version"]
+        for d in found
+        for r in d["methods"]
+        if r.get("kind") == "automl" and r.get("version")
+    }
+    report = {
+        "machine": machine,
+        "smoke": smoke,
+        "budget_s": budget,
+        "automl": {
+            "python": str(automl.python) if automl.python else None,
+            "reason": automl.reason,
+            "budget_s": budget,
+            "versions": versions,
+        },
+        "data_sets": found,
+        "splits": splits,
+    }
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "quality.json").write_text(json.dumps(report, indent=2, default=float))
     (out_dir / "quality.md").write_text(markdown(report))

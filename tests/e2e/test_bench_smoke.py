@@ -89,3 +89,31 @@ def test_bench_quality_smoke_reports_what_each_split_promised(tmp_path: Path) ->
     assert quality.SPLITS_TITLE in text
     assert "### demand_over_time" in text and "### patient_visits" in text
     assert "rmse on held-out" in text and "log_loss on VALIDATION" in text
+
+
+def test_bench_quality_smoke_with_the_automl_venv(tmp_path: Path) -> None:
+    """AutoGluon and FLAML from their own venv (`make bench-automl`), on one
+    generated data set with the smoke budget: rows beside the defaults, scored
+    on the same TEST rows, compared with minimlops in the goal's lines."""
+    python = os.environ.get("BENCH_AUTOML_PYTHON")
+    if not python:
+        pytest.skip("BENCH_AUTOML_PYTHON unset: `make bench-automl` builds .bench-automl")
+    from minimlops_bench import quality
+
+    out = tmp_path / "results"
+    automl = quality.find_automl(Path(python))
+    assert automl.python is not None, automl.reason
+    quality.run(
+        out, example=None, smoke=True, parts=("peers",), automl=automl, only=("imbalanced",)
+    )
+    report = json.loads((out / "quality.json").read_text())
+    [d] = report["data_sets"]
+    assert d["automl_errors"] == []
+    kinds = [r["kind"] for r in d["methods"]]
+    assert kinds == ["minimlops", "default", "default", "default", "automl", "automl"]
+    assert [a["peer"] for a in d["automl"]] == ["AutoGluon", "FLAML"]
+    for r in d["methods"][-2:]:
+        assert 0 < r["test"]["log_loss"] < 1 and r["seconds"] > 0
+    assert set(report["automl"]["versions"]) == {"AutoGluon", "FLAML"}
+    text = (out / "quality.md").read_text()
+    assert "minimlops vs AutoGluon:" in text and "Against AutoGluon " in text
