@@ -183,3 +183,65 @@ def test_the_warehouse_reads_files_from_the_journal_only(tmp_path: Path) -> None
         with pytest.raises(QueryError, match="disabled"):
             wh.query(f"SELECT * FROM read_csv('{path}')")
     journal.close()
+
+
+def test_the_background_importer_keeps_up_with_a_busy_server_and_catches_up_after(
+    tmp_path: Path,
+) -> None:
+    """Rows reach the table while writes never pause (the importer does not
+    wait for a lull for ever), all of them once writes stop, each once."""
+    import threading
+    import time
+
+    wh, journal = _open(tmp_path)
+    importer = journal.importer
+    importer.import_every, importer.look_every = 0.3, 0.05
+    importer.start()
+    written, stop = [0], threading.Event()
+
+    def busy() -> None:  # a group every 5 ms: never quiet for a whole look
+        while not stop.is_set():
+            journal.write([_row(written[0])])
+            written[0] += 1
+            time.sleep(0.005)
+
+    writer = threading.Thread(target=busy)
+    writer.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not _uuids(wh) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _uuids(wh), "nothing imported while the server stayed busy"
+        assert writer.is_alive()
+    finally:
+        stop.set()
+        writer.join()
+    want = sorted(f"u{i}" for i in range(written[0]))
+    deadline = time.monotonic() + 30
+    while _uuids(wh) != want and time.monotonic() < deadline:  # no read asks for them
+        time.sleep(0.05)
+    assert _uuids(wh) == want
+    journal.close()
+    assert _uuids(wh) == want
+    wh.close()
+
+
+def test_a_read_sees_every_row_logged_before_it_whenever_the_importer_runs(
+    tmp_path: Path,
+) -> None:
+    """The importer's own rhythm is seconds under load; a reader that imports
+    first (as the server's routes and consumers do) misses nothing, and what
+    is already in the table is not added again."""
+    wh, journal = _open(tmp_path)
+    importer = journal.importer
+    importer.import_every = importer.look_every = 3600
+    importer.start()
+    journal.write([_row(1), _row(2)])
+    importer.import_pending()  # what a route does before it reads
+    assert _uuids(wh) == ["u1", "u2"]
+    journal.write([_row(3)])
+    importer.import_pending()
+    importer.import_pending()
+    assert _uuids(wh) == ["u1", "u2", "u3"]
+    journal.close()
+    wh.close()

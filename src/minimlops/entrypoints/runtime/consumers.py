@@ -82,6 +82,7 @@ class Runtime:
             if worker == "serving":
                 self.app.predictor.refresh()
             else:
+                self._flush_predictions()
                 messagebus.handle(event, self.app.deps)
         except Cancelled as exc:  # left unacknowledged: delivered again at the next start
             logger.warning("%s: %s; it runs again at the next start", sub, exc)
@@ -94,6 +95,17 @@ class Runtime:
         bus.ack(sub, msg_id)
         if worker != "serving":
             release_memory()
+
+    def _flush_predictions(self) -> None:
+        """Ingestion labels earlier predictions and training reads the
+        labelled ones, so the last seconds' predictions are imported first
+        (the importer waits for a lull or a few seconds). Best effort: a
+        failed import leaves them in the journal for the next one, and must
+        not fail (nor dead-letter) the file or the training."""
+        try:
+            self.app.flush_predictions()
+        except Exception:
+            logger.exception("prediction journal: import failed; will retry")
 
     def scan(self, settle_seconds: float | None = None) -> int:
         """Look at the landing zone once."""
