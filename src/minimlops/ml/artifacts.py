@@ -21,6 +21,9 @@ if TYPE_CHECKING:
 # (~1 s of its cold start).
 
 FORMAT = 1
+# an ensemble's file (its members, weights and names): an older minimlops refuses
+# it as "not a minimlops model" rather than loading a model without an estimator
+ENSEMBLE_FORMAT = 2
 # LightGBM's estimators and Booster rebuild themselves from the booster's model
 # text (LightGBM's own format), with no code of their own in the file.
 TRUSTED_TYPES = (
@@ -45,7 +48,7 @@ def to_bytes(model: TrainedModel) -> bytes:
 
     est = model.estimator
     payload: dict[str, Any] = {
-        "format": FORMAT,
+        "format": ENSEMBLE_FORMAT if isinstance(est, Ensemble) else FORMAT,
         # an ensemble as its members, weights and names: no class of ours in the file
         "estimator": None if isinstance(est, Ensemble) else est,
         "ensemble": (
@@ -87,7 +90,7 @@ def from_bytes(
         raise
     except Exception as exc:  # skops raises many kinds for bad input
         raise ArtifactIntegrityError(f"artifact is not a readable skops model: {exc}") from exc
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+    if not isinstance(payload, dict) or payload.get("format") not in (FORMAT, ENSEMBLE_FORMAT):
         raise ArtifactIntegrityError("artifact is not a minimlops model")
     if not isinstance(payload.get("spec"), dict) or payload["spec"].get("format") != 2:
         raise ArtifactIntegrityError(

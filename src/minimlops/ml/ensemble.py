@@ -26,9 +26,11 @@ from typing import Any
 
 import numpy as np
 
-EPS = 1e-30  # probabilities are floored here before a log (see ``raw``)
 ROUNDS = 25  # greedy additions (with replacement): weights are multiples of 1/ROUNDS
 MAX_MEMBERS = 4  # distinct members at most: each costs a serving row its trees
+# an ensemble costs serving, fitting and refitting its members' sum: it serves
+# only when its cross-fitted figure is better by more than this share
+MARGIN = 0.002
 CROSS_FIT = 5  # folds over the out-of-fold rows for the ensemble's own figure
 
 
@@ -37,16 +39,6 @@ def blend(task: str, outputs: Sequence[np.ndarray], weights: Sequence[float]) ->
     ``selection.output_of``: the positive class's probability, every
     class's probabilities, or the value): their weighted mean."""
     return np.asarray(sum(w * np.asarray(o) for w, o in zip(weights, outputs, strict=True)))
-
-
-def raw(task: str, out: np.ndarray) -> np.ndarray:
-    """A task output as raw output: log-odds (binary), log-probabilities
-    (multiclass; class scores up to a constant a row), the value (regression)."""
-    if task == "regression":
-        return np.asarray(out, dtype=np.float64)
-    if task == "binary":
-        return np.asarray(np.log(np.maximum(out, EPS)) - np.log(np.maximum(1.0 - out, EPS)))
-    return np.asarray(np.log(np.maximum(out, EPS)))
 
 
 class Ensemble:
@@ -75,11 +67,10 @@ class Ensemble:
 
     def predict(self, X: Any) -> np.ndarray:
         if self.task == "regression":
-            return np.asarray(
-                sum(
-                    w * np.asarray(m.predict(X), dtype=np.float64)
-                    for w, m in zip(self.weights, self.members, strict=True)
-                )
+            return blend(
+                self.task,
+                [np.asarray(m.predict(X), dtype=np.float64) for m in self.members],
+                self.weights,
             )
         return np.asarray(self.classes_[np.argmax(self.predict_proba(X), axis=1)])
 
@@ -161,22 +152,22 @@ def greedy(
     pass over the rows."""
     metric, direction = objective(task, metric, direction)
     sign = 1.0 if direction == "min" else -1.0
-    raws = [np.asarray(o, dtype=np.float64) for o in outputs]
+    outs = [np.asarray(o, dtype=np.float64) for o in outputs]
     singles = [sign * score(task, metric, y, o, n_classes) for o in outputs]
     first = int(np.nanargmin(singles))
     counts = {first: 1}
-    total = raws[first].copy()
+    total = outs[first].copy()
     for n in range(2, rounds + 1):
         allowed = list(counts) if len(counts) >= max_members else range(len(outputs))
         best: tuple[float, int] | None = None
         for j in allowed:
-            value = sign * score(task, metric, y, (total + raws[j]) / n, n_classes)
+            value = sign * score(task, metric, y, (total + outs[j]) / n, n_classes)
             if np.isfinite(value) and (best is None or value < best[0] - 1e-12):
                 best = (value, j)
         if best is None:
             break
         counts[best[1]] = counts.get(best[1], 0) + 1
-        total += raws[best[1]]
+        total += outs[best[1]]
     members = sorted(counts)
     added = sum(counts.values())
     return members, [counts[i] / added for i in members]
@@ -191,11 +182,14 @@ def choose(
     n_classes: int,
     seed: int,
     repeats: int = 1,
+    folds: np.ndarray | None = None,
 ) -> Choice | None:
     """Greedy selection on all the out-of-fold rows, and its cross-fitted
     figure against the best single candidate's; None with fewer than two
     candidates or too few rows to cross-fit. ``y`` and ``outputs`` may hold
-    ``repeats`` repeated cross-validations' rows one after the other."""
+    ``repeats`` repeated cross-validations' rows one after the other.
+    ``folds`` (one a row, of one repetition): the cross-fit's folds, when
+    rows are not exchangeable (whole groups, blocks of time); else random."""
     if len(outputs) < 2 or len(y) < 2 * CROSS_FIT:
         return None
     sign = 1.0 if direction == "min" else -1.0
@@ -205,10 +199,12 @@ def choose(
     # ``repeats`` cross-validations one after the other: a row's outputs in
     # each stay on one side, so weights are never fitted on the row they score
     n = len(y) // repeats
-    fold = np.tile(rng.permutation(n) % CROSS_FIT, repeats)
+    fold = np.tile(rng.permutation(n) % CROSS_FIT if folds is None else folds, repeats)
     fitted = np.zeros_like(np.asarray(outputs[0], dtype=np.float64))
     for k in range(CROSS_FIT):
         train, held = fold != k, fold == k
+        if not held.any() or not train.any():  # fewer groups than folds
+            continue
         members, weights = greedy(
             task, metric, direction, y[train], [o[train] for o in outputs], n_classes
         )

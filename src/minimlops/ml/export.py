@@ -68,8 +68,10 @@ def _lightgbm_to_onnx(estimator: Any, width: int) -> Any:
 
 def _ensemble_to_onnx(ensemble: Any, task: str, width: int) -> bytes:
     """An ensemble as one ONNX graph: its members' graphs side by side on one
-    input, combined as ``Ensemble`` does (classifiers: ``softmax(sum w_i
-    log(max(p_i, EPS)))``; regressors: ``sum w_i v_i``).
+    input, combined as ``Ensemble`` does: ``sum w_i p_i``, a weighted mean of
+    the members' probabilities (or values). Its ``label`` output is the
+    position of the most probable class (nothing reads it: the fast path
+    reads the probabilities).
 
     One graph rather than one inference session per member: one row costs
     one ``run`` (onnxruntime's per-call overhead, a few microseconds, is paid
@@ -122,7 +124,7 @@ def _ensemble_to_onnx(ensemble: Any, task: str, width: int) -> bytes:
             helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, [None, None]),
         ]
     graph = helper.make_graph(
-        nodes,
+        _needed(nodes, [o.name for o in outputs]),
         "ensemble",
         [helper.make_tensor_value_info("input", in_type, [None, width])],
         outputs,
@@ -168,3 +170,15 @@ def parity(model: TrainedModel, fast: OnnxModel, rows: Sequence[Mapping[str, Any
     if not rows:
         return 0.0
     return difference(model.task, model.output(rows), fast.output(rows))
+
+
+def _needed(nodes: list[Any], outputs: list[str]) -> list[Any]:
+    """The nodes the outputs depend on, in order: the members' own label
+    outputs (and the casts and copies that make them) are dropped, each a
+    step onnxruntime would run on every row for nothing."""
+    wanted, kept = set(outputs), []
+    for node in reversed(nodes):
+        if wanted.intersection(node.output):
+            kept.append(node)
+            wanted.update(i for i in node.input if i)
+    return kept[::-1]

@@ -253,16 +253,18 @@ def _evaluation(
     }
     if model is not None:
         # mean |attribution| per input column in the raw output's space
-        # (multiclass: each row's predicted class), on at most 200 of the rows
-        # (already a random sample beyond IMPORTANCE_ROWS): a forest's TreeSHAP
-        # costs a row ~5 ms, an ensemble's its members' sum; 200 settle the mean
+        # (multiclass: each row's predicted class), on 200 rows drawn at random:
+        # a forest's TreeSHAP costs a row ~5 ms, an ensemble's its members' sum;
+        # 200 settle the mean
         from minimlops.ml import attributions
 
-        some = rows[:200]
+        rng = np.random.default_rng(seed)
+        some = [rows[i] for i in np.sort(rng.permutation(len(rows))[:200])]
         try:
             found = attributions.Attributor(model).explain(some)
-        except (TypeError, ImportError) as exc:  # no method for the estimator; no shap
+        except Exception as exc:  # a display: never the reason a training fails
             logger.warning("train_model: no attributions for %s: %s", model.algorithm, exc)
+            result["attributions"] = {"error": f"{type(exc).__name__}: {exc}"[:300]}
         else:
             result["attributions"] = {
                 "space": found.space,

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from minimlops.ml import ensemble
 from minimlops.ml.candidates import PATIENCE, Candidate, candidates, lightgbm
 
 logger = logging.getLogger("minimlops.train")
@@ -286,7 +287,9 @@ def select(
     # expanding windows never score the oldest block: metrics are on the rows scored
     scored = np.unique(np.concatenate([t for _, t in splits]))
     # repeated on small tables (not in time: its windows are the only ones there are)
-    repeats = REPEATS if os_ is None and len(ys) < REPEAT_BELOW else 1
+    # and not when every group already sits in a fold of its own (no new draw)
+    few_groups = gs is not None and len(np.unique(gs)) <= k_folds
+    repeats = REPEATS if os_ is None and not few_groups and len(ys) < REPEAT_BELOW else 1
     rounds_of_folds = [splits] + [
         _folds(task, ys, k_folds, seed + 1000 * r, os_, gs) for r in range(1, repeats)
     ]
@@ -390,7 +393,15 @@ def select(
         folds_by="time" if order is not None else "group" if groups is not None else "random",
     )
     if ensembles:
-        _ensemble(result, pool, outputs, rounds_of, task, n_classes, seed)
+        # the ensemble's cross-fit keeps groups whole and time in blocks, as the folds do
+        cross: np.ndarray | None = None
+        if gs is not None:
+            names, codes = np.unique(gs[scored], return_inverse=True)
+            cross = np.random.default_rng(seed).permutation(len(names))[codes] % ensemble.CROSS_FIT
+        elif os_ is not None:
+            rank = np.argsort(np.argsort(os_[scored], kind="stable"), kind="stable")
+            cross = rank * ensemble.CROSS_FIT // len(rank)
+        _ensemble(result, pool, outputs, rounds_of, task, n_classes, seed, cross)
     if not result.ensemble:
         board[best[1]]["chosen"] = True
     return result
@@ -404,11 +415,11 @@ def _ensemble(
     task: str,
     n_classes: int,
     seed: int,
+    cross: np.ndarray | None = None,
 ) -> None:
     """Try a weighted ensemble of the scored candidates (``ml.ensemble``):
     listed on the leaderboard with its cross-fitted figures, and served
     (``result.ensemble``) when they beat the best single candidate's."""
-    from minimlops.ml import ensemble
     from minimlops.ml.metrics import metrics
 
     scored = [c for c in pool if c.name in outputs]
@@ -423,6 +434,7 @@ def _ensemble(
         n_classes,
         seed,
         repeats=result.repeats,
+        folds=cross,
     )
     if choice is None or len(choice.members) < 2:
         return
@@ -431,7 +443,11 @@ def _ensemble(
         (scored[i], rounds_of.get(scored[i].name), w)
         for i, w in zip(choice.members, choice.weights, strict=True)
     ]
-    better = sign * choice.cross_fitted < sign * choice.best_single
+    # better by more than MARGIN of the best single figure: an ensemble costs
+    # its members' sum to serve, fit and refit
+    better = sign * choice.cross_fitted < sign * choice.best_single - ensemble.MARGIN * abs(
+        choice.best_single
+    )
     cv = metrics(task, y, choice.outputs, n_classes)
     cv.pop("rows", None)
     entry: dict[str, Any] = {
@@ -446,13 +462,18 @@ def _ensemble(
     if not better:
         entry["note"] = (
             f"not served: its cross-fitted {result.metric} {choice.cross_fitted:.4f} "
-            f"does not beat {scored[choice.best_index].name}'s {choice.best_single:.4f}"
+            f"does not beat {scored[choice.best_index].name}'s {choice.best_single:.4f} "
+            f"by more than {ensemble.MARGIN:.1%}"
         )
     result.leaderboard.append(entry)
     if better:
         entry["chosen"] = True
         result.ensemble = members
         result.oof = choice.outputs
+        if result.class_weight:
+            result.class_weight["chosen_weighted"] = any(
+                c.name.endswith("_balanced") for c, _, _ in members
+            )
 
 
 def fit_chosen(selection: Selection, task: str, X: np.ndarray, y: np.ndarray, seed: int) -> Any:

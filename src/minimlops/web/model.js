@@ -200,6 +200,7 @@ function renderAttributions(v) {
   const att = (v.report || {}).attributions;
   const list = document.getElementById("attributions");
   if (!att) { document.getElementById("attributions-note").textContent = "not stored for this version"; return; }
+  if (att.error) { document.getElementById("attributions-note").textContent = `not computed: ${att.error}`; return; }
   const space = att.space === "logit" ? "the predicted class's score (logit)" : att.space;
   document.getElementById("attributions-note").textContent =
     `how far each column moves the raw output, on average (mean |Shapley attribution| in ${space}` +

@@ -226,7 +226,12 @@ async function submit(event) {
   if (!resp.ok) { showErrors(answer); return; }
   showAnswer(answer);
   const why = await call("/explain", { method: "POST", headers, body });
-  if (why.ok) showAttributions(await why.json());
+  if (why.ok) { showAttributions(await why.json()); return; }
+  // no stale bars from the previous row: say why there are none
+  document.getElementById("effects").replaceChildren();
+  let detail = `the explanation failed (${why.status})`;
+  try { detail = (await why.json()).detail || detail; } catch (err) { /* not JSON */ }
+  document.getElementById("effects-summary").textContent = detail;
 }
 
 async function start() {

@@ -453,13 +453,14 @@ def bench(
         bool,
         typer.Option(
             help="model quality instead: minimlops' selection against LightGBM, "
-            "HistGradientBoosting and linear defaults on every example and two generated "
-            "data sets, scored on TEST; writes quality.json and quality.md"
+            "HistGradientBoosting and linear defaults, and AutoGluon and FLAML under the "
+            "same budget (their own venv: make bench-automl), on every example and "
+            "generated data set, scored on TEST; writes quality.json and quality.md"
         ),
     ] = False,
 ) -> None:
     """Measure serving and ingestion against baselines run alongside (needs wrk),
-    or, with --quality, model quality against well-known defaults."""
+    or, with --quality, model quality against well-known defaults and AutoML tools."""
     if quality:
         from minimlops import example_data
         from minimlops.projects import load

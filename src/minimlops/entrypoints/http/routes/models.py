@@ -26,6 +26,7 @@ def router(ctx: Context) -> APIRouter:
         return json_response(await asyncio.to_thread(admin.project_view, app.deps, app.registry))
 
     def models_with_live() -> dict[str, Any]:
+        app.flush_predictions()  # the served counts include every answered prediction
         live = {v["version"]: v for v in monitor.live_accuracy(app.deps, app.registry)}
         return admin.list_models(app.registry, live)
 
@@ -34,6 +35,7 @@ def router(ctx: Context) -> APIRouter:
         return json_response(await reuse.get("models", lambda: asyncio.to_thread(models_with_live)))
 
     def model_with_live(version: str) -> dict[str, Any]:
+        app.flush_predictions()
         live = {v["version"]: v for v in monitor.live_accuracy(app.deps, app.registry)}
         return admin.model_view(app.registry, version, live)
 

@@ -5,6 +5,7 @@ serving counters (/metrics, /stats/serving)."""
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 
 import orjson
 from fastapi import APIRouter, Request
@@ -43,6 +44,10 @@ def router(ctx: Context) -> APIRouter:
         return Response(body, status, media_type="application/json")
 
     explainer = Explainer(app.predictor.registry.load, app.deps.project)  # loads nothing yet
+    # explanations on a thread of their own: a few clients explaining 100-row
+    # batches of a forest (~1 s each) wait for each other, never for the
+    # default pool's threads that /status, /feedback and /query share
+    explaining = ThreadPoolExecutor(max_workers=1, thread_name_prefix="explain")
 
     @api.post(
         "/explain",
@@ -82,7 +87,9 @@ def router(ctx: Context) -> APIRouter:
         if current is None:
             return problem(503, "no model to serve yet")
         try:  # the first explanation of a version loads its native model (~1 s)
-            found = await asyncio.to_thread(explainer.explain, current[0], current[1], rows)
+            found = await asyncio.get_running_loop().run_in_executor(
+                explaining, explainer.explain, current[0], current[1], rows
+            )
         except DerivedFeatureError as exc:
             where = {"index": exc.where} if batch and exc.where is not None else {}
             return problem(
