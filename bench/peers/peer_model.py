@@ -5,6 +5,11 @@ The pipeline is what the exercise and most tutorials serve: imputers, one-hot
 encoding and the estimator our champion uses, on the same rows.
 
 Usage: python peer_model.py DATA.csv ALGORITHM OUT_DIR
+
+ALGORITHM is the champion's (``random_forest_deep``), or for an ensemble
+``ensemble:NAME=WEIGHT,...``: the members' families in a soft-voting
+ensemble with the same weights (a weighted mean of their probabilities, as
+minimlops' ensemble).
 """
 
 import pickle
@@ -15,7 +20,7 @@ import mlflow.sklearn
 import pandas as pd
 from lightgbm import LGBMClassifier
 from sklearn.compose import ColumnTransformer
-from sklearn.ensemble import RandomForestClassifier
+from sklearn.ensemble import RandomForestClassifier, VotingClassifier
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
@@ -65,8 +70,19 @@ def main(csv: str, algorithm: str, out: str) -> None:
             ),
         ]
     )
-    make, trusted = FAMILIES[family(algorithm)]
-    estimator = make()
+    if algorithm.startswith("ensemble:"):
+        members = [m.split("=") for m in algorithm.split(":", 1)[1].split(",")]
+        made = [(f"m{i}", *FAMILIES[family(name)]) for i, (name, _) in enumerate(members)]
+        estimator = VotingClassifier(
+            [(name, make()) for name, make, _ in made],
+            voting="soft",
+            weights=[float(w) for _, w in members],
+        )
+        # VotingClassifier keeps its fitted members in a Bunch (named_estimators_)
+        trusted = sorted({"sklearn.utils._bunch.Bunch", *(t for _, _, ts in made for t in ts)})
+    else:
+        make, trusted = FAMILIES[family(algorithm)]
+        estimator = make()
     model = Pipeline([("features", features), ("model", estimator)])
     model.fit(data[NUMBERS + CATEGORIES], data["Survived"])
     out_dir = Path(out)

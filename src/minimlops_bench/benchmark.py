@@ -42,7 +42,12 @@ def peers(plan: Plan, work: Path, results: Results) -> None:
             str(plan.peers),
             str(script_dir / "peer_model.py"),
             str(data),
-            results.algorithm,
+            results.algorithm
+            + (
+                ":" + ",".join(f"{name}={weight}" for name, weight in results.ensemble)
+                if results.algorithm == "ensemble"
+                else ""
+            ),
             str(models),
         ],
         capture_output=True,

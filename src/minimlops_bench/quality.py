@@ -1043,7 +1043,7 @@ def goal_lines(report: dict[str, Any]) -> list[str]:
     automl = report.get("automl") or {}
     budget = automl.get("budget_s")
     lines = [
-        "Goal (issue #32): on each data set's primary metric, minimlops at least as good as "
+        "Goal: on each data set's primary metric, minimlops at least as good as "
         "the best plain default (at most +0.005 log loss, +1 % RMSE, -0.005 on a "
         "higher-is-better metric), and as good as AutoGluon under the same training "
         "budget on nearly every data set.",

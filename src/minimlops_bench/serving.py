@@ -61,7 +61,11 @@ def serving(plan: Plan, work: Path, results: Results, floor: str) -> None:
         lone = wrk(url + "/predict", one, 1, plan.seconds)
         time.sleep(plan.pause)
         many = wrk(url + "/predict", batch, 4, plan.seconds)
-        algorithm = httpx.get(url + "/models").json()["versions"][0]["algorithm"]
+        newest = httpx.get(url + "/models").json()["versions"][0]
+        algorithm = newest["algorithm"]
+        if algorithm == "ensemble":  # the peers build the same members, weighted alike
+            members = httpx.get(f"{url}/models/{newest['version']}").json()["selection"]
+            results.ensemble = [(m["name"], m["weight"]) for m in members["ensemble"]]
     cold = cold_start(env, url)
     two = _two_processes({**env, "MINIMLOPS_SERVING_PROCESSES": "2"}, url, floor, one, seconds)
     note = f"model: {algorithm}; every prediction durably logged before the answer"

@@ -49,6 +49,7 @@ class Results:
     ours_lone: dict[str, float] = field(default_factory=dict)  # /predict @1
     floor: float = 0.0  # the floor's req/s (median of its runs)
     algorithm: str = "random_forest"
+    ensemble: list[tuple[str, float]] = field(default_factory=list)  # (member, weight)
 
     def add(
         self,
