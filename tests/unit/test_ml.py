@@ -81,6 +81,37 @@ def test_imputation_uses_only_the_rows_it_is_fitted_on(rows) -> None:
     assert fill["Age"] != {c["name"]: c.get("fill") for c in other["columns"]}["Age"]
 
 
+def test_the_spec_is_the_same_from_batch_forms_and_one_row_at_a_time(rows, monkeypatch) -> None:
+    """fit_spec reads columns a chunk at a time with the derived features'
+    batch forms; the one-row functions, and any chunk size, learn the same."""
+    by_row = {n: (lambda r, f=f: f(r)) for n, f in DERIVE.items()}  # no batch forms
+    whole = features.fit_spec(iter(rows), TITANIC, DERIVE)
+    monkeypatch.setattr(features, "FIT_CHUNK", 7)
+    assert features.fit_spec(iter(rows), TITANIC, by_row) == whole
+    assert features.fit_spec(iter(rows), TITANIC, DERIVE) == whole
+
+
+def test_a_batch_forms_nan_category_is_missing_not_a_category(rows) -> None:
+    """A batch form says missing with NaN: never a category named nan."""
+
+    def deck_or_nan(c):
+        return [
+            float("nan") if (cabin or "") == "" else DERIVE["deck"]({"Cabin": cabin})
+            for cabin in c["Cabin"]
+        ]
+
+    def deck_or_none(r):
+        return None if (r.get("Cabin") or "") == "" else DERIVE["deck"](r)
+
+    deck_or_none.minimlops_batch = deck_or_nan
+    derive = {**DERIVE, "deck": deck_or_none}
+    spec = features.fit_spec(iter(rows), TITANIC, derive)
+    (col,) = [c for c in spec["columns"] if c["name"] == "deck"]
+    assert col["categories"] and all(isinstance(v, str) for v in col["categories"])
+    by_row = {n: (lambda r, f=f: f(r)) for n, f in derive.items()}
+    assert features.fit_spec(iter(rows), TITANIC, by_row) == spec
+
+
 EDGES = [
     {"Pclass": 1, "Sex": "female", "SibSp": 0, "Parch": 0},  # every optional field missing
     {

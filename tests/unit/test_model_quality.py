@@ -381,3 +381,18 @@ def test_the_quick_metrics_equal_scikit_learns(task) -> None:
     assert set(quick) <= set(full) and len(quick) >= 3
     for name, value in quick.items():
         assert value == pytest.approx(full[name], rel=1e-9, abs=1e-12), name
+
+
+def test_the_bootstraps_roc_auc_is_scikit_learns_on_every_draw() -> None:
+    """The intervals' AUC comes from one sort and a count per row for each
+    draw: on every draw (with ties in the scores) it is scikit-learn's AUC of
+    the rows drawn."""
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(5)
+    y = rng.integers(0, 2, 400)
+    p = np.round(np.clip(0.3 * y + rng.random(400) * 0.7, 0, 1), 2)  # many ties
+    auc = evaluation._auc_of_draws(y, p)
+    for _ in range(20):
+        at = rng.integers(0, 400, 400)
+        assert auc(at) == pytest.approx(roc_auc_score(y[at], p[at]), rel=1e-12)

@@ -134,6 +134,29 @@ def _auc(y: np.ndarray, p: np.ndarray) -> float:
     return float((ranks[pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
+def _auc_of_draws(y: np.ndarray, p: np.ndarray) -> Callable[[np.ndarray], float]:
+    """ROC AUC of bootstrap draws of these rows, as :func:`_auc` gives on
+    ``y[at], p[at]``, from one sort: a draw is a count per row, and the
+    Mann-Whitney statistic a sum over the distinct scores of positive counts
+    times the negative counts below (ties half). O(rows) a draw instead of a
+    sort (~3 s of a 150,000-row VALIDATION's 200 draws)."""
+    values, group = np.unique(p, return_inverse=True)
+    pos = (y == 1).astype(np.float64)
+    n, k = len(y), len(values)
+
+    def auc(at: np.ndarray) -> float:
+        w = np.bincount(at, minlength=n).astype(np.float64)
+        wpos = np.bincount(group, weights=w * pos, minlength=k)
+        wneg = np.bincount(group, weights=w * (1.0 - pos), minlength=k)
+        n_pos, n_neg = wpos.sum(), wneg.sum()
+        if not n_pos or not n_neg:
+            return float("nan")
+        below = np.cumsum(wneg) - wneg
+        return float(np.sum(wpos * (below + 0.5 * wneg)) / (n_pos * n_neg))
+
+    return auc
+
+
 def _f1(y: np.ndarray, guess: np.ndarray, c: int) -> float:
     tp = np.sum((guess == c) & (y == c))
     denominator = np.sum(guess == c) + np.sum(y == c)
@@ -141,7 +164,7 @@ def _f1(y: np.ndarray, guess: np.ndarray, c: int) -> float:
 
 
 def quick_metrics(
-    task: str, y: np.ndarray, out: np.ndarray, n_classes: int = 2
+    task: str, y: np.ndarray, out: np.ndarray, n_classes: int = 2, *, auc: bool = True
 ) -> dict[str, float]:
     """The task's metrics as :func:`metrics.metrics` computes them (bar the
     calibration error), in plain numpy: ~50x cheaper, for the bootstrap and
@@ -164,13 +187,15 @@ def quick_metrics(
         }
     p = np.clip(out, 1e-15, 1 - 1e-15)
     guess = (out >= 0.5).astype(np.int64)
-    return {
+    found = {
         "accuracy": float(np.mean(guess == y)),
         "log_loss": float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p))),
         "brier": float(np.mean((out - y) ** 2)),
         "f1": _f1(y, guess, 1),
-        "roc_auc": _auc(y, out),
     }
+    if auc:
+        found["roc_auc"] = _auc(y, out)
+    return found
 
 
 def intervals(
@@ -181,11 +206,15 @@ def intervals(
         return {}
     rng = np.random.default_rng(seed)
     draws: dict[str, list[float]] = {}
+    auc = _auc_of_draws(y, out) if task == "binary" else None
     for _ in range(BOOTSTRAP):
         at = rng.integers(0, len(y), len(y))
         if task != "regression" and len(np.unique(y[at])) < 2:
             continue
-        for name, value in quick_metrics(task, y[at], out[at], n_classes).items():
+        found = quick_metrics(task, y[at], out[at], n_classes, auc=auc is None)
+        if auc is not None:
+            found["roc_auc"] = auc(at)
+        for name, value in found.items():
             if name != "rows" and np.isfinite(value):
                 draws.setdefault(name, []).append(value)
     return {

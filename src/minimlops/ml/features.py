@@ -28,11 +28,10 @@ their ISO 8601 text (a spec's typical row is JSON).
 
 from __future__ import annotations
 
-import statistics
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime
-from itertools import repeat
+from itertools import islice, repeat
 from typing import Any
 
 import numpy as np
@@ -43,6 +42,7 @@ from minimlops.errors import DerivedFeatureError
 MAX_CATEGORIES = 50  # one-hot slots per column at most; the rest share "other"
 MAX_FREQUENCIES = 5000  # values whose TRAIN frequency is kept; rarer ones get the smallest kept
 MIN_CATEGORY_ROWS = 1
+FIT_CHUNK = 20_000  # rows fit_spec reads at a time, a column at a time
 Derive = Mapping[str, Callable[[Mapping[str, Any]], Any]]
 _EPOCH = date(1970, 1, 1).toordinal()
 
@@ -160,28 +160,49 @@ def fit_spec(rows: Iterable[Mapping[str, Any]], project: Project, derive: Derive
     """What the features need, learned from TRAIN rows (never VALIDATION/TEST).
 
     One pass that keeps counts and numbers, not the rows: the rows may be
-    streamed a chunk at a time.
+    streamed, and are read ``FIT_CHUNK`` at a time, a column at a time (with
+    derived features' batch forms where the project has them, as
+    :meth:`FeatureSet.matrix` does).
 
     Raises:
         DerivedFeatureError: a derived feature raised on a row (named by its key).
     """
     columns = _columns(project)
-    numbers: dict[str, list[float]] = {c["name"]: [] for c in columns if c["kind"] != "categorical"}
+    numbers: dict[str, list[np.ndarray]] = {
+        c["name"]: [] for c in columns if c["kind"] != "categorical"
+    }
     counts: dict[str, Counter[Any]] = {c["name"]: Counter() for c in columns}
     missing: dict[str, int] = dict.fromkeys(numbers, 0)
-    raw_counts: dict[str, Counter[Any]] = {c: Counter() for c in project.input_columns}
+    inputs = project.input_columns
+    raw_counts: dict[str, Counter[Any]] = {c: Counter() for c in inputs}
     parts = _parts(columns)
-    for row in rows:
-        for c in project.input_columns:
-            raw_counts[c][row.get(c)] += 1  # None too: a column mostly empty is typically empty
+    batch = {
+        c["name"]: (fn.minimlops_batch, c["inputs"])
+        for c in columns
+        if c["derived"]
+        and c.get("inputs")
+        and getattr(fn := derive[c["name"]], "minimlops_batch", None)
+    }
+    it = iter(rows)
+    while chunk := list(islice(it, FIT_CHUNK)):
+        column = _column_reader(chunk)
+
+        for c in inputs:
+            raw_counts[c].update(column(c))  # None too: a column mostly empty is typically empty
         for col in columns:
-            value = _value(row, col, derive, project.key, parts)
+            name = col["name"]
+            values = _values(chunk, col, derive, project.key, parts, batch, column)
             if col["kind"] == "categorical":
-                counts[col["name"]][value] += 1
-            elif value is None:
-                missing[col["name"]] += 1
-            else:
-                numbers[col["name"]].append(float(value))
+                counts[name].update(values)
+                continue
+            x = (
+                values.astype(np.float64)
+                if isinstance(values, np.ndarray)
+                else np.array(values, np.float64)  # None reads as NaN
+            )
+            gap = np.isnan(x)
+            missing[name] += int(gap.sum())
+            numbers[name].append(x[~gap])
     for col in columns:
         name = col["name"]
         if col["kind"] == "categorical":
@@ -196,8 +217,8 @@ def fit_spec(rows: Iterable[Mapping[str, Any]], project: Project, derive: Derive
                 # a value TRAIN never had is 0
                 col["frequency_rest"] = kept[-1][1] / total if len(ranked) > len(kept) else 0.0
         else:
-            values = numbers[name]
-            fill = statistics.median(values) if values else 0.0
+            values = np.concatenate(numbers[name]) if numbers[name] else np.zeros(0)
+            fill = float(np.median(values)) if len(values) else 0.0
             col["fill"] = float(round(fill) if col["kind"] == "boolean" else fill)
             col["indicator"] = col["optional"] and (not col["derived"] or missing[name] > 0)
     return {
@@ -206,13 +227,11 @@ def fit_spec(rows: Iterable[Mapping[str, Any]], project: Project, derive: Derive
         "key": project.key,
         "columns": columns,
         "classes": list(project.classes) if project.classes else None,
-        "reference": _reference(project, raw_counts, numbers),
+        "reference": _reference(project, raw_counts),
     }
 
 
-def _reference(
-    project: Project, counts: Mapping[str, Counter[Any]], numbers: Mapping[str, list[float]]
-) -> dict[str, Any]:
+def _reference(project: Project, counts: Mapping[str, Counter[Any]]) -> dict[str, Any]:
     """A typical row of the training rows: medians of numbers, modes of the
     rest (for explanations and the page's defaults); optional text is None."""
     ref: dict[str, Any] = {}
@@ -283,6 +302,50 @@ def _value(
         return derive[col["name"]](row)
     except Exception as exc:
         raise DerivedFeatureError(col["name"], None, exc, row.get(key)) from exc
+
+
+def _column_reader(rows: list[Mapping[str, Any]]) -> Callable[[str], list[Any]]:
+    """A column of the rows, read out of them once."""
+    read: dict[str, list[Any]] = {}
+
+    def column(c: str) -> list[Any]:
+        if c not in read:
+            read[c] = [r.get(c) for r in rows]
+        return read[c]
+
+    return column
+
+
+def _values(
+    rows: list[Mapping[str, Any]],
+    col: Mapping[str, Any],
+    derive: Derive,
+    key: str,
+    parts: Mapping[str, tuple[str, Callable[[Any], Any]]],
+    batch: Mapping[str, tuple[Any, list[str]]],
+    column: Callable[[str], list[Any]],
+) -> Any:
+    """One spec column's values on many rows (a list, or an array from a
+    batch form; a categorical batch's NaN is None, as the row form says missing)."""
+    name = col["name"]
+    if name in parts:
+        source, part = parts[name]
+        return list(map(part, column(source)))
+    if not col["derived"]:
+        return column(name)
+    fn = derive[name]
+    try:
+        if name not in batch:
+            return [fn(r) for r in rows]
+        function, inputs = batch[name]
+        values = function({c: list(column(c)) for c in inputs})
+    except Exception as exc:
+        for r in rows:  # the first row it fails on, named by its key
+            _value(r, col, derive, key)
+        raise DerivedFeatureError(name, None, exc) from exc
+    if col["kind"] == "categorical":
+        return [None if isinstance(v, float) and v != v else v for v in values]
+    return values
 
 
 def feature_names(spec: Mapping[str, Any]) -> tuple[str, ...]:

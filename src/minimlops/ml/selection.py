@@ -32,6 +32,14 @@ SELECTION_SAMPLE = 30_000  # rows cross-validation uses on big data sets
 FEW_FOLDS_FROM = 10_000  # rows from which 3 folds do (each scores 3,000+ rows)
 EARLY_STOPPING_SHARE = 0.15  # of a fold's training rows, held out to stop boosting
 ROUNDS_SCALE = 1.15  # the final fit sees ~1/(1 - share) x (folds / (folds - 1)) more rows
+# a boosting round counts as an improvement only when it lowers the held-out
+# loss by MIN_GAIN of a know-nothing model's loss over sqrt(held-out rows):
+# on ~20 held-out rows (a 150-row table) log loss otherwise keeps inching down
+# as the probabilities sharpen, for 1,400+ rounds that cost most of the budget
+# and make the served model overconfident (measured on scikit-learn's wine:
+# 1,423 -> 441 rounds, its cross-validation 4x faster, TEST log loss 0.21 -> 0.16);
+# on 20,000 rows the threshold is ~1e-4 and the round counts barely move
+MIN_GAIN = 0.005
 SELECTION_SHARE = 0.6  # of the budget: later candidates start only before this much is spent
 # small tables: folds of ~100 rows make one cross-validation's ranking noisy
 # (on the Titanic example one row moves accuracy by 0.0016); their folds are
@@ -213,9 +221,25 @@ def _fit(
         y[fit],
         eval_X=(X[stop],),
         eval_y=(y[stop],),
-        callbacks=[lgb.early_stopping(PATIENCE, first_metric_only=True, verbose=False)],
+        callbacks=[
+            lgb.early_stopping(
+                PATIENCE,
+                first_metric_only=True,
+                verbose=False,
+                min_delta=MIN_GAIN * _baseline_loss(task, y[fit], y[stop]) / np.sqrt(len(stop)),
+            )
+        ],
     )
     return est, int(est.best_iteration_ or est.n_estimators)
+
+
+def _baseline_loss(task: str, y_fit: np.ndarray, y_stop: np.ndarray) -> float:
+    """The early-stopping metric (LightGBM's default for the task: log loss,
+    or l2) of a model that knows nothing: the fit rows' class shares, or mean."""
+    if task == "regression":
+        return float(np.mean((y_stop - np.mean(y_fit)) ** 2))
+    share = np.bincount(y_fit, minlength=int(max(y_fit.max(), y_stop.max())) + 1) / len(y_fit)
+    return float(-np.mean(np.log(np.clip(share[y_stop], 1e-15, 1.0))))
 
 
 def imbalance(task: str, y: np.ndarray, threshold: float) -> dict[str, Any]:
