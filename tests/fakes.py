@@ -287,13 +287,18 @@ class InMemoryWarehouse:
 class InMemoryMessageBus:
     def __init__(self, max_attempts: int = 5) -> None:
         self.max_attempts = max_attempts
+        self.attempts_of: dict[str, int] = {}
         self.subs: dict[str, str] = {}
         self.messages: dict[str, tuple[str, bytes, dict[str, str]]] = {}
         self.deliveries: dict[tuple[str, str], dict[str, Any]] = {}
         self.published: list[tuple[str, bytes, dict[str, str]]] = []
 
-    def create_subscription(self, subscription: str, topic: str) -> None:
+    def create_subscription(
+        self, subscription: str, topic: str, *, max_attempts: int | None = None
+    ) -> None:
         self.subs[subscription] = topic
+        if max_attempts is not None:
+            self.attempts_of[subscription] = max_attempts
 
     def publish(self, topic: str, data: bytes, attributes: Mapping[str, str]) -> str:
         mid = uuid.uuid4().hex
@@ -322,7 +327,7 @@ class InMemoryMessageBus:
     def nack(self, subscription: str, message_id: str, error: str) -> None:
         d = self.deliveries[(subscription, message_id)]
         d["leased"], d["error"] = False, error
-        if d["attempts"] >= self.max_attempts:
+        if d["attempts"] >= self.attempts_of.get(subscription, self.max_attempts):
             d["state"] = "dead"
 
     def dead_letter(self, subscription: str, message_id: str, error: str) -> None:

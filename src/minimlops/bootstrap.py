@@ -21,7 +21,15 @@ from minimlops.domain.events import ObjectFinalized
 from minimlops.domain.project import Project, compatible
 from minimlops.domain.schema import table_schema
 from minimlops.errors import BackendNotInstalled, ProjectMismatchError
-from minimlops.services.deps import Deps, Names, Progress, _no_progress, run_here, utc_now
+from minimlops.services.deps import (
+    Alerts,
+    Deps,
+    Names,
+    Progress,
+    _no_progress,
+    run_here,
+    utc_now,
+)
 from minimlops.services.monitor import MonitorConfig
 from minimlops.services.predict import DurableLog, PredictionLog, Predictor
 from minimlops.services.registry import ModelRegistry
@@ -35,12 +43,14 @@ BACKENDS: dict[str, dict[str, str]] = {
         "journal": "minimlops.adapters.journal:PredictionJournal",
         "journal_log": "minimlops.adapters.journal:JournalLog",
         "compute": "minimlops.adapters.process_compute:ProcessCompute",
+        "webhooks": "minimlops.adapters.webhooks:HttpxWebhookSender",
     },
     "gcp": {
         "clients": "minimlops.adapters.gcp_clients:make_clients",
         "store": "minimlops.adapters.gcs:GCSObjectStore",
         "warehouse": "minimlops.adapters.bigquery_warehouse:BigQueryWarehouse",
         "bus": "minimlops.adapters.pubsub_bus:PubSubMessageBus",
+        "webhooks": "minimlops.adapters.webhooks:HttpxWebhookSender",
     },
 }
 EXTRAS = {"gcp": "pip install 'minimlops[gcp]'"}
@@ -293,6 +303,7 @@ def build_gcp(settings: Settings, *, progress: Progress = _no_progress) -> App:
         ensembles=settings.ensembles,
         imbalance_threshold=settings.imbalance_threshold,
         promotion_tolerance=settings.promotion_tolerance,
+        alerts=alerts_of(settings),
         progress=progress,
         compute=run_here,
     )
@@ -320,6 +331,20 @@ def start_training_process() -> Any:
     compute = load_class("local", "compute")()
     compute.prestart()
     return compute
+
+
+def alerts_of(settings: Settings) -> Alerts:
+    """Where alerts go, from the settings (a sender only when there are webhooks;
+    on Google Cloud they are raised either way: see ``Alerts``)."""
+    sender = load_class(settings.backend, "webhooks")() if settings.alert_urls else None
+    return Alerts(
+        on=bool(settings.alert_urls) or settings.backend == "gcp",
+        webhooks=settings.alert_urls,
+        secret=settings.alert_secret.get_secret_value() if settings.alert_secret else None,
+        events=tuple(e.strip() for e in settings.alert_events.split(",") if e.strip()) or ("*",),
+        timeout=settings.alert_timeout,
+        sender=sender,
+    )
 
 
 def build(
@@ -373,6 +398,7 @@ def build(
         ensembles=settings.ensembles,
         imbalance_threshold=settings.imbalance_threshold,
         promotion_tolerance=settings.promotion_tolerance,
+        alerts=alerts_of(settings),
         progress=progress,
         compute=(compute or load_class("local", "compute")()) if isolate_training else run_here,
     )

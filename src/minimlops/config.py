@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 PREFIX = "MINIMLOPS_"
 EXAMPLE_URL = "https://raw.githubusercontent.com/datasciencedojo/datasets/master/titanic.csv"
@@ -147,6 +147,9 @@ class Settings(BaseModel):
         "model_promoted", description="published when a version becomes champion"
     )
     retrain_topic: str = Field("retrain_requested", description="published to ask for a training")
+    alerts_topic: str = Field(
+        "alerts", description="alerts on their way to the webhooks (send_alert takes them)"
+    )
     model_name: str = Field(
         "titanic",
         description="the model's name in the model bucket (models/<name>/...); default: "
@@ -276,6 +279,47 @@ class Settings(BaseModel):
     )
     log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR")
 
+    # Alerts (docs/alerts.md).
+    alert_webhooks: SecretStr | None = Field(
+        None,
+        description="comma-separated webhook URLs that get alerts (a Slack incoming "
+        "webhook gets Slack's format, any other URL signed JSON); a secret, as a Slack "
+        "URL holds a token",
+    )
+    alert_secret: SecretStr | None = Field(
+        None,
+        description="the key alerts are signed with (X-Minimlops-Signature); required "
+        "with any webhook that is not Slack's",
+    )
+    alert_events: str = Field(
+        "*",
+        description="comma-separated alert types (shell patterns: model.*,training.failed) "
+        "that are sent; every type by default",
+    )
+    alert_timeout: float = Field(
+        10.0, gt=0, le=60, description="seconds a webhook has to answer before it is retried"
+    )
+
+    @model_validator(mode="after")
+    def _alerts_are_signed(self) -> Settings:
+        from minimlops.domain.alerts import is_slack
+
+        for url in self.alert_urls:
+            if not url.startswith(("https://", "http://")):
+                raise ValueError(f"alert webhook {url[:40]!r} is not an http(s) URL")
+            if not is_slack(url) and self.alert_secret is None:
+                raise ValueError(
+                    "MINIMLOPS_ALERT_SECRET is required with a webhook that is not Slack's: "
+                    "without a signature a receiver cannot tell our alerts from anyone's "
+                    "(openssl rand -hex 32 makes one)"
+                )
+        return self
+
+    @property
+    def alert_urls(self) -> tuple[str, ...]:
+        raw = self.alert_webhooks.get_secret_value() if self.alert_webhooks else ""
+        return tuple(u.strip() for u in raw.split(",") if u.strip())
+
     @classmethod
     def from_env(cls, env: Mapping[str, str], **overrides: Any) -> Settings:
         """Build settings from ``MINIMLOPS_*`` variables, then explicit overrides.
@@ -316,7 +360,10 @@ class Settings(BaseModel):
             return cls(**values)
         except ValidationError as exc:
             problems = "; ".join(
-                f"{PREFIX}{'.'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors()
+                f"{PREFIX}{'.'.join(map(str, e['loc'])).upper()}: {e['msg']}"
+                if e["loc"]
+                else e["msg"].removeprefix("Value error, ")  # a check of several settings
+                for e in exc.errors()
             )
             raise ConfigError(f"invalid setting: {problems}") from None
 

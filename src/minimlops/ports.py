@@ -262,8 +262,11 @@ class Warehouse(Protocol):
 class MessageBus(Protocol):
     """Topics with subscriptions; at-least-once delivery with ack."""
 
-    def create_subscription(self, subscription: str, topic: str) -> None:
-        """Attach a subscription to a topic (idempotent)."""
+    def create_subscription(
+        self, subscription: str, topic: str, *, max_attempts: int | None = None
+    ) -> None:
+        """Attach a subscription to a topic (idempotent); ``max_attempts``: its
+        deliveries before dead-lettering, else the bus's."""
         ...
 
     def publish(self, topic: str, data: bytes, attributes: Mapping[str, str]) -> str:
@@ -288,4 +291,16 @@ class MessageBus(Protocol):
 
     def stats(self) -> list[dict[str, Any]]:
         """Per subscription: pending, leased, acked and dead-lettered counts."""
+        ...
+
+
+class WebhookSender(Protocol):
+    """POSTs a body to a URL (the alerts' webhooks)."""
+
+    def post(self, url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> int:
+        """The answer's status code.
+
+        Raises:
+            OSError: the receiver could not be reached or did not answer in time.
+        """
         ...

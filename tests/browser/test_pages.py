@@ -177,6 +177,7 @@ def test_dashboard_shows_ingestion_training_and_a_chart(server: Server, page) ->
     assert page.locator("#chart-predictions canvas").count() == 1
     assert "version 1" in (page.text_content("#champion") or "")
     assert "★ champion" in (page.text_content("#models") or "")
+    assert "Alerts: off" in (page.text_content("#alerts") or "")  # and how to turn them on
     shot(page, "dashboard")
 
 

@@ -28,7 +28,8 @@ from tests.conftest import example_csv
 from tests.e2e.harness import free_port, wait_until
 
 pytestmark = pytest.mark.gcp
-FUNCTIONS = ("ingest_data", "train_model", "predictions_endpoint")
+FUNCTIONS = ("ingest_data", "train_model", "predictions_endpoint")  # started by default
+ALL_FUNCTIONS = (*FUNCTIONS, "send_alert")
 EXERCISE_REQUEST = {
     "PassengerId": 892,
     "Pclass": 3,
@@ -63,12 +64,13 @@ class Cloud:
                 "MINIMLOPS_INGESTION_TOPIC": f"ingestion_complete-{self.suffix}",
                 "MINIMLOPS_RETRAIN_TOPIC": f"retrain_requested-{self.suffix}",
                 "MINIMLOPS_PROMOTED_TOPIC": f"model_promoted-{self.suffix}",
+                "MINIMLOPS_ALERTS_TOPIC": f"alerts-{self.suffix}",
                 "MINIMLOPS_DEAD_LETTER_TOPIC": f"dead-letter-{self.suffix}",
                 "MINIMLOPS_CV_FOLDS": "3",
                 "MINIMLOPS_MODEL_CHECK_SECONDS": "1",
             }
         )
-        self.ports = {fn: free_port() for fn in FUNCTIONS}
+        self.ports = {fn: free_port() for fn in ALL_FUNCTIONS}
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
 
     def cli(self, *args: str) -> str:
@@ -317,6 +319,61 @@ def test_the_exercise_flow_on_emulated_google_cloud(cloud: Cloud, tmp_path: Path
     landed = cloud.cli("ingest", str(data))
     assert f"gs://{cloud.landing}/" in landed and "ingest_data runs on" in landed
     assert landing.get_blob(Path(data).name) is not None
+
+
+def test_a_functions_alert_reaches_a_webhook_through_pubsub_and_is_retried(
+    cloud: Cloud, tmp_path: Path
+) -> None:
+    """ingest_data rejects a file and publishes file.rejected; Pub/Sub pushes it
+    to send_alert, which holds the webhook and the key (from Secret Manager on
+    Google Cloud, from its environment here); a receiver that fails at first
+    gets it on a later delivery, signed, with the same id."""
+    from minimlops.domain import alerts
+    from tests.e2e.test_alerts import SECRET, Receiver
+
+    receiver = Receiver()
+    receiver.status = 503
+    try:
+        _, _, sub = _clients(cloud.project)
+        cloud.cli("gcp", "provision")
+        bundle = tmp_path / "bundle"
+        cloud.cli(
+            "gcp", "deploy", "--dry-run", "--gcp-project", cloud.project, "--bundle", str(bundle)
+        )
+        cloud.start_functions(bundle, only=("ingest_data",))
+        cloud.start_functions(
+            bundle,
+            only=("send_alert",),
+            MINIMLOPS_ALERT_WEBHOOKS=receiver.url,
+            MINIMLOPS_ALERT_SECRET=SECRET,
+        )
+        topic = cloud.env["MINIMLOPS_ALERTS_TOPIC"]
+        sub.create_subscription(  # what Eventarc's Pub/Sub trigger makes on Google Cloud
+            name=sub.subscription_path(cloud.project, f"send-alert-{cloud.suffix}"),
+            topic=f"projects/{cloud.project}/topics/{topic}",
+            push_config={
+                "push_endpoint": f"{cloud.url('send_alert')}/projects/{cloud.project}/topics/{topic}"
+            },
+        )
+        notifications = sub.subscription_path(cloud.project, f"bridge-{cloud.suffix}")
+        sub.create_subscription(
+            name=notifications, topic=f"projects/{cloud.project}/topics/gcs-notifications"
+        )
+        from google.cloud import storage
+
+        landing = storage.Client(project=cloud.project).bucket(cloud.landing)
+        landing.blob("broken.csv").upload_from_string(b"a;b\n1;2\n", content_type="text/csv")
+        assert _bridge(cloud, sub, notifications, "broken.csv") == 200, cloud.logs("ingest_data")
+        wait_until(lambda: receiver.tries, 60, lambda: "a try:\n" + cloud.logs("send_alert"))
+        receiver.status = 200
+        wait_until(lambda: receiver.got, 120, lambda: "a redelivery:\n" + cloud.logs("send_alert"))
+    finally:
+        receiver.close()
+    (got,) = receiver.got[:1]
+    doc = got["doc"]
+    assert doc["type"] == "file.rejected" and doc["details"]["file"].endswith("broken.csv")
+    assert alerts.verify(SECRET, got["signature"], got["body"])
+    assert {i for i, _ in receiver.tries} == {doc["id"]}
 
 
 def test_a_multiclass_project_with_string_keys_on_emulated_google_cloud(

@@ -226,11 +226,8 @@ def test_every_subscription_behind_a_trigger_dead_letters(printed) -> None:
             assert 0 <= int(_flag(cmd, delay).removesuffix("s")) <= 600
 
 
-def test_every_call_is_granted_by_a_role_that_holds_its_permission(printed) -> None:
-    """The permission map (entrypoints/gcp/permissions.py) against a snapshot
-    of the predefined roles (tests/data/gcp_predefined_roles.json, from
-    https://cloud.google.com/iam/docs/roles-permissions)."""
-    plan = plans.build(Settings.from_env({"GOOGLE_CLOUD_PROJECT": "acme-ml"}, backend="gcp"))
+def _unmet(plan: plans.Plan) -> tuple[list[str], list[str]]:
+    """Calls no grant allows, and grants no call needs."""
     grants = {i.account: i.grants for i in plan.identities}
     missing, used = [], set()
     for account, calls in permissions.calls(plan).items():
@@ -248,13 +245,23 @@ def test_every_call_is_granted_by_a_role_that_holds_its_permission(printed) -> N
             used.update((account, g) for g in by)
             if not by:
                 missing.append(f"{account}: {call.what} needs {call.permission} on {call.resource}")
-    assert not missing, "\n".join(missing)
     unused = [
         f"{a}: {g.role} on {g.resource}"
         for a, gs in grants.items()
         for g in gs
         if (a, g) not in used
     ]
+    return missing, unused
+
+
+def test_every_call_is_granted_by_a_role_that_holds_its_permission(printed) -> None:
+    """The permission map (entrypoints/gcp/permissions.py) against a snapshot
+    of the predefined roles (tests/data/gcp_predefined_roles.json, from
+    https://cloud.google.com/iam/docs/roles-permissions)."""
+    plan = plans.build(Settings.from_env({"GOOGLE_CLOUD_PROJECT": "acme-ml"}, backend="gcp"))
+    grants = {i.account: i.grants for i in plan.identities}
+    missing, unused = _unmet(plan)
+    assert not missing, "\n".join(missing)
     assert not unused, "grants no call needs:\n" + "\n".join(unused)
     # and the plan printed is the plan checked
     bindings = [
@@ -319,6 +326,57 @@ def test_secrets_come_from_secret_manager_and_are_never_printed(tmp_path: Path) 
     creates = [c for c in cmds if c[:3] == ["gcloud", "secrets", "create"]]
     assert {c[3] for c in creates} == {"minimlops-api-key", "minimlops-admin-token"}
     assert all("--data-file=-" in c for c in creates)  # the value goes on stdin
+
+
+def test_alerts_are_sent_by_a_function_of_their_own_with_secrets_from_secret_manager(
+    tmp_path: Path,
+) -> None:
+    """send_alert, deployed when there are webhooks: its Pub/Sub trigger on the
+    alerts topic, the webhooks (a Slack URL holds a token) and the signing key
+    from Secret Manager (https://cloud.google.com/functions/docs/configuring/secrets),
+    created from the deployer's settings on stdin and never printed; every
+    function that raises alerts may publish to the topic, and nothing more;
+    its subscription dead-letters within Pub/Sub's 5 to 100 attempts
+    (https://cloud.google.com/pubsub/docs/handling-failures)."""
+    hooks = "https://hooks.slack.com/services/T0/B0/tok-not-shown,https://example.test/hook"
+    env = _env(MINIMLOPS_ALERT_WEBHOOKS=hooks, MINIMLOPS_ALERT_SECRET="sign-key-not-shown")
+    cmds, _, out = _dry_run(tmp_path, env=env)
+    assert "tok-not-shown" not in out and "sign-key-not-shown" not in out
+    deploys = _deploys(cmds)
+    send = deploys["send_alert"]
+    assert _flag(send, "trigger-topic") == "alerts"
+    assert _flag(send, "trigger-service-account") == "mlops-trigger@acme-ml.iam.gserviceaccount.com"
+    assert set(_flag(send, "set-secrets").split(",")) == {
+        "MINIMLOPS_ALERT_WEBHOOKS=minimlops-alert-webhooks:latest",
+        "MINIMLOPS_ALERT_SECRET=minimlops-alert-secret:latest",
+    }
+    for cmd in deploys.values():
+        assert not set(_env_of(cmd)) & {"MINIMLOPS_ALERT_WEBHOOKS", "MINIMLOPS_ALERT_SECRET"}
+    creates = {c[3]: c for c in cmds if c[:3] == ["gcloud", "secrets", "create"]}
+    assert {"minimlops-alert-webhooks", "minimlops-alert-secret"} <= set(creates)
+    assert all("--data-file=-" in c for c in creates.values())
+    steps = plans.steps(plans.build(Settings.from_env(env, backend="gcp")), tmp_path / "bundle")
+    piped = {s.argv[3]: s for s in steps if s.argv[:3] == ("gcloud", "secrets", "create")}
+    assert piped["minimlops-alert-webhooks"].stdin == hooks  # and a new version when it exists
+    assert piped["minimlops-alert-secret"].update[:4] == ("gcloud", "secrets", "versions", "add")
+    updates = [c for c in cmds if c[:4] == ["gcloud", "pubsub", "subscriptions", "update"]]
+    (alerts_sub,) = [c for c in updates if "functions describe send_alert" in c[4]]
+    assert 5 <= int(_flag(alerts_sub, "max-delivery-attempts")) <= 100
+    plan = plans.build(Settings.from_env(env, backend="gcp"))
+    missing, unused = _unmet(plan)
+    assert not missing and not unused, (missing, unused)
+    raisers = {
+        i.account
+        for i in plan.identities
+        if any(g.resource == "alerts" and g.role == "roles/pubsub.publisher" for g in i.grants)
+    }
+    assert raisers == {
+        "mlops-ingest-data",
+        "mlops-train-model",
+        "mlops-predictions-endpoint",
+        "mlops-monitor-pipeline",
+        "mlops-send-alert",
+    }
 
 
 def test_only_predictions_are_public_and_instances_are_bounded(printed) -> None:

@@ -87,18 +87,36 @@ class PubSubMessageBus:
         )
 
     def create_subscription(
-        self, subscription: str, topic: str, *, push_endpoint: str | None = None
+        self,
+        subscription: str,
+        topic: str,
+        *,
+        push_endpoint: str | None = None,
+        max_attempts: int | None = None,
     ) -> str:
-        """Attach a subscription (with dead letter and retry policies) to a topic.
+        """Attach a subscription (with dead letter and retry policies) to a topic;
+        ``max_attempts``: its deliveries before dead-lettering, else the bus's.
 
         Idempotent: returns 'created' or 'found'.
         """
         self.ensure_topic(topic)
         self.ensure_dead_letter()
-        return self._create(subscription, topic, dead_letter=True, push_endpoint=push_endpoint)
+        return self._create(
+            subscription,
+            topic,
+            dead_letter=True,
+            push_endpoint=push_endpoint,
+            max_attempts=max_attempts,
+        )
 
     def _create(
-        self, subscription: str, topic: str, *, dead_letter: bool, push_endpoint: str | None = None
+        self,
+        subscription: str,
+        topic: str,
+        *,
+        dead_letter: bool,
+        push_endpoint: str | None = None,
+        max_attempts: int | None = None,
     ) -> str:
         request: dict[str, Any] = {
             "name": self.subscription_path(subscription),
@@ -112,7 +130,7 @@ class PubSubMessageBus:
         if dead_letter:
             request["dead_letter_policy"] = {
                 "dead_letter_topic": self.topic_path(self.dead_letter_topic),
-                "max_delivery_attempts": self.max_attempts,
+                "max_delivery_attempts": max_attempts or self.max_attempts,
             }
         if push_endpoint:
             request["push_config"] = {"push_endpoint": push_endpoint}

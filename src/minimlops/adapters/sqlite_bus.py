@@ -54,6 +54,7 @@ class SQLiteMessageBus:
     ) -> None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         self.max_attempts = max_attempts
+        self.attempts_of: dict[str, int] = {}  # per subscription, where it differs
         self.lease_seconds = lease_seconds
         self.backoff = (backoff_base, backoff_max)
         self._db = sqlite3.connect(
@@ -79,7 +80,13 @@ class SQLiteMessageBus:
             )
             return cur.rowcount
 
-    def create_subscription(self, subscription: str, topic: str) -> None:
+    def create_subscription(
+        self, subscription: str, topic: str, *, max_attempts: int | None = None
+    ) -> None:
+        """Attach a subscription to a topic (idempotent); ``max_attempts``:
+        its deliveries before dead-lettering, else the bus's."""
+        if max_attempts is not None:
+            self.attempts_of[subscription] = max_attempts
         with self._lock:
             self._db.execute(
                 "INSERT INTO subscriptions VALUES (?, ?) "
@@ -188,7 +195,7 @@ class SQLiteMessageBus:
                 return
             attempts = int(row[0])
             base, cap = self.backoff
-            dead = attempts >= self.max_attempts
+            dead = attempts >= self.attempts_of.get(subscription, self.max_attempts)
             self._db.execute(
                 "UPDATE deliveries SET leased = 0, state = ?, visible_at = ?, "
                 "last_error = ? WHERE subscription = ? AND message_id = ?",
@@ -214,6 +221,16 @@ class SQLiteMessageBus:
             ).fetchall()
         keys = ("subscription", "topic", "pending", "leased", "acked", "dead_lettered")
         return [dict(zip(keys, r, strict=True)) for r in rows]
+
+    def last_error(self, subscription: str) -> str | None:
+        """The latest error of a message not yet handled (retrying, or set aside)."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT last_error FROM deliveries WHERE subscription = ? AND state != 'acked' "
+                "AND last_error IS NOT NULL ORDER BY visible_at DESC LIMIT 1",
+                (subscription,),
+            ).fetchone()
+        return row[0] if row else None
 
     def dead_letters(self, subscription: str | None = None) -> list[dict[str, Any]]:
         """Dead-lettered messages with their last error, newest first."""

@@ -84,9 +84,27 @@ class ModelPromoted(Event):
     default_topic: ClassVar[str] = "model_promoted"
 
 
+@dataclass(frozen=True)
+class AlertRaised(Event):
+    """Something a person should hear about, for one webhook (``destination``:
+    a digest of its URL, never the URL, which may hold a token). Published
+    before it is sent, so it is retried and survives a restart; ``alert_id``
+    is the same on every try and every destination, for the receiver's
+    de-duplication (see ``domain.alerts``)."""
+
+    alert_id: str
+    kind: str  # model.promoted, file.rejected, ... (domain.alerts.KINDS)
+    time: str  # ISO 8601, UTC
+    project: str
+    summary: str
+    details: dict[str, Any]
+    destination: str
+    default_topic: ClassVar[str] = "alerts"
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.__name__: cls
-    for cls in (ObjectFinalized, IngestionComplete, RetrainRequested, ModelPromoted)
+    for cls in (ObjectFinalized, IngestionComplete, RetrainRequested, ModelPromoted, AlertRaised)
 }
 
 

@@ -12,7 +12,7 @@ from typing import Any
 from minimlops.domain.events import ModelPromoted, RetrainRequested
 from minimlops.domain.project import shape_changes
 from minimlops.errors import ConflictError
-from minimlops.services import messagebus
+from minimlops.services import alerts, messagebus
 from minimlops.services.deps import Deps
 from minimlops.services.registry import ModelRegistry
 
@@ -102,14 +102,26 @@ def model_view(
     }
 
 
-def promote(deps: Deps, registry: ModelRegistry, version: str, reason: str) -> dict[str, Any]:
+def promote(
+    deps: Deps,
+    registry: ModelRegistry,
+    version: str,
+    reason: str,
+    *,
+    alert: str = "model.promoted",
+) -> dict[str, Any]:
     """Make a version champion by hand; serving instances pick it up."""
     pointer = registry.set_champion(version, reason=reason, at=deps.now().isoformat())
-    messagebus.publish(
-        ModelPromoted(
-            model=registry.name, version=version, previous=pointer["previous"], reason=reason
-        ),
+    event = ModelPromoted(
+        model=registry.name, version=version, previous=pointer["previous"], reason=reason
+    )
+    messagebus.publish(event, deps)
+    alerts.publish(
         deps,
+        alert,
+        f"version {version} serves ({reason}); it replaces {pointer['previous'] or 'none'}",
+        {"version": version, "previous": pointer["previous"], "reason": reason, "by": "a person"},
+        key=event.event_id,
     )
     return pointer
 
@@ -123,7 +135,13 @@ def rollback(deps: Deps, registry: ModelRegistry, reason: str = "rollback") -> d
     pointer, _ = registry.champion()
     if not pointer or not pointer.get("previous"):
         raise ConflictError("there is no previous champion to roll back to")
-    return promote(deps, registry, pointer["previous"], f"{reason} from {pointer['version']}")
+    return promote(
+        deps,
+        registry,
+        pointer["previous"],
+        f"{reason} from {pointer['version']}",
+        alert="model.rolled_back",
+    )
 
 
 def request_training(deps: Deps, reason: str) -> str:
@@ -207,6 +225,7 @@ def status(deps: Deps, registry: ModelRegistry, serving: str | None = None) -> d
         },
         "queues": bus_stats,
         "dead_letters": dead,
+        "alerts": alerts.status(deps),
     }
 
 

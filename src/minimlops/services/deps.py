@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from minimlops.domain.project import Project
-from minimlops.ports import MessageBus, ObjectStore, Warehouse
+from minimlops.ports import MessageBus, ObjectStore, Warehouse, WebhookSender
 
 Progress = Callable[[str, int, int], None]
 
@@ -44,7 +44,23 @@ class Names:
     ingestion_topic: str = "ingestion_complete"
     promoted_topic: str = "model_promoted"
     retrain_topic: str = "retrain_requested"
+    alerts_topic: str = "alerts"
     model_name: str = "titanic"
+
+
+@dataclass(frozen=True)
+class Alerts:
+    """Where alerts go (``MINIMLOPS_ALERT_WEBHOOKS`` and the other alert
+    settings). ``on``: alerts are raised (with webhooks locally; always on
+    Google Cloud, where only ``send_alert`` holds the webhooks and a topic
+    without it drops them)."""
+
+    on: bool = False
+    webhooks: tuple[str, ...] = ()
+    secret: str | None = None
+    events: tuple[str, ...] = ("*",)
+    timeout: float = 10.0
+    sender: WebhookSender | None = None  # built on first use (httpx)
 
 
 @dataclass(frozen=True)
@@ -69,3 +85,4 @@ class Deps:
     progress: Progress = _no_progress
     now: Callable[[], datetime] = utc_now
     compute: Callable[..., Any] = run_here  # where training's compute runs (may offer cancel())
+    alerts: Alerts = field(default_factory=Alerts)

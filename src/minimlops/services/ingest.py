@@ -19,7 +19,7 @@ import pyarrow as pa
 from minimlops.domain.events import Event, IngestionComplete, ObjectFinalized, RetrainRequested
 from minimlops.errors import ConflictError, SchemaError
 from minimlops.ports import ObjectInfo
-from minimlops.services import validate
+from minimlops.services import alerts, validate
 from minimlops.services.deps import Deps
 from minimlops.services.monitor import record_trigger
 from minimlops.services.tables import arrow_schema
@@ -120,13 +120,31 @@ def _load(deps: Deps, info: ObjectInfo, row: dict[str, Any]) -> list[Event]:
         else "",
     )
     done = _complete(dict(ledger_row, rows_loaded=rows), deps)
+    skipped = (
+        alerts.raised(
+            deps,
+            "ingestion.skipped_rows",
+            f"{info.uri}: {report.bad_rows:,} bad rows skipped, {rows:,} loaded",
+            {
+                "file": info.uri,
+                "rows_loaded": rows,
+                "bad_rows": report.bad_rows,
+                "max_bad_rows": deps.max_bad_rows,
+                "report": ledger_row.get("report_uri"),
+                "reason": report.summary()[:2000],
+            },
+            key=done.ingestion_id,
+        )
+        if report.bad_rows
+        else []
+    )
     record_trigger(
         deps,
         RetrainRequested(reason="new data ingested", event_id=done.event_id),
         "new_data",
         {"source_uri": info.uri, "rows": rows},
     )
-    return [done]
+    return [done, *skipped]
 
 
 def _checked(
@@ -191,7 +209,20 @@ def _reject(
         row["report_uri"],
     )
     _record(deps, row, status="rejected", message=report.summary())
-    return []
+    return alerts.raised(
+        deps,
+        "file.rejected",
+        f"{info.uri} rejected: {report.summary()}"[:300],
+        {
+            "file": info.uri,
+            "moved_to": moved.uri,
+            "report": row["report_uri"],
+            "reason": report.summary()[:2000],
+            "bad_rows": report.bad_rows,
+            "max_bad_rows": deps.max_bad_rows,
+        },
+        key=f"{row.get('content_sha256')}/{info.uri}",
+    )
 
 
 def _write_report(

@@ -10,12 +10,15 @@ import logging
 from collections.abc import Callable
 
 from minimlops.domain.events import (
+    AlertRaised,
     Event,
     IngestionComplete,
     ModelPromoted,
     ObjectFinalized,
     RetrainRequested,
 )
+from minimlops.errors import Cancelled
+from minimlops.services import alerts
 from minimlops.services.deps import Deps, Names
 from minimlops.services.ingest import ingest_data
 from minimlops.services.train import train_model
@@ -27,6 +30,7 @@ HANDLERS: dict[type[Event], Handler] = {
     ObjectFinalized: ingest_data,
     IngestionComplete: train_model,
     RetrainRequested: train_model,
+    AlertRaised: alerts.send_alert,
 }
 
 
@@ -36,6 +40,7 @@ def topic_for(event: Event, names: Names) -> str:
         IngestionComplete: names.ingestion_topic,
         RetrainRequested: names.retrain_topic,
         ModelPromoted: names.promoted_topic,
+        AlertRaised: names.alerts_topic,
     }.get(type(event), event.default_topic)
 
 
@@ -56,7 +61,25 @@ def handle(event: Event, deps: Deps) -> list[Event]:
     if handler is None:
         logger.debug("no handler for %s", event.type)
         return []
-    results = handler(event, deps=deps)
+    try:
+        results = handler(event, deps=deps)
+    except Exception as exc:
+        if handler is train_model and not isinstance(exc, Cancelled):
+            # the same id on every retry of this trigger: one alert for the receiver
+            alerts.publish(
+                deps,
+                "training.failed",
+                f"training failed: {type(exc).__name__}: {exc}"[:300],
+                {"error": f"{type(exc).__name__}: {exc}"[:2000], "trigger": event.type},
+                key=event.event_id,
+            )
+        raise
     for new in results:
+        if isinstance(new, AlertRaised) and handler is not alerts.send_alert:
+            try:  # an alert that cannot be published must not fail what it reports
+                publish(new, deps)
+            except Exception:
+                logger.exception("alerts: could not publish %s", new.kind)
+            continue
         publish(new, deps)
     return results

@@ -425,7 +425,40 @@ def check(deps: Deps, registry: ModelRegistry, cfg: MonitorConfig) -> list[Retra
         record_trigger(deps, event, kind, {**details, "snapshot": snapshot})
         logger.warning("monitor: retraining requested: %s", reason)
         events.append(event)
+        _alert(deps, kind, reason, details, snapshot, event)
     return events
+
+
+def _alert(
+    deps: Deps,
+    kind: str,
+    reason: str,
+    details: dict[str, Any],
+    snapshot: str,
+    event: RetrainRequested,
+) -> None:
+    """A trigger's alerts: what was seen (drift, a metric; once per training
+    snapshot, all features in one), and that retraining was asked for."""
+    from minimlops.services import alerts
+
+    seen = {"drift": "drift.detected", "accuracy": "metric.dropped"}.get(kind)
+    if seen == "drift.detected":
+        features = [
+            {k: f.get(k) for k in ("feature", "kind", "psi", "status")}
+            for f in details.get("features", [])
+        ]
+        alerts.publish(
+            deps, seen, reason, {"features": features, "snapshot": snapshot}, key=snapshot
+        )
+    elif seen == "metric.dropped":
+        alerts.publish(deps, seen, reason, {**details, "snapshot": snapshot}, key=snapshot)
+    alerts.publish(
+        deps,
+        "retraining.triggered",
+        f"retraining requested ({kind}): {reason}",
+        {"trigger": kind, "reason": reason, "snapshot": snapshot},
+        key=event.event_id,
+    )
 
 
 def _due(deps: Deps, registry: ModelRegistry, every: float) -> bool:

@@ -24,6 +24,7 @@ from minimlops.domain.project import shape_changes
 from minimlops.domain.schema import SPLITS
 from minimlops.domain.splits import Split
 from minimlops.errors import ArtifactIntegrityError, ModelNotFoundError
+from minimlops.services import alerts
 from minimlops.services.deps import Deps
 from minimlops.services.registry import ModelRegistry
 
@@ -228,7 +229,53 @@ def train_model(event: IngestionComplete | RetrainRequested, *, deps: Deps) -> l
         "PROMOTED" if decision.promote else "KEPT champion",
         decision.reason,
     )
-    return _finish(registry, meta, deps)
+    events = _finish(registry, meta, deps)
+    return events + _outcome_alerts(deps, meta, events, result["algorithm"], event.type)
+
+
+def _outcome_alerts(
+    deps: Deps, meta: dict[str, Any], events: list[Event], algorithm: str, trigger: str
+) -> list[Event]:
+    """training.finished, and model.promoted or model.kept (with the gate's
+    reason): one alert each per version."""
+    metric = deps.project.primary_metric
+    version = meta["version"]
+    figure = meta["metrics"]["validation"].get(metric)
+    promoted = next((e for e in events if isinstance(e, ModelPromoted)), None)
+    details = {
+        "version": version,
+        "algorithm": algorithm,
+        "metric": metric,
+        "validation": figure,
+        "trigger": trigger,
+        "decision": meta["decision"].get("reason"),
+    }
+    shown = f"{figure:.4f}" if isinstance(figure, float) else str(figure)
+    found = alerts.raised(
+        deps,
+        "training.finished",
+        f"version {version} ({algorithm}): {metric} {shown} on VALIDATION",
+        details,
+        key=f"{version}/{meta.get('sha256')}",
+    )
+    if promoted is not None:
+        found += alerts.raised(
+            deps,
+            "model.promoted",
+            f"version {version} ({algorithm}) serves: {meta['decision'].get('reason')}",
+            {**details, "previous": promoted.previous},
+            key=promoted.event_id,
+        )
+    elif not meta["decision"]["promote"]:
+        found += alerts.raised(
+            deps,
+            "model.kept",
+            f"the champion stays; version {version} was not promoted: "
+            f"{meta['decision'].get('reason')}",
+            details,
+            key=f"{version}/{meta.get('sha256')}",
+        )
+    return found
 
 
 def _finish(registry: ModelRegistry, meta: dict[str, Any], deps: Deps) -> list[Event]:

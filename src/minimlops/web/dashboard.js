@@ -52,6 +52,22 @@ function renderStatus(s) {
     cell(tr, q.subscription); cell(tr, q.pending + q.leased); cell(tr, q.acked); cell(tr, q.dead_lettered);
     queues.append(tr);
   }
+  renderAlerts(s.alerts || {});
+}
+
+// Where alerts go, and whether they get there: a webhook that keeps failing shows here.
+function renderAlerts(a) {
+  const el = document.getElementById("alerts");
+  if (!a.webhooks || !a.webhooks.length) {
+    el.textContent = "Alerts: off (MINIMLOPS_ALERT_WEBHOOKS is unset)";
+    el.className = "muted";
+    return;
+  }
+  let text = `Alerts to ${a.webhooks.join(", ")}: ${a.sent || 0} sent, ${a.waiting || 0} waiting`;
+  if (a.failed) text += `, ${a.failed} undelivered after every retry`;
+  if (a.last_error) text += ` — last error: ${a.last_error}`;
+  el.textContent = text;
+  el.className = a.failed || a.last_error ? "error" : "muted";
 }
 
 function metricsHeader() {

@@ -493,6 +493,44 @@ def bench(
     console.print(f"written to {out}/latest.json and latest.md ({len(report['results'])} rows)")
 
 
+alerts_app = typer.Typer(
+    help="Alerts to webhooks and Slack (MINIMLOPS_ALERT_WEBHOOKS; docs/alerts.md).",
+    no_args_is_help=True,
+)
+app.add_typer(alerts_app, name="alerts")
+
+
+@alerts_app.command("test")
+def alerts_test(
+    home: HomeOpt = None,
+    project: ProjectOpt = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Send a signed test alert to every webhook now; exit 1 if one did not take it."""
+    from datetime import UTC, datetime
+
+    from minimlops.bootstrap import alerts_of, names_of, project_of
+    from minimlops.services import alerts
+
+    settings = _settings(home=home, project=project)
+    if not settings.alert_urls:
+        fail("no webhooks: set MINIMLOPS_ALERT_WEBHOOKS (see docs/alerts.md)", 2)
+    names = names_of(settings, project_of(settings))
+    found = alerts.test(
+        alerts_of(settings), names.model_name, datetime.now(UTC).isoformat(timespec="seconds")
+    )
+    if as_json:
+        console.print_json(json.dumps(found))
+    else:
+        for r in found:
+            if r["ok"]:
+                console.print(f"[green]sent[/] to {r['webhook']}: it answered {r['status']}")
+            else:
+                console.print(f"[red]not sent[/] to {r['webhook']}: {r['error']}")
+    if not all(r["ok"] for r in found):
+        raise typer.Exit(1)
+
+
 gcp_app = typer.Typer(
     help="Provision and deploy the pipeline on Google Cloud.", no_args_is_help=True
 )

@@ -56,6 +56,19 @@ def print_status(console: Console, data: dict[str, Any]) -> None:
             str(q["dead_lettered"]),
         )
     console.print(queues)
+    al = data.get("alerts") or {}
+    if not al.get("webhooks"):
+        console.print("alerts: off (MINIMLOPS_ALERT_WEBHOOKS is unset)")
+    else:
+        line = (
+            f"alerts: to {', '.join(al['webhooks'])} ({'signed' if al.get('signed') else 'Slack'}); "
+            f"{al.get('sent', 0)} sent, {al.get('waiting', 0)} waiting"
+        )
+        if al.get("failed"):
+            line += f", [red]{al['failed']} undelivered after every retry[/]"
+        if al.get("last_error"):
+            line += f"; last error: {al['last_error']}"
+        console.print(line)
     for d in data.get("dead_letters", []):
         console.print(
             f"[red]dead letter[/] {d['subscription']} {d['id']} after {d['attempts']} "

@@ -60,7 +60,12 @@ def provision(settings: Settings, *, push_endpoint: str | None = None) -> list[R
         for table in wh.schemas:  # type: ignore[attr-defined]
             out.append(Resource("table", wh.table_id(table), wh.ensure_table(table)))  # type: ignore[attr-defined]
         bus = deps.bus
-        for topic in (names.ingestion_topic, names.retrain_topic, names.promoted_topic):
+        for topic in (
+            names.ingestion_topic,
+            names.retrain_topic,
+            names.promoted_topic,
+            names.alerts_topic,
+        ):
             out.append(Resource("topic", topic, bus.ensure_topic(topic)))  # type: ignore[attr-defined]
         out.append(Resource("topic", s.dead_letter_topic, bus.ensure_topic(s.dead_letter_topic)))  # type: ignore[attr-defined]
         out.append(Resource("subscription", s.dead_letter_topic, bus.ensure_dead_letter()))  # type: ignore[attr-defined]
@@ -118,7 +123,7 @@ def _resolve(arg: str | Lookup) -> str:
 
 def _run(step: Step) -> int:
     """Run one step (its update when the resource exists); the exit status."""
-    stdin = secrets.token_urlsafe(32) if step.secret_stdin else None
+    stdin = secrets.token_urlsafe(32) if step.secret_stdin else step.stdin
     result = subprocess.run(
         [_resolve(a) for a in step.argv], input=stdin, check=False, capture_output=True, text=True
     )
@@ -127,7 +132,11 @@ def _run(step: Step) -> int:
     if result.returncode and exists and step.update:
         print(f"# exists: updating ({' '.join(map(str, step.update[:5]))} ...)")
         result = subprocess.run(
-            [_resolve(a) for a in step.update], check=False, capture_output=True, text=True
+            [_resolve(a) for a in step.update],
+            input=step.stdin,
+            check=False,
+            capture_output=True,
+            text=True,
         )
         sys.stdout.write(result.stdout)
     elif result.returncode and exists and step.exists_ok:
@@ -195,7 +204,13 @@ def destroy(
     steps = plans.teardown(plan)
     if delete_data:
         s, p, n = settings, plan.project, plan.names
-        names = (n.ingestion_topic, n.retrain_topic, n.promoted_topic, s.dead_letter_topic)
+        names = (
+            n.ingestion_topic,
+            n.retrain_topic,
+            n.promoted_topic,
+            n.alerts_topic,
+            s.dead_letter_topic,
+        )
         steps += [
             Step(
                 (

@@ -20,6 +20,7 @@ from minimlops.entrypoints.gcp.functions import (  # noqa: F401
     ingest_data,
     monitor_pipeline,
     predictions_endpoint,
+    send_alert,
     train_model,
 )
 '''

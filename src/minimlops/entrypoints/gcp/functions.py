@@ -1,7 +1,7 @@
 """The Cloud Run functions: thin translations of a CloudEvent or an HTTP request
 into the same handler calls the local backend makes.
 
-The deployed bundle's ``main.py`` re-exports these four names; functions-
+The deployed bundle's ``main.py`` re-exports these five names; functions-
 framework serves one of them per deployment (``--entry-point``):
 
 - ``ingest_data``: CloudEvent ``google.cloud.storage.object.v1.finalized`` of the
@@ -12,6 +12,9 @@ framework serves one of them per deployment (``--entry-point``):
   (``POST /`` is ``POST /predict``, as in the exercise's curl request).
 - ``monitor``: HTTP, called by Cloud Scheduler: drift and live accuracy checks,
   publishing ``retrain_requested`` when a trigger fires.
+- ``send_alert``: Pub/Sub CloudEvent of the alerts topic -> the webhooks
+  (deployed when ``MINIMLOPS_ALERT_WEBHOOKS`` is set; its URLs and signing key
+  come from Secret Manager).
 
 At-least-once delivery: a handler that raises makes the function answer 500,
 so Eventarc/Pub/Sub deliver the event again (retries are on; after
@@ -117,6 +120,14 @@ def train_model(cloud_event: Any) -> None:
     """
     with _training:
         _handle(cloud_event)
+
+
+@functions_framework.cloud_event
+def send_alert(cloud_event: Any) -> None:
+    """An alert on the alerts topic -> each webhook (signed; Slack's format for
+    Slack). A webhook that does not take it fails the delivery, and Pub/Sub
+    delivers it again with backoff, then to the dead-letter topic."""
+    _handle(cloud_event)
 
 
 @functions_framework.http

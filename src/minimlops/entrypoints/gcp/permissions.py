@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from minimlops.entrypoints.gcp.plan import Plan
+from minimlops.entrypoints.gcp.plan import ALERT_SECRETS, Plan
 
 
 @dataclass(frozen=True)
@@ -64,6 +64,7 @@ def calls(plan: Plan) -> dict[str, list[Call]]:
         ]
 
     every = tuple(table)
+    alerting = Call("raise an alert", "pubsub.topics.publish", "topic", n.alerts_topic)
     ingest = [
         Call("read the landed file", "storage.objects.get", "bucket", n.landing_bucket),
         Call(
@@ -88,6 +89,7 @@ def calls(plan: Plan) -> dict[str, list[Call]]:
         *append("triggers_table", "insertAll"),
         Call("insertAll: the dataset", "bigquery.datasets.get", "dataset", ds),
         Call("publish ingestion_complete", "pubsub.topics.publish", "topic", n.ingestion_topic),
+        alerting,
     ]
     train = [
         *query(*every),
@@ -104,6 +106,7 @@ def calls(plan: Plan) -> dict[str, list[Call]]:
             champion,
         ),
         Call("publish model_promoted", "pubsub.topics.publish", "topic", n.promoted_topic),
+        alerting,
     ]
     endpoint = [
         Call("load the champion", "storage.objects.get", "bucket", n.model_bucket),
@@ -131,6 +134,7 @@ def calls(plan: Plan) -> dict[str, list[Call]]:
         *append("triggers_table", "insertAll"),
         Call("insertAll: the dataset", "bigquery.datasets.get", "dataset", ds),
         Call("admin: request a training", "pubsub.topics.publish", "topic", n.retrain_topic),
+        alerting,
         Call(
             "MINIMLOPS_API_KEY at start",
             "secretmanager.versions.access",
@@ -151,12 +155,23 @@ def calls(plan: Plan) -> dict[str, list[Call]]:
         Call("the champion's metadata", "storage.objects.get", "bucket", n.model_bucket),
         Call("list versions", "storage.objects.list", "bucket", n.model_bucket),
         Call("request a training", "pubsub.topics.publish", "topic", n.retrain_topic),
+        alerting,
     ]
     trigger = [
         Call("receive Cloud Storage events", "eventarc.events.receiveEvent", "project", p),
         Call("deliver to ingest_data", "run.routes.invoke", "function", "ingest_data"),
         Call("deliver to train_model", "run.routes.invoke", "function", "train_model"),
     ]
+    send = [
+        Call("split an alert per webhook", "pubsub.topics.publish", "topic", n.alerts_topic),
+        *(
+            Call(f"{env} at start", "secretmanager.versions.access", "secret", name)
+            for env, name in ALERT_SECRETS.items()
+        ),
+    ]
+    alerting_on = bool(plan.settings.alert_urls)
+    if alerting_on:
+        trigger.append(Call("deliver to send_alert", "run.routes.invoke", "function", "send_alert"))
     scheduler = [Call("call the monitor", "run.routes.invoke", "function", "monitor_pipeline")]
     return {
         "mlops-ingest-data": ingest,
@@ -165,6 +180,7 @@ def calls(plan: Plan) -> dict[str, list[Call]]:
         "mlops-monitor-pipeline": monitor,
         "mlops-trigger": trigger,
         "mlops-scheduler": scheduler,
+        **({"mlops-send-alert": send} if alerting_on else {}),
     }
 
 

@@ -16,7 +16,7 @@ from minimlops.bootstrap import App
 from minimlops.domain.events import Event, ObjectFinalized, UnknownEventError, from_message
 from minimlops.errors import Cancelled
 from minimlops.process import freeze_new_modules, release_memory
-from minimlops.services import messagebus, monitor
+from minimlops.services import alerts, messagebus, monitor
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +31,7 @@ def subscriptions(app: App) -> dict[str, list[tuple[str, str]]]:
             ("train_model-retrain", n.retrain_topic),
         ],
         "serving": [("serving", n.promoted_topic)],
+        "send_alert": [(alerts.SUBSCRIPTION, n.alerts_topic)],
     }
 
 
@@ -44,7 +45,10 @@ class Runtime:
         self.subs = subscriptions(app)
         for pairs in self.subs.values():
             for sub, topic in pairs:
-                app.deps.bus.create_subscription(sub, topic)
+                if sub == alerts.SUBSCRIPTION:  # a receiver down for minutes loses none
+                    app.deps.bus.create_subscription(sub, topic, max_attempts=alerts.MAX_ATTEMPTS)
+                else:
+                    app.deps.bus.create_subscription(sub, topic)
 
     def handle_one(self, worker: str) -> bool:
         """Take one message for a worker and handle it; False if none was ready."""
@@ -56,6 +60,7 @@ class Runtime:
                 except UnknownEventError as exc:  # retrying cannot help: set it aside
                     logger.error("%s: dead-lettering message %s: %s", sub, msg.id, exc)
                     bus.dead_letter(sub, msg.id, f"undecodable: {exc}")
+                    self._dead_lettered(sub, msg.id, msg.attributes.get("type", "?"), str(exc))
                     return True
                 self._dispatch(worker, sub, msg.id, msg.attempt, event)
                 return True
@@ -81,6 +86,8 @@ class Runtime:
         try:
             if worker == "serving":
                 self.app.predictor.refresh()
+            elif worker == "send_alert":
+                messagebus.handle(event, self.app.deps)
             else:
                 self._flush_predictions()
                 messagebus.handle(event, self.app.deps)
@@ -91,10 +98,30 @@ class Runtime:
             release_memory()
             logger.exception("%s: %s failed (attempt %d): %s", sub, event.type, attempt, exc)
             bus.nack(sub, msg_id, f"{type(exc).__name__}: {exc}")
+            limit = (
+                alerts.MAX_ATTEMPTS
+                if sub == alerts.SUBSCRIPTION
+                else self.app.settings.bus_max_attempts
+            )
+            if attempt >= limit:
+                self._dead_lettered(sub, msg_id, event.type, f"{type(exc).__name__}: {exc}")
             return
         bus.ack(sub, msg_id)
         if worker != "serving":
             release_memory()
+
+    def _dead_lettered(self, sub: str, msg_id: str, kind: str, error: str) -> None:
+        """A message set aside after failing: an alert, unless it is one (a
+        webhook that keeps failing is reported by status and the dashboard)."""
+        if sub == alerts.SUBSCRIPTION:
+            return
+        alerts.publish(
+            self.app.deps,
+            "message.dead_lettered",
+            f"{kind} set aside by {sub} after failing: {error}"[:300],
+            {"subscription": sub, "message_id": msg_id, "type": kind, "error": error[:2000]},
+            key=f"{sub}/{msg_id}",
+        )
 
     def _flush_predictions(self) -> None:
         """Ingestion labels earlier predictions and training reads the

@@ -1,0 +1,168 @@
+"""Alerts from a running `minimlops up` to a webhook receiver on 127.0.0.1:
+signed, one per occurrence, and still delivered after a kill -9."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from minimlops.domain import alerts
+from minimlops.generate import write_csv
+from tests.e2e.harness import Server, cli, wait_until
+from tests.e2e.test_retraining import LAND, shifted
+
+SECRET = "test-secret-0123456789"
+
+
+class Receiver:
+    """A webhook on loopback: keeps what it is sent, answers ``status``."""
+
+    def __init__(self) -> None:
+        self.got: list[dict[str, Any]] = []
+        self.tries: list[tuple[str, str]] = []  # every request's (id, type), taken or not
+        self.status = 200
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                doc = json.loads(body)
+                outer.tries.append((doc.get("id"), doc.get("type")))
+                if outer.status == 200:
+                    outer.got.append(
+                        {
+                            "doc": doc,
+                            "body": body,
+                            "signature": self.headers.get(alerts.SIGNATURE_HEADER),
+                        }
+                    )
+                self.send_response(outer.status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def kinds(self) -> list[str]:
+        return [g["doc"]["type"] for g in self.got]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receiver():
+    r = Receiver()
+    yield r
+    r.close()
+
+
+def _env(receiver: Receiver, **extra: str) -> dict[str, str]:
+    return {
+        "MINIMLOPS_ALERT_WEBHOOKS": receiver.url,
+        "MINIMLOPS_ALERT_SECRET": SECRET,
+        "MINIMLOPS_MONITOR_EVERY": "3600",
+        "MINIMLOPS_DRIFT_WINDOW": "300",
+        **extra,
+    }
+
+
+def test_a_running_server_sends_signed_alerts_for_what_happens(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    home = tmp_path / "home"
+    (home / LAND).mkdir(parents=True)
+    write_csv(home / LAND / "passengers.csv", 1500, seed=3)
+    server = Server(home, MINIMLOPS_MAX_BAD_ROWS="20", **_env(receiver))
+    try:
+        server.wait_healthy()
+        wait_until(lambda: "model.promoted" in receiver.kinds(), 60, "the first promotion's alert")
+        # a file with a few bad rows (loaded), and one that is not a passenger file
+        write_csv(home / LAND / "some-bad.csv", 300, seed=4, bad_rows=3, start_id=5000)
+        (home / LAND / "wrong.csv").write_text("a,b\n1,2\n")
+        wait_until(
+            lambda: {"ingestion.skipped_rows", "file.rejected"} <= set(receiver.kinds()),
+            60,
+            lambda: f"the files' alerts: {receiver.kinds()}",
+        )
+        # drift: one alert for every drifted feature, and the retraining it asks for
+        server.http.post("/predict", json=shifted(300, seed=5))
+        server.http.post("/monitoring/check", headers=server.admin())
+        wait_until(
+            lambda: {"drift.detected", "retraining.triggered"} <= set(receiver.kinds()),
+            60,
+            lambda: f"the drift alerts: {receiver.kinds()}",
+        )
+        wait_until(
+            lambda: receiver.kinds().count("training.finished") >= 3,
+            120,
+            lambda: f"the later trainings' alerts: {receiver.kinds()}",
+        )
+        champion = server.http.get("/healthz").json()["model_version"]
+        newest = server.http.get("/models").json()["versions"][-1]["version"]
+        if champion != newest:
+            server.http.post(f"/models/{newest}/promote", headers=server.admin())
+        server.http.post("/models/rollback", headers=server.admin())
+        wait_until(lambda: "model.rolled_back" in receiver.kinds(), 30, lambda: receiver.kinds())
+        status = json.loads(cli(home, "status", "--json").stdout)["alerts"]
+    finally:
+        server.stop()
+    kinds = receiver.kinds()
+    assert kinds.count("drift.detected") == 1, kinds  # every feature in one alert
+    drift = next(g["doc"] for g in receiver.got if g["doc"]["type"] == "drift.detected")
+    assert {"Pclass", "Fare"} <= {f["feature"] for f in drift["details"]["features"]}
+    assert "model.kept" in kinds or kinds.count("model.promoted") >= 2, kinds
+    rejected = next(g["doc"] for g in receiver.got if g["doc"]["type"] == "file.rejected")
+    assert rejected["details"]["file"].endswith("wrong.csv") and rejected["details"]["report"]
+    for g in receiver.got:
+        doc = g["doc"]
+        assert set(doc) == {"id", "type", "time", "project", "summary", "details"}
+        assert doc["type"] in alerts.KINDS and doc["project"] == "titanic" and doc["summary"]
+        assert alerts.verify(SECRET, g["signature"], g["body"]), doc
+        assert not alerts.verify("another secret", g["signature"], g["body"])
+    ids = [g["doc"]["id"] for g in receiver.got]
+    assert len(ids) == len(set(ids)), "each occurrence once"
+    assert status["webhooks"] == [alerts.shown(receiver.url)] and status["sent"] == len(ids)
+    assert not status.get("failed")
+
+
+def test_alerts_pending_when_the_server_is_killed_are_sent_after_a_restart(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    """Recorded before sent: a receiver that is down when the pipeline acts,
+    and a kill -9, lose nothing; every retry carries the same id."""
+    home = tmp_path / "home"
+    (home / LAND).mkdir(parents=True)
+    write_csv(home / LAND / "passengers.csv", 1500, seed=3)
+    receiver.status = 503
+    server = Server(home, **_env(receiver))
+    try:
+        server.wait_healthy()
+        wait_until(
+            lambda: {"training.finished", "model.promoted"} <= {t for _, t in receiver.tries},
+            60,
+            "the first training's alerts tried",
+        )
+    finally:
+        server.kill9()
+    tried = {i for i, _ in receiver.tries}
+    assert receiver.got == []
+    receiver.status = 200
+    again = Server(home, **_env(receiver))
+    try:
+        again.wait_healthy()
+        wait_until(lambda: len(receiver.got) >= 2, 60, lambda: f"redelivery: {receiver.tries}")
+    finally:
+        again.stop()
+    assert {"training.finished", "model.promoted"} <= set(receiver.kinds())
+    assert {g["doc"]["id"] for g in receiver.got} >= tried  # the ids tried before the kill

@@ -1,0 +1,206 @@
+"""Alerts: signatures a receiver can check, Slack's format, the settings'
+checks, and alerts from failures (a training that raises, a message set aside)."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from minimlops.bootstrap import build
+from minimlops.config import ConfigError, Settings
+from minimlops.domain import alerts
+from minimlops.domain.events import AlertRaised, RetrainRequested, from_message
+from minimlops.entrypoints.runtime.consumers import Runtime
+from minimlops.services import admin, messagebus
+from minimlops.services import alerts as service
+from minimlops.services.deps import Alerts, Deps
+from tests.e2e.test_alerts import Receiver
+
+SECRET = "s3cret"
+
+
+class Sender:
+    """A WebhookSender that keeps what it would send and answers ``status``."""
+
+    def __init__(self, status: int = 200) -> None:
+        self.status, self.sent = status, []
+
+    def post(self, url: str, body: bytes, headers: dict[str, str], timeout: float) -> int:
+        self.sent.append((url, body, dict(headers)))
+        return self.status
+
+
+def test_a_receiver_accepts_our_signature_and_refuses_tampering_and_replays() -> None:
+    body = alerts.body("id1", "model.promoted", "2026-01-01T00:00:00+00:00", "p", "s", {"a": 1})
+    header = alerts.sign(SECRET, body)
+    assert alerts.verify(SECRET, header, body)
+    assert not alerts.verify(SECRET, header, body.replace(b'"a": 1', b'"a": 2'))
+    assert not alerts.verify("other", header, body)
+    assert not alerts.verify(SECRET, None, body) and not alerts.verify(SECRET, "v1=00", body)
+    old = alerts.sign(SECRET, body, at=int(time.time()) - alerts.TOLERANCE_S - 1)
+    assert not alerts.verify(SECRET, old, body)  # a replay of a request captured earlier
+    t, mac = header.split(",")
+    assert t.startswith("t=") and len(mac) == len("v1=") + 64
+
+
+def test_slack_gets_its_message_format_and_other_webhooks_the_signed_json() -> None:
+    sender = Sender()
+    cfg = Alerts(
+        webhooks=("https://hooks.slack.com/services/T0/B0/xyz", "https://example.test/hook"),
+        secret=SECRET,
+        sender=sender,
+    )
+    found = service.test(cfg, "titanic", "2026-01-01T00:00:00+00:00")
+    assert [r["ok"] for r in found] == [True, True]
+    assert found[0]["webhook"] == "https://hooks.slack.com"  # the path is Slack's secret
+    (slack_url, slack_body, slack_headers), (_, body, headers) = sender.sent
+    slack = json.loads(slack_body)
+    assert "alert.test" in slack["text"] and slack["blocks"][0]["type"] == "section"
+    assert alerts.SIGNATURE_HEADER not in slack_headers
+    doc = json.loads(body)
+    assert doc["type"] == "alert.test" and doc["project"] == "titanic"
+    assert alerts.verify(SECRET, headers[alerts.SIGNATURE_HEADER], body)
+
+
+def test_a_webhook_that_refuses_is_an_error_to_retry() -> None:
+    cfg = Alerts(webhooks=("https://example.test/hook",), secret=SECRET, sender=Sender(500))
+    (found,) = service.test(cfg, "titanic", "now")
+    assert not found["ok"] and "answered 500" in found["error"]
+
+
+@pytest.mark.parametrize(
+    ("env", "error"),
+    [
+        ({"MINIMLOPS_ALERT_WEBHOOKS": "https://example.test/hook"}, "MINIMLOPS_ALERT_SECRET"),
+        (
+            {"MINIMLOPS_ALERT_WEBHOOKS": "ftp://example.test/x", "MINIMLOPS_ALERT_SECRET": "k"},
+            "http",
+        ),
+    ],
+)
+def test_settings_refuse_an_unsigned_webhook_and_a_url_that_is_none(env, error) -> None:
+    with pytest.raises(ConfigError, match=error):
+        Settings.from_env(env)
+
+
+def test_slack_alone_needs_no_secret_and_webhooks_stay_secret() -> None:
+    s = Settings.from_env({"MINIMLOPS_ALERT_WEBHOOKS": "https://hooks.slack.com/services/a/b/c"})
+    assert s.alert_urls == ("https://hooks.slack.com/services/a/b/c",)
+    assert "services/a/b/c" not in repr(s)
+
+
+def test_one_alert_is_split_per_webhook_that_wants_it_with_one_id(fake_deps: Deps) -> None:
+    assert service.raised(fake_deps, "model.promoted", "s", {}, key="k") == []  # alerts off
+    sender = Sender()
+    on = Alerts(
+        on=True, webhooks=("https://a.test/x", "https://b.test/y"), secret=SECRET, sender=sender
+    )
+    deps = replace(fake_deps, alerts=on)
+    (event,) = service.raised(deps, "model.promoted", "s", {"v": 1}, key="k")
+    a, b = service.send_alert(event, deps=deps)  # one event per webhook, retried on its own
+    assert a.alert_id == b.alert_id == event.alert_id and a.destination != b.destination
+    assert service.send_alert(a, deps=deps) == [] and service.send_alert(b, deps=deps) == []
+    assert [url for url, _, _ in sender.sent] == ["https://a.test/x", "https://b.test/y"]
+    assert service.raised(deps, "model.promoted", "s", {}, key="k")[0].alert_id == a.alert_id
+    assert service.raised(deps, "model.promoted", "s", {}, key="other")[0].alert_id != a.alert_id
+    only = replace(deps, alerts=replace(on, events=("training.*", "file.rejected")))
+    assert service.raised(only, "model.promoted", "s", {}, key="k") == []
+    assert len(service.raised(only, "training.failed", "s", {}, key="k")) == 1
+    with pytest.raises(ValueError, match="unknown alert type"):
+        service.raised(deps, "model.exploded", "s", {}, key="k")
+
+
+def _alerts_published(deps: Deps) -> list[AlertRaised]:
+    return [
+        e
+        for topic, data, attrs in deps.bus.published  # type: ignore[attr-defined]
+        if topic == deps.names.alerts_topic
+        and isinstance(e := from_message(data, attrs), AlertRaised)
+    ]
+
+
+def test_a_training_that_raises_alerts_with_the_same_id_on_every_retry(fake_deps: Deps) -> None:
+    class Broken(type(fake_deps.warehouse)):  # type: ignore[misc]
+        def latest_summary(self, table: str) -> Any:
+            raise OSError("warehouse unreachable")
+
+    deps = replace(
+        fake_deps,
+        warehouse=Broken(fake_deps.warehouse.schemas),
+        alerts=Alerts(on=True, webhooks=("https://a.test/x",), secret=SECRET),
+    )
+    trigger = RetrainRequested(reason="x")
+    for _ in range(2):
+        with pytest.raises(OSError):
+            messagebus.handle(trigger, deps)
+    first, again = _alerts_published(deps)
+    assert first.kind == "training.failed" and "warehouse unreachable" in first.summary
+    assert first.alert_id == again.alert_id
+
+
+def test_a_rollback_alerts_as_a_rollback(fake_deps: Deps) -> None:
+    from minimlops.generate import passengers
+    from minimlops.services.train import registry_of
+    from tests.unit.test_services import _ingest_and_train
+
+    deps = replace(fake_deps, alerts=Alerts(on=True, webhooks=("https://a.test/x",), secret=SECRET))
+    _ingest_and_train(deps, "a.csv", passengers(300, seed=2))
+    registry = registry_of(deps)
+    admin.promote(deps, registry, "1", "again")
+    admin.rollback(deps, registry)
+    kinds = [e.kind for e in _alerts_published(deps)]
+    assert kinds[-1] == "model.rolled_back" and "model.promoted" in kinds
+
+
+def test_a_message_set_aside_is_an_alert_and_a_failing_webhook_shows_in_status(
+    tmp_path,
+) -> None:
+    receiver = Receiver()
+    try:
+        settings = Settings.from_env(
+            {"MINIMLOPS_ALERT_WEBHOOKS": receiver.url, "MINIMLOPS_ALERT_SECRET": SECRET},
+            home=tmp_path / "home",
+            port=0,
+        )
+        app = build(settings)
+        runtime = Runtime(app)
+        app.deps.bus.publish(app.deps.names.retrain_topic, b"{}", {"type": "NoSuchEvent"})
+        assert runtime.handle_one("train_model")  # undecodable: set aside at once
+        receiver.status = 500
+        assert runtime.handle_one("send_alert")
+        status = admin.status(app.deps, app.registry)["alerts"]
+        assert status["waiting"] == 1 and "answered 500" in status["last_error"]
+        assert receiver.tries and receiver.tries[0][1] == "message.dead_lettered"
+        app.close()
+    finally:
+        receiver.close()
+
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "alerts.md"
+
+
+def test_the_guide_lists_every_alert_type() -> None:
+    text = DOC.read_text()
+    listed = re.findall(r"^\| `([a-z_.]+)` \|", text, flags=re.M)
+    assert listed == list(alerts.KINDS)
+
+
+def test_the_guides_receiver_accepts_what_we_send_and_refuses_the_rest() -> None:
+    """The docs' verification code, run as a receiver would run it."""
+    text = DOC.read_text()
+    block = text.split("<!-- example: verify-signature", 1)[1]
+    code = re.search(r"```python\n(.*?)```", block, flags=re.S).group(1)
+    scope: dict[str, Any] = {}
+    exec(code, scope)  # noqa: S102 (our own docs)
+    body = alerts.body("id", "model.kept", "t", "p", "s", {})
+    assert scope["verify"](SECRET, alerts.sign(SECRET, body), body)
+    assert not scope["verify"]("other", alerts.sign(SECRET, body), body)
+    assert not scope["verify"](SECRET, alerts.sign(SECRET, body), body + b" ")
+    stale = alerts.sign(SECRET, body, at=int(time.time()) - 301)
+    assert not scope["verify"](SECRET, stale, body)
