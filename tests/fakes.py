@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import IO, Any
 
+import numpy as np
 import pyarrow as pa
 
 from minimlops.domain.schema import sample_rank
@@ -208,7 +209,11 @@ class InMemoryWarehouse:
             if uid is not None and (uid not in labels or f["received_at"] >= labels[uid][0]):
                 labels[uid] = (f["received_at"], f[self.target])
         rows = sorted(
-            ({**p, "label": labels[p["uuid"]][1]} for p in preds if p["uuid"] in labels),
+            (
+                {**p, "label": labels[p["uuid"]][1], "labelled_at": labels[p["uuid"]][0]}
+                for p in preds
+                if p["uuid"] in labels
+            ),
             key=lambda r: (r["created_at"], r["uuid"]),
         )
         if limit is not None:
@@ -227,8 +232,10 @@ class InMemoryWarehouse:
         self, predictions: str, feedback: str, bucket_seconds: int | None = None
     ) -> list[dict[str, Any]]:
         groups: dict[tuple[Any, ...], list[float]] = {}
+        delays: dict[tuple[Any, ...], list[float]] = {}
         for r in self.labelled_predictions(predictions, feedback).to_pylist():
             key: tuple[Any, ...] = (r["model_version"],)
+            delays.setdefault(key, []).append((r["labelled_at"] - r["created_at"]).total_seconds())
             if bucket_seconds:
                 key += (int(r["created_at"].timestamp()) // bucket_seconds * bucket_seconds,)
             counts = groups.setdefault(key, [0, 0, 0.0, 0.0])
@@ -245,12 +252,23 @@ class InMemoryWarehouse:
             if self.spec.regression
             else (lambda a, q: {})
         )
+
+        def delay(k: tuple[Any, ...]) -> dict[str, float]:
+            if bucket_seconds:
+                return {}
+            d = np.asarray(delays[k])
+            return {
+                "delay_p50_s": float(np.quantile(d, 0.5)),
+                "delay_p90_s": float(np.quantile(d, 0.9)),
+            }
+
         return [
             {
                 **dict(zip(names, k, strict=False)),
                 "labelled": int(n),
                 "correct": int(c),
                 **extra(a, q),
+                **delay(k),
             }
             for k, (n, c, a, q) in sorted(groups.items())
         ]

@@ -178,6 +178,7 @@ def test_dashboard_shows_ingestion_training_and_a_chart(server: Server, page) ->
     assert "version 1" in (page.text_content("#champion") or "")
     assert "★ champion" in (page.text_content("#models") or "")
     assert "Alerts: off" in (page.text_content("#alerts") or "")  # and how to turn them on
+    assert "estimated" in (page.text_content("#models") or "")  # accuracy before labels
     shot(page, "dashboard")
 
 

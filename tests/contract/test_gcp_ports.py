@@ -315,6 +315,7 @@ class TestBigQueryWarehouse(AbstractWarehouseTests):
         ] == ["u1"]
         [row] = wh.labelled_accuracy("predictions_data", "feedback")
         assert (row["labelled"], row["correct"]) == (1, 0)
+        assert row["delay_p50_s"] == row["delay_p90_s"] == 0  # labelled as it was predicted
 
     @pytest.mark.parametrize(
         "sql",

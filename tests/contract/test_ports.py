@@ -231,7 +231,12 @@ class AbstractWarehouseTests:
             "feedback",
             pa.Table.from_pylist(
                 [
-                    {"uuid": f"u{i}", "PassengerId": None, "Survived": i % 2, "received_at": base}
+                    {
+                        "uuid": f"u{i}",
+                        "PassengerId": None,
+                        "Survived": i % 2,
+                        "received_at": base.replace(minute=10),
+                    }
                     for i in range(5)
                 ],
                 schema=arrow_schema("feedback", TITANIC),
@@ -242,10 +247,18 @@ class AbstractWarehouseTests:
         newest = wh.labelled_predictions("predictions_data", "feedback", limit=2)
         assert [(r["uuid"], r["label"]) for r in newest.to_pylist()] == [("u3", 1), ("u4", 0)]
         # Counted by the warehouse: every prediction says 1; u1 and u3 were right.
-        assert wh.labelled_accuracy("predictions_data", "feedback") == [
+        rows = wh.labelled_accuracy("predictions_data", "feedback")
+        assert [{k: r[k] for k in ("model_version", "labelled", "correct")} for r in rows] == [
             {"model_version": "1", "labelled": 3, "correct": 1},
             {"model_version": "2", "labelled": 2, "correct": 1},
         ]
+        # Each label came 10 - i minutes after its prediction: v1's delays 480, 540,
+        # 600 s, v2's 360, 420 s. Percentiles: interpolated (DuckDB), or the
+        # approximate ones BigQuery's APPROX_QUANTILES gives (values seen, near them).
+        v1, v2 = rows
+        assert v1["delay_p50_s"] == 540 and 540 <= v1["delay_p90_s"] <= 600
+        assert 360 <= v2["delay_p50_s"] <= 420 and 360 <= v2["delay_p90_s"] <= 420
+        assert v2["delay_p50_s"] <= v2["delay_p90_s"]
         start = int(base.timestamp())
         assert wh.labelled_accuracy("predictions_data", "feedback", bucket_seconds=120) == [
             {"model_version": "1", "at": start, "labelled": 2, "correct": 1},

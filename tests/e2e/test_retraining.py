@@ -133,3 +133,59 @@ def test_duplicate_and_simultaneous_triggers_start_one_training(tmp_path: Path) 
     runtime.drain(scan=False)
     assert len(app.registry.versions()) == 2
     app.close()
+
+
+def _labelled_traffic(n: int, seed: int, first_class: bool) -> tuple[list[dict], list[int]]:
+    """Requests and their true labels from the generator's own rule; with
+    ``first_class`` every passenger travels first (covariate drift: the rule
+    that makes the label is the one the model learned)."""
+    from minimlops.generate import survival_probability
+
+    rng = np.random.default_rng(seed)
+    rows, labels = [], []
+    for p in passengers(n, seed=seed).to_pylist():
+        row = {k: p[k] for k in INPUTS}
+        row["Embarked"] = row["Embarked"] or None
+        if first_class:
+            row.update(Pclass=1, Fare=float(rng.uniform(40, 120)))
+        prob = survival_probability(
+            np.array([row["Sex"] == "female"]),
+            np.array([row["Pclass"]]),
+            np.array([np.nan if row["Age"] is None else row["Age"]], dtype=float),
+            np.array([row["SibSp"] + row["Parch"] + 1]),
+        )[0]
+        rows.append(row)
+        labels.append(int(rng.random() < prob))
+    return rows, labels
+
+
+def test_the_estimate_tracks_realized_accuracy_before_labels_arrive(server: Server) -> None:
+    """The accuracy estimated from the served probabilities of the newest
+    predictions follows what their labels later say, as traffic drifts; label
+    coverage and delay are counted per version."""
+    realized, estimates = [], []
+    for seed, first_class in ((21, False), (22, True)):
+        rows, labels = _labelled_traffic(1000, seed, first_class)
+        answers = server.http.post("/predict", json=rows).json()["predictions"]
+        realized.append(
+            float(np.mean([a["prediction"] == y for a, y in zip(answers, labels, strict=True)]))
+        )
+        (champ,) = [v for v in versions_live(server) if v["served"]]
+        estimates.append(champ["estimated"])
+        assert champ["labelled"] == 0 and champ["label_delay_s"] is None
+    for est, real in zip(estimates, realized, strict=True):
+        assert est["rows"] == 1000 and abs(est["accuracy"] - real) < 0.05, (estimates, realized)
+        low, high = est["interval_95"]
+        assert low < est["accuracy"] < high and high - low < 0.06
+    assert abs(realized[0] - realized[1]) > 0.03, realized  # the drift moved accuracy
+    assert (estimates[1]["accuracy"] - estimates[0]["accuracy"]) * (realized[1] - realized[0]) > 0
+    # the labels arrive: coverage and delay
+    feedback = [{"uuid": a["uuid"], "Survived": y} for a, y in zip(answers, labels, strict=True)]
+    assert server.http.post("/feedback", json=feedback[:500]).status_code == 200
+    (champ,) = [v for v in versions_live(server) if v["served"]]
+    assert champ["labelled"] == 500 and champ["label_coverage"] == 500 / 2000
+    assert 0 <= champ["label_delay_s"]["p50"] <= champ["label_delay_s"]["p90"] < 600
+
+
+def versions_live(server: Server) -> list[dict]:
+    return server.http.get("/monitoring").json()["versions"]

@@ -640,9 +640,16 @@ class BigQueryWarehouse:
             if self.key.regression
             else "COUNTIF(prediction = label) AS correct"
         )
+        delay = ""
+        if not bucket_seconds:  # the label delay: from the prediction to its label, seconds
+            counted += (
+                ", APPROX_QUANTILES(delay_s, 10)[OFFSET(5)] AS delay_p50_s, "
+                "APPROX_QUANTILES(delay_s, 10)[OFFSET(9)] AS delay_p90_s"
+            )
+            delay = ", TIMESTAMP_DIFF(labelled_at, created_at, MILLISECOND) / 1000 AS delay_s"
         sql = (
             f"SELECT {', '.join(keys)}, COUNT(*) AS labelled, {counted} "
-            f"FROM (SELECT model_version, {at} AS at, prediction, label FROM "
+            f"FROM (SELECT model_version, {at} AS at, prediction, label{delay} FROM "
             f"({self._labelled(predictions, feedback)})) GROUP BY {', '.join(keys)} "
             f"ORDER BY {', '.join(keys)}"
         )

@@ -510,6 +510,12 @@ class DuckDBWarehouse:
             if self.key.regression
             else "count(*) FILTER (WHERE prediction = label) AS correct"
         )
+        if not bucket_seconds:  # the label delay: from the prediction to its label, seconds
+            delay = "epoch(labelled_at) - epoch(created_at)"
+            counted += (
+                f", quantile_cont({delay}, 0.5) AS delay_p50_s, "
+                f"quantile_cont({delay}, 0.9) AS delay_p90_s"
+            )
         sql = (
             f"SELECT {keys}, count(*) AS labelled, {counted} "
             f"FROM ({self._labelled(predictions, feedback)}) GROUP BY ALL "

@@ -59,6 +59,9 @@ def _version_entry(
         "live_mae": seen.get("live_mae"),
         "live_rmse": seen.get("live_rmse"),
         "labelled": seen.get("labelled", 0),
+        "label_coverage": seen.get("label_coverage"),
+        "label_delay_s": seen.get("label_delay_s"),
+        "estimated": seen.get("estimated"),
         "served": seen.get("served", 0),
         "champion_periods": [h for h in (pointer or {}).get("history", []) if h["version"] == v],
     }
@@ -93,6 +96,9 @@ def model_view(
                 "live_mae",
                 "live_rmse",
                 "mae_interval_95",
+                "label_coverage",
+                "label_delay_s",
+                "estimated",
             )
         },
         "calibration": meta.get("calibration") or {},

@@ -32,6 +32,7 @@ from minimlops.services.tables import arrow_schema
 
 logger = logging.getLogger(__name__)
 EPS = 1e-4
+ESTIMATE_WINDOW = 1000  # newest predictions the accuracy estimate reads
 
 
 def drift_columns(project: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -107,9 +108,14 @@ def wilson(correct: int, n: int, z: float = 1.96) -> tuple[float, float]:
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def live_accuracy(deps: Deps, registry: ModelRegistry) -> list[dict[str, Any]]:
-    """Per model version: served, labelled, live accuracy with its interval,
-    and when it was champion."""
+def live_accuracy(
+    deps: Deps, registry: ModelRegistry, window: int = ESTIMATE_WINDOW
+) -> list[dict[str, Any]]:
+    """Per model version: served, labelled (and which share, and how long
+    after the prediction its label came: median and 90th percentile), live
+    accuracy with its interval, the accuracy estimated from the served
+    probabilities of its recent predictions (``estimated``), and when it was
+    champion."""
     n = deps.names
     served = deps.warehouse.served_per_version(n.predictions_table)
     counted = {
@@ -121,6 +127,7 @@ def live_accuracy(deps: Deps, registry: ModelRegistry) -> list[dict[str, Any]]:
     out = []
     versions = sorted({m["version"] for m in registry.versions()} | set(served), key=int)
     regression = deps.project.task == "regression"
+    estimates = {} if regression else estimated(deps, window)
     for v in versions:
         c = counted.get(v) or {"labelled": 0, "correct": 0}
         total, correct = c["labelled"], c["correct"]
@@ -134,8 +141,13 @@ def live_accuracy(deps: Deps, registry: ModelRegistry) -> list[dict[str, Any]]:
             "version": v,
             "served": served.get(v, 0),
             "labelled": total,
+            "label_coverage": total / served[v] if served.get(v) else None,
+            "label_delay_s": {"p50": c.get("delay_p50_s"), "p90": c.get("delay_p90_s")}
+            if total
+            else None,
             "live_accuracy": None if regression or not total else correct / total,
             "interval_95": [low, high] if total and not regression else None,
+            "estimated": estimates.get(v),
             "champion_periods": periods,
         }
         if regression:
@@ -148,6 +160,64 @@ def live_accuracy(deps: Deps, registry: ModelRegistry) -> list[dict[str, Any]]:
                 row["mae_interval_95"] = [max(0.0, row["live_mae"] - half), row["live_mae"] + half]
         out.append(row)
     return out
+
+
+def estimated(deps: Deps, window: int = 0) -> dict[str, dict[str, Any]]:
+    """Per version, what its ``window`` newest predictions should score if the
+    served probabilities are calibrated, before any label arrives: each row is
+    right with the probability of the class it predicted, so accuracy is
+    their mean, with a 95 % interval from their variance (the rows' outcomes
+    are independent Bernoulli draws); log loss is the mean entropy, and the
+    Brier score (binary) the mean of p(1 - p). It assumes what calibration on
+    VALIDATION measured still holds: under covariate drift with the same
+    relation between inputs and label it does (``test_the_estimate_tracks``),
+    under concept drift only labels can tell."""
+    recent = deps.warehouse.recent_predictions(
+        deps.names.predictions_table, window or ESTIMATE_WINDOW
+    )
+    if recent.num_rows == 0:
+        return {}
+    project = deps.project
+    versions = recent.column("model_version").to_pylist()
+    p = np.asarray(recent.column("probability").to_numpy(zero_copy_only=False), dtype=np.float64)
+    binary = project.task == "binary"
+    if binary:  # the positive class's probability: the predicted one's is p or 1 - p
+        positive = project.positive_class
+        said = np.array([v == positive for v in recent.column("prediction").to_pylist()])
+        right = np.where(said, p, 1.0 - p)
+        q = np.clip(p, 1e-15, 1 - 1e-15)
+        loss = -(q * np.log(q) + (1 - q) * np.log(1 - q))
+        brier = p * (1 - p)
+    else:
+        right = p
+        every = [json.loads(x) for x in recent.column("probabilities").to_pylist()]
+        loss = np.array(
+            [-sum(v * math.log(v) for v in _values(e) if v > 0) for e in every], dtype=np.float64
+        )
+        brier = None
+    out: dict[str, dict[str, Any]] = {}
+    for v in dict.fromkeys(versions):
+        at = np.array([x == v for x in versions])
+        n, r = int(at.sum()), right[at]
+        mean = float(r.mean())
+        half = 1.96 * math.sqrt(float(np.sum(r * (1 - r)))) / n
+        out[v] = {
+            "rows": n,
+            "accuracy": mean,
+            "interval_95": [max(0.0, mean - half), min(1.0, mean + half)],
+            "log_loss": float(loss[at].mean()),
+            **({"brier": float(brier[at].mean())} if brier is not None else {}),
+        }
+    return out
+
+
+def _values(probabilities: Any) -> list[float]:
+    """A prediction's class probabilities, as its JSON holds them (a mapping
+    of class to probability, or a list)."""
+    return [
+        float(x)
+        for x in (probabilities.values() if isinstance(probabilities, dict) else probabilities)
+    ]
 
 
 def accuracy_series(deps: Deps, bucket_seconds: int = 60) -> list[dict[str, Any]]:
@@ -397,6 +467,7 @@ def check(deps: Deps, registry: ModelRegistry, cfg: MonitorConfig) -> list[Retra
                 {"version": champ},
             )
         )
+    _estimate_alert(deps, cfg, champ, snapshot)
     if (
         champ
         and pointer
@@ -427,6 +498,39 @@ def check(deps: Deps, registry: ModelRegistry, cfg: MonitorConfig) -> list[Retra
         events.append(event)
         _alert(deps, kind, reason, details, snapshot, event)
     return events
+
+
+_ESTIMATES_ALERTED: set[str] = set()  # this process's: the id dedupes across processes
+
+
+def _estimate_alert(
+    deps: Deps, cfg: MonitorConfig, champ: dict[str, Any] | None, snapshot: str
+) -> None:
+    """metric.dropped before labels arrive: the champion's estimated accuracy
+    on enough recent predictions (``drift_min_rows``) under the threshold;
+    once per version and training snapshot. An alert, not a retraining: the
+    rows to learn the change from have no labels yet."""
+    est = (champ or {}).get("estimated")
+    if not champ or not est or est["rows"] < cfg.drift_min_rows:
+        return
+    if est["accuracy"] >= cfg.accuracy_threshold:
+        return
+    key = f"estimate/{snapshot}/{champ['version']}"
+    if key in _ESTIMATES_ALERTED:
+        return
+    _ESTIMATES_ALERTED.add(key)
+    from minimlops.services import alerts
+
+    low, high = est["interval_95"]
+    alerts.publish(
+        deps,
+        "metric.dropped",
+        f"estimated accuracy {est['accuracy']:.3f} ({low:.3f}-{high:.3f}) of version "
+        f"{champ['version']} on its {est['rows']} newest predictions is under "
+        f"{cfg.accuracy_threshold} (from the served probabilities; no labels yet)",
+        {"version": champ["version"], "estimated": est, "threshold": cfg.accuracy_threshold},
+        key=key,
+    )
 
 
 def _alert(

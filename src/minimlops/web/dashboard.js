@@ -97,7 +97,13 @@ function renderModels(m) {
     if (second !== primary) cell(tr, num(v.metrics[second]));
     cell(tr, num(baselineOf(v, primary)));
     const live = project.task === "regression" ? v.live_mae : v.live_accuracy;
-    cell(tr, live === undefined || live === null ? "no labels yet" : num(live));
+    let shown = live === undefined || live === null ? "no labels yet" : num(live);
+    if (v.label_coverage !== null && v.label_coverage !== undefined && live !== null && live !== undefined) {
+      shown += ` (${Math.round(100 * v.label_coverage)}% labelled)`;
+    }
+    // classification: what the served probabilities say, before (and beside) the labels
+    if (v.estimated) shown += `; estimated ${num(v.estimated.accuracy)} on the ${v.estimated.rows} newest`;
+    cell(tr, shown);
     const d = v.decision || {};
     cell(tr, `${d.promote ? "promoted" : "kept out"}: ${d.reason || ""}`);
     body.append(tr);

@@ -261,6 +261,14 @@ def print_version(console: Console, v: dict[str, Any]) -> None:
         )
 
 
+def _span(seconds: float) -> str:
+    """A delay as a person reads it: 40 s, 12 min, 3.5 h, 2.1 d."""
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.1f} {unit}".replace(".0 ", " ")
+    return f"{seconds:.0f} s"
+
+
 def live_table(versions: list[dict[str, Any]]) -> Table:
     """Live metrics per version from feedback: accuracy, or MAE and RMSE."""
     regression = any(v.get("live_rmse") is not None or "live_mae" in v for v in versions)
@@ -276,15 +284,28 @@ def live_table(versions: list[dict[str, Any]]) -> Table:
             )
         return table
     table = Table(
-        "version", "served", "labelled", "live accuracy", "95% interval", title="live accuracy"
+        "version",
+        "served",
+        "labelled",
+        "label delay p50 / p90",
+        "live accuracy (95%)",
+        "estimated (95%), no labels needed",
+        title="live accuracy",
     )
     for v in versions:
-        ci = v["interval_95"]
+        ci, est, delay = v["interval_95"], v.get("estimated"), v.get("label_delay_s")
+        cover = v.get("label_coverage")
         table.add_row(
             v["version"],
             str(v["served"]),
-            str(v["labelled"]),
-            _num(v["live_accuracy"]),
-            "—" if ci is None else f"{ci[0]:.3f}–{ci[1]:.3f}",
+            str(v["labelled"]) + ("" if cover is None else f" ({cover:.0%})"),
+            "—"
+            if not delay or delay["p50"] is None
+            else f"{_span(delay['p50'])} / {_span(delay['p90'])}",
+            "—" if ci is None else f"{v['live_accuracy']:.3f} ({ci[0]:.3f}–{ci[1]:.3f})",
+            "—"
+            if not est
+            else f"{est['accuracy']:.3f} ({est['interval_95'][0]:.3f}–{est['interval_95'][1]:.3f}) "
+            f"on {est['rows']}",
         )
     return table
