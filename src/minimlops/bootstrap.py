@@ -239,6 +239,7 @@ def monitor_config(settings: Settings) -> MonitorConfig:
         drift_min_rows=settings.drift_min_rows,
         psi_warn=settings.psi_warn,
         psi_drift=settings.psi_drift,
+        drift_min_importance=settings.drift_min_importance,
         accuracy_threshold=settings.accuracy_threshold,
         error_ratio=settings.error_ratio,
         min_labels=settings.min_labels,

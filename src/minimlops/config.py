@@ -264,6 +264,13 @@ class Settings(BaseModel):
         description="population stability index from which a feature has drifted (a "
         "retraining trigger)",
     )
+    drift_min_importance: float = Field(
+        0.05,
+        ge=0,
+        le=1,
+        description="a drifted feature triggers retraining (and a drift alert) only when "
+        "its share of the champion's permutation importance is at least this",
+    )
     accuracy_threshold: float = Field(
         0.7, ge=0, le=1, description="classification: retrain when live accuracy falls under this"
     )

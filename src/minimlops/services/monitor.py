@@ -96,6 +96,7 @@ class MonitorConfig:
     error_ratio: float = 1.5  # regression: live RMSE over this times VALIDATION's retrains
     min_labels: int = 30
     retrain_every: float | None = None
+    drift_min_importance: float = 0.05  # a feature's share of the importance for drift to matter
 
 
 def wilson(correct: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -251,8 +252,50 @@ def _psi(expected: np.ndarray, actual: np.ndarray) -> float:
     return float(np.sum((a - e) * np.log(a / e)))
 
 
-def _status(psi: float, cfg: MonitorConfig) -> str:
+def _status(psi: float, cfg: MonitorConfig, noise: float = 0.0) -> str:
+    """ok, warn or drift: over the threshold, and over what the same
+    distribution gives by chance in a window this size (``noise``)."""
+    if psi <= noise:
+        return "ok"
     return "drift" if psi >= cfg.psi_drift else ("warn" if psi >= cfg.psi_warn else "ok")
+
+
+NULL_DRAWS = 200  # windows drawn from the reference itself, for the noise floor
+NULL_QUANTILE = 0.99
+
+
+def _noise(expected: np.ndarray, n: int, seed: int = 0) -> float:
+    """The PSI that a reference of its size and a window of ``n`` rows, both
+    drawn from the reference's distribution, reach by chance (its 99th
+    percentile over ``NULL_DRAWS`` draws): the reference against itself. PSI's bias grows with the bins
+    and shrinks with the rows (about (bins - 1) / n): a 50-category column
+    compared on 500 rows shows ~0.1 from sampling alone, which the fixed
+    thresholds would call a warning on identical data."""
+    total = int(expected.sum())
+    if n == 0 or total == 0:
+        return 0.0
+    p = expected / total
+    g = np.random.default_rng(seed)
+    # both sides drawn: the reference is a sample too (its rare categories' shares
+    # are themselves noisy), then the window
+    e = np.clip(g.multinomial(total, p, size=NULL_DRAWS) / total, EPS, None)
+    a = np.clip(g.multinomial(n, p, size=NULL_DRAWS) / n, EPS, None)
+    psi = np.sum((a - e) * np.log(a / e), axis=1)
+    return float(np.quantile(psi, NULL_QUANTILE))
+
+
+def _jensen_shannon(p: np.ndarray, q: np.ndarray) -> float:
+    """The Jensen-Shannon distance (base 2: 0 the same, 1 disjoint) of two
+    count vectors: an effect size of a categorical shift that stays bounded
+    when a category is new or gone, where PSI explodes."""
+    p, q = p / max(p.sum(), 1), q / max(q.sum(), 1)
+    m = (p + q) / 2
+
+    def kl(x: np.ndarray) -> float:
+        at = x > 0
+        return float(np.sum(x[at] * np.log2(x[at] / m[at])))
+
+    return math.sqrt(max(0.0, (kl(p) + kl(q)) / 2))
 
 
 def _categorical(
@@ -263,11 +306,14 @@ def _categorical(
     e = np.array([train.get(c, 0) for c in cats], float)
     a = np.array([r.get(c, 0) for c in cats], float)
     psi = _psi(e, a)
+    noise = _noise(e, int(a.sum()))
     return {
         "feature": name,
         "kind": "categorical",
         "psi": psi,
-        "status": _status(psi, cfg),
+        "noise_psi": noise,
+        "status": _status(psi, cfg, noise),
+        "effect": {"jensen_shannon": _jensen_shannon(e, a)},
         "train": {str(c): x / max(e.sum(), 1) for c, x in zip(cats, e, strict=True)},
         "recent": {str(c): x / max(a.sum(), 1) for c, x in zip(cats, a, strict=True)},
     }
@@ -288,15 +334,23 @@ def _numeric(name: str, t: np.ndarray, recent: pa.Array, cfg: MonitorConfig) -> 
         return {"feature": name, "kind": "numeric", "psi": None, "status": "no data"}
     edges = np.unique(np.quantile(t, np.linspace(0, 1, 11)))
     edges[0], edges[-1] = -np.inf, np.inf
-    psi = _psi(np.histogram(t, edges)[0].astype(float), np.histogram(r, edges)[0].astype(float))
+    expected = np.histogram(t, edges)[0].astype(float)
+    psi = _psi(expected, np.histogram(r, edges)[0].astype(float))
+    noise = _noise(expected, len(r))
     from scipy import stats  # ~0.3 s to import: not on the way to the first prediction
 
     ks = stats.ks_2samp(t, r)
+    # how far the values moved, in the reference's own spread (its interquartile
+    # range; its standard deviation when most values are one): 0.5 is half an IQR
+    q1, q3 = np.quantile(t, [0.25, 0.75])
+    scale = float(q3 - q1) or float(np.std(t)) or 1.0
     return {
         "feature": name,
         "kind": "numeric",
         "psi": psi,
-        "status": _status(psi, cfg),
+        "noise_psi": noise,
+        "status": _status(psi, cfg, noise),
+        "effect": {"wasserstein_iqr": float(stats.wasserstein_distance(t, r)) / scale},
         "ks_statistic": float(ks.statistic),
         "ks_pvalue": float(ks.pvalue),
         "train_median": float(np.median(t)),
@@ -351,7 +405,12 @@ def _reference(deps: Deps, meta: dict[str, Any]) -> _Reference:
 def drift(deps: Deps, registry: ModelRegistry, cfg: MonitorConfig) -> dict[str, Any]:
     """Each input's drift between the champion's TRAIN rows and recent requests."""
     pointer, _ = registry.champion()
-    thresholds = {"psi_warn": cfg.psi_warn, "psi_drift": cfg.psi_drift}
+    thresholds = {
+        "psi_warn": cfg.psi_warn,
+        "psi_drift": cfg.psi_drift,
+        "min_importance": cfg.drift_min_importance,
+        "noise_quantile": NULL_QUANTILE,
+    }
     if pointer is None:
         return {"status": "no champion yet", "features": [], "thresholds": thresholds}
     since = deps.now() - timedelta(hours=cfg.drift_hours) if cfg.drift_hours else None
@@ -377,15 +436,59 @@ def drift(deps: Deps, registry: ModelRegistry, cfg: MonitorConfig) -> dict[str, 
         _numeric(c, values, recent.column(c).combine_chunks(), cfg)
         for c, values in ref.numeric.items()
     ]
-    worst = max((f["psi"] or 0 for f in features), default=0)
+    shares = _importance(registry, pointer["version"])
+    together = _together(deps.project)
+    for f in features:
+        column = parts[f["feature"]][0] if f["feature"] in parts else f["feature"]
+        group = together.get(column, (column,))
+        share = sum(shares.get(c, 0.0) for c in group) if shares is not None else None
+        f["importance_share"] = share
+        if len(group) > 1:
+            f["importance_with"] = [c for c in group if c != column]
+        # drift on a feature the model barely uses moves few predictions: shown, not acted on
+        f["matters"] = None if shares is None else (share or 0.0) >= cfg.drift_min_importance
+    ranked = [f for f in features if f.get("psi") is not None]
+    worst = next((s_ for s_ in ("drift", "warn") if any(f["status"] == s_ for f in ranked)), "ok")
     return {
-        "status": _status(worst, cfg),
+        "status": worst,
         "champion": pointer["version"],
         "window": window,
         "reference_rows": ref.rows,
         "features": features,
         "thresholds": thresholds,
+        "importance": "permutation importance on VALIDATION" if shares is not None else None,
     }
+
+
+def _together(project: Any) -> dict[str, tuple[str, ...]]:
+    """Input columns judged together for importance: those that feed one
+    derived feature. Permutation importance splits credit between inputs
+    that carry the same information, and a derived feature is such a case:
+    Titanic's title comes from the name and, without one, from sex and age,
+    so sex alone looks unimportant while a shift in it moves the title."""
+    out: dict[str, set[str]] = {}
+    for d in project.derived:
+        for c in d.inputs:
+            out.setdefault(c, {c}).update(d.inputs)
+    return {c: tuple(sorted(g)) for c, g in out.items()}
+
+
+def _importance(registry: ModelRegistry, version: str) -> dict[str, float] | None:
+    """Each input column's share of the version's permutation importance on
+    VALIDATION (negative importance counts as none); None when the version
+    has none recorded."""
+    try:
+        found = (registry.evaluation(version) or {}).get("importance") or {}
+    except Exception:  # unreadable: drift is still reported, every feature counted
+        return None
+    columns = found.get("columns") or []
+    if not columns:
+        return None
+    weight = {c["column"]: max(0.0, float(c.get("importance") or 0.0)) for c in columns}
+    total = sum(weight.values())
+    if total <= 0:
+        return None
+    return {c: w / total for c, w in weight.items()}
 
 
 def snapshot_id(deps: Deps) -> str:
@@ -431,7 +534,11 @@ def check(deps: Deps, registry: ModelRegistry, cfg: MonitorConfig) -> list[Retra
     fired: list[tuple[str, str, dict[str, Any]]] = []
     earlier = {(t["kind"], (t["details"] or {}).get("snapshot")) for t in triggers(deps)}
     report = drift(deps, registry, cfg)
-    drifted = [f for f in report["features"] if f["status"] == "drift"]
+    # a trigger only for drift on a feature that matters to the model (or any, when
+    # the version recorded no importance)
+    drifted = [
+        f for f in report["features"] if f["status"] == "drift" and f.get("matters") is not False
+    ]
     if drifted and ("drift", snapshot) not in earlier:
         names = ", ".join(f"{f['feature']} (PSI {f['psi']:.2f})" for f in drifted)
         fired.append(
@@ -548,7 +655,10 @@ def _alert(
     seen = {"drift": "drift.detected", "accuracy": "metric.dropped"}.get(kind)
     if seen == "drift.detected":
         features = [
-            {k: f.get(k) for k in ("feature", "kind", "psi", "status")}
+            {
+                k: f.get(k)
+                for k in ("feature", "kind", "psi", "noise_psi", "effect", "importance_share")
+            }
             for f in details.get("features", [])
         ]
         alerts.publish(

@@ -200,7 +200,7 @@ function renderAccuracy(points) {
 function renderDrift(m) {
   const d = m.drift;
   document.getElementById("drift-summary").textContent = d.features.length
-    ? `champion ${d.champion} · last ${d.window.rows} predictions vs its ${d.reference_rows} training rows · warn at PSI ${d.thresholds.psi_warn}, drift at ${d.thresholds.psi_drift}`
+    ? `champion ${d.champion} · last ${d.window.rows} predictions vs its ${d.reference_rows} training rows · warn at PSI ${d.thresholds.psi_warn}, drift at ${d.thresholds.psi_drift}, each over what identical data gives by chance · retraining for drift on a feature with ${Math.round(100 * d.thresholds.min_importance)}% of the model's importance or more`
     : `not available yet: ${d.status}`;
   const body = document.getElementById("drift");
   body.replaceChildren();
@@ -212,6 +212,11 @@ function renderDrift(m) {
     td.className = "meter";
     tr.append(td);
     cell(tr, f.status, "kind " + f.status);
+    // whether the model needs this feature: its (and its derived features' inputs') importance share
+    const share = f.importance_share;
+    const matters = f.matters === null || f.matters === undefined
+      ? "—" : `${f.matters ? "matters" : "barely used"} (${Math.round(100 * share)}%${f.importance_with ? " with " + f.importance_with.join(", ") : ""})`;
+    cell(tr, matters, "wrap");
     body.append(tr);
   }
   const triggers = document.getElementById("triggers");

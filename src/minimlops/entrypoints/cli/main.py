@@ -389,6 +389,7 @@ def monitor_cmd(
             "PSI",
             "KS",
             "status",
+            "importance share",
             title=f"drift: last {d['window']['rows']} "
             f"predictions vs champion {d['champion']}'s training rows",
         )
@@ -399,6 +400,10 @@ def monitor_cmd(
                 f"{f['psi']:.3f}" if f["psi"] is not None else "—",
                 "" if ks is None else f"{ks:.3f}",
                 f["status"],
+                "—"
+                if f.get("importance_share") is None
+                else f"{f['importance_share']:.0%}"
+                + ("" if f.get("matters") else " (barely used)"),
             )
         console.print(drift)
     else:
