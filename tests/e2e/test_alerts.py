@@ -83,7 +83,10 @@ def test_a_running_server_sends_signed_alerts_for_what_happens(
     home = tmp_path / "home"
     (home / LAND).mkdir(parents=True)
     write_csv(home / LAND / "passengers.csv", 1500, seed=3)
-    server = Server(home, MINIMLOPS_MAX_BAD_ROWS="20", **_env(receiver))
+    # a threshold no model of these passengers reaches: the estimate says so before labels
+    server = Server(
+        home, MINIMLOPS_MAX_BAD_ROWS="20", MINIMLOPS_ACCURACY_THRESHOLD="0.97", **_env(receiver)
+    )
     try:
         server.wait_healthy()
         wait_until(lambda: "model.promoted" in receiver.kinds(), 60, "the first promotion's alert")
@@ -99,7 +102,10 @@ def test_a_running_server_sends_signed_alerts_for_what_happens(
         server.http.post("/predict", json=shifted(300, seed=5))
         server.http.post("/monitoring/check", headers=server.admin())
         wait_until(
-            lambda: {"drift.detected", "retraining.triggered"} <= set(receiver.kinds()),
+            lambda: (
+                {"drift.detected", "retraining.triggered", "metric.dropped"}
+                <= set(receiver.kinds())
+            ),
             60,
             lambda: f"the drift alerts: {receiver.kinds()}",
         )
@@ -119,8 +125,12 @@ def test_a_running_server_sends_signed_alerts_for_what_happens(
         server.stop()
     kinds = receiver.kinds()
     assert kinds.count("drift.detected") == 1, kinds  # every feature in one alert
+    dropped = next(g["doc"] for g in receiver.got if g["doc"]["type"] == "metric.dropped")
+    assert "estimated accuracy" in dropped["summary"] and dropped["details"]["estimated"]["rows"]
     drift = next(g["doc"] for g in receiver.got if g["doc"]["type"] == "drift.detected")
-    assert {"Pclass", "Fare"} <= {f["feature"] for f in drift["details"]["features"]}
+    listed = drift["details"]["features"]  # the drifted features the model uses
+    assert "Pclass" in {f["feature"] for f in listed}
+    assert all(f["importance_share"] >= 0.05 for f in listed), listed
     assert "model.kept" in kinds or kinds.count("model.promoted") >= 2, kinds
     rejected = next(g["doc"] for g in receiver.got if g["doc"]["type"] == "file.rejected")
     assert rejected["details"]["file"].endswith("wrong.csv") and rejected["details"]["report"]

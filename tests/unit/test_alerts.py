@@ -204,3 +204,43 @@ def test_the_guides_receiver_accepts_what_we_send_and_refuses_the_rest() -> None
     assert not scope["verify"](SECRET, alerts.sign(SECRET, body), body + b" ")
     stale = alerts.sign(SECRET, body, at=int(time.time()) - 301)
     assert not scope["verify"](SECRET, stale, body)
+
+
+def test_live_accuracy_under_the_threshold_alerts_once_with_the_retraining(
+    fake_deps: Deps,
+) -> None:
+    import pyarrow as pa
+
+    from minimlops.generate import passengers
+    from minimlops.services import monitor
+    from minimlops.services.predict import Predictor
+    from minimlops.services.tables import arrow_schema
+    from minimlops.services.train import registry_of
+    from tests.unit.test_services import _ingest_and_train
+
+    deps = replace(fake_deps, alerts=Alerts(on=True, webhooks=("https://a.test/x",), secret=SECRET))
+    _ingest_and_train(deps, "a.csv", passengers(600, seed=1))
+    registry = registry_of(deps)
+    predictor = Predictor(registry, deps.now, deps.project)
+    predictor.refresh()
+    logged = predictor.predict(passengers(60, seed=9).to_pylist())
+    deps.warehouse.append("predictions_data", pa.Table.from_pylist(logged))
+    wrong = [
+        {
+            "uuid": r["uuid"],
+            "PassengerId": None,
+            "Survived": 1 - r["prediction"],
+            "received_at": deps.now(),
+        }
+        for r in logged
+    ]
+    deps.warehouse.append(
+        "feedback", pa.Table.from_pylist(wrong, schema=arrow_schema("feedback", deps.project))
+    )
+    cfg = monitor.MonitorConfig(drift_min_rows=10_000, min_labels=30)  # no drift verdict
+    (fired,) = monitor.check(deps, registry, cfg)
+    assert monitor.check(deps, registry, cfg) == []  # once per training snapshot
+    kinds = [e.kind for e in _alerts_published(deps)]
+    assert kinds.count("metric.dropped") == 1 and kinds.count("retraining.triggered") == 1
+    dropped = next(e for e in _alerts_published(deps) if e.kind == "metric.dropped")
+    assert "live accuracy 0.000" in dropped.summary
