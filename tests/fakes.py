@@ -235,7 +235,9 @@ class InMemoryWarehouse:
         delays: dict[tuple[Any, ...], list[float]] = {}
         for r in self.labelled_predictions(predictions, feedback).to_pylist():
             key: tuple[Any, ...] = (r["model_version"],)
-            delays.setdefault(key, []).append((r["labelled_at"] - r["created_at"]).total_seconds())
+            delays.setdefault(key, []).append(
+                max(0.0, (r["labelled_at"] - r["created_at"]).total_seconds())
+            )
             if bucket_seconds:
                 key += (int(r["created_at"].timestamp()) // bucket_seconds * bucket_seconds,)
             counts = groups.setdefault(key, [0, 0, 0.0, 0.0])

@@ -244,3 +244,22 @@ def test_live_accuracy_under_the_threshold_alerts_once_with_the_retraining(
     assert kinds.count("metric.dropped") == 1 and kinds.count("retraining.triggered") == 1
     dropped = next(e for e in _alerts_published(deps) if e.kind == "metric.dropped")
     assert "live accuracy 0.000" in dropped.summary
+
+
+def test_the_local_bus_publishes_an_occurrence_once_across_restarts(tmp_path) -> None:
+    """A training retried five times, or a monitor tick after a restart,
+    raises the same occurrence again: the local bus keeps one."""
+    settings = Settings.from_env(
+        {"MINIMLOPS_ALERT_WEBHOOKS": "https://hooks.slack.com/services/a/b/c"},
+        home=tmp_path / "home",
+        port=0,
+    )
+    for start in range(2):  # two starts of the same home
+        app = build(settings)
+        Runtime(app)  # subscribes send_alert
+        first = service.publish(app.deps, "training.failed", "x", {}, key="trigger-1")
+        assert first == (1 if start == 0 else 0)
+        assert service.publish(app.deps, "training.failed", "x", {}, key="trigger-1") == 0
+        (queue,) = [q for q in app.deps.bus.stats() if q["subscription"] == service.SUBSCRIPTION]
+        assert queue["pending"] == 1
+        app.close()

@@ -379,6 +379,32 @@ def test_alerts_are_sent_by_a_function_of_their_own_with_secrets_from_secret_man
     }
 
 
+def test_a_slack_webhook_alone_deploys_without_a_signing_key_and_destroy_finds_it(
+    tmp_path: Path,
+) -> None:
+    """Secret Manager refuses an empty secret (a version's payload is required,
+    https://cloud.google.com/secret-manager/docs/reference/rest/v1/projects.secrets/addVersion):
+    with Slack alone there is no key to store or mount. destroy removes
+    send_alert and the alert secrets whatever the settings say now, since an
+    earlier deploy may have made them."""
+    env = _env(MINIMLOPS_ALERT_WEBHOOKS="https://hooks.slack.com/services/T0/B0/x")
+    plan = plans.build(Settings.from_env(env, backend="gcp"))
+    assert plan.function("send_alert").secrets == ("MINIMLOPS_ALERT_WEBHOOKS",)
+    created = [
+        st.argv[3]
+        for st in plans.steps(plan, tmp_path / "bundle")
+        if st.argv[:3] == ("gcloud", "secrets", "create")
+    ]
+    assert "minimlops-alert-webhooks" in created and "minimlops-alert-secret" not in created
+    assert _unmet(plan) == ([], [])
+    quiet = plans.build(Settings.from_env(_env(), backend="gcp"))
+    gone = [st.argv for st in plans.teardown(quiet)]
+    assert ("gcloud", "functions", "delete", "send_alert") in {a[:4] for a in gone}
+    assert {"minimlops-alert-webhooks", "minimlops-alert-secret"} <= {
+        a[3] for a in gone if a[:3] == ("gcloud", "secrets", "delete")
+    }
+
+
 def test_only_predictions_are_public_and_instances_are_bounded(printed) -> None:
     """--allow-unauthenticated opens the endpoint to allUsers; the app then
     asks the API key or admin token of every route but POST /predict and

@@ -646,7 +646,11 @@ class BigQueryWarehouse:
                 ", APPROX_QUANTILES(delay_s, 10)[OFFSET(5)] AS delay_p50_s, "
                 "APPROX_QUANTILES(delay_s, 10)[OFFSET(9)] AS delay_p90_s"
             )
-            delay = ", TIMESTAMP_DIFF(labelled_at, created_at, MILLISECOND) / 1000 AS delay_s"
+            # a label that came in a file before the prediction was made counts as 0
+            delay = (
+                ", GREATEST(0, TIMESTAMP_DIFF(labelled_at, created_at, MILLISECOND) / 1000)"
+                " AS delay_s"
+            )
         sql = (
             f"SELECT {', '.join(keys)}, COUNT(*) AS labelled, {counted} "
             f"FROM (SELECT model_version, {at} AS at, prediction, label{delay} FROM "

@@ -511,7 +511,8 @@ class DuckDBWarehouse:
             else "count(*) FILTER (WHERE prediction = label) AS correct"
         )
         if not bucket_seconds:  # the label delay: from the prediction to its label, seconds
-            delay = "epoch(labelled_at) - epoch(created_at)"
+            # a label that came in a file before the prediction was made counts as 0
+            delay = "greatest(0, epoch(labelled_at) - epoch(created_at))"
             counted += (
                 f", quantile_cont({delay}, 0.5) AS delay_p50_s, "
                 f"quantile_cont({delay}, 0.9) AS delay_p90_s"

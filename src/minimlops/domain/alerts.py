@@ -16,6 +16,7 @@ import fnmatch
 import hashlib
 import hmac
 import json
+import math
 import time as _time
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -105,7 +106,18 @@ def body(
                 },
             ],
         }
-    return json.dumps(doc, sort_keys=True, default=str).encode()
+    return json.dumps(_finite(doc), sort_keys=True, default=str, allow_nan=False).encode()
+
+
+def _finite(value: Any) -> Any:
+    """NaN and infinities as null: strict JSON parsers refuse them."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
 
 
 def _short(value: Any) -> str:

@@ -34,7 +34,8 @@ class Event:
         """The body and attributes this event is published with."""
         body = {k: v for k, v in asdict(self).items() if k != "event_id"}
         attrs = {"type": self.type, "event_id": self.event_id, "schema_version": SCHEMA_VERSION}
-        return json.dumps(body, sort_keys=True).encode(), attrs
+        # default=str: an alert's details may hold a date or a numpy number
+        return json.dumps(body, sort_keys=True, default=str).encode(), attrs
 
 
 @dataclass(frozen=True)

@@ -63,17 +63,16 @@ def raised(
 
 def publish(deps: Deps, kind: str, summary: str, details: Mapping[str, Any], *, key: str) -> int:
     """Raise an alert from code that is no handler; never raises (an alert
-    must not fail what it reports). Returns the messages published."""
+    must not fail what it reports). Returns the messages published (0: alerts
+    are off, or this occurrence was published before), -1 when publishing failed."""
     from minimlops.services import messagebus
 
     try:
         events = raised(deps, kind, summary, details, key=key)
-        for event in events:
-            messagebus.publish(event, deps)
-        return len(events)
+        return sum(1 for event in events if messagebus.publish(event, deps))
     except Exception:
         logger.exception("alerts: could not publish %s", kind)
-        return 0
+        return -1
 
 
 def deliver(cfg: Alerts, url: str, payload: bytes) -> int:

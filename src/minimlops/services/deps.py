@@ -56,8 +56,8 @@ class Alerts:
     without it drops them)."""
 
     on: bool = False
-    webhooks: tuple[str, ...] = ()
-    secret: str | None = None
+    webhooks: tuple[str, ...] = field(default=(), repr=False)  # a Slack URL holds a token
+    secret: str | None = field(default=None, repr=False)
     events: tuple[str, ...] = ("*",)
     timeout: float = 10.0
     sender: WebhookSender | None = None  # built on first use (httpx)

@@ -45,9 +45,16 @@ def topic_for(event: Event, names: Names) -> str:
 
 
 def publish(event: Event, deps: Deps) -> str:
-    """Publish one event on its topic."""
+    """Publish one event on its topic. An alert for every webhook is published
+    once per occurrence where the bus remembers keys (the local one: across
+    restarts, so a retried training or a monitor tick repeats no alert);
+    elsewhere its id, the same each time, lets receivers drop repeats."""
     data, attributes = event.to_message()
-    return deps.bus.publish(topic_for(event, deps.names), data, attributes)
+    topic = topic_for(event, deps.names)
+    once = getattr(deps.bus, "publish_once", None)
+    if isinstance(event, AlertRaised) and not event.destination and once is not None:
+        return once(f"alert:{event.alert_id}", topic, data, attributes) or ""
+    return deps.bus.publish(topic, data, attributes)
 
 
 def handle(event: Event, deps: Deps) -> list[Event]:

@@ -128,7 +128,12 @@ def live_accuracy(
     out = []
     versions = sorted({m["version"] for m in registry.versions()} | set(served), key=int)
     regression = deps.project.task == "regression"
-    estimates = {} if regression else estimated(deps, window)
+    estimates: dict[str, dict[str, Any]] = {}
+    if not regression:
+        try:
+            estimates = estimated(deps, window)
+        except Exception:  # a display and an alert: never what stops the monitor
+            logger.exception("monitor: no accuracy estimate")
     for v in versions:
         c = counted.get(v) or {"labelled": 0, "correct": 0}
         total, correct = c["labelled"], c["correct"]
@@ -176,6 +181,9 @@ def estimated(deps: Deps, window: int = 0) -> dict[str, dict[str, Any]]:
     recent = deps.warehouse.recent_predictions(
         deps.names.predictions_table, window or ESTIMATE_WINDOW
     )
+    recent = recent.filter(pc.is_valid(recent.column("probability")))
+    if deps.project.task == "multiclass":
+        recent = recent.filter(pc.is_valid(recent.column("probabilities")))
     if recent.num_rows == 0:
         return {}
     project = deps.project
@@ -260,14 +268,15 @@ def _status(psi: float, cfg: MonitorConfig, noise: float = 0.0) -> str:
     return "drift" if psi >= cfg.psi_drift else ("warn" if psi >= cfg.psi_warn else "ok")
 
 
-NULL_DRAWS = 200  # windows drawn from the reference itself, for the noise floor
+NULL_DRAWS = 1000  # windows drawn from the reference itself, for the noise floor
 NULL_QUANTILE = 0.99
 
 
 def _noise(expected: np.ndarray, n: int, seed: int = 0) -> float:
     """The PSI that a reference of its size and a window of ``n`` rows, both
     drawn from the reference's distribution, reach by chance (its 99th
-    percentile over ``NULL_DRAWS`` draws): the reference against itself. PSI's bias grows with the bins
+    percentile over ``NULL_DRAWS`` draws; ten values in the tail): the
+    reference against itself. PSI's bias grows with the bins
     and shrinks with the rows (about (bins - 1) / n): a 50-category column
     compared on 500 rows shows ~0.1 from sampling alone, which the fixed
     thresholds would call a warning on identical data."""
@@ -600,10 +609,11 @@ def check(deps: Deps, registry: ModelRegistry, cfg: MonitorConfig) -> list[Retra
     events = []
     for kind, reason, details in fired:
         event = RetrainRequested(reason=reason)
+        # the alert first: a trigger recorded fires no more, and its alert would be lost
+        _alert(deps, kind, reason, details, snapshot, event)
         record_trigger(deps, event, kind, {**details, "snapshot": snapshot})
         logger.warning("monitor: retraining requested: %s", reason)
         events.append(event)
-        _alert(deps, kind, reason, details, snapshot, event)
     return events
 
 
@@ -620,16 +630,17 @@ def _estimate_alert(
     est = (champ or {}).get("estimated")
     if not champ or not est or est["rows"] < cfg.drift_min_rows:
         return
+    if champ["labelled"] >= cfg.min_labels:  # the labels speak: live accuracy alerts
+        return
     if est["accuracy"] >= cfg.accuracy_threshold:
         return
     key = f"estimate/{snapshot}/{champ['version']}"
     if key in _ESTIMATES_ALERTED:
         return
-    _ESTIMATES_ALERTED.add(key)
     from minimlops.services import alerts
 
     low, high = est["interval_95"]
-    alerts.publish(
+    sent = alerts.publish(
         deps,
         "metric.dropped",
         f"estimated accuracy {est['accuracy']:.3f} ({low:.3f}-{high:.3f}) of version "
@@ -638,6 +649,8 @@ def _estimate_alert(
         {"version": champ["version"], "estimated": est, "threshold": cfg.accuracy_threshold},
         key=key,
     )
+    if sent >= 0:  # published (or off): not again from this process; failed: next tick
+        _ESTIMATES_ALERTED.add(key)
 
 
 def _alert(

@@ -230,7 +230,11 @@ def train_model(event: IngestionComplete | RetrainRequested, *, deps: Deps) -> l
         decision.reason,
     )
     events = _finish(registry, meta, deps)
-    return events + _outcome_alerts(deps, meta, events, result["algorithm"], event.type)
+    try:  # the version is stored and the champion set: an alert must not undo that
+        return events + _outcome_alerts(deps, meta, events, result["algorithm"], event.type)
+    except Exception:
+        logger.exception("train_model: no alert for version %s", meta["version"])
+        return events
 
 
 def _outcome_alerts(
@@ -266,13 +270,20 @@ def _outcome_alerts(
             {**details, "previous": promoted.previous},
             key=promoted.event_id,
         )
-    elif not meta["decision"]["promote"]:
+    else:
+        reason = (
+            meta["decision"].get("reason")
+            if not meta["decision"]["promote"]
+            # it passed the gate, but another version became champion while it
+            # trained (or it was champion before): a person decides
+            else "it passed the gate against a champion that no longer serves, or was "
+            "champion before; promote it by hand after a look"
+        )
         found += alerts.raised(
             deps,
             "model.kept",
-            f"the champion stays; version {version} was not promoted: "
-            f"{meta['decision'].get('reason')}",
-            details,
+            f"the champion stays; version {version} was not promoted: {reason}",
+            {**details, "decision": reason},
             key=f"{version}/{meta.get('sha256')}",
         )
     return found

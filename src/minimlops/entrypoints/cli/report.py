@@ -6,6 +6,7 @@ from typing import Any
 
 from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 
@@ -67,7 +68,7 @@ def print_status(console: Console, data: dict[str, Any]) -> None:
         if al.get("failed"):
             line += f", [red]{al['failed']} undelivered after every retry[/]"
         if al.get("last_error"):
-            line += f"; last error: {al['last_error']}"
+            line += f"; last error: {escape(al['last_error'])}"
         console.print(line)
     for d in data.get("dead_letters", []):
         console.print(

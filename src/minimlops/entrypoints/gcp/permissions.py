@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from minimlops.entrypoints.gcp.plan import ALERT_SECRETS, Plan
+from minimlops.entrypoints.gcp.plan import ALERT_SECRETS, Plan, alert_secrets_of
 
 
 @dataclass(frozen=True)
@@ -167,6 +167,7 @@ def calls(plan: Plan) -> dict[str, list[Call]]:
         *(
             Call(f"{env} at start", "secretmanager.versions.access", "secret", name)
             for env, name in ALERT_SECRETS.items()
+            if env in alert_secrets_of(plan.settings)
         ),
     ]
     alerting_on = bool(plan.settings.alert_urls)

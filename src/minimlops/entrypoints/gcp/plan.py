@@ -228,6 +228,16 @@ class Plan:
         return next(f for f in self.functions if f.name == name)
 
 
+def alert_secrets_of(settings: Settings) -> tuple[str, ...]:
+    """The alert settings stored in Secret Manager: those that are set (Secret
+    Manager refuses an empty secret, and a Slack webhook needs no key)."""
+    if not settings.alert_urls:
+        return ()
+    return tuple(
+        e for e in ALERT_SECRETS if getattr(settings, e.removeprefix("MINIMLOPS_").lower())
+    )
+
+
 def runtime_account(fn: str) -> str:
     return "mlops-" + fn.replace("_", "-")
 
@@ -395,6 +405,8 @@ def build(settings: Settings, *, allow_unauthenticated: bool = False) -> Plan:
             ),
         ),
     ]
+    # the alert secrets that are set (a Slack webhook alone needs no signing key)
+    alert_envs = alert_secrets_of(s)
     if s.alert_urls:  # without webhooks the alerts topic has no subscriber and drops them
         functions.append(
             Function(
@@ -407,10 +419,12 @@ def build(settings: Settings, *, allow_unauthenticated: bool = False) -> Plan:
                 Trigger("pubsub", names.alerts_topic, s.region),
                 (
                     publisher(names.alerts_topic, "split an alert into one per webhook"),
-                    secret("MINIMLOPS_ALERT_WEBHOOKS", "the webhooks' URLs"),
-                    secret("MINIMLOPS_ALERT_SECRET", "sign each alert"),
+                    *(
+                        secret(e, "the webhooks' URLs" if e.endswith("WEBHOOKS") else "sign alerts")
+                        for e in alert_envs
+                    ),
                 ),
-                secrets=tuple(ALERT_SECRETS),
+                secrets=alert_envs,
             )
         )
     trigger = "mlops-trigger"
@@ -830,8 +844,8 @@ def steps(plan: Plan, bundle: Path) -> list[Step]:
                 secret_stdin=True,
             )
         )
-    for env, name in ALERT_SECRETS.items() if s.alert_urls else ():
-        value = getattr(s, env.removeprefix("MINIMLOPS_").lower())
+    for env in alert_secrets_of(s):
+        name, value = ALERT_SECRETS[env], getattr(s, env.removeprefix("MINIMLOPS_").lower())
         out.append(
             Step(
                 create_secret(name),
@@ -845,7 +859,7 @@ def steps(plan: Plan, bundle: Path) -> list[Step]:
                     f"--project={p}",
                     "--data-file=-",
                 ),
-                stdin=value.get_secret_value() if value is not None else "",
+                stdin=value.get_secret_value(),
             )
         )
     for role, perms in CUSTOM_ROLES.items():
@@ -1024,20 +1038,19 @@ def teardown(plan: Plan) -> list[Step]:
                 "gcloud",
                 "functions",
                 "delete",
-                fn.name,
+                fn,
                 f"--region={region}",
                 f"--project={p}",
                 "--quiet",
             ),
-            f"{fn.name} and its trigger",
+            f"{fn} and its trigger",
         )
-        for fn in plan.functions
+        # send_alert always: an earlier deploy with webhooks made it, whatever the settings say now
+        for fn in dict.fromkeys([*(f.name for f in plan.functions), "send_alert"])
     ]
-    out += [
+    out += [  # the alert secrets always, as send_alert
         Step(("gcloud", "secrets", "delete", name, f"--project={p}", "--quiet"), env)
-        for env, name in (
-            {**SECRETS, **ALERT_SECRETS} if plan.settings.alert_urls else SECRETS
-        ).items()
+        for env, name in {**SECRETS, **ALERT_SECRETS}.items()
     ]
     # project-level bindings first: a deleted account's would stay as 'deleted:...'
     out += [
@@ -1065,13 +1078,15 @@ def teardown(plan: Plan) -> list[Step]:
                 "iam",
                 "service-accounts",
                 "delete",
-                plan.email(i.account),
+                plan.email(account),
                 f"--project={p}",
                 "--quiet",
             ),
-            i.display,
+            f"the identity {account}",
         )
-        for i in plan.identities
+        for account in dict.fromkeys(
+            [*(i.account for i in plan.identities), runtime_account("send_alert")]
+        )
     ]
     out += [
         Step(
