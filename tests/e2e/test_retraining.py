@@ -185,6 +185,8 @@ def test_the_estimate_tracks_realized_accuracy_before_labels_arrive(server: Serv
     (champ,) = [v for v in versions_live(server) if v["served"]]
     assert champ["labelled"] == 500 and champ["label_coverage"] == 500 / 2000
     assert 0 <= champ["label_delay_s"]["p50"] <= champ["label_delay_s"]["p90"] < 600
+    shown = cli(server.home, "monitor", COLUMNS="220").stdout  # the command line says the same
+    assert "estimated (95%)" in shown and "500 (25%)" in shown, shown
 
 
 def versions_live(server: Server) -> list[dict]:
