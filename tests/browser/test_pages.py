@@ -214,6 +214,7 @@ def test_dashboard_shows_drift_and_live_accuracy_once_there_is_data(server: Serv
     page.wait_for_selector("#live-accuracy canvas")
     drift = page.locator("#drift").text_content() or ""
     assert "Pclass" in drift and "drift" in drift
+    assert "% of importance" in drift  # which drifted features the model uses
     assert page.is_hidden("#live-accuracy-na")
     shot(page, "dashboard-monitoring")
 
@@ -475,6 +476,10 @@ def _long_drift(monitoring: dict) -> dict:  # type: ignore[type-arg]
             "kind": "numeric",
             "psi": 0.000925 * 10**i,
             "status": ["ok", "warn", "drift"][i % 3],
+            # and what the model makes of each: a long note under the name
+            "importance_share": 0.01 * i,
+            "matters": i > 4,
+            **({"importance_with": ["Name", "Sex", "Age", "SibSp", "Parch"]} if i % 2 else {}),
         }
         for i, n in enumerate(names)
     ]

@@ -206,17 +206,20 @@ function renderDrift(m) {
   body.replaceChildren();
   for (const f of d.features) {
     const tr = document.createElement("tr");
-    cell(tr, f.feature, "wrap"); cell(tr, num(f.psi));
+    const name = cell(tr, f.feature, "wrap");
+    // whether the model needs this feature: its (and its derived features' inputs') importance share
+    if (f.matters !== null && f.matters !== undefined) {
+      const note = document.createElement("small");
+      note.className = "muted";
+      note.textContent = `${f.matters ? "used" : "barely used"}: ${Math.round(100 * f.importance_share)}% of importance${f.importance_with ? " with " + f.importance_with.join(", ") : ""}`;
+      name.append(document.createElement("br"), note);
+    }
+    cell(tr, num(f.psi));
     const td = document.createElement("td");
     td.innerHTML = `<div class="gauge psi"><div style="width:${Math.min(100, (f.psi || 0) / 0.5 * 100)}%"></div></div>`;
     td.className = "meter";
     tr.append(td);
     cell(tr, f.status, "kind " + f.status);
-    // whether the model needs this feature: its (and its derived features' inputs') importance share
-    const share = f.importance_share;
-    const matters = f.matters === null || f.matters === undefined
-      ? "—" : `${f.matters ? "matters" : "barely used"} (${Math.round(100 * share)}%${f.importance_with ? " with " + f.importance_with.join(", ") : ""})`;
-    cell(tr, matters, "wrap");
     body.append(tr);
   }
   const triggers = document.getElementById("triggers");
