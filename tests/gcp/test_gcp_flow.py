@@ -376,6 +376,107 @@ def test_a_functions_alert_reaches_a_webhook_through_pubsub_and_is_retried(
     assert {i for i, _ in receiver.tries} == {doc["id"]}
 
 
+def test_a_dead_lettered_message_raises_an_alert_and_a_dead_lettered_alert_none(
+    cloud: Cloud, tmp_path: Path
+) -> None:
+    """A message that keeps failing goes to the dead-letter topic (Pub/Sub
+    adds its source subscription and delivery count); send_alert's second
+    trigger turns it into a signed message.dead_lettered alert. An alert that is dead-lettered
+    raises none (it would loop through the webhook that failed)."""
+    from google.cloud import pubsub_v1
+
+    from minimlops.domain import alerts
+    from minimlops.domain.events import AlertRaised, IngestionComplete
+    from tests.e2e.test_alerts import SECRET, Receiver
+
+    receiver = Receiver()
+    try:
+        _, _, sub = _clients(cloud.project)
+        cloud.cli("gcp", "provision")
+        bundle = tmp_path / "bundle"
+        cloud.cli(
+            "gcp", "deploy", "--dry-run", "--gcp-project", cloud.project, "--bundle", str(bundle)
+        )
+        cloud.start_functions(
+            bundle,
+            only=("send_alert",),
+            MINIMLOPS_ALERT_WEBHOOKS=receiver.url,
+            MINIMLOPS_ALERT_SECRET=SECRET,
+        )
+        p = cloud.project
+        dead_topic = cloud.env["MINIMLOPS_DEAD_LETTER_TOPIC"]
+        for topic in (cloud.env["MINIMLOPS_ALERTS_TOPIC"], dead_topic):  # as Eventarc's triggers
+            sub.create_subscription(
+                name=sub.subscription_path(p, f"to-send-alert-{topic}"),
+                topic=f"projects/{p}/topics/{topic}",
+                push_config={
+                    "push_endpoint": f"{cloud.url('send_alert')}/projects/{p}/topics/{topic}"
+                },
+            )
+        # a consumer that always fails: nothing listens on its push endpoint
+        source = f"eventarc-train-model-{cloud.suffix}"
+        ingestion = cloud.env["MINIMLOPS_INGESTION_TOPIC"]
+        sub.create_subscription(
+            request={
+                "name": sub.subscription_path(p, source),
+                "topic": f"projects/{p}/topics/{ingestion}",
+                "push_config": {"push_endpoint": f"http://127.0.0.1:{free_port()}/"},
+                "dead_letter_policy": {
+                    "dead_letter_topic": f"projects/{p}/topics/{dead_topic}",
+                    "max_delivery_attempts": 5,
+                },
+            }
+        )
+        event = IngestionComplete(
+            ingestion_id="i1",
+            table="t",
+            rows_loaded=3,
+            source_uri="gs://x/y.csv",
+            content_sha256="",
+        )
+        data, attrs = event.to_message()
+        publisher = pubsub_v1.PublisherClient()
+        publisher.publish(f"projects/{p}/topics/{ingestion}", data, **attrs).result(30)
+        got = lambda: [g for g in receiver.got if g["doc"]["type"] == "message.dead_lettered"]  # noqa: E731
+        wait_until(got, 120, lambda: "a dead-letter alert:\n" + cloud.logs("send_alert"))
+        # Pub/Sub dead-letters on a best effort basis, maybe twice: the same alert id
+        first = got()[0]["doc"]["details"]
+        again = {
+            **attrs,
+            "CloudPubSubDeadLetterSourceSubscription": f"projects/{p}/subscriptions/{source}",
+            "CloudPubSubDeadLetterSourceDeliveryCount": "6",
+            "CloudPubSubDeadLetterSourceTopicPublishTime": first["published"],
+        }
+        publisher.publish(f"projects/{p}/topics/{dead_topic}", data, **again).result(30)
+        wait_until(lambda: len(got()) > 1, 60, lambda: cloud.logs("send_alert"))
+        # an alert set aside after failing, as Pub/Sub forwards it: no alert about it
+        alert = AlertRaised(
+            alert_id="a1",
+            kind="file.rejected",
+            time="",
+            project="",
+            summary="",
+            details={},
+            destination="",
+        )
+        body, attrs = alert.to_message()
+        forwarded = {**attrs, "CloudPubSubDeadLetterSourceSubscription": "eventarc-send-alert-x"}
+        publisher.publish(f"projects/{p}/topics/{dead_topic}", body, **forwarded).result(30)
+        time.sleep(5)
+    finally:
+        receiver.close()
+    one, twice = got()
+    assert one["doc"]["id"] == twice["doc"]["id"]
+    doc = one["doc"]
+    assert alerts.verify(SECRET, one["signature"], one["body"])
+    assert (
+        doc["details"]["subscription"] == source and doc["details"]["type"] == "IngestionComplete"
+    )
+    assert int(doc["details"]["deliveries"]) >= 5
+    assert doc["details"]["event_id"] == event.event_id
+    assert [k for k in receiver.kinds() if k != "message.dead_lettered"] == []
+
+
 def test_a_multiclass_project_with_string_keys_on_emulated_google_cloud(
     cloud: Cloud, tmp_path: Path
 ) -> None:

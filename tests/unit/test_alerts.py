@@ -263,3 +263,33 @@ def test_the_local_bus_publishes_an_occurrence_once_across_restarts(tmp_path) ->
         (queue,) = [q for q in app.deps.bus.stats() if q["subscription"] == service.SUBSCRIPTION]
         assert queue["pending"] == 1
         app.close()
+
+
+def test_status_on_pub_sub_says_where_the_counts_are(fake_deps: Deps) -> None:
+    """Pub/Sub reports backlogs through Cloud Monitoring only: status says so
+    instead of showing 0 sent, 0 waiting."""
+    from minimlops.entrypoints.cli.report import print_status
+
+    class PubSubStats:  # what the Pub/Sub adapter's stats() gives: no counts
+        def stats(self) -> list[dict[str, Any]]:
+            return [
+                {
+                    "subscription": "eventarc-us-central1-send-alert-123-sub-456",
+                    "topic": "alerts",
+                    **dict.fromkeys(("pending", "leased", "acked", "dead_lettered")),
+                }
+            ]
+
+    deps = replace(
+        fake_deps,
+        bus=PubSubStats(),  # type: ignore[arg-type]
+        alerts=Alerts(on=True, webhooks=("https://a.test/x",), secret=SECRET),
+    )
+    found = service.status(deps)
+    assert "Cloud Monitoring" in found["uncounted"] and "sent" not in found
+    from rich.console import Console
+
+    console = Console(record=True, width=200)
+    print_status(console, {"tables": {}, "alerts": found, "queues": PubSubStats().stats()})
+    shown = console.export_text()
+    assert "Cloud Monitoring" in shown and "sent" not in shown and "None" not in shown, shown

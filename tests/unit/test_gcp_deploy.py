@@ -362,6 +362,17 @@ def test_alerts_are_sent_by_a_function_of_their_own_with_secrets_from_secret_man
     updates = [c for c in cmds if c[:4] == ["gcloud", "pubsub", "subscriptions", "update"]]
     (alerts_sub,) = [c for c in updates if "functions describe send_alert" in c[4]]
     assert 5 <= int(_flag(alerts_sub, "max-delivery-attempts")) <= 100
+    # its second trigger: each dead letter becomes a message.dead_lettered alert;
+    # that subscription has no dead-letter policy (it would loop)
+    (dead,) = [
+        c
+        for c in cmds
+        if c[:5] == ["gcloud", "eventarc", "triggers", "create", plans.DEAD_LETTER_TRIGGER]
+    ]
+    assert _flag(dead, "destination-run-service") == "send-alert"
+    assert _flag(dead, "transport-topic") == "projects/acme-ml/topics/minimlops-dead-letter"
+    assert _flag(dead, "service-account") == "mlops-trigger@acme-ml.iam.gserviceaccount.com"
+    assert not [c for c in updates if plans.DEAD_LETTER_TRIGGER in " ".join(c)]
     plan = plans.build(Settings.from_env(env, backend="gcp"))
     missing, unused = _unmet(plan)
     assert not missing and not unused, (missing, unused)
@@ -400,6 +411,10 @@ def test_a_slack_webhook_alone_deploys_without_a_signing_key_and_destroy_finds_i
     quiet = plans.build(Settings.from_env(_env(), backend="gcp"))
     gone = [st.argv for st in plans.teardown(quiet)]
     assert ("gcloud", "functions", "delete", "send_alert") in {a[:4] for a in gone}
+    assert ("eventarc", "triggers", "delete", plans.DEAD_LETTER_TRIGGER) in {a[1:5] for a in gone}
+    assert not any(
+        plans.DEAD_LETTER_TRIGGER in st.argv for st in plans.steps(quiet, tmp_path / "b")
+    )
     assert {"minimlops-alert-webhooks", "minimlops-alert-secret"} <= {
         a[3] for a in gone if a[:3] == ("gcloud", "secrets", "delete")
     }

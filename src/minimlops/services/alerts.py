@@ -75,6 +75,30 @@ def publish(deps: Deps, kind: str, summary: str, details: Mapping[str, Any], *, 
         return -1
 
 
+def dead_lettered(
+    deps: Deps,
+    *,
+    subscription: str,
+    kind: str,
+    error: str,
+    key: str,
+    details: Mapping[str, Any] | None = None,
+) -> list[Event]:
+    """The ``message.dead_lettered`` alert of a message set aside after it kept
+    failing (``kind``: its event type). None for an alert: a webhook that keeps
+    failing is shown by status and the dashboard, and telling it through the
+    same webhooks could not work and would loop."""
+    if kind == AlertRaised.__name__ or subscription == SUBSCRIPTION:
+        return []
+    return raised(
+        deps,
+        "message.dead_lettered",
+        f"{kind} set aside by {subscription} after failing: {error}"[:300],
+        {"subscription": subscription, "type": kind, "error": error[:2000], **(details or {})},
+        key=key,
+    )
+
+
 def deliver(cfg: Alerts, url: str, payload: bytes) -> int:
     """POST one signed body to one webhook; its status code.
 
@@ -161,11 +185,21 @@ def status(deps: Deps) -> dict[str, Any]:
         "signed": bool(deps.alerts.secret),
     }
     for s in deps.bus.stats():
-        if s.get("subscription") == SUBSCRIPTION:
+        ours = s.get("subscription") == SUBSCRIPTION or s.get("topic") == deps.names.alerts_topic
+        if ours and s.get("pending") is not None:
             found.update(
                 waiting=s["pending"] + s["leased"], sent=s["acked"], failed=s["dead_lettered"]
             )
     last_error = getattr(deps.bus, "last_error", None)  # the local bus's; Pub/Sub: Cloud Logging
+    if "sent" in found:
+        pass
+    elif last_error is not None:  # the local bus, before its consumer ever started
+        found.update(waiting=0, sent=0, failed=0)
+    else:  # Pub/Sub counts backlogs in Cloud Monitoring only
+        found["uncounted"] = (
+            "counts are in Cloud Monitoring (the alerts topic's subscription), "
+            "errors in send_alert's log"
+        )
     if last_error is not None and (found.get("waiting") or found.get("failed")):
         found["last_error"] = last_error(SUBSCRIPTION)
     return found

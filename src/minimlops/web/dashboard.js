@@ -49,7 +49,10 @@ function renderStatus(s) {
   queues.replaceChildren();
   for (const q of s.queues) {
     const tr = document.createElement("tr");
-    cell(tr, q.subscription); cell(tr, q.pending + q.leased); cell(tr, q.acked); cell(tr, q.dead_lettered);
+    // Pub/Sub counts its backlogs in Cloud Monitoring only: a dash, never a 0 that is not known
+    const n = (v) => (v === null || v === undefined ? "—" : v);
+    cell(tr, q.subscription); cell(tr, q.pending === null ? "—" : q.pending + q.leased);
+    cell(tr, n(q.acked)); cell(tr, n(q.dead_lettered));
     queues.append(tr);
   }
   renderAlerts(s.alerts || {});
@@ -63,7 +66,8 @@ function renderAlerts(a) {
     el.className = "muted";
     return;
   }
-  let text = `Alerts to ${a.webhooks.join(", ")}: ${a.sent || 0} sent, ${a.waiting || 0} waiting`;
+  let text = `Alerts to ${a.webhooks.join(", ")}: ` +
+    (a.uncounted ? a.uncounted : `${a.sent || 0} sent, ${a.waiting || 0} waiting`);
   if (a.failed) text += `, ${a.failed} undelivered after every retry`;
   if (a.last_error) text += ` — last error: ${a.last_error}`;
   el.textContent = text;

@@ -51,19 +51,25 @@ def print_status(console: Console, data: dict[str, Any]) -> None:
         queues.add_row(
             q["subscription"],
             q["topic"],
-            str(q["pending"]),
-            str(q["leased"]),
-            str(q["acked"]),
-            str(q["dead_lettered"]),
+            *(
+                "—" if q[k] is None else str(q[k])
+                for k in ("pending", "leased", "acked", "dead_lettered")
+            ),
         )
     console.print(queues)
+    if any(q["pending"] is None for q in data.get("queues", [])):
+        console.print("message bus: Pub/Sub counts backlogs in Cloud Monitoring only")
     al = data.get("alerts") or {}
     if not al.get("webhooks"):
         console.print("alerts: off (MINIMLOPS_ALERT_WEBHOOKS is unset)")
     else:
         line = (
             f"alerts: to {', '.join(al['webhooks'])} ({'signed' if al.get('signed') else 'Slack'}); "
-            f"{al.get('sent', 0)} sent, {al.get('waiting', 0)} waiting"
+            + (
+                al["uncounted"]
+                if al.get("uncounted")
+                else f"{al['sent']} sent, {al['waiting']} waiting"
+            )
         )
         if al.get("failed"):
             line += f", [red]{al['failed']} undelivered after every retry[/]"

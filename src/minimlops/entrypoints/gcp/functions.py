@@ -14,7 +14,8 @@ framework serves one of them per deployment (``--entry-point``):
   publishing ``retrain_requested`` when a trigger fires.
 - ``send_alert``: Pub/Sub CloudEvent of the alerts topic -> the webhooks
   (deployed when ``MINIMLOPS_ALERT_WEBHOOKS`` is set; its URLs and signing key
-  come from Secret Manager).
+  come from Secret Manager); and of the dead-letter topic -> a
+  ``message.dead_lettered`` alert.
 
 At-least-once delivery: a handler that raises makes the function answer 500,
 so Eventarc/Pub/Sub deliver the event again (retries are on; after
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import logging
 import os
 import threading
@@ -42,11 +44,12 @@ from functions_framework import aio
 from minimlops.bootstrap import App, build
 from minimlops.config import Settings
 from minimlops.domain.events import Event, ObjectFinalized, UnknownEventError, from_message
-from minimlops.services import messagebus, monitor
+from minimlops.services import alerts, messagebus, monitor
 
 logger = logging.getLogger("minimlops.functions")
 STORAGE_FINALIZED = "google.cloud.storage.object.v1.finalized"
 PUBSUB_PUBLISHED = "google.cloud.pubsub.topic.v1.messagePublished"
+DEAD_LETTER_SOURCE = "CloudPubSubDeadLetterSourceSubscription"  # added by Pub/Sub
 _lock = threading.Lock()
 _state: dict[str, Any] = {}
 
@@ -122,12 +125,60 @@ def train_model(cloud_event: Any) -> None:
         _handle(cloud_event)
 
 
+def dead_letter_alerts(cloud_event: Any) -> list[Event] | None:
+    """The ``message.dead_lettered`` alert of a message Pub/Sub forwarded to
+    the dead-letter topic (None: the event is no dead letter).
+
+    Pub/Sub adds ``CloudPubSubDeadLetterSource*`` attributes to each message
+    it forwards (https://cloud.google.com/pubsub/docs/handling-failures); the
+    alert's key is the source subscription, the original publish time and the
+    body, so a message dead-lettered twice (Pub/Sub does it on a best effort
+    basis) is one alert id. The error itself is in the failing function's log.
+    """
+    if cloud_event["type"] != PUBSUB_PUBLISHED:
+        return None
+    message = (cloud_event.data or {}).get("message") or {}
+    attrs = dict(message.get("attributes") or {})
+    source = attrs.get(DEAD_LETTER_SOURCE, "")
+    if not source:
+        return None
+    source = source.rsplit("/", 1)[-1]
+    attempts = attrs.get("CloudPubSubDeadLetterSourceDeliveryCount", "?")
+    published = attrs.get("CloudPubSubDeadLetterSourceTopicPublishTime", "")
+    data = str(message.get("data") or "")
+    digest = hashlib.sha256(f"{source}\n{published}\n{data}".encode()).hexdigest()[:32]
+    return alerts.dead_lettered(
+        _app().deps,
+        subscription=source,
+        kind=attrs.get("type") or "an undecodable message",
+        error=f"{attempts} deliveries failed; the function's log has each error",
+        key=f"{source}/{digest}",
+        details={
+            "event_id": attrs.get("event_id", ""),
+            "deliveries": attempts,
+            "published": published,
+            "redrive": "minimlops gcp dead-letters --redrive",
+        },
+    )
+
+
 @functions_framework.cloud_event
 def send_alert(cloud_event: Any) -> None:
     """An alert on the alerts topic -> each webhook (signed; Slack's format for
     Slack). A webhook that does not take it fails the delivery, and Pub/Sub
-    delivers it again with backoff, then to the dead-letter topic."""
-    _handle(cloud_event)
+    delivers it again with backoff, then to the dead-letter topic.
+
+    Its second trigger, on the dead-letter topic, turns each dead letter but an
+    alert into a ``message.dead_lettered`` alert, published on the alerts topic
+    (a failure to publish answers 500: delivered again, for Eventarc's 24 h)."""
+    found = dead_letter_alerts(cloud_event)
+    if found is None:
+        _handle(cloud_event)
+        return
+    deps = _app().deps
+    for event in found:
+        messagebus.publish(event, deps)
+    logger.info("dead letter %s: %d alert(s) published", cloud_event["id"], len(found))
 
 
 @functions_framework.http

@@ -10,7 +10,7 @@ Identities (one per job, none shared):
 
 - a runtime service account per function (``mlops-<function>``);
 - ``mlops-trigger``: the identity Eventarc uses to deliver events to
-  ``ingest_data`` and ``train_model`` (``run.invoker`` on those two services,
+  ``ingest_data``, ``train_model`` and ``send_alert`` (``run.invoker`` on those services,
   ``eventarc.eventReceiver`` on the project for the Cloud Storage trigger);
 - ``mlops-scheduler``: Cloud Scheduler's identity, ``run.invoker`` on
   ``monitor_pipeline`` only;
@@ -42,6 +42,7 @@ STORAGE_FINALIZED = "google.cloud.storage.object.v1.finalized"
 PUBSUB_PUBLISHED = "google.cloud.pubsub.topic.v1.messagePublished"
 TRAINING_RESERVE_S = 240  # read, final fit, evaluation, ONNX conversion, upload
 RETRAIN_TRIGGER = "train-model-retrain"  # train_model's second trigger
+DEAD_LETTER_TRIGGER = "send-alert-dead-letters"  # send_alert's second trigger
 SCHEDULER_JOB = "minimlops-monitor"
 SECRETS = {
     "MINIMLOPS_API_KEY": "minimlops-api-key",
@@ -449,7 +450,14 @@ def build(settings: Settings, *, allow_unauthenticated: bool = False) -> Plan:
                     "deliver ingestion_complete and retrain_requested",
                 ),
                 *(
-                    [Grant("function", "send_alert", "roles/run.invoker", "deliver alerts")]
+                    [
+                        Grant(
+                            "function",
+                            "send_alert",
+                            "roles/run.invoker",
+                            "deliver alerts and dead letters",
+                        )
+                    ]
                     if s.alert_urls
                     else []
                 ),
@@ -909,6 +917,31 @@ def steps(plan: Plan, bundle: Path) -> list[Step]:
             update=("gcloud", "eventarc", "triggers", "update", RETRAIN_TRIGGER, *retrain),
         )
     )
+    if s.alert_urls:
+        sender = plan.function("send_alert")
+        dead = (
+            "--location=" + region,
+            f"--project={p}",
+            f"--destination-run-service={sender.service}",
+            f"--destination-run-region={region}",
+            f"--service-account={plan.email('mlops-trigger')}",
+        )
+        out.append(  # no dead-letter policy on its subscription: a loop otherwise
+            Step(
+                (
+                    "gcloud",
+                    "eventarc",
+                    "triggers",
+                    "create",
+                    DEAD_LETTER_TRIGGER,
+                    *dead,
+                    f"--event-filters=type={PUBSUB_PUBLISHED}",
+                    f"--transport-topic=projects/{p}/topics/{s.dead_letter_topic}",
+                ),
+                "send_alert's second trigger: a dead letter raises message.dead_lettered",
+                update=("gcloud", "eventarc", "triggers", "update", DEAD_LETTER_TRIGGER, *dead),
+            )
+        )
     attempts = s.bus_max_attempts  # 5 to 100: violations() refuses others
     agent = plan.agents[1][1]
     subs = [
@@ -1030,6 +1063,19 @@ def teardown(plan: Plan) -> list[Step]:
                 "--quiet",
             ),
             "train_model's second trigger",
+        ),
+        Step(  # always, as send_alert: an earlier deploy with webhooks made it
+            (
+                "gcloud",
+                "eventarc",
+                "triggers",
+                "delete",
+                DEAD_LETTER_TRIGGER,
+                f"--project={p}",
+                f"--location={region}",
+                "--quiet",
+            ),
+            "send_alert's dead-letter trigger",
         ),
     ]
     out += [

@@ -111,17 +111,21 @@ class Runtime:
             release_memory()
 
     def _dead_lettered(self, sub: str, msg_id: str, kind: str, error: str) -> None:
-        """A message set aside after failing: an alert, unless it is one (a
-        webhook that keeps failing is reported by status and the dashboard)."""
-        if sub == alerts.SUBSCRIPTION:
-            return
-        alerts.publish(
-            self.app.deps,
-            "message.dead_lettered",
-            f"{kind} set aside by {sub} after failing: {error}"[:300],
-            {"subscription": sub, "message_id": msg_id, "type": kind, "error": error[:2000]},
-            key=f"{sub}/{msg_id}",
-        )
+        """A message set aside after failing: an alert (none for an alert);
+        never raises, as the message is set aside whatever happens here."""
+        try:
+            events = alerts.dead_lettered(
+                self.app.deps,
+                subscription=sub,
+                kind=kind,
+                error=error,
+                key=f"{sub}/{msg_id}",
+                details={"message_id": msg_id},
+            )
+            for event in events:
+                messagebus.publish(event, self.app.deps)
+        except Exception:
+            logger.exception("alerts: could not publish message.dead_lettered")
 
     def _flush_predictions(self) -> None:
         """Ingestion labels earlier predictions and training reads the
