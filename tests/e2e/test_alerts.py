@@ -176,3 +176,38 @@ def test_alerts_pending_when_the_server_is_killed_are_sent_after_a_restart(
         again.stop()
     assert {"training.finished", "model.promoted"} <= set(receiver.kinds())
     assert {g["doc"]["id"] for g in receiver.got} >= tried  # the ids tried before the kill
+
+
+def test_a_training_that_keeps_failing_alerts_then_its_dead_letter_alerts(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    """The model storage cannot be written (a file where its directory goes):
+    training.failed, once for all of a trigger's tries, then
+    message.dead_lettered when the bus sets the trigger aside, from a running
+    server; status lists the dead letter."""
+    home = tmp_path / "home"
+    (home / LAND).mkdir(parents=True)
+    write_csv(home / LAND / "passengers.csv", 900, seed=3)
+    blocked = home / "buckets" / "my-model-storage" / "models" / "titanic"
+    blocked.parent.mkdir(parents=True)
+    blocked.write_text("not a directory")
+    server = Server(home, MINIMLOPS_BUS_MAX_ATTEMPTS="3", **_env(receiver))
+    try:  # never healthy: no model can be stored
+        wait_until(
+            lambda: "message.dead_lettered" in receiver.kinds(),
+            120,
+            lambda: f"the dead letter's alert: {receiver.kinds()}\n{server.output()[-3000:]}",
+        )
+        status = json.loads(cli(home, "status", "--json").stdout)
+    finally:
+        server.stop()
+    kinds = receiver.kinds()
+    assert kinds.count("training.failed") == 1, kinds  # one id for every try
+    failed = next(g["doc"] for g in receiver.got if g["doc"]["type"] == "training.failed")
+    dead = next(g["doc"] for g in receiver.got if g["doc"]["type"] == "message.dead_lettered")
+    assert "NotADirectoryError" in failed["summary"] + json.dumps(failed["details"]), failed
+    assert dead["details"]["subscription"] == "train_model"
+    assert dead["details"]["type"] == "IngestionComplete"
+    assert "NotADirectoryError" in dead["details"]["error"]
+    assert [d["subscription"] for d in status["dead_letters"]] == ["train_model"]
+    assert "model.promoted" not in kinds and "training.finished" not in kinds

@@ -91,7 +91,7 @@ class LocalObjectStore:
         path = self.path(bucket, name)
         try:
             return self._info(bucket, name, path)
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):  # a/b/c when a/b is an object
             return None
 
     def list(self, bucket: str, prefix: str = "") -> list[ObjectInfo]:
