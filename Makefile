@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 AUTOML := .bench-automl
 
-.PHONY: docs run test test-gcp test-slow lint audit bench bench-quality bench-automl bench-peers test-peers soak lock clean emulators
+.PHONY: docs run test test-e2e test-gcp test-slow lint audit bench bench-quality bench-automl bench-peers test-peers soak lock clean emulators
 
 # Creates the virtual environment and installs the project with the locked versions.
 $(STAMP): pyproject.toml requirements.lock
@@ -17,8 +17,11 @@ $(STAMP): pyproject.toml requirements.lock
 run: $(STAMP) ## the whole pipeline on 127.0.0.1:8080
 	$(BIN)/minimlops up
 
-test: $(STAMP) lint ## the default test tier (a few minutes)
-	$(BIN)/python -m pytest -m "not slow and not gcp" --durations=15
+test: $(STAMP) lint ## the default test tier: unit, contract, fuzz and the e2e smoke (about 10 minutes)
+	$(BIN)/python -m pytest -m "(not slow and not gcp and not e2e) or smoke" --durations=15
+
+test-e2e: $(STAMP) ## the e2e tier: running servers, kill -9, faults, a browser (about 20 minutes)
+	$(BIN)/python -m pytest -m "e2e and not smoke and not slow and not gcp" --durations=15
 
 test-gcp: $(STAMP) ## the Google Cloud path on emulators (builds, starts and stops them)
 	scripts/emulators/run.sh $(BIN)/python -m pytest -m gcp

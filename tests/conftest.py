@@ -101,3 +101,12 @@ def gcp_emulators() -> dict[str, str]:
     return {v: os.environ[v] for v in EMULATOR_VARS} | {
         "GOOGLE_CLOUD_PROJECT": os.environ.get("GOOGLE_CLOUD_PROJECT", "test-project")
     }
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests of running servers, processes and a browser are the e2e tier
+    (``make test-e2e``); those also marked ``smoke`` run in the default tier."""
+    for item in items:
+        parts = Path(str(item.path)).relative_to(REPO).parts
+        if parts[:2] in (("tests", "e2e"), ("tests", "browser")):
+            item.add_marker(pytest.mark.e2e)

@@ -72,6 +72,7 @@ def shot(page, name: str) -> None:  # type: ignore[no-untyped-def]
     page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
 
 
+@pytest.mark.smoke
 def test_prediction_form_shows_probability_version_and_effects(server: Server, page) -> None:  # type: ignore[no-untyped-def]
     page.goto(server.url + "/")
     page.select_option("#Pclass", "1")

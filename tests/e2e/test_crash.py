@@ -95,7 +95,9 @@ def _trial(tmp_path: Path, seed: int, processes: int = 1) -> None:
     assert total == len(uuids), "a prediction is logged twice"
 
 
-@pytest.mark.parametrize(("seed", "processes"), [(1, 1), (2, 2)])
+@pytest.mark.parametrize(
+    ("seed", "processes"), [pytest.param(1, 1, marks=pytest.mark.smoke), (2, 2)]
+)
 def test_kill9_during_a_burst_loses_no_answered_prediction(
     tmp_path: Path, seed: int, processes: int
 ) -> None:

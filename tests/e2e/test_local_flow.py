@@ -27,6 +27,9 @@ def need_example_data() -> Path:
     return path
 
 
+pytestmark = pytest.mark.smoke  # the README's flow: in the default tier
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     need_example_data()
