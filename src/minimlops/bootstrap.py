@@ -134,11 +134,12 @@ def _champion_rows(settings: Settings, project: Project) -> list[dict[str, Any]]
     return [dict(reference)] if isinstance(reference, dict) else None
 
 
-def check_home(settings: Settings, project: Project) -> None:
+def check_home(settings: Settings, project: Project, *, record: bool = True) -> None:
     """Record the project in a new data home; refuse an incompatible one.
 
     A compatible change (descriptions, rules, features, a new nullable column)
     updates the record; anything else is refused before anything is written.
+    ``record=False`` only checks (``minimlops ingest`` before a file lands).
 
     Raises:
         ProjectMismatchError: the home holds data of an incompatible project.
@@ -155,6 +156,8 @@ def check_home(settings: Settings, project: Project) -> None:
                 f"{project.name!r} cannot use it: {'; '.join(problems)}. Use a new home "
                 f"(MINIMLOPS_HOME=... or --home), or start it with the recorded project."
             )
+    if not record:
+        return
     settings.home.mkdir(parents=True, exist_ok=True)
     tmp = record.with_suffix(".tmp")
     data = {"project": project.to_dict(), "directory": project.directory}

@@ -272,7 +272,11 @@ class Settings(BaseModel):
         "its share of the champion's permutation importance is at least this",
     )
     accuracy_threshold: float = Field(
-        0.7, ge=0, le=1, description="classification: retrain when live accuracy falls under this"
+        0.7,
+        ge=0,
+        le=1,
+        description="classification: retrain when live accuracy (its whole 95 % interval) "
+        "falls under this",
     )
     error_ratio: float = Field(
         1.5, gt=1, description="regression: live RMSE over this times VALIDATION's retrains"

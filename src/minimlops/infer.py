@@ -174,6 +174,7 @@ class Profile:
     rows: int = 0
     missing: int = 0
     integers: int = 0
+    pointed: int = 0  # whole numbers written with a point ("23.0")
     floats: int = 0
     booleans: int = 0
     distinct: Counter[str] = field(default_factory=Counter)
@@ -205,7 +206,11 @@ class Profile:
         """The type without dates: integer, float, boolean or string."""
         if self.present == 0:
             return "string"
-        if self.integers == self.present:
+        # "23.0, 41.0, ...": a float column that happens to hold whole numbers
+        # (a request with 21.5 must pass), unless few values (codes: 1.0, 2.0, 3.0)
+        if self.integers == self.present and (
+            not self.pointed or (not self.overflow and len(self.distinct) <= FEW_VALUES)
+        ):
             return "integer"
         if self.floats == self.present:
             return "float"
@@ -463,6 +468,7 @@ def _count(p: Profile, text: pa.Array) -> None:
             p.words[item["values"]] += item["counts"]
     p.integers += int(pc.sum(pc.match_substring_regex(present, PATTERNS["INTEGER"])).as_py() or 0)
     p.floats += int(pc.sum(pc.match_substring_regex(present, PATTERNS["FLOAT"])).as_py() or 0)
+    p.pointed += int(pc.sum(pc.match_substring_regex(present, r"^[+-]?[0-9]+\.0+$")).as_py() or 0)
     lower = pc.utf8_lower(present)
     p.booleans += int(pc.sum(pc.is_in(lower, pa.array(sorted(TRUE | FALSE)))).as_py() or 0)
     p.longest = max(p.longest, int(pc.max(pc.utf8_length(present)).as_py() or 0))
@@ -654,8 +660,9 @@ def draft(
         )
     if clash := [n for n in by if n in RESERVED]:
         raise ProjectError(
-            f"columns {clash} have names the pipeline uses for its own columns; "
-            "rename them in the file"
+            f"columns {clash} have names the pipeline uses for its own columns "
+            f"(all of them: {', '.join(RESERVED)}); rename them in the file's header, "
+            f"e.g. {clash[0]!r} to {clash[0] + '_value'!r}"
         )
     key_name, key_added = _pick_key(by, target, key, decisions, checks)
     t = by[target]

@@ -195,6 +195,14 @@ def test_one_home_holds_one_project_and_a_nullable_column_can_be_added(tmp_path:
     assert refused.returncode != 0
     assert "holds data of project 'diabetes'" in refused.stderr + refused.stdout
     assert sorted(p.name for p in home.iterdir()) == before
+    # and so is a file of it, before it lands
+    wine = tmp_path / "wine.csv"
+    wine.write_text("a,b\n1,2\n")
+    landing = sorted((home / "buckets").rglob("*.csv"))
+    refused = cli(home, "ingest", str(wine), "--project", "wine", check=False)
+    assert refused.returncode != 0 and "landed" not in refused.stdout
+    assert "holds data of project 'diabetes'" in refused.stderr + refused.stdout
+    assert sorted((home / "buckets").rglob("*.csv")) == landing
     # retyping a column is refused with what to do
     text = (proj / "project.toml").read_text()
     (proj / "project.toml").write_text(

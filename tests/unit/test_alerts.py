@@ -293,3 +293,45 @@ def test_status_on_pub_sub_says_where_the_counts_are(fake_deps: Deps) -> None:
     print_status(console, {"tables": {}, "alerts": found, "queues": PubSubStats().stats()})
     shown = console.export_text()
     assert "Cloud Monitoring" in shown and "sent" not in shown and "None" not in shown, shown
+
+
+def test_live_accuracy_fires_only_when_its_whole_interval_is_under_the_threshold(
+    fake_deps: Deps,
+) -> None:
+    """60 labels at 0.62 right: a 95 % interval of about 0.50-0.74 holds a
+    champion that is fine at 0.7, so no retraining; under 0.8 it is a drop."""
+    import pyarrow as pa
+
+    from minimlops.generate import passengers
+    from minimlops.services import monitor
+    from minimlops.services.predict import Predictor
+    from minimlops.services.tables import arrow_schema
+    from minimlops.services.train import registry_of
+    from tests.unit.test_services import _ingest_and_train
+
+    _ingest_and_train(fake_deps, "a.csv", passengers(600, seed=1))
+    registry = registry_of(fake_deps)
+    predictor = Predictor(registry, fake_deps.now, fake_deps.project)
+    predictor.refresh()
+    logged = predictor.predict(passengers(60, seed=9).to_pylist())
+    fake_deps.warehouse.append("predictions_data", pa.Table.from_pylist(logged))
+    labels = [
+        {
+            "uuid": r["uuid"],
+            "PassengerId": None,
+            "Survived": r["prediction"] if i < 37 else 1 - r["prediction"],
+            "received_at": fake_deps.now(),
+        }
+        for i, r in enumerate(logged)
+    ]
+    fake_deps.warehouse.append(
+        "feedback", pa.Table.from_pylist(labels, schema=arrow_schema("feedback", fake_deps.project))
+    )
+    (champ,) = monitor.live_accuracy(fake_deps, registry)
+    low, high = champ["interval_95"]
+    assert champ["live_accuracy"] < 0.7 < high, champ
+    quiet = monitor.MonitorConfig(drift_min_rows=10_000, min_labels=30, accuracy_threshold=0.7)
+    assert monitor.check(fake_deps, registry, quiet) == []
+    strict = monitor.MonitorConfig(drift_min_rows=10_000, min_labels=30, accuracy_threshold=0.8)
+    (fired,) = monitor.check(fake_deps, registry, strict)
+    assert f"({low:.3f}-{high:.3f})" in fired.reason

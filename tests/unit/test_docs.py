@@ -95,3 +95,13 @@ def test_the_help_names_every_example() -> None:
     cli = (ROOT / "docs" / "reference" / "cli.md").read_text()
     described = Settings.model_fields["project"].description or ""
     assert [e for e in EXAMPLES if e not in described or e not in cli] == []
+
+
+def test_the_project_guide_lists_every_reserved_column_name() -> None:
+    from minimlops.domain.project import RESERVED
+
+    text = (ROOT / "docs" / "projects.md").read_text()
+    row = next(line for line in text.splitlines() if "are refused:" in line)
+    assert re.findall(r"`([a-z_]+)`", row.split("are refused:", 1)[1].split(".")[0]) == list(
+        RESERVED
+    )

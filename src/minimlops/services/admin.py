@@ -226,7 +226,11 @@ def status(deps: Deps, registry: ModelRegistry, serving: str | None = None) -> d
             "algorithm": last["algorithm"],
             "accuracy": last["metrics"]["validation"].get("accuracy"),
             "metric": last["decision"].get("metric"),
-            "score": last["decision"].get("challenger"),
+            # its VALIDATION figure, as `models list` shows (the gate's are on the
+            # rows both versions share: in the decision)
+            "score": last["metrics"]["validation"].get(
+                last["decision"].get("metric") or "accuracy", last["decision"].get("challenger")
+            ),
             "decision": last["decision"],
         },
         "queues": bus_stats,

@@ -571,13 +571,15 @@ def check(deps: Deps, registry: ModelRegistry, cfg: MonitorConfig) -> list[Retra
         champ
         and champ["labelled"] >= cfg.min_labels
         and champ["live_accuracy"] is not None
-        and champ["live_accuracy"] < cfg.accuracy_threshold
+        # the whole 95 % interval under the threshold: a few unlucky labels are no drop
+        and (champ.get("interval_95") or [0.0, champ["live_accuracy"]])[1] < cfg.accuracy_threshold
         and ("accuracy", snapshot) not in earlier
     ):
+        low, high = champ.get("interval_95") or [champ["live_accuracy"]] * 2
         fired.append(
             (
                 "accuracy",
-                f"live accuracy {champ['live_accuracy']:.3f} of version "
+                f"live accuracy {champ['live_accuracy']:.3f} ({low:.3f}-{high:.3f}) of version "
                 f"{champ['version']} on {champ['labelled']} labels is under "
                 f"{cfg.accuracy_threshold}",
                 {"version": champ},

@@ -150,13 +150,13 @@ def ingest(
             "`minimlops up --project DIR` on it first)",
             highlight=False,
         )
-    from minimlops.bootstrap import open_store, project_of
+    from minimlops.bootstrap import check_home, open_store, project_of
     from minimlops.entrypoints.cli.client import InProcess
     from minimlops.entrypoints.runtime.home import running_server
 
     if settings.backend == "local":
-        try:  # a wrong project is said before anything lands
-            project_of(settings)
+        try:  # a wrong project, or a home of another one, is said before anything lands
+            check_home(settings, project_of(settings), record=False)
         except MinimlopsError as exc:
             fail(exc)
     store = open_store(settings)
@@ -171,7 +171,8 @@ def ingest(
         )
         return
     if running_server(settings):
-        console.print("the running server ingests it; follow with `minimlops status`")
+        them = "it" if len(files) == 1 else "them"
+        console.print(f"the running server ingests {them}; follow with `minimlops status`")
         return
     from minimlops.bootstrap import build
     from minimlops.entrypoints.runtime.progress import ThrottledProgress
@@ -197,7 +198,11 @@ def ingest(
             console.print(f"{f.name}: rejected, nothing loaded")
             refused.append(
                 f"{f.name} was rejected: {row['message']}"
-                + (f" (report: {row['report_uri']})" if row.get("report_uri") else "")
+                + (
+                    f" (report: {_on_disk(store, row['report_uri'])})"
+                    if row.get("report_uri")
+                    else ""
+                )
             )
             continue
         console.print(
@@ -206,6 +211,16 @@ def ingest(
         )
     if refused:  # a script or CI job must see it: not loaded is a failure
         fail("; ".join(refused))
+
+
+def _on_disk(store: Any, uri: str) -> str:
+    """A local object's file (the local store names objects gs://bucket/name,
+    as on Google Cloud; a person wants the path)."""
+    path = getattr(store, "path", None)
+    if path is None or not uri.startswith("gs://"):
+        return uri
+    bucket, _, name = uri.removeprefix("gs://").partition("/")
+    return str(path(bucket, name))
 
 
 @app.command()

@@ -18,7 +18,8 @@ def print_status(console: Console, data: dict[str, Any]) -> None:
     console.print(tables)
     champ = data.get("champion")
     console.print(
-        f"champion: {'version ' + champ['version'] + ' — ' + champ['reason'] if champ else 'none yet'}"
+        "champion: "
+        + (f"version {champ['version']} (promoted: {champ['reason']})" if champ else "none yet")
     )
     if data.get("serving"):
         console.print(f"serving: version {data['serving']}")
@@ -86,7 +87,9 @@ def print_status(console: Console, data: dict[str, Any]) -> None:
 def _num(value: Any, digits: int = 3) -> str:
     if value is None:
         return "—"
-    return f"{value:.4g}" if abs(value) >= 1000 else f"{value:.{digits}f}"
+    if abs(value) >= 1000:  # 15,780 and 1,578.3, never 1.578e+04
+        return f"{value:,.0f}" if abs(value) >= 10_000 else f"{value:,.1f}"
+    return f"{value:.{digits}f}"
 
 
 def _metric_of(v: dict[str, Any]) -> str:
@@ -137,7 +140,7 @@ def models_table(data: dict[str, Any]) -> Table:
 
 
 def _interval(ci: Any) -> str:
-    return "—" if not ci else f"{ci[0]:.3f}–{ci[1]:.3f}"
+    return "—" if not ci else f"{_num(ci[0])}–{_num(ci[1])}"
 
 
 def print_version(console: Console, v: dict[str, Any]) -> None:
