@@ -335,3 +335,36 @@ def test_live_accuracy_fires_only_when_its_whole_interval_is_under_the_threshold
     strict = monitor.MonitorConfig(drift_min_rows=10_000, min_labels=30, accuracy_threshold=0.8)
     (fired,) = monitor.check(fake_deps, registry, strict)
     assert f"({low:.3f}-{high:.3f})" in fired.reason
+
+
+def test_the_estimate_alerts_once_per_version_and_snapshot_across_processes(
+    fake_deps: Deps,
+) -> None:
+    """Before labels, the estimate under the threshold is one metric.dropped,
+    recorded in the triggers table: a later check (another process, another
+    function instance on Google Cloud) sends no second one, and retrains nothing."""
+    import pyarrow as pa
+
+    from minimlops.generate import passengers
+    from minimlops.services import monitor
+    from minimlops.services.predict import Predictor
+    from minimlops.services.train import registry_of
+    from tests.unit.test_services import _ingest_and_train
+
+    deps = replace(fake_deps, alerts=Alerts(on=True, webhooks=("https://a.test/x",), secret=SECRET))
+    _ingest_and_train(deps, "a.csv", passengers(600, seed=1))
+    registry = registry_of(deps)
+    predictor = Predictor(registry, deps.now, deps.project)
+    predictor.refresh()
+    logged = predictor.predict(passengers(120, seed=9).to_pylist())
+    deps.warehouse.append("predictions_data", pa.Table.from_pylist(logged))
+    cfg = monitor.MonitorConfig(drift_min_rows=100, min_labels=30, accuracy_threshold=0.99)
+    for _ in range(3):
+        assert [e for e in monitor.check(deps, registry, cfg) if "accuracy" in e.reason] == []
+    dropped = [e for e in _alerts_published(deps) if e.kind == "metric.dropped"]
+    assert len(dropped) == 1 and "estimated accuracy" in dropped[0].summary
+    (row,) = [t for t in monitor.triggers(deps) if t["kind"] == monitor.ESTIMATE]
+    assert row["details"]["version"] == "1" and row["reason"].startswith("alert only")
+    assert [e["kind"] for e in admin.timeline(deps, registry) if e["subject"] == "estimate"] == [
+        "alert"
+    ]

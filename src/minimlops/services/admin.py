@@ -292,13 +292,15 @@ def timeline(
                 "version": meta["version"],
             }
         )
+    from minimlops.services.monitor import ESTIMATE
+
     pointer, _ = registry.champion()
     previous = None
     for t in _triggers(deps):
         events.append(
             {
                 "at": _iso(t["requested_at"]),
-                "kind": "trigger",
+                "kind": "alert" if t["kind"] == ESTIMATE else "trigger",
                 "subject": t["kind"],
                 "detail": t["reason"],
                 "report": None,

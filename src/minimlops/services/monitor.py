@@ -31,6 +31,7 @@ from minimlops.services.registry import ModelRegistry
 from minimlops.services.tables import arrow_schema
 
 logger = logging.getLogger(__name__)
+ESTIMATE = "estimate"  # a triggers-table row of an estimate alert: no retraining
 EPS = 1e-4
 ESTIMATE_WINDOW = 1000  # newest predictions the accuracy estimate reads
 
@@ -510,10 +511,14 @@ def snapshot_id(deps: Deps) -> str:
 
 def record_trigger(deps: Deps, event: RetrainRequested, kind: str, details: dict[str, Any]) -> None:
     """Keep a trigger and its reason in the triggers table."""
+    _record(deps, event.event_id, kind, event.reason, details)
+
+
+def _record(deps: Deps, trigger_id: str, kind: str, reason: str, details: dict[str, Any]) -> None:
     row = {
-        "trigger_id": event.event_id,
+        "trigger_id": trigger_id,
         "kind": kind,
-        "reason": event.reason,
+        "reason": reason,
         "requested_at": deps.now(),
         "details": json.dumps(details, default=str),
     }
@@ -541,7 +546,8 @@ def check(deps: Deps, registry: ModelRegistry, cfg: MonitorConfig) -> list[Retra
     """
     snapshot = snapshot_id(deps)
     fired: list[tuple[str, str, dict[str, Any]]] = []
-    earlier = {(t["kind"], (t["details"] or {}).get("snapshot")) for t in triggers(deps)}
+    recorded = triggers(deps)
+    earlier = {(t["kind"], (t["details"] or {}).get("snapshot")) for t in recorded}
     report = drift(deps, registry, cfg)
     # a trigger only for drift on a feature that matters to the model (or any, when
     # the version recorded no importance)
@@ -585,7 +591,7 @@ def check(deps: Deps, registry: ModelRegistry, cfg: MonitorConfig) -> list[Retra
                 {"version": champ},
             )
         )
-    _estimate_alert(deps, cfg, champ, snapshot)
+    _estimate_alert(deps, cfg, champ, snapshot, recorded)
     if (
         champ
         and pointer
@@ -619,40 +625,58 @@ def check(deps: Deps, registry: ModelRegistry, cfg: MonitorConfig) -> list[Retra
     return events
 
 
-_ESTIMATES_ALERTED: set[str] = set()  # this process's: the id dedupes across processes
-
-
 def _estimate_alert(
-    deps: Deps, cfg: MonitorConfig, champ: dict[str, Any] | None, snapshot: str
+    deps: Deps,
+    cfg: MonitorConfig,
+    champ: dict[str, Any] | None,
+    snapshot: str,
+    recorded: list[dict[str, Any]],
 ) -> None:
     """metric.dropped before labels arrive: the champion's estimated accuracy
     on enough recent predictions (``drift_min_rows``) under the threshold;
-    once per version and training snapshot. An alert, not a retraining: the
+    once per version and training snapshot, recorded in the triggers table
+    as an ``estimate`` (so a new process, or another function instance on
+    Google Cloud, does not send it again). An alert, not a retraining: the
     rows to learn the change from have no labels yet."""
     est = (champ or {}).get("estimated")
-    if not champ or not est or est["rows"] < cfg.drift_min_rows:
+    if not champ or not est or est["rows"] < cfg.drift_min_rows or not deps.alerts.on:
         return
     if champ["labelled"] >= cfg.min_labels:  # the labels speak: live accuracy alerts
         return
     if est["accuracy"] >= cfg.accuracy_threshold:
         return
-    key = f"estimate/{snapshot}/{champ['version']}"
-    if key in _ESTIMATES_ALERTED:
+    done = {
+        (d.get("snapshot"), d.get("version"))
+        for t in recorded
+        if t["kind"] == ESTIMATE and (d := t["details"] or {})
+    }
+    if (snapshot, champ["version"]) in done:
         return
+    from minimlops.domain.alerts import alert_id
     from minimlops.services import alerts
 
     low, high = est["interval_95"]
+    reason = (
+        f"estimated accuracy {est['accuracy']:.3f} ({low:.3f}-{high:.3f}) of version "
+        f"{champ['version']} on its {est['rows']} newest predictions is under "
+        f"{cfg.accuracy_threshold} (from the served probabilities; no labels yet)"
+    )
+    key = f"estimate/{snapshot}/{champ['version']}"
     sent = alerts.publish(
         deps,
         "metric.dropped",
-        f"estimated accuracy {est['accuracy']:.3f} ({low:.3f}-{high:.3f}) of version "
-        f"{champ['version']} on its {est['rows']} newest predictions is under "
-        f"{cfg.accuracy_threshold} (from the served probabilities; no labels yet)",
+        reason,
         {"version": champ["version"], "estimated": est, "threshold": cfg.accuracy_threshold},
         key=key,
     )
-    if sent >= 0:  # published (or off): not again from this process; failed: next tick
-        _ESTIMATES_ALERTED.add(key)
+    if sent >= 0:  # published (or this occurrence was before): not again; failed: next tick
+        _record(
+            deps,
+            alert_id("metric.dropped", key),
+            ESTIMATE,
+            f"alert only: {reason}",
+            {"snapshot": snapshot, "version": champ["version"]},
+        )
 
 
 def _alert(

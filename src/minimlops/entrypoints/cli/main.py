@@ -153,6 +153,7 @@ def ingest(
     from minimlops.bootstrap import check_home, open_store, project_of
     from minimlops.entrypoints.cli.client import InProcess
     from minimlops.entrypoints.runtime.home import running_server
+    from minimlops.services.admin import local_path
 
     if settings.backend == "local":
         try:  # a wrong project, or a home of another one, is said before anything lands
@@ -199,7 +200,7 @@ def ingest(
             refused.append(
                 f"{f.name} was rejected: {row['message']}"
                 + (
-                    f" (report: {_on_disk(store, row['report_uri'])})"
+                    f" (report: {local_path(row['report_uri'], settings.buckets_dir)})"
                     if row.get("report_uri")
                     else ""
                 )
@@ -211,16 +212,6 @@ def ingest(
         )
     if refused:  # a script or CI job must see it: not loaded is a failure
         fail("; ".join(refused))
-
-
-def _on_disk(store: Any, uri: str) -> str:
-    """A local object's file (the local store names objects gs://bucket/name,
-    as on Google Cloud; a person wants the path)."""
-    path = getattr(store, "path", None)
-    if path is None or not uri.startswith("gs://"):
-        return uri
-    bucket, _, name = uri.removeprefix("gs://").partition("/")
-    return str(path(bucket, name))
 
 
 @app.command()
