@@ -107,6 +107,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """Tests of running servers, processes and a browser are the e2e tier
     (``make test-e2e``); those also marked ``smoke`` run in the default tier."""
     for item in items:
-        parts = Path(str(item.path)).relative_to(REPO).parts
-        if parts[:2] in (("tests", "e2e"), ("tests", "browser")):
+        path = Path(str(item.path)).resolve()
+        if any(path.is_relative_to(REPO / "tests" / d) for d in ("e2e", "browser")):
             item.add_marker(pytest.mark.e2e)

@@ -144,9 +144,9 @@ def check_home(settings: Settings, project: Project, *, record: bool = True) -> 
     Raises:
         ProjectMismatchError: the home holds data of an incompatible project.
     """
-    record = settings.home / "project.json"
-    if record.exists():
-        recorded = projects.from_dict(json.loads(record.read_text(encoding="utf-8"))["project"])
+    path = settings.home / "project.json"
+    if path.exists():
+        recorded = projects.from_dict(json.loads(path.read_text(encoding="utf-8"))["project"])
         problems = compatible(recorded, project)
         if recorded.name != project.name:
             problems.insert(0, f"the home holds project {recorded.name!r}, not {project.name!r}")
@@ -159,10 +159,10 @@ def check_home(settings: Settings, project: Project, *, record: bool = True) -> 
     if not record:
         return
     settings.home.mkdir(parents=True, exist_ok=True)
-    tmp = record.with_suffix(".tmp")
+    tmp = path.with_suffix(".tmp")
     data = {"project": project.to_dict(), "directory": project.directory}
     tmp.write_text(json.dumps(data, indent=2, default=list), encoding="utf-8")
-    os.replace(tmp, record)
+    os.replace(tmp, path)
 
 
 @dataclass

@@ -138,7 +138,9 @@ class Settings(BaseModel):
         "ingestion_ledger", description="one row per landed file: loaded, duplicate or rejected"
     )
     triggers_table: str = Field(
-        "retrain_triggers", description="every retraining trigger and its reason"
+        "retrain_triggers",
+        description="every retraining trigger and its reason (and each estimate alert, "
+        "which asks for none)",
     )
     ingestion_topic: str = Field(
         "ingestion_complete", description="published when a file is loaded"

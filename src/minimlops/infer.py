@@ -175,6 +175,7 @@ class Profile:
     missing: int = 0
     integers: int = 0
     pointed: int = 0  # whole numbers written with a point ("23.0")
+    target: bool = False  # the target: "3.0" stays a class code up to MAX_CLASSES values
     floats: int = 0
     booleans: int = 0
     distinct: Counter[str] = field(default_factory=Counter)
@@ -207,9 +208,11 @@ class Profile:
         if self.present == 0:
             return "string"
         # "23.0, 41.0, ...": a float column that happens to hold whole numbers
-        # (a request with 21.5 must pass), unless few values (codes: 1.0, 2.0, 3.0)
+        # (a request with 21.5 must pass), unless few values (codes: 1.0, 2.0,
+        # 3.0; for the target, as many as a multiclass task may have)
+        codes = MAX_CLASSES if self.target else FEW_VALUES
         if self.integers == self.present and (
-            not self.pointed or (not self.overflow and len(self.distinct) <= FEW_VALUES)
+            not self.pointed or (not self.overflow and len(self.distinct) <= codes)
         ):
             return "integer"
         if self.floats == self.present:
@@ -634,6 +637,7 @@ def draft(
     for p in profiles:  # the target, a given key and pandas' index are read as text
         if p.name in (target, key) or p.unnamed:
             p.time = None
+    by[target].target = True
     if rows == 0:
         raise ProjectError(f"{path.name} has a header but no rows: nothing to infer from")
     decisions, checks = [f"read {rows:,} rows and {len(profiles)} columns of {path.name}"], Checks()
@@ -924,8 +928,8 @@ def _observed(p: Profile, col: dict[str, Any], is_key: bool) -> str | None:
 
 
 def _typed(value: str, type_: str) -> Any:
-    if type_ == "integer":
-        return int(value)
+    if type_ == "integer":  # "3.0" is the whole number 3, as ingestion reads it
+        return int(value) if "." not in value else int(float(value))
     if type_ == "float":
         return float(value)
     if type_ == "boolean":

@@ -412,6 +412,8 @@ def test_a_slack_webhook_alone_deploys_without_a_signing_key_and_destroy_finds_i
     gone = [st.argv for st in plans.teardown(quiet)]
     assert ("gcloud", "functions", "delete", "send_alert") in {a[:4] for a in gone}
     assert ("eventarc", "triggers", "delete", plans.DEAD_LETTER_TRIGGER) in {a[1:5] for a in gone}
+    guide = (Path(__file__).resolve().parents[2] / "docs" / "alerts.md").read_text()
+    assert f"triggers delete {plans.DEAD_LETTER_TRIGGER}" in guide  # how to stop alerts by hand
     assert not any(
         plans.DEAD_LETTER_TRIGGER in st.argv for st in plans.steps(quiet, tmp_path / "b")
     )

@@ -679,3 +679,35 @@ def test_init_leaves_out_leaks_and_ids_but_not_honest_columns(tmp_path: Path) ->
     path = _write(tmp_path / "honest.csv", ["row", "noise", "y"], rows)
     d, drafted = _drafted(path, "y")
     assert d.leaks == [] and drafted.features == ("noise",)
+
+
+def test_checking_a_home_writes_nothing(tmp_path: Path) -> None:
+    """`ingest` checks the home's project before a file lands, and records nothing."""
+    from minimlops import projects
+    from minimlops.bootstrap import check_home
+    from minimlops.config import Settings
+    from minimlops.errors import ProjectMismatchError
+
+    settings = Settings.from_env({}, home=tmp_path / "home")
+    check_home(settings, projects.load("wine"), record=False)
+    assert not (tmp_path / "home" / "project.json").exists()
+    check_home(settings, projects.load("wine"))
+    with pytest.raises(ProjectMismatchError, match="holds data of project 'wine'"):
+        check_home(settings, projects.load("diabetes"), record=False)
+    recorded = (tmp_path / "home" / "project.json").read_text()
+    check_home(settings, projects.load("wine"), record=False)
+    assert (tmp_path / "home" / "project.json").read_text() == recorded
+
+
+def test_a_target_of_whole_numbers_written_as_floats_can_be_multiclass(tmp_path: Path) -> None:
+    """30 classes written "7.0": init drafts regression (many whole numbers) and
+    says so; --task multiclass takes them as the classes 0 to 29."""
+    path = tmp_path / "codes.csv"
+    path.write_text(
+        "id,x,grade\n" + "".join(f"{i},{i % 13 * 0.5},{i % 30}.0\n" for i in range(900))
+    )
+    assert infer.draft(path, "grade").data["task"] == "regression"
+    d = infer.draft(path, "grade", task="multiclass")
+    (grade,) = [c for c in d.data["columns"] if c["name"] == "grade"]
+    assert d.data["task"] == "multiclass" and grade["type"] == "integer"
+    assert grade["allowed"] == list(range(30))

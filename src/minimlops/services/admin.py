@@ -342,7 +342,8 @@ def local_path(uri: str, files: Path | None) -> str:
 def _triggers(deps: Deps) -> list[dict[str, Any]]:
     from minimlops.services.monitor import triggers
 
-    return [t for t in triggers(deps) if t["kind"] != "new_data"]  # ingestions show those
+    # ingestions show new_data; estimate alerts show as alerts
+    return [t for t in triggers(deps, estimates=True) if t["kind"] != "new_data"]
 
 
 def ingestion_report(deps: Deps, ingestion_id: str) -> dict[str, Any] | None:

@@ -24,6 +24,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from minimlops.domain.alerts import alert_id, wanted
 from minimlops.domain.events import RetrainRequested
 from minimlops.domain.splits import recorded_split
 from minimlops.services.deps import Deps
@@ -528,10 +529,11 @@ def _record(deps: Deps, trigger_id: str, kind: str, reason: str, details: dict[s
     )
 
 
-def triggers(deps: Deps) -> list[dict[str, Any]]:
-    """Recorded triggers, newest first."""
+def triggers(deps: Deps, *, estimates: bool = False) -> list[dict[str, Any]]:
+    """Recorded retraining triggers, newest first; with ``estimates``, the
+    rows of estimate alerts too (which asked for no retraining)."""
     table = deps.warehouse.read(deps.names.triggers_table)
-    rows = table.to_pylist()
+    rows = [r for r in table.to_pylist() if estimates or r["kind"] != ESTIMATE]
     for r in rows:
         r["details"] = json.loads(r["details"]) if r.get("details") else None
     return sorted(rows, key=lambda r: r["requested_at"], reverse=True)
@@ -546,7 +548,7 @@ def check(deps: Deps, registry: ModelRegistry, cfg: MonitorConfig) -> list[Retra
     """
     snapshot = snapshot_id(deps)
     fired: list[tuple[str, str, dict[str, Any]]] = []
-    recorded = triggers(deps)
+    recorded = triggers(deps, estimates=True)
     earlier = {(t["kind"], (t["details"] or {}).get("snapshot")) for t in recorded}
     report = drift(deps, registry, cfg)
     # a trigger only for drift on a feature that matters to the model (or any, when
@@ -639,8 +641,10 @@ def _estimate_alert(
     Google Cloud, does not send it again). An alert, not a retraining: the
     rows to learn the change from have no labels yet."""
     est = (champ or {}).get("estimated")
-    if not champ or not est or est["rows"] < cfg.drift_min_rows or not deps.alerts.on:
+    if not champ or not est or est["rows"] < cfg.drift_min_rows:
         return
+    if not deps.alerts.on or not wanted("metric.dropped", deps.alerts.events):
+        return  # nobody to tell: nothing to record
     if champ["labelled"] >= cfg.min_labels:  # the labels speak: live accuracy alerts
         return
     if est["accuracy"] >= cfg.accuracy_threshold:
@@ -652,7 +656,6 @@ def _estimate_alert(
     }
     if (snapshot, champ["version"]) in done:
         return
-    from minimlops.domain.alerts import alert_id
     from minimlops.services import alerts
 
     low, high = est["interval_95"]

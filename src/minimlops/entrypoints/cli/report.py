@@ -36,7 +36,7 @@ def print_status(console: Console, data: dict[str, Any]) -> None:
         score = tr.get("score") if tr.get("score") is not None else tr.get("accuracy")
         console.print(
             f"last training: version {tr['version']} ({tr['algorithm']}), {metric} "
-            f"{_num(score)}, {'promoted' if tr['decision']['promote'] else 'kept'}: "
+            f"{_num(score)} on VALIDATION, {'promoted' if tr['decision']['promote'] else 'kept'}: "
             f"{tr['decision']['reason']}"
         )
     queues = Table(

@@ -125,7 +125,7 @@ def train_model(cloud_event: Any) -> None:
         _handle(cloud_event)
 
 
-def dead_letter_alerts(cloud_event: Any) -> list[Event] | None:
+def dead_letter_alerts(cloud_event: Any, dead_letter_topic: str) -> list[Event] | None:
     """The ``message.dead_lettered`` alert of a message Pub/Sub forwarded to
     the dead-letter topic (None: the event is no dead letter).
 
@@ -133,32 +133,41 @@ def dead_letter_alerts(cloud_event: Any) -> list[Event] | None:
     it forwards (https://cloud.google.com/pubsub/docs/handling-failures); the
     alert's key is the source subscription, the original publish time and the
     body, so a message dead-lettered twice (Pub/Sub does it on a best effort
-    basis) is one alert id. The error itself is in the failing function's log.
+    basis) is one alert id. The event's type is our ``type`` attribute, or the
+    CloudEvent's ``ce-type`` that Eventarc's own transport carries (a Cloud
+    Storage event). The error itself is in the failing function's log.
     """
     if cloud_event["type"] != PUBSUB_PUBLISHED:
         return None
     message = (cloud_event.data or {}).get("message") or {}
     attrs = dict(message.get("attributes") or {})
     source = attrs.get(DEAD_LETTER_SOURCE, "")
+    on_dead_topic = str(cloud_event["source"]).endswith(f"/topics/{dead_letter_topic}")
     if not source:
+        if on_dead_topic:  # never handled as the event it carries, by this identity
+            logger.error("dead-letter topic: message %s has no source; ignored", cloud_event["id"])
+            return []
         return None
     source = source.rsplit("/", 1)[-1]
     attempts = attrs.get("CloudPubSubDeadLetterSourceDeliveryCount", "?")
     published = attrs.get("CloudPubSubDeadLetterSourceTopicPublishTime", "")
     data = str(message.get("data") or "")
     digest = hashlib.sha256(f"{source}\n{published}\n{data}".encode()).hexdigest()[:32]
+    details = {
+        "event_id": attrs.get("event_id") or attrs.get("ce-id", ""),
+        "deliveries": attempts,
+        "published": published,
+        "redrive": "minimlops gcp dead-letters --redrive",
+    }
+    if attrs.get("ce-subject"):  # a Cloud Storage event: the object
+        details["subject"] = attrs["ce-subject"]
     return alerts.dead_lettered(
         _app().deps,
         subscription=source,
-        kind=attrs.get("type") or "an undecodable message",
+        kind=attrs.get("type") or attrs.get("ce-type") or "an undecodable message",
         error=f"{attempts} deliveries failed; the function's log has each error",
         key=f"{source}/{digest}",
-        details={
-            "event_id": attrs.get("event_id", ""),
-            "deliveries": attempts,
-            "published": published,
-            "redrive": "minimlops gcp dead-letters --redrive",
-        },
+        details=details,
     )
 
 
@@ -171,7 +180,7 @@ def send_alert(cloud_event: Any) -> None:
     Its second trigger, on the dead-letter topic, turns each dead letter but an
     alert into a ``message.dead_lettered`` alert, published on the alerts topic
     (a failure to publish answers 500: delivered again, for Eventarc's 24 h)."""
-    found = dead_letter_alerts(cloud_event)
+    found = dead_letter_alerts(cloud_event, _app().settings.dead_letter_topic)
     if found is None:
         _handle(cloud_event)
         return
