@@ -15,7 +15,7 @@ from minimlops import infer, projects
 from minimlops.domain.events import ObjectFinalized
 from minimlops.domain.project import ProjectError
 from minimlops.entrypoints.cli.project import _toml
-from minimlops.generate import write_project_csv
+from minimlops.generate import write_csv, write_project_csv
 from minimlops.services import messagebus
 from tests import projects as shapes
 from tests.conftest import fake_deps_for
@@ -187,18 +187,26 @@ def test_init_says_what_the_user_probably_meant(tmp_path: Path) -> None:
 
 
 def test_ingest_into_a_new_home_says_which_project_it_gets(tmp_path: Path) -> None:
-    """A user's file landed with `ingest` on a home no `up --project` has made
-    yet goes to the built-in example: the command says so, and how to choose."""
+    """A home no `up --project` has made yet takes the built-in example: a
+    user's file of other columns is refused before anything is made, saying
+    how to draft a project; a file of the example's columns lands with a note."""
     from tests.e2e.harness import cli
 
+    home = tmp_path / "home"
     data = tmp_path / "mine.csv"
     data.write_text("id,y\n1,yes\n")
-    out = cli(tmp_path / "home", "ingest", str(data), check=False)
+    out = cli(home, "ingest", str(data), check=False)
+    said = " ".join(out.stderr.split())
+    assert out.returncode != 0 and "is not a file of the example project 'titanic'" in said
+    assert "minimlops init" in said and "landed" not in out.stdout
+    assert not (home / "project.json").exists() and not list(home.rglob("mine.csv"))
+    write_csv(tmp_path / "passengers.csv", 60, seed=1)
+    out = cli(home, "ingest", str(tmp_path / "passengers.csv"), check=False)
     assert "is a new data home, so it gets the built-in example project 'titanic'" in (
         " ".join(out.stderr.split())
     )
-    again = cli(tmp_path / "home", "ingest", str(data), check=False)
-    assert "new data home" not in again.stderr
+    again = cli(home, "ingest", str(data), check=False)
+    assert "new data home" not in again.stderr and again.returncode != 0  # rejected: a report
 
 
 def test_words_for_no_value_are_found_and_read_as_missing_everywhere(tmp_path: Path) -> None:
@@ -418,14 +426,14 @@ def test_a_regression_target_of_prices_raises_no_false_alarm(tmp_path: Path) -> 
 
 
 def test_a_rejected_file_is_a_failed_ingest_saying_why(tmp_path: Path) -> None:
-    """`ingest` of a file its home's project refuses (here: a new home, so the
-    Titanic example, and a file of other columns) exits non-zero with the
-    reason; a loaded file exits 0."""
+    """`ingest` of a file its home's project refuses (here: the Titanic
+    example, and a file of other columns) exits non-zero with the reason; a
+    loaded file exits 0."""
     from tests.e2e.harness import cli
 
     data = tmp_path / "houses.csv"
     data.write_text("id,price,size\n1,100.5,20\n2,200,30\n")
-    out = cli(tmp_path / "home", "ingest", str(data), check=False)
+    out = cli(tmp_path / "home", "ingest", str(data), "--project", "titanic", check=False)
     assert out.returncode == 1, out.stdout + out.stderr
     error = [line for line in out.stderr.splitlines() if line.startswith("error:")]
     assert len(error) == 1 and error[0].startswith(

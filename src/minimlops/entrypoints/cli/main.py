@@ -139,17 +139,6 @@ def ingest(
     """Copy files into the landing zone (like `gsutil cp`); the trigger loads them."""
     settings = _settings(home=home, project=project)
     _setup_logging(settings.log_level)
-    if (
-        settings.backend == "local"
-        and settings.project is None
-        and not (settings.home / "project.json").exists()
-    ):
-        err.print(
-            f"note: {settings.home} is a new data home, so it gets the built-in example "
-            "project 'titanic'; for your own data set pass --project DIR (or start "
-            "`minimlops up --project DIR` on it first)",
-            highlight=False,
-        )
     from minimlops.bootstrap import check_home, open_store, project_of
     from minimlops.entrypoints.cli.client import InProcess
     from minimlops.entrypoints.runtime.home import running_server
@@ -157,9 +146,29 @@ def ingest(
 
     if settings.backend == "local":
         try:  # a wrong project, or a home of another one, is said before anything lands
-            check_home(settings, project_of(settings), record=False)
+            chosen = project_of(settings)
+            check_home(settings, chosen, record=False)
         except MinimlopsError as exc:
             fail(exc)
+        if settings.project is None and not (settings.home / "project.json").exists():
+            # a new home takes the example: a file of other columns is the user's
+            # own data set, said before the home is made the example's for good
+            for f in files:
+                if missing := _missing_columns(f, chosen):
+                    fail(
+                        f"{f.name} is not a file of the example project {chosen.name!r} "
+                        f"(no {', '.join(missing[:5])}); for your own data set, draft a "
+                        f"project first: minimlops init {f} --target COLUMN -o DIR, then "
+                        f"minimlops ingest {f} --project DIR --home NEW_HOME (when "
+                        "`minimlops up --project DIR` is starting on this home, run this "
+                        "again once it listens)"
+                    )
+            err.print(
+                f"note: {settings.home} is a new data home, so it gets the built-in example "
+                f"project {chosen.name!r}; for your own data set pass --project DIR (or "
+                "start `minimlops up --project DIR` on it first)",
+                highlight=False,
+            )
     store = open_store(settings)
     landed = []
     for f in files:
@@ -212,6 +221,14 @@ def ingest(
         )
     if refused:  # a script or CI job must see it: not loaded is a failure
         fail("; ".join(refused))
+
+
+def _missing_columns(path: Path, project: Any) -> list[str]:
+    """The project's required columns that a CSV file's header lacks."""
+    with open(path, encoding="utf-8-sig", errors="replace", newline="") as fh:
+        header = next(csv.reader(fh), [])
+    have = {h.strip() for h in header}
+    return [c.name for c in project.columns if c.required and c.name not in have]
 
 
 @app.command()
