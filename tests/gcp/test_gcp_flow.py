@@ -114,6 +114,34 @@ class Cloud:
                     assert time.monotonic() < deadline, f"{fn} did not start: {self.logs(fn)}"
                     time.sleep(0.2)
 
+    def bundle(self, tmp: Path) -> Path:
+        """The deployment bundle `minimlops gcp deploy --dry-run` builds."""
+        bundle = tmp / "bundle"
+        self.cli(
+            "gcp", "deploy", "--dry-run", "--gcp-project", self.project, "--bundle", str(bundle)
+        )
+        return bundle
+
+    def start_send_alert(
+        self, bundle: Path, sub: Any, webhook: str, secret: str, *topics: str
+    ) -> None:
+        """send_alert with a webhook and its key, and a push subscription on
+        each topic, as Eventarc's Pub/Sub triggers make on Google Cloud."""
+        self.start_functions(
+            bundle,
+            only=("send_alert",),
+            MINIMLOPS_ALERT_WEBHOOKS=webhook,
+            MINIMLOPS_ALERT_SECRET=secret,
+        )
+        for topic in topics:
+            sub.create_subscription(
+                name=sub.subscription_path(self.project, f"to-send-alert-{topic}"),
+                topic=f"projects/{self.project}/topics/{topic}",
+                push_config={
+                    "push_endpoint": f"{self.url('send_alert')}/projects/{self.project}/topics/{topic}"
+                },
+            )
+
     def logs(self, fn: str) -> str:
         return (self.tmp / f"{fn}.log").read_text()[-4000:]
 
@@ -201,8 +229,7 @@ def test_the_exercise_flow_on_emulated_google_cloud(cloud: Cloud, tmp_path: Path
     again = cloud.cli("gcp", "provision", "--push-endpoint", cloud.url("train_model"))
     assert "0 created or updated" in again
     # 2. the bundle `gcp deploy` builds, served by functions-framework
-    bundle = tmp_path / "bundle"
-    cloud.cli("gcp", "deploy", "--dry-run", "--gcp-project", cloud.project, "--bundle", str(bundle))
+    bundle = cloud.bundle(tmp_path)
     cloud.start_functions(bundle)
     probe = subprocess.run(
         [sys.executable, "-c", "import minimlops; print(minimlops.__file__)"],
@@ -336,25 +363,10 @@ def test_a_functions_alert_reaches_a_webhook_through_pubsub_and_is_retried(
     try:
         _, _, sub = _clients(cloud.project)
         cloud.cli("gcp", "provision")
-        bundle = tmp_path / "bundle"
-        cloud.cli(
-            "gcp", "deploy", "--dry-run", "--gcp-project", cloud.project, "--bundle", str(bundle)
-        )
+        bundle = cloud.bundle(tmp_path)
         cloud.start_functions(bundle, only=("ingest_data",))
-        cloud.start_functions(
-            bundle,
-            only=("send_alert",),
-            MINIMLOPS_ALERT_WEBHOOKS=receiver.url,
-            MINIMLOPS_ALERT_SECRET=SECRET,
-        )
         topic = cloud.env["MINIMLOPS_ALERTS_TOPIC"]
-        sub.create_subscription(  # what Eventarc's Pub/Sub trigger makes on Google Cloud
-            name=sub.subscription_path(cloud.project, f"send-alert-{cloud.suffix}"),
-            topic=f"projects/{cloud.project}/topics/{topic}",
-            push_config={
-                "push_endpoint": f"{cloud.url('send_alert')}/projects/{cloud.project}/topics/{topic}"
-            },
-        )
+        cloud.start_send_alert(bundle, sub, receiver.url, SECRET, topic)
         notifications = sub.subscription_path(cloud.project, f"bridge-{cloud.suffix}")
         sub.create_subscription(
             name=notifications, topic=f"projects/{cloud.project}/topics/gcs-notifications"
@@ -380,7 +392,9 @@ def test_a_dead_lettered_message_raises_an_alert_and_a_dead_lettered_alert_none(
     cloud: Cloud, tmp_path: Path
 ) -> None:
     """A message that keeps failing goes to the dead-letter topic (Pub/Sub
-    adds its source subscription and delivery count); send_alert's second
+    adds its source subscription and delivery count as
+    CloudPubSubDeadLetterSource* attributes,
+    https://cloud.google.com/pubsub/docs/handling-failures); send_alert's second
     trigger turns it into a signed message.dead_lettered alert. An alert that is dead-lettered
     raises none (it would loop through the webhook that failed)."""
     from google.cloud import pubsub_v1
@@ -393,26 +407,12 @@ def test_a_dead_lettered_message_raises_an_alert_and_a_dead_lettered_alert_none(
     try:
         _, _, sub = _clients(cloud.project)
         cloud.cli("gcp", "provision")
-        bundle = tmp_path / "bundle"
-        cloud.cli(
-            "gcp", "deploy", "--dry-run", "--gcp-project", cloud.project, "--bundle", str(bundle)
-        )
-        cloud.start_functions(
-            bundle,
-            only=("send_alert",),
-            MINIMLOPS_ALERT_WEBHOOKS=receiver.url,
-            MINIMLOPS_ALERT_SECRET=SECRET,
-        )
         p = cloud.project
         dead_topic = cloud.env["MINIMLOPS_DEAD_LETTER_TOPIC"]
-        for topic in (cloud.env["MINIMLOPS_ALERTS_TOPIC"], dead_topic):  # as Eventarc's triggers
-            sub.create_subscription(
-                name=sub.subscription_path(p, f"to-send-alert-{topic}"),
-                topic=f"projects/{p}/topics/{topic}",
-                push_config={
-                    "push_endpoint": f"{cloud.url('send_alert')}/projects/{p}/topics/{topic}"
-                },
-            )
+        alerts_topic = cloud.env["MINIMLOPS_ALERTS_TOPIC"]
+        cloud.start_send_alert(
+            cloud.bundle(tmp_path), sub, receiver.url, SECRET, alerts_topic, dead_topic
+        )
         # a consumer that always fails: nothing listens on its push endpoint
         source = f"eventarc-train-model-{cloud.suffix}"
         ingestion = cloud.env["MINIMLOPS_INGESTION_TOPIC"]
@@ -590,8 +590,7 @@ def test_a_large_file_streams_through_ingest_data_without_local_disk(
     file: a file ten times bigger adds less than a tenth of its size."""
     gcs, bq, sub = _clients(cloud.project)
     cloud.cli("gcp", "provision")
-    bundle = tmp_path / "bundle"
-    cloud.cli("gcp", "deploy", "--dry-run", "--gcp-project", cloud.project, "--bundle", str(bundle))
+    bundle = cloud.bundle(tmp_path)
     scratch = tmp_path / "function-tmp"
     scratch.mkdir()
     cloud.start_functions(bundle, only=("ingest_data",), TMPDIR=str(scratch))

@@ -206,37 +206,47 @@ def test_the_guides_receiver_accepts_what_we_send_and_refuses_the_rest() -> None
     assert not scope["verify"](SECRET, stale, body)
 
 
-def test_live_accuracy_under_the_threshold_alerts_once_with_the_retraining(
-    fake_deps: Deps,
-) -> None:
+def _champion_with_predictions(
+    deps: Deps, rows: int, label: Any = None
+) -> tuple[Any, list[dict[str, Any]]]:
+    """Version 1 on 600 generated passengers serving ``rows`` logged
+    predictions; with ``label(i, prediction)``, their true labels too."""
     import pyarrow as pa
 
     from minimlops.generate import passengers
-    from minimlops.services import monitor
     from minimlops.services.predict import Predictor
     from minimlops.services.tables import arrow_schema
     from minimlops.services.train import registry_of
     from tests.unit.test_services import _ingest_and_train
 
-    deps = replace(fake_deps, alerts=Alerts(on=True, webhooks=("https://a.test/x",), secret=SECRET))
     _ingest_and_train(deps, "a.csv", passengers(600, seed=1))
     registry = registry_of(deps)
     predictor = Predictor(registry, deps.now, deps.project)
     predictor.refresh()
-    logged = predictor.predict(passengers(60, seed=9).to_pylist())
+    logged = predictor.predict(passengers(rows, seed=9).to_pylist())
     deps.warehouse.append("predictions_data", pa.Table.from_pylist(logged))
-    wrong = [
-        {
-            "uuid": r["uuid"],
-            "PassengerId": None,
-            "Survived": 1 - r["prediction"],
-            "received_at": deps.now(),
-        }
-        for r in logged
-    ]
-    deps.warehouse.append(
-        "feedback", pa.Table.from_pylist(wrong, schema=arrow_schema("feedback", deps.project))
-    )
+    if label is not None:
+        labels = [
+            {
+                "uuid": r["uuid"],
+                "PassengerId": None,
+                "Survived": label(i, r["prediction"]),
+                "received_at": deps.now(),
+            }
+            for i, r in enumerate(logged)
+        ]
+        schema = arrow_schema("feedback", deps.project)
+        deps.warehouse.append("feedback", pa.Table.from_pylist(labels, schema=schema))
+    return registry, logged
+
+
+def test_live_accuracy_under_the_threshold_alerts_once_with_the_retraining(
+    fake_deps: Deps,
+) -> None:
+    from minimlops.services import monitor
+
+    deps = replace(fake_deps, alerts=Alerts(on=True, webhooks=("https://a.test/x",), secret=SECRET))
+    registry, _ = _champion_with_predictions(deps, 60, lambda i, predicted: 1 - predicted)
     cfg = monitor.MonitorConfig(drift_min_rows=10_000, min_labels=30)  # no drift verdict
     (fired,) = monitor.check(deps, registry, cfg)
     assert monitor.check(deps, registry, cfg) == []  # once per training snapshot
@@ -300,32 +310,10 @@ def test_live_accuracy_fires_only_when_its_whole_interval_is_under_the_threshold
 ) -> None:
     """60 labels at 0.62 right: a 95 % interval of about 0.50-0.74 holds a
     champion that is fine at 0.7, so no retraining; under 0.8 it is a drop."""
-    import pyarrow as pa
-
-    from minimlops.generate import passengers
     from minimlops.services import monitor
-    from minimlops.services.predict import Predictor
-    from minimlops.services.tables import arrow_schema
-    from minimlops.services.train import registry_of
-    from tests.unit.test_services import _ingest_and_train
 
-    _ingest_and_train(fake_deps, "a.csv", passengers(600, seed=1))
-    registry = registry_of(fake_deps)
-    predictor = Predictor(registry, fake_deps.now, fake_deps.project)
-    predictor.refresh()
-    logged = predictor.predict(passengers(60, seed=9).to_pylist())
-    fake_deps.warehouse.append("predictions_data", pa.Table.from_pylist(logged))
-    labels = [
-        {
-            "uuid": r["uuid"],
-            "PassengerId": None,
-            "Survived": r["prediction"] if i < 37 else 1 - r["prediction"],
-            "received_at": fake_deps.now(),
-        }
-        for i, r in enumerate(logged)
-    ]
-    fake_deps.warehouse.append(
-        "feedback", pa.Table.from_pylist(labels, schema=arrow_schema("feedback", fake_deps.project))
+    registry, _ = _champion_with_predictions(
+        fake_deps, 60, lambda i, predicted: predicted if i < 37 else 1 - predicted
     )
     (champ,) = monitor.live_accuracy(fake_deps, registry)
     low, high = champ["interval_95"]
@@ -343,21 +331,10 @@ def test_the_estimate_alerts_once_per_version_and_snapshot_across_processes(
     """Before labels, the estimate under the threshold is one metric.dropped,
     recorded in the triggers table: a later check (another process, another
     function instance on Google Cloud) sends no second one, and retrains nothing."""
-    import pyarrow as pa
-
-    from minimlops.generate import passengers
     from minimlops.services import monitor
-    from minimlops.services.predict import Predictor
-    from minimlops.services.train import registry_of
-    from tests.unit.test_services import _ingest_and_train
 
     deps = replace(fake_deps, alerts=Alerts(on=True, webhooks=("https://a.test/x",), secret=SECRET))
-    _ingest_and_train(deps, "a.csv", passengers(600, seed=1))
-    registry = registry_of(deps)
-    predictor = Predictor(registry, deps.now, deps.project)
-    predictor.refresh()
-    logged = predictor.predict(passengers(120, seed=9).to_pylist())
-    deps.warehouse.append("predictions_data", pa.Table.from_pylist(logged))
+    registry, _ = _champion_with_predictions(deps, 120)
     cfg = monitor.MonitorConfig(drift_min_rows=100, min_labels=30, accuracy_threshold=0.99)
     for _ in range(3):
         assert [e for e in monitor.check(deps, registry, cfg) if "accuracy" in e.reason] == []

@@ -363,7 +363,11 @@ def test_alerts_are_sent_by_a_function_of_their_own_with_secrets_from_secret_man
     (alerts_sub,) = [c for c in updates if "functions describe send_alert" in c[4]]
     assert 5 <= int(_flag(alerts_sub, "max-delivery-attempts")) <= 100
     # its second trigger: each dead letter becomes a message.dead_lettered alert;
-    # that subscription has no dead-letter policy (it would loop)
+    # that subscription has no dead-letter policy (it would loop): Eventarc keeps
+    # and retries its messages for 24 hours
+    # (https://cloud.google.com/eventarc/docs/retry-events); a function has one
+    # trigger, so a second topic takes an Eventarc trigger of its own
+    # (https://cloud.google.com/eventarc/docs/run/route-trigger-cloud-pubsub)
     (dead,) = [
         c
         for c in cmds

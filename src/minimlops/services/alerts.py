@@ -191,11 +191,9 @@ def status(deps: Deps) -> dict[str, Any]:
                 waiting=s["pending"] + s["leased"], sent=s["acked"], failed=s["dead_lettered"]
             )
     last_error = getattr(deps.bus, "last_error", None)  # the local bus's; Pub/Sub: Cloud Logging
-    if "sent" in found:
-        pass
-    elif last_error is not None:  # the local bus, before its consumer ever started
+    if "sent" not in found and last_error is not None:  # local, before its consumer started
         found.update(waiting=0, sent=0, failed=0)
-    else:  # Pub/Sub counts backlogs in Cloud Monitoring only
+    elif "sent" not in found:  # Pub/Sub counts backlogs in Cloud Monitoring only
         found["uncounted"] = (
             "counts are in Cloud Monitoring (the alerts topic's subscription), "
             "errors in send_alert's log"

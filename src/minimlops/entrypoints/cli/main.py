@@ -153,15 +153,20 @@ def ingest(
         if settings.project is None and not (settings.home / "project.json").exists():
             # a new home takes the example: a file of other columns is the user's
             # own data set, said before the home is made the example's for good
+            from minimlops.errors import SchemaError
+            from minimlops.services.validate import read_header
+
             for f in files:
-                if missing := _missing_columns(f, chosen):
+                try:  # the header as ingestion would judge it
+                    with open(f, "rb") as fh:
+                        read_header(fh, chosen)
+                except SchemaError as exc:
                     fail(
                         f"{f.name} is not a file of the example project {chosen.name!r} "
-                        f"(no {', '.join(missing[:5])}); for your own data set, draft a "
-                        f"project first: minimlops init {f} --target COLUMN -o DIR, then "
-                        f"minimlops ingest {f} --project DIR --home NEW_HOME (when "
-                        "`minimlops up --project DIR` is starting on this home, run this "
-                        "again once it listens)"
+                        f"({exc}); for your own data set, draft a project first: "
+                        f"minimlops init {f} --target COLUMN -o DIR, then minimlops ingest "
+                        f"{f} --project DIR --home NEW_HOME (when `minimlops up --project "
+                        "DIR` is starting on this home, run this again once it listens)"
                     )
             err.print(
                 f"note: {settings.home} is a new data home, so it gets the built-in example "
@@ -221,14 +226,6 @@ def ingest(
         )
     if refused:  # a script or CI job must see it: not loaded is a failure
         fail("; ".join(refused))
-
-
-def _missing_columns(path: Path, project: Any) -> list[str]:
-    """The project's required columns that a CSV file's header lacks."""
-    with open(path, encoding="utf-8-sig", errors="replace", newline="") as fh:
-        header = next(csv.reader(fh), [])
-    have = {h.strip() for h in header}
-    return [c.name for c in project.columns if c.required and c.name not in have]
 
 
 @app.command()

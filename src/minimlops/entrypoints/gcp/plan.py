@@ -893,53 +893,23 @@ def steps(plan: Plan, bundle: Path) -> list[Step]:
         out.append(grant_step(plan, member, g))
     out += [deploy_step(plan, fn, bundle) for fn in plan.functions]
     out += deploy_later  # invoker bindings need the services
-    trainer = plan.function("train_model")
-    retrain = (
-        "--location=" + region,
-        f"--project={p}",
-        f"--destination-run-service={trainer.service}",
-        f"--destination-run-region={region}",
-        f"--service-account={plan.email('mlops-trigger')}",
-    )
     out.append(
-        Step(
-            (
-                "gcloud",
-                "eventarc",
-                "triggers",
-                "create",
-                RETRAIN_TRIGGER,
-                *retrain,
-                f"--event-filters=type={PUBSUB_PUBLISHED}",
-                f"--transport-topic=projects/{p}/topics/{plan.names.retrain_topic}",
-            ),
+        _second_trigger(
+            plan,
+            RETRAIN_TRIGGER,
+            "train_model",
+            plan.names.retrain_topic,
             "train_model's second trigger: retrain_requested",
-            update=("gcloud", "eventarc", "triggers", "update", RETRAIN_TRIGGER, *retrain),
         )
     )
-    if s.alert_urls:
-        sender = plan.function("send_alert")
-        dead = (
-            "--location=" + region,
-            f"--project={p}",
-            f"--destination-run-service={sender.service}",
-            f"--destination-run-region={region}",
-            f"--service-account={plan.email('mlops-trigger')}",
-        )
-        out.append(  # no dead-letter policy on its subscription: a loop otherwise
-            Step(
-                (
-                    "gcloud",
-                    "eventarc",
-                    "triggers",
-                    "create",
-                    DEAD_LETTER_TRIGGER,
-                    *dead,
-                    f"--event-filters=type={PUBSUB_PUBLISHED}",
-                    f"--transport-topic=projects/{p}/topics/{s.dead_letter_topic}",
-                ),
+    if s.alert_urls:  # no dead-letter policy on its subscription: a loop otherwise
+        out.append(
+            _second_trigger(
+                plan,
+                DEAD_LETTER_TRIGGER,
+                "send_alert",
+                s.dead_letter_topic,
                 "send_alert's second trigger: a dead letter raises message.dead_lettered",
-                update=("gcloud", "eventarc", "triggers", "update", DEAD_LETTER_TRIGGER, *dead),
             )
         )
     attempts = s.bus_max_attempts  # 5 to 100: violations() refuses others
@@ -1027,6 +997,34 @@ def steps(plan: Plan, bundle: Path) -> list[Step]:
         )
     )
     return out
+
+
+def _second_trigger(plan: Plan, name: str, fn: str, topic: str, why: str) -> Step:
+    """An Eventarc trigger of its own for a function's second Pub/Sub topic
+    (``gcloud functions deploy`` gives a function one), delivered by
+    ``mlops-trigger``; updated in place when it exists."""
+    p, region = plan.project, plan.region
+    target = (
+        "--location=" + region,
+        f"--project={p}",
+        f"--destination-run-service={plan.function(fn).service}",
+        f"--destination-run-region={region}",
+        f"--service-account={plan.email('mlops-trigger')}",
+    )
+    return Step(
+        (
+            "gcloud",
+            "eventarc",
+            "triggers",
+            "create",
+            name,
+            *target,
+            f"--event-filters=type={PUBSUB_PUBLISHED}",
+            f"--transport-topic=projects/{p}/topics/{topic}",
+        ),
+        why,
+        update=("gcloud", "eventarc", "triggers", "update", name, *target),
+    )
 
 
 def _with(lookup: Lookup, template: str) -> Lookup:
