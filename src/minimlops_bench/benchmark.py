@@ -23,7 +23,7 @@ import httpx
 
 from minimlops.generate import write_csv
 from minimlops_bench.serving import end_to_end, serving, serving_wide
-from minimlops_bench.tools import ONE, Plan, Results, floor_server, free_port, wrk
+from minimlops_bench.tools import Plan, Results, floor_server, free_port, wrk
 
 
 def peers(plan: Plan, work: Path, results: Results) -> None:
@@ -55,9 +55,14 @@ def peers(plan: Plan, work: Path, results: Results) -> None:
     )
     if fitted.returncode != 0:
         raise RuntimeError(f"peer_model.py failed: {fitted.stderr[-2000:]}")
-    one = work / "one.json"
-    mlflow_body = work / "mlflow.json"
-    mlflow_body.write_text(json.dumps({"dataframe_records": [ONE]}))
+    one = work / "passengers.jsonl"  # the bodies our server was measured with
+    mlflow_body = work / "mlflow.jsonl"
+    mlflow_body.write_text(
+        "".join(
+            json.dumps({"dataframe_records": [json.loads(line)]}) + "\n"
+            for line in one.read_text().splitlines()
+        )
+    )
     bin_dir = plan.peers.parent
     servers = {
         "mlflow models serve": (
@@ -166,7 +171,7 @@ def _wait_answering(
             elif (
                 httpx.post(
                     url,
-                    content=body.read_bytes(),
+                    content=body.read_bytes().split(b"\n", 1)[0],  # its first body
                     timeout=10,
                     headers={"content-type": "application/json"},
                 ).status_code

@@ -17,9 +17,23 @@ from typing import Any
 import httpx
 
 ONE = {"Pclass": 3, "Sex": "male", "Age": 22, "SibSp": 1, "Parch": 0, "Fare": 7.25, "Embarked": "S"}
+# Every line of the body file is one request's body, sent in turn: requests
+# are formatted once, in init (wrk's request() is otherwise a Lua call that
+# formats one on the load generator's core, shared with the server here).
 LUA = """wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
-wrk.body = io.open("{body}"):read("*a")
+local bodies = {{}}
+for line in io.lines("{body}") do
+  if #line > 0 then bodies[#bodies + 1] = line end
+end
+local requests, at = {{}}, 0
+init = function(args)
+  for i, body in ipairs(bodies) do requests[i] = wrk.format(nil, nil, nil, body) end
+end
+request = function()
+  at = at % #requests + 1
+  return requests[at]
+end
 """
 UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 

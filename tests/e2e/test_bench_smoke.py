@@ -30,6 +30,10 @@ def test_bench_smoke_writes_every_measurement(tmp_path: Path) -> None:
         if r["name"] == "minimlops /predict, 1 passenger, 32 connections"
     )
     assert single["ratio"] > 0 and "median of 3 rounds" in single["note"]  # paired with the floor
+    by_name = {r["name"]: r for r in report["results"]}
+    for pct in ("p50", "p99"):  # at one connection, against the floor's just before
+        assert by_name[f"bare ASGI floor, 1 connection, {pct}"]["value"] > 0
+        assert by_name[f"minimlops /predict, 1 connection, {pct}"]["ratio"] > 0
     example = next(r for r in report["results"] if r["name"].endswith("the exercise's file"))
     assert example["ratio"] > 0 and "trained on the exercise's titanic.csv" in example["note"]
     wide = [r for r in report["results"] if "wide project" in r["name"]]
@@ -40,6 +44,44 @@ def test_bench_smoke_writes_every_measurement(tmp_path: Path) -> None:
     errors = next(r for r in report["results"] if r["name"].startswith("non-2xx"))
     assert errors["value"] == 0
     assert (out / "latest.md").read_text().startswith("Machine:")
+
+
+def test_wrk_sends_every_body_of_the_file_in_turn(tmp_path: Path) -> None:
+    """The serving runs send distinct rows (a line each of the body file),
+    not one request repeated: a server on loopback sees every one."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from minimlops_bench.tools import wrk
+
+    if shutil.which("wrk") is None:
+        pytest.skip("wrk is not installed")
+    seen: set[bytes] = set()
+
+    class Recorder(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:
+            seen.add(self.rfile.read(int(self.headers["Content-Length"])))
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    bodies = [json.dumps({"Pclass": c, "Sex": "female"}) for c in (1, 2, 3)]
+    body_file = tmp_path / "bodies.jsonl"
+    body_file.write_text("\n".join(bodies) + "\n")
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        run = wrk(f"http://127.0.0.1:{server.server_port}/predict", body_file, 1, 1)
+    finally:
+        server.shutdown()
+    assert run["rps"] > 0 and run["non_2xx"] == 0
+    assert seen == {b.encode() for b in bodies}
 
 
 def test_bench_peers_smoke(tmp_path: Path) -> None:
