@@ -183,11 +183,13 @@ class Settings(BaseModel):
     training_max_rows: int = Field(
         250_000, ge=100, description="rows of each split training reads; beyond it, a sample"
     )
-    training_budget: float = Field(
-        30.0,
+    training_budget: float | None = Field(
+        None,
         gt=0,
         description="seconds model selection may take; candidates not started "
-        "by then are skipped (listed as such in the version)",
+        "by then are skipped (listed as such in the version). Unset: every "
+        "candidate that fits in 120 s, so a larger table takes what its candidates "
+        "need",
     )
     ensembles: bool = Field(
         True,

@@ -16,7 +16,8 @@ VALIDATION); the peers fit on the same rows the served model learned from:
   standardized, median-imputed numbers;
 - AutoGluon (``TabularPredictor(...).fit(train, time_limit=B)``, its default
   preset) and FLAML (``AutoML().fit(X, y, time_budget=B)``), B being
-  minimlops' training budget (``MINIMLOPS_TRAINING_BUDGET``), told the task
+  minimlops' training budget when one is set, else the time minimlops'
+  selection took on the data set (at least 30 s), told the task
   and the primary metric. They run from their own venv (.bench-automl/, from
   bench/peers/requirements-automl.lock) through bench/peers/automl_runner.py,
   the rows passed as parquet files; without that venv the report says they
@@ -493,8 +494,7 @@ def evaluate(
     from minimlops.ml import artifacts
     from minimlops.ml.job import fit_and_score
     from minimlops.ml.metrics import metrics
-    from minimlops.ml.selection import output_of
-    from minimlops.ml.training import BUDGET_S
+    from minimlops.ml.selection import BUDGET_S, output_of
     from minimlops.projects import derived_functions
 
     project = ds.project
@@ -507,6 +507,9 @@ def evaluate(
     extra = {"budget_s": budget_s} if budget_s else {}
     result = fit_and_score(train, valid, valid.slice(0, 0), project, folds=5, seed=seed, **extra)
     seconds = time.perf_counter() - started
+    # the AutoML peers get the budget when one is set; unset, the time minimlops'
+    # selection took (every candidate it tried), at least BUDGET_S
+    used = budget_s or max(BUDGET_S, float(np.ceil(result["selection"]["seconds"])))
     model = artifacts.from_bytes(
         result["artifact"], artifacts.sha256(result["artifact"]), derived_functions(project)
     )
@@ -548,9 +551,7 @@ def evaluate(
         )
     errors: list[dict[str, str]] = []
     if automl is not None and automl.python is not None:
-        ran, errors = automl_peers(
-            automl, project, (X_train, y_train), X_test, budget_s or BUDGET_S, seed=seed
-        )
+        ran, errors = automl_peers(automl, project, (X_train, y_train), X_test, used, seed=seed)
         for row, out in ran:
             row["test"] = metrics(project.task, y_test, out, k)
             rows.append(row)
@@ -562,7 +563,7 @@ def evaluate(
         "metric": project.primary_metric,
         "direction": project.metric_direction,
         "rows": {k_: t.num_rows for k_, t in parts.items()},
-        "budget_s": budget_s or BUDGET_S,
+        "budget_s": used,
         **compare(project, y_test, rows, outputs),
         "automl_errors": errors,
         "selection": result["selection"],
@@ -1080,14 +1081,21 @@ def goal_lines(report: dict[str, Any]) -> list[str]:
             missed = [n for n, a in judged_ if not a["goal_met"]]
             version = automl.get("versions", {}).get(peer)
             lines.append(
-                f"- Against {peer}{f' {version}' if version else ''} ({budget:g} s, the same "
-                f"training budget as minimlops): as good on {met} of {len(judged_)} data sets"
+                f"- Against {peer}{f' {version}' if version else ''} ({_budget(budget)}, the "
+                f"same training budget as minimlops): as good on {met} of {len(judged_)} data sets"
                 + (f" (not on {', '.join(missed)})" if missed else "")
                 + (f"; failed on {', '.join(failed)}" if failed else "")
                 + "."
             )
     lines.append("")
     return lines
+
+
+def _budget(budget: float | None) -> str:
+    """A run's training budget for the AutoML peers in words."""
+    if budget is None:
+        return "B: each data set's section gives it"
+    return f"{budget:g} s"
 
 
 def markdown(report: dict[str, Any]) -> str:
@@ -1101,11 +1109,12 @@ def markdown(report: dict[str, Any]) -> str:
         "or the gate). "
         "Ratio: to the best plain default on the data set's primary metric. "
         + (
-            f"AutoGluon (`TabularPredictor(...).fit(train, time_limit={automl['budget_s']:g})`, "
-            f"its default preset) and FLAML (`AutoML().fit(X, y, time_budget="
-            f"{automl['budget_s']:g})`) get minimlops' training budget, the task and the "
-            "primary metric, and run from their own venv (CPU only, no torch: AutoGluon "
-            "skips its neural networks); their fit s is the `fit` call's."
+            "AutoGluon (`TabularPredictor(...).fit(train, time_limit=B)`, its default "
+            "preset) and FLAML (`AutoML().fit(X, y, time_budget=B)`) get minimlops' "
+            "training budget, or with none set the time minimlops' selection took on the "
+            f"data set, at least 30 s ({_budget(automl['budget_s'])}), the task and the "
+            "primary metric, and run from their own venv (CPU only, no torch: "
+            "AutoGluon skips its neural networks); their fit s is the `fit` call's."
             if automl.get("python")
             else ""
         ),
@@ -1124,7 +1133,8 @@ def markdown(report: dict[str, Any]) -> str:
             f"({'lower' if d['direction'] == 'min' else 'higher'} is better); minimlops "
             f"vs the best plain default ({d['best_peer']}): {d['gap']:+.4f} (95 % paired "
             f"bootstrap interval on TEST {d['gap_95'][0]:+.4f} to {d['gap_95'][1]:+.4f}), "
-            f"{_verdict(d['goal_met'])}.",
+            f"{_verdict(d['goal_met'])}. minimlops' selection took "
+            f"{d['selection'].get('seconds', 0):.0f} s; the AutoML peers got {d['budget_s']:g} s.",
         ]
         for a in d.get("automl", []):
             lo, hi = a["gap_95"]
@@ -1223,8 +1233,9 @@ def run(
 
     from minimlops.config import Settings
 
-    # minimlops' training budget (MINIMLOPS_TRAINING_BUDGET, 30 s by default):
-    # the AutoML peers get the same
+    # minimlops' training budget (MINIMLOPS_TRAINING_BUDGET; unset, every
+    # candidate that fits in 120 s): the AutoML peers get it, or the time
+    # minimlops' selection took on each data set
     budget = 10.0 if smoke else Settings.from_env(os.environ).training_budget
     automl = find_automl() if automl is None else automl
     if only is None and os.environ.get("BENCH_QUALITY_ONLY"):

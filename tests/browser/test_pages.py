@@ -305,6 +305,7 @@ def test_the_evaluation_page_of_a_binary_version_draws_its_curves(server: Server
     assert data["report"]["attributions"]["space"] == "log-odds"
     assert int(page.get_attribute("#leaderboard", "data-candidates") or 0) >= 5
     assert "★ chosen" in (page.text_content("#leaderboard") or "")
+    assert "s budget (" in (page.text_content("#selection-note") or "")
     assert "accuracy" in (page.text_content("#metrics") or "")
     # how the rows were split, next to the figures
     assert "split at random by the row key" in (page.text_content("#split") or "")

@@ -12,6 +12,7 @@ import pytest
 
 from minimlops.config import Settings
 from minimlops.generate import write_csv
+from minimlops.ml.selection import BUDGET_MAX_S
 from tests.conftest import example_csv
 from tests.e2e.harness import EXERCISE_REQUEST, MODEL_FIELDS_ONLY, Server, cli
 
@@ -34,8 +35,9 @@ pytestmark = pytest.mark.smoke  # the README's flow: in the default tier
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     need_example_data()
     home = tmp_path_factory.mktemp("e2e") / "home"
-    default = Settings.model_fields["training_budget"].default  # the flow as users get it
-    srv = Server(home, MINIMLOPS_TRAINING_BUDGET=str(default))
+    # the flow as users get it: the training budget unset (an empty value unsets it)
+    assert Settings.model_fields["training_budget"].default is None
+    srv = Server(home, MINIMLOPS_TRAINING_BUDGET="")
     srv.wait_healthy()
     yield srv
     code = srv.stop()  # Ctrl-C: uvicorn re-raises SIGINT after a clean shutdown (130)
@@ -119,6 +121,10 @@ def test_a_version_has_its_evaluation_in_the_api_the_page_and_the_cli(server: Se
     }
     chosen = [e for e in sel["leaderboard"] if e.get("chosen")]
     assert len(chosen) == 1 and chosen[0]["name"] == v["algorithm"]
+    # the time budget it had (unset: every candidate that fits in it), and what it took
+    assert sel["budget_s"] == BUDGET_MAX_S and sel["budget_from"].startswith("unset")
+    assert 0 < sel["seconds"] < BUDGET_MAX_S
+    assert all(e["status"] == "scored" for e in sel["leaderboard"])  # none skipped
     assert report["rows"] == v["metrics"]["rows"] and report["task"] == "binary"
     assert sum(map(sum, report["confusion"]["matrix"])) == report["rows"]
     low, high = report["intervals"]["accuracy"]
@@ -143,6 +149,7 @@ def test_a_version_has_its_evaluation_in_the_api_the_page_and_the_cli(server: Se
     out = cli(server.home, "models", "show", "1").stdout
     assert "95% interval" in out and "selection" in out and "permutation importance" in out
     assert "chosen" in out and v["algorithm"] in out
+    assert f"of a {BUDGET_MAX_S:.0f} s budget" in " ".join(out.split())
 
 
 def test_every_answered_prediction_is_a_row_queryable_while_serving(server: Server) -> None:

@@ -49,11 +49,14 @@ def test_boosted_trees_win_where_the_signal_is_an_interaction(task) -> None:
         direction=direction,
         folds=3,
         seed=0,
-        budget_s=600,
+        budget_s=None,  # unset: every candidate that fits in BUDGET_MAX_S
         imbalance_threshold=0.05,
     )
     board = {e["name"]: e for e in chosen.leaderboard}
     assert set(board) >= {name for name, _ in BOOSTED}
+    assert all(e["status"] == "scored" for e in chosen.leaderboard), board  # none skipped
+    assert chosen.budget_s == selection.BUDGET_MAX_S and chosen.budget_from.startswith("unset")
+    assert 0 < chosen.seconds < selection.BUDGET_MAX_S
     assert chosen.chosen.family == "boosted_trees", board
     linear = next(e for e in chosen.leaderboard if e["family"] == "linear")
     best = board[chosen.chosen.name]
@@ -134,6 +137,7 @@ def test_a_budget_that_runs_out_skips_the_later_candidates_and_says_so() -> None
     assert rest and all(
         e["status"].startswith("skipped: ") and "training budget" in e["status"] for e in rest
     )
+    assert chosen.budget_s == 1e-9 and chosen.budget_from.startswith("set")
 
 
 def test_a_rare_class_tries_class_weights_and_records_the_decision() -> None:

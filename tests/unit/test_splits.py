@@ -19,7 +19,7 @@ from minimlops.ml import leakage
 from minimlops.services import admin, messagebus
 from minimlops.services.deps import Deps
 from minimlops.services.train import project_split, registry_of
-from tests.conftest import fake_deps_for
+from tests.conftest import TEST_BUDGET_S, fake_deps_for
 from tests.unit.test_ingest import land
 
 
@@ -103,6 +103,9 @@ def test_a_time_split_trains_on_the_past_and_measures_on_later_rows() -> None:
     assert abs(rows["train_rows"] / rows["rows"] - 0.70) < 0.05
     # cross-validation inside TRAIN goes forward in time too
     assert meta["selection"]["folds_by"] == "time"
+    # the budget it had, and where it came from (the tests set one)
+    assert meta["selection"]["budget_s"] == TEST_BUDGET_S
+    assert meta["selection"]["budget_from"] == "set by MINIMLOPS_TRAINING_BUDGET"
 
 
 def test_declared_cut_off_dates_are_kept() -> None:

@@ -41,6 +41,14 @@ ROUNDS_SCALE = 1.15  # the final fit sees ~1/(1 - share) x (folds / (folds - 1))
 # on 20,000 rows the threshold is ~1e-4 and the round counts barely move
 MIN_GAIN = 0.005
 SELECTION_SHARE = 0.6  # of the budget: later candidates start only before this much is spent
+# MINIMLOPS_TRAINING_BUDGET, when set, is the budget. Unset, every candidate is
+# tried unless its family's last timing says it would take selection past
+# BUDGET_MAX_S: a table takes what its candidates need (measured, all candidates
+# on 2 cores: the Titanic example ~13 s, 14,000 rows x 161 features ~27 s,
+# 21,000 rows with class weights tried ~45 s, a 30,000-row sample of a million
+# Titanic rows ~15 s), where a fixed 30 s skipped the last forest of the last.
+BUDGET_S = 30.0  # what the AutoML peers get at least (bench --quality)
+BUDGET_MAX_S = 120.0
 # small tables: folds of ~100 rows make one cross-validation's ranking noisy
 # (on the Titanic example one row moves accuracy by 0.0016); their folds are
 # drawn REPEATS times and every candidate is scored on all of them
@@ -64,6 +72,9 @@ class Selection:
     oof: np.ndarray | None = field(default=None, repr=False)  # the chosen one's out-of-fold outputs
     oof_y: np.ndarray | None = field(default=None, repr=False)  # and their labels
     folds_by: str = "random"  # or "time" (expanding windows), "group" (grouped folds)
+    budget_s: float = BUDGET_MAX_S  # the seconds selection could take
+    budget_from: str = "unset"  # or "set by MINIMLOPS_TRAINING_BUDGET"
+    seconds: float = 0.0  # what cross-validating the candidates (and the ensemble) took
     # a weighted ensemble served instead of ``chosen`` when its cross-fitted figure
     # beats it: (candidate, round count, weight) per member
     ensemble: list[tuple[Candidate, int | None, float]] = field(default_factory=list)
@@ -266,7 +277,7 @@ def select(
     direction: str,
     folds: int,
     seed: int,
-    budget_s: float,
+    budget_s: float | None,
     imbalance_threshold: float,
     progress: Progress | None = None,
     ensembles: bool = True,
@@ -282,6 +293,9 @@ def select(
     With a rare minority class (share under ``imbalance_threshold``), the
     linear and first boosted candidates are also tried with balanced class
     weights, and the primary metric decides between weighted and not.
+
+    ``budget_s`` None: every candidate that fits in ``BUDGET_MAX_S``; the
+    version records the budget, where it came from and what it skipped.
 
     ``order`` (a number per row that sorts it in time) makes the folds
     expanding windows in time, ``groups`` (a label per row) grouped folds:
@@ -317,6 +331,10 @@ def select(
     rounds_of_folds = [splits] + [
         _folds(task, ys, k_folds, seed + 1000 * r, os_, gs) for r in range(1, repeats)
     ]
+    if budget_s is None:
+        budget_s, budget_from = BUDGET_MAX_S, "unset: every candidate that fits in it"
+    else:
+        budget_from = "set by MINIMLOPS_TRAINING_BUDGET"
     weights = imbalance(task, y, imbalance_threshold)
     pool = candidates(task, seed, len(y))
     if weights.get("weighted"):
@@ -415,6 +433,8 @@ def select(
         oof=outputs[chosen.name],
         oof_y=np.tile(ys[scored], repeats),
         folds_by="time" if order is not None else "group" if groups is not None else "random",
+        budget_s=budget_s,
+        budget_from=budget_from,
     )
     if ensembles:
         # the ensemble's cross-fit keeps groups whole and time in blocks, as the folds do
@@ -428,6 +448,7 @@ def select(
         _ensemble(result, pool, outputs, rounds_of, task, n_classes, seed, cross)
     if not result.ensemble:
         board[best[1]]["chosen"] = True
+    result.seconds = round(time.monotonic() - started, 2)
     return result
 
 

@@ -19,7 +19,6 @@ from minimlops.ml.outputs import labels
 
 Progress = Callable[[str, int, int], None]
 Rows = Sequence[Mapping[str, Any]]
-BUDGET_S = 30.0  # seconds model selection may take by default (MINIMLOPS_TRAINING_BUDGET)
 IMBALANCE = (
     0.1  # minority share under which class weights are tried (MINIMLOPS_IMBALANCE_THRESHOLD)
 )
@@ -33,7 +32,7 @@ def select_and_fit(
     folds: int = 5,
     seed: int = 0,
     progress: Progress | None = None,
-    budget_s: float = BUDGET_S,
+    budget_s: float | None = None,
     imbalance_threshold: float = IMBALANCE,
     ensembles: bool = True,
 ) -> TrainedModel:
@@ -52,7 +51,8 @@ def select_and_fit(
         seed: fixes the folds and the estimators' randomness.
         progress: called as ``progress(step, done, total)``.
         budget_s: seconds selection may take; candidates not started by then
-            are skipped (and listed as such).
+            are skipped (and listed as such). None: every candidate that
+            fits in ``selection.BUDGET_MAX_S``.
         imbalance_threshold: minority-class share under which class weights
             are tried as well.
         ensembles: try a weighted ensemble of the candidates (served when
@@ -144,7 +144,7 @@ def _choose(
     folds: int,
     seed: int,
     progress: Progress | None,
-    budget_s: float,
+    budget_s: float | None,
     imbalance_threshold: float,
     order: np.ndarray | None = None,
     groups: np.ndarray | None = None,

@@ -78,7 +78,9 @@ class Deps:
     cv_folds: int = 5
     training_max_rows: int = 250_000  # rows per split training reads; a sample beyond it
     seed: int = 0
-    training_budget_s: float = 30.0  # seconds model selection may take
+    training_budget_s: float | None = (
+        None  # seconds model selection may take (None: every candidate that fits in 120 s)
+    )
     ensembles: bool = True  # try (and serve, when better) a weighted ensemble
     refit: bool = True  # serve a fit on TRAIN + VALIDATION (figures: the TRAIN-only fit's)
     imbalance_threshold: float = 0.1  # minority share under which class weights are tried

@@ -223,7 +223,13 @@ def print_version(console: Console, v: dict[str, Any]) -> None:
             title=f"selection: {sel.get('folds', '?')}-fold cross-validation"
             + (f", repeated {sel['repeats']} times," if (sel.get("repeats") or 1) > 1 else "")
             + " on "
-            f"{sel.get('rows', 0):,} TRAIN rows",
+            f"{sel.get('rows', 0):,} TRAIN rows"
+            + (
+                f", {sel.get('seconds') or 0:.0f} s of a {sel['budget_s']:.0f} s budget "
+                f"({sel.get('budget_from')})"
+                if sel.get("budget_s")
+                else ""
+            ),
         )
         for e in sel["leaderboard"]:
             members = e.get("members")

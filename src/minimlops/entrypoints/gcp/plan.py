@@ -19,7 +19,8 @@ Identities (one per job, none shared):
 
 Training runs inside ``train_model``, an event-driven function, so within the
 540 s such functions may run: model selection has a time budget
-(``MINIMLOPS_TRAINING_BUDGET``, 30 s by default) and reads at most
+(``MINIMLOPS_TRAINING_BUDGET``; unset, every candidate that fits in 120 s)
+and reads at most
 ``MINIMLOPS_TRAINING_MAX_ROWS`` rows a split, and the plan refuses a budget
 that leaves less than :data:`TRAINING_RESERVE_S` for reading, the final fit,
 evaluation, conversion and upload. A Pub/Sub push (which is how Eventarc
@@ -582,6 +583,10 @@ def violations(plan: Plan) -> list[str]:
         if problem:
             out.append(f"bucket name {bucket!r}: {problem} ({limits.BUCKET_NAME_SOURCE})")
     budget = plan.settings.training_budget
+    if budget is None:  # unset: every candidate that fits in this
+        from minimlops.ml.selection import BUDGET_MAX_S
+
+        budget = BUDGET_MAX_S
     if budget + TRAINING_RESERVE_S > limits.EVENT_TIMEOUT.value:
         out.append(
             f"MINIMLOPS_TRAINING_BUDGET={budget:g} cannot finish inside train_model's "
