@@ -418,7 +418,8 @@ def append_history(path: Path, info: dict[str, Any], rows: list[dict[str, Any]])
     are the current figures; this is how they moved."""
     try:
         commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
+            # "-dirty" when the run measured changes not yet committed
+            ["git", "describe", "--always", "--dirty"],
             capture_output=True,
             text=True,
             cwd=Path(__file__).parent,

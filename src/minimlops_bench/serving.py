@@ -27,10 +27,10 @@ from minimlops_bench.tools import (
     wrk,
 )
 
-# The serving runs measure serving. The monitor stays away during them: the
-# same request repeated drifts on every feature, so its first check (30 s in)
-# would start a retraining that shares the two cores with a run (a p99 of
-# ~110 ms at one connection instead of ~4 ms, measured).
+# The serving runs measure serving. The monitor stays away during them: its
+# checks, and a retraining one of them may start, would share the two cores
+# with a run (a retraining during one: a p99 of ~110 ms at one connection
+# instead of ~4 ms, measured).
 QUIET = {"MINIMLOPS_MONITOR_EVERY": "3600"}
 
 
@@ -132,7 +132,7 @@ def passenger_bodies(work: Path) -> tuple[Path, Path]:
     shape: one a line, sent in turn (``tools.LUA``), and all in one batch.
     Distinct rows, not one repeated: a tree model's one row then costs what
     real traffic costs it (the same row walks the same branches, which the
-    CPU learns to predict), and the monitor sees no drift."""
+    CPU learns to predict)."""
     rows = passengers(1000, seed=2, start_id=10_000).to_pylist()
     bodies = [{k: row[k] for k in ONE} for row in rows]
     one, batch = work / "passengers.jsonl", work / "batch.json"

@@ -55,6 +55,8 @@ def test_wrk_sends_every_body_of_the_file_in_turn(tmp_path: Path) -> None:
     from minimlops_bench.tools import wrk
 
     if shutil.which("wrk") is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI must install wrk (apt-get install wrk)")
         pytest.skip("wrk is not installed")
     seen: set[bytes] = set()
 
@@ -80,6 +82,7 @@ def test_wrk_sends_every_body_of_the_file_in_turn(tmp_path: Path) -> None:
         run = wrk(f"http://127.0.0.1:{server.server_port}/predict", body_file, 1, 1)
     finally:
         server.shutdown()
+        server.server_close()
     assert run["rps"] > 0 and run["non_2xx"] == 0
     assert seen == {b.encode() for b in bodies}
 

@@ -149,7 +149,7 @@ def test_a_version_has_its_evaluation_in_the_api_the_page_and_the_cli(server: Se
     out = cli(server.home, "models", "show", "1").stdout
     assert "95% interval" in out and "selection" in out and "permutation importance" in out
     assert "chosen" in out and v["algorithm"] in out
-    assert f"of a {BUDGET_MAX_S:.0f} s budget" in " ".join(out.split())
+    assert f"of a {BUDGET_MAX_S:g} s budget" in " ".join(out.split())
 
 
 def test_every_answered_prediction_is_a_row_queryable_while_serving(server: Server) -> None:

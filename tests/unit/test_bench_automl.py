@@ -176,7 +176,13 @@ def test_the_goal_is_judged_against_the_best_default_and_each_automl_peer_apart(
     assert "| automl 3 |" in text  # a row beside the defaults, with its fit seconds
     assert "minimlops vs AutoGluon:" in text
     assert "**FLAML failed**: exit 1: broke." in text
-    assert "Against AutoGluon (30 s, the same training budget as minimlops)" in text
+    assert "Against AutoGluon (30 s, minimlops' training budget)" in text
+    # a run without a set budget: the peers got the time our selection took, per data set
+    report["automl"]["budget_s"] = None
+    report["data_sets"][0].update(budget_s=31.0, selection={"seconds": 30.4})
+    text = quality.markdown(report)
+    assert "Against AutoGluon (the time minimlops' selection took on the data set" in text
+    assert "minimlops' selection took 30 s; the AutoML peers got 31 s." in text
     assert "failed on imbalanced" in text  # FLAML's line
 
     report["automl"] = {"python": None, "reason": "no AutoML venv: x", "budget_s": 30.0}
@@ -184,3 +190,17 @@ def test_the_goal_is_judged_against_the_best_default_and_each_automl_peer_apart(
         d["automl"], d["automl_errors"] = [], []
     text = quality.markdown(report)
     assert "**AutoGluon and FLAML were not run**: no AutoML venv: x" in text
+
+
+@pytest.mark.parametrize(
+    ("budget", "took", "expected"),
+    [
+        (60.0, 12.3, 60.0),  # a set budget: the peers get it as it is
+        (None, 12.3, quality.PEER_MIN_S),  # unset, a quick selection: at least the floor
+        (None, 47.2, 48.0),  # unset: the time our selection took, in whole seconds
+    ],
+)
+def test_the_automl_peers_get_the_same_time_as_our_selection(
+    budget: float | None, took: float, expected: float
+) -> None:
+    assert quality.peer_budget(budget, took) == expected

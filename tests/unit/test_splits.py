@@ -105,7 +105,7 @@ def test_a_time_split_trains_on_the_past_and_measures_on_later_rows() -> None:
     assert meta["selection"]["folds_by"] == "time"
     # the budget it had, and where it came from (the tests set one)
     assert meta["selection"]["budget_s"] == TEST_BUDGET_S
-    assert meta["selection"]["budget_from"] == "set by MINIMLOPS_TRAINING_BUDGET"
+    assert meta["selection"]["budget_from"] == "set"
 
 
 def test_declared_cut_off_dates_are_kept() -> None:

@@ -47,7 +47,6 @@ SELECTION_SHARE = 0.6  # of the budget: later candidates start only before this 
 # on 2 cores: the Titanic example ~13 s, 14,000 rows x 161 features ~27 s,
 # 21,000 rows with class weights tried ~45 s, a 30,000-row sample of a million
 # Titanic rows ~15 s), where a fixed 30 s skipped the last forest of the last.
-BUDGET_S = 30.0  # what the AutoML peers get at least (bench --quality)
 BUDGET_MAX_S = 120.0
 # small tables: folds of ~100 rows make one cross-validation's ranking noisy
 # (on the Titanic example one row moves accuracy by 0.0016); their folds are
@@ -73,7 +72,7 @@ class Selection:
     oof_y: np.ndarray | None = field(default=None, repr=False)  # and their labels
     folds_by: str = "random"  # or "time" (expanding windows), "group" (grouped folds)
     budget_s: float = BUDGET_MAX_S  # the seconds selection could take
-    budget_from: str = "unset"  # or "set by MINIMLOPS_TRAINING_BUDGET"
+    budget_from: str = "set"  # or "unset: every candidate that fits in it"
     seconds: float = 0.0  # what cross-validating the candidates (and the ensemble) took
     # a weighted ensemble served instead of ``chosen`` when its cross-fitted figure
     # beats it: (candidate, round count, weight) per member
@@ -334,7 +333,7 @@ def select(
     if budget_s is None:
         budget_s, budget_from = BUDGET_MAX_S, "unset: every candidate that fits in it"
     else:
-        budget_from = "set by MINIMLOPS_TRAINING_BUDGET"
+        budget_from = "set"
     weights = imbalance(task, y, imbalance_threshold)
     pool = candidates(task, seed, len(y))
     if weights.get("weighted"):

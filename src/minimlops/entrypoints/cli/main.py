@@ -478,8 +478,8 @@ def bench(
         bool,
         typer.Option(
             help="model quality instead: minimlops' selection against LightGBM, "
-            "HistGradientBoosting and linear defaults, and AutoGluon and FLAML under the "
-            "same budget (their own venv: make bench-automl), on every example and "
+            "HistGradientBoosting and linear defaults, and AutoGluon and FLAML given the "
+            "same time (their own venv: make bench-automl), on every example and "
             "generated data set, scored on TEST; writes quality.json and quality.md"
         ),
     ] = False,

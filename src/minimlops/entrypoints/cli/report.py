@@ -225,7 +225,7 @@ def print_version(console: Console, v: dict[str, Any]) -> None:
             + " on "
             f"{sel.get('rows', 0):,} TRAIN rows"
             + (
-                f", {sel.get('seconds') or 0:.0f} s of a {sel['budget_s']:.0f} s budget "
+                f", {sel.get('seconds') or 0:.0f} s of a {sel['budget_s']:g} s budget "
                 f"({sel.get('budget_from')})"
                 if sel.get("budget_s")
                 else ""
