@@ -1107,8 +1107,8 @@ def _budget(budget: float | None) -> str:
     one, else each data set's (see :func:`peer_budget`)."""
     if budget is None:
         return (
-            f"the time minimlops' selection took on the data set, at least {PEER_MIN_S:g} s; "
-            "its section gives both"
+            f"the time minimlops' selection took on the data set, at least {PEER_MIN_S:g} s, "
+            "in each data set's section"
         )
     return f"{budget:g} s, minimlops' training budget"
 
@@ -1134,9 +1134,10 @@ def markdown(report: dict[str, Any]) -> str:
         "Ratio: to the best plain default on the data set's primary metric. "
         + (
             "AutoGluon (`TabularPredictor(...).fit(train, time_limit=B)`, its default "
-            "preset) and FLAML (`AutoML().fit(X, y, time_budget=B)`) get B = "
-            f"{_budget(automl['budget_s'])}, the task and the primary metric, and run from their own venv (CPU only, no torch: "
-            "AutoGluon skips its neural networks); their fit s is the `fit` call's."
+            "preset) and FLAML (`AutoML().fit(X, y, time_budget=B)`) get the task, the "
+            f"primary metric and B: {_budget(automl['budget_s'])}. They run from their own "
+            "venv (CPU only, no torch: AutoGluon skips its neural networks); their fit s is "
+            "the `fit` call's."
             if automl.get("python")
             else ""
         ),
