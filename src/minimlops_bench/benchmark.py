@@ -392,6 +392,7 @@ def run(out_dir: Path, *, smoke: bool = False, peers_python: Path | None = None)
     # absolute, not resolved: a venv's python is a symlink out of the venv
     peers_python = peers_python.absolute() if peers_python is not None else None
     plan, results = Plan.make(smoke, peers_python), Results()
+    commit = _commit()  # before this run writes its own results into the tree
     with tempfile.TemporaryDirectory(prefix="minimlops-bench-") as tmp:
         work = Path(tmp)
         plan.example = _example_data(work)
@@ -408,17 +409,14 @@ def run(out_dir: Path, *, smoke: bool = False, peers_python: Path | None = None)
     (out_dir / "latest.json").write_text(json.dumps(report, indent=2))
     (out_dir / "latest.md").write_text(markdown(results, info, smoke))
     if not smoke:
-        append_history(out_dir / "history.jsonl", info, results.rows)
+        append_history(out_dir / "history.jsonl", info, results.rows, commit)
     return report
 
 
-def append_history(path: Path, info: dict[str, Any], rows: list[dict[str, Any]]) -> None:
-    """One line per run, appended: when, which commit, which machine, the
-    floor it was measured against, and every figure with its ratio. latest.*
-    are the current figures; this is how they moved."""
+def _commit() -> str:
+    """The commit measured; "-dirty" when the tree held changes not yet committed."""
     try:
-        commit = subprocess.run(
-            # "-dirty" when the run measured changes not yet committed
+        return subprocess.run(
             ["git", "describe", "--always", "--dirty"],
             capture_output=True,
             text=True,
@@ -426,7 +424,15 @@ def append_history(path: Path, info: dict[str, Any], rows: list[dict[str, Any]])
             timeout=10,
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
-        commit = ""
+        return ""
+
+
+def append_history(
+    path: Path, info: dict[str, Any], rows: list[dict[str, Any]], commit: str
+) -> None:
+    """One line per run, appended: when, which commit, which machine, the
+    floor it was measured against, and every figure with its ratio. latest.*
+    are the current figures; this is how they moved."""
     floor = next((r["value"] for r in rows if r["name"].startswith("bare ASGI floor")), None)
     line = {
         "date": info["date"],
