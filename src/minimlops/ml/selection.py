@@ -48,6 +48,7 @@ SELECTION_SHARE = 0.6  # of the budget: later candidates start only before this 
 # 21,000 rows with class weights tried ~45 s, a 30,000-row sample of a million
 # Titanic rows ~15 s), where a fixed 30 s skipped the last forest of the last.
 BUDGET_MAX_S = 120.0
+UNSET = "unset: every candidate that fits in it"
 # small tables: folds of ~100 rows make one cross-validation's ranking noisy
 # (on the Titanic example one row moves accuracy by 0.0016); their folds are
 # drawn REPEATS times and every candidate is scored on all of them
@@ -72,7 +73,7 @@ class Selection:
     oof_y: np.ndarray | None = field(default=None, repr=False)  # and their labels
     folds_by: str = "random"  # or "time" (expanding windows), "group" (grouped folds)
     budget_s: float = BUDGET_MAX_S  # the seconds selection could take
-    budget_from: str = "set"  # or "unset: every candidate that fits in it"
+    budget_from: str = UNSET  # or "set" (MINIMLOPS_TRAINING_BUDGET)
     seconds: float = 0.0  # what cross-validating the candidates (and the ensemble) took
     # a weighted ensemble served instead of ``chosen`` when its cross-fitted figure
     # beats it: (candidate, round count, weight) per member
@@ -330,10 +331,8 @@ def select(
     rounds_of_folds = [splits] + [
         _folds(task, ys, k_folds, seed + 1000 * r, os_, gs) for r in range(1, repeats)
     ]
-    if budget_s is None:
-        budget_s, budget_from = BUDGET_MAX_S, "unset: every candidate that fits in it"
-    else:
-        budget_from = "set"
+    budget_from = UNSET if budget_s is None else "set"
+    budget_s = BUDGET_MAX_S if budget_s is None else budget_s
     weights = imbalance(task, y, imbalance_threshold)
     pool = candidates(task, seed, len(y))
     if weights.get("weighted"):
