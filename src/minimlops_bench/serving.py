@@ -24,6 +24,7 @@ from minimlops_bench.tools import (
     minimlops_up,
     paired,
     wait_healthy,
+    wait_quiet,
     wrk,
 )
 
@@ -52,8 +53,9 @@ def serving(plan: Plan, work: Path, results: Results, floor: str) -> None:
     }
     url = f"http://127.0.0.1:{port}"
     seconds = plan.seconds / 2  # a round is two runs
-    with minimlops_up(env):
+    with minimlops_up(env) as server:
         wait_healthy(url + "/healthz")
+        wait_quiet(server.pid)
         single = paired(floor, one, url + "/predict", one, seconds)
         time.sleep(plan.pause)  # let the queue drain before measuring latency
         lone_floor = wrk(floor, one, 1, plan.seconds)
@@ -143,7 +145,7 @@ def passenger_bodies(work: Path) -> tuple[Path, Path]:
 
 def _two_processes(env: dict[str, str], url: str, floor: str, body: Path, seconds: float) -> Paired:
     """/predict at 32 connections with a second serving process, against the floor."""
-    with minimlops_up(env):
+    with minimlops_up(env) as server:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:  # both processes serve (the second starts after)
             try:
@@ -154,6 +156,7 @@ def _two_processes(env: dict[str, str], url: str, floor: str, body: Path, second
             time.sleep(0.2)
         else:
             raise RuntimeError("the second serving process did not start")
+        wait_quiet(server.pid)
         return paired(floor, body, url + "/predict", body, seconds)
 
 
@@ -172,10 +175,11 @@ def end_to_end(plan: Plan, work: Path, results: Results, floor: str) -> None:
         **QUIET,
     }
     url = f"http://127.0.0.1:{port}"
-    with minimlops_up(env):  # on first start the server lands the example data itself
+    with minimlops_up(env) as server:  # on first start the server lands the example data
         first_prediction(url, 120, "of the file landing")
         served = time.time()
         landed = next((home / "buckets").glob("*/titanic.csv")).stat().st_mtime
+        wait_quiet(server.pid)
         one = work / "passengers.jsonl"
         single = paired(floor, one, url + "/predict", one, plan.seconds / 2)
         algorithm = httpx.get(url + "/models").json()["versions"][0]["algorithm"]
@@ -230,8 +234,9 @@ def serving_wide(plan: Plan, work: Path, results: Results, floor: str) -> None:
         **QUIET,
     }
     url = f"http://127.0.0.1:{port}"
-    with minimlops_up(env):
+    with minimlops_up(env) as server:
         wait_healthy(url + "/healthz")
+        wait_quiet(server.pid)
         single = paired(floor, work / "passengers.jsonl", url + "/predict", one, plan.seconds / 2)
         time.sleep(plan.pause)
         many = wrk(url + "/predict", batch, 4, plan.seconds)

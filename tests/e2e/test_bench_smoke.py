@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -85,6 +86,41 @@ def test_wrk_sends_every_body_of_the_file_in_turn(tmp_path: Path) -> None:
         server.server_close()
     assert run["rps"] > 0 and run["non_2xx"] == 0
     assert seen == {b.encode() for b in bodies}
+
+
+def test_serving_runs_wait_while_a_child_of_the_server_is_busy(tmp_path: Path) -> None:
+    """A server whose child is still busy (a training process importing
+    scikit-learn after a promotion) is not measured until the child is done."""
+    import subprocess
+    import sys
+
+    from minimlops_bench.tools import wait_quiet
+
+    if not Path("/proc/self/stat").exists():
+        pytest.skip("process CPU times are read from /proc")
+    done = tmp_path / "busy-done"
+    child = (
+        "import time, pathlib\n"
+        "end = time.monotonic() + 2.5\n"
+        "while time.monotonic() < end: pass\n"
+        f"pathlib.Path({str(done)!r}).touch()\n"
+        "time.sleep(60)\n"
+    )
+    parent = (
+        "import subprocess, sys, time\n"
+        f"subprocess.Popen([sys.executable, '-c', {child!r}])\n"
+        "time.sleep(60)\n"
+    )
+    server = subprocess.Popen([sys.executable, "-c", parent])
+    try:
+        time.sleep(0.5)  # the child has started its busy loop
+        wait_quiet(server.pid, window=0.5)
+        assert done.exists()  # not before the child's work ended
+        assert wait_quiet(server.pid, window=0.5) < 2  # and an idle tree at once
+    finally:
+        subprocess.run(["pkill", "-P", str(server.pid)], check=False)
+        server.kill()
+        server.wait()
 
 
 def test_bench_peers_smoke(tmp_path: Path) -> None:
