@@ -242,6 +242,13 @@ def performance_block() -> str:
     )
 
 
+def targets_block() -> str:
+    """The targets, each with what the latest figures say of it (met or missed)."""
+    from minimlops_bench.targets import table
+
+    return table(json.loads((RESULTS / "latest.json").read_text())["results"])
+
+
 def quality_block() -> str:
     """quality.md under the page's own heading: its title dropped, its
     sections (and theirs) one level down."""
@@ -254,6 +261,7 @@ def quality_block() -> str:
 BLOCKS = {
     "headline figures": headline_block,
     "performance figures": performance_block,
+    "performance targets": targets_block,
     "quality figures": quality_block,
 }
 BLOCK = re.compile(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import time
 from pathlib import Path
@@ -45,6 +46,15 @@ def test_bench_smoke_writes_every_measurement(tmp_path: Path) -> None:
     errors = next(r for r in report["results"] if r["name"].startswith("non-2xx"))
     assert errors["value"] == 0
     assert (out / "latest.md").read_text().startswith("Machine:")
+    from minimlops_bench.targets import TARGETS
+
+    def sized(name: str) -> str:  # the smoke run loads fewer rows
+        return re.sub(r"[\d,]+ rows", "N rows", name)
+
+    written = {sized(n) for n in names}
+    for target in TARGETS:  # the targets' table reads the rows the bench writes
+        if not (target.elsewhere or target.peers):
+            assert all(sized(c.row) in written for c in target.checks), target.measurement
 
 
 def test_wrk_sends_every_body_of_the_file_in_turn(tmp_path: Path) -> None:

@@ -1,0 +1,155 @@
+"""The performance targets, as data.
+
+``docs/performance.md``'s table of targets is generated from these and the
+latest figures (``scripts/reference.py``), so whether a figure meets its target
+is computed from ``bench/results/latest.json``, never written by hand (a remark
+written by hand goes stale as soon as the figures move).
+
+The absolute targets (rows per second, seconds) are set for the benchmark
+machine at its usual speed; the ratios hold on any machine, as they are
+measured against a baseline in the same run.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+RSS = re.compile(r"peak RSS (\d+(?:\.\d+)?) MB")
+
+
+@dataclass(frozen=True)
+class Check:
+    """One figure of a results row against a bound."""
+
+    row: str  # the row's name in bench/results/latest.json
+    read: str = "value"  # "value", "ratio" or "peak_rss_mb" (from the row's note)
+    least: float | None = None
+    most: float | None = None
+
+    def figure(self, row: Mapping[str, Any]) -> float | None:
+        if self.read == "peak_rss_mb":
+            found = RSS.search(row.get("note") or "")
+            return float(found.group(1)) if found else None
+        value = row.get(self.read)
+        return None if value is None else float(value)
+
+    def show(self, row: Mapping[str, Any], figure: float) -> str:
+        if self.read == "ratio":
+            return f"{figure:.2f}×"
+        if self.read == "peak_rss_mb":
+            return f"peak {figure:,.0f} MB"
+        unit = row.get("unit", "")
+        return f"{figure:,.0f} {unit}" if figure >= 100 else f"{figure:,.2f} {unit}"
+
+    def met(self, figure: float) -> bool:
+        return (self.least is None or figure >= self.least) and (
+            self.most is None or figure <= self.most
+        )
+
+
+@dataclass(frozen=True)
+class Target:
+    measurement: str
+    target: str
+    checks: tuple[Check, ...] = ()
+    elsewhere: str = ""  # not measured by `make bench`: what checks it
+    peers: bool = False  # measured only by `make bench-peers`
+
+
+ONE = "minimlops /predict, 1 passenger, 32 connections"
+TARGETS = (
+    Target(
+        "one passenger at 32 connections, any champion (ensembles included)",
+        "0.50× the floor",
+        (Check(ONE, "ratio", least=0.5),),
+    ),
+    Target(
+        "one wide (churn) row at 32 connections",
+        "0.35× the floor",
+        (Check("minimlops /predict, wide project, 1 row, 32 connections", "ratio", least=0.35),),
+    ),
+    Target(
+        "p99 at one connection",
+        "under 3× the floor's",
+        (Check("minimlops /predict, 1 connection, p99", "ratio", most=3.0),),
+    ),
+    Target(
+        "batches of 1,000 passengers",
+        "130,000 rows/s",
+        (Check("minimlops /predict, batches of 1,000, 4 connections", least=130_000),),
+    ),
+    Target(
+        "batches of 1,000 wide rows",
+        "100,000 rows/s",
+        (Check("minimlops /predict, wide project, batches of 1,000, 4 connections", least=100_000),),
+    ),
+    Target(
+        "against `mlflow models serve`, one passenger at 32 connections",
+        "50× its requests per second",
+        (Check("mlflow models serve, 1 passenger, 32 connections", "ratio", least=50),),
+        peers=True,
+    ),
+    Target(
+        "cold start",
+        "under 2 s",
+        (Check("cold start: `minimlops up` on an existing home to first prediction", most=2),),
+    ),
+    Target(
+        "end to end, 891 rows landing to the first prediction",
+        "under 5 s",
+        (Check("end to end: a file landing (891 rows) to its model's first prediction", most=5),),
+    ),
+    Target(
+        "ingestion of 1,000,000 rows",
+        "under 5 s, 10× pandas, peak memory under 1 GB",
+        (
+            Check("minimlops ingest_data, 1,000,000 rows", most=5),
+            Check("minimlops ingest_data, 1,000,000 rows", "ratio", least=10),
+            Check("minimlops ingest_data, 1,000,000 rows", "peak_rss_mb", most=1024),
+        ),
+    ),
+    Target(
+        "training on 1,000,000 rows",
+        "under 60 s, memory bounded: on 3,000,000 rows at most 1.25× the peak",
+        (
+            Check("minimlops train_model, 1,000,000 rows", most=60),
+            Check("minimlops train_model, 3,000,000 rows", "ratio", most=1.25),
+        ),
+    ),
+    Target(
+        "a 2 GB file",
+        "every row loaded, peak memory under 1.5 GB",
+        elsewhere="`make test-slow` (a test that fails when it is not met)",
+    ),
+    Target(
+        "10 minutes of mixed traffic",
+        "no error, resident memory growing under 10 %",
+        elsewhere="`make soak` ([Operations](operations.md#soak))",
+    ),
+)
+
+
+def status(target: Target, rows: Mapping[str, Mapping[str, Any]]) -> str:
+    """What the latest figures say of a target: met or missed, with the figures."""
+    if target.elsewhere:
+        return f"checked by {target.elsewhere}"
+    shown, missed = [], False
+    for check in target.checks:
+        row = rows.get(check.row)
+        figure = None if row is None else check.figure(row)
+        if row is None or figure is None:
+            return "not measured: run `make bench-peers`" if target.peers else "not measured"
+        shown.append(check.show(row, figure))
+        missed = missed or not check.met(figure)
+    return ("**missed**: " if missed else "met: ") + ", ".join(shown)
+
+
+def table(results: Sequence[Mapping[str, Any]]) -> str:
+    """The targets as a markdown table, each with what the results say of it."""
+    rows = {r["name"]: r for r in results}
+    lines = ["| measurement | target | latest figures |", "| --- | --- | --- |"]
+    lines += [f"| {t.measurement} | {t.target} | {status(t, rows)} |" for t in TARGETS]
+    return "\n".join(lines)

@@ -1,0 +1,32 @@
+"""docs/performance.md says whether each target is met, computed from the
+figures: a figure on the wrong side of its bound reads "missed"."""
+
+from __future__ import annotations
+
+from minimlops_bench.targets import ONE, TARGETS, status, table
+
+
+def _target(measurement_starts: str):  # type: ignore[no-untyped-def]
+    return next(t for t in TARGETS if t.measurement.startswith(measurement_starts))
+
+
+def test_a_ratio_under_its_target_is_missed_and_at_it_met() -> None:
+    target = _target("one passenger at 32 connections")
+    assert status(target, {ONE: {"name": ONE, "ratio": 0.49}}) == "**missed**: 0.49×"
+    assert status(target, {ONE: {"name": ONE, "ratio": 0.5}}) == "met: 0.50×"
+
+
+def test_every_figure_of_a_target_counts_peak_memory_read_from_the_note() -> None:
+    target = _target("ingestion of 1,000,000 rows")
+    name = "minimlops ingest_data, 1,000,000 rows"
+    fast = {"name": name, "value": 1.4, "unit": "s", "ratio": 15.0, "note": "peak RSS 507 MB"}
+    assert status(target, {name: fast}) == "met: 1.40 s, 15.00×, peak 507 MB"
+    heavy = {**fast, "note": "peak RSS 1900 MB"}
+    assert status(target, {name: heavy}).startswith("**missed**")
+
+
+def test_a_target_without_its_figure_says_so() -> None:
+    assert status(_target("cold start"), {}) == "not measured"
+    assert "make bench-peers" in status(_target("against `mlflow models serve`"), {})
+    assert "make soak" in status(_target("10 minutes"), {})
+    assert table([]).count("\n") == len(TARGETS) + 1  # a header, its rule, a line a target
