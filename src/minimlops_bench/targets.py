@@ -84,7 +84,11 @@ TARGETS = (
     Target(
         "batches of 1,000 wide rows",
         "100,000 rows/s",
-        (Check("minimlops /predict, wide project, batches of 1,000, 4 connections", least=100_000),),
+        (
+            Check(
+                "minimlops /predict, wide project, batches of 1,000, 4 connections", least=100_000
+            ),
+        ),
     ),
     Target(
         "against `mlflow models serve`, one passenger at 32 connections",
