@@ -246,7 +246,8 @@ def targets_block() -> str:
     """The targets, each with what the latest figures say of it (met or missed)."""
     from minimlops_bench.targets import table
 
-    return table(json.loads((RESULTS / "latest.json").read_text())["results"])
+    data = json.loads((RESULTS / "latest.json").read_text())
+    return table(data["results"], data["machine"])
 
 
 def quality_block() -> str:

@@ -237,7 +237,9 @@ def _tree_cpu(root: int) -> float | None:
             continue
         fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) "
         parent[int(entry.name)] = int(fields[1])
-        ticks[int(entry.name)] = int(fields[11]) + int(fields[12])  # utime + stime
+        # utime + stime, and cutime + cstime: a child's time moves into its
+        # parent's when it is reaped, so the tree's total never drops
+        ticks[int(entry.name)] = sum(int(f) for f in fields[11:15])
     tree, grew = {root}, True
     while grew:
         grew = False
@@ -250,18 +252,27 @@ def _tree_cpu(root: int) -> float | None:
 
 def wait_quiet(pid: int, *, window: float = 1.0, busy: float = 0.1, timeout: float = 60) -> float:
     """Wait until process ``pid`` and its children use under ``busy`` of a core
-    over ``window`` seconds; return the seconds waited.
+    over ``window`` seconds; return the seconds waited. Still busy after
+    ``timeout`` seconds: says so on stderr and returns (the run is measured
+    anyway, and the warning tells why it may be slow).
 
     A server that has just promoted a model is not idle: the training process
     it starts for the next job imports scikit-learn at a full core for 2-4 s.
-    A run measured then shares the two cores with it (the floor's first run
-    after a promotion measured 6,439 req/s, its next ones 7,660 and 9,918)."""
+    A run measured then shares the two cores with it (measured: the floor's
+    first run after a promotion well below its next ones)."""
     started = time.monotonic()
     last = _tree_cpu(pid)
-    while last is not None and time.monotonic() - started < timeout:
+    while last is not None:
+        if time.monotonic() - started >= timeout:
+            print(
+                f"bench: process {pid} and its children still busy after {timeout:g} s; "
+                "measuring anyway",
+                file=sys.stderr,
+            )
+            break
         time.sleep(window)
         now = _tree_cpu(pid)
-        if now is None or now - last < busy * window:
+        if now is None or 0 <= now - last < busy * window:  # a drop: a process left the tree
             break
         last = now
     return time.monotonic() - started

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
+import signal
 import time
 from pathlib import Path
 
@@ -47,14 +47,18 @@ def test_bench_smoke_writes_every_measurement(tmp_path: Path) -> None:
     assert errors["value"] == 0
     assert (out / "latest.md").read_text().startswith("Machine:")
     from minimlops_bench.targets import TARGETS
+    from minimlops_bench.tools import Plan
+
+    full, smoke = Plan.make(False).ingest_rows[-1], Plan.make(True).ingest_rows[-1]
 
     def sized(name: str) -> str:  # the smoke run loads fewer rows
-        return re.sub(r"[\d,]+ rows", "N rows", name)
+        for n in (3 * full, full):
+            name = name.replace(f"{n:,} rows", f"{n // full * smoke:,} rows")
+        return name
 
-    written = {sized(n) for n in names}
     for target in TARGETS:  # the targets' table reads the rows the bench writes
         if not (target.elsewhere or target.peers):
-            assert all(sized(c.row) in written for c in target.checks), target.measurement
+            assert all(sized(c.row) in by_name for c in target.checks), target.measurement
 
 
 def test_wrk_sends_every_body_of_the_file_in_turn(tmp_path: Path) -> None:
@@ -121,15 +125,42 @@ def test_serving_runs_wait_while_a_child_of_the_server_is_busy(tmp_path: Path) -
         f"subprocess.Popen([sys.executable, '-c', {child!r}])\n"
         "time.sleep(60)\n"
     )
-    server = subprocess.Popen([sys.executable, "-c", parent])
+    server = subprocess.Popen([sys.executable, "-c", parent], start_new_session=True)
     try:
         time.sleep(0.5)  # the child has started its busy loop
         wait_quiet(server.pid, window=0.5)
         assert done.exists()  # not before the child's work ended
         assert wait_quiet(server.pid, window=0.5) < 2  # and an idle tree at once
     finally:
-        subprocess.run(["pkill", "-P", str(server.pid)], check=False)
-        server.kill()
+        os.killpg(server.pid, signal.SIGKILL)  # the parent and its child
+        server.wait()
+
+
+def test_a_process_tree_s_cpu_time_keeps_what_its_reaped_children_used() -> None:
+    """A child that exits and is reaped does not make the tree look idle."""
+    import subprocess
+    import sys
+
+    from minimlops_bench.tools import _tree_cpu
+
+    if not Path("/proc/self/stat").exists():
+        pytest.skip("process CPU times are read from /proc")
+    parent = (
+        "import subprocess, sys, time\n"
+        "subprocess.run([sys.executable, '-c', "
+        "'import time\\nend = time.monotonic() + 1\\nwhile time.monotonic() < end: pass'])\n"
+        "print('reaped', flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    server = subprocess.Popen(
+        [sys.executable, "-c", parent], stdout=subprocess.PIPE, start_new_session=True
+    )
+    try:
+        assert server.stdout is not None and server.stdout.readline() == b"reaped\n"
+        used = _tree_cpu(server.pid)
+        assert used is not None and used >= 0.8  # the child's busy second is still counted
+    finally:
+        os.killpg(server.pid, signal.SIGKILL)
         server.wait()
 
 

@@ -3,7 +3,9 @@ figures: a figure on the wrong side of its bound reads "missed"."""
 
 from __future__ import annotations
 
-from minimlops_bench.targets import ONE, TARGETS, status, table
+from minimlops_bench.targets import EXERCISE, ONE, TARGETS, status, table
+
+COLD = "cold start: `minimlops up` on an existing home to first prediction"
 
 
 def _target(measurement_starts: str):  # type: ignore[no-untyped-def]
@@ -12,15 +14,19 @@ def _target(measurement_starts: str):  # type: ignore[no-untyped-def]
 
 def test_a_ratio_under_its_target_is_missed_and_at_it_met() -> None:
     target = _target("one passenger at 32 connections")
-    assert status(target, {ONE: {"name": ONE, "ratio": 0.49}}) == "**missed**: 0.49×"
-    assert status(target, {ONE: {"name": ONE, "ratio": 0.5}}) == "met: 0.50×"
+    exercise = {EXERCISE: {"name": EXERCISE, "ratio": 0.6}}
+    missed = status(target, {ONE: {"name": ONE, "ratio": 0.49}, **exercise})
+    assert missed == "**missed**: 0.49× (an ensemble), 0.60× (the exercise's file)"
+    met = status(target, {ONE: {"name": ONE, "ratio": 0.5}, **exercise})
+    assert met.startswith("met: 0.50× (an ensemble)")
+    assert status(_target("cold start"), {COLD: {"value": 2.0, "unit": "s"}}).startswith("**missed")
 
 
 def test_every_figure_of_a_target_counts_peak_memory_read_from_the_note() -> None:
     target = _target("ingestion of 1,000,000 rows")
     name = "minimlops ingest_data, 1,000,000 rows"
     fast = {"name": name, "value": 1.4, "unit": "s", "ratio": 15.0, "note": "peak RSS 507 MB"}
-    assert status(target, {name: fast}) == "met: 1.40 s, 15.00×, peak 507 MB"
+    assert status(target, {name: fast}) == "met: 1.40 s, 15.00× pandas, peak 507 MB"
     heavy = {**fast, "note": "peak RSS 1900 MB"}
     assert status(target, {name: heavy}).startswith("**missed**")
 
