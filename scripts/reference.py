@@ -201,8 +201,9 @@ HEADLINE = (  # (label, the measurement's name in latest.json, how to show it)
 
 
 def _figure(row: dict[str, Any]) -> str:
-    value, unit = row["value"], row["unit"]
-    return f"{value:,.0f} {unit}" if value >= 100 else f"{value:,.2f} {unit}"
+    from minimlops_bench.targets import figure_text
+
+    return figure_text(row["value"], row["unit"])
 
 
 def headline_block() -> str:

@@ -43,14 +43,18 @@ class Check:
         elif self.read == "peak_rss_mb":
             shown = f"peak {figure:,.0f} MB"
         else:
-            unit = row.get("unit", "")
-            shown = f"{figure:,.0f} {unit}" if figure >= 100 else f"{figure:,.2f} {unit}"
+            shown = figure_text(figure, row.get("unit", ""))
         return f"{shown} {self.label}" if self.label else shown
 
     def met(self, figure: float) -> bool:
         return (self.least is None or figure >= self.least) and (
             self.under is None or figure < self.under
         )
+
+
+def figure_text(value: float, unit: str) -> str:
+    """A results row's value as the docs write it: whole from 100, else two decimals."""
+    return f"{value:,.0f} {unit}" if value >= 100 else f"{value:,.2f} {unit}"
 
 
 @dataclass(frozen=True)

@@ -400,3 +400,51 @@ def test_the_bootstraps_roc_auc_is_scikit_learns_on_every_draw() -> None:
     for _ in range(20):
         at = rng.integers(0, 400, 400)
         assert auc(at) == pytest.approx(roc_auc_score(y[at], p[at]), rel=1e-12)
+
+
+@pytest.mark.parametrize("task", ["binary", "multiclass", "regression"])
+def test_forests_are_scored_out_of_bag_at_random_folds_and_cross_validated_in_time(task) -> None:
+    """At random folds, a forest's figures are out-of-bag (one fit, not one per
+    fold): still from trees that never saw the row, so on labels that are pure
+    noise they are no better than chance, where the forest's fit on its own
+    rows is near perfect. In time order, a bootstrap would mix the windows:
+    the forests are cross-validated like every other candidate."""
+    rng = np.random.default_rng(4)
+    n = 600
+    X = rng.normal(size=(n, 5))
+    y = (
+        rng.normal(size=n) * 10
+        if task == "regression"
+        else rng.integers(0, 2 if task == "binary" else 3, size=n)
+    )
+    metric, direction = METRIC[task]
+    k = 0 if task == "regression" else len(np.unique(y))
+    common = dict(
+        task=task,
+        n_classes=k,
+        metric=metric,
+        direction=direction,
+        folds=5,
+        seed=0,
+        budget_s=None,
+        imbalance_threshold=0.05,
+        ensembles=False,
+    )
+    chosen = selection.select(X, y, **common)
+    forests = [e for e in chosen.leaderboard if e["family"] == "random_forest"]
+    assert len(forests) == 2 and all(e["estimate"] == "out-of-bag" for e in forests)
+    others = [e for e in chosen.leaderboard if e["family"] != "random_forest"]
+    assert others and not any("estimate" in e for e in others)
+    know_nothing = metrics.baseline(task, y, y, k)[metric]
+    for e in forests:
+        # no better than knowing nothing, give or take noise: honest, not in-sample
+        assert e["cv"][metric] > 0.95 * know_nothing, (e, know_nothing)
+        fitted = next(c for c in selection.candidates(task, 0, n) if c.name == e["name"])
+        est = fitted.make().fit(X, y)
+        own = selection.output_of(task, est, X, k)
+        assert metrics.metrics(task, y, own, k)[metric] < 0.8 * know_nothing  # it memorises
+    in_time = selection.select(X, y, order=np.arange(n, dtype=np.float64), **common)
+    assert not any("estimate" in e for e in in_time.leaderboard)
+    assert {e["name"] for e in in_time.leaderboard if e["family"] == "random_forest"} == {
+        e["name"] for e in forests
+    }

@@ -236,7 +236,7 @@ def print_version(console: Console, v: dict[str, Any]) -> None:
             board.add_row(
                 "ensemble of " + " + ".join(f"{m['weight']:.2f} × {m['name']}" for m in members)
                 if members
-                else e["name"],
+                else e["name"] + (" (out-of-bag)" if e.get("estimate") == "out-of-bag" else ""),
                 _num((e.get("cv") or {}).get(metric)),
                 str(e.get("rounds") or ""),
                 _num(e.get("seconds"), 1),
