@@ -137,3 +137,30 @@ def test_a_version_serves_an_ensemble_when_cross_fitting_says_it_is_better() -> 
     served = artifacts.from_bytes(result["artifact"], artifacts.sha256(result["artifact"]), {})
     assert isinstance(served.estimator, ensemble.Ensemble)
     assert served.estimator.names == [m["name"] for m in members]
+
+
+@pytest.mark.parametrize("shape", shapes.NAMES)
+def test_a_large_batch_run_in_two_halves_answers_as_small_batches_do(shape) -> None:
+    """From SPLIT_FROM rows a batch is run in two halves side by side (two
+    cores): every row gets the output it gets in a small batch, in order
+    (within float32 rounding: a linear member's matrix product rounds by the
+    batch's size), and the model's own within tolerance."""
+    from minimlops.ml import serving
+
+    p = shapes.load(shape)
+    rows = shapes.rows(p, 400 + serving.SPLIT_FROM + 45, seed=4).to_pylist()
+    members, spec, derive = _members(p, rows[:400])
+    model = TrainedModel(
+        ensemble.Ensemble(members, [0.5, 0.3, 0.2], ["linear", "boosted", "forest"], p.task),
+        spec,
+        "ensemble",
+        derive=derive,
+    )
+    served = OnnxModel(export.to_onnx(model), model.spec, model.algorithm, derive)
+    batch = rows[400:]  # an odd count: halves of unequal length
+    assert len(batch) >= serving.SPLIT_FROM and len(batch) % 2 == 1
+    whole = served.output(batch)
+    small = np.concatenate([served.output(batch[i : i + 100]) for i in range(0, len(batch), 100)])
+    assert whole.shape == small.shape
+    assert np.allclose(whole, small, rtol=1e-6, atol=1e-7)
+    assert np.allclose(whole, model.output(batch), atol=export.TOLERANCE, rtol=1e-5)
