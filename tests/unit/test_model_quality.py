@@ -4,6 +4,8 @@ and the evaluation numbers stored with a version. On data of every task."""
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -448,3 +450,42 @@ def test_forests_are_scored_out_of_bag_at_random_folds_and_cross_validated_in_ti
     assert {e["name"] for e in in_time.leaderboard if e["family"] == "random_forest"} == {
         e["name"] for e in forests
     }
+
+
+@pytest.mark.parametrize("task", ["binary", "multiclass", "regression"])
+def test_folds_fitted_two_at_a_time_score_as_one_at_a_time(task, monkeypatch) -> None:
+    """On a small table with a second core, the boosted candidates' folds fit
+    side by side: every candidate's figures and round count are the same as
+    when the folds fit one after the other."""
+    X, y = _interaction(task, n=500, seed=2)
+    metric, direction = METRIC[task]
+    k = 0 if task == "regression" else len(np.unique(y))
+    common = dict(
+        task=task,
+        n_classes=k,
+        metric=metric,
+        direction=direction,
+        folds=5,
+        seed=0,
+        budget_s=None,
+        imbalance_threshold=0.05,
+    )
+    real = selection._side_by_side
+    used: list[str] = []
+
+    def counted(cand, n_rows):  # type: ignore[no-untyped-def]
+        both = real(cand, n_rows)
+        if both:
+            used.append(cand.name)
+        return both
+
+    monkeypatch.setattr(selection, "_side_by_side", counted)
+    together = selection.select(X, y, **common)
+    monkeypatch.setattr(selection, "_side_by_side", lambda cand, n_rows: False)
+    alone = selection.select(X, y, **common)
+    if len(os.sched_getaffinity(0)) > 1:
+        assert set(used) == {name for name, _ in BOOSTED}
+    strip = [{k_: v for k_, v in e.items() if k_ != "seconds"} for e in together.leaderboard]
+    assert strip == [{k_: v for k_, v in e.items() if k_ != "seconds"} for e in alone.leaderboard]
+    assert together.chosen.name == alone.chosen.name and together.rounds == alone.rounds
+    assert np.array_equal(together.oof, alone.oof)
