@@ -990,6 +990,15 @@ def evaluate_splits(
                 "algorithm": chosen,
                 "folds_by": result["selection"].get("folds_by"),
                 "cv": cv,
+                # a forest at random folds: its figure is out-of-bag, not out-of-fold
+                "cv_estimate": next(
+                    (
+                        e.get("estimate")
+                        for e in result["selection"].get("leaderboard") or []
+                        if e.get("name") == chosen
+                    ),
+                    None,
+                ),
                 "validation": result["validation"],
                 "held_out": held_scores,
                 # > 0: VALIDATION promised better than the held-out rows got
@@ -1223,6 +1232,8 @@ def splits_markdown(found: list[dict[str, Any]]) -> list[str]:
             v, h = r["validation"], r["held_out"]
             lo, hi = r["over_promise_95"]
             cv = f"{r['cv']:.4f}" if r.get("cv") is not None else ""
+            if cv and r.get("cv_estimate"):
+                cv += f" ({r['cv_estimate']})"
             lines.append(
                 f"| {r['strategy']}: {r['split']} | {n['TRAIN']:,} · {n['VALIDATION']:,} · "
                 f"{n['held_out']:,} | {r['algorithm']} | {cv} | {v[metric]:.4f} | "

@@ -305,6 +305,16 @@ def test_the_evaluation_page_of_a_binary_version_draws_its_curves(server: Server
     assert data["report"]["attributions"]["space"] == "log-odds"
     assert int(page.get_attribute("#leaderboard", "data-candidates") or 0) >= 5
     assert "★ chosen" in (page.text_content("#leaderboard") or "")
+    # a forest's figures at random folds are out-of-bag, and its row says so
+    # (the tests' short budget may skip the forests: then there is none to show)
+    forests = [
+        e
+        for e in data["selection"]["leaderboard"]
+        if e["family"] == "random_forest" and e.get("status") == "scored"
+    ]
+    for e in forests:
+        assert e.get("estimate") == "out-of-bag", e
+        assert f"{e['name']} (out-of-bag)" in (page.text_content("#leaderboard") or "")
     assert "s budget (" in (page.text_content("#selection-note") or "")
     assert "accuracy" in (page.text_content("#metrics") or "")
     # how the rows were split, next to the figures

@@ -140,12 +140,27 @@ def test_a_version_serves_an_ensemble_when_cross_fitting_says_it_is_better() -> 
 
 
 @pytest.mark.parametrize("shape", shapes.NAMES)
-def test_a_large_batch_run_in_two_halves_answers_as_small_batches_do(shape) -> None:
+def test_a_large_batch_run_in_two_halves_answers_as_small_batches_do(shape, monkeypatch) -> None:
     """From SPLIT_FROM rows a batch is run in two halves side by side (two
     cores): every row gets the output it gets in a small batch, in order
     (within float32 rounding: a linear member's matrix product rounds by the
-    batch's size), and the model's own within tolerance."""
+    batch's size), and the model's own within tolerance. And when the helper
+    thread is busy, the request's thread runs both halves."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
     from minimlops.ml import serving
+
+    helper = ThreadPoolExecutor(1)  # on any machine, one core too
+    submitted: list[int] = []
+    submit = helper.submit
+
+    def counted(fn, *args, **kwargs):  # type: ignore[no-untyped-def]
+        submitted.append(1)
+        return submit(fn, *args, **kwargs)
+
+    monkeypatch.setattr(helper, "submit", counted)
+    monkeypatch.setattr(serving, "_helpers", [helper])
 
     p = shapes.load(shape)
     rows = shapes.rows(p, 400 + serving.SPLIT_FROM + 45, seed=4).to_pylist()
@@ -161,6 +176,18 @@ def test_a_large_batch_run_in_two_halves_answers_as_small_batches_do(shape) -> N
     assert len(batch) >= serving.SPLIT_FROM and len(batch) % 2 == 1
     whole = served.output(batch)
     small = np.concatenate([served.output(batch[i : i + 100]) for i in range(0, len(batch), 100)])
+    assert submitted == [1]  # the large batch, not the small ones
     assert whole.shape == small.shape
     assert np.allclose(whole, small, rtol=1e-6, atol=1e-7)
     assert np.allclose(whole, model.output(batch), atol=export.TOLERANCE, rtol=1e-5)
+    busy = threading.Event()
+    submit(busy.wait)  # the helper is taken (another batch's half) for 30 s at most
+    release = threading.Timer(30, busy.set)
+    release.start()
+    try:
+        assert np.array_equal(served.output(batch), whole)
+        assert not busy.is_set()  # both halves ran here: no wait for the helper
+    finally:
+        busy.set()
+        release.cancel()
+    helper.shutdown()

@@ -11,7 +11,7 @@ import pytest
 
 from minimlops import projects
 from minimlops.ml import evaluation, export, metrics, outputs, selection, training
-from minimlops.ml.candidates import BOOSTED
+from minimlops.ml.candidates import BOOSTED, Candidate
 from minimlops.ml.model import TrainedModel
 from minimlops.ml.serving import OnnxModel
 from tests import projects as shapes
@@ -470,22 +470,92 @@ def test_folds_fitted_two_at_a_time_score_as_one_at_a_time(task, monkeypatch) ->
         budget_s=None,
         imbalance_threshold=0.05,
     )
-    real = selection._side_by_side
-    used: list[str] = []
-
-    def counted(cand, n_rows):  # type: ignore[no-untyped-def]
-        both = real(cand, n_rows)
-        if both:
-            used.append(cand.name)
-        return both
-
-    monkeypatch.setattr(selection, "_side_by_side", counted)
+    if len(os.sched_getaffinity(0)) > 1:  # the boosted candidates on a small table
+        assert all(
+            selection._side_by_side(c, len(y)) == c.early_stopping
+            for c in selection.candidates(task, 0, len(y))
+        )
+    # forced either way, whatever the machine's cores
+    monkeypatch.setattr(selection, "_side_by_side", lambda cand, n_rows: cand.early_stopping)
     together = selection.select(X, y, **common)
     monkeypatch.setattr(selection, "_side_by_side", lambda cand, n_rows: False)
     alone = selection.select(X, y, **common)
-    if len(os.sched_getaffinity(0)) > 1:
-        assert set(used) == {name for name, _ in BOOSTED}
     strip = [{k_: v for k_, v in e.items() if k_ != "seconds"} for e in together.leaderboard]
     assert strip == [{k_: v for k_, v in e.items() if k_ != "seconds"} for e in alone.leaderboard]
     assert together.chosen.name == alone.chosen.name and together.rounds == alone.rounds
     assert np.array_equal(together.oof, alone.oof)
+
+
+def _by_hand(est, X: np.ndarray, n: int, task: str, n_classes: int) -> np.ndarray:
+    """A fitted forest's out-of-bag outputs computed tree by tree: each row
+    the mean of the trees whose bootstrap did not draw it."""
+    total = np.zeros((n, 1 if task == "regression" else n_classes))
+    seen = np.zeros(n)
+    for tree, drawn in zip(est.estimators_, est.estimators_samples_, strict=True):
+        left = np.setdiff1d(np.arange(n), drawn)
+        Z = X[left].astype(np.float32)
+        if task == "regression":
+            total[left, 0] += tree.predict(Z)
+        else:
+            total[np.ix_(left, est.classes_.astype(int))] += tree.predict_proba(Z)
+        seen[left] += 1
+    out = total / seen[:, None]
+    return out[:, 0] if task == "regression" else out[:, 1] if task == "binary" else out
+
+
+@pytest.mark.parametrize("task", ["binary", "multiclass", "regression"])
+def test_out_of_bag_outputs_are_each_rows_mean_over_the_trees_that_did_not_draw_it(task) -> None:
+    """Against the trees themselves, with the project's class columns: a
+    class the rows lack (multiclass: 3 classes, none of class 1) keeps its
+    column, at 0."""
+    rng = np.random.default_rng(6)
+    n = 300
+    X = rng.normal(size=(n, 4))
+    if task == "regression":
+        y, k = X[:, 0] * 3 + rng.normal(size=n), 0
+    elif task == "binary":
+        y, k = (X[:, 0] + rng.normal(size=n) > 0).astype(np.int64), 2
+    else:
+        y, k = np.where(X[:, 0] + rng.normal(size=n) > 0, 2, 0).astype(np.int64), 3
+    for cand in (c for c in selection.candidates(task, 0, n) if c.family == "random_forest"):
+        got = selection._out_of_bag(cand, task, X, y, k, seed=5)
+        assert got is not None
+        est = cand.make().set_params(**cand.cv_params, random_state=5).fit(X, y)
+        assert np.allclose(got, _by_hand(est, X, n, task, k), atol=1e-9)
+        if task == "multiclass":
+            assert got.shape == (n, 3) and np.all(got[:, 1] == 0)
+            assert np.allclose(got.sum(axis=1), 1.0)
+
+
+def test_forests_too_small_for_out_of_bag_and_grouped_folds_are_cross_validated(
+    monkeypatch,
+) -> None:
+    """A forest whose trees leave some row drawn by every one of them (here
+    a single tree) has no out-of-bag output for that row: its folds are used.
+    Grouped folds: a bootstrap would mix the groups the folds keep apart."""
+    X, y = _interaction("binary", n=400, seed=3)
+    one_tree = [
+        Candidate(c.name, c.family, c.params, c.make, cv_params={"n_estimators": 1})
+        for c in selection.candidates("binary", 0, 400)
+        if c.family == "random_forest"
+    ]
+    assert selection._out_of_bag(one_tree[0], "binary", X, y, 2, seed=0) is None
+    monkeypatch.setattr(selection, "candidates", lambda *a, **k: one_tree)
+    common = dict(
+        task="binary",
+        n_classes=2,
+        metric="log_loss",
+        direction="min",
+        folds=3,
+        seed=0,
+        budget_s=None,
+        imbalance_threshold=0.05,
+        ensembles=False,
+    )
+    alone = selection.select(X, y, **common)
+    assert [e["status"] for e in alone.leaderboard] == ["scored", "scored"]
+    assert not any("estimate" in e for e in alone.leaderboard)
+    monkeypatch.undo()
+    grouped = selection.select(X, y, groups=np.arange(400) % 40, **common)
+    forests = [e for e in grouped.leaderboard if e["family"] == "random_forest"]
+    assert len(forests) == 2 and not any("estimate" in e for e in forests)

@@ -44,8 +44,8 @@ SELECTION_SHARE = 0.6  # of the budget: later candidates start only before this 
 # MINIMLOPS_TRAINING_BUDGET, when set, is the budget. Unset, every candidate is
 # tried unless its family's last timing says it would take selection past
 # BUDGET_MAX_S: a table takes what its candidates need (measured, all candidates
-# on 2 cores: the Titanic example ~2 s, 14,000 rows x 161 features ~11 s,
-# 21,000 rows with class weights tried ~18 s), where a fixed 30 s once skipped
+# on 2 cores: the Titanic example ~2 s, 14,000 rows x 161 features ~10 s,
+# 21,000 rows with class weights tried ~16 s), where a fixed 30 s once skipped
 # the last forest of the last.
 BUDGET_MAX_S = 120.0
 UNSET = "unset: every candidate that fits in it"
@@ -249,10 +249,10 @@ def _side_by_side(candidate: Candidate, n_rows: int) -> bool:
     table (one LightGBM thread each; see ``threads``) with a second core.
     LightGBM boosts with the GIL released, so two folds fit at once; each
     fold's fit is the same as alone (``deterministic``), and results are read
-    in the folds' order. Measured on 2 cores, selection as a whole: the
-    Titanic example 1.8 -> 1.3 s, wine 3.0 -> 1.9 s, diabetes 1.05 -> 0.75 s,
-    the same scores. Not for forests: their per-tree Python holds the GIL
-    (measured: slower side by side)."""
+    in the folds' order. Measured on 2 cores, it saves 0.5 s of selection on
+    the Titanic example, 1.1 s on wine and 0.3 s on diabetes, with the same
+    scores. Not for forests: their per-tree Python holds the GIL (measured:
+    slower side by side)."""
     import os
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
@@ -260,11 +260,12 @@ def _side_by_side(candidate: Candidate, n_rows: int) -> bool:
 
 
 def _out_of_bag(
-    candidate: Candidate, task: str, X: np.ndarray, y: np.ndarray, n_classes: int
+    candidate: Candidate, task: str, X: np.ndarray, y: np.ndarray, n_classes: int, seed: int
 ) -> np.ndarray | None:
     """A random forest's out-of-bag outputs: every row predicted by the trees
     whose bootstrap did not draw it (about a third of them), from one fit
-    with the trees cross-validation would use, in place of a fit per fold.
+    with the trees cross-validation would use (and ``seed`` for its
+    bootstraps), in place of a fit per fold.
 
     Like out-of-fold outputs they come from trees that never saw the row, so
     they are scored and ensembled the same way (Breiman, "Random Forests",
@@ -272,15 +273,20 @@ def _out_of_bag(
     bootstrap mixes rows the folds keep apart. None when a row has no such
     tree (too few trees for the rows), and the folds are used instead.
 
-    Measured on 2 cores, selection as a whole: the Titanic example 2.2 s
-    instead of 5.5 s (three repeated 5-fold cross-validations), 14,000 rows
-    of 161 features 10.5 s instead of 14.5 s (3 folds); the same model chosen
-    on every data set of ``minimlops bench --quality``, with the forests'
-    figures moved by about as much as one draw of folds from the next.
+    Measured on 2 cores, selection as a whole (with ``_side_by_side``): the
+    Titanic example 1.9 s instead of 5.5 s (three repeated 5-fold
+    cross-validations, three out-of-bag fits), 14,000 rows of 161 features
+    9.6 s instead of 14.5 s (3 folds); the same model chosen on every data set
+    of ``minimlops bench --quality``, with the forests' figures moved by about
+    as much as one draw of folds from the next.
     """
+    import warnings
+
     est = candidate.make()
-    est.set_params(**candidate.cv_params, oob_score=True)
-    est.fit(X, y)
+    est.set_params(**candidate.cv_params, oob_score=True, random_state=seed)
+    with warnings.catch_warnings():  # a row no tree left out: answered below
+        warnings.filterwarnings("ignore", message="Some inputs do not have OOB scores")
+        est.fit(X, y)
     drawn = np.zeros(len(y), dtype=np.int64)
     for rows in est.estimators_samples_:  # each tree's bootstrap (rows drawn)
         drawn[np.unique(rows)] += 1
@@ -425,13 +431,20 @@ def select(
         repeated = []  # each repetition's out-of-fold outputs on the rows scored
         try:
             bagged = (
-                _out_of_bag(cand, task, Xs, ys, n_classes)
+                [
+                    _out_of_bag(cand, task, Xs, ys, n_classes, seed + 1000 * r)
+                    for r in range(repeats)
+                ]
                 if cand.family == "random_forest" and os_ is None and gs is None
                 else None
             )
-            if bagged is not None:  # one fit stands for every repetition's folds
+            if bagged is not None and all(b is not None for b in bagged):
+                # a fit for each repetition, each with its own bootstraps, in
+                # place of that repetition's folds
                 entry["estimate"] = "out-of-bag"
-                repeated = [bagged[scored]] * repeats
+                repeated = [b[scored] for b in bagged if b is not None]
+            else:
+                bagged = None
             jobs = [
                 (r, k, train_at, test_at)
                 for r, these in enumerate([] if bagged is not None else rounds_of_folds)
@@ -634,7 +647,13 @@ def _fit_one(
 
 def _renamed(c: Candidate, name: str) -> Candidate:
     return Candidate(
-        name, c.family, {**c.params, "class_weight": "balanced"}, c.make, c.early_stopping
+        name,
+        c.family,
+        {**c.params, "class_weight": "balanced"},
+        c.make,
+        c.early_stopping,
+        cost=c.cost,
+        cv_params=dict(c.cv_params),
     )
 
 
