@@ -404,6 +404,22 @@ def test_the_bootstraps_roc_auc_is_scikit_learns_on_every_draw() -> None:
         assert auc(at) == pytest.approx(roc_auc_score(y[at], p[at]), rel=1e-12)
 
 
+def _knobs(task: str, n_classes: int, **changed: object) -> dict[str, object]:
+    """``select``'s settings: the task's metric, 5 folds, the budget unset."""
+    metric, direction = METRIC[task]
+    return {
+        "task": task,
+        "n_classes": n_classes,
+        "metric": metric,
+        "direction": direction,
+        "folds": 5,
+        "seed": 0,
+        "budget_s": None,
+        "imbalance_threshold": 0.05,
+        **changed,
+    }
+
+
 @pytest.mark.parametrize("task", ["binary", "multiclass", "regression"])
 def test_forests_are_scored_out_of_bag_at_random_folds_and_cross_validated_in_time(task) -> None:
     """At random folds, a forest's figures are out-of-bag (one fit, not one per
@@ -419,19 +435,9 @@ def test_forests_are_scored_out_of_bag_at_random_folds_and_cross_validated_in_ti
         if task == "regression"
         else rng.integers(0, 2 if task == "binary" else 3, size=n)
     )
-    metric, direction = METRIC[task]
+    metric = METRIC[task][0]
     k = 0 if task == "regression" else len(np.unique(y))
-    common = dict(
-        task=task,
-        n_classes=k,
-        metric=metric,
-        direction=direction,
-        folds=5,
-        seed=0,
-        budget_s=None,
-        imbalance_threshold=0.05,
-        ensembles=False,
-    )
+    common = _knobs(task, k, ensembles=False)
     chosen = selection.select(X, y, **common)
     forests = [e for e in chosen.leaderboard if e["family"] == "random_forest"]
     assert len(forests) == 2 and all(e["estimate"] == "out-of-bag" for e in forests)
@@ -458,18 +464,8 @@ def test_folds_fitted_two_at_a_time_score_as_one_at_a_time(task, monkeypatch) ->
     side by side: every candidate's figures and round count are the same as
     when the folds fit one after the other."""
     X, y = _interaction(task, n=500, seed=2)
-    metric, direction = METRIC[task]
     k = 0 if task == "regression" else len(np.unique(y))
-    common = dict(
-        task=task,
-        n_classes=k,
-        metric=metric,
-        direction=direction,
-        folds=5,
-        seed=0,
-        budget_s=None,
-        imbalance_threshold=0.05,
-    )
+    common = _knobs(task, k)
     if len(os.sched_getaffinity(0)) > 1:  # the boosted candidates on a small table
         assert all(
             selection._side_by_side(c, len(y)) == c.early_stopping
@@ -541,17 +537,7 @@ def test_forests_too_small_for_out_of_bag_and_grouped_folds_are_cross_validated(
     ]
     assert selection._out_of_bag(one_tree[0], "binary", X, y, 2, seed=0) is None
     monkeypatch.setattr(selection, "candidates", lambda *a, **k: one_tree)
-    common = dict(
-        task="binary",
-        n_classes=2,
-        metric="log_loss",
-        direction="min",
-        folds=3,
-        seed=0,
-        budget_s=None,
-        imbalance_threshold=0.05,
-        ensembles=False,
-    )
+    common = _knobs("binary", 2, folds=3, ensembles=False)
     alone = selection.select(X, y, **common)
     assert [e["status"] for e in alone.leaderboard] == ["scored", "scored"]
     assert not any("estimate" in e for e in alone.leaderboard)
