@@ -144,8 +144,8 @@ def test_a_large_batch_run_in_two_halves_answers_as_small_batches_do(shape, monk
     """From SPLIT_FROM rows a batch is run in two halves side by side (two
     cores): every row gets the output it gets in a small batch, in order
     (within float32 rounding: a linear member's matrix product rounds by the
-    batch's size), and the model's own within tolerance. And when the helper
-    thread is busy, the request's thread runs both halves."""
+    batch's size), and the model's own within tolerance; batches from two
+    threads at once too."""
     import threading
     from concurrent.futures import ThreadPoolExecutor
 
@@ -180,14 +180,17 @@ def test_a_large_batch_run_in_two_halves_answers_as_small_batches_do(shape, monk
     assert whole.shape == small.shape
     assert np.allclose(whole, small, rtol=1e-6, atol=1e-7)
     assert np.allclose(whole, model.output(batch), atol=export.TOLERANCE, rtol=1e-5)
-    busy = threading.Event()
-    submit(busy.wait)  # the helper is taken (another batch's half) for 30 s at most
-    release = threading.Timer(30, busy.set)
-    release.start()
-    try:
-        assert np.array_equal(served.output(batch), whole)
-        assert not busy.is_set()  # both halves ran here: no wait for the helper
-    finally:
-        busy.set()
-        release.cancel()
+    # batches from two threads at once share the helper: each gets its own rows
+    other = list(reversed(batch))
+    answers: dict[str, np.ndarray] = {}
+    threads = [
+        threading.Thread(target=lambda k=k, b=b: answers.__setitem__(k, served.output(b)))
+        for k, b in (("batch", batch), ("reversed", other))
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert np.allclose(answers["batch"], whole, rtol=1e-6, atol=1e-7)
+    assert np.allclose(answers["reversed"], whole[::-1], rtol=1e-6, atol=1e-7)
     helper.shutdown()
