@@ -16,6 +16,14 @@ from collections.abc import Callable
 PR_SET_PDEATHSIG = 1
 
 
+def cores() -> int:
+    """The cores this process may run on (``sched_getaffinity``; a container's
+    CPU quota is not seen), 1 where the platform cannot say."""
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+
+
 @functools.cache
 def _libc() -> ctypes.CDLL | None:
     try:

@@ -253,10 +253,9 @@ def _side_by_side(candidate: Candidate, n_rows: int) -> bool:
     the Titanic example, 1.1 s on wine and 0.3 s on diabetes, with the same
     scores. Not for forests: their per-tree Python holds the GIL (measured:
     slower side by side)."""
-    import os
+    from minimlops.process import cores
 
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
-    return candidate.early_stopping and threads(n_rows) == 1 and cores > 1
+    return candidate.early_stopping and threads(n_rows) == 1 and cores() > 1
 
 
 def _out_of_bag(

@@ -21,6 +21,7 @@ import numpy as np
 
 from minimlops.ml import features
 from minimlops.ml.outputs import calibrate, expand, platt_one, sigmoid
+from minimlops.process import cores
 
 SPLIT_FROM = 256  # rows from which a batch runs in two halves side by side (see OnnxModel._run)
 _helpers: list[Any] = []  # the one helper thread's executor, made on first use
@@ -37,8 +38,8 @@ def _forget_helper() -> None:
 def _helper() -> Any:
     """The executor of the helper thread batches share, or None on one core.
 
-    The cores are the ones this process may run on (``sched_getaffinity``);
-    a CPU quota (a container's) is not seen: there the split costs a thread
+    The cores are the ones this process may run on (``process.cores``); a
+    CPU quota (a container's) is not seen: there the split costs a thread
     hand-off, tens of microseconds on a batch that takes milliseconds."""
     if not _helpers:
         import os
@@ -46,11 +47,10 @@ def _helper() -> Any:
 
         with _helper_lock:
             if not _helpers:
-                cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
                 os.register_at_fork(after_in_child=_forget_helper)
                 _helpers.append(
                     ThreadPoolExecutor(1, thread_name_prefix="minimlops-onnx")
-                    if cores > 1
+                    if cores() > 1
                     else None
                 )
     return _helpers[0]
