@@ -273,7 +273,8 @@ class Settings(BaseModel):
         ge=0,
         le=1,
         description="a drifted feature triggers retraining (and a drift alert) only when "
-        "its share of the champion's permutation importance is at least this",
+        "its share of the champion's mean |attribution| on VALIDATION (permutation "
+        "importance for versions without attributions) is at least this",
     )
     accuracy_threshold: float = Field(
         0.7,

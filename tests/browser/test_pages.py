@@ -215,7 +215,7 @@ def test_dashboard_shows_drift_and_live_accuracy_once_there_is_data(server: Serv
     page.wait_for_selector("#live-accuracy canvas")
     drift = page.locator("#drift").text_content() or ""
     assert "Pclass" in drift and "drift" in drift
-    assert "% of importance" in drift  # which drifted features the model uses
+    assert "% of attributions" in drift  # which drifted features the model uses, by what
     assert page.is_hidden("#live-accuracy-na")
     shot(page, "dashboard-monitoring")
 

@@ -48,10 +48,6 @@ def server(tmp_path: Path):
         MINIMLOPS_DRIFT_WINDOW="300",
         MINIMLOPS_MIN_LABELS="30",
         MINIMLOPS_ACCURACY_THRESHOLD="0.7",
-        # every drifted feature acts, whichever model selection chose (an
-        # ensemble may lean on Sex and Age alone); the rule that drift acts
-        # only on features the model uses is tested in tests/unit/test_drift.py
-        MINIMLOPS_DRIFT_MIN_IMPORTANCE="0",
     )
     srv.wait_healthy()
     yield srv

@@ -109,3 +109,51 @@ def test_drift_on_a_feature_the_model_ignores_is_shown_but_not_acted_on(
     traffic(Pclass=1, Fare=80.0)
     (fired,) = monitor.check(fake_deps, registry, cfg)
     assert "Pclass" in fired.reason and "Embarked" not in fired.reason
+
+
+class _WithoutAttributions:
+    """A registry whose versions recorded permutation importance only (as
+    versions trained before attributions did)."""
+
+    def __init__(self, registry) -> None:
+        self._registry = registry
+
+    def __getattr__(self, name):
+        return getattr(self._registry, name)
+
+    def evaluation(self, version):
+        found = dict(self._registry.evaluation(version))
+        found.pop("attributions", None)
+        return found
+
+
+def test_whether_drift_matters_is_read_from_the_models_attributions(fake_deps: Deps) -> None:
+    """A feature's share is its share of the champion's mean |attribution|
+    on VALIDATION (what the evaluation page shows); a version without
+    attributions falls back to permutation importance, and the report says
+    which it used."""
+    _ingest_and_train(fake_deps, "a.csv", passengers(1500, seed=3))
+    registry, cfg = registry_of(fake_deps), monitor.MonitorConfig(drift_min_rows=50)
+    predictor = Predictor(registry, fake_deps.now, fake_deps.project)
+    predictor.refresh()
+    rows = [{**r, "Pclass": 1, "Fare": 80.0} for r in passengers(400, seed=9).to_pylist()]
+    fake_deps.warehouse.append("predictions_data", pa.Table.from_pylist(predictor.predict(rows)))
+
+    def shares(found, key):
+        weight = {c["column"]: max(0.0, c[key]) for c in found["columns"]}
+        return {c: w / sum(weight.values()) for c, w in weight.items()}
+
+    evaluation = registry.evaluation("1")
+    report = monitor.drift(fake_deps, registry, cfg)
+    by = {f["feature"]: f for f in report["features"]}
+    assert report["importance"] == "mean |attribution| on VALIDATION"
+    # the ticket class feeds no derived feature: its share is its own
+    expected = shares(evaluation["attributions"], "mean_abs")["Pclass"]
+    assert by["Pclass"]["importance_share"] == pytest.approx(expected)
+    assert by["Pclass"]["status"] == "drift" and by["Pclass"]["matters"] is True
+
+    older = monitor.drift(fake_deps, _WithoutAttributions(registry), cfg)
+    assert older["importance"] == "permutation importance on VALIDATION"
+    expected = shares(evaluation["importance"], "importance")["Pclass"]
+    by = {f["feature"]: f for f in older["features"]}
+    assert by["Pclass"]["importance_share"] == pytest.approx(expected)

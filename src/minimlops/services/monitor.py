@@ -447,7 +447,7 @@ def drift(deps: Deps, registry: ModelRegistry, cfg: MonitorConfig) -> dict[str, 
         _numeric(c, values, recent.column(c).combine_chunks(), cfg)
         for c, values in ref.numeric.items()
     ]
-    shares = _importance(registry, pointer["version"])
+    shares, measure = _importance(registry, pointer["version"])
     together = _together(deps.project)
     for f in features:
         column = parts[f["feature"]][0] if f["feature"] in parts else f["feature"]
@@ -467,16 +467,17 @@ def drift(deps: Deps, registry: ModelRegistry, cfg: MonitorConfig) -> dict[str, 
         "reference_rows": ref.rows,
         "features": features,
         "thresholds": thresholds,
-        "importance": "permutation importance on VALIDATION" if shares is not None else None,
+        "importance": measure,
     }
 
 
 def _together(project: Any) -> dict[str, tuple[str, ...]]:
     """Input columns judged together for importance: those that feed one
-    derived feature. Permutation importance splits credit between inputs
-    that carry the same information, and a derived feature is such a case:
+    derived feature. A derived feature's attribution is split equally among
+    its inputs (how it depends on each is code we cannot see into), and
+    permutation importance splits it by what the others cannot stand in for:
     Titanic's title comes from the name and, without one, from sex and age,
-    so sex alone looks unimportant while a shift in it moves the title."""
+    so sex alone can look unimportant while a shift in it moves the title."""
     out: dict[str, set[str]] = {}
     for d in project.derived:
         for c in d.inputs:
@@ -484,21 +485,40 @@ def _together(project: Any) -> dict[str, tuple[str, ...]]:
     return {c: tuple(sorted(g)) for c, g in out.items()}
 
 
-def _importance(registry: ModelRegistry, version: str) -> dict[str, float] | None:
-    """Each input column's share of the version's permutation importance on
-    VALIDATION (negative importance counts as none); None when the version
-    has none recorded."""
+def _importance(
+    registry: ModelRegistry, version: str
+) -> tuple[dict[str, float] | None, str | None]:
+    """Each input column's share of how much the version uses it, and which
+    measure gave it: None, None when the version recorded neither.
+
+    Mean |attribution| on VALIDATION first: how far each input moves the
+    model's output, which is what a drift in it does to predictions. Two
+    inputs that carry the same information (a ticket's class and its fare)
+    each keep their part of it. Permutation importance, the fallback for
+    versions without attributions, asks how much the metric needs an input
+    that the others cannot stand in for, so it credits neither of two such
+    inputs: an ensemble of 1,500 generated passengers gave the class 4 % of
+    its permutation importance (18 % of its attributions), and a first-class,
+    high-fare crowd looked like drift on features it barely used. Negative
+    importance counts as none."""
     try:
-        found = (registry.evaluation(version) or {}).get("importance") or {}
+        found = registry.evaluation(version) or {}
     except Exception:  # unreadable: drift is still reported, every feature counted
-        return None
-    columns = found.get("columns") or []
-    if not columns:
-        return None
+        return None, None
+    attributions = found.get("attributions") or {}
+    columns = attributions.get("columns") or []
+    weight = {c["column"]: float(c.get("mean_abs") or 0.0) for c in columns}
+    if sum(weight.values()) > 0:
+        return _shares(weight), "mean |attribution| on VALIDATION"
+    columns = (found.get("importance") or {}).get("columns") or []
     weight = {c["column"]: max(0.0, float(c.get("importance") or 0.0)) for c in columns}
+    if sum(weight.values()) > 0:
+        return _shares(weight), "permutation importance on VALIDATION"
+    return None, None
+
+
+def _shares(weight: dict[str, float]) -> dict[str, float]:
     total = sum(weight.values())
-    if total <= 0:
-        return None
     return {c: w / total for c, w in weight.items()}
 
 

@@ -204,10 +204,13 @@ function renderAccuracy(points) {
 function renderDrift(m) {
   const d = m.drift;
   document.getElementById("drift-summary").textContent = d.features.length
-    ? `champion ${d.champion} · last ${d.window.rows} predictions vs its ${d.reference_rows} training rows · warn at PSI ${d.thresholds.psi_warn}, drift at ${d.thresholds.psi_drift}, each over what identical data gives by chance · retraining for drift on a feature with ${Math.round(100 * d.thresholds.min_importance)}% of the model's importance or more`
+    ? `champion ${d.champion} · last ${d.window.rows} predictions vs its ${d.reference_rows} training rows · warn at PSI ${d.thresholds.psi_warn}, drift at ${d.thresholds.psi_drift}, each over what identical data gives by chance · retraining for drift on a feature with ${Math.round(100 * d.thresholds.min_importance)}% or more of the model's ${d.importance || "importance"}`
     : `not available yet: ${d.status}`;
   const body = document.getElementById("drift");
   body.replaceChildren();
+  // what a share is of: the champion's mean |attribution| (or, for versions
+  // without them, its permutation importance) on VALIDATION
+  const share = (d.importance || "").startsWith("mean |attribution|") ? "attributions" : "importance";
   for (const f of d.features) {
     const tr = document.createElement("tr");
     const name = cell(tr, f.feature, "wrap");
@@ -215,7 +218,7 @@ function renderDrift(m) {
     if (f.matters !== null && f.matters !== undefined) {
       const note = document.createElement("small");
       note.className = "muted";
-      note.textContent = `${f.matters ? "used" : "barely used"}: ${Math.round(100 * f.importance_share)}% of importance${f.importance_with ? " with " + f.importance_with.join(", ") : ""}`;
+      note.textContent = `${f.matters ? "used" : "barely used"}: ${Math.round(100 * f.importance_share)}% of ${share}${f.importance_with ? " with " + f.importance_with.join(", ") : ""}`;
       name.append(document.createElement("br"), note);
     }
     cell(tr, num(f.psi));
