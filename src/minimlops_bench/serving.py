@@ -15,6 +15,7 @@ import httpx
 from minimlops.generate import passengers, write_csv
 from minimlops_bench.tools import (
     ONE,
+    ROUNDS,
     Paired,
     Plan,
     Results,
@@ -23,6 +24,7 @@ from minimlops_bench.tools import (
     free_port,
     minimlops_up,
     paired,
+    repeated,
     wait_healthy,
     wait_quiet,
     wrk,
@@ -58,10 +60,12 @@ def serving(plan: Plan, work: Path, results: Results, floor: str) -> None:
         wait_quiet(server.pid)
         single = paired(floor, one, url + "/predict", one, seconds)
         time.sleep(plan.pause)  # let the queue drain before measuring latency
-        lone_floor = wrk(floor, one, 1, plan.seconds)
-        lone = wrk(url + "/predict", one, 1, plan.seconds)
+        lone = [
+            (wrk(floor, one, 1, seconds), wrk(url + "/predict", one, 1, seconds))
+            for _ in range(ROUNDS)
+        ]
         time.sleep(plan.pause)
-        many = wrk(url + "/predict", batch, 4, plan.seconds)
+        many = repeated(url + "/predict", batch, 4, seconds)
         newest = httpx.get(url + "/models").json()["versions"][0]
         algorithm = newest["algorithm"]
         if algorithm == "ensemble":  # the peers build the same members, weighted alike
@@ -88,7 +92,7 @@ def serving(plan: Plan, work: Path, results: Results, floor: str) -> None:
         note=f"{note}; {single.note()}",
     )
     results.ours, results.algorithm = {"rps": single.rps}, algorithm
-    results.ours_lone = lone
+    results.ours_lone = {"p50_ms": statistics.median(o.get("p50_ms", 0.0) for _, o in lone)}
     results.add(
         "serving",
         "minimlops /predict, 1 passenger, 32 connections, 2 serving processes",
@@ -98,33 +102,38 @@ def serving(plan: Plan, work: Path, results: Results, floor: str) -> None:
         note=f"MINIMLOPS_SERVING_PROCESSES=2; {two.note()}",
     )
     for pct in ("p50", "p99"):
+        floors = [f.get(f"{pct}_ms", 0.0) for f, _ in lone]
+        ours = [o.get(f"{pct}_ms", 0.0) for _, o in lone]
+        ratios = [o / f if f else 0.0 for f, o in zip(floors, ours, strict=True)]
         results.add(
             "serving",
             f"bare ASGI floor, 1 connection, {pct}",
-            lone_floor.get(f"{pct}_ms", 0),
+            statistics.median(floors),
             "ms",
             ratio=1.0,
-            note="run just before the next row's",
+            note=f"median of {ROUNDS} runs, each just before the next row's",
         )
         results.add(
             "serving",
             f"minimlops /predict, 1 connection, {pct}",
-            lone.get(f"{pct}_ms", 0),
+            statistics.median(ours),
             "ms",
-            lone_floor.get(f"{pct}_ms"),
-            note="ratio: to the floor's (lower is better); the row is durably "
+            ratio=statistics.median(ratios),
+            note=f"ratio: median of {ROUNDS} rounds' ratios to the floor run just before "
+            f"(lower is better): {' / '.join(f'{r:.2f}' for r in ratios)}; the row is durably "
             "logged (an fdatasync) before each answer",
         )
     results.add(
         "serving",
         "minimlops /predict, batches of 1,000, 4 connections",
-        many["rps"] * 1000,
+        many.median * 1000,
         "rows/s",
+        note=many.note(1000, "rows/s"),
     )
     results.add(
         "serving", "cold start: `minimlops up` on an existing home to first prediction", cold, "s"
     )
-    errors = single.non_2xx + lone["non_2xx"] + many["non_2xx"] + two.non_2xx
+    errors = single.non_2xx + sum(o["non_2xx"] for _, o in lone) + many.non_2xx + two.non_2xx
     results.add("serving", "non-2xx answers during the runs", errors, "responses")
 
 
@@ -239,7 +248,7 @@ def serving_wide(plan: Plan, work: Path, results: Results, floor: str) -> None:
         wait_quiet(server.pid)
         single = paired(floor, work / "passengers.jsonl", url + "/predict", one, plan.seconds / 2)
         time.sleep(plan.pause)
-        many = wrk(url + "/predict", batch, 4, plan.seconds)
+        many = repeated(url + "/predict", batch, 4, plan.seconds / 2)
         algorithm = httpx.get(url + "/models").json()["versions"][0]["algorithm"]
     note = (
         f"project {WIDE}: {len(project.columns)} columns, {len(project.features)} features; "
@@ -256,11 +265,9 @@ def serving_wide(plan: Plan, work: Path, results: Results, floor: str) -> None:
     results.add(
         "serving",
         "minimlops /predict, wide project, batches of 1,000, 4 connections",
-        many["rps"] * 1000,
+        many.median * 1000,
         "rows/s",
-        note=note,
+        note=f"{note}; {many.note(1000, 'rows/s')}",
     )
-    if single.non_2xx or many["non_2xx"]:
-        raise RuntimeError(
-            f"the wide project answered {single.non_2xx + many['non_2xx']:.0f} errors"
-        )
+    if single.non_2xx or many.non_2xx:
+        raise RuntimeError(f"the wide project answered {single.non_2xx + many.non_2xx:.0f} errors")

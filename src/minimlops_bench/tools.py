@@ -172,6 +172,35 @@ def paired(
     return Paired(floors, ours, errors)
 
 
+@dataclass
+class Repeated:
+    """The same run ``rounds`` times: its median, and each round for the note."""
+
+    rps: list[float]
+    non_2xx: float
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.rps)
+
+    def note(self, per: float, unit: str) -> str:
+        return (
+            f"median of {len(self.rps)} rounds: "
+            + " / ".join(f"{r * per:,.0f}" for r in self.rps)
+            + f" {unit}"
+        )
+
+
+def repeated(
+    url: str, body: Path, connections: int, seconds: float, rounds: int = ROUNDS
+) -> Repeated:
+    """One load ``rounds`` times, each run ``seconds`` long: a row with an
+    absolute target (no floor does batches) is the median of its rounds, not
+    one run that the machine's noise moves by 20 %."""
+    runs = [wrk(url, body, connections, seconds) for _ in range(rounds)]
+    return Repeated([r["rps"] for r in runs], sum(r["non_2xx"] for r in runs))
+
+
 @contextlib.contextmanager
 def floor_server() -> Iterator[str]:
     """The bare ASGI floor (``entrypoints.floor``) in its own process, as long
