@@ -138,9 +138,10 @@ def test_a_version_has_its_evaluation_in_the_api_the_page_and_the_cli(server: Se
         "SibSp",
         "Parch",
         "Fare",
+        "Ticket",
         "Cabin",
         "Embarked",
-    }  # the request's fields the model reads (not Ticket), not the one-hot columns
+    }  # the request's fields the model reads, not the one-hot columns
     top = report["importance"]["columns"][0]
     assert top["column"] in ("Sex", "Name") and top["importance"] > 0.02  # sex, or the title
     page = server.http.get("/models/1", headers={"Accept": "text/html,*/*"})

@@ -175,7 +175,9 @@ def test_model_beats_the_gender_baseline(model, rows) -> None:
     assert set(scores) >= {"accuracy", "roc_auc", "log_loss", "brier"}
 
 
-def test_behaviour_invariance_to_the_name_beyond_the_title(model) -> None:
+def test_behaviour_invariance_to_the_name_beyond_the_title_and_family(model) -> None:
+    """A name matters through its title and its family name: two men of
+    families no training passenger had get the same answer."""
     base = {
         "Pclass": 3,
         "Sex": "male",
@@ -186,8 +188,8 @@ def test_behaviour_invariance_to_the_name_beyond_the_title(model) -> None:
         "Embarked": "S",
         "Cabin": None,
     }
-    a = model.predict_proba([{**base, "Name": "Smith, Mr. John"}])[0]
-    b = model.predict_proba([{**base, "Name": "Jones, Mr. Alfred Walter"}])[0]
+    a = model.predict_proba([{**base, "Name": "Zyxwvut, Mr. John"}])[0]
+    b = model.predict_proba([{**base, "Name": "Qzxqzx, Mr. Alfred Walter"}])[0]
     assert a == pytest.approx(b)
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from minimlops import projects
-from minimlops.ml import evaluation, export, metrics, outputs, selection, training
+from minimlops.ml import encoding, evaluation, export, metrics, outputs, selection, training
 from minimlops.ml.candidates import BOOSTED, Candidate
 from minimlops.ml.model import TrainedModel
 from minimlops.ml.serving import OnnxModel
@@ -252,7 +252,8 @@ def _many_values_project():  # type: ignore[no-untyped-def]
 
 
 def test_a_category_of_many_values_gets_its_train_frequency_not_a_column_per_value() -> None:
-    """A 1,000-value category: 50 one-hot slots, "other", and its TRAIN frequency;
+    """A 1,000-value category: no one-hot slots, its TRAIN frequency (and its
+    target encoding: the next test);
     a value only VALIDATION has counts 0 (no leakage); the spec survives JSON
     (the serving spec is stored as JSON) and one row equals the batch."""
     import json
@@ -269,7 +270,8 @@ def test_a_category_of_many_values_gets_its_train_frequency_not_a_column_per_val
     train[5]["zip"] = None
     spec = features.fit_spec(iter(train), project, {})
     fs = features.FeatureSet(spec, {})
-    assert fs.width == features.MAX_CATEGORIES + 1 + 1 + 1  # one-hot, other, frequency, x
+    # no one-hot slots: its frequency, its target encoding, and x
+    assert fs.names == ("zip_frequency", "zip_target", "x")
     at = fs.names.index("zip_frequency")
     counts = {z: int(np.sum(zips == z)) for z in set(zips.tolist())}
     X = fs.matrix(train)
@@ -289,6 +291,151 @@ def test_a_category_of_many_values_gets_its_train_frequency_not_a_column_per_val
         assert served.vector(row) == list(X[i])  # one row (JSON-read spec) = the batch
     for row in valid:
         assert served.vector(row) == list(fs.matrix([row])[0])
+
+
+def _zips_of(task: str, classes=None):  # type: ignore[no-untyped-def]
+    target = {"name": "outcome", "type": "integer", "required": True}
+    extra: dict = {"positive_class": 1} if task == "binary" else {}
+    if task != "regression":
+        target["allowed"] = classes or [0, 1]
+    return projects.from_dict(
+        {
+            "name": "zips",
+            "key": "id",
+            "target": "outcome",
+            "task": task,
+            **extra,
+            "columns": [
+                {"name": "id", "type": "integer", "required": True, "min": 0, "max": 10**9},
+                target,
+                {"name": "zip", "type": "integer", "required": False, "kind": "categorical"},
+                {"name": "x", "type": "float", "required": True},
+            ],
+        }
+    )
+
+
+def test_a_category_of_many_values_is_target_encoded_out_of_fold() -> None:
+    """A 1,000-value category whose value decides the label (noisily): served,
+    a value's encoding is its TRAIN rows' smoothed share of positives (an
+    unseen value: the overall share); in the training matrix each row's
+    encoding comes from the other folds, so a value TRAIN has once gets the
+    overall share there, never its own label. One row, many rows and the
+    linear shortcut agree on the JSON-read spec."""
+    import json
+
+    from minimlops.ml import features
+
+    project = _zips_of("binary")
+    rng = np.random.default_rng(0)
+    zips = rng.zipf(1.2, 4000) % 1000
+    flip = rng.random(4000) < 0.1
+    rows = [
+        {"id": i, "outcome": int((z % 3 == 0) != f), "zip": int(z), "x": float(i % 7)}
+        for i, (z, f) in enumerate(zip(zips, flip, strict=True))
+    ]
+    rows[5]["zip"] = None
+    y = np.array([r["outcome"] for r in rows])
+    spec = features.fit_spec(iter(rows), project, {})
+    X, _, _, _ = training._matrix(spec, {}, project, lambda: iter([rows]), [len(rows)], 5, 0)
+    assert features.target_encoded(spec) == ["zip"]
+    served = features.FeatureSet(json.loads(json.dumps(spec)), {})
+    at = served.names.index("zip_target")
+    counts = {z: int(np.sum(zips == z)) for z in set(zips.tolist())}
+    common = sorted(counts, key=lambda z: -counts[z])[:6]
+    for z in common:  # hundreds of rows each: the encoding is their share
+        share = float(np.mean(y[zips == z]))
+        assert served.vector({"id": 0, "zip": z, "x": 0.0})[at] == pytest.approx(share, abs=0.02)
+    prior = float(np.mean(y))
+    assert served.vector({"id": 0, "zip": 123456, "x": 0.0})[at] == pytest.approx(prior)
+    once = [i for i, z in enumerate(zips) if counts[int(z)] == 1 and i != 5]
+    assert len(once) > 20
+    for i in once:  # out of fold: the overall share of the rows its fold was fitted on
+        assert abs(X[i, at] - prior) < 0.05 and abs(X[i, at] - y[i]) > 0.25
+    # elsewhere, in and out of fold agree for values with many rows
+    many = np.isin(zips, common)
+    assert np.max(np.abs(X[many, at] - served.matrix(rows)[many, at])) < 0.06
+    checks = [*rows[:200], {"id": 9, "zip": None, "x": 1.0}, {"id": 9, "zip": 123456, "x": 1.0}]
+    weights = np.random.default_rng(1).normal(size=served.width)
+    score = served.linear(weights.tolist(), 0.5)
+    M = served.matrix(checks)
+    for i, row in enumerate(checks):
+        assert served.vector(row) == list(M[i])
+        assert score(row) == pytest.approx(0.5 + float(M[i] @ weights))
+
+
+def test_labels_of_pure_noise_look_like_noise_through_a_target_encoding() -> None:
+    """An id-like column (a value per row) and labels that are coin flips:
+    encoded in fold, each row's encoding would be its own label and every
+    candidate would look nearly perfect; out of fold, selection's best
+    cross-validated log loss is no better than knowing nothing."""
+    project = _zips_of("binary")
+    rng = np.random.default_rng(3)
+    rows = [
+        {"id": i, "outcome": int(rng.random() < 0.5), "zip": i * 7, "x": float(rng.normal())}
+        for i in range(1500)
+    ]
+    model = training.select_and_fit(rows, project, {}, ensembles=False, budget_s=20)
+    assert model.selection is not None
+    p = np.mean([r["outcome"] for r in rows])
+    knowing_nothing = -(p * np.log(p) + (1 - p) * np.log(1 - p))
+    best = min(
+        e["cv"]["log_loss"] for e in model.selection.leaderboard if e.get("status") == "scored"
+    )
+    assert best > knowing_nothing - 0.01
+
+
+@pytest.mark.parametrize("task", ["multiclass", "regression"])
+def test_a_target_encoding_per_task(task: str) -> None:
+    """Multiclass: one encoding a class (``zip_target=<class>``), summing to 1;
+    regression: the values' smoothed mean."""
+    from minimlops.ml import features
+
+    classes = [0, 1, 2] if task == "multiclass" else None
+    project = _zips_of(task, classes)
+    rng = np.random.default_rng(5)
+    zips = rng.zipf(1.2, 3000) % 500
+    rows = [
+        {
+            "id": i,
+            "outcome": int(z % 3) if task == "multiclass" else float(z % 10),
+            "zip": int(z),
+            "x": 0.0,
+        }
+        for i, z in enumerate(zips)
+    ]
+    spec = features.fit_spec(iter(rows), project, {})
+    training._matrix(spec, {}, project, lambda: iter([rows]), [len(rows)], 5, 0)
+    fs = features.FeatureSet(spec, {})
+    names = [n for n in fs.names if n.startswith("zip_target")]
+    commonest = int(np.bincount(zips).argmax())
+    got = [fs.vector({"id": 0, "zip": commonest, "x": 0.0})[fs.names.index(n)] for n in names]
+    if task == "multiclass":
+        assert names == ["zip_target=0", "zip_target=1", "zip_target=2"]
+        assert sum(got) == pytest.approx(1.0) and got[commonest % 3] > 0.95
+    else:
+        assert names == ["zip_target"] and got[0] == pytest.approx(commonest % 10, abs=0.1)
+
+
+def test_in_time_order_a_target_encoding_reads_only_older_rows() -> None:
+    """With a time split, a row's own encoding is fitted on the rows before
+    its block (a value whose label grows with time reads lower than its own
+    block's); the oldest block, with nothing before it, gets the labels' mean."""
+    from minimlops.ml import features
+
+    project = _zips_of("regression")
+    rows = [{"id": i, "outcome": float(i), "zip": i % 60, "x": 0.0} for i in range(600)]
+    spec = features.fit_spec(iter(rows), project, {})
+    y = np.arange(600, dtype=float)
+    folds = selection.draw_folds("regression", y, 5, 0, order=y)
+    values = {"zip": [r["zip"] for r in rows]}
+    own = encoding.fit_target_encodings(spec, values, y, folds)["zip"][:, 0]
+    scored = np.concatenate([s for _, s in folds])
+    for fit_rows, score_rows in folds:  # between the older rows' labels, under its own
+        assert np.all(own[score_rows] < y[score_rows].min())
+        assert np.all(own[score_rows] >= y[fit_rows].min())
+    oldest = np.setdiff1d(np.arange(600), scored)
+    assert len(oldest) and np.all(own[oldest] == pytest.approx(y.mean()))
 
 
 def test_a_calibration_is_kept_only_when_it_lowers_validation_log_loss() -> None:

@@ -284,7 +284,7 @@ def test_explanation_attributions_point_the_right_way_and_add_up(fake_deps: Deps
     assert result["base_value"] + sum(found.values()) == pytest.approx(
         result["raw_output"], abs=1e-6
     )
-    assert len(found) == 9
+    assert len(found) == 10  # the request's fields the model reads
 
 
 def test_shadow_scoring_logs_the_challenger_without_changing_the_answer(fake_deps: Deps) -> None:

@@ -34,8 +34,8 @@ By estimator (the candidates of ``ml.candidates`` and their ``Ensemble``):
   then rescaled to add up to the ensemble's log-odds (class score
   ``log p_c``): local accuracy exact, the split approximate, as a forest's.
 
-Features to input columns: a feature's one-hot slots, frequency and missing
-indicator add up to the feature; a feature adds up to the input column it
+Features to input columns: a feature's one-hot slots, frequency, target
+encoding and missing indicator add up to the feature; a feature adds up to the input column it
 reads; a derived feature reading several inputs gives each an equal share
 (Shapley values of the features, not of the inputs: how a derived feature
 depends on each of its inputs is code we cannot see into). Both levels are
@@ -144,7 +144,9 @@ def groups(spec: Mapping[str, Any]) -> list[tuple[str, tuple[str, ...], int, int
     out, at = [], 0
     for col in spec["columns"]:
         if col["kind"] == "categorical":
-            width = len(col["categories"]) + 1 + (col.get("frequency") is not None)
+            width = (len(col["categories"]) + 1) * col.get("one_hot", True)
+            width += col.get("frequency") is not None
+            width += len((col.get("target_encoding") or {}).get("outputs") or ())
         else:
             width = 2 if col["indicator"] else 1
         if col["derived"]:

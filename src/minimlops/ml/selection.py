@@ -91,7 +91,7 @@ class Selection:
         return self.chosen.describe()
 
 
-def _folds(
+def draw_folds(
     task: str,
     y: np.ndarray,
     folds: int,
@@ -102,10 +102,12 @@ def _folds(
     """Cross-validation folds over positions of ``y``: by expanding windows in
     time (``order``: each fold trains on every row before the rows it scores;
     the oldest block is only trained on), by group (``groups``: a group's rows
-    in one fold), else shuffled (stratified for classification)."""
+    in one fold), else shuffled (stratified for classification; also when
+    every row has the same time). Also what is fitted out of fold before
+    selection runs is fitted on them (target encodings: ``ml.encoding``)."""
     from sklearn.model_selection import KFold, StratifiedKFold
 
-    if order is not None:
+    if order is not None and len(np.unique(order)) > 1:
         return _time_folds(order, folds)
     if groups is not None:
         return _group_folds(task, y, groups, folds, seed)
@@ -376,7 +378,7 @@ def select(
         )
         os_ = order = None
     k_folds = folds if len(ys) < FEW_FOLDS_FROM else min(folds, 3)
-    splits = _folds(task, ys, k_folds, seed, os_, gs)
+    splits = draw_folds(task, ys, k_folds, seed, os_, gs)
     # expanding windows never score the oldest block: metrics are on the rows scored
     scored = np.unique(np.concatenate([t for _, t in splits]))
     # repeated on small tables (not in time: its windows are the only ones there are)
@@ -384,7 +386,7 @@ def select(
     few_groups = gs is not None and len(np.unique(gs)) <= k_folds
     repeats = REPEATS if os_ is None and not few_groups and len(ys) < REPEAT_BELOW else 1
     rounds_of_folds = [splits] + [
-        _folds(task, ys, k_folds, seed + 1000 * r, os_, gs) for r in range(1, repeats)
+        draw_folds(task, ys, k_folds, seed + 1000 * r, os_, gs) for r in range(1, repeats)
     ]
     budget_from = UNSET if budget_s is None else "set"
     budget_s = BUDGET_MAX_S if budget_s is None else budget_s

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from minimlops.domain.project import Project
-from minimlops.ml import features, selection
+from minimlops.ml import encoding, features, selection
 from minimlops.ml.model import TrainedModel
 from minimlops.ml.outputs import labels
 
@@ -67,26 +67,7 @@ def select_and_fit(
             yield from chunk
 
     spec = features.fit_spec(counted(), project, derive)
-    fs = features.FeatureSet(spec, derive)
-    X = np.empty((sum(sizes), fs.width), dtype=np.float64)
-    y = np.empty(sum(sizes), dtype=np.float64 if project.task == "regression" else np.int64)
-    at, changed = 0, "the training rows changed between their two reads"
-    by = project.split.strategy if project.split.strategy in ("time", "group") else None
-    column = project.split.column or ""
-    fold_by: list[Any] = []
-    for chunk in chunks():  # written in place: one matrix, never two
-        end = at + len(chunk)
-        if end > len(y):
-            raise ValueError(changed)
-        X[at:end] = fs.matrix(chunk)
-        y[at:end] = labels(project, [r[project.target] for r in chunk])
-        if by:
-            fold_by.extend(r.get(column) for r in chunk)
-        at = end
-    if at != len(y):
-        raise ValueError(changed)
-    order = _times(fold_by) if by == "time" else None
-    groups = _groups(fold_by, project, chunks) if by == "group" else None
+    X, y, order, groups = _matrix(spec, derive, project, chunks, sizes, folds, seed)
     return _choose(
         X,
         y,
@@ -102,6 +83,55 @@ def select_and_fit(
         groups=groups,
         ensembles=ensembles,
     )
+
+
+def _matrix(
+    spec: dict[str, Any],
+    derive: features.Derive,
+    project: Project,
+    chunks: Callable[[], Iterator[Rows]],
+    sizes: list[int],
+    folds: int,
+    seed: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """The rows' features and labels (the rows' second read, into one matrix
+    filled in place), and their times or groups when the project splits so.
+    Target-encoded columns are fitted here (``encoding.fit_target_encodings``):
+    each row gets the encoding fitted on the folds selection scores it apart
+    from (in time order, on the rows before it; by group, on other groups)."""
+    fs = features.FeatureSet(spec, derive)
+    X = np.empty((sum(sizes), fs.width), dtype=np.float64)
+    y = np.empty(sum(sizes), dtype=np.float64 if project.task == "regression" else np.int64)
+    at, changed = 0, "the training rows changed between their two reads"
+    by = project.split.strategy if project.split.strategy in ("time", "group") else None
+    column = project.split.column or ""
+    fold_by: list[Any] = []
+    encoded = features.target_encoded(spec)
+    values: dict[str, list[Any]] = {name: [] for name in encoded}
+    for chunk in chunks():  # written in place: one matrix, never two
+        end = at + len(chunk)
+        if end > len(y):
+            raise ValueError(changed)
+        X[at:end] = fs.matrix(chunk)
+        y[at:end] = labels(project, [r[project.target] for r in chunk])
+        if by:
+            fold_by.extend(r.get(column) for r in chunk)
+        for name, got in fs.values(chunk, encoded).items():
+            values[name].extend(got)
+        at = end
+    if at != len(y):
+        raise ValueError(changed)
+    order = _times(fold_by) if by == "time" else None
+    groups = _groups(fold_by, project, chunks) if by == "group" else None
+    if encoded:
+        pairs = selection.draw_folds(project.task, y, folds, seed, order, groups)
+        own = encoding.fit_target_encodings(spec, values, y, pairs, seed)
+        where = {n: i for i, n in enumerate(features.feature_names(spec))}
+        for col in spec["columns"]:
+            if col["name"] in own:
+                first = where[features.target_names(col)[0]]
+                X[:, first : first + own[col["name"]].shape[1]] = own[col["name"]]
+    return X, y, order, groups
 
 
 def _times(values: Sequence[Any]) -> np.ndarray:
@@ -214,14 +244,7 @@ def refit(
             yield from chunk
 
     spec = features.fit_spec(counted(), project, model.derive)
-    fs = features.FeatureSet(spec, model.derive)
-    X = np.empty((sum(sizes), fs.width), dtype=np.float64)  # one matrix, filled in place
-    y = np.empty(sum(sizes), dtype=np.float64 if project.task == "regression" else np.int64)
-    at = 0
-    for chunk in chunks():
-        X[at : at + len(chunk)] = fs.matrix(chunk)
-        y[at : at + len(chunk)] = labels(project, [r[project.target] for r in chunk])
-        at += len(chunk)
+    X, y, _, _ = _matrix(spec, model.derive, project, chunks, sizes, model.selection.folds, seed)
     if project.task != "regression":
         spec["fitted_classes"] = [int(c) for c in np.unique(y)]
     for kept in ("calibration",):

@@ -63,6 +63,12 @@ def title(row: Mapping[str, Any]) -> str:
     return "Master" if age is not None and age < 13 else "Mr"
 
 
+def surname(row: Mapping[str, Any]) -> str | None:
+    """Family name from the name ("Braund, Mr. Owen" -> Braund); None without one."""
+    name = (row.get("Name") or "").strip()
+    return name.split(",", 1)[0].strip() or None if "," in name else None
+
+
 def deck(row: Mapping[str, Any]) -> str:
     """Deck letter from the cabin ("C85" -> C); U when unknown."""
     letter = (row.get("Cabin") or "").strip()[:1].upper()
@@ -109,6 +115,11 @@ def title_batch(c: Columns) -> list[str]:
         if name:
             guess[i] = title({"Name": name, "Sex": c["Sex"][i], "Age": c["Age"][i]})
     return guess
+
+
+def surname_batch(c: Columns) -> list[str | None]:
+    """:func:`surname` of every row."""
+    return [surname({"Name": name}) for name in c["Name"]]
 
 
 def deck_batch(c: Columns) -> list[str]:
