@@ -193,6 +193,41 @@ def test_behaviour_invariance_to_the_name_beyond_the_title_and_family(model) -> 
     assert a == pytest.approx(b)
 
 
+def test_behaviour_a_family_shares_its_fate(example_rows) -> None:
+    """On the exercise's file: a woman travelling with her children, with the
+    name and ticket of a family all of whose members in the file died, gets a
+    lower chance than with a family no one in the file had; of a family that
+    all survived, a higher one (the target encodings of ticket and surname)."""
+    if not example_rows:
+        pytest.skip("needs MINIMLOPS_EXAMPLE_DATA (CI sets it)")
+    model = fit(example_rows, folds=3, seed=0)
+    family: dict[str, list[dict]] = {}
+    for r in example_rows:
+        family.setdefault(r["Name"].split(",")[0], []).append(r)
+
+    def fate(rows: list[dict]) -> float:
+        return sum(r["Survived"] for r in rows) / len(rows)
+
+    died = [f for f, rs in family.items() if len(rs) >= 4 and fate(rs) == 0]
+    lived = [f for f, rs in family.items() if len(rs) >= 3 and fate(rs) == 1]
+    assert len(died) >= 5 and len(lived) >= 2
+    mother = {
+        "Pclass": 3,
+        "Sex": "female",
+        "Age": 35.0,
+        "SibSp": 1,
+        "Parch": 3,
+        "Fare": 25.0,
+        "Embarked": "S",
+        "Cabin": None,
+    }
+    unknown = model.predict_proba([{**mother, "Name": "Qzxqzx, Mrs. Anna", "Ticket": "ZZ 1"}])[0]
+    for name in died + lived:
+        ticket = family[name][0]["Ticket"]
+        p = model.predict_proba([{**mother, "Name": f"{name}, Mrs. Anna", "Ticket": ticket}])[0]
+        assert p < unknown if name in died else p > unknown, (name, p, unknown)
+
+
 def test_behaviour_first_class_and_women_survive_more(model) -> None:
     man3 = {
         "Pclass": 3,
