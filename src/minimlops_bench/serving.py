@@ -104,7 +104,9 @@ def serving(plan: Plan, work: Path, results: Results, floor: str) -> None:
     for pct in ("p50", "p99"):
         floors = [f.get(f"{pct}_ms", 0.0) for f, _ in lone]
         ours = [o.get(f"{pct}_ms", 0.0) for _, o in lone]
-        ratios = [o / f if f else 0.0 for f, o in zip(floors, ours, strict=True)]
+        # a run wrk gave no percentile for has no ratio: the row then has none
+        # (and its target fails), never a 0 that would pass it
+        ratios = [o / f for f, o in zip(floors, ours, strict=True) if f and o]
         results.add(
             "serving",
             f"bare ASGI floor, 1 connection, {pct}",
@@ -118,7 +120,7 @@ def serving(plan: Plan, work: Path, results: Results, floor: str) -> None:
             f"minimlops /predict, 1 connection, {pct}",
             statistics.median(ours),
             "ms",
-            ratio=statistics.median(ratios),
+            ratio=statistics.median(ratios) if len(ratios) == len(lone) else None,
             note=f"ratio: median of {ROUNDS} rounds' ratios to the floor run just before "
             f"(lower is better): {' / '.join(f'{r:.2f}' for r in ratios)}; the row is durably "
             "logged (an fdatasync) before each answer",

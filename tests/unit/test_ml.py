@@ -160,7 +160,11 @@ def test_matrix_and_vector_agree_on_every_row(rows, example_rows) -> None:
     """Training (matrix, by columns) and serving (vector, one dict) build the
     same features for every row of the example data, generated rows and edge cases."""
     everything = [*example_rows, *rows, *EDGES]
-    fs = features.FeatureSet(features.fit_spec(rows, TITANIC, DERIVE), DERIVE)
+    spec = features.fit_spec(rows, TITANIC, DERIVE)
+    # the target encodings (of ticket and family name) fitted, as training does
+    training._matrix(spec, DERIVE, TITANIC, lambda: iter([rows]), [len(rows)], 3, 0)
+    assert all(c["target_encoding"]["values"] for c in spec["columns"] if c.get("target_encoding"))
+    fs = features.FeatureSet(spec, DERIVE)
     m = fs.matrix(everything)
     assert m.shape == (len(everything), fs.width)
     by_row = np.array([fs.vector(r) for r in everything])

@@ -417,6 +417,60 @@ def test_a_target_encoding_per_task(task: str) -> None:
         assert names == ["zip_target"] and got[0] == pytest.approx(commonest % 10, abs=0.1)
 
 
+def test_a_multiclass_target_encoding_with_classes_missing_from_train_or_a_fold() -> None:
+    """Three classes declared: TRAIN with only two of them, then a class of a
+    single row (so some fold's rows lack it): each class's share, 0 for a
+    class the rows never had, and no error."""
+    from minimlops.ml import features
+
+    project = _zips_of("multiclass", [0, 1, 2])
+    rng = np.random.default_rng(8)
+    zips = rng.zipf(1.2, 1500) % 400
+    two = [{"id": i, "outcome": int(z % 2), "zip": int(z), "x": 0.0} for i, z in enumerate(zips)]
+    one = [*two[:-1], {**two[-1], "outcome": 2}]
+    for rows in (two, one):
+        spec = features.fit_spec(iter(rows), project, {})
+        y = np.array([r["outcome"] for r in rows])
+        X, _, _, _ = training._matrix(
+            spec, {}, project, lambda r=rows: iter([r]), [len(rows)], 5, 0
+        )
+        fs = features.FeatureSet(spec, {})
+        slots = [fs.names.index(f"zip_target={c}") for c in (0, 1, 2)]
+        np.testing.assert_allclose(X[:, slots].sum(axis=1), 1.0)
+        commonest = int(np.bincount(zips).argmax())
+        got = np.array(fs.vector({"id": 0, "zip": commonest, "x": 0.0}))[slots]
+        assert got.sum() == pytest.approx(1.0) and got[commonest % 2] > 0.9
+        if rows is two:
+            assert np.all(X[:, slots[2]] == 0.0) and got[2] == 0.0
+        assert set(np.unique(y)) <= {0, 1, 2}
+
+
+def test_a_target_encoding_keeps_the_commonest_values_and_a_refit_keeps_the_layout() -> None:
+    """Past ``encoding.KEPT`` values, the rarer ones share one encoding, which
+    an unseen value gets too; a refit on rows with few values still encodes
+    the column as selection's spec did."""
+    from minimlops.ml import features
+
+    project = _zips_of("binary")
+    rng = np.random.default_rng(4)
+    n = 3 * encoding.KEPT
+    rows = [
+        {"id": i, "outcome": int(rng.random() < 0.3), "zip": int(z), "x": 0.0}
+        for i, z in enumerate(rng.integers(0, 2 * encoding.KEPT, n))
+    ]
+    spec = features.fit_spec(iter(rows), project, {})
+    training._matrix(spec, {}, project, lambda: iter([rows]), [n], 3, 0)
+    te = next(c for c in spec["columns"] if c["name"] == "zip")["target_encoding"]
+    assert len(te["values"]) == encoding.KEPT
+    fs = features.FeatureSet(spec, {})
+    unseen = fs.vector({"id": 0, "zip": -5, "x": 0.0})[fs.names.index("zip_target")]
+    assert unseen == te["rest"][0] and 0.2 < unseen < 0.4
+    few = [{**r, "zip": r["zip"] % 10} for r in rows[:500]]
+    assert features.fit_spec(iter(few), project, {})["columns"][0].get("one_hot", True)
+    again = features.fit_spec(iter(few), project, {}, like=spec)
+    assert features.feature_names(again) == features.feature_names(spec)
+
+
 def test_in_time_order_a_target_encoding_reads_only_older_rows() -> None:
     """With a time split, a row's own encoding is fitted on the rows before
     its block (a value whose label grows with time reads lower than its own

@@ -164,8 +164,18 @@ def _columns(project: Project) -> list[dict[str, Any]]:
     return out
 
 
-def fit_spec(rows: Iterable[Mapping[str, Any]], project: Project, derive: Derive) -> dict[str, Any]:
+def fit_spec(
+    rows: Iterable[Mapping[str, Any]],
+    project: Project,
+    derive: Derive,
+    like: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
     """What the features need, learned from TRAIN rows (never VALIDATION/TEST).
+
+    With ``like`` (the spec selection chose on, when the chosen model is
+    refitted on more rows), a category is encoded the way it was there
+    (one-hot slots, or frequency and target encoding), whatever its number
+    of values in the new rows: the refit serves what selection measured.
 
     One pass that keeps counts and numbers, not the rows: the rows may be
     streamed, and are read ``FIT_CHUNK`` at a time, a column at a time (with
@@ -217,17 +227,21 @@ def fit_spec(rows: Iterable[Mapping[str, Any]], project: Project, derive: Derive
             ranked = [(v, n) for v, n in counts[name].most_common() if v is not None]
             common = [v for v, n in ranked if n >= MIN_CATEGORY_ROWS][:MAX_CATEGORIES]
             col["categories"] = sorted(common, key=str)
-            if len(ranked) > MAX_CATEGORIES:
+            many = len(ranked) > MAX_CATEGORIES
+            if like is not None and name in (before := {c["name"]: c for c in like["columns"]}):
+                many = before[name].get("target_encoding") is not None
+            if many:
                 total = sum(counts[name].values())
                 kept = ranked[:MAX_FREQUENCIES]
                 col["frequency"] = {str(v): n / total for v, n in kept}
                 # a value past the kept ones is at most as frequent as the last kept;
                 # a value TRAIN never had is 0
-                col["frequency_rest"] = kept[-1][1] / total if len(ranked) > len(kept) else 0.0
+                col["frequency_rest"] = (
+                    kept[-1][1] / total if kept and len(ranked) > len(kept) else 0.0
+                )
                 # its target encoding instead of one-hot slots of its commonest
-                # values (measured: better than both on the Titanic example's
-                # tickets and surnames and on a 600-value column; the
-                # categories stay listed, for the pages' forms); filled by
+                # values (measured on the Titanic example's tickets and family
+                # names: one-hot slots beside it did no better); filled by
                 # ml.encoding, once the labels are read
                 col["one_hot"] = False
                 col["target_encoding"] = {
@@ -492,7 +506,7 @@ class FeatureSet:
 
     def vector(self, row: Mapping[str, Any]) -> list[float]:
         """The feature vector of one row, in :attr:`names` order (plain Python:
-        ~3 us for the Titanic example's 13 features; numpy's set-up alone costs
+        a few us for the Titanic example's features; numpy's set-up alone costs
         ~30 us). The row is a mapping (absent means None), a request struct too."""
         row = self._with_inputs(row)
         out: list[float] = []
@@ -629,11 +643,11 @@ class FeatureSet:
                     1.0
                 )
                 continue
-            if kind == "f":
+            if kind == "f":  # a batch form's NaN is missing, as its row form's None
                 get = a.get
-                out[:, at] = [0.0 if v is None else get(str(v), b) for v in values]
+                out[:, at] = [0.0 if v is None or v != v else get(str(v), b) for v in values]
                 continue
-            if kind == "t":  # a batch form's NaN is missing, as its row form's None
+            if kind == "t":
                 get = a.get
                 out[:, at] = [index if v is None or v != v else get(str(v), b) for v in values]
                 continue

@@ -97,8 +97,10 @@ def _matrix(
     """The rows' features and labels (the rows' second read, into one matrix
     filled in place), and their times or groups when the project splits so.
     Target-encoded columns are fitted here (``encoding.fit_target_encodings``):
-    each row gets the encoding fitted on the folds selection scores it apart
-    from (in time order, on the rows before it; by group, on other groups)."""
+    each row gets the encoding fitted on the other folds, drawn the way
+    selection draws its own (in time order, on the rows before it; by group,
+    on other groups; else shuffled), not the very folds selection scores
+    with (it samples large tables and repeats small ones)."""
     fs = features.FeatureSet(spec, derive)
     X = np.empty((sum(sizes), fs.width), dtype=np.float64)
     y = np.empty(sum(sizes), dtype=np.float64 if project.task == "regression" else np.int64)
@@ -243,7 +245,7 @@ def refit(
             sizes.append(len(chunk))
             yield from chunk
 
-    spec = features.fit_spec(counted(), project, model.derive)
+    spec = features.fit_spec(counted(), project, model.derive, like=model.spec)
     X, y, _, _ = _matrix(spec, model.derive, project, chunks, sizes, model.selection.folds, seed)
     if project.task != "regression":
         spec["fitted_classes"] = [int(c) for c in np.unique(y)]

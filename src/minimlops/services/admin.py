@@ -397,10 +397,12 @@ def project_view(deps: Deps, registry: ModelRegistry) -> dict[str, Any]:
     p = deps.project
     spec = _champion_spec(registry)
     typical = dict(spec.get("reference") or {})
+    # the values to choose from in a form; not for a column of hundreds of
+    # values (a ticket number), which is typed
     seen = {
         c["name"]: c["categories"]
         for c in spec.get("columns", [])
-        if c.get("kind") == "categorical" and not c.get("derived")
+        if c.get("kind") == "categorical" and not c.get("derived") and c.get("one_hot", True)
     }
     if not typical:
         from minimlops.projects import typical_row
