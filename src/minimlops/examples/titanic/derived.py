@@ -119,7 +119,10 @@ def title_batch(c: Columns) -> list[str]:
 
 def surname_batch(c: Columns) -> list[str | None]:
     """:func:`surname` of every row."""
-    return [surname({"Name": name}) for name in c["Name"]]
+    return [
+        (name.partition(",")[0].strip() or None) if name and "," in name else None
+        for name in c["Name"]
+    ]
 
 
 def deck_batch(c: Columns) -> list[str]:
