@@ -221,6 +221,9 @@ def fit_spec(
             gap = np.isnan(x)
             missing[name] += int(gap.sum())
             numbers[name].append(x[~gap])
+    # a refit encodes each category as selection's spec did (see ``like``)
+    before = {c["name"]: c for c in like["columns"]} if like is not None else {}
+    outputs = _outputs(project)
     for col in columns:
         name = col["name"]
         if col["kind"] == "categorical":
@@ -228,7 +231,7 @@ def fit_spec(
             common = [v for v, n in ranked if n >= MIN_CATEGORY_ROWS][:MAX_CATEGORIES]
             col["categories"] = sorted(common, key=str)
             many = len(ranked) > MAX_CATEGORIES
-            if like is not None and name in (before := {c["name"]: c for c in like["columns"]}):
+            if name in before:
                 many = before[name].get("target_encoding") is not None
             if many:
                 total = sum(counts[name].values())
@@ -244,11 +247,12 @@ def fit_spec(
                 # names: one-hot slots beside it did no better); filled by
                 # ml.encoding, once the labels are read
                 col["one_hot"] = False
+                zeros = [0.0] * len(outputs)
                 col["target_encoding"] = {
-                    "outputs": _outputs(project),
+                    "outputs": outputs,
                     "values": {},
-                    "rest": [0.0] * len(_outputs(project)),
-                    "missing": [0.0] * len(_outputs(project)),
+                    "rest": zeros,
+                    "missing": list(zeros),
                 }
         else:
             values = np.concatenate(numbers[name]) if numbers[name] else np.zeros(0)
