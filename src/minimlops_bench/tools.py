@@ -336,13 +336,18 @@ def cold_start(env: dict[str, str], url: str) -> float:
 
 
 def first_prediction(url: str, timeout: float, after: str) -> None:
-    """Return as soon as ``POST /predict`` answers 200 (polled every 20 ms)."""
+    """Return as soon as ``POST /predict`` answers 200 (polled every 20 ms).
+
+    One client, its connection kept open: a client per poll (``httpx.post``)
+    builds an SSL context each time and took half a core of the two, slowing
+    the training it was waiting for."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.post(url + "/predict", json=ONE, timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.02)
+    with httpx.Client(timeout=2) as client:
+        while time.monotonic() < deadline:
+            try:
+                if client.post(url + "/predict", json=ONE).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.02)
     raise RuntimeError(f"no prediction within {timeout:g} s {after}")
