@@ -94,6 +94,36 @@ def test_greedy_selection_blends_two_independent_views_and_not_a_useless_one() -
     assert ensemble.choose("regression", "rmse", "min", y, [a], 0, seed=0) is None
 
 
+def test_a_member_that_barely_moves_the_figure_is_not_served(monkeypatch) -> None:
+    """Each member costs a served row its trees: one whose loss moves the
+    blend's figure by at most ``MARGIN`` goes; the ones that matter stay."""
+    rng = np.random.default_rng(2)
+    truth = rng.normal(size=2000)
+    y = truth + rng.normal(0, 0.1, 2000)
+    e1, e2, e3 = rng.normal(size=(3, 2000))
+    a = truth + e1
+    near_a = truth + 1.1 * (0.9 * e1 + np.sqrt(1 - 0.9**2) * e2)  # mostly a's errors again
+    c = truth + 1.2 * e3  # an independent view
+
+    def figure(members: list[int], weights: list[float]) -> float:
+        outs = [a, near_a, c]
+        return ensemble.score(
+            "regression",
+            "rmse",
+            y,
+            ensemble.blend("regression", [outs[i] for i in members], weights),
+            0,
+        )
+
+    with monkeypatch.context() as m:
+        m.setattr(ensemble, "MARGIN", 0.0)  # every member that helps at all
+        every, every_w = ensemble.greedy("regression", "rmse", "min", y, [a, near_a, c], 0)
+    kept, kept_w = ensemble.greedy("regression", "rmse", "min", y, [a, near_a, c], 0)
+    assert every == [0, 1, 2] and every_w[1] <= 0.08  # picked once or twice in 25 rounds
+    assert kept == [0, 2] and sum(kept_w) == pytest.approx(1.0)
+    assert figure(kept, kept_w) <= figure(every, every_w) * (1 + ensemble.MARGIN)
+
+
 def _interaction(n: int, seed: int = 3) -> tuple[np.ndarray, np.ndarray]:
     """A linear effect in six columns plus a step in two: the linear model
     and the trees each see half of it."""

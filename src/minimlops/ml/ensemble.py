@@ -168,9 +168,44 @@ def greedy(
             break
         counts[best[1]] = counts.get(best[1], 0) + 1
         total += outs[best[1]]
+    counts = _pruned(counts, lambda c: sign * _blend_score(task, metric, y, outs, c, n_classes))
     members = sorted(counts)
     added = sum(counts.values())
     return members, [counts[i] / added for i in members]
+
+
+def _blend_score(
+    task: str,
+    metric: str,
+    y: np.ndarray,
+    outs: Sequence[np.ndarray],
+    counts: dict[int, int],
+    n_classes: int,
+) -> float:
+    added = sum(counts.values())
+    return score(task, metric, y, sum(outs[i] * (c / added) for i, c in counts.items()), n_classes)
+
+
+def _pruned(counts: dict[int, int], value: Any) -> dict[int, int]:
+    """Greedy selection's members without those that do not pay for their
+    place: while the blend without one more member (the others' weights
+    scaled up) is worse than greedy selection's whole blend by at most
+    ``MARGIN`` of its figure, that member goes (the one whose loss costs
+    least first; in all, the figure moves by at most ``MARGIN``). Each member costs
+    a served row its trees; a member picked once in 25 rounds typically
+    moves the figure in its fourth digit and can cost half the batch's
+    inference (measured: a boosted-trees member of weight 0.04 in the wide
+    example's ensemble). ``value``: the blend's figure, lower is better."""
+    counts = dict(counts)
+    whole = value(counts)
+    while len(counts) > 1:
+        without = min(
+            (value({i: c for i, c in counts.items() if i != j}), j) for j in sorted(counts)
+        )
+        if not np.isfinite(without[0]) or without[0] - whole > MARGIN * abs(whole):
+            break
+        del counts[without[1]]
+    return counts
 
 
 def choose(
