@@ -59,8 +59,6 @@ class ProcessCompute:
             "minimlops.ml.job",
             "minimlops.ml.training",
             "minimlops.ml.evaluation",
-            "minimlops.ml.attributions",
-            "shap",  # with numba: ~0.3-0.6 s a job would otherwise spend importing
             "skops.io",
             "skl2onnx",
             "onnxruntime",
