@@ -128,6 +128,32 @@ def test_a_member_that_barely_moves_the_figure_is_not_served(monkeypatch) -> Non
     assert choice.cross_fitted < choice.best_single
 
 
+def test_an_ensemble_of_one_member_is_said_on_the_leaderboard_not_served() -> None:
+    """A linear rule that the linear model gets right: greedy selection keeps
+    it alone, and the leaderboard's ensemble row says so (no figures of its own)."""
+    from minimlops.ml import selection
+
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(600, 5))
+    y = X @ np.array([1.0, -2.0, 0.5, 0.0, 3.0]) + rng.normal(0, 0.05, 600)
+    sel = selection.select(
+        X,
+        y,
+        task="regression",
+        n_classes=0,
+        metric="rmse",
+        direction="min",
+        folds=3,
+        seed=0,
+        budget_s=None,
+        imbalance_threshold=0.05,
+    )
+    assert not sel.ensemble and sel.chosen.family == "linear"
+    row = sel.leaderboard[-1]
+    assert row["name"] == "ensemble" and row["status"].startswith("not formed")
+    assert sel.chosen.name in row["status"] and "cv" not in row and not row.get("chosen")
+
+
 def _interaction(n: int, seed: int = 3) -> tuple[np.ndarray, np.ndarray]:
     """A linear effect in six columns plus a step in two: the linear model
     and the trees each see half of it."""

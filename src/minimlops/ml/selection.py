@@ -573,7 +573,21 @@ def _ensemble(
         repeats=result.repeats,
         folds=cross,
     )
-    if choice is None or len(choice.members) < 2:
+    if choice is None:
+        return
+    if len(choice.members) < 2:  # tried: the leaderboard says what came of it
+        only = scored[choice.members[0]].name
+        result.leaderboard.append(
+            {
+                "name": "ensemble",
+                "family": "ensemble",
+                "settings": f"1.00 {only}",
+                "status": (
+                    f"not formed: greedy ensemble selection kept {only} alone (no other "
+                    f"candidate moved the blend by more than {ensemble.MEMBER_MARGIN:.1%})"
+                ),
+            }
+        )
         return
     sign = 1.0 if result.direction == "min" else -1.0
     members = [
