@@ -187,7 +187,14 @@ def _blend_score(
     n_classes: int,
 ) -> float:
     added = sum(counts.values())
-    return score(task, metric, y, sum(outs[i] * (c / added) for i, c in counts.items()), n_classes)
+    members = sorted(counts)
+    return score(
+        task,
+        metric,
+        y,
+        blend(task, [outs[i] for i in members], [counts[i] / added for i in members]),
+        n_classes,
+    )
 
 
 def _pruned(counts: dict[int, int], value: Callable[[dict[int, int]], float]) -> dict[int, int]:
