@@ -177,6 +177,9 @@ class App:
     scan_landing_zone: Callable[[float], int]
     monitor: MonitorConfig
     journal: Any = None
+    # announce an object minimlops wrote whole itself, without the watcher's
+    # settling time (local backend; Cloud Storage notifies on its own)
+    announce: Callable[[Any], bool] | None = None
 
     @property
     def monitor_every(self) -> float:
@@ -415,22 +418,44 @@ def build(
         settings.journal_dir, flush_ms=settings.log_flush_ms, max_rows=settings.log_batch_rows
     )
 
+    watcher = importlib.import_module("minimlops.adapters.local_watcher")
+    topic = ObjectFinalized.default_topic
+
     def scan(settle_seconds: float) -> int:
         """The local storage trigger: announce new files in the landing zone."""
-        watcher = importlib.import_module("minimlops.adapters.local_watcher")
         return int(
             watcher.scan_once(
-                store,
-                bus,
-                names.landing_bucket,
-                ObjectFinalized.default_topic,
-                settle_seconds=settle_seconds,
+                store, bus, names.landing_bucket, topic, settle_seconds=settle_seconds
             )
         )
 
+    def announce(obj: Any) -> bool:
+        if not watcher.announce(bus, names.landing_bucket, topic, obj):
+            return False
+        watcher.log_landed(obj)
+        return True
+
     monitor = monitor_config(settings)
     predictor = Predictor(registry, deps.now, project, shadow=settings.shadow)
-    return App(settings, deps, registry, predictor, log, scan, monitor, journal)
+    return App(settings, deps, registry, predictor, log, scan, monitor, journal, announce)
+
+
+def announce_landed(settings: Settings, objects: list[Any]) -> None:
+    """Announce files that `minimlops ingest` wrote whole into the landing zone
+    of a running local server, through that server's bus, so that it loads them
+    at once instead of after the watcher's settling time (it would announce
+    them then; each object generation is announced once)."""
+    watcher = importlib.import_module("minimlops.adapters.local_watcher")
+    bus = load_class("local", "bus")(
+        settings.bus_path,
+        max_attempts=settings.bus_max_attempts,
+        lease_seconds=settings.bus_lease_seconds,
+    )
+    try:
+        for obj in objects:
+            watcher.announce(bus, settings.landing_bucket, ObjectFinalized.default_topic, obj)
+    finally:
+        bus.close()
 
 
 def _key_of(project: Project) -> Any:

@@ -237,7 +237,10 @@ class Settings(BaseModel):
         0.2, gt=0, description="seconds between looks at the local landing zone"
     )
     settle_seconds: float = Field(
-        0.5, ge=0, description="a landed file is read once it has not changed for this long"
+        0.5,
+        ge=0,
+        description="a file copied into the local landing zone is read once it has not "
+        "changed for this long (`minimlops ingest` needs no wait)",
     )
     admin_token: SecretStr | None = Field(
         None, description="bearer token for the admin endpoints (besides the local server's own)"

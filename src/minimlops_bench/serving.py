@@ -199,8 +199,8 @@ def end_to_end(plan: Plan, work: Path, results: Results, floor: str) -> None:
         "end to end: a file landing (891 rows) to its model's first prediction",
         served - landed,
         "s",
-        note="watcher settle 0.5 s, validate and load, train and gate in a child "
-        "process, promote, load the ONNX model",
+        note="announced at once (written whole by the server), validate and load, "
+        "train and gate in a child process, promote, load the ONNX model",
     )
     results.add(
         "serving",

@@ -37,7 +37,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     home = tmp_path_factory.mktemp("e2e") / "home"
     # the flow as users get it: the training budget unset (an empty value unsets it)
     assert Settings.model_fields["training_budget"].default is None
-    srv = Server(home, MINIMLOPS_TRAINING_BUDGET="")
+    # and a settling time no test waits out: the example that lands on first
+    # start and every `minimlops ingest` below are announced by their writer
+    srv = Server(home, MINIMLOPS_TRAINING_BUDGET="", MINIMLOPS_SETTLE_SECONDS="3600")
     srv.wait_healthy()
     yield srv
     code = srv.stop()  # Ctrl-C: uvicorn re-raises SIGINT after a clean shutdown (130)
@@ -184,6 +186,25 @@ def test_duplicate_file_loads_nothing(server: Server, tmp_path: Path) -> None:
     assert row["status"] == "duplicate" and row["rows_loaded"] == 0
     status = json.loads(cli(server.home, "status", "--json").stdout)
     assert status["tables"]["training_data"] == 891
+
+
+def test_a_file_copied_in_waits_for_its_settling_time_ingest_does_not(
+    server: Server, tmp_path: Path
+) -> None:
+    """A file copied into the landing zone by other means may still be being
+    written, so it waits until it has not changed for the settling time (an
+    hour here); a file `minimlops ingest` lands is whole, and loads at once."""
+    copied = server.home / LAND / "copied-in.csv"
+    write_csv(copied, 50, seed=4, bad_rows=1)
+    bad = tmp_path / "ingested.csv"
+    write_csv(bad, 50, seed=5, bad_rows=1)
+    cli(server.home, "ingest", str(bad))
+    rejected = server.home / LAND / "rejected"
+    server.wait_for((rejected / "ingested.csv.report.json").exists, what="the ingested file")
+    # the watcher looked at the copied file many times meanwhile, and left it
+    assert copied.exists() and not (rejected / "copied-in.csv.report.json").exists()
+    assert not any(r["source_uri"].endswith("copied-in.csv") for r in ledger(server))
+    copied.unlink()  # the later tests' landing zone as they expect it
 
 
 def test_malformed_file_is_set_aside_and_serving_goes_on(server: Server, tmp_path: Path) -> None:

@@ -186,6 +186,9 @@ def ingest(
         )
         return
     if running_server(settings):
+        from minimlops.bootstrap import announce_landed
+
+        announce_landed(settings, landed)  # written whole: it needs no settling time
         them = "it" if len(files) == 1 else "them"
         console.print(f"the running server ingests {them}; follow with `minimlops status`")
         return

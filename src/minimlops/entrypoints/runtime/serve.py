@@ -135,6 +135,8 @@ def seed_example_data(app: App) -> None:
         return
     info = deps.store.write_file(s.landing_bucket, path.name, path)  # type: ignore[attr-defined]
     logger.info("first start: landed the example data as %s", info.uri)
+    if app.announce is not None:  # written whole (renamed into place): no settling
+        app.announce(info)
 
 
 def serve(settings: Settings, compute: Any = None) -> None:
