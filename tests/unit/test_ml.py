@@ -47,6 +47,18 @@ def model(rows) -> TrainedModel:
     return fit(rows[:1000], folds=3, seed=0)
 
 
+def test_the_training_log_counts_its_steps_to_the_end(rows) -> None:
+    """The log says (1/N) ... (N/N): each candidate cross-validated, then the
+    chosen one fitted; the ensemble's leaderboard row is not a step of its own."""
+    steps: list[tuple[str, int, int]] = []
+    model = fit(rows[:400], folds=3, seed=0, progress=lambda *s: steps.append(s))
+    assert any(e["family"] == "ensemble" for e in model.selection.leaderboard)
+    totals = {total for _, _, total in steps}
+    assert len(totals) == 1, steps
+    assert [done for _, done, _ in steps] == list(range(totals.pop())), steps
+    assert steps[-1][0].startswith(f"fitting {model.algorithm}")
+
+
 @pytest.mark.parametrize(
     ("name", "sex", "age", "title"),
     [
