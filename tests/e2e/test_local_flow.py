@@ -75,6 +75,15 @@ def test_first_start_serves_the_exercise_request(server: Server) -> None:
     )
 
 
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="reads /proc (Linux)")
+def test_the_server_that_trained_never_loaded_scikit_learn(server: Server) -> None:
+    """Training runs in its own process: the server that sent it version 1's
+    job holds no scikit-learn (~70 MB of its memory when it did)."""
+    assert server.http.get("/healthz").json()["model_version"] == "1"
+    maps = Path(f"/proc/{server.proc.pid}/maps").read_text()
+    assert "/sklearn/" not in maps and "/lightgbm/" not in maps
+
+
 def _readme_block(marker: str) -> str:
     """The first ```bash block after ``marker`` in the README."""
     text = (Path(__file__).resolve().parents[2] / "README.md").read_text()

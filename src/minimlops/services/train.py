@@ -25,10 +25,12 @@ from minimlops.domain.schema import SPLITS
 from minimlops.domain.splits import Split
 from minimlops.errors import ArtifactIntegrityError, ModelNotFoundError
 from minimlops.services import alerts
-from minimlops.services.deps import Deps
+from minimlops.services.deps import ByName, Deps
 from minimlops.services.registry import ModelRegistry
 
 logger = logging.getLogger(__name__)
+# scikit-learn and the rest: imported in the training process only
+FIT_AND_SCORE = ByName("minimlops.ml.job", "fit_and_score")
 
 
 def registry_of(deps: Deps) -> ModelRegistry:
@@ -100,8 +102,6 @@ def train_model(event: IngestionComplete | RetrainRequested, *, deps: Deps) -> l
         f"{labelled.num_rows:,}",
     )
     champ_meta, champ_blob = _champion_artifact(registry)
-    from minimlops.ml.job import fit_and_score  # scikit-learn: in the training process only
-
     project = deps.project
     # Under another split the champion's fit has seen rows this VALIDATION
     # holds: scored on them it would look better than it is.
@@ -125,7 +125,7 @@ def train_model(event: IngestionComplete | RetrainRequested, *, deps: Deps) -> l
             )
             champ_blob = None
     result = deps.compute(
-        fit_and_score,
+        FIT_AND_SCORE,
         parts["TRAIN"],
         parts["VALIDATION"],
         labelled,
