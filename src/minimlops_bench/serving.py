@@ -66,6 +66,8 @@ def serving(plan: Plan, work: Path, results: Results, floor: str) -> None:
         ]
         time.sleep(plan.pause)
         many = repeated(url + "/predict", batch, 4, seconds)
+        time.sleep(plan.pause)
+        first_explain, explains = _explanations(url, one, seconds)
         newest = httpx.get(url + "/models").json()["versions"][0]
         algorithm = newest["algorithm"]
         if algorithm == "ensemble":  # the peers build the same members, weighted alike
@@ -132,11 +134,50 @@ def serving(plan: Plan, work: Path, results: Results, floor: str) -> None:
         "rows/s",
         note=many.note(1000, "rows/s"),
     )
+    method = f"model: {algorithm}; {first_explain[1]}"
+    for pct in ("p50", "p99"):
+        runs = [e.get(f"{pct}_ms", 0.0) for e in explains]
+        results.add(
+            "serving",
+            f"minimlops /explain, 1 passenger, 1 connection, {pct}",
+            statistics.median(runs),
+            "ms",
+            note=f"{method}; median of {len(runs)} runs: " + " / ".join(f"{r:.2f}" for r in runs),
+        )
+    results.add(
+        "serving",
+        "minimlops /explain, the first after start",
+        first_explain[0],
+        "s",
+        note=f"{method}; the server loads the version's native model (and shap for a "
+        "forest) on the first explanation, not at start",
+    )
     results.add(
         "serving", "cold start: `minimlops up` on an existing home to first prediction", cold, "s"
     )
-    errors = single.non_2xx + sum(o["non_2xx"] for _, o in lone) + many.non_2xx + two.non_2xx
+    errors = (
+        single.non_2xx
+        + sum(o["non_2xx"] for _, o in lone)
+        + many.non_2xx
+        + two.non_2xx
+        + sum(e["non_2xx"] for e in explains)
+    )
     results.add("serving", "non-2xx answers during the runs", errors, "responses")
+
+
+def _explanations(
+    url: str, body: Path, seconds: float
+) -> tuple[tuple[float, str], list[dict[str, float]]]:
+    """The first ``POST /explain`` after start (seconds, and the method the
+    answer names), then one passenger at a time at one connection, ROUNDS runs."""
+    row = json.loads(body.read_text().splitlines()[0])
+    started = time.perf_counter()
+    r = httpx.post(url + "/explain", json=row, timeout=120)
+    took = time.perf_counter() - started
+    if r.status_code != 200:
+        raise RuntimeError(f"/explain answered {r.status_code}: {r.text[:300]}")
+    method = str(r.json().get("method", ""))
+    return (took, method), [wrk(url + "/explain", body, 1, seconds) for _ in range(ROUNDS)]
 
 
 def passenger_bodies(work: Path) -> tuple[Path, Path]:

@@ -102,6 +102,11 @@ TARGETS = (
         ),
     ),
     Target(
+        "one row's explanation (`POST /explain`) at one connection",
+        "p99 under 5 ms",
+        (Check("minimlops /explain, 1 passenger, 1 connection, p99", under=5),),
+    ),
+    Target(
         "against `mlflow models serve`, one passenger at 32 connections",
         "50× its requests per second",
         (Check("mlflow models serve, 1 passenger, 32 connections", "ratio", least=50),),
