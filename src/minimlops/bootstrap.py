@@ -385,11 +385,7 @@ def build(
         readable=(settings.journal_dir,),
     )
     warehouse.ensure_tables()
-    bus = load_class("local", "bus")(
-        settings.bus_path,
-        max_attempts=settings.bus_max_attempts,
-        lease_seconds=settings.bus_lease_seconds,
-    )
+    bus = _local_bus(settings)
     deps = Deps(
         store=store,
         warehouse=warehouse,
@@ -440,17 +436,21 @@ def build(
     return App(settings, deps, registry, predictor, log, scan, monitor, journal, announce)
 
 
+def _local_bus(settings: Settings) -> Any:
+    return load_class("local", "bus")(
+        settings.bus_path,
+        max_attempts=settings.bus_max_attempts,
+        lease_seconds=settings.bus_lease_seconds,
+    )
+
+
 def announce_landed(settings: Settings, objects: list[Any]) -> None:
     """Announce files that `minimlops ingest` wrote whole into the landing zone
     of a running local server, through that server's bus, so that it loads them
     at once instead of after the watcher's settling time (it would announce
     them then; each object generation is announced once)."""
     watcher = importlib.import_module("minimlops.adapters.local_watcher")
-    bus = load_class("local", "bus")(
-        settings.bus_path,
-        max_attempts=settings.bus_max_attempts,
-        lease_seconds=settings.bus_lease_seconds,
-    )
+    bus = _local_bus(settings)
     try:
         for obj in objects:
             watcher.announce(bus, settings.landing_bucket, ObjectFinalized.default_topic, obj)

@@ -1002,7 +1002,8 @@ def _column(
     if p.type == "string" and not is_target and not is_key:
         share = p.n_distinct / max(p.present, 1)
         if p.overflow or (p.n_distinct > 50 and share > 0.5):
-            col["kind"] = "text"
+            # not read by the model, so not asked of every request either
+            col.update(kind="text", required=False)
             say += (
                 f", free text ({'over ' if p.overflow else ''}{p.n_distinct:,} distinct),"
                 " not a feature"

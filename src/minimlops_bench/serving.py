@@ -136,7 +136,9 @@ def serving(plan: Plan, work: Path, results: Results, floor: str) -> None:
     )
     method = f"model: {algorithm}; {first_explain[1]}"
     for pct in ("p50", "p99"):
-        runs = [e.get(f"{pct}_ms", 0.0) for e in explains]
+        runs = [e.get(f"{pct}_ms") for e in explains]
+        if not all(runs):  # never a 0 that would pass the target
+            raise RuntimeError(f"wrk gave no {pct} for /explain: {explains}")
         results.add(
             "serving",
             f"minimlops /explain, 1 passenger, 1 connection, {pct}",

@@ -3,6 +3,7 @@ runs the same tests."""
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -95,6 +96,31 @@ class TestLocalObjectStore(AbstractObjectStoreTests):
         (bucket / ".file.csv.swp").write_bytes(b"x")
         (bucket / "big.csv.part").write_bytes(b"x")
         assert store.list(B) == []
+
+
+def test_the_landing_zone_announces_each_object_generation_once(tmp_path: Path) -> None:
+    """Whoever announces a generation first (its writer, or the watcher once
+    the file has settled), it is announced once; a rewrite is a new one, and a
+    file still changing waits for its settling time."""
+    from minimlops.adapters.local_watcher import announce, scan_once
+    from minimlops.adapters.sqlite_bus import SQLiteMessageBus
+
+    store, bus = LocalObjectStore(tmp_path / "b"), SQLiteMessageBus(tmp_path / "bus.sqlite3")
+    bus.create_subscription("s", "t")
+    src = tmp_path / "f.csv"
+    src.write_bytes(b"a\n1\n")
+    written = store.write_file(B, "f.csv", src)
+    assert announce(bus, B, "t", written)  # by its writer, with no settling
+    assert scan_once(store, bus, B, "t", settle_seconds=0) == 0  # not again by the watcher
+    assert not announce(bus, B, "t", written)
+    src.write_bytes(b"a\n2\n")
+    store.write_file(B, "f.csv", src)  # a new generation of the same name
+    (tmp_path / "b" / B / "copied.csv").write_bytes(b"a\n3\n")  # just copied in
+    assert scan_once(store, bus, B, "t", settle_seconds=60) == 0  # both still "changing"
+    assert scan_once(store, bus, B, "t", settle_seconds=0) == 2
+    got = [json.loads(m.data)["name"] for m in bus.pull("s", 10)]
+    assert sorted(got) == ["copied.csv", "f.csv", "f.csv"]
+    bus.close()
 
 
 def _ledger_row(**kw):

@@ -78,7 +78,8 @@ def test_first_start_serves_the_exercise_request(server: Server) -> None:
 @pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="reads /proc (Linux)")
 def test_the_server_that_trained_never_loaded_scikit_learn(server: Server) -> None:
     """Training runs in its own process: the server that sent it version 1's
-    job holds no scikit-learn (~70 MB of its memory when it did)."""
+    job holds no scikit-learn (~70 MB of its memory when it did). Nothing in
+    this module asks for an explanation, which loads the native model."""
     assert server.http.get("/healthz").json()["model_version"] == "1"
     maps = Path(f"/proc/{server.proc.pid}/maps").read_text()
     assert "/sklearn/" not in maps and "/lightgbm/" not in maps

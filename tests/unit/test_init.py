@@ -257,6 +257,8 @@ def test_pandas_index_column_is_neither_a_feature_nor_the_key(tmp_path: Path) ->
     assert drafted.column_names[0] == "unnamed_0" and drafted.key == "customer"
     assert "unnamed_0" not in drafted.features and not drafted.column("unnamed_0").required
     assert drafted.features == ("age",), "free text (kind text) is no feature either"
+    # never empty here, but not read by the model: a request may leave it out
+    assert drafted.column("note").kind == "text" and not drafted.column("note").required
     deps = fake_deps_for(drafted)
     later = tmp_path / "later.csv"
     later.write_text("customer,age,note,churned\nc9000,33,x,No\nc9001,44,y,Yes\n")

@@ -46,6 +46,20 @@ def _noise_challenger(deps: Deps) -> list:
     )
 
 
+def test_the_training_job_named_for_the_training_process_exists_and_pickles() -> None:
+    """The server sends the job by name (it never imports it): a renamed module
+    or function would otherwise fail only in the training process."""
+    import inspect
+    import pickle
+
+    from minimlops.ml import job
+    from minimlops.services.train import FIT_AND_SCORE
+
+    assert pickle.loads(pickle.dumps(FIT_AND_SCORE)) == FIT_AND_SCORE
+    named = getattr(__import__(FIT_AND_SCORE.module, fromlist=["_"]), FIT_AND_SCORE.name)
+    assert named is job.fit_and_score and "refit" in inspect.signature(named).parameters
+
+
 def test_first_model_becomes_champion_with_its_metadata(fake_deps: Deps) -> None:
     (promoted,) = _ingest_and_train(fake_deps, "a.csv", passengers(600, seed=1))
     assert isinstance(promoted, ModelPromoted) and promoted.version == "1"

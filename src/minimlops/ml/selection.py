@@ -78,6 +78,7 @@ class Selection:
     # a weighted ensemble served instead of ``chosen`` when its cross-fitted figure
     # beats it: (candidate, round count, weight) per member
     ensemble: list[tuple[Candidate, int | None, float]] = field(default_factory=list)
+    steps: int = 0  # the training log's steps: each candidate cross-validated, then the fit
 
     @property
     def name(self) -> str:
@@ -527,6 +528,7 @@ def select(
         folds_by="time" if order is not None else "group" if groups is not None else "random",
         budget_s=budget_s,
         budget_from=budget_from,
+        steps=len(pool) + 1,
     )
     if ensembles:
         # the ensemble's cross-fit keeps groups whole and time in blocks, as the folds do

@@ -209,8 +209,7 @@ def _choose(
         ensembles=ensembles,
     )
     name = chosen.name
-    # the candidates cross-validated, then this fit (an ensemble's row is not a step)
-    steps = sum(e.get("family") != "ensemble" for e in chosen.leaderboard) + 1
+    steps = chosen.steps
     if progress:
         progress(f"fitting {name} on {len(y):,} rows", steps - 1, steps)
     fitted = selection.fit_chosen(chosen, task, X, y, seed)
