@@ -180,6 +180,7 @@ class Profile:
     booleans: int = 0
     distinct: Counter[str] = field(default_factory=Counter)
     overflow: bool = False  # more distinct values than DISTINCT_CAP
+    uncounted: bool = False  # and a later block's values were not counted
     low: float = math.inf
     high: float = -math.inf
     longest: int = 0
@@ -485,6 +486,8 @@ def _count(p: Profile, text: pa.Array) -> None:
     elif max(p.distinct.values(), default=0) == 1:  # still checking uniqueness for a key
         for item in pc.value_counts(present).to_pylist():
             p.distinct[item["values"]] += item["counts"]
+    else:
+        p.uncounted = True
     numbers = pc.cast(present, pa.float64(), safe=False) if _all_numbers(present) else None
     if numbers is not None:
         p.low = min(p.low, float(pc.min(numbers).as_py()))
@@ -551,16 +554,22 @@ def _all_numbers(present: pa.Array) -> bool:
 
 class Checks(list[str]):
     """The doubtful decisions, printed by ``init`` and each written above the
-    field or column it is about (``where``: a field or a column name; "" for
-    the columns as a whole)."""
+    column or top-level field it is about (``where``: by column name, "" for
+    the columns as a whole; ``fields``: by field, ``split`` for the [split]
+    table). Two namespaces: a column may be called ``description`` or ``task``."""
 
     def __init__(self) -> None:
         super().__init__()
         self.where: dict[str, list[str]] = {}
+        self.fields: dict[str, list[str]] = {}
 
-    def add(self, where: str, text: str) -> None:
+    def add(self, column: str, text: str) -> None:
         self.append(text)
-        self.where.setdefault(where, []).append(text)
+        self.where.setdefault(column, []).append(text)
+
+    def add_field(self, name: str, text: str) -> None:
+        self.append(text)
+        self.fields.setdefault(name, []).append(text)
 
 
 @dataclass
@@ -653,7 +662,7 @@ def draft(
             if texts
             else ""
         )
-        checks.add(
+        checks.add_field(
             "missing_values",
             f"missing_values {list(words)}: read as no value in every column{also}",
         )
@@ -832,7 +841,7 @@ def _pick_task(
                 # price, a count) are quantities, and --task multiclass would
                 # be refused, so the note would be a false alarm.
                 if not t.overflow and t.n_distinct <= MAX_CLASSES:
-                    checks.add(
+                    checks.add_field(
                         "task",
                         f"task: {t.name} holds {t.n_distinct} distinct whole "
                         "numbers only; if they are codes of classes, pass --task "
@@ -876,7 +885,7 @@ def _pick_task(
         positive = _typed(raw, t.type)
         share = t.distinct[raw] / t.present
         decisions.append(f"positive class: {raw!r} ({why}; {share:.0%} of rows)")
-        checks.add(
+        checks.add_field(
             "positive_class",
             f"positive_class {raw!r}: the class whose probability is served; "
             "swap it if the other is the one you care about",
@@ -922,7 +931,7 @@ def _observed(p: Profile, col: dict[str, Any], is_key: bool) -> str | None:
     more = (
         ""
         if not p.overflow and p.n_distinct <= SHOWN
-        else (f" and {'over ' if p.overflow else ''}{p.n_distinct - SHOWN:,} more")
+        else (f" and {'over ' if p.uncounted else ''}{p.n_distinct - SHOWN:,} more")
     )
     return "observed " + ", ".join(_shown(v) for v in top) + more
 
@@ -1005,7 +1014,7 @@ def _column(
             # not read by the model, so not asked of every request either
             col.update(kind="text", required=False)
             say += (
-                f", free text ({'over ' if p.overflow else ''}{p.n_distinct:,} distinct),"
+                f", free text ({'over ' if p.uncounted else ''}{p.n_distinct:,} distinct),"
                 " not a feature"
             )
             checks.add(
@@ -1288,7 +1297,7 @@ def _relations(
         if group is not None:
             text += f"; {group.name} repeats too (see its CHECK)"
         text += '; strategy = "random" if when a row happened does not matter'
-        checks.add("split", text)
+        checks.add_field("split", text)
         out.split = {"strategy": "time", "column": when.name, "fractions": [0.7, 0.15, 0.15]}
         decisions.append(
             f"split: by time on {when.name} (oldest 70 % TRAIN, next 15 % VALIDATION, "
@@ -1296,7 +1305,7 @@ def _relations(
         )
         out.split_notes = _cutoffs(when, sample, rows)
     elif group is not None:
-        checks.add(
+        checks.add_field(
             "split",
             f"split: by group on {group.name}: {group.groups:,} values, {group.per:.1f} rows "
             f"each on average ({group.repeated / group.rows:.0%} of rows share theirs): a "
@@ -1347,7 +1356,7 @@ def _relations(
         out.features = features
         dropped = [n for n in default if n in left_out]
         decisions.append("features: all but " + ", ".join(f"{n} ({left_out[n]})" for n in dropped))
-        checks.add(
+        checks.add_field(
             "features",
             "features: every column but the key, the target and free text, less "
             + ", ".join(f"{n} ({left_out[n]})" for n in dropped)

@@ -269,6 +269,35 @@ def test_pandas_index_column_is_neither_a_feature_nor_the_key(tmp_path: Path) ->
     assert deps.warehouse.tables["training_data"][5]["unnamed_0"] == 5
 
 
+def test_a_column_named_like_a_field_keeps_its_checks_above_itself(tmp_path: Path) -> None:
+    """Columns called ``description`` and ``task`` are columns: their CHECKs sit
+    above their own tables, not above the project's fields of those names."""
+    path = tmp_path / "tickets.csv"
+    path.write_text(
+        "id,description,task,y\n"
+        + "".join(f"{i},ticket text number {i},sort,{'ab'[i % 2]}\n" for i in range(1200))
+    )
+    d = infer.draft(path, "y")
+    file = _toml(d.data, d.checks, d.observed).splitlines()
+    # past the 1,000 values remembered, but every value was counted (one
+    # block): the count is exact, not "over" it
+    assert "description: string, free text (1,200 distinct), not a feature" in d.decisions
+
+    def comments_above(i: int) -> list[str]:
+        out = []
+        while i > 0 and file[i - 1].startswith("#"):
+            i -= 1
+            out.insert(0, file[i])
+        return out
+
+    field = next(i for i, line in enumerate(file) if line.startswith("description = "))
+    assert not any("ticket text" in c or "mostly distinct" in c for c in comments_above(field))
+    for column, says in (("description", "mostly distinct text"), ("task", "one value only")):
+        table = file.index(f'name = "{column}"') - 1
+        assert any(says in c for c in comments_above(table)), (column, comments_above(table))
+    assert all(sum(f"# CHECK {c}" == line for line in file) == 1 for c in d.checks)
+
+
 def test_the_file_says_what_was_observed_and_every_check_above_its_place(tmp_path: Path) -> None:
     """What the file held is written as comments, not rules (a later file's new
     category still lands); every CHECK sits above the field or column it is

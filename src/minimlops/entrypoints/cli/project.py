@@ -58,7 +58,7 @@ def _toml(
     what the file held in each column as a comment (tomli-w writes the values)."""
     import tomli_w
 
-    notes, observed = checks.where, observed or {}
+    notes, fields, observed = checks.where, checks.fields, observed or {}
     out = [
         "# A minimlops project, drafted by `minimlops init`: review every field,",
         "# especially the ones marked CHECK, then run `minimlops up --project DIR`.",
@@ -67,7 +67,7 @@ def _toml(
     for key, value in data.items():
         if key in ("columns", "split"):
             continue
-        for note in notes.get(key, []):
+        for note in fields.get(key, []):
             out.append(f"# CHECK {note}")
         out.append(tomli_w.dumps({key: value}).strip())
     # [split] comes after every top-level field (a table takes the lines below it)
@@ -76,7 +76,7 @@ def _toml(
     if split is None:
         out += _SPLIT_EXAMPLE
     else:
-        out += [f"# CHECK {note}" for note in notes.get("split", [])]
+        out += [f"# CHECK {note}" for note in fields.get("split", [])]
         out.append("[split]")
         for k, v in split.items():
             if k == "fractions":  # one line, said what each share is
