@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -49,6 +51,16 @@ def fake_deps_for(project: Project, **knobs: object) -> Deps:
         derive=projects.derived_functions(project),
         **knobs,
     )  # type: ignore[arg-type]
+
+
+def fresh_python(code: str, *args: str, timeout: float = 120) -> str:
+    """Run ``code`` in a new interpreter (what a new process imports, this
+    test process's modules aside) and return the last line it printed."""
+    out = subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=timeout
+    )
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip().splitlines()[-1]
 
 
 def example_csv() -> Path | None:

@@ -4,8 +4,6 @@ attributions that add up to the raw output the answer comes from."""
 from __future__ import annotations
 
 import math
-import subprocess
-import sys
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +19,7 @@ from minimlops.entrypoints.runtime.consumers import Runtime
 from minimlops.generate import passengers, write_csv
 from minimlops.ml.outputs import calibrate
 from minimlops.services.explain import MAX_ROWS
+from tests.conftest import fresh_python
 from tests.e2e.harness import MODEL_FIELDS_ONLY
 
 with warnings.catch_warnings():  # starlette's word on httpx, said at import
@@ -123,6 +122,4 @@ def test_the_serving_modules_import_neither_scikit_learn_nor_shap() -> None:
         "import minimlops.services.explain\n"
         "print(sorted(m for m in ('sklearn', 'shap', 'lightgbm', 'skops') if m in sys.modules))"
     )
-    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip().splitlines()[-1] == "[]"
+    assert fresh_python(probe) == "[]"

@@ -12,7 +12,7 @@ from minimlops.generate import passengers
 from minimlops.ml import artifacts, export, features, metrics, training
 from minimlops.ml.model import TrainedModel
 from minimlops.ml.serving import OnnxModel
-from tests.conftest import TITANIC
+from tests.conftest import TITANIC, fresh_python
 
 DERIVE = projects.derived_functions(TITANIC)
 title, deck = DERIVE["title"], DERIVE["deck"]
@@ -295,9 +295,6 @@ def test_serving_never_loads_the_training_libraries(model, tmp_path) -> None:
     """scikit-learn, scipy and skops take ~1 s to import: a server that serves
     the ONNX form and trains in another process must not pay for them on its
     way to the first prediction."""
-    import subprocess
-    import sys
-
     (tmp_path / "model.onnx").write_bytes(export.to_onnx(model))
     (tmp_path / "spec.json").write_text(__import__("json").dumps(model.spec))
     probe = (
@@ -313,11 +310,7 @@ def test_serving_never_loads_the_training_libraries(model, tmp_path) -> None:
         "app.close()\n"
         "print(sorted(m for m in ('sklearn', 'scipy', 'skops', 'skl2onnx') if m in sys.modules))"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", probe, str(tmp_path)], capture_output=True, text=True, timeout=120
-    )
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip().splitlines()[-1] == "[]"
+    assert fresh_python(probe, str(tmp_path)) == "[]"
 
 
 def test_training_on_rows_read_in_chunks_gives_the_same_model(rows, model) -> None:

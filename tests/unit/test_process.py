@@ -7,6 +7,7 @@ import gc
 import sys
 
 from minimlops.process import freeze_long_lived, freeze_new_modules
+from tests.conftest import fresh_python
 
 
 def test_modules_imported_after_start_up_are_frozen_at_the_next_check(
@@ -39,7 +40,6 @@ def test_a_spawned_process_does_not_import_the_command_line_again() -> None:
     ``minimlops`` command that is its installed script, which must not import
     the command line (typer, rich, the settings: ~0.2 s of each child's start)."""
     import shutil
-    import subprocess
     from pathlib import Path
 
     import pytest
@@ -55,8 +55,4 @@ def test_a_spawned_process_does_not_import_the_command_line_again() -> None:
         "print(sorted(m for m in ('typer', 'rich', 'minimlops.entrypoints.cli.main') "
         "if m in sys.modules))"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", probe, str(script)], capture_output=True, text=True, timeout=60
-    )
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "[]"
+    assert fresh_python(probe, str(script)) == "[]"
