@@ -330,6 +330,15 @@ def test_the_evaluation_page_follows_the_task(other_server, page) -> None:  # ty
     if name == "wine":  # multiclass: a 3x3 confusion matrix, per-class precision and recall
         assert page.get_attribute("#confusion", "data-cells") == "9"
         assert _drawn(page, "per-class") == 3
+        # the class axis: one tick per class, named, each bar whole inside the chart
+        axis = page.evaluate(
+            "() => { const u = plots['per-class'], a = u.axes[0];"
+            " const at = a.splits(u, 0, u.scales.x.min, u.scales.x.max);"
+            " return { at, names: a.values(u, at), min: u.scales.x.min, max: u.scales.x.max }; }"
+        )
+        classes = [str(c) for c in server.http.get("/project").json()["classes"]]
+        assert axis["at"] == [0, 1, 2] and sorted(axis["names"]) == sorted(classes), axis
+        assert axis["min"] <= -0.45 and axis["max"] >= 2.45, axis
         assert page.locator("#roc").count() == 0
     else:  # regression: predicted against actual, residuals, the errors' distribution
         assert _drawn(page, "predicted-actual") >= 20

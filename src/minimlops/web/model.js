@@ -34,6 +34,7 @@ function section(title, wide = false) {
 }
 
 // A uPlot chart in a new section. series: [{label, stroke, points?, line?}], data: [xs, ...ys].
+// opts.ticks: names for x = 0, 1, ... (a category axis: one tick each, whole bars at the edges).
 function chart(title, id, xLabel, yLabel, series, data, opts = {}) {
   const s = section(title);
   const div = el("div", undefined, "chart");
@@ -46,9 +47,14 @@ function chart(title, id, xLabel, yLabel, series, data, opts = {}) {
     fill: x.bars ? x.stroke + "55" : undefined,
     points: x.points ? { show: true, size: 5, fill: x.stroke, stroke: x.stroke } : { show: false },
   }));
+  const ticks = opts.ticks;
+  const xAxis = ticks
+    ? { label: xLabel, size: 40, splits: () => ticks.map((_, i) => i), values: (u, at) => at.map((i) => ticks[i] ?? "") }
+    : { label: xLabel, size: 40, space: 60 };
+  const xScale = ticks ? { range: [-0.5, ticks.length - 0.5] } : {};
   plots[id] = new uPlot({ width, height: 240, series: [{ label: xLabel }, ...ser],
-                         axes: [{ label: xLabel, size: 40, space: 60 }, { label: yLabel, size: fitAxis }],
-                         scales: { x: { time: false, ...(opts.x || {}) }, y: opts.y || {} },
+                         axes: [xAxis, { label: yLabel, size: fitAxis }],
+                         scales: { x: { time: false, ...xScale, ...(opts.x || {}) }, y: opts.y || {} },
                          legend: { show: true, live: false } }, data, div);
   div.dataset.points = String(data[0].length);
   return s;
@@ -116,7 +122,8 @@ function multiclassPlots(r) {
   const xs = rows.map((_, i) => i);
   const s = chart("Precision and recall per class", "per-class", "class", "",
                   [{ label: "precision", stroke: COLORS[0], bars: true }, { label: "recall", stroke: COLORS[1], points: true, line: false }],
-                  [xs, rows.map((c) => c.precision), rows.map((c) => c.recall)], { y: { range: [0, 1] } });
+                  [xs, rows.map((c) => c.precision), rows.map((c) => c.recall)],
+                  { y: { range: [0, 1] }, ticks: rows.map((c) => String(c.class)) });
   const table = el("table");
   table.append(...rows.map((c, i) => {
     const tr = el("tr");
