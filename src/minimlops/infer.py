@@ -701,7 +701,7 @@ def draft(
                 "kind": "text",
                 "generated": True,
                 "description": "generated at ingestion for files "
-                "without it: <file hash>-<row number>",
+                "without it: <hash of the row's values>-<occurrence>",
             }
         )
     observed = {}
@@ -799,12 +799,13 @@ def _pick_key(
     name = next(n for n in ("row_id", "row_number", "minimlops_row") if n not in by)
     decisions.append(
         f"key: none of the columns is unique and never empty; {name} is "
-        "generated at ingestion (<file hash>-<row number>): land your files as "
+        "generated at ingestion from each row's values: land your files as "
         "they are"
     )
     checks.add(
         name,
-        f"key {name}: every landed row is a new row; if a column does identify a row, "
+        f"key {name}: a row with the same values as a loaded one is that row (a "
+        "cumulative export adds only its new rows); if a column does identify a row, "
         "pass --key (then a later row with a known key replaces that row)",
     )
     return name, True

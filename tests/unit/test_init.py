@@ -3,7 +3,7 @@ shape; a file with no key gets a generated one and lands as it is."""
 
 from __future__ import annotations
 
-import hashlib
+import re
 import tomllib
 from pathlib import Path
 
@@ -43,15 +43,17 @@ def test_init_drafts_the_task_key_and_types_of_every_example(tmp_path: Path, nam
 
 
 def test_a_file_without_a_key_gets_a_generated_one_and_lands_as_it_is(tmp_path: Path) -> None:
-    """No column is unique: the key is generated at ingestion, per file, so the
-    user's first and later files land unchanged and no row replaces another."""
+    """No column is unique: the key is generated at ingestion from each row's
+    values, so the user's files land unchanged; a later file with new rows adds
+    them, and a cumulative export (the old rows again, and new ones) does not
+    load its old rows twice."""
     p = shapes.load("diabetes")
     full = tmp_path / "full.csv"
     write_project_csv(p, full, 900, seed=2)
     table = pacsv.read_csv(full).drop_columns([p.key])
     first, second = tmp_path / "first.csv", tmp_path / "second.csv"
     pacsv.write_csv(table.slice(0, 600), first)
-    pacsv.write_csv(table.slice(600), second)
+    pacsv.write_csv(table.slice(600, 200), second)
     draft, drafted = _drafted(first, p.target)
     assert drafted.key == "row_id" and drafted.key_column.generated
     assert drafted.key not in drafted.features
@@ -59,21 +61,42 @@ def test_a_file_without_a_key_gets_a_generated_one_and_lands_as_it_is(tmp_path: 
     assert sorted(f.name for f in tmp_path.iterdir()) == ["first.csv", "full.csv", "second.csv"]
 
     deps = fake_deps_for(drafted)
-    for f in (first, second):
+
+    def land(f: Path) -> None:
         info = deps.store.write_bytes(LAND, f.name, f.read_bytes())
         (done,) = messagebus.handle(ObjectFinalized(LAND, f.name, info.generation, info.size), deps)
         assert done.rows_loaded == pacsv.read_csv(f).num_rows
-    rows = deps.warehouse.tables["training_data"]
-    keys = [r["row_id"] for r in rows]
-    assert len(rows) == 900 and len(set(keys)) == 900
-    digest = hashlib.sha256(first.read_bytes()).hexdigest()[:16]
-    assert keys[:3] == [f"{digest}-1", f"{digest}-2", f"{digest}-3"]
-    assert {r["split"] for r in rows} == {"TRAIN", "VALIDATION", "TEST"}
+
+    for f in (first, second):
+        land(f)
+    newest = deps.warehouse.latest_rows("training_data")
+    keys = newest.column("row_id").to_pylist()
+    assert newest.num_rows == 800 and len(set(keys)) == 800
+    assert all(re.fullmatch(r"[0-9a-f]{32}-1", k) for k in keys)
+    splits = dict(zip(keys, newest.column("split").to_pylist(), strict=True))
+    assert set(splits.values()) == {"TRAIN", "VALIDATION", "TEST"}
+
+    # every row so far, in another order, and 100 new ones: 100 rows more, no
+    # row in two splits
+    cumulative = tmp_path / "cumulative.csv"
+    pacsv.write_csv(pa.concat_tables([table.slice(600), table.slice(0, 600)]), cumulative)
+    land(cumulative)
+    newest = deps.warehouse.latest_rows("training_data")
+    assert newest.num_rows == 900
+    row_ids, row_splits = newest.column("row_id").to_pylist(), newest.column("split").to_pylist()
+    again = dict(zip(row_ids, row_splits, strict=True))
+    assert all(again[k] == s for k, s in splits.items())
+
+    # a row twice in a file is two rows (the key counts its occurrences)
+    twice = tmp_path / "twice.csv"
+    pacsv.write_csv(pa.concat_tables([table.slice(0, 1)] * 3), twice)
+    land(twice)
+    assert deps.warehouse.latest_rows("training_data").num_rows == 902
+
     # a file that carries the column keeps its values (a row can then be replaced)
     carried = table.slice(0, 2).add_column(0, "row_id", pa.array(["fix-1", "fix-2"]))
     pacsv.write_csv(carried, tmp_path / "fix.csv")
-    info = deps.store.write_bytes(LAND, "fix.csv", (tmp_path / "fix.csv").read_bytes())
-    messagebus.handle(ObjectFinalized(LAND, "fix.csv", info.generation, info.size), deps)
+    land(tmp_path / "fix.csv")
     assert [r["row_id"] for r in deps.warehouse.tables["training_data"][-2:]] == ["fix-1", "fix-2"]
 
 

@@ -329,7 +329,7 @@ def test_string_keys_split_the_same_in_python_arrow_and_duckdb() -> None:
     import duckdb
 
     p = shapes.load("wine")
-    keys = [f"wine-{i:05d}" for i in range(5000)]
+    keys = [f"wine-{i:05d}" for i in range(5000)] + ["vin-é-1", "ключ-2", "酒-3"]
     py = [split_for(k) for k in keys]
     arrow = add_split(pa.table({"sample_id": keys}), p).to_pylist()
     from minimlops.domain.schema import key_int_sql

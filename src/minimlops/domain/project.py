@@ -95,7 +95,8 @@ class ColumnSpec:
     max: float | None = None
     max_length: int | None = None
     # the key only: a file without this column gets one per row at ingestion,
-    # "<the file's SHA-256, 16 hex>-<data row number>" (every landed row is new)
+    # "<hash of the row's values, 32 hex>-<occurrence in the file>": a row
+    # landed again is the same row (services/content_keys.py)
     generated: bool = False
     # date and timestamp columns: how the file writes them, in strptime's
     # words ("%d/%m/%Y"); None reads ISO 8601 ("2026-06-20", "2026-06-20T14:05:00+02:00")
@@ -533,7 +534,7 @@ def parse(data: Mapping[str, Any], directory: str = "") -> Project:
     if key_col.generated and key_col.type != "string":
         raise _fail(
             f"column {key!r}.generated",
-            "a generated key is a string column (its values are '<file hash>-<row number>')",
+            "a generated key is a string column (its values are '<hash of the row>-<occurrence>')",
         )
     if key_col.type == "integer" and (
         key_col.min is None or key_col.min < 0 or key_col.max is None or key_col.max > MAX_KEY

@@ -162,13 +162,13 @@ def _checked(
     """
     try:
         project = deps.project
-        prefix = row["content_sha256"][:16]  # of generated keys: unique per file's content
+        keys = validate.content_keys(project)  # a generated key's, if the file lacks it
         raw = validate.batches(stream, names, report)
         for batch in raw:
-            good = validate.check_batch(batch, report.rows + 1, report, project, prefix)
+            good = validate.check_batch(batch, report.rows + 1, report, project, keys)
             if report.bad_rows > deps.max_bad_rows:
                 for rest in raw:  # validate the rest too: the report counts every bad row
-                    validate.check_batch(rest, report.rows + 1, report, project, prefix)
+                    validate.check_batch(rest, report.rows + 1, report, project, keys)
                 raise _TooManyBadRows
             yield from _with_meta(good, row, project).to_batches()
     except pa.ArrowInvalid as exc:

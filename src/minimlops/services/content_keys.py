@@ -1,0 +1,167 @@
+"""Keys from a row's content, for a data set whose files carry no key.
+
+A generated key is ``<hash of the row's values, 32 hex>-<occurrence>``: the
+occurrence counts the rows of the same file with the same values (1 for the
+first). So a file exported again with more rows (a cumulative export) gives
+its old rows the keys they had, and they replace themselves instead of
+landing twice, in every split at once; rows that repeat within a file stay as
+many rows as the file has.
+
+The hash is of the typed values (``1`` and ``1.0`` in a float column are the
+same value), one column at a time by name and summed, so it does not depend
+on the columns' order, and a column that is empty in a row adds nothing (a
+project that gains an optional column keeps its rows' keys). Two 64-bit lanes
+give 128 bits: two different rows share a key with a chance of about n²/2¹²⁹.
+
+Vectorized with NumPy (splitmix64's finalizer), a string column's distinct
+values hashed once each with BLAKE2b: about 0.1 s a million rows of four
+columns, where a hash of each row's text took 1.4 s.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+_M1, _M2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
+_S30, _S27, _S31 = np.uint64(30), np.uint64(27), np.uint64(31)
+_SEEDS = (np.uint64(0x9E3779B97F4A7C15), np.uint64(0xD1B54A32D192ED03))
+
+
+def _mix(x: np.ndarray) -> np.ndarray:
+    """splitmix64's finalizer, in place: a bijection of 64-bit words that
+    spreads every input bit over the output."""
+    x ^= x >> _S30
+    x *= _M1
+    x ^= x >> _S27
+    x *= _M2
+    x ^= x >> _S31
+    return x
+
+
+def _digests(values: Sequence[str]) -> np.ndarray:
+    """BLAKE2b-128 of each string, as two 64-bit words a row."""
+    raw = b"".join(hashlib.blake2b(v.encode(), digest_size=16).digest() for v in values)
+    return np.frombuffer(raw, "<u8").reshape(-1, 2)
+
+
+def _words(column: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A typed column as two 64-bit words a value (the value's bits, or its
+    hash for a string), and which values are empty."""
+    col = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    empty = col.is_null().to_numpy(zero_copy_only=False)
+    if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+        coded = pc.dictionary_encode(col)
+        both = _digests(coded.dictionary.to_pylist())
+        at = pc.fill_null(coded.indices, 0).to_numpy(zero_copy_only=False)
+        if len(both) == 0:
+            zero = np.zeros(len(col), np.uint64)
+            return zero, zero.copy(), empty
+        return both[at, 0], both[at, 1], empty
+    if pa.types.is_floating(col.type):
+        f = pc.fill_null(col, 0.0).to_numpy(zero_copy_only=False).astype(np.float64)
+        f = np.where(np.isnan(f), np.nan, f + 0.0)  # one NaN; -0.0 is 0.0
+        bits = f.view(np.uint64)
+    else:  # integer, boolean, date, timestamp: their integer representation
+        width = pa.int32() if pa.types.is_date32(col.type) else pa.int64()
+        ints = col.view(width) if not pa.types.is_boolean(col.type) else pc.cast(col, pa.int64())
+        bits = pc.fill_null(ints, 0).to_numpy(zero_copy_only=False).astype(np.int64)
+        bits = bits.view(np.uint64)
+    return bits, bits.copy(), empty
+
+
+def _tags(name: str) -> tuple[np.uint64, np.uint64]:
+    word = np.frombuffer(hashlib.blake2b(name.encode(), digest_size=16).digest(), "<u8")
+    return word[0], word[1]
+
+
+def row_hashes(table: pa.Table, columns: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Two 64-bit hashes a row of ``table``, over ``columns`` (by name)."""
+    n = table.num_rows
+    acc = [np.zeros(n, np.uint64), np.zeros(n, np.uint64)]
+    with np.errstate(over="ignore"):
+        for name in columns:
+            tags = _tags(name)
+            words = _words(table.column(name))
+            for lane in (0, 1):
+                x = _mix(words[lane] ^ tags[lane])
+                x[words[2]] = 0  # an empty value adds nothing
+                acc[lane] += x
+        return _mix(acc[0] ^ _SEEDS[0]), _mix(acc[1] ^ _SEEDS[1])
+
+
+class _Seen:
+    """Which row hashes an earlier batch of the file had, and how often.
+
+    Sorted runs of distinct hashes (8 bytes a row), merged when a newer run
+    grows as long as the one before it, as in a log-structured merge tree: a
+    lookup is one binary search per run (a few), and each hash is copied a
+    logarithmic number of times. A dict of Python ints took ~90 bytes a row.
+    Hashes seen more than once (rare) keep their count in a dict."""
+
+    def __init__(self) -> None:
+        self.runs: list[np.ndarray] = []
+        self.more: dict[int, int] = {}  # hash -> times seen beyond the first
+
+    def before(self, distinct: np.ndarray) -> np.ndarray:
+        """How many times each of these distinct hashes was seen before."""
+        count = np.zeros(len(distinct), np.int64)
+        for run in self.runs:
+            at = np.minimum(np.searchsorted(run, distinct), len(run) - 1)
+            count[run[at] == distinct] = 1
+        for i in np.flatnonzero(count):
+            count[i] += self.more.get(int(distinct[i]), 0)
+        return count
+
+    def add(self, distinct: np.ndarray, before: np.ndarray, times: np.ndarray) -> None:
+        total = before + times
+        for i in np.flatnonzero(total > 1):
+            self.more[int(distinct[i])] = int(total[i]) - 1
+        new = distinct[before == 0]
+        if len(new) == 0:
+            return
+        self.runs.append(new)
+        while len(self.runs) > 1 and len(self.runs[-1]) >= len(self.runs[-2]):
+            last = self.runs.pop()  # runs are disjoint: a merge of two sorted runs
+            self.runs[-1] = np.sort(np.concatenate([self.runs[-1], last]), kind="stable")
+
+
+class ContentKeys:
+    """The generated keys of one file's rows, a batch at a time, in the
+    file's order (the occurrence counts across batches)."""
+
+    def __init__(self, columns: Sequence[str]) -> None:
+        if not columns:
+            raise ValueError("a content key needs at least one column")
+        self.columns = list(columns)
+        self._seen = _Seen()
+
+    def __call__(self, table: pa.Table) -> pa.Array:
+        """``<32 hex>-<occurrence>`` for each row of ``table``."""
+        n = table.num_rows
+        if n == 0:
+            return pa.array([], pa.string())
+        first, second = row_hashes(table, self.columns)
+        order = np.argsort(first, kind="stable")
+        ranked = first[order]
+        starts = np.r_[True, ranked[1:] != ranked[:-1]]
+        where = np.flatnonzero(starts)
+        distinct = ranked[where]
+        times = np.diff(np.r_[where, n])
+        before = self._seen.before(distinct)
+        # within the batch, the k-th row of a hash (0-based), in file order
+        group = np.cumsum(starts) - 1
+        rank = np.arange(n) - where[group]
+        occurrence = np.empty(n, np.int64)
+        occurrence[order] = before[group] + rank + 1
+        self._seen.add(distinct, before, times)
+        hexed = np.stack([first, second], axis=1).astype(">u8").tobytes().hex().encode()
+        offsets = np.arange(0, 32 * n + 1, 32, dtype=np.int32)
+        digest = pa.Array.from_buffers(
+            pa.string(), n, [None, pa.py_buffer(offsets), pa.py_buffer(hexed)]
+        )
+        return pc.binary_join_element_wise(digest, pc.cast(pa.array(occurrence), pa.string()), "-")
