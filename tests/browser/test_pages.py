@@ -88,6 +88,7 @@ def test_prediction_form_shows_probability_version_and_effects(server: Server, p
     probability = page.text_content("#probability") or ""
     assert probability.endswith("%") and 50 < float(probability[:-1]) <= 100
     assert page.text_content("#model-version") == "1"
+    assert page.get_attribute("#model-version", "href") == "/models/1"  # its evaluation
     assert page.text_content("#verdict") == "Survives"
     # a bar per input column the model reads (Name through its derived features),
     # largest first, adding up from the base value to the log-odds

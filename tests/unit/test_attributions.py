@@ -148,6 +148,8 @@ def test_an_ensembles_attributions_add_up_and_follow_its_members(fitted: Fitted)
         assert found.method.startswith("weighted sum of its members'")
     else:
         assert found.method.startswith("its members' in probability space")
+        # said once, of the ensemble (a forest member's name had said it again)
+        assert found.method.count("rescaled") == 1, found.method
     for name, member, part in zip(names, members, parts, strict=True):
         if task == "multiclass" and not name.startswith("random_forest"):
             continue  # its class scores are logits; the ensemble's, log-probabilities

@@ -224,7 +224,11 @@ def _method(est: Any, task: str, k: int) -> tuple[str, Slots]:
     """The method's name, and the function from a feature matrix to (base, slots)."""
     if isinstance(est, Ensemble):
         parts = [_method(m, task, k) for m in est.members]
-        names = ", ".join(f"{w:.2f} × {n}" for w, (n, _) in zip(est.weights, parts, strict=True))
+        # a member's own rescaling is not the ensemble's: its name without it
+        names = ", ".join(
+            f"{w:.2f} × {n.partition(', rescaled')[0]}"
+            for w, (n, _) in zip(est.weights, parts, strict=True)
+        )
         if task == "regression":
             return f"weighted sum of its members' ({names})", _weighted(est, parts)
         return (

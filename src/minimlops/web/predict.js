@@ -206,7 +206,9 @@ function showAnswer(answer) {
       aria: `${c}: ${(q * 100).toFixed(1)} percent` })));
   }
   document.getElementById("verdict").textContent = verdict(answer);
-  document.getElementById("model-version").textContent = answer.model_version;
+  const version = document.getElementById("model-version");
+  version.textContent = answer.model_version;
+  version.href = `/models/${encodeURIComponent(answer.model_version)}`;
   document.getElementById("uuid").textContent = answer.uuid;
 }
 
