@@ -7,15 +7,20 @@ its old rows the keys they had, and they replace themselves instead of
 landing twice, in every split at once; rows that repeat within a file stay as
 many rows as the file has.
 
-The hash is of the typed values (``1`` and ``1.0`` in a float column are the
-same value), one column at a time by name and summed, so it does not depend
-on the columns' order, and a column that is empty in a row adds nothing (a
-project that gains an optional column keeps its rows' keys). Two 64-bit lanes
-give 128 bits: two different rows share a key with a chance of about n²/2¹²⁹.
+The hash is of the typed values (``1`` and ``1.0`` are one value, in an
+integer column or a float one), one column at a time by name and summed, so it
+does not depend on the columns' order, and a column that is empty in a row adds
+nothing (a project that gains an optional column keeps its rows' keys while the
+column stays empty). Two 64-bit lanes give 128 bits: two different rows share a
+key with a chance of about n²/2¹²⁹. The occurrence counts rows by the first
+lane: two different rows of one file that share it (a chance of about n²/2⁶⁵
+for the file) are numbered 1 and 2, so the second one's key changes in a later
+file without the first, and it loads once more; keys stay unique either way.
 
-Vectorized with NumPy (splitmix64's finalizer), a string column's distinct
-values hashed once each with BLAKE2b: about 0.1 s a million rows of four
-columns, where a hash of each row's text took 1.4 s.
+Vectorized with NumPy (splitmix64's finalizer); a string column's distinct
+values are hashed once each with BLAKE2b, in Python. A million rows of four
+columns take about 0.3 s; a string column with a value per row (names, free
+text) adds about 1 s a million rows.
 """
 
 from __future__ import annotations
@@ -66,11 +71,17 @@ def _words(column: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, np.ndarray, 
         f = pc.fill_null(col, 0.0).to_numpy(zero_copy_only=False).astype(np.float64)
         f = np.where(np.isnan(f), np.nan, f + 0.0)  # one NaN; -0.0 is 0.0
         bits = f.view(np.uint64)
-    else:  # integer, boolean, date, timestamp: their integer representation
+    elif pa.types.is_integer(col.type) or pa.types.is_boolean(col.type):
+        # a whole number as the float it equals (1, 1.0 and true are one
+        # value: a column retyped between integer and float keeps its keys);
+        # past 2**53, where floats skip integers, its own bits
+        ints = pc.fill_null(pc.cast(col, pa.int64()), 0).to_numpy(zero_copy_only=False)
+        exact = np.abs(ints) <= 2**53
+        bits = np.where(exact, ints.astype(np.float64).view(np.uint64), ints.view(np.uint64))
+    else:  # date, timestamp: their integer representation (days, microseconds)
         width = pa.int32() if pa.types.is_date32(col.type) else pa.int64()
-        ints = col.view(width) if not pa.types.is_boolean(col.type) else pc.cast(col, pa.int64())
-        bits = pc.fill_null(ints, 0).to_numpy(zero_copy_only=False).astype(np.int64)
-        bits = bits.view(np.uint64)
+        bits = pc.fill_null(col.view(width), 0).to_numpy(zero_copy_only=False)
+        bits = bits.astype(np.int64).view(np.uint64)
     return bits, bits.copy(), empty
 
 
@@ -95,39 +106,37 @@ def row_hashes(table: pa.Table, columns: Sequence[str]) -> tuple[np.ndarray, np.
 
 
 class _Seen:
-    """Which row hashes an earlier batch of the file had, and how often.
+    """How many times each row hash appeared in the file's earlier batches.
 
-    Sorted runs of distinct hashes (8 bytes a row), merged when a newer run
-    grows as long as the one before it, as in a log-structured merge tree: a
-    lookup is one binary search per run (a few), and each hash is copied a
-    logarithmic number of times. A dict of Python ints took ~90 bytes a row.
-    Hashes seen more than once (rare) keep their count in a dict."""
+    Sorted runs of distinct hashes with their counts (16 bytes a row), merged
+    when a newer run grows as long as the one before it, as in a
+    log-structured merge tree: a batch is one binary search per run (a few),
+    each hash is copied a logarithmic number of times, and nothing is done a
+    row at a time in Python (a dict of Python ints took ~90 bytes a row)."""
 
     def __init__(self) -> None:
-        self.runs: list[np.ndarray] = []
-        self.more: dict[int, int] = {}  # hash -> times seen beyond the first
+        self.runs: list[tuple[np.ndarray, np.ndarray]] = []  # (sorted hashes, counts)
 
-    def before(self, distinct: np.ndarray) -> np.ndarray:
-        """How many times each of these distinct hashes was seen before."""
-        count = np.zeros(len(distinct), np.int64)
-        for run in self.runs:
-            at = np.minimum(np.searchsorted(run, distinct), len(run) - 1)
-            count[run[at] == distinct] = 1
-        for i in np.flatnonzero(count):
-            count[i] += self.more.get(int(distinct[i]), 0)
-        return count
-
-    def add(self, distinct: np.ndarray, before: np.ndarray, times: np.ndarray) -> None:
-        total = before + times
-        for i in np.flatnonzero(total > 1):
-            self.more[int(distinct[i])] = int(total[i]) - 1
-        new = distinct[before == 0]
-        if len(new) == 0:
-            return
-        self.runs.append(new)
-        while len(self.runs) > 1 and len(self.runs[-1]) >= len(self.runs[-2]):
-            last = self.runs.pop()  # runs are disjoint: a merge of two sorted runs
-            self.runs[-1] = np.sort(np.concatenate([self.runs[-1], last]), kind="stable")
+    def count(self, distinct: np.ndarray, times: np.ndarray) -> np.ndarray:
+        """How many times each of these distinct sorted hashes was seen
+        before; then count ``times`` more of each."""
+        before = np.zeros(len(distinct), np.int64)
+        found = np.zeros(len(distinct), bool)
+        for hashes, counts in self.runs:
+            at = np.minimum(np.searchsorted(hashes, distinct), len(hashes) - 1)
+            hit = hashes[at] == distinct
+            before[hit] = counts[at[hit]]
+            counts[at[hit]] += times[hit]  # runs are disjoint: at most one hit a hash
+            found |= hit
+        new = ~found
+        if new.any():
+            self.runs.append((distinct[new], times[new].astype(np.int64)))
+            while len(self.runs) > 1 and len(self.runs[-1][0]) >= len(self.runs[-2][0]):
+                (h2, c2), (h1, c1) = self.runs.pop(), self.runs.pop()
+                hashes, counts = np.concatenate([h1, h2]), np.concatenate([c1, c2])
+                order = np.argsort(hashes, kind="stable")  # two sorted runs: a merge
+                self.runs.append((hashes[order], counts[order]))
+        return before
 
 
 class ContentKeys:
@@ -150,15 +159,12 @@ class ContentKeys:
         ranked = first[order]
         starts = np.r_[True, ranked[1:] != ranked[:-1]]
         where = np.flatnonzero(starts)
-        distinct = ranked[where]
-        times = np.diff(np.r_[where, n])
-        before = self._seen.before(distinct)
+        before = self._seen.count(ranked[where], np.diff(np.r_[where, n]))
         # within the batch, the k-th row of a hash (0-based), in file order
         group = np.cumsum(starts) - 1
         rank = np.arange(n) - where[group]
         occurrence = np.empty(n, np.int64)
         occurrence[order] = before[group] + rank + 1
-        self._seen.add(distinct, before, times)
         hexed = np.stack([first, second], axis=1).astype(">u8").tobytes().hex().encode()
         offsets = np.arange(0, 32 * n + 1, 32, dtype=np.int32)
         digest = pa.Array.from_buffers(
