@@ -36,7 +36,13 @@ import pyarrow.csv as pacsv
 
 from minimlops.domain.project import NAME_RULE, RESERVED, ProjectError, usable_name
 from minimlops.domain.splits import DEFAULT_FRACTIONS, cutoffs_from_counts, marks
-from minimlops.services.validate import PATTERNS, blank_as_null, delimiter, header_names
+from minimlops.services.validate import (
+    PATTERNS,
+    blank_as_null,
+    delimiter,
+    header_names,
+    one_column,
+)
 
 DISTINCT_CAP = 1000  # distinct values remembered per column
 FEW_VALUES = 10  # an integer column with at most this many values may be categories
@@ -83,6 +89,10 @@ _PARTS = {
 TIME_FEATURES = (
     "year, month, day of the month, day of the week, day of the year and days since 1970"
 )
+
+# a number with a comma: a decimal comma ("49,35", "1.234,5"), or a thousands
+# separator ("1,234"); either way text to Arrow, and to ingestion
+DECIMAL_COMMA = re.compile(r"^[+-]?[0-9]{1,3}(\.?[0-9]{3})*,[0-9]+$")
 
 
 def _shape_of(shape: str) -> tuple[str, re.Match[str]] | None:
@@ -175,6 +185,7 @@ class Profile:
     missing: int = 0
     integers: int = 0
     pointed: int = 0  # whole numbers written with a point ("23.0")
+    padded: int = 0  # whole numbers written with leading zeros ("01133"): codes
     target: bool = False  # the target: "3.0" stays a class code up to MAX_CLASSES values
     floats: int = 0
     booleans: int = 0
@@ -212,6 +223,8 @@ class Profile:
         # (a request with 21.5 must pass), unless few values (codes: 1.0, 2.0,
         # 3.0; for the target, as many as a multiclass task may have)
         codes = MAX_CLASSES if self.target else FEW_VALUES
+        if self.padded:  # read as a number, "01133" would lose its zeros
+            return "string"
         if self.integers == self.present and (
             not self.pointed or (not self.overflow and len(self.distinct) <= codes)
         ):
@@ -249,7 +262,12 @@ def profile(path: Path) -> tuple[list[Profile], int, tuple[str, ...], list[str],
         head = pacsv.open_csv(path, read_options=pacsv.ReadOptions(block_size=1 << 16))
         names = head.schema.names
     except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
+        # a header with no commas, rows with some (decimal commas): say why
+        if (sep := delimiter(_first_line(path))) is not None:
+            raise ProjectError(f"{path}: {one_column(sep)}") from None
         raise ProjectError(f"{path}: not a readable CSV file: {str(exc).splitlines()[0]}") from None
+    if len(names) == 1 and (sep := delimiter(names[0])):
+        raise ProjectError(f"{path}: {one_column(sep)}")
 
     def read(missing: tuple[str, ...]) -> tuple[list[Profile], int, pa.Table]:
         reader = pacsv.open_csv(
@@ -473,6 +491,7 @@ def _count(p: Profile, text: pa.Array) -> None:
     p.integers += int(pc.sum(pc.match_substring_regex(present, PATTERNS["INTEGER"])).as_py() or 0)
     p.floats += int(pc.sum(pc.match_substring_regex(present, PATTERNS["FLOAT"])).as_py() or 0)
     p.pointed += int(pc.sum(pc.match_substring_regex(present, r"^[+-]?[0-9]+\.0+$")).as_py() or 0)
+    p.padded += int(pc.sum(pc.match_substring_regex(present, r"^0[0-9]+$")).as_py() or 0)
     lower = pc.utf8_lower(present)
     p.booleans += int(pc.sum(pc.is_in(lower, pa.array(sorted(TRUE | FALSE)))).as_py() or 0)
     p.longest = max(p.longest, int(pc.max(pc.utf8_length(present)).as_py() or 0))
@@ -592,6 +611,21 @@ def project_name(text: str) -> str:
     a directory's name."""
     name = re.sub(r"[^a-z0-9_-]+", "-", text.lower()).strip("-_") or "project"
     return (name if name[0].isalpha() else f"p-{name}")[:63]
+
+
+def _decimal_commas(p: Profile) -> str | None:
+    """A value of a text column that reads as a number with a decimal comma
+    ("49,35", "1.234,5"), if nearly all of the column's values do."""
+    if not p.distinct:
+        return None
+    shaped = [v for v in p.distinct if DECIMAL_COMMA.match(v)]
+    counted = sum(p.distinct[v] for v in shaped)
+    return shaped[0] if shaped and counted >= 0.9 * sum(p.distinct.values()) else None
+
+
+def _first_line(path: Path) -> str:
+    with path.open("rb") as f:
+        return f.readline(1 << 16).decode("utf-8", "replace")
 
 
 def _name_of(path: Path) -> str:
@@ -1035,10 +1069,31 @@ def _column(
                 '(format = "%d/%m/%Y"): minimlops then makes '
                 f"{_time_features('timestamp')} features from them",
             )
+        if p.padded and p.integers == p.present:
+            example = min((v for v in p.distinct if v.startswith("0")), default="0…")
+            checks.add(
+                p.name,
+                f"{p.name}: whole numbers written with leading zeros (such as {example!r}): "
+                "read as text, a code, so the zeros stay; if they are amounts, declare "
+                'type = "integer"',
+            )
+        if (commas := _decimal_commas(p)) is not None:
+            checks.add(
+                p.name,
+                f"{p.name}: numbers written with a comma (such as {commas!r}: a decimal "
+                "comma, or a thousands separator), read as text; save the file with plain "
+                "numbers (decimal points, no separators) to read them as numbers (with "
+                "pandas: pd.read_csv(path, decimal=',') or thousands=',', then "
+                ".to_csv(new_path, index=False))",
+            )
         col["max_length"] = max(64, 2 ** math.ceil(math.log2(max(p.longest, 1) * 2)))
     if not is_key and not is_target and p.present == 0:
+        col["kind"] = "text"  # not a feature: a later file that fills it needs a decision
+        say += ", empty in every row, not a feature"
         checks.add(
-            p.name, f"{p.name}: empty in every row: nothing to learn from; leave it out of features"
+            p.name,
+            f"{p.name}: empty in every row, so not a feature; if later files fill it, "
+            'declare its kind (kind = "numeric" or "categorical")',
         )
     if not is_key and not is_target and not p.overflow and p.n_distinct == 1:
         only = next(iter(p.distinct))

@@ -139,6 +139,20 @@ def test_wrong_types_are_reported_by_row_and_column(fake_deps: Deps) -> None:
     assert "first: row 4, column Age value 'abc': not a valid FLOAT" in report["summary"]
     assert reasons["Pclass"] == "required value is missing"
     assert report["bad_rows"] == 3 and report["rows"] == 6
+    # the ledger says what to do: the limit, and where the rules are
+    (entry,) = fake_deps.warehouse.ledger(source_uri=f"gs://{LAND}/types.csv")
+    assert entry["status"] == "rejected"
+    assert "more than MINIMLOPS_MAX_BAD_ROWS=0 allows, so nothing was loaded" in entry["message"]
+    assert "change the rule in the project file" in entry["message"]
+
+
+def test_a_long_bad_value_is_quoted_short_and_kept_whole_in_the_report(fake_deps: Deps) -> None:
+    long = "x" * 1500
+    bad = f'4,0,3,"X, Mr. Y",male,30,0,0,T,7.25,,{long}'
+    assert land(fake_deps, "long.csv", csv_bytes(*GOOD, bad)) == []
+    report = assert_rejected(fake_deps, "long.csv")
+    assert report["errors"][0]["value"] == long
+    assert f"value '{'x' * 58}…" in report["summary"] and long not in report["summary"]
 
 
 def test_numbers_are_read_the_same_whichever_way_they_are_written(fake_deps: Deps) -> None:

@@ -195,6 +195,15 @@ def test_init_says_what_the_user_probably_meant(tmp_path: Path) -> None:
     semi.write_text("a;b;churned\n1;2;Yes\n3;4;No\n")
     with pytest.raises(ProjectError, match="separated by ';', not commas"):
         infer.draft(semi, "churned")
+    # a European export: decimal commas make its rows look like several
+    # comma-separated fields under a one-field header (Arrow's error before)
+    euro = tmp_path / "euro.csv"
+    euro.write_text("ref;fee;churned\n01133;49,35;Yes\n01134;12,5;No\n")
+    with pytest.raises(ProjectError) as refused:
+        infer.draft(euro, "churned")
+    said = str(refused.value)
+    assert "separated by ';', not commas" in said and "decimal points" in said, said
+    assert "pd.read_csv(path, sep=';', decimal=',')" in said
     path = tmp_path / "t.csv"
     path.write_text("id,Survived,Age\n1,0,22\n2,1,38\n")
     with pytest.raises(ProjectError, match="did you mean 'Survived'"):
@@ -207,6 +216,36 @@ def test_init_says_what_the_user_probably_meant(tmp_path: Path) -> None:
         "columns .*rename them in the file's header",
     ):
         infer.draft(odd, "y")
+
+
+def test_codes_with_leading_zeros_commas_in_numbers_and_empty_columns(tmp_path: Path) -> None:
+    """What a business export holds that a number type would spoil: codes
+    written with leading zeros stay text (01133 is not 1133), numbers written
+    with a comma are named with what to do, and a column empty in every row is
+    no feature."""
+    import random
+
+    rng = random.Random(4)
+    rows = [
+        [
+            f"{rng.randrange(1, 3000):05d}",
+            f"{rng.uniform(5, 90):.2f}".replace(".", ","),
+            "",
+            rng.choice(["a", "b", "c"]),
+            rng.choice(["churned", "stayed"]),
+        ]
+        for _ in range(400)
+    ]
+    data = _write(tmp_path / "export.csv", ["ref", "fee", "fax", "plan", "status"], rows)
+    draft, drafted = _drafted(data, "status")
+    types = {c.name: (c.type, c.kind) for c in drafted.columns}
+    assert types["ref"][0] == "string"  # not an integer: the zeros stay
+    assert types["fee"] == ("string", "text") and types["fax"][1] == "text"
+    assert "fax" not in drafted.features and "plan" in drafted.features
+    notes = " ".join(draft.checks)
+    assert "leading zeros (such as '0" in notes, notes
+    assert "fee: numbers written with a comma (such as '" in notes
+    assert "fax: empty in every row, so not a feature" in notes
 
 
 def test_ingest_into_a_new_home_says_which_project_it_gets(tmp_path: Path) -> None:

@@ -641,6 +641,34 @@ def test_feedback_is_typed_by_the_task_and_counted_by_the_warehouse(trained) -> 
         assert champion["live_accuracy"] == pytest.approx(right / 40)
 
 
+@pytest.mark.parametrize("name", shapes.NAMES)
+def test_the_gate_says_which_rows_it_judged_on(name: str, caplog) -> None:
+    """With labelled predictions, the gate's rows are VALIDATION's and
+    theirs: its log line says so (its figures are not the VALIDATION one
+    printed before them)."""
+    p = shapes.load(name)
+    deps = fake_deps_for(p, cv_folds=3)
+    table = shapes.rows(p, 1200, seed=1)
+    _land_and_train(deps, "first.csv", table)
+    predictor = Predictor(registry_of(deps), deps.now, p)
+    predictor.refresh()
+    data = table.to_pylist()[:30]
+    logged = predictor.predict([shapes.request_of(p, r) for r in data])
+    deps.warehouse.append(
+        deps.names.predictions_table, pa.Table.from_pylist(logged, schema=_schema(p))
+    )
+    admin.feedback(deps, [(r["uuid"], d[p.target]) for r, d in zip(logged, data, strict=True)])
+    caplog.clear()
+    with caplog.at_level("INFO", logger="minimlops"):
+        _land_and_train(deps, "second.csv", shapes.rows(p, 600, seed=2, start=5001))
+    (line,) = [
+        r.getMessage() for r in caplog.records if "on VALIDATION (baseline" in r.getMessage()
+    ]
+    meta = registry_of(deps).versions()[-1]
+    valid = int(meta["metrics"]["validation"]["rows"])
+    assert line.endswith(f"(VALIDATION's {valid:,} and 30 labelled predictions)"), line
+
+
 def test_drift_covers_every_raw_feature_by_its_kind(trained) -> None:
     p, deps, table = trained
     categorical, numeric = monitor.drift_columns(p)

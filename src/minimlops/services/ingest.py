@@ -89,7 +89,7 @@ def _load(deps: Deps, info: ObjectInfo, row: dict[str, Any]) -> list[Event]:
         report.file_errors.append(str(exc))
         return _reject(deps, info, row, report)
     except _TooManyBadRows:
-        return _reject(deps, info, row, report)
+        return _reject(deps, info, row, report, _too_many(deps))
     except ConflictError:  # the same bytes were loaded by a delivery running alongside?
         if not any(
             r["status"] == "loaded"
@@ -195,20 +195,34 @@ def _with_meta(good: pa.Table, row: dict[str, Any], project: Any) -> pa.Table:
     )
 
 
+def _too_many(deps: Deps) -> str:
+    allowed = deps.max_bad_rows
+    return (
+        f"more than MINIMLOPS_MAX_BAD_ROWS={allowed:,} allows, so nothing was loaded: "
+        "raise it to load the valid rows (the bad ones are reported), or change the "
+        "rule in the project file if the values are right"
+    )
+
+
 def _reject(
-    deps: Deps, info: ObjectInfo, row: dict[str, Any], report: validate.Report
+    deps: Deps,
+    info: ObjectInfo,
+    row: dict[str, Any],
+    report: validate.Report,
+    advice: str = "",
 ) -> list[Event]:
     moved = deps.store.move(info.bucket, info.name, f"rejected/{info.name}")
     row = dict(row, rows_rejected=report.bad_rows)
     row["report_uri"] = _write_report(deps, moved, row, report, prefix="")
+    summary = report.summary() + (f"; {advice}" if advice else "")
     logger.error(
         "ingest_data: %s rejected: %s; moved to %s, report %s",
         info.uri,
-        report.summary(),
+        summary,
         moved.uri,
         row["report_uri"],
     )
-    _record(deps, row, status="rejected", message=report.summary())
+    _record(deps, row, status="rejected", message=summary)
     return alerts.raised(
         deps,
         "file.rejected",

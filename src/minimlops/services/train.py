@@ -218,6 +218,14 @@ def train_model(event: IngestionComplete | RetrainRequested, *, deps: Deps) -> l
     extra = "".join(
         f"; {k.replace('_', ' ')} {v:.3f}" for k, v in result["extra_baselines"].items()
     )
+    reason = decision.reason
+    if (labelled := int(result["rows_scored"]) - int(valid.get("rows", 0))) > 0:
+        # the gate's rows are VALIDATION's and labelled predictions': its
+        # figures are not the VALIDATION one just above
+        reason += (
+            f" (VALIDATION's {int(valid.get('rows', 0)):,} and {labelled:,} labelled "
+            f"prediction{'s' if labelled != 1 else ''})"
+        )
     logger.info(
         "train_model: version %s (%s): %s %.4f on VALIDATION (baseline %.4f)%s; %s: %s",
         meta["version"],
@@ -227,7 +235,7 @@ def train_model(event: IngestionComplete | RetrainRequested, *, deps: Deps) -> l
         result["baseline"].get(metric, float("nan")),
         extra,
         "PROMOTED" if decision.promote else "KEPT champion",
-        decision.reason,
+        reason,
     )
     events = _finish(registry, meta, deps)
     try:  # the version is stored and the champion set: an alert must not undo that

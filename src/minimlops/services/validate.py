@@ -86,13 +86,20 @@ class Report:
             return "; ".join(self.file_errors)
         # the earliest row (errors are found a column at a time)
         first = min(self.errors, key=lambda e: e["row"] or 0) if self.errors else None
-        value = "" if not first or first["value"] is None else f" value {first['value']!r}"
+        value = "" if not first or first["value"] is None else f" value {_short(first['value'])}"
         where = (
             (f"; first: row {first['row']}, column {first['column']}{value}: {first['reason']}")
             if first
             else ""
         )
         return f"{self.bad_rows:,} of {self.rows:,} rows invalid{where}"
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    """A value as a message quotes it: its first ``limit`` characters (the
+    report has it whole)."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 1]}…"
 
 
 def read_header(stream: Readable, project: Project) -> list[str]:
@@ -129,10 +136,7 @@ def read_header(stream: Readable, project: Project) -> list[str]:
     unknown = [c for c in names if c not in declared]
     doubled = sorted({c for c in names if names.count(c) > 1})
     if len(names) == 1 and (sep := delimiter(names[0])):
-        raise SchemaError(
-            f"one column was read: the file seems separated by {sep!r}, not "
-            "commas; save it as comma-separated CSV and land it again"
-        )
+        raise SchemaError(f"{one_column(sep)}, and land it again")
     if missing:
         problems.append(f"missing columns {missing} (required: add them to the file)")
     if unknown:
@@ -152,6 +156,18 @@ def read_header(stream: Readable, project: Project) -> list[str]:
 def delimiter(header: str) -> str | None:
     """The delimiter a one-column header seems to use instead of commas."""
     return next((s for s in ";\t|" if s in header), None)
+
+
+def one_column(sep: str) -> str:
+    """What to do with a file separated by ``sep``: what ``init`` and
+    ingestion both say. The pandas line is safe on decimal points too (a
+    value it cannot read with ``decimal=","`` is written back as it was)."""
+    return (
+        f"one column was read: the file seems separated by {sep!r}, not commas; save "
+        "it as comma-separated CSV, with decimal points if it writes decimal commas "
+        f"(with pandas: pd.read_csv(path, sep={sep!r}, decimal=',')"
+        ".to_csv(new_path, index=False))"
+    )
 
 
 def header_names(raw: list[str]) -> list[str]:

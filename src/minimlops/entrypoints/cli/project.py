@@ -90,7 +90,9 @@ def _toml(
         '# Columns. "observed" notes are what this file held; they are not rules,',
         "# so a later file's new category loads and a request's new category is scored",
         '# as "other". To refuse anything else, write them as rules: allowed = [...],',
-        "# min = ..., max = ...",
+        "# min = ..., max = ... The rules drafted here are checked on every row and",
+        "# request: required, min = 0 where no value was negative, max_length (at least",
+        "# twice the longest text seen, and 64); loosen any that later data may break.",
     ]
     out += [f"# CHECK {note}" for note in notes.get("", [])]
     for col in data["columns"]:
