@@ -616,18 +616,23 @@ def _schema(p):
     return arrow_schema("predictions_data", p)
 
 
-def test_feedback_is_typed_by_the_task_and_counted_by_the_warehouse(trained) -> None:
-    p, deps, table = trained
+def _served_and_labelled(p, deps, rows: list[dict]) -> tuple[list[dict], dict]:
+    """The champion's predictions of ``rows``, logged, and each one's true
+    label sent as feedback: the predictions and feedback's answer."""
     predictor = Predictor(registry_of(deps), deps.now, p)
     predictor.refresh()
-    data = table.to_pylist()[:40]
-    logged = predictor.predict([shapes.request_of(p, r) for r in data])
+    logged = predictor.predict([shapes.request_of(p, r) for r in rows])
     deps.warehouse.append(
         deps.names.predictions_table, pa.Table.from_pylist(logged, schema=_schema(p))
     )
-    result = admin.feedback(
-        deps, [(r["uuid"], d[p.target]) for r, d in zip(logged, data, strict=True)]
-    )
+    labels = [(r["uuid"], d[p.target]) for r, d in zip(logged, rows, strict=True)]
+    return logged, admin.feedback(deps, labels)
+
+
+def test_feedback_is_typed_by_the_task_and_counted_by_the_warehouse(trained) -> None:
+    p, deps, table = trained
+    data = table.to_pylist()[:40]
+    logged, result = _served_and_labelled(p, deps, data)
     assert result["accepted"] == 40
     live = {v["version"]: v for v in monitor.live_accuracy(deps, registry_of(deps))}
     champion = live[registry_of(deps).versions()[-1]["version"]]
@@ -650,14 +655,7 @@ def test_the_gate_says_which_rows_it_judged_on(name: str, caplog) -> None:
     deps = fake_deps_for(p, cv_folds=3)
     table = shapes.rows(p, 1200, seed=1)
     _land_and_train(deps, "first.csv", table)
-    predictor = Predictor(registry_of(deps), deps.now, p)
-    predictor.refresh()
-    data = table.to_pylist()[:30]
-    logged = predictor.predict([shapes.request_of(p, r) for r in data])
-    deps.warehouse.append(
-        deps.names.predictions_table, pa.Table.from_pylist(logged, schema=_schema(p))
-    )
-    admin.feedback(deps, [(r["uuid"], d[p.target]) for r, d in zip(logged, data, strict=True)])
+    _served_and_labelled(p, deps, table.to_pylist()[:30])
     caplog.clear()
     with caplog.at_level("INFO", logger="minimlops"):
         _land_and_train(deps, "second.csv", shapes.rows(p, 600, seed=2, start=5001))
