@@ -47,6 +47,7 @@ from minimlops.services.validate import (
 DISTINCT_CAP = 1000  # distinct values remembered per column
 FEW_VALUES = 10  # an integer column with at most this many values may be categories
 MAX_CLASSES = 50  # a string target with more distinct values is not a classification
+MINORITY = 0.45  # a binary target's value under this share is "the rarer one"
 # Only true/false reads as boolean: "Yes"/"No" stay text, so answers and
 # feedback speak the data's own values ("Yes"), as the user wrote them.
 SHOWN = 12  # observed categories written per column
@@ -647,13 +648,18 @@ def _hint(name: str, columns: list[str]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
-def _positive(values: list[str]) -> tuple[str, str]:
-    """``values`` in their order (:func:`_sorted`)."""
+def _positive(values: list[str], counts: Counter[str]) -> tuple[str, str]:
+    """``values`` in their order (:func:`_sorted`). Without a value that reads
+    as yes, the rarer one, when it is clearly rarer: the event a binary model
+    is built for usually is (churned, fraud, default, spam); else the last."""
     lowered = {v.lower(): v for v in values}
     for word in ("1", "yes", "true", "y", "t", "positive", "pos"):
         if word in lowered:
             return lowered[word], f"{lowered[word]!r} reads as the positive answer"
-    return values[-1], "neither value reads as yes/true/1: the last in sorted order"
+    rarer = min(values, key=lambda v: counts[v])
+    if counts[rarer] < MINORITY * sum(counts[v] for v in values):
+        return rarer, "neither value reads as yes/true/1: the rarer one, as events usually are"
+    return values[-1], "neither value reads as yes/true/1 and neither is rarer: the last in order"
 
 
 def draft(
@@ -916,7 +922,7 @@ def _pick_task(
     classes = [_typed(v, t.type) for v in values]
     positive = None
     if task == "binary":
-        raw, why = _positive(values)
+        raw, why = _positive(values, t.distinct)
         positive = _typed(raw, t.type)
         share = t.distinct[raw] / t.present
         decisions.append(f"positive class: {raw!r} ({why}; {share:.0%} of rows)")

@@ -248,6 +248,26 @@ def test_codes_with_leading_zeros_commas_in_numbers_and_empty_columns(tmp_path: 
     assert "fax: empty in every row, so not a feature" in notes
 
 
+@pytest.mark.parametrize(
+    ("values", "positive"),
+    [
+        (["churned"] * 25 + ["stayed"] * 75, "churned"),  # the rarer: the event
+        (["bad"] * 30 + ["good"] * 70, "bad"),
+        (["stayed"] * 20 + ["churned"] * 80, "stayed"),  # rarer, whatever its name
+        (["a"] * 50 + ["b"] * 50, "b"),  # neither rarer: the last in order
+        (["No"] * 10 + ["Yes"] * 90, "Yes"),  # a yes is the positive answer
+    ],
+)
+def test_the_positive_class_is_a_yes_else_the_rarer_value(
+    tmp_path: Path, values: list[str], positive: str
+) -> None:
+    rows = [[i, i % 7, v] for i, v in enumerate(values)]
+    data = _write(tmp_path / "t.csv", ["id", "x", "status"], rows)
+    draft, drafted = _drafted(data, "status")
+    assert drafted.positive_class == positive
+    assert any(c.startswith(f"positive_class {positive!r}") for c in draft.checks)
+
+
 def test_ingest_into_a_new_home_says_which_project_it_gets(tmp_path: Path) -> None:
     """A home no `up --project` has made yet takes the built-in example: a
     user's file of other columns is refused before anything is made, saying
