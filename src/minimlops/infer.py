@@ -91,9 +91,11 @@ TIME_FEATURES = (
     "year, month, day of the month, day of the week, day of the year and days since 1970"
 )
 
-# a number with a comma: a decimal comma ("49,35", "1.234,5"), or a thousands
-# separator ("1,234"); either way text to Arrow, and to ingestion
-DECIMAL_COMMA = re.compile(r"^[+-]?[0-9]{1,3}(\.?[0-9]{3})*,[0-9]+$")
+# a number with a comma: a decimal comma ("49,35", "1.234,5"), or thousands
+# separators ("1,234,567.5"); either way text to Arrow, and to ingestion
+DECIMAL_COMMA = re.compile(r"^[+-]?[0-9]{1,3}((\.?[0-9]{3})*,[0-9]+|(,[0-9]{3})+(\.[0-9]+)?)$")
+COMMA_NUMBERS = 20  # as many distinct such values, at least: numbers, not "2,3" pairs
+PADDED = re.compile(r"^0[0-9]+$")
 
 
 def _shape_of(shape: str) -> tuple[str, re.Match[str]] | None:
@@ -186,7 +188,9 @@ class Profile:
     missing: int = 0
     integers: int = 0
     pointed: int = 0  # whole numbers written with a point ("23.0")
-    padded: int = 0  # whole numbers written with leading zeros ("01133"): codes
+    padded: int = 0  # whole numbers written with leading zeros ("01133")
+    digits: int = 0  # values of digits only
+    widths: set[int] = field(default_factory=set)  # their lengths (up to a few)
     target: bool = False  # the target: "3.0" stays a class code up to MAX_CLASSES values
     floats: int = 0
     booleans: int = 0
@@ -224,7 +228,7 @@ class Profile:
         # (a request with 21.5 must pass), unless few values (codes: 1.0, 2.0,
         # 3.0; for the target, as many as a multiclass task may have)
         codes = MAX_CLASSES if self.target else FEW_VALUES
-        if self.padded:  # read as a number, "01133" would lose its zeros
+        if self.codes:  # read as a number, "01133" would lose its zeros
             return "string"
         if self.integers == self.present and (
             not self.pointed or (not self.overflow and len(self.distinct) <= codes)
@@ -235,6 +239,19 @@ class Profile:
         if self.booleans == self.present:
             return "boolean"
         return "string"
+
+    @property
+    def codes(self) -> bool:
+        """Whole numbers written with leading zeros where the zeros are part
+        of the value: codes of one width (postcodes, "01".."12"), or many
+        padded. One "007" among quantities is a number; a target is read as
+        its classes or its values, never as codes."""
+        return (
+            bool(self.padded)
+            and not self.target
+            and self.digits == self.present
+            and (len(self.widths) == 1 or self.padded >= 0.1 * self.present)
+        )
 
     @property
     def n_distinct(self) -> int:
@@ -264,7 +281,8 @@ def profile(path: Path) -> tuple[list[Profile], int, tuple[str, ...], list[str],
         names = head.schema.names
     except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
         # a header with no commas, rows with some (decimal commas): say why
-        if (sep := delimiter(_first_line(path))) is not None:
+        first = _first_line(path)
+        if "," not in first and (sep := delimiter(first)) is not None:
             raise ProjectError(f"{path}: {one_column(sep)}") from None
         raise ProjectError(f"{path}: not a readable CSV file: {str(exc).splitlines()[0]}") from None
     if len(names) == 1 and (sep := delimiter(names[0])):
@@ -493,6 +511,10 @@ def _count(p: Profile, text: pa.Array) -> None:
     p.floats += int(pc.sum(pc.match_substring_regex(present, PATTERNS["FLOAT"])).as_py() or 0)
     p.pointed += int(pc.sum(pc.match_substring_regex(present, r"^[+-]?[0-9]+\.0+$")).as_py() or 0)
     p.padded += int(pc.sum(pc.match_substring_regex(present, r"^0[0-9]+$")).as_py() or 0)
+    digits = present.filter(pc.match_substring_regex(present, r"^[0-9]+$"))
+    p.digits += len(digits)
+    if len(p.widths) <= 3:
+        p.widths.update(pc.unique(pc.utf8_length(digits)).to_pylist())
     lower = pc.utf8_lower(present)
     p.booleans += int(pc.sum(pc.is_in(lower, pa.array(sorted(TRUE | FALSE)))).as_py() or 0)
     p.longest = max(p.longest, int(pc.max(pc.utf8_length(present)).as_py() or 0))
@@ -621,7 +643,8 @@ def _decimal_commas(p: Profile) -> str | None:
         return None
     shaped = [v for v in p.distinct if DECIMAL_COMMA.match(v)]
     counted = sum(p.distinct[v] for v in shaped)
-    return shaped[0] if shaped and counted >= 0.9 * sum(p.distinct.values()) else None
+    many = len(shaped) >= COMMA_NUMBERS
+    return shaped[0] if many and counted >= 0.9 * sum(p.distinct.values()) else None
 
 
 def _first_line(path: Path) -> str:
@@ -1075,8 +1098,8 @@ def _column(
                 '(format = "%d/%m/%Y"): minimlops then makes '
                 f"{_time_features('timestamp')} features from them",
             )
-        if p.padded and p.integers == p.present:
-            example = min((v for v in p.distinct if v.startswith("0")), default="0…")
+        if p.codes:
+            example = min((v for v in p.distinct if PADDED.match(v)), default="0…")
             checks.add(
                 p.name,
                 f"{p.name}: whole numbers written with leading zeros (such as {example!r}): "
@@ -1086,9 +1109,10 @@ def _column(
         if (commas := _decimal_commas(p)) is not None:
             checks.add(
                 p.name,
-                f"{p.name}: numbers written with a comma (such as {commas!r}: a decimal "
-                "comma, or a thousands separator), read as text; save the file with plain "
-                "numbers (decimal points, no separators) to read them as numbers (with "
+                f"{p.name}: read as text, its values look like numbers written with a "
+                f"comma (such as {commas!r}: a decimal comma, or thousands separators); "
+                "if they are, save the file with plain numbers (decimal points, no "
+                "separators) to read them as numbers (with "
                 "pandas: pd.read_csv(path, decimal=',') or thousands=',', then "
                 ".to_csv(new_path, index=False))",
             )
@@ -1099,7 +1123,8 @@ def _column(
         checks.add(
             p.name,
             f"{p.name}: empty in every row, so not a feature; if later files fill it, "
-            'declare its kind (kind = "numeric" or "categorical")',
+            'declare what it holds (type = "float" and kind = "numeric", or '
+            'kind = "categorical")',
         )
     if not is_key and not is_target and not p.overflow and p.n_distinct == 1:
         only = next(iter(p.distinct))

@@ -143,7 +143,8 @@ def test_wrong_types_are_reported_by_row_and_column(fake_deps: Deps) -> None:
     (entry,) = fake_deps.warehouse.ledger(source_uri=f"gs://{LAND}/types.csv")
     assert entry["status"] == "rejected"
     assert "more than MINIMLOPS_MAX_BAD_ROWS=0 allows, so nothing was loaded" in entry["message"]
-    assert "change the rule in the project file" in entry["message"]
+    assert "set MINIMLOPS_MAX_BAD_ROWS=3 where the pipeline runs" in entry["message"]
+    assert "the column's type or rule in the project file" in entry["message"]
 
 
 def test_a_long_bad_value_is_quoted_short_and_kept_whole_in_the_report(fake_deps: Deps) -> None:

@@ -89,7 +89,7 @@ def _load(deps: Deps, info: ObjectInfo, row: dict[str, Any]) -> list[Event]:
         report.file_errors.append(str(exc))
         return _reject(deps, info, row, report)
     except _TooManyBadRows:
-        return _reject(deps, info, row, report, _too_many(deps))
+        return _reject(deps, info, row, report, _too_many(deps, report))
     except ConflictError:  # the same bytes were loaded by a delivery running alongside?
         if not any(
             r["status"] == "loaded"
@@ -195,11 +195,12 @@ def _with_meta(good: pa.Table, row: dict[str, Any], project: Any) -> pa.Table:
     )
 
 
-def _too_many(deps: Deps) -> str:
-    allowed = deps.max_bad_rows
+def _too_many(deps: Deps, report: validate.Report) -> str:
     return (
-        f"more than MINIMLOPS_MAX_BAD_ROWS={allowed:,} allows, so nothing was loaded: "
-        "raise it to load the valid rows (the bad ones are reported), or change the "
+        f"more than MINIMLOPS_MAX_BAD_ROWS={deps.max_bad_rows:,} allows, so nothing was "
+        f"loaded: set MINIMLOPS_MAX_BAD_ROWS={report.bad_rows} where the pipeline runs "
+        "(a server reads it when it starts) and land the file again to load the valid "
+        "rows (the bad ones are reported), or fix the rows, or the column's type or "
         "rule in the project file if the values are right"
     )
 
@@ -231,7 +232,7 @@ def _reject(
             "file": info.uri,
             "moved_to": moved.uri,
             "report": row["report_uri"],
-            "reason": report.summary()[:2000],
+            "reason": summary[:2000],
             "bad_rows": report.bad_rows,
             "max_bad_rows": deps.max_bad_rows,
         },

@@ -91,8 +91,9 @@ def _toml(
         "# so a later file's new category loads and a request's new category is scored",
         '# as "other". To refuse anything else, write them as rules: allowed = [...],',
         "# min = ..., max = ... The rules drafted here are checked on every row and",
-        "# request: required, min = 0 where no value was negative, max_length (at least",
-        "# twice the longest text seen, and 64); loosen any that later data may break.",
+        "# request, among them: required, min = 0 where no value was negative,",
+        "# max_length (at least twice the longest text seen, and 64), the target's",
+        "# classes; loosen any that later data may break.",
     ]
     out += [f"# CHECK {note}" for note in notes.get("", [])]
     for col in data["columns"]:
