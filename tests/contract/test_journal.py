@@ -81,14 +81,33 @@ def test_rows_written_before_a_crash_are_imported_once_at_restart(tmp_path: Path
     wh2.close()
 
 
-def test_a_torn_last_line_is_never_imported(tmp_path: Path) -> None:
+@pytest.mark.parametrize("zeroed", [False, True])
+def test_a_torn_last_line_is_never_imported(tmp_path: Path, zeroed: bool) -> None:
+    """In a plain segment and in one written over zeros alike."""
+    import os
+
     wh, journal = _open(tmp_path)
+    writer = journal._writer
+    if zeroed:
+        _wait_for_zeros(writer)
     journal.write([_row(1)])
-    with open(journal._writer.segment, "ab") as fh:
-        fh.write(b'{"uuid": "half-writ')  # a crash in the middle of a write
+    assert writer._zeroed is zeroed
+    with open(writer.segment, "r+b") as fh:
+        os.pwrite(fh.fileno(), b'{"uuid": "half-writ', writer._size)  # a crash mid-write
     assert journal.import_pending() == 1
     assert _uuids(wh) == ["u1"]
     wh.close()
+
+
+def _wait_for_zeros(writer: SegmentWriter) -> None:
+    """Until the writer's spare is made and its next group goes to it."""
+    import time
+
+    deadline = time.monotonic() + 30
+    while not (writer.dir / ".spare").exists():
+        assert time.monotonic() < deadline, "no spare segment"
+        time.sleep(0.01)
+    writer._rotate()
 
 
 def test_a_failed_write_is_cut_off_and_later_rows_stay_readable(
@@ -98,22 +117,22 @@ def test_a_failed_write_is_cut_off_and_later_rows_stay_readable(
 
     wh, journal = _open(tmp_path)
     journal.write([_row(1)])
-    real_write = os.write
+    real_write = os.pwrite
 
     calls = []
 
-    def half_then_fail(fd: int, data: bytes) -> int:
+    def half_then_fail(fd: int, data: bytes, at: int) -> int:
         calls.append(len(data))
         if len(calls) == 1:
-            return real_write(fd, bytes(data[: len(data) // 2]))  # a short write
+            return real_write(fd, bytes(data[: len(data) // 2]), at)  # a short write
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(os, "write", half_then_fail)
+    monkeypatch.setattr(os, "pwrite", half_then_fail)
     try:
         journal.write([_row(2)])
     except OSError as exc:
         assert exc.errno == 28
-    monkeypatch.setattr(os, "write", real_write)
+    monkeypatch.setattr(os, "pwrite", real_write)
     journal.write([_row(3)])
     assert journal.import_pending() == 2
     assert _uuids(wh) == ["u1", "u3"]
@@ -143,6 +162,31 @@ def test_rows_of_every_serving_process_are_imported_once_and_old_segments_go(
     restarted.close()
     journal.close()
     wh.close()
+
+
+def test_segments_written_over_zeros_read_back_whole_and_the_spare_is_never_imported(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """A segment written over zeros ends at its first zero: the importer
+    reads what was written (not the zeros), the spare is neither read nor
+    deleted, and a full segment moves to the next spare."""
+    import minimlops.adapters.journal as journal_module
+
+    monkeypatch.setattr(journal_module, "SEGMENT_BYTES", 4096)
+    wh, journal = _open(tmp_path)
+    writer = journal._writer
+    _wait_for_zeros(writer)
+    assert writer._zeroed and (tmp_path / "journal" / writer.segment.name).stat().st_size == 4096
+    for i in range(40):  # ~250 bytes a row: the segments fill and move on
+        journal.write([_row(i)])
+        if i % 10 == 9:
+            assert journal.import_pending() == 10
+    assert journal.import_pending() == 0
+    assert _uuids(wh) == sorted(f"u{i}" for i in range(40))
+    names = {p.name for p in (tmp_path / "journal").iterdir()}
+    assert names <= {writer.segment.name, ".spare"} | {f for f in names if f.endswith(".part")}
+    assert journal.importer._sizes() == {str(writer.segment): writer._size}
+    journal.close()
 
 
 def test_every_value_reads_back_as_it_was_answered(tmp_path: Path) -> None:
