@@ -164,6 +164,63 @@ def test_rows_of_every_serving_process_are_imported_once_and_old_segments_go(
     wh.close()
 
 
+def test_a_full_disk_fails_groups_without_making_segments(tmp_path: Path, monkeypatch) -> None:
+    """Each failed group is cut off its segment; no new segment is made for
+    it (a long outage would pile them up), and rows flow again after."""
+    import os
+
+    wh, journal = _open(tmp_path)
+    journal.write([_row(1)])
+    real_write = os.pwrite
+
+    def full(fd: int, data: bytes, at: int) -> int:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "pwrite", full)
+    for _ in range(20):
+        with pytest.raises(OSError):
+            journal.write([_row(2)])
+    monkeypatch.setattr(os, "pwrite", real_write)
+    journal.write([_row(3)])
+    assert len(list((tmp_path / "journal").glob("*.jsonl"))) <= 2  # (a spare may be in place)
+    assert journal.import_pending() == 2 and _uuids(wh) == ["u1", "u3"]
+    wh.close()
+
+
+def test_a_segment_that_cannot_be_made_durable_is_never_written_after(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """A rotation whose new name cannot be synced leaves a newer segment
+    beside the current one (the importer then deletes the current one once
+    imported): the next group fails or goes to a new segment, never to the
+    current one, and every group acknowledged is imported."""
+    import minimlops.adapters.journal as journal_module
+
+    wh, journal = _open(tmp_path)
+    writer = journal._writer
+    journal.write([_row(1)])
+    real_sync, failing = journal_module.fsync_dir, [True]
+
+    def sync(path: Path) -> None:
+        if failing[0]:
+            raise OSError(5, "Input/output error")
+        real_sync(path)
+
+    monkeypatch.setattr(journal_module, "fsync_dir", sync)
+    monkeypatch.setattr(journal_module, "SEGMENT_BYTES", 1)  # the next write rotates
+    journal.write([_row(2)])  # durable; its rotation fails, quietly
+    first = writer.segment
+    assert journal.import_pending() == 2  # the newer name is there: the first goes
+    with pytest.raises(OSError):
+        journal.write([_row(3)])  # still no segment: this group fails, not acknowledged
+    failing[0] = False
+    journal.write([_row(4)])
+    assert writer.segment != first
+    assert journal.import_pending() == 1
+    assert _uuids(wh) == ["u1", "u2", "u4"]
+    wh.close()
+
+
 def test_segments_written_over_zeros_read_back_whole_and_the_spare_is_never_imported(
     tmp_path: Path, monkeypatch
 ) -> None:

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import functools
 import logging
 import os
@@ -87,21 +88,27 @@ class SegmentWriter:
     machine's CPU. A spare segment of zeros is made by a thread of the journal
     process while the current one fills (``SPARE``, not a ``*.jsonl``, so the
     importer never sees it), and renamed into place when it is needed; until
-    one is ready, or when it cannot be made (a full disk), rows are appended to
-    a plain segment as before. Readers take a segment's end at its first zero
-    byte, which JSON lines never hold.
+    one is ready, or when it cannot be made (a disk with less than twice its
+    size free), rows are appended to a plain segment as before. Readers take a
+    segment's end at its first zero byte, which JSON lines never hold.
     """
 
     def __init__(self, directory: Path) -> None:
         self.dir = Path(directory)
         self.dir.mkdir(parents=True, exist_ok=True)
         self._spare: threading.Thread | None = None
+        self._spare_after = 0.0  # no spare before then (one failed: a full disk?)
         for part in self.dir.glob(f"{SPARE}.*.part"):  # a spare cut short by a crash
             part.unlink(missing_ok=True)
-        self._fd, self.segment, self._zeroed = self._open_segment()
+        self._fd, self.segment, self._zeroed, self._size = self._open_segment()
+        # the current segment must not be written again (a newer one may be in
+        # place, or a failed write may have left bytes past _size): the next
+        # group goes to a new segment, or fails if none can be made
+        self._broken = False
         self._make_spare()
 
-    def _open_segment(self) -> tuple[int, Path, bool]:
+    def _open_segment(self) -> tuple[int, Path, bool, int]:
+        """A new segment, its name durable: the spare if one is ready."""
         existing = sorted(self.dir.glob("*.jsonl"))
         number = int(existing[-1].stem) + 1 if existing else 1
         path = self.dir / f"{number:09d}.jsonl"
@@ -110,31 +117,67 @@ class SegmentWriter:
         if zeroed:
             os.rename(spare, path)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | (0 if zeroed else os.O_APPEND), 0o600)
-        fsync_dir(self.dir)
-        self._size = 0 if zeroed else os.fstat(fd).st_size
-        return fd, path, zeroed
+        try:
+            fsync_dir(self.dir)
+            size = 0 if zeroed else os.fstat(fd).st_size
+        except OSError:
+            os.close(fd)
+            raise
+        return fd, path, zeroed, size
 
     def _make_spare(self) -> None:
         """Zeros for the next segment, in a thread (the GIL is let go in each
         write): never while one is being made, nor when one is ready."""
         if self._spare is not None and self._spare.is_alive():
             return
-        if (self.dir / SPARE).exists():
-            self._spare = None
+        if (self.dir / SPARE).exists() or time.monotonic() < self._spare_after:
             return
         self._spare = threading.Thread(
-            target=_zeros, args=(self.dir, SEGMENT_BYTES), name="journal-spare", daemon=True
+            target=self._zeros, args=(SEGMENT_BYTES,), name="journal-spare", daemon=True
         )
         self._spare.start()
+
+    def _zeros(self, size: int) -> None:
+        """Write ``size`` zero bytes to a file renamed to ``SPARE`` when whole
+        and synced (a few MB at a time, so no sync of the whole lands at
+        once beside the rows' own). Not on a disk with less than twice
+        ``size`` free, and not again for a minute after a failure."""
+        part = self.dir / f"{SPARE}.{os.getpid()}.part"
+        try:
+            disk = os.statvfs(self.dir)
+            if disk.f_bavail * disk.f_frsize < 2 * size:
+                raise OSError(errno.ENOSPC, "less than twice a segment free")
+            fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                chunk, left, unsynced = bytes(min(size, 1 << 20)), size, 0
+                while left > 0:
+                    done = os.write(fd, chunk[: min(left, len(chunk))])
+                    left, unsynced = left - done, unsynced + done
+                    if unsynced >= 8 << 20:
+                        os.fdatasync(fd)
+                        unsynced = 0
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.rename(part, self.dir / SPARE)
+            fsync_dir(self.dir)
+        except OSError as exc:
+            self._spare_after = time.monotonic() + 60
+            logger.warning("prediction journal: no spare segment (%s); appending instead", exc)
+            with contextlib.suppress(OSError):
+                part.unlink()
 
     def append(self, data: bytes) -> None:
         """Write whole JSON lines at the segment's end and sync them.
 
         A failed write (disk full, I/O error) is cut back off the segment, so
-        the rows after it never join a torn line, and they go to a new
-        segment. Only this writer writes, so it tracks the size itself (no
-        seek or stat per group commit).
+        the rows after it never join a torn line (the zeros go too: the
+        segment is appended to from then on); if it cannot be cut, the next
+        group goes to a new segment. Only this writer writes, so it tracks
+        the size itself (no seek or stat per group commit).
         """
+        if self._broken:
+            self._rotate()  # raises when no segment can be made: this group fails
         try:
             view, at = memoryview(data), self._size
             while view:  # a short write is retried: a full disk then says so (ENOSPC)
@@ -142,23 +185,31 @@ class SegmentWriter:
                 view, at = view[done:], at + done
             os.fdatasync(self._fd)
         except OSError:
-            with contextlib.suppress(OSError):
-                os.ftruncate(self._fd, self._size)  # the zeros go too: no longer written
-            self._rotate()
+            try:
+                os.ftruncate(self._fd, self._size)
+                self._zeroed = False
+            except OSError:
+                self._broken = True
             raise
         self._size += len(data)
         if self._size > SEGMENT_BYTES or (not self._zeroed and self._spare_ready()):
-            self._rotate()
+            # the group is durable: a failure here fails the next group instead
+            with contextlib.suppress(OSError):
+                self._rotate()
 
     def _spare_ready(self) -> bool:
         """A plain segment moves to zeros as soon as a spare is made."""
         return (self._spare is None or not self._spare.is_alive()) and (self.dir / SPARE).exists()
 
     def _rotate(self) -> None:
-        old = self._fd
-        if self._spare is not None and not self._spare.is_alive():
-            self._spare = None
-        self._fd, self.segment, self._zeroed = self._open_segment()
+        self._broken = True  # until a new segment is in place
+        try:
+            fd, path, zeroed, size = self._open_segment()
+        except OSError as exc:
+            logger.error("prediction journal: no new segment in %s: %s", self.dir, exc)
+            raise
+        old, self._fd = self._fd, fd
+        self.segment, self._zeroed, self._size, self._broken = path, zeroed, size, False
         os.close(old)
         self._make_spare()
 
@@ -177,28 +228,6 @@ def written(path: str | Path, start: int = 0) -> int:
                 return at + zero
             at, size = at + len(chunk), min(size * 4, 1 << 20)
         return at
-
-
-def _zeros(directory: Path, size: int) -> None:
-    """Write ``size`` zero bytes, synced, to a file renamed to ``SPARE`` when
-    whole; nothing is left when it fails (a full disk: segments then grow by
-    appends)."""
-    part = directory / f"{SPARE}.{os.getpid()}.part"
-    try:
-        fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            chunk, left = bytes(min(size, 1 << 20)), size
-            while left > 0:
-                left -= os.write(fd, chunk[: min(left, len(chunk))])
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.rename(part, directory / SPARE)
-        fsync_dir(directory)
-    except OSError as exc:
-        logger.warning("prediction journal: no spare segment (%s); appending instead", exc)
-        with contextlib.suppress(OSError):
-            part.unlink()
 
 
 class PredictionJournal:
