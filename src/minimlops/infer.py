@@ -283,10 +283,10 @@ def profile(path: Path) -> tuple[list[Profile], int, tuple[str, ...], list[str],
         # a header with no commas, rows with some (decimal commas): say why
         first = _first_line(path)
         if "," not in first and (sep := delimiter(first)) is not None:
-            raise ProjectError(f"{path}: {one_column(sep)}") from None
+            raise ProjectError(f"{path}: {one_column(sep, _utf8(path))}") from None
         raise ProjectError(f"{path}: not a readable CSV file: {str(exc).splitlines()[0]}") from None
     if len(names) == 1 and (sep := delimiter(names[0])):
-        raise ProjectError(f"{path}: {one_column(sep)}")
+        raise ProjectError(f"{path}: {one_column(sep, _utf8(path))}")
 
     def read(missing: tuple[str, ...]) -> tuple[list[Profile], int, pa.Table]:
         reader = pacsv.open_csv(
@@ -645,6 +645,17 @@ def _decimal_commas(p: Profile) -> str | None:
     counted = sum(p.distinct[v] for v in shaped)
     many = len(shaped) >= COMMA_NUMBERS
     return shaped[0] if many and counted >= 0.9 * sum(p.distinct.values()) else None
+
+
+def _utf8(path: Path) -> bool:
+    """Whether the file's first 64 KB read as UTF-8 (a character cut at the end aside)."""
+    with path.open("rb") as f:
+        head = f.read(1 << 16)
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return exc.start >= len(head) - 3
+    return True
 
 
 def _first_line(path: Path) -> str:

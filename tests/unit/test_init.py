@@ -204,6 +204,13 @@ def test_init_says_what_the_user_probably_meant(tmp_path: Path) -> None:
     said = str(refused.value)
     assert "separated by ';', not commas" in said and "decimal points" in said, said
     assert "pd.read_csv(path, sep=';', decimal=',')" in said
+    # Excel's CSV on Windows: cp1252, said, and how to read it
+    ansi = tmp_path / "ansi.csv"
+    ansi.write_bytes("ref;fee;état\n01133;49,35;Yes\n01134;12,5;Non\n".encode("cp1252"))
+    with pytest.raises(ProjectError) as refused:
+        infer.draft(ansi, "état")
+    said = str(refused.value)
+    assert "in UTF-8 (it is not)" in said and "encoding='cp1252'" in said, said
     path = tmp_path / "t.csv"
     path.write_text("id,Survived,Age\n1,0,22\n2,1,38\n")
     with pytest.raises(ProjectError, match="did you mean 'Survived'"):

@@ -158,14 +158,18 @@ def delimiter(header: str) -> str | None:
     return next((s for s in ";\t|" if s in header), None)
 
 
-def one_column(sep: str) -> str:
+def one_column(sep: str, utf8: bool = True) -> str:
     """What to do with a file separated by ``sep``: what ``init`` and
     ingestion both say. The pandas line is safe on decimal points too (a
-    value it cannot read with ``decimal=","`` is written back as it was)."""
+    value it cannot read with ``decimal=","`` is written back as it was);
+    a file that is not UTF-8 (Excel's own CSV on Windows) is read as cp1252
+    and written as UTF-8."""
+    encoding = "" if utf8 else ", encoding='cp1252'"
     return (
         f"one column was read: the file seems separated by {sep!r}, not commas; save "
-        "it as comma-separated CSV, with decimal points if it writes decimal commas "
-        f"(with pandas: pd.read_csv(path, sep={sep!r}, decimal=',')"
+        "it as comma-separated CSV, with decimal points if it writes decimal commas"
+        + ("" if utf8 else ", in UTF-8 (it is not)")
+        + f" (with pandas: pd.read_csv(path, sep={sep!r}, decimal=','{encoding})"
         ".to_csv(new_path, index=False))"
     )
 
