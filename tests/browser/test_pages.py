@@ -206,6 +206,25 @@ fetch("{server.url}/predict", {{method: "POST", headers: {{"Content-Type": "appl
         other.shutdown()
 
 
+def test_the_live_chart_follows_the_versions_table_when_labels_arrive(server: Server, page) -> None:  # type: ignore[no-untyped-def]
+    """The versions table reads /models every 2 s, the chart /monitoring every
+    30 s: labels the table counts must reach the chart within a round or two,
+    not leave it saying no prediction has a true label."""
+    from tests.e2e.test_retraining import wrong_labels
+
+    page.goto(server.url + "/dashboard")
+    page.wait_for_selector("#models tr")
+    assert page.is_visible("#live-accuracy-na")  # no labels yet in this home
+    answers = server.http.post("/predict", json=[MODEL_FIELDS_ONLY] * 20).json()["predictions"]
+    assert server.http.post("/feedback", json=wrong_labels(answers[:10])).status_code == 200
+    page.wait_for_function(
+        "[...document.querySelectorAll('#models tr')].some((r) => r.textContent.includes('% labelled'))",
+        timeout=10_000,
+    )
+    page.wait_for_selector("#live-accuracy canvas", timeout=6_000)
+    assert page.is_hidden("#live-accuracy-na")
+
+
 def test_dashboard_shows_drift_and_live_accuracy_once_there_is_data(server: Server, page) -> None:  # type: ignore[no-untyped-def]
     from tests.e2e.test_retraining import shifted, wrong_labels
 

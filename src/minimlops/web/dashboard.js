@@ -239,17 +239,29 @@ function renderDrift(m) {
 }
 
 let rounds = 0;
+let charted = { labelled: null, round: 0 };  // labelled predictions the chart was drawn from, when
+
+const labelledIn = (versions) => versions.reduce((n, v) => n + (v.labelled || 0), 0);
 
 async function refresh() {
   if (asking) return;  // the key prompt is open: the rounds wait, not pile up
   try {
-    // /monitoring scans the champion's training rows: every 30 s, not every 2 s.
-    const heavy = rounds++ % 15 === 0;
-    const [status, models, events, serving, monitoring] = await Promise.all([
+    // /monitoring scans the champion's training rows: every 30 s, not every 2 s;
+    // sooner when /models counts labels the chart has not drawn (at once for the
+    // first ones, so the chart never says there are none beside a labelled version)
+    const round = rounds++;
+    const heavy = round % 15 === 0;
+    const [status, models, events, serving, fetched] = await Promise.all([
       get("/status"), get("/models"), get("/events?limit=50"), get("/stats/serving"),
       heavy ? get("/monitoring") : Promise.resolve(null)]);
     renderStatus(status); renderModels(models); renderTimeline(events); renderServing(serving);
-    if (monitoring) { renderAccuracy(monitoring.accuracy_over_time); renderDrift(monitoring); }
+    const behind = labelledIn(models.versions) !== charted.labelled
+      && (!charted.labelled || round - charted.round >= 5);
+    const monitoring = fetched || (behind ? await get("/monitoring") : null);
+    if (monitoring) {
+      charted = { labelled: labelledIn(monitoring.versions), round };
+      renderAccuracy(monitoring.accuracy_over_time); renderDrift(monitoring);
+    }
     document.getElementById("updated").textContent = "updated " + new Date().toLocaleTimeString();
   } catch (err) {
     document.getElementById("updated").textContent = "cannot reach the server: " + err.message;
