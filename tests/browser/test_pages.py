@@ -707,3 +707,32 @@ def test_a_free_category_offers_the_values_seen_and_takes_another(
     page.select_option("#region", region["categories"][0])
     assert page.is_hidden("#region-other")
     shot(page, "predict-category")
+
+
+def test_a_second_versions_row_shows_the_champion_on_the_same_rows(tmp_path: Path, page) -> None:  # type: ignore[no-untyped-def]
+    """Each version's figure is on its own VALIDATION rows: beside it, what the
+    gate compared it with, so a promotion never looks backwards."""
+    home = tmp_path / "home"
+    landing = home / "buckets" / "my-data-landing-zone"
+    landing.mkdir(parents=True)
+    write_csv(landing / "passengers.csv", 600, seed=5)
+    srv = Server(home)
+    try:
+        srv.wait_healthy()
+        write_csv(landing / "more.csv", 300, seed=6)  # VALIDATION moves with new rows
+        srv.wait_for(
+            lambda: len(srv.http.get("/models").json()["versions"]) == 2, what="version 2", timeout=120
+        )
+        second = srv.http.get("/models").json()["versions"][1]
+        theirs = second["champion_compared"]["evaluation"]["accuracy"]  # the primary metric
+        assert second["champion_compared"]["version"] == "1"
+        page.goto(srv.url + "/dashboard")
+        page.wait_for_selector("#models tr:nth-child(2)")
+        assert "accuracy on its VALIDATION" in (page.text_content("#models-head") or "")
+        newest = page.locator("#models tr").first.text_content() or ""
+        assert newest.startswith("2") and f"champion 1 on these rows: {theirs:.3f}" in newest
+        oldest = page.locator("#models tr").nth(1).text_content() or ""
+        assert "on these rows" not in oldest  # the first version had no champion to meet
+        shot(page, "dashboard-two-versions")
+    finally:
+        srv.stop()

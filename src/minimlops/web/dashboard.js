@@ -76,7 +76,7 @@ function renderAlerts(a) {
 
 function metricsHeader() {
   const primary = project.primary_metric, second = SECOND[project.task];
-  const cols = ["version", "algorithm", primary, ...(second !== primary ? [second] : []),
+  const cols = ["version", "algorithm", `${primary} on its VALIDATION`, ...(second !== primary ? [second] : []),
                 `baseline (${primary})`, `live ${liveMetric().short}`, "decision"];
   const tr = document.getElementById("models-head");
   tr.replaceChildren(...cols.map((c) => { const th = document.createElement("th"); th.textContent = c.replaceAll("_", " "); return th; }));
@@ -97,7 +97,17 @@ function renderModels(m) {
     link(cell(tr, ""), `/models/${encodeURIComponent(v.version)}`,
          v.version + (v.champion ? " ★ champion" : ""), `evaluation of version ${v.version}`);
     cell(tr, v.algorithm);
-    cell(tr, num(v.metrics[primary]));
+    // each version's figure is on its own VALIDATION rows, which move as data
+    // arrives: the gate compared it with the champion of the day on the same rows
+    const own = cell(tr, num(v.metrics[primary]));
+    const cmp = v.champion_compared || {};
+    const theirs = (cmp.evaluation || {})[primary];
+    if (cmp.version && theirs !== undefined && theirs !== null) {
+      const note = document.createElement("small");
+      note.className = "muted";
+      note.textContent = `champion ${cmp.version} on these rows: ${num(theirs)}`;
+      own.append(document.createElement("br"), note);
+    }
     if (second !== primary) cell(tr, num(v.metrics[second]));
     cell(tr, num(baselineOf(v, primary)));
     const live = project.task === "regression" ? v.live_mae : v.live_accuracy;
@@ -246,18 +256,17 @@ const labelledIn = (versions) => versions.reduce((n, v) => n + (v.labelled || 0)
 async function refresh() {
   if (asking) return;  // the key prompt is open: the rounds wait, not pile up
   try {
-    // /monitoring scans the champion's training rows: every 30 s, not every 2 s;
-    // sooner when /models counts labels the chart has not drawn (at once for the
-    // first ones, so the chart never says there are none beside a labelled version)
+    // /monitoring scans the champion's training rows (on BigQuery, billed): every
+    // 30 s, not every 2 s; and within seconds when /models counts the first
+    // labels, so the chart never says there are none beside a labelled version
     const round = rounds++;
-    const heavy = round % 15 === 0;
+    const heavy = round === 0 || round - charted.round >= 15;
     const [status, models, events, serving, fetched] = await Promise.all([
       get("/status"), get("/models"), get("/events?limit=50"), get("/stats/serving"),
       heavy ? get("/monitoring") : Promise.resolve(null)]);
     renderStatus(status); renderModels(models); renderTimeline(events); renderServing(serving);
-    const behind = labelledIn(models.versions) !== charted.labelled
-      && (!charted.labelled || round - charted.round >= 5);
-    const monitoring = fetched || (behind ? await get("/monitoring") : null);
+    const first = !charted.labelled && labelledIn(models.versions) > 0 && round - charted.round >= 2;
+    const monitoring = fetched || (first ? await get("/monitoring") : null);
     if (monitoring) {
       charted = { labelled: labelledIn(monitoring.versions), round };
       renderAccuracy(monitoring.accuracy_over_time); renderDrift(monitoring);
