@@ -721,7 +721,9 @@ def test_a_second_versions_row_shows_the_champion_on_the_same_rows(tmp_path: Pat
         srv.wait_healthy()
         write_csv(landing / "more.csv", 300, seed=6)  # VALIDATION moves with new rows
         srv.wait_for(
-            lambda: len(srv.http.get("/models").json()["versions"]) == 2, what="version 2", timeout=120
+            lambda: len(srv.http.get("/models").json()["versions"]) == 2,
+            what="version 2",
+            timeout=120,
         )
         second = srv.http.get("/models").json()["versions"][1]
         theirs = second["champion_compared"]["evaluation"]["accuracy"]  # the primary metric
