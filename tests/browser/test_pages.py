@@ -359,6 +359,11 @@ def test_the_evaluation_page_follows_the_task(other_server, page) -> None:  # ty
         classes = [str(c) for c in server.http.get("/project").json()["classes"]]
         assert axis["at"] == [0, 1, 2] and sorted(axis["names"]) == sorted(classes), axis
         assert axis["min"] <= -0.45 and axis["max"] >= 2.45, axis
+        # the table under it names each class as the project does, no index before it
+        named = page.locator(
+            "table[aria-label='precision and recall per class'] th"
+        ).all_text_contents()
+        assert named == classes, named
         assert page.locator("#roc").count() == 0
     else:  # regression: predicted against actual, residuals, the errors' distribution
         assert _drawn(page, "predicted-actual") >= 20

@@ -125,9 +125,10 @@ function multiclassPlots(r) {
                   [xs, rows.map((c) => c.precision), rows.map((c) => c.recall)],
                   { y: { range: [0, 1] }, ticks: rows.map((c) => String(c.class)) });
   const table = el("table");
-  table.append(...rows.map((c, i) => {
+  table.setAttribute("aria-label", "precision and recall per class");
+  table.append(...rows.map((c) => {
     const tr = el("tr");
-    tr.append(el("td", `${i}: ${c.class}`), el("td", `precision ${num(c.precision)}`), el("td", `recall ${num(c.recall)}`), el("td", `${c.support} rows`));
+    tr.append(el("th", String(c.class)), el("td", `precision ${num(c.precision)}`), el("td", `recall ${num(c.recall)}`), el("td", `${c.support} rows`));
     return tr;
   }));
   s.append(scrolling(table));
