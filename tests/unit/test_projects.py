@@ -3,6 +3,7 @@ for data sets of every shape (tests/projects.py), on the fakes."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import tomllib
 from pathlib import Path
@@ -580,6 +581,52 @@ def test_answers_fit_the_task_and_speak_the_datas_values(trained) -> None:
     assert as_dicts.drop(["uuid", "created_at"]).equals(
         pa.Table.from_pylist(rows, schema=_schema(p)).drop(["uuid", "created_at"])
     )
+
+
+def test_minimlops_predict_answers_the_tasks_fields_with_or_without_a_server(trained) -> None:
+    """`minimlops predict` answers as POST /predict does for every task: in
+    process (no server) and through a server, with the request's checked rows
+    (dates and timestamps included) sent as JSON."""
+    import types
+
+    import httpx
+    import orjson
+
+    from minimlops.entrypoints.cli.client import InProcess, Remote
+    from minimlops.entrypoints.http.fastpath import answer_keys
+    from minimlops.entrypoints.http.request_models import request_models
+    from minimlops.services.predict import PredictionLog
+
+    p, deps, table = trained
+    predictor = Predictor(registry_of(deps), deps.now, p)
+    logged: list = []
+    log = PredictionLog(logged.extend, flush_ms=1)
+    app = types.SimpleNamespace(
+        settings=types.SimpleNamespace(backend="gcp"), predictor=predictor, log=log
+    )
+    models = request_models(p)
+    checked = [models.one.validate_python(shapes.request_of(p, r)) for r in table.to_pylist()[:3]]
+    answered = InProcess(app).predict(checked)  # type: ignore[arg-type]
+    assert [set(a) for a in answered["predictions"]] == [set(answer_keys(p.task))] * 3
+    assert len(logged) == 3  # logged, as the endpoint logs
+    if p.task == "multiclass":
+        assert set(answered["predictions"][0]["probabilities"]) == {str(c) for c in p.classes}
+
+    sent: list = []
+
+    def server(request: httpx.Request) -> httpx.Response:
+        sent.append(orjson.loads(request.content))  # what a server reads: JSON
+        return httpx.Response(200, json={"predictions": [], "model_version": "1"})
+
+    remote = Remote(types.SimpleNamespace(url="http://127.0.0.1:9", token="t"))  # type: ignore[arg-type]
+    remote.http = httpx.Client(base_url="http://127.0.0.1:9", transport=httpx.MockTransport(server))
+    when = {
+        "order_date": dt.date(2025, 7, 5),
+        "shipped_at": dt.datetime(2025, 7, 5, 9, tzinfo=dt.UTC),
+    }
+    remote.predict([{**checked[0], **when}])
+    assert sent[0][0]["order_date"] == "2025-07-05"
+    assert sent[0][0]["shipped_at"].startswith("2025-07-05T09:00:00")
 
 
 def test_the_start_up_hint_is_a_request_in_the_projects_own_columns(trained) -> None:

@@ -12,8 +12,10 @@ import asyncio
 from typing import Any
 
 import httpx
+import orjson
 
 from minimlops.bootstrap import App
+from minimlops.entrypoints.http.fastpath import answer_keys
 from minimlops.entrypoints.runtime.home import ServerInfo
 from minimlops.services import admin, messagebus, monitor
 
@@ -62,7 +64,13 @@ class Remote:
         return self._call("POST", "/query", json={"sql": sql})  # type: ignore[no-any-return]
 
     def predict(self, passengers: list[dict[str, Any]]) -> dict[str, Any]:
-        return self._call("POST", "/predict", json=passengers)  # type: ignore[no-any-return]
+        # checked rows hold dates and timestamps: ISO 8601, as a client writes them
+        return self._call(  # type: ignore[no-any-return]
+            "POST",
+            "/predict",
+            content=orjson.dumps(passengers),
+            headers={"Content-Type": "application/json"},
+        )
 
     def monitoring(self, check: bool = False) -> dict[str, Any]:
         triggered = self._call("POST", "/monitoring/check")["triggered"] if check else []
@@ -138,7 +146,10 @@ class InProcess:
                 await asyncio.gather(task, return_exceptions=True)
 
         asyncio.run(_log())
+        # the fields POST /predict answers for the task (a multiclass row keeps
+        # its probabilities as JSON text, for the log)
+        keys = answer_keys(self.app.predictor.task)
         answers = [
-            {k: r[k] for k in ("prediction", "probability", "uuid", "model_version")} for r in rows
+            {k: orjson.loads(r[k]) if k == "probabilities" else r[k] for k in keys} for r in rows
         ]
         return {"predictions": answers, "model_version": rows[0]["model_version"]}
