@@ -9,7 +9,7 @@ import pyarrow as pa
 import pytest
 
 from minimlops.generate import passengers
-from minimlops.services import monitor
+from minimlops.services import messagebus, monitor
 from minimlops.services.deps import Deps
 from minimlops.services.predict import Predictor
 from minimlops.services.train import registry_of
@@ -109,6 +109,11 @@ def test_drift_on_a_feature_the_model_ignores_is_shown_but_not_acted_on(
     traffic(Pclass=1, Fare=80.0)
     (fired,) = monitor.check(fake_deps, registry, cfg)
     assert "Pclass" in fired.reason and "Embarked" not in fired.reason
+    # the rows the champion was trained on have not changed: no copy of it is
+    # trained (and promoted, as "not worse than" itself); new rows are trained on
+    before = [v["version"] for v in registry.versions()]
+    messagebus.handle(fired, fake_deps)
+    assert [v["version"] for v in registry.versions()] == before
 
 
 class _WithoutAttributions:

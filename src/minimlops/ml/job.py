@@ -51,6 +51,7 @@ def fit_and_score(
     seed: int,
     champion: bytes | None = None,
     champion_sha256: str | None = None,
+    compare: np.ndarray | None = None,
     budget_s: float | None = None,
     imbalance_threshold: float | None = None,
     refit: bool = True,
@@ -76,6 +77,10 @@ def fit_and_score(
         (leakage), ``fitted_on`` (the splits and rows the served model learned
         from) and ``measured_artifact`` (the TRAIN-only fit, when the served one
         was refitted on TRAIN and VALIDATION; else None).
+
+    ``compare`` (a mask over VALIDATION's rows, then the labelled ones): the
+    champion is compared on those rows only, and ``compared_metrics`` holds the
+    challenger's figures on them (None: on every row, as ``metrics``).
 
     With ``refit`` (and VALIDATION rows), the served model is the chosen
     candidate fitted again, with the same settings, on TRAIN and VALIDATION;
@@ -166,6 +171,11 @@ def fit_and_score(
             )
             logger.warning("train_model: %s; judged without it", result["champion_unscorable"])
         else:
+            if compare is not None:  # the rows neither fit learned from
+                if len(compare) != len(y):
+                    raise ValueError(f"compare has {len(compare)} rows, not {len(y)}")
+                y, old, out = y[compare], old[compare], out[compare]
+                result["compared_metrics"] = metrics.metrics(task, y, out, k)
             result["champion_metrics"] = metrics.metrics(task, y, old, k)
             result["paired"] = paired_test(task, y, old, out)
     if refit and valid.num_rows:

@@ -638,7 +638,10 @@ def check(deps: Deps, registry: ModelRegistry, cfg: MonitorConfig) -> list[Retra
         )
     events = []
     for kind, reason, details in fired:
-        event = RetrainRequested(reason=reason)
+        # drift and a drop: a training of rows that already have a version would
+        # give that version again (and could promote the copy, hiding the drop);
+        # train_model skips it. A schedule trains whatever it finds.
+        event = RetrainRequested(reason=reason, force=kind == "schedule")
         # the alert first: a trigger recorded fires no more, and its alert would be lost
         _alert(deps, kind, reason, details, snapshot, event)
         record_trigger(deps, event, kind, {**details, "snapshot": snapshot})

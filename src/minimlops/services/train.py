@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 
 from minimlops.domain import splits
 from minimlops.domain.events import Event, IngestionComplete, ModelPromoted, RetrainRequested
-from minimlops.domain.policy import decide_promotion, sanity_checks
+from minimlops.domain.policy import MIN_EVAL_ROWS, decide_promotion, sanity_checks
 from minimlops.domain.project import shape_changes
 from minimlops.domain.schema import SPLITS
 from minimlops.domain.splits import Split
@@ -61,9 +61,17 @@ def train_model(event: IngestionComplete | RetrainRequested, *, deps: Deps) -> l
         and not shape_changes(m.get("project") or {}, shape)
     ]
     if done and (same_trigger or not forced):
-        logger.info(
-            "train_model: %s already handled by version %s", event.type, done[-1]["version"]
-        )
+        if isinstance(event, RetrainRequested) and not same_trigger:  # the monitor's
+            logger.warning(
+                "train_model: not retrained (%s): the training rows are those version %s "
+                "learned from, and a training of them would give it again; land new rows",
+                event.reason,
+                done[-1]["version"],
+            )
+        else:
+            logger.info(
+                "train_model: %s already handled by version %s", event.type, done[-1]["version"]
+            )
         return _finish(registry, done[-1], deps)
     split = project_split(deps, table_name, ids)
     if not split.stored:  # counted as this project splits them
@@ -81,6 +89,19 @@ def train_model(event: IngestionComplete | RetrainRequested, *, deps: Deps) -> l
     }
     del read
     labelled = _feedback_rows(deps, cap)
+    if split.cutoffs is not None and split.spec.column:
+        # by time, rows dated before VALIDATION's start are TRAIN's: a labelled
+        # prediction of one may be a row the challenger learned from
+        recent = _at_or_after(labelled, split.spec.column, split.cutoffs[0])
+        if not recent.all():
+            logger.info(
+                "train_model: %s of %s labelled predictions are left out: dated before "
+                "VALIDATION's start (%s), or not dated",
+                f"{int((~recent).sum()):,}",
+                f"{labelled.num_rows:,}",
+                splits.iso(split.cutoffs[0]),
+            )
+            labelled = labelled.filter(pa.array(recent))
     counts = {name: summary.splits.get(name, 0) for name in SPLITS}
     if counts["VALIDATION"] == 0:
         logger.warning(
@@ -101,29 +122,24 @@ def train_model(event: IngestionComplete | RetrainRequested, *, deps: Deps) -> l
         _sampled(parts, counts),
         f"{labelled.num_rows:,}",
     )
-    champ_meta, champ_blob = _champion_artifact(registry)
     project = deps.project
+    champ_meta, _ = _champion_artifact(registry, "served")
     # Under another split the champion's fit has seen rows this VALIDATION
     # holds: scored on them it would look better than it is.
     recorded = ((champ_meta or {}).get("project") or {}).get("split") or {"strategy": "random"}
-    not_compared = None
+    not_compared, gate = None, Gate("measured")
     if champ_meta and recorded != project.split.to_dict():
         not_compared = (
             f"the split changed since version {champ_meta['version']} (it was "
             f"{splits.describe(recorded)}; it is {project.split.describe()}): its fit saw "
             "rows this VALIDATION holds"
         )
-        champ_blob = None
-    elif champ_meta and split.cutoffs is not None and split.column_type is not None:
-        # a time split by fractions whose VALIDATION now starts earlier (older
-        # rows landed): the champion's fit learned from the rows in between
-        was = ((champ_meta.get("training") or {}).get("split") or {}).get("validation_from")
-        if was and splits.parse_time(was, split.column_type) > split.cutoffs[0]:
-            not_compared = (
-                f"VALIDATION now starts at {splits.iso(split.cutoffs[0])}, before version "
-                f"{champ_meta['version']}'s ({was}): its fit learned from rows in between"
-            )
-            champ_blob = None
+    elif champ_meta:
+        gate = _gate(champ_meta, split, parts["VALIDATION"], labelled)
+        not_compared = gate.not_compared
+    champ_blob = None
+    if champ_meta and not not_compared:
+        champ_meta, champ_blob = _champion_artifact(registry, gate.fit)
     result = deps.compute(
         FIT_AND_SCORE,
         parts["TRAIN"],
@@ -134,15 +150,17 @@ def train_model(event: IngestionComplete | RetrainRequested, *, deps: Deps) -> l
         seed=deps.seed,
         champion=champ_blob,
         champion_sha256=champ_meta and champ_meta["sha256"],
+        compare=gate.rows,
         budget_s=deps.training_budget_s,
         imbalance_threshold=deps.imbalance_threshold,
         refit=deps.refit,
         ensembles=deps.ensembles,
     )
     metrics, champ_metrics = result["metrics"], result["champion_metrics"]
-    checks = sanity_checks(metrics, champ_metrics)
+    judged = result.get("compared_metrics") or metrics  # on the rows both were scored on
+    checks = sanity_checks(judged, champ_metrics)
     decision = decide_promotion(
-        metrics,
+        judged,
         champ_metrics,
         tolerance=deps.promotion_tolerance,
         failed_checks=checks,
@@ -150,6 +168,8 @@ def train_model(event: IngestionComplete | RetrainRequested, *, deps: Deps) -> l
         metric=project.primary_metric,
         direction=project.metric_direction,
     )
+    if gate.said and champ_metrics is not None:
+        decision = dataclasses.replace(decision, reason=f"{decision.reason} ({gate.said})")
     not_compared = not_compared or result.get("champion_unscorable")
     if not_compared:
         decision = dataclasses.replace(
@@ -201,6 +221,13 @@ def train_model(event: IngestionComplete | RetrainRequested, *, deps: Deps) -> l
             "champion_compared": {
                 "version": champ_meta and champ_meta["version"],
                 "evaluation": champ_metrics,
+                # which of its fits was scored; on part of the rows: the challenger's there
+                **({"fit": gate.fit} if champ_metrics is not None else {}),
+                **(
+                    {"challenger": result["compared_metrics"], "rows": gate.said}
+                    if result.get("compared_metrics")
+                    else {}
+                ),
                 **({"not_compared": not_compared} if not_compared else {}),
             },
             "warnings": result["warnings"],
@@ -330,14 +357,100 @@ def _finish(registry: ModelRegistry, meta: dict[str, Any], deps: Deps) -> list[E
     ]
 
 
-def _champion_artifact(registry: ModelRegistry) -> tuple[dict[str, Any] | None, bytes | None]:
-    """The champion's metadata and skops bytes, to score it on the same rows."""
+@dataclasses.dataclass(frozen=True)
+class Gate:
+    """How the champion is scored against the challenger: through which of its
+    fits (``served``: the one that serves; ``measured``: its TRAIN-only fit),
+    on which evaluation rows (``rows``: a mask over VALIDATION then the
+    labelled predictions; None: all), said in words (``said``), or not at all
+    (``not_compared``: why)."""
+
+    fit: str
+    rows: np.ndarray | None = None
+    said: str | None = None
+    not_compared: str | None = None
+
+
+def _gate(champ_meta: dict[str, Any], split: Split, valid: pa.Table, labelled: pa.Table) -> Gate:
+    """Score the champion on rows none of its fit learned from.
+
+    Under a random, group or column split, VALIDATION rows stay VALIDATION, so
+    the champion's TRAIN-only fit never saw them (decision 0028). Under a time
+    split the windows move with the data (decision 0032): the fit that serves
+    learned from every row before its TEST cut-off, the TRAIN-only fit from
+    every row before its VALIDATION cut-off. The gate scores the fit that
+    serves (what the challenger must beat is what serves), on the evaluation
+    rows dated at or after its cut-off, when those are at least half of them;
+    else the TRAIN-only fit on the rows at or after its own cut-off; with
+    fewer than ``MIN_EVAL_ROWS`` of those, not at all.
+    """
+    column, kind = split.spec.column, split.column_type
+    if split.cutoffs is None or kind is None or not column:
+        return Gate("measured")
+    version, start = champ_meta["version"], split.cutoffs[0]
+    facts = (champ_meta.get("training") or {}).get("split") or {}
+    refitted = "VALIDATION" in ((champ_meta.get("training") or {}).get("fitted_on") or [])
+    measured_from = facts.get("validation_from")
+    if not measured_from:
+        return Gate("measured")
+    total = valid.num_rows + labelled.num_rows
+    fits = [("served", facts.get("test_from")), ("measured", measured_from)]
+    if not refitted:  # the fit that serves is the TRAIN-only fit
+        fits = [("served", measured_from)]
+    n = 0
+    for fit, cut in fits:
+        if not cut:
+            continue
+        since = splits.parse_time(cut, kind)
+        if since <= start:
+            return Gate(fit)  # every evaluation row is after what it learned from
+        mask = np.concatenate(
+            [_at_or_after(valid, column, since), _at_or_after(labelled, column, since)]
+        )
+        n = int(mask.sum())
+        # the fit that serves, when its rows are half or more; else the TRAIN-only one
+        enough = 2 * n >= total if fit == "served" and refitted else True
+        if n >= MIN_EVAL_ROWS and enough:
+            return Gate(
+                fit,
+                rows=mask,
+                said=f"compared on the {n:,} evaluation rows dated from {cut} on: version "
+                f"{version}'s {'served' if refitted and fit == 'served' else 'TRAIN-only'} "
+                "fit learned from the rows before",
+            )
+    return Gate(
+        "measured",
+        not_compared=f"VALIDATION now starts at {splits.iso(start)}, before version "
+        f"{version}'s ({measured_from}): its fit learned from rows in between, and only "
+        f"{n} evaluation rows are dated after them (a comparison needs {MIN_EVAL_ROWS})",
+    )
+
+
+def _at_or_after(table: pa.Table, column: str, since: Any) -> np.ndarray:
+    """Which rows have a time at or after ``since`` (none without one)."""
+    if table.num_rows == 0 or column not in table.column_names:
+        return np.zeros(table.num_rows, dtype=bool)
+    values = table.column(column)
+    if pa.types.is_null(values.type):
+        return np.zeros(table.num_rows, dtype=bool)
+    found = pc.greater_equal(values, pa.scalar(since, values.type))
+    return np.asarray(found.fill_null(False).to_numpy(zero_copy_only=False), dtype=bool)
+
+
+def _champion_artifact(
+    registry: ModelRegistry, fit: str = "measured"
+) -> tuple[dict[str, Any] | None, bytes | None]:
+    """The champion's metadata and skops bytes (of the fit that serves, or of
+    its TRAIN-only fit), to score it on the same rows."""
     pointer, _ = registry.champion()
     if pointer is None:
         return None, None
     try:
         meta = registry.metadata(pointer["version"])
-        blob, digest = registry.measured(pointer["version"])
+        if fit == "served":
+            blob, digest = registry.artifact(pointer["version"]), meta["sha256"]
+        else:
+            blob, digest = registry.measured(pointer["version"])
         return {**meta, "sha256": digest}, blob
     except (ArtifactIntegrityError, ModelNotFoundError) as exc:
         logger.error(
