@@ -337,6 +337,11 @@ def test_the_evaluation_page_of_a_binary_version_draws_its_curves(server: Server
         assert f"{e['name']} (out-of-bag)" in (page.text_content("#leaderboard") or "")
     assert "s budget (" in (page.text_content("#selection-note") or "")
     assert "accuracy" in (page.text_content("#metrics") or "")
+    # the model that serves, on TEST, in the last column
+    assert page.text_content("#test-head") == "TEST, as it serves"
+    cells = page.locator("#metrics tr:has(td:text-is('accuracy')) td")
+    shown = cells.nth(cells.count() - 1).text_content()
+    assert shown == f"{data['test']['accuracy']:.3f}", shown
     # how the rows were split, next to the figures
     assert "split at random by the row key" in (page.text_content("#split") or "")
     paired = page.text_content("#paired") or ""

@@ -401,6 +401,10 @@ def test_training_gives_a_version_with_the_tasks_metrics_and_baseline(trained) -
     better = model > base if p.metric_direction == "max" else model < base
     assert better, f"{p.name}: {p.primary_metric} {model} vs baseline {base}"
     assert meta["project"]["task"] == p.task and meta["serving"]["runtime"] == "onnxruntime"
+    # the model that serves, on TEST: every TEST row, the task's metrics
+    test = meta["metrics"]["test"]
+    assert test["rows"] == meta["training"]["test_rows"] > 0 and expected <= set(test)
+    assert registry_of(deps).metadata(meta["version"])["metrics"]["evaluation_rows"]["test"] > 0
 
 
 def test_vector_and_matrix_agree_and_onnx_matches_on_every_row(trained) -> None:
@@ -1016,7 +1020,7 @@ def test_models_list_fits_the_terminal_and_cuts_no_word(trained, width: int) -> 
     assert max(len(line) for line in lines) <= width, out.getvalue()
     assert "…" not in out.getvalue()
     header = next(i for i, line in enumerate(lines) if line.startswith("ver "))
-    for column in ("rows", p.primary_metric, "baseline", "algorithm", "decision"):
+    for column in ("fit rows", p.primary_metric, "baseline", "algorithm", "decision"):
         assert column in lines[header], lines[header]
     at = lines[header].index("decision")
     end = next(i for i, line in enumerate(lines) if line.startswith("★ champion"))

@@ -469,3 +469,24 @@ def test_by_time_labelled_predictions_dated_before_validation_are_not_evaluation
     registry = registry_of(deps)
     second = registry.metadata(registry.versions()[-1]["version"])
     assert second["metrics"]["evaluation_rows"]["feedback"] == len(new)
+
+
+def test_a_versions_test_figure_is_the_served_model_on_the_rows_after_validation() -> None:
+    """By time, TEST is the newest rows: the model that serves (refitted on
+    TRAIN and VALIDATION) never learned from them; its figure there is what it
+    does on the rows that come after."""
+    project = orders_project({"strategy": "time", "column": "order_date"})
+    deps, meta = _train(project)
+    header, *lines = orders_csv().decode().splitlines()
+    since = meta["training"]["split"]["test_from"]
+    after = [
+        r
+        for r in _csv_rows(lines, header)
+        if r["order_date"] and r["order_date"].isoformat() >= since
+    ]
+    test = meta["metrics"]["test"]
+    assert test["rows"] == meta["training"]["test_rows"] == len(after)
+    served = registry_of(deps).load(meta["version"])
+    assert test["rmse"] == pytest.approx(_rmse(served, after), rel=1e-6)
+    listed = admin.list_models(registry_of(deps))["versions"][0]
+    assert listed["test"] == test  # what the pages and `models show` read

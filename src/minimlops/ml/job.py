@@ -52,6 +52,7 @@ def fit_and_score(
     champion: bytes | None = None,
     champion_sha256: str | None = None,
     compare: np.ndarray | None = None,
+    test: pa.Table | None = None,
     budget_s: float | None = None,
     imbalance_threshold: float | None = None,
     refit: bool = True,
@@ -77,6 +78,10 @@ def fit_and_score(
         (leakage), ``fitted_on`` (the splits and rows the served model learned
         from) and ``measured_artifact`` (the TRAIN-only fit, when the served one
         was refitted on TRAIN and VALIDATION; else None).
+
+    ``test`` (TEST rows): ``test`` in the result holds the figures of the
+    model that serves (the refit, when there is one) on them: rows that
+    neither fit, selection nor the gate learned from or looked at.
 
     ``compare`` (a mask over VALIDATION's rows, then the labelled ones): the
     champion is compared on those rows only, and ``compared_metrics`` holds the
@@ -178,8 +183,12 @@ def fit_and_score(
                 result["compared_metrics"] = metrics.metrics(task, y, out, k)
             result["champion_metrics"] = metrics.metrics(task, y, old, k)
             result["paired"] = paired_test(task, y, old, out)
+    served_fit = model
     if refit and valid.num_rows:
-        _refit(result, model, train, valid, project, seed)
+        served_fit = _refit(result, model, train, valid, project, seed)
+    if test is not None and test.num_rows:
+        test_y, test_out = metrics.scores(served_fit, _chunks(test)(), target, classes)
+        result["test"] = metrics.metrics(task, test_y, test_out, k)
     return result
 
 
@@ -190,7 +199,7 @@ def _refit(
     valid: pa.Table,
     project: Project,
     seed: int,
-) -> None:
+) -> TrainedModel:
     """Serve the chosen candidate fitted on TRAIN and VALIDATION (measured:
     better on TEST on 5 of 6 benchmark data sets, and a time split's model
     reaches the newest rows); keep the TRAIN-only fit for the next gate."""
@@ -212,6 +221,7 @@ def _refit(
         fitted_on={"splits": ["TRAIN", "VALIDATION"], "rows": both.num_rows},
         measured_artifact=result["artifact"],
     )
+    return final
 
 
 def _evaluation(

@@ -52,6 +52,8 @@ def _version_entry(
         "fitted_on": meta["training"].get("fitted_on", ["TRAIN"]),
         "sha256": meta["sha256"],
         "evaluation": meta["metrics"].get("evaluation"),
+        # the model that serves, on TEST (None: no TEST rows, or trained before it was kept)
+        "test": meta["metrics"].get("test"),
         "project": meta.get("project"),
         "champion_compared": meta.get("champion_compared"),
         "serving": {k: x for k, x in (meta.get("serving") or {}).items() if k != "spec"},

@@ -160,7 +160,8 @@ function renderMetrics(v) {
     const tr = el("tr");
     tr.append(el("td", name.replaceAll("_", " "), name === v.project.primary_metric ? "kind" : ""),
               el("td", num(value)), el("td", interval(ci[name])), el("td", num(base[name])),
-              el("td", num(champ[name])), el("td", num((v.evaluation || {})[name])));
+              el("td", num(champ[name])), el("td", num((v.evaluation || {})[name])),
+              el("td", num((v.test || {})[name])));
     body.append(tr);
   }
   const live = v.live || {};

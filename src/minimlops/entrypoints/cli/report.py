@@ -121,7 +121,7 @@ def models_table(data: dict[str, Any]) -> Table:
         caption_justify="left",
     )
     table.add_column("ver", no_wrap=True)
-    for name in ("rows", metric, "baseline"):
+    for name in ("fit rows", metric, "baseline"):
         table.add_column(name, no_wrap=True, justify="right")
     # whole from 80 columns up; folded (never cut) only on a narrower terminal
     table.add_column("algorithm", overflow="fold")
@@ -159,8 +159,9 @@ def print_version(console: Console, v: dict[str, Any]) -> None:
         "VALIDATION",
         "95% interval",
         "baseline",
-        "evaluation rows",
+        "VALIDATION + feedback",
         f"champion {compared.get('version') or '—'}",
+        "TEST, as it serves",
         title="metrics",
     )
     champ, ci = compared.get("evaluation") or {}, report.get("intervals") or {}
@@ -174,6 +175,7 @@ def print_version(console: Console, v: dict[str, Any]) -> None:
             _num(_baseline(v, name)),
             _num((v.get("evaluation") or {}).get(name)),
             _num(champ.get(name)),
+            _num((v.get("test") or {}).get(name)),
         )
     console.print(table)
     live = v.get("live") or {}
