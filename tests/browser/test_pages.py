@@ -218,7 +218,7 @@ def test_the_live_chart_follows_the_versions_table_when_labels_arrive(server: Se
     answers = server.http.post("/predict", json=[MODEL_FIELDS_ONLY] * 20).json()["predictions"]
     assert server.http.post("/feedback", json=wrong_labels(answers[:10])).status_code == 200
     page.wait_for_function(
-        "[...document.querySelectorAll('#models tr')].some((r) => r.textContent.includes('% labelled'))",
+        "[...document.querySelectorAll('#models tr')].some((r) => r.textContent.includes('(10 labelled, '))",
         timeout=10_000,
     )
     page.wait_for_selector("#live-accuracy canvas", timeout=6_000)

@@ -98,20 +98,24 @@ def test_bad_dates_and_timestamps_are_bad_rows_named_by_row_column_value_and_rea
         "not a timestamp (expected YYYY-MM-DD HH:MM[:SS[.ffffff]], "
         "optionally ending in Z or an offset such as +02:00)"
     )
+    day = (  # and how to read another form
+        "not a date (expected YYYY-MM-DD; a file that writes dates otherwise declares "
+        'the column\'s format, as format = "%d/%m/%Y")'
+    )
     assert found == {
-        (2, "day", "2026-02-30", "not a date (expected YYYY-MM-DD)"),
-        (3, "day", "20/06/2026", "not a date (expected YYYY-MM-DD)"),
+        (2, "day", "2026-02-30", day),
+        (3, "day", "20/06/2026", day),
         (4, "signed_on", "2026-06-20", "not a date in the format %d/%m/%Y"),
         (5, "signed_on", "31/04/2026", "not a date in the format %d/%m/%Y"),
         (6, "seen_at", "yesterday", ts),
         (7, "seen_at", "2026-06-20T25:00:00", ts),
         (8, "day", None, "required value is missing"),
-        (9, "day", "2026-06-20T10:30:00", "not a date (expected YYYY-MM-DD)"),
+        (9, "day", "2026-06-20T10:30:00", day),
         (10, "day", "0000-01-01", "outside the years 0001 to 9999"),
     }
     assert report["bad_rows"] == 9 and report["rows"] == 10
     assert (
-        "first: row 2, column day value '2026-02-30': not a date (expected YYYY-MM-DD)"
+        "first: row 2, column day value '2026-02-30': not a date (expected YYYY-MM-DD;"
         in report["summary"]
     )
 

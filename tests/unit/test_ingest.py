@@ -104,6 +104,12 @@ def test_redelivered_event_loads_nothing_but_announces_again(fake_deps: Deps) ->
             "unknown columns ['Boat'] "
             "(remove them from the file, or declare them in project.toml with required = false",
         ),
+        (  # an optional column renamed in the export: say so before "declare it"
+            "renamed.csv",
+            (HEADER.replace("Cabin", "CabinNo") + "\n" + GOOD[0] + "\n").encode(),
+            "unknown columns ['CabinNo']; optional column ['Cabin'] is not in the file: "
+            "if it was renamed, give the file its old name back (else remove them",
+        ),
         (
             "latin1.csv",
             csv_bytes(
@@ -145,6 +151,14 @@ def test_wrong_types_are_reported_by_row_and_column(fake_deps: Deps) -> None:
     assert "more than MINIMLOPS_MAX_BAD_ROWS=0 allows, so nothing was loaded" in entry["message"]
     assert "set MINIMLOPS_MAX_BAD_ROWS=3 where the pipeline runs" in entry["message"]
     assert "the column's type or rule in the project file" in entry["message"]
+
+
+def test_a_file_without_one_valid_row_is_not_told_to_raise_the_limit(fake_deps: Deps) -> None:
+    bad = [line.replace(",male,", ",x,").replace(",female,", ",x,") for line in GOOD]
+    assert land(fake_deps, "all-bad.csv", csv_bytes(*bad)) == []
+    (entry,) = fake_deps.warehouse.ledger(source_uri=f"gs://{LAND}/all-bad.csv")
+    assert "no row is valid, so nothing was loaded" in entry["message"]
+    assert "MINIMLOPS_MAX_BAD_ROWS" not in entry["message"]
 
 
 def test_a_long_bad_value_is_quoted_short_and_kept_whole_in_the_report(fake_deps: Deps) -> None:

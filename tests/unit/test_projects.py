@@ -1001,6 +1001,21 @@ def test_a_feedback_label_is_read_as_a_requests_text_is(name) -> None:
         feedback.validate_python({"uuid": "u", p.target: f"{first}!"})
 
 
+def test_a_feedback_value_obeys_the_targets_rules_as_a_landed_row_does() -> None:
+    """diabetes declares progression from 0 to 1000: a label of -5 would be
+    refused in a file, so it is refused as feedback too, naming the bound."""
+    from pydantic import ValidationError
+
+    from minimlops.entrypoints.http.request_models import request_models
+
+    p = shapes.load("diabetes")
+    feedback = request_models(p).feedback
+    assert feedback.validate_python({"uuid": "u", p.target: 151.0})[p.target] == 151.0
+    for bad, said in ((-5, "greater than or equal to 0"), (1200, "less than or equal to 1000")):
+        with pytest.raises(ValidationError, match=said):
+            feedback.validate_python({"uuid": "u", p.target: bad})
+
+
 @pytest.mark.parametrize("width", [80, 100])
 def test_models_list_fits_the_terminal_and_cuts_no_word(trained, width: int) -> None:
     """`minimlops models list` on an 80- or 100-column terminal: no line wider,
@@ -1062,6 +1077,9 @@ def test_a_misspelt_field_in_a_prediction_request_is_answered_with_a_warning() -
     assert one["warnings"] == [{"field": "Agee", "message": said}]
     plain = post(without_age)
     assert "warnings" not in plain and plain["probability"] == one["probability"]  # Age imputed
+    # a short form of a column's name (a prefix of one column only) is named too
+    short = post({**{k: v for k, v in row.items() if k != "Embarked"}, "Emb": "S"})
+    assert short["warnings"][0]["message"].endswith("(did you mean 'Embarked'?)")
     # pydantic's path (spaces around a text: the fast check leaves it to pydantic) says the same
     assert (
         post({**without_age, "Name": f" {row['Name']} ", "Agee": 30})["warnings"][0]["field"]

@@ -255,6 +255,9 @@ def nearest(
     if found is None:
         match = difflib.get_close_matches(value.lower(), list(lower), n=1, cutoff=0.6)
         found = lower[match[0]] if match else None
+    if found is None and len(value) >= 3:  # a short form: 'temp', 'store' (of store_id)
+        starts = [c for c in lower if c.startswith(value.lower())]
+        found = lower[starts[0]] if len(starts) == 1 else None
     return found if found != value else None
 
 

@@ -196,6 +196,13 @@ def _with_meta(good: pa.Table, row: dict[str, Any], project: Any) -> pa.Table:
 
 
 def _too_many(deps: Deps, report: validate.Report) -> str:
+    if report.bad_rows >= report.rows:  # no row to load: a limit would not help
+        return (
+            "no row is valid, so nothing was loaded: the file does not write what the "
+            "project declares; fix the file, or the column's type or rule in the "
+            "project file if the values are right (the first reason above, and the "
+            "report, say which)"
+        )
     return (
         f"more than MINIMLOPS_MAX_BAD_ROWS={deps.max_bad_rows:,} allows, so nothing was "
         f"loaded: set MINIMLOPS_MAX_BAD_ROWS={report.bad_rows} where the pipeline runs "

@@ -140,10 +140,25 @@ def read_header(stream: Readable, project: Project) -> list[str]:
     if missing:
         problems.append(f"missing columns {missing} (required: add them to the file)")
     if unknown:
+        # an optional column renamed in the export looks like a new column: declared
+        # under its new name, every row would load without the old one
+        absent = [
+            c.name
+            for c in project.columns
+            if not c.required and not c.generated and c.name not in names
+        ]
+        renamed = (
+            f"; optional column{'s' if len(absent) > 1 else ''} {absent} "
+            f"{'are' if len(absent) > 1 else 'is'} not in the file: if "
+            f"{'one was' if len(absent) > 1 else 'it was'} renamed, give the file its "
+            "old name back"
+            if absent
+            else ""
+        )
         problems.append(
-            f"unknown columns {unknown} (remove them from the file, or declare "
-            "them in project.toml with required = false and restart: a home "
-            "takes a new optional column)"
+            f"unknown columns {unknown}{renamed} ({'else ' if absent else ''}remove them "
+            "from the file, or declare them in project.toml with required = false and "
+            "restart: a home takes a new optional column)"
         )
     if doubled:
         problems.append(f"repeated columns {doubled}")
@@ -537,7 +552,10 @@ def time_reason(bq_type: str, fmt: str | None) -> str:
     if fmt is not None:
         return f"not a {what} in the format {fmt}"
     if bq_type == "DATE":
-        return "not a date (expected YYYY-MM-DD)"
+        return (
+            "not a date (expected YYYY-MM-DD; a file that writes dates otherwise "
+            'declares the column\'s format, as format = "%d/%m/%Y")'
+        )
     return (
         "not a timestamp (expected YYYY-MM-DD HH:MM[:SS[.ffffff]], "
         "optionally ending in Z or an offset such as +02:00)"

@@ -113,7 +113,9 @@ function renderModels(m) {
     const live = project.task === "regression" ? v.live_mae : v.live_accuracy;
     let shown = live === undefined || live === null ? "no labels yet" : num(live);
     if (v.label_coverage !== null && v.label_coverage !== undefined && live !== null && live !== undefined) {
-      shown += ` (${Math.round(100 * v.label_coverage)}% labelled)`;
+      // how many labels: one label's error is no live figure (0% would hide it)
+      const share = 100 * v.label_coverage;
+      shown += ` (${(v.labelled || 0).toLocaleString()} labelled, ${share > 0 && share < 1 ? "<1" : Math.round(share)}%)`;
     }
     // classification: what the served probabilities say, before (and beside) the labels
     if (v.estimated) shown += `; estimated ${num(v.estimated.accuracy)} on the ${v.estimated.rows} newest`;

@@ -482,6 +482,11 @@ def request_models(project: Project) -> RequestModels:
         rule["allow_inf_nan"] = False
     elif target.type == "integer":
         rule.update(ge=INT64[0], le=INT64[1])
+    if not project.classes:  # the target's own rules, as a landed file's rows obey them
+        if target.min is not None:
+            rule["ge"] = max(target.min, rule.get("ge", target.min))
+        if target.max is not None:
+            rule["le"] = min(target.max, rule.get("le", target.max))
     feedback = TypedDict(
         "Feedback",
         {  # type: ignore[operator]
