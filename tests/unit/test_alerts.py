@@ -240,20 +240,31 @@ def _champion_with_predictions(
     return registry, logged
 
 
-def test_live_accuracy_under_the_threshold_alerts_once_with_the_retraining(
+def test_live_accuracy_under_the_threshold_alerts_once_and_retrains_on_new_rows(
     fake_deps: Deps,
 ) -> None:
+    """The drop is alerted once per training snapshot. While no rows landed
+    since the champion learned from them, no training is asked for (it would
+    give the champion again); once new rows land, one is."""
+    from minimlops.generate import passengers
     from minimlops.services import monitor
+    from tests.unit.test_ingest import land
+    from tests.unit.test_services import _csv
 
     deps = replace(fake_deps, alerts=Alerts(on=True, webhooks=("https://a.test/x",), secret=SECRET))
     registry, _ = _champion_with_predictions(deps, 60, lambda i, predicted: 1 - predicted)
     cfg = monitor.MonitorConfig(drift_min_rows=10_000, min_labels=30)  # no drift verdict
-    (fired,) = monitor.check(deps, registry, cfg)
+    assert monitor.check(deps, registry, cfg) == []  # the rows are version 1's
     assert monitor.check(deps, registry, cfg) == []  # once per training snapshot
     kinds = [e.kind for e in _alerts_published(deps)]
-    assert kinds.count("metric.dropped") == 1 and kinds.count("retraining.triggered") == 1
+    assert kinds.count("metric.dropped") == 1 and kinds.count("retraining.triggered") == 0
     dropped = next(e for e in _alerts_published(deps) if e.kind == "metric.dropped")
     assert "live accuracy 0.000" in dropped.summary
+    land(deps, "more.csv", _csv(passengers(300, seed=12, start_id=9000)))
+    (fired,) = monitor.check(deps, registry, cfg)
+    assert "live accuracy 0.000" in fired.reason
+    kinds = [e.kind for e in _alerts_published(deps)]
+    assert kinds.count("metric.dropped") == 2 and kinds.count("retraining.triggered") == 1
 
 
 def test_the_local_bus_publishes_an_occurrence_once_across_restarts(tmp_path) -> None:
@@ -321,8 +332,9 @@ def test_live_accuracy_fires_only_when_its_whole_interval_is_under_the_threshold
     quiet = monitor.MonitorConfig(drift_min_rows=10_000, min_labels=30, accuracy_threshold=0.7)
     assert monitor.check(fake_deps, registry, quiet) == []
     strict = monitor.MonitorConfig(drift_min_rows=10_000, min_labels=30, accuracy_threshold=0.8)
-    (fired,) = monitor.check(fake_deps, registry, strict)
-    assert f"({low:.3f}-{high:.3f})" in fired.reason
+    assert monitor.check(fake_deps, registry, strict) == []  # (no new rows to train on)
+    (seen,) = [t for t in monitor.triggers(fake_deps) if t["kind"] == "accuracy"]
+    assert f"({low:.3f}-{high:.3f})" in seen["reason"]
 
 
 def test_the_estimate_alerts_once_per_version_and_snapshot_across_processes(

@@ -27,6 +27,7 @@ import pyarrow.compute as pc
 from minimlops.domain.alerts import alert_id, wanted
 from minimlops.domain.events import RetrainRequested
 from minimlops.domain.splits import recorded_split
+from minimlops.services import train
 from minimlops.services.deps import Deps
 from minimlops.services.registry import ModelRegistry
 from minimlops.services.tables import arrow_schema
@@ -559,8 +560,16 @@ def triggers(deps: Deps, *, estimates: bool = False) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda r: r["requested_at"], reverse=True)
 
 
-def check(deps: Deps, registry: ModelRegistry, cfg: MonitorConfig) -> list[RetrainRequested]:
+def check(
+    deps: Deps,
+    registry: ModelRegistry,
+    cfg: MonitorConfig,
+    noted: list[str] | None = None,
+) -> list[RetrainRequested]:
     """Decide which automatic triggers fire now, record them, return the events.
+
+    ``noted`` (a list) gets the reason of each trigger that fired without asking
+    for a training: drift or a drop while the rows are those a version learned from.
 
     Drift and accuracy each fire at most once per training-data snapshot:
     retraining on the same rows would not cure them, and firing again would
@@ -637,16 +646,36 @@ def check(deps: Deps, registry: ModelRegistry, cfg: MonitorConfig) -> list[Retra
             ("schedule", f"schedule: no model trained in the last {cfg.retrain_every:g} s", {})
         )
     events = []
+    # drift and a drop: a training of rows that already have a version would give
+    # that version again (and, promoted as not worse than itself, leave the labels
+    # that showed the drop with the old one): said, recorded, and nothing trained.
+    # A schedule trains whatever it finds.
+    same = (
+        train.trained_on_current_rows(deps, registry)
+        if any(kind != "schedule" for kind, _, _ in fired)
+        else None
+    )
     for kind, reason, details in fired:
-        # drift and a drop: a training of rows that already have a version would
-        # give that version again (and could promote the copy, hiding the drop);
-        # train_model skips it. A schedule trains whatever it finds.
         event = RetrainRequested(reason=reason, force=kind == "schedule")
+        retrain = kind == "schedule" or same is None
         # the alert first: a trigger recorded fires no more, and its alert would be lost
-        _alert(deps, kind, reason, details, snapshot, event)
+        _alert(deps, kind, reason, details, snapshot, event if retrain else None)
         record_trigger(deps, event, kind, {**details, "snapshot": snapshot})
-        logger.warning("monitor: retraining requested: %s", reason)
-        events.append(event)
+        if retrain:
+            logger.warning("monitor: retraining requested: %s", reason)
+            events.append(event)
+        else:
+            logger.warning(
+                "monitor: %s; not retraining: no rows landed since version %s learned "
+                "from them, so a training would give it again (land new rows)",
+                reason,
+                same,
+            )
+            if noted is not None:
+                noted.append(
+                    f"{reason}; not retrained: no rows landed since version {same} "
+                    "learned from them"
+                )
     return events
 
 
@@ -711,10 +740,11 @@ def _alert(
     reason: str,
     details: dict[str, Any],
     snapshot: str,
-    event: RetrainRequested,
+    event: RetrainRequested | None,
 ) -> None:
     """A trigger's alerts: what was seen (drift, a metric; once per training
-    snapshot, all features in one), and that retraining was asked for."""
+    snapshot, all features in one), and that retraining was asked for (no
+    ``event``: it was not, the rows being those of a version)."""
     from minimlops.services import alerts
 
     seen = {"drift": "drift.detected", "accuracy": "metric.dropped"}.get(kind)
@@ -731,6 +761,8 @@ def _alert(
         )
     elif seen == "metric.dropped":
         alerts.publish(deps, seen, reason, {**details, "snapshot": snapshot}, key=snapshot)
+    if event is None:
+        return
     alerts.publish(
         deps,
         "retraining.triggered",

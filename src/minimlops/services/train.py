@@ -37,6 +37,33 @@ FIT_AND_SCORE = ByName("minimlops.ml.job", "fit_and_score")
 TEST_ROWS = 20_000
 
 
+def snapshot_of(ingestion_ids: list[str]) -> str:
+    """The training rows a version learned from, named by the ingestions of the
+    newest row per key."""
+    return hashlib.sha256("\n".join(ingestion_ids).encode()).hexdigest()[:16]
+
+
+def _trained_on(deps: Deps, versions: list[dict[str, Any]], snapshot: str) -> list[dict[str, Any]]:
+    """Versions trained on these rows with the project's model as it is now."""
+    shape = deps.project.model_shape()
+    return [
+        m
+        for m in versions
+        if m["training"]["snapshot"] == snapshot
+        and not shape_changes(m.get("project") or {}, shape)
+    ]
+
+
+def trained_on_current_rows(deps: Deps, registry: ModelRegistry) -> str | None:
+    """The newest version trained on the training rows as they are now (none
+    landed since), or None: a training now would give it again."""
+    summary = deps.warehouse.latest_summary(deps.names.training_table)
+    if summary.rows == 0:
+        return None
+    done = _trained_on(deps, registry.versions(), snapshot_of(list(summary.ingestion_ids)))
+    return str(done[-1]["version"]) if done else None
+
+
 def registry_of(deps: Deps) -> ModelRegistry:
     """The model registry the handlers and the server share."""
     return ModelRegistry(deps.store, deps.names.model_bucket, deps.names.model_name, deps.derive)
@@ -51,19 +78,13 @@ def train_model(event: IngestionComplete | RetrainRequested, *, deps: Deps) -> l
         logger.warning("train_model: %s is empty; nothing to train on", table_name)
         return []
     ids = list(summary.ingestion_ids)
-    snapshot = hashlib.sha256("\n".join(ids).encode()).hexdigest()[:16]
+    snapshot = snapshot_of(ids)
     forced = isinstance(event, RetrainRequested) and event.force
     versions = registry.versions()
     same_trigger = [
         m for m in versions if (m.get("trigger") or {}).get("event_id") == event.event_id
     ]
-    shape = deps.project.model_shape()
-    done = same_trigger or [
-        m
-        for m in versions
-        if m["training"]["snapshot"] == snapshot
-        and not shape_changes(m.get("project") or {}, shape)
-    ]
+    done = same_trigger or _trained_on(deps, versions, snapshot)
     if done and (same_trigger or not forced):
         if isinstance(event, RetrainRequested) and not same_trigger:  # the monitor's
             logger.warning(
@@ -228,7 +249,7 @@ def train_model(event: IngestionComplete | RetrainRequested, *, deps: Deps) -> l
                 "classes": list(project.classes or []) or None,
                 "positive_class": project.positive_class,
                 "primary_metric": project.primary_metric,
-                **shape,
+                **project.model_shape(),
                 "fingerprint": project.fingerprint(),
             },
             "champion_compared": {

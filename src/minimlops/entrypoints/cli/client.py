@@ -73,8 +73,12 @@ class Remote:
         )
 
     def monitoring(self, check: bool = False) -> dict[str, Any]:
-        triggered = self._call("POST", "/monitoring/check")["triggered"] if check else []
-        return {**self._call("GET", "/monitoring"), "triggered": triggered}
+        checked = self._call("POST", "/monitoring/check") if check else {}
+        return {
+            **self._call("GET", "/monitoring"),
+            "triggered": checked.get("triggered", []),
+            "not_retrained": checked.get("not_retrained", []),
+        }
 
 
 class InProcess:
@@ -115,9 +119,10 @@ class InProcess:
 
     def monitoring(self, check: bool = False) -> dict[str, Any]:
         deps, registry, cfg = self.app.deps, self.app.registry, self.app.monitor
-        triggered = []
+        triggered: list[str] = []
+        noted: list[str] = []
         if check:
-            for event in monitor.check(deps, registry, cfg):
+            for event in monitor.check(deps, registry, cfg, noted):
                 messagebus.publish(event, deps)
                 triggered.append(event.reason)
             self._drain()
@@ -126,6 +131,7 @@ class InProcess:
             "drift": monitor.drift(deps, registry, cfg),
             "triggers": monitor.triggers(deps)[:50],
             "triggered": triggered,
+            "not_retrained": noted,
         }
 
     def query(self, sql: str) -> dict[str, Any]:

@@ -433,6 +433,8 @@ def monitor_cmd(
         console.print(f"drift: {d['status']}")
     for reason in data.get("triggered", []):
         console.print(f"[yellow]retraining requested:[/] {reason}")
+    for reason in data.get("not_retrained", []):
+        console.print(f"[yellow]seen:[/] {reason} (land new rows to retrain)")
 
 
 @app.command()

@@ -74,13 +74,16 @@ def router(ctx: Context) -> APIRouter:
     async def monitoring_check() -> Response:
         """Run the automatic triggers now (they also run every MONITOR_EVERY seconds)."""
 
-        def run() -> list[str]:
+        def run() -> dict[str, list[str]]:
             app.flush_predictions()
-            events = monitor.check(app.deps, app.registry, app.monitor)
+            noted: list[str] = []
+            events = monitor.check(app.deps, app.registry, app.monitor, noted)
             for e in events:
                 messagebus.publish(e, app.deps)
-            return [e.reason for e in events]
+            # triggered: trainings asked for; not_retrained: triggers that fired on
+            # rows a version already learned from
+            return {"triggered": [e.reason for e in events], "not_retrained": noted}
 
-        return json_response({"triggered": await asyncio.to_thread(run)})
+        return json_response(await asyncio.to_thread(run))
 
     return api
