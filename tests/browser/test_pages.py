@@ -742,9 +742,11 @@ def test_a_second_versions_row_shows_the_champion_on_the_same_rows(tmp_path: Pat
         page.wait_for_selector("#models tr:nth-child(2)")
         assert "accuracy on its VALIDATION" in (page.text_content("#models-head") or "")
         newest = page.locator("#models tr").first.text_content() or ""
-        assert newest.startswith("2") and f"champion 1 on these rows: {theirs:.3f}" in newest
+        mine = second["evaluation"]["accuracy"]  # VALIDATION and labelled, as the champion's
+        said = f"on the gate's rows: {mine:.3f} against champion 1's {theirs:.3f}"
+        assert newest.startswith("2") and said in newest, newest
         oldest = page.locator("#models tr").nth(1).text_content() or ""
-        assert "on these rows" not in oldest  # the first version had no champion to meet
+        assert "gate's rows" not in oldest  # the first version had no champion to meet
         shot(page, "dashboard-two-versions")
     finally:
         srv.stop()

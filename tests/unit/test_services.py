@@ -429,3 +429,22 @@ def test_drift_reads_the_training_rows_once_per_champion(fake_deps: Deps) -> Non
     third = monitor.drift(fake_deps, registry, cfg)
     assert third["champion"] == champion
     assert len(scans) == (1 if champion != "1" else 0)
+
+
+def test_a_drop_retrains_when_the_version_of_these_rows_was_kept_out(fake_deps: Deps) -> None:
+    """The rows have a version, but not the champion (the gate kept it out):
+    labels since then may change the verdict, so a drop asks for a training;
+    only a champion trained on the rows as they are is not trained again."""
+    from minimlops.services import monitor
+
+    assert _noise_challenger(fake_deps) == []  # version 2 learned the current rows, kept out
+    registry = registry_of(fake_deps)
+    predictor = Predictor(registry, fake_deps.now, fake_deps.project)
+    predictor.refresh()
+    logged = predictor.predict(passengers(60, seed=9).to_pylist())
+    fake_deps.warehouse.append("predictions_data", pa.Table.from_pylist(logged))
+    admin.feedback(fake_deps, [(r["uuid"], 1 - r["prediction"]) for r in logged])  # all wrong
+    cfg = monitor.MonitorConfig(drift_min_rows=10_000, min_labels=30)
+    noted: list[str] = []
+    (event,) = monitor.check(fake_deps, registry, cfg, noted)
+    assert event.reason.startswith("live accuracy 0.000") and noted == []

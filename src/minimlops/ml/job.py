@@ -80,8 +80,8 @@ def fit_and_score(
         was refitted on TRAIN and VALIDATION; else None).
 
     ``test`` (TEST rows): ``test`` in the result holds the figures of the
-    model that serves (the refit, when there is one) on them: rows that
-    neither fit, selection nor the gate learned from or looked at.
+    model that serves (the refit, when there is one) on them: rows no fit and
+    no selection learned from.
 
     ``compare`` (a mask over VALIDATION's rows, then the labelled ones): the
     champion is compared on those rows only, and ``compared_metrics`` holds the
@@ -90,7 +90,8 @@ def fit_and_score(
     With ``refit`` (and VALIDATION rows), the served model is the chosen
     candidate fitted again, with the same settings, on TRAIN and VALIDATION;
     every figure above stays the TRAIN-only fit's, measured on rows it had not
-    seen, and the champion is scored through its own TRAIN-only fit.
+    seen (but ``test``, the served fit's). ``champion`` is the fit of the
+    champion the caller chose to score (``services.train._gate``).
     """
     from minimlops.ml import training  # scikit-learn: only where training runs
     from minimlops.projects import derived_functions
@@ -202,7 +203,9 @@ def _refit(
 ) -> TrainedModel:
     """Serve the chosen candidate fitted on TRAIN and VALIDATION (measured:
     better on TEST on 5 of 6 benchmark data sets, and a time split's model
-    reaches the newest rows); keep the TRAIN-only fit for the next gate."""
+    reaches the newest rows); keep the TRAIN-only fit, which the next gate
+    scores (by time, only when the served fit learned from too many of its
+    rows). Returns the refitted model."""
     from minimlops.ml import training
 
     both = pa.concat_tables([train, valid.select(train.column_names).cast(train.schema)])

@@ -646,18 +646,23 @@ def check(
             ("schedule", f"schedule: no model trained in the last {cfg.retrain_every:g} s", {})
         )
     events = []
-    # drift and a drop: a training of rows that already have a version would give
-    # that version again (and, promoted as not worse than itself, leave the labels
-    # that showed the drop with the old one): said, recorded, and nothing trained.
-    # A schedule trains whatever it finds.
+    # drift and a drop while the champion was trained on the rows as they are (none
+    # landed since): a training would give the champion again and, promoted as not
+    # worse than itself, leave the labels that showed the drop with the old one;
+    # said, recorded, alerted, and nothing trained. A version trained on these rows
+    # but kept out is trained again (judged with the labels since); a schedule
+    # trains whatever it finds.
+    serving = pointer["version"] if pointer else None
     same = (
         train.trained_on_current_rows(deps, registry)
-        if any(kind != "schedule" for kind, _, _ in fired)
+        if serving and any(kind != "schedule" for kind, _, _ in fired)
         else None
     )
     for kind, reason, details in fired:
-        event = RetrainRequested(reason=reason, force=kind == "schedule")
-        retrain = kind == "schedule" or same is None
+        event = RetrainRequested(reason=reason)
+        retrain = kind == "schedule" or same is None or same != serving
+        if not retrain:
+            details = {**details, "retrained": False, "version": same}
         # the alert first: a trigger recorded fires no more, and its alert would be lost
         _alert(deps, kind, reason, details, snapshot, event if retrain else None)
         record_trigger(deps, event, kind, {**details, "snapshot": snapshot})
@@ -666,15 +671,15 @@ def check(
             events.append(event)
         else:
             logger.warning(
-                "monitor: %s; not retraining: no rows landed since version %s learned "
-                "from them, so a training would give it again (land new rows)",
+                "monitor: %s; not retraining: no rows landed since the champion, version "
+                "%s, learned from them, so a training would give it again (land new rows)",
                 reason,
                 same,
             )
             if noted is not None:
                 noted.append(
-                    f"{reason}; not retrained: no rows landed since version {same} "
-                    "learned from them"
+                    f"{reason}; not retrained: no rows landed since the champion, version "
+                    f"{same}, learned from them"
                 )
     return events
 

@@ -86,17 +86,9 @@ def train_model(event: IngestionComplete | RetrainRequested, *, deps: Deps) -> l
     ]
     done = same_trigger or _trained_on(deps, versions, snapshot)
     if done and (same_trigger or not forced):
-        if isinstance(event, RetrainRequested) and not same_trigger:  # the monitor's
-            logger.warning(
-                "train_model: not retrained (%s): the training rows are those version %s "
-                "learned from, and a training of them would give it again; land new rows",
-                event.reason,
-                done[-1]["version"],
-            )
-        else:
-            logger.info(
-                "train_model: %s already handled by version %s", event.type, done[-1]["version"]
-            )
+        logger.info(
+            "train_model: %s already handled by version %s", event.type, done[-1]["version"]
+        )
         return _finish(registry, done[-1], deps)
     split = project_split(deps, table_name, ids)
     if not split.stored:  # counted as this project splits them
@@ -153,7 +145,7 @@ def train_model(event: IngestionComplete | RetrainRequested, *, deps: Deps) -> l
         f"{labelled.num_rows:,}",
     )
     project = deps.project
-    champ_meta, _ = _champion_artifact(registry, "served")
+    champ_meta = _champion_meta(registry)
     # Under another split the champion's fit has seen rows this VALIDATION
     # holds: scored on them it would look better than it is.
     recorded = ((champ_meta or {}).get("project") or {}).get("split") or {"strategy": "random"}
@@ -169,7 +161,7 @@ def train_model(event: IngestionComplete | RetrainRequested, *, deps: Deps) -> l
         not_compared = gate.not_compared
     champ_blob = None
     if champ_meta and not not_compared:
-        champ_meta, champ_blob = _champion_artifact(registry, gate.fit)
+        champ_meta, champ_blob = _champion_artifact(registry, champ_meta, gate.fit)
     result = deps.compute(
         FIT_AND_SCORE,
         parts["TRAIN"],
@@ -282,7 +274,8 @@ def train_model(event: IngestionComplete | RetrainRequested, *, deps: Deps) -> l
     if (test := result.get("test")) and test.get(metric) is not None:
         extra += f"; as it serves, {metric} {test[metric]:.4f} on {int(test['rows']):,} TEST rows"
     reason = decision.reason
-    if (labelled := int(result["rows_scored"]) - int(valid.get("rows", 0))) > 0:
+    labelled = int(result["rows_scored"]) - int(valid.get("rows", 0))
+    if labelled > 0 and not result.get("compared_metrics"):  # (else gate.said says which)
         # the gate's rows are VALIDATION's and labelled predictions': its
         # figures are not the VALIDATION one just above
         reason += (
@@ -473,25 +466,39 @@ def _at_or_after(table: pa.Table, column: str, since: Any) -> np.ndarray:
     return np.asarray(found.fill_null(False).to_numpy(zero_copy_only=False), dtype=bool)
 
 
-def _champion_artifact(
-    registry: ModelRegistry, fit: str = "measured"
-) -> tuple[dict[str, Any] | None, bytes | None]:
-    """The champion's metadata and skops bytes (of the fit that serves, or of
-    its TRAIN-only fit), to score it on the same rows."""
+def _champion_meta(registry: ModelRegistry) -> dict[str, Any] | None:
+    """The champion's metadata (read once: the gate and the fit it scores are
+    of this version, whatever is promoted meanwhile)."""
     pointer, _ = registry.champion()
     if pointer is None:
-        return None, None
+        return None
     try:
-        meta = registry.metadata(pointer["version"])
-        if fit == "served":
-            blob, digest = registry.artifact(pointer["version"]), meta["sha256"]
-        else:
-            blob, digest = registry.measured(pointer["version"])
-        return {**meta, "sha256": digest}, blob
+        return registry.metadata(pointer["version"])
     except (ArtifactIntegrityError, ModelNotFoundError) as exc:
         logger.error(
             "train_model: champion %s cannot be read (%s); comparing against no champion",
             pointer["version"],
+            exc,
+        )
+        return None
+
+
+def _champion_artifact(
+    registry: ModelRegistry, meta: dict[str, Any], fit: str
+) -> tuple[dict[str, Any] | None, bytes | None]:
+    """That version's metadata (its hash: of the fit scored) and skops bytes,
+    of the fit that serves or of its TRAIN-only fit, to score it on the same rows."""
+    version = meta["version"]
+    try:
+        if fit == "served":
+            blob, digest = registry.artifact(version), meta["sha256"]
+        else:
+            blob, digest = registry.measured(version)
+        return {**meta, "sha256": digest}, blob
+    except (ArtifactIntegrityError, ModelNotFoundError) as exc:
+        logger.error(
+            "train_model: champion %s cannot be read (%s); comparing against no champion",
+            version,
             exc,
         )
         return None, None

@@ -103,9 +103,12 @@ function renderModels(m) {
     const cmp = v.champion_compared || {};
     const theirs = (cmp.evaluation || {})[primary];
     if (cmp.version && theirs !== undefined && theirs !== null) {
+      // both on the gate's rows: VALIDATION and labelled predictions, or the part of
+      // them the champion's fit never learned from
+      const mine = ((cmp.challenger || v.evaluation || {})[primary]);
       const note = document.createElement("small");
       note.className = "muted";
-      note.textContent = `champion ${cmp.version} on these rows: ${num(theirs)}`;
+      note.textContent = `on the gate's rows: ${num(mine)} against champion ${cmp.version}'s ${num(theirs)}`;
       own.append(document.createElement("br"), note);
     }
     if (second !== primary) cell(tr, num(v.metrics[second]));
@@ -245,34 +248,47 @@ function renderDrift(m) {
   triggers.replaceChildren();
   for (const t of m.triggers.slice(0, 10)) {
     const tr = document.createElement("tr");
-    cell(tr, new Date(t.requested_at).toLocaleString()); cell(tr, t.kind, "kind"); cell(tr, t.reason);
+    // a trigger on rows the champion already learned from asked for no training
+    const kept = (t.details || {}).retrained === false
+      ? ` (not retrained: no rows landed since version ${t.details.version} learned from them)` : "";
+    cell(tr, new Date(t.requested_at).toLocaleString()); cell(tr, t.kind, "kind"); cell(tr, t.reason + kept);
     triggers.append(tr);
   }
 }
 
 let rounds = 0;
-let charted = { labelled: null, round: 0 };  // labelled predictions the chart was drawn from, when
+// /monitoring scans the champion's training rows (on BigQuery, billed): every
+// 30 s (15 rounds), not every 2 s; one request at a time, however long it takes;
+// and within seconds when /models counts the first labels, so the chart never
+// says there are none beside a labelled version. A failure waits for the next
+// due round and never stops the other panels.
+const monitoring = { startedAt: -Infinity, busy: false, labelled: null };
 
 const labelledIn = (versions) => versions.reduce((n, v) => n + (v.labelled || 0), 0);
 
+async function refreshMonitoring(round) {
+  monitoring.busy = true; monitoring.startedAt = round;
+  try {
+    const m = await get("/monitoring");
+    monitoring.labelled = labelledIn(m.versions);
+    renderAccuracy(m.accuracy_over_time); renderDrift(m);
+  } catch (err) {
+    /* said by the next full round if the server is gone; tried again when due */
+  } finally {
+    monitoring.busy = false;
+  }
+}
+
 async function refresh() {
   if (asking) return;  // the key prompt is open: the rounds wait, not pile up
+  const round = rounds++;
+  if (!monitoring.busy && round - monitoring.startedAt >= 15) refreshMonitoring(round);
   try {
-    // /monitoring scans the champion's training rows (on BigQuery, billed): every
-    // 30 s, not every 2 s; and within seconds when /models counts the first
-    // labels, so the chart never says there are none beside a labelled version
-    const round = rounds++;
-    const heavy = round === 0 || round - charted.round >= 15;
-    const [status, models, events, serving, fetched] = await Promise.all([
-      get("/status"), get("/models"), get("/events?limit=50"), get("/stats/serving"),
-      heavy ? get("/monitoring") : Promise.resolve(null)]);
+    const [status, models, events, serving] = await Promise.all([
+      get("/status"), get("/models"), get("/events?limit=50"), get("/stats/serving")]);
     renderStatus(status); renderModels(models); renderTimeline(events); renderServing(serving);
-    const first = !charted.labelled && labelledIn(models.versions) > 0 && round - charted.round >= 2;
-    const monitoring = fetched || (first ? await get("/monitoring") : null);
-    if (monitoring) {
-      charted = { labelled: labelledIn(monitoring.versions), round };
-      renderAccuracy(monitoring.accuracy_over_time); renderDrift(monitoring);
-    }
+    const first = !monitoring.labelled && labelledIn(models.versions) > 0;
+    if (first && !monitoring.busy && round - monitoring.startedAt >= 2) refreshMonitoring(round);
     document.getElementById("updated").textContent = "updated " + new Date().toLocaleTimeString();
   } catch (err) {
     document.getElementById("updated").textContent = "cannot reach the server: " + err.message;
