@@ -855,7 +855,7 @@ def test_labels_are_the_datas_values() -> None:
         outputs.labels(p, ["Maybe"])
 
 
-def test_a_regression_model_whose_live_error_grows_is_retrained() -> None:
+def test_a_regression_model_whose_live_error_grows_is_retrained_on_new_rows() -> None:
     p = shapes.load("diabetes")
     deps = fake_deps_for(p, cv_folds=3)
     table = shapes.rows(p, 800, seed=1)
@@ -872,6 +872,14 @@ def test_a_regression_model_whose_live_error_grows_is_retrained() -> None:
     admin.feedback(deps, [(r["uuid"], r["prediction"] + 1.0) for r in logged])  # small errors
     assert monitor.check(deps, registry, cfg) == []
     admin.feedback(deps, [(r["uuid"], r["prediction"] + 500.0) for r in logged])  # far off
+    noted: list[str] = []
+    assert monitor.check(deps, registry, cfg, noted) == []  # the champion's own rows
+    (seen,) = noted
+    assert "live RMSE" in seen and "VALIDATION RMSE" in seen and "not retrained" in seen
+    # rows land (not trained on yet): the same drop asks for a training
+    from tests.unit.test_ingest import land
+
+    land(deps, "more.csv", _csv(shapes.rows(p, 200, seed=2, start=5001)))
     (fired,) = monitor.check(deps, registry, cfg)
     assert "live RMSE" in fired.reason and "VALIDATION RMSE" in fired.reason
 

@@ -159,9 +159,8 @@ def print_version(console: Console, v: dict[str, Any]) -> None:
         "VALIDATION",
         "95% interval",
         "baseline",
-        "VALIDATION + feedback",
+        "with labels",  # VALIDATION and labelled predictions: the gate's rows
         f"champion {compared.get('version') or '—'}",
-        "TEST, as it serves",
         title="metrics",
     )
     champ, ci = compared.get("evaluation") or {}, report.get("intervals") or {}
@@ -175,9 +174,12 @@ def print_version(console: Console, v: dict[str, Any]) -> None:
             _num(_baseline(v, name)),
             _num((v.get("evaluation") or {}).get(name)),
             _num(champ.get(name)),
-            _num((v.get("test") or {}).get(name)),
         )
     console.print(table)
+    test = v.get("test") or {}
+    if test.get("rows"):  # the model that serves, on rows nothing learned from
+        shown = " · ".join(f"{k} {_num(x)}" for k, x in test.items() if k != "rows")
+        console.print(f"as it serves, on {int(test['rows']):,} TEST rows: {shown}")
     live = v.get("live") or {}
     if live.get("labelled"):
         if live.get("live_mae") is not None:
