@@ -750,3 +750,83 @@ def test_a_second_versions_row_shows_the_champion_on_the_same_rows(tmp_path: Pat
         shot(page, "dashboard-two-versions")
     finally:
         srv.stop()
+
+
+ORDERS_TOML = """
+name = "orders"
+key = "order_id"
+target = "amount"
+task = "regression"
+
+[split]
+strategy = "time"
+column = "order_date"
+
+[[columns]]
+name = "order_id"
+type = "string"
+required = true
+
+[[columns]]
+name = "customer_id"
+type = "string"
+
+[[columns]]
+name = "order_date"
+type = "date"
+
+[[columns]]
+name = "items"
+type = "integer"
+
+[[columns]]
+name = "promo"
+type = "float"
+
+[[columns]]
+name = "flag"
+type = "string"
+
+[[columns]]
+name = "amount"
+type = "float"
+required = true
+"""
+
+
+def test_a_comparison_on_part_of_the_rows_is_said_on_the_evaluation_page(
+    tmp_path: Path, page
+) -> None:  # type: ignore[no-untyped-def]
+    """By time, older rows landing move VALIDATION onto rows the champion
+    learned from: the page says the gate compared the rows after them, with
+    both figures there."""
+    from tests.unit.test_splits import orders_csv
+
+    proj = tmp_path / "orders"
+    proj.mkdir()
+    (proj / "project.toml").write_text(ORDERS_TOML)
+    home = tmp_path / "home"
+    landing = home / "buckets" / "my-data-landing-zone"
+    landing.mkdir(parents=True)
+    header, *lines = orders_csv().decode().splitlines()
+    (landing / "newer.csv").write_text("\n".join([header, *lines[300:], ""]))
+    srv = Server(home, MINIMLOPS_PROJECT=str(proj))
+    try:
+        srv.wait_healthy(120)
+        (landing / "older.csv").write_text("\n".join([header, *lines[:300], ""]))
+        srv.wait_for(
+            lambda: len(srv.http.get("/models").json()["versions"]) == 2,
+            what="version 2",
+            timeout=120,
+        )
+        cmp = srv.http.get("/models/2").json()["champion_compared"]
+        assert cmp["challenger"]["rows"] == cmp["evaluation"]["rows"] >= 20, cmp
+        page.goto(srv.url + "/models/2")
+        page.wait_for_selector("#compared-part:not([hidden])")
+        said = page.text_content("#compared-part") or ""
+        assert said.startswith(f"compared on the {int(cmp['evaluation']['rows'])} evaluation rows")
+        assert f"{cmp['challenger']['rmse']:.3f} for this version against" in said, said
+        assert f"{cmp['evaluation']['rmse']:.3f} for champion 1" in said, said
+        shot(page, "model-compared-part")
+    finally:
+        srv.stop()

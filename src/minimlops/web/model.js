@@ -154,6 +154,15 @@ function renderMetrics(v) {
   const base = (v.baseline || {}).task || {};
   const cmp = v.champion_compared || {};
   document.getElementById("champion-head").textContent = cmp.version ? `champion ${cmp.version}, same rows` : "champion, same rows";
+  // compared on part of the rows (by time, those the champion's fit never saw): this
+  // version's figures there, beside the champion's column
+  const part = document.getElementById("compared-part");
+  part.hidden = !cmp.challenger;
+  if (cmp.challenger) {
+    const primary = v.project.primary_metric;
+    part.textContent = `${cmp.rows || "compared on part of the rows"} · there, ${primary.replaceAll("_", " ")} ` +
+      `${num(cmp.challenger[primary])} for this version against ${num(champ[primary])} for champion ${cmp.version}`;
+  }
   const body = document.getElementById("metrics");
   for (const [name, value] of Object.entries(v.metrics)) {
     if (name === "rows") continue;
