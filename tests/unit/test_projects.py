@@ -706,7 +706,12 @@ def test_the_gate_says_which_rows_it_judged_on(name: str, caplog) -> None:
     deps = fake_deps_for(p, cv_folds=3)
     table = shapes.rows(p, 1200, seed=1)
     _land_and_train(deps, "first.csv", table)
-    _served_and_labelled(p, deps, table.to_pylist()[:30])
+    # 30 labelled predictions of rows the challenger will not learn from, and 10
+    # of TRAIN rows (labels that came as a file land as rows too): those are left out
+    rows = table.to_pylist()
+    held = [r for r in rows if split_for(r[p.key]) != "TRAIN"][:30]
+    learned = [r for r in rows if split_for(r[p.key]) == "TRAIN"][:10]
+    _served_and_labelled(p, deps, held + learned)
     caplog.clear()
     with caplog.at_level("INFO", logger="minimlops"):
         _land_and_train(deps, "second.csv", shapes.rows(p, 600, seed=2, start=5001))

@@ -124,6 +124,16 @@ def train_model(event: IngestionComplete | RetrainRequested, *, deps: Deps) -> l
                 splits.iso(split.cutoffs[0]),
             )
             labelled = labelled.filter(pa.array(recent))
+    elif (learned := _trains_rows(parts["TRAIN"], labelled, deps.project.key)).any():
+        # a prediction whose row also landed in TRAIN (labels in a file, by key):
+        # the challenger learned from it
+        logger.info(
+            "train_model: %s of %s labelled predictions are left out: the challenger "
+            "learned from their rows (TRAIN holds their keys)",
+            f"{int(learned.sum()):,}",
+            f"{labelled.num_rows:,}",
+        )
+        labelled = labelled.filter(pa.array(~learned))
     counts = {name: summary.splits.get(name, 0) for name in SPLITS}
     if counts["VALIDATION"] == 0:
         logger.warning(
@@ -453,6 +463,18 @@ def _gate(champ_meta: dict[str, Any], split: Split, valid: pa.Table, labelled: p
         f"{version}'s ({measured_from}): its fit learned from rows in between, and only "
         f"{n} evaluation rows are dated after them (a comparison needs {MIN_EVAL_ROWS})",
     )
+
+
+def _trains_rows(train: pa.Table, labelled: pa.Table, key: str) -> np.ndarray:
+    """Which labelled predictions carry the key of a row the challenger is
+    fitted on (labels that came in a file land as rows too)."""
+    if labelled.num_rows == 0 or key not in labelled.column_names or key not in train.column_names:
+        return np.zeros(labelled.num_rows, dtype=bool)
+    values = labelled.column(key)
+    if pa.types.is_null(values.type):
+        return np.zeros(labelled.num_rows, dtype=bool)
+    found = pc.is_in(values, value_set=train.column(key).cast(values.type))
+    return np.asarray(found.fill_null(False).to_numpy(zero_copy_only=False), dtype=bool)
 
 
 def _at_or_after(table: pa.Table, column: str, since: Any) -> np.ndarray:
