@@ -254,8 +254,12 @@ def test_live_accuracy_under_the_threshold_alerts_once_and_retrains_on_new_rows(
     deps = replace(fake_deps, alerts=Alerts(on=True, webhooks=("https://a.test/x",), secret=SECRET))
     registry, _ = _champion_with_predictions(deps, 60, lambda i, predicted: 1 - predicted)
     cfg = monitor.MonitorConfig(drift_min_rows=10_000, min_labels=30)  # no drift verdict
-    assert monitor.check(deps, registry, cfg) == []  # the rows are version 1's
-    assert monitor.check(deps, registry, cfg) == []  # once per training snapshot
+    noted: list[str] = []
+    assert monitor.check(deps, registry, cfg, noted) == []  # the rows are version 1's
+    assert len(noted) == 1 and noted[0].startswith("live accuracy 0.000")
+    again: list[str] = []
+    assert monitor.check(deps, registry, cfg, again) == [] and again == []  # once a snapshot
+    assert [t["kind"] for t in monitor.triggers(deps)].count("accuracy") == 1
     kinds = [e.kind for e in _alerts_published(deps)]
     assert kinds.count("metric.dropped") == 1 and kinds.count("retraining.triggered") == 0
     dropped = next(e for e in _alerts_published(deps) if e.kind == "metric.dropped")
@@ -330,7 +334,9 @@ def test_live_accuracy_fires_only_when_its_whole_interval_is_under_the_threshold
     low, high = champ["interval_95"]
     assert champ["live_accuracy"] < 0.7 < high, champ
     quiet = monitor.MonitorConfig(drift_min_rows=10_000, min_labels=30, accuracy_threshold=0.7)
-    assert monitor.check(fake_deps, registry, quiet) == []
+    noted: list[str] = []
+    assert monitor.check(fake_deps, registry, quiet, noted) == [] and noted == []
+    assert [t for t in monitor.triggers(fake_deps) if t["kind"] == "accuracy"] == []
     strict = monitor.MonitorConfig(drift_min_rows=10_000, min_labels=30, accuracy_threshold=0.8)
     assert monitor.check(fake_deps, registry, strict) == []  # (no new rows to train on)
     (seen,) = [t for t in monitor.triggers(fake_deps) if t["kind"] == "accuracy"]
