@@ -82,7 +82,10 @@ def test_drift_accuracy_triggers_decisions_and_rollback(server: Server) -> None:
     assert "no rows landed since the champion, version 1, learned from them" in seen
     assert "not retraining: no rows landed since the champion, version 1" in said(server)
     again = server.http.post("/monitoring/check", headers=server.admin()).json()
-    assert again == {"triggered": [], "not_retrained": []}  # once per snapshot
+    assert again["triggered"] == [] and again["not_retrained"] == []  # once per snapshot
+    assert any(q.startswith("drift in") and "Pclass" in q for q in again["quiet"]), again
+    shown = cli(server.home, "monitor", "--check", COLUMNS="220").stdout  # and the command line
+    assert "checked now: no trigger fired" in shown and "already fired on these" in shown, shown
     assert len(versions(server)) == 1
     # new rows land: a version learns from them
     write_csv(server.home / LAND / "more.csv", 600, seed=4, start_id=5000)

@@ -254,18 +254,20 @@ def test_live_accuracy_under_the_threshold_alerts_once_and_retrains_on_new_rows(
     deps = replace(fake_deps, alerts=Alerts(on=True, webhooks=("https://a.test/x",), secret=SECRET))
     registry, _ = _champion_with_predictions(deps, 60, lambda i, predicted: 1 - predicted)
     cfg = monitor.MonitorConfig(drift_min_rows=10_000, min_labels=30)  # no drift verdict
-    noted: list[str] = []
-    assert monitor.check(deps, registry, cfg, noted) == []  # the rows are version 1's
+    checked = monitor.check(deps, registry, cfg)
+    assert checked.events == []  # the rows are version 1's
+    noted = checked.not_retrained
     assert len(noted) == 1 and noted[0].startswith("live accuracy 0.000")
-    again: list[str] = []
-    assert monitor.check(deps, registry, cfg, again) == [] and again == []  # once a snapshot
+    again = monitor.check(deps, registry, cfg)
+    assert again.events == [] and again.not_retrained == []  # once a snapshot
+    assert "live accuracy: already fired on these training rows" in " ".join(again.quiet)
     assert [t["kind"] for t in monitor.triggers(deps)].count("accuracy") == 1
     kinds = [e.kind for e in _alerts_published(deps)]
     assert kinds.count("metric.dropped") == 1 and kinds.count("retraining.triggered") == 0
     dropped = next(e for e in _alerts_published(deps) if e.kind == "metric.dropped")
     assert "live accuracy 0.000" in dropped.summary
     land(deps, "more.csv", _csv(passengers(300, seed=12, start_id=9000)))
-    (fired,) = monitor.check(deps, registry, cfg)
+    (fired,) = monitor.check(deps, registry, cfg).events
     assert "live accuracy 0.000" in fired.reason
     kinds = [e.kind for e in _alerts_published(deps)]
     assert kinds.count("metric.dropped") == 2 and kinds.count("retraining.triggered") == 1
@@ -334,11 +336,14 @@ def test_live_accuracy_fires_only_when_its_whole_interval_is_under_the_threshold
     low, high = champ["interval_95"]
     assert champ["live_accuracy"] < 0.7 < high, champ
     quiet = monitor.MonitorConfig(drift_min_rows=10_000, min_labels=30, accuracy_threshold=0.7)
-    noted: list[str] = []
-    assert monitor.check(fake_deps, registry, quiet, noted) == [] and noted == []
+    checked = monitor.check(fake_deps, registry, quiet)
+    assert checked.events == [] and checked.not_retrained == []
+    assert f"({low:.3f}-{high:.3f}) of version 1 on 60 labels is not wholly under 0.7" in (
+        " ".join(checked.quiet)
+    )
     assert [t for t in monitor.triggers(fake_deps) if t["kind"] == "accuracy"] == []
     strict = monitor.MonitorConfig(drift_min_rows=10_000, min_labels=30, accuracy_threshold=0.8)
-    assert monitor.check(fake_deps, registry, strict) == []  # (no new rows to train on)
+    assert monitor.check(fake_deps, registry, strict).events == []  # (no new rows to train on)
     (seen,) = [t for t in monitor.triggers(fake_deps) if t["kind"] == "accuracy"]
     assert f"({low:.3f}-{high:.3f})" in seen["reason"]
 
@@ -355,7 +360,9 @@ def test_the_estimate_alerts_once_per_version_and_snapshot_across_processes(
     registry, _ = _champion_with_predictions(deps, 120)
     cfg = monitor.MonitorConfig(drift_min_rows=100, min_labels=30, accuracy_threshold=0.99)
     for _ in range(3):
-        assert [e for e in monitor.check(deps, registry, cfg) if "accuracy" in e.reason] == []
+        assert [
+            e for e in monitor.check(deps, registry, cfg).events if "accuracy" in e.reason
+        ] == []
     dropped = [e for e in _alerts_published(deps) if e.kind == "metric.dropped"]
     assert len(dropped) == 1 and "estimated accuracy" in dropped[0].summary
     assert [t for t in monitor.triggers(deps) if t["kind"] == monitor.ESTIMATE] == []

@@ -875,17 +875,19 @@ def test_a_regression_model_whose_live_error_grows_is_retrained_on_new_rows() ->
     )
     cfg = monitor.MonitorConfig(min_labels=30, drift_min_rows=10_000, error_ratio=1.5)
     admin.feedback(deps, [(r["uuid"], r["prediction"] + 1.0) for r in logged])  # small errors
-    assert monitor.check(deps, registry, cfg) == []
+    calm = monitor.check(deps, registry, cfg)
+    assert calm.events == [] and calm.not_retrained == []
+    assert any(q.startswith("live error: RMSE") and "within 1.5 x" in q for q in calm.quiet)
     admin.feedback(deps, [(r["uuid"], r["prediction"] + 500.0) for r in logged])  # far off
-    noted: list[str] = []
-    assert monitor.check(deps, registry, cfg, noted) == []  # the champion's own rows
-    (seen,) = noted
+    checked = monitor.check(deps, registry, cfg)
+    assert checked.events == []  # the champion's own rows
+    (seen,) = checked.not_retrained
     assert "live RMSE" in seen and "VALIDATION RMSE" in seen and "not retrained" in seen
     # rows land (not trained on yet): the same drop asks for a training
     from tests.unit.test_ingest import land
 
     land(deps, "more.csv", _csv(shapes.rows(p, 200, seed=2, start=5001)))
-    (fired,) = monitor.check(deps, registry, cfg)
+    (fired,) = monitor.check(deps, registry, cfg).events
     assert "live RMSE" in fired.reason and "VALIDATION RMSE" in fired.reason
 
 

@@ -336,9 +336,11 @@ def test_schedule_and_person_triggers_are_recorded_with_their_reason(fake_deps: 
     _ingest_and_train(fake_deps, "a.csv", passengers(400, seed=2))
     registry = registry_of(fake_deps)
     cfg = monitor.MonitorConfig(retrain_every=3600)
-    assert monitor.check(fake_deps, registry, cfg) == []  # the model is fresh
+    fresh = monitor.check(fake_deps, registry, cfg)
+    assert fresh.events == []  # the model is fresh
+    assert "schedule: a model was trained in the last 3600 s" in fresh.quiet
     later = Deps(**{**fake_deps.__dict__, "now": lambda: fake_deps.now() + timedelta(hours=2)})
-    (event,) = monitor.check(later, registry, cfg)
+    (event,) = monitor.check(later, registry, cfg).events
     assert event.reason.startswith("schedule")
     admin.request_training(fake_deps, "a person wants one")
     kinds = [(t["kind"], t["reason"]) for t in monitor.triggers(fake_deps)]
@@ -445,6 +447,6 @@ def test_a_drop_retrains_when_the_version_of_these_rows_was_kept_out(fake_deps: 
     fake_deps.warehouse.append("predictions_data", pa.Table.from_pylist(logged))
     admin.feedback(fake_deps, [(r["uuid"], 1 - r["prediction"]) for r in logged])  # all wrong
     cfg = monitor.MonitorConfig(drift_min_rows=10_000, min_labels=30)
-    noted: list[str] = []
-    (event,) = monitor.check(fake_deps, registry, cfg, noted)
-    assert event.reason.startswith("live accuracy 0.000") and noted == []
+    checked = monitor.check(fake_deps, registry, cfg)
+    (event,) = checked.events
+    assert event.reason.startswith("live accuracy 0.000") and checked.not_retrained == []

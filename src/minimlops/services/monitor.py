@@ -560,16 +560,23 @@ def triggers(deps: Deps, *, estimates: bool = False) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda r: r["requested_at"], reverse=True)
 
 
-def check(
-    deps: Deps,
-    registry: ModelRegistry,
-    cfg: MonitorConfig,
-    noted: list[str] | None = None,
-) -> list[RetrainRequested]:
-    """Decide which automatic triggers fire now, record them, return the events.
+@dataclass(frozen=True)
+class Checked:
+    """What one run of the automatic triggers did.
 
-    ``noted`` (a list) gets the reason of each trigger that fired without asking
-    for a training: drift or a drop while the rows are those a version learned from.
+    ``events``: the trainings asked for (to publish). ``not_retrained``: the
+    reason of each trigger that fired without asking for a training (drift or
+    a drop while the rows are those the champion learned from). ``quiet``: for
+    each trigger that did not fire, why not (a check that fired nothing says so).
+    """
+
+    events: list[RetrainRequested]
+    not_retrained: list[str]
+    quiet: list[str]
+
+
+def check(deps: Deps, registry: ModelRegistry, cfg: MonitorConfig) -> Checked:
+    """Decide which automatic triggers fire now, record them, return what was done.
 
     Drift and accuracy each fire at most once per training-data snapshot:
     retraining on the same rows would not cure them, and firing again would
@@ -577,8 +584,10 @@ def check(
     """
     snapshot = snapshot_id(deps)
     fired: list[tuple[str, str, dict[str, Any]]] = []
+    quiet: list[str] = []
     recorded = triggers(deps, estimates=True)
     earlier = {(t["kind"], (t["details"] or {}).get("snapshot")) for t in recorded}
+    again = "already fired on these training rows (it fires again once new rows land)"
     report = drift(deps, registry, cfg)
     # a trigger only for drift on a feature that matters to the model (or any, when
     # the version recorded no importance)
@@ -595,6 +604,15 @@ def check(
                 {"features": drifted},
             )
         )
+    elif drifted:
+        quiet.append(f"drift in {', '.join(f['feature'] for f in drifted)}: {again}")
+    elif report["features"]:
+        quiet.append(
+            f"drift: no feature the model relies on over PSI {cfg.psi_drift} in the last "
+            f"{report['window']['rows']} predictions"
+        )
+    else:
+        quiet.append(f"drift: {report['status']}")
     pointer, _ = registry.champion()
     champ = next(
         (
@@ -623,6 +641,7 @@ def check(
             )
         )
     _estimate_alert(deps, cfg, champ, snapshot, recorded)
+    expected = None  # regression: the champion's VALIDATION RMSE
     if (
         champ
         and pointer
@@ -641,11 +660,20 @@ def check(
                     {"version": champ},
                 )
             )
+    if not any(kind == "accuracy" for kind, _, _ in fired):
+        quiet.append(
+            _accuracy_quiet(champ, cfg, ("accuracy", snapshot) in earlier, again, expected)
+        )
     if cfg.retrain_every and _due(deps, registry, cfg.retrain_every):
         fired.append(
             ("schedule", f"schedule: no model trained in the last {cfg.retrain_every:g} s", {})
         )
-    events = []
+    elif cfg.retrain_every:
+        quiet.append(f"schedule: a model was trained in the last {cfg.retrain_every:g} s")
+    else:
+        quiet.append("schedule: off (MINIMLOPS_RETRAIN_EVERY)")
+    events: list[RetrainRequested] = []
+    noted: list[str] = []
     # drift and a drop while the champion was trained on the rows as they are (none
     # landed since): a training would give the champion again and, promoted as not
     # worse than itself, leave the labels that showed the drop with the old one;
@@ -676,12 +704,58 @@ def check(
                 reason,
                 same,
             )
-            if noted is not None:
-                noted.append(
-                    f"{reason}; not retrained: no rows landed since the champion, version "
-                    f"{same}, learned from them"
-                )
-    return events
+            noted.append(
+                f"{reason}; not retrained: no rows landed since the champion, version "
+                f"{same}, learned from them"
+            )
+    return Checked(events, noted, quiet)
+
+
+def check_answer(checked: Checked) -> dict[str, list[str]]:
+    """A check as ``POST /monitoring/check`` (and the Cloud Scheduler target)
+    answers it: ``triggered``, the trainings asked for; ``not_retrained``,
+    triggers that fired on rows the champion already learned from; ``quiet``,
+    why each other trigger did not fire."""
+    return {
+        "triggered": [e.reason for e in checked.events],
+        "not_retrained": checked.not_retrained,
+        "quiet": checked.quiet,
+    }
+
+
+def _accuracy_quiet(
+    champ: dict[str, Any] | None,
+    cfg: MonitorConfig,
+    fired_before: bool,
+    again: str,
+    expected: float | None,
+) -> str:
+    """Why the live-accuracy (or live-error) trigger did not fire (``expected``:
+    a regression champion's VALIDATION RMSE, when it was read)."""
+    if champ is None:
+        return "live accuracy: no champion yet"
+    regression = champ.get("live_rmse") is not None or champ.get("live_accuracy") is None
+    what = "live error" if regression else "live accuracy"
+    if champ["labelled"] < cfg.min_labels:
+        return (
+            f"{what}: {champ['labelled']} of version {champ['version']}'s predictions "
+            f"labelled, {cfg.min_labels} needed (MINIMLOPS_MIN_LABELS)"
+        )
+    if fired_before:
+        return f"{what}: {again}"
+    if regression:
+        if champ.get("live_rmse") is None or not expected:
+            return f"live error: version {champ['version']} has no live or VALIDATION RMSE"
+        return (
+            f"live error: RMSE {champ['live_rmse']:.4g} on {champ['labelled']} labels is within "
+            f"{cfg.error_ratio} x version {champ['version']}'s VALIDATION RMSE {expected:.4g}"
+        )
+    low, high = champ.get("interval_95") or [champ["live_accuracy"]] * 2
+    return (
+        f"live accuracy: {champ['live_accuracy']:.3f} ({low:.3f}-{high:.3f}) of version "
+        f"{champ['version']} on {champ['labelled']} labels is not wholly under "
+        f"{cfg.accuracy_threshold}"
+    )
 
 
 def _estimate_alert(

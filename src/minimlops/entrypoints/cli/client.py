@@ -74,11 +74,7 @@ class Remote:
 
     def monitoring(self, check: bool = False) -> dict[str, Any]:
         checked = self._call("POST", "/monitoring/check") if check else {}
-        return {
-            **self._call("GET", "/monitoring"),
-            "triggered": checked.get("triggered", []),
-            "not_retrained": checked.get("not_retrained", []),
-        }
+        return {**self._call("GET", "/monitoring"), **checked}
 
 
 class InProcess:
@@ -119,19 +115,18 @@ class InProcess:
 
     def monitoring(self, check: bool = False) -> dict[str, Any]:
         deps, registry, cfg = self.app.deps, self.app.registry, self.app.monitor
-        triggered: list[str] = []
-        noted: list[str] = []
+        answer: dict[str, list[str]] = {}
         if check:
-            for event in monitor.check(deps, registry, cfg, noted):
+            checked = monitor.check(deps, registry, cfg)
+            for event in checked.events:
                 messagebus.publish(event, deps)
-                triggered.append(event.reason)
+            answer = monitor.check_answer(checked)
             self._drain()
         return {
             "versions": monitor.live_accuracy(deps, registry),
             "drift": monitor.drift(deps, registry, cfg),
             "triggers": monitor.triggers(deps)[:50],
-            "triggered": triggered,
-            "not_retrained": noted,
+            **answer,
         }
 
     def query(self, sql: str) -> dict[str, Any]:

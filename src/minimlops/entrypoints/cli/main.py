@@ -435,6 +435,10 @@ def monitor_cmd(
         console.print(f"[yellow]retraining requested:[/] {reason}")
     for reason in data.get("not_retrained", []):
         console.print(f"[yellow]seen:[/] {reason} (land new rows to retrain)")
+    if check and not data.get("triggered") and not data.get("not_retrained"):
+        console.print("checked now: no trigger fired")
+    for reason in data.get("quiet", []):
+        console.print(f"  {reason}")
 
 
 @app.command()

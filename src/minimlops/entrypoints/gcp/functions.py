@@ -194,11 +194,10 @@ def send_alert(cloud_event: Any) -> None:
 def monitor_pipeline(request: Any) -> Any:
     """Cloud Scheduler's target: check drift, live accuracy and the schedule."""
     app = _app()
-    fired = []
-    for event in monitor.check(app.deps, app.registry, app.monitor):
+    checked = monitor.check(app.deps, app.registry, app.monitor)
+    for event in checked.events:
         messagebus.publish(event, app.deps)
-        fired.append(event.reason)
-    return {"triggered": fired}
+    return monitor.check_answer(checked)
 
 
 class _Serving:

@@ -191,7 +191,8 @@ class Runtime:
         while not self.stop_event.wait(self.app.monitor_every):
             try:
                 self.app.flush_predictions()
-                for event in monitor.check(self.app.deps, self.app.registry, self.app.monitor):
+                checked = monitor.check(self.app.deps, self.app.registry, self.app.monitor)
+                for event in checked.events:
                     messagebus.publish(event, self.app.deps)
             except Exception:
                 logger.exception("monitor: check failed; retrying next time")

@@ -76,13 +76,10 @@ def router(ctx: Context) -> APIRouter:
 
         def run() -> dict[str, list[str]]:
             app.flush_predictions()
-            noted: list[str] = []
-            events = monitor.check(app.deps, app.registry, app.monitor, noted)
-            for e in events:
+            checked = monitor.check(app.deps, app.registry, app.monitor)
+            for e in checked.events:
                 messagebus.publish(e, app.deps)
-            # triggered: trainings asked for; not_retrained: triggers that fired on
-            # rows a version already learned from
-            return {"triggered": [e.reason for e in events], "not_retrained": noted}
+            return monitor.check_answer(checked)
 
         return json_response(await asyncio.to_thread(run))
 
