@@ -700,8 +700,8 @@ def test_feedback_is_typed_by_the_task_and_counted_by_the_warehouse(trained) -> 
 @pytest.mark.parametrize("name", shapes.NAMES)
 def test_the_gate_says_which_rows_it_judged_on(name: str, caplog) -> None:
     """With labelled predictions, the gate's rows are VALIDATION's and
-    theirs: its log line says so (its figures are not the VALIDATION one
-    printed before them)."""
+    theirs: its log line and the version's decision say so (its figures are
+    not the VALIDATION one printed before them)."""
     p = shapes.load(name)
     deps = fake_deps_for(p, cv_folds=3)
     table = shapes.rows(p, 1200, seed=1)
@@ -720,7 +720,9 @@ def test_the_gate_says_which_rows_it_judged_on(name: str, caplog) -> None:
     ]
     meta = registry_of(deps).versions()[-1]
     valid = int(meta["metrics"]["validation"]["rows"])
-    assert line.endswith(f"(VALIDATION's {valid:,} and 30 labelled predictions)"), line
+    said = f"(VALIDATION's {valid:,} and 30 labelled predictions)"
+    assert line.endswith(said), line
+    assert meta["decision"]["reason"].endswith(said)  # stored: models show and the page say it
 
 
 def test_drift_covers_every_raw_feature_by_its_kind(trained) -> None:

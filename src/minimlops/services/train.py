@@ -201,8 +201,18 @@ def train_model(event: IngestionComplete | RetrainRequested, *, deps: Deps) -> l
         metric=project.primary_metric,
         direction=project.metric_direction,
     )
+    labelled_rows = int(result["rows_scored"]) - int(result["validation"].get("rows", 0))
     if gate.said and champ_metrics is not None:
         decision = dataclasses.replace(decision, reason=f"{decision.reason} ({gate.said})")
+    elif labelled_rows > 0 and not result.get("compared_metrics"):
+        # the gate's rows are VALIDATION's and labelled predictions': its figures
+        # are not the version's VALIDATION figure, and the reason says so
+        decision = dataclasses.replace(
+            decision,
+            reason=f"{decision.reason} (VALIDATION's "
+            f"{int(result['validation'].get('rows', 0)):,} and {labelled_rows:,} labelled "
+            f"prediction{'s' if labelled_rows != 1 else ''})",
+        )
     not_compared = not_compared or result.get("champion_unscorable")
     if not_compared:
         decision = dataclasses.replace(
@@ -283,15 +293,6 @@ def train_model(event: IngestionComplete | RetrainRequested, *, deps: Deps) -> l
     )
     if (test := result.get("test")) and test.get(metric) is not None:
         extra += f"; as it serves, {metric} {test[metric]:.4f} on {int(test['rows']):,} TEST rows"
-    reason = decision.reason
-    labelled = int(result["rows_scored"]) - int(valid.get("rows", 0))
-    if labelled > 0 and not result.get("compared_metrics"):  # (else gate.said says which)
-        # the gate's rows are VALIDATION's and labelled predictions': its
-        # figures are not the VALIDATION one just above
-        reason += (
-            f" (VALIDATION's {int(valid.get('rows', 0)):,} and {labelled:,} labelled "
-            f"prediction{'s' if labelled != 1 else ''})"
-        )
     logger.info(
         "train_model: version %s (%s): %s %.4f on VALIDATION (baseline %.4f)%s; %s: %s",
         meta["version"],
@@ -301,7 +302,7 @@ def train_model(event: IngestionComplete | RetrainRequested, *, deps: Deps) -> l
         result["baseline"].get(metric, float("nan")),
         extra,
         "PROMOTED" if decision.promote else "KEPT champion",
-        reason,
+        decision.reason,
     )
     events = _finish(registry, meta, deps)
     try:  # the version is stored and the champion set: an alert must not undo that
