@@ -106,7 +106,7 @@ def test_drift_accuracy_triggers_decisions_and_rollback(server: Server) -> None:
     answers = server.http.post("/predict", json=shifted(60, seed=6)).json()["predictions"]
     assert {a["model_version"] for a in answers} == {champion}
     stored = server.http.post("/feedback", json=wrong_labels(answers)).json()
-    assert stored == {"accepted": 60, "unknown": []}
+    assert stored == {"accepted": 60, "unknown": [], "replaced": []}
     live = {v["version"]: v for v in server.http.get("/monitoring").json()["versions"]}
     assert live[champion]["labelled"] == 60 and live[champion]["live_accuracy"] == 0.0
     assert live[champion]["interval_95"][1] < 0.1

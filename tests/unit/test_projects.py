@@ -1031,6 +1031,46 @@ def test_a_feedback_value_obeys_the_targets_rules_as_a_landed_row_does() -> None
     for bad, said in ((-5, "greater than or equal to 0"), (1200, "less than or equal to 1000")):
         with pytest.raises(ValidationError, match=said):
             feedback.validate_python({"uuid": "u", p.target: bad})
+    # a numeric target with allowed values (a rating from 1 to 5, predicted as a number)
+    rating = projects.from_dict(
+        {
+            "name": "ratings",
+            "key": "id",
+            "target": "stars",
+            "task": "regression",
+            "columns": [
+                {"name": "id", "type": "string", "required": True},
+                {"name": "price", "type": "float", "required": False},
+                {"name": "stars", "type": "integer", "required": True, "allowed": [1, 2, 3, 4, 5]},
+            ],
+        }
+    )
+    feedback = request_models(rating).feedback
+    assert feedback.validate_python({"uuid": "u", "stars": 4})["stars"] == 4
+    with pytest.raises(ValidationError, match="Input should be 1, 2, 3, 4 or 5"):
+        feedback.validate_python({"uuid": "u", "stars": 7})
+
+
+@pytest.mark.parametrize("name", shapes.NAMES)
+def test_a_second_label_replaces_the_first_and_the_answer_says_so(name: str) -> None:
+    """The newest label of a prediction counts: feedback answers which ids it
+    relabelled (sent before, or twice in one list, where the last is kept)."""
+    p = shapes.load(name)
+    deps = fake_deps_for(p, cv_folds=3)
+    table = shapes.rows(p, 600, seed=1)
+    _land_and_train(deps, "first.csv", table)
+    data = table.to_pylist()[:3]
+    logged, first = _served_and_labelled(p, deps, data)
+    assert first["replaced"] == [] and first["accepted"] == 3
+    a, b, c = (r["uuid"] for r in logged)
+    y = [d[p.target] for d in data]
+    again = admin.feedback(deps, [(a, y[1]), (b, y[1]), (b, y[0]), ("nope", y[0])])
+    assert again == {"accepted": 2, "unknown": ["nope"], "replaced": [a, b]}
+    labelled = deps.warehouse.labelled_predictions(
+        deps.names.predictions_table, deps.names.feedback_table
+    )
+    now = {u: v for u, v in zip(labelled["uuid"].to_pylist(), labelled["label"].to_pylist())}
+    assert now == {a: y[1], b: y[0], c: y[2]}  # the newest label of each, and c untouched
 
 
 @pytest.mark.parametrize("width", [80, 100])

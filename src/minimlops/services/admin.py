@@ -189,23 +189,36 @@ def retrain_if_project_changed(deps: Deps, registry: ModelRegistry) -> str | Non
 
 
 def feedback(deps: Deps, labels: list[tuple[str, Any]]) -> dict[str, Any]:
-    """Store true labels of earlier predictions; unknown ids are reported, not stored."""
+    """Store true labels of earlier predictions; unknown ids are reported, not stored.
+
+    The newest label of a prediction is the one that counts: ``replaced``
+    names the ids that had a label sent before (or twice in these labels:
+    the last one is kept).
+    """
     import pyarrow as pa
 
     from minimlops.services.tables import arrow_schema
 
-    known = deps.warehouse.known_uuids(deps.names.predictions_table, [u for u, _ in labels])
+    ids = [u for u, _ in labels]
+    last = dict(labels)  # one label per id: the last one given
+    known = deps.warehouse.known_uuids(deps.names.predictions_table, list(last))
+    earlier = deps.warehouse.known_uuids(deps.names.feedback_table, [u for u in last if u in known])
+    twice = {u for u in known if ids.count(u) > 1} if len(last) < len(ids) else set()
     now = deps.now()
     key, target = deps.project.key, deps.project.target
     rows = [
         {"uuid": u, key: None, target: y, "received_at": now, "source": "api"}
-        for u, y in labels
+        for u, y in last.items()
         if u in known
     ]
     if rows:
         schema = arrow_schema("feedback", deps.project)
         deps.warehouse.append(deps.names.feedback_table, pa.Table.from_pylist(rows, schema=schema))
-    return {"accepted": len(rows), "unknown": [u for u, _ in labels if u not in known]}
+    return {
+        "accepted": len(rows),
+        "unknown": [u for u in last if u not in known],
+        "replaced": [u for u in last if u in earlier or u in twice],
+    }
 
 
 def status(deps: Deps, registry: ModelRegistry, serving: str | None = None) -> dict[str, Any]:

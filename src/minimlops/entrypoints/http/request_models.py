@@ -483,6 +483,8 @@ def request_models(project: Project) -> RequestModels:
     elif target.type == "integer":
         rule.update(ge=INT64[0], le=INT64[1])
     if not project.classes:  # the target's own rules, as a landed file's rows obey them
+        if target.allowed is not None:  # as a request's column with allowed values
+            label = Literal[tuple(target.allowed)]  # type: ignore[valid-type]
         if target.min is not None:
             rule["ge"] = max(target.min, rule.get("ge", target.min))
         if target.max is not None:
