@@ -1069,7 +1069,7 @@ def test_a_second_label_replaces_the_first_and_the_answer_says_so(name: str) -> 
     labelled = deps.warehouse.labelled_predictions(
         deps.names.predictions_table, deps.names.feedback_table
     )
-    now = {u: v for u, v in zip(labelled["uuid"].to_pylist(), labelled["label"].to_pylist())}
+    now = dict(zip(labelled["uuid"].to_pylist(), labelled["label"].to_pylist(), strict=True))
     assert now == {a: y[1], b: y[0], c: y[2]}  # the newest label of each, and c untouched
 
 
