@@ -107,7 +107,13 @@ def test_redelivered_event_loads_nothing_but_announces_again(fake_deps: Deps) ->
         (  # an optional column renamed in the export: say so before "declare it"
             "renamed.csv",
             (HEADER.replace("Cabin", "CabinNo") + "\n" + GOOD[0] + "\n").encode(),
-            "unknown columns ['CabinNo']; optional column ['Cabin'] is not in the file: "
+            "unknown columns ['CabinNo']; 'CabinNo' looks like optional column 'Cabin' "
+            "renamed: give the file its old name back (else remove them",
+        ),
+        (  # renamed past recognition: the absent optional column is named all the same
+            "renamed_far.csv",
+            (HEADER.replace("Cabin", "Deck") + "\n" + GOOD[0] + "\n").encode(),
+            "unknown columns ['Deck']; optional column ['Cabin'] is not in the file: "
             "if it was renamed, give the file its old name back (else remove them",
         ),
         (

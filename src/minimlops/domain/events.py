@@ -67,10 +67,11 @@ class IngestionComplete(Event):
 
 @dataclass(frozen=True)
 class RetrainRequested(Event):
-    """Someone or something asked for a new model; the reason is recorded."""
+    """Someone or something asked for a new model; the reason is recorded. It
+    trains even on rows a version already learned from (a message from an
+    older version may carry ``force``: ignored, as any field no longer known)."""
 
     reason: str
-    force: bool = True
     default_topic: ClassVar[str] = "retrain_requested"
 
 

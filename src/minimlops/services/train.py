@@ -79,13 +79,13 @@ def train_model(event: IngestionComplete | RetrainRequested, *, deps: Deps) -> l
         return []
     ids = list(summary.ingestion_ids)
     snapshot = snapshot_of(ids)
-    forced = isinstance(event, RetrainRequested) and event.force
+    asked = isinstance(event, RetrainRequested)  # a person, a schedule or a monitor trigger
     versions = registry.versions()
     same_trigger = [
         m for m in versions if (m.get("trigger") or {}).get("event_id") == event.event_id
     ]
     done = same_trigger or _trained_on(deps, versions, snapshot)
-    if done and (same_trigger or not forced):
+    if done and (same_trigger or not asked):
         logger.info(
             "train_model: %s already handled by version %s", event.type, done[-1]["version"]
         )

@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from minimlops.domain.project import Project
+from minimlops.domain.project import Project, nearest
 from minimlops.domain.schema import SPLIT_BOUNDS, SPLITS
 from minimlops.errors import SchemaError
 from minimlops.services.content_keys import ContentKeys
@@ -147,8 +147,13 @@ def read_header(stream: Readable, project: Project) -> list[str]:
             for c in project.columns
             if not c.required and not c.generated and c.name not in names
         ]
+        pairs = [(u, m) for u in unknown if (m := nearest(u, absent)) is not None]
         renamed = (
-            f"; optional column{'s' if len(absent) > 1 else ''} {absent} "
+            "; "
+            + ", ".join(f"{u!r} looks like optional column {m!r} renamed" for u, m in pairs)
+            + ": give the file its old name back"
+            if pairs
+            else f"; optional column{'s' if len(absent) > 1 else ''} {absent} "
             f"{'are' if len(absent) > 1 else 'is'} not in the file: if "
             f"{'one was' if len(absent) > 1 else 'it was'} renamed, give the file its "
             "old name back"
