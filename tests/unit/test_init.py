@@ -808,6 +808,10 @@ def test_without_a_time_or_a_group_the_split_is_random_with_the_options_commente
     text = _toml(d.data, d.checks).splitlines()
     assert "# [split]" in text and any(line.startswith('# strategy = "random"') for line in text)
     assert "[split]" not in text
+    # the comment says what happens with no [split]: the default shares, and what each is for
+    said = "\n".join(text)
+    assert "# How the labelled rows are split: 70 % TRAIN, 15 % VALIDATION, 15 % TEST" in said
+    assert "TEST is\n#   held back: each version reports what its served model does there" in said
 
 
 def test_init_leaves_out_leaks_and_ids_but_not_honest_columns(tmp_path: Path) -> None:

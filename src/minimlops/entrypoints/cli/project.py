@@ -16,13 +16,17 @@ if TYPE_CHECKING:
 # The [split] table's options, as comments: above a proposed split, and as a
 # commented-out example when the rows are split at random (the default).
 _SPLIT_HELP = [
-    "# How the labelled rows are split: TRAIN fits the model, VALIDATION measures",
-    "# it and gates it (then the served model is refitted on both); TEST is held",
-    "# back, for your own last check (fractions [0.85, 0.15, 0] use it all).",
-    "# strategy: random (the default, a hash",
-    "# of the key: for rows that do not depend on each other), time (the oldest rows",
-    "# TRAIN, the newest TEST), group (every row of one customer, patient... on one",
-    "# side), column (a column of the file says TRAIN, VALIDATION or TEST).",
+    "# How the labelled rows are split: 70 % TRAIN, 15 % VALIDATION, 15 % TEST",
+    "# unless fractions says otherwise.",
+    "#   TRAIN fits the candidates; VALIDATION scores them and gates a new version",
+    "#   against the champion; the served model is then refitted on both. TEST is",
+    "#   held back: each version reports what its served model does there.",
+    "#   fractions = [0.85, 0.15, 0] serves a fit of every row, with no TEST figure.",
+    "# strategy:",
+    "#   random  (the default) by a hash of the key: rows independent of each other",
+    "#   time    the oldest rows TRAIN, the newest TEST: rows that change over time",
+    "#   group   every row of one customer, patient... on the same side",
+    "#   column  a column of the file says TRAIN, VALIDATION or TEST",
 ]
 _SPLIT_EXAMPLE = [
     "# [split]",
