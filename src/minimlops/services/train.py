@@ -11,6 +11,7 @@ import dataclasses
 import hashlib
 import logging
 import platform
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -469,23 +470,25 @@ def _gate(champ_meta: dict[str, Any], split: Split, valid: pa.Table, labelled: p
 def _trains_rows(train: pa.Table, labelled: pa.Table, key: str) -> np.ndarray:
     """Which labelled predictions carry the key of a row the challenger is
     fitted on (labels that came in a file land as rows too)."""
-    if labelled.num_rows == 0 or key not in labelled.column_names or key not in train.column_names:
+    if key not in train.column_names:
         return np.zeros(labelled.num_rows, dtype=bool)
-    values = labelled.column(key)
-    if pa.types.is_null(values.type):
-        return np.zeros(labelled.num_rows, dtype=bool)
-    found = pc.is_in(values, value_set=train.column(key).cast(values.type))
-    return np.asarray(found.fill_null(False).to_numpy(zero_copy_only=False), dtype=bool)
+    return _where(labelled, key, lambda v: pc.is_in(v, value_set=train.column(key).cast(v.type)))
 
 
 def _at_or_after(table: pa.Table, column: str, since: Any) -> np.ndarray:
     """Which rows have a time at or after ``since`` (none without one)."""
+    return _where(table, column, lambda v: pc.greater_equal(v, pa.scalar(since, v.type)))
+
+
+def _where(table: pa.Table, column: str, test: Callable[[Any], Any]) -> np.ndarray:
+    """``test`` of a column's values as a mask: False where the value is
+    missing, and everywhere when the column is absent or holds no value."""
     if table.num_rows == 0 or column not in table.column_names:
         return np.zeros(table.num_rows, dtype=bool)
     values = table.column(column)
     if pa.types.is_null(values.type):
         return np.zeros(table.num_rows, dtype=bool)
-    found = pc.greater_equal(values, pa.scalar(since, values.type))
+    found = test(values)
     return np.asarray(found.fill_null(False).to_numpy(zero_copy_only=False), dtype=bool)
 
 
