@@ -199,7 +199,11 @@ class InMemoryWarehouse:
         return pa.Table.from_pylist(self.tables[table], schema=self._schema(table))
 
     def labelled_predictions(
-        self, predictions: str, feedback: str, limit: int | None = None
+        self,
+        predictions: str,
+        feedback: str,
+        limit: int | None = None,
+        landed_in: str | None = None,
     ) -> pa.Table:
         labels: dict[str, tuple[Any, int]] = {}
         preds = self.tables[predictions]
@@ -218,6 +222,9 @@ class InMemoryWarehouse:
         )
         if limit is not None:
             rows = rows[len(rows) - min(limit, len(rows)) :]
+        if landed_in is not None:
+            keys = {r[self.key] for r in self.tables[landed_in]}
+            rows = [{**r, "landed": r.get(self.key) in keys} for r in rows]
         if not rows:
             return pa.table(
                 {

@@ -215,11 +215,17 @@ class Warehouse(Protocol):
         ...
 
     def labelled_predictions(
-        self, predictions: str, feedback: str, limit: int | None = None
+        self,
+        predictions: str,
+        feedback: str,
+        limit: int | None = None,
+        landed_in: str | None = None,
     ) -> pa.Table:
         """Predictions joined with their newest true label (column ``label``),
-        by uuid, or by PassengerId for labels that came in a file; oldest
-        first. With ``limit``: only the newest ``limit`` of them."""
+        by uuid, or by the row key for labels that came in a file; oldest
+        first. With ``limit``: only the newest ``limit`` of them. With
+        ``landed_in`` (the training table): a boolean column ``landed``, true
+        where the prediction's key is a row of that table."""
         ...
 
     def labelled_accuracy(

@@ -229,6 +229,46 @@ class AbstractWarehouseTests:
         everything = wh.latest_rows("training_data", per_split=1000)
         assert everything.num_rows == 300
 
+    def test_labelled_predictions_say_which_rows_landed(self, wh) -> None:
+        """A labelled prediction whose key is a row of the training table is
+        that row (training leaves it out of the gate's rows): ``landed``."""
+        wh.load("training_data", _training_rows([7, 9]).to_batches(), _ledger_row())
+        base = datetime(2026, 3, 1, tzinfo=UTC)
+        preds = [
+            {
+                "uuid": f"u{i}",
+                "created_at": base.replace(minute=i),
+                "model_version": "1",
+                "PassengerId": pid,
+                "Pclass": 1,
+                "Sex": "female",
+                "SibSp": 0,
+                "Parch": 0,
+                "probability": 0.9,
+                "prediction": 1,
+            }
+            for i, pid in enumerate([7, 8, None])
+        ]
+        wh.append(
+            "predictions_data",
+            pa.Table.from_pylist(preds, schema=arrow_schema("predictions_data", TITANIC)),
+        )
+        labels = [
+            {"uuid": f"u{i}", "PassengerId": None, "Survived": 1, "received_at": base}
+            for i in range(3)
+        ]
+        wh.append(
+            "feedback", pa.Table.from_pylist(labels, schema=arrow_schema("feedback", TITANIC))
+        )
+        got = wh.labelled_predictions("predictions_data", "feedback", landed_in="training_data")
+        assert [(r["uuid"], r["landed"]) for r in got.to_pylist()] == [
+            ("u0", True),
+            ("u1", False),
+            ("u2", False),
+        ]
+        plain = wh.labelled_predictions("predictions_data", "feedback")
+        assert "landed" not in plain.column_names and plain.num_rows == 3
+
     def test_labelled_predictions_and_their_accuracy(self, wh) -> None:
         base = datetime(2026, 3, 1, tzinfo=UTC)
         preds = pa.Table.from_pylist(

@@ -701,17 +701,22 @@ def test_feedback_is_typed_by_the_task_and_counted_by_the_warehouse(trained) -> 
 def test_the_gate_says_which_rows_it_judged_on(name: str, caplog) -> None:
     """With labelled predictions, the gate's rows are VALIDATION's and
     theirs: its log line and the version's decision say so (its figures are
-    not the VALIDATION one printed before them)."""
+    not the VALIDATION one printed before them). A labelled prediction whose
+    row landed is that row (learned from in TRAIN, scored once in VALIDATION,
+    held back in TEST): it is not counted again, whatever its split."""
     p = shapes.load(name)
     deps = fake_deps_for(p, cv_folds=3)
     table = shapes.rows(p, 1200, seed=1)
     _land_and_train(deps, "first.csv", table)
-    # 30 labelled predictions of rows the challenger will not learn from, and 10
-    # of TRAIN rows (labels that came as a file land as rows too): those are left out
+    # 30 labelled predictions of rows that never landed, and 10 of each split's
+    # landed rows (labels that came as a file land as rows too): those are left out
     rows = table.to_pylist()
-    held = [r for r in rows if split_for(r[p.key]) != "TRAIN"][:30]
-    learned = [r for r in rows if split_for(r[p.key]) == "TRAIN"][:10]
-    _served_and_labelled(p, deps, held + learned)
+    unseen = shapes.rows(p, 30, seed=7, start=20001).to_pylist()
+    by_split = [
+        [r for r in rows if split_for(r[p.key]) == s_][:10]
+        for s_ in ("TRAIN", "VALIDATION", "TEST")
+    ]
+    _served_and_labelled(p, deps, unseen + [r for part in by_split for r in part])
     caplog.clear()
     with caplog.at_level("INFO", logger="minimlops"):
         _land_and_train(deps, "second.csv", shapes.rows(p, 600, seed=2, start=5001))
@@ -723,6 +728,11 @@ def test_the_gate_says_which_rows_it_judged_on(name: str, caplog) -> None:
     said = f"(VALIDATION's {valid:,} and 30 labelled predictions)"
     assert line.endswith(said), line
     assert meta["decision"]["reason"].endswith(said)  # stored: models show and the page say it
+    assert meta["metrics"]["evaluation_rows"]["feedback"] == 30
+    assert any(
+        "30 of 60 labelled predictions are left out: their rows landed" in r.getMessage()
+        for r in caplog.records
+    )
 
 
 def test_drift_covers_every_raw_feature_by_its_kind(trained) -> None:

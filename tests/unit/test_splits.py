@@ -446,9 +446,13 @@ def test_when_older_rows_land_the_champion_is_compared_on_the_rows_after_its_fit
     assert compared["evaluation"]["rmse"] == pytest.approx(_rmse(measured, after), rel=1e-6)
 
 
-def test_by_time_labelled_predictions_dated_before_validation_are_not_evaluation_rows() -> None:
+def test_by_time_labelled_predictions_dated_before_validation_are_not_evaluation_rows(
+    caplog,
+) -> None:
     """A labelled prediction of a row dated in TRAIN's window may be a row the
-    challenger learned from: the figures leave it out."""
+    challenger learned from: the figures leave it out. One whose row landed is
+    that row (learned from, scored as VALIDATION, or held back as TEST): left
+    out too, whatever its date; only labels of rows that never landed count."""
     from minimlops.services.predict import Predictor
     from minimlops.services.tables import arrow_schema
 
@@ -456,19 +460,26 @@ def test_by_time_labelled_predictions_dated_before_validation_are_not_evaluation
     deps, first = _train(project)
     header, *lines = orders_csv().decode().splitlines()
     rows = [r for r in _csv_rows(lines, header) if r["order_date"]]
-    old, new = rows[:30], rows[-40:]  # TRAIN's dates, and the newest (TEST's)
+    # TRAIN's dates and the newest (TEST's), under keys that never landed; and
+    # 20 of the newest as they landed (their own keys)
+    unseen = [{**r, "order_id": f"x{r['order_id']}"} for r in rows[:30] + rows[-40:]]
+    sent = unseen + rows[-20:]
     predictor = Predictor(registry_of(deps), deps.now, project)
     predictor.refresh()
-    logged = predictor.predict([{k: v for k, v in r.items() if k != "amount"} for r in old + new])
+    logged = predictor.predict([{k: v for k, v in r.items() if k != "amount"} for r in sent])
     deps.warehouse.append(
         deps.names.predictions_table,
         pa.Table.from_pylist(logged, schema=arrow_schema("predictions_data", project)),
     )
-    admin.feedback(deps, [(p["uuid"], r["amount"]) for p, r in zip(logged, old + new, strict=True)])
-    messagebus.handle(RetrainRequested(reason="labels came"), deps)
+    admin.feedback(deps, [(p["uuid"], r["amount"]) for p, r in zip(logged, sent, strict=True)])
+    with caplog.at_level("INFO", logger="minimlops"):
+        messagebus.handle(RetrainRequested(reason="labels came"), deps)
     registry = registry_of(deps)
     second = registry.metadata(registry.versions()[-1]["version"])
-    assert second["metrics"]["evaluation_rows"]["feedback"] == len(new)
+    assert second["metrics"]["evaluation_rows"]["feedback"] == 40
+    said = " ".join(r.getMessage() for r in caplog.records)
+    assert "20 of 90 labelled predictions are left out: their rows landed" in said
+    assert "30 of 70 labelled predictions are left out: dated before VALIDATION's start" in said
 
 
 def test_a_versions_test_figure_is_the_served_model_on_the_rows_after_validation() -> None:

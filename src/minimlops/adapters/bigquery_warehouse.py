@@ -612,9 +612,19 @@ class BigQueryWarehouse:
             QUALIFY row_number() OVER (PARTITION BY uuid ORDER BY labelled_at DESC) = 1"""
 
     def labelled_predictions(
-        self, predictions: str, feedback: str, limit: int | None = None
+        self,
+        predictions: str,
+        feedback: str,
+        limit: int | None = None,
+        landed_in: str | None = None,
     ) -> pa.Table:
         sql = self._labelled(predictions, feedback)
+        if landed_in is not None:
+            k = self._k
+            sql = (
+                f"SELECT l.*, t.k IS NOT NULL AS landed FROM ({sql}) l "
+                f"LEFT JOIN (SELECT DISTINCT {k} AS k FROM {self._t(landed_in)}) t ON t.k = l.{k}"
+            )
         if limit is None:
             return self._arrow(sql + " ORDER BY created_at, uuid")
         sql = (

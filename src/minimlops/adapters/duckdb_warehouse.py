@@ -483,9 +483,19 @@ class DuckDBWarehouse:
             QUALIFY row_number() OVER (PARTITION BY uuid ORDER BY labelled_at DESC) = 1"""
 
     def labelled_predictions(
-        self, predictions: str, feedback: str, limit: int | None = None
+        self,
+        predictions: str,
+        feedback: str,
+        limit: int | None = None,
+        landed_in: str | None = None,
     ) -> pa.Table:
         sql, params = self._labelled(predictions, feedback), {}
+        if landed_in is not None:
+            k = _q(self.key.key)
+            sql = (
+                f"SELECT l.*, t.k IS NOT NULL AS landed FROM ({sql}) l "
+                f"LEFT JOIN (SELECT DISTINCT {k} AS k FROM {_q(landed_in)}) t ON t.k = l.{k}"
+            )
         if limit is None:
             sql += " ORDER BY created_at, uuid"
         else:

@@ -11,7 +11,6 @@ import dataclasses
 import hashlib
 import logging
 import platform
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -111,7 +110,16 @@ def train_model(event: IngestionComplete | RetrainRequested, *, deps: Deps) -> l
         table_name, ingestion_ids=ids, splits=SPLITS[2:], per_split=min(cap, TEST_ROWS), split=split
     ).select(columns)
     del read
-    labelled = _feedback_rows(deps, cap)
+    labelled, landed = _feedback_rows(deps, cap)
+    if landed:
+        # a labelled prediction whose row landed is that row: learned from
+        # (TRAIN), scored already (VALIDATION: counted twice) or held back (TEST)
+        logger.info(
+            "train_model: %s of %s labelled predictions are left out: their rows landed "
+            "(a row of TRAIN is learned from, of VALIDATION scored as one, of TEST held back)",
+            f"{landed:,}",
+            f"{labelled.num_rows + landed:,}",
+        )
     if split.cutoffs is not None and split.spec.column:
         # by time, rows dated before VALIDATION's start are TRAIN's: a labelled
         # prediction of one may be a row the challenger learned from
@@ -125,16 +133,6 @@ def train_model(event: IngestionComplete | RetrainRequested, *, deps: Deps) -> l
                 splits.iso(split.cutoffs[0]),
             )
             labelled = labelled.filter(pa.array(recent))
-    elif (learned := _trains_rows(parts["TRAIN"], labelled, deps.project.key)).any():
-        # a prediction whose row also landed in TRAIN (labels in a file, by key):
-        # the challenger learned from it
-        logger.info(
-            "train_model: %s of %s labelled predictions are left out: the challenger "
-            "learned from their rows (TRAIN holds their keys)",
-            f"{int(learned.sum()):,}",
-            f"{labelled.num_rows:,}",
-        )
-        labelled = labelled.filter(pa.array(~learned))
     counts = {name: summary.splits.get(name, 0) for name in SPLITS}
     if counts["VALIDATION"] == 0:
         logger.warning(
@@ -467,28 +465,14 @@ def _gate(champ_meta: dict[str, Any], split: Split, valid: pa.Table, labelled: p
     )
 
 
-def _trains_rows(train: pa.Table, labelled: pa.Table, key: str) -> np.ndarray:
-    """Which labelled predictions carry the key of a row the challenger is
-    fitted on (labels that came in a file land as rows too)."""
-    if key not in train.column_names:
-        return np.zeros(labelled.num_rows, dtype=bool)
-    return _where(labelled, key, lambda v: pc.is_in(v, value_set=train.column(key).cast(v.type)))
-
-
 def _at_or_after(table: pa.Table, column: str, since: Any) -> np.ndarray:
     """Which rows have a time at or after ``since`` (none without one)."""
-    return _where(table, column, lambda v: pc.greater_equal(v, pa.scalar(since, v.type)))
-
-
-def _where(table: pa.Table, column: str, test: Callable[[Any], Any]) -> np.ndarray:
-    """``test`` of a column's values as a mask: False where the value is
-    missing, and everywhere when the column is absent or holds no value."""
     if table.num_rows == 0 or column not in table.column_names:
         return np.zeros(table.num_rows, dtype=bool)
     values = table.column(column)
     if pa.types.is_null(values.type):
         return np.zeros(table.num_rows, dtype=bool)
-    found = test(values)
+    found = pc.greater_equal(values, pa.scalar(since, values.type))
     return np.asarray(found.fill_null(False).to_numpy(zero_copy_only=False), dtype=bool)
 
 
@@ -576,14 +560,23 @@ def _sampled(parts: dict[str, pa.Table], counts: dict[str, int]) -> str:
     return f" (read as a sample: {', '.join(cut)})" if cut else ""
 
 
-def _feedback_rows(deps: Deps, limit: int) -> pa.Table:
-    """The newest labelled predictions as evaluation rows: the request's inputs, the true label."""
+def _feedback_rows(deps: Deps, limit: int) -> tuple[pa.Table, int]:
+    """The newest labelled predictions as evaluation rows (the request's
+    inputs, the true label), but those whose key is a row of the training
+    table; and how many those were."""
     n, target = deps.names, deps.project.target
-    table = deps.warehouse.labelled_predictions(n.predictions_table, n.feedback_table, limit)
+    table = deps.warehouse.labelled_predictions(
+        n.predictions_table, n.feedback_table, limit, landed_in=n.training_table
+    )
     inputs = list(deps.project.input_columns)
     if table.num_rows == 0:
-        return pa.table({c: pa.array([], pa.null()) for c in [*inputs, target]})
-    return table.select([*inputs, "label"]).rename_columns([*inputs, target])
+        return pa.table({c: pa.array([], pa.null()) for c in [*inputs, target]}), 0
+    landed = pc.fill_null(table.column("landed"), False)
+    kept = table.filter(pc.invert(landed))
+    return (
+        kept.select([*inputs, "label"]).rename_columns([*inputs, target]),
+        table.num_rows - kept.num_rows,
+    )
 
 
 def _trigger(event: Event) -> dict[str, Any]:
