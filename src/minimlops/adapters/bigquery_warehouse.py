@@ -622,8 +622,9 @@ class BigQueryWarehouse:
         if landed_in is not None:
             k = self._k
             sql = (
-                f"SELECT l.*, t.k IS NOT NULL AS landed FROM ({sql}) l "
-                f"LEFT JOIN (SELECT DISTINCT {k} AS k FROM {self._t(landed_in)}) t ON t.k = l.{k}"
+                f"SELECT l.*, (l.{k} IS NOT NULL AND EXISTS "
+                f"(SELECT 1 FROM {self._t(landed_in)} t WHERE t.{k} = l.{k})) AS landed "
+                f"FROM ({sql}) l"
             )
         if limit is None:
             return self._arrow(sql + " ORDER BY created_at, uuid")
