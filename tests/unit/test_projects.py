@@ -1011,6 +1011,75 @@ def test_an_integer_outside_bigint_is_refused_naming_the_field() -> None:
         models.feedback.validate_json(b'{"uuid": "u", "y": %d}' % 2**63)
 
 
+def test_a_request_without_a_required_value_or_with_true_for_a_number_is_refused() -> None:
+    """A required text sent as "" or the project's word for no value, a null
+    for a required field, true for a number, a number no BIGINT holds: each a
+    422 naming the field and what is wrong (a landed row's blank is refused as
+    well), nothing logged; an optional field's blank still means not given."""
+    import asyncio
+
+    import orjson
+
+    from minimlops.entrypoints.http.fastpath import predict_answerer
+    from minimlops.entrypoints.http.request_models import request_models
+    from minimlops.entrypoints.http.stats import ServingStats
+
+    p = projects.from_dict(
+        {
+            "name": "loans",
+            "key": "id",
+            "target": "y",
+            "task": "regression",
+            "missing_values": ["NA"],
+            "columns": [
+                {"name": "id", "type": "string", "required": True},
+                {"name": "home", "type": "string", "required": True},
+                {"name": "purpose", "type": "string", "required": False},
+                {"name": "amount", "type": "integer", "required": True},
+                {"name": "rate", "type": "float", "required": False},
+                {"name": "y", "type": "float", "required": True},
+            ],
+        }
+    )
+    logged = []
+
+    class Log:
+        async def log(self, rows):
+            logged.extend(rows)
+
+    class Predictor:
+        task, version = "regression", "1"
+
+        def predict(self, rows, owned):
+            return [{**dict(r), "prediction": 1.0, "uuid": "u", "model_version": "1"} for r in rows]
+
+    answer = predict_answerer(
+        Predictor(), Log(), ServingStats(), request_models(p), max_body=1 << 20, max_batch=10
+    )
+    good = {"home": "rent", "purpose": "car", "amount": 100, "rate": 0.1}
+    refused = [
+        ({"home": ""}, "home", "a value is required here ('' means no value)"),
+        ({"home": "NA"}, "home", "a value is required here ('NA' means no value)"),
+        ({"home": None}, "home", "a value is required here (null was sent)"),
+        ({"amount": None}, "amount", "a value is required here (null was sent)"),
+        ({"amount": True}, "amount", "a number is needed here, not true"),
+        ({"rate": False}, "rate", "a number is needed here, not false"),
+        ({"amount": 1e300}, "amount", "a whole number from -9223372036854775808 to"),
+    ]
+    for change, field, said in refused:
+        for body in (orjson.dumps({**good, **change}), orjson.dumps([good, {**good, **change}])):
+            status, answer_body = asyncio.run(answer(body, "application/json"))
+            assert status == 422, (change, answer_body)
+            (error,) = orjson.loads(answer_body)["errors"]
+            assert error["field"] == field and error["message"].startswith(said), error
+    assert logged == []
+    for blank in ("", "NA"):  # an optional field's blank: not given
+        status, _ = asyncio.run(
+            answer(orjson.dumps({**good, "purpose": blank}), "application/json")
+        )
+        assert status == 200 and logged[-1]["purpose"] is None
+
+
 @pytest.mark.parametrize("name", ["wine", "churn"])
 def test_a_feedback_label_is_read_as_a_requests_text_is(name) -> None:
     """Spaces around a class are dropped, as in a request's fields and in

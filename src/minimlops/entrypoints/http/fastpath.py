@@ -38,9 +38,12 @@ JSON = (b"content-type", b"application/json")
 def field_errors(exc: ValidationError, batch: bool) -> list[dict[str, Any]]:
     """Pydantic's errors as the API reports them: field, message, batch index."""
     out = []
-    for e in exc.errors(include_url=False, include_input=False):
+    for e in exc.errors(include_url=False):
         loc = list(e["loc"])
-        item = {"field": str(loc[-1]) if loc else None, "message": e["msg"]}
+        message = e["msg"]
+        if e["type"].endswith("_type") and e.get("input", ...) is None:
+            message = "a value is required here (null was sent)"
+        item = {"field": str(loc[-1]) if loc else None, "message": message}
         if batch and loc and isinstance(loc[0], int):
             item["index"] = loc[0]
         out.append(item)

@@ -10,7 +10,15 @@ from functools import cached_property
 from operator import attrgetter
 from typing import Annotated, Any, Literal, NotRequired
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, with_config
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    with_config,
+)
 from pydantic_core import PydanticCustomError
 from typing_extensions import TypedDict  # pydantic needs this one on Python 3.11
 
@@ -101,6 +109,44 @@ def _range(c: ColumnSpec) -> dict[str, Any]:
     return bounds
 
 
+def _given(words: tuple[str, ...]) -> Any:
+    """A required text field's check: "" and the project's words for no value
+    ("NA") are refused, as a landed row's are ("required value is missing")."""
+    blank = frozenset(("", *words))
+
+    def check(value: str) -> str:
+        if value in blank:
+            raise PydanticCustomError(
+                "missing_value",
+                "a value is required here ({value} means no value)",
+                {"value": repr(value)},
+            )
+        return value
+
+    return AfterValidator(check)
+
+
+def _a_number(whole: bool) -> Any:
+    """A number field's check before pydantic's, which would read true as 1:
+    true and false are refused; so is a whole number BIGINT cannot hold,
+    said as such (pydantic's words are about parsing a string)."""
+
+    def check(value: Any) -> Any:
+        if isinstance(value, bool):
+            raise PydanticCustomError(
+                "number_type", "a number is needed here, not {value}", {"value": str(value).lower()}
+            )
+        if whole and isinstance(value, float) and not INT64[0] <= value <= INT64[1]:
+            raise PydanticCustomError(
+                "int_range",
+                "a whole number from {low} to {high} is needed here",
+                {"low": INT64[0], "high": INT64[1]},
+            )
+        return value
+
+    return BeforeValidator(check)
+
+
 def _missing(words: tuple[str, ...]) -> Any:
     """ "" and the project's words for no value ("NA", "?") mean not given."""
     if not words:
@@ -130,6 +176,11 @@ def _field_type(c: ColumnSpec, missing: Any = Missing, words: tuple[str, ...] = 
     if c.max_length is not None:
         kwargs["max_length"] = c.max_length
     typed: Any = Annotated[base, Field(**{k: v for k, v in kwargs.items() if v is not None})]
+    if c.type in ("integer", "float") and c.allowed is None:
+        # (a Python hook: only bodies the fast check refuses come here)
+        typed = Annotated[typed, _a_number(c.type == "integer")]
+    if c.required and c.type == "string" and c.allowed is None:
+        typed = Annotated[typed, _given(words)]
     if c.required:
         return typed
     if c.type == "string":  # "" from a form or a CSV export means not given
@@ -166,12 +217,12 @@ class FastCheck:
     stamps: tuple[tuple[str, str], ...] = ()
 
     @cached_property
-    def _columns(self) -> tuple[tuple[Any, str, frozenset[str], bool], ...]:
+    def _columns(self) -> tuple[tuple[Any, str, frozenset[str], bool, bool], ...]:
         """A batch's text check, by column: reader, attribute, the values that
-        mean not given ("" and the blank words, of an optional column), free."""
+        mean not given ("" and the blank words), optional, free."""
         nulls = frozenset(("", *self.blank))
         return tuple(
-            (attrgetter(attr), attr, nulls if optional else frozenset(), free)
+            (attrgetter(attr), attr, nulls, optional, free)
             for _, attr, optional, free in self.texts
         )
 
@@ -198,13 +249,15 @@ class FastCheck:
             for row in rows:
                 if (v := getattr(row, attr)) is not None and v.tzinfo is not UTC:
                     setattr(row, attr, utc(v))
-        for read, attr, nulls, free in self._columns:
+        for read, attr, nulls, optional, free in self._columns:
             values = list(map(read, rows))
             if free:  # pydantic strips spaces around free text: such a body goes to it
                 given = list(filter(None, values))
                 if list(map(str.strip, given)) != given:
                     return None
-            if nulls and not nulls.isdisjoint(values):
+            if not nulls.isdisjoint(values):
+                if not optional:  # a required one without a value: pydantic says so
+                    return None
                 for row, v in zip(rows, values, strict=True):
                     if v in nulls:
                         setattr(row, attr, None)
@@ -214,11 +267,15 @@ class FastCheck:
         for name, _, optional, free in self.texts:
             v = row.get(name)
             if not v:
-                if v == "" and optional:
+                if v == "":
+                    if not optional:  # required: refused, by pydantic's words
+                        return None
                     row[name] = None
             elif free and (v[0].isspace() or v[-1].isspace()):
                 return None
-            elif optional and v in self.blank:
+            elif v in self.blank:
+                if not optional:
+                    return None
                 row[name] = None
         return [row]
 
