@@ -740,8 +740,13 @@ def test_a_second_versions_row_shows_the_champion_on_the_same_rows(tmp_path: Pat
         assert second["champion_compared"]["version"] == "1"
         page.goto(srv.url + "/dashboard")
         page.wait_for_selector("#models tr:nth-child(2)")
-        assert "accuracy on its VALIDATION" in (page.text_content("#models-head") or "")
+        head = page.text_content("#models-head") or ""
+        assert "accuracy on its VALIDATION" in head and "accuracy on TEST, as it serves" in head
         newest = page.locator("#models tr").first.text_content() or ""
+        # the served model's TEST figure beside its VALIDATION one
+        shown = page.locator("#models tr").first.locator("td.test")
+        assert shown.text_content() == f"{second['test']['accuracy']:.3f}"
+        assert shown.get_attribute("title") == f"on {int(second['test']['rows']):,} TEST rows"
         mine = second["evaluation"]["accuracy"]  # VALIDATION and labelled, as the champion's
         said = f"on the gate's rows: {mine:.3f} against champion 1's {theirs:.3f}"
         assert newest.startswith("2") and said in newest, newest

@@ -1171,10 +1171,15 @@ def test_models_list_fits_the_terminal_and_cuts_no_word(trained, width: int) -> 
     assert max(len(line) for line in lines) <= width, out.getvalue()
     assert "…" not in out.getvalue()
     header = next(i for i, line in enumerate(lines) if line.startswith("ver "))
-    for column in ("fit rows", p.primary_metric, "baseline", "algorithm", "decision"):
+    assert lines[header - 1].split() == ["fit"]  # "fit rows", on two lines
+    for column in ("rows", p.primary_metric, "TEST", "baseline", "algorithm", "decision"):
         assert column in lines[header], lines[header]
     at = lines[header].index("decision")
-    end = next(i for i, line in enumerate(lines) if line.startswith("★ champion"))
+    end = next(i for i, line in enumerate(lines) if line.startswith(f"{p.primary_metric}: the"))
+    test_at = lines[header].index("TEST")
+    for v, line in zip(data["versions"], lines[header + 2 :], strict=False):
+        if line.startswith(v["version"]):  # the served model's TEST figure, beside VALIDATION's
+            assert f"{v['test'][p.primary_metric]:.3f}" in line[: test_at + 4], line
     shown = " ".join(" ".join(line[at:].split()) for line in lines[header + 2 : end])
     for v in data["versions"]:
         assert v["algorithm"] in out.getvalue()

@@ -90,7 +90,7 @@ def _train(project, **knobs) -> tuple[Deps, dict]:
 
 def test_a_time_split_trains_on_the_past_and_measures_on_later_rows() -> None:
     project = orders_project({"strategy": "time", "column": "order_date"})
-    _, meta = _train(project)
+    deps, meta = _train(project)
     split = meta["training"]["split"]
     assert split["strategy"] == "time" and split["column"] == "order_date"
     # TRAIN ends before VALIDATION begins, which ends before TEST begins
@@ -106,6 +106,20 @@ def test_a_time_split_trains_on_the_past_and_measures_on_later_rows() -> None:
     # the budget it had, and where it came from (the tests set one)
     assert meta["selection"]["budget_s"] == TEST_BUDGET_S
     assert meta["selection"]["budget_from"] == "set"
+    # `models show` says each split's dates, as the evaluation page does
+    import io
+
+    from rich.console import Console
+
+    from minimlops.entrypoints.cli.report import print_version
+
+    out = io.StringIO()
+    print_version(
+        Console(file=out, width=120, color_system=None),
+        admin.model_view(registry_of(deps), meta["version"]),
+    )
+    for name in ("train", "validation", "test"):
+        assert f"{name.upper()}: {split[name]['from']} to {split[name]['to']}" in out.getvalue()
 
 
 def test_declared_cut_off_dates_are_kept() -> None:

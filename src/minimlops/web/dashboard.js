@@ -76,7 +76,8 @@ function renderAlerts(a) {
 
 function metricsHeader() {
   const primary = project.primary_metric, second = SECOND[project.task];
-  const cols = ["version", "algorithm", `${primary} on its VALIDATION`, ...(second !== primary ? [second] : []),
+  const cols = ["version", "algorithm", `${primary} on its VALIDATION`, `${primary} on TEST, as it serves`,
+                ...(second !== primary ? [second] : []),
                 `baseline (${primary})`, `live ${liveMetric().short}`, "decision"];
   const tr = document.getElementById("models-head");
   tr.replaceChildren(...cols.map((c) => { const th = document.createElement("th"); th.textContent = c.replaceAll("_", " "); return th; }));
@@ -111,6 +112,11 @@ function renderModels(m) {
       note.textContent = `on the gate's rows: ${num(mine)} against champion ${cmp.version}'s ${num(theirs)}`;
       own.append(document.createElement("br"), note);
     }
+    // the model that serves, on held-back rows nothing learned from: what the
+    // VALIDATION figure (the TRAIN-only fit's, on rows selection looked at) promises
+    const test = (v.test || {})[primary];
+    const onTest = cell(tr, test === undefined || test === null ? "—" : num(test), "test");
+    if (v.test && v.test.rows) onTest.title = `on ${v.test.rows.toLocaleString()} TEST rows`;
     if (second !== primary) cell(tr, num(v.metrics[second]));
     cell(tr, num(baselineOf(v, primary)));
     const live = project.task === "regression" ? v.live_mae : v.live_accuracy;

@@ -279,8 +279,8 @@ function renderSplit(v) {
     if (p.groups !== undefined) return `${name.toUpperCase()} ${p.groups.toLocaleString()} groups` + (p.without_group ? ` (+${p.without_group} rows without one)` : "");
     return `${name.toUpperCase()} ${p.from || "?"} to ${p.to || "?"}` + (p.without_time ? ` (+${p.without_time} rows without a time)` : "");
   };
-  const parts = ["train", "validation"].map(part).filter(Boolean);
-  if (sp.test_from && sp.strategy === "time") parts.push(`TEST from ${sp.test_from}`);
+  const parts = ["train", "validation", "test"].map(part).filter(Boolean);
+  if (!sp.test && sp.test_from && sp.strategy === "time") parts.push(`TEST from ${sp.test_from}`);
   out.textContent = `split ${sp.description}` + (parts.length ? ` · ${parts.join(" · ")}` : "");
   const list = document.getElementById("warnings");
   for (const w of v.warnings || []) list.append(el("li", `⚠ ${w.message}`, "warning"));

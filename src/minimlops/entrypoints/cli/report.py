@@ -117,14 +117,17 @@ def models_table(data: dict[str, Any]) -> Table:
         padding=(0, 1, 0, 0),
         expand=False,
         title_justify="left",
-        caption="★ champion; in full: minimlops models show VERSION",
+        caption=f"{metric}: the TRAIN-only fit on VALIDATION; TEST: the served model on "
+        "held-back rows; ★ champion; in full: minimlops models show VERSION",
         caption_justify="left",
     )
     table.add_column("ver", no_wrap=True)
-    for name in ("fit rows", metric, "baseline"):
+    for name in ("fit\nrows", metric, "TEST", "baseline"):  # (two lines: the decision's width)
         table.add_column(name, no_wrap=True, justify="right")
-    # whole from 80 columns up; folded (never cut) only on a narrower terminal
-    table.add_column("algorithm", overflow="fold")
+    # whole from 80 columns up (the decision wraps instead); folded (never cut)
+    # only on a narrower terminal
+    longest = max((len(v["algorithm"]) for v in versions), default=9)
+    table.add_column("algorithm", overflow="fold", min_width=min(longest, 24))
     table.add_column("decision", overflow="fold")
     for v in versions:
         d = v.get("decision") or {}
@@ -132,6 +135,7 @@ def models_table(data: dict[str, Any]) -> Table:
             v["version"] + (" ★" if v["champion"] else ""),
             f"{v.get('fit_rows') or v['training_rows']:,}",
             _num(v["metrics"].get(metric)),
+            _num((v.get("test") or {}).get(metric)),
             _num(_baseline(v, metric)),
             v["algorithm"],
             ("promoted: " if d.get("promote") else "kept: ") + d.get("reason", ""),
@@ -203,7 +207,7 @@ def print_version(console: Console, v: dict[str, Any]) -> None:
     split = (v.get("training") or {}).get("split")
     if split:
         console.print(f"split: {split.get('description', split.get('strategy'))}")
-        for name in ("train", "validation"):
+        for name in ("train", "validation", "test"):
             part = split.get(name) or {}
             if "groups" in part:
                 console.print(f"  {name.upper()}: {part['groups']:,} groups")
