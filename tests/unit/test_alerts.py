@@ -348,6 +348,27 @@ def test_live_accuracy_fires_only_when_its_whole_interval_is_under_the_threshold
     assert f"({low:.3f}-{high:.3f})" in seen["reason"]
 
 
+def test_no_estimate_rests_on_a_handful_of_predictions(fake_deps: Deps) -> None:
+    """A version with a few recent predictions gets no estimated accuracy (7
+    rows once showed 0.94, 0.76-1.00, beside labels that later said 0.93)."""
+    from minimlops.services import monitor
+
+    registry, _ = _champion_with_predictions(fake_deps, monitor.ESTIMATE_MIN_ROWS - 1)
+    (champ,) = monitor.live_accuracy(fake_deps, registry)
+    assert champ["estimated"] is None
+    import pyarrow as pa
+
+    from minimlops.generate import passengers
+    from minimlops.services.predict import Predictor
+
+    predictor = Predictor(registry, fake_deps.now, fake_deps.project)
+    predictor.refresh()
+    one_more = predictor.predict(passengers(1, seed=10).to_pylist())  # as many as it takes
+    fake_deps.warehouse.append("predictions_data", pa.Table.from_pylist(one_more))
+    (champ,) = monitor.live_accuracy(fake_deps, registry)
+    assert champ["estimated"]["rows"] == monitor.ESTIMATE_MIN_ROWS
+
+
 def test_the_estimate_alerts_once_per_version_and_snapshot_across_processes(
     fake_deps: Deps,
 ) -> None:

@@ -36,6 +36,7 @@ logger = logging.getLogger(__name__)
 ESTIMATE = "estimate"  # a triggers-table row of an estimate alert: no retraining
 EPS = 1e-4
 ESTIMATE_WINDOW = 1000  # newest predictions the accuracy estimate reads
+ESTIMATE_MIN_ROWS = 30  # fewer of a version's: no estimate (7 rows gave 0.94, 0.76-1.00)
 
 
 def drift_columns(project: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -180,7 +181,8 @@ def estimated(deps: Deps, window: int = 0) -> dict[str, dict[str, Any]]:
     Brier score (binary) the mean of p(1 - p). It assumes what calibration on
     VALIDATION measured still holds: under covariate drift with the same
     relation between inputs and label it does (``test_the_estimate_tracks``),
-    under concept drift only labels can tell."""
+    under concept drift only labels can tell. A version with fewer than
+    ``ESTIMATE_MIN_ROWS`` of them gets none."""
     recent = deps.warehouse.recent_predictions(
         deps.names.predictions_table, window or ESTIMATE_WINDOW
     )
@@ -211,6 +213,8 @@ def estimated(deps: Deps, window: int = 0) -> dict[str, dict[str, Any]]:
     for v in dict.fromkeys(versions):
         at = np.array([x == v for x in versions])
         n, r = int(at.sum()), right[at]
+        if n < ESTIMATE_MIN_ROWS:
+            continue
         mean = float(r.mean())
         half = 1.96 * math.sqrt(float(np.sum(r * (1 - r)))) / n
         out[v] = {
