@@ -135,6 +135,26 @@ def test_bad_files_are_set_aside_with_a_report(
     assert needle in report["file_errors"][0]
 
 
+def test_numbers_written_for_people_are_refused_saying_how(fake_deps: Deps) -> None:
+    """15,300 (a thousands separator) and 12,5 (a decimal comma) are refused
+    as any bad number is, and the reason says which and what to write."""
+    lines = [
+        *GOOD,
+        '4,0,3,"X, Mr. Y",male,30,0,0,T,"1,250.50",,S',
+        '5,0,3,"X, Mr. Z",male,"22,5",0,0,T,7.25,,S',
+        '6,0,3,"X, Mr. Q",male,x1,0,0,T,7.25,,S',
+        '7,0,"1,000","X, Mr. R",male,30,0,0,T,7.25,,S',
+    ]
+    assert land(fake_deps, "people.csv", csv_bytes(*lines)) == []
+    report = assert_rejected(fake_deps, "people.csv")
+    reasons = {(e["row"], e["column"]): e["reason"] for e in report["errors"]}
+    thousands = "a thousands separator? write the number without commas"
+    assert reasons[(4, "Fare")] == f"not a valid FLOAT: {thousands}"
+    assert reasons[(5, "Age")] == "not a valid FLOAT: a decimal comma? write a point, as in 12.5"
+    assert reasons[(6, "Age")] == "not a valid FLOAT"
+    assert reasons[(7, "Pclass")] == f"not a valid INTEGER: {thousands}"
+
+
 def test_wrong_types_are_reported_by_row_and_column(fake_deps: Deps) -> None:
     lines = [
         *GOOD,

@@ -587,6 +587,26 @@ def test_answers_fit_the_task_and_speak_the_datas_values(trained) -> None:
     )
 
 
+def test_minimlops_predict_names_every_bad_row_of_a_file_and_predicts_none() -> None:
+    """`minimlops predict --file` with three bad rows of four says all three,
+    one line each, as the API says them (it said only the first)."""
+    from minimlops.entrypoints.cli.main import _checked_rows
+    from minimlops.entrypoints.http.request_models import request_models
+    from minimlops.errors import MinimlopsError
+
+    models = request_models(projects.load("titanic"))
+    good = {"Pclass": 3, "Sex": "male", "Age": 22, "SibSp": 1, "Parch": 0, "Fare": 7.25}
+    rows = [{**good, "Age": "old"}, good, {**good, "Sex": None}, {**good, "Fare": True}]
+    with pytest.raises(MinimlopsError) as said:
+        _checked_rows(models, rows, single=False)
+    lines = str(said.value).splitlines()
+    assert [line.split(":")[0] for line in lines] == ["row 1", "row 3", "row 4"], lines
+    assert lines[1].startswith("row 3: Sex: ") and lines[2] == (
+        "row 4: Fare: a number is needed here, not true"
+    )
+    assert len(_checked_rows(models, [good, good], single=False)) == 2
+
+
 def test_minimlops_predict_answers_the_tasks_fields_with_or_without_a_server(trained) -> None:
     """`minimlops predict` answers as POST /predict does for every task: in
     process (no server) and through a server, with the request's checked rows

@@ -120,13 +120,13 @@ def decide_promotion(
         ):  # a small first file: serving a model beats serving none; say how little judged it
             return Decision(
                 True,
-                f"first model: no champion yet; judged on only {rows} "
+                f"first model: no champion yet; judged on only {rows:,} "
                 f"evaluation rows (a challenger needs {MIN_EVAL_ROWS}): land more rows",
                 challenger=new,
                 **common,
             )
         return Decision(
-            False, f"only {rows} evaluation rows (need {MIN_EVAL_ROWS})", challenger=new, **common
+            False, f"only {rows:,} evaluation rows (need {MIN_EVAL_ROWS})", challenger=new, **common
         )
     if first or champion is None:
         return Decision(True, "first model: no champion yet", challenger=new, **common)
@@ -138,7 +138,7 @@ def decide_promotion(
         return Decision(
             True,
             f"{metric} {new:.4f} is {verdict} champion's "
-            f"{old:.4f} on the same {rows} rows (tolerance {tolerance})",
+            f"{old:.4f} on the same {rows:,} rows (tolerance {tolerance})",
             challenger=new,
             champion=old,
             paired=paired,
@@ -147,7 +147,7 @@ def decide_promotion(
     return Decision(
         False,
         f"{metric} {new:.4f} is worse than champion's "
-        f"{old:.4f} on the same {rows} rows by more than {tolerance}",
+        f"{old:.4f} on the same {rows:,} rows by more than {tolerance}",
         challenger=new,
         champion=old,
         paired=paired,

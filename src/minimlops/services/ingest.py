@@ -107,7 +107,7 @@ def _load(deps: Deps, info: ObjectInfo, row: dict[str, Any]) -> list[Event]:
     )
     if labels:
         logger.info(
-            "ingest_data: %s: %d rows label earlier predictions (feedback)", info.uri, labels
+            "ingest_data: %s: %s rows label earlier predictions (feedback)", info.uri, f"{labels:,}"
         )
     logger.info(
         "ingest_data: %s: %s rows loaded into %s (%s)%s",

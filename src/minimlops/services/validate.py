@@ -408,7 +408,8 @@ def _check_column(
     if bq_type in PATTERNS:
         matches = pc.match_substring_regex(text, PATTERNS[bq_type])
         wrong = pc.fill_null(pc.and_(present, pc.invert(matches)), False)
-        _note(report, wrong, text, name, first_row, f"not a valid {bq_type}")
+        for mask, reason in _number_hints(wrong, text, bq_type):
+            _note(report, mask, text, name, first_row, reason)
         bad = pc.or_(bad, wrong)
         text = pc.if_else(wrong, pa.scalar(None, pa.string()), text)
     if bq_type == "INTEGER":  # Arrow's integer parser refuses a leading plus and ".0"
@@ -425,6 +426,29 @@ def _check_column(
     else:
         typed = pc.cast(text, TYPES.get(bq_type, pa.string()))
     return _check_values(typed, text, bad, name, required, first_row, report, rules)
+
+
+# numbers written for people: 15,300 (thousands), 12,5 (a decimal comma)
+_GROUPED = r"^[+-]?\d{1,3}(,\d{3})+(\.\d+)?$"
+_DECIMAL_COMMA = r"^[+-]?\d+,\d+$"
+
+
+def _number_hints(wrong: pa.Array, text: pa.Array, bq_type: str) -> list[tuple[pa.Array, str]]:
+    """The refused values of a number column, each with its reason: a
+    thousands separator or a decimal comma said as such, the rest "not a
+    valid INTEGER" (or FLOAT)."""
+    plain = f"not a valid {bq_type}"
+    if bq_type not in ("INTEGER", "FLOAT") or not pc.any(wrong).as_py():
+        return [(wrong, plain)]
+    out = []
+    grouped = pc.fill_null(pc.and_(wrong, pc.match_substring_regex(text, _GROUPED)), False)
+    out.append((grouped, f"{plain}: a thousands separator? write the number without commas"))
+    rest = pc.and_(wrong, pc.invert(grouped))
+    if bq_type == "FLOAT":
+        comma = pc.fill_null(pc.and_(rest, pc.match_substring_regex(text, _DECIMAL_COMMA)), False)
+        out.append((comma, f"{plain}: a decimal comma? write a point, as in 12.5"))
+        rest = pc.and_(rest, pc.invert(comma))
+    return [(rest, plain), *out]
 
 
 def blank_as_null(text: pa.Array, missing: tuple[str, ...] = ()) -> pa.Array:

@@ -250,7 +250,7 @@ def train(
 
 @app.command()
 def predict(
-    passenger: Annotated[
+    row: Annotated[
         str | None,
         typer.Argument(help="a row (or list) as JSON; one row answers as POST /predict does"),
     ] = None,
@@ -263,13 +263,13 @@ def predict(
     """Predict the target; every prediction is logged like the HTTP endpoint's."""
     settings = _settings(home=home, project=project)
     _setup_logging("WARNING")
-    people, single = _read_passengers(passenger, file)
+    people, single = _read_rows(row, file)
     from minimlops.bootstrap import project_of
     from minimlops.entrypoints.http.request_models import request_models
 
     try:
         models = request_models(project_of(settings))
-        checked = [_checked_row(models, p, i, single) for i, p in enumerate(people, 1)]
+        checked = _checked_rows(models, people, single)
         result = _ops(settings).predict(checked)
     except (MinimlopsError, RuntimeError, ValueError) as exc:
         _fail(exc)
@@ -280,23 +280,30 @@ def predict(
     console.print_json(json.dumps(result, default=str))
 
 
-def _checked_row(models: Any, row: dict[str, Any], number: int, single: bool) -> Any:
-    """A row as the request model reads it; its errors as the API says them,
-    one line (``row N: field: message``)."""
+def _checked_rows(models: Any, rows: list[dict[str, Any]], single: bool) -> list[Any]:
+    """The rows as the request model reads them; else every bad row's errors
+    (the first 20), as the API says them, one per line (``row N: field:
+    message``), and nothing is predicted."""
     from pydantic import ValidationError
 
-    try:
-        return models.one.validate_python(row)
-    except ValidationError as exc:
-        where = "" if single else f"row {number}: "
-        said = "; ".join(
-            f"{where}{e['loc'][-1] if e['loc'] else 'row'}: {e['msg']}"
-            for e in exc.errors(include_url=False, include_input=False)
-        )
-        raise MinimlopsError(said) from None
+    from minimlops.entrypoints.http.fastpath import field_errors
+
+    checked, said = [], []
+    for number, row in enumerate(rows, 1):
+        try:
+            checked.append(models.one.validate_python(row))
+        except ValidationError as exc:
+            where = "" if single else f"row {number}: "
+            said += [
+                f"{where}{e['field'] or 'row'}: {e['message']}" for e in field_errors(exc, False)
+            ]
+    if said:
+        more = f"\n(and {len(said) - 20:,} more)" if len(said) > 20 else ""
+        raise MinimlopsError("\n".join(said[:20]) + more)
+    return checked
 
 
-def _read_passengers(text: str | None, file: Path | None) -> tuple[list[dict[str, Any]], bool]:
+def _read_rows(text: str | None, file: Path | None) -> tuple[list[dict[str, Any]], bool]:
     """The rows to predict, and whether one JSON object (not a list) was given."""
     if file is not None and file.suffix.lower() == ".csv":
         with open(file, newline="", encoding="utf-8-sig") as fh:
