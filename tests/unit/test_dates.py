@@ -299,6 +299,31 @@ def test_drift_compares_a_dates_weekday_and_hour_not_the_calendar() -> None:
     assert later["status"] == "ok"
 
 
+def test_a_date_parts_drift_names_whose_importance_it_shows(rows) -> None:
+    """The drift table compares a date's weekday, but the importance share
+    beside it is the whole date's (its trend and season parts too): said so."""
+    from minimlops.services import monitor
+    from minimlops.services.predict import Predictor
+    from minimlops.services.tables import arrow_schema
+    from minimlops.services.train import registry_of
+    from tests.conftest import fake_deps_for
+    from tests.unit.test_projects import _land_and_train
+
+    deps = fake_deps_for(P, cv_folds=3)
+    _land_and_train(deps, "orders.csv", pa.Table.from_pylist(rows))
+    registry = registry_of(deps)
+    predictor = Predictor(registry, deps.now, P)
+    predictor.refresh()
+    logged = predictor.predict([_request(r) for r in rows[:200]])
+    schema = arrow_schema("predictions_data", P)
+    deps.warehouse.append(deps.names.predictions_table, pa.Table.from_pylist(logged, schema=schema))
+    report = monitor.drift(deps, registry, monitor.MonitorConfig(drift_min_rows=100))
+    by = {f["feature"]: f for f in report["features"]}
+    assert by["order_date_day_of_week"]["importance_of"] == "order_date"
+    assert by["shipped_at_hour"]["importance_of"] == "shipped_at"
+    assert all("importance_of" not in f for n, f in by.items() if n in P.column_names)
+
+
 def test_typical_row_gives_dates_and_a_derived_feature_is_checked_on_a_real_row(
     tmp_path: Path,
 ) -> None:

@@ -459,6 +459,8 @@ def drift(deps: Deps, registry: ModelRegistry, cfg: MonitorConfig) -> dict[str, 
         group = together.get(column, (column,))
         share = sum(shares.get(c, 0.0) for c in group) if shares is not None else None
         f["importance_share"] = share
+        if column != f["feature"]:  # a date part: the share is the whole date's
+            f["importance_of"] = column
         if len(group) > 1:
             f["importance_with"] = [c for c in group if c != column]
         # drift on a feature the model barely uses moves few predictions: shown, not acted on

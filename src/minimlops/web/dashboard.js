@@ -239,7 +239,9 @@ function renderDrift(m) {
     if (f.matters !== null && f.matters !== undefined) {
       const note = document.createElement("small");
       note.className = "muted";
-      note.textContent = `${f.matters ? "used" : "barely used"}: ${Math.round(100 * f.importance_share)}% of ${share}${f.importance_with ? " with " + f.importance_with.join(", ") : ""}`;
+      // under 10 %, a decimal: 4.9 % (barely used) beside 5.1 % (used); a date part's is the whole date's
+      const pct = 100 * f.importance_share, whose = f.importance_of ? ` (all of ${f.importance_of})` : "";
+      note.textContent = `${f.matters ? "used" : "barely used"}: ${pct < 10 ? pct.toFixed(1) : Math.round(pct)}% of ${share}${whose}${f.importance_with ? " with " + f.importance_with.join(", ") : ""}`;
       name.append(document.createElement("br"), note);
     }
     cell(tr, num(f.psi));

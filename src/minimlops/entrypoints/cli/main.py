@@ -432,7 +432,8 @@ def monitor_cmd(
                 f["status"],
                 "—"
                 if f.get("importance_share") is None
-                else f"{f['importance_share']:.0%}"
+                else _share(f["importance_share"])
+                + (f" (all of {f['importance_of']})" if f.get("importance_of") else "")
                 + ("" if f.get("matters") else " (barely used)"),
             )
         console.print(drift)
@@ -446,6 +447,12 @@ def monitor_cmd(
         console.print("checked now: no trigger fired")
     for reason in data.get("quiet", []):
         console.print(f"  {reason}")
+
+
+def _share(value: float) -> str:
+    """A share as a percentage: a decimal under 10 % (4.9 % barely used beside
+    5.1 % used, not 5 % and 5 %)."""
+    return f"{value:.1%}" if value < 0.1 else f"{value:.0%}"
 
 
 @app.command()
