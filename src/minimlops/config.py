@@ -279,12 +279,13 @@ class Settings(BaseModel):
         "its share of the champion's mean |attribution| on VALIDATION (permutation "
         "importance for versions without attributions) is at least this",
     )
-    accuracy_threshold: float = Field(
-        0.7,
+    accuracy_threshold: float | None = Field(
+        None,
         ge=0,
         le=1,
         description="classification: retrain when live accuracy (its whole 95 % interval) "
-        "falls under this",
+        "falls under this; unset: halfway between the champion's VALIDATION accuracy and "
+        "the majority class's there (it lost half its lift)",
     )
     error_ratio: float = Field(
         1.5, gt=1, description="regression: live RMSE over this times VALIDATION's retrains"

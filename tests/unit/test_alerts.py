@@ -348,6 +348,51 @@ def test_live_accuracy_fires_only_when_its_whole_interval_is_under_the_threshold
     assert f"({low:.3f}-{high:.3f})" in seen["reason"]
 
 
+def test_by_default_a_classifier_retrains_once_it_lost_half_its_lift() -> None:
+    """Unset, the accuracy threshold is halfway between the champion's
+    VALIDATION accuracy and the majority class's: on a target with 93 % of one
+    class a fixed 0.7 can never fire (always "no" passes it); on Titanic
+    halfway is about the exercise's 0.7. Set, it is used as it is."""
+    from minimlops.services.monitor import FALLBACK_THRESHOLD, MonitorConfig, accuracy_floor
+
+    def meta(scored: float, majority: float) -> dict:
+        return {
+            "version": "3",
+            "metrics": {"validation": {"accuracy": scored}},
+            "baseline": {"task": {"accuracy": majority}},
+        }
+
+    loans, said = accuracy_floor(MonitorConfig(), meta(0.94, 0.932))
+    assert loans == pytest.approx(0.936) and said.startswith("half of version 3's lift")
+    assert accuracy_floor(MonitorConfig(), meta(0.8284, 0.5821))[0] == pytest.approx(0.70525)
+    # a model no better than the majority class: the majority class's accuracy
+    assert accuracy_floor(MonitorConfig(), meta(0.5, 0.6))[0] == pytest.approx(0.6)
+    assert accuracy_floor(MonitorConfig(accuracy_threshold=0.8), meta(0.94, 0.932)) == (
+        0.8,
+        "MINIMLOPS_ACCURACY_THRESHOLD",
+    )
+    assert accuracy_floor(MonitorConfig(), {})[0] == FALLBACK_THRESHOLD
+
+
+def test_the_default_threshold_is_the_champions_own_and_the_trigger_says_so(
+    fake_deps: Deps,
+) -> None:
+    """A champion whose labels say 0.400 against its own floor: the trigger
+    fires, naming the floor and where it comes from."""
+    from minimlops.services import monitor
+
+    registry, _ = _champion_with_predictions(
+        fake_deps, 300, lambda i, predicted: predicted if i % 5 < 2 else 1 - predicted
+    )
+    meta = registry.metadata("1")
+    floor, said = monitor.accuracy_floor(monitor.MonitorConfig(), meta)
+    majority = meta["baseline"]["task"]["accuracy"]
+    assert majority <= floor <= max(majority, meta["metrics"]["validation"]["accuracy"])
+    checked = monitor.check(fake_deps, registry, monitor.MonitorConfig(drift_min_rows=10_000))
+    (seen,) = checked.not_retrained  # (version 1's own rows: seen, not retrained)
+    assert seen.startswith("live accuracy 0.400") and f"under {floor:.3f} ({said})" in seen
+
+
 def test_no_estimate_rests_on_a_handful_of_predictions(fake_deps: Deps) -> None:
     """A version with a few recent predictions gets no estimated accuracy (7
     rows once showed 0.94, 0.76-1.00, beside labels that later said 0.93)."""

@@ -96,11 +96,39 @@ class MonitorConfig:
     drift_min_rows: int = 100
     psi_warn: float = 0.1
     psi_drift: float = 0.25
-    accuracy_threshold: float = 0.7  # classification: live accuracy under this retrains
+    # classification: live accuracy under this retrains; None: the champion's own
+    # (``accuracy_floor``: half its lift over always answering the majority class)
+    accuracy_threshold: float | None = None
     error_ratio: float = 1.5  # regression: live RMSE over this times VALIDATION's retrains
     min_labels: int = 30
     retrain_every: float | None = None
     drift_min_importance: float = 0.05  # a feature's share of the importance for drift to matter
+
+
+FALLBACK_THRESHOLD = 0.7  # a version without VALIDATION figures: the exercise's threshold
+
+
+def accuracy_floor(cfg: MonitorConfig, meta: dict[str, Any] | None) -> tuple[float, str]:
+    """The live accuracy under which a classifier retrains, and how it was set.
+
+    ``MINIMLOPS_ACCURACY_THRESHOLD`` when set; else halfway between what the
+    version scored on VALIDATION and what always answering the majority class
+    scores there: it has lost half of what it adds. A fixed 0.7 cannot fire on
+    a target with 93 % of one class (a model that always says "no" passes it);
+    on Titanic (0.83 against 0.58) halfway is 0.71.
+    """
+    if cfg.accuracy_threshold is not None:
+        return cfg.accuracy_threshold, "MINIMLOPS_ACCURACY_THRESHOLD"
+    meta = meta or {}
+    scored = ((meta.get("metrics") or {}).get("validation") or {}).get("accuracy")
+    majority = (((meta.get("baseline") or {}).get("task")) or {}).get("accuracy")
+    if scored is None or majority is None:
+        return FALLBACK_THRESHOLD, "no VALIDATION figures to set it from"
+    floor = majority + (max(scored, majority) - majority) / 2
+    return floor, (
+        f"half of version {meta.get('version')}'s lift: {scored:.3f} on VALIDATION, "
+        f"{majority:.3f} always answering the majority class"
+    )
 
 
 def wilson(correct: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -628,12 +656,14 @@ def check(deps: Deps, registry: ModelRegistry, cfg: MonitorConfig) -> Checked:
         ),
         None,
     )
+    champ_meta = registry.metadata(pointer["version"]) if champ and pointer else None
+    floor, floor_from = accuracy_floor(cfg, champ_meta)
     if (
         champ
         and champ["labelled"] >= cfg.min_labels
         and champ["live_accuracy"] is not None
         # the whole 95 % interval under the threshold: a few unlucky labels are no drop
-        and (champ.get("interval_95") or [0.0, champ["live_accuracy"]])[1] < cfg.accuracy_threshold
+        and (champ.get("interval_95") or [0.0, champ["live_accuracy"]])[1] < floor
         and ("accuracy", snapshot) not in earlier
     ):
         low, high = champ.get("interval_95") or [champ["live_accuracy"]] * 2
@@ -642,11 +672,11 @@ def check(deps: Deps, registry: ModelRegistry, cfg: MonitorConfig) -> Checked:
                 "accuracy",
                 f"live accuracy {champ['live_accuracy']:.3f} ({low:.3f}-{high:.3f}) of version "
                 f"{champ['version']} on {champ['labelled']} labels is under "
-                f"{cfg.accuracy_threshold}",
-                {"version": champ},
+                f"{floor:.3f} ({floor_from})",
+                {"version": champ, "threshold": floor},
             )
         )
-    _estimate_alert(deps, cfg, champ, snapshot, recorded)
+    _estimate_alert(deps, cfg, champ, snapshot, recorded, floor, floor_from)
     expected = None  # regression: the champion's VALIDATION RMSE
     if (
         champ
@@ -655,7 +685,9 @@ def check(deps: Deps, registry: ModelRegistry, cfg: MonitorConfig) -> Checked:
         and champ["labelled"] >= cfg.min_labels
         and ("accuracy", snapshot) not in earlier
     ):
-        expected = registry.metadata(pointer["version"])["metrics"]["validation"].get("rmse")
+        expected = (champ_meta or registry.metadata(pointer["version"]))["metrics"][
+            "validation"
+        ].get("rmse")
         if expected and champ["live_rmse"] > cfg.error_ratio * expected:
             fired.append(
                 (
@@ -668,7 +700,14 @@ def check(deps: Deps, registry: ModelRegistry, cfg: MonitorConfig) -> Checked:
             )
     if not any(kind == "accuracy" for kind, _, _ in fired):
         quiet.append(
-            _accuracy_quiet(champ, cfg, ("accuracy", snapshot) in earlier, again, expected)
+            _accuracy_quiet(
+                champ,
+                cfg,
+                ("accuracy", snapshot) in earlier,
+                again,
+                expected,
+                (floor, floor_from),
+            )
         )
     if cfg.retrain_every and _due(deps, registry, cfg.retrain_every):
         fired.append(
@@ -735,9 +774,11 @@ def _accuracy_quiet(
     fired_before: bool,
     again: str,
     expected: float | None,
+    floor: tuple[float, str],
 ) -> str:
     """Why the live-accuracy (or live-error) trigger did not fire (``expected``:
-    a regression champion's VALIDATION RMSE, when it was read)."""
+    a regression champion's VALIDATION RMSE, when it was read; ``floor``: a
+    classifier's threshold, and how it was set)."""
     if champ is None:
         return "live accuracy: no champion yet"
     regression = champ.get("live_rmse") is not None or champ.get("live_accuracy") is None
@@ -760,7 +801,7 @@ def _accuracy_quiet(
     return (
         f"live accuracy: {champ['live_accuracy']:.3f} ({low:.3f}-{high:.3f}) of version "
         f"{champ['version']} on {champ['labelled']} labels is not wholly under "
-        f"{cfg.accuracy_threshold}"
+        f"{floor[0]:.3f} ({floor[1]})"
     )
 
 
@@ -770,6 +811,8 @@ def _estimate_alert(
     champ: dict[str, Any] | None,
     snapshot: str,
     recorded: list[dict[str, Any]],
+    floor: float,
+    floor_from: str,
 ) -> None:
     """metric.dropped before labels arrive: the champion's estimated accuracy
     on enough recent predictions (``drift_min_rows``) under the threshold;
@@ -784,7 +827,7 @@ def _estimate_alert(
         return  # nobody to tell: nothing to record
     if champ["labelled"] >= cfg.min_labels:  # the labels speak: live accuracy alerts
         return
-    if est["accuracy"] >= cfg.accuracy_threshold:
+    if est["accuracy"] >= floor:
         return
     done = {
         (d.get("snapshot"), d.get("version"))
@@ -799,14 +842,14 @@ def _estimate_alert(
     reason = (
         f"estimated accuracy {est['accuracy']:.3f} ({low:.3f}-{high:.3f}) of version "
         f"{champ['version']} on its {est['rows']} newest predictions is under "
-        f"{cfg.accuracy_threshold} (from the served probabilities; no labels yet)"
+        f"{floor:.3f} ({floor_from}; from the served probabilities, no labels yet)"
     )
     key = f"estimate/{snapshot}/{champ['version']}"
     sent = alerts.publish(
         deps,
         "metric.dropped",
         reason,
-        {"version": champ["version"], "estimated": est, "threshold": cfg.accuracy_threshold},
+        {"version": champ["version"], "estimated": est, "threshold": floor},
         key=key,
     )
     if sent >= 0:  # published (or this occurrence was before): not again; failed: next tick
