@@ -752,6 +752,16 @@ def draft(
             f"e.g. {clash[0]!r} to {clash[0] + '_value'!r}"
         )
     key_name, key_added = _pick_key(by, target, key, decisions, checks)
+    if key_added and (pair := _unique_pair(path, by, target)):
+        checks.add(
+            key_name,
+            f"no single column identifies a row, but {pair[0]} and {pair[1]} do together "
+            "(no two rows share both): give your files a column that joins them (for "
+            f'instance row_id = {pair[0]} + "|" + {pair[1]}) and pass --key row_id. '
+            f"Until then a corrected row for the same {pair[0]} and {pair[1]} loads beside "
+            "the old one instead of replacing it, and a later file's rows cannot label "
+            "the predictions made for them (send labels to /feedback by uuid)",
+        )
     t = by[target]
     if t.present == 0:
         raise ProjectError(f"target {target!r} is empty in every row: nothing to learn from")
@@ -883,6 +893,44 @@ def _pick_key(
         "pass --key (then a later row with a known key replaces that row)",
     )
     return name, True
+
+
+PAIR_COLUMNS = 6  # columns tried two by two for a key made of two (15 pairs at most)
+
+
+def _unique_pair(path: Path, by: dict[str, Profile], target: str) -> tuple[str, str] | None:
+    """Two columns that together identify every row of the file (a date and a
+    store, a customer and a month), or None. Tried: columns never empty, of
+    text, whole numbers or dates, that repeat (a unique one is a key alone),
+    dates and id-like names first; each pair is counted over the whole file."""
+    import itertools
+
+    fits = [
+        p
+        for p in by.values()
+        if p.name != target
+        and not p.unnamed
+        and p.missing == 0
+        and p.present > 0
+        and p.type in ("string", "integer", "date", "timestamp")
+        and not p.unique
+        and (p.overflow or len(p.distinct) > 1)
+    ]
+    fits.sort(key=lambda p: (p.time is None, not _ID_NAME.search(p.name), p.name))
+    names = [p.name for p in fits[:PAIR_COLUMNS]]
+    if len(names) < 2:
+        return None
+    table = pacsv.read_csv(
+        path,
+        convert_options=pacsv.ConvertOptions(
+            include_columns=names, column_types={n: pa.string() for n in names}
+        ),
+    )
+    for a, b in itertools.combinations(names, 2):
+        counts = table.group_by([a, b]).aggregate([([], "count_all")])
+        if counts.num_rows == table.num_rows:
+            return a, b
+    return None
 
 
 def _sorted(p: Profile) -> list[str]:

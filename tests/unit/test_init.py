@@ -603,6 +603,34 @@ def test_a_rejected_file_is_a_failed_ingest_saying_why(tmp_path: Path) -> None:
 # Dates, the split and leakage. The files are written here with the csv module.
 
 
+def test_two_columns_that_identify_a_row_together_are_named(tmp_path: Path) -> None:
+    """Daily sales of 12 stores: no column is unique, a date and a store are.
+    The draft keys rows by their content (it takes one key column) and says
+    which two identify a row, and what to do; with a column that joins them,
+    that is the key."""
+    import datetime as dt
+
+    start = dt.date(2025, 1, 1)
+    rows = [
+        [(start + dt.timedelta(days=d)).isoformat(), f"s{s:02d}", (d * 7 + s) % 5, 100 + d + s]
+        for d in range(60)
+        for s in range(12)
+    ]
+    path = _write(tmp_path / "sales.csv", ["date", "store", "promo", "sales"], rows)
+    d, drafted = _drafted(path, "sales")
+    assert d.key_added
+    (said,) = [c for c in d.checks if "together" in c]
+    assert (
+        said.startswith("no single column identifies a row, but date and store do together")
+        and "pass --key row_id" in said
+    )
+    joined = [[f"{r[0]}|{r[1]}", *r] for r in rows]
+    path = _write(tmp_path / "keyed.csv", ["row_id", "date", "store", "promo", "sales"], joined)
+    d, drafted = _drafted(path, "sales")
+    assert drafted.key == "row_id" and not d.key_added
+    assert not [c for c in d.checks if "together" in c]
+
+
 def _write(path: Path, header: list[str], rows: list[list[object]]) -> Path:
     import csv
 
