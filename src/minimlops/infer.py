@@ -48,6 +48,7 @@ DISTINCT_CAP = 1000  # distinct values remembered per column
 FEW_VALUES = 10  # an integer column with at most this many values may be categories
 MAX_CLASSES = 50  # a string target with more distinct values is not a classification
 MINORITY = 0.45  # a binary target's value under this share is "the rarer one"
+RARE_POSITIVE = 0.15  # a positive class this rare gets a word about the threshold
 # Only true/false reads as boolean: "Yes"/"No" stay text, so answers and
 # feedback speak the data's own values ("Yes"), as the user wrote them.
 SHOWN = 12  # observed categories written per column
@@ -1013,6 +1014,14 @@ def _pick_task(
             f"positive_class {raw!r}: the class whose probability is served; "
             "swap it if the other is the one you care about",
         )
+        if share < RARE_POSITIVE:
+            checks.add_field(
+                "positive_class",
+                f"{raw!r} is {share:.1%} of rows: answered only from probability 0.5 up, "
+                "it will rarely be the answer; if missing one costs more than a false "
+                "alarm, set threshold (for instance 0.2) below positive_class, and "
+                "read the precision-recall curve on each version's evaluation page",
+            )
     return task, classes, positive
 
 

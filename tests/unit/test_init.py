@@ -603,6 +603,23 @@ def test_a_rejected_file_is_a_failed_ingest_saying_why(tmp_path: Path) -> None:
 # Dates, the split and leakage. The files are written here with the csv module.
 
 
+def test_a_rare_positive_class_gets_a_word_about_the_threshold(tmp_path: Path) -> None:
+    """7 % defaults: from probability 0.5 up, "yes" would rarely be answered;
+    the draft says so, and a threshold it writes parses back."""
+    rows = [
+        [f"L{i:05d}", i % 13, 1000 + 37 * i % 900, "yes" if i % 14 == 0 else "no"]
+        for i in range(2000)
+    ]
+    path = _write(tmp_path / "loans.csv", ["loan_id", "term", "amount", "defaulted"], rows)
+    d, drafted = _drafted(path, "defaulted")
+    assert drafted.positive_class == "yes" and drafted.threshold == 0.5
+    (said,) = [c for c in d.checks if "threshold" in c]
+    assert said.startswith("'yes' is 7.1% of rows: answered only from probability 0.5 up")
+    plain = [[f"L{i:05d}", i % 13, "yes" if i % 3 == 0 else "no"] for i in range(600)]
+    d, _ = _drafted(_write(tmp_path / "even.csv", ["id", "term", "y"], plain), "y")
+    assert not [c for c in d.checks if "threshold" in c]  # 33 %: nothing to say
+
+
 def test_two_columns_that_identify_a_row_together_are_named(tmp_path: Path) -> None:
     """Daily sales of 12 stores: no column is unique, a date and a store are.
     The draft keys rows by their content (it takes one key column) and says

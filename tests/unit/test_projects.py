@@ -1031,6 +1031,51 @@ def test_an_integer_outside_bigint_is_refused_naming_the_field() -> None:
         models.feedback.validate_json(b'{"uuid": "u", "y": %d}' % 2**63)
 
 
+def test_a_binary_threshold_decides_the_answers_and_the_figures_that_count_them() -> None:
+    """threshold = 0.3: the positive class from probability 0.3 up, in every
+    answer (/predict and /explain alike) and in the version's figures that
+    count answers (accuracy, F1, the confusion matrix); the version keeps the
+    threshold it was measured with, so changing it retrains."""
+    from minimlops.domain.project import shape_changes
+    from minimlops.ml.outputs import labels, predicted
+
+    base = shapes.load("churn")
+    p = projects.from_dict({**base.to_dict(), "threshold": 0.3}, base.directory)
+    assert p.threshold == 0.3 and p.to_dict()["threshold"] == 0.3
+    assert "threshold" not in base.to_dict() and "threshold" not in base.model_shape()
+    assert shape_changes(base.model_shape(), p.model_shape()) == [
+        "threshold changed from 0.5 to 0.3"
+    ]
+    deps = fake_deps_for(p, cv_folds=3)
+    table = shapes.rows(p, 1500, seed=1)
+    _land_and_train(deps, "first.csv", table)
+    registry = registry_of(deps)
+    version = registry.versions()[-1]["version"]
+    predictor = Predictor(registry, deps.now, p)
+    predictor.refresh()
+    data = table.to_pylist()[:400]
+    logged = predictor.predict([shapes.request_of(p, r) for r in data])
+    negative, positive = p.classes
+    assert all((r["prediction"] == positive) == (r["probability"] >= 0.3) for r in logged)
+    assert any(0.3 <= r["probability"] < 0.5 for r in logged)  # "Yes" here; "No" at 0.5
+    confusion = registry.evaluation(version)["confusion"]
+    assert confusion["threshold"] == 0.3
+    # the version's TEST accuracy counts the answers at 0.3 (the served model's)
+    meta = registry.metadata(version)
+    test = [r for r in table.to_pylist() if split_for(r[p.key]) == "TEST"]
+    served = registry.load(version)
+    out = np.asarray(served.output([shapes.request_of(p, r) for r in test]))
+    y = labels(p, [r[p.target] for r in test])
+    assert meta["metrics"]["test"]["accuracy"] == pytest.approx(
+        float(np.mean(predicted("binary", out, 0.3) == y))
+    )
+    for bad, said in ((0, "not a probability between 0 and 1"), (True, "not a probability")):
+        with pytest.raises(ProjectError, match=said):
+            projects.from_dict({**base.to_dict(), "threshold": bad}, base.directory)
+    with pytest.raises(ProjectError, match="only a binary task has one"):
+        projects.from_dict({**shapes.load("diabetes").to_dict(), "threshold": 0.3})
+
+
 def test_a_request_without_a_required_value_or_with_true_for_a_number_is_refused() -> None:
     """A required text sent as "" or the project's word for no value, a null
     for a required field, true for a number, a number no BIGINT holds: each a

@@ -66,6 +66,9 @@ _COLUMN_NAME = re.compile(r"^[^\x00-\x1f\"`\\.\[\]]{1,300}$")
 NAME_RULE = "no quotes, backticks, backslashes, dots, brackets or leading/trailing spaces"
 
 
+DEFAULT_THRESHOLD = 0.5
+
+
 def usable_name(name: Any) -> TypeGuard[str]:
     """A column name both warehouses and the pipeline's SQL can hold."""
     return isinstance(name, str) and bool(_COLUMN_NAME.match(name)) and name == name.strip()
@@ -140,6 +143,8 @@ class Project:
     # words a file writes for "no value" ("NA", "?"), read as missing in every column
     missing_values: tuple[str, ...] = ()
     split: SplitSpec = SplitSpec()  # how labelled rows go to TRAIN, VALIDATION and TEST
+    # binary: the positive class is answered from this probability up
+    threshold: float = DEFAULT_THRESHOLD
 
     def column(self, name: str) -> ColumnSpec:
         return next(c for c in self.columns if c.name == name)
@@ -189,6 +194,8 @@ class Project:
                 for d in self.derived
             ],
             "split": self.split.to_dict(),
+            # a version answers with the threshold it was measured with: a change retrains
+            **({"threshold": self.threshold} if self.threshold != DEFAULT_THRESHOLD else {}),
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -212,6 +219,8 @@ class Project:
         data["split"] = self.split.to_dict()
         if self.task != "binary":
             data.pop("positive_class")
+        if self.threshold == DEFAULT_THRESHOLD:
+            data.pop("threshold")
         return {k: v for k, v in data.items() if v is not None and v != []}
 
 
@@ -485,6 +494,7 @@ TOP_FIELDS = (
     "target",
     "task",
     "positive_class",
+    "threshold",
     "features",
     "primary_metric",
     "columns",
@@ -608,7 +618,24 @@ def parse(data: Mapping[str, Any], directory: str = "") -> Project:
         dict(extras),
         tuple(missing),
         split,
+        _threshold(data, task),
     )
+
+
+def _threshold(data: Mapping[str, Any], task: str) -> float:
+    """A binary task's decision threshold: the probability of the positive
+    class from which it is the answer."""
+    if "threshold" not in data:
+        return DEFAULT_THRESHOLD
+    value = data["threshold"]
+    if task != "binary":
+        raise _fail("threshold", "only a binary task has one (the positive class's probability)")
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1:
+        raise _fail(
+            "threshold",
+            f"{value!r} is not a probability between 0 and 1 (exclusive), for instance 0.3",
+        )
+    return float(value)
 
 
 def _classes(data: Mapping[str, Any], task: str, target: ColumnSpec) -> tuple[Any, Any]:
@@ -738,6 +765,11 @@ def shape_changes(recorded: dict[str, Any], now: dict[str, Any]) -> list[str]:
         changes.append(f"features removed: {removed}")
     if "derived" in recorded and recorded["derived"] != now["derived"] and not (added or removed):
         changes.append("derived features changed")
+    if recorded.get("threshold", DEFAULT_THRESHOLD) != now.get("threshold", DEFAULT_THRESHOLD):
+        changes.append(
+            f"threshold changed from {recorded.get('threshold', DEFAULT_THRESHOLD)} "
+            f"to {now.get('threshold', DEFAULT_THRESHOLD)}"
+        )
     if recorded.get("split", {"strategy": "random"}) != now["split"]:
         from minimlops.domain.splits import describe
 

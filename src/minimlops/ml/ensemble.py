@@ -91,8 +91,11 @@ class Ensemble:
         return " + ".join(f"{w:.2f} {n}" for w, n in zip(self.weights, self.names, strict=True))
 
 
-def score(task: str, metric: str, y: np.ndarray, out: np.ndarray, n_classes: int) -> float:
-    """One metric of outputs ``out`` for labels ``y`` (the primary metric)."""
+def score(
+    task: str, metric: str, y: np.ndarray, out: np.ndarray, n_classes: int, threshold: float = 0.5
+) -> float:
+    """One metric of outputs ``out`` for labels ``y`` (the primary metric;
+    a binary answer's at ``threshold``)."""
     from minimlops.ml.metrics import metrics
 
     if metric == "log_loss":
@@ -107,11 +110,11 @@ def score(task: str, metric: str, y: np.ndarray, out: np.ndarray, n_classes: int
     if metric == "mae":
         return float(np.mean(np.abs(out - y)))
     if metric == "accuracy":
-        guess = (out >= 0.5).astype(np.int64) if task == "binary" else np.argmax(out, axis=1)
+        guess = (out >= threshold).astype(np.int64) if task == "binary" else np.argmax(out, axis=1)
         return float(np.mean(guess == y))
     if metric == "brier":
         return float(np.mean((out - y) ** 2))
-    return float(metrics(task, y, out, n_classes).get(metric, np.nan))
+    return float(metrics(task, y, out, n_classes, threshold).get(metric, np.nan))
 
 
 def objective(task: str, metric: str, direction: str) -> tuple[str, str]:
@@ -234,6 +237,7 @@ def choose(
     seed: int,
     repeats: int = 1,
     folds: np.ndarray | None = None,
+    threshold: float = 0.5,
 ) -> Choice | None:
     """Greedy selection on all the out-of-fold rows, and its cross-fitted
     figure against the best single candidate's; None with fewer than two
@@ -244,7 +248,7 @@ def choose(
     if len(outputs) < 2 or len(y) < 2 * CROSS_FIT:
         return None
     sign = 1.0 if direction == "min" else -1.0
-    singles = [score(task, metric, y, o, n_classes) for o in outputs]
+    singles = [score(task, metric, y, o, n_classes, threshold) for o in outputs]
     best_index = int(np.nanargmin([sign * s for s in singles]))
     rng = np.random.default_rng(seed)
     # ``repeats`` cross-validations one after the other: a row's outputs in
@@ -264,7 +268,7 @@ def choose(
     return Choice(
         members,
         weights,
-        score(task, metric, y, fitted, n_classes),
+        score(task, metric, y, fitted, n_classes, threshold),
         singles[best_index],
         best_index,
         fitted,

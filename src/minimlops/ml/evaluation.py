@@ -39,7 +39,9 @@ def _thin(*columns: np.ndarray, at_most: int = CURVE_POINTS) -> list[list[float]
     return [[_r(c[i], 5) for c in columns] for i in keep]
 
 
-def binary(y: np.ndarray, p: np.ndarray, classes: Sequence[Any]) -> dict[str, Any]:
+def binary(
+    y: np.ndarray, p: np.ndarray, classes: Sequence[Any], threshold: float = 0.5
+) -> dict[str, Any]:
     from sklearn.metrics import average_precision_score, precision_recall_curve, roc_curve
 
     out: dict[str, Any] = {}
@@ -68,9 +70,13 @@ def binary(y: np.ndarray, p: np.ndarray, classes: Sequence[Any]) -> dict[str, An
                 }
             )
     out["reliability"] = bins
-    guess = (p >= 0.5).astype(int)
+    guess = (p >= threshold).astype(int)
     matrix = [[int(np.sum((y == a) & (guess == b))) for b in (0, 1)] for a in (0, 1)]
-    out["confusion"] = {"labels": [str(c) for c in classes], "matrix": matrix, "threshold": 0.5}
+    out["confusion"] = {
+        "labels": [str(c) for c in classes],
+        "matrix": matrix,
+        "threshold": threshold,
+    }
     return out
 
 
@@ -164,7 +170,13 @@ def _f1(y: np.ndarray, guess: np.ndarray, c: int) -> float:
 
 
 def quick_metrics(
-    task: str, y: np.ndarray, out: np.ndarray, n_classes: int = 2, *, auc: bool = True
+    task: str,
+    y: np.ndarray,
+    out: np.ndarray,
+    n_classes: int = 2,
+    *,
+    auc: bool = True,
+    threshold: float = 0.5,
 ) -> dict[str, float]:
     """The task's metrics as :func:`metrics.metrics` computes them (bar the
     calibration error), in plain numpy: ~50x cheaper, for the bootstrap and
@@ -186,7 +198,7 @@ def quick_metrics(
             "macro_f1": float(np.mean([_f1(y, guess, c) for c in range(n_classes)])),
         }
     p = np.clip(out, 1e-15, 1 - 1e-15)
-    guess = (out >= 0.5).astype(np.int64)
+    guess = (out >= threshold).astype(np.int64)
     found = {
         "accuracy": float(np.mean(guess == y)),
         "log_loss": float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p))),
@@ -199,7 +211,7 @@ def quick_metrics(
 
 
 def intervals(
-    task: str, y: np.ndarray, out: np.ndarray, n_classes: int, seed: int
+    task: str, y: np.ndarray, out: np.ndarray, n_classes: int, seed: int, threshold: float = 0.5
 ) -> dict[str, list[float]]:
     """95 % bootstrap intervals of the task's metrics on these rows."""
     if len(y) < 10:
@@ -211,7 +223,7 @@ def intervals(
         at = rng.integers(0, len(y), len(y))
         if task != "regression" and len(np.unique(y[at])) < 2:
             continue
-        found = quick_metrics(task, y[at], out[at], n_classes, auc=auc is None)
+        found = quick_metrics(task, y[at], out[at], n_classes, auc=auc is None, threshold=threshold)
         if auc is not None:
             found["roc_auc"] = auc(at)
         for name, value in found.items():
@@ -254,7 +266,13 @@ def permutation_importance(
 
 
 def evaluate(
-    task: str, y: np.ndarray, out: np.ndarray, classes: Sequence[Any] | None, *, seed: int = 0
+    task: str,
+    y: np.ndarray,
+    out: np.ndarray,
+    classes: Sequence[Any] | None,
+    *,
+    seed: int = 0,
+    threshold: float = 0.5,
 ) -> dict[str, Any]:
     """The task's plots' numbers and the metrics' intervals (without importance)."""
     result: dict[str, Any] = {"format": FORMAT, "task": task, "rows": len(y)}
@@ -262,10 +280,10 @@ def evaluate(
         return result
     k = len(classes or ())
     if task == "binary":
-        result.update(binary(y, out, classes or (0, 1)))
+        result.update(binary(y, out, classes or (0, 1), threshold))
     elif task == "multiclass":
         result.update(multiclass(y, out, classes or ()))
     else:
         result.update(regression(y, out, seed))
-    result["intervals"] = intervals(task, y, out, k, seed)
+    result["intervals"] = intervals(task, y, out, k, seed, threshold)
     return result

@@ -266,6 +266,8 @@ def fit_spec(
         "columns": columns,
         "classes": list(project.classes) if project.classes else None,
         "reference": _reference(project, raw_counts),
+        # binary: the probability from which the version answers the positive class
+        **({"threshold": project.threshold} if project.task == "binary" else {}),
     }
 
 

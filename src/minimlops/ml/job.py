@@ -115,7 +115,7 @@ def fit_and_score(
             **knobs,
         )
     target, classes, task = project.target, project.classes, project.task
-    k = len(classes or ())
+    k, t = len(classes or ()), project.threshold  # t: a binary answer's threshold
     valid_y, valid_out = metrics.scores(model, _chunks(valid)(), target, classes)
     sel = model.selection
     calibrated = calibration.decide(
@@ -145,8 +145,8 @@ def fit_and_score(
         "cv_scores": model.cv_scores,
         "cv_metric": project.primary_metric,
         "selection": _selection(model),
-        "metrics": metrics.metrics(task, y, out, k),
-        "validation": metrics.metrics(task, valid_y, valid_out, k),
+        "metrics": metrics.metrics(task, y, out, k, t),
+        "validation": metrics.metrics(task, valid_y, valid_out, k, t),
         "rows_scored": len(y),
         "baseline": metrics.baseline(task, train_y, valid_y, k),
         "extra_baselines": _extra_baselines(project, valid),
@@ -181,15 +181,15 @@ def fit_and_score(
                 if len(compare) != len(y):
                     raise ValueError(f"compare has {len(compare)} rows, not {len(y)}")
                 y, old, out = y[compare], old[compare], out[compare]
-                result["compared_metrics"] = metrics.metrics(task, y, out, k)
-            result["champion_metrics"] = metrics.metrics(task, y, old, k)
-            result["paired"] = paired_test(task, y, old, out)
+                result["compared_metrics"] = metrics.metrics(task, y, out, k, t)
+            result["champion_metrics"] = metrics.metrics(task, y, old, k, t)
+            result["paired"] = paired_test(task, y, old, out, t)
     served_fit = model
     if refit and valid.num_rows:
         served_fit = _refit(result, model, train, valid, project, seed)
     if test is not None and test.num_rows:
         test_y, test_out = metrics.scores(served_fit, _chunks(test)(), target, classes)
-        result["test"] = metrics.metrics(task, test_y, test_out, k)
+        result["test"] = metrics.metrics(task, test_y, test_out, k, t)
     return result
 
 
@@ -244,7 +244,9 @@ def _evaluation(
     metric needs it."""
     from minimlops.ml import evaluation
 
-    result = evaluation.evaluate(project.task, y, out, project.classes, seed=seed)
+    result = evaluation.evaluate(
+        project.task, y, out, project.classes, seed=seed, threshold=project.threshold
+    )
     if not len(y):
         return result
     k, metric, direction = (
@@ -264,7 +266,9 @@ def _evaluation(
     labels = outputs.labels(project, [r[project.target] for r in rows])
 
     def score(o: np.ndarray) -> float:  # every primary metric is among the quick ones
-        return evaluation.quick_metrics(project.task, labels, o, k).get(metric, float("nan"))
+        return evaluation.quick_metrics(
+            project.task, labels, o, k, threshold=project.threshold
+        ).get(metric, float("nan"))
 
     # the columns the model reads: its features' own and its derived features' inputs
     used = set(project.features) | {c for d in project.derived for c in d.inputs}
@@ -329,14 +333,19 @@ def _selection(model: TrainedModel) -> dict[str, Any]:
     }
 
 
-def paired_test(task: str, y: np.ndarray, old: np.ndarray, new: np.ndarray) -> dict[str, Any]:
+def paired_test(
+    task: str, y: np.ndarray, old: np.ndarray, new: np.ndarray, threshold: float = 0.5
+) -> dict[str, Any]:
     """The gate's paired test of two models on the same rows: McNemar's exact
-    test on correctness (classification), the Wilcoxon signed-rank test on
-    absolute errors (regression)."""
+    test on correctness (classification: of the answers at ``threshold``),
+    the Wilcoxon signed-rank test on absolute errors (regression)."""
     from minimlops.ml.outputs import predicted
 
     if task != "regression":
-        return mcnemar((predicted(task, old) == y).tolist(), (predicted(task, new) == y).tolist())
+        return mcnemar(
+            (predicted(task, old, threshold) == y).tolist(),
+            (predicted(task, new, threshold) == y).tolist(),
+        )
     from scipy.stats import wilcoxon
 
     a, b = np.abs(old - y), np.abs(new - y)

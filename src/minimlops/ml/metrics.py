@@ -23,10 +23,13 @@ from minimlops.ml.outputs import labels, predicted
 Rows = Sequence[Mapping[str, Any]]
 
 
-def metrics(task: str, y: np.ndarray, out: np.ndarray, n_classes: int = 2) -> dict[str, float]:
+def metrics(
+    task: str, y: np.ndarray, out: np.ndarray, n_classes: int = 2, threshold: float = 0.5
+) -> dict[str, float]:
     """The task's metrics of outputs ``out`` for labels ``y``.
 
-    binary: accuracy, ROC AUC, log loss, Brier score, F1 and calibration error;
+    binary: accuracy, ROC AUC, log loss, Brier score, F1 and calibration error
+    (accuracy and F1 of the answers at ``threshold``: the project's);
     multiclass: accuracy, macro F1, log loss; regression: RMSE, MAE, R².
     """
     if len(y) == 0:
@@ -38,7 +41,7 @@ def metrics(task: str, y: np.ndarray, out: np.ndarray, n_classes: int = 2) -> di
         if len(y) > 1 and np.var(y) > 0:
             out_m["r2"] = float(r2_score(y, out))
         return out_m
-    guess = predicted(task, out)
+    guess = predicted(task, out, threshold)
     out_m["accuracy"] = float(accuracy_score(y, guess))
     if task == "multiclass":
         labels_ = list(range(n_classes))

@@ -72,11 +72,12 @@ def linear_output(task: str, linear: Mapping[str, Any], X: np.ndarray) -> np.nda
         return 1.0 / (1.0 + np.exp(-z))
 
 
-def predicted(task: str, out: np.ndarray) -> np.ndarray:
-    """The predicted label of each output: 1 at probability >= 0.5 (binary), the
-    most probable class (multiclass), the value (regression)."""
+def predicted(task: str, out: np.ndarray, threshold: float = 0.5) -> np.ndarray:
+    """The predicted label of each output: 1 at probability >= ``threshold``
+    (binary: the project's), the most probable class (multiclass), the value
+    (regression)."""
     if task == "binary":
-        return (out >= 0.5).astype(np.int64)
+        return (out >= threshold).astype(np.int64)
     if task == "multiclass":
         return np.argmax(out, axis=1) if len(out) else np.empty(0, np.int64)
     return out

@@ -341,6 +341,7 @@ def select(
     ensembles: bool = True,
     order: np.ndarray | None = None,
     groups: np.ndarray | None = None,
+    threshold: float = 0.5,
 ) -> Selection:
     """Cross-validate every candidate on (a sample of) the rows; choose the best
     on ``metric``. A candidate is started only while less than
@@ -493,7 +494,7 @@ def select(
         # output a single fit's (never an average of fits, which would flatter)
         oof = np.concatenate(repeated)
         outputs[cand.name] = oof
-        scores = metrics(task, np.tile(ys[scored], repeats), oof, n_classes)
+        scores = metrics(task, np.tile(ys[scored], repeats), oof, n_classes, threshold)
         scores.pop("rows", None)
         took[cand.family] = time.monotonic() - t0
         entry.update(status="scored", cv=scores, seconds=round(took[cand.family], 2))
@@ -539,7 +540,7 @@ def select(
         elif os_ is not None:
             rank = np.argsort(np.argsort(os_[scored], kind="stable"), kind="stable")
             cross = rank * ensemble.CROSS_FIT // len(rank)
-        _ensemble(result, pool, outputs, rounds_of, task, n_classes, seed, cross)
+        _ensemble(result, pool, outputs, rounds_of, task, n_classes, seed, cross, threshold)
     if not result.ensemble:
         board[best[1]]["chosen"] = True
     result.seconds = round(time.monotonic() - started, 2)
@@ -555,6 +556,7 @@ def _ensemble(
     n_classes: int,
     seed: int,
     cross: np.ndarray | None = None,
+    threshold: float = 0.5,
 ) -> None:
     """Try a weighted ensemble of the scored candidates (``ml.ensemble``):
     listed on the leaderboard with its cross-fitted figures, and served
@@ -574,6 +576,7 @@ def _ensemble(
         seed,
         repeats=result.repeats,
         folds=cross,
+        threshold=threshold,
     )
     if choice is None:
         return
@@ -601,7 +604,7 @@ def _ensemble(
     better = sign * choice.cross_fitted < sign * choice.best_single - ensemble.MARGIN * abs(
         choice.best_single
     )
-    cv = metrics(task, y, choice.outputs, n_classes)
+    cv = metrics(task, y, choice.outputs, n_classes, threshold)
     cv.pop("rows", None)
     entry: dict[str, Any] = {
         "name": "ensemble",

@@ -207,6 +207,7 @@ def _choose(
         order=order,
         groups=groups,
         ensembles=ensembles,
+        threshold=project.threshold,
     )
     name = chosen.name
     steps = chosen.steps

@@ -76,8 +76,9 @@ class Explainer:
             attributor = self.attributor(version, served)
             found = attributor.explain(rows)
         out = np.asarray(served.values(rows))  # as /predict answers (its one-row path too)
-        calibration = (attributor.model.spec.get("calibration") or {}).get("method")
-        return answers(found, out, rows, self.project, calibration)
+        spec = attributor.model.spec
+        calibration = (spec.get("calibration") or {}).get("method")
+        return answers(found, out, rows, self.project, calibration, spec.get("threshold", 0.5))
 
 
 def answers(
@@ -86,9 +87,11 @@ def answers(
     rows: Sequence[Mapping[str, Any]],
     project: Project,
     calibration: str | None = None,
+    threshold: float = 0.5,
 ) -> list[dict[str, Any]]:
     """Explanations as the API answers them, one per row. ``out`` is the
-    serving model's output for the rows (the answer's fields, as /predict)."""
+    serving model's output for the rows (the answer's fields, as /predict, a
+    binary one at the version's ``threshold``)."""
     classes = list(project.classes or ())
     order = {c: i for i, c in enumerate(project.input_columns)}
     at = sorted(range(len(found.inputs)), key=lambda i: order.get(found.inputs[i], len(order)))
@@ -109,7 +112,7 @@ def answers(
             column = found.classes.index(best) if best in found.classes else int(found.shown()[r])
         elif project.task == "binary":
             p = float(out[r])
-            answer = {"prediction": classes[1] if p >= 0.5 else classes[0], "probability": p}
+            answer = {"prediction": classes[1] if p >= threshold else classes[0], "probability": p}
             column = 0
         else:
             answer, column = {"prediction": float(out[r])}, 0

@@ -148,6 +148,7 @@ class Predictor:
         ids = uuid4_strings(len(passengers))
         binary = self.task == "binary"
         negative, positive = self.classes if binary else (None, None)
+        cut = model.spec.get("threshold", 0.5)  # the version's own (the project's when trained)
         structs = (
             bool(passengers)
             and not isinstance(passengers[0], dict)
@@ -159,7 +160,7 @@ class Predictor:
             for row, i, value in zip(rows, ids, values, strict=True):
                 row.uuid, row.created_at, row.model_version = i, created, version
                 if binary:
-                    row.probability, row.prediction = value, positive if value >= 0.5 else negative
+                    row.probability, row.prediction = value, positive if value >= cut else negative
         else:
             rows, known, inputs = [], self._known, self.inputs
             for i, p, value in zip(ids, passengers, values, strict=True):
@@ -175,7 +176,7 @@ class Predictor:
                 if binary:  # the common case, answered in this loop
                     row["probability"], row["prediction"] = (
                         value,
-                        positive if value >= 0.5 else negative,
+                        positive if value >= cut else negative,
                     )
                 rows.append(row)
         put: Callable[[Any, str, Any], None] = setattr if structs else operator.setitem
