@@ -393,6 +393,26 @@ def test_the_default_threshold_is_the_champions_own_and_the_trigger_says_so(
     assert seen.startswith("live accuracy 0.400") and f"under {floor:.3f} ({said})" in seen
 
 
+@pytest.mark.parametrize("name", ["wine", "diabetes"])
+def test_a_check_before_labels_names_the_tasks_live_metric(name: str) -> None:
+    """No label yet: a classifier's quiet reason is about live accuracy (a
+    multiclass one was said to have a "live error"), a regression's about
+    live error."""
+    from minimlops.services import monitor
+    from tests.conftest import fake_deps_for
+    from tests.projects import load, rows
+    from tests.unit.test_projects import _land_and_train
+
+    p = load(name)
+    deps = fake_deps_for(p, cv_folds=3)
+    _land_and_train(deps, "first.csv", rows(p, 300, seed=1))
+    from minimlops.services.train import registry_of
+
+    quiet = monitor.check(deps, registry_of(deps), monitor.MonitorConfig()).quiet
+    what = "live error" if p.task == "regression" else "live accuracy"
+    assert f"{what}: 0 of version 1's predictions labelled, 30 needed" in " ".join(quiet), quiet
+
+
 def test_no_estimate_rests_on_a_handful_of_predictions(fake_deps: Deps) -> None:
     """A version with a few recent predictions gets no estimated accuracy (7
     rows once showed 0.94, 0.76-1.00, beside labels that later said 0.93)."""

@@ -707,6 +707,7 @@ def check(deps: Deps, registry: ModelRegistry, cfg: MonitorConfig) -> Checked:
                 again,
                 expected,
                 (floor, floor_from),
+                deps.project.task == "regression",
             )
         )
     if cfg.retrain_every and _due(deps, registry, cfg.retrain_every):
@@ -775,13 +776,13 @@ def _accuracy_quiet(
     again: str,
     expected: float | None,
     floor: tuple[float, str],
+    regression: bool,
 ) -> str:
     """Why the live-accuracy (or live-error) trigger did not fire (``expected``:
     a regression champion's VALIDATION RMSE, when it was read; ``floor``: a
     classifier's threshold, and how it was set)."""
     if champ is None:
         return "live accuracy: no champion yet"
-    regression = champ.get("live_rmse") is not None or champ.get("live_accuracy") is None
     what = "live error" if regression else "live accuracy"
     if champ["labelled"] < cfg.min_labels:
         return (
