@@ -338,7 +338,7 @@ def test_the_evaluation_page_of_a_binary_version_draws_its_curves(server: Server
     assert "s budget (" in (page.text_content("#selection-note") or "")
     assert "accuracy" in (page.text_content("#metrics") or "")
     # the model that serves, on TEST, in the last column
-    assert page.text_content("#test-head") == "TEST, as it serves"
+    assert page.text_content("#test-head") == "TEST, served fit"
     cells = page.locator("#metrics tr:has(td:text-is('accuracy')) td")
     shown = cells.nth(cells.count() - 1).text_content()
     assert shown == f"{data['test']['accuracy']:.3f}", shown
@@ -741,7 +741,7 @@ def test_a_second_versions_row_shows_the_champion_on_the_same_rows(tmp_path: Pat
         page.goto(srv.url + "/dashboard")
         page.wait_for_selector("#models tr:nth-child(2)")
         head = page.text_content("#models-head") or ""
-        assert "accuracy on its VALIDATION" in head and "accuracy on TEST, as it serves" in head
+        assert "accuracy on its VALIDATION" in head and "accuracy on its TEST, served fit" in head
         newest = page.locator("#models tr").first.text_content() or ""
         # the served model's TEST figure beside its VALIDATION one
         shown = page.locator("#models tr").first.locator("td.test")

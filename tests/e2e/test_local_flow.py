@@ -163,8 +163,9 @@ def test_a_version_has_its_evaluation_in_the_api_the_page_and_the_cli(server: Se
     out = cli(server.home, "models", "show", "1").stdout
     assert "95% interval" in out and "selection" in out and "permutation importance" in out
     # the model that serves, on TEST, under the table
-    assert f"as it serves, on {int(v['test']['rows']):,} TEST rows: accuracy" in " ".join(
-        out.split()
+    assert (
+        f"served fit (TRAIN and VALIDATION), on {int(v['test']['rows']):,} of its TEST rows: accuracy"
+        in " ".join(out.split())
     )
     assert "chosen" in out and v["algorithm"] in out
     assert f"of a {BUDGET_MAX_S:g} s budget" in " ".join(out.split())

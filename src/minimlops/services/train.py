@@ -291,7 +291,7 @@ def train_model(event: IngestionComplete | RetrainRequested, *, deps: Deps) -> l
         f"; {k.replace('_', ' ')} {v:.3f}" for k, v in result["extra_baselines"].items()
     )
     if (test := result.get("test")) and test.get(metric) is not None:
-        extra += f"; as it serves, {metric} {test[metric]:.4f} on {int(test['rows']):,} TEST rows"
+        extra += f"; served fit, {metric} {test[metric]:.4f} on {int(test['rows']):,} TEST rows"
     logger.info(
         "train_model: version %s (%s): %s %.4f on VALIDATION (baseline %.4f)%s; %s: %s",
         meta["version"],

@@ -76,7 +76,7 @@ function renderAlerts(a) {
 
 function metricsHeader() {
   const primary = project.primary_metric, second = SECOND[project.task];
-  const cols = ["version", "algorithm", `${primary} on its VALIDATION`, `${primary} on TEST, as it serves`,
+  const cols = ["version", "algorithm", `${primary} on its VALIDATION`, `${primary} on its TEST, served fit`,
                 ...(second !== primary ? [second] : []),
                 `baseline (${primary})`, `live ${liveMetric().short}`, "decision"];
   const tr = document.getElementById("models-head");

@@ -117,8 +117,9 @@ def models_table(data: dict[str, Any]) -> Table:
         padding=(0, 1, 0, 0),
         expand=False,
         title_justify="left",
-        caption=f"{metric}: the TRAIN-only fit on VALIDATION; TEST: the served model on "
-        "held-back rows; ★ champion; in full: minimlops models show VERSION",
+        caption=f"{metric}: the TRAIN-only fit on VALIDATION; TEST: the served fit (TRAIN and "
+        "VALIDATION) on the version's own held-back rows; ★ champion; in full: "
+        "minimlops models show VERSION",
         caption_justify="left",
     )
     table.add_column("ver", no_wrap=True)
@@ -183,7 +184,9 @@ def print_version(console: Console, v: dict[str, Any]) -> None:
     test = v.get("test") or {}
     if test.get("rows"):  # the model that serves, on rows nothing learned from
         shown = " · ".join(f"{k} {_num(x)}" for k, x in test.items() if k != "rows")
-        console.print(f"as it serves, on {int(test['rows']):,} TEST rows: {shown}")
+        console.print(
+            f"served fit (TRAIN and VALIDATION), on {int(test['rows']):,} of its TEST rows: {shown}"
+        )
     live = v.get("live") or {}
     if live.get("labelled"):
         if live.get("live_mae") is not None:
