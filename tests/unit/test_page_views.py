@@ -61,6 +61,24 @@ def test_a_landed_file_is_shown_by_its_path_and_keeps_its_uri_as_id(
     assert f"gs://{LAND}/a.csv" in plain[f"gs://{LAND}/copy.csv"]["detail"]
 
 
+def test_a_rejected_file_is_shown_where_it_was_set_aside(
+    fake_deps: Deps, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rejected file is moved to rejected/: the timeline shows it there (it
+    showed the landing path, where the file no longer is), as an absolute path
+    (a relative home gave one relative to the server's working directory)."""
+    land(fake_deps, "bad.csv", b"PassengerId,Survived\n1,0\n")
+    monkeypatch.chdir(tmp_path)
+    (event,) = [
+        e
+        for e in admin.timeline(fake_deps, registry_of(fake_deps), files=Path("home/buckets"))
+        if e["kind"] == "rejected"
+    ]
+    assert event["where"] == str(tmp_path / "home" / "buckets" / LAND / "rejected" / "bad.csv")
+    assert event["subject"] == f"gs://{LAND}/bad.csv"
+    assert "rejected/bad.csv" in {o.name for o in fake_deps.store.list(LAND, "rejected/")}
+
+
 def test_a_path_under_the_home_directory_is_written_with_a_tilde(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

@@ -271,6 +271,10 @@ def timeline(
     ledger = deps.warehouse.ledger()
     shown = {r["source_uri"]: local_path(r["source_uri"], files) for r in ledger}
     for row in ledger:
+        where = shown[row["source_uri"]]
+        if row["status"] == "rejected":  # set aside: where it is now
+            bucket, _, name = row["source_uri"].removeprefix("gs://").partition("/")
+            where = local_path(f"gs://{bucket}/rejected/{name}", files)
         kind = {"loaded": "ingested", "rejected": "rejected", "duplicate": "duplicate"}
         detail = row["message"] or f"{row['rows_loaded']:,} rows loaded"
         if files is not None and "gs://" in detail:  # "same content as gs://… (loaded before)"
@@ -281,7 +285,7 @@ def timeline(
                 "at": _iso(row["ingested_at"]),
                 "kind": kind.get(row["status"], row["status"]),
                 "subject": row["source_uri"],
-                "where": shown[row["source_uri"]],
+                "where": where,
                 "rows": row["rows_loaded"],
                 "detail": detail,
                 "report": f"/ingestions/{row['ingestion_id']}/report"
@@ -347,7 +351,7 @@ def local_path(uri: str, files: Path | None) -> str:
     if files is None or not uri.startswith("gs://"):
         return uri
     bucket, _, name = uri[len("gs://") :].partition("/")
-    path = Path(files, bucket, *name.split("/"))
+    path = Path(files, bucket, *name.split("/")).absolute()  # not the server's working directory
     try:
         return str(Path("~") / path.relative_to(Path.home()))
     except (ValueError, RuntimeError):  # not under the home directory, or no home

@@ -139,7 +139,9 @@ class Predictor:
         """
         current = self.current  # one read: a swap mid-request cannot mix versions
         if current is None and (current := self._catch_up()) is None:
-            raise NoChampionError(self.error or "no model is serving yet")
+            raise NoChampionError(
+                self.error or "no version is champion yet (is the first one still training?)"
+            )
         version, model = current
         values = model.values(passengers)
         shadow = self.shadow  # scored before the rows change (owned ones in place)
