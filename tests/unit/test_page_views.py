@@ -89,3 +89,25 @@ def test_a_path_under_the_home_directory_is_written_with_a_tilde(
     )
     assert admin.local_path("gs://b/x.csv", Path("/srv/data")) == "/srv/data/b/x.csv"
     assert admin.local_path("gs://b/x.csv", None) == "gs://b/x.csv"
+
+
+def test_status_says_a_rejected_file_loaded_nothing() -> None:
+    """`minimlops status` on a rejected file: "none loaded" (it said "0 rows"
+    of a file of 1,047), with its bad rows when they were read."""
+    import io
+
+    from rich.console import Console
+
+    from minimlops.entrypoints.cli.report import print_status
+
+    def shown(ingestion: dict) -> str:
+        out = io.StringIO()
+        data = {"tables": {}, "champion": None, "last_ingestion": ingestion, "queues": []}
+        print_status(Console(file=out, width=200, color_system=None), data)
+        return out.getvalue()
+
+    row = {"source_uri": "gs://b/x.csv", "ingested_at": "now", "message": "unknown columns"}
+    assert "rejected (none loaded)" in shown({**row, "status": "rejected", "rows_loaded": 0})
+    bad = {**row, "status": "rejected", "rows_loaded": 0, "rows_rejected": 6}
+    assert "rejected (6 bad rows, none loaded)" in shown(bad)
+    assert "loaded (1,431 rows loaded)" in shown({**row, "status": "loaded", "rows_loaded": 1431})

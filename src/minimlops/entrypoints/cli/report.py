@@ -25,10 +25,16 @@ def print_status(console: Console, data: dict[str, Any]) -> None:
         console.print(f"serving: version {data['serving']}")
     ing = data.get("last_ingestion")
     if ing:
+        counted = (  # a rejected file loads nothing: its bad rows, when they were read
+            f"{ing['rows_rejected']:,} bad rows, none loaded"
+            if ing["status"] == "rejected" and ing.get("rows_rejected")
+            else "none loaded"
+            if ing["status"] == "rejected"
+            else f"{ing['rows_loaded']:,} rows loaded"
+        )
         console.print(
-            f"last ingestion: {ing['source_uri']} {ing['status']} "
-            f"({ing['rows_loaded']:,} rows) at {ing['ingested_at']}"
-            + (f" — {ing['message']}" if ing.get("message") else "")
+            f"last ingestion: {ing['source_uri']} {ing['status']} ({counted}) "
+            f"at {ing['ingested_at']}" + (f" — {ing['message']}" if ing.get("message") else "")
         )
     tr = data.get("last_training")
     if tr:
