@@ -382,9 +382,11 @@ def test_the_evaluation_page_follows_the_task(other_server, page) -> None:  # ty
 
 
 def test_an_unknown_version_says_so(server: Server, page) -> None:  # type: ignore[no-untyped-def]
-    page.goto(server.url + "/models/999")
+    answer = page.goto(server.url + "/models/999")
+    assert answer is not None and answer.status == 404  # the page, with the status that says so
     page.wait_for_function("document.body && document.body.dataset.ready !== undefined")
     assert "999" in (page.text_content("#failure") or "") and page.is_visible("#failure")
+    assert page.goto(server.url + "/models/1").status == 200
 
 
 @pytest.fixture(scope="module")

@@ -48,7 +48,12 @@ def router(ctx: Context) -> APIRouter:
         accept = request.headers.get("accept", "")
         vary = {"Vary": "Accept"}  # one URL, two forms: a cache must keep them apart
         if "text/html" in accept and "application/json" not in accept:
-            return FileResponse(WEB / "model.html", headers=vary)
+            try:  # the page says an unknown version itself; the status says it too
+                await asyncio.to_thread(app.registry.metadata, version)
+                status = 200
+            except ModelNotFoundError:
+                status = 404
+            return FileResponse(WEB / "model.html", status_code=status, headers=vary)
         try:
             found = await asyncio.to_thread(model_with_live, version)
         except ModelNotFoundError as exc:
