@@ -681,6 +681,29 @@ def test_the_start_up_hint_is_a_request_in_the_projects_own_columns(trained) -> 
         assert admin.example_request(fake_deps_for(p), registry_of(fake_deps_for(p))) is None
 
 
+def test_the_start_up_curl_waits_for_a_first_model_even_titanics(capsys, caplog) -> None:
+    """`up` on an empty home prints the curl to try once a model serves: the
+    example's own request was printed at once, and answered with a 503."""
+    import types
+
+    from minimlops.entrypoints.runtime.serve import hint
+
+    p = shapes.load("titanic")
+    deps = fake_deps_for(p, cv_folds=3)
+    app = types.SimpleNamespace(
+        deps=deps, registry=registry_of(deps), predictor=types.SimpleNamespace(before_swap=None)
+    )
+    with caplog.at_level("INFO", logger="minimlops"):
+        hint(app, "http://127.0.0.1:8080")
+    assert "curl" not in capsys.readouterr().err
+    assert "no model yet: one is trained when data lands" in caplog.text
+    _land_and_train(deps, "first.csv", shapes.rows(p, 300, seed=1))
+    with caplog.at_level("INFO", logger="minimlops"):
+        app.predictor.before_swap("1")  # the first model is loaded
+    said = capsys.readouterr().err
+    assert said.startswith("curl -X POST") and '"Pclass": 3' in said
+
+
 def _schema(p):
     from minimlops.services.tables import arrow_schema
 

@@ -66,8 +66,10 @@ class _Server(uvicorn.Server):
 
 def hint(app: App, url: str) -> None:
     """Log a request to try, one the project's model answers, in its own
-    columns; before a first model, once that model is loaded."""
-    example = admin.example_request(app.deps, app.registry)
+    columns; before a first model, once that model is loaded (a project's own
+    example request too: before, the server would answer it with a 503)."""
+    serving = app.registry.champion()[0] is not None
+    example = admin.example_request(app.deps, app.registry) if serving else None
     if example is None:
         project = app.deps.project
         logger.info(
