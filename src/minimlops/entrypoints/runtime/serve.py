@@ -165,12 +165,12 @@ def serve(settings: Settings, compute: Any = None) -> None:
     app = build(settings, progress=ThrottledProgress(), isolate_training=True, compute=compute)
     runtime = Runtime(app)
     processes: ServingProcesses | None = None
+    holder: dict[str, Any] = {}  # "info": the runtime file, once listening
     try:
         seed_example_data(app)
         if changed := admin.retrain_if_project_changed(app.deps, app.registry):
             logger.info("%s: a version for it is being trained", changed)
         tokens = [settings.admin_token.get_secret_value()] if settings.admin_token else []
-        holder: dict[str, Any] = {}
 
         def on_listen(url: str) -> None:
             nonlocal processes
@@ -239,4 +239,5 @@ def serve(settings: Settings, compute: Any = None) -> None:
                 sock.close()
         settings.runtime_file.unlink(missing_ok=True)
         os.close(held)
-        logger.info("stopped")
+        if "info" in holder:  # (a start that failed says why, not "stopped")
+            logger.info("stopped")
