@@ -1151,8 +1151,9 @@ def _column(
             )
             checks.add(
                 p.name,
-                f"{p.name}: mostly distinct text, so not used by the model; a derived "
-                "feature can extract something from it",
+                f"{p.name}: mostly distinct text, so not used by the model, nor required "
+                "of a request; a derived feature can extract something from it (then "
+                "required = true, if it needs a value)",
             )
         else:
             say += f", a category ({p.n_distinct} value{'s' if p.n_distinct != 1 else ''} seen)"
@@ -1263,6 +1264,18 @@ def _id_named(name: str) -> bool:
     return bool(words) and (words[-1] in _ID_WORDS or (len(words) == 1 and words[0] in _ENTITIES))
 
 
+def _worded(sample: pa.Table, name: str) -> bool:
+    """Whether most of a text column's values are several words: free text,
+    not an id (ids have no spaces)."""
+    if name not in sample.column_names:
+        return False
+    values = sample.column(name).drop_null()
+    if len(values) == 0:
+        return False
+    spaced = pc.sum(pc.match_substring(values, " ")).as_py() or 0
+    return spaced > len(values) / 2
+
+
 def _group_named(name: str) -> bool:
     words = _tokens(name)
     return _id_named(name) or (
@@ -1337,6 +1350,8 @@ def _relations(
     for p in others:
         if p.type not in ("integer", "string") or kinds.get(p.name) == "text" and p.unique:
             continue
+        if kinds.get(p.name) == "text" and _worded(sample, p.name):
+            continue  # free text (a subject line), however its name reads: no id, no group
         if _group_named(p.name) and not p.unique:
             g = _group_stats(p.name, sample)
             if g and g.groups >= MIN_GROUPS and g.repeated >= 0.3 * g.rows:

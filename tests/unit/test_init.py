@@ -620,6 +620,28 @@ def test_a_rare_positive_class_gets_a_word_about_the_threshold(tmp_path: Path) -
     assert not [c for c in d.checks if "threshold" in c]  # 33 %: nothing to say
 
 
+def test_free_text_named_like_an_entity_is_no_id_and_no_group(tmp_path: Path) -> None:
+    """A ticket's subject line repeats now and then and is named like a
+    clinical trial's subject: it is free text, not a group to split by."""
+    import datetime as dt
+
+    words = ["login", "error", "billing", "outage", "security", "slow", "refund", "crash"]
+    rows = [
+        [
+            f"T{i:05d}",
+            (dt.datetime(2025, 1, 1) + dt.timedelta(minutes=170 * i)).isoformat(),
+            " ".join(words[(i * k) % 8] for k in (1, 3, 5)[: 2 + i % 2]) + f" #{i % 700}",
+            "low" if i % 3 else "high",
+        ]
+        for i in range(2000)
+    ]
+    path = _write(tmp_path / "t.csv", ["ticket_id", "opened_at", "subject", "priority"], rows)
+    d, drafted = _drafted(path, "priority")
+    assert drafted.column("subject").kind == "text"
+    assert not [c for c in d.checks if "subject: repeats" in c or '"subject"' in c], d.checks
+    assert drafted.split.strategy == "time"
+
+
 def test_two_columns_that_identify_a_row_together_are_named(tmp_path: Path) -> None:
     """Daily sales of 12 stores: no column is unique, a date and a store are.
     The draft keys rows by their content (it takes one key column) and says
