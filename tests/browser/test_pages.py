@@ -230,8 +230,11 @@ def test_dashboard_shows_drift_and_live_accuracy_once_there_is_data(server: Serv
 
     answers = server.http.post("/predict", json=shifted(150, seed=3)).json()["predictions"]
     assert server.http.post("/feedback", json=wrong_labels(answers[:40])).status_code == 200
+    # the seven raw features, and the derived ones the model reads (title, deck, ...)
+    compared = server.http.get("/monitoring").json()["drift"]["features"]
+    assert len(compared) > 7 and {"title", "log_fare"} <= {f["feature"] for f in compared}
     page.goto(server.url + "/dashboard")
-    page.wait_for_function("document.querySelectorAll('#drift tr').length === 7")
+    page.wait_for_function(f"document.querySelectorAll('#drift tr').length === {len(compared)}")
     page.wait_for_selector("#live-accuracy canvas")
     drift = page.locator("#drift").text_content() or ""
     assert "Pclass" in drift and "drift" in drift

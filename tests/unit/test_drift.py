@@ -170,3 +170,88 @@ def test_whether_drift_matters_is_read_from_the_models_attributions(fake_deps: D
     expected = shares(evaluation["importance"], "importance")["Pclass"]
     by = {f["feature"]: f for f in older["features"]}
     assert by["Pclass"]["importance_share"] == pytest.approx(expected)
+
+
+TICKETS = """
+name = "tickets"
+key = "ticket_id"
+target = "priority"
+task = "binary"
+positive_class = "high"
+features = ["tier", "severity"]
+derived_module = "derived.py"
+
+[[columns]]
+name = "ticket_id"
+type = "string"
+required = true
+
+[[columns]]
+name = "subject"
+type = "string"
+kind = "text"
+
+[[columns]]
+name = "tier"
+type = "string"
+required = true
+
+[[columns]]
+name = "priority"
+type = "string"
+required = true
+allowed = ["low", "high"]
+
+[[derived]]
+name = "severity"
+type = "string"
+kind = "categorical"
+inputs = ["subject"]
+"""
+
+
+def test_a_derived_feature_of_free_text_is_compared_for_drift(tmp_path) -> None:
+    """Free text is never compared itself, but a derived feature the model
+    reads from it is: every request about an outage shifts the severity the
+    model sees, and drift says so, naming the text it comes from (a trial's
+    shift in a ticket's subject went unnoticed)."""
+    from minimlops import projects
+    from tests.conftest import fake_deps_for
+    from tests.unit.test_projects import _land_and_train
+
+    (tmp_path / "project.toml").write_text(TICKETS)
+    (tmp_path / "derived.py").write_text(
+        "def severity(row):\n"
+        "    text = row['subject'] or ''\n"
+        "    return 'high' if 'outage' in text else 'low'\n"
+    )
+    p = projects.load(tmp_path)
+    deps = fake_deps_for(p, cv_folds=3)
+    rng = np.random.default_rng(0)
+    words = ["login", "billing", "refund", "slow page", "password", "outage"]
+    subjects = [f"{rng.choice(words)} {rng.choice(words)} #{i}" for i in range(600)]
+    rows = [
+        {
+            "ticket_id": f"T{i}",
+            "subject": s,
+            "tier": ["free", "pro"][i % 2],
+            "priority": "high" if "outage" in s else "low",
+        }
+        for i, s in enumerate(subjects)
+    ]
+    _land_and_train(deps, "tickets.csv", pa.Table.from_pylist(rows))
+    registry = registry_of(deps)
+    predictor = Predictor(registry, deps.now, p)
+    predictor.refresh()
+    calm = [{"subject": r["subject"], "tier": r["tier"]} for r in rows[:200]]
+    storm = [{"subject": f"outage #{i}", "tier": ["free", "pro"][i % 2]} for i in range(200)]
+    cfg = monitor.MonitorConfig(drift_min_rows=100, drift_window=200)
+    for requests, expected in ((calm, "ok"), (storm, "drift")):
+        logged = predictor.predict(requests)
+        deps.warehouse.append(deps.names.predictions_table, pa.Table.from_pylist(logged))
+        by = {f["feature"]: f for f in monitor.drift(deps, registry, cfg)["features"]}
+        assert by["severity"]["status"] == expected, by["severity"]
+    assert by["tier"]["status"] == "ok" and "subject" not in by  # free text: not compared
+    assert by["severity"]["derived_from"] == ["subject"]
+    assert by["severity"]["importance_of"] == "subject"
+    assert by["severity"]["importance_share"] > 0.5  # the model leans on it

@@ -49,6 +49,50 @@ def drift_columns(project: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:
     )
 
 
+DERIVED_REFERENCE_ROWS = 5_000  # TRAIN rows a derived feature is computed on for drift
+
+
+def derived_drift(project: Any) -> dict[str, tuple[str, tuple[str, ...]]]:
+    """The derived features drift compares, as the model reads them: name ->
+    (kind, inputs), for every derived feature the model uses. Their inputs may
+    be free text, which drift never compares itself (a ticket's subject, read
+    by a derived severity)."""
+    return {
+        d.name: ("categorical" if d.kind in ("categorical", "boolean") else "numeric", d.inputs)
+        for d in project.derived
+        if d.name in project.features
+    }
+
+
+def _with_derived(deps: Deps, table: pa.Table, limit: int | None = None) -> pa.Table:
+    """``table`` (at most ``limit`` of its rows) with a column per derived
+    feature drift compares, computed by the project's code on each row (a row
+    it fails on: no value)."""
+    found = derived_drift(deps.project)
+    if not found:
+        return table
+    if limit is not None and table.num_rows > limit:
+        at = np.random.default_rng(0).choice(table.num_rows, limit, replace=False)
+        table = table.take(np.sort(at))
+    inputs = sorted({c for _, ins in found.values() for c in ins if c in table.column_names})
+    rows = table.select(inputs).to_pylist()
+    for name, (kind, _) in found.items():
+        fn = deps.derive.get(name)
+        values = []
+        for row in rows:
+            try:
+                values.append(None if fn is None else fn(row))
+            except Exception:  # the prediction was answered: a row it fails on is skipped
+                values.append(None)
+        array = (
+            pa.array([None if v is None else float(v) for v in values], pa.float64())
+            if kind == "numeric"
+            else pa.array([None if v is None else str(v) for v in values], pa.string())
+        )
+        table = table.append_column(name, array)
+    return table
+
+
 # a date's parts compared by drift, by column type, and how Arrow reads them
 # Parts whose mix stays the same as time goes on: the day of the week and the
 # hour. Not the month: a week of predictions is one or two months against the
@@ -436,11 +480,27 @@ def _reference(deps: Deps, meta: dict[str, Any]) -> _Reference:
     )
     categorical, numeric = drift_columns(deps.project)
     parts = date_parts(deps.project)
+    derived = derived_drift(deps.project)
+    sample = _with_derived(deps, train, DERIVED_REFERENCE_ROWS)
     ref = _Reference(
         key,
         train.num_rows,
-        {c: _counts(_drift_column(train, c, parts)) for c in (*categorical, *parts)},
-        {c: _numbers(train.column(c).combine_chunks()) for c in numeric},
+        {
+            **{c: _counts(_drift_column(train, c, parts)) for c in (*categorical, *parts)},
+            **{
+                d: _counts(sample.column(d).combine_chunks())
+                for d, (kind, _) in derived.items()
+                if kind == "categorical"
+            },
+        },
+        {
+            **{c: _numbers(train.column(c).combine_chunks()) for c in numeric},
+            **{
+                d: _numbers(sample.column(d).combine_chunks())
+                for d, (kind, _) in derived.items()
+                if kind == "numeric"
+            },
+        },
     )
     _references[deps.warehouse] = ref
     return ref
@@ -472,6 +532,8 @@ def drift(deps: Deps, registry: ModelRegistry, cfg: MonitorConfig) -> dict[str, 
         }
     ref = _reference(deps, registry.metadata(pointer["version"]))
     parts = date_parts(deps.project)
+    derived = derived_drift(deps.project)
+    recent = _with_derived(deps, recent)
     features = [
         _categorical(c, counts, _drift_column(recent, c, parts), cfg)
         for c, counts in ref.categorical.items()
@@ -483,14 +545,23 @@ def drift(deps: Deps, registry: ModelRegistry, cfg: MonitorConfig) -> dict[str, 
     shares, measure = _importance(registry, pointer["version"])
     together = _together(deps.project)
     for f in features:
-        column = parts[f["feature"]][0] if f["feature"] in parts else f["feature"]
-        group = together.get(column, (column,))
+        name = f["feature"]
+        if name in derived:  # its inputs' share: attributions go to the columns a person typed
+            inputs = derived[name][1]
+            group = tuple(sorted({c for i in inputs for c in together.get(i, (i,))}))
+            f["derived_from"] = list(inputs)
+            f["importance_of"] = ", ".join(inputs)
+            if others := [c for c in group if c not in inputs]:
+                f["importance_with"] = others
+        else:
+            column = parts[name][0] if name in parts else name
+            group = together.get(column, (column,))
+            if column != name:  # a date part: the share is the whole date's
+                f["importance_of"] = column
+            if len(group) > 1:
+                f["importance_with"] = [c for c in group if c != column]
         share = sum(shares.get(c, 0.0) for c in group) if shares is not None else None
         f["importance_share"] = share
-        if column != f["feature"]:  # a date part: the share is the whole date's
-            f["importance_of"] = column
-        if len(group) > 1:
-            f["importance_with"] = [c for c in group if c != column]
         # drift on a feature the model barely uses moves few predictions: shown, not acted on
         f["matters"] = None if shares is None else (share or 0.0) >= cfg.drift_min_importance
     ranked = [f for f in features if f.get("psi") is not None]

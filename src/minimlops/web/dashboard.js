@@ -240,7 +240,9 @@ function renderDrift(m) {
       const note = document.createElement("small");
       note.className = "muted";
       // under 10 %, a decimal: 4.9 % (barely used) beside 5.1 % (used); a date part's is the whole date's
-      const pct = 100 * f.importance_share, whose = f.importance_of ? ` (all of ${f.importance_of})` : "";
+      const pct = 100 * f.importance_share;
+      const whose = f.derived_from ? ` (of ${f.importance_of}, which it is made from)`
+        : f.importance_of ? ` (all of ${f.importance_of})` : "";
       note.textContent = `${f.matters ? "used" : "barely used"}: ${pct < 10 ? pct.toFixed(1) : Math.round(pct)}% of ${share}${whose}${f.importance_with ? " with " + f.importance_with.join(", ") : ""}`;
       name.append(document.createElement("br"), note);
     }

@@ -433,7 +433,13 @@ def monitor_cmd(
                 "—"
                 if f.get("importance_share") is None
                 else _share(f["importance_share"])
-                + (f" (all of {f['importance_of']})" if f.get("importance_of") else "")
+                + (
+                    f" (of {f['importance_of']}, which it is made from)"
+                    if f.get("derived_from")
+                    else f" (all of {f['importance_of']})"
+                    if f.get("importance_of")
+                    else ""
+                )
                 + ("" if f.get("matters") else " (barely used)"),
             )
         console.print(drift)
