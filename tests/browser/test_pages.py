@@ -171,6 +171,8 @@ def test_the_form_works_from_the_keyboard_on_a_phone_screen(server: Server, brow
 def test_dashboard_shows_ingestion_training_and_a_chart(server: Server, page) -> None:  # type: ignore[no-untyped-def]
     for _ in range(5):
         assert server.http.post("/predict", json=MODEL_FIELDS_ONLY).status_code == 200
+    # and 25 more: an estimate needs 30 of a version's predictions
+    assert server.http.post("/predict", json=[MODEL_FIELDS_ONLY] * 25).status_code == 200
     page.goto(server.url + "/dashboard")
     page.wait_for_selector("#timeline tr")
     page.wait_for_function("document.getElementById('chart-predictions').dataset.points >= 1")
