@@ -1062,7 +1062,7 @@ def test_a_binary_threshold_decides_the_answers_and_the_figures_that_count_them(
     from minimlops.domain.project import shape_changes
     from minimlops.ml.outputs import labels, predicted
 
-    base = shapes.load("churn")
+    base = shapes.load("titanic")
     p = projects.from_dict({**base.to_dict(), "threshold": 0.3}, base.directory)
     assert p.threshold == 0.3 and p.to_dict()["threshold"] == 0.3
     assert "threshold" not in base.to_dict() and "threshold" not in base.model_shape()
@@ -1080,7 +1080,7 @@ def test_a_binary_threshold_decides_the_answers_and_the_figures_that_count_them(
     logged = predictor.predict([shapes.request_of(p, r) for r in data])
     negative, positive = p.classes
     assert all((r["prediction"] == positive) == (r["probability"] >= 0.3) for r in logged)
-    assert any(0.3 <= r["probability"] < 0.5 for r in logged)  # "Yes" here; "No" at 0.5
+    assert any(0.3 <= r["probability"] < 0.5 for r in logged)  # 1 here; 0 at 0.5
     confusion = registry.evaluation(version)["confusion"]
     assert confusion["threshold"] == 0.3
     # the version's TEST accuracy counts the answers at 0.3 (the served model's)
@@ -1092,6 +1092,23 @@ def test_a_binary_threshold_decides_the_answers_and_the_figures_that_count_them(
     assert meta["metrics"]["test"]["accuracy"] == pytest.approx(
         float(np.mean(predicted("binary", out, 0.3) == y))
     )
+    # the threshold changes to 0.7: the gate scores the champion at its own 0.3, as it
+    # serves (on VALIDATION, through its TRAIN-only fit)
+    from dataclasses import replace
+
+    from minimlops.domain.events import RetrainRequested
+    from minimlops.ml import artifacts
+
+    later = projects.from_dict({**base.to_dict(), "threshold": 0.7}, base.directory)
+    messagebus.handle(RetrainRequested(reason="threshold"), replace(deps, project=later))
+    second = registry.metadata(registry.versions()[-1]["version"])
+    champion = artifacts.from_bytes(*registry.measured(version), deps.derive)
+    valid = [r for r in table.to_pylist() if split_for(r[p.key]) == "VALIDATION"]
+    out = np.asarray(champion.output([shapes.request_of(p, r) for r in valid]))
+    y = labels(p, [r[p.target] for r in valid])
+    compared = second["champion_compared"]["evaluation"]
+    at = {t: float(np.mean(predicted("binary", out, t) == y)) for t in (0.3, 0.7)}
+    assert compared["accuracy"] == pytest.approx(at[0.3]) and at[0.3] != at[0.7]
     for bad, said in ((0, "not a probability between 0 and 1"), (True, "not a probability")):
         with pytest.raises(ProjectError, match=said):
             projects.from_dict({**base.to_dict(), "threshold": bad}, base.directory)
@@ -1125,6 +1142,7 @@ def test_a_request_without_a_required_value_or_with_true_for_a_number_is_refused
                 {"name": "purpose", "type": "string", "required": False},
                 {"name": "amount", "type": "integer", "required": True},
                 {"name": "rate", "type": "float", "required": False},
+                {"name": "term", "type": "integer", "required": False, "allowed": [12, 24]},
                 {"name": "y", "type": "float", "required": True},
             ],
         }
@@ -1153,6 +1171,7 @@ def test_a_request_without_a_required_value_or_with_true_for_a_number_is_refused
         ({"amount": True}, "amount", "a number is needed here, not true"),
         ({"rate": False}, "rate", "a number is needed here, not false"),
         ({"amount": 1e300}, "amount", "a whole number from -9223372036854775808 to"),
+        ({"term": True}, "term", "a number is needed here, not true"),  # Literal took it as 1
     ]
     for change, field, said in refused:
         for body in (orjson.dumps({**good, **change}), orjson.dumps([good, {**good, **change}])):
@@ -1161,11 +1180,14 @@ def test_a_request_without_a_required_value_or_with_true_for_a_number_is_refused
             (error,) = orjson.loads(answer_body)["errors"]
             assert error["field"] == field and error["message"].startswith(said), error
     assert logged == []
-    for blank in ("", "NA"):  # an optional field's blank: not given
+    for blank in ("", "NA", "  ", " NA "):  # an optional field's blank: not given
         status, _ = asyncio.run(
             answer(orjson.dumps({**good, "purpose": blank}), "application/json")
         )
-        assert status == 200 and logged[-1]["purpose"] is None
+        assert status == 200 and logged[-1]["purpose"] is None, (blank, logged[-1])
+    feedback = request_models(p).feedback
+    with pytest.raises(ValueError, match="a number is needed here, not true"):
+        feedback.validate_python({"uuid": "u", "y": True})
 
 
 @pytest.mark.parametrize("name", ["wine", "churn"])

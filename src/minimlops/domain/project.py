@@ -57,6 +57,7 @@ RESERVED = (
     "received_at",
     "source",
     "labelled_at",
+    "landed",  # training's read of labelled predictions: whether their row landed
 )
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 # A column may be named as in the user's file (spaces, dashes: "education-num"),

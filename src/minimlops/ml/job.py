@@ -182,8 +182,10 @@ def fit_and_score(
                     raise ValueError(f"compare has {len(compare)} rows, not {len(y)}")
                 y, old, out = y[compare], old[compare], out[compare]
                 result["compared_metrics"] = metrics.metrics(task, y, out, k, t)
-            result["champion_metrics"] = metrics.metrics(task, y, old, k, t)
-            result["paired"] = paired_test(task, y, old, out, t)
+            # the champion answers at its own threshold, as it serves
+            t_old = previous.spec.get("threshold", 0.5)
+            result["champion_metrics"] = metrics.metrics(task, y, old, k, t_old)
+            result["paired"] = paired_test(task, y, old, out, t, t_old)
     served_fit = model
     if refit and valid.num_rows:
         served_fit = _refit(result, model, train, valid, project, seed)
@@ -334,16 +336,23 @@ def _selection(model: TrainedModel) -> dict[str, Any]:
 
 
 def paired_test(
-    task: str, y: np.ndarray, old: np.ndarray, new: np.ndarray, threshold: float = 0.5
+    task: str,
+    y: np.ndarray,
+    old: np.ndarray,
+    new: np.ndarray,
+    threshold: float = 0.5,
+    old_threshold: float | None = None,
 ) -> dict[str, Any]:
     """The gate's paired test of two models on the same rows: McNemar's exact
-    test on correctness (classification: of the answers at ``threshold``),
-    the Wilcoxon signed-rank test on absolute errors (regression)."""
+    test on correctness (classification: of each one's answers, at
+    ``threshold`` and the champion's ``old_threshold``), the Wilcoxon
+    signed-rank test on absolute errors (regression)."""
     from minimlops.ml.outputs import predicted
 
     if task != "regression":
+        before = threshold if old_threshold is None else old_threshold
         return mcnemar(
-            (predicted(task, old, threshold) == y).tolist(),
+            (predicted(task, old, before) == y).tolist(),
             (predicted(task, new, threshold) == y).tolist(),
         )
     from scipy.stats import wilcoxon

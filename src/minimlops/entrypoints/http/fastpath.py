@@ -41,7 +41,7 @@ def field_errors(exc: ValidationError, batch: bool) -> list[dict[str, Any]]:
     for e in exc.errors(include_url=False):
         loc = list(e["loc"])
         message = e["msg"]
-        if e["type"].endswith("_type") and e.get("input", ...) is None:
+        if e.get("input", ...) is None and e["type"] != "missing":  # null for a required field
             message = "a value is required here (null was sent)"
         item = {"field": str(loc[-1]) if loc else None, "message": message}
         if batch and loc and isinstance(loc[0], int):

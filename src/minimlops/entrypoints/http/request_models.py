@@ -26,7 +26,8 @@ from minimlops.domain.project import INT64, ColumnSpec, Project, closest
 
 
 def _empty_is_missing(value: Any) -> Any:
-    return None if value == "" else value
+    """ "" (spaces around it aside, as a landed file's are) means not given."""
+    return None if isinstance(value, str) and not value.strip() else value
 
 
 def _strip(value: Any) -> Any:
@@ -152,8 +153,8 @@ def _missing(words: tuple[str, ...]) -> Any:
     if not words:
         return Missing
     blank = frozenset(("", *words))
-    return BeforeValidator(
-        lambda value: None if isinstance(value, str) and value in blank else value
+    return BeforeValidator(  # spaces around aside, as a landed file's are
+        lambda value: None if isinstance(value, str) and value.strip() in blank else value
     )
 
 
@@ -176,7 +177,7 @@ def _field_type(c: ColumnSpec, missing: Any = Missing, words: tuple[str, ...] = 
     if c.max_length is not None:
         kwargs["max_length"] = c.max_length
     typed: Any = Annotated[base, Field(**{k: v for k, v in kwargs.items() if v is not None})]
-    if c.type in ("integer", "float") and c.allowed is None:
+    if c.type in ("integer", "float"):  # allowed values too: Literal[1, 2] takes true as 1
         # (a Python hook: only bodies the fast check refuses come here)
         typed = Annotated[typed, _a_number(c.type == "integer")]
     if c.required and c.type == "string" and c.allowed is None:
@@ -546,6 +547,8 @@ def request_models(project: Project) -> RequestModels:
             rule["ge"] = max(target.min, rule.get("ge", target.min))
         if target.max is not None:
             rule["le"] = min(target.max, rule.get("le", target.max))
+    if target.type in ("integer", "float"):  # true is no label of a number (nor class 1)
+        label = Annotated[label, _a_number(target.type == "integer")]
     feedback = TypedDict(
         "Feedback",
         {  # type: ignore[operator]
