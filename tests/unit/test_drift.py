@@ -255,3 +255,29 @@ def test_a_derived_feature_of_free_text_is_compared_for_drift(tmp_path) -> None:
     assert by["severity"]["derived_from"] == ["subject"]
     assert by["severity"]["importance_of"] == "subject"
     assert by["severity"]["importance_share"] > 0.5  # the model leans on it
+
+
+def test_drift_compares_what_a_derived_feature_adds_and_nothing_twice() -> None:
+    """Titanic: the title and the deck come from text drift does not compare
+    (the name, the cabin); a log of the fare drifts when the fare does, so it
+    is not compared again. A derived feature of hundreds of values (a surname)
+    is not compared: new values are the norm; nor on requests without its
+    input (the exercise's request has no name: its title says nothing)."""
+    from minimlops import projects
+
+    p = projects.load("titanic")
+    assert set(monitor.derived_drift(p)) == {"title", "surname", "deck"}
+    cfg = monitor.MonitorConfig(drift_min_rows=100)
+    ref = monitor._Reference(
+        ("1", "s"),
+        600,
+        {"surname": {f"s{i}": 1 for i in range(583)}, "title": {"Mr": 300, "Mrs": 300}},
+        {},
+    )
+    surnames = pa.array([f"n{i}" for i in range(200)])
+    assert monitor._derived_feature("surname", "categorical", ref, surnames, cfg) is None
+    nameless = pa.array([None] * 150, pa.string())  # no Name sent: no title computed
+    said = monitor._derived_feature("title", "categorical", ref, nameless, cfg)
+    assert said == {"feature": "title", "kind": "categorical", "psi": None, "status": "no data"}
+    titled = pa.array(["Mr"] * 150 + [None] * 50)
+    assert monitor._derived_feature("title", "categorical", ref, titled, cfg)["status"] == "drift"

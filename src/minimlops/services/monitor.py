@@ -52,22 +52,29 @@ def drift_columns(project: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:
 DERIVED_REFERENCE_ROWS = 5_000  # TRAIN rows a derived feature is computed on for drift
 
 
+MAX_DERIVED_CATEGORIES = 50  # more in the reference (a surname): new values are no drift
+
+
 def derived_drift(project: Any) -> dict[str, tuple[str, tuple[str, ...]]]:
     """The derived features drift compares, as the model reads them: name ->
-    (kind, inputs), for every derived feature the model uses. Their inputs may
-    be free text, which drift never compares itself (a ticket's subject, read
-    by a derived severity)."""
+    (kind, inputs), for each derived feature the model uses that reads an
+    input drift does not compare itself: free text (a ticket's subject, read
+    by a derived severity) or a column that is no feature. One made only of
+    compared inputs (a log of the fare) drifts when they do: compared once."""
+    categorical, numeric = drift_columns(project)
+    compared = {*categorical, *numeric, *(c for c, _ in date_parts(project).values())}
     return {
         d.name: ("categorical" if d.kind in ("categorical", "boolean") else "numeric", d.inputs)
         for d in project.derived
-        if d.name in project.features
+        if d.name in project.features and any(i not in compared for i in d.inputs)
     }
 
 
 def _with_derived(deps: Deps, table: pa.Table, limit: int | None = None) -> pa.Table:
     """``table`` (at most ``limit`` of its rows) with a column per derived
-    feature drift compares, computed by the project's code on each row (a row
-    it fails on: no value)."""
+    feature drift compares, computed by the project's code on each row that
+    has every input (a request without the name tells nothing of a title
+    read from it); no value where an input is missing or the code fails."""
     found = derived_drift(deps.project)
     if not found:
         return table
@@ -76,21 +83,40 @@ def _with_derived(deps: Deps, table: pa.Table, limit: int | None = None) -> pa.T
         table = table.take(np.sort(at))
     inputs = sorted({c for _, ins in found.values() for c in ins if c in table.column_names})
     rows = table.select(inputs).to_pylist()
-    for name, (kind, _) in found.items():
+    for name, (kind, needs) in found.items():
         fn = deps.derive.get(name)
-        values = []
+        values: list[Any] = []
         for row in rows:
-            try:
-                values.append(None if fn is None else fn(row))
-            except Exception:  # the prediction was answered: a row it fails on is skipped
-                values.append(None)
-        array = (
-            pa.array([None if v is None else float(v) for v in values], pa.float64())
-            if kind == "numeric"
-            else pa.array([None if v is None else str(v) for v in values], pa.string())
+            value = None
+            if fn is not None and all(row.get(c) is not None for c in needs):
+                try:  # the prediction was answered: a row the code fails on is skipped
+                    value = fn(row)
+                    value = float(value) if kind == "numeric" else str(value)
+                except Exception:
+                    value = None
+            values.append(value)
+        table = table.append_column(
+            name, pa.array(values, pa.float64() if kind == "numeric" else pa.string())
         )
-        table = table.append_column(name, array)
     return table
+
+
+def _derived_feature(
+    name: str, kind: str, ref: _Reference, recent: pa.Array, cfg: MonitorConfig
+) -> dict[str, Any] | None:
+    """A derived feature's drift, on the rows that have its inputs; None when
+    it has too many categories to compare (new values are the norm)."""
+    values = recent.drop_null()
+    if kind == "categorical":
+        counts = ref.categorical.get(name) or {}
+        if len(counts) > MAX_DERIVED_CATEGORIES:
+            return None
+        if len(values) < cfg.drift_min_rows or not counts:
+            return {"feature": name, "kind": kind, "psi": None, "status": "no data"}
+        return _categorical(name, counts, values, cfg)
+    if len(values) < cfg.drift_min_rows:
+        return {"feature": name, "kind": kind, "psi": None, "status": "no data"}
+    return _numeric(name, ref.numeric.get(name, np.zeros(0)), values, cfg)
 
 
 # a date's parts compared by drift, by column type, and how Arrow reads them
@@ -152,14 +178,17 @@ class MonitorConfig:
 FALLBACK_THRESHOLD = 0.7  # a version without VALIDATION figures: the exercise's threshold
 
 
-def accuracy_floor(cfg: MonitorConfig, meta: dict[str, Any] | None) -> tuple[float, str]:
-    """The live accuracy under which a classifier retrains, and how it was set.
+def accuracy_floor(cfg: MonitorConfig, meta: dict[str, Any] | None) -> tuple[float | None, str]:
+    """The live accuracy under which a classifier retrains, and how it was set
+    (None: accuracy cannot judge this version, and why).
 
     ``MINIMLOPS_ACCURACY_THRESHOLD`` when set; else halfway between what the
     version scored on VALIDATION and what always answering the majority class
     scores there: it has lost half of what it adds. A fixed 0.7 cannot fire on
     a target with 93 % of one class (a model that always says "no" passes it);
-    on Titanic (0.83 against 0.58) halfway is 0.71.
+    on Titanic (0.83 against 0.58) halfway is 0.71. A version no more accurate
+    than the majority class on VALIDATION (a lowered ``threshold`` trades
+    accuracy for recall) has no such floor: its accuracy falling says nothing.
     """
     if cfg.accuracy_threshold is not None:
         return cfg.accuracy_threshold, "MINIMLOPS_ACCURACY_THRESHOLD"
@@ -168,8 +197,13 @@ def accuracy_floor(cfg: MonitorConfig, meta: dict[str, Any] | None) -> tuple[flo
     majority = (((meta.get("baseline") or {}).get("task")) or {}).get("accuracy")
     if scored is None or majority is None:
         return FALLBACK_THRESHOLD, "no VALIDATION figures to set it from"
-    floor = majority + (max(scored, majority) - majority) / 2
-    return floor, (
+    if scored <= majority:
+        return None, (
+            f"version {meta.get('version')} is no more accurate on VALIDATION ({scored:.3f}) "
+            f"than always answering the majority class ({majority:.3f}), so accuracy cannot "
+            "judge it; set MINIMLOPS_ACCURACY_THRESHOLD to watch it all the same"
+        )
+    return majority + (scored - majority) / 2, (
         f"half of version {meta.get('version')}'s lift: {scored:.3f} on VALIDATION, "
         f"{majority:.3f} always answering the majority class"
     )
@@ -488,7 +522,7 @@ def _reference(deps: Deps, meta: dict[str, Any]) -> _Reference:
         {
             **{c: _counts(_drift_column(train, c, parts)) for c in (*categorical, *parts)},
             **{
-                d: _counts(sample.column(d).combine_chunks())
+                d: _counts(sample.column(d).combine_chunks().drop_null())
                 for d, (kind, _) in derived.items()
                 if kind == "categorical"
             },
@@ -537,10 +571,17 @@ def drift(deps: Deps, registry: ModelRegistry, cfg: MonitorConfig) -> dict[str, 
     features = [
         _categorical(c, counts, _drift_column(recent, c, parts), cfg)
         for c, counts in ref.categorical.items()
+        if c not in derived
     ]
     features += [
         _numeric(c, values, recent.column(c).combine_chunks(), cfg)
         for c, values in ref.numeric.items()
+        if c not in derived
+    ]
+    features += [
+        found
+        for d, (kind, _) in derived.items()
+        if (found := _derived_feature(d, kind, ref, recent.column(d).combine_chunks(), cfg))
     ]
     shares, measure = _importance(registry, pointer["version"])
     together = _together(deps.project)
@@ -734,6 +775,7 @@ def check(deps: Deps, registry: ModelRegistry, cfg: MonitorConfig) -> Checked:
         and champ["labelled"] >= cfg.min_labels
         and champ["live_accuracy"] is not None
         # the whole 95 % interval under the threshold: a few unlucky labels are no drop
+        and floor is not None
         and (champ.get("interval_95") or [0.0, champ["live_accuracy"]])[1] < floor
         and ("accuracy", snapshot) not in earlier
     ):
@@ -846,7 +888,7 @@ def _accuracy_quiet(
     fired_before: bool,
     again: str,
     expected: float | None,
-    floor: tuple[float, str],
+    floor: tuple[float | None, str],
     regression: bool,
 ) -> str:
     """Why the live-accuracy (or live-error) trigger did not fire (``expected``:
@@ -869,6 +911,8 @@ def _accuracy_quiet(
             f"live error: RMSE {champ['live_rmse']:.4g} on {champ['labelled']} labels is within "
             f"{cfg.error_ratio} x version {champ['version']}'s VALIDATION RMSE {expected:.4g}"
         )
+    if floor[0] is None:
+        return f"live accuracy: no threshold: {floor[1]}"
     low, high = champ.get("interval_95") or [champ["live_accuracy"]] * 2
     return (
         f"live accuracy: {champ['live_accuracy']:.3f} ({low:.3f}-{high:.3f}) of version "
@@ -883,7 +927,7 @@ def _estimate_alert(
     champ: dict[str, Any] | None,
     snapshot: str,
     recorded: list[dict[str, Any]],
-    floor: float,
+    floor: float | None,
     floor_from: str,
 ) -> None:
     """metric.dropped before labels arrive: the champion's estimated accuracy
@@ -899,7 +943,7 @@ def _estimate_alert(
         return  # nobody to tell: nothing to record
     if champ["labelled"] >= cfg.min_labels:  # the labels speak: live accuracy alerts
         return
-    if est["accuracy"] >= floor:
+    if floor is None or est["accuracy"] >= floor:
         return
     done = {
         (d.get("snapshot"), d.get("version"))
