@@ -921,14 +921,21 @@ def _unique_pair(path: Path, by: dict[str, Profile], target: str) -> tuple[str, 
     names = [p.name for p in fits[:PAIR_COLUMNS]]
     if len(names) < 2:
         return None
-    table = pacsv.read_csv(
-        path,
-        convert_options=pacsv.ConvertOptions(
-            include_columns=names, column_types={n: pa.string() for n in names}
-        ),
-    )
+    try:
+        raw = pacsv.open_csv(path).schema.names  # as written (" store"), not as read ("store")
+        written = dict(zip(header_names(raw), raw, strict=True))
+        table = pacsv.read_csv(
+            path,
+            parse_options=pacsv.ParseOptions(newlines_in_values=True),
+            convert_options=pacsv.ConvertOptions(
+                include_columns=[written[n] for n in names],
+                column_types={written[n]: pa.string() for n in names},
+            ),
+        )
+    except (pa.ArrowException, KeyError, ValueError):  # a hint only: no pair, then
+        return None
     for a, b in itertools.combinations(names, 2):
-        counts = table.group_by([a, b]).aggregate([([], "count_all")])
+        counts = table.group_by([written[a], written[b]]).aggregate([([], "count_all")])
         if counts.num_rows == table.num_rows:
             return a, b
     return None

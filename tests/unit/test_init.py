@@ -655,8 +655,8 @@ def test_two_columns_that_identify_a_row_together_are_named(tmp_path: Path) -> N
         for d in range(60)
         for s in range(12)
     ]
-    path = _write(tmp_path / "sales.csv", ["date", "store", "promo", "sales"], rows)
-    d, drafted = _drafted(path, "sales")
+    path = _write(tmp_path / "sales.csv", ["date", " store", "promo", "sales"], rows)
+    d, drafted = _drafted(path, "sales")  # (a header written ", store": read as "store")
     assert d.key_added
     (said,) = [c for c in d.checks if "together" in c]
     assert (
