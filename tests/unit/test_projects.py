@@ -700,8 +700,8 @@ def test_the_start_up_curl_waits_for_a_first_model_even_titanics(capsys, caplog)
     _land_and_train(deps, "first.csv", shapes.rows(p, 300, seed=1))
     with caplog.at_level("INFO", logger="minimlops"):
         app.predictor.before_swap("1")  # the first model is loaded
-    said = capsys.readouterr().err
-    assert said.startswith("curl -X POST") and '"Pclass": 3' in said
+    (said,) = [line for line in capsys.readouterr().err.splitlines() if "curl" in line]
+    assert said.startswith("curl -X POST") and '"Pclass": 3' in said  # a line of its own
 
 
 def _schema(p):
