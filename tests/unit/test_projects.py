@@ -115,6 +115,11 @@ def _col(name, **changes) -> list:
             _variant(columns=_col("bmi", max=float("inf"))),
             "column 'bmi'.max: inf is not a finite number",
         ),
+        # training reads labelled predictions with a "landed" flag beside their columns
+        (
+            _variant(columns=[*BASE["columns"], {"name": "landed", "type": "boolean"}]),
+            "['landed'] are names of the pipeline's own columns; rename",
+        ),
     ],
     ids=lambda v: v if isinstance(v, str) else "",
 )
