@@ -195,6 +195,8 @@ def feedback(deps: Deps, labels: list[tuple[str, Any]]) -> dict[str, Any]:
     names the ids that had a label sent before (or twice in these labels:
     the last one is kept).
     """
+    from collections import Counter
+
     import pyarrow as pa
 
     from minimlops.services.tables import arrow_schema
@@ -203,7 +205,7 @@ def feedback(deps: Deps, labels: list[tuple[str, Any]]) -> dict[str, Any]:
     last = dict(labels)  # one label per id: the last one given
     known = deps.warehouse.known_uuids(deps.names.predictions_table, list(last))
     earlier = deps.warehouse.known_uuids(deps.names.feedback_table, [u for u in last if u in known])
-    twice = {u for u in known if ids.count(u) > 1} if len(last) < len(ids) else set()
+    twice = {u for u, n in Counter(ids).items() if n > 1 and u in known}
     now = deps.now()
     key, target = deps.project.key, deps.project.target
     rows = [
