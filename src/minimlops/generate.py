@@ -146,7 +146,7 @@ def rows_for(
     project: Any, rows: int, *, seed: int = 0, start_id: int = 1, missing: float = 0.1
 ) -> pa.Table:
     """Synthetic rows of a project from its columns and rules (Titanic: its own
-    generator). Every feature moves the target through a hidden linear score
+    generator); with a key made of columns, fewer when their values repeat. Every feature moves the target through a hidden linear score
     (random weights, fixed by ``seed``) plus noise, so a model has something to
     learn: the classes by the score's bands, or a number from it."""
     if project.extras.get("data") == "titanic":
@@ -176,7 +176,15 @@ def rows_for(
         else pa.array([f"{project.name}-{i:09d}" for i in range(start_id, start_id + rows)])
     )
     columns[project.target] = _target(project, score, rng)
-    return pa.table({c.name: columns[c.name] for c in project.columns})
+    table = pa.table({c.name: columns[c.name] for c in project.columns})
+    if project.key_parts:  # a key made of columns: their values, each pair once (the first)
+        from minimlops.services.content_keys import joined_keys
+
+        made = joined_keys(table, project.key_parts)
+        _, first = np.unique(made.to_numpy(zero_copy_only=False), return_index=True)
+        table = table.set_column(table.schema.get_field_index(project.key), project.key, made)
+        table = table.take(pa.array(np.sort(first)))
+    return table
 
 
 def _column_values(c: Any, n: int, rng: np.random.Generator) -> tuple[pa.Array, np.ndarray]:

@@ -754,14 +754,16 @@ def draft(
         )
     key_name, key_added = _pick_key(by, target, key, decisions, checks)
     if key_added and (pair := _unique_pair(path, by, target)):
+        a, b = pair
         checks.add(
             key_name,
-            f"no single column identifies a row, but {pair[0]} and {pair[1]} do together "
-            "(no two rows share both): give your files a column that joins them (for "
-            f'instance row_id = {pair[0]} + "|" + {pair[1]}) and pass --key row_id. '
-            f"Until then a corrected row for the same {pair[0]} and {pair[1]} loads beside "
-            "the old one instead of replacing it, and a later file's rows cannot label "
-            "the predictions made for them (send labels to /feedback by uuid)",
+            f"no single column identifies a row, but {a} and {b} do together (no two "
+            f'rows share both). If they always will, add from = ["{a}", "{b}"] to this '
+            f"column: the key is then their values joined, so a corrected row for the "
+            f"same {a} and {b} replaces the old one, and a later file's rows label the "
+            "predictions made for them. As drafted, rows are keyed by their whole "
+            "content: a corrected row loads beside the old one, and labels reach "
+            "predictions only through /feedback by uuid",
         )
     t = by[target]
     if t.present == 0:

@@ -644,10 +644,13 @@ def test_free_text_named_like_an_entity_is_no_id_and_no_group(tmp_path: Path) ->
 
 def test_two_columns_that_identify_a_row_together_are_named(tmp_path: Path) -> None:
     """Daily sales of 12 stores: no column is unique, a date and a store are.
-    The draft keys rows by their content (it takes one key column) and says
-    which two identify a row, and what to do; with a column that joins them,
-    that is the key."""
+    The draft keys rows by their content and says which two identify a row and
+    the line that keys rows by them; with that line, the file loads keyed by
+    its date and store; with a column that joins them, that is the key."""
     import datetime as dt
+
+    from tests.conftest import fake_deps_for
+    from tests.unit.test_composite_keys import land
 
     start = dt.date(2025, 1, 1)
     rows = [
@@ -661,8 +664,25 @@ def test_two_columns_that_identify_a_row_together_are_named(tmp_path: Path) -> N
     (said,) = [c for c in d.checks if "together" in c]
     assert (
         said.startswith("no single column identifies a row, but date and store do together")
-        and "pass --key row_id" in said
+        and 'add from = ["date", "store"] to this column' in said
     )
+    # the line the note gives, added: the file's rows are keyed by date and store
+    data = tomllib.loads(_toml(d.data, d.checks))
+    key_column = next(c for c in data["columns"] if c["name"] == data["key"])
+    key_column["from"] = ["date", "store"]
+    keyed = projects.from_dict(data, str(tmp_path))
+    assert keyed.key_parts == ("date", "store")
+    deps = fake_deps_for(keyed)
+    table = pa.Table.from_pylist(
+        [
+            {"date": dt.date.fromisoformat(r[0]), "store": r[1], "promo": r[2], "sales": r[3]}
+            for r in rows
+        ]
+    )
+    (done,) = land(deps, "sales.csv", table)
+    assert done.rows_loaded == len(rows)
+    loaded = {r[data["key"]] for r in deps.warehouse.tables["training_data"]}
+    assert "2025-01-01|s00" in loaded and len(loaded) == len(rows)
     joined = [[f"{r[0]}|{r[1]}", *r] for r in rows]
     path = _write(tmp_path / "keyed.csv", ["row_id", "date", "store", "promo", "sales"], joined)
     d, drafted = _drafted(path, "sales")

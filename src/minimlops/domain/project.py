@@ -105,6 +105,11 @@ class ColumnSpec:
     # date and timestamp columns: how the file writes them, in strptime's
     # words ("%d/%m/%Y"); None reads ISO 8601 ("2026-06-20", "2026-06-20T14:05:00+02:00")
     format: str | None = None
+    # a generated key made of other columns' values ("from" in the file): a
+    # row is "2026-06-20|17" for ("sold_on", "store"), so a corrected row
+    # replaces the old one and a prediction's row is known by its inputs
+    # (domain/keys.py); None: generated keys hash the whole row
+    parts: tuple[str, ...] | None = None
 
     @property
     def bq_type(self) -> str:
@@ -164,6 +169,12 @@ class Project:
         return self.column(self.key)
 
     @property
+    def key_parts(self) -> tuple[str, ...] | None:
+        """The columns a generated key is made of, or None (a key column of
+        the files', or a hash of the whole row)."""
+        return self.key_column.parts
+
+    @property
     def target_column(self) -> ColumnSpec:
         return self.column(self.target)
 
@@ -208,7 +219,7 @@ class Project:
         data["example"] = dict(data.pop("extras"))
         data["columns"] = [
             {
-                k: list(v) if isinstance(v, tuple) else v
+                ("from" if k == "parts" else k): list(v) if isinstance(v, tuple) else v
                 for k, v in c.items()
                 if v is not None and (k != "generated" or v)
             }
@@ -315,6 +326,7 @@ COLUMN_FIELDS = (
     "max_length",
     "generated",
     "format",
+    "from",
 )
 
 
@@ -429,6 +441,25 @@ def _column(raws: Sequence[Any], i: int) -> ColumnSpec:
     generated = raw.get("generated", False)
     if not isinstance(generated, bool):
         raise _fail(f"{where}.generated", "must be true or false")
+    parts = raw.get("from")
+    if parts is not None:
+        if (
+            not isinstance(parts, list)
+            or len(parts) < 2
+            or not all(isinstance(p, str) for p in parts)
+        ):
+            raise _fail(
+                f"{where}.from",
+                "the names of the two or more columns whose values together "
+                'identify a row, for instance ["sold_on", "store"] (a key of one '
+                "column is that column: key = its name)",
+            )
+        if "generated" in raw and not generated:
+            raise _fail(
+                f"{where}.from",
+                "a key made from other columns is generated: drop generated = false",
+            )
+        generated, parts = True, tuple(parts)
     return ColumnSpec(
         name,
         type_,
@@ -441,7 +472,37 @@ def _column(raws: Sequence[Any], i: int) -> ColumnSpec:
         max_length,
         generated,
         fmt,
+        parts,
     )
+
+
+KEY_PART_TYPES = ("string", "integer", "boolean", "date", "timestamp")
+
+
+def _key_part(
+    part: str, by_name: Mapping[str, ColumnSpec], key: str, target: str, parts: Sequence[str]
+) -> None:
+    """One column a key is made from: declared, required, not the key or the
+    target, named once, and of a type whose values are written one way."""
+    where = f"column {key!r}.from"
+    col = by_name.get(part)
+    if col is None:
+        raise _fail(where, f"{part!r} is not a declared column{closest(part, list(by_name))}")
+    if part in (key, target):
+        raise _fail(where, f"{part!r} is the {'key' if part == key else 'target'} itself")
+    if list(parts).count(part) > 1:
+        raise _fail(where, f"names {part!r} twice")
+    if not col.required:
+        raise _fail(
+            where,
+            f"{part!r} is optional: a row's key needs all its parts (required = true)",
+        )
+    if col.type not in KEY_PART_TYPES:
+        raise _fail(
+            where,
+            f"{part!r} is a {col.type} column: a key's parts are {', '.join(KEY_PART_TYPES)} "
+            "(a decimal number can be written in more than one way)",
+        )
 
 
 def _derived(raw: Any, i: int, columns: Sequence[str]) -> DerivedSpec:
@@ -543,13 +604,20 @@ def parse(data: Mapping[str, Any], directory: str = "") -> Project:
         raise _fail("key", f"the key {key!r} must be an integer or string column")
     if not key_col.required:
         raise _fail("key", f"the key column {key!r} must be required = true")
+    if others := [c.name for c in columns if c.parts is not None and c.name != key]:
+        raise _fail(f"column {others[0]!r}.from", "only the key column is made from others")
     if others := [c.name for c in columns if c.generated and c.name != key]:
         raise _fail(f"column {others[0]!r}.generated", "only the key column can be generated")
     if key_col.generated and key_col.type != "string":
         raise _fail(
             f"column {key!r}.generated",
-            "a generated key is a string column (its values are '<hash of the row>-<occurrence>')",
+            "a generated key is a string column (its values are '<hash of the row>-<occurrence>')"
+            if key_col.parts is None
+            else "a key made from other columns is a string column (its values are "
+            "theirs, joined: '2026-06-20|17')",
         )
+    for part in key_col.parts or ():
+        _key_part(part, by_name, key, target, key_col.parts or ())
     if key_col.type == "integer" and (
         key_col.min is None or key_col.min < 0 or key_col.max is None or key_col.max > MAX_KEY
     ):
@@ -728,6 +796,12 @@ def compatible(recorded: Project, new: Project) -> list[str]:
             problems.append(
                 f"{field_} changed from {getattr(recorded, field_)!r} to {getattr(new, field_)!r}"
             )
+    if recorded.key == new.key and _made(recorded) != _made(new):
+        problems.append(
+            f"key {new.key!r} is made another way ({_made(recorded)} before, {_made(new)} "
+            "now): the rows landed so far keep their keys, so a row landed again would "
+            "load beside its old one"
+        )
     new_cols = {c.name: c for c in new.columns}
     removed, retyped, required = [], [], []
     for c in recorded.columns:
@@ -754,6 +828,14 @@ def compatible(recorded: Project, new: Project) -> list[str]:
                 ("column " if len(names) == 1 else "columns ") + what.format(listed) + why
             )
     return problems
+
+
+def _made(p: Project) -> str:
+    """How a project's rows get their keys, in a few words."""
+    col = p.key_column
+    if col.parts:
+        return " and ".join(col.parts) + " joined"
+    return "a hash of each row's values" if col.generated else "the files' own column"
 
 
 def shape_changes(recorded: dict[str, Any], now: dict[str, Any]) -> list[str]:

@@ -23,6 +23,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol, Union, cast
 
+from minimlops.domain import keys
 from minimlops.domain.project import Project
 from minimlops.errors import ArtifactIntegrityError, ModelNotFoundError, NoChampionError
 from minimlops.ml.serving import OnnxModel
@@ -50,6 +51,9 @@ class Predictor:
         self.project = project
         self.inputs = project.input_columns
         self._known = frozenset(self.inputs)
+        # a key made of named columns: a row sent without its key gets the one
+        # its row will have when it lands with its label (domain/keys.py)
+        self._key_parts = project.key_parts
         self.task = project.task
         self.classes = list(project.classes or ())
         self.current: tuple[str, Scorer] | None = None
@@ -188,7 +192,21 @@ class Predictor:
             shadow is not None and shadow_out is not None
         ):  # logged beside the answer, never returned
             self._shadow(rows, shadow[0], shadow_out, put)
+        if self._key_parts is not None:
+            self._keys(rows, structs)
         return rows
+
+    def _keys(self, rows: list[Any], structs: bool) -> None:
+        """Each row sent without its key gets it from its parts' values."""
+        key, parts = self.project.key, self._key_parts or ()
+        attr = rows[0].minimlops_attrs[key] if structs and rows else key
+        for row in rows:
+            if row.get(key) is None:
+                made = keys.of_row(row, parts)
+                if structs:
+                    setattr(row, attr, made)
+                else:
+                    row[key] = made
 
     def _catch_up(self) -> tuple[str, Scorer] | None:
         """Nothing loaded yet: look at the champion pointer now (at most every

@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import math
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from functools import cache
@@ -29,7 +29,7 @@ import pyarrow.csv as pacsv
 from minimlops.domain.project import Project, nearest
 from minimlops.domain.schema import SPLIT_BOUNDS, SPLITS
 from minimlops.errors import SchemaError
-from minimlops.services.content_keys import ContentKeys
+from minimlops.services.content_keys import ContentKeys, joined_keys
 
 
 class Readable(Protocol):
@@ -294,7 +294,11 @@ def check_batch(
         )
         columns[col.name] = typed
         ok = pc.and_(ok, pc.invert(bad))
-    if project.key in names:  # generated keys are unique by construction
+    parts = project.key_parts
+    if generated is not None and parts is not None:  # made of the row's own columns
+        columns[generated] = joined_keys(pa.table({p: columns[p] for p in parts}), parts)
+        generated = None
+    if project.key in names or parts is not None:  # content keys are unique by construction
         report.keys.append((first_row, columns[project.key]))
     report.rows += batch.num_rows
     report.bad_rows += batch.num_rows - pc.sum(ok).as_py() if batch.num_rows else 0
@@ -307,12 +311,15 @@ def check_batch(
     return good.set_column(at, generated, keys(good))
 
 
-def content_keys(project: Project) -> ContentKeys:
-    """The generated keys of one file's rows, from every column but the key."""
+def content_keys(project: Project) -> ContentKeys | None:
+    """The generated keys of one file's rows, from every column but the key;
+    None for a key made of named columns (``check_batch`` joins them)."""
+    if project.key_parts is not None:
+        return None
     return ContentKeys([c.name for c in project.columns if not c.generated])
 
 
-def check_keys(report: Report, key: str) -> None:
+def check_keys(report: Report, key: str, parts: Sequence[str] | None = None) -> None:
     """Refuse a file that holds a row key twice, naming both rows: which one
     would be the newest is not defined.
 
@@ -344,6 +351,13 @@ def check_keys(report: Report, key: str) -> None:
         if offsets[i] <= p < offsets[i + 1]
     ]
     more = f" ({len(repeated):,} keys repeat in all)" if len(repeated) > 1 else ""
+    if parts:
+        named = " and ".join(", ".join(parts).rsplit(", ", 1))
+        raise SchemaError(
+            f"two rows have the same {named} ({key} {value.as_py()!r}): rows {rows[0]} and "
+            f"{rows[1]}{more}; together they identify a row, once in a file (land a "
+            "corrected row in a later file to replace one)"
+        )
     raise SchemaError(
         f"{key} {value.as_py()!r} appears more than once: rows {rows[0]} and "
         f"{rows[1]}{more}; each {key} may appear once in a file (land a "

@@ -45,6 +45,7 @@ _ORDER = (
     "format",
     "required",
     "generated",
+    "from",
     "kind",
     "allowed",
     "min",
