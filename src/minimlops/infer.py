@@ -323,7 +323,7 @@ def profile(path: Path) -> tuple[list[Profile], int, tuple[str, ...], list[str],
         first = profiles
         profiles, rows, sample = read(words)
         texts = [
-            p.name
+            (p.name, sum(n for w, n in before.words.items() if w in words))
             for p, before in zip(profiles, first, strict=True)
             if p.type == "string" and set(before.words) & set(words)
         ]
@@ -730,10 +730,10 @@ def draft(
             f"missing values: {list(words)} read as no value (seen among numbers or true/false)"
         )
         also = (
-            (
-                f"; remove one if a text column uses it as a value ({', '.join(texts[:6])} "
-                "hold it too)"
-            )
+            f"; {len(texts)} text column{'s' if len(texts) > 1 else ''} hold "
+            f"{'them' if len(words) > 1 else 'it'} too ({', '.join(n for n, _ in texts)}): "
+            "where it is a value there (Ames' NA for no alley), add missing_values = [] "
+            "to that column (each is marked)"
             if texts
             else ""
         )
@@ -741,6 +741,13 @@ def draft(
             "missing_values",
             f"missing_values {list(words)}: read as no value in every column{also}",
         )
+        for name, n in texts:
+            checks.add(
+                name,
+                f"{name}: {' or '.join(words)} in {n:,} of {rows:,} rows, read as no value as "
+                "in the number columns; if it is a value here (none, not applicable), add "
+                "missing_values = [] to this column",
+            )
     if bad := [n for n in by if not usable_name(n)]:
         raise ProjectError(
             f"columns {bad} cannot be warehouse columns ({NAME_RULE}); rename "

@@ -460,3 +460,10 @@ def test_the_estimate_alerts_once_per_version_and_snapshot_across_processes(
     assert [e["kind"] for e in admin.timeline(deps, registry) if e["subject"] == "estimate"] == [
         "alert"
     ]
+
+
+def test_an_error_in_a_check_reads_as_the_pages_write_it() -> None:
+    """A house price's RMSE is 28,571, not 2.857e+04; a small one keeps its digits."""
+    from minimlops.services.monitor import _figure
+
+    assert (_figure(28571.4), _figure(2.01894), _figure(0.40361)) == ("28,571", "2.019", "0.4036")

@@ -321,3 +321,28 @@ def test_a_field_longer_than_a_block_says_what_to_check(fake_deps: Deps) -> None
     assert land(fake_deps, "long.csv", csv_bytes(*GOOD, huge)) == []
     report = assert_rejected(fake_deps, "long.csv")
     assert "longer than 4 MB" in report["summary"] and "straddl" not in report["summary"]
+
+
+def test_a_file_without_an_optional_column_loads_it_empty_and_says_so(fake_deps: Deps) -> None:
+    """Every row of a file without Cabin has no cabin: loaded, and the ledger
+    says which columns were not there (a renamed export looks the same)."""
+    names = [n for n in TITANIC.column_names if n != "Cabin"]
+    at = TITANIC.column_names.index("Cabin")
+    lines = [",".join(v for i, v in enumerate(_fields(g)) if i != at) for g in GOOD]
+    data = ("\n".join([",".join(names), *lines]) + "\n").encode()
+    (event,) = land(fake_deps, "nocabin.csv", data)
+    assert event.rows_loaded == 3
+    (row,) = fake_deps.warehouse.ledger()
+    assert row["message"] == "optional column ['Cabin'] not in the file: loaded as empty"
+    assert all(r["Cabin"] is None for r in fake_deps.warehouse.tables["training_data"])
+    (event,) = land(fake_deps, "whole.csv", csv_bytes(*GOOD[:1], GOOD[2]))
+    (whole,) = [r for r in fake_deps.warehouse.ledger() if r["source_uri"].endswith("whole.csv")]
+    assert whole["message"] is None
+
+
+def _fields(line: str) -> list[str]:
+    import csv
+    import io
+
+    (fields,) = csv.reader(io.StringIO(line))
+    return [f'"{f}"' if "," in f else f for f in fields]

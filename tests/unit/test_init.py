@@ -352,7 +352,9 @@ def test_words_for_no_value_are_found_and_read_as_missing_everywhere(tmp_path: P
     draft, drafted = _drafted(path, "income")
     assert drafted.missing_values == ("NA", "?")
     assert (drafted.column("age").type, drafted.column("hours").type) == ("integer", "integer")
-    assert any("workclass, region hold it too" in c for c in draft.checks)
+    assert any("2 text columns hold them too (workclass, region)" in c for c in draft.checks)
+    (said,) = [c for c in draft.checks if c.startswith("region: NA or ? in 134 of 400 rows")]
+    assert "add missing_values = [] to this column" in said
     deps = fake_deps_for(drafted)
     info = deps.store.write_bytes(LAND, path.name, path.read_bytes())
     (done,) = messagebus.handle(ObjectFinalized(LAND, path.name, info.generation, info.size), deps)
@@ -364,6 +366,22 @@ def test_words_for_no_value_are_found_and_read_as_missing_everywhere(tmp_path: P
     body = b'{"age": 30, "workclass": "?", "hours": 40, "region": "EU"}'
     assert models.one.validate_json(body)["workclass"] is None
     assert models.fast.rows(body, False)[0]["workclass"] is None
+    # the line the note gives: region's NA is a value there, NA elsewhere is not
+    data = tomllib.loads(_toml(draft.data, draft.checks))
+    next(c for c in data["columns"] if c["name"] == "region")["missing_values"] = []
+    keeps = projects.from_dict(data, str(tmp_path))
+    assert keeps.missing_in("region") == () and keeps.missing_in("age") == ("NA", "?")
+    deps = fake_deps_for(keeps)
+    info = deps.store.write_bytes(LAND, path.name, path.read_bytes())
+    messagebus.handle(ObjectFinalized(LAND, path.name, info.generation, info.size), deps)
+    rows = deps.warehouse.tables["training_data"]
+    assert rows[0]["region"] == "NA" and rows[0]["age"] is None
+    models = request_models(keeps)
+    body = b'{"age": 30, "workclass": "?", "hours": 40, "region": "NA"}'
+    for row in (models.one.validate_json(body), models.fast.rows(body, False)[0]):
+        assert row["region"] == "NA" and row["workclass"] is None
+    batch = models.fast.rows(b"[" + body + b"]", True)
+    assert batch[0]["region"] == "NA" and batch[0]["workclass"] is None
 
 
 def test_pandas_index_column_is_neither_a_feature_nor_the_key(tmp_path: Path) -> None:

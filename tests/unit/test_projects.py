@@ -612,6 +612,42 @@ def test_minimlops_predict_names_every_bad_row_of_a_file_and_predicts_none() -> 
     assert len(_checked_rows(models, [good, good], single=False)) == 2
 
 
+def test_minimlops_predict_reads_a_csv_as_ingestion_reads_a_landed_file(tmp_path) -> None:
+    """A file of rows to predict in the form a landed file takes: "NA" as no
+    value where the project says so (a column of its own may keep it as a
+    value), names with spaces around, a date in the column's format."""
+    import csv
+
+    from minimlops.entrypoints.cli.main import _as_landed, _checked_rows, _read_rows
+    from minimlops.entrypoints.http.request_models import request_models
+
+    data = {
+        "name": "homes",
+        "key": "id",
+        "target": "price",
+        "task": "regression",
+        "missing_values": ["NA"],
+        "columns": [
+            {"name": "id", "type": "integer", "required": True, "min": 0, "max": 10**6},
+            {"name": "area", "type": "float"},
+            {"name": "alley", "type": "string", "missing_values": []},
+            {"name": "garage", "type": "string"},
+            {"name": "sold", "type": "date", "format": "%d/%m/%Y", "required": True},
+            {"name": "price", "type": "float", "required": True},
+        ],
+    }
+    p = parse(data)
+    path = tmp_path / "new.csv"
+    with path.open("w", newline="") as f:
+        csv.writer(f).writerows(
+            [["id", " area", "alley ", "garage", "sold"], [7, "NA", "NA", "NA", "20/06/2026"]]
+        )
+    rows, single = _read_rows(None, path)
+    (row,) = _checked_rows(request_models(p), _as_landed(p, rows), single)
+    assert row["area"] is None and row["garage"] is None and row["alley"] == "NA"
+    assert row["sold"] == dt.date(2026, 6, 20)
+
+
 def test_minimlops_predict_answers_the_tasks_fields_with_or_without_a_server(trained) -> None:
     """`minimlops predict` answers as POST /predict does for every task: in
     process (no server) and through a server, with the request's checked rows
@@ -1300,6 +1336,34 @@ def test_models_list_fits_the_terminal_and_cuts_no_word(trained, width: int) -> 
         assert v["algorithm"] in out.getvalue()
         d = v["decision"]
         assert ("promoted: " if d["promote"] else "kept: ") + d["reason"] in shown, shown
+
+
+def test_a_misspelt_required_field_is_named_in_the_refusal() -> None:
+    """A required field sent misspelt ("Sexx") was refused saying only that
+    Sex is required; the refusal now names the field spelt like it, for one
+    row and a batch, and a request without it says nothing more."""
+    import asyncio
+
+    import orjson
+
+    p = shapes.load("titanic")
+    _, table, _, answer = _served(p, 600)
+    row = shapes.request_of(p, table.slice(0, 1).to_pylist()[0])
+    typo = {**{k: v for k, v in row.items() if k != "Sex"}, "Sexx": "male"}
+
+    def refused(body: object) -> list:
+        status, out = asyncio.run(answer(orjson.dumps(body), "application/json"))
+        assert status == 422, out
+        return orjson.loads(out)["errors"]
+
+    (one,) = refused(typo)
+    assert one["field"] == "Sex" and one["message"].endswith("(the request has 'Sexx': misspelt?)")
+    (many,) = refused([row, typo])
+    assert many["index"] == 1 and many["message"].endswith("(the row has 'Sexx': misspelt?)")
+    (plain,) = refused({k: v for k, v in row.items() if k != "Sex"})
+    assert "misspelt" not in plain["message"]
+    (target,) = refused({**{k: v for k, v in row.items() if k != "Sex"}, "Survived": 1})
+    assert "misspelt" not in target["message"]
 
 
 def test_a_misspelt_field_in_a_prediction_request_is_answered_with_a_warning() -> None:

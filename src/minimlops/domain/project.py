@@ -110,6 +110,9 @@ class ColumnSpec:
     # replaces the old one and a prediction's row is known by its inputs
     # (domain/keys.py); None: generated keys hash the whole row
     parts: tuple[str, ...] | None = None
+    # words a file writes for "no value" in this column; None: the project's
+    # (``missing_values = []`` keeps Ames' "NA", no alley, as a category)
+    missing_values: tuple[str, ...] | None = None
 
     @property
     def bq_type(self) -> str:
@@ -167,6 +170,11 @@ class Project:
     @property
     def key_column(self) -> ColumnSpec:
         return self.column(self.key)
+
+    def missing_in(self, name: str) -> tuple[str, ...]:
+        """The words a file writes for no value in a column: its own, else the project's."""
+        own = self.column(name).missing_values
+        return self.missing_values if own is None else own
 
     @property
     def key_parts(self) -> tuple[str, ...] | None:
@@ -327,6 +335,7 @@ COLUMN_FIELDS = (
     "generated",
     "format",
     "from",
+    "missing_values",
 )
 
 
@@ -460,6 +469,9 @@ def _column(raws: Sequence[Any], i: int) -> ColumnSpec:
                 "a key made from other columns is generated: drop generated = false",
             )
         generated, parts = True, tuple(parts)
+    words = raw.get("missing_values")
+    if words is not None:
+        words = _missing_words(words, f"{where}.missing_values", ", or [] for none here")
     return ColumnSpec(
         name,
         type_,
@@ -473,6 +485,7 @@ def _column(raws: Sequence[Any], i: int) -> ColumnSpec:
         generated,
         fmt,
         parts,
+        words,
     )
 
 
@@ -503,6 +516,18 @@ def _key_part(
             f"{part!r} is a {col.type} column: a key's parts are {', '.join(KEY_PART_TYPES)} "
             "(a decimal number can be written in more than one way)",
         )
+
+
+def _missing_words(words: Any, where: str, also: str = "") -> tuple[str, ...]:
+    if not isinstance(words, list) or not all(
+        isinstance(m, str) and m.strip() == m and m for m in words
+    ):
+        raise _fail(
+            where,
+            "must be a list of non-empty words without spaces "
+            f'around them, for instance ["NA", "?"]{also}',
+        )
+    return tuple(words)
 
 
 def _derived(raw: Any, i: int, columns: Sequence[str]) -> DerivedSpec:
@@ -661,15 +686,7 @@ def parse(data: Mapping[str, Any], directory: str = "") -> Project:
     extras = data.get("example", {})
     if not isinstance(extras, Mapping):
         raise _fail("example", "must be a table")
-    missing = data.get("missing_values", [])
-    if not isinstance(missing, list) or not all(
-        isinstance(m, str) and m.strip() == m and m for m in missing
-    ):
-        raise _fail(
-            "missing_values",
-            "must be a list of non-empty words without spaces "
-            'around them, for instance ["NA", "?"]',
-        )
+    missing = _missing_words(data.get("missing_values", []), "missing_values")
     return Project(
         name,
         columns,

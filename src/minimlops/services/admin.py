@@ -279,6 +279,8 @@ def timeline(
             where = local_path(f"gs://{bucket}/rejected/{name}", files)
         kind = {"loaded": "ingested", "rejected": "rejected", "duplicate": "duplicate"}
         detail = row["message"] or f"{row['rows_loaded']:,} rows loaded"
+        if row["status"] == "loaded" and row["message"]:  # bad rows skipped, a column absent
+            detail = f"{row['rows_loaded']:,} rows loaded; {row['message']}"
         if files is not None and "gs://" in detail:  # "same content as gs://… (loaded before)"
             for uri in sorted(shown, key=len, reverse=True):
                 detail = detail.replace(uri, shown[uri])

@@ -107,7 +107,10 @@ def _load(deps: Deps, info: ObjectInfo, row: dict[str, Any]) -> list[Event]:
     )
     if labels:
         logger.info(
-            "ingest_data: %s: %s rows label earlier predictions (feedback)", info.uri, f"{labels:,}"
+            "ingest_data: %s: %s rows label every earlier prediction made with their key "
+            "(feedback)",
+            info.uri,
+            f"{labels:,}",
         )
     logger.info(
         "ingest_data: %s: %s rows loaded into %s (%s)%s",
@@ -179,10 +182,23 @@ def _checked(
     # before the warehouse commits; a key made of named columns is named by them
     made = deps.project.key_parts if deps.project.key not in names else None
     validate.check_keys(report, deps.project.key, made)
+    said = []
     if report.bad_rows:
         row["rows_rejected"] = report.bad_rows
-        row["message"] = f"{report.bad_rows:,} bad rows skipped: {report.summary()}"
+        said.append(f"{report.bad_rows:,} bad rows skipped: {report.summary()}")
         row["report_uri"] = _write_report(deps, info, row, report, prefix="reports/")
+    if absent := [
+        c.name
+        for c in deps.project.columns
+        if not c.required and not c.generated and c.name not in names
+    ]:  # loaded as empty: said, since a renamed export looks the same
+        said.append(
+            f"optional column{'s' if len(absent) > 1 else ''} {_listed(absent)} not in "
+            "the file: loaded as empty"
+        )
+        logger.info("ingest_data: %s: %s", info.uri, said[-1])
+    if said:
+        row["message"] = "; ".join(said)
 
 
 def _with_meta(good: pa.Table, row: dict[str, Any], project: Any) -> pa.Table:
@@ -299,3 +315,9 @@ def _sha256(deps: Deps, info: ObjectInfo) -> str:
         while chunk := fh.read(1 << 20):
             h.update(chunk)
     return h.hexdigest()
+
+
+def _listed(names: list[str], most: int = 12) -> str:
+    """Names as a list, the first ``most`` of a long one and how many more."""
+    shown = ", ".join(repr(n) for n in names[:most])
+    return f"[{shown}{f', and {len(names) - most} more' if len(names) > most else ''}]"

@@ -805,9 +805,9 @@ def check(deps: Deps, registry: ModelRegistry, cfg: MonitorConfig) -> Checked:
             fired.append(
                 (
                     "accuracy",
-                    f"live RMSE {champ['live_rmse']:.4g} of version "
+                    f"live RMSE {_figure(champ['live_rmse'])} of version "
                     f"{champ['version']} on {champ['labelled']} labels is over "
-                    f"{cfg.error_ratio} x its VALIDATION RMSE {expected:.4g}",
+                    f"{cfg.error_ratio} x its VALIDATION RMSE {_figure(expected)}",
                     {"version": champ},
                 )
             )
@@ -908,8 +908,8 @@ def _accuracy_quiet(
         if champ.get("live_rmse") is None or not expected:
             return f"live error: version {champ['version']} has no live or VALIDATION RMSE"
         return (
-            f"live error: RMSE {champ['live_rmse']:.4g} on {champ['labelled']} labels is within "
-            f"{cfg.error_ratio} x version {champ['version']}'s VALIDATION RMSE {expected:.4g}"
+            f"live error: RMSE {_figure(champ['live_rmse'])} on {champ['labelled']} labels is within "
+            f"{cfg.error_ratio} x version {champ['version']}'s VALIDATION RMSE {_figure(expected)}"
         )
     if floor[0] is None:
         return f"live accuracy: no threshold: {floor[1]}"
@@ -1026,3 +1026,8 @@ def _due(deps: Deps, registry: ModelRegistry, every: float) -> bool:
 
 def config_dict(cfg: MonitorConfig) -> dict[str, Any]:
     return asdict(cfg)
+
+
+def _figure(x: float) -> str:
+    """An error as the pages write it: 28,571 (not 2.857e+04), 2.019, 0.4036."""
+    return f"{x:,.0f}" if abs(x) >= 1000 else f"{x:.4g}"

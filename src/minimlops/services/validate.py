@@ -169,7 +169,13 @@ def read_header(stream: Readable, project: Project) -> list[str]:
         problems.append(f"repeated columns {doubled}")
     if problems:
         expected = [c.name for c in project.columns if not c.generated]
-        raise SchemaError("; ".join(problems) + f"; project {project.name!r} declares {expected}")
+        shown = (
+            str(expected)
+            if len(expected) <= 20
+            else f"{len(expected)} columns ({', '.join(expected[:10])}, ...: "
+            "the project file lists them all)"
+        )
+        raise SchemaError("; ".join(problems) + f"; project {project.name!r} declares {shown}")
     return names
 
 
@@ -290,7 +296,7 @@ def check_batch(
             first_row,
             report,
             col,
-            project.missing_values,
+            project.missing_in(col.name),
         )
         columns[col.name] = typed
         ok = pc.and_(ok, pc.invert(bad))

@@ -7,6 +7,7 @@ variable (see ``Settings.from_env``).
 from __future__ import annotations
 
 import atexit
+import contextlib
 import csv
 import io
 import json
@@ -268,7 +269,10 @@ def predict(
     from minimlops.entrypoints.http.request_models import request_models
 
     try:
-        models = request_models(project_of(settings))
+        the_project = project_of(settings)
+        if file is not None and file.suffix.lower() == ".csv":
+            people = _as_landed(the_project, people)
+        models = request_models(the_project)
         checked = _checked_rows(models, people, single)
         result = _ops(settings).predict(checked)
     except (MinimlopsError, RuntimeError, ValueError) as exc:
@@ -295,12 +299,42 @@ def _checked_rows(models: Any, rows: list[dict[str, Any]], single: bool) -> list
         except ValidationError as exc:
             where = "" if single else f"row {number}: "
             said += [
-                f"{where}{e['field'] or 'row'}: {e['message']}" for e in field_errors(exc, False)
+                f"{where}{e['field'] or 'row'}: {e['message']}"
+                for e in field_errors(exc, False, row, (*models.fields, models.target))
             ]
     if said:
         more = f"\n(and {len(said) - 20:,} more)" if len(said) > 20 else ""
         raise MinimlopsError("\n".join(said[:20]) + more)
     return checked
+
+
+def _as_landed(project: Any, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A CSV's rows read as ingestion reads a landed file's: names and values
+    trimmed, a column's words for no value ("NA") as none, a date written in
+    the column's ``format`` as the ISO 8601 a request takes (a value that
+    does not read is left for the request's check to name)."""
+    from datetime import datetime
+
+    columns = {c.name: c for c in project.columns}
+    out = []
+    for row in rows:
+        clean: dict[str, Any] = {}
+        for name, value in row.items():
+            if name is None:  # more values than the header has names: the check says so
+                continue
+            name = name.strip()
+            col = columns.get(name)
+            if isinstance(value, str) and col is not None:
+                value = value.strip()
+                if not value or value in project.missing_in(name):
+                    value = None
+                elif col.format is not None:
+                    with contextlib.suppress(ValueError):
+                        read = datetime.strptime(value, col.format)
+                        value = (read.date() if col.type == "date" else read).isoformat()
+            clean[name] = value
+        out.append(clean)
+    return out
 
 
 def _read_rows(text: str | None, file: Path | None) -> tuple[list[dict[str, Any]], bool]:

@@ -51,6 +51,7 @@ _ORDER = (
     "min",
     "max",
     "max_length",
+    "missing_values",
     "description",
 )
 

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from pydantic import ValidationError
 
+from minimlops.domain.project import nearest
 from minimlops.entrypoints.http.request_models import RequestModels
 from minimlops.entrypoints.http.security import Access, Credentials, allow_origin, key_matches
 from minimlops.errors import DerivedFeatureError, NoChampionError
@@ -35,14 +36,24 @@ Answer = Callable[[bytes, str], Awaitable[tuple[int, bytes]]]
 JSON = (b"content-type", b"application/json")
 
 
-def field_errors(exc: ValidationError, batch: bool) -> list[dict[str, Any]]:
-    """Pydantic's errors as the API reports them: field, message, batch index."""
+def field_errors(
+    exc: ValidationError, batch: bool, given: Any = None, known: Sequence[str] = ()
+) -> list[dict[str, Any]]:
+    """Pydantic's errors as the API reports them: field, message, batch index.
+    With the data ``given`` and the ``known`` fields, a required field that is
+    missing names a field of the row spelt like it ("GrLivAreaSF")."""
     out = []
     for e in exc.errors(include_url=False):
         loc = list(e["loc"])
         message = e["msg"]
         if e.get("input", ...) is None and e["type"] != "missing":  # null for a required field
             message = "a value is required here (null was sent)"
+        if e["type"] == "missing" and known and loc:
+            row = given[loc[0]] if batch and isinstance(loc[0], int) else given
+            if isinstance(row, dict) and (
+                typo := nearest(str(loc[-1]), [k for k in row if k not in known])
+            ):
+                message += f" (the {'row' if batch else 'request'} has {typo!r}: misspelt?)"
         item = {"field": str(loc[-1]) if loc else None, "message": message}
         if batch and loc and isinstance(loc[0], int):
             item["index"] = loc[0]
@@ -195,7 +206,11 @@ def predict_answerer(
         try:
             return many.validate_python(data) if batch else [one.validate_python(data)]
         except ValidationError as exc:
-            return _err(422, f"invalid {noun}", errors=field_errors(exc, batch))
+            return _err(
+                422,
+                f"invalid {noun}",
+                errors=field_errors(exc, batch, data, (*models.fields, models.target)),
+            )
 
     return answer
 

@@ -211,8 +211,9 @@ class FastCheck:
 
     one: Any  # msgspec.json.Decoder of one row (a dict)
     many: Any  # of a list of rows (structs)
-    texts: tuple[tuple[str, str, bool, bool], ...]  # text fields: name, attribute, optional, free
-    blank: frozenset[str] = frozenset()  # the project's words for no value ("NA", "?")
+    # text fields: name, attribute, optional, free, the words for no value
+    # there ("NA", "?": the column's, else the project's)
+    texts: tuple[tuple[str, str, bool, bool, frozenset[str]], ...]
     # timestamp fields (name, attribute): msgspec keeps a value's offset, and
     # none for one without; pydantic's check gives UTC, so they are made UTC
     stamps: tuple[tuple[str, str], ...] = ()
@@ -221,10 +222,9 @@ class FastCheck:
     def _columns(self) -> tuple[tuple[Any, str, frozenset[str], bool, bool], ...]:
         """A batch's text check, by column: reader, attribute, the values that
         mean not given ("" and the blank words), optional, free."""
-        nulls = frozenset(("", *self.blank))
         return tuple(
-            (attrgetter(attr), attr, nulls, optional, free)
-            for _, attr, optional, free in self.texts
+            (attrgetter(attr), attr, frozenset(("", *blank)), optional, free)
+            for _, attr, optional, free, blank in self.texts
         )
 
     def rows(self, body: bytes, batch: bool) -> list[Any] | None:
@@ -265,7 +265,7 @@ class FastCheck:
         return rows
 
     def _texts_of_one(self, row: dict[str, Any]) -> list[dict[str, Any]] | None:
-        for name, _, optional, free in self.texts:
+        for name, _, optional, free, blank in self.texts:
             v = row.get(name)
             if not v:
                 if v == "":
@@ -274,7 +274,7 @@ class FastCheck:
                     row[name] = None
             elif free and (v[0].isspace() or v[-1].isspace()):
                 return None
-            elif v in self.blank:
+            elif v in blank:
                 if not optional:
                     return None
                 row[name] = None
@@ -461,18 +461,15 @@ def fast_check(project: Project) -> FastCheck | None:
         base: Any = PY[c.type]
         meta: dict[str, Any] = {}
         required = c.required and c.name != project.key
+        words = project.missing_in(c.name)
         if c.type == "string" and (not required or c.allowed is None):
-            texts.append((c.name, attr, not required, c.allowed is None))
+            texts.append((c.name, attr, not required, c.allowed is None, frozenset(words)))
         if c.type == "timestamp":
             stamps.append((c.name, attr))
         if c.allowed is not None and c.type == "integer":
             base = Literal[tuple(c.allowed)]  # type: ignore[valid-type]
         elif c.allowed is not None and c.type == "string":  # "" of an optional one: None, after
-            blank = (
-                ()
-                if required
-                else tuple(w for w in ("", *project.missing_values) if w not in c.allowed)
-            )
+            blank = () if required else tuple(w for w in ("", *words) if w not in c.allowed)
             base = Literal[(*c.allowed, *blank)]  # type: ignore[valid-type]
         elif c.allowed is not None and not (
             c.type == "boolean" and set(c.allowed) == {True, False}
@@ -498,7 +495,6 @@ def fast_check(project: Project) -> FastCheck | None:
         msgspec.json.Decoder(one),
         msgspec.json.Decoder(list[row_class(project, fields)]),
         tuple(texts),
-        frozenset(project.missing_values),
         tuple(stamps),
     )
 
@@ -514,12 +510,12 @@ def request_models(project: Project) -> RequestModels:
     so (:meth:`RequestModels.unknown_fields`).
     """
     fields: dict[str, Any] = {}
-    missing = _missing(project.missing_values)
     for c in project.columns:
         if c.name == project.target:
             continue
         spec = c if c.name != project.key else ColumnSpec(**{**c.__dict__, "required": False})
-        fields[c.name] = _field_type(spec, missing, project.missing_values)
+        words = project.missing_in(c.name)
+        fields[c.name] = _field_type(spec, _missing(words), words)
     title = str(project.extras.get("request_name", "Row"))
     row = with_config(ConfigDict(extra="ignore", str_strip_whitespace=True))(
         TypedDict(title, fields)

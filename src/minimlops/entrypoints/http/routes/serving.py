@@ -81,7 +81,11 @@ def router(ctx: Context) -> APIRouter:
                 else [ctx.shapes.one.validate_python(data)]
             )
         except ValidationError as exc:
-            return problem(422, f"invalid {noun.lower()}", errors=field_errors(exc, batch))
+            return problem(
+                422,
+                f"invalid {noun.lower()}",
+                errors=field_errors(exc, batch, data, (*ctx.shapes.fields, ctx.shapes.target)),
+            )
         warned = ctx.shapes.warnings(body, rows)
         current = app.predictor.current
         if current is None:
