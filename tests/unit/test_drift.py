@@ -103,6 +103,8 @@ def test_drift_on_a_feature_the_model_ignores_is_shown_but_not_acted_on(
     report = monitor.drift(fake_deps, registry, cfg)
     by = {f["feature"]: f for f in report["features"]}
     assert by["Embarked"]["status"] == "drift" and by["Embarked"]["matters"] is False
+    # the report says drift only where the model relies on it, as the trigger does
+    assert report["status"] != "drift" and "Embarked" in report["minor"]
     # sex reaches the model through the title too (judged with the name and age)
     assert by["Sex"]["importance_share"] > cfg.drift_min_importance
     assert "Name" in by["Sex"]["importance_with"]
@@ -164,6 +166,7 @@ def test_whether_drift_matters_is_read_from_the_models_attributions(fake_deps: D
     expected = shares(evaluation["attributions"], "mean_abs")["Pclass"]
     assert by["Pclass"]["importance_share"] == pytest.approx(expected)
     assert by["Pclass"]["status"] == "drift" and by["Pclass"]["matters"] is True
+    assert report["status"] == "drift"
 
     older = monitor.drift(fake_deps, _WithoutAttributions(registry), cfg)
     assert older["importance"] == "permutation importance on VALIDATION"

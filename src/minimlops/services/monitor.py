@@ -606,9 +606,15 @@ def drift(deps: Deps, registry: ModelRegistry, cfg: MonitorConfig) -> dict[str, 
         # drift on a feature the model barely uses moves few predictions: shown, not acted on
         f["matters"] = None if shares is None else (share or 0.0) >= cfg.drift_min_importance
     ranked = [f for f in features if f.get("psi") is not None]
-    worst = next((s_ for s_ in ("drift", "warn") if any(f["status"] == s_ for f in ranked)), "ok")
+    # the report's status is the worst of the features the model relies on, as
+    # the trigger judges them; one barely used is listed apart ("minor")
+    relied = [f for f in ranked if f.get("matters") is not False]
+    worst = next((s_ for s_ in ("drift", "warn") if any(f["status"] == s_ for f in relied)), "ok")
     return {
         "status": worst,
+        "minor": [
+            f["feature"] for f in ranked if f.get("matters") is False and f["status"] == "drift"
+        ],
         "champion": pointer["version"],
         "window": window,
         "reference_rows": ref.rows,
