@@ -765,8 +765,9 @@ def draft(
         checks.add(
             key_name,
             f"no single column identifies a row, but {a} and {b} do together (no two "
-            f'rows share both). If they always will, add from = ["{a}", "{b}"] to this '
-            f"column: the key is then their values joined, so a corrected row for the "
+            f"rows share both). If they always will, replace generated = true with from "
+            f'= ["{a}", "{b}"] in this column (and its description): the key is then '
+            f"their values joined, so a corrected row for the "
             f"same {a} and {b} replaces the old one, and a later file's rows label the "
             "predictions made for them. As drafted, rows are keyed by their whole "
             "content: a corrected row loads beside the old one, and labels reach "
@@ -1476,7 +1477,9 @@ def _relations(
             f"split: by time on {when.name}: it spans {info.span}: a random split would put "
             f"rows of the same {unit} in TRAIN and VALIDATION and over-promise; TRAIN is "
             "the oldest 70 %, VALIDATION the next 15 %, TEST the newest 15 %, as the model "
-            "is used: on what comes after"
+            "is used: on what comes after. The served model learns from TRAIN and "
+            "VALIDATION, so the newest 15 % reach it only as later files land: "
+            "fractions = [0.85, 0.15, 0] serves a fit of every row, with no TEST figure"
         )
         if also:
             text += f"; other dates: {', '.join(also)} ({when.name} reads most like the rows' time)"

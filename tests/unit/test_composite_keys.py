@@ -106,7 +106,7 @@ def test_two_rows_with_the_same_parts_in_one_file_are_refused_by_their_rows():
     assert land(deps, "twice.csv", doubled) == []
     assert deps.warehouse.counts()["training_data"] == 0
     (row,) = deps.warehouse.ledger()
-    assert row["status"] == "rejected"
+    assert row["status"] == "rejected" and row["rows_rejected"] == doubled.num_rows
     assert "two rows have the same sold_on and store" in row["message"]
     assert f"rows 6 and {doubled.num_rows}" in row["message"]
 

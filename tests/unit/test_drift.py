@@ -284,3 +284,26 @@ def test_drift_compares_what_a_derived_feature_adds_and_nothing_twice() -> None:
     assert said == {"feature": "title", "kind": "categorical", "psi": None, "status": "no data"}
     titled = pa.array(["Mr"] * 150 + [None] * 50)
     assert monitor._derived_feature("title", "categorical", ref, titled, cfg)["status"] == "drift"
+
+
+def test_a_trigger_that_fired_while_a_file_trained_does_not_train_the_same_rows_again(
+    fake_deps: Deps,
+) -> None:
+    """A trigger judged version 1 while the next file's training ran (the rows had
+    changed since version 1 learned): by the time its request is handled, version
+    2 has learned from the rows as they are, so it trains nothing; a person's
+    request still trains."""
+    from minimlops.domain.events import RetrainRequested
+
+    _ingest_and_train(fake_deps, "a.csv", passengers(600, seed=1))
+    registry = registry_of(fake_deps)
+    (done,) = land(fake_deps, "b.csv", _csv(passengers(400, seed=2, start_id=601)))
+    fired = RetrainRequested(reason="drift: Pclass", trigger="drift")  # v1 had not seen b.csv
+    messagebus.handle(done, fake_deps)  # the file's training: version 2 on a and b
+    assert [v["version"] for v in registry.versions()] == ["1", "2"]
+    if registry.champion()[0]["version"] != "2":  # (kept out: it would be trained again)
+        registry.set_champion("2", reason="test", at="2026-01-01T00:00:00+00:00")
+    assert messagebus.handle(fired, fake_deps) == []
+    assert len(registry.versions()) == 2
+    messagebus.handle(RetrainRequested(reason="requested by a person: check"), fake_deps)
+    assert len(registry.versions()) == 3

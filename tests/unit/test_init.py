@@ -682,12 +682,13 @@ def test_two_columns_that_identify_a_row_together_are_named(tmp_path: Path) -> N
     (said,) = [c for c in d.checks if "together" in c]
     assert (
         said.startswith("no single column identifies a row, but date and store do together")
-        and 'add from = ["date", "store"] to this column' in said
+        and 'replace generated = true with from = ["date", "store"] in this column' in said
     )
     # the line the note gives, added: the file's rows are keyed by date and store
     data = tomllib.loads(_toml(d.data, d.checks))
     key_column = next(c for c in data["columns"] if c["name"] == data["key"])
     key_column["from"] = ["date", "store"]
+    del key_column["generated"]
     keyed = projects.from_dict(data, str(tmp_path))
     assert keyed.key_parts == ("date", "store")
     deps = fake_deps_for(keyed)

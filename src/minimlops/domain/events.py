@@ -72,6 +72,10 @@ class RetrainRequested(Event):
     older version may carry ``force``: ignored, as any field no longer known)."""
 
     reason: str
+    # which monitoring trigger asked ("drift", "accuracy"), or "" (a person, a
+    # schedule): a trigger's request is dropped when, by the time it is
+    # handled, the champion has learned from the rows as they are
+    trigger: str = ""
     default_topic: ClassVar[str] = "retrain_requested"
 
 

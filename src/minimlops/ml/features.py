@@ -268,7 +268,20 @@ def fit_spec(
         "reference": _reference(project, raw_counts),
         # binary: the probability from which the version answers the positive class
         **({"threshold": project.threshold} if project.task == "binary" else {}),
+        # regression: the target's declared min and max, which answers keep within
+        **({"bounds": bounds} if (bounds := _bounds(project)) else {}),
     }
+
+
+def _bounds(project: Project) -> list[float | None] | None:
+    """A regression target's declared [min, max] (None where undeclared), or
+    None: a count, a price or a share is never answered below 0 or above 1
+    because a linear model extrapolated (a ridge model's date trend gave a
+    shop's January sales as -6 units)."""
+    t = project.target_column
+    if project.task != "regression" or (t.min is None and t.max is None):
+        return None
+    return [t.min, t.max]
 
 
 def _outputs(project: Project) -> list[str]:

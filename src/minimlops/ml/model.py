@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from minimlops.ml import features
-from minimlops.ml.outputs import calibrate, expand
+from minimlops.ml.outputs import bounded, calibrate, expand
 
 if TYPE_CHECKING:
     from minimlops.ml.selection import Selection
@@ -41,7 +41,7 @@ class TrainedModel:
         class's probability (one column per project class); regression, the value."""
         X = self.features.matrix(rows)
         if self.task == "regression":
-            return np.asarray(self.estimator.predict(X), dtype=np.float64)
+            return bounded(self.spec, np.asarray(self.estimator.predict(X), dtype=np.float64))
         out = expand(self.spec, np.asarray(self.estimator.predict_proba(X), dtype=np.float64))
         return calibrate(self.spec.get("calibration"), out)
 

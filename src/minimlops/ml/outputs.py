@@ -45,6 +45,23 @@ def calibrate(calibration: Mapping[str, Any] | None, out: np.ndarray) -> np.ndar
     return e / e.sum(axis=1, keepdims=True)
 
 
+def bounded(spec: Mapping[str, Any], out: np.ndarray) -> np.ndarray:
+    """Regression values kept within the target's declared bounds (``spec["bounds"]``)."""
+    bounds = spec.get("bounds")
+    if not bounds:
+        return out
+    return np.clip(out, bounds[0], bounds[1])  # one of them may be None
+
+
+def bounds_of(spec: Mapping[str, Any]) -> tuple[float, float] | None:
+    """(min, max) of ``spec["bounds"]`` as floats (infinite where undeclared), or None."""
+    bounds = spec.get("bounds")
+    if not bounds:
+        return None
+    lo, hi = bounds
+    return (-math.inf if lo is None else float(lo), math.inf if hi is None else float(hi))
+
+
 def sigmoid(z: float) -> float:
     """The logistic function of one float, in plain Python (no overflow)."""
     if z >= 0:

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from minimlops.ml import features
-from minimlops.ml.outputs import calibrate, expand, platt_one, sigmoid
+from minimlops.ml.outputs import bounded, bounds_of, calibrate, expand, platt_one, sigmoid
 from minimlops.process import cores
 
 SPLIT_FROM = 256  # rows from which a batch runs in two halves side by side (see OnnxModel._run)
@@ -88,6 +88,7 @@ class OnnxModel:
         # binary with both classes fitted (always, in practice): the positive column as is
         self._positive_only = self.task == "binary" and list(fitted or [0, 1]) == [0, 1]
         self._calibration = self.spec.get("calibration")
+        self._bounds = bounds_of(self.spec)  # regression: answers kept within the target's
         self._bound = threading.local()  # one row's input and output, bound (see _one)
         # one row in plain Python past onnxruntime: the value, or the positive
         # column (Platt-scaled if kept); multiclass goes through output()
@@ -113,7 +114,7 @@ class OnnxModel:
             X = self.features.matrix(rows).astype(self.dtype, copy=False)
             out = np.asarray(self._run(X), dtype=np.float64)
         if self.task == "regression":
-            return out.reshape(-1)
+            return bounded(self.spec, out.reshape(-1))
         out = out[:, 1] if self._positive_only else expand(self.spec, out)
         return calibrate(self._calibration, out) if self._calibration else out
 
@@ -132,12 +133,17 @@ class OnnxModel:
         if self._linear is not None:
             z = self._linear(rows[0])
             if self.task == "regression":
-                return [z]
+                return [
+                    z if self._bounds is None else min(max(z, self._bounds[0]), self._bounds[1])
+                ]
             p = sigmoid(z)
         else:
             out = self._one(self.features.vector(rows[0]))
             if self.task == "regression":
-                return [out.item(0)]
+                v = out.item(0)
+                return [
+                    v if self._bounds is None else min(max(v, self._bounds[0]), self._bounds[1])
+                ]
             p = out.item(1)
         return [platt_one(self._calibration, p) if self._calibration else p]
 

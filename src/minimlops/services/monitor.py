@@ -852,7 +852,7 @@ def check(deps: Deps, registry: ModelRegistry, cfg: MonitorConfig) -> Checked:
         else None
     )
     for kind, reason, details in fired:
-        event = RetrainRequested(reason=reason)
+        event = RetrainRequested(reason=reason, trigger="" if kind == "schedule" else kind)
         retrain = kind == "schedule" or same is None or same != serving
         if not retrain:
             details = {**details, "retrained": False, "version": same}

@@ -64,6 +64,11 @@ def trained_on_current_rows(deps: Deps, registry: ModelRegistry) -> str | None:
     return str(done[-1]["version"]) if done else None
 
 
+def _champion_version(registry: ModelRegistry) -> str | None:
+    pointer, _ = registry.champion()
+    return str(pointer["version"]) if pointer else None
+
+
 def registry_of(deps: Deps) -> ModelRegistry:
     """The model registry the handlers and the server share."""
     return ModelRegistry(deps.store, deps.names.model_bucket, deps.names.model_name, deps.derive)
@@ -90,6 +95,22 @@ def train_model(event: IngestionComplete | RetrainRequested, *, deps: Deps) -> l
             "train_model: %s already handled by version %s", event.type, done[-1]["version"]
         )
         return _finish(registry, done[-1], deps)
+    if (
+        isinstance(event, RetrainRequested)
+        and event.trigger
+        and done
+        and done[-1]["version"] == _champion_version(registry)
+    ):
+        # the trigger judged an older champion (a file's training was running):
+        # the champion has learned from the rows since, so a training would give it again
+        logger.warning(
+            "train_model: not retraining for %s (%s): version %s, the champion, was "
+            "trained on the rows as they are since the trigger fired",
+            event.trigger,
+            event.reason,
+            done[-1]["version"],
+        )
+        return []
     split = project_split(deps, table_name, ids)
     if not split.stored:  # counted as this project splits them
         summary = deps.warehouse.latest_summary(table_name, split, ingestion_ids=ids)
