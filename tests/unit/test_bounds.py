@@ -79,3 +79,65 @@ def test_a_target_without_min_or_max_has_no_bounds() -> None:
     target = {k: v for k, v in PROJECT["columns"][2].items() if k != "min"}
     assert _bounds(parse({**PROJECT, "columns": [*PROJECT["columns"][:2], target]})) is None
     assert _bounds(parse(PROJECT)) == [0.0, None]
+
+
+def test_a_linear_model_of_a_years_rows_keeps_its_trend_into_january() -> None:
+    """A year of daily sales with a trend: the day of the year rises with the
+    days since 1970, and a ridge model split the trend between them, so in
+    January (day 1 again) it answered below zero. Linear candidates give a
+    date's calendar parts no weight: the trend carries on."""
+    import datetime as dt
+
+    from minimlops.ml import features
+    from minimlops.ml.candidates import candidates
+    from minimlops.ml.training import calendar_columns
+
+    p = parse(
+        {
+            "name": "daily",
+            "key": "id",
+            "target": "units",
+            "task": "regression",
+            "columns": [
+                {"name": "id", "type": "integer", "required": True, "min": 0, "max": 10**6},
+                {"name": "day", "type": "date", "required": True},
+                {"name": "promo", "type": "boolean", "required": True},
+                {"name": "units", "type": "float", "required": True},
+            ],
+        }
+    )
+    rng = np.random.default_rng(3)
+    start = dt.date(2024, 1, 1)
+
+    def rows(first: int, n: int) -> list[dict]:
+        out = []
+        for i in range(first, first + n):
+            promo = bool(rng.random() < 0.3)
+            out.append(
+                {
+                    "id": i,
+                    "day": start + dt.timedelta(days=i),
+                    "promo": promo,
+                    "units": 50 + 0.1 * i + 20 * promo + float(rng.normal(0, 3)),
+                }
+            )
+        return out
+
+    year, january = rows(0, 366), rows(366, 31)
+    spec = features.fit_spec(iter(year), p, {})
+    names = features.FeatureSet(spec, {}).names
+    ignored = calendar_columns(spec, {})
+    assert [names[i] for i in ignored] == ["day_year", "day_month", "day_day", "day_day_of_year"]
+    fs = features.FeatureSet(spec, {})
+    X, y = fs.matrix(year), np.array([r["units"] for r in year])
+    Xj, yj = fs.matrix(january), np.array([r["units"] for r in january])
+    (linear,) = [
+        c for c in candidates("regression", 0, 366, linear_ignores=ignored) if c.family == "linear"
+    ]
+    fitted = linear.make().fit(X, y)
+    assert type(fitted).__name__ == "Pipeline"  # served and stored as any linear model
+    assert np.all(fitted[-1].coef_[list(ignored)] == 0)
+    error = np.sqrt(np.mean((fitted.predict(Xj) - yj) ** 2))
+    (plain,) = [c for c in candidates("regression", 0, 366) if c.family == "linear"]
+    before = np.sqrt(np.mean((plain.make().fit(X, y).predict(Xj) - yj) ** 2))
+    assert error < 10 < before, (error, before)

@@ -342,6 +342,7 @@ def select(
     order: np.ndarray | None = None,
     groups: np.ndarray | None = None,
     threshold: float = 0.5,
+    linear_ignores: tuple[int, ...] = (),
 ) -> Selection:
     """Cross-validate every candidate on (a sample of) the rows; choose the best
     on ``metric``. A candidate is started only while less than
@@ -393,9 +394,14 @@ def select(
     budget_from = UNSET if budget_s is None else "set"
     budget_s = BUDGET_MAX_S if budget_s is None else budget_s
     weights = imbalance(task, y, imbalance_threshold)
-    pool = candidates(task, seed, len(y))
+    pool = candidates(task, seed, len(y), linear_ignores=linear_ignores)
     if weights.get("weighted"):
-        balanced = {c.name: c for c in candidates(task, seed, len(y), class_weight="balanced")}
+        balanced = {
+            c.name: c
+            for c in candidates(
+                task, seed, len(y), class_weight="balanced", linear_ignores=linear_ignores
+            )
+        }
         pool[1:1] = [
             _renamed(balanced[c.name], c.name + "_balanced")
             for c in pool

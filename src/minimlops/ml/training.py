@@ -208,6 +208,7 @@ def _choose(
         groups=groups,
         ensembles=ensembles,
         threshold=project.threshold,
+        linear_ignores=calendar_columns(spec, derive),
     )
     name = chosen.name
     steps = chosen.steps
@@ -223,6 +224,19 @@ def _choose(
         if e.get("status") == "scored" and project.primary_metric in e["cv"]
     }
     return TrainedModel(fitted, spec, name, cv_scores=scores, derive=derive, selection=chosen)
+
+
+CALENDAR = ("year", "month", "day", "day_of_year")  # rise with the trend within a year
+
+
+def calendar_columns(spec: dict[str, Any], derive: features.Derive) -> tuple[int, ...]:
+    """The feature columns of dates' calendar parts, which linear candidates
+    give no weight (see ``candidates.Ignoring``)."""
+    parts = {c["name"] for c in spec["columns"] if c.get("date") and c["date"][1] in CALENDAR}
+    if not parts:
+        return ()
+    names = features.FeatureSet(spec, derive).names
+    return tuple(i for i, n in enumerate(names) if n in parts)
 
 
 def refit(
