@@ -145,10 +145,12 @@ def _plant_faults(table: pa.Table, k: int, seed: int) -> pa.Table:
 def rows_for(
     project: Any, rows: int, *, seed: int = 0, start_id: int = 1, missing: float = 0.1
 ) -> pa.Table:
-    """Synthetic rows of a project from its columns and rules (Titanic: its own
-    generator); with a key made of columns, fewer when their values repeat. Every feature moves the target through a hidden linear score
-    (random weights, fixed by ``seed``) plus noise, so a model has something to
-    learn: the classes by the score's bands, or a number from it."""
+    """Synthetic rows of a project from its columns and rules (Titanic: its own generator);
+    with a key made of columns, fewer rows when their values repeat. Every feature moves
+    the target through a hidden linear score (random weights, fixed by ``seed``) plus
+    noise, so a model has something to learn: the classes by the score's bands, or a
+    number from it.
+    """
     if project.extras.get("data") == "titanic":
         return passengers(rows, seed=seed, start_id=start_id)
     rng = np.random.default_rng(seed)

@@ -141,3 +141,55 @@ def test_a_linear_model_of_a_years_rows_keeps_its_trend_into_january() -> None:
     (plain,) = [c for c in candidates("regression", 0, 366) if c.family == "linear"]
     before = np.sqrt(np.mean((plain.make().fit(X, y).predict(Xj) - yj) ** 2))
     assert error < 10 < before, (error, before)
+
+
+def test_the_refitted_linear_model_ignores_the_calendar_columns_of_its_own_features() -> None:
+    """The served model is refitted on TRAIN and VALIDATION, whose features may
+    have more one-hot slots before the date (a store TRAIN never had): the
+    calendar columns it ignores are its own features', not selection's."""
+    import datetime as dt
+
+    from minimlops.ml import training
+    from minimlops.ml.training import calendar_columns
+
+    p = parse(
+        {
+            "name": "stores",
+            "key": "id",
+            "target": "units",
+            "task": "regression",
+            "columns": [
+                {"name": "id", "type": "integer", "required": True, "min": 0, "max": 10**6},
+                {"name": "store", "type": "string", "required": True},
+                {"name": "day", "type": "date", "required": True},
+                {"name": "units", "type": "float", "required": True},
+            ],
+        }
+    )
+    rng = np.random.default_rng(5)
+    start = dt.date(2024, 1, 1)
+    effect = {"a": 0.0, "b": 5.0, "c": 9.0}
+
+    def rows(stores: str, days: range) -> list[dict]:
+        return [
+            {
+                "id": 10 * d + i,
+                "store": s,
+                "day": start + dt.timedelta(days=d),
+                "units": 10 + 0.1 * d + effect[s] + float(rng.normal(0, 0.2)),
+            }
+            for d in days
+            for i, s in enumerate(stores)
+        ]
+
+    train = rows("ab", range(0, 300))
+    model = training.select_and_fit(train, p, {}, folds=3, ensembles=False)
+    assert model.algorithm == "ridge_regression", model.algorithm
+    served = training.refit(model, train + rows("abc", range(300, 360)), p)
+    names = served.features.names
+    ignored = calendar_columns(served.spec, {})
+    assert [names[i] for i in ignored] == ["day_year", "day_month", "day_day", "day_day_of_year"]
+    assert ignored != calendar_columns(model.spec, {})  # a slot for store c came before them
+    coef = served.estimator[-1].coef_
+    assert np.all(coef[list(ignored)] == 0)
+    assert coef[names.index("day_days_since_1970")] != 0 and coef[names.index("store=c")] != 0

@@ -38,9 +38,10 @@ def part(value: Any) -> str:
     if kind is int:
         return str(value)
     if kind is datetime:
-        stamp = value.astimezone(UTC) if value.tzinfo is not None else value
-        text = stamp.strftime("%Y-%m-%dT%H:%M:%S")
-        return f"{text}.{stamp.microsecond:06d}Z" if stamp.microsecond else f"{text}Z"
+        s = value.astimezone(UTC) if value.tzinfo is not None else value
+        # (not strftime: glibc's %Y does not pad the year 999 to 0999, as Arrow does)
+        text = f"{s.year:04d}-{s.month:02d}-{s.day:02d}T{s.hour:02d}:{s.minute:02d}:{s.second:02d}"
+        return f"{text}.{s.microsecond:06d}Z" if s.microsecond else f"{text}Z"
     if kind is date:
         return value.isoformat()
     raise TypeError(f"a key part cannot be a {kind.__name__} ({value!r})")

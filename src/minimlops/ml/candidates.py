@@ -121,8 +121,9 @@ class Ignoring:
     For a date's calendar parts (its year, month, day and day of the year):
     in a year of TRAIN rows they rise with the trend (days since 1970), and a
     ridge model splits the trend between them; in January the day of the year
-    falls back to 1 and takes half the trend with it (a trial's shop sales: a
-    mean of -13.7 units in January against 98 in December). Trees are not fed
+    falls back to 1 and takes its share of the trend with it (a trial's daily
+    shop sales, fitted on 2024: January and February 2025 answered -23 units
+    on average against 110 sold, RMSE 138 against 36 without those parts). Trees are not fed
     this way; linear models keep the trend and the day of the week."""
 
     def __init__(self, pipeline: Any, columns: tuple[int, ...]) -> None:

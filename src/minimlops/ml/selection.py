@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from minimlops.ml import ensemble
-from minimlops.ml.candidates import PATIENCE, Candidate, candidates, lightgbm, threads
+from minimlops.ml.candidates import PATIENCE, Candidate, Ignoring, candidates, lightgbm, threads
 
 logger = logging.getLogger("minimlops.train")
 Progress = Callable[[str, int, int], None]
@@ -638,23 +638,38 @@ def _ensemble(
             )
 
 
-def fit_chosen(selection: Selection, task: str, X: np.ndarray, y: np.ndarray, seed: int) -> Any:
+def fit_chosen(
+    selection: Selection,
+    task: str,
+    X: np.ndarray,
+    y: np.ndarray,
+    seed: int,
+    linear_ignores: tuple[int, ...] = (),
+) -> Any:
     """The chosen candidate (or the ensemble's members) fitted on all the
-    rows (boosted trees: for the selected round count, without holding rows out)."""
+    rows (boosted trees: for the selected round count, without holding rows out).
+    ``linear_ignores``: the calendar columns of ``X`` (a refit's features may
+    have more one-hot slots before them than selection's had)."""
     if selection.ensemble:
         from minimlops.ml.ensemble import Ensemble
 
         return Ensemble(
-            [_fit_one(c, r, task, X, y, seed) for c, r, _ in selection.ensemble],
+            [_fit_one(c, r, task, X, y, seed, linear_ignores) for c, r, _ in selection.ensemble],
             [w for _, _, w in selection.ensemble],
             [c.name for c, _, _ in selection.ensemble],
             task,
         )
-    return _fit_one(selection.chosen, selection.rounds, task, X, y, seed)
+    return _fit_one(selection.chosen, selection.rounds, task, X, y, seed, linear_ignores)
 
 
 def _fit_one(
-    cand: Candidate, rounds: int | None, task: str, X: np.ndarray, y: np.ndarray, seed: int
+    cand: Candidate,
+    rounds: int | None,
+    task: str,
+    X: np.ndarray,
+    y: np.ndarray,
+    seed: int,
+    linear_ignores: tuple[int, ...] = (),
 ) -> Any:
     if cand.early_stopping and rounds is not None:
         params = {k: v for k, v in cand.params.items() if k != "class_weight"}
@@ -668,6 +683,8 @@ def _fit_one(
         )
     else:
         est = cand.make()
+    if isinstance(est, Ignoring):  # by this matrix's columns, not selection's
+        est.columns = list(linear_ignores)
     return est.fit(X, y)
 
 

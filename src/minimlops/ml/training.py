@@ -214,7 +214,7 @@ def _choose(
     steps = chosen.steps
     if progress:
         progress(f"fitting {name} on {len(y):,} rows", steps - 1, steps)
-    fitted = selection.fit_chosen(chosen, task, X, y, seed)
+    fitted = selection.fit_chosen(chosen, task, X, y, seed, calendar_columns(spec, derive))
     if "n_jobs" in fitted.get_params():
         # Threads help fitting; on one row at serving time they cost ~10 ms.
         fitted.set_params(n_jobs=1)
@@ -267,7 +267,9 @@ def refit(
     for kept in ("calibration",):
         if kept in model.spec:
             spec[kept] = model.spec[kept]
-    fitted = selection.fit_chosen(model.selection, project.task, X, y, seed)
+    fitted = selection.fit_chosen(
+        model.selection, project.task, X, y, seed, calendar_columns(spec, model.derive)
+    )
     if "n_jobs" in fitted.get_params():
         fitted.set_params(n_jobs=1)
     return TrainedModel(

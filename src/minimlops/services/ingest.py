@@ -238,8 +238,7 @@ def _reject(
     advice: str = "",
 ) -> list[Event]:
     moved = deps.store.move(info.bucket, info.name, f"rejected/{info.name}")
-    # nothing of a rejected file loads: every row it held (its bad rows if it was not read)
-    row = dict(row, rows_rejected=max(report.bad_rows, report.rows))
+    row = dict(row, rows_rejected=report.bad_rows)  # bad rows; a rejected file loads none
     row["report_uri"] = _write_report(deps, moved, row, report, prefix="")
     summary = report.summary() + (f"; {advice}" if advice else "")
     logger.error(

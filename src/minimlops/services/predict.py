@@ -197,16 +197,16 @@ class Predictor:
         return rows
 
     def _keys(self, rows: list[Any], structs: bool) -> None:
-        """Each row sent without its key gets it from its parts' values."""
+        """Each row's key from its parts' values (one it was sent with is
+        replaced, as a file's is: the key its row has when it lands)."""
         key, parts = self.project.key, self._key_parts or ()
         attr = rows[0].minimlops_attrs[key] if structs and rows else key
         for row in rows:
-            if row.get(key) is None:
-                made = keys.of_row(row, parts)
-                if structs:
-                    setattr(row, attr, made)
-                else:
-                    row[key] = made
+            made = keys.of_row(row, parts)
+            if structs:
+                setattr(row, attr, made)
+            else:
+                row[key] = made
 
     def _catch_up(self) -> tuple[str, Scorer] | None:
         """Nothing loaded yet: look at the champion pointer now (at most every

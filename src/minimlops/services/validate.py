@@ -301,8 +301,8 @@ def check_batch(
         columns[col.name] = typed
         ok = pc.and_(ok, pc.invert(bad))
     parts = project.key_parts
-    if generated is not None and parts is not None:  # made of the row's own columns
-        columns[generated] = joined_keys(pa.table({p: columns[p] for p in parts}), parts)
+    if parts is not None:  # made of the row's own columns, whatever a file's key column says
+        columns[project.key] = joined_keys(pa.table({p: columns[p] for p in parts}), parts)
         generated = None
     if project.key in names or parts is not None:  # content keys are unique by construction
         report.keys.append((first_row, columns[project.key]))

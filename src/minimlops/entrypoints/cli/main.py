@@ -316,6 +316,7 @@ def _as_landed(project: Any, rows: list[dict[str, Any]]) -> list[dict[str, Any]]
     from datetime import datetime
 
     columns = {c.name: c for c in project.columns}
+    words = {name: frozenset(project.missing_in(name)) for name in columns}
     out = []
     for row in rows:
         clean: dict[str, Any] = {}
@@ -326,7 +327,7 @@ def _as_landed(project: Any, rows: list[dict[str, Any]]) -> list[dict[str, Any]]
             col = columns.get(name)
             if isinstance(value, str) and col is not None:
                 value = value.strip()
-                if not value or value in project.missing_in(name):
+                if not value or value in words[name]:
                     value = None
                 elif col.format is not None:
                     with contextlib.suppress(ValueError):
