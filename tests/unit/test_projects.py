@@ -840,9 +840,87 @@ def test_a_second_file_retrains_and_the_gate_compares_on_the_same_rows(trained) 
     assert 0 <= paired["p_value"] <= 1
 
 
+def test_requests_in_flight_together_are_answered_as_each_alone(trained) -> None:
+    """One-row requests that reach the model in the same turn of the event
+    loop are predicted in one run and logged in one write: each answer is
+    the one it has alone (its own uuid and log row), a log that fails refuses
+    them all, and a few rows run through the bound path score as one by one."""
+    import asyncio
+
+    import orjson
+
+    from minimlops.entrypoints.http.fastpath import predict_answerer
+    from minimlops.entrypoints.http.request_models import request_models
+    from minimlops.entrypoints.http.stats import ServingStats
+    from minimlops.ml.serving import SMALL
+
+    p, deps, table = trained
+    predictor = Predictor(registry_of(deps), deps.now, p)
+    predictor.refresh()
+    people = [shapes.request_of(p, r) for r in table.to_pylist()[:80]]
+    served = predictor.current[1]
+    one_by_one = np.concatenate([served.output([r]) for r in people])
+    for n in (2, 7, SMALL, SMALL + 1):  # the bound runs, and the matrix beyond them
+        assert np.allclose(served.output(people[:n]), one_by_one[:n], rtol=1e-6, atol=1e-7)
+        assert np.allclose(served.values(people[:n]), one_by_one[:n], rtol=1e-6, atol=1e-7)
+    calls, writes = [], []
+
+    class Counted:  # the real predictor, its calls counted
+        task = predictor.task
+
+        def predict(self, rows, owned=False):
+            calls.append(len(rows))
+            return predictor.predict(rows, owned=owned)
+
+    class Log:
+        fail = False
+
+        async def log(self, rows):
+            await asyncio.sleep(0)  # a durable log waits for its commit
+            if self.fail:
+                raise OSError("disk full")
+            writes.append(list(rows))
+
+    log = Log()
+    answer = predict_answerer(
+        Counted(), log, ServingStats(), request_models(p), max_body=1 << 20, max_batch=100
+    )
+    bodies = [orjson.dumps(r) for r in people]
+    alone = [asyncio.run(answer(b, "application/json")) for b in bodies]
+
+    async def in_flight():
+        return await asyncio.gather(*(answer(b, "application/json") for b in bodies))
+
+    calls.clear()
+    writes.clear()
+    together = asyncio.run(in_flight())
+    assert sum(calls) == len(bodies) and max(calls) > len(bodies) // 2  # grouped
+    assert len(writes) == len(calls)
+    answered = [orjson.loads(body) for _, body in together]
+    assert [status for status, _ in together] == [200] * len(bodies)
+    field = "probability" if p.task != "regression" else "prediction"
+    for a, (_, b) in zip(answered, alone, strict=True):
+        b = orjson.loads(b)
+        assert a[field] == pytest.approx(b[field], rel=1e-6, abs=1e-7)
+        if p.task == "regression":
+            assert a["prediction"] == pytest.approx(b["prediction"], rel=1e-6)
+        else:
+            assert a["prediction"] == b["prediction"]
+    logged = {row["uuid"]: row for group in writes for row in group}
+    assert len(logged) == len(bodies)  # each its own uuid, each logged once
+    for a in answered:
+        assert logged[a["uuid"]][field] == a[field]
+    log.fail = True
+    refused = asyncio.run(in_flight())
+    assert {status for status, _ in refused} == {503}
+    assert all(b"not stored" in body for _, body in refused)
+
+
 def _served(p, rows: int, seed: int = 3):
     """A project trained on generated rows, its predictor and its /predict
     answerer (a log that keeps nothing): (table, predictor, answer)."""
+    import asyncio
+
     from minimlops.entrypoints.http.fastpath import predict_answerer
     from minimlops.entrypoints.http.request_models import request_models
     from minimlops.entrypoints.http.stats import ServingStats
@@ -855,7 +933,7 @@ def _served(p, rows: int, seed: int = 3):
 
     class Log:
         async def log(self, rows):
-            return None
+            await asyncio.sleep(0)  # a durable log waits for its commit
 
     answer = predict_answerer(
         predictor, Log(), ServingStats(), request_models(p), max_body=1 << 20, max_batch=100
@@ -896,6 +974,16 @@ def test_a_derived_feature_that_raises_on_a_row_is_a_422_naming_it_and_fails_tra
     assert orjson.loads(body)["predictions"][0]["prediction"] == pytest.approx(
         predictor.predict([good])[0]["prediction"], rel=1e-6
     )
+
+    # requests in flight together: only the one the feature fails on is refused
+    async def together():
+        bodies = [good, good, {**good, "age": 99}, good, good]
+        return await asyncio.gather(*(answer(orjson.dumps(b), "application/json") for b in bodies))
+
+    answered = asyncio.run(together())
+    assert [status for status, _ in answered] == [200, 200, 422, 200, 200]
+    (error,) = orjson.loads(answered[2][1])["errors"]
+    assert error["field"] == "bmi_per_age" and "index" not in error
     # at training: the row is named, never silently dropped
     bad = table.slice(0, 1).to_pylist()[0] | {"patient_id": 9999, "age": 99.0}
     from minimlops.errors import DerivedFeatureError
