@@ -125,11 +125,11 @@ class Together:
                     rows.extend(predict([person], owned=True))
                     kept.append((person, future))
                 except Exception as exc:
-                    future.set_exception(exc)
+                    _fail(future, exc)
             group = kept
         except Exception as exc:  # no champion, or a fault: every request hears of it
             for _, future in group:
-                future.set_exception(exc)
+                _fail(future, exc)
             return
         if group:
             task = asyncio.ensure_future(self._store(rows, [f for _, f in group]))
@@ -141,12 +141,16 @@ class Together:
             await self.log.log(rows)
         except Exception as exc:
             for future in futures:
-                if not future.done():
-                    future.set_exception(NotStored(str(exc)))
+                _fail(future, NotStored(str(exc)))
             return
         for row, future in zip(rows, futures, strict=True):
             if not future.done():  # its request was cancelled meanwhile
                 future.set_result(row)
+
+
+def _fail(future: asyncio.Future[Any], exc: BaseException) -> None:
+    if not future.done():  # else its request was cancelled meanwhile
+        future.set_exception(exc)
 
 
 def predict_answerer(
