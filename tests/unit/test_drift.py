@@ -287,24 +287,48 @@ def test_drift_compares_what_a_derived_feature_adds_and_nothing_twice() -> None:
 
 
 def test_a_trigger_that_fired_while_a_file_trained_does_not_train_the_same_rows_again(
-    fake_deps: Deps,
+    fake_deps: Deps, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A trigger judged version 1 while the next file's training ran (the rows had
     changed since version 1 learned): by the time its request is handled, version
-    2 has learned from the rows as they are, so it trains nothing; a person's
-    request still trains."""
+    2 has learned from the rows as they are, so it trains nothing, and records
+    that it did not in a table its identity may append to on Google Cloud (the
+    emulators check no IAM); a person's request still trains."""
+    from minimlops.config import Settings
     from minimlops.domain.events import RetrainRequested
+    from minimlops.entrypoints.gcp import permissions
+    from minimlops.entrypoints.gcp import plan as plans
 
     _ingest_and_train(fake_deps, "a.csv", passengers(600, seed=1))
+    appended: set[str] = set()
+    append = fake_deps.warehouse.append
+
+    def recorded(table: str, rows: pa.Table) -> None:
+        appended.add(table)
+        append(table, rows)
+
     registry = registry_of(fake_deps)
     (done,) = land(fake_deps, "b.csv", _csv(passengers(400, seed=2, start_id=601)))
     fired = RetrainRequested(reason="drift: Pclass", trigger="drift")  # v1 had not seen b.csv
+    monitor.record_trigger(fake_deps, fired, "drift", {"snapshot": monitor.snapshot_id(fake_deps)})
+    monkeypatch.setattr(fake_deps.warehouse, "append", recorded)  # train_model's appends
     messagebus.handle(done, fake_deps)  # the file's training: version 2 on a and b
     assert [v["version"] for v in registry.versions()] == ["1", "2"]
     if registry.champion()[0]["version"] != "2":  # (kept out: it would be trained again)
         registry.set_champion("2", reason="test", at="2026-01-01T00:00:00+00:00")
     assert messagebus.handle(fired, fake_deps) == []
     assert len(registry.versions()) == 2
-    assert not [t for t in monitor.triggers(fake_deps) if t["trigger_id"] == fired.event_id]
+    # one trigger, as the training answered it: the pages say it trained nothing
+    (said,) = [t for t in monitor.triggers(fake_deps) if t["trigger_id"] == fired.event_id]
+    assert said["kind"] == "drift" and said["details"]["retrained"] is False
+    assert said["details"]["version"] == "2"
+    assert said["details"]["snapshot"] == monitor.snapshot_id(fake_deps)  # fires no more on them
+    plan = plans.build(Settings.from_env({"GOOGLE_CLOUD_PROJECT": "acme-ml"}, backend="gcp"))
+    may = {
+        c.resource.rsplit(".", 1)[1]
+        for c in permissions.calls(plan)["mlops-train-model"]
+        if c.permission == "bigquery.tables.updateData"
+    }
+    assert appended == {fake_deps.names.triggers_table} and appended <= may
     messagebus.handle(RetrainRequested(reason="requested by a person: check"), fake_deps)
     assert len(registry.versions()) == 3

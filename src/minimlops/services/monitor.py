@@ -704,12 +704,17 @@ def _record(deps: Deps, trigger_id: str, kind: str, reason: str, details: dict[s
 
 def triggers(deps: Deps, *, estimates: bool = False) -> list[dict[str, Any]]:
     """Recorded retraining triggers, newest first; with ``estimates``, the
-    rows of estimate alerts too (which asked for no retraining)."""
+    rows of estimate alerts too (which asked for no retraining). A trigger
+    recorded again (the training it asked for found the champion had learnt
+    from the rows already: ``train_model`` says so in a second row) is its
+    newest row."""
     table = deps.warehouse.read(deps.names.triggers_table)
     rows = [r for r in table.to_pylist() if estimates or r["kind"] != ESTIMATE]
-    for r in rows:
+    newest: dict[str, dict[str, Any]] = {}
+    for r in sorted(rows, key=lambda r: r["requested_at"]):
         r["details"] = json.loads(r["details"]) if r.get("details") else None
-    return sorted(rows, key=lambda r: r["requested_at"], reverse=True)
+        newest[r["trigger_id"]] = r
+    return sorted(newest.values(), key=lambda r: r["requested_at"], reverse=True)
 
 
 @dataclass(frozen=True)

@@ -110,8 +110,19 @@ def train_model(event: IngestionComplete | RetrainRequested, *, deps: Deps) -> l
             event.reason,
             done[-1]["version"],
         )
-        # logged, not recorded: the training identity may not append to the
-        # triggers table on Google Cloud (docs/gcp.md's identities)
+        from minimlops.services.monitor import (  # (monitor imports this module)
+            record_trigger,
+            snapshot_id,
+        )
+
+        # recorded as the monitor records a trigger it does not act on: the pages
+        # say it, and it fires no more on these rows
+        record_trigger(
+            deps,
+            event,
+            event.trigger,
+            {"retrained": False, "version": done[-1]["version"], "snapshot": snapshot_id(deps)},
+        )
         return []
     split = project_split(deps, table_name, ids)
     if not split.stored:  # counted as this project splits them

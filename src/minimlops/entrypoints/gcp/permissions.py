@@ -106,6 +106,9 @@ def calls(plan: Plan) -> dict[str, list[Call]]:
             champion,
         ),
         Call("publish model_promoted", "pubsub.topics.publish", "topic", n.promoted_topic),
+        # a trigger that asked for rows the champion already learnt from
+        *append("triggers_table", "insertAll"),
+        Call("insertAll: the dataset", "bigquery.datasets.get", "dataset", ds),
         alerting,
     ]
     endpoint = [

@@ -335,6 +335,7 @@ def build(settings: Settings, *, allow_unauthenticated: bool = False) -> Plan:
                     "write versions, swap the champion pointer",
                 ),
                 publisher(names.promoted_topic, "announce a promotion"),
+                writer("triggers_table", "record a trigger that found nothing new to learn"),
                 alerting,
             ),
         ),
