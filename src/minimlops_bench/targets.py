@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 RSS = re.compile(r"peak RSS (\d+(?:\.\d+)?) MB")
+MODEL = re.compile(r"model: (\w+)")
 
 
 @dataclass(frozen=True)
@@ -28,7 +29,7 @@ class Check:
     read: str = "value"  # "value", "ratio" or "peak_rss_mb" (from the row's note)
     least: float | None = None  # met at this figure or above
     under: float | None = None  # met strictly below this figure
-    label: str = ""  # shown after the figure (what a ratio compares)
+    label: str = ""  # shown after the figure (what a ratio compares); {model}: the row's model
 
     def figure(self, row: Mapping[str, Any]) -> float | None:
         if self.read == "peak_rss_mb":
@@ -44,7 +45,10 @@ class Check:
             shown = f"peak {figure:,.0f} MB"
         else:
             shown = figure_text(figure, row.get("unit", ""))
-        return f"{shown} {self.label}" if self.label else shown
+        if not self.label:
+            return shown
+        found = MODEL.search(row.get("note") or "")
+        return f"{shown} {self.label.format(model=found.group(1) if found else 'a model')}"
 
     def met(self, figure: float) -> bool:
         return (self.least is None or figure >= self.least) and (
@@ -73,8 +77,8 @@ TARGETS = (
         "one passenger at 32 connections, any champion (ensembles included)",
         "0.50× the floor",
         (
-            Check(ONE, "ratio", least=0.5, label="(an ensemble)"),
-            Check(EXERCISE, "ratio", least=0.5, label="(the exercise's file)"),
+            Check(ONE, "ratio", least=0.5, label="(generated passengers, {model})"),
+            Check(EXERCISE, "ratio", least=0.5, label="(the exercise's file, {model})"),
         ),
     ),
     Target(
@@ -178,9 +182,15 @@ def table(results: Sequence[Mapping[str, Any]], machine: Mapping[str, Any] | Non
     rows = {r["name"]: r for r in results}
     lines = []
     if machine:
+        floor = rows.get("bare ASGI floor, 32 connections")
+        speed = (
+            f"; the floor served {floor['value']:,.0f} requests/s at 32 connections"
+            if floor and floor.get("value")
+            else ""
+        )
         lines += [
             f"Judged on the latest `make bench`: {machine.get('cpu')}, "
-            f"{machine.get('cores')} cores, {str(machine.get('date', ''))[:10]}.",
+            f"{machine.get('cores')} cores, {str(machine.get('date', ''))[:10]}{speed}.",
             "",
         ]
     lines += ["| measurement | target | latest figures |", "| --- | --- | --- |"]

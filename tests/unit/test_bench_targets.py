@@ -14,11 +14,16 @@ def _target(measurement_starts: str):  # type: ignore[no-untyped-def]
 
 def test_a_ratio_under_its_target_is_missed_and_at_it_met() -> None:
     target = _target("one passenger at 32 connections")
-    exercise = {EXERCISE: {"name": EXERCISE, "ratio": 0.6}}
-    missed = status(target, {ONE: {"name": ONE, "ratio": 0.49}, **exercise})
-    assert missed == "**missed**: 0.49× (an ensemble), 0.60× (the exercise's file)"
+    exercise = {EXERCISE: {"name": EXERCISE, "ratio": 0.6, "note": "model: random_forest_deep"}}
+    missed = status(
+        target, {ONE: {"name": ONE, "ratio": 0.49, "note": "model: ensemble"}, **exercise}
+    )
+    assert missed == (
+        "**missed**: 0.49× (generated passengers, ensemble), "
+        "0.60× (the exercise's file, random_forest_deep)"
+    )
     met = status(target, {ONE: {"name": ONE, "ratio": 0.5}, **exercise})
-    assert met.startswith("met: 0.50× (an ensemble)")
+    assert met.startswith("met: 0.50× (generated passengers, a model)")
     assert status(_target("cold start"), {COLD: {"value": 2.0, "unit": "s"}}).startswith("**missed")
 
 
