@@ -310,7 +310,14 @@ def test_a_trigger_that_fired_while_a_file_trained_does_not_train_the_same_rows_
     registry = registry_of(fake_deps)
     (done,) = land(fake_deps, "b.csv", _csv(passengers(400, seed=2, start_id=601)))
     fired = RetrainRequested(reason="drift: Pclass", trigger="drift")  # v1 had not seen b.csv
-    monitor.record_trigger(fake_deps, fired, "drift", {"snapshot": monitor.snapshot_id(fake_deps)})
+    monitor.record_trigger(
+        fake_deps,
+        fired,
+        "drift",
+        {"features": ["Pclass"], "snapshot": monitor.snapshot_id(fake_deps)},
+    )
+    (first,) = [t for t in monitor.triggers(fake_deps) if t["trigger_id"] == fired.event_id]
+    fired_at = first["requested_at"]
     monkeypatch.setattr(fake_deps.warehouse, "append", recorded)  # train_model's appends
     messagebus.handle(done, fake_deps)  # the file's training: version 2 on a and b
     assert [v["version"] for v in registry.versions()] == ["1", "2"]
@@ -323,6 +330,9 @@ def test_a_trigger_that_fired_while_a_file_trained_does_not_train_the_same_rows_
     assert said["kind"] == "drift" and said["details"]["retrained"] is False
     assert said["details"]["version"] == "2"
     assert said["details"]["snapshot"] == monitor.snapshot_id(fake_deps)  # fires no more on them
+    assert (
+        said["details"]["features"] == ["Pclass"] and said["requested_at"] == fired_at
+    )  # why, when
     plan = plans.build(Settings.from_env({"GOOGLE_CLOUD_PROJECT": "acme-ml"}, backend="gcp"))
     may = {
         c.resource.rsplit(".", 1)[1]

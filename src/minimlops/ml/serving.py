@@ -134,7 +134,7 @@ class OnnxModel:
         within ``TOLERANCE`` of it, checked at training)."""
         if len(rows) != 1 or not self._plain_one:
             if self._linear is not None and len(rows) <= SMALL:  # a few: each as one
-                return [self.values((row,))[0] for row in rows]
+                return self._each(rows)
             return self.output(rows).tolist()  # type: ignore[no-any-return]
         if self._linear is not None:
             z = self._linear(rows[0])
@@ -152,6 +152,16 @@ class OnnxModel:
                 ]
             p = out.item(1)
         return [platt_one(self._calibration, p) if self._calibration else p]
+
+    def _each(self, rows: Sequence[Mapping[str, Any]]) -> list[Any]:
+        """:meth:`values` of each row as one (a linear model's few rows)."""
+        out = []
+        for i, row in enumerate(rows):
+            try:
+                out.append(self.values((row,))[0])
+            except DerivedFeatureError as exc:  # found in a row of these: that row's place
+                raise DerivedFeatureError(exc.feature, i, exc.cause, exc.key) from exc.cause
+        return out
 
     def _run(self, X: np.ndarray) -> np.ndarray:
         """The model's first output on a matrix. From ``SPLIT_FROM`` rows, with a

@@ -706,15 +706,18 @@ def triggers(deps: Deps, *, estimates: bool = False) -> list[dict[str, Any]]:
     """Recorded retraining triggers, newest first; with ``estimates``, the
     rows of estimate alerts too (which asked for no retraining). A trigger
     recorded again (the training it asked for found the champion had learnt
-    from the rows already: ``train_model`` says so in a second row) is its
-    newest row."""
+    from the rows already: ``train_model`` says so in a second row) is one:
+    when and why it fired from its first row, what became of it
+    (``retrained``, ``version``, ``snapshot``) from the newest."""
     table = deps.warehouse.read(deps.names.triggers_table)
     rows = [r for r in table.to_pylist() if estimates or r["kind"] != ESTIMATE]
-    newest: dict[str, dict[str, Any]] = {}
+    first: dict[str, dict[str, Any]] = {}
     for r in sorted(rows, key=lambda r: r["requested_at"]):
         r["details"] = json.loads(r["details"]) if r.get("details") else None
-        newest[r["trigger_id"]] = r
-    return sorted(newest.values(), key=lambda r: r["requested_at"], reverse=True)
+        seen = first.setdefault(r["trigger_id"], r)
+        if seen is not r:
+            seen["details"] = {**(seen["details"] or {}), **(r["details"] or {})}
+    return sorted(first.values(), key=lambda r: r["requested_at"], reverse=True)
 
 
 @dataclass(frozen=True)

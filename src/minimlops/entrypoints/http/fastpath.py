@@ -95,7 +95,8 @@ class Together:
     loop already held. Each answer is the one its request would have had
     alone: one champion for the group, each row its own uuid, and an error
     only to the request it belongs to (a derived feature failing on one row:
-    the rows are predicted again one by one).
+    the rows are predicted again one by one). A request cancelled before
+    the group's turn is left out.
     """
 
     def __init__(self, predictor: Predictor, log: DurableLog) -> None:
@@ -114,11 +115,19 @@ class Together:
         return await future
 
     def _turn(self) -> None:
-        group, self.waiting = self.waiting, []
+        # a request cancelled meanwhile is not predicted (nor logged: nobody got it)
+        group = [(person, future) for person, future in self.waiting if not future.done()]
+        self.waiting = []
+        if not group:
+            return
         predict = self.predictor.predict
         try:
             rows = predict([person for person, _ in group], owned=True)
-        except DerivedFeatureError:  # one row's: each alone, so only its request hears of it
+        except NoChampionError as exc:  # every request hears of it
+            for _, future in group:
+                _fail(future, exc)
+            return
+        except Exception:  # a row's (a derived feature's): each alone, so only its request hears
             rows, kept = [], []
             for person, future in group:
                 try:
@@ -127,10 +136,6 @@ class Together:
                 except Exception as exc:
                     _fail(future, exc)
             group = kept
-        except Exception as exc:  # no champion, or a fault: every request hears of it
-            for _, future in group:
-                _fail(future, exc)
-            return
         if group:
             task = asyncio.ensure_future(self._store(rows, [f for _, f in group]))
             self._tasks.add(task)
@@ -139,9 +144,11 @@ class Together:
     async def _store(self, rows: list[Any], futures: list[asyncio.Future[Any]]) -> None:
         try:
             await self.log.log(rows)
-        except Exception as exc:
+        except BaseException as exc:  # (cancelled too: no request may wait for ever)
             for future in futures:
-                _fail(future, NotStored(str(exc)))
+                _fail(future, NotStored(str(exc) or type(exc).__name__))
+            if not isinstance(exc, Exception):
+                raise
             return
         for row, future in zip(rows, futures, strict=True):
             if not future.done():  # its request was cancelled meanwhile
@@ -249,6 +256,9 @@ def predict_answerer(
                 await log.log(rows)
         except Exception as exc:
             return _err(503, f"prediction not stored, so not answered: {exc}")
+        # a category the model never learnt is answered (as the rest) and said
+        if unseen := predictor.unseen(rows):
+            warned = [*(warned or ()), *unseen]
         if not isinstance(rows[0], dict):  # a batch's structs (FastCheck)
             answers = (
                 [
