@@ -41,3 +41,19 @@ def test_a_target_without_its_figure_says_so() -> None:
     assert "make bench-peers" in status(_target("against `mlflow models serve`"), {})
     assert "make soak" in status(_target("10 minutes"), {})
     assert table([]).count("\n") == len(TARGETS) + 1  # a header, its rule, a line a target
+
+
+def test_a_run_on_a_host_at_another_speed_judges_no_target() -> None:
+    """The floor outside its usual range: the figures are shown, never "met"."""
+    from minimlops_bench.targets import FLOOR
+
+    slow = [
+        {"name": FLOOR, "value": 14_903.0, "ratio": 1.0},
+        {"name": ONE, "value": 8_800.0, "ratio": 0.57, "note": "model: random_forest"},
+        {"name": COLD, "value": 1.5, "unit": "s"},
+    ]
+    text = table(slow, {"cpu": "x", "cores": 2, "date": "2026-12-07"})
+    assert "met:" not in text and "**missed**" not in text
+    assert "not judged (the host's speed was not its usual): 1.50 s" in text
+    usual = [{**slow[0], "value": 31_000.0}, *slow[1:]]
+    assert "met: 1.50 s" in table(usual, {"cpu": "x", "cores": 2, "date": "2026-12-07"})

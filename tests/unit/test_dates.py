@@ -137,6 +137,9 @@ def _answerer(served: OnnxModel, logged: list[Any]) -> Any:
     class Predictor:
         task, version = "binary", "1"
 
+        def unseen(self, rows: list[Any]) -> list[Any]:
+            return []
+
         def predict(self, people: list[Any], owned: bool) -> list[Any]:
             out = []
             for p, value in zip(people, served.values(people), strict=True):

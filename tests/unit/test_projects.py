@@ -867,6 +867,7 @@ def test_requests_in_flight_together_are_answered_as_each_alone(trained) -> None
 
     class Counted:  # the real predictor, its calls counted
         task = predictor.task
+        unseen = predictor.unseen
 
         def predict(self, rows, owned=False):
             calls.append(len(rows))
@@ -914,6 +915,55 @@ def test_requests_in_flight_together_are_answered_as_each_alone(trained) -> None
     refused = asyncio.run(in_flight())
     assert {status for status, _ in refused} == {503}
     assert all(b"not stored" in body for _, body in refused)
+
+
+def test_a_category_the_model_never_learnt_is_answered_and_said(trained) -> None:
+    """A typed category no one-hot slot learnt (a misspelling, a new value) is
+    scored as the rest, as before, and the answer says so: the column, the
+    value, the closest learnt category; in a batch, the first row and how many."""
+    import asyncio
+
+    import orjson
+
+    from minimlops.entrypoints.http.fastpath import predict_answerer
+    from minimlops.entrypoints.http.request_models import request_models
+    from minimlops.entrypoints.http.stats import ServingStats
+
+    p, deps, table = trained
+    predictor = Predictor(registry_of(deps), deps.now, p)
+    predictor.refresh()
+
+    class Log:
+        async def log(self, rows):
+            return None
+
+    answer = predict_answerer(
+        predictor, Log(), ServingStats(), request_models(p), max_body=1 << 20, max_batch=100
+    )
+    good = shapes.request_of(p, table.to_pylist()[0])
+    status, body = asyncio.run(answer(orjson.dumps(good), "application/json"))
+    assert status == 200 and "warnings" not in orjson.loads(body)
+    learnt = [(n, cats) for n, cats, _ in predictor.current[1].features.learnt]
+    text = [  # free text the project allows any value of (an `allowed` one refuses the rest)
+        (n, cats)
+        for n, cats in learnt
+        if cats and all(isinstance(c, str) for c in cats) and p.column(n).allowed is None
+    ]
+    if p.name in ("titanic", "wine", "diabetes"):  # none: a 422 names the allowed values
+        assert not text, learnt
+        return
+    name, cats = text[0]
+    typo = cats[0] + "x"
+    status, body = asyncio.run(answer(orjson.dumps({**good, name: typo}), "application/json"))
+    assert status == 200, body
+    (warning,) = orjson.loads(body)["warnings"]
+    assert warning["field"] == name and repr(typo) in warning["message"]
+    assert f"did you mean {cats[0]!r}" in warning["message"] and "index" not in warning
+    batch = [good, {**good, name: typo}, {**good, name: typo}]
+    status, body = asyncio.run(answer(orjson.dumps(batch), "application/json"))
+    assert status == 200, body
+    (warning,) = orjson.loads(body)["warnings"]
+    assert (warning["field"], warning["index"], warning["rows"]) == (name, 1, 2)
 
 
 def _served(p, rows: int, seed: int = 3):
@@ -975,6 +1025,14 @@ def test_a_derived_feature_that_raises_on_a_row_is_a_422_naming_it_and_fails_tra
         predictor.predict([good])[0]["prediction"], rel=1e-6
     )
 
+    # a linear champion's few rows are scored each as one: the row is still named
+    from minimlops.errors import DerivedFeatureError
+
+    served = predictor.current[1]
+    with pytest.raises(DerivedFeatureError) as raised:
+        served._each([good, good, {**good, "age": 99}])
+    assert raised.value.where == 2
+
     # requests in flight together: only the one the feature fails on is refused
     async def together():
         bodies = [good, good, {**good, "age": 99}, good, good]
@@ -986,8 +1044,6 @@ def test_a_derived_feature_that_raises_on_a_row_is_a_422_naming_it_and_fails_tra
     assert error["field"] == "bmi_per_age" and "index" not in error
     # at training: the row is named, never silently dropped
     bad = table.slice(0, 1).to_pylist()[0] | {"patient_id": 9999, "age": 99.0}
-    from minimlops.errors import DerivedFeatureError
-
     (done,) = _landed(deps, "b.csv", pa.Table.from_pylist([bad], table.schema))
     with pytest.raises(DerivedFeatureError, match="'bmi_per_age' failed on the row with key 9999"):
         messagebus.handle(done, deps)
@@ -1165,6 +1221,9 @@ def test_an_integer_outside_bigint_is_refused_naming_the_field() -> None:
     class Predictor:  # answers only what passed the check
         task, version = "regression", "1"
 
+        def unseen(self, rows):
+            return []
+
         def predict(self, rows, owned):
             return [{**r, "prediction": 1.0, "uuid": "u", "model_version": "1"} for r in rows]
 
@@ -1284,6 +1343,9 @@ def test_a_request_without_a_required_value_or_with_true_for_a_number_is_refused
 
     class Predictor:
         task, version = "regression", "1"
+
+        def unseen(self, rows):
+            return []
 
         def predict(self, rows, owned):
             return [{**dict(r), "prediction": 1.0, "uuid": "u", "model_version": "1"} for r in rows]

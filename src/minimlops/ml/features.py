@@ -460,10 +460,22 @@ class FeatureSet:
         self._parts = _parts(spec["columns"])
         at = 0
         self._batch: dict[str, tuple[Any, list[str]]] = {}
+        # typed columns scored by one-hot slots alone: (name, the categories learnt)
+        self.learnt: list[tuple[str, tuple[Any, ...], frozenset[Any]]] = []
         for col in spec["columns"]:
             fn = derive[col["name"]] if col["derived"] else None
             if col.get("date"):  # a function of the row, as a derived one is
                 fn = _of_row(*col["date"])
+            if (
+                col["kind"] == "categorical"
+                and fn is None
+                and col.get("one_hot", True)
+                and col.get("frequency") is None
+                and col.get("target_encoding") is None
+            ):
+                self.learnt.append(
+                    (col["name"], tuple(col["categories"]), frozenset(col["categories"]))
+                )
             if fn is not None and getattr(fn, "minimlops_batch", None) and col.get("inputs"):
                 self._batch[col["name"]] = (fn.minimlops_batch, col["inputs"])
             if col["kind"] == "categorical":
@@ -501,6 +513,34 @@ class FeatureSet:
             else:
                 self._plan.append(("n", col["name"], fn, col["fill"], col["indicator"], None, at))
                 at += 2 if col["indicator"] else 1
+
+    def unseen(
+        self,
+        rows: Sequence[Any],
+        learnt: Sequence[tuple[str, tuple[Any, ...], frozenset[Any]]] | None = None,
+    ) -> list[tuple[str, Any, int, int, tuple[Any, ...]]]:
+        """Values of typed categorical columns that no one-hot slot learnt
+        (scored as the rest: "other"): (column, the first such value, the
+        first row holding one, how many rows do, the categories learnt).
+        Columns with many values (frequency or target encoded) have a long
+        tail by nature and are not named. ``learnt``: those of :attr:`learnt`
+        to look at (all by default). A row may be a request's struct."""
+        learnt = self.learnt if learnt is None else learnt
+        found: dict[str, list[Any]] = {}
+        for i, row in enumerate(rows):
+            get = row.get
+            for name, _, known in learnt:
+                v = get(name)
+                if v is not None and v not in known:
+                    if name in found:
+                        found[name][2] += 1
+                    else:
+                        found[name] = [v, i, 1]
+        return [
+            (name, found[name][0], found[name][1], found[name][2], cats)
+            for name, cats, _ in learnt
+            if name in found
+        ]
 
     def _reader(self, cls: type) -> _StructReader | None:
         """How rows of this class are read: None for a mapping, else a

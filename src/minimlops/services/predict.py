@@ -24,7 +24,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol, Union, cast
 
 from minimlops.domain import keys
-from minimlops.domain.project import Project
+from minimlops.domain.project import Project, closest
 from minimlops.errors import ArtifactIntegrityError, ModelNotFoundError, NoChampionError
 from minimlops.ml.serving import OnnxModel
 from minimlops.services.registry import ModelRegistry
@@ -57,6 +57,8 @@ class Predictor:
         self.task = project.task
         self.classes = list(project.classes or ())
         self.current: tuple[str, Scorer] | None = None
+        # the model whose categories unseen() watches, and which of them
+        self._watched: tuple[Any, list[tuple[str, tuple[Any, ...], frozenset[Any]]]] = (None, [])
         self.shadow: tuple[str, Scorer] | None = None
         self.generation = ""
         self.error: str | None = None
@@ -195,6 +197,48 @@ class Predictor:
         if self._key_parts is not None:
             self._keys(rows, structs)
         return rows
+
+    def unseen(self, rows: Sequence[Any]) -> list[dict[str, Any]]:
+        """A warning per typed categorical column whose value in ``rows`` the
+        serving model learnt no category for (it scores it as the rest, as
+        "other"): the column, the value, the categories it knows and the
+        closest of them, and in a batch the first row holding one (``index``)
+        and how many do (``rows``). A misspelt "Atchd" is answered, and said."""
+        current = self.current
+        if current is None:
+            return []
+        model = current[1]
+        if self._watched[0] is not model:
+            self._watched = (model, self._to_watch(model))
+        watched = self._watched[1]
+        if not watched:  # (the example: every allowed value learnt; ~0.2 us a request)
+            return []
+        batch = len(rows) > 1
+        out = []
+        for name, value, first, count, cats in model.features.unseen(rows, watched):
+            shown = ", ".join(repr(c) for c in cats[:10]) + (", ..." if len(cats) > 10 else "")
+            out.append(
+                {
+                    "field": name,
+                    "message": f"{value!r} is not a category the model learnt for {name}, so "
+                    f"it was scored as the rest{closest(value, cats)}; learnt: {shown}",
+                    **({"index": first, "rows": count} if batch else {}),
+                }
+            )
+        return out
+
+    def _to_watch(self, model: Scorer) -> list[tuple[str, tuple[Any, ...], frozenset[Any]]]:
+        """The model's learnt categories a request's value may be outside of:
+        not a column whose every allowed value was learnt (the check refuses
+        the rest)."""
+        fs = getattr(model, "features", None)
+        columns = {c.name: c for c in self.project.columns}
+        out = []
+        for entry in fs.learnt if fs is not None else ():
+            allowed = columns[entry[0]].allowed if entry[0] in columns else None
+            if allowed is None or not entry[2].issuperset(allowed):
+                out.append(entry)
+        return out
 
     def _keys(self, rows: list[Any], structs: bool) -> None:
         """Each row's key from its parts' values (one it was sent with is
