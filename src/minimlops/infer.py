@@ -913,7 +913,8 @@ def _unique_pair(path: Path, by: dict[str, Profile], target: str) -> tuple[str, 
     """Two columns that together identify every row of the file (a date and a
     store, a customer and a month), or None. Tried: columns never empty, of
     text, whole numbers or dates, that repeat (a unique one is a key alone),
-    dates and id-like names first; each pair is counted over the whole file."""
+    dates and id-like names first; each pair is counted over the whole file,
+    whole numbers by value."""
     import itertools
 
     fits = [
@@ -944,6 +945,15 @@ def _unique_pair(path: Path, by: dict[str, Profile], target: str) -> tuple[str, 
         )
     except (pa.ArrowException, KeyError, ValueError):  # a hint only: no pair, then
         return None
+    # whole numbers compared as the key compares them ("7" and "07" are one value)
+    for name in names:
+        if by[name].type == "integer":
+            column = written[name]
+            try:
+                number = pc.cast(pc.utf8_trim_whitespace(table[column]), pa.int64())
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):  # "1,000": kept as written
+                continue
+            table = table.set_column(table.schema.get_field_index(column), column, number)
     for a, b in itertools.combinations(names, 2):
         counts = table.group_by([written[a], written[b]]).aggregate([([], "count_all")])
         if counts.num_rows == table.num_rows:

@@ -660,6 +660,30 @@ def test_free_text_named_like_an_entity_is_no_id_and_no_group(tmp_path: Path) ->
     assert drafted.split.strategy == "time"
 
 
+def test_two_columns_are_no_key_when_their_numbers_repeat_written_otherwise(
+    tmp_path: Path,
+) -> None:
+    """Store 7 written "7" and "07": one store, as the key made of them would
+    read it, so a date and that store do not identify a row."""
+    import datetime as dt
+
+    start = dt.date(2025, 1, 1)
+    rows = [
+        [(start + dt.timedelta(days=d)).isoformat(), str(s), (d * 7 + s) % 5, 100 + d + s]
+        for d in range(60)
+        for s in range(1, 13)
+    ]
+    rows.append([start.isoformat(), "07", 1, 99])  # the first day's store 7 again
+    path = _write(tmp_path / "sales.csv", ["date", "store", "promo", "sales"], rows)
+    d, drafted = _drafted(path, "sales")
+    assert drafted.column("store").type == "integer"
+    assert not [c for c in d.checks if "together" in c], d.checks
+    d, _ = _drafted(
+        _write(tmp_path / "fine.csv", ["date", "store", "promo", "sales"], rows[:-1]), "sales"
+    )
+    assert [c for c in d.checks if "date and store do together" in c]
+
+
 def test_two_columns_that_identify_a_row_together_are_named(tmp_path: Path) -> None:
     """Daily sales of 12 stores: no column is unique, a date and a store are.
     The draft keys rows by their content and says which two identify a row and
