@@ -1331,6 +1331,8 @@ def test_a_request_without_a_required_value_or_with_true_for_a_number_is_refused
                 {"name": "amount", "type": "integer", "required": True},
                 {"name": "rate", "type": "float", "required": False},
                 {"name": "term", "type": "integer", "required": False, "allowed": [12, 24]},
+                {"name": "secured", "type": "boolean", "required": False},
+                {"name": "joint", "type": "boolean", "required": False, "allowed": [False]},
                 {"name": "y", "type": "float", "required": True},
             ],
         }
@@ -1363,6 +1365,10 @@ def test_a_request_without_a_required_value_or_with_true_for_a_number_is_refused
         ({"rate": False}, "rate", "a number is needed here, not false"),
         ({"amount": 1e300}, "amount", "a whole number from -9223372036854775808 to"),
         ({"term": True}, "term", "a number is needed here, not true"),  # Literal took it as 1
+        ({"secured": "yes"}, "secured", "true or false is needed here, not 'yes'"),  # bool took it
+        ({"secured": 1}, "secured", "true or false is needed here, not 1"),
+        ({"secured": "true"}, "secured", "true or false is needed here, not 'true'"),
+        ({"joint": 0}, "joint", "true or false is needed here, not 0"),  # Literal took it as false
     ]
     for change, field, said in refused:
         for body in (orjson.dumps({**good, **change}), orjson.dumps([good, {**good, **change}])):
@@ -1371,6 +1377,10 @@ def test_a_request_without_a_required_value_or_with_true_for_a_number_is_refused
             (error,) = orjson.loads(answer_body)["errors"]
             assert error["field"] == field and error["message"].startswith(said), error
     assert logged == []
+    status, _ = asyncio.run(
+        answer(orjson.dumps({**good, "secured": True, "joint": False}), "application/json")
+    )
+    assert status == 200 and logged[-1]["secured"] is True
     for blank in ("", "NA", "  ", " NA "):  # an optional field's blank: not given
         status, _ = asyncio.run(
             answer(orjson.dumps({**good, "purpose": blank}), "application/json")

@@ -148,6 +148,21 @@ def _a_number(whole: bool) -> Any:
     return BeforeValidator(check)
 
 
+def _a_boolean() -> Any:
+    """A boolean field's check before pydantic's, which would read "yes", 1 or
+    "on" as true: only JSON's true and false are booleans (a file's column of
+    Yes/No is text, and so is a request's)."""
+
+    def check(value: Any) -> Any:
+        if value is not None and not isinstance(value, bool):
+            raise PydanticCustomError(
+                "bool_type", "true or false is needed here, not {value}", {"value": repr(value)}
+            )
+        return value
+
+    return BeforeValidator(check)
+
+
 def _missing(words: tuple[str, ...]) -> Any:
     """ "" and the project's words for no value ("NA", "?") mean not given."""
     if not words:
@@ -180,6 +195,8 @@ def _field_type(c: ColumnSpec, missing: Any = Missing, words: tuple[str, ...] = 
     if c.type in ("integer", "float"):  # allowed values too: Literal[1, 2] takes true as 1
         # (a Python hook: only bodies the fast check refuses come here)
         typed = Annotated[typed, _a_number(c.type == "integer")]
+    elif c.type == "boolean":  # Literal[True, False] takes 1 as true, bool "yes" too
+        typed = Annotated[typed, _a_boolean()]
     if c.required and c.type == "string" and c.allowed is None:
         typed = Annotated[typed, _given(words)]
     if c.required:
