@@ -98,6 +98,12 @@ def test_redelivered_event_loads_nothing_but_announces_again(fake_deps: Deps) ->
             b"PassengerId,Survived\n1,0\n",
             "missing columns ['Pclass', 'Sex', 'SibSp', 'Parch'] (required: add them to the file)",
         ),
+        (  # keys and labels alone: where labels go instead
+            "labels.csv",
+            b"PassengerId,Survived\n1,0\n",
+            "labels reach earlier predictions in full rows with their keys, or through "
+            "POST /feedback with each prediction's uuid",
+        ),
         (
             "extra.csv",
             (HEADER + ",Boat\n" + GOOD[0] + ",7\n").encode(),

@@ -138,7 +138,18 @@ def read_header(stream: Readable, project: Project) -> list[str]:
     if len(names) == 1 and (sep := delimiter(names[0])):
         raise SchemaError(f"{one_column(sep)}, and land it again")
     if missing:
-        problems.append(f"missing columns {missing} (required: add them to the file)")
+        # a file of keys and labels: how labels reach predictions instead
+        labels_only = set(names) == {project.key, project.target}
+        problems.append(
+            f"missing columns {missing} (required: add them to the file)"
+            + (
+                "; keys and labels alone cannot land: labels reach earlier predictions in "
+                "full rows with their keys, or through POST /feedback with each "
+                "prediction's uuid"
+                if labels_only
+                else ""
+            )
+        )
     if unknown:
         # an optional column renamed in the export looks like a new column: declared
         # under its new name, every row would load without the old one
