@@ -207,11 +207,15 @@ class InMemoryWarehouse:
     ) -> pa.Table:
         labels: dict[str, tuple[Any, int]] = {}
         preds = self.tables[predictions]
-        by_pid = {p[self.key]: p["uuid"] for p in preds if p.get(self.key) is not None}
+        by_pid: dict[Any, list[str]] = {}  # a file's label goes to every prediction of its key
+        for p in preds:
+            if p.get(self.key) is not None:
+                by_pid.setdefault(p[self.key], []).append(p["uuid"])
         for f in self.tables[feedback]:
-            uid = f["uuid"] if f["uuid"] is not None else by_pid.get(f[self.key])
-            if uid is not None and (uid not in labels or f["received_at"] >= labels[uid][0]):
-                labels[uid] = (f["received_at"], f[self.target])
+            uids = [f["uuid"]] if f["uuid"] is not None else by_pid.get(f[self.key], [])
+            for uid in uids:
+                if uid not in labels or f["received_at"] >= labels[uid][0]:
+                    labels[uid] = (f["received_at"], f[self.target])
         rows = sorted(
             (
                 {**p, "label": labels[p["uuid"]][1], "labelled_at": labels[p["uuid"]][0]}
@@ -236,12 +240,26 @@ class InMemoryWarehouse:
         return pa.Table.from_pylist(rows)
 
     def labelled_accuracy(
-        self, predictions: str, feedback: str, bucket_seconds: int | None = None
+        self,
+        predictions: str,
+        feedback: str,
+        bucket_seconds: int | None = None,
+        landed_in: str | None = None,
     ) -> list[dict[str, Any]]:
         groups: dict[tuple[Any, ...], list[float]] = {}
         delays: dict[tuple[Any, ...], list[float]] = {}
+        after: dict[tuple[Any, ...], int] = {}
+        first: dict[Any, Any] = {}  # when each key first landed
+        for t in self.tables[landed_in] if landed_in is not None else []:
+            first[t[self.key]] = min(t["ingested_at"], first.get(t[self.key], t["ingested_at"]))
         for r in self.labelled_predictions(predictions, feedback).to_pylist():
             key: tuple[Any, ...] = (r["model_version"],)
+            landed = first.get(r.get(self.key)) if r.get(self.key) is not None else None
+            if landed is not None and landed <= r["created_at"]:
+                after[key] = after.get(key, 0) + 1
+                if not bucket_seconds:  # the version is listed, with nothing counted
+                    groups.setdefault(key, [0, 0, 0.0, 0.0])
+                continue
             delays.setdefault(key, []).append(
                 max(0.0, (r["labelled_at"] - r["created_at"]).total_seconds())
             )
@@ -265,10 +283,11 @@ class InMemoryWarehouse:
         def delay(k: tuple[Any, ...]) -> dict[str, float]:
             if bucket_seconds:
                 return {}
-            d = np.asarray(delays[k])
+            d = np.asarray(delays.get(k, []))
             return {
-                "delay_p50_s": float(np.quantile(d, 0.5)),
-                "delay_p90_s": float(np.quantile(d, 0.9)),
+                "delay_p50_s": float(np.quantile(d, 0.5)) if d.size else None,
+                "delay_p90_s": float(np.quantile(d, 0.9)) if d.size else None,
+                "predicted_after_landing": after.get(k, 0),
             }
 
         return [

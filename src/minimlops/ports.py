@@ -229,13 +229,22 @@ class Warehouse(Protocol):
         ...
 
     def labelled_accuracy(
-        self, predictions: str, feedback: str, bucket_seconds: int | None = None
+        self,
+        predictions: str,
+        feedback: str,
+        bucket_seconds: int | None = None,
+        landed_in: str | None = None,
     ) -> list[dict[str, Any]]:
         """Of the labelled predictions, per model version (and, with
         ``bucket_seconds``, per time bucket of the prediction: ``at``, its
         start in seconds since the epoch): ``labelled`` and ``correct``
-        counts, ordered by version (and ``at``). Counted by the warehouse, so
-        monitoring never reads the predictions themselves."""
+        counts (regression: ``abs_error`` and ``squared_error`` sums), ordered
+        by version (and ``at``). Without buckets also the label delay
+        (``delay_p50_s``, ``delay_p90_s``). With ``landed_in`` (the training
+        table), a prediction whose key had landed there at or before the
+        moment it was made is left out of every figure (the model may have
+        learnt its answer) and counted in ``predicted_after_landing``. Counted by the
+        warehouse, so monitoring never reads the predictions themselves."""
         ...
 
     def recent_predictions(self, predictions: str, limit: int, since: Any = None) -> pa.Table:

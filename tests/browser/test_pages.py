@@ -248,6 +248,36 @@ def test_dashboard_shows_drift_and_live_accuracy_once_there_is_data(server: Serv
     shot(page, "dashboard-monitoring")
 
 
+def test_predictions_asked_after_their_row_landed_are_left_out_and_said(
+    server: Server, page
+) -> None:  # type: ignore[no-untyped-def]
+    """Passengers 1-3 landed in the training file: asked about again and
+    labelled, they count in no live figure, and both pages say how many."""
+    from tests.e2e.test_retraining import wrong_labels
+
+    before = {
+        v["version"]: v["labelled"] for v in server.http.get("/monitoring").json()["versions"]
+    }
+    rows = [{**MODEL_FIELDS_ONLY, "PassengerId": i} for i in (1, 2, 3)]
+    answers = server.http.post("/predict", json=rows).json()["predictions"]
+    assert server.http.post("/feedback", json=wrong_labels(answers)).status_code == 200
+    version = answers[0]["model_version"]
+    live = {v["version"]: v for v in server.http.get("/monitoring").json()["versions"]}[version]
+    assert live["labelled"] == before.get(version, 0) and live["predicted_after_landing"] == 3
+    page.goto(server.url + "/dashboard")
+    page.wait_for_function(
+        "[...document.querySelectorAll('#models tr')].some((r) => "
+        "r.textContent.includes('3 more made after their row had landed, left out'))",
+        timeout=10_000,
+    )
+    page.goto(server.url + f"/models/{version}")
+    page.wait_for_function(
+        "(document.getElementById('live').textContent || '')"
+        ".includes('3 more made after their row had landed, left out')",
+        timeout=10_000,
+    )
+
+
 @pytest.fixture(scope="module", params=["wine", "diabetes"])
 def other_server(request, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Server]]:
     home = tmp_path_factory.mktemp(request.param) / "home"

@@ -22,6 +22,8 @@ from tests.contract.test_ports import (
     AbstractWarehouseTests,
     B,
     _ledger_row,
+    _predicted,
+    _predictions,
     _training_rows,
 )
 
@@ -183,27 +185,7 @@ class TestBigQueryWarehouse(AbstractWarehouseTests):
         from minimlops.services.tables import arrow_schema
 
         now = datetime(2026, 3, 1, tzinfo=UTC)
-        preds = pa.Table.from_pylist(
-            [
-                {
-                    "uuid": f"u{i}",
-                    "created_at": now,
-                    "model_version": "v1",
-                    "PassengerId": i,
-                    "Pclass": 1,
-                    "Sex": "female",
-                    "Age": 30.0,
-                    "SibSp": 0,
-                    "Parch": 0,
-                    "Fare": 10.0,
-                    "Embarked": "S",
-                    "probability": 0.9,
-                    "prediction": 1,
-                }
-                for i in range(3)
-            ],
-            schema=arrow_schema("predictions_data", TITANIC),
-        )
+        preds = _predictions(_predicted(f"u{i}", i, now, "v1") for i in range(3))
         wh.append("predictions_data", preds)
         assert wh.served_per_version("predictions_data") == {"v1": 3}
         assert wh.known_uuids("predictions_data", ["u0", "u2", "nope"]) == {"u0", "u2"}
@@ -273,27 +255,7 @@ class TestBigQueryWarehouse(AbstractWarehouseTests):
         from minimlops.services.tables import arrow_schema
 
         now = datetime(2026, 3, 1, tzinfo=UTC)
-        preds = pa.Table.from_pylist(
-            [
-                {
-                    "uuid": f"u{i}",
-                    "created_at": now,
-                    "model_version": "v1",
-                    "PassengerId": i,
-                    "Pclass": 1,
-                    "Sex": "female",
-                    "Age": 30.0,
-                    "SibSp": 0,
-                    "Parch": 0,
-                    "Fare": 10.0,
-                    "Embarked": "S",
-                    "probability": 0.9,
-                    "prediction": 1,
-                }
-                for i in range(3)
-            ],
-            schema=arrow_schema("predictions_data", TITANIC),
-        )
+        preds = _predictions(_predicted(f"u{i}", i, now, "v1") for i in range(3))
         wh.append("predictions_data", preds)
         wh.append("predictions_data", preds)  # the retried request
         assert wh.counts()["predictions_data"] == 6, "the emulator keeps both copies"

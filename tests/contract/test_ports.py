@@ -164,6 +164,29 @@ def _training_rows(ids, ingestion_id="i1", when=datetime(2026, 1, 1, tzinfo=UTC)
     )
 
 
+def _predicted(uuid: str, key: int | None, when: datetime, version: str = "1") -> dict:
+    """One logged prediction of a passenger: it says 1 (survived)."""
+    return {
+        "uuid": uuid,
+        "created_at": when,
+        "model_version": version,
+        "PassengerId": key,
+        "Pclass": 1,
+        "Sex": "female",
+        "Age": 30.0,
+        "SibSp": 0,
+        "Parch": 0,
+        "Fare": 10.0,
+        "Embarked": "S",
+        "probability": 0.9,
+        "prediction": 1,
+    }
+
+
+def _predictions(rows) -> pa.Table:
+    return pa.Table.from_pylist(list(rows), schema=arrow_schema("predictions_data", TITANIC))
+
+
 class AbstractWarehouseTests:
     @pytest.fixture
     def wh(self, tmp_path: Path):  # pragma: no cover - overridden
@@ -271,28 +294,12 @@ class AbstractWarehouseTests:
 
     def test_labelled_predictions_and_their_accuracy(self, wh) -> None:
         base = datetime(2026, 3, 1, tzinfo=UTC)
-        preds = pa.Table.from_pylist(
-            [
-                {
-                    "uuid": f"u{i}",
-                    "created_at": base.replace(minute=i),
-                    "model_version": "12"[i > 2],
-                    "PassengerId": None,
-                    "Pclass": 1,
-                    "Sex": "female",
-                    "Age": 30.0,
-                    "SibSp": 0,
-                    "Parch": 0,
-                    "Fare": 10.0,
-                    "Embarked": "S",
-                    "probability": 0.9,
-                    "prediction": 1,
-                }
-                for i in range(5)
-            ],
-            schema=arrow_schema("predictions_data", TITANIC),
+        wh.append(
+            "predictions_data",
+            _predictions(
+                _predicted(f"u{i}", None, base.replace(minute=i), "12"[i > 2]) for i in range(5)
+            ),
         )
-        wh.append("predictions_data", preds)
         wh.append(
             "feedback",
             pa.Table.from_pylist(
@@ -332,6 +339,50 @@ class AbstractWarehouseTests:
             {"model_version": "2", "at": start + 120, "labelled": 1, "correct": 1},
             {"model_version": "2", "at": start + 240, "labelled": 1, "correct": 0},
         ]
+
+    def test_live_figures_leave_out_predictions_made_after_their_row_landed(self, wh) -> None:
+        """A prediction asked after its row landed may be answered from what the
+        model learnt: no live figure counts it, and it is counted apart."""
+        at = lambda h, m=0: datetime(2026, 3, 1, h, m, tzinfo=UTC)  # noqa: E731
+        asked = [  # (uuid, key, when): every prediction says 1
+            ("before-1", 1, at(10)),  # before key 1 landed (11:00): counts
+            ("before-2", 2, at(10)),  # likewise; its label is 0
+            ("again-1", 1, at(12)),  # key 1 again, after it landed
+            ("old-4", 4, at(9)),  # key 4 had landed at 8:00 already
+            ("free-3", 3, at(12)),  # key 3 never landed; labelled by uuid
+            ("nokey", None, at(12)),  # no key at all; labelled by uuid
+        ]
+        wh.append("predictions_data", _predictions(_predicted(*a) for a in asked))
+        wh.append("training_data", _training_rows([4], "i0", when=at(8)))
+        landed = _training_rows([1, 2, 4], "i1", when=at(11))
+        landed = landed.set_column(1, "Survived", pa.array([1, 0, 1], pa.int64()))
+        wh.append("training_data", landed)
+        labels = [  # the file's labels (by key), then two by uuid
+            {"uuid": None, "PassengerId": k, "Survived": y, "received_at": at(11, 1)}
+            for k, y in [(1, 1), (2, 0), (4, 1)]
+        ] + [
+            {"uuid": u, "PassengerId": None, "Survived": 1, "received_at": at(13)}
+            for u in ("free-3", "nokey")
+        ]
+        wh.append(
+            "feedback", pa.Table.from_pylist(labels, schema=arrow_schema("feedback", TITANIC))
+        )
+
+        [row] = wh.labelled_accuracy("predictions_data", "feedback", landed_in="training_data")
+        assert (row["labelled"], row["correct"], row["predicted_after_landing"]) == (4, 3, 2)
+        # the delays of the four counted: 61, 61, 60 and 60 minutes
+        assert 3600 <= row["delay_p50_s"] <= row["delay_p90_s"] <= 3660
+        buckets = wh.labelled_accuracy(
+            "predictions_data", "feedback", bucket_seconds=3600, landed_in="training_data"
+        )
+        start = int(at(10).timestamp())
+        assert [(r["at"] - start, r["labelled"], r["correct"]) for r in buckets] == [
+            (0, 2, 1),
+            (7200, 2, 2),
+        ]
+        # asked without the training table, every labelled prediction counts
+        [every] = wh.labelled_accuracy("predictions_data", "feedback")
+        assert (every["labelled"], every["correct"], every["predicted_after_landing"]) == (6, 5, 0)
 
     def test_the_same_content_loads_once_even_when_two_loads_race(self, wh) -> None:
         wh.load("training_data", _training_rows([1, 2]).to_batches(), _ledger_row())

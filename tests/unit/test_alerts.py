@@ -223,7 +223,7 @@ def _champion_with_predictions(
     registry = registry_of(deps)
     predictor = Predictor(registry, deps.now, deps.project)
     predictor.refresh()
-    logged = predictor.predict(passengers(rows, seed=9).to_pylist())
+    logged = predictor.predict(passengers(rows, seed=9, start_id=100_001).to_pylist())
     deps.warehouse.append("predictions_data", pa.Table.from_pylist(logged))
     if label is not None:
         labels = [

@@ -765,13 +765,17 @@ def _served_and_labelled(p, deps, rows: list[dict]) -> tuple[list[dict], dict]:
 
 
 def test_feedback_is_typed_by_the_task_and_counted_by_the_warehouse(trained) -> None:
+    """Live figures count the labelled predictions of rows that had not landed
+    when they were asked; the 10 asked about rows the model had learnt from
+    are left out, and said."""
     p, deps, table = trained
-    data = table.to_pylist()[:40]
-    logged, result = _served_and_labelled(p, deps, data)
-    assert result["accepted"] == 40
+    data = shapes.rows(p, 40, seed=7, start=20001).to_pylist()
+    logged, result = _served_and_labelled(p, deps, data + table.to_pylist()[:10])
+    logged = logged[:40]
+    assert result["accepted"] == 50
     live = {v["version"]: v for v in monitor.live_accuracy(deps, registry_of(deps))}
     champion = live[registry_of(deps).versions()[-1]["version"]]
-    assert champion["labelled"] == 40
+    assert champion["labelled"] == 40 and champion["predicted_after_landing"] == 10
     if p.task == "regression":
         errors = [abs(r["prediction"] - d[p.target]) for r, d in zip(logged, data, strict=True)]
         assert champion["live_mae"] == pytest.approx(sum(errors) / 40)
@@ -1108,7 +1112,7 @@ def test_a_regression_model_whose_live_error_grows_is_retrained_on_new_rows() ->
     registry = registry_of(deps)
     predictor = Predictor(registry, deps.now, p)
     predictor.refresh()
-    data = table.to_pylist()[:40]
+    data = shapes.rows(p, 40, seed=7, start=20001).to_pylist()  # rows not landed
     logged = predictor.predict([shapes.request_of(p, r) for r in data])
     deps.warehouse.append(
         deps.names.predictions_table, pa.Table.from_pylist(logged, schema=_schema(p))

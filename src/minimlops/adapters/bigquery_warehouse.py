@@ -635,7 +635,11 @@ class BigQueryWarehouse:
         return self._arrow(sql, {"n": int(limit)})
 
     def labelled_accuracy(
-        self, predictions: str, feedback: str, bucket_seconds: int | None = None
+        self,
+        predictions: str,
+        feedback: str,
+        bucket_seconds: int | None = None,
+        landed_in: str | None = None,
     ) -> list[dict[str, Any]]:
         keys, params = ["model_version"], {}
         at = "NULL"
@@ -646,30 +650,51 @@ class BigQueryWarehouse:
                 int(bucket_seconds),
             )
         counted = (
-            "0 AS correct, SUM(ABS(prediction - label)) AS abs_error, "
-            "SUM((prediction - label) * (prediction - label)) AS squared_error"
+            "0 AS correct, SUM(IF(learnt, NULL, ABS(prediction - label))) AS abs_error, "
+            "SUM(IF(learnt, NULL, (prediction - label) * (prediction - label))) AS squared_error"
             if self.key.regression
-            else "COUNTIF(prediction = label) AS correct"
+            else "COUNTIF(NOT learnt AND prediction = label) AS correct"
         )
         delay = ""
         if not bucket_seconds:  # the label delay: from the prediction to its label, seconds
+            # (APPROX_QUANTILES leaves NULLs out unless told RESPECT NULLS)
             counted += (
-                ", APPROX_QUANTILES(delay_s, 10)[OFFSET(5)] AS delay_p50_s, "
-                "APPROX_QUANTILES(delay_s, 10)[OFFSET(9)] AS delay_p90_s"
+                ", APPROX_QUANTILES(IF(learnt, NULL, delay_s), 10)[OFFSET(5)] AS delay_p50_s, "
+                "APPROX_QUANTILES(IF(learnt, NULL, delay_s), 10)[OFFSET(9)] AS delay_p90_s, "
+                "COUNTIF(learnt) AS predicted_after_landing"
             )
             # a label that came in a file before the prediction was made counts as 0
             delay = (
                 ", GREATEST(0, TIMESTAMP_DIFF(labelled_at, created_at, MILLISECOND) / 1000)"
                 " AS delay_s"
             )
+        learnt = "FALSE"
+        if landed_in is not None:
+            # its row had landed before the prediction was made: the model may
+            # have learnt the answer, so it is not a live figure
+            k = self._k
+            learnt = (
+                f"(l.{k} IS NOT NULL AND EXISTS (SELECT 1 FROM {self._t(landed_in)} t "
+                f"WHERE t.{k} = l.{k} AND t.ingested_at <= l.created_at))"
+            )
         sql = (
-            f"SELECT {', '.join(keys)}, COUNT(*) AS labelled, {counted} "
-            f"FROM (SELECT model_version, {at} AS at, prediction, label{delay} FROM "
-            f"({self._labelled(predictions, feedback)})) GROUP BY {', '.join(keys)} "
+            f"SELECT {', '.join(keys)}, COUNTIF(NOT learnt) AS labelled, {counted} "
+            f"FROM (SELECT model_version, {at} AS at, prediction, label, {learnt} AS learnt"
+            f"{delay} FROM ({self._labelled(predictions, feedback)}) l) "
+            f"{'WHERE NOT learnt ' if bucket_seconds else ''}GROUP BY {', '.join(keys)} "
             f"ORDER BY {', '.join(keys)}"
         )
         return [
-            {**r, "labelled": int(r["labelled"]), "correct": int(r["correct"])}
+            {
+                **r,
+                "labelled": int(r["labelled"]),
+                "correct": int(r["correct"]),
+                **(
+                    {"predicted_after_landing": int(r["predicted_after_landing"])}
+                    if "predicted_after_landing" in r
+                    else {}
+                ),
+            }
             for r in self._arrow(sql, params).to_pylist()
         ]
 

@@ -510,28 +510,45 @@ class DuckDBWarehouse:
             return self._cursor().sql(sql, params=params).to_arrow_table()
 
     def labelled_accuracy(
-        self, predictions: str, feedback: str, bucket_seconds: int | None = None
+        self,
+        predictions: str,
+        feedback: str,
+        bucket_seconds: int | None = None,
+        landed_in: str | None = None,
     ) -> list[dict[str, Any]]:
         keys, params = "model_version", {}
         if bucket_seconds:
-            keys += ", epoch_us(created_at) // ($b * 1000000) * $b AS at"
+            keys += ", epoch_us(created_at) // ($b::BIGINT * 1000000) * $b AS at"
             params["b"] = int(bucket_seconds)
         counted = (
-            "0 AS correct, sum(abs(prediction - label)) AS abs_error, "
-            "sum((prediction - label) * (prediction - label)) AS squared_error"
+            "0 AS correct, sum(abs(prediction - label)) FILTER (WHERE NOT learnt) AS abs_error, "
+            "sum((prediction - label) * (prediction - label)) FILTER (WHERE NOT learnt) "
+            "AS squared_error"
             if self.key.regression
-            else "count(*) FILTER (WHERE prediction = label) AS correct"
+            else "count(*) FILTER (WHERE NOT learnt AND prediction = label) AS correct"
         )
         if not bucket_seconds:  # the label delay: from the prediction to its label, seconds
-            # a label that came in a file before the prediction was made counts as 0
             delay = "greatest(0, epoch(labelled_at) - epoch(created_at))"
             counted += (
-                f", quantile_cont({delay}, 0.5) AS delay_p50_s, "
-                f"quantile_cont({delay}, 0.9) AS delay_p90_s"
+                f", quantile_cont({delay}, 0.5) FILTER (WHERE NOT learnt) AS delay_p50_s, "
+                f"quantile_cont({delay}, 0.9) FILTER (WHERE NOT learnt) AS delay_p90_s, "
+                "count(*) FILTER (WHERE learnt) AS predicted_after_landing"
             )
+        learnt = "FALSE"
+        if landed_in is not None:
+            # its row had landed before the prediction was made: the model may
+            # have learnt the answer, so it is not a live figure
+            k = _q(self.key.key)
+            learnt = (
+                f"(l.{k} IS NOT NULL AND EXISTS (SELECT 1 FROM {_q(landed_in)} t "
+                f"WHERE t.{k} = l.{k} AND t.ingested_at <= l.created_at))"
+            )
+        labelled = (
+            f"SELECT l.*, {learnt} AS learnt FROM ({self._labelled(predictions, feedback)}) l"
+        )
         sql = (
-            f"SELECT {keys}, count(*) AS labelled, {counted} "
-            f"FROM ({self._labelled(predictions, feedback)}) GROUP BY ALL "
+            f"SELECT {keys}, count(*) FILTER (WHERE NOT learnt) AS labelled, {counted} "
+            f"FROM ({labelled}) {'WHERE NOT learnt ' if bucket_seconds else ''}GROUP BY ALL "
             "ORDER BY ALL"
         )
         with self._parallel():

@@ -62,6 +62,7 @@ def _version_entry(
         "live_rmse": seen.get("live_rmse"),
         "labelled": seen.get("labelled", 0),
         "label_coverage": seen.get("label_coverage"),
+        "predicted_after_landing": seen.get("predicted_after_landing", 0),
         "label_delay_s": seen.get("label_delay_s"),
         "estimated": seen.get("estimated"),
         "served": seen.get("served", 0),
@@ -93,6 +94,7 @@ def model_view(
             for k in (
                 "served",
                 "labelled",
+                "predicted_after_landing",
                 "live_accuracy",
                 "interval_95",
                 "live_mae",

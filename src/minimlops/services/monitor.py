@@ -226,12 +226,17 @@ def live_accuracy(
     after the prediction its label came: median and 90th percentile), live
     accuracy with its interval, the accuracy estimated from the served
     probabilities of its recent predictions (``estimated``), and when it was
-    champion."""
+    champion. A labelled prediction counts only if it was made before its row
+    landed in the training table: one made after it (a row sent again, or
+    asked about once more) may be answered from what the model learnt, so it
+    is left out and counted in ``predicted_after_landing``."""
     n = deps.names
     served = deps.warehouse.served_per_version(n.predictions_table)
     counted = {
         r["model_version"]: r
-        for r in deps.warehouse.labelled_accuracy(n.predictions_table, n.feedback_table)
+        for r in deps.warehouse.labelled_accuracy(
+            n.predictions_table, n.feedback_table, landed_in=n.training_table
+        )
     }
     pointer, _ = registry.champion()
     history = (pointer or {}).get("history", [])
@@ -258,6 +263,8 @@ def live_accuracy(
             "served": served.get(v, 0),
             "labelled": total,
             "label_coverage": total / served[v] if served.get(v) else None,
+            # labelled, but made when their row had already landed: left out
+            "predicted_after_landing": c.get("predicted_after_landing", 0),
             "label_delay_s": {"p50": c.get("delay_p50_s"), "p90": c.get("delay_p90_s")}
             if total
             else None,
@@ -362,7 +369,7 @@ def accuracy_series(deps: Deps, bucket_seconds: int = 60) -> list[dict[str, Any]
             ),
         }
         for r in deps.warehouse.labelled_accuracy(
-            n.predictions_table, n.feedback_table, bucket_seconds
+            n.predictions_table, n.feedback_table, bucket_seconds, landed_in=n.training_table
         )
     ]
 

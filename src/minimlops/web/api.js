@@ -59,3 +59,9 @@ function fitAxis(u, values, axisIdx, cycleNum) {
   const size = Math.ceil(axis.ticks.size + axis.gap + 4 + widest);
   return cycleNum > 1 ? Math.max(size, axis._size || 0) : size;
 }
+
+// Labelled predictions made after their row had landed in the training data:
+// the model may have learnt their answers, so no live figure counts them.
+function leftOut(n) {
+  return `${n.toLocaleString()} more made after their row had landed, left out`;
+}

@@ -126,6 +126,8 @@ function renderModels(m) {
       const share = 100 * v.label_coverage;
       shown += ` (${(v.labelled || 0).toLocaleString()} labelled, ${share > 0 && share < 1 ? "<1" : Math.round(share)}%)`;
     }
+    // a prediction made after its row landed may be answered from what was learnt
+    if (v.predicted_after_landing) shown += `; ${leftOut(v.predicted_after_landing)}`;
     // classification: what the served probabilities say, before (and beside) the labels
     if (v.estimated) shown += `; estimated ${num(v.estimated.accuracy)} on the ${v.estimated.rows} newest`;
     cell(tr, shown);

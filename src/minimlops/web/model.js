@@ -178,6 +178,7 @@ function renderMetrics(v) {
     : live.live_mae !== null && live.live_mae !== undefined
       ? `live: MAE ${num(live.live_mae)} (95% ${interval(live.mae_interval_95)}), RMSE ${num(live.live_rmse)} on ${live.labelled} labelled predictions`
       : `live: accuracy ${num(live.live_accuracy)} (95% ${interval(live.interval_95)}) on ${live.labelled} labelled predictions`;
+  if (live.predicted_after_landing) document.getElementById("live").textContent += `; ${leftOut(live.predicted_after_landing)}`;
 }
 
 function pairedWords(p) {

@@ -206,6 +206,8 @@ def print_version(console: Console, v: dict[str, Any]) -> None:
                 f"({_interval(live.get('interval_95'))}) on {live['labelled']} "
                 "labelled predictions"
             )
+    if live.get("predicted_after_landing"):
+        console.print(f"live: {_left_out(live['predicted_after_landing'])}")
     paired = d.get("paired")
     if paired:
         console.print(f"paired test ({paired.get('test', 'mcnemar')}): p = {paired['p_value']:.3g}")
@@ -302,16 +304,39 @@ def _span(seconds: float) -> str:
     return f"{seconds:.0f} s"
 
 
+def _left_out(n: int) -> str:
+    return f"{n:,} more labelled predictions made after their row had landed are left out"
+
+
+def _after(v: dict[str, Any]) -> str:
+    n = v.get("predicted_after_landing")
+    return f" +{n:,} after landing" if n else ""
+
+
 def live_table(versions: list[dict[str, Any]]) -> Table:
     """Live metrics per version from feedback: accuracy, or MAE and RMSE."""
     regression = any(v.get("live_rmse") is not None or "live_mae" in v for v in versions)
+    caption = (
+        "+N after landing: labelled predictions made after their row had landed "
+        "in the training data, left out of the live figures"
+        if any(v.get("predicted_after_landing") for v in versions)
+        else None
+    )
     if regression:
-        table = Table("version", "served", "labelled", "live MAE", "live RMSE", title="live error")
+        table = Table(
+            "version",
+            "served",
+            "labelled",
+            "live MAE",
+            "live RMSE",
+            title="live error",
+            caption=caption,
+        )
         for v in versions:
             table.add_row(
                 v["version"],
                 str(v["served"]),
-                str(v["labelled"]),
+                str(v["labelled"]) + _after(v),
                 _num(v.get("live_mae")),
                 _num(v.get("live_rmse")),
             )
@@ -324,6 +349,7 @@ def live_table(versions: list[dict[str, Any]]) -> Table:
         "live accuracy (95%)",
         "estimated (95%), no labels needed",
         title="live accuracy",
+        caption=caption,
     )
     for v in versions:
         ci, est, delay = v["interval_95"], v.get("estimated"), v.get("label_delay_s")
@@ -331,7 +357,7 @@ def live_table(versions: list[dict[str, Any]]) -> Table:
         table.add_row(
             v["version"],
             str(v["served"]),
-            str(v["labelled"]) + ("" if cover is None else f" ({cover:.0%})"),
+            str(v["labelled"]) + ("" if cover is None else f" ({cover:.0%})") + _after(v),
             "—"
             if not delay or delay["p50"] is None
             else f"{_span(delay['p50'])} / {_span(delay['p90'])}",
