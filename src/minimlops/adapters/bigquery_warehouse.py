@@ -668,19 +668,21 @@ class BigQueryWarehouse:
                 ", GREATEST(0, TIMESTAMP_DIFF(labelled_at, created_at, MILLISECOND) / 1000)"
                 " AS delay_s"
             )
-        learnt = "FALSE"
+        learnt, landed = "FALSE", ""
         if landed_in is not None:
             # its row had landed before the prediction was made: the model may
-            # have learnt the answer, so it is not a live figure
+            # have learnt the answer, so it is not a live figure (an equality
+            # join on each key's first landing: no correlated subquery to plan)
             k = self._k
-            learnt = (
-                f"(l.{k} IS NOT NULL AND EXISTS (SELECT 1 FROM {self._t(landed_in)} t "
-                f"WHERE t.{k} = l.{k} AND t.ingested_at <= l.created_at))"
+            learnt = "IFNULL(first.first_landed <= l.created_at, FALSE)"
+            landed = (
+                f" LEFT JOIN (SELECT {k}, MIN(ingested_at) AS first_landed "
+                f"FROM {self._t(landed_in)} GROUP BY {k}) first ON first.{k} = l.{k}"
             )
         sql = (
             f"SELECT {', '.join(keys)}, COUNTIF(NOT learnt) AS labelled, {counted} "
             f"FROM (SELECT model_version, {at} AS at, prediction, label, {learnt} AS learnt"
-            f"{delay} FROM ({self._labelled(predictions, feedback)}) l) "
+            f"{delay} FROM ({self._labelled(predictions, feedback)}) l{landed}) "
             f"{'WHERE NOT learnt ' if bucket_seconds else ''}GROUP BY {', '.join(keys)} "
             f"ORDER BY {', '.join(keys)}"
         )
