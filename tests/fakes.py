@@ -295,7 +295,7 @@ class InMemoryWarehouse:
                 **dict(zip(names, k, strict=False)),
                 "labelled": int(n),
                 "correct": int(c),
-                **extra(a, q),
+                **extra(a if n else None, q if n else None),  # (no row counted: NULL sums)
                 **delay(k),
             }
             for k, (n, c, a, q) in sorted(groups.items())

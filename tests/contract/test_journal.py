@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import threading
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -328,26 +325,6 @@ def test_the_background_importer_keeps_up_with_a_busy_server_and_catches_up_afte
     journal.close()
     assert _uuids(wh) == want
     wh.close()
-
-
-@pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="Linux's idle CPU priority")
-def test_the_background_importer_runs_only_on_cpu_the_requests_leave(tmp_path: Path) -> None:
-    """Its thread is at the idle priority, the rest of the process is not: a
-    read's import runs at the reader's priority (docs/performance.md)."""
-    wh, journal = _open(tmp_path)
-    journal.importer.start()
-    try:
-        (thread,) = [t for t in threading.enumerate() if t.name == "journal-import"]
-        deadline = time.monotonic() + 10
-        while os.sched_getscheduler(thread.native_id) != os.SCHED_IDLE:
-            assert time.monotonic() < deadline, "the importer kept the usual priority"
-            time.sleep(0.01)
-        assert os.sched_getscheduler(0) == os.SCHED_OTHER
-        journal.write([_row(1)])
-        assert journal.import_pending() in (0, 1) and _uuids(wh) == ["u1"]
-    finally:
-        journal.close()
-        wh.close()
 
 
 def test_a_read_sees_every_row_logged_before_it_whenever_the_importer_runs(

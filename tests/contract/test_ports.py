@@ -351,6 +351,8 @@ class AbstractWarehouseTests:
             ("old-4", 4, at(9)),  # key 4 had landed at 8:00 already
             ("free-3", 3, at(12)),  # key 3 never landed; labelled by uuid
             ("nokey", None, at(12)),  # no key at all; labelled by uuid
+            ("as-2-landed", 2, at(11)),  # the very moment key 2 landed: after
+            ("v2-again-1", 1, at(12), "2"),  # version 2's only labelled one: after
         ]
         wh.append("predictions_data", _predictions(_predicted(*a) for a in asked))
         wh.append("training_data", _training_rows([4], "i0", when=at(8)))
@@ -368,10 +370,13 @@ class AbstractWarehouseTests:
             "feedback", pa.Table.from_pylist(labels, schema=arrow_schema("feedback", TITANIC))
         )
 
-        [row] = wh.labelled_accuracy("predictions_data", "feedback", landed_in="training_data")
-        assert (row["labelled"], row["correct"], row["predicted_after_landing"]) == (4, 3, 2)
+        row, v2 = wh.labelled_accuracy("predictions_data", "feedback", landed_in="training_data")
+        assert (row["labelled"], row["correct"], row["predicted_after_landing"]) == (4, 3, 3)
         # the delays of the four counted: 61, 61, 60 and 60 minutes
         assert 3600 <= row["delay_p50_s"] <= row["delay_p90_s"] <= 3660
+        # a version whose every labelled prediction came after: listed, nothing counted
+        assert (v2["model_version"], v2["labelled"], v2["correct"]) == ("2", 0, 0)
+        assert v2["predicted_after_landing"] == 1 and v2["delay_p50_s"] is None
         buckets = wh.labelled_accuracy(
             "predictions_data", "feedback", bucket_seconds=3600, landed_in="training_data"
         )
@@ -381,8 +386,11 @@ class AbstractWarehouseTests:
             (7200, 2, 2),
         ]
         # asked without the training table, every labelled prediction counts
-        [every] = wh.labelled_accuracy("predictions_data", "feedback")
-        assert (every["labelled"], every["correct"], every["predicted_after_landing"]) == (6, 5, 0)
+        every = wh.labelled_accuracy("predictions_data", "feedback")
+        assert [(r["labelled"], r["correct"], r["predicted_after_landing"]) for r in every] == [
+            (7, 5, 0),
+            (1, 1, 0),
+        ]
 
     def test_the_same_content_loads_once_even_when_two_loads_race(self, wh) -> None:
         wh.load("training_data", _training_rows([1, 2]).to_batches(), _ledger_row())
@@ -469,6 +477,28 @@ class AbstractProjectWarehouseTests:
         wh.append("feedback", pa.Table.from_pylist(labels, schema=arrow_schema("feedback", p)))
         (row,) = wh.labelled_accuracy("predictions_data", "feedback")
         assert row["labelled"] == 4 and row["abs_error"] == pytest.approx(12.0)
+        assert row["squared_error"] == pytest.approx(0 + 4 + 16 + 36)
+        # u0 and u1 were asked about rows that had landed: only u2 and u3's errors count
+        landed = _as_loaded(shapes.rows(p, 2, seed=4), p, "gs://b/d.csv")
+        wh.append("training_data", landed)
+        keys = landed.column("patient_id").to_pylist()
+        wh.append(
+            "predictions_data",
+            pa.Table.from_pylist(
+                [{**r, "uuid": f"k{i}", "patient_id": keys[i]} for i, r in enumerate(preds[:2])],
+                schema=arrow_schema("predictions_data", p),
+            ),
+        )
+        wh.append(
+            "feedback",
+            pa.Table.from_pylist(
+                [{**labels[i], "uuid": f"k{i}"} for i in range(2)],
+                schema=arrow_schema("feedback", p),
+            ),
+        )
+        (row,) = wh.labelled_accuracy("predictions_data", "feedback", landed_in="training_data")
+        assert (row["labelled"], row["predicted_after_landing"]) == (4, 2)
+        assert row["abs_error"] == pytest.approx(12.0)
         assert row["squared_error"] == pytest.approx(0 + 4 + 16 + 36)
 
     @pytest.mark.parametrize(

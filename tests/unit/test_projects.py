@@ -968,6 +968,18 @@ def test_a_category_the_model_never_learnt_is_answered_and_said(trained) -> None
     assert status == 200, body
     (warning,) = orjson.loads(body)["warnings"]
     assert (warning["field"], warning["index"], warning["rows"]) == (name, 1, 2)
+    # another model swapped in while the row was logged: not its categories that scored it
+    current = predictor.current
+
+    class Swapping:
+        async def log(self, rows):
+            predictor.current = ("another", current[1])
+
+    swapped = predict_answerer(
+        predictor, Swapping(), ServingStats(), request_models(p), max_body=1 << 20, max_batch=100
+    )
+    status, body = asyncio.run(swapped(orjson.dumps({**good, name: typo}), "application/json"))
+    assert status == 200 and "warnings" not in orjson.loads(body), body
 
 
 def _served(p, rows: int, seed: int = 3):

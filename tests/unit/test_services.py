@@ -443,7 +443,7 @@ def test_a_drop_retrains_when_the_version_of_these_rows_was_kept_out(fake_deps: 
     registry = registry_of(fake_deps)
     predictor = Predictor(registry, fake_deps.now, fake_deps.project)
     predictor.refresh()
-    logged = predictor.predict(passengers(60, seed=9).to_pylist())
+    logged = predictor.predict(passengers(60, seed=9, start_id=100_001).to_pylist())
     fake_deps.warehouse.append("predictions_data", pa.Table.from_pylist(logged))
     admin.feedback(fake_deps, [(r["uuid"], 1 - r["prediction"]) for r in logged])  # all wrong
     cfg = monitor.MonitorConfig(drift_min_rows=10_000, min_labels=30)

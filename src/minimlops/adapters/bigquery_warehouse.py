@@ -659,8 +659,8 @@ class BigQueryWarehouse:
         if not bucket_seconds:  # the label delay: from the prediction to its label, seconds
             # (APPROX_QUANTILES leaves NULLs out unless told RESPECT NULLS)
             counted += (
-                ", APPROX_QUANTILES(IF(learnt, NULL, delay_s), 10)[OFFSET(5)] AS delay_p50_s, "
-                "APPROX_QUANTILES(IF(learnt, NULL, delay_s), 10)[OFFSET(9)] AS delay_p90_s, "
+                ", APPROX_QUANTILES(IF(learnt, NULL, delay_s), 10)[SAFE_OFFSET(5)] AS delay_p50_s, "
+                "APPROX_QUANTILES(IF(learnt, NULL, delay_s), 10)[SAFE_OFFSET(9)] AS delay_p90_s, "
                 "COUNTIF(learnt) AS predicted_after_landing"
             )
             # a label that came in a file before the prediction was made counts as 0

@@ -22,14 +22,6 @@ Whoever reads the table in the server (monitoring, feedback, SQL, status,
 ingestion, training) calls ``import_pending`` first, so it sees every
 prediction answered before its read whenever the thread last ran.
 
-The thread itself runs at the idle CPU priority (Linux's ``SCHED_IDLE``): an
-import parses and appends ~2.5 us of CPU a row, and on a small machine those
-bursts took the cores the requests needed. Moving the same work into another
-process did not help (it is CPU, not the interpreter lock: DuckDB releases
-the lock while it parses and appends); running it only on otherwise idle CPU
-did, bringing the p99 at one connection close to that of a server that never
-imports (docs/performance.md). A reader's import runs at its own priority.
-
 The appends and syncs run in a small process of their own (``JournalLog``
 talks to it over a pipe: rows out, "durable" back), not in a thread: a thread
 must take the interpreter back from the busy event loop after every system
@@ -238,21 +230,6 @@ def written(path: str | Path, start: int = 0) -> int:
         return at
 
 
-def idle_priority() -> bool:
-    """Run the calling thread only on CPU nothing else wants (Linux's
-    ``SCHED_IDLE``, for this thread alone); where there is no such policy
-    (macOS, Windows) or it is refused, the thread keeps its priority. Returns
-    whether it was set."""
-    policy = getattr(os, "SCHED_IDLE", None)
-    if policy is None:
-        return False
-    try:
-        os.sched_setscheduler(0, policy, os.sched_param(0))
-    except OSError:
-        return False
-    return True
-
-
 class PredictionJournal:
     """Moves what the journal processes wrote into ``predictions_data``."""
 
@@ -350,10 +327,8 @@ class PredictionJournal:
         self._thread.start()
 
     def _loop(self) -> None:
-        """Import when due (see ``__init__``), on idle CPU. An import that
-        fails is tried again at the next look; its rows stay in the journal
-        meanwhile."""
-        idle_priority()
+        """Import when due (see ``__init__``). An import that fails is tried
+        again at the next look; its rows stay in the journal meanwhile."""
         last_look, last_import = self._sizes(), time.monotonic()
         while not self._stop.wait(self.look_every):
             try:

@@ -62,6 +62,8 @@ function fitAxis(u, values, axisIdx, cycleNum) {
 
 // Labelled predictions made after their row had landed in the training data:
 // the model may have learnt their answers, so no live figure counts them.
-function leftOut(n) {
-  return `${n.toLocaleString()} more made after their row had landed, left out`;
+function leftOut(n, counted) {
+  return counted
+    ? `${n.toLocaleString()} more made after their row had landed, left out`
+    : `${n.toLocaleString()} labelled, all made after their row had landed, left out`;
 }

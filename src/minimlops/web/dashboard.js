@@ -120,14 +120,15 @@ function renderModels(m) {
     if (second !== primary) cell(tr, num(v.metrics[second]));
     cell(tr, num(baselineOf(v, primary)));
     const live = project.task === "regression" ? v.live_mae : v.live_accuracy;
-    let shown = live === undefined || live === null ? "no labels yet" : num(live);
+    let shown = live === undefined || live === null
+      ? (v.predicted_after_landing ? "no label counts yet" : "no labels yet") : num(live);
     if (v.label_coverage !== null && v.label_coverage !== undefined && live !== null && live !== undefined) {
       // how many labels: one label's error is no live figure (0% would hide it)
       const share = 100 * v.label_coverage;
       shown += ` (${(v.labelled || 0).toLocaleString()} labelled, ${share > 0 && share < 1 ? "<1" : Math.round(share)}%)`;
     }
     // a prediction made after its row landed may be answered from what was learnt
-    if (v.predicted_after_landing) shown += `; ${leftOut(v.predicted_after_landing)}`;
+    if (v.predicted_after_landing) shown += `; ${leftOut(v.predicted_after_landing, v.labelled)}`;
     // classification: what the served probabilities say, before (and beside) the labels
     if (v.estimated) shown += `; estimated ${num(v.estimated.accuracy)} on the ${v.estimated.rows} newest`;
     cell(tr, shown);

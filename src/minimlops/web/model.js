@@ -174,11 +174,12 @@ function renderMetrics(v) {
     body.append(tr);
   }
   const live = v.live || {};
-  document.getElementById("live").textContent = !live.labelled ? "live: no prediction of this version has a true label yet"
+  document.getElementById("live").textContent = !live.labelled
+    ? (live.predicted_after_landing ? "live: no labelled prediction counts yet" : "live: no prediction of this version has a true label yet")
     : live.live_mae !== null && live.live_mae !== undefined
       ? `live: MAE ${num(live.live_mae)} (95% ${interval(live.mae_interval_95)}), RMSE ${num(live.live_rmse)} on ${live.labelled} labelled predictions`
       : `live: accuracy ${num(live.live_accuracy)} (95% ${interval(live.interval_95)}) on ${live.labelled} labelled predictions`;
-  if (live.predicted_after_landing) document.getElementById("live").textContent += `; ${leftOut(live.predicted_after_landing)}`;
+  if (live.predicted_after_landing) document.getElementById("live").textContent += `; ${leftOut(live.predicted_after_landing, live.labelled)}`;
 }
 
 function pairedWords(p) {

@@ -207,7 +207,7 @@ def print_version(console: Console, v: dict[str, Any]) -> None:
                 "labelled predictions"
             )
     if live.get("predicted_after_landing"):
-        console.print(f"live: {_left_out(live['predicted_after_landing'])}")
+        console.print(f"live: {_left_out(live['predicted_after_landing'], live['labelled'])}")
     paired = d.get("paired")
     if paired:
         console.print(f"paired test ({paired.get('test', 'mcnemar')}): p = {paired['p_value']:.3g}")
@@ -304,8 +304,9 @@ def _span(seconds: float) -> str:
     return f"{seconds:.0f} s"
 
 
-def _left_out(n: int) -> str:
-    return f"{n:,} more labelled predictions made after their row had landed are left out"
+def _left_out(n: int, counted: int) -> str:
+    what = "more labelled predictions" if counted else "labelled predictions, all"
+    return f"{n:,} {what} made after their row had landed, left out"
 
 
 def _after(v: dict[str, Any]) -> str:

@@ -257,7 +257,8 @@ def predict_answerer(
         except Exception as exc:
             return _err(503, f"prediction not stored, so not answered: {exc}")
         # a category the model never learnt is answered (as the rest) and said
-        if unseen := predictor.unseen(rows):
+        version = rows[0]["model_version"] if isinstance(rows[0], dict) else rows[0].model_version
+        if unseen := predictor.unseen(rows, version):
             warned = [*(warned or ()), *unseen]
         if not isinstance(rows[0], dict):  # a batch's structs (FastCheck)
             answers = (
