@@ -249,9 +249,7 @@ class InMemoryWarehouse:
         groups: dict[tuple[Any, ...], list[float]] = {}
         delays: dict[tuple[Any, ...], list[float]] = {}
         after: dict[tuple[Any, ...], int] = {}
-        first: dict[Any, Any] = {}  # when each key first landed
-        for t in self.tables[landed_in] if landed_in is not None else []:
-            first[t[self.key]] = min(t["ingested_at"], first.get(t[self.key], t["ingested_at"]))
+        first = self._first_landed(landed_in) if landed_in is not None else {}
         for r in self.labelled_predictions(predictions, feedback).to_pylist():
             key: tuple[Any, ...] = (r["model_version"],)
             landed = first.get(r.get(self.key)) if r.get(self.key) is not None else None
@@ -301,10 +299,29 @@ class InMemoryWarehouse:
             for k, (n, c, a, q) in sorted(groups.items())
         ]
 
-    def recent_predictions(self, predictions: str, limit: int, since: Any = None) -> pa.Table:
+    def recent_predictions(
+        self, predictions: str, limit: int, since: Any = None, landed_in: str | None = None
+    ) -> pa.Table:
         rows = [r for r in self.tables[predictions] if since is None or r["created_at"] >= since]
         rows = sorted(rows, key=lambda r: r["created_at"], reverse=True)[:limit]
-        return pa.Table.from_pylist(rows, schema=self._schema(predictions))
+        table = pa.Table.from_pylist(rows, schema=self._schema(predictions))
+        if landed_in is None:
+            return table
+        first = self._first_landed(landed_in)
+        learnt = [
+            r.get(self.key) is not None
+            and first.get(r[self.key]) is not None
+            and first[r[self.key]] <= r["created_at"]
+            for r in rows
+        ]
+        return table.append_column("learnt", pa.array(learnt, pa.bool_()))
+
+    def _first_landed(self, table: str) -> dict[Any, Any]:
+        """When each key first landed in ``table``."""
+        first: dict[Any, Any] = {}
+        for t in self.tables[table]:
+            first[t[self.key]] = min(t["ingested_at"], first.get(t[self.key], t["ingested_at"]))
+        return first
 
     def served_per_version(self, predictions: str) -> dict[str, int]:
         out: dict[str, int] = {}

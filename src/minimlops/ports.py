@@ -247,8 +247,13 @@ class Warehouse(Protocol):
         warehouse, so monitoring never reads the predictions themselves."""
         ...
 
-    def recent_predictions(self, predictions: str, limit: int, since: Any = None) -> pa.Table:
-        """The newest predictions, at most limit, none older than since."""
+    def recent_predictions(
+        self, predictions: str, limit: int, since: Any = None, landed_in: str | None = None
+    ) -> pa.Table:
+        """The newest predictions, at most limit, none older than since. With
+        ``landed_in`` (the training table): a boolean column ``learnt``, true
+        where the prediction's key had landed there at or before the moment
+        it was made (as :meth:`labelled_accuracy` leaves out)."""
         ...
 
     def served_per_version(self, predictions: str) -> dict[str, int]:

@@ -385,6 +385,20 @@ class AbstractWarehouseTests:
             (0, 2, 1),
             (7200, 2, 2),
         ]
+        # the estimate's newest predictions say which were made after their row landed
+        recent = wh.recent_predictions("predictions_data", 10, landed_in="training_data")
+        assert sorted(
+            u
+            for u, x in zip(*recent.select(["uuid", "learnt"]).to_pydict().values(), strict=True)
+            if x
+        ) == [
+            "again-1",
+            "as-2-landed",
+            "old-4",
+            "v2-again-1",
+        ]
+        assert recent.num_rows == 8 and recent.schema.field("created_at").type.tz is not None
+        assert "learnt" not in wh.recent_predictions("predictions_data", 10).column_names
         # asked without the training table, every labelled prediction counts
         every = wh.labelled_accuracy("predictions_data", "feedback")
         assert [(r["labelled"], r["correct"], r["predicted_after_landing"]) for r in every] == [

@@ -431,7 +431,9 @@ def test_no_estimate_rests_on_a_handful_of_predictions(fake_deps: Deps) -> None:
 
     predictor = Predictor(registry, fake_deps.now, fake_deps.project)
     predictor.refresh()
-    one_more = predictor.predict(passengers(1, seed=10).to_pylist())  # as many as it takes
+    one_more = predictor.predict(
+        passengers(1, seed=10, start_id=200_001).to_pylist()
+    )  # as many as it takes
     fake_deps.warehouse.append("predictions_data", pa.Table.from_pylist(one_more))
     (champ,) = monitor.live_accuracy(fake_deps, registry)
     assert champ["estimated"]["rows"] == monitor.ESTIMATE_MIN_ROWS

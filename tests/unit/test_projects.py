@@ -1237,7 +1237,7 @@ def test_an_integer_outside_bigint_is_refused_naming_the_field() -> None:
     class Predictor:  # answers only what passed the check
         task, version = "regression", "1"
 
-        def unseen(self, rows):
+        def unseen(self, rows, version=None):
             return []
 
         def predict(self, rows, owned):
@@ -1362,7 +1362,7 @@ def test_a_request_without_a_required_value_or_with_true_for_a_number_is_refused
     class Predictor:
         task, version = "regression", "1"
 
-        def unseen(self, rows):
+        def unseen(self, rows, version=None):
             return []
 
         def predict(self, rows, owned):

@@ -671,14 +671,8 @@ class BigQueryWarehouse:
         learnt, landed = "FALSE", ""
         if landed_in is not None:
             # its row had landed before the prediction was made: the model may
-            # have learnt the answer, so it is not a live figure (an equality
-            # join on each key's first landing: no correlated subquery to plan)
-            k = self._k
-            learnt = "IFNULL(first.first_landed <= l.created_at, FALSE)"
-            landed = (
-                f" LEFT JOIN (SELECT {k}, MIN(ingested_at) AS first_landed "
-                f"FROM {self._t(landed_in)} GROUP BY {k}) first ON first.{k} = l.{k}"
-            )
+            # have learnt the answer, so it is not a live figure
+            learnt, landed = self._learnt("l", landed_in)
         sql = (
             f"SELECT {', '.join(keys)}, COUNTIF(NOT learnt) AS labelled, {counted} "
             f"FROM (SELECT model_version, {at} AS at, prediction, label, {learnt} AS learnt"
@@ -700,7 +694,20 @@ class BigQueryWarehouse:
             for r in self._arrow(sql, params).to_pylist()
         ]
 
-    def recent_predictions(self, predictions: str, limit: int, since: Any = None) -> pa.Table:
+    def _learnt(self, alias: str, landed_in: str) -> tuple[str, str]:
+        """Whether the prediction ``alias`` was made when its key had landed in
+        ``landed_in`` already: the expression, and the join it needs (an
+        equality join on each key's first landing: no correlated subquery)."""
+        k = self._k
+        return (
+            f"IFNULL(first.first_landed <= {alias}.created_at, FALSE)",
+            f" LEFT JOIN (SELECT {k}, MIN(ingested_at) AS first_landed "
+            f"FROM {self._t(landed_in)} GROUP BY {k}) first ON first.{k} = {alias}.{k}",
+        )
+
+    def recent_predictions(
+        self, predictions: str, limit: int, since: Any = None, landed_in: str | None = None
+    ) -> pa.Table:
         """The newest predictions: from the last RECENT_DAYS days' partitions
         when they hold enough, else from all of them (a quiet endpoint)."""
         from datetime import timedelta
@@ -715,10 +722,17 @@ class BigQueryWarehouse:
             if floor is not None:  # a constant: BigQuery reads only those partitions
                 where, params["since"] = "created_at >= @since", floor
             sql = f"SELECT * FROM {self._predictions(predictions, where)} ORDER BY created_at DESC LIMIT @n"
+            if landed_in is not None:  # as labelled_accuracy's
+                learnt, join = self._learnt("r", landed_in)
+                sql = f"SELECT r.*, {learnt} AS learnt FROM ({sql}) r{join} ORDER BY r.created_at DESC"
             table = self._arrow(sql, params)
             if table.num_rows >= limit or floor is None or since is not None:
                 break
-        return self._cast(predictions, table)
+        typed = self._cast(predictions, table)
+        if landed_in is None:
+            return typed
+        learnt_col = table.column("learnt") if table.num_rows else pa.array([], pa.bool_())
+        return typed.append_column("learnt", learnt_col.cast(pa.bool_()))
 
     def read(self, table: str) -> pa.Table:
         return self._cast(table, self._arrow(f"SELECT * FROM {self._t(table)}"))

@@ -554,7 +554,9 @@ class DuckDBWarehouse:
         with self._parallel():
             return self._cursor().sql(sql, params=params).to_arrow_table().to_pylist()
 
-    def recent_predictions(self, predictions: str, limit: int, since: Any = None) -> pa.Table:
+    def recent_predictions(
+        self, predictions: str, limit: int, since: Any = None, landed_in: str | None = None
+    ) -> pa.Table:
         """The newest predictions: at most ``limit``, none older than ``since``."""
         sql = f"SELECT * FROM {_q(predictions)}"
         params: dict[str, Any] = {"n": limit}
@@ -562,6 +564,13 @@ class DuckDBWarehouse:
             sql += " WHERE created_at >= $since"
             params["since"] = since
         sql += " ORDER BY created_at DESC LIMIT $n"
+        if landed_in is not None:  # as labelled_accuracy's
+            k = _q(self.key.key)
+            sql = (
+                f"SELECT r.*, (r.{k} IS NOT NULL AND EXISTS (SELECT 1 FROM {_q(landed_in)} t "
+                f"WHERE t.{k} = r.{k} AND t.ingested_at <= r.created_at)) AS learnt "
+                f"FROM ({sql}) r ORDER BY created_at DESC"
+            )
         return self._cursor().sql(sql, params=params).to_arrow_table()
 
     def read(self, table: str) -> pa.Table:

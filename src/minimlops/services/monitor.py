@@ -295,10 +295,14 @@ def estimated(deps: Deps, window: int = 0) -> dict[str, dict[str, Any]]:
     VALIDATION measured still holds: under covariate drift with the same
     relation between inputs and label it does (``test_the_estimate_tracks``),
     under concept drift only labels can tell. A version with fewer than
-    ``ESTIMATE_MIN_ROWS`` of them gets none."""
+    ``ESTIMATE_MIN_ROWS`` of them gets none. Predictions made after their
+    row had landed are not among them (the model may have learnt those)."""
     recent = deps.warehouse.recent_predictions(
-        deps.names.predictions_table, window or ESTIMATE_WINDOW
+        deps.names.predictions_table, window or ESTIMATE_WINDOW, landed_in=deps.names.training_table
     )
+    # as live accuracy: a row asked about after it landed may be answered from
+    # what the model learnt, which is not what tomorrow's rows will get
+    recent = recent.filter(pc.invert(recent.column("learnt")))
     recent = recent.filter(pc.is_valid(recent.column("probability")))
     if deps.project.task == "multiclass":
         recent = recent.filter(pc.is_valid(recent.column("probabilities")))
