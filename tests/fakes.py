@@ -205,7 +205,7 @@ class InMemoryWarehouse:
         limit: int | None = None,
         landed_in: str | None = None,
     ) -> pa.Table:
-        labels: dict[str, tuple[Any, int]] = {}
+        labels: dict[str, tuple[Any, Any, Any]] = {}  # uuid -> (when, label, its key)
         preds = self.tables[predictions]
         by_pid: dict[Any, list[str]] = {}  # a file's label goes to every prediction of its key
         for p in preds:
@@ -215,10 +215,19 @@ class InMemoryWarehouse:
             uids = [f["uuid"]] if f["uuid"] is not None else by_pid.get(f[self.key], [])
             for uid in uids:
                 if uid not in labels or f["received_at"] >= labels[uid][0]:
-                    labels[uid] = (f["received_at"], f[self.target])
+                    keyed = f[self.key] if f["uuid"] is not None else None
+                    labels[uid] = (f["received_at"], f[self.target], keyed)
         rows = sorted(
             (
-                {**p, "label": labels[p["uuid"]][1], "labelled_at": labels[p["uuid"]][0]}
+                {
+                    **p,
+                    # a label by uuid may carry the key the prediction lacks
+                    self.key: p.get(self.key)
+                    if p.get(self.key) is not None
+                    else labels[p["uuid"]][2],
+                    "label": labels[p["uuid"]][1],
+                    "labelled_at": labels[p["uuid"]][0],
+                }
                 for p in preds
                 if p["uuid"] in labels
             ),
@@ -345,6 +354,11 @@ class InMemoryWarehouse:
     def known_uuids(self, predictions: str, uuids: list[str]) -> set[str]:
         have = {r["uuid"] for r in self.tables[predictions]}
         return {u for u in uuids if u in have}
+
+    def predictions_of(self, predictions: str, uuids: list[str]) -> pa.Table:
+        wanted = set(uuids)
+        rows = [r for r in self.tables[predictions] if r["uuid"] in wanted]
+        return pa.Table.from_pylist(rows, schema=self._schema(predictions))
 
 
 class InMemoryMessageBus:

@@ -274,6 +274,10 @@ class Warehouse(Protocol):
         """Which of these prediction ids exist."""
         ...
 
+    def predictions_of(self, predictions: str, uuids: list[str]) -> pa.Table:
+        """The logged predictions with these ids, one row each (any order)."""
+        ...
+
     def query(self, sql: str, params: Mapping[str, Any] | None = None) -> pa.Table:
         """Run read-only SQL. Raises QueryError for anything else."""
         ...

@@ -353,27 +353,44 @@ class AbstractWarehouseTests:
             ("nokey", None, at(12)),  # no key at all; labelled by uuid
             ("as-2-landed", 2, at(11)),  # the very moment key 2 landed: after
             ("v2-again-1", 1, at(12), "2"),  # version 2's only labelled one: after
+            # no key of their own; their labels by uuid carry one (a generated key)
+            ("fed-5", None, at(10)),  # key 5 lands at 11:00: counts
+            ("fed-4", None, at(12)),  # key 4 had landed at 8:00: after
         ]
         wh.append("predictions_data", _predictions(_predicted(*a) for a in asked))
         wh.append("training_data", _training_rows([4], "i0", when=at(8)))
-        landed = _training_rows([1, 2, 4], "i1", when=at(11))
-        landed = landed.set_column(1, "Survived", pa.array([1, 0, 1], pa.int64()))
+        landed = _training_rows([1, 2, 4, 5], "i1", when=at(11))
+        landed = landed.set_column(1, "Survived", pa.array([1, 0, 1, 1], pa.int64()))
         wh.append("training_data", landed)
         labels = [  # the file's labels (by key), then two by uuid
             {"uuid": None, "PassengerId": k, "Survived": y, "received_at": at(11, 1)}
             for k, y in [(1, 1), (2, 0), (4, 1)]
         ] + [
-            {"uuid": u, "PassengerId": None, "Survived": 1, "received_at": at(13)}
-            for u in ("free-3", "nokey")
+            {"uuid": u, "PassengerId": k, "Survived": 1, "received_at": at(13)}
+            for u, k in (("free-3", None), ("nokey", None), ("fed-5", 5), ("fed-4", 4))
         ]
         wh.append(
             "feedback", pa.Table.from_pylist(labels, schema=arrow_schema("feedback", TITANIC))
         )
 
         row, v2 = wh.labelled_accuracy("predictions_data", "feedback", landed_in="training_data")
-        assert (row["labelled"], row["correct"], row["predicted_after_landing"]) == (4, 3, 3)
-        # the delays of the four counted: 61, 61, 60 and 60 minutes
-        assert 3600 <= row["delay_p50_s"] <= row["delay_p90_s"] <= 3660
+        assert (row["labelled"], row["correct"], row["predicted_after_landing"]) == (5, 4, 4)
+        # the delays of the five counted: 61, 61, 60, 60 and 180 minutes
+        assert 3600 <= row["delay_p50_s"] <= 3660 and row["delay_p90_s"] <= 3 * 3600
+        landed_flags = wh.labelled_predictions(
+            "predictions_data", "feedback", landed_in="training_data"
+        ).to_pylist()
+        assert {r["uuid"]: r["PassengerId"] for r in landed_flags}["fed-5"] == 5
+        assert {r["uuid"] for r in landed_flags if r["landed"]} == {
+            "before-1",
+            "before-2",
+            "again-1",
+            "old-4",
+            "as-2-landed",
+            "v2-again-1",
+            "fed-5",
+            "fed-4",
+        }
         # a version whose every labelled prediction came after: listed, nothing counted
         assert (v2["model_version"], v2["labelled"], v2["correct"]) == ("2", 0, 0)
         assert v2["predicted_after_landing"] == 1 and v2["delay_p50_s"] is None
@@ -382,7 +399,7 @@ class AbstractWarehouseTests:
         )
         start = int(at(10).timestamp())
         assert [(r["at"] - start, r["labelled"], r["correct"]) for r in buckets] == [
-            (0, 2, 1),
+            (0, 3, 2),
             (7200, 2, 2),
         ]
         # the estimate's newest predictions say which were made after their row landed
@@ -397,12 +414,15 @@ class AbstractWarehouseTests:
             "old-4",
             "v2-again-1",
         ]
-        assert recent.num_rows == 8 and recent.schema.field("created_at").type.tz is not None
+        assert recent.num_rows == 10 and recent.schema.field("created_at").type.tz is not None
         assert "learnt" not in wh.recent_predictions("predictions_data", 10).column_names
+        # what feedback reads to give a prediction its generated key
+        (found,) = wh.predictions_of("predictions_data", ["fed-5", "unknown"]).to_pylist()
+        assert (found["uuid"], found["PassengerId"], found["Sex"]) == ("fed-5", None, "female")
         # asked without the training table, every labelled prediction counts
         every = wh.labelled_accuracy("predictions_data", "feedback")
         assert [(r["labelled"], r["correct"], r["predicted_after_landing"]) for r in every] == [
-            (7, 5, 0),
+            (9, 7, 0),
             (1, 1, 0),
         ]
 

@@ -160,6 +160,8 @@ def test_a_version_has_its_evaluation_in_the_api_the_page_and_the_cli(server: Se
     page = server.http.get("/models/1", headers={"Accept": "text/html,*/*"})
     assert page.status_code == 200 and "text/html" in page.headers["content-type"]
     assert server.http.get("/models/99").status_code == 404
+    unknown = server.http.post("/feedback", json={"uuid": "no-such-id", "Survived": 1})
+    assert unknown.status_code == 404 and "'no-such-id'" in unknown.json()["detail"]
     out = cli(server.home, "models", "show", "1").stdout
     assert "95% interval" in out and "selection" in out and "permutation importance" in out
     # the model that serves, on TEST, under the table

@@ -110,3 +110,18 @@ def test_a_whole_number_is_one_value_in_an_integer_or_a_float_column() -> None:
     ints = pa.table({"n": pa.array([1, -3, 0, None, 2**40], pa.int64())})
     floats = pa.table({"n": pa.array([1.0, -3.0, -0.0, None, float(2**40)])})
     assert keys(ints) == keys(floats)
+
+
+def test_a_rows_first_key_is_the_one_its_first_occurrence_in_a_file_gets() -> None:
+    """A labelled prediction is keyed as a row of its values would be when it
+    lands: the first such row of a file, whatever else is around it."""
+    from minimlops.services.content_keys import first_keys
+
+    whole = keys(ROWS)
+    firsts = first_keys(ROWS, ROWS.column_names)
+    assert [f for f, k in zip(firsts, whole, strict=True) if k.endswith("-1")] == [
+        k for k in whole if k.endswith("-1")
+    ]
+    assert firsts[2] == whole[0]  # the second "a" row: the first one's key
+    assert [first_keys(ROWS.slice(i, 1), ROWS.column_names)[0] for i in range(LAST + 1)] == firsts
+    assert first_keys(ROWS.slice(0, 0), ROWS.column_names) == []

@@ -1603,3 +1603,72 @@ def test_a_misspelt_field_in_a_prediction_request_is_answered_with_a_warning() -
         },
     ]
     assert "warnings" not in post([row, {**row, "Survived": 0}])
+
+
+def test_a_generated_keys_labelled_predictions_are_known_once_their_rows_land() -> None:
+    """With a generated key (a hash of the row's values, its label among
+    them) a request carries no key. A label sent by uuid gives its prediction
+    the key the row gets when it lands: once it has landed, the gate does not
+    judge on it again, and a prediction asked after it landed (a row the model
+    learnt) is left out of the live figures."""
+    data = tomllib.loads((projects.example_dir("diabetes") / "project.toml").read_text())
+    generated = {"name": "row_id", "type": "string", "required": True, "generated": True}
+    columns = [c for c in data["columns"] if c["name"] != data["key"]]
+    p = projects.from_dict({**data, "key": "row_id", "columns": [generated, *columns]}, "")
+    made = shapes.rows(shapes.load("diabetes"), 900, seed=1).drop_columns([data["key"]])
+    first, second = made.slice(0, 600), made.slice(600, 300)
+    deps = fake_deps_for(p, cv_folds=3)
+    _land_and_train(deps, "first.csv", first)
+    # 20 rows of the next file, asked about and labelled before it lands
+    asked = second.slice(0, 20).to_pylist()
+    logged, result = _served_and_labelled(p, deps, asked)
+    assert result["accepted"] == 20 and all(r.get("row_id") is None for r in logged)
+    fed = deps.warehouse.tables[deps.names.feedback_table][-20:]
+    assert all(f["row_id"] and f["row_id"].endswith("-1") for f in fed)
+    before = deps.warehouse.labelled_predictions(
+        deps.names.predictions_table, deps.names.feedback_table, landed_in="training_data"
+    )
+    assert not any(before.column("landed").to_pylist())
+    _land_and_train(deps, "second.csv", second)
+    keys = {r["row_id"] for r in deps.warehouse.tables["training_data"]}
+    assert {f["row_id"] for f in fed} <= keys, "the label's key is the landed row's"
+    meta = registry_of(deps).versions()[-1]
+    assert meta["metrics"]["evaluation_rows"].get("feedback", 0) == 0  # all 20 landed: left out
+    # those 20 were asked before their rows landed: live figures count them; 10
+    # rows of the first file asked about now (the model learnt them) do not
+    _served_and_labelled(p, deps, first.slice(0, 10).to_pylist())
+    live = {v["version"]: v for v in monitor.live_accuracy(deps, registry_of(deps))}
+    assert sum(v["labelled"] for v in live.values()) == 20
+    assert sum(v["predicted_after_landing"] for v in live.values()) == 10
+
+
+@pytest.mark.parametrize("task", ["regression", "binary"])
+def test_the_monitor_table_shows_label_delay_coverage_and_what_was_left_out(task: str) -> None:
+    """What docs/how-it-works.md says `minimlops monitor` shows, for every task."""
+    from rich.console import Console
+
+    from minimlops.entrypoints.cli.report import live_table
+
+    row = {
+        "version": "3",
+        "served": 400,
+        "labelled": 200,
+        "label_coverage": 0.5,
+        "predicted_after_landing": 12,
+        "label_delay_s": {"p50": 90.0, "p90": 7200.0},
+        "interval_95": None if task == "regression" else [0.8, 0.9],
+        "live_accuracy": None if task == "regression" else 0.85,
+        "estimated": None,
+        **(
+            {"live_mae": 3.7, "live_rmse": 4.8, "mae_interval_95": [3.5, 3.9]}
+            if task == "regression"
+            else {}
+        ),
+    }
+    console = Console(record=True, width=200)
+    console.print(live_table([row]))
+    text = " ".join(console.export_text().split())
+    assert "200 (50%) +12 after landing" in text and "1.5 min / 2 h" in text, text
+    assert "left out of the live figures" in text
+    if task == "regression":
+        assert "3.700 (3.500–3.900)" in text, text

@@ -602,7 +602,8 @@ class BigQueryWarehouse:
         p, f, k, y = self._predictions(predictions), self._t(feedback), self._k, self._y
         return f"""
             WITH labels AS (
-                SELECT p.*, f.{y} AS label, f.received_at AS labelled_at
+                SELECT p.* REPLACE (COALESCE(p.{k}, f.{k}) AS {k}),
+                    f.{y} AS label, f.received_at AS labelled_at
                 FROM {p} p JOIN {f} f ON f.uuid = p.uuid
                 UNION ALL
                 SELECT p.*, f.{y} AS label, f.received_at AS labelled_at
@@ -756,6 +757,10 @@ class BigQueryWarehouse:
             return set()
         sql = f"SELECT uuid FROM {self._t(predictions)} WHERE uuid IN UNNEST(@ids)"
         return {r["uuid"] for r in self._arrow(sql, {"ids": [str(u) for u in uuids]}).to_pylist()}
+
+    def predictions_of(self, predictions: str, uuids: list[str]) -> pa.Table:
+        sql = f"SELECT * FROM {self._predictions(predictions, 'uuid IN UNNEST(@ids)')}"
+        return self._cast(predictions, self._arrow(sql, {"ids": [str(u) for u in uuids]}))
 
     def served_per_version(self, predictions: str) -> dict[str, int]:
         sql = f"SELECT model_version, COUNT(DISTINCT uuid) AS n FROM {self._t(predictions)} GROUP BY 1"

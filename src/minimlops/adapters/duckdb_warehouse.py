@@ -469,11 +469,14 @@ class DuckDBWarehouse:
 
     def _labelled(self, predictions: str, feedback: str) -> str:
         """Predictions that have a true label (the newest label per prediction),
-        matched by uuid, or by the row key for labels that came in a file."""
+        matched by uuid, or by the row key for labels that came in a file. A
+        label by uuid may carry the key the prediction lacks (a generated
+        key: ``admin.feedback``)."""
         p, f, k, y = _q(predictions), _q(feedback), _q(self.key.key), _q(self.key.target)
         return f"""
             WITH labels AS (
-                SELECT p.*, f.{y} AS label, f.received_at AS labelled_at
+                SELECT p.* REPLACE (coalesce(p.{k}, f.{k}) AS {k}),
+                    f.{y} AS label, f.received_at AS labelled_at
                 FROM {p} p JOIN {f} f ON f.uuid = p.uuid
                 UNION ALL
                 SELECT p.*, f.{y} AS label, f.received_at AS labelled_at
@@ -607,6 +610,10 @@ class DuckDBWarehouse:
             .fetchall()
         )
         return {r[0] for r in rows}
+
+    def predictions_of(self, predictions: str, uuids: list[str]) -> pa.Table:
+        sql = f"SELECT * FROM {_q(predictions)} WHERE list_contains($ids, uuid)"
+        return self._cursor().sql(sql, params={"ids": list(uuids)}).to_arrow_table()
 
     def served_per_version(self, predictions: str) -> dict[str, int]:
         """How many predictions each model version answered."""

@@ -210,8 +210,9 @@ def feedback(deps: Deps, labels: list[tuple[str, Any]]) -> dict[str, Any]:
     twice = {u for u, n in Counter(ids).items() if n > 1 and u in known}
     now = deps.now()
     key, target = deps.project.key, deps.project.target
+    keyed = _generated_keys(deps, {u: y for u, y in last.items() if u in known})
     rows = [
-        {"uuid": u, key: None, target: y, "received_at": now, "source": "api"}
+        {"uuid": u, key: keyed.get(u), target: y, "received_at": now, "source": "api"}
         for u, y in last.items()
         if u in known
     ]
@@ -223,6 +224,41 @@ def feedback(deps: Deps, labels: list[tuple[str, Any]]) -> dict[str, Any]:
         "unknown": [u for u in last if u not in known],
         "replaced": [u for u in last if u in earlier or u in twice],
     }
+
+
+def _generated_keys(deps: Deps, labels: dict[str, Any]) -> dict[str, str]:
+    """With a generated key (a hash of a row's values, its label among them),
+    a prediction has no key of its own: each labelled one gets the key a row
+    of its inputs and this label gets when it lands, so that once such a row
+    lands, live figures and the gate know the model may have learnt it. A
+    prediction whose key the request carried keeps it."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from minimlops.services.content_keys import first_keys
+    from minimlops.services.tables import arrow_schema
+
+    project = deps.project
+    if not labels or not project.key_column.generated:
+        return {}
+    logged = deps.warehouse.predictions_of(deps.names.predictions_table, list(labels))
+    logged = logged.filter(pc.is_null(logged.column(project.key)))
+    if logged.num_rows == 0:
+        return {}
+    uuids = logged.column("uuid").to_pylist()
+    schema = arrow_schema("training_data", project)
+    columns = [c.name for c in project.columns if not c.generated]
+    row = pa.table(
+        {
+            name: pa.array([labels[u] for u in uuids], schema.field(name).type)
+            if name == project.target
+            else logged.column(name).cast(schema.field(name).type)
+            if name in logged.column_names
+            else pa.nulls(len(uuids), schema.field(name).type)
+            for name in columns
+        }
+    )
+    return dict(zip(uuids, first_keys(row, columns), strict=True))
 
 
 def status(deps: Deps, registry: ModelRegistry, serving: str | None = None) -> dict[str, Any]:

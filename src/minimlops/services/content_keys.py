@@ -173,6 +173,18 @@ class ContentKeys:
         return pc.binary_join_element_wise(digest, pc.cast(pa.array(occurrence), pa.string()), "-")
 
 
+def first_keys(table: pa.Table, columns: Sequence[str]) -> list[str]:
+    """Each row's generated key as the first row with its values in a file
+    (``-1``), whatever the other rows of ``table``: the key a landed row with
+    these values was given, for a prediction labelled later (its inputs and
+    its label) to be matched with it."""
+    if table.num_rows == 0:
+        return []
+    first, second = row_hashes(table, columns)
+    hexed = np.stack([first, second], axis=1).astype(">u8").tobytes().hex()
+    return [hexed[i : i + 32] + "-1" for i in range(0, len(hexed), 32)]
+
+
 def joined_keys(table: pa.Table, parts: Sequence[str]) -> pa.Array:
     """A key made of other columns (``from``): each row's parts written as
     :mod:`minimlops.domain.keys` writes them, joined by ``|``; null where a

@@ -309,9 +309,22 @@ def _left_out(n: int, counted: int) -> str:
     return f"{n:,} {what} made after their row had landed, left out"
 
 
-def _after(v: dict[str, Any]) -> str:
-    n = v.get("predicted_after_landing")
-    return f" +{n:,} after landing" if n else ""
+def _labelled(v: dict[str, Any]) -> str:
+    """How many labelled predictions count, their share of those served, and
+    how many more were left out (made after their row had landed)."""
+    cover, n = v.get("label_coverage"), v.get("predicted_after_landing")
+    return (
+        str(v["labelled"])
+        + ("" if cover is None else f" ({cover:.0%})")
+        + (f" +{n:,} after landing" if n else "")
+    )
+
+
+def _delay(v: dict[str, Any]) -> str:
+    delay = v.get("label_delay_s")
+    if not delay or delay["p50"] is None:
+        return "—"
+    return f"{_span(delay['p50'])} / {_span(delay['p90'])}"
 
 
 def live_table(versions: list[dict[str, Any]]) -> Table:
@@ -328,17 +341,20 @@ def live_table(versions: list[dict[str, Any]]) -> Table:
             "version",
             "served",
             "labelled",
-            "live MAE",
+            "label delay p50 / p90",
+            "live MAE (95%)",
             "live RMSE",
             title="live error",
             caption=caption,
         )
         for v in versions:
+            ci = v.get("mae_interval_95")
             table.add_row(
                 v["version"],
                 str(v["served"]),
-                str(v["labelled"]) + _after(v),
-                _num(v.get("live_mae")),
+                _labelled(v),
+                _delay(v),
+                _num(v.get("live_mae")) + ("" if not ci else f" ({_num(ci[0])}–{_num(ci[1])})"),
                 _num(v.get("live_rmse")),
             )
         return table
@@ -353,15 +369,12 @@ def live_table(versions: list[dict[str, Any]]) -> Table:
         caption=caption,
     )
     for v in versions:
-        ci, est, delay = v["interval_95"], v.get("estimated"), v.get("label_delay_s")
-        cover = v.get("label_coverage")
+        ci, est = v["interval_95"], v.get("estimated")
         table.add_row(
             v["version"],
             str(v["served"]),
-            str(v["labelled"]) + ("" if cover is None else f" ({cover:.0%})") + _after(v),
-            "—"
-            if not delay or delay["p50"] is None
-            else f"{_span(delay['p50'])} / {_span(delay['p90'])}",
+            _labelled(v),
+            _delay(v),
             "—" if ci is None else f"{v['live_accuracy']:.3f} ({ci[0]:.3f}–{ci[1]:.3f})",
             "—"
             if not est

@@ -52,6 +52,10 @@ def router(ctx: Context) -> APIRouter:
             return admin.feedback(app.deps, [(i["uuid"], i[target]) for i in items])
 
         result = await asyncio.to_thread(store)
+        if not result["accepted"]:  # say which, as every other refusal does
+            unknown = result["unknown"]
+            shown = ", ".join(repr(u) for u in unknown[:5]) + (", ..." if len(unknown) > 5 else "")
+            result = {"detail": f"no prediction has the uuid {shown}", **result}
         return json_response(result, 200 if result["accepted"] else 404)
 
     @api.get("/monitoring")
