@@ -1672,3 +1672,55 @@ def test_the_monitor_table_shows_label_delay_coverage_and_what_was_left_out(task
     assert "left out of the live figures" in text
     if task == "regression":
         assert "3.700 (3.500–3.900)" in text, text
+
+
+def test_a_number_sent_as_text_that_reads_as_one_is_that_number(trained) -> None:
+    """As http-api.md says: "4.2" for a number is 4.2 (a CSV export's text),
+    on one row and in a batch alike; "three" is a 422 naming the field; a
+    number with allowed values takes numbers only."""
+    import asyncio
+
+    import orjson
+
+    from minimlops.entrypoints.http.fastpath import predict_answerer
+    from minimlops.entrypoints.http.request_models import request_models
+    from minimlops.entrypoints.http.stats import ServingStats
+
+    p, deps, table = trained
+    predictor = Predictor(registry_of(deps), deps.now, p)
+    predictor.refresh()
+
+    class Log:
+        async def log(self, rows):
+            return None
+
+    answer = predict_answerer(
+        predictor, Log(), ServingStats(), request_models(p), max_body=1 << 20, max_batch=100
+    )
+    good = shapes.request_of(p, table.to_pylist()[0])
+    name = next(
+        c.name
+        for c in p.columns
+        if c.type in ("float", "integer")
+        and c.name in good
+        and good[c.name] is not None
+        and c.name != p.key
+        and c.allowed is None
+    )
+    as_text = {**good, name: str(good[name])}
+
+    def answered(body):
+        status, out = asyncio.run(answer(orjson.dumps(body), "application/json"))
+        return status, orjson.loads(out)
+
+    status, plain = answered(good)
+    assert status == 200, plain
+    for body, pick in ((as_text, lambda a: a), ([good, as_text], lambda a: a["predictions"][1])):
+        status, out = answered(body)
+        assert status == 200, out
+        assert pick(out)["prediction"] == plain["prediction"], (name, out)
+    status, out = answered({**good, name: "three"})
+    assert status == 422 and out["errors"][0]["field"] == name, out
+    if listed := [c for c in p.columns if c.type == "integer" and c.allowed and c.name in good]:
+        status, out = answered({**good, listed[0].name: str(good[listed[0].name])})
+        assert status == 422 and out["errors"][0]["field"] == listed[0].name, out
