@@ -162,6 +162,10 @@ def test_a_version_has_its_evaluation_in_the_api_the_page_and_the_cli(server: Se
     assert server.http.get("/models/99").status_code == 404
     unknown = server.http.post("/feedback", json={"uuid": "no-such-id", "Survived": 1})
     assert unknown.status_code == 404 and "'no-such-id'" in unknown.json()["detail"]
+    typo = server.http.post("/feedback", json=[{"uuid": "u", "Survivd": 1}])
+    (said,) = typo.json()["errors"]
+    assert typo.status_code == 422 and said["field"] == "Survived" and said["index"] == 0
+    assert "'Survivd': misspelt?" in said["message"], said
     out = cli(server.home, "models", "show", "1").stdout
     assert "95% interval" in out and "selection" in out and "permutation importance" in out
     # the model that serves, on TEST, under the table

@@ -41,7 +41,8 @@ def router(ctx: Context) -> APIRouter:
         try:
             body = (ctx.shapes.feedbacks if many else ctx.shapes.feedback).validate_python(data)
         except ValidationError as exc:
-            return problem(422, "invalid feedback", errors=field_errors(exc, many))
+            known = ("uuid", ctx.target)  # a misspelt one is named, as /predict does
+            return problem(422, "invalid feedback", errors=field_errors(exc, many, data, known))
         items = body if many else [body]
         if len(items) > s.max_batch:
             return problem(413, f"{len(items)} labels exceed the limit of {s.max_batch}")
