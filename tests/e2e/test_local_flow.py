@@ -166,6 +166,7 @@ def test_a_version_has_its_evaluation_in_the_api_the_page_and_the_cli(server: Se
     (said,) = typo.json()["errors"]
     assert typo.status_code == 422 and said["field"] == "Survived" and said["index"] == 0
     assert "'Survivd': misspelt?" in said["message"], said
+    assert server.http.post("/feedback", json=[]).status_code == 422
     out = cli(server.home, "models", "show", "1").stdout
     assert "95% interval" in out and "selection" in out and "permutation importance" in out
     # the model that serves, on TEST, under the table

@@ -1641,6 +1641,17 @@ def test_a_generated_keys_labelled_predictions_are_known_once_their_rows_land() 
     assert sum(v["labelled"] for v in live.values()) == 20
     assert sum(v["predicted_after_landing"] for v in live.values()) == 10
 
+    # the predictions cannot be read: the labels are stored all the same, keyless
+    def unreadable(*_):
+        raise RuntimeError("bytes billed over the limit")
+
+    deps.warehouse.predictions_of = unreadable
+    _, result = _served_and_labelled(p, deps, second.slice(20, 5).to_pylist())
+    assert result["accepted"] == 5
+    assert [f["row_id"] for f in deps.warehouse.tables[deps.names.feedback_table][-5:]] == [
+        None
+    ] * 5
+
 
 @pytest.mark.parametrize("task", ["regression", "binary"])
 def test_the_monitor_table_shows_label_delay_coverage_and_what_was_left_out(task: str) -> None:

@@ -759,6 +759,9 @@ class BigQueryWarehouse:
         return {r["uuid"] for r in self._arrow(sql, {"ids": [str(u) for u in uuids]}).to_pylist()}
 
     def predictions_of(self, predictions: str, uuids: list[str]) -> pa.Table:
+        # (clustered by version, partitioned by day: a uuid prunes nothing, so
+        # this reads the table's columns whole; only a generated key's
+        # feedback asks, and a failure there stores the labels without keys)
         sql = f"SELECT * FROM {self._predictions(predictions, 'uuid IN UNNEST(@ids)')}"
         return self._cast(predictions, self._arrow(sql, {"ids": [str(u) for u in uuids]}))
 

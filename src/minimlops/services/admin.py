@@ -6,6 +6,7 @@ The HTTP API and the command line both call these, so the two always agree.
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,8 @@ from minimlops.errors import ConflictError
 from minimlops.services import alerts, messagebus
 from minimlops.services.deps import Deps
 from minimlops.services.registry import ModelRegistry
+
+logger = logging.getLogger(__name__)
 
 
 def list_models(
@@ -231,7 +234,9 @@ def _generated_keys(deps: Deps, labels: dict[str, Any]) -> dict[str, str]:
     a prediction has no key of its own: each labelled one gets the key a row
     of its inputs and this label gets when it lands, so that once such a row
     lands, live figures and the gate know the model may have learnt it. A
-    prediction whose key the request carried keeps it."""
+    prediction whose key the request carried keeps it. A failure to read
+    them stores the labels without keys (as before there were any), never
+    loses them."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -239,9 +244,13 @@ def _generated_keys(deps: Deps, labels: dict[str, Any]) -> dict[str, str]:
     from minimlops.services.tables import arrow_schema
 
     project = deps.project
-    if not labels or not project.key_column.generated:
+    if not labels or not project.key_column.generated or project.key_parts is not None:
+        return {}  # (a key made of columns is logged with each prediction)
+    try:
+        logged = deps.warehouse.predictions_of(deps.names.predictions_table, list(labels))
+    except Exception:
+        logger.warning("feedback: the labelled predictions could not be keyed", exc_info=True)
         return {}
-    logged = deps.warehouse.predictions_of(deps.names.predictions_table, list(labels))
     logged = logged.filter(pc.is_null(logged.column(project.key)))
     if logged.num_rows == 0:
         return {}

@@ -297,12 +297,17 @@ def estimated(deps: Deps, window: int = 0) -> dict[str, dict[str, Any]]:
     under concept drift only labels can tell. A version with fewer than
     ``ESTIMATE_MIN_ROWS`` of them gets none. Predictions made after their
     row had landed are not among them (the model may have learnt those)."""
-    recent = deps.warehouse.recent_predictions(
-        deps.names.predictions_table, window or ESTIMATE_WINDOW, landed_in=deps.names.training_table
-    )
     # as live accuracy: a row asked about after it landed may be answered from
-    # what the model learnt, which is not what tomorrow's rows will get
-    recent = recent.filter(pc.invert(recent.column("learnt")))
+    # what the model learnt, which is not what tomorrow's rows will get (with a
+    # hash of the row for key, a prediction has none until its label comes)
+    hashed = deps.project.key_column.generated and deps.project.key_parts is None
+    recent = deps.warehouse.recent_predictions(
+        deps.names.predictions_table,
+        window or ESTIMATE_WINDOW,
+        landed_in=None if hashed else deps.names.training_table,
+    )
+    if not hashed:
+        recent = recent.filter(pc.invert(recent.column("learnt")))
     recent = recent.filter(pc.is_valid(recent.column("probability")))
     if deps.project.task == "multiclass":
         recent = recent.filter(pc.is_valid(recent.column("probabilities")))

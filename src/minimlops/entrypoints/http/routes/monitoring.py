@@ -44,6 +44,8 @@ def router(ctx: Context) -> APIRouter:
             known = ("uuid", ctx.target)  # a misspelt one is named, as /predict does
             return problem(422, "invalid feedback", errors=field_errors(exc, many, data, known))
         items = body if many else [body]
+        if not items:
+            return problem(422, "no labels: the list is empty")
         if len(items) > s.max_batch:
             return problem(413, f"{len(items)} labels exceed the limit of {s.max_batch}")
         target = ctx.target
