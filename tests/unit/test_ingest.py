@@ -352,3 +352,35 @@ def _fields(line: str) -> list[str]:
 
     (fields,) = csv.reader(io.StringIO(line))
     return [f'"{f}"' if "," in f else f for f in fields]
+
+
+def test_a_word_for_no_value_that_reads_as_a_number_is_missing_in_every_batch() -> None:
+    """A legacy export writes -999 for no value, and the project says so: the
+    value is missing whether or not the rest of its batch parses as numbers
+    (it once stayed -999 in a batch of numbers only)."""
+    import pyarrow as pa
+
+    from minimlops.domain.project import parse
+    from minimlops.services.validate import Report, check_batch
+
+    p = parse(
+        {
+            "name": "legacy",
+            "key": "id",
+            "target": "y",
+            "task": "regression",
+            "missing_values": ["-999", "NA"],
+            "columns": [
+                {"name": "id", "type": "integer", "required": True, "min": 0, "max": 1000},
+                {"name": "x", "type": "float"},
+                {"name": "n", "type": "integer"},
+                {"name": "y", "type": "float", "required": True},
+            ],
+        }
+    )
+    for x, n in ((["-999", "1.5"], ["-999", "2"]), (["-999", "NA"], ["-999", "NA"])):
+        batch = pa.record_batch({"id": ["1", "2"], "x": x, "n": n, "y": ["3.0", "4.0"]})
+        typed = check_batch(batch, 1, Report(), p)
+        assert typed.column("x").to_pylist()[0] is None, x
+        assert typed.column("n").to_pylist()[0] is None, n
+    assert typed.column("id").to_pylist() == [1, 2]  # a key is no word for no value

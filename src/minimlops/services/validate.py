@@ -421,6 +421,9 @@ def _check_column(
     if (
         bq_type in PATTERNS
         and bq_type != "BOOLEAN"
+        # a word for no value that reads as a number ("-999") must be read as
+        # missing in every batch, not only where another value is not a number
+        and not any(re.match(PATTERNS[bq_type], w.strip()) for w in missing)
         and (typed := _clean_cast(raw, bq_type)) is not None
     ):
         return _check_values(
