@@ -318,6 +318,9 @@ def test_the_page_is_built_from_the_project_and_answers_for_its_task(other_serve
     page.wait_for_selector("#models tr")
     head = page.text_content("#models-head") or ""
     assert p.primary_metric.replace("_", " ") in head
+    # every metric column says which rows it is on (a bare "mae" did not)
+    cells = [c.strip() for c in page.locator("#models-head th").all_text_contents()]
+    assert [c for c in cells[2:-3] if "on its" not in c] == [], cells
     shot(page, f"dashboard-{name}")
     page.goto(server.url + "/")
     page.wait_for_selector("#fields label")

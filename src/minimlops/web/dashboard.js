@@ -77,7 +77,7 @@ function renderAlerts(a) {
 function metricsHeader() {
   const primary = project.primary_metric, second = SECOND[project.task];
   const cols = ["version", "algorithm", `${primary} on its VALIDATION`, `${primary} on its TEST, served fit`,
-                ...(second !== primary ? [second] : []),
+                ...(second !== primary ? [`${second} on its VALIDATION`] : []),
                 `baseline (${primary})`, `live ${liveMetric().short}`, "decision"];
   const tr = document.getElementById("models-head");
   tr.replaceChildren(...cols.map((c) => { const th = document.createElement("th"); th.textContent = c.replaceAll("_", " "); return th; }));
