@@ -137,7 +137,7 @@ def _answerer(served: OnnxModel, logged: list[Any]) -> Any:
     class Predictor:
         task, version = "binary", "1"
 
-        def unseen(self, rows: list[Any], version: str | None = None) -> list[Any]:
+        def unseen(self, rows: list[Any]) -> list[Any]:
             return []
 
         def predict(self, people: list[Any], owned: bool) -> list[Any]:

@@ -921,6 +921,21 @@ def test_requests_in_flight_together_are_answered_as_each_alone(trained) -> None
     assert all(b"not stored" in body for _, body in refused)
 
 
+def _answerer(p, predictor, log=None):
+    """The /predict answerer of ``predictor`` (a log that keeps nothing, or ``log``)."""
+    from minimlops.entrypoints.http.fastpath import predict_answerer
+    from minimlops.entrypoints.http.request_models import request_models
+    from minimlops.entrypoints.http.stats import ServingStats
+
+    class Log:
+        async def log(self, rows):
+            return None
+
+    return predict_answerer(
+        predictor, log or Log(), ServingStats(), request_models(p), max_body=1 << 20, max_batch=100
+    )
+
+
 def test_a_category_the_model_never_learnt_is_answered_and_said(trained) -> None:
     """A typed category no one-hot slot learnt (a misspelling, a new value) is
     scored as the rest, as before, and the answer says so: the column, the
@@ -929,21 +944,10 @@ def test_a_category_the_model_never_learnt_is_answered_and_said(trained) -> None
 
     import orjson
 
-    from minimlops.entrypoints.http.fastpath import predict_answerer
-    from minimlops.entrypoints.http.request_models import request_models
-    from minimlops.entrypoints.http.stats import ServingStats
-
     p, deps, table = trained
     predictor = Predictor(registry_of(deps), deps.now, p)
     predictor.refresh()
-
-    class Log:
-        async def log(self, rows):
-            return None
-
-    answer = predict_answerer(
-        predictor, Log(), ServingStats(), request_models(p), max_body=1 << 20, max_batch=100
-    )
+    answer = _answerer(p, predictor)
     good = shapes.request_of(p, table.to_pylist()[0])
     status, body = asyncio.run(answer(orjson.dumps(good), "application/json"))
     assert status == 200 and "warnings" not in orjson.loads(body)
@@ -975,9 +979,7 @@ def test_a_category_the_model_never_learnt_is_answered_and_said(trained) -> None
         async def log(self, rows):
             predictor.current = ("another", current[1])
 
-    swapped = predict_answerer(
-        predictor, Swapping(), ServingStats(), request_models(p), max_body=1 << 20, max_batch=100
-    )
+    swapped = _answerer(p, predictor, Swapping())
     status, body = asyncio.run(swapped(orjson.dumps({**good, name: typo}), "application/json"))
     assert status == 200 and "warnings" not in orjson.loads(body), body
 
@@ -1237,7 +1239,7 @@ def test_an_integer_outside_bigint_is_refused_naming_the_field() -> None:
     class Predictor:  # answers only what passed the check
         task, version = "regression", "1"
 
-        def unseen(self, rows, version=None):
+        def unseen(self, rows):
             return []
 
         def predict(self, rows, owned):
@@ -1362,7 +1364,7 @@ def test_a_request_without_a_required_value_or_with_true_for_a_number_is_refused
     class Predictor:
         task, version = "regression", "1"
 
-        def unseen(self, rows, version=None):
+        def unseen(self, rows):
             return []
 
         def predict(self, rows, owned):
@@ -1693,21 +1695,10 @@ def test_a_number_sent_as_text_that_reads_as_one_is_that_number(trained) -> None
 
     import orjson
 
-    from minimlops.entrypoints.http.fastpath import predict_answerer
-    from minimlops.entrypoints.http.request_models import request_models
-    from minimlops.entrypoints.http.stats import ServingStats
-
     p, deps, table = trained
     predictor = Predictor(registry_of(deps), deps.now, p)
     predictor.refresh()
-
-    class Log:
-        async def log(self, rows):
-            return None
-
-    answer = predict_answerer(
-        predictor, Log(), ServingStats(), request_models(p), max_body=1 << 20, max_batch=100
-    )
+    answer = _answerer(p, predictor)
     good = shapes.request_of(p, table.to_pylist()[0])
     name = next(
         c.name

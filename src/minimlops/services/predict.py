@@ -198,22 +198,27 @@ class Predictor:
             self._keys(rows, structs)
         return rows
 
-    def unseen(self, rows: Sequence[Any], version: str | None = None) -> list[dict[str, Any]]:
+    def unseen(self, rows: Sequence[Any]) -> list[dict[str, Any]]:
         """A warning per typed categorical column whose value in ``rows`` the
         serving model learnt no category for (it scores it as the rest, as
         "other"): the column, the value, the categories it knows and the
         closest of them, and in a batch the first row holding one (``index``)
         and how many do (``rows``). A misspelt "Atchd" is answered, and said.
-        With ``version`` (the one that answered), none if another model has
-        been swapped in since: its categories are not the ones that scored."""
+        None if another model has been swapped in since ``rows`` were
+        predicted: its categories are not the ones that scored them."""
         current = self.current
-        if current is None or (version is not None and current[0] != version):
+        if current is None:
             return []
         model = current[1]
         if self._watched[0] is not model:
             self._watched = (model, self._to_watch(model))
         watched = self._watched[1]
         if not watched:  # (the example: every allowed value learnt; ~0.2 us a request)
+            return []
+        first = rows[0]  # an answered row (a dict), or a batch's struct
+        if current[0] != (
+            first["model_version"] if isinstance(first, dict) else first.model_version
+        ):
             return []
         batch = len(rows) > 1
         out = []

@@ -257,8 +257,7 @@ def predict_answerer(
         except Exception as exc:
             return _err(503, f"prediction not stored, so not answered: {exc}")
         # a category the model never learnt is answered (as the rest) and said
-        version = rows[0]["model_version"] if isinstance(rows[0], dict) else rows[0].model_version
-        if unseen := predictor.unseen(rows, version):
+        if unseen := predictor.unseen(rows):
             warned = [*(warned or ()), *unseen]
         if not isinstance(rows[0], dict):  # a batch's structs (FastCheck)
             answers = (
