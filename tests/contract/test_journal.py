@@ -346,3 +346,38 @@ def test_a_read_sees_every_row_logged_before_it_whenever_the_importer_runs(
     assert _uuids(wh) == ["u1", "u2", "u3"]
     journal.close()
     wh.close()
+
+
+@pytest.mark.parametrize("logged_enough", [True, False])
+def test_a_lull_folds_the_write_ahead_log_into_the_file_once_it_holds_enough(
+    tmp_path: Path, logged_enough: bool
+) -> None:
+    """DuckDB's checkpoints are bursts of CPU: the importer takes one in a
+    lull, after its import, once the log holds ``checkpoint_bytes``, and
+    leaves a smaller log for a later lull (or DuckDB's own threshold)."""
+    import time
+
+    wh, journal = _open(tmp_path)
+    wal = tmp_path / "w.duckdb.wal"
+    importer = journal.importer
+    importer.import_every, importer.look_every = 3600, 0.05
+    importer.checkpoint_bytes = 1 if logged_enough else 1 << 30
+    importer.start()
+    journal.write([_row(i) for i in range(200)])
+    deadline = time.monotonic() + 30
+    while len(_uuids(wh)) < 200 and time.monotonic() < deadline:  # the lull's import
+        time.sleep(0.05)
+    assert len(_uuids(wh)) == 200
+    while logged_enough and wal.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)  # a few more looks: nothing new, so nothing more is done
+    assert wal.exists() is not logged_enough
+    if not logged_enough:
+        assert wh.checkpoint(min_bytes=1 << 30) is False and wal.exists()
+        assert wh.checkpoint() is True and not wal.exists()
+    assert wh.checkpoint() is False  # nothing logged since
+    journal.close()
+    wh.close()
+    reopened = DuckDBWarehouse(tmp_path / "w.duckdb", SCHEMAS, "ingestion_ledger")
+    assert len(_uuids(reopened)) == 200
+    reopened.close()

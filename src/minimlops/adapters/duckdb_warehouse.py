@@ -9,6 +9,7 @@ data only enters as Arrow batches handed over by the pipeline.
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -47,6 +48,16 @@ def _run(cur: duckdb.DuckDBPyConnection, sql: str) -> list[Any]:
 
 STAGING = "_minimlops_staging_"  # left by a load interrupted in an earlier version
 THREADS, PARALLEL_THREADS = 1, 2  # DuckDB threads: any statement, a big one (_parallel)
+# The write-ahead log's size at which DuckDB checkpoints by itself, inside a
+# commit. A checkpoint costs about as much whether it holds 30,000 appended
+# rows or 240,000 (it rewrites the table's last row group and its metadata),
+# so each one the log's size forces is CPU taken from the requests: at 4 MB,
+# importing 1.2 million journal rows cost 5.9 s of CPU, 3.5 s of it in 36
+# checkpoints of up to 0.33 s; with the importer checkpointing in lulls and
+# this bound out of the way, 2.6 s (bench/results/checkpoints.md). Appended
+# rows wait in memory until a checkpoint, so this also bounds what a server
+# that never pauses holds.
+CHECKPOINT_THRESHOLD = "64MB"
 
 
 def _columns_ddl(columns: tuple[Column, ...]) -> str:
@@ -125,11 +136,10 @@ class DuckDBWarehouse:
             read_only=read_only,
             # A memory cap makes DuckDB spill big loads to its temp directory
             # instead of growing with the file. Small appends (the prediction
-            # log's) stay in memory until a checkpoint, which DuckDB runs when
-            # its write-ahead log reaches the threshold: 16 MB by default, and
-            # a server's memory climbed by that much between checkpoints.
-            # At 4 MB it stays within 4 MB, for ~20 % more CPU per imported row
-            # (measured: 1.7 -> 2.0 us); big loads skip the log either way.
+            # log's) stay in memory until a checkpoint, which DuckDB runs
+            # inside the commit that takes its write-ahead log past
+            # CHECKPOINT_THRESHOLD; the journal's importer checkpoints sooner,
+            # in the server's lulls (``checkpoint``). Big loads skip the log.
             # One thread, except for big statements (_parallel): the journal's
             # imports, ten a second on a busy server, cost a row ~20 % less
             # CPU on one DuckDB thread than split over two (measured on 2
@@ -137,7 +147,7 @@ class DuckDBWarehouse:
             config={
                 "threads": THREADS,
                 "memory_limit": "512MB",
-                "checkpoint_threshold": "4MB",
+                "checkpoint_threshold": CHECKPOINT_THRESHOLD,
                 **({} if readable else {"enable_external_access": False}),
             },
         )
@@ -157,6 +167,23 @@ class DuckDBWarehouse:
 
     def close(self) -> None:
         self._con.close()
+
+    def checkpoint(self, min_bytes: int = 0) -> bool:
+        """Write what the write-ahead log holds into the database file, if it
+        holds at least ``min_bytes``; returns whether it did. For a lull: a
+        checkpoint is a burst of CPU (tens of milliseconds, more on a wide
+        table), best spent when no request waits for a core."""
+        try:
+            logged = os.path.getsize(f"{self.path}.wal")
+        except FileNotFoundError:
+            return False  # nothing logged since the last checkpoint
+        if logged < max(1, min_bytes):
+            return False
+        try:
+            _run(self._cursor(), "CHECKPOINT")
+        except duckdb.TransactionException:  # DuckDB's documented refusal: a later lull will do
+            return False
+        return True
 
     def _cursor(self) -> duckdb.DuckDBPyConnection:
         cur = getattr(self._local, "cur", None)

@@ -18,6 +18,8 @@ docs/performance.md).
 So the thread imports when the journal stops growing (the server went quiet),
 else every ``import_every`` seconds or once ``import_bytes`` are waiting,
 whichever comes first; while nothing new was written it does not touch DuckDB.
+DuckDB's checkpoints (each a burst of tens of milliseconds) are taken in the
+lulls as well, not inside an import under traffic.
 Whoever reads the table in the server (monitoring, feedback, SQL, status,
 ingestion, training) calls ``import_pending`` first, so it sees every
 prediction answered before its read whenever the thread last ran.
@@ -242,6 +244,7 @@ class PredictionJournal:
         import_every: float = 2.0,
         import_bytes: int = 8 << 20,
         look_every: float = 0.1,
+        checkpoint_bytes: int = 1 << 20,
     ) -> None:
         """``warehouse`` must be able to read ``directory`` (``readable``).
 
@@ -251,10 +254,15 @@ class PredictionJournal:
         seconds after its last import, or once ``import_bytes`` wait: a busy
         server then pays for an import a few times a minute instead of ten
         times a second, and a lull (or a read) brings the table up to date
-        at once. ``import_bytes`` bounds what one import holds in memory."""
+        at once. ``import_bytes`` bounds what one import holds in memory.
+
+        After an import in a lull, the thread also checkpoints DuckDB once
+        its write-ahead log holds ``checkpoint_bytes``, so the checkpoints
+        fall in lulls too rather than inside an import under traffic
+        (``duckdb_warehouse.CHECKPOINT_THRESHOLD``)."""
         self.dir, self.warehouse, self.table = Path(directory), warehouse, table
         self.import_every, self.import_bytes = import_every, import_bytes
-        self.look_every = look_every
+        self.look_every, self.checkpoint_bytes = look_every, checkpoint_bytes
         self._imported: dict[str, int] = {}  # segment -> its size when last imported
         self._ends: dict[str, int] = {}  # segment -> its written size at the last look
         self._lock = threading.Lock()  # one importer at a time
@@ -346,6 +354,8 @@ class PredictionJournal:
                 ):
                     self.import_pending()
                     last_import = time.monotonic()
+                    if quiet:
+                        self.warehouse.checkpoint(self.checkpoint_bytes)
             except Exception:
                 logger.exception("prediction journal: import failed; will retry")
 
