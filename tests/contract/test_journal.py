@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
+import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -59,6 +63,28 @@ def _open(tmp_path: Path) -> tuple[DuckDBWarehouse, Journal]:
     return wh, Journal(tmp_path, wh)
 
 
+@contextlib.contextmanager
+def _busy(journal: Journal) -> Iterator[list[int]]:
+    """A server that never pauses: a group every 5 ms (never quiet for a
+    whole look) while the block runs; yields the count written so far."""
+    written, stop = [0], threading.Event()
+
+    def busy() -> None:
+        while not stop.is_set():
+            journal.write([_row(written[0])])
+            written[0] += 1
+            time.sleep(0.005)
+
+    writer = threading.Thread(target=busy)
+    writer.start()
+    try:
+        yield written
+        assert writer.is_alive()
+    finally:
+        stop.set()
+        writer.join()
+
+
 def _uuids(wh: DuckDBWarehouse) -> list[str]:
     return sorted(r["uuid"] for r in wh.query("SELECT uuid FROM predictions_data").to_pylist())
 
@@ -101,7 +127,6 @@ def test_a_torn_last_line_is_never_imported(tmp_path: Path, zeroed: bool) -> Non
 
 def _wait_for_zeros(writer: SegmentWriter) -> None:
     """Until the writer's spare is made and its next group goes to it."""
-    import time
 
     deadline = time.monotonic() + 30
     while not (writer.dir / ".spare").exists():
@@ -291,32 +316,15 @@ def test_the_background_importer_keeps_up_with_a_busy_server_and_catches_up_afte
 ) -> None:
     """Rows reach the table while writes never pause (the importer does not
     wait for a lull for ever), all of them once writes stop, each once."""
-    import threading
-    import time
-
     wh, journal = _open(tmp_path)
     importer = journal.importer
     importer.import_every, importer.look_every = 0.3, 0.05
     importer.start()
-    written, stop = [0], threading.Event()
-
-    def busy() -> None:  # a group every 5 ms: never quiet for a whole look
-        while not stop.is_set():
-            journal.write([_row(written[0])])
-            written[0] += 1
-            time.sleep(0.005)
-
-    writer = threading.Thread(target=busy)
-    writer.start()
-    try:
+    with _busy(journal) as written:
         deadline = time.monotonic() + 30
         while not _uuids(wh) and time.monotonic() < deadline:
             time.sleep(0.05)
         assert _uuids(wh), "nothing imported while the server stayed busy"
-        assert writer.is_alive()
-    finally:
-        stop.set()
-        writer.join()
     want = sorted(f"u{i}" for i in range(written[0]))
     deadline = time.monotonic() + 30
     while _uuids(wh) != want and time.monotonic() < deadline:  # no read asks for them
@@ -355,8 +363,6 @@ def test_a_lull_folds_the_write_ahead_log_into_the_file_once_it_holds_enough(
     """DuckDB's checkpoints are bursts of CPU: the importer takes one in a
     lull, after its import, once the log holds ``checkpoint_bytes``, and
     leaves a smaller log for a later lull (or DuckDB's own threshold)."""
-    import time
-
     wh, journal = _open(tmp_path)
     wal = tmp_path / "w.duckdb.wal"
     importer = journal.importer
@@ -381,3 +387,28 @@ def test_a_lull_folds_the_write_ahead_log_into_the_file_once_it_holds_enough(
     reopened = DuckDBWarehouse(tmp_path / "w.duckdb", SCHEMAS, "ingestion_ledger")
     assert len(_uuids(reopened)) == 200
     reopened.close()
+
+
+def test_a_server_that_never_pauses_still_checkpoints_and_so_holds_bounded_memory(
+    tmp_path: Path,
+) -> None:
+    """Without a lull the importer checkpoints on its clock (``checkpoint_every``)
+    while the writes go on, so rows appended wait in memory a bounded time."""
+    wh, journal = _open(tmp_path)
+    wal = tmp_path / "w.duckdb.wal"
+    importer = journal.importer
+    importer.import_every, importer.look_every = 0.2, 0.05
+    importer.checkpoint_bytes, importer.checkpoint_every = 1, 0.5
+    importer.start()
+    shrank, biggest = False, 0
+    with _busy(journal) as written:
+        deadline = time.monotonic() + 30
+        while not shrank and time.monotonic() < deadline:
+            size = wal.stat().st_size if wal.exists() else 0
+            shrank = size < biggest  # folded into the file: the log starts again
+            biggest = max(biggest, size)
+            time.sleep(0.01)
+    assert shrank, "the write-ahead log was never checkpointed while the writes went on"
+    journal.close()
+    assert len(_uuids(wh)) == written[0]
+    wh.close()

@@ -48,15 +48,13 @@ def _run(cur: duckdb.DuckDBPyConnection, sql: str) -> list[Any]:
 
 STAGING = "_minimlops_staging_"  # left by a load interrupted in an earlier version
 THREADS, PARALLEL_THREADS = 1, 2  # DuckDB threads: any statement, a big one (_parallel)
-# The write-ahead log's size at which DuckDB checkpoints by itself, inside a
-# commit. A checkpoint costs about as much whether it holds 30,000 appended
-# rows or 240,000 (it rewrites the table's last row group and its metadata),
-# so each one the log's size forces is CPU taken from the requests: at 4 MB,
-# importing 1.2 million journal rows cost 5.9 s of CPU, 3.5 s of it in 36
-# checkpoints of up to 0.33 s; with the importer checkpointing in lulls and
-# this bound out of the way, 2.6 s (bench/results/checkpoints.md). Appended
-# rows wait in memory until a checkpoint, so this also bounds what a server
-# that never pauses holds.
+# The write-ahead log's size at which DuckDB checkpoints by itself, inside
+# whichever commit passes it. A checkpoint costs tens to hundreds of
+# milliseconds of CPU, and not much less for 30,000 appended rows than for
+# 240,000 (measured): at the former 4 MB, importing 1.2 million journal rows cost 5.9 s of CPU, 3.5 s of it in
+# checkpoints (bench/results/checkpoints.md). The journal's importer
+# checkpoints itself, in lulls and on its own clock (PredictionJournal); this
+# bounds what a server that never pauses holds in memory at a high rate.
 CHECKPOINT_THRESHOLD = "64MB"
 
 

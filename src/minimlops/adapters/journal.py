@@ -18,8 +18,8 @@ docs/performance.md).
 So the thread imports when the journal stops growing (the server went quiet),
 else every ``import_every`` seconds or once ``import_bytes`` are waiting,
 whichever comes first; while nothing new was written it does not touch DuckDB.
-DuckDB's checkpoints (each a burst of tens of milliseconds) are taken in the
-lulls as well, not inside an import under traffic.
+DuckDB's checkpoints (each a burst of tens to hundreds of milliseconds) are taken by the
+same thread, in the lulls when it can, not inside an import's commit.
 Whoever reads the table in the server (monitoring, feedback, SQL, status,
 ingestion, training) calls ``import_pending`` first, so it sees every
 prediction answered before its read whenever the thread last ran.
@@ -245,6 +245,7 @@ class PredictionJournal:
         import_bytes: int = 8 << 20,
         look_every: float = 0.1,
         checkpoint_bytes: int = 1 << 20,
+        checkpoint_every: float = 30.0,
     ) -> None:
         """``warehouse`` must be able to read ``directory`` (``readable``).
 
@@ -256,13 +257,18 @@ class PredictionJournal:
         times a second, and a lull (or a read) brings the table up to date
         at once. ``import_bytes`` bounds what one import holds in memory.
 
-        After an import in a lull, the thread also checkpoints DuckDB once
-        its write-ahead log holds ``checkpoint_bytes``, so the checkpoints
-        fall in lulls too rather than inside an import under traffic
-        (``duckdb_warehouse.CHECKPOINT_THRESHOLD``)."""
+        After an import the thread also checkpoints DuckDB (folds its
+        write-ahead log into the file; appended rows wait in memory until
+        then) once the log holds ``checkpoint_bytes``: in a lull, and under
+        steady traffic once ``checkpoint_every`` seconds passed since the
+        last. A checkpoint is a burst of CPU that costs not much less for few
+        rows than for many, so fewer are cheaper; the clock bounds the memory
+        a server that never pauses holds at a low rate, DuckDB's own
+        threshold at a high one (``duckdb_warehouse.CHECKPOINT_THRESHOLD``)."""
         self.dir, self.warehouse, self.table = Path(directory), warehouse, table
         self.import_every, self.import_bytes = import_every, import_bytes
         self.look_every, self.checkpoint_bytes = look_every, checkpoint_bytes
+        self.checkpoint_every = checkpoint_every
         self._imported: dict[str, int] = {}  # segment -> its size when last imported
         self._ends: dict[str, int] = {}  # segment -> its written size at the last look
         self._lock = threading.Lock()  # one importer at a time
@@ -338,6 +344,7 @@ class PredictionJournal:
         """Import when due (see ``__init__``). An import that fails is tried
         again at the next look; its rows stay in the journal meanwhile."""
         last_look, last_import = self._sizes(), time.monotonic()
+        last_checkpoint = last_import
         while not self._stop.wait(self.look_every):
             try:
                 sizes = self._sizes()
@@ -354,8 +361,9 @@ class PredictionJournal:
                 ):
                     self.import_pending()
                     last_import = time.monotonic()
-                    if quiet:
-                        self.warehouse.checkpoint(self.checkpoint_bytes)
+                    due = quiet or last_import - last_checkpoint >= self.checkpoint_every
+                    if due and self.warehouse.checkpoint(self.checkpoint_bytes):
+                        last_checkpoint = time.monotonic()
             except Exception:
                 logger.exception("prediction journal: import failed; will retry")
 
