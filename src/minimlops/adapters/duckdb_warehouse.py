@@ -51,8 +51,8 @@ THREADS, PARALLEL_THREADS = 1, 2  # DuckDB threads: any statement, a big one (_p
 # The write-ahead log's size at which DuckDB checkpoints by itself, inside
 # whichever commit passes it. A checkpoint costs tens to hundreds of
 # milliseconds of CPU, and not much less for 30,000 appended rows than for
-# 240,000 (measured): at the former 4 MB, importing 1.2 million journal rows cost 5.9 s of CPU, 3.5 s of it in
-# checkpoints (bench/results/checkpoints.md). The journal's importer
+# 240,000: with this at 4 MB, importing 1.2 million journal rows cost 5.9 s
+# of CPU, 3.5 s of it in checkpoints (decision 0034). The journal's importer
 # checkpoints itself, in lulls and on its own clock (PredictionJournal); this
 # bounds what a server that never pauses holds in memory at a high rate.
 CHECKPOINT_THRESHOLD = "64MB"
@@ -136,8 +136,8 @@ class DuckDBWarehouse:
             # instead of growing with the file. Small appends (the prediction
             # log's) stay in memory until a checkpoint, which DuckDB runs
             # inside the commit that takes its write-ahead log past
-            # CHECKPOINT_THRESHOLD; the journal's importer checkpoints sooner,
-            # in the server's lulls (``checkpoint``). Big loads skip the log.
+            # CHECKPOINT_THRESHOLD; the journal's importer checkpoints sooner
+            # (``checkpoint``: in lulls and every 30 s). Big loads skip the log.
             # One thread, except for big statements (_parallel): the journal's
             # imports, ten a second on a busy server, cost a row ~20 % less
             # CPU on one DuckDB thread than split over two (measured on 2
@@ -168,9 +168,10 @@ class DuckDBWarehouse:
 
     def checkpoint(self, min_bytes: int = 0) -> bool:
         """Write what the write-ahead log holds into the database file, if it
-        holds at least ``min_bytes``; returns whether it did. For a lull: a
-        checkpoint is a burst of CPU (tens of milliseconds, more on a wide
-        table), best spent when no request waits for a core."""
+        holds at least ``min_bytes``; returns whether it did (False also when
+        DuckDB refuses for a transaction in progress). A checkpoint is a burst
+        of CPU (tens to hundreds of milliseconds), and other commits wait for
+        it: the journal's importer calls this in lulls, and on a clock."""
         try:
             logged = os.path.getsize(f"{self.path}.wal")
         except FileNotFoundError:

@@ -246,6 +246,7 @@ class PredictionJournal:
         look_every: float = 0.1,
         checkpoint_bytes: int = 1 << 20,
         checkpoint_every: float = 30.0,
+        lull_checkpoint_every: float = 5.0,
     ) -> None:
         """``warehouse`` must be able to read ``directory`` (``readable``).
 
@@ -257,18 +258,20 @@ class PredictionJournal:
         times a second, and a lull (or a read) brings the table up to date
         at once. ``import_bytes`` bounds what one import holds in memory.
 
-        After an import the thread also checkpoints DuckDB (folds its
-        write-ahead log into the file; appended rows wait in memory until
-        then) once the log holds ``checkpoint_bytes``: in a lull, and under
-        steady traffic once ``checkpoint_every`` seconds passed since the
-        last. A checkpoint is a burst of CPU that costs not much less for few
-        rows than for many, so fewer are cheaper; the clock bounds the memory
-        a server that never pauses holds at a low rate, DuckDB's own
-        threshold at a high one (``duckdb_warehouse.CHECKPOINT_THRESHOLD``)."""
+        The thread also checkpoints DuckDB (folds its write-ahead log into
+        the file; appended rows wait in memory until then) once the log holds
+        ``checkpoint_bytes``: in a lull if ``lull_checkpoint_every`` seconds
+        passed since the last checkpoint, and under steady traffic once
+        ``checkpoint_every`` seconds passed. A checkpoint is a burst of CPU
+        that costs not much less for few rows than for many, so fewer are
+        cheaper; while it runs, other commits (a reader's import) wait for
+        it. The clock bounds what a server that never pauses holds in memory
+        at a low rate, DuckDB's own threshold at a high one
+        (``duckdb_warehouse.CHECKPOINT_THRESHOLD``)."""
         self.dir, self.warehouse, self.table = Path(directory), warehouse, table
         self.import_every, self.import_bytes = import_every, import_bytes
         self.look_every, self.checkpoint_bytes = look_every, checkpoint_bytes
-        self.checkpoint_every = checkpoint_every
+        self.checkpoint_every, self.lull_checkpoint_every = checkpoint_every, lull_checkpoint_every
         self._imported: dict[str, int] = {}  # segment -> its size when last imported
         self._ends: dict[str, int] = {}  # segment -> its written size at the last look
         self._lock = threading.Lock()  # one importer at a time
@@ -341,31 +344,38 @@ class PredictionJournal:
         self._thread.start()
 
     def _loop(self) -> None:
-        """Import when due (see ``__init__``). An import that fails is tried
-        again at the next look; its rows stay in the journal meanwhile."""
+        """Import, and checkpoint, when due (see ``__init__``). An import that
+        fails is tried again at the next look; its rows stay in the journal
+        meanwhile. A checkpoint that fails waits for the next one due."""
         last_look, last_import = self._sizes(), time.monotonic()
         last_checkpoint = last_import
         while not self._stop.wait(self.look_every):
             try:
                 sizes = self._sizes()
                 waiting = sum(sizes.values()) - sum(self._imported.get(path, 0) for path in sizes)
-                if waiting <= 0:  # nothing new, or a reader imported it already
-                    last_look = sizes
-                    continue
                 quiet = sizes == last_look  # nothing written since the last look
                 last_look = sizes
-                if (
+                if waiting > 0 and (  # else nothing new, or a reader imported it already
                     quiet
                     or waiting >= self.import_bytes
                     or time.monotonic() - last_import >= self.import_every
                 ):
                     self.import_pending()
                     last_import = time.monotonic()
-                    due = quiet or last_import - last_checkpoint >= self.checkpoint_every
-                    if due and self.warehouse.checkpoint(self.checkpoint_bytes):
-                        last_checkpoint = time.monotonic()
             except Exception:
                 logger.exception("prediction journal: import failed; will retry")
+                continue
+            # whoever imported (this thread or a reader), a checkpoint in a
+            # lull, or on the clock while the server never pauses
+            gap = self.lull_checkpoint_every if quiet else self.checkpoint_every
+            if time.monotonic() - last_checkpoint < gap:
+                continue
+            try:
+                if self.warehouse.checkpoint(self.checkpoint_bytes):
+                    last_checkpoint = time.monotonic()
+            except Exception:
+                last_checkpoint = time.monotonic()  # not again before the clock says
+                logger.warning("warehouse checkpoint failed; next due in %ss", gap, exc_info=True)
 
     def close(self) -> None:
         self._stop.set()
