@@ -183,6 +183,12 @@ class Project:
         return self.key_column.parts
 
     @property
+    def key_is_row_hash(self) -> bool:
+        """Whether the key is a hash of the whole row (made at ingestion, so a
+        request carries none and a prediction gets its key from its label)."""
+        return self.key_column.generated and self.key_parts is None
+
+    @property
     def target_column(self) -> ColumnSpec:
         return self.column(self.target)
 

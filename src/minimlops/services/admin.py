@@ -244,7 +244,7 @@ def _generated_keys(deps: Deps, labels: dict[str, Any]) -> dict[str, str]:
     from minimlops.services.tables import arrow_schema
 
     project = deps.project
-    if not labels or not project.key_column.generated or project.key_parts is not None:
+    if not labels or not project.key_is_row_hash:
         return {}  # (a key made of columns is logged with each prediction)
     try:
         logged = deps.warehouse.predictions_of(deps.names.predictions_table, list(labels))

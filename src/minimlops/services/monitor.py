@@ -300,7 +300,7 @@ def estimated(deps: Deps, window: int = 0) -> dict[str, dict[str, Any]]:
     # as live accuracy: a row asked about after it landed may be answered from
     # what the model learnt, which is not what tomorrow's rows will get (with a
     # hash of the row for key, a prediction has none until its label comes)
-    hashed = deps.project.key_column.generated and deps.project.key_parts is None
+    hashed = deps.project.key_is_row_hash
     recent = deps.warehouse.recent_predictions(
         deps.names.predictions_table,
         window or ESTIMATE_WINDOW,
