@@ -566,6 +566,32 @@ def test_multiclass_temperature_scaling_fits_an_overconfident_model() -> None:
     ]
 
 
+def test_a_calibration_never_sharpens_an_underconfident_model() -> None:
+    """Out-of-fold outputs three times too cautious (a regularised model on
+    rows it separates well): no temperature below 1 and no Platt slope above
+    1 is fitted, so nothing is kept, however much VALIDATION would like it.
+    A cautious binary model whose base rate is off keeps the shift alone."""
+    from minimlops.ml import calibration
+
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 3, 3000)
+    logits = rng.normal(size=(3000, 3))
+    logits[np.arange(3000), y] += 4.0
+    timid = np.exp(logits / 3) / np.exp(logits / 3).sum(axis=1, keepdims=True)
+    found = calibration.decide("multiclass", timid[:2000], y[:2000], y[2000:], timid[2000:])
+    assert found["params"]["t"] >= 1.0 and not found["kept"]
+
+    yb = rng.integers(0, 2, 3000)
+    z = rng.normal(size=3000) + np.where(yb == 1, 2.0, -2.0)
+    cautious = 1 / (1 + np.exp(-z / 3))
+    found = calibration.decide("binary", cautious[:2000], yb[:2000], yb[2000:], cautious[2000:])
+    assert found["params"]["a"] == 1.0 and not found["kept"]
+    # the same cautious scores, with a base rate far from theirs: the shift is kept
+    rare = (rng.random(3000) < np.where(yb == 1, 0.3, 0.01)).astype(np.int64)
+    found = calibration.decide("binary", cautious[:2000], rare[:2000], rare[2000:], cautious[2000:])
+    assert found["kept"] and found["params"]["a"] == 1.0 and found["params"]["b"] < -1.0
+
+
 @pytest.mark.parametrize("task", ["binary", "multiclass", "regression"])
 def test_the_quick_metrics_equal_scikit_learns(task) -> None:
     """The bootstrap and permutation importance use numpy metrics: they must

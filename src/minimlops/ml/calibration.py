@@ -7,6 +7,17 @@ the VALIDATION log loss measurably: by at least ``MARGIN`` and by more than
 twice the standard error of the rows' paired differences. The decision and
 both figures are recorded in the version. A kept calibration is part of the model's spec,
 so the scikit-learn and ONNX forms apply it alike (``outputs.calibrate``).
+
+A calibrator only softens or shifts, never sharpens: a temperature is at
+least 1, and a Platt slope above 1 is refitted as a shift alone (slope 1).
+The folds' models learn from fewer rows than the served one, which is refitted
+on TRAIN and VALIDATION, and a regularised model sharpens with more rows by
+itself; and a sharpening's gain is bounded by the loss there is, while one
+confident error on a later row costs without bound. Measured on ten random
+splits of the Palmer penguins (344 rows, three species), where a logistic
+regression fits the folds cautiously and VALIDATION's 52 rows had few or no
+errors: a temperature below 1 passed the VALIDATION test on 8 of 10 splits,
+and TEST log loss was 0.110 with it against 0.067 without (decision 0035).
 """
 
 from __future__ import annotations
@@ -19,6 +30,7 @@ from minimlops.ml.outputs import calibrate
 
 MARGIN = 0.001  # VALIDATION log loss must fall by at least this
 MIN_ROWS = 30  # fewer VALIDATION rows: no decision worth making
+MIN_TEMPERATURE, MAX_TEMPERATURE = 1.0, 20.0  # a temperature softens, never sharpens
 
 
 def _losses(task: str, y: np.ndarray, out: np.ndarray) -> np.ndarray:
@@ -45,17 +57,31 @@ def fit(task: str, oof: np.ndarray, y: np.ndarray) -> dict[str, Any] | None:
         p = np.clip(oof, 1e-12, 1 - 1e-12)
         z = np.log(p / (1 - p)).reshape(-1, 1)
         lr = LogisticRegression(C=1e6, max_iter=1000).fit(z, y)
-        return {"method": "platt", "a": float(lr.coef_[0, 0]), "b": float(lr.intercept_[0])}
+        a, b = float(lr.coef_[0, 0]), float(lr.intercept_[0])
+        if a > 1.0:  # it would sharpen: the shift alone, at slope 1
+            a, b = 1.0, _shift(z.ravel(), y)
+        return {"method": "platt", "a": a, "b": b}
     if task == "multiclass":
         from scipy.optimize import minimize_scalar
 
         best = minimize_scalar(
             lambda t: _log_loss(task, y, calibrate({"method": "temperature", "t": t}, oof)),
-            bounds=(0.05, 20.0),
+            bounds=(MIN_TEMPERATURE, MAX_TEMPERATURE),
             method="bounded",
         )
         return {"method": "temperature", "t": float(best.x)}
     return None
+
+
+def _shift(z: np.ndarray, y: np.ndarray) -> float:
+    """The intercept ``b`` that minimises the log loss of ``sigmoid(z + b)``."""
+    from scipy.optimize import minimize_scalar
+
+    def loss(b: float) -> float:
+        s = z + b  # log(1 + e^-s) for y = 1, log(1 + e^s) for y = 0, without overflow
+        return float(np.mean(np.logaddexp(0.0, np.where(y == 1, -s, s))))
+
+    return float(minimize_scalar(loss, bounds=(-30.0, 30.0), method="bounded").x)
 
 
 def decide(

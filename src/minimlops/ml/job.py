@@ -127,7 +127,9 @@ def fit_and_score(
     feedback_y, feedback_out = metrics.scores(model, _chunks(labelled)(), target, classes)
     y, out = np.concatenate([valid_y, feedback_y]), np.concatenate([valid_out, feedback_out])
     onnx, serving = _fast_form(
-        model, _chunks(_parity_rows(valid if valid.num_rows else train.slice(0, 1000), seed))
+        model,
+        _chunks(_parity_rows(valid if valid.num_rows else train.slice(0, 1000), seed)),
+        served=not (refit and valid.num_rows),
     )
     served = (
         OnnxModel(onnx, model.spec, model.algorithm, model.derive, linear=serving.get("linear"))
@@ -385,8 +387,17 @@ def _parity_rows(table: pa.Table, seed: int) -> pa.Table:
 def _fast_form(
     model: TrainedModel,
     chunks: Callable[[], Iterator[list[dict[str, Any]]]],
+    *,
+    served: bool = True,
 ) -> tuple[bytes | None, dict[str, Any]]:
-    """The ONNX form, if it reproduces the model's probabilities on the rows."""
+    """The ONNX form, if it reproduces the model's probabilities on the rows.
+    ``served``: whether this fit is the one served (else it is the TRAIN-only
+    fit that VALIDATION measures before the refit, and a log line says so)."""
+    fallback = (
+        "serving scikit-learn"
+        if served
+        else "the TRAIN-only fit is measured with scikit-learn (the refit is served)"
+    )
     checked, diff = 0, 0.0
     try:
         blob = export.to_onnx(model)
@@ -397,11 +408,11 @@ def _fast_form(
                 for few in ([rows[0]], rows[:7]):
                     diff = max(diff, export.parity(model, served, few))
     except Exception as exc:  # a converter gap must not stop training
-        logger.warning("train_model: no fast path for %s: %s", model.algorithm, exc)
+        logger.warning("train_model: no fast path for %s: %s; %s", model.algorithm, exc, fallback)
         return None, {"runtime": "scikit-learn", "reason": f"conversion failed: {exc}"}
     if diff > export.TOLERANCE:
         logger.warning(
-            "train_model: ONNX differs by %.2e > %.0e; serving scikit-learn", diff, export.TOLERANCE
+            "train_model: ONNX differs by %.2e > %.0e; %s", diff, export.TOLERANCE, fallback
         )
         return None, {"runtime": "scikit-learn", "max_abs_diff": diff, "checked_rows": checked}
     serving = {
