@@ -14,6 +14,7 @@ from pathlib import Path
 import pyarrow.csv as pacsv
 import pytest
 
+from minimlops import projects
 from minimlops.generate import write_project_csv
 from tests import projects as shapes
 from tests.e2e.harness import Server, cli, env_for
@@ -149,6 +150,9 @@ def test_from_a_csv_to_a_served_model_with_init(tmp_path: Path) -> None:
         )  # as /predict
         many = json.loads(cli(home, "predict", json.dumps([row, row])).stdout)
         assert len(many["predictions"]) == 2
+        # a category the model never learnt: answered, and said, as /predict says it
+        drafted = projects.load(str(tmp_path / "proj"))
+        assert _unseen_said(home, drafted, row)
         # a second export, landed as it is: its rows are new rows
         cli(home, "ingest", str(more))
         srv.wait_for(
@@ -171,6 +175,22 @@ def test_from_a_csv_to_a_served_model_with_init(tmp_path: Path) -> None:
         )
     finally:
         srv.stop()
+    # with no server running, the command line predicts in its own process: said too
+    assert _unseen_said(home, drafted, row)
+
+
+def _unseen_said(home: Path, p, row: dict) -> bool:
+    """``minimlops predict`` of ``row`` with a value of a free-text category
+    the model never learnt: its answer warns about that column."""
+    name = next(
+        c.name
+        for c in p.columns
+        if c.type == "string" and c.allowed is None and c.name in p.features
+    )
+    said = json.loads(cli(home, "predict", json.dumps({**row, name: "no-such-value"})).stdout)
+    return (
+        said["warnings"][0]["field"] == name and "no-such-value" in said["warnings"][0]["message"]
+    )
 
 
 def _reachable(srv: Server) -> bool:

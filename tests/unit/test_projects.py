@@ -1542,6 +1542,12 @@ def test_a_misspelt_required_field_is_named_in_the_refusal() -> None:
     assert "misspelt" not in plain["message"]
     (target,) = refused({**{k: v for k, v in row.items() if k != "Sex"}, "Survived": 1})
     assert "misspelt" not in target["message"]
+    # a batch wrapped in an object (Vertex AI's shape): one error saying what a batch is,
+    # not every field of the row missing
+    (wrapped,) = refused({"instances": [row, row]})
+    assert (
+        wrapped["field"] == "instances" and "a batch is a JSON list of rows" in wrapped["message"]
+    )
 
 
 def test_a_misspelt_field_in_a_prediction_request_is_answered_with_a_warning() -> None:

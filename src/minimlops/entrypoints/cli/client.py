@@ -153,4 +153,7 @@ class InProcess:
         answers = [
             {k: orjson.loads(r[k]) if k == "probabilities" else r[k] for k in keys} for r in rows
         ]
-        return {"predictions": answers, "model_version": rows[0]["model_version"]}
+        out = {"predictions": answers, "model_version": rows[0]["model_version"]}
+        if warned := self.app.predictor.unseen(rows):  # a category never learnt, as /predict says
+            out["warnings"] = warned
+        return out

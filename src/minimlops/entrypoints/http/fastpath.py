@@ -42,7 +42,24 @@ def field_errors(
 ) -> list[dict[str, Any]]:
     """Pydantic's errors as the API reports them: field, message, batch index.
     With the data ``given`` and the ``known`` fields, a required field that is
-    missing names a field of the row spelt like it ("GrLivAreaSF")."""
+    missing names a field of the row spelt like it ("GrLivAreaSF"); an object
+    that holds a list of rows under a name no field has (Vertex AI's
+    ``{"instances": [...]}``) gets one error saying what a batch is instead."""
+    if not batch and known and isinstance(given, dict):
+        for name, value in given.items():
+            if (
+                name not in known
+                and isinstance(value, list)
+                and value
+                and all(isinstance(v, dict) for v in value)
+            ):
+                return [
+                    {
+                        "field": name,
+                        "message": f"a batch is a JSON list of rows ([{{...}}, {{...}}]), not an "
+                        f"object holding them under {name!r}: send the list itself",
+                    }
+                ]
     out = []
     for e in exc.errors(include_url=False):
         loc = list(e["loc"])
