@@ -628,6 +628,50 @@ def test_a_wide_drift_table_stays_inside_its_card(server: Server, browser, width
     context.close()
 
 
+def _long_ensemble(version: dict) -> dict:  # type: ignore[type-arg]
+    """The version's leaderboard with a chosen ensemble of four long-named members."""
+    board = version["selection"]["leaderboard"]
+    metric = version["selection"]["metric"]
+    for entry in board:
+        entry.pop("chosen", None)
+    members = ["lightgbm_regularised", "random_forest_deep", "logistic_regression_balanced"]
+    board.append(
+        {
+            "name": "ensemble",
+            "family": "ensemble",
+            "status": "scored",
+            "chosen": True,
+            "seconds": 4.2,
+            "cv": {metric: 0.4321},
+            "members": [
+                {"name": m, "weight": w}
+                for m, w in zip([*members, "lightgbm_large"], [0.4, 0.28, 0.2, 0.12], strict=True)
+            ],
+        }
+    )
+    return version
+
+
+def test_a_chosen_ensembles_long_name_wraps_inside_the_leaderboard(server: Server, browser) -> None:  # type: ignore[no-untyped-def]
+    """The chosen row's text does not wrap (it is marked), and an ensemble's
+    name of four members pushed the figures and the mark out of sight behind
+    a scroll bar: the name wraps, and the table fits its card."""
+    context = browser.new_context(viewport={"width": 1300, "height": 1000}, locale="en-US")
+    page = context.new_page()
+    _routed(page, "**/models/1", _long_ensemble)
+    page.goto(server.url + "/models/1")
+    page.wait_for_selector("#leaderboard tr[data-ensemble]")
+    overflow = page.evaluate(
+        "(() => { const s = document.querySelector('#leaderboard').closest('.scroll');"
+        " return s.scrollWidth - s.clientWidth; })()"
+    )
+    assert overflow <= 0, overflow
+    chosen = page.text_content("#leaderboard tr.promoted") or ""
+    assert chosen.startswith("ensemble of 0.40 × lightgbm_regularised") and "★ chosen" in chosen
+    shot(page, "model-long-ensemble")
+    context.close()
+
+
 def _fits(page, plot: str) -> bool:  # type: ignore[no-untyped-def]
     """The y axis of a uPlot is as wide as its widest tick label needs."""
     return bool(

@@ -253,7 +253,7 @@ function renderSelection(v) {
     // a forest's figures at random folds are out-of-bag: each row by the trees that did not draw it
     const name = e.members ? `ensemble of ${e.members.map((m) => `${m.weight.toFixed(2)} × ${m.name}`).join(" + ")}`
       : e.name + (e.estimate === "out-of-bag" ? " (out-of-bag)" : "");
-    tr.append(el("td", name), el("td", num(cv[metric], 4)), ...others.map((m) => el("td", num(cv[m], 4))),
+    tr.append(el("td", name, "wrap"), el("td", num(cv[metric], 4)), ...others.map((m) => el("td", num(cv[m], 4))),
               el("td", e.rounds ? String(e.rounds) : ""), el("td", num(e.seconds, 1)),
               el("td", e.chosen ? "★ chosen" : (e.status === "scored" ? (e.note || "") : e.status)));
     if (e.members) tr.dataset.ensemble = "true";
