@@ -152,7 +152,7 @@ def test_from_a_csv_to_a_served_model_with_init(tmp_path: Path) -> None:
         assert len(many["predictions"]) == 2
         # a category the model never learnt: answered, and said, as /predict says it
         drafted = projects.load(str(tmp_path / "proj"))
-        assert _unseen_said(home, drafted, row)
+        _assert_unseen_said(home, drafted, row)
         # a second export, landed as it is: its rows are new rows
         cli(home, "ingest", str(more))
         srv.wait_for(
@@ -176,21 +176,21 @@ def test_from_a_csv_to_a_served_model_with_init(tmp_path: Path) -> None:
     finally:
         srv.stop()
     # with no server running, the command line predicts in its own process: said too
-    assert _unseen_said(home, drafted, row)
+    _assert_unseen_said(home, drafted, row)
 
 
-def _unseen_said(home: Path, p, row: dict) -> bool:
-    """``minimlops predict`` of ``row`` with a value of a free-text category
+def _assert_unseen_said(home: Path, p, row: dict) -> None:
+    """``minimlops predict`` of ``row`` with a value of a one-hot text category
     the model never learnt: its answer warns about that column."""
     name = next(
         c.name
         for c in p.columns
         if c.type == "string" and c.allowed is None and c.name in p.features
-    )
+    )  # the drafted churn project's "plan": four values, one-hot
     said = json.loads(cli(home, "predict", json.dumps({**row, name: "no-such-value"})).stdout)
-    return (
-        said["warnings"][0]["field"] == name and "no-such-value" in said["warnings"][0]["message"]
-    )
+    (warning,) = said.get("warnings") or [None]
+    assert warning and warning["field"] == name, said
+    assert "'no-such-value' is not a category the model learnt" in warning["message"], said
 
 
 def _reachable(srv: Server) -> bool:

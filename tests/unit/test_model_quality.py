@@ -579,7 +579,7 @@ def test_a_calibration_never_sharpens_an_underconfident_model() -> None:
     logits[np.arange(3000), y] += 4.0
     timid = np.exp(logits / 3) / np.exp(logits / 3).sum(axis=1, keepdims=True)
     found = calibration.decide("multiclass", timid[:2000], y[:2000], y[2000:], timid[2000:])
-    assert found["params"]["t"] >= 1.0 and not found["kept"]
+    assert found["params"]["t"] == 1.0 and not found["kept"]  # at the bound: no softening
 
     yb = rng.integers(0, 2, 3000)
     z = rng.normal(size=3000) + np.where(yb == 1, 2.0, -2.0)
@@ -590,6 +590,11 @@ def test_a_calibration_never_sharpens_an_underconfident_model() -> None:
     rare = (rng.random(3000) < np.where(yb == 1, 0.3, 0.01)).astype(np.int64)
     found = calibration.decide("binary", cautious[:2000], rare[:2000], rare[2000:], cautious[2000:])
     assert found["kept"] and found["params"]["a"] == 1.0 and found["params"]["b"] < -1.0
+    # the shift alone is the intercept of the best fit at slope 1: on scores that say
+    # nothing (all 0.5), the log-odds of the base rate
+    base = rare[:2000].mean()
+    shift = calibration._shift(np.zeros(2000), rare[:2000])
+    assert shift == pytest.approx(np.log(base / (1 - base)), abs=1e-4)
 
 
 @pytest.mark.parametrize("task", ["binary", "multiclass", "regression"])

@@ -1548,6 +1548,9 @@ def test_a_misspelt_required_field_is_named_in_the_refusal() -> None:
     assert (
         wrapped["field"] == "instances" and "a batch is a JSON list of rows" in wrapped["message"]
     )
+    # a row with its own fields and a list of objects in another: its own errors, as before
+    (own,) = refused({**typo, "history": [{"k": 1}]})
+    assert own["field"] == "Sex" and "batch" not in own["message"]
 
 
 def test_a_misspelt_field_in_a_prediction_request_is_answered_with_a_warning() -> None:

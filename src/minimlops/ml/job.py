@@ -129,7 +129,7 @@ def fit_and_score(
     onnx, serving = _fast_form(
         model,
         _chunks(_parity_rows(valid if valid.num_rows else train.slice(0, 1000), seed)),
-        served=not (refit and valid.num_rows),
+        is_served=not (refit and valid.num_rows),
     )
     served = (
         OnnxModel(onnx, model.spec, model.algorithm, model.derive, linear=serving.get("linear"))
@@ -388,14 +388,14 @@ def _fast_form(
     model: TrainedModel,
     chunks: Callable[[], Iterator[list[dict[str, Any]]]],
     *,
-    served: bool = True,
+    is_served: bool = True,
 ) -> tuple[bytes | None, dict[str, Any]]:
     """The ONNX form, if it reproduces the model's probabilities on the rows.
-    ``served``: whether this fit is the one served (else it is the TRAIN-only
+    ``is_served``: whether this fit is the one served (else it is the TRAIN-only
     fit that VALIDATION measures before the refit, and a log line says so)."""
     fallback = (
         "serving scikit-learn"
-        if served
+        if is_served
         else "the TRAIN-only fit is measured with scikit-learn (the refit is served)"
     )
     checked, diff = 0, 0.0

@@ -43,9 +43,9 @@ def field_errors(
     """Pydantic's errors as the API reports them: field, message, batch index.
     With the data ``given`` and the ``known`` fields, a required field that is
     missing names a field of the row spelt like it ("GrLivAreaSF"); an object
-    that holds a list of rows under a name no field has (Vertex AI's
+    of no known field that holds a list of rows under a name (Vertex AI's
     ``{"instances": [...]}``) gets one error saying what a batch is instead."""
-    if not batch and known and isinstance(given, dict):
+    if not batch and known and isinstance(given, dict) and not any(k in known for k in given):
         for name, value in given.items():
             if (
                 name not in known
