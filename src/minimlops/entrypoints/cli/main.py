@@ -280,12 +280,9 @@ def predict(
     for w in models.unknown_fields(people):  # dropped, so imputed: the user must know
         warn(w["message"] + (f" (in {w['rows']:,} of {len(people):,} rows)" if "rows" in w else ""))
     if single:  # one row in, one answer out (with its warnings), as POST /predict
-        result = {**result["predictions"][0], **_warnings_of(result)}
+        said = {"warnings": result["warnings"]} if result.get("warnings") else {}
+        result = {**result["predictions"][0], **said}
     console.print_json(json.dumps(result, default=str))
-
-
-def _warnings_of(result: dict[str, Any]) -> dict[str, Any]:
-    return {"warnings": result["warnings"]} if result.get("warnings") else {}
 
 
 def _checked_rows(models: Any, rows: list[dict[str, Any]], single: bool) -> list[Any]:
