@@ -193,3 +193,32 @@ def test_multiclass_attributions_are_per_class_and_the_shown_one_is_the_predicte
     table = attributions.mean_abs(found)
     assert [e["mean_abs"] for e in table] == sorted((e["mean_abs"] for e in table), reverse=True)
     assert {e["column"] for e in table} == set(found.inputs)
+
+
+def test_a_multiclass_ensembles_attributions_are_bounded_by_its_members() -> None:
+    """A class's probability moves with every class's score. Its members'
+    class-score attributions go through the softmax, whose Jacobian has no
+    entry above 1/4: no input can move a class's probability by more than a
+    quarter of its class-score attributions' absolute sum (weighted over the
+    members). A secant per class (its own score's change) broke this where
+    that change was ~0: attributions in the thousands, on this data."""
+    f = fitted_for("wine")
+    names = ["logistic_regression", "lightgbm_small"]
+    members, weights = [f.estimators[n] for n in names], [0.6, 0.4]
+    ensemble = Ensemble(members, weights, names, "multiclass")
+    found = attributions.Attributor(f.model(ensemble)).explain(f.rows)
+    parts = [attributions.Attributor(f.model(m)).explain(f.rows) for m in members]
+    # each class's probability-space attributions: the log link's secant undone
+    p, pb = np.exp(found.raw), np.exp(found.base)
+    moved = np.abs(p - pb) > 1e-6
+    secant = (found.raw - found.base)[moved] / (p - pb)[moved]
+    in_probability = found.by_input[moved] / secant[:, None]
+    bound = sum(
+        w * np.abs(part.by_input).sum(axis=1) for w, part in zip(weights, parts, strict=True)
+    )
+    bound = np.broadcast_to(bound[:, None, :] / 4, found.by_input.shape)[moved]
+    assert moved.sum() > 0.9 * moved.size
+    assert (np.abs(in_probability) <= bound + 1e-9).all(), np.abs(in_probability / bound).max()
+    np.testing.assert_allclose(
+        found.raw, attributions.raw_output(ensemble, f.X, "multiclass"), atol=1e-6
+    )

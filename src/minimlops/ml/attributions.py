@@ -29,8 +29,11 @@ By estimator (the candidates of ``ml.candidates`` and their ``Ensemble``):
   theirs, exact. A classifier's probability is the weighted mean of its
   members' probabilities (not of their log-odds: see ``ml.ensemble`` for
   why), so the members' attributions are taken to probability space (a
-  forest's are there already; a linear or boosted member's are rescaled to
-  its ``p - p_base``), summed with the weights (exact in probability space),
+  forest's are there already; a linear or boosted member's go through its
+  link: the sigmoid's secant for binary, for multiclass the softmax's
+  Jacobian averaged along the path from the base's class scores to the
+  row's, since a class's probability moves with every class's score),
+  summed with the weights (exact in probability space),
   then rescaled to add up to the ensemble's log-odds (class score
   ``log p_c``): local accuracy exact, the split approximate, as a forest's.
 
@@ -47,6 +50,7 @@ scikit-learn (and shap, for forests) only when it explains.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -62,6 +66,7 @@ if TYPE_CHECKING:
 SPACES = {"binary": "log-odds", "multiclass": "logit", "regression": "value"}
 FLOOR = 1e-15  # probabilities are clipped here before their log (a forest's 0 or 1)
 TINY = 1e-12  # a change of output below this is read as none (see _rescaled)
+PATH_POINTS, PANEL = 16, 4.0  # the softmax's path: points a panel, logits a panel (_to_probability)
 
 # (base (n, k), slot attributions (n, k, width)) of a feature matrix
 Slots = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
@@ -223,18 +228,16 @@ def _classes(est: Any) -> np.ndarray:
 def _method(est: Any, task: str, k: int) -> tuple[str, Slots]:
     """The method's name, and the function from a feature matrix to (base, slots)."""
     if isinstance(est, Ensemble):
-        parts = [_method(m, task, k) for m in est.members]
-        # a member's own rescaling is not the ensemble's: its name without it
-        names = ", ".join(
-            f"{w:.2f} × {n.partition(', rescaled')[0]}"
-            for w, (n, _) in zip(est.weights, parts, strict=True)
-        )
         if task == "regression":
+            parts = [_method(m, task, k) for m in est.members]
+            names = _weighted_names(est, [n for n, _ in parts])
             return f"weighted sum of its members' ({names})", _weighted(est, parts)
+        members = [_in_probability(m, task, k) for m in est.members]
+        names = _weighted_names(est, [n for n, _ in members])
         return (
             f"its members' in probability space, weighted ({names}), "
             f"rescaled to add up to the {SPACES[task]}",
-            _blended(est, parts, task),
+            _blended(est, [f for _, f in members], task),
         )
     kind = _kind(est)
     if kind == "linear":
@@ -358,19 +361,53 @@ def _to_probability(
 ) -> tuple[np.ndarray, np.ndarray]:
     """A member's raw-space attributions as probability-space ones (the
     inverse of :func:`_rescaled`): the base's probability, and attributions
-    scaled to add up to ``p - p_base`` (binary: sigmoid; multiclass: each
-    class's softmax probability)."""
+    that add up to ``p - p_base``.
+
+    Binary: each row's scaled by the sigmoid's secant. Multiclass: a class's
+    probability moves with every class's score, not its own alone (a secant
+    per class divides by its own score's change, which can be ~0 while its
+    probability moves: attributions in the thousands were seen), so each
+    input's class-score attributions go through the softmax's Jacobian
+    averaged along the straight line from the base's scores to the row's
+    (integrated gradients of the softmax, by Gauss-Legendre quadrature);
+    what the quadrature leaves of ``p - p_base`` is shared in proportion to
+    each attribution's size, so they add up exactly."""
     z = base + slots.sum(axis=2)
+    moved = z - base
     if task == "binary":
         p, pb = 1.0 / (1.0 + np.exp(-z)), 1.0 / (1.0 + np.exp(-base))
-        slope_at = pb * (1.0 - pb)
-    else:
-        p, pb = _softmax(z), _softmax(base)
-        slope_at = pb * (1.0 - pb)  # the diagonal of the softmax's Jacobian
-    moved = z - base
-    far = np.abs(moved) > TINY
-    slope = np.where(far, (p - pb) / np.where(far, moved, 1.0), slope_at)
-    return pb, slots * slope[:, :, None]
+        far = np.abs(moved) > TINY
+        slope = np.where(far, (p - pb) / np.where(far, moved, 1.0), pb * (1.0 - pb))
+        return pb, slots * slope[:, :, None]
+    p, pb = _softmax(z), _softmax(base)
+    k = z.shape[1]
+    # Gauss-Legendre on panels of [0, 1], one per PANEL of the largest spread
+    # of a row's score changes (the softmax turns within a few logits): the
+    # quadrature is then exact to ~1e-13 (measured to a spread of 250 logits)
+    spread = float((moved.max(axis=1) - moved.min(axis=1)).max(initial=0.0))
+    panels = int(min(max(np.ceil(spread / PANEL), 1), 64))
+    t, w = _gauss_legendre()
+    start = np.linspace(0.0, 1.0, panels + 1)[:-1, None]
+    at = (start + (t + 1.0) / (2.0 * panels)).ravel()
+    weight = np.tile(w / (2.0 * panels), panels)
+    q = _softmax((base[None] + at[:, None, None] * moved[None]).reshape(-1, k))
+    q = q.reshape(len(at), *z.shape).transpose(1, 0, 2)  # (n, points, k)
+    wq = q * weight[None, :, None]
+    # the mean Jacobian, diag(mean q) - mean(q q^T), as one matrix product a row
+    jac = wq.sum(axis=1)[:, :, None] * np.eye(k) - np.matmul(wq.transpose(0, 2, 1), q)
+    phi = np.einsum("nck,nkw->ncw", jac, slots)
+    left = (p - pb) - phi.sum(axis=2)
+    size = np.abs(phi)
+    total = size.sum(axis=2, keepdims=True)
+    phi = phi + left[:, :, None] * np.where(total > 0, size / np.where(total > 0, total, 1.0), 0.0)
+    return pb, phi
+
+
+@functools.cache
+def _gauss_legendre() -> tuple[np.ndarray, np.ndarray]:
+    """``PATH_POINTS`` nodes and weights on [-1, 1] (an eigenproblem: ~0.6 ms)."""
+    t, w = np.polynomial.legendre.leggauss(PATH_POINTS)
+    return np.asarray(t), np.asarray(w)
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:
@@ -388,12 +425,26 @@ def _weighted(est: Any, parts: list[tuple[str, Slots]]) -> Slots:
     return slots
 
 
-def _blended(est: Any, parts: list[tuple[str, Slots]], task: str) -> Slots:
+def _weighted_names(est: Any, names: list[str]) -> str:
+    return ", ".join(f"{w:.2f} × {n}" for w, n in zip(est.weights, names, strict=True))
+
+
+def _in_probability(est: Any, task: str, k: int) -> tuple[str, Slots]:
+    """A classifier member's method, and its attributions in probability
+    space: a forest's as TreeSHAP gives them, any other's taken there from
+    its raw space (:func:`_to_probability`)."""
+    if _kind(est) == "forest":
+        return "TreeSHAP on the probability", _forest_probability(est, task)
+    name, raw = _method(est, task, k)
+    return name, lambda X: _to_probability(task, *raw(X))
+
+
+def _blended(est: Any, parts: list[Slots], task: str) -> Slots:
     def slots(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         base_p: Any = 0.0
         phi_p: Any = 0.0
-        for w, (_, f) in zip(est.weights, parts, strict=True):
-            pb, s = _to_probability(task, *f(X))
+        for w, f in zip(est.weights, parts, strict=True):
+            pb, s = f(X)
             base_p, phi_p = base_p + w * pb, phi_p + w * s
         # the ensemble's probability as the members' add up (its weighted
         # mean): a forest's own predict_proba of one row costs ~20x its TreeSHAP
@@ -404,6 +455,22 @@ def _blended(est: Any, parts: list[tuple[str, Slots]], task: str) -> Slots:
 
 
 def _forest(est: Any, task: str) -> Slots:
+    probability = _forest_probability(est, task)
+    if task == "regression":
+        return probability
+
+    def slots(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        b, phi = probability(X)
+        # the forest's probability as TreeSHAP adds it up (to ~1e-15):
+        # scikit-learn's predict_proba of one row costs ~20x the explanation
+        return _rescaled(task, b, phi, b + phi.sum(axis=2))
+
+    return slots
+
+
+def _forest_probability(est: Any, task: str) -> Slots:
+    """A forest's TreeSHAP on its own output: the value, or the probability
+    (binary: the positive class's)."""
     try:
         import shap  # ~1 s with numba: only when a forest is explained
     except ImportError:
@@ -414,7 +481,7 @@ def _forest(est: Any, task: str) -> Slots:
     explainer = shap.TreeExplainer(est)
     expected = np.atleast_1d(np.asarray(explainer.expected_value, dtype=np.float64))
 
-    def slots(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def probability(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         sv = explainer.shap_values(X, check_additivity=False)
         phi = np.stack(sv, axis=-1) if isinstance(sv, list) else np.asarray(sv)
         phi = np.asarray(phi, dtype=np.float64)
@@ -423,12 +490,9 @@ def _forest(est: Any, task: str) -> Slots:
             return np.full((n, 1), expected[0]), phi.reshape(n, 1, -1)
         phi = np.moveaxis(phi, -1, 1)  # (n, classes, width)
         if task == "binary":
-            phi, b = phi[:, 1:2, :], expected[1:2]
+            phi, expected_k = phi[:, 1:2, :], expected[1:2]
         else:
-            b = expected
-        # the forest's probability as TreeSHAP adds it up (to ~1e-15):
-        # scikit-learn's predict_proba of one row costs ~20x the explanation
-        p = b + phi.sum(axis=2)
-        return _rescaled(task, b, phi, p)
+            expected_k = expected
+        return np.broadcast_to(expected_k, (n, len(expected_k))).copy(), phi
 
-    return slots
+    return probability
