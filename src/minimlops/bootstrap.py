@@ -117,8 +117,9 @@ def project_of(settings: Settings) -> Project:
 
 def _champion_rows(settings: Settings, project: Project) -> list[dict[str, Any]] | None:
     """The local champion's typical training row, to run derived features on
-    real values at start (None: no champion, or not the local backend)."""
-    if settings.backend != "local":
+    real values at start (None: no champion, not the local backend, or a
+    home nothing has run in: its store is not created to find out)."""
+    if settings.backend != "local" or not (settings.home / "project.json").exists():
         return None
     names = names_of(settings, project)
     store = load_class("local", "store")(settings.buckets_dir)

@@ -150,6 +150,13 @@ def test_from_a_csv_to_a_served_model_with_init(tmp_path: Path) -> None:
         )  # as /predict
         many = json.loads(cli(home, "predict", json.dumps([row, row])).stdout)
         assert len(many["predictions"]) == 2
+        # the export's own rows as a CSV, answered as the file loaded: its
+        # true/false cells are booleans (they were refused as text)
+        few = tmp_path / "few.csv"
+        few.write_text("\n".join(data.read_text().splitlines()[:6]) + "\n")
+        assert ",true," in few.read_text() or ",false," in few.read_text()
+        from_file = json.loads(cli(home, "predict", "--file", str(few)).stdout)
+        assert len(from_file["predictions"]) == 5, from_file
         # a category the model never learnt: answered, and said, as /predict says it
         drafted = projects.load(str(tmp_path / "proj"))
         _assert_unseen_said(home, drafted, row)

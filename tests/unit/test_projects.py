@@ -1383,9 +1383,13 @@ def test_a_request_without_a_required_value_or_with_true_for_a_number_is_refused
         ({"rate": False}, "rate", "a number is needed here, not false"),
         ({"amount": 1e300}, "amount", "a whole number from -9223372036854775808 to"),
         ({"term": True}, "term", "a number is needed here, not true"),  # Literal took it as 1
-        ({"secured": "yes"}, "secured", "true or false is needed here, not 'yes'"),  # bool took it
+        (
+            {"secured": "on"},  # bool took it; a landed file's cell would be refused
+            "secured",
+            "true or false is needed here (as text: true/t/yes/y/1/false/f/no/n/0, any case), "
+            "not 'on'",
+        ),
         ({"secured": 1}, "secured", "true or false is needed here, not 1"),
-        ({"secured": "true"}, "secured", "true or false is needed here, not 'true'"),
         ({"joint": 0}, "joint", "true or false is needed here, not 0"),  # Literal took it as false
     ]
     for change, field, said in refused:
@@ -1399,6 +1403,15 @@ def test_a_request_without_a_required_value_or_with_true_for_a_number_is_refused
         answer(orjson.dumps({**good, "secured": True, "joint": False}), "application/json")
     )
     assert status == 200 and logged[-1]["secured"] is True
+    # as text, the words a landed file's boolean cell may hold (a CSV's rows
+    # given to `minimlops predict --file` answer as the file would load)
+    for word, truth in (("true", True), ("FALSE", False), (" Yes ", True), ("0", False)):
+        joint = {} if truth else {"joint": word}  # its only allowed value: false
+        status, _ = asyncio.run(
+            answer(orjson.dumps({**good, "secured": word, **joint}), "application/json")
+        )
+        assert status == 200 and logged[-1]["secured"] is truth, (word, logged[-1])
+        assert truth or logged[-1]["joint"] is False
     for blank in ("", "NA", "  ", " NA "):  # an optional field's blank: not given
         status, _ = asyncio.run(
             answer(orjson.dumps({**good, "purpose": blank}), "application/json")
@@ -1735,3 +1748,21 @@ def test_a_number_sent_as_text_that_reads_as_one_is_that_number(trained) -> None
     if listed := [c for c in p.columns if c.type == "integer" and c.allowed and c.name in good]:
         status, out = answered({**good, listed[0].name: str(good[listed[0].name])})
         assert status == 422 and out["errors"][0]["field"] == listed[0].name, out
+
+
+def test_a_command_on_a_home_nothing_has_run_in_says_so_and_creates_nothing(tmp_path) -> None:
+    """`status` (and every command reading a home) in a directory without
+    one: one line saying there is no home and how to start one, not an empty
+    report from a home quietly created there."""
+    from typer.testing import CliRunner
+
+    from minimlops.entrypoints.cli.main import app
+
+    home = tmp_path / "nowhere"
+    for command in (["status"], ["models", "list"], ["query", "select 1"], ["train"]):
+        result = CliRunner().invoke(app, [*command, "--home", str(home)])
+        assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+        (line,) = result.stderr.strip().splitlines()
+        assert line.startswith(f"error: no data home at {home}: nothing has run there yet"), line
+        assert "minimlops up" in line and "--home" in line, line
+        assert not home.exists(), f"{command}: no home is created"

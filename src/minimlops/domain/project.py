@@ -31,6 +31,12 @@ BQ_TYPES = {
     "date": "DATE",
     "timestamp": "TIMESTAMP",
 }
+# A boolean cell's words (any case), as BigQuery's CSV load reads them: a
+# landed file's, a CSV given to `minimlops predict`'s and a request's.
+BOOLEAN_WORDS = {
+    **dict.fromkeys(("true", "t", "yes", "y", "1"), True),
+    **dict.fromkeys(("false", "f", "no", "n", "0"), False),
+}
 # Each task's metrics, and for the gate: the primary metric's direction.
 METRICS = {
     "binary": {"accuracy": "max", "roc_auc": "max", "log_loss": "min", "brier": "min", "f1": "max"},

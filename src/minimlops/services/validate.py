@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from minimlops.domain.project import Project, nearest
+from minimlops.domain.project import BOOLEAN_WORDS, Project, nearest
 from minimlops.domain.schema import SPLIT_BOUNDS, SPLITS
 from minimlops.errors import SchemaError
 from minimlops.services.content_keys import ContentKeys, joined_keys
@@ -45,7 +45,7 @@ MAX_LISTED_ERRORS = 100
 PATTERNS = {
     "INTEGER": r"^[+-]?[0-9]{1,18}(\.0*)?$",  # "3.0": how pandas writes a float column of whole numbers
     "FLOAT": r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?$",
-    "BOOLEAN": r"^(?i:true|false|t|f|yes|no|y|n|1|0)$",
+    "BOOLEAN": rf"^(?i:{'|'.join(BOOLEAN_WORDS)})$",
 }
 UTC_US = pa.timestamp("us", tz="UTC")
 TYPES = {
@@ -453,7 +453,7 @@ def _check_column(
     if bq_type == "BOOLEAN":
         lower = pc.utf8_lower(text)
         typed = pc.if_else(
-            pc.is_in(lower, pa.array(["true", "t", "yes", "y", "1"])),
+            pc.is_in(lower, pa.array([w for w, truth in BOOLEAN_WORDS.items() if truth])),
             True,
             pc.if_else(pc.is_valid(lower), False, pa.scalar(None, pa.bool_())),
         )

@@ -71,16 +71,25 @@ def _setup_logging(level: str) -> None:
 
 
 def _ops(settings: Settings) -> Any:
+    """The operations of a data home: its running server's, else in this
+    process; a local home nothing has run in is refused, not created."""
     from minimlops.entrypoints.cli.client import InProcess, Remote
     from minimlops.entrypoints.runtime.home import running_server
 
     info = running_server(settings)
     if info is not None:
         return Remote(info)
-    from minimlops.bootstrap import build
+    from minimlops.bootstrap import build, project_of
     from minimlops.entrypoints.runtime.progress import ThrottledProgress
 
     try:  # a wrong project file, or a home holding another project
+        if settings.backend == "local" and not (settings.home / "project.json").exists():
+            project_of(settings)  # its mistakes first: they are what to fix
+            fail(
+                f"no data home at {settings.home}: nothing has run there yet. Start the "
+                "pipeline there with `minimlops up` (or load a file with `minimlops ingest "
+                "FILE`), or name the home that holds your data with --home or MINIMLOPS_HOME."
+            )
         app = build(settings, progress=ThrottledProgress())
     except MinimlopsError as exc:
         fail(exc)
@@ -89,6 +98,8 @@ def _ops(settings: Settings) -> Any:
 
 
 def _fail(exc: Exception) -> None:
+    if isinstance(exc, typer.Exit):  # a RuntimeError: already said (by fail)
+        raise exc
     fail(exc)
 
 

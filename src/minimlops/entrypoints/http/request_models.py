@@ -22,7 +22,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 from typing_extensions import TypedDict  # pydantic needs this one on Python 3.11
 
-from minimlops.domain.project import INT64, ColumnSpec, Project, closest
+from minimlops.domain.project import BOOLEAN_WORDS, INT64, ColumnSpec, Project, closest
 
 
 def _empty_is_missing(value: Any) -> Any:
@@ -149,16 +149,25 @@ def _a_number(whole: bool) -> Any:
 
 
 def _a_boolean() -> Any:
-    """A boolean field's check before pydantic's, which would read "yes", 1 or
-    "on" as true: only JSON's true and false are booleans (a file's column of
-    Yes/No is text, and so is a request's)."""
+    """A boolean field's check before pydantic's, which would read 1 or "on"
+    as true: JSON's true and false, or a word a landed file's boolean cell
+    may hold ("false", "Yes", "0": ``BOOLEAN_WORDS``, any case), as text, so
+    a row read from a CSV answers as its file would load."""
 
     def check(value: Any) -> Any:
-        if value is not None and not isinstance(value, bool):
+        if value is None or isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in BOOLEAN_WORDS:
+            return BOOLEAN_WORDS[value.strip().lower()]
+        if isinstance(value, str):
             raise PydanticCustomError(
-                "bool_type", "true or false is needed here, not {value}", {"value": repr(value)}
+                "bool_type",
+                "true or false is needed here (as text: {words}, any case), not {value}",
+                {"value": repr(value), "words": "/".join(BOOLEAN_WORDS)},
             )
-        return value
+        raise PydanticCustomError(
+            "bool_type", "true or false is needed here, not {value}", {"value": repr(value)}
+        )
 
     return BeforeValidator(check)
 
