@@ -404,6 +404,7 @@ def build(
         promotion_tolerance=settings.promotion_tolerance,
         alerts=alerts_of(settings),
         progress=progress,
+        files=settings.buckets_dir,
         compute=(compute or load_class("local", "compute")()) if isolate_training else run_here,
     )
     registry = registry_of(deps)

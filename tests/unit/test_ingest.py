@@ -384,3 +384,22 @@ def test_a_word_for_no_value_that_reads_as_a_number_is_missing_in_every_batch() 
         assert typed.column("x").to_pylist()[0] is None, x
         assert typed.column("n").to_pylist()[0] is None, n
     assert typed.column("id").to_pylist() == [1, 2]  # a key is no word for no value
+
+
+def test_on_the_local_backend_the_log_names_a_rejected_file_and_its_report_by_path(
+    caplog: pytest.LogCaptureFixture, tmp_path
+) -> None:
+    """A person reading `minimlops up`'s log on a laptop has no gs:// to open:
+    the file, where it was moved and its report are named by their path."""
+    from tests.conftest import fake_deps_for
+
+    deps = fake_deps_for(TITANIC, files=tmp_path / "buckets")
+    with caplog.at_level("INFO", logger="minimlops"):
+        land(deps, "bad.csv", csv_bytes(GOOD[0], GOOD[1].replace(",38,", ",old,")))
+    (said,) = [r.getMessage() for r in caplog.records if "rejected" in r.getMessage()]
+    where = tmp_path / "buckets" / LAND
+    assert f"{where}/bad.csv rejected: " in said, said
+    assert f"moved to {where}/rejected/bad.csv, report {where}/rejected/bad.csv.report.json" in (
+        said
+    ), said
+    assert "gs://" not in said, said

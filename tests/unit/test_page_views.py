@@ -9,7 +9,7 @@ import pytest
 
 from minimlops.generate import passengers
 from minimlops.services import admin
-from minimlops.services.deps import Deps
+from minimlops.services.deps import Deps, local_path
 from minimlops.services.explain import Explainer
 from minimlops.services.train import registry_of
 from tests.unit.test_ingest import LAND, land
@@ -84,11 +84,9 @@ def test_a_path_under_the_home_directory_is_written_with_a_tilde(
 ) -> None:
     monkeypatch.setenv("HOME", str(tmp_path))
     files = tmp_path / ".minimlops" / "buckets"
-    assert admin.local_path("gs://b/dir/x.csv", files) == str(
-        Path("~/.minimlops/buckets/b/dir/x.csv")
-    )
-    assert admin.local_path("gs://b/x.csv", Path("/srv/data")) == "/srv/data/b/x.csv"
-    assert admin.local_path("gs://b/x.csv", None) == "gs://b/x.csv"
+    assert local_path("gs://b/dir/x.csv", files) == str(Path("~/.minimlops/buckets/b/dir/x.csv"))
+    assert local_path("gs://b/x.csv", Path("/srv/data")) == "/srv/data/b/x.csv"
+    assert local_path("gs://b/x.csv", None) == "gs://b/x.csv"
 
 
 def test_status_says_a_rejected_file_loaded_nothing() -> None:

@@ -14,7 +14,7 @@ from minimlops.domain.events import ModelPromoted, RetrainRequested
 from minimlops.domain.project import shape_changes
 from minimlops.errors import ConflictError
 from minimlops.services import alerts, messagebus
-from minimlops.services.deps import Deps
+from minimlops.services.deps import Deps, local_path
 from minimlops.services.registry import ModelRegistry
 
 logger = logging.getLogger(__name__)
@@ -393,20 +393,6 @@ def timeline(
         previous = h["version"]
     events.sort(key=lambda e: e["at"], reverse=True)
     return events[:limit]
-
-
-def local_path(uri: str, files: Path | None) -> str:
-    """How a page shows an object: the file under ``files`` (the local
-    backend's buckets directory, written ``~/…`` under the home directory),
-    else the URI itself. For display only: never an identifier."""
-    if files is None or not uri.startswith("gs://"):
-        return uri
-    bucket, _, name = uri[len("gs://") :].partition("/")
-    path = Path(files, bucket, *name.split("/")).absolute()  # not the server's working directory
-    try:
-        return str(Path("~") / path.relative_to(Path.home()))
-    except (ValueError, RuntimeError):  # not under the home directory, or no home
-        return str(path)
 
 
 def _triggers(deps: Deps) -> list[dict[str, Any]]:

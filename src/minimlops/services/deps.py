@@ -10,6 +10,7 @@ import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from minimlops.domain.project import Project
@@ -104,3 +105,22 @@ class Deps:
     now: Callable[[], datetime] = utc_now
     compute: Callable[..., Any] = run_here  # where training's compute runs (may offer cancel())
     alerts: Alerts = field(default_factory=Alerts)
+    files: Path | None = None  # the local backend's buckets directory (see shown)
+
+    def shown(self, uri: str) -> str:
+        """How a log line names an object: its file on the local backend."""
+        return local_path(uri, self.files)
+
+
+def local_path(uri: str, files: Path | None) -> str:
+    """How a page or a log line shows an object: the file under ``files``
+    (the local backend's buckets directory, written ``~/…`` under the home
+    directory), else the URI itself. For display only: never an identifier."""
+    if files is None or not uri.startswith("gs://"):
+        return uri
+    bucket, _, name = uri[len("gs://") :].partition("/")
+    path = Path(files, bucket, *name.split("/")).absolute()  # not the server's working directory
+    try:
+        return str(Path("~") / path.relative_to(Path.home()))
+    except (ValueError, RuntimeError):  # not under the home directory, or no home
+        return str(path)

@@ -46,7 +46,7 @@ def ingest_data(event: ObjectFinalized, *, deps: Deps) -> list[Event]:
         if r["generation"] == info.generation and r["status"] == "loaded"
     ]
     if done:
-        logger.info("ingest_data: %s was loaded before; republishing", info.uri)
+        logger.info("ingest_data: %s was loaded before; republishing", deps.shown(info.uri))
         return [_complete(done[0], deps)]
     digest = _sha256(deps, info)
     ingestion_id = f"{deps.now():%Y%m%dT%H%M%S%fZ}-{digest[:8]}"
@@ -64,7 +64,7 @@ def ingest_data(event: ObjectFinalized, *, deps: Deps) -> list[Event]:
     earlier = [r for r in deps.warehouse.ledger(content_sha256=digest) if r["status"] == "loaded"]
     if earlier:
         msg = f"same content as {earlier[0]['source_uri']} (loaded before): nothing loaded"
-        logger.warning("ingest_data: %s: %s", info.uri, msg)
+        logger.warning("ingest_data: %s: %s", deps.shown(info.uri), msg)
         _record(deps, row, status="duplicate", message=msg)
         return []
     return _load(deps, info, row)
@@ -96,29 +96,31 @@ def _load(deps: Deps, info: ObjectInfo, row: dict[str, Any]) -> list[Event]:
             for r in deps.warehouse.ledger(content_sha256=row["content_sha256"])
         ):
             raise  # a conflict of another kind: let the message come back
-        logger.warning("ingest_data: %s: loaded concurrently by another delivery", info.uri)
+        logger.warning(
+            "ingest_data: %s: loaded concurrently by another delivery", deps.shown(info.uri)
+        )
         return []
     labels = deps.warehouse.labels_from_ingestion(
         deps.names.training_table,
         deps.names.predictions_table,
         deps.names.feedback_table,
         ledger_row["ingestion_id"],
-        info.uri,
+        deps.shown(info.uri),
     )
     if labels:
         logger.info(
             "ingest_data: %s: %s rows label every earlier prediction made with their key "
             "(feedback)",
-            info.uri,
+            deps.shown(info.uri),
             f"{labels:,}",
         )
     logger.info(
         "ingest_data: %s: %s rows loaded into %s (%s)%s",
-        info.uri,
+        deps.shown(info.uri),
         f"{rows:,}",
         deps.names.training_table,
         ledger_row["ingestion_id"],
-        f"; {report.bad_rows:,} bad rows skipped, report {ledger_row['report_uri']}"
+        f"; {report.bad_rows:,} bad rows skipped, report {deps.shown(ledger_row['report_uri'])}"
         if report.bad_rows
         else "",
     )
@@ -196,7 +198,7 @@ def _checked(
             f"optional column{'s' if len(absent) > 1 else ''} {_listed(absent)} not in "
             "the file: loaded as empty"
         )
-        logger.info("ingest_data: %s: %s", info.uri, said[-1])
+        logger.info("ingest_data: %s: %s", deps.shown(info.uri), said[-1])
     if said:
         row["message"] = "; ".join(said)
 
@@ -243,10 +245,10 @@ def _reject(
     summary = report.summary() + (f"; {advice}" if advice else "")
     logger.error(
         "ingest_data: %s rejected: %s; moved to %s, report %s",
-        info.uri,
+        deps.shown(info.uri),
         summary,
-        moved.uri,
-        row["report_uri"],
+        deps.shown(moved.uri),
+        deps.shown(row["report_uri"]),
     )
     _record(deps, row, status="rejected", message=summary)
     return alerts.raised(

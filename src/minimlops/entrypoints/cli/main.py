@@ -154,7 +154,7 @@ def ingest(
     from minimlops.bootstrap import check_home, open_store, project_of
     from minimlops.entrypoints.cli.client import InProcess
     from minimlops.entrypoints.runtime.home import running_server
-    from minimlops.services.admin import local_path
+    from minimlops.services.deps import local_path
 
     if settings.backend == "local":
         try:  # a wrong project, or a home of another one, is said before anything lands
