@@ -919,6 +919,15 @@ def test_a_comparison_on_part_of_the_rows_is_said_on_the_evaluation_page(
         assert said.startswith(f"compared on the {int(cmp['evaluation']['rows'])} evaluation rows")
         assert f"{cmp['challenger']['rmse']:.3f} for this version against" in said, said
         assert f"{cmp['evaluation']['rmse']:.3f} for champion 1" in said, said
+        # by time: the folds are in time order, and a date's importance is
+        # said to be blind to its trend (VALIDATION is one short window)
+        window = srv.http.get("/models/2").json()["training"]["split"]["validation"]
+        page.wait_for_function("document.querySelector('#importance-note').textContent")
+        assert "-fold cross-validation in time order" in (
+            page.text_content("#selection-note") or ""
+        )
+        note = page.text_content("#importance-note") or ""
+        assert f"VALIDATION's window ({window['from']} to {window['to']})" in note, note
         shot(page, "model-compared-part")
     finally:
         srv.stop()

@@ -198,8 +198,15 @@ function renderImportance(v) {
   const imp = (v.report || {}).importance;
   const list = document.getElementById("importance");
   if (!imp) { document.getElementById("importance-note").textContent = "not stored for this version"; return; }
+  const sp = (v.training || {}).split || {};
+  const val = sp.validation || {};
+  // by time, VALIDATION is a short window: its dates shuffled barely move, so
+  // a date's trend shows in the attributions (from TRAIN's typical date), not here
+  const byTime = sp.strategy === "time" && val.from
+    ? `; the rows are split by time, and shuffling dates within VALIDATION's window (${val.from} to ${val.to}) cannot show a trend: a date column can matter little here and still move every prediction (see its mean |attribution|, measured from TRAIN's typical date)`
+    : "";
   document.getElementById("importance-note").textContent =
-    `how much ${imp.metric.replaceAll("_", " ")} gets worse when one column's values are shuffled (${imp.rows} VALIDATION rows, mean of 3 shuffles)`;
+    `how much ${imp.metric.replaceAll("_", " ")} gets worse when one column's values are shuffled (${imp.rows} VALIDATION rows, mean of 3 shuffles)${byTime}`;
   const max = Math.max(1e-12, ...imp.columns.map((c) => Math.abs(c.importance)));
   for (const c of imp.columns) {
     const li = el("li");
@@ -262,7 +269,7 @@ function renderSelection(v) {
   }
   body.dataset.candidates = String(board.length);
   document.getElementById("selection-note").textContent = board.length
-    ? `${sel.folds}-fold cross-validation${sel.repeats > 1 ? `, repeated ${sel.repeats} times,` : ""} on ${(sel.rows || 0).toLocaleString()} TRAIN rows, on ${metric.replaceAll("_", " ")} (${sel.direction === "min" ? "lower" : "higher"} is better)${sel.budget_s ? `, ${Math.round(sel.seconds || 0)} s of a ${sel.budget_s >= 1 ? Math.round(sel.budget_s) : sel.budget_s} s budget (${sel.budget_from})` : ""}; chosen: ${sel.chosen} (${sel.settings})`
+    ? `${sel.folds}-fold cross-validation${sel.folds_by === "time" ? " in time order (each fold scored on the rows after those it learnt from)" : sel.folds_by === "group" ? " by group" : ""}${sel.repeats > 1 ? `, repeated ${sel.repeats} times,` : ""} on ${(sel.rows || 0).toLocaleString()} TRAIN rows, on ${metric.replaceAll("_", " ")} (${sel.direction === "min" ? "lower" : "higher"} is better)${sel.budget_s ? `, ${Math.round(sel.seconds || 0)} s of a ${sel.budget_s >= 1 ? Math.round(sel.budget_s) : sel.budget_s} s budget (${sel.budget_from})` : ""}; chosen: ${sel.chosen} (${sel.settings})`
     : "not recorded for this version";
   const w = sel.class_weight || {};
   document.getElementById("weights").textContent = w.weighted
