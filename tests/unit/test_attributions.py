@@ -222,3 +222,33 @@ def test_a_multiclass_ensembles_attributions_are_bounded_by_its_members() -> Non
     np.testing.assert_allclose(
         found.raw, attributions.raw_output(ensemble, f.X, "multiclass"), atol=1e-6
     )
+
+
+def test_a_dates_parts_add_up_to_the_date_and_are_said_as_such() -> None:
+    """A date column becomes six features (its year, month, ..., days since
+    1970): the explanation gives the date one attribution, their sum, named
+    in a few words (the six names filled a line on the prediction page)."""
+    import io
+
+    import pyarrow.csv as pacsv
+
+    from minimlops.services.explain import answers
+    from tests.unit.test_splits import orders_csv, orders_project
+
+    p = orders_project()
+    derive = projects.derived_functions(p)
+    rows = pacsv.read_csv(io.BytesIO(orders_csv())).to_pylist()
+    spec = features.fit_spec(rows, p, derive)
+    X = features.FeatureSet(spec, derive).matrix(rows)
+    y = outputs.labels(p, [r[p.target] for r in rows])
+    (ridge,) = (c for c in candidates("regression", 0, len(y)) if c.name == "ridge_regression")
+    est = ridge.make().fit(X, y)
+    found = attributions.Attributor(TrainedModel(est, spec, "x", derive=derive)).explain(rows[:5])
+    parts = [i for i, ins in enumerate(found.feature_inputs) if ins == ("order_date",)]
+    assert len(parts) == 6, found.features
+    date = found.inputs.index("order_date")
+    np.testing.assert_allclose(found.by_input[:, 0, date], found.by_feature[:, 0, parts].sum(-1))
+    (answer, *_) = answers(found, est.predict(X[:5]), rows[:5], p)
+    labels = {a["input"]: a["label"] for a in answer["attributions"]}
+    assert labels["order_date"] == "order_date (via its date parts)", labels
+    assert labels["items"] == "items"

@@ -101,6 +101,13 @@ def answers(
         for c in names
         if c not in found.features
     }
+    dates = {c.name for c in project.columns if c.type in ("date", "timestamp")}
+    labels = {}  # a date's parts said as such: its six names fill a line
+    for c, via in only_derived.items():
+        parts = [f for f in via if c in dates and f.startswith(f"{c}_")]
+        said = (["its date parts"] if parts else []) + [f for f in via if f not in parts]
+        if said:
+            labels[c] = f"{c} (via {', '.join(said)})"
     result = []
     for r, row in enumerate(rows):
         if project.task == "multiclass":
@@ -120,9 +127,7 @@ def answers(
         attributions = [
             {
                 "input": name,
-                "label": f"{name} (via {', '.join(only_derived[name])})"
-                if only_derived.get(name)
-                else name,
+                "label": labels.get(name, name),
                 "value": _plain(row.get(name)),
                 "attribution": float(a),
             }
