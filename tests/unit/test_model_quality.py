@@ -776,3 +776,52 @@ def test_forests_too_small_for_out_of_bag_and_grouped_folds_are_cross_validated(
     grouped = selection.select(X, y, groups=np.arange(400) % 40, **common)
     forests = [e for e in grouped.leaderboard if e["family"] == "random_forest"]
     assert len(forests) == 2 and not any("estimate" in e for e in forests)
+
+
+@pytest.mark.parametrize("task", ["binary", "multiclass", "regression"])
+def test_a_simpler_candidate_within_one_standard_error_of_the_best_is_chosen(task) -> None:
+    """The one-standard-error rule: the best by cross-validation wins by less
+    than its noise (a row's loss a hair lower, the rows disagreeing): the
+    linear model is chosen, and said; clearly better by many standard errors,
+    the best stays."""
+    from minimlops.ml.candidates import candidates
+
+    rng = np.random.default_rng(0)
+    n, k = 400, 3
+    pool = candidates(task, 0, n)[:3]  # the linear model first
+    if task == "regression":
+        y = rng.normal(size=n)
+        noise = rng.normal(size=n)
+        simple = y + noise
+        # its errors 10 % larger on half the rows, 10 % smaller on the others: a hair better
+        close = y + noise * rng.permutation(np.repeat([0.9, 1.1], n // 2))
+        far = y + 0.3 * noise
+        metric, sign = "rmse", 1.0
+    else:
+        classes = 2 if task == "binary" else k
+        y = rng.integers(0, classes, n)
+
+        def probs(sharp: float) -> np.ndarray:
+            z = rng.normal(size=(n, classes)) + sharp * np.eye(classes)[y]
+            p = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+            return p[:, 1] if task == "binary" else p
+
+        simple, close, far = probs(1.0), probs(1.05), probs(4.0)
+        metric, sign = "log_loss", 1.0
+    top = (0.0, 2)
+    for third, kept in ((close, 0), (far, 2)):
+        outputs = {pool[0].name: simple, pool[2].name: third}  # the middle one failed
+        best, said = selection._simplest_within_one_se(
+            top, pool, outputs, task, metric, y, k, 1, 0.5, sign
+        )
+        assert best[1] == kept, (task, kept, said)
+        if kept == 0:
+            assert said["name"] == pool[2].name and said["gap"] <= said["se"], said
+        else:
+            assert said == {}
+    # among the trees' settings none is the simpler: only the linear model is preferred
+    outputs = {pool[1].name: simple, pool[2].name: close}
+    best, said = selection._simplest_within_one_se(
+        top, pool, outputs, task, metric, y, k, 1, 0.5, sign
+    )
+    assert best == top and said == {}

@@ -333,6 +333,7 @@ def _selection(model: TrainedModel) -> dict[str, Any]:
         "seconds": sel.seconds,
         "rows": sel.rows,
         "class_weight": sel.class_weight,
+        "simpler_than": sel.simpler_than,
         "leaderboard": sel.leaderboard,
     }
 

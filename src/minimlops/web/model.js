@@ -269,7 +269,7 @@ function renderSelection(v) {
   }
   body.dataset.candidates = String(board.length);
   document.getElementById("selection-note").textContent = board.length
-    ? `${sel.folds}-fold cross-validation${sel.folds_by === "time" ? " in time order (each fold scored on the rows after those it learnt from)" : sel.folds_by === "group" ? " by group" : ""}${sel.repeats > 1 ? `, repeated ${sel.repeats} times,` : ""} on ${(sel.rows || 0).toLocaleString()} TRAIN rows, on ${metric.replaceAll("_", " ")} (${sel.direction === "min" ? "lower" : "higher"} is better)${sel.budget_s ? `, ${Math.round(sel.seconds || 0)} s of a ${sel.budget_s >= 1 ? Math.round(sel.budget_s) : sel.budget_s} s budget (${sel.budget_from})` : ""}; chosen: ${sel.chosen} (${sel.settings})`
+    ? `${sel.folds}-fold cross-validation${sel.folds_by === "time" ? " in time order (each fold scored on the rows after those it learnt from)" : sel.folds_by === "group" ? " by group" : ""}${sel.repeats > 1 ? `, repeated ${sel.repeats} times,` : ""} on ${(sel.rows || 0).toLocaleString()} TRAIN rows, on ${metric.replaceAll("_", " ")} (${sel.direction === "min" ? "lower" : "higher"} is better)${sel.budget_s ? `, ${Math.round(sel.seconds || 0)} s of a ${sel.budget_s >= 1 ? Math.round(sel.budget_s) : sel.budget_s} s budget (${sel.budget_from})` : ""}; chosen: ${sel.chosen} (${sel.settings})${sel.chosen !== "ensemble" && (sel.simpler_than || {}).name ? `, the simplest within one standard error of the best, ${sel.simpler_than.name}` : ""}`
     : "not recorded for this version";
   const w = sel.class_weight || {};
   document.getElementById("weights").textContent = w.weighted
