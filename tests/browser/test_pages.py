@@ -130,13 +130,28 @@ def test_the_typical_row_is_explained_and_a_change_moves_its_inputs_bar(
 
 def test_a_bad_value_shows_the_servers_message_at_the_field(server: Server, page) -> None:  # type: ignore[no-untyped-def]
     page.goto(server.url + "/")
+    page.wait_for_selector("#submit:not([disabled])")
+    page.click("#submit")  # an answer first: the bad value must not leave it looking current
+    page.wait_for_selector("#result:not([hidden])")
+    assert page.is_hidden("#stale-note")
     page.fill("#Age", "-5")
     page.click("#submit")
     page.wait_for_function("document.getElementById('Age-error').textContent.length > 0")
     assert "greater than or equal to 0" in (page.text_content("#Age-error") or "")
     assert page.get_attribute("#Age", "aria-invalid") == "true"
     assert page.evaluate("document.activeElement.id") == "Age"
+    # the earlier answer is dimmed and said to be out of date until a new one comes
+    assert page.is_visible("#stale-note") and "Out of date" in (
+        page.text_content("#stale-note") or ""
+    )
+    assert (
+        page.evaluate("getComputedStyle(document.getElementById('verdict').parentElement).opacity")
+        == "0.4"
+    )
     shot(page, "predict-error")
+    page.fill("#Age", "30")
+    page.click("#submit")
+    page.wait_for_selector("#stale-note", state="hidden")
 
 
 def test_the_form_works_from_the_keyboard_on_a_phone_screen(server: Server, browser) -> None:  # type: ignore[no-untyped-def]

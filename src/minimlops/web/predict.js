@@ -182,8 +182,18 @@ function verdict(answer) {
   return words || `${project.target}: ${value}`;
 }
 
+// An answer on screen that no longer matches the form (a field changed, or
+// the new inputs were refused) is dimmed and said to be out of date.
+function stale(yes) {
+  const result = document.getElementById("result");
+  if (result.hidden) return;
+  result.classList.toggle("stale", yes);
+  document.getElementById("stale-note").hidden = !yes;
+}
+
 function showAnswer(answer) {
   document.getElementById("result").hidden = false;
+  stale(false);
   const gauge = document.getElementById("gauge"), classes = document.getElementById("classes");
   const p = project.task === "regression" ? null : answer.probability;
   gauge.hidden = project.task !== "binary";
@@ -252,6 +262,7 @@ async function start() {
   const fields = document.getElementById("fields");
   for (const col of project.columns) fields.append(field(col));
   document.getElementById("row").addEventListener("submit", submit);
+  document.getElementById("row").addEventListener("input", () => stale(true));
   document.getElementById("submit").disabled = false;
 }
 
