@@ -115,7 +115,7 @@ def test_bad_dates_and_timestamps_are_bad_rows_named_by_row_column_value_and_rea
     }
     assert report["bad_rows"] == 9 and report["rows"] == 10
     assert (
-        "first: row 2, column day value '2026-02-30': not a date (expected YYYY-MM-DD;"
+        "first: data row 2 (the header not counted), column day value '2026-02-30': not a date (expected YYYY-MM-DD;"
         in report["summary"]
     )
 

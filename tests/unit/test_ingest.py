@@ -174,7 +174,10 @@ def test_wrong_types_are_reported_by_row_and_column(fake_deps: Deps) -> None:
     assert found == {(4, "Age"), (5, "Pclass"), (6, "Survived"), (6, "Fare"), (6, "Embarked")}
     reasons = {e["column"]: e["reason"] for e in report["errors"]}
     assert reasons["Age"] == "not a valid FLOAT"
-    assert "first: row 4, column Age value 'abc': not a valid FLOAT" in report["summary"]
+    assert (
+        "first: data row 4 (the header not counted), column Age value 'abc': not a valid FLOAT"
+        in report["summary"]
+    )
     assert reasons["Pclass"] == "required value is missing"
     assert report["bad_rows"] == 3 and report["rows"] == 6
     # the ledger says what to do: the limit, and where the rules are

@@ -511,7 +511,10 @@ def test_the_file_says_what_was_observed_and_every_check_above_its_place(tmp_pat
         assert (row["status"], row["rows_loaded"]) == (
             ("rejected", 0) if not max_bad else ("loaded", 118)
         )
-        assert "row 8, column nested: required value is missing" in row["message"]
+        assert (
+            "data row 8 (the header not counted), column nested: required value is missing"
+            in row["message"]
+        )
     more = tmp_path / "more.csv"
     more.write_text(lines[0] + "\n200,Elephant Island,3000,2008-11-02,Anvers,1.5,F,yes,\n")
     info = deps.store.write_bytes(LAND, more.name, more.read_bytes())
