@@ -73,6 +73,24 @@ def test_promotion_gate(new: float, old: float | None, tol: float, promote: bool
     assert decision.reason
 
 
+def test_a_promotion_by_a_gain_within_chance_says_so() -> None:
+    """Promoted on a hair (the paired test cannot tell the two apart): the
+    reason says the gain is within chance, not only "better"; a gain the
+    test sees is said plainly."""
+    champion = {"log_loss": 0.4, "rows": 300}
+    args = {"metric": "log_loss", "direction": "min"}
+    noise = {"test": "wilcoxon", "p_value": 0.917}
+    hair = decide_promotion({"log_loss": 0.3999, "rows": 300}, champion, paired=noise, **args)
+    assert hair.promote and "is better than champion's" in hair.reason
+    assert hair.reason.endswith(
+        "; a difference within chance (paired wilcoxon test, p = 0.92): "
+        "as good as the champion, and newer"
+    ), hair.reason
+    seen = {"test": "wilcoxon", "p_value": 0.001}
+    clear = decide_promotion({"log_loss": 0.3, "rows": 300}, champion, paired=seen, **args)
+    assert clear.promote and "chance" not in clear.reason
+
+
 def test_too_few_evaluation_rows_never_promote_a_challenger_but_a_first_model_serves() -> None:
     """A first file of a hundred rows gives ~15 VALIDATION rows: serving that
     model beats serving none, and the reason says how little it was judged on."""

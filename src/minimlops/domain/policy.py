@@ -52,6 +52,9 @@ def sanity_checks(
     return tuple(failed)
 
 
+CHANCE_P = 0.05  # a paired test's p-value from which a promotion's gain is said to be chance
+
+
 def mcnemar(champion_right: list[bool], challenger_right: list[bool]) -> dict[str, Any]:
     """Exact McNemar test on paired correctness (same rows, two models)."""
     b = sum(1 for x, y in zip(champion_right, challenger_right, strict=True) if x and not y)
@@ -135,10 +138,17 @@ def decide_promotion(
     gain = sign * (new - old)  # > 0: the challenger is better
     if gain >= -tolerance:
         verdict = "better than" if gain > 0 else "not worse than"
+        p = (paired or {}).get("p_value")
+        chance = (  # promoted all the same: as good, and trained on newer rows
+            f"; a difference within chance (paired {paired['test']} test, p = {p:.2g}): "
+            "as good as the champion, and newer"
+            if paired and p is not None and p >= CHANCE_P and gain > 0
+            else ""
+        )
         return Decision(
             True,
             f"{metric} {new:.4f} is {verdict} champion's "
-            f"{old:.4f} on the same {rows:,} rows (tolerance {tolerance})",
+            f"{old:.4f} on the same {rows:,} rows (tolerance {tolerance}){chance}",
             challenger=new,
             champion=old,
             paired=paired,
