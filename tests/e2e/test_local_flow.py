@@ -330,10 +330,11 @@ def test_predict_without_a_server_answers_and_logs_the_row(tmp_path: Path) -> No
     assert answer["prediction"] in (0, 1) and answer["model_version"] == "1"
     # a field the request has not is ignored, and the command says so
     misspelt = cli(home, "predict", json.dumps({**MODEL_FIELDS_ONLY, "Agee": 3}))
-    assert json.loads(misspelt.stdout)["prediction"] in (0, 1)
-    assert (
-        "warning: 'Agee' is not a field of Passenger, so it was ignored (did you mean 'Age'?)"
-    ) in misspelt.stderr.splitlines(), misspelt.stderr
+    said = "'Agee' is not a field of Passenger, so it was ignored (did you mean 'Age'?)"
+    answered = json.loads(misspelt.stdout)
+    assert answered["prediction"] in (0, 1)
+    assert answered["warnings"] == [{"field": "Agee", "message": said}], answered  # as the API's
+    assert f"warning: {said}" in misspelt.stderr.splitlines(), misspelt.stderr
     # a value of the wrong type: one line naming the field, as the API's 422 does
     wrong = cli(home, "predict", json.dumps({**MODEL_FIELDS_ONLY, "Age": "old"}), check=False)
     assert wrong.returncode == 1 and "validation error" not in wrong.stderr

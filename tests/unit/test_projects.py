@@ -1564,6 +1564,17 @@ def test_a_misspelt_required_field_is_named_in_the_refusal() -> None:
     # a row with its own fields and a list of objects in another: its own errors, as before
     (own,) = refused({**typo, "history": [{"k": 1}]})
     assert own["field"] == "Sex" and "batch" not in own["message"]
+    # feedback's batch, so wrapped, is said to be a list of labels (POST /feedback's check)
+    from pydantic import ValidationError
+
+    from minimlops.entrypoints.http.fastpath import field_errors
+    from minimlops.entrypoints.http.request_models import request_models
+
+    wrapped_labels = {"labels": [{"uuid": "u", "Survived": 1}]}
+    with pytest.raises(ValidationError) as exc:
+        request_models(p).feedback.validate_python(wrapped_labels)
+    (said,) = field_errors(exc.value, False, wrapped_labels, ("uuid", "Survived"), "labels")
+    assert said["field"] == "labels" and "a batch is a JSON list of labels" in said["message"]
 
 
 def test_a_misspelt_field_in_a_prediction_request_is_answered_with_a_warning() -> None:

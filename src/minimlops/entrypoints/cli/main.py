@@ -288,11 +288,14 @@ def predict(
         result = _ops(settings).predict(checked)
     except (MinimlopsError, RuntimeError, ValueError) as exc:
         _fail(exc)
-    for w in models.unknown_fields(people):  # dropped, so imputed: the user must know
+    # every warning POST /predict gives, in the answer as it gives them (a field
+    # dropped, so imputed; a category never learnt), and each said on stderr
+    warned = models.unknown_fields(people) + (result.get("warnings") or [])
+    for w in warned:
         warn(w["message"] + (f" (in {w['rows']:,} of {len(people):,} rows)" if "rows" in w else ""))
-    if single:  # one row in, one answer out (with its warnings), as POST /predict
-        said = {"warnings": result["warnings"]} if result.get("warnings") else {}
-        result = {**result["predictions"][0], **said}
+    if single:  # one row in, one answer out, as POST /predict
+        result = result["predictions"][0]
+    result = {**result, **({"warnings": warned} if warned else {})}
     console.print_json(json.dumps(result, default=str))
 
 

@@ -38,13 +38,18 @@ JSON = (b"content-type", b"application/json")
 
 
 def field_errors(
-    exc: ValidationError, batch: bool, given: Any = None, known: Sequence[str] = ()
+    exc: ValidationError,
+    batch: bool,
+    given: Any = None,
+    known: Sequence[str] = (),
+    items: str = "rows",
 ) -> list[dict[str, Any]]:
     """Pydantic's errors as the API reports them: field, message, batch index.
     With the data ``given`` and the ``known`` fields, a required field that is
     missing names a field of the row spelt like it ("GrLivAreaSF"); an object
     of no known field that holds a list of rows under a name (Vertex AI's
-    ``{"instances": [...]}``) gets one error saying what a batch is instead."""
+    ``{"instances": [...]}``) gets one error saying what a batch is (a list
+    of ``items``) instead."""
     if not batch and known and isinstance(given, dict) and not any(k in known for k in given):
         for name, value in given.items():
             if (
@@ -56,7 +61,7 @@ def field_errors(
                 return [
                     {
                         "field": name,
-                        "message": f"a batch is a JSON list of rows ([{{...}}, {{...}}]), not an "
+                        "message": f"a batch is a JSON list of {items} ([{{...}}, {{...}}]), not an "
                         f"object holding them under {name!r}: send the list itself",
                     }
                 ]

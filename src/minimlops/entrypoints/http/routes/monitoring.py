@@ -42,7 +42,9 @@ def router(ctx: Context) -> APIRouter:
             body = (ctx.shapes.feedbacks if many else ctx.shapes.feedback).validate_python(data)
         except ValidationError as exc:
             known = ("uuid", ctx.target)  # a misspelt one is named, as /predict does
-            return problem(422, "invalid feedback", errors=field_errors(exc, many, data, known))
+            return problem(
+                422, "invalid feedback", errors=field_errors(exc, many, data, known, "labels")
+            )
         items = body if many else [body]
         if not items:
             return problem(422, "no labels: the list is empty")
