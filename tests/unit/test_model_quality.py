@@ -590,6 +590,12 @@ def test_a_calibration_never_sharpens_an_underconfident_model() -> None:
     rare = (rng.random(3000) < np.where(yb == 1, 0.3, 0.01)).astype(np.int64)
     found = calibration.decide("binary", cautious[:2000], rare[:2000], rare[2000:], cautious[2000:])
     assert found["kept"] and found["params"]["a"] == 1.0 and found["params"]["b"] < -1.0
+    assert found["reason"].startswith("platt (a shift alone) lowers VALIDATION log loss")
+    # scores that rank the rows backwards: never inverted by the calibration (the
+    # served model is the one evaluated); at most shifted
+    backwards = 1 - cautious
+    found = calibration.decide("binary", backwards[:2000], yb[:2000], yb[2000:], backwards[2000:])
+    assert found["params"]["a"] == 1.0, found
     # the shift alone is the intercept of the best fit at slope 1: on scores that say
     # nothing (all 0.5), the log-odds of the base rate
     base = rare[:2000].mean()

@@ -9,7 +9,8 @@ both figures are recorded in the version. A kept calibration is part of the mode
 so the scikit-learn and ONNX forms apply it alike (``outputs.calibrate``).
 
 A calibrator only softens or shifts, never sharpens: a temperature is at
-least 1, and a Platt slope above 1 is refitted as a shift alone (slope 1).
+least 1, and a Platt slope above 1 (or below 0, which would invert the
+scores) is refitted as a shift alone (slope 1).
 The folds' models learn from fewer rows than the served one, which is refitted
 on TRAIN and VALIDATION, and a regularised model sharpens with more rows by
 itself; and a sharpening's gain is bounded by the loss there is, while one
@@ -55,7 +56,7 @@ def fit(task: str, oof: np.ndarray, y: np.ndarray) -> dict[str, Any] | None:
         z = np.log(p / (1 - p)).reshape(-1, 1)
         lr = LogisticRegression(C=1e6, max_iter=1000).fit(z, y)
         a, b = float(lr.coef_[0, 0]), float(lr.intercept_[0])
-        if a > 1.0:  # it would sharpen: the shift alone, at slope 1
+        if not 0.0 <= a <= 1.0:  # it would sharpen, or invert the scores: the shift alone
             a, b = 1.0, _shift(z.ravel(), y)
         return {"method": "platt", "a": a, "b": b}
     if task == "multiclass":
@@ -94,6 +95,7 @@ def decide(
     params = fit(task, oof, oof_y)
     if params is None:
         return {"kept": False, "reason": "one class only in the out-of-fold rows"}
+    name = "platt (a shift alone)" if params.get("a") == 1.0 else params["method"]
     raw, fixed = _losses(task, y, out), _losses(task, y, calibrate(params, out))
     before, after = float(raw.mean()), float(fixed.mean())
     # measurably: lower by MARGIN, and by more than twice the standard error of
@@ -110,10 +112,10 @@ def decide(
         "margin": MARGIN,
         "noise": noise,
         "reason": (
-            f"{params['method']} lowers VALIDATION log loss {before:.4f} -> {after:.4f} "
+            f"{name} lowers VALIDATION log loss {before:.4f} -> {after:.4f} "
             f"(by more than twice its standard error, {noise / 2:.4f})"
             if kept
-            else f"{params['method']} would give {after:.4f} against {before:.4f}: not "
+            else f"{name} would give {after:.4f} against {before:.4f}: not "
             f"lower by {MARGIN} and by twice its standard error ({noise / 2:.4f})"
         ),
     }
