@@ -568,6 +568,24 @@ def test_the_timeline_shows_a_landed_file_by_its_local_path(server: Server, page
     assert "gs://" not in (page.text_content("#timeline") or "")
 
 
+def test_a_rejected_files_report_link_stands_apart_from_its_message(server: Server, page) -> None:  # type: ignore[no-untyped-def]
+    said = "missing columns ['Age'] (required: add them to the file)"
+    rejected = {
+        "at": "2026-01-01T00:00:00+00:00",
+        "kind": "rejected",
+        "subject": "gs://my-data-landing-zone/bad.csv",
+        "where": "/data/bad.csv",
+        "detail": said,
+        "report": "/files/bad.csv.report.json",
+    }
+    _routed(page, "**/events*", lambda events: [rejected, *events])
+    page.goto(server.url + "/dashboard")
+    page.wait_for_selector("#timeline td.kind.rejected")
+    cell = page.locator("#timeline tr:has(td.kind.rejected) td").nth(3)
+    assert cell.text_content() == f"{said} · the rows' report (JSON)"
+    assert cell.locator("a").get_attribute("href") == rejected["report"]
+
+
 def _long_drift(monitoring: dict) -> dict:  # type: ignore[type-arg]
     """The monitoring answer with seven drifting features of long names."""
     names = [

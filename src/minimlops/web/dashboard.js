@@ -152,8 +152,8 @@ function renderTimeline(events) {
     const td = cell(tr, e.detail || "");
     if (e.report) {
       const a = document.createElement("a");
-      a.href = e.report; a.textContent = " report";
-      td.append(a);
+      a.href = e.report; a.textContent = "the rows' report (JSON)";
+      td.append(" · ", a);  // set apart: the detail's sentence ends before it
     }
     body.append(tr);
   }
