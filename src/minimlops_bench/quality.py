@@ -438,6 +438,7 @@ def automl_peers(
             try:
                 done = subprocess.run(
                     [str(automl.python), str(automl.runner), method, str(work)],
+                    cwd=work,  # what a learner writes where it runs (CatBoost's catboost_*/) stays there
                     capture_output=True,
                     text=True,
                     timeout=5 * budget_s + 300,  # imports, the final refit, prediction
