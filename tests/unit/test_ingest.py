@@ -390,11 +390,13 @@ def test_a_word_for_no_value_that_reads_as_a_number_is_missing_in_every_batch() 
 
 
 def test_on_the_local_backend_the_log_names_a_rejected_file_and_its_report_by_path(
-    caplog: pytest.LogCaptureFixture, tmp_path
+    caplog: pytest.LogCaptureFixture, tmp_path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A person reading `minimlops up`'s log on a laptop has no gs:// to open:
     the file, where it was moved and its report are named by their path."""
     from tests.conftest import fake_deps_for
+
+    monkeypatch.setenv("HOME", "/nonexistent-home")  # else a path under it is written ~/...
 
     deps = fake_deps_for(TITANIC, files=tmp_path / "buckets")
     with caplog.at_level("INFO", logger="minimlops"):
@@ -406,3 +408,11 @@ def test_on_the_local_backend_the_log_names_a_rejected_file_and_its_report_by_pa
         said
     ), said
     assert "gs://" not in said, said
+    # the paths are for people: what is stored keeps the objects' URIs (a
+    # landed file's rows that label earlier predictions: feedback's source)
+    deps.warehouse.tables["predictions_data"].append({"PassengerId": 1})
+    land(deps, "good.csv", csv_bytes(*GOOD))
+    (label,) = deps.warehouse.tables["feedback"]
+    assert label["source"] == f"gs://{LAND}/good.csv", label
+    stored = repr(deps.warehouse.tables)
+    assert str(tmp_path) not in stored

@@ -105,7 +105,7 @@ def _load(deps: Deps, info: ObjectInfo, row: dict[str, Any]) -> list[Event]:
         deps.names.predictions_table,
         deps.names.feedback_table,
         ledger_row["ingestion_id"],
-        deps.shown(info.uri),
+        info.uri,  # an identifier, stored: never the shown path
     )
     if labels:
         logger.info(
