@@ -15,8 +15,9 @@ Tables: scikit-learn's bundled ``iris``, ``wine``, ``breast_cancer`` and
 
     python bench/repeated_splits.py iris wine penguins=penguins.csv:species --splits 10
 
-``--no-calibration`` trains with calibration switched off, to measure what
-it does. Writes one JSON line per split to stdout (``--out`` for the
+``--no-calibration`` trains with calibration switched off, and
+``--no-one-se`` with selection's one-standard-error rule off (decision
+0036), to measure what each does. Writes one JSON line per split to stdout (``--out`` for the
 summary in Markdown too). Uses every core it is given for a few minutes a table.
 """
 
@@ -184,8 +185,13 @@ def main() -> None:
     parser.add_argument("tables", nargs="+", help="a bundled name, or NAME=PATH:TARGET")
     parser.add_argument("--splits", type=int, default=10)
     parser.add_argument("--no-calibration", action="store_true")
+    parser.add_argument("--no-one-se", action="store_true", help="best by CV, never the linear")
     parser.add_argument("--out", type=Path, help="the summary in Markdown")
     args = parser.parse_args()
+    if args.no_one_se:  # selection as before decision 0036: the best by cross-validation
+        from minimlops.ml import selection
+
+        selection._simplest_within_one_se = lambda best, *a, **kw: (best, {})
     if args.no_calibration:
         from minimlops.ml import calibration
 

@@ -115,11 +115,17 @@ def project_of(settings: Settings) -> Project:
     return project
 
 
+def home_in_use(settings: Settings) -> bool:
+    """Whether something has run in the local data home (it records its
+    project there: ``check_home``)."""
+    return (settings.home / "project.json").exists()
+
+
 def _champion_rows(settings: Settings, project: Project) -> list[dict[str, Any]] | None:
     """The local champion's typical training row, to run derived features on
     real values at start (None: no champion, not the local backend, or a
     home nothing has run in: its store is not created to find out)."""
-    if settings.backend != "local" or not (settings.home / "project.json").exists():
+    if settings.backend != "local" or not home_in_use(settings):
         return None
     names = names_of(settings, project)
     store = load_class("local", "store")(settings.buckets_dir)

@@ -784,50 +784,90 @@ def test_forests_too_small_for_out_of_bag_and_grouped_folds_are_cross_validated(
     assert len(forests) == 2 and not any("estimate" in e for e in forests)
 
 
-@pytest.mark.parametrize("task", ["binary", "multiclass", "regression"])
-def test_a_simpler_candidate_within_one_standard_error_of_the_best_is_chosen(task) -> None:
-    """The one-standard-error rule: the best by cross-validation wins by less
-    than its noise (a row's loss a hair lower, the rows disagreeing): the
-    linear model is chosen, and said; clearly better by many standard errors,
-    the best stays."""
+@pytest.mark.parametrize(
+    ("task", "metric", "sign", "repeats"),
+    [
+        ("binary", "log_loss", 1.0, 1),
+        ("multiclass", "log_loss", 1.0, 3),
+        ("regression", "rmse", 1.0, 1),
+        ("regression", "r2", -1.0, 1),  # higher is better
+    ],
+)
+def test_a_linear_model_within_one_standard_error_of_the_best_is_chosen(
+    task: str, metric: str, sign: float, repeats: int
+) -> None:
+    """The one-standard-error rule: the best by cross-validation beats the
+    linear model by less than the noise of the rows (its loss a row lower on
+    average, by less than one paired standard error): the linear model is
+    chosen, and the pass-over recorded; ahead by many standard errors, the
+    best stays; a best that is linear, or trees within the noise, are left."""
     from minimlops.ml.candidates import candidates
 
     rng = np.random.default_rng(0)
     n, k = 400, 3
-    pool = candidates(task, 0, n)[:3]  # the linear model first
+    pool = candidates(task, 0, n)[:3]  # the linear model, then two boosted trees
     if task == "regression":
         y = rng.normal(size=n)
         noise = rng.normal(size=n)
-        simple = y + noise
-        # its errors 10 % larger on half the rows, 10 % smaller on the others: a hair better
-        close = y + noise * rng.permutation(np.repeat([0.9, 1.1], n // 2))
-        far = y + 0.3 * noise
-        metric, sign = "rmse", 1.0
+        linear = y + noise
+
+        def scaled(s: np.ndarray) -> np.ndarray:  # each row's squared error times s
+            return y + noise * np.sqrt(s)
+
     else:
         classes = 2 if task == "binary" else k
         y = rng.integers(0, classes, n)
+        z = rng.normal(size=(n, classes)) + 1.5 * np.eye(classes)[y]
+        p = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+        linear = p[:, 1] if task == "binary" else p
 
-        def probs(sharp: float) -> np.ndarray:
-            z = rng.normal(size=(n, classes)) + sharp * np.eye(classes)[y]
-            p = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
-            return p[:, 1] if task == "binary" else p
+        def scaled(s: np.ndarray) -> np.ndarray:  # each row's log loss times s
+            at = np.arange(n)
+            true = p[at, y] ** s
+            out = p * ((1 - true) / (1 - p[at, y]))[:, None]
+            out[at, y] = true
+            return out[:, 1] if task == "binary" else out
 
-        simple, close, far = probs(1.0), probs(1.05), probs(4.0)
-        metric, sign = "log_loss", 1.0
+    # a hair better on average (rows of like loss in pairs, one's loss times
+    # 0.8, the other's 1.18), the rows disagreeing; and far better
+    base = selection._row_losses(task, metric, y, linear, 1, 0.5)
+    assert base is not None
+    factor = np.empty(n)
+    factor[np.argsort(base)] = np.tile([0.8, 1.18], n // 2)
+    hair = scaled(factor)
+    far = scaled(np.full(n, 0.3))
+    losses = {
+        name: selection._row_losses(task, metric, y, out, 1, 0.5)
+        for name, out in (("linear", linear), ("hair", hair), ("far", far))
+    }
+    gap = losses["linear"] - losses["hair"]
+    assert 0 < gap.mean() < gap.std(ddof=1) / np.sqrt(n)  # the premise: within the noise
+    gap = losses["linear"] - losses["far"]
+    assert gap.mean() > 5 * gap.std(ddof=1) / np.sqrt(n)
+
+    def repeated(out: np.ndarray) -> np.ndarray:  # each repetition's outputs, one after another
+        return np.concatenate([out] * repeats)
+
     top = (0.0, 2)
-    for third, kept in ((close, 0), (far, 2)):
-        outputs = {pool[0].name: simple, pool[2].name: third}  # the middle one failed
+    for third, kept in ((hair, 0), (far, 2)):
+        outputs = {pool[0].name: repeated(linear), pool[2].name: repeated(third)}
         best, said = selection._simplest_within_one_se(
-            top, pool, outputs, task, metric, y, k, 1, 0.5, sign
+            top, pool, outputs, task, metric, y, repeats, 0.5, sign
         )
         assert best[1] == kept, (task, kept, said)
         if kept == 0:
-            assert said["name"] == pool[2].name and said["gap"] <= said["se"], said
+            assert said["name"] == pool[2].name and 0 < said["gap"] <= said["se"], said
+            figure = metrics.metrics(task, np.tile(y, repeats), repeated(linear), k)[metric]
+            assert best[0] == pytest.approx(sign * figure)  # ranked as select() ranks
         else:
-            assert said == {}
-    # among the trees' settings none is the simpler: only the linear model is preferred
-    outputs = {pool[1].name: simple, pool[2].name: close}
-    best, said = selection._simplest_within_one_se(
-        top, pool, outputs, task, metric, y, k, 1, 0.5, sign
+            assert said == {} and best == top
+    # only a linear model is preferred: trees within the noise are not "simpler"
+    outputs = {pool[1].name: linear, pool[2].name: hair}
+    assert selection._simplest_within_one_se(top, pool, outputs, task, metric, y, 1, 0.5, sign) == (
+        top,
+        {},
     )
-    assert best == top and said == {}
+    # and a linear best stays itself
+    assert selection._simplest_within_one_se(
+        (0.0, 0), pool, {pool[0].name: linear}, task, metric, y, 1, 0.5, sign
+    ) == ((0.0, 0), {})

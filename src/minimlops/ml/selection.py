@@ -516,17 +516,11 @@ def select(
         if best is None or sign * value < best[0]:  # ties: the earlier (simpler) one
             best = (sign * value, i)
     simpler: dict[str, Any] = {}
+    top = best[1] if best is not None else None
     if best is not None:
-        top = best[1]
         best, simpler = _simplest_within_one_se(
-            best, pool, outputs, task, metric, ys[scored], n_classes, repeats, threshold, sign
+            best, pool, outputs, task, metric, ys[scored], repeats, threshold, sign
         )
-        if simpler:
-            board[top]["note"] = (
-                f"best by cross-validation; {pool[best[1]].name} is within one standard "
-                f"error of it (a row's loss {simpler['gap']:+.3g} ± {simpler['se']:.2g}), "
-                "and simpler: chosen"
-            )
     if best is None:
         raise ValueError(
             "no candidate could be fitted on the TRAIN rows: "
@@ -565,18 +559,20 @@ def select(
         _ensemble(result, pool, outputs, rounds_of, task, n_classes, seed, cross, threshold)
     if not result.ensemble:
         board[best[1]]["chosen"] = True
+        if simpler and top is not None:  # said of what is served (an ensemble: not the rule's)
+            board[top]["note"] = (
+                f"best by cross-validation; {chosen.name} is within one standard "
+                f"error of it (a row's loss {simpler['gap']:+.3g} ± {simpler['se']:.2g}), "
+                "and simpler: chosen"
+            )
+    else:
+        result.simpler_than = {}
     result.seconds = round(time.monotonic() - started, 2)
     return result
 
 
 def _row_losses(
-    task: str,
-    metric: str,
-    y: np.ndarray,
-    oof: np.ndarray,
-    n_classes: int,
-    repeats: int,
-    threshold: float,
+    task: str, metric: str, y: np.ndarray, oof: np.ndarray, repeats: int, threshold: float
 ) -> np.ndarray | None:
     """Each scored row's loss on a metric that is a mean over rows (log
     loss, squared error for RMSE and r2, absolute error, accuracy's errors,
@@ -609,42 +605,48 @@ def _simplest_within_one_se(
     task: str,
     metric: str,
     y: np.ndarray,
-    n_classes: int,
     repeats: int,
     threshold: float,
     sign: float,
 ) -> tuple[tuple[float, int], dict[str, Any]]:
     """The one-standard-error rule (Breiman et al., 1984), for the simplest
-    family: the linear model when its out-of-fold loss a row is within one
-    paired standard error of the best candidate's. On a small table the best
-    by cross-validation often wins by chance (wine's 124 TRAIN rows: boosted
-    trees ahead of the logistic regression by less than their noise, then a
-    confident mistake on TEST); on a large one the standard error is small
-    and the best stays. Among the trees' settings there is no simpler one to
-    prefer (measured: preferring the pool's earlier ones cost the penguins
-    0.016 log loss). Only for a metric that is a mean over rows
+    family: a linear model when its out-of-fold loss a row is within one
+    paired standard error of the best candidate's (of several, with and
+    without class weights, the one of lowest loss). On a small table the
+    best by cross-validation can win by chance (wine's 124 TRAIN rows:
+    boosted trees ahead of the logistic regression by less than their noise,
+    then a confident mistake on TEST); on a large one the standard error is
+    small and the best stays. Among the trees' settings there is no simpler
+    one to prefer (measured: preferring the pool's earlier ones cost the
+    penguins 0.016 log loss). Only for a metric that is a mean over rows
     (:func:`_row_losses`)."""
     from minimlops.ml.metrics import metrics
 
-    top = _row_losses(task, metric, y, outputs[pool[best[1]].name], n_classes, repeats, threshold)
+    if pool[best[1]].family == "linear":
+        return best, {}
+    top = _row_losses(task, metric, y, outputs[pool[best[1]].name], repeats, threshold)
     if top is None or len(top) < 3:
         return best, {}
-    for i, cand in enumerate(pool[: best[1]]):
+    within = []  # (mean gap, its standard error, index) of each linear model within
+    for i, cand in enumerate(pool):
         if cand.family != "linear" or cand.name not in outputs:
             continue
-        mine = _row_losses(task, metric, y, outputs[cand.name], n_classes, repeats, threshold)
+        mine = _row_losses(task, metric, y, outputs[cand.name], repeats, threshold)
         assert mine is not None
         gap = mine - top
         se = float(gap.std(ddof=1) / np.sqrt(len(gap)))
         if float(gap.mean()) <= se:
-            tiled = np.tile(y, repeats)
-            value = metrics(task, tiled, outputs[cand.name], n_classes, threshold)[metric]
-            return (sign * float(value), i), {
-                "name": pool[best[1]].name,
-                "gap": round(float(gap.mean()), 6),
-                "se": round(se, 6),
-            }
-    return best, {}
+            within.append((float(gap.mean()), se, i))
+    if not within:
+        return best, {}
+    gap, se, i = min(within)
+    n_classes = outputs[pool[i].name].shape[1] if task == "multiclass" else 2
+    value = metrics(task, np.tile(y, repeats), outputs[pool[i].name], n_classes, threshold)[metric]
+    return (sign * float(value), i), {
+        "name": pool[best[1]].name,
+        "gap": round(gap, 6),
+        "se": round(se, 6),
+    }
 
 
 def _ensemble(

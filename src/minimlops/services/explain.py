@@ -101,10 +101,12 @@ def answers(
         for c in names
         if c not in found.features
     }
+    from minimlops.ml.features import TIMESTAMP_PARTS
+
     dates = {c.name for c in project.columns if c.type in ("date", "timestamp")}
     labels = {}  # a date's parts said as such: its six names fill a line
     for c, via in only_derived.items():
-        parts = [f for f in via if c in dates and f.startswith(f"{c}_")]
+        parts = [f for f in via if c in dates and f in {f"{c}_{p}" for p in TIMESTAMP_PARTS}]
         said = (["its date parts"] if parts else []) + [f for f in via if f not in parts]
         if said:
             labels[c] = f"{c} (via {', '.join(said)})"

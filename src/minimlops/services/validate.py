@@ -88,9 +88,8 @@ class Report:
         first = min(self.errors, key=lambda e: e["row"] or 0) if self.errors else None
         value = "" if not first or first["value"] is None else f" value {_short(first['value'])}"
         where = (
-            (
-                f"; first: data row {first['row']} (the header not counted), column {first['column']}{value}: {first['reason']}"
-            )
+            f"; first: data row {first['row']} (the header not counted), "
+            f"column {first['column']}{value}: {first['reason']}"
             if first
             else ""
         )

@@ -184,6 +184,8 @@ function verdict(answer) {
 
 // An answer on screen that no longer matches the form (a field changed, or
 // the new inputs were refused) is dimmed and said to be out of date.
+let edits = 0;  // changes to the form: an answer to an older one is stale on arrival
+
 function stale(yes) {
   const result = document.getElementById("result");
   if (result.hidden) return;
@@ -225,6 +227,7 @@ function showAnswer(answer) {
 async function submit(event) {
   event.preventDefault();
   clearErrors();
+  const asked = edits;
   const body = JSON.stringify(row());
   const headers = { "Content-Type": "application/json" };
   let resp;
@@ -237,6 +240,7 @@ async function submit(event) {
   const answer = await resp.json();
   if (!resp.ok) { showErrors(answer); return; }
   showAnswer(answer);
+  if (edits !== asked) stale(true);  // the form changed while it was asked
   const why = await call("/explain", { method: "POST", headers, body });
   if (why.ok) { showAttributions(await why.json()); return; }
   // no stale bars from the previous row: say why there are none
@@ -262,7 +266,7 @@ async function start() {
   const fields = document.getElementById("fields");
   for (const col of project.columns) fields.append(field(col));
   document.getElementById("row").addEventListener("submit", submit);
-  document.getElementById("row").addEventListener("input", () => stale(true));
+  document.getElementById("row").addEventListener("input", () => { edits += 1; stale(true); });
   document.getElementById("submit").disabled = false;
 }
 

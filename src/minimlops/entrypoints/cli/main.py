@@ -79,11 +79,11 @@ def _ops(settings: Settings) -> Any:
     info = running_server(settings)
     if info is not None:
         return Remote(info)
-    from minimlops.bootstrap import build, project_of
+    from minimlops.bootstrap import build, home_in_use, project_of
     from minimlops.entrypoints.runtime.progress import ThrottledProgress
 
     try:  # a wrong project file, or a home holding another project
-        if settings.backend == "local" and not (settings.home / "project.json").exists():
+        if settings.backend == "local" and not home_in_use(settings):
             project_of(settings)  # its mistakes first: they are what to fix
             fail(
                 f"no data home at {settings.home}: nothing has run there yet. Start the "
@@ -151,7 +151,7 @@ def ingest(
     """Copy files into the landing zone (like `gsutil cp`); the trigger loads them."""
     settings = _settings(home=home, project=project)
     _setup_logging(settings.log_level)
-    from minimlops.bootstrap import check_home, open_store, project_of
+    from minimlops.bootstrap import check_home, home_in_use, open_store, project_of
     from minimlops.entrypoints.cli.client import InProcess
     from minimlops.entrypoints.runtime.home import running_server
     from minimlops.services.deps import local_path
@@ -162,7 +162,7 @@ def ingest(
             check_home(settings, chosen, record=False)
         except MinimlopsError as exc:
             fail(exc)
-        if settings.project is None and not (settings.home / "project.json").exists():
+        if settings.project is None and not home_in_use(settings):
             # a new home takes the example: a file of other columns is the user's
             # own data set, said before the home is made the example's for good
             from minimlops.errors import SchemaError
