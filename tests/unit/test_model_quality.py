@@ -871,3 +871,8 @@ def test_a_linear_model_within_one_standard_error_of_the_best_is_chosen(
     assert selection._simplest_within_one_se(
         (0.0, 0), pool, {pool[0].name: linear}, task, metric, y, 1, 0.5, sign
     ) == ((0.0, 0), {})
+    if task != "regression":  # accuracy's 0 or 1 a row: too coarse for the rule
+        outputs = {pool[0].name: linear, pool[2].name: hair}
+        assert selection._simplest_within_one_se(
+            top, pool, outputs, task, "accuracy", y, 1, 0.5, -1.0
+        ) == (top, {})
