@@ -61,8 +61,13 @@ def test_a_misspelt_setting_is_a_warning_naming_the_closest_setting(tmp_path: Pa
     once, on stderr, and goes on (the variable may be meant for another
     version or tool); a real setting and the project's own variables that
     are no settings (tests, scripts) get no warning."""
+    from minimlops import projects
+    from minimlops.bootstrap import check_home
+    from minimlops.config import Settings
     from tests.e2e.harness import cli
 
+    # a home something has run in (status says there is none otherwise)
+    check_home(Settings.from_env({}, home=tmp_path / "home"), projects.load("titanic"))
     out = cli(
         tmp_path / "home",
         "status",
