@@ -31,8 +31,9 @@ BQ_TYPES = {
     "date": "DATE",
     "timestamp": "TIMESTAMP",
 }
-# A boolean cell's words (any case), as BigQuery's CSV load reads them: a
-# landed file's, a CSV given to `minimlops predict`'s and a request's.
+# A boolean cell's words (any case), read to a boolean by ingestion itself
+# (services/validate.py: the warehouse gets typed values, on both backends):
+# a landed file's, a CSV given to `minimlops predict`'s and a request's.
 BOOLEAN_WORDS = {
     **dict.fromkeys(("true", "t", "yes", "y", "1"), True),
     **dict.fromkeys(("false", "f", "no", "n", "0"), False),
