@@ -154,6 +154,26 @@ def test_a_bad_value_shows_the_servers_message_at_the_field(server: Server, page
     page.wait_for_selector("#stale-note", state="hidden")
 
 
+def test_a_value_far_outside_what_the_model_learnt_is_answered_with_a_warning(
+    server: Server, page
+) -> None:  # type: ignore[no-untyped-def]
+    """The answer's warnings are on the page: a fare far above every fare the
+    model learnt from is answered, and said; a usual fare says nothing."""
+    page.goto(server.url + "/")
+    page.wait_for_selector("#submit:not([disabled])")
+    page.fill("#Fare", "5000")
+    page.click("#submit")
+    page.wait_for_selector("#answer-warnings li")
+    said = page.locator("#answer-warnings li").all_text_contents()
+    assert len(said) == 1 and "Fare 5000 is far above the values the model learnt from" in said[0]
+    assert page.is_visible("#answer-warnings")
+    shot(page, "predict-far")
+    page.fill("#Fare", "30")
+    page.click("#submit")
+    page.wait_for_selector("#answer-warnings", state="hidden")
+    assert page.locator("#answer-warnings li").count() == 0
+
+
 def test_the_form_works_from_the_keyboard_on_a_phone_screen(server: Server, browser) -> None:  # type: ignore[no-untyped-def]
     context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
     page = context.new_page()

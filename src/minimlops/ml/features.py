@@ -36,6 +36,7 @@ their ISO 8601 text (a spec's typical row is JSON).
 
 from __future__ import annotations
 
+import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime
@@ -50,6 +51,9 @@ from minimlops.errors import DerivedFeatureError
 MAX_CATEGORIES = 50  # one-hot slots per column at most; the rest share "other"
 MAX_FREQUENCIES = 5000  # values whose TRAIN frequency is kept; rarer ones get the smallest kept
 MIN_CATEGORY_ROWS = 1
+# a request's number or date past either end of the fitted values by more than
+# this share of their span is said to be far outside them (FeatureSet.far)
+FAR = 0.1
 FIT_CHUNK = 20_000  # rows fit_spec reads at a time, a column at a time
 Derive = Mapping[str, Callable[[Mapping[str, Any]], Any]]
 _EPOCH = date(1970, 1, 1).toordinal()
@@ -259,6 +263,8 @@ def fit_spec(
             fill = float(np.median(values)) if len(values) else 0.0
             col["fill"] = float(round(fill) if col["kind"] == "boolean" else fill)
             col["indicator"] = col["optional"] and (not col["derived"] or missing[name] > 0)
+            if len(values) and _ranged(col):  # what a request far outside of is said (far)
+                col["range"] = [float(values.min()), float(values.max())]
     return {
         "format": 2,
         "task": project.task,
@@ -271,6 +277,15 @@ def fit_spec(
         # regression: the target's declared min and max, which answers keep within
         **({"bounds": bounds} if (bounds := _bounds(project)) else {}),
     }
+
+
+def _ranged(col: Mapping[str, Any]) -> bool:
+    """Whether a spec column keeps the range of its fitted values: a number a
+    person types (not a derived one, not a boolean), and a date's day count
+    (one range for the date)."""
+    if col["kind"] != "numeric" or col["derived"]:
+        return False
+    return not col.get("date") or col["date"][1] == "days_since_1970"
 
 
 def _bounds(project: Project) -> list[float | None] | None:
@@ -462,6 +477,12 @@ class FeatureSet:
         self._batch: dict[str, tuple[Any, list[str]]] = {}
         # typed columns scored by one-hot slots alone: (name, the categories learnt)
         self.learnt: list[tuple[str, tuple[Any, ...], frozenset[Any]]] = []
+        # numbers and dates a request may be far outside of (see far): the
+        # column, a date's day count, the lowest and highest fitted, and the
+        # limits past which a value is far
+        self.ranges: list[tuple[str, Callable[[Any], Any] | None, float, float, float, float]] = []
+        self._found = threading.local()  # what this thread's last matrix() found far
+        self._reads: dict[type, tuple[bool, list[tuple[Any, ...]]]] = {}  # far(), by row type
         for col in spec["columns"]:
             fn = derive[col["name"]] if col["derived"] else None
             if col.get("date"):  # a function of the row, as a derived one is
@@ -511,7 +532,19 @@ class FeatureSet:
                     )
                     at += 1
             else:
-                self._plan.append(("n", col["name"], fn, col["fill"], col["indicator"], None, at))
+                # a number a request may be far outside of: its entry in ranges
+                ranged = None
+                if col.get("range") is not None:
+                    ranged = len(self.ranges)
+                    lo, hi = col["range"]
+                    name, days = (
+                        (col["date"][0], date_part("days_since_1970"))
+                        if col.get("date")
+                        else (col["name"], None)
+                    )
+                    slack = FAR * (hi - lo)
+                    self.ranges.append((name, days, lo, hi, lo - slack, hi + slack))
+                self._plan.append(("n", col["name"], fn, col["fill"], col["indicator"], ranged, at))
                 at += 2 if col["indicator"] else 1
 
     def unseen(
@@ -539,6 +572,61 @@ class FeatureSet:
         return [
             (name, found[name][0], found[name][1], found[name][2], cats)
             for name, cats, _ in learnt
+            if name in found
+        ]
+
+    def far(self, rows: Sequence[Any]) -> list[tuple[str, Any, int, int, float, float, bool]]:
+        """Values of numbers and dates far outside those the model was fitted
+        on (past either end by more than ``FAR`` of their span): (column, the
+        first such value, the first row holding one, how many rows do, the
+        lowest and highest fitted (a date's as days since 1970), whether that
+        first value is above). A row may be a request's struct. Row by row
+        (a few rows; :meth:`matrix` finds them in a batch: :meth:`far_found`)."""
+        if not self.ranges:
+            return []
+        found: dict[str, list[Any]] = {}
+        cls = type(rows[0]) if rows else dict
+        if (read := self._reads.get(cls)) is None:
+            attrs = getattr(cls, "minimlops_attrs", None)  # a request's struct: attributes
+            read = self._reads[cls] = (
+                attrs is not None,  # (a struct's get() is Python: read its attributes)
+                [
+                    (r[0], r[0] if attrs is None else attrs[r[0]], r[1], r[4], r[5])
+                    for r in self.ranges
+                    if attrs is None or r[0] in attrs
+                ],
+            )
+        struct, ranges = read
+        for i, row in enumerate(rows):
+            get = row.get
+            for name, key, days, low, high in ranges:
+                v = getattr(row, key) if struct else get(key)
+                if v is None:
+                    continue
+                x = v if days is None else days(v)
+                if low <= x <= high or x != x:  # (NaN: missing, as None)
+                    continue
+                if name in found:
+                    found[name][2] += 1
+                else:
+                    found[name] = [v, i, 1, x > high]
+        return self._said(found)
+
+    def far_found(self, n: int) -> list[tuple[str, Any, int, int, float, float, bool]] | None:
+        """What :meth:`far` says of the rows of the last :meth:`matrix` call
+        on this thread, taken (None if that was not of ``n`` rows, or none was
+        made since the last take)."""
+        found, self._found.last = getattr(self._found, "last", None), None
+        return self._said(found[1]) if found is not None and found[0] == n else None
+
+    def _said(
+        self, found: Mapping[str, list[Any]]
+    ) -> list[tuple[str, Any, int, int, float, float, bool]]:
+        if not found:
+            return []
+        return [
+            (name, *found[name][:3], lo, hi, found[name][3])
+            for name, _, lo, hi, _, _ in self.ranges
             if name in found
         ]
 
@@ -679,6 +767,7 @@ class FeatureSet:
             return columns[c]
 
         parts = self._parts
+        far: dict[str, list[Any]] = {}  # what far() would say of these rows
         for kind, name, fn, a, b, index, at in self._plan:
             values: Any
             if fn is None:
@@ -720,6 +809,14 @@ class FeatureSet:
             out[:, at] = np.where(gap, a, x)
             if b:
                 out[:, at + 1] = gap
+            if index is not None:  # a number a request may be far outside of (NaN is not)
+                column_name, _, _, _, low, high = self.ranges[index]
+                outside = np.flatnonzero((x < low) | (x > high))
+                if len(outside):
+                    first = int(outside[0])
+                    v = column(column_name)[first] if name in parts else values[first]
+                    far[column_name] = [v, first, len(outside), bool(x[first] > high)]
+        self._found.last = (n, far)
         return out
 
     def values(

@@ -20,13 +20,13 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
+from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, Protocol, Union, cast
 
 from minimlops.domain import keys
 from minimlops.domain.project import Project, closest
 from minimlops.errors import ArtifactIntegrityError, ModelNotFoundError, NoChampionError
-from minimlops.ml.serving import OnnxModel
+from minimlops.ml.serving import SMALL, OnnxModel
 from minimlops.services.registry import ModelRegistry
 
 if TYPE_CHECKING:  # scikit-learn is loaded only if a model must serve through it
@@ -57,8 +57,14 @@ class Predictor:
         self.task = project.task
         self.classes = list(project.classes or ())
         self.current: tuple[str, Scorer] | None = None
-        # the model whose categories unseen() watches, and which of them
-        self._watched: tuple[Any, list[tuple[str, tuple[Any, ...], frozenset[Any]]]] = (None, [])
+        # the model unseen() watches, which of its categories, whether it has ranges
+        self._watched: tuple[Any, list[tuple[str, tuple[Any, ...], frozenset[Any]]], bool] = (
+            None,
+            [],
+            False,
+        )
+        # what a batch's features found far outside the fitted values, by its first row
+        self._far: dict[int, tuple[Any, int, list[Any]]] = {}
         self.shadow: tuple[str, Scorer] | None = None
         self.generation = ""
         self.error: str | None = None
@@ -149,7 +155,13 @@ class Predictor:
                 self.error or "no version is champion yet (is the first one still training?)"
             )
         version, model = current
+        # a batch's features find its values far outside the fitted ones as
+        # they are built (features.far_found), which unseen() says
+        fs = getattr(model, "features", None) if len(passengers) > SMALL else None
+        if fs is not None and fs.ranges:
+            fs.far_found(0)  # not what an earlier call left
         values = model.values(passengers)
+        far = fs.far_found(len(passengers)) if fs is not None and fs.ranges else None
         shadow = self.shadow  # scored before the rows change (owned ones in place)
         shadow_out = shadow[1].values(passengers) if shadow is not None else None
         created = self.now()
@@ -196,24 +208,36 @@ class Predictor:
             self._shadow(rows, shadow[0], shadow_out, put)
         if self._key_parts is not None:
             self._keys(rows, structs)
+        if far is not None:  # until unseen() takes it, by the batch's first row
+            if len(self._far) >= 64:  # never taken (the answer failed): dropped
+                self._far.clear()
+            self._far[id(rows[0])] = (rows[0], len(rows), far)
         return rows
 
     def unseen(self, rows: Sequence[Any]) -> list[dict[str, Any]]:
-        """A warning per typed categorical column whose value in ``rows`` the
-        serving model learnt no category for (it scores it as the rest, as
-        "other"): the column, the value, the categories it knows and the
-        closest of them, and in a batch the first row holding one (``index``)
-        and how many do (``rows``). A misspelt "Atchd" is answered, and said.
-        None if another model has been swapped in since ``rows`` were
-        predicted: its categories are not the ones that scored them."""
+        """A warning per column of ``rows`` holding a value the serving model
+        learnt nothing about, which it still answers:
+
+        - a typed category no one-hot slot learnt (it scores it as the rest,
+          as "other"): the column, the value, the categories it knows and the
+          closest of them; a misspelt "Atchd" is answered, and said;
+        - a number or date far outside the values the model was fitted on
+          (``features.FAR``): the value and that range; the answer there goes
+          beyond what the model was trained on (a tree answers as at the edge,
+          a linear model extends its line);
+
+        in a batch with the first row holding one (``index``) and how many do
+        (``rows``). None if another model has been swapped in since ``rows``
+        were predicted: its categories are not the ones that scored them."""
         current = self.current
         if current is None:
             return []
         model = current[1]
         if self._watched[0] is not model:
-            self._watched = (model, self._to_watch(model))
-        watched = self._watched[1]
-        if not watched:  # (the example: every allowed value learnt; ~0.2 us a request)
+            fs = getattr(model, "features", None)
+            self._watched = (model, self._to_watch(model), bool(fs is not None and fs.ranges))
+        _, watched, ranged = self._watched
+        if not watched and not ranged:  # (~0.2 us a request)
             return []
         first = rows[0]  # an answered row (a dict), or a batch's struct
         if current[0] != (
@@ -222,13 +246,35 @@ class Predictor:
             return []
         batch = len(rows) > 1
         out = []
-        for name, value, first, count, cats in model.features.unseen(rows, watched):
+        for name, value, first, count, cats in (
+            model.features.unseen(rows, watched) if watched else ()
+        ):
             shown = ", ".join(repr(c) for c in cats[:10]) + (", ..." if len(cats) > 10 else "")
             out.append(
                 {
                     "field": name,
                     "message": f"{value!r} is not a category the model learnt for {name}, so "
                     f"it was scored as the rest{closest(value, cats)}; learnt: {shown}",
+                    **({"index": first, "rows": count} if batch else {}),
+                }
+            )
+        taken = self._far.pop(id(rows[0]), None) if self._far else None
+        if taken is not None and taken[0] is rows[0] and taken[1] == len(rows):
+            far = taken[2]  # found as the batch's features were built
+        else:
+            far = model.features.far(rows) if ranged else []
+        for name, value, first, count, lo, hi, above in far:
+            if self.project.column(name).kind == "date":
+                what = f"{'after' if above else 'before'} the dates"
+                value, lo, hi = _day(value), _day_of(lo), _day_of(hi)
+            else:
+                what = f"{'above' if above else 'below'} the values"
+                value, lo, hi = _number(value), _number(lo), _number(hi)
+            out.append(
+                {
+                    "field": name,
+                    "message": f"{name} {value} is far {what} the model learnt from ({lo} to "
+                    f"{hi}), so its answer goes beyond what it was trained on",
                     **({"index": first, "rows": count} if batch else {}),
                 }
             )
@@ -306,6 +352,22 @@ class Predictor:
                 )
             else:
                 put(row, "shadow_prediction", value)
+
+
+def _number(x: Any) -> str:
+    """A number as a warning shows it: whole without ".0", else to 6 decimals."""
+    x = float(x)
+    return str(int(x)) if x.is_integer() and abs(x) < 1e15 else repr(round(x, 6))
+
+
+def _day(value: Any) -> str:
+    """A request's date or timestamp as ISO text."""
+    return value.isoformat() if hasattr(value, "isoformat") else str(value)
+
+
+def _day_of(days: float) -> str:
+    """A day count since 1970-01-01 as an ISO date."""
+    return date.fromordinal(date(1970, 1, 1).toordinal() + int(days)).isoformat()
 
 
 def uuid4_strings(n: int) -> list[str]:

@@ -222,6 +222,11 @@ function showAnswer(answer) {
   version.textContent = answer.model_version;
   version.href = `/models/${encodeURIComponent(answer.model_version)}`;
   document.getElementById("uuid").textContent = answer.uuid;
+  // a category the model never learnt, a number or date far outside what it
+  // learnt from: answered, and said (as POST /predict's warnings say)
+  const warnings = document.getElementById("answer-warnings");
+  warnings.replaceChildren(...(answer.warnings || []).map(w => el("li", { class: "warning" }, `⚠ ${w.message}`)));
+  warnings.hidden = !warnings.children.length;
 }
 
 async function submit(event) {
