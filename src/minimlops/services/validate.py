@@ -601,13 +601,19 @@ _DIRECTIVES = {
     "z": r"(?:Z|[+-]\d{2}(?::?\d{2})?)",
     "%": "%",
 }
-_TIME_RANGE = {
-    "DATE": (pa.scalar(date(1, 1, 1)), pa.scalar(date(9999, 12, 31))),
-    "TIMESTAMP": (
+
+
+@cache
+def _time_range(bq_type: str) -> tuple[Any, Any]:
+    """BigQuery's first and last DATE or TIMESTAMP, as Arrow scalars. Made on
+    first use: a pyarrow scalar made from a Python value imports pandas (~0.3 s
+    at the import of this module, for every command, before)."""
+    if bq_type == "DATE":
+        return pa.scalar(date(1, 1, 1)), pa.scalar(date(9999, 12, 31))
+    return (
         pa.scalar(datetime(1, 1, 1, tzinfo=UTC), UTC_US),
         pa.scalar(datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC), UTC_US),
-    ),
-}
+    )
 
 
 def time_reason(bq_type: str, fmt: str | None) -> str:
@@ -658,7 +664,7 @@ def parse_times(
     else:
         typed = _formatted(text, bq_type, fmt)
     unread = pc.and_(present, pc.is_null(typed))
-    lo, hi = _TIME_RANGE[bq_type]
+    lo, hi = _time_range(bq_type)
     outside = pc.fill_null(pc.or_(pc.less(typed, lo), pc.greater(typed, hi)), False)
     if pc.any(outside).as_py():
         typed = pc.if_else(outside, pa.scalar(None, typed.type), typed)
