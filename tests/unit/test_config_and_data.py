@@ -86,6 +86,24 @@ def test_a_misspelt_setting_is_a_warning_naming_the_closest_setting(tmp_path: Pa
     assert json.loads(out.stdout)["tables"]  # the command did its work
 
 
+def test_a_command_on_a_home_nothing_has_run_in_says_so_and_creates_nothing(tmp_path) -> None:
+    """`status` (and every command reading a home) in a directory without
+    one: one line saying there is no home and how to start one, not an empty
+    report from a home quietly created there."""
+    from typer.testing import CliRunner
+
+    from minimlops.entrypoints.cli.main import app
+
+    home = tmp_path / "nowhere"
+    for command in (["status"], ["models", "list"], ["query", "select 1"], ["train"]):
+        result = CliRunner().invoke(app, [*command, "--home", str(home)])
+        assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+        (line,) = result.stderr.strip().splitlines()
+        assert line.startswith(f"error: no data home at {home}: nothing has run there yet"), line
+        assert "minimlops up" in line and "--home" in line, line
+        assert not home.exists(), f"{command}: no home is created"
+
+
 def test_no_variable_the_project_itself_uses_is_taken_for_a_typo() -> None:
     """Every MINIMLOPS_* name written in the code, tests, scripts, CI and docs
     is a setting or one of the project's own variables (NOT_SETTINGS)."""

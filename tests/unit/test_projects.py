@@ -1835,21 +1835,3 @@ def test_a_number_sent_as_text_that_reads_as_one_is_that_number(trained) -> None
     if listed := [c for c in p.columns if c.type == "integer" and c.allowed and c.name in good]:
         status, out = answered({**good, listed[0].name: str(good[listed[0].name])})
         assert status == 422 and out["errors"][0]["field"] == listed[0].name, out
-
-
-def test_a_command_on_a_home_nothing_has_run_in_says_so_and_creates_nothing(tmp_path) -> None:
-    """`status` (and every command reading a home) in a directory without
-    one: one line saying there is no home and how to start one, not an empty
-    report from a home quietly created there."""
-    from typer.testing import CliRunner
-
-    from minimlops.entrypoints.cli.main import app
-
-    home = tmp_path / "nowhere"
-    for command in (["status"], ["models", "list"], ["query", "select 1"], ["train"]):
-        result = CliRunner().invoke(app, [*command, "--home", str(home)])
-        assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
-        (line,) = result.stderr.strip().splitlines()
-        assert line.startswith(f"error: no data home at {home}: nothing has run there yet"), line
-        assert "minimlops up" in line and "--home" in line, line
-        assert not home.exists(), f"{command}: no home is created"

@@ -106,7 +106,8 @@ def answers(
     dates = {c.name for c in project.columns if c.type in ("date", "timestamp")}
     labels = {}  # a date's parts said as such: its six names fill a line
     for c, via in only_derived.items():
-        parts = [f for f in via if c in dates and f in {f"{c}_{p}" for p in TIMESTAMP_PARTS}]
+        own = {f"{c}_{p}" for p in TIMESTAMP_PARTS} if c in dates else set()
+        parts = [f for f in via if f in own]
         said = (["its date parts"] if parts else []) + [f for f in via if f not in parts]
         if said:
             labels[c] = f"{c} (via {', '.join(said)})"
