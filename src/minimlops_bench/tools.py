@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -121,6 +122,39 @@ def wrk(url: str, body_file: Path, connections: int, seconds: float) -> dict[str
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     result["non_2xx"] = float(errors.group(1)) if errors else 0.0
     return result
+
+
+def durable_appends(directory: Path, row: dict[str, Any], seconds: float) -> dict[str, float]:
+    """The disk's own part of a logged prediction: ``row`` appended and synced
+    as the journal process does it (``SegmentWriter.append``: written over
+    zeros laid down ahead, then an fdatasync), one after another for
+    ``seconds``, with nothing else of the server; p50 and p99 in ms. A
+    server answering one request at a time waits for one of these each time."""
+    from minimlops.adapters.journal import SegmentWriter, encode
+
+    line = encode([row])
+    directory.mkdir(parents=True, exist_ok=True)
+    writer = SegmentWriter(directory)
+    try:
+        ready = time.monotonic() + 30
+        while not writer.over_zeros and time.monotonic() < ready:  # as a server once started
+            writer.append(line)
+            time.sleep(0.05)
+        took: list[float] = []
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            started = time.perf_counter()
+            writer.append(line)
+            took.append(time.perf_counter() - started)
+    finally:
+        writer.close()
+        shutil.rmtree(directory, ignore_errors=True)  # its segments: 64 MB each
+    took.sort()
+    return {
+        "p50_ms": took[len(took) // 2] * 1e3,
+        "p99_ms": took[min(len(took) - 1, int(len(took) * 0.99))] * 1e3,
+        "n": float(len(took)),
+    }
 
 
 # Rounds of the floor and a server in turns. These machines share their cores:

@@ -36,6 +36,9 @@ def test_bench_smoke_writes_every_measurement(tmp_path: Path) -> None:
     for pct in ("p50", "p99"):  # at one connection, against the floor's just before
         assert by_name[f"bare ASGI floor, 1 connection, {pct}"]["value"] > 0
         assert by_name[f"minimlops /predict, 1 connection, {pct}"]["ratio"] > 0
+        # the disk's own sync of a log row, measured between the two in each round
+        disk = by_name[f"the disk alone: one log row appended and synced, {pct}"]
+        assert disk["value"] > 0 and "fdatasync" in disk["note"] and disk["ratio"] is None
     for pct in ("p50", "p99"):  # one row's explanation, with the method its answer named
         explain = by_name[f"minimlops /explain, 1 passenger, 1 connection, {pct}"]
         method = explain["note"].split("; ")[1]

@@ -199,6 +199,12 @@ class SegmentWriter:
             with contextlib.suppress(OSError):
                 self._rotate()
 
+    @property
+    def over_zeros(self) -> bool:
+        """Whether appends write over zeros laid down ahead (the usual case
+        once the first spare is made)."""
+        return self._zeroed
+
     def _spare_ready(self) -> bool:
         """A plain segment moves to zeros as soon as a spare is made."""
         return (self._spare is None or not self._spare.is_alive()) and (self.dir / SPARE).exists()
