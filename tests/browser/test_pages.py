@@ -165,7 +165,9 @@ def test_a_value_far_outside_what_the_model_learnt_is_answered_with_a_warning(
     page.click("#submit")
     page.wait_for_selector("#answer-warnings li")
     said = page.locator("#answer-warnings li").all_text_contents()
-    assert len(said) == 1 and "Fare 5000 is far above the values the model learnt from" in said[0]
+    assert (
+        len(said) == 1 and "Fare 5000 is far above the values the model was trained on" in said[0]
+    )
     assert page.is_visible("#answer-warnings")
     shot(page, "predict-far")
     page.fill("#Fare", "30")

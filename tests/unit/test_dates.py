@@ -428,51 +428,66 @@ def test_the_prediction_page_shows_date_and_datetime_local_inputs(tmp_path: Path
 
 
 def test_a_date_far_past_the_fitted_ones_is_answered_and_said(trained, rows) -> None:
-    """A date more than a tenth of the fitted dates' span after the latest (or
+    """A date more than the fitted dates' whole span after the latest (or
     before the earliest) is said, as dates, with the span the model learnt
-    from; a row at a time and in a batch's feature matrix alike, whether the
-    date came as a date, as ISO text or in a request's struct. One just past
-    the last fitted day is not."""
+    from, far before and far after apart; a row at a time and in a batch's
+    feature matrix alike, whether the date came as a date, as ISO text or in
+    a request's struct, and a timestamp by its day. One half a span past the
+    last fitted day (the next rows of a time-ordered table) is not."""
     from minimlops.services.predict import Predictor
 
     _, served = trained
     fs = served.features
     (ranged,) = [r for r in fs.ranges if r[0] == "order_date"]
+    (stamped,) = [r for r in fs.ranges if r[0] == "shipped_at"]
     lo, hi = (dt.date(1970, 1, 1) + dt.timedelta(days=int(d)) for d in ranged[2:4])
     assert (lo, hi) == (
         min(r["order_date"] for r in rows[:700]),
         max(r["order_date"] for r in rows[:700]),
     )
-    span = (hi - lo).days
-    later, near = hi + dt.timedelta(days=span // 4), hi + dt.timedelta(days=span // 40)
-    earlier = lo - dt.timedelta(days=span // 4)
+    span = dt.timedelta(days=(hi - lo).days)
+    later, near, earlier = hi + span * 1.25, hi + span / 2, lo - span * 1.25
+    shipped = dt.datetime.combine(hi + span * 3, dt.time(5), dt.UTC)
     held = [_request(r) for r in rows[700:800]]  # more rows than a batch reads one by one
     batch = [dict(r) for r in held]
-    batch[3]["order_date"], batch[5]["order_date"] = later, earlier
+    batch[3]["order_date"] = batch[40]["order_date"] = later
+    batch[5]["order_date"] = earlier
     batch[7]["order_date"] = batch[60]["order_date"] = near
-    days = (later - dt.date(1970, 1, 1)).days
-    expected = ("order_date", later, 3, 2, ranged[2], ranged[3], True)
-    assert fs.far(batch) == [expected]
+    batch[9]["shipped_at"] = shipped
+    expected = [
+        ("order_date", earlier, 5, 1, ranged[2], ranged[3], False),
+        ("order_date", later, 3, 2, ranged[2], ranged[3], True),
+        ("shipped_at", shipped, 9, 1, stamped[2], stamped[3], True),
+    ]
+    assert fs.far(batch) == expected
     fs.matrix(batch)
-    assert fs.far_found(len(batch)) == [expected] and fs.far_found(len(batch)) is None  # taken
+    assert fs.far_found(len(batch)) == expected and fs.far_found(len(batch)) is None  # taken
     structs = request_models(P).fast.rows(orjson.dumps(batch), True)
-    assert fs.far(structs) == [expected] == (fs.matrix(structs), fs.far_found(len(structs)))[1]
-    iso = [_iso(r) for r in batch]
-    assert fs.far(iso) == [(*expected[:1], later.isoformat(), *expected[2:])]
-    assert days > ranged[5]
-    # the answer's words: dates, through the predictor
+    assert fs.far(structs) == expected == (fs.matrix(structs), fs.far_found(len(structs)))[1]
+    iso = fs.far([_iso(r) for r in batch])  # as a client writes them: ISO text
+    assert [(f[0], f[2], f[3], f[6]) for f in iso] == [(f[0], f[2], f[3], f[6]) for f in expected]
+    # the answer's words: dates, through the predictor; far before and after apart
     predictor = Predictor(None, lambda: dt.datetime.now(dt.UTC), P)  # type: ignore[arg-type]
     predictor.current = ("1", served)
+    trained_on = f"the model was trained on ({lo.isoformat()} to {hi.isoformat()})"
     for people in (batch, batch[:10]):  # the batch's matrix, and row by row
-        (warning,) = predictor.unseen(predictor.predict([dict(r) for r in people], owned=True))
-        assert warning == {
-            "field": "order_date",
-            "message": f"order_date {later.isoformat()} is far after the dates the model "
-            f"learnt from ({lo.isoformat()} to {hi.isoformat()}), so its answer goes beyond "
-            "what it was trained on",
-            "index": 3,
-            "rows": 2,
-        }
-    one = predictor.predict([{**held[0], "order_date": earlier}], owned=True)
-    assert [w["message"].split(" is far ")[1][:6] for w in predictor.unseen(one)] == ["before"]
+        said = predictor.unseen(predictor.predict([dict(r) for r in people], owned=True))
+        assert said[:2] == [
+            {
+                "field": "order_date",
+                "message": f"order_date {earlier.isoformat()} is far before the dates "
+                f"{trained_on}: its answer there is an extrapolation",
+                "index": 5,
+                "rows": 1,
+            },
+            {
+                "field": "order_date",
+                "message": f"order_date {later.isoformat()} is far after the dates "
+                f"{trained_on}: its answer there is an extrapolation",
+                "index": 3,
+                "rows": 2 if len(people) > 40 else 1,
+            },
+        ]
+        (stamp,) = said[2:]
+        assert stamp["message"].startswith(f"shipped_at {shipped.isoformat()} is far after the")
     assert predictor.unseen(predictor.predict([{**held[0], "order_date": near}])) == []

@@ -984,27 +984,23 @@ def test_a_category_the_model_never_learnt_is_answered_and_said(trained) -> None
     assert status == 200 and "warnings" not in orjson.loads(body), body
 
 
-def _far_value(column, lo: float, hi: float, past: float) -> float | None:
-    """A value ``past`` spans above the fitted ``hi`` (else below ``lo``) that the
-    column's own rules accept, or None."""
-    span = hi - lo or 1.0
-    whole = column.type == "integer"
-    for value in (hi + past * span, lo - past * span):
-        value = float(round(value)) if whole else round(value, 4)
-        if (column.min is None or value >= column.min) and (
-            column.max is None or value <= column.max
-        ):
-            return int(value) if whole else value
-    return None
+def _allowed(column, value: float) -> float | int | None:
+    """``value`` as the column takes it (a whole number rounded outwards), or
+    None if its own rules refuse it."""
+    if column.type == "integer":
+        value = int(np.floor(value) if value < 0 else np.ceil(value))
+    ok = (column.min is None or value >= column.min) and (column.max is None or value <= column.max)
+    return value if ok else None
 
 
 def test_a_number_far_outside_what_the_model_learnt_is_answered_and_said(trained) -> None:
-    """A number more than a tenth of the fitted values' span past either end is
-    answered, and the answer says so: the column, the value and the range it
-    was fitted on; in a batch, the first row holding one and how many (row by
-    row in a few rows, from the batch's own feature matrix in many: the same
-    words). Inside the range, or just past its end, nothing is said; a project
-    whose rules refuse every far value (a 422) never gets there."""
+    """A number past the fitted values by more than a tenth of their span (a
+    whole number by at least 1) is answered, and the answer says so: the
+    column, the value and the range it was fitted on; in a batch, the first
+    row and how many, far below and far above apart (row by row in a few
+    rows, from the batch's own feature matrix in many: the same words).
+    Inside the range, or just past its end, nothing is said; a project whose
+    rules refuse every far value (a 422) never gets there."""
     import asyncio
 
     import orjson
@@ -1018,46 +1014,68 @@ def test_a_number_far_outside_what_the_model_learnt_is_answered_and_said(trained
     assert status == 200 and "warnings" not in orjson.loads(body)  # the rows it learnt from
     fs = predictor.current[1].features
     assert fs.ranges, "every shape has a number a person types"
-    picked = [
-        (name, value, lo, hi)
-        for name, days, lo, hi, _, _ in fs.ranges
-        if days is None
-        and name in rows[0]
-        and (
-            value := _far_value(p.column(name), lo, hi, 0.5)
-            or _far_value(p.column(name), lo, hi, features.FAR + 0.02)
-        )
-        is not None
-    ]
-    if not picked:  # (wine's generated rows span its rules): a far value is a 422 first
-        assert not [
-            name
-            for name, days, lo, hi, _, _ in fs.ranges
-            if days is None and _far_value(p.column(name), lo, hi, features.FAR + 0.01)
-        ], fs.ranges
+    for name, days, lo, hi, low, high in fs.ranges:  # how far is far
+        whole = days is not None or p.column(name).type == "integer"
+        slack = max(features.FAR * (hi - lo), 1.0) if whole else features.FAR * (hi - lo)
+        if days is None:
+            assert (low, high) == pytest.approx((lo - slack, hi + slack)), name
+    picked = []
+    for name, days, lo, hi, low, high in fs.ranges:
+        if days is None and name in rows[0]:
+            column, step = p.column(name), max((high - hi) / 10, 1e-6)  # just past the limit
+            above = _allowed(column, high + step)
+            below = _allowed(column, low - step)
+            if above is not None or below is not None:
+                near = _allowed(column, hi + (high - hi) / 2)
+                picked.append((name, above, below, lo, hi, near))
+    if not picked:  # the generated rows span the rules: a far value is a 422 first
+        assert p.name == "wine", fs.ranges  # (its generator draws from min to max)
         return
-    name, value, lo, hi = picked[0]
+    name, above, below, lo, hi, near = picked[0]
+    value = above if above is not None else below
     status, body = asyncio.run(answer(orjson.dumps({**rows[0], name: value}), "application/json"))
     assert status == 200, body
     (warning,) = orjson.loads(body)["warnings"]
     assert warning["field"] == name and "index" not in warning, warning
     message = warning["message"]
-    assert message.startswith(f"{name} {value} is far ") and "the model learnt from" in message
-    assert ("above" if value > hi else "below") in message
+    assert message.startswith(f"{name} {value} is far {'above' if above is not None else 'below'}")
+    assert "the model was trained on (" in message and message.endswith("an extrapolation")
     for many in (3, 80):  # row by row, and the batch's matrix (more rows than SMALL)
         batch = [dict(r) for r in rows[:many]]
         batch[1][name] = batch[many - 1][name] = value
+        if above is not None and below is not None:
+            batch[2][name] = below  # far below: said apart
         status, body = asyncio.run(answer(orjson.dumps(batch), "application/json"))
         assert status == 200, body
-        (said,) = orjson.loads(body)["warnings"]
-        assert (said["field"], said["index"], said["rows"]) == (name, 1, 2), said
-        assert said["message"] == message
-    near = _far_value(p.column(name), lo, hi, 0.05)
-    if near is not None and not (lo <= near <= hi):  # just past the end: not far
+        said = orjson.loads(body)["warnings"]
+        kept = {(w["field"], w["index"], w["rows"]) for w in said}
+        assert (name, 1, 2) in kept and message in {w["message"] for w in said}, said
+        assert len(said) == (2 if above is not None and below is not None else 1), said
+    if near is not None and near > hi:  # just past the end: not far
         status, body = asyncio.run(
             answer(orjson.dumps({**rows[0], name: near}), "application/json")
         )
         assert status == 200 and "warnings" not in orjson.loads(body), (near, body)
+
+
+def test_a_version_fitted_before_ranges_were_kept_says_nothing_of_them(trained) -> None:
+    """A spec without fitted ranges (a version trained before they were kept)
+    serves as before: no range warning, no error."""
+    p, deps, table = trained
+    model = Predictor(registry_of(deps), deps.now, p)
+    model.refresh()
+    served = model.current[1]
+    spec = json.loads(json.dumps(served.spec))
+    for col in spec["columns"]:
+        col.pop("range", None)
+        col.pop("far", None)
+    old = features.FeatureSet(spec, served.features.derive)
+    assert old.ranges == [] and old.width == served.features.width
+    row = {**shapes.request_of(p, table.to_pylist()[0])}
+    for name, *_ in served.features.ranges:
+        if name in row:
+            row[name] = 10**9 if p.column(name).max is None else p.column(name).max
+    assert old.far([row]) == [] and old.vector(row) == served.features.vector(row)
 
 
 def _served(p, rows: int, seed: int = 3):

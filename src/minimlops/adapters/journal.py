@@ -221,6 +221,11 @@ class SegmentWriter:
         os.close(old)
         self._make_spare()
 
+    def settle(self, timeout: float | None = None) -> None:
+        """Wait until the spare segment being made, if any, is whole."""
+        if self._spare is not None:
+            self._spare.join(timeout)
+
     def close(self) -> None:
         os.close(self._fd)
 

@@ -51,8 +51,9 @@ from minimlops.errors import DerivedFeatureError
 MAX_CATEGORIES = 50  # one-hot slots per column at most; the rest share "other"
 MAX_FREQUENCIES = 5000  # values whose TRAIN frequency is kept; rarer ones get the smallest kept
 MIN_CATEGORY_ROWS = 1
-# a request's number or date past either end of the fitted values by more than
-# this share of their span is said to be far outside them (FeatureSet.far)
+# a request's number past either end of the fitted values by more than this
+# share of their span is said to be far outside them (FeatureSet.far; a date
+# by more than the whole span: _far_limits)
 FAR = 0.1
 FIT_CHUNK = 20_000  # rows fit_spec reads at a time, a column at a time
 Derive = Mapping[str, Callable[[Mapping[str, Any]], Any]]
@@ -264,7 +265,8 @@ def fit_spec(
             col["fill"] = float(round(fill) if col["kind"] == "boolean" else fill)
             col["indicator"] = col["optional"] and (not col["derived"] or missing[name] > 0)
             if len(values) and _ranged(col):  # what a request far outside of is said (far)
-                col["range"] = [float(values.min()), float(values.max())]
+                lo, hi = float(values.min()), float(values.max())
+                col["range"], col["far"] = [lo, hi], _far_limits(col, project, lo, hi)
     return {
         "format": 2,
         "task": project.task,
@@ -286,6 +288,23 @@ def _ranged(col: Mapping[str, Any]) -> bool:
     if col["kind"] != "numeric" or col["derived"]:
         return False
     return not col.get("date") or col["date"][1] == "days_since_1970"
+
+
+def _far_limits(col: Mapping[str, Any], project: Project, lo: float, hi: float) -> list[float]:
+    """The values past which a request's number or date is far outside the
+    fitted ``lo`` to ``hi``: past either by ``FAR`` of the span; a whole
+    number by at least 1 (fitted 0 to 8 siblings: 9 is next to them, 10 is
+    not); a date by the whole span, at least a day (a time-ordered table's
+    newest rows are past the fitted ones by design, and so is tomorrow's
+    traffic: a date is far once it is as far past them again as they span)."""
+    span = hi - lo
+    if col.get("date"):
+        slack = max(span, 1.0)
+    elif project.column(col["name"]).type == "integer":
+        slack = max(FAR * span, 1.0)
+    else:
+        slack = FAR * span
+    return [lo - slack, hi + slack]
 
 
 def _bounds(project: Project) -> list[float | None] | None:
@@ -542,8 +561,8 @@ class FeatureSet:
                         if col.get("date")
                         else (col["name"], None)
                     )
-                    slack = FAR * (hi - lo)
-                    self.ranges.append((name, days, lo, hi, lo - slack, hi + slack))
+                    low, high = col["far"]
+                    self.ranges.append((name, days, lo, hi, low, high))
                 self._plan.append(("n", col["name"], fn, col["fill"], col["indicator"], ranged, at))
                 at += 2 if col["indicator"] else 1
 
@@ -577,14 +596,15 @@ class FeatureSet:
 
     def far(self, rows: Sequence[Any]) -> list[tuple[str, Any, int, int, float, float, bool]]:
         """Values of numbers and dates far outside those the model was fitted
-        on (past either end by more than ``FAR`` of their span): (column, the
-        first such value, the first row holding one, how many rows do, the
-        lowest and highest fitted (a date's as days since 1970), whether that
-        first value is above). A row may be a request's struct. Row by row
-        (a few rows; :meth:`matrix` finds them in a batch: :meth:`far_found`)."""
+        on (past the limits the spec keeps: ``_far_limits``), one finding a
+        column and side: (column, the first such value, the first row holding
+        one, how many rows do, the lowest and highest fitted (a date's as days
+        since 1970), whether they are above). A row may be a request's struct.
+        Row by row (a few rows; :meth:`matrix` finds them in a batch:
+        :meth:`far_found`)."""
         if not self.ranges:
             return []
-        found: dict[str, list[Any]] = {}
+        found: dict[tuple[str, bool], list[Any]] = {}
         cls = type(rows[0]) if rows else dict
         if (read := self._reads.get(cls)) is None:
             attrs = getattr(cls, "minimlops_attrs", None)  # a request's struct: attributes
@@ -606,10 +626,11 @@ class FeatureSet:
                 x = v if days is None else days(v)
                 if low <= x <= high or x != x:  # (NaN: missing, as None)
                     continue
-                if name in found:
-                    found[name][2] += 1
+                side = (name, x > high)
+                if side in found:
+                    found[side][2] += 1
                 else:
-                    found[name] = [v, i, 1, x > high]
+                    found[side] = [v, i, 1]
         return self._said(found)
 
     def far_found(self, n: int) -> list[tuple[str, Any, int, int, float, float, bool]] | None:
@@ -620,14 +641,15 @@ class FeatureSet:
         return self._said(found[1]) if found is not None and found[0] == n else None
 
     def _said(
-        self, found: Mapping[str, list[Any]]
+        self, found: Mapping[tuple[str, bool], list[Any]]
     ) -> list[tuple[str, Any, int, int, float, float, bool]]:
         if not found:
             return []
         return [
-            (name, *found[name][:3], lo, hi, found[name][3])
+            (name, *found[(name, above)], lo, hi, above)
             for name, _, lo, hi, _, _ in self.ranges
-            if name in found
+            for above in (False, True)
+            if (name, above) in found
         ]
 
     def _reader(self, cls: type) -> _StructReader | None:
@@ -767,7 +789,7 @@ class FeatureSet:
             return columns[c]
 
         parts = self._parts
-        far: dict[str, list[Any]] = {}  # what far() would say of these rows
+        far: dict[tuple[str, bool], list[Any]] = {}  # what far() would say of these rows
         for kind, name, fn, a, b, index, at in self._plan:
             values: Any
             if fn is None:
@@ -811,11 +833,11 @@ class FeatureSet:
                 out[:, at + 1] = gap
             if index is not None:  # a number a request may be far outside of (NaN is not)
                 column_name, _, _, _, low, high = self.ranges[index]
-                outside = np.flatnonzero((x < low) | (x > high))
-                if len(outside):
-                    first = int(outside[0])
-                    v = column(column_name)[first] if name in parts else values[first]
-                    far[column_name] = [v, first, len(outside), bool(x[first] > high)]
+                for above, outside in ((False, x < low), (True, x > high)):
+                    if (count := int(np.count_nonzero(outside))) > 0:
+                        first = int(np.argmax(outside))
+                        v = column(column_name)[first] if name in parts else values[first]
+                        far[(column_name, above)] = [v, first, count]
         self._found.last = (n, far)
         return out
 

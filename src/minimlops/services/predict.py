@@ -209,8 +209,8 @@ class Predictor:
         if self._key_parts is not None:
             self._keys(rows, structs)
         if far is not None:  # until unseen() takes it, by the batch's first row
-            if len(self._far) >= 64:  # never taken (the answer failed): dropped
-                self._far.clear()
+            if len(self._far) >= 64:  # the oldest, never taken (its answer failed): dropped
+                self._far.pop(next(iter(self._far)))
             self._far[id(rows[0])] = (rows[0], len(rows), far)
         return rows
 
@@ -222,15 +222,15 @@ class Predictor:
           as "other"): the column, the value, the categories it knows and the
           closest of them; a misspelt "Atchd" is answered, and said;
         - a number or date far outside the values the model was fitted on
-          (``features.FAR``): the value and that range; the answer there goes
-          beyond what the model was trained on (a tree answers as at the edge,
-          a linear model extends its line);
+          (``features._far_limits``), one warning a side: the value and the
+          fitted range; the answer there is an extrapolation (a tree answers
+          as at the edge of what it saw, a linear model extends its line);
 
         in a batch with the first row holding one (``index``) and how many do
         (``rows``). None if another model has been swapped in since ``rows``
         were predicted: its categories are not the ones that scored them."""
         current = self.current
-        if current is None:
+        if current is None or not rows:
             return []
         model = current[1]
         if self._watched[0] is not model:
@@ -266,15 +266,16 @@ class Predictor:
         for name, value, first, count, lo, hi, above in far:
             if self.project.column(name).kind == "date":
                 what = f"{'after' if above else 'before'} the dates"
-                value, lo, hi = _day(value), _day_of(lo), _day_of(hi)
+                shown, lo, hi = _day(value), _day_of(lo), _day_of(hi)
             else:
                 what = f"{'above' if above else 'below'} the values"
-                value, lo, hi = _number(value), _number(lo), _number(hi)
+                shown, lo, hi = _typed(value), _number(lo), _number(hi)
+            span = f"only {lo}" if lo == hi else f"{lo} to {hi}"
             out.append(
                 {
                     "field": name,
-                    "message": f"{name} {value} is far {what} the model learnt from ({lo} to "
-                    f"{hi}), so its answer goes beyond what it was trained on",
+                    "message": f"{name} {shown} is far {what} the model was trained on "
+                    f"({span}): its answer there is an extrapolation",
                     **({"index": first, "rows": count} if batch else {}),
                 }
             )
@@ -355,9 +356,17 @@ class Predictor:
 
 
 def _number(x: Any) -> str:
-    """A number as a warning shows it: whole without ".0", else to 6 decimals."""
-    x = float(x)
-    return str(int(x)) if x.is_integer() and abs(x) < 1e15 else repr(round(x, 6))
+    """A fitted number as a warning shows it: 4 significant digits, whole
+    without ".0" (512.3292 as 512.3, 843813.75 as 843800)."""
+    x = float(f"{float(x):.4g}")
+    return str(int(x)) if x.is_integer() and abs(x) < 1e15 else repr(x)
+
+
+def _typed(value: Any) -> str:
+    """A request's number as sent (a float column's 5000 is decoded as 5000.0)."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    return str(value)
 
 
 def _day(value: Any) -> str:

@@ -606,8 +606,8 @@ _DIRECTIVES = {
 @cache
 def _time_range(bq_type: str) -> tuple[Any, Any]:
     """BigQuery's first and last DATE or TIMESTAMP, as Arrow scalars. Made on
-    first use: a pyarrow scalar made from a Python value imports pandas (~0.3 s
-    at the import of this module, for every command, before)."""
+    first use, not at import: a pyarrow scalar made from a Python value
+    imports pandas (~0.3 s), which serving never needs."""
     if bq_type == "DATE":
         return pa.scalar(date(1, 1, 1)), pa.scalar(date(9999, 12, 31))
     return (

@@ -154,6 +154,6 @@ class InProcess:
             {k: orjson.loads(r[k]) if k == "probabilities" else r[k] for k in keys} for r in rows
         ]
         out = {"predictions": answers, "model_version": rows[0]["model_version"]}
-        if warned := self.app.predictor.unseen(rows):  # a category never learnt, as /predict says
+        if warned := self.app.predictor.unseen(rows):  # as /predict says (a category, a far value)
             out["warnings"] = warned
         return out

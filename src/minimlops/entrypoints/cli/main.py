@@ -289,7 +289,8 @@ def predict(
     except (MinimlopsError, RuntimeError, ValueError) as exc:
         _fail(exc)
     # every warning POST /predict gives, in the answer as it gives them (a field
-    # dropped, so imputed; a category never learnt), and each said on stderr
+    # dropped, so imputed; a category never learnt; a value far outside those
+    # learnt from), and each said on stderr
     warned = models.unknown_fields(people) + (result.get("warnings") or [])
     for w in warned:
         warn(w["message"] + (f" (in {w['rows']:,} of {len(people):,} rows)" if "rows" in w else ""))

@@ -278,7 +278,8 @@ def predict_answerer(
                 await log.log(rows)
         except Exception as exc:
             return _err(503, f"prediction not stored, so not answered: {exc}")
-        # a category the model never learnt is answered (as the rest) and said
+        # a category the model never learnt (answered as the rest), and a number
+        # or date far outside those it learnt from, are answered and said
         if unseen := predictor.unseen(rows):
             warned = [*(warned or ()), *unseen]
         if not isinstance(rows[0], dict):  # a batch's structs (FastCheck)
