@@ -206,9 +206,28 @@ def _figure(row: dict[str, Any]) -> str:
     return figure_text(row["value"], row["unit"])
 
 
-def headline_block() -> str:
+def _headline_run() -> tuple[dict[str, dict[str, Any]], dict[str, Any], str]:
+    """The rows, machine and commit of the newest ``make bench`` run made at
+    the machine's usual speed (``targets.USUAL_FLOOR``): the README's
+    figures are not a run on a host slowed to a third (each run, usual or
+    not, is in bench/results/history.jsonl and the latest in
+    docs/performance.md). The latest run when none was."""
+    from minimlops_bench.targets import usual_speed
+
     data = json.loads((RESULTS / "latest.json").read_text())
     rows = {r["name"]: r for r in data["results"]}
+    if usual_speed(rows):
+        return rows, data["machine"], ""
+    lines = (RESULTS / "history.jsonl").read_text().splitlines()
+    for run in map(json.loads, reversed(lines)):
+        figures = {name: {"name": name, **f} for name, f in run["figures"].items()}
+        if usual_speed(figures) and all(name in figures for _, name, _ in HEADLINE):
+            return figures, run["machine"], run["commit"]
+    return rows, data["machine"], ""
+
+
+def headline_block() -> str:
+    rows, machine, commit = _headline_run()
     floor = rows.get("bare ASGI floor, 32 connections")
     lines = []
     for label, name, how in HEADLINE:
@@ -227,10 +246,11 @@ def headline_block() -> str:
         else:
             shown = _figure(row)
         lines.append(f"- {label}: **{shown}**")
-    m = data["machine"]
+    m = machine
+    on = f" on {commit}, the newest run at the machine's usual speed" if commit else ""
     lines += [
         "",
-        f"Measured by `make bench` on {m['cores']} cores ({m['cpu']}), {m['date'][:10]}; "
+        f"Measured by `make bench` on {m['cores']} cores ({m['cpu']}), {m['date'][:10]}{on}; "
         "[method and every figure](docs/performance.md).",
     ]
     return "\n".join(lines)

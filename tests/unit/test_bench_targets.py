@@ -57,3 +57,63 @@ def test_a_run_on_a_host_at_another_speed_judges_no_target() -> None:
     assert "not judged (the host's speed was not its usual): 1.50 s" in text
     usual = [{**slow[0], "value": 31_000.0}, *slow[1:]]
     assert "met: 1.50 s" in table(usual, {"cpu": "x", "cores": 2, "date": "2026-12-07"})
+
+
+def test_the_readme_shows_the_newest_run_at_the_machines_usual_speed(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A run on a host slowed to a third is the latest (performance.md shows
+    it, judging no target), but the README's figures are the newest run at
+    the usual speed, named by its commit; none: the latest's."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(
+        "reference", Path(__file__).parents[2] / "scripts" / "reference.py"
+    )
+    assert spec is not None and spec.loader is not None
+    reference = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(reference)
+    monkeypatch.setattr(reference, "RESULTS", tmp_path)
+    machine = {"cores": 2, "cpu": "AMD EPYC"}
+
+    def figures(floor: float, ours: float) -> dict[str, dict[str, float | str]]:
+        out: dict[str, dict[str, float | str]] = {
+            name: {"value": 1.0, "unit": "s", "ratio": 2.0} for _, name, _ in reference.HEADLINE
+        }
+        out["bare ASGI floor, 32 connections"] = {"value": floor, "unit": "req/s", "ratio": 1.0}
+        out[ONE] = {"value": ours, "unit": "req/s", "ratio": ours / floor}
+        return out
+
+    def run(date: str, commit: str, floor: float, ours: float) -> dict[str, object]:
+        machine_then = {**machine, "date": f"{date} 10:00 UTC"}
+        return {
+            "date": date,
+            "commit": commit,
+            "machine": machine_then,
+            "figures": figures(floor, ours),
+        }
+
+    usual, slow = (
+        run("2026-12-06", "abc1234", 32_000, 13_000),
+        run("2026-12-08", "def5678", 10_000, 3_400),
+    )
+    older = run("2026-12-01", "0000000", 31_000, 9_000)
+    (tmp_path / "history.jsonl").write_text(
+        "".join(json.dumps(r) + "\n" for r in (older, usual, slow))
+    )
+
+    def latest(r: dict[str, object]) -> None:
+        rows = [{"name": n, **f} for n, f in r["figures"].items()]  # type: ignore[attr-defined]
+        (tmp_path / "latest.json").write_text(
+            json.dumps({"machine": r["machine"], "results": rows})
+        )
+
+    latest(slow)
+    shown = reference.headline_block()
+    assert "13,000 req/s, 0.41×" in shown and "(32,000 req/s)" in shown, shown
+    assert "2026-12-06 on abc1234, the newest run at the machine's usual speed" in shown
+    latest(usual)  # the latest at the usual speed: it, as always
+    assert "2026-12-06;" in reference.headline_block()
+    (tmp_path / "history.jsonl").write_text(json.dumps(slow) + "\n")
+    latest(slow)  # no run at the usual speed: the latest's figures
+    assert "3,400 req/s, 0.34×" in reference.headline_block()
