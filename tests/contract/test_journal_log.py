@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 import pytest
 
-from minimlops.adapters.journal import JournalLog
+from minimlops.adapters.journal import JournalLog, written
 
 
 def _rows(i: int, n: int = 1) -> list[dict[str, Any]]:
@@ -19,7 +19,10 @@ def _rows(i: int, n: int = 1) -> list[dict[str, Any]]:
 
 
 def _written(directory: Path) -> list[str]:
-    lines = b"".join(p.read_bytes() for p in sorted(directory.glob("*.jsonl"))).splitlines()
+    """The rows the segments hold, each read up to its zeros as the importer
+    reads it (a segment moved onto a spare is written over 64 MB of zeros)."""
+    segments = sorted(directory.glob("*.jsonl"))
+    lines = b"".join(p.read_bytes()[: written(p)] for p in segments).splitlines()
     return [orjson.loads(line)["uuid"] for line in lines]
 
 
@@ -103,3 +106,23 @@ def test_stopping_writes_what_is_pending_first(tmp_path: Path) -> None:
             await log.log(_rows(100))
 
     asyncio.run(main())
+
+
+def test_rows_written_over_a_spare_segments_zeros_read_back_whole(tmp_path: Path) -> None:
+    """A journal that starts with a spare segment ready writes over its zeros
+    (as a server does once its first spare is made): every row reads back,
+    and the segment's length stays the spare's."""
+    directory = tmp_path / "j"
+    directory.mkdir()
+    (directory / ".spare").write_bytes(bytes(1 << 20))
+
+    async def main() -> None:
+        log = JournalLog(directory)
+        task = await _running(log)
+        await asyncio.gather(*(log.log(_rows(i)) for i in range(20)))
+        await _stop(task)
+
+    asyncio.run(main())
+    (segment,) = sorted(directory.glob("*.jsonl"))
+    assert segment.stat().st_size == 1 << 20  # written over the zeros, not appended
+    assert sorted(_written(directory)) == sorted(f"u{i}-0" for i in range(20))
