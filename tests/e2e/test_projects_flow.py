@@ -39,7 +39,10 @@ def test_an_example_project_serves_learns_from_feedback_and_retrains(tmp_path: P
             "multiclass": {"prediction", "probability", "probabilities", "uuid", "model_version"},
             "regression": {"prediction", "uuid", "model_version"},
         }[p.task]
-        assert set(answer) == keys
+        # the generated rows span the project's rules, the example's real data
+        # does not: a value far outside what it learnt from is answered and said
+        assert set(answer) - {"warnings"} == keys, answer
+        assert all(" is far " in w["message"] for w in answer.get("warnings", [])), answer
         if p.classes:
             assert answer["prediction"] in p.classes
         batch = srv.http.post("/predict", json=requests).json()["predictions"]
