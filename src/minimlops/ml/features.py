@@ -618,9 +618,9 @@ class FeatureSet:
             )
         struct, ranges = read
         for i, row in enumerate(rows):
-            get = row.get
+            get = None if struct else row.get
             for name, key, days, low, high in ranges:
-                v = getattr(row, key) if struct else get(key)
+                v = getattr(row, key) if get is None else get(key)
                 if v is None:
                     continue
                 x = v if days is None else days(v)
