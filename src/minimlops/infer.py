@@ -741,10 +741,10 @@ def draft(
             "missing_values",
             f"missing_values {list(words)}: read as no value in every column{also}",
         )
-        for name, n in texts:
+        for column, n in texts:  # (not `name`: the project's, a parameter)
             checks.add(
-                name,
-                f"{name}: {' or '.join(words)} in {n:,} of {rows:,} rows, read as no value as "
+                column,
+                f"{column}: {' or '.join(words)} in {n:,} of {rows:,} rows, read as no value as "
                 "in the number columns; if it is a value here (none, not applicable), add "
                 "missing_values = [] to this column",
             )

@@ -350,6 +350,9 @@ def test_words_for_no_value_are_found_and_read_as_missing_everywhere(tmp_path: P
         )
     )
     draft, drafted = _drafted(path, "income")
+    # the project is named after the file (or -o's directory), not a column holding the word
+    assert drafted.name == "census"
+    assert infer.draft(path, "income", name="census-model").data["name"] == "census-model"
     assert drafted.missing_values == ("NA", "?")
     assert (drafted.column("age").type, drafted.column("hours").type) == ("integer", "integer")
     assert any("2 text columns hold them too (workclass, region)" in c for c in draft.checks)
