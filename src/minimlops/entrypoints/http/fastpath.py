@@ -372,36 +372,49 @@ class FastPredict:
         self.guarded = access.on and not access.public("POST", "/predict")
         self.credentials = Credentials(api_key, admin_tokens)
 
+    def takes(self, headers: Sequence[tuple[bytes, bytes]]) -> bool:
+        """Whether a ``POST /predict`` with these (lower-cased) headers is
+        answered here rather than by ``app``."""
+        return not self.guarded or self.credentials.given(headers)
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] != "/predict" or scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
-        if self.guarded and not self.credentials.given(scope["headers"]):
+        if not self.takes(scope["headers"]):
             await self.app(scope, receive, send)
             return
+        status, payload, headers = await self.respond(scope["headers"], await self._body(receive))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": payload})
+
+    async def respond(
+        self, headers: Sequence[tuple[bytes, bytes]], body: bytes | None
+    ) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+        """The answer to a ``POST /predict`` this front takes (``takes``):
+        status, JSON body and response headers. ``body`` is None when it was
+        larger than ``max_body`` (and so not read whole)."""
         ctype, origin, key = "", None, None
-        for name, value in scope["headers"]:
+        for name, value in headers:
             if name == b"content-type":
                 ctype = value.decode("latin-1")
             elif name == b"origin":
                 origin = value
             elif name == b"x-api-key":
                 key = value.decode("latin-1")
-        body = await self._body(receive)
         if not key_matches(key, self.api_key):
             status, payload = 401, b'{"detail":"a valid X-API-Key header is required"}'
         elif body is None:
             status, payload = 413, b'{"detail":"body larger than %d bytes"}' % self.max_body
         else:
             status, payload = await self.answer(body, ctype)
-        headers = [JSON, (b"content-length", str(len(payload)).encode())]
+        out = [JSON, (b"content-length", str(len(payload)).encode())]
         allowed = allow_origin(origin, self.origins) if origin is not None else None
         if allowed is not None:
-            headers.append((b"access-control-allow-origin", allowed))
+            out.append((b"access-control-allow-origin", allowed))
             if allowed != b"*":
-                headers.append((b"vary", b"Origin"))
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": payload})
+                out.append((b"vary", b"Origin"))
+        return status, payload, out
 
     async def _body(self, receive: Receive) -> bytes | None:
         chunks, size = [], 0

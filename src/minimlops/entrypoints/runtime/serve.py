@@ -27,8 +27,8 @@ from minimlops.config import ConfigError, Settings
 from minimlops.entrypoints.http.app import create_app
 from minimlops.entrypoints.http.fastpath import FastPredict
 from minimlops.entrypoints.http.security import Access, PublicCORS
-from minimlops.entrypoints.runtime.coalesce import CoalescingHttpTools
 from minimlops.entrypoints.runtime.consumers import Runtime
+from minimlops.entrypoints.runtime.direct import DirectHttpTools
 from minimlops.entrypoints.runtime.home import hold_home, running_server, write_runtime_file
 from minimlops.entrypoints.runtime.progress import ThrottledProgress
 from minimlops.entrypoints.runtime.sockets import listen
@@ -216,7 +216,7 @@ def serve(settings: Settings, compute: Any = None) -> None:
             log_level="warning",
             access_log=False,
             lifespan="on",
-            http=CoalescingHttpTools,  # head and body in one send
+            http=DirectHttpTools,  # POST /predict without ASGI; writes coalesced
             # loopback, no proxy in front: skip per-request header work
             proxy_headers=False,
             server_header=False,

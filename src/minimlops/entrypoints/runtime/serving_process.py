@@ -38,7 +38,7 @@ def serve_process(
     from minimlops.bootstrap import build_serving
     from minimlops.entrypoints.http.fastpath import FastPredict, predict_answerer
     from minimlops.entrypoints.http.stats import ServingStats
-    from minimlops.entrypoints.runtime.coalesce import CoalescingHttpTools
+    from minimlops.entrypoints.runtime.direct import DirectHttpTools
     from minimlops.process import die_with_parent, freeze_long_lived, limit_malloc_arenas
 
     die_with_parent()
@@ -82,7 +82,7 @@ def serve_process(
         log_level="warning",
         access_log=False,
         lifespan="on",
-        http=CoalescingHttpTools,
+        http=DirectHttpTools,
         proxy_headers=False,
         server_header=False,
         timeout_keep_alive=75,
