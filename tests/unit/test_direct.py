@@ -6,6 +6,7 @@ bytes, and the connection behaves the same (keep-alive, pipelining, close,
 from __future__ import annotations
 
 import asyncio
+import gc
 import re
 import socket
 import threading
@@ -18,7 +19,7 @@ import uvicorn
 
 from minimlops.entrypoints.http.fastpath import FastPredict
 from minimlops.entrypoints.runtime.coalesce import CoalescingHttpTools
-from minimlops.entrypoints.runtime.direct import DirectHttpTools
+from minimlops.entrypoints.runtime.direct import DirectHttpTools, _Direct
 
 MAX_BODY = 200
 
@@ -129,38 +130,44 @@ def post(body: bytes, *headers: bytes, path: bytes = b"/predict", version: bytes
 
 
 JSON = b"Content-Type: application/json"
+# the request(s), the answers, and how many of its POST /predict take the ASGI
+# cycle on the direct server (an unusual request, or one behind another)
 CASES = {
-    "plain": (post(b'{"a": 1}', JSON), 1),
-    "cors": (post(b'{"a": 1}', JSON, b"Origin: https://a.example"), 1),
-    "not json": (post(b"a=1", b"Content-Type: text/plain"), 1),
-    "too large": (post(b"x" * (MAX_BODY + 1), JSON), 1),
-    "http/1.0": (post(b'{"a": 1}', JSON, version=b"1.0"), 1),
-    "connection close": (post(b'{"a": 1}', JSON, b"Connection: close"), 1),
-    "query string": (post(b'{"a": 1}', JSON, path=b"/predict?x=1"), 1),
-    "100-continue": (post(b'{"a": 1}', JSON, b"Expect: 100-continue"), 1),
+    "plain": (post(b'{"a": 1}', JSON), 1, 0),
+    "cors": (post(b'{"a": 1}', JSON, b"Origin: https://a.example"), 1, 0),
+    "not json": (post(b"a=1", b"Content-Type: text/plain"), 1, 0),
+    "too large": (post(b"x" * (MAX_BODY + 1), JSON), 1, 0),
+    "http/1.0": (post(b'{"a": 1}', JSON, version=b"1.0"), 1, 0),
+    "connection close": (post(b'{"a": 1}', JSON, b"Connection: close"), 1, 0),
+    "query string": (post(b'{"a": 1}', JSON, path=b"/predict?x=1"), 1, 1),
+    "100-continue": (post(b'{"a": 1}', JSON, b"Expect: 100-continue"), 1, 1),
     "chunked": (
         post(b"", JSON, b"Transfer-Encoding: chunked") + b'4\r\n{"a"\r\n4\r\n: 1}\r\n0\r\n\r\n',
         1,
+        0,
     ),
-    "keep-alive": (post(b'{"a": 1}', JSON) + post(b'{"a": 22}', JSON), 2),
+    "keep-alive": (post(b'{"a": 1}', JSON) + post(b'{"a": 22}', JSON), 2, 1),
     "pipelined with other routes": (
         post(b'{"slow": 1}', JSON)
         + b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
         + post(b'{"a": 333}', JSON)
         + post(b"{}", JSON, path=b"/elsewhere"),
         4,
+        1,
     ),
-    "an answer that fails": (post(b'{"boom": 1}', JSON), 1),
+    "an answer that fails": (post(b'{"boom": 1}', JSON), 1, 0),
 }
 
 
 @pytest.mark.parametrize("case", CASES)
 def test_an_answer_is_the_one_the_asgi_cycle_gives(servers: dict[str, int], case: str) -> None:
-    data, answers = CASES[case]
+    data, answers, via_asgi = CASES[case]
     asgi = exchange(servers["asgi"], data, answers)
+    before = Counting.asgi
     direct = exchange(servers["direct"], data, answers)
     assert _complete(asgi) == answers, asgi
     assert same(direct) == same(asgi)
+    assert Counting.asgi - before == via_asgi  # the rest were answered directly
 
 
 def test_a_plain_predict_skips_the_asgi_cycle_and_the_rest_takes_it(
@@ -252,7 +259,8 @@ def test_an_idle_connection_is_closed_after_the_keep_alive_time_out_and_a_busy_o
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
-    while not server.started:
+    deadline = time.monotonic() + 10
+    while not server.started and time.monotonic() < deadline:
         time.sleep(0.01)
     port = sock.getsockname()[1]
     try:
@@ -264,3 +272,22 @@ def test_an_idle_connection_is_closed_after_the_keep_alive_time_out_and_a_busy_o
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+def test_an_answered_request_is_freed_without_the_cycle_collector(servers: dict[str, int]) -> None:
+    gc.collect()
+    gc.disable()
+    try:
+        with socket.create_connection(("127.0.0.1", servers["direct"]), timeout=5) as conn:
+            for _ in range(20):
+                conn.sendall(post(b'{"a": 1}', JSON))
+                got = b""
+                while _complete(got) < 1:
+                    got += conn.recv(65536)
+        for _ in range(5):
+            exchange(servers["direct"], post(b'{"a": 1}', JSON, b"Connection: close"))
+        time.sleep(0.1)
+        left = [o for o in gc.get_objects() if isinstance(o, (_Direct, DirectHttpTools))]
+    finally:
+        gc.enable()
+    assert len(left) <= 1, left  # at most the kept-alive connection's last, until it closes

@@ -39,7 +39,9 @@ ERROR = (
     b"content-type: text/plain; charset=utf-8\r\ncontent-length: 21\r\nconnection: close\r\n\r\n"
     b"Internal Server Error"
 )
-_written: list[object] = [None, b""]  # the default headers last written, and their bytes
+_written: list[tuple[Any, bytes]] = [
+    (None, b"")
+]  # uvicorn's default headers last written, as bytes
 
 
 class _Direct:
@@ -48,7 +50,9 @@ class _Direct:
     callbacks fill ``body`` and ``more_body``, a lost connection sets
     ``disconnected``, a shutdown clears ``keep_alive``, and a request
     pipelined behind it waits for ``response_complete``; each of those calls
-    ``message_event.set()``, which is this record's :meth:`set`."""
+    ``message_event.set()``, which is this record's :meth:`set`. Once
+    answered (or the connection lost) it lets go of the protocol, so neither
+    waits for the cycle collector."""
 
     __slots__ = (
         "protocol",
@@ -59,11 +63,11 @@ class _Direct:
         "response_complete",
         "keep_alive",
         "disconnected",
-        "message_event",
     )
 
     def __init__(self, protocol: DirectHttpTools, headers: list[Any], keep_alive: bool) -> None:
-        self.protocol, self.headers, self.keep_alive = protocol, headers, keep_alive
+        self.protocol: DirectHttpTools | None = protocol
+        self.headers, self.keep_alive = headers, keep_alive
         self.body = bytearray()
         self.more_body, self.started, self.response_complete, self.disconnected = (
             True,
@@ -71,10 +75,14 @@ class _Direct:
             False,
             False,
         )
-        self.message_event = self
+
+    @property
+    def message_event(self) -> _Direct:
+        return self
 
     def set(self) -> None:
-        self.protocol.direct_event(self)
+        if self.protocol is not None:
+            self.protocol.direct_event(self)
 
 
 class DirectHttpTools(CoalescingHttpTools):
@@ -84,11 +92,16 @@ class DirectHttpTools(CoalescingHttpTools):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         app = self.app
-        self.front: FastPredict | None = app if isinstance(app, FastPredict) else None
+        # (a concurrency limit or a root path: uvicorn's cycle applies them)
+        plain = self.limit_concurrency is None and not self.root_path
+        self.front: FastPredict | None = app if isinstance(app, FastPredict) and plain else None
         self.idle_since: float | None = None  # when the last response left; None: a request came
 
     def connection_lost(self, exc: Exception | None) -> None:
+        cycle = self.cycle
         super().connection_lost(exc)
+        if isinstance(cycle, _Direct):
+            cycle.protocol = None
         if self.timeout_keep_alive_task is not None:
             self.timeout_keep_alive_task.cancel()
             self.timeout_keep_alive_task = None
@@ -106,13 +119,24 @@ class DirectHttpTools(CoalescingHttpTools):
         self.flow.resume_reading()
         if self.pipeline:  # a request that waited behind this one
             cycle, app = self.pipeline.pop()
-            self._start_asgi_task(cycle, app)
+            self._start(cycle, app)
             return
         self.idle_since = self.loop.time()
         if self.timeout_keep_alive_task is None:
             self.timeout_keep_alive_task = self.loop.call_later(
                 self.timeout_keep_alive, self._keep_alive_due
             )
+
+    def _start(self, cycle: Any, app: Any) -> None:
+        """uvicorn's ``_start_asgi_task`` where it has one (later releases:
+        it also resets context variables when configured), else what it does."""
+        start = getattr(super(), "_start_asgi_task", None)
+        if start is not None:
+            start(cycle, app)
+            return
+        task = self.loop.create_task(cycle.run_asgi(app))
+        task.add_done_callback(self.tasks.discard)
+        self.tasks.add(task)
 
     def _keep_alive_due(self) -> None:
         self.timeout_keep_alive_task = None
@@ -134,6 +158,7 @@ class DirectHttpTools(CoalescingHttpTools):
             or self.expect_100_continue
             or parser.should_upgrade()
             or not (cycle is None or cycle.response_complete)
+            or self.flow.write_paused  # a client not reading: uvicorn's cycle waits for it
             or not front.takes(self.headers)
         ):
             super().on_headers_complete()
@@ -165,10 +190,14 @@ class DirectHttpTools(CoalescingHttpTools):
         cycle.body = bytearray()
         try:
             status, payload, headers = await front.respond(cycle.headers, body)
-        except Exception:
-            logger.exception("Exception answering POST /predict")
+        except BaseException as exc:  # (cancelled too, as uvicorn's cycle answers it)
+            logger.error("Exception answering POST /predict", exc_info=exc)
             self._write(cycle, STATUS_LINE[500] + self._defaults() + ERROR, close=True)
+            if not isinstance(exc, Exception):
+                raise
             return
+        if self.flow.write_paused and not cycle.disconnected:
+            await self.flow.drain()  # the client reads what it was sent first
         head = [STATUS_LINE[status], self._defaults()]
         for name, value in headers:
             head += (name, b": ", value, b"\r\n")
@@ -180,12 +209,14 @@ class DirectHttpTools(CoalescingHttpTools):
     def _defaults(self) -> bytes:
         """uvicorn's default headers (its date, made anew each second), as written."""
         headers = self.server_state.default_headers
-        if _written[0] is not headers:
-            _written[:] = [headers, b"".join(b"%s: %s\r\n" % pair for pair in headers)]
-        return _written[1]  # type: ignore[return-value]
+        last = _written[0]
+        if last[0] is not headers:
+            last = (headers, b"".join(b"%s: %s\r\n" % pair for pair in headers))
+            _written[0] = last
+        return last[1]
 
     def _write(self, cycle: _Direct, data: bytes, *, close: bool) -> None:
-        cycle.response_complete = True
+        cycle.response_complete, cycle.protocol = True, None
         if cycle.disconnected or self.transport.is_closing():
             return
         self.transport.write_now(data)  # type: ignore[attr-defined]
