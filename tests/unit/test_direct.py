@@ -6,6 +6,7 @@ bytes, and the connection behaves the same (keep-alive, pipelining, close,
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import re
 import socket
@@ -55,34 +56,45 @@ async def answer(body: bytes, content_type: str) -> tuple[int, bytes]:
     return 200, b'{"echo":%d}' % len(body)
 
 
-@pytest.fixture(scope="module")
-def servers() -> Iterator[dict[str, int]]:
-    """The same front behind uvicorn's protocol (ASGI) and ours, each on loopback."""
-    ports, stops = {}, []
-    for name, protocol in (("asgi", CoalescingHttpTools), ("direct", DirectHttpTools)):
-        front = Counting(other, answer, MAX_BODY, origins=("https://a.example",), api_key=None)
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        config = uvicorn.Config(
+@contextlib.contextmanager
+def serving(front: FastPredict, protocol: type, **config: Any) -> Iterator[int]:
+    """``front`` behind ``protocol`` on loopback, run as `minimlops up` runs
+    it (no proxy headers: the front is uvicorn's app); yields its port."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(
+        uvicorn.Config(
             front,
             http=protocol,
             lifespan="off",
             log_level="critical",
             server_header=False,
-            proxy_headers=False,  # as `minimlops up` runs it: the front is the app
+            proxy_headers=False,
+            **config,
         )
-        server = uvicorn.Server(config)
-        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-        thread.start()
-        deadline = time.monotonic() + 10
-        while not server.started and time.monotonic() < deadline:
-            time.sleep(0.01)
-        ports[name] = sock.getsockname()[1]
-        stops.append((server, thread))
-    yield ports
-    for server, thread in stops:
+    )
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.01)
+    try:
+        yield sock.getsockname()[1]
+    finally:
         server.should_exit = True
         thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def servers() -> Iterator[dict[str, int]]:
+    """The same front behind uvicorn's protocol (ASGI) and ours, each on loopback."""
+    with contextlib.ExitStack() as stack:
+        yield {
+            name: stack.enter_context(
+                serving(Counting(other, answer, MAX_BODY, origins=("https://a.example",)), protocol)
+            )
+            for name, protocol in (("asgi", CoalescingHttpTools), ("direct", DirectHttpTools))
+        }
 
 
 def exchange(port: int, data: bytes, answers: int = 1, timeout: float = 5) -> bytes:
@@ -245,33 +257,12 @@ def _closed_after(port: int, requests: int, gap: float, wait: float) -> bool:
 def test_an_idle_connection_is_closed_after_the_keep_alive_time_out_and_a_busy_one_is_not(
     protocol: type,
 ) -> None:
-    front = FastPredict(other, answer, MAX_BODY)
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    config = uvicorn.Config(
-        front,
-        http=protocol,
-        lifespan="off",
-        log_level="critical",
-        proxy_headers=False,
-        timeout_keep_alive=1,
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.01)
-    port = sock.getsockname()[1]
-    try:
+    with serving(FastPredict(other, answer, MAX_BODY), protocol, timeout_keep_alive=1) as port:
         # requests 0.6 s apart for 2.4 s: longer than the time-out in all,
         # never idle for as long
         assert not _closed_after(port, 4, 0.6, 0.0)
         assert _closed_after(port, 2, 0.0, 1.5)  # idle for longer than the time-out
         assert not _closed_after(port, 2, 0.0, 0.5)  # idle for less
-    finally:
-        server.should_exit = True
-        thread.join(10)
 
 
 def test_an_answered_request_is_freed_without_the_cycle_collector(servers: dict[str, int]) -> None:
